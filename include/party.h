@@ -1,0 +1,241 @@
+/* party.h — the public API of libparty: rooms reached over WebSocket and HTTP.
+ *
+ * A *party* is a kind of room, described by a party_def of callbacks. A *room*
+ * is one named instance of a party; it runs one event at a time on one event
+ * loop. A *conn* is one WebSocket connection to a room. Everything here is
+ * called from the room's own loop thread unless a comment says otherwise.
+ *
+ * Conventions: functions returning int give 0 on success and a negative
+ * PARTY_E* code on failure (party_strerror() gives text). Strings are
+ * NUL-terminated UTF-8; binary data is (const void *, size_t).
+ */
+#ifndef PARTY_H
+#define PARTY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PARTY_VERSION_MAJOR 0
+#define PARTY_VERSION_MINOR 1
+#define PARTY_VERSION_PATCH 0
+#define PARTY_VERSION_STRING "0.1.0"
+
+/* Error codes. All negative; 0 is success. */
+enum {
+    PARTY_OK = 0,
+    PARTY_EINVAL = -1,    /* an argument is out of its documented range */
+    PARTY_ENOMEM = -2,    /* out of memory */
+    PARTY_ECLOSED = -3,   /* the connection is closing or closed */
+    PARTY_ETOOBIG = -4,   /* a size limit was exceeded */
+    PARTY_ENOTFOUND = -5, /* no such party, room, connection or key */
+    PARTY_ENONAME = -6,   /* the room has no name (created by id, never named) */
+    PARTY_EEXIST = -7,    /* already set or registered, with a different value */
+    PARTY_EIO = -8,       /* an I/O or storage failure */
+    PARTY_ELIMIT = -9,    /* a count limit was reached (connections, tags, queue) */
+    PARTY_ESTATE = -10,   /* not allowed in the current state */
+    PARTY_EADDR = -11,    /* the listen address could not be bound */
+};
+
+/* Text for a PARTY_E* code. Never NULL; static storage. */
+const char *party_strerror(int err);
+
+/* Hook results (before_connect / before_request). */
+enum {
+    PARTY_CONTINUE = 0, /* let the request through to the room */
+    PARTY_RESPOND = 1,  /* the hook filled the response; send it, skip the room */
+};
+
+/* Limits shared with PartyServer / Durable Objects. */
+#define PARTY_MAX_TAGS 10        /* tags per connection, the id included */
+#define PARTY_MAX_TAG_LEN 256    /* bytes per tag (and per connection id) */
+#define PARTY_MAX_CONN_STATE 16384 /* bytes of per-connection state */
+#define PARTY_MAX_CLOSE_REASON 123 /* bytes of a close reason */
+#define PARTY_ID_MAX 65          /* room id: 64 hex chars + NUL */
+
+typedef struct party_runtime party_runtime;
+typedef struct party_room party_room;
+typedef struct party_conn party_conn;
+typedef struct party_request party_request;
+typedef struct party_response party_response;
+typedef struct party_lobby party_lobby;
+
+/* A party: the callbacks and options shared by all its rooms. The runtime
+ * keeps the pointer, so the definition must outlive the runtime. Every
+ * callback is optional. */
+typedef struct party_def {
+    /* URL name: /<prefix>/<name>/<room>. Matched case-insensitively. */
+    const char *name;
+    /* Reserved for hibernation: keep connections open while the room is
+     * out of memory. */
+    int hibernate;
+
+    /* Runs once per room incarnation, before any other callback of it.
+     * Non-zero: failed; the triggering WebSocket is closed with 1011 (after
+     * a JSON error frame), an HTTP request gets 500, and the next event
+     * retries. props: NULL unless given at routing time. */
+    int (*on_start)(party_room *room, const char *props);
+    /* A WebSocket connection was accepted. req is valid during the call. */
+    void (*on_connect)(party_room *room, party_conn *conn, const party_request *req);
+    /* A whole message. Text messages are valid UTF-8 and binary == 0; data is
+     * valid during the call only. */
+    void (*on_message)(party_room *room, party_conn *conn, const void *data, size_t len,
+                       int binary);
+    /* The connection is gone. Called exactly once per connection; after it
+     * returns the conn pointer is invalid. code: the peer's close code, 1005
+     * if its Close had none, 1006 if the transport dropped without a Close
+     * (was_clean == 0). */
+    void (*on_close)(party_room *room, party_conn *conn, int code, const char *reason,
+                     int was_clean);
+    /* A protocol or transport error on an open connection (on_close follows). */
+    void (*on_error)(party_room *room, party_conn *conn, const char *what);
+    /* An HTTP request for the room. Without it the runtime answers 404. */
+    void (*on_request)(party_room *room, const party_request *req, party_response *res);
+    /* Reserved for alarms and schedules. */
+    int (*on_alarm)(party_room *room);
+    int (*on_schedule)(party_room *room, const char *name, const void *payload, size_t len);
+    /* Tags for a new connection, written into tags[0..max). Return the count,
+     * or a negative value to refuse the connection. The strings must stay
+     * valid until the callback returns; the runtime copies them. The id is
+     * always added as the first tag, so max is PARTY_MAX_TAGS - 1. */
+    int (*connection_tags)(party_room *room, party_conn *conn, const party_request *req,
+                           const char **tags, size_t max);
+    /* Run before any room is involved, for WebSocket upgrades and HTTP
+     * requests respectively. Return PARTY_CONTINUE (optionally after adding
+     * request headers) or PARTY_RESPOND after filling res. */
+    int (*before_connect)(const party_lobby *lobby, party_request *req, party_response *res);
+    int (*before_request)(const party_lobby *lobby, party_request *req, party_response *res);
+    /* Drops the user state set with party_room_set_state when the room
+     * leaves memory (eviction, shutdown). */
+    void (*free_state)(void *state);
+} party_def;
+
+/* ---- rooms ---------------------------------------------------------------
+ * A party_room pointer is valid during any callback of that room. */
+
+/* The room's name. NULL if the room has no name. Valid while the room is in
+ * memory. */
+const char *party_room_name(party_room *room);
+/* The name of the room's party (as registered). */
+const char *party_room_party(party_room *room);
+/* The room id: lowercase hex SHA-256 of party name, NUL, room name. */
+const char *party_room_id(party_room *room);
+/* Names an unnamed room. Same name again: no-op (0). A different name:
+ * PARTY_EEXIST. Empty or over PARTY_MAX_TAG_LEN bytes: PARTY_EINVAL. */
+int party_room_set_name(party_room *room, const char *name);
+/* User state: any pointer; freed through party_def.free_state. */
+void *party_room_state(party_room *room);
+void party_room_set_state(party_room *room, void *state);
+/* The first open connection with this id, or NULL. */
+party_conn *party_room_conn(party_room *room, const char *conn_id);
+/* Calls fn for each open connection carrying tag (NULL: all). fn returns
+ * non-zero to stop; that value is returned. */
+int party_room_foreach_conn(party_room *room, const char *tag,
+                            int (*fn)(party_conn *conn, void *arg), void *arg);
+/* Number of open connections. */
+size_t party_room_conn_count(party_room *room);
+/* Sends one message to every open connection but those whose id is in
+ * exclude_ids. The frame is encoded once and shared by all receivers.
+ * Returns the number of connections it was queued on, or a PARTY_E* code. */
+int party_broadcast(party_room *room, const void *data, size_t len, int binary,
+                    const char *const *exclude_ids, size_t n_exclude);
+
+/* ---- connections ---------------------------------------------------------
+ * A party_conn pointer stays valid until on_close for it returns. */
+
+/* The connection id (_pk query parameter, else generated). */
+const char *party_conn_id(party_conn *conn);
+/* The original request target (path and query) the connection opened with. */
+const char *party_conn_uri(party_conn *conn);
+/* The tags, id first. *tags valid until on_close returns. */
+size_t party_conn_tags(party_conn *conn, const char *const **tags);
+/* Queues a message. PARTY_ECLOSED if the connection is closing; PARTY_ELIMIT
+ * if its send queue is over its byte limit (the connection is then closed:
+ * a reader that slow is dropped, not buffered for). */
+int party_conn_send(party_conn *conn, const void *data, size_t len, int binary);
+int party_conn_send_text(party_conn *conn, const char *text);
+/* Starts the close handshake: sends Close(code, reason). code must be 1000,
+ * 1001-1003, 1007-1014 or 3000-4999; reason at most PARTY_MAX_CLOSE_REASON
+ * bytes of UTF-8. Closing an already closing connection is a no-op (0).
+ * on_close follows when the peer answers or the transport drops. */
+int party_conn_close(party_conn *conn, int code, const char *reason);
+/* Per-connection state, copied; at most PARTY_MAX_CONN_STATE bytes
+ * (PARTY_ETOOBIG). len 0 clears it. */
+int party_conn_set_state(party_conn *conn, const void *data, size_t len);
+/* The state, or NULL if none; *len set when len != NULL. Valid until the
+ * next party_conn_set_state or on_close returns. */
+const void *party_conn_state(party_conn *conn, size_t *len);
+
+/* ---- HTTP ----------------------------------------------------------------
+ * A party_request is valid during the callback it is passed to. */
+
+const char *party_request_method(const party_request *req);
+/* Path and query as received (still percent-encoded). */
+const char *party_request_url(const party_request *req);
+/* The path part of the URL, without the query. */
+const char *party_request_path(const party_request *req);
+/* A header value by case-insensitive name, or NULL. */
+const char *party_request_header(const party_request *req, const char *name);
+/* Decoded value of the first query parameter with this name, or NULL. */
+const char *party_request_query(const party_request *req, const char *name);
+/* The body (Content-Length or de-chunked); NULL with *len 0 when none. */
+const void *party_request_body(const party_request *req, size_t *len);
+/* Adds or replaces a request header (in before_connect / before_request).
+ * The values are copied. */
+int party_request_set_header(party_request *req, const char *name, const char *value);
+
+/* Response building. Defaults: 200, no headers, empty body. Strings and body
+ * are copied. Errors (PARTY_ENOMEM) make the response a 500. */
+void party_response_status(party_response *res, int status);
+void party_response_header(party_response *res, const char *name, const char *value);
+void party_response_body(party_response *res, const void *data, size_t len);
+
+/* ---- lobby: the routing result seen by hooks ---------------------------- */
+const char *party_lobby_party(const party_lobby *lobby);
+const char *party_lobby_room(const party_lobby *lobby);
+
+/* ---- runtime ------------------------------------------------------------- */
+
+typedef struct party_config {
+    const char *host;         /* "127.0.0.1" */
+    int port;                 /* 1999; 0 picks a free port (see party_runtime_port) */
+    const char *prefix;       /* "parties": URLs are /<prefix>/<party>/<room> */
+    size_t max_message_bytes; /* 32 MiB: larger received messages close with 1009 */
+    size_t max_header_bytes;  /* 16 KiB: request line + headers */
+    size_t max_headers;       /* 100 header fields */
+    size_t max_body_bytes;    /* 32 MiB: HTTP request body */
+    size_t send_queue_bytes;  /* 64 MiB: per-connection unsent bytes before it is dropped */
+    size_t max_room_conns;    /* 32768 connections per room */
+    double header_timeout;    /* 10 s to receive a whole request head */
+    double close_timeout;     /* 5 s to wait for the peer's Close reply */
+    int log_level;            /* 0 error, 1 warn, 2 info (default), 3 debug */
+} party_config;
+
+/* Fills cfg with the defaults above. */
+void party_config_init(party_config *cfg);
+
+/* A runtime; cfg is copied (its strings too). NULL on failure (OOM). */
+party_runtime *party_runtime_new(const party_config *cfg);
+/* Registers a party. PARTY_EEXIST if the name (case-insensitive) is taken;
+ * PARTY_EINVAL if the name is empty or not [a-z0-9-] (any case). */
+int party_runtime_add(party_runtime *rt, const party_def *def);
+/* Binds the listening socket (done by run if not called). PARTY_EADDR. */
+int party_runtime_listen(party_runtime *rt);
+/* The bound port, after listen. */
+int party_runtime_port(party_runtime *rt);
+/* Runs until party_runtime_stop() or SIGINT/SIGTERM; on stop, connections
+ * are closed with 1001 and rooms leave memory. */
+int party_runtime_run(party_runtime *rt);
+/* Asks a running runtime to stop. Safe from any thread and from a signal
+ * handler context of the runtime's own thread. */
+void party_runtime_stop(party_runtime *rt);
+/* Frees a stopped runtime. NULL is a no-op. */
+void party_runtime_free(party_runtime *rt);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PARTY_H */

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the Debian packages partyd needs, skipping those already present.
+#   scripts/deps.sh          what building and running partyd needs
+#   scripts/deps.sh --test   also what `make test` needs (cmocka, node, clang)
+# Works as root or through sudo; never prompts (CI has no standard input).
+set -euo pipefail
+
+packages=(build-essential cmake pkg-config libuv1-dev libsqlite3-dev libssl-dev libcjson-dev)
+if [ "${1:-}" = "--test" ]; then
+  packages+=(libcmocka-dev clang libclang-rt-dev)
+  command -v node >/dev/null 2>&1 || packages+=(nodejs)
+  command -v npm >/dev/null 2>&1 || packages+=(npm)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [ "$status" = "install ok installed" ] || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}"
+if [ "$(id -u)" -eq 0 ]; then
+  sudo=()
+elif command -v sudo >/dev/null 2>&1; then
+  sudo=(sudo -n)
+else
+  echo "deps: need root or sudo to install: ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
