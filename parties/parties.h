@@ -1,0 +1,15 @@
+/* The built-in parties that partyd serves with no configuration. Each is one
+ * small file that doubles as an example. */
+#ifndef PARTY_PARTIES_H
+#define PARTY_PARTIES_H
+
+#include "party.h"
+
+/* echo: every message goes back to its sender, text as text, binary as
+ * binary. */
+const party_def *party_builtin_echo(void);
+/* chat: every message goes to everyone in the room but its sender; GET
+ * answers {"room": name, "connections": n}. */
+const party_def *party_builtin_chat(void);
+
+#endif

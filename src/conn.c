@@ -1,0 +1,797 @@
+/* conn: socket I/O for one connection — reading and parsing HTTP requests,
+ * reading WebSocket frames into room events, the send queue (one writev per
+ * connection per loop turn), the close handshake and timeouts. */
+#include "conn.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "log.h"
+#include "room.h"
+#include "router.h"
+#include "runtime.h"
+#include "utf8.h"
+
+#define HTTP_READ_CHUNK (16 * 1024)
+#define WRITE_IOV_MAX 64
+#define LINGER_MS 2000
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out);
+static void conn_close_now(party_conn *conn);
+static void conn_parse_http(party_conn *conn);
+
+static uint64_t seconds_to_ms(double s) {
+    return s <= 0 ? 0 : (uint64_t)(s * 1000.0 + 0.5);
+}
+
+/* ---- lifetime ---- */
+
+void party__conn_ref(party_conn *conn) {
+    conn->refs++;
+}
+
+static void conn_free(party_conn *conn) {
+    party_runtime *rt = conn->rt;
+    uint32_t i;
+
+    for (i = 0; i < conn->out_len; i++)
+        party__buf_release(conn->out[(conn->out_head + i) % conn->out_cap]);
+    free(conn->out);
+    party__conn_end_http(conn);
+    party__ws_reader_reset(&conn->reader);
+    free(conn->id);
+    free(conn->uri);
+    free(conn->tags);
+    free(conn->state);
+    if (conn->all_prev != NULL)
+        conn->all_prev->all_next = conn->all_next;
+    else
+        rt->conns = conn->all_next;
+    if (conn->all_next != NULL)
+        conn->all_next->all_prev = conn->all_prev;
+    rt->n_conns--;
+    free(conn);
+    party__runtime_maybe_finish(rt);
+}
+
+void party__conn_unref(party_conn *conn) {
+    assert(conn->refs > 0);
+    if (--conn->refs == 0)
+        conn_free(conn);
+}
+
+static void on_timer_closed(uv_handle_t *handle) {
+    free(handle);
+}
+
+static void conn_timer_stop(party_conn *conn) {
+    if (conn->timer != NULL) {
+        uv_close((uv_handle_t *)conn->timer, on_timer_closed);
+        conn->timer = NULL;
+    }
+}
+
+static void conn_timer_start(party_conn *conn, uint64_t ms, uv_timer_cb cb) {
+    if (conn->timer == NULL) {
+        conn->timer = malloc(sizeof(*conn->timer));
+        if (conn->timer == NULL)
+            return; /* no timeout then; the connection still works */
+        uv_timer_init(&conn->rt->loop, conn->timer);
+        conn->timer->data = conn;
+    }
+    uv_timer_start(conn->timer, cb, ms, 0);
+}
+
+static void on_tcp_closed(uv_handle_t *handle) {
+    party__conn_unref(handle->data);
+}
+
+/* Tells the room, once, that this connection is gone. */
+static void conn_report_close(party_conn *conn, int code, const char *reason, int was_clean) {
+    party__event ev;
+
+    if (conn->close_reported || !conn->in_room)
+        return;
+    conn->close_reported = 1;
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PARTY__EV_CLOSE;
+    ev.conn = conn;
+    ev.code = code;
+    ev.data = party__slice_make(reason, strlen(reason));
+    ev.was_clean = was_clean;
+    if (party__room_post(conn->room, &ev) != 0) {
+        party__log_error(conn->rt, "conn %s: out of memory reporting close; on_close skipped",
+                         conn->id);
+        party__room_unlink_conn(conn->room, conn);
+    }
+}
+
+static void conn_report_error(party_conn *conn, const char *what) {
+    party__event ev;
+
+    if (conn->phase != PARTY__CONN_OPEN || !conn->in_room)
+        return; /* errors on a closing connection are not reported */
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PARTY__EV_ERROR;
+    ev.conn = conn;
+    ev.what = what;
+    (void)party__room_post(conn->room, &ev);
+}
+
+static void conn_close_now(party_conn *conn) {
+    if (conn->transport_closing)
+        return;
+    conn->transport_closing = 1;
+    conn->phase = PARTY__CONN_DONE;
+    conn_report_close(conn, PARTY__WS_ABNORMAL, "", 0);
+    conn_timer_stop(conn);
+    uv_close((uv_handle_t *)&conn->tcp, on_tcp_closed);
+}
+
+void party__conn_abort(party_conn *conn) {
+    conn_close_now(conn);
+}
+
+static void on_linger_timeout(uv_timer_t *timer) {
+    conn_close_now(timer->data);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+    party_conn *conn = req->data;
+    if (status < 0 || conn->transport_closing) {
+        conn_close_now(conn);
+        return;
+    }
+    /* Read and drop whatever the peer still sends until it closes its side,
+     * so our close never turns into a reset that could destroy the last
+     * bytes we wrote. Bounded in time. */
+    conn_timer_start(conn, LINGER_MS, on_linger_timeout);
+    if (!conn->reading && uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read) == 0)
+        conn->reading = 1;
+}
+
+/* The last byte is written: half-close and linger, then close. */
+static void conn_finish(party_conn *conn) {
+    if (conn->transport_closing)
+        return;
+    conn->phase = PARTY__CONN_DONE;
+    conn->close_after_flush = 0;
+    conn->shutdown_req.data = conn;
+    if (uv_shutdown(&conn->shutdown_req, (uv_stream_t *)&conn->tcp, on_shutdown) != 0)
+        conn_close_now(conn);
+}
+
+/* ---- output ---- */
+
+/* The flush list holds a reference, so a connection closed meanwhile is
+ * still there to be skipped. */
+static void mark_dirty(party_conn *conn) {
+    if (!conn->dirty) {
+        party__conn_ref(conn);
+        conn->dirty = 1;
+        conn->dirty_next = conn->rt->dirty_head;
+        conn->rt->dirty_head = conn;
+    }
+}
+
+int party__conn_queue(party_conn *conn, party__buf *buf) {
+    if (conn->transport_closing || conn->phase == PARTY__CONN_DONE)
+        return PARTY_ECLOSED;
+    if (conn->out_bytes + buf->len > conn->rt->cfg.send_queue_bytes) {
+        party__log_warn(conn->rt,
+                        "conn %s: send queue would exceed send_queue_bytes (%zu); dropping the "
+                        "connection",
+                        conn->id != NULL ? conn->id : "-", conn->rt->cfg.send_queue_bytes);
+        conn_report_error(conn, "send queue over send_queue_bytes: the client reads too slowly");
+        conn_close_now(conn);
+        return PARTY_ELIMIT;
+    }
+    if (conn->out_len == conn->out_cap) {
+        uint32_t cap = conn->out_cap ? conn->out_cap * 2 : 4;
+        party__buf **grown = malloc(cap * sizeof(*grown));
+        uint32_t i;
+        if (grown == NULL)
+            return PARTY_ENOMEM;
+        for (i = 0; i < conn->out_len; i++)
+            grown[i] = conn->out[(conn->out_head + i) % conn->out_cap];
+        free(conn->out);
+        conn->out = grown;
+        conn->out_head = 0;
+        conn->out_cap = cap;
+    }
+    conn->out[(conn->out_head + conn->out_len) % conn->out_cap] = party__buf_ref(buf);
+    conn->out_len++;
+    conn->out_bytes += buf->len;
+    mark_dirty(conn);
+    return 0;
+}
+
+/* Drops n bytes from the front of the queue (they were written). */
+static void conn_consume(party_conn *conn, size_t n) {
+    conn->out_bytes -= n;
+    while (n > 0) {
+        party__buf *head = conn->out[conn->out_head];
+        size_t left = head->len - conn->out_offset;
+        if (n < left) {
+            conn->out_offset += n;
+            return;
+        }
+        n -= left;
+        party__buf_release(head);
+        conn->out_head = (conn->out_head + 1) % conn->out_cap;
+        conn->out_len--;
+        conn->out_offset = 0;
+    }
+}
+
+static size_t conn_fill_iov(party_conn *conn, uv_buf_t *iov, size_t max, size_t *bytes) {
+    size_t i, n = conn->out_len < max ? conn->out_len : max;
+    *bytes = 0;
+    for (i = 0; i < n; i++) {
+        party__buf *b = conn->out[(conn->out_head + i) % conn->out_cap];
+        size_t off = i == 0 ? conn->out_offset : 0;
+        iov[i] = uv_buf_init(b->data + off, (unsigned int)(b->len - off));
+        *bytes += b->len - off;
+    }
+    return n;
+}
+
+static void conn_flush(party_conn *conn);
+
+static void on_write(uv_write_t *req, int status) {
+    party_conn *conn = req->data;
+    size_t bytes = 0;
+    uint32_t i;
+
+    for (i = 0; i < conn->out_writing; i++) {
+        party__buf *b = conn->out[(conn->out_head + i) % conn->out_cap];
+        bytes += b->len - (i == 0 ? conn->out_offset : 0);
+    }
+    conn->writing = 0;
+    conn->out_writing = 0;
+    conn_consume(conn, bytes);
+    if (status < 0) {
+        party__log_debug(conn->rt, "conn %s: write failed: %s", conn->id ? conn->id : "-",
+                         uv_strerror(status));
+        conn_close_now(conn);
+    } else if (!conn->transport_closing) {
+        conn_flush(conn);
+    }
+    party__conn_unref(conn);
+}
+
+static void conn_flush(party_conn *conn) {
+    uv_buf_t iov[WRITE_IOV_MAX];
+    size_t n, bytes;
+    int r;
+
+    if (conn->writing || conn->transport_closing)
+        return;
+    if (conn->out_len > 0) {
+        n = conn_fill_iov(conn, iov, WRITE_IOV_MAX, &bytes);
+        r = uv_try_write((uv_stream_t *)&conn->tcp, iov, (unsigned int)n);
+        if (r == UV_EAGAIN || r == UV_ENOSYS)
+            r = 0;
+        if (r < 0) {
+            conn_close_now(conn);
+            return;
+        }
+        conn_consume(conn, (size_t)r);
+    }
+    if (conn->out_len > 0) {
+        n = conn_fill_iov(conn, iov, WRITE_IOV_MAX, &bytes);
+        conn->write_req.data = conn;
+        r = uv_write(&conn->write_req, (uv_stream_t *)&conn->tcp, iov, (unsigned int)n, on_write);
+        if (r < 0) {
+            conn_close_now(conn);
+            return;
+        }
+        conn->writing = 1;
+        conn->out_writing = (uint32_t)n;
+        party__conn_ref(conn);
+        return;
+    }
+    if (conn->close_after_flush)
+        conn_finish(conn);
+}
+
+void party__conn_flush_dirty(party_runtime *rt) {
+    while (rt->dirty_head != NULL) {
+        party_conn *conn = rt->dirty_head;
+        rt->dirty_head = conn->dirty_next;
+        conn->dirty = 0;
+        conn->dirty_next = NULL;
+        conn_flush(conn);
+        party__conn_unref(conn);
+    }
+}
+
+static void conn_close_after_flush(party_conn *conn) {
+    conn->close_after_flush = 1;
+    if (conn->reading) {
+        uv_read_stop((uv_stream_t *)&conn->tcp);
+        conn->reading = 0;
+    }
+    mark_dirty(conn);
+}
+
+/* ---- HTTP phase ---- */
+
+static void on_header_timeout(uv_timer_t *timer) {
+    party_conn *conn = timer->data;
+    party__log_info(conn->rt, "http: no complete request within header_timeout (%.1f s); closing",
+                    conn->rt->cfg.header_timeout);
+    party__conn_http_fail(conn, 408, "request head not received within header_timeout\n");
+}
+
+static int http_session_new(party_conn *conn) {
+    party__http_session *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return PARTY_ENOMEM;
+    s->max = conn->rt->cfg.max_header_bytes + conn->rt->cfg.max_body_bytes + 1024;
+    party__http_parser_init(&s->parser);
+    conn->http = s;
+    return 0;
+}
+
+void party__conn_end_http(party_conn *conn) {
+    if (conn->http == NULL)
+        return;
+    if (conn->http->have_preq)
+        party__request_free(&conn->http->preq);
+    free(conn->http->buf);
+    free(conn->http);
+    conn->http = NULL;
+}
+
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
+    party_conn *conn = handle->data;
+    party__http_session *s = conn->http;
+
+    if (conn->phase == PARTY__CONN_HTTP && s != NULL) {
+        size_t want = s->len + HTTP_READ_CHUNK;
+        if (want > s->max)
+            want = s->max;
+        if (want > s->cap) {
+            char *grown = realloc(s->buf, want);
+            if (grown == NULL) {
+                *out = uv_buf_init(NULL, 0);
+                return;
+            }
+            s->buf = grown;
+            s->cap = want;
+        }
+        *out = uv_buf_init(s->buf + s->len, (unsigned int)(s->cap - s->len));
+        return;
+    }
+    *out = uv_buf_init(conn->rt->read_buf, PARTY__READ_BUF_SIZE);
+}
+
+static void conn_start_reading(party_conn *conn) {
+    if (!conn->reading && !conn->transport_closing &&
+        uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read) == 0)
+        conn->reading = 1;
+}
+
+static void conn_stop_reading(party_conn *conn) {
+    if (conn->reading) {
+        uv_read_stop((uv_stream_t *)&conn->tcp);
+        conn->reading = 0;
+    }
+}
+
+void party__conn_http_respond(party_conn *conn, party_response *res, int force_close) {
+    party__http_session *s = conn->http;
+    int keep_alive = conn->keep_alive && !force_close && !conn->rt->stopping;
+    party__buf *buf = party__response_serialize(res, conn->head_only, keep_alive);
+
+    if (s != NULL && s->have_preq) {
+        party__request_free(&s->preq);
+        s->have_preq = 0;
+    }
+    if (buf == NULL) {
+        conn_close_now(conn);
+        return;
+    }
+    (void)party__conn_queue(conn, buf);
+    party__buf_release(buf);
+    if (!keep_alive || s == NULL) {
+        conn->phase = PARTY__CONN_DONE;
+        conn_close_after_flush(conn);
+        return;
+    }
+    /* Keep-alive: move what followed the request to the front and go on. */
+    memmove(s->buf, s->buf + s->consumed, s->len - s->consumed);
+    s->len -= s->consumed;
+    s->consumed = 0;
+    party__http_parser_init(&s->parser);
+    conn->phase = PARTY__CONN_HTTP;
+    conn_timer_start(conn, seconds_to_ms(conn->rt->cfg.header_timeout), on_header_timeout);
+    conn_start_reading(conn);
+    if (s->len > 0)
+        conn_parse_http(conn);
+}
+
+void party__conn_http_fail(party_conn *conn, int status, const char *text) {
+    party_response res;
+    party__response_init(&res);
+    party__response_text(&res, status, text);
+    if (status == 426)
+        party_response_header(&res, "Sec-WebSocket-Version", "13");
+    conn->phase = PARTY__CONN_HTTP_BUSY;
+    conn_stop_reading(conn);
+    party__conn_http_respond(conn, &res, 1);
+    party__response_free(&res);
+}
+
+static void conn_parse_http(party_conn *conn) {
+    party__http_session *s = conn->http;
+    party__http_limits limits;
+    party__http_error err;
+    int r;
+
+    limits.max_header_bytes = conn->rt->cfg.max_header_bytes;
+    limits.max_headers = conn->rt->cfg.max_headers;
+    limits.max_body = conn->rt->cfg.max_body_bytes;
+    r = party__http_parse(&s->parser, s->buf, s->len, &limits, &s->req, &s->consumed, &err);
+    if (r == PARTY__HTTP_AGAIN)
+        return;
+    if (r == PARTY__HTTP_ERROR) {
+        char body[160];
+        party__log_info(conn->rt, "http: %d %s", err.status, err.reason);
+        snprintf(body, sizeof(body), "%s\n", err.reason);
+        party__conn_http_fail(conn, err.status, body);
+        return;
+    }
+    conn_timer_stop(conn);
+    conn_stop_reading(conn);
+    conn->phase = PARTY__CONN_HTTP_BUSY;
+    conn->head_only = party__slice_eq_nocase(s->req.method, "HEAD");
+    conn->keep_alive = (uint8_t)s->req.keep_alive;
+    party__router_handle(conn);
+}
+
+/* ---- WebSocket phase ---- */
+
+static int on_ws_event(void *arg, const party__ws_event *wev) {
+    party_conn *conn = arg;
+    party__event ev;
+    party__buf *frame;
+
+    switch (wev->type) {
+    case PARTY__WS_EV_MESSAGE:
+        if (conn->phase != PARTY__CONN_OPEN)
+            return 0; /* after our Close, data is dropped */
+        memset(&ev, 0, sizeof(ev));
+        ev.type = PARTY__EV_MESSAGE;
+        ev.conn = conn;
+        ev.data = wev->data;
+        ev.binary = wev->binary;
+        if (party__room_post(conn->room, &ev) != 0) {
+            party__log_error(conn->rt, "conn %s: out of memory queueing a message", conn->id);
+            party__conn_start_close(conn, PARTY__WS_INTERNAL_ERROR, "out of memory");
+            return 1;
+        }
+        return 0;
+    case PARTY__WS_EV_PING:
+        frame = party__ws_frame_new(PARTY__WS_PONG, wev->data.ptr, wev->data.len);
+        if (frame != NULL) {
+            (void)party__conn_queue(conn, frame);
+            party__buf_release(frame);
+        }
+        return conn->transport_closing;
+    case PARTY__WS_EV_PONG:
+        return 0;
+    case PARTY__WS_EV_CLOSE: {
+        char reason[PARTY_MAX_CLOSE_REASON + 1];
+        size_t n = wev->data.len < PARTY_MAX_CLOSE_REASON ? wev->data.len : PARTY_MAX_CLOSE_REASON;
+        memcpy(reason, wev->data.ptr, n);
+        reason[n] = '\0';
+        conn->close_received = 1;
+        conn->peer_close_code = (uint16_t)wev->close_code;
+        /* Closing from now on: sends fail and on_close cannot pick another
+         * code, so the reply echoes the peer's. */
+        if (conn->phase == PARTY__CONN_OPEN)
+            conn->phase = PARTY__CONN_CLOSING;
+        conn_stop_reading(conn);
+        if (conn->in_room && !conn->close_reported) {
+            conn_report_close(conn, wev->close_code, reason, 1);
+        } else {
+            party__conn_after_close(conn, reason);
+        }
+        return 1;
+    }
+    case PARTY__WS_EV_ERROR:
+        party__log_info(conn->rt, "conn %s: %s; closing with %d", conn->id, wev->error,
+                        wev->close_code);
+        conn_report_error(conn, wev->error);
+        conn_stop_reading(conn);
+        frame = party__ws_close_frame_new(wev->close_code, wev->error, strlen(wev->error));
+        if (frame != NULL) {
+            conn->close_sent = 1;
+            (void)party__conn_queue(conn, frame);
+            party__buf_release(frame);
+        }
+        conn->phase = PARTY__CONN_DONE;
+        conn_report_close(conn, wev->close_code, wev->error, 0);
+        conn_close_after_flush(conn);
+        return 1;
+    }
+    return 0;
+}
+
+static void conn_feed_ws(party_conn *conn, char *data, size_t len) {
+    int r = party__ws_reader_feed(&conn->reader, data, len, on_ws_event, conn);
+    if (r == PARTY_ENOMEM) {
+        party__log_error(conn->rt, "conn %s: out of memory reading a frame", conn->id);
+        party__conn_start_close(conn, PARTY__WS_INTERNAL_ERROR, "out of memory");
+    }
+}
+
+int party__conn_begin_upgrade(party_conn *conn, struct party_room *room, const char *id) {
+    conn->id = strdup(id);
+    conn->uri = malloc(conn->http->req.target.len + 1);
+    if (conn->id == NULL || conn->uri == NULL)
+        return PARTY_ENOMEM;
+    memcpy(conn->uri, conn->http->req.target.ptr, conn->http->req.target.len);
+    conn->uri[conn->http->req.target.len] = '\0';
+    conn->room = room;
+    conn->phase = PARTY__CONN_UPGRADING;
+    party__ws_reader_init(&conn->reader, conn->rt->cfg.max_message_bytes, 1);
+    return 0;
+}
+
+int party__conn_finish_upgrade(party_conn *conn) {
+    party__http_session *s = conn->http;
+    party__slice key = party__http_header_get(&s->req, "Sec-WebSocket-Key");
+    char accept[29];
+    party__buf *buf = party__buf_new(160);
+    int r;
+
+    if (buf == NULL)
+        return PARTY_ENOMEM;
+    party__ws_accept_value(key, accept);
+    buf->len = (size_t)snprintf(buf->data, buf->cap,
+                                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+                                accept);
+    r = party__conn_queue(conn, buf);
+    party__buf_release(buf);
+    if (r != 0)
+        return r;
+    conn->phase = PARTY__CONN_OPEN;
+    return 0;
+}
+
+void party__conn_start_ws(party_conn *conn) {
+    party__http_session *s = conn->http;
+    size_t rest_len = s != NULL ? s->len - s->consumed : 0;
+    char *rest = NULL;
+
+    if (rest_len > 0) {
+        rest = s->buf;
+        memmove(rest, s->buf + s->consumed, rest_len);
+        s->buf = NULL; /* keep the bytes past end_http */
+    }
+    party__conn_end_http(conn);
+    if (conn->phase != PARTY__CONN_OPEN) {
+        free(rest);
+        return;
+    }
+    if (rest != NULL) {
+        conn_feed_ws(conn, rest, rest_len);
+        free(rest);
+    }
+    if (conn->phase == PARTY__CONN_OPEN || conn->phase == PARTY__CONN_CLOSING)
+        if (!conn->close_received)
+            conn_start_reading(conn);
+}
+
+static void on_close_timeout(uv_timer_t *timer) {
+    party_conn *conn = timer->data;
+    party__log_debug(conn->rt, "conn %s: no Close reply within close_timeout", conn->id);
+    conn_close_now(conn);
+}
+
+void party__conn_start_close(party_conn *conn, int code, const char *reason) {
+    party__buf *frame;
+
+    if (conn->close_sent || conn->transport_closing)
+        return;
+    frame = party__ws_close_frame_new(code, reason, reason != NULL ? strlen(reason) : 0);
+    if (frame == NULL) {
+        conn_close_now(conn);
+        return;
+    }
+    conn->close_sent = 1;
+    (void)party__conn_queue(conn, frame);
+    party__buf_release(frame);
+    if (conn->close_received) {
+        conn->phase = PARTY__CONN_DONE;
+        conn_close_after_flush(conn);
+        return;
+    }
+    conn->phase = PARTY__CONN_CLOSING;
+    conn_timer_start(conn, seconds_to_ms(conn->rt->cfg.close_timeout), on_close_timeout);
+}
+
+void party__conn_after_close(party_conn *conn, const char *reason) {
+    if (conn->transport_closing)
+        return;
+    if (conn->close_received && !conn->close_sent) {
+        /* Echo the peer's code and reason, so it sees its own close. */
+        int code = conn->peer_close_code;
+        party__buf *frame = party__ws_close_frame_new(
+            code == PARTY__WS_NO_STATUS ? 0 : code, reason, reason != NULL ? strlen(reason) : 0);
+        conn->close_sent = 1;
+        if (frame != NULL) {
+            (void)party__conn_queue(conn, frame);
+            party__buf_release(frame);
+        }
+    }
+    conn->phase = PARTY__CONN_DONE;
+    conn_timer_stop(conn);
+    conn_close_after_flush(conn);
+}
+
+/* ---- reading ---- */
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+    party_conn *conn = stream->data;
+
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        if (nread != UV_EOF)
+            party__log_debug(conn->rt, "conn %s: read: %s", conn->id ? conn->id : "-",
+                             uv_strerror((int)nread));
+        if (nread == UV_ENOBUFS)
+            party__log_error(conn->rt, "conn %s: out of memory for a read buffer",
+                             conn->id ? conn->id : "-");
+        conn_close_now(conn);
+        return;
+    }
+    switch (conn->phase) {
+    case PARTY__CONN_HTTP:
+        conn->http->len += (size_t)nread;
+        conn_parse_http(conn);
+        break;
+    case PARTY__CONN_OPEN:
+    case PARTY__CONN_CLOSING:
+        conn_feed_ws(conn, buf->base, (size_t)nread);
+        break;
+    default:
+        break; /* lingering: drop */
+    }
+}
+
+void party__conn_accept(party_runtime *rt, uv_stream_t *listener) {
+    party_conn *conn = calloc(1, sizeof(*conn));
+    int r;
+
+    if (conn == NULL) {
+        party__log_error(rt, "accept: out of memory");
+        return;
+    }
+    conn->rt = rt;
+    conn->refs = 1;
+    uv_tcp_init(&rt->loop, &conn->tcp);
+    conn->tcp.data = conn;
+    conn->all_next = rt->conns;
+    if (rt->conns != NULL)
+        rt->conns->all_prev = conn;
+    rt->conns = conn;
+    rt->n_conns++;
+    r = uv_accept(listener, (uv_stream_t *)&conn->tcp);
+    if (r != 0 || http_session_new(conn) != 0) {
+        if (r != 0)
+            party__log_warn(rt, "accept: %s", uv_strerror(r));
+        conn->transport_closing = 1;
+        uv_close((uv_handle_t *)&conn->tcp, on_tcp_closed);
+        return;
+    }
+    uv_tcp_nodelay(&conn->tcp, 1);
+    conn->phase = PARTY__CONN_HTTP;
+    conn_timer_start(conn, seconds_to_ms(rt->cfg.header_timeout), on_header_timeout);
+    conn_start_reading(conn);
+}
+
+void party__conn_make_id(char out[37]) {
+    static const char hex[] = "0123456789abcdef";
+    unsigned char b[16];
+    size_t i, n = 0;
+
+    if (RAND_bytes(b, sizeof(b)) != 1)
+        uv_random(NULL, NULL, b, sizeof(b), 0, NULL);
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    for (i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[n++] = '-';
+        out[n++] = hex[b[i] >> 4];
+        out[n++] = hex[b[i] & 15];
+    }
+    out[n] = '\0';
+}
+
+/* ---- public connection API ---- */
+
+const char *party_conn_id(party_conn *conn) {
+    return conn->id;
+}
+
+const char *party_conn_uri(party_conn *conn) {
+    return conn->uri;
+}
+
+size_t party_conn_tags(party_conn *conn, const char *const **tags) {
+    if (tags != NULL)
+        *tags = (const char *const *)conn->tags;
+    return conn->n_tags;
+}
+
+int party_conn_send(party_conn *conn, const void *data, size_t len, int binary) {
+    party__buf *frame;
+    int r;
+
+    if (conn == NULL || (data == NULL && len > 0))
+        return PARTY_EINVAL;
+    if (conn->phase != PARTY__CONN_OPEN)
+        return PARTY_ECLOSED;
+    if (!binary && !party__utf8_valid(data, len))
+        return PARTY_EINVAL;
+    frame = party__ws_frame_new(binary ? PARTY__WS_BINARY : PARTY__WS_TEXT, data, len);
+    if (frame == NULL)
+        return PARTY_ENOMEM;
+    r = party__conn_queue(conn, frame);
+    party__buf_release(frame);
+    return r;
+}
+
+int party_conn_send_text(party_conn *conn, const char *text) {
+    if (text == NULL)
+        return PARTY_EINVAL;
+    return party_conn_send(conn, text, strlen(text), 0);
+}
+
+int party_conn_close(party_conn *conn, int code, const char *reason) {
+    size_t reason_len = reason != NULL ? strlen(reason) : 0;
+
+    if (conn == NULL || !party__ws_close_code_sendable(code) ||
+        reason_len > PARTY_MAX_CLOSE_REASON || !party__utf8_valid(reason, reason_len))
+        return PARTY_EINVAL;
+    if (conn->phase != PARTY__CONN_OPEN)
+        return 0; /* already closing: the first close wins */
+    party__conn_start_close(conn, code, reason);
+    return 0;
+}
+
+int party_conn_set_state(party_conn *conn, const void *data, size_t len) {
+    void *copy = NULL;
+
+    if (conn == NULL || (data == NULL && len > 0))
+        return PARTY_EINVAL;
+    if (len > PARTY_MAX_CONN_STATE)
+        return PARTY_ETOOBIG;
+    if (len > 0) {
+        copy = malloc(len);
+        if (copy == NULL)
+            return PARTY_ENOMEM;
+        memcpy(copy, data, len);
+    }
+    free(conn->state);
+    conn->state = copy;
+    conn->state_len = len;
+    return 0;
+}
+
+const void *party_conn_state(party_conn *conn, size_t *len) {
+    if (len != NULL)
+        *len = conn->state_len;
+    return conn->state;
+}

@@ -1,0 +1,125 @@
+/* conn: one accepted TCP connection, from its first HTTP request through
+ * the WebSocket it may become, to its close. It owns the socket, the read
+ * state (HTTP session or WebSocket reader), the send queue of refcounted
+ * buffers, and the identity a room sees (id, uri, tags, state). */
+#ifndef PARTY_CONN_H
+#define PARTY_CONN_H
+
+#include <uv.h>
+
+#include "party.h"
+#include "buf.h"
+#include "http.h"
+#include "request.h"
+#include "ws.h"
+
+typedef enum party__conn_phase {
+    PARTY__CONN_HTTP,      /* reading a request */
+    PARTY__CONN_HTTP_BUSY, /* a request is with a room; reading paused */
+    PARTY__CONN_UPGRADING, /* routed to a room as a WebSocket; waiting for its connect */
+    PARTY__CONN_OPEN,      /* WebSocket open */
+    PARTY__CONN_CLOSING,   /* we sent Close; waiting for the peer's */
+    PARTY__CONN_DONE,      /* no more traffic: flushing, lingering or closed */
+} party__conn_phase;
+
+/* The HTTP phase: the request buffer and what was parsed from it. */
+typedef struct party__http_session {
+    char *buf;
+    size_t len, cap, max;
+    party__http_parser parser;
+    party__http_request req;
+    party_request preq; /* the public view, while a room or hook has it */
+    int have_preq;
+    size_t consumed; /* bytes of buf that the current request used */
+} party__http_session;
+
+struct party_conn {
+    uv_tcp_t tcp;
+    party_runtime *rt;
+    struct party_room *room; /* set once routed to a room */
+    uint32_t refs;           /* the socket + queued events that name it */
+    uint8_t phase;
+    uint8_t close_sent;      /* a Close frame is queued or sent */
+    uint8_t close_received;  /* the peer's Close arrived */
+    uint8_t close_reported;  /* a CLOSE event was posted for the room */
+    uint8_t in_room;         /* linked in room's list of open connections */
+    uint8_t writing;         /* a uv_write is in flight */
+    uint8_t dirty;           /* on the runtime's flush list */
+    uint8_t close_after_flush;
+    uint8_t transport_closing;
+    uint8_t reading;
+    uint8_t head_only;  /* current HTTP request is HEAD */
+    uint8_t keep_alive; /* current HTTP request may be followed by another */
+    uint16_t peer_close_code;
+
+    party__http_session *http; /* HTTP phase only */
+    party__ws_reader reader;   /* WebSocket phase */
+    uv_timer_t *timer;         /* header, close or linger timeout, when armed */
+
+    char *id;
+    char *uri;
+    char **tags; /* n_tags strings, id first; one allocation */
+    uint8_t n_tags;
+    void *state;
+    size_t state_len;
+
+    party__buf **out; /* ring of queued output */
+    uint32_t out_head, out_len, out_cap;
+    uint32_t out_writing; /* buffers in the in-flight uv_write */
+    size_t out_offset;    /* bytes of out[out_head] already written */
+    size_t out_bytes;     /* unwritten bytes queued */
+    uv_write_t write_req;
+    uv_shutdown_t shutdown_req;
+
+    party_conn *room_prev, *room_next;
+    party_conn *dirty_next;
+    party_conn *all_prev, *all_next;
+};
+
+/* Accepts a pending connection on the listener. */
+void party__conn_accept(party_runtime *rt, uv_stream_t *listener);
+
+void party__conn_ref(party_conn *conn);
+void party__conn_unref(party_conn *conn);
+
+/* Queues one reference of buf for sending (the caller keeps its own).
+ * PARTY_ELIMIT when the send queue would pass send_queue_bytes: the
+ * connection is then dropped. PARTY_ENOMEM. */
+int party__conn_queue(party_conn *conn, party__buf *buf);
+
+/* Writes every connection's queued output (once per loop turn). */
+void party__conn_flush_dirty(party_runtime *rt);
+
+/* HTTP: answers the current request and resumes reading the next one (or
+ * closes, when the request was not keep-alive or force_close is set). */
+void party__conn_http_respond(party_conn *conn, party_response *res, int force_close);
+/* HTTP: answers with status and a text body, then closes. */
+void party__conn_http_fail(party_conn *conn, int status, const char *text);
+
+/* WebSocket: the router accepted the upgrade for room; reading pauses until
+ * the room's connect event. id is copied. */
+int party__conn_begin_upgrade(party_conn *conn, struct party_room *room, const char *id);
+/* WebSocket: sends the 101 response and starts reading frames (after any
+ * bytes that arrived behind the request). */
+int party__conn_finish_upgrade(party_conn *conn);
+/* WebSocket: after on_connect, reads the frames that arrived right behind
+ * the upgrade request, frees the HTTP session, and starts reading. */
+void party__conn_start_ws(party_conn *conn);
+/* After the room handled a CLOSE: answer the peer's Close (echoing its code
+ * and reason) if not yet done, and close the transport once the queue is
+ * written. */
+void party__conn_after_close(party_conn *conn, const char *reason);
+/* Starts a server-side close: queues Close(code, reason) and waits for the
+ * peer's reply (bounded by close_timeout). code 0: no code. */
+void party__conn_start_close(party_conn *conn, int code, const char *reason);
+/* Drops the transport now (queued output is discarded). A connection still
+ * open towards its room gets on_close(1006). */
+void party__conn_abort(party_conn *conn);
+
+/* Frees the HTTP session (the upgrade is done). */
+void party__conn_end_http(party_conn *conn);
+
+/* Generates a random connection id (UUID v4 form) into out. */
+void party__conn_make_id(char out[37]);
+
+#endif

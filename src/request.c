@@ -1,0 +1,301 @@
+/* request: party_request accessors over a copied, parsed HTTP request, and
+ * party_response building and serialisation. */
+#include "request.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "url.h"
+
+static char *copy_slice(char **cursor, party__slice s) {
+    char *out = *cursor;
+    if (s.len > 0)
+        memcpy(out, s.ptr, s.len);
+    out[s.len] = '\0';
+    *cursor += s.len + 1;
+    return out;
+}
+
+int party__request_init(party_request *req, const party__http_request *http) {
+    size_t total = http->method.len + 1 + http->target.len + 1 + http->path.len + 1;
+    size_t i;
+    char *cursor;
+
+    memset(req, 0, sizeof(*req));
+    for (i = 0; i < http->n_headers; i++)
+        total += http->headers[i].name.len + 1 + http->headers[i].value.len + 1;
+    req->arena = malloc(total);
+    req->cap_headers = http->n_headers + 4;
+    req->headers = calloc(req->cap_headers, sizeof(*req->headers));
+    if (req->arena == NULL || req->headers == NULL) {
+        party__request_free(req);
+        return PARTY_ENOMEM;
+    }
+    cursor = req->arena;
+    req->method = copy_slice(&cursor, http->method);
+    req->url = copy_slice(&cursor, http->target);
+    req->path = copy_slice(&cursor, http->path);
+    for (i = 0; i < http->n_headers; i++) {
+        req->headers[i].name = copy_slice(&cursor, http->headers[i].name);
+        req->headers[i].value = copy_slice(&cursor, http->headers[i].value);
+    }
+    req->n_headers = http->n_headers;
+    req->query = http->query;
+    req->body = http->body;
+    return 0;
+}
+
+void party__request_free(party_request *req) {
+    size_t i;
+    if (req == NULL)
+        return;
+    for (i = 0; i < req->n_extra; i++)
+        free(req->extra[i]);
+    free(req->extra);
+    free(req->headers);
+    free(req->arena);
+    memset(req, 0, sizeof(*req));
+}
+
+/* Keeps s alive until the request is freed. */
+static char *request_keep(party_request *req, char *s) {
+    char **grown;
+    if (s == NULL)
+        return NULL;
+    grown = realloc(req->extra, (req->n_extra + 1) * sizeof(*grown));
+    if (grown == NULL) {
+        free(s);
+        return NULL;
+    }
+    req->extra = grown;
+    req->extra[req->n_extra++] = s;
+    return s;
+}
+
+const char *party_request_method(const party_request *req) {
+    return req->method;
+}
+
+const char *party_request_url(const party_request *req) {
+    return req->url;
+}
+
+const char *party_request_path(const party_request *req) {
+    return req->path;
+}
+
+const char *party_request_header(const party_request *req, const char *name) {
+    size_t i;
+    if (name == NULL)
+        return NULL;
+    for (i = 0; i < req->n_headers; i++)
+        if (strcasecmp(req->headers[i].name, name) == 0)
+            return req->headers[i].value;
+    return NULL;
+}
+
+const char *party_request_query(const party_request *req, const char *name) {
+    /* The public pointer is const, but decoded values are cached on the
+     * request so they live as long as it does. */
+    party_request *mutable_req = (party_request *)req;
+    party__slice raw;
+    char *value;
+
+    if (name == NULL)
+        return NULL;
+    raw = party__url_query_find(req->query, name);
+    if (raw.ptr == NULL)
+        return NULL;
+    value = malloc(raw.len + 1);
+    if (value == NULL)
+        return NULL;
+    if (party__url_decode(raw, value, raw.len + 1, 1) < 0) {
+        free(value);
+        return NULL;
+    }
+    return request_keep(mutable_req, value);
+}
+
+const void *party_request_body(const party_request *req, size_t *len) {
+    if (len != NULL)
+        *len = req->body.len;
+    return req->body.len > 0 ? req->body.ptr : NULL;
+}
+
+int party_request_set_header(party_request *req, const char *name, const char *value) {
+    size_t i;
+    char *name_copy, *value_copy;
+
+    if (req == NULL || name == NULL || value == NULL || name[0] == '\0' ||
+        strpbrk(name, ":\r\n") != NULL || strpbrk(value, "\r\n") != NULL)
+        return PARTY_EINVAL;
+    value_copy = request_keep(req, strdup(value));
+    if (value_copy == NULL)
+        return PARTY_ENOMEM;
+    for (i = 0; i < req->n_headers; i++) {
+        if (strcasecmp(req->headers[i].name, name) == 0) {
+            req->headers[i].value = value_copy;
+            return 0;
+        }
+    }
+    if (req->n_headers == req->cap_headers) {
+        party__header *grown = realloc(req->headers, 2 * req->cap_headers * sizeof(*grown));
+        if (grown == NULL)
+            return PARTY_ENOMEM;
+        req->headers = grown;
+        req->cap_headers *= 2;
+    }
+    name_copy = request_keep(req, strdup(name));
+    if (name_copy == NULL)
+        return PARTY_ENOMEM;
+    req->headers[req->n_headers].name = name_copy;
+    req->headers[req->n_headers].value = value_copy;
+    req->n_headers++;
+    return 0;
+}
+
+/* ---- responses ---- */
+
+void party__response_init(party_response *res) {
+    memset(res, 0, sizeof(*res));
+    res->status = 200;
+}
+
+void party__response_free(party_response *res) {
+    size_t i;
+    if (res == NULL)
+        return;
+    for (i = 0; i < res->n_headers; i++) {
+        free(res->headers[i].name);
+        free(res->headers[i].value);
+    }
+    free(res->headers);
+    free(res->body);
+    party__response_init(res);
+}
+
+void party_response_status(party_response *res, int status) {
+    if (res != NULL && status >= 100 && status <= 999)
+        res->status = status;
+}
+
+/* Headers the runtime writes itself; a party cannot set them. */
+static int header_is_framing(const char *name) {
+    return strcasecmp(name, "content-length") == 0 ||
+           strcasecmp(name, "transfer-encoding") == 0 || strcasecmp(name, "connection") == 0;
+}
+
+void party_response_header(party_response *res, const char *name, const char *value) {
+    party__header *grown;
+    size_t i;
+
+    if (res == NULL || name == NULL || value == NULL || name[0] == '\0' ||
+        strpbrk(name, ":\r\n \t") != NULL || strpbrk(value, "\r\n") != NULL ||
+        header_is_framing(name))
+        return;
+    for (i = 0; i < res->n_headers; i++) {
+        if (strcasecmp(res->headers[i].name, name) == 0) {
+            char *copy = strdup(value);
+            if (copy == NULL) {
+                res->failed = 1;
+                return;
+            }
+            free(res->headers[i].value);
+            res->headers[i].value = copy;
+            return;
+        }
+    }
+    grown = realloc(res->headers, (res->n_headers + 1) * sizeof(*grown));
+    if (grown == NULL) {
+        res->failed = 1;
+        return;
+    }
+    res->headers = grown;
+    res->headers[res->n_headers].name = strdup(name);
+    res->headers[res->n_headers].value = strdup(value);
+    if (res->headers[res->n_headers].name == NULL || res->headers[res->n_headers].value == NULL) {
+        free(res->headers[res->n_headers].name);
+        free(res->headers[res->n_headers].value);
+        res->failed = 1;
+        return;
+    }
+    res->n_headers++;
+}
+
+void party_response_body(party_response *res, const void *data, size_t len) {
+    char *copy = NULL;
+    if (res == NULL)
+        return;
+    if (len > 0) {
+        copy = malloc(len);
+        if (copy == NULL) {
+            res->failed = 1;
+            return;
+        }
+        memcpy(copy, data, len);
+    }
+    free(res->body);
+    res->body = copy;
+    res->body_len = len;
+}
+
+void party__response_text(party_response *res, int status, const char *text) {
+    party_response_status(res, status);
+    party_response_header(res, "Content-Type", "text/plain; charset=utf-8");
+    party_response_body(res, text, strlen(text));
+}
+
+const char *party__response_header_get(const party_response *res, const char *name) {
+    size_t i;
+    for (i = 0; i < res->n_headers; i++)
+        if (strcasecmp(res->headers[i].name, name) == 0)
+            return res->headers[i].value;
+    return NULL;
+}
+
+party__buf *party__response_serialize(const party_response *res, int head_only, int keep_alive) {
+    static const char failed_body[] = "internal error: out of memory building the response\n";
+    int status = res->failed ? 500 : res->status;
+    const char *body = res->failed ? failed_body : res->body;
+    size_t body_len = res->failed ? sizeof(failed_body) - 1 : res->body_len;
+    /* 1xx, 204 and 304 carry no body and (except 1xx upgrades) no length. */
+    int no_body = status < 200 || status == 204 || status == 304;
+    size_t cap = 128 + (head_only || no_body ? 0 : body_len);
+    size_t i;
+    party__buf *buf;
+    int n;
+
+    if (!res->failed)
+        for (i = 0; i < res->n_headers; i++)
+            cap += strlen(res->headers[i].name) + strlen(res->headers[i].value) + 4;
+    buf = party__buf_new(cap);
+    if (buf == NULL)
+        return NULL;
+    n = snprintf(buf->data, cap, "HTTP/1.1 %d %s\r\n", status, party__http_status_text(status));
+    buf->len = (size_t)n;
+    if (!res->failed) {
+        for (i = 0; i < res->n_headers; i++) {
+            n = snprintf(buf->data + buf->len, cap - buf->len, "%s: %s\r\n", res->headers[i].name,
+                         res->headers[i].value);
+            buf->len += (size_t)n;
+        }
+    }
+    if (status >= 200 && status != 204 && status != 304) {
+        n = snprintf(buf->data + buf->len, cap - buf->len, "Content-Length: %zu\r\n", body_len);
+        buf->len += (size_t)n;
+    }
+    if (status >= 200) {
+        n = snprintf(buf->data + buf->len, cap - buf->len, "Connection: %s\r\n",
+                     keep_alive ? "keep-alive" : "close");
+        buf->len += (size_t)n;
+    }
+    memcpy(buf->data + buf->len, "\r\n", 2);
+    buf->len += 2;
+    if (!head_only && !no_body && body_len > 0) {
+        memcpy(buf->data + buf->len, body, body_len);
+        buf->len += body_len;
+    }
+    return buf;
+}

@@ -1,0 +1,196 @@
+/* router: maps /<prefix>/<party>/<room>[/rest] to a room, runs the party's
+ * before_connect / before_request hook, and posts a connect or request
+ * event to the room. Anything it cannot route it answers itself. */
+#include "router.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "conn.h"
+#include "log.h"
+#include "request.h"
+#include "room.h"
+#include "runtime.h"
+#include "url.h"
+#include "utf8.h"
+
+#define ROOM_NAME_MAX 256
+
+int party__route_match(const char *prefix, party__slice path, party__route *route) {
+    size_t prefix_len = strlen(prefix);
+    size_t i, start;
+
+    /* "/" prefix "/" party "/" room ["/" rest] */
+    if (path.len < prefix_len + 2 || path.ptr[0] != '/' ||
+        memcmp(path.ptr + 1, prefix, prefix_len) != 0 || path.ptr[prefix_len + 1] != '/')
+        return 0;
+    i = prefix_len + 2;
+    start = i;
+    while (i < path.len && path.ptr[i] != '/')
+        i++;
+    if (i == start || i >= path.len)
+        return 0;
+    route->party = party__slice_make(path.ptr + start, i - start);
+    start = ++i;
+    while (i < path.len && path.ptr[i] != '/')
+        i++;
+    if (i == start)
+        return 0;
+    route->room = party__slice_make(path.ptr + start, i - start);
+    return 1;
+}
+
+static void respond_text(party_conn *conn, int status, const char *text, int force_close) {
+    party_response res;
+    party__response_init(&res);
+    party__response_text(&res, status, text);
+    party__conn_http_respond(conn, &res, force_close);
+    party__response_free(&res);
+}
+
+/* Runs a hook; 1 if it answered (and the answer was sent). */
+static int run_hook(party_conn *conn, int (*hook)(const party_lobby *, party_request *,
+                                                  party_response *),
+                    const party_lobby *lobby, int force_close) {
+    party_response res;
+    int r;
+
+    if (hook == NULL)
+        return 0;
+    party__response_init(&res);
+    conn->rt->in_callback++;
+    r = hook(lobby, &conn->http->preq, &res);
+    conn->rt->in_callback--;
+    if (r == PARTY_RESPOND)
+        party__conn_http_respond(conn, &res, force_close);
+    party__response_free(&res);
+    return r == PARTY_RESPOND;
+}
+
+/* The connection id: the _pk query parameter when valid, else a new one. */
+static int conn_id_from_request(const party__http_request *req, char *out, size_t cap) {
+    party__slice pk = party__url_query_find(req->query, "_pk");
+    int n;
+
+    if (pk.ptr == NULL) {
+        party__conn_make_id(out);
+        return 0;
+    }
+    n = party__url_decode(pk, out, cap, 1);
+    if (n <= 0 || n > PARTY_MAX_TAG_LEN || !party__utf8_valid(out, (size_t)n))
+        return -1;
+    return 0;
+}
+
+static void route_websocket(party_conn *conn, const party__party *party, const char *room_name,
+                            const party_lobby *lobby) {
+    party_runtime *rt = conn->rt;
+    party__http_request *req = &conn->http->req;
+    const char *why = NULL;
+    char id[PARTY_MAX_TAG_LEN + 1];
+    party__event ev;
+    party_room *room;
+    int status = party__ws_handshake_check(req, &why);
+
+    if (status != 0) {
+        char body[160];
+        party__log_info(rt, "http: %d bad WebSocket handshake: %s", status, why);
+        snprintf(body, sizeof(body), "bad WebSocket handshake: %s\n", why);
+        party__conn_http_fail(conn, status, body);
+        return;
+    }
+    if (conn_id_from_request(req, id, sizeof(id)) != 0) {
+        party__conn_http_fail(conn, 400, "invalid _pk: a connection id is 1..256 bytes of UTF-8\n");
+        return;
+    }
+    if (run_hook(conn, party->def->before_connect, lobby, 1))
+        return;
+    room = party__room_get(rt, party, room_name);
+    if (room == NULL) {
+        party__conn_http_fail(conn, 503, "out of memory\n");
+        return;
+    }
+    if (room->n_conns + room->n_pending >= rt->cfg.max_room_conns) {
+        party__log_warn(rt, "room %s/%s: refused a connection: max_room_conns (%zu) reached",
+                        party->name, room_name, rt->cfg.max_room_conns);
+        party__conn_http_fail(conn, 503, "room is full (max_room_conns)\n");
+        return;
+    }
+    if (party__conn_begin_upgrade(conn, room, id) != 0) {
+        party__conn_http_fail(conn, 503, "out of memory\n");
+        return;
+    }
+    room->n_pending++;
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PARTY__EV_CONNECT;
+    ev.conn = conn;
+    if (party__room_post(room, &ev) != 0) {
+        room->n_pending--;
+        party__conn_abort(conn);
+    }
+}
+
+static void route_request(party_conn *conn, const party__party *party, const char *room_name,
+                          const party_lobby *lobby) {
+    party__event ev;
+    party_room *room;
+
+    if (run_hook(conn, party->def->before_request, lobby, 0))
+        return;
+    room = party__room_get(conn->rt, party, room_name);
+    if (room == NULL) {
+        respond_text(conn, 503, "out of memory\n", 1);
+        return;
+    }
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PARTY__EV_REQUEST;
+    ev.conn = conn;
+    if (party__room_post(room, &ev) != 0)
+        respond_text(conn, 503, "out of memory\n", 1);
+}
+
+void party__router_handle(party_conn *conn) {
+    party_runtime *rt = conn->rt;
+    party__http_request *req = &conn->http->req;
+    const party__party *party;
+    party__route route;
+    party_lobby lobby;
+    char room_name[ROOM_NAME_MAX + 1];
+    int n;
+
+    if (!party__route_match(rt->prefix, req->path, &route)) {
+        respond_text(conn, 404, "Not Found\n", 0);
+        return;
+    }
+    party = party__runtime_find_party(rt, route.party.ptr, route.party.len);
+    if (party == NULL) {
+        respond_text(conn, 400, "unknown party\n", 0);
+        return;
+    }
+    n = party__url_decode(route.room, room_name, sizeof(room_name), 0);
+    if (n <= 0 || !party__utf8_valid(room_name, (size_t)n)) {
+        respond_text(conn, 400,
+                     "invalid room name: 1..256 bytes of UTF-8 after percent-decoding, no NUL\n",
+                     0);
+        return;
+    }
+    if (party__request_init(&conn->http->preq, req) != 0) {
+        respond_text(conn, 503, "out of memory\n", 1);
+        return;
+    }
+    conn->http->have_preq = 1;
+    lobby.party = party->name;
+    lobby.room = room_name;
+    if (party__http_header_get(req, "Upgrade").ptr != NULL)
+        route_websocket(conn, party, room_name, &lobby);
+    else
+        route_request(conn, party, room_name, &lobby);
+}
+
+const char *party_lobby_party(const party_lobby *lobby) {
+    return lobby->party;
+}
+
+const char *party_lobby_room(const party_lobby *lobby) {
+    return lobby->room;
+}

@@ -1,0 +1,363 @@
+/* runtime: party_runtime's life — configuration, the registry of parties,
+ * the listening socket, the loop's per-turn work (queued room events, then
+ * one flush of every connection with output), signals and graceful
+ * shutdown. */
+#include "runtime.h"
+
+#include <ctype.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "conn.h"
+#include "log.h"
+#include "room.h"
+#include "ws.h"
+
+const char *party_strerror(int err) {
+    switch (err) {
+    case PARTY_OK:
+        return "success";
+    case PARTY_EINVAL:
+        return "invalid argument";
+    case PARTY_ENOMEM:
+        return "out of memory";
+    case PARTY_ECLOSED:
+        return "connection is closing or closed";
+    case PARTY_ETOOBIG:
+        return "size limit exceeded";
+    case PARTY_ENOTFOUND:
+        return "not found";
+    case PARTY_ENONAME:
+        return "room has no name: address it by name, or call party_room_set_name() first";
+    case PARTY_EEXIST:
+        return "already set to a different value";
+    case PARTY_EIO:
+        return "I/O or storage failure";
+    case PARTY_ELIMIT:
+        return "limit reached";
+    case PARTY_ESTATE:
+        return "not allowed in the current state";
+    case PARTY_EADDR:
+        return "cannot listen on the address";
+    default:
+        return "unknown error";
+    }
+}
+
+void party_config_init(party_config *cfg) {
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->host = "127.0.0.1";
+    cfg->port = 1999;
+    cfg->prefix = "parties";
+    cfg->max_message_bytes = 32u * 1024 * 1024;
+    cfg->max_header_bytes = 16 * 1024;
+    cfg->max_headers = 100;
+    cfg->max_body_bytes = 32u * 1024 * 1024;
+    cfg->send_queue_bytes = 64u * 1024 * 1024;
+    cfg->max_room_conns = 32768;
+    cfg->header_timeout = 10.0;
+    cfg->close_timeout = 5.0;
+    cfg->log_level = PARTY__LOG_INFO;
+}
+
+/* ---- per-loop-turn work ---- */
+
+static void on_flush_check(uv_check_t *check) {
+    party__conn_flush_dirty(check->data);
+}
+
+static void on_drain_idle(uv_idle_t *idle) {
+    party_runtime *rt = idle->data;
+    party__room_drain_ready(rt);
+    if (rt->ready_head == NULL)
+        uv_idle_stop(idle);
+}
+
+void party__runtime_mark_ready(party_runtime *rt, party_room *room) {
+    if (room->queued)
+        return;
+    room->queued = 1;
+    room->ready_next = NULL;
+    if (rt->ready_tail != NULL)
+        rt->ready_tail->ready_next = room;
+    else
+        rt->ready_head = room;
+    rt->ready_tail = room;
+    uv_idle_start(&rt->drain_idle, on_drain_idle);
+}
+
+/* ---- lifecycle ---- */
+
+static void on_stop_async(uv_async_t *async) {
+    party_runtime *rt = async->data;
+    party_runtime_stop(rt);
+}
+
+party_runtime *party_runtime_new(const party_config *cfg) {
+    party_runtime *rt = calloc(1, sizeof(*rt));
+    party_config defaults;
+
+    if (rt == NULL)
+        return NULL;
+    if (cfg == NULL) {
+        party_config_init(&defaults);
+        cfg = &defaults;
+    }
+    rt->cfg = *cfg;
+    rt->host = strdup(cfg->host != NULL ? cfg->host : "127.0.0.1");
+    /* The prefix is kept without leading or trailing slashes. */
+    {
+        const char *p = cfg->prefix != NULL ? cfg->prefix : "parties";
+        size_t len;
+        while (*p == '/')
+            p++;
+        len = strlen(p);
+        while (len > 0 && p[len - 1] == '/')
+            len--;
+        rt->prefix = strndup(p, len);
+    }
+    rt->read_buf = malloc(PARTY__READ_BUF_SIZE);
+    if (rt->host == NULL || rt->prefix == NULL || rt->read_buf == NULL ||
+        uv_loop_init(&rt->loop) != 0) {
+        free(rt->host);
+        free(rt->prefix);
+        free(rt->read_buf);
+        free(rt);
+        return NULL;
+    }
+    rt->cfg.host = rt->host;
+    rt->cfg.prefix = rt->prefix;
+    if (rt->cfg.max_headers > PARTY__HTTP_MAX_HEADERS)
+        rt->cfg.max_headers = PARTY__HTTP_MAX_HEADERS;
+    rt->loop.data = rt;
+    uv_tcp_init(&rt->loop, &rt->listener);
+    rt->listener.data = rt;
+    uv_check_init(&rt->loop, &rt->flush_check);
+    rt->flush_check.data = rt;
+    uv_check_start(&rt->flush_check, on_flush_check);
+    uv_unref((uv_handle_t *)&rt->flush_check);
+    uv_idle_init(&rt->loop, &rt->drain_idle);
+    rt->drain_idle.data = rt;
+    uv_async_init(&rt->loop, &rt->stop_async, on_stop_async);
+    rt->stop_async.data = rt;
+    uv_unref((uv_handle_t *)&rt->stop_async);
+    uv_signal_init(&rt->loop, &rt->sigint);
+    uv_signal_init(&rt->loop, &rt->sigterm);
+    rt->sigint.data = rt->sigterm.data = rt;
+    uv_timer_init(&rt->loop, &rt->shutdown_timer);
+    rt->shutdown_timer.data = rt;
+    return rt;
+}
+
+static int party_name_valid(const char *name) {
+    const char *p;
+    if (name == NULL || name[0] == '\0' || strlen(name) > 64)
+        return 0;
+    for (p = name; *p != '\0'; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_')
+            return 0;
+    return 1;
+}
+
+int party_runtime_add(party_runtime *rt, const party_def *def) {
+    party__party *grown;
+
+    if (rt == NULL || def == NULL || !party_name_valid(def->name))
+        return PARTY_EINVAL;
+    if (party__runtime_find_party(rt, def->name, strlen(def->name)) != NULL)
+        return PARTY_EEXIST;
+    grown = realloc(rt->parties, (rt->n_parties + 1) * sizeof(*grown));
+    if (grown == NULL)
+        return PARTY_ENOMEM;
+    rt->parties = grown;
+    rt->parties[rt->n_parties].def = def;
+    rt->parties[rt->n_parties].name = strdup(def->name);
+    if (rt->parties[rt->n_parties].name == NULL)
+        return PARTY_ENOMEM;
+    rt->n_parties++;
+    return 0;
+}
+
+const party__party *party__runtime_find_party(party_runtime *rt, const char *name, size_t len) {
+    size_t i;
+    for (i = 0; i < rt->n_parties; i++)
+        if (strlen(rt->parties[i].name) == len && strncasecmp(rt->parties[i].name, name, len) == 0)
+            return &rt->parties[i];
+    return NULL;
+}
+
+static void on_connection(uv_stream_t *listener, int status) {
+    party_runtime *rt = listener->data;
+    if (status < 0) {
+        party__log_warn(rt, "accept: %s", uv_strerror(status));
+        return;
+    }
+    if (rt->stopping)
+        return;
+    party__conn_accept(rt, listener);
+}
+
+int party_runtime_listen(party_runtime *rt) {
+    struct sockaddr_storage addr;
+    int r;
+
+    if (rt->listening)
+        return 0;
+    if (uv_ip4_addr(rt->host, rt->cfg.port, (struct sockaddr_in *)&addr) != 0 &&
+        uv_ip6_addr(rt->host, rt->cfg.port, (struct sockaddr_in6 *)&addr) != 0) {
+        party__log_error(rt, "listen: %s is not an IP address", rt->host);
+        return PARTY_EADDR;
+    }
+    r = uv_tcp_bind(&rt->listener, (const struct sockaddr *)&addr, 0);
+    if (r == 0)
+        r = uv_listen((uv_stream_t *)&rt->listener, 511, on_connection);
+    if (r != 0) {
+        party__log_error(rt, "listen on %s:%d: %s", rt->host, rt->cfg.port, uv_strerror(r));
+        return PARTY_EADDR;
+    }
+    rt->listening = 1;
+    return 0;
+}
+
+int party_runtime_port(party_runtime *rt) {
+    struct sockaddr_storage addr;
+    int len = sizeof(addr);
+
+    if (!rt->listening ||
+        uv_tcp_getsockname(&rt->listener, (struct sockaddr *)&addr, &len) != 0)
+        return -1;
+    if (addr.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&addr)->sin_port);
+}
+
+static void on_signal(uv_signal_t *sig, int signum) {
+    party_runtime *rt = sig->data;
+    party__log_info(rt, "received %s: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    party_runtime_stop(rt);
+}
+
+static void close_handle(uv_handle_t *handle) {
+    if (!uv_is_closing(handle))
+        uv_close(handle, NULL);
+}
+
+/* Everything is closed: rooms leave memory and the loop's own handles close,
+ * so uv_run returns. */
+static void runtime_finish(party_runtime *rt) {
+    size_t i;
+    for (i = 0; i < rt->rooms_cap; i++)
+        while (rt->rooms[i] != NULL)
+            party__room_free(rt->rooms[i]);
+    close_handle((uv_handle_t *)&rt->listener);
+    close_handle((uv_handle_t *)&rt->flush_check);
+    close_handle((uv_handle_t *)&rt->drain_idle);
+    close_handle((uv_handle_t *)&rt->stop_async);
+    close_handle((uv_handle_t *)&rt->sigint);
+    close_handle((uv_handle_t *)&rt->sigterm);
+    close_handle((uv_handle_t *)&rt->shutdown_timer);
+}
+
+void party__runtime_maybe_finish(party_runtime *rt) {
+    if (rt->stopping && rt->n_conns == 0 && rt->running)
+        runtime_finish(rt);
+}
+
+static void on_shutdown_timeout(uv_timer_t *timer) {
+    party_runtime *rt = timer->data;
+    party_conn *conn, *next;
+    party__log_warn(rt, "shutdown: %zu connections did not close in time; dropping them",
+                    rt->n_conns);
+    for (conn = rt->conns; conn != NULL; conn = next) {
+        next = conn->all_next;
+        party__conn_abort(conn);
+    }
+}
+
+static void runtime_begin_stop(party_runtime *rt) {
+    party_conn *conn, *next;
+
+    if (rt->stopping)
+        return;
+    rt->stopping = 1;
+    if (rt->listening)
+        uv_close((uv_handle_t *)&rt->listener, NULL);
+    for (conn = rt->conns; conn != NULL; conn = next) {
+        next = conn->all_next;
+        switch (conn->phase) {
+        case PARTY__CONN_OPEN:
+            party__conn_start_close(conn, PARTY__WS_GOING_AWAY, "server shutting down");
+            break;
+        case PARTY__CONN_HTTP:
+        case PARTY__CONN_UPGRADING:
+            party__conn_abort(conn);
+            break;
+        default:
+            break; /* an answer or a close is already on its way */
+        }
+    }
+    uv_timer_start(&rt->shutdown_timer, on_shutdown_timeout,
+                   (uint64_t)(rt->cfg.close_timeout * 1000.0) + 1000, 0);
+    uv_unref((uv_handle_t *)&rt->shutdown_timer);
+    party__runtime_maybe_finish(rt);
+}
+
+int party_runtime_run(party_runtime *rt) {
+    int r;
+    struct sigaction sa;
+
+    if (rt->running)
+        return PARTY_ESTATE;
+    r = party_runtime_listen(rt);
+    if (r != 0)
+        return r;
+    /* A peer that vanishes mid-write must give EPIPE, not kill the process. */
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
+    uv_signal_start(&rt->sigint, on_signal, SIGINT);
+    uv_signal_start(&rt->sigterm, on_signal, SIGTERM);
+    uv_ref((uv_handle_t *)&rt->stop_async);
+    rt->running = 1;
+    party__log_info(rt, "listening on http://%s:%d (prefix /%s/)", rt->host,
+                    party_runtime_port(rt), rt->prefix);
+    rt->loop_thread = uv_thread_self();
+    uv_run(&rt->loop, UV_RUN_DEFAULT);
+    rt->running = 0;
+    party__log_info(rt, "stopped");
+    return 0;
+}
+
+void party_runtime_stop(party_runtime *rt) {
+    uv_thread_t self = uv_thread_self();
+    if (rt == NULL)
+        return;
+    if (rt->running && uv_thread_equal(&self, &rt->loop_thread))
+        runtime_begin_stop(rt);
+    else
+        uv_async_send(&rt->stop_async); /* lands on the loop, also before run */
+}
+
+void party_runtime_free(party_runtime *rt) {
+    size_t i;
+    party_conn *conn, *next;
+
+    if (rt == NULL)
+        return;
+    for (conn = rt->conns; conn != NULL; conn = next) {
+        next = conn->all_next;
+        party__conn_abort(conn);
+    }
+    runtime_finish(rt);
+    uv_run(&rt->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&rt->loop);
+    for (i = 0; i < rt->n_parties; i++)
+        free(rt->parties[i].name);
+    free(rt->parties);
+    free(rt->rooms);
+    free(rt->read_buf);
+    free(rt->host);
+    free(rt->prefix);
+    free(rt);
+}

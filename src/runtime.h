@@ -1,0 +1,59 @@
+/* runtime: the internal shape of party_runtime — the event loop, the
+ * listening socket, the registered parties, the table of rooms in memory,
+ * and the per-loop-turn work lists (rooms with queued events, connections
+ * with bytes to write). */
+#ifndef PARTY_RUNTIME_H
+#define PARTY_RUNTIME_H
+
+#include <uv.h>
+
+#include "party.h"
+
+typedef struct party__party {
+    const party_def *def;
+    char *name; /* as registered (the URL name) */
+} party__party;
+
+#define PARTY__READ_BUF_SIZE (64 * 1024)
+
+struct party_runtime {
+    party_config cfg; /* strings point at owned copies */
+    char *host, *prefix;
+    uv_loop_t loop;
+    uv_tcp_t listener;
+    int listening;
+    uv_signal_t sigint, sigterm;
+    uv_async_t stop_async;
+    uv_check_t flush_check; /* writes queued output once per loop turn */
+    uv_idle_t drain_idle;   /* runs queued room events without blocking in poll */
+    uv_timer_t shutdown_timer;
+
+    party__party *parties;
+    size_t n_parties;
+
+    struct party_room **rooms; /* open hash table keyed by room id */
+    size_t rooms_cap, n_rooms;
+
+    struct party_room *ready_head, *ready_tail; /* rooms with queued events */
+    struct party_conn *dirty_head;             /* connections with unflushed output */
+    struct party_conn *conns;                  /* every live connection */
+    size_t n_conns;
+
+    char *read_buf;   /* one loop-wide read buffer for WebSocket reads */
+    int in_callback;  /* a user callback is running: new events are queued */
+    int stopping;
+    int running;
+    uv_thread_t loop_thread; /* the thread running the loop */
+    int exit_status;
+};
+
+/* Looks up a party by URL name, case-insensitively; NULL if unknown. */
+const party__party *party__runtime_find_party(party_runtime *rt, const char *name, size_t len);
+
+/* Adds a room to the set of rooms with queued events. */
+void party__runtime_mark_ready(party_runtime *rt, struct party_room *room);
+
+/* Called when the last connection is gone during shutdown. */
+void party__runtime_maybe_finish(party_runtime *rt);
+
+#endif

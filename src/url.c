@@ -1,0 +1,71 @@
+/* url: percent-decoding and query-string lookup. */
+#include "url.h"
+
+#include <string.h>
+
+static int hex_value(char c) {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int party__url_decode(party__slice src, char *out, size_t cap, int plus_as_space) {
+    size_t i, n = 0;
+
+    for (i = 0; i < src.len; i++) {
+        char c = src.ptr[i];
+        if (c == '%') {
+            int hi, lo;
+            if (i + 2 >= src.len)
+                return -1;
+            hi = hex_value(src.ptr[i + 1]);
+            lo = hex_value(src.ptr[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -1;
+            c = (char)(hi * 16 + lo);
+            if (c == '\0')
+                return -1;
+            i += 2;
+        } else if (c == '+' && plus_as_space) {
+            c = ' ';
+        }
+        if (n + 1 >= cap)
+            return -1;
+        out[n++] = c;
+    }
+    if (n >= cap)
+        return -1;
+    out[n] = '\0';
+    return (int)n;
+}
+
+party__slice party__url_query_find(party__slice query, const char *name) {
+    party__slice none = {NULL, 0};
+    size_t name_len = strlen(name);
+    size_t i = 0;
+
+    while (i <= query.len && query.len > 0) {
+        size_t start = i, eq, end;
+        char decoded[256];
+        int n;
+
+        while (i < query.len && query.ptr[i] != '&')
+            i++;
+        end = i;
+        for (eq = start; eq < end && query.ptr[eq] != '='; eq++)
+            ;
+        n = party__url_decode(party__slice_make(query.ptr + start, eq - start), decoded,
+                              sizeof(decoded), 1);
+        if (n >= 0 && (size_t)n == name_len && memcmp(decoded, name, name_len) == 0) {
+            if (eq == end)
+                return party__slice_make(query.ptr + end, 0);
+            return party__slice_make(query.ptr + eq + 1, end - eq - 1);
+        }
+        i++;
+    }
+    return none;
+}

@@ -1,0 +1,284 @@
+/* probe: a party for tests, loaded from a shared object like any user party.
+ * It records what the runtime tells it and answers GET with that record as
+ * JSON, and it obeys text commands so a test can drive the room API:
+ *   close:<code>:<reason>   party_conn_close on the sender
+ *   state:<text>            party_conn_set_state
+ *   getstate                reply "state:<text>"
+ *   tags                    reply "tags:<t1>,<t2>,..."
+ *   broadcast:<text>        party_broadcast to all but the sender
+ *   count:<tag>             reply "count:<n>" (foreach_conn with that tag)
+ *   whois:<id>              reply "whois:<id>:<found 0|1>" (party_room_conn)
+ *   big:<n>                 reply with n bytes of 'x'
+ * Any other text is echoed as "echo:<text>"; binary is echoed as binary.
+ * Rooms named "fail-start-<n>" fail on_start their first n times.
+ * Connections opened with ?tags=a,b get those tags. */
+#include <party.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LOG_MAX 64
+
+/* What survives across incarnations of one room in this process: only the
+ * on_start attempt counts, so fail-start rooms can recover. */
+typedef struct attempt {
+    char id[PARTY_ID_MAX];
+    int attempts;
+} attempt;
+static attempt attempts[256];
+static size_t n_attempts;
+
+typedef struct probe_state {
+    int starts;
+    int connects;
+    char *log[LOG_MAX]; /* on_close / on_error records, oldest first */
+    int n_log;
+} probe_state;
+
+static int *attempt_count(party_room *room) {
+    size_t i;
+    for (i = 0; i < n_attempts; i++)
+        if (strcmp(attempts[i].id, party_room_id(room)) == 0)
+            return &attempts[i].attempts;
+    if (n_attempts == sizeof(attempts) / sizeof(attempts[0]))
+        return NULL;
+    strcpy(attempts[n_attempts].id, party_room_id(room));
+    return &attempts[n_attempts++].attempts;
+}
+
+static void state_free(void *p) {
+    probe_state *st = p;
+    int i;
+    for (i = 0; i < st->n_log; i++)
+        free(st->log[i]);
+    free(st);
+}
+
+static void record(party_room *room, const char *line) {
+    probe_state *st = party_room_state(room);
+    if (st == NULL)
+        return;
+    if (st->n_log == LOG_MAX) {
+        free(st->log[0]);
+        memmove(st->log, st->log + 1, (LOG_MAX - 1) * sizeof(char *));
+        st->n_log--;
+    }
+    st->log[st->n_log++] = strdup(line);
+}
+
+static int probe_start(party_room *room, const char *props) {
+    const char *name = party_room_name(room);
+    int *count = attempt_count(room);
+    probe_state *st;
+    (void)props;
+
+    if (count != NULL)
+        (*count)++;
+    if (name != NULL && strncmp(name, "fail-start-", 11) == 0 && count != NULL &&
+        *count <= atoi(name + 11))
+        return -1;
+    st = party_room_state(room);
+    if (st == NULL) {
+        st = calloc(1, sizeof(*st));
+        if (st == NULL)
+            return -1;
+        party_room_set_state(room, st);
+    }
+    st->starts++;
+    return 0;
+}
+
+static int probe_tags(party_room *room, party_conn *conn, const party_request *req,
+                      const char **tags, size_t max) {
+    static char buf[4096];
+    const char *list = party_request_query(req, "tags");
+    size_t n = 0;
+    char *p, *save = NULL;
+    (void)room;
+    (void)conn;
+    if (list == NULL)
+        return 0;
+    snprintf(buf, sizeof(buf), "%s", list);
+    /* Passes every tag, even too many: the runtime enforces the limit. */
+    for (p = strtok_r(buf, ",", &save); p != NULL && n < max + 2; p = strtok_r(NULL, ",", &save))
+        if (n < max)
+            tags[n++] = p;
+        else
+            n++;
+    return (int)n;
+}
+
+static void probe_connect(party_room *room, party_conn *conn, const party_request *req) {
+    probe_state *st = party_room_state(room);
+    char line[600];
+    (void)req;
+    st->connects++;
+    snprintf(line, sizeof(line), "hello:%s:%s:%s", party_conn_id(conn), party_room_name(room),
+             party_conn_uri(conn));
+    party_conn_send_text(conn, line);
+}
+
+typedef struct count_arg {
+    int n;
+} count_arg;
+
+static int count_one(party_conn *conn, void *arg) {
+    (void)conn;
+    ((count_arg *)arg)->n++;
+    return 0;
+}
+
+static void probe_message(party_room *room, party_conn *conn, const void *data, size_t len,
+                          int binary) {
+    char *text;
+    char reply[512];
+
+    if (binary) {
+        party_conn_send(conn, data, len, 1);
+        return;
+    }
+    text = malloc(len + 1);
+    if (text == NULL)
+        return;
+    memcpy(text, data, len);
+    text[len] = '\0';
+    if (strncmp(text, "close:", 6) == 0) {
+        char *colon = strchr(text + 6, ':');
+        int code = atoi(text + 6);
+        int r = party_conn_close(conn, code, colon != NULL ? colon + 1 : "");
+        if (r != 0) {
+            snprintf(reply, sizeof(reply), "error:%s", party_strerror(r));
+            party_conn_send_text(conn, reply);
+        }
+    } else if (strncmp(text, "state:", 6) == 0) {
+        party_conn_set_state(conn, text + 6, len - 6);
+    } else if (strcmp(text, "getstate") == 0) {
+        size_t n;
+        const char *s = party_conn_state(conn, &n);
+        snprintf(reply, sizeof(reply), "state:%.*s", (int)n, s != NULL ? s : "");
+        party_conn_send_text(conn, reply);
+    } else if (strcmp(text, "tags") == 0) {
+        const char *const *tags;
+        size_t n = party_conn_tags(conn, &tags), i, used;
+        used = (size_t)snprintf(reply, sizeof(reply), "tags:");
+        for (i = 0; i < n && used < sizeof(reply); i++)
+            used += (size_t)snprintf(reply + used, sizeof(reply) - used, "%s%s", i ? "," : "",
+                                     tags[i]);
+        party_conn_send_text(conn, reply);
+    } else if (strncmp(text, "broadcast:", 10) == 0) {
+        const char *exclude[1] = {party_conn_id(conn)};
+        party_broadcast(room, text + 10, len - 10, 0, exclude, 1);
+    } else if (strncmp(text, "count:", 6) == 0) {
+        count_arg arg = {0};
+        party_room_foreach_conn(room, text[6] ? text + 6 : NULL, count_one, &arg);
+        snprintf(reply, sizeof(reply), "count:%d", arg.n);
+        party_conn_send_text(conn, reply);
+    } else if (strncmp(text, "whois:", 6) == 0) {
+        snprintf(reply, sizeof(reply), "whois:%s:%d", text + 6,
+                 party_room_conn(room, text + 6) != NULL);
+        party_conn_send_text(conn, reply);
+    } else if (strncmp(text, "big:", 4) == 0) {
+        size_t n = strtoul(text + 4, NULL, 10);
+        char *big = malloc(n);
+        if (big != NULL) {
+            memset(big, 'x', n);
+            party_conn_send(conn, big, n, 0);
+            free(big);
+        }
+    } else {
+        char *echo = malloc(len + 6);
+        if (echo != NULL) {
+            memcpy(echo, "echo:", 5);
+            memcpy(echo + 5, text, len);
+            party_conn_send(conn, echo, len + 5, 0);
+            free(echo);
+        }
+    }
+    free(text);
+}
+
+static void probe_close(party_room *room, party_conn *conn, int code, const char *reason,
+                        int was_clean) {
+    char line[512];
+    snprintf(line, sizeof(line), "close:%s:%d:%s:%d", party_conn_id(conn), code, reason,
+             was_clean);
+    record(room, line);
+}
+
+static void probe_error(party_room *room, party_conn *conn, const char *what) {
+    char line[512];
+    snprintf(line, sizeof(line), "error:%s:%s", party_conn_id(conn), what);
+    record(room, line);
+}
+
+/* Appends s to out as a JSON string (escaping quotes, backslashes and
+ * control characters). */
+static size_t json_string(char *out, size_t cap, size_t used, const char *s) {
+    if (used < cap)
+        out[used] = '"';
+    used++;
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            used += (size_t)snprintf(out + (used < cap ? used : cap), used < cap ? cap - used : 0,
+                                     "\\%c", c);
+        else if (c < 0x20)
+            used += (size_t)snprintf(out + (used < cap ? used : cap), used < cap ? cap - used : 0,
+                                     "\\u%04x", c);
+        else {
+            if (used < cap)
+                out[used] = (char)c;
+            used++;
+        }
+    }
+    if (used < cap)
+        out[used] = '"';
+    return used + 1;
+}
+
+static void probe_request(party_room *room, const party_request *req, party_response *res) {
+    probe_state *st = party_room_state(room);
+    static char body[65536];
+    size_t used = 0;
+    size_t blen;
+    const char *b = party_request_body(req, &blen);
+    int i;
+
+    if (strcmp(party_request_method(req), "POST") == 0) {
+        party_response_status(res, 201);
+        party_response_header(res, "X-Probe-Method", "POST");
+        party_response_body(res, b, blen);
+        return;
+    }
+    used += (size_t)snprintf(body, sizeof(body), "{\"name\":");
+    used = json_string(body, sizeof(body), used, party_room_name(room));
+    used += (size_t)snprintf(body + used, sizeof(body) - used,
+                             ",\"starts\":%d,\"connects\":%d,\"connections\":%zu,\"url\":",
+                             st->starts, st->connects, party_room_conn_count(room));
+    used = json_string(body, sizeof(body), used, party_request_url(req));
+    used += (size_t)snprintf(body + used, sizeof(body) - used, ",\"log\":[");
+    for (i = 0; i < st->n_log && used < sizeof(body) - 64; i++) {
+        if (i > 0)
+            body[used++] = ',';
+        used = json_string(body, sizeof(body) - 64, used, st->log[i]);
+    }
+    used += (size_t)snprintf(body + used, sizeof(body) - used, "]}");
+    party_response_header(res, "Content-Type", "application/json");
+    party_response_body(res, body, used);
+}
+
+static const party_def probe = {
+    .name = "probe",
+    .on_start = probe_start,
+    .on_connect = probe_connect,
+    .on_message = probe_message,
+    .on_close = probe_close,
+    .on_error = probe_error,
+    .on_request = probe_request,
+    .connection_tags = probe_tags,
+    .free_state = state_free,
+};
+
+const party_def *party_module(void) {
+    return &probe;
+}
