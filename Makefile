@@ -5,6 +5,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 RELEASE_DIR := build/release
 TEST_DIR := build/asan
 CMAKE_FLAGS ?=
+FUZZ_SECONDS ?= 20
 
 .PHONY: all run test build build-test e2e-deps fuzz format clean
 
@@ -23,13 +24,20 @@ e2e-deps:
 	cd tests/e2e && if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then \
 		npm ci --no-audit --no-fund --loglevel=error; fi
 
+# Tests build with clang so the libFuzzer harnesses build in the same tree.
 build-test:
 	scripts/deps.sh --test
-	cmake -S . -B $(TEST_DIR) -DCMAKE_BUILD_TYPE=Debug -DPARTY_SANITIZE=ON -DPARTY_WERROR=ON $(CMAKE_FLAGS)
+	CC=clang cmake -S . -B $(TEST_DIR) -DCMAKE_BUILD_TYPE=Debug -DPARTY_SANITIZE=ON \
+		-DPARTY_WERROR=ON -DPARTY_FUZZ=ON -DPARTY_FUZZ_SECONDS=$(FUZZ_SECONDS) $(CMAKE_FLAGS)
 	cmake --build $(TEST_DIR) -j $(JOBS)
 
 test: build-test e2e-deps
 	cd $(TEST_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 300
+
+# Longer fuzzing than `make test` does: make fuzz FUZZ_SECONDS=600
+fuzz: FUZZ_SECONDS = 300
+fuzz: build-test
+	cd $(TEST_DIR) && ctest --output-on-failure -j $(JOBS) -L fuzz --timeout $$(( $(FUZZ_SECONDS) + 120 ))
 
 format:
 	clang-format -i include/*.h src/*.c src/*.h parties/*.c examples/*/*.c tests/*/*.c tests/*/*.h
