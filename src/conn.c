@@ -324,6 +324,11 @@ static void conn_close_after_flush(party_conn *conn) {
 
 static void on_header_timeout(uv_timer_t *timer) {
     party_conn *conn = timer->data;
+    if (conn->http != NULL && conn->http->len == 0) {
+        /* An idle keep-alive connection: nothing was asked, nothing to say. */
+        conn_close_now(conn);
+        return;
+    }
     party__log_info(conn->rt, "http: no complete request within header_timeout (%.1f s); closing",
                     conn->rt->cfg.header_timeout);
     party__conn_http_fail(conn, 408, "request head not received within header_timeout\n");
@@ -429,7 +434,8 @@ void party__conn_http_fail(party_conn *conn, int status, const char *text) {
     party__response_free(&res);
 }
 
-static void conn_parse_http(party_conn *conn) {
+/* Parses one request from the session buffer and routes it. */
+static void conn_parse_one(party_conn *conn) {
     party__http_session *s = conn->http;
     party__http_limits limits;
     party__http_error err;
@@ -454,6 +460,22 @@ static void conn_parse_http(party_conn *conn) {
     conn->head_only = party__slice_eq_nocase(s->req.method, "HEAD");
     conn->keep_alive = (uint8_t)s->req.keep_alive;
     party__router_handle(conn);
+}
+
+/* Pipelined requests answered on the spot would otherwise recurse once per
+ * request (respond -> parse -> route -> respond ...); a flag turns that
+ * into this loop. */
+static void conn_parse_http(party_conn *conn) {
+    if (conn->parsing) {
+        conn->parse_again = 1;
+        return;
+    }
+    conn->parsing = 1;
+    do {
+        conn->parse_again = 0;
+        conn_parse_one(conn);
+    } while (conn->parse_again && conn->phase == PARTY__CONN_HTTP && !conn->transport_closing);
+    conn->parsing = 0;
 }
 
 /* ---- WebSocket phase ---- */
@@ -579,7 +601,7 @@ void party__conn_start_ws(party_conn *conn) {
         s->buf = NULL; /* keep the bytes past end_http */
     }
     party__conn_end_http(conn);
-    if (conn->phase != PARTY__CONN_OPEN) {
+    if (conn->phase != PARTY__CONN_OPEN && conn->phase != PARTY__CONN_CLOSING) {
         free(rest);
         return;
     }

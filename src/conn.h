@@ -50,6 +50,8 @@ struct party_conn {
     uint8_t reading;
     uint8_t head_only;  /* current HTTP request is HEAD */
     uint8_t keep_alive; /* current HTTP request may be followed by another */
+    uint8_t parsing;     /* inside conn_parse_http */
+    uint8_t parse_again; /* a request was answered meanwhile: parse the next */
     uint16_t peer_close_code;
 
     party__http_session *http; /* HTTP phase only */

@@ -27,12 +27,13 @@ int party__url_decode(party__slice src, char *out, size_t cap, int plus_as_space
             if (hi < 0 || lo < 0)
                 return -1;
             c = (char)(hi * 16 + lo);
-            if (c == '\0')
-                return -1;
             i += 2;
         } else if (c == '+' && plus_as_space) {
             c = ' ';
         }
+        /* A NUL, raw or escaped, would cut the C string short. */
+        if (c == '\0')
+            return -1;
         if (n + 1 >= cap)
             return -1;
         out[n++] = c;
