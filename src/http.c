@@ -1,0 +1,566 @@
+/* http: a strict, incremental HTTP/1.1 request parser. It finds the end of the
+ * head with a scan that resumes where the previous call stopped, validates the
+ * head in one pass, then reads a Content-Length body or decodes a chunked one
+ * in place. It owns nothing: every slice points into the caller's buffer, and
+ * all state between calls lives in party__http_parser. */
+#include "http.h"
+
+#include <string.h>
+
+/* Chunked decoding states. The zero state is the first one, so a zeroed
+ * parser starts at the first chunk-size line. */
+enum {
+    CHUNK_SIZE_FIRST = 0, /* expecting the first hex digit of a chunk size */
+    CHUNK_SIZE,           /* more hex digits, ';', BWS or CR */
+    CHUNK_SIZE_SPACE,     /* BWS after the size: only ';' may follow */
+    CHUNK_EXT,            /* a chunk extension, ignored up to CR */
+    CHUNK_SIZE_LF,        /* the LF ending a chunk-size line */
+    CHUNK_DATA,           /* chunk_left bytes of data */
+    CHUNK_DATA_CR,        /* the CRLF after the data */
+    CHUNK_DATA_LF,
+    CHUNK_TRAILER_START, /* start of a trailer line, or of the final CRLF */
+    CHUNK_TRAILER_NAME,
+    CHUNK_TRAILER_VALUE,
+    CHUNK_TRAILER_LF,
+    CHUNK_END_LF, /* the LF of the final CRLF */
+    CHUNK_DONE
+};
+
+static int fail(party__http_error *err, int status, const char *reason) {
+    err->status = status;
+    err->reason = reason;
+    return PARTY__HTTP_ERROR;
+}
+
+/* RFC 9110 tchar. */
+static int is_tchar(unsigned char c) {
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+        return 1;
+    switch (c) {
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int is_space(unsigned char c) {
+    return c == ' ' || c == '\t';
+}
+
+/* field-vchar, SP or HTAB; obs-text (0x80-0xFF) is allowed as RFC 9110 does. */
+static int is_value_char(unsigned char c) {
+    return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+static int is_digit(unsigned char c) {
+    return c >= '0' && c <= '9';
+}
+
+static int hex_value(unsigned char c) {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static size_t max_headers_of(const party__http_limits *limits) {
+    return limits->max_headers < PARTY__HTTP_MAX_HEADERS ? limits->max_headers
+                                                         : PARTY__HTTP_MAX_HEADERS;
+}
+
+void party__http_parser_init(party__http_parser *p) {
+    memset(p, 0, sizeof(*p));
+}
+
+/* Looks for the blank line ending the head, from where the last call stopped.
+ * Every LF seen is checked to follow a CR, so the head parser can split lines
+ * on CRLF without looking for bare LFs again. */
+static int scan_head(party__http_parser *p, const char *buf, size_t len,
+                     const party__http_limits *limits, party__http_error *err) {
+    size_t end = len < limits->max_header_bytes ? len : limits->max_header_bytes;
+    size_t i = p->scanned;
+
+    while (i < end) {
+        const char *nl = memchr(buf + i, '\n', end - i);
+        if (nl == NULL) {
+            i = end;
+            break;
+        }
+        i = (size_t)(nl - buf);
+        if (i == 0 || buf[i - 1] != '\r')
+            return fail(err, 400, "bare LF in request head");
+        if (i == 1)
+            return fail(err, 400, "empty request line");
+        if (buf[i - 2] == '\n') {
+            p->head_len = i + 1;
+            p->scanned = i + 1;
+            return PARTY__HTTP_DONE;
+        }
+        i++;
+    }
+    p->scanned = i;
+    /* The blank line would end past the limit: no need to wait for it. */
+    if (i >= limits->max_header_bytes)
+        return fail(err, 431, "request head exceeds max_header_bytes");
+    return PARTY__HTTP_AGAIN;
+}
+
+static int parse_request_line(const char *buf, size_t line_end, party__http_request *req,
+                              party__http_error *err) {
+    size_t i = 0, target;
+    const char *query;
+
+    /* buf[line_end] is the CR, so reading buf[i] for i <= line_end is safe. */
+    while (i < line_end && is_tchar((unsigned char)buf[i]))
+        i++;
+    if (i == 0 || buf[i] != ' ')
+        return fail(err, 400, "invalid request method");
+    req->method = party__slice_make(buf, i);
+
+    target = ++i;
+    while (i < line_end && buf[i] >= 0x21 && buf[i] <= 0x7e)
+        i++;
+    if (i == target || buf[target] != '/')
+        return fail(err, 400, "request target is not in origin-form");
+    if (buf[i] != ' ')
+        return fail(err, 400, "invalid character in request target");
+    req->target = party__slice_make(buf + target, i - target);
+    query = memchr(req->target.ptr, '?', req->target.len);
+    if (query != NULL) {
+        req->path = party__slice_make(req->target.ptr, (size_t)(query - req->target.ptr));
+        req->query = party__slice_make(query + 1, req->target.len - req->path.len - 1);
+    } else {
+        req->path = req->target;
+        req->query = party__slice_make(NULL, 0);
+    }
+
+    i++;
+    if (line_end - i != 8 || memcmp(buf + i, "HTTP/", 5) != 0 ||
+        !is_digit((unsigned char)buf[i + 5]) || buf[i + 6] != '.' ||
+        !is_digit((unsigned char)buf[i + 7]))
+        return fail(err, 400, "invalid HTTP version");
+    if (buf[i + 5] != '1' || (buf[i + 7] != '0' && buf[i + 7] != '1'))
+        return fail(err, 505, "HTTP version not supported");
+    req->version_minor = buf[i + 7] - '0';
+    return 0;
+}
+
+static int parse_header_lines(const char *buf, size_t pos, size_t head_len,
+                              const party__http_limits *limits, party__http_request *req,
+                              party__http_error *err) {
+    size_t max_headers = max_headers_of(limits);
+
+    req->n_headers = 0;
+    for (;;) {
+        const char *nl = memchr(buf + pos, '\n', head_len - pos);
+        size_t end = (size_t)(nl - buf) - 1, i = pos, value;
+        party__http_header *h;
+
+        if (end == pos)
+            return 0;
+        if (req->n_headers == max_headers)
+            return fail(err, 431, "request has more header fields than max_headers");
+        if (is_space((unsigned char)buf[pos]))
+            return fail(err, 400, "obsolete line folding in request head");
+        while (i < end && is_tchar((unsigned char)buf[i]))
+            i++;
+        if (i == pos || buf[i] != ':')
+            return fail(err, 400, "invalid header field name");
+        h = &req->headers[req->n_headers++];
+        h->name = party__slice_make(buf + pos, i - pos);
+        i++;
+        while (i < end && is_space((unsigned char)buf[i]))
+            i++;
+        value = i;
+        for (; i < end; i++)
+            if (!is_value_char((unsigned char)buf[i]))
+                return fail(err, 400, "invalid character in header field value");
+        while (end > value && is_space((unsigned char)buf[end - 1]))
+            end--;
+        h->value = party__slice_make(buf + value, end - value);
+        pos = (size_t)(nl - buf) + 1;
+    }
+}
+
+/* Digits only: a sign, spaces or a list would let two parsers on the path
+ * disagree about where the body ends. Saturates instead of overflowing; any
+ * saturated value is over every max_body. */
+static int parse_content_length(party__slice v, uint64_t *out) {
+    uint64_t n = 0;
+    size_t i;
+
+    if (v.len == 0)
+        return -1;
+    for (i = 0; i < v.len; i++) {
+        unsigned d;
+        if (!is_digit((unsigned char)v.ptr[i]))
+            return -1;
+        d = (unsigned)(v.ptr[i] - '0');
+        n = n > (UINT64_MAX - d) / 10 ? UINT64_MAX : n * 10 + d;
+    }
+    *out = n;
+    return 0;
+}
+
+/* Counts the codings of one Transfer-Encoding value. Anything but chunked is a
+ * coding we do not implement. */
+static void count_codings(party__slice v, size_t *chunked, size_t *other) {
+    size_t i = 0;
+
+    while (i < v.len) {
+        size_t start, end;
+        while (i < v.len && (is_space((unsigned char)v.ptr[i]) || v.ptr[i] == ','))
+            i++;
+        start = i;
+        while (i < v.len && v.ptr[i] != ',')
+            i++;
+        end = i;
+        while (end > start && is_space((unsigned char)v.ptr[end - 1]))
+            end--;
+        if (end == start)
+            continue;
+        if (party__slice_eq_nocase(party__slice_make(v.ptr + start, end - start), "chunked"))
+            (*chunked)++;
+        else
+            (*other)++;
+    }
+}
+
+/* Applies the header fields that shape the message: Host, body framing and
+ * Connection. */
+static int apply_headers(party__http_parser *p, const party__http_limits *limits,
+                         party__http_request *req, party__http_error *err) {
+    size_t hosts = 0, lengths = 0, encodings = 0, chunked = 0, other = 0, i;
+    int conn_close = 0, keep_alive = 0, upgrade = 0;
+    uint64_t length = 0;
+
+    for (i = 0; i < req->n_headers; i++) {
+        const party__http_header *h = &req->headers[i];
+        if (party__slice_eq_nocase(h->name, "host")) {
+            hosts++;
+        } else if (party__slice_eq_nocase(h->name, "content-length")) {
+            uint64_t n;
+            if (parse_content_length(h->value, &n) != 0)
+                return fail(err, 400, "invalid Content-Length");
+            if (lengths++ > 0 && n != length)
+                return fail(err, 400, "conflicting Content-Length fields");
+            length = n;
+        } else if (party__slice_eq_nocase(h->name, "transfer-encoding")) {
+            encodings++;
+            count_codings(h->value, &chunked, &other);
+        } else if (party__slice_eq_nocase(h->name, "connection")) {
+            conn_close |= party__slice_has_token(h->value, "close");
+            keep_alive |= party__slice_has_token(h->value, "keep-alive");
+            upgrade |= party__slice_has_token(h->value, "upgrade");
+        }
+    }
+
+    if (hosts > 1)
+        return fail(err, 400, "more than one Host field");
+    if (hosts == 0 && req->version_minor == 1)
+        return fail(err, 400, "HTTP/1.1 request without Host");
+
+    p->content_length = 0;
+    p->chunked = 0;
+    req->chunked = 0;
+    if (encodings > 0) {
+        /* RFC 9112 6.1 and 6.3: framing that two hops could read differently
+         * is how requests get smuggled, so refuse it outright. */
+        if (lengths > 0)
+            return fail(err, 400, "both Content-Length and Transfer-Encoding");
+        if (req->version_minor == 0)
+            return fail(err, 400, "Transfer-Encoding in an HTTP/1.0 request");
+        if (other > 0)
+            return fail(err, 501, "unsupported transfer coding");
+        if (chunked != 1)
+            return fail(err, 400, "invalid Transfer-Encoding");
+        req->chunked = 1;
+        p->chunked = 1;
+    } else if (lengths > 0) {
+        if (length > limits->max_body)
+            return fail(err, 413, "request body exceeds max_body");
+        p->content_length = length;
+    }
+
+    req->upgrade = upgrade;
+    req->keep_alive = req->version_minor == 1 ? !conn_close : keep_alive && !conn_close;
+    return 0;
+}
+
+/* Parses the complete head buf[0..p->head_len) into req. Run once when the
+ * head is found, and again on DONE if the body came in a later call, since
+ * the buffer may have moved in between. */
+static int parse_head(party__http_parser *p, const char *buf, const party__http_limits *limits,
+                      party__http_request *req, party__http_error *err) {
+    const char *nl = memchr(buf, '\n', p->head_len);
+    size_t line_end = (size_t)(nl - buf) - 1;
+
+    if (parse_request_line(buf, line_end, req, err) != 0)
+        return PARTY__HTTP_ERROR;
+    if (parse_header_lines(buf, line_end + 2, p->head_len, limits, req, err) != 0)
+        return PARTY__HTTP_ERROR;
+    if (apply_headers(p, limits, req, err) != 0)
+        return PARTY__HTTP_ERROR;
+    p->n_headers = req->n_headers;
+    return 0;
+}
+
+/* Decodes chunked framing from p->scanned on, moving each chunk's data down
+ * so the body is contiguous at body_start. Each byte is looked at once. */
+static int decode_chunked(party__http_parser *p, char *buf, size_t len,
+                          const party__http_limits *limits, party__http_error *err) {
+    size_t max_headers = max_headers_of(limits);
+
+    while (p->scanned < len && p->chunk_state != CHUNK_DONE) {
+        unsigned char c = (unsigned char)buf[p->scanned];
+
+        if (p->chunk_state == CHUNK_DATA) {
+            size_t n = len - p->scanned < p->chunk_left ? len - p->scanned : p->chunk_left;
+            memmove(buf + p->body_start + p->decoded, buf + p->scanned, n);
+            p->decoded += n;
+            p->chunk_left -= n;
+            p->scanned += n;
+            if (p->chunk_left == 0)
+                p->chunk_state = CHUNK_DATA_CR;
+            continue;
+        }
+
+        if (p->chunk_state <= CHUNK_SIZE_LF) {
+            /* Extensions are ignored, but not stored without bound. */
+            if (++p->line_len > limits->max_header_bytes)
+                return fail(err, 413, "chunk size line exceeds max_header_bytes");
+        } else if (p->chunk_state >= CHUNK_TRAILER_START) {
+            /* The trailer section counts against the head limits. */
+            if (++p->line_len > limits->max_header_bytes - p->head_len)
+                return fail(err, 431, "request head and trailers exceed max_header_bytes");
+        }
+
+        switch (p->chunk_state) {
+        case CHUNK_SIZE_FIRST:
+        case CHUNK_SIZE: {
+            int d = hex_value(c);
+            size_t room = limits->max_body - p->decoded;
+            if (d >= 0) {
+                if (p->chunk_left > room / 16 || (size_t)d > room - p->chunk_left * 16)
+                    return fail(err, 413, "request body exceeds max_body");
+                p->chunk_left = p->chunk_left * 16 + (size_t)d;
+                p->chunk_state = CHUNK_SIZE;
+            } else if (p->chunk_state == CHUNK_SIZE_FIRST) {
+                return fail(err, 400, "invalid chunk size");
+            } else if (c == ';') {
+                p->chunk_state = CHUNK_EXT;
+            } else if (is_space(c)) {
+                p->chunk_state = CHUNK_SIZE_SPACE;
+            } else if (c == '\r') {
+                p->chunk_state = CHUNK_SIZE_LF;
+            } else {
+                return fail(err, 400, "invalid chunk size");
+            }
+            break;
+        }
+        case CHUNK_SIZE_SPACE:
+            if (c == ';')
+                p->chunk_state = CHUNK_EXT;
+            else if (!is_space(c))
+                return fail(err, 400, "invalid chunk size line");
+            break;
+        case CHUNK_EXT:
+            if (c == '\r')
+                p->chunk_state = CHUNK_SIZE_LF;
+            else if (!is_value_char(c))
+                return fail(err, 400, "invalid character in chunk extension");
+            break;
+        case CHUNK_SIZE_LF:
+            if (c != '\n')
+                return fail(err, 400, "chunk size line not ended by CRLF");
+            p->line_len = 0;
+            if (p->chunk_left == 0) {
+                p->chunk_state = CHUNK_TRAILER_START;
+            } else {
+                p->chunk_state = CHUNK_DATA;
+            }
+            break;
+        case CHUNK_DATA_CR:
+            if (c != '\r')
+                return fail(err, 400, "chunk data not followed by CRLF");
+            p->chunk_state = CHUNK_DATA_LF;
+            break;
+        case CHUNK_DATA_LF:
+            if (c != '\n')
+                return fail(err, 400, "chunk data not followed by CRLF");
+            p->chunk_state = CHUNK_SIZE_FIRST;
+            break;
+        case CHUNK_TRAILER_START:
+            if (c == '\r') {
+                p->chunk_state = CHUNK_END_LF;
+            } else if (is_tchar(c)) {
+                if (p->n_headers + ++p->n_trailers > max_headers)
+                    return fail(err, 431, "request has more header fields than max_headers");
+                p->chunk_state = CHUNK_TRAILER_NAME;
+            } else if (is_space(c)) {
+                return fail(err, 400, "obsolete line folding in trailer section");
+            } else {
+                return fail(err, 400, "invalid trailer field name");
+            }
+            break;
+        case CHUNK_TRAILER_NAME:
+            if (c == ':')
+                p->chunk_state = CHUNK_TRAILER_VALUE;
+            else if (!is_tchar(c))
+                return fail(err, 400, "invalid trailer field name");
+            break;
+        case CHUNK_TRAILER_VALUE:
+            if (c == '\r')
+                p->chunk_state = CHUNK_TRAILER_LF;
+            else if (!is_value_char(c))
+                return fail(err, 400, "invalid character in trailer field value");
+            break;
+        case CHUNK_TRAILER_LF:
+            if (c != '\n')
+                return fail(err, 400, "trailer field not ended by CRLF");
+            p->chunk_state = CHUNK_TRAILER_START;
+            break;
+        case CHUNK_END_LF:
+            if (c != '\n')
+                return fail(err, 400, "chunked body not ended by CRLF");
+            p->chunk_state = CHUNK_DONE;
+            break;
+        }
+        p->scanned++;
+    }
+    return p->chunk_state == CHUNK_DONE ? PARTY__HTTP_DONE : PARTY__HTTP_AGAIN;
+}
+
+int party__http_parse(party__http_parser *p, char *buf, size_t len,
+                      const party__http_limits *limits, party__http_request *req, size_t *consumed,
+                      party__http_error *err) {
+    int head_parsed_now = 0, rc;
+    size_t body_len, used;
+
+    if (!p->have_request) {
+        rc = scan_head(p, buf, len, limits, err);
+        if (rc != PARTY__HTTP_DONE)
+            return rc;
+        if (parse_head(p, buf, limits, req, err) != 0)
+            return PARTY__HTTP_ERROR;
+        head_parsed_now = 1;
+        p->have_request = 1;
+        p->body_start = p->head_len;
+    }
+
+    if (p->chunked) {
+        rc = decode_chunked(p, buf, len, limits, err);
+        if (rc != PARTY__HTTP_DONE)
+            return rc;
+        body_len = p->decoded;
+        used = p->scanned;
+    } else {
+        if (len < p->body_start || (uint64_t)(len - p->body_start) < p->content_length)
+            return PARTY__HTTP_AGAIN;
+        body_len = (size_t)p->content_length;
+        used = p->body_start + body_len;
+    }
+
+    if (!head_parsed_now && parse_head(p, buf, limits, req, err) != 0)
+        return PARTY__HTTP_ERROR;
+    req->body = body_len > 0 ? party__slice_make(buf + p->body_start, body_len)
+                             : party__slice_make(NULL, 0);
+    *consumed = used;
+    return PARTY__HTTP_DONE;
+}
+
+party__slice party__http_header_get(const party__http_request *req, const char *name) {
+    size_t i;
+
+    for (i = 0; i < req->n_headers; i++)
+        if (party__slice_eq_nocase(req->headers[i].name, name))
+            return req->headers[i].value;
+    return party__slice_make(NULL, 0);
+}
+
+const char *party__http_status_text(int status) {
+    switch (status) {
+    case 100:
+        return "Continue";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
+    case 304:
+        return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 426:
+        return "Upgrade Required";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
+    }
+}
