@@ -672,6 +672,14 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
         if (nread != UV_EOF)
             party__log_debug(conn->rt, "conn %s: read: %s", conn->id ? conn->id : "-",
                              uv_strerror((int)nread));
+        if (nread == UV_ENOBUFS && conn->phase == PARTY__CONN_HTTP &&
+            conn->http->len >= conn->http->max) {
+            /* Chunk framing can make the raw bytes outgrow the body limit
+             * before the parser sees the decoded size pass it. */
+            party__log_info(conn->rt, "http: 413 request exceeds max_body_bytes with framing");
+            party__conn_http_fail(conn, 413, "request exceeds max_body_bytes\n");
+            return;
+        }
         if (nread == UV_ENOBUFS)
             party__log_error(conn->rt, "conn %s: out of memory for a read buffer",
                              conn->id ? conn->id : "-");
