@@ -25,8 +25,8 @@ enum {
     PARTY__WS_NORMAL = 1000,
     PARTY__WS_GOING_AWAY = 1001,
     PARTY__WS_PROTOCOL_ERROR = 1002,
-    PARTY__WS_NO_STATUS = 1005,  /* never on the wire */
-    PARTY__WS_ABNORMAL = 1006,   /* never on the wire */
+    PARTY__WS_NO_STATUS = 1005, /* never on the wire */
+    PARTY__WS_ABNORMAL = 1006,  /* never on the wire */
     PARTY__WS_INVALID_DATA = 1007,
     PARTY__WS_POLICY = 1008,
     PARTY__WS_TOO_BIG = 1009,
@@ -43,7 +43,8 @@ enum {
 int party__ws_handshake_check(const party__http_request *req, const char **why);
 
 /* Writes the Sec-WebSocket-Accept value for key (base64 SHA-1 of key + the
- * RFC GUID) into out, NUL-terminated (28 chars). */
+ * RFC GUID) into out, NUL-terminated (28 chars). A key over 128 bytes
+ * (never a valid one) gives an empty string. */
 void party__ws_accept_value(party__slice key, char out[29]);
 
 /* 1 if code may be sent in a Close frame: 1000-1003, 1007-1014, 3000-4999. */
@@ -61,11 +62,11 @@ typedef enum party__ws_event_type {
 
 typedef struct party__ws_event {
     party__ws_event_type type;
-    int binary;          /* MESSAGE: 1 binary, 0 text (validated UTF-8) */
-    party__slice data;   /* MESSAGE/PING/PONG payload; CLOSE: reason (UTF-8 checked) */
-    int close_code;      /* CLOSE: peer's code, or 1005 when it sent none;
-                            ERROR: the code to close with (1002, 1007, 1009) */
-    const char *error;   /* ERROR: static description for the log */
+    int binary;        /* MESSAGE: 1 binary, 0 text (validated UTF-8) */
+    party__slice data; /* MESSAGE/PING/PONG payload; CLOSE: reason (UTF-8 checked) */
+    int close_code;    /* CLOSE: peer's code, or 1005 when it sent none;
+                          ERROR: the code to close with (1002, 1007, 1009) */
+    const char *error; /* ERROR: static description for the log */
 } party__ws_event;
 
 /* Called for each event; event->data is valid during the call only. Return
@@ -76,15 +77,16 @@ typedef int (*party__ws_event_cb)(void *arg, const party__ws_event *event);
  * no partial frame and no partial fragmented message (an idle connection
  * costs only this struct). */
 typedef struct party__ws_reader {
-    char *partial;        /* bytes of an incomplete frame, copied out of the input */
+    char *partial; /* bytes of an incomplete frame, copied out of the input */
     size_t partial_len, partial_cap;
-    char *msg;            /* fragments of a message being assembled */
+    char *msg; /* fragments of a message being assembled */
     size_t msg_len, msg_cap;
     uint64_t max_message; /* largest message payload accepted; over it: 1009 */
     uint32_t utf8_state;  /* validation state of a fragmented text message */
     uint8_t msg_opcode;   /* TEXT or BINARY while assembling, else 0 */
     uint8_t require_mask; /* 1 on the server: unmasked frames are errors */
-    uint8_t failed;       /* an ERROR was reported; further input is ignored */
+    uint8_t failed;       /* an ERROR was reported (or PARTY_ENOMEM returned);
+                             further input is ignored */
     uint8_t closed;       /* a CLOSE was reported; further input is ignored */
 } party__ws_reader;
 
@@ -96,7 +98,8 @@ void party__ws_reader_reset(party__ws_reader *r);
  * in place, and events for a frame wholly inside data point into it. Bytes
  * of a trailing incomplete frame are copied into the reader. Calls cb for
  * every complete event, in order, until cb returns non-zero or an error.
- * Returns 0, PARTY_ENOMEM, or (after reporting an ERROR event) the close code. */
+ * Returns 0, PARTY_ENOMEM (the reader is then failed: close with 1011), or
+ * (after reporting an ERROR event) the close code. */
 int party__ws_reader_feed(party__ws_reader *r, char *data, size_t len, party__ws_event_cb cb,
                           void *arg);
 
