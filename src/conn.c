@@ -533,7 +533,11 @@ static int on_ws_event(void *arg, const party__ws_event *wev) {
                         wev->close_code);
         conn_report_error(conn, wev->error);
         conn_stop_reading(conn);
-        frame = party__ws_close_frame_new(wev->close_code, wev->error, strlen(wev->error));
+        /* After our own Close, a bad frame ends the wait for the reply; a
+         * second Close would break the protocol. */
+        frame = conn->close_sent ? NULL
+                                 : party__ws_close_frame_new(wev->close_code, wev->error,
+                                                             strlen(wev->error));
         if (frame != NULL) {
             conn->close_sent = 1;
             (void)party__conn_queue(conn, frame);

@@ -64,8 +64,15 @@ void party_config_init(party_config *cfg) {
 
 /* ---- per-loop-turn work ---- */
 
+/* Output is flushed after I/O callbacks (check) and again before the loop
+ * blocks (prepare), so what a timer or idle callback queued never waits
+ * for unrelated I/O to wake the loop. */
 static void on_flush_check(uv_check_t *check) {
     party__conn_flush_dirty(check->data);
+}
+
+static void on_flush_prepare(uv_prepare_t *prepare) {
+    party__conn_flush_dirty(prepare->data);
 }
 
 static void on_drain_idle(uv_idle_t *idle) {
@@ -138,6 +145,10 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     rt->flush_check.data = rt;
     uv_check_start(&rt->flush_check, on_flush_check);
     uv_unref((uv_handle_t *)&rt->flush_check);
+    uv_prepare_init(&rt->loop, &rt->flush_prepare);
+    rt->flush_prepare.data = rt;
+    uv_prepare_start(&rt->flush_prepare, on_flush_prepare);
+    uv_unref((uv_handle_t *)&rt->flush_prepare);
     uv_idle_init(&rt->loop, &rt->drain_idle);
     rt->drain_idle.data = rt;
     uv_async_init(&rt->loop, &rt->stop_async, on_stop_async);
@@ -253,6 +264,7 @@ static void runtime_finish(party_runtime *rt) {
             party__room_free(rt->rooms[i]);
     close_handle((uv_handle_t *)&rt->listener);
     close_handle((uv_handle_t *)&rt->flush_check);
+    close_handle((uv_handle_t *)&rt->flush_prepare);
     close_handle((uv_handle_t *)&rt->drain_idle);
     close_handle((uv_handle_t *)&rt->stop_async);
     close_handle((uv_handle_t *)&rt->sigint);

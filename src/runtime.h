@@ -24,7 +24,8 @@ struct party_runtime {
     int listening;
     uv_signal_t sigint, sigterm;
     uv_async_t stop_async;
-    uv_check_t flush_check; /* writes queued output once per loop turn */
+    uv_check_t flush_check;     /* writes queued output after I/O callbacks */
+    uv_prepare_t flush_prepare; /* ... and before the loop blocks */
     uv_idle_t drain_idle;   /* runs queued room events without blocking in poll */
     uv_timer_t shutdown_timer;
 

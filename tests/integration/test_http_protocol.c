@@ -390,12 +390,9 @@ static void test_unsupported_http_version_is_505(void **state) {
     expect_status_and_close("GET /parties/probe/v HTTP/2.0\r\nHost: x\r\n\r\n", 505);
 }
 
-/* BUG (src/conn.c on_header_timeout + src/runtime.c flush_check): the 408 is
- * queued from a timer callback, but queued output is only written by the
- * uv_check handler, which runs after the next poll; nothing else is pending,
- * so the loop blocks in poll and neither the 408 nor the close is sent until
- * unrelated I/O happens to wake it. */
-static void test_bug_incomplete_request_head_times_out_with_408(void **state) {
+/* The 408 is queued from a timer callback: it must be written before the
+ * loop blocks again, with no other I/O to wake it. */
+static void test_incomplete_request_head_times_out_with_408(void **state) {
     static const char *const args[] = {"--header-timeout", "0.5", NULL};
     partyd *quick = partyd_start(args);
     http_response res;
@@ -498,7 +495,7 @@ int main(void) {
         cmocka_unit_test(test_conflicting_body_framing_is_400),
         cmocka_unit_test(test_unsupported_transfer_coding_is_501),
         cmocka_unit_test(test_unsupported_http_version_is_505),
-        cmocka_unit_test(test_bug_incomplete_request_head_times_out_with_408),
+        cmocka_unit_test(test_incomplete_request_head_times_out_with_408),
         cmocka_unit_test(test_idle_keep_alive_connection_closes_silently_at_header_timeout),
         cmocka_unit_test(test_head_has_content_length_but_no_body),
         cmocka_unit_test(test_head_of_not_found_has_no_body),

@@ -265,10 +265,9 @@ static void test_on_close_is_called_once_when_server_close_crosses_client_close(
     expect_single_close_entry("once2", "o2", "close:o2:4007:client:1");
 }
 
-/* BUG (src/conn.c, on_ws_event, case PARTY__WS_EV_ERROR): after the server
- * has sent its Close it still reads (waiting for the reply), and a protocol
- * error then queues a second Close frame. RFC 6455 5.5.1 allows one. */
-static void test_bug_protocol_error_after_server_close_sends_no_second_close(void **state) {
+/* After the server's Close it still reads, waiting for the reply; a
+ * protocol error then must not queue a second Close (RFC 6455 5.5.1). */
+static void test_protocol_error_after_server_close_sends_no_second_close(void **state) {
     tconn *c = probe_open(port, "twice", "_pk=t1", NULL);
     (void)state;
     assert_int_equal(ws_send_text(c, "close:4008:first"), 0);
@@ -298,7 +297,7 @@ int main(void) {
         cmocka_unit_test(test_client_close_during_a_fragmented_message_drops_it),
         cmocka_unit_test(test_on_close_is_called_once_when_close_is_followed_by_reset),
         cmocka_unit_test(test_on_close_is_called_once_when_server_close_crosses_client_close),
-        cmocka_unit_test(test_bug_protocol_error_after_server_close_sends_no_second_close),
+        cmocka_unit_test(test_protocol_error_after_server_close_sends_no_second_close),
     };
     return cmocka_run_group_tests_name("ws_close", tests, group_setup, group_teardown);
 }
