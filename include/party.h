@@ -50,11 +50,11 @@ enum {
 };
 
 /* Limits shared with PartyServer / Durable Objects. */
-#define PARTY_MAX_TAGS 10        /* tags per connection, the id included */
-#define PARTY_MAX_TAG_LEN 256    /* bytes per tag (and per connection id) */
+#define PARTY_MAX_TAGS 10          /* tags per connection, the id included */
+#define PARTY_MAX_TAG_LEN 256      /* bytes per tag (and per connection id) */
 #define PARTY_MAX_CONN_STATE 16384 /* bytes of per-connection state */
 #define PARTY_MAX_CLOSE_REASON 123 /* bytes of a close reason */
-#define PARTY_ID_MAX 65          /* room id: 64 hex chars + NUL */
+#define PARTY_ID_MAX 65            /* room id: 64 hex chars + NUL */
 
 typedef struct party_runtime party_runtime;
 typedef struct party_room party_room;

@@ -48,7 +48,8 @@ int party__slice_has_token(party__slice a, const char *token) {
         end = i;
         while (end > start && is_list_space(a.ptr[end - 1]))
             end--;
-        if (end > start && party__slice_eq_nocase(party__slice_make(a.ptr + start, end - start), token))
+        if (end > start &&
+            party__slice_eq_nocase(party__slice_make(a.ptr + start, end - start), token))
             return 1;
     }
     return 0;

@@ -535,9 +535,9 @@ static int on_ws_event(void *arg, const party__ws_event *wev) {
         conn_stop_reading(conn);
         /* After our own Close, a bad frame ends the wait for the reply; a
          * second Close would break the protocol. */
-        frame = conn->close_sent ? NULL
-                                 : party__ws_close_frame_new(wev->close_code, wev->error,
-                                                             strlen(wev->error));
+        frame = conn->close_sent
+                    ? NULL
+                    : party__ws_close_frame_new(wev->close_code, wev->error, strlen(wev->error));
         if (frame != NULL) {
             conn->close_sent = 1;
             (void)party__conn_queue(conn, frame);
@@ -652,8 +652,8 @@ void party__conn_after_close(party_conn *conn, const char *reason) {
     if (conn->close_received && !conn->close_sent) {
         /* Echo the peer's code and reason, so it sees its own close. */
         int code = conn->peer_close_code;
-        party__buf *frame = party__ws_close_frame_new(
-            code == PARTY__WS_NO_STATUS ? 0 : code, reason, reason != NULL ? strlen(reason) : 0);
+        party__buf *frame = party__ws_close_frame_new(code == PARTY__WS_NO_STATUS ? 0 : code,
+                                                      reason, reason != NULL ? strlen(reason) : 0);
         conn->close_sent = 1;
         if (frame != NULL) {
             (void)party__conn_queue(conn, frame);

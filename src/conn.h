@@ -39,17 +39,17 @@ struct party_conn {
     struct party_room *room; /* set once routed to a room */
     uint32_t refs;           /* the socket + queued events that name it */
     uint8_t phase;
-    uint8_t close_sent;      /* a Close frame is queued or sent */
-    uint8_t close_received;  /* the peer's Close arrived */
-    uint8_t close_reported;  /* a CLOSE event was posted for the room */
-    uint8_t in_room;         /* linked in room's list of open connections */
-    uint8_t writing;         /* a uv_write is in flight */
-    uint8_t dirty;           /* on the runtime's flush list */
+    uint8_t close_sent;     /* a Close frame is queued or sent */
+    uint8_t close_received; /* the peer's Close arrived */
+    uint8_t close_reported; /* a CLOSE event was posted for the room */
+    uint8_t in_room;        /* linked in room's list of open connections */
+    uint8_t writing;        /* a uv_write is in flight */
+    uint8_t dirty;          /* on the runtime's flush list */
     uint8_t close_after_flush;
     uint8_t transport_closing;
     uint8_t reading;
-    uint8_t head_only;  /* current HTTP request is HEAD */
-    uint8_t keep_alive; /* current HTTP request may be followed by another */
+    uint8_t head_only;   /* current HTTP request is HEAD */
+    uint8_t keep_alive;  /* current HTTP request may be followed by another */
     uint8_t parsing;     /* inside conn_parse_http */
     uint8_t parse_again; /* a request was answered meanwhile: parse the next */
     uint16_t peer_close_code;

@@ -112,8 +112,8 @@ static int parse_size(const char *flag, const char *text, size_t *out) {
     *out = (size_t)(v * mult);
     return 0;
 bad:
-    fprintf(stderr, "partyd: %s: '%s' is not a size (a positive number, optional K/M/G)\n",
-            flag, text);
+    fprintf(stderr, "partyd: %s: '%s' is not a size (a positive number, optional K/M/G)\n", flag,
+            text);
     return -1;
 }
 
@@ -213,8 +213,7 @@ static int register_party(party_runtime *rt, const party_def *def) {
         fprintf(stderr, "partyd: '%s' is not a valid party name (letters, digits, '-', '_')\n",
                 def->name);
     else if (r != 0)
-        fprintf(stderr, "partyd: cannot register party '%s': %s\n", def->name,
-                party_strerror(r));
+        fprintf(stderr, "partyd: cannot register party '%s': %s\n", def->name, party_strerror(r));
     return r;
 }
 
@@ -327,8 +326,8 @@ int main(int argc, char **argv) {
         r = party_runtime_run(rt);
     if (r != 0) {
         if (r == PARTY_EADDR)
-            fprintf(stderr, "partyd: cannot listen on %s:%d (see the log line above)\n",
-                    cfg.host, cfg.port);
+            fprintf(stderr, "partyd: cannot listen on %s:%d (see the log line above)\n", cfg.host,
+                    cfg.port);
         status = 1;
     }
     party_runtime_free(rt);

@@ -183,8 +183,8 @@ void party_response_status(party_response *res, int status) {
 
 /* Headers the runtime writes itself; a party cannot set them. */
 static int header_is_framing(const char *name) {
-    return strcasecmp(name, "content-length") == 0 ||
-           strcasecmp(name, "transfer-encoding") == 0 || strcasecmp(name, "connection") == 0;
+    return strcasecmp(name, "content-length") == 0 || strcasecmp(name, "transfer-encoding") == 0 ||
+           strcasecmp(name, "connection") == 0;
 }
 
 void party_response_header(party_response *res, const char *name, const char *value) {

@@ -21,8 +21,8 @@ struct party_request {
     party__slice body; /* points into the connection's read buffer */
     party__header *headers;
     size_t n_headers, cap_headers;
-    char *arena;       /* the strings above, in one block */
-    char **extra;      /* strings allocated later (set_header, decoded query values) */
+    char *arena;  /* the strings above, in one block */
+    char **extra; /* strings allocated later (set_header, decoded query values) */
     size_t n_extra;
 };
 

@@ -309,7 +309,8 @@ static void handle_request(party_room *room, party_conn *conn) {
         return;
     party__response_init(&res);
     if (room_ensure_started(room) != 0)
-        party__response_text(&res, 500, "on_start failed for this room; retried on the next request\n");
+        party__response_text(&res, 500,
+                             "on_start failed for this room; retried on the next request\n");
     else if (def->on_request != NULL)
         def->on_request(room, &conn->http->preq, &res);
     else
@@ -348,8 +349,7 @@ static void room_deliver(party_room *room, const party__event *ev) {
         handle_request(room, ev->conn);
         break;
     case PARTY__EV_MESSAGE:
-        if (ev->conn->in_room && def->on_message != NULL &&
-            room_ensure_started(room) == 0)
+        if (ev->conn->in_room && def->on_message != NULL && room_ensure_started(room) == 0)
             def->on_message(room, ev->conn, ev->data.ptr, ev->data.len, ev->binary);
         break;
     case PARTY__EV_ERROR:

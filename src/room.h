@@ -12,7 +12,7 @@
 #include "runtime.h"
 
 typedef enum party__room_status {
-    PARTY__ROOM_ZERO,    /* on_start has not run (or failed) in this incarnation */
+    PARTY__ROOM_ZERO, /* on_start has not run (or failed) in this incarnation */
     PARTY__ROOM_STARTING,
     PARTY__ROOM_STARTED,
 } party__room_status;

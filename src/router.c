@@ -49,8 +49,8 @@ static void respond_text(party_conn *conn, int status, const char *text, int for
 }
 
 /* Runs a hook; 1 if it answered (and the answer was sent). */
-static int run_hook(party_conn *conn, int (*hook)(const party_lobby *, party_request *,
-                                                  party_response *),
+static int run_hook(party_conn *conn,
+                    int (*hook)(const party_lobby *, party_request *, party_response *),
                     const party_lobby *lobby, int force_close) {
     party_response res;
     int r;

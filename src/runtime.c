@@ -236,8 +236,7 @@ int party_runtime_port(party_runtime *rt) {
     struct sockaddr_storage addr;
     int len = sizeof(addr);
 
-    if (!rt->listening ||
-        uv_tcp_getsockname(&rt->listener, (struct sockaddr *)&addr, &len) != 0)
+    if (!rt->listening || uv_tcp_getsockname(&rt->listener, (struct sockaddr *)&addr, &len) != 0)
         return -1;
     if (addr.ss_family == AF_INET6)
         return ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
@@ -332,8 +331,8 @@ int party_runtime_run(party_runtime *rt) {
     uv_signal_start(&rt->sigterm, on_signal, SIGTERM);
     uv_ref((uv_handle_t *)&rt->stop_async);
     rt->running = 1;
-    party__log_info(rt, "listening on http://%s:%d (prefix /%s/)", rt->host,
-                    party_runtime_port(rt), rt->prefix);
+    party__log_info(rt, "listening on http://%s:%d (prefix /%s/)", rt->host, party_runtime_port(rt),
+                    rt->prefix);
     rt->loop_thread = uv_thread_self();
     uv_run(&rt->loop, UV_RUN_DEFAULT);
     rt->running = 0;

@@ -26,7 +26,7 @@ struct party_runtime {
     uv_async_t stop_async;
     uv_check_t flush_check;     /* writes queued output after I/O callbacks */
     uv_prepare_t flush_prepare; /* ... and before the loop blocks */
-    uv_idle_t drain_idle;   /* runs queued room events without blocking in poll */
+    uv_idle_t drain_idle;       /* runs queued room events without blocking in poll */
     uv_timer_t shutdown_timer;
 
     party__party *parties;
@@ -36,12 +36,12 @@ struct party_runtime {
     size_t rooms_cap, n_rooms;
 
     struct party_room *ready_head, *ready_tail; /* rooms with queued events */
-    struct party_conn *dirty_head;             /* connections with unflushed output */
-    struct party_conn *conns;                  /* every live connection */
+    struct party_conn *dirty_head;              /* connections with unflushed output */
+    struct party_conn *conns;                   /* every live connection */
     size_t n_conns;
 
-    char *read_buf;   /* one loop-wide read buffer for WebSocket reads */
-    int in_callback;  /* a user callback is running: new events are queued */
+    char *read_buf;  /* one loop-wide read buffer for WebSocket reads */
+    int in_callback; /* a user callback is running: new events are queued */
     int stopping;
     int running;
     uv_thread_t loop_thread; /* the thread running the loop */

@@ -162,8 +162,8 @@ static void probe_message(party_room *room, party_conn *conn, const void *data, 
         size_t n = party_conn_tags(conn, &tags), i, used;
         used = (size_t)snprintf(reply, sizeof(reply), "tags:");
         for (i = 0; i < n && used < sizeof(reply); i++)
-            used += (size_t)snprintf(reply + used, sizeof(reply) - used, "%s%s", i ? "," : "",
-                                     tags[i]);
+            used +=
+                (size_t)snprintf(reply + used, sizeof(reply) - used, "%s%s", i ? "," : "", tags[i]);
         party_conn_send_text(conn, reply);
     } else if (strncmp(text, "broadcast:", 10) == 0) {
         const char *exclude[1] = {party_conn_id(conn)};
@@ -200,8 +200,7 @@ static void probe_message(party_room *room, party_conn *conn, const void *data, 
 static void probe_close(party_room *room, party_conn *conn, int code, const char *reason,
                         int was_clean) {
     char line[512];
-    snprintf(line, sizeof(line), "close:%s:%d:%s:%d", party_conn_id(conn), code, reason,
-             was_clean);
+    snprintf(line, sizeof(line), "close:%s:%d:%s:%d", party_conn_id(conn), code, reason, was_clean);
     record(room, line);
 }
 
@@ -252,9 +251,10 @@ static void probe_request(party_room *room, const party_request *req, party_resp
     }
     used += (size_t)snprintf(body, sizeof(body), "{\"name\":");
     used = json_string(body, sizeof(body), used, party_room_name(room));
-    used += (size_t)snprintf(body + used, sizeof(body) - used,
-                             ",\"starts\":%d,\"connects\":%d,\"connections\":%zu,\"url\":",
-                             st->starts, st->connects, party_room_conn_count(room));
+    used +=
+        (size_t)snprintf(body + used, sizeof(body) - used,
+                         ",\"starts\":%d,\"connects\":%d,\"connections\":%zu,\"url\":", st->starts,
+                         st->connects, party_room_conn_count(room));
     used = json_string(body, sizeof(body), used, party_request_url(req));
     used += (size_t)snprintf(body + used, sizeof(body) - used, ",\"log\":[");
     for (i = 0; i < st->n_log && used < sizeof(body) - 64; i++) {
