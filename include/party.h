@@ -116,16 +116,28 @@ typedef struct party_def {
 /* ---- rooms ---------------------------------------------------------------
  * A party_room pointer is valid during any callback of that room. */
 
-/* The room's name. NULL if the room has no name. Valid while the room is in
- * memory. */
+/* The room's name, valid while the room is in memory. A room addressed by
+ * name knows it in every callback, also after eviction, a restart or an
+ * alarm: it is stored with the room before its first on_start. A room
+ * addressed by id has no name until party_room_set_name(); reading it then
+ * returns NULL, logs PARTY_ENONAME's message, and an on_request that did so
+ * is answered 500 with that message. */
 const char *party_room_name(party_room *room);
 /* The name of the room's party (as registered). */
 const char *party_room_party(party_room *room);
-/* The room id: lowercase hex SHA-256 of party name, NUL, room name. */
+/* The room id: 64 lowercase hex digits. For a room addressed by name, the
+ * SHA-256 of party name, a NUL byte and room name; else random (see
+ * party_room_id_new). It names the room's storage. */
 const char *party_room_id(party_room *room);
-/* Names an unnamed room. Same name again: no-op (0). A different name:
- * PARTY_EEXIST. Empty or over PARTY_MAX_TAG_LEN bytes: PARTY_EINVAL. */
+/* Names an unnamed room and stores the name with the room (in the current
+ * event's transaction). Same name again: no-op (0). A different name:
+ * PARTY_EEXIST. Empty, over PARTY_MAX_TAG_LEN bytes or not UTF-8:
+ * PARTY_EINVAL. */
 int party_room_set_name(party_room *room, const char *name);
+/* A new random room id, for rooms addressed by id rather than by name. */
+void party_room_id_new(char id_out[PARTY_ID_MAX]);
+/* The id of the room called name in party (what the runtime computes). */
+void party_room_id_from_name(const char *party, const char *name, char id_out[PARTY_ID_MAX]);
 /* User state: any pointer; freed through party_def.free_state. */
 void *party_room_state(party_room *room);
 void party_room_set_state(party_room *room, void *state);
@@ -169,6 +181,34 @@ int party_conn_set_state(party_conn *conn, const void *data, size_t len);
  * next party_conn_set_state or on_close returns. */
 const void *party_conn_state(party_conn *conn, size_t *len);
 
+/* ---- storage -------------------------------------------------------------
+ * Each room has its own database. Everything a room writes during one event
+ * is one atomic transaction; consecutive queued events commit together.
+ * Output (messages, HTTP answers, closes) produced after a write is held
+ * until the write is durable, so no client sees an effect a crash could
+ * undo. If the commit fails, the writes are rolled back, the held output is
+ * dropped, the affected connections are closed with 1011 (HTTP: 500), and
+ * the room's state is dropped (free_state; on_start runs again).
+ * These calls work inside the room's callbacks only (PARTY_ESTATE
+ * otherwise). */
+
+/* Stores val under key (UTF-8). Key + value at most 2 MB (PARTY_ETOOBIG). */
+int party_kv_put(party_room *room, const char *key, const void *val, size_t len);
+/* *val: a malloc'd copy (NUL-terminated past *len), the caller frees it.
+ * PARTY_ENOTFOUND when the key is absent. len may be NULL. */
+int party_kv_get(party_room *room, const char *key, void **val, size_t *len);
+/* PARTY_ENOTFOUND when the key is absent. */
+int party_kv_delete(party_room *room, const char *key);
+/* Calls fn for each key starting with prefix (NULL or "": all), in key
+ * order; key and val are valid during the call. fn returns non-zero to
+ * stop (that value is returned). fn must not write. */
+int party_kv_list(party_room *room, const char *prefix,
+                  int (*fn)(const char *key, const void *val, size_t len, void *arg), void *arg);
+/* The room's SQLite database, for its own tables, inside the current
+ * event's transaction (do not BEGIN/COMMIT yourself). Tables whose names
+ * start with _party_ are the runtime's. NULL outside callbacks. */
+struct sqlite3 *party_room_db(party_room *room);
+
 /* ---- HTTP ----------------------------------------------------------------
  * A party_request is valid during the callback it is passed to. */
 
@@ -186,6 +226,10 @@ const void *party_request_body(const party_request *req, size_t *len);
 /* Adds or replaces a request header (in before_connect / before_request).
  * The values are copied. */
 int party_request_set_header(party_request *req, const char *name, const char *value);
+/* Sets the props (any string, e.g. JSON) given to the room's on_start, in
+ * before_connect / before_request. Copied. A started room receives them
+ * at its next start. */
+int party_request_set_props(party_request *req, const char *props);
 
 /* Response building. Defaults: 200, no headers, empty body. Strings and body
  * are copied. Errors (PARTY_ENOMEM) make the response a 500. */
@@ -199,6 +243,10 @@ const char *party_lobby_room(const party_lobby *lobby);
 
 /* ---- runtime ------------------------------------------------------------- */
 
+/* Durability of commits: FULL survives a power loss (fsync on every
+ * commit); NORMAL survives a process crash, not a power loss. */
+enum { PARTY_DURABILITY_FULL = 0, PARTY_DURABILITY_NORMAL = 1 };
+
 typedef struct party_config {
     const char *host;         /* "127.0.0.1" */
     int port;                 /* 1999; 0 picks a free port (see party_runtime_port) */
@@ -209,6 +257,9 @@ typedef struct party_config {
     size_t max_body_bytes;    /* 32 MiB: HTTP request body */
     size_t send_queue_bytes;  /* 64 MiB: per-connection unsent bytes before it is dropped */
     size_t max_room_conns;    /* 32768 connections per room */
+    const char *data_dir;     /* "./data"; NULL keeps rooms in memory only (nothing survives) */
+    int durability;           /* PARTY_DURABILITY_FULL (default) or PARTY_DURABILITY_NORMAL */
+    double idle_timeout;      /* 60 s: a room with no connections and no work leaves memory */
     double header_timeout;    /* 10 s to receive a whole request head */
     double close_timeout;     /* 5 s to wait for the peer's Close reply */
     int log_level;            /* 0 error, 1 warn, 2 info (default), 3 debug */

@@ -179,10 +179,14 @@ static void mark_dirty(party_conn *conn) {
     }
 }
 
+static int conn_enqueue(party_conn *conn, party__buf *buf);
+
 int party__conn_queue(party_conn *conn, party__buf *buf) {
+    struct party_room *holder;
+
     if (conn->transport_closing || conn->phase == PARTY__CONN_DONE)
         return PARTY_ECLOSED;
-    if (conn->out_bytes + buf->len > conn->rt->cfg.send_queue_bytes) {
+    if (conn->out_bytes + conn->held_bytes + buf->len > conn->rt->cfg.send_queue_bytes) {
         party__log_warn(conn->rt,
                         "conn %s: send queue would exceed send_queue_bytes (%zu); dropping the "
                         "connection",
@@ -191,6 +195,25 @@ int party__conn_queue(party_conn *conn, party__buf *buf) {
         conn_close_now(conn);
         return PARTY_ELIMIT;
     }
+    /* Output gate: behind anything already held for this connection, or
+     * held because its room's batch wrote and has not committed yet. */
+    holder = conn->holder;
+    if (holder == NULL && conn->room != NULL && party__room_holding(conn->room))
+        holder = conn->room;
+    if (holder != NULL)
+        return party__room_hold(holder, conn, buf);
+    return conn_enqueue(conn, buf);
+}
+
+int party__conn_queue_released(party_conn *conn, party__buf *buf) {
+    /* Released output was accepted when it was produced: it goes out even
+     * if the connection started closing since (its close waits for it). */
+    if (conn->transport_closing)
+        return PARTY_ECLOSED;
+    return conn_enqueue(conn, buf);
+}
+
+static int conn_enqueue(party_conn *conn, party__buf *buf) {
     if (conn->out_len == conn->out_cap) {
         uint32_t cap = conn->out_cap ? conn->out_cap * 2 : 4;
         party__buf **grown = malloc(cap * sizeof(*grown));
@@ -296,8 +319,8 @@ static void conn_flush(party_conn *conn) {
         party__conn_ref(conn);
         return;
     }
-    if (conn->close_after_flush)
-        conn_finish(conn);
+    if (conn->close_after_flush && conn->holder == NULL)
+        conn_finish(conn); /* nothing held back by an output gate either */
 }
 
 void party__conn_flush_dirty(party_runtime *rt) {
@@ -405,6 +428,8 @@ void party__conn_http_respond(party_conn *conn, party_response *res, int force_c
     }
     (void)party__conn_queue(conn, buf);
     party__buf_release(buf);
+    if (conn->id == NULL)
+        conn->room = NULL; /* an HTTP request is done with its room */
     if (!keep_alive || s == NULL) {
         conn->phase = PARTY__CONN_DONE;
         conn_close_after_flush(conn);
@@ -590,6 +615,7 @@ int party__conn_finish_upgrade(party_conn *conn) {
     party__buf_release(buf);
     if (r != 0)
         return r;
+    conn->handshake_held = conn->holder != NULL;
     conn->phase = PARTY__CONN_OPEN;
     return 0;
 }
@@ -751,6 +777,32 @@ void party__conn_make_id(char out[37]) {
         out[n++] = hex[b[i] & 15];
     }
     out[n] = '\0';
+}
+
+void party__conn_fail_uncommitted(party_conn *conn) {
+    static const char text[] = "storage commit failed; nothing of this request was kept\n";
+    party_response res;
+    party__buf *buf;
+
+    if (conn->id != NULL && !conn->handshake_held) {
+        if (conn->close_sent)
+            conn_close_now(conn); /* our Close was among what was dropped */
+        else
+            party__conn_start_close(conn, PARTY__WS_INTERNAL_ERROR, "storage commit failed");
+        return;
+    }
+    conn->handshake_held = 0;
+    party__response_init(&res);
+    party__response_text(&res, 500, text);
+    buf = party__response_serialize(&res, 0, 0);
+    party__response_free(&res);
+    conn->phase = PARTY__CONN_HTTP_BUSY; /* lets the answer through */
+    if (buf != NULL) {
+        (void)party__conn_queue(conn, buf);
+        party__buf_release(buf);
+    }
+    conn->phase = PARTY__CONN_DONE;
+    conn_close_after_flush(conn);
 }
 
 /* ---- public connection API ---- */

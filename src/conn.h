@@ -36,7 +36,9 @@ typedef struct party__http_session {
 struct party_conn {
     uv_tcp_t tcp;
     party_runtime *rt;
-    struct party_room *room; /* set once routed to a room */
+    struct party_room *room;   /* set once routed to a room */
+    struct party_room *holder; /* the room whose output gate holds our output */
+    size_t held_bytes;         /* bytes held for us by the output gate */
     uint32_t refs;           /* the socket + queued events that name it */
     uint8_t phase;
     uint8_t close_sent;     /* a Close frame is queued or sent */
@@ -50,6 +52,7 @@ struct party_conn {
     uint8_t reading;
     uint8_t head_only;   /* current HTTP request is HEAD */
     uint8_t keep_alive;  /* current HTTP request may be followed by another */
+    uint8_t handshake_held; /* the 101 is held by the output gate */
     uint8_t parsing;     /* inside conn_parse_http */
     uint8_t parse_again; /* a request was answered meanwhile: parse the next */
     uint16_t peer_close_code;
@@ -89,6 +92,10 @@ void party__conn_unref(party_conn *conn);
  * connection is then dropped. PARTY_ENOMEM. */
 int party__conn_queue(party_conn *conn, party__buf *buf);
 
+/* Queues output the output gate released (it bypasses the gate and the
+ * closing state it was produced before). */
+int party__conn_queue_released(party_conn *conn, party__buf *buf);
+
 /* Writes every connection's queued output (once per loop turn). */
 void party__conn_flush_dirty(party_runtime *rt);
 
@@ -117,6 +124,11 @@ void party__conn_start_close(party_conn *conn, int code, const char *reason);
 /* Drops the transport now (queued output is discarded). A connection still
  * open towards its room gets on_close(1006). */
 void party__conn_abort(party_conn *conn);
+
+/* The output gate dropped what a failed commit produced for this
+ * connection: a WebSocket is closed with 1011, an HTTP request (or an
+ * upgrade whose 101 was held) gets 500. Either way the connection ends. */
+void party__conn_fail_uncommitted(party_conn *conn);
 
 /* Frees the HTTP session (the upgrade is done). */
 void party__conn_end_http(party_conn *conn);

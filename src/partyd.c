@@ -24,7 +24,12 @@ static const char usage_text[] =
     "  --host ADDR              listen address (default 127.0.0.1)\n"
     "  --port N                 listen port (default 1999; 0 picks a free one)\n"
     "  --prefix PATH            URL prefix of rooms (default parties)\n"
-    "  --data DIR               data directory (default ./data)\n"
+    "  --data DIR               data directory: one SQLite file per room\n"
+    "                           (default ./data)\n"
+    "  --durability MODE        full (default): fsync every commit; normal:\n"
+    "                           survive a process crash, not a power loss\n"
+    "  --idle-timeout SEC       evict a room with no connections after it was\n"
+    "                           idle this long (default 60)\n"
     "  --party NAME=FILE.so     load a party from a shared object exporting\n"
     "                           const party_def *party_module(void); repeatable\n"
     "  --max-message-bytes N    largest WebSocket message received (default 32M)\n"
@@ -55,6 +60,8 @@ enum {
     OPT_SEND_QUEUE,
     OPT_MAX_ROOM_CONNS,
     OPT_HEADER_TIMEOUT,
+    OPT_DURABILITY,
+    OPT_IDLE_TIMEOUT,
     OPT_CLOSE_TIMEOUT,
     OPT_LOG_LEVEL,
     OPT_VERSION,
@@ -74,6 +81,8 @@ static const struct option options[] = {
     {"send-queue-bytes", required_argument, NULL, OPT_SEND_QUEUE},
     {"max-room-conns", required_argument, NULL, OPT_MAX_ROOM_CONNS},
     {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
+    {"durability", required_argument, NULL, OPT_DURABILITY},
+    {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
     {"close-timeout", required_argument, NULL, OPT_CLOSE_TIMEOUT},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -282,6 +291,20 @@ int main(int argc, char **argv) {
             if (parse_seconds("--header-timeout", optarg, &cfg.header_timeout) != 0)
                 return 2;
             break;
+        case OPT_DURABILITY:
+            if (strcmp(optarg, "full") == 0) {
+                cfg.durability = PARTY_DURABILITY_FULL;
+            } else if (strcmp(optarg, "normal") == 0) {
+                cfg.durability = PARTY_DURABILITY_NORMAL;
+            } else {
+                fprintf(stderr, "partyd: --durability: '%s' is not full or normal\n", optarg);
+                return 2;
+            }
+            break;
+        case OPT_IDLE_TIMEOUT:
+            if (parse_seconds("--idle-timeout", optarg, &cfg.idle_timeout) != 0)
+                return 2;
+            break;
         case OPT_CLOSE_TIMEOUT:
             if (parse_seconds("--close-timeout", optarg, &cfg.close_timeout) != 0)
                 return 2;
@@ -310,6 +333,7 @@ int main(int argc, char **argv) {
         return 1;
     }
 
+    cfg.data_dir = data_dir;
     rt = party_runtime_new(&cfg);
     if (rt == NULL) {
         fprintf(stderr, "partyd: cannot create the runtime (out of memory)\n");

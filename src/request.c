@@ -156,6 +156,17 @@ int party_request_set_header(party_request *req, const char *name, const char *v
     return 0;
 }
 
+int party_request_set_props(party_request *req, const char *props) {
+    char *copy;
+    if (req == NULL || props == NULL)
+        return PARTY_EINVAL;
+    copy = request_keep(req, strdup(props));
+    if (copy == NULL)
+        return PARTY_ENOMEM;
+    req->props = copy;
+    return 0;
+}
+
 /* ---- responses ---- */
 
 void party__response_init(party_response *res) {

@@ -24,6 +24,7 @@ struct party_request {
     char *arena;  /* the strings above, in one block */
     char **extra; /* strings allocated later (set_header, decoded query values) */
     size_t n_extra;
+    const char *props; /* set by a hook for the room's on_start; kept in extra */
 };
 
 struct party_response {

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #include "conn.h"
 #include "log.h"
@@ -91,53 +92,113 @@ static void table_remove(party_runtime *rt, party_room *room) {
     }
 }
 
-party_room *party__room_get(party_runtime *rt, const party__party *party, const char *name) {
-    char id[PARTY_ID_MAX];
+static party_room *room_new(party_runtime *rt, const party__party *party, const char *id) {
     party_room *room;
     size_t slot;
 
-    party__room_id(party->name, name, id);
-    room = table_find(rt, id);
-    if (room != NULL)
-        return room;
     if (rt->n_rooms + 1 > rt->rooms_cap / 4 * 3 && table_grow(rt) != 0)
         return NULL;
     room = calloc(1, sizeof(*room));
     if (room == NULL)
         return NULL;
-    room->name = strdup(name);
-    if (room->name == NULL) {
-        free(room);
-        return NULL;
-    }
     room->rt = rt;
     room->party = party;
-    memcpy(room->id, id, sizeof(id));
+    memcpy(room->id, id, PARTY_ID_MAX);
     slot = id_hash(id) & (rt->rooms_cap - 1);
     room->hash_next = rt->rooms[slot];
     rt->rooms[slot] = room;
     rt->n_rooms++;
-    party__log_debug(rt, "room %s/%s: in memory (%s)", party->name, name, id);
     return room;
 }
 
-void party__room_free(party_room *room) {
-    party__event *ev, *next;
+party_room *party__room_get(party_runtime *rt, const party__party *party, const char *name) {
+    char id[PARTY_ID_MAX];
+    party_room *room;
 
+    party__room_id(party->name, name, id);
+    room = table_find(rt, id);
+    if (room != NULL)
+        return room;
+    room = room_new(rt, party, id);
     if (room == NULL)
-        return;
-    table_remove(room->rt, room);
+        return NULL;
+    room->name = strdup(name);
+    if (room->name == NULL) {
+        table_remove(rt, room);
+        free(room);
+        return NULL;
+    }
+    room->by_name = 1;
+    return room;
+}
+
+void party_room_id_from_name(const char *party, const char *name, char id_out[PARTY_ID_MAX]) {
+    party__room_id(party, name, id_out);
+}
+
+void party_room_id_new(char id_out[PARTY_ID_MAX]) {
+    static const char hex[] = "0123456789abcdef";
+    unsigned char b[32];
+    int i;
+    if (RAND_bytes(b, sizeof(b)) != 1)
+        uv_random(NULL, NULL, b, sizeof(b), 0, NULL);
+    for (i = 0; i < 32; i++) {
+        id_out[2 * i] = hex[b[i] >> 4];
+        id_out[2 * i + 1] = hex[b[i] & 15];
+    }
+    id_out[64] = '\0';
+}
+
+int party__room_id_valid(const char *id) {
+    size_t i;
+    for (i = 0; i < PARTY_ID_MAX - 1; i++)
+        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+            return 0;
+    return id[PARTY_ID_MAX - 1] == '\0';
+}
+
+party_room *party__room_get_by_id(party_runtime *rt, const party__party *party, const char *id) {
+    party_room *room;
+
+    if (!party__room_id_valid(id))
+        return NULL;
+    room = table_find(rt, id);
+    if (room != NULL)
+        return room->party == party ? room : NULL;
+    return room_new(rt, party, id);
+}
+
+int party__room_set_props(party_room *room, const char *props) {
+    char *copy = NULL;
+    if (props != NULL && (copy = strdup(props)) == NULL)
+        return PARTY_ENOMEM;
+    free(room->props);
+    room->props = copy;
+    return 0;
+}
+
+/* Frees the room's memory. Its store must be closed, its queue empty of
+ * connections that still need it. */
+static void room_destroy(party_room *room) {
+    party__event *ev, *next;
     for (ev = room->queue_head; ev != NULL; ev = next) {
         next = ev->next;
         if (ev->conn != NULL)
             party__conn_unref(ev->conn);
         free(ev);
     }
-    if (room->state != NULL && room->party->def->free_state != NULL)
-        room->party->def->free_state(room->state);
     free(room->name);
     free(room->props);
     free(room);
+}
+
+/* The user's state leaves memory: free_state, and on_start runs again in
+ * the next incarnation. */
+static void room_drop_state(party_room *room) {
+    if (room->state != NULL && room->party->def->free_state != NULL)
+        room->party->def->free_state(room->state);
+    room->state = NULL;
+    room->status = PARTY__ROOM_ZERO;
 }
 
 /* ---- connections of a room ---- */
@@ -172,19 +233,41 @@ void party__room_unlink_conn(party_room *room, party_conn *conn) {
 
 /* ---- delivery ---- */
 
+/* Before the first on_start of a room addressed by name, its name goes into
+ * its store, in the batch's transaction: it is durable before any output
+ * of the batch is released. */
+static int room_persist_name(party_room *room) {
+    int r;
+    if (!room->by_name || room->name_persisted || room->store == NULL)
+        return 0;
+    r = party__store_meta_put(room->store, "name", room->name);
+    if (r == 0)
+        r = party__store_meta_put(room->store, "party", room->party->name);
+    if (r != 0) {
+        party__log_error(room->rt, "room %s/%s: cannot store its name: %s", room->party->name,
+                         room->name, party_strerror(r));
+        return r;
+    }
+    room->name_persisted = 1;
+    room->batch_wrote = 1;
+    return 0;
+}
+
 static int room_ensure_started(party_room *room) {
     const party_def *def = room->party->def;
     int rc = 0;
 
     if (room->status == PARTY__ROOM_STARTED)
         return 0;
+    if (room_persist_name(room) != 0)
+        return -1;
     room->status = PARTY__ROOM_STARTING;
     if (def->on_start != NULL)
         rc = def->on_start(room, room->props);
     if (rc != 0) {
         room->status = PARTY__ROOM_ZERO;
         party__log_warn(room->rt, "room %s/%s: on_start failed (%d); the next event retries it",
-                        room->party->name, room->name ? room->name : "-", rc);
+                        room->party->name, room->name ? room->name : room->id, rc);
         return -1;
     }
     room->status = PARTY__ROOM_STARTED;
@@ -274,13 +357,16 @@ static void handle_connect(party_room *room, party_conn *conn) {
 
     assert(room->n_pending > 0);
     room->n_pending--;
-    if (conn->transport_closing || conn->phase != PARTY__CONN_UPGRADING)
-        return; /* the client left before its turn */
+    if (conn->transport_closing || conn->phase != PARTY__CONN_UPGRADING) {
+        conn->room = NULL; /* the client left before its turn */
+        return;
+    }
     req = &conn->http->preq;
     if (room_ensure_started(room) != 0) {
         if (party__conn_finish_upgrade(conn) == 0)
             send_start_error(room, conn);
         party__conn_start_ws(conn);
+        conn->room = NULL; /* never joined: the room may leave memory */
         return;
     }
     if (room_tag_conn(room, conn, req, why, sizeof(why)) != 0) {
@@ -289,10 +375,12 @@ static void handle_connect(party_room *room, party_conn *conn) {
                         room->name, conn->id, why);
         snprintf(body, sizeof(body), "%s\n", why);
         party__conn_http_fail(conn, 500, body);
+        conn->room = NULL;
         return;
     }
     if (party__conn_finish_upgrade(conn) != 0) {
         party__conn_abort(conn);
+        conn->room = NULL;
         return;
     }
     room_link_conn(room, conn);
@@ -305,8 +393,10 @@ static void handle_request(party_room *room, party_conn *conn) {
     const party_def *def = room->party->def;
     party_response res;
 
-    if (conn->transport_closing)
+    if (conn->transport_closing) {
+        conn->room = NULL;
         return;
+    }
     party__response_init(&res);
     if (room_ensure_started(room) != 0)
         party__response_text(&res, 500,
@@ -315,6 +405,15 @@ static void handle_request(party_room *room, party_conn *conn) {
         def->on_request(room, &conn->http->preq, &res);
     else
         party__response_text(&res, 404, "Not Found\n");
+    if (room->name_error) {
+        /* The handler read the name of an unnamed room: its answer rests
+         * on a name it did not have. */
+        char text[300];
+        party__response_free(&res);
+        party__response_init(&res);
+        snprintf(text, sizeof(text), "room %s: %s\n", room->id, party_strerror(PARTY_ENONAME));
+        party__response_text(&res, 500, text);
+    }
     party__conn_http_respond(conn, &res, 0);
     party__response_free(&res);
 }
@@ -333,6 +432,9 @@ static void handle_close(party_room *room, const party__event *ev) {
     if (def->on_close != NULL && room_ensure_started(room) == 0)
         def->on_close(room, conn, ev->code, reason, ev->was_clean);
     party__conn_after_close(conn, reason);
+    /* The room may leave memory now; a lingering socket must not point at it.
+     * (Anything still held keeps its order through conn->holder.) */
+    conn->room = NULL;
 }
 
 static void room_deliver(party_room *room, const party__event *ev) {
@@ -340,6 +442,7 @@ static void room_deliver(party_room *room, const party__event *ev) {
     party_runtime *rt = room->rt;
 
     room->running = 1;
+    room->name_error = 0;
     rt->in_callback++;
     switch (ev->type) {
     case PARTY__EV_CONNECT:
@@ -364,9 +467,260 @@ static void room_deliver(party_room *room, const party__event *ev) {
     room->running = 0;
 }
 
-/* Delivers the room's queued events in order. */
-static void room_drain(party_room *room) {
-    while (room->queue_head != NULL && !room->running) {
+/* ---- idle list and eviction ---- */
+
+static void idle_remove(party_room *room) {
+    party_runtime *rt = room->rt;
+    if (!room->idle)
+        return;
+    if (room->idle_prev != NULL)
+        room->idle_prev->idle_next = room->idle_next;
+    else
+        rt->idle_head = room->idle_next;
+    if (room->idle_next != NULL)
+        room->idle_next->idle_prev = room->idle_prev;
+    else
+        rt->idle_tail = room->idle_prev;
+    room->idle_prev = room->idle_next = NULL;
+    room->idle = 0;
+}
+
+static int room_has_work(party_room *room) {
+    return room->n_conns > 0 || room->n_pending > 0 || room->queue_head != NULL ||
+           room->running || room->committing || room->held_head != NULL ||
+           room->life == PARTY__ROOM_LOADING || room->life == PARTY__ROOM_EVICTING;
+}
+
+/* Puts a room with nothing to do at the back of the idle list (or takes a
+ * busy one off it). */
+static void room_update_idle(party_room *room) {
+    party_runtime *rt = room->rt;
+    idle_remove(room);
+    if (room_has_work(room))
+        return;
+    room->idle = 1;
+    room->idle_since = party__runtime_now(rt);
+    room->idle_prev = rt->idle_tail;
+    if (rt->idle_tail != NULL)
+        rt->idle_tail->idle_next = room;
+    else
+        rt->idle_head = room;
+    rt->idle_tail = room;
+}
+
+typedef struct store_work {
+    uv_work_t req;
+    party_room *room;
+    party__store_options opt;
+    party__store *store;
+    int result;
+    unsigned delay_ms;
+    char why[512];
+} store_work;
+
+static void close_work(uv_work_t *req) {
+    store_work *w = req->data;
+    party__store_close(w->store);
+}
+
+static void after_close_work(uv_work_t *req, int status) {
+    store_work *w = req->data;
+    party_runtime *rt = w->room->rt;
+    (void)status;
+    rt->n_busy--;
+    room_destroy(w->room);
+    free(w);
+    party__runtime_maybe_finish(rt);
+}
+
+int party__room_evict(party_room *room) {
+    party_runtime *rt = room->rt;
+    store_work *w;
+
+    if (room_has_work(room))
+        return PARTY_ESTATE;
+    idle_remove(room);
+    table_remove(rt, room);
+    room_drop_state(room);
+    party__log_debug(rt, "room %s/%s: evicted", room->party->name,
+                     room->name ? room->name : room->id);
+    if (room->store == NULL) {
+        room_destroy(room);
+        return 0;
+    }
+    w = calloc(1, sizeof(*w));
+    if (w == NULL) {
+        party__store_close(room->store);
+        room_destroy(room);
+        return 0;
+    }
+    room->life = PARTY__ROOM_EVICTING;
+    w->room = room;
+    w->store = room->store;
+    room->store = NULL;
+    w->req.data = w;
+    rt->n_busy++;
+    if (uv_queue_work(&rt->loop, &w->req, close_work, after_close_work) != 0) {
+        rt->n_busy--;
+        party__store_close(w->store);
+        room_destroy(room);
+        free(w);
+    }
+    return 0;
+}
+
+void party__room_evict_idle(party_runtime *rt, uint64_t now_ms) {
+    uint64_t timeout = (uint64_t)(rt->cfg.idle_timeout * 1000.0);
+    while (rt->idle_head != NULL && rt->idle_head->idle_since + timeout <= now_ms)
+        (void)party__room_evict(rt->idle_head);
+}
+
+/* ---- the output gate ---- */
+
+int party__room_holding(party_room *room) {
+    if (room->holding)
+        return 1;
+    if (room->running && (room->batch_wrote ||
+                          (room->store != NULL && party__store_has_written(room->store))))
+        room->holding = 1;
+    return room->holding;
+}
+
+int party__room_hold(party_room *room, party_conn *conn, party__buf *buf) {
+    party__held *h = malloc(sizeof(*h));
+    if (h == NULL)
+        return PARTY_ENOMEM;
+    h->conn = conn;
+    h->buf = party__buf_ref(buf);
+    h->next = NULL;
+    party__conn_ref(conn);
+    conn->holder = room;
+    conn->held_bytes += buf->len;
+    if (room->held_tail != NULL)
+        room->held_tail->next = h;
+    else
+        room->held_head = h;
+    room->held_tail = h;
+    return 0;
+}
+
+/* The commit is durable: what the batch produced goes out, in order. */
+static void room_release_held(party_room *room, int committed) {
+    party__held *h, *next, *list = room->held_head;
+
+    room->held_head = room->held_tail = NULL;
+    room->holding = 0;
+    for (h = list; h != NULL; h = h->next) {
+        h->conn->holder = NULL;
+        h->conn->held_bytes = 0;
+        if (committed)
+            h->conn->handshake_held = 0;
+    }
+    for (h = list; h != NULL; h = next) {
+        next = h->next;
+        if (committed) {
+            (void)party__conn_queue_released(h->conn, h->buf);
+        } else if (!h->conn->transport_closing) {
+            /* The effects it announced are gone: a WebSocket is closed with
+             * 1011, an HTTP request gets 500 instead of its answer. */
+            party__conn_fail_uncommitted(h->conn);
+        }
+        party__buf_release(h->buf);
+        party__conn_unref(h->conn);
+        free(h);
+    }
+}
+
+/* ---- batches and commits ---- */
+
+static void room_run(party_room *room);
+
+static void commit_work(uv_work_t *req) {
+    store_work *w = req->data;
+    if (w->delay_ms > 0)
+        uv_sleep(w->delay_ms);
+    w->result = party__store_commit(w->store);
+}
+
+static void room_commit_done(party_room *room, int result) {
+    party_runtime *rt = room->rt;
+    room->committing = 0;
+    if (result != 0) {
+        rt->commit_failures++;
+        party__log_error(rt,
+                         "room %s/%s: commit failed: %s; rolled back, held output dropped, room "
+                         "state reset",
+                         room->party->name, room->name ? room->name : room->id,
+                         party_strerror(result));
+        room_release_held(room, 0);
+        /* Memory may hold what storage lost: start over from storage. */
+        room_drop_state(room);
+    } else {
+        room_release_held(room, 1);
+    }
+    room_run(room);
+}
+
+static void after_commit_work(uv_work_t *req, int status) {
+    store_work *w = req->data;
+    party_room *room = w->room;
+    int result = w->result;
+    (void)status;
+    free(w);
+    room->rt->n_busy--;
+    room_commit_done(room, result);
+    party__runtime_maybe_finish(room->rt);
+}
+
+/* Commits on a worker thread; 0 if the work was queued. */
+static int room_commit_async(party_room *room) {
+    party_runtime *rt = room->rt;
+    store_work *w = calloc(1, sizeof(*w));
+
+    if (w == NULL)
+        return PARTY_ENOMEM;
+    w->room = room;
+    w->store = room->store;
+    w->delay_ms = rt->commit_delay_ms;
+    w->req.data = w;
+    room->committing = 1;
+    rt->n_busy++;
+    if (uv_queue_work(&rt->loop, &w->req, commit_work, after_commit_work) != 0) {
+        rt->n_busy--;
+        room->committing = 0;
+        free(w);
+        return PARTY_ENOMEM;
+    }
+    return 0;
+}
+
+/* The batch is over: commit what it wrote. A read-only transaction ends at
+ * once; a write is committed on a worker thread when it must reach the
+ * disk, or here when the durability mode does not wait for the disk. */
+static void room_end_batch(party_room *room) {
+    party_runtime *rt = room->rt;
+    int wrote;
+
+    if (room->store == NULL || !party__store_in_transaction(room->store)) {
+        room->batch_wrote = 0;
+        if (room->held_head != NULL || room->holding)
+            room_release_held(room, 1);
+        return;
+    }
+    wrote = room->batch_wrote || party__store_has_written(room->store);
+    room->batch_wrote = 0;
+    if (wrote && (rt->durability_full || rt->commit_delay_ms > 0) &&
+        room_commit_async(room) == 0)
+        return;
+    room->committing = 1;
+    room_commit_done(room, party__store_commit(room->store));
+}
+
+/* Runs the queued events back to back as one batch, then ends the batch. */
+static void room_run(party_room *room) {
+    if (room->running || room->committing || room->life != PARTY__ROOM_READY)
+        return;
+    while (room->queue_head != NULL && !room->committing && room->life == PARTY__ROOM_READY) {
         party__event *ev = room->queue_head;
         room->queue_head = ev->next;
         if (room->queue_head == NULL)
@@ -376,14 +730,109 @@ static void room_drain(party_room *room) {
             party__conn_unref(ev->conn);
         free(ev);
     }
+    room_end_batch(room);
+    if (!room->committing)
+        room_update_idle(room);
+}
+
+/* ---- loading (the acquire step) ---- */
+
+static void open_work(uv_work_t *req) {
+    store_work *w = req->data;
+    w->result = party__store_open(&w->opt, w->room->id, &w->store, w->why, sizeof(w->why));
+}
+
+/* The store could not be opened: every waiting event is answered with an
+ * error, and the room stays cold (the next event tries again). */
+static void room_fail_queued(party_room *room) {
+    party__event *ev;
+    while ((ev = room->queue_head) != NULL) {
+        room->queue_head = ev->next;
+        if (room->queue_head == NULL)
+            room->queue_tail = NULL;
+        if (ev->type == PARTY__EV_CONNECT)
+            room->n_pending--;
+        if (ev->conn != NULL) {
+            if (ev->type == PARTY__EV_CONNECT || ev->type == PARTY__EV_REQUEST)
+                party__conn_http_fail(ev->conn, 503, "room storage is unavailable\n");
+            else if (ev->type != PARTY__EV_CLOSE)
+                party__conn_start_close(ev->conn, PARTY__WS_INTERNAL_ERROR,
+                                        "room storage is unavailable");
+            party__conn_unref(ev->conn);
+        }
+        free(ev);
+    }
+}
+
+static void after_open_work(uv_work_t *req, int status) {
+    store_work *w = req->data;
+    party_room *room = w->room;
+    party_runtime *rt = room->rt;
+    char *stored;
+    (void)status;
+
+    rt->n_busy--;
+    if (w->result != 0) {
+        party__log_error(rt, "room %s/%s: cannot open its storage: %s", room->party->name,
+                         room->name ? room->name : room->id, w->why);
+        room->life = PARTY__ROOM_COLD;
+        free(w);
+        room_fail_queued(room);
+        room_update_idle(room);
+        party__runtime_maybe_finish(rt);
+        return;
+    }
+    room->store = w->store;
+    free(w);
+    /* Hydrate the name: a room reached by id learns it here; a room reached
+     * by name learns whether it must still persist it. */
+    stored = party__store_meta_get(room->store, "name");
+    if (room->by_name) {
+        room->name_persisted = stored != NULL;
+        if (stored != NULL && strcmp(stored, room->name) != 0)
+            party__log_warn(rt, "room %s: stored name '%s' differs from '%s'", room->id, stored,
+                            room->name);
+        free(stored);
+    } else {
+        free(room->name);
+        room->name = stored;
+    }
+    room->life = PARTY__ROOM_READY;
+    room_run(room);
+    party__runtime_maybe_finish(rt);
+}
+
+static void room_load(party_room *room) {
+    party_runtime *rt = room->rt;
+    store_work *w = calloc(1, sizeof(*w));
+
+    if (w == NULL) {
+        room_fail_queued(room);
+        return;
+    }
+    w->room = room;
+    w->opt.data_dir = rt->data_dir;
+    w->opt.durability_full = rt->durability_full;
+    w->req.data = w;
+    room->life = PARTY__ROOM_LOADING;
+    idle_remove(room);
+    rt->n_busy++;
+    if (uv_queue_work(&rt->loop, &w->req, open_work, after_open_work) != 0) {
+        rt->n_busy--;
+        room->life = PARTY__ROOM_COLD;
+        free(w);
+        room_fail_queued(room);
+    }
 }
 
 int party__room_post(party_room *room, const party__event *ev) {
     party__event *copy;
 
-    if (!room->running && room->queue_head == NULL && room->rt->in_callback == 0) {
+    if (room->life == PARTY__ROOM_READY && !room->running && !room->committing &&
+        room->queue_head == NULL && room->rt->in_callback == 0) {
+        idle_remove(room);
         room_deliver(room, ev);
-        room_drain(room);
+        room_run(room);
         return 0;
     }
     copy = malloc(sizeof(*copy) + ev->data.len);
@@ -401,7 +850,11 @@ int party__room_post(party_room *room, const party__event *ev) {
     else
         room->queue_head = copy;
     room->queue_tail = copy;
-    party__runtime_mark_ready(room->rt, room);
+    idle_remove(room);
+    if (room->life == PARTY__ROOM_COLD)
+        room_load(room);
+    else if (room->life == PARTY__ROOM_READY && !room->running && !room->committing)
+        party__runtime_mark_ready(room->rt, room);
     return 0;
 }
 
@@ -413,111 +866,30 @@ void party__room_drain_ready(party_runtime *rt) {
             rt->ready_tail = NULL;
         room->ready_next = NULL;
         room->queued = 0;
-        room_drain(room);
+        room_run(room);
     }
 }
 
-/* ---- public room API ---- */
-
-const char *party_room_name(party_room *room) {
-    return room->name;
+int party__rooms_busy(party_runtime *rt) {
+    return rt->n_busy > 0;
 }
 
-const char *party_room_party(party_room *room) {
-    return room->party->name;
-}
-
-const char *party_room_id(party_room *room) {
-    return room->id;
-}
-
-int party_room_set_name(party_room *room, const char *name) {
-    size_t len = name != NULL ? strlen(name) : 0;
-    if (len == 0 || len > PARTY_MAX_TAG_LEN)
-        return PARTY_EINVAL;
-    if (room->name != NULL)
-        return strcmp(room->name, name) == 0 ? 0 : PARTY_EEXIST;
-    room->name = strdup(name);
-    return room->name != NULL ? 0 : PARTY_ENOMEM;
-}
-
-void *party_room_state(party_room *room) {
-    return room->state;
-}
-
-void party_room_set_state(party_room *room, void *state) {
-    room->state = state;
-}
-
-party_conn *party_room_conn(party_room *room, const char *conn_id) {
-    party_conn *conn;
-    if (conn_id == NULL)
-        return NULL;
-    for (conn = room->conns_head; conn != NULL; conn = conn->room_next)
-        if (conn->phase == PARTY__CONN_OPEN && strcmp(conn->id, conn_id) == 0)
-            return conn;
-    return NULL;
-}
-
-static int conn_has_tag(party_conn *conn, const char *tag) {
-    uint8_t i;
-    for (i = 0; i < conn->n_tags; i++)
-        if (strcmp(conn->tags[i], tag) == 0)
-            return 1;
-    return 0;
-}
-
-int party_room_foreach_conn(party_room *room, const char *tag, int (*fn)(party_conn *, void *),
-                            void *arg) {
-    party_conn *conn, *next;
-    for (conn = room->conns_head; conn != NULL; conn = next) {
-        int rc;
-        /* fn may close this connection; it stays linked until its close
-         * event, so next is still valid. */
-        next = conn->room_next;
-        if (conn->phase != PARTY__CONN_OPEN || (tag != NULL && !conn_has_tag(conn, tag)))
-            continue;
-        rc = fn(conn, arg);
-        if (rc != 0)
-            return rc;
-    }
-    return 0;
-}
-
-size_t party_room_conn_count(party_room *room) {
-    party_conn *conn;
-    size_t n = 0;
-    for (conn = room->conns_head; conn != NULL; conn = conn->room_next)
-        n += conn->phase == PARTY__CONN_OPEN;
-    return n;
-}
-
-static int id_excluded(const char *id, const char *const *exclude_ids, size_t n_exclude) {
+void party__rooms_free_all(party_runtime *rt) {
     size_t i;
-    for (i = 0; i < n_exclude; i++)
-        if (exclude_ids[i] != NULL && strcmp(exclude_ids[i], id) == 0)
-            return 1;
-    return 0;
-}
-
-int party_broadcast(party_room *room, const void *data, size_t len, int binary,
-                    const char *const *exclude_ids, size_t n_exclude) {
-    party__buf *frame;
-    party_conn *conn, *next;
-    int sent = 0;
-
-    if ((data == NULL && len > 0) || (!binary && !party__utf8_valid(data, len)))
-        return PARTY_EINVAL;
-    frame = party__ws_frame_new(binary ? PARTY__WS_BINARY : PARTY__WS_TEXT, data, len);
-    if (frame == NULL)
-        return PARTY_ENOMEM;
-    for (conn = room->conns_head; conn != NULL; conn = next) {
-        next = conn->room_next;
-        if (conn->phase != PARTY__CONN_OPEN || id_excluded(conn->id, exclude_ids, n_exclude))
-            continue;
-        if (party__conn_queue(conn, frame) == 0)
-            sent++;
+    for (i = 0; i < rt->rooms_cap; i++) {
+        while (rt->rooms[i] != NULL) {
+            party_room *room = rt->rooms[i];
+            idle_remove(room);
+            table_remove(rt, room);
+            if (room->held_head != NULL)
+                room_release_held(room, 0);
+            if (room->store != NULL && party__store_in_transaction(room->store))
+                party__store_commit(room->store);
+            room_drop_state(room);
+            party__store_close(room->store);
+            room->store = NULL;
+            room_destroy(room);
+        }
     }
-    party__buf_release(frame);
-    return sent;
+    rt->ready_head = rt->ready_tail = NULL;
 }

@@ -1,7 +1,10 @@
 /* room: the actor. One room runs one event at a time: connect, message,
  * close, error and HTTP request events are delivered in arrival order, with
- * on_start run once before the first of them. Rooms live in the runtime's
- * table, keyed by their id. */
+ * on_start run once before the first of them. A room is brought into memory
+ * by opening its store on a worker thread (the acquire step), runs queued
+ * events back to back as one batch in one transaction, commits off the loop
+ * while new events queue (group commit), and holds the batch's output until
+ * the commit is durable (output gate). Idle rooms are evicted. */
 #ifndef PARTY_ROOM_H
 #define PARTY_ROOM_H
 
@@ -10,6 +13,7 @@
 #include "party.h"
 #include "buf.h"
 #include "runtime.h"
+#include "storage.h"
 
 typedef enum party__room_status {
     PARTY__ROOM_ZERO, /* on_start has not run (or failed) in this incarnation */
@@ -17,14 +21,38 @@ typedef enum party__room_status {
     PARTY__ROOM_STARTED,
 } party__room_status;
 
+typedef enum party__room_life {
+    PARTY__ROOM_COLD,     /* store not open */
+    PARTY__ROOM_LOADING,  /* store opening on a worker thread */
+    PARTY__ROOM_READY,    /* store open: events can run */
+    PARTY__ROOM_EVICTING, /* out of the table; store closing on a worker */
+} party__room_life;
+
+/* Output held by the output gate: released in order after the commit. */
+typedef struct party__held {
+    struct party_conn *conn; /* holds a reference */
+    party__buf *buf;         /* holds a reference */
+    struct party__held *next;
+} party__held;
+
 struct party_room {
     party_runtime *rt;
     const party__party *party;
-    char *name; /* NULL until named */
+    char *name;         /* NULL until known (rooms addressed by id) */
+    int by_name;        /* addressed by name: the name must be persisted */
+    int name_persisted; /* the store has the name */
     char id[PARTY_ID_MAX];
     party__room_status status;
+    party__room_life life;
     void *state;
-    char *props;
+    char *props; /* the latest props given at routing time */
+
+    party__store *store;
+    int committing;    /* a commit runs on a worker thread */
+    int holding;       /* the current batch wrote: its output is held */
+    int batch_wrote;   /* the current batch wrote through the KV API */
+    int name_error;    /* a callback read the name of an unnamed room */
+    party__held *held_head, *held_tail;
 
     struct party_conn *conns_head, *conns_tail; /* open (accepted) connections */
     size_t n_conns;
@@ -34,7 +62,10 @@ struct party_room {
     int running; /* delivering an event now */
     int queued;  /* on the runtime's ready list */
     struct party_room *ready_next;
-    struct party_room *hash_next; /* chain in the runtime's room table */
+    struct party_room *hash_next;               /* chain in the runtime's room table */
+    struct party_room *idle_prev, *idle_next;   /* on the runtime's idle list */
+    int idle;                                   /* on the idle list */
+    uint64_t idle_since;                        /* runtime clock, ms */
 };
 
 typedef enum party__event_type {
@@ -61,21 +92,40 @@ typedef struct party__event {
 
 /* Computes the room id for (party, name) into out. */
 void party__room_id(const char *party, const char *name, char out[PARTY_ID_MAX]);
+/* 1 if id is a well-formed room id (64 lowercase hex digits). */
+int party__room_id_valid(const char *id);
 
-/* The room for (party, name), created if absent. NULL on OOM. */
+/* The room for (party, name), created (cold) if absent. NULL on OOM. */
 party_room *party__room_get(party_runtime *rt, const party__party *party, const char *name);
+/* The room with this id, created (cold, unnamed until its store says
+ * otherwise) if absent. NULL on OOM or a malformed id. */
+party_room *party__room_get_by_id(party_runtime *rt, const party__party *party, const char *id);
+/* Sets the props delivered to the room's next on_start (copied). */
+int party__room_set_props(party_room *room, const char *props);
 
-/* Delivers ev to the room now if it is idle, else queues a copy. Returns 0 or
- * PARTY_ENOMEM (the event was not taken). */
+/* Delivers ev to the room now if it is ready and idle, else queues a copy
+ * (and brings the room into memory if it is cold). 0 or PARTY_ENOMEM. */
 int party__room_post(party_room *room, const party__event *ev);
 
 /* Runs the queued events of every ready room. */
 void party__room_drain_ready(party_runtime *rt);
 
-/* Frees a room (calls free_state). Its connections must be gone. */
-void party__room_free(party_room *room);
+/* Output gate: 1 if output to the room's connections must be held now. */
+int party__room_holding(party_room *room);
+/* Holds buf for conn until the room's commit (takes references). */
+int party__room_hold(party_room *room, struct party_conn *conn, party__buf *buf);
 
 /* Unlinks an open connection from its room's list. */
 void party__room_unlink_conn(party_room *room, struct party_conn *conn);
+
+/* Eviction: rooms idle (no connections, no work) since before cutoff leave
+ * memory. force: this room now, if it has no connections and no work. */
+void party__room_evict_idle(party_runtime *rt, uint64_t now_ms);
+int party__room_evict(party_room *room);
+
+/* Shutdown: 1 while any room has work on a worker thread. */
+int party__rooms_busy(party_runtime *rt);
+/* Shutdown: frees every room (free_state, store closed synchronously). */
+void party__rooms_free_all(party_runtime *rt);
 
 #endif

@@ -116,6 +116,11 @@ static void route_websocket(party_conn *conn, const party__party *party, const c
         party__conn_http_fail(conn, 503, "room is full (max_room_conns)\n");
         return;
     }
+    if (conn->http->preq.props != NULL &&
+        party__room_set_props(room, conn->http->preq.props) != 0) {
+        party__conn_http_fail(conn, 503, "out of memory\n");
+        return;
+    }
     if (party__conn_begin_upgrade(conn, room, id) != 0) {
         party__conn_http_fail(conn, 503, "out of memory\n");
         return;
@@ -142,11 +147,19 @@ static void route_request(party_conn *conn, const party__party *party, const cha
         respond_text(conn, 503, "out of memory\n", 1);
         return;
     }
+    if (conn->http->preq.props != NULL &&
+        party__room_set_props(room, conn->http->preq.props) != 0) {
+        respond_text(conn, 503, "out of memory\n", 1);
+        return;
+    }
     memset(&ev, 0, sizeof(ev));
     ev.type = PARTY__EV_REQUEST;
     ev.conn = conn;
-    if (party__room_post(room, &ev) != 0)
+    conn->room = room; /* until answered: the answer passes the room's output gate */
+    if (party__room_post(room, &ev) != 0) {
+        conn->room = NULL;
         respond_text(conn, 503, "out of memory\n", 1);
+    }
 }
 
 void party__router_handle(party_conn *conn) {

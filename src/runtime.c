@@ -57,6 +57,9 @@ void party_config_init(party_config *cfg) {
     cfg->max_body_bytes = 32u * 1024 * 1024;
     cfg->send_queue_bytes = 64u * 1024 * 1024;
     cfg->max_room_conns = 32768;
+    cfg->data_dir = "./data";
+    cfg->durability = PARTY_DURABILITY_FULL;
+    cfg->idle_timeout = 60.0;
     cfg->header_timeout = 10.0;
     cfg->close_timeout = 5.0;
     cfg->log_level = PARTY__LOG_INFO;
@@ -95,6 +98,23 @@ void party__runtime_mark_ready(party_runtime *rt, party_room *room) {
     uv_idle_start(&rt->drain_idle, on_drain_idle);
 }
 
+uint64_t party__runtime_now(party_runtime *rt) {
+    return rt->virtual_clock ? rt->virtual_now : uv_now(&rt->loop);
+}
+
+/* Eviction runs on a coarse tick: a room leaves memory between idle_timeout
+ * and idle_timeout + one tick after its last work. */
+static void on_evict_timer(uv_timer_t *timer) {
+    party_runtime *rt = timer->data;
+    if (!rt->virtual_clock)
+        party__room_evict_idle(rt, party__runtime_now(rt));
+}
+
+static uint64_t evict_tick_ms(const party_runtime *rt) {
+    uint64_t ms = (uint64_t)(rt->cfg.idle_timeout * 1000.0 / 4);
+    return ms < 100 ? 100 : ms > 5000 ? 5000 : ms;
+}
+
 /* ---- lifecycle ---- */
 
 static void on_stop_async(uv_async_t *async) {
@@ -126,16 +146,20 @@ party_runtime *party_runtime_new(const party_config *cfg) {
         rt->prefix = strndup(p, len);
     }
     rt->read_buf = malloc(PARTY__READ_BUF_SIZE);
+    rt->data_dir = cfg->data_dir != NULL ? strdup(cfg->data_dir) : NULL;
     if (rt->host == NULL || rt->prefix == NULL || rt->read_buf == NULL ||
-        uv_loop_init(&rt->loop) != 0) {
+        (cfg->data_dir != NULL && rt->data_dir == NULL) || uv_loop_init(&rt->loop) != 0) {
         free(rt->host);
         free(rt->prefix);
+        free(rt->data_dir);
         free(rt->read_buf);
         free(rt);
         return NULL;
     }
     rt->cfg.host = rt->host;
     rt->cfg.prefix = rt->prefix;
+    rt->cfg.data_dir = rt->data_dir;
+    rt->durability_full = cfg->durability != PARTY_DURABILITY_NORMAL;
     if (rt->cfg.max_headers > PARTY__HTTP_MAX_HEADERS)
         rt->cfg.max_headers = PARTY__HTTP_MAX_HEADERS;
     rt->loop.data = rt;
@@ -159,6 +183,8 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     rt->sigint.data = rt->sigterm.data = rt;
     uv_timer_init(&rt->loop, &rt->shutdown_timer);
     rt->shutdown_timer.data = rt;
+    uv_timer_init(&rt->loop, &rt->evict_timer);
+    rt->evict_timer.data = rt;
     return rt;
 }
 
@@ -257,10 +283,7 @@ static void close_handle(uv_handle_t *handle) {
 /* Everything is closed: rooms leave memory and the loop's own handles close,
  * so uv_run returns. */
 static void runtime_finish(party_runtime *rt) {
-    size_t i;
-    for (i = 0; i < rt->rooms_cap; i++)
-        while (rt->rooms[i] != NULL)
-            party__room_free(rt->rooms[i]);
+    party__rooms_free_all(rt);
     close_handle((uv_handle_t *)&rt->listener);
     close_handle((uv_handle_t *)&rt->flush_check);
     close_handle((uv_handle_t *)&rt->flush_prepare);
@@ -269,11 +292,15 @@ static void runtime_finish(party_runtime *rt) {
     close_handle((uv_handle_t *)&rt->sigint);
     close_handle((uv_handle_t *)&rt->sigterm);
     close_handle((uv_handle_t *)&rt->shutdown_timer);
+    close_handle((uv_handle_t *)&rt->evict_timer);
 }
 
 void party__runtime_maybe_finish(party_runtime *rt) {
-    if (rt->stopping && rt->n_conns == 0 && rt->running)
+    if (rt->stopping && rt->n_conns == 0 && !party__rooms_busy(rt) && rt->running &&
+        !rt->finished) {
+        rt->finished = 1;
         runtime_finish(rt);
+    }
 }
 
 static void on_shutdown_timeout(uv_timer_t *timer) {
@@ -330,6 +357,8 @@ int party_runtime_run(party_runtime *rt) {
     uv_signal_start(&rt->sigint, on_signal, SIGINT);
     uv_signal_start(&rt->sigterm, on_signal, SIGTERM);
     uv_ref((uv_handle_t *)&rt->stop_async);
+    uv_timer_start(&rt->evict_timer, on_evict_timer, evict_tick_ms(rt), evict_tick_ms(rt));
+    uv_unref((uv_handle_t *)&rt->evict_timer);
     rt->running = 1;
     party__log_info(rt, "listening on http://%s:%d (prefix /%s/)", rt->host, party_runtime_port(rt),
                     rt->prefix);
@@ -370,5 +399,6 @@ void party_runtime_free(party_runtime *rt) {
     free(rt->read_buf);
     free(rt->host);
     free(rt->prefix);
+    free(rt->data_dir);
     free(rt);
 }

@@ -18,7 +18,8 @@ typedef struct party__party {
 
 struct party_runtime {
     party_config cfg; /* strings point at owned copies */
-    char *host, *prefix;
+    char *host, *prefix, *data_dir;
+    int durability_full;
     uv_loop_t loop;
     uv_tcp_t listener;
     int listening;
@@ -36,6 +37,13 @@ struct party_runtime {
     size_t rooms_cap, n_rooms;
 
     struct party_room *ready_head, *ready_tail; /* rooms with queued events */
+    struct party_room *idle_head, *idle_tail;   /* rooms with nothing to do, oldest first */
+    uv_timer_t evict_timer;                     /* evicts rooms idle past idle_timeout */
+    size_t n_busy;          /* rooms with store work on a worker thread */
+    unsigned commit_delay_ms; /* test hook: every durable commit waits this long first */
+    uint64_t commit_failures;
+    int virtual_clock;      /* test harness: time moves only when told */
+    uint64_t virtual_now;   /* ms since the epoch, when virtual_clock */
     struct party_conn *dirty_head;              /* connections with unflushed output */
     struct party_conn *conns;                   /* every live connection */
     size_t n_conns;
@@ -44,6 +52,7 @@ struct party_runtime {
     int in_callback; /* a user callback is running: new events are queued */
     int stopping;
     int running;
+    int finished; /* rooms freed, handles closing */
     uv_thread_t loop_thread; /* the thread running the loop */
     int exit_status;
 };
@@ -54,7 +63,11 @@ const party__party *party__runtime_find_party(party_runtime *rt, const char *nam
 /* Adds a room to the set of rooms with queued events. */
 void party__runtime_mark_ready(party_runtime *rt, struct party_room *room);
 
-/* Called when the last connection is gone during shutdown. */
+/* The runtime's clock in ms (monotonic; virtual under the test harness). */
+uint64_t party__runtime_now(party_runtime *rt);
+
+/* Called when the last connection or the last store work is done during
+ * shutdown. */
 void party__runtime_maybe_finish(party_runtime *rt);
 
 #endif

@@ -1,0 +1,191 @@
+/* room_api: the public API a party calls on its room — identity, user
+ * state, connections, broadcast, and the room's key-value storage. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "log.h"
+#include "room.h"
+#include "storage.h"
+#include "utf8.h"
+
+/* ---- public room API ---- */
+
+const char *party_room_name(party_room *room) {
+    if (room->name == NULL && !room->name_error) {
+        /* Like reading an unset name in PartyServer, this is an error of
+         * the handler: logged, and an HTTP handler's answer becomes 500. */
+        room->name_error = 1;
+        party__log_error(room->rt, "room %s/%s: %s", room->party->name, room->id,
+                         party_strerror(PARTY_ENONAME));
+    }
+    return room->name;
+}
+
+const char *party_room_party(party_room *room) {
+    return room->party->name;
+}
+
+const char *party_room_id(party_room *room) {
+    return room->id;
+}
+
+int party_room_set_name(party_room *room, const char *name) {
+    size_t len = name != NULL ? strlen(name) : 0;
+    char *copy;
+    int r;
+
+    if (len == 0 || len > PARTY_MAX_TAG_LEN || !party__utf8_valid(name, len))
+        return PARTY_EINVAL;
+    if (room->name != NULL)
+        return strcmp(room->name, name) == 0 ? 0 : PARTY_EEXIST;
+    copy = strdup(name);
+    if (copy == NULL)
+        return PARTY_ENOMEM;
+    if (room->store != NULL) {
+        r = party__store_meta_put(room->store, "name", name);
+        if (r == 0)
+            r = party__store_meta_put(room->store, "party", room->party->name);
+        if (r != 0) {
+            free(copy);
+            return r;
+        }
+        room->batch_wrote = 1;
+    }
+    room->name = copy;
+    room->name_error = 0;
+    return 0;
+}
+
+void *party_room_state(party_room *room) {
+    return room->state;
+}
+
+void party_room_set_state(party_room *room, void *state) {
+    room->state = state;
+}
+
+party_conn *party_room_conn(party_room *room, const char *conn_id) {
+    party_conn *conn;
+    if (conn_id == NULL)
+        return NULL;
+    for (conn = room->conns_head; conn != NULL; conn = conn->room_next)
+        if (conn->phase == PARTY__CONN_OPEN && strcmp(conn->id, conn_id) == 0)
+            return conn;
+    return NULL;
+}
+
+static int conn_has_tag(party_conn *conn, const char *tag) {
+    uint8_t i;
+    for (i = 0; i < conn->n_tags; i++)
+        if (strcmp(conn->tags[i], tag) == 0)
+            return 1;
+    return 0;
+}
+
+int party_room_foreach_conn(party_room *room, const char *tag, int (*fn)(party_conn *, void *),
+                            void *arg) {
+    party_conn *conn, *next;
+    for (conn = room->conns_head; conn != NULL; conn = next) {
+        int rc;
+        /* fn may close this connection; it stays linked until its close
+         * event, so next is still valid. */
+        next = conn->room_next;
+        if (conn->phase != PARTY__CONN_OPEN || (tag != NULL && !conn_has_tag(conn, tag)))
+            continue;
+        rc = fn(conn, arg);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+size_t party_room_conn_count(party_room *room) {
+    party_conn *conn;
+    size_t n = 0;
+    for (conn = room->conns_head; conn != NULL; conn = conn->room_next)
+        n += conn->phase == PARTY__CONN_OPEN;
+    return n;
+}
+
+static int id_excluded(const char *id, const char *const *exclude_ids, size_t n_exclude) {
+    size_t i;
+    for (i = 0; i < n_exclude; i++)
+        if (exclude_ids[i] != NULL && strcmp(exclude_ids[i], id) == 0)
+            return 1;
+    return 0;
+}
+
+int party_broadcast(party_room *room, const void *data, size_t len, int binary,
+                    const char *const *exclude_ids, size_t n_exclude) {
+    party__buf *frame;
+    party_conn *conn, *next;
+    int sent = 0;
+
+    if ((data == NULL && len > 0) || (!binary && !party__utf8_valid(data, len)))
+        return PARTY_EINVAL;
+    frame = party__ws_frame_new(binary ? PARTY__WS_BINARY : PARTY__WS_TEXT, data, len);
+    if (frame == NULL)
+        return PARTY_ENOMEM;
+    for (conn = room->conns_head; conn != NULL; conn = next) {
+        next = conn->room_next;
+        if (conn->phase != PARTY__CONN_OPEN || id_excluded(conn->id, exclude_ids, n_exclude))
+            continue;
+        if (party__conn_queue(conn, frame) == 0)
+            sent++;
+    }
+    party__buf_release(frame);
+    return sent;
+}
+
+/* ---- storage ---- */
+
+/* The room's store, when its callbacks may use it. */
+static party__store *room_store(party_room *room) {
+    return room != NULL && room->running ? room->store : NULL;
+}
+
+int party_kv_put(party_room *room, const char *key, const void *val, size_t len) {
+    party__store *store = room_store(room);
+    int r;
+    if (store == NULL)
+        return PARTY_ESTATE;
+    r = party__store_kv_put(store, key, val, len);
+    if (r == 0)
+        room->batch_wrote = 1;
+    return r;
+}
+
+int party_kv_get(party_room *room, const char *key, void **val, size_t *len) {
+    party__store *store = room_store(room);
+    if (store == NULL)
+        return PARTY_ESTATE;
+    return party__store_kv_get(store, key, val, len);
+}
+
+int party_kv_delete(party_room *room, const char *key) {
+    party__store *store = room_store(room);
+    int r;
+    if (store == NULL)
+        return PARTY_ESTATE;
+    r = party__store_kv_delete(store, key);
+    if (r == 0)
+        room->batch_wrote = 1;
+    return r;
+}
+
+int party_kv_list(party_room *room, const char *prefix,
+                  int (*fn)(const char *key, const void *val, size_t len, void *arg), void *arg) {
+    party__store *store = room_store(room);
+    if (store == NULL)
+        return PARTY_ESTATE;
+    return party__store_kv_list(store, prefix, fn, arg);
+}
+
+sqlite3 *party_room_db(party_room *room) {
+    party__store *store = room_store(room);
+    /* The room's SQL runs inside the batch's transaction, like its KV. */
+    if (store == NULL || party__store_begin(store) != 0)
+        return NULL;
+    return party__store_db(store);
+}

@@ -1,0 +1,302 @@
+/* storage: the SQLite backend of room stores. One WAL database per room at
+ * <data>/rooms/<id[0..2]>/<id>.db, holding the user's key-value table, the
+ * runtime's metadata table and whatever tables the party creates itself.
+ * Statements used on every event are prepared once per store. */
+#include "storage.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "utf8.h"
+
+struct party__store {
+    sqlite3 *db;
+    sqlite3_stmt *begin, *commit, *rollback;
+    sqlite3_stmt *kv_put, *kv_get, *kv_delete;
+    sqlite3_stmt *meta_put, *meta_get;
+};
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS _party_kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL)"
+    " WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS _party_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)"
+    " WITHOUT ROWID;";
+
+int party__store_path(const char *data_dir, const char *room_id, char *out, size_t cap) {
+    int n = snprintf(out, cap, "%s/rooms/%.2s/%s.db", data_dir, room_id, room_id);
+    return n > 0 && (size_t)n < cap ? 0 : PARTY_EINVAL;
+}
+
+static int make_dir(const char *path) {
+    return mkdir(path, 0755) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+static int prepare(party__store *s, const char *sql, sqlite3_stmt **stmt) {
+    return sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, stmt, NULL) == SQLITE_OK
+               ? 0
+               : -1;
+}
+
+int party__store_open(const party__store_options *opt, const char *room_id, party__store **out,
+                      char *why, size_t why_len) {
+    char path[4096];
+    party__store *s;
+    int rc;
+
+    *out = NULL;
+    s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        snprintf(why, why_len, "out of memory");
+        return PARTY_ENOMEM;
+    }
+    if (opt->data_dir != NULL) {
+        char dir[4096];
+        snprintf(dir, sizeof(dir), "%s/rooms", opt->data_dir);
+        if (make_dir(opt->data_dir) != 0 || make_dir(dir) != 0) {
+            snprintf(why, why_len, "cannot create %s: %s", dir, strerror(errno));
+            free(s);
+            return PARTY_EIO;
+        }
+        snprintf(dir, sizeof(dir), "%s/rooms/%.2s", opt->data_dir, room_id);
+        if (make_dir(dir) != 0 || party__store_path(opt->data_dir, room_id, path, sizeof(path))) {
+            snprintf(why, why_len, "cannot create %s: %s", dir, strerror(errno));
+            free(s);
+            return PARTY_EIO;
+        }
+    } else {
+        snprintf(path, sizeof(path), ":memory:");
+    }
+    rc = sqlite3_open_v2(path, &s->db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK)
+        goto fail;
+    sqlite3_busy_timeout(s->db, 5000);
+    rc = sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(s->db,
+                          opt->durability_full ? "PRAGMA synchronous=FULL"
+                                               : "PRAGMA synchronous=NORMAL",
+                          NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(s->db, schema, NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        goto fail;
+    if (prepare(s, "BEGIN", &s->begin) || prepare(s, "COMMIT", &s->commit) ||
+        prepare(s, "ROLLBACK", &s->rollback) ||
+        prepare(s,
+                "INSERT INTO _party_kv (key, value) VALUES (?1, ?2)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &s->kv_put) ||
+        prepare(s, "SELECT value FROM _party_kv WHERE key = ?1", &s->kv_get) ||
+        prepare(s, "DELETE FROM _party_kv WHERE key = ?1", &s->kv_delete) ||
+        prepare(s,
+                "INSERT INTO _party_meta (key, value) VALUES (?1, ?2)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &s->meta_put) ||
+        prepare(s, "SELECT value FROM _party_meta WHERE key = ?1", &s->meta_get))
+        goto fail;
+    *out = s;
+    return 0;
+fail:
+    snprintf(why, why_len, "%s: %s", path, s->db ? sqlite3_errmsg(s->db) : "cannot open");
+    party__store_close(s);
+    return PARTY_EIO;
+}
+
+void party__store_close(party__store *s) {
+    if (s == NULL)
+        return;
+    if (s->db != NULL && !sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_finalize(s->begin);
+    sqlite3_finalize(s->commit);
+    sqlite3_finalize(s->rollback);
+    sqlite3_finalize(s->kv_put);
+    sqlite3_finalize(s->kv_get);
+    sqlite3_finalize(s->kv_delete);
+    sqlite3_finalize(s->meta_put);
+    sqlite3_finalize(s->meta_get);
+    sqlite3_close_v2(s->db);
+    free(s);
+}
+
+/* Runs a statement with no result rows and resets it. */
+static int step_done(sqlite3_stmt *stmt) {
+    int rc = sqlite3_step(stmt);
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    return rc == SQLITE_DONE ? 0 : PARTY_EIO;
+}
+
+int party__store_in_transaction(party__store *s) {
+    return !sqlite3_get_autocommit(s->db);
+}
+
+int party__store_has_written(party__store *s) {
+    return sqlite3_txn_state(s->db, "main") == SQLITE_TXN_WRITE;
+}
+
+int party__store_begin(party__store *s) {
+    if (party__store_in_transaction(s))
+        return 0;
+    return step_done(s->begin);
+}
+
+int party__store_commit(party__store *s) {
+    if (!party__store_in_transaction(s))
+        return 0;
+    if (step_done(s->commit) != 0) {
+        party__store_rollback(s);
+        return PARTY_EIO;
+    }
+    return 0;
+}
+
+void party__store_rollback(party__store *s) {
+    if (party__store_in_transaction(s))
+        (void)step_done(s->rollback);
+}
+
+static int check_key(const char *key) {
+    return key != NULL && party__utf8_valid(key, strlen(key)) ? 0 : PARTY_EINVAL;
+}
+
+int party__store_kv_put(party__store *s, const char *key, const void *val, size_t len) {
+    int r = check_key(key);
+    if (r != 0 || (val == NULL && len > 0))
+        return PARTY_EINVAL;
+    if (strlen(key) + len > PARTY__KV_MAX)
+        return PARTY_ETOOBIG;
+    r = party__store_begin(s);
+    if (r != 0)
+        return r;
+    sqlite3_bind_text(s->kv_put, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_blob64(s->kv_put, 2, len > 0 ? val : "", len, SQLITE_STATIC);
+    return step_done(s->kv_put);
+}
+
+int party__store_kv_get(party__store *s, const char *key, void **val, size_t *len) {
+    int r = check_key(key), rc;
+    if (r != 0 || val == NULL)
+        return PARTY_EINVAL;
+    *val = NULL;
+    if (len != NULL)
+        *len = 0;
+    r = party__store_begin(s);
+    if (r != 0)
+        return r;
+    sqlite3_bind_text(s->kv_get, 1, key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(s->kv_get);
+    if (rc == SQLITE_ROW) {
+        size_t n = (size_t)sqlite3_column_bytes(s->kv_get, 0);
+        char *copy = malloc(n + 1);
+        if (copy == NULL) {
+            r = PARTY_ENOMEM;
+        } else {
+            if (n > 0)
+                memcpy(copy, sqlite3_column_blob(s->kv_get, 0), n);
+            copy[n] = '\0';
+            *val = copy;
+            if (len != NULL)
+                *len = n;
+        }
+    } else {
+        r = rc == SQLITE_DONE ? PARTY_ENOTFOUND : PARTY_EIO;
+    }
+    sqlite3_reset(s->kv_get);
+    sqlite3_clear_bindings(s->kv_get);
+    return r;
+}
+
+int party__store_kv_delete(party__store *s, const char *key) {
+    int r = check_key(key);
+    if (r != 0)
+        return r;
+    r = party__store_begin(s);
+    if (r != 0)
+        return r;
+    sqlite3_bind_text(s->kv_delete, 1, key, -1, SQLITE_STATIC);
+    r = step_done(s->kv_delete);
+    if (r == 0 && sqlite3_changes(s->db) == 0)
+        return PARTY_ENOTFOUND;
+    return r;
+}
+
+int party__store_kv_list(party__store *s, const char *prefix,
+                         int (*fn)(const char *key, const void *val, size_t len, void *arg),
+                         void *arg) {
+    sqlite3_stmt *stmt = NULL;
+    size_t plen = prefix != NULL ? strlen(prefix) : 0;
+    char *upper = NULL;
+    int r = 0, rc;
+
+    if (fn == NULL || (prefix != NULL && check_key(prefix) != 0))
+        return PARTY_EINVAL;
+    r = party__store_begin(s);
+    if (r != 0)
+        return r;
+    /* A fresh statement per call, so fn may read or list again. Keys with
+     * the prefix sort below prefix + 0xFF (no UTF-8 byte is 0xFF). */
+    if (plen > 0) {
+        upper = malloc(plen + 2);
+        if (upper == NULL)
+            return PARTY_ENOMEM;
+        memcpy(upper, prefix, plen);
+        upper[plen] = (char)0xFF;
+        upper[plen + 1] = '\0';
+        rc = sqlite3_prepare_v2(s->db,
+                                "SELECT key, value FROM _party_kv WHERE key >= ?1 AND key < ?2"
+                                " ORDER BY key",
+                                -1, &stmt, NULL);
+        if (rc == SQLITE_OK) {
+            sqlite3_bind_text(stmt, 1, prefix, (int)plen, SQLITE_STATIC);
+            sqlite3_bind_text(stmt, 2, upper, (int)plen + 1, SQLITE_STATIC);
+        }
+    } else {
+        rc = sqlite3_prepare_v2(s->db, "SELECT key, value FROM _party_kv ORDER BY key", -1, &stmt,
+                                NULL);
+    }
+    if (rc != SQLITE_OK) {
+        free(upper);
+        return PARTY_EIO;
+    }
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        r = fn((const char *)sqlite3_column_text(stmt, 0), sqlite3_column_blob(stmt, 1),
+               (size_t)sqlite3_column_bytes(stmt, 1), arg);
+        if (r != 0)
+            break;
+    }
+    if (r == 0 && rc != SQLITE_DONE)
+        r = PARTY_EIO;
+    sqlite3_finalize(stmt);
+    free(upper);
+    return r;
+}
+
+int party__store_meta_put(party__store *s, const char *key, const char *value) {
+    int r = party__store_begin(s);
+    if (r != 0)
+        return r;
+    sqlite3_bind_text(s->meta_put, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s->meta_put, 2, value, -1, SQLITE_STATIC);
+    return step_done(s->meta_put);
+}
+
+char *party__store_meta_get(party__store *s, const char *key) {
+    char *value = NULL;
+    sqlite3_bind_text(s->meta_get, 1, key, -1, SQLITE_STATIC);
+    if (sqlite3_step(s->meta_get) == SQLITE_ROW) {
+        const char *text = (const char *)sqlite3_column_text(s->meta_get, 0);
+        value = text != NULL ? strdup(text) : NULL;
+    }
+    sqlite3_reset(s->meta_get);
+    sqlite3_clear_bindings(s->meta_get);
+    return value;
+}
+
+sqlite3 *party__store_db(party__store *s) {
+    return s->db;
+}
