@@ -12,4 +12,8 @@ const party_def *party_builtin_echo(void);
  * answers {"room": name, "connections": n}. */
 const party_def *party_builtin_chat(void);
 
+/* counter: a durable counter per room; each message adds one and gets the
+ * new value back; GET answers {"name": room, "count": n}. */
+const party_def *party_builtin_counter(void);
+
 #endif

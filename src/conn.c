@@ -730,14 +730,10 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     }
 }
 
-void party__conn_accept(party_runtime *rt, uv_stream_t *listener) {
+static party_conn *conn_new(party_runtime *rt) {
     party_conn *conn = calloc(1, sizeof(*conn));
-    int r;
-
-    if (conn == NULL) {
-        party__log_error(rt, "accept: out of memory");
-        return;
-    }
+    if (conn == NULL)
+        return NULL;
     conn->rt = rt;
     conn->refs = 1;
     uv_tcp_init(&rt->loop, &conn->tcp);
@@ -747,6 +743,23 @@ void party__conn_accept(party_runtime *rt, uv_stream_t *listener) {
         rt->conns->all_prev = conn;
     rt->conns = conn;
     rt->n_conns++;
+    return conn;
+}
+
+static void conn_begin_http(party_conn *conn) {
+    conn->phase = PARTY__CONN_HTTP;
+    conn_timer_start(conn, seconds_to_ms(conn->rt->cfg.header_timeout), on_header_timeout);
+    conn_start_reading(conn);
+}
+
+void party__conn_accept(party_runtime *rt, uv_stream_t *listener) {
+    party_conn *conn = conn_new(rt);
+    int r;
+
+    if (conn == NULL) {
+        party__log_error(rt, "accept: out of memory");
+        return;
+    }
     r = uv_accept(listener, (uv_stream_t *)&conn->tcp);
     if (r != 0 || http_session_new(conn) != 0) {
         if (r != 0)
@@ -756,9 +769,24 @@ void party__conn_accept(party_runtime *rt, uv_stream_t *listener) {
         return;
     }
     uv_tcp_nodelay(&conn->tcp, 1);
-    conn->phase = PARTY__CONN_HTTP;
-    conn_timer_start(conn, seconds_to_ms(rt->cfg.header_timeout), on_header_timeout);
-    conn_start_reading(conn);
+    conn_begin_http(conn);
+}
+
+int party__conn_adopt(party_runtime *rt, int fd, int internal) {
+    party_conn *conn = conn_new(rt);
+    int r;
+
+    if (conn == NULL)
+        return PARTY_ENOMEM;
+    r = uv_tcp_open(&conn->tcp, fd);
+    if (r != 0 || http_session_new(conn) != 0) {
+        conn->transport_closing = 1;
+        uv_close((uv_handle_t *)&conn->tcp, on_tcp_closed);
+        return r != 0 ? PARTY_EINVAL : PARTY_ENOMEM;
+    }
+    conn->internal = (uint8_t)internal;
+    conn_begin_http(conn);
+    return 0;
 }
 
 void party__conn_make_id(char out[37]) {

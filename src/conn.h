@@ -53,6 +53,7 @@ struct party_conn {
     uint8_t head_only;   /* current HTTP request is HEAD */
     uint8_t keep_alive;  /* current HTTP request may be followed by another */
     uint8_t handshake_held; /* the 101 is held by the output gate */
+    uint8_t internal;       /* opened by the runtime itself, not a network client */
     uint8_t parsing;     /* inside conn_parse_http */
     uint8_t parse_again; /* a request was answered meanwhile: parse the next */
     uint16_t peer_close_code;
@@ -83,6 +84,10 @@ struct party_conn {
 
 /* Accepts a pending connection on the listener. */
 void party__conn_accept(party_runtime *rt, uv_stream_t *listener);
+/* Serves an already connected stream socket (e.g. one end of a
+ * socketpair), as if accepted. internal: trusted by the runtime (may
+ * address rooms by id). The connection owns fd from now on. */
+int party__conn_adopt(party_runtime *rt, int fd, int internal);
 
 void party__conn_ref(party_conn *conn);
 void party__conn_unref(party_conn *conn);

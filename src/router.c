@@ -162,6 +162,41 @@ static void route_request(party_conn *conn, const party__party *party, const cha
     }
 }
 
+/* An internal request addressed to a room by id (the room segment of the
+ * path is then ignored). HTTP only. */
+static void route_by_id(party_conn *conn, const party__party *party) {
+    party__http_request *req = &conn->http->req;
+    party__slice id = party__http_header_get(req, PARTY__ROOM_ID_HEADER);
+    char id_text[PARTY_ID_MAX];
+    party__event ev;
+    party_room *room;
+
+    if (id.len != PARTY_ID_MAX - 1) {
+        respond_text(conn, 400, "malformed room id\n", 0);
+        return;
+    }
+    memcpy(id_text, id.ptr, id.len);
+    id_text[id.len] = '\0';
+    room = party__room_get_by_id(conn->rt, party, id_text);
+    if (room == NULL) {
+        respond_text(conn, 400, "malformed room id, or the id belongs to another party\n", 0);
+        return;
+    }
+    if (party__request_init(&conn->http->preq, req) != 0) {
+        respond_text(conn, 503, "out of memory\n", 1);
+        return;
+    }
+    conn->http->have_preq = 1;
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PARTY__EV_REQUEST;
+    ev.conn = conn;
+    conn->room = room;
+    if (party__room_post(room, &ev) != 0) {
+        conn->room = NULL;
+        respond_text(conn, 503, "out of memory\n", 1);
+    }
+}
+
 void party__router_handle(party_conn *conn) {
     party_runtime *rt = conn->rt;
     party__http_request *req = &conn->http->req;
@@ -178,6 +213,10 @@ void party__router_handle(party_conn *conn) {
     party = party__runtime_find_party(rt, route.party.ptr, route.party.len);
     if (party == NULL) {
         respond_text(conn, 400, "unknown party\n", 0);
+        return;
+    }
+    if (conn->internal && party__http_header_get(req, PARTY__ROOM_ID_HEADER).ptr != NULL) {
+        route_by_id(conn, party);
         return;
     }
     n = party__url_decode(route.room, room_name, sizeof(room_name), 0);

@@ -9,6 +9,9 @@
 
 struct party_conn;
 
+/* On an internal connection, this header addresses a room by id. */
+#define PARTY__ROOM_ID_HEADER "X-Partyd-Room-Id"
+
 /* The result of matching a path against /<prefix>/<party>/<room>[/rest]. */
 typedef struct party__route {
     party__slice party; /* raw segment */

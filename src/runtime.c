@@ -342,27 +342,36 @@ static void runtime_begin_stop(party_runtime *rt) {
     party__runtime_maybe_finish(rt);
 }
 
+void party__runtime_begin(party_runtime *rt) {
+    struct sigaction sa;
+    /* A peer that vanishes mid-write must give EPIPE, not kill the process. */
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
+    rt->loop_thread = uv_thread_self();
+    rt->running = 1;
+}
+
+void party__runtime_advance(party_runtime *rt, uint64_t ms) {
+    rt->virtual_now += ms;
+    party__room_evict_idle(rt, party__runtime_now(rt));
+}
+
 int party_runtime_run(party_runtime *rt) {
     int r;
-    struct sigaction sa;
 
     if (rt->running)
         return PARTY_ESTATE;
     r = party_runtime_listen(rt);
     if (r != 0)
         return r;
-    /* A peer that vanishes mid-write must give EPIPE, not kill the process. */
-    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
-        signal(SIGPIPE, SIG_IGN);
     uv_signal_start(&rt->sigint, on_signal, SIGINT);
     uv_signal_start(&rt->sigterm, on_signal, SIGTERM);
     uv_ref((uv_handle_t *)&rt->stop_async);
     uv_timer_start(&rt->evict_timer, on_evict_timer, evict_tick_ms(rt), evict_tick_ms(rt));
     uv_unref((uv_handle_t *)&rt->evict_timer);
-    rt->running = 1;
+    party__runtime_begin(rt);
     party__log_info(rt, "listening on http://%s:%d (prefix /%s/)", rt->host, party_runtime_port(rt),
                     rt->prefix);
-    rt->loop_thread = uv_thread_self();
     uv_run(&rt->loop, UV_RUN_DEFAULT);
     rt->running = 0;
     party__log_info(rt, "stopped");

@@ -63,6 +63,12 @@ const party__party *party__runtime_find_party(party_runtime *rt, const char *nam
 /* Adds a room to the set of rooms with queued events. */
 void party__runtime_mark_ready(party_runtime *rt, struct party_room *room);
 
+/* Marks the runtime running on this thread without listening or running
+ * the loop: the test harness drives the loop itself. */
+void party__runtime_begin(party_runtime *rt);
+/* Virtual clock: moves time forward and runs what came due (eviction). */
+void party__runtime_advance(party_runtime *rt, uint64_t ms);
+
 /* The runtime's clock in ms (monotonic; virtual under the test harness). */
 uint64_t party__runtime_now(party_runtime *rt);
 
