@@ -92,6 +92,8 @@ static void table_remove(party_runtime *rt, party_room *room) {
     }
 }
 
+static void room_update_idle(party_room *room);
+
 static party_room *room_new(party_runtime *rt, const party__party *party, const char *id) {
     party_room *room;
     size_t slot;
@@ -108,6 +110,8 @@ static party_room *room_new(party_runtime *rt, const party__party *party, const 
     room->hash_next = rt->rooms[slot];
     rt->rooms[slot] = room;
     rt->n_rooms++;
+    /* Idle from birth: a room whose first event never comes still leaves. */
+    room_update_idle(room);
     return room;
 }
 

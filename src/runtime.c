@@ -398,6 +398,9 @@ void party_runtime_free(party_runtime *rt) {
         next = conn->all_next;
         party__conn_abort(conn);
     }
+    /* Store work on worker threads finishes before the stores close. */
+    while (party__rooms_busy(rt) || rt->ready_head != NULL)
+        uv_run(&rt->loop, UV_RUN_ONCE);
     runtime_finish(rt);
     uv_run(&rt->loop, UV_RUN_DEFAULT);
     uv_loop_close(&rt->loop);

@@ -26,10 +26,10 @@ function readmeExample() {
 
 before(async () => {
   workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'partyd-readme-'));
-  fs.writeFileSync(path.join(workDir, 'counter.c'), readmeExample());
-  execFileSync('cc', ['-shared', '-fPIC', '-I', path.join(repo, 'include'), '-o', 'counter.so',
-    'counter.c'], { cwd: workDir, stdio: 'pipe' });
-  server = await startPartyd(['--party', 'counter=' + path.join(workDir, 'counter.so')]);
+  fs.writeFileSync(path.join(workDir, 'tally.c'), readmeExample());
+  execFileSync('cc', ['-shared', '-fPIC', '-I', path.join(repo, 'include'), '-o', 'tally.so',
+    'tally.c'], { cwd: workDir, stdio: 'pipe' });
+  server = await startPartyd(['--party', 'tally=' + path.join(workDir, 'tally.so')]);
 });
 
 after(async () => {
@@ -39,8 +39,8 @@ after(async () => {
 
 test('the README example party builds outside the tree, loads and counts messages', async () => {
   const room = uniqueRoom('readme');
-  const a = new WebSocket(`ws://127.0.0.1:${server.port}/parties/counter/${room}`);
-  const b = new WebSocket(`ws://127.0.0.1:${server.port}/parties/counter/${room}`);
+  const a = new WebSocket(`ws://127.0.0.1:${server.port}/parties/tally/${room}`);
+  const b = new WebSocket(`ws://127.0.0.1:${server.port}/parties/tally/${room}`);
   const inboxA = new Inbox(a, 'a');
   const inboxB = new Inbox(b, 'b');
   await Promise.all([waitEvent(a, 'open'), waitEvent(b, 'open')]);
