@@ -115,6 +115,10 @@ static party_room *room_new(party_runtime *rt, const party__party *party, const 
     return room;
 }
 
+party_room *party__room_find(party_runtime *rt, const char *id) {
+    return table_find(rt, id);
+}
+
 party_room *party__room_get(party_runtime *rt, const party__party *party, const char *name) {
     char id[PARTY_ID_MAX];
     party_room *room;

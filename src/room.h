@@ -95,6 +95,8 @@ void party__room_id(const char *party, const char *name, char out[PARTY_ID_MAX])
 /* 1 if id is a well-formed room id (64 lowercase hex digits). */
 int party__room_id_valid(const char *id);
 
+/* The room with this id if it is in memory, else NULL. */
+party_room *party__room_find(party_runtime *rt, const char *id);
 /* The room for (party, name), created (cold) if absent. NULL on OOM. */
 party_room *party__room_get(party_runtime *rt, const party__party *party, const char *name);
 /* The room with this id, created (cold, unnamed until its store says
