@@ -94,8 +94,11 @@ typedef struct party_def {
     void (*on_error)(party_room *room, party_conn *conn, const char *what);
     /* An HTTP request for the room. Without it the runtime answers 404. */
     void (*on_request)(party_room *room, const party_request *req, party_response *res);
-    /* Reserved for alarms and schedules. */
+    /* The room's alarm came due (see party_alarm_set). Non-zero: failed,
+     * retried with backoff. */
     int (*on_alarm)(party_room *room);
+    /* A schedule came due (see party_schedule_*). Non-zero is logged; a
+     * repeating schedule runs again at its next time regardless. */
     int (*on_schedule)(party_room *room, const char *name, const void *payload, size_t len);
     /* Tags for a new connection, written into tags[0..max). Return the count,
      * or a negative value to refuse the connection. The strings must stay
@@ -208,6 +211,51 @@ int party_kv_list(party_room *room, const char *prefix,
  * event's transaction (do not BEGIN/COMMIT yourself). Tables whose names
  * start with _party_ are the runtime's. NULL outside callbacks. */
 struct sqlite3 *party_room_db(party_room *room);
+
+/* ---- alarms and schedules ------------------------------------------------
+ * Times are Unix epoch milliseconds. A room's alarm and schedules wake it
+ * even when it is not in memory and across restarts (at least once: an
+ * alarm whose handler was running when the process died fires again).
+ * Setting or deleting them is part of the current event's transaction.
+ * Inside the room's callbacks only (PARTY_ESTATE otherwise). */
+
+/* Sets the room's one alarm (replacing any). at_ms must be > 0. */
+int party_alarm_set(party_room *room, int64_t at_ms);
+/* The alarm's time, or 0 when none. Inside on_alarm: 0, unless the
+ * handler set a new one. */
+int64_t party_alarm_get(party_room *room);
+/* Deletes the alarm (no-op without one). */
+int party_alarm_delete(party_room *room);
+/* Inside on_alarm: how many times this alarm failed before (0 on the first
+ * run). A non-zero on_alarm is retried after 2, 4, 8, 16, 32 and 64 s (plus
+ * up to 25 % jitter), then abandoned and logged. */
+int party_alarm_retry_count(party_room *room);
+
+/* Schedules: many per room, each delivered to on_schedule(room, name,
+ * payload, len), persisted, multiplexed with the alarm. id_out (may be
+ * NULL) receives the schedule's id. name: 1..256 bytes; payload at most
+ * 1 MB (PARTY_ETOOBIG). */
+int party_schedule_at(party_room *room, int64_t at_ms, const char *name, const void *payload,
+                      size_t len, char id_out[PARTY_ID_MAX]);
+int party_schedule_after(party_room *room, int64_t delay_ms, const char *name,
+                         const void *payload, size_t len, char id_out[PARTY_ID_MAX]);
+/* Repeats every interval_ms (>= 1000), first run interval_ms from now.
+ * Runs missed while partyd was down are not replayed one by one: the next
+ * run after a restart is the first one due, then every interval_ms. */
+int party_schedule_every(party_room *room, int64_t interval_ms, const char *name,
+                         const void *payload, size_t len, char id_out[PARTY_ID_MAX]);
+/* Repeats by a 5-field cron expression in UTC ("*\/5 * * * *");
+ * PARTY_EINVAL for a malformed one. */
+int party_schedule_cron(party_room *room, const char *cron5, const char *name,
+                        const void *payload, size_t len, char id_out[PARTY_ID_MAX]);
+/* PARTY_ENOTFOUND when no schedule has this id. */
+int party_schedule_cancel(party_room *room, const char *id);
+/* Calls fn for each schedule, soonest first; arguments valid during the
+ * call. fn returns non-zero to stop. */
+int party_schedule_list(party_room *room,
+                        int (*fn)(const char *id, const char *name, int64_t next_ms,
+                                  const void *payload, size_t len, void *arg),
+                        void *arg);
 
 /* ---- HTTP ----------------------------------------------------------------
  * A party_request is valid during the callback it is passed to. */

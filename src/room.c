@@ -12,7 +12,9 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "alarm.h"
 #include "conn.h"
+#include "cron.h"
 #include "log.h"
 #include "utf8.h"
 
@@ -115,10 +117,6 @@ static party_room *room_new(party_runtime *rt, const party__party *party, const 
     return room;
 }
 
-party_room *party__room_find(party_runtime *rt, const char *id) {
-    return table_find(rt, id);
-}
-
 party_room *party__room_get(party_runtime *rt, const party__party *party, const char *name) {
     char id[PARTY_ID_MAX];
     party_room *room;
@@ -174,6 +172,12 @@ party_room *party__room_get_by_id(party_runtime *rt, const party__party *party, 
     if (room != NULL)
         return room->party == party ? room : NULL;
     return room_new(rt, party, id);
+}
+
+party_room *party__room_find(party_runtime *rt, const char *id) {
+    if (id == NULL || strlen(id) != PARTY_ID_MAX - 1 || !party__room_id_valid(id))
+        return NULL;
+    return table_find(rt, id);
 }
 
 int party__room_set_props(party_room *room, const char *props) {
@@ -445,6 +449,177 @@ static void handle_close(party_room *room, const party__event *ev) {
     conn->room = NULL;
 }
 
+int64_t party__room_wake(const party_room *room) {
+    if (room->alarm_at == 0)
+        return room->sched_next;
+    if (room->sched_next == 0 || room->alarm_at < room->sched_next)
+        return room->alarm_at;
+    return room->sched_next;
+}
+
+int party__room_in_callback(const party_room *room) {
+    return room->running && room->store != NULL;
+}
+
+/* Retries of a failed on_alarm: 2, 4, ... 64 s plus up to 25 % jitter. */
+#define ALARM_MAX_RETRIES 6
+
+static int64_t alarm_backoff_ms(int retry) {
+    int64_t base = (int64_t)2000 << (retry - 1);
+    uint32_t r = 0;
+    if (uv_random(NULL, NULL, &r, sizeof(r), 0, NULL) != 0)
+        r = (uint32_t)base;
+    return base + (int64_t)(r % (uint32_t)(base / 4 + 1));
+}
+
+/* Copies of the schedules due now: on_schedule may write, which a live
+ * SELECT over the same table must not see. */
+typedef struct due_list {
+    party__schedule *items;
+    char **strings; /* one block per item: id, name, cron, payload */
+    size_t n, cap;
+} due_list;
+
+static int collect_due(const party__schedule *sc, void *arg) {
+    due_list *due = arg;
+    size_t id_len = strlen(sc->id) + 1, name_len = strlen(sc->name) + 1;
+    size_t cron_len = sc->cron != NULL ? strlen(sc->cron) + 1 : 0;
+    char *block;
+    party__schedule *item;
+
+    if (due->n == due->cap) {
+        size_t cap = due->cap ? due->cap * 2 : 8;
+        party__schedule *items = realloc(due->items, cap * sizeof(*items));
+        char **strings;
+        if (items == NULL)
+            return PARTY_ENOMEM;
+        due->items = items;
+        strings = realloc(due->strings, cap * sizeof(*strings));
+        if (strings == NULL)
+            return PARTY_ENOMEM;
+        due->strings = strings;
+        due->cap = cap;
+    }
+    block = malloc(id_len + name_len + cron_len + sc->len + 1);
+    if (block == NULL)
+        return PARTY_ENOMEM;
+    item = &due->items[due->n];
+    *item = *sc;
+    memcpy(block, sc->id, id_len);
+    item->id = block;
+    memcpy(block + id_len, sc->name, name_len);
+    item->name = block + id_len;
+    if (sc->cron != NULL) {
+        memcpy(block + id_len + name_len, sc->cron, cron_len);
+        item->cron = block + id_len + name_len;
+    }
+    if (sc->len > 0)
+        memcpy(block + id_len + name_len + cron_len, sc->payload, sc->len);
+    item->payload = block + id_len + name_len + cron_len;
+    due->strings[due->n++] = block;
+    return 0;
+}
+
+/* The next run of a repeating schedule after it ran at now; 0: done. */
+static int64_t schedule_next_run(const party__schedule *sc, int64_t now) {
+    int64_t next = 0;
+    if (sc->kind == PARTY__SCHED_EVERY) {
+        next = sc->next_ms + sc->interval_ms;
+        if (next <= now) /* runs missed while down are not replayed one by one */
+            next = now + sc->interval_ms;
+    } else if (sc->kind == PARTY__SCHED_CRON) {
+        party__cron cron;
+        const char *why;
+        if (sc->cron == NULL || party__cron_parse(sc->cron, &cron, &why) != 0 ||
+            party__cron_next(&cron, now, &next) != 0)
+            next = 0;
+    }
+    return next;
+}
+
+static void run_due_schedules(party_room *room, int64_t now) {
+    const party_def *def = room->party->def;
+    due_list due = {0};
+    size_t i;
+
+    if (room->sched_next == 0 || room->sched_next > now)
+        return;
+    if (party__store_sched_each(room->store, now, collect_due, &due) != 0)
+        party__log_error(room->rt, "room %s/%s: cannot read its schedules", room->party->name,
+                         room->id);
+    for (i = 0; i < due.n; i++) {
+        const party__schedule *sc = &due.items[i];
+        int64_t next = schedule_next_run(sc, now);
+        int rc = 0;
+        /* Advance it first: a schedule the handler cancels stays cancelled. */
+        if (next > 0)
+            (void)party__store_sched_set_next(room->store, sc->id, next);
+        else
+            (void)party__store_sched_cancel(room->store, sc->id);
+        room->batch_wrote = 1;
+        if (def->on_schedule != NULL)
+            rc = def->on_schedule(room, sc->name, sc->payload, sc->len);
+        if (rc != 0)
+            party__log_warn(room->rt, "room %s/%s: on_schedule '%s' failed (%d)",
+                            room->party->name, room->name ? room->name : room->id, sc->name, rc);
+        free(due.strings[i]);
+    }
+    free(due.items);
+    free(due.strings);
+    room->sched_next = party__store_sched_earliest(room->store);
+}
+
+static void handle_alarm(party_room *room) {
+    const party_def *def = room->party->def;
+    party_runtime *rt = room->rt;
+    int64_t now = party__runtime_epoch_ms(rt);
+    int retries, rc = 0;
+
+    if (party__room_wake(room) == 0 || party__room_wake(room) > now)
+        return; /* a stale wake-up: the batch's end re-files the real one */
+    if (room_ensure_started(room) != 0) {
+        /* Nothing can run without on_start: try again in a while. */
+        if (room->alarm_at != 0 && room->alarm_at <= now)
+            room->alarm_at = now + 2000;
+        if (room->sched_next != 0 && room->sched_next <= now)
+            room->sched_next = now + 2000;
+        return;
+    }
+    run_due_schedules(room, now);
+    if (room->alarm_at == 0 || room->alarm_at > now)
+        return;
+    /* The alarm is consumed in this transaction: if the process dies
+     * before it commits, it is still there and fires again. */
+    retries = room->alarm_retries;
+    room->alarm_at = 0;
+    room->alarm_retries = 0;
+    (void)party__store_alarm_set(room->store, 0, 0);
+    room->batch_wrote = 1;
+    room->in_alarm = 1;
+    room->alarm_retry_now = retries;
+    if (def->on_alarm != NULL)
+        rc = def->on_alarm(room);
+    room->in_alarm = 0;
+    rt->alarms_fired++;
+    if (rc == 0)
+        return;
+    if (retries < ALARM_MAX_RETRIES) {
+        int64_t delay = alarm_backoff_ms(retries + 1);
+        room->alarm_at = now + delay;
+        room->alarm_retries = retries + 1;
+        (void)party__store_alarm_set(room->store, room->alarm_at, room->alarm_retries);
+        rt->alarms_retried++;
+        party__log_warn(rt, "room %s/%s: on_alarm failed (%d); retry %d of %d in %lld ms",
+                        room->party->name, room->name ? room->name : room->id, rc, retries + 1,
+                        ALARM_MAX_RETRIES, (long long)delay);
+    } else {
+        rt->alarms_abandoned++;
+        party__log_error(rt, "room %s/%s: on_alarm failed after %d retries; alarm abandoned",
+                         room->party->name, room->name ? room->name : room->id,
+                         ALARM_MAX_RETRIES);
+    }
+}
+
 static void room_deliver(party_room *room, const party__event *ev) {
     const party_def *def = room->party->def;
     party_runtime *rt = room->rt;
@@ -469,6 +644,9 @@ static void room_deliver(party_room *room, const party__event *ev) {
         break;
     case PARTY__EV_CLOSE:
         handle_close(room, ev);
+        break;
+    case PARTY__EV_ALARM:
+        handle_alarm(room);
         break;
     }
     rt->in_callback--;
@@ -523,7 +701,11 @@ typedef struct store_work {
     party__store *store;
     int result;
     unsigned delay_ms;
+    int64_t index_due; /* > 0: write this wake time to the alarm index before committing */
     char why[512];
+    /* loaded with the store */
+    int64_t alarm_at, sched_next;
+    int alarm_retries;
 } store_work;
 
 static void close_work(uv_work_t *req) {
@@ -643,16 +825,54 @@ static void room_release_held(party_room *room, int committed) {
 
 static void room_run(party_room *room);
 
+/* The index learns a wake time before the room's commit makes it real, so
+ * no alarm can exist that the index does not know (an index entry without
+ * an alarm costs one wake-up). */
+static int commit_with_index(party_room *room, party__store *store, int64_t index_due) {
+    if (index_due > 0 &&
+        party__alarm_index_put(room->rt, room->id, room->party->name, index_due) != 0) {
+        party__store_rollback(store);
+        return PARTY_EIO;
+    }
+    return party__store_commit(store);
+}
+
 static void commit_work(uv_work_t *req) {
     store_work *w = req->data;
     if (w->delay_ms > 0)
         uv_sleep(w->delay_ms);
-    w->result = party__store_commit(w->store);
+    w->result = commit_with_index(w->room, w->store, w->index_due);
+}
+
+/* After a commit (or a batch with nothing to commit): the heap and index
+ * follow the room's wake time. A wake time that went away is dropped from
+ * the index lazily; one that appeared was written before the commit. */
+static void room_sync_wake(party_room *room) {
+    int64_t wake = party__room_wake(room);
+    if (wake == room->wake_indexed)
+        return;
+    if (wake == 0)
+        (void)party__alarm_index_put(room->rt, room->id, room->party->name, 0);
+    (void)party__alarm_heap_put(room->rt, room->id, room->party->name, wake);
+    room->wake_indexed = wake;
+}
+
+/* After a rollback, what memory says about alarms may be gone: reread. */
+static void room_reload_wake(party_room *room) {
+    (void)party__store_alarm_get(room->store, &room->alarm_at, &room->alarm_retries);
+    room->sched_next = party__store_sched_earliest(room->store);
+    (void)party__alarm_index_put(room->rt, room->id, room->party->name, party__room_wake(room));
+    room->wake_indexed = -1;
+    room_sync_wake(room);
 }
 
 static void room_commit_done(party_room *room, int result) {
     party_runtime *rt = room->rt;
     room->committing = 0;
+    if (result == 0)
+        room_sync_wake(room);
+    else
+        room_reload_wake(room);
     if (result != 0) {
         rt->commit_failures++;
         party__log_error(rt,
@@ -681,7 +901,7 @@ static void after_commit_work(uv_work_t *req, int status) {
 }
 
 /* Commits on a worker thread; 0 if the work was queued. */
-static int room_commit_async(party_room *room) {
+static int room_commit_async(party_room *room, int64_t index_due) {
     party_runtime *rt = room->rt;
     store_work *w = calloc(1, sizeof(*w));
 
@@ -689,6 +909,7 @@ static int room_commit_async(party_room *room) {
         return PARTY_ENOMEM;
     w->room = room;
     w->store = room->store;
+    w->index_due = index_due;
     w->delay_ms = rt->commit_delay_ms;
     w->req.data = w;
     room->committing = 1;
@@ -707,21 +928,28 @@ static int room_commit_async(party_room *room) {
  * disk, or here when the durability mode does not wait for the disk. */
 static void room_end_batch(party_room *room) {
     party_runtime *rt = room->rt;
+    int64_t wake = party__room_wake(room);
+    /* A new wake time must reach the index before the commit. */
+    int64_t index_due = wake > 0 && wake != room->wake_indexed ? wake : 0;
     int wrote;
 
     if (room->store == NULL || !party__store_in_transaction(room->store)) {
         room->batch_wrote = 0;
+        if (index_due > 0)
+            (void)party__alarm_index_put(rt, room->id, room->party->name, index_due);
+        if (room->store != NULL)
+            room_sync_wake(room);
         if (room->held_head != NULL || room->holding)
             room_release_held(room, 1);
         return;
     }
-    wrote = room->batch_wrote || party__store_has_written(room->store);
+    wrote = room->batch_wrote || party__store_has_written(room->store) || index_due > 0;
     room->batch_wrote = 0;
     if (wrote && (rt->durability_full || rt->commit_delay_ms > 0) &&
-        room_commit_async(room) == 0)
+        room_commit_async(room, index_due) == 0)
         return;
     room->committing = 1;
-    room_commit_done(room, party__store_commit(room->store));
+    room_commit_done(room, commit_with_index(room, room->store, index_due));
 }
 
 /* Runs the queued events back to back as one batch, then ends the batch. */
@@ -748,6 +976,10 @@ static void room_run(party_room *room) {
 static void open_work(uv_work_t *req) {
     store_work *w = req->data;
     w->result = party__store_open(&w->opt, w->room->id, &w->store, w->why, sizeof(w->why));
+    if (w->result == 0) {
+        (void)party__store_alarm_get(w->store, &w->alarm_at, &w->alarm_retries);
+        w->sched_next = party__store_sched_earliest(w->store);
+    }
 }
 
 /* The store could not be opened: every waiting event is answered with an
@@ -791,6 +1023,13 @@ static void after_open_work(uv_work_t *req, int status) {
         return;
     }
     room->store = w->store;
+    room->alarm_at = w->alarm_at;
+    room->alarm_retries = w->alarm_retries;
+    room->sched_next = w->sched_next;
+    /* The index has what the store has, unless an alarm just took the
+     * room's entry out of the heap (-1): then the batch re-files it. */
+    if (room->wake_indexed != -1)
+        room->wake_indexed = party__room_wake(room);
     free(w);
     /* Hydrate the name: a room reached by id learns it here; a room reached
      * by name learns whether it must still persist it. */

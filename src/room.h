@@ -54,6 +54,14 @@ struct party_room {
     int name_error;    /* a callback read the name of an unnamed room */
     party__held *held_head, *held_tail;
 
+    /* alarm and schedules (valid while READY; loaded with the store) */
+    int64_t alarm_at;     /* epoch ms, 0: none */
+    int alarm_retries;    /* failed runs of the alarm now set */
+    int in_alarm;         /* inside on_alarm */
+    int alarm_retry_now;  /* what party_alarm_retry_count() says in on_alarm */
+    int64_t sched_next;   /* earliest schedule, 0: none */
+    int64_t wake_indexed; /* the wake time the index and heap have; -1: unknown */
+
     struct party_conn *conns_head, *conns_tail; /* open (accepted) connections */
     size_t n_conns;
     size_t n_pending; /* connections accepted by the router, not yet connected */
@@ -74,6 +82,7 @@ typedef enum party__event_type {
     PARTY__EV_CLOSE,
     PARTY__EV_ERROR,
     PARTY__EV_REQUEST,
+    PARTY__EV_ALARM, /* the room's wake time came (alarm or schedule) */
 } party__event_type;
 
 /* One unit of work for a room. Posted events are copied when they have to
@@ -111,6 +120,11 @@ int party__room_post(party_room *room, const party__event *ev);
 
 /* Runs the queued events of every ready room. */
 void party__room_drain_ready(party_runtime *rt);
+
+/* The time the room must wake next (alarm or earliest schedule), 0: none. */
+int64_t party__room_wake(const party_room *room);
+/* 1 if the room's callbacks are running (its API may be used). */
+int party__room_in_callback(const party_room *room);
 
 /* Output gate: 1 if output to the room's connections must be held now. */
 int party__room_holding(party_room *room);

@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "conn.h"
+#include "alarm.h"
 #include "log.h"
 #include "room.h"
 #include "ws.h"
@@ -284,6 +285,7 @@ static void close_handle(uv_handle_t *handle) {
  * so uv_run returns. */
 static void runtime_finish(party_runtime *rt) {
     party__rooms_free_all(rt);
+    party__alarms_stop(rt);
     close_handle((uv_handle_t *)&rt->listener);
     close_handle((uv_handle_t *)&rt->flush_check);
     close_handle((uv_handle_t *)&rt->flush_prepare);
@@ -342,17 +344,22 @@ static void runtime_begin_stop(party_runtime *rt) {
     party__runtime_maybe_finish(rt);
 }
 
-void party__runtime_begin(party_runtime *rt) {
+int party__runtime_begin(party_runtime *rt) {
     struct sigaction sa;
+    int r = party__alarms_start(rt);
+    if (r != 0)
+        return r;
     /* A peer that vanishes mid-write must give EPIPE, not kill the process. */
     if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
         signal(SIGPIPE, SIG_IGN);
     rt->loop_thread = uv_thread_self();
     rt->running = 1;
+    return 0;
 }
 
 void party__runtime_advance(party_runtime *rt, uint64_t ms) {
     rt->virtual_now += ms;
+    party__alarms_fire_due(rt);
     party__room_evict_idle(rt, party__runtime_now(rt));
 }
 
@@ -361,7 +368,9 @@ int party_runtime_run(party_runtime *rt) {
 
     if (rt->running)
         return PARTY_ESTATE;
-    r = party_runtime_listen(rt);
+    r = party__alarms_start(rt);
+    if (r == 0)
+        r = party_runtime_listen(rt);
     if (r != 0)
         return r;
     uv_signal_start(&rt->sigint, on_signal, SIGINT);
@@ -369,7 +378,7 @@ int party_runtime_run(party_runtime *rt) {
     uv_ref((uv_handle_t *)&rt->stop_async);
     uv_timer_start(&rt->evict_timer, on_evict_timer, evict_tick_ms(rt), evict_tick_ms(rt));
     uv_unref((uv_handle_t *)&rt->evict_timer);
-    party__runtime_begin(rt);
+    (void)party__runtime_begin(rt); /* its one failure was checked above */
     party__log_info(rt, "listening on http://%s:%d (prefix /%s/)", rt->host, party_runtime_port(rt),
                     rt->prefix);
     uv_run(&rt->loop, UV_RUN_DEFAULT);

@@ -42,6 +42,16 @@ struct party_runtime {
     size_t n_busy;          /* rooms with store work on a worker thread */
     unsigned commit_delay_ms; /* test hook: every durable commit waits this long first */
     uint64_t commit_failures;
+    /* alarms: the index (one SQLite file) and the heap of wake times */
+    struct sqlite3 *alarm_db;
+    uv_mutex_t alarm_mutex;
+    uv_timer_t alarm_timer;
+    struct party__alarm_node **alarm_heap;
+    size_t alarm_heap_len, alarm_heap_cap;
+    struct party__alarm_node **alarm_buckets;
+    size_t alarm_buckets_cap;
+    int alarms_started;
+    uint64_t alarms_fired, alarms_retried, alarms_abandoned;
     int virtual_clock;      /* test harness: time moves only when told */
     uint64_t virtual_now;   /* ms since the epoch, when virtual_clock */
     struct party_conn *dirty_head;              /* connections with unflushed output */
@@ -65,7 +75,7 @@ void party__runtime_mark_ready(party_runtime *rt, struct party_room *room);
 
 /* Marks the runtime running on this thread without listening or running
  * the loop: the test harness drives the loop itself. */
-void party__runtime_begin(party_runtime *rt);
+int party__runtime_begin(party_runtime *rt);
 /* Virtual clock: moves time forward and runs what came due (eviction). */
 void party__runtime_advance(party_runtime *rt, uint64_t ms);
 

@@ -23,7 +23,13 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS _party_kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL)"
     " WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS _party_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)"
-    " WITHOUT ROWID;";
+    " WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS _party_alarm (k INTEGER PRIMARY KEY CHECK (k = 1),"
+    " at_ms INTEGER NOT NULL, retries INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS _party_schedules (id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL,"
+    " payload BLOB NOT NULL, kind INTEGER NOT NULL, interval_ms INTEGER NOT NULL, cron TEXT,"
+    " next_ms INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS _party_schedules_next ON _party_schedules (next_ms);";
 
 int party__store_path(const char *data_dir, const char *room_id, char *out, size_t cap) {
     int n = snprintf(out, cap, "%s/rooms/%.2s/%s.db", data_dir, room_id, room_id);
@@ -299,4 +305,148 @@ char *party__store_meta_get(party__store *s, const char *key) {
 
 sqlite3 *party__store_db(party__store *s) {
     return s->db;
+}
+
+/* ---- alarm and schedules ---- */
+
+/* Prepares sql, runs it to completion or to its first row (*row set). */
+static int run_sql(party__store *s, const char *sql, sqlite3_stmt **out) {
+    sqlite3_stmt *stmt = NULL;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &stmt, NULL) != SQLITE_OK)
+        return PARTY_EIO;
+    *out = stmt;
+    return 0;
+}
+
+int party__store_alarm_get(party__store *s, int64_t *at_ms, int *retries) {
+    sqlite3_stmt *stmt;
+    int rc;
+    *at_ms = 0;
+    if (retries != NULL)
+        *retries = 0;
+    if (run_sql(s, "SELECT at_ms, retries FROM _party_alarm WHERE k = 1", &stmt) != 0)
+        return PARTY_EIO;
+    rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+        *at_ms = sqlite3_column_int64(stmt, 0);
+        if (retries != NULL)
+            *retries = sqlite3_column_int(stmt, 1);
+    }
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : PARTY_EIO;
+}
+
+int party__store_alarm_set(party__store *s, int64_t at_ms, int retries) {
+    sqlite3_stmt *stmt;
+    int r = party__store_begin(s);
+    if (r != 0)
+        return r;
+    if (at_ms > 0) {
+        if (run_sql(s,
+                    "INSERT INTO _party_alarm (k, at_ms, retries) VALUES (1, ?1, ?2)"
+                    " ON CONFLICT (k) DO UPDATE SET at_ms = excluded.at_ms,"
+                    " retries = excluded.retries",
+                    &stmt) != 0)
+            return PARTY_EIO;
+        sqlite3_bind_int64(stmt, 1, at_ms);
+        sqlite3_bind_int(stmt, 2, retries);
+    } else if (run_sql(s, "DELETE FROM _party_alarm", &stmt) != 0) {
+        return PARTY_EIO;
+    }
+    r = sqlite3_step(stmt) == SQLITE_DONE ? 0 : PARTY_EIO;
+    sqlite3_finalize(stmt);
+    return r;
+}
+
+int party__store_sched_add(party__store *s, const party__schedule *sc) {
+    sqlite3_stmt *stmt;
+    int r = party__store_begin(s);
+    if (r != 0)
+        return r;
+    if (run_sql(s,
+                "INSERT INTO _party_schedules (id, name, payload, kind, interval_ms, cron, next_ms)"
+                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                &stmt) != 0)
+        return PARTY_EIO;
+    sqlite3_bind_text(stmt, 1, sc->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, sc->name, -1, SQLITE_STATIC);
+    sqlite3_bind_blob64(stmt, 3, sc->len > 0 ? sc->payload : "", sc->len, SQLITE_STATIC);
+    sqlite3_bind_int(stmt, 4, sc->kind);
+    sqlite3_bind_int64(stmt, 5, sc->interval_ms);
+    if (sc->cron != NULL)
+        sqlite3_bind_text(stmt, 6, sc->cron, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 7, sc->next_ms);
+    r = sqlite3_step(stmt) == SQLITE_DONE ? 0 : PARTY_EIO;
+    sqlite3_finalize(stmt);
+    return r;
+}
+
+int party__store_sched_cancel(party__store *s, const char *id) {
+    sqlite3_stmt *stmt;
+    int r = party__store_begin(s);
+    if (r != 0)
+        return r;
+    if (run_sql(s, "DELETE FROM _party_schedules WHERE id = ?1", &stmt) != 0)
+        return PARTY_EIO;
+    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
+    r = sqlite3_step(stmt) == SQLITE_DONE ? 0 : PARTY_EIO;
+    sqlite3_finalize(stmt);
+    if (r == 0 && sqlite3_changes(s->db) == 0)
+        return PARTY_ENOTFOUND;
+    return r;
+}
+
+int party__store_sched_set_next(party__store *s, const char *id, int64_t next_ms) {
+    sqlite3_stmt *stmt;
+    int r = party__store_begin(s);
+    if (r != 0)
+        return r;
+    if (run_sql(s, "UPDATE _party_schedules SET next_ms = ?2 WHERE id = ?1", &stmt) != 0)
+        return PARTY_EIO;
+    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, next_ms);
+    r = sqlite3_step(stmt) == SQLITE_DONE ? 0 : PARTY_EIO;
+    sqlite3_finalize(stmt);
+    return r;
+}
+
+int64_t party__store_sched_earliest(party__store *s) {
+    sqlite3_stmt *stmt;
+    int64_t next = 0;
+    if (run_sql(s, "SELECT min(next_ms) FROM _party_schedules", &stmt) != 0)
+        return 0;
+    if (sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_type(stmt, 0) != SQLITE_NULL)
+        next = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    return next;
+}
+
+int party__store_sched_each(party__store *s, int64_t until,
+                            int (*fn)(const party__schedule *sc, void *arg), void *arg) {
+    sqlite3_stmt *stmt;
+    int r = 0, rc;
+    if (run_sql(s,
+                "SELECT id, name, payload, kind, interval_ms, cron, next_ms FROM _party_schedules"
+                " WHERE next_ms <= ?1 ORDER BY next_ms, id",
+                &stmt) != 0)
+        return PARTY_EIO;
+    sqlite3_bind_int64(stmt, 1, until);
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        party__schedule sc;
+        sc.id = (const char *)sqlite3_column_text(stmt, 0);
+        sc.name = (const char *)sqlite3_column_text(stmt, 1);
+        sc.payload = sqlite3_column_blob(stmt, 2);
+        sc.len = (size_t)sqlite3_column_bytes(stmt, 2);
+        sc.kind = sqlite3_column_int(stmt, 3);
+        sc.interval_ms = sqlite3_column_int64(stmt, 4);
+        sc.cron = (const char *)sqlite3_column_text(stmt, 5);
+        sc.next_ms = sqlite3_column_int64(stmt, 6);
+        r = fn(&sc, arg);
+        if (r != 0)
+            break;
+    }
+    if (r == 0 && rc != SQLITE_DONE)
+        r = PARTY_EIO;
+    sqlite3_finalize(stmt);
+    return r;
 }

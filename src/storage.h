@@ -8,6 +8,7 @@
 
 #include <sqlite3.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "party.h"
 
@@ -55,6 +56,33 @@ int party__store_kv_list(party__store *store, const char *prefix,
  * get returns a malloc'd NUL-terminated string, or NULL when absent. */
 int party__store_meta_put(party__store *store, const char *key, const char *value);
 char *party__store_meta_get(party__store *store, const char *key);
+
+/* The room's alarm (one per room): *at_ms 0 when none. set with at_ms 0
+ * deletes it. retries: failed runs so far of the alarm now set. */
+int party__store_alarm_get(party__store *store, int64_t *at_ms, int *retries);
+int party__store_alarm_set(party__store *store, int64_t at_ms, int retries);
+
+/* Schedules, many per room. kind: PARTY__SCHED_AT, _EVERY or _CRON. */
+enum { PARTY__SCHED_AT = 0, PARTY__SCHED_EVERY = 1, PARTY__SCHED_CRON = 2 };
+typedef struct party__schedule {
+    const char *id, *name, *cron; /* cron NULL unless kind CRON */
+    const void *payload;
+    size_t len;
+    int kind;
+    int64_t interval_ms; /* EVERY */
+    int64_t next_ms;
+} party__schedule;
+int party__store_sched_add(party__store *store, const party__schedule *s);
+/* PARTY_ENOTFOUND when no schedule has this id. */
+int party__store_sched_cancel(party__store *store, const char *id);
+int party__store_sched_set_next(party__store *store, const char *id, int64_t next_ms);
+/* The earliest next_ms, or 0 when there are no schedules. */
+int64_t party__store_sched_earliest(party__store *store);
+/* Calls fn for schedules with next_ms <= until (INT64_MAX: all), earliest
+ * first; the schedule is valid during the call; fn may not write. fn
+ * returns non-zero to stop. */
+int party__store_sched_each(party__store *store, int64_t until,
+                            int (*fn)(const party__schedule *s, void *arg), void *arg);
 
 /* The SQLite handle, for a room's own tables. */
 sqlite3 *party__store_db(party__store *store);
