@@ -16,4 +16,8 @@ const party_def *party_builtin_chat(void);
  * new value back; GET answers {"name": room, "count": n}. */
 const party_def *party_builtin_counter(void);
 
+/* reminder: schedules and the room's alarm over HTTP (POST ?in=, ?every=,
+ * ?cron=, ?alarm_in=; DELETE ?id=; GET lists schedules and what fired). */
+const party_def *party_builtin_reminder(void);
+
 #endif

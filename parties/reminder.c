@@ -1,0 +1,202 @@
+/* reminder: schedules and alarms over HTTP. Each room keeps reminders that
+ * fire even when the room is out of memory or partyd restarted; when one
+ * fires, every WebSocket in the room gets {"type":"reminder",...} and the
+ * room records it (the last 50, durable).
+ *   POST ?in=MS&name=N        once, MS from now (body: payload)
+ *   POST ?at=EPOCH_MS&name=N  once, at that time
+ *   POST ?every=MS&name=N     repeating (MS >= 1000)
+ *   POST ?cron=EXPR&name=N    repeating, 5-field cron in UTC
+ *   POST ?alarm_in=MS         the room's one alarm (fires as name "alarm")
+ *   DELETE ?id=ID             cancel a schedule
+ *   GET                       {"name", "now", "alarm", "schedules": [...], "fired": [...]}
+ * Answers carry the schedule id: {"id": "..."}. */
+#include "parties.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#define FIRED_MAX 50
+
+static int64_t now_ms(void) {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static void respond_json(party_response *res, int status, cJSON *json) {
+    char *text = json != NULL ? cJSON_PrintUnformatted(json) : NULL;
+    cJSON_Delete(json);
+    if (text == NULL) {
+        party_response_status(res, 500);
+        return;
+    }
+    party_response_status(res, status);
+    party_response_header(res, "Content-Type", "application/json");
+    party_response_body(res, text, strlen(text));
+    free(text);
+}
+
+static void respond_error(party_response *res, int status, const char *message) {
+    cJSON *json = cJSON_CreateObject();
+    cJSON_AddStringToObject(json, "error", message);
+    respond_json(res, status, json);
+}
+
+/* Appends a fired reminder to the room's durable record and tells the
+ * room's connections. */
+static int record_fired(party_room *room, const char *name, const void *payload, size_t len) {
+    void *old = NULL;
+    size_t old_len;
+    cJSON *list = NULL, *entry, *note;
+    char *text;
+    int r;
+
+    if (party_kv_get(room, "fired", &old, &old_len) == 0)
+        list = cJSON_Parse(old);
+    free(old);
+    if (list == NULL)
+        list = cJSON_CreateArray();
+    entry = cJSON_CreateObject();
+    if (list == NULL || entry == NULL) {
+        cJSON_Delete(list);
+        cJSON_Delete(entry);
+        return -1;
+    }
+    cJSON_AddStringToObject(entry, "name", name);
+    cJSON_AddStringToObject(entry, "room", party_room_name(room) ? party_room_name(room) : "");
+    cJSON_AddNumberToObject(entry, "at", (double)now_ms());
+    cJSON_AddNumberToObject(entry, "retry", party_alarm_retry_count(room));
+    {
+        char *copy = malloc(len + 1);
+        if (copy != NULL) {
+            memcpy(copy, payload, len);
+            copy[len] = '\0';
+            cJSON_AddStringToObject(entry, "payload", copy);
+            free(copy);
+        }
+    }
+    note = cJSON_Duplicate(entry, 1);
+    cJSON_AddItemToArray(list, entry);
+    while (cJSON_GetArraySize(list) > FIRED_MAX)
+        cJSON_DeleteItemFromArray(list, 0);
+    text = cJSON_PrintUnformatted(list);
+    cJSON_Delete(list);
+    r = text != NULL ? party_kv_put(room, "fired", text, strlen(text)) : -1;
+    free(text);
+    if (note != NULL) {
+        cJSON_AddStringToObject(note, "type", "reminder");
+        text = cJSON_PrintUnformatted(note);
+        if (text != NULL)
+            party_broadcast(room, text, strlen(text), 0, NULL, 0);
+        free(text);
+        cJSON_Delete(note);
+    }
+    return r;
+}
+
+static int reminder_schedule(party_room *room, const char *name, const void *payload,
+                             size_t len) {
+    return record_fired(room, name, payload, len) == 0 ? 0 : -1;
+}
+
+static int reminder_alarm(party_room *room) {
+    return record_fired(room, "alarm", "", 0) == 0 ? 0 : -1;
+}
+
+static int add_schedule_json(const char *id, const char *name, int64_t next_ms,
+                             const void *payload, size_t len, void *arg) {
+    cJSON *entry = cJSON_CreateObject();
+    (void)payload;
+    (void)len;
+    cJSON_AddStringToObject(entry, "id", id);
+    cJSON_AddStringToObject(entry, "name", name);
+    cJSON_AddNumberToObject(entry, "next", (double)next_ms);
+    cJSON_AddItemToArray(arg, entry);
+    return 0;
+}
+
+static void describe(party_room *room, party_response *res) {
+    cJSON *json = cJSON_CreateObject(), *fired = NULL, *schedules = cJSON_CreateArray();
+    void *text = NULL;
+    size_t len;
+
+    cJSON_AddStringToObject(json, "name", party_room_name(room) ? party_room_name(room) : "");
+    cJSON_AddNumberToObject(json, "now", (double)now_ms());
+    cJSON_AddNumberToObject(json, "alarm", (double)party_alarm_get(room));
+    party_schedule_list(room, add_schedule_json, schedules);
+    cJSON_AddItemToObject(json, "schedules", schedules);
+    if (party_kv_get(room, "fired", &text, &len) == 0)
+        fired = cJSON_Parse(text);
+    free(text);
+    cJSON_AddItemToObject(json, "fired", fired != NULL ? fired : cJSON_CreateArray());
+    respond_json(res, 200, json);
+}
+
+static void reminder_request(party_room *room, const party_request *req, party_response *res) {
+    const char *method = party_request_method(req);
+    const char *name = party_request_query(req, "name");
+    const char *in = party_request_query(req, "in"), *at = party_request_query(req, "at");
+    const char *every = party_request_query(req, "every"), *cron = party_request_query(req, "cron");
+    const char *alarm_in = party_request_query(req, "alarm_in");
+    char id[PARTY_ID_MAX] = "";
+    size_t len;
+    const void *body = party_request_body(req, &len);
+    int r;
+
+    if (strcmp(method, "GET") == 0) {
+        describe(room, res);
+        return;
+    }
+    if (strcmp(method, "DELETE") == 0) {
+        const char *del = party_request_query(req, "id");
+        r = del != NULL ? party_schedule_cancel(room, del) : PARTY_EINVAL;
+        if (r != 0)
+            respond_error(res, r == PARTY_ENOTFOUND ? 404 : 400, party_strerror(r));
+        else
+            party_response_status(res, 204);
+        return;
+    }
+    if (strcmp(method, "POST") != 0) {
+        party_response_status(res, 405);
+        return;
+    }
+    if (alarm_in != NULL) {
+        r = party_alarm_set(room, now_ms() + strtoll(alarm_in, NULL, 10));
+    } else {
+        if (name == NULL)
+            name = "reminder";
+        if (in != NULL)
+            r = party_schedule_after(room, strtoll(in, NULL, 10), name, body, len, id);
+        else if (at != NULL)
+            r = party_schedule_at(room, strtoll(at, NULL, 10), name, body, len, id);
+        else if (every != NULL)
+            r = party_schedule_every(room, strtoll(every, NULL, 10), name, body, len, id);
+        else if (cron != NULL)
+            r = party_schedule_cron(room, cron, name, body, len, id);
+        else
+            r = PARTY_EINVAL;
+    }
+    if (r != 0) {
+        respond_error(res, 400, party_strerror(r));
+        return;
+    }
+    {
+        cJSON *json = cJSON_CreateObject();
+        cJSON_AddStringToObject(json, "id", id);
+        respond_json(res, 201, json);
+    }
+}
+
+static const party_def reminder_def = {
+    .name = "reminder",
+    .on_request = reminder_request,
+    .on_alarm = reminder_alarm,
+    .on_schedule = reminder_schedule,
+};
+
+const party_def *party_builtin_reminder(void) {
+    return &reminder_def;
+}
