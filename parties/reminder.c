@@ -97,8 +97,7 @@ static int record_fired(party_room *room, const char *name, const void *payload,
     return r;
 }
 
-static int reminder_schedule(party_room *room, const char *name, const void *payload,
-                             size_t len) {
+static int reminder_schedule(party_room *room, const char *name, const void *payload, size_t len) {
     return record_fired(room, name, payload, len) == 0 ? 0 : -1;
 }
 
@@ -106,8 +105,8 @@ static int reminder_alarm(party_room *room) {
     return record_fired(room, "alarm", "", 0) == 0 ? 0 : -1;
 }
 
-static int add_schedule_json(const char *id, const char *name, int64_t next_ms,
-                             const void *payload, size_t len, void *arg) {
+static int add_schedule_json(const char *id, const char *name, int64_t next_ms, const void *payload,
+                             size_t len, void *arg) {
     cJSON *entry = cJSON_CreateObject();
     (void)payload;
     (void)len;

@@ -277,8 +277,8 @@ int party__alarms_start(party_runtime *rt) {
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(rt->alarm_db, index_schema, NULL, NULL, NULL);
     if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(rt->alarm_db, "SELECT room_id, party, due_ms FROM alarm_index",
-                                -1, &stmt, NULL);
+        rc = sqlite3_prepare_v2(rt->alarm_db, "SELECT room_id, party, due_ms FROM alarm_index", -1,
+                                &stmt, NULL);
     if (rc != SQLITE_OK) {
         party__log_error(rt, "alarm index %s: %s", path,
                          rt->alarm_db ? sqlite3_errmsg(rt->alarm_db) : "cannot open");
@@ -336,11 +336,12 @@ int party__alarm_index_put(party_runtime *rt, const char *room_id, const char *p
         return 0;
     uv_mutex_lock(&rt->alarm_mutex);
     if (due_ms > 0) {
-        rc = sqlite3_prepare_v2(rt->alarm_db,
-                                "INSERT INTO alarm_index (room_id, party, due_ms) VALUES (?1, ?2, ?3)"
-                                " ON CONFLICT (room_id) DO UPDATE SET party = excluded.party,"
-                                " due_ms = excluded.due_ms",
-                                -1, &stmt, NULL);
+        rc = sqlite3_prepare_v2(
+            rt->alarm_db,
+            "INSERT INTO alarm_index (room_id, party, due_ms) VALUES (?1, ?2, ?3)"
+            " ON CONFLICT (room_id) DO UPDATE SET party = excluded.party,"
+            " due_ms = excluded.due_ms",
+            -1, &stmt, NULL);
         if (rc == SQLITE_OK) {
             sqlite3_bind_text(stmt, 1, room_id, -1, SQLITE_STATIC);
             sqlite3_bind_text(stmt, 2, party, -1, SQLITE_STATIC);

@@ -112,8 +112,8 @@ int party_schedule_at(party_room *room, int64_t at_ms, const char *name, const v
     return schedule_add(room, PARTY__SCHED_AT, at_ms, 0, NULL, name, payload, len, id_out);
 }
 
-int party_schedule_after(party_room *room, int64_t delay_ms, const char *name,
-                         const void *payload, size_t len, char id_out[PARTY_ID_MAX]) {
+int party_schedule_after(party_room *room, int64_t delay_ms, const char *name, const void *payload,
+                         size_t len, char id_out[PARTY_ID_MAX]) {
     if (room == NULL)
         return PARTY_ESTATE;
     if (delay_ms < 0)
@@ -128,13 +128,12 @@ int party_schedule_every(party_room *room, int64_t interval_ms, const char *name
         return PARTY_ESTATE;
     if (interval_ms < SCHEDULE_MIN_INTERVAL_MS)
         return PARTY_EINVAL;
-    return schedule_add(room, PARTY__SCHED_EVERY,
-                        party__runtime_epoch_ms(room->rt) + interval_ms, interval_ms, NULL, name,
-                        payload, len, id_out);
+    return schedule_add(room, PARTY__SCHED_EVERY, party__runtime_epoch_ms(room->rt) + interval_ms,
+                        interval_ms, NULL, name, payload, len, id_out);
 }
 
-int party_schedule_cron(party_room *room, const char *cron5, const char *name,
-                        const void *payload, size_t len, char id_out[PARTY_ID_MAX]) {
+int party_schedule_cron(party_room *room, const char *cron5, const char *name, const void *payload,
+                        size_t len, char id_out[PARTY_ID_MAX]) {
     party__cron cron;
     const char *why;
     int64_t next;
