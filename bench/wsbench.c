@@ -1,0 +1,1103 @@
+/* wsbench: a WebSocket load generator for partyd. One process, one epoll
+ * loop, non-blocking sockets to 127.0.0.1 only. The common part opens the
+ * connections, frames messages with the codec in src/ws.h, keeps time
+ * (connect, warm-up, measure, drain, close) and records latencies in a
+ * bounded histogram; a mode decides what a connection sends and what a
+ * message it receives means. Prints one human line and one JSON line.
+ *
+ * Modes: counter, echo (request-response: W messages in flight per
+ * connection, each reply answered by the next message). */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "ws.h"
+
+#define MAX_CONNS 200000
+#define MAX_ROOMS 1000000
+#define MAX_INFLIGHT 4096
+#define MAX_SIZE (16u * 1024 * 1024)
+#define MAX_SECONDS 3600.0
+#define CONNECT_WINDOW 256       /* handshakes under way at once */
+#define HANDSHAKE_MAX 8192       /* bytes of the server's 101 answer */
+#define DRAIN_SECONDS 5.0        /* wait for replies still in flight */
+#define CLOSE_SECONDS 2.0        /* wait for the server's Close answers */
+#define READ_CHUNK (256u * 1024) /* one read() */
+#define EVENTS_PER_WAIT 256
+
+/* ---- options ---- */
+
+typedef struct bench_options {
+    const char *mode;
+    const char *host;
+    int port;
+    const char *party; /* NULL: the mode's own */
+    const char *room_prefix;
+    long rooms, conns, inflight;
+    size_t size;
+    double duration, warmup, connect_timeout;
+} bench_options;
+
+/* ---- latency histogram: log-linear (64 buckets per power of two, so a
+ * value is known within 1.6%), fixed size ---- */
+
+#define HIST_SUB_BITS 7
+#define HIST_HALF (1u << (HIST_SUB_BITS - 1))
+#define HIST_BUCKETS ((1u << HIST_SUB_BITS) + (64 - HIST_SUB_BITS) * HIST_HALF)
+
+typedef struct histogram {
+    uint64_t count[HIST_BUCKETS];
+    uint64_t total, max;
+} histogram;
+
+static unsigned hist_index(uint64_t v) {
+    unsigned msb, shift;
+    if (v < (1u << HIST_SUB_BITS))
+        return (unsigned)v;
+    msb = 63u - (unsigned)__builtin_clzll(v);
+    shift = msb - (HIST_SUB_BITS - 1);
+    return (1u << HIST_SUB_BITS) + (shift - 1) * HIST_HALF + (unsigned)((v >> shift) - HIST_HALF);
+}
+
+/* The highest value that falls in bucket i (reported values never flatter). */
+static uint64_t hist_bucket_top(unsigned i) {
+    unsigned shift, top;
+    if (i < (1u << HIST_SUB_BITS))
+        return i;
+    shift = (i - (1u << HIST_SUB_BITS)) / HIST_HALF + 1;
+    top = (i - (1u << HIST_SUB_BITS)) % HIST_HALF + HIST_HALF;
+    return (((uint64_t)top + 1) << shift) - 1;
+}
+
+static void hist_add(histogram *h, uint64_t v) {
+    h->count[hist_index(v)]++;
+    h->total++;
+    if (v > h->max)
+        h->max = v;
+}
+
+/* The value at quantile q (0..1): the smallest bucket holding it. */
+static uint64_t hist_quantile(const histogram *h, double q) {
+    uint64_t rank, seen = 0;
+    unsigned i;
+    if (h->total == 0)
+        return 0;
+    rank = (uint64_t)ceil(q * (double)h->total);
+    if (rank == 0)
+        rank = 1;
+    for (i = 0; i < HIST_BUCKETS; i++) {
+        seen += h->count[i];
+        if (seen >= rank)
+            return hist_bucket_top(i) < h->max ? hist_bucket_top(i) : h->max;
+    }
+    return h->max;
+}
+
+/* ---- the run ---- */
+
+typedef enum phase {
+    PHASE_CONNECT, /* connections opening; those open already send */
+    PHASE_WARMUP,  /* all open; replies not counted yet */
+    PHASE_MEASURE, /* replies counted */
+    PHASE_DRAIN,   /* nothing new sent; waiting for replies in flight */
+    PHASE_CLOSE,   /* Close sent; waiting for the server's */
+    PHASE_DONE,
+} phase;
+
+typedef enum conn_state {
+    CONN_IDLE, /* not started yet */
+    CONN_CONNECTING,
+    CONN_HANDSHAKE, /* request sent, reading the 101 */
+    CONN_OPEN,
+    CONN_CLOSING, /* our Close sent */
+    CONN_DONE,
+} conn_state;
+
+typedef struct bench bench;
+
+typedef struct bconn {
+    int fd;
+    long index, room;
+    conn_state state;
+    char key[32]; /* Sec-WebSocket-Key */
+    char *head;   /* handshake answer so far (CONN_HANDSHAKE only) */
+    size_t head_len;
+    char *out; /* bytes not written yet */
+    size_t out_len, out_off, out_cap;
+    int polling_out; /* EPOLLOUT requested */
+    int feeding;     /* inside party__ws_reader_feed: the reader is in use */
+    party__ws_reader reader;
+    uint64_t *sent_at; /* send times of the messages in flight, oldest first */
+    uint32_t ring_head, ring_len;
+    uint64_t next_seq, reply_seq;
+    long long last_value;
+} bconn;
+
+/* A mode: what is sent when a connection opens and when a message comes. */
+typedef struct bench_mode {
+    const char *name;
+    const char *default_party;
+    const char *summary; /* for --help */
+    void (*on_open)(bench *b, bconn *c);
+    void (*on_message)(bench *b, bconn *c, const party__ws_event *ev);
+    /* Request-response modes: 0 if payload is the right reply to message
+     * seq on c, else -1 with *why set. */
+    int (*check_reply)(bench *b, bconn *c, uint64_t seq, party__slice payload, const char **why);
+} bench_mode;
+
+struct bench {
+    const bench_options *opt;
+    const bench_mode *mode;
+    const char *party;
+    struct sockaddr_in addr;
+    int epfd;
+    bconn *conns;
+    long next_to_start, n_connecting, n_open, n_finished;
+    phase phase;
+    uint64_t t_begin, t_all_open, t_measure, t_measure_end, t_phase_deadline;
+    histogram hist;
+    uint64_t msgs_measured, msgs_total, in_flight, errors, unanswered;
+    char *payload; /* the fixed part of every message, opt->size bytes */
+    uint64_t rng;
+    char *read_buf;
+};
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t seconds_ns(double s) {
+    return (uint64_t)(s * 1e9);
+}
+
+/* xorshift64*: mask keys. RFC 6455 wants them unpredictable to
+ * intermediaries; on loopback, against our own server, this suffices. */
+static uint32_t rng_next(bench *b) {
+    b->rng ^= b->rng >> 12;
+    b->rng ^= b->rng << 25;
+    b->rng ^= b->rng >> 27;
+    return (uint32_t)((b->rng * 0x2545F4914F6CDD1Dull) >> 32);
+}
+
+static void conn_error(bench *b, bconn *c, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void conn_close(bench *b, bconn *c);
+
+/* ---- output ---- */
+
+static int out_reserve(bconn *c, size_t more) {
+    if (c->out_off > 0 && c->out_off == c->out_len)
+        c->out_off = c->out_len = 0;
+    if (c->out_len + more > c->out_cap) {
+        size_t cap = c->out_cap ? c->out_cap : 4096;
+        char *grown;
+        if (c->out_off > 0) {
+            memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+            c->out_len -= c->out_off;
+            c->out_off = 0;
+        }
+        while (cap < c->out_len + more)
+            cap *= 2;
+        if (cap > c->out_cap) {
+            grown = realloc(c->out, cap);
+            if (grown == NULL)
+                return -1;
+            c->out = grown;
+            c->out_cap = cap;
+        }
+    }
+    return 0;
+}
+
+static void set_events(bench *b, bconn *c, int want_out) {
+    struct epoll_event ev;
+    if (want_out == c->polling_out)
+        return;
+    ev.events = EPOLLIN | EPOLLRDHUP | (want_out ? EPOLLOUT : 0);
+    ev.data.ptr = c;
+    if (epoll_ctl(b->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+        c->polling_out = want_out;
+}
+
+/* Writes what the connection has queued; asks for EPOLLOUT if some stays. */
+static void conn_flush(bench *b, bconn *c) {
+    while (c->out_off < c->out_len) {
+        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->out_off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            set_events(b, c, 1);
+            return;
+        }
+        conn_error(b, c, "send: %s", strerror(errno));
+        return;
+    }
+    c->out_off = c->out_len = 0;
+    set_events(b, c, 0);
+}
+
+/* Appends the header of a masked frame with len payload bytes to c's
+ * output and returns where the payload goes; the caller writes it there,
+ * then masks it with party__ws_mask(payload, len, key, 0). NULL (and the
+ * connection closed) on OOM. */
+static char *frame_append(bench *b, bconn *c, int opcode, size_t len, uint8_t key[4]) {
+    uint32_t key32 = rng_next(b);
+    size_t header;
+
+    memcpy(key, &key32, 4);
+    if (out_reserve(c, len + 14) != 0) {
+        conn_error(b, c, "out of memory");
+        return NULL;
+    }
+    header = party__ws_header_write(c->out + c->out_len, opcode, 1, len, key);
+    c->out_len += header + len;
+    return c->out + c->out_len - len;
+}
+
+/* Queues one frame (written at the next flush). */
+static int queue_frame(bench *b, bconn *c, int opcode, const void *data, size_t len) {
+    uint8_t key[4];
+    char *payload = frame_append(b, c, opcode, len, key);
+    if (payload == NULL)
+        return -1;
+    if (len > 0)
+        memcpy(payload, data, len);
+    party__ws_mask(payload, len, key, 0);
+    return 0;
+}
+
+/* ---- request-response modes (counter, echo) ---- */
+
+/* Message seq: the payload with seq written at its start (as 16 hex
+ * digits when it fits), so an echo can be matched to what was sent. */
+static void rr_payload(bench *b, uint64_t seq, char *out) {
+    size_t size = b->opt->size;
+    memcpy(out, b->payload, size);
+    if (size >= 16) {
+        char hex[17];
+        snprintf(hex, sizeof(hex), "%016" PRIx64, seq);
+        memcpy(out, hex, 16);
+    }
+}
+
+static void rr_send(bench *b, bconn *c) {
+    size_t size = b->opt->size;
+    uint8_t key[4];
+    char *payload = frame_append(b, c, PARTY__WS_TEXT, size, key);
+
+    if (payload == NULL)
+        return;
+    rr_payload(b, c->next_seq, payload);
+    party__ws_mask(payload, size, key, 0);
+    c->sent_at[(c->ring_head + c->ring_len) % (uint32_t)b->opt->inflight] = now_ns();
+    c->ring_len++;
+    c->next_seq++;
+    b->in_flight++;
+}
+
+static int sending(const bench *b) {
+    return b->phase < PHASE_DRAIN;
+}
+
+static void rr_open(bench *b, bconn *c) {
+    long i;
+    for (i = 0; i < b->opt->inflight && sending(b); i++)
+        rr_send(b, c);
+}
+
+static void rr_message(bench *b, bconn *c, const party__ws_event *ev) {
+    uint64_t now = now_ns(), sent;
+    const char *why = NULL;
+
+    if (c->ring_len == 0) {
+        conn_error(b, c, "a message that answers nothing (%zu bytes)", ev->data.len);
+        return;
+    }
+    sent = c->sent_at[c->ring_head];
+    c->ring_head = (c->ring_head + 1) % (uint32_t)b->opt->inflight;
+    c->ring_len--;
+    b->in_flight--;
+    if (b->mode->check_reply(b, c, c->reply_seq, ev->data, &why) != 0) {
+        conn_error(b, c, "reply %" PRIu64 ": %s", c->reply_seq, why);
+        return;
+    }
+    c->reply_seq++;
+    b->msgs_total++;
+    if (b->phase == PHASE_MEASURE) {
+        b->msgs_measured++;
+        hist_add(&b->hist, now - sent);
+    }
+    if (sending(b))
+        rr_send(b, c);
+}
+
+/* counter: each reply is the room's new count, so on one connection the
+ * values only grow. */
+static int counter_check(bench *b, bconn *c, uint64_t seq, party__slice payload, const char **why) {
+    long long v = 0;
+    size_t i;
+    (void)b;
+    (void)seq;
+    if (payload.len == 0 || payload.len > 18) {
+        *why = "not a count";
+        return -1;
+    }
+    for (i = 0; i < payload.len; i++) {
+        if (payload.ptr[i] < '0' || payload.ptr[i] > '9') {
+            *why = "not a count";
+            return -1;
+        }
+        v = v * 10 + (payload.ptr[i] - '0');
+    }
+    if (v <= c->last_value) {
+        *why = "the count went backwards";
+        return -1;
+    }
+    c->last_value = v;
+    return 0;
+}
+
+/* echo: the same bytes back. */
+static int echo_check(bench *b, bconn *c, uint64_t seq, party__slice payload, const char **why) {
+    char expected[32];
+    (void)c;
+    if (payload.len != b->opt->size) {
+        *why = "echo of a different size";
+        return -1;
+    }
+    if (b->opt->size >= 16) {
+        snprintf(expected, sizeof(expected), "%016" PRIx64, seq);
+        if (memcmp(payload.ptr, expected, 16) != 0) {
+            *why = "echo of another message (out of order?)";
+            return -1;
+        }
+    }
+    if (memcmp(payload.ptr + (b->opt->size >= 16 ? 16 : 0),
+               b->payload + (b->opt->size >= 16 ? 16 : 0),
+               b->opt->size - (b->opt->size >= 16 ? 16 : 0)) != 0) {
+        *why = "echo with different bytes";
+        return -1;
+    }
+    return 0;
+}
+
+static const bench_mode modes[] = {
+    {"counter", "counter", "request-response on the durable counter (each reply after commit)",
+     rr_open, rr_message, counter_check},
+    {"echo", "echo", "request-response on the echo party (no storage)", rr_open, rr_message,
+     echo_check},
+};
+
+/* ---- connections ---- */
+
+static void conn_error(bench *b, bconn *c, const char *fmt, ...) {
+    va_list ap;
+    if (c->state == CONN_DONE)
+        return;
+    b->errors++;
+    if (b->errors <= 10) {
+        fprintf(stderr, "wsbench: conn %ld (room %ld): ", c->index, c->room);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+    }
+    conn_close(b, c);
+}
+
+static void conn_close(bench *b, bconn *c) {
+    if (c->state == CONN_DONE)
+        return;
+    if (c->state == CONN_CONNECTING || c->state == CONN_HANDSHAKE)
+        b->n_connecting--;
+    else if (c->state == CONN_OPEN || c->state == CONN_CLOSING)
+        b->n_open--;
+    b->in_flight -= c->ring_len;
+    if (b->phase <= PHASE_DRAIN)
+        b->unanswered += c->ring_len;
+    c->ring_len = 0;
+    if (c->fd >= 0) {
+        epoll_ctl(b->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        close(c->fd);
+    }
+    c->fd = -1;
+    c->state = CONN_DONE;
+    b->n_finished++;
+    free(c->head);
+    c->head = NULL;
+    free(c->out);
+    c->out = NULL;
+    c->out_len = c->out_off = c->out_cap = 0;
+    if (!c->feeding)
+        party__ws_reader_reset(&c->reader); /* else conn_feed does, after */
+}
+
+static void conn_start(bench *b, bconn *c) {
+    unsigned char raw[16];
+    struct epoll_event ev;
+    int one = 1;
+
+    if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
+        memset(raw, (int)c->index, sizeof(raw));
+    EVP_EncodeBlock((unsigned char *)c->key, raw, sizeof(raw));
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    c->state = CONN_CONNECTING;
+    b->n_connecting++;
+    if (c->fd < 0) {
+        conn_error(b, c, "socket: %s", strerror(errno));
+        return;
+    }
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    ev.events = EPOLLOUT | EPOLLIN | EPOLLRDHUP;
+    ev.data.ptr = c;
+    c->polling_out = 1;
+    if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
+        conn_error(b, c, "epoll_ctl: %s", strerror(errno));
+        return;
+    }
+    if (connect(c->fd, (struct sockaddr *)&b->addr, sizeof(b->addr)) != 0 && errno != EINPROGRESS)
+        conn_error(b, c, "connect: %s", strerror(errno));
+}
+
+/* Starts connections while fewer than CONNECT_WINDOW handshakes run. */
+static void start_more(bench *b) {
+    while (b->next_to_start < b->opt->conns && b->n_connecting < CONNECT_WINDOW)
+        conn_start(b, &b->conns[b->next_to_start++]);
+}
+
+static void send_handshake(bench *b, bconn *c) {
+    char req[1024];
+    int n = snprintf(req, sizeof(req),
+                     "GET /parties/%s/%s-%ld HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n",
+                     b->party, b->opt->room_prefix, c->room, b->opt->host, b->opt->port, c->key);
+    if (out_reserve(c, (size_t)n) != 0) {
+        conn_error(b, c, "out of memory");
+        return;
+    }
+    memcpy(c->out + c->out_len, req, (size_t)n);
+    c->out_len += (size_t)n;
+    c->state = CONN_HANDSHAKE;
+    conn_flush(b, c);
+}
+
+static int feed_cb(void *arg, const party__ws_event *ev);
+
+typedef struct feed_ctx {
+    bench *b;
+    bconn *c;
+} feed_ctx;
+
+static void conn_feed(bench *b, bconn *c, char *data, size_t len) {
+    feed_ctx ctx = {b, c};
+    int r;
+    if (len == 0)
+        return;
+    c->feeding = 1;
+    r = party__ws_reader_feed(&c->reader, data, len, feed_cb, &ctx);
+    c->feeding = 0;
+    if (c->state == CONN_DONE)
+        party__ws_reader_reset(&c->reader);
+    else if (r != 0)
+        conn_error(b, c, "bad frame from the server (%d)", r);
+}
+
+/* The value of header name in a response head, or an empty slice. */
+static party__slice head_value(const char *head, size_t len, const char *name) {
+    size_t name_len = strlen(name);
+    const char *p = memchr(head, '\n', len), *end = head + len;
+    while (p != NULL && p + 1 < end) {
+        const char *line = p + 1, *eol = memchr(line, '\n', (size_t)(end - line));
+        if (eol == NULL)
+            break;
+        if ((size_t)(eol - line) > name_len && strncasecmp(line, name, name_len) == 0 &&
+            line[name_len] == ':') {
+            const char *v = line + name_len + 1, *v_end = eol;
+            while (v < v_end && (*v == ' ' || *v == '\t'))
+                v++;
+            while (v_end > v && (v_end[-1] == '\r' || v_end[-1] == ' ' || v_end[-1] == '\t'))
+                v_end--;
+            return party__slice_make(v, (size_t)(v_end - v));
+        }
+        p = eol;
+    }
+    return party__slice_make(NULL, 0);
+}
+
+static void conn_opened(bench *b, bconn *c) {
+    c->state = CONN_OPEN;
+    b->n_connecting--;
+    b->n_open++;
+    party__ws_reader_init(&c->reader, b->opt->size > 65536 ? b->opt->size : 65536, 0);
+    b->mode->on_open(b, c);
+    start_more(b);
+}
+
+/* Bytes of the handshake answer: once the head is whole, checks it is a 101
+ * with the right accept value; what follows it is WebSocket data. */
+static void handshake_read(bench *b, bconn *c, char *data, size_t len) {
+    char expected[29];
+    char *end;
+    size_t head_len, rest;
+    party__slice accept;
+
+    if (c->head == NULL && (c->head = malloc(HANDSHAKE_MAX + 1)) == NULL) {
+        conn_error(b, c, "out of memory");
+        return;
+    }
+    if (c->head_len + len > HANDSHAKE_MAX) {
+        conn_error(b, c, "handshake answer over %d bytes", HANDSHAKE_MAX);
+        return;
+    }
+    memcpy(c->head + c->head_len, data, len);
+    c->head_len += len;
+    c->head[c->head_len] = '\0';
+    end = strstr(c->head, "\r\n\r\n");
+    if (end == NULL)
+        return;
+    head_len = (size_t)(end - c->head) + 4;
+    if (strncmp(c->head, "HTTP/1.1 101 ", 13) != 0) {
+        char *eol = strchr(c->head, '\r');
+        if (eol != NULL)
+            *eol = '\0';
+        conn_error(b, c, "handshake refused: %s", c->head);
+        return;
+    }
+    party__ws_accept_value(party__slice_make(c->key, strlen(c->key)), expected);
+    accept = head_value(c->head, head_len, "Sec-WebSocket-Accept");
+    if (accept.len != strlen(expected) || memcmp(accept.ptr, expected, accept.len) != 0) {
+        conn_error(b, c, "wrong Sec-WebSocket-Accept");
+        return;
+    }
+    /* What follows the head is WebSocket data; the head is done with. */
+    rest = c->head_len - head_len;
+    memmove(c->head, c->head + head_len, rest);
+    conn_opened(b, c);
+    if (c->state != CONN_DONE && rest > 0)
+        conn_feed(b, c, c->head, rest);
+    free(c->head);
+    c->head = NULL;
+    if (c->state != CONN_DONE)
+        conn_flush(b, c);
+}
+
+static int feed_cb(void *arg, const party__ws_event *ev) {
+    feed_ctx *ctx = arg;
+    bench *b = ctx->b;
+    bconn *c = ctx->c;
+
+    switch (ev->type) {
+    case PARTY__WS_EV_MESSAGE:
+        if (c->state == CONN_OPEN)
+            b->mode->on_message(b, c, ev);
+        break;
+    case PARTY__WS_EV_PING:
+        queue_frame(b, c, PARTY__WS_PONG, ev->data.ptr, ev->data.len);
+        break;
+    case PARTY__WS_EV_PONG:
+        break;
+    case PARTY__WS_EV_CLOSE:
+        if (c->state == CONN_CLOSING) {
+            conn_close(b, c);
+        } else {
+            conn_error(b, c, "the server closed the connection: %d %.*s", ev->close_code,
+                       (int)ev->data.len, ev->data.ptr);
+        }
+        return 1;
+    case PARTY__WS_EV_ERROR:
+        conn_error(b, c, "bad frame from the server: %s", ev->error);
+        return 1;
+    }
+    return c->state == CONN_DONE;
+}
+
+static void conn_readable(bench *b, bconn *c) {
+    for (;;) {
+        ssize_t n = recv(c->fd, b->read_buf, READ_CHUNK, 0);
+        if (n > 0) {
+            if (c->state == CONN_HANDSHAKE)
+                handshake_read(b, c, b->read_buf, (size_t)n);
+            else
+                conn_feed(b, c, b->read_buf, (size_t)n);
+            if (c->state == CONN_DONE)
+                return;
+            if ((size_t)n < READ_CHUNK)
+                break;
+            continue;
+        }
+        if (n == 0) {
+            if (c->state == CONN_CLOSING)
+                conn_close(b, c);
+            else
+                conn_error(b, c, "the server closed the TCP connection");
+            return;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            break;
+        conn_error(b, c, "recv: %s", strerror(errno));
+        return;
+    }
+    conn_flush(b, c);
+}
+
+static void conn_event(bench *b, bconn *c, uint32_t events) {
+    if (c->state == CONN_CONNECTING) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+            return;
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err != 0) {
+            conn_error(b, c, "connect: %s", strerror(err));
+            return;
+        }
+        send_handshake(b, c);
+        return;
+    }
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        conn_readable(b, c);
+    if (c->state != CONN_DONE && (events & EPOLLOUT))
+        conn_flush(b, c);
+}
+
+/* ---- phases ---- */
+
+static void begin_close(bench *b) {
+    long i;
+    static const char bye[2] = {(char)(1000 >> 8), (char)(1000 & 0xFF)};
+    b->phase = PHASE_CLOSE;
+    b->t_phase_deadline = now_ns() + seconds_ns(CLOSE_SECONDS);
+    for (i = 0; i < b->opt->conns; i++) {
+        bconn *c = &b->conns[i];
+        if (c->state == CONN_OPEN) {
+            if (queue_frame(b, c, PARTY__WS_CLOSE, bye, sizeof(bye)) != 0)
+                continue;
+            c->state = CONN_CLOSING;
+            conn_flush(b, c);
+        } else if (c->state != CONN_CLOSING) {
+            conn_close(b, c);
+        }
+    }
+}
+
+/* Moves to the next phase when its time (or its condition) has come. */
+static void advance(bench *b) {
+    uint64_t now = now_ns();
+    switch (b->phase) {
+    case PHASE_CONNECT:
+        if (b->n_open == b->opt->conns) {
+            b->t_all_open = now;
+            b->phase = PHASE_WARMUP;
+            b->t_phase_deadline = now + seconds_ns(b->opt->warmup);
+            advance(b);
+        } else if (b->n_finished > 0 || now >= b->t_phase_deadline) {
+            fprintf(stderr, "wsbench: only %ld of %ld connections opened%s\n", b->n_open,
+                    b->opt->conns, now >= b->t_phase_deadline ? " before --connect-timeout" : "");
+            b->errors++;
+            begin_close(b);
+            advance(b);
+        }
+        break;
+    case PHASE_WARMUP:
+        if (b->n_finished == b->opt->conns) {
+            b->phase = PHASE_DONE; /* every connection failed: nothing to measure */
+        } else if (now >= b->t_phase_deadline) {
+            b->phase = PHASE_MEASURE;
+            b->t_measure = now;
+            b->t_phase_deadline = now + seconds_ns(b->opt->duration);
+        }
+        break;
+    case PHASE_MEASURE:
+        if (now >= b->t_phase_deadline || b->n_finished == b->opt->conns) {
+            b->phase = PHASE_DRAIN;
+            b->t_measure_end = now;
+            b->t_phase_deadline = now + seconds_ns(DRAIN_SECONDS);
+            advance(b);
+        }
+        break;
+    case PHASE_DRAIN:
+        if (b->in_flight == 0 || now >= b->t_phase_deadline) {
+            b->unanswered += b->in_flight;
+            if (b->in_flight > 0)
+                fprintf(stderr, "wsbench: %" PRIu64 " replies did not come within %.0f s\n",
+                        b->in_flight, DRAIN_SECONDS);
+            begin_close(b);
+            advance(b);
+        }
+        break;
+    case PHASE_CLOSE:
+        if (b->n_open == 0 || now >= b->t_phase_deadline)
+            b->phase = PHASE_DONE;
+        break;
+    case PHASE_DONE:
+        break;
+    }
+}
+
+static int run(bench *b) {
+    struct epoll_event events[EVENTS_PER_WAIT];
+
+    b->t_begin = now_ns();
+    b->phase = PHASE_CONNECT;
+    b->t_phase_deadline = b->t_begin + seconds_ns(b->opt->connect_timeout);
+    start_more(b);
+    while (b->phase != PHASE_DONE) {
+        uint64_t now = now_ns();
+        int timeout_ms, n, i;
+
+        advance(b);
+        if (b->phase == PHASE_DONE)
+            break;
+        timeout_ms =
+            b->t_phase_deadline > now ? (int)((b->t_phase_deadline - now + 999999) / 1000000) : 0;
+        n = epoll_wait(b->epfd, events, EVENTS_PER_WAIT, timeout_ms);
+        if (n < 0 && errno != EINTR) {
+            fprintf(stderr, "wsbench: epoll_wait: %s\n", strerror(errno));
+            return -1;
+        }
+        for (i = 0; i < n; i++) {
+            bconn *c = events[i].data.ptr;
+            if (c->state != CONN_DONE)
+                conn_event(b, c, events[i].events);
+        }
+    }
+    return 0;
+}
+
+/* ---- report ---- */
+
+static void report(const bench *b) {
+    double secs = (double)(b->t_measure_end - b->t_measure) / 1e9;
+    double rate = secs > 0 ? (double)b->msgs_measured / secs : 0;
+    double p50 = (double)hist_quantile(&b->hist, 0.50) / 1e3;
+    double p99 = (double)hist_quantile(&b->hist, 0.99) / 1e3;
+    double p999 = (double)hist_quantile(&b->hist, 0.999) / 1e3;
+    double max = (double)b->hist.max / 1e3;
+    const bench_options *o = b->opt;
+
+    printf("wsbench %s: %ld conns over %ld rooms, %ld in flight each, %zu B: %.0f msgs/s, "
+           "latency p50 %.3f ms p99 %.3f ms p99.9 %.3f ms max %.3f ms (%" PRIu64
+           " msgs in %.2f s, %" PRIu64 " errors, %" PRIu64 " unanswered)\n",
+           b->mode->name, o->conns, o->rooms, o->inflight, o->size, rate, p50 / 1e3, p99 / 1e3,
+           p999 / 1e3, max / 1e3, b->msgs_measured, secs, b->errors, b->unanswered);
+    printf("{\"tool\":\"wsbench\",\"mode\":\"%s\",\"party\":\"%s\",\"host\":\"%s\",\"port\":%d,"
+           "\"rooms\":%ld,\"conns\":%ld,\"inflight\":%ld,\"size\":%zu,\"warmup_s\":%g,"
+           "\"duration_s\":%.3f,\"msgs\":%" PRIu64 ",\"msgs_per_s\":%.1f,\"p50_us\":%.1f,"
+           "\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,\"errors\":%" PRIu64
+           ",\"unanswered\":%" PRIu64 "}\n",
+           b->mode->name, b->party, o->host, o->port, o->rooms, o->conns, o->inflight, o->size,
+           o->warmup, secs, b->msgs_measured, rate, p50, p99, p999, max, b->errors, b->unanswered);
+    fflush(stdout);
+}
+
+/* ---- setup ---- */
+
+static void usage(FILE *to) {
+    size_t i;
+    fprintf(to, "usage: wsbench MODE [options]\n"
+                "\n"
+                "Load generator for partyd over WebSocket, on 127.0.0.1 only.\n"
+                "\n"
+                "Modes:\n");
+    for (i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+        fprintf(to, "  %-10s %s\n", modes[i].name, modes[i].summary);
+    fprintf(to, "\n"
+                "  --host ADDR          server address, 127.x.x.x (default 127.0.0.1)\n"
+                "  --port N             server port (default 1999)\n"
+                "  --party NAME         party to address (default: the mode's)\n"
+                "  --room-prefix P      rooms are P-0 .. P-(R-1) (default bench)\n"
+                "  --rooms R            rooms the connections are spread over (default 1)\n"
+                "  --conns C            connections (default 1)\n"
+                "  --inflight W         messages in flight per connection (default 1)\n"
+                "  --size S             message size in bytes (default 16)\n"
+                "  --duration D         seconds measured (default 10)\n"
+                "  --warmup SEC         seconds run before measuring (default 1)\n"
+                "  --connect-timeout S  seconds allowed to open every connection (default 10)\n"
+                "\n"
+                "Prints a summary line and a JSON line on stdout; exits 1 if a connection\n"
+                "failed or a reply was wrong or missing.\n");
+}
+
+static int parse_long(const char *flag, const char *text, long min, long max, long *out) {
+    char *end;
+    long v;
+    errno = 0;
+    v = strtol(text, &end, 10);
+    if (end == text || *end != '\0' || errno != 0 || v < min || v > max) {
+        fprintf(stderr, "wsbench: %s: '%s' is not a number in [%ld, %ld]\n", flag, text, min, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_seconds(const char *flag, const char *text, double min, double *out) {
+    char *end;
+    double v;
+    errno = 0;
+    v = strtod(text, &end);
+    if (end == text || *end != '\0' || errno != 0 || !(v >= min) || v > MAX_SECONDS) {
+        fprintf(stderr, "wsbench: %s: '%s' is not a number of seconds in [%g, %g]\n", flag, text,
+                min, MAX_SECONDS);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int valid_name(const char *s) {
+    size_t i, n = strlen(s);
+    if (n == 0 || n > 64)
+        return 0;
+    for (i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '_'))
+            return 0;
+    return 1;
+}
+
+enum {
+    OPT_HOST = 256,
+    OPT_PORT,
+    OPT_PARTY,
+    OPT_ROOM_PREFIX,
+    OPT_ROOMS,
+    OPT_CONNS,
+    OPT_INFLIGHT,
+    OPT_SIZE,
+    OPT_DURATION,
+    OPT_WARMUP,
+    OPT_CONNECT_TIMEOUT,
+    OPT_HELP,
+};
+
+static const struct option long_options[] = {
+    {"host", required_argument, NULL, OPT_HOST},
+    {"port", required_argument, NULL, OPT_PORT},
+    {"party", required_argument, NULL, OPT_PARTY},
+    {"room-prefix", required_argument, NULL, OPT_ROOM_PREFIX},
+    {"rooms", required_argument, NULL, OPT_ROOMS},
+    {"conns", required_argument, NULL, OPT_CONNS},
+    {"inflight", required_argument, NULL, OPT_INFLIGHT},
+    {"size", required_argument, NULL, OPT_SIZE},
+    {"duration", required_argument, NULL, OPT_DURATION},
+    {"warmup", required_argument, NULL, OPT_WARMUP},
+    {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+/* 0, 1 for --help, or -1 after saying what is wrong. */
+static int parse_args(int argc, char **argv, bench_options *o) {
+    long v;
+    int opt;
+
+    memset(o, 0, sizeof(*o));
+    o->host = "127.0.0.1";
+    o->port = 1999;
+    o->room_prefix = "bench";
+    o->rooms = o->conns = o->inflight = 1;
+    o->size = 16;
+    o->duration = 10;
+    o->warmup = 1;
+    o->connect_timeout = 10;
+    while ((opt = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
+        switch (opt) {
+        case OPT_HOST:
+            o->host = optarg;
+            break;
+        case OPT_PORT:
+            if (parse_long("--port", optarg, 1, 65535, &v) != 0)
+                return -1;
+            o->port = (int)v;
+            break;
+        case OPT_PARTY:
+            o->party = optarg;
+            break;
+        case OPT_ROOM_PREFIX:
+            o->room_prefix = optarg;
+            break;
+        case OPT_ROOMS:
+            if (parse_long("--rooms", optarg, 1, MAX_ROOMS, &o->rooms) != 0)
+                return -1;
+            break;
+        case OPT_CONNS:
+            if (parse_long("--conns", optarg, 1, MAX_CONNS, &o->conns) != 0)
+                return -1;
+            break;
+        case OPT_INFLIGHT:
+            if (parse_long("--inflight", optarg, 1, MAX_INFLIGHT, &o->inflight) != 0)
+                return -1;
+            break;
+        case OPT_SIZE:
+            if (parse_long("--size", optarg, 1, MAX_SIZE, &v) != 0)
+                return -1;
+            o->size = (size_t)v;
+            break;
+        case OPT_DURATION:
+            if (parse_seconds("--duration", optarg, 0.001, &o->duration) != 0)
+                return -1;
+            break;
+        case OPT_WARMUP:
+            if (parse_seconds("--warmup", optarg, 0, &o->warmup) != 0)
+                return -1;
+            break;
+        case OPT_CONNECT_TIMEOUT:
+            if (parse_seconds("--connect-timeout", optarg, 0.001, &o->connect_timeout) != 0)
+                return -1;
+            break;
+        case OPT_HELP:
+            return 1;
+        default:
+            return -1;
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "wsbench: expected one MODE\n");
+        return -1;
+    }
+    o->mode = argv[optind];
+    if (o->party != NULL && !valid_name(o->party)) {
+        fprintf(stderr, "wsbench: --party: '%s' is not a party name\n", o->party);
+        return -1;
+    }
+    if (!valid_name(o->room_prefix)) {
+        fprintf(stderr, "wsbench: --room-prefix: use letters, digits, '-' and '_'\n");
+        return -1;
+    }
+    if (o->rooms > o->conns) {
+        fprintf(stderr,
+                "wsbench: --rooms %ld > --conns %ld: some rooms would get no "
+                "connection\n",
+                o->rooms, o->conns);
+        return -1;
+    }
+    return 0;
+}
+
+/* Only loopback: this tool is for measuring our own server, not for
+ * pointing load at someone else's. */
+static int loopback_addr(const char *host, int port, struct sockaddr_in *addr) {
+    memset(addr, 0, sizeof(*addr));
+    addr->sin_family = AF_INET;
+    addr->sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, host, &addr->sin_addr) != 1 ||
+        (ntohl(addr->sin_addr.s_addr) >> 24) != 127) {
+        fprintf(stderr, "wsbench: --host %s: only 127.x.x.x addresses are allowed\n", host);
+        return -1;
+    }
+    return 0;
+}
+
+/* Enough descriptors for every connection (the soft limit is often 1024). */
+static int raise_fd_limit(long conns) {
+    struct rlimit rl;
+    rlim_t need = (rlim_t)conns + 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -1;
+    if (rl.rlim_cur >= need)
+        return 0;
+    if (rl.rlim_max < need) {
+        fprintf(stderr, "wsbench: %ld connections need %lu descriptors; the hard limit is %lu\n",
+                conns, (unsigned long)need, (unsigned long)rl.rlim_max);
+        return -1;
+    }
+    rl.rlim_cur = need;
+    return setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+int main(int argc, char **argv) {
+    bench_options opt;
+    bench b;
+    size_t i;
+    long k;
+    int r, status;
+
+    r = parse_args(argc, argv, &opt);
+    if (r > 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (r < 0) {
+        fprintf(stderr, "(wsbench --help lists modes and options)\n");
+        return 2;
+    }
+    memset(&b, 0, sizeof(b));
+    b.opt = &opt;
+    for (i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+        if (strcmp(modes[i].name, opt.mode) == 0)
+            b.mode = &modes[i];
+    if (b.mode == NULL) {
+        fprintf(stderr, "wsbench: unknown mode '%s' (wsbench --help lists them)\n", opt.mode);
+        return 2;
+    }
+    b.party = opt.party != NULL ? opt.party : b.mode->default_party;
+    if (loopback_addr(opt.host, opt.port, &b.addr) != 0)
+        return 2;
+    if (raise_fd_limit(opt.conns) != 0)
+        return 1;
+    b.rng = (uint64_t)now_ns() | 1;
+    b.epfd = epoll_create1(EPOLL_CLOEXEC);
+    b.conns = calloc((size_t)opt.conns, sizeof(*b.conns));
+    b.payload = malloc(opt.size);
+    b.read_buf = malloc(READ_CHUNK);
+    if (b.epfd < 0 || b.conns == NULL || b.payload == NULL || b.read_buf == NULL) {
+        fprintf(stderr, "wsbench: cannot set up: %s\n", strerror(errno));
+        return 1;
+    }
+    memset(b.payload, 'x', opt.size);
+    for (k = 0; k < opt.conns; k++) {
+        bconn *c = &b.conns[k];
+        c->fd = -1;
+        c->index = k;
+        c->room = k % opt.rooms;
+        c->sent_at = calloc((size_t)opt.inflight, sizeof(*c->sent_at));
+        if (c->sent_at == NULL) {
+            fprintf(stderr, "wsbench: out of memory\n");
+            return 1;
+        }
+    }
+
+    status = run(&b) == 0 && b.errors == 0 && b.unanswered == 0 ? 0 : 1;
+    report(&b);
+
+    for (k = 0; k < opt.conns; k++) {
+        conn_close(&b, &b.conns[k]);
+        free(b.conns[k].sent_at);
+    }
+    free(b.conns);
+    free(b.payload);
+    free(b.read_buf);
+    close(b.epfd);
+    return status;
+}
