@@ -1,0 +1,1230 @@
+/* party_test: the in-process test harness (include/party_test.h). It owns a
+ * runtime on a temporary data directory with a virtual clock, the client
+ * ends of fake connections (socketpairs whose other end the runtime adopts
+ * as if accepted), an RFC 6455 client built on the ws codec, and the loop
+ * driving: uv_run(NOWAIT) interleaved with poll() on the loop's backend fd
+ * and the client fds, always bounded by a real-time deadline. */
+#include "party_test.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "conn.h"
+#include "log.h"
+#include "room.h"
+#include "router.h"
+#include "runtime.h"
+#include "storage.h"
+#include "ws.h"
+
+#define READ_CHUNK (64 * 1024)
+#define MAX_BLOCK_MS 50 /* longest single poll: waits re-check their condition this often */
+#define QUIET_ROUNDS 3  /* loop turns in a row with nothing to do before "idle" */
+#define FREE_DRAIN_MS 30000
+#define CLIENT_MAX_MESSAGE (UINT64_C(1) << 32)
+
+typedef enum client_mode {
+    CLIENT_HTTP,      /* collecting one HTTP response */
+    CLIENT_HANDSHAKE, /* waiting for the answer to a WebSocket upgrade */
+    CLIENT_WS,        /* WebSocket open (or closed) */
+} client_mode;
+
+typedef struct message {
+    struct message *next;
+    int binary;
+    size_t len;
+    char data[]; /* len bytes + NUL */
+} message;
+
+struct party_test_conn {
+    party_test *t;
+    party_test_conn *prev, *next; /* t's list of clients */
+    int fd;                       /* -1 once the transport ended on our side */
+    client_mode mode;
+    int ended;     /* the transport is over */
+    int head_only; /* HTTP: the request was HEAD */
+    char *in;      /* HTTP and handshake bytes received */
+    size_t in_len, in_cap;
+    char *out; /* bytes to send */
+    size_t out_len, out_off, out_cap;
+    char accept[29]; /* the Sec-WebSocket-Accept we expect */
+    party__ws_reader reader;
+    message *head, *tail;
+    int close_sent, close_received;
+    int close_code;
+    char close_reason[PARTY_MAX_CLOSE_REASON + 1];
+    unsigned long pongs;
+};
+
+struct party_test {
+    party_runtime *rt;
+    party_config cfg; /* its strings point at data_dir and prefix */
+    char *data_dir;
+    char *prefix;
+    const party_def **defs;
+    size_t n_defs;
+    int timeout_ms;
+    unsigned commit_delay_ms;
+    uint64_t virtual_now;
+    uint64_t past_failures; /* commit failures of earlier runtimes */
+    party_test_conn *clients;
+    char *read_buf;
+};
+
+static uint64_t real_now_ms(void) {
+    return uv_hrtime() / 1000000u;
+}
+
+/* ---- the runtime ---- */
+
+static party_runtime *runtime_start(party_test *t) {
+    party_runtime *rt = party_runtime_new(&t->cfg);
+    size_t i;
+
+    if (rt == NULL)
+        return NULL;
+    for (i = 0; i < t->n_defs; i++) {
+        if (party_runtime_add(rt, t->defs[i]) != 0) {
+            party_runtime_free(rt);
+            return NULL;
+        }
+    }
+    rt->virtual_clock = 1;
+    rt->virtual_now = t->virtual_now;
+    rt->commit_delay_ms = t->commit_delay_ms;
+    if (party__runtime_begin(rt) != 0) {
+        party_runtime_free(rt);
+        return NULL;
+    }
+    return rt;
+}
+
+static void remove_tree(const char *path) {
+    struct stat st;
+    DIR *dir;
+    struct dirent *ent;
+
+    if (lstat(path, &st) != 0)
+        return;
+    if (S_ISDIR(st.st_mode) && (dir = opendir(path)) != NULL) {
+        while ((ent = readdir(dir)) != NULL) {
+            char *child;
+            if (strcmp(ent->d_name, ".") == 0 || strcmp(ent->d_name, "..") == 0)
+                continue;
+            child = malloc(strlen(path) + strlen(ent->d_name) + 2);
+            if (child == NULL)
+                continue;
+            sprintf(child, "%s/%s", path, ent->d_name);
+            remove_tree(child);
+            free(child);
+        }
+        closedir(dir);
+        rmdir(path);
+        return;
+    }
+    unlink(path);
+}
+
+party_test *party_test_new_with(const party_config *cfg) {
+    party_test *t = calloc(1, sizeof(*t));
+    const char *tmp = getenv("TMPDIR");
+    int made_dir = 0;
+
+    if (t == NULL)
+        return NULL;
+    if (cfg != NULL) {
+        t->cfg = *cfg;
+    } else {
+        party_config_init(&t->cfg);
+        t->cfg.log_level = PARTY__LOG_WARN;
+    }
+    if (tmp == NULL || tmp[0] == '\0')
+        tmp = "/tmp";
+    t->data_dir = malloc(strlen(tmp) + sizeof("/party-test-XXXXXX"));
+    t->prefix = strdup(t->cfg.prefix != NULL ? t->cfg.prefix : "parties");
+    t->read_buf = malloc(READ_CHUNK);
+    if (t->data_dir == NULL || t->prefix == NULL || t->read_buf == NULL)
+        goto fail;
+    sprintf(t->data_dir, "%s/party-test-XXXXXX", tmp);
+    if (mkdtemp(t->data_dir) == NULL)
+        goto fail;
+    made_dir = 1;
+    t->cfg.data_dir = t->data_dir;
+    t->cfg.prefix = t->prefix;
+    t->cfg.host = "127.0.0.1";
+    t->cfg.port = 0;
+    t->timeout_ms = PARTY_TEST_TIMEOUT_MS;
+    t->virtual_now = (uint64_t)PARTY_TEST_EPOCH_MS;
+    t->rt = runtime_start(t);
+    if (t->rt == NULL)
+        goto fail;
+    return t;
+fail:
+    if (made_dir)
+        remove_tree(t->data_dir);
+    free(t->data_dir);
+    free(t->prefix);
+    free(t->read_buf);
+    free(t);
+    return NULL;
+}
+
+party_test *party_test_new(void) {
+    return party_test_new_with(NULL);
+}
+
+int party_test_add(party_test *t, const party_def *def) {
+    const party_def **grown;
+    int r = party_runtime_add(t->rt, def);
+
+    if (r != 0)
+        return r;
+    grown = realloc(t->defs, (t->n_defs + 1) * sizeof(*grown));
+    if (grown == NULL)
+        return PARTY_ENOMEM; /* registered now, but not again after a restart */
+    t->defs = grown;
+    t->defs[t->n_defs++] = def;
+    return 0;
+}
+
+party_runtime *party_test_runtime(party_test *t) {
+    return t->rt;
+}
+
+const char *party_test_data_dir(party_test *t) {
+    return t->data_dir;
+}
+
+void party_test_set_timeout(party_test *t, int ms) {
+    t->timeout_ms = ms < 1 ? 1 : ms;
+}
+
+const char *party_test_strerror(int err) {
+    if (err == PARTY_TEST_ETIMEDOUT)
+        return "timed out waiting (party_test_set_timeout)";
+    return party_strerror(err);
+}
+
+/* ---- client sockets ---- */
+
+static int out_append(party_test_conn *c, const void *data, size_t len) {
+    if (c->out_len + len > c->out_cap) {
+        size_t cap = c->out_cap ? c->out_cap : 4096;
+        char *grown;
+        while (cap < c->out_len + len)
+            cap *= 2;
+        grown = realloc(c->out, cap);
+        if (grown == NULL)
+            return PARTY_ENOMEM;
+        c->out = grown;
+        c->out_cap = cap;
+    }
+    if (len > 0)
+        memcpy(c->out + c->out_len, data, len);
+    c->out_len += len;
+    return 0;
+}
+
+static int in_append(party_test_conn *c, const char *data, size_t len) {
+    if (c->in_len + len + 1 > c->in_cap) {
+        size_t cap = c->in_cap ? c->in_cap : 4096;
+        char *grown;
+        while (cap < c->in_len + len + 1)
+            cap *= 2;
+        grown = realloc(c->in, cap);
+        if (grown == NULL)
+            return PARTY_ENOMEM;
+        c->in = grown;
+        c->in_cap = cap;
+    }
+    memcpy(c->in + c->in_len, data, len);
+    c->in_len += len;
+    c->in[c->in_len] = '\0';
+    return 0;
+}
+
+/* The transport is over on our side: the socket is closed. A WebSocket
+ * that saw no Close ended abnormally (1006). */
+static void client_end(party_test_conn *c) {
+    if (c->fd >= 0) {
+        close(c->fd);
+        c->fd = -1;
+    }
+    c->ended = 1;
+    c->out_len = c->out_off = 0;
+    if (c->mode == CLIENT_WS && !c->close_received) {
+        c->close_code = PARTY__WS_ABNORMAL;
+        c->close_reason[0] = '\0';
+    }
+}
+
+/* Builds one masked client frame into the send buffer. */
+static int client_frame(party_test_conn *c, int opcode, const void *payload, size_t len) {
+    char header[14];
+    uint8_t key[4];
+    size_t header_len, start;
+    int r;
+
+    if (RAND_bytes(key, sizeof(key)) != 1)
+        uv_random(NULL, NULL, key, sizeof(key), 0, NULL);
+    header_len = party__ws_header_write(header, opcode, 1, len, key);
+    r = out_append(c, header, header_len);
+    if (r != 0)
+        return r;
+    start = c->out_len;
+    r = out_append(c, payload, len);
+    if (r != 0) {
+        c->out_len -= header_len;
+        return r;
+    }
+    party__ws_mask(c->out + start, len, key, 0);
+    return 0;
+}
+
+static int close_frame(party_test_conn *c, int code, const char *reason, size_t reason_len) {
+    char payload[2 + PARTY_MAX_CLOSE_REASON];
+    if (code == 0)
+        return client_frame(c, PARTY__WS_CLOSE, NULL, 0);
+    payload[0] = (char)((code >> 8) & 0xff);
+    payload[1] = (char)(code & 0xff);
+    if (reason_len > 0)
+        memcpy(payload + 2, reason, reason_len);
+    return client_frame(c, PARTY__WS_CLOSE, payload, 2 + reason_len);
+}
+
+static int on_client_ws_event(void *arg, const party__ws_event *ev) {
+    party_test_conn *c = arg;
+    message *m;
+
+    switch (ev->type) {
+    case PARTY__WS_EV_MESSAGE:
+        m = malloc(sizeof(*m) + ev->data.len + 1);
+        if (m == NULL) {
+            fprintf(stderr, "party_test: out of memory receiving a message; dropping it\n");
+            return 0;
+        }
+        m->next = NULL;
+        m->binary = ev->binary;
+        m->len = ev->data.len;
+        if (ev->data.len > 0)
+            memcpy(m->data, ev->data.ptr, ev->data.len);
+        m->data[ev->data.len] = '\0';
+        if (c->tail != NULL)
+            c->tail->next = m;
+        else
+            c->head = m;
+        c->tail = m;
+        return 0;
+    case PARTY__WS_EV_PING:
+        (void)client_frame(c, PARTY__WS_PONG, ev->data.ptr, ev->data.len);
+        return 0;
+    case PARTY__WS_EV_PONG:
+        c->pongs++;
+        return 0;
+    case PARTY__WS_EV_CLOSE: {
+        size_t n = ev->data.len < PARTY_MAX_CLOSE_REASON ? ev->data.len : PARTY_MAX_CLOSE_REASON;
+        c->close_received = 1;
+        c->close_code = ev->close_code;
+        memcpy(c->close_reason, ev->data.ptr, n);
+        c->close_reason[n] = '\0';
+        if (!c->close_sent) {
+            /* Answer as a browser does: echo the code. */
+            c->close_sent = 1;
+            (void)close_frame(c, ev->close_code == PARTY__WS_NO_STATUS ? 0 : ev->close_code, NULL,
+                              0);
+        }
+        return 1;
+    }
+    case PARTY__WS_EV_ERROR:
+        fprintf(stderr, "party_test: the server broke RFC 6455 (%s); dropping the connection\n",
+                ev->error);
+        client_end(c);
+        return 1;
+    }
+    return 0;
+}
+
+/* Finds header name in a block of "Name: value\r\n" lines (up to a blank
+ * line or the NUL); the value (trimmed) into *len. NULL when absent. */
+static const char *header_find(const char *block, const char *name, size_t *len) {
+    size_t name_len = strlen(name);
+    const char *line = block;
+
+    while (line != NULL && *line != '\0') {
+        const char *eol = strstr(line, "\r\n");
+        const char *end = eol != NULL ? eol : line + strlen(line);
+        if (end == line)
+            break; /* the blank line: the head is over */
+        if ((size_t)(end - line) > name_len && line[name_len] == ':' &&
+            strncasecmp(line, name, name_len) == 0) {
+            const char *v = line + name_len + 1;
+            while (v < end && (*v == ' ' || *v == '\t'))
+                v++;
+            while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+                end--;
+            *len = (size_t)(end - v);
+            return v;
+        }
+        line = eol != NULL ? eol + 2 : NULL;
+    }
+    return NULL;
+}
+
+/* HTTP: parses the status line and finds the end of the head. Returns the
+ * head's length (through the blank line), 0 if incomplete, -1 if bad. */
+static long http_head(const char *in, size_t len, int *status) {
+    const char *end = len > 0 ? strstr(in, "\r\n\r\n") : NULL;
+    if (end == NULL)
+        return 0;
+    if (strncmp(in, "HTTP/1.1 ", 9) != 0 && strncmp(in, "HTTP/1.0 ", 9) != 0)
+        return -1;
+    *status = atoi(in + 9);
+    if (*status < 100 || *status > 999)
+        return -1;
+    return (long)(end - in) + 4;
+}
+
+/* HTTP: 1 once the whole response is in (or the transport ended). */
+static int http_complete(party_test_conn *c) {
+    int status;
+    long head;
+    const char *cl;
+    char *lines;
+    size_t cl_len;
+
+    if (c->ended)
+        return 1;
+    head = http_head(c->in != NULL ? c->in : "", c->in_len, &status);
+    if (head <= 0)
+        return head < 0;
+    if (c->head_only || status < 200 || status == 204 || status == 304)
+        return 1;
+    lines = strstr(c->in, "\r\n") + 2;
+    cl = header_find(lines, "Content-Length", &cl_len);
+    if (cl == NULL || (size_t)(cl - c->in) >= (size_t)head)
+        return 0; /* no length: the body ends with the transport */
+    return c->in_len - (size_t)head >= (size_t)strtoull(cl, NULL, 10);
+}
+
+static void client_ws_input(party_test_conn *c, char *data, size_t len) {
+    int r;
+    if (c->close_received || c->ended)
+        return;
+    r = party__ws_reader_feed(&c->reader, data, len, on_client_ws_event, c);
+    if (r == PARTY_ENOMEM) {
+        fprintf(stderr, "party_test: out of memory reading frames; dropping the connection\n");
+        client_end(c);
+    }
+}
+
+/* The answer to a WebSocket upgrade is in: a 101 opens the WebSocket
+ * (bytes behind it are frames); anything else is read as an HTTP answer. */
+static void client_handshake_input(party_test_conn *c) {
+    int status = 0;
+    long head = http_head(c->in, c->in_len, &status);
+    const char *accept;
+    size_t accept_len;
+    size_t rest;
+
+    if (head == 0)
+        return;
+    if (head < 0 || status != 101) {
+        c->mode = CLIENT_HTTP;
+        return;
+    }
+    accept = header_find(strstr(c->in, "\r\n") + 2, "Sec-WebSocket-Accept", &accept_len);
+    if (accept == NULL || accept_len != strlen(c->accept) ||
+        memcmp(accept, c->accept, accept_len) != 0) {
+        fprintf(stderr, "party_test: 101 without the right Sec-WebSocket-Accept\n");
+        c->mode = CLIENT_HTTP;
+        client_end(c);
+        return;
+    }
+    c->mode = CLIENT_WS;
+    rest = c->in_len - (size_t)head;
+    if (rest > 0) {
+        memmove(c->in, c->in + head, rest);
+        c->in_len = 0;
+        client_ws_input(c, c->in, rest);
+    } else {
+        c->in_len = 0;
+    }
+}
+
+static void client_input(party_test_conn *c, char *data, size_t len) {
+    switch (c->mode) {
+    case CLIENT_WS:
+        client_ws_input(c, data, len);
+        break;
+    case CLIENT_HANDSHAKE:
+        if (in_append(c, data, len) != 0) {
+            client_end(c);
+            return;
+        }
+        client_handshake_input(c);
+        break;
+    case CLIENT_HTTP:
+        if (in_append(c, data, len) != 0)
+            client_end(c);
+        break;
+    }
+}
+
+/* Writes what the socket takes and reads what it has, without blocking. */
+static void client_io(party_test_conn *c) {
+    party_test *t = c->t;
+    int again;
+
+    do {
+        size_t queued;
+        again = 0;
+        while (c->fd >= 0 && c->out_off < c->out_len) {
+            ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+            if (n > 0) {
+                c->out_off += (size_t)n;
+            } else if (n < 0 && errno == EINTR) {
+                continue;
+            } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                break;
+            } else {
+                client_end(c); /* the server is gone */
+                return;
+            }
+        }
+        if (c->out_off == c->out_len)
+            c->out_off = c->out_len = 0;
+        queued = c->out_len;
+        while (c->fd >= 0) {
+            ssize_t n = recv(c->fd, t->read_buf, READ_CHUNK, 0);
+            if (n > 0) {
+                client_input(c, t->read_buf, (size_t)n);
+            } else if (n < 0 && errno == EINTR) {
+                continue;
+            } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                break;
+            } else {
+                client_end(c); /* EOF or reset */
+                return;
+            }
+        }
+        if (c->fd < 0)
+            return;
+        /* The close handshake is over on our side once both Close frames
+         * went by: end the transport, so the server need not linger. */
+        if (c->mode == CLIENT_WS && c->close_received && c->close_sent && c->out_len == 0) {
+            client_end(c);
+            return;
+        }
+        /* Reading queued frames (a Close reply, a Pong): write them too. */
+        again = c->out_len > queued;
+    } while (again);
+}
+
+static void clients_io(party_test *t) {
+    party_test_conn *c;
+    for (c = t->clients; c != NULL; c = c->next)
+        client_io(c);
+}
+
+static party_test_conn *client_open(party_test *t, int internal, client_mode mode) {
+    party_test_conn *c = calloc(1, sizeof(*c));
+    int fds[2], r;
+
+    if (c == NULL)
+        return NULL;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+        free(c);
+        return NULL;
+    }
+    if (fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK) != 0) {
+        close(fds[0]);
+        close(fds[1]);
+        free(c);
+        return NULL;
+    }
+    r = party__conn_adopt(t->rt, fds[1], internal);
+    if (r != 0) {
+        close(fds[0]);
+        /* PARTY_EINVAL: uv_tcp_open refused the fd, so it is still ours;
+         * otherwise the connection took it and closes it. */
+        if (r == PARTY_EINVAL)
+            close(fds[1]);
+        free(c);
+        return NULL;
+    }
+    c->t = t;
+    c->fd = fds[0];
+    c->mode = mode;
+    party__ws_reader_init(&c->reader, CLIENT_MAX_MESSAGE, 0);
+    c->next = t->clients;
+    if (t->clients != NULL)
+        t->clients->prev = c;
+    t->clients = c;
+    return c;
+}
+
+static void client_free(party_test_conn *c) {
+    message *m, *next;
+    if (c == NULL)
+        return;
+    if (c->fd >= 0)
+        close(c->fd);
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        c->t->clients = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    for (m = c->head; m != NULL; m = next) {
+        next = m->next;
+        free(m);
+    }
+    party__ws_reader_reset(&c->reader);
+    free(c->in);
+    free(c->out);
+    free(c);
+}
+
+/* ---- driving the loop ---- */
+
+static void pump(party_test *t) {
+    clients_io(t);
+    uv_run(&t->rt->loop, UV_RUN_NOWAIT);
+    clients_io(t);
+}
+
+/* Polls the loop's backend fd and every open client socket (for input,
+ * and for room to write when it has output queued). Returns poll's result;
+ * -1 without memory for the set. */
+static int poll_all(party_test *t, int timeout_ms) {
+    struct pollfd stack[16], *fds = stack;
+    party_test_conn *c;
+    nfds_t n = 1, i = 1;
+    int r;
+
+    for (c = t->clients; c != NULL; c = c->next)
+        n += c->fd >= 0;
+    if (n > sizeof(stack) / sizeof(stack[0]) && (fds = malloc(n * sizeof(*fds))) == NULL)
+        return -1;
+    fds[0].fd = uv_backend_fd(&t->rt->loop);
+    fds[0].events = POLLIN;
+    for (c = t->clients; c != NULL; c = c->next) {
+        if (c->fd < 0)
+            continue;
+        fds[i].fd = c->fd;
+        fds[i].events = (short)(POLLIN | (c->out_len > c->out_off ? POLLOUT : 0));
+        i++;
+    }
+    r = poll(fds, n, timeout_ms);
+    if (fds != stack)
+        free(fds);
+    return r;
+}
+
+/* Sleeps in poll() until the loop or a client socket has something, at
+ * most max_ms. */
+static void block(party_test *t, int max_ms) {
+    int loop_ms = uv_backend_timeout(&t->rt->loop);
+
+    if (max_ms > MAX_BLOCK_MS)
+        max_ms = MAX_BLOCK_MS;
+    /* A loop with nothing alive says 0 ("do not block"), but nothing will
+     * come from it then: wait for the client sockets instead. */
+    if (uv_loop_alive(&t->rt->loop) && loop_ms >= 0 && loop_ms < max_ms)
+        max_ms = loop_ms;
+    (void)poll_all(t, max_ms);
+}
+
+typedef int (*condition_fn)(party_test *t, void *arg);
+
+/* Runs the loop until done() holds, bounded by the timeout. */
+static int wait_until(party_test *t, condition_fn done, void *arg, int timeout_ms) {
+    uint64_t deadline = real_now_ms() + (uint64_t)timeout_ms;
+
+    for (;;) {
+        uint64_t now;
+        pump(t);
+        if (done(t, arg))
+            return 0;
+        now = real_now_ms();
+        if (now >= deadline)
+            return PARTY_TEST_ETIMEDOUT;
+        block(t, (int)(deadline - now));
+    }
+}
+
+/* 1 if nothing is to do right now: no store work, no queued events, no
+ * output unwritten, no socket with input. */
+static int quiet_now(party_test *t) {
+    party_runtime *rt = t->rt;
+    party_test_conn *c;
+
+    if (rt->n_busy > 0 || rt->ready_head != NULL || rt->dirty_head != NULL ||
+        rt->loop.closing_handles != NULL)
+        return 0;
+    for (c = t->clients; c != NULL; c = c->next)
+        if (c->fd >= 0 && c->out_len > c->out_off)
+            return 0;
+    return poll_all(t, 0) == 0;
+}
+
+static int wait_idle(party_test *t, int timeout_ms) {
+    uint64_t deadline = real_now_ms() + (uint64_t)timeout_ms;
+    int quiet = 0;
+
+    for (;;) {
+        uint64_t now;
+        pump(t);
+        /* Quiet several turns in a row: what one turn deferred (write
+         * callbacks, closing handles) has run in the next. */
+        if (quiet_now(t)) {
+            if (++quiet >= QUIET_ROUNDS)
+                return 0;
+            continue;
+        }
+        quiet = 0;
+        now = real_now_ms();
+        if (now >= deadline)
+            return PARTY_TEST_ETIMEDOUT;
+        block(t, (int)(deadline - now));
+    }
+}
+
+int party_test_run_until_idle(party_test *t) {
+    return wait_idle(t, t->timeout_ms);
+}
+
+/* ---- WebSocket connections ---- */
+
+static int handshake_over(party_test *t, void *arg) {
+    party_test_conn *c = arg;
+    (void)t;
+    return c->mode != CLIENT_HANDSHAKE || c->ended;
+}
+
+static int http_over(party_test *t, void *arg) {
+    (void)t;
+    return http_complete(arg);
+}
+
+party_test_conn *party_test_connect_with_headers(party_test *t, const char *target,
+                                                 const char *headers, int *status) {
+    party_test_conn *c;
+    unsigned char raw[16];
+    char key[25];
+    char *req;
+    size_t cap;
+    int n, st = 0;
+
+    if (status != NULL)
+        *status = 0;
+    if (t == NULL || target == NULL)
+        return NULL;
+    c = client_open(t, 0, CLIENT_HANDSHAKE);
+    if (c == NULL)
+        return NULL;
+    if (RAND_bytes(raw, sizeof(raw)) != 1)
+        uv_random(NULL, NULL, raw, sizeof(raw), 0, NULL);
+    EVP_EncodeBlock((unsigned char *)key, raw, sizeof(raw));
+    party__ws_accept_value(party__slice_make(key, strlen(key)), c->accept);
+    cap = strlen(target) + (headers != NULL ? strlen(headers) : 0) + 256;
+    req = malloc(cap);
+    if (req == NULL) {
+        client_free(c);
+        return NULL;
+    }
+    n = snprintf(req, cap,
+                 "GET %s HTTP/1.1\r\nHost: party.test\r\nUpgrade: websocket\r\n"
+                 "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
+                 "%s\r\n",
+                 target, key, headers != NULL ? headers : "");
+    if (out_append(c, req, (size_t)n) != 0) {
+        free(req);
+        client_free(c);
+        return NULL;
+    }
+    free(req);
+    if (wait_until(t, handshake_over, c, t->timeout_ms) != 0) {
+        client_free(c);
+        return NULL;
+    }
+    if (c->mode == CLIENT_WS && !c->ended) {
+        if (status != NULL)
+            *status = 101;
+        return c;
+    }
+    /* Refused: read the whole answer, so the server is done with it. */
+    if (c->mode == CLIENT_HTTP && wait_until(t, http_over, c, t->timeout_ms) == 0 &&
+        c->in != NULL && http_head(c->in, c->in_len, &st) > 0 && status != NULL)
+        *status = st;
+    client_free(c);
+    return NULL;
+}
+
+party_test_conn *party_test_connect(party_test *t, const char *target, int *status) {
+    return party_test_connect_with_headers(t, target, NULL, status);
+}
+
+static int ws_done(const party_test_conn *c) {
+    return c->close_received || c->ended;
+}
+
+int party_test_send(party_test_conn *conn, const void *data, size_t len, int binary) {
+    int r;
+    if (conn == NULL || (data == NULL && len > 0))
+        return PARTY_EINVAL;
+    if (ws_done(conn) || conn->close_sent)
+        return PARTY_ECLOSED;
+    r = client_frame(conn, binary ? PARTY__WS_BINARY : PARTY__WS_TEXT, data, len);
+    if (r == 0)
+        client_io(conn);
+    return r;
+}
+
+int party_test_send_text(party_test_conn *conn, const char *text) {
+    if (text == NULL)
+        return PARTY_EINVAL;
+    return party_test_send(conn, text, strlen(text), 0);
+}
+
+typedef struct pong_wait {
+    party_test_conn *conn;
+    unsigned long pongs;
+} pong_wait;
+
+static int pong_came(party_test *t, void *arg) {
+    pong_wait *w = arg;
+    (void)t;
+    return w->conn->pongs > w->pongs || ws_done(w->conn);
+}
+
+int party_test_ping(party_test_conn *conn, const void *data, size_t len) {
+    pong_wait w;
+    int r;
+
+    if (conn == NULL || len > 125 || (data == NULL && len > 0))
+        return PARTY_EINVAL;
+    if (ws_done(conn) || conn->close_sent)
+        return PARTY_ECLOSED;
+    w.conn = conn;
+    w.pongs = conn->pongs;
+    r = client_frame(conn, PARTY__WS_PING, data, len);
+    if (r != 0)
+        return r;
+    r = wait_until(conn->t, pong_came, &w, conn->t->timeout_ms);
+    if (r != 0)
+        return r;
+    return conn->pongs > w.pongs ? 0 : PARTY_ECLOSED;
+}
+
+static int message_or_end(party_test *t, void *arg) {
+    party_test_conn *c = arg;
+    (void)t;
+    return c->head != NULL || ws_done(c);
+}
+
+int party_test_recv(party_test_conn *conn, void **data, size_t *len, int *binary) {
+    message *m;
+    int r;
+
+    if (conn == NULL || data == NULL)
+        return PARTY_EINVAL;
+    *data = NULL;
+    if (len != NULL)
+        *len = 0;
+    r = wait_until(conn->t, message_or_end, conn, conn->t->timeout_ms);
+    if (r != 0)
+        return r;
+    m = conn->head;
+    if (m == NULL)
+        return PARTY_ECLOSED;
+    conn->head = m->next;
+    if (conn->head == NULL)
+        conn->tail = NULL;
+    if (len != NULL)
+        *len = m->len;
+    if (binary != NULL)
+        *binary = m->binary;
+    /* The message block becomes the caller's buffer. */
+    memmove(m, m->data, m->len + 1);
+    *data = m;
+    return 0;
+}
+
+int party_test_recv_text(party_test_conn *conn, char **text) {
+    void *data;
+    int binary = 0, r;
+
+    if (text == NULL)
+        return PARTY_EINVAL;
+    *text = NULL;
+    r = party_test_recv(conn, &data, NULL, &binary);
+    if (r != 0)
+        return r;
+    if (binary) {
+        free(data);
+        return PARTY_EINVAL;
+    }
+    *text = data;
+    return 0;
+}
+
+int party_test_close_info(party_test_conn *conn, int *code, const char **reason) {
+    if (conn == NULL)
+        return PARTY_EINVAL;
+    if (!ws_done(conn))
+        return PARTY_ESTATE;
+    if (code != NULL)
+        *code = conn->close_code;
+    if (reason != NULL)
+        *reason = conn->close_reason;
+    return 0;
+}
+
+static int close_reply_came(party_test *t, void *arg) {
+    (void)t;
+    return ws_done(arg);
+}
+
+int party_test_close(party_test_conn *conn, int code, const char *reason) {
+    size_t reason_len = reason != NULL ? strlen(reason) : 0;
+    int r;
+
+    if (conn == NULL || code < 0 || code > 65535 || reason_len > PARTY_MAX_CLOSE_REASON)
+        return PARTY_EINVAL;
+    if (ws_done(conn) || conn->close_sent)
+        return PARTY_ECLOSED;
+    r = close_frame(conn, code, reason, reason_len);
+    if (r != 0)
+        return r;
+    conn->close_sent = 1;
+    r = wait_until(conn->t, close_reply_came, conn, conn->t->timeout_ms);
+    if (r != 0)
+        return r;
+    return conn->close_received ? 0 : PARTY_EIO;
+}
+
+int party_test_drop(party_test_conn *conn) {
+    if (conn == NULL)
+        return PARTY_EINVAL;
+    if (ws_done(conn))
+        return 0;
+    client_end(conn);
+    return wait_idle(conn->t, conn->t->timeout_ms);
+}
+
+void party_test_conn_free(party_test_conn *conn) {
+    client_free(conn);
+}
+
+/* ---- HTTP ---- */
+
+static void response_clear(party_test_response *res) {
+    res->status = 0;
+    res->headers = NULL;
+    res->body = NULL;
+    res->body_len = 0;
+}
+
+/* Splits the bytes of a whole response into res. */
+static int response_parse(const party_test_conn *c, party_test_response *res) {
+    int status = 0;
+    long head = c->in != NULL ? http_head(c->in, c->in_len, &status) : 0;
+    const char *lines, *cl;
+    size_t lines_len, body_len, cl_len;
+
+    if (head <= 0)
+        return PARTY_EIO;
+    lines = strstr(c->in, "\r\n") + 2;
+    lines_len = (size_t)(c->in + head - 2 - lines);
+    body_len = c->in_len - (size_t)head;
+    cl = header_find(lines, "Content-Length", &cl_len);
+    if (cl != NULL && cl < c->in + head) {
+        size_t want = (size_t)strtoull(cl, NULL, 10);
+        if (c->head_only || status < 200 || status == 204 || status == 304)
+            want = 0;
+        if (want > body_len)
+            return PARTY_EIO; /* cut short */
+        body_len = want;
+    }
+    res->headers = malloc(lines_len + 1);
+    res->body = malloc(body_len + 1);
+    if (res->headers == NULL || res->body == NULL) {
+        free(res->headers);
+        free(res->body);
+        response_clear(res);
+        return PARTY_ENOMEM;
+    }
+    memcpy(res->headers, lines, lines_len);
+    res->headers[lines_len] = '\0';
+    memcpy(res->body, c->in + head, body_len);
+    res->body[body_len] = '\0';
+    res->body_len = body_len;
+    res->status = status;
+    return 0;
+}
+
+static int http_exchange(party_test *t, int internal, const char *method, const char *target,
+                         const char *headers, const void *body, size_t len,
+                         party_test_response *res) {
+    party_test_conn *c;
+    char *head;
+    size_t cap;
+    int n, r;
+
+    cap = strlen(method) + strlen(target) + (headers != NULL ? strlen(headers) : 0) + 128;
+    head = malloc(cap);
+    if (head == NULL)
+        return PARTY_ENOMEM;
+    if (body != NULL)
+        n = snprintf(head, cap,
+                     "%s %s HTTP/1.1\r\nHost: party.test\r\n%sContent-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n",
+                     method, target, headers != NULL ? headers : "", len);
+    else
+        n = snprintf(head, cap, "%s %s HTTP/1.1\r\nHost: party.test\r\n%sConnection: close\r\n\r\n",
+                     method, target, headers != NULL ? headers : "");
+    c = client_open(t, internal, CLIENT_HTTP);
+    if (c == NULL) {
+        free(head);
+        return PARTY_ENOMEM;
+    }
+    c->head_only = strcasecmp(method, "HEAD") == 0;
+    r = out_append(c, head, (size_t)n);
+    free(head);
+    if (r == 0 && body != NULL)
+        r = out_append(c, body, len);
+    if (r == 0)
+        r = wait_until(t, http_over, c, t->timeout_ms);
+    if (r == 0)
+        r = response_parse(c, res);
+    client_free(c);
+    return r;
+}
+
+int party_test_request(party_test *t, const char *method, const char *target, const char *headers,
+                       const void *body, size_t len, party_test_response *res) {
+    if (res == NULL)
+        return PARTY_EINVAL;
+    response_clear(res);
+    if (t == NULL || method == NULL || target == NULL || (body == NULL && len > 0))
+        return PARTY_EINVAL;
+    return http_exchange(t, 0, method, target, headers, body, len, res);
+}
+
+int party_test_request_room_id(party_test *t, const char *party, const char *room_id,
+                               const char *method, const char *path_rest, const char *headers,
+                               const void *body, size_t len, party_test_response *res) {
+    char *target, *all_headers;
+    int r;
+
+    if (res == NULL)
+        return PARTY_EINVAL;
+    response_clear(res);
+    if (t == NULL || party == NULL || room_id == NULL || method == NULL ||
+        (body == NULL && len > 0))
+        return PARTY_EINVAL;
+    if (path_rest == NULL)
+        path_rest = "";
+    target = malloc(strlen(t->rt->prefix) + strlen(party) + strlen(path_rest) + 8);
+    all_headers = malloc(strlen(PARTY__ROOM_ID_HEADER) + strlen(room_id) + 8 +
+                         (headers != NULL ? strlen(headers) : 0));
+    if (target == NULL || all_headers == NULL) {
+        free(target);
+        free(all_headers);
+        return PARTY_ENOMEM;
+    }
+    sprintf(target, "/%s/%s/_%s", t->rt->prefix, party, path_rest);
+    sprintf(all_headers, "%s: %s\r\n%s", PARTY__ROOM_ID_HEADER, room_id,
+            headers != NULL ? headers : "");
+    r = http_exchange(t, 1, method, target, all_headers, body, len, res);
+    free(target);
+    free(all_headers);
+    return r;
+}
+
+char *party_test_response_header(const party_test_response *res, const char *name) {
+    size_t len;
+    const char *v;
+    char *copy;
+
+    if (res == NULL || res->headers == NULL || name == NULL)
+        return NULL;
+    v = header_find(res->headers, name, &len);
+    if (v == NULL || (copy = malloc(len + 1)) == NULL)
+        return NULL;
+    memcpy(copy, v, len);
+    copy[len] = '\0';
+    return copy;
+}
+
+void party_test_response_free(party_test_response *res) {
+    if (res == NULL)
+        return;
+    free(res->headers);
+    free(res->body);
+    response_clear(res);
+}
+
+/* ---- time and memory ---- */
+
+int64_t party_test_now(party_test *t) {
+    return (int64_t)t->rt->virtual_now;
+}
+
+int party_test_advance(party_test *t, int64_t ms) {
+    int r;
+    if (t == NULL || ms < 0)
+        return PARTY_EINVAL;
+    /* Whatever is running now finishes at the old time first. */
+    r = wait_idle(t, t->timeout_ms);
+    if (r != 0)
+        return r;
+    party__runtime_advance(t->rt, (uint64_t)ms);
+    t->virtual_now = t->rt->virtual_now;
+    return wait_idle(t, t->timeout_ms);
+}
+
+int party_test_evict_id(party_test *t, const char *room_id) {
+    party_room *room;
+    int r;
+
+    if (t == NULL || room_id == NULL)
+        return PARTY_EINVAL;
+    r = wait_idle(t, t->timeout_ms);
+    if (r != 0)
+        return r;
+    room = party__room_find(t->rt, room_id);
+    if (room == NULL)
+        return PARTY_ENOTFOUND;
+    r = party__room_evict(room);
+    if (r != 0)
+        return r;
+    return wait_idle(t, t->timeout_ms);
+}
+
+int party_test_evict(party_test *t, const char *party, const char *room) {
+    char id[PARTY_ID_MAX];
+    if (t == NULL || party == NULL || room == NULL)
+        return PARTY_EINVAL;
+    party_room_id_from_name(party, room, id);
+    return party_test_evict_id(t, id);
+}
+
+int party_test_in_memory_id(party_test *t, const char *room_id) {
+    if (t == NULL || room_id == NULL)
+        return 0;
+    return party__room_find(t->rt, room_id) != NULL;
+}
+
+int party_test_in_memory(party_test *t, const char *party, const char *room) {
+    char id[PARTY_ID_MAX];
+    if (t == NULL || party == NULL || room == NULL)
+        return 0;
+    party_room_id_from_name(party, room, id);
+    return party_test_in_memory_id(t, id);
+}
+
+static int no_conns_and_idle(party_test *t, void *arg) {
+    (void)arg;
+    return t->rt->n_conns == 0 && quiet_now(t);
+}
+
+/* Drops every client, waits until the runtime has no connection and no
+ * work left, so it can be freed safely. */
+static int runtime_drain(party_test *t, int timeout_ms) {
+    party_test_conn *c;
+    int r = wait_idle(t, timeout_ms);
+
+    if (r != 0)
+        return r;
+    for (c = t->clients; c != NULL; c = c->next)
+        client_end(c);
+    r = wait_until(t, no_conns_and_idle, NULL, timeout_ms);
+    if (r != 0)
+        return r;
+    return wait_idle(t, timeout_ms);
+}
+
+int party_test_restart(party_test *t) {
+    party_runtime *fresh;
+    int r;
+
+    if (t == NULL)
+        return PARTY_EINVAL;
+    r = runtime_drain(t, t->timeout_ms);
+    if (r != 0)
+        return r;
+    t->virtual_now = t->rt->virtual_now;
+    t->past_failures += t->rt->commit_failures;
+    party_runtime_free(t->rt);
+    t->rt = NULL;
+    fresh = runtime_start(t);
+    if (fresh == NULL) {
+        /* Without a runtime t cannot go on; a last attempt keeps it usable
+         * for party_test_free. */
+        fprintf(stderr, "party_test: out of memory restarting the runtime\n");
+        t->rt = runtime_start(t);
+        return t->rt != NULL ? 0 : PARTY_ENOMEM;
+    }
+    t->rt = fresh;
+    return 0;
+}
+
+void party_test_set_commit_delay(party_test *t, unsigned ms) {
+    t->commit_delay_ms = ms;
+    t->rt->commit_delay_ms = ms;
+}
+
+uint64_t party_test_commit_failures(party_test *t) {
+    return t->past_failures + t->rt->commit_failures;
+}
+
+void party_test_new_room_id(char id_out[PARTY_ID_MAX]) {
+    party_room_id_new(id_out);
+}
+
+int party_test_room_file(party_test *t, const char *room_id, char *out, size_t cap) {
+    if (t == NULL || room_id == NULL || out == NULL || strlen(room_id) != PARTY_ID_MAX - 1 ||
+        !party__room_id_valid(room_id))
+        return PARTY_EINVAL;
+    return party__store_path(t->data_dir, room_id, out, cap);
+}
+
+void party_test_free(party_test *t) {
+    if (t == NULL)
+        return;
+    if (t->rt != NULL) {
+        /* Freeing a runtime with store work in flight would free rooms a
+         * worker thread still uses: wait for it, longer than usual. */
+        int timeout = t->timeout_ms > FREE_DRAIN_MS ? t->timeout_ms : FREE_DRAIN_MS;
+        if (runtime_drain(t, timeout) != 0 && t->rt->n_busy > 0) {
+            fprintf(stderr,
+                    "party_test: store work still in flight after %d ms; leaking the "
+                    "runtime rather than freeing it under a worker thread\n",
+                    timeout);
+        } else {
+            party_runtime_free(t->rt);
+        }
+    }
+    while (t->clients != NULL)
+        client_free(t->clients);
+    remove_tree(t->data_dir);
+    free(t->data_dir);
+    free(t->prefix);
+    free(t->defs);
+    free(t->read_buf);
+    free(t);
+}

@@ -1,0 +1,613 @@
+/* Durability (DESIGN.md "Durability"), through the test harness: the writes
+ * of one event commit together or not at all; a failed commit drops the
+ * held output, closes WebSockets with 1011, answers HTTP with 500 and
+ * restarts the room from storage; the output gate holds replies to writes
+ * until the commit is durable, and lets replies to reads through; queued
+ * events share one commit; idle rooms are evicted on the virtual clock and
+ * come back from storage; the KV API and the room's own SQL tables. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "party.h"
+#include "party_test.h"
+
+#define KV_MAX (2u * 1024 * 1024)
+
+/* ---- the store party ---- */
+
+typedef struct store_state {
+    long count; /* the "n" key, loaded in on_start */
+} store_state;
+
+static struct {
+    int starts, frees;
+    party_room *saved; /* a room pointer kept past its callback */
+} seen;
+
+/* Commits to fail from now on, through the room's commit hook (run on the
+ * commit's worker thread; read here only after that commit completed). */
+static int fail_commits;
+
+static int failing_commit_hook(void *arg) {
+    (void)arg;
+    if (fail_commits > 0) {
+        fail_commits--;
+        return 1; /* the COMMIT becomes a ROLLBACK and fails */
+    }
+    return 0;
+}
+
+static int store_start(party_room *room, const char *props) {
+    store_state *s = calloc(1, sizeof(*s));
+    void *val = NULL;
+    (void)props;
+
+    if (s == NULL)
+        return -1;
+    seen.starts++;
+    if (party_kv_get(room, "n", &val, NULL) == 0)
+        s->count = strtol(val, NULL, 10);
+    free(val);
+    party_room_set_state(room, s);
+    sqlite3_commit_hook(party_room_db(room), failing_commit_hook, NULL);
+    return 0;
+}
+
+static void store_free(void *state) {
+    seen.frees++;
+    free(state);
+}
+
+/* Adds one to "n" (in memory and in storage); the new value as text. */
+static int bump(party_room *room, char *out, size_t cap) {
+    store_state *s = party_room_state(room);
+    int n = snprintf(out, cap, "%ld", s->count + 1);
+    int r = party_kv_put(room, "n", out, (size_t)n);
+    if (r == 0)
+        s->count++;
+    return r;
+}
+
+static void store_message(party_room *room, party_conn *conn, const void *data, size_t len,
+                          int binary) {
+    char text[64];
+    (void)binary;
+
+    if (len == 6 && memcmp(data, "write2", 6) == 0) {
+        party_kv_put(room, "a", "1", 1);
+        party_kv_put(room, "b", "2", 1);
+        party_conn_send_text(conn, "ok");
+    } else if (len == 5 && memcmp(data, "write", 5) == 0) {
+        if (bump(room, text, sizeof(text)) != 0)
+            snprintf(text, sizeof(text), "write failed");
+        party_conn_send_text(conn, text);
+    } else {
+        party_conn_send_text(conn, "read");
+    }
+}
+
+/* ---- the KV API, exercised inside a request ---- */
+
+typedef struct listing {
+    char keys[256];
+    int stop_at; /* stop after this many keys (0: never) */
+    int n;
+} listing;
+
+static int list_cb(const char *key, const void *val, size_t len, void *arg) {
+    listing *l = arg;
+    (void)val;
+    (void)len;
+    strncat(l->keys, key, sizeof(l->keys) - strlen(l->keys) - 2);
+    strcat(l->keys, ",");
+    l->n++;
+    return l->stop_at != 0 && l->n >= l->stop_at ? 7 : 0;
+}
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            snprintf(why, cap, "FAIL line %d: %s", __LINE__, #cond);                               \
+            return;                                                                                \
+        }                                                                                          \
+    } while (0)
+
+static void kv_api(party_room *room, char *why, size_t cap) {
+    listing l;
+    void *val = NULL;
+    size_t len = 99;
+    char *big;
+
+    CHECK(party_kv_put(room, "user:1", "a", 1) == 0);
+    CHECK(party_kv_put(room, "user:2", "bb", 2) == 0);
+    CHECK(party_kv_put(room, "item:1", "c", 1) == 0);
+    CHECK(party_kv_put(room, "user:3", NULL, 0) == 0);
+    CHECK(party_kv_put(room, "user:1", "A", 1) == 0); /* replaces */
+    CHECK(party_kv_put(room, NULL, "x", 1) == PARTY_EINVAL);
+    CHECK(party_kv_put(room, "bad\xff", "x", 1) == PARTY_EINVAL);
+
+    CHECK(party_kv_get(room, "user:1", &val, &len) == 0);
+    CHECK(len == 1 && memcmp(val, "A", 1) == 0 && ((char *)val)[1] == '\0');
+    free(val);
+    val = NULL;
+    CHECK(party_kv_get(room, "user:3", &val, &len) == 0 && len == 0);
+    free(val);
+    val = NULL;
+    CHECK(party_kv_get(room, "nope", &val, &len) == PARTY_ENOTFOUND && val == NULL);
+
+    memset(&l, 0, sizeof(l));
+    CHECK(party_kv_list(room, "user:", list_cb, &l) == 0);
+    CHECK(strcmp(l.keys, "user:1,user:2,user:3,") == 0);
+    memset(&l, 0, sizeof(l));
+    CHECK(party_kv_list(room, NULL, list_cb, &l) == 0);
+    CHECK(strcmp(l.keys, "item:1,user:1,user:2,user:3,") == 0);
+    memset(&l, 0, sizeof(l));
+    CHECK(party_kv_list(room, "", list_cb, &l) == 0 && l.n == 4);
+    memset(&l, 0, sizeof(l));
+    l.stop_at = 2;
+    CHECK(party_kv_list(room, NULL, list_cb, &l) == 7 && l.n == 2);
+    memset(&l, 0, sizeof(l));
+    CHECK(party_kv_list(room, "zzz", list_cb, &l) == 0 && l.n == 0);
+
+    CHECK(party_kv_delete(room, "user:2") == 0);
+    CHECK(party_kv_delete(room, "user:2") == PARTY_ENOTFOUND);
+    CHECK(party_kv_get(room, "user:2", &val, &len) == PARTY_ENOTFOUND);
+
+    /* Key + value at most 2 MB. */
+    big = calloc(1, KV_MAX);
+    CHECK(big != NULL);
+    if (party_kv_put(room, "big", big, KV_MAX - 3) != 0 ||
+        party_kv_put(room, "big2", big, KV_MAX - 3) != PARTY_ETOOBIG ||
+        party_kv_put(room, "big", big, KV_MAX) != PARTY_ETOOBIG) {
+        free(big);
+        CHECK(!"2 MB limit of key + value");
+    }
+    free(big);
+    CHECK(party_kv_get(room, "big", &val, &len) == 0 && len == KV_MAX - 3);
+    free(val);
+    snprintf(why, cap, "ok");
+}
+
+/* The room's own table, through party_room_db. */
+static int notes_add(party_room *room) {
+    sqlite3 *db = party_room_db(room);
+    if (db == NULL)
+        return -1;
+    return sqlite3_exec(db,
+                        "CREATE TABLE IF NOT EXISTS notes (body TEXT NOT NULL);"
+                        "INSERT INTO notes (body) VALUES ('hello');",
+                        NULL, NULL, NULL) == SQLITE_OK
+               ? 0
+               : -1;
+}
+
+static long notes_count(party_room *room) {
+    sqlite3 *db = party_room_db(room);
+    sqlite3_stmt *stmt = NULL;
+    long n = -1;
+    if (db != NULL && sqlite3_prepare_v2(db, "SELECT count(*) FROM notes", -1, &stmt, NULL) == 0 &&
+        sqlite3_step(stmt) == SQLITE_ROW)
+        n = (long)sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    return n;
+}
+
+static void store_request(party_room *room, const party_request *req, party_response *res) {
+    const char *path = party_request_path(req);
+    const char *key = party_request_query(req, "key");
+    char text[128];
+
+    if (strstr(path, "/write2") != NULL) {
+        party_kv_put(room, "a", "1", 1);
+        party_kv_put(room, "b", "2", 1);
+        party_response_body(res, "ok", 2);
+    } else if (strstr(path, "/write") != NULL) {
+        if (bump(room, text, sizeof(text)) != 0)
+            party_response_status(res, 500);
+        party_response_body(res, text, strlen(text));
+    } else if (strstr(path, "/count") != NULL) {
+        store_state *s = party_room_state(room);
+        snprintf(text, sizeof(text), "%ld", s->count);
+        party_response_body(res, text, strlen(text));
+    } else if (strstr(path, "/get") != NULL) {
+        void *val = NULL;
+        size_t len = 0;
+        if (key == NULL || party_kv_get(room, key, &val, &len) != 0) {
+            party_response_status(res, 404);
+            return;
+        }
+        party_response_body(res, val, len);
+        free(val);
+    } else if (strstr(path, "/kv-api") != NULL) {
+        kv_api(room, text, sizeof(text));
+        party_response_status(res, strcmp(text, "ok") == 0 ? 200 : 500);
+        party_response_body(res, text, strlen(text));
+    } else if (strstr(path, "/list") != NULL) {
+        listing l;
+        memset(&l, 0, sizeof(l));
+        party_kv_list(room, NULL, list_cb, &l);
+        party_response_body(res, l.keys, strlen(l.keys));
+    } else if (strstr(path, "/notes") != NULL) {
+        if (strcmp(party_request_method(req), "POST") == 0 && notes_add(room) != 0)
+            party_response_status(res, 500);
+        snprintf(text, sizeof(text), "%ld", notes_count(room));
+        party_response_body(res, text, strlen(text));
+    } else if (strstr(path, "/save") != NULL) {
+        seen.saved = room;
+    }
+}
+
+static const party_def store_def = {
+    .name = "store",
+    .on_start = store_start,
+    .on_message = store_message,
+    .on_request = store_request,
+    .free_state = store_free,
+};
+
+static int setup(void **state) {
+    party_test *t = party_test_new();
+    memset(&seen, 0, sizeof(seen));
+    fail_commits = 0;
+    if (t == NULL || party_test_add(t, &store_def) != 0)
+        return -1;
+    *state = t;
+    return 0;
+}
+
+static int teardown(void **state) {
+    party_test_free(*state);
+    return 0;
+}
+
+/* ---- helpers ---- */
+
+static uint64_t real_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* method target; fails unless the status is as given; returns the body. */
+static char *call(party_test *t, const char *method, const char *target, int status) {
+    party_test_response res;
+    char *body;
+    int got;
+
+    assert_int_equal(
+        party_test_request(t, method, target, NULL, method[0] == 'P' ? "" : NULL, 0, &res), 0);
+    got = res.status;
+    body = res.body;
+    res.body = NULL;
+    party_test_response_free(&res);
+    if (got != status) {
+        print_error("%s %s: status %d, want %d (body: %s)\n", method, target, got, status, body);
+        free(body);
+        fail();
+    }
+    return body;
+}
+
+static void expect_call(party_test *t, const char *method, const char *target, int status,
+                        const char *body) {
+    char *got = call(t, method, target, status);
+    assert_string_equal(got, body);
+    free(got);
+}
+
+/* The number of keys among the comma-separated list present in the room's
+ * database file, read with a connection of our own. */
+static int keys_in_file(party_test *t, const char *room, const char *keys) {
+    char path[4096], id[PARTY_ID_MAX], list[256], *key, *save = NULL;
+    sqlite3 *db = NULL;
+    sqlite3_stmt *stmt = NULL;
+    int n = 0;
+
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    party_room_id_from_name("store", room, id);
+    assert_int_equal(party_test_room_file(t, id, path, sizeof(path)), 0);
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT 1 FROM _party_kv WHERE key = ?1", -1, &stmt, NULL),
+        SQLITE_OK);
+    snprintf(list, sizeof(list), "%s", keys);
+    for (key = strtok_r(list, ",", &save); key != NULL; key = strtok_r(NULL, ",", &save)) {
+        sqlite3_bind_text(stmt, 1, key, -1, SQLITE_TRANSIENT);
+        n += sqlite3_step(stmt) == SQLITE_ROW;
+        sqlite3_reset(stmt);
+    }
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return n;
+}
+
+/* Connects, then waits until the first batch (which stores the room's
+ * name) has committed, so later commits are the test's own. */
+static party_test_conn *open_store(party_test *t, const char *target) {
+    int status = 0;
+    party_test_conn *c = party_test_connect(t, target, &status);
+    assert_non_null(c);
+    assert_int_equal(status, 101);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    return c;
+}
+
+/* ---- atomicity and failed commits ---- */
+
+static void test_writes_of_one_event_are_all_committed(void **state) {
+    party_test *t = *state;
+
+    expect_call(t, "POST", "/parties/store/whole/write2", 200, "ok");
+    assert_int_equal(keys_in_file(t, "whole", "a,b"), 2);
+    assert_int_equal(party_test_restart(t), 0);
+    expect_call(t, "GET", "/parties/store/whole/get?key=a", 200, "1");
+    expect_call(t, "GET", "/parties/store/whole/get?key=b", 200, "2");
+    assert_int_equal(party_test_commit_failures(t), 0);
+}
+
+static void test_failed_commit_keeps_nothing_and_closes_websocket_1011(void **state) {
+    party_test *t = *state;
+    party_test_conn *c = open_store(t, "/parties/store/atomic-ws");
+    char *text = NULL;
+    const char *reason = NULL;
+    int code = 0;
+
+    assert_int_equal(seen.starts, 1);
+    fail_commits = 1;
+    assert_int_equal(party_test_send_text(c, "write2"), 0);
+    /* The reply rested on the failed writes: dropped, and the socket closed. */
+    assert_int_equal(party_test_recv_text(c, &text), PARTY_ECLOSED);
+    assert_null(text);
+    assert_int_equal(party_test_close_info(c, &code, &reason), 0);
+    assert_int_equal(code, 1011);
+    assert_int_equal(party_test_commit_failures(t), 1);
+    assert_int_equal(keys_in_file(t, "atomic-ws", "a,b"), 0);
+    /* The room's memory was dropped; the next event starts it from storage. */
+    assert_int_equal(seen.frees, 1);
+    expect_call(t, "GET", "/parties/store/atomic-ws/get?key=a", 404, "");
+    assert_int_equal(seen.starts, 2);
+    party_test_conn_free(c);
+}
+
+static void test_failed_commit_answers_http_500_and_keeps_nothing(void **state) {
+    party_test *t = *state;
+    char *body;
+
+    expect_call(t, "POST", "/parties/store/atomic-http/write", 200, "1");
+    assert_int_equal(seen.starts, 1);
+    fail_commits = 1;
+    body = call(t, "POST", "/parties/store/atomic-http/write2", 500);
+    assert_non_null(strstr(body, "commit failed"));
+    free(body);
+    assert_int_equal(party_test_commit_failures(t), 1);
+    assert_int_equal(keys_in_file(t, "atomic-http", "a,b"), 0);
+    assert_int_equal(keys_in_file(t, "atomic-http", "n"), 1);
+    expect_call(t, "GET", "/parties/store/atomic-http/count", 200, "1");
+    assert_int_equal(seen.starts, 2);
+    expect_call(t, "POST", "/parties/store/atomic-http/write2", 200, "ok");
+    assert_int_equal(keys_in_file(t, "atomic-http", "a,b"), 2);
+    assert_int_equal(party_test_commit_failures(t), 1);
+}
+
+static void test_failed_commit_rolls_back_in_memory_state_too(void **state) {
+    party_test *t = *state;
+
+    expect_call(t, "POST", "/parties/store/memory/write", 200, "1");
+    fail_commits = 1;
+    free(call(t, "POST", "/parties/store/memory/write", 500));
+    /* The count in memory (2) was dropped with the room state: on_start
+     * reloads 1 from storage. */
+    expect_call(t, "GET", "/parties/store/memory/count", 200, "1");
+    expect_call(t, "POST", "/parties/store/memory/write", 200, "2");
+}
+
+/* ---- the output gate ---- */
+
+static void test_output_gate_holds_websocket_reply_until_commit(void **state) {
+    party_test *t = *state;
+    party_test_conn *c = open_store(t, "/parties/store/gate-ws");
+    char *text = NULL;
+    uint64_t sent;
+
+    party_test_set_commit_delay(t, 300);
+    /* A handler that does not write is answered at once. */
+    party_test_set_timeout(t, 150);
+    assert_int_equal(party_test_send_text(c, "read"), 0);
+    assert_int_equal(party_test_recv_text(c, &text), 0);
+    assert_string_equal(text, "read");
+    free(text);
+
+    /* A handler that writes is answered only once the write is durable. */
+    sent = real_ms();
+    assert_int_equal(party_test_send_text(c, "write"), 0);
+    assert_int_equal(party_test_recv_text(c, &text), PARTY_TEST_ETIMEDOUT);
+    party_test_set_timeout(t, PARTY_TEST_TIMEOUT_MS);
+    assert_int_equal(party_test_recv_text(c, &text), 0);
+    assert_true(real_ms() - sent >= 300);
+    assert_string_equal(text, "1");
+    free(text);
+    party_test_conn_free(c);
+}
+
+static void test_output_gate_holds_http_response_until_commit(void **state) {
+    party_test *t = *state;
+    party_test_response res;
+    uint64_t start;
+
+    expect_call(t, "POST", "/parties/store/gate-http/write", 200, "1");
+    party_test_set_commit_delay(t, 300);
+
+    start = real_ms();
+    expect_call(t, "GET", "/parties/store/gate-http/count", 200, "1");
+    assert_true(real_ms() - start < 150);
+
+    start = real_ms();
+    expect_call(t, "POST", "/parties/store/gate-http/write", 200, "2");
+    assert_true(real_ms() - start >= 300);
+
+    party_test_set_timeout(t, 150);
+    assert_int_equal(
+        party_test_request(t, "POST", "/parties/store/gate-http/write", NULL, "", 0, &res),
+        PARTY_TEST_ETIMEDOUT);
+    party_test_set_timeout(t, PARTY_TEST_TIMEOUT_MS);
+    /* The client gave up, but the write was committed all the same. */
+    expect_call(t, "GET", "/parties/store/gate-http/get?key=n", 200, "3");
+}
+
+static void test_group_commit_queued_messages_share_commits(void **state) {
+    party_test *t = *state;
+    party_test_conn *a = open_store(t, "/parties/store/group");
+    party_test_conn *b = open_store(t, "/parties/store/group");
+    const int n = 10, delay = 200;
+    char want[16], *text = NULL;
+    uint64_t start;
+    int i, got_a = 0, got_b = 0;
+
+    party_test_set_commit_delay(t, delay);
+    start = real_ms();
+    for (i = 0; i < n; i++)
+        assert_int_equal(party_test_send_text(i % 2 ? b : a, "write"), 0);
+    for (i = 0; i < n / 2; i++) {
+        assert_int_equal(party_test_recv_text(a, &text), 0);
+        assert_true(atoi(text) > got_a);
+        got_a = atoi(text);
+        free(text);
+        assert_int_equal(party_test_recv_text(b, &text), 0);
+        assert_true(atoi(text) > got_b);
+        got_b = atoi(text);
+        free(text);
+    }
+    /* One commit per message would take n x delay; the first message
+     * commits alone, the nine queued behind it commit together. */
+    assert_true(real_ms() - start < (uint64_t)(n * delay) / 2);
+    snprintf(want, sizeof(want), "%d", n);
+    expect_call(t, "GET", "/parties/store/group/get?key=n", 200, want);
+    party_test_conn_free(a);
+    party_test_conn_free(b);
+}
+
+/* ---- eviction and cold starts ---- */
+
+static void test_idle_room_evicted_after_idle_timeout(void **state) {
+    party_test *t = *state;
+
+    expect_call(t, "POST", "/parties/store/idle/write", 200, "1");
+    assert_int_equal(party_test_in_memory(t, "store", "idle"), 1);
+    assert_int_equal(party_test_advance(t, 59000), 0);
+    assert_int_equal(party_test_in_memory(t, "store", "idle"), 1);
+    assert_int_equal(seen.frees, 0);
+    assert_int_equal(party_test_advance(t, 2000), 0);
+    assert_int_equal(party_test_in_memory(t, "store", "idle"), 0);
+    assert_int_equal(seen.frees, 1);
+}
+
+static void test_room_with_connection_is_not_evicted(void **state) {
+    party_test *t = *state;
+    party_test_conn *c = open_store(t, "/parties/store/busy");
+
+    assert_int_equal(party_test_advance(t, 3600 * 1000), 0);
+    assert_int_equal(party_test_in_memory(t, "store", "busy"), 1);
+    assert_int_equal(party_test_drop(c), 0);
+    /* Idle from the drop on. */
+    assert_int_equal(party_test_advance(t, 59000), 0);
+    assert_int_equal(party_test_in_memory(t, "store", "busy"), 1);
+    assert_int_equal(party_test_advance(t, 1000), 0);
+    assert_int_equal(party_test_in_memory(t, "store", "busy"), 0);
+    party_test_conn_free(c);
+}
+
+static void test_cold_start_reloads_kv(void **state) {
+    party_test *t = *state;
+
+    expect_call(t, "POST", "/parties/store/cold/write", 200, "1");
+    expect_call(t, "POST", "/parties/store/cold/write", 200, "2");
+    assert_int_equal(party_test_advance(t, 61000), 0);
+    assert_int_equal(party_test_in_memory(t, "store", "cold"), 0);
+    assert_int_equal(seen.frees, 1);
+    expect_call(t, "GET", "/parties/store/cold/count", 200, "2");
+    assert_int_equal(seen.starts, 2);
+    assert_int_equal(party_test_restart(t), 0);
+    expect_call(t, "POST", "/parties/store/cold/write", 200, "3");
+}
+
+/* ---- the KV API and the room's own tables ---- */
+
+static void test_kv_put_get_delete_list_and_limits(void **state) {
+    party_test *t = *state;
+
+    expect_call(t, "POST", "/parties/store/kv/kv-api", 200, "ok");
+    assert_int_equal(party_test_restart(t), 0);
+    expect_call(t, "GET", "/parties/store/kv/list", 200, "big,item:1,user:1,user:3,");
+    expect_call(t, "GET", "/parties/store/kv/get?key=user:1", 200, "A");
+    expect_call(t, "GET", "/parties/store/kv/get?key=user:2", 404, "");
+}
+
+static void test_room_db_tables_persist_across_restart(void **state) {
+    party_test *t = *state;
+
+    expect_call(t, "POST", "/parties/store/sql/notes", 200, "1");
+    expect_call(t, "POST", "/parties/store/sql/notes", 200, "2");
+    assert_int_equal(party_test_restart(t), 0);
+    expect_call(t, "GET", "/parties/store/sql/notes", 200, "2");
+}
+
+static int count_cb(const char *key, const void *val, size_t len, void *arg) {
+    (void)key;
+    (void)val;
+    (void)len;
+    ++*(int *)arg;
+    return 0;
+}
+
+static void test_kv_outside_callbacks_is_estate(void **state) {
+    party_test *t = *state;
+    void *val = NULL;
+    int n = 0;
+
+    expect_call(t, "GET", "/parties/store/outside/save", 200, "");
+    assert_non_null(seen.saved);
+    assert_int_equal(party_test_in_memory(t, "store", "outside"), 1);
+    assert_int_equal(party_kv_put(seen.saved, "k", "v", 1), PARTY_ESTATE);
+    assert_int_equal(party_kv_get(seen.saved, "k", &val, NULL), PARTY_ESTATE);
+    assert_null(val);
+    assert_int_equal(party_kv_delete(seen.saved, "k"), PARTY_ESTATE);
+    assert_int_equal(party_kv_list(seen.saved, NULL, count_cb, &n), PARTY_ESTATE);
+    assert_int_equal(n, 0);
+    assert_null(party_room_db(seen.saved));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_writes_of_one_event_are_all_committed, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_failed_commit_keeps_nothing_and_closes_websocket_1011,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_commit_answers_http_500_and_keeps_nothing,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_commit_rolls_back_in_memory_state_too, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_output_gate_holds_websocket_reply_until_commit, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_output_gate_holds_http_response_until_commit, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit_queued_messages_share_commits, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_idle_room_evicted_after_idle_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_room_with_connection_is_not_evicted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cold_start_reloads_kv, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kv_put_get_delete_list_and_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_room_db_tables_persist_across_restart, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_kv_outside_callbacks_is_estate, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
