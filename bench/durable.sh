@@ -27,7 +27,6 @@ for var in BENCH_DURATION BENCH_WARMUP BENCH_DATA_PARENT; do
 done
 command_line+="bench/durable.sh"
 
-loadavg=$(cut -d' ' -f1-3 /proc/loadavg)
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DPARTY_TESTS=OFF >/dev/null
 cmake --build "$build" -j "$(nproc)" --target partyd wsbench >/dev/null
 
@@ -43,6 +42,7 @@ stop_partyd() {
     if [ -z "$partyd_pid" ]; then
         return 0
     fi
+    partyd_ticks=$((partyd_ticks + $(awk '{ print $14 + $15 }' "/proc/$partyd_pid/stat" 2>/dev/null || echo 0)))
     kill -TERM "$partyd_pid" 2>/dev/null || true
     for _ in $(seq 150); do
         kill -0 "$partyd_pid" 2>/dev/null || break
@@ -94,8 +94,19 @@ ms() { # microseconds -> milliseconds, 2 decimals
     awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }'
 }
 
+# CPU time of the whole machine (user, nice, system, irq, softirq), in
+# clock ticks: with what partyd and wsbench used, it tells whether something
+# else ran during the measurement.
+machine_ticks() {
+    awk '/^cpu / { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat
+}
+
 rows=""
 failed=0
+partyd_ticks=0
+client_cpu=0
+start_ticks=$(machine_ticks)
+start_time=$(date +%s.%N)
 for durability in full normal; do
     start_partyd "$durability"
     for shape in "1 1" "1 16" "100 100"; do
@@ -111,21 +122,39 @@ for durability in full normal; do
         echo "$out" | head -n1 >&2
         json=$(grep '^{' <<<"$out")
         errors=$(($(field errors "$json") + $(field unanswered "$json")))
+        client_cpu=$(awk -v a="$client_cpu" -v b="$(field client_cpu_s "$json")" 'BEGIN { print a + b }')
         rows+="| $durability | $label | $(printf '%.0f' "$(field msgs_per_s "$json")") |"
         rows+=" $(ms "$(field p50_us "$json")") | $(ms "$(field p99_us "$json")") |"
         rows+=" $(ms "$(field p999_us "$json")") | $errors |"$'\n'
     done
     stop_partyd
 done
+end_ticks=$(machine_ticks)
+end_time=$(date +%s.%N)
+# Percent of one CPU used by anything but partyd and wsbench, on average.
+others=$(awk -v busy=$((end_ticks - start_ticks)) -v server="$partyd_ticks" \
+    -v client="$client_cpu" -v hz="$(getconf CLK_TCK)" -v t0="$start_time" -v t1="$end_time" \
+    'BEGIN { o = (busy - server) / hz - client; if (o < 0) o = 0; printf "%.0f", 100 * o / (t1 - t0) }')
+if [ "$others" -gt 10 ]; then
+    echo "durable.sh: other processes used ${others}% of a CPU during the runs: the numbers" \
+        "are disturbed; run again on a quiet machine" >&2
+fi
 
 cpu=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -n1)
 fstype=$(df --output=fstype "$data" | tail -n1 | tr -d ' ')
 revision=$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)
+# Untracked sources count too: say which files differ from the revision.
+changes=$(git -C "$root" status --porcelain -- src include parties CMakeLists.txt 2>/dev/null |
+    awk '{ print $2 }' | tr '\n' ' ' | sed 's/ $//')
+if [ -n "$changes" ]; then
+    revision="$revision plus uncommitted $changes"
+fi
 table="| durability | rooms × connections | msgs/s | p50 ms | p99 ms | p99.9 ms | errors |
 |---|---|---:|---:|---:|---:|---|
 $rows"
 machine="Machine: $(nproc) CPUs ($cpu), $(uname -sr); data directory on $fstype.
-partyd $revision, Release build; $(date -u +%Y-%m-%d); load average before: $loadavg.
+partyd $revision, Release build; $(date -u +%Y-%m-%d). Other processes used
+${others}% of one CPU during the runs (partyd and wsbench excluded).
 Each run: counter party, 16-byte messages, 1 in flight per connection,
 ${warmup} s warm-up, ${duration} s measured, on fresh rooms.
 Command: \`$command_line\`"
