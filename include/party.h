@@ -69,8 +69,11 @@ typedef struct party_lobby party_lobby;
 typedef struct party_def {
     /* URL name: /<prefix>/<name>/<room>. Matched case-insensitively. */
     const char *name;
-    /* Reserved for hibernation: keep connections open while the room is
-     * out of memory. */
+    /* Hibernate: when a room of this party has connections but nothing to
+     * do for hibernate_after, its state (free_state) and database leave
+     * memory while its connections stay open, with their id, uri, tags and
+     * state. The next message, close, error, HTTP request or alarm wakes
+     * it: on_start runs again, then the handler. Pings never wake it. */
     int hibernate;
 
     /* Runs once per room incarnation, before any other callback of it.
@@ -237,8 +240,8 @@ int party_alarm_retry_count(party_room *room);
  * 1 MB (PARTY_ETOOBIG). */
 int party_schedule_at(party_room *room, int64_t at_ms, const char *name, const void *payload,
                       size_t len, char id_out[PARTY_ID_MAX]);
-int party_schedule_after(party_room *room, int64_t delay_ms, const char *name,
-                         const void *payload, size_t len, char id_out[PARTY_ID_MAX]);
+int party_schedule_after(party_room *room, int64_t delay_ms, const char *name, const void *payload,
+                         size_t len, char id_out[PARTY_ID_MAX]);
 /* Repeats every interval_ms (>= 1000), first run interval_ms from now.
  * Runs missed while partyd was down are not replayed one by one: the next
  * run after a restart is the first one due, then every interval_ms. */
@@ -246,8 +249,8 @@ int party_schedule_every(party_room *room, int64_t interval_ms, const char *name
                          const void *payload, size_t len, char id_out[PARTY_ID_MAX]);
 /* Repeats by a 5-field cron expression in UTC ("*\/5 * * * *");
  * PARTY_EINVAL for a malformed one. */
-int party_schedule_cron(party_room *room, const char *cron5, const char *name,
-                        const void *payload, size_t len, char id_out[PARTY_ID_MAX]);
+int party_schedule_cron(party_room *room, const char *cron5, const char *name, const void *payload,
+                        size_t len, char id_out[PARTY_ID_MAX]);
 /* PARTY_ENOTFOUND when no schedule has this id. */
 int party_schedule_cancel(party_room *room, const char *id);
 /* Calls fn for each schedule, soonest first; arguments valid during the
@@ -308,6 +311,7 @@ typedef struct party_config {
     const char *data_dir;     /* "./data"; NULL keeps rooms in memory only (nothing survives) */
     int durability;           /* PARTY_DURABILITY_FULL (default) or PARTY_DURABILITY_NORMAL */
     double idle_timeout;      /* 60 s: a room with no connections and no work leaves memory */
+    double hibernate_after;   /* 10 s: a hibernating party's idle room hibernates */
     double header_timeout;    /* 10 s to receive a whole request head */
     double close_timeout;     /* 5 s to wait for the peer's Close reply */
     int log_level;            /* 0 error, 1 warn, 2 info (default), 3 debug */

@@ -189,6 +189,16 @@ int party_test_advance(party_test *t, int64_t ms);
 int party_test_evict(party_test *t, const char *party, const char *room);
 /* The same for a room known by id. */
 int party_test_evict_id(party_test *t, const char *room_id);
+/* Forces the room (party, name) to hibernate now, as hibernate_after would
+ * (free_state, store closed, connections kept open), after running until
+ * idle. Works for any party, hibernating or not. PARTY_ENOTFOUND if not in
+ * memory; PARTY_ESTATE if it has work or is already hibernated;
+ * PARTY_TEST_ETIMEDOUT. */
+int party_test_hibernate(party_test *t, const char *party, const char *room);
+/* 1 if the room (party, name) is awake: in memory with its state and store
+ * (not evicted, not hibernated), else 0. Does not run the loop. */
+int party_test_loaded(party_test *t, const char *party, const char *room);
+
 /* 1 if the room (party, name) is in memory, else 0. Does not run the loop. */
 int party_test_in_memory(party_test *t, const char *party, const char *room);
 /* The same for a room known by id. */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/rand.h>
 
@@ -779,6 +780,8 @@ int party__conn_adopt(party_runtime *rt, int fd, int internal) {
     if (conn == NULL)
         return PARTY_ENOMEM;
     r = uv_tcp_open(&conn->tcp, fd);
+    if (r != 0)
+        close(fd); /* not the handle's yet: ours to close */
     if (r != 0 || http_session_new(conn) != 0) {
         conn->transport_closing = 1;
         uv_close((uv_handle_t *)&conn->tcp, on_tcp_closed);

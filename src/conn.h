@@ -39,7 +39,7 @@ struct party_conn {
     struct party_room *room;   /* set once routed to a room */
     struct party_room *holder; /* the room whose output gate holds our output */
     size_t held_bytes;         /* bytes held for us by the output gate */
-    uint32_t refs;           /* the socket + queued events that name it */
+    uint32_t refs;             /* the socket + queued events that name it */
     uint8_t phase;
     uint8_t close_sent;     /* a Close frame is queued or sent */
     uint8_t close_received; /* the peer's Close arrived */
@@ -50,12 +50,12 @@ struct party_conn {
     uint8_t close_after_flush;
     uint8_t transport_closing;
     uint8_t reading;
-    uint8_t head_only;   /* current HTTP request is HEAD */
-    uint8_t keep_alive;  /* current HTTP request may be followed by another */
+    uint8_t head_only;      /* current HTTP request is HEAD */
+    uint8_t keep_alive;     /* current HTTP request may be followed by another */
     uint8_t handshake_held; /* the 101 is held by the output gate */
     uint8_t internal;       /* opened by the runtime itself, not a network client */
-    uint8_t parsing;     /* inside conn_parse_http */
-    uint8_t parse_again; /* a request was answered meanwhile: parse the next */
+    uint8_t parsing;        /* inside conn_parse_http */
+    uint8_t parse_again;    /* a request was answered meanwhile: parse the next */
     uint16_t peer_close_code;
 
     party__http_session *http; /* HTTP phase only */
@@ -86,7 +86,8 @@ struct party_conn {
 void party__conn_accept(party_runtime *rt, uv_stream_t *listener);
 /* Serves an already connected stream socket (e.g. one end of a
  * socketpair), as if accepted. internal: trusted by the runtime (may
- * address rooms by id). The connection owns fd from now on. */
+ * address rooms by id). fd is the runtime's from now on, also when this
+ * fails. */
 int party__conn_adopt(party_runtime *rt, int fd, int internal);
 
 void party__conn_ref(party_conn *conn);

@@ -556,11 +556,7 @@ static party_test_conn *client_open(party_test *t, int internal, client_mode mod
     }
     r = party__conn_adopt(t->rt, fds[1], internal);
     if (r != 0) {
-        close(fds[0]);
-        /* PARTY_EINVAL: uv_tcp_open refused the fd, so it is still ours;
-         * otherwise the connection took it and closes it. */
-        if (r == PARTY_EINVAL)
-            close(fds[1]);
+        close(fds[0]); /* the runtime owns fds[1] whatever happened */
         free(c);
         return NULL;
     }
@@ -1121,6 +1117,36 @@ int party_test_evict(party_test *t, const char *party, const char *room) {
         return PARTY_EINVAL;
     party_room_id_from_name(party, room, id);
     return party_test_evict_id(t, id);
+}
+
+int party_test_hibernate(party_test *t, const char *party, const char *room) {
+    char id[PARTY_ID_MAX];
+    party_room *found;
+    int r;
+
+    if (t == NULL || party == NULL || room == NULL)
+        return PARTY_EINVAL;
+    r = wait_idle(t, t->timeout_ms);
+    if (r != 0)
+        return r;
+    party_room_id_from_name(party, room, id);
+    found = party__room_find(t->rt, id);
+    if (found == NULL)
+        return PARTY_ENOTFOUND;
+    r = party__room_hibernate(found);
+    if (r != 0)
+        return r;
+    return wait_idle(t, t->timeout_ms);
+}
+
+int party_test_loaded(party_test *t, const char *party, const char *room) {
+    char id[PARTY_ID_MAX];
+    party_room *found;
+    if (t == NULL || party == NULL || room == NULL)
+        return 0;
+    party_room_id_from_name(party, room, id);
+    found = party__room_find(t->rt, id);
+    return found != NULL && found->life == PARTY__ROOM_READY;
 }
 
 int party_test_in_memory_id(party_test *t, const char *room_id) {

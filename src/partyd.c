@@ -30,6 +30,8 @@ static const char usage_text[] =
     "                           survive a process crash, not a power loss\n"
     "  --idle-timeout SEC       evict a room with no connections after it was\n"
     "                           idle this long (default 60)\n"
+    "  --hibernate-after SEC    hibernate an idle room of a hibernating party,\n"
+    "                           keeping its connections (default 10)\n"
     "  --party NAME=FILE.so     load a party from a shared object exporting\n"
     "                           const party_def *party_module(void); repeatable\n"
     "  --max-message-bytes N    largest WebSocket message received (default 32M)\n"
@@ -62,6 +64,7 @@ enum {
     OPT_HEADER_TIMEOUT,
     OPT_DURABILITY,
     OPT_IDLE_TIMEOUT,
+    OPT_HIBERNATE_AFTER,
     OPT_CLOSE_TIMEOUT,
     OPT_LOG_LEVEL,
     OPT_VERSION,
@@ -83,6 +86,7 @@ static const struct option options[] = {
     {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
     {"durability", required_argument, NULL, OPT_DURABILITY},
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+    {"hibernate-after", required_argument, NULL, OPT_HIBERNATE_AFTER},
     {"close-timeout", required_argument, NULL, OPT_CLOSE_TIMEOUT},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -303,6 +307,10 @@ int main(int argc, char **argv) {
             break;
         case OPT_IDLE_TIMEOUT:
             if (parse_seconds("--idle-timeout", optarg, &cfg.idle_timeout) != 0)
+                return 2;
+            break;
+        case OPT_HIBERNATE_AFTER:
+            if (parse_seconds("--hibernate-after", optarg, &cfg.hibernate_after) != 0)
                 return 2;
             break;
         case OPT_CLOSE_TIMEOUT:

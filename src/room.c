@@ -95,6 +95,7 @@ static void table_remove(party_runtime *rt, party_room *room) {
 }
 
 static void room_update_idle(party_room *room);
+static void room_load(party_room *room);
 
 static party_room *room_new(party_runtime *rt, const party__party *party, const char *id) {
     party_room *room;
@@ -560,8 +561,8 @@ static void run_due_schedules(party_room *room, int64_t now) {
         if (def->on_schedule != NULL)
             rc = def->on_schedule(room, sc->name, sc->payload, sc->len);
         if (rc != 0)
-            party__log_warn(room->rt, "room %s/%s: on_schedule '%s' failed (%d)",
-                            room->party->name, room->name ? room->name : room->id, sc->name, rc);
+            party__log_warn(room->rt, "room %s/%s: on_schedule '%s' failed (%d)", room->party->name,
+                            room->name ? room->name : room->id, sc->name, rc);
         free(due.strings[i]);
     }
     free(due.items);
@@ -615,8 +616,7 @@ static void handle_alarm(party_room *room) {
     } else {
         rt->alarms_abandoned++;
         party__log_error(rt, "room %s/%s: on_alarm failed after %d retries; alarm abandoned",
-                         room->party->name, room->name ? room->name : room->id,
-                         ALARM_MAX_RETRIES);
+                         room->party->name, room->name ? room->name : room->id, ALARM_MAX_RETRIES);
     }
 }
 
@@ -653,45 +653,65 @@ static void room_deliver(party_room *room, const party__event *ev) {
     room->running = 0;
 }
 
-/* ---- idle list and eviction ---- */
+/* ---- idle lists: eviction and hibernation ---- *
+ * A room with nothing to do waits on one of two lists, oldest first: with
+ * no connections, for eviction after idle_timeout; with connections of a
+ * hibernating party, for hibernation after hibernate_after. */
+
+static party__room_list *list_of(party_room *room) {
+    return room->idle == 1 ? &room->rt->idle : &room->rt->quiet;
+}
 
 static void idle_remove(party_room *room) {
-    party_runtime *rt = room->rt;
+    party__room_list *list;
     if (!room->idle)
         return;
+    list = list_of(room);
     if (room->idle_prev != NULL)
         room->idle_prev->idle_next = room->idle_next;
     else
-        rt->idle_head = room->idle_next;
+        list->head = room->idle_next;
     if (room->idle_next != NULL)
         room->idle_next->idle_prev = room->idle_prev;
     else
-        rt->idle_tail = room->idle_prev;
+        list->tail = room->idle_prev;
     room->idle_prev = room->idle_next = NULL;
     room->idle = 0;
 }
 
-static int room_has_work(party_room *room) {
-    return room->n_conns > 0 || room->n_pending > 0 || room->queue_head != NULL ||
-           room->running || room->committing || room->held_head != NULL ||
-           room->life == PARTY__ROOM_LOADING || room->life == PARTY__ROOM_EVICTING;
+/* Work in flight, apart from open connections. */
+static int room_busy(party_room *room) {
+    return room->n_pending > 0 || room->queue_head != NULL || room->running || room->committing ||
+           room->held_head != NULL || room->life == PARTY__ROOM_LOADING ||
+           room->life == PARTY__ROOM_EVICTING || room->life == PARTY__ROOM_UNLOADING;
 }
 
-/* Puts a room with nothing to do at the back of the idle list (or takes a
- * busy one off it). */
+static int room_has_work(party_room *room) {
+    return room->n_conns > 0 || room_busy(room);
+}
+
+/* Puts a room with nothing to do at the back of the list it waits on, or
+ * takes it off when it has work (or is already hibernated). */
 static void room_update_idle(party_room *room) {
     party_runtime *rt = room->rt;
+    party__room_list *list;
     idle_remove(room);
-    if (room_has_work(room))
+    if (room_busy(room))
         return;
-    room->idle = 1;
-    room->idle_since = party__runtime_now(rt);
-    room->idle_prev = rt->idle_tail;
-    if (rt->idle_tail != NULL)
-        rt->idle_tail->idle_next = room;
+    if (room->n_conns == 0)
+        room->idle = 1;
+    else if (room->party->def->hibernate && room->life == PARTY__ROOM_READY)
+        room->idle = 2;
     else
-        rt->idle_head = room;
-    rt->idle_tail = room;
+        return;
+    list = list_of(room);
+    room->idle_since = party__runtime_now(rt);
+    room->idle_prev = list->tail;
+    if (list->tail != NULL)
+        list->tail->idle_next = room;
+    else
+        list->head = room;
+    list->tail = room;
 }
 
 typedef struct store_work {
@@ -759,10 +779,63 @@ int party__room_evict(party_room *room) {
     return 0;
 }
 
+static void after_unload_work(uv_work_t *req, int status) {
+    store_work *w = req->data;
+    party_room *room = w->room;
+    party_runtime *rt = room->rt;
+    (void)status;
+    rt->n_busy--;
+    free(w);
+    room->life = PARTY__ROOM_COLD;
+    /* Whatever arrived meanwhile wakes the room right away. */
+    if (room->queue_head != NULL)
+        room_load(room);
+    else
+        room_update_idle(room);
+    party__runtime_maybe_finish(rt);
+}
+
+int party__room_hibernate(party_room *room) {
+    party_runtime *rt = room->rt;
+    store_work *w;
+
+    if (room_busy(room) || room->life != PARTY__ROOM_READY)
+        return PARTY_ESTATE;
+    w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return PARTY_ENOMEM;
+    idle_remove(room);
+    room_drop_state(room);
+    rt->rooms_hibernated++;
+    party__log_debug(rt, "room %s/%s: hibernated with %zu connections", room->party->name,
+                     room->name ? room->name : room->id, room->n_conns);
+    /* The connections stay, with their ids, tags, uri and state; the
+     * room's next event (not a ping) loads it again. */
+    room->life = PARTY__ROOM_UNLOADING;
+    w->room = room;
+    w->store = room->store;
+    room->store = NULL;
+    w->req.data = w;
+    rt->n_busy++;
+    if (uv_queue_work(&rt->loop, &w->req, close_work, after_unload_work) != 0) {
+        rt->n_busy--;
+        party__store_close(w->store);
+        free(w);
+        room->life = PARTY__ROOM_COLD;
+    }
+    return 0;
+}
+
 void party__room_evict_idle(party_runtime *rt, uint64_t now_ms) {
-    uint64_t timeout = (uint64_t)(rt->cfg.idle_timeout * 1000.0);
-    while (rt->idle_head != NULL && rt->idle_head->idle_since + timeout <= now_ms)
-        (void)party__room_evict(rt->idle_head);
+    uint64_t evict_ms = (uint64_t)(rt->cfg.idle_timeout * 1000.0);
+    uint64_t hibernate_ms = (uint64_t)(rt->cfg.hibernate_after * 1000.0);
+    while (rt->idle.head != NULL && rt->idle.head->idle_since + evict_ms <= now_ms)
+        (void)party__room_evict(rt->idle.head);
+    while (rt->quiet.head != NULL && rt->quiet.head->idle_since + hibernate_ms <= now_ms) {
+        party_room *room = rt->quiet.head;
+        if (party__room_hibernate(room) != 0)
+            idle_remove(room); /* cannot now; its next batch files it again */
+    }
 }
 
 /* ---- the output gate ---- */
@@ -770,8 +843,8 @@ void party__room_evict_idle(party_runtime *rt, uint64_t now_ms) {
 int party__room_holding(party_room *room) {
     if (room->holding)
         return 1;
-    if (room->running && (room->batch_wrote ||
-                          (room->store != NULL && party__store_has_written(room->store))))
+    if (room->running &&
+        (room->batch_wrote || (room->store != NULL && party__store_has_written(room->store))))
         room->holding = 1;
     return room->holding;
 }
@@ -866,6 +939,18 @@ static void room_reload_wake(party_room *room) {
     room_sync_wake(room);
 }
 
+/* What the store says about the room's name, into memory. */
+static void room_reload_name(party_room *room) {
+    char *stored = party__store_meta_get(room->store, "name");
+    if (room->by_name) {
+        room->name_persisted = stored != NULL;
+        free(stored);
+    } else {
+        free(room->name);
+        room->name = stored;
+    }
+}
+
 static void room_commit_done(party_room *room, int result) {
     party_runtime *rt = room->rt;
     room->committing = 0;
@@ -881,8 +966,10 @@ static void room_commit_done(party_room *room, int result) {
                          room->party->name, room->name ? room->name : room->id,
                          party_strerror(result));
         room_release_held(room, 0);
-        /* Memory may hold what storage lost: start over from storage. */
+        /* Memory may hold what storage lost: start over from storage,
+         * the name included (a first start's name write may be gone). */
         room_drop_state(room);
+        room_reload_name(room);
     } else {
         room_release_held(room, 1);
     }
@@ -1008,7 +1095,6 @@ static void after_open_work(uv_work_t *req, int status) {
     store_work *w = req->data;
     party_room *room = w->room;
     party_runtime *rt = room->rt;
-    char *stored;
     (void)status;
 
     rt->n_busy--;
@@ -1033,17 +1119,7 @@ static void after_open_work(uv_work_t *req, int status) {
     free(w);
     /* Hydrate the name: a room reached by id learns it here; a room reached
      * by name learns whether it must still persist it. */
-    stored = party__store_meta_get(room->store, "name");
-    if (room->by_name) {
-        room->name_persisted = stored != NULL;
-        if (stored != NULL && strcmp(stored, room->name) != 0)
-            party__log_warn(rt, "room %s: stored name '%s' differs from '%s'", room->id, stored,
-                            room->name);
-        free(stored);
-    } else {
-        free(room->name);
-        room->name = stored;
-    }
+    room_reload_name(room);
     room->life = PARTY__ROOM_READY;
     room_run(room);
     party__runtime_maybe_finish(rt);

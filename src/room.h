@@ -22,10 +22,11 @@ typedef enum party__room_status {
 } party__room_status;
 
 typedef enum party__room_life {
-    PARTY__ROOM_COLD,     /* store not open */
-    PARTY__ROOM_LOADING,  /* store opening on a worker thread */
-    PARTY__ROOM_READY,    /* store open: events can run */
-    PARTY__ROOM_EVICTING, /* out of the table; store closing on a worker */
+    PARTY__ROOM_COLD,      /* store not open */
+    PARTY__ROOM_LOADING,   /* store opening on a worker thread */
+    PARTY__ROOM_READY,     /* store open: events can run */
+    PARTY__ROOM_EVICTING,  /* out of the table; store closing on a worker */
+    PARTY__ROOM_UNLOADING, /* hibernating: store closing, connections kept */
 } party__room_life;
 
 /* Output held by the output gate: released in order after the commit. */
@@ -48,10 +49,10 @@ struct party_room {
     char *props; /* the latest props given at routing time */
 
     party__store *store;
-    int committing;    /* a commit runs on a worker thread */
-    int holding;       /* the current batch wrote: its output is held */
-    int batch_wrote;   /* the current batch wrote through the KV API */
-    int name_error;    /* a callback read the name of an unnamed room */
+    int committing;  /* a commit runs on a worker thread */
+    int holding;     /* the current batch wrote: its output is held */
+    int batch_wrote; /* the current batch wrote through the KV API */
+    int name_error;  /* a callback read the name of an unnamed room */
     party__held *held_head, *held_tail;
 
     /* alarm and schedules (valid while READY; loaded with the store) */
@@ -70,10 +71,10 @@ struct party_room {
     int running; /* delivering an event now */
     int queued;  /* on the runtime's ready list */
     struct party_room *ready_next;
-    struct party_room *hash_next;               /* chain in the runtime's room table */
-    struct party_room *idle_prev, *idle_next;   /* on the runtime's idle list */
-    int idle;                                   /* on the idle list */
-    uint64_t idle_since;                        /* runtime clock, ms */
+    struct party_room *hash_next;             /* chain in the runtime's room table */
+    struct party_room *idle_prev, *idle_next; /* on the runtime's idle or quiet list */
+    int idle;                                 /* 0: on no list, 1: idle, 2: quiet */
+    uint64_t idle_since;                      /* runtime clock, ms */
 };
 
 typedef enum party__event_type {
@@ -138,6 +139,10 @@ void party__room_unlink_conn(party_room *room, struct party_conn *conn);
  * memory. force: this room now, if it has no connections and no work. */
 void party__room_evict_idle(party_runtime *rt, uint64_t now_ms);
 int party__room_evict(party_room *room);
+/* Hibernation: the room's state and store leave memory, its connections
+ * stay open; the next message, close, error, request or alarm wakes it
+ * (on_start runs again). PARTY_ESTATE if it has work or is not loaded. */
+int party__room_hibernate(party_room *room);
 
 /* Shutdown: 1 while any room has work on a worker thread. */
 int party__rooms_busy(party_runtime *rt);

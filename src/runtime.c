@@ -61,6 +61,7 @@ void party_config_init(party_config *cfg) {
     cfg->data_dir = "./data";
     cfg->durability = PARTY_DURABILITY_FULL;
     cfg->idle_timeout = 60.0;
+    cfg->hibernate_after = 10.0;
     cfg->header_timeout = 10.0;
     cfg->close_timeout = 5.0;
     cfg->log_level = PARTY__LOG_INFO;
@@ -79,11 +80,18 @@ static void on_flush_prepare(uv_prepare_t *prepare) {
     party__conn_flush_dirty(prepare->data);
 }
 
+static int runtime_can_finish(party_runtime *rt);
+static void runtime_finish(party_runtime *rt);
+
 static void on_drain_idle(uv_idle_t *idle) {
     party_runtime *rt = idle->data;
     party__room_drain_ready(rt);
     if (rt->ready_head == NULL)
         uv_idle_stop(idle);
+    if (runtime_can_finish(rt)) {
+        rt->finished = 1;
+        runtime_finish(rt);
+    }
 }
 
 void party__runtime_mark_ready(party_runtime *rt, party_room *room) {
@@ -112,7 +120,9 @@ static void on_evict_timer(uv_timer_t *timer) {
 }
 
 static uint64_t evict_tick_ms(const party_runtime *rt) {
-    uint64_t ms = (uint64_t)(rt->cfg.idle_timeout * 1000.0 / 4);
+    double shortest = rt->cfg.idle_timeout < rt->cfg.hibernate_after ? rt->cfg.idle_timeout
+                                                                     : rt->cfg.hibernate_after;
+    uint64_t ms = (uint64_t)(shortest * 1000.0 / 4);
     return ms < 100 ? 100 : ms > 5000 ? 5000 : ms;
 }
 
@@ -297,12 +307,17 @@ static void runtime_finish(party_runtime *rt) {
     close_handle((uv_handle_t *)&rt->evict_timer);
 }
 
+static int runtime_can_finish(party_runtime *rt) {
+    return rt->stopping && rt->n_conns == 0 && !party__rooms_busy(rt) && rt->running &&
+           !rt->finished;
+}
+
+/* Called from deep inside callbacks (a connection freed while its room runs
+ * a batch): the rooms are freed at the top of the next loop turn, never
+ * under a caller that still uses them. */
 void party__runtime_maybe_finish(party_runtime *rt) {
-    if (rt->stopping && rt->n_conns == 0 && !party__rooms_busy(rt) && rt->running &&
-        !rt->finished) {
-        rt->finished = 1;
-        runtime_finish(rt);
-    }
+    if (runtime_can_finish(rt))
+        uv_idle_start(&rt->drain_idle, on_drain_idle);
 }
 
 static void on_shutdown_timeout(uv_timer_t *timer) {

@@ -9,6 +9,10 @@
 
 #include "party.h"
 
+typedef struct party__room_list {
+    struct party_room *head, *tail;
+} party__room_list;
+
 typedef struct party__party {
     const party_def *def;
     char *name; /* as registered (the URL name) */
@@ -37,9 +41,11 @@ struct party_runtime {
     size_t rooms_cap, n_rooms;
 
     struct party_room *ready_head, *ready_tail; /* rooms with queued events */
-    struct party_room *idle_head, *idle_tail;   /* rooms with nothing to do, oldest first */
-    uv_timer_t evict_timer;                     /* evicts rooms idle past idle_timeout */
-    size_t n_busy;          /* rooms with store work on a worker thread */
+    party__room_list idle;  /* rooms with no connections and nothing to do, oldest first */
+    party__room_list quiet; /* hibernating parties' rooms with only connections */
+    uint64_t rooms_hibernated;
+    uv_timer_t evict_timer;   /* evicts rooms idle past idle_timeout */
+    size_t n_busy;            /* rooms with store work on a worker thread */
     unsigned commit_delay_ms; /* test hook: every durable commit waits this long first */
     uint64_t commit_failures;
     /* alarms: the index (one SQLite file) and the heap of wake times */
@@ -52,17 +58,17 @@ struct party_runtime {
     size_t alarm_buckets_cap;
     int alarms_started;
     uint64_t alarms_fired, alarms_retried, alarms_abandoned;
-    int virtual_clock;      /* test harness: time moves only when told */
-    uint64_t virtual_now;   /* ms since the epoch, when virtual_clock */
-    struct party_conn *dirty_head;              /* connections with unflushed output */
-    struct party_conn *conns;                   /* every live connection */
+    int virtual_clock;             /* test harness: time moves only when told */
+    uint64_t virtual_now;          /* ms since the epoch, when virtual_clock */
+    struct party_conn *dirty_head; /* connections with unflushed output */
+    struct party_conn *conns;      /* every live connection */
     size_t n_conns;
 
     char *read_buf;  /* one loop-wide read buffer for WebSocket reads */
     int in_callback; /* a user callback is running: new events are queued */
     int stopping;
     int running;
-    int finished; /* rooms freed, handles closing */
+    int finished;            /* rooms freed, handles closing */
     uv_thread_t loop_thread; /* the thread running the loop */
     int exit_status;
 };

@@ -82,10 +82,9 @@ int party__store_open(const party__store_options *opt, const char *room_id, part
     sqlite3_busy_timeout(s->db, 5000);
     rc = sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
     if (rc == SQLITE_OK)
-        rc = sqlite3_exec(s->db,
-                          opt->durability_full ? "PRAGMA synchronous=FULL"
-                                               : "PRAGMA synchronous=NORMAL",
-                          NULL, NULL, NULL);
+        rc = sqlite3_exec(
+            s->db, opt->durability_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+            NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(s->db, schema, NULL, NULL, NULL);
     if (rc != SQLITE_OK)

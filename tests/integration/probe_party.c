@@ -251,10 +251,11 @@ static void probe_request(party_room *room, const party_request *req, party_resp
     }
     used += (size_t)snprintf(body, sizeof(body), "{\"name\":");
     used = json_string(body, sizeof(body), used, party_room_name(room));
-    used +=
-        (size_t)snprintf(body + used, sizeof(body) - used,
-                         ",\"starts\":%d,\"connects\":%d,\"connections\":%zu,\"url\":", st->starts,
-                         st->connects, party_room_conn_count(room));
+    used += (size_t)snprintf(body + used, sizeof(body) - used,
+                             ",\"starts\":%d,\"connects\":%d,\"connections\":%zu,"
+                             "\"attempts\":%d,\"url\":",
+                             st->starts, st->connects, party_room_conn_count(room),
+                             attempt_count(room) != NULL ? *attempt_count(room) : -1);
     used = json_string(body, sizeof(body), used, party_request_url(req));
     used += (size_t)snprintf(body + used, sizeof(body) - used, ",\"log\":[");
     for (i = 0; i < st->n_log && used < sizeof(body) - 64; i++) {
@@ -279,6 +280,11 @@ static const party_def probe = {
     .free_state = state_free,
 };
 
+/* PARTYD_PROBE_HIBERNATE in partyd's environment makes probe a hibernating
+ * party (for the hibernation tests). */
 const party_def *party_module(void) {
-    return &probe;
+    static party_def def;
+    def = probe;
+    def.hibernate = getenv("PARTYD_PROBE_HIBERNATE") != NULL;
+    return &def;
 }
