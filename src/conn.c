@@ -45,8 +45,7 @@ static void conn_free(party_conn *conn) {
     free(conn->out);
     party__conn_end_http(conn);
     party__ws_reader_reset(&conn->reader);
-    free(conn->id);
-    free(conn->uri);
+    free(conn->id); /* uri lives in the same block */
     free(conn->tags);
     free(conn->state);
     if (conn->all_prev != NULL)
@@ -144,6 +143,7 @@ static void on_linger_timeout(uv_timer_t *timer) {
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
     party_conn *conn = req->data;
+    free(req);
     if (status < 0 || conn->transport_closing) {
         conn_close_now(conn);
         return;
@@ -158,13 +158,23 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 
 /* The last byte is written: half-close and linger, then close. */
 static void conn_finish(party_conn *conn) {
+    uv_shutdown_t *req;
+
     if (conn->transport_closing)
         return;
     conn->phase = PARTY__CONN_DONE;
     conn->close_after_flush = 0;
-    conn->shutdown_req.data = conn;
-    if (uv_shutdown(&conn->shutdown_req, (uv_stream_t *)&conn->tcp, on_shutdown) != 0)
+    /* Requests are allocated when needed: an idle connection carries none. */
+    req = malloc(sizeof(*req));
+    if (req == NULL) {
         conn_close_now(conn);
+        return;
+    }
+    req->data = conn;
+    if (uv_shutdown(req, (uv_stream_t *)&conn->tcp, on_shutdown) != 0) {
+        free(req);
+        conn_close_now(conn);
+    }
 }
 
 /* ---- output ---- */
@@ -272,6 +282,7 @@ static void on_write(uv_write_t *req, int status) {
     size_t bytes = 0;
     uint32_t i;
 
+    free(req);
     for (i = 0; i < conn->out_writing; i++) {
         party__buf *b = conn->out[(conn->out_head + i) % conn->out_cap];
         bytes += b->len - (i == 0 ? conn->out_offset : 0);
@@ -308,10 +319,18 @@ static void conn_flush(party_conn *conn) {
         conn_consume(conn, (size_t)r);
     }
     if (conn->out_len > 0) {
+        /* The socket is full: a queued write waits for it (a slow reader
+         * pays for its request; a keeping-up one never allocates it). */
+        uv_write_t *req = malloc(sizeof(*req));
+        if (req == NULL) {
+            conn_close_now(conn);
+            return;
+        }
         n = conn_fill_iov(conn, iov, WRITE_IOV_MAX, &bytes);
-        conn->write_req.data = conn;
-        r = uv_write(&conn->write_req, (uv_stream_t *)&conn->tcp, iov, (unsigned int)n, on_write);
+        req->data = conn;
+        r = uv_write(req, (uv_stream_t *)&conn->tcp, iov, (unsigned int)n, on_write);
         if (r < 0) {
+            free(req);
             conn_close_now(conn);
             return;
         }
@@ -586,12 +605,18 @@ static void conn_feed_ws(party_conn *conn, char *data, size_t len) {
 }
 
 int party__conn_begin_upgrade(party_conn *conn, struct party_room *room, const char *id) {
-    conn->id = strdup(id);
-    conn->uri = malloc(conn->http->req.target.len + 1);
-    if (conn->id == NULL || conn->uri == NULL)
+    size_t id_len = strlen(id);
+    party__slice target = conn->http->req.target;
+    /* id and uri share one allocation: a connection's identity is a few
+     * dozen bytes, and an idle connection should cost little else. */
+    char *block = malloc(id_len + 1 + target.len + 1);
+    if (block == NULL)
         return PARTY_ENOMEM;
-    memcpy(conn->uri, conn->http->req.target.ptr, conn->http->req.target.len);
-    conn->uri[conn->http->req.target.len] = '\0';
+    memcpy(block, id, id_len + 1);
+    memcpy(block + id_len + 1, target.ptr, target.len);
+    block[id_len + 1 + target.len] = '\0';
+    conn->id = block;
+    conn->uri = block + id_len + 1;
     conn->room = room;
     conn->phase = PARTY__CONN_UPGRADING;
     party__ws_reader_init(&conn->reader, conn->rt->cfg.max_message_bytes, 1);
@@ -836,6 +861,12 @@ void party__conn_fail_uncommitted(party_conn *conn) {
     conn_close_after_flush(conn);
 }
 
+const char *const *party__conn_tag_list(const party_conn *conn) {
+    /* With no tags but the id, the id pointer itself is the list. */
+    return conn->tags != NULL ? (const char *const *)conn->tags
+                              : (const char *const *)&conn->id;
+}
+
 /* ---- public connection API ---- */
 
 const char *party_conn_id(party_conn *conn) {
@@ -848,7 +879,7 @@ const char *party_conn_uri(party_conn *conn) {
 
 size_t party_conn_tags(party_conn *conn, const char *const **tags) {
     if (tags != NULL)
-        *tags = (const char *const *)conn->tags;
+        *tags = party__conn_tag_list(conn);
     return conn->n_tags;
 }
 

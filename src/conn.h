@@ -64,7 +64,7 @@ struct party_conn {
 
     char *id;
     char *uri;
-    char **tags; /* n_tags strings, id first; one allocation */
+    char **tags; /* n_tags strings, id first; NULL when the id is the only tag */
     uint8_t n_tags;
     void *state;
     size_t state_len;
@@ -74,8 +74,6 @@ struct party_conn {
     uint32_t out_writing; /* buffers in the in-flight uv_write */
     size_t out_offset;    /* bytes of out[out_head] already written */
     size_t out_bytes;     /* unwritten bytes queued */
-    uv_write_t write_req;
-    uv_shutdown_t shutdown_req;
 
     party_conn *room_prev, *room_next;
     party_conn *dirty_next;
@@ -138,6 +136,9 @@ void party__conn_fail_uncommitted(party_conn *conn);
 
 /* Frees the HTTP session (the upgrade is done). */
 void party__conn_end_http(party_conn *conn);
+
+/* The connection's tags, id first; n_tags entries. */
+const char *const *party__conn_tag_list(const party_conn *conn);
 
 /* Generates a random connection id (UUID v4 form) into out. */
 void party__conn_make_id(char out[37]);

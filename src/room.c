@@ -287,28 +287,30 @@ static int room_ensure_started(party_room *room) {
     return 0;
 }
 
-/* The connection's tags, id first, copied into one block. */
+/* The connection's tags, id first (the id itself, not a copy), the others
+ * copied into one block allocated only when there are any. */
 static int conn_set_tags(party_conn *conn, const char *const *tags, size_t n) {
     size_t total = (n + 1) * sizeof(char *), i;
     char **block;
     char *cursor;
 
+    free(conn->tags);
+    conn->tags = NULL;
+    conn->n_tags = 1;
+    if (n == 0)
+        return 0;
     for (i = 0; i < n; i++)
         total += strlen(tags[i]) + 1;
-    total += strlen(conn->id) + 1;
     block = malloc(total);
     if (block == NULL)
         return PARTY_ENOMEM;
     cursor = (char *)(block + n + 1);
-    block[0] = cursor;
-    strcpy(cursor, conn->id);
-    cursor += strlen(conn->id) + 1;
+    block[0] = conn->id;
     for (i = 0; i < n; i++) {
         block[i + 1] = cursor;
         strcpy(cursor, tags[i]);
         cursor += strlen(tags[i]) + 1;
     }
-    free(conn->tags);
     conn->tags = block;
     conn->n_tags = (uint8_t)(n + 1);
     return 0;

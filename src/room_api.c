@@ -77,8 +77,9 @@ party_conn *party_room_conn(party_room *room, const char *conn_id) {
 
 static int conn_has_tag(party_conn *conn, const char *tag) {
     uint8_t i;
+    const char *const *tags = party__conn_tag_list(conn);
     for (i = 0; i < conn->n_tags; i++)
-        if (strcmp(conn->tags[i], tag) == 0)
+        if (strcmp(tags[i], tag) == 0)
             return 1;
     return 0;
 }
