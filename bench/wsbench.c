@@ -798,7 +798,7 @@ static int run(bench *b) {
 
 static void report(const bench *b) {
     struct rusage ru;
-    double cpu = 0;
+    double user = 0, sys = 0;
     double secs = (double)(b->t_measure_end - b->t_measure) / 1e9;
     double rate = secs > 0 ? (double)b->msgs_measured / secs : 0;
     double p50 = (double)hist_quantile(&b->hist, 0.50) / 1e3;
@@ -809,9 +809,10 @@ static void report(const bench *b) {
 
     /* The client's own CPU time: near a full CPU means wsbench, not the
      * server, may be what limits the rate. */
-    if (getrusage(RUSAGE_SELF, &ru) == 0)
-        cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-              (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) {
+        user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
+        sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    }
     printf("wsbench %s: %ld conns over %ld rooms, %ld in flight each, %zu B: %.0f msgs/s, "
            "latency p50 %.3f ms p99 %.3f ms p99.9 %.3f ms max %.3f ms (%" PRIu64
            " msgs in %.2f s, %" PRIu64 " errors, %" PRIu64 " unanswered)\n",
@@ -821,10 +822,10 @@ static void report(const bench *b) {
            "\"rooms\":%ld,\"conns\":%ld,\"inflight\":%ld,\"size\":%zu,\"warmup_s\":%g,"
            "\"duration_s\":%.3f,\"msgs\":%" PRIu64 ",\"msgs_per_s\":%.1f,\"p50_us\":%.1f,"
            "\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,\"errors\":%" PRIu64
-           ",\"unanswered\":%" PRIu64 ",\"client_cpu_s\":%.3f}\n",
+           ",\"unanswered\":%" PRIu64 ",\"client_user_s\":%.3f,\"client_sys_s\":%.3f}\n",
            b->mode->name, b->party, o->host, o->port, o->rooms, o->conns, o->inflight, o->size,
            o->warmup, secs, b->msgs_measured, rate, p50, p99, p999, max, b->errors, b->unanswered,
-           cpu);
+           user, sys);
     fflush(stdout);
 }
 
