@@ -17,7 +17,9 @@
 #include "runtime.h"
 #include "utf8.h"
 
-#define HTTP_READ_CHUNK (16 * 1024)
+/* A request buffer starts small (a WebSocket handshake is a few hundred
+ * bytes) and doubles while a request needs more, up to its limits. */
+#define HTTP_BUF_FIRST 1024
 #define WRITE_IOV_MAX 64
 #define LINGER_MS 2000
 
@@ -402,7 +404,11 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
     party__http_session *s = conn->http;
 
     if (conn->phase == PARTY__CONN_HTTP && s != NULL) {
-        size_t want = s->len + HTTP_READ_CHUNK;
+        size_t want = s->cap;
+        if (s->cap == 0)
+            want = HTTP_BUF_FIRST;
+        else if (s->len == s->cap)
+            want = s->cap * 2;
         if (want > s->max)
             want = s->max;
         if (want > s->cap) {

@@ -740,6 +740,7 @@ static void after_close_work(uv_work_t *req, int status) {
     party_runtime *rt = w->room->rt;
     (void)status;
     rt->n_busy--;
+    rt->trim_pending = 1;
     room_destroy(w->room);
     free(w);
     party__runtime_maybe_finish(rt);
@@ -787,6 +788,7 @@ static void after_unload_work(uv_work_t *req, int status) {
     party_runtime *rt = room->rt;
     (void)status;
     rt->n_busy--;
+    rt->trim_pending = 1;
     free(w);
     room->life = PARTY__ROOM_COLD;
     /* Whatever arrived meanwhile wakes the room right away. */

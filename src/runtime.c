@@ -5,6 +5,7 @@
 #include "runtime.h"
 
 #include <ctype.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,6 +118,13 @@ static void on_evict_timer(uv_timer_t *timer) {
     party_runtime *rt = timer->data;
     if (!rt->virtual_clock)
         party__room_evict_idle(rt, party__runtime_now(rt));
+    if (rt->trim_pending) {
+        /* Rooms left memory since the last tick: hand the pages they freed
+         * between long-lived connection structs back to the system, so a
+         * hibernated room's cost shows in RSS too. At most once a tick. */
+        rt->trim_pending = 0;
+        malloc_trim(0);
+    }
 }
 
 static uint64_t evict_tick_ms(const party_runtime *rt) {

@@ -44,6 +44,7 @@ struct party_runtime {
     party__room_list idle;  /* rooms with no connections and nothing to do, oldest first */
     party__room_list quiet; /* hibernating parties' rooms with only connections */
     uint64_t rooms_hibernated;
+    int trim_pending; /* memory was freed in bulk: return it at the next tick */
     uv_timer_t evict_timer;   /* evicts rooms idle past idle_timeout */
     size_t n_busy;            /* rooms with store work on a worker thread */
     unsigned commit_delay_ms; /* test hook: every durable commit waits this long first */

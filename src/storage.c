@@ -80,6 +80,11 @@ int party__store_open(const party__store_options *opt, const char *room_id, part
     if (rc != SQLITE_OK)
         goto fail;
     sqlite3_busy_timeout(s->db, 5000);
+    /* Rooms are many and small: SQLite's per-connection defaults (120 KB of
+     * lookaside, a 2 MB page cache) would make a thousand open rooms cost
+     * hundreds of megabytes. */
+    sqlite3_db_config(s->db, SQLITE_DBCONFIG_LOOKASIDE, NULL, 128, 32);
+    sqlite3_exec(s->db, "PRAGMA cache_size=-256", NULL, NULL, NULL);
     rc = sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(
