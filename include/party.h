@@ -231,7 +231,8 @@ int64_t party_alarm_get(party_room *room);
 int party_alarm_delete(party_room *room);
 /* Inside on_alarm: how many times this alarm failed before (0 on the first
  * run). A non-zero on_alarm is retried after 2, 4, 8, 16, 32 and 64 s (plus
- * up to 25 % jitter), then abandoned and logged. */
+ * up to 25 % jitter), then abandoned and logged — unless the handler set a
+ * new alarm before failing: the new alarm is kept and no retry happens. */
 int party_alarm_retry_count(party_room *room);
 
 /* Schedules: many per room, each delivered to on_schedule(room, name,

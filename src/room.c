@@ -606,6 +606,13 @@ static void handle_alarm(party_room *room) {
     rt->alarms_fired++;
     if (rc == 0)
         return;
+    if (room->alarm_at != 0) {
+        /* The handler set a new alarm before failing: that one stands. */
+        party__log_warn(rt, "room %s/%s: on_alarm failed (%d) after setting a new alarm; "
+                        "keeping the new alarm instead of retrying",
+                        room->party->name, room->name ? room->name : room->id, rc);
+        return;
+    }
     if (retries < ALARM_MAX_RETRIES) {
         int64_t delay = alarm_backoff_ms(retries + 1);
         room->alarm_at = now + delay;
