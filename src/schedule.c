@@ -114,7 +114,7 @@ int party_schedule_at(party_room *room, int64_t at_ms, const char *name, const v
 
 int party_schedule_after(party_room *room, int64_t delay_ms, const char *name, const void *payload,
                          size_t len, char id_out[PARTY_ID_MAX]) {
-    if (room == NULL)
+    if (room == NULL || !party__room_in_callback(room))
         return PARTY_ESTATE;
     if (delay_ms < 0)
         return PARTY_EINVAL;
@@ -124,7 +124,7 @@ int party_schedule_after(party_room *room, int64_t delay_ms, const char *name, c
 
 int party_schedule_every(party_room *room, int64_t interval_ms, const char *name,
                          const void *payload, size_t len, char id_out[PARTY_ID_MAX]) {
-    if (room == NULL)
+    if (room == NULL || !party__room_in_callback(room))
         return PARTY_ESTATE;
     if (interval_ms < SCHEDULE_MIN_INTERVAL_MS)
         return PARTY_EINVAL;
@@ -138,7 +138,7 @@ int party_schedule_cron(party_room *room, const char *cron5, const char *name, c
     const char *why;
     int64_t next;
 
-    if (room == NULL)
+    if (room == NULL || !party__room_in_callback(room))
         return PARTY_ESTATE;
     if (cron5 == NULL || party__cron_parse(cron5, &cron, &why) != 0 ||
         party__cron_next(&cron, party__runtime_epoch_ms(room->rt), &next) != 0)
