@@ -7,7 +7,8 @@
  *
  * PARTY_CRASH_CYCLES (default 5) sets the number of crashes per test;
  * PARTY_CRASH_SEED replays the crash moments of an earlier run (the seed
- * is printed). */
+ * is printed). A failing run keeps its data directory (printed too) for a
+ * post-mortem; a passing one removes it. */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
