@@ -135,6 +135,14 @@ static int is_control(int opcode) {
 /* Parses the frame header at p[0..avail). The checks on the first two bytes
  * run, in a fixed order, before the header is known to be complete: a stream
  * split anywhere reports the same error as when whole. */
+static size_t partial_len(const party__ws_reader *r) {
+    return r->b != NULL ? r->b->partial_len : 0;
+}
+
+static size_t msg_len(const party__ws_reader *r) {
+    return r->b != NULL ? r->b->msg_len : 0;
+}
+
 static int frame_header_parse(const party__ws_reader *r, const unsigned char *p, size_t avail,
                               frame_header *h, const char **why) {
     size_t len7, ext;
@@ -210,7 +218,7 @@ static int frame_header_parse(const party__ws_reader *r, const unsigned char *p,
             return PARTY__WS_PROTOCOL_ERROR;
         }
     } else {
-        room = r->max_message - (h->opcode == PARTY__WS_CONT ? r->msg_len : 0);
+        room = r->max_message - (h->opcode == PARTY__WS_CONT ? msg_len(r) : 0);
         if (h->payload_len > room || h->payload_len > SIZE_MAX - MAX_HEADER) {
             *why = "message over the size limit";
             return PARTY__WS_TOO_BIG;
@@ -219,16 +227,36 @@ static int frame_header_parse(const party__ws_reader *r, const unsigned char *p,
     return PARSE_OK;
 }
 
+/* The buffers exist only while a frame or a message is incomplete. */
+static void drop_buffers_if_empty(party__ws_reader *r) {
+    if (r->b != NULL && r->b->partial == NULL && r->b->msg == NULL) {
+        free(r->b);
+        r->b = NULL;
+    }
+}
+
+static int ensure_buffers(party__ws_reader *r) {
+    if (r->b == NULL)
+        r->b = calloc(1, sizeof(*r->b));
+    return r->b != NULL ? 0 : -1;
+}
+
 static void free_partial(party__ws_reader *r) {
-    free(r->partial);
-    r->partial = NULL;
-    r->partial_len = r->partial_cap = 0;
+    if (r->b == NULL)
+        return;
+    free(r->b->partial);
+    r->b->partial = NULL;
+    r->b->partial_len = r->b->partial_cap = 0;
+    drop_buffers_if_empty(r);
 }
 
 static void free_msg(party__ws_reader *r) {
-    free(r->msg);
-    r->msg = NULL;
-    r->msg_len = r->msg_cap = 0;
+    if (r->b != NULL) {
+        free(r->b->msg);
+        r->b->msg = NULL;
+        r->b->msg_len = r->b->msg_cap = 0;
+        drop_buffers_if_empty(r);
+    }
     r->msg_opcode = 0;
     r->utf8_state = PARTY__UTF8_ACCEPT;
 }
@@ -283,22 +311,23 @@ static int partial_append(party__ws_reader *r, const char *src, size_t n, size_t
     size_t limit = frame_len != 0 ? frame_len : MAX_HEADER;
     if (n == 0)
         return 0;
-    if (grow(&r->partial, &r->partial_cap, r->partial_len + n, limit) != 0)
+    if (ensure_buffers(r) != 0 ||
+        grow(&r->b->partial, &r->b->partial_cap, r->b->partial_len + n, limit) != 0)
         return out_of_memory(r);
-    memcpy(r->partial + r->partial_len, src, n);
-    r->partial_len += n;
+    memcpy(r->b->partial + r->b->partial_len, src, n);
+    r->b->partial_len += n;
     return 0;
 }
 
 static int msg_append(party__ws_reader *r, const char *src, size_t n) {
     /* The header check keeps msg_len + n within max_message. */
-    size_t limit = r->max_message > SIZE_MAX ? SIZE_MAX : (size_t)r->max_message;
+    size_t limit = (size_t)r->max_message;
     if (n == 0)
         return 0;
-    if (grow(&r->msg, &r->msg_cap, r->msg_len + n, limit) != 0)
+    if (ensure_buffers(r) != 0 || grow(&r->b->msg, &r->b->msg_cap, r->b->msg_len + n, limit) != 0)
         return out_of_memory(r);
-    memcpy(r->msg + r->msg_len, src, n);
-    r->msg_len += n;
+    memcpy(r->b->msg + r->b->msg_len, src, n);
+    r->b->msg_len += n;
     return 0;
 }
 
@@ -364,7 +393,8 @@ static int handle_frame(party__ws_reader *r, const frame_header *h, const char *
     if (rc != 0 || !h->fin)
         return rc;
     ev.binary = r->msg_opcode == PARTY__WS_BINARY;
-    ev.data = r->msg != NULL ? party__slice_make(r->msg, r->msg_len) : party__slice_make("", 0);
+    ev.data = r->b != NULL && r->b->msg != NULL ? party__slice_make(r->b->msg, r->b->msg_len)
+                                                : party__slice_make("", 0);
     rc = emit(cb, arg, &ev);
     free_msg(r);
     return rc;
@@ -380,13 +410,14 @@ static int partial_complete(party__ws_reader *r, const char *data, size_t len, s
     int rc;
 
     for (;;) {
-        rc = frame_header_parse(r, (const unsigned char *)r->partial, r->partial_len, &h, &why);
+        rc = frame_header_parse(r, (const unsigned char *)r->b->partial, r->b->partial_len, &h,
+                                &why);
         if (rc > 0)
             return fail(r, cb, arg, rc, why);
         want = h.header_len + (rc == PARSE_OK ? (size_t)h.payload_len : 0);
-        if (rc == PARSE_OK && r->partial_len == want)
+        if (rc == PARSE_OK && r->b->partial_len == want)
             break;
-        n = want - r->partial_len;
+        n = want - r->b->partial_len;
         if (n > len - *pos)
             n = len - *pos;
         if (n == 0)
@@ -397,8 +428,8 @@ static int partial_complete(party__ws_reader *r, const char *data, size_t len, s
         *pos += n;
     }
     if (h.masked)
-        party__ws_mask(r->partial + h.header_len, (size_t)h.payload_len, h.mask_key, 0);
-    rc = handle_frame(r, &h, r->partial + h.header_len, cb, arg);
+        party__ws_mask(r->b->partial + h.header_len, (size_t)h.payload_len, h.mask_key, 0);
+    rc = handle_frame(r, &h, r->b->partial + h.header_len, cb, arg);
     free_partial(r);
     return rc;
 }
@@ -410,11 +441,11 @@ int party__ws_reader_feed(party__ws_reader *r, char *data, size_t len, party__ws
 
     if (r->failed || r->closed)
         return 0;
-    if (r->partial_len > 0) {
+    if (partial_len(r) > 0) {
         rc = partial_complete(r, data, len, &pos, cb, arg);
         if (rc != 0)
             return rc == STOP ? 0 : rc;
-        if (r->partial_len > 0)
+        if (partial_len(r) > 0)
             return 0;
     }
     while (pos < len) {
@@ -440,7 +471,7 @@ int party__ws_reader_feed(party__ws_reader *r, char *data, size_t len, party__ws
 
 void party__ws_reader_init(party__ws_reader *r, uint64_t max_message, int require_mask) {
     memset(r, 0, sizeof(*r));
-    r->max_message = max_message;
+    r->max_message = max_message > UINT32_MAX ? UINT32_MAX : (uint32_t)max_message;
     r->require_mask = require_mask != 0;
     r->utf8_state = PARTY__UTF8_ACCEPT;
 }
@@ -453,7 +484,7 @@ void party__ws_reader_reset(party__ws_reader *r) {
 }
 
 int party__ws_reader_busy(const party__ws_reader *r) {
-    return r->partial_len > 0 || r->msg_opcode != 0;
+    return partial_len(r) > 0 || r->msg_opcode != 0;
 }
 
 /* ---- writing ---- */

@@ -73,23 +73,30 @@ typedef struct party__ws_event {
  * non-zero to stop reading (the rest of the input is dropped). */
 typedef int (*party__ws_event_cb)(void *arg, const party__ws_event *event);
 
-/* The per-connection read state. It owns no memory while the connection has
- * no partial frame and no partial fragmented message (an idle connection
- * costs only this struct). */
-typedef struct party__ws_reader {
+/* Buffers for an incomplete frame and a fragmented message; allocated only
+ * while one exists. */
+typedef struct party__ws_buffers {
     char *partial; /* bytes of an incomplete frame, copied out of the input */
     size_t partial_len, partial_cap;
     char *msg; /* fragments of a message being assembled */
     size_t msg_len, msg_cap;
-    uint64_t max_message; /* largest message payload accepted; over it: 1009 */
-    uint32_t utf8_state;  /* validation state of a fragmented text message */
-    uint8_t msg_opcode;   /* TEXT or BINARY while assembling, else 0 */
-    uint8_t require_mask; /* 1 on the server: unmasked frames are errors */
-    uint8_t failed;       /* an ERROR was reported (or PARTY_ENOMEM returned);
-                             further input is ignored */
-    uint8_t closed;       /* a CLOSE was reported; further input is ignored */
+} party__ws_buffers;
+
+/* The per-connection read state: 24 bytes while the connection has no
+ * partial frame and no partial fragmented message (an idle connection
+ * costs only this struct). */
+typedef struct party__ws_reader {
+    party__ws_buffers *b;  /* NULL while idle */
+    uint32_t max_message;  /* largest message payload accepted; over it: 1009 */
+    uint32_t utf8_state;   /* validation state of a fragmented text message */
+    uint8_t msg_opcode;    /* TEXT or BINARY while assembling, else 0 */
+    uint8_t require_mask;  /* 1 on the server: unmasked frames are errors */
+    uint8_t failed;        /* an ERROR was reported (or PARTY_ENOMEM returned);
+                              further input is ignored */
+    uint8_t closed;        /* a CLOSE was reported; further input is ignored */
 } party__ws_reader;
 
+/* max_message is capped at 4 GiB - 1. */
 void party__ws_reader_init(party__ws_reader *r, uint64_t max_message, int require_mask);
 /* Frees the buffers the reader holds; it can then be reused or dropped. */
 void party__ws_reader_reset(party__ws_reader *r);

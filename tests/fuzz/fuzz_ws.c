@@ -72,13 +72,17 @@ static int event_cb(void *arg, const party__ws_event *ev) {
 
 static void check_bounds(const party__ws_reader *r) {
     uint64_t frame_max = (r->max_message > 125 ? r->max_message : 125) + 14;
-    if (r->partial_cap > frame_max || r->msg_cap > r->max_message)
+    const party__ws_buffers *b = r->b;
+    /* Buffers exist only while something is incomplete, and never empty. */
+    if (b == NULL)
+        return;
+    if (b->partial == NULL && b->msg == NULL)
         abort();
-    if (r->partial_len > r->partial_cap || r->msg_len > r->msg_cap)
+    if (b->partial_cap > frame_max || b->msg_cap > r->max_message)
         abort();
-    if (!party__ws_reader_busy(r) && (r->partial != NULL || r->msg != NULL))
+    if (b->partial_len > b->partial_cap || b->msg_len > b->msg_cap)
         abort();
-    if ((r->failed || r->closed) && (r->partial != NULL || r->msg != NULL))
+    if (!party__ws_reader_busy(r) || r->failed || r->closed)
         abort();
 }
 
