@@ -32,6 +32,80 @@ static uint64_t seconds_to_ms(double s) {
     return s <= 0 ? 0 : (uint64_t)(s * 1000.0 + 0.5);
 }
 
+/* Connection structs come from slabs of CONN_SLAB: they are the one
+ * long-lived allocation per connection, and packing them together keeps the
+ * short-lived allocations of each handshake from leaving holes between
+ * them. Slabs are kept until the runtime is freed. */
+#define CONN_SLAB 256
+
+typedef struct conn_slab {
+    struct conn_slab *next;
+    party_conn conns[CONN_SLAB];
+} conn_slab;
+
+/* Under AddressSanitizer each connection gets its own allocation, so a use
+ * after free is still caught. */
+#if defined(__SANITIZE_ADDRESS__)
+#define CONN_SLABS_OFF 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CONN_SLABS_OFF 1
+#endif
+#endif
+
+static party_conn *conn_alloc(party_runtime *rt) {
+#ifdef CONN_SLABS_OFF
+    (void)rt;
+    return calloc(1, sizeof(party_conn));
+#else
+    party_conn *conn = rt->free_conns;
+    if (conn == NULL) {
+        conn_slab *slab = malloc(sizeof(*slab));
+        size_t i;
+        if (slab == NULL)
+            return NULL;
+        slab->next = rt->conn_slabs;
+        rt->conn_slabs = slab;
+        for (i = CONN_SLAB; i-- > 0;) {
+            slab->conns[i].dirty_next = rt->free_conns;
+            rt->free_conns = &slab->conns[i];
+        }
+        conn = rt->free_conns;
+    }
+    rt->free_conns = conn->dirty_next;
+    memset(conn, 0, sizeof(*conn));
+    return conn;
+#endif
+}
+
+static void conn_release(party_runtime *rt, party_conn *conn) {
+#ifdef CONN_SLABS_OFF
+    (void)rt;
+    free(conn);
+#else
+    conn->dirty_next = rt->free_conns; /* the free list reuses this link */
+    rt->free_conns = conn;
+#endif
+}
+
+void party__conn_slabs_free(party_runtime *rt) {
+    while (rt->conn_slabs != NULL) {
+        conn_slab *slab = rt->conn_slabs;
+        rt->conn_slabs = slab->next;
+        free(slab);
+    }
+    rt->free_conns = NULL;
+}
+
+/* The output ring: one inline slot while at most one buffer waits (the
+ * usual case: output is written at the end of each loop turn), a heap ring
+ * once more do. */
+static party__buf **out_slot(party_conn *conn, uint32_t i) {
+    if (conn->out_cap <= 1)
+        return &conn->out_one;
+    return &conn->out[(conn->out_head + i) % conn->out_cap];
+}
+
 /* ---- lifetime ---- */
 
 void party__conn_ref(party_conn *conn) {
@@ -39,25 +113,21 @@ void party__conn_ref(party_conn *conn) {
 }
 
 static void conn_free(party_conn *conn) {
-    party_runtime *rt = conn->rt;
+    party_runtime *rt = party__conn_rt(conn);
     uint32_t i;
 
     for (i = 0; i < conn->out_len; i++)
-        party__buf_release(conn->out[(conn->out_head + i) % conn->out_cap]);
-    free(conn->out);
+        party__buf_release(*out_slot(conn, i));
+    if (conn->out_cap > 1)
+        free(conn->out);
     party__conn_end_http(conn);
     party__ws_reader_reset(&conn->reader);
-    free(conn->id); /* uri lives in the same block */
+    if (conn->id != conn->ident)
+        free(conn->id); /* uri lives in the same block */
     free(conn->tags);
     free(conn->state);
-    if (conn->all_prev != NULL)
-        conn->all_prev->all_next = conn->all_next;
-    else
-        rt->conns = conn->all_next;
-    if (conn->all_next != NULL)
-        conn->all_next->all_prev = conn->all_prev;
     rt->n_conns--;
-    free(conn);
+    conn_release(rt, conn);
     party__runtime_maybe_finish(rt);
 }
 
@@ -71,22 +141,52 @@ static void on_timer_closed(uv_handle_t *handle) {
     free(handle);
 }
 
+/* Timers come from and go back to a small per-runtime pool of stopped
+ * handles: every connection needs one for its handshake, and allocating
+ * and closing one each time would leave holes between the long-lived
+ * connection structs. */
 static void conn_timer_stop(party_conn *conn) {
-    if (conn->timer != NULL) {
-        uv_close((uv_handle_t *)conn->timer, on_timer_closed);
-        conn->timer = NULL;
+    party_runtime *rt = party__conn_rt(conn);
+    uv_timer_t *timer = conn->timer;
+
+    if (timer == NULL)
+        return;
+    conn->timer = NULL;
+    uv_timer_stop(timer);
+    if (rt->n_spare_timers < PARTY__SPARE_TIMERS && !rt->finished) {
+        timer->data = NULL;
+        rt->spare_timers[rt->n_spare_timers++] = timer;
+    } else {
+        uv_close((uv_handle_t *)timer, on_timer_closed);
     }
 }
 
 static void conn_timer_start(party_conn *conn, uint64_t ms, uv_timer_cb cb) {
+    party_runtime *rt = party__conn_rt(conn);
     if (conn->timer == NULL) {
-        conn->timer = malloc(sizeof(*conn->timer));
-        if (conn->timer == NULL)
-            return; /* no timeout then; the connection still works */
-        uv_timer_init(&conn->rt->loop, conn->timer);
+        if (rt->n_spare_timers > 0) {
+            conn->timer = rt->spare_timers[--rt->n_spare_timers];
+        } else {
+            conn->timer = malloc(sizeof(*conn->timer));
+            if (conn->timer == NULL)
+                return; /* no timeout then; the connection still works */
+            uv_timer_init(&rt->loop, conn->timer);
+        }
         conn->timer->data = conn;
     }
     uv_timer_start(conn->timer, cb, ms, 0);
+}
+
+void party__conn_pools_free(party_runtime *rt) {
+    while (rt->n_spare_timers > 0)
+        uv_close((uv_handle_t *)rt->spare_timers[--rt->n_spare_timers], on_timer_closed);
+    while (rt->spare_sessions != NULL) {
+        party__http_session *s = rt->spare_sessions;
+        rt->spare_sessions = s->next_spare;
+        free(s->buf);
+        free(s);
+    }
+    rt->n_spare_sessions = 0;
 }
 
 static void on_tcp_closed(uv_handle_t *handle) {
@@ -107,8 +207,8 @@ static void conn_report_close(party_conn *conn, int code, const char *reason, in
     ev.data = party__slice_make(reason, strlen(reason));
     ev.was_clean = was_clean;
     if (party__room_post(conn->room, &ev) != 0) {
-        party__log_error(conn->rt, "conn %s: out of memory reporting close; on_close skipped",
-                         conn->id);
+        party__log_error(party__conn_rt(conn),
+                         "conn %s: out of memory reporting close; on_close skipped", conn->id);
         party__room_unlink_conn(conn->room, conn);
     }
 }
@@ -187,8 +287,8 @@ static void mark_dirty(party_conn *conn) {
     if (!conn->dirty) {
         party__conn_ref(conn);
         conn->dirty = 1;
-        conn->dirty_next = conn->rt->dirty_head;
-        conn->rt->dirty_head = conn;
+        conn->dirty_next = party__conn_rt(conn)->dirty_head;
+        party__conn_rt(conn)->dirty_head = conn;
     }
 }
 
@@ -199,11 +299,13 @@ int party__conn_queue(party_conn *conn, party__buf *buf) {
 
     if (conn->transport_closing || conn->phase == PARTY__CONN_DONE)
         return PARTY_ECLOSED;
-    if (conn->out_bytes + conn->held_bytes + buf->len > conn->rt->cfg.send_queue_bytes) {
-        party__log_warn(conn->rt,
+    if (conn->out_bytes + conn->held_bytes + buf->len >
+        party__conn_rt(conn)->cfg.send_queue_bytes) {
+        party__log_warn(party__conn_rt(conn),
                         "conn %s: send queue would exceed send_queue_bytes (%zu); dropping the "
                         "connection",
-                        conn->id != NULL ? conn->id : "-", conn->rt->cfg.send_queue_bytes);
+                        conn->id != NULL ? conn->id : "-",
+                        party__conn_rt(conn)->cfg.send_queue_bytes);
         conn_report_error(conn, "send queue over send_queue_bytes: the client reads too slowly");
         conn_close_now(conn);
         return PARTY_ELIMIT;
@@ -227,20 +329,23 @@ int party__conn_queue_released(party_conn *conn, party__buf *buf) {
 }
 
 static int conn_enqueue(party_conn *conn, party__buf *buf) {
-    if (conn->out_len == conn->out_cap) {
-        uint32_t cap = conn->out_cap ? conn->out_cap * 2 : 4;
+    if (conn->out_cap == 0) {
+        conn->out_cap = 1; /* the inline slot */
+    } else if (conn->out_len == conn->out_cap) {
+        uint32_t cap = conn->out_cap == 1 ? 4 : conn->out_cap * 2;
         party__buf **grown = malloc(cap * sizeof(*grown));
         uint32_t i;
         if (grown == NULL)
             return PARTY_ENOMEM;
         for (i = 0; i < conn->out_len; i++)
-            grown[i] = conn->out[(conn->out_head + i) % conn->out_cap];
-        free(conn->out);
+            grown[i] = *out_slot(conn, i);
+        if (conn->out_cap > 1)
+            free(conn->out);
         conn->out = grown;
         conn->out_head = 0;
         conn->out_cap = cap;
     }
-    conn->out[(conn->out_head + conn->out_len) % conn->out_cap] = party__buf_ref(buf);
+    *out_slot(conn, conn->out_len) = party__buf_ref(buf);
     conn->out_len++;
     conn->out_bytes += buf->len;
     mark_dirty(conn);
@@ -251,7 +356,7 @@ static int conn_enqueue(party_conn *conn, party__buf *buf) {
 static void conn_consume(party_conn *conn, size_t n) {
     conn->out_bytes -= n;
     while (n > 0) {
-        party__buf *head = conn->out[conn->out_head];
+        party__buf *head = *out_slot(conn, 0);
         size_t left = head->len - conn->out_offset;
         if (n < left) {
             conn->out_offset += n;
@@ -259,7 +364,8 @@ static void conn_consume(party_conn *conn, size_t n) {
         }
         n -= left;
         party__buf_release(head);
-        conn->out_head = (conn->out_head + 1) % conn->out_cap;
+        if (conn->out_cap > 1)
+            conn->out_head = (conn->out_head + 1) % conn->out_cap;
         conn->out_len--;
         conn->out_offset = 0;
     }
@@ -269,7 +375,7 @@ static size_t conn_fill_iov(party_conn *conn, uv_buf_t *iov, size_t max, size_t 
     size_t i, n = conn->out_len < max ? conn->out_len : max;
     *bytes = 0;
     for (i = 0; i < n; i++) {
-        party__buf *b = conn->out[(conn->out_head + i) % conn->out_cap];
+        party__buf *b = *out_slot(conn, i);
         size_t off = i == 0 ? conn->out_offset : 0;
         iov[i] = uv_buf_init(b->data + off, (unsigned int)(b->len - off));
         *bytes += b->len - off;
@@ -286,15 +392,15 @@ static void on_write(uv_write_t *req, int status) {
 
     free(req);
     for (i = 0; i < conn->out_writing; i++) {
-        party__buf *b = conn->out[(conn->out_head + i) % conn->out_cap];
+        party__buf *b = *out_slot(conn, i);
         bytes += b->len - (i == 0 ? conn->out_offset : 0);
     }
     conn->writing = 0;
     conn->out_writing = 0;
     conn_consume(conn, bytes);
     if (status < 0) {
-        party__log_debug(conn->rt, "conn %s: write failed: %s", conn->id ? conn->id : "-",
-                         uv_strerror(status));
+        party__log_debug(party__conn_rt(conn), "conn %s: write failed: %s",
+                         conn->id ? conn->id : "-", uv_strerror(status));
         conn_close_now(conn);
     } else if (!conn->transport_closing) {
         conn_flush(conn);
@@ -374,29 +480,64 @@ static void on_header_timeout(uv_timer_t *timer) {
         conn_close_now(conn);
         return;
     }
-    party__log_info(conn->rt, "http: no complete request within header_timeout (%.1f s); closing",
-                    conn->rt->cfg.header_timeout);
+    party__log_info(party__conn_rt(conn),
+                    "http: no complete request within header_timeout (%.1f s); closing",
+                    party__conn_rt(conn)->cfg.header_timeout);
     party__conn_http_fail(conn, 408, "request head not received within header_timeout\n");
 }
 
+/* Request buffers this big or smaller are kept with a pooled session. */
+#define SPARE_BUF_MAX (16 * 1024)
+
+/* Sessions, like timers, are pooled: a handshake's few kilobytes are then
+ * the same few kilobytes for every connection. */
 static int http_session_new(party_conn *conn) {
-    party__http_session *s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        return PARTY_ENOMEM;
-    s->max = conn->rt->cfg.max_header_bytes + conn->rt->cfg.max_body_bytes + 1024;
+    party_runtime *rt = party__conn_rt(conn);
+    party__http_session *s = rt->spare_sessions;
+    char *buf = NULL;
+    size_t cap = 0;
+
+    if (s != NULL) {
+        rt->spare_sessions = s->next_spare;
+        rt->n_spare_sessions--;
+        buf = s->buf;
+        cap = buf != NULL ? s->cap : 0;
+        memset(s, 0, sizeof(*s));
+    } else {
+        s = calloc(1, sizeof(*s));
+        if (s == NULL)
+            return PARTY_ENOMEM;
+    }
+    s->buf = buf;
+    s->cap = cap;
+    s->max = rt->cfg.max_header_bytes + rt->cfg.max_body_bytes + 1024;
     party__http_parser_init(&s->parser);
     conn->http = s;
     return 0;
 }
 
 void party__conn_end_http(party_conn *conn) {
-    if (conn->http == NULL)
+    party_runtime *rt = party__conn_rt(conn);
+    party__http_session *s = conn->http;
+
+    if (s == NULL)
         return;
-    if (conn->http->have_preq)
-        party__request_free(&conn->http->preq);
-    free(conn->http->buf);
-    free(conn->http);
     conn->http = NULL;
+    if (s->have_preq)
+        party__request_free(&s->preq);
+    if (s->cap > SPARE_BUF_MAX) {
+        free(s->buf);
+        s->buf = NULL;
+        s->cap = 0;
+    }
+    if (rt->n_spare_sessions < PARTY__SPARE_SESSIONS && !rt->finished) {
+        s->next_spare = rt->spare_sessions;
+        rt->spare_sessions = s;
+        rt->n_spare_sessions++;
+        return;
+    }
+    free(s->buf);
+    free(s);
 }
 
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
@@ -423,7 +564,7 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
         *out = uv_buf_init(s->buf + s->len, (unsigned int)(s->cap - s->len));
         return;
     }
-    *out = uv_buf_init(conn->rt->read_buf, PARTY__READ_BUF_SIZE);
+    *out = uv_buf_init(party__conn_rt(conn)->read_buf, PARTY__READ_BUF_SIZE);
 }
 
 static void conn_start_reading(party_conn *conn) {
@@ -441,7 +582,7 @@ static void conn_stop_reading(party_conn *conn) {
 
 void party__conn_http_respond(party_conn *conn, party_response *res, int force_close) {
     party__http_session *s = conn->http;
-    int keep_alive = conn->keep_alive && !force_close && !conn->rt->stopping;
+    int keep_alive = conn->keep_alive && !force_close && !party__conn_rt(conn)->stopping;
     party__buf *buf = party__response_serialize(res, conn->head_only, keep_alive);
 
     if (s != NULL && s->have_preq) {
@@ -467,7 +608,8 @@ void party__conn_http_respond(party_conn *conn, party_response *res, int force_c
     s->consumed = 0;
     party__http_parser_init(&s->parser);
     conn->phase = PARTY__CONN_HTTP;
-    conn_timer_start(conn, seconds_to_ms(conn->rt->cfg.header_timeout), on_header_timeout);
+    conn_timer_start(conn, seconds_to_ms(party__conn_rt(conn)->cfg.header_timeout),
+                     on_header_timeout);
     conn_start_reading(conn);
     if (s->len > 0)
         conn_parse_http(conn);
@@ -492,15 +634,15 @@ static void conn_parse_one(party_conn *conn) {
     party__http_error err;
     int r;
 
-    limits.max_header_bytes = conn->rt->cfg.max_header_bytes;
-    limits.max_headers = conn->rt->cfg.max_headers;
-    limits.max_body = conn->rt->cfg.max_body_bytes;
+    limits.max_header_bytes = party__conn_rt(conn)->cfg.max_header_bytes;
+    limits.max_headers = party__conn_rt(conn)->cfg.max_headers;
+    limits.max_body = party__conn_rt(conn)->cfg.max_body_bytes;
     r = party__http_parse(&s->parser, s->buf, s->len, &limits, &s->req, &s->consumed, &err);
     if (r == PARTY__HTTP_AGAIN)
         return;
     if (r == PARTY__HTTP_ERROR) {
         char body[160];
-        party__log_info(conn->rt, "http: %d %s", err.status, err.reason);
+        party__log_info(party__conn_rt(conn), "http: %d %s", err.status, err.reason);
         snprintf(body, sizeof(body), "%s\n", err.reason);
         party__conn_http_fail(conn, err.status, body);
         return;
@@ -546,7 +688,8 @@ static int on_ws_event(void *arg, const party__ws_event *wev) {
         ev.data = wev->data;
         ev.binary = wev->binary;
         if (party__room_post(conn->room, &ev) != 0) {
-            party__log_error(conn->rt, "conn %s: out of memory queueing a message", conn->id);
+            party__log_error(party__conn_rt(conn), "conn %s: out of memory queueing a message",
+                             conn->id);
             party__conn_start_close(conn, PARTY__WS_INTERNAL_ERROR, "out of memory");
             return 1;
         }
@@ -580,7 +723,7 @@ static int on_ws_event(void *arg, const party__ws_event *wev) {
         return 1;
     }
     case PARTY__WS_EV_ERROR:
-        party__log_info(conn->rt, "conn %s: %s; closing with %d", conn->id, wev->error,
+        party__log_info(party__conn_rt(conn), "conn %s: %s; closing with %d", conn->id, wev->error,
                         wev->close_code);
         conn_report_error(conn, wev->error);
         conn_stop_reading(conn);
@@ -605,7 +748,7 @@ static int on_ws_event(void *arg, const party__ws_event *wev) {
 static void conn_feed_ws(party_conn *conn, char *data, size_t len) {
     int r = party__ws_reader_feed(&conn->reader, data, len, on_ws_event, conn);
     if (r == PARTY_ENOMEM) {
-        party__log_error(conn->rt, "conn %s: out of memory reading a frame", conn->id);
+        party__log_error(party__conn_rt(conn), "conn %s: out of memory reading a frame", conn->id);
         party__conn_start_close(conn, PARTY__WS_INTERNAL_ERROR, "out of memory");
     }
 }
@@ -613,9 +756,11 @@ static void conn_feed_ws(party_conn *conn, char *data, size_t len) {
 int party__conn_begin_upgrade(party_conn *conn, struct party_room *room, const char *id) {
     size_t id_len = strlen(id);
     party__slice target = conn->http->req.target;
-    /* id and uri share one allocation: a connection's identity is a few
-     * dozen bytes, and an idle connection should cost little else. */
-    char *block = malloc(id_len + 1 + target.len + 1);
+    size_t need = id_len + 1 + target.len + 1;
+    /* id and uri share one block, inside the struct when they fit (a
+     * partysocket id and a usual URL do): an idle connection should cost
+     * one slab slot and nothing else. */
+    char *block = need <= sizeof(conn->ident) ? conn->ident : malloc(need);
     if (block == NULL)
         return PARTY_ENOMEM;
     memcpy(block, id, id_len + 1);
@@ -625,7 +770,7 @@ int party__conn_begin_upgrade(party_conn *conn, struct party_room *room, const c
     conn->uri = block + id_len + 1;
     conn->room = room;
     conn->phase = PARTY__CONN_UPGRADING;
-    party__ws_reader_init(&conn->reader, conn->rt->cfg.max_message_bytes, 1);
+    party__ws_reader_init(&conn->reader, party__conn_rt(conn)->cfg.max_message_bytes, 1);
     return 0;
 }
 
@@ -649,6 +794,10 @@ int party__conn_finish_upgrade(party_conn *conn) {
         return r;
     conn->handshake_held = conn->holder != NULL;
     conn->phase = PARTY__CONN_OPEN;
+    /* The 101 goes out now rather than with what on_connect sends, so that
+     * output usually fits the inline slot of the output ring. */
+    if (!conn->handshake_held)
+        conn_flush(conn);
     return 0;
 }
 
@@ -661,6 +810,7 @@ void party__conn_start_ws(party_conn *conn) {
         rest = s->buf;
         memmove(rest, s->buf + s->consumed, rest_len);
         s->buf = NULL; /* keep the bytes past end_http */
+        s->cap = 0;
     }
     party__conn_end_http(conn);
     if (conn->phase != PARTY__CONN_OPEN && conn->phase != PARTY__CONN_CLOSING) {
@@ -678,7 +828,8 @@ void party__conn_start_ws(party_conn *conn) {
 
 static void on_close_timeout(uv_timer_t *timer) {
     party_conn *conn = timer->data;
-    party__log_debug(conn->rt, "conn %s: no Close reply within close_timeout", conn->id);
+    party__log_debug(party__conn_rt(conn), "conn %s: no Close reply within close_timeout",
+                     conn->id);
     conn_close_now(conn);
 }
 
@@ -701,7 +852,8 @@ void party__conn_start_close(party_conn *conn, int code, const char *reason) {
         return;
     }
     conn->phase = PARTY__CONN_CLOSING;
-    conn_timer_start(conn, seconds_to_ms(conn->rt->cfg.close_timeout), on_close_timeout);
+    conn_timer_start(conn, seconds_to_ms(party__conn_rt(conn)->cfg.close_timeout),
+                     on_close_timeout);
 }
 
 void party__conn_after_close(party_conn *conn, const char *reason) {
@@ -732,18 +884,19 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
         return;
     if (nread < 0) {
         if (nread != UV_EOF)
-            party__log_debug(conn->rt, "conn %s: read: %s", conn->id ? conn->id : "-",
+            party__log_debug(party__conn_rt(conn), "conn %s: read: %s", conn->id ? conn->id : "-",
                              uv_strerror((int)nread));
         if (nread == UV_ENOBUFS && conn->phase == PARTY__CONN_HTTP &&
             conn->http->len >= conn->http->max) {
             /* Chunk framing can make the raw bytes outgrow the body limit
              * before the parser sees the decoded size pass it. */
-            party__log_info(conn->rt, "http: 413 request exceeds max_body_bytes with framing");
+            party__log_info(party__conn_rt(conn),
+                            "http: 413 request exceeds max_body_bytes with framing");
             party__conn_http_fail(conn, 413, "request exceeds max_body_bytes\n");
             return;
         }
         if (nread == UV_ENOBUFS)
-            party__log_error(conn->rt, "conn %s: out of memory for a read buffer",
+            party__log_error(party__conn_rt(conn), "conn %s: out of memory for a read buffer",
                              conn->id ? conn->id : "-");
         conn_close_now(conn);
         return;
@@ -763,24 +916,20 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
 }
 
 static party_conn *conn_new(party_runtime *rt) {
-    party_conn *conn = calloc(1, sizeof(*conn));
+    party_conn *conn = conn_alloc(rt);
     if (conn == NULL)
         return NULL;
-    conn->rt = rt;
     conn->refs = 1;
     uv_tcp_init(&rt->loop, &conn->tcp);
     conn->tcp.data = conn;
-    conn->all_next = rt->conns;
-    if (rt->conns != NULL)
-        rt->conns->all_prev = conn;
-    rt->conns = conn;
     rt->n_conns++;
     return conn;
 }
 
 static void conn_begin_http(party_conn *conn) {
     conn->phase = PARTY__CONN_HTTP;
-    conn_timer_start(conn, seconds_to_ms(conn->rt->cfg.header_timeout), on_header_timeout);
+    conn_timer_start(conn, seconds_to_ms(party__conn_rt(conn)->cfg.header_timeout),
+                     on_header_timeout);
     conn_start_reading(conn);
 }
 
@@ -869,8 +1018,27 @@ void party__conn_fail_uncommitted(party_conn *conn) {
 
 const char *const *party__conn_tag_list(const party_conn *conn) {
     /* With no tags but the id, the id pointer itself is the list. */
-    return conn->tags != NULL ? (const char *const *)conn->tags
-                              : (const char *const *)&conn->id;
+    return conn->tags != NULL ? (const char *const *)conn->tags : (const char *const *)&conn->id;
+}
+
+typedef struct walk_arg {
+    party_runtime *rt;
+    void (*fn)(party_conn *conn);
+} walk_arg;
+
+static void walk_one(uv_handle_t *handle, void *arg) {
+    walk_arg *w = arg;
+    if (handle->type == UV_TCP && handle != (uv_handle_t *)&w->rt->listener &&
+        !uv_is_closing(handle))
+        w->fn(handle->data);
+}
+
+void party__conn_foreach(party_runtime *rt, void (*fn)(party_conn *conn)) {
+    /* The loop already knows every socket: no list of our own to keep. */
+    walk_arg w;
+    w.rt = rt;
+    w.fn = fn;
+    uv_walk(&rt->loop, walk_one, &w);
 }
 
 /* ---- public connection API ---- */

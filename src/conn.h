@@ -30,55 +30,73 @@ typedef struct party__http_session {
     party__http_request req;
     party_request preq; /* the public view, while a room or hook has it */
     int have_preq;
-    size_t consumed; /* bytes of buf that the current request used */
+    size_t consumed;                        /* bytes of buf that the current request used */
+    struct party__http_session *next_spare; /* in the runtime's pool */
 } party__http_session;
 
 struct party_conn {
-    uv_tcp_t tcp;
-    party_runtime *rt;
+    uv_tcp_t tcp;              /* tcp.loop->data is the runtime (see party__conn_rt) */
     struct party_room *room;   /* set once routed to a room */
     struct party_room *holder; /* the room whose output gate holds our output */
-    size_t held_bytes;         /* bytes held for us by the output gate */
+    uint32_t held_bytes;       /* bytes held for us by the output gate */
     uint32_t refs;             /* the socket + queued events that name it */
-    uint8_t phase;
-    uint8_t close_sent;     /* a Close frame is queued or sent */
-    uint8_t close_received; /* the peer's Close arrived */
-    uint8_t close_reported; /* a CLOSE event was posted for the room */
-    uint8_t in_room;        /* linked in room's list of open connections */
-    uint8_t writing;        /* a uv_write is in flight */
-    uint8_t dirty;          /* on the runtime's flush list */
-    uint8_t close_after_flush;
-    uint8_t transport_closing;
-    uint8_t reading;
-    uint8_t head_only;      /* current HTTP request is HEAD */
-    uint8_t keep_alive;     /* current HTTP request may be followed by another */
-    uint8_t handshake_held; /* the 101 is held by the output gate */
-    uint8_t internal;       /* opened by the runtime itself, not a network client */
-    uint8_t parsing;        /* inside conn_parse_http */
-    uint8_t parse_again;    /* a request was answered meanwhile: parse the next */
+    /* A connection is mostly idle: its flags are bits, its counters 32-bit
+     * (send_queue_bytes is capped at 4 GiB - 1), its buffers allocated on
+     * demand. */
+    unsigned phase : 3;          /* party__conn_phase */
+    unsigned close_sent : 1;     /* a Close frame is queued or sent */
+    unsigned close_received : 1; /* the peer's Close arrived */
+    unsigned close_reported : 1; /* a CLOSE event was posted for the room */
+    unsigned in_room : 1;        /* linked in room's list of open connections */
+    unsigned writing : 1;        /* a uv_write is in flight */
+    unsigned dirty : 1;          /* on the runtime's flush list */
+    unsigned close_after_flush : 1;
+    unsigned transport_closing : 1;
+    unsigned reading : 1;
+    unsigned head_only : 1;      /* current HTTP request is HEAD */
+    unsigned keep_alive : 1;     /* current HTTP request may be followed by another */
+    unsigned handshake_held : 1; /* the 101 is held by the output gate */
+    unsigned internal : 1;       /* opened by the runtime itself, not a network client */
+    unsigned parsing : 1;        /* inside conn_parse_http */
+    unsigned parse_again : 1;    /* a request was answered meanwhile: parse the next */
+    uint8_t n_tags;
     uint16_t peer_close_code;
 
     party__http_session *http; /* HTTP phase only */
     party__ws_reader reader;   /* WebSocket phase */
     uv_timer_t *timer;         /* header, close or linger timeout, when armed */
 
-    char *id;
+    char *id; /* id and uri share one block */
     char *uri;
     char **tags; /* n_tags strings, id first; NULL when the id is the only tag */
-    uint8_t n_tags;
     void *state;
-    size_t state_len;
+    uint32_t state_len;
 
-    party__buf **out; /* ring of queued output */
-    uint32_t out_head, out_len, out_cap;
-    uint32_t out_writing; /* buffers in the in-flight uv_write */
-    size_t out_offset;    /* bytes of out[out_head] already written */
-    size_t out_bytes;     /* unwritten bytes queued */
+    uint32_t out_head, out_len, out_cap; /* ring of queued output */
+    uint32_t out_writing;                /* buffers in the in-flight uv_write */
+    uint32_t out_offset;                 /* bytes of out[out_head] already written */
+    uint32_t out_bytes;                  /* unwritten bytes queued */
+    union {
+        party__buf *out_one; /* out_cap 1: the one slot, inline */
+        party__buf **out;    /* out_cap > 1: a heap ring */
+    };
 
     party_conn *room_prev, *room_next;
     party_conn *dirty_next;
-    party_conn *all_prev, *all_next;
+    char ident[112]; /* id and uri, when they fit */
 };
+
+/* The runtime a connection belongs to: its loop's, so the struct need not
+ * carry a pointer of its own. */
+static inline party_runtime *party__conn_rt(const party_conn *conn) {
+    return (party_runtime *)conn->tcp.loop->data;
+}
+
+/* Frees the slabs of connection structs (every connection must be gone). */
+void party__conn_slabs_free(party_runtime *rt);
+
+/* Frees the pools of spare timers and HTTP sessions (at shutdown). */
+void party__conn_pools_free(party_runtime *rt);
 
 /* Accepts a pending connection on the listener. */
 void party__conn_accept(party_runtime *rt, uv_stream_t *listener);
@@ -136,6 +154,10 @@ void party__conn_fail_uncommitted(party_conn *conn);
 
 /* Frees the HTTP session (the upgrade is done). */
 void party__conn_end_http(party_conn *conn);
+
+/* Calls fn for every connection whose socket is not closing (shutdown). fn
+ * may close connections. */
+void party__conn_foreach(party_runtime *rt, void (*fn)(party_conn *conn));
 
 /* The connection's tags, id first; n_tags entries. */
 const char *const *party__conn_tag_list(const party_conn *conn);

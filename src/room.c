@@ -608,7 +608,8 @@ static void handle_alarm(party_room *room) {
         return;
     if (room->alarm_at != 0) {
         /* The handler set a new alarm before failing: that one stands. */
-        party__log_warn(rt, "room %s/%s: on_alarm failed (%d) after setting a new alarm; "
+        party__log_warn(rt,
+                        "room %s/%s: on_alarm failed (%d) after setting a new alarm; "
                         "keeping the new alarm instead of retrying",
                         room->party->name, room->name ? room->name : room->id, rc);
         return;

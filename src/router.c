@@ -58,9 +58,9 @@ static int run_hook(party_conn *conn,
     if (hook == NULL)
         return 0;
     party__response_init(&res);
-    conn->rt->in_callback++;
+    party__conn_rt(conn)->in_callback++;
     r = hook(lobby, &conn->http->preq, &res);
-    conn->rt->in_callback--;
+    party__conn_rt(conn)->in_callback--;
     if (r == PARTY_RESPOND)
         party__conn_http_respond(conn, &res, force_close);
     party__response_free(&res);
@@ -84,7 +84,7 @@ static int conn_id_from_request(const party__http_request *req, char *out, size_
 
 static void route_websocket(party_conn *conn, const party__party *party, const char *room_name,
                             const party_lobby *lobby) {
-    party_runtime *rt = conn->rt;
+    party_runtime *rt = party__conn_rt(conn);
     party__http_request *req = &conn->http->req;
     const char *why = NULL;
     char id[PARTY_MAX_TAG_LEN + 1];
@@ -142,7 +142,7 @@ static void route_request(party_conn *conn, const party__party *party, const cha
 
     if (run_hook(conn, party->def->before_request, lobby, 0))
         return;
-    room = party__room_get(conn->rt, party, room_name);
+    room = party__room_get(party__conn_rt(conn), party, room_name);
     if (room == NULL) {
         respond_text(conn, 503, "out of memory\n", 1);
         return;
@@ -177,7 +177,7 @@ static void route_by_id(party_conn *conn, const party__party *party) {
     }
     memcpy(id_text, id.ptr, id.len);
     id_text[id.len] = '\0';
-    room = party__room_get_by_id(conn->rt, party, id_text);
+    room = party__room_get_by_id(party__conn_rt(conn), party, id_text);
     if (room == NULL) {
         respond_text(conn, 400, "malformed room id, or the id belongs to another party\n", 0);
         return;
@@ -198,7 +198,7 @@ static void route_by_id(party_conn *conn, const party__party *party) {
 }
 
 void party__router_handle(party_conn *conn) {
-    party_runtime *rt = conn->rt;
+    party_runtime *rt = party__conn_rt(conn);
     party__http_request *req = &conn->http->req;
     const party__party *party;
     party__route route;

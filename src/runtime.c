@@ -181,6 +181,8 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     rt->durability_full = cfg->durability != PARTY_DURABILITY_NORMAL;
     if (rt->cfg.max_headers > PARTY__HTTP_MAX_HEADERS)
         rt->cfg.max_headers = PARTY__HTTP_MAX_HEADERS;
+    if (rt->cfg.send_queue_bytes > UINT32_MAX)
+        rt->cfg.send_queue_bytes = UINT32_MAX; /* connections count it in 32 bits */
     rt->loop.data = rt;
     uv_tcp_init(&rt->loop, &rt->listener);
     rt->listener.data = rt;
@@ -304,6 +306,7 @@ static void close_handle(uv_handle_t *handle) {
 static void runtime_finish(party_runtime *rt) {
     party__rooms_free_all(rt);
     party__alarms_stop(rt);
+    party__conn_pools_free(rt);
     close_handle((uv_handle_t *)&rt->listener);
     close_handle((uv_handle_t *)&rt->flush_check);
     close_handle((uv_handle_t *)&rt->flush_prepare);
@@ -330,37 +333,32 @@ void party__runtime_maybe_finish(party_runtime *rt) {
 
 static void on_shutdown_timeout(uv_timer_t *timer) {
     party_runtime *rt = timer->data;
-    party_conn *conn, *next;
     party__log_warn(rt, "shutdown: %zu connections did not close in time; dropping them",
                     rt->n_conns);
-    for (conn = rt->conns; conn != NULL; conn = next) {
-        next = conn->all_next;
+    party__conn_foreach(rt, party__conn_abort);
+}
+
+static void stop_one(party_conn *conn) {
+    switch (conn->phase) {
+    case PARTY__CONN_OPEN:
+        party__conn_start_close(conn, PARTY__WS_GOING_AWAY, "server shutting down");
+        break;
+    case PARTY__CONN_HTTP:
+    case PARTY__CONN_UPGRADING:
         party__conn_abort(conn);
+        break;
+    default:
+        break; /* an answer or a close is already on its way */
     }
 }
 
 static void runtime_begin_stop(party_runtime *rt) {
-    party_conn *conn, *next;
-
     if (rt->stopping)
         return;
     rt->stopping = 1;
     if (rt->listening)
         uv_close((uv_handle_t *)&rt->listener, NULL);
-    for (conn = rt->conns; conn != NULL; conn = next) {
-        next = conn->all_next;
-        switch (conn->phase) {
-        case PARTY__CONN_OPEN:
-            party__conn_start_close(conn, PARTY__WS_GOING_AWAY, "server shutting down");
-            break;
-        case PARTY__CONN_HTTP:
-        case PARTY__CONN_UPGRADING:
-            party__conn_abort(conn);
-            break;
-        default:
-            break; /* an answer or a close is already on its way */
-        }
-    }
+    party__conn_foreach(rt, stop_one);
     uv_timer_start(&rt->shutdown_timer, on_shutdown_timeout,
                    (uint64_t)(rt->cfg.close_timeout * 1000.0) + 1000, 0);
     uv_unref((uv_handle_t *)&rt->shutdown_timer);
@@ -422,20 +420,17 @@ void party_runtime_stop(party_runtime *rt) {
 
 void party_runtime_free(party_runtime *rt) {
     size_t i;
-    party_conn *conn, *next;
 
     if (rt == NULL)
         return;
-    for (conn = rt->conns; conn != NULL; conn = next) {
-        next = conn->all_next;
-        party__conn_abort(conn);
-    }
+    party__conn_foreach(rt, party__conn_abort);
     /* Store work on worker threads finishes before the stores close. */
     while (party__rooms_busy(rt) || rt->ready_head != NULL)
         uv_run(&rt->loop, UV_RUN_ONCE);
     runtime_finish(rt);
     uv_run(&rt->loop, UV_RUN_DEFAULT);
     uv_loop_close(&rt->loop);
+    party__conn_slabs_free(rt);
     for (i = 0; i < rt->n_parties; i++)
         free(rt->parties[i].name);
     free(rt->parties);

@@ -44,7 +44,7 @@ struct party_runtime {
     party__room_list idle;  /* rooms with no connections and nothing to do, oldest first */
     party__room_list quiet; /* hibernating parties' rooms with only connections */
     uint64_t rooms_hibernated;
-    int trim_pending; /* memory was freed in bulk: return it at the next tick */
+    int trim_pending;         /* memory was freed in bulk: return it at the next tick */
     uv_timer_t evict_timer;   /* evicts rooms idle past idle_timeout */
     size_t n_busy;            /* rooms with store work on a worker thread */
     unsigned commit_delay_ms; /* test hook: every durable commit waits this long first */
@@ -62,10 +62,17 @@ struct party_runtime {
     int virtual_clock;             /* test harness: time moves only when told */
     uint64_t virtual_now;          /* ms since the epoch, when virtual_clock */
     struct party_conn *dirty_head; /* connections with unflushed output */
-    struct party_conn *conns;      /* every live connection */
     size_t n_conns;
 
-    char *read_buf;  /* one loop-wide read buffer for WebSocket reads */
+    char *read_buf; /* one loop-wide read buffer for WebSocket reads */
+#define PARTY__SPARE_TIMERS 256
+#define PARTY__SPARE_SESSIONS 64
+    uv_timer_t *spare_timers[PARTY__SPARE_TIMERS]; /* stopped, ready for reuse */
+    size_t n_spare_timers;
+    struct party_conn *free_conns; /* connection structs ready for reuse */
+    struct conn_slab *conn_slabs;
+    struct party__http_session *spare_sessions;
+    size_t n_spare_sessions;
     int in_callback; /* a user callback is running: new events are queued */
     int stopping;
     int running;

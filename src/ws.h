@@ -86,14 +86,14 @@ typedef struct party__ws_buffers {
  * partial frame and no partial fragmented message (an idle connection
  * costs only this struct). */
 typedef struct party__ws_reader {
-    party__ws_buffers *b;  /* NULL while idle */
-    uint32_t max_message;  /* largest message payload accepted; over it: 1009 */
-    uint32_t utf8_state;   /* validation state of a fragmented text message */
-    uint8_t msg_opcode;    /* TEXT or BINARY while assembling, else 0 */
-    uint8_t require_mask;  /* 1 on the server: unmasked frames are errors */
-    uint8_t failed;        /* an ERROR was reported (or PARTY_ENOMEM returned);
-                              further input is ignored */
-    uint8_t closed;        /* a CLOSE was reported; further input is ignored */
+    party__ws_buffers *b; /* NULL while idle */
+    uint32_t max_message; /* largest message payload accepted; over it: 1009 */
+    uint32_t utf8_state;  /* validation state of a fragmented text message */
+    uint8_t msg_opcode;   /* TEXT or BINARY while assembling, else 0 */
+    uint8_t require_mask; /* 1 on the server: unmasked frames are errors */
+    uint8_t failed;       /* an ERROR was reported (or PARTY_ENOMEM returned);
+                             further input is ignored */
+    uint8_t closed;       /* a CLOSE was reported; further input is ignored */
 } party__ws_reader;
 
 /* max_message is capped at 4 GiB - 1. */
