@@ -309,6 +309,8 @@ typedef struct party_config {
     size_t max_body_bytes;    /* 32 MiB: HTTP request body */
     size_t send_queue_bytes;  /* 64 MiB: per-connection unsent bytes before it is dropped */
     size_t max_room_conns;    /* 32768 connections per room */
+    size_t max_conns;         /* all connections; 0: the open-file limit less a
+                                 reserve for room databases (see partyd --help) */
     const char *data_dir;     /* "./data"; NULL keeps rooms in memory only (nothing survives) */
     int durability;           /* PARTY_DURABILITY_FULL (default) or PARTY_DURABILITY_NORMAL */
     double idle_timeout;      /* 60 s: a room with no connections and no work leaves memory */

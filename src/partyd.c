@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "party.h"
@@ -41,6 +42,8 @@ static const char usage_text[] =
     "  --send-queue-bytes N     unsent bytes per connection before it is dropped\n"
     "                           (default 64M)\n"
     "  --max-room-conns N       connections per room (default 32768)\n"
+    "  --max-conns N            connections in all (default: the open-file limit,\n"
+    "                           raised to its hard maximum, less 10% for room files)\n"
     "  --header-timeout SEC     time to receive a request head (default 10)\n"
     "  --close-timeout SEC      time to wait for a Close reply (default 5)\n"
     "  --log-level LEVEL        error, warn, info (default) or debug\n"
@@ -61,6 +64,7 @@ enum {
     OPT_MAX_BODY,
     OPT_SEND_QUEUE,
     OPT_MAX_ROOM_CONNS,
+    OPT_MAX_CONNS,
     OPT_HEADER_TIMEOUT,
     OPT_DURABILITY,
     OPT_IDLE_TIMEOUT,
@@ -83,6 +87,7 @@ static const struct option options[] = {
     {"max-body-bytes", required_argument, NULL, OPT_MAX_BODY},
     {"send-queue-bytes", required_argument, NULL, OPT_SEND_QUEUE},
     {"max-room-conns", required_argument, NULL, OPT_MAX_ROOM_CONNS},
+    {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
     {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
     {"durability", required_argument, NULL, OPT_DURABILITY},
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
@@ -240,6 +245,15 @@ static void unload_parties(void) {
     n_loaded = 0;
 }
 
+/* Every connection is a file descriptor: use all the process may have. */
+static void raise_file_limit(void) {
+    struct rlimit lim;
+    if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+        lim.rlim_cur = lim.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &lim);
+    }
+}
+
 int main(int argc, char **argv) {
     party_config cfg;
     party_runtime *rt;
@@ -289,6 +303,10 @@ int main(int argc, char **argv) {
             break;
         case OPT_MAX_ROOM_CONNS:
             if (parse_size("--max-room-conns", optarg, &cfg.max_room_conns) != 0)
+                return 2;
+            break;
+        case OPT_MAX_CONNS:
+            if (parse_size("--max-conns", optarg, &cfg.max_conns) != 0)
                 return 2;
             break;
         case OPT_HEADER_TIMEOUT:
@@ -342,6 +360,7 @@ int main(int argc, char **argv) {
     }
 
     cfg.data_dir = data_dir;
+    raise_file_limit();
     rt = party_runtime_new(&cfg);
     if (rt == NULL) {
         fprintf(stderr, "partyd: cannot create the runtime (out of memory)\n");

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 
 #include "conn.h"
 #include "alarm.h"
@@ -181,6 +182,8 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     rt->durability_full = cfg->durability != PARTY_DURABILITY_NORMAL;
     if (rt->cfg.max_headers > PARTY__HTTP_MAX_HEADERS)
         rt->cfg.max_headers = PARTY__HTTP_MAX_HEADERS;
+    if (rt->cfg.max_conns == 0)
+        rt->cfg.max_conns = party__default_max_conns();
     if (rt->cfg.send_queue_bytes > UINT32_MAX)
         rt->cfg.send_queue_bytes = UINT32_MAX; /* connections count it in 32 bits */
     rt->loop.data = rt;
@@ -246,10 +249,32 @@ const party__party *party__runtime_find_party(party_runtime *rt, const char *nam
     return NULL;
 }
 
+size_t party__default_max_conns(void) {
+    struct rlimit lim;
+    size_t files, reserve;
+    if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY)
+        return 1u << 20;
+    files = (size_t)lim.rlim_cur;
+    /* Room databases (up to three files each while loaded), the alarm index
+     * and the loop's own descriptors need files too. */
+    reserve = files / 10 > 64 ? files / 10 : 64;
+    return files > reserve + 16 ? files - reserve : 16;
+}
+
 static void on_connection(uv_stream_t *listener, int status) {
     party_runtime *rt = listener->data;
     if (status < 0) {
-        party__log_warn(rt, "accept: %s", uv_strerror(status));
+        /* Out of descriptors (EMFILE): libuv has already accepted and closed
+         * the connection so the backlog keeps moving; say so at most once a
+         * second. */
+        uint64_t now = uv_now(&rt->loop);
+        rt->accept_errors++;
+        if (now - rt->last_accept_warning >= 1000 || rt->last_accept_warning == 0) {
+            party__log_warn(rt, "accept: %s (%llu refused so far); max_conns is %zu",
+                            uv_strerror(status), (unsigned long long)rt->accept_errors,
+                            rt->cfg.max_conns);
+            rt->last_accept_warning = now;
+        }
         return;
     }
     if (rt->stopping)

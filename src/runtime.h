@@ -63,6 +63,7 @@ struct party_runtime {
     uint64_t virtual_now;          /* ms since the epoch, when virtual_clock */
     struct party_conn *dirty_head; /* connections with unflushed output */
     size_t n_conns;
+    uint64_t accept_errors, last_accept_warning;
 
     char *read_buf; /* one loop-wide read buffer for WebSocket reads */
 #define PARTY__SPARE_TIMERS 256
@@ -80,6 +81,10 @@ struct party_runtime {
     uv_thread_t loop_thread; /* the thread running the loop */
     int exit_status;
 };
+
+/* max_conns when the configuration leaves it 0: the soft open-file limit
+ * less a reserve. */
+size_t party__default_max_conns(void);
 
 /* Looks up a party by URL name, case-insensitively; NULL if unknown. */
 const party__party *party__runtime_find_party(party_runtime *rt, const char *name, size_t len);

@@ -287,6 +287,10 @@ partyd *partyd_start(const char *const *extra_args) {
     return d;
 }
 
+int partyd_pid(const partyd *d) {
+    return (int)d->pid;
+}
+
 int partyd_port(const partyd *d) {
     return d->port;
 }

@@ -38,6 +38,8 @@ partyd *partyd_spawn(const char *const *extra_args);
 partyd *partyd_start(const char *const *extra_args);
 /* The port it listens on (after partyd_start). */
 int partyd_port(const partyd *d);
+/* Its process id. */
+int partyd_pid(const partyd *d);
 /* Waits up to timeout_ms for the process to exit. Returns its exit status
  * (0-255), 128 + the signal that killed it, or TC_TIMEOUT if it still runs. */
 int partyd_wait_exit(partyd *d, int timeout_ms);

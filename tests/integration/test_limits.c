@@ -1,0 +1,135 @@
+/* Connection limits in a real partyd: past --max-conns an upgrade gets 503
+ * (and the log says which limit), and when the process runs out of file
+ * descriptors accept() keeps working: once clients leave, new ones are
+ * served again. (partyd itself raises its soft limit to the hard one at
+ * start-up; the test lowers it afterwards with prlimit.) */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "client.h"
+
+#define MAX_CONNS 6
+
+/* Opens a WebSocket, retrying while the server still refuses (it learns of
+ * closed connections asynchronously); 1 once served, bounded to ~2 s. */
+static int try_connect_until_served(int port, const char *target) {
+    int attempt;
+    for (attempt = 0; attempt < 100; attempt++) {
+        http_response res;
+        tconn *c = tconn_open(port, 0);
+        int r = -1;
+        memset(&res, 0, sizeof(res));
+        if (c != NULL) {
+            r = ws_handshake(c, target, NULL, NULL, 0, &res);
+            if (r == 0) {
+                ws_send_text(c, "still here");
+                ws_expect_text(c, "still here");
+            }
+            http_response_free(&res);
+            tconn_close(c);
+        }
+        if (r == 0)
+            return 1;
+        usleep(20 * 1000);
+    }
+    return 0;
+}
+
+static void test_upgrades_past_max_conns_get_503_and_the_limit_is_logged(void **state) {
+    static const char *const args[] = {"--max-conns", "6", NULL};
+    partyd *d = partyd_start(args);
+    tconn *held[MAX_CONNS];
+    http_response res;
+    tconn *extra;
+    int i, r;
+    (void)state;
+
+    assert_non_null(d);
+    /* The connection that asks counts too: 5 are held, the 6th is refused
+     * only once it would make 7. */
+    for (i = 0; i < MAX_CONNS; i++) {
+        char target[64];
+        snprintf(target, sizeof(target), "/parties/echo/full?_pk=c%d", i);
+        held[i] = ws_open(partyd_port(d), target);
+    }
+    memset(&res, 0, sizeof(res));
+    extra = tconn_open(partyd_port(d), 0);
+    r = ws_handshake(extra, "/parties/echo/full?_pk=extra", NULL, NULL, 0, &res);
+    assert_int_equal(r, 503);
+    http_response_free(&res);
+    tconn_close(extra);
+    assert_true(partyd_wait_stderr(d, "max_conns (6) reached", 5000));
+
+    /* One leaves: there is room again (once the server saw it leave). */
+    tconn_close(held[0]);
+    assert_true(try_connect_until_served(partyd_port(d), "/parties/echo/full?_pk=again"));
+    for (i = 1; i < MAX_CONNS; i++)
+        tconn_close(held[i]);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+}
+
+/* Lowers the running partyd's open-file limit with prlimit(1). */
+static int lower_file_limit(int pid, int files) {
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "prlimit --pid %d --nofile=%d:%d", pid, files, files);
+    return system(cmd);
+}
+
+static void test_accept_keeps_working_after_running_out_of_descriptors(void **state) {
+    static const char *const args[] = {"--max-conns", "100000", NULL};
+    partyd *d = partyd_start(args);
+    tconn *conns[80];
+    int i, n_open = 0, pid;
+    (void)state;
+
+    assert_non_null(d);
+    pid = partyd_pid(d);
+    /* prlimit is part of util-linux, on every Debian machine. */
+    assert_int_equal(lower_file_limit(pid, 48), 0);
+    /* More clients than the process has descriptors: some are turned away. */
+    for (i = 0; i < 80; i++) {
+        char target[64];
+        http_response res;
+        memset(&res, 0, sizeof(res));
+        conns[i] = tconn_open(partyd_port(d), 0);
+        snprintf(target, sizeof(target), "/parties/echo/many?_pk=m%d", i);
+        if (conns[i] != NULL && ws_handshake(conns[i], target, NULL, NULL, 0, &res) == 0) {
+            n_open++;
+        } else if (conns[i] != NULL) {
+            tconn_close(conns[i]);
+            conns[i] = NULL;
+        }
+        http_response_free(&res);
+    }
+    /* Some were served, the rest turned away (libuv accepts and closes
+     * what it cannot keep, so the backlog never jams). */
+    assert_true(n_open > 0);
+    assert_true(n_open < 80);
+    for (i = 0; i < 80; i++)
+        if (conns[i] != NULL)
+            tconn_close(conns[i]);
+
+    /* Everyone left: a new client is served. */
+    assert_true(try_connect_until_served(partyd_port(d), "/parties/echo/many?_pk=late"));
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_upgrades_past_max_conns_get_503_and_the_limit_is_logged),
+        cmocka_unit_test(test_accept_keeps_working_after_running_out_of_descriptors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
