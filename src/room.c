@@ -398,6 +398,10 @@ static void handle_connect(party_room *room, party_conn *conn) {
         conn->room = NULL;
         return;
     }
+    if (conn->transport_closing) {
+        conn->room = NULL; /* writing the 101 found the client gone */
+        return;
+    }
     room_link_conn(room, conn);
     if (def->on_connect != NULL)
         def->on_connect(room, conn, req);
