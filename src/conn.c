@@ -306,6 +306,7 @@ int party__conn_queue(party_conn *conn, party__buf *buf) {
                         "connection",
                         conn->id != NULL ? conn->id : "-",
                         party__conn_rt(conn)->cfg.send_queue_bytes);
+        party__conn_rt(conn)->send_queue_drops++;
         conn_report_error(conn, "send queue over send_queue_bytes: the client reads too slowly");
         conn_close_now(conn);
         return PARTY_ELIMIT;
@@ -354,6 +355,7 @@ static int conn_enqueue(party_conn *conn, party__buf *buf) {
 
 /* Drops n bytes from the front of the queue (they were written). */
 static void conn_consume(party_conn *conn, size_t n) {
+    party__conn_rt(conn)->bytes_out += n;
     conn->out_bytes -= n;
     while (n > 0) {
         party__buf *head = *out_slot(conn, 0);
@@ -642,6 +644,7 @@ static void conn_parse_one(party_conn *conn) {
         return;
     if (r == PARTY__HTTP_ERROR) {
         char body[160];
+        party__conn_rt(conn)->http_errors++;
         party__log_info(party__conn_rt(conn), "http: %d %s", err.status, err.reason);
         snprintf(body, sizeof(body), "%s\n", err.reason);
         party__conn_http_fail(conn, err.status, body);
@@ -723,6 +726,7 @@ static int on_ws_event(void *arg, const party__ws_event *wev) {
         return 1;
     }
     case PARTY__WS_EV_ERROR:
+        party__conn_rt(conn)->protocol_errors++;
         party__log_info(party__conn_rt(conn), "conn %s: %s; closing with %d", conn->id, wev->error,
                         wev->close_code);
         conn_report_error(conn, wev->error);
@@ -901,6 +905,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
         conn_close_now(conn);
         return;
     }
+    party__conn_rt(conn)->bytes_in += (uint64_t)nread;
     switch (conn->phase) {
     case PARTY__CONN_HTTP:
         conn->http->len += (size_t)nread;

@@ -47,6 +47,9 @@ static const char usage_text[] =
     "  --header-timeout SEC     time to receive a request head (default 10)\n"
     "  --close-timeout SEC      time to wait for a Close reply (default 5)\n"
     "  --log-level LEVEL        error, warn, info (default) or debug\n"
+    "  --static DIR             serve files from DIR for paths outside the prefix\n"
+    "  --admin-token TOKEN      enable /_partyd/rooms for 'Authorization: Bearer TOKEN'\n"
+    "                           (also read from PARTYD_ADMIN_TOKEN)\n"
     "  --version                print the version and exit\n"
     "  --help                   print this help and exit\n"
     "\n"
@@ -71,6 +74,8 @@ enum {
     OPT_HIBERNATE_AFTER,
     OPT_CLOSE_TIMEOUT,
     OPT_LOG_LEVEL,
+    OPT_STATIC,
+    OPT_ADMIN_TOKEN,
     OPT_VERSION,
     OPT_HELP,
 };
@@ -94,6 +99,8 @@ static const struct option options[] = {
     {"hibernate-after", required_argument, NULL, OPT_HIBERNATE_AFTER},
     {"close-timeout", required_argument, NULL, OPT_CLOSE_TIMEOUT},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"static", required_argument, NULL, OPT_STATIC},
+    {"admin-token", required_argument, NULL, OPT_ADMIN_TOKEN},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
@@ -262,6 +269,8 @@ int main(int argc, char **argv) {
     int opt, r, status = 0;
 
     party_config_init(&cfg);
+    /* A token on the command line shows in ps; the environment does not. */
+    cfg.admin_token = getenv("PARTYD_ADMIN_TOKEN");
     while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
         switch (opt) {
         case OPT_HOST:
@@ -338,6 +347,12 @@ int main(int argc, char **argv) {
         case OPT_LOG_LEVEL:
             if (parse_log_level(optarg, &cfg.log_level) != 0)
                 return 2;
+            break;
+        case OPT_STATIC:
+            cfg.static_dir = optarg;
+            break;
+        case OPT_ADMIN_TOKEN:
+            cfg.admin_token = optarg;
             break;
         case OPT_VERSION:
             printf("partyd %s\n", PARTY_VERSION_STRING);

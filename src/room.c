@@ -638,6 +638,7 @@ static void room_deliver(party_room *room, const party__event *ev) {
     const party_def *def = room->party->def;
     party_runtime *rt = room->rt;
 
+    rt->events[ev->type]++;
     room->running = 1;
     room->name_error = 0;
     rt->in_callback++;
@@ -735,7 +736,8 @@ typedef struct store_work {
     party__store *store;
     int result;
     unsigned delay_ms;
-    int64_t index_due; /* > 0: write this wake time to the alarm index before committing */
+    int64_t index_due;  /* > 0: write this wake time to the alarm index before committing */
+    uint64_t commit_us; /* how long the commit took */
     char why[512];
     /* loaded with the store */
     int64_t alarm_at, sched_next;
@@ -928,9 +930,12 @@ static int commit_with_index(party_room *room, party__store *store, int64_t inde
 
 static void commit_work(uv_work_t *req) {
     store_work *w = req->data;
+    uint64_t start;
     if (w->delay_ms > 0)
         uv_sleep(w->delay_ms);
+    start = uv_hrtime();
     w->result = commit_with_index(w->room, w->store, w->index_due);
+    w->commit_us = (uv_hrtime() - start) / 1000;
 }
 
 /* After a commit (or a batch with nothing to commit): the heap and index
@@ -997,6 +1002,7 @@ static void after_commit_work(uv_work_t *req, int status) {
     party_room *room = w->room;
     int result = w->result;
     (void)status;
+    party__runtime_record_commit(room->rt, w->commit_us);
     free(w);
     room->rt->n_busy--;
     room_commit_done(room, result);
@@ -1052,7 +1058,13 @@ static void room_end_batch(party_room *room) {
         room_commit_async(room, index_due) == 0)
         return;
     room->committing = 1;
-    room_commit_done(room, commit_with_index(room, room->store, index_due));
+    {
+        uint64_t start = uv_hrtime();
+        int result = commit_with_index(room, room->store, index_due);
+        if (wrote)
+            party__runtime_record_commit(rt, (uv_hrtime() - start) / 1000);
+        room_commit_done(room, result);
+    }
 }
 
 /* Runs the queued events back to back as one batch, then ends the batch. */

@@ -8,9 +8,11 @@
 
 #include "conn.h"
 #include "log.h"
+#include "ops.h"
 #include "request.h"
 #include "room.h"
 #include "runtime.h"
+#include "static.h"
 #include "url.h"
 #include "utf8.h"
 
@@ -212,8 +214,11 @@ void party__router_handle(party_conn *conn) {
     char room_name[ROOM_NAME_MAX + 1];
     int n;
 
+    if (party__ops_handle(conn))
+        return;
     if (!party__route_match(rt->prefix, req->path, &route)) {
-        respond_text(conn, 404, "Not Found\n", 0);
+        if (!party__static_handle(conn))
+            respond_text(conn, 404, "Not Found\n", 0);
         return;
     }
     party = party__runtime_find_party(rt, route.party.ptr, route.party.len);

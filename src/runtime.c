@@ -67,6 +67,7 @@ void party_config_init(party_config *cfg) {
     cfg->header_timeout = 10.0;
     cfg->close_timeout = 5.0;
     cfg->log_level = PARTY__LOG_INFO;
+    cfg->ops_prefix = "_partyd";
 }
 
 /* ---- per-loop-turn work ---- */
@@ -167,11 +168,19 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     }
     rt->read_buf = malloc(PARTY__READ_BUF_SIZE);
     rt->data_dir = cfg->data_dir != NULL ? strdup(cfg->data_dir) : NULL;
+    rt->ops_prefix = strdup(cfg->ops_prefix != NULL ? cfg->ops_prefix : "_partyd");
+    rt->admin_token = cfg->admin_token != NULL ? strdup(cfg->admin_token) : NULL;
+    rt->static_dir = cfg->static_dir != NULL ? strdup(cfg->static_dir) : NULL;
     if (rt->host == NULL || rt->prefix == NULL || rt->read_buf == NULL ||
-        (cfg->data_dir != NULL && rt->data_dir == NULL) || uv_loop_init(&rt->loop) != 0) {
+        (cfg->data_dir != NULL && rt->data_dir == NULL) || rt->ops_prefix == NULL ||
+        (cfg->admin_token != NULL && rt->admin_token == NULL) ||
+        (cfg->static_dir != NULL && rt->static_dir == NULL) || uv_loop_init(&rt->loop) != 0) {
         free(rt->host);
         free(rt->prefix);
         free(rt->data_dir);
+        free(rt->ops_prefix);
+        free(rt->admin_token);
+        free(rt->static_dir);
         free(rt->read_buf);
         free(rt);
         return NULL;
@@ -179,6 +188,9 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     rt->cfg.host = rt->host;
     rt->cfg.prefix = rt->prefix;
     rt->cfg.data_dir = rt->data_dir;
+    rt->cfg.ops_prefix = rt->ops_prefix;
+    rt->cfg.admin_token = rt->admin_token;
+    rt->cfg.static_dir = rt->static_dir;
     rt->durability_full = cfg->durability != PARTY_DURABILITY_NORMAL;
     if (rt->cfg.max_headers > PARTY__HTTP_MAX_HEADERS)
         rt->cfg.max_headers = PARTY__HTTP_MAX_HEADERS;
@@ -247,6 +259,18 @@ const party__party *party__runtime_find_party(party_runtime *rt, const char *nam
         if (strlen(rt->parties[i].name) == len && strncasecmp(rt->parties[i].name, name, len) == 0)
             return &rt->parties[i];
     return NULL;
+}
+
+const double party__commit_bucket_ms[PARTY__COMMIT_BUCKETS] = {0.25, 0.5, 1,   2,   5,    10,
+                                                               25,   50,  100, 250, 1000, 1e300};
+
+void party__runtime_record_commit(party_runtime *rt, uint64_t us) {
+    int i = 0;
+    while (i < PARTY__COMMIT_BUCKETS - 1 && (double)us / 1000.0 > party__commit_bucket_ms[i])
+        i++;
+    rt->commit_hist[i]++;
+    rt->commits++;
+    rt->commit_us_total += us;
 }
 
 size_t party__default_max_conns(void) {
@@ -464,5 +488,8 @@ void party_runtime_free(party_runtime *rt) {
     free(rt->host);
     free(rt->prefix);
     free(rt->data_dir);
+    free(rt->ops_prefix);
+    free(rt->admin_token);
+    free(rt->static_dir);
     free(rt);
 }

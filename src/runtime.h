@@ -22,7 +22,7 @@ typedef struct party__party {
 
 struct party_runtime {
     party_config cfg; /* strings point at owned copies */
-    char *host, *prefix, *data_dir;
+    char *host, *prefix, *data_dir, *ops_prefix, *admin_token, *static_dir;
     int durability_full;
     uv_loop_t loop;
     uv_tcp_t listener;
@@ -65,6 +65,16 @@ struct party_runtime {
     size_t n_conns;
     uint64_t accept_errors, last_accept_warning;
 
+    /* counters for /_partyd/metrics (loop thread only) */
+    uint64_t events[6]; /* by party__event_type */
+    uint64_t bytes_in, bytes_out;
+    uint64_t http_errors;      /* requests refused by the parser or the handshake check */
+    uint64_t protocol_errors;  /* WebSocket connections closed for a bad frame */
+    uint64_t send_queue_drops; /* slow readers dropped */
+#define PARTY__COMMIT_BUCKETS 12
+    uint64_t commit_hist[PARTY__COMMIT_BUCKETS]; /* by commit_bucket_ms upper bounds */
+    uint64_t commits, commit_us_total;
+
     char *read_buf; /* one loop-wide read buffer for WebSocket reads */
 #define PARTY__SPARE_TIMERS 256
 #define PARTY__SPARE_SESSIONS 64
@@ -81,6 +91,12 @@ struct party_runtime {
     uv_thread_t loop_thread; /* the thread running the loop */
     int exit_status;
 };
+
+/* Upper bounds (ms) of the commit latency histogram's buckets; the last
+ * is +Inf. */
+extern const double party__commit_bucket_ms[PARTY__COMMIT_BUCKETS];
+/* Records one durable commit that took us microseconds. */
+void party__runtime_record_commit(party_runtime *rt, uint64_t us);
 
 /* max_conns when the configuration leaves it 0: the soft open-file limit
  * less a reserve. */
