@@ -117,7 +117,18 @@ typedef struct party_def {
     /* Drops the user state set with party_room_set_state when the room
      * leaves memory (eviction, shutdown). */
     void (*free_state)(void *state);
+    /* CORS for this party's HTTP requests: PARTY_CORS_DEFAULT follows the
+     * runtime (party_config.cors), PARTY_CORS_ON / PARTY_CORS_OFF decide
+     * here. When on, OPTIONS preflights are answered by the runtime and the
+     * CORS headers are added to every HTTP response (never to a 101). */
+    int cors;
+    /* NULL: the default CORS headers (Access-Control-Allow-Origin: *,
+     * -Methods: GET, POST, HEAD, OPTIONS, -Headers: *, -Max-Age: 86400).
+     * Else name/value pairs ending with NULL, used instead. */
+    const char *const *cors_headers;
 } party_def;
+
+enum { PARTY_CORS_DEFAULT = 0, PARTY_CORS_ON = 1, PARTY_CORS_OFF = 2 };
 
 /* ---- rooms ---------------------------------------------------------------
  * A party_room pointer is valid during any callback of that room. */
@@ -321,6 +332,9 @@ typedef struct party_config {
     const char *ops_prefix;   /* "_partyd": /_partyd/health, /metrics, /rooms */
     const char *admin_token;  /* NULL: /_partyd/rooms is off; else the Bearer token it needs */
     const char *static_dir;   /* NULL: none; else files served for paths outside the prefix */
+    int cors;                 /* 0: off; 1: CORS for parties that leave it PARTY_CORS_DEFAULT */
+    const char *const *cors_headers; /* NULL: the defaults (see party_def.cors_headers);
+                                        must outlive the runtime */
 } party_config;
 
 /* Fills cfg with the defaults above. */

@@ -585,7 +585,17 @@ static void conn_stop_reading(party_conn *conn) {
 void party__conn_http_respond(party_conn *conn, party_response *res, int force_close) {
     party__http_session *s = conn->http;
     int keep_alive = conn->keep_alive && !force_close && !party__conn_rt(conn)->stopping;
-    party__buf *buf = party__response_serialize(res, conn->head_only, keep_alive);
+    party__buf *buf;
+
+    if (s != NULL && s->cors != NULL) {
+        const char *const *h;
+        /* What the party set itself wins over the defaults. */
+        for (h = s->cors; h[0] != NULL && h[1] != NULL; h += 2)
+            if (party__response_header_get(res, h[0]) == NULL)
+                party_response_header(res, h[0], h[1]);
+        s->cors = NULL;
+    }
+    buf = party__response_serialize(res, conn->head_only, keep_alive);
 
     if (s != NULL && s->have_preq) {
         party__request_free(&s->preq);

@@ -48,6 +48,8 @@ static const char usage_text[] =
     "  --close-timeout SEC      time to wait for a Close reply (default 5)\n"
     "  --log-level LEVEL        error, warn, info (default) or debug\n"
     "  --static DIR             serve files from DIR for paths outside the prefix\n"
+    "  --cors                   answer CORS preflights and add CORS headers to the\n"
+    "                           HTTP answers of every party (Allow-Origin: *)\n"
     "  --admin-token TOKEN      enable /_partyd/rooms for 'Authorization: Bearer TOKEN'\n"
     "                           (also read from PARTYD_ADMIN_TOKEN)\n"
     "  --version                print the version and exit\n"
@@ -75,6 +77,7 @@ enum {
     OPT_CLOSE_TIMEOUT,
     OPT_LOG_LEVEL,
     OPT_STATIC,
+    OPT_CORS,
     OPT_ADMIN_TOKEN,
     OPT_VERSION,
     OPT_HELP,
@@ -100,6 +103,7 @@ static const struct option options[] = {
     {"close-timeout", required_argument, NULL, OPT_CLOSE_TIMEOUT},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"static", required_argument, NULL, OPT_STATIC},
+    {"cors", no_argument, NULL, OPT_CORS},
     {"admin-token", required_argument, NULL, OPT_ADMIN_TOKEN},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, OPT_HELP},
@@ -350,6 +354,9 @@ int main(int argc, char **argv) {
             break;
         case OPT_STATIC:
             cfg.static_dir = optarg;
+            break;
+        case OPT_CORS:
+            cfg.cors = 1;
             break;
         case OPT_ADMIN_TOKEN:
             cfg.admin_token = optarg;

@@ -143,10 +143,45 @@ static void route_websocket(party_conn *conn, const party__party *party, const c
     }
 }
 
+static const char *const default_cors[] = {
+    "Access-Control-Allow-Origin",
+    "*",
+    "Access-Control-Allow-Methods",
+    "GET, POST, HEAD, OPTIONS",
+    "Access-Control-Allow-Headers",
+    "*",
+    "Access-Control-Max-Age",
+    "86400",
+    NULL,
+    NULL,
+};
+
+/* The CORS headers for a party's HTTP answers, or NULL when CORS is off. */
+static const char *const *party_cors(const party_runtime *rt, const party__party *party) {
+    int on = party->def->cors == PARTY_CORS_ON ||
+             (party->def->cors == PARTY_CORS_DEFAULT && rt->cfg.cors);
+    if (!on)
+        return NULL;
+    if (party->def->cors_headers != NULL)
+        return party->def->cors_headers;
+    return rt->cfg.cors_headers != NULL ? rt->cfg.cors_headers : default_cors;
+}
+
 static void route_request(party_conn *conn, const party__party *party, const char *room_name,
                           const party_lobby *lobby) {
     party__event ev;
     party_room *room;
+
+    conn->http->cors = party_cors(party__conn_rt(conn), party);
+    if (conn->http->cors != NULL && party__slice_eq_nocase(conn->http->req.method, "OPTIONS")) {
+        /* A preflight: answered here, no room involved. */
+        party_response res;
+        party__response_init(&res);
+        party_response_status(&res, 204);
+        party__conn_http_respond(conn, &res, 0);
+        party__response_free(&res);
+        return;
+    }
 
     if (run_hook(conn, party->def->before_request, lobby, 0))
         return;

@@ -11,6 +11,12 @@
  *   big:<n>                 reply with n bytes of 'x'
  * Any other text is echoed as "echo:<text>"; binary is echoed as binary.
  * Rooms named "fail-start-<n>" fail on_start their first n times.
+ * Hooks, driven by the query string: ?deny=<status> answers in the hook;
+ * ?redirect=<url> answers 302; ?hook=<value> lets the request through with
+ * the header X-Probe-Hook: <value>, which on_connect reports as
+ * "hook:<value>" right after the greeting (and on_request as a header).
+ * PARTYD_PROBE_CORS in partyd's environment turns CORS on for probe with
+ * custom headers (Access-Control-Allow-Origin: https://example.test).
  * Connections opened with ?tags=a,b get those tags. */
 #include <party.h>
 #include <stdio.h>
@@ -110,12 +116,41 @@ static int probe_tags(party_room *room, party_conn *conn, const party_request *r
 
 static void probe_connect(party_room *room, party_conn *conn, const party_request *req) {
     probe_state *st = party_room_state(room);
+    const char *hook = party_request_header(req, "X-Probe-Hook");
     char line[600];
-    (void)req;
     st->connects++;
     snprintf(line, sizeof(line), "hello:%s:%s:%s", party_conn_id(conn), party_room_name(room),
              party_conn_uri(conn));
     party_conn_send_text(conn, line);
+    if (hook != NULL) {
+        snprintf(line, sizeof(line), "hook:%s", hook);
+        party_conn_send_text(conn, line);
+    }
+}
+
+/* Both hooks: deny, redirect, or add a header, as the query asks. */
+static int probe_hook(const party_lobby *lobby, party_request *req, party_response *res) {
+    const char *deny = party_request_query(req, "deny");
+    const char *redirect = party_request_query(req, "redirect");
+    const char *hook = party_request_query(req, "hook");
+    char body[300];
+
+    if (deny != NULL) {
+        int n = snprintf(body, sizeof(body), "denied by hook for %s/%s\n", party_lobby_party(lobby),
+                         party_lobby_room(lobby));
+        party_response_status(res, atoi(deny));
+        party_response_header(res, "Content-Type", "text/plain");
+        party_response_body(res, body, (size_t)n);
+        return PARTY_RESPOND;
+    }
+    if (redirect != NULL) {
+        party_response_status(res, 302);
+        party_response_header(res, "Location", redirect);
+        return PARTY_RESPOND;
+    }
+    if (hook != NULL)
+        party_request_set_header(req, "X-Probe-Hook", hook);
+    return PARTY_CONTINUE;
 }
 
 typedef struct count_arg {
@@ -243,6 +278,8 @@ static void probe_request(party_room *room, const party_request *req, party_resp
     const char *b = party_request_body(req, &blen);
     int i;
 
+    if (party_request_header(req, "X-Probe-Hook") != NULL)
+        party_response_header(res, "X-Probe-Hook", party_request_header(req, "X-Probe-Hook"));
     if (strcmp(party_request_method(req), "POST") == 0) {
         party_response_status(res, 201);
         party_response_header(res, "X-Probe-Method", "POST");
@@ -278,6 +315,19 @@ static const party_def probe = {
     .on_request = probe_request,
     .connection_tags = probe_tags,
     .free_state = state_free,
+    .before_connect = probe_hook,
+    .before_request = probe_hook,
+};
+
+static const char *const probe_cors[] = {
+    "Access-Control-Allow-Origin",
+    "https://example.test",
+    "Access-Control-Allow-Methods",
+    "GET, POST",
+    "Access-Control-Allow-Headers",
+    "X-Probe",
+    NULL,
+    NULL,
 };
 
 /* PARTYD_PROBE_HIBERNATE in partyd's environment makes probe a hibernating
@@ -286,5 +336,9 @@ const party_def *party_module(void) {
     static party_def def;
     def = probe;
     def.hibernate = getenv("PARTYD_PROBE_HIBERNATE") != NULL;
+    if (getenv("PARTYD_PROBE_CORS") != NULL) {
+        def.cors = PARTY_CORS_ON;
+        def.cors_headers = probe_cors;
+    }
     return &def;
 }
