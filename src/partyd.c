@@ -381,6 +381,13 @@ int main(int argc, char **argv) {
         return 1;
     }
 
+    if (cfg.static_dir != NULL) {
+        struct stat st;
+        if (stat(cfg.static_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "partyd: --static %s: not a directory\n", cfg.static_dir);
+            return 2;
+        }
+    }
     cfg.data_dir = data_dir;
     raise_file_limit();
     rt = party_runtime_new(&cfg);
