@@ -1,8 +1,371 @@
-/* ops: operational endpoints. Not served yet: every path falls through to
- * the router. */
+/* ops: the operational endpoints under /<ops_prefix>/ — health (for load
+ * balancers), metrics (Prometheus text format, from the runtime's counters
+ * and a walk of the room table) and rooms (a JSON listing of the rooms in
+ * memory, behind a Bearer token). Every answer is made and sent here, on
+ * the loop thread, without involving any room. */
 #include "ops.h"
 
-int party__ops_handle(struct party_conn *conn) {
-    (void)conn;
-    return 0;
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "alarm.h"
+#include "conn.h"
+#include "http.h"
+#include "log.h"
+#include "request.h"
+#include "room.h"
+#include "runtime.h"
+
+/* The metrics body is a few KB whatever the load: its size depends on the
+ * number of families, not of rooms. */
+#define METRICS_MAX_BYTES (1024 * 1024)
+
+static void respond(party_conn *conn, party_response *res) {
+    /* Operational answers describe this moment: never cached. */
+    party_response_header(res, "Cache-Control", "no-store");
+    party__conn_http_respond(conn, res, 0);
+    party__response_free(res);
+}
+
+static void respond_text(party_conn *conn, int status, const char *text) {
+    party_response res;
+    party__response_init(&res);
+    party__response_text(&res, status, text);
+    respond(conn, &res);
+}
+
+/* ---- a growable text buffer with a hard maximum ---- */
+
+typedef struct text_buf {
+    char *data;
+    size_t len, cap, max;
+    int failed; /* out of memory or over max: the content is incomplete */
+} text_buf;
+
+static void text_appendf(text_buf *tb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void text_appendf(text_buf *tb, const char *fmt, ...) {
+    va_list ap;
+    int n;
+
+    if (tb->failed)
+        return;
+    for (;;) {
+        size_t room = tb->cap - tb->len;
+        va_start(ap, fmt);
+        n = vsnprintf(tb->data != NULL ? tb->data + tb->len : NULL, room, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            tb->failed = 1;
+            return;
+        }
+        if ((size_t)n < room) {
+            tb->len += (size_t)n;
+            return;
+        }
+        {
+            size_t want = tb->len + (size_t)n + 1;
+            size_t cap = tb->cap > 0 ? tb->cap : 4096;
+            char *grown;
+            while (cap < want)
+                cap *= 2;
+            if (cap > tb->max)
+                cap = tb->max;
+            if (cap < want) {
+                tb->failed = 1;
+                return;
+            }
+            grown = realloc(tb->data, cap);
+            if (grown == NULL) {
+                tb->failed = 1;
+                return;
+            }
+            tb->data = grown;
+            tb->cap = cap;
+        }
+    }
+}
+
+/* ---- health ---- */
+
+static void ops_health(party_conn *conn) {
+    if (party__conn_rt(conn)->stopping)
+        respond_text(conn, 503, "stopping\n");
+    else
+        respond_text(conn, 200, "ok\n");
+}
+
+/* ---- metrics ---- */
+
+typedef enum room_state { ROOM_AWAKE, ROOM_HIBERNATED, ROOM_COLD } room_state;
+
+static const char *const room_state_names[] = {"awake", "hibernated", "cold"};
+
+static room_state room_state_of(const party_room *room) {
+    if (room->life == PARTY__ROOM_READY)
+        return ROOM_AWAKE;
+    /* Out of memory (or on its way in or out) while connections stay open:
+     * a hibernated room, not a cold one. */
+    if (room->n_conns > 0)
+        return ROOM_HIBERNATED;
+    return ROOM_COLD;
+}
+
+static void metric_family(text_buf *tb, const char *name, const char *type, const char *help) {
+    text_appendf(tb, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void metric_scalar(text_buf *tb, const char *name, const char *type, const char *help,
+                          uint64_t value) {
+    metric_family(tb, name, type, help);
+    text_appendf(tb, "%s %" PRIu64 "\n", name, value);
+}
+
+static void metrics_write(party_runtime *rt, text_buf *tb) {
+    static const char *const event_names[] = {"connect", "message", "close",
+                                              "error",   "request", "alarm"};
+    uint64_t rooms[3] = {0, 0, 0};
+    uint64_t cumulative = 0;
+    size_t i;
+
+    for (i = 0; i < rt->rooms_cap; i++) {
+        const party_room *room;
+        for (room = rt->rooms[i]; room != NULL; room = room->hash_next)
+            rooms[room_state_of(room)]++;
+    }
+
+    metric_scalar(tb, "partyd_connections", "gauge",
+                  "Open client connections (HTTP and WebSocket).", (uint64_t)rt->n_conns);
+
+    metric_family(tb, "partyd_rooms", "gauge",
+                  "Rooms known to the runtime: awake (in memory), hibernated (out of memory "
+                  "with connections open) or cold (out of memory, no connections).");
+    for (i = 0; i < 3; i++)
+        text_appendf(tb, "partyd_rooms{state=\"%s\"} %" PRIu64 "\n", room_state_names[i], rooms[i]);
+
+    metric_family(tb, "partyd_events_total", "counter", "Events delivered to rooms, by type.");
+    for (i = 0; i < sizeof(event_names) / sizeof(event_names[0]); i++)
+        text_appendf(tb, "partyd_events_total{type=\"%s\"} %" PRIu64 "\n", event_names[i],
+                     rt->events[i]);
+
+    metric_family(tb, "partyd_commit_seconds", "histogram",
+                  "Time to commit a room's batch of writes durably.");
+    for (i = 0; i < PARTY__COMMIT_BUCKETS; i++) {
+        cumulative += rt->commit_hist[i];
+        if (i + 1 < PARTY__COMMIT_BUCKETS)
+            text_appendf(tb, "partyd_commit_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
+                         party__commit_bucket_ms[i] / 1000.0, cumulative);
+        else
+            text_appendf(tb, "partyd_commit_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", cumulative);
+    }
+    text_appendf(tb, "partyd_commit_seconds_sum %" PRIu64 ".%06" PRIu64 "\n",
+                 rt->commit_us_total / 1000000, rt->commit_us_total % 1000000);
+    text_appendf(tb, "partyd_commit_seconds_count %" PRIu64 "\n", rt->commits);
+
+    metric_scalar(tb, "partyd_bytes_received_total", "counter", "Bytes read from client sockets.",
+                  rt->bytes_in);
+    metric_scalar(tb, "partyd_bytes_sent_total", "counter", "Bytes written to client sockets.",
+                  rt->bytes_out);
+    metric_scalar(tb, "partyd_alarms_pending", "gauge",
+                  "Rooms waiting for an alarm or schedule to fire.",
+                  (uint64_t)party__alarm_heap_size(rt));
+    metric_scalar(tb, "partyd_alarms_fired_total", "counter", "Alarm events delivered to rooms.",
+                  rt->alarms_fired);
+    metric_scalar(tb, "partyd_alarms_retried_total", "counter",
+                  "Alarms scheduled again after on_alarm failed.", rt->alarms_retried);
+    metric_scalar(tb, "partyd_alarms_abandoned_total", "counter",
+                  "Alarms given up after their last retry failed.", rt->alarms_abandoned);
+
+    metric_family(tb, "partyd_errors_total", "counter",
+                  "Errors by kind: http (requests refused by the parser or the handshake "
+                  "check), websocket_protocol (connections closed for a bad frame), "
+                  "send_queue (slow readers dropped), commit (failed commits), accept "
+                  "(failed accepts).");
+    text_appendf(tb, "partyd_errors_total{kind=\"http\"} %" PRIu64 "\n", rt->http_errors);
+    text_appendf(tb, "partyd_errors_total{kind=\"websocket_protocol\"} %" PRIu64 "\n",
+                 rt->protocol_errors);
+    text_appendf(tb, "partyd_errors_total{kind=\"send_queue\"} %" PRIu64 "\n",
+                 rt->send_queue_drops);
+    text_appendf(tb, "partyd_errors_total{kind=\"commit\"} %" PRIu64 "\n", rt->commit_failures);
+    text_appendf(tb, "partyd_errors_total{kind=\"accept\"} %" PRIu64 "\n", rt->accept_errors);
+}
+
+static void ops_metrics(party_conn *conn) {
+    text_buf tb = {NULL, 0, 0, METRICS_MAX_BYTES, 0};
+    party_response res;
+
+    metrics_write(party__conn_rt(conn), &tb);
+    if (tb.failed) {
+        free(tb.data);
+        respond_text(conn, 500, "out of memory building the metrics\n");
+        return;
+    }
+    party__response_init(&res);
+    party_response_header(&res, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    party_response_body(&res, tb.data, tb.len);
+    free(tb.data);
+    respond(conn, &res);
+}
+
+/* ---- rooms ---- */
+
+static int sha256(const void *data, size_t len, unsigned char out[32]) {
+    unsigned int n = 0;
+    return EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) == 1 && n == 32;
+}
+
+/* 1 if the request carries "Authorization: Bearer <admin_token>" (the
+ * scheme in any case). The tokens are compared as SHA-256 digests with
+ * CRYPTO_memcmp: the time taken says nothing about how much of the token,
+ * or its length, was right. */
+static int request_authorized(party_runtime *rt, const party__http_request *req) {
+    static const char scheme[] = "Bearer";
+    party__slice auth = party__http_header_get(req, "Authorization");
+    unsigned char want[32], got[32];
+    size_t skip = sizeof(scheme) - 1;
+
+    if (auth.ptr == NULL || auth.len <= skip ||
+        !party__slice_eq_nocase(party__slice_make(auth.ptr, skip), scheme) ||
+        (auth.ptr[skip] != ' ' && auth.ptr[skip] != '\t'))
+        return 0;
+    while (skip < auth.len && (auth.ptr[skip] == ' ' || auth.ptr[skip] == '\t'))
+        skip++;
+    if (!sha256(rt->admin_token, strlen(rt->admin_token), want) ||
+        !sha256(auth.ptr + skip, auth.len - skip, got))
+        return 0;
+    return CRYPTO_memcmp(want, got, sizeof(want)) == 0;
+}
+
+static int room_compare(const void *a, const void *b) {
+    const party_room *x = *(const party_room *const *)a;
+    const party_room *y = *(const party_room *const *)b;
+    int c = strcmp(x->party->name, y->party->name);
+
+    if (c != 0)
+        return c;
+    /* Rooms known only by id sort after the named ones of their party. */
+    if (x->name != NULL && y->name != NULL)
+        c = strcmp(x->name, y->name);
+    else if (x->name != NULL || y->name != NULL)
+        c = x->name != NULL ? -1 : 1;
+    return c != 0 ? c : strcmp(x->id, y->id);
+}
+
+/* The JSON listing of the rooms in memory; NULL on OOM. The caller frees it
+ * with cJSON_free. */
+static char *rooms_json(party_runtime *rt) {
+    party_room **sorted = NULL;
+    cJSON *root = cJSON_CreateObject();
+    cJSON *list = cJSON_AddArrayToObject(root, "rooms");
+    char *text = NULL;
+    size_t i, n = 0;
+
+    if (root == NULL || list == NULL)
+        goto done;
+    if (rt->n_rooms > 0) {
+        sorted = malloc(rt->n_rooms * sizeof(*sorted));
+        if (sorted == NULL)
+            goto done;
+    }
+    for (i = 0; i < rt->rooms_cap; i++) {
+        party_room *room;
+        for (room = rt->rooms[i]; room != NULL && n < rt->n_rooms; room = room->hash_next)
+            sorted[n++] = room;
+    }
+    if (n > 1)
+        qsort(sorted, n, sizeof(*sorted), room_compare);
+    for (i = 0; i < n; i++) {
+        const party_room *room = sorted[i];
+        cJSON *item = cJSON_CreateObject();
+
+        if (item == NULL)
+            goto done;
+        if (!cJSON_AddItemToArray(list, item)) {
+            cJSON_Delete(item);
+            goto done;
+        }
+        if (cJSON_AddStringToObject(item, "party", room->party->name) == NULL ||
+            (room->name != NULL ? cJSON_AddStringToObject(item, "name", room->name)
+                                : cJSON_AddNullToObject(item, "name")) == NULL ||
+            cJSON_AddStringToObject(item, "id", room->id) == NULL ||
+            cJSON_AddNumberToObject(item, "connections", (double)room->n_conns) == NULL ||
+            cJSON_AddStringToObject(item, "status", room_state_names[room_state_of(room)]) == NULL)
+            goto done;
+    }
+    text = cJSON_PrintUnformatted(root);
+done:
+    free(sorted);
+    cJSON_Delete(root);
+    return text;
+}
+
+static void ops_rooms(party_conn *conn) {
+    party_runtime *rt = party__conn_rt(conn);
+    party_response res;
+    char *text;
+
+    if (!request_authorized(rt, &conn->http->req)) {
+        party__log_info(rt, "ops: refused /%s/rooms: missing or wrong Bearer token",
+                        rt->ops_prefix);
+        party__response_init(&res);
+        party__response_text(&res, 401, "unauthorized: send Authorization: Bearer <token>\n");
+        party_response_header(&res, "WWW-Authenticate", "Bearer realm=\"partyd\"");
+        respond(conn, &res);
+        return;
+    }
+    text = rooms_json(rt);
+    if (text == NULL) {
+        respond_text(conn, 500, "out of memory listing the rooms\n");
+        return;
+    }
+    party__response_init(&res);
+    party_response_header(&res, "Content-Type", "application/json");
+    party_response_body(&res, text, strlen(text));
+    cJSON_free(text);
+    respond(conn, &res);
+}
+
+/* ---- dispatch ---- */
+
+int party__ops_handle(party_conn *conn) {
+    party_runtime *rt = party__conn_rt(conn);
+    const party__http_request *req = &conn->http->req;
+    size_t prefix_len = strlen(rt->ops_prefix);
+    party__slice path = req->path, name;
+    void (*endpoint)(party_conn *) = NULL;
+
+    /* "/" ops_prefix "/" name */
+    if (path.len < prefix_len + 2 || path.ptr[0] != '/' ||
+        memcmp(path.ptr + 1, rt->ops_prefix, prefix_len) != 0 || path.ptr[prefix_len + 1] != '/')
+        return 0;
+    name = party__slice_make(path.ptr + prefix_len + 2, path.len - prefix_len - 2);
+    if (name.len == 6 && memcmp(name.ptr, "health", 6) == 0)
+        endpoint = ops_health;
+    else if (name.len == 7 && memcmp(name.ptr, "metrics", 7) == 0)
+        endpoint = ops_metrics;
+    else if (name.len == 5 && memcmp(name.ptr, "rooms", 5) == 0 && rt->admin_token != NULL)
+        endpoint = ops_rooms; /* without a token the endpoint does not exist */
+
+    if (endpoint == NULL) {
+        respond_text(conn, 404, "Not Found\n");
+        return 1;
+    }
+    if (!(req->method.len == 3 && memcmp(req->method.ptr, "GET", 3) == 0) &&
+        !(req->method.len == 4 && memcmp(req->method.ptr, "HEAD", 4) == 0)) {
+        party_response res;
+        party__response_init(&res);
+        party__response_text(&res, 405, "method not allowed: use GET or HEAD\n");
+        party_response_header(&res, "Allow", "GET, HEAD");
+        respond(conn, &res);
+        return 1;
+    }
+    endpoint(conn);
+    return 1;
 }
