@@ -96,6 +96,7 @@ static void route_websocket(party_conn *conn, const party__party *party, const c
 
     if (status != 0) {
         char body[160];
+        rt->http_errors++;
         party__log_info(rt, "http: %d bad WebSocket handshake: %s", status, why);
         snprintf(body, sizeof(body), "bad WebSocket handshake: %s\n", why);
         party__conn_http_fail(conn, status, body);
