@@ -1,6 +1,7 @@
 /* partyd: the daemon. Parses flags, registers the built-in parties and any
  * party loaded from a shared object, and runs the runtime until SIGINT or
  * SIGTERM. */
+#include <cjson/cJSON.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <getopt.h>
@@ -52,6 +53,10 @@ static const char usage_text[] =
     "                           HTTP answers of every party (Allow-Origin: *)\n"
     "  --admin-token TOKEN      enable /_partyd/rooms for 'Authorization: Bearer TOKEN'\n"
     "                           (also read from PARTYD_ADMIN_TOKEN)\n"
+    "  --config FILE            read options from a JSON file: the keys are the\n"
+    "                           flags' names, plus \"parties\": {NAME: {\"path\":\n"
+    "                           \"lib.so\", \"hibernate\": true, \"cors\": true}};\n"
+    "                           flags on the command line win\n"
     "  --version                print the version and exit\n"
     "  --help                   print this help and exit\n"
     "\n"
@@ -81,6 +86,7 @@ enum {
     OPT_ADMIN_TOKEN,
     OPT_VERSION,
     OPT_HELP,
+    OPT_CONFIG,
 };
 
 static const struct option options[] = {
@@ -105,6 +111,7 @@ static const struct option options[] = {
     {"static", required_argument, NULL, OPT_STATIC},
     {"cors", no_argument, NULL, OPT_CORS},
     {"admin-token", required_argument, NULL, OPT_ADMIN_TOKEN},
+    {"config", required_argument, NULL, OPT_CONFIG},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
@@ -234,8 +241,12 @@ static int load_party(const char *spec) {
     return 0;
 }
 
+static const party_def *with_overrides(const party_def *def);
+
 static int register_party(party_runtime *rt, const party_def *def) {
-    int r = party_runtime_add(rt, def);
+    int r;
+    def = with_overrides(def);
+    r = party_runtime_add(rt, def);
     if (r == PARTY_EEXIST)
         fprintf(stderr, "partyd: a party named '%s' is already registered\n", def->name);
     else if (r == PARTY_EINVAL)
@@ -265,132 +276,335 @@ static void raise_file_limit(void) {
     }
 }
 
-int main(int argc, char **argv) {
+/* What the flags and the config file set. */
+typedef struct options_state {
     party_config cfg;
+    const char *data_dir;
+} options_state;
+
+/* Applies one option (from the command line or the config file). Returns
+ * -1 to go on, or the exit status to end with. */
+static int apply_option(int opt, const char *arg, options_state *o) {
+    switch (opt) {
+    case OPT_HOST:
+        o->cfg.host = arg;
+        break;
+    case OPT_PORT:
+        if (parse_port(arg, &o->cfg.port) != 0)
+            return 2;
+        break;
+    case OPT_PREFIX:
+        o->cfg.prefix = arg;
+        break;
+    case OPT_DATA:
+        o->data_dir = arg;
+        break;
+    case OPT_PARTY:
+        if (load_party(arg) != 0)
+            return 1;
+        break;
+    case OPT_MAX_MESSAGE:
+        if (parse_size("--max-message-bytes", arg, &o->cfg.max_message_bytes) != 0)
+            return 2;
+        break;
+    case OPT_MAX_HEADER:
+        if (parse_size("--max-header-bytes", arg, &o->cfg.max_header_bytes) != 0)
+            return 2;
+        break;
+    case OPT_MAX_HEADERS:
+        if (parse_size("--max-headers", arg, &o->cfg.max_headers) != 0)
+            return 2;
+        break;
+    case OPT_MAX_BODY:
+        if (parse_size("--max-body-bytes", arg, &o->cfg.max_body_bytes) != 0)
+            return 2;
+        break;
+    case OPT_SEND_QUEUE:
+        if (parse_size("--send-queue-bytes", arg, &o->cfg.send_queue_bytes) != 0)
+            return 2;
+        break;
+    case OPT_MAX_ROOM_CONNS:
+        if (parse_size("--max-room-conns", arg, &o->cfg.max_room_conns) != 0)
+            return 2;
+        break;
+    case OPT_MAX_CONNS:
+        if (parse_size("--max-conns", arg, &o->cfg.max_conns) != 0)
+            return 2;
+        break;
+    case OPT_HEADER_TIMEOUT:
+        if (parse_seconds("--header-timeout", arg, &o->cfg.header_timeout) != 0)
+            return 2;
+        break;
+    case OPT_DURABILITY:
+        if (strcmp(arg, "full") == 0) {
+            o->cfg.durability = PARTY_DURABILITY_FULL;
+        } else if (strcmp(arg, "normal") == 0) {
+            o->cfg.durability = PARTY_DURABILITY_NORMAL;
+        } else {
+            fprintf(stderr, "partyd: --durability: '%s' is not full or normal\n", arg);
+            return 2;
+        }
+        break;
+    case OPT_IDLE_TIMEOUT:
+        if (parse_seconds("--idle-timeout", arg, &o->cfg.idle_timeout) != 0)
+            return 2;
+        break;
+    case OPT_HIBERNATE_AFTER:
+        if (parse_seconds("--hibernate-after", arg, &o->cfg.hibernate_after) != 0)
+            return 2;
+        break;
+    case OPT_CLOSE_TIMEOUT:
+        if (parse_seconds("--close-timeout", arg, &o->cfg.close_timeout) != 0)
+            return 2;
+        break;
+    case OPT_LOG_LEVEL:
+        if (parse_log_level(arg, &o->cfg.log_level) != 0)
+            return 2;
+        break;
+    case OPT_STATIC:
+        o->cfg.static_dir = arg;
+        break;
+    case OPT_CORS:
+        o->cfg.cors = 1;
+        break;
+    case OPT_ADMIN_TOKEN:
+        o->cfg.admin_token = arg;
+        break;
+    case OPT_VERSION:
+        printf("partyd %s\n", PARTY_VERSION_STRING);
+        return 0;
+    case OPT_HELP:
+        fputs(usage_text, stdout);
+        return 0;
+    default:
+        fputs(usage_text, stderr);
+        return 2;
+    }
+    return -1;
+}
+
+/* ---- the config file ----
+ * A JSON object whose keys are the long flags' names ("port": 2000,
+ * "max-message-bytes": "1M", "cors": true, "party": ["x=./x.so"]) plus
+ * "parties": {"NAME": {"path": "lib.so", "hibernate": true, "cors": true}}
+ * for per-party options. Flags given on the command line win. */
+
+#define CONFIG_MAX_BYTES (1024 * 1024)
+#define MAX_OVERRIDES 64
+
+typedef struct party_override {
+    const char *name;
+    int hibernate; /* -1: as the party says */
+    int cors;      /* -1: as the party says */
+} party_override;
+
+static cJSON *config_root; /* kept: the config's strings stay in use */
+static party_override overrides[MAX_OVERRIDES];
+static size_t n_overrides;
+static party_def overridden[MAX_OVERRIDES];
+static size_t n_overridden;
+
+static void free_config_strings(void) {
+    cJSON_Delete(config_root);
+    config_root = NULL;
+}
+
+static const char *config_path(int argc, char **argv) {
+    int i;
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            return argv[i + 1];
+        if (strncmp(argv[i], "--config=", 9) == 0)
+            return argv[i] + 9;
+        if (strcmp(argv[i], "--") == 0)
+            break;
+    }
+    return NULL;
+}
+
+static int config_error(const char *path, const char *what, const char *key) {
+    fprintf(stderr, "partyd: --config %s: %s%s%s%s\n", path, what, key ? " '" : "", key ? key : "",
+            key ? "'" : "");
+    return 2;
+}
+
+static int config_parties(const char *path, const cJSON *parties, options_state *o) {
+    const cJSON *party;
+    if (!cJSON_IsObject(parties))
+        return config_error(path, "\"parties\" must be an object", NULL);
+    cJSON_ArrayForEach(party, parties) {
+        const cJSON *field;
+        party_override *ov;
+        if (!cJSON_IsObject(party))
+            return config_error(path, "a party's options must be an object:", party->string);
+        if (n_overrides == MAX_OVERRIDES)
+            return config_error(path, "too many parties", NULL);
+        ov = &overrides[n_overrides++];
+        ov->name = party->string;
+        ov->hibernate = ov->cors = -1;
+        cJSON_ArrayForEach(field, party) {
+            if (strcmp(field->string, "path") == 0 && cJSON_IsString(field)) {
+                char spec[4096];
+                snprintf(spec, sizeof(spec), "%s=%s", party->string, field->valuestring);
+                if (load_party(spec) != 0)
+                    return 1;
+            } else if (strcmp(field->string, "hibernate") == 0 && cJSON_IsBool(field)) {
+                ov->hibernate = cJSON_IsTrue(field);
+            } else if (strcmp(field->string, "cors") == 0 && cJSON_IsBool(field)) {
+                ov->cors = cJSON_IsTrue(field);
+            } else {
+                fprintf(stderr,
+                        "partyd: --config %s: party '%s': unknown or mistyped option '%s' "
+                        "(path: string, hibernate: bool, cors: bool)\n",
+                        path, party->string, field->string);
+                return 2;
+            }
+        }
+    }
+    (void)o;
+    return -1;
+}
+
+static int config_value(const char *path, const struct option *opt, const cJSON *value,
+                        options_state *o) {
+    char number[64];
+    if (opt->has_arg == no_argument) {
+        if (!cJSON_IsBool(value))
+            return config_error(path, "expected true or false for", opt->name);
+        return cJSON_IsTrue(value) ? apply_option(opt->val, NULL, o) : -1;
+    }
+    if (cJSON_IsString(value))
+        return apply_option(opt->val, value->valuestring, o);
+    if (cJSON_IsNumber(value)) {
+        snprintf(number, sizeof(number), "%.17g", value->valuedouble);
+        return apply_option(opt->val, number, o);
+    }
+    return config_error(path, "expected a string or a number for", opt->name);
+}
+
+/* Reads --config FILE if given. -1 to go on, else the exit status. */
+static int apply_config_file(int argc, char **argv, options_state *o) {
+    const char *path = config_path(argc, argv);
+    const cJSON *item;
+    char *text;
+    FILE *f;
+    size_t n;
+    int r;
+
+    if (path == NULL)
+        return -1;
+    f = fopen(path, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "partyd: --config %s: %s\n", path, strerror(errno));
+        return 2;
+    }
+    text = malloc(CONFIG_MAX_BYTES + 1);
+    n = text != NULL ? fread(text, 1, CONFIG_MAX_BYTES + 1, f) : 0;
+    fclose(f);
+    if (text == NULL || n > CONFIG_MAX_BYTES) {
+        free(text);
+        return config_error(path, "larger than 1 MiB (or out of memory)", NULL);
+    }
+    text[n] = '\0';
+    config_root = cJSON_ParseWithLength(text, n);
+    if (config_root == NULL) {
+        const char *at = cJSON_GetErrorPtr();
+        size_t line = 1, i;
+        for (i = 0; at != NULL && text + i < at && i < n; i++)
+            line += text[i] == '\n';
+        free(text);
+        fprintf(stderr, "partyd: --config %s: not valid JSON (near line %zu)\n", path, line);
+        return 2;
+    }
+    free(text);
+    if (!cJSON_IsObject(config_root))
+        return config_error(path, "the top level must be an object", NULL);
+    cJSON_ArrayForEach(item, config_root) {
+        const struct option *opt;
+        if (strcmp(item->string, "parties") == 0) {
+            r = config_parties(path, item, o);
+            if (r >= 0)
+                return r;
+            continue;
+        }
+        for (opt = options; opt->name != NULL; opt++)
+            if (strcmp(opt->name, item->string) == 0)
+                break;
+        if (opt->name == NULL || opt->val == OPT_CONFIG || opt->val == OPT_HELP ||
+            opt->val == OPT_VERSION)
+            return config_error(path, "unknown key", item->string);
+        if (cJSON_IsArray(item)) {
+            const cJSON *each;
+            cJSON_ArrayForEach(each, item) {
+                r = config_value(path, opt, each, o);
+                if (r >= 0)
+                    return r;
+            }
+        } else {
+            r = config_value(path, opt, item, o);
+            if (r >= 0)
+                return r;
+        }
+    }
+    return -1;
+}
+
+/* The definition to register: a copy with the config's per-party options
+ * when it has any. */
+static const party_def *with_overrides(const party_def *def) {
+    size_t i;
+    for (i = 0; i < n_overrides; i++) {
+        if (strcasecmp(overrides[i].name, def->name) == 0 && n_overridden < MAX_OVERRIDES) {
+            party_def *copy = &overridden[n_overridden++];
+            *copy = *def;
+            if (overrides[i].hibernate >= 0)
+                copy->hibernate = overrides[i].hibernate;
+            if (overrides[i].cors >= 0)
+                copy->cors = overrides[i].cors ? PARTY_CORS_ON : PARTY_CORS_OFF;
+            return copy;
+        }
+    }
+    return def;
+}
+int main(int argc, char **argv) {
+    options_state o;
     party_runtime *rt;
-    const char *data_dir = "./data";
     size_t i;
     int opt, r, status = 0;
 
-    party_config_init(&cfg);
+    party_config_init(&o.cfg);
+    o.data_dir = "./data";
     /* A token on the command line shows in ps; the environment does not. */
-    cfg.admin_token = getenv("PARTYD_ADMIN_TOKEN");
+    o.cfg.admin_token = getenv("PARTYD_ADMIN_TOKEN");
+    /* The config file first, so that flags override it. */
+    r = apply_config_file(argc, argv, &o);
+    if (r >= 0)
+        return r;
     while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-        switch (opt) {
-        case OPT_HOST:
-            cfg.host = optarg;
-            break;
-        case OPT_PORT:
-            if (parse_port(optarg, &cfg.port) != 0)
-                return 2;
-            break;
-        case OPT_PREFIX:
-            cfg.prefix = optarg;
-            break;
-        case OPT_DATA:
-            data_dir = optarg;
-            break;
-        case OPT_PARTY:
-            if (load_party(optarg) != 0)
-                return 1;
-            break;
-        case OPT_MAX_MESSAGE:
-            if (parse_size("--max-message-bytes", optarg, &cfg.max_message_bytes) != 0)
-                return 2;
-            break;
-        case OPT_MAX_HEADER:
-            if (parse_size("--max-header-bytes", optarg, &cfg.max_header_bytes) != 0)
-                return 2;
-            break;
-        case OPT_MAX_HEADERS:
-            if (parse_size("--max-headers", optarg, &cfg.max_headers) != 0)
-                return 2;
-            break;
-        case OPT_MAX_BODY:
-            if (parse_size("--max-body-bytes", optarg, &cfg.max_body_bytes) != 0)
-                return 2;
-            break;
-        case OPT_SEND_QUEUE:
-            if (parse_size("--send-queue-bytes", optarg, &cfg.send_queue_bytes) != 0)
-                return 2;
-            break;
-        case OPT_MAX_ROOM_CONNS:
-            if (parse_size("--max-room-conns", optarg, &cfg.max_room_conns) != 0)
-                return 2;
-            break;
-        case OPT_MAX_CONNS:
-            if (parse_size("--max-conns", optarg, &cfg.max_conns) != 0)
-                return 2;
-            break;
-        case OPT_HEADER_TIMEOUT:
-            if (parse_seconds("--header-timeout", optarg, &cfg.header_timeout) != 0)
-                return 2;
-            break;
-        case OPT_DURABILITY:
-            if (strcmp(optarg, "full") == 0) {
-                cfg.durability = PARTY_DURABILITY_FULL;
-            } else if (strcmp(optarg, "normal") == 0) {
-                cfg.durability = PARTY_DURABILITY_NORMAL;
-            } else {
-                fprintf(stderr, "partyd: --durability: '%s' is not full or normal\n", optarg);
-                return 2;
-            }
-            break;
-        case OPT_IDLE_TIMEOUT:
-            if (parse_seconds("--idle-timeout", optarg, &cfg.idle_timeout) != 0)
-                return 2;
-            break;
-        case OPT_HIBERNATE_AFTER:
-            if (parse_seconds("--hibernate-after", optarg, &cfg.hibernate_after) != 0)
-                return 2;
-            break;
-        case OPT_CLOSE_TIMEOUT:
-            if (parse_seconds("--close-timeout", optarg, &cfg.close_timeout) != 0)
-                return 2;
-            break;
-        case OPT_LOG_LEVEL:
-            if (parse_log_level(optarg, &cfg.log_level) != 0)
-                return 2;
-            break;
-        case OPT_STATIC:
-            cfg.static_dir = optarg;
-            break;
-        case OPT_CORS:
-            cfg.cors = 1;
-            break;
-        case OPT_ADMIN_TOKEN:
-            cfg.admin_token = optarg;
-            break;
-        case OPT_VERSION:
-            printf("partyd %s\n", PARTY_VERSION_STRING);
-            return 0;
-        case OPT_HELP:
-            fputs(usage_text, stdout);
-            return 0;
-        default:
-            fputs(usage_text, stderr);
-            return 2;
-        }
+        if (opt == OPT_CONFIG)
+            continue; /* already read */
+        r = apply_option(opt, optarg, &o);
+        if (r >= 0)
+            return r;
     }
     if (optind < argc) {
         fprintf(stderr, "partyd: unexpected argument '%s'\n%s", argv[optind], usage_text);
         return 2;
     }
-    if (mkdir(data_dir, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "partyd: --data %s: %s\n", data_dir, strerror(errno));
+    if (mkdir(o.data_dir, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "partyd: --data %s: %s\n", o.data_dir, strerror(errno));
         return 1;
     }
-
-    if (cfg.static_dir != NULL) {
+    if (o.cfg.static_dir != NULL) {
         struct stat st;
-        if (stat(cfg.static_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            fprintf(stderr, "partyd: --static %s: not a directory\n", cfg.static_dir);
+        if (stat(o.cfg.static_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "partyd: --static %s: not a directory\n", o.cfg.static_dir);
             return 2;
         }
     }
-    cfg.data_dir = data_dir;
+    o.cfg.data_dir = o.data_dir;
     raise_file_limit();
-    rt = party_runtime_new(&cfg);
+    rt = party_runtime_new(&o.cfg);
     if (rt == NULL) {
         fprintf(stderr, "partyd: cannot create the runtime (out of memory)\n");
         return 1;
@@ -410,11 +624,12 @@ int main(int argc, char **argv) {
         r = party_runtime_run(rt);
     if (r != 0) {
         if (r == PARTY_EADDR)
-            fprintf(stderr, "partyd: cannot listen on %s:%d (see the log line above)\n", cfg.host,
-                    cfg.port);
+            fprintf(stderr, "partyd: cannot listen on %s:%d (see the log line above)\n", o.cfg.host,
+                    o.cfg.port);
         status = 1;
     }
     party_runtime_free(rt);
     unload_parties();
+    free_config_strings();
     return status;
 }

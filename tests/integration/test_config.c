@@ -1,0 +1,118 @@
+/* partyd --config FILE: a JSON file of the flags' names plus per-party
+ * options; flags on the command line win over it; mistakes are refused at
+ * start-up with a message naming the key. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "client.h"
+
+static char config_file[] = "/tmp/partyd-config-XXXXXX";
+
+static void write_config(const char *json) {
+    int fd = mkstemp(config_file);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, json, strlen(json)), (ssize_t)strlen(json));
+    close(fd);
+}
+
+static void test_config_file_sets_options_and_per_party_cors(void **state) {
+    const char *args[] = {"--config", config_file, NULL};
+    http_response res;
+    partyd *d;
+    tconn *first, *second;
+    (void)state;
+
+    write_config("{\"cors\": true, \"max-room-conns\": 1,"
+                 " \"parties\": {\"chat\": {\"cors\": false}}}");
+    d = partyd_start(args);
+    assert_non_null(d);
+    /* cors from the file: on for echo, off for chat by its own option. */
+    http_expect_request(partyd_port(d), "OPTIONS", "/parties/echo/x", NULL, NULL, 0, &res);
+    assert_int_equal(res.status, 204);
+    assert_string_equal(http_response_header(&res, "Access-Control-Allow-Origin"), "*");
+    http_response_free(&res);
+    http_expect_request(partyd_port(d), "OPTIONS", "/parties/chat/x", NULL, NULL, 0, &res);
+    assert_int_equal(res.status, 405);
+    assert_null(http_response_header(&res, "Access-Control-Allow-Origin"));
+    http_response_free(&res);
+    /* max-room-conns from the file. */
+    first = ws_open(partyd_port(d), "/parties/echo/solo?_pk=one");
+    second = tconn_open(partyd_port(d), 0);
+    memset(&res, 0, sizeof(res));
+    assert_int_equal(ws_handshake(second, "/parties/echo/solo?_pk=two", NULL, NULL, 0, &res), 503);
+    http_response_free(&res);
+    tconn_close(second);
+    tconn_close(first);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+    unlink(config_file);
+}
+
+static void test_command_line_flags_win_over_the_file(void **state) {
+    const char *args[] = {"--config", config_file, "--max-room-conns", "5", NULL};
+    http_response res;
+    partyd *d;
+    tconn *a, *b;
+    (void)state;
+
+    strcpy(config_file, "/tmp/partyd-config-XXXXXX");
+    write_config("{\"max-room-conns\": 1}");
+    d = partyd_start(args);
+    assert_non_null(d);
+    a = ws_open(partyd_port(d), "/parties/echo/duo?_pk=a");
+    b = tconn_open(partyd_port(d), 0);
+    memset(&res, 0, sizeof(res));
+    assert_int_equal(ws_handshake(b, "/parties/echo/duo?_pk=b", NULL, NULL, 0, &res), 0);
+    http_response_free(&res);
+    tconn_close(a);
+    tconn_close(b);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+    unlink(config_file);
+}
+
+static void expect_refused(const char *json, const char *message) {
+    const char *args[] = {"--config", config_file, NULL};
+    partyd *d;
+    char *err;
+
+    strcpy(config_file, "/tmp/partyd-config-XXXXXX");
+    write_config(json);
+    d = partyd_spawn(args);
+    assert_non_null(d);
+    assert_int_equal(partyd_wait_exit(d, 10000), 2);
+    err = partyd_stderr(d);
+    if (strstr(err, message) == NULL)
+        fail_msg("expected '%s' in: %s", message, err);
+    free(err);
+    partyd_free(d);
+    unlink(config_file);
+}
+
+static void test_mistakes_in_the_file_are_refused_with_the_key_named(void **state) {
+    (void)state;
+    expect_refused("{\"max-mesage-bytes\": \"1M\"}", "unknown key 'max-mesage-bytes'");
+    expect_refused("{\"port\": \"eighty\"}", "'eighty' is not a port number");
+    expect_refused("{\"cors\": \"yes\"}", "expected true or false for 'cors'");
+    expect_refused("{\"parties\": {\"chat\": {\"hibernat\": true}}}",
+                   "party 'chat': unknown or mistyped option 'hibernat'");
+    expect_refused("{\"port\": 1,\n \"x\": }", "not valid JSON (near line 2)");
+    expect_refused("[1, 2]", "the top level must be an object");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config_file_sets_options_and_per_party_cors),
+        cmocka_unit_test(test_command_line_flags_win_over_the_file),
+        cmocka_unit_test(test_mistakes_in_the_file_are_refused_with_the_key_named),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
