@@ -329,6 +329,7 @@ typedef struct party_config {
     double header_timeout;    /* 10 s to receive a whole request head */
     double close_timeout;     /* 5 s to wait for the peer's Close reply */
     int log_level;            /* 0 error, 1 warn, 2 info (default), 3 debug */
+    int log_json;             /* 1: one JSON object per log line */
     const char *ops_prefix;   /* "_partyd": /_partyd/health, /metrics, /rooms */
     const char *admin_token;  /* NULL: /_partyd/rooms is off; else the Bearer token it needs */
     const char *static_dir;   /* NULL: none; else files served for paths outside the prefix */

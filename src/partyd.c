@@ -48,6 +48,7 @@ static const char usage_text[] =
     "  --header-timeout SEC     time to receive a request head (default 10)\n"
     "  --close-timeout SEC      time to wait for a Close reply (default 5)\n"
     "  --log-level LEVEL        error, warn, info (default) or debug\n"
+    "  --log-format FORMAT      text (default) or json: one object per line\n"
     "  --static DIR             serve files from DIR for paths outside the prefix\n"
     "  --cors                   answer CORS preflights and add CORS headers to the\n"
     "                           HTTP answers of every party (Allow-Origin: *)\n"
@@ -81,6 +82,7 @@ enum {
     OPT_HIBERNATE_AFTER,
     OPT_CLOSE_TIMEOUT,
     OPT_LOG_LEVEL,
+    OPT_LOG_FORMAT,
     OPT_STATIC,
     OPT_CORS,
     OPT_ADMIN_TOKEN,
@@ -108,6 +110,7 @@ static const struct option options[] = {
     {"hibernate-after", required_argument, NULL, OPT_HIBERNATE_AFTER},
     {"close-timeout", required_argument, NULL, OPT_CLOSE_TIMEOUT},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"static", required_argument, NULL, OPT_STATIC},
     {"cors", no_argument, NULL, OPT_CORS},
     {"admin-token", required_argument, NULL, OPT_ADMIN_TOKEN},
@@ -360,6 +363,14 @@ static int apply_option(int opt, const char *arg, options_state *o) {
     case OPT_LOG_LEVEL:
         if (parse_log_level(arg, &o->cfg.log_level) != 0)
             return 2;
+        break;
+    case OPT_LOG_FORMAT:
+        if (strcmp(arg, "json") == 0 || strcmp(arg, "text") == 0) {
+            o->cfg.log_json = strcmp(arg, "json") == 0;
+        } else {
+            fprintf(stderr, "partyd: --log-format: '%s' is not text or json\n", arg);
+            return 2;
+        }
         break;
     case OPT_STATIC:
         o->cfg.static_dir = arg;
