@@ -15,6 +15,9 @@
 
 /* Re-arm at least this often, so a wall clock that jumps is noticed. */
 #define MAX_TIMER_MS 60000
+/* Rooms still opening their stores past which due alarms wait: more would
+ * only queue on the worker threads and hold files open. */
+#define MAX_ALARM_WAKES_LOADING 64
 
 typedef struct party__alarm_node {
     int64_t due;
@@ -206,6 +209,10 @@ static void timer_rearm(party_runtime *rt) {
         return;
     }
     wait = rt->alarm_heap[0]->due - party__runtime_epoch_ms(rt);
+    /* Due but held back while rooms load: their loads call back in
+     * (party__alarms_room_loaded); the timer is only a backstop. */
+    if (wait <= 0 && rt->n_loading >= MAX_ALARM_WAKES_LOADING)
+        wait = 100;
     if (wait < 0)
         wait = 0;
     if (wait > MAX_TIMER_MS)
@@ -218,7 +225,8 @@ void party__alarms_fire_due(party_runtime *rt) {
     size_t budget = rt->alarm_heap_len;
 
     /* budget: an entry re-added while firing waits for the next turn */
-    while (rt->alarm_heap_len > 0 && rt->alarm_heap[0]->due <= now && budget-- > 0) {
+    while (rt->alarm_heap_len > 0 && rt->alarm_heap[0]->due <= now && budget-- > 0 &&
+           rt->n_loading < MAX_ALARM_WAKES_LOADING) {
         alarm_node *node = rt->alarm_heap[0];
         const party__party *party = &rt->parties[node->party];
         char id[PARTY_ID_MAX];
@@ -242,6 +250,12 @@ void party__alarms_fire_due(party_runtime *rt) {
         }
     }
     timer_rearm(rt);
+}
+
+void party__alarms_room_loaded(party_runtime *rt) {
+    if (rt->alarms_started && rt->alarm_heap_len > 0 &&
+        rt->alarm_heap[0]->due <= party__runtime_epoch_ms(rt))
+        party__alarms_fire_due(rt);
 }
 
 /* ---- the index ---- */

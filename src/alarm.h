@@ -34,6 +34,10 @@ size_t party__alarm_heap_size(party_runtime *rt);
  * re-arms the timer. Called by the timer and by the virtual clock. */
 void party__alarms_fire_due(party_runtime *rt);
 
+/* A room finished loading (or failed to): alarms held back while too many
+ * rooms were loading may go now. */
+void party__alarms_room_loaded(party_runtime *rt);
+
 /* Wall-clock ms since the epoch (virtual under the test harness). */
 int64_t party__runtime_epoch_ms(party_runtime *rt);
 

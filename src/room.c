@@ -1126,13 +1126,22 @@ static void after_open_work(uv_work_t *req, int status) {
     (void)status;
 
     rt->n_busy--;
+    rt->n_loading--;
     if (w->result != 0) {
         party__log_error(rt, "room %s/%s: cannot open its storage: %s", room->party->name,
                          room->name ? room->name : room->id, w->why);
         room->life = PARTY__ROOM_COLD;
         free(w);
         room_fail_queued(room);
+        if (room->wake_indexed == -1) {
+            /* It was woken by its alarm: the wake-up is due again soon, not
+             * lost until a restart. */
+            (void)party__alarm_heap_put(rt, room->id, room->party->name,
+                                        party__runtime_epoch_ms(rt) + 2000);
+            room->wake_indexed = 0;
+        }
         room_update_idle(room);
+        party__alarms_room_loaded(rt);
         party__runtime_maybe_finish(rt);
         return;
     }
@@ -1150,6 +1159,7 @@ static void after_open_work(uv_work_t *req, int status) {
     room_reload_name(room);
     room->life = PARTY__ROOM_READY;
     room_run(room);
+    party__alarms_room_loaded(rt);
     party__runtime_maybe_finish(rt);
 }
 
@@ -1168,8 +1178,10 @@ static void room_load(party_room *room) {
     room->life = PARTY__ROOM_LOADING;
     idle_remove(room);
     rt->n_busy++;
+    rt->n_loading++;
     if (uv_queue_work(&rt->loop, &w->req, open_work, after_open_work) != 0) {
         rt->n_busy--;
+        rt->n_loading--;
         room->life = PARTY__ROOM_COLD;
         free(w);
         room_fail_queued(room);

@@ -47,6 +47,7 @@ struct party_runtime {
     int trim_pending;         /* memory was freed in bulk: return it at the next tick */
     uv_timer_t evict_timer;   /* evicts rooms idle past idle_timeout */
     size_t n_busy;            /* rooms with store work on a worker thread */
+    size_t n_loading;         /* rooms opening their store */
     unsigned commit_delay_ms; /* test hook: every durable commit waits this long first */
     uint64_t commit_failures;
     /* alarms: the index (one SQLite file) and the heap of wake times */

@@ -85,11 +85,13 @@ int party__store_open(const party__store_options *opt, const char *room_id, part
      * hundreds of megabytes. */
     sqlite3_db_config(s->db, SQLITE_DBCONFIG_LOOKASIDE, NULL, 128, 32);
     sqlite3_exec(s->db, "PRAGMA cache_size=-256", NULL, NULL, NULL);
-    rc = sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+    /* synchronous first: switching a new file to WAL under the default
+     * setting would cost extra syncs even in NORMAL mode. */
+    rc = sqlite3_exec(
+        s->db, opt->durability_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", NULL,
+        NULL, NULL);
     if (rc == SQLITE_OK)
-        rc = sqlite3_exec(
-            s->db, opt->durability_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
-            NULL, NULL, NULL);
+        rc = sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(s->db, schema, NULL, NULL, NULL);
     if (rc != SQLITE_OK)

@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "party.h"
 #include "party_test.h"
@@ -401,6 +403,28 @@ static void test_alarm_fires_on_evicted_room_with_its_name(void **state) {
     assert_int_equal(rec.alarms, 1);
     assert_int_equal(rec.starts, 2); /* a cold start, then on_alarm */
     assert_string_equal(rec.alarm_room[0], "cold");
+}
+
+/* A due alarm whose room cannot open its storage is tried again a little
+ * later, not dropped until the next restart. */
+static void test_alarm_whose_room_cannot_open_storage_is_retried_not_lost(void **state) {
+    party_test *t = *state;
+    char id[PARTY_ID_MAX], path[4096], aside[4200];
+
+    alarm_set(t, "broken", T0 + 10000);
+    assert_int_equal(party_test_evict(t, "clock", "broken"), 0);
+    party_room_id_from_name("clock", "broken", id);
+    assert_int_equal(party_test_room_file(t, id, path, sizeof(path)), 0);
+    snprintf(aside, sizeof(aside), "%s.aside", path);
+    assert_int_equal(rename(path, aside), 0);
+    assert_int_equal(mkdir(path, 0700), 0); /* a directory: SQLite cannot open it */
+    advance(t, 10000);
+    assert_int_equal(rec.alarms, 0);
+    assert_int_equal(rmdir(path), 0);
+    assert_int_equal(rename(aside, path), 0);
+    assert_true(advance_until_alarm(t, 500, 10000) >= 0);
+    assert_int_equal(rec.alarms, 1);
+    assert_string_equal(rec.alarm_room[0], "broken");
 }
 
 static void test_alarm_fires_on_idle_evicted_room(void **state) {
@@ -968,6 +992,7 @@ int main(void) {
         TEST(test_alarm_due_now_fires_on_advance_zero),
         TEST(test_alarm_in_the_past_fires_at_once),
         TEST(test_alarm_fires_on_evicted_room_with_its_name),
+        TEST(test_alarm_whose_room_cannot_open_storage_is_retried_not_lost),
         TEST(test_alarm_fires_on_idle_evicted_room),
         TEST(test_alarm_fires_after_restart_with_its_name),
         TEST(test_alarm_due_while_down_fires_after_restart),
