@@ -668,6 +668,16 @@ static void room_deliver(party_room *room, const party__event *ev) {
     room->running = 0;
 }
 
+/* Hands the room's store over (to be closed): it no longer counts as
+ * loaded. */
+static party__store *room_take_store(party_room *room) {
+    party__store *store = room->store;
+    if (store != NULL)
+        room->rt->n_loaded--;
+    room->store = NULL;
+    return store;
+}
+
 /* ---- idle lists: eviction and hibernation ---- *
  * A room with nothing to do waits on one of two lists, oldest first: with
  * no connections, for eviction after idle_timeout; with connections of a
@@ -777,14 +787,13 @@ int party__room_evict(party_room *room) {
     }
     w = calloc(1, sizeof(*w));
     if (w == NULL) {
-        party__store_close(room->store);
+        party__store_close(room_take_store(room));
         room_destroy(room);
         return 0;
     }
     room->life = PARTY__ROOM_EVICTING;
     w->room = room;
-    w->store = room->store;
-    room->store = NULL;
+    w->store = room_take_store(room);
     w->req.data = w;
     rt->n_busy++;
     if (uv_queue_work(&rt->loop, &w->req, close_work, after_close_work) != 0) {
@@ -831,8 +840,7 @@ int party__room_hibernate(party_room *room) {
      * room's next event (not a ping) loads it again. */
     room->life = PARTY__ROOM_UNLOADING;
     w->room = room;
-    w->store = room->store;
-    room->store = NULL;
+    w->store = room_take_store(room);
     w->req.data = w;
     rt->n_busy++;
     if (uv_queue_work(&rt->loop, &w->req, close_work, after_unload_work) != 0) {
@@ -1146,6 +1154,7 @@ static void after_open_work(uv_work_t *req, int status) {
         return;
     }
     room->store = w->store;
+    rt->n_loaded++;
     room->alarm_at = w->alarm_at;
     room->alarm_retries = w->alarm_retries;
     room->sched_next = w->sched_next;
@@ -1165,7 +1174,15 @@ static void after_open_work(uv_work_t *req, int status) {
 
 static void room_load(party_room *room) {
     party_runtime *rt = room->rt;
-    store_work *w = calloc(1, sizeof(*w));
+    store_work *w;
+
+    /* Every loaded room holds files open (database, WAL, shared memory).
+     * Past max_loaded_rooms the longest-idle rooms without connections
+     * leave early to make room, whatever their idle time. */
+    while (rt->n_loaded + rt->n_loading >= rt->max_loaded_rooms && rt->idle.head != NULL &&
+           rt->idle.head != room && rt->idle.head->life == PARTY__ROOM_READY)
+        (void)party__room_evict(rt->idle.head);
+    w = calloc(1, sizeof(*w));
 
     if (w == NULL) {
         room_fail_queued(room);
@@ -1249,8 +1266,7 @@ void party__rooms_free_all(party_runtime *rt) {
             if (room->store != NULL && party__store_in_transaction(room->store))
                 party__store_commit(room->store);
             room_drop_state(room);
-            party__store_close(room->store);
-            room->store = NULL;
+            party__store_close(room_take_store(room));
             room_destroy(room);
         }
     }

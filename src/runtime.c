@@ -196,6 +196,7 @@ party_runtime *party_runtime_new(const party_config *cfg) {
         rt->cfg.max_headers = PARTY__HTTP_MAX_HEADERS;
     if (rt->cfg.max_conns == 0)
         rt->cfg.max_conns = party__default_max_conns();
+    rt->max_loaded_rooms = party__default_max_loaded_rooms();
     if (rt->cfg.send_queue_bytes > UINT32_MAX)
         rt->cfg.send_queue_bytes = UINT32_MAX; /* connections count it in 32 bits */
     rt->loop.data = rt;
@@ -271,6 +272,16 @@ void party__runtime_record_commit(party_runtime *rt, uint64_t us) {
     rt->commit_hist[i]++;
     rt->commits++;
     rt->commit_us_total += us;
+}
+
+size_t party__default_max_loaded_rooms(void) {
+    struct rlimit lim;
+    size_t files;
+    if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY)
+        return 1u << 20;
+    files = (size_t)lim.rlim_cur;
+    /* A third of the files for rooms, three files each. */
+    return files / 9 > 16 ? files / 9 : 16;
 }
 
 size_t party__default_max_conns(void) {

@@ -48,6 +48,8 @@ struct party_runtime {
     uv_timer_t evict_timer;   /* evicts rooms idle past idle_timeout */
     size_t n_busy;            /* rooms with store work on a worker thread */
     size_t n_loading;         /* rooms opening their store */
+    size_t n_loaded;          /* rooms with their store open */
+    size_t max_loaded_rooms;  /* past it, idle rooms are evicted early */
     unsigned commit_delay_ms; /* test hook: every durable commit waits this long first */
     uint64_t commit_failures;
     /* alarms: the index (one SQLite file) and the heap of wake times */
@@ -102,6 +104,9 @@ void party__runtime_record_commit(party_runtime *rt, uint64_t us);
 /* max_conns when the configuration leaves it 0: the soft open-file limit
  * less a reserve. */
 size_t party__default_max_conns(void);
+/* How many rooms may have their store open before idle ones are evicted
+ * early: from the open-file limit. */
+size_t party__default_max_loaded_rooms(void);
 
 /* Looks up a party by URL name, case-insensitively; NULL if unknown. */
 const party__party *party__runtime_find_party(party_runtime *rt, const char *name, size_t len);
