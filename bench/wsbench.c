@@ -6,7 +6,10 @@
  * message it receives means. Prints one human line and one JSON line.
  *
  * Modes: counter, echo (request-response: W messages in flight per
- * connection, each reply answered by the next message). */
+ * connection, each reply answered by the next message); idle (opens the
+ * connections, holds them open without a word, answering pings, then
+ * closes them: for measuring what an idle connection costs the server).
+ * Every connection carries its own id (?_pk=<uuid>), as partysocket does. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -51,9 +54,11 @@ typedef struct bench_options {
     const char *mode;
     const char *host;
     int port;
-    const char *party; /* NULL: the mode's own */
+    const char *party;  /* NULL: the mode's own */
+    const char *source; /* local address to connect from; NULL: the kernel's choice */
     const char *room_prefix;
     long rooms, conns, inflight;
+    int grouped; /* connection k to room k*R/C, not k mod R */
     size_t size;
     double duration, warmup, connect_timeout;
 } bench_options;
@@ -140,6 +145,7 @@ typedef struct bconn {
     long index, room;
     conn_state state;
     char key[32]; /* Sec-WebSocket-Key */
+    char pk[37];  /* the connection id sent as _pk, UUID v4 form */
     char *head;   /* handshake answer so far (CONN_HANDSHAKE only) */
     size_t head_len;
     char *out; /* bytes not written yet */
@@ -163,21 +169,32 @@ typedef struct bench_mode {
     /* Request-response modes: 0 if payload is the right reply to message
      * seq on c, else -1 with *why set. */
     int (*check_reply)(bench *b, bconn *c, uint64_t seq, party__slice payload, const char **why);
+    /* Prints the summary line and the JSON line. */
+    void (*report)(const bench *b);
+    /* 1: a connection that fails to open is counted and the others go on;
+     * once every connection is open or failed, the open ones are held for
+     * --duration (no warm-up). 0: a failure to open ends the run. */
+    int hold;
 } bench_mode;
 
 struct bench {
     const bench_options *opt;
     const bench_mode *mode;
     const char *party;
-    struct sockaddr_in addr;
+    struct sockaddr_in addr, source;
     int epfd;
     bconn *conns;
     long next_to_start, n_connecting, n_open, n_finished;
+    long n_failed;  /* finished without ever opening */
+    long n_dropped; /* open, then ended by the server or an error before our Close */
     phase phase;
     uint64_t t_begin, t_all_open, t_measure, t_measure_end, t_phase_deadline;
+    uint64_t t_last_open; /* when the last connection opened */
     histogram hist;
     uint64_t msgs_measured, msgs_total, in_flight, errors, unanswered;
-    char *payload; /* the fixed part of every message, opt->size bytes */
+    uint64_t pings; /* received (and answered) */
+    long n_opened;  /* connections that completed their handshake */
+    char *payload;  /* the fixed part of every message, opt->size bytes */
     uint64_t rng;
     char *read_buf;
 };
@@ -408,11 +425,31 @@ static int echo_check(bench *b, bconn *c, uint64_t seq, party__slice payload, co
     return 0;
 }
 
+/* ---- idle ---- */
+
+/* idle: nothing is sent. What the server sends (a greeting from the party,
+ * say) is counted and otherwise ignored. */
+static void idle_open(bench *b, bconn *c) {
+    (void)b;
+    (void)c;
+}
+
+static void idle_message(bench *b, bconn *c, const party__ws_event *ev) {
+    (void)c;
+    (void)ev;
+    b->msgs_total++;
+}
+
+static void rr_report(const bench *b);
+static void idle_report(const bench *b);
+
 static const bench_mode modes[] = {
     {"counter", "counter", "request-response on the durable counter (each reply after commit)",
-     rr_open, rr_message, counter_check},
+     rr_open, rr_message, counter_check, rr_report, 0},
     {"echo", "echo", "request-response on the echo party (no storage)", rr_open, rr_message,
-     echo_check},
+     echo_check, rr_report, 0},
+    {"idle", "echo", "opens C connections, holds them open without sending for D seconds",
+     idle_open, idle_message, NULL, idle_report, 1},
 };
 
 /* ---- connections ---- */
@@ -435,10 +472,16 @@ static void conn_error(bench *b, bconn *c, const char *fmt, ...) {
 static void conn_close(bench *b, bconn *c) {
     if (c->state == CONN_DONE)
         return;
-    if (c->state == CONN_CONNECTING || c->state == CONN_HANDSHAKE)
+    if (c->state == CONN_CONNECTING || c->state == CONN_HANDSHAKE) {
         b->n_connecting--;
-    else if (c->state == CONN_OPEN || c->state == CONN_CLOSING)
+        b->n_failed++;
+    } else if (c->state == CONN_IDLE) {
+        b->n_failed++;
+    } else if (c->state == CONN_OPEN || c->state == CONN_CLOSING) {
         b->n_open--;
+        if (c->state == CONN_OPEN && b->phase < PHASE_CLOSE)
+            b->n_dropped++;
+    }
     b->in_flight -= c->ring_len;
     if (b->phase <= PHASE_DRAIN)
         b->unanswered += c->ring_len;
@@ -459,14 +502,35 @@ static void conn_close(bench *b, bconn *c) {
         party__ws_reader_reset(&c->reader); /* else conn_feed does, after */
 }
 
+/* 16 random bytes as a UUID v4 ("xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx"),
+ * the form partysocket gives its connection ids. */
+static void uuid_format(unsigned char raw[16], char out[37]) {
+    static const char hex[] = "0123456789abcdef";
+    size_t i, j = 0;
+    raw[6] = (unsigned char)((raw[6] & 0x0F) | 0x40);
+    raw[8] = (unsigned char)((raw[8] & 0x3F) | 0x80);
+    for (i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[j++] = '-';
+        out[j++] = hex[raw[i] >> 4];
+        out[j++] = hex[raw[i] & 0x0F];
+    }
+    out[j] = '\0';
+}
+
 static void conn_start(bench *b, bconn *c) {
-    unsigned char raw[16];
+    unsigned char raw[32];
     struct epoll_event ev;
     int one = 1;
 
-    if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
-        memset(raw, (int)c->index, sizeof(raw));
-    EVP_EncodeBlock((unsigned char *)c->key, raw, sizeof(raw));
+    if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
+        uint64_t x = b->rng ^ (uint64_t)c->index;
+        size_t i;
+        for (i = 0; i < sizeof(raw); i++, x = x * 6364136223846793005ull + 1)
+            raw[i] = (unsigned char)(x >> 56);
+    }
+    EVP_EncodeBlock((unsigned char *)c->key, raw, 16);
+    uuid_format(raw + 16, c->pk);
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     c->state = CONN_CONNECTING;
     b->n_connecting++;
@@ -475,6 +539,15 @@ static void conn_start(bench *b, bconn *c) {
         return;
     }
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (b->opt->source != NULL) {
+        /* The port is chosen at connect(), per destination: each source
+         * address then has the whole ephemeral range towards the server. */
+        setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+        if (bind(c->fd, (struct sockaddr *)&b->source, sizeof(b->source)) != 0) {
+            conn_error(b, c, "bind %s: %s", b->opt->source, strerror(errno));
+            return;
+        }
+    }
     ev.events = EPOLLOUT | EPOLLIN | EPOLLRDHUP;
     ev.data.ptr = c;
     c->polling_out = 1;
@@ -486,19 +559,22 @@ static void conn_start(bench *b, bconn *c) {
         conn_error(b, c, "connect: %s", strerror(errno));
 }
 
-/* Starts connections while fewer than CONNECT_WINDOW handshakes run. */
+/* Starts connections while fewer than CONNECT_WINDOW handshakes run (only
+ * while connecting: a run that gave up on connecting starts no more). */
 static void start_more(bench *b) {
-    while (b->next_to_start < b->opt->conns && b->n_connecting < CONNECT_WINDOW)
+    while (b->phase == PHASE_CONNECT && b->next_to_start < b->opt->conns &&
+           b->n_connecting < CONNECT_WINDOW)
         conn_start(b, &b->conns[b->next_to_start++]);
 }
 
 static void send_handshake(bench *b, bconn *c) {
     char req[1024];
-    int n = snprintf(req, sizeof(req),
-                     "GET /parties/%s/%s-%ld HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
-                     "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                     "Sec-WebSocket-Version: 13\r\n\r\n",
-                     b->party, b->opt->room_prefix, c->room, b->opt->host, b->opt->port, c->key);
+    int n =
+        snprintf(req, sizeof(req),
+                 "GET /parties/%s/%s-%ld?_pk=%s HTTP/1.1\r\nHost: %s:%d\r\n"
+                 "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                 "Sec-WebSocket-Version: 13\r\n\r\n",
+                 b->party, b->opt->room_prefix, c->room, c->pk, b->opt->host, b->opt->port, c->key);
     if (out_reserve(c, (size_t)n) != 0) {
         conn_error(b, c, "out of memory");
         return;
@@ -556,6 +632,8 @@ static void conn_opened(bench *b, bconn *c) {
     c->state = CONN_OPEN;
     b->n_connecting--;
     b->n_open++;
+    b->n_opened++;
+    b->t_last_open = now_ns();
     party__ws_reader_init(&c->reader, b->opt->size > 65536 ? b->opt->size : 65536, 0);
     b->mode->on_open(b, c);
     start_more(b);
@@ -620,6 +698,7 @@ static int feed_cb(void *arg, const party__ws_event *ev) {
             b->mode->on_message(b, c, ev);
         break;
     case PARTY__WS_EV_PING:
+        b->pings++;
         queue_frame(b, c, PARTY__WS_PONG, ev->data.ptr, ev->data.len);
         break;
     case PARTY__WS_EV_PONG:
@@ -710,12 +789,41 @@ static void begin_close(bench *b) {
     }
 }
 
+/* Hold modes: every connection is open or failed; the open ones are now
+ * held for --duration. The line says when (a script reads the server's
+ * memory while they are held). */
+static void begin_hold(bench *b, uint64_t now) {
+    b->t_all_open = now;
+    b->phase = PHASE_MEASURE;
+    b->t_measure = now;
+    b->t_phase_deadline = now + seconds_ns(b->opt->duration);
+    printf("wsbench %s: holding %ld connections for %g s\n", b->mode->name, b->n_open,
+           b->opt->duration);
+    fflush(stdout);
+}
+
 /* Moves to the next phase when its time (or its condition) has come. */
 static void advance(bench *b) {
     uint64_t now = now_ns();
     switch (b->phase) {
     case PHASE_CONNECT:
-        if (b->n_open == b->opt->conns) {
+        if (b->mode->hold) {
+            long i;
+            start_more(b); /* in place of those that failed */
+            if (b->next_to_start < b->opt->conns || b->n_connecting > 0) {
+                if (now < b->t_phase_deadline)
+                    break;
+                fprintf(stderr, "wsbench: %ld of %ld connections open at --connect-timeout\n",
+                        b->n_open, b->opt->conns);
+                for (i = 0; i < b->next_to_start; i++) {
+                    bconn *c = &b->conns[i];
+                    if (c->state == CONN_CONNECTING || c->state == CONN_HANDSHAKE)
+                        conn_error(b, c, "not open at --connect-timeout");
+                }
+            }
+            begin_hold(b, now);
+            advance(b);
+        } else if (b->n_open == b->opt->conns) {
             b->t_all_open = now;
             b->phase = PHASE_WARMUP;
             b->t_phase_deadline = now + seconds_ns(b->opt->warmup);
@@ -796,9 +904,19 @@ static int run(bench *b) {
 
 /* ---- report ---- */
 
-static void report(const bench *b) {
+/* The client's own CPU time: near a full CPU means wsbench, not the
+ * server, may be what limits the rate. */
+static void client_cpu(double *user, double *sys) {
     struct rusage ru;
-    double user = 0, sys = 0;
+    *user = *sys = 0;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) {
+        *user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
+        *sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    }
+}
+
+static void rr_report(const bench *b) {
+    double user, sys;
     double secs = (double)(b->t_measure_end - b->t_measure) / 1e9;
     double rate = secs > 0 ? (double)b->msgs_measured / secs : 0;
     double p50 = (double)hist_quantile(&b->hist, 0.50) / 1e3;
@@ -807,12 +925,7 @@ static void report(const bench *b) {
     double max = (double)b->hist.max / 1e3;
     const bench_options *o = b->opt;
 
-    /* The client's own CPU time: near a full CPU means wsbench, not the
-     * server, may be what limits the rate. */
-    if (getrusage(RUSAGE_SELF, &ru) == 0) {
-        user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
-        sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-    }
+    client_cpu(&user, &sys);
     printf("wsbench %s: %ld conns over %ld rooms, %ld in flight each, %zu B: %.0f msgs/s, "
            "latency p50 %.3f ms p99 %.3f ms p99.9 %.3f ms max %.3f ms (%" PRIu64
            " msgs in %.2f s, %" PRIu64 " errors, %" PRIu64 " unanswered)\n",
@@ -826,6 +939,31 @@ static void report(const bench *b) {
            b->mode->name, b->party, o->host, o->port, o->rooms, o->conns, o->inflight, o->size,
            o->warmup, secs, b->msgs_measured, rate, p50, p99, p999, max, b->errors, b->unanswered,
            user, sys);
+    fflush(stdout);
+}
+
+/* Handshakes per second: from the first connect to the last handshake. */
+static void idle_report(const bench *b) {
+    double user, sys;
+    double connect_s = b->n_opened > 0 ? (double)(b->t_last_open - b->t_begin) / 1e9 : 0;
+    double rate = connect_s > 0 ? (double)b->n_opened / connect_s : 0;
+    double held_s = (double)(b->t_measure_end - b->t_measure) / 1e9;
+    const bench_options *o = b->opt;
+
+    client_cpu(&user, &sys);
+    printf("wsbench %s: %ld conns over %ld rooms: %ld opened, %ld failed, %.0f handshakes/s "
+           "(%.2f s); held %.2f s, %ld dropped; %" PRIu64 " messages and %" PRIu64
+           " pings received, %" PRIu64 " errors\n",
+           b->mode->name, o->conns, o->rooms, b->n_opened, b->n_failed, rate, connect_s, held_s,
+           b->n_dropped, b->msgs_total, b->pings, b->errors);
+    printf("{\"tool\":\"wsbench\",\"mode\":\"%s\",\"party\":\"%s\",\"host\":\"%s\",\"port\":%d,"
+           "\"source\":\"%s\",\"rooms\":%ld,\"conns\":%ld,\"opened\":%ld,\"failed\":%ld,"
+           "\"connect_s\":%.3f,\"handshakes_per_s\":%.1f,\"held_s\":%.3f,\"dropped\":%ld,"
+           "\"msgs_received\":%" PRIu64 ",\"pings\":%" PRIu64 ",\"errors\":%" PRIu64
+           ",\"client_user_s\":%.3f,\"client_sys_s\":%.3f}\n",
+           b->mode->name, b->party, o->host, o->port, o->source != NULL ? o->source : "", o->rooms,
+           o->conns, b->n_opened, b->n_failed, connect_s, rate, held_s, b->n_dropped, b->msgs_total,
+           b->pings, b->errors, user, sys);
     fflush(stdout);
 }
 
@@ -844,17 +982,21 @@ static void usage(FILE *to) {
                 "  --host ADDR          server address, 127.x.x.x (default 127.0.0.1)\n"
                 "  --port N             server port (default 1999)\n"
                 "  --party NAME         party to address (default: the mode's)\n"
+                "  --source ADDR        connect from this 127.x.x.x address (default: any)\n"
                 "  --room-prefix P      rooms are P-0 .. P-(R-1) (default bench)\n"
                 "  --rooms R            rooms the connections are spread over (default 1)\n"
+                "  --grouped            open each room's connections one after another\n"
+                "                       (default: connection k goes to room k mod R)\n"
                 "  --conns C            connections (default 1)\n"
                 "  --inflight W         messages in flight per connection (default 1)\n"
                 "  --size S             message size in bytes (default 16)\n"
-                "  --duration D         seconds measured (default 10)\n"
+                "  --duration D         seconds measured; idle: seconds held (default 10)\n"
                 "  --warmup SEC         seconds run before measuring (default 1)\n"
                 "  --connect-timeout S  seconds allowed to open every connection (default 10)\n"
                 "\n"
                 "Prints a summary line and a JSON line on stdout; exits 1 if a connection\n"
-                "failed or a reply was wrong or missing.\n");
+                "failed or a reply was wrong or missing. idle also prints a line\n"
+                "\"wsbench idle: holding N connections for D s\" when the hold begins.\n");
 }
 
 static int parse_long(const char *flag, const char *text, long min, long max, long *out) {
@@ -897,10 +1039,12 @@ static int valid_name(const char *s) {
 
 enum {
     OPT_HOST = 256,
+    OPT_SOURCE,
     OPT_PORT,
     OPT_PARTY,
     OPT_ROOM_PREFIX,
     OPT_ROOMS,
+    OPT_GROUPED,
     OPT_CONNS,
     OPT_INFLIGHT,
     OPT_SIZE,
@@ -912,10 +1056,12 @@ enum {
 
 static const struct option long_options[] = {
     {"host", required_argument, NULL, OPT_HOST},
+    {"source", required_argument, NULL, OPT_SOURCE},
     {"port", required_argument, NULL, OPT_PORT},
     {"party", required_argument, NULL, OPT_PARTY},
     {"room-prefix", required_argument, NULL, OPT_ROOM_PREFIX},
     {"rooms", required_argument, NULL, OPT_ROOMS},
+    {"grouped", no_argument, NULL, OPT_GROUPED},
     {"conns", required_argument, NULL, OPT_CONNS},
     {"inflight", required_argument, NULL, OPT_INFLIGHT},
     {"size", required_argument, NULL, OPT_SIZE},
@@ -945,6 +1091,9 @@ static int parse_args(int argc, char **argv, bench_options *o) {
         case OPT_HOST:
             o->host = optarg;
             break;
+        case OPT_SOURCE:
+            o->source = optarg;
+            break;
         case OPT_PORT:
             if (parse_long("--port", optarg, 1, 65535, &v) != 0)
                 return -1;
@@ -959,6 +1108,9 @@ static int parse_args(int argc, char **argv, bench_options *o) {
         case OPT_ROOMS:
             if (parse_long("--rooms", optarg, 1, MAX_ROOMS, &o->rooms) != 0)
                 return -1;
+            break;
+        case OPT_GROUPED:
+            o->grouped = 1;
             break;
         case OPT_CONNS:
             if (parse_long("--conns", optarg, 1, MAX_CONNS, &o->conns) != 0)
@@ -1016,33 +1168,40 @@ static int parse_args(int argc, char **argv, bench_options *o) {
 
 /* Only loopback: this tool is for measuring our own server, not for
  * pointing load at someone else's. */
-static int loopback_addr(const char *host, int port, struct sockaddr_in *addr) {
+static int loopback_addr(const char *flag, const char *host, int port, struct sockaddr_in *addr) {
     memset(addr, 0, sizeof(*addr));
     addr->sin_family = AF_INET;
     addr->sin_port = htons((uint16_t)port);
     if (inet_pton(AF_INET, host, &addr->sin_addr) != 1 ||
         (ntohl(addr->sin_addr.s_addr) >> 24) != 127) {
-        fprintf(stderr, "wsbench: --host %s: only 127.x.x.x addresses are allowed\n", host);
+        fprintf(stderr, "wsbench: %s %s: only 127.x.x.x addresses are allowed\n", flag, host);
         return -1;
     }
     return 0;
 }
 
-/* Enough descriptors for every connection (the soft limit is often 1024). */
+/* Raises the soft limit on descriptors to the hard limit (the soft one is
+ * often 1024); fails if even that is too few for every connection. */
 static int raise_fd_limit(long conns) {
     struct rlimit rl;
     rlim_t need = (rlim_t)conns + 64;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         return -1;
-    if (rl.rlim_cur >= need)
-        return 0;
-    if (rl.rlim_max < need) {
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
         fprintf(stderr, "wsbench: %ld connections need %lu descriptors; the hard limit is %lu\n",
                 conns, (unsigned long)need, (unsigned long)rl.rlim_max);
         return -1;
     }
-    rl.rlim_cur = need;
-    return setrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < rl.rlim_max) {
+        struct rlimit want = rl;
+        want.rlim_cur = rl.rlim_max;
+        /* An infinite hard limit is more than the kernel grants (nr_open). */
+        if (setrlimit(RLIMIT_NOFILE, &want) != 0 && rl.rlim_cur < need) {
+            want.rlim_cur = need;
+            return setrlimit(RLIMIT_NOFILE, &want);
+        }
+    }
+    return 0;
 }
 
 int main(int argc, char **argv) {
@@ -1071,7 +1230,9 @@ int main(int argc, char **argv) {
         return 2;
     }
     b.party = opt.party != NULL ? opt.party : b.mode->default_party;
-    if (loopback_addr(opt.host, opt.port, &b.addr) != 0)
+    if (loopback_addr("--host", opt.host, opt.port, &b.addr) != 0)
+        return 2;
+    if (opt.source != NULL && loopback_addr("--source", opt.source, 0, &b.source) != 0)
         return 2;
     if (raise_fd_limit(opt.conns) != 0)
         return 1;
@@ -1089,7 +1250,10 @@ int main(int argc, char **argv) {
         bconn *c = &b.conns[k];
         c->fd = -1;
         c->index = k;
-        c->room = k % opt.rooms;
+        /* Grouped, a room's connections arrive together: a hibernating room
+         * is loaded once for them, not once per connection when the next
+         * one comes after --hibernate-after. */
+        c->room = opt.grouped ? k * opt.rooms / opt.conns : k % opt.rooms;
         c->sent_at = calloc((size_t)opt.inflight, sizeof(*c->sent_at));
         if (c->sent_at == NULL) {
             fprintf(stderr, "wsbench: out of memory\n");
@@ -1098,7 +1262,7 @@ int main(int argc, char **argv) {
     }
 
     status = run(&b) == 0 && b.errors == 0 && b.unanswered == 0 ? 0 : 1;
-    report(&b);
+    b.mode->report(&b);
 
     for (k = 0; k < opt.conns; k++) {
         conn_close(&b, &b.conns[k]);
