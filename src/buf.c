@@ -5,6 +5,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include <sys/random.h>
+
+#include <openssl/rand.h>
+
 party__buf *party__buf_new(size_t cap) {
     party__buf *buf = malloc(sizeof(*buf) + cap);
     if (buf == NULL)
@@ -53,4 +57,25 @@ int party__slice_has_token(party__slice a, const char *token) {
             return 1;
     }
     return 0;
+}
+
+void party__hex_encode(const void *bytes, size_t n, char *out) {
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *b = bytes;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        out[2 * i] = hex[b[i] >> 4];
+        out[2 * i + 1] = hex[b[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+void party__random_hex(size_t n_bytes, char *out) {
+    unsigned char b[64];
+    if (n_bytes > sizeof(b))
+        n_bytes = sizeof(b);
+    /* RAND_bytes fails only if OpenSSL cannot seed itself; ask the kernel. */
+    if (RAND_bytes(b, (int)n_bytes) != 1 && getrandom(b, n_bytes, 0) != (ssize_t)n_bytes)
+        memset(b, 0, n_bytes);
+    party__hex_encode(b, n_bytes, out);
 }

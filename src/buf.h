@@ -28,6 +28,12 @@ party__buf *party__buf_ref(party__buf *buf);
 /* Drops one reference; frees at zero. NULL is a no-op. */
 void party__buf_release(party__buf *buf);
 
+/* Writes n bytes as 2n lowercase hex digits and a NUL into out. */
+void party__hex_encode(const void *bytes, size_t n, char *out);
+/* Fills out with n_bytes random bytes as 2 * n_bytes hex digits and a NUL
+ * (ids of rooms and schedules). */
+void party__random_hex(size_t n_bytes, char *out);
+
 /* Slice helpers. */
 static inline party__slice party__slice_make(const char *ptr, size_t len) {
     party__slice s = {ptr, len};

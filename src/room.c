@@ -10,7 +10,6 @@
 #include <string.h>
 
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 
 #include "alarm.h"
 #include "conn.h"
@@ -21,11 +20,9 @@
 /* ---- ids and the room table ---- */
 
 void party__room_id(const char *party, const char *name, char out[PARTY_ID_MAX]) {
-    static const char hex[] = "0123456789abcdef";
     unsigned char digest[32];
     unsigned int len = 0;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    size_t i;
 
     /* party NUL name: no two (party, name) pairs share the hashed bytes. */
     if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
@@ -35,11 +32,7 @@ void party__room_id(const char *party, const char *name, char out[PARTY_ID_MAX])
         memset(digest, 0, sizeof(digest));
     }
     EVP_MD_CTX_free(ctx);
-    for (i = 0; i < 32; i++) {
-        out[2 * i] = hex[digest[i] >> 4];
-        out[2 * i + 1] = hex[digest[i] & 15];
-    }
-    out[64] = '\0';
+    party__hex_encode(digest, sizeof(digest), out);
 }
 
 static size_t id_hash(const char *id) {
@@ -144,16 +137,7 @@ void party_room_id_from_name(const char *party, const char *name, char id_out[PA
 }
 
 void party_room_id_new(char id_out[PARTY_ID_MAX]) {
-    static const char hex[] = "0123456789abcdef";
-    unsigned char b[32];
-    int i;
-    if (RAND_bytes(b, sizeof(b)) != 1)
-        uv_random(NULL, NULL, b, sizeof(b), 0, NULL);
-    for (i = 0; i < 32; i++) {
-        id_out[2 * i] = hex[b[i] >> 4];
-        id_out[2 * i + 1] = hex[b[i] & 15];
-    }
-    id_out[64] = '\0';
+    party__random_hex(32, id_out);
 }
 
 int party__room_id_valid(const char *id) {

@@ -5,8 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/rand.h>
-
 #include "alarm.h"
 #include "cron.h"
 #include "room.h"
@@ -58,19 +56,6 @@ int party_alarm_retry_count(party_room *room) {
 
 /* ---- schedules ---- */
 
-static void schedule_id_new(char out[PARTY_ID_MAX]) {
-    static const char hex[] = "0123456789abcdef";
-    unsigned char b[16];
-    int i;
-    if (RAND_bytes(b, sizeof(b)) != 1)
-        uv_random(NULL, NULL, b, sizeof(b), 0, NULL);
-    for (i = 0; i < 16; i++) {
-        out[2 * i] = hex[b[i] >> 4];
-        out[2 * i + 1] = hex[b[i] & 15];
-    }
-    out[32] = '\0';
-}
-
 static int schedule_add(party_room *room, int kind, int64_t next_ms, int64_t interval_ms,
                         const char *cron, const char *name, const void *payload, size_t len,
                         char id_out[PARTY_ID_MAX]) {
@@ -86,7 +71,7 @@ static int schedule_add(party_room *room, int kind, int64_t next_ms, int64_t int
         return PARTY_EINVAL;
     if (len > SCHEDULE_PAYLOAD_MAX)
         return PARTY_ETOOBIG;
-    schedule_id_new(id);
+    party__random_hex(16, id);
     memset(&sc, 0, sizeof(sc));
     sc.id = id;
     sc.name = name;
