@@ -1,5 +1,6 @@
 # The two commands of the quick start, and a few more for developers.
 #   make run    install missing packages, build, serve on http://127.0.0.1:1999
+#               with the browser demo (web/) at /
 #   make test   install test needs, build with ASan + UBSan, run every test
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 RELEASE_DIR := build/release
@@ -7,7 +8,7 @@ TEST_DIR := build/asan
 CMAKE_FLAGS ?=
 FUZZ_SECONDS ?= 20
 
-.PHONY: all run test build build-test e2e-deps fuzz format clean
+.PHONY: all run test build build-test e2e-deps web-deps browser-deps web fuzz format clean
 
 all: build
 
@@ -16,13 +17,26 @@ build:
 	cmake -S . -B $(RELEASE_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPARTY_TESTS=OFF $(CMAKE_FLAGS)
 	cmake --build $(RELEASE_DIR) -j $(JOBS)
 
-run: build
+run: build web
 	mkdir -p data
-	exec $(RELEASE_DIR)/partyd --data ./data $(ARGS)
+	exec $(RELEASE_DIR)/partyd --data ./data --static web/dist $(ARGS)
+
+# npm ci in the current directory unless node_modules matches the lock file.
+NPM_CI = if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then \
+		npm ci --no-audit --no-fund --loglevel=error; fi
 
 e2e-deps:
-	cd tests/e2e && if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then \
-		npm ci --no-audit --no-fund --loglevel=error; fi
+	cd tests/e2e && $(NPM_CI)
+
+web-deps:
+	cd web && $(NPM_CI)
+
+browser-deps:
+	cd tests/browser && $(NPM_CI)
+
+# The browser demo (web/src, partysocket bundled by esbuild) into web/dist.
+web: web-deps
+	node web/build.mjs web/dist
 
 # Tests build with clang so the libFuzzer harnesses build in the same tree.
 build-test:
@@ -31,7 +45,7 @@ build-test:
 		-DPARTY_WERROR=ON -DPARTY_FUZZ=ON -DPARTY_FUZZ_SECONDS=$(FUZZ_SECONDS) $(CMAKE_FLAGS)
 	cmake --build $(TEST_DIR) -j $(JOBS)
 
-test: build-test e2e-deps
+test: build-test e2e-deps web-deps browser-deps
 	cd $(TEST_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 300
 
 # Longer fuzzing than `make test` does: make fuzz FUZZ_SECONDS=600

@@ -20,4 +20,9 @@ const party_def *party_builtin_counter(void);
  * ?cron=, ?alarm_in=; DELETE ?id=; GET lists schedules and what fired). */
 const party_def *party_builtin_reminder(void);
 
+/* demo: the browser demo's room (web/): a chat that keeps its last 50
+ * messages in storage and sends them to newcomers, presence from each
+ * connection's name (its state) and relayed cursors. JSON messages. */
+const party_def *party_builtin_demo(void);
+
 #endif
