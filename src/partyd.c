@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include "cli.h"
 #include "party.h"
 #include "../parties/parties.h"
 
@@ -19,6 +20,8 @@
 
 static const char usage_text[] =
     "usage: partyd [options]\n"
+    "       partyd connect [options] ws://HOST:PORT/PATH   (see partyd connect --help)\n"
+    "       partyd rooms [options]                        (see partyd rooms --help)\n"
     "\n"
     "Serves real-time rooms at ws://HOST:PORT/PREFIX/<party>/<room> and\n"
     "http://HOST:PORT/PREFIX/<party>/<room>.\n"
@@ -583,6 +586,12 @@ int main(int argc, char **argv) {
     party_runtime *rt;
     size_t i;
     int opt, r, status = 0;
+
+    /* Client subcommands: they share the binary, not the daemon's flags. */
+    if (argc > 1 && strcmp(argv[1], "connect") == 0)
+        return party__cli_connect(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "rooms") == 0)
+        return party__cli_rooms(argc - 1, argv + 1);
 
     party_config_init(&o.cfg);
     o.data_dir = "./data";

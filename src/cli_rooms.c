@@ -1,0 +1,275 @@
+/* cli_rooms: `partyd rooms`, the admin listing of the rooms a running
+ * partyd holds in memory (GET /_partyd/rooms with the Bearer token), as a
+ * table or as the JSON partyd sent. One short blocking request: a plain
+ * socket with a deadline is all it needs. */
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#define RESPONSE_MAX (64 * 1024 * 1024) /* a listing of very many rooms */
+#define TIMEOUT_MS 10000
+
+static const char usage_text[] =
+    "usage: partyd rooms [options]\n"
+    "\n"
+    "Prints the rooms a running partyd holds in memory (its /_partyd/rooms\n"
+    "listing): party, room name, connections, status and id. partyd must run\n"
+    "with --admin-token (or PARTYD_ADMIN_TOKEN); give the same token here.\n"
+    "Exit status: 0 listed, 1 refused or unreachable, 2 bad arguments.\n"
+    "\n"
+    "  --host ADDR              partyd's address (default 127.0.0.1)\n"
+    "  --port N                 partyd's port (default 1999)\n"
+    "  --admin-token TOKEN      the token (default: $PARTYD_ADMIN_TOKEN)\n"
+    "  --json                   print partyd's JSON as it came\n"
+    "  --help                   print this help and exit\n";
+
+static long long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits for fd to be ready for events until deadline; 0 or -1 (timeout). */
+static int wait_fd(int fd, short events, long long deadline) {
+    struct pollfd p = {fd, events, 0};
+    for (;;) {
+        long long left = deadline - now_ms();
+        int r;
+        if (left <= 0)
+            return -1;
+        r = poll(&p, 1, (int)left);
+        if (r > 0)
+            return 0;
+        if (r < 0 && errno != EINTR)
+            return -1;
+    }
+}
+
+static int open_socket(const char *host, const char *port, long long deadline) {
+    struct addrinfo hints, *res, *ai;
+    int fd = -1, r;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    r = getaddrinfo(host, port, &hints, &res);
+    if (r != 0) {
+        fprintf(stderr, "partyd rooms: cannot resolve '%s': %s\n", host, gai_strerror(r));
+        return -1;
+    }
+    for (ai = res; ai != NULL; ai = ai->ai_next) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            continue;
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
+            (errno == EINPROGRESS && wait_fd(fd, POLLOUT, deadline) == 0 &&
+             getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0))
+            break;
+        fprintf(stderr, "partyd rooms: cannot connect to %s port %s: %s\n", host, port,
+                strerror(err != 0               ? err
+                         : errno == EINPROGRESS ? ETIMEDOUT
+                                                : errno));
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+/* Sends the request and reads the whole answer (partyd closes after it:
+ * the request says Connection: close). *out is malloc'd. */
+static int fetch(int fd, const char *request, long long deadline, char **out, size_t *out_len) {
+    size_t sent = 0, len = strlen(request), got = 0, cap = 16384;
+    char *buf = malloc(cap + 1);
+
+    if (buf == NULL)
+        return -1;
+    while (sent < len) {
+        ssize_t n = send(fd, request + sent, len - sent, MSG_NOSIGNAL);
+        if (n > 0)
+            sent += (size_t)n;
+        else if (n < 0 && errno == EAGAIN && wait_fd(fd, POLLOUT, deadline) == 0)
+            continue;
+        else if (!(n < 0 && errno == EINTR))
+            goto fail;
+    }
+    for (;;) {
+        ssize_t n;
+        if (got == cap) {
+            char *grown;
+            if (cap >= RESPONSE_MAX)
+                goto fail;
+            cap *= 2;
+            grown = realloc(buf, cap + 1);
+            if (grown == NULL)
+                goto fail;
+            buf = grown;
+        }
+        n = recv(fd, buf + got, cap - got, 0);
+        if (n > 0)
+            got += (size_t)n;
+        else if (n == 0)
+            break;
+        else if (errno == EAGAIN && wait_fd(fd, POLLIN, deadline) == 0)
+            continue;
+        else if (errno != EINTR)
+            goto fail;
+    }
+    buf[got] = '\0';
+    *out = buf;
+    *out_len = got;
+    return 0;
+fail:
+    free(buf);
+    return -1;
+}
+
+static const char *json_text(const cJSON *obj, const char *key, const char *fallback) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsString(item) ? item->valuestring : fallback;
+}
+
+/* One row per room: the widths follow the longest party and room names. */
+static int print_table(const char *body) {
+    cJSON *root = cJSON_Parse(body);
+    const cJSON *rooms = cJSON_GetObjectItemCaseSensitive(root, "rooms"), *room;
+    int party_w = 5, name_w = 4;
+
+    if (!cJSON_IsArray(rooms)) {
+        cJSON_Delete(root);
+        fprintf(stderr, "partyd rooms: the answer is not a rooms listing\n");
+        return PARTY__CLI_FAILED;
+    }
+    cJSON_ArrayForEach(room, rooms) {
+        int p = (int)strlen(json_text(room, "party", "?"));
+        int n = (int)strlen(json_text(room, "name", "-"));
+        party_w = p > party_w ? (p < 40 ? p : 40) : party_w;
+        name_w = n > name_w ? (n < 40 ? n : 40) : name_w;
+    }
+    printf("%-*s  %-*s  %11s  %-10s  %s\n", party_w, "PARTY", name_w, "ROOM", "CONNECTIONS",
+           "STATUS", "ID");
+    cJSON_ArrayForEach(room, rooms) {
+        const cJSON *conns = cJSON_GetObjectItemCaseSensitive(room, "connections");
+        printf("%-*s  %-*s  %11.0f  %-10s  %s\n", party_w, json_text(room, "party", "?"), name_w,
+               json_text(room, "name", "-"), cJSON_IsNumber(conns) ? conns->valuedouble : 0.0,
+               json_text(room, "status", "?"), json_text(room, "id", "?"));
+    }
+    printf("%d room%s in memory\n", cJSON_GetArraySize(rooms),
+           cJSON_GetArraySize(rooms) == 1 ? "" : "s");
+    cJSON_Delete(root);
+    return PARTY__CLI_OK;
+}
+
+int party__cli_rooms(int argc, char **argv) {
+    static const struct option options[] = {
+        {"host", required_argument, NULL, 'H'},
+        {"port", required_argument, NULL, 'p'},
+        {"admin-token", required_argument, NULL, 't'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *host = "127.0.0.1", *port = "1999", *token = getenv("PARTYD_ADMIN_TOKEN");
+    char authority[300], *request, *response = NULL, *body;
+    long long deadline;
+    size_t len, request_cap;
+    int opt, fd, status, json = 0, result;
+    long port_num;
+
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        char *end;
+        switch (opt) {
+        case 'H':
+            host = optarg;
+            break;
+        case 'p':
+            errno = 0;
+            port_num = strtol(optarg, &end, 10);
+            if (end == optarg || *end != '\0' || errno != 0 || port_num < 1 || port_num > 65535) {
+                fprintf(stderr, "partyd rooms: --port: '%s' is not a port number\n", optarg);
+                return PARTY__CLI_USAGE;
+            }
+            port = optarg;
+            break;
+        case 't':
+            token = optarg;
+            break;
+        case 'j':
+            json = 1;
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            return PARTY__CLI_OK;
+        default:
+            fputs(usage_text, stderr);
+            return PARTY__CLI_USAGE;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "partyd rooms: unexpected argument '%s'\n%s", argv[optind], usage_text);
+        return PARTY__CLI_USAGE;
+    }
+    if (strlen(host) > 255 || strpbrk(host, "\r\n") != NULL ||
+        (token != NULL && strpbrk(token, "\r\n") != NULL)) {
+        fprintf(stderr, "partyd rooms: the host or the token is not valid in a request\n");
+        return PARTY__CLI_USAGE;
+    }
+    snprintf(authority, sizeof(authority), strchr(host, ':') != NULL ? "[%s]:%s" : "%s:%s", host,
+             port);
+    request_cap = strlen(authority) + (token != NULL ? strlen(token) : 0) + 256;
+    request = malloc(request_cap);
+    if (request == NULL)
+        return PARTY__CLI_FAILED;
+    snprintf(request, request_cap,
+             "GET /_partyd/rooms HTTP/1.1\r\nHost: %s\r\n%s%s%sConnection: close\r\n\r\n",
+             authority, token != NULL ? "Authorization: Bearer " : "", token != NULL ? token : "",
+             token != NULL ? "\r\n" : "");
+
+    deadline = now_ms() + TIMEOUT_MS;
+    fd = open_socket(host, port, deadline);
+    if (fd < 0) {
+        free(request);
+        return PARTY__CLI_FAILED;
+    }
+    result = fetch(fd, request, deadline, &response, &len);
+    close(fd);
+    free(request);
+    if (result != 0 || sscanf(response, "HTTP/1.%*1[01] %3d", &status) != 1 ||
+        (body = strstr(response, "\r\n\r\n")) == NULL) {
+        fprintf(stderr, "partyd rooms: no valid HTTP answer from %s\n", authority);
+        free(response);
+        return PARTY__CLI_FAILED;
+    }
+    body += 4;
+    if (status == 200) {
+        result = json ? (printf("%s\n", body), PARTY__CLI_OK) : print_table(body);
+    } else {
+        if (status == 401)
+            fprintf(stderr, "partyd rooms: partyd refused the token (401): give the one it was "
+                            "started with, in --admin-token or PARTYD_ADMIN_TOKEN\n");
+        else if (status == 404)
+            fprintf(stderr,
+                    "partyd rooms: %s has no rooms listing (404): start partyd with "
+                    "--admin-token or PARTYD_ADMIN_TOKEN\n",
+                    authority);
+        else
+            fprintf(stderr, "partyd rooms: partyd answered %d: %s", status, body);
+        result = PARTY__CLI_FAILED;
+    }
+    free(response);
+    return result;
+}
