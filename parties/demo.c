@@ -12,8 +12,8 @@
 #include <string.h>
 #include <time.h>
 
-#define DEMO_HISTORY 50   /* messages kept per room */
-#define DEMO_NAME_MAX 32  /* bytes of a name */
+#define DEMO_HISTORY 50    /* messages kept per room */
+#define DEMO_NAME_MAX 32   /* bytes of a name */
 #define DEMO_TEXT_MAX 1000 /* bytes of a chat message */
 
 /* Storage keys: "seq" holds the number of the last message, "msg:<seq>"
@@ -172,7 +172,8 @@ static void demo_chat(party_room *room, party_conn *conn, const cJSON *msg) {
     }
     seq = demo_next_seq(room);
     entry = cJSON_CreateObject();
-    if (seq < 0 || entry == NULL || cJSON_AddStringToObject(entry, "id", party_conn_id(conn)) == NULL ||
+    if (seq < 0 || entry == NULL ||
+        cJSON_AddStringToObject(entry, "id", party_conn_id(conn)) == NULL ||
         cJSON_AddStringToObject(entry, "name", name) == NULL ||
         cJSON_AddStringToObject(entry, "text", text->valuestring) == NULL ||
         cJSON_AddNumberToObject(entry, "at", (double)demo_now_ms()) == NULL ||
