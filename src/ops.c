@@ -129,8 +129,8 @@ static void metric_scalar(text_buf *tb, const char *name, const char *type, cons
 }
 
 static void metrics_write(party_runtime *rt, text_buf *tb) {
-    static const char *const event_names[] = {"connect", "message", "close",
-                                              "error",   "request", "alarm"};
+    static const char *const event_names[] = {"connect", "message", "close",   "error",
+                                              "request", "alarm",   "response"};
     uint64_t rooms[3] = {0, 0, 0};
     uint64_t cumulative = 0;
     size_t i;

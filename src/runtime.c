@@ -14,6 +14,7 @@
 
 #include "conn.h"
 #include "alarm.h"
+#include "fetch.h"
 #include "log.h"
 #include "room.h"
 #include "ws.h"
@@ -68,6 +69,7 @@ void party_config_init(party_config *cfg) {
     cfg->close_timeout = 5.0;
     cfg->log_level = PARTY__LOG_INFO;
     cfg->ops_prefix = "_partyd";
+    cfg->fetch_timeout = 30.0;
 }
 
 /* ---- per-loop-turn work ---- */
@@ -416,6 +418,7 @@ static void runtime_begin_stop(party_runtime *rt) {
     if (rt->stopping)
         return;
     rt->stopping = 1;
+    party__fetch_stop_all(rt);
     if (rt->listening)
         uv_close((uv_handle_t *)&rt->listener, NULL);
     party__conn_foreach(rt, stop_one);
@@ -483,6 +486,7 @@ void party_runtime_free(party_runtime *rt) {
 
     if (rt == NULL)
         return;
+    party__fetch_stop_all(rt);
     party__conn_foreach(rt, party__conn_abort);
     /* Store work on worker threads finishes before the stores close. */
     while (party__rooms_busy(rt) || rt->ready_head != NULL)

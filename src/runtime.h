@@ -65,11 +65,13 @@ struct party_runtime {
     int virtual_clock;             /* test harness: time moves only when told */
     uint64_t virtual_now;          /* ms since the epoch, when virtual_clock */
     struct party_conn *dirty_head; /* connections with unflushed output */
+    struct party__fetch *fetches;  /* room-to-room requests in flight */
+    size_t n_fetches, n_fetches_held;
     size_t n_conns;
     uint64_t accept_errors, last_accept_warning;
 
     /* counters for /_partyd/metrics (loop thread only) */
-    uint64_t events[6]; /* by party__event_type */
+    uint64_t events[7]; /* by party__event_type */
     uint64_t bytes_in, bytes_out;
     uint64_t http_errors;      /* requests refused by the parser or the handshake check */
     uint64_t protocol_errors;  /* WebSocket connections closed for a bad frame */
