@@ -326,9 +326,17 @@ const char *party_request_method(const party_request *req);
 const char *party_request_url(const party_request *req);
 /* The path part of the URL, without the query. */
 const char *party_request_path(const party_request *req);
-/* A header value by case-insensitive name, or NULL. */
+/* A header value by case-insensitive name (the first, if repeated), or
+ * NULL. */
 const char *party_request_header(const party_request *req, const char *name);
-/* Decoded value of the first query parameter with this name, or NULL. */
+/* Calls fn for each header in the order received (with those a hook set);
+ * fn returns non-zero to stop (that value is returned). */
+int party_request_foreach_header(const party_request *req,
+                                 int (*fn)(const char *name, const char *value, void *arg),
+                                 void *arg);
+/* Decoded value (%XX and '+' as space) of the first query parameter with
+ * this name, "" for a name without '=', or NULL when absent or not
+ * decodable. Valid as long as req. */
 const char *party_request_query(const party_request *req, const char *name);
 /* The body (Content-Length or de-chunked); NULL with *len 0 when none. */
 const void *party_request_body(const party_request *req, size_t *len);

@@ -96,6 +96,19 @@ const char *party_request_header(const party_request *req, const char *name) {
     return NULL;
 }
 
+int party_request_foreach_header(const party_request *req,
+                                 int (*fn)(const char *name, const char *value, void *arg),
+                                 void *arg) {
+    size_t i;
+    int r;
+    if (req == NULL || fn == NULL)
+        return PARTY_EINVAL;
+    for (i = 0; i < req->n_headers; i++)
+        if ((r = fn(req->headers[i].name, req->headers[i].value, arg)) != 0)
+            return r;
+    return 0;
+}
+
 const char *party_request_query(const party_request *req, const char *name) {
     /* The public pointer is const, but decoded values are cached on the
      * request so they live as long as it does. */
