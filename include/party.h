@@ -418,6 +418,9 @@ typedef struct party_config {
     int cors;                 /* 0: off; 1: CORS for parties that leave it PARTY_CORS_DEFAULT */
     const char *const *cors_headers; /* NULL: the defaults (see party_def.cors_headers);
                                         must outlive the runtime */
+    const char *tls_cert;            /* NULL: plain http/ws; else a PEM certificate chain file:
+                                        https and wss on the same port (tls_key needed too) */
+    const char *tls_key;             /* the PEM private key of tls_cert */
     double fetch_timeout;            /* 30 s: a room-to-room request unanswered by then gets 504 */
 } party_config;
 
@@ -429,7 +432,9 @@ party_runtime *party_runtime_new(const party_config *cfg);
 /* Registers a party. PARTY_EEXIST if the name (case-insensitive) is taken;
  * PARTY_EINVAL if the name is empty or not [a-z0-9-] (any case). */
 int party_runtime_add(party_runtime *rt, const party_def *def);
-/* Binds the listening socket (done by run if not called). PARTY_EADDR. */
+/* Binds the listening socket (done by run if not called), after loading
+ * the TLS certificate and key when configured. PARTY_EADDR; PARTY_EINVAL
+ * when the certificate or key cannot be loaded (logged). */
 int party_runtime_listen(party_runtime *rt);
 /* The bound port, after listen. */
 int party_runtime_port(party_runtime *rt);

@@ -52,6 +52,10 @@ static const char usage_text[] =
     "  --static DIR             serve files from DIR for paths outside the prefix\n"
     "  --cors                   answer CORS preflights and add CORS headers to the\n"
     "                           HTTP answers of every party (Allow-Origin: *)\n"
+    "  --tls-cert FILE          serve https and wss with this PEM certificate chain\n"
+    "  --tls-key FILE           ... and this PEM private key (both needed)\n"
+    "  --fetch-timeout SEC      a room-to-room request unanswered this long gets\n"
+    "                           504 (default 30)\n"
     "  --admin-token TOKEN      enable /_partyd/rooms for 'Authorization: Bearer TOKEN'\n"
     "                           (also read from PARTYD_ADMIN_TOKEN)\n"
     "  --config FILE            read options from a JSON file: the keys are the\n"
@@ -86,6 +90,9 @@ enum {
     OPT_STATIC,
     OPT_CORS,
     OPT_ADMIN_TOKEN,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_FETCH_TIMEOUT,
     OPT_VERSION,
     OPT_HELP,
     OPT_CONFIG,
@@ -114,6 +121,9 @@ static const struct option options[] = {
     {"static", required_argument, NULL, OPT_STATIC},
     {"cors", no_argument, NULL, OPT_CORS},
     {"admin-token", required_argument, NULL, OPT_ADMIN_TOKEN},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"fetch-timeout", required_argument, NULL, OPT_FETCH_TIMEOUT},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, OPT_HELP},
@@ -381,6 +391,16 @@ static int apply_option(int opt, const char *arg, options_state *o) {
     case OPT_ADMIN_TOKEN:
         o->cfg.admin_token = arg;
         break;
+    case OPT_TLS_CERT:
+        o->cfg.tls_cert = arg;
+        break;
+    case OPT_TLS_KEY:
+        o->cfg.tls_key = arg;
+        break;
+    case OPT_FETCH_TIMEOUT:
+        if (parse_seconds("--fetch-timeout", arg, &o->cfg.fetch_timeout) != 0)
+            return 2;
+        break;
     case OPT_VERSION:
         printf("partyd %s\n", PARTY_VERSION_STRING);
         return 0;
@@ -637,6 +657,8 @@ int main(int argc, char **argv) {
         if (r == PARTY_EADDR)
             fprintf(stderr, "partyd: cannot listen on %s:%d (see the log line above)\n", o.cfg.host,
                     o.cfg.port);
+        else if (r == PARTY_EINVAL)
+            fprintf(stderr, "partyd: cannot set up TLS (see the log line above)\n");
         status = 1;
     }
     party_runtime_free(rt);

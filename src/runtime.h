@@ -81,6 +81,15 @@ struct party_runtime {
     uint64_t commits, commit_us_total;
 
     char *read_buf; /* one loop-wide read buffer for WebSocket reads */
+    /* TLS (tls.c): the context, a read buffer for ciphertext, and the
+     * connections' TLS states by slot */
+    struct ssl_ctx_st *tls_ctx;
+    char *tls_read_buf;
+    struct party__tls **tls_slots;
+    uint32_t *tls_free;
+    size_t tls_slots_cap, n_tls_free;
+    uint64_t tls_errors;
+    char *tls_cert, *tls_key;
 #define PARTY__SPARE_TIMERS 256
 #define PARTY__SPARE_SESSIONS 64
     uv_timer_t *spare_timers[PARTY__SPARE_TIMERS]; /* stopped, ready for reuse */
