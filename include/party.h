@@ -79,7 +79,8 @@ typedef struct party_def {
     /* Runs once per room incarnation, before any other callback of it.
      * Non-zero: failed; the triggering WebSocket is closed with 1011 (after
      * a JSON error frame), an HTTP request gets 500, and the next event
-     * retries. props: NULL unless given at routing time. */
+     * retries. props: the latest given at routing time (see
+     * party_request_set_props), else party_def.props, else NULL. */
     int (*on_start)(party_room *room, const char *props);
     /* A WebSocket connection was accepted. req is valid during the call. */
     void (*on_connect)(party_room *room, party_conn *conn, const party_request *req);
@@ -134,6 +135,10 @@ typedef struct party_def {
      * party_response_get_*. All three are valid during the call only. */
     void (*on_response)(party_room *room, const char *id, const char *tag,
                         const party_response *res);
+    /* The props on_start receives when no hook set any (NULL: none), e.g.
+     * JSON from partyd's config file ("parties": {NAME: {"props": ...}}).
+     * Must outlive the runtime. */
+    const char *props;
 } party_def;
 
 enum { PARTY_CORS_DEFAULT = 0, PARTY_CORS_ON = 1, PARTY_CORS_OFF = 2 };

@@ -60,7 +60,8 @@ static const char usage_text[] =
     "                           (also read from PARTYD_ADMIN_TOKEN)\n"
     "  --config FILE            read options from a JSON file: the keys are the\n"
     "                           flags' names, plus \"parties\": {NAME: {\"path\":\n"
-    "                           \"lib.so\", \"hibernate\": true, \"cors\": true}};\n"
+    "                           \"lib.so\", \"hibernate\": true, \"cors\": true,\n"
+    "                           \"props\": {...}}} (props: given to on_start);\n"
     "                           flags on the command line win\n"
     "  --version                print the version and exit\n"
     "  --help                   print this help and exit\n"
@@ -417,7 +418,8 @@ static int apply_option(int opt, const char *arg, options_state *o) {
 /* ---- the config file ----
  * A JSON object whose keys are the long flags' names ("port": 2000,
  * "max-message-bytes": "1M", "cors": true, "party": ["x=./x.so"]) plus
- * "parties": {"NAME": {"path": "lib.so", "hibernate": true, "cors": true}}
+ * "parties": {"NAME": {"path": "lib.so", "hibernate": true, "cors": true,
+ * "props": <any JSON>}}
  * for per-party options. Flags given on the command line win. */
 
 #define CONFIG_MAX_BYTES (1024 * 1024)
@@ -427,6 +429,7 @@ typedef struct party_override {
     const char *name;
     int hibernate; /* -1: as the party says */
     int cors;      /* -1: as the party says */
+    char *props;   /* NULL: as the party says; else compact JSON (or a string's text) */
 } party_override;
 
 static cJSON *config_root; /* kept: the config's strings stay in use */
@@ -436,6 +439,9 @@ static party_def overridden[MAX_OVERRIDES];
 static size_t n_overridden;
 
 static void free_config_strings(void) {
+    size_t i;
+    for (i = 0; i < n_overrides; i++)
+        free(overrides[i].props);
     cJSON_Delete(config_root);
     config_root = NULL;
 }
@@ -473,6 +479,7 @@ static int config_parties(const char *path, const cJSON *parties, options_state 
         ov = &overrides[n_overrides++];
         ov->name = party->string;
         ov->hibernate = ov->cors = -1;
+        ov->props = NULL;
         cJSON_ArrayForEach(field, party) {
             if (strcmp(field->string, "path") == 0 && cJSON_IsString(field)) {
                 char spec[4096];
@@ -483,10 +490,17 @@ static int config_parties(const char *path, const cJSON *parties, options_state 
                 ov->hibernate = cJSON_IsTrue(field);
             } else if (strcmp(field->string, "cors") == 0 && cJSON_IsBool(field)) {
                 ov->cors = cJSON_IsTrue(field);
+            } else if (strcmp(field->string, "props") == 0 && !cJSON_IsNull(field)) {
+                /* Any JSON: on_start gets it compact; a string, as its text. */
+                free(ov->props);
+                ov->props = cJSON_IsString(field) ? strdup(field->valuestring)
+                                                  : cJSON_PrintUnformatted(field);
+                if (ov->props == NULL)
+                    return config_error(path, "out of memory reading props of", party->string);
             } else {
                 fprintf(stderr,
                         "partyd: --config %s: party '%s': unknown or mistyped option '%s' "
-                        "(path: string, hibernate: bool, cors: bool)\n",
+                        "(path: string, hibernate: bool, cors: bool, props: any JSON)\n",
                         path, party->string, field->string);
                 return 2;
             }
@@ -592,6 +606,8 @@ static const party_def *with_overrides(const party_def *def) {
                 copy->hibernate = overrides[i].hibernate;
             if (overrides[i].cors >= 0)
                 copy->cors = overrides[i].cors ? PARTY_CORS_ON : PARTY_CORS_OFF;
+            if (overrides[i].props != NULL)
+                copy->props = overrides[i].props;
             return copy;
         }
     }

@@ -262,7 +262,7 @@ static int room_ensure_started(party_room *room) {
         return -1;
     room->status = PARTY__ROOM_STARTING;
     if (def->on_start != NULL)
-        rc = def->on_start(room, room->props);
+        rc = def->on_start(room, room->props != NULL ? room->props : def->props);
     if (rc != 0) {
         room->status = PARTY__ROOM_ZERO;
         party__log_warn(room->rt, "room %s/%s: on_start failed (%d); the next event retries it",

@@ -41,6 +41,7 @@ typedef struct probe_state {
     int connects;
     char *log[LOG_MAX]; /* on_close / on_error records, oldest first */
     int n_log;
+    char *props; /* what the last on_start received */
 } probe_state;
 
 static int *attempt_count(party_room *room) {
@@ -59,6 +60,7 @@ static void state_free(void *p) {
     int i;
     for (i = 0; i < st->n_log; i++)
         free(st->log[i]);
+    free(st->props);
     free(st);
 }
 
@@ -78,7 +80,6 @@ static int probe_start(party_room *room, const char *props) {
     const char *name = party_room_name(room);
     int *count = attempt_count(room);
     probe_state *st;
-    (void)props;
 
     if (count != NULL)
         (*count)++;
@@ -93,6 +94,8 @@ static int probe_start(party_room *room, const char *props) {
         party_room_set_state(room, st);
     }
     st->starts++;
+    free(st->props);
+    st->props = props != NULL ? strdup(props) : NULL;
     return 0;
 }
 
@@ -330,6 +333,8 @@ static void probe_request(party_room *room, const party_request *req, party_resp
                              st->starts, st->connects, party_room_conn_count(room),
                              attempt_count(room) != NULL ? *attempt_count(room) : -1);
     used = json_string(body, sizeof(body), used, party_request_url(req));
+    used += (size_t)snprintf(body + used, sizeof(body) - used, ",\"props\":");
+    used = json_string(body, sizeof(body), used, st->props != NULL ? st->props : "");
     used += (size_t)snprintf(body + used, sizeof(body) - used, ",\"log\":[");
     for (i = 0; i < st->n_log && used < sizeof(body) - 64; i++) {
         if (i > 0)
