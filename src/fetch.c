@@ -492,8 +492,13 @@ static void fetch_start(party__fetch *f) {
     f->request = NULL;
     wbuf = uv_buf_init(io->request->data, (unsigned int)io->request->len);
     io->write.data = io;
-    if (uv_pipe_open(&io->pipe, fds[0]) != 0 ||
-        uv_write(&io->write, (uv_stream_t *)&io->pipe, &wbuf, 1, on_request_written) != 0 ||
+    if (uv_pipe_open(&io->pipe, fds[0]) != 0) {
+        close(fds[0]); /* not the handle's: ours to close */
+        fetch_set_failure(f, 503, "cannot open an internal connection\n");
+        uv_timer_start(&io->timer, on_timeout, 0, 0);
+        return;
+    }
+    if (uv_write(&io->write, (uv_stream_t *)&io->pipe, &wbuf, 1, on_request_written) != 0 ||
         uv_read_start((uv_stream_t *)&io->pipe, on_answer_alloc, on_answer_read) != 0) {
         fetch_set_failure(f, 503, "cannot send on an internal connection\n");
         uv_timer_start(&io->timer, on_timeout, 0, 0);
