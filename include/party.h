@@ -214,7 +214,10 @@ int party_broadcast(party_room *room, const void *data, size_t len, int binary,
  * memory (eviction, hibernation) while it waits: the answer brings it
  * back. Requests in flight do not survive a restart of the process.
  * Inside the room's callbacks only (PARTY_ESTATE otherwise). 0,
- * PARTY_EINVAL (bad party name, room name, method, path or header),
+ * PARTY_EINVAL (NULL party or room name; a room name empty, over
+ * PARTY_MAX_TAG_LEN bytes or not UTF-8; a bad method, path or header, or a
+ * header the runtime writes: Host, Connection, Content-Length,
+ * Transfer-Encoding, Upgrade, X-Partyd-From-Room),
  * PARTY_ETOOBIG (body over max_body_bytes, head over max_header_bytes),
  * PARTY_ELIMIT (PARTY_MAX_FETCHES requests in flight in the runtime),
  * PARTY_ENOMEM. */
