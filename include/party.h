@@ -79,7 +79,8 @@ typedef struct party_def {
     /* Runs once per room incarnation, before any other callback of it.
      * Non-zero: failed; the triggering WebSocket is closed with 1011 (after
      * a JSON error frame), an HTTP request gets 500, and the next event
-     * retries. props: NULL unless given at routing time. */
+     * retries. props: the latest given at routing time (see
+     * party_request_set_props), else party_def.props, else NULL. */
     int (*on_start)(party_room *room, const char *props);
     /* A WebSocket connection was accepted. req is valid during the call. */
     void (*on_connect)(party_room *room, party_conn *conn, const party_request *req);
@@ -126,6 +127,18 @@ typedef struct party_def {
      * -Methods: GET, POST, HEAD, OPTIONS, -Headers: *, -Max-Age: 86400).
      * Else name/value pairs ending with NULL, used instead. */
     const char *const *cors_headers;
+    /* The answer to a party_room_fetch made by a room of this party: a new
+     * event of that room, delivered like any other, never during the
+     * party_room_fetch call (on_start runs first if the room left memory
+     * while it waited). id: what party_room_fetch returned in id_out; tag:
+     * the tag given to it ("" if none); res: the answer, read with
+     * party_response_get_*. All three are valid during the call only. */
+    void (*on_response)(party_room *room, const char *id, const char *tag,
+                        const party_response *res);
+    /* The props on_start receives when no hook set any (NULL: none), e.g.
+     * JSON from partyd's config file ("parties": {NAME: {"props": ...}}).
+     * Must outlive the runtime. */
+    const char *props;
 } party_def;
 
 enum { PARTY_CORS_DEFAULT = 0, PARTY_CORS_ON = 1, PARTY_CORS_OFF = 2 };
@@ -171,6 +184,47 @@ size_t party_room_conn_count(party_room *room);
  * Returns the number of connections it was queued on, or a PARTY_E* code. */
 int party_broadcast(party_room *room, const void *data, size_t len, int binary,
                     const char *const *exclude_ids, size_t n_exclude);
+
+/* ---- room-to-room requests -----------------------------------------------
+ * A room asks another room (of any party, itself included) over HTTP and
+ * gets the answer later, as an on_response event on its own loop. */
+
+/* Sends method path to the room room_name of party, as if a client had
+ * requested /<prefix>/<party>/<room_name><path>: the target sees an
+ * ordinary on_request (it knows its name), without the party's
+ * before_request hook and CORS, and with the header X-Partyd-From-Room:
+ * the caller's room id (network clients cannot send that header: 400).
+ * The answer comes back as on_response(room, id, tag, res). Failures are
+ * answers too, with a text/plain body saying why:
+ *   404  unknown party
+ *   500  the target's on_start failed (it is retried on the next event)
+ *   502  the answer was malformed or larger than max_body_bytes
+ *   503  the runtime could not open the internal connection (files, memory)
+ *   504  no answer within party_config.fetch_timeout (30 s by default)
+ * method: NULL for "GET", else an HTTP token. path: NULL, "" or a string
+ * starting with '/' or '?' ("/items?id=3"), no spaces or control bytes
+ * (percent-encode them). headers: name, value pairs ending with NULL (or
+ * NULL). body: len bytes (NULL/0 for none; a Content-Length is sent when
+ * method is not GET/HEAD or len > 0). tag: any string handed back to
+ * on_response (NULL: ""). Everything is copied. id_out (may be NULL):
+ * the request's id, 64 hex digits.
+ * Output gate: a request made after the current event wrote leaves only
+ * once that write is committed; if the commit fails, it is dropped (no
+ * on_response: the room's state is reset anyway). The caller may leave
+ * memory (eviction, hibernation) while it waits: the answer brings it
+ * back. Requests in flight do not survive a restart of the process.
+ * Inside the room's callbacks only (PARTY_ESTATE otherwise). 0,
+ * PARTY_EINVAL (NULL party or room name; a room name empty, over
+ * PARTY_MAX_TAG_LEN bytes or not UTF-8; a bad method, path or header, or a
+ * header the runtime writes: Host, Connection, Content-Length,
+ * Transfer-Encoding, Upgrade, X-Partyd-From-Room),
+ * PARTY_ETOOBIG (body over max_body_bytes, head over max_header_bytes),
+ * PARTY_ELIMIT (PARTY_MAX_FETCHES requests in flight in the runtime),
+ * PARTY_ENOMEM. */
+int party_room_fetch(party_room *room, const char *party, const char *room_name, const char *method,
+                     const char *path, const char *const *headers, const void *body, size_t len,
+                     const char *tag, char id_out[PARTY_ID_MAX]);
+#define PARTY_MAX_FETCHES 4096 /* room-to-room requests in flight per runtime */
 
 /* ---- connections ---------------------------------------------------------
  * A party_conn pointer stays valid until on_close for it returns. */
@@ -280,9 +334,17 @@ const char *party_request_method(const party_request *req);
 const char *party_request_url(const party_request *req);
 /* The path part of the URL, without the query. */
 const char *party_request_path(const party_request *req);
-/* A header value by case-insensitive name, or NULL. */
+/* A header value by case-insensitive name (the first, if repeated), or
+ * NULL. */
 const char *party_request_header(const party_request *req, const char *name);
-/* Decoded value of the first query parameter with this name, or NULL. */
+/* Calls fn for each header in the order received (with those a hook set);
+ * fn returns non-zero to stop (that value is returned). */
+int party_request_foreach_header(const party_request *req,
+                                 int (*fn)(const char *name, const char *value, void *arg),
+                                 void *arg);
+/* Decoded value (%XX and '+' as space) of the first query parameter with
+ * this name, "" for a name without '=', or NULL when absent or not
+ * decodable. Valid as long as req. */
 const char *party_request_query(const party_request *req, const char *name);
 /* The body (Content-Length or de-chunked); NULL with *len 0 when none. */
 const void *party_request_body(const party_request *req, size_t *len);
@@ -296,9 +358,37 @@ int party_request_set_props(party_request *req, const char *props);
 
 /* Response building. Defaults: 200, no headers, empty body. Strings and body
  * are copied. Errors (PARTY_ENOMEM) make the response a 500. */
+/* status: 100..999; other values are ignored. */
 void party_response_status(party_response *res, int status);
+/* Sets a header, replacing one of the same (case-insensitive) name.
+ * Content-Length, Transfer-Encoding and Connection are the runtime's and
+ * ignored, as are names with ':', spaces or line breaks and values with
+ * line breaks. */
 void party_response_header(party_response *res, const char *name, const char *value);
+/* Adds a header even if one of that name is set (Set-Cookie). Same rules. */
+void party_response_add_header(party_response *res, const char *name, const char *value);
 void party_response_body(party_response *res, const void *data, size_t len);
+/* status, Content-Type: text/plain; charset=utf-8, and text as the body. */
+void party_response_text(party_response *res, int status, const char *text);
+/* status, Content-Type: application/json, and json_text as the body. The
+ * text is sent as given (build it with any JSON library). */
+void party_response_json(party_response *res, int status, const char *json_text);
+
+/* Reading a response: what a hook or handler set so far, or the answer
+ * on_response receives. */
+int party_response_get_status(const party_response *res);
+/* The first header called name (case-insensitive), or NULL. Valid as long
+ * as res and until that header is set again. */
+const char *party_response_get_header(const party_response *res, const char *name);
+/* Calls fn for each header in order; fn returns non-zero to stop (that
+ * value is returned). */
+int party_response_foreach_header(const party_response *res,
+                                  int (*fn)(const char *name, const char *value, void *arg),
+                                  void *arg);
+/* The body (NULL with *len 0 when empty); len may be NULL. An answer given
+ * to on_response is NUL-terminated past *len, so text can be read as a
+ * string. Valid as long as res. */
+const void *party_response_get_body(const party_response *res, size_t *len);
 
 /* ---- lobby: the routing result seen by hooks ---------------------------- */
 const char *party_lobby_party(const party_lobby *lobby);
@@ -336,6 +426,10 @@ typedef struct party_config {
     int cors;                 /* 0: off; 1: CORS for parties that leave it PARTY_CORS_DEFAULT */
     const char *const *cors_headers; /* NULL: the defaults (see party_def.cors_headers);
                                         must outlive the runtime */
+    const char *tls_cert;            /* NULL: plain http/ws; else a PEM certificate chain file:
+                                        https and wss on the same port (tls_key needed too) */
+    const char *tls_key;             /* the PEM private key of tls_cert */
+    double fetch_timeout;            /* 30 s: a room-to-room request unanswered by then gets 504 */
 } party_config;
 
 /* Fills cfg with the defaults above. */
@@ -346,7 +440,9 @@ party_runtime *party_runtime_new(const party_config *cfg);
 /* Registers a party. PARTY_EEXIST if the name (case-insensitive) is taken;
  * PARTY_EINVAL if the name is empty or not [a-z0-9-] (any case). */
 int party_runtime_add(party_runtime *rt, const party_def *def);
-/* Binds the listening socket (done by run if not called). PARTY_EADDR. */
+/* Binds the listening socket (done by run if not called), after loading
+ * the TLS certificate and key when configured. PARTY_EADDR; PARTY_EINVAL
+ * when the certificate or key cannot be loaded (logged). */
 int party_runtime_listen(party_runtime *rt);
 /* The bound port, after listen. */
 int party_runtime_port(party_runtime *rt);

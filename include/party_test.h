@@ -170,8 +170,10 @@ void party_test_response_free(party_test_response *res);
 /* ---- waiting, time and memory --------------------------------------------- */
 
 /* Runs the loop until nothing is left to do right now: no store work in
- * flight (opens, commits, closes), no room with queued events, no output
- * unwritten on either side. 0 or PARTY_TEST_ETIMEDOUT. */
+ * flight (opens, commits, closes), no room with queued events, no
+ * room-to-room request (party_room_fetch) in flight, no output unwritten
+ * on either side. 0 or PARTY_TEST_ETIMEDOUT. fetch_timeout counts real
+ * time, not the virtual clock. */
 int party_test_run_until_idle(party_test *t);
 
 /* The virtual clock, ms since the epoch. */

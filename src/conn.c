@@ -15,6 +15,7 @@
 #include "room.h"
 #include "router.h"
 #include "runtime.h"
+#include "tls.h"
 #include "utf8.h"
 
 /* A request buffer starts small (a WebSocket handshake is a few hundred
@@ -126,6 +127,7 @@ static void conn_free(party_conn *conn) {
         free(conn->id); /* uri lives in the same block */
     free(conn->tags);
     free(conn->state);
+    party__tls_free(conn);
     rt->n_conns--;
     conn_release(rt, conn);
     party__runtime_maybe_finish(rt);
@@ -417,6 +419,10 @@ static void conn_flush(party_conn *conn) {
 
     if (conn->writing || conn->transport_closing)
         return;
+    if (conn->tls_slot != 0) {
+        party__tls_flush(conn);
+        return;
+    }
     if (conn->out_len > 0) {
         n = conn_fill_iov(conn, iov, WRITE_IOV_MAX, &bytes);
         r = uv_try_write((uv_stream_t *)&conn->tcp, iov, (unsigned int)n);
@@ -451,6 +457,24 @@ static void conn_flush(party_conn *conn) {
     }
     if (conn->close_after_flush && conn->holder == NULL)
         conn_finish(conn); /* nothing held back by an output gate either */
+}
+
+size_t party__conn_peek(party_conn *conn, uv_buf_t *iov, size_t max) {
+    size_t bytes;
+    return conn_fill_iov(conn, iov, max, &bytes);
+}
+
+void party__conn_consume(party_conn *conn, size_t n) {
+    conn_consume(conn, n);
+}
+
+void party__conn_flush(party_conn *conn) {
+    conn_flush(conn);
+}
+
+void party__conn_flush_done(party_conn *conn) {
+    if (conn->close_after_flush && conn->holder == NULL)
+        conn_finish(conn);
 }
 
 void party__conn_flush_dirty(party_runtime *rt) {
@@ -542,11 +566,9 @@ void party__conn_end_http(party_conn *conn) {
     free(s);
 }
 
-static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
-    party_conn *conn = handle->data;
+void party__conn_http_space(party_conn *conn, uv_buf_t *out) {
     party__http_session *s = conn->http;
-
-    if (conn->phase == PARTY__CONN_HTTP && s != NULL) {
+    {
         size_t want = s->cap;
         if (s->cap == 0)
             want = HTTP_BUF_FIRST;
@@ -564,9 +586,18 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
             s->cap = want;
         }
         *out = uv_buf_init(s->buf + s->len, (unsigned int)(s->cap - s->len));
-        return;
     }
-    *out = uv_buf_init(party__conn_rt(conn)->read_buf, PARTY__READ_BUF_SIZE);
+}
+
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
+    party_conn *conn = handle->data;
+
+    if (conn->tls_slot != 0)
+        *out = party__tls_read_buf(party__conn_rt(conn));
+    else if (conn->phase == PARTY__CONN_HTTP && conn->http != NULL)
+        party__conn_http_space(conn, out);
+    else
+        *out = uv_buf_init(party__conn_rt(conn)->read_buf, PARTY__READ_BUF_SIZE);
 }
 
 static void conn_start_reading(party_conn *conn) {
@@ -916,14 +947,21 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
         return;
     }
     party__conn_rt(conn)->bytes_in += (uint64_t)nread;
+    if (conn->tls_slot != 0)
+        party__tls_input(conn, buf->base, (size_t)nread);
+    else
+        party__conn_input(conn, buf->base, (size_t)nread);
+}
+
+void party__conn_input(party_conn *conn, char *data, size_t len) {
     switch (conn->phase) {
     case PARTY__CONN_HTTP:
-        conn->http->len += (size_t)nread;
+        conn->http->len += len;
         conn_parse_http(conn);
         break;
     case PARTY__CONN_OPEN:
     case PARTY__CONN_CLOSING:
-        conn_feed_ws(conn, buf->base, (size_t)nread);
+        conn_feed_ws(conn, data, len);
         break;
     default:
         break; /* lingering: drop */
@@ -965,6 +1003,11 @@ void party__conn_accept(party_runtime *rt, uv_stream_t *listener) {
         return;
     }
     uv_tcp_nodelay(&conn->tcp, 1);
+    if (party__tls_enabled(rt) && party__tls_accept(conn) != 0) {
+        party__log_error(rt, "accept: out of memory for TLS");
+        conn_close_now(conn);
+        return;
+    }
     conn_begin_http(conn);
 }
 

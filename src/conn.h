@@ -77,6 +77,7 @@ struct party_conn {
     uint32_t out_writing;                /* buffers in the in-flight uv_write */
     uint32_t out_offset;                 /* bytes of out[out_head] already written */
     uint32_t out_bytes;                  /* unwritten bytes queued */
+    uint32_t tls_slot; /* 0: plaintext; else where tls.c keeps its state (fills padding) */
     union {
         party__buf *out_one; /* out_cap 1: the one slot, inline */
         party__buf **out;    /* out_cap > 1: a heap ring */
@@ -118,6 +119,23 @@ int party__conn_queue(party_conn *conn, party__buf *buf);
 /* Queues output the output gate released (it bypasses the gate and the
  * closing state it was produced before). */
 int party__conn_queue_released(party_conn *conn, party__buf *buf);
+
+/* For the TLS layer (tls.c), which sits between the socket and the
+ * plaintext paths below. */
+/* Plaintext bytes read: data is at the end of the HTTP buffer in the HTTP
+ * phase (see party__conn_http_space), else anywhere. */
+void party__conn_input(party_conn *conn, char *data, size_t len);
+/* The free space at the end of the HTTP buffer, grown within its limit;
+ * len 0 when it is full or memory ran out. */
+void party__conn_http_space(party_conn *conn, uv_buf_t *out);
+/* Up to max buffers of the send queue, from the first unwritten byte. */
+size_t party__conn_peek(party_conn *conn, uv_buf_t *iov, size_t max);
+/* Drops n bytes from the front of the send queue (they were written). */
+void party__conn_consume(party_conn *conn, size_t n);
+/* Writes what is queued now (unless a write is in flight). */
+void party__conn_flush(party_conn *conn);
+/* Everything is written: a closing connection half-closes and lingers. */
+void party__conn_flush_done(party_conn *conn);
 
 /* Writes every connection's queued output (once per loop turn). */
 void party__conn_flush_dirty(party_runtime *rt);

@@ -129,8 +129,8 @@ static void metric_scalar(text_buf *tb, const char *name, const char *type, cons
 }
 
 static void metrics_write(party_runtime *rt, text_buf *tb) {
-    static const char *const event_names[] = {"connect", "message", "close",
-                                              "error",   "request", "alarm"};
+    static const char *const event_names[] = {"connect", "message", "close",   "error",
+                                              "request", "alarm",   "response"};
     uint64_t rooms[3] = {0, 0, 0};
     uint64_t cumulative = 0;
     size_t i;
@@ -187,7 +187,7 @@ static void metrics_write(party_runtime *rt, text_buf *tb) {
                   "Errors by kind: http (requests refused by the parser or the handshake "
                   "check), websocket_protocol (connections closed for a bad frame), "
                   "send_queue (slow readers dropped), commit (failed commits), accept "
-                  "(failed accepts).");
+                  "(failed accepts), tls (failed TLS handshakes or records).");
     text_appendf(tb, "partyd_errors_total{kind=\"http\"} %" PRIu64 "\n", rt->http_errors);
     text_appendf(tb, "partyd_errors_total{kind=\"websocket_protocol\"} %" PRIu64 "\n",
                  rt->protocol_errors);
@@ -195,6 +195,7 @@ static void metrics_write(party_runtime *rt, text_buf *tb) {
                  rt->send_queue_drops);
     text_appendf(tb, "partyd_errors_total{kind=\"commit\"} %" PRIu64 "\n", rt->commit_failures);
     text_appendf(tb, "partyd_errors_total{kind=\"accept\"} %" PRIu64 "\n", rt->accept_errors);
+    text_appendf(tb, "partyd_errors_total{kind=\"tls\"} %" PRIu64 "\n", rt->tls_errors);
 }
 
 static void ops_metrics(party_conn *conn) {

@@ -667,7 +667,7 @@ static int quiet_now(party_test *t) {
     party_runtime *rt = t->rt;
     party_test_conn *c;
 
-    if (rt->n_busy > 0 || rt->ready_head != NULL || rt->dirty_head != NULL ||
+    if (rt->n_busy > 0 || rt->ready_head != NULL || rt->dirty_head != NULL || rt->n_fetches > 0 ||
         rt->loop.closing_handles != NULL)
         return 0;
     for (c = t->clients; c != NULL; c = c->next)

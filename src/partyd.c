@@ -56,11 +56,16 @@ static const char usage_text[] =
     "  --static DIR             serve files from DIR for paths outside the prefix\n"
     "  --cors                   answer CORS preflights and add CORS headers to the\n"
     "                           HTTP answers of every party (Allow-Origin: *)\n"
+    "  --tls-cert FILE          serve https and wss with this PEM certificate chain\n"
+    "  --tls-key FILE           ... and this PEM private key (both needed)\n"
+    "  --fetch-timeout SEC      a room-to-room request unanswered this long gets\n"
+    "                           504 (default 30)\n"
     "  --admin-token TOKEN      enable /_partyd/rooms for 'Authorization: Bearer TOKEN'\n"
     "                           (also read from PARTYD_ADMIN_TOKEN)\n"
     "  --config FILE            read options from a JSON file: the keys are the\n"
     "                           flags' names, plus \"parties\": {NAME: {\"path\":\n"
-    "                           \"lib.so\", \"hibernate\": true, \"cors\": true}};\n"
+    "                           \"lib.so\", \"hibernate\": true, \"cors\": true,\n"
+    "                           \"props\": {...}}} (props: given to on_start);\n"
     "                           flags on the command line win\n"
     "  --version                print the version and exit\n"
     "  --help                   print this help and exit\n"
@@ -90,6 +95,9 @@ enum {
     OPT_STATIC,
     OPT_CORS,
     OPT_ADMIN_TOKEN,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_FETCH_TIMEOUT,
     OPT_VERSION,
     OPT_HELP,
     OPT_CONFIG,
@@ -118,6 +126,9 @@ static const struct option options[] = {
     {"static", required_argument, NULL, OPT_STATIC},
     {"cors", no_argument, NULL, OPT_CORS},
     {"admin-token", required_argument, NULL, OPT_ADMIN_TOKEN},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"fetch-timeout", required_argument, NULL, OPT_FETCH_TIMEOUT},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, OPT_HELP},
@@ -385,6 +396,16 @@ static int apply_option(int opt, const char *arg, options_state *o) {
     case OPT_ADMIN_TOKEN:
         o->cfg.admin_token = arg;
         break;
+    case OPT_TLS_CERT:
+        o->cfg.tls_cert = arg;
+        break;
+    case OPT_TLS_KEY:
+        o->cfg.tls_key = arg;
+        break;
+    case OPT_FETCH_TIMEOUT:
+        if (parse_seconds("--fetch-timeout", arg, &o->cfg.fetch_timeout) != 0)
+            return 2;
+        break;
     case OPT_VERSION:
         printf("partyd %s\n", PARTY_VERSION_STRING);
         return 0;
@@ -401,7 +422,8 @@ static int apply_option(int opt, const char *arg, options_state *o) {
 /* ---- the config file ----
  * A JSON object whose keys are the long flags' names ("port": 2000,
  * "max-message-bytes": "1M", "cors": true, "party": ["x=./x.so"]) plus
- * "parties": {"NAME": {"path": "lib.so", "hibernate": true, "cors": true}}
+ * "parties": {"NAME": {"path": "lib.so", "hibernate": true, "cors": true,
+ * "props": <any JSON>}}
  * for per-party options. Flags given on the command line win. */
 
 #define CONFIG_MAX_BYTES (1024 * 1024)
@@ -411,6 +433,7 @@ typedef struct party_override {
     const char *name;
     int hibernate; /* -1: as the party says */
     int cors;      /* -1: as the party says */
+    char *props;   /* NULL: as the party says; else compact JSON (or a string's text) */
 } party_override;
 
 static cJSON *config_root; /* kept: the config's strings stay in use */
@@ -420,6 +443,9 @@ static party_def overridden[MAX_OVERRIDES];
 static size_t n_overridden;
 
 static void free_config_strings(void) {
+    size_t i;
+    for (i = 0; i < n_overrides; i++)
+        free(overrides[i].props);
     cJSON_Delete(config_root);
     config_root = NULL;
 }
@@ -457,6 +483,7 @@ static int config_parties(const char *path, const cJSON *parties, options_state 
         ov = &overrides[n_overrides++];
         ov->name = party->string;
         ov->hibernate = ov->cors = -1;
+        ov->props = NULL;
         cJSON_ArrayForEach(field, party) {
             if (strcmp(field->string, "path") == 0 && cJSON_IsString(field)) {
                 char spec[4096];
@@ -467,10 +494,17 @@ static int config_parties(const char *path, const cJSON *parties, options_state 
                 ov->hibernate = cJSON_IsTrue(field);
             } else if (strcmp(field->string, "cors") == 0 && cJSON_IsBool(field)) {
                 ov->cors = cJSON_IsTrue(field);
+            } else if (strcmp(field->string, "props") == 0 && !cJSON_IsNull(field)) {
+                /* Any JSON: on_start gets it compact; a string, as its text. */
+                free(ov->props);
+                ov->props = cJSON_IsString(field) ? strdup(field->valuestring)
+                                                  : cJSON_PrintUnformatted(field);
+                if (ov->props == NULL)
+                    return config_error(path, "out of memory reading props of", party->string);
             } else {
                 fprintf(stderr,
                         "partyd: --config %s: party '%s': unknown or mistyped option '%s' "
-                        "(path: string, hibernate: bool, cors: bool)\n",
+                        "(path: string, hibernate: bool, cors: bool, props: any JSON)\n",
                         path, party->string, field->string);
                 return 2;
             }
@@ -576,6 +610,8 @@ static const party_def *with_overrides(const party_def *def) {
                 copy->hibernate = overrides[i].hibernate;
             if (overrides[i].cors >= 0)
                 copy->cors = overrides[i].cors ? PARTY_CORS_ON : PARTY_CORS_OFF;
+            if (overrides[i].props != NULL)
+                copy->props = overrides[i].props;
             return copy;
         }
     }
@@ -649,6 +685,8 @@ int main(int argc, char **argv) {
         if (r == PARTY_EADDR)
             fprintf(stderr, "partyd: cannot listen on %s:%d (see the log line above)\n", o.cfg.host,
                     o.cfg.port);
+        else if (r == PARTY_EINVAL)
+            fprintf(stderr, "partyd: cannot set up TLS (see the log line above)\n");
         status = 1;
     }
     party_runtime_free(rt);

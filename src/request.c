@@ -96,6 +96,19 @@ const char *party_request_header(const party_request *req, const char *name) {
     return NULL;
 }
 
+int party_request_foreach_header(const party_request *req,
+                                 int (*fn)(const char *name, const char *value, void *arg),
+                                 void *arg) {
+    size_t i;
+    int r;
+    if (req == NULL || fn == NULL)
+        return PARTY_EINVAL;
+    for (i = 0; i < req->n_headers; i++)
+        if ((r = fn(req->headers[i].name, req->headers[i].value, arg)) != 0)
+            return r;
+    return 0;
+}
+
 const char *party_request_query(const party_request *req, const char *name) {
     /* The public pointer is const, but decoded values are cached on the
      * request so they live as long as it does. */
@@ -198,13 +211,35 @@ static int header_is_framing(const char *name) {
            strcasecmp(name, "connection") == 0;
 }
 
+static int header_settable(const char *name, const char *value) {
+    return name != NULL && value != NULL && name[0] != '\0' && strpbrk(name, ":\r\n \t") == NULL &&
+           strpbrk(value, "\r\n") == NULL && !header_is_framing(name);
+}
+
+int party__response_append_header(party_response *res, const char *name, size_t name_len,
+                                  const char *value, size_t value_len) {
+    party__header *grown = realloc(res->headers, (res->n_headers + 1) * sizeof(*grown));
+    party__header *h;
+
+    if (grown == NULL)
+        return PARTY_ENOMEM;
+    res->headers = grown;
+    h = &res->headers[res->n_headers];
+    h->name = strndup(name, name_len);
+    h->value = strndup(value, value_len);
+    if (h->name == NULL || h->value == NULL) {
+        free(h->name);
+        free(h->value);
+        return PARTY_ENOMEM;
+    }
+    res->n_headers++;
+    return 0;
+}
+
 void party_response_header(party_response *res, const char *name, const char *value) {
-    party__header *grown;
     size_t i;
 
-    if (res == NULL || name == NULL || value == NULL || name[0] == '\0' ||
-        strpbrk(name, ":\r\n \t") != NULL || strpbrk(value, "\r\n") != NULL ||
-        header_is_framing(name))
+    if (res == NULL || !header_settable(name, value))
         return;
     for (i = 0; i < res->n_headers; i++) {
         if (strcasecmp(res->headers[i].name, name) == 0) {
@@ -218,21 +253,15 @@ void party_response_header(party_response *res, const char *name, const char *va
             return;
         }
     }
-    grown = realloc(res->headers, (res->n_headers + 1) * sizeof(*grown));
-    if (grown == NULL) {
+    if (party__response_append_header(res, name, strlen(name), value, strlen(value)) != 0)
         res->failed = 1;
+}
+
+void party_response_add_header(party_response *res, const char *name, const char *value) {
+    if (res == NULL || !header_settable(name, value))
         return;
-    }
-    res->headers = grown;
-    res->headers[res->n_headers].name = strdup(name);
-    res->headers[res->n_headers].value = strdup(value);
-    if (res->headers[res->n_headers].name == NULL || res->headers[res->n_headers].value == NULL) {
-        free(res->headers[res->n_headers].name);
-        free(res->headers[res->n_headers].value);
+    if (party__response_append_header(res, name, strlen(name), value, strlen(value)) != 0)
         res->failed = 1;
-        return;
-    }
-    res->n_headers++;
 }
 
 void party_response_body(party_response *res, const void *data, size_t len) {
@@ -240,12 +269,14 @@ void party_response_body(party_response *res, const void *data, size_t len) {
     if (res == NULL)
         return;
     if (len > 0) {
-        copy = malloc(len);
+        /* NUL-terminated past len, so a text body reads as a string. */
+        copy = malloc(len + 1);
         if (copy == NULL) {
             res->failed = 1;
             return;
         }
         memcpy(copy, data, len);
+        copy[len] = '\0';
     }
     free(res->body);
     res->body = copy;
@@ -253,9 +284,27 @@ void party_response_body(party_response *res, const void *data, size_t len) {
 }
 
 void party__response_text(party_response *res, int status, const char *text) {
+    party_response_text(res, status, text);
+}
+
+void party_response_text(party_response *res, int status, const char *text) {
+    if (res == NULL)
+        return;
+    if (text == NULL)
+        text = "";
     party_response_status(res, status);
     party_response_header(res, "Content-Type", "text/plain; charset=utf-8");
     party_response_body(res, text, strlen(text));
+}
+
+void party_response_json(party_response *res, int status, const char *json_text) {
+    if (res == NULL)
+        return;
+    if (json_text == NULL)
+        json_text = "null";
+    party_response_status(res, status);
+    party_response_header(res, "Content-Type", "application/json");
+    party_response_body(res, json_text, strlen(json_text));
 }
 
 const char *party__response_header_get(const party_response *res, const char *name) {
@@ -264,6 +313,36 @@ const char *party__response_header_get(const party_response *res, const char *na
         if (strcasecmp(res->headers[i].name, name) == 0)
             return res->headers[i].value;
     return NULL;
+}
+
+int party_response_get_status(const party_response *res) {
+    return res != NULL ? res->status : 0;
+}
+
+const char *party_response_get_header(const party_response *res, const char *name) {
+    if (res == NULL || name == NULL)
+        return NULL;
+    return party__response_header_get(res, name);
+}
+
+int party_response_foreach_header(const party_response *res,
+                                  int (*fn)(const char *name, const char *value, void *arg),
+                                  void *arg) {
+    size_t i;
+    int r;
+    if (res == NULL || fn == NULL)
+        return PARTY_EINVAL;
+    for (i = 0; i < res->n_headers; i++)
+        if ((r = fn(res->headers[i].name, res->headers[i].value, arg)) != 0)
+            return r;
+    return 0;
+}
+
+const void *party_response_get_body(const party_response *res, size_t *len) {
+    size_t n = res != NULL ? res->body_len : 0;
+    if (len != NULL)
+        *len = n;
+    return n > 0 ? res->body : NULL;
 }
 
 party__buf *party__response_serialize(const party_response *res, int head_only, int keep_alive) {

@@ -50,6 +50,9 @@ void party__response_init(party_response *res);
 void party__response_free(party_response *res);
 /* Sets status and a text/plain body in one call (runtime-made answers). */
 void party__response_text(party_response *res, int status, const char *text);
+/* Appends a header as given (no checks, duplicates kept). PARTY_ENOMEM. */
+int party__response_append_header(party_response *res, const char *name, size_t name_len,
+                                  const char *value, size_t value_len);
 /* The header value set on the response, or NULL. */
 const char *party__response_header_get(const party_response *res, const char *name);
 

@@ -14,6 +14,7 @@
 #include "alarm.h"
 #include "conn.h"
 #include "cron.h"
+#include "fetch.h"
 #include "log.h"
 #include "utf8.h"
 
@@ -182,6 +183,7 @@ static void room_destroy(party_room *room) {
         next = ev->next;
         if (ev->conn != NULL)
             party__conn_unref(ev->conn);
+        party__fetch_free(ev->fetch);
         free(ev);
     }
     free(room->name);
@@ -260,7 +262,7 @@ static int room_ensure_started(party_room *room) {
         return -1;
     room->status = PARTY__ROOM_STARTING;
     if (def->on_start != NULL)
-        rc = def->on_start(room, room->props);
+        rc = def->on_start(room, room->props != NULL ? room->props : def->props);
     if (rc != 0) {
         room->status = PARTY__ROOM_ZERO;
         party__log_warn(room->rt, "room %s/%s: on_start failed (%d); the next event retries it",
@@ -647,6 +649,14 @@ static void room_deliver(party_room *room, const party__event *ev) {
     case PARTY__EV_ALARM:
         handle_alarm(room);
         break;
+    case PARTY__EV_RESPONSE:
+        if (room_ensure_started(room) == 0)
+            party__fetch_deliver(room, ev->fetch);
+        else
+            party__log_warn(rt, "room %s/%s: an answer to a request was dropped: on_start failed",
+                            room->party->name, room->name ? room->name : room->id);
+        party__fetch_free(ev->fetch);
+        break;
     }
     rt->in_callback--;
     room->running = 0;
@@ -691,8 +701,9 @@ static void idle_remove(party_room *room) {
 /* Work in flight, apart from open connections. */
 static int room_busy(party_room *room) {
     return room->n_pending > 0 || room->queue_head != NULL || room->running || room->committing ||
-           room->held_head != NULL || room->life == PARTY__ROOM_LOADING ||
-           room->life == PARTY__ROOM_EVICTING || room->life == PARTY__ROOM_UNLOADING;
+           room->held_head != NULL || room->fetch_held != NULL ||
+           room->life == PARTY__ROOM_LOADING || room->life == PARTY__ROOM_EVICTING ||
+           room->life == PARTY__ROOM_UNLOADING;
 }
 
 static int room_has_work(party_room *room) {
@@ -883,6 +894,7 @@ static void room_release_held(party_room *room, int committed) {
 
     room->held_head = room->held_tail = NULL;
     room->holding = 0;
+    party__fetch_release_held(room, committed);
     for (h = list; h != NULL; h = h->next) {
         h->conn->holder = NULL;
         h->conn->held_bytes = 0;
@@ -1107,6 +1119,10 @@ static void room_fail_queued(party_room *room) {
                                         "room storage is unavailable");
             party__conn_unref(ev->conn);
         }
+        if (ev->fetch != NULL)
+            party__log_error(room->rt, "room %s/%s: an answer to a request was dropped: no storage",
+                             room->party->name, room->name ? room->name : room->id);
+        party__fetch_free(ev->fetch);
         free(ev);
     }
 }
@@ -1245,7 +1261,7 @@ void party__rooms_free_all(party_runtime *rt) {
             party_room *room = rt->rooms[i];
             idle_remove(room);
             table_remove(rt, room);
-            if (room->held_head != NULL)
+            if (room->held_head != NULL || room->fetch_held != NULL)
                 room_release_held(room, 0);
             if (room->store != NULL && party__store_in_transaction(room->store))
                 party__store_commit(room->store);

@@ -54,6 +54,7 @@ struct party_room {
     int batch_wrote; /* the current batch wrote through the KV API */
     int name_error;  /* a callback read the name of an unnamed room */
     party__held *held_head, *held_tail;
+    struct party__fetch *fetch_held; /* requests waiting for the commit (see fetch.h) */
 
     /* alarm and schedules (valid while READY; loaded with the store) */
     int64_t alarm_at;     /* epoch ms, 0: none */
@@ -83,19 +84,21 @@ typedef enum party__event_type {
     PARTY__EV_CLOSE,
     PARTY__EV_ERROR,
     PARTY__EV_REQUEST,
-    PARTY__EV_ALARM, /* the room's wake time came (alarm or schedule) */
+    PARTY__EV_ALARM,    /* the room's wake time came (alarm or schedule) */
+    PARTY__EV_RESPONSE, /* the answer to a party_room_fetch */
 } party__event_type;
 
 /* One unit of work for a room. Posted events are copied when they have to
  * wait, so the poster's event and data may live on its stack. */
 typedef struct party__event {
     party__event_type type;
-    struct party_conn *conn; /* the connection it concerns (holds a reference) */
-    party__slice data;       /* MESSAGE payload; CLOSE reason */
-    int binary;              /* MESSAGE */
-    int code;                /* CLOSE code */
-    int was_clean;           /* CLOSE */
-    const char *what;        /* ERROR: static description */
+    struct party_conn *conn;    /* the connection it concerns (holds a reference) */
+    party__slice data;          /* MESSAGE payload; CLOSE reason */
+    int binary;                 /* MESSAGE */
+    int code;                   /* CLOSE code */
+    int was_clean;              /* CLOSE */
+    const char *what;           /* ERROR: static description */
+    struct party__fetch *fetch; /* RESPONSE: the finished request (the event owns it) */
     struct party__event *next;
     char inline_data[]; /* the copied data of a queued event */
 } party__event;

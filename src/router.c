@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "conn.h"
+#include "fetch.h"
 #include "log.h"
 #include "ops.h"
 #include "request.h"
@@ -168,12 +169,14 @@ static const char *const *party_cors(const party_runtime *rt, const party__party
     return rt->cfg.cors_headers != NULL ? rt->cfg.cors_headers : default_cors;
 }
 
+/* from_room: a room-to-room request (party_room_fetch): hooks and CORS are
+ * for clients outside the runtime, so they are skipped. */
 static void route_request(party_conn *conn, const party__party *party, const char *room_name,
-                          const party_lobby *lobby) {
+                          const party_lobby *lobby, int from_room) {
     party__event ev;
     party_room *room;
 
-    conn->http->cors = party_cors(party__conn_rt(conn), party);
+    conn->http->cors = from_room ? NULL : party_cors(party__conn_rt(conn), party);
     if (conn->http->cors != NULL && party__slice_eq_nocase(conn->http->req.method, "OPTIONS")) {
         /* A preflight: answered here, no room involved. */
         party_response res;
@@ -184,7 +187,7 @@ static void route_request(party_conn *conn, const party__party *party, const cha
         return;
     }
 
-    if (run_hook(conn, party->def->before_request, lobby, 0))
+    if (!from_room && run_hook(conn, party->def->before_request, lobby, 0))
         return;
     room = party__room_get(party__conn_rt(conn), party, room_name);
     if (room == NULL) {
@@ -248,7 +251,7 @@ void party__router_handle(party_conn *conn) {
     party__route route;
     party_lobby lobby;
     char room_name[ROOM_NAME_MAX + 1];
-    int n;
+    int n, from_room;
 
     if (party__ops_handle(conn))
         return;
@@ -266,6 +269,13 @@ void party__router_handle(party_conn *conn) {
         route_by_id(conn, party);
         return;
     }
+    /* Only the runtime itself may say a request comes from one of its rooms. */
+    from_room = party__http_header_get(req, PARTY__FROM_ROOM_HEADER).ptr != NULL;
+    if (from_room && !conn->internal) {
+        respond_text(conn, 400, PARTY__FROM_ROOM_HEADER " is reserved for requests between rooms\n",
+                     0);
+        return;
+    }
     n = party__url_decode(route.room, room_name, sizeof(room_name), 0);
     if (n <= 0 || !party__utf8_valid(room_name, (size_t)n)) {
         respond_text(conn, 400,
@@ -280,10 +290,10 @@ void party__router_handle(party_conn *conn) {
     conn->http->have_preq = 1;
     lobby.party = party->name;
     lobby.room = room_name;
-    if (party__http_header_get(req, "Upgrade").ptr != NULL)
+    if (party__http_header_get(req, "Upgrade").ptr != NULL && !from_room)
         route_websocket(conn, party, room_name, &lobby);
     else
-        route_request(conn, party, room_name, &lobby);
+        route_request(conn, party, room_name, &lobby, from_room);
 }
 
 const char *party_lobby_party(const party_lobby *lobby) {

@@ -14,8 +14,10 @@
 
 #include "conn.h"
 #include "alarm.h"
+#include "fetch.h"
 #include "log.h"
 #include "room.h"
+#include "tls.h"
 #include "ws.h"
 
 const char *party_strerror(int err) {
@@ -68,6 +70,7 @@ void party_config_init(party_config *cfg) {
     cfg->close_timeout = 5.0;
     cfg->log_level = PARTY__LOG_INFO;
     cfg->ops_prefix = "_partyd";
+    cfg->fetch_timeout = 30.0;
 }
 
 /* ---- per-loop-turn work ---- */
@@ -171,16 +174,22 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     rt->ops_prefix = strdup(cfg->ops_prefix != NULL ? cfg->ops_prefix : "_partyd");
     rt->admin_token = cfg->admin_token != NULL ? strdup(cfg->admin_token) : NULL;
     rt->static_dir = cfg->static_dir != NULL ? strdup(cfg->static_dir) : NULL;
+    rt->tls_cert = cfg->tls_cert != NULL ? strdup(cfg->tls_cert) : NULL;
+    rt->tls_key = cfg->tls_key != NULL ? strdup(cfg->tls_key) : NULL;
     if (rt->host == NULL || rt->prefix == NULL || rt->read_buf == NULL ||
         (cfg->data_dir != NULL && rt->data_dir == NULL) || rt->ops_prefix == NULL ||
         (cfg->admin_token != NULL && rt->admin_token == NULL) ||
-        (cfg->static_dir != NULL && rt->static_dir == NULL) || uv_loop_init(&rt->loop) != 0) {
+        (cfg->static_dir != NULL && rt->static_dir == NULL) ||
+        (cfg->tls_cert != NULL && rt->tls_cert == NULL) ||
+        (cfg->tls_key != NULL && rt->tls_key == NULL) || uv_loop_init(&rt->loop) != 0) {
         free(rt->host);
         free(rt->prefix);
         free(rt->data_dir);
         free(rt->ops_prefix);
         free(rt->admin_token);
         free(rt->static_dir);
+        free(rt->tls_cert);
+        free(rt->tls_key);
         free(rt->read_buf);
         free(rt);
         return NULL;
@@ -191,6 +200,8 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     rt->cfg.ops_prefix = rt->ops_prefix;
     rt->cfg.admin_token = rt->admin_token;
     rt->cfg.static_dir = rt->static_dir;
+    rt->cfg.tls_cert = rt->tls_cert;
+    rt->cfg.tls_key = rt->tls_key;
     rt->durability_full = cfg->durability != PARTY_DURABILITY_NORMAL;
     if (rt->cfg.max_headers > PARTY__HTTP_MAX_HEADERS)
         rt->cfg.max_headers = PARTY__HTTP_MAX_HEADERS;
@@ -323,6 +334,8 @@ int party_runtime_listen(party_runtime *rt) {
 
     if (rt->listening)
         return 0;
+    if (rt->tls_ctx == NULL && party__tls_init(rt) != 0)
+        return PARTY_EINVAL;
     if (uv_ip4_addr(rt->host, rt->cfg.port, (struct sockaddr_in *)&addr) != 0 &&
         uv_ip6_addr(rt->host, rt->cfg.port, (struct sockaddr_in6 *)&addr) != 0) {
         party__log_error(rt, "listen: %s is not an IP address", rt->host);
@@ -416,6 +429,7 @@ static void runtime_begin_stop(party_runtime *rt) {
     if (rt->stopping)
         return;
     rt->stopping = 1;
+    party__fetch_stop_all(rt);
     if (rt->listening)
         uv_close((uv_handle_t *)&rt->listener, NULL);
     party__conn_foreach(rt, stop_one);
@@ -460,7 +474,8 @@ int party_runtime_run(party_runtime *rt) {
     uv_timer_start(&rt->evict_timer, on_evict_timer, evict_tick_ms(rt), evict_tick_ms(rt));
     uv_unref((uv_handle_t *)&rt->evict_timer);
     (void)party__runtime_begin(rt); /* its one failure was checked above */
-    party__log_info(rt, "listening on http://%s:%d (prefix /%s/)", rt->host, party_runtime_port(rt),
+    party__log_info(rt, "listening on %s://%s:%d (prefix /%s/)",
+                    party__tls_enabled(rt) ? "https" : "http", rt->host, party_runtime_port(rt),
                     rt->prefix);
     uv_run(&rt->loop, UV_RUN_DEFAULT);
     rt->running = 0;
@@ -483,6 +498,7 @@ void party_runtime_free(party_runtime *rt) {
 
     if (rt == NULL)
         return;
+    party__fetch_stop_all(rt);
     party__conn_foreach(rt, party__conn_abort);
     /* Store work on worker threads finishes before the stores close. */
     while (party__rooms_busy(rt) || rt->ready_head != NULL)
@@ -502,5 +518,8 @@ void party_runtime_free(party_runtime *rt) {
     free(rt->ops_prefix);
     free(rt->admin_token);
     free(rt->static_dir);
+    party__tls_cleanup(rt);
+    free(rt->tls_cert);
+    free(rt->tls_key);
     free(rt);
 }

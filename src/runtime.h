@@ -65,11 +65,13 @@ struct party_runtime {
     int virtual_clock;             /* test harness: time moves only when told */
     uint64_t virtual_now;          /* ms since the epoch, when virtual_clock */
     struct party_conn *dirty_head; /* connections with unflushed output */
+    struct party__fetch *fetches;  /* room-to-room requests in flight */
+    size_t n_fetches, n_fetches_held;
     size_t n_conns;
     uint64_t accept_errors, last_accept_warning;
 
     /* counters for /_partyd/metrics (loop thread only) */
-    uint64_t events[6]; /* by party__event_type */
+    uint64_t events[7]; /* by party__event_type */
     uint64_t bytes_in, bytes_out;
     uint64_t http_errors;      /* requests refused by the parser or the handshake check */
     uint64_t protocol_errors;  /* WebSocket connections closed for a bad frame */
@@ -79,6 +81,15 @@ struct party_runtime {
     uint64_t commits, commit_us_total;
 
     char *read_buf; /* one loop-wide read buffer for WebSocket reads */
+    /* TLS (tls.c): the context, a read buffer for ciphertext, and the
+     * connections' TLS states by slot */
+    struct ssl_ctx_st *tls_ctx;
+    char *tls_read_buf;
+    struct party__tls **tls_slots;
+    uint32_t *tls_free;
+    size_t tls_slots_cap, n_tls_free;
+    uint64_t tls_errors;
+    char *tls_cert, *tls_key;
 #define PARTY__SPARE_TIMERS 256
 #define PARTY__SPARE_SESSIONS 64
     uv_timer_t *spare_timers[PARTY__SPARE_TIMERS]; /* stopped, ready for reuse */

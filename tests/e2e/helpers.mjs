@@ -93,7 +93,7 @@ export async function startPartyd(extraArgs = []) {
     proc.stderr.setEncoding('utf8');
     proc.stderr.on('data', (chunk) => {
       stderrText += chunk;
-      const m = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(stderrText);
+      const m = /listening on https?:\/\/127\.0\.0\.1:(\d+)/.exec(stderrText);
       if (m) resolve(Number(m[1]));
     });
     exited.then(({ code, signal }) =>

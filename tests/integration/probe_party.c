@@ -9,6 +9,8 @@
  *   count:<tag>             reply "count:<n>" (foreach_conn with that tag)
  *   whois:<id>              reply "whois:<id>:<found 0|1>" (party_room_conn)
  *   big:<n>                 reply with n bytes of 'x'
+ *   fetch:<party>/<room>[/path?query]  party_room_fetch (GET); the answer is
+ *                           sent to the sender as "response:<status>:<body>"
  * Any other text is echoed as "echo:<text>"; binary is echoed as binary.
  * Rooms named "fail-start-<n>" fail on_start their first n times.
  * Hooks, driven by the query string: ?deny=<status> answers in the hook;
@@ -39,6 +41,7 @@ typedef struct probe_state {
     int connects;
     char *log[LOG_MAX]; /* on_close / on_error records, oldest first */
     int n_log;
+    char *props; /* what the last on_start received */
 } probe_state;
 
 static int *attempt_count(party_room *room) {
@@ -57,6 +60,7 @@ static void state_free(void *p) {
     int i;
     for (i = 0; i < st->n_log; i++)
         free(st->log[i]);
+    free(st->props);
     free(st);
 }
 
@@ -76,7 +80,6 @@ static int probe_start(party_room *room, const char *props) {
     const char *name = party_room_name(room);
     int *count = attempt_count(room);
     probe_state *st;
-    (void)props;
 
     if (count != NULL)
         (*count)++;
@@ -91,6 +94,8 @@ static int probe_start(party_room *room, const char *props) {
         party_room_set_state(room, st);
     }
     st->starts++;
+    free(st->props);
+    st->props = props != NULL ? strdup(props) : NULL;
     return 0;
 }
 
@@ -212,6 +217,26 @@ static void probe_message(party_room *room, party_conn *conn, const void *data, 
         snprintf(reply, sizeof(reply), "whois:%s:%d", text + 6,
                  party_room_conn(room, text + 6) != NULL);
         party_conn_send_text(conn, reply);
+    } else if (strncmp(text, "fetch:", 6) == 0) {
+        /* party/room[/rest]: the room segment ends at the next '/' or '?'. */
+        char *party = text + 6, *room_name = strchr(party, '/'), *rest, save;
+        int r = PARTY_EINVAL;
+        if (room_name != NULL) {
+            *room_name++ = '\0';
+            rest = room_name + strcspn(room_name, "/?");
+            save = *rest;
+            *rest = '\0';
+            {
+                char path[256];
+                snprintf(path, sizeof(path), "%c%s", save, save != '\0' ? rest + 1 : "");
+                r = party_room_fetch(room, party, room_name, NULL, path, NULL, NULL, 0,
+                                     party_conn_id(conn), NULL);
+            }
+        }
+        if (r != 0) {
+            snprintf(reply, sizeof(reply), "error:%s", party_strerror(r));
+            party_conn_send_text(conn, reply);
+        }
     } else if (strncmp(text, "big:", 4) == 0) {
         size_t n = strtoul(text + 4, NULL, 10);
         char *big = malloc(n);
@@ -230,6 +255,20 @@ static void probe_message(party_room *room, party_conn *conn, const void *data, 
         }
     }
     free(text);
+}
+
+static void probe_response(party_room *room, const char *id, const char *tag,
+                           const party_response *res) {
+    party_conn *conn = party_room_conn(room, tag);
+    size_t len;
+    const char *body = party_response_get_body(res, &len);
+    char reply[4096];
+    (void)id;
+    if (conn == NULL)
+        return;
+    snprintf(reply, sizeof(reply), "response:%d:%.*s", party_response_get_status(res), (int)len,
+             body != NULL ? body : "");
+    party_conn_send_text(conn, reply);
 }
 
 static void probe_close(party_room *room, party_conn *conn, int code, const char *reason,
@@ -294,6 +333,8 @@ static void probe_request(party_room *room, const party_request *req, party_resp
                              st->starts, st->connects, party_room_conn_count(room),
                              attempt_count(room) != NULL ? *attempt_count(room) : -1);
     used = json_string(body, sizeof(body), used, party_request_url(req));
+    used += (size_t)snprintf(body + used, sizeof(body) - used, ",\"props\":");
+    used = json_string(body, sizeof(body), used, st->props != NULL ? st->props : "");
     used += (size_t)snprintf(body + used, sizeof(body) - used, ",\"log\":[");
     for (i = 0; i < st->n_log && used < sizeof(body) - 64; i++) {
         if (i > 0)
@@ -313,6 +354,7 @@ static const party_def probe = {
     .on_close = probe_close,
     .on_error = probe_error,
     .on_request = probe_request,
+    .on_response = probe_response,
     .connection_tags = probe_tags,
     .free_state = state_free,
     .before_connect = probe_hook,

@@ -79,6 +79,24 @@ static void test_command_line_flags_win_over_the_file(void **state) {
     unlink(config_file);
 }
 
+static void test_per_party_props_reach_on_start(void **state) {
+    const char *args[] = {"--config", config_file, NULL};
+    partyd *d;
+    char *record;
+    (void)state;
+
+    strcpy(config_file, "/tmp/partyd-config-XXXXXX");
+    write_config("{\"parties\": {\"probe\": {\"props\": {\"greeting\": \"hi\", \"n\": [1, 2]}}}}");
+    d = partyd_start(args);
+    assert_non_null(d);
+    record = probe_record(partyd_port(d), "with-props");
+    assert_non_null(strstr(record, "\"props\":\"{\\\"greeting\\\":\\\"hi\\\",\\\"n\\\":[1,2]}\""));
+    free(record);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+    unlink(config_file);
+}
+
 static void expect_refused(const char *json, const char *message) {
     const char *args[] = {"--config", config_file, NULL};
     partyd *d;
@@ -112,6 +130,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_file_sets_options_and_per_party_cors),
         cmocka_unit_test(test_command_line_flags_win_over_the_file),
+        cmocka_unit_test(test_per_party_props_reach_on_start),
         cmocka_unit_test(test_mistakes_in_the_file_are_refused_with_the_key_named),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,605 @@
+/* fetch: room-to-room requests. party_room_fetch writes the request as
+ * HTTP/1.1 bytes into one end of a socketpair and hands the other end to
+ * the runtime as an internal connection; the answer is read back, parsed
+ * into a party_response and posted to the calling room as a RESPONSE
+ * event, found again by name or id (it may have left memory meanwhile). */
+#include "fetch.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "buf.h"
+#include "conn.h"
+#include "log.h"
+#include "request.h"
+#include "room.h"
+#include "runtime.h"
+#include "utf8.h"
+
+#define FETCH_TIMEOUT_DEFAULT 30.0
+#define ANSWER_BUF_FIRST 4096
+
+/* The loop handles of a request in flight. They outlive the request when
+ * it finishes first (closing is asynchronous), hence their own block. */
+typedef struct fetch_io {
+    uv_pipe_t pipe;
+    uv_timer_t timer;
+    uv_write_t write;
+    party__buf *request; /* the bytes being written */
+    int open;            /* handles not closed yet */
+    int pipe_open;       /* the pipe handle was initialised */
+    party__fetch *fetch; /* NULL once the request finished */
+} fetch_io;
+
+struct party__fetch {
+    party_runtime *rt;
+    party__fetch *prev, *next; /* the runtime's list in flight, or a room's held list */
+    char id[PARTY_ID_MAX];
+    /* the caller, found again when the answer comes */
+    const party__party *caller_party;
+    char caller_id[PARTY_ID_MAX];
+    char *caller_name; /* set when the caller is addressed by name */
+    char *tag;
+    const party__party *target; /* NULL: unknown party */
+    party__buf *request;        /* until started */
+    int head_only;
+    fetch_io *io;
+    char *in; /* the answer as read */
+    size_t in_len, in_cap, in_max;
+    party_response res;
+};
+
+/* ---- building the request ---- */
+
+static int is_tchar(unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static int token_valid(const char *s) {
+    if (s == NULL || *s == '\0')
+        return 0;
+    for (; *s != '\0'; s++)
+        if (!is_tchar((unsigned char)*s))
+            return 0;
+    return 1;
+}
+
+static int value_valid(const char *s) {
+    for (; *s != '\0'; s++)
+        if (((unsigned char)*s < 0x20 && *s != '\t') || *s == 0x7f)
+            return 0;
+    return 1;
+}
+
+static int path_valid(const char *s) {
+    if (*s == '\0')
+        return 1;
+    if (*s != '/' && *s != '?')
+        return 0;
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f || *s == '#')
+            return 0;
+    return 1;
+}
+
+/* Headers the runtime writes itself. */
+static int header_reserved(const char *name) {
+    static const char *const reserved[] = {"host",           "connection",
+                                           "content-length", "transfer-encoding",
+                                           "upgrade",        PARTY__FROM_ROOM_HEADER};
+    size_t i;
+    for (i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+        if (strcasecmp(name, reserved[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static size_t encoded_len(const char *s) {
+    size_t n = 0;
+    for (; *s != '\0'; s++)
+        n += (isalnum((unsigned char)*s) || strchr("-._~", *s) != NULL) ? 1 : 3;
+    return n;
+}
+
+static char *encode_into(char *out, const char *s) {
+    static const char hex[] = "0123456789ABCDEF";
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (isalnum(c) || strchr("-._~", c) != NULL) {
+            *out++ = (char)c;
+        } else {
+            *out++ = '%';
+            *out++ = hex[c >> 4];
+            *out++ = hex[c & 15];
+        }
+    }
+    return out;
+}
+
+/* The request's bytes; NULL with *err set. */
+static party__buf *request_build(party_room *caller, const char *party, const char *room_name,
+                                 const char *method, const char *path, const char *const *headers,
+                                 const void *body, size_t len, int *err) {
+    party_runtime *rt = caller->rt;
+    const char *const *h;
+    size_t head = 0, name_len = strlen(room_name);
+    int with_length = len > 0 || (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0);
+    char length_line[48] = "";
+    party__buf *buf;
+    char *p;
+
+    if (name_len == 0 || name_len > PARTY_MAX_TAG_LEN || !party__utf8_valid(room_name, name_len) ||
+        !token_valid(method) || !path_valid(path)) {
+        *err = PARTY_EINVAL;
+        return NULL;
+    }
+    for (h = headers; h != NULL && h[0] != NULL; h += 2) {
+        if (h[1] == NULL || !token_valid(h[0]) || !value_valid(h[1]) || header_reserved(h[0])) {
+            *err = PARTY_EINVAL;
+            return NULL;
+        }
+        head += strlen(h[0]) + 2 + strlen(h[1]) + 2;
+    }
+    if (len > rt->cfg.max_body_bytes) {
+        *err = PARTY_ETOOBIG;
+        return NULL;
+    }
+    if (with_length)
+        snprintf(length_line, sizeof(length_line), "Content-Length: %zu\r\n", len);
+    head += strlen(method) + 2 + strlen(rt->prefix) + 1 + strlen(party) + 1 +
+            encoded_len(room_name) + strlen(path) + sizeof(" HTTP/1.1\r\n") - 1 +
+            sizeof("Host: partyd\r\nConnection: close\r\n") - 1 + sizeof(PARTY__FROM_ROOM_HEADER) -
+            1 + 2 + PARTY_ID_MAX - 1 + 2 + strlen(length_line) + 2;
+    if (head > rt->cfg.max_header_bytes) {
+        *err = PARTY_ETOOBIG;
+        return NULL;
+    }
+    buf = party__buf_new(head + len);
+    if (buf == NULL) {
+        *err = PARTY_ENOMEM;
+        return NULL;
+    }
+    p = buf->data;
+    p += sprintf(p, "%s /%s/%s/", method, rt->prefix, party);
+    p = encode_into(p, room_name);
+    p += sprintf(p, "%s HTTP/1.1\r\nHost: partyd\r\nConnection: close\r\n%s: %s\r\n%s", path,
+                 PARTY__FROM_ROOM_HEADER, caller->id, length_line);
+    for (h = headers; h != NULL && h[0] != NULL; h += 2)
+        p += sprintf(p, "%s: %s\r\n", h[0], h[1]);
+    memcpy(p, "\r\n", 2);
+    p += 2;
+    if (len > 0) {
+        memcpy(p, body, len);
+        p += len;
+    }
+    buf->len = (size_t)(p - buf->data);
+    return buf;
+}
+
+/* ---- the runtime's list of requests in flight ---- */
+
+static void list_add(party__fetch *f) {
+    party_runtime *rt = f->rt;
+    f->prev = NULL;
+    f->next = rt->fetches;
+    if (rt->fetches != NULL)
+        rt->fetches->prev = f;
+    rt->fetches = f;
+    rt->n_fetches++;
+}
+
+static void list_remove(party__fetch *f) {
+    party_runtime *rt = f->rt;
+    if (f->prev != NULL)
+        f->prev->next = f->next;
+    else
+        rt->fetches = f->next;
+    if (f->next != NULL)
+        f->next->prev = f->prev;
+    f->prev = f->next = NULL;
+    rt->n_fetches--;
+}
+
+void party__fetch_free(party__fetch *f) {
+    if (f == NULL)
+        return;
+    party__buf_release(f->request);
+    party__response_free(&f->res);
+    free(f->in);
+    free(f->caller_name);
+    free(f->tag);
+    free(f);
+}
+
+/* ---- finishing ---- */
+
+static void on_io_closed(uv_handle_t *handle) {
+    fetch_io *io = handle->data;
+    if (--io->open == 0) {
+        party__buf_release(io->request);
+        free(io);
+    }
+}
+
+static void io_close(fetch_io *io) {
+    io->fetch = NULL;
+    uv_timer_stop(&io->timer);
+    uv_close((uv_handle_t *)&io->timer, on_io_closed);
+    if (io->pipe_open)
+        uv_close((uv_handle_t *)&io->pipe, on_io_closed);
+}
+
+/* The answer (or the failure standing for it) goes to the caller, found
+ * again by name or id: it may have left memory while it waited. */
+static void fetch_post(party__fetch *f) {
+    party_runtime *rt = f->rt;
+    party_room *room;
+    party__event ev;
+
+    if (rt->stopping || rt->finished) {
+        party__fetch_free(f);
+        return;
+    }
+    room = f->caller_name != NULL ? party__room_get(rt, f->caller_party, f->caller_name)
+                                  : party__room_get_by_id(rt, f->caller_party, f->caller_id);
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PARTY__EV_RESPONSE;
+    ev.fetch = f;
+    if (room == NULL || party__room_post(room, &ev) != 0) {
+        party__log_error(rt, "room %s/%s: out of memory delivering the answer to request %s",
+                         f->caller_party->name, f->caller_name ? f->caller_name : f->caller_id,
+                         f->id);
+        party__fetch_free(f);
+    }
+}
+
+static void fetch_finish(party__fetch *f) {
+    if (f->io != NULL) {
+        io_close(f->io);
+        f->io = NULL;
+    }
+    list_remove(f);
+    free(f->in);
+    f->in = NULL;
+    f->in_len = f->in_cap = 0;
+    fetch_post(f);
+}
+
+/* Replaces whatever was read with a runtime-made answer. */
+static void fetch_set_failure(party__fetch *f, int status, const char *text) {
+    party__response_free(&f->res);
+    party__response_init(&f->res);
+    party_response_text(&f->res, status, text);
+    if (status != 404)
+        party__log_warn(f->rt, "room %s/%s: request %s answered %d: %.*s", f->caller_party->name,
+                        f->caller_name ? f->caller_name : f->caller_id, f->id, status,
+                        (int)strcspn(text, "\n"), text);
+}
+
+static void fetch_fail(party__fetch *f, int status, const char *text) {
+    fetch_set_failure(f, status, text);
+    fetch_finish(f);
+}
+
+/* ---- reading the answer ---- */
+
+/* Parses the answer read so far: 1 complete (f->res filled), 0 more
+ * needed, -1 malformed. The runtime wrote it, but it is checked all the
+ * same: a bad answer is a 502, never a crash. */
+static int answer_parse(party__fetch *f, int eof) {
+    const char *in = f->in, *end_head = NULL, *line, *next, *end;
+    size_t i, need = 0, have;
+    int status, has_length = 0;
+    char *body;
+
+    for (i = 0; i + 3 < f->in_len; i++) {
+        if (in[i] == '\r' && in[i + 1] == '\n' && in[i + 2] == '\r' && in[i + 3] == '\n') {
+            end_head = in + i;
+            break;
+        }
+    }
+    if (end_head == NULL)
+        return eof ? -1 : 0;
+    if (f->in_len < 13 || memcmp(in, "HTTP/1.", 7) != 0 || in[8] != ' ' || in[9] < '1' ||
+        in[9] > '9' || in[10] < '0' || in[10] > '9' || in[11] < '0' || in[11] > '9')
+        return -1;
+    status = (in[9] - '0') * 100 + (in[10] - '0') * 10 + (in[11] - '0');
+    party__response_free(&f->res);
+    party__response_init(&f->res);
+    f->res.status = status;
+    line = memchr(in, '\n', (size_t)(end_head - in)) + 1;
+    end = end_head + 2;
+    for (; line < end; line = next) {
+        const char *eol = memchr(line, '\r', (size_t)(end - line));
+        const char *colon, *value;
+        if (eol == NULL)
+            return -1;
+        next = eol + 2;
+        colon = memchr(line, ':', (size_t)(eol - line));
+        if (colon == NULL || colon == line)
+            return -1;
+        value = colon + 1;
+        while (value < eol && (*value == ' ' || *value == '\t'))
+            value++;
+        if ((size_t)(colon - line) == 14 && strncasecmp(line, "content-length", 14) == 0) {
+            char digits[24];
+            size_t n = (size_t)(eol - value);
+            char *stop;
+            if (n == 0 || n >= sizeof(digits))
+                return -1;
+            memcpy(digits, value, n);
+            digits[n] = '\0';
+            need = (size_t)strtoull(digits, &stop, 10);
+            if (*stop != '\0' || digits[0] == '-')
+                return -1;
+            has_length = 1;
+        }
+        if (party__response_append_header(&f->res, line, (size_t)(colon - line), value,
+                                          (size_t)(eol - value)) != 0)
+            return -1;
+    }
+    have = f->in_len - (size_t)(end_head + 4 - in);
+    if (f->head_only || status < 200 || status == 204 || status == 304)
+        need = 0;
+    else if (!has_length)
+        need = eof ? have : (size_t)-1;
+    if (need == (size_t)-1 || have < need)
+        return eof ? -1 : 0;
+    body = malloc(need + 1);
+    if (body == NULL)
+        return -1;
+    memcpy(body, end_head + 4, need);
+    body[need] = '\0';
+    f->res.body = body;
+    f->res.body_len = need;
+    return 1;
+}
+
+static void on_answer_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
+    fetch_io *io = handle->data;
+    party__fetch *f = io->fetch;
+    (void)suggested;
+
+    *out = uv_buf_init(NULL, 0);
+    if (f == NULL)
+        return;
+    if (f->in_len == f->in_cap) {
+        size_t cap = f->in_cap == 0 ? ANSWER_BUF_FIRST : f->in_cap * 2;
+        char *grown;
+        if (cap > f->in_max)
+            cap = f->in_max;
+        if (cap <= f->in_cap)
+            return; /* full: UV_ENOBUFS */
+        grown = realloc(f->in, cap);
+        if (grown == NULL)
+            return;
+        f->in = grown;
+        f->in_cap = cap;
+    }
+    *out = uv_buf_init(f->in + f->in_len, (unsigned int)(f->in_cap - f->in_len));
+}
+
+static void on_answer_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+    fetch_io *io = stream->data;
+    party__fetch *f = io->fetch;
+    int r;
+    (void)buf;
+
+    if (f == NULL || nread == 0)
+        return;
+    if (nread == UV_ENOBUFS) {
+        fetch_fail(f, 502,
+                   f->in_len >= f->in_max ? "the answer is larger than max_body_bytes\n"
+                                          : "out of memory reading the answer\n");
+        return;
+    }
+    if (nread > 0)
+        f->in_len += (size_t)nread;
+    r = answer_parse(f, nread < 0);
+    if (r == 1)
+        fetch_finish(f);
+    else if (r < 0)
+        fetch_fail(f, 502, "malformed or incomplete answer\n");
+}
+
+static void on_request_written(uv_write_t *req, int status) {
+    fetch_io *io = req->data;
+    if (io->fetch != NULL && status < 0)
+        fetch_fail(io->fetch, 503, "could not send the request\n");
+}
+
+static void on_timeout(uv_timer_t *timer) {
+    fetch_io *io = timer->data;
+    party__fetch *f = io->fetch;
+    char text[96];
+
+    if (f == NULL)
+        return;
+    if (f->res.status != 0) {
+        fetch_finish(f); /* a failure decided when it started */
+        return;
+    }
+    snprintf(text, sizeof(text), "no answer within fetch_timeout (%.3g s)\n",
+             f->rt->cfg.fetch_timeout);
+    fetch_fail(f, 504, text);
+}
+
+/* ---- starting ---- */
+
+/* Opens the internal connection and sends the request. Failures (unknown
+ * party, no descriptors) are answers too, delivered from the next loop
+ * turn so the caller never sees its answer while inside a callback or a
+ * commit. */
+static void fetch_start(party__fetch *f) {
+    party_runtime *rt = f->rt;
+    fetch_io *io;
+    double timeout = rt->cfg.fetch_timeout;
+    int fds[2] = {-1, -1};
+    uv_buf_t wbuf;
+
+    if (rt->stopping) {
+        party__fetch_free(f);
+        return;
+    }
+    io = calloc(1, sizeof(*io));
+    if (io == NULL) {
+        party__log_error(rt, "room %s/%s: out of memory starting request %s; dropped",
+                         f->caller_party->name, f->caller_name ? f->caller_name : f->caller_id,
+                         f->id);
+        party__fetch_free(f);
+        return;
+    }
+    io->fetch = f;
+    f->io = io;
+    uv_timer_init(&rt->loop, &io->timer);
+    io->timer.data = io;
+    io->open = 1;
+    list_add(f);
+
+    if (f->target == NULL) {
+        fetch_set_failure(f, 404, "unknown party\n");
+        uv_timer_start(&io->timer, on_timeout, 0, 0);
+        return;
+    }
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+        char text[128];
+        snprintf(text, sizeof(text), "cannot open an internal connection: %s\n",
+                 uv_strerror(uv_translate_sys_error(errno)));
+        fetch_set_failure(f, 503, text);
+        uv_timer_start(&io->timer, on_timeout, 0, 0);
+        return;
+    }
+    if (party__conn_adopt(rt, fds[1], 1) != 0) {
+        close(fds[0]);
+        fetch_set_failure(f, 503, "cannot serve an internal connection\n");
+        uv_timer_start(&io->timer, on_timeout, 0, 0);
+        return;
+    }
+    uv_pipe_init(&rt->loop, &io->pipe, 0);
+    io->pipe.data = io;
+    io->pipe_open = 1;
+    io->open = 2;
+    io->request = f->request;
+    f->request = NULL;
+    wbuf = uv_buf_init(io->request->data, (unsigned int)io->request->len);
+    io->write.data = io;
+    if (uv_pipe_open(&io->pipe, fds[0]) != 0) {
+        close(fds[0]); /* not the handle's: ours to close */
+        fetch_set_failure(f, 503, "cannot open an internal connection\n");
+        uv_timer_start(&io->timer, on_timeout, 0, 0);
+        return;
+    }
+    if (uv_write(&io->write, (uv_stream_t *)&io->pipe, &wbuf, 1, on_request_written) != 0 ||
+        uv_read_start((uv_stream_t *)&io->pipe, on_answer_alloc, on_answer_read) != 0) {
+        fetch_set_failure(f, 503, "cannot send on an internal connection\n");
+        uv_timer_start(&io->timer, on_timeout, 0, 0);
+        return;
+    }
+    if (timeout <= 0)
+        timeout = FETCH_TIMEOUT_DEFAULT;
+    uv_timer_start(&io->timer, on_timeout, (uint64_t)(timeout * 1000.0 + 0.5), 0);
+}
+
+void party__fetch_release_held(party_room *room, int committed) {
+    party__fetch *f = room->fetch_held, *next;
+
+    room->fetch_held = NULL;
+    for (; f != NULL; f = next) {
+        next = f->next;
+        f->next = NULL;
+        room->rt->n_fetches_held--;
+        if (committed) {
+            fetch_start(f);
+        } else {
+            party__log_warn(room->rt,
+                            "room %s/%s: request %s dropped: the write before it was not committed",
+                            room->party->name, room->name ? room->name : room->id, f->id);
+            party__fetch_free(f);
+        }
+    }
+}
+
+void party__fetch_stop_all(party_runtime *rt) {
+    while (rt->fetches != NULL) {
+        party__fetch *f = rt->fetches;
+        list_remove(f);
+        if (f->io != NULL)
+            io_close(f->io);
+        party__fetch_free(f);
+    }
+}
+
+void party__fetch_deliver(party_room *room, party__fetch *f) {
+    const party_def *def = room->party->def;
+    if (def->on_response == NULL) {
+        party__log_debug(room->rt, "room %s/%s: answer to request %s ignored (no on_response)",
+                         room->party->name, room->name ? room->name : room->id, f->id);
+        return;
+    }
+    def->on_response(room, f->id, f->tag != NULL ? f->tag : "", &f->res);
+}
+
+/* ---- public ---- */
+
+int party_room_fetch(party_room *room, const char *party, const char *room_name, const char *method,
+                     const char *path, const char *const *headers, const void *body, size_t len,
+                     const char *tag, char id_out[PARTY_ID_MAX]) {
+    party_runtime *rt;
+    party__fetch *f;
+    int err = PARTY_ENOMEM;
+
+    if (room == NULL || party == NULL || room_name == NULL || (body == NULL && len > 0))
+        return PARTY_EINVAL;
+    rt = room->rt;
+    if (!party__room_in_callback(room) || rt->stopping)
+        return PARTY_ESTATE;
+    if (rt->n_fetches + rt->n_fetches_held >= PARTY_MAX_FETCHES)
+        return PARTY_ELIMIT;
+    if (method == NULL)
+        method = "GET";
+    if (path == NULL)
+        path = "";
+    f = calloc(1, sizeof(*f));
+    if (f == NULL)
+        return PARTY_ENOMEM;
+    f->rt = rt;
+    f->caller_party = room->party;
+    memcpy(f->caller_id, room->id, PARTY_ID_MAX);
+    f->target = party__runtime_find_party(rt, party, strlen(party));
+    f->head_only = strcmp(method, "HEAD") == 0;
+    f->in_max = rt->cfg.max_body_bytes + rt->cfg.max_header_bytes + 1024;
+    party__response_init(&f->res);
+    f->res.status = 0; /* no answer yet */
+    party__random_hex(32, f->id);
+    f->request = request_build(room, f->target != NULL ? f->target->name : party, room_name, method,
+                               path, headers, body, len, &err);
+    if (f->request == NULL || (room->by_name && (f->caller_name = strdup(room->name)) == NULL) ||
+        (tag != NULL && (f->tag = strdup(tag)) == NULL)) {
+        if (f->request != NULL)
+            err = PARTY_ENOMEM;
+        party__fetch_free(f);
+        return err;
+    }
+    if (id_out != NULL)
+        memcpy(id_out, f->id, PARTY_ID_MAX);
+    if (party__room_holding(room)) {
+        /* Output gate: it leaves with the output of this batch. */
+        party__fetch **link = &room->fetch_held;
+        while (*link != NULL)
+            link = &(*link)->next;
+        *link = f;
+        rt->n_fetches_held++;
+        return 0;
+    }
+    fetch_start(f);
+    return 0;
+}

@@ -1,0 +1,31 @@
+/* fetch: room-to-room requests (party_room_fetch). A request travels as
+ * HTTP over a socketpair whose far end the runtime serves as an internal
+ * connection, so it takes the path of every request (router, target room,
+ * its output gate); the answer comes back to the caller as a RESPONSE
+ * event. */
+#ifndef PARTY_FETCH_H
+#define PARTY_FETCH_H
+
+#include "party.h"
+
+/* On an internal connection: the request comes from this room (its id).
+ * The router skips hooks and CORS for it and refuses it from the network. */
+#define PARTY__FROM_ROOM_HEADER "X-Partyd-From-Room"
+
+typedef struct party__fetch party__fetch;
+
+/* The held requests of a room whose output gate closed: started when the
+ * commit is durable (committed), dropped when it failed (or the room is
+ * freed). */
+void party__fetch_release_held(party_room *room, int committed);
+
+/* Delivers a finished request's answer to on_response (the room is
+ * started). Does not free it. */
+void party__fetch_deliver(party_room *room, party__fetch *fetch);
+/* Frees a finished request. NULL is a no-op. */
+void party__fetch_free(party__fetch *fetch);
+
+/* Shutdown: every request in flight is abandoned (no answer). */
+void party__fetch_stop_all(party_runtime *rt);
+
+#endif
