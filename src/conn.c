@@ -754,14 +754,15 @@ static int on_ws_event(void *arg, const party__ws_event *wev) {
         reason[n] = '\0';
         conn->close_received = 1;
         conn->peer_close_code = (uint16_t)wev->close_code;
-        /* Closing from now on: sends fail and on_close cannot pick another
-         * code, so the reply echoes the peer's. */
-        if (conn->phase == PARTY__CONN_OPEN)
-            conn->phase = PARTY__CONN_CLOSING;
         conn_stop_reading(conn);
         if (conn->in_room && !conn->close_reported) {
+            /* The connection stays open until the room reaches this Close:
+             * messages read before it may still be queued, and their
+             * replies must go out ahead of the Close reply. */
             conn_report_close(conn, wev->close_code, reason, 1);
         } else {
+            if (conn->phase == PARTY__CONN_OPEN)
+                conn->phase = PARTY__CONN_CLOSING;
             party__conn_after_close(conn, reason);
         }
         return 1;

@@ -432,6 +432,10 @@ static void handle_close(party_room *room, const party__event *ev) {
     memcpy(reason, ev->data.ptr, n);
     reason[n] = '\0';
     party__room_unlink_conn(room, conn);
+    /* Closing from now on: sends fail and on_close cannot pick another code,
+     * so the reply echoes the peer's. */
+    if (conn->phase == PARTY__CONN_OPEN)
+        conn->phase = PARTY__CONN_CLOSING;
     /* on_close needs a started room; if on_start fails here the handler is
      * skipped, but the connection is closed all the same. */
     if (def->on_close != NULL && room_ensure_started(room) == 0)

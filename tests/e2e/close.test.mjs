@@ -325,4 +325,21 @@ describe('close handshake', () => {
     assert.equal(mine.length, 1, `on_close once and no on_error; log ${JSON.stringify(log)}`);
     assert.match(mine[0], /^close:raw-garbage:/);
   });
+
+  it('messages sent just before a Close are answered before the Close reply', async () => {
+    // The counter writes on every message, so the messages behind the
+    // first wait for its commit; the Close read meanwhile must not cut
+    // their replies off.
+    const room = uniqueRoom('close-behind');
+    const r = await rawOpen(`/parties/counter/${room}?_pk=raw-behind`);
+    r.sock.write(Buffer.concat([
+      maskedFrame(0x1, Buffer.from('a')), maskedFrame(0x1, Buffer.from('b')),
+      maskedFrame(0x1, Buffer.from('c')), maskedFrame(0x8, Buffer.from([0x03, 0xe8])),
+    ]));
+    await r.until(() => r.state.ended, 'for the server FIN after the Close reply');
+    const got = r.state.frames.map((f) => [f.opcode, f.payload.toString(f.opcode === 8 ? 'hex' : 'utf8')]);
+    assert.deepEqual(got, [[1, '1'], [1, '2'], [1, '3'], [8, '03e8']],
+      `replies to all three messages, then the Close echo; got ${JSON.stringify(got)}`);
+    r.sock.end();
+  });
 });
