@@ -1145,3 +1145,21 @@ size_t count_occurrences(const char *hay, const char *needle) {
     }
     return n;
 }
+
+void partyd_expect_healthy(int port) {
+    http_response res;
+    tconn *c;
+
+    http_expect_get(port, "/_partyd/health", &res);
+    if (res.status != 200 || strcmp(res.body, "ok\n") != 0) {
+        int status = res.status;
+        http_response_free(&res);
+        fail_msg("health check: %d instead of 200 ok", status);
+    }
+    http_response_free(&res);
+    c = ws_open(port, "/parties/echo/health-check");
+    if (ws_send_text(c, "still here?") != 0)
+        fail_msg("health check: cannot send on a new WebSocket");
+    ws_expect_text(c, "still here?");
+    tconn_close(c);
+}

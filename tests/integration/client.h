@@ -195,6 +195,11 @@ char *probe_record(int port, const char *room);
  * TC_TIMEOUT_MS (asked again while it does not). Returns the record (free). */
 char *probe_expect_record(int port, const char *room, const char *needle);
 
+/* Fails the test unless the server is healthy: GET /_partyd/health on a
+ * new connection answers 200 "ok", and a new WebSocket to the echo party
+ * echoes a message. For after a hostile case. */
+void partyd_expect_healthy(int port);
+
 /* Occurrences of needle in hay. */
 size_t count_occurrences(const char *hay, const char *needle);
 
