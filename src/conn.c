@@ -916,6 +916,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
         return;
     }
     party__conn_rt(conn)->bytes_in += (uint64_t)nread;
+    conn->heard = 1; /* keepalive: any bytes answer a ping */
     switch (conn->phase) {
     case PARTY__CONN_HTTP:
         conn->http->len += (size_t)nread;
