@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages partyd needs, skipping those already present.
 #   scripts/deps.sh          what building and running partyd needs
-#   scripts/deps.sh --test   also what `make test` needs (cmocka, node, clang)
+#   scripts/deps.sh --test   also what `make test` and `make test-valgrind` need
+#                            (cmocka, node, clang, valgrind)
 # Works as root or through sudo; never prompts (CI has no standard input).
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libuv1-dev libsqlite3-dev libssl-dev libcjson-dev)
 if [ "${1:-}" = "--test" ]; then
-  packages+=(libcmocka-dev clang libclang-rt-dev)
+  packages+=(libcmocka-dev clang libclang-rt-dev valgrind)
   command -v node >/dev/null 2>&1 || packages+=(nodejs)
   command -v npm >/dev/null 2>&1 || packages+=(npm)
 fi

@@ -30,7 +30,9 @@ typedef struct partyd partyd;
 
 /* Starts partyd with --port 0, a fresh temporary --data directory, the probe
  * and greeter parties, then extra_args (NULL-terminated, may be NULL). Does
- * not wait for anything. NULL if the process could not be created. */
+ * not wait for anything. NULL if the process could not be created.
+ * PARTYD_WRAPPER in the environment (e.g. "valgrind --error-exitcode=99")
+ * is put in front of the command; its process is then the one signalled. */
 partyd *partyd_spawn(const char *const *extra_args);
 /* partyd_spawn, then waits (up to 20 s) for the "listening on
  * http://127.0.0.1:<port>" log line. NULL (with partyd's stderr printed) if
@@ -58,7 +60,8 @@ char *partyd_stdout(partyd *d);
 void partyd_signal(partyd *d, int sig);
 /* For a cmocka group teardown: closes the connections tests left open, stops
  * d, and frees it. 0 if partyd exited with status 0; else prints its stderr
- * and returns -1 (a leak found by ASan at exit shows up here). */
+ * and returns -1 (a leak found by ASan or valgrind at exit shows up here),
+ * and the test program will exit with status 1 whatever cmocka says. */
 int partyd_group_stop(partyd *d);
 
 /* ---- raw TCP ---- */
