@@ -369,12 +369,15 @@ static int apply_option(int opt, const char *arg, options_state *o) {
         if (parse_seconds("--close-timeout", arg, &o->cfg.close_timeout) != 0)
             return 2;
         break;
-    case OPT_PING_INTERVAL:
-        if (strcmp(arg, "0") == 0)
+    case OPT_PING_INTERVAL: {
+        char *end;
+        double zero = strtod(arg, &end);
+        if (end != arg && *end == '\0' && zero == 0)
             o->cfg.ping_interval = 0; /* off */
         else if (parse_seconds("--ping-interval", arg, &o->cfg.ping_interval) != 0)
             return 2;
         break;
+    }
     case OPT_SHUTDOWN_TIMEOUT:
         if (parse_seconds("--shutdown-timeout", arg, &o->cfg.shutdown_timeout) != 0)
             return 2;
