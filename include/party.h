@@ -418,6 +418,12 @@ typedef struct party_config {
     double hibernate_after;   /* 10 s: a hibernating party's idle room hibernates */
     double header_timeout;    /* 10 s to receive a whole request head */
     double close_timeout;     /* 5 s to wait for the peer's Close reply */
+    double ping_interval;     /* 30 s: WebSockets silent this long are pinged, and
+                                 closed (1001) if still silent one interval later;
+                                 0: off */
+    double shutdown_timeout;  /* 10 s: on stop, clients that have not answered the
+                                 1001 Close by then are dropped (events and
+                                 commits in flight still finish) */
     int log_level;            /* 0 error, 1 warn, 2 info (default), 3 debug */
     int log_json;             /* 1: one JSON object per log line */
     const char *ops_prefix;   /* "_partyd": /_partyd/health, /metrics, /rooms */

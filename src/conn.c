@@ -948,6 +948,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
         return;
     }
     party__conn_rt(conn)->bytes_in += (uint64_t)nread;
+    conn->heard = 1; /* keepalive: any bytes answer a ping */
     if (conn->tls_slot != 0)
         party__tls_input(conn, buf->base, (size_t)nread);
     else

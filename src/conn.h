@@ -60,6 +60,8 @@ struct party_conn {
     unsigned internal : 1;       /* opened by the runtime itself, not a network client */
     unsigned parsing : 1;        /* inside conn_parse_http */
     unsigned parse_again : 1;    /* a request was answered meanwhile: parse the next */
+    unsigned heard : 1;          /* bytes arrived since the last keepalive sweep */
+    unsigned pinged : 1;         /* the keepalive sweep pinged; no answer yet */
     uint8_t n_tags;
     uint16_t peer_close_code;
 

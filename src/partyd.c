@@ -51,6 +51,11 @@ static const char usage_text[] =
     "                           raised to its hard maximum, less 10% for room files)\n"
     "  --header-timeout SEC     time to receive a request head (default 10)\n"
     "  --close-timeout SEC      time to wait for a Close reply (default 5)\n"
+    "  --ping-interval SEC      ping WebSockets silent this long; close (1001) those\n"
+    "                           still silent one interval later (default 30; 0: off)\n"
+    "  --shutdown-timeout SEC   on SIGTERM/SIGINT, time for clients to answer the\n"
+    "                           1001 Close before they are dropped (default 10);\n"
+    "                           rooms' events and commits in flight always finish\n"
     "  --log-level LEVEL        error, warn, info (default) or debug\n"
     "  --log-format FORMAT      text (default) or json: one object per line\n"
     "  --static DIR             serve files from DIR for paths outside the prefix\n"
@@ -90,6 +95,8 @@ enum {
     OPT_IDLE_TIMEOUT,
     OPT_HIBERNATE_AFTER,
     OPT_CLOSE_TIMEOUT,
+    OPT_PING_INTERVAL,
+    OPT_SHUTDOWN_TIMEOUT,
     OPT_LOG_LEVEL,
     OPT_LOG_FORMAT,
     OPT_STATIC,
@@ -121,6 +128,8 @@ static const struct option options[] = {
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
     {"hibernate-after", required_argument, NULL, OPT_HIBERNATE_AFTER},
     {"close-timeout", required_argument, NULL, OPT_CLOSE_TIMEOUT},
+    {"ping-interval", required_argument, NULL, OPT_PING_INTERVAL},
+    {"shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"static", required_argument, NULL, OPT_STATIC},
@@ -373,6 +382,19 @@ static int apply_option(int opt, const char *arg, options_state *o) {
         break;
     case OPT_CLOSE_TIMEOUT:
         if (parse_seconds("--close-timeout", arg, &o->cfg.close_timeout) != 0)
+            return 2;
+        break;
+    case OPT_PING_INTERVAL: {
+        char *end;
+        double zero = strtod(arg, &end);
+        if (end != arg && *end == '\0' && zero == 0)
+            o->cfg.ping_interval = 0; /* off */
+        else if (parse_seconds("--ping-interval", arg, &o->cfg.ping_interval) != 0)
+            return 2;
+        break;
+    }
+    case OPT_SHUTDOWN_TIMEOUT:
+        if (parse_seconds("--shutdown-timeout", arg, &o->cfg.shutdown_timeout) != 0)
             return 2;
         break;
     case OPT_LOG_LEVEL:

@@ -15,6 +15,7 @@
 #include "conn.h"
 #include "alarm.h"
 #include "fetch.h"
+#include "keepalive.h"
 #include "log.h"
 #include "room.h"
 #include "tls.h"
@@ -68,6 +69,8 @@ void party_config_init(party_config *cfg) {
     cfg->hibernate_after = 10.0;
     cfg->header_timeout = 10.0;
     cfg->close_timeout = 5.0;
+    cfg->ping_interval = 30.0;
+    cfg->shutdown_timeout = 10.0;
     cfg->log_level = PARTY__LOG_INFO;
     cfg->ops_prefix = "_partyd";
     cfg->fetch_timeout = 30.0;
@@ -233,6 +236,8 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     rt->shutdown_timer.data = rt;
     uv_timer_init(&rt->loop, &rt->evict_timer);
     rt->evict_timer.data = rt;
+    uv_timer_init(&rt->loop, &rt->keepalive_timer);
+    rt->keepalive_timer.data = rt;
     return rt;
 }
 
@@ -389,6 +394,7 @@ static void runtime_finish(party_runtime *rt) {
     close_handle((uv_handle_t *)&rt->sigterm);
     close_handle((uv_handle_t *)&rt->shutdown_timer);
     close_handle((uv_handle_t *)&rt->evict_timer);
+    close_handle((uv_handle_t *)&rt->keepalive_timer);
 }
 
 static int runtime_can_finish(party_runtime *rt) {
@@ -434,7 +440,7 @@ static void runtime_begin_stop(party_runtime *rt) {
         uv_close((uv_handle_t *)&rt->listener, NULL);
     party__conn_foreach(rt, stop_one);
     uv_timer_start(&rt->shutdown_timer, on_shutdown_timeout,
-                   (uint64_t)(rt->cfg.close_timeout * 1000.0) + 1000, 0);
+                   (uint64_t)(rt->cfg.shutdown_timeout * 1000.0), 0);
     uv_unref((uv_handle_t *)&rt->shutdown_timer);
     party__runtime_maybe_finish(rt);
 }
@@ -473,6 +479,7 @@ int party_runtime_run(party_runtime *rt) {
     uv_ref((uv_handle_t *)&rt->stop_async);
     uv_timer_start(&rt->evict_timer, on_evict_timer, evict_tick_ms(rt), evict_tick_ms(rt));
     uv_unref((uv_handle_t *)&rt->evict_timer);
+    party__keepalive_start(rt);
     (void)party__runtime_begin(rt); /* its one failure was checked above */
     party__log_info(rt, "listening on %s://%s:%d (prefix /%s/)",
                     party__tls_enabled(rt) ? "https" : "http", rt->host, party_runtime_port(rt),

@@ -29,6 +29,15 @@ static party__slice header_get(const party__http_request *req, const char *name)
     return party__slice_make(NULL, 0);
 }
 
+/* How many times a header field appears (bounded by the header limit). */
+static size_t header_count(const party__http_request *req, const char *name) {
+    size_t i, n = 0;
+    for (i = 0; i < req->n_headers && i < PARTY__HTTP_MAX_HEADERS; i++)
+        if (party__slice_eq_nocase(req->headers[i].name, name))
+            n++;
+    return n;
+}
+
 /* Methods are case-sensitive (RFC 9110 9.1), unlike header names. */
 static int slice_eq(party__slice a, const char *s) {
     size_t n = strlen(s);
@@ -76,6 +85,12 @@ int party__ws_handshake_check(const party__http_request *req, const char **why) 
     if (!slice_eq(header_get(req, "Sec-WebSocket-Version"), "13")) {
         *why = "WebSocket handshake: Sec-WebSocket-Version is not 13";
         return 426;
+    }
+    /* RFC 6455 11.3.1: at most once. With two, which one the answer hashes
+     * is a guess the client may not share. */
+    if (header_count(req, "Sec-WebSocket-Key") > 1) {
+        *why = "WebSocket handshake: more than one Sec-WebSocket-Key";
+        return 400;
     }
     if (!key_is_valid(header_get(req, "Sec-WebSocket-Key"))) {
         *why = "WebSocket handshake: Sec-WebSocket-Key is not base64 of 16 bytes";

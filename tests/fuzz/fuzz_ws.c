@@ -1,7 +1,11 @@
 /* fuzz_ws: the frame reader must give the same events however its input is
  * split into reads. The first two bytes are configuration (mask requirement,
  * message limit, split pattern); the rest is the stream, fed to one reader
- * whole and to another in pieces, comparing hashed event sequences. */
+ * whole, to another in pieces of pseudo-random sizes (cut anywhere, also
+ * inside a header or its mask key), and to a third one byte per read (every
+ * cut at once), comparing hashed event sequences. Each read is a fresh
+ * allocation freed right after, so a reader that kept a pointer into an
+ * earlier read is caught by ASan. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,8 +105,8 @@ static void feed(party__ws_reader *r, const uint8_t *data, size_t len, trace *t)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static const uint64_t limits[8] = {0, 1, 16, 125, 126, 1000, 65536, 1 << 20};
-    party__ws_reader whole, split;
-    trace a = {UINT64_C(0xcbf29ce484222325), 0, 0}, b = a;
+    party__ws_reader whole, split, bytes;
+    trace a = {UINT64_C(0xcbf29ce484222325), 0, 0}, b = a, c = a;
     uint32_t rng;
     size_t pos, max_chunk;
     int require_mask;
@@ -137,6 +141,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         abort();
     if (whole.failed != split.failed || whole.closed != split.closed)
         abort();
+    /* One byte per read: bounded, so long inputs do not slow every run. */
+    if (size <= 4096) {
+        party__ws_reader_init(&bytes, max_message, require_mask);
+        for (pos = 0; pos < size; pos++)
+            feed(&bytes, data + pos, 1, &c);
+        if (a.hash != c.hash || a.events != c.events || a.first_code != c.first_code)
+            abort();
+        if (whole.failed != bytes.failed || whole.closed != bytes.closed)
+            abort();
+        party__ws_reader_reset(&bytes);
+    }
     party__ws_reader_reset(&whole);
     party__ws_reader_reset(&split);
     return 0;

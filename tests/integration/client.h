@@ -30,7 +30,9 @@ typedef struct partyd partyd;
 
 /* Starts partyd with --port 0, a fresh temporary --data directory, the probe
  * and greeter parties, then extra_args (NULL-terminated, may be NULL). Does
- * not wait for anything. NULL if the process could not be created. */
+ * not wait for anything. NULL if the process could not be created.
+ * PARTYD_WRAPPER in the environment (e.g. "valgrind --error-exitcode=99")
+ * is put in front of the command; its process is then the one signalled. */
 partyd *partyd_spawn(const char *const *extra_args);
 /* partyd_spawn, then waits (up to 20 s) for the "listening on
  * http://127.0.0.1:<port>" log line. NULL (with partyd's stderr printed) if
@@ -58,7 +60,8 @@ char *partyd_stdout(partyd *d);
 void partyd_signal(partyd *d, int sig);
 /* For a cmocka group teardown: closes the connections tests left open, stops
  * d, and frees it. 0 if partyd exited with status 0; else prints its stderr
- * and returns -1 (a leak found by ASan at exit shows up here). */
+ * and returns -1 (a leak found by ASan or valgrind at exit shows up here),
+ * and the test program will exit with status 1 whatever cmocka says. */
 int partyd_group_stop(partyd *d);
 
 /* ---- raw TCP ---- */
@@ -194,6 +197,11 @@ char *probe_record(int port, const char *room);
 /* Fails the test unless the room's record contains needle within
  * TC_TIMEOUT_MS (asked again while it does not). Returns the record (free). */
 char *probe_expect_record(int port, const char *room, const char *needle);
+
+/* Fails the test unless the server is healthy: GET /_partyd/health on a
+ * new connection answers 200 "ok", and a new WebSocket to the echo party
+ * echoes a message. For after a hostile case. */
+void partyd_expect_healthy(int port);
 
 /* Occurrences of needle in hay. */
 size_t count_occurrences(const char *hay, const char *needle);

@@ -5,10 +5,19 @@
  * room file must pass PRAGMA integrity_check, both as the crash left it
  * and after the last restart.
  *
- * PARTY_CRASH_CYCLES (default 5) sets the number of crashes per test;
- * PARTY_CRASH_SEED replays the crash moments of an earlier run (the seed
- * is printed). A failing run keeps its data directory (printed too) for a
- * post-mortem; a passing one removes it. */
+ * The mixed test (20 crashes) adds to that load, all along: reminders and
+ * alarms set over HTTP on the reminder party (each acknowledged by a 201
+ * that the output gate holds until it is durable), and connections opened
+ * for one increment and closed again. After each restart every
+ * acknowledged reminder and alarm must fire (at least once, also those
+ * that came due while partyd was down).
+ *
+ * PARTY_CRASH_CYCLES (default 5, mixed 20) sets the number of crashes per
+ * test; PARTY_CRASH_ONLY=<test name pattern> runs only matching tests
+ * (scripts/crash.sh runs the mixed one for 200 cycles); PARTY_CRASH_SEED
+ * replays the crash moments of an earlier run (the seed is printed). A
+ * failing run keeps its data directory (printed too) for a post-mortem; a
+ * passing one removes it. */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
@@ -34,7 +43,12 @@
 
 #define N_ROOMS 3
 #define N_CONNS 4
+#define N_EXTRA 4 /* mixed load: short-lived connections at once */
 #define DEFAULT_CYCLES 5
+#define MIXED_CYCLES 20
+#define MAX_REMINDERS 4096
+#define REMINDER_EVERY_MS 30
+#define CONNECT_EVERY_MS 20
 #define MAX_CYCLES 1000
 #define CRASH_MIN_MS 100
 #define CRASH_MAX_MS 400
@@ -55,7 +69,25 @@ typedef struct load_conn {
     int room;
     int in_flight;  /* a message was sent and its reply has not come */
     long long last; /* the last value this connection was answered */
+    int one_shot;   /* mixed load: closes after its one reply */
 } load_conn;
+
+/* An acknowledged reminder (or alarm: name "alarm") that must fire. */
+typedef struct reminder {
+    char room[32];
+    char name[32];
+    int fired; /* seen in the room's record */
+} reminder;
+
+typedef struct mixed_state {
+    reminder list[MAX_REMINDERS];
+    size_t n;
+    long cycle;
+    int seq;
+    long long connects; /* one-shot connections opened in all */
+} mixed_state;
+
+static mixed_state *mixed; /* NULL: counter load only */
 
 static uint64_t rng_state;
 
@@ -211,37 +243,164 @@ static void take_ready(load_conn *lc, room_track *rooms, int keep_going) {
             fail_msg("room %s: connection lost while partyd runs (%d)", rooms[lc->room].name, r);
         take_reply(lc, rooms, &f);
         ws_frame_free(&f);
+        if (lc->one_shot) {
+            tconn_close(lc->c);
+            lc->c = NULL;
+            return;
+        }
         if (keep_going)
             send_next(lc, rooms);
+    }
+}
+
+/* ---- the mixed load's extras ---- */
+
+/* POSTs a reminder due in 20..600 ms (or the room's one alarm) and, once
+ * it is acknowledged with 201, records that it must fire. */
+static void post_reminder(int port, int alarm) {
+    reminder *r;
+    char target[256];
+    http_response res;
+    int in_ms = 20 + (int)(rng_next() % 581);
+
+    if (mixed->n == MAX_REMINDERS)
+        return;
+    r = &mixed->list[mixed->n];
+    memset(r, 0, sizeof(*r));
+    if (alarm) {
+        snprintf(r->room, sizeof(r->room), "alarm-%ld", mixed->cycle);
+        snprintf(r->name, sizeof(r->name), "alarm");
+        snprintf(target, sizeof(target), "/parties/reminder/%s?alarm_in=%d", r->room, in_ms);
+    } else {
+        /* A room per cycle keeps each under the 50 fired entries it records. */
+        snprintf(r->room, sizeof(r->room), "rem-%ld", mixed->cycle);
+        snprintf(r->name, sizeof(r->name), "c%ld-%d", mixed->cycle, mixed->seq++);
+        snprintf(target, sizeof(target), "/parties/reminder/%s?in=%d&name=%s", r->room, in_ms,
+                 r->name);
+    }
+    http_expect_request(port, "POST", target, NULL, "p", 1, &res);
+    if (res.status != 201)
+        fail_msg("POST %s: %d %s", target, res.status, res.body);
+    http_response_free(&res);
+    mixed->n++;
+}
+
+/* Opens a connection to a random counter room for one increment. */
+static void open_one_shot(int port, room_track *rooms, load_conn *lc) {
+    char target[128];
+    lc->room = (int)(rng_next() % N_ROOMS);
+    lc->in_flight = 0;
+    lc->last = 0;
+    lc->one_shot = 1;
+    snprintf(target, sizeof(target), "/parties/counter/%s", rooms[lc->room].name);
+    lc->c = ws_open(port, target);
+    mixed->connects++;
+    send_next(lc, rooms);
+}
+
+static char *get_reminder_room(int port, const char *room) {
+    char target[128];
+    http_response res;
+    char *body;
+    snprintf(target, sizeof(target), "/parties/reminder/%s", room);
+    http_expect_get(port, target, &res);
+    if (res.status != 200)
+        fail_msg("GET %s: %d", target, res.status);
+    body = strdup(res.body);
+    http_response_free(&res);
+    return body;
+}
+
+/* Every acknowledged reminder and alarm has fired (or fires within 10 s:
+ * those due while partyd was down fire after its start). only_new: skip
+ * those already seen fired (their record is checked again at the end). */
+static void expect_reminders_fired(int port, int only_new) {
+    int64_t deadline = now_ms() + 10000;
+    size_t i, missing;
+
+    for (;;) {
+        const char *last_room = "";
+        char *body = NULL;
+        missing = 0;
+        for (i = 0; i < mixed->n; i++) {
+            reminder *r = &mixed->list[i];
+            char needle[96];
+            if (only_new && r->fired)
+                continue;
+            if (strcmp(r->room, last_room) != 0) {
+                free(body);
+                body = get_reminder_room(port, r->room);
+                last_room = r->room;
+            }
+            snprintf(needle, sizeof(needle), "\"name\":\"%s\",\"room\":\"%s\"", r->name, r->room);
+            r->fired = strstr(body, needle) != NULL;
+            if (!r->fired)
+                missing++;
+        }
+        free(body);
+        if (missing == 0)
+            return;
+        if (now_ms() > deadline) {
+            for (i = 0; i < mixed->n; i++)
+                if (!mixed->list[i].fired)
+                    fprintf(stderr, "  never fired: %s in %s\n", mixed->list[i].name,
+                            mixed->list[i].room);
+            fail_msg("%zu acknowledged reminders or alarms did not fire within 10 s", missing);
+        }
+        /* The reminders' own timers are what we wait for; look again soon. */
+        poll(NULL, 0, 50);
     }
 }
 
 /* Opens the connections and keeps one message in flight on each until the
  * deadline. */
 static void run_load(int port, room_track *rooms, load_conn *conns, int64_t until) {
-    struct pollfd pfd[N_CONNS];
-    int i;
+    struct pollfd pfd[N_CONNS + N_EXTRA];
+    int64_t next_reminder = now_ms(), next_connect = now_ms();
+    int i, n_all = mixed != NULL ? N_CONNS + N_EXTRA : N_CONNS;
 
+    for (i = N_CONNS; i < n_all; i++)
+        conns[i].c = NULL;
+    if (mixed != NULL)
+        post_reminder(port, 1);
     for (i = 0; i < N_CONNS; i++) {
         char target[128];
         conns[i].room = i % N_ROOMS;
         conns[i].in_flight = 0;
         conns[i].last = 0;
         snprintf(target, sizeof(target), "/parties/counter/%s", rooms[conns[i].room].name);
+        conns[i].one_shot = 0;
         conns[i].c = ws_open(port, target);
         send_next(&conns[i], rooms);
     }
     while (now_ms() < until) {
         int left = (int)(until - now_ms());
-        for (i = 0; i < N_CONNS; i++) {
-            pfd[i].fd = conns[i].c->fd;
+        if (mixed != NULL) {
+            int64_t now = now_ms();
+            if (now >= next_reminder) {
+                post_reminder(port, 0);
+                next_reminder = now + REMINDER_EVERY_MS;
+            }
+            if (now >= next_connect) {
+                for (i = N_CONNS; i < n_all; i++)
+                    if (conns[i].c == NULL) {
+                        open_one_shot(port, rooms, &conns[i]);
+                        break;
+                    }
+                next_connect = now + CONNECT_EVERY_MS;
+            }
+            if (left > 10)
+                left = 10;
+        }
+        for (i = 0; i < n_all; i++) {
+            pfd[i].fd = conns[i].c != NULL ? conns[i].c->fd : -1;
             pfd[i].events = POLLIN;
             pfd[i].revents = 0;
         }
-        if (poll(pfd, N_CONNS, left > 0 ? left : 0) < 0 && errno != EINTR)
+        if (poll(pfd, (nfds_t)n_all, left > 0 ? left : 0) < 0 && errno != EINTR)
             fail_msg("poll: %s", strerror(errno));
-        for (i = 0; i < N_CONNS; i++)
-            if (pfd[i].revents != 0)
+        for (i = 0; i < n_all; i++)
+            if (pfd[i].revents != 0 && conns[i].c != NULL)
                 take_ready(&conns[i], rooms, 1);
     }
 }
@@ -250,7 +409,9 @@ static void run_load(int port, room_track *rooms, load_conn *conns, int64_t unti
  * answers too, so they count as acknowledged. Then the connections end. */
 static void drain_after_crash(load_conn *conns, room_track *rooms) {
     int i;
-    for (i = 0; i < N_CONNS; i++) {
+    for (i = 0; i < N_CONNS + N_EXTRA; i++) {
+        if (conns[i].c == NULL)
+            continue;
         for (;;) {
             ws_frame f;
             int r = ws_recv(conns[i].c, &f, TC_TIMEOUT_MS);
@@ -391,7 +552,14 @@ static int copy_file(const char *from, const char *to) {
 typedef struct crashed_check {
     const char *scratch;
     room_track *rooms;
+    int counter_files;
 } crashed_check;
+
+/* The mixed load's reminder rooms: checked for integrity like the others,
+ * their contents through partyd. */
+static int is_reminder_room(const char *name) {
+    return strncmp(name, "rem-", 4) == 0 || strncmp(name, "alarm-", 6) == 0;
+}
 
 static room_track *find_room(room_track *rooms, const char *name) {
     int i;
@@ -425,6 +593,9 @@ static int check_crashed_file(const char *path, void *arg) {
     unlink(db);
     if (r != 0)
         return -1;
+    if (mixed != NULL && is_reminder_room(name))
+        return 0;
+    cc->counter_files++;
     room = find_room(cc->rooms, name);
     if (room == NULL) {
         fprintf(stderr, "%s: room '%s' is none of the test's\n", path, name);
@@ -438,6 +609,7 @@ static int check_crashed_file(const char *path, void *arg) {
 typedef struct final_check {
     room_track *rooms;
     long long counts[N_ROOMS];
+    int counter_files;
 } final_check;
 
 static int check_final_file(const char *path, void *arg) {
@@ -448,6 +620,9 @@ static int check_final_file(const char *path, void *arg) {
 
     if (read_room_file(path, name, sizeof(name), &count) != 0)
         return -1;
+    if (mixed != NULL && is_reminder_room(name))
+        return 0;
+    fc->counter_files++;
     room = find_room(fc->rooms, name);
     if (room == NULL) {
         fprintf(stderr, "%s: room '%s' is none of the test's\n", path, name);
@@ -525,14 +700,15 @@ static void check_after_restart(int port, room_track *rooms, int cycle) {
     }
 }
 
-static void run_crash_cycles(const char *durability) {
-    long cycles = env_long("PARTY_CRASH_CYCLES", DEFAULT_CYCLES, 1, MAX_CYCLES);
+static void run_crash_cycles(const char *durability, int with_mixed) {
+    long cycles = env_long("PARTY_CRASH_CYCLES", with_mixed ? MIXED_CYCLES : DEFAULT_CYCLES, 1,
+                           MAX_CYCLES);
     uint64_t seed =
         (uint64_t)env_long("PARTY_CRASH_SEED", (long)(time(NULL) ^ getpid()), 0, 0x7FFFFFFFL);
     char dir[] = "/tmp/partyd-crash-XXXXXX";
     char scratch[sizeof(dir) + 16];
     room_track rooms[N_ROOMS];
-    load_conn conns[N_CONNS];
+    load_conn conns[N_CONNS + N_EXTRA];
     crashed_check cc;
     final_check fc;
     partyd *d;
@@ -548,9 +724,14 @@ static void run_crash_cycles(const char *durability) {
     memset(conns, 0, sizeof(conns));
     for (i = 0; i < N_ROOMS; i++)
         snprintf(rooms[i].name, sizeof(rooms[i].name), "crash-%d", i);
-    printf("crash test (--durability %s): seed %llu (PARTY_CRASH_SEED to replay), %ld cycles, "
+    if (with_mixed) {
+        mixed = calloc(1, sizeof(*mixed));
+        assert_non_null(mixed);
+    }
+    printf("crash test (--durability %s%s): seed %llu (PARTY_CRASH_SEED to replay), %ld cycles, "
            "%d connections over %d rooms, data %s\n",
-           durability, (unsigned long long)seed, cycles, N_CONNS, N_ROOMS, dir);
+           durability, with_mixed ? ", mixed load" : "", (unsigned long long)seed, cycles, N_CONNS,
+           N_ROOMS, dir);
 
     for (cycle = 1; cycle <= cycles; cycle++) {
         int crash_ms = CRASH_MIN_MS + (int)(rng_next() % (CRASH_MAX_MS - CRASH_MIN_MS + 1));
@@ -558,6 +739,10 @@ static void run_crash_cycles(const char *durability) {
 
         d = start_on(dir, durability);
         check_after_restart(partyd_port(d), rooms, (int)cycle);
+        if (mixed != NULL) {
+            expect_reminders_fired(partyd_port(d), 1);
+            mixed->cycle = cycle;
+        }
         until = now_ms() + crash_ms;
         printf("  cycle %ld: kill -9 after %d ms of load\n", cycle, crash_ms);
         /* The load runs until the crash moment, then the kill lands. */
@@ -569,8 +754,10 @@ static void run_crash_cycles(const char *durability) {
 
         cc.scratch = scratch;
         cc.rooms = rooms;
+        cc.counter_files = 0;
         files = for_each_room_file(dir, check_crashed_file, &cc);
-        assert_int_equal(files, N_ROOMS);
+        assert_int_equal(cc.counter_files, N_ROOMS);
+        assert_true(files >= N_ROOMS);
         for (i = 0; i < N_ROOMS; i++) {
             room_track *r = &rooms[i];
             if (r->cycle_acks > 0 && r->acked < r->base + r->cycle_acks)
@@ -587,6 +774,13 @@ static void run_crash_cycles(const char *durability) {
     /* One more start: recovery from the last crash, then a clean stop. */
     d = start_on(dir, durability);
     check_after_restart(partyd_port(d), rooms, (int)cycle);
+    if (mixed != NULL) {
+        /* All of them, once more: a fired record survives later crashes. */
+        expect_reminders_fired(partyd_port(d), 0);
+        printf("  final: %zu reminders and alarms acknowledged, all fired; %lld short "
+               "connections\n",
+               mixed->n, mixed->connects);
+    }
     expect_no_logged_error(d, "after the last restart");
     status = partyd_stop(d);
     if (status != 0) {
@@ -599,7 +793,8 @@ static void run_crash_cycles(const char *durability) {
 
     memset(&fc, 0, sizeof(fc));
     fc.rooms = rooms;
-    assert_int_equal(for_each_room_file(dir, check_final_file, &fc), N_ROOMS);
+    assert_true(for_each_room_file(dir, check_final_file, &fc) >= N_ROOMS);
+    assert_int_equal(fc.counter_files, N_ROOMS);
     check_runtime_files(dir);
     for (i = 0; i < N_ROOMS; i++) {
         printf("  final: room %s: %lld in the file, %lld acknowledged, %lld sent\n", rooms[i].name,
@@ -607,27 +802,41 @@ static void run_crash_cycles(const char *durability) {
         assert_true(fc.counts[i] == rooms[i].base);
         assert_true(rooms[i].acked > 0);
     }
-    printf("crash test (--durability %s): %ld crashes, no acknowledged write lost, %.1f s\n",
-           durability, cycles, (double)(now_ms() - started) / 1000.0);
+    printf("crash test (--durability %s%s): %ld crashes, no acknowledged write lost%s, %.1f s\n",
+           durability, with_mixed ? ", mixed load" : "", cycles,
+           with_mixed ? ", every acknowledged reminder and alarm fired" : "",
+           (double)(now_ms() - started) / 1000.0);
     nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(mixed);
+    mixed = NULL;
 }
 
 static void test_no_acknowledged_count_is_lost_across_kill_9_durability_full(void **state) {
     (void)state;
-    run_crash_cycles("full");
+    run_crash_cycles("full", 0);
 }
 
 /* normal promises to survive a process crash too (not a power loss). */
 static void test_no_acknowledged_count_is_lost_across_kill_9_durability_normal(void **state) {
     (void)state;
-    run_crash_cycles("normal");
+    run_crash_cycles("normal", 0);
+}
+
+/* Counter writes, reminders, alarms and new connections at once. */
+static void test_mixed_load_loses_no_write_and_no_alarm_across_kill_9(void **state) {
+    (void)state;
+    run_crash_cycles("full", 1);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_no_acknowledged_count_is_lost_across_kill_9_durability_full),
         cmocka_unit_test(test_no_acknowledged_count_is_lost_across_kill_9_durability_normal),
+        cmocka_unit_test(test_mixed_load_loses_no_write_and_no_alarm_across_kill_9),
     };
+    const char *only = getenv("PARTY_CRASH_ONLY");
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (only != NULL && only[0] != '\0')
+        cmocka_set_test_filter(only);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -246,6 +246,7 @@ static void expect_400_and_close(const char *request) {
     http_response_free(&res);
     tconn_expect_close(c);
     tconn_close(c);
+    partyd_expect_healthy(port);
 }
 
 static void test_malformed_request_line_is_400_and_closes(void **state) {
@@ -342,6 +343,7 @@ static void expect_status_and_close(const char *request, int status) {
     http_response_free(&res);
     tconn_expect_close(c);
     tconn_close(c);
+    partyd_expect_healthy(port);
 }
 
 static void test_more_header_fields_than_max_headers_is_431(void **state) {

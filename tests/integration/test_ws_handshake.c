@@ -47,6 +47,7 @@ static tconn *expect_handshake_status(const char *request, int status, http_resp
         return c;
     tconn_expect_close(c);
     tconn_close(c);
+    partyd_expect_healthy(port);
     return NULL;
 }
 

@@ -265,6 +265,16 @@ static void test_handshake_missing_key_is_400(void **state) {
     assert_non_null(why);
 }
 
+static void test_handshake_with_two_keys_is_400(void **state) {
+    party__http_request req;
+    const char *why = NULL;
+    (void)state;
+    request_init(&req);
+    request_add(&req, "sec-websocket-key", "AAAAAAAAAAAAAAAAAAAAAA==");
+    assert_int_equal(party__ws_handshake_check(&req, &why), 400);
+    assert_non_null(why);
+}
+
 static void test_handshake_key_of_wrong_length_is_400(void **state) {
     party__http_request req;
     const char *why;
@@ -1339,6 +1349,7 @@ int main(void) {
         cmocka_unit_test(test_handshake_header_names_and_upgrade_token_are_case_insensitive),
         cmocka_unit_test(test_handshake_upgrade_token_in_a_list_is_accepted),
         cmocka_unit_test(test_handshake_missing_key_is_400),
+        cmocka_unit_test(test_handshake_with_two_keys_is_400),
         cmocka_unit_test(test_handshake_key_of_wrong_length_is_400),
         cmocka_unit_test(test_handshake_key_with_non_base64_characters_is_400),
         cmocka_unit_test(test_handshake_version_12_is_426),
