@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import PartySocket from 'partysocket';
 import WS from 'ws';
-import { Inbox, startPartyd, stopPartyd, uniqueRoom, waitEvent } from './helpers.mjs';
+import { Inbox, TIMEOUT_MS, startPartyd, stopPartyd, uniqueRoom, waitEvent } from './helpers.mjs';
 
 let server;
 const sockets = new Set();
@@ -137,6 +137,10 @@ describe('connection identity', () => {
     ps.send('close:4000:come back');
     await reopened;
     assert.notEqual(ps._ws, firstWs, 'a new WebSocket was opened');
+    // The inbox saw the first socket close: wait for the new greeting itself
+    // rather than next(), which gives up on a closed socket.
+    await inbox.until(() => inbox.read < inbox.messages.length, TIMEOUT_MS,
+      'for the greeting after the reconnection');
     assert.equal(parseHello(await inbox.nextText()).id, 'eve');
     const res = await PartySocket.fetch({ host: `127.0.0.1:${server.port}`, party: 'probe', room });
     const state = await res.json();
