@@ -92,7 +92,7 @@ struct party_runtime {
     uint64_t tls_errors;
     char *tls_cert, *tls_key;
 #define PARTY__SPARE_TIMERS 256
-#define PARTY__SPARE_SESSIONS 64
+#define PARTY__SPARE_SESSIONS 16
     uv_timer_t *spare_timers[PARTY__SPARE_TIMERS]; /* stopped, ready for reuse */
     size_t n_spare_timers;
     struct party_conn *free_conns; /* connection structs ready for reuse */
