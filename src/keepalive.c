@@ -13,7 +13,7 @@
 #include "ws.h"
 
 static void sweep_one(party_conn *conn) {
-    party__buf *ping;
+    party_runtime *rt = party__conn_rt(conn);
 
     if (conn->phase != PARTY__CONN_OPEN || conn->transport_closing)
         return; /* closing ones have close_timeout; HTTP ones header_timeout */
@@ -23,24 +23,25 @@ static void sweep_one(party_conn *conn) {
         return;
     }
     if (conn->pinged) {
-        party__log_info(party__conn_rt(conn),
-                        "conn %s: no answer to a ping within ping_interval (%.1f s); closing",
-                        conn->id, party__conn_rt(conn)->cfg.ping_interval);
+        party__log_info(rt, "conn %s: no answer to a ping within ping_interval (%.1f s); closing",
+                        conn->id, rt->cfg.ping_interval);
         party__conn_start_close(conn, PARTY__WS_GOING_AWAY, "ping timeout");
         return;
     }
-    ping = party__ws_frame_new(PARTY__WS_PING, NULL, 0);
-    if (ping == NULL)
+    if (rt->keepalive_ping == NULL)
         return; /* out of memory: try again at the next sweep */
     conn->pinged = 1;
-    (void)party__conn_queue(conn, ping);
-    party__buf_release(ping);
+    (void)party__conn_queue(conn, rt->keepalive_ping);
 }
 
 void party__keepalive_sweep(party_runtime *rt) {
     if (rt->stopping)
         return;
+    /* One Ping frame, queued by reference on every connection that gets it. */
+    rt->keepalive_ping = party__ws_frame_new(PARTY__WS_PING, NULL, 0);
     party__conn_foreach(rt, sweep_one);
+    party__buf_release(rt->keepalive_ping);
+    rt->keepalive_ping = NULL;
 }
 
 static void on_keepalive_timer(uv_timer_t *timer) {

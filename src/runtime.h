@@ -47,6 +47,7 @@ struct party_runtime {
     int trim_pending;         /* memory was freed in bulk: return it at the next tick */
     uv_timer_t evict_timer;   /* evicts rooms idle past idle_timeout */
     uv_timer_t keepalive_timer; /* pings idle WebSockets every ping_interval */
+    struct party__buf *keepalive_ping; /* the Ping frame of the sweep running now */
     size_t n_busy;            /* rooms with store work on a worker thread */
     size_t n_loading;         /* rooms opening their store */
     size_t n_loaded;          /* rooms with their store open */
