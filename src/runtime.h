@@ -44,15 +44,15 @@ struct party_runtime {
     party__room_list idle;  /* rooms with no connections and nothing to do, oldest first */
     party__room_list quiet; /* hibernating parties' rooms with only connections */
     uint64_t rooms_hibernated;
-    int trim_pending;         /* memory was freed in bulk: return it at the next tick */
-    uv_timer_t evict_timer;   /* evicts rooms idle past idle_timeout */
-    uv_timer_t keepalive_timer; /* pings idle WebSockets every ping_interval */
+    int trim_pending;                  /* memory was freed in bulk: return it at the next tick */
+    uv_timer_t evict_timer;            /* evicts rooms idle past idle_timeout */
+    uv_timer_t keepalive_timer;        /* pings idle WebSockets every ping_interval */
     struct party__buf *keepalive_ping; /* the Ping frame of the sweep running now */
-    size_t n_busy;            /* rooms with store work on a worker thread */
-    size_t n_loading;         /* rooms opening their store */
-    size_t n_loaded;          /* rooms with their store open */
-    size_t max_loaded_rooms;  /* past it, idle rooms are evicted early */
-    unsigned commit_delay_ms; /* test hook: every durable commit waits this long first */
+    size_t n_busy;                     /* rooms with store work on a worker thread */
+    size_t n_loading;                  /* rooms opening their store */
+    size_t n_loaded;                   /* rooms with their store open */
+    size_t max_loaded_rooms;           /* past it, idle rooms are evicted early */
+    unsigned commit_delay_ms;          /* test hook: every durable commit waits this long first */
     uint64_t commit_failures;
     /* alarms: the index (one SQLite file) and the heap of wake times */
     struct sqlite3 *alarm_db;
