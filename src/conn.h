@@ -30,7 +30,7 @@ typedef struct party__http_session {
     party__http_request req;
     party_request preq; /* the public view, while a room or hook has it */
     int have_preq;
-    const char *const *cors; /* headers to add to this request's answer, or NULL */
+    const char *const *cors;                /* headers to add to this request's answer, or NULL */
     size_t consumed;                        /* bytes of buf that the current request used */
     struct party__http_session *next_spare; /* in the runtime's pool */
 } party__http_session;
