@@ -161,15 +161,10 @@ static int parse_url(const char *url, target *t) {
     if (*p == '\0') {
         strcpy(t->port, "80");
     } else {
-        char *num_end;
-        long port;
-        if (*p != ':')
+        int port = *p == ':' ? party__cli_port_parse(p + 1) : -1;
+        if (port < 0)
             goto bad_host;
-        errno = 0;
-        port = strtol(p + 1, &num_end, 10);
-        if (p[1] == '\0' || *num_end != '\0' || errno != 0 || port < 1 || port > 65535)
-            goto bad_host;
-        snprintf(t->port, sizeof(t->port), "%ld", port);
+        snprintf(t->port, sizeof(t->port), "%hu", (unsigned short)port);
     }
     if (strchr(t->path, '#') != NULL) {
         fprintf(stderr, "partyd connect: a URL fragment (#) is not sent to servers\n");
