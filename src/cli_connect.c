@@ -19,6 +19,7 @@
 
 #include "buf.h"
 #include "party.h"
+#include "url.h"
 #include "utf8.h"
 #include "ws.h"
 
@@ -345,16 +346,6 @@ static void send_close(client *c, int code) {
 
 /* ---- stdin ---- */
 
-static int hex_value(char ch) {
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 static void send_line(client *c, char *line, size_t len) {
     if (len > 0 && line[len - 1] == '\r')
         len--;
@@ -364,8 +355,8 @@ static void send_line(client *c, char *line, size_t len) {
             int hi, lo;
             if (line[i] == ' ' || line[i] == '\t')
                 continue;
-            hi = hex_value(line[i]);
-            lo = i + 1 < len ? hex_value(line[i + 1]) : -1;
+            hi = party__url_hex_value(line[i]);
+            lo = i + 1 < len ? party__url_hex_value(line[i + 1]) : -1;
             if (hi < 0 || lo < 0) {
                 fprintf(stderr, "partyd connect: --binary: not an even number of hex digits; "
                                 "line not sent\n");
