@@ -31,8 +31,7 @@ static void chat_request(party_room *room, const party_request *req, party_respo
     text = cJSON_PrintUnformatted(json);
     if (text == NULL)
         goto fail;
-    party_response_header(res, "Content-Type", "application/json");
-    party_response_body(res, text, strlen(text));
+    party_response_json(res, 200, text);
     free(text);
     cJSON_Delete(json);
     return;

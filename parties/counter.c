@@ -72,8 +72,7 @@ static void counter_request(party_room *room, const party_request *req, party_re
         party_response_status(res, 500);
         return;
     }
-    party_response_header(res, "Content-Type", "application/json");
-    party_response_body(res, text, strlen(text));
+    party_response_json(res, 200, text);
     free(text);
 }
 

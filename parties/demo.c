@@ -274,8 +274,7 @@ static void demo_request(party_room *room, const party_request *req, party_respo
         party_response_status(res, 500);
         return;
     }
-    party_response_header(res, "Content-Type", "application/json");
-    party_response_body(res, text, strlen(text));
+    party_response_json(res, 200, text);
     free(text);
 }
 

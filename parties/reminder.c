@@ -33,9 +33,7 @@ static void respond_json(party_response *res, int status, cJSON *json) {
         party_response_status(res, 500);
         return;
     }
-    party_response_status(res, status);
-    party_response_header(res, "Content-Type", "application/json");
-    party_response_body(res, text, strlen(text));
+    party_response_json(res, status, text);
     free(text);
 }
 

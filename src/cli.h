@@ -18,6 +18,10 @@ int party__cli_connect(int argc, char **argv);
 /* `partyd rooms [options]`; argv[0] is "rooms". Returns the exit status. */
 int party__cli_rooms(int argc, char **argv);
 
+/* A TCP port given as text: decimal, 1 to 65535, nothing after it. The
+ * port, or -1 if text is not one. */
+int party__cli_port_parse(const char *text);
+
 /* The exit status for a close code received or sent last: 0 for 1000 and
  * 1005 (no code), 1 for 1006 (no Close), 11-25 for 1001-1015, 100-255 for
  * 4000-4155, 3 for any other code. */

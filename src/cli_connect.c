@@ -19,6 +19,7 @@
 
 #include "buf.h"
 #include "party.h"
+#include "url.h"
 #include "utf8.h"
 #include "ws.h"
 
@@ -161,15 +162,10 @@ static int parse_url(const char *url, target *t) {
     if (*p == '\0') {
         strcpy(t->port, "80");
     } else {
-        char *num_end;
-        long port;
-        if (*p != ':')
+        int port = *p == ':' ? party__cli_port_parse(p + 1) : -1;
+        if (port < 0)
             goto bad_host;
-        errno = 0;
-        port = strtol(p + 1, &num_end, 10);
-        if (p[1] == '\0' || *num_end != '\0' || errno != 0 || port < 1 || port > 65535)
-            goto bad_host;
-        snprintf(t->port, sizeof(t->port), "%ld", port);
+        snprintf(t->port, sizeof(t->port), "%hu", (unsigned short)port);
     }
     if (strchr(t->path, '#') != NULL) {
         fprintf(stderr, "partyd connect: a URL fragment (#) is not sent to servers\n");
@@ -350,16 +346,6 @@ static void send_close(client *c, int code) {
 
 /* ---- stdin ---- */
 
-static int hex_value(char ch) {
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 static void send_line(client *c, char *line, size_t len) {
     if (len > 0 && line[len - 1] == '\r')
         len--;
@@ -369,8 +355,8 @@ static void send_line(client *c, char *line, size_t len) {
             int hi, lo;
             if (line[i] == ' ' || line[i] == '\t')
                 continue;
-            hi = hex_value(line[i]);
-            lo = i + 1 < len ? hex_value(line[i + 1]) : -1;
+            hi = party__url_hex_value(line[i]);
+            lo = i + 1 < len ? party__url_hex_value(line[i + 1]) : -1;
             if (hi < 0 || lo < 0) {
                 fprintf(stderr, "partyd connect: --binary: not an even number of hex digits; "
                                 "line not sent\n");

@@ -187,19 +187,15 @@ int party__cli_rooms(int argc, char **argv) {
     long long deadline;
     size_t len, request_cap;
     int opt, fd, status, json = 0, result;
-    long port_num;
 
     optind = 1;
     while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-        char *end;
         switch (opt) {
         case 'H':
             host = optarg;
             break;
         case 'p':
-            errno = 0;
-            port_num = strtol(optarg, &end, 10);
-            if (end == optarg || *end != '\0' || errno != 0 || port_num < 1 || port_num > 65535) {
+            if (party__cli_port_parse(optarg) < 0) {
                 fprintf(stderr, "partyd rooms: --port: '%s' is not a port number\n", optarg);
                 return PARTY__CLI_USAGE;
             }

@@ -7,6 +7,8 @@
 
 #include <string.h>
 
+#include "url.h"
+
 /* Chunked decoding states. The zero state is the first one, so a zeroed
  * parser starts at the first chunk-size line. */
 enum {
@@ -69,16 +71,6 @@ static int is_value_char(unsigned char c) {
 
 static int is_digit(unsigned char c) {
     return c >= '0' && c <= '9';
-}
-
-static int hex_value(unsigned char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 static size_t max_headers_of(const party__http_limits *limits) {
@@ -356,7 +348,7 @@ static int decode_chunked(party__http_parser *p, char *buf, size_t len,
         switch (p->chunk_state) {
         case CHUNK_SIZE_FIRST:
         case CHUNK_SIZE: {
-            int d = hex_value(c);
+            int d = party__url_hex_value((char)c);
             size_t room = limits->max_body - p->decoded;
             if (d >= 0) {
                 if (p->chunk_left > room / 16 || (size_t)d > room - p->chunk_left * 16)

@@ -86,27 +86,41 @@ const char *party_request_path(const party_request *req) {
     return req->path;
 }
 
-const char *party_request_header(const party_request *req, const char *name) {
+/* Requests and responses keep their headers the same way: these two serve
+ * both. The first value called name (case-insensitive), or NULL. */
+static const char *headers_find(const party__header *headers, size_t n, const char *name) {
     size_t i;
+    for (i = 0; i < n; i++)
+        if (strcasecmp(headers[i].name, name) == 0)
+            return headers[i].value;
+    return NULL;
+}
+
+/* Calls fn for each header in order until it returns non-zero. */
+static int headers_foreach(const party__header *headers, size_t n,
+                           int (*fn)(const char *name, const char *value, void *arg), void *arg) {
+    size_t i;
+    int r;
+    if (fn == NULL)
+        return PARTY_EINVAL;
+    for (i = 0; i < n; i++)
+        if ((r = fn(headers[i].name, headers[i].value, arg)) != 0)
+            return r;
+    return 0;
+}
+
+const char *party_request_header(const party_request *req, const char *name) {
     if (name == NULL)
         return NULL;
-    for (i = 0; i < req->n_headers; i++)
-        if (strcasecmp(req->headers[i].name, name) == 0)
-            return req->headers[i].value;
-    return NULL;
+    return headers_find(req->headers, req->n_headers, name);
 }
 
 int party_request_foreach_header(const party_request *req,
                                  int (*fn)(const char *name, const char *value, void *arg),
                                  void *arg) {
-    size_t i;
-    int r;
-    if (req == NULL || fn == NULL)
+    if (req == NULL)
         return PARTY_EINVAL;
-    for (i = 0; i < req->n_headers; i++)
-        if ((r = fn(req->headers[i].name, req->headers[i].value, arg)) != 0)
-            return r;
-    return 0;
+    return headers_foreach(req->headers, req->n_headers, fn, arg);
 }
 
 const char *party_request_query(const party_request *req, const char *name) {
@@ -308,11 +322,7 @@ void party_response_json(party_response *res, int status, const char *json_text)
 }
 
 const char *party__response_header_get(const party_response *res, const char *name) {
-    size_t i;
-    for (i = 0; i < res->n_headers; i++)
-        if (strcasecmp(res->headers[i].name, name) == 0)
-            return res->headers[i].value;
-    return NULL;
+    return headers_find(res->headers, res->n_headers, name);
 }
 
 int party_response_get_status(const party_response *res) {
@@ -328,14 +338,9 @@ const char *party_response_get_header(const party_response *res, const char *nam
 int party_response_foreach_header(const party_response *res,
                                   int (*fn)(const char *name, const char *value, void *arg),
                                   void *arg) {
-    size_t i;
-    int r;
-    if (res == NULL || fn == NULL)
+    if (res == NULL)
         return PARTY_EINVAL;
-    for (i = 0; i < res->n_headers; i++)
-        if ((r = fn(res->headers[i].name, res->headers[i].value, arg)) != 0)
-            return r;
-    return 0;
+    return headers_foreach(res->headers, res->n_headers, fn, arg);
 }
 
 const void *party_response_get_body(const party_response *res, size_t *len) {

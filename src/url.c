@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-static int hex_value(char c) {
+int party__url_hex_value(char c) {
     if (c >= '0' && c <= '9')
         return c - '0';
     if (c >= 'a' && c <= 'f')
@@ -22,8 +22,8 @@ int party__url_decode(party__slice src, char *out, size_t cap, int plus_as_space
             int hi, lo;
             if (i + 2 >= src.len)
                 return -1;
-            hi = hex_value(src.ptr[i + 1]);
-            lo = hex_value(src.ptr[i + 2]);
+            hi = party__url_hex_value(src.ptr[i + 1]);
+            lo = party__url_hex_value(src.ptr[i + 2]);
             if (hi < 0 || lo < 0)
                 return -1;
             c = (char)(hi * 16 + lo);

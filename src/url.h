@@ -7,6 +7,9 @@
 
 #include "buf.h"
 
+/* The value (0-15) of one hexadecimal digit, either case, or -1. */
+int party__url_hex_value(char c);
+
 /* Decodes %XX escapes of src into out (NUL-terminated). With plus_as_space a
  * '+' becomes a space (query strings). Returns the decoded length, or -1 on a
  * malformed escape, a decoded NUL byte, or if out (cap bytes) is too small. */

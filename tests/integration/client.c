@@ -35,14 +35,14 @@
 #define STOP_TIMEOUT_MS 15000
 #define MAX_OPEN_CONNS 512
 
-static int64_t now_ms(void) {
+int64_t test_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int remaining_ms(int64_t deadline) {
-    int64_t left = deadline - now_ms();
+    int64_t left = deadline - test_now_ms();
     return left < 0 ? 0 : (int)left;
 }
 
@@ -136,11 +136,11 @@ static void *reader_main(void *arg) {
 /* Waits on d->cond until the deadline; 0 when it passed. Called locked. */
 static int cond_wait_until(partyd *d, int64_t deadline) {
     struct timespec ts;
-    if (now_ms() >= deadline)
+    if (test_now_ms() >= deadline)
         return 0;
     ts.tv_sec = (time_t)(deadline / 1000);
     ts.tv_nsec = (long)(deadline % 1000) * 1000000L;
-    return pthread_cond_timedwait(&d->cond, &d->lock, &ts) != ETIMEDOUT || now_ms() < deadline;
+    return pthread_cond_timedwait(&d->cond, &d->lock, &ts) != ETIMEDOUT || test_now_ms() < deadline;
 }
 
 /* Every partyd not yet freed, so that one a failed test could not stop
@@ -315,7 +315,7 @@ fail:
 
 partyd *partyd_start(const char *const *extra_args) {
     partyd *d = partyd_spawn(extra_args);
-    int64_t deadline = now_ms() + START_TIMEOUT_MS;
+    int64_t deadline = test_now_ms() + START_TIMEOUT_MS;
     const char *line = NULL;
 
     if (d == NULL)
@@ -343,6 +343,25 @@ partyd *partyd_start(const char *const *extra_args) {
     return d;
 }
 
+partyd *partyd_start_env(const char *const *extra_args, const char *env_on) {
+    partyd *d;
+    if (env_on != NULL)
+        setenv(env_on, "1", 1);
+    d = partyd_start(extra_args);
+    if (env_on != NULL)
+        unsetenv(env_on);
+    return d;
+}
+
+int partyd_group_start(partyd **server, int *port, const char *const *extra_args,
+                       const char *env_on) {
+    *server = partyd_start_env(extra_args, env_on);
+    if (*server == NULL)
+        return -1;
+    *port = partyd_port(*server);
+    return 0;
+}
+
 int partyd_pid(const partyd *d) {
     return (int)d->pid;
 }
@@ -352,7 +371,7 @@ int partyd_port(const partyd *d) {
 }
 
 int partyd_wait_exit(partyd *d, int timeout_ms) {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = test_now_ms() + timeout_ms;
     int closed, st;
 
     if (d->reaped)
@@ -402,6 +421,10 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     return 0;
 }
 
+void test_remove_tree(const char *path) {
+    nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 void partyd_free(partyd *d) {
     if (d == NULL)
         return;
@@ -417,7 +440,7 @@ void partyd_free(partyd *d) {
     if (d->err_fd >= 0)
         close(d->err_fd);
     if (d->dir[0] != '\0')
-        nftw(d->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        test_remove_tree(d->dir);
     if (d->pid != -1 || d->thread_running) {
         pthread_cond_destroy(&d->cond);
         pthread_mutex_destroy(&d->lock);
@@ -428,7 +451,7 @@ void partyd_free(partyd *d) {
 }
 
 int partyd_wait_stderr(partyd *d, const char *needle, int timeout_ms) {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = test_now_ms() + timeout_ms;
     int found;
     pthread_mutex_lock(&d->lock);
     for (;;) {
@@ -553,7 +576,7 @@ void tconn_close_all(void) {
 
 int tconn_send(tconn *c, const void *data, size_t len) {
     const char *p = data;
-    int64_t deadline = now_ms() + TC_TIMEOUT_MS;
+    int64_t deadline = test_now_ms() + TC_TIMEOUT_MS;
 
     while (len > 0) {
         ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
@@ -581,7 +604,7 @@ int tconn_send_str(tconn *c, const char *s) {
 }
 
 int tconn_fill(tconn *c, int timeout_ms) {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = test_now_ms() + timeout_ms;
 
     if (c->cap - c->len < 65536) {
         size_t cap = c->cap ? c->cap * 2 : 131072;
@@ -627,7 +650,7 @@ void tconn_consume(tconn *c, size_t n) {
 }
 
 int tconn_wait_close(tconn *c, int timeout_ms, size_t *discarded) {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = test_now_ms() + timeout_ms;
     size_t dropped = c->len;
     int r;
 
@@ -668,7 +691,7 @@ static char *find_head_end(const char *buf, size_t len) {
 }
 
 int http_read_response(tconn *c, int head_request, http_response *res, int timeout_ms) {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = test_now_ms() + timeout_ms;
     char *end, *line, *save = NULL;
     size_t head_len, body_len = 0;
     int until_eof = 0, r;
@@ -945,7 +968,7 @@ int ws_send_close(tconn *c, int code, const char *reason) {
 }
 
 int ws_recv(tconn *c, ws_frame *f, int timeout_ms) {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = test_now_ms() + timeout_ms;
     const unsigned char *p;
     size_t header_len = 2;
     uint64_t len = 0;
@@ -1155,12 +1178,12 @@ tconn *probe_open(int port, const char *room, const char *query, char *id_out) {
     return c;
 }
 
-char *probe_record(int port, const char *room) {
+char *room_expect_record(int port, const char *party, const char *room) {
     char target[1024];
     http_response res;
     char *body;
 
-    snprintf(target, sizeof(target), "/parties/probe/%s", room);
+    snprintf(target, sizeof(target), "/parties/%s/%s", party, room);
     http_expect_get(port, target, &res);
     if (res.status != 200) {
         int status = res.status;
@@ -1173,8 +1196,26 @@ char *probe_record(int port, const char *room) {
     return body;
 }
 
+char *probe_record(int port, const char *room) {
+    return room_expect_record(port, "probe", room);
+}
+
+long long counter_expect_count(int port, const char *room) {
+    char *record = room_expect_record(port, "counter", room);
+    const char *p = strstr(record, "\"count\":");
+    long long count = p != NULL ? strtoll(p + 8, NULL, 10) : -1;
+
+    if (p == NULL || strstr(record, room) == NULL) {
+        fprintf(stderr, "GET /parties/counter/%s: %s\n", room, record);
+        free(record);
+        fail_msg("GET /parties/counter/%s: no count or name in the answer", room);
+    }
+    free(record);
+    return count;
+}
+
 char *probe_expect_record(int port, const char *room, const char *needle) {
-    int64_t deadline = now_ms() + TC_TIMEOUT_MS;
+    int64_t deadline = test_now_ms() + TC_TIMEOUT_MS;
     char *record;
     /* The record is asked for again until it has the entry: a close seen
      * on another connection may reach the room just after this request. */
@@ -1182,7 +1223,7 @@ char *probe_expect_record(int port, const char *room, const char *needle) {
         record = probe_record(port, room);
         if (strstr(record, needle) != NULL)
             return record;
-        if (now_ms() >= deadline)
+        if (test_now_ms() >= deadline)
             break;
         free(record);
     }

@@ -38,6 +38,15 @@ partyd *partyd_spawn(const char *const *extra_args);
  * http://127.0.0.1:<port>" log line. NULL (with partyd's stderr printed) if
  * it never came; the process is then stopped and freed. */
 partyd *partyd_start(const char *const *extra_args);
+/* partyd_start with env_on (unless NULL) set to "1" in this process's
+ * environment while the child is created, and removed again afterwards:
+ * for switches the probe party reads (e.g. PARTYD_PROBE_HIBERNATE). */
+partyd *partyd_start_env(const char *const *extra_args, const char *env_on);
+/* For a cmocka group setup: partyd_start_env, then *server and *port (the
+ * port it listens on) are set. 0, or -1 if it did not start (*server is then
+ * NULL). Pair it with partyd_group_stop(*server) in the group teardown. */
+int partyd_group_start(partyd **server, int *port, const char *const *extra_args,
+                       const char *env_on);
 /* The port it listens on (after partyd_start). */
 int partyd_port(const partyd *d);
 /* Its process id. */
@@ -187,6 +196,15 @@ char *ws_expect_text_prefix(tconn *c, const char *prefix);
  * sending nothing more. */
 void tconn_expect_close(tconn *c);
 
+/* ---- rooms over HTTP ---- */
+
+/* GET /parties/<party>/<room>: the body (free). Fails the test unless the
+ * status is 200. */
+char *room_expect_record(int port, const char *party, const char *room);
+/* The "count" of a room of the built-in counter party. Fails the test unless
+ * the record has a count and the room's name. */
+long long counter_expect_count(int port, const char *room);
+
 /* ---- the probe party (tests/integration/probe_party.c) ---- */
 
 /* Opens /parties/probe/<room>[?query], reads the "hello:<id>:..." greeting
@@ -203,6 +221,11 @@ char *probe_expect_record(int port, const char *room, const char *needle);
  * echoes a message. For after a hostile case. */
 void partyd_expect_healthy(int port);
 
+/* A monotonic clock in milliseconds (for deadlines and durations). */
+int64_t test_now_ms(void);
+/* Removes path and everything below it, as far as it can (for cleanup:
+ * errors are ignored, links are not followed). */
+void test_remove_tree(const char *path);
 /* Occurrences of needle in hay. */
 size_t count_occurrences(const char *hay, const char *needle);
 

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -36,31 +35,16 @@ static void post(int port, const char *target) {
     http_response_free(&res);
 }
 
-static char *get_room(int port, const char *room) {
-    char target[256];
-    http_response res;
-    char *body;
-    snprintf(target, sizeof(target), "/parties/reminder/%s", room);
-    http_expect_get(port, target, &res);
-    assert_int_equal(res.status, 200);
-    body = strdup(res.body);
-    http_response_free(&res);
-    return body;
-}
-
 /* Polls the room until its record contains needle count times (each poll
  * is a real request; the deadline bounds the wait). */
 static char *wait_fired(int port, const char *room, const char *needle, size_t count,
                         int timeout_ms) {
-    struct timespec start, now;
-    clock_gettime(CLOCK_MONOTONIC, &start);
+    int64_t deadline = test_now_ms() + timeout_ms;
     for (;;) {
-        char *body = get_room(port, room);
+        char *body = room_expect_record(port, "reminder", room);
         if (count_occurrences(body, needle) >= count)
             return body;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 >
-            timeout_ms)
+        if (test_now_ms() > deadline)
             fail_msg("room %s: '%s' did not fire %zu times within %d ms: %s", room, needle, count,
                      timeout_ms, body);
         free(body);

@@ -28,7 +28,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -99,12 +98,6 @@ static uint64_t rng_next(void) {
     return z ^ (z >> 31);
 }
 
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static long env_long(const char *name, long fallback, long min, long max) {
     const char *text = getenv(name);
     char *end;
@@ -169,30 +162,6 @@ static void expect_no_logged_error(partyd *d, const char *when) {
         fail_msg("partyd logged an error %s", when);
     }
     free(err);
-}
-
-static long long get_count(int port, const char *room) {
-    char target[128];
-    http_response res;
-    const char *p;
-    long long count;
-
-    snprintf(target, sizeof(target), "/parties/counter/%s", room);
-    http_expect_get(port, target, &res);
-    if (res.status != 200) {
-        int status = res.status;
-        http_response_free(&res);
-        fail_msg("GET %s: status %d", target, status);
-    }
-    p = strstr(res.body, "\"count\":");
-    count = p != NULL ? strtoll(p + 8, NULL, 10) : -1;
-    if (p == NULL || strstr(res.body, room) == NULL) {
-        fprintf(stderr, "GET %s: %s\n", target, res.body);
-        http_response_free(&res);
-        fail_msg("GET %s: no count or name in the answer", target);
-    }
-    http_response_free(&res);
-    return count;
 }
 
 /* ---- the load ---- */
@@ -298,24 +267,11 @@ static void open_one_shot(int port, room_track *rooms, load_conn *lc) {
     send_next(lc, rooms);
 }
 
-static char *get_reminder_room(int port, const char *room) {
-    char target[128];
-    http_response res;
-    char *body;
-    snprintf(target, sizeof(target), "/parties/reminder/%s", room);
-    http_expect_get(port, target, &res);
-    if (res.status != 200)
-        fail_msg("GET %s: %d", target, res.status);
-    body = strdup(res.body);
-    http_response_free(&res);
-    return body;
-}
-
 /* Every acknowledged reminder and alarm has fired (or fires within 10 s:
  * those due while partyd was down fire after its start). only_new: skip
  * those already seen fired (their record is checked again at the end). */
 static void expect_reminders_fired(int port, int only_new) {
-    int64_t deadline = now_ms() + 10000;
+    int64_t deadline = test_now_ms() + 10000;
     size_t i, missing;
 
     for (;;) {
@@ -329,7 +285,7 @@ static void expect_reminders_fired(int port, int only_new) {
                 continue;
             if (strcmp(r->room, last_room) != 0) {
                 free(body);
-                body = get_reminder_room(port, r->room);
+                body = room_expect_record(port, "reminder", r->room);
                 last_room = r->room;
             }
             snprintf(needle, sizeof(needle), "\"name\":\"%s\",\"room\":\"%s\"", r->name, r->room);
@@ -340,7 +296,7 @@ static void expect_reminders_fired(int port, int only_new) {
         free(body);
         if (missing == 0)
             return;
-        if (now_ms() > deadline) {
+        if (test_now_ms() > deadline) {
             for (i = 0; i < mixed->n; i++)
                 if (!mixed->list[i].fired)
                     fprintf(stderr, "  never fired: %s in %s\n", mixed->list[i].name,
@@ -356,7 +312,7 @@ static void expect_reminders_fired(int port, int only_new) {
  * deadline. */
 static void run_load(int port, room_track *rooms, load_conn *conns, int64_t until) {
     struct pollfd pfd[N_CONNS + N_EXTRA];
-    int64_t next_reminder = now_ms(), next_connect = now_ms();
+    int64_t next_reminder = test_now_ms(), next_connect = test_now_ms();
     int i, n_all = mixed != NULL ? N_CONNS + N_EXTRA : N_CONNS;
 
     for (i = N_CONNS; i < n_all; i++)
@@ -373,10 +329,10 @@ static void run_load(int port, room_track *rooms, load_conn *conns, int64_t unti
         conns[i].c = ws_open(port, target);
         send_next(&conns[i], rooms);
     }
-    while (now_ms() < until) {
-        int left = (int)(until - now_ms());
+    while (test_now_ms() < until) {
+        int left = (int)(until - test_now_ms());
         if (mixed != NULL) {
-            int64_t now = now_ms();
+            int64_t now = test_now_ms();
             if (now >= next_reminder) {
                 post_reminder(port, 0);
                 next_reminder = now + REMINDER_EVERY_MS;
@@ -660,14 +616,6 @@ static void check_runtime_files(const char *dir) {
     closedir(top);
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
 /* ---- the test ---- */
 
 /* After a restart: every acknowledged value survived, nothing counted
@@ -676,7 +624,7 @@ static void check_after_restart(int port, room_track *rooms, int cycle) {
     int i;
     for (i = 0; i < N_ROOMS; i++) {
         room_track *r = &rooms[i];
-        long long count = get_count(port, r->name);
+        long long count = counter_expect_count(port, r->name);
         printf("  cycle %d: room %s: count %lld (acked %lld, sent %lld, on disk %lld)\n", cycle,
                r->name, count, r->acked, r->sent, r->on_disk ? r->disk : 0);
         if (count < r->acked)
@@ -712,7 +660,7 @@ static void run_crash_cycles(const char *durability, int with_mixed) {
     crashed_check cc;
     final_check fc;
     partyd *d;
-    int64_t started = now_ms();
+    int64_t started = test_now_ms();
     long cycle;
     int i, files, status;
 
@@ -743,7 +691,7 @@ static void run_crash_cycles(const char *durability, int with_mixed) {
             expect_reminders_fired(partyd_port(d), 1);
             mixed->cycle = cycle;
         }
-        until = now_ms() + crash_ms;
+        until = test_now_ms() + crash_ms;
         printf("  cycle %ld: kill -9 after %d ms of load\n", cycle, crash_ms);
         /* The load runs until the crash moment, then the kill lands. */
         run_load(partyd_port(d), rooms, conns, until);
@@ -805,8 +753,8 @@ static void run_crash_cycles(const char *durability, int with_mixed) {
     printf("crash test (--durability %s%s): %ld crashes, no acknowledged write lost%s, %.1f s\n",
            durability, with_mixed ? ", mixed load" : "", cycles,
            with_mixed ? ", every acknowledged reminder and alarm fired" : "",
-           (double)(now_ms() - started) / 1000.0);
-    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+           (double)(test_now_ms() - started) / 1000.0);
+    test_remove_tree(dir);
     free(mixed);
     mixed = NULL;
 }

@@ -87,13 +87,7 @@ static void test_close_on_a_hibernated_room_wakes_it_for_on_close(void **state) 
 static int group_setup(void **state) {
     static const char *const args[] = {"--hibernate-after", "1", "--log-level", "debug", NULL};
     (void)state;
-    setenv("PARTYD_PROBE_HIBERNATE", "1", 1);
-    server = partyd_start(args);
-    unsetenv("PARTYD_PROBE_HIBERNATE");
-    if (server == NULL)
-        return -1;
-    port = partyd_port(server);
-    return 0;
+    return partyd_group_start(&server, &port, args, "PARTYD_PROBE_HIBERNATE");
 }
 
 static int group_teardown(void **state) {

@@ -15,12 +15,7 @@
 #include "client.h"
 
 static partyd *start_with(const char *const *args, const char *env) {
-    partyd *d;
-    if (env != NULL)
-        setenv(env, "1", 1);
-    d = partyd_start(args);
-    if (env != NULL)
-        unsetenv(env);
+    partyd *d = partyd_start_env(args, env);
     if (d == NULL)
         fail_msg("partyd did not start");
     return d;

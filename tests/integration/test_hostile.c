@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "client.h"
@@ -35,22 +34,12 @@ static int group_setup(void **state) {
                                        "4K",                  "--send-queue-bytes", "256K",
                                        "--header-timeout",    "1",    NULL};
     (void)state;
-    server = partyd_start(args);
-    if (server == NULL)
-        return -1;
-    port = partyd_port(server);
-    return 0;
+    return partyd_group_start(&server, &port, args, NULL);
 }
 
 static int group_teardown(void **state) {
     (void)state;
     return partyd_group_stop(server);
-}
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Sends request on a new connection; the answer must be status, then the
@@ -197,7 +186,7 @@ static void test_bad_upgrades_are_400_or_426(void **state) {
 
 static void test_slowloris_heads_get_408_at_header_timeout(void **state) {
     tconn *slow[SLOW_CONNS];
-    int64_t started = now_ms(), elapsed;
+    int64_t started = test_now_ms(), elapsed;
     int i, line = 0, answered = 0;
     (void)state;
 
@@ -219,13 +208,13 @@ static void test_slowloris_heads_get_408_at_header_timeout(void **state) {
         }
         if (r != TC_TIMEOUT)
             fail_msg("slowloris connection: %d instead of a 408", r);
-        if (now_ms() - started > 5000)
+        if (test_now_ms() - started > 5000)
             fail_msg("a head trickled for 5 s was never refused (--header-timeout 1)");
         snprintf(header, sizeof(header), "X-Trickle-%d: a\r\n", line++);
         if (tconn_send_str(slow[0], header) != 0)
             fail_msg("slowloris connection: cannot send header line %d", line);
     }
-    elapsed = now_ms() - started;
+    elapsed = test_now_ms() - started;
     printf("  slowloris: 408 after %lld ms and %d trickled header lines\n", (long long)elapsed,
            line);
     assert_true(elapsed >= 900 && elapsed < 3000);
@@ -421,14 +410,6 @@ static void expect_status(int p, const char *target, int status) {
     http_response_free(&res);
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
 static void test_room_names_cannot_escape_the_data_directory(void **state) {
     char parent[] = "/tmp/partyd-names-XXXXXX";
     char dir[64], target[512], long_name[300];
@@ -503,7 +484,7 @@ static void test_room_names_cannot_escape_the_data_directory(void **state) {
         }
     }
     assert_int_equal(files[1], files[0]);
-    nftw(parent, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_remove_tree(parent);
 }
 
 /* ---- connection flood ---- */

@@ -18,11 +18,7 @@ static int port;
 
 static int group_setup(void **state) {
     (void)state;
-    server = partyd_start(NULL);
-    if (server == NULL)
-        return -1;
-    port = partyd_port(server);
-    return 0;
+    return partyd_group_start(&server, &port, NULL, NULL);
 }
 
 static int group_teardown(void **state) {

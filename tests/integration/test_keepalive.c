@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "client.h"
 
@@ -27,13 +26,7 @@ static int group_setup(void **state) {
                                        "1",               "--hibernate-after", "0.5",
                                        "--log-level",     "debug", NULL};
     (void)state;
-    setenv("PARTYD_PROBE_HIBERNATE", "1", 1);
-    server = partyd_start(args);
-    unsetenv("PARTYD_PROBE_HIBERNATE");
-    if (server == NULL)
-        return -1;
-    port = partyd_port(server);
-    return 0;
+    return partyd_group_start(&server, &port, args, "PARTYD_PROBE_HIBERNATE");
 }
 
 static int group_teardown(void **state) {
@@ -41,19 +34,13 @@ static int group_teardown(void **state) {
     return partyd_group_stop(server);
 }
 
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Reads frames until ms have passed: answers pings (when answer is set),
  * fails on a Close or a lost connection. Returns the pings seen. */
 static int stay_for(tconn *c, int ms, int answer) {
-    int64_t until = now_ms() + ms;
+    int64_t until = test_now_ms() + ms;
     int pings = 0;
     for (;;) {
-        int left = (int)(until - now_ms());
+        int left = (int)(until - test_now_ms());
         ws_frame f;
         int r;
         if (left <= 0)
@@ -76,7 +63,7 @@ static int stay_for(tconn *c, int ms, int answer) {
 
 static void test_silent_client_is_pinged_then_closed_with_1001(void **state) {
     tconn *c = probe_open(port, "silent", "_pk=silent", NULL);
-    int64_t opened = now_ms(), pinged_at, closed_at;
+    int64_t opened = test_now_ms(), pinged_at, closed_at;
     char *record;
     ws_frame f;
     (void)state;
@@ -85,10 +72,10 @@ static void test_silent_client_is_pinged_then_closed_with_1001(void **state) {
     assert_int_equal(ws_recv(c, &f, 4 * INTERVAL_MS), 0);
     assert_int_equal(f.opcode, WS_PING);
     ws_frame_free(&f);
-    pinged_at = now_ms();
+    pinged_at = test_now_ms();
     /* Not answered: Close 1001 at the next sweep. */
     assert_int_equal(ws_recv(c, &f, 4 * INTERVAL_MS), 0);
-    closed_at = now_ms();
+    closed_at = test_now_ms();
     assert_int_equal(f.opcode, WS_CLOSE);
     assert_int_equal(f.close_code, 1001);
     assert_string_equal(f.reason, "ping timeout");
@@ -124,12 +111,12 @@ static void test_client_that_answers_pings_stays_open(void **state) {
 
 static void test_client_that_talks_is_never_pinged(void **state) {
     tconn *c = probe_open(port, "talking", "_pk=talking", NULL);
-    int64_t until = now_ms() + 4 * INTERVAL_MS;
+    int64_t until = test_now_ms() + 4 * INTERVAL_MS;
     int i = 0;
     (void)state;
 
     /* A message every fifth of an interval: always heard, never pinged. */
-    while (now_ms() < until) {
+    while (test_now_ms() < until) {
         char text[32], echo[48];
         snprintf(text, sizeof(text), "m%d", i++);
         assert_int_equal(ws_send_text(c, text), 0);

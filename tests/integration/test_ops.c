@@ -26,11 +26,7 @@ static int port;
 static int group_setup(void **state) {
     static const char *const args[] = {"--admin-token", TOKEN, NULL};
     (void)state;
-    server = partyd_start(args);
-    if (server == NULL)
-        return -1;
-    port = partyd_port(server);
-    return 0;
+    return partyd_group_start(&server, &port, args, NULL);
 }
 
 static int group_teardown(void **state) {
@@ -662,9 +658,7 @@ static void test_a_hibernated_room_is_listed_as_hibernated(void **state) {
     int sleepy_port;
     (void)state;
 
-    setenv("PARTYD_PROBE_HIBERNATE", "1", 1);
-    sleepy = partyd_start(args);
-    unsetenv("PARTYD_PROBE_HIBERNATE");
+    sleepy = partyd_start_env(args, "PARTYD_PROBE_HIBERNATE");
     assert_non_null(sleepy);
     sleepy_port = partyd_port(sleepy);
     c = probe_open(sleepy_port, "dozy", NULL, NULL);

@@ -13,14 +13,12 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "client.h"
 
@@ -38,26 +36,10 @@ typedef struct load_conn {
     long long last;
 } load_conn;
 
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static long long get_count(int port, int room) {
-    char target[128];
-    http_response res;
-    const char *p;
-    long long count;
-
-    snprintf(target, sizeof(target), "/parties/counter/stop-%d", room);
-    http_expect_get(port, target, &res);
-    assert_int_equal(res.status, 200);
-    p = strstr(res.body, "\"count\":");
-    assert_non_null(p);
-    count = strtoll(p + 8, NULL, 10);
-    http_response_free(&res);
-    return count;
+    char name[32];
+    snprintf(name, sizeof(name), "stop-%d", room);
+    return counter_expect_count(port, name);
 }
 
 static void send_plus(load_conn *lc, long long *sent) {
@@ -94,14 +76,6 @@ static void take_frame(load_conn *lc, ws_frame *f, long long *acked, long long *
         send_plus(lc, sent);
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
 static void test_sigterm_under_load_loses_no_acknowledged_write(void **state) {
     char dir[] = "/tmp/partyd-shutdown-XXXXXX";
     const char *args[] = {"--data",           dir,    "--durability",    "full",
@@ -130,9 +104,9 @@ static void test_sigterm_under_load_loses_no_acknowledged_write(void **state) {
         conns[i].c = ws_open(port, target);
         send_plus(&conns[i], sent);
     }
-    until = now_ms() + LOAD_MS;
+    until = test_now_ms() + LOAD_MS;
     for (;;) {
-        int64_t now = now_ms();
+        int64_t now = test_now_ms();
         if (now >= until)
             break;
         for (i = 0; i < N_CONNS; i++) {
@@ -152,7 +126,7 @@ static void test_sigterm_under_load_loses_no_acknowledged_write(void **state) {
 
     /* SIGTERM with a message in flight on (nearly) every connection. */
     partyd_signal(d, SIGTERM);
-    signalled = now_ms();
+    signalled = test_now_ms();
     /* What follows on each connection: the answers to what was in flight
      * (they count), Close 1001, then the end of the connection. */
     open_conns = N_CONNS;
@@ -179,7 +153,7 @@ static void test_sigterm_under_load_loses_no_acknowledged_write(void **state) {
             if (r != TC_TIMEOUT)
                 fail_msg("connection %d: %d", i, r);
         }
-        if (now_ms() - signalled > SHUTDOWN_TIMEOUT_MS + 3000)
+        if (test_now_ms() - signalled > SHUTDOWN_TIMEOUT_MS + 3000)
             fail_msg("%d connections still open %d ms after SIGTERM", open_conns,
                      SHUTDOWN_TIMEOUT_MS + 3000);
         if (open_conns > 0) {
@@ -194,7 +168,7 @@ static void test_sigterm_under_load_loses_no_acknowledged_write(void **state) {
         }
     }
     status = partyd_wait_exit(d, SHUTDOWN_TIMEOUT_MS + 3000);
-    exited = now_ms();
+    exited = test_now_ms();
     printf("  exit status %d, %lld ms after SIGTERM\n", status, (long long)(exited - signalled));
     if (status != 0) {
         char *err = partyd_stderr(d);
@@ -221,7 +195,7 @@ static void test_sigterm_under_load_loses_no_acknowledged_write(void **state) {
     }
     assert_int_equal(partyd_stop(d), 0);
     partyd_free(d);
-    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_remove_tree(dir);
 }
 
 int main(void) {

@@ -22,11 +22,7 @@ static int port;
 static int group_setup(void **state) {
     static const char *const args[] = {"--send-queue-bytes", "1M", NULL};
     (void)state;
-    server = partyd_start(args);
-    if (server == NULL)
-        return -1;
-    port = partyd_port(server);
-    return 0;
+    return partyd_group_start(&server, &port, args, NULL);
 }
 
 static int group_teardown(void **state) {

@@ -11,7 +11,6 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,13 +59,6 @@ static void link_file(const char *target, const char *name) {
     snprintf(path, sizeof(path), "%s/%s", site, name);
     if (symlink(target, path) != 0)
         tree_error("link", path);
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
 }
 
 /* 0, or -1 (with the reason on stderr). */
@@ -125,11 +117,7 @@ static int group_setup(void **state) {
     (void)state;
     if (make_tree() != 0)
         return -1;
-    server = partyd_start(args);
-    if (server == NULL)
-        return -1;
-    port = partyd_port(server);
-    return 0;
+    return partyd_group_start(&server, &port, args, NULL);
 }
 
 static int group_teardown(void **state) {
@@ -137,7 +125,7 @@ static int group_teardown(void **state) {
     (void)state;
     r = partyd_group_stop(server);
     if (base[0] != '\0')
-        nftw(base, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        test_remove_tree(base);
     return r;
 }
 
