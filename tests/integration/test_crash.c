@@ -649,8 +649,8 @@ static void check_after_restart(int port, room_track *rooms, int cycle) {
 }
 
 static void run_crash_cycles(const char *durability, int with_mixed) {
-    long cycles = env_long("PARTY_CRASH_CYCLES", with_mixed ? MIXED_CYCLES : DEFAULT_CYCLES, 1,
-                           MAX_CYCLES);
+    long cycles =
+        env_long("PARTY_CRASH_CYCLES", with_mixed ? MIXED_CYCLES : DEFAULT_CYCLES, 1, MAX_CYCLES);
     uint64_t seed =
         (uint64_t)env_long("PARTY_CRASH_SEED", (long)(time(NULL) ^ getpid()), 0, 0x7FFFFFFFL);
     char dir[] = "/tmp/partyd-crash-XXXXXX";

@@ -30,9 +30,15 @@ static partyd *server;
 static int port;
 
 static int group_setup(void **state) {
-    static const char *const args[] = {"--max-message-bytes", "64K",  "--max-header-bytes",
-                                       "4K",                  "--send-queue-bytes", "256K",
-                                       "--header-timeout",    "1",    NULL};
+    static const char *const args[] = {"--max-message-bytes",
+                                       "64K",
+                                       "--max-header-bytes",
+                                       "4K",
+                                       "--send-queue-bytes",
+                                       "256K",
+                                       "--header-timeout",
+                                       "1",
+                                       NULL};
     (void)state;
     return partyd_group_start(&server, &port, args, NULL);
 }
@@ -316,8 +322,7 @@ static void test_ping_flood_without_reading_is_dropped_at_the_send_queue_limit(v
 
 /* A message in many tiny fragments: reassembled whole while under the
  * limit, 1009 as soon as it passes it; empty fragments cost no memory. */
-static size_t encode_fragments(char *out, int opcode, const char *data, size_t len,
-                               size_t piece) {
+static size_t encode_fragments(char *out, int opcode, const char *data, size_t len, size_t piece) {
     size_t n = 0, off = 0;
     do {
         size_t take = len - off < piece ? len - off : piece;

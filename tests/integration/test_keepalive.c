@@ -22,9 +22,9 @@ static partyd *server;
 static int port;
 
 static int group_setup(void **state) {
-    static const char *const args[] = {"--ping-interval", "0.5",   "--close-timeout",
-                                       "1",               "--hibernate-after", "0.5",
-                                       "--log-level",     "debug", NULL};
+    static const char *const args[] = {
+        "--ping-interval", "0.5", "--close-timeout", "1", "--hibernate-after", "0.5", "--log-level",
+        "debug",           NULL};
     (void)state;
     return partyd_group_start(&server, &port, args, "PARTYD_PROBE_HIBERNATE");
 }

@@ -78,9 +78,9 @@ static void take_frame(load_conn *lc, ws_frame *f, long long *acked, long long *
 
 static void test_sigterm_under_load_loses_no_acknowledged_write(void **state) {
     char dir[] = "/tmp/partyd-shutdown-XXXXXX";
-    const char *args[] = {"--data",           dir,    "--durability",    "full",
-                          "--shutdown-timeout", "3",  "--close-timeout", "10",
-                          NULL};
+    const char *args[] = {
+        "--data", dir, "--durability", "full", "--shutdown-timeout", "3", "--close-timeout",
+        "10",     NULL};
     load_conn conns[N_CONNS];
     long long acked[N_ROOMS] = {0}, sent[N_ROOMS] = {0};
     struct pollfd pfd[N_CONNS];
