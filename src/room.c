@@ -77,7 +77,7 @@ static party_room *table_find(party_runtime *rt, const char *id) {
     return NULL;
 }
 
-static void table_remove(party_runtime *rt, party_room *room) {
+void party__room_table_remove(party_runtime *rt, party_room *room) {
     party_room **link = &rt->rooms[id_hash(room->id) & (rt->rooms_cap - 1)];
     while (*link != NULL && *link != room)
         link = &(*link)->hash_next;
@@ -86,9 +86,6 @@ static void table_remove(party_runtime *rt, party_room *room) {
         rt->n_rooms--;
     }
 }
-
-static void room_update_idle(party_room *room);
-static void room_load(party_room *room);
 
 static party_room *room_new(party_runtime *rt, const party__party *party, const char *id) {
     party_room *room;
@@ -107,7 +104,7 @@ static party_room *room_new(party_runtime *rt, const party__party *party, const 
     rt->rooms[slot] = room;
     rt->n_rooms++;
     /* Idle from birth: a room whose first event never comes still leaves. */
-    room_update_idle(room);
+    party__room_update_idle(room);
     return room;
 }
 
@@ -124,7 +121,7 @@ party_room *party__room_get(party_runtime *rt, const party__party *party, const 
         return NULL;
     room->name = strdup(name);
     if (room->name == NULL) {
-        table_remove(rt, room);
+        party__room_table_remove(rt, room);
         free(room);
         return NULL;
     }
@@ -176,7 +173,7 @@ int party__room_set_props(party_room *room, const char *props) {
 
 /* Frees the room's memory. Its store must be closed, its queue empty of
  * connections that still need it. */
-static void room_destroy(party_room *room) {
+void party__room_destroy(party_room *room) {
     party__event *ev, *next;
     for (ev = room->queue_head; ev != NULL; ev = next) {
         next = ev->next;
@@ -192,7 +189,7 @@ static void room_destroy(party_room *room) {
 
 /* The user's state leaves memory: free_state, and on_start runs again in
  * the next incarnation. */
-static void room_drop_state(party_room *room) {
+void party__room_drop_state(party_room *room) {
     if (room->state != NULL && room->party->def->free_state != NULL)
         room->party->def->free_state(room->state);
     room->state = NULL;
@@ -493,199 +490,12 @@ static void room_deliver(party_room *room, const party__event *ev) {
 
 /* Hands the room's store over (to be closed): it no longer counts as
  * loaded. */
-static party__store *room_take_store(party_room *room) {
+party__store *party__room_take_store(party_room *room) {
     party__store *store = room->store;
     if (store != NULL)
         room->rt->n_loaded--;
     room->store = NULL;
     return store;
-}
-
-/* ---- idle lists: eviction and hibernation ---- *
- * A room with nothing to do waits on one of two lists, oldest first: with
- * no connections, for eviction after idle_timeout; with connections of a
- * hibernating party, for hibernation after hibernate_after. */
-
-static party__room_list *list_of(party_room *room) {
-    return room->idle == 1 ? &room->rt->idle : &room->rt->quiet;
-}
-
-static void idle_remove(party_room *room) {
-    party__room_list *list;
-    if (!room->idle)
-        return;
-    list = list_of(room);
-    if (room->idle_prev != NULL)
-        room->idle_prev->idle_next = room->idle_next;
-    else
-        list->head = room->idle_next;
-    if (room->idle_next != NULL)
-        room->idle_next->idle_prev = room->idle_prev;
-    else
-        list->tail = room->idle_prev;
-    room->idle_prev = room->idle_next = NULL;
-    room->idle = 0;
-}
-
-/* Work in flight, apart from open connections. */
-static int room_busy(party_room *room) {
-    return room->n_pending > 0 || room->queue_head != NULL || room->running || room->committing ||
-           room->held_head != NULL || room->fetch_held != NULL ||
-           room->life == PARTY__ROOM_LOADING || room->life == PARTY__ROOM_EVICTING ||
-           room->life == PARTY__ROOM_UNLOADING;
-}
-
-static int room_has_work(party_room *room) {
-    return room->n_conns > 0 || room_busy(room);
-}
-
-/* Puts a room with nothing to do at the back of the list it waits on, or
- * takes it off when it has work (or is already hibernated). */
-static void room_update_idle(party_room *room) {
-    party_runtime *rt = room->rt;
-    party__room_list *list;
-    idle_remove(room);
-    if (room_busy(room))
-        return;
-    if (room->n_conns == 0)
-        room->idle = 1;
-    else if (room->party->def->hibernate && room->life == PARTY__ROOM_READY)
-        room->idle = 2;
-    else
-        return;
-    list = list_of(room);
-    room->idle_since = party__runtime_now(rt);
-    room->idle_prev = list->tail;
-    if (list->tail != NULL)
-        list->tail->idle_next = room;
-    else
-        list->head = room;
-    list->tail = room;
-}
-
-typedef struct store_work {
-    uv_work_t req;
-    party_room *room;
-    party__store_options opt;
-    party__store *store;
-    int result;
-    unsigned delay_ms;
-    int64_t index_due;  /* > 0: write this wake time to the alarm index before committing */
-    uint64_t commit_us; /* how long the commit took */
-    char why[512];
-    /* loaded with the store */
-    int64_t alarm_at, sched_next;
-    int alarm_retries;
-} store_work;
-
-static void close_work(uv_work_t *req) {
-    store_work *w = req->data;
-    party__store_close(w->store);
-}
-
-static void after_close_work(uv_work_t *req, int status) {
-    store_work *w = req->data;
-    party_runtime *rt = w->room->rt;
-    (void)status;
-    rt->n_busy--;
-    rt->trim_pending = 1;
-    room_destroy(w->room);
-    free(w);
-    party__runtime_maybe_finish(rt);
-}
-
-int party__room_evict(party_room *room) {
-    party_runtime *rt = room->rt;
-    store_work *w;
-
-    if (room_has_work(room))
-        return PARTY_ESTATE;
-    idle_remove(room);
-    table_remove(rt, room);
-    room_drop_state(room);
-    party__log_debug(rt, "room %s/%s: evicted", room->party->name,
-                     room->name ? room->name : room->id);
-    if (room->store == NULL) {
-        room_destroy(room);
-        return 0;
-    }
-    w = calloc(1, sizeof(*w));
-    if (w == NULL) {
-        party__store_close(room_take_store(room));
-        room_destroy(room);
-        return 0;
-    }
-    room->life = PARTY__ROOM_EVICTING;
-    w->room = room;
-    w->store = room_take_store(room);
-    w->req.data = w;
-    rt->n_busy++;
-    if (uv_queue_work(&rt->loop, &w->req, close_work, after_close_work) != 0) {
-        rt->n_busy--;
-        party__store_close(w->store);
-        room_destroy(room);
-        free(w);
-    }
-    return 0;
-}
-
-static void after_unload_work(uv_work_t *req, int status) {
-    store_work *w = req->data;
-    party_room *room = w->room;
-    party_runtime *rt = room->rt;
-    (void)status;
-    rt->n_busy--;
-    rt->trim_pending = 1;
-    free(w);
-    room->life = PARTY__ROOM_COLD;
-    /* Whatever arrived meanwhile wakes the room right away. */
-    if (room->queue_head != NULL)
-        room_load(room);
-    else
-        room_update_idle(room);
-    party__runtime_maybe_finish(rt);
-}
-
-int party__room_hibernate(party_room *room) {
-    party_runtime *rt = room->rt;
-    store_work *w;
-
-    if (room_busy(room) || room->life != PARTY__ROOM_READY)
-        return PARTY_ESTATE;
-    w = calloc(1, sizeof(*w));
-    if (w == NULL)
-        return PARTY_ENOMEM;
-    idle_remove(room);
-    room_drop_state(room);
-    rt->rooms_hibernated++;
-    party__log_debug(rt, "room %s/%s: hibernated with %zu connections", room->party->name,
-                     room->name ? room->name : room->id, room->n_conns);
-    /* The connections stay, with their ids, tags, uri and state; the
-     * room's next event (not a ping) loads it again. */
-    room->life = PARTY__ROOM_UNLOADING;
-    w->room = room;
-    w->store = room_take_store(room);
-    w->req.data = w;
-    rt->n_busy++;
-    if (uv_queue_work(&rt->loop, &w->req, close_work, after_unload_work) != 0) {
-        rt->n_busy--;
-        party__store_close(w->store);
-        free(w);
-        room->life = PARTY__ROOM_COLD;
-    }
-    return 0;
-}
-
-void party__room_evict_idle(party_runtime *rt, uint64_t now_ms) {
-    uint64_t evict_ms = (uint64_t)(rt->cfg.idle_timeout * 1000.0);
-    uint64_t hibernate_ms = (uint64_t)(rt->cfg.hibernate_after * 1000.0);
-    while (rt->idle.head != NULL && rt->idle.head->idle_since + evict_ms <= now_ms)
-        (void)party__room_evict(rt->idle.head);
-    while (rt->quiet.head != NULL && rt->quiet.head->idle_since + hibernate_ms <= now_ms) {
-        party_room *room = rt->quiet.head;
-        if (party__room_hibernate(room) != 0)
-            idle_remove(room); /* cannot now; its next batch files it again */
-    }
 }
 
 /* ---- the output gate ---- */
@@ -762,7 +572,7 @@ static int commit_with_index(party_room *room, party__store *store, int64_t inde
 }
 
 static void commit_work(uv_work_t *req) {
-    store_work *w = req->data;
+    party__store_work *w = req->data;
     uint64_t start;
     if (w->delay_ms > 0)
         uv_sleep(w->delay_ms);
@@ -800,7 +610,7 @@ static void room_commit_done(party_room *room, int result) {
         room_release_held(room, 0);
         /* Memory may hold what storage lost: start over from storage,
          * the name included (a first start's name write may be gone). */
-        room_drop_state(room);
+        party__room_drop_state(room);
         room_reload_name(room);
     } else {
         room_release_held(room, 1);
@@ -809,7 +619,7 @@ static void room_commit_done(party_room *room, int result) {
 }
 
 static void after_commit_work(uv_work_t *req, int status) {
-    store_work *w = req->data;
+    party__store_work *w = req->data;
     party_room *room = w->room;
     int result = w->result;
     (void)status;
@@ -823,7 +633,7 @@ static void after_commit_work(uv_work_t *req, int status) {
 /* Commits on a worker thread; 0 if the work was queued. */
 static int room_commit_async(party_room *room, int64_t index_due) {
     party_runtime *rt = room->rt;
-    store_work *w = calloc(1, sizeof(*w));
+    party__store_work *w = calloc(1, sizeof(*w));
 
     if (w == NULL)
         return PARTY_ENOMEM;
@@ -894,13 +704,13 @@ static void room_run(party_room *room) {
     }
     room_end_batch(room);
     if (!room->committing)
-        room_update_idle(room);
+        party__room_update_idle(room);
 }
 
 /* ---- loading (the acquire step) ---- */
 
 static void open_work(uv_work_t *req) {
-    store_work *w = req->data;
+    party__store_work *w = req->data;
     w->result = party__store_open(&w->opt, w->room->id, &w->store, w->why, sizeof(w->why));
     if (w->result == 0) {
         (void)party__store_alarm_get(w->store, &w->alarm_at, &w->alarm_retries);
@@ -935,7 +745,7 @@ static void room_fail_queued(party_room *room) {
 }
 
 static void after_open_work(uv_work_t *req, int status) {
-    store_work *w = req->data;
+    party__store_work *w = req->data;
     party_room *room = w->room;
     party_runtime *rt = room->rt;
     (void)status;
@@ -955,7 +765,7 @@ static void after_open_work(uv_work_t *req, int status) {
                                         party__runtime_epoch_ms(rt) + 2000);
             room->wake_indexed = 0;
         }
-        room_update_idle(room);
+        party__room_update_idle(room);
         party__alarms_room_loaded(rt);
         party__runtime_maybe_finish(rt);
         return;
@@ -979,9 +789,9 @@ static void after_open_work(uv_work_t *req, int status) {
     party__runtime_maybe_finish(rt);
 }
 
-static void room_load(party_room *room) {
+void party__room_load(party_room *room) {
     party_runtime *rt = room->rt;
-    store_work *w;
+    party__store_work *w;
 
     /* Every loaded room holds files open (database, WAL, shared memory).
      * Past max_loaded_rooms the longest-idle rooms without connections
@@ -1000,7 +810,7 @@ static void room_load(party_room *room) {
     w->opt.durability_full = rt->durability_full;
     w->req.data = w;
     room->life = PARTY__ROOM_LOADING;
-    idle_remove(room);
+    party__room_idle_remove(room);
     rt->n_busy++;
     rt->n_loading++;
     if (uv_queue_work(&rt->loop, &w->req, open_work, after_open_work) != 0) {
@@ -1017,7 +827,7 @@ int party__room_post(party_room *room, const party__event *ev) {
 
     if (room->life == PARTY__ROOM_READY && !room->running && !room->committing &&
         room->queue_head == NULL && room->rt->in_callback == 0) {
-        idle_remove(room);
+        party__room_idle_remove(room);
         room_deliver(room, ev);
         room_run(room);
         return 0;
@@ -1037,9 +847,9 @@ int party__room_post(party_room *room, const party__event *ev) {
     else
         room->queue_head = copy;
     room->queue_tail = copy;
-    idle_remove(room);
+    party__room_idle_remove(room);
     if (room->life == PARTY__ROOM_COLD)
-        room_load(room);
+        party__room_load(room);
     else if (room->life == PARTY__ROOM_READY && !room->running && !room->committing)
         party__runtime_mark_ready(room->rt, room);
     return 0;
@@ -1066,15 +876,15 @@ void party__rooms_free_all(party_runtime *rt) {
     for (i = 0; i < rt->rooms_cap; i++) {
         while (rt->rooms[i] != NULL) {
             party_room *room = rt->rooms[i];
-            idle_remove(room);
-            table_remove(rt, room);
+            party__room_idle_remove(room);
+            party__room_table_remove(rt, room);
             if (room->held_head != NULL || room->fetch_held != NULL)
                 room_release_held(room, 0);
             if (room->store != NULL && party__store_in_transaction(room->store))
                 party__store_commit(room->store);
-            room_drop_state(room);
-            party__store_close(room_take_store(room));
-            room_destroy(room);
+            party__room_drop_state(room);
+            party__store_close(party__room_take_store(room));
+            party__room_destroy(room);
         }
     }
     rt->ready_head = rt->ready_tail = NULL;

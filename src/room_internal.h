@@ -1,10 +1,29 @@
 /* room_internal: what the files of the room actor share among themselves
- * and nothing else uses — room.c (table, lifecycle, delivery) and
- * room_alarm.c (wake-ups). The rest of partyd uses room.h. */
+ * and nothing else uses — room.c (table, lifecycle, delivery), room_alarm.c
+ * (wake-ups) and room_idle.c (idle lists, eviction, hibernation). The rest
+ * of partyd uses room.h. */
 #ifndef PARTY_ROOM_INTERNAL_H
 #define PARTY_ROOM_INTERNAL_H
 
 #include "room.h"
+
+/* A room's store work on a libuv worker thread: opening the store (the
+ * acquire step), committing a batch, closing the store (eviction,
+ * hibernation). Owned by the work: freed by its after-work callback. */
+typedef struct party__store_work {
+    uv_work_t req;
+    party_room *room;
+    party__store_options opt;
+    party__store *store;
+    int result;
+    unsigned delay_ms;
+    int64_t index_due;  /* > 0: write this wake time to the alarm index before committing */
+    uint64_t commit_us; /* how long the commit took */
+    char why[512];
+    /* loaded with the store */
+    int64_t alarm_at, sched_next;
+    int alarm_retries;
+} party__store_work;
 
 /* ---- room.c: lifecycle and delivery ---- */
 
@@ -14,6 +33,18 @@
  * write) failed: logged, the status is back to ZERO, the next event
  * retries. Call only while the room is running an event with its store. */
 int party__room_ensure_started(party_room *room);
+
+/* Takes a room out of the runtime's room table. */
+void party__room_table_remove(party_runtime *rt, party_room *room);
+/* Frees the room's memory and its queued events. Its store must be closed,
+ * its queue empty of connections that still need it. */
+void party__room_destroy(party_room *room);
+/* The user's state leaves memory (free_state); on_start runs again in the
+ * next incarnation. */
+void party__room_drop_state(party_room *room);
+/* Hands the room's store over, to be closed by the caller (NULL if none);
+ * the room no longer counts as loaded. */
+party__store *party__room_take_store(party_room *room);
 
 /* ---- room_alarm.c: wake-ups ---- */
 
@@ -26,5 +57,22 @@ void party__room_sync_wake(party_room *room);
 /* After a rollback: rereads the alarm and schedules from the store and
  * files the wake time again. The store must be open. */
 void party__room_reload_wake(party_room *room);
+
+/* ---- room_idle.c: idle lists, eviction, hibernation ---- */
+
+/* Takes the room off the idle or quiet list it waits on, if any. */
+void party__room_idle_remove(party_room *room);
+/* Puts a room with nothing to do at the back of the list it waits on
+ * (idle: no connections; quiet: connections of a hibernating party), or
+ * takes it off when it has work. */
+void party__room_update_idle(party_room *room);
+
+/* ---- loading ---- */
+
+/* Brings a cold room into memory: opens its store on a worker thread, then
+ * runs its queued events. Past max_loaded_rooms, idle rooms are evicted
+ * first. If the store cannot be opened, the queued events are failed and
+ * the room stays cold. */
+void party__room_load(party_room *room);
 
 #endif
