@@ -1,7 +1,8 @@
 /* room_internal: what the files of the room actor share among themselves
  * and nothing else uses — room.c (table, lifecycle, delivery), room_alarm.c
- * (wake-ups) and room_idle.c (idle lists, eviction, hibernation). The rest
- * of partyd uses room.h. */
+ * (wake-ups), room_idle.c (idle lists, eviction, hibernation) and
+ * room_commit.c (batches, commits, output gate, loading). The rest of
+ * partyd uses room.h. */
 #ifndef PARTY_ROOM_INTERNAL_H
 #define PARTY_ROOM_INTERNAL_H
 
@@ -33,6 +34,11 @@ typedef struct party__store_work {
  * write) failed: logged, the status is back to ZERO, the next event
  * retries. Call only while the room is running an event with its store. */
 int party__room_ensure_started(party_room *room);
+
+/* Runs one event's callbacks (on_start first if needed). The room must be
+ * READY and not running. ev stays the caller's, except a RESPONSE's fetch,
+ * which this frees. */
+void party__room_deliver(party_room *room, const party__event *ev);
 
 /* Takes a room out of the runtime's room table. */
 void party__room_table_remove(party_runtime *rt, party_room *room);
@@ -67,8 +73,16 @@ void party__room_idle_remove(party_room *room);
  * takes it off when it has work. */
 void party__room_update_idle(party_room *room);
 
-/* ---- loading ---- */
+/* ---- room_commit.c: batches, commits, output gate, loading ---- */
 
+/* Runs the queued events back to back as one batch, then ends the batch
+ * (commit, release of held output). Does nothing while the room is
+ * running, committing or not READY. */
+void party__room_run(party_room *room);
+/* Releases the output held for the batch: committed, it goes out in
+ * order; not committed, its connections still open are failed (1011 or
+ * 500). Held fetch requests are started or dropped alike. */
+void party__room_release_held(party_room *room, int committed);
 /* Brings a cold room into memory: opens its store on a worker thread, then
  * runs its queued events. Past max_loaded_rooms, idle rooms are evicted
  * first. If the store cannot be opened, the queued events are failed and
