@@ -1,8 +1,9 @@
-/* room: the table of rooms in memory, each room's event queue, and the
- * delivery of events to the party's callbacks — on_start first, once per
- * incarnation, then one event at a time in arrival order. Also the public
- * party_room_* and party_broadcast API. */
-#include "room.h"
+/* room: the table of rooms in memory, each room's lifecycle and event
+ * queue, and the delivery of events to the party's callbacks — on_start
+ * first, once per incarnation, then one event at a time in arrival order.
+ * Batches and commits are in room_commit.c, wake-ups in room_alarm.c, idle
+ * rooms in room_idle.c, the API a party calls in room_api.c. */
+#include "room_internal.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -11,9 +12,7 @@
 
 #include <openssl/evp.h>
 
-#include "alarm.h"
 #include "conn.h"
-#include "cron.h"
 #include "fetch.h"
 #include "log.h"
 #include "utf8.h"
@@ -78,7 +77,7 @@ static party_room *table_find(party_runtime *rt, const char *id) {
     return NULL;
 }
 
-static void table_remove(party_runtime *rt, party_room *room) {
+void party__room_table_remove(party_runtime *rt, party_room *room) {
     party_room **link = &rt->rooms[id_hash(room->id) & (rt->rooms_cap - 1)];
     while (*link != NULL && *link != room)
         link = &(*link)->hash_next;
@@ -87,9 +86,6 @@ static void table_remove(party_runtime *rt, party_room *room) {
         rt->n_rooms--;
     }
 }
-
-static void room_update_idle(party_room *room);
-static void room_load(party_room *room);
 
 static party_room *room_new(party_runtime *rt, const party__party *party, const char *id) {
     party_room *room;
@@ -108,7 +104,7 @@ static party_room *room_new(party_runtime *rt, const party__party *party, const 
     rt->rooms[slot] = room;
     rt->n_rooms++;
     /* Idle from birth: a room whose first event never comes still leaves. */
-    room_update_idle(room);
+    party__room_update_idle(room);
     return room;
 }
 
@@ -125,7 +121,7 @@ party_room *party__room_get(party_runtime *rt, const party__party *party, const 
         return NULL;
     room->name = strdup(name);
     if (room->name == NULL) {
-        table_remove(rt, room);
+        party__room_table_remove(rt, room);
         free(room);
         return NULL;
     }
@@ -177,7 +173,7 @@ int party__room_set_props(party_room *room, const char *props) {
 
 /* Frees the room's memory. Its store must be closed, its queue empty of
  * connections that still need it. */
-static void room_destroy(party_room *room) {
+void party__room_destroy(party_room *room) {
     party__event *ev, *next;
     for (ev = room->queue_head; ev != NULL; ev = next) {
         next = ev->next;
@@ -193,7 +189,7 @@ static void room_destroy(party_room *room) {
 
 /* The user's state leaves memory: free_state, and on_start runs again in
  * the next incarnation. */
-static void room_drop_state(party_room *room) {
+void party__room_drop_state(party_room *room) {
     if (room->state != NULL && room->party->def->free_state != NULL)
         room->party->def->free_state(room->state);
     room->state = NULL;
@@ -252,7 +248,7 @@ static int room_persist_name(party_room *room) {
     return 0;
 }
 
-static int room_ensure_started(party_room *room) {
+int party__room_ensure_started(party_room *room) {
     const party_def *def = room->party->def;
     int rc = 0;
 
@@ -363,7 +359,7 @@ static void handle_connect(party_room *room, party_conn *conn) {
         return;
     }
     req = &conn->http->preq;
-    if (room_ensure_started(room) != 0) {
+    if (party__room_ensure_started(room) != 0) {
         if (party__conn_finish_upgrade(conn) == 0)
             send_start_error(room, conn);
         party__conn_start_ws(conn);
@@ -403,7 +399,7 @@ static void handle_request(party_room *room, party_conn *conn) {
         return;
     }
     party__response_init(&res);
-    if (room_ensure_started(room) != 0)
+    if (party__room_ensure_started(room) != 0)
         party__response_text(&res, 500,
                              "on_start failed for this room; retried on the next request\n");
     else if (def->on_request != NULL)
@@ -438,7 +434,7 @@ static void handle_close(party_room *room, const party__event *ev) {
         conn->phase = PARTY__CONN_CLOSING;
     /* on_close needs a started room; if on_start fails here the handler is
      * skipped, but the connection is closed all the same. */
-    if (def->on_close != NULL && room_ensure_started(room) == 0)
+    if (def->on_close != NULL && party__room_ensure_started(room) == 0)
         def->on_close(room, conn, ev->code, reason, ev->was_clean);
     party__conn_after_close(conn, reason);
     /* The room may leave memory now; a lingering socket must not point at it.
@@ -446,185 +442,11 @@ static void handle_close(party_room *room, const party__event *ev) {
     conn->room = NULL;
 }
 
-int64_t party__room_wake(const party_room *room) {
-    if (room->alarm_at == 0)
-        return room->sched_next;
-    if (room->sched_next == 0 || room->alarm_at < room->sched_next)
-        return room->alarm_at;
-    return room->sched_next;
-}
-
 int party__room_in_callback(const party_room *room) {
     return room->running && room->store != NULL;
 }
 
-/* Retries of a failed on_alarm: 2, 4, ... 64 s plus up to 25 % jitter. */
-#define ALARM_MAX_RETRIES 6
-
-static int64_t alarm_backoff_ms(int retry) {
-    int64_t base = (int64_t)2000 << (retry - 1);
-    uint32_t r = 0;
-    if (uv_random(NULL, NULL, &r, sizeof(r), 0, NULL) != 0)
-        r = (uint32_t)base;
-    return base + (int64_t)(r % (uint32_t)(base / 4 + 1));
-}
-
-/* Copies of the schedules due now: on_schedule may write, which a live
- * SELECT over the same table must not see. */
-typedef struct due_list {
-    party__schedule *items;
-    char **strings; /* one block per item: id, name, cron, payload */
-    size_t n, cap;
-} due_list;
-
-static int collect_due(const party__schedule *sc, void *arg) {
-    due_list *due = arg;
-    size_t id_len = strlen(sc->id) + 1, name_len = strlen(sc->name) + 1;
-    size_t cron_len = sc->cron != NULL ? strlen(sc->cron) + 1 : 0;
-    char *block;
-    party__schedule *item;
-
-    if (due->n == due->cap) {
-        size_t cap = due->cap ? due->cap * 2 : 8;
-        party__schedule *items = realloc(due->items, cap * sizeof(*items));
-        char **strings;
-        if (items == NULL)
-            return PARTY_ENOMEM;
-        due->items = items;
-        strings = realloc(due->strings, cap * sizeof(*strings));
-        if (strings == NULL)
-            return PARTY_ENOMEM;
-        due->strings = strings;
-        due->cap = cap;
-    }
-    block = malloc(id_len + name_len + cron_len + sc->len + 1);
-    if (block == NULL)
-        return PARTY_ENOMEM;
-    item = &due->items[due->n];
-    *item = *sc;
-    memcpy(block, sc->id, id_len);
-    item->id = block;
-    memcpy(block + id_len, sc->name, name_len);
-    item->name = block + id_len;
-    if (sc->cron != NULL) {
-        memcpy(block + id_len + name_len, sc->cron, cron_len);
-        item->cron = block + id_len + name_len;
-    }
-    if (sc->len > 0)
-        memcpy(block + id_len + name_len + cron_len, sc->payload, sc->len);
-    item->payload = block + id_len + name_len + cron_len;
-    due->strings[due->n++] = block;
-    return 0;
-}
-
-/* The next run of a repeating schedule after it ran at now; 0: done. */
-static int64_t schedule_next_run(const party__schedule *sc, int64_t now) {
-    int64_t next = 0;
-    if (sc->kind == PARTY__SCHED_EVERY) {
-        next = sc->next_ms + sc->interval_ms;
-        if (next <= now) /* runs missed while down are not replayed one by one */
-            next = now + sc->interval_ms;
-    } else if (sc->kind == PARTY__SCHED_CRON) {
-        party__cron cron;
-        const char *why;
-        if (sc->cron == NULL || party__cron_parse(sc->cron, &cron, &why) != 0 ||
-            party__cron_next(&cron, now, &next) != 0)
-            next = 0;
-    }
-    return next;
-}
-
-static void run_due_schedules(party_room *room, int64_t now) {
-    const party_def *def = room->party->def;
-    due_list due = {0};
-    size_t i;
-
-    if (room->sched_next == 0 || room->sched_next > now)
-        return;
-    if (party__store_sched_each(room->store, now, collect_due, &due) != 0)
-        party__log_error(room->rt, "room %s/%s: cannot read its schedules", room->party->name,
-                         room->id);
-    for (i = 0; i < due.n; i++) {
-        const party__schedule *sc = &due.items[i];
-        int64_t next = schedule_next_run(sc, now);
-        int rc = 0;
-        /* Advance it first: a schedule the handler cancels stays cancelled. */
-        if (next > 0)
-            (void)party__store_sched_set_next(room->store, sc->id, next);
-        else
-            (void)party__store_sched_cancel(room->store, sc->id);
-        room->batch_wrote = 1;
-        if (def->on_schedule != NULL)
-            rc = def->on_schedule(room, sc->name, sc->payload, sc->len);
-        if (rc != 0)
-            party__log_warn(room->rt, "room %s/%s: on_schedule '%s' failed (%d)", room->party->name,
-                            room->name ? room->name : room->id, sc->name, rc);
-        free(due.strings[i]);
-    }
-    free(due.items);
-    free(due.strings);
-    room->sched_next = party__store_sched_earliest(room->store);
-}
-
-static void handle_alarm(party_room *room) {
-    const party_def *def = room->party->def;
-    party_runtime *rt = room->rt;
-    int64_t now = party__runtime_epoch_ms(rt);
-    int retries, rc = 0;
-
-    if (party__room_wake(room) == 0 || party__room_wake(room) > now)
-        return; /* a stale wake-up: the batch's end re-files the real one */
-    if (room_ensure_started(room) != 0) {
-        /* Nothing can run without on_start: try again in a while. */
-        if (room->alarm_at != 0 && room->alarm_at <= now)
-            room->alarm_at = now + 2000;
-        if (room->sched_next != 0 && room->sched_next <= now)
-            room->sched_next = now + 2000;
-        return;
-    }
-    run_due_schedules(room, now);
-    if (room->alarm_at == 0 || room->alarm_at > now)
-        return;
-    /* The alarm is consumed in this transaction: if the process dies
-     * before it commits, it is still there and fires again. */
-    retries = room->alarm_retries;
-    room->alarm_at = 0;
-    room->alarm_retries = 0;
-    (void)party__store_alarm_set(room->store, 0, 0);
-    room->batch_wrote = 1;
-    room->in_alarm = 1;
-    room->alarm_retry_now = retries;
-    if (def->on_alarm != NULL)
-        rc = def->on_alarm(room);
-    room->in_alarm = 0;
-    rt->alarms_fired++;
-    if (rc == 0)
-        return;
-    if (room->alarm_at != 0) {
-        /* The handler set a new alarm before failing: that one stands. */
-        party__log_warn(rt,
-                        "room %s/%s: on_alarm failed (%d) after setting a new alarm; "
-                        "keeping the new alarm instead of retrying",
-                        room->party->name, room->name ? room->name : room->id, rc);
-        return;
-    }
-    if (retries < ALARM_MAX_RETRIES) {
-        int64_t delay = alarm_backoff_ms(retries + 1);
-        room->alarm_at = now + delay;
-        room->alarm_retries = retries + 1;
-        (void)party__store_alarm_set(room->store, room->alarm_at, room->alarm_retries);
-        rt->alarms_retried++;
-        party__log_warn(rt, "room %s/%s: on_alarm failed (%d); retry %d of %d in %lld ms",
-                        room->party->name, room->name ? room->name : room->id, rc, retries + 1,
-                        ALARM_MAX_RETRIES, (long long)delay);
-    } else {
-        rt->alarms_abandoned++;
-        party__log_error(rt, "room %s/%s: on_alarm failed after %d retries; alarm abandoned",
-                         room->party->name, room->name ? room->name : room->id, ALARM_MAX_RETRIES);
-    }
-}
-
-static void room_deliver(party_room *room, const party__event *ev) {
+void party__room_deliver(party_room *room, const party__event *ev) {
     const party_def *def = room->party->def;
     party_runtime *rt = room->rt;
 
@@ -640,21 +462,21 @@ static void room_deliver(party_room *room, const party__event *ev) {
         handle_request(room, ev->conn);
         break;
     case PARTY__EV_MESSAGE:
-        if (ev->conn->in_room && def->on_message != NULL && room_ensure_started(room) == 0)
+        if (ev->conn->in_room && def->on_message != NULL && party__room_ensure_started(room) == 0)
             def->on_message(room, ev->conn, ev->data.ptr, ev->data.len, ev->binary);
         break;
     case PARTY__EV_ERROR:
-        if (def->on_error != NULL && room_ensure_started(room) == 0)
+        if (def->on_error != NULL && party__room_ensure_started(room) == 0)
             def->on_error(room, ev->conn, ev->what);
         break;
     case PARTY__EV_CLOSE:
         handle_close(room, ev);
         break;
     case PARTY__EV_ALARM:
-        handle_alarm(room);
+        party__room_handle_alarm(room);
         break;
     case PARTY__EV_RESPONSE:
-        if (room_ensure_started(room) == 0)
+        if (party__room_ensure_started(room) == 0)
             party__fetch_deliver(room, ev->fetch);
         else
             party__log_warn(rt, "room %s/%s: an answer to a request was dropped: on_start failed",
@@ -668,7 +490,7 @@ static void room_deliver(party_room *room, const party__event *ev) {
 
 /* Hands the room's store over (to be closed): it no longer counts as
  * loaded. */
-static party__store *room_take_store(party_room *room) {
+party__store *party__room_take_store(party_room *room) {
     party__store *store = room->store;
     if (store != NULL)
         room->rt->n_loaded--;
@@ -676,547 +498,16 @@ static party__store *room_take_store(party_room *room) {
     return store;
 }
 
-/* ---- idle lists: eviction and hibernation ---- *
- * A room with nothing to do waits on one of two lists, oldest first: with
- * no connections, for eviction after idle_timeout; with connections of a
- * hibernating party, for hibernation after hibernate_after. */
-
-static party__room_list *list_of(party_room *room) {
-    return room->idle == 1 ? &room->rt->idle : &room->rt->quiet;
-}
-
-static void idle_remove(party_room *room) {
-    party__room_list *list;
-    if (!room->idle)
-        return;
-    list = list_of(room);
-    if (room->idle_prev != NULL)
-        room->idle_prev->idle_next = room->idle_next;
-    else
-        list->head = room->idle_next;
-    if (room->idle_next != NULL)
-        room->idle_next->idle_prev = room->idle_prev;
-    else
-        list->tail = room->idle_prev;
-    room->idle_prev = room->idle_next = NULL;
-    room->idle = 0;
-}
-
-/* Work in flight, apart from open connections. */
-static int room_busy(party_room *room) {
-    return room->n_pending > 0 || room->queue_head != NULL || room->running || room->committing ||
-           room->held_head != NULL || room->fetch_held != NULL ||
-           room->life == PARTY__ROOM_LOADING || room->life == PARTY__ROOM_EVICTING ||
-           room->life == PARTY__ROOM_UNLOADING;
-}
-
-static int room_has_work(party_room *room) {
-    return room->n_conns > 0 || room_busy(room);
-}
-
-/* Puts a room with nothing to do at the back of the list it waits on, or
- * takes it off when it has work (or is already hibernated). */
-static void room_update_idle(party_room *room) {
-    party_runtime *rt = room->rt;
-    party__room_list *list;
-    idle_remove(room);
-    if (room_busy(room))
-        return;
-    if (room->n_conns == 0)
-        room->idle = 1;
-    else if (room->party->def->hibernate && room->life == PARTY__ROOM_READY)
-        room->idle = 2;
-    else
-        return;
-    list = list_of(room);
-    room->idle_since = party__runtime_now(rt);
-    room->idle_prev = list->tail;
-    if (list->tail != NULL)
-        list->tail->idle_next = room;
-    else
-        list->head = room;
-    list->tail = room;
-}
-
-typedef struct store_work {
-    uv_work_t req;
-    party_room *room;
-    party__store_options opt;
-    party__store *store;
-    int result;
-    unsigned delay_ms;
-    int64_t index_due;  /* > 0: write this wake time to the alarm index before committing */
-    uint64_t commit_us; /* how long the commit took */
-    char why[512];
-    /* loaded with the store */
-    int64_t alarm_at, sched_next;
-    int alarm_retries;
-} store_work;
-
-static void close_work(uv_work_t *req) {
-    store_work *w = req->data;
-    party__store_close(w->store);
-}
-
-static void after_close_work(uv_work_t *req, int status) {
-    store_work *w = req->data;
-    party_runtime *rt = w->room->rt;
-    (void)status;
-    rt->n_busy--;
-    rt->trim_pending = 1;
-    room_destroy(w->room);
-    free(w);
-    party__runtime_maybe_finish(rt);
-}
-
-int party__room_evict(party_room *room) {
-    party_runtime *rt = room->rt;
-    store_work *w;
-
-    if (room_has_work(room))
-        return PARTY_ESTATE;
-    idle_remove(room);
-    table_remove(rt, room);
-    room_drop_state(room);
-    party__log_debug(rt, "room %s/%s: evicted", room->party->name,
-                     room->name ? room->name : room->id);
-    if (room->store == NULL) {
-        room_destroy(room);
-        return 0;
-    }
-    w = calloc(1, sizeof(*w));
-    if (w == NULL) {
-        party__store_close(room_take_store(room));
-        room_destroy(room);
-        return 0;
-    }
-    room->life = PARTY__ROOM_EVICTING;
-    w->room = room;
-    w->store = room_take_store(room);
-    w->req.data = w;
-    rt->n_busy++;
-    if (uv_queue_work(&rt->loop, &w->req, close_work, after_close_work) != 0) {
-        rt->n_busy--;
-        party__store_close(w->store);
-        room_destroy(room);
-        free(w);
-    }
-    return 0;
-}
-
-static void after_unload_work(uv_work_t *req, int status) {
-    store_work *w = req->data;
-    party_room *room = w->room;
-    party_runtime *rt = room->rt;
-    (void)status;
-    rt->n_busy--;
-    rt->trim_pending = 1;
-    free(w);
-    room->life = PARTY__ROOM_COLD;
-    /* Whatever arrived meanwhile wakes the room right away. */
-    if (room->queue_head != NULL)
-        room_load(room);
-    else
-        room_update_idle(room);
-    party__runtime_maybe_finish(rt);
-}
-
-int party__room_hibernate(party_room *room) {
-    party_runtime *rt = room->rt;
-    store_work *w;
-
-    if (room_busy(room) || room->life != PARTY__ROOM_READY)
-        return PARTY_ESTATE;
-    w = calloc(1, sizeof(*w));
-    if (w == NULL)
-        return PARTY_ENOMEM;
-    idle_remove(room);
-    room_drop_state(room);
-    rt->rooms_hibernated++;
-    party__log_debug(rt, "room %s/%s: hibernated with %zu connections", room->party->name,
-                     room->name ? room->name : room->id, room->n_conns);
-    /* The connections stay, with their ids, tags, uri and state; the
-     * room's next event (not a ping) loads it again. */
-    room->life = PARTY__ROOM_UNLOADING;
-    w->room = room;
-    w->store = room_take_store(room);
-    w->req.data = w;
-    rt->n_busy++;
-    if (uv_queue_work(&rt->loop, &w->req, close_work, after_unload_work) != 0) {
-        rt->n_busy--;
-        party__store_close(w->store);
-        free(w);
-        room->life = PARTY__ROOM_COLD;
-    }
-    return 0;
-}
-
-void party__room_evict_idle(party_runtime *rt, uint64_t now_ms) {
-    uint64_t evict_ms = (uint64_t)(rt->cfg.idle_timeout * 1000.0);
-    uint64_t hibernate_ms = (uint64_t)(rt->cfg.hibernate_after * 1000.0);
-    while (rt->idle.head != NULL && rt->idle.head->idle_since + evict_ms <= now_ms)
-        (void)party__room_evict(rt->idle.head);
-    while (rt->quiet.head != NULL && rt->quiet.head->idle_since + hibernate_ms <= now_ms) {
-        party_room *room = rt->quiet.head;
-        if (party__room_hibernate(room) != 0)
-            idle_remove(room); /* cannot now; its next batch files it again */
-    }
-}
-
-/* ---- the output gate ---- */
-
-int party__room_holding(party_room *room) {
-    if (room->holding)
-        return 1;
-    if (room->running &&
-        (room->batch_wrote || (room->store != NULL && party__store_has_written(room->store))))
-        room->holding = 1;
-    return room->holding;
-}
-
-int party__room_hold(party_room *room, party_conn *conn, party__buf *buf) {
-    party__held *h = malloc(sizeof(*h));
-    if (h == NULL)
-        return PARTY_ENOMEM;
-    h->conn = conn;
-    h->buf = party__buf_ref(buf);
-    h->next = NULL;
-    party__conn_ref(conn);
-    conn->holder = room;
-    conn->held_bytes += buf->len;
-    if (room->held_tail != NULL)
-        room->held_tail->next = h;
-    else
-        room->held_head = h;
-    room->held_tail = h;
-    return 0;
-}
-
-/* The commit is durable: what the batch produced goes out, in order. */
-static void room_release_held(party_room *room, int committed) {
-    party__held *h, *next, *list = room->held_head;
-
-    room->held_head = room->held_tail = NULL;
-    room->holding = 0;
-    party__fetch_release_held(room, committed);
-    for (h = list; h != NULL; h = h->next) {
-        h->conn->holder = NULL;
-        h->conn->held_bytes = 0;
-        if (committed)
-            h->conn->handshake_held = 0;
-    }
-    for (h = list; h != NULL; h = next) {
-        next = h->next;
-        if (committed) {
-            (void)party__conn_queue_released(h->conn, h->buf);
-        } else if (!h->conn->transport_closing) {
-            /* The effects it announced are gone: a WebSocket is closed with
-             * 1011, an HTTP request gets 500 instead of its answer. */
-            party__conn_fail_uncommitted(h->conn);
-        }
-        party__buf_release(h->buf);
-        party__conn_unref(h->conn);
-        free(h);
-    }
-}
-
-/* ---- batches and commits ---- */
-
-static void room_run(party_room *room);
-
-/* The index learns a wake time before the room's commit makes it real, so
- * no alarm can exist that the index does not know (an index entry without
- * an alarm costs one wake-up). */
-static int commit_with_index(party_room *room, party__store *store, int64_t index_due) {
-    if (index_due > 0 &&
-        party__alarm_index_put(room->rt, room->id, room->party->name, index_due) != 0) {
-        party__store_rollback(store);
-        return PARTY_EIO;
-    }
-    return party__store_commit(store);
-}
-
-static void commit_work(uv_work_t *req) {
-    store_work *w = req->data;
-    uint64_t start;
-    if (w->delay_ms > 0)
-        uv_sleep(w->delay_ms);
-    start = uv_hrtime();
-    w->result = commit_with_index(w->room, w->store, w->index_due);
-    w->commit_us = (uv_hrtime() - start) / 1000;
-}
-
-/* After a commit (or a batch with nothing to commit): the heap and index
- * follow the room's wake time. A wake time that went away is dropped from
- * the index lazily; one that appeared was written before the commit. */
-static void room_sync_wake(party_room *room) {
-    int64_t wake = party__room_wake(room);
-    if (wake == room->wake_indexed)
-        return;
-    if (wake == 0)
-        (void)party__alarm_index_put(room->rt, room->id, room->party->name, 0);
-    (void)party__alarm_heap_put(room->rt, room->id, room->party->name, wake);
-    room->wake_indexed = wake;
-}
-
-/* After a rollback, what memory says about alarms may be gone: reread. */
-static void room_reload_wake(party_room *room) {
-    (void)party__store_alarm_get(room->store, &room->alarm_at, &room->alarm_retries);
-    room->sched_next = party__store_sched_earliest(room->store);
-    (void)party__alarm_index_put(room->rt, room->id, room->party->name, party__room_wake(room));
-    room->wake_indexed = -1;
-    room_sync_wake(room);
-}
-
-/* What the store says about the room's name, into memory. */
-static void room_reload_name(party_room *room) {
-    char *stored = party__store_meta_get(room->store, "name");
-    if (room->by_name) {
-        room->name_persisted = stored != NULL;
-        free(stored);
-    } else {
-        free(room->name);
-        room->name = stored;
-    }
-}
-
-static void room_commit_done(party_room *room, int result) {
-    party_runtime *rt = room->rt;
-    room->committing = 0;
-    if (result == 0)
-        room_sync_wake(room);
-    else
-        room_reload_wake(room);
-    if (result != 0) {
-        rt->commit_failures++;
-        party__log_error(rt,
-                         "room %s/%s: commit failed: %s; rolled back, held output dropped, room "
-                         "state reset",
-                         room->party->name, room->name ? room->name : room->id,
-                         party_strerror(result));
-        room_release_held(room, 0);
-        /* Memory may hold what storage lost: start over from storage,
-         * the name included (a first start's name write may be gone). */
-        room_drop_state(room);
-        room_reload_name(room);
-    } else {
-        room_release_held(room, 1);
-    }
-    room_run(room);
-}
-
-static void after_commit_work(uv_work_t *req, int status) {
-    store_work *w = req->data;
-    party_room *room = w->room;
-    int result = w->result;
-    (void)status;
-    party__runtime_record_commit(room->rt, w->commit_us);
-    free(w);
-    room->rt->n_busy--;
-    room_commit_done(room, result);
-    party__runtime_maybe_finish(room->rt);
-}
-
-/* Commits on a worker thread; 0 if the work was queued. */
-static int room_commit_async(party_room *room, int64_t index_due) {
-    party_runtime *rt = room->rt;
-    store_work *w = calloc(1, sizeof(*w));
-
-    if (w == NULL)
-        return PARTY_ENOMEM;
-    w->room = room;
-    w->store = room->store;
-    w->index_due = index_due;
-    w->delay_ms = rt->commit_delay_ms;
-    w->req.data = w;
-    room->committing = 1;
-    rt->n_busy++;
-    if (uv_queue_work(&rt->loop, &w->req, commit_work, after_commit_work) != 0) {
-        rt->n_busy--;
-        room->committing = 0;
-        free(w);
-        return PARTY_ENOMEM;
-    }
-    return 0;
-}
-
-/* The batch is over: commit what it wrote. A read-only transaction ends at
- * once; a write is committed on a worker thread when it must reach the
- * disk, or here when the durability mode does not wait for the disk. */
-static void room_end_batch(party_room *room) {
-    party_runtime *rt = room->rt;
-    int64_t wake = party__room_wake(room);
-    /* A new wake time must reach the index before the commit. */
-    int64_t index_due = wake > 0 && wake != room->wake_indexed ? wake : 0;
-    int wrote;
-
-    if (room->store == NULL || !party__store_in_transaction(room->store)) {
-        room->batch_wrote = 0;
-        if (index_due > 0)
-            (void)party__alarm_index_put(rt, room->id, room->party->name, index_due);
-        if (room->store != NULL)
-            room_sync_wake(room);
-        if (room->held_head != NULL || room->holding)
-            room_release_held(room, 1);
-        return;
-    }
-    wrote = room->batch_wrote || party__store_has_written(room->store) || index_due > 0;
-    room->batch_wrote = 0;
-    if (wrote && (rt->durability_full || rt->commit_delay_ms > 0) &&
-        room_commit_async(room, index_due) == 0)
-        return;
-    room->committing = 1;
-    {
-        uint64_t start = uv_hrtime();
-        int result = commit_with_index(room, room->store, index_due);
-        if (wrote)
-            party__runtime_record_commit(rt, (uv_hrtime() - start) / 1000);
-        room_commit_done(room, result);
-    }
-}
-
-/* Runs the queued events back to back as one batch, then ends the batch. */
-static void room_run(party_room *room) {
-    if (room->running || room->committing || room->life != PARTY__ROOM_READY)
-        return;
-    while (room->queue_head != NULL && !room->committing && room->life == PARTY__ROOM_READY) {
-        party__event *ev = room->queue_head;
-        room->queue_head = ev->next;
-        if (room->queue_head == NULL)
-            room->queue_tail = NULL;
-        room_deliver(room, ev);
-        if (ev->conn != NULL)
-            party__conn_unref(ev->conn);
-        free(ev);
-    }
-    room_end_batch(room);
-    if (!room->committing)
-        room_update_idle(room);
-}
-
-/* ---- loading (the acquire step) ---- */
-
-static void open_work(uv_work_t *req) {
-    store_work *w = req->data;
-    w->result = party__store_open(&w->opt, w->room->id, &w->store, w->why, sizeof(w->why));
-    if (w->result == 0) {
-        (void)party__store_alarm_get(w->store, &w->alarm_at, &w->alarm_retries);
-        w->sched_next = party__store_sched_earliest(w->store);
-    }
-}
-
-/* The store could not be opened: every waiting event is answered with an
- * error, and the room stays cold (the next event tries again). */
-static void room_fail_queued(party_room *room) {
-    party__event *ev;
-    while ((ev = room->queue_head) != NULL) {
-        room->queue_head = ev->next;
-        if (room->queue_head == NULL)
-            room->queue_tail = NULL;
-        if (ev->type == PARTY__EV_CONNECT)
-            room->n_pending--;
-        if (ev->conn != NULL) {
-            if (ev->type == PARTY__EV_CONNECT || ev->type == PARTY__EV_REQUEST)
-                party__conn_http_fail(ev->conn, 503, "room storage is unavailable\n");
-            else if (ev->type != PARTY__EV_CLOSE)
-                party__conn_start_close(ev->conn, PARTY__WS_INTERNAL_ERROR,
-                                        "room storage is unavailable");
-            party__conn_unref(ev->conn);
-        }
-        if (ev->fetch != NULL)
-            party__log_error(room->rt, "room %s/%s: an answer to a request was dropped: no storage",
-                             room->party->name, room->name ? room->name : room->id);
-        party__fetch_free(ev->fetch);
-        free(ev);
-    }
-}
-
-static void after_open_work(uv_work_t *req, int status) {
-    store_work *w = req->data;
-    party_room *room = w->room;
-    party_runtime *rt = room->rt;
-    (void)status;
-
-    rt->n_busy--;
-    rt->n_loading--;
-    if (w->result != 0) {
-        party__log_error(rt, "room %s/%s: cannot open its storage: %s", room->party->name,
-                         room->name ? room->name : room->id, w->why);
-        room->life = PARTY__ROOM_COLD;
-        free(w);
-        room_fail_queued(room);
-        if (room->wake_indexed == -1) {
-            /* It was woken by its alarm: the wake-up is due again soon, not
-             * lost until a restart. */
-            (void)party__alarm_heap_put(rt, room->id, room->party->name,
-                                        party__runtime_epoch_ms(rt) + 2000);
-            room->wake_indexed = 0;
-        }
-        room_update_idle(room);
-        party__alarms_room_loaded(rt);
-        party__runtime_maybe_finish(rt);
-        return;
-    }
-    room->store = w->store;
-    rt->n_loaded++;
-    room->alarm_at = w->alarm_at;
-    room->alarm_retries = w->alarm_retries;
-    room->sched_next = w->sched_next;
-    /* The index has what the store has, unless an alarm just took the
-     * room's entry out of the heap (-1): then the batch re-files it. */
-    if (room->wake_indexed != -1)
-        room->wake_indexed = party__room_wake(room);
-    free(w);
-    /* Hydrate the name: a room reached by id learns it here; a room reached
-     * by name learns whether it must still persist it. */
-    room_reload_name(room);
-    room->life = PARTY__ROOM_READY;
-    room_run(room);
-    party__alarms_room_loaded(rt);
-    party__runtime_maybe_finish(rt);
-}
-
-static void room_load(party_room *room) {
-    party_runtime *rt = room->rt;
-    store_work *w;
-
-    /* Every loaded room holds files open (database, WAL, shared memory).
-     * Past max_loaded_rooms the longest-idle rooms without connections
-     * leave early to make room, whatever their idle time. */
-    while (rt->n_loaded + rt->n_loading >= rt->max_loaded_rooms && rt->idle.head != NULL &&
-           rt->idle.head != room && rt->idle.head->life == PARTY__ROOM_READY)
-        (void)party__room_evict(rt->idle.head);
-    w = calloc(1, sizeof(*w));
-
-    if (w == NULL) {
-        room_fail_queued(room);
-        return;
-    }
-    w->room = room;
-    w->opt.data_dir = rt->data_dir;
-    w->opt.durability_full = rt->durability_full;
-    w->req.data = w;
-    room->life = PARTY__ROOM_LOADING;
-    idle_remove(room);
-    rt->n_busy++;
-    rt->n_loading++;
-    if (uv_queue_work(&rt->loop, &w->req, open_work, after_open_work) != 0) {
-        rt->n_busy--;
-        rt->n_loading--;
-        room->life = PARTY__ROOM_COLD;
-        free(w);
-        room_fail_queued(room);
-    }
-}
+/* ---- posting and draining events, shutdown ---- */
 
 int party__room_post(party_room *room, const party__event *ev) {
     party__event *copy;
 
     if (room->life == PARTY__ROOM_READY && !room->running && !room->committing &&
         room->queue_head == NULL && room->rt->in_callback == 0) {
-        idle_remove(room);
-        room_deliver(room, ev);
-        room_run(room);
+        party__room_idle_remove(room);
+        party__room_deliver(room, ev);
+        party__room_run(room);
         return 0;
     }
     copy = malloc(sizeof(*copy) + ev->data.len);
@@ -1234,9 +525,9 @@ int party__room_post(party_room *room, const party__event *ev) {
     else
         room->queue_head = copy;
     room->queue_tail = copy;
-    idle_remove(room);
+    party__room_idle_remove(room);
     if (room->life == PARTY__ROOM_COLD)
-        room_load(room);
+        party__room_load(room);
     else if (room->life == PARTY__ROOM_READY && !room->running && !room->committing)
         party__runtime_mark_ready(room->rt, room);
     return 0;
@@ -1250,7 +541,7 @@ void party__room_drain_ready(party_runtime *rt) {
             rt->ready_tail = NULL;
         room->ready_next = NULL;
         room->queued = 0;
-        room_run(room);
+        party__room_run(room);
     }
 }
 
@@ -1263,15 +554,15 @@ void party__rooms_free_all(party_runtime *rt) {
     for (i = 0; i < rt->rooms_cap; i++) {
         while (rt->rooms[i] != NULL) {
             party_room *room = rt->rooms[i];
-            idle_remove(room);
-            table_remove(rt, room);
+            party__room_idle_remove(room);
+            party__room_table_remove(rt, room);
             if (room->held_head != NULL || room->fetch_held != NULL)
-                room_release_held(room, 0);
+                party__room_release_held(room, 0);
             if (room->store != NULL && party__store_in_transaction(room->store))
                 party__store_commit(room->store);
-            room_drop_state(room);
-            party__store_close(room_take_store(room));
-            room_destroy(room);
+            party__room_drop_state(room);
+            party__store_close(party__room_take_store(room));
+            party__room_destroy(room);
         }
     }
     rt->ready_head = rt->ready_tail = NULL;

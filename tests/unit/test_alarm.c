@@ -1,5 +1,5 @@
-/* Alarms and schedules (src/schedule.c, src/alarm.c, room.c's handle_alarm
- * and run_due_schedules), through the test harness on its virtual clock: an
+/* Alarms and schedules (src/schedule.c, src/alarm.c, src/room_alarm.c's
+ * handle_alarm and run_due_schedules), through the test harness on its virtual clock: an
  * alarm fires at or after its time, never before, also on an evicted room
  * and after a restart, knowing the room's name; set replaces, get and
  * delete; a new alarm set inside on_alarm is kept; a failing on_alarm is

@@ -1,4 +1,4 @@
-/* Hibernation (room.c's party__room_hibernate and the idle lists), through
+/* Hibernation (room_idle.c's party__room_hibernate and the idle lists), through
  * the test harness on its virtual clock: a hibernated room drops its state
  * and store but keeps its connections, which answer pings without waking
  * it; the next message, close, HTTP request or alarm wakes it (on_start

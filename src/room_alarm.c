@@ -1,0 +1,208 @@
+/* room_alarm: a room's wake-ups. The ALARM event runs the schedules that
+ * are due, then the alarm (retried with backoff when on_alarm fails); after
+ * each batch the runtime's alarm heap and index follow the room's wake time
+ * (the earlier of its alarm and its first schedule). */
+#include "room_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "alarm.h"
+#include "cron.h"
+#include "log.h"
+
+int64_t party__room_wake(const party_room *room) {
+    if (room->alarm_at == 0)
+        return room->sched_next;
+    if (room->sched_next == 0 || room->alarm_at < room->sched_next)
+        return room->alarm_at;
+    return room->sched_next;
+}
+
+/* Retries of a failed on_alarm: 2, 4, ... 64 s plus up to 25 % jitter. */
+#define ALARM_MAX_RETRIES 6
+
+static int64_t alarm_backoff_ms(int retry) {
+    int64_t base = (int64_t)2000 << (retry - 1);
+    uint32_t r = 0;
+    if (uv_random(NULL, NULL, &r, sizeof(r), 0, NULL) != 0)
+        r = (uint32_t)base;
+    return base + (int64_t)(r % (uint32_t)(base / 4 + 1));
+}
+
+/* Copies of the schedules due now: on_schedule may write, which a live
+ * SELECT over the same table must not see. */
+typedef struct due_list {
+    party__schedule *items;
+    char **strings; /* one block per item: id, name, cron, payload */
+    size_t n, cap;
+} due_list;
+
+static int collect_due(const party__schedule *sc, void *arg) {
+    due_list *due = arg;
+    size_t id_len = strlen(sc->id) + 1, name_len = strlen(sc->name) + 1;
+    size_t cron_len = sc->cron != NULL ? strlen(sc->cron) + 1 : 0;
+    char *block;
+    party__schedule *item;
+
+    if (due->n == due->cap) {
+        size_t cap = due->cap ? due->cap * 2 : 8;
+        party__schedule *items = realloc(due->items, cap * sizeof(*items));
+        char **strings;
+        if (items == NULL)
+            return PARTY_ENOMEM;
+        due->items = items;
+        strings = realloc(due->strings, cap * sizeof(*strings));
+        if (strings == NULL)
+            return PARTY_ENOMEM;
+        due->strings = strings;
+        due->cap = cap;
+    }
+    block = malloc(id_len + name_len + cron_len + sc->len + 1);
+    if (block == NULL)
+        return PARTY_ENOMEM;
+    item = &due->items[due->n];
+    *item = *sc;
+    memcpy(block, sc->id, id_len);
+    item->id = block;
+    memcpy(block + id_len, sc->name, name_len);
+    item->name = block + id_len;
+    if (sc->cron != NULL) {
+        memcpy(block + id_len + name_len, sc->cron, cron_len);
+        item->cron = block + id_len + name_len;
+    }
+    if (sc->len > 0)
+        memcpy(block + id_len + name_len + cron_len, sc->payload, sc->len);
+    item->payload = block + id_len + name_len + cron_len;
+    due->strings[due->n++] = block;
+    return 0;
+}
+
+/* The next run of a repeating schedule after it ran at now; 0: done. */
+static int64_t schedule_next_run(const party__schedule *sc, int64_t now) {
+    int64_t next = 0;
+    if (sc->kind == PARTY__SCHED_EVERY) {
+        next = sc->next_ms + sc->interval_ms;
+        if (next <= now) /* runs missed while down are not replayed one by one */
+            next = now + sc->interval_ms;
+    } else if (sc->kind == PARTY__SCHED_CRON) {
+        party__cron cron;
+        const char *why;
+        if (sc->cron == NULL || party__cron_parse(sc->cron, &cron, &why) != 0 ||
+            party__cron_next(&cron, now, &next) != 0)
+            next = 0;
+    }
+    return next;
+}
+
+static void run_due_schedules(party_room *room, int64_t now) {
+    const party_def *def = room->party->def;
+    due_list due = {0};
+    size_t i;
+
+    if (room->sched_next == 0 || room->sched_next > now)
+        return;
+    if (party__store_sched_each(room->store, now, collect_due, &due) != 0)
+        party__log_error(room->rt, "room %s/%s: cannot read its schedules", room->party->name,
+                         room->id);
+    for (i = 0; i < due.n; i++) {
+        const party__schedule *sc = &due.items[i];
+        int64_t next = schedule_next_run(sc, now);
+        int rc = 0;
+        /* Advance it first: a schedule the handler cancels stays cancelled. */
+        if (next > 0)
+            (void)party__store_sched_set_next(room->store, sc->id, next);
+        else
+            (void)party__store_sched_cancel(room->store, sc->id);
+        room->batch_wrote = 1;
+        if (def->on_schedule != NULL)
+            rc = def->on_schedule(room, sc->name, sc->payload, sc->len);
+        if (rc != 0)
+            party__log_warn(room->rt, "room %s/%s: on_schedule '%s' failed (%d)", room->party->name,
+                            room->name ? room->name : room->id, sc->name, rc);
+        free(due.strings[i]);
+    }
+    free(due.items);
+    free(due.strings);
+    room->sched_next = party__store_sched_earliest(room->store);
+}
+
+void party__room_handle_alarm(party_room *room) {
+    const party_def *def = room->party->def;
+    party_runtime *rt = room->rt;
+    int64_t now = party__runtime_epoch_ms(rt);
+    int retries, rc = 0;
+
+    if (party__room_wake(room) == 0 || party__room_wake(room) > now)
+        return; /* a stale wake-up: the batch's end re-files the real one */
+    if (party__room_ensure_started(room) != 0) {
+        /* Nothing can run without on_start: try again in a while. */
+        if (room->alarm_at != 0 && room->alarm_at <= now)
+            room->alarm_at = now + 2000;
+        if (room->sched_next != 0 && room->sched_next <= now)
+            room->sched_next = now + 2000;
+        return;
+    }
+    run_due_schedules(room, now);
+    if (room->alarm_at == 0 || room->alarm_at > now)
+        return;
+    /* The alarm is consumed in this transaction: if the process dies
+     * before it commits, it is still there and fires again. */
+    retries = room->alarm_retries;
+    room->alarm_at = 0;
+    room->alarm_retries = 0;
+    (void)party__store_alarm_set(room->store, 0, 0);
+    room->batch_wrote = 1;
+    room->in_alarm = 1;
+    room->alarm_retry_now = retries;
+    if (def->on_alarm != NULL)
+        rc = def->on_alarm(room);
+    room->in_alarm = 0;
+    rt->alarms_fired++;
+    if (rc == 0)
+        return;
+    if (room->alarm_at != 0) {
+        /* The handler set a new alarm before failing: that one stands. */
+        party__log_warn(rt,
+                        "room %s/%s: on_alarm failed (%d) after setting a new alarm; "
+                        "keeping the new alarm instead of retrying",
+                        room->party->name, room->name ? room->name : room->id, rc);
+        return;
+    }
+    if (retries < ALARM_MAX_RETRIES) {
+        int64_t delay = alarm_backoff_ms(retries + 1);
+        room->alarm_at = now + delay;
+        room->alarm_retries = retries + 1;
+        (void)party__store_alarm_set(room->store, room->alarm_at, room->alarm_retries);
+        rt->alarms_retried++;
+        party__log_warn(rt, "room %s/%s: on_alarm failed (%d); retry %d of %d in %lld ms",
+                        room->party->name, room->name ? room->name : room->id, rc, retries + 1,
+                        ALARM_MAX_RETRIES, (long long)delay);
+    } else {
+        rt->alarms_abandoned++;
+        party__log_error(rt, "room %s/%s: on_alarm failed after %d retries; alarm abandoned",
+                         room->party->name, room->name ? room->name : room->id, ALARM_MAX_RETRIES);
+    }
+}
+
+/* After a commit (or a batch with nothing to commit): the heap and index
+ * follow the room's wake time. A wake time that went away is dropped from
+ * the index lazily; one that appeared was written before the commit. */
+void party__room_sync_wake(party_room *room) {
+    int64_t wake = party__room_wake(room);
+    if (wake == room->wake_indexed)
+        return;
+    if (wake == 0)
+        (void)party__alarm_index_put(room->rt, room->id, room->party->name, 0);
+    (void)party__alarm_heap_put(room->rt, room->id, room->party->name, wake);
+    room->wake_indexed = wake;
+}
+
+/* After a rollback, what memory says about alarms may be gone: reread. */
+void party__room_reload_wake(party_room *room) {
+    (void)party__store_alarm_get(room->store, &room->alarm_at, &room->alarm_retries);
+    room->sched_next = party__store_sched_earliest(room->store);
+    (void)party__alarm_index_put(room->rt, room->id, room->party->name, party__room_wake(room));
+    room->wake_indexed = -1;
+    party__room_sync_wake(room);
+}

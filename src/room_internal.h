@@ -1,0 +1,92 @@
+/* room_internal: what the files of the room actor share among themselves
+ * and nothing else uses — room.c (table, lifecycle, delivery), room_alarm.c
+ * (wake-ups), room_idle.c (idle lists, eviction, hibernation) and
+ * room_commit.c (batches, commits, output gate, loading). The rest of
+ * partyd uses room.h. */
+#ifndef PARTY_ROOM_INTERNAL_H
+#define PARTY_ROOM_INTERNAL_H
+
+#include "room.h"
+
+/* A room's store work on a libuv worker thread: opening the store (the
+ * acquire step), committing a batch, closing the store (eviction,
+ * hibernation). Owned by the work: freed by its after-work callback. */
+typedef struct party__store_work {
+    uv_work_t req;
+    party_room *room;
+    party__store_options opt;
+    party__store *store;
+    int result;
+    unsigned delay_ms;
+    int64_t index_due;  /* > 0: write this wake time to the alarm index before committing */
+    uint64_t commit_us; /* how long the commit took */
+    char why[512];
+    /* loaded with the store */
+    int64_t alarm_at, sched_next;
+    int alarm_retries;
+} party__store_work;
+
+/* ---- room.c: lifecycle and delivery ---- */
+
+/* Runs on_start once per incarnation, before the room's first event; a
+ * room addressed by name persists its name first, in the batch's
+ * transaction. 0 if the room is started; -1 if on_start (or the name
+ * write) failed: logged, the status is back to ZERO, the next event
+ * retries. Call only while the room is running an event with its store. */
+int party__room_ensure_started(party_room *room);
+
+/* Runs one event's callbacks (on_start first if needed). The room must be
+ * READY and not running. ev stays the caller's, except a RESPONSE's fetch,
+ * which this frees. */
+void party__room_deliver(party_room *room, const party__event *ev);
+
+/* Takes a room out of the runtime's room table. */
+void party__room_table_remove(party_runtime *rt, party_room *room);
+/* Frees the room's memory and its queued events. Its store must be closed,
+ * its queue empty of connections that still need it. */
+void party__room_destroy(party_room *room);
+/* The user's state leaves memory (free_state); on_start runs again in the
+ * next incarnation. */
+void party__room_drop_state(party_room *room);
+/* Hands the room's store over, to be closed by the caller (NULL if none);
+ * the room no longer counts as loaded. */
+party__store *party__room_take_store(party_room *room);
+
+/* ---- room_alarm.c: wake-ups ---- */
+
+/* Delivers an ALARM event: runs the due schedules, then the due alarm
+ * (retried with backoff if on_alarm fails). A stale wake-up does nothing. */
+void party__room_handle_alarm(party_room *room);
+/* After a commit (or a batch with nothing to commit): files the room's
+ * wake time in the runtime's alarm heap and index if it changed. */
+void party__room_sync_wake(party_room *room);
+/* After a rollback: rereads the alarm and schedules from the store and
+ * files the wake time again. The store must be open. */
+void party__room_reload_wake(party_room *room);
+
+/* ---- room_idle.c: idle lists, eviction, hibernation ---- */
+
+/* Takes the room off the idle or quiet list it waits on, if any. */
+void party__room_idle_remove(party_room *room);
+/* Puts a room with nothing to do at the back of the list it waits on
+ * (idle: no connections; quiet: connections of a hibernating party), or
+ * takes it off when it has work. */
+void party__room_update_idle(party_room *room);
+
+/* ---- room_commit.c: batches, commits, output gate, loading ---- */
+
+/* Runs the queued events back to back as one batch, then ends the batch
+ * (commit, release of held output). Does nothing while the room is
+ * running, committing or not READY. */
+void party__room_run(party_room *room);
+/* Releases the output held for the batch: committed, it goes out in
+ * order; not committed, its connections still open are failed (1011 or
+ * 500). Held fetch requests are started or dropped alike. */
+void party__room_release_held(party_room *room, int committed);
+/* Brings a cold room into memory: opens its store on a worker thread, then
+ * runs its queued events. Past max_loaded_rooms, idle rooms are evicted
+ * first. If the store cannot be opened, the queued events are failed and
+ * the room stays cold. */
+void party__room_load(party_room *room);
+
+#endif
