@@ -34,13 +34,14 @@
 
 #include <openssl/evp.h>
 
+#include "common.h"
 #include "ws.h"
 
 #define MAX_CONNS 200000
 #define MAX_ROOMS 1000000
 #define MAX_INFLIGHT 4096
 #define MAX_SIZE (16u * 1024 * 1024)
-#define MAX_SECONDS 3600.0
+#define MAX_SOURCES 250 /* source addresses 127.0.0.x tried in turn */
 #define CONNECT_WINDOW 256       /* handshakes under way at once */
 #define HANDSHAKE_MAX 8192       /* bytes of the server's 101 answer */
 #define DRAIN_SECONDS 5.0        /* wait for replies still in flight */
@@ -199,12 +200,6 @@ struct bench {
     char *read_buf;
 };
 
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static uint64_t seconds_ns(double s) {
     return (uint64_t)(s * 1e9);
 }
@@ -212,10 +207,7 @@ static uint64_t seconds_ns(double s) {
 /* xorshift64*: mask keys. RFC 6455 wants them unpredictable to
  * intermediaries; on loopback, against our own server, this suffices. */
 static uint32_t rng_next(bench *b) {
-    b->rng ^= b->rng >> 12;
-    b->rng ^= b->rng << 25;
-    b->rng ^= b->rng >> 27;
-    return (uint32_t)((b->rng * 0x2545F4914F6CDD1Dull) >> 32);
+    return (uint32_t)(bench_rng_next(&b->rng) >> 32);
 }
 
 static void conn_error(bench *b, bconn *c, const char *fmt, ...)
@@ -333,7 +325,7 @@ static void rr_send(bench *b, bconn *c) {
         return;
     rr_payload(b, c->next_seq, payload);
     party__ws_mask(payload, size, key, 0);
-    c->sent_at[(c->ring_head + c->ring_len) % (uint32_t)b->opt->inflight] = now_ns();
+    c->sent_at[(c->ring_head + c->ring_len) % (uint32_t)b->opt->inflight] = bench_now_ns();
     c->ring_len++;
     c->next_seq++;
     b->in_flight++;
@@ -350,7 +342,7 @@ static void rr_open(bench *b, bconn *c) {
 }
 
 static void rr_message(bench *b, bconn *c, const party__ws_event *ev) {
-    uint64_t now = now_ns(), sent;
+    uint64_t now = bench_now_ns(), sent;
     const char *why = NULL;
 
     if (c->ring_len == 0) {
@@ -606,34 +598,12 @@ static void conn_feed(bench *b, bconn *c, char *data, size_t len) {
         conn_error(b, c, "bad frame from the server (%d)", r);
 }
 
-/* The value of header name in a response head, or an empty slice. */
-static party__slice head_value(const char *head, size_t len, const char *name) {
-    size_t name_len = strlen(name);
-    const char *p = memchr(head, '\n', len), *end = head + len;
-    while (p != NULL && p + 1 < end) {
-        const char *line = p + 1, *eol = memchr(line, '\n', (size_t)(end - line));
-        if (eol == NULL)
-            break;
-        if ((size_t)(eol - line) > name_len && strncasecmp(line, name, name_len) == 0 &&
-            line[name_len] == ':') {
-            const char *v = line + name_len + 1, *v_end = eol;
-            while (v < v_end && (*v == ' ' || *v == '\t'))
-                v++;
-            while (v_end > v && (v_end[-1] == '\r' || v_end[-1] == ' ' || v_end[-1] == '\t'))
-                v_end--;
-            return party__slice_make(v, (size_t)(v_end - v));
-        }
-        p = eol;
-    }
-    return party__slice_make(NULL, 0);
-}
-
 static void conn_opened(bench *b, bconn *c) {
     c->state = CONN_OPEN;
     b->n_connecting--;
     b->n_open++;
     b->n_opened++;
-    b->t_last_open = now_ns();
+    b->t_last_open = bench_now_ns();
     party__ws_reader_init(&c->reader, b->opt->size > 65536 ? b->opt->size : 65536, 0);
     b->mode->on_open(b, c);
     start_more(b);
@@ -643,9 +613,8 @@ static void conn_opened(bench *b, bconn *c) {
  * with the right accept value; what follows it is WebSocket data. */
 static void handshake_read(bench *b, bconn *c, char *data, size_t len) {
     char expected[29];
-    char *end;
-    size_t head_len, rest;
-    party__slice accept;
+    size_t head_len, rest, accept_len;
+    const char *accept;
 
     if (c->head == NULL && (c->head = malloc(HANDSHAKE_MAX + 1)) == NULL) {
         conn_error(b, c, "out of memory");
@@ -658,11 +627,10 @@ static void handshake_read(bench *b, bconn *c, char *data, size_t len) {
     memcpy(c->head + c->head_len, data, len);
     c->head_len += len;
     c->head[c->head_len] = '\0';
-    end = strstr(c->head, "\r\n\r\n");
-    if (end == NULL)
+    head_len = bench_http_head_len(c->head, c->head_len);
+    if (head_len == 0)
         return;
-    head_len = (size_t)(end - c->head) + 4;
-    if (strncmp(c->head, "HTTP/1.1 101 ", 13) != 0) {
+    if (bench_http_status(c->head, head_len) != 101) {
         char *eol = strchr(c->head, '\r');
         if (eol != NULL)
             *eol = '\0';
@@ -670,8 +638,9 @@ static void handshake_read(bench *b, bconn *c, char *data, size_t len) {
         return;
     }
     party__ws_accept_value(party__slice_make(c->key, strlen(c->key)), expected);
-    accept = head_value(c->head, head_len, "Sec-WebSocket-Accept");
-    if (accept.len != strlen(expected) || memcmp(accept.ptr, expected, accept.len) != 0) {
+    accept = bench_http_header(c->head, head_len, "Sec-WebSocket-Accept", &accept_len);
+    if (accept == NULL || accept_len != strlen(expected) ||
+        memcmp(accept, expected, accept_len) != 0) {
         conn_error(b, c, "wrong Sec-WebSocket-Accept");
         return;
     }
@@ -775,7 +744,7 @@ static void begin_close(bench *b) {
     long i;
     static const char bye[2] = {(char)(1000 >> 8), (char)(1000 & 0xFF)};
     b->phase = PHASE_CLOSE;
-    b->t_phase_deadline = now_ns() + seconds_ns(CLOSE_SECONDS);
+    b->t_phase_deadline = bench_now_ns() + seconds_ns(CLOSE_SECONDS);
     for (i = 0; i < b->opt->conns; i++) {
         bconn *c = &b->conns[i];
         if (c->state == CONN_OPEN) {
@@ -804,7 +773,7 @@ static void begin_hold(bench *b, uint64_t now) {
 
 /* Moves to the next phase when its time (or its condition) has come. */
 static void advance(bench *b) {
-    uint64_t now = now_ns();
+    uint64_t now = bench_now_ns();
     switch (b->phase) {
     case PHASE_CONNECT:
         if (b->mode->hold) {
@@ -875,12 +844,12 @@ static void advance(bench *b) {
 static int run(bench *b) {
     struct epoll_event events[EVENTS_PER_WAIT];
 
-    b->t_begin = now_ns();
+    b->t_begin = bench_now_ns();
     b->phase = PHASE_CONNECT;
     b->t_phase_deadline = b->t_begin + seconds_ns(b->opt->connect_timeout);
     start_more(b);
     while (b->phase != PHASE_DONE) {
-        uint64_t now = now_ns();
+        uint64_t now = bench_now_ns();
         int timeout_ms, n, i;
 
         advance(b);
@@ -999,33 +968,6 @@ static void usage(FILE *to) {
                 "\"wsbench idle: holding N connections for D s\" when the hold begins.\n");
 }
 
-static int parse_long(const char *flag, const char *text, long min, long max, long *out) {
-    char *end;
-    long v;
-    errno = 0;
-    v = strtol(text, &end, 10);
-    if (end == text || *end != '\0' || errno != 0 || v < min || v > max) {
-        fprintf(stderr, "wsbench: %s: '%s' is not a number in [%ld, %ld]\n", flag, text, min, max);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-static int parse_seconds(const char *flag, const char *text, double min, double *out) {
-    char *end;
-    double v;
-    errno = 0;
-    v = strtod(text, &end);
-    if (end == text || *end != '\0' || errno != 0 || !(v >= min) || v > MAX_SECONDS) {
-        fprintf(stderr, "wsbench: %s: '%s' is not a number of seconds in [%g, %g]\n", flag, text,
-                min, MAX_SECONDS);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 static int valid_name(const char *s) {
     size_t i, n = strlen(s);
     if (n == 0 || n > 64)
@@ -1095,7 +1037,7 @@ static int parse_args(int argc, char **argv, bench_options *o) {
             o->source = optarg;
             break;
         case OPT_PORT:
-            if (parse_long("--port", optarg, 1, 65535, &v) != 0)
+            if (bench_parse_long("wsbench", "--port", optarg, 1, 65535, &v) != 0)
                 return -1;
             o->port = (int)v;
             break;
@@ -1106,35 +1048,35 @@ static int parse_args(int argc, char **argv, bench_options *o) {
             o->room_prefix = optarg;
             break;
         case OPT_ROOMS:
-            if (parse_long("--rooms", optarg, 1, MAX_ROOMS, &o->rooms) != 0)
+            if (bench_parse_long("wsbench", "--rooms", optarg, 1, MAX_ROOMS, &o->rooms) != 0)
                 return -1;
             break;
         case OPT_GROUPED:
             o->grouped = 1;
             break;
         case OPT_CONNS:
-            if (parse_long("--conns", optarg, 1, MAX_CONNS, &o->conns) != 0)
+            if (bench_parse_long("wsbench", "--conns", optarg, 1, MAX_CONNS, &o->conns) != 0)
                 return -1;
             break;
         case OPT_INFLIGHT:
-            if (parse_long("--inflight", optarg, 1, MAX_INFLIGHT, &o->inflight) != 0)
+            if (bench_parse_long("wsbench", "--inflight", optarg, 1, MAX_INFLIGHT, &o->inflight) != 0)
                 return -1;
             break;
         case OPT_SIZE:
-            if (parse_long("--size", optarg, 1, MAX_SIZE, &v) != 0)
+            if (bench_parse_long("wsbench", "--size", optarg, 1, MAX_SIZE, &v) != 0)
                 return -1;
             o->size = (size_t)v;
             break;
         case OPT_DURATION:
-            if (parse_seconds("--duration", optarg, 0.001, &o->duration) != 0)
+            if (bench_parse_seconds("wsbench", "--duration", optarg, 0.001, &o->duration) != 0)
                 return -1;
             break;
         case OPT_WARMUP:
-            if (parse_seconds("--warmup", optarg, 0, &o->warmup) != 0)
+            if (bench_parse_seconds("wsbench", "--warmup", optarg, 0, &o->warmup) != 0)
                 return -1;
             break;
         case OPT_CONNECT_TIMEOUT:
-            if (parse_seconds("--connect-timeout", optarg, 0.001, &o->connect_timeout) != 0)
+            if (bench_parse_seconds("wsbench", "--connect-timeout", optarg, 0.001, &o->connect_timeout) != 0)
                 return -1;
             break;
         case OPT_HELP:
@@ -1166,40 +1108,14 @@ static int parse_args(int argc, char **argv, bench_options *o) {
     return 0;
 }
 
-/* Only loopback: this tool is for measuring our own server, not for
- * pointing load at someone else's. */
-static int loopback_addr(const char *flag, const char *host, int port, struct sockaddr_in *addr) {
-    memset(addr, 0, sizeof(*addr));
-    addr->sin_family = AF_INET;
-    addr->sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, host, &addr->sin_addr) != 1 ||
-        (ntohl(addr->sin_addr.s_addr) >> 24) != 127) {
-        fprintf(stderr, "wsbench: %s %s: only 127.x.x.x addresses are allowed\n", flag, host);
-        return -1;
-    }
-    return 0;
-}
-
-/* Raises the soft limit on descriptors to the hard limit (the soft one is
- * often 1024); fails if even that is too few for every connection. */
+/* Raises the soft limit on descriptors as far as the hard one allows;
+ * fails if that is too few for every connection. */
 static int raise_fd_limit(long conns) {
-    struct rlimit rl;
-    rlim_t need = (rlim_t)conns + 64;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    long limit = bench_raise_fd_limit(), need = conns + 64;
+    if (limit < need) {
+        fprintf(stderr, "wsbench: %ld connections need %ld descriptors; the limit is %ld\n", conns,
+                need, limit);
         return -1;
-    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
-        fprintf(stderr, "wsbench: %ld connections need %lu descriptors; the hard limit is %lu\n",
-                conns, (unsigned long)need, (unsigned long)rl.rlim_max);
-        return -1;
-    }
-    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < rl.rlim_max) {
-        struct rlimit want = rl;
-        want.rlim_cur = rl.rlim_max;
-        /* An infinite hard limit is more than the kernel grants (nr_open). */
-        if (setrlimit(RLIMIT_NOFILE, &want) != 0 && rl.rlim_cur < need) {
-            want.rlim_cur = need;
-            return setrlimit(RLIMIT_NOFILE, &want);
-        }
     }
     return 0;
 }
@@ -1230,13 +1146,13 @@ int main(int argc, char **argv) {
         return 2;
     }
     b.party = opt.party != NULL ? opt.party : b.mode->default_party;
-    if (loopback_addr("--host", opt.host, opt.port, &b.addr) != 0)
+    if (bench_loopback_addr("wsbench", "--host", opt.host, opt.port, &b.addr) != 0)
         return 2;
-    if (opt.source != NULL && loopback_addr("--source", opt.source, 0, &b.source) != 0)
+    if (opt.source != NULL && bench_loopback_addr("wsbench", "--source", opt.source, 0, &b.source) != 0)
         return 2;
     if (raise_fd_limit(opt.conns) != 0)
         return 1;
-    b.rng = (uint64_t)now_ns() | 1;
+    b.rng = (uint64_t)bench_now_ns() | 1;
     b.epfd = epoll_create1(EPOLL_CLOEXEC);
     b.conns = calloc((size_t)opt.conns, sizeof(*b.conns));
     b.payload = malloc(opt.size);
