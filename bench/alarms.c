@@ -576,7 +576,8 @@ static int parse_args(int argc, char **argv, bench_options *o) {
                 return -1;
             break;
         case OPT_WARMUP_ROOMS:
-            if (bench_parse_long("alarms", "--warmup-rooms", optarg, 1, MAX_ROOMS, &o->warmup_rooms) != 0)
+            if (bench_parse_long("alarms", "--warmup-rooms", optarg, 1, MAX_ROOMS,
+                                 &o->warmup_rooms) != 0)
                 return -1;
             break;
         case OPT_CONNS:
@@ -584,7 +585,8 @@ static int parse_args(int argc, char **argv, bench_options *o) {
                 return -1;
             break;
         case OPT_INFLIGHT:
-            if (bench_parse_long("alarms", "--inflight", optarg, 1, MAX_INFLIGHT, &o->inflight) != 0)
+            if (bench_parse_long("alarms", "--inflight", optarg, 1, MAX_INFLIGHT, &o->inflight) !=
+                0)
                 return -1;
             break;
         case OPT_DELAY_MIN:
@@ -934,7 +936,8 @@ int main(int argc, char **argv) {
     stall_from = t;
     seen_fired = 0;
     last_progress = bench_now_s();
-    while (atomic_load(&fired) < r.created && bench_now_s() < cap && bench_now_s() - stall_from < opt.grace) {
+    while (atomic_load(&fired) < r.created && bench_now_s() < cap &&
+           bench_now_s() - stall_from < opt.grace) {
         sleep_s(0.05);
         fds_sample();
         if (atomic_load(&fired) != seen_fired) {

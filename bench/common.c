@@ -22,8 +22,7 @@ int bench_parse_long(const char *prog, const char *flag, const char *text, long 
     errno = 0;
     v = strtol(text, &end, 10);
     if (end == text || *end != '\0' || errno != 0 || v < min || v > max) {
-        fprintf(stderr, "%s: %s: '%s' is not a number in [%ld, %ld]\n", prog, flag, text, min,
-                max);
+        fprintf(stderr, "%s: %s: '%s' is not a number in [%ld, %ld]\n", prog, flag, text, min, max);
         return -1;
     }
     *out = v;
@@ -77,7 +76,7 @@ long bench_raise_fd_limit(void) {
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         return -1;
     return rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (rlim_t)INT32_MAX ? INT32_MAX
-                                                                          : (long)rl.rlim_cur;
+                                                                           : (long)rl.rlim_cur;
 }
 
 int bench_loopback_addr(const char *prog, const char *flag, const char *host, int port,

@@ -47,7 +47,7 @@
 #define MAX_ROOMS 1000000
 #define MAX_INFLIGHT 4096
 #define MAX_SIZE (16u * 1024 * 1024)
-#define MAX_SOURCES 250 /* source addresses 127.0.0.x tried in turn */
+#define MAX_SOURCES 250          /* source addresses 127.0.0.x tried in turn */
 #define CONNECT_WINDOW 256       /* handshakes under way at once */
 #define HANDSHAKE_MAX 8192       /* bytes of the server's 101 answer */
 #define DRAIN_SECONDS 5.0        /* wait for replies still in flight */
@@ -1093,8 +1093,8 @@ static void advance(bench *b) {
         if (b->in_flight == 0 || now >= b->t_phase_deadline) {
             b->unanswered += b->in_flight;
             if (b->in_flight > 0)
-                fprintf(stderr, "wsbench: %" PRIu64 " %s did not %s within %.0f s\n",
-                        b->in_flight, b->mode->cycle ? "connections" : "replies",
+                fprintf(stderr, "wsbench: %" PRIu64 " %s did not %s within %.0f s\n", b->in_flight,
+                        b->mode->cycle ? "connections" : "replies",
                         b->mode->cycle ? "finish" : "come", DRAIN_SECONDS);
             if (b->mode->on_drained != NULL)
                 b->mode->on_drained(b);
@@ -1249,8 +1249,8 @@ static void bcast_report(const bench *b) {
     client_cpu(&user, &sys);
     printf("wsbench %s: %ld conns over %ld rooms (1 sender each), window %ld, %zu B: "
            "%.0f deliveries/s (%.0f msgs/s sent), fan-out latency p50 %.3f ms p99 %.3f ms "
-           "p99.9 %.3f ms max %.3f ms (%" PRIu64 " deliveries in %.2f s; %" PRIu64
-           " lost, %" PRIu64 " out of order, %" PRIu64 " errors, %" PRIu64 " unanswered)\n",
+           "p99.9 %.3f ms max %.3f ms (%" PRIu64 " deliveries in %.2f s; %" PRIu64 " lost, %" PRIu64
+           " out of order, %" PRIu64 " errors, %" PRIu64 " unanswered)\n",
            b->mode->name, o->conns, o->rooms, o->inflight, o->size, rate, sent_rate, p50 / 1e3,
            p99 / 1e3, p999 / 1e3, max / 1e3, b->msgs_measured, secs, b->lost, b->out_of_order,
            b->errors, b->unanswered);
@@ -1437,7 +1437,8 @@ static int parse_args(int argc, char **argv, bench_options *o) {
                 return -1;
             break;
         case OPT_INFLIGHT:
-            if (bench_parse_long("wsbench", "--inflight", optarg, 1, MAX_INFLIGHT, &o->inflight) != 0)
+            if (bench_parse_long("wsbench", "--inflight", optarg, 1, MAX_INFLIGHT, &o->inflight) !=
+                0)
                 return -1;
             break;
         case OPT_SIZE:
@@ -1454,7 +1455,8 @@ static int parse_args(int argc, char **argv, bench_options *o) {
                 return -1;
             break;
         case OPT_CONNECT_TIMEOUT:
-            if (bench_parse_seconds("wsbench", "--connect-timeout", optarg, 0.001, &o->connect_timeout) != 0)
+            if (bench_parse_seconds("wsbench", "--connect-timeout", optarg, 0.001,
+                                    &o->connect_timeout) != 0)
                 return -1;
             break;
         case OPT_HELP:
@@ -1535,8 +1537,8 @@ int main(int argc, char **argv) {
     b.party = opt.party != NULL ? opt.party : b.mode->default_party;
     if (bench_loopback_addr("wsbench", "--host", opt.host, opt.port, &b.addr) != 0)
         return 2;
-    if (bench_loopback_addr("wsbench", "--source", opt.source != NULL ? opt.source : "127.0.0.1",
-                            0, &b.source_base) != 0)
+    if (bench_loopback_addr("wsbench", "--source", opt.source != NULL ? opt.source : "127.0.0.1", 0,
+                            &b.source_base) != 0)
         return 2;
     b.have_source = opt.source != NULL;
     if (raise_fd_limit(opt.conns) != 0)
@@ -1592,10 +1594,10 @@ int main(int argc, char **argv) {
         return 1;
     }
 
-    status = run(&b) == 0 && b.errors == 0 && b.unanswered == 0 && b.lost == 0 &&
-                     b.out_of_order == 0
-                 ? 0
-                 : 1;
+    status =
+        run(&b) == 0 && b.errors == 0 && b.unanswered == 0 && b.lost == 0 && b.out_of_order == 0
+            ? 0
+            : 1;
     b.mode->report(&b);
 
     for (k = 0; k < opt.conns; k++) {
