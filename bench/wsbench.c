@@ -1226,10 +1226,10 @@ static void idle_report(const bench *b) {
            "\"source\":\"%s\",\"rooms\":%ld,\"conns\":%ld,\"opened\":%ld,\"failed\":%ld,"
            "\"connect_s\":%.3f,\"handshakes_per_s\":%.1f,\"held_s\":%.3f,\"dropped\":%ld,"
            "\"msgs_received\":%" PRIu64 ",\"pings\":%" PRIu64 ",\"errors\":%" PRIu64
-           ",\"client_user_s\":%.3f,\"client_sys_s\":%.3f}\n",
+           ",\"sources\":%ld,\"client_user_s\":%.3f,\"client_sys_s\":%.3f}\n",
            b->mode->name, b->party, o->host, o->port, o->source != NULL ? o->source : "", o->rooms,
            o->conns, b->n_opened, b->n_failed, connect_s, rate, held_s, b->n_dropped, b->msgs_total,
-           b->pings, b->errors, user, sys);
+           b->pings, b->errors, b->source_index + 1, user, sys);
     fflush(stdout);
 }
 
