@@ -44,6 +44,7 @@ while [ $# -gt 0 ]; do
     --no-doc) write_doc=0 ;;
     --servers)
         servers=${2:?--servers needs a list}
+        command_line+=" --servers"
         shift
         ;;
     -h | --help)
@@ -56,9 +57,6 @@ while [ $# -gt 0 ]; do
         ;;
     esac
     command_line+=" $1"
-    if [ "$1" = --servers ]; then
-        command_line+=" $servers"
-    fi
     shift
 done
 IFS=, read -r -a server_list <<<"$servers"
@@ -146,7 +144,7 @@ wsbench_run() {
     local scenario=$1 server=$2 out status=0
     shift 2
     out=$("$wsbench" "$@" --port "$port" --warmup "$warmup" --duration "$duration" \
-        2>"$work/$scenario.$server.err") || status=1
+        --connect-timeout 30 2>"$work/$scenario.$server.err") || status=1
     report_run "$scenario" "$server" "$out" "$status"
 }
 
@@ -158,7 +156,7 @@ report_run() {
     if [ "$status" != 0 ] || [ -z "$json" ]; then
         echo "run.sh: $scenario against $server failed" >&2
         failed=1
-        echo "${json:-{\}}" | sed 's/}$/,"failed":1}/; s/^{,/{/' >"$work/$scenario.$server.json"
+        echo "${json:-{\}}" | sed 's/}$/,"run_failed":1}/; s/^{,/{/' >"$work/$scenario.$server.json"
     else
         echo "$json" >"$work/$scenario.$server.json"
     fi
@@ -173,6 +171,7 @@ report_run() {
 idle_run() {
     local server=$1 rss0 rss1 out status=0 held=0 json
     rss0=$(bench_rss_kb "$bench_server_pid")
+    : >"$work/idle.$server.out"
     "$wsbench" idle --port "$port" --rooms 1 --conns "$idle_conns" \
         --duration $((idle_settle + 3)) --connect-timeout 60 \
         >"$work/idle.$server.out" 2>"$work/idle.$server.err" &
@@ -222,7 +221,7 @@ for scenario in "${scenarios[@]}"; do
             ;;
         broadcast)
             wsbench_run "$scenario" "$server" broadcast --rooms 1 --conns 1000 --inflight 16 \
-                --size 32 --connect-timeout 30
+                --size 32
             ;;
         idle) idle_run "$server" ;;
         connect) wsbench_run "$scenario" "$server" connect --conns 50 ;;
@@ -259,9 +258,15 @@ cell() {
         local n
         n=$(value "$scenario" "$server" "$what")
         if [ -n "$n" ] && [ "$n" != 0 ]; then
-            trouble+="${trouble:+, }$n ${what//_/ }"
+            case $what in
+            failed | dropped) trouble+="${trouble:+, }$n conns $what" ;;
+            *) trouble+="${trouble:+, }$n ${what//_/ }" ;;
+            esac
         fi
     done
+    if [ -n "$(value "$scenario" "$server" run_failed)" ]; then
+        trouble+="${trouble:+; }run failed"
+    fi
     if [ -z "$v" ]; then
         echo "failed${trouble:+ ($trouble)}"
     else
@@ -277,7 +282,8 @@ ratio() { # ratio SCENARIO FIELD BASELINE
         echo "—"
         return
     fi
-    awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "—" }'
+    awk -v a="$a" -v b="$b" 'BEGIN {
+        if (b <= 0) print "—"; else if (a / b < 0.1) printf "%.3f×\n", a / b; else printf "%.2f×\n", a / b }'
 }
 
 ms() { # ms SCENARIO SERVER: "p50 / p99" in milliseconds
