@@ -123,7 +123,7 @@ bench_cpu_model() {
 # The revision measured, and which source files differ from it.
 bench_revision() {
     local revision changes
-    revision=$(git -C "$bench_root" describe --always --dirty 2>/dev/null || echo unknown)
+    revision=$(git -C "$bench_root" describe --always 2>/dev/null || echo unknown)
     changes=$(git -C "$bench_root" status --porcelain -- src include parties CMakeLists.txt 2>/dev/null |
         awk '{ print $2 }' | tr '\n' ' ' | sed 's/ $//')
     if [ -n "$changes" ]; then
