@@ -7,7 +7,7 @@ TEST_DIR := build/asan
 CMAKE_FLAGS ?=
 FUZZ_SECONDS ?= 20
 
-.PHONY: all run test build build-test e2e-deps fuzz format clean
+.PHONY: all run test build build-test e2e-deps fuzz format clean bench
 
 all: build
 
@@ -38,6 +38,11 @@ test: build-test e2e-deps
 fuzz: FUZZ_SECONDS = 300
 fuzz: build-test
 	cd $(TEST_DIR) && ctest --output-on-failure -j $(JOBS) -L fuzz --timeout $$(( $(FUZZ_SECONDS) + 120 ))
+
+# partyd side by side with PartyServer on workerd and node ws (about 5 min;
+# writes docs/benchmarks.md): make bench; a smoke run: make bench ARGS=--quick
+bench:
+	bench/run.sh $(ARGS)
 
 format:
 	clang-format -i include/*.h src/*.c src/*.h parties/*.c examples/*/*.c tests/*/*.c tests/*/*.h

@@ -73,7 +73,8 @@ bench_wait_port() {
 
 # A free TCP port on 127.0.0.1 (the kernel's pick, released at once).
 bench_free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => {
+        console.log(s.address().port); s.close(); })'
 }
 
 # Stops the server this script started, by its pid: SIGTERM, then SIGKILL
