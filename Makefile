@@ -9,7 +9,7 @@ VALGRIND_DIR := build/valgrind
 CMAKE_FLAGS ?=
 FUZZ_SECONDS ?= 30
 
-.PHONY: all run test test-valgrind build build-test e2e-deps web-deps browser-deps web fuzz format clean
+.PHONY: all run test test-valgrind build build-test e2e-deps web-deps browser-deps web fuzz format clean bench
 
 all: build
 
@@ -74,6 +74,11 @@ test-valgrind:
 fuzz: FUZZ_SECONDS = 300
 fuzz: build-test
 	cd $(TEST_DIR) && ctest --output-on-failure -j 8 -L fuzz --timeout $$(( $(FUZZ_SECONDS) + 120 ))
+
+# partyd side by side with PartyServer on workerd and node ws (about 5 min;
+# writes docs/benchmarks.md): make bench; a smoke run: make bench ARGS=--quick
+bench:
+	bench/run.sh $(ARGS)
 
 format:
 	clang-format -i include/*.h src/*.c src/*.h parties/*.c examples/*/*.c tests/*/*.c tests/*/*.h

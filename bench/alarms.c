@@ -30,13 +30,13 @@
 
 #include <uv.h>
 
+#include "common.h"
 #include "party.h"
 
 #define PARTY_NAME "alarmbench"
 #define MAX_ROOMS 1000000
 #define MAX_CONNS 256
 #define MAX_INFLIGHT 1024
-#define MAX_SECONDS 3600.0
 #define REQUEST_MAX 160         /* bytes of one request */
 #define IN_BUF (64u * 1024)     /* one connection's unparsed responses */
 #define EVICT_TIMEOUT_S 120.0   /* waiting for rooms to leave memory */
@@ -72,12 +72,6 @@ static int64_t epoch_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static double mono_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* "a<index>" -> index, or -1. */
@@ -215,9 +209,9 @@ static int fds_exhausted; /* a sample found no descriptor left to look */
 
 static void fds_sample(void) {
     long n;
-    if (mono_s() - fds_sampled < FDS_EVERY_S)
+    if (bench_now_s() - fds_sampled < FDS_EVERY_S)
         return;
-    fds_sampled = mono_s();
+    fds_sampled = bench_now_s();
     n = open_fds();
     if (n < 0 && (errno == EMFILE || errno == ENFILE)) {
         fds_exhausted = 1;
@@ -250,7 +244,7 @@ static long heap_in_use_kb(void) {
 }
 
 static int wait_evicted(long baseline, double idle_timeout, double min_s, double timeout_s) {
-    double start = mono_s(), tick = idle_timeout / 4;
+    double start = bench_now_s(), tick = idle_timeout / 4;
     if (tick < 0.1)
         tick = 0.1;
     if (tick > 5)
@@ -258,12 +252,12 @@ static int wait_evicted(long baseline, double idle_timeout, double min_s, double
     long n;
     while ((n = open_fds()) < 0 || n > baseline) {
         fds_sample();
-        if (mono_s() - start > timeout_s)
+        if (bench_now_s() - start > timeout_s)
             return -1;
         sleep_s(0.05);
     }
     sleep_s(2 * tick + 0.1);
-    sleep_s(min_s - (mono_s() - start));
+    sleep_s(min_s - (bench_now_s() - start));
     return 0;
 }
 
@@ -290,14 +284,11 @@ typedef struct client {
 } client;
 
 static int conn_open(client *c, hconn *h) {
-    int one = 1;
-    h->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (h->fd < 0 || connect(h->fd, (struct sockaddr *)&c->addr, sizeof(c->addr)) != 0) {
+    h->fd = bench_tcp_connect(&c->addr, NULL);
+    if (h->fd < 0) {
         fprintf(stderr, "alarms: connect: %s\n", strerror(errno));
         return -1;
     }
-    setsockopt(h->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    fcntl(h->fd, F_SETFL, fcntl(h->fd, F_GETFL) | O_NONBLOCK);
     h->out_len = h->out_sent = h->in_len = 0;
     h->inflight = 0;
     return 0;
@@ -343,23 +334,18 @@ static int conn_write(hconn *h) {
 
 /* The value of header name in head[0..len), or -1. */
 static long head_number(const char *head, size_t len, const char *name) {
-    size_t n = strlen(name), i;
-    for (i = 0; i + n + 1 < len; i++)
-        if ((i == 0 || head[i - 1] == '\n') && strncasecmp(head + i, name, n) == 0 &&
-            head[i + n] == ':')
-            return strtol(head + i + n + 1, NULL, 10);
-    return -1;
+    size_t n;
+    const char *v = bench_http_header(head, len, name, &n);
+    return v != NULL ? strtol(v, NULL, 10) : -1;
 }
 
 /* Consumes whole responses from h->in. */
 static int conn_parse(client *c, hconn *h) {
     for (;;) {
-        char *end = memmem(h->in, h->in_len, "\r\n\r\n", 4);
-        size_t head_len, total;
+        size_t head_len = bench_http_head_len(h->in, h->in_len), total;
         long body;
-        if (end == NULL)
+        if (head_len == 0)
             return h->in_len == sizeof(h->in) ? -1 : 0;
-        head_len = (size_t)(end - h->in) + 4;
         body = head_number(h->in, head_len, "Content-Length");
         total = head_len + (body > 0 ? (size_t)body : 0);
         if (total > sizeof(h->in))
@@ -370,7 +356,7 @@ static int conn_parse(client *c, hconn *h) {
             return -1;
         h->inflight--;
         c->answered++;
-        if (head_len > 12 && strncmp(h->in, "HTTP/1.1 201", 12) == 0) {
+        if (bench_http_status(h->in, head_len) == 201) {
             c->created++;
         } else if (!c->failed) {
             c->failed = 1;
@@ -408,7 +394,7 @@ static int conn_read(client *c, hconn *h) {
 /* Creates rooms prefix0 .. prefix(total-1). 0, or -1 (said why). */
 static int client_run(client *c, long total, char prefix, const int64_t *due, double timeout_s) {
     struct pollfd pfd[MAX_CONNS];
-    double start = mono_s(), last_progress = start;
+    double start = bench_now_s(), last_progress = start;
     long k;
 
     c->next = c->answered = c->created = 0;
@@ -420,7 +406,7 @@ static int client_run(client *c, long total, char prefix, const int64_t *due, do
         if (conn_open(c, &c->conns[k]) != 0)
             return -1;
     while (c->answered < total) {
-        double now = mono_s();
+        double now = bench_now_s();
         int n;
         for (k = 0; k < c->n_conns; k++) {
             hconn *h = &c->conns[k];
@@ -533,33 +519,6 @@ static void usage(FILE *to) {
             SETUP_BUDGET_FACTOR, FIRE_CAP_FACTOR);
 }
 
-static int parse_long(const char *flag, const char *text, long min, long max, long *out) {
-    char *end;
-    long v;
-    errno = 0;
-    v = strtol(text, &end, 10);
-    if (end == text || *end != '\0' || errno != 0 || v < min || v > max) {
-        fprintf(stderr, "alarms: %s: '%s' is not a number in [%ld, %ld]\n", flag, text, min, max);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-static int parse_seconds(const char *flag, const char *text, double min, double *out) {
-    char *end;
-    double v;
-    errno = 0;
-    v = strtod(text, &end);
-    if (end == text || *end != '\0' || errno != 0 || !(v >= min) || v > MAX_SECONDS) {
-        fprintf(stderr, "alarms: %s: '%s' is not a number of seconds in [%g, %g]\n", flag, text,
-                min, MAX_SECONDS);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 enum {
     OPT_ROOMS = 256,
     OPT_WARMUP_ROOMS,
@@ -613,39 +572,41 @@ static int parse_args(int argc, char **argv, bench_options *o) {
     while ((opt = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
         switch (opt) {
         case OPT_ROOMS:
-            if (parse_long("--rooms", optarg, 1, MAX_ROOMS, &o->rooms) != 0)
+            if (bench_parse_long("alarms", "--rooms", optarg, 1, MAX_ROOMS, &o->rooms) != 0)
                 return -1;
             break;
         case OPT_WARMUP_ROOMS:
-            if (parse_long("--warmup-rooms", optarg, 1, MAX_ROOMS, &o->warmup_rooms) != 0)
+            if (bench_parse_long("alarms", "--warmup-rooms", optarg, 1, MAX_ROOMS,
+                                 &o->warmup_rooms) != 0)
                 return -1;
             break;
         case OPT_CONNS:
-            if (parse_long("--conns", optarg, 1, MAX_CONNS, &o->conns) != 0)
+            if (bench_parse_long("alarms", "--conns", optarg, 1, MAX_CONNS, &o->conns) != 0)
                 return -1;
             break;
         case OPT_INFLIGHT:
-            if (parse_long("--inflight", optarg, 1, MAX_INFLIGHT, &o->inflight) != 0)
+            if (bench_parse_long("alarms", "--inflight", optarg, 1, MAX_INFLIGHT, &o->inflight) !=
+                0)
                 return -1;
             break;
         case OPT_DELAY_MIN:
-            if (parse_seconds("--delay-min", optarg, 0, &o->delay_min) != 0)
+            if (bench_parse_seconds("alarms", "--delay-min", optarg, 0, &o->delay_min) != 0)
                 return -1;
             break;
         case OPT_DELAY_MAX:
-            if (parse_seconds("--delay-max", optarg, 0, &o->delay_max) != 0)
+            if (bench_parse_seconds("alarms", "--delay-max", optarg, 0, &o->delay_max) != 0)
                 return -1;
             break;
         case OPT_SETUP_BUDGET:
-            if (parse_seconds("--setup-budget", optarg, 1, &o->setup_budget) != 0)
+            if (bench_parse_seconds("alarms", "--setup-budget", optarg, 1, &o->setup_budget) != 0)
                 return -1;
             break;
         case OPT_IDLE_TIMEOUT:
-            if (parse_seconds("--idle-timeout", optarg, 0.1, &o->idle_timeout) != 0)
+            if (bench_parse_seconds("alarms", "--idle-timeout", optarg, 0.1, &o->idle_timeout) != 0)
                 return -1;
             break;
         case OPT_GRACE:
-            if (parse_seconds("--grace", optarg, 1, &o->grace) != 0)
+            if (bench_parse_seconds("alarms", "--grace", optarg, 1, &o->grace) != 0)
                 return -1;
             break;
         case OPT_DURABILITY:
@@ -662,7 +623,7 @@ static int parse_args(int argc, char **argv, bench_options *o) {
             o->data_parent = optarg;
             break;
         case OPT_SEED:
-            if (parse_long("--seed", optarg, 0, INT32_MAX, &v) != 0)
+            if (bench_parse_long("alarms", "--seed", optarg, 0, INT32_MAX, &v) != 0)
                 return -1;
             o->seed = (unsigned long)v;
             break;
@@ -683,32 +644,11 @@ static int parse_args(int argc, char **argv, bench_options *o) {
     return 0;
 }
 
-/* Every room holds its database's files open while in memory: allow as
- * many descriptors as the hard limit does. */
-static long raise_fd_limit(void) {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return -1;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        (void)setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    return getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (long)rl.rlim_cur : -1;
-}
-
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
     (void)st;
     (void)flag;
     (void)ftw;
     return remove(path);
-}
-
-static uint64_t rng_next(uint64_t *s) {
-    /* xorshift64* */
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 0x2545F4914F6CDD1DULL;
 }
 
 /* ---- the run ---- */
@@ -851,7 +791,7 @@ int main(int argc, char **argv) {
     }
     signal(SIGPIPE, SIG_IGN);
     memset(&r, 0, sizeof(r));
-    r.fd_limit = fds_limit = raise_fd_limit();
+    r.fd_limit = fds_limit = bench_raise_fd_limit();
     n_rooms = opt.rooms;
 
     /* Everything the bench itself needs is allocated and touched before
@@ -916,12 +856,12 @@ int main(int argc, char **argv) {
     }
     sleep_s(0.2);
     r.fds_before = open_fds();
-    t = mono_s();
-    if (client_run(&cl, opt.warmup_rooms, 'w', NULL, MAX_SECONDS) != 0) {
+    t = bench_now_s();
+    if (client_run(&cl, opt.warmup_rooms, 'w', NULL, BENCH_MAX_SECONDS) != 0) {
         r.setup_failed = 1;
         goto stop;
     }
-    r.warmup_rate = (double)opt.warmup_rooms / (mono_s() - t);
+    r.warmup_rate = (double)opt.warmup_rooms / (bench_now_s() - t);
     if (wait_evicted(r.fds_before, opt.idle_timeout, 0, EVICT_TIMEOUT_S) != 0) {
         fprintf(stderr, "alarms: the warm-up rooms did not leave memory\n");
         r.setup_failed = 1;
@@ -945,7 +885,7 @@ int main(int argc, char **argv) {
     for (i = 0; i < opt.rooms; i++) {
         int64_t span_ms = (int64_t)((opt.delay_max - opt.delay_min) * 1000);
         due[i] = r.t0_ms + (int64_t)((r.setup_budget + opt.delay_min) * 1000) +
-                 (span_ms > 0 ? (int64_t)(rng_next(&rng) % (uint64_t)(span_ms + 1)) : 0);
+                 (span_ms > 0 ? (int64_t)(bench_rng_next(&rng) % (uint64_t)(span_ms + 1)) : 0);
         if (due[i] < r.first_due_ms)
             r.first_due_ms = due[i];
         if (due[i] > r.last_due_ms)
@@ -957,9 +897,9 @@ int main(int argc, char **argv) {
         opt.warmup_rooms, r.warmup_rate, r.setup_budget, (double)(r.first_due_ms - r.t0_ms) / 1000,
         (double)(r.last_due_ms - r.t0_ms) / 1000);
 
-    t = mono_s();
+    t = bench_now_s();
     rc = client_run(&cl, opt.rooms, 'a', due, r.setup_budget + opt.delay_max + opt.grace);
-    r.setup_s = mono_s() - t;
+    r.setup_s = bench_now_s() - t;
     r.setup_end_ms = epoch_ms();
     r.created = cl.created;
     r.answered = cl.answered;
@@ -991,22 +931,23 @@ int main(int argc, char **argv) {
     /* The alarms fire. Waking a cold room costs storage work, so they may
      * come well after the last due time: wait while they keep coming (one
      * at least every grace seconds), up to a cap. */
-    t = mono_s() + (double)(r.last_due_ms - epoch_ms()) / 1000;
+    t = bench_now_s() + (double)(r.last_due_ms - epoch_ms()) / 1000;
     cap = t + opt.grace + FIRE_CAP_FACTOR * (double)opt.rooms / r.warmup_rate;
     stall_from = t;
     seen_fired = 0;
-    last_progress = mono_s();
-    while (atomic_load(&fired) < r.created && mono_s() < cap && mono_s() - stall_from < opt.grace) {
+    last_progress = bench_now_s();
+    while (atomic_load(&fired) < r.created && bench_now_s() < cap &&
+           bench_now_s() - stall_from < opt.grace) {
         sleep_s(0.05);
         fds_sample();
         if (atomic_load(&fired) != seen_fired) {
             seen_fired = atomic_load(&fired);
-            if (mono_s() > stall_from)
-                stall_from = mono_s();
+            if (bench_now_s() > stall_from)
+                stall_from = bench_now_s();
         }
-        if (mono_s() - last_progress >= PROGRESS_EVERY_S) {
+        if (bench_now_s() - last_progress >= PROGRESS_EVERY_S) {
             fprintf(stderr, "alarms: %ld of %ld alarms fired\n", atomic_load(&fired), r.created);
-            last_progress = mono_s();
+            last_progress = bench_now_s();
         }
     }
     /* And the rooms they woke leave memory again. */

@@ -13,12 +13,13 @@
 # BENCH_NO_DOC=1 (print only, leave docs/benchmarks.md alone).
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-build="$root/build/bench"
+bench_name=durable.sh
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+build=$bench_build
 duration=${BENCH_DURATION:-10}
 warmup=${BENCH_WARMUP:-2}
 data_parent=${BENCH_DATA_PARENT:-$build}
-doc="$root/docs/benchmarks.md"
 command_line=""
 for var in BENCH_DURATION BENCH_WARMUP BENCH_DATA_PARENT; do
     if [ -n "${!var:-}" ]; then
@@ -27,86 +28,38 @@ for var in BENCH_DURATION BENCH_WARMUP BENCH_DATA_PARENT; do
 done
 command_line+="bench/durable.sh"
 
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DPARTY_TESTS=OFF >/dev/null
-cmake --build "$build" -j "$(nproc)" --target partyd wsbench >/dev/null
+bench_build_release partyd wsbench
 
 mkdir -p "$data_parent"
 data=$(mktemp -d "$data_parent/durable-data-XXXXXX")
-partyd_pid=""
 log="$data/partyd.log"
 
-# Stops the partyd this script started, by its pid: SIGTERM, then SIGKILL
-# after 15 s.
-stop_partyd() {
-
-    if [ -z "$partyd_pid" ]; then
-        return 0
-    fi
-    partyd_ticks=$((partyd_ticks + $(awk '{ print $14 }' "/proc/$partyd_pid/stat" 2>/dev/null || echo 0)))
-    kill -TERM "$partyd_pid" 2>/dev/null || true
-    for _ in $(seq 150); do
-        kill -0 "$partyd_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$partyd_pid" 2>/dev/null; then
-        echo "durable.sh: partyd $partyd_pid ignored SIGTERM; killing it" >&2
-        kill -KILL "$partyd_pid" 2>/dev/null || true
-    fi
-    wait "$partyd_pid" 2>/dev/null || true
-    partyd_pid=""
-}
-
 cleanup() {
-    stop_partyd
+    bench_stop_server
     rm -rf "$data"
 }
 trap cleanup EXIT
 
-# Starts partyd with --durability $1 on its own directory under $data and
-# sets $port from its "listening on" line (waiting at most 10 s).
+# Starts partyd with --durability $1 on its own directory under $data.
 start_partyd() {
-
     mkdir -p "$data/$1"
-    : >"$log"
-    "$build/partyd" --port 0 --data "$data/$1" --durability "$1" 2>"$log" &
-    partyd_pid=$!
-    port=""
-    for _ in $(seq 100); do
-        port=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log" | head -n1)
-        if [ -n "$port" ]; then
-            return 0
-        fi
-        if ! kill -0 "$partyd_pid" 2>/dev/null; then
-            break
-        fi
-        sleep 0.1
-    done
-    echo "durable.sh: partyd did not start; its log:" >&2
-    cat "$log" >&2
-    exit 1
+    bench_start_partyd "$log" --data "$data/$1" --durability "$1"
 }
 
-field() { # field NAME JSON
-    sed -E "s/.*\"$1\":([0-9.]+).*/\1/" <<<"$2"
-}
+field() { bench_field "$@"; }
 
 ms() { # microseconds -> milliseconds, 2 decimals
     awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }'
 }
 
-# User-space CPU time of the whole machine (user + nice), in clock ticks:
-# less what partyd and wsbench used, it tells whether another job (a build,
-# a fuzzer) ran during the measurement. Kernel time is left out: the
-# journal, writeback and loopback softirqs work for partyd too.
-machine_ticks() {
-    awk '/^cpu / { print $2 + $3; exit }' /proc/stat
-}
-
 rows=""
 failed=0
-partyd_ticks=0
 client_cpu=0
-start_ticks=$(machine_ticks)
+# The machine's user-space CPU time: less what partyd and wsbench used, it
+# tells whether another job (a build, a fuzzer) ran during the measurement.
+# Kernel time is left out: the journal, writeback and loopback softirqs
+# work for partyd too.
+start_ticks=$(bench_machine_ticks)
 start_time=$(date +%s.%N)
 for durability in full normal; do
     start_partyd "$durability"
@@ -128,12 +81,12 @@ for durability in full normal; do
         rows+=" $(ms "$(field p50_us "$json")") | $(ms "$(field p99_us "$json")") |"
         rows+=" $(ms "$(field p999_us "$json")") | $errors |"$'\n'
     done
-    stop_partyd
+    bench_stop_server
 done
-end_ticks=$(machine_ticks)
+end_ticks=$(bench_machine_ticks)
 end_time=$(date +%s.%N)
 # Percent of one CPU used in user space by anything but partyd and wsbench.
-others=$(awk -v busy=$((end_ticks - start_ticks)) -v server="$partyd_ticks" \
+others=$(awk -v busy=$((end_ticks - start_ticks)) -v server="$bench_server_ticks" \
     -v client="$client_cpu" -v hz="$(getconf CLK_TCK)" -v t0="$start_time" -v t1="$end_time" \
     'BEGIN { o = (busy - server) / hz - client; if (o < 0) o = 0; printf "%.0f", 100 * o / (t1 - t0) }')
 if [ "$others" -gt 10 ]; then
@@ -141,15 +94,9 @@ if [ "$others" -gt 10 ]; then
         "may be disturbed; run again on a quiet machine" >&2
 fi
 
-cpu=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -n1)
+cpu=$(bench_cpu_model)
 fstype=$(df --output=fstype "$data" | tail -n1 | tr -d ' ')
-revision=$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)
-# Untracked sources count too: say which files differ from the revision.
-changes=$(git -C "$root" status --porcelain -- src include parties CMakeLists.txt 2>/dev/null |
-    awk '{ print $2 }' | tr '\n' ' ' | sed 's/ $//')
-if [ -n "$changes" ]; then
-    revision="$revision plus uncommitted $changes"
-fi
+revision=$(bench_revision)
 table="| durability | rooms × connections | msgs/s | p50 ms | p99 ms | p99.9 ms | errors |
 |---|---|---:|---:|---:|---:|---|
 $rows"
@@ -170,18 +117,5 @@ if [ "${BENCH_NO_DOC:-}" = 1 ]; then
     exit 0
 fi
 
-begin="<!-- durable:begin (written by bench/durable.sh) -->"
-end="<!-- durable:end -->"
-if [ ! -f "$doc" ] || ! grep -qF "$begin" "$doc" || ! grep -qF "$end" "$doc"; then
-    printf '# Benchmarks\n\n%s\n%s\n' "$begin" "$end" >>"$doc"
-fi
-block=$(mktemp)
-printf '%s\n\n%s\n%s\n\n%s\n' "$begin" "$table" "$machine" "$end" >"$block"
-awk -v begin="$begin" -v end="$end" -v block="$block" '
-    $0 == begin { while ((getline line < block) > 0) print line; skip = 1; next }
-    $0 == end { skip = 0; next }
-    !skip { print }
-' "$doc" >"$doc.tmp"
-mv "$doc.tmp" "$doc"
-rm -f "$block"
-echo "durable.sh: wrote the table into docs/benchmarks.md" >&2
+bench_write_doc durable "What durability costs" "$table
+$machine"

@@ -31,8 +31,11 @@
 # default build/bench), BENCH_NO_DOC=1 (print only).
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-build="$root/build/bench"
+bench_name=idle.sh
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+root=$bench_root
+build=$bench_build
 shapes=${BENCH_SHAPES:-1:5000,10000,18000 1000:5000,10000,18000}
 hold=${BENCH_HOLD:-10}
 runs=${BENCH_RUNS:-3}
@@ -49,7 +52,6 @@ clients_wanted=${BENCH_CLIENTS:-2}
 # Connections one client may hold: its open-file limit, less some spare.
 client_max=$(($(ulimit -Hn) - 100))
 data_parent=${BENCH_DATA_PARENT:-$build}
-doc="$root/docs/benchmarks.md"
 command_line=""
 for var in BENCH_SHAPES BENCH_RUNS BENCH_ORDER BENCH_HOLD BENCH_CLIENTS BENCH_DATA_PARENT; do
     if [ -n "${!var:-}" ]; then
@@ -58,34 +60,13 @@ for var in BENCH_SHAPES BENCH_RUNS BENCH_ORDER BENCH_HOLD BENCH_CLIENTS BENCH_DA
 done
 command_line+="bench/idle.sh"
 
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DPARTY_TESTS=OFF >/dev/null
-cmake --build "$build" -j "$(nproc)" --target partyd wsbench >/dev/null
+bench_build_release partyd wsbench
 
 mkdir -p "$data_parent"
 work=$(mktemp -d "$data_parent/idle-XXXXXX")
 cc -O2 -shared -fPIC -I "$root/include" "$root/tests/integration/probe_party.c" -o "$work/probe.so"
 log="$work/partyd.log"
-partyd_pid=""
 client_pids=()
-
-# Stops the partyd this script started, by its pid: SIGTERM, then SIGKILL
-# after 15 s.
-stop_partyd() {
-    if [ -z "$partyd_pid" ]; then
-        return 0
-    fi
-    kill -TERM "$partyd_pid" 2>/dev/null || true
-    for _ in $(seq 150); do
-        kill -0 "$partyd_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$partyd_pid" 2>/dev/null; then
-        echo "idle.sh: partyd $partyd_pid ignored SIGTERM; killing it" >&2
-        kill -KILL "$partyd_pid" 2>/dev/null || true
-    fi
-    wait "$partyd_pid" 2>/dev/null || true
-    partyd_pid=""
-}
 
 # Stops the wsbench clients this script started that still run.
 stop_clients() {
@@ -99,7 +80,7 @@ stop_clients() {
 
 cleanup() {
     stop_clients
-    stop_partyd
+    bench_stop_server
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -109,38 +90,14 @@ trap cleanup EXIT
 # from its "listening on" line (waiting at most 10 s).
 start_partyd() {
     rm -rf "$work/data"
-    : >"$log"
-    PARTYD_PROBE_HIBERNATE=1 "$build/partyd" --port 0 --data "$work/data" \
-        --party "probe=$work/probe.so" --hibernate-after 1 --idle-timeout 1 \
-        --log-level debug 2>"$log" &
-    partyd_pid=$!
-    port=""
-    for _ in $(seq 100); do
-        port=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log" | head -n1)
-        if [ -n "$port" ]; then
-            return 0
-        fi
-        if ! kill -0 "$partyd_pid" 2>/dev/null; then
-            break
-        fi
-        sleep 0.1
-    done
-    echo "idle.sh: partyd did not start; its log:" >&2
-    cat "$log" >&2
-    exit 1
+    PARTYD_PROBE_HIBERNATE=1 bench_start_partyd "$log" --data "$work/data" \
+        --party "probe=$work/probe.so" --hibernate-after 1 --idle-timeout 1 --log-level debug
 }
 
-anon_kb() { # Anonymous memory of partyd (heap, thread stacks, mmaps), KiB
-    awk '/^Anonymous:/ { print $2 }' "/proc/$partyd_pid/smaps_rollup"
-}
+anon_kb() { bench_anon_kb "$bench_server_pid"; }
+rss_kb() { bench_rss_kb "$bench_server_pid"; }
 
-rss_kb() {
-    awk '/^VmRSS:/ { print $2 }' "/proc/$partyd_pid/status"
-}
-
-field() { # field NAME JSON
-    sed -E "s/.*\"$1\":([0-9.]+).*/\1/" <<<"$2"
-}
+field() { bench_field "$@"; }
 
 # Rooms whose last hibernation or eviction line in partyd's log is $1
 # ("hibernated" or "evicted"), and (for "hibernated") the connections they
@@ -271,7 +228,7 @@ measure() {
         sleep 1
         m_anon2=$(anon_kb)
     fi
-    stop_partyd
+    bench_stop_server
     # What partyd warned about (refused connections, say).
     grep -E '^[^ ]+ (warn|error) ' "$log" >&2 || true
     if [ "$m_opened" = 0 ]; then
@@ -330,16 +287,10 @@ for shape in $shapes; do
     done
 done
 
-cpu=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -n1)
+cpu=$(bench_cpu_model)
 mem=$(awk '/^MemTotal:/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
 libc=$(getconf GNU_LIBC_VERSION 2>/dev/null || echo "libc unknown")
-revision=$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)
-# Untracked sources count too: say which files differ from the revision.
-changes=$(git -C "$root" status --porcelain -- src include parties CMakeLists.txt 2>/dev/null |
-    awk '{ print $2 }' | tr '\n' ' ' | sed 's/ $//')
-if [ -n "$changes" ]; then
-    revision="$revision plus uncommitted $changes"
-fi
+revision=$(bench_revision)
 table="| rooms | connections | opened | failed | handshakes/s | anonymous KiB (before → held) | anon B/conn | anon B/conn, each run | VmRSS KiB (before → held) | RSS B/conn | anon KiB after close |
 |---:|---:|---:|---:|---:|---|---:|---|---|---:|---:|
 $rows
@@ -368,18 +319,5 @@ if [ "${BENCH_NO_DOC:-}" = 1 ]; then
     exit 0
 fi
 
-begin="<!-- idle:begin (written by bench/idle.sh) -->"
-end="<!-- idle:end -->"
-if [ ! -f "$doc" ] || ! grep -qF "$begin" "$doc" || ! grep -qF "$end" "$doc"; then
-    printf '\n## Idle connections\n\n%s\n%s\n' "$begin" "$end" >>"$doc"
-fi
-block=$(mktemp)
-printf '%s\n\n%s\n%s\n\n%s\n' "$begin" "$table" "$machine" "$end" >"$block"
-awk -v begin="$begin" -v end="$end" -v block="$block" '
-    $0 == begin { while ((getline line < block) > 0) print line; skip = 1; next }
-    $0 == end { skip = 0; next }
-    !skip { print }
-' "$doc" >"$doc.tmp"
-mv "$doc.tmp" "$doc"
-rm -f "$block"
-echo "idle.sh: wrote the table into docs/benchmarks.md" >&2
+bench_write_doc idle "Idle connections" "$table
+$machine"

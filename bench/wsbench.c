@@ -6,10 +6,16 @@
  * message it receives means. Prints one human line and one JSON line.
  *
  * Modes: counter, echo (request-response: W messages in flight per
- * connection, each reply answered by the next message); idle (opens the
- * connections, holds them open without a word, answering pings, then
- * closes them: for measuring what an idle connection costs the server).
- * Every connection carries its own id (?_pk=<uuid>), as partysocket does. */
+ * connection, each reply answered by the next message); broadcast (one
+ * sender per room, the room's other connections receive: W messages in
+ * flight, a message leaving the window once every receiver has it); idle
+ * (opens the connections, holds them open without a word, answering pings,
+ * then closes them: for measuring what an idle connection costs the
+ * server); connect (C connections at a time, each opened, upgraded and
+ * closed, then the next). Every connection carries its own id
+ * (?_pk=<uuid>), as partysocket does. Nothing here depends on the server
+ * beyond the URL scheme /parties/<party>/<room> and what the party does
+ * with a message, so the same runs compare partyd with other servers. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -34,13 +40,14 @@
 
 #include <openssl/evp.h>
 
+#include "common.h"
 #include "ws.h"
 
 #define MAX_CONNS 200000
 #define MAX_ROOMS 1000000
 #define MAX_INFLIGHT 4096
 #define MAX_SIZE (16u * 1024 * 1024)
-#define MAX_SECONDS 3600.0
+#define MAX_SOURCES 250          /* source addresses 127.0.0.x tried in turn */
 #define CONNECT_WINDOW 256       /* handshakes under way at once */
 #define HANDSHAKE_MAX 8192       /* bytes of the server's 101 answer */
 #define DRAIN_SECONDS 5.0        /* wait for replies still in flight */
@@ -55,7 +62,8 @@ typedef struct bench_options {
     const char *host;
     int port;
     const char *party;  /* NULL: the mode's own */
-    const char *source; /* local address to connect from; NULL: the kernel's choice */
+    const char *source; /* first local address to connect from; NULL: the kernel's choice */
+    long max_sources;   /* source addresses to move through as local ports run out */
     const char *room_prefix;
     long rooms, conns, inflight;
     int grouped; /* connection k to room k*R/C, not k mod R */
@@ -155,9 +163,22 @@ typedef struct bconn {
     party__ws_reader reader;
     uint64_t *sent_at; /* send times of the messages in flight, oldest first */
     uint32_t ring_head, ring_len;
-    uint64_t next_seq, reply_seq;
+    uint64_t next_seq, reply_seq; /* broadcast receiver: reply_seq is the next expected */
+    uint64_t received;            /* broadcast receiver: messages received */
+    uint64_t t_start;             /* when connect() was called */
+    uint64_t t_close_seen;        /* connect: when the server's Close came; 0: not yet */
     long long last_value;
 } bconn;
+
+/* broadcast: a room's sender and its window. got[seq % W] counts the
+ * receivers that have message seq, for base <= seq < next_seq. */
+typedef struct broom {
+    long sender;    /* index of the sending connection */
+    long receivers; /* open receivers */
+    uint64_t next_seq, base;
+    uint32_t *got;
+    int stopped; /* the sender is gone */
+} broom;
 
 /* A mode: what is sent when a connection opens and when a message comes. */
 typedef struct bench_mode {
@@ -175,13 +196,23 @@ typedef struct bench_mode {
      * once every connection is open or failed, the open ones are held for
      * --duration (no warm-up). 0: a failure to open ends the run. */
     int hold;
+    /* 1: connections open and close all the time (connect): the run does
+     * not wait for all to be open; a slot whose connection closed cleanly
+     * opens the next one. */
+    int cycle;
+    /* Optional: every connection is open (non-hold modes). */
+    void (*on_all_open)(bench *b);
+    /* Optional: c, open until now, is closing for good (not yet closed). */
+    void (*on_conn_gone)(bench *b, bconn *c);
+    /* Optional: the drain is over; count what never came. */
+    void (*on_drained)(bench *b);
 } bench_mode;
 
 struct bench {
     const bench_options *opt;
     const bench_mode *mode;
     const char *party;
-    struct sockaddr_in addr, source;
+    struct sockaddr_in addr;
     int epfd;
     bconn *conns;
     long next_to_start, n_connecting, n_open, n_finished;
@@ -197,13 +228,20 @@ struct bench {
     char *payload;  /* the fixed part of every message, opt->size bytes */
     uint64_t rng;
     char *read_buf;
+    /* source addresses: source_index 0 is --source (or the kernel's
+     * choice), k is that address + k */
+    struct sockaddr_in source_base;
+    int have_source;
+    long source_index;
+    /* broadcast */
+    broom *brooms;
+    uint64_t sent_total, sent_measured, lost, out_of_order, to_sender;
+    /* connect: slots whose connection closed, to open again */
+    long *restart;
+    long n_restart;
+    uint64_t cycles, handshakes_measured;
+    uint64_t t_last_sweep;
 };
-
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static uint64_t seconds_ns(double s) {
     return (uint64_t)(s * 1e9);
@@ -212,10 +250,7 @@ static uint64_t seconds_ns(double s) {
 /* xorshift64*: mask keys. RFC 6455 wants them unpredictable to
  * intermediaries; on loopback, against our own server, this suffices. */
 static uint32_t rng_next(bench *b) {
-    b->rng ^= b->rng >> 12;
-    b->rng ^= b->rng << 25;
-    b->rng ^= b->rng >> 27;
-    return (uint32_t)((b->rng * 0x2545F4914F6CDD1Dull) >> 32);
+    return (uint32_t)(bench_rng_next(&b->rng) >> 32);
 }
 
 static void conn_error(bench *b, bconn *c, const char *fmt, ...)
@@ -333,7 +368,7 @@ static void rr_send(bench *b, bconn *c) {
         return;
     rr_payload(b, c->next_seq, payload);
     party__ws_mask(payload, size, key, 0);
-    c->sent_at[(c->ring_head + c->ring_len) % (uint32_t)b->opt->inflight] = now_ns();
+    c->sent_at[(c->ring_head + c->ring_len) % (uint32_t)b->opt->inflight] = bench_now_ns();
     c->ring_len++;
     c->next_seq++;
     b->in_flight++;
@@ -350,7 +385,7 @@ static void rr_open(bench *b, bconn *c) {
 }
 
 static void rr_message(bench *b, bconn *c, const party__ws_event *ev) {
-    uint64_t now = now_ns(), sent;
+    uint64_t now = bench_now_ns(), sent;
     const char *why = NULL;
 
     if (c->ring_len == 0) {
@@ -440,16 +475,186 @@ static void idle_message(bench *b, bconn *c, const party__ws_event *ev) {
     b->msgs_total++;
 }
 
+/* ---- broadcast ---- */
+
+/* Message seq of a room: 16 hex digits of seq, 16 of the send time (ns,
+ * this process's monotonic clock), then the fixed payload. */
+#define BCAST_HEADER 32
+
+static int hex16(const char *p, uint64_t *out) {
+    uint64_t v = 0;
+    int i;
+    for (i = 0; i < 16; i++) {
+        char ch = p[i];
+        v <<= 4;
+        if (ch >= '0' && ch <= '9')
+            v |= (uint64_t)(ch - '0');
+        else if (ch >= 'a' && ch <= 'f')
+            v |= (uint64_t)(ch - 'a' + 10);
+        else
+            return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Sends as many messages as the room's window allows, in one write. */
+static void bcast_fill(bench *b, broom *r) {
+    bconn *c = &b->conns[r->sender];
+    size_t size = b->opt->size;
+    int queued = 0;
+
+    while (!r->stopped && sending(b) && r->next_seq - r->base < (uint64_t)b->opt->inflight &&
+           c->state == CONN_OPEN) {
+        uint8_t key[4];
+        char head[BCAST_HEADER + 1];
+        char *payload = frame_append(b, c, PARTY__WS_TEXT, size, key);
+        if (payload == NULL)
+            return;
+        snprintf(head, sizeof(head), "%016" PRIx64 "%016" PRIx64, r->next_seq, bench_now_ns());
+        memcpy(payload, head, BCAST_HEADER);
+        memcpy(payload + BCAST_HEADER, b->payload + BCAST_HEADER, size - BCAST_HEADER);
+        party__ws_mask(payload, size, key, 0);
+        r->got[r->next_seq % (uint64_t)b->opt->inflight] = 0;
+        r->next_seq++;
+        b->in_flight++;
+        b->sent_total++;
+        if (b->phase == PHASE_MEASURE)
+            b->sent_measured++;
+        queued = 1;
+    }
+    if (queued)
+        conn_flush(b, c);
+}
+
+/* Moves the window past the messages every receiver has; refills it. */
+static void bcast_advance(bench *b, broom *r) {
+    uint64_t w = (uint64_t)b->opt->inflight;
+    int moved = 0;
+    while (r->base < r->next_seq && r->got[r->base % w] >= (uint32_t)r->receivers) {
+        r->base++;
+        b->in_flight--;
+        moved = 1;
+    }
+    if (moved)
+        bcast_fill(b, r);
+}
+
+static void bcast_open(bench *b, bconn *c) {
+    (void)b;
+    (void)c;
+}
+
+/* Every connection is open: the senders start. */
+static void bcast_all_open(bench *b) {
+    long i;
+    for (i = 0; i < b->opt->rooms; i++)
+        bcast_fill(b, &b->brooms[i]);
+}
+
+static void bcast_message(bench *b, bconn *c, const party__ws_event *ev) {
+    broom *r = &b->brooms[c->room];
+    uint64_t seq, sent, now = bench_now_ns();
+
+    b->msgs_total++;
+    if (c->index == r->sender) {
+        b->to_sender++; /* a party that echoes to the sender too: not counted */
+        return;
+    }
+    if (ev->data.len != b->opt->size || hex16(ev->data.ptr, &seq) != 0 ||
+        hex16(ev->data.ptr + 16, &sent) != 0) {
+        conn_error(b, c, "not a message of this run (%zu bytes)", ev->data.len);
+        return;
+    }
+    if (seq >= r->next_seq) {
+        conn_error(b, c, "message %" PRIu64 " was never sent", seq);
+        return;
+    }
+    if (seq == c->reply_seq) {
+        c->reply_seq++;
+    } else {
+        b->out_of_order++; /* a gap (later, maybe lost) or one behind */
+        if (seq > c->reply_seq)
+            c->reply_seq = seq + 1;
+    }
+    c->received++;
+    if (b->phase == PHASE_MEASURE) {
+        b->msgs_measured++;
+        hist_add(&b->hist, now > sent ? now - sent : 0);
+    }
+    if (seq >= r->base) {
+        r->got[seq % (uint64_t)b->opt->inflight]++;
+        bcast_advance(b, r);
+    }
+}
+
+/* A receiver that goes no longer holds the window; a sender that goes
+ * ends its room's messages. */
+static void bcast_gone(bench *b, bconn *c) {
+    broom *r = &b->brooms[c->room];
+    if (c->index == r->sender) {
+        r->stopped = 1;
+        b->in_flight -= r->next_seq - r->base;
+        r->base = r->next_seq;
+        return;
+    }
+    r->receivers--;
+    bcast_advance(b, r);
+}
+
+/* What each receiver still open never got of what its room sent. */
+static void bcast_drained(bench *b) {
+    long i;
+    for (i = 0; i < b->opt->conns; i++) {
+        bconn *c = &b->conns[i];
+        broom *r = &b->brooms[c->room];
+        if (c->index != r->sender && c->state == CONN_OPEN && c->received < r->next_seq)
+            b->lost += r->next_seq - c->received;
+    }
+}
+
+/* ---- connect ---- */
+
+/* connect: the handshake is what is measured; the connection closes at
+ * once (Close frame, then waiting for the server's Close and its end of
+ * the TCP connection, so that the server, not us, holds TIME_WAIT, as
+ * RFC 6455 has it). */
+static void connect_open(bench *b, bconn *c) {
+    static const char bye[2] = {(char)(1000 >> 8), (char)(1000 & 0xFF)};
+    uint64_t now = bench_now_ns();
+    if (b->phase == PHASE_MEASURE) {
+        b->handshakes_measured++;
+        hist_add(&b->hist, now - c->t_start);
+    }
+    if (queue_frame(b, c, PARTY__WS_CLOSE, bye, sizeof(bye)) != 0)
+        return;
+    c->state = CONN_CLOSING;
+}
+
+static void connect_message(bench *b, bconn *c, const party__ws_event *ev) {
+    (void)c;
+    (void)ev;
+    b->msgs_total++;
+}
+
 static void rr_report(const bench *b);
 static void idle_report(const bench *b);
+static void bcast_report(const bench *b);
+static void connect_report(const bench *b);
 
 static const bench_mode modes[] = {
     {"counter", "counter", "request-response on the durable counter (each reply after commit)",
-     rr_open, rr_message, counter_check, rr_report, 0},
+     rr_open, rr_message, counter_check, rr_report, 0, 0, NULL, NULL, NULL},
     {"echo", "echo", "request-response on the echo party (no storage)", rr_open, rr_message,
-     echo_check, rr_report, 0},
+     echo_check, rr_report, 0, 0, NULL, NULL, NULL},
+    {"broadcast", "chat",
+     "one sender per room, W messages in flight, to the room's C/R-1 others (chat party)",
+     bcast_open, bcast_message, NULL, bcast_report, 0, 0, bcast_all_open, bcast_gone,
+     bcast_drained},
     {"idle", "echo", "opens C connections, holds them open without sending for D seconds",
-     idle_open, idle_message, NULL, idle_report, 1},
+     idle_open, idle_message, NULL, idle_report, 1, 0, NULL, NULL, NULL},
+    {"connect", "echo", "C at a time: open, upgrade, close, open the next (handshakes/s)",
+     connect_open, connect_message, NULL, connect_report, 0, 1, NULL, NULL, NULL},
 };
 
 /* ---- connections ---- */
@@ -481,6 +686,14 @@ static void conn_close(bench *b, bconn *c) {
         b->n_open--;
         if (c->state == CONN_OPEN && b->phase < PHASE_CLOSE)
             b->n_dropped++;
+        if (b->mode->on_conn_gone != NULL && b->phase < PHASE_CLOSE)
+            b->mode->on_conn_gone(b, c);
+        /* connect: a clean close frees the slot for the next connection */
+        if (b->mode->cycle && c->state == CONN_CLOSING) {
+            b->cycles++;
+            if (sending(b))
+                b->restart[b->n_restart++] = c->index;
+        }
     }
     b->in_flight -= c->ring_len;
     if (b->phase <= PHASE_DRAIN)
@@ -495,6 +708,7 @@ static void conn_close(bench *b, bconn *c) {
     b->n_finished++;
     free(c->head);
     c->head = NULL;
+    c->head_len = 0;
     free(c->out);
     c->out = NULL;
     c->out_len = c->out_off = c->out_cap = 0;
@@ -518,10 +732,34 @@ static void uuid_format(unsigned char raw[16], char out[37]) {
     out[j] = '\0';
 }
 
+/* The source address to connect from now; NULL: the kernel's choice. */
+static const struct sockaddr_in *source_now(bench *b, struct sockaddr_in *buf) {
+    if (b->source_index == 0 && !b->have_source)
+        return NULL;
+    *buf = b->source_base;
+    buf->sin_addr.s_addr = htonl(ntohl(b->source_base.sin_addr.s_addr) + (uint32_t)b->source_index);
+    return buf;
+}
+
+/* Moves to the next source address (no local port left on this one
+ * towards the server). 0, or -1 if --max-sources are used up. */
+static int source_next(bench *b) {
+    struct sockaddr_in from;
+    char text[INET_ADDRSTRLEN];
+    if (b->source_index + 1 >= b->opt->max_sources ||
+        (ntohl(b->source_base.sin_addr.s_addr) & 0xFF) + (uint32_t)b->source_index + 1 > 254)
+        return -1;
+    b->source_index++;
+    source_now(b, &from);
+    inet_ntop(AF_INET, &from.sin_addr, text, sizeof(text));
+    fprintf(stderr, "wsbench: no local port left; connecting from %s now\n", text);
+    return 0;
+}
+
 static void conn_start(bench *b, bconn *c) {
     unsigned char raw[32];
     struct epoll_event ev;
-    int one = 1;
+    struct sockaddr_in from;
 
     if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
         uint64_t x = b->rng ^ (uint64_t)c->index;
@@ -531,32 +769,33 @@ static void conn_start(bench *b, bconn *c) {
     }
     EVP_EncodeBlock((unsigned char *)c->key, raw, 16);
     uuid_format(raw + 16, c->pk);
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     c->state = CONN_CONNECTING;
+    c->t_start = bench_now_ns();
     b->n_connecting++;
+    /* Out of local ports (each connection to the server takes one of the
+     * source address's ephemeral range, and so does each TIME_WAIT left
+     * behind): go on from the next 127.0.0.x. */
+    while ((c->fd = bench_tcp_connect(&b->addr, source_now(b, &from))) < 0 &&
+           (errno == EADDRNOTAVAIL || errno == EADDRINUSE) && source_next(b) == 0)
+        ;
     if (c->fd < 0) {
-        conn_error(b, c, "socket: %s", strerror(errno));
+        conn_error(b, c, "connect: %s", strerror(errno));
         return;
-    }
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (b->opt->source != NULL) {
-        /* The port is chosen at connect(), per destination: each source
-         * address then has the whole ephemeral range towards the server. */
-        setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
-        if (bind(c->fd, (struct sockaddr *)&b->source, sizeof(b->source)) != 0) {
-            conn_error(b, c, "bind %s: %s", b->opt->source, strerror(errno));
-            return;
-        }
     }
     ev.events = EPOLLOUT | EPOLLIN | EPOLLRDHUP;
     ev.data.ptr = c;
     c->polling_out = 1;
-    if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
+    if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0)
         conn_error(b, c, "epoll_ctl: %s", strerror(errno));
-        return;
-    }
-    if (connect(c->fd, (struct sockaddr *)&b->addr, sizeof(b->addr)) != 0 && errno != EINPROGRESS)
-        conn_error(b, c, "connect: %s", strerror(errno));
+}
+
+/* connect: a slot whose connection closed gets a fresh one. */
+static void conn_restart(bench *b, bconn *c) {
+    c->state = CONN_IDLE;
+    c->polling_out = 0;
+    c->t_close_seen = 0;
+    b->n_finished--;
+    conn_start(b, c);
 }
 
 /* Starts connections while fewer than CONNECT_WINDOW handshakes run (only
@@ -564,6 +803,9 @@ static void conn_start(bench *b, bconn *c) {
 static void start_more(bench *b) {
     while (b->phase == PHASE_CONNECT && b->next_to_start < b->opt->conns &&
            b->n_connecting < CONNECT_WINDOW)
+        conn_start(b, &b->conns[b->next_to_start++]);
+    /* connect: C at a time is the point, whatever C is */
+    while (b->mode->cycle && sending(b) && b->next_to_start < b->opt->conns)
         conn_start(b, &b->conns[b->next_to_start++]);
 }
 
@@ -606,34 +848,12 @@ static void conn_feed(bench *b, bconn *c, char *data, size_t len) {
         conn_error(b, c, "bad frame from the server (%d)", r);
 }
 
-/* The value of header name in a response head, or an empty slice. */
-static party__slice head_value(const char *head, size_t len, const char *name) {
-    size_t name_len = strlen(name);
-    const char *p = memchr(head, '\n', len), *end = head + len;
-    while (p != NULL && p + 1 < end) {
-        const char *line = p + 1, *eol = memchr(line, '\n', (size_t)(end - line));
-        if (eol == NULL)
-            break;
-        if ((size_t)(eol - line) > name_len && strncasecmp(line, name, name_len) == 0 &&
-            line[name_len] == ':') {
-            const char *v = line + name_len + 1, *v_end = eol;
-            while (v < v_end && (*v == ' ' || *v == '\t'))
-                v++;
-            while (v_end > v && (v_end[-1] == '\r' || v_end[-1] == ' ' || v_end[-1] == '\t'))
-                v_end--;
-            return party__slice_make(v, (size_t)(v_end - v));
-        }
-        p = eol;
-    }
-    return party__slice_make(NULL, 0);
-}
-
 static void conn_opened(bench *b, bconn *c) {
     c->state = CONN_OPEN;
     b->n_connecting--;
     b->n_open++;
     b->n_opened++;
-    b->t_last_open = now_ns();
+    b->t_last_open = bench_now_ns();
     party__ws_reader_init(&c->reader, b->opt->size > 65536 ? b->opt->size : 65536, 0);
     b->mode->on_open(b, c);
     start_more(b);
@@ -643,9 +863,8 @@ static void conn_opened(bench *b, bconn *c) {
  * with the right accept value; what follows it is WebSocket data. */
 static void handshake_read(bench *b, bconn *c, char *data, size_t len) {
     char expected[29];
-    char *end;
-    size_t head_len, rest;
-    party__slice accept;
+    size_t head_len, rest, accept_len;
+    const char *accept;
 
     if (c->head == NULL && (c->head = malloc(HANDSHAKE_MAX + 1)) == NULL) {
         conn_error(b, c, "out of memory");
@@ -658,11 +877,10 @@ static void handshake_read(bench *b, bconn *c, char *data, size_t len) {
     memcpy(c->head + c->head_len, data, len);
     c->head_len += len;
     c->head[c->head_len] = '\0';
-    end = strstr(c->head, "\r\n\r\n");
-    if (end == NULL)
+    head_len = bench_http_head_len(c->head, c->head_len);
+    if (head_len == 0)
         return;
-    head_len = (size_t)(end - c->head) + 4;
-    if (strncmp(c->head, "HTTP/1.1 101 ", 13) != 0) {
+    if (bench_http_status(c->head, head_len) != 101) {
         char *eol = strchr(c->head, '\r');
         if (eol != NULL)
             *eol = '\0';
@@ -670,8 +888,9 @@ static void handshake_read(bench *b, bconn *c, char *data, size_t len) {
         return;
     }
     party__ws_accept_value(party__slice_make(c->key, strlen(c->key)), expected);
-    accept = head_value(c->head, head_len, "Sec-WebSocket-Accept");
-    if (accept.len != strlen(expected) || memcmp(accept.ptr, expected, accept.len) != 0) {
+    accept = bench_http_header(c->head, head_len, "Sec-WebSocket-Accept", &accept_len);
+    if (accept == NULL || accept_len != strlen(expected) ||
+        memcmp(accept, expected, accept_len) != 0) {
         conn_error(b, c, "wrong Sec-WebSocket-Accept");
         return;
     }
@@ -704,7 +923,11 @@ static int feed_cb(void *arg, const party__ws_event *ev) {
     case PARTY__WS_EV_PONG:
         break;
     case PARTY__WS_EV_CLOSE:
-        if (c->state == CONN_CLOSING) {
+        if (c->state == CONN_CLOSING && b->mode->cycle) {
+            /* the server ends the TCP connection next: wait for it */
+            if (c->t_close_seen == 0)
+                c->t_close_seen = bench_now_ns();
+        } else if (c->state == CONN_CLOSING) {
             conn_close(b, c);
         } else {
             conn_error(b, c, "the server closed the connection: %d %.*s", ev->close_code,
@@ -775,7 +998,7 @@ static void begin_close(bench *b) {
     long i;
     static const char bye[2] = {(char)(1000 >> 8), (char)(1000 & 0xFF)};
     b->phase = PHASE_CLOSE;
-    b->t_phase_deadline = now_ns() + seconds_ns(CLOSE_SECONDS);
+    b->t_phase_deadline = bench_now_ns() + seconds_ns(CLOSE_SECONDS);
     for (i = 0; i < b->opt->conns; i++) {
         bconn *c = &b->conns[i];
         if (c->state == CONN_OPEN) {
@@ -804,10 +1027,16 @@ static void begin_hold(bench *b, uint64_t now) {
 
 /* Moves to the next phase when its time (or its condition) has come. */
 static void advance(bench *b) {
-    uint64_t now = now_ns();
+    uint64_t now = bench_now_ns();
     switch (b->phase) {
     case PHASE_CONNECT:
-        if (b->mode->hold) {
+        if (b->mode->cycle) {
+            /* connect: the connections under way are the load itself */
+            b->t_all_open = now;
+            b->phase = PHASE_WARMUP;
+            b->t_phase_deadline = now + seconds_ns(b->opt->warmup);
+            advance(b);
+        } else if (b->mode->hold) {
             long i;
             start_more(b); /* in place of those that failed */
             if (b->next_to_start < b->opt->conns || b->n_connecting > 0) {
@@ -827,6 +1056,8 @@ static void advance(bench *b) {
             b->t_all_open = now;
             b->phase = PHASE_WARMUP;
             b->t_phase_deadline = now + seconds_ns(b->opt->warmup);
+            if (b->mode->on_all_open != NULL)
+                b->mode->on_all_open(b);
             advance(b);
         } else if (b->n_finished > 0 || now >= b->t_phase_deadline) {
             fprintf(stderr, "wsbench: only %ld of %ld connections opened%s\n", b->n_open,
@@ -854,11 +1085,21 @@ static void advance(bench *b) {
         }
         break;
     case PHASE_DRAIN:
+        if (b->mode->cycle) {
+            /* connect: the connections under way finish */
+            b->in_flight = (uint64_t)(b->n_connecting + b->n_open);
+            b->n_restart = 0;
+        }
         if (b->in_flight == 0 || now >= b->t_phase_deadline) {
             b->unanswered += b->in_flight;
             if (b->in_flight > 0)
-                fprintf(stderr, "wsbench: %" PRIu64 " replies did not come within %.0f s\n",
-                        b->in_flight, DRAIN_SECONDS);
+                fprintf(stderr, "wsbench: %" PRIu64 " %s did not %s within %.0f s\n", b->in_flight,
+                        b->mode->cycle ? "connections" : "replies",
+                        b->mode->cycle ? "finish" : "come", DRAIN_SECONDS);
+            if (b->mode->on_drained != NULL)
+                b->mode->on_drained(b);
+            if (b->mode->cycle)
+                b->in_flight = 0;
             begin_close(b);
             advance(b);
         }
@@ -872,15 +1113,36 @@ static void advance(bench *b) {
     }
 }
 
+/* connect: opens the slots that closed (after the batch of events, which
+ * may still name their old connection); closes connections whose server
+ * sent its Close but kept the TCP connection open for CLOSE_SECONDS. */
+static void cycle_tick(bench *b) {
+    uint64_t now = bench_now_ns();
+    long i;
+    while (b->n_restart > 0 && sending(b))
+        conn_restart(b, &b->conns[b->restart[--b->n_restart]]);
+    if (now - b->t_last_sweep < 100000000u)
+        return;
+    b->t_last_sweep = now;
+    for (i = 0; i < b->opt->conns; i++) {
+        bconn *c = &b->conns[i];
+        if (c->state == CONN_CLOSING && c->t_close_seen != 0 &&
+            now - c->t_close_seen > seconds_ns(CLOSE_SECONDS))
+            conn_close(b, c);
+    }
+    while (b->n_restart > 0 && sending(b))
+        conn_restart(b, &b->conns[b->restart[--b->n_restart]]);
+}
+
 static int run(bench *b) {
     struct epoll_event events[EVENTS_PER_WAIT];
 
-    b->t_begin = now_ns();
+    b->t_begin = bench_now_ns();
     b->phase = PHASE_CONNECT;
     b->t_phase_deadline = b->t_begin + seconds_ns(b->opt->connect_timeout);
     start_more(b);
     while (b->phase != PHASE_DONE) {
-        uint64_t now = now_ns();
+        uint64_t now = bench_now_ns();
         int timeout_ms, n, i;
 
         advance(b);
@@ -888,6 +1150,8 @@ static int run(bench *b) {
             break;
         timeout_ms =
             b->t_phase_deadline > now ? (int)((b->t_phase_deadline - now + 999999) / 1000000) : 0;
+        if (b->mode->cycle && timeout_ms > 100)
+            timeout_ms = 100; /* the sweep of cycle_tick */
         n = epoll_wait(b->epfd, events, EVENTS_PER_WAIT, timeout_ms);
         if (n < 0 && errno != EINTR) {
             fprintf(stderr, "wsbench: epoll_wait: %s\n", strerror(errno));
@@ -898,6 +1162,8 @@ static int run(bench *b) {
             if (c->state != CONN_DONE)
                 conn_event(b, c, events[i].events);
         }
+        if (b->mode->cycle)
+            cycle_tick(b);
     }
     return 0;
 }
@@ -960,10 +1226,75 @@ static void idle_report(const bench *b) {
            "\"source\":\"%s\",\"rooms\":%ld,\"conns\":%ld,\"opened\":%ld,\"failed\":%ld,"
            "\"connect_s\":%.3f,\"handshakes_per_s\":%.1f,\"held_s\":%.3f,\"dropped\":%ld,"
            "\"msgs_received\":%" PRIu64 ",\"pings\":%" PRIu64 ",\"errors\":%" PRIu64
-           ",\"client_user_s\":%.3f,\"client_sys_s\":%.3f}\n",
+           ",\"sources\":%ld,\"client_user_s\":%.3f,\"client_sys_s\":%.3f}\n",
            b->mode->name, b->party, o->host, o->port, o->source != NULL ? o->source : "", o->rooms,
            o->conns, b->n_opened, b->n_failed, connect_s, rate, held_s, b->n_dropped, b->msgs_total,
-           b->pings, b->errors, user, sys);
+           b->pings, b->errors, b->source_index + 1, user, sys);
+    fflush(stdout);
+}
+
+/* Deliveries per second, fan-out latency (sending to receiving, per
+ * delivery), and what went missing. */
+static void bcast_report(const bench *b) {
+    double user, sys;
+    double secs = (double)(b->t_measure_end - b->t_measure) / 1e9;
+    double rate = secs > 0 ? (double)b->msgs_measured / secs : 0;
+    double sent_rate = secs > 0 ? (double)b->sent_measured / secs : 0;
+    double p50 = (double)hist_quantile(&b->hist, 0.50) / 1e3;
+    double p99 = (double)hist_quantile(&b->hist, 0.99) / 1e3;
+    double p999 = (double)hist_quantile(&b->hist, 0.999) / 1e3;
+    double max = (double)b->hist.max / 1e3;
+    const bench_options *o = b->opt;
+
+    client_cpu(&user, &sys);
+    printf("wsbench %s: %ld conns over %ld rooms (1 sender each), window %ld, %zu B: "
+           "%.0f deliveries/s (%.0f msgs/s sent), fan-out latency p50 %.3f ms p99 %.3f ms "
+           "p99.9 %.3f ms max %.3f ms (%" PRIu64 " deliveries in %.2f s; %" PRIu64 " lost, %" PRIu64
+           " out of order, %" PRIu64 " errors, %" PRIu64 " unanswered)\n",
+           b->mode->name, o->conns, o->rooms, o->inflight, o->size, rate, sent_rate, p50 / 1e3,
+           p99 / 1e3, p999 / 1e3, max / 1e3, b->msgs_measured, secs, b->lost, b->out_of_order,
+           b->errors, b->unanswered);
+    printf("{\"tool\":\"wsbench\",\"mode\":\"%s\",\"party\":\"%s\",\"host\":\"%s\",\"port\":%d,"
+           "\"rooms\":%ld,\"conns\":%ld,\"inflight\":%ld,\"size\":%zu,\"warmup_s\":%g,"
+           "\"duration_s\":%.3f,\"deliveries\":%" PRIu64 ",\"deliveries_per_s\":%.1f,"
+           "\"sent\":%" PRIu64 ",\"msgs_per_s\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
+           "\"p999_us\":%.1f,\"max_us\":%.1f,\"lost\":%" PRIu64 ",\"out_of_order\":%" PRIu64
+           ",\"to_sender\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"unanswered\":%" PRIu64
+           ",\"client_user_s\":%.3f,\"client_sys_s\":%.3f}\n",
+           b->mode->name, b->party, o->host, o->port, o->rooms, o->conns, o->inflight, o->size,
+           o->warmup, secs, b->msgs_measured, rate, b->sent_total, sent_rate, p50, p99, p999, max,
+           b->lost, b->out_of_order, b->to_sender, b->errors, b->unanswered, user, sys);
+    fflush(stdout);
+}
+
+/* Handshakes per second while measuring and their latency (connect() to
+ * the whole 101 answer). */
+static void connect_report(const bench *b) {
+    double user, sys;
+    double secs = (double)(b->t_measure_end - b->t_measure) / 1e9;
+    double rate = secs > 0 ? (double)b->handshakes_measured / secs : 0;
+    double p50 = (double)hist_quantile(&b->hist, 0.50) / 1e3;
+    double p99 = (double)hist_quantile(&b->hist, 0.99) / 1e3;
+    double p999 = (double)hist_quantile(&b->hist, 0.999) / 1e3;
+    double max = (double)b->hist.max / 1e3;
+    const bench_options *o = b->opt;
+
+    client_cpu(&user, &sys);
+    printf("wsbench %s: %ld at a time over %ld rooms: %.0f handshakes/s, handshake latency "
+           "p50 %.3f ms p99 %.3f ms p99.9 %.3f ms max %.3f ms (%" PRIu64 " in %.2f s; %" PRIu64
+           " connections opened and closed in all, %ld failed, %" PRIu64
+           " errors, %ld source addresses)\n",
+           b->mode->name, o->conns, o->rooms, rate, p50 / 1e3, p99 / 1e3, p999 / 1e3, max / 1e3,
+           b->handshakes_measured, secs, b->cycles, b->n_failed, b->errors, b->source_index + 1);
+    printf("{\"tool\":\"wsbench\",\"mode\":\"%s\",\"party\":\"%s\",\"host\":\"%s\",\"port\":%d,"
+           "\"rooms\":%ld,\"conns\":%ld,\"warmup_s\":%g,\"duration_s\":%.3f,"
+           "\"handshakes\":%" PRIu64 ",\"handshakes_per_s\":%.1f,\"p50_us\":%.1f,"
+           "\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,\"cycles\":%" PRIu64
+           ",\"failed\":%ld,\"errors\":%" PRIu64 ",\"unanswered\":%" PRIu64
+           ",\"sources\":%ld,\"client_user_s\":%.3f,\"client_sys_s\":%.3f}\n",
+           b->mode->name, b->party, o->host, o->port, o->rooms, o->conns, o->warmup, secs,
+           b->handshakes_measured, rate, p50, p99, p999, max, b->cycles, b->n_failed, b->errors,
+           b->unanswered, b->source_index + 1, user, sys);
     fflush(stdout);
 }
 
@@ -982,48 +1313,29 @@ static void usage(FILE *to) {
                 "  --host ADDR          server address, 127.x.x.x (default 127.0.0.1)\n"
                 "  --port N             server port (default 1999)\n"
                 "  --party NAME         party to address (default: the mode's)\n"
-                "  --source ADDR        connect from this 127.x.x.x address (default: any)\n"
+                "  --source ADDR        connect from this 127.x.x.x address (default: the\n"
+                "                       kernel's choice, 127.0.0.1)\n"
+                "  --max-sources N      when no local port is left, go on from the next\n"
+                "                       address (127.0.0.2, ...), up to N in all (default 32)\n"
                 "  --room-prefix P      rooms are P-0 .. P-(R-1) (default bench)\n"
                 "  --rooms R            rooms the connections are spread over (default 1)\n"
                 "  --grouped            open each room's connections one after another\n"
                 "                       (default: connection k goes to room k mod R)\n"
                 "  --conns C            connections (default 1)\n"
-                "  --inflight W         messages in flight per connection (default 1)\n"
-                "  --size S             message size in bytes (default 16)\n"
+                "  --inflight W         messages in flight per connection (default 1);\n"
+                "                       broadcast: per room, a message counting until every\n"
+                "                       receiver has it\n"
+                "  --size S             message size in bytes (default 16; broadcast: at\n"
+                "                       least 32, its sequence number and send time)\n"
                 "  --duration D         seconds measured; idle: seconds held (default 10)\n"
+                "  (connect: C is how many handshakes are under way at once)\n"
                 "  --warmup SEC         seconds run before measuring (default 1)\n"
                 "  --connect-timeout S  seconds allowed to open every connection (default 10)\n"
                 "\n"
                 "Prints a summary line and a JSON line on stdout; exits 1 if a connection\n"
-                "failed or a reply was wrong or missing. idle also prints a line\n"
+                "failed or a reply was wrong or missing (broadcast: a message lost or out\n"
+                "of order). idle also prints a line\n"
                 "\"wsbench idle: holding N connections for D s\" when the hold begins.\n");
-}
-
-static int parse_long(const char *flag, const char *text, long min, long max, long *out) {
-    char *end;
-    long v;
-    errno = 0;
-    v = strtol(text, &end, 10);
-    if (end == text || *end != '\0' || errno != 0 || v < min || v > max) {
-        fprintf(stderr, "wsbench: %s: '%s' is not a number in [%ld, %ld]\n", flag, text, min, max);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-static int parse_seconds(const char *flag, const char *text, double min, double *out) {
-    char *end;
-    double v;
-    errno = 0;
-    v = strtod(text, &end);
-    if (end == text || *end != '\0' || errno != 0 || !(v >= min) || v > MAX_SECONDS) {
-        fprintf(stderr, "wsbench: %s: '%s' is not a number of seconds in [%g, %g]\n", flag, text,
-                min, MAX_SECONDS);
-        return -1;
-    }
-    *out = v;
-    return 0;
 }
 
 static int valid_name(const char *s) {
@@ -1040,6 +1352,7 @@ static int valid_name(const char *s) {
 enum {
     OPT_HOST = 256,
     OPT_SOURCE,
+    OPT_MAX_SOURCES,
     OPT_PORT,
     OPT_PARTY,
     OPT_ROOM_PREFIX,
@@ -1057,6 +1370,7 @@ enum {
 static const struct option long_options[] = {
     {"host", required_argument, NULL, OPT_HOST},
     {"source", required_argument, NULL, OPT_SOURCE},
+    {"max-sources", required_argument, NULL, OPT_MAX_SOURCES},
     {"port", required_argument, NULL, OPT_PORT},
     {"party", required_argument, NULL, OPT_PARTY},
     {"room-prefix", required_argument, NULL, OPT_ROOM_PREFIX},
@@ -1086,6 +1400,7 @@ static int parse_args(int argc, char **argv, bench_options *o) {
     o->duration = 10;
     o->warmup = 1;
     o->connect_timeout = 10;
+    o->max_sources = 32;
     while ((opt = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
         switch (opt) {
         case OPT_HOST:
@@ -1094,8 +1409,13 @@ static int parse_args(int argc, char **argv, bench_options *o) {
         case OPT_SOURCE:
             o->source = optarg;
             break;
+        case OPT_MAX_SOURCES:
+            if (bench_parse_long("wsbench", "--max-sources", optarg, 1, MAX_SOURCES,
+                                 &o->max_sources) != 0)
+                return -1;
+            break;
         case OPT_PORT:
-            if (parse_long("--port", optarg, 1, 65535, &v) != 0)
+            if (bench_parse_long("wsbench", "--port", optarg, 1, 65535, &v) != 0)
                 return -1;
             o->port = (int)v;
             break;
@@ -1106,35 +1426,37 @@ static int parse_args(int argc, char **argv, bench_options *o) {
             o->room_prefix = optarg;
             break;
         case OPT_ROOMS:
-            if (parse_long("--rooms", optarg, 1, MAX_ROOMS, &o->rooms) != 0)
+            if (bench_parse_long("wsbench", "--rooms", optarg, 1, MAX_ROOMS, &o->rooms) != 0)
                 return -1;
             break;
         case OPT_GROUPED:
             o->grouped = 1;
             break;
         case OPT_CONNS:
-            if (parse_long("--conns", optarg, 1, MAX_CONNS, &o->conns) != 0)
+            if (bench_parse_long("wsbench", "--conns", optarg, 1, MAX_CONNS, &o->conns) != 0)
                 return -1;
             break;
         case OPT_INFLIGHT:
-            if (parse_long("--inflight", optarg, 1, MAX_INFLIGHT, &o->inflight) != 0)
+            if (bench_parse_long("wsbench", "--inflight", optarg, 1, MAX_INFLIGHT, &o->inflight) !=
+                0)
                 return -1;
             break;
         case OPT_SIZE:
-            if (parse_long("--size", optarg, 1, MAX_SIZE, &v) != 0)
+            if (bench_parse_long("wsbench", "--size", optarg, 1, MAX_SIZE, &v) != 0)
                 return -1;
             o->size = (size_t)v;
             break;
         case OPT_DURATION:
-            if (parse_seconds("--duration", optarg, 0.001, &o->duration) != 0)
+            if (bench_parse_seconds("wsbench", "--duration", optarg, 0.001, &o->duration) != 0)
                 return -1;
             break;
         case OPT_WARMUP:
-            if (parse_seconds("--warmup", optarg, 0, &o->warmup) != 0)
+            if (bench_parse_seconds("wsbench", "--warmup", optarg, 0, &o->warmup) != 0)
                 return -1;
             break;
         case OPT_CONNECT_TIMEOUT:
-            if (parse_seconds("--connect-timeout", optarg, 0.001, &o->connect_timeout) != 0)
+            if (bench_parse_seconds("wsbench", "--connect-timeout", optarg, 0.001,
+                                    &o->connect_timeout) != 0)
                 return -1;
             break;
         case OPT_HELP:
@@ -1156,6 +1478,15 @@ static int parse_args(int argc, char **argv, bench_options *o) {
         fprintf(stderr, "wsbench: --room-prefix: use letters, digits, '-' and '_'\n");
         return -1;
     }
+    if (strcmp(o->mode, "broadcast") == 0 && o->conns < 2 * o->rooms) {
+        fprintf(stderr, "wsbench: broadcast: --conns must be at least 2 x --rooms (a sender and "
+                        "a receiver each)\n");
+        return -1;
+    }
+    if (strcmp(o->mode, "broadcast") == 0 && o->size < 32) {
+        fprintf(stderr, "wsbench: broadcast: --size must be at least 32\n");
+        return -1;
+    }
     if (o->rooms > o->conns) {
         fprintf(stderr,
                 "wsbench: --rooms %ld > --conns %ld: some rooms would get no "
@@ -1166,40 +1497,14 @@ static int parse_args(int argc, char **argv, bench_options *o) {
     return 0;
 }
 
-/* Only loopback: this tool is for measuring our own server, not for
- * pointing load at someone else's. */
-static int loopback_addr(const char *flag, const char *host, int port, struct sockaddr_in *addr) {
-    memset(addr, 0, sizeof(*addr));
-    addr->sin_family = AF_INET;
-    addr->sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, host, &addr->sin_addr) != 1 ||
-        (ntohl(addr->sin_addr.s_addr) >> 24) != 127) {
-        fprintf(stderr, "wsbench: %s %s: only 127.x.x.x addresses are allowed\n", flag, host);
-        return -1;
-    }
-    return 0;
-}
-
-/* Raises the soft limit on descriptors to the hard limit (the soft one is
- * often 1024); fails if even that is too few for every connection. */
+/* Raises the soft limit on descriptors as far as the hard one allows;
+ * fails if that is too few for every connection. */
 static int raise_fd_limit(long conns) {
-    struct rlimit rl;
-    rlim_t need = (rlim_t)conns + 64;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    long limit = bench_raise_fd_limit(), need = conns + 64;
+    if (limit < need) {
+        fprintf(stderr, "wsbench: %ld connections need %ld descriptors; the limit is %ld\n", conns,
+                need, limit);
         return -1;
-    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
-        fprintf(stderr, "wsbench: %ld connections need %lu descriptors; the hard limit is %lu\n",
-                conns, (unsigned long)need, (unsigned long)rl.rlim_max);
-        return -1;
-    }
-    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < rl.rlim_max) {
-        struct rlimit want = rl;
-        want.rlim_cur = rl.rlim_max;
-        /* An infinite hard limit is more than the kernel grants (nr_open). */
-        if (setrlimit(RLIMIT_NOFILE, &want) != 0 && rl.rlim_cur < need) {
-            want.rlim_cur = need;
-            return setrlimit(RLIMIT_NOFILE, &want);
-        }
     }
     return 0;
 }
@@ -1230,13 +1535,15 @@ int main(int argc, char **argv) {
         return 2;
     }
     b.party = opt.party != NULL ? opt.party : b.mode->default_party;
-    if (loopback_addr("--host", opt.host, opt.port, &b.addr) != 0)
+    if (bench_loopback_addr("wsbench", "--host", opt.host, opt.port, &b.addr) != 0)
         return 2;
-    if (opt.source != NULL && loopback_addr("--source", opt.source, 0, &b.source) != 0)
+    if (bench_loopback_addr("wsbench", "--source", opt.source != NULL ? opt.source : "127.0.0.1", 0,
+                            &b.source_base) != 0)
         return 2;
+    b.have_source = opt.source != NULL;
     if (raise_fd_limit(opt.conns) != 0)
         return 1;
-    b.rng = (uint64_t)now_ns() | 1;
+    b.rng = (uint64_t)bench_now_ns() | 1;
     b.epfd = epoll_create1(EPOLL_CLOEXEC);
     b.conns = calloc((size_t)opt.conns, sizeof(*b.conns));
     b.payload = malloc(opt.size);
@@ -1261,7 +1568,36 @@ int main(int argc, char **argv) {
         }
     }
 
-    status = run(&b) == 0 && b.errors == 0 && b.unanswered == 0 ? 0 : 1;
+    if (strcmp(b.mode->name, "broadcast") == 0) {
+        b.brooms = calloc((size_t)opt.rooms, sizeof(*b.brooms));
+        if (b.brooms == NULL) {
+            fprintf(stderr, "wsbench: out of memory\n");
+            return 1;
+        }
+        for (k = 0; k < opt.rooms; k++)
+            b.brooms[k].sender = -1;
+        for (k = 0; k < opt.conns; k++) {
+            broom *room = &b.brooms[b.conns[k].room];
+            if (room->sender < 0)
+                room->sender = k; /* the room's first connection sends */
+            else
+                room->receivers++;
+        }
+        for (k = 0; k < opt.rooms; k++)
+            if ((b.brooms[k].got = calloc((size_t)opt.inflight, sizeof(uint32_t))) == NULL) {
+                fprintf(stderr, "wsbench: out of memory\n");
+                return 1;
+            }
+    }
+    if (b.mode->cycle && (b.restart = calloc((size_t)opt.conns, sizeof(long))) == NULL) {
+        fprintf(stderr, "wsbench: out of memory\n");
+        return 1;
+    }
+
+    status =
+        run(&b) == 0 && b.errors == 0 && b.unanswered == 0 && b.lost == 0 && b.out_of_order == 0
+            ? 0
+            : 1;
     b.mode->report(&b);
 
     for (k = 0; k < opt.conns; k++) {
@@ -1269,6 +1605,11 @@ int main(int argc, char **argv) {
         free(b.conns[k].sent_at);
     }
     free(b.conns);
+    if (b.brooms != NULL)
+        for (k = 0; k < opt.rooms; k++)
+            free(b.brooms[k].got);
+    free(b.brooms);
+    free(b.restart);
     free(b.payload);
     free(b.read_buf);
     close(b.epfd);
