@@ -7,7 +7,7 @@ TEST_DIR := build/asan
 CMAKE_FLAGS ?=
 FUZZ_SECONDS ?= 20
 
-.PHONY: all run test build build-test e2e-deps fuzz format clean
+.PHONY: all run test build build-test e2e-deps yjs-deps fuzz format clean
 
 all: build
 
@@ -24,6 +24,10 @@ e2e-deps:
 	cd tests/e2e && if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then \
 		npm ci --no-audit --no-fund --loglevel=error; fi
 
+yjs-deps:
+	cd tests/yjs && if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then \
+		npm ci --no-audit --no-fund --loglevel=error; fi
+
 # Tests build with clang so the libFuzzer harnesses build in the same tree.
 build-test:
 	scripts/deps.sh --test
@@ -31,7 +35,7 @@ build-test:
 		-DPARTY_WERROR=ON -DPARTY_FUZZ=ON -DPARTY_FUZZ_SECONDS=$(FUZZ_SECONDS) $(CMAKE_FLAGS)
 	cmake --build $(TEST_DIR) -j $(JOBS)
 
-test: build-test e2e-deps
+test: build-test e2e-deps yjs-deps
 	cd $(TEST_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 300
 
 # Longer fuzzing than `make test` does: make fuzz FUZZ_SECONDS=600
