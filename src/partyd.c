@@ -21,7 +21,7 @@ static const char usage_text[] =
     "usage: partyd [options]\n"
     "\n"
     "Serves real-time rooms at ws://HOST:PORT/PREFIX/<party>/<room> and\n"
-    "http://HOST:PORT/PREFIX/<party>/<room>. Built-in parties: echo, chat, counter, reminder.\n"
+    "http://HOST:PORT/PREFIX/<party>/<room>. Built-in parties: echo, chat, counter, reminder, yjs.\n"
     "\n"
     "  --host ADDR              listen address (default 127.0.0.1)\n"
     "  --port N                 listen port (default 1999; 0 picks a free one)\n"
@@ -627,6 +627,8 @@ int main(int argc, char **argv) {
         r = register_party(rt, party_builtin_counter());
     if (r == 0)
         r = register_party(rt, party_builtin_reminder());
+    if (r == 0)
+        r = register_party(rt, party_builtin_yjs());
     for (i = 0; r == 0 && i < n_loaded; i++)
         r = register_party(rt, &loaded[i].def);
     if (r == 0)
