@@ -452,8 +452,8 @@ static void handle_sync(party_room *room, party_conn *conn, yjs_room *y, party__
         return;
     switch (subtype) {
     case SYNC_STEP1:
-        if (doc_flush(y) != 0 || party__yjs_diff(y->doc, y->doc_len, payload, len, &diff,
-                                                 &diff_len) != 0) {
+        if (doc_flush(y) != 0 ||
+            party__yjs_diff(y->doc, y->doc_len, payload, len, &diff, &diff_len) != 0) {
             /* A malformed state vector: the client is broken. */
             party_conn_close(conn, 1003, "invalid Yjs state vector");
             return;
