@@ -156,13 +156,24 @@ static int doc_flush(yjs_room *y) {
 }
 
 /* Replaces the log with one row holding the merged document. Part of the
- * current event's transaction, like the appends. */
+ * current event's transaction, like the appends. The merged row goes in
+ * first: if anything fails after it, the log holds the old rows too, which
+ * merge to the same document. */
 static int log_compact(party_room *room, yjs_room *y) {
+    sqlite3 *db = party_room_db(room);
+    sqlite3_stmt *st = NULL;
     int rc = doc_flush(y);
-    if (rc == 0)
-        rc = db_exec(party_room_db(room), "DELETE FROM yjs_updates");
+
     if (rc == 0)
         rc = db_append(room, y->doc, y->doc_len);
+    if (rc == 0) {
+        if (sqlite3_prepare_v2(db, "DELETE FROM yjs_updates WHERE id < ?", -1, &st, NULL) !=
+                SQLITE_OK ||
+            sqlite3_bind_int64(st, 1, sqlite3_last_insert_rowid(db)) != SQLITE_OK ||
+            sqlite3_step(st) != SQLITE_DONE)
+            rc = PARTY_EIO;
+        sqlite3_finalize(st);
+    }
     if (rc == 0) {
         y->rows = 1;
         y->row_bytes = y->doc_len;
