@@ -3,7 +3,8 @@
 //  1. merge: a log of 20,000 keystroke updates (two clients typing into one
 //     Y.Text, with some backspaces, seeded) merged into one update by
 //     Y.mergeUpdates in node and by partyd's codec (yjs_merge), same log,
-//     median of several runs each;
+//     median of several runs each; also what a server holding a Y.Doc does
+//     (apply every update to a doc, encode it);
 //  2. sync: partyd serves the yjs party; a y-websocket client types the
 //     20,000 keystrokes (one update each), then new y-websocket clients join
 //     one after another and the time from creating the provider to having
@@ -21,7 +22,7 @@ const { default: WS } = await import(new URL('ws/wrapper.mjs', modules));
 
 const [partyd, yjsMerge] = process.argv.slice(2);
 const KEYS = Number(process.env.BENCH_KEYS ?? 20000);
-const RUNS = Number(process.env.BENCH_RUNS ?? 9);
+const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const SYNCS = Number(process.env.BENCH_SYNCS ?? 5);
 
 function rng(seed) {
@@ -96,11 +97,22 @@ async function mergeBench(log) {
     merged = Y.mergeUpdates(log);
     times.push(performance.now() - t0);
   }
+  // What a server holding a Y.Doc does instead: apply every update, then
+  // encode the document.
+  const applyTimes = [];
+  for (let i = 0; i < RUNS; i++) {
+    const t0 = performance.now();
+    const doc = new Y.Doc();
+    for (const u of log) Y.applyUpdate(doc, u);
+    Y.encodeStateAsUpdate(doc);
+    applyTimes.push(performance.now() - t0);
+    doc.destroy();
+  }
   const file = path.join(os.tmpdir(), `yjs-bench-${process.pid}.bin`);
   fs.writeFileSync(file, encodeLog(log));
   const ours = JSON.parse(execFileSync(yjsMerge, [file, String(RUNS)]).toString());
   fs.rmSync(file);
-  return { yjs_ms: median(times), yjs_bytes: merged.length, ours };
+  return { yjs_merge_ms: median(times), yjs_apply_encode_ms: median(applyTimes), yjs_bytes: merged.length, ours };
 }
 
 async function startPartyd(dataDir) {

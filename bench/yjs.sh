@@ -6,7 +6,7 @@
 # takes to sync a 20,000-update document from partyd. Prints JSON.
 #
 # Environment: BENCH_KEYS (default 20000), BENCH_RUNS (merge runs, default
-# 9), BENCH_SYNCS (new clients timed, default 5).
+# 5), BENCH_SYNCS (new clients timed, default 5).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

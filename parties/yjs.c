@@ -40,6 +40,7 @@ typedef struct yjs_room {
     size_t row_bytes;
     long long compact_rows;
     size_t compact_bytes;
+    int gc_deleted; /* compaction drops the content of deleted items */
 } yjs_room;
 
 /* One awareness entry: a Yjs client id, its clock, its state (JSON). */
@@ -164,6 +165,16 @@ static int log_compact(party_room *room, yjs_room *y) {
     sqlite3_stmt *st = NULL;
     int rc = doc_flush(y);
 
+    if (rc == 0 && y->gc_deleted) {
+        uint8_t *out;
+        size_t out_len;
+        rc = party__yjs_gc_deleted(y->doc, y->doc_len, &out, &out_len);
+        if (rc == 0) {
+            free(y->doc);
+            y->doc = out;
+            y->doc_len = out_len;
+        }
+    }
     if (rc == 0)
         rc = db_append(room, y->doc, y->doc_len);
     if (rc == 0) {
@@ -505,6 +516,7 @@ int party_yjs_on_start(party_room *room, const char *props) {
     y->compact_rows = env_number("PARTYD_YJS_COMPACT_ROWS", DEFAULT_COMPACT_ROWS);
     y->compact_bytes =
         (size_t)env_number("PARTYD_YJS_COMPACT_BYTES", (long long)DEFAULT_COMPACT_BYTES);
+    y->gc_deleted = env_number("PARTYD_YJS_GC_DELETED", 0) == 1;
     y->doc = malloc(2);
     if (db == NULL || y->doc == NULL)
         goto fail;

@@ -155,6 +155,35 @@ static void test_log_is_compacted_past_the_row_threshold(void **state) {
     party_test_free(t);
 }
 
+static void test_compaction_can_drop_deleted_content(void **state) {
+    /* "hello" deleted whole: with PARTYD_YJS_GC_DELETED=1 the compacted
+     * document keeps a placeholder of length 5 instead of the text. */
+    static const uint8_t deletion[] = {0x00, 0x01, 0x05, 0x01, 0x00, 0x05};
+    static const uint8_t collected[] = {0x01, 0x01, 0x05, 0x00, 0x01, 0x01, 0x01,
+                                        0x74, 0x05, 0x01, 0x05, 0x01, 0x00, 0x05};
+    party_test *t;
+    party_test_conn *a, *b;
+    (void)state;
+
+    setenv("PARTYD_YJS_COMPACT_ROWS", "1", 1);
+    setenv("PARTYD_YJS_GC_DELETED", "1", 1);
+    t = t_new();
+    a = join(t, "/parties/yjs/gc?_pk=a");
+    expect_sync(a, 0, (const uint8_t *)"\x00", 1);
+    send_sync(a, 2, HELLO, sizeof(HELLO));
+    send_sync(a, 2, deletion, sizeof(deletion));
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    unsetenv("PARTYD_YJS_COMPACT_ROWS");
+    unsetenv("PARTYD_YJS_GC_DELETED");
+    assert_int_equal(count_rows(t, "gc"), 1);
+    assert_int_equal(party_test_restart(t), 0);
+    b = join(t, "/parties/yjs/gc?_pk=b");
+    expect_sync(b, 0, (const uint8_t *)"\x01\x05\x05", 3);
+    send_sync(b, 0, (const uint8_t *)"\x00", 1);
+    expect_sync(b, 1, collected, sizeof(collected));
+    party_test_free(t);
+}
+
 static void test_readonly_connection_syncs_but_does_not_write(void **state) {
     party_test *t = t_new();
     party_test_conn *ro = join(t, "/parties/yjs/ro?_pk=r&readonly=1");
@@ -299,6 +328,7 @@ int main(void) {
         cmocka_unit_test(test_connect_gets_step1_and_a_step1_gets_the_document),
         cmocka_unit_test(test_updates_survive_a_restart),
         cmocka_unit_test(test_log_is_compacted_past_the_row_threshold),
+        cmocka_unit_test(test_compaction_can_drop_deleted_content),
         cmocka_unit_test(test_readonly_connection_syncs_but_does_not_write),
         cmocka_unit_test(test_wake_up_sends_step1_to_every_connection),
         cmocka_unit_test(test_awareness_is_forwarded_and_removed_on_close),
