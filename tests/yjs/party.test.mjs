@@ -225,6 +225,7 @@ test('after kill -9 and a restart, clients re-sync and a new client gets everyth
   process.kill(server.pid, 'SIGKILL');
   await server.exited;
   servers.delete(server);
+  fs.rmSync(server.dataDir, { recursive: true, force: true }); // the helper's own, unused
   // Offline edits on both sides, then the server comes back on the same port.
   edit(a.doc, 'offline-a');
   edit(b.doc, 'offline-b');
