@@ -9,7 +9,7 @@ VALGRIND_DIR := build/valgrind
 CMAKE_FLAGS ?=
 FUZZ_SECONDS ?= 30
 
-.PHONY: all run test test-valgrind build build-test e2e-deps web-deps browser-deps web fuzz format clean bench
+.PHONY: all run test test-valgrind build build-test e2e-deps yjs-deps web-deps browser-deps web fuzz format clean bench
 
 all: build
 
@@ -39,6 +39,10 @@ browser-deps:
 web: web-deps
 	node web/build.mjs web/dist
 
+yjs-deps:
+	cd tests/yjs && if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then \
+		npm ci --no-audit --no-fund --loglevel=error; fi
+
 # Tests build with clang so the libFuzzer harnesses build in the same tree.
 build-test:
 	scripts/deps.sh --test
@@ -49,7 +53,7 @@ build-test:
 # Two phases: the tests proper on every core, then all fuzzers at once (each
 # runs FUZZ_SECONDS of wall time, so the phase takes FUZZ_SECONDS however
 # many there are, and no timing-sensitive test shares the CPU with them).
-test: build-test e2e-deps web-deps browser-deps
+test: build-test e2e-deps yjs-deps web-deps browser-deps
 	cd $(TEST_DIR) && status=0; \
 	ctest --output-on-failure -j $(JOBS) --timeout 300 -LE fuzz || status=1; \
 	ctest --output-on-failure -j 8 --timeout 300 -L fuzz || status=1; \

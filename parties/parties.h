@@ -25,4 +25,46 @@ const party_def *party_builtin_reminder(void);
  * connection's name (its state) and relayed cursors. JSON messages. */
 const party_def *party_builtin_demo(void);
 
+/* yjs: a Yjs document per room for y-partyserver's YProvider and stock
+ * y-websocket clients (see docs/yjs.md). Updates are stored in the room's
+ * database before they are relayed; awareness is forwarded to everyone;
+ * `__YPS:` text messages are relayed to the other connections. Hibernates. */
+const party_def *party_builtin_yjs(void);
+
+/* The yjs party's pieces, for a party of your own built on it: use these
+ * callbacks in your party_def (hibernate = 1), and wrap on_message or
+ * connection_tags to change what they decide. */
+
+/* Tag that makes a connection read-only (it syncs, its updates are
+ * dropped). The default connection_tags gives it for ?readonly=1 or
+ * ?readonly=true; a connection_tags of your own decides otherwise. */
+#define PARTY_YJS_READONLY_TAG "readonly"
+
+/* Receives a custom message: the text after "__YPS:" (len bytes, valid
+ * during the call, NUL-terminated), from conn. */
+typedef void (*party_yjs_custom_cb)(party_room *room, party_conn *conn, const char *message,
+                                    size_t len);
+
+int party_yjs_on_start(party_room *room, const char *props);
+void party_yjs_on_connect(party_room *room, party_conn *conn, const party_request *req);
+/* on_message with the default custom-message handling (relay to the others). */
+void party_yjs_on_message(party_room *room, party_conn *conn, const void *data, size_t len,
+                          int binary);
+/* The same, with custom messages given to custom instead (NULL: relay). */
+void party_yjs_on_message_with(party_room *room, party_conn *conn, const void *data, size_t len,
+                               int binary, party_yjs_custom_cb custom);
+void party_yjs_on_close(party_room *room, party_conn *conn, int code, const char *reason,
+                        int was_clean);
+int party_yjs_connection_tags(party_room *room, party_conn *conn, const party_request *req,
+                              const char **tags, size_t max);
+void party_yjs_free_state(void *state);
+/* 1 if conn carries PARTY_YJS_READONLY_TAG. */
+int party_yjs_conn_readonly(party_conn *conn);
+/* Sends "__YPS:" + message (len bytes of UTF-8) to conn, or to every
+ * connection but except (NULL: all). Results as party_conn_send /
+ * party_broadcast. */
+int party_yjs_send_custom(party_conn *conn, const char *message, size_t len);
+int party_yjs_broadcast_custom(party_room *room, const char *message, size_t len,
+                               party_conn *except);
+
 #endif

@@ -25,7 +25,7 @@ static const char usage_text[] =
     "\n"
     "Serves real-time rooms at ws://HOST:PORT/PREFIX/<party>/<room> and\n"
     "http://HOST:PORT/PREFIX/<party>/<room>.\n"
-    "Built-in parties: echo, chat, counter, reminder, demo.\n"
+    "Built-in parties: echo, chat, counter, reminder, demo, yjs.\n"
     "\n"
     "  --host ADDR              listen address (default 127.0.0.1)\n"
     "  --port N                 listen port (default 1999; 0 picks a free one)\n"
@@ -697,6 +697,8 @@ int main(int argc, char **argv) {
         r = register_party(rt, party_builtin_reminder());
     if (r == 0)
         r = register_party(rt, party_builtin_demo());
+    if (r == 0)
+        r = register_party(rt, party_builtin_yjs());
     for (i = 0; r == 0 && i < n_loaded; i++)
         r = register_party(rt, &loaded[i].def);
     if (r == 0)

@@ -1,0 +1,693 @@
+/* yjs: a Yjs document per room, for y-partyserver's YProvider and stock
+ * y-websocket clients (y-protocols sync and awareness over binary frames,
+ * `__YPS:` custom messages over text frames). Received updates are appended
+ * to a log table in the room's database before they are relayed, and the
+ * log is compacted into one merged update past a threshold. Awareness lives
+ * in each connection's state, so it survives hibernation. */
+#include "parties.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "yjs.h"
+
+/* y-protocols message types. */
+enum { MSG_SYNC = 0, MSG_AWARENESS = 1, MSG_AUTH = 2, MSG_QUERY_AWARENESS = 3 };
+enum { SYNC_STEP1 = 0, SYNC_STEP2 = 1, SYNC_UPDATE = 2 };
+
+#define CUSTOM_PREFIX "__YPS:"
+#define CUSTOM_PREFIX_LEN 6
+/* Clients one connection may announce in awareness (a tab has one). */
+#define MAX_AWARENESS_CLIENTS 16
+#define DEFAULT_COMPACT_ROWS 500
+#define DEFAULT_COMPACT_BYTES ((size_t)4 << 20)
+/* The first byte of a connection's state: it went through on_connect. */
+#define CONN_STATE_MAGIC 0x59
+
+typedef struct yjs_room {
+    /* Every update stored, merged: doc plus the pending ones merged into it
+     * when a sync needs the whole document. */
+    uint8_t *doc;
+    size_t doc_len;
+    uint8_t **pending;
+    size_t *pending_lens;
+    size_t n_pending;
+    size_t cap_pending;
+    /* The log table's size, for compaction. */
+    long long rows;
+    size_t row_bytes;
+    long long compact_rows;
+    size_t compact_bytes;
+    int gc_deleted; /* compaction drops the content of deleted items */
+} yjs_room;
+
+/* One awareness entry: a Yjs client id, its clock, its state (JSON). */
+typedef struct awareness_entry {
+    uint64_t client;
+    uint64_t clock;
+    const uint8_t *state; /* NULL: not kept (the connection's state was full) */
+    size_t state_len;
+} awareness_entry;
+
+/* ---- storage --------------------------------------------------------------- */
+
+static int db_exec(sqlite3 *db, const char *sql) {
+    return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : PARTY_EIO;
+}
+
+static int db_append(party_room *room, const void *update, size_t len) {
+    sqlite3 *db = party_room_db(room);
+    sqlite3_stmt *st = NULL;
+    int rc = PARTY_EIO;
+
+    if (db != NULL &&
+        sqlite3_prepare_v2(db, "INSERT INTO yjs_updates (data) VALUES (?)", -1, &st, NULL) ==
+            SQLITE_OK &&
+        sqlite3_bind_blob(st, 1, update, (int)len, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_DONE)
+        rc = 0;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static long long env_number(const char *name, long long fallback) {
+    const char *v = getenv(name);
+    char *end;
+    long long n;
+    if (v == NULL || *v == '\0')
+        return fallback;
+    n = strtoll(v, &end, 10);
+    return *end == '\0' && n > 0 ? n : fallback;
+}
+
+static void yjs_room_free(void *state) {
+    yjs_room *y = state;
+    size_t i;
+    if (y == NULL)
+        return;
+    for (i = 0; i < y->n_pending; i++)
+        free(y->pending[i]);
+    free(y->pending);
+    free(y->pending_lens);
+    free(y->doc);
+    free(y);
+}
+
+static int pending_push(yjs_room *y, const void *update, size_t len) {
+    uint8_t *copy;
+    if (y->n_pending == y->cap_pending) {
+        size_t cap = y->cap_pending ? y->cap_pending * 2 : 16;
+        uint8_t **p = realloc(y->pending, cap * sizeof(*p));
+        size_t *l;
+        if (p == NULL)
+            return PARTY_ENOMEM;
+        y->pending = p;
+        l = realloc(y->pending_lens, cap * sizeof(*l));
+        if (l == NULL)
+            return PARTY_ENOMEM;
+        y->pending_lens = l;
+        y->cap_pending = cap;
+    }
+    copy = malloc(len ? len : 1);
+    if (copy == NULL)
+        return PARTY_ENOMEM;
+    memcpy(copy, update, len);
+    y->pending[y->n_pending] = copy;
+    y->pending_lens[y->n_pending++] = len;
+    return 0;
+}
+
+/* Merges the pending updates into doc (memory only). */
+static int doc_flush(yjs_room *y) {
+    const void **in;
+    size_t *lens, i;
+    uint8_t *out;
+    size_t out_len;
+    int rc;
+
+    if (y->n_pending == 0)
+        return 0;
+    in = malloc((y->n_pending + 1) * sizeof(*in));
+    lens = malloc((y->n_pending + 1) * sizeof(*lens));
+    if (in == NULL || lens == NULL) {
+        free(in);
+        free(lens);
+        return PARTY_ENOMEM;
+    }
+    in[0] = y->doc;
+    lens[0] = y->doc_len;
+    for (i = 0; i < y->n_pending; i++) {
+        in[i + 1] = y->pending[i];
+        lens[i + 1] = y->pending_lens[i];
+    }
+    rc = party__yjs_merge(in, lens, y->n_pending + 1, &out, &out_len);
+    free(in);
+    free(lens);
+    if (rc != 0)
+        return rc;
+    for (i = 0; i < y->n_pending; i++)
+        free(y->pending[i]);
+    y->n_pending = 0;
+    free(y->doc);
+    y->doc = out;
+    y->doc_len = out_len;
+    return 0;
+}
+
+/* Replaces the log with one row holding the merged document. Part of the
+ * current event's transaction, like the appends. The merged row goes in
+ * first: if anything fails after it, the log holds the old rows too, which
+ * merge to the same document. */
+static int log_compact(party_room *room, yjs_room *y) {
+    sqlite3 *db = party_room_db(room);
+    sqlite3_stmt *st = NULL;
+    int rc = doc_flush(y);
+
+    if (rc == 0 && y->gc_deleted) {
+        uint8_t *out;
+        size_t out_len;
+        rc = party__yjs_gc_deleted(y->doc, y->doc_len, &out, &out_len);
+        if (rc == 0) {
+            free(y->doc);
+            y->doc = out;
+            y->doc_len = out_len;
+        }
+    }
+    if (rc == 0)
+        rc = db_append(room, y->doc, y->doc_len);
+    if (rc == 0) {
+        if (sqlite3_prepare_v2(db, "DELETE FROM yjs_updates WHERE id < ?", -1, &st, NULL) !=
+                SQLITE_OK ||
+            sqlite3_bind_int64(st, 1, sqlite3_last_insert_rowid(db)) != SQLITE_OK ||
+            sqlite3_step(st) != SQLITE_DONE)
+            rc = PARTY_EIO;
+        sqlite3_finalize(st);
+    }
+    if (rc == 0) {
+        y->rows = 1;
+        y->row_bytes = y->doc_len;
+    }
+    return rc;
+}
+
+static int load_row(yjs_room *y, const void *data, size_t len) {
+    y->rows++;
+    y->row_bytes += len;
+    return pending_push(y, data, len);
+}
+
+/* ---- messages ---------------------------------------------------------------- */
+
+/* Sends type, subtype, varUint8Array(payload) to conn. */
+static int send_sync(party_conn *conn, int subtype, const void *payload, size_t len) {
+    party__yjs_writer w;
+    uint8_t *msg;
+    size_t msg_len;
+    int rc;
+
+    party__yjs_writer_init(&w, PARTY__YJS_MAX_UPDATE + 32);
+    party__yjs_write_uint(&w, MSG_SYNC);
+    party__yjs_write_uint(&w, (uint64_t)subtype);
+    party__yjs_write_array(&w, payload, len);
+    if ((rc = party__yjs_writer_finish(&w, &msg, &msg_len)) != 0)
+        return rc;
+    rc = party_conn_send(conn, msg, msg_len, 1);
+    free(msg);
+    return rc;
+}
+
+static int send_step1(party_conn *conn, yjs_room *y) {
+    uint8_t *sv;
+    size_t sv_len;
+    int rc = doc_flush(y);
+
+    if (rc == 0)
+        rc = party__yjs_state_vector(y->doc, y->doc_len, &sv, &sv_len);
+    if (rc != 0)
+        return rc;
+    rc = send_sync(conn, SYNC_STEP1, sv, sv_len);
+    free(sv);
+    return rc;
+}
+
+/* Reads the awareness entries of a connection's state. The state is:
+ * magic byte, varUint count, then per entry varUint client, varUint clock,
+ * varUint has_state, [varString state]. Returns the count (0 if none). */
+static size_t conn_awareness(party_conn *conn, awareness_entry *out) {
+    size_t len, n = 0;
+    const uint8_t *state = party_conn_state(conn, &len);
+    party__yjs_reader r;
+    uint64_t count, i, has;
+
+    if (state == NULL || len < 1 || state[0] != CONN_STATE_MAGIC)
+        return 0;
+    r = party__yjs_reader_make(state + 1, len - 1);
+    if (party__yjs_read_uint(&r, &count) != 0)
+        return 0;
+    for (i = 0; i < count && n < MAX_AWARENESS_CLIENTS; i++) {
+        awareness_entry *e = &out[n];
+        if (party__yjs_read_uint(&r, &e->client) != 0 || party__yjs_read_uint(&r, &e->clock) != 0 ||
+            party__yjs_read_uint(&r, &has) != 0)
+            break;
+        e->state = NULL;
+        e->state_len = 0;
+        if (has && party__yjs_read_array(&r, &e->state, &e->state_len) != 0)
+            break;
+        n++;
+    }
+    return n;
+}
+
+/* Writes entries as the connection's state; the states are left out if
+ * they do not fit in PARTY_MAX_CONN_STATE (the ids and clocks always do,
+ * so a close still removes them). */
+static int conn_set_awareness(party_conn *conn, const awareness_entry *e, size_t n) {
+    int with_states;
+    for (with_states = 1; with_states >= 0; with_states--) {
+        party__yjs_writer w;
+        uint8_t *data;
+        size_t len, i;
+        int rc;
+        party__yjs_writer_init(&w, PARTY_MAX_CONN_STATE);
+        party__yjs_write_byte(&w, CONN_STATE_MAGIC);
+        party__yjs_write_uint(&w, n);
+        for (i = 0; i < n; i++) {
+            int has = with_states && e[i].state != NULL;
+            party__yjs_write_uint(&w, e[i].client);
+            party__yjs_write_uint(&w, e[i].clock);
+            party__yjs_write_uint(&w, (uint64_t)has);
+            if (has)
+                party__yjs_write_array(&w, e[i].state, e[i].state_len);
+        }
+        rc = party__yjs_writer_finish(&w, &data, &len);
+        if (rc == PARTY_ETOOBIG && with_states)
+            continue;
+        if (rc != 0)
+            return rc;
+        rc = party_conn_set_state(conn, data, len);
+        free(data);
+        return rc;
+    }
+    return PARTY_ETOOBIG;
+}
+
+typedef struct awareness_collect {
+    party__yjs_writer body;
+    size_t count;
+} awareness_collect;
+
+static int collect_awareness_cb(party_conn *conn, void *arg) {
+    awareness_collect *c = arg;
+    awareness_entry e[MAX_AWARENESS_CLIENTS];
+    size_t n = conn_awareness(conn, e), i;
+    for (i = 0; i < n; i++) {
+        if (e[i].state == NULL)
+            continue;
+        party__yjs_write_uint(&c->body, e[i].client);
+        party__yjs_write_uint(&c->body, e[i].clock);
+        party__yjs_write_array(&c->body, e[i].state, e[i].state_len);
+        c->count++;
+    }
+    return 0;
+}
+
+/* Sends every known awareness state to conn, if there is any. */
+static int send_all_awareness(party_room *room, party_conn *conn) {
+    awareness_collect c;
+    party__yjs_writer inner, w;
+    uint8_t *msg;
+    size_t msg_len;
+    int rc;
+
+    c.count = 0;
+    party__yjs_writer_init(&c.body, PARTY__YJS_MAX_UPDATE);
+    party_room_foreach_conn(room, NULL, collect_awareness_cb, &c);
+    if (c.count == 0 || c.body.err != 0) {
+        rc = c.body.err;
+        party__yjs_writer_release(&c.body);
+        return rc;
+    }
+    party__yjs_writer_init(&inner, PARTY__YJS_MAX_UPDATE);
+    party__yjs_write_uint(&inner, c.count);
+    party__yjs_write_raw(&inner, c.body.data, c.body.len);
+    party__yjs_writer_release(&c.body);
+    party__yjs_writer_init(&w, PARTY__YJS_MAX_UPDATE + 16);
+    party__yjs_write_uint(&w, MSG_AWARENESS);
+    party__yjs_write_array(&w, inner.data, inner.len);
+    if (inner.err != 0)
+        w.err = inner.err;
+    party__yjs_writer_release(&inner);
+    if ((rc = party__yjs_writer_finish(&w, &msg, &msg_len)) != 0)
+        return rc;
+    rc = party_conn_send(conn, msg, msg_len, 1);
+    free(msg);
+    return rc;
+}
+
+/* An awareness update from conn: remember its clients' states, then
+ * forward it to everyone, the sender included (a y-websocket client counts
+ * its own echoed heartbeat as a sign of life). */
+static void handle_awareness(party_room *room, party_conn *conn, const void *msg, size_t msg_len,
+                             const uint8_t *update, size_t len) {
+    awareness_entry old[MAX_AWARENESS_CLIENTS], next[MAX_AWARENESS_CLIENTS];
+    size_t n_old = conn_awareness(conn, old), n_next = 0, k;
+    party__yjs_reader r = party__yjs_reader_make(update, len);
+    uint64_t count, c;
+
+    if (party__yjs_read_uint(&r, &count) != 0)
+        return;
+    memcpy(next, old, n_old * sizeof(*old));
+    n_next = n_old;
+    for (c = 0; c < count; c++) {
+        awareness_entry e;
+        if (party__yjs_read_uint(&r, &e.client) != 0 || party__yjs_read_uint(&r, &e.clock) != 0 ||
+            party__yjs_read_array(&r, &e.state, &e.state_len) != 0)
+            return; /* malformed: neither kept nor forwarded */
+        for (k = 0; k < n_next && next[k].client != e.client; k++)
+            ;
+        if (e.state_len == 4 && memcmp(e.state, "null", 4) == 0) {
+            if (k < n_next)
+                next[k] = next[--n_next];
+        } else if (k < n_next) {
+            next[k] = e;
+        } else if (n_next < MAX_AWARENESS_CLIENTS) {
+            next[n_next++] = e;
+        }
+    }
+    /* The entries point into the old state and the message; the new state
+     * is built from them before it replaces the old one. */
+    conn_set_awareness(conn, next, n_next);
+    party_broadcast(room, msg, msg_len, 1, NULL, 0);
+}
+
+/* Tells the others that conn's awareness clients are gone (state null). */
+static void broadcast_awareness_removed(party_room *room, party_conn *conn) {
+    awareness_entry e[MAX_AWARENESS_CLIENTS];
+    size_t n = conn_awareness(conn, e), i;
+    party__yjs_writer inner, w;
+    uint8_t *msg;
+    size_t msg_len;
+    const char *exclude[1];
+
+    if (n == 0)
+        return;
+    party__yjs_writer_init(&inner, PARTY_MAX_CONN_STATE + 64);
+    party__yjs_write_uint(&inner, n);
+    for (i = 0; i < n; i++) {
+        party__yjs_write_uint(&inner, e[i].client);
+        party__yjs_write_uint(&inner, e[i].clock + 1);
+        party__yjs_write_array(&inner, "null", 4);
+    }
+    party__yjs_writer_init(&w, PARTY_MAX_CONN_STATE + 128);
+    party__yjs_write_uint(&w, MSG_AWARENESS);
+    party__yjs_write_array(&w, inner.data, inner.len);
+    if (inner.err != 0)
+        w.err = inner.err;
+    party__yjs_writer_release(&inner);
+    if (party__yjs_writer_finish(&w, &msg, &msg_len) != 0)
+        return;
+    exclude[0] = party_conn_id(conn);
+    party_broadcast(room, msg, msg_len, 1, exclude, 1);
+    free(msg);
+}
+
+/* An update from conn: checked, stored, then relayed to the others as an
+ * Update message (msg itself when it already is one). */
+static void handle_update(party_room *room, party_conn *conn, yjs_room *y, const uint8_t *update,
+                          size_t len, const void *msg, size_t msg_len, int is_update_msg) {
+    const char *exclude[1];
+    uint8_t *relay = NULL;
+    size_t relay_len = 0;
+    int rc;
+
+    if (party_yjs_conn_readonly(conn))
+        return; /* read-only: may sync, not write */
+    if (party__yjs_update_check(update, len) != 0) {
+        party_conn_close(conn, 1003, "invalid Yjs update");
+        return;
+    }
+    if (party__yjs_update_is_empty(update, len))
+        return;
+    if (db_append(room, update, len) != 0 || pending_push(y, update, len) != 0) {
+        party_conn_close(conn, 1011, "cannot store the update");
+        return;
+    }
+    y->rows++;
+    y->row_bytes += len;
+    if (!is_update_msg) {
+        party__yjs_writer w;
+        party__yjs_writer_init(&w, PARTY__YJS_MAX_UPDATE + 32);
+        party__yjs_write_uint(&w, MSG_SYNC);
+        party__yjs_write_uint(&w, SYNC_UPDATE);
+        party__yjs_write_array(&w, update, len);
+        if (party__yjs_writer_finish(&w, &relay, &relay_len) != 0) {
+            party_conn_close(conn, 1011, "out of memory");
+            return;
+        }
+        msg = relay;
+        msg_len = relay_len;
+    }
+    exclude[0] = party_conn_id(conn);
+    party_broadcast(room, msg, msg_len, 1, exclude, 1);
+    free(relay);
+    if (y->rows > y->compact_rows || y->row_bytes > y->compact_bytes) {
+        rc = log_compact(room, y);
+        if (rc != 0)
+            party_conn_close(conn, 1011, "cannot compact the document");
+    } else if (y->n_pending >= 64) {
+        /* Keep the pending list short; the log stays as it is. */
+        (void)doc_flush(y);
+    }
+}
+
+static void handle_sync(party_room *room, party_conn *conn, yjs_room *y, party__yjs_reader *r,
+                        const void *msg, size_t msg_len) {
+    uint64_t subtype;
+    const uint8_t *payload;
+    size_t len;
+    uint8_t *diff;
+    size_t diff_len;
+
+    if (party__yjs_read_uint(r, &subtype) != 0 || party__yjs_read_array(r, &payload, &len) != 0)
+        return;
+    switch (subtype) {
+    case SYNC_STEP1:
+        if (doc_flush(y) != 0 ||
+            party__yjs_diff(y->doc, y->doc_len, payload, len, &diff, &diff_len) != 0) {
+            /* A malformed state vector: the client is broken. */
+            party_conn_close(conn, 1003, "invalid Yjs state vector");
+            return;
+        }
+        send_sync(conn, SYNC_STEP2, diff, diff_len);
+        free(diff);
+        return;
+    case SYNC_STEP2:
+    case SYNC_UPDATE:
+        handle_update(room, conn, y, payload, len, msg, msg_len, subtype == SYNC_UPDATE);
+        return;
+    default:
+        return;
+    }
+}
+
+/* ---- the party's callbacks ------------------------------------------------------ */
+
+static int step1_after_wake_cb(party_conn *conn, void *arg) {
+    size_t len;
+    const uint8_t *state = party_conn_state(conn, &len);
+    /* Only connections that were here before: a new one gets its Step 1
+     * from on_connect. */
+    if (state != NULL && len > 0 && state[0] == CONN_STATE_MAGIC)
+        send_step1(conn, arg);
+    return 0;
+}
+
+int party_yjs_on_start(party_room *room, const char *props) {
+    sqlite3 *db = party_room_db(room);
+    sqlite3_stmt *st = NULL;
+    yjs_room *y = calloc(1, sizeof(*y));
+    int rc = 0, step;
+    (void)props;
+
+    if (y == NULL)
+        return -1;
+    y->compact_rows = env_number("PARTYD_YJS_COMPACT_ROWS", DEFAULT_COMPACT_ROWS);
+    y->compact_bytes =
+        (size_t)env_number("PARTYD_YJS_COMPACT_BYTES", (long long)DEFAULT_COMPACT_BYTES);
+    y->gc_deleted = env_number("PARTYD_YJS_GC_DELETED", 0) == 1;
+    y->doc = malloc(2);
+    if (db == NULL || y->doc == NULL)
+        goto fail;
+    memcpy(y->doc, "\x00\x00", 2); /* the empty update */
+    y->doc_len = 2;
+    if (db_exec(db, "CREATE TABLE IF NOT EXISTS yjs_updates ("
+                    "id INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB NOT NULL)") != 0)
+        goto fail;
+    if (sqlite3_prepare_v2(db, "SELECT data FROM yjs_updates ORDER BY id", -1, &st, NULL) !=
+        SQLITE_OK)
+        goto fail;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        const void *data = sqlite3_column_blob(st, 0);
+        size_t len = (size_t)sqlite3_column_bytes(st, 0);
+        if (load_row(y, data, len) != 0)
+            goto fail;
+        if (y->n_pending >= 64 && doc_flush(y) != 0)
+            goto fail;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (step != SQLITE_DONE || doc_flush(y) != 0)
+        goto fail;
+    party_room_set_state(room, y);
+    /* After a hibernation wake-up (connections kept, memory dropped) each
+     * client may have missed nothing, but a Step 1 makes sure both sides
+     * hold everything. */
+    party_room_foreach_conn(room, NULL, step1_after_wake_cb, y);
+    return rc;
+fail:
+    sqlite3_finalize(st);
+    yjs_room_free(y);
+    return -1;
+}
+
+void party_yjs_on_connect(party_room *room, party_conn *conn, const party_request *req) {
+    yjs_room *y = party_room_state(room);
+    (void)req;
+
+    /* Marks the connection as synced once (see step1_after_wake_cb). */
+    conn_set_awareness(conn, NULL, 0);
+    if (send_step1(conn, y) != 0) {
+        party_conn_close(conn, 1011, "cannot read the document");
+        return;
+    }
+    send_all_awareness(room, conn);
+}
+
+void party_yjs_on_message_with(party_room *room, party_conn *conn, const void *data, size_t len,
+                               int binary, party_yjs_custom_cb custom) {
+    yjs_room *y = party_room_state(room);
+    party__yjs_reader r = party__yjs_reader_make(data, len);
+    uint64_t type;
+    const uint8_t *payload;
+    size_t payload_len;
+
+    if (!binary) {
+        if (len >= CUSTOM_PREFIX_LEN && memcmp(data, CUSTOM_PREFIX, CUSTOM_PREFIX_LEN) == 0) {
+            const char *text = (const char *)data + CUSTOM_PREFIX_LEN;
+            if (custom != NULL)
+                custom(room, conn, text, len - CUSTOM_PREFIX_LEN);
+            else
+                party_yjs_broadcast_custom(room, text, len - CUSTOM_PREFIX_LEN, conn);
+        }
+        return;
+    }
+    if (party__yjs_read_uint(&r, &type) != 0)
+        return;
+    switch (type) {
+    case MSG_SYNC:
+        handle_sync(room, conn, y, &r, data, len);
+        return;
+    case MSG_AWARENESS:
+        if (party__yjs_read_array(&r, &payload, &payload_len) == 0)
+            handle_awareness(room, conn, data, len, payload, payload_len);
+        return;
+    case MSG_QUERY_AWARENESS:
+        send_all_awareness(room, conn);
+        return;
+    default: /* MSG_AUTH is server to client only; others are unknown */
+        return;
+    }
+}
+
+void party_yjs_on_message(party_room *room, party_conn *conn, const void *data, size_t len,
+                          int binary) {
+    party_yjs_on_message_with(room, conn, data, len, binary, NULL);
+}
+
+void party_yjs_on_close(party_room *room, party_conn *conn, int code, const char *reason,
+                        int was_clean) {
+    (void)code;
+    (void)reason;
+    (void)was_clean;
+    broadcast_awareness_removed(room, conn);
+}
+
+int party_yjs_connection_tags(party_room *room, party_conn *conn, const party_request *req,
+                              const char **tags, size_t max) {
+    const char *ro = party_request_query(req, "readonly");
+    (void)room;
+    (void)conn;
+    if (max > 0 && ro != NULL && (strcmp(ro, "1") == 0 || strcmp(ro, "true") == 0)) {
+        tags[0] = PARTY_YJS_READONLY_TAG;
+        return 1;
+    }
+    return 0;
+}
+
+int party_yjs_conn_readonly(party_conn *conn) {
+    const char *const *tags;
+    size_t n = party_conn_tags(conn, &tags), i;
+    for (i = 1; i < n; i++) {
+        if (strcmp(tags[i], PARTY_YJS_READONLY_TAG) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+void party_yjs_free_state(void *state) {
+    yjs_room_free(state);
+}
+
+static int custom_frame(const char *msg, size_t len, char **out, size_t *out_len) {
+    char *frame = malloc(CUSTOM_PREFIX_LEN + len + 1);
+    if (frame == NULL)
+        return PARTY_ENOMEM;
+    memcpy(frame, CUSTOM_PREFIX, CUSTOM_PREFIX_LEN);
+    memcpy(frame + CUSTOM_PREFIX_LEN, msg, len);
+    frame[CUSTOM_PREFIX_LEN + len] = '\0';
+    *out = frame;
+    *out_len = CUSTOM_PREFIX_LEN + len;
+    return 0;
+}
+
+int party_yjs_send_custom(party_conn *conn, const char *msg, size_t len) {
+    char *frame;
+    size_t frame_len;
+    int rc = custom_frame(msg, len, &frame, &frame_len);
+    if (rc != 0)
+        return rc;
+    rc = party_conn_send(conn, frame, frame_len, 0);
+    free(frame);
+    return rc;
+}
+
+int party_yjs_broadcast_custom(party_room *room, const char *msg, size_t len, party_conn *except) {
+    const char *exclude[1];
+    char *frame;
+    size_t frame_len;
+    int rc = custom_frame(msg, len, &frame, &frame_len);
+    if (rc != 0)
+        return rc;
+    if (except != NULL)
+        exclude[0] = party_conn_id(except);
+    rc = party_broadcast(room, frame, frame_len, 0, exclude, except != NULL ? 1 : 0);
+    free(frame);
+    return rc;
+}
+
+static const party_def yjs_def = {
+    .name = "yjs",
+    .hibernate = 1,
+    .on_start = party_yjs_on_start,
+    .on_connect = party_yjs_on_connect,
+    .on_message = party_yjs_on_message,
+    .on_close = party_yjs_on_close,
+    .connection_tags = party_yjs_connection_tags,
+    .free_state = party_yjs_free_state,
+};
+
+const party_def *party_builtin_yjs(void) {
+    return &yjs_def;
+}
