@@ -123,8 +123,8 @@ static int parse_url(const char *url, target *t) {
     } else if (strncasecmp(p, "http://", 7) == 0) {
         p += 7;
     } else if (strncasecmp(p, "wss://", 6) == 0 || strncasecmp(p, "https://", 8) == 0) {
-        fprintf(stderr, "partyd connect: TLS (wss://) is not supported; partyd itself speaks "
-                        "plain ws://\n");
+        fprintf(stderr, "partyd connect: wss:// is not supported yet; connect with ws:// to a "
+                        "partyd without --tls-cert\n");
         return -1;
     } else {
         fprintf(stderr, "partyd connect: '%s' is not a ws:// URL\n", url);
