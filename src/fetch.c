@@ -293,8 +293,9 @@ static void fetch_fail(party__fetch *f, int status, const char *text) {
 /* ---- reading the answer ---- */
 
 /* Parses the answer read so far: 1 complete (f->res filled), 0 more
- * needed, -1 malformed. The runtime wrote it, but it is checked all the
- * same: a bad answer is a 502, never a crash. */
+ * needed, -1 malformed, -2 a body over max_body_bytes. The runtime wrote
+ * it, but it is checked all the same: a bad answer is a 502, never a
+ * crash. */
 static int answer_parse(party__fetch *f, int eof) {
     const char *in = f->in, *end_head = NULL, *line, *next, *end;
     size_t i, need = 0, have;
@@ -352,6 +353,10 @@ static int answer_parse(party__fetch *f, int eof) {
         need = 0;
     else if (!has_length)
         need = eof ? have : (size_t)-1;
+    /* The same body limit as for a request: the raw-bytes cap of the read
+     * buffer leaves room for the head, so the body is checked here. */
+    if (need != (size_t)-1 && need > f->rt->cfg.max_body_bytes)
+        return -2;
     if (need == (size_t)-1 || have < need)
         return eof ? -1 : 0;
     body = malloc(need + 1);
@@ -407,6 +412,8 @@ static void on_answer_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b
     r = answer_parse(f, nread < 0);
     if (r == 1)
         fetch_finish(f);
+    else if (r == -2)
+        fetch_fail(f, 502, "the answer is larger than max_body_bytes\n");
     else if (r < 0)
         fetch_fail(f, 502, "malformed or incomplete answer\n");
 }

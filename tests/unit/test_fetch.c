@@ -51,6 +51,13 @@ static void svc_request(party_room *room, const party_request *req, party_respon
 
     svc_rec.requests++;
     svc_rec.last_at = mono_ms();
+    if (strstr(path, "/big") != NULL) {
+        /* An answer over the caller's max_body_bytes (see new_harness_limited). */
+        static char big[8192];
+        memset(big, 'x', sizeof(big));
+        party_response_body(res, big, sizeof(big));
+        return;
+    }
     if (strstr(path, "/write") != NULL)
         party_kv_put(room, "written", "1", 1);
     snprintf(json, sizeof(json),
@@ -198,13 +205,15 @@ static const party_def caller_def = {
 
 /* ---- helpers ---- */
 
-static party_test *new_harness(double fetch_timeout) {
+static party_test *new_harness_with(double fetch_timeout, size_t max_body_bytes) {
     party_config cfg;
     party_test *t;
 
     party_config_init(&cfg);
     if (fetch_timeout > 0)
         cfg.fetch_timeout = fetch_timeout;
+    if (max_body_bytes > 0)
+        cfg.max_body_bytes = max_body_bytes;
     t = party_test_new_with(&cfg);
     assert_non_null(t);
     assert_int_equal(party_test_add(t, &svc_def), 0);
@@ -213,6 +222,10 @@ static party_test *new_harness(double fetch_timeout) {
     memset(&svc_rec, 0, sizeof(svc_rec));
     fail_commits = 0;
     return t;
+}
+
+static party_test *new_harness(double fetch_timeout) {
+    return new_harness_with(fetch_timeout, 0);
 }
 
 /* Asks the room caller/<name> to make a request; returns the status of
@@ -285,6 +298,20 @@ static void test_failed_on_start_in_target_is_answered_500(void **state) {
     assert_int_equal(rec.n, 1);
     assert_int_equal(rec.responses[0].status, 500);
     assert_non_null(strstr(rec.responses[0].body, "on_start failed"));
+    party_test_free(t);
+}
+
+static void test_answer_over_max_body_bytes_is_answered_502(void **state) {
+    party_test *t = new_harness_with(0, 4096);
+    (void)state;
+
+    assert_int_equal(ask(t, "alice", "to=svc/big&path=/big&tag=b"), 202);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(svc_rec.requests, 1);
+    assert_int_equal(rec.n, 1);
+    assert_int_equal(rec.responses[0].status, 502);
+    assert_string_equal(rec.responses[0].body, "the answer is larger than max_body_bytes\n");
+    assert_string_equal(rec.responses[0].tag, "b");
     party_test_free(t);
 }
 
@@ -434,6 +461,7 @@ int main(void) {
         cmocka_unit_test(test_answer_arrives_as_event_with_name_query_header_and_body),
         cmocka_unit_test(test_unknown_party_is_answered_404),
         cmocka_unit_test(test_failed_on_start_in_target_is_answered_500),
+        cmocka_unit_test(test_answer_over_max_body_bytes_is_answered_502),
         cmocka_unit_test(test_no_answer_in_time_is_answered_504),
         cmocka_unit_test(test_request_after_a_write_leaves_after_the_commit),
         cmocka_unit_test(test_request_whose_write_fails_to_commit_is_dropped),
