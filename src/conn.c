@@ -33,15 +33,19 @@ static uint64_t seconds_to_ms(double s) {
     return s <= 0 ? 0 : (uint64_t)(s * 1000.0 + 0.5);
 }
 
-/* Connection structs come from slabs of CONN_SLAB: they are the one
- * long-lived allocation per connection, and packing them together keeps the
+/* Connection structs come from slabs: they are the one long-lived
+ * allocation per connection, and packing them together keeps the
  * short-lived allocations of each handshake from leaving holes between
- * them. Slabs are kept until the runtime is freed. */
-#define CONN_SLAB 256
+ * them. Slabs are kept until the runtime is freed. A slab stays just under
+ * glibc's default mmap threshold (128 KiB): a larger block is mapped by
+ * itself and rounded up to whole pages, which cost 16 bytes per connection
+ * with 256 connections to a slab. */
+#define CONN_SLAB_BYTES (128 * 1024 - 64)
+#define CONN_SLAB ((CONN_SLAB_BYTES - sizeof(struct conn_slab *)) / sizeof(party_conn))
 
 typedef struct conn_slab {
     struct conn_slab *next;
-    party_conn conns[CONN_SLAB];
+    party_conn conns[];
 } conn_slab;
 
 /* Under AddressSanitizer each connection gets its own allocation, so a use
@@ -61,7 +65,7 @@ static party_conn *conn_alloc(party_runtime *rt) {
 #else
     party_conn *conn = rt->free_conns;
     if (conn == NULL) {
-        conn_slab *slab = malloc(sizeof(*slab));
+        conn_slab *slab = malloc(sizeof(*slab) + CONN_SLAB * sizeof(party_conn));
         size_t i;
         if (slab == NULL)
             return NULL;
@@ -813,7 +817,6 @@ int party__conn_begin_upgrade(party_conn *conn, struct party_room *room, const c
     memcpy(block + id_len + 1, target.ptr, target.len);
     block[id_len + 1 + target.len] = '\0';
     conn->id = block;
-    conn->uri = block + id_len + 1;
     conn->room = room;
     conn->phase = PARTY__CONN_UPGRADING;
     party__ws_reader_init(&conn->reader, party__conn_rt(conn)->cfg.max_message_bytes, 1);
@@ -1108,7 +1111,8 @@ const char *party_conn_id(party_conn *conn) {
 }
 
 const char *party_conn_uri(party_conn *conn) {
-    return conn->uri;
+    /* The uri follows the id in the same block. */
+    return conn->id != NULL ? conn->id + strlen(conn->id) + 1 : NULL;
 }
 
 size_t party_conn_tags(party_conn *conn, const char *const **tags) {

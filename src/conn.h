@@ -69,8 +69,7 @@ struct party_conn {
     party__ws_reader reader;   /* WebSocket phase */
     uv_timer_t *timer;         /* header, close or linger timeout, when armed */
 
-    char *id; /* id and uri share one block */
-    char *uri;
+    char *id;    /* the id, then the uri, in one block (ident when they fit) */
     char **tags; /* n_tags strings, id first; NULL when the id is the only tag */
     void *state;
     uint32_t state_len;
