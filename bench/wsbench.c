@@ -126,6 +126,21 @@ static uint64_t hist_quantile(const histogram *h, double q) {
     return h->max;
 }
 
+/* The latency summary every report prints, in microseconds (the
+ * histogram holds nanoseconds). */
+typedef struct latency_us {
+    double p50, p99, p999, max;
+} latency_us;
+
+static latency_us hist_summary(const histogram *h) {
+    latency_us l;
+    l.p50 = (double)hist_quantile(h, 0.50) / 1e3;
+    l.p99 = (double)hist_quantile(h, 0.99) / 1e3;
+    l.p999 = (double)hist_quantile(h, 0.999) / 1e3;
+    l.max = (double)h->max / 1e3;
+    return l;
+}
+
 /* ---- the run ---- */
 
 typedef enum phase {
@@ -1185,26 +1200,24 @@ static void rr_report(const bench *b) {
     double user, sys;
     double secs = (double)(b->t_measure_end - b->t_measure) / 1e9;
     double rate = secs > 0 ? (double)b->msgs_measured / secs : 0;
-    double p50 = (double)hist_quantile(&b->hist, 0.50) / 1e3;
-    double p99 = (double)hist_quantile(&b->hist, 0.99) / 1e3;
-    double p999 = (double)hist_quantile(&b->hist, 0.999) / 1e3;
-    double max = (double)b->hist.max / 1e3;
+    latency_us lat = hist_summary(&b->hist);
     const bench_options *o = b->opt;
 
     client_cpu(&user, &sys);
     printf("wsbench %s: %ld conns over %ld rooms, %ld in flight each, %zu B: %.0f msgs/s, "
            "latency p50 %.3f ms p99 %.3f ms p99.9 %.3f ms max %.3f ms (%" PRIu64
            " msgs in %.2f s, %" PRIu64 " errors, %" PRIu64 " unanswered)\n",
-           b->mode->name, o->conns, o->rooms, o->inflight, o->size, rate, p50 / 1e3, p99 / 1e3,
-           p999 / 1e3, max / 1e3, b->msgs_measured, secs, b->errors, b->unanswered);
+           b->mode->name, o->conns, o->rooms, o->inflight, o->size, rate, lat.p50 / 1e3,
+           lat.p99 / 1e3, lat.p999 / 1e3, lat.max / 1e3, b->msgs_measured, secs, b->errors,
+           b->unanswered);
     printf("{\"tool\":\"wsbench\",\"mode\":\"%s\",\"party\":\"%s\",\"host\":\"%s\",\"port\":%d,"
            "\"rooms\":%ld,\"conns\":%ld,\"inflight\":%ld,\"size\":%zu,\"warmup_s\":%g,"
            "\"duration_s\":%.3f,\"msgs\":%" PRIu64 ",\"msgs_per_s\":%.1f,\"p50_us\":%.1f,"
            "\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,\"errors\":%" PRIu64
            ",\"unanswered\":%" PRIu64 ",\"client_user_s\":%.3f,\"client_sys_s\":%.3f}\n",
            b->mode->name, b->party, o->host, o->port, o->rooms, o->conns, o->inflight, o->size,
-           o->warmup, secs, b->msgs_measured, rate, p50, p99, p999, max, b->errors, b->unanswered,
-           user, sys);
+           o->warmup, secs, b->msgs_measured, rate, lat.p50, lat.p99, lat.p999, lat.max, b->errors,
+           b->unanswered, user, sys);
     fflush(stdout);
 }
 
@@ -1240,10 +1253,7 @@ static void bcast_report(const bench *b) {
     double secs = (double)(b->t_measure_end - b->t_measure) / 1e9;
     double rate = secs > 0 ? (double)b->msgs_measured / secs : 0;
     double sent_rate = secs > 0 ? (double)b->sent_measured / secs : 0;
-    double p50 = (double)hist_quantile(&b->hist, 0.50) / 1e3;
-    double p99 = (double)hist_quantile(&b->hist, 0.99) / 1e3;
-    double p999 = (double)hist_quantile(&b->hist, 0.999) / 1e3;
-    double max = (double)b->hist.max / 1e3;
+    latency_us lat = hist_summary(&b->hist);
     const bench_options *o = b->opt;
 
     client_cpu(&user, &sys);
@@ -1251,9 +1261,9 @@ static void bcast_report(const bench *b) {
            "%.0f deliveries/s (%.0f msgs/s sent), fan-out latency p50 %.3f ms p99 %.3f ms "
            "p99.9 %.3f ms max %.3f ms (%" PRIu64 " deliveries in %.2f s; %" PRIu64 " lost, %" PRIu64
            " out of order, %" PRIu64 " errors, %" PRIu64 " unanswered)\n",
-           b->mode->name, o->conns, o->rooms, o->inflight, o->size, rate, sent_rate, p50 / 1e3,
-           p99 / 1e3, p999 / 1e3, max / 1e3, b->msgs_measured, secs, b->lost, b->out_of_order,
-           b->errors, b->unanswered);
+           b->mode->name, o->conns, o->rooms, o->inflight, o->size, rate, sent_rate, lat.p50 / 1e3,
+           lat.p99 / 1e3, lat.p999 / 1e3, lat.max / 1e3, b->msgs_measured, secs, b->lost,
+           b->out_of_order, b->errors, b->unanswered);
     printf("{\"tool\":\"wsbench\",\"mode\":\"%s\",\"party\":\"%s\",\"host\":\"%s\",\"port\":%d,"
            "\"rooms\":%ld,\"conns\":%ld,\"inflight\":%ld,\"size\":%zu,\"warmup_s\":%g,"
            "\"duration_s\":%.3f,\"deliveries\":%" PRIu64 ",\"deliveries_per_s\":%.1f,"
@@ -1262,8 +1272,9 @@ static void bcast_report(const bench *b) {
            ",\"to_sender\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"unanswered\":%" PRIu64
            ",\"client_user_s\":%.3f,\"client_sys_s\":%.3f}\n",
            b->mode->name, b->party, o->host, o->port, o->rooms, o->conns, o->inflight, o->size,
-           o->warmup, secs, b->msgs_measured, rate, b->sent_total, sent_rate, p50, p99, p999, max,
-           b->lost, b->out_of_order, b->to_sender, b->errors, b->unanswered, user, sys);
+           o->warmup, secs, b->msgs_measured, rate, b->sent_total, sent_rate, lat.p50, lat.p99,
+           lat.p999, lat.max, b->lost, b->out_of_order, b->to_sender, b->errors, b->unanswered,
+           user, sys);
     fflush(stdout);
 }
 
@@ -1273,10 +1284,7 @@ static void connect_report(const bench *b) {
     double user, sys;
     double secs = (double)(b->t_measure_end - b->t_measure) / 1e9;
     double rate = secs > 0 ? (double)b->handshakes_measured / secs : 0;
-    double p50 = (double)hist_quantile(&b->hist, 0.50) / 1e3;
-    double p99 = (double)hist_quantile(&b->hist, 0.99) / 1e3;
-    double p999 = (double)hist_quantile(&b->hist, 0.999) / 1e3;
-    double max = (double)b->hist.max / 1e3;
+    latency_us lat = hist_summary(&b->hist);
     const bench_options *o = b->opt;
 
     client_cpu(&user, &sys);
@@ -1284,8 +1292,9 @@ static void connect_report(const bench *b) {
            "p50 %.3f ms p99 %.3f ms p99.9 %.3f ms max %.3f ms (%" PRIu64 " in %.2f s; %" PRIu64
            " connections opened and closed in all, %ld failed, %" PRIu64
            " errors, %ld source addresses)\n",
-           b->mode->name, o->conns, o->rooms, rate, p50 / 1e3, p99 / 1e3, p999 / 1e3, max / 1e3,
-           b->handshakes_measured, secs, b->cycles, b->n_failed, b->errors, b->source_index + 1);
+           b->mode->name, o->conns, o->rooms, rate, lat.p50 / 1e3, lat.p99 / 1e3, lat.p999 / 1e3,
+           lat.max / 1e3, b->handshakes_measured, secs, b->cycles, b->n_failed, b->errors,
+           b->source_index + 1);
     printf("{\"tool\":\"wsbench\",\"mode\":\"%s\",\"party\":\"%s\",\"host\":\"%s\",\"port\":%d,"
            "\"rooms\":%ld,\"conns\":%ld,\"warmup_s\":%g,\"duration_s\":%.3f,"
            "\"handshakes\":%" PRIu64 ",\"handshakes_per_s\":%.1f,\"p50_us\":%.1f,"
@@ -1293,8 +1302,8 @@ static void connect_report(const bench *b) {
            ",\"failed\":%ld,\"errors\":%" PRIu64 ",\"unanswered\":%" PRIu64
            ",\"sources\":%ld,\"client_user_s\":%.3f,\"client_sys_s\":%.3f}\n",
            b->mode->name, b->party, o->host, o->port, o->rooms, o->conns, o->warmup, secs,
-           b->handshakes_measured, rate, p50, p99, p999, max, b->cycles, b->n_failed, b->errors,
-           b->unanswered, b->source_index + 1, user, sys);
+           b->handshakes_measured, rate, lat.p50, lat.p99, lat.p999, lat.max, b->cycles,
+           b->n_failed, b->errors, b->unanswered, b->source_index + 1, user, sys);
     fflush(stdout);
 }
 
