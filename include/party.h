@@ -217,7 +217,7 @@ int party_broadcast(party_room *room, const void *data, size_t len, int binary,
  * PARTY_EINVAL (NULL party or room name; a room name empty, over
  * PARTY_MAX_TAG_LEN bytes or not UTF-8; a bad method, path or header, or a
  * header the runtime writes: Host, Connection, Content-Length,
- * Transfer-Encoding, Upgrade, X-Partyd-From-Room),
+ * Transfer-Encoding, Upgrade, X-Partyd-From-Room, X-Partyd-Room-Id),
  * PARTY_ETOOBIG (body over max_body_bytes, head over max_header_bytes),
  * PARTY_ELIMIT (PARTY_MAX_FETCHES requests in flight in the runtime),
  * PARTY_ENOMEM. */

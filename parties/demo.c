@@ -192,7 +192,13 @@ static void demo_chat(party_room *room, party_conn *conn, const cJSON *msg) {
      * message is stored (the runtime holds it until the write is on disk). */
     out = cJSON_CreateObject();
     cJSON_AddStringToObject(out, "type", "chat");
-    cJSON_AddItemToObject(out, "message", entry);
+    if (out == NULL || !cJSON_AddItemToObject(out, "message", entry)) {
+        /* Out of memory: the message is stored, only its echo is lost. */
+        cJSON_Delete(out);
+        cJSON_Delete(entry);
+        free(stored);
+        return;
+    }
     demo_send_json(room, NULL, out, NULL);
     free(stored);
     return;

@@ -148,11 +148,15 @@ static int parse_url(const char *url, target *t) {
         if (close == NULL)
             goto bad_host;
         host_len = (size_t)(close - t->authority - 1);
+        if (host_len >= sizeof(t->host))
+            goto bad_host;
         memcpy(t->host, t->authority + 1, host_len);
         p = close + 1;
     } else {
         const char *colon = strchr(t->authority, ':');
         host_len = colon != NULL ? (size_t)(colon - t->authority) : strlen(t->authority);
+        if (host_len >= sizeof(t->host))
+            goto bad_host;
         memcpy(t->host, t->authority, host_len);
         p = t->authority + host_len;
     }

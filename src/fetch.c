@@ -21,6 +21,7 @@
 #include "log.h"
 #include "request.h"
 #include "room.h"
+#include "router.h"
 #include "runtime.h"
 #include "utf8.h"
 
@@ -51,6 +52,7 @@ struct party__fetch {
     const party__party *target; /* NULL: unknown party */
     party__buf *request;        /* until started */
     int head_only;
+    int decided; /* the answer is a failure set by fetch_set_failure */
     fetch_io *io;
     char *in; /* the answer as read */
     size_t in_len, in_cap, in_max;
@@ -93,9 +95,14 @@ static int path_valid(const char *s) {
 
 /* Headers the runtime writes itself. */
 static int header_reserved(const char *name) {
-    static const char *const reserved[] = {"host",           "connection",
-                                           "content-length", "transfer-encoding",
-                                           "upgrade",        PARTY__FROM_ROOM_HEADER};
+    /* The room-id header would route the request by id, past the name. */
+    static const char *const reserved[] = {"host",
+                                           "connection",
+                                           "content-length",
+                                           "transfer-encoding",
+                                           "upgrade",
+                                           PARTY__FROM_ROOM_HEADER,
+                                           PARTY__ROOM_ID_HEADER};
     size_t i;
     for (i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
         if (strcasecmp(name, reserved[i]) == 0)
@@ -276,6 +283,7 @@ static void fetch_finish(party__fetch *f) {
 
 /* Replaces whatever was read with a runtime-made answer. */
 static void fetch_set_failure(party__fetch *f, int status, const char *text) {
+    f->decided = 1;
     party__response_free(&f->res);
     party__response_init(&f->res);
     party_response_text(&f->res, status, text);
@@ -317,7 +325,10 @@ static int answer_parse(party__fetch *f, int eof) {
     party__response_free(&f->res);
     party__response_init(&f->res);
     f->res.status = status;
-    line = memchr(in, '\n', (size_t)(end_head - in)) + 1;
+    line = memchr(in, '\n', (size_t)(end_head + 2 - in));
+    if (line == NULL)
+        return -1;
+    line++;
     end = end_head + 2;
     for (; line < end; line = next) {
         const char *eol = memchr(line, '\r', (size_t)(end - line));
@@ -431,7 +442,7 @@ static void on_timeout(uv_timer_t *timer) {
 
     if (f == NULL)
         return;
-    if (f->res.status != 0) {
+    if (f->decided) {
         fetch_finish(f); /* a failure decided when it started */
         return;
     }

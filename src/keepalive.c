@@ -15,7 +15,7 @@
 static void sweep_one(party_conn *conn) {
     party_runtime *rt = party__conn_rt(conn);
 
-    if (conn->phase != PARTY__CONN_OPEN || conn->transport_closing)
+    if (conn->phase != PARTY__CONN_OPEN || conn->transport_closing || conn->close_received)
         return; /* closing ones have close_timeout; HTTP ones header_timeout */
     if (conn->heard) {
         conn->heard = 0;

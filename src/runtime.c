@@ -420,7 +420,10 @@ static void on_shutdown_timeout(uv_timer_t *timer) {
 static void stop_one(party_conn *conn) {
     switch (conn->phase) {
     case PARTY__CONN_OPEN:
-        party__conn_start_close(conn, PARTY__WS_GOING_AWAY, "server shutting down");
+        /* A peer whose Close the room has not reached yet gets its own
+         * code back when it does. */
+        if (!conn->close_received)
+            party__conn_start_close(conn, PARTY__WS_GOING_AWAY, "server shutting down");
         break;
     case PARTY__CONN_HTTP:
     case PARTY__CONN_UPGRADING:
@@ -440,7 +443,8 @@ static void runtime_begin_stop(party_runtime *rt) {
         uv_close((uv_handle_t *)&rt->listener, NULL);
     party__conn_foreach(rt, stop_one);
     uv_timer_start(&rt->shutdown_timer, on_shutdown_timeout,
-                   (uint64_t)(rt->cfg.shutdown_timeout * 1000.0), 0);
+                   rt->cfg.shutdown_timeout > 0 ? (uint64_t)(rt->cfg.shutdown_timeout * 1000.0) : 0,
+                   0);
     uv_unref((uv_handle_t *)&rt->shutdown_timer);
     party__runtime_maybe_finish(rt);
 }

@@ -202,6 +202,9 @@ void party__tls_input(party_conn *conn, const char *data, size_t len) {
 
         if (buffered) {
             party__conn_http_space(conn, &dst);
+            if (dst.len == 0 && conn->phase != PARTY__CONN_HTTP)
+                break; /* a request is with a room: what follows it waits in
+                        * OpenSSL, as it would in the socket without TLS */
             if (dst.len == 0) {
                 if (conn->http->len >= conn->http->max) {
                     party__log_info(rt, "http: 413 request exceeds max_body_bytes with framing");

@@ -136,7 +136,9 @@ test('connect: a refused handshake exits 1 with the status; bad arguments exit 2
   assert.equal(await refused.exit(), 1);
   assert.match(refused.stderr(), /refused the WebSocket: HTTP\/1\.1 400/);
 
-  for (const args of [['connect'], ['connect', 'wss://127.0.0.1/x'], ['connect', '--header', 'no colon', url('echo', 'r')]]) {
+  const longHost = 'h'.repeat(300);
+  for (const args of [['connect'], ['connect', 'wss://127.0.0.1/x'], ['connect', '--header', 'no colon', url('echo', 'r')],
+    ['connect', `ws://${longHost}/x`], ['connect', `ws://[${longHost}]:1/x`]]) {
     const bad = runPartyd(args);
     bad.proc.stdin.end();
     assert.equal(await bad.exit(), 2, `${args.join(' ')}: ${bad.stderr()}`);

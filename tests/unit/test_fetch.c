@@ -159,6 +159,10 @@ static void caller_request(party_room *room, const party_request *req, party_res
     const char *tag = party_request_query(req, "tag");
     const char *method = party_request_query(req, "method");
     static const char *const headers[] = {"X-Test", "yes", NULL};
+    /* ?roomid: a header that would route by id, past the name. */
+    static const char *const by_id[] = {
+        "X-Partyd-Room-Id", "0000000000000000000000000000000000000000000000000000000000000000",
+        NULL};
     char party[64] = "", target[256] = "";
     const char *slash;
 
@@ -185,7 +189,8 @@ static void caller_request(party_room *room, const party_request *req, party_res
         snprintf(target, sizeof(target), "%s", slash + 1);
     }
     rec.fetch_result =
-        party_room_fetch(room, party, target, method, path, headers,
+        party_room_fetch(room, party, target, method, path,
+                         party_request_query(req, "roomid") != NULL ? by_id : headers,
                          method != NULL ? "hello" : NULL, method != NULL ? 5 : 0, tag, rec.last_id);
     party_response_status(res, rec.fetch_result == 0 ? 202 : 400);
 }
@@ -435,6 +440,8 @@ static void test_bad_arguments_are_refused(void **state) {
     assert_int_equal(ask(t, "alice", "to=svc/x&path=/a%20b"), 400);
     assert_int_equal(rec.fetch_result, PARTY_EINVAL);
     assert_int_equal(ask(t, "alice", "to=svc/"), 400); /* empty room name */
+    assert_int_equal(rec.fetch_result, PARTY_EINVAL);
+    assert_int_equal(ask(t, "alice", "to=svc/x&roomid=1"), 400); /* a header the runtime owns */
     assert_int_equal(rec.fetch_result, PARTY_EINVAL);
     assert_int_equal(party_test_run_until_idle(t), 0);
     assert_int_equal(rec.n, 0);
