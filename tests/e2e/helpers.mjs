@@ -149,6 +149,19 @@ export async function stopPartyd(server) {
   }
 }
 
+/** Waits until server's stderr matches re (or fails after ms). */
+export function waitStderr(server, re, ms = TIMEOUT_MS) {
+  return withTimeout(new Promise((resolve) => {
+    const check = () => {
+      if (!re.test(server.stderr())) return;
+      server.proc.stderr.off('data', check);
+      resolve();
+    };
+    server.proc.stderr.on('data', check); // after startPartyd's own listener: stderr() is current
+    check();
+  }), ms, () => `partyd's log never matched ${re}:\n${tail(server.stderr())}`);
+}
+
 export function tail(text, lines = 60) {
   return text.split('\n').slice(-lines).join('\n');
 }

@@ -11,7 +11,9 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import WS from 'ws';
-import { Inbox, TIMEOUT_MS, startPartyd, stopPartyd, uniqueRoom, waitEvent, withTimeout } from './helpers.mjs';
+import {
+  Inbox, TIMEOUT_MS, startPartyd, stopPartyd, uniqueRoom, waitEvent, waitStderr, withTimeout,
+} from './helpers.mjs';
 
 let server;
 let certDir;
@@ -148,15 +150,7 @@ describe('slow readers over TLS', () => {
       await inbox.nextText();
       ws._socket.pause(); // stop reading: the kernel buffers fill, then partyd's queue
       for (let i = 0; i < 40; i++) ws.send('big:500000');
-      await withTimeout(new Promise((resolve) => {
-        const check = () => {
-          if (!/send queue would exceed send_queue_bytes/.test(small.stderr())) return;
-          small.proc.stderr.off('data', check);
-          resolve();
-        };
-        small.proc.stderr.on('data', check); // after the helper's own listener: stderr() is current
-        check();
-      }), 10000, () => `partyd never dropped the slow reader:\n${small.stderr()}`);
+      await waitStderr(small, /send queue would exceed send_queue_bytes/, 10000);
       ws._socket.resume();
       const closed = await inbox.closed(10000);
       assert.equal(closed.code, 1006, 'dropped without a close handshake');
@@ -173,7 +167,7 @@ describe('bad clients on the TLS port', () => {
     assert.ok(garbage.length === 0 || garbage[0] === 0x15, `unexpected reply ${garbage.toString('hex')}`);
     const plain = await sendRawAndWaitClose('GET /parties/probe/x HTTP/1.1\r\nHost: x\r\n\r\n');
     assert.ok(!plain.toString('latin1').startsWith('HTTP/'), 'a plaintext request got a plaintext answer');
-    assert.match(server.stderr(), /tls: handshake failed/);
+    await waitStderr(server, /tls: handshake failed/);
     const after = await httpsRequest('GET', `/parties/probe/${uniqueRoom('tls-after')}`);
     assert.equal(after.status, 200);
     const metrics = await httpsRequest('GET', '/_partyd/metrics');

@@ -35,6 +35,11 @@
 #define STOP_TIMEOUT_MS 15000
 #define MAX_OPEN_CONNS 512
 
+int test_slow_factor(void) {
+    const char *env = getenv("PARTYD_WRAPPER");
+    return env != NULL && env[0] != '\0' ? 4 : 1;
+}
+
 int64_t test_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -197,14 +202,20 @@ static size_t wrapper_words(char *copy, size_t cap, const char **words, char *pa
     size_t n = 0;
     char *p, *save = NULL;
 
-    if (env == NULL || env[0] == '\0' || strlen(env) >= cap)
+    if (env == NULL || env[0] == '\0')
         return 0;
+    /* Set but unusable: running partyd bare would pass every test with
+     * nothing checked, so stop here. */
+    if (strlen(env) >= cap) {
+        fprintf(stderr, "PARTYD_WRAPPER is %zu bytes or longer; refusing to run without it\n", cap);
+        exit(1);
+    }
     snprintf(copy, cap, "%s", env);
     for (p = strtok_r(copy, " ", &save); p != NULL && n < MAX_WRAPPER_WORDS;
          p = strtok_r(NULL, " ", &save))
         words[n++] = p;
     if (n == 0)
-        return 0;
+        return 0; /* only spaces: unset */
     if (strchr(words[0], '/') != NULL) {
         snprintf(path, path_cap, "%s", words[0]);
     } else {
@@ -219,8 +230,11 @@ static size_t wrapper_words(char *copy, size_t cap, const char **words, char *pa
                 break;
             path[0] = '\0';
         }
-        if (path[0] == '\0')
-            return 0;
+        if (path[0] == '\0') {
+            fprintf(stderr, "PARTYD_WRAPPER: %s is not in PATH; refusing to run without it\n",
+                    words[0]);
+            exit(1);
+        }
     }
     return n;
 }

@@ -223,6 +223,9 @@ void partyd_expect_healthy(int port);
 
 /* A monotonic clock in milliseconds (for deadlines and durations). */
 int64_t test_now_ms(void);
+/* 1, or 4 when partyd runs under PARTYD_WRAPPER (valgrind): the factor for
+ * upper time bounds that a slowed-down partyd could miss. */
+int test_slow_factor(void);
 /* Removes path and everything below it, as far as it can (for cleanup:
  * errors are ignored, links are not followed). */
 void test_remove_tree(const char *path);

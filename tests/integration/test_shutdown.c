@@ -167,7 +167,7 @@ static void test_sigterm_under_load_loses_no_acknowledged_write(void **state) {
             (void)poll(pfd, (nfds_t)n, 100);
         }
     }
-    status = partyd_wait_exit(d, SHUTDOWN_TIMEOUT_MS + 3000);
+    status = partyd_wait_exit(d, SHUTDOWN_TIMEOUT_MS + 3000 * test_slow_factor());
     exited = test_now_ms();
     printf("  exit status %d, %lld ms after SIGTERM\n", status, (long long)(exited - signalled));
     if (status != 0) {
@@ -177,7 +177,7 @@ static void test_sigterm_under_load_loses_no_acknowledged_write(void **state) {
     }
     assert_int_equal(status, 0);
     /* Within --shutdown-timeout, plus what freeing the rooms takes. */
-    assert_true(exited - signalled < SHUTDOWN_TIMEOUT_MS + 2000);
+    assert_true(exited - signalled < SHUTDOWN_TIMEOUT_MS + 2000 * test_slow_factor());
     assert_true(partyd_wait_stderr(d, "shutdown: 1 connections did not close in time", 1000));
     partyd_free(d);
 

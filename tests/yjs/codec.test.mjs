@@ -29,8 +29,15 @@ before(() => {
   });
 });
 
-after(() => {
+after(async () => {
+  // The tool is an ASan build: a leak or error shows in its exit status.
+  const exited = tool.exitCode !== null || tool.signalCode !== null
+    ? Promise.resolve([tool.exitCode, tool.signalCode])
+    : new Promise((resolve) => tool.once('exit', (code, signal) => resolve([code, signal])));
   tool.stdin.end();
+  const [code, signal] = await exited;
+  assert.equal(signal, null, `yjs_tool was killed by ${signal}`);
+  assert.equal(code, 0, 'yjs_tool exited with an error (see its stderr above)');
 });
 
 const hex = (u8) => Buffer.from(u8).toString('hex');

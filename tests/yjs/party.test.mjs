@@ -27,8 +27,12 @@ after(async () => {
     // The awareness timer would keep node alive.
     p.awareness.destroy();
   }
-  for (const s of servers) await stopPartyd(s).catch(() => {});
+  // A partyd that does not exit 0 (a leak or error found by the
+  // sanitizers at exit) fails the file, after everything is cleaned up.
+  const errors = [];
+  for (const s of servers) await stopPartyd(s).catch((err) => errors.push(err));
   for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true });
+  if (errors.length > 0) throw errors[0];
 });
 
 async function freePort() {
