@@ -55,8 +55,8 @@ build-test:
 # many there are, and no timing-sensitive test shares the CPU with them).
 test: build-test e2e-deps yjs-deps web-deps browser-deps
 	cd $(TEST_DIR) && status=0; \
-	ctest --output-on-failure -j $(JOBS) --timeout 300 -LE fuzz || status=1; \
-	ctest --output-on-failure -j 8 --timeout 300 -L fuzz || status=1; \
+	ctest --output-on-failure -j $(JOBS) -LE fuzz || status=1; \
+	ctest --output-on-failure -j 8 -L fuzz || status=1; \
 	exit $$status
 
 # The integration tests again, with every partyd they start running under
@@ -72,7 +72,7 @@ test-valgrind:
 		-DPARTY_FUZZ=OFF $(CMAKE_FLAGS)
 	cmake --build $(VALGRIND_DIR) -j $(JOBS)
 	cd $(VALGRIND_DIR) && PARTYD_WRAPPER="$(VALGRIND)" \
-		ctest --output-on-failure -j $(JOBS) --timeout 600 -L integration -E 'test_crash$$'
+		ctest --output-on-failure -j $(JOBS) -L integration -E 'test_crash$$'
 
 # Longer fuzzing than `make test` does: make fuzz FUZZ_SECONDS=600
 fuzz: FUZZ_SECONDS = 300
