@@ -66,6 +66,7 @@ typedef struct yjs_update {
     yjs_range *deletes;
     size_t n_deletes;
     size_t cap_deletes;
+    size_t n_skips; /* of n_structs */
     const uint8_t *ds_raw; /* the delete set's bytes, copied whole by a diff */
     size_t ds_len;
 } yjs_update;
@@ -498,7 +499,13 @@ static int read_struct(party__yjs_reader *r, yjs_struct *s) {
     return 0;
 }
 
-static int parse_update(const void *data, size_t len, yjs_update *u) {
+/* Parses update into u. Stops with PARTY_ETOOBIG as soon as it holds more
+ * than max_structs structs or max_ranges delete ranges, so a caller adding
+ * up several updates bounds the memory of all of them. With count_only the
+ * structs and ranges are counted, not kept (u->n_structs and u->n_deletes
+ * are set, the arrays stay NULL). */
+static int parse_update_limited(const void *data, size_t len, yjs_update *u, size_t max_structs,
+                                size_t max_ranges, int count_only) {
     party__yjs_reader r = party__yjs_reader_make(data, len);
     uint64_t n_clients, n_structs, client, clock, i, j, n_ranges;
     size_t ds_start;
@@ -525,7 +532,15 @@ static int parse_update(const void *data, size_t len, yjs_update *u) {
                 goto fail;
             }
             clock += s.len;
-            if ((rc = push_struct(u, &s)) != 0)
+            if (u->n_structs >= max_structs) {
+                rc = PARTY_ETOOBIG;
+                goto fail;
+            }
+            if (s.kind == KIND_SKIP)
+                u->n_skips++;
+            if (count_only)
+                u->n_structs++;
+            else if ((rc = push_struct(u, &s)) != 0)
                 goto fail;
         }
     }
@@ -546,7 +561,13 @@ static int parse_update(const void *data, size_t len, yjs_update *u) {
                 rc = PARTY_EINVAL;
                 goto fail;
             }
-            if ((rc = push_range(&u->deletes, &u->n_deletes, &u->cap_deletes, &d)) != 0)
+            if (u->n_deletes >= max_ranges) {
+                rc = PARTY_ETOOBIG;
+                goto fail;
+            }
+            if (count_only)
+                u->n_deletes++;
+            else if ((rc = push_range(&u->deletes, &u->n_deletes, &u->cap_deletes, &d)) != 0)
                 goto fail;
         }
     }
@@ -559,12 +580,25 @@ fail:
     return rc;
 }
 
-int party__yjs_update_check(const void *update, size_t len) {
+static int parse_update(const void *data, size_t len, yjs_update *u) {
+    return parse_update_limited(data, len, u, PARTY__YJS_MAX_STRUCTS, PARTY__YJS_MAX_STRUCTS, 0);
+}
+
+int party__yjs_update_measure(const void *update, size_t len, size_t *n_structs,
+                              size_t *n_ranges) {
     yjs_update u;
-    int rc = parse_update(update, len, &u);
-    if (rc == 0)
-        update_release(&u);
+    int rc = parse_update_limited(update, len, &u, PARTY__YJS_MAX_STRUCTS, PARTY__YJS_MAX_STRUCTS,
+                                  1);
+    if (n_structs != NULL)
+        *n_structs = rc == 0 ? u.n_structs : 0;
+    if (n_ranges != NULL)
+        *n_ranges = rc == 0 ? u.n_deletes : 0;
+    update_release(&u);
     return rc;
+}
+
+int party__yjs_update_check(const void *update, size_t len) {
+    return party__yjs_update_measure(update, len, NULL, NULL);
 }
 
 int party__yjs_update_is_empty(const void *update, size_t len) {

@@ -76,6 +76,12 @@ void party__yjs_writer_release(party__yjs_writer *w);
  * non-zero length, known content kinds, ContentString valid UTF-8). */
 int party__yjs_update_check(const void *update, size_t len);
 
+/* party__yjs_update_check that also reports how many structs (Skips
+ * included) and delete ranges the update holds, without keeping them:
+ * what it adds at most to a merge's counts. */
+int party__yjs_update_measure(const void *update, size_t len, size_t *n_structs,
+                              size_t *n_ranges);
+
 /* 1 if update (well-formed) has no structs and no deleted ranges. */
 int party__yjs_update_is_empty(const void *update, size_t len);
 

@@ -262,6 +262,138 @@ static void test_invalid_update_closes_the_connection(void **state) {
     party_test_free(t);
 }
 
+/* lib0 varUint into p; returns its length. */
+static size_t put_uint(uint8_t *p, uint64_t v) {
+    size_t n = 0;
+    do {
+        p[n] = (uint8_t)(v & 0x7f);
+        v >>= 7;
+        if (v != 0)
+            p[n] |= 0x80;
+        n++;
+    } while (v != 0);
+    return n;
+}
+
+/* A SyncUpdate message holding n deleted items of client (1 clock unit
+ * each, parent root type "t"): n structs a merge cannot join. */
+static uint8_t *many_items_msg(uint64_t client, size_t n, size_t *len) {
+    size_t body = 3 * 10 + n * 5 + 1, at = 0, i;
+    uint8_t *update = malloc(body), *msg = malloc(body + 12);
+    assert_non_null(update);
+    assert_non_null(msg);
+    at += put_uint(update + at, 1);
+    at += put_uint(update + at, n);
+    at += put_uint(update + at, client);
+    at += put_uint(update + at, 0);
+    for (i = 0; i < n; i++) {
+        memcpy(update + at, "\x01\x01\x01t\x01", 5);
+        at += 5;
+    }
+    update[at++] = 0; /* empty delete set */
+    msg[0] = 0;
+    msg[1] = 2;
+    *len = 2 + put_uint(msg + 2, at);
+    memcpy(msg + *len, update, at);
+    *len += at;
+    free(update);
+    return msg;
+}
+
+static void expect_closed(party_test_conn *c, int want_code, const char *want_in_reason) {
+    void *data;
+    int code;
+    const char *reason;
+    assert_int_equal(party_test_recv(c, &data, NULL, NULL), PARTY_ECLOSED);
+    assert_int_equal(party_test_close_info(c, &code, &reason), 0);
+    assert_int_equal(code, want_code);
+    if (want_in_reason != NULL)
+        assert_non_null(strstr(reason, want_in_reason));
+}
+
+static void test_update_past_the_room_limits_is_refused_before_it_is_stored(void **state) {
+    /* 300 Ki structs fit; re-sent they count once; another 300 Ki of a
+     * second client would take the document past 512 Ki structs. */
+    size_t n = 300 * 1024, len7, len8, got_len;
+    uint8_t *u7 = many_items_msg(7, n, &len7), *u8 = many_items_msg(8, n, &len8);
+    uint8_t sv[16];
+    size_t sv_len = 0;
+    party_test *t = t_new();
+    party_test_conn *a = join(t, "/parties/yjs/big?_pk=a");
+    party_test_conn *b = join(t, "/parties/yjs/big?_pk=b");
+    party_test_conn *c;
+    void *got;
+    (void)state;
+
+    expect_sync(a, 0, (const uint8_t *)"\x00", 1);
+    expect_sync(b, 0, (const uint8_t *)"\x00", 1);
+    assert_int_equal(party_test_send(a, u7, len7, 1), 0);
+    expect(b, u7, len7);
+    assert_int_equal(party_test_send(a, u7, len7, 1), 0);
+    expect(b, u7, len7);
+    assert_int_equal(party_test_send(a, u8, len8, 1), 0);
+    expect_closed(a, 1009, "struct count");
+    /* Not relayed: b's next message is the answer to its own Step 1. */
+    assert_int_equal(party_test_send(b, "\x00\x00\x01\x00", 4, 1), 0);
+    assert_int_equal(party_test_recv(b, &got, &got_len, NULL), 0);
+    assert_true(got_len < len7 + 64);
+    free(got);
+    /* Nothing stored that breaks the room: it starts again and serves. */
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(party_test_restart(t), 0);
+    c = join(t, "/parties/yjs/big?_pk=c");
+    sv_len += put_uint(sv + sv_len, 1);
+    sv_len += put_uint(sv + sv_len, 7);
+    sv_len += put_uint(sv + sv_len, n);
+    expect_sync(c, 0, sv, sv_len);
+    free(u7);
+    free(u8);
+    party_test_free(t);
+}
+
+static void insert_row(party_test *t, const char *room, const uint8_t *data, size_t len) {
+    char id[PARTY_ID_MAX], path[4096];
+    sqlite3 *db;
+    sqlite3_stmt *st;
+
+    party_room_id_from_name("yjs", room, id);
+    assert_int_equal(party_test_room_file(t, id, path, sizeof(path)), 0);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "INSERT INTO yjs_updates (data) VALUES (?)", -1, &st, NULL),
+        SQLITE_OK);
+    assert_int_equal(sqlite3_bind_blob(st, 1, data, (int)len, SQLITE_STATIC), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+static void test_a_stored_log_past_the_limits_does_not_stop_the_room(void **state) {
+    /* A log written before the limits: 2 x 300 Ki structs. The room still
+     * starts and serves what fits (client 7), leaving out client 8. */
+    size_t n = 300 * 1024, len7, len8;
+    uint8_t *u7 = many_items_msg(7, n, &len7), *u8 = many_items_msg(8, n, &len8);
+    uint8_t sv[16];
+    size_t sv_len = 0, skip7 = 2 + put_uint(sv, len7 - 6), skip8 = 2 + put_uint(sv, len8 - 6);
+    party_test *t = t_new();
+    party_test_conn *a = join(t, "/parties/yjs/old?_pk=a"), *c;
+    (void)state;
+
+    expect_sync(a, 0, (const uint8_t *)"\x00", 1);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    insert_row(t, "old", u7 + skip7, len7 - skip7);
+    insert_row(t, "old", u8 + skip8, len8 - skip8);
+    assert_int_equal(party_test_restart(t), 0);
+    c = join(t, "/parties/yjs/old?_pk=c");
+    sv_len += put_uint(sv + sv_len, 1);
+    sv_len += put_uint(sv + sv_len, 7);
+    sv_len += put_uint(sv + sv_len, n);
+    expect_sync(c, 0, sv, sv_len);
+    free(u7);
+    free(u8);
+    party_test_free(t);
+}
+
 /* A party of its own, built from the yjs pieces: custom messages are
  * answered by the server. */
 static void shout_custom(party_room *room, party_conn *conn, const char *msg, size_t len) {
@@ -333,6 +465,8 @@ int main(void) {
         cmocka_unit_test(test_wake_up_sends_step1_to_every_connection),
         cmocka_unit_test(test_awareness_is_forwarded_and_removed_on_close),
         cmocka_unit_test(test_invalid_update_closes_the_connection),
+        cmocka_unit_test(test_update_past_the_room_limits_is_refused_before_it_is_stored),
+        cmocka_unit_test(test_a_stored_log_past_the_limits_does_not_stop_the_room),
         cmocka_unit_test(test_custom_messages_reach_an_overriding_handler),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
