@@ -840,7 +840,7 @@ int party__yjs_merge(const void *const *updates, const size_t *lens, size_t n, u
     const yjs_struct **all = NULL;
     yjs_out *plan = NULL;
     yjs_range *deletes = NULL;
-    size_t n_all = 0, n_deletes = 0, cap_deletes = 0, n_plan, n_clients = 0, i, j, k, total = 0;
+    size_t n_all = 0, n_parsed = 0, n_deletes = 0, cap_deletes = 0, n_plan, n_clients = 0, i, j, k, total = 0;
     party__yjs_writer w;
     int rc = 0;
 
@@ -856,10 +856,14 @@ int party__yjs_merge(const void *const *updates, const size_t *lens, size_t n, u
             rc = PARTY_ETOOBIG;
             goto done;
         }
-        if ((rc = parse_update(updates[i], lens[i], &parsed[i])) != 0)
+        /* Each input may only use what the ones before left of the caps:
+         * parsed structs cost far more memory than their bytes. */
+        if ((rc = parse_update_limited(updates[i], lens[i], &parsed[i],
+                                       PARTY__YJS_MAX_STRUCTS - n_parsed,
+                                       PARTY__YJS_MAX_STRUCTS - n_deletes, 0)) != 0)
             goto done;
-        for (j = 0; j < parsed[i].n_structs; j++)
-            n_all += parsed[i].structs[j].kind != KIND_SKIP;
+        n_parsed += parsed[i].n_structs;
+        n_all += parsed[i].n_structs - parsed[i].n_skips;
         for (j = 0; j < parsed[i].n_deletes; j++) {
             if ((rc = push_range(&deletes, &n_deletes, &cap_deletes, &parsed[i].deletes[j])) != 0)
                 goto done;

@@ -90,7 +90,9 @@ int party__yjs_update_is_empty(const void *update, size_t len);
  * clock up to which structs are contiguous from 0 (Skips stop it). */
 int party__yjs_state_vector(const void *update, size_t len, uint8_t **out, size_t *out_len);
 
-/* One update equivalent to applying all n: per client the union of the
+/* One update equivalent to applying all n (the structs and ranges of all
+ * inputs together are capped at PARTY__YJS_MAX_STRUCTS each, counted while
+ * parsing): per client the union of the
  * structs (overlaps cut, gaps kept as Skip structs, adjacent GCs joined),
  * clients in descending order, and the union of the delete sets. n == 0
  * gives the empty update. */
