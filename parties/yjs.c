@@ -469,38 +469,71 @@ static int send_all_awareness(party_room *room, party_conn *conn) {
 
 /* An awareness update from conn: remember its clients' states, then
  * forward it to everyone, the sender included (a y-websocket client counts
- * its own echoed heartbeat as a sign of life). */
+ * its own echoed heartbeat as a sign of life). A state that is not JSON
+ * (every client JSON.parses it) drops the whole message; entries past
+ * MAX_AWARENESS_CLIENTS are neither kept nor forwarded. */
 static void handle_awareness(party_room *room, party_conn *conn, const void *msg, size_t msg_len,
                              const uint8_t *update, size_t len) {
     awareness_entry old[MAX_AWARENESS_CLIENTS], next[MAX_AWARENESS_CLIENTS];
-    size_t n_old = conn_awareness(conn, old), n_next = 0, k;
+    awareness_entry got[MAX_AWARENESS_CLIENTS];
+    size_t n_old = conn_awareness(conn, old), n_next = 0, n_got, k;
     party__yjs_reader r = party__yjs_reader_make(update, len);
+    uint8_t *trimmed = NULL;
     uint64_t count, c;
 
     if (party__yjs_read_uint(&r, &count) != 0)
         return;
+    n_got = count < MAX_AWARENESS_CLIENTS ? (size_t)count : MAX_AWARENESS_CLIENTS;
+    for (c = 0; c < n_got; c++) {
+        awareness_entry *e = &got[c];
+        if (party__yjs_read_uint(&r, &e->client) != 0 ||
+            party__yjs_read_uint(&r, &e->clock) != 0 ||
+            party__yjs_read_array(&r, &e->state, &e->state_len) != 0 ||
+            party__yjs_json_check(e->state, e->state_len) != 0)
+            return; /* malformed: neither kept nor forwarded */
+    }
     memcpy(next, old, n_old * sizeof(*old));
     n_next = n_old;
-    for (c = 0; c < count; c++) {
-        awareness_entry e;
-        if (party__yjs_read_uint(&r, &e.client) != 0 || party__yjs_read_uint(&r, &e.clock) != 0 ||
-            party__yjs_read_array(&r, &e.state, &e.state_len) != 0)
-            return; /* malformed: neither kept nor forwarded */
-        for (k = 0; k < n_next && next[k].client != e.client; k++)
+    for (c = 0; c < n_got; c++) {
+        const awareness_entry *e = &got[c];
+        for (k = 0; k < n_next && next[k].client != e->client; k++)
             ;
-        if (e.state_len == 4 && memcmp(e.state, "null", 4) == 0) {
+        if (e->state_len == 4 && memcmp(e->state, "null", 4) == 0) {
             if (k < n_next)
                 next[k] = next[--n_next];
         } else if (k < n_next) {
-            next[k] = e;
+            next[k] = *e;
         } else if (n_next < MAX_AWARENESS_CLIENTS) {
-            next[n_next++] = e;
+            next[n_next++] = *e;
         }
+    }
+    if (count > n_got) {
+        /* Forward only the entries read. */
+        party__yjs_writer inner, w;
+        size_t trimmed_len;
+        party__yjs_writer_init(&inner, len);
+        party__yjs_write_uint(&inner, n_got);
+        for (c = 0; c < n_got; c++) {
+            party__yjs_write_uint(&inner, got[c].client);
+            party__yjs_write_uint(&inner, got[c].clock);
+            party__yjs_write_array(&inner, got[c].state, got[c].state_len);
+        }
+        party__yjs_writer_init(&w, msg_len);
+        party__yjs_write_uint(&w, MSG_AWARENESS);
+        party__yjs_write_array(&w, inner.data, inner.len);
+        if (inner.err != 0)
+            w.err = inner.err;
+        party__yjs_writer_release(&inner);
+        if (party__yjs_writer_finish(&w, &trimmed, &trimmed_len) != 0)
+            return;
+        msg = trimmed;
+        msg_len = trimmed_len;
     }
     /* The entries point into the old state and the message; the new state
      * is built from them before it replaces the old one. */
     conn_set_awareness(conn, next, n_next);
     party_broadcast(room, msg, msg_len, 1, NULL, 0);
+    free(trimmed);
 }
 
 /* Tells the others that conn's awareness clients are gone (state null). */

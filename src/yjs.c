@@ -288,33 +288,116 @@ static int read_string(party__yjs_reader *r) {
     return rc;
 }
 
+static int is_digit(uint8_t c) {
+    return c >= '0' && c <= '9';
+}
+
+static int is_json_space(uint8_t c) {
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+static int is_hex(uint8_t c) {
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* What RFC 8259 (and JSON.parse) refuses but cJSON lets through: control
+ * characters in strings and between tokens, unknown escapes, numbers with
+ * leading zeros, a bare '.', no digits after '.' or the exponent, or glued
+ * to the next token. The structure itself is left to cJSON. */
+static int json_scan_strict(const uint8_t *p, size_t n) {
+    size_t i = 0;
+
+    while (i < n) {
+        uint8_t c = p[i];
+        if (c == '"') {
+            for (i++;; i++) {
+                if (i >= n || p[i] < 0x20)
+                    return PARTY_EINVAL;
+                if (p[i] == '"')
+                    break;
+                if (p[i] != '\\')
+                    continue;
+                if (++i >= n)
+                    return PARTY_EINVAL;
+                if (p[i] == 'u') {
+                    if (n - i < 5 || !is_hex(p[i + 1]) || !is_hex(p[i + 2]) ||
+                        !is_hex(p[i + 3]) || !is_hex(p[i + 4]))
+                        return PARTY_EINVAL;
+                    i += 4;
+                } else if (memchr("\"\\/bfnrt", p[i], 8) == NULL) {
+                    return PARTY_EINVAL;
+                }
+            }
+            i++;
+        } else if (c == '-' || is_digit(c)) {
+            if (c == '-')
+                i++;
+            if (i >= n || !is_digit(p[i]))
+                return PARTY_EINVAL;
+            if (p[i++] != '0') {
+                while (i < n && is_digit(p[i]))
+                    i++;
+            }
+            if (i < n && p[i] == '.') {
+                if (++i >= n || !is_digit(p[i]))
+                    return PARTY_EINVAL;
+                while (i < n && is_digit(p[i]))
+                    i++;
+            }
+            if (i < n && (p[i] == 'e' || p[i] == 'E')) {
+                if (++i < n && (p[i] == '+' || p[i] == '-'))
+                    i++;
+                if (i >= n || !is_digit(p[i]))
+                    return PARTY_EINVAL;
+                while (i < n && is_digit(p[i]))
+                    i++;
+            }
+            /* "01" would otherwise scan as two numbers. */
+            if (i < n && !is_json_space(p[i]) && p[i] != ',' && p[i] != ']' && p[i] != '}')
+                return PARTY_EINVAL;
+        } else if (c < 0x20 && !is_json_space(c)) {
+            return PARTY_EINVAL;
+        } else {
+            i++;
+        }
+    }
+    return 0;
+}
+
+int party__yjs_json_check(const void *text, size_t len) {
+    const uint8_t *p = text;
+    const char *end = NULL;
+    cJSON *json;
+    int rc;
+
+    if (len == 0 || memchr(p, 0, len) != NULL || !party__utf8_valid(p, len))
+        return PARTY_EINVAL;
+    if ((rc = json_scan_strict(p, len)) != 0)
+        return rc;
+    json = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (json == NULL)
+        return PARTY_EINVAL;
+    cJSON_Delete(json);
+    /* The whole input is one value: only whitespace may follow. */
+    for (; end < (const char *)p + len; end++) {
+        if (!is_json_space((uint8_t)*end))
+            return PARTY_EINVAL;
+    }
+    return 0;
+}
+
 /* A varString holding JSON (yjs JSON.parses it; "undefined" also passes for
  * the entries of legacy JSON content). */
 static int read_json(party__yjs_reader *r, int undefined_ok) {
     const uint8_t *p;
     size_t n;
-    char small[64], *text;
-    cJSON *json;
     int rc = party__yjs_read_array(r, &p, &n);
 
     if (rc != 0)
         return rc;
-    if (!party__utf8_valid(p, n))
-        return PARTY_EINVAL;
     if (undefined_ok && n == 9 && memcmp(p, "undefined", 9) == 0)
         return 0;
-    text = n < sizeof(small) ? small : malloc(n + 1);
-    if (text == NULL)
-        return PARTY_ENOMEM;
-    memcpy(text, p, n);
-    text[n] = '\0';
-    json = cJSON_ParseWithOpts(text, NULL, 1);
-    if (json == NULL)
-        rc = PARTY_EINVAL;
-    cJSON_Delete(json);
-    if (text != small)
-        free(text);
-    return rc;
+    return party__yjs_json_check(p, n);
 }
 
 /* Skips one lib0 `any` value. */

@@ -82,6 +82,11 @@ int party__yjs_update_check(const void *update, size_t len);
 int party__yjs_update_measure(const void *update, size_t len, size_t *n_structs,
                               size_t *n_ranges);
 
+/* 0 if text is one JSON value that JSON.parse accepts (RFC 8259: no NUL
+ * or control characters, strict numbers, nothing after the value but
+ * whitespace), PARTY_EINVAL if not. */
+int party__yjs_json_check(const void *text, size_t len);
+
 /* 1 if update (well-formed) has no structs and no deleted ranges. */
 int party__yjs_update_is_empty(const void *update, size_t len);
 

@@ -342,6 +342,35 @@ static void test_merge_stops_parsing_at_the_struct_cap(void **state) {
     free(b);
 }
 
+static void test_json_is_checked_as_json_parse_would(void **state) {
+    static const char *const good[] = {
+        "0", "-0", "1.5", "-12e+3", "1E-2", "{}", " [1, 2.0e1, null, true] ",
+        "{\"a\":\"x\\n\\u00e9\\/\"}", "\"\u00e9\"", "\t{\"b\": [ ]}\r\n",
+    };
+    static const char *const bad[] = {
+        "01", "1.", "-.5", ".5", "+1", "1e", "1e+", "-", "\"a\nb\"", "\"\x01\"",
+        "\"\\x\"", "\"\\u12\"", "{}x", "[1]]", "\x0c" "1", "[1,]", "", "nul", "\"abc",
+    };
+    /* Embed content: info 5, parent "t", the JSON as a varString. */
+    uint8_t update[32] = {0x01, 0x01, 0x05, 0x00, 0x05, 0x01, 0x01, 0x74, 0x02, '0', '1', 0x00};
+    size_t i;
+    (void)state;
+
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        if (party__yjs_json_check(good[i], strlen(good[i])) != 0)
+            fail_msg("refused: %s", good[i]);
+    }
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (party__yjs_json_check(bad[i], strlen(bad[i])) != PARTY_EINVAL)
+            fail_msg("accepted: %s", bad[i]);
+    }
+    /* A NUL byte, then more: cJSON alone would stop at the NUL. */
+    assert_int_equal(party__yjs_json_check("{}\0x", 4), PARTY_EINVAL);
+    assert_int_equal(party__yjs_update_check(update, 12), PARTY_EINVAL);
+    update[10] = ' ';
+    assert_int_equal(party__yjs_update_check(update, 12), 0);
+}
+
 static void test_empty_update_is_recognised(void **state) {
     (void)state;
     assert_true(party__yjs_update_is_empty("\x00\x00", 2));
@@ -366,6 +395,7 @@ int main(void) {
         cmocka_unit_test(test_gc_pass_replaces_deleted_content),
         cmocka_unit_test(test_malformed_updates_are_refused),
         cmocka_unit_test(test_empty_update_is_recognised),
+        cmocka_unit_test(test_json_is_checked_as_json_parse_would),
         cmocka_unit_test(test_merge_stops_parsing_at_the_struct_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -394,6 +394,48 @@ static void test_a_stored_log_past_the_limits_does_not_stop_the_room(void **stat
     party_test_free(t);
 }
 
+/* An awareness message of n entries (clients 1..n, clock 1, state). */
+static size_t awareness_msg(uint8_t *out, size_t n, const char *state) {
+    uint8_t inner[1024];
+    size_t at = 0, len = strlen(state), i, m = 0;
+    at += put_uint(inner + at, n);
+    for (i = 0; i < n; i++) {
+        at += put_uint(inner + at, i + 1);
+        at += put_uint(inner + at, 1);
+        at += put_uint(inner + at, len);
+        memcpy(inner + at, state, len);
+        at += len;
+    }
+    out[m++] = 1;
+    m += put_uint(out + m, at);
+    memcpy(out + m, inner, at);
+    return m + at;
+}
+
+static void test_awareness_states_must_be_json_and_are_capped(void **state) {
+    party_test *t = t_new();
+    party_test_conn *a = join(t, "/parties/yjs/aw2?_pk=a");
+    party_test_conn *b = join(t, "/parties/yjs/aw2?_pk=b");
+    uint8_t msg[2048], want[2048];
+    size_t len, want_len;
+    (void)state;
+
+    expect_sync(a, 0, (const uint8_t *)"\x00", 1);
+    expect_sync(b, 0, (const uint8_t *)"\x00", 1);
+    /* Not JSON for JSON.parse: neither kept nor forwarded. */
+    len = awareness_msg(msg, 1, "{\"n\":01}");
+    assert_int_equal(party_test_send(a, msg, len, 1), 0);
+    len = awareness_msg(msg, 1, "{\"n\":\"a\nb\"}");
+    assert_int_equal(party_test_send(a, msg, len, 1), 0);
+    /* 20 entries: only the first 16 are forwarded. */
+    len = awareness_msg(msg, 20, "{\"n\":1}");
+    want_len = awareness_msg(want, 16, "{\"n\":1}");
+    assert_int_equal(party_test_send(a, msg, len, 1), 0);
+    expect(b, want, want_len);
+    expect(a, want, want_len);
+    party_test_free(t);
+}
+
 /* A party of its own, built from the yjs pieces: custom messages are
  * answered by the server. */
 static void shout_custom(party_room *room, party_conn *conn, const char *msg, size_t len) {
@@ -467,6 +509,7 @@ int main(void) {
         cmocka_unit_test(test_invalid_update_closes_the_connection),
         cmocka_unit_test(test_update_past_the_room_limits_is_refused_before_it_is_stored),
         cmocka_unit_test(test_a_stored_log_past_the_limits_does_not_stop_the_room),
+        cmocka_unit_test(test_awareness_states_must_be_json_and_are_capped),
         cmocka_unit_test(test_custom_messages_reach_an_overriding_handler),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
