@@ -57,6 +57,10 @@ typedef struct yjs_room {
     /* The log table's size, for compaction. */
     long long rows;
     size_t row_bytes;
+    /* row_bytes at the last compaction (or start): the log compacts when it
+     * has grown by compact_bytes since, not when it is past compact_bytes,
+     * which a document that large always is. */
+    size_t compacted_bytes;
     long long compact_rows;
     size_t compact_bytes;
     int gc_deleted; /* compaction drops the content of deleted items */
@@ -290,7 +294,7 @@ static int log_compact(party_room *room, yjs_room *y) {
     }
     if (rc == 0) {
         y->rows = 1;
-        y->row_bytes = y->doc_len;
+        y->row_bytes = y->compacted_bytes = y->doc_len;
     }
     return rc;
 }
@@ -624,7 +628,7 @@ static void handle_update(party_room *room, party_conn *conn, yjs_room *y, const
     exclude[0] = party_conn_id(conn);
     party_broadcast(room, msg, msg_len, 1, exclude, 1);
     free(relay);
-    if (y->rows > y->compact_rows || y->row_bytes > y->compact_bytes) {
+    if (y->rows > y->compact_rows || y->row_bytes - y->compacted_bytes > y->compact_bytes) {
         rc = log_compact(room, y);
         if (rc != 0)
             party_conn_close(conn, 1011, "cannot compact the document");
@@ -713,6 +717,7 @@ int party_yjs_on_start(party_room *room, const char *props) {
     st = NULL;
     if (step != SQLITE_DONE || doc_flush(y) != 0)
         goto fail;
+    y->compacted_bytes = y->doc_len < y->row_bytes ? y->doc_len : y->row_bytes;
     party_room_set_state(room, y);
     /* After a hibernation wake-up (connections kept, memory dropped) each
      * client may have missed nothing, but a Step 1 makes sure both sides

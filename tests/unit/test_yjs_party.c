@@ -155,6 +155,43 @@ static void test_log_is_compacted_past_the_row_threshold(void **state) {
     party_test_free(t);
 }
 
+static void test_a_large_document_is_not_compacted_on_every_update(void **state) {
+    /* Compaction past 30 bytes of log growth: once the document itself is
+     * near that size, further updates must not compact it again until the
+     * log has grown by 30 bytes more. */
+    party_test *t;
+    party_test_conn *a, *b;
+    uint8_t update[16];
+    int i;
+    static const uint8_t sv[] = {0x01, 0x06, 0x06};
+    (void)state;
+
+    setenv("PARTYD_YJS_COMPACT_BYTES", "30", 1);
+    t = t_new();
+    a = join(t, "/parties/yjs/grow?_pk=a");
+    expect_sync(a, 0, (const uint8_t *)"\x00", 1);
+    for (i = 0; i < 6; i++) {
+        size_t n = 0;
+        update[n++] = 1, update[n++] = 1, update[n++] = 6, update[n++] = (uint8_t)i;
+        if (i == 0) {
+            update[n++] = 0x04, update[n++] = 0x01, update[n++] = 0x01, update[n++] = 't';
+        } else {
+            update[n++] = 0x84, update[n++] = 6, update[n++] = (uint8_t)(i - 1);
+        }
+        update[n++] = 1, update[n++] = (uint8_t)('a' + i), update[n++] = 0;
+        send_sync(a, 2, update, n);
+    }
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    unsetenv("PARTYD_YJS_COMPACT_BYTES");
+    /* 11 + 10 + 10 bytes compact into one row; the next three (30 bytes)
+     * stay rows of their own. */
+    assert_int_equal(count_rows(t, "grow"), 4);
+    assert_int_equal(party_test_restart(t), 0);
+    b = join(t, "/parties/yjs/grow?_pk=b");
+    expect_sync(b, 0, sv, sizeof(sv));
+    party_test_free(t);
+}
+
 static void test_compaction_can_drop_deleted_content(void **state) {
     /* "hello" deleted whole: with PARTYD_YJS_GC_DELETED=1 the compacted
      * document keeps a placeholder of length 5 instead of the text. */
@@ -502,6 +539,7 @@ int main(void) {
         cmocka_unit_test(test_connect_gets_step1_and_a_step1_gets_the_document),
         cmocka_unit_test(test_updates_survive_a_restart),
         cmocka_unit_test(test_log_is_compacted_past_the_row_threshold),
+        cmocka_unit_test(test_a_large_document_is_not_compacted_on_every_update),
         cmocka_unit_test(test_compaction_can_drop_deleted_content),
         cmocka_unit_test(test_readonly_connection_syncs_but_does_not_write),
         cmocka_unit_test(test_wake_up_sends_step1_to_every_connection),
