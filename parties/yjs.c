@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "yjs.h"
 
 /* y-protocols message types. */
@@ -23,6 +24,16 @@ enum { SYNC_STEP1 = 0, SYNC_STEP2 = 1, SYNC_UPDATE = 2 };
 #define MAX_AWARENESS_CLIENTS 16
 #define DEFAULT_COMPACT_ROWS 500
 #define DEFAULT_COMPACT_BYTES ((size_t)4 << 20)
+/* What one room's document may hold: bytes of the merged document plus the
+ * updates not merged yet, and the structs and delete ranges in them. Kept
+ * under the merge's own caps (PARTY__YJS_MAX_*) with room to spare: a merge
+ * writes at most ~50 bytes more than its input per struct (a Skip and a
+ * cut struct's origin), so 32 MB + 512 Ki structs stays below its 64 MB
+ * output cap. An update that would pass them is refused before it is
+ * stored, so what is stored can always be merged. */
+#define ROOM_MAX_BYTES (PARTY__YJS_MAX_UPDATE / 2)
+#define ROOM_MAX_STRUCTS (PARTY__YJS_MAX_STRUCTS / 4)
+#define ROOM_MAX_RANGES (PARTY__YJS_MAX_STRUCTS / 2)
 /* The first byte of a connection's state: it went through on_connect. */
 #define CONN_STATE_MAGIC 0x59
 
@@ -35,9 +46,21 @@ typedef struct yjs_room {
     size_t *pending_lens;
     size_t n_pending;
     size_t cap_pending;
+    /* Upper bounds of what a merge of doc and pending would count: exact
+     * for doc (measured after each merge), summed for pending. */
+    size_t doc_structs;
+    size_t doc_ranges;
+    size_t pending_bytes;
+    size_t pending_structs;
+    size_t pending_ranges;
+    party_room *room; /* for log lines */
     /* The log table's size, for compaction. */
     long long rows;
     size_t row_bytes;
+    /* row_bytes at the last compaction (or start): the log compacts when it
+     * has grown by compact_bytes since, not when it is past compact_bytes,
+     * which a document that large always is. */
+    size_t compacted_bytes;
     long long compact_rows;
     size_t compact_bytes;
     int gc_deleted; /* compaction drops the content of deleted items */
@@ -95,7 +118,8 @@ static void yjs_room_free(void *state) {
     free(y);
 }
 
-static int pending_push(yjs_room *y, const void *update, size_t len) {
+static int pending_push(yjs_room *y, const void *update, size_t len, size_t n_structs,
+                        size_t n_ranges) {
     uint8_t *copy;
     if (y->n_pending == y->cap_pending) {
         size_t cap = y->cap_pending ? y->cap_pending * 2 : 16;
@@ -116,7 +140,73 @@ static int pending_push(yjs_room *y, const void *update, size_t len) {
     memcpy(copy, update, len);
     y->pending[y->n_pending] = copy;
     y->pending_lens[y->n_pending++] = len;
+    y->pending_bytes += len;
+    y->pending_structs += n_structs;
+    y->pending_ranges += n_ranges;
     return 0;
+}
+
+static void pending_clear(yjs_room *y) {
+    size_t i;
+    for (i = 0; i < y->n_pending; i++)
+        free(y->pending[i]);
+    y->n_pending = 0;
+    y->pending_bytes = y->pending_structs = y->pending_ranges = 0;
+}
+
+/* Replaces doc with out (a merge result) and measures it. */
+static void doc_replace(yjs_room *y, uint8_t *out, size_t out_len) {
+    free(y->doc);
+    y->doc = out;
+    y->doc_len = out_len;
+    if (party__yjs_update_measure(out, out_len, &y->doc_structs, &y->doc_ranges) != 0)
+        y->doc_structs = y->doc_ranges = 0; /* cannot happen: a merge result parses */
+}
+
+/* The name of the room limit that adding an update of len bytes, n_structs
+ * structs and n_ranges delete ranges could pass; NULL if none. */
+static const char *room_limit(const yjs_room *y, size_t len, size_t n_structs, size_t n_ranges) {
+    if (y->doc_len + y->pending_bytes + len > ROOM_MAX_BYTES)
+        return "document size";
+    if (y->doc_structs + y->pending_structs + n_structs > ROOM_MAX_STRUCTS)
+        return "struct count";
+    if (y->doc_ranges + y->pending_ranges + n_ranges > ROOM_MAX_RANGES)
+        return "deleted range count";
+    return NULL;
+}
+
+static int doc_flush(yjs_room *y);
+
+/* NULL if update (measured: n_structs, n_ranges) fits in the room, else
+ * the name of the limit it would pass. The bounds are sums; near a limit
+ * the pending updates are merged first, then the update itself is merged
+ * into the document to get exact counts (re-sent or overlapping updates
+ * count once). *merged is set when the update is already in doc then. */
+static const char *room_admit(yjs_room *y, const void *update, size_t len, size_t n_structs,
+                              size_t n_ranges, int *merged) {
+    const char *limit = room_limit(y, len, n_structs, n_ranges);
+    const void *in[2];
+    size_t lens[2], out_len, out_structs, out_ranges;
+    uint8_t *out;
+
+    *merged = 0;
+    if (limit != NULL && y->n_pending > 0 && doc_flush(y) == 0)
+        limit = room_limit(y, len, n_structs, n_ranges);
+    if (limit == NULL || y->n_pending > 0)
+        return limit;
+    in[0] = y->doc, lens[0] = y->doc_len;
+    in[1] = update, lens[1] = len;
+    if (party__yjs_merge(in, lens, 2, &out, &out_len) != 0)
+        return limit;
+    if (party__yjs_update_measure(out, out_len, &out_structs, &out_ranges) != 0 ||
+        out_len > ROOM_MAX_BYTES || out_structs > ROOM_MAX_STRUCTS ||
+        out_ranges > ROOM_MAX_RANGES) {
+        free(out);
+        return limit;
+    }
+    doc_replace(y, out, out_len);
+    *merged = 1;
+    return NULL;
 }
 
 /* Merges the pending updates into doc (memory only). */
@@ -143,16 +233,36 @@ static int doc_flush(yjs_room *y) {
         lens[i + 1] = y->pending_lens[i];
     }
     rc = party__yjs_merge(in, lens, y->n_pending + 1, &out, &out_len);
+    if (rc == 0) {
+        doc_replace(y, out, out_len);
+    } else if (rc == PARTY_ETOOBIG) {
+        /* Only a log stored before the room limits existed gets here. An
+         * update that cannot be merged would fail every sync and every
+         * start of the room: merge one at a time and leave out (loudly)
+         * what does not fit; the next compaction drops it from the log. */
+        for (i = 0; i < y->n_pending; i++) {
+            in[1] = y->pending[i];
+            lens[1] = y->pending_lens[i];
+            rc = party__yjs_merge(in, lens, 2, &out, &out_len);
+            if (rc == PARTY_ETOOBIG) {
+                party__log_write(PARTY__LOG_ERROR, 0, PARTY__LOG_ERROR,
+                                 "yjs room %s: a stored update of %zu bytes cannot be merged "
+                                 "into the document (too big); it is left out",
+                                 party_room_name(y->room), lens[1]);
+                continue;
+            }
+            if (rc != 0)
+                break;
+            doc_replace(y, out, out_len);
+            in[0] = y->doc;
+            lens[0] = y->doc_len;
+        }
+    }
     free(in);
     free(lens);
-    if (rc != 0)
+    if (rc != 0 && rc != PARTY_ETOOBIG)
         return rc;
-    for (i = 0; i < y->n_pending; i++)
-        free(y->pending[i]);
-    y->n_pending = 0;
-    free(y->doc);
-    y->doc = out;
-    y->doc_len = out_len;
+    pending_clear(y);
     return 0;
 }
 
@@ -169,11 +279,8 @@ static int log_compact(party_room *room, yjs_room *y) {
         uint8_t *out;
         size_t out_len;
         rc = party__yjs_gc_deleted(y->doc, y->doc_len, &out, &out_len);
-        if (rc == 0) {
-            free(y->doc);
-            y->doc = out;
-            y->doc_len = out_len;
-        }
+        if (rc == 0)
+            doc_replace(y, out, out_len);
     }
     if (rc == 0)
         rc = db_append(room, y->doc, y->doc_len);
@@ -187,15 +294,33 @@ static int log_compact(party_room *room, yjs_room *y) {
     }
     if (rc == 0) {
         y->rows = 1;
-        y->row_bytes = y->doc_len;
+        y->row_bytes = y->compacted_bytes = y->doc_len;
     }
     return rc;
 }
 
+/* One row of the log at start. A row that is not a valid update or does
+ * not fit in the room limits (stored by an older partyd) is left out of
+ * the document and logged rather than failing the start for good. */
 static int load_row(yjs_room *y, const void *data, size_t len) {
+    size_t n_structs, n_ranges;
+    const char *limit;
+    int merged = 0, rc = party__yjs_update_measure(data, len, &n_structs, &n_ranges);
+
     y->rows++;
     y->row_bytes += len;
-    return pending_push(y, data, len);
+    if (rc == PARTY_ENOMEM)
+        return rc;
+    limit = rc != 0 ? "not a valid update"
+                    : room_admit(y, data, len, n_structs, n_ranges, &merged);
+    if (limit != NULL) {
+        party__log_write(PARTY__LOG_ERROR, 0, PARTY__LOG_ERROR,
+                         "yjs room %s: a stored update of %zu bytes is left out of the "
+                         "document (%s)",
+                         party_room_name(y->room), len, limit);
+        return 0;
+    }
+    return merged ? 0 : pending_push(y, data, len, n_structs, n_ranges);
 }
 
 /* ---- messages ---------------------------------------------------------------- */
@@ -348,38 +473,71 @@ static int send_all_awareness(party_room *room, party_conn *conn) {
 
 /* An awareness update from conn: remember its clients' states, then
  * forward it to everyone, the sender included (a y-websocket client counts
- * its own echoed heartbeat as a sign of life). */
+ * its own echoed heartbeat as a sign of life). A state that is not JSON
+ * (every client JSON.parses it) drops the whole message; entries past
+ * MAX_AWARENESS_CLIENTS are neither kept nor forwarded. */
 static void handle_awareness(party_room *room, party_conn *conn, const void *msg, size_t msg_len,
                              const uint8_t *update, size_t len) {
     awareness_entry old[MAX_AWARENESS_CLIENTS], next[MAX_AWARENESS_CLIENTS];
-    size_t n_old = conn_awareness(conn, old), n_next = 0, k;
+    awareness_entry got[MAX_AWARENESS_CLIENTS];
+    size_t n_old = conn_awareness(conn, old), n_next = 0, n_got, k;
     party__yjs_reader r = party__yjs_reader_make(update, len);
+    uint8_t *trimmed = NULL;
     uint64_t count, c;
 
     if (party__yjs_read_uint(&r, &count) != 0)
         return;
+    n_got = count < MAX_AWARENESS_CLIENTS ? (size_t)count : MAX_AWARENESS_CLIENTS;
+    for (c = 0; c < n_got; c++) {
+        awareness_entry *e = &got[c];
+        if (party__yjs_read_uint(&r, &e->client) != 0 ||
+            party__yjs_read_uint(&r, &e->clock) != 0 ||
+            party__yjs_read_array(&r, &e->state, &e->state_len) != 0 ||
+            party__yjs_json_check(e->state, e->state_len) != 0)
+            return; /* malformed: neither kept nor forwarded */
+    }
     memcpy(next, old, n_old * sizeof(*old));
     n_next = n_old;
-    for (c = 0; c < count; c++) {
-        awareness_entry e;
-        if (party__yjs_read_uint(&r, &e.client) != 0 || party__yjs_read_uint(&r, &e.clock) != 0 ||
-            party__yjs_read_array(&r, &e.state, &e.state_len) != 0)
-            return; /* malformed: neither kept nor forwarded */
-        for (k = 0; k < n_next && next[k].client != e.client; k++)
+    for (c = 0; c < n_got; c++) {
+        const awareness_entry *e = &got[c];
+        for (k = 0; k < n_next && next[k].client != e->client; k++)
             ;
-        if (e.state_len == 4 && memcmp(e.state, "null", 4) == 0) {
+        if (e->state_len == 4 && memcmp(e->state, "null", 4) == 0) {
             if (k < n_next)
                 next[k] = next[--n_next];
         } else if (k < n_next) {
-            next[k] = e;
+            next[k] = *e;
         } else if (n_next < MAX_AWARENESS_CLIENTS) {
-            next[n_next++] = e;
+            next[n_next++] = *e;
         }
+    }
+    if (count > n_got) {
+        /* Forward only the entries read. */
+        party__yjs_writer inner, w;
+        size_t trimmed_len;
+        party__yjs_writer_init(&inner, len);
+        party__yjs_write_uint(&inner, n_got);
+        for (c = 0; c < n_got; c++) {
+            party__yjs_write_uint(&inner, got[c].client);
+            party__yjs_write_uint(&inner, got[c].clock);
+            party__yjs_write_array(&inner, got[c].state, got[c].state_len);
+        }
+        party__yjs_writer_init(&w, msg_len);
+        party__yjs_write_uint(&w, MSG_AWARENESS);
+        party__yjs_write_array(&w, inner.data, inner.len);
+        if (inner.err != 0)
+            w.err = inner.err;
+        party__yjs_writer_release(&inner);
+        if (party__yjs_writer_finish(&w, &trimmed, &trimmed_len) != 0)
+            return;
+        msg = trimmed;
+        msg_len = trimmed_len;
     }
     /* The entries point into the old state and the message; the new state
      * is built from them before it replaces the old one. */
     conn_set_awareness(conn, next, n_next);
     party_broadcast(room, msg, msg_len, 1, NULL, 0);
+    free(trimmed);
 }
 
 /* Tells the others that conn's awareness clients are gone (state null). */
@@ -419,18 +577,36 @@ static void handle_update(party_room *room, party_conn *conn, yjs_room *y, const
                           size_t len, const void *msg, size_t msg_len, int is_update_msg) {
     const char *exclude[1];
     uint8_t *relay = NULL;
-    size_t relay_len = 0;
-    int rc;
+    size_t relay_len = 0, n_structs, n_ranges;
+    const char *limit;
+    char reason[96];
+    int merged, rc;
 
     if (party_yjs_conn_readonly(conn))
         return; /* read-only: may sync, not write */
-    if (party__yjs_update_check(update, len) != 0) {
-        party_conn_close(conn, 1003, "invalid Yjs update");
+    rc = party__yjs_update_measure(update, len, &n_structs, &n_ranges);
+    if (rc == PARTY_ETOOBIG) {
+        party_conn_close(conn, 1009, "Yjs update too big");
+        return;
+    }
+    if (rc != 0) {
+        party_conn_close(conn, rc == PARTY_ENOMEM ? 1011 : 1003, "invalid Yjs update");
         return;
     }
     if (party__yjs_update_is_empty(update, len))
         return;
-    if (db_append(room, update, len) != 0 || pending_push(y, update, len) != 0) {
+    /* Refused before it is stored: once stored, an update that made the
+     * document unmergeable would break the room for everyone. */
+    if ((limit = room_admit(y, update, len, n_structs, n_ranges, &merged)) != NULL) {
+        party__log_write(PARTY__LOG_WARN, 0, PARTY__LOG_WARN,
+                         "yjs room %s: update of %zu bytes refused: document %s limit",
+                         party_room_name(room), len, limit);
+        snprintf(reason, sizeof(reason), "Yjs document %s limit reached", limit);
+        party_conn_close(conn, 1009, reason);
+        return;
+    }
+    if (db_append(room, update, len) != 0 ||
+        (!merged && pending_push(y, update, len, n_structs, n_ranges) != 0)) {
         party_conn_close(conn, 1011, "cannot store the update");
         return;
     }
@@ -452,7 +628,7 @@ static void handle_update(party_room *room, party_conn *conn, yjs_room *y, const
     exclude[0] = party_conn_id(conn);
     party_broadcast(room, msg, msg_len, 1, exclude, 1);
     free(relay);
-    if (y->rows > y->compact_rows || y->row_bytes > y->compact_bytes) {
+    if (y->rows > y->compact_rows || y->row_bytes - y->compacted_bytes > y->compact_bytes) {
         rc = log_compact(room, y);
         if (rc != 0)
             party_conn_close(conn, 1011, "cannot compact the document");
@@ -513,6 +689,7 @@ int party_yjs_on_start(party_room *room, const char *props) {
 
     if (y == NULL)
         return -1;
+    y->room = room;
     y->compact_rows = env_number("PARTYD_YJS_COMPACT_ROWS", DEFAULT_COMPACT_ROWS);
     y->compact_bytes =
         (size_t)env_number("PARTYD_YJS_COMPACT_BYTES", (long long)DEFAULT_COMPACT_BYTES);
@@ -540,6 +717,7 @@ int party_yjs_on_start(party_room *room, const char *props) {
     st = NULL;
     if (step != SQLITE_DONE || doc_flush(y) != 0)
         goto fail;
+    y->compacted_bytes = y->doc_len < y->row_bytes ? y->doc_len : y->row_bytes;
     party_room_set_state(room, y);
     /* After a hibernation wake-up (connections kept, memory dropped) each
      * client may have missed nothing, but a Step 1 makes sure both sides

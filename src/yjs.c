@@ -66,6 +66,7 @@ typedef struct yjs_update {
     yjs_range *deletes;
     size_t n_deletes;
     size_t cap_deletes;
+    size_t n_skips; /* of n_structs */
     const uint8_t *ds_raw; /* the delete set's bytes, copied whole by a diff */
     size_t ds_len;
 } yjs_update;
@@ -287,33 +288,116 @@ static int read_string(party__yjs_reader *r) {
     return rc;
 }
 
+static int is_digit(uint8_t c) {
+    return c >= '0' && c <= '9';
+}
+
+static int is_json_space(uint8_t c) {
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+static int is_hex(uint8_t c) {
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* What RFC 8259 (and JSON.parse) refuses but cJSON lets through: control
+ * characters in strings and between tokens, unknown escapes, numbers with
+ * leading zeros, a bare '.', no digits after '.' or the exponent, or glued
+ * to the next token. The structure itself is left to cJSON. */
+static int json_scan_strict(const uint8_t *p, size_t n) {
+    size_t i = 0;
+
+    while (i < n) {
+        uint8_t c = p[i];
+        if (c == '"') {
+            for (i++;; i++) {
+                if (i >= n || p[i] < 0x20)
+                    return PARTY_EINVAL;
+                if (p[i] == '"')
+                    break;
+                if (p[i] != '\\')
+                    continue;
+                if (++i >= n)
+                    return PARTY_EINVAL;
+                if (p[i] == 'u') {
+                    if (n - i < 5 || !is_hex(p[i + 1]) || !is_hex(p[i + 2]) ||
+                        !is_hex(p[i + 3]) || !is_hex(p[i + 4]))
+                        return PARTY_EINVAL;
+                    i += 4;
+                } else if (memchr("\"\\/bfnrt", p[i], 8) == NULL) {
+                    return PARTY_EINVAL;
+                }
+            }
+            i++;
+        } else if (c == '-' || is_digit(c)) {
+            if (c == '-')
+                i++;
+            if (i >= n || !is_digit(p[i]))
+                return PARTY_EINVAL;
+            if (p[i++] != '0') {
+                while (i < n && is_digit(p[i]))
+                    i++;
+            }
+            if (i < n && p[i] == '.') {
+                if (++i >= n || !is_digit(p[i]))
+                    return PARTY_EINVAL;
+                while (i < n && is_digit(p[i]))
+                    i++;
+            }
+            if (i < n && (p[i] == 'e' || p[i] == 'E')) {
+                if (++i < n && (p[i] == '+' || p[i] == '-'))
+                    i++;
+                if (i >= n || !is_digit(p[i]))
+                    return PARTY_EINVAL;
+                while (i < n && is_digit(p[i]))
+                    i++;
+            }
+            /* "01" would otherwise scan as two numbers. */
+            if (i < n && !is_json_space(p[i]) && p[i] != ',' && p[i] != ']' && p[i] != '}')
+                return PARTY_EINVAL;
+        } else if (c < 0x20 && !is_json_space(c)) {
+            return PARTY_EINVAL;
+        } else {
+            i++;
+        }
+    }
+    return 0;
+}
+
+int party__yjs_json_check(const void *text, size_t len) {
+    const uint8_t *p = text;
+    const char *end = NULL;
+    cJSON *json;
+    int rc;
+
+    if (len == 0 || memchr(p, 0, len) != NULL || !party__utf8_valid(p, len))
+        return PARTY_EINVAL;
+    if ((rc = json_scan_strict(p, len)) != 0)
+        return rc;
+    json = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (json == NULL)
+        return PARTY_EINVAL;
+    cJSON_Delete(json);
+    /* The whole input is one value: only whitespace may follow. */
+    for (; end < (const char *)p + len; end++) {
+        if (!is_json_space((uint8_t)*end))
+            return PARTY_EINVAL;
+    }
+    return 0;
+}
+
 /* A varString holding JSON (yjs JSON.parses it; "undefined" also passes for
  * the entries of legacy JSON content). */
 static int read_json(party__yjs_reader *r, int undefined_ok) {
     const uint8_t *p;
     size_t n;
-    char small[64], *text;
-    cJSON *json;
     int rc = party__yjs_read_array(r, &p, &n);
 
     if (rc != 0)
         return rc;
-    if (!party__utf8_valid(p, n))
-        return PARTY_EINVAL;
     if (undefined_ok && n == 9 && memcmp(p, "undefined", 9) == 0)
         return 0;
-    text = n < sizeof(small) ? small : malloc(n + 1);
-    if (text == NULL)
-        return PARTY_ENOMEM;
-    memcpy(text, p, n);
-    text[n] = '\0';
-    json = cJSON_ParseWithOpts(text, NULL, 1);
-    if (json == NULL)
-        rc = PARTY_EINVAL;
-    cJSON_Delete(json);
-    if (text != small)
-        free(text);
-    return rc;
+    return party__yjs_json_check(p, n);
 }
 
 /* Skips one lib0 `any` value. */
@@ -498,7 +582,13 @@ static int read_struct(party__yjs_reader *r, yjs_struct *s) {
     return 0;
 }
 
-static int parse_update(const void *data, size_t len, yjs_update *u) {
+/* Parses update into u. Stops with PARTY_ETOOBIG as soon as it holds more
+ * than max_structs structs or max_ranges delete ranges, so a caller adding
+ * up several updates bounds the memory of all of them. With count_only the
+ * structs and ranges are counted, not kept (u->n_structs and u->n_deletes
+ * are set, the arrays stay NULL). */
+static int parse_update_limited(const void *data, size_t len, yjs_update *u, size_t max_structs,
+                                size_t max_ranges, int count_only) {
     party__yjs_reader r = party__yjs_reader_make(data, len);
     uint64_t n_clients, n_structs, client, clock, i, j, n_ranges;
     size_t ds_start;
@@ -525,7 +615,15 @@ static int parse_update(const void *data, size_t len, yjs_update *u) {
                 goto fail;
             }
             clock += s.len;
-            if ((rc = push_struct(u, &s)) != 0)
+            if (u->n_structs >= max_structs) {
+                rc = PARTY_ETOOBIG;
+                goto fail;
+            }
+            if (s.kind == KIND_SKIP)
+                u->n_skips++;
+            if (count_only)
+                u->n_structs++;
+            else if ((rc = push_struct(u, &s)) != 0)
                 goto fail;
         }
     }
@@ -546,7 +644,13 @@ static int parse_update(const void *data, size_t len, yjs_update *u) {
                 rc = PARTY_EINVAL;
                 goto fail;
             }
-            if ((rc = push_range(&u->deletes, &u->n_deletes, &u->cap_deletes, &d)) != 0)
+            if (u->n_deletes >= max_ranges) {
+                rc = PARTY_ETOOBIG;
+                goto fail;
+            }
+            if (count_only)
+                u->n_deletes++;
+            else if ((rc = push_range(&u->deletes, &u->n_deletes, &u->cap_deletes, &d)) != 0)
                 goto fail;
         }
     }
@@ -559,12 +663,25 @@ fail:
     return rc;
 }
 
-int party__yjs_update_check(const void *update, size_t len) {
+static int parse_update(const void *data, size_t len, yjs_update *u) {
+    return parse_update_limited(data, len, u, PARTY__YJS_MAX_STRUCTS, PARTY__YJS_MAX_STRUCTS, 0);
+}
+
+int party__yjs_update_measure(const void *update, size_t len, size_t *n_structs,
+                              size_t *n_ranges) {
     yjs_update u;
-    int rc = parse_update(update, len, &u);
-    if (rc == 0)
-        update_release(&u);
+    int rc = parse_update_limited(update, len, &u, PARTY__YJS_MAX_STRUCTS, PARTY__YJS_MAX_STRUCTS,
+                                  1);
+    if (n_structs != NULL)
+        *n_structs = rc == 0 ? u.n_structs : 0;
+    if (n_ranges != NULL)
+        *n_ranges = rc == 0 ? u.n_deletes : 0;
+    update_release(&u);
     return rc;
+}
+
+int party__yjs_update_check(const void *update, size_t len) {
+    return party__yjs_update_measure(update, len, NULL, NULL);
 }
 
 int party__yjs_update_is_empty(const void *update, size_t len) {
@@ -806,7 +923,7 @@ int party__yjs_merge(const void *const *updates, const size_t *lens, size_t n, u
     const yjs_struct **all = NULL;
     yjs_out *plan = NULL;
     yjs_range *deletes = NULL;
-    size_t n_all = 0, n_deletes = 0, cap_deletes = 0, n_plan, n_clients = 0, i, j, k, total = 0;
+    size_t n_all = 0, n_parsed = 0, n_deletes = 0, cap_deletes = 0, n_plan, n_clients = 0, i, j, k, total = 0;
     party__yjs_writer w;
     int rc = 0;
 
@@ -822,10 +939,14 @@ int party__yjs_merge(const void *const *updates, const size_t *lens, size_t n, u
             rc = PARTY_ETOOBIG;
             goto done;
         }
-        if ((rc = parse_update(updates[i], lens[i], &parsed[i])) != 0)
+        /* Each input may only use what the ones before left of the caps:
+         * parsed structs cost far more memory than their bytes. */
+        if ((rc = parse_update_limited(updates[i], lens[i], &parsed[i],
+                                       PARTY__YJS_MAX_STRUCTS - n_parsed,
+                                       PARTY__YJS_MAX_STRUCTS - n_deletes, 0)) != 0)
             goto done;
-        for (j = 0; j < parsed[i].n_structs; j++)
-            n_all += parsed[i].structs[j].kind != KIND_SKIP;
+        n_parsed += parsed[i].n_structs;
+        n_all += parsed[i].n_structs - parsed[i].n_skips;
         for (j = 0; j < parsed[i].n_deletes; j++) {
             if ((rc = push_range(&deletes, &n_deletes, &cap_deletes, &parsed[i].deletes[j])) != 0)
                 goto done;

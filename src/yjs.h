@@ -76,6 +76,17 @@ void party__yjs_writer_release(party__yjs_writer *w);
  * non-zero length, known content kinds, ContentString valid UTF-8). */
 int party__yjs_update_check(const void *update, size_t len);
 
+/* party__yjs_update_check that also reports how many structs (Skips
+ * included) and delete ranges the update holds, without keeping them:
+ * what it adds at most to a merge's counts. */
+int party__yjs_update_measure(const void *update, size_t len, size_t *n_structs,
+                              size_t *n_ranges);
+
+/* 0 if text is one JSON value that JSON.parse accepts (RFC 8259: no NUL
+ * or control characters, strict numbers, nothing after the value but
+ * whitespace), PARTY_EINVAL if not. */
+int party__yjs_json_check(const void *text, size_t len);
+
 /* 1 if update (well-formed) has no structs and no deleted ranges. */
 int party__yjs_update_is_empty(const void *update, size_t len);
 
@@ -84,7 +95,9 @@ int party__yjs_update_is_empty(const void *update, size_t len);
  * clock up to which structs are contiguous from 0 (Skips stop it). */
 int party__yjs_state_vector(const void *update, size_t len, uint8_t **out, size_t *out_len);
 
-/* One update equivalent to applying all n: per client the union of the
+/* One update equivalent to applying all n (the structs and ranges of all
+ * inputs together are capped at PARTY__YJS_MAX_STRUCTS each, counted while
+ * parsing): per client the union of the
  * structs (overlaps cut, gaps kept as Skip structs, adjacent GCs joined),
  * clients in descending order, and the union of the delete sets. n == 0
  * gives the empty update. */

@@ -297,6 +297,80 @@ static void test_malformed_updates_are_refused(void **state) {
     assert_null(out);
 }
 
+/* An update of n GC structs of one client, 1 clock unit each (3-byte
+ * header: n < 2^21 takes 3 varUint bytes). */
+static uint8_t *many_gcs(uint8_t client, size_t n, size_t *len) {
+    uint8_t *u = malloc(8 + 2 * n);
+    size_t at = 0, i;
+    assert_non_null(u);
+    assert_true(n >= (1u << 14) && n < (1u << 21));
+    u[at++] = 1;
+    u[at++] = (uint8_t)((n & 0x7f) | 0x80);
+    u[at++] = (uint8_t)(((n >> 7) & 0x7f) | 0x80);
+    u[at++] = (uint8_t)(n >> 14);
+    u[at++] = client;
+    u[at++] = 0;
+    for (i = 0; i < n; i++) {
+        u[at++] = 0;
+        u[at++] = 1;
+    }
+    u[at++] = 0;
+    *len = at;
+    return u;
+}
+
+static void test_merge_stops_parsing_at_the_struct_cap(void **state) {
+    /* Two inputs of 1.1 Mi structs pass the cap of 2 Mi together: the merge
+     * stops there with PARTY_ETOOBIG, before it reads the third input (which
+     * is malformed, so reading it would give PARTY_EINVAL). */
+    size_t n = 1100 * 1024, len1, len2;
+    uint8_t *a = many_gcs(1, n, &len1), *b = many_gcs(2, n, &len2);
+    const void *in[3] = {a, b, HELLO};
+    size_t lens[3] = {len1, len2, sizeof(HELLO) - 2};
+    uint8_t *out = (uint8_t *)"untouched";
+    size_t out_len, count;
+    (void)state;
+
+    assert_int_equal(party__yjs_update_measure(a, len1, &count, NULL), 0);
+    assert_int_equal(count, n);
+    assert_int_equal(party__yjs_merge(in, lens, 3, &out, &out_len), PARTY_ETOOBIG);
+    assert_null(out);
+    /* Each alone merges (adjacent GCs join). */
+    assert_int_equal(party__yjs_merge(in, lens, 1, &out, &out_len), 0);
+    free(out);
+    free(a);
+    free(b);
+}
+
+static void test_json_is_checked_as_json_parse_would(void **state) {
+    static const char *const good[] = {
+        "0", "-0", "1.5", "-12e+3", "1E-2", "{}", " [1, 2.0e1, null, true] ",
+        "{\"a\":\"x\\n\\u00e9\\/\"}", "\"\u00e9\"", "\t{\"b\": [ ]}\r\n",
+    };
+    static const char *const bad[] = {
+        "01", "1.", "-.5", ".5", "+1", "1e", "1e+", "-", "\"a\nb\"", "\"\x01\"",
+        "\"\\x\"", "\"\\u12\"", "{}x", "[1]]", "\x0c" "1", "[1,]", "", "nul", "\"abc",
+    };
+    /* Embed content: info 5, parent "t", the JSON as a varString. */
+    uint8_t update[32] = {0x01, 0x01, 0x05, 0x00, 0x05, 0x01, 0x01, 0x74, 0x02, '0', '1', 0x00};
+    size_t i;
+    (void)state;
+
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        if (party__yjs_json_check(good[i], strlen(good[i])) != 0)
+            fail_msg("refused: %s", good[i]);
+    }
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (party__yjs_json_check(bad[i], strlen(bad[i])) != PARTY_EINVAL)
+            fail_msg("accepted: %s", bad[i]);
+    }
+    /* A NUL byte, then more: cJSON alone would stop at the NUL. */
+    assert_int_equal(party__yjs_json_check("{}\0x", 4), PARTY_EINVAL);
+    assert_int_equal(party__yjs_update_check(update, 12), PARTY_EINVAL);
+    update[10] = ' ';
+    assert_int_equal(party__yjs_update_check(update, 12), 0);
+}
+
 static void test_empty_update_is_recognised(void **state) {
     (void)state;
     assert_true(party__yjs_update_is_empty("\x00\x00", 2));
@@ -321,6 +395,8 @@ int main(void) {
         cmocka_unit_test(test_gc_pass_replaces_deleted_content),
         cmocka_unit_test(test_malformed_updates_are_refused),
         cmocka_unit_test(test_empty_update_is_recognised),
+        cmocka_unit_test(test_json_is_checked_as_json_parse_would),
+        cmocka_unit_test(test_merge_stops_parsing_at_the_struct_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -155,6 +155,43 @@ static void test_log_is_compacted_past_the_row_threshold(void **state) {
     party_test_free(t);
 }
 
+static void test_a_large_document_is_not_compacted_on_every_update(void **state) {
+    /* Compaction past 30 bytes of log growth: once the document itself is
+     * near that size, further updates must not compact it again until the
+     * log has grown by 30 bytes more. */
+    party_test *t;
+    party_test_conn *a, *b;
+    uint8_t update[16];
+    int i;
+    static const uint8_t sv[] = {0x01, 0x06, 0x06};
+    (void)state;
+
+    setenv("PARTYD_YJS_COMPACT_BYTES", "30", 1);
+    t = t_new();
+    a = join(t, "/parties/yjs/grow?_pk=a");
+    expect_sync(a, 0, (const uint8_t *)"\x00", 1);
+    for (i = 0; i < 6; i++) {
+        size_t n = 0;
+        update[n++] = 1, update[n++] = 1, update[n++] = 6, update[n++] = (uint8_t)i;
+        if (i == 0) {
+            update[n++] = 0x04, update[n++] = 0x01, update[n++] = 0x01, update[n++] = 't';
+        } else {
+            update[n++] = 0x84, update[n++] = 6, update[n++] = (uint8_t)(i - 1);
+        }
+        update[n++] = 1, update[n++] = (uint8_t)('a' + i), update[n++] = 0;
+        send_sync(a, 2, update, n);
+    }
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    unsetenv("PARTYD_YJS_COMPACT_BYTES");
+    /* 11 + 10 + 10 bytes compact into one row; the next three (30 bytes)
+     * stay rows of their own. */
+    assert_int_equal(count_rows(t, "grow"), 4);
+    assert_int_equal(party_test_restart(t), 0);
+    b = join(t, "/parties/yjs/grow?_pk=b");
+    expect_sync(b, 0, sv, sizeof(sv));
+    party_test_free(t);
+}
+
 static void test_compaction_can_drop_deleted_content(void **state) {
     /* "hello" deleted whole: with PARTYD_YJS_GC_DELETED=1 the compacted
      * document keeps a placeholder of length 5 instead of the text. */
@@ -262,6 +299,180 @@ static void test_invalid_update_closes_the_connection(void **state) {
     party_test_free(t);
 }
 
+/* lib0 varUint into p; returns its length. */
+static size_t put_uint(uint8_t *p, uint64_t v) {
+    size_t n = 0;
+    do {
+        p[n] = (uint8_t)(v & 0x7f);
+        v >>= 7;
+        if (v != 0)
+            p[n] |= 0x80;
+        n++;
+    } while (v != 0);
+    return n;
+}
+
+/* A SyncUpdate message holding n deleted items of client (1 clock unit
+ * each, parent root type "t"): n structs a merge cannot join. */
+static uint8_t *many_items_msg(uint64_t client, size_t n, size_t *len) {
+    size_t body = 3 * 10 + n * 5 + 1, at = 0, i;
+    uint8_t *update = malloc(body), *msg = malloc(body + 12);
+    assert_non_null(update);
+    assert_non_null(msg);
+    at += put_uint(update + at, 1);
+    at += put_uint(update + at, n);
+    at += put_uint(update + at, client);
+    at += put_uint(update + at, 0);
+    for (i = 0; i < n; i++) {
+        memcpy(update + at, "\x01\x01\x01t\x01", 5);
+        at += 5;
+    }
+    update[at++] = 0; /* empty delete set */
+    msg[0] = 0;
+    msg[1] = 2;
+    *len = 2 + put_uint(msg + 2, at);
+    memcpy(msg + *len, update, at);
+    *len += at;
+    free(update);
+    return msg;
+}
+
+static void expect_closed(party_test_conn *c, int want_code, const char *want_in_reason) {
+    void *data;
+    int code;
+    const char *reason;
+    assert_int_equal(party_test_recv(c, &data, NULL, NULL), PARTY_ECLOSED);
+    assert_int_equal(party_test_close_info(c, &code, &reason), 0);
+    assert_int_equal(code, want_code);
+    if (want_in_reason != NULL)
+        assert_non_null(strstr(reason, want_in_reason));
+}
+
+static void test_update_past_the_room_limits_is_refused_before_it_is_stored(void **state) {
+    /* 300 Ki structs fit; re-sent they count once; another 300 Ki of a
+     * second client would take the document past 512 Ki structs. */
+    size_t n = 300 * 1024, len7, len8, got_len;
+    uint8_t *u7 = many_items_msg(7, n, &len7), *u8 = many_items_msg(8, n, &len8);
+    uint8_t sv[16];
+    size_t sv_len = 0;
+    party_test *t = t_new();
+    party_test_conn *a = join(t, "/parties/yjs/big?_pk=a");
+    party_test_conn *b = join(t, "/parties/yjs/big?_pk=b");
+    party_test_conn *c;
+    void *got;
+    (void)state;
+
+    expect_sync(a, 0, (const uint8_t *)"\x00", 1);
+    expect_sync(b, 0, (const uint8_t *)"\x00", 1);
+    assert_int_equal(party_test_send(a, u7, len7, 1), 0);
+    expect(b, u7, len7);
+    assert_int_equal(party_test_send(a, u7, len7, 1), 0);
+    expect(b, u7, len7);
+    assert_int_equal(party_test_send(a, u8, len8, 1), 0);
+    expect_closed(a, 1009, "struct count");
+    /* Not relayed: b's next message is the answer to its own Step 1. */
+    assert_int_equal(party_test_send(b, "\x00\x00\x01\x00", 4, 1), 0);
+    assert_int_equal(party_test_recv(b, &got, &got_len, NULL), 0);
+    assert_true(got_len < len7 + 64);
+    free(got);
+    /* Nothing stored that breaks the room: it starts again and serves. */
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(party_test_restart(t), 0);
+    c = join(t, "/parties/yjs/big?_pk=c");
+    sv_len += put_uint(sv + sv_len, 1);
+    sv_len += put_uint(sv + sv_len, 7);
+    sv_len += put_uint(sv + sv_len, n);
+    expect_sync(c, 0, sv, sv_len);
+    free(u7);
+    free(u8);
+    party_test_free(t);
+}
+
+static void insert_row(party_test *t, const char *room, const uint8_t *data, size_t len) {
+    char id[PARTY_ID_MAX], path[4096];
+    sqlite3 *db;
+    sqlite3_stmt *st;
+
+    party_room_id_from_name("yjs", room, id);
+    assert_int_equal(party_test_room_file(t, id, path, sizeof(path)), 0);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "INSERT INTO yjs_updates (data) VALUES (?)", -1, &st, NULL),
+        SQLITE_OK);
+    assert_int_equal(sqlite3_bind_blob(st, 1, data, (int)len, SQLITE_STATIC), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+static void test_a_stored_log_past_the_limits_does_not_stop_the_room(void **state) {
+    /* A log written before the limits: 2 x 300 Ki structs. The room still
+     * starts and serves what fits (client 7), leaving out client 8. */
+    size_t n = 300 * 1024, len7, len8;
+    uint8_t *u7 = many_items_msg(7, n, &len7), *u8 = many_items_msg(8, n, &len8);
+    uint8_t sv[16];
+    size_t sv_len = 0, skip7 = 2 + put_uint(sv, len7 - 6), skip8 = 2 + put_uint(sv, len8 - 6);
+    party_test *t = t_new();
+    party_test_conn *a = join(t, "/parties/yjs/old?_pk=a"), *c;
+    (void)state;
+
+    expect_sync(a, 0, (const uint8_t *)"\x00", 1);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    insert_row(t, "old", u7 + skip7, len7 - skip7);
+    insert_row(t, "old", u8 + skip8, len8 - skip8);
+    assert_int_equal(party_test_restart(t), 0);
+    c = join(t, "/parties/yjs/old?_pk=c");
+    sv_len += put_uint(sv + sv_len, 1);
+    sv_len += put_uint(sv + sv_len, 7);
+    sv_len += put_uint(sv + sv_len, n);
+    expect_sync(c, 0, sv, sv_len);
+    free(u7);
+    free(u8);
+    party_test_free(t);
+}
+
+/* An awareness message of n entries (clients 1..n, clock 1, state). */
+static size_t awareness_msg(uint8_t *out, size_t n, const char *state) {
+    uint8_t inner[1024];
+    size_t at = 0, len = strlen(state), i, m = 0;
+    at += put_uint(inner + at, n);
+    for (i = 0; i < n; i++) {
+        at += put_uint(inner + at, i + 1);
+        at += put_uint(inner + at, 1);
+        at += put_uint(inner + at, len);
+        memcpy(inner + at, state, len);
+        at += len;
+    }
+    out[m++] = 1;
+    m += put_uint(out + m, at);
+    memcpy(out + m, inner, at);
+    return m + at;
+}
+
+static void test_awareness_states_must_be_json_and_are_capped(void **state) {
+    party_test *t = t_new();
+    party_test_conn *a = join(t, "/parties/yjs/aw2?_pk=a");
+    party_test_conn *b = join(t, "/parties/yjs/aw2?_pk=b");
+    uint8_t msg[2048], want[2048];
+    size_t len, want_len;
+    (void)state;
+
+    expect_sync(a, 0, (const uint8_t *)"\x00", 1);
+    expect_sync(b, 0, (const uint8_t *)"\x00", 1);
+    /* Not JSON for JSON.parse: neither kept nor forwarded. */
+    len = awareness_msg(msg, 1, "{\"n\":01}");
+    assert_int_equal(party_test_send(a, msg, len, 1), 0);
+    len = awareness_msg(msg, 1, "{\"n\":\"a\nb\"}");
+    assert_int_equal(party_test_send(a, msg, len, 1), 0);
+    /* 20 entries: only the first 16 are forwarded. */
+    len = awareness_msg(msg, 20, "{\"n\":1}");
+    want_len = awareness_msg(want, 16, "{\"n\":1}");
+    assert_int_equal(party_test_send(a, msg, len, 1), 0);
+    expect(b, want, want_len);
+    expect(a, want, want_len);
+    party_test_free(t);
+}
+
 /* A party of its own, built from the yjs pieces: custom messages are
  * answered by the server. */
 static void shout_custom(party_room *room, party_conn *conn, const char *msg, size_t len) {
@@ -328,11 +539,15 @@ int main(void) {
         cmocka_unit_test(test_connect_gets_step1_and_a_step1_gets_the_document),
         cmocka_unit_test(test_updates_survive_a_restart),
         cmocka_unit_test(test_log_is_compacted_past_the_row_threshold),
+        cmocka_unit_test(test_a_large_document_is_not_compacted_on_every_update),
         cmocka_unit_test(test_compaction_can_drop_deleted_content),
         cmocka_unit_test(test_readonly_connection_syncs_but_does_not_write),
         cmocka_unit_test(test_wake_up_sends_step1_to_every_connection),
         cmocka_unit_test(test_awareness_is_forwarded_and_removed_on_close),
         cmocka_unit_test(test_invalid_update_closes_the_connection),
+        cmocka_unit_test(test_update_past_the_room_limits_is_refused_before_it_is_stored),
+        cmocka_unit_test(test_a_stored_log_past_the_limits_does_not_stop_the_room),
+        cmocka_unit_test(test_awareness_states_must_be_json_and_are_capped),
         cmocka_unit_test(test_custom_messages_reach_an_overriding_handler),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
