@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "log.h"
+#include "room.h"
+#include "runtime.h"
 #include "yjs.h"
 
 /* y-protocols message types. */
@@ -245,10 +247,10 @@ static int doc_flush(yjs_room *y) {
             lens[1] = y->pending_lens[i];
             rc = party__yjs_merge(in, lens, 2, &out, &out_len);
             if (rc == PARTY_ETOOBIG) {
-                party__log_write(PARTY__LOG_ERROR, 0, PARTY__LOG_ERROR,
-                                 "yjs room %s: a stored update of %zu bytes cannot be merged "
-                                 "into the document (too big); it is left out",
-                                 party_room_name(y->room), lens[1]);
+                party__log(y->room->rt, PARTY__LOG_ERROR,
+                           "yjs room %s: a stored update of %zu bytes cannot be merged "
+                           "into the document (too big); it is left out",
+                           party_room_name(y->room), lens[1]);
                 continue;
             }
             if (rc != 0)
@@ -311,13 +313,12 @@ static int load_row(yjs_room *y, const void *data, size_t len) {
     y->row_bytes += len;
     if (rc == PARTY_ENOMEM)
         return rc;
-    limit = rc != 0 ? "not a valid update"
-                    : room_admit(y, data, len, n_structs, n_ranges, &merged);
+    limit = rc != 0 ? "not a valid update" : room_admit(y, data, len, n_structs, n_ranges, &merged);
     if (limit != NULL) {
-        party__log_write(PARTY__LOG_ERROR, 0, PARTY__LOG_ERROR,
-                         "yjs room %s: a stored update of %zu bytes is left out of the "
-                         "document (%s)",
-                         party_room_name(y->room), len, limit);
+        party__log((y->room)->rt, PARTY__LOG_ERROR,
+                   "yjs room %s: a stored update of %zu bytes is left out of the "
+                   "document (%s)",
+                   party_room_name(y->room), len, limit);
         return 0;
     }
     return merged ? 0 : pending_push(y, data, len, n_structs, n_ranges);
@@ -490,8 +491,7 @@ static void handle_awareness(party_room *room, party_conn *conn, const void *msg
     n_got = count < MAX_AWARENESS_CLIENTS ? (size_t)count : MAX_AWARENESS_CLIENTS;
     for (c = 0; c < n_got; c++) {
         awareness_entry *e = &got[c];
-        if (party__yjs_read_uint(&r, &e->client) != 0 ||
-            party__yjs_read_uint(&r, &e->clock) != 0 ||
+        if (party__yjs_read_uint(&r, &e->client) != 0 || party__yjs_read_uint(&r, &e->clock) != 0 ||
             party__yjs_read_array(&r, &e->state, &e->state_len) != 0 ||
             party__yjs_json_check(e->state, e->state_len) != 0)
             return; /* malformed: neither kept nor forwarded */
@@ -598,9 +598,9 @@ static void handle_update(party_room *room, party_conn *conn, yjs_room *y, const
     /* Refused before it is stored: once stored, an update that made the
      * document unmergeable would break the room for everyone. */
     if ((limit = room_admit(y, update, len, n_structs, n_ranges, &merged)) != NULL) {
-        party__log_write(PARTY__LOG_WARN, 0, PARTY__LOG_WARN,
-                         "yjs room %s: update of %zu bytes refused: document %s limit",
-                         party_room_name(room), len, limit);
+        party__log((room)->rt, PARTY__LOG_WARN,
+                   "yjs room %s: update of %zu bytes refused: document %s limit",
+                   party_room_name(room), len, limit);
         snprintf(reason, sizeof(reason), "Yjs document %s limit reached", limit);
         party_conn_close(conn, 1009, reason);
         return;

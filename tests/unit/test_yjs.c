@@ -349,7 +349,7 @@ static void test_json_is_checked_as_json_parse_would(void **state) {
     };
     static const char *const bad[] = {
         "01", "1.", "-.5", ".5", "+1", "1e", "1e+", "-", "\"a\nb\"", "\"\x01\"",
-        "\"\\x\"", "\"\\u12\"", "{}x", "[1]]", "\x0c" "1", "[1,]", "", "nul", "\"abc",
+        "\"\\x\"", "\"\\u12\"", "{}x", "[1]]", "\f1", "[1,]", "", "nul", "\"abc",
     };
     /* Embed content: info 5, parent "t", the JSON as a varString. */
     uint8_t update[32] = {0x01, 0x01, 0x05, 0x00, 0x05, 0x01, 0x01, 0x74, 0x02, '0', '1', 0x00};
