@@ -122,20 +122,12 @@ static int count_rows(party_test *t, const char *room) {
     return n;
 }
 
-static void test_log_is_compacted_past_the_row_threshold(void **state) {
-    party_test *t;
-    party_test_conn *a, *b;
-    /* Client 6 types one character at a time: 8 updates. */
+/* Client 6 types count characters into the text "t", one update each
+ * (the first creates it, each next one follows the previous). */
+static void type_keystrokes(party_test_conn *conn, int count) {
     uint8_t update[16];
     int i;
-    static const uint8_t sv[] = {0x01, 0x06, 0x08};
-    (void)state;
-
-    setenv("PARTYD_YJS_COMPACT_ROWS", "3", 1);
-    t = t_new();
-    a = join(t, "/parties/yjs/log?_pk=a");
-    expect_sync(a, 0, (const uint8_t *)"\x00", 1);
-    for (i = 0; i < 8; i++) {
+    for (i = 0; i < count; i++) {
         size_t n = 0;
         update[n++] = 1, update[n++] = 1, update[n++] = 6, update[n++] = (uint8_t)i;
         if (i == 0) {
@@ -144,8 +136,22 @@ static void test_log_is_compacted_past_the_row_threshold(void **state) {
             update[n++] = 0x84, update[n++] = 6, update[n++] = (uint8_t)(i - 1);
         }
         update[n++] = 1, update[n++] = (uint8_t)('a' + i), update[n++] = 0;
-        send_sync(a, 2, update, n);
+        send_sync(conn, 2, update, n);
     }
+}
+
+static void test_log_is_compacted_past_the_row_threshold(void **state) {
+    party_test *t;
+    party_test_conn *a, *b;
+    /* Client 6 types one character at a time: 8 updates. */
+    static const uint8_t sv[] = {0x01, 0x06, 0x08};
+    (void)state;
+
+    setenv("PARTYD_YJS_COMPACT_ROWS", "3", 1);
+    t = t_new();
+    a = join(t, "/parties/yjs/log?_pk=a");
+    expect_sync(a, 0, (const uint8_t *)"\x00", 1);
+    type_keystrokes(a, 8);
     assert_int_equal(party_test_run_until_idle(t), 0);
     unsetenv("PARTYD_YJS_COMPACT_ROWS");
     assert_in_range(count_rows(t, "log"), 1, 4);
@@ -161,8 +167,6 @@ static void test_a_large_document_is_not_compacted_on_every_update(void **state)
      * log has grown by 30 bytes more. */
     party_test *t;
     party_test_conn *a, *b;
-    uint8_t update[16];
-    int i;
     static const uint8_t sv[] = {0x01, 0x06, 0x06};
     (void)state;
 
@@ -170,17 +174,7 @@ static void test_a_large_document_is_not_compacted_on_every_update(void **state)
     t = t_new();
     a = join(t, "/parties/yjs/grow?_pk=a");
     expect_sync(a, 0, (const uint8_t *)"\x00", 1);
-    for (i = 0; i < 6; i++) {
-        size_t n = 0;
-        update[n++] = 1, update[n++] = 1, update[n++] = 6, update[n++] = (uint8_t)i;
-        if (i == 0) {
-            update[n++] = 0x04, update[n++] = 0x01, update[n++] = 0x01, update[n++] = 't';
-        } else {
-            update[n++] = 0x84, update[n++] = 6, update[n++] = (uint8_t)(i - 1);
-        }
-        update[n++] = 1, update[n++] = (uint8_t)('a' + i), update[n++] = 0;
-        send_sync(a, 2, update, n);
-    }
+    type_keystrokes(a, 6);
     assert_int_equal(party_test_run_until_idle(t), 0);
     unsetenv("PARTYD_YJS_COMPACT_BYTES");
     /* 11 + 10 + 10 bytes compact into one row; the next three (30 bytes)
