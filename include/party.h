@@ -219,12 +219,14 @@ int party_broadcast(party_room *room, const void *data, size_t len, int binary,
  * header the runtime writes: Host, Connection, Content-Length,
  * Transfer-Encoding, Upgrade, X-Partyd-From-Room, X-Partyd-Room-Id),
  * PARTY_ETOOBIG (body over max_body_bytes, head over max_header_bytes),
- * PARTY_ELIMIT (PARTY_MAX_FETCHES requests in flight in the runtime),
+ * PARTY_ELIMIT (PARTY_MAX_ROOM_FETCHES requests of this room, or
+ * PARTY_MAX_FETCHES in the runtime, in flight),
  * PARTY_ENOMEM. */
 int party_room_fetch(party_room *room, const char *party, const char *room_name, const char *method,
                      const char *path, const char *const *headers, const void *body, size_t len,
                      const char *tag, char id_out[PARTY_ID_MAX]);
-#define PARTY_MAX_FETCHES 4096 /* room-to-room requests in flight per runtime */
+#define PARTY_MAX_FETCHES 4096     /* room-to-room requests in flight per runtime */
+#define PARTY_MAX_ROOM_FETCHES 256 /* ... and per calling room, so one cannot take all */
 
 /* ---- connections ---------------------------------------------------------
  * A party_conn pointer stays valid until on_close for it returns. */

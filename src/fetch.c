@@ -568,6 +568,19 @@ void party__fetch_deliver(party_room *room, party__fetch *f) {
 
 /* ---- public ---- */
 
+/* The room's requests in flight: waiting for an answer (the runtime's
+ * list, by caller id: the room may have left memory meanwhile) or held by
+ * its output gate. */
+static size_t room_fetches(const party_room *room) {
+    const party__fetch *f;
+    size_t n = 0;
+    for (f = room->rt->fetches; f != NULL; f = f->next)
+        n += memcmp(f->caller_id, room->id, PARTY_ID_MAX) == 0;
+    for (f = room->fetch_held; f != NULL; f = f->next)
+        n++;
+    return n;
+}
+
 int party_room_fetch(party_room *room, const char *party, const char *room_name, const char *method,
                      const char *path, const char *const *headers, const void *body, size_t len,
                      const char *tag, char id_out[PARTY_ID_MAX]) {
@@ -580,7 +593,8 @@ int party_room_fetch(party_room *room, const char *party, const char *room_name,
     rt = room->rt;
     if (!party__room_in_callback(room) || rt->stopping)
         return PARTY_ESTATE;
-    if (rt->n_fetches + rt->n_fetches_held >= PARTY_MAX_FETCHES)
+    if (rt->n_fetches + rt->n_fetches_held >= PARTY_MAX_FETCHES ||
+        room_fetches(room) >= PARTY_MAX_ROOM_FETCHES)
         return PARTY_ELIMIT;
     if (method == NULL)
         method = "GET";

@@ -94,7 +94,8 @@ static struct {
     seen responses[MAX_SEEN];
     int n;
     int starts;
-    int fetch_result; /* of the last party_room_fetch */
+    int fetch_result;  /* of the last party_room_fetch */
+    int fetches_taken; /* of a ?count= ask */
     char last_id[PARTY_ID_MAX];
     char caller_id[PARTY_ID_MAX];
 } rec;
@@ -187,6 +188,20 @@ static void caller_request(party_room *room, const party_request *req, party_res
     if (slash != NULL) {
         snprintf(party, sizeof(party), "%.*s", (int)(slash - to), to);
         snprintf(target, sizeof(target), "%s", slash + 1);
+    }
+    if (party_request_query(req, "count") != NULL) {
+        /* ?count=N: N requests in this one event; how many were taken. */
+        int n = atoi(party_request_query(req, "count")), k;
+        rec.fetches_taken = 0;
+        for (k = 0; k < n; k++) {
+            rec.fetch_result =
+                party_room_fetch(room, party, target, NULL, NULL, NULL, NULL, 0, "many", NULL);
+            if (rec.fetch_result != 0)
+                break;
+            rec.fetches_taken++;
+        }
+        party_response_status(res, 202);
+        return;
     }
     rec.fetch_result =
         party_room_fetch(room, party, target, method, path,
@@ -449,6 +464,20 @@ static void test_bad_arguments_are_refused(void **state) {
     party_test_free(t);
 }
 
+static void test_one_room_cannot_take_every_request_slot(void **state) {
+    party_test *t = new_harness(0);
+    (void)state;
+
+    assert_int_equal(ask(t, "greedy", "to=svc/x&count=300"), 202);
+    assert_int_equal(rec.fetches_taken, PARTY_MAX_ROOM_FETCHES);
+    assert_int_equal(rec.fetch_result, PARTY_ELIMIT);
+    /* Another room still may ask. */
+    assert_int_equal(ask(t, "modest", "to=svc/y&tag=m"), 202);
+    assert_int_equal(rec.fetch_result, 0);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    party_test_free(t);
+}
+
 static void test_network_client_cannot_claim_to_be_a_room(void **state) {
     party_test *t = new_harness(0);
     party_test_response res;
@@ -476,6 +505,7 @@ int main(void) {
         cmocka_unit_test(test_caller_evicted_while_waiting_is_brought_back),
         cmocka_unit_test(test_room_can_ask_itself),
         cmocka_unit_test(test_bad_arguments_are_refused),
+        cmocka_unit_test(test_one_room_cannot_take_every_request_slot),
         cmocka_unit_test(test_network_client_cannot_claim_to_be_a_room),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
