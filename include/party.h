@@ -450,7 +450,7 @@ party_runtime *party_runtime_new(const party_config *cfg);
 int party_runtime_add(party_runtime *rt, const party_def *def);
 /* Binds the listening socket (done by run if not called), after loading
  * the TLS certificate and key when configured. PARTY_EADDR; PARTY_EINVAL
- * when the certificate or key cannot be loaded (logged). */
+ * when the certificate or key cannot be loaded; PARTY_ENOMEM (both logged). */
 int party_runtime_listen(party_runtime *rt);
 /* The bound port, after listen. */
 int party_runtime_port(party_runtime *rt);

@@ -339,8 +339,8 @@ int party_runtime_listen(party_runtime *rt) {
 
     if (rt->listening)
         return 0;
-    if (rt->tls_ctx == NULL && party__tls_init(rt) != 0)
-        return PARTY_EINVAL;
+    if (rt->tls_ctx == NULL && (r = party__tls_init(rt)) != 0)
+        return r;
     if (uv_ip4_addr(rt->host, rt->cfg.port, (struct sockaddr_in *)&addr) != 0 &&
         uv_ip6_addr(rt->host, rt->cfg.port, (struct sockaddr_in6 *)&addr) != 0) {
         party__log_error(rt, "listen: %s is not an IP address", rt->host);

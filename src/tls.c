@@ -34,18 +34,23 @@ int party__tls_enabled(const party_runtime *rt) {
     return rt->tls_ctx != NULL;
 }
 
-/* The last OpenSSL error as text (static until the next call). */
-static const char *ssl_error_text(void) {
-    static char text[256];
+/* Room for one OpenSSL error as text. */
+typedef struct ssl_error_buf {
+    char text[256];
+} ssl_error_buf;
+
+/* The last OpenSSL error of this thread as text, in buf (returned). */
+static const char *ssl_error_text(ssl_error_buf *buf) {
     unsigned long e = ERR_get_error();
     if (e == 0)
         return "unknown error";
-    ERR_error_string_n(e, text, sizeof(text));
+    ERR_error_string_n(e, buf->text, sizeof(buf->text));
     ERR_clear_error();
-    return text;
+    return buf->text;
 }
 
 int party__tls_init(party_runtime *rt) {
+    ssl_error_buf err_buf;
     SSL_CTX *ctx;
     const char *cert = rt->cfg.tls_cert, *key = rt->cfg.tls_key;
 
@@ -58,7 +63,7 @@ int party__tls_init(party_runtime *rt) {
     }
     ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == NULL) {
-        party__log_error(rt, "tls: %s", ssl_error_text());
+        party__log_error(rt, "tls: %s", ssl_error_text(&err_buf));
         return PARTY_ENOMEM;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -68,12 +73,13 @@ int party__tls_init(party_runtime *rt) {
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-        party__log_error(rt, "tls: cannot load the certificate %s: %s", cert, ssl_error_text());
+        party__log_error(rt, "tls: cannot load the certificate %s: %s", cert,
+                         ssl_error_text(&err_buf));
         SSL_CTX_free(ctx);
         return PARTY_EINVAL;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-        party__log_error(rt, "tls: cannot load the key %s: %s", key, ssl_error_text());
+        party__log_error(rt, "tls: cannot load the key %s: %s", key, ssl_error_text(&err_buf));
         SSL_CTX_free(ctx);
         return PARTY_EINVAL;
     }
@@ -84,6 +90,7 @@ int party__tls_init(party_runtime *rt) {
     }
     rt->tls_read_buf = malloc(TLS_READ_BUF);
     if (rt->tls_read_buf == NULL) {
+        party__log_error(rt, "tls: out of memory for the read buffer");
         SSL_CTX_free(ctx);
         return PARTY_ENOMEM;
     }
@@ -183,6 +190,7 @@ uv_buf_t party__tls_read_buf(party_runtime *rt) {
 /* ---- input ---- */
 
 void party__tls_input(party_conn *conn, const char *data, size_t len) {
+    ssl_error_buf err_buf;
     party_runtime *rt = party__conn_rt(conn);
     party__tls *tls = tls_of(conn);
 
@@ -235,9 +243,9 @@ void party__tls_input(party_conn *conn, const char *data, size_t len) {
             return;
         }
         if (!SSL_is_init_finished(tls->ssl))
-            party__log_info(rt, "tls: handshake failed: %s", ssl_error_text());
+            party__log_info(rt, "tls: handshake failed: %s", ssl_error_text(&err_buf));
         else
-            party__log_debug(rt, "tls: %s", ssl_error_text());
+            party__log_debug(rt, "tls: %s", ssl_error_text(&err_buf));
         rt->tls_errors++;
         /* An alert may be waiting: send it on the way out. */
         if (BIO_ctrl_pending(tls->wbio) > 0) {
@@ -316,6 +324,7 @@ static int write_pending(party_conn *conn, party__tls *tls) {
  * taken, 0 if none could be (empty queue, or the handshake is not done),
  * -1 on error. */
 static int encrypt_some(party_conn *conn, party__tls *tls) {
+    ssl_error_buf err_buf;
     uv_buf_t iov[16];
     size_t n = party__conn_peek(conn, iov, 16), i, taken = 0;
 
@@ -332,7 +341,7 @@ static int encrypt_some(party_conn *conn, party__tls *tls) {
                 int err = SSL_get_error(tls->ssl, w);
                 if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
                     goto done;
-                party__log_debug(party__conn_rt(conn), "tls: write: %s", ssl_error_text());
+                party__log_debug(party__conn_rt(conn), "tls: write: %s", ssl_error_text(&err_buf));
                 return -1;
             }
             off += (size_t)w;

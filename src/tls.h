@@ -13,7 +13,7 @@
 struct party_conn;
 
 /* Loads the certificate chain and key of the configuration, if set. 0, or
- * PARTY_EINVAL after logging why. */
+ * PARTY_EINVAL (bad files) or PARTY_ENOMEM, after logging why. */
 int party__tls_init(party_runtime *rt);
 /* Frees the runtime's TLS context and slot table. */
 void party__tls_cleanup(party_runtime *rt);
