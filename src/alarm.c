@@ -11,6 +11,7 @@
 #include <sqlite3.h>
 
 #include "log.h"
+#include "loops.h"
 #include "room.h"
 
 /* Re-arm at least this often, so a wall clock that jumps is noticed. */
@@ -272,6 +273,14 @@ int party__alarms_start(party_runtime *rt) {
 
     if (rt->alarms_started)
         return 0;
+    if (rt != rt->main) {
+        /* Another loop: a heap and a timer of its own; the index is main's,
+         * which loads this loop's rooms into this heap. */
+        uv_timer_init(&rt->loop, &rt->alarm_timer);
+        rt->alarm_timer.data = rt;
+        rt->alarms_started = 1;
+        return 0;
+    }
     if (rt->data_dir != NULL) {
         snprintf(path, sizeof(path), "%s/alarms.db", rt->data_dir);
     } else {
@@ -308,8 +317,9 @@ int party__alarms_start(party_runtime *rt) {
         const char *id = (const char *)sqlite3_column_text(stmt, 0);
         const char *party = (const char *)sqlite3_column_text(stmt, 1);
         int64_t due = sqlite3_column_int64(stmt, 2);
+        /* The other loops do not run yet: their heaps are filled from here. */
         if (id == NULL || party == NULL || !party__room_id_valid(id) ||
-            party__alarm_heap_put(rt, id, party, due) != 0)
+            party__alarm_heap_put(party__loop_of(rt, id), id, party, due) != 0)
             skipped++;
         else
             loaded++;
@@ -335,10 +345,12 @@ void party__alarms_stop(party_runtime *rt) {
     rt->alarm_heap_len = rt->alarm_heap_cap = rt->alarm_buckets_cap = 0;
     if (!uv_is_closing((uv_handle_t *)&rt->alarm_timer))
         uv_close((uv_handle_t *)&rt->alarm_timer, NULL);
+    rt->alarms_started = 0;
+    if (rt != rt->main)
+        return;
     sqlite3_close(rt->alarm_db);
     rt->alarm_db = NULL;
     uv_mutex_destroy(&rt->alarm_mutex);
-    rt->alarms_started = 0;
 }
 
 int party__alarm_index_put(party_runtime *rt, const char *room_id, const char *party,
@@ -346,6 +358,7 @@ int party__alarm_index_put(party_runtime *rt, const char *room_id, const char *p
     sqlite3_stmt *stmt = NULL;
     int rc;
 
+    rt = rt->main; /* the index is loop 0's, shared by every loop */
     if (!rt->alarms_started)
         return 0;
     uv_mutex_lock(&rt->alarm_mutex);

@@ -132,7 +132,7 @@ static void conn_free(party_conn *conn) {
     free(conn->tags);
     free(conn->state);
     party__tls_free(conn);
-    rt->n_conns--;
+    __atomic_fetch_sub(&rt->n_conns, 1, __ATOMIC_RELAXED); /* other loops read the total */
     conn_release(rt, conn);
     party__runtime_maybe_finish(rt);
 }
@@ -393,6 +393,14 @@ static size_t conn_fill_iov(party_conn *conn, uv_buf_t *iov, size_t max, size_t 
 
 static void conn_flush(party_conn *conn);
 
+/* A request routed to another loop waited for earlier answers to be
+ * written: route it again, now that they are. */
+static void conn_output_drained(party_conn *conn) {
+    conn->handoff_wait = 0;
+    if (conn->phase == PARTY__CONN_HTTP_BUSY && conn->http != NULL && !conn->transport_closing)
+        party__router_handle(conn);
+}
+
 static void on_write(uv_write_t *req, int status) {
     party_conn *conn = req->data;
     size_t bytes = 0;
@@ -459,6 +467,10 @@ static void conn_flush(party_conn *conn) {
         party__conn_ref(conn);
         return;
     }
+    if (conn->handoff_wait) {
+        conn_output_drained(conn);
+        return;
+    }
     if (conn->close_after_flush && conn->holder == NULL)
         conn_finish(conn); /* nothing held back by an output gate either */
 }
@@ -477,6 +489,10 @@ void party__conn_flush(party_conn *conn) {
 }
 
 void party__conn_flush_done(party_conn *conn) {
+    if (conn->handoff_wait) {
+        conn_output_drained(conn);
+        return;
+    }
     if (conn->close_after_flush && conn->holder == NULL)
         conn_finish(conn);
 }
@@ -980,7 +996,7 @@ static party_conn *conn_new(party_runtime *rt) {
     conn->refs = 1;
     uv_tcp_init(&rt->loop, &conn->tcp);
     conn->tcp.data = conn;
-    rt->n_conns++;
+    __atomic_fetch_add(&rt->n_conns, 1, __ATOMIC_RELAXED);
     return conn;
 }
 
@@ -1032,6 +1048,49 @@ int party__conn_adopt(party_runtime *rt, int fd, int internal) {
     }
     conn->internal = (uint8_t)internal;
     conn_begin_http(conn);
+    return 0;
+}
+
+int party__conn_adopt_handoff(party_runtime *rt, int fd, int internal, const char *bytes,
+                              size_t len, struct party__tls *tls) {
+    party_conn *conn = conn_new(rt);
+    party__http_session *s;
+    int r;
+
+    if (conn == NULL) {
+        close(fd);
+        party__tls_state_free(tls);
+        return PARTY_ENOMEM;
+    }
+    r = uv_tcp_open(&conn->tcp, fd);
+    if (r != 0)
+        close(fd); /* not the handle's yet: ours to close */
+    if (r == 0 && tls != NULL && party__tls_attach(conn, tls) != 0)
+        r = UV_ENOMEM;
+    else if (r != 0)
+        party__tls_state_free(tls);
+    if (r != 0 || http_session_new(conn) != 0) {
+        conn->transport_closing = 1;
+        uv_close((uv_handle_t *)&conn->tcp, on_tcp_closed);
+        return r != 0 && r != UV_ENOMEM ? PARTY_EINVAL : PARTY_ENOMEM;
+    }
+    conn->internal = (uint8_t)internal;
+    s = conn->http;
+    if (len > 0) {
+        if (len > s->cap) {
+            char *grown = realloc(s->buf, len);
+            if (grown == NULL) {
+                conn_close_now(conn);
+                return PARTY_ENOMEM;
+            }
+            s->buf = grown;
+            s->cap = len;
+        }
+        memcpy(s->buf, bytes, len);
+        s->len = len;
+    }
+    conn_begin_http(conn);
+    conn_parse_http(conn);
     return 0;
 }
 

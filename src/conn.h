@@ -13,6 +13,8 @@
 #include "request.h"
 #include "ws.h"
 
+struct party__tls;
+
 typedef enum party__conn_phase {
     PARTY__CONN_HTTP,      /* reading a request */
     PARTY__CONN_HTTP_BUSY, /* a request is with a room; reading paused */
@@ -62,6 +64,7 @@ struct party_conn {
     unsigned parse_again : 1;    /* a request was answered meanwhile: parse the next */
     unsigned heard : 1;          /* bytes arrived since the last keepalive sweep */
     unsigned pinged : 1;         /* the keepalive sweep pinged; no answer yet */
+    unsigned handoff_wait : 1;   /* routed to another loop once its output is written */
     uint8_t n_tags;
     uint16_t peer_close_code;
 
@@ -108,6 +111,12 @@ void party__conn_accept(party_runtime *rt, uv_stream_t *listener);
  * address rooms by id). fd is the runtime's from now on, also when this
  * fails. */
 int party__conn_adopt(party_runtime *rt, int fd, int internal);
+/* Serves a connection handed over by another loop (loops.c): fd, the bytes
+ * read there (a request and what followed it; copied) and its TLS state
+ * (NULL: plaintext) are this loop's from now on, also when this fails.
+ * The request is parsed and routed at once. PARTY_ENOMEM, PARTY_EINVAL. */
+int party__conn_adopt_handoff(party_runtime *rt, int fd, int internal, const char *bytes,
+                              size_t len, struct party__tls *tls);
 
 void party__conn_ref(party_conn *conn);
 void party__conn_unref(party_conn *conn);

@@ -1,8 +1,9 @@
 /* ops: the operational endpoints under /<ops_prefix>/ — health (for load
  * balancers), metrics (Prometheus text format, from the runtime's counters
  * and a walk of the room table) and rooms (a JSON listing of the rooms in
- * memory, behind a Bearer token). Every answer is made and sent here, on
- * the loop thread, without involving any room. */
+ * memory, behind a Bearer token). Every answer is made and sent here,
+ * without involving any room; metrics and rooms gather what each event
+ * loop holds by visiting the loops in turn (a tour, loops.h). */
 #include "ops.h"
 
 #include <inttypes.h>
@@ -19,6 +20,7 @@
 #include "conn.h"
 #include "http.h"
 #include "log.h"
+#include "loops.h"
 #include "request.h"
 #include "room.h"
 #include "runtime.h"
@@ -128,81 +130,119 @@ static void metric_scalar(text_buf *tb, const char *name, const char *type, cons
     text_appendf(tb, "%s %" PRIu64 "\n", name, value);
 }
 
-static void metrics_write(party_runtime *rt, text_buf *tb) {
-    static const char *const event_names[] = {"connect", "message", "close",   "error",
-                                              "request", "alarm",   "response"};
-    uint64_t rooms[3] = {0, 0, 0};
-    uint64_t cumulative = 0;
+/* The counters of every loop, added up by a tour (see loops.h). */
+typedef struct metrics_tour {
+    party__tour tour;
+    uint64_t conns, rooms[3], events[7], commit_hist[PARTY__COMMIT_BUCKETS];
+    uint64_t commits, commit_us_total, bytes_in, bytes_out;
+    uint64_t alarms_pending, alarms_fired, alarms_retried, alarms_abandoned;
+    uint64_t http_errors, protocol_errors, send_queue_drops, commit_failures, accept_errors,
+        tls_errors;
+} metrics_tour;
+
+static void metrics_visit(party_runtime *rt, party__tour *tour) {
+    metrics_tour *m = (metrics_tour *)tour;
     size_t i;
 
     for (i = 0; i < rt->rooms_cap; i++) {
         const party_room *room;
         for (room = rt->rooms[i]; room != NULL; room = room->hash_next)
-            rooms[room_state_of(room)]++;
+            m->rooms[room_state_of(room)]++;
     }
+    m->conns += rt->n_conns;
+    for (i = 0; i < 7; i++)
+        m->events[i] += rt->events[i];
+    for (i = 0; i < PARTY__COMMIT_BUCKETS; i++)
+        m->commit_hist[i] += rt->commit_hist[i];
+    m->commits += rt->commits;
+    m->commit_us_total += rt->commit_us_total;
+    m->bytes_in += rt->bytes_in;
+    m->bytes_out += rt->bytes_out;
+    m->alarms_pending += party__alarm_heap_size(rt);
+    m->alarms_fired += rt->alarms_fired;
+    m->alarms_retried += rt->alarms_retried;
+    m->alarms_abandoned += rt->alarms_abandoned;
+    m->http_errors += rt->http_errors;
+    m->protocol_errors += rt->protocol_errors;
+    m->send_queue_drops += rt->send_queue_drops;
+    m->commit_failures += rt->commit_failures;
+    m->accept_errors += rt->accept_errors;
+    m->tls_errors += rt->tls_errors;
+}
+
+static void metrics_write(const metrics_tour *m, text_buf *tb) {
+    static const char *const event_names[] = {"connect", "message", "close",   "error",
+                                              "request", "alarm",   "response"};
+    uint64_t cumulative = 0;
+    size_t i;
 
     metric_scalar(tb, "partyd_connections", "gauge",
-                  "Open client connections (HTTP and WebSocket).", (uint64_t)rt->n_conns);
+                  "Open client connections (HTTP and WebSocket).", m->conns);
 
     metric_family(tb, "partyd_rooms", "gauge",
                   "Rooms known to the runtime: awake (in memory), hibernated (out of memory "
                   "with connections open) or cold (out of memory, no connections).");
     for (i = 0; i < 3; i++)
-        text_appendf(tb, "partyd_rooms{state=\"%s\"} %" PRIu64 "\n", room_state_names[i], rooms[i]);
+        text_appendf(tb, "partyd_rooms{state=\"%s\"} %" PRIu64 "\n", room_state_names[i],
+                     m->rooms[i]);
 
     metric_family(tb, "partyd_events_total", "counter", "Events delivered to rooms, by type.");
     for (i = 0; i < sizeof(event_names) / sizeof(event_names[0]); i++)
         text_appendf(tb, "partyd_events_total{type=\"%s\"} %" PRIu64 "\n", event_names[i],
-                     rt->events[i]);
+                     m->events[i]);
 
     metric_family(tb, "partyd_commit_seconds", "histogram",
                   "Time to commit a room's batch of writes durably.");
     for (i = 0; i < PARTY__COMMIT_BUCKETS; i++) {
-        cumulative += rt->commit_hist[i];
+        cumulative += m->commit_hist[i];
         if (i + 1 < PARTY__COMMIT_BUCKETS)
             text_appendf(tb, "partyd_commit_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
                          party__commit_bucket_ms[i] / 1000.0, cumulative);
         else
-            text_appendf(tb, "partyd_commit_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", cumulative);
+            text_appendf(tb, "partyd_commit_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n",
+                         cumulative);
     }
     text_appendf(tb, "partyd_commit_seconds_sum %" PRIu64 ".%06" PRIu64 "\n",
-                 rt->commit_us_total / 1000000, rt->commit_us_total % 1000000);
-    text_appendf(tb, "partyd_commit_seconds_count %" PRIu64 "\n", rt->commits);
+                 m->commit_us_total / 1000000, m->commit_us_total % 1000000);
+    text_appendf(tb, "partyd_commit_seconds_count %" PRIu64 "\n", m->commits);
 
     metric_scalar(tb, "partyd_bytes_received_total", "counter", "Bytes read from client sockets.",
-                  rt->bytes_in);
+                  m->bytes_in);
     metric_scalar(tb, "partyd_bytes_sent_total", "counter", "Bytes written to client sockets.",
-                  rt->bytes_out);
+                  m->bytes_out);
     metric_scalar(tb, "partyd_alarms_pending", "gauge",
-                  "Rooms waiting for an alarm or schedule to fire.",
-                  (uint64_t)party__alarm_heap_size(rt));
+                  "Rooms waiting for an alarm or schedule to fire.", m->alarms_pending);
     metric_scalar(tb, "partyd_alarms_fired_total", "counter", "Alarm events delivered to rooms.",
-                  rt->alarms_fired);
+                  m->alarms_fired);
     metric_scalar(tb, "partyd_alarms_retried_total", "counter",
-                  "Alarms scheduled again after on_alarm failed.", rt->alarms_retried);
+                  "Alarms scheduled again after on_alarm failed.", m->alarms_retried);
     metric_scalar(tb, "partyd_alarms_abandoned_total", "counter",
-                  "Alarms given up after their last retry failed.", rt->alarms_abandoned);
+                  "Alarms given up after their last retry failed.", m->alarms_abandoned);
 
     metric_family(tb, "partyd_errors_total", "counter",
                   "Errors by kind: http (requests refused by the parser or the handshake "
                   "check), websocket_protocol (connections closed for a bad frame), "
                   "send_queue (slow readers dropped), commit (failed commits), accept "
                   "(failed accepts), tls (failed TLS handshakes or records).");
-    text_appendf(tb, "partyd_errors_total{kind=\"http\"} %" PRIu64 "\n", rt->http_errors);
+    text_appendf(tb, "partyd_errors_total{kind=\"http\"} %" PRIu64 "\n", m->http_errors);
     text_appendf(tb, "partyd_errors_total{kind=\"websocket_protocol\"} %" PRIu64 "\n",
-                 rt->protocol_errors);
+                 m->protocol_errors);
     text_appendf(tb, "partyd_errors_total{kind=\"send_queue\"} %" PRIu64 "\n",
-                 rt->send_queue_drops);
-    text_appendf(tb, "partyd_errors_total{kind=\"commit\"} %" PRIu64 "\n", rt->commit_failures);
-    text_appendf(tb, "partyd_errors_total{kind=\"accept\"} %" PRIu64 "\n", rt->accept_errors);
-    text_appendf(tb, "partyd_errors_total{kind=\"tls\"} %" PRIu64 "\n", rt->tls_errors);
+                 m->send_queue_drops);
+    text_appendf(tb, "partyd_errors_total{kind=\"commit\"} %" PRIu64 "\n", m->commit_failures);
+    text_appendf(tb, "partyd_errors_total{kind=\"accept\"} %" PRIu64 "\n", m->accept_errors);
+    text_appendf(tb, "partyd_errors_total{kind=\"tls\"} %" PRIu64 "\n", m->tls_errors);
 }
 
-static void ops_metrics(party_conn *conn) {
+static void metrics_done(party_conn *conn, party__tour *tour) {
     text_buf tb = {NULL, 0, 0, METRICS_MAX_BYTES, 0};
     party_response res;
 
-    metrics_write(party__conn_rt(conn), &tb);
+    if (tour->failed) {
+        respond_text(conn, 503, "stopping\n");
+        return;
+    }
+    metrics_write((const metrics_tour *)tour, &tb);
     if (tb.failed) {
         free(tb.data);
         respond_text(conn, 500, "out of memory building the metrics\n");
@@ -213,6 +253,23 @@ static void ops_metrics(party_conn *conn) {
     party_response_body(&res, tb.data, tb.len);
     free(tb.data);
     respond(conn, &res);
+}
+
+static void metrics_free(party__tour *tour) {
+    free(tour);
+}
+
+static void ops_metrics(party_conn *conn) {
+    metrics_tour *m = calloc(1, sizeof(*m));
+
+    if (m == NULL) {
+        respond_text(conn, 500, "out of memory building the metrics\n");
+        return;
+    }
+    m->tour.visit = metrics_visit;
+    m->tour.done = metrics_done;
+    m->tour.free = metrics_free;
+    party__tour_start(conn, &m->tour);
 }
 
 /* ---- rooms ---- */
@@ -244,10 +301,58 @@ static int request_authorized(party_runtime *rt, const party__http_request *req)
     return CRYPTO_memcmp(want, got, sizeof(want)) == 0;
 }
 
+/* What the listing shows of one room, copied on the room's loop. */
+typedef struct room_entry {
+    const char *party; /* the party's registered name (lives as long as the runtime) */
+    char *name;        /* NULL: known only by id */
+    char id[PARTY_ID_MAX];
+    size_t conns;
+    room_state state;
+} room_entry;
+
+typedef struct rooms_tour {
+    party__tour tour;
+    room_entry *items;
+    size_t n, cap;
+    int oom;
+} rooms_tour;
+
+static void rooms_visit(party_runtime *rt, party__tour *tour) {
+    rooms_tour *t = (rooms_tour *)tour;
+    size_t i;
+
+    for (i = 0; i < rt->rooms_cap && !t->oom; i++) {
+        const party_room *room;
+        for (room = rt->rooms[i]; room != NULL && !t->oom; room = room->hash_next) {
+            room_entry *e;
+            if (t->n == t->cap) {
+                size_t cap = t->cap ? t->cap * 2 : 64;
+                room_entry *grown = realloc(t->items, cap * sizeof(*grown));
+                if (grown == NULL) {
+                    t->oom = 1;
+                    break;
+                }
+                t->items = grown;
+                t->cap = cap;
+            }
+            e = &t->items[t->n];
+            e->party = room->party->name;
+            e->name = room->name != NULL ? strdup(room->name) : NULL;
+            if (room->name != NULL && e->name == NULL) {
+                t->oom = 1;
+                break;
+            }
+            memcpy(e->id, room->id, PARTY_ID_MAX);
+            e->conns = room->n_conns;
+            e->state = room_state_of(room);
+            t->n++;
+        }
+    }
+}
+
 static int room_compare(const void *a, const void *b) {
-    const party_room *x = *(const party_room *const *)a;
-    const party_room *y = *(const party_room *const *)b;
-    int c = strcmp(x->party->name, y->party->name);
+    const room_entry *x = a, *y = b;
+    int c = strcmp(x->party, y->party);
 
     if (c != 0)
         return c;
@@ -261,29 +366,18 @@ static int room_compare(const void *a, const void *b) {
 
 /* The JSON listing of the rooms in memory; NULL on OOM. The caller frees it
  * with cJSON_free. */
-static char *rooms_json(party_runtime *rt) {
-    party_room **sorted = NULL;
+static char *rooms_json(rooms_tour *t) {
     cJSON *root = cJSON_CreateObject();
     cJSON *list = cJSON_AddArrayToObject(root, "rooms");
     char *text = NULL;
-    size_t i, n = 0;
+    size_t i;
 
-    if (root == NULL || list == NULL)
+    if (root == NULL || list == NULL || t->oom)
         goto done;
-    if (rt->n_rooms > 0) {
-        sorted = malloc(rt->n_rooms * sizeof(*sorted));
-        if (sorted == NULL)
-            goto done;
-    }
-    for (i = 0; i < rt->rooms_cap; i++) {
-        party_room *room;
-        for (room = rt->rooms[i]; room != NULL && n < rt->n_rooms; room = room->hash_next)
-            sorted[n++] = room;
-    }
-    if (n > 1)
-        qsort(sorted, n, sizeof(*sorted), room_compare);
-    for (i = 0; i < n; i++) {
-        const party_room *room = sorted[i];
+    if (t->n > 1)
+        qsort(t->items, t->n, sizeof(*t->items), room_compare);
+    for (i = 0; i < t->n; i++) {
+        const room_entry *room = &t->items[i];
         cJSON *item = cJSON_CreateObject();
 
         if (item == NULL)
@@ -292,25 +386,54 @@ static char *rooms_json(party_runtime *rt) {
             cJSON_Delete(item);
             goto done;
         }
-        if (cJSON_AddStringToObject(item, "party", room->party->name) == NULL ||
+        if (cJSON_AddStringToObject(item, "party", room->party) == NULL ||
             (room->name != NULL ? cJSON_AddStringToObject(item, "name", room->name)
                                 : cJSON_AddNullToObject(item, "name")) == NULL ||
             cJSON_AddStringToObject(item, "id", room->id) == NULL ||
-            cJSON_AddNumberToObject(item, "connections", (double)room->n_conns) == NULL ||
-            cJSON_AddStringToObject(item, "status", room_state_names[room_state_of(room)]) == NULL)
+            cJSON_AddNumberToObject(item, "connections", (double)room->conns) == NULL ||
+            cJSON_AddStringToObject(item, "status", room_state_names[room->state]) == NULL)
             goto done;
     }
     text = cJSON_PrintUnformatted(root);
 done:
-    free(sorted);
     cJSON_Delete(root);
     return text;
+}
+
+static void rooms_done(party_conn *conn, party__tour *tour) {
+    party_response res;
+    char *text;
+
+    if (tour->failed) {
+        respond_text(conn, 503, "stopping\n");
+        return;
+    }
+    text = rooms_json((rooms_tour *)tour);
+    if (text == NULL) {
+        respond_text(conn, 500, "out of memory listing the rooms\n");
+        return;
+    }
+    party__response_init(&res);
+    party_response_header(&res, "Content-Type", "application/json");
+    party_response_body(&res, text, strlen(text));
+    cJSON_free(text);
+    respond(conn, &res);
+}
+
+static void rooms_free(party__tour *tour) {
+    rooms_tour *t = (rooms_tour *)tour;
+    size_t i;
+
+    for (i = 0; i < t->n; i++)
+        free(t->items[i].name);
+    free(t->items);
+    free(t);
 }
 
 static void ops_rooms(party_conn *conn) {
     party_runtime *rt = party__conn_rt(conn);
     party_response res;
-    char *text;
+    rooms_tour *t;
 
     if (!request_authorized(rt, &conn->http->req)) {
         party__log_info(rt, "ops: refused /%s/rooms: missing or wrong Bearer token",
@@ -321,16 +444,15 @@ static void ops_rooms(party_conn *conn) {
         respond(conn, &res);
         return;
     }
-    text = rooms_json(rt);
-    if (text == NULL) {
+    t = calloc(1, sizeof(*t));
+    if (t == NULL) {
         respond_text(conn, 500, "out of memory listing the rooms\n");
         return;
     }
-    party__response_init(&res);
-    party_response_header(&res, "Content-Type", "application/json");
-    party_response_body(&res, text, strlen(text));
-    cJSON_free(text);
-    respond(conn, &res);
+    t->tour.visit = rooms_visit;
+    t->tour.done = rooms_done;
+    t->tour.free = rooms_free;
+    party__tour_start(conn, &t->tour);
 }
 
 /* ---- dispatch ---- */

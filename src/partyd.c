@@ -65,6 +65,8 @@ static const char usage_text[] =
     "  --tls-key FILE           ... and this PEM private key (both needed)\n"
     "  --fetch-timeout SEC      a room-to-room request unanswered this long gets\n"
     "                           504 (default 30)\n"
+    "  --threads N              event-loop threads; each room runs on one of them\n"
+    "                           (default: one per core; at most 64)\n"
     "  --admin-token TOKEN      enable /_partyd/rooms for 'Authorization: Bearer TOKEN'\n"
     "                           (also read from PARTYD_ADMIN_TOKEN)\n"
     "  --config FILE            read options from a JSON file: the keys are the\n"
@@ -105,6 +107,7 @@ enum {
     OPT_TLS_CERT,
     OPT_TLS_KEY,
     OPT_FETCH_TIMEOUT,
+    OPT_THREADS,
     OPT_VERSION,
     OPT_HELP,
     OPT_CONFIG,
@@ -138,6 +141,7 @@ static const struct option options[] = {
     {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
     {"tls-key", required_argument, NULL, OPT_TLS_KEY},
     {"fetch-timeout", required_argument, NULL, OPT_FETCH_TIMEOUT},
+    {"threads", required_argument, NULL, OPT_THREADS},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, OPT_HELP},
@@ -428,6 +432,17 @@ static int apply_option(int opt, const char *arg, options_state *o) {
         if (parse_seconds("--fetch-timeout", arg, &o->cfg.fetch_timeout) != 0)
             return 2;
         break;
+    case OPT_THREADS: {
+        size_t n;
+        if (parse_size("--threads", arg, &n) != 0)
+            return 2;
+        if (n < 1 || n > 64) {
+            fprintf(stderr, "partyd: --threads: '%s' is not between 1 and 64\n", arg);
+            return 2;
+        }
+        o->cfg.threads = (int)n;
+        break;
+    }
     case OPT_VERSION:
         printf("partyd %s\n", PARTY_VERSION_STRING);
         return 0;
@@ -653,6 +668,7 @@ int main(int argc, char **argv) {
 
     party_config_init(&o.cfg);
     o.data_dir = "./data";
+    o.cfg.threads = 0; /* the daemon uses every core */
     /* A token on the command line shows in ps; the environment does not. */
     o.cfg.admin_token = getenv("PARTYD_ADMIN_TOKEN");
     /* The config file first, so that flags override it. */

@@ -9,6 +9,7 @@
 #include "conn.h"
 #include "fetch.h"
 #include "log.h"
+#include "loops.h"
 #include "ops.h"
 #include "request.h"
 #include "room.h"
@@ -114,7 +115,7 @@ static void route_websocket(party_conn *conn, const party__party *party, const c
         party__conn_http_fail(conn, 503, "out of memory\n");
         return;
     }
-    if (rt->n_conns > rt->cfg.max_conns) {
+    if (party__runtime_conns(rt) > rt->cfg.max_conns) {
         party__log_warn(rt, "room %s/%s: refused a connection: max_conns (%zu) reached",
                         party->name, room_name, rt->cfg.max_conns);
         party__conn_http_fail(conn, 503, "server is full (max_conns)\n");
@@ -212,6 +213,7 @@ static void route_request(party_conn *conn, const party__party *party, const cha
 /* An internal request addressed to a room by id (the room segment of the
  * path is then ignored). HTTP only. */
 static void route_by_id(party_conn *conn, const party__party *party) {
+    party_runtime *rt = party__conn_rt(conn);
     party__http_request *req = &conn->http->req;
     party__slice id = party__http_header_get(req, PARTY__ROOM_ID_HEADER);
     char id_text[PARTY_ID_MAX];
@@ -224,7 +226,11 @@ static void route_by_id(party_conn *conn, const party__party *party) {
     }
     memcpy(id_text, id.ptr, id.len);
     id_text[id.len] = '\0';
-    room = party__room_get_by_id(party__conn_rt(conn), party, id_text);
+    if (party__room_id_valid(id_text) && party__loop_of(rt, id_text) != rt) {
+        party__loop_handoff(conn, party__loop_of(rt, id_text));
+        return;
+    }
+    room = party__room_get_by_id(rt, party, id_text);
     if (room == NULL) {
         respond_text(conn, 400, "malformed room id, or the id belongs to another party\n", 0);
         return;
@@ -282,6 +288,18 @@ void party__router_handle(party_conn *conn) {
                      "invalid room name: 1..256 bytes of UTF-8 after percent-decoding, no NUL\n",
                      0);
         return;
+    }
+    if (rt->main->n_loops > 1) {
+        /* The room lives on one loop: its request (hooks included) is
+         * handled there. */
+        char id[PARTY_ID_MAX];
+        party_runtime *owner;
+        party__room_id(party->name, room_name, id);
+        owner = party__loop_of(rt, id);
+        if (owner != rt) {
+            party__loop_handoff(conn, owner);
+            return;
+        }
     }
     if (party__request_init(&conn->http->preq, req) != 0) {
         respond_text(conn, 503, "out of memory\n", 1);

@@ -5,18 +5,22 @@
 #include "runtime.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "conn.h"
 #include "alarm.h"
 #include "fetch.h"
 #include "keepalive.h"
 #include "log.h"
+#include "loops.h"
 #include "room.h"
 #include "tls.h"
 #include "ws.h"
@@ -74,6 +78,7 @@ void party_config_init(party_config *cfg) {
     cfg->log_level = PARTY__LOG_INFO;
     cfg->ops_prefix = "_partyd";
     cfg->fetch_timeout = 30.0;
+    cfg->threads = 1;
 }
 
 /* ---- per-loop-turn work ---- */
@@ -91,6 +96,7 @@ static void on_flush_prepare(uv_prepare_t *prepare) {
 
 static int runtime_can_finish(party_runtime *rt);
 static void runtime_finish(party_runtime *rt);
+static void on_connection(uv_stream_t *listener, int status);
 
 static void on_drain_idle(uv_idle_t *idle) {
     party_runtime *rt = idle->data;
@@ -147,6 +153,109 @@ static uint64_t evict_tick_ms(const party_runtime *rt) {
 static void on_stop_async(uv_async_t *async) {
     party_runtime *rt = async->data;
     party_runtime_stop(rt);
+}
+
+/* The loop and its handles, the read buffer and the mailbox: what every
+ * loop's runtime has of its own. */
+static int runtime_init_loop(party_runtime *rt) {
+    rt->loop.data = rt;
+    uv_tcp_init(&rt->loop, &rt->listener);
+    rt->listener.data = rt;
+    uv_check_init(&rt->loop, &rt->flush_check);
+    rt->flush_check.data = rt;
+    uv_check_start(&rt->flush_check, on_flush_check);
+    uv_unref((uv_handle_t *)&rt->flush_check);
+    uv_prepare_init(&rt->loop, &rt->flush_prepare);
+    rt->flush_prepare.data = rt;
+    uv_prepare_start(&rt->flush_prepare, on_flush_prepare);
+    uv_unref((uv_handle_t *)&rt->flush_prepare);
+    uv_idle_init(&rt->loop, &rt->drain_idle);
+    rt->drain_idle.data = rt;
+    uv_async_init(&rt->loop, &rt->stop_async, on_stop_async);
+    rt->stop_async.data = rt;
+    uv_unref((uv_handle_t *)&rt->stop_async);
+    uv_signal_init(&rt->loop, &rt->sigint);
+    uv_signal_init(&rt->loop, &rt->sigterm);
+    rt->sigint.data = rt->sigterm.data = rt;
+    uv_timer_init(&rt->loop, &rt->shutdown_timer);
+    rt->shutdown_timer.data = rt;
+    uv_timer_init(&rt->loop, &rt->evict_timer);
+    rt->evict_timer.data = rt;
+    uv_timer_init(&rt->loop, &rt->keepalive_timer);
+    rt->keepalive_timer.data = rt;
+    return party__inbox_init(rt);
+}
+
+party_runtime *party__runtime_new_loop(party_runtime *main, unsigned index) {
+    party_runtime *rt = calloc(1, sizeof(*rt));
+
+    if (rt == NULL)
+        return NULL;
+    /* The configuration, its strings and the parties are main's, shared
+     * read-only; everything the loop changes is its own. */
+    rt->cfg = main->cfg;
+    rt->host = main->host;
+    rt->prefix = main->prefix;
+    rt->data_dir = main->data_dir;
+    rt->ops_prefix = main->ops_prefix;
+    rt->admin_token = main->admin_token;
+    rt->static_dir = main->static_dir;
+    rt->tls_cert = main->tls_cert;
+    rt->tls_key = main->tls_key;
+    rt->durability_full = main->durability_full;
+    rt->parties = main->parties;
+    rt->n_parties = main->n_parties;
+    rt->tls_ctx = main->tls_ctx;
+    rt->commit_delay_ms = main->commit_delay_ms;
+    rt->main = main;
+    rt->n_loops = 1;
+    rt->loop_index = index;
+    rt->read_buf = malloc(PARTY__READ_BUF_SIZE);
+    if (rt->read_buf == NULL || (rt->tls_ctx != NULL && party__tls_init_loop(rt) != 0) ||
+        uv_loop_init(&rt->loop) != 0) {
+        free(rt->read_buf);
+        party__tls_cleanup_loop(rt);
+        free(rt);
+        return NULL;
+    }
+    if (runtime_init_loop(rt) != 0) {
+        party__runtime_free_loop(rt);
+        return NULL;
+    }
+    return rt;
+}
+
+int party__runtime_share_listener(party_runtime *rt, party_runtime *main) {
+    uv_os_fd_t fd;
+    int copy, r;
+
+    if (uv_fileno((uv_handle_t *)&main->listener, &fd) != 0)
+        return PARTY_EINVAL;
+    /* Each loop watches its own descriptor of the one listening socket and
+     * accepts what it can; the connection then goes to its room's loop. */
+    copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (copy < 0) {
+        party__log_error(rt, "listen: cannot share the socket with loop %u: %s", rt->loop_index,
+                         strerror(errno));
+        return PARTY_EIO;
+    }
+    r = uv_tcp_open(&rt->listener, copy);
+    if (r != 0)
+        close(copy); /* not the handle's yet */
+    else
+        r = uv_listen((uv_stream_t *)&rt->listener, 511, on_connection);
+    if (r != 0) {
+        party__log_error(rt, "listen: loop %u: %s", rt->loop_index, uv_strerror(r));
+        return PARTY_EIO;
+    }
+    rt->listening = 1;
+    return 0;
+}
+
+void party__runtime_start_timers(party_runtime *rt) {
+    uv_timer_start(&rt->evict_timer, on_evict_timer, evict_tick_ms(rt), evict_tick_ms(rt));
+    uv_unref((uv_handle_t *)&rt->evict_timer);
+    party__keepalive_start(rt);
 }
 
 party_runtime *party_runtime_new(const party_config *cfg) {
@@ -213,31 +322,12 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     rt->max_loaded_rooms = party__default_max_loaded_rooms();
     if (rt->cfg.send_queue_bytes > UINT32_MAX)
         rt->cfg.send_queue_bytes = UINT32_MAX; /* connections count it in 32 bits */
-    rt->loop.data = rt;
-    uv_tcp_init(&rt->loop, &rt->listener);
-    rt->listener.data = rt;
-    uv_check_init(&rt->loop, &rt->flush_check);
-    rt->flush_check.data = rt;
-    uv_check_start(&rt->flush_check, on_flush_check);
-    uv_unref((uv_handle_t *)&rt->flush_check);
-    uv_prepare_init(&rt->loop, &rt->flush_prepare);
-    rt->flush_prepare.data = rt;
-    uv_prepare_start(&rt->flush_prepare, on_flush_prepare);
-    uv_unref((uv_handle_t *)&rt->flush_prepare);
-    uv_idle_init(&rt->loop, &rt->drain_idle);
-    rt->drain_idle.data = rt;
-    uv_async_init(&rt->loop, &rt->stop_async, on_stop_async);
-    rt->stop_async.data = rt;
-    uv_unref((uv_handle_t *)&rt->stop_async);
-    uv_signal_init(&rt->loop, &rt->sigint);
-    uv_signal_init(&rt->loop, &rt->sigterm);
-    rt->sigint.data = rt->sigterm.data = rt;
-    uv_timer_init(&rt->loop, &rt->shutdown_timer);
-    rt->shutdown_timer.data = rt;
-    uv_timer_init(&rt->loop, &rt->evict_timer);
-    rt->evict_timer.data = rt;
-    uv_timer_init(&rt->loop, &rt->keepalive_timer);
-    rt->keepalive_timer.data = rt;
+    rt->main = rt;
+    rt->n_loops = 1;
+    if (runtime_init_loop(rt) != 0) {
+        party_runtime_free(rt);
+        return NULL;
+    }
     return rt;
 }
 
@@ -382,6 +472,7 @@ static void close_handle(uv_handle_t *handle) {
 /* Everything is closed: rooms leave memory and the loop's own handles close,
  * so uv_run returns. */
 static void runtime_finish(party_runtime *rt) {
+    party__inbox_close(rt);
     party__rooms_free_all(rt);
     party__alarms_stop(rt);
     party__conn_pools_free(rt);
@@ -397,9 +488,11 @@ static void runtime_finish(party_runtime *rt) {
     close_handle((uv_handle_t *)&rt->keepalive_timer);
 }
 
+/* Loop 0 finishes last: the alarm index and the TLS context it owns are
+ * in use until every other loop is done. */
 static int runtime_can_finish(party_runtime *rt) {
     return rt->stopping && rt->n_conns == 0 && !party__rooms_busy(rt) && rt->running &&
-           !rt->finished;
+           !rt->finished && rt->loops_running == 0;
 }
 
 /* Called from deep inside callbacks (a connection freed while its room runs
@@ -434,10 +527,12 @@ static void stop_one(party_conn *conn) {
     }
 }
 
-static void runtime_begin_stop(party_runtime *rt) {
+void party__runtime_begin_stop(party_runtime *rt) {
     if (rt->stopping)
         return;
     rt->stopping = 1;
+    if (rt == rt->main)
+        party__loops_stop(rt);
     party__fetch_stop_all(rt);
     if (rt->listening)
         uv_close((uv_handle_t *)&rt->listener, NULL);
@@ -468,27 +563,42 @@ void party__runtime_advance(party_runtime *rt, uint64_t ms) {
     party__room_evict_idle(rt, party__runtime_now(rt));
 }
 
+/* How many loops: the configured count, or one per core. */
+static unsigned loops_wanted(const party_runtime *rt) {
+    unsigned n = rt->cfg.threads > 0 ? (unsigned)rt->cfg.threads : uv_available_parallelism();
+    if (n < 1)
+        n = 1;
+    return n > PARTY_MAX_THREADS ? PARTY_MAX_THREADS : n;
+}
+
 int party_runtime_run(party_runtime *rt) {
     int r;
 
     if (rt->running)
         return PARTY_ESTATE;
-    r = party__alarms_start(rt);
+    rt->n_loops = loops_wanted(rt);
+    r = party_runtime_listen(rt);
+    /* The other loops first: the alarm index loads each room's wake time
+     * into the heap of the loop that owns the room. */
+    if (r == 0 && rt->n_loops > 1)
+        r = party__loops_create(rt);
     if (r == 0)
-        r = party_runtime_listen(rt);
-    if (r != 0)
+        r = party__alarms_start(rt);
+    if (r != 0) {
+        party__loops_free(rt);
         return r;
+    }
     uv_signal_start(&rt->sigint, on_signal, SIGINT);
     uv_signal_start(&rt->sigterm, on_signal, SIGTERM);
     uv_ref((uv_handle_t *)&rt->stop_async);
-    uv_timer_start(&rt->evict_timer, on_evict_timer, evict_tick_ms(rt), evict_tick_ms(rt));
-    uv_unref((uv_handle_t *)&rt->evict_timer);
-    party__keepalive_start(rt);
+    party__runtime_start_timers(rt);
     (void)party__runtime_begin(rt); /* its one failure was checked above */
-    party__log_info(rt, "listening on %s://%s:%d (prefix /%s/)",
+    party__loops_run(rt);
+    party__log_info(rt, "listening on %s://%s:%d (prefix /%s/, %u event loop%s)",
                     party__tls_enabled(rt) ? "https" : "http", rt->host, party_runtime_port(rt),
-                    rt->prefix);
+                    rt->prefix, rt->n_loops, rt->n_loops == 1 ? "" : "s");
     uv_run(&rt->loop, UV_RUN_DEFAULT);
+    party__loops_free(rt);
     rt->running = 0;
     party__log_info(rt, "stopped");
     return 0;
@@ -499,7 +609,7 @@ void party_runtime_stop(party_runtime *rt) {
     if (rt == NULL)
         return;
     if (rt->running && uv_thread_equal(&self, &rt->loop_thread))
-        runtime_begin_stop(rt);
+        party__runtime_begin_stop(rt);
     else
         uv_async_send(&rt->stop_async); /* lands on the loop, also before run */
 }
@@ -533,4 +643,28 @@ void party_runtime_free(party_runtime *rt) {
     free(rt->tls_cert);
     free(rt->tls_key);
     free(rt);
+}
+
+void party__runtime_free_loop(party_runtime *rt) {
+    /* Its thread has ended its loop: only closes still pending remain. */
+    runtime_finish(rt);
+    uv_run(&rt->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&rt->loop);
+    party__conn_slabs_free(rt);
+    free(rt->rooms);
+    free(rt->read_buf);
+    party__tls_cleanup_loop(rt);
+    free(rt);
+}
+
+size_t party__runtime_conns(party_runtime *rt) {
+    party_runtime *main = rt->main;
+    size_t n = 0;
+    unsigned i;
+
+    if (main->n_loops <= 1 || main->loops == NULL)
+        return rt->n_conns;
+    for (i = 0; i < main->n_loops; i++)
+        n += __atomic_load_n(&main->loops[i]->n_conns, __ATOMIC_RELAXED);
+    return n;
 }

@@ -1,7 +1,10 @@
 /* runtime: the internal shape of party_runtime — the event loop, the
  * listening socket, the registered parties, the table of rooms in memory,
  * and the per-loop-turn work lists (rooms with queued events, connections
- * with bytes to write). */
+ * with bytes to write). With several event-loop threads there is one
+ * party_runtime per loop: the one the user holds is loop 0 (the "main"
+ * one, which owns the configuration, the parties, the alarm index and the
+ * TLS context); the others share those by pointer (see loops.h). */
 #ifndef PARTY_RUNTIME_H
 #define PARTY_RUNTIME_H
 
@@ -20,8 +23,23 @@ typedef struct party__party {
 
 #define PARTY__READ_BUF_SIZE (64 * 1024)
 
+struct party__mail;
+
 struct party_runtime {
-    party_config cfg; /* strings point at owned copies */
+    party_config cfg; /* strings point at owned copies (loop 0's) */
+    struct party_runtime *main; /* loop 0; itself on loop 0 */
+    struct party_runtime **loops; /* main only: n_loops runtimes, loops[0] == main */
+    unsigned n_loops;             /* main only (1 on the others) */
+    unsigned loop_index;          /* this loop's place in main->loops */
+    unsigned loops_running;       /* main only: other loops whose thread still runs */
+    uv_thread_t thread;           /* other loops: the thread that runs the loop */
+    int thread_started;
+    void *done_mail;              /* other loops: what tells main the thread is done */
+    /* The mailbox: work other loops hand to this one (loops.c). */
+    uv_async_t inbox_async;
+    uv_mutex_t inbox_mutex;
+    struct party__mail *inbox_head, *inbox_tail;
+    int inbox_open;               /* under inbox_mutex: 0 once the async is closing */
     char *host, *prefix, *data_dir, *ops_prefix, *admin_token, *static_dir;
     int durability_full;
     uv_loop_t loop;
@@ -139,5 +157,27 @@ uint64_t party__runtime_now(party_runtime *rt);
 /* Called when the last connection or the last store work is done during
  * shutdown. */
 void party__runtime_maybe_finish(party_runtime *rt);
+
+/* Starts a graceful stop of this loop (its own thread); on loop 0, of
+ * every loop. */
+void party__runtime_begin_stop(party_runtime *rt);
+
+/* ---- several loops (see loops.h) ---- */
+
+/* More event-loop threads than this are not started. */
+#define PARTY_MAX_THREADS 64
+
+/* A runtime for loop index of main: main's configuration and parties,
+ * its own loop, handles and pools. NULL on OOM. */
+party_runtime *party__runtime_new_loop(party_runtime *main, unsigned index);
+/* Frees a loop made by party__runtime_new_loop whose thread is done. */
+void party__runtime_free_loop(party_runtime *rt);
+/* Makes rt accept on main's listening socket too. 0 or PARTY_EIO (logged). */
+int party__runtime_share_listener(party_runtime *rt, party_runtime *main);
+/* Starts the eviction and keepalive timers of a loop that runs. */
+void party__runtime_start_timers(party_runtime *rt);
+/* Open connections over every loop (read without locks: a moment's
+ * count, for the max_conns check and metrics). */
+size_t party__runtime_conns(party_runtime *rt);
 
 #endif

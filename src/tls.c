@@ -98,6 +98,16 @@ int party__tls_init(party_runtime *rt) {
     return 0;
 }
 
+int party__tls_init_loop(party_runtime *rt) {
+    rt->tls_read_buf = malloc(TLS_READ_BUF);
+    return rt->tls_read_buf != NULL ? 0 : PARTY_ENOMEM;
+}
+
+void party__tls_cleanup_loop(party_runtime *rt) {
+    rt->tls_ctx = NULL; /* main's */
+    party__tls_cleanup(rt);
+}
+
 void party__tls_cleanup(party_runtime *rt) {
     SSL_CTX_free(rt->tls_ctx);
     rt->tls_ctx = NULL;
@@ -181,6 +191,35 @@ void party__tls_free(party_conn *conn) {
     conn->tls_slot = 0;
     SSL_free(tls->ssl);
     free(tls);
+}
+
+void party__tls_state_free(party__tls *tls) {
+    if (tls == NULL)
+        return;
+    SSL_free(tls->ssl);
+    free(tls);
+}
+
+party__tls *party__tls_detach(party_conn *conn) {
+    party_runtime *rt = party__conn_rt(conn);
+    party__tls *tls;
+
+    if (conn->tls_slot == 0)
+        return NULL;
+    tls = tls_of(conn);
+    rt->tls_slots[conn->tls_slot] = NULL;
+    rt->tls_free[rt->n_tls_free++] = conn->tls_slot;
+    conn->tls_slot = 0;
+    return tls;
+}
+
+int party__tls_attach(party_conn *conn, party__tls *tls) {
+    conn->tls_slot = slot_take(party__conn_rt(conn), tls);
+    if (conn->tls_slot == 0) {
+        party__tls_state_free(tls);
+        return PARTY_ENOMEM;
+    }
+    return 0;
 }
 
 uv_buf_t party__tls_read_buf(party_runtime *rt) {

@@ -26,6 +26,21 @@ int party__tls_accept(struct party_conn *conn);
 /* Frees the connection's TLS state. No-op for plaintext connections. */
 void party__tls_free(struct party_conn *conn);
 
+/* Another event loop's share: its own read buffer (the context is loop
+ * 0's). PARTY_ENOMEM. */
+int party__tls_init_loop(party_runtime *rt);
+/* Frees what party__tls_init_loop and the loop's connections made. */
+void party__tls_cleanup_loop(party_runtime *rt);
+
+/* Hand-off between loops: takes the connection's TLS state out of its
+ * loop (NULL for plaintext), to be attached to the connection that
+ * continues it on another loop. attach frees the state when it fails
+ * (PARTY_ENOMEM). */
+struct party__tls *party__tls_detach(struct party_conn *conn);
+int party__tls_attach(struct party_conn *conn, struct party__tls *tls);
+/* Frees a detached TLS state; NULL does nothing. */
+void party__tls_state_free(struct party__tls *tls);
+
 /* Where the socket's ciphertext is read into (loop-wide). */
 uv_buf_t party__tls_read_buf(party_runtime *rt);
 /* Ciphertext arrived: decrypts all it can and feeds the plaintext to the

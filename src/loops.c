@@ -1,0 +1,414 @@
+/* loops: the event-loop threads of a runtime, the mailboxes between them,
+ * the hand-off of a routed connection to its room's loop, and tours that
+ * visit every loop (metrics, room listing). */
+#include "loops.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "alarm.h"
+#include "conn.h"
+#include "log.h"
+#include "tls.h"
+
+/* ---- mailboxes ---- */
+
+static void on_inbox(uv_async_t *async) {
+    party_runtime *rt = async->data;
+    party__mail *mail;
+
+    uv_mutex_lock(&rt->inbox_mutex);
+    mail = rt->inbox_head;
+    rt->inbox_head = rt->inbox_tail = NULL;
+    uv_mutex_unlock(&rt->inbox_mutex);
+    while (mail != NULL) {
+        party__mail *next = mail->next;
+        mail->run(rt, mail);
+        mail = next;
+    }
+}
+
+int party__inbox_init(party_runtime *rt) {
+    if (uv_mutex_init(&rt->inbox_mutex) != 0)
+        return PARTY_ENOMEM;
+    if (uv_async_init(&rt->loop, &rt->inbox_async, on_inbox) != 0) {
+        uv_mutex_destroy(&rt->inbox_mutex);
+        memset(&rt->inbox_async, 0, sizeof(rt->inbox_async));
+        return PARTY_ENOMEM;
+    }
+    rt->inbox_async.data = rt;
+    uv_unref((uv_handle_t *)&rt->inbox_async);
+    rt->inbox_open = 1;
+    return 0;
+}
+
+static void drop_all(party__mail *mail) {
+    while (mail != NULL) {
+        party__mail *next = mail->next;
+        mail->drop(mail);
+        mail = next;
+    }
+}
+
+void party__inbox_close(party_runtime *rt) {
+    party__mail *left;
+
+    if (rt->inbox_async.loop == NULL || !rt->inbox_open)
+        return;
+    uv_mutex_lock(&rt->inbox_mutex);
+    rt->inbox_open = 0;
+    left = rt->inbox_head;
+    rt->inbox_head = rt->inbox_tail = NULL;
+    uv_mutex_unlock(&rt->inbox_mutex);
+    drop_all(left);
+    uv_close((uv_handle_t *)&rt->inbox_async, NULL);
+}
+
+void party__mail_post(party_runtime *target, party__mail *mail) {
+    int open;
+
+    mail->next = NULL;
+    uv_mutex_lock(&target->inbox_mutex);
+    open = target->inbox_open;
+    if (open) {
+        if (target->inbox_tail != NULL)
+            target->inbox_tail->next = mail;
+        else
+            target->inbox_head = mail;
+        target->inbox_tail = mail;
+        /* Under the lock: the handle cannot be closing while we send. */
+        uv_async_send(&target->inbox_async);
+    }
+    uv_mutex_unlock(&target->inbox_mutex);
+    if (!open)
+        mail->drop(mail);
+}
+
+party_runtime *party__loop_of(party_runtime *rt, const char *room_id) {
+    party_runtime *main = rt->main;
+    uint32_t h = 0;
+    int i;
+
+    if (main->n_loops <= 1 || main->loops == NULL)
+        return rt;
+    /* A room id is a hash already (hex): its first 8 digits spread rooms
+     * evenly. */
+    for (i = 0; i < 8 && room_id[i] != '\0'; i++) {
+        char c = room_id[i];
+        h = h * 16 + (uint32_t)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+    }
+    return main->loops[h % main->n_loops];
+}
+
+/* ---- threads ---- */
+
+typedef struct loop_mail {
+    party__mail mail;
+    party_runtime *loop; /* STOP: the loop to stop; DONE: the loop that finished */
+} loop_mail;
+
+static void free_mail(party__mail *mail) {
+    free(mail);
+}
+
+static void on_stop_mail(party_runtime *rt, party__mail *mail) {
+    free(mail);
+    party__runtime_begin_stop(rt);
+}
+
+static void on_done_mail(party_runtime *rt, party__mail *mail) {
+    free(mail);
+    party__loops_thread_done(rt);
+}
+
+void party__loops_thread_done(party_runtime *main) {
+    if (main->loops_running > 0)
+        main->loops_running--;
+    party__runtime_maybe_finish(main);
+}
+
+static void loop_thread(void *arg) {
+    party_runtime *rt = arg;
+    loop_mail *done = rt->done_mail;
+
+    rt->loop_thread = uv_thread_self();
+    uv_run(&rt->loop, UV_RUN_DEFAULT);
+    rt->running = 0;
+    /* The last thing this thread does: main frees this loop once told. */
+    rt->done_mail = NULL;
+    party__mail_post(rt->main, &done->mail);
+}
+
+int party__loops_create(party_runtime *main) {
+    unsigned n = main->n_loops, i;
+    size_t loaded = main->max_loaded_rooms / n;
+
+    main->loops = calloc(n, sizeof(*main->loops));
+    if (main->loops == NULL)
+        return PARTY_ENOMEM;
+    main->loops[0] = main;
+    main->max_loaded_rooms = loaded > 16 ? loaded : 16;
+    for (i = 1; i < n; i++) {
+        party_runtime *rt = party__runtime_new_loop(main, i);
+        loop_mail *done;
+        int r;
+
+        if (rt == NULL)
+            return PARTY_ENOMEM;
+        main->loops[i] = rt;
+        rt->max_loaded_rooms = main->max_loaded_rooms;
+        done = calloc(1, sizeof(*done));
+        if (done == NULL)
+            return PARTY_ENOMEM;
+        done->mail.run = on_done_mail;
+        done->mail.drop = free_mail;
+        done->loop = rt;
+        rt->done_mail = done;
+        r = party__alarms_start(rt);
+        if (r == 0)
+            r = party__runtime_share_listener(rt, main);
+        if (r != 0)
+            return r;
+        party__runtime_start_timers(rt);
+    }
+    return 0;
+}
+
+void party__loops_run(party_runtime *main) {
+    unsigned i;
+
+    for (i = 1; i < main->n_loops; i++) {
+        party_runtime *rt = main->loops[i];
+        rt->running = 1;
+        if (uv_thread_create(&rt->thread, loop_thread, rt) != 0) {
+            rt->running = 0;
+            party__log_error(main, "cannot start the thread of event loop %u; stopping", i);
+            party__runtime_begin_stop(main);
+            return;
+        }
+        rt->thread_started = 1;
+        main->loops_running++;
+    }
+}
+
+void party__loops_stop(party_runtime *main) {
+    unsigned i;
+
+    for (i = 1; main->loops != NULL && i < main->n_loops; i++) {
+        loop_mail *stop = calloc(1, sizeof(*stop));
+        if (stop == NULL) {
+            /* Without mail, the loop is stopped the way a signal would. */
+            uv_async_send(&main->loops[i]->stop_async);
+            continue;
+        }
+        stop->mail.run = on_stop_mail;
+        stop->mail.drop = free_mail;
+        stop->loop = main->loops[i];
+        party__mail_post(main->loops[i], &stop->mail);
+    }
+}
+
+void party__loops_free(party_runtime *main) {
+    unsigned i;
+
+    if (main->loops == NULL) {
+        main->n_loops = 1;
+        return;
+    }
+    for (i = 1; i < main->n_loops; i++) {
+        party_runtime *rt = main->loops[i];
+        if (rt == NULL)
+            continue;
+        if (rt->thread_started)
+            uv_thread_join(&rt->thread);
+        free(rt->done_mail);
+        party__runtime_free_loop(rt);
+    }
+    free(main->loops);
+    main->loops = NULL;
+    main->n_loops = 1;
+}
+
+/* ---- hand-off ---- */
+
+typedef struct handoff_mail {
+    party__mail mail;
+    int fd;
+    int internal;
+    struct party__tls *tls;
+    size_t len;
+    char bytes[];
+} handoff_mail;
+
+static void handoff_drop(party__mail *mail) {
+    handoff_mail *h = (handoff_mail *)mail;
+    close(h->fd);
+    party__tls_state_free(h->tls);
+    free(h);
+}
+
+static void handoff_run(party_runtime *rt, party__mail *mail) {
+    handoff_mail *h = (handoff_mail *)mail;
+
+    if (rt->stopping) {
+        handoff_drop(mail);
+        return;
+    }
+    /* The connection owns fd and tls from here, also when this fails. */
+    (void)party__conn_adopt_handoff(rt, h->fd, h->internal, h->bytes, h->len, h->tls);
+    free(h);
+}
+
+/* The bytes to hand over: the request as received and what followed it.
+ * A chunked body was decoded in place, so it is framed again as one chunk
+ * (trailer fields, which partyd ignores, are not carried). */
+static handoff_mail *handoff_bytes(party_conn *conn) {
+    party__http_session *s = conn->http;
+    handoff_mail *h;
+
+    if (!s->req.chunked) {
+        h = malloc(sizeof(*h) + s->len);
+        if (h == NULL)
+            return NULL;
+        memcpy(h->bytes, s->buf, s->len);
+        h->len = s->len;
+    } else {
+        size_t head = s->parser.body_start, body = s->req.body.len, rest = s->len - s->consumed;
+        char size_line[32];
+        int n = body > 0 ? snprintf(size_line, sizeof(size_line), "%zx\r\n", body) : 0;
+        static const char last[] = "0\r\n\r\n";
+        size_t len = head + (size_t)n + body + (body > 0 ? 2 : 0) + sizeof(last) - 1 + rest;
+        char *p;
+
+        h = malloc(sizeof(*h) + len);
+        if (h == NULL)
+            return NULL;
+        p = h->bytes;
+        memcpy(p, s->buf, head);
+        p += head;
+        if (body > 0) {
+            memcpy(p, size_line, (size_t)n);
+            p += n;
+            memcpy(p, s->req.body.ptr, body);
+            p += body;
+            memcpy(p, "\r\n", 2);
+            p += 2;
+        }
+        memcpy(p, last, sizeof(last) - 1);
+        p += sizeof(last) - 1;
+        memcpy(p, s->buf + s->consumed, rest);
+        h->len = len;
+    }
+    return h;
+}
+
+void party__loop_handoff(party_conn *conn, party_runtime *target) {
+    party_runtime *rt = party__conn_rt(conn);
+    handoff_mail *h;
+    uv_os_fd_t fd;
+    int copy;
+
+    if (conn->out_len > 0 || conn->writing || conn->dirty) {
+        /* An answer to an earlier request is still on its way out through
+         * this loop's handle: route again once it is written. */
+        conn->handoff_wait = 1;
+        return;
+    }
+    if (uv_fileno((uv_handle_t *)&conn->tcp, &fd) != 0) {
+        party__conn_abort(conn);
+        return;
+    }
+    h = handoff_bytes(conn);
+    if (h == NULL) {
+        party__log_error(rt, "hand-off to loop %u: out of memory", target->loop_index);
+        party__conn_http_fail(conn, 503, "out of memory\n");
+        return;
+    }
+    /* The descriptor is duplicated because libuv closes the one its handle
+     * holds; the copy is what the other loop adopts. */
+    copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (copy < 0) {
+        int err = errno;
+        free(h);
+        party__log_warn(rt, "hand-off to loop %u: %s; answering 503", target->loop_index,
+                        strerror(err));
+        party__conn_http_fail(conn, 503, "server is out of file descriptors\n");
+        return;
+    }
+    h->mail.run = handoff_run;
+    h->mail.drop = handoff_drop;
+    h->fd = copy;
+    h->internal = conn->internal;
+    h->tls = party__tls_detach(conn);
+    party__conn_abort(conn); /* not in a room yet: nobody is told */
+    party__mail_post(target, &h->mail);
+}
+
+/* ---- tours ---- */
+
+static void tour_back(party_runtime *rt, party__mail *mail);
+
+static void tour_free(party__mail *mail) {
+    party__tour *tour = (party__tour *)mail;
+    /* The connection's loop is gone, and the connection with it. */
+    tour->free(tour);
+}
+
+static void tour_fail(party__mail *mail) {
+    party__tour *tour = (party__tour *)mail;
+    /* A loop on the way has stopped: back to the connection, which is
+     * answered that the tour failed (or was closed meanwhile). */
+    tour->failed = 1;
+    tour->mail.run = tour_back;
+    tour->mail.drop = tour_free;
+    party__mail_post(tour->origin, &tour->mail);
+}
+
+static void tour_back(party_runtime *rt, party__mail *mail) {
+    party__tour *tour = (party__tour *)mail;
+    party_conn *conn = tour->conn;
+    (void)rt;
+
+    if (!conn->transport_closing)
+        tour->done(conn, tour);
+    party__conn_unref(conn);
+    tour->free(tour);
+}
+
+static void tour_step(party_runtime *rt, party__mail *mail) {
+    party__tour *tour = (party__tour *)mail;
+    party_runtime *main = rt->main;
+
+    tour->visit(rt, tour);
+    tour->next++;
+    if (main->loops != NULL && tour->next < main->n_loops) {
+        party__mail_post(main->loops[tour->next], &tour->mail);
+    } else {
+        tour->mail.run = tour_back;
+        if (rt == tour->origin)
+            tour_back(rt, &tour->mail);
+        else
+            party__mail_post(tour->origin, &tour->mail);
+    }
+}
+
+void party__tour_start(party_conn *conn, party__tour *tour) {
+    party_runtime *rt = party__conn_rt(conn);
+    party_runtime *main = rt->main;
+
+    party__conn_ref(conn);
+    tour->origin = rt;
+    tour->conn = conn;
+    tour->next = 0;
+    tour->failed = 0;
+    tour->mail.run = tour_step;
+    tour->mail.drop = tour_fail;
+    if (main->loops == NULL || main->n_loops <= 1 || rt == main)
+        tour_step(main, &tour->mail); /* loop 0 is this one */
+    else
+        party__mail_post(main, &tour->mail);
+}

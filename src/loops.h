@@ -1,0 +1,83 @@
+/* loops: partyd's event-loop threads. Loop 0 is the runtime the user holds
+ * and runs on the thread that calls party_runtime_run; loops 1..N-1 run on
+ * threads of their own, each a party_runtime of its own that shares loop
+ * 0's configuration, parties, alarm index and TLS context. A room lives on
+ * the loop its id hashes to, for its whole life; a socket is handed to that
+ * loop once its request is routed. Loops share no mutable state on the hot
+ * path: they pass work to each other by mail (a mailbox per loop: a mutex,
+ * a list and a uv_async). */
+#ifndef PARTY_LOOPS_H
+#define PARTY_LOOPS_H
+
+#include "runtime.h"
+
+struct party_conn;
+
+/* One piece of work posted to a loop. Embed it first in a struct of your
+ * own. run is called on the receiving loop's thread and owns the mail
+ * from then on; drop is called instead when the loop no longer takes mail
+ * (it has stopped), on whichever thread posted or closed. */
+typedef struct party__mail {
+    struct party__mail *next;
+    void (*run)(party_runtime *rt, struct party__mail *mail);
+    void (*drop)(struct party__mail *mail);
+} party__mail;
+
+/* Sets up rt's mailbox on its loop (unreferenced: it keeps no loop alive).
+ * 0 or PARTY_ENOMEM. */
+int party__inbox_init(party_runtime *rt);
+/* Closes rt's mailbox (its own thread): mail still in it, and mail posted
+ * from now on, is dropped. */
+void party__inbox_close(party_runtime *rt);
+/* Posts mail to the loop target; safe from any thread. */
+void party__mail_post(party_runtime *target, party__mail *mail);
+
+/* The loop that owns the room with this id (rt itself with one loop). */
+party_runtime *party__loop_of(party_runtime *rt, const char *room_id);
+
+/* Creates loops 1..n_loops-1 of a main runtime that listens: each gets
+ * its handles, its alarm heap and its share of the listening socket. 0, or
+ * PARTY_ENOMEM / PARTY_EIO (party__loops_free undoes what was made). */
+int party__loops_create(party_runtime *main);
+/* Starts a thread for each loop made by party__loops_create. A loop whose
+ * thread cannot start is run by no one: logged, and its connections time
+ * out; in practice threads start. */
+void party__loops_run(party_runtime *main);
+/* Asks every other loop to stop (main loop, on stop). */
+void party__loops_stop(party_runtime *main);
+/* Joins the threads of the other loops and frees them (after the main
+ * loop returned, or when run failed before starting them). */
+void party__loops_free(party_runtime *main);
+/* Another loop's thread ended its loop (mail to main). */
+void party__loops_thread_done(party_runtime *main);
+
+/* Hands a routed HTTP request's connection to the loop target: the socket,
+ * the bytes read so far and its TLS state move there, and the request is
+ * parsed and routed again on target. The connection here is closed
+ * silently. Called by the router with the request parsed (phase
+ * HTTP_BUSY). If output is still queued, the hand-off waits until it is
+ * written (the request is routed again then). */
+void party__loop_handoff(struct party_conn *conn, party_runtime *target);
+
+/* A tour: work that must see every loop (the metrics, the room listing).
+ * Each loop's visit runs on that loop's thread, loop 0 first; then done
+ * runs back on the loop of the connection that asked, which answers it
+ * (with failed set if a loop had stopped), unless the connection closed
+ * meanwhile. free releases the tour (always
+ * called, last). */
+typedef struct party__tour {
+    party__mail mail;
+    party_runtime *origin;
+    struct party_conn *conn; /* holds a reference */
+    unsigned next;           /* the loop to visit next */
+    int failed;              /* a loop could not be visited (it stopped) */
+    void (*visit)(party_runtime *rt, struct party__tour *tour);
+    void (*done)(struct party_conn *conn, struct party__tour *tour);
+    void (*free)(struct party__tour *tour);
+} party__tour;
+
+/* Starts a tour for conn (whose request is parsed and waits for its
+ * answer). visit, done and free must be set. */
+void party__tour_start(struct party_conn *conn, party__tour *tour);
+
+#endif
