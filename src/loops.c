@@ -169,10 +169,11 @@ int party__loops_create(party_runtime *main) {
         done->loop = rt;
         rt->done_mail = done;
         r = party__alarms_start(rt);
-        if (r == 0)
-            r = party__runtime_share_listener(rt, main);
         if (r != 0)
             return r;
+        /* With no listener of its own, the mailbox is what keeps the loop
+         * running until it stops. */
+        uv_ref((uv_handle_t *)&rt->inbox_async);
         party__runtime_start_timers(rt);
     }
     return 0;
@@ -312,9 +313,10 @@ void party__loop_handoff(party_conn *conn, party_runtime *target) {
     uv_os_fd_t fd;
     int copy;
 
-    if (conn->out_len > 0 || conn->writing || conn->dirty) {
+    if (conn->out_len > 0 || conn->writing || conn->dirty || conn->holder != NULL) {
         /* An answer to an earlier request is still on its way out through
-         * this loop's handle: route again once it is written. */
+         * this loop's handle, or held until its room commits: route again
+         * once it is written. */
         conn->handoff_wait = 1;
         return;
     }

@@ -2,8 +2,11 @@
  * and runs on the thread that calls party_runtime_run; loops 1..N-1 run on
  * threads of their own, each a party_runtime of its own that shares loop
  * 0's configuration, parties, alarm index and TLS context. A room lives on
- * the loop its id hashes to, for its whole life; a socket is handed to that
- * loop once its request is routed. Loops share no mutable state on the hot
+ * the loop its id hashes to, for its whole life. Loop 0 accepts every
+ * connection and reads its first request; the socket is handed to the
+ * room's loop once the request is routed. (One accepting loop keeps
+ * libuv's way out of EMFILE working: its reserve descriptor is not raced
+ * for by another loop accepting on the same socket.) Loops share no mutable state on the hot
  * path: they pass work to each other by mail (a mailbox per loop: a mutex,
  * a list and a uv_async). */
 #ifndef PARTY_LOOPS_H
@@ -36,7 +39,7 @@ void party__mail_post(party_runtime *target, party__mail *mail);
 party_runtime *party__loop_of(party_runtime *rt, const char *room_id);
 
 /* Creates loops 1..n_loops-1 of a main runtime that listens: each gets
- * its handles, its alarm heap and its share of the listening socket. 0, or
+ * its handles and its alarm heap. 0, or
  * PARTY_ENOMEM / PARTY_EIO (party__loops_free undoes what was made). */
 int party__loops_create(party_runtime *main);
 /* Starts a thread for each loop made by party__loops_create. A loop whose

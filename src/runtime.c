@@ -5,15 +5,12 @@
 #include "runtime.h"
 
 #include <ctype.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
-#include <unistd.h>
 
 #include "conn.h"
 #include "alarm.h"
@@ -96,7 +93,6 @@ static void on_flush_prepare(uv_prepare_t *prepare) {
 
 static int runtime_can_finish(party_runtime *rt);
 static void runtime_finish(party_runtime *rt);
-static void on_connection(uv_stream_t *listener, int status);
 
 static void on_drain_idle(uv_idle_t *idle) {
     party_runtime *rt = idle->data;
@@ -223,33 +219,6 @@ party_runtime *party__runtime_new_loop(party_runtime *main, unsigned index) {
         return NULL;
     }
     return rt;
-}
-
-int party__runtime_share_listener(party_runtime *rt, party_runtime *main) {
-    uv_os_fd_t fd;
-    int copy, r;
-
-    if (uv_fileno((uv_handle_t *)&main->listener, &fd) != 0)
-        return PARTY_EINVAL;
-    /* Each loop watches its own descriptor of the one listening socket and
-     * accepts what it can; the connection then goes to its room's loop. */
-    copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (copy < 0) {
-        party__log_error(rt, "listen: cannot share the socket with loop %u: %s", rt->loop_index,
-                         strerror(errno));
-        return PARTY_EIO;
-    }
-    r = uv_tcp_open(&rt->listener, copy);
-    if (r != 0)
-        close(copy); /* not the handle's yet */
-    else
-        r = uv_listen((uv_stream_t *)&rt->listener, 511, on_connection);
-    if (r != 0) {
-        party__log_error(rt, "listen: loop %u: %s", rt->loop_index, uv_strerror(r));
-        return PARTY_EIO;
-    }
-    rt->listening = 1;
-    return 0;
 }
 
 void party__runtime_start_timers(party_runtime *rt) {

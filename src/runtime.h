@@ -172,8 +172,6 @@ void party__runtime_begin_stop(party_runtime *rt);
 party_runtime *party__runtime_new_loop(party_runtime *main, unsigned index);
 /* Frees a loop made by party__runtime_new_loop whose thread is done. */
 void party__runtime_free_loop(party_runtime *rt);
-/* Makes rt accept on main's listening socket too. 0 or PARTY_EIO (logged). */
-int party__runtime_share_listener(party_runtime *rt, party_runtime *main);
 /* Starts the eviction and keepalive timers of a loop that runs. */
 void party__runtime_start_timers(party_runtime *rt);
 /* Open connections over every loop (read without locks: a moment's
