@@ -137,6 +137,54 @@ describe('wss', () => {
   });
 });
 
+describe('TLS over several event loops', () => {
+  it('a TLS session moves with its socket to the room\'s loop, keep-alive requests hop between loops', async () => {
+    const cert = path.join(certDir, 'cert.pem');
+    const key = path.join(certDir, 'key.pem');
+    const four = await startPartyd(['--tls-cert', cert, '--tls-key', key, '--threads', '4']);
+    try {
+      await waitStderr(four, /4 event loops/);
+      // Sixteen rooms spread over four loops: most handshakes are handed over.
+      for (let i = 0; i < 16; i++) {
+        const room = uniqueRoom(`tls-loops-${i}`);
+        const ws = new WS(`wss://127.0.0.1:${four.port}/parties/probe/${room}?_pk=c${i}`, { ca });
+        sockets.add(ws);
+        const inbox = new Inbox(ws, room);
+        await waitEvent(ws, 'open', TIMEOUT_MS, 'wss open');
+        assert.match(await inbox.nextText(), new RegExp(`^hello:c${i}:${room}:`));
+        ws.send(`ping ${i}`);
+        assert.equal(await inbox.nextText(), `echo:ping ${i}`);
+        ws.close(4000 + i, 'bye');
+        assert.equal((await inbox.closed()).code, 4000 + i);
+      }
+      // One keep-alive TLS connection asking rooms on different loops in turn.
+      const agent = new https.Agent({ keepAlive: true, maxSockets: 1, ca });
+      try {
+        for (let i = 0; i < 16; i++) {
+          const room = uniqueRoom(`tls-keepalive-${i}`);
+          const res = await withTimeout(new Promise((resolve, reject) => {
+            const req = https.request({ host: '127.0.0.1', port: four.port, path: `/parties/probe/${room}`, agent }, (r) => {
+              const chunks = [];
+              r.on('data', (c) => chunks.push(c));
+              r.on('end', () => resolve({ status: r.statusCode, body: Buffer.concat(chunks).toString(), reused: req.reusedSocket }));
+              r.on('error', reject);
+            });
+            req.on('error', reject);
+            req.end();
+          }), TIMEOUT_MS, `GET ${room}`);
+          assert.equal(res.status, 200);
+          assert.equal(JSON.parse(res.body).name, room);
+          if (i > 0) assert.ok(res.reused, 'the keep-alive connection was reused');
+        }
+      } finally {
+        agent.destroy();
+      }
+    } finally {
+      await stopPartyd(four);
+    }
+  });
+});
+
 describe('slow readers over TLS', () => {
   it('are dropped at send_queue_bytes like plaintext ones', async () => {
     const cert = path.join(certDir, 'cert.pem');
