@@ -336,8 +336,15 @@ void party__loop_handoff(party_conn *conn, party_runtime *target) {
     if (copy < 0) {
         int err = errno;
         free(h);
-        party__log_warn(rt, "hand-off to loop %u: %s; answering 503", target->loop_index,
-                        strerror(err));
+        uint64_t now = uv_now(&rt->loop);
+        rt->handoff_errors++;
+        /* Out of descriptors comes in storms: say so at most once a second. */
+        if (rt->last_handoff_warning == 0 || now - rt->last_handoff_warning >= 1000) {
+            party__log_warn(rt, "hand-off to loop %u: %s; answering 503 (%llu so far)",
+                            target->loop_index, strerror(err),
+                            (unsigned long long)rt->handoff_errors);
+            rt->last_handoff_warning = now;
+        }
         party__conn_http_fail(conn, 503, "server is out of file descriptors\n");
         return;
     }
