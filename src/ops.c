@@ -133,7 +133,7 @@ static void metric_scalar(text_buf *tb, const char *name, const char *type, cons
 /* The counters of every loop, added up by a tour (see loops.h). */
 typedef struct metrics_tour {
     party__tour tour;
-    uint64_t conns, rooms[3], events[7], commit_hist[PARTY__COMMIT_BUCKETS];
+    uint64_t loops, conns, rooms[3], events[7], commit_hist[PARTY__COMMIT_BUCKETS];
     uint64_t commits, commit_us_total, bytes_in, bytes_out;
     uint64_t alarms_pending, alarms_fired, alarms_retried, alarms_abandoned;
     uint64_t http_errors, protocol_errors, send_queue_drops, commit_failures, accept_errors,
@@ -149,6 +149,7 @@ static void metrics_visit(party_runtime *rt, party__tour *tour) {
         for (room = rt->rooms[i]; room != NULL; room = room->hash_next)
             m->rooms[room_state_of(room)]++;
     }
+    m->loops++;
     m->conns += rt->n_conns;
     for (i = 0; i < 7; i++)
         m->events[i] += rt->events[i];
@@ -176,6 +177,8 @@ static void metrics_write(const metrics_tour *m, text_buf *tb) {
     uint64_t cumulative = 0;
     size_t i;
 
+    metric_scalar(tb, "partyd_event_loops", "gauge",
+                  "Event-loop threads serving rooms (--threads).", m->loops);
     metric_scalar(tb, "partyd_connections", "gauge",
                   "Open client connections (HTTP and WebSocket).", m->conns);
 

@@ -199,6 +199,7 @@ static void test_metrics_and_room_listing_cover_every_loop(void **state) {
         /* Our connections, plus the one asking. */
         if (strtol(line + strlen(conns_line), NULL, 10) < ROOMS + 1)
             fail_msg("%s", res.body);
+        assert_non_null(strstr(res.body, "\npartyd_event_loops 4\n"));
         line = strstr(res.body, awake_line);
         assert_non_null(line);
         if (strtol(line + strlen(awake_line), NULL, 10) < ROOMS)
