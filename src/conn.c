@@ -394,11 +394,15 @@ static size_t conn_fill_iov(party_conn *conn, uv_buf_t *iov, size_t max, size_t 
 static void conn_flush(party_conn *conn);
 
 /* A request routed to another loop waited for earlier answers to be
- * written: route it again, now that they are. */
-static void conn_output_drained(party_conn *conn) {
+ * written: route it again, now that they are. 1 if it was routed; 0 if
+ * the connection ended meanwhile (say an earlier answer became a 500 that
+ * closes it), which the caller then finishes as usual. */
+static int conn_output_drained(party_conn *conn) {
     conn->handoff_wait = 0;
-    if (conn->phase == PARTY__CONN_HTTP_BUSY && conn->http != NULL && !conn->transport_closing)
-        party__router_handle(conn);
+    if (conn->phase != PARTY__CONN_HTTP_BUSY || conn->http == NULL || conn->transport_closing)
+        return 0;
+    party__router_handle(conn);
+    return 1;
 }
 
 static void on_write(uv_write_t *req, int status) {
@@ -467,10 +471,8 @@ static void conn_flush(party_conn *conn) {
         party__conn_ref(conn);
         return;
     }
-    if (conn->handoff_wait) {
-        conn_output_drained(conn);
+    if (conn->handoff_wait && conn_output_drained(conn))
         return;
-    }
     if (conn->close_after_flush && conn->holder == NULL)
         conn_finish(conn); /* nothing held back by an output gate either */
 }
@@ -489,10 +491,8 @@ void party__conn_flush(party_conn *conn) {
 }
 
 void party__conn_flush_done(party_conn *conn) {
-    if (conn->handoff_wait) {
-        conn_output_drained(conn);
+    if (conn->handoff_wait && conn_output_drained(conn))
         return;
-    }
     if (conn->close_after_flush && conn->holder == NULL)
         conn_finish(conn);
 }
@@ -592,8 +592,11 @@ void party__conn_http_space(party_conn *conn, uv_buf_t *out) {
         size_t want = s->cap;
         if (s->cap == 0)
             want = HTTP_BUF_FIRST;
-        else if (s->len == s->cap)
+        else if (s->len == s->cap && conn->phase == PARTY__CONN_HTTP)
             want = s->cap * 2;
+        /* Past the HTTP phase the parsed request points into the buffer:
+         * it must not move. What does not fit waits (in the socket, or in
+         * the TLS state, drained once the request is answered). */
         if (want > s->max)
             want = s->max;
         if (want > s->cap) {
@@ -676,6 +679,10 @@ void party__conn_http_respond(party_conn *conn, party_response *res, int force_c
     conn_start_reading(conn);
     if (s->len > 0)
         conn_parse_http(conn);
+    /* Over TLS, records that did not fit behind the answered request wait
+     * in the TLS state; no socket read would bring them up. */
+    if (conn->tls_slot != 0 && conn->phase == PARTY__CONN_HTTP && !conn->transport_closing)
+        party__tls_input(conn, NULL, 0);
 }
 
 void party__conn_http_fail(party_conn *conn, int status, const char *text) {
@@ -1091,6 +1098,11 @@ int party__conn_adopt_handoff(party_runtime *rt, int fd, int internal, const cha
     }
     conn_begin_http(conn);
     conn_parse_http(conn);
+    /* Records that arrived behind the request were read from the socket
+     * by the other loop and wait inside the TLS state: no read here would
+     * bring them up. */
+    if (conn->tls_slot != 0 && !conn->transport_closing)
+        party__tls_input(conn, NULL, 0);
     return 0;
 }
 

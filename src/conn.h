@@ -135,8 +135,9 @@ int party__conn_queue_released(party_conn *conn, party__buf *buf);
 /* Plaintext bytes read: data is at the end of the HTTP buffer in the HTTP
  * phase (see party__conn_http_space), else anywhere. */
 void party__conn_input(party_conn *conn, char *data, size_t len);
-/* The free space at the end of the HTTP buffer, grown within its limit;
- * len 0 when it is full or memory ran out. */
+/* The free space at the end of the HTTP buffer, grown within its limit
+ * while no parsed request points into it; len 0 when it is full or memory
+ * ran out. */
 void party__conn_http_space(party_conn *conn, uv_buf_t *out);
 /* Up to max buffers of the send queue, from the first unwritten byte. */
 size_t party__conn_peek(party_conn *conn, uv_buf_t *iov, size_t max);

@@ -68,6 +68,11 @@ void party__inbox_close(party_runtime *rt) {
     uv_close((uv_handle_t *)&rt->inbox_async, NULL);
 }
 
+void party__inbox_free(party_runtime *rt) {
+    if (rt->inbox_async.loop != NULL)
+        uv_mutex_destroy(&rt->inbox_mutex);
+}
+
 void party__mail_post(party_runtime *target, party__mail *mail) {
     int open;
 
@@ -186,8 +191,13 @@ void party__loops_run(party_runtime *main) {
         party_runtime *rt = main->loops[i];
         rt->running = 1;
         if (uv_thread_create(&rt->thread, loop_thread, rt) != 0) {
+            unsigned j;
             rt->running = 0;
             party__log_error(main, "cannot start the thread of event loop %u; stopping", i);
+            /* Nobody will run these loops: what is posted to them is
+             * dropped at once (tours fail back, sockets are refused). */
+            for (j = i; j < main->n_loops; j++)
+                party__inbox_close(main->loops[j]);
             party__runtime_begin_stop(main);
             return;
         }
@@ -245,8 +255,20 @@ typedef struct handoff_mail {
     char bytes[];
 } handoff_mail;
 
+/* The loop that should take the socket has stopped (shutdown): the client
+ * is told so rather than finding its connection closed without a word. */
 static void handoff_drop(party__mail *mail) {
+    static const char refusal[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                                  "Content-Type: text/plain; charset=utf-8\r\n"
+                                  "Content-Length: 21\r\nConnection: close\r\n\r\n"
+                                  "server shutting down\n";
     handoff_mail *h = (handoff_mail *)mail;
+
+    /* A plaintext socket only: over TLS the answer would need the session,
+     * which is not worth resuming to say goodbye. The socket is
+     * non-blocking and the answer small. */
+    if (h->tls == NULL)
+        (void)!write(h->fd, refusal, sizeof(refusal) - 1);
     close(h->fd);
     party__tls_state_free(h->tls);
     free(h);

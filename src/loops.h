@@ -32,6 +32,8 @@ int party__inbox_init(party_runtime *rt);
 /* Closes rt's mailbox (its own thread): mail still in it, and mail posted
  * from now on, is dropped. */
 void party__inbox_close(party_runtime *rt);
+/* Frees what the mailbox holds once no thread can post to it any more. */
+void party__inbox_free(party_runtime *rt);
 /* Posts mail to the loop target; safe from any thread. */
 void party__mail_post(party_runtime *target, party__mail *mail);
 

@@ -611,6 +611,7 @@ void party_runtime_free(party_runtime *rt) {
     party__tls_cleanup(rt);
     free(rt->tls_cert);
     free(rt->tls_key);
+    party__inbox_free(rt);
     free(rt);
 }
 
@@ -623,6 +624,7 @@ void party__runtime_free_loop(party_runtime *rt) {
     free(rt->rooms);
     free(rt->read_buf);
     party__tls_cleanup_loop(rt);
+    party__inbox_free(rt);
     free(rt);
 }
 

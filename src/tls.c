@@ -233,7 +233,7 @@ void party__tls_input(party_conn *conn, const char *data, size_t len) {
     party_runtime *rt = party__conn_rt(conn);
     party__tls *tls = tls_of(conn);
 
-    if (BIO_write(tls->rbio, data, (int)len) != (int)len) {
+    if (len > 0 && BIO_write(tls->rbio, data, (int)len) != (int)len) {
         party__conn_abort(conn);
         return;
     }

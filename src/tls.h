@@ -44,7 +44,8 @@ void party__tls_state_free(struct party__tls *tls);
 /* Where the socket's ciphertext is read into (loop-wide). */
 uv_buf_t party__tls_read_buf(party_runtime *rt);
 /* Ciphertext arrived: decrypts all it can and feeds the plaintext to the
- * connection as a plaintext read would. May close the connection. */
+ * connection as a plaintext read would. May close the connection. len 0:
+ * only decrypts what the TLS state already holds (after a hand-off). */
 void party__tls_input(struct party_conn *conn, const char *data, size_t len);
 /* Encrypts queued output and writes it (the TLS branch of the connection's
  * flush); at the end of a closing connection, sends close_notify first. */
