@@ -11,6 +11,7 @@
 #   idle      10000 connections held silent: server RSS per connection
 #   connect   50 handshakes under way at once: handshakes/s
 #   counter   10 rooms x 10 connections, 1 in flight: every message a write
+# partyd runs with its defaults, so with one event loop per core.
 #             (not on node ws: it has no storage)
 # Prints the figures and the ratios partyd / baseline, and writes them,
 # with the machine and the command, into docs/benchmarks.md between the
@@ -363,7 +364,7 @@ for scenario in "${scenarios[@]}"; do
     fi
 done
 
-versions="partyd $(bench_revision), Release build"
+versions="partyd $(bench_revision), Release build, $(nproc) event loops (its default --threads)"
 if [[ " ${server_list[*]} " == *" workerd "* ]]; then
     versions+="; workerd $("$workerd_bin" --version 2>/dev/null | awk '{ print $2 }') with partyserver"
     versions+=" $(node -p 'require(process.argv[1]).version' "$baselines/node_modules/partyserver/package.json")"
