@@ -11,8 +11,8 @@
 #   idle      10000 connections held silent: server RSS per connection
 #   connect   50 handshakes under way at once: handshakes/s
 #   counter   10 rooms x 10 connections, 1 in flight: every message a write
-# partyd runs with its defaults, so with one event loop per core.
 #             (not on node ws: it has no storage)
+# partyd runs with its defaults, so with one event loop per core.
 # Prints the figures and the ratios partyd / baseline, and writes them,
 # with the machine and the command, into docs/benchmarks.md between the
 # "compare" markers.
