@@ -427,10 +427,16 @@ static void tour_step(party_runtime *rt, party__mail *mail) {
     }
 }
 
-void party__tour_start(party_conn *conn, party__tour *tour) {
+void party__tour_start(party_conn *conn, party__tour *tour,
+                       void (*visit)(party_runtime *rt, party__tour *tour),
+                       void (*done)(party_conn *conn, party__tour *tour),
+                       void (*free_tour)(party__tour *tour)) {
     party_runtime *rt = party__conn_rt(conn);
     party_runtime *main = rt->main;
 
+    tour->visit = visit;
+    tour->done = done;
+    tour->free = free_tour;
     party__conn_ref(conn);
     tour->origin = rt;
     tour->conn = conn;

@@ -82,7 +82,10 @@ typedef struct party__tour {
 } party__tour;
 
 /* Starts a tour for conn (whose request is parsed and waits for its
- * answer). visit, done and free must be set. */
-void party__tour_start(struct party_conn *conn, party__tour *tour);
+ * answer): tour is embedded in the caller's struct, which free releases. */
+void party__tour_start(struct party_conn *conn, party__tour *tour,
+                       void (*visit)(party_runtime *rt, party__tour *tour),
+                       void (*done)(struct party_conn *conn, party__tour *tour),
+                       void (*free_tour)(party__tour *tour));
 
 #endif

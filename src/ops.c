@@ -202,8 +202,7 @@ static void metrics_write(const metrics_tour *m, text_buf *tb) {
             text_appendf(tb, "partyd_commit_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
                          party__commit_bucket_ms[i] / 1000.0, cumulative);
         else
-            text_appendf(tb, "partyd_commit_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n",
-                         cumulative);
+            text_appendf(tb, "partyd_commit_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", cumulative);
     }
     text_appendf(tb, "partyd_commit_seconds_sum %" PRIu64 ".%06" PRIu64 "\n",
                  m->commit_us_total / 1000000, m->commit_us_total % 1000000);
@@ -230,8 +229,7 @@ static void metrics_write(const metrics_tour *m, text_buf *tb) {
     text_appendf(tb, "partyd_errors_total{kind=\"http\"} %" PRIu64 "\n", m->http_errors);
     text_appendf(tb, "partyd_errors_total{kind=\"websocket_protocol\"} %" PRIu64 "\n",
                  m->protocol_errors);
-    text_appendf(tb, "partyd_errors_total{kind=\"send_queue\"} %" PRIu64 "\n",
-                 m->send_queue_drops);
+    text_appendf(tb, "partyd_errors_total{kind=\"send_queue\"} %" PRIu64 "\n", m->send_queue_drops);
     text_appendf(tb, "partyd_errors_total{kind=\"commit\"} %" PRIu64 "\n", m->commit_failures);
     text_appendf(tb, "partyd_errors_total{kind=\"accept\"} %" PRIu64 "\n", m->accept_errors);
     text_appendf(tb, "partyd_errors_total{kind=\"tls\"} %" PRIu64 "\n", m->tls_errors);
@@ -269,10 +267,7 @@ static void ops_metrics(party_conn *conn) {
         respond_text(conn, 500, "out of memory building the metrics\n");
         return;
     }
-    m->tour.visit = metrics_visit;
-    m->tour.done = metrics_done;
-    m->tour.free = metrics_free;
-    party__tour_start(conn, &m->tour);
+    party__tour_start(conn, &m->tour, metrics_visit, metrics_done, metrics_free);
 }
 
 /* ---- rooms ---- */
@@ -452,10 +447,7 @@ static void ops_rooms(party_conn *conn) {
         respond_text(conn, 500, "out of memory listing the rooms\n");
         return;
     }
-    t->tour.visit = rooms_visit;
-    t->tour.done = rooms_done;
-    t->tour.free = rooms_free;
-    party__tour_start(conn, &t->tour);
+    party__tour_start(conn, &t->tour, rooms_visit, rooms_done, rooms_free);
 }
 
 /* ---- dispatch ---- */

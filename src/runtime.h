@@ -26,20 +26,20 @@ typedef struct party__party {
 struct party__mail;
 
 struct party_runtime {
-    party_config cfg; /* strings point at owned copies (loop 0's) */
-    struct party_runtime *main; /* loop 0; itself on loop 0 */
+    party_config cfg;             /* strings point at owned copies (loop 0's) */
+    struct party_runtime *main;   /* loop 0; itself on loop 0 */
     struct party_runtime **loops; /* main only: n_loops runtimes, loops[0] == main */
     unsigned n_loops;             /* main only (1 on the others) */
     unsigned loop_index;          /* this loop's place in main->loops */
     unsigned loops_running;       /* main only: other loops whose thread still runs */
     uv_thread_t thread;           /* other loops: the thread that runs the loop */
     int thread_started;
-    void *done_mail;              /* other loops: what tells main the thread is done */
+    void *done_mail; /* other loops: what tells main the thread is done */
     /* The mailbox: work other loops hand to this one (loops.c). */
     uv_async_t inbox_async;
     uv_mutex_t inbox_mutex;
     struct party__mail *inbox_head, *inbox_tail;
-    int inbox_open;               /* under inbox_mutex: 0 once the async is closing */
+    int inbox_open; /* under inbox_mutex: 0 once the async is closing */
     char *host, *prefix, *data_dir, *ops_prefix, *admin_token, *static_dir;
     int durability_full;
     uv_loop_t loop;

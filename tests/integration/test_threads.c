@@ -173,8 +173,8 @@ static void test_metrics_and_room_listing_cover_every_loop(void **state) {
         snprintf(room, sizeof(room), "t-list-%d", i);
         conns[i] = probe_open(port, room, NULL, NULL);
     }
-    http_expect_request(port, "GET", "/_partyd/rooms", "Authorization: Bearer sesame\r\n", NULL,
-                        0, &res);
+    http_expect_request(port, "GET", "/_partyd/rooms", "Authorization: Bearer sesame\r\n", NULL, 0,
+                        &res);
     assert_int_equal(res.status, 200);
     body = res.body;
     for (i = 0; i < ROOMS; i++) {
