@@ -104,7 +104,9 @@ void party__conn_slabs_free(party_runtime *rt) {
 
 /* The output ring: one inline slot while at most one buffer waits (the
  * usual case: output is written at the end of each loop turn), a heap ring
- * once more do. */
+ * once more do, freed again when the queue empties: an idle connection
+ * holds no ring, and no small block of its own between freed ones in the
+ * heap. */
 static party__buf **out_slot(party_conn *conn, uint32_t i) {
     if (conn->out_cap <= 1)
         return &conn->out_one;
@@ -376,6 +378,12 @@ static void conn_consume(party_conn *conn, size_t n) {
             conn->out_head = (conn->out_head + 1) % conn->out_cap;
         conn->out_len--;
         conn->out_offset = 0;
+    }
+    if (conn->out_len == 0 && conn->out_cap > 1) {
+        free(conn->out);
+        conn->out = NULL;
+        conn->out_head = 0;
+        conn->out_cap = 0;
     }
 }
 
