@@ -4,6 +4,7 @@
 #include "conn.h"
 
 #include <assert.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,7 +105,9 @@ void party__conn_slabs_free(party_runtime *rt) {
 
 /* The output ring: one inline slot while at most one buffer waits (the
  * usual case: output is written at the end of each loop turn), a heap ring
- * once more do. */
+ * once more do, freed again when the queue empties: an idle connection
+ * holds no ring, and no small block of its own between freed ones in the
+ * heap. */
 static party__buf **out_slot(party_conn *conn, uint32_t i) {
     if (conn->out_cap <= 1)
         return &conn->out_one;
@@ -147,10 +150,28 @@ static void on_timer_closed(uv_handle_t *handle) {
     free(handle);
 }
 
-/* Timers come from and go back to a small per-runtime pool of stopped
- * handles: every connection needs one for its handshake, and allocating
- * and closing one each time would leave holes between the long-lived
- * connection structs. */
+/* The block is freed once its last timer's close callback has run. */
+static void on_block_timer_closed(uv_handle_t *handle) {
+    party_runtime *rt = handle->loop->data;
+    assert(rt->timer_block_open > 0);
+    if (--rt->timer_block_open == 0) {
+        free(rt->timer_block);
+        rt->timer_block = NULL;
+    }
+}
+
+static int timer_in_block(party_runtime *rt, uv_timer_t *timer) {
+    uintptr_t t = (uintptr_t)timer, first = (uintptr_t)rt->timer_block;
+    return rt->timer_block != NULL && t >= first &&
+           t < first + PARTY__SPARE_TIMERS * sizeof(uv_timer_t);
+}
+
+/* Timers come from and go back to a per-runtime pool of stopped handles:
+ * every connection needs one for its handshake. The pool's timers are one
+ * block, allocated when the first is needed, so that they do not sit one
+ * by one between the long-lived connection structs and pin pages of freed
+ * memory there; a timer beyond the pool (more than PARTY__SPARE_TIMERS
+ * armed at once) is allocated by itself and freed when stopped. */
 static void conn_timer_stop(party_conn *conn) {
     party_runtime *rt = party__conn_rt(conn);
     uv_timer_t *timer = conn->timer;
@@ -159,17 +180,37 @@ static void conn_timer_stop(party_conn *conn) {
         return;
     conn->timer = NULL;
     uv_timer_stop(timer);
-    if (rt->n_spare_timers < PARTY__SPARE_TIMERS && !rt->finished) {
+    if (!timer_in_block(rt, timer)) {
+        uv_close((uv_handle_t *)timer, on_timer_closed);
+    } else if (rt->timers_closing) {
+        uv_close((uv_handle_t *)timer, on_block_timer_closed);
+    } else {
+        assert(rt->n_spare_timers < PARTY__SPARE_TIMERS);
         timer->data = NULL;
         rt->spare_timers[rt->n_spare_timers++] = timer;
-    } else {
-        uv_close((uv_handle_t *)timer, on_timer_closed);
     }
+}
+
+/* Allocates the pool's block; its timers become the spare ones. */
+static int timer_block_new(party_runtime *rt) {
+    size_t i;
+    rt->timer_block = malloc(PARTY__SPARE_TIMERS * sizeof(uv_timer_t));
+    if (rt->timer_block == NULL)
+        return PARTY_ENOMEM;
+    for (i = PARTY__SPARE_TIMERS; i-- > 0;) {
+        uv_timer_init(&rt->loop, &rt->timer_block[i]);
+        rt->timer_block[i].data = NULL;
+        rt->spare_timers[rt->n_spare_timers++] = &rt->timer_block[i];
+    }
+    rt->timer_block_open = PARTY__SPARE_TIMERS;
+    return 0;
 }
 
 static void conn_timer_start(party_conn *conn, uint64_t ms, uv_timer_cb cb) {
     party_runtime *rt = party__conn_rt(conn);
     if (conn->timer == NULL) {
+        if (rt->n_spare_timers == 0 && rt->timer_block == NULL && !rt->timers_closing)
+            (void)timer_block_new(rt); /* when it fails, try a timer by itself */
         if (rt->n_spare_timers > 0) {
             conn->timer = rt->spare_timers[--rt->n_spare_timers];
         } else {
@@ -184,8 +225,11 @@ static void conn_timer_start(party_conn *conn, uint64_t ms, uv_timer_cb cb) {
 }
 
 void party__conn_pools_free(party_runtime *rt) {
+    /* Timers still held by connections close when they are stopped; the
+     * block is freed after the last close callback. */
+    rt->timers_closing = 1;
     while (rt->n_spare_timers > 0)
-        uv_close((uv_handle_t *)rt->spare_timers[--rt->n_spare_timers], on_timer_closed);
+        uv_close((uv_handle_t *)rt->spare_timers[--rt->n_spare_timers], on_block_timer_closed);
     while (rt->spare_sessions != NULL) {
         party__http_session *s = rt->spare_sessions;
         rt->spare_sessions = s->next_spare;
@@ -376,6 +420,12 @@ static void conn_consume(party_conn *conn, size_t n) {
             conn->out_head = (conn->out_head + 1) % conn->out_cap;
         conn->out_len--;
         conn->out_offset = 0;
+    }
+    if (conn->out_len == 0 && conn->out_cap > 1) {
+        free(conn->out);
+        conn->out = NULL;
+        conn->out_head = 0;
+        conn->out_cap = 0;
     }
 }
 

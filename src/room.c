@@ -87,18 +87,27 @@ void party__room_table_remove(party_runtime *rt, party_room *room) {
     }
 }
 
-static party_room *room_new(party_runtime *rt, const party__party *party, const char *id) {
+/* name (NULL: not known yet) is copied into the room's own block: a room
+ * is one long-lived allocation, not two. */
+static party_room *room_new(party_runtime *rt, const party__party *party, const char *id,
+                            const char *name) {
+    size_t name_size = name != NULL ? strlen(name) + 1 : 0;
     party_room *room;
     size_t slot;
 
     if (rt->n_rooms + 1 > rt->rooms_cap / 4 * 3 && table_grow(rt) != 0)
         return NULL;
-    room = calloc(1, sizeof(*room));
+    room = calloc(1, sizeof(*room) + name_size);
     if (room == NULL)
         return NULL;
     room->rt = rt;
     room->party = party;
     memcpy(room->id, id, PARTY_ID_MAX);
+    if (name != NULL) {
+        memcpy(room->name_inline, name, name_size);
+        room->name = room->name_inline;
+        room->by_name = 1;
+    }
     slot = id_hash(id) & (rt->rooms_cap - 1);
     room->hash_next = rt->rooms[slot];
     rt->rooms[slot] = room;
@@ -116,17 +125,7 @@ party_room *party__room_get(party_runtime *rt, const party__party *party, const 
     room = table_find(rt, id);
     if (room != NULL)
         return room;
-    room = room_new(rt, party, id);
-    if (room == NULL)
-        return NULL;
-    room->name = strdup(name);
-    if (room->name == NULL) {
-        party__room_table_remove(rt, room);
-        free(room);
-        return NULL;
-    }
-    room->by_name = 1;
-    return room;
+    return room_new(rt, party, id, name);
 }
 
 void party_room_id_from_name(const char *party, const char *name, char id_out[PARTY_ID_MAX]) {
@@ -153,7 +152,7 @@ party_room *party__room_get_by_id(party_runtime *rt, const party__party *party, 
     room = table_find(rt, id);
     if (room != NULL)
         return room->party == party ? room : NULL;
-    return room_new(rt, party, id);
+    return room_new(rt, party, id, NULL);
 }
 
 party_room *party__room_find(party_runtime *rt, const char *id) {
@@ -182,7 +181,8 @@ void party__room_destroy(party_room *room) {
         party__fetch_free(ev->fetch);
         free(ev);
     }
-    free(room->name);
+    if (room->name != room->name_inline)
+        free(room->name);
     free(room->props);
     free(room);
 }

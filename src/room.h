@@ -76,6 +76,7 @@ struct party_room {
     struct party_room *idle_prev, *idle_next; /* on the runtime's idle or quiet list */
     int idle;                                 /* 0: on no list, 1: idle, 2: quiet */
     uint64_t idle_since;                      /* runtime clock, ms */
+    char name_inline[]; /* name of a room addressed by name: in the struct's block */
 };
 
 typedef enum party__event_type {

@@ -536,6 +536,46 @@ static void test_connection_flood_past_max_conns_gets_503_and_recovers(void **st
     partyd_free(d);
 }
 
+/* More silent connections at once than partyd's pool of handshake timers
+ * (256 to a loop, in one block; the others are allocated one by one): each
+ * still gets its header timeout, and partyd stops cleanly while another
+ * such crowd waits (a timer left open, or freed while its block lives, fails
+ * the exit under AddressSanitizer). */
+#define PAST_TIMER_POOL 300
+
+static void open_silent(int p, tconn **conns) {
+    int i;
+    for (i = 0; i < PAST_TIMER_POOL; i++) {
+        conns[i] = tconn_open(p, 0);
+        assert_non_null(conns[i]);
+    }
+    partyd_expect_healthy(p); /* accepted in order: the crowd is in */
+}
+
+static void test_silent_connections_past_the_timer_pool_time_out_and_stop_cleanly(void **state) {
+    static const char *const args[] = {"--header-timeout", "1", NULL};
+    partyd *d = partyd_start(args);
+    tconn *conns[PAST_TIMER_POOL];
+    int i, p;
+    (void)state;
+
+    assert_non_null(d);
+    p = partyd_port(d);
+    open_silent(p, conns);
+    for (i = 0; i < PAST_TIMER_POOL; i++) {
+        size_t got = 0;
+        int r = tconn_wait_close(conns[i], TC_TIMEOUT_MS, &got);
+        if (r == TC_TIMEOUT || got != 0)
+            fail_msg("silent connection %d: %d, %zu bytes", i, r, got);
+        tconn_close(conns[i]);
+    }
+    open_silent(p, conns);
+    assert_int_equal(partyd_stop(d), 0);
+    for (i = 0; i < PAST_TIMER_POOL; i++)
+        tconn_close(conns[i]);
+    partyd_free(d);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_oversize_request_line_is_431),
@@ -550,6 +590,7 @@ int main(void) {
         cmocka_unit_test(test_many_tiny_fragments_reassemble_and_are_bounded),
         cmocka_unit_test(test_room_names_cannot_escape_the_data_directory),
         cmocka_unit_test(test_connection_flood_past_max_conns_gets_503_and_recovers),
+        cmocka_unit_test(test_silent_connections_past_the_timer_pool_time_out_and_stop_cleanly),
     };
     setvbuf(stdout, NULL, _IOLBF, 0);
     return cmocka_run_group_tests_name("hostile", tests, group_setup, group_teardown);
