@@ -135,7 +135,8 @@ static void conn_free(party_conn *conn) {
     free(conn->tags);
     free(conn->state);
     party__tls_free(conn);
-    __atomic_fetch_sub(&rt->n_conns, 1, __ATOMIC_RELAXED); /* other loops read the total */
+    if (!conn->handed_off) /* other loops read the total: atomic */
+        __atomic_fetch_sub(&rt->n_conns, 1, __ATOMIC_RELAXED);
     conn_release(rt, conn);
     party__runtime_maybe_finish(rt);
 }
@@ -286,6 +287,14 @@ static void conn_close_now(party_conn *conn) {
 }
 
 void party__conn_abort(party_conn *conn) {
+    conn_close_now(conn);
+}
+
+void party__conn_release_handed_off(party_conn *conn) {
+    if (!conn->handed_off) {
+        conn->handed_off = 1;
+        __atomic_fetch_sub(&party__conn_rt(conn)->n_conns, 1, __ATOMIC_RELAXED);
+    }
     conn_close_now(conn);
 }
 

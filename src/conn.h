@@ -65,6 +65,7 @@ struct party_conn {
     unsigned heard : 1;          /* bytes arrived since the last keepalive sweep */
     unsigned pinged : 1;         /* the keepalive sweep pinged; no answer yet */
     unsigned handoff_wait : 1;   /* routed to another loop once its output is written */
+    unsigned handed_off : 1;     /* its socket went to another loop: no longer counted here */
     uint8_t n_tags;
     uint16_t peer_close_code;
 
@@ -176,6 +177,10 @@ void party__conn_start_close(party_conn *conn, int code, const char *reason);
 /* Drops the transport now (queued output is discarded). A connection still
  * open towards its room gets on_close(1006). */
 void party__conn_abort(party_conn *conn);
+/* Closes this loop's handle of a socket that another loop now serves: the
+ * connection stops counting towards max_conns at once (the other loop
+ * counts it), and nobody is told. */
+void party__conn_release_handed_off(party_conn *conn);
 
 /* The output gate dropped what a failed commit produced for this
  * connection: a WebSocket is closed with 1011, an HTTP request (or an

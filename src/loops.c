@@ -375,7 +375,7 @@ void party__loop_handoff(party_conn *conn, party_runtime *target) {
     h->fd = copy;
     h->internal = conn->internal;
     h->tls = party__tls_detach(conn);
-    party__conn_abort(conn); /* not in a room yet: nobody is told */
+    party__conn_release_handed_off(conn); /* not in a room yet: nobody is told */
     party__mail_post(target, &h->mail);
 }
 
