@@ -450,8 +450,9 @@ void party_config_init(party_config *cfg);
 
 /* A runtime; cfg is copied (its strings too). NULL on failure (OOM). */
 party_runtime *party_runtime_new(const party_config *cfg);
-/* Registers a party. PARTY_EEXIST if the name (case-insensitive) is taken;
- * PARTY_EINVAL if the name is empty, over 64 bytes or not [a-zA-Z0-9_-]. */
+/* Registers a party, before party_runtime_run. PARTY_EEXIST if the name
+ * (case-insensitive) is taken; PARTY_EINVAL if the name is empty, over 64
+ * bytes or not [a-zA-Z0-9_-]; PARTY_ESTATE while several event loops run. */
 int party_runtime_add(party_runtime *rt, const party_def *def);
 /* Binds the listening socket (done by run if not called), after loading
  * the TLS certificate and key when configured. PARTY_EADDR; PARTY_EINVAL

@@ -315,6 +315,9 @@ int party_runtime_add(party_runtime *rt, const party_def *def) {
 
     if (rt == NULL || def == NULL || !party_name_valid(def->name))
         return PARTY_EINVAL;
+    /* Once run has started, rooms and the other loops point into the table. */
+    if (rt->running && rt->loops != NULL)
+        return PARTY_ESTATE;
     if (party__runtime_find_party(rt, def->name, strlen(def->name)) != NULL)
         return PARTY_EEXIST;
     grown = realloc(rt->parties, (rt->n_parties + 1) * sizeof(*grown));
