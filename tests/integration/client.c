@@ -1275,3 +1275,19 @@ void partyd_expect_healthy(int port) {
     ws_expect_text(c, "still here?");
     tconn_close(c);
 }
+
+void probe_expect_pipelined_records(tconn *c, const char *prefix, int n) {
+    int i;
+
+    for (i = 0; i < n; i++) {
+        http_response res;
+        char name[320];
+        int r = http_read_response(c, 0, &res, TC_TIMEOUT_MS);
+        if (r != 0)
+            fail_msg("response %d of %d: %d", i + 1, n, r);
+        snprintf(name, sizeof(name), "\"name\":\"%s%d\"", prefix, i);
+        if (res.status != 200 || strstr(res.body, name) == NULL)
+            fail_msg("response %d: %d %s", i + 1, res.status, res.body);
+        http_response_free(&res);
+    }
+}

@@ -215,6 +215,10 @@ char *probe_record(int port, const char *room);
 /* Fails the test unless the room's record contains needle within
  * TC_TIMEOUT_MS (asked again while it does not). Returns the record (free). */
 char *probe_expect_record(int port, const char *room, const char *needle);
+/* Reads n answers from c, one per pipelined GET of the probe rooms
+ * <prefix>0 .. <prefix>(n-1): fails the test unless each is a 200 with its
+ * own room's name, in that order. */
+void probe_expect_pipelined_records(tconn *c, const char *prefix, int n);
 
 /* Fails the test unless the server is healthy: GET /_partyd/health on a
  * new connection answers 200 "ok", and a new WebSocket to the echo party

@@ -82,17 +82,7 @@ static void test_pipelined_requests_to_rooms_on_every_loop_are_answered_in_order
         n += (size_t)snprintf(requests + n, sizeof(requests) - n,
                               "GET /parties/probe/t-pipe-%d HTTP/1.1\r\nHost: x\r\n\r\n", i);
     assert_int_equal(tconn_send(c, requests, n), 0);
-    for (i = 0; i < ROOMS; i++) {
-        http_response res;
-        char name[40];
-        int r = http_read_response(c, 0, &res, TC_TIMEOUT_MS);
-        if (r != 0)
-            fail_msg("response %d of %d: %d", i + 1, ROOMS, r);
-        snprintf(name, sizeof(name), "\"name\":\"t-pipe-%d\"", i);
-        if (res.status != 200 || strstr(res.body, name) == NULL)
-            fail_msg("response %d: %d %s", i + 1, res.status, res.body);
-        http_response_free(&res);
-    }
+    probe_expect_pipelined_records(c, "t-pipe-", ROOMS);
     tconn_close(c);
 }
 
