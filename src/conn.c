@@ -105,9 +105,9 @@ void party__conn_slabs_free(party_runtime *rt) {
 
 /* The output ring: one inline slot while at most one buffer waits (the
  * usual case: output is written at the end of each loop turn), a heap ring
- * once more do, freed again when the queue empties: an idle connection
- * holds no ring, and no small block of its own between freed ones in the
- * heap. */
+ * once more do. A busy connection keeps its ring; one whose room
+ * hibernates gives it back (party__conn_trim), so an idle connection holds
+ * no small block of its own between freed ones in the heap. */
 static party__buf **out_slot(party_conn *conn, uint32_t i) {
     if (conn->out_cap <= 1)
         return &conn->out_one;
@@ -430,6 +430,9 @@ static void conn_consume(party_conn *conn, size_t n) {
         conn->out_len--;
         conn->out_offset = 0;
     }
+}
+
+void party__conn_trim(party_conn *conn) {
     if (conn->out_len == 0 && conn->out_cap > 1) {
         free(conn->out);
         conn->out = NULL;
@@ -530,10 +533,7 @@ static void conn_flush(party_conn *conn) {
         party__conn_ref(conn);
         return;
     }
-    if (conn->handoff_wait && conn_output_drained(conn))
-        return;
-    if (conn->close_after_flush && conn->holder == NULL)
-        conn_finish(conn); /* nothing held back by an output gate either */
+    party__conn_flush_done(conn);
 }
 
 size_t party__conn_peek(party_conn *conn, uv_buf_t *iov, size_t max) {
@@ -553,7 +553,7 @@ void party__conn_flush_done(party_conn *conn) {
     if (conn->handoff_wait && conn_output_drained(conn))
         return;
     if (conn->close_after_flush && conn->holder == NULL)
-        conn_finish(conn);
+        conn_finish(conn); /* nothing held back by an output gate either */
 }
 
 void party__conn_flush_dirty(party_runtime *rt) {
@@ -1099,22 +1099,7 @@ void party__conn_accept(party_runtime *rt, uv_stream_t *listener) {
 }
 
 int party__conn_adopt(party_runtime *rt, int fd, int internal) {
-    party_conn *conn = conn_new(rt);
-    int r;
-
-    if (conn == NULL)
-        return PARTY_ENOMEM;
-    r = uv_tcp_open(&conn->tcp, fd);
-    if (r != 0)
-        close(fd); /* not the handle's yet: ours to close */
-    if (r != 0 || http_session_new(conn) != 0) {
-        conn->transport_closing = 1;
-        uv_close((uv_handle_t *)&conn->tcp, on_tcp_closed);
-        return r != 0 ? PARTY_EINVAL : PARTY_ENOMEM;
-    }
-    conn->internal = (uint8_t)internal;
-    conn_begin_http(conn);
-    return 0;
+    return party__conn_adopt_handoff(rt, fd, internal, NULL, 0, NULL);
 }
 
 int party__conn_adopt_handoff(party_runtime *rt, int fd, int internal, const char *bytes,
@@ -1128,35 +1113,37 @@ int party__conn_adopt_handoff(party_runtime *rt, int fd, int internal, const cha
         party__tls_state_free(tls);
         return PARTY_ENOMEM;
     }
-    r = uv_tcp_open(&conn->tcp, fd);
-    if (r != 0)
+    if (uv_tcp_open(&conn->tcp, fd) != 0) {
         close(fd); /* not the handle's yet: ours to close */
-    if (r == 0 && tls != NULL && party__tls_attach(conn, tls) != 0)
-        r = UV_ENOMEM;
-    else if (r != 0)
         party__tls_state_free(tls);
-    if (r != 0 || http_session_new(conn) != 0) {
+        r = PARTY_EINVAL;
+    } else if (tls != NULL && party__tls_attach(conn, tls) != 0) {
+        r = PARTY_ENOMEM; /* attach freed tls */
+    } else {
+        r = http_session_new(conn);
+    }
+    if (r != 0) {
         conn->transport_closing = 1;
         uv_close((uv_handle_t *)&conn->tcp, on_tcp_closed);
-        return r != 0 && r != UV_ENOMEM ? PARTY_EINVAL : PARTY_ENOMEM;
+        return r;
     }
     conn->internal = (uint8_t)internal;
     s = conn->http;
-    if (len > 0) {
-        if (len > s->cap) {
-            char *grown = realloc(s->buf, len);
-            if (grown == NULL) {
-                conn_close_now(conn);
-                return PARTY_ENOMEM;
-            }
-            s->buf = grown;
-            s->cap = len;
+    if (len > s->cap) {
+        char *grown = realloc(s->buf, len);
+        if (grown == NULL) {
+            conn_close_now(conn);
+            return PARTY_ENOMEM;
         }
-        memcpy(s->buf, bytes, len);
-        s->len = len;
+        s->buf = grown;
+        s->cap = len;
     }
+    if (len > 0)
+        memcpy(s->buf, bytes, len);
+    s->len = len;
     conn_begin_http(conn);
-    conn_parse_http(conn);
+    if (len > 0)
+        conn_parse_http(conn);
     /* Records that arrived behind the request were read from the socket
      * by the other loop and wait inside the TLS state: no read here would
      * bring them up. */

@@ -119,6 +119,10 @@ int party__conn_adopt(party_runtime *rt, int fd, int internal);
 int party__conn_adopt_handoff(party_runtime *rt, int fd, int internal, const char *bytes,
                               size_t len, struct party__tls *tls);
 
+/* Frees what an idle connection does not need: its output ring, when
+ * nothing is queued (its room hibernates). */
+void party__conn_trim(party_conn *conn);
+
 void party__conn_ref(party_conn *conn);
 void party__conn_unref(party_conn *conn);
 

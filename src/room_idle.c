@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 
+#include "conn.h"
 #include "log.h"
 
 static party__room_list *list_of(party_room *room) {
@@ -136,6 +137,7 @@ static void after_unload_work(uv_work_t *req, int status) {
 int party__room_hibernate(party_room *room) {
     party_runtime *rt = room->rt;
     party__store_work *w;
+    party_conn *conn;
 
     if (room_busy(room) || room->life != PARTY__ROOM_READY)
         return PARTY_ESTATE;
@@ -144,6 +146,8 @@ int party__room_hibernate(party_room *room) {
         return PARTY_ENOMEM;
     party__room_idle_remove(room);
     party__room_drop_state(room);
+    for (conn = room->conns_head; conn != NULL; conn = conn->room_next)
+        party__conn_trim(conn);
     rt->rooms_hibernated++;
     party__log_debug(rt, "room %s/%s: hibernated with %zu connections", room->party->name,
                      room->name ? room->name : room->id, room->n_conns);
