@@ -88,8 +88,7 @@ int party__tls_init(party_runtime *rt) {
         SSL_CTX_free(ctx);
         return PARTY_EINVAL;
     }
-    rt->tls_read_buf = malloc(TLS_READ_BUF);
-    if (rt->tls_read_buf == NULL) {
+    if (party__tls_init_loop(rt) != 0) {
         party__log_error(rt, "tls: out of memory for the read buffer");
         SSL_CTX_free(ctx);
         return PARTY_ENOMEM;
@@ -180,17 +179,7 @@ int party__tls_accept(party_conn *conn) {
 }
 
 void party__tls_free(party_conn *conn) {
-    party_runtime *rt = party__conn_rt(conn);
-    party__tls *tls;
-
-    if (conn->tls_slot == 0)
-        return;
-    tls = tls_of(conn);
-    rt->tls_slots[conn->tls_slot] = NULL;
-    rt->tls_free[rt->n_tls_free++] = conn->tls_slot;
-    conn->tls_slot = 0;
-    SSL_free(tls->ssl);
-    free(tls);
+    party__tls_state_free(party__tls_detach(conn));
 }
 
 void party__tls_state_free(party__tls *tls) {
