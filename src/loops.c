@@ -111,11 +111,6 @@ party_runtime *party__loop_of(party_runtime *rt, const char *room_id) {
 
 /* ---- threads ---- */
 
-typedef struct loop_mail {
-    party__mail mail;
-    party_runtime *loop; /* STOP: the loop to stop; DONE: the loop that finished */
-} loop_mail;
-
 static void free_mail(party__mail *mail) {
     free(mail);
 }
@@ -138,14 +133,14 @@ void party__loops_thread_done(party_runtime *main) {
 
 static void loop_thread(void *arg) {
     party_runtime *rt = arg;
-    loop_mail *done = rt->done_mail;
+    party__mail *done = rt->done_mail;
 
     rt->loop_thread = uv_thread_self();
     uv_run(&rt->loop, UV_RUN_DEFAULT);
     rt->running = 0;
     /* The last thing this thread does: main frees this loop once told. */
     rt->done_mail = NULL;
-    party__mail_post(rt->main, &done->mail);
+    party__mail_post(rt->main, done);
 }
 
 int party__loops_create(party_runtime *main) {
@@ -159,7 +154,7 @@ int party__loops_create(party_runtime *main) {
     main->max_loaded_rooms = loaded > 16 ? loaded : 16;
     for (i = 1; i < n; i++) {
         party_runtime *rt = party__runtime_new_loop(main, i);
-        loop_mail *done;
+        party__mail *done;
         int r;
 
         if (rt == NULL)
@@ -169,9 +164,8 @@ int party__loops_create(party_runtime *main) {
         done = calloc(1, sizeof(*done));
         if (done == NULL)
             return PARTY_ENOMEM;
-        done->mail.run = on_done_mail;
-        done->mail.drop = free_mail;
-        done->loop = rt;
+        done->run = on_done_mail;
+        done->drop = free_mail;
         rt->done_mail = done;
         r = party__alarms_start(rt);
         if (r != 0)
@@ -210,16 +204,15 @@ void party__loops_stop(party_runtime *main) {
     unsigned i;
 
     for (i = 1; main->loops != NULL && i < main->n_loops; i++) {
-        loop_mail *stop = calloc(1, sizeof(*stop));
+        party__mail *stop = calloc(1, sizeof(*stop));
         if (stop == NULL) {
             /* Without mail, the loop is stopped the way a signal would. */
             uv_async_send(&main->loops[i]->stop_async);
             continue;
         }
-        stop->mail.run = on_stop_mail;
-        stop->mail.drop = free_mail;
-        stop->loop = main->loops[i];
-        party__mail_post(main->loops[i], &stop->mail);
+        stop->run = on_stop_mail;
+        stop->drop = free_mail;
+        party__mail_post(main->loops[i], stop);
     }
 }
 
@@ -358,15 +351,11 @@ void party__loop_handoff(party_conn *conn, party_runtime *target) {
     if (copy < 0) {
         int err = errno;
         free(h);
-        uint64_t now = uv_now(&rt->loop);
         rt->handoff_errors++;
-        /* Out of descriptors comes in storms: say so at most once a second. */
-        if (rt->last_handoff_warning == 0 || now - rt->last_handoff_warning >= 1000) {
+        if (party__runtime_warning_due(rt, &rt->last_handoff_warning))
             party__log_warn(rt, "hand-off to loop %u: %s; answering 503 (%llu so far)",
                             target->loop_index, strerror(err),
                             (unsigned long long)rt->handoff_errors);
-            rt->last_handoff_warning = now;
-        }
         party__conn_http_fail(conn, 503, "server is out of file descriptors\n");
         return;
     }

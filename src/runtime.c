@@ -374,20 +374,25 @@ size_t party__default_max_conns(void) {
     return files > reserve + 16 ? files - reserve : 16;
 }
 
+int party__runtime_warning_due(party_runtime *rt, uint64_t *last) {
+    uint64_t now = uv_now(&rt->loop);
+    if (*last != 0 && now - *last < 1000)
+        return 0;
+    *last = now;
+    return 1;
+}
+
 static void on_connection(uv_stream_t *listener, int status) {
     party_runtime *rt = listener->data;
     if (status < 0) {
         /* Out of descriptors (EMFILE): libuv has already accepted and closed
          * the connection so the backlog keeps moving; say so at most once a
          * second. */
-        uint64_t now = uv_now(&rt->loop);
         rt->accept_errors++;
-        if (now - rt->last_accept_warning >= 1000 || rt->last_accept_warning == 0) {
+        if (party__runtime_warning_due(rt, &rt->last_accept_warning))
             party__log_warn(rt, "accept: %s (%llu refused so far); max_conns is %zu",
                             uv_strerror(status), (unsigned long long)rt->accept_errors,
                             rt->cfg.max_conns);
-            rt->last_accept_warning = now;
-        }
         return;
     }
     if (rt->stopping)

@@ -34,7 +34,7 @@ struct party_runtime {
     unsigned loops_running;       /* main only: other loops whose thread still runs */
     uv_thread_t thread;           /* other loops: the thread that runs the loop */
     int thread_started;
-    void *done_mail; /* other loops: what tells main the thread is done */
+    struct party__mail *done_mail; /* other loops: what tells main the thread is done */
     /* The mailbox: work other loops hand to this one (loops.c). */
     uv_async_t inbox_async;
     uv_mutex_t inbox_mutex;
@@ -157,6 +157,11 @@ void party__runtime_advance(party_runtime *rt, uint64_t ms);
 
 /* The runtime's clock in ms (monotonic; virtual under the test harness). */
 uint64_t party__runtime_now(party_runtime *rt);
+
+/* 1 if a warning of a kind whose last one was logged at *last may be
+ * logged now (at most one a second: out of descriptors comes in storms);
+ * then *last becomes now. */
+int party__runtime_warning_due(party_runtime *rt, uint64_t *last);
 
 /* Called when the last connection or the last store work is done during
  * shutdown. */
