@@ -119,10 +119,14 @@ static party_room *room_new(party_runtime *rt, const party__party *party, const 
 
 party_room *party__room_get(party_runtime *rt, const party__party *party, const char *name) {
     char id[PARTY_ID_MAX];
-    party_room *room;
 
     party__room_id(party->name, name, id);
-    room = table_find(rt, id);
+    return party__room_get_named(rt, party, name, id);
+}
+
+party_room *party__room_get_named(party_runtime *rt, const party__party *party, const char *name,
+                                  const char *id) {
+    party_room *room = table_find(rt, id);
     if (room != NULL)
         return room;
     return room_new(rt, party, id, name);

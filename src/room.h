@@ -113,6 +113,10 @@ int party__room_id_valid(const char *id);
 party_room *party__room_find(party_runtime *rt, const char *id);
 /* The room for (party, name), created (cold) if absent. NULL on OOM. */
 party_room *party__room_get(party_runtime *rt, const party__party *party, const char *name);
+/* The same, for a caller that has computed the id already
+ * (party__room_id of the party's name and name). */
+party_room *party__room_get_named(party_runtime *rt, const party__party *party, const char *name,
+                                  const char *id);
 /* The room with this id, created (cold, unnamed until its store says
  * otherwise) if absent. NULL on OOM or a malformed id. */
 party_room *party__room_get_by_id(party_runtime *rt, const party__party *party, const char *id);

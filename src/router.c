@@ -87,7 +87,7 @@ static int conn_id_from_request(const party__http_request *req, char *out, size_
 }
 
 static void route_websocket(party_conn *conn, const party__party *party, const char *room_name,
-                            const party_lobby *lobby) {
+                            const char *room_id, const party_lobby *lobby) {
     party_runtime *rt = party__conn_rt(conn);
     party__http_request *req = &conn->http->req;
     const char *why = NULL;
@@ -110,7 +110,7 @@ static void route_websocket(party_conn *conn, const party__party *party, const c
     }
     if (run_hook(conn, party->def->before_connect, lobby, 1))
         return;
-    room = party__room_get(rt, party, room_name);
+    room = party__room_get_named(rt, party, room_name, room_id);
     if (room == NULL) {
         party__conn_http_fail(conn, 503, "out of memory\n");
         return;
@@ -173,7 +173,7 @@ static const char *const *party_cors(const party_runtime *rt, const party__party
 /* from_room: a room-to-room request (party_room_fetch): hooks and CORS are
  * for clients outside the runtime, so they are skipped. */
 static void route_request(party_conn *conn, const party__party *party, const char *room_name,
-                          const party_lobby *lobby, int from_room) {
+                          const char *room_id, const party_lobby *lobby, int from_room) {
     party__event ev;
     party_room *room;
 
@@ -190,7 +190,7 @@ static void route_request(party_conn *conn, const party__party *party, const cha
 
     if (!from_room && run_hook(conn, party->def->before_request, lobby, 0))
         return;
-    room = party__room_get(party__conn_rt(conn), party, room_name);
+    room = party__room_get_named(party__conn_rt(conn), party, room_name, room_id);
     if (room == NULL) {
         respond_text(conn, 503, "out of memory\n", 1);
         return;
@@ -213,7 +213,7 @@ static void route_request(party_conn *conn, const party__party *party, const cha
 /* An internal request addressed to a room by id (the room segment of the
  * path is then ignored). HTTP only. */
 static void route_by_id(party_conn *conn, const party__party *party) {
-    party_runtime *rt = party__conn_rt(conn);
+    party_runtime *rt = party__conn_rt(conn), *owner;
     party__http_request *req = &conn->http->req;
     party__slice id = party__http_header_get(req, PARTY__ROOM_ID_HEADER);
     char id_text[PARTY_ID_MAX];
@@ -226,8 +226,8 @@ static void route_by_id(party_conn *conn, const party__party *party) {
     }
     memcpy(id_text, id.ptr, id.len);
     id_text[id.len] = '\0';
-    if (party__room_id_valid(id_text) && party__loop_of(rt, id_text) != rt) {
-        party__loop_handoff(conn, party__loop_of(rt, id_text));
+    if (party__room_id_valid(id_text) && (owner = party__loop_of(rt, id_text)) != rt) {
+        party__loop_handoff(conn, owner);
         return;
     }
     room = party__room_get_by_id(rt, party, id_text);
@@ -256,7 +256,8 @@ void party__router_handle(party_conn *conn) {
     const party__party *party;
     party__route route;
     party_lobby lobby;
-    char room_name[ROOM_NAME_MAX + 1];
+    party_runtime *owner;
+    char room_name[ROOM_NAME_MAX + 1], room_id[PARTY_ID_MAX];
     int n, from_room;
 
     if (party__ops_handle(conn))
@@ -289,17 +290,12 @@ void party__router_handle(party_conn *conn) {
                      0);
         return;
     }
-    if (rt->main->n_loops > 1) {
-        /* The room lives on one loop: its request (hooks included) is
-         * handled there. */
-        char id[PARTY_ID_MAX];
-        party_runtime *owner;
-        party__room_id(party->name, room_name, id);
-        owner = party__loop_of(rt, id);
-        if (owner != rt) {
-            party__loop_handoff(conn, owner);
-            return;
-        }
+    /* The room lives on one loop: its request (hooks included) is handled
+     * there. */
+    party__room_id(party->name, room_name, room_id);
+    if ((owner = party__loop_of(rt, room_id)) != rt) {
+        party__loop_handoff(conn, owner);
+        return;
     }
     if (party__request_init(&conn->http->preq, req) != 0) {
         respond_text(conn, 503, "out of memory\n", 1);
@@ -309,9 +305,9 @@ void party__router_handle(party_conn *conn) {
     lobby.party = party->name;
     lobby.room = room_name;
     if (party__http_header_get(req, "Upgrade").ptr != NULL && !from_room)
-        route_websocket(conn, party, room_name, &lobby);
+        route_websocket(conn, party, room_name, room_id, &lobby);
     else
-        route_request(conn, party, room_name, &lobby, from_room);
+        route_request(conn, party, room_name, room_id, &lobby, from_room);
 }
 
 const char *party_lobby_party(const party_lobby *lobby) {
