@@ -151,7 +151,7 @@ static void metrics_visit(party_runtime *rt, party__tour *tour) {
     }
     m->loops++;
     m->conns += rt->n_conns;
-    for (i = 0; i < 7; i++)
+    for (i = 0; i < sizeof(m->events) / sizeof(m->events[0]); i++)
         m->events[i] += rt->events[i];
     for (i = 0; i < PARTY__COMMIT_BUCKETS; i++)
         m->commit_hist[i] += rt->commit_hist[i];
@@ -315,36 +315,38 @@ typedef struct rooms_tour {
     int oom;
 } rooms_tour;
 
+/* Copies what the listing shows of room; 0, or -1 on OOM. */
+static int rooms_add(rooms_tour *t, const party_room *room) {
+    room_entry *e;
+
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 64;
+        room_entry *grown = realloc(t->items, cap * sizeof(*grown));
+        if (grown == NULL)
+            return -1;
+        t->items = grown;
+        t->cap = cap;
+    }
+    e = &t->items[t->n];
+    e->name = room->name != NULL ? strdup(room->name) : NULL;
+    if (room->name != NULL && e->name == NULL)
+        return -1;
+    e->party = room->party->name;
+    memcpy(e->id, room->id, PARTY_ID_MAX);
+    e->conns = room->n_conns;
+    e->state = room_state_of(room);
+    t->n++;
+    return 0;
+}
+
 static void rooms_visit(party_runtime *rt, party__tour *tour) {
     rooms_tour *t = (rooms_tour *)tour;
     size_t i;
 
     for (i = 0; i < rt->rooms_cap && !t->oom; i++) {
         const party_room *room;
-        for (room = rt->rooms[i]; room != NULL && !t->oom; room = room->hash_next) {
-            room_entry *e;
-            if (t->n == t->cap) {
-                size_t cap = t->cap ? t->cap * 2 : 64;
-                room_entry *grown = realloc(t->items, cap * sizeof(*grown));
-                if (grown == NULL) {
-                    t->oom = 1;
-                    break;
-                }
-                t->items = grown;
-                t->cap = cap;
-            }
-            e = &t->items[t->n];
-            e->party = room->party->name;
-            e->name = room->name != NULL ? strdup(room->name) : NULL;
-            if (room->name != NULL && e->name == NULL) {
-                t->oom = 1;
-                break;
-            }
-            memcpy(e->id, room->id, PARTY_ID_MAX);
-            e->conns = room->n_conns;
-            e->state = room_state_of(room);
-            t->n++;
-        }
+        for (room = rt->rooms[i]; room != NULL && !t->oom; room = room->hash_next)
+            t->oom = rooms_add(t, room) != 0;
     }
 }
 
