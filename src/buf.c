@@ -1,4 +1,5 @@
-/* buf: refcounted byte buffers and slice helpers. */
+/* buf: refcounted byte buffers, the loop's pool of small ones, and slice
+ * helpers. */
 #include "buf.h"
 
 #include <stdlib.h>
@@ -9,14 +10,94 @@
 
 #include <openssl/rand.h>
 
-party__buf *party__buf_new(size_t cap) {
-    party__buf *buf = malloc(sizeof(*buf) + cap);
-    if (buf == NULL)
-        return NULL;
+/* A spare buffer in a pool is marked unaddressable for AddressSanitizer and
+ * (in debug builds, which the valgrind tests use) for valgrind, so a use
+ * after the last release is still caught although the memory is not freed. */
+#if defined(__SANITIZE_ADDRESS__)
+#define BUF_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BUF_ASAN 1
+#endif
+#endif
+#ifdef BUF_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+#if !defined(NDEBUG) && defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define BUF_VALGRIND 1
+#endif
+#endif
+
+static void spare_hide(party__buf *buf) {
+#ifdef BUF_ASAN
+    ASAN_POISON_MEMORY_REGION(buf, sizeof(*buf) + PARTY__BUF_POOL_CAP);
+#endif
+#ifdef BUF_VALGRIND
+    VALGRIND_MAKE_MEM_NOACCESS(buf, sizeof(*buf) + PARTY__BUF_POOL_CAP);
+#endif
+    (void)buf;
+}
+
+/* The link and the header are defined again; the data is not. */
+static void spare_show(party__buf *buf) {
+#ifdef BUF_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(buf, sizeof(*buf) + PARTY__BUF_POOL_CAP);
+#endif
+#ifdef BUF_VALGRIND
+    VALGRIND_MAKE_MEM_DEFINED(buf, sizeof(*buf) + sizeof(party__buf *));
+    VALGRIND_MAKE_MEM_UNDEFINED(buf->data + sizeof(party__buf *),
+                                PARTY__BUF_POOL_CAP - sizeof(party__buf *));
+#endif
+    (void)buf;
+}
+
+struct party__buf_pool {
+    party__buf *spares; /* linked through their first data bytes */
+    size_t n_spares;
+    size_t fewest_spares; /* the least n_spares since the previous tick */
+    size_t n_out;         /* pooled buffers referenced now */
+    int freed;            /* party__buf_pool_free was called: the last one out frees it */
+};
+
+static party__buf **spare_next(party__buf *buf) {
+    return (party__buf **)(void *)buf->data;
+}
+
+party__buf *party__buf_take(party__buf_pool *pool, size_t cap) {
+    party__buf *buf;
+
+    if (pool != NULL && cap <= PARTY__BUF_POOL_CAP) {
+        buf = pool->spares;
+        if (buf != NULL) {
+            spare_show(buf);
+            pool->spares = *spare_next(buf);
+            pool->n_spares--;
+            if (pool->n_spares < pool->fewest_spares)
+                pool->fewest_spares = pool->n_spares;
+        } else {
+            buf = malloc(sizeof(*buf) + PARTY__BUF_POOL_CAP);
+            if (buf == NULL)
+                return NULL;
+            buf->cap = PARTY__BUF_POOL_CAP;
+            buf->pool = pool;
+        }
+        pool->n_out++;
+    } else {
+        buf = malloc(sizeof(*buf) + cap);
+        if (buf == NULL)
+            return NULL;
+        buf->cap = cap;
+        buf->pool = NULL;
+    }
     buf->refs = 1;
     buf->len = 0;
-    buf->cap = cap;
     return buf;
+}
+
+party__buf *party__buf_new(size_t cap) {
+    return party__buf_take(NULL, cap);
 }
 
 party__buf *party__buf_ref(party__buf *buf) {
@@ -25,8 +106,63 @@ party__buf *party__buf_ref(party__buf *buf) {
 }
 
 void party__buf_release(party__buf *buf) {
-    if (buf != NULL && --buf->refs == 0)
+    party__buf_pool *pool;
+
+    if (buf == NULL || --buf->refs > 0)
+        return;
+    pool = buf->pool;
+    if (pool == NULL) {
         free(buf);
+        return;
+    }
+    pool->n_out--;
+    if (!pool->freed && pool->n_spares < PARTY__BUF_POOL_SPARES) {
+        *spare_next(buf) = pool->spares;
+        pool->spares = buf;
+        pool->n_spares++;
+        spare_hide(buf);
+        return;
+    }
+    free(buf);
+    if (pool->freed && pool->n_out == 0)
+        free(pool);
+}
+
+party__buf_pool *party__buf_pool_new(void) {
+    return calloc(1, sizeof(party__buf_pool));
+}
+
+/* Frees n spares from the top of the list. */
+static void pool_shrink(party__buf_pool *pool, size_t n) {
+    while (n-- > 0 && pool->spares != NULL) {
+        party__buf *buf = pool->spares;
+        spare_show(buf);
+        pool->spares = *spare_next(buf);
+        pool->n_spares--;
+        free(buf);
+    }
+    pool->fewest_spares = pool->n_spares;
+}
+
+void party__buf_pool_trim(party__buf_pool *pool) {
+    pool_shrink(pool, pool->n_spares);
+}
+
+void party__buf_pool_tick(party__buf_pool *pool) {
+    pool_shrink(pool, pool->fewest_spares);
+}
+
+void party__buf_pool_free(party__buf_pool *pool) {
+    if (pool == NULL)
+        return;
+    party__buf_pool_trim(pool);
+    pool->freed = 1;
+    if (pool->n_out == 0)
+        free(pool);
+}
+
+size_t party__buf_pool_spares(const party__buf_pool *pool) {
+    return pool->n_spares;
 }
 
 int party__slice_eq_nocase(party__slice a, const char *s) {

@@ -825,7 +825,8 @@ static int on_ws_event(void *arg, const party__ws_event *wev) {
         }
         return 0;
     case PARTY__WS_EV_PING:
-        frame = party__ws_frame_new(PARTY__WS_PONG, wev->data.ptr, wev->data.len);
+        frame = party__ws_frame_new(party__conn_rt(conn)->buf_pool, PARTY__WS_PONG, wev->data.ptr,
+                                    wev->data.len);
         if (frame != NULL) {
             (void)party__conn_queue(conn, frame);
             party__buf_release(frame);
@@ -1248,7 +1249,8 @@ int party_conn_send(party_conn *conn, const void *data, size_t len, int binary) 
         return PARTY_ECLOSED;
     if (!binary && !party__utf8_valid(data, len))
         return PARTY_EINVAL;
-    frame = party__ws_frame_new(binary ? PARTY__WS_BINARY : PARTY__WS_TEXT, data, len);
+    frame = party__ws_frame_new(party__conn_rt(conn)->buf_pool,
+                                binary ? PARTY__WS_BINARY : PARTY__WS_TEXT, data, len);
     if (frame == NULL)
         return PARTY_ENOMEM;
     r = party__conn_queue(conn, frame);

@@ -38,7 +38,7 @@ void party__keepalive_sweep(party_runtime *rt) {
     if (rt->stopping)
         return;
     /* One Ping frame, queued by reference on every connection that gets it. */
-    rt->keepalive_ping = party__ws_frame_new(PARTY__WS_PING, NULL, 0);
+    rt->keepalive_ping = party__ws_frame_new(NULL, PARTY__WS_PING, NULL, 0);
     party__conn_foreach(rt, sweep_one);
     party__buf_release(rt->keepalive_ping);
     rt->keepalive_ping = NULL;

@@ -343,7 +343,7 @@ static void send_start_error(party_room *room, party_conn *conn) {
     int n = snprintf(json, sizeof(json),
                      "{\"type\":\"error\",\"error\":\"on_start failed for room\",\"party\":\"%s\"}",
                      room->party->name);
-    frame = party__ws_frame_new(PARTY__WS_TEXT, json, (size_t)n);
+    frame = party__ws_frame_new(NULL, PARTY__WS_TEXT, json, (size_t)n);
     if (frame != NULL) {
         (void)party__conn_queue(conn, frame);
         party__buf_release(frame);

@@ -125,7 +125,8 @@ int party_broadcast(party_room *room, const void *data, size_t len, int binary,
 
     if ((data == NULL && len > 0) || (!binary && !party__utf8_valid(data, len)))
         return PARTY_EINVAL;
-    frame = party__ws_frame_new(binary ? PARTY__WS_BINARY : PARTY__WS_TEXT, data, len);
+    frame = party__ws_frame_new(room->rt->buf_pool, binary ? PARTY__WS_BINARY : PARTY__WS_TEXT,
+                                data, len);
     if (frame == NULL)
         return PARTY_ENOMEM;
     for (conn = room->conns_head; conn != NULL; conn = next) {

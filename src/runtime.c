@@ -14,6 +14,7 @@
 
 #include "conn.h"
 #include "alarm.h"
+#include "buf.h"
 #include "fetch.h"
 #include "keepalive.h"
 #include "log.h"
@@ -128,11 +129,13 @@ static void on_evict_timer(uv_timer_t *timer) {
     party_runtime *rt = timer->data;
     if (!rt->virtual_clock)
         party__room_evict_idle(rt, party__runtime_now(rt));
+    party__buf_pool_tick(rt->buf_pool);
     if (rt->trim_pending) {
         /* Rooms left memory since the last tick: hand the pages they freed
          * between long-lived connection structs back to the system, so a
          * hibernated room's cost shows in RSS too. At most once a tick. */
         rt->trim_pending = 0;
+        party__buf_pool_trim(rt->buf_pool);
         malloc_trim(0);
     }
 }
@@ -207,9 +210,11 @@ party_runtime *party__runtime_new_loop(party_runtime *main, unsigned index) {
     rt->n_loops = 1;
     rt->loop_index = index;
     rt->read_buf = malloc(PARTY__READ_BUF_SIZE);
-    if (rt->read_buf == NULL || (rt->tls_ctx != NULL && party__tls_init_loop(rt) != 0) ||
-        uv_loop_init(&rt->loop) != 0) {
+    rt->buf_pool = party__buf_pool_new();
+    if (rt->read_buf == NULL || rt->buf_pool == NULL ||
+        (rt->tls_ctx != NULL && party__tls_init_loop(rt) != 0) || uv_loop_init(&rt->loop) != 0) {
         free(rt->read_buf);
+        party__buf_pool_free(rt->buf_pool);
         party__tls_cleanup_loop(rt);
         free(rt);
         return NULL;
@@ -251,13 +256,14 @@ party_runtime *party_runtime_new(const party_config *cfg) {
         rt->prefix = strndup(p, len);
     }
     rt->read_buf = malloc(PARTY__READ_BUF_SIZE);
+    rt->buf_pool = party__buf_pool_new();
     rt->data_dir = cfg->data_dir != NULL ? strdup(cfg->data_dir) : NULL;
     rt->ops_prefix = strdup(cfg->ops_prefix != NULL ? cfg->ops_prefix : "_partyd");
     rt->admin_token = cfg->admin_token != NULL ? strdup(cfg->admin_token) : NULL;
     rt->static_dir = cfg->static_dir != NULL ? strdup(cfg->static_dir) : NULL;
     rt->tls_cert = cfg->tls_cert != NULL ? strdup(cfg->tls_cert) : NULL;
     rt->tls_key = cfg->tls_key != NULL ? strdup(cfg->tls_key) : NULL;
-    if (rt->host == NULL || rt->prefix == NULL || rt->read_buf == NULL ||
+    if (rt->host == NULL || rt->prefix == NULL || rt->read_buf == NULL || rt->buf_pool == NULL ||
         (cfg->data_dir != NULL && rt->data_dir == NULL) || rt->ops_prefix == NULL ||
         (cfg->admin_token != NULL && rt->admin_token == NULL) ||
         (cfg->static_dir != NULL && rt->static_dir == NULL) ||
@@ -272,6 +278,7 @@ party_runtime *party_runtime_new(const party_config *cfg) {
         free(rt->tls_cert);
         free(rt->tls_key);
         free(rt->read_buf);
+        party__buf_pool_free(rt->buf_pool);
         free(rt);
         return NULL;
     }
@@ -610,6 +617,7 @@ void party_runtime_free(party_runtime *rt) {
     free(rt->parties);
     free(rt->rooms);
     free(rt->read_buf);
+    party__buf_pool_free(rt->buf_pool);
     free(rt->host);
     free(rt->prefix);
     free(rt->data_dir);
@@ -631,6 +639,7 @@ void party__runtime_free_loop(party_runtime *rt) {
     party__conn_slabs_free(rt);
     free(rt->rooms);
     free(rt->read_buf);
+    party__buf_pool_free(rt->buf_pool);
     party__tls_cleanup_loop(rt);
     party__inbox_free(rt);
     free(rt);

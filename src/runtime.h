@@ -101,7 +101,8 @@ struct party_runtime {
     uint64_t commit_hist[PARTY__COMMIT_BUCKETS]; /* by commit_bucket_ms upper bounds */
     uint64_t commits, commit_us_total;
 
-    char *read_buf; /* one loop-wide read buffer for WebSocket reads */
+    char *read_buf;                   /* one loop-wide read buffer for WebSocket reads */
+    struct party__buf_pool *buf_pool; /* spare small buffers for outgoing frames */
     /* TLS (tls.c): the context, a read buffer for ciphertext, and the
      * connections' TLS states by slot */
     struct ssl_ctx_st *tls_ctx;

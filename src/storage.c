@@ -148,7 +148,10 @@ int party__store_in_transaction(party__store *s) {
 }
 
 int party__store_has_written(party__store *s) {
-    return sqlite3_txn_state(s->db, "main") == SQLITE_TXN_WRITE;
+    /* Asked on every send of a room (the output gate): no schema name,
+     * which SQLite would compare by name each time. A write to an attached
+     * or temp database counts too, and is committed like one to main. */
+    return !sqlite3_get_autocommit(s->db) && sqlite3_txn_state(s->db, NULL) == SQLITE_TXN_WRITE;
 }
 
 int party__store_begin(party__store *s) {

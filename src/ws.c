@@ -558,14 +558,15 @@ void party__ws_mask(char *data, size_t len, const uint8_t key[4], size_t offset)
         p[i] ^= rotated[i & 7];
 }
 
-party__buf *party__ws_frame_new(int opcode, const void *payload, size_t len) {
+party__buf *party__ws_frame_new(party__buf_pool *pool, int opcode, const void *payload,
+                                size_t len) {
     party__buf *buf;
     size_t header_len;
 
     if (len > SIZE_MAX - MAX_HEADER)
         return NULL;
     header_len = party__ws_header_size(len, 0);
-    buf = party__buf_new(header_len + len);
+    buf = party__buf_take(pool, header_len + len);
     if (buf == NULL)
         return NULL;
     party__ws_header_write(buf->data, opcode, 1, len, NULL);
@@ -595,5 +596,5 @@ party__buf *party__ws_close_frame_new(int code, const char *reason, size_t reaso
             memcpy(payload + 2, reason, reason_len);
         len = 2 + reason_len;
     }
-    return party__ws_frame_new(PARTY__WS_CLOSE, payload, len);
+    return party__ws_frame_new(NULL, PARTY__WS_CLOSE, payload, len);
 }

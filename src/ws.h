@@ -129,9 +129,9 @@ size_t party__ws_header_write(char *out, int opcode, int fin, uint64_t payload_l
  * payload (so a payload can be masked in pieces). */
 void party__ws_mask(char *data, size_t len, const uint8_t key[4], size_t offset);
 
-/* A whole unmasked frame (header + payload) in a new refcounted buffer.
- * NULL on OOM. */
-party__buf *party__ws_frame_new(int opcode, const void *payload, size_t len);
+/* A whole unmasked frame (header + payload) in a new refcounted buffer,
+ * a spare of pool when it is small enough (pool may be NULL). NULL on OOM. */
+party__buf *party__ws_frame_new(party__buf_pool *pool, int opcode, const void *payload, size_t len);
 
 /* A Close frame: code 0 means no code (and no reason). reason is cut to
  * PARTY_MAX_CLOSE_REASON bytes at a UTF-8 boundary. NULL on OOM. */

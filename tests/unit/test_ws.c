@@ -486,7 +486,7 @@ static void test_non_minimal_length_encodings_are_accepted(void **state) {
 static void test_unmasked_frames_are_accepted_when_mask_not_required(void **state) {
     party__ws_reader r;
     recorder rec = {0};
-    party__buf *frame = party__ws_frame_new(PARTY__WS_TEXT, "server says", 11);
+    party__buf *frame = party__ws_frame_new(NULL, PARTY__WS_TEXT, "server says", 11);
     (void)state;
     assert_non_null(frame);
     party__ws_reader_init(&r, 1 << 20, 0);
@@ -1236,28 +1236,28 @@ static void test_frame_new_encodes_each_length_form(void **state) {
     static char payload[70000];
     party__buf *b;
     (void)state;
-    b = party__ws_frame_new(PARTY__WS_TEXT, "", 0);
+    b = party__ws_frame_new(NULL, PARTY__WS_TEXT, "", 0);
     assert_non_null(b);
     assert_int_equal(b->len, 2);
     assert_memory_equal(b->data, "\x81\x00", 2);
     party__buf_release(b);
 
-    b = party__ws_frame_new(PARTY__WS_BINARY, payload, 125);
+    b = party__ws_frame_new(NULL, PARTY__WS_BINARY, payload, 125);
     assert_int_equal(b->len, 127);
     assert_memory_equal(b->data, "\x82\x7d", 2);
     party__buf_release(b);
 
-    b = party__ws_frame_new(PARTY__WS_BINARY, payload, 126);
+    b = party__ws_frame_new(NULL, PARTY__WS_BINARY, payload, 126);
     assert_int_equal(b->len, 130);
     assert_memory_equal(b->data, "\x82\x7e\x00\x7e", 4);
     party__buf_release(b);
 
-    b = party__ws_frame_new(PARTY__WS_BINARY, payload, 65535);
+    b = party__ws_frame_new(NULL, PARTY__WS_BINARY, payload, 65535);
     assert_int_equal(b->len, 65539);
     assert_memory_equal(b->data, "\x82\x7e\xff\xff", 4);
     party__buf_release(b);
 
-    b = party__ws_frame_new(PARTY__WS_PONG, payload, 65536);
+    b = party__ws_frame_new(NULL, PARTY__WS_PONG, payload, 65536);
     assert_int_equal(b->len, 65546);
     assert_memory_equal(b->data, "\x8a\x7f\x00\x00\x00\x00\x00\x01\x00\x00", 10);
     party__buf_release(b);
