@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# instructions.sh: what a change costs per message, counted rather than
+# timed. Runs partyd (Release) under callgrind for each scenario, for this
+# tree and for a base revision, and prints the user-space instructions and
+# the allocations (malloc, calloc, realloc calls) per message. On a shared
+# machine throughput moves by 10% from run to run; instruction counts move
+# by well under 1%, so they show a hot-path change that timing cannot.
+# Kernel time (the socket calls, most of a message's cost) is not counted.
+#
+#   bench/instructions.sh [BASE]    BASE: a git revision (default HEAD~1)
+#
+# Counts include partyd's start-up and the connections' handshakes, spread
+# over the messages of a run. Each run is BENCH_DURATION seconds (default
+# 5) of wsbench against one partyd --threads 1 under callgrind. Writes the
+# table, with the command, into docs/benchmarks.md between the
+# "instructions" markers unless BENCH_NO_DOC=1.
+set -euo pipefail
+
+bench_name=instructions.sh
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+base=${1:-HEAD~1}
+duration=${BENCH_DURATION:-5}
+if ! command -v valgrind >/dev/null; then
+    echo "$bench_name: needs valgrind (scripts/deps.sh --test installs it)" >&2
+    exit 1
+fi
+base_rev=$(git -C "$bench_root" rev-parse --short "$base")
+
+bench_build_release partyd wsbench
+wsbench="$bench_build/bench/wsbench"
+work=$(mktemp -d "$bench_build/instructions-XXXXXX")
+trap 'bench_stop_server; rm -rf "$work"' EXIT
+
+# The base revision's partyd, built from an export of its tree.
+mkdir -p "$work/base"
+git -C "$bench_root" archive "$base_rev" | tar -x -C "$work/base"
+cmake -S "$work/base" -B "$work/base/build" -DCMAKE_BUILD_TYPE=Release -DPARTY_TESTS=OFF >/dev/null
+cmake --build "$work/base/build" -j "$(nproc)" --target partyd >/dev/null
+
+# name | metric field | wsbench arguments
+scenarios=(
+    "echo, 100 conns × 1 room, 1 in flight, 32 B|msgs|echo --rooms 1 --conns 100 --inflight 1 --size 32"
+    "echo, 100 conns × 1 room, 8 in flight, 32 B|msgs|echo --rooms 1 --conns 100 --inflight 8 --size 32"
+    "broadcast, 1 room × 100 conns, window 16, 32 B (per delivery)|deliveries|broadcast --rooms 1 --conns 100 --inflight 16 --size 32"
+)
+
+# Instructions of the whole program, and calls to the allocator, from a
+# callgrind output file.
+callgrind_counts() {
+    awk '
+        /^summary:/ { ir = $2 }
+        /^totals:/ { ir = $2 }
+        # Names are compressed: "(id) name" the first time, "(id)" after,
+        # and the first time may be on a fn= line as well as a cfn= line.
+        /^c?fn=/ {
+            line = substr($0, index($0, "=") + 1)
+            name = line
+            if (match(line, /^\([0-9]+\)/)) {
+                id = substr(line, RSTART, RLENGTH)
+                if (length(line) > RLENGTH)
+                    names[id] = substr(line, RLENGTH + 2)
+                name = names[id]
+            }
+            if ($0 ~ /^cfn=/)
+                callee = name
+            next
+        }
+        /^calls=/ {
+            split(substr($0, 7), f, " ")
+            if (callee ~ /^(malloc|calloc|realloc)(\047[0-9]+)?$/)
+                allocs += f[1]
+        }
+        END { print ir + 0, allocs + 0 }
+    ' "$1"
+}
+
+# One run: prints "instructions allocations messages".
+run_once() {
+    local binary=$1 field=$2 args=$3 json
+    rm -rf "$work/data" "$work/callgrind.out"
+    mkdir -p "$work/data"
+    bench_start_server "$work/log" valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" \
+        "$binary" --port 0 --threads 1 --data "$work/data"
+    # shellcheck disable=SC2086
+    json=$("$wsbench" $args --port "$port" --warmup 0 --duration "$duration" \
+        --connect-timeout 60 2>"$work/wsbench.err" | grep '^{') || {
+        echo "$bench_name: wsbench $args failed:" >&2
+        cat "$work/wsbench.err" >&2
+        exit 1
+    }
+    bench_stop_server
+    echo "$(callgrind_counts "$work/callgrind.out") $(bench_field "$field" "$json")"
+}
+
+table="| scenario | instructions / message, $base_rev | this tree | change | allocations / message, $base_rev | this tree |
+|---|---:|---:|---:|---:|---:|"
+for entry in "${scenarios[@]}"; do
+    IFS='|' read -r name field args <<<"$entry"
+    read -r base_ir base_allocs base_n < <(run_once "$work/base/build/partyd" "$field" "$args")
+    read -r ir allocs n < <(run_once "$bench_build/partyd" "$field" "$args")
+    row=$(awk -v name="$name" -v bi="$base_ir" -v ba="$base_allocs" -v bn="$base_n" \
+        -v i="$ir" -v a="$allocs" -v n="$n" 'BEGIN {
+            printf "| %s | %.0f | %.0f | %+.1f%% | %.3f | %.3f |", name, bi / bn, i / n,
+                (i / n - bi / bn) * 100 / (bi / bn), ba / bn, a / n }')
+    echo "$row" >&2
+    table+=$'\n'"$row"
+done
+
+text="Measured by \`bench/instructions.sh $base\` (this tree: $(bench_revision)), $(date -u +%Y-%m-%d),
+on $(bench_cpu_model), partyd --threads 1 under callgrind for ${duration} s per run.
+User-space instructions and allocator calls of partyd per message, start-up and
+handshakes included; the kernel's share of a message (most of it) is not counted.
+
+$table"
+echo "$text"
+if [ "${BENCH_NO_DOC:-0}" != 1 ]; then
+    bench_write_doc instructions "Instructions per message" "$text"
+fi
