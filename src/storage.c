@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "utf8.h"
@@ -44,6 +45,24 @@ static int prepare(party__store *s, const char *sql, sqlite3_stmt **stmt) {
     return sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, stmt, NULL) == SQLITE_OK
                ? 0
                : -1;
+}
+
+/* SQLite says "unable to open database file" whatever the cause; when the
+ * cause is the process's open-file limit (a loaded room holds 3 files),
+ * say so and name the limit, since raising it is the fix. */
+static void describe_open_failure(party__store *s, const char *path, char *why, size_t why_len) {
+    int sys_errno = s->db != NULL ? sqlite3_system_errno(s->db) : 0;
+    struct rlimit lim;
+
+    if ((sys_errno == EMFILE || sys_errno == ENFILE) && getrlimit(RLIMIT_NOFILE, &lim) == 0) {
+        snprintf(why, why_len,
+                 "%s: %s: %s (open-file limit %llu; a loaded room holds 3 files, a connection 1:"
+                 " raise the limit or lower max_conns)",
+                 path, sqlite3_errmsg(s->db), strerror(sys_errno),
+                 (unsigned long long)lim.rlim_cur);
+        return;
+    }
+    snprintf(why, why_len, "%s: %s", path, s->db != NULL ? sqlite3_errmsg(s->db) : "cannot open");
 }
 
 int party__store_open(const party__store_options *opt, const char *room_id, party__store **out,
@@ -113,7 +132,7 @@ int party__store_open(const party__store_options *opt, const char *room_id, part
     *out = s;
     return 0;
 fail:
-    snprintf(why, why_len, "%s: %s", path, s->db ? sqlite3_errmsg(s->db) : "cannot open");
+    describe_open_failure(s, path, why, why_len);
     party__store_close(s);
     return PARTY_EIO;
 }

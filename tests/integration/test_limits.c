@@ -1,8 +1,10 @@
 /* Connection limits in a real partyd: past --max-conns an upgrade gets 503
  * (and the log says which limit), and when the process runs out of file
  * descriptors accept() keeps working: once clients leave, new ones are
- * served again. (partyd itself raises its soft limit to the hard one at
- * start-up; the test lowers it afterwards with prlimit.) */
+ * served again; a room that cannot open its storage for want of
+ * descriptors answers 503 and the log names the open-file limit. (partyd
+ * itself raises its soft limit to the hard one at start-up; the test
+ * lowers it afterwards with prlimit.) */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +17,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include <dirent.h>
 
 #include "client.h"
 
@@ -86,6 +90,13 @@ static int lower_file_limit(int pid, int files) {
     return system(cmd);
 }
 
+/* Sets only the soft open-file limit, so that it can be raised again. */
+static int set_soft_file_limit(int pid, int files) {
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "prlimit --pid %d --nofile=%d:", pid, files);
+    return system(cmd);
+}
+
 static void test_accept_keeps_working_after_running_out_of_descriptors(void **state) {
     static const char *const args[] = {"--max-conns", "100000", NULL};
     partyd *d = partyd_start(args);
@@ -126,10 +137,71 @@ static void test_accept_keeps_working_after_running_out_of_descriptors(void **st
     partyd_free(d);
 }
 
+/* The lowest descriptor number free in the process: the next file it opens
+ * gets it, and a limit of n lets it open files numbered below n only. */
+static int lowest_free_descriptor(int pid) {
+    static unsigned char used[4096];
+    char path[64];
+    struct dirent *e;
+    DIR *dir;
+    int fd;
+
+    memset(used, 0, sizeof(used));
+    snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+    dir = opendir(path);
+    if (dir == NULL)
+        return -1;
+    while ((e = readdir(dir)) != NULL) {
+        fd = atoi(e->d_name);
+        if (e->d_name[0] != '.' && fd >= 0 && fd < (int)sizeof(used))
+            used[fd] = 1;
+    }
+    closedir(dir);
+    for (fd = 0; fd < (int)sizeof(used) && used[fd]; fd++)
+        ;
+    return fd;
+}
+
+static void test_room_out_of_descriptors_answers_503_and_names_the_limit(void **state) {
+    /* One loop: a hand-off to another loop would need a descriptor of its
+     * own and fail first. */
+    static const char *const args[] = {"--max-conns", "100000", "--threads", "1", NULL};
+    partyd *d = partyd_start(args);
+    http_response res;
+    tconn *c;
+    int pid, next_fd, r;
+    (void)state;
+
+    assert_non_null(d);
+    pid = partyd_pid(d);
+    next_fd = lowest_free_descriptor(pid);
+    assert_true(next_fd > 2);
+    /* Room for the accepted socket and the database file at most, not for
+     * the database's WAL and shared-memory files. */
+    assert_int_equal(set_soft_file_limit(pid, next_fd + 2), 0);
+    memset(&res, 0, sizeof(res));
+    c = tconn_open(partyd_port(d), 0);
+    assert_non_null(c);
+    r = ws_handshake(c, "/parties/counter/starved", NULL, NULL, 0, &res);
+    assert_int_equal(r, 503);
+    http_response_free(&res);
+    tconn_close(c);
+    assert_true(partyd_wait_stderr(d, "Too many open files (open-file limit", 5000));
+
+    /* With descriptors again, the same room opens. */
+    assert_int_equal(set_soft_file_limit(pid, next_fd + 64), 0);
+    c = ws_open(partyd_port(d), "/parties/counter/starved");
+    assert_non_null(c);
+    tconn_close(c);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_upgrades_past_max_conns_get_503_and_the_limit_is_logged),
         cmocka_unit_test(test_accept_keeps_working_after_running_out_of_descriptors),
+        cmocka_unit_test(test_room_out_of_descriptors_answers_503_and_names_the_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
