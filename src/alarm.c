@@ -375,6 +375,8 @@ int party__alarm_index_put(party_runtime *rt, const char *room_id, const char *p
             sqlite3_bind_int64(stmt, 3, due_ms);
         }
     } else {
+        if (rt->durability_full)
+            sqlite3_exec(rt->alarm_db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
         rc = sqlite3_prepare_v2(rt->alarm_db, "DELETE FROM alarm_index WHERE room_id = ?1", -1,
                                 &stmt, NULL);
         if (rc == SQLITE_OK)
@@ -383,6 +385,8 @@ int party__alarm_index_put(party_runtime *rt, const char *room_id, const char *p
     if (rc == SQLITE_OK)
         rc = sqlite3_step(stmt) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
     sqlite3_finalize(stmt);
+    if (due_ms <= 0 && rt->durability_full)
+        sqlite3_exec(rt->alarm_db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
     uv_mutex_unlock(&rt->alarm_mutex);
     return rc == SQLITE_OK ? 0 : PARTY_EIO;
 }

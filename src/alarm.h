@@ -19,8 +19,11 @@ int party__alarms_start(party_runtime *rt);
 /* Frees the heap and closes the index. */
 void party__alarms_stop(party_runtime *rt);
 
-/* Durable index writes, safe from any thread (a mutex guards the one index
- * connection). due_ms 0 deletes. */
+/* Index writes, safe from any thread (a mutex guards the one index
+ * connection). due_ms 0 deletes. A wake time is durable when this returns
+ * (with durability full, synced); a delete is not synced: losing one in a
+ * power cut costs one wake-up with nothing due, and the next synced write
+ * makes it durable anyway (one WAL). */
 int party__alarm_index_put(party_runtime *rt, const char *room_id, const char *party,
                            int64_t due_ms);
 

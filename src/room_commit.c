@@ -91,6 +91,12 @@ static void commit_work(uv_work_t *req) {
     start = uv_hrtime();
     w->result = commit_with_index(w->room, w->store, w->index_due);
     w->commit_us = (uv_hrtime() - start) / 1000;
+    /* Here rather than on the loop once the commit is back: the index is
+     * shared by every loop, and its mutex may be held by a worker across
+     * another room's synced index write. */
+    if (w->result == 0 && w->index_drop)
+        w->index_dropped =
+            party__alarm_index_put(w->room->rt, w->room->id, w->room->party->name, 0) == 0;
 }
 
 /* What the store says about the room's name, into memory. */
@@ -136,6 +142,12 @@ static void after_commit_work(uv_work_t *req, int status) {
     int result = w->result;
     (void)status;
     party__runtime_record_commit(room->rt, w->commit_us);
+    if (w->index_dropped && party__room_wake(room) == 0) {
+        /* The index no longer has the room: the heap follows, and
+         * party__room_sync_wake has nothing left to do. */
+        (void)party__alarm_heap_put(room->rt, room->id, room->party->name, 0);
+        room->wake_indexed = 0;
+    }
     free(w);
     room->rt->n_busy--;
     room_commit_done(room, result);
@@ -143,7 +155,7 @@ static void after_commit_work(uv_work_t *req, int status) {
 }
 
 /* Commits on a worker thread; 0 if the work was queued. */
-static int room_commit_async(party_room *room, int64_t index_due) {
+static int room_commit_async(party_room *room, int64_t index_due, int index_drop) {
     party_runtime *rt = room->rt;
     party__store_work *w = calloc(1, sizeof(*w));
 
@@ -152,6 +164,7 @@ static int room_commit_async(party_room *room, int64_t index_due) {
     w->room = room;
     w->store = room->store;
     w->index_due = index_due;
+    w->index_drop = index_drop;
     w->delay_ms = rt->commit_delay_ms;
     w->req.data = w;
     room->committing = 1;
@@ -188,7 +201,7 @@ static void room_end_batch(party_room *room) {
     wrote = room->batch_wrote || party__store_has_written(room->store) || index_due > 0;
     room->batch_wrote = 0;
     if (wrote && (rt->durability_full || rt->commit_delay_ms > 0) &&
-        room_commit_async(room, index_due) == 0)
+        room_commit_async(room, index_due, wake == 0 && room->wake_indexed != 0) == 0)
         return;
     room->committing = 1;
     {

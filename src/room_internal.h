@@ -19,6 +19,8 @@ typedef struct party__store_work {
     int result;
     unsigned delay_ms;
     int64_t index_due;  /* > 0: write this wake time to the alarm index before committing */
+    int index_drop;     /* the wake time went away: take the room out of the index after */
+    int index_dropped;  /* ... and that was done */
     uint64_t commit_us; /* how long the commit took */
     char why[512];
     /* loaded with the store */
