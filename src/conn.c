@@ -628,6 +628,7 @@ void party__conn_end_http(party_conn *conn) {
     if (s == NULL)
         return;
     conn->http = NULL;
+    rt->http_ended++;
     if (s->have_preq)
         party__request_free(&s->preq);
     if (s->cap > SPARE_BUF_MAX) {

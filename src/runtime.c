@@ -123,6 +123,10 @@ uint64_t party__runtime_now(party_runtime *rt) {
     return rt->virtual_clock ? rt->virtual_now : uv_now(&rt->loop);
 }
 
+/* HTTP phases ended since the last trim that make a burst worth trimming
+ * after: below it, what their requests freed is a few pages at most. */
+#define HTTP_BURST 256
+
 /* Eviction runs on a coarse tick: a room leaves memory between idle_timeout
  * and idle_timeout + one tick after its last work. */
 static void on_evict_timer(uv_timer_t *timer) {
@@ -130,11 +134,20 @@ static void on_evict_timer(uv_timer_t *timer) {
     if (!rt->virtual_clock)
         party__room_evict_idle(rt, party__runtime_now(rt));
     party__buf_pool_tick(rt->buf_pool);
+    /* A burst of handshakes leaves the memory its requests used freed
+     * between the new connections' structs; once a tick passes without
+     * any, that burst is over. */
+    if (rt->http_ended == rt->http_ended_at_tick &&
+        rt->http_ended - rt->http_ended_at_trim >= HTTP_BURST)
+        rt->trim_pending = 1;
+    rt->http_ended_at_tick = rt->http_ended;
     if (rt->trim_pending) {
-        /* Rooms left memory since the last tick: hand the pages they freed
-         * between long-lived connection structs back to the system, so a
-         * hibernated room's cost shows in RSS too. At most once a tick. */
+        /* Rooms left memory or a burst of handshakes ended since the last
+         * tick: hand the pages freed between long-lived connection structs
+         * back to the system, so that idle connections' cost shows in RSS
+         * too. At most once a tick. */
         rt->trim_pending = 0;
+        rt->http_ended_at_trim = rt->http_ended;
         party__buf_pool_trim(rt->buf_pool);
         malloc_trim(0);
     }

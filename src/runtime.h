@@ -63,6 +63,9 @@ struct party_runtime {
     party__room_list quiet; /* hibernating parties' rooms with only connections */
     uint64_t rooms_hibernated;
     int trim_pending;                  /* memory was freed in bulk: return it at the next tick */
+    uint64_t http_ended;               /* HTTP phases ended (handshakes, requests answered) */
+    uint64_t http_ended_at_tick;       /* ... at the last eviction tick */
+    uint64_t http_ended_at_trim;       /* ... at the last trim */
     uv_timer_t evict_timer;            /* evicts rooms idle past idle_timeout */
     uv_timer_t keepalive_timer;        /* pings idle WebSockets every ping_interval */
     struct party__buf *keepalive_ping; /* the Ping frame of the sweep running now */
