@@ -911,7 +911,7 @@ int party__conn_finish_upgrade(party_conn *conn) {
     party__http_session *s = conn->http;
     party__slice key = party__http_header_get(&s->req, "Sec-WebSocket-Key");
     char accept[29];
-    party__buf *buf = party__buf_new(160);
+    party__buf *buf = party__buf_take(party__conn_rt(conn)->buf_pool, 160);
     int r;
 
     if (buf == NULL)
