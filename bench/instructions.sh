@@ -44,6 +44,7 @@ scenarios=(
     "echo, 100 conns × 1 room, 1 in flight, 32 B|msgs|echo --rooms 1 --conns 100 --inflight 1 --size 32"
     "echo, 100 conns × 1 room, 8 in flight, 32 B|msgs|echo --rooms 1 --conns 100 --inflight 8 --size 32"
     "broadcast, 1 room × 100 conns, window 16, 32 B (per delivery)|deliveries|broadcast --rooms 1 --conns 100 --inflight 16 --size 32"
+    "connect, 50 at a time, 1 room (per handshake: open, upgrade, close)|handshakes|connect --rooms 1 --conns 50"
 )
 
 # Instructions of the whole program, and calls to the allocator, from a
