@@ -40,40 +40,35 @@ static void spare_hide(party__buf *buf) {
     (void)buf;
 }
 
-/* The link and the header are defined again; the data is not. */
+/* The header is defined again; the data is not. */
 static void spare_show(party__buf *buf) {
 #ifdef BUF_ASAN
     ASAN_UNPOISON_MEMORY_REGION(buf, sizeof(*buf) + PARTY__BUF_POOL_CAP);
 #endif
 #ifdef BUF_VALGRIND
-    VALGRIND_MAKE_MEM_DEFINED(buf, sizeof(*buf) + sizeof(party__buf *));
-    VALGRIND_MAKE_MEM_UNDEFINED(buf->data + sizeof(party__buf *),
-                                PARTY__BUF_POOL_CAP - sizeof(party__buf *));
+    VALGRIND_MAKE_MEM_DEFINED(buf, sizeof(*buf));
+    VALGRIND_MAKE_MEM_UNDEFINED(buf->data, PARTY__BUF_POOL_CAP);
 #endif
     (void)buf;
 }
 
 struct party__buf_pool {
-    party__buf *spares; /* linked through their first data bytes */
+    /* Kept in an array rather than linked through their bytes, so that a
+     * spare is unaddressable whole and a leak checker still sees it. */
+    party__buf *spares[PARTY__BUF_POOL_SPARES];
     size_t n_spares;
     size_t fewest_spares; /* the least n_spares since the previous tick */
     size_t n_out;         /* pooled buffers referenced now */
     int freed;            /* party__buf_pool_free was called: the last one out frees it */
 };
 
-static party__buf **spare_next(party__buf *buf) {
-    return (party__buf **)(void *)buf->data;
-}
-
 party__buf *party__buf_take(party__buf_pool *pool, size_t cap) {
     party__buf *buf;
 
     if (pool != NULL && cap <= PARTY__BUF_POOL_CAP) {
-        buf = pool->spares;
-        if (buf != NULL) {
+        if (pool->n_spares > 0) {
+            buf = pool->spares[--pool->n_spares];
             spare_show(buf);
-            pool->spares = *spare_next(buf);
-            pool->n_spares--;
             if (pool->n_spares < pool->fewest_spares)
                 pool->fewest_spares = pool->n_spares;
         } else {
@@ -117,9 +112,7 @@ void party__buf_release(party__buf *buf) {
     }
     pool->n_out--;
     if (!pool->freed && pool->n_spares < PARTY__BUF_POOL_SPARES) {
-        *spare_next(buf) = pool->spares;
-        pool->spares = buf;
-        pool->n_spares++;
+        pool->spares[pool->n_spares++] = buf;
         spare_hide(buf);
         return;
     }
@@ -132,15 +125,18 @@ party__buf_pool *party__buf_pool_new(void) {
     return calloc(1, sizeof(party__buf_pool));
 }
 
-/* Frees n spares from the top of the list. */
+/* Frees n spares, the least recently used first. */
 static void pool_shrink(party__buf_pool *pool, size_t n) {
-    while (n-- > 0 && pool->spares != NULL) {
-        party__buf *buf = pool->spares;
-        spare_show(buf);
-        pool->spares = *spare_next(buf);
-        pool->n_spares--;
-        free(buf);
+    size_t i;
+
+    if (n > pool->n_spares)
+        n = pool->n_spares;
+    for (i = 0; i < n; i++) {
+        spare_show(pool->spares[i]);
+        free(pool->spares[i]);
     }
+    memmove(pool->spares, pool->spares + n, (pool->n_spares - n) * sizeof(pool->spares[0]));
+    pool->n_spares -= n;
     pool->fewest_spares = pool->n_spares;
 }
 
