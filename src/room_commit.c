@@ -54,11 +54,18 @@ void party__room_release_held(party_room *room, int committed) {
         if (committed)
             h->conn->handshake_held = 0;
     }
+    /* Dropped, a connection fails once, at its last held entry: a second
+     * failure would take the 1011 Close the first one queued for a Close
+     * of the room's among the dropped output. held_bytes counts down the
+     * entries meanwhile (it is 0 again after). */
+    if (!committed)
+        for (h = list; h != NULL; h = h->next)
+            h->conn->held_bytes++;
     for (h = list; h != NULL; h = next) {
         next = h->next;
         if (committed) {
             (void)party__conn_queue_released(h->conn, h->buf);
-        } else if (!h->conn->transport_closing) {
+        } else if (--h->conn->held_bytes == 0 && !h->conn->transport_closing) {
             /* The effects it announced are gone: a WebSocket is closed with
              * 1011, an HTTP request gets 500 instead of its answer. */
             party__conn_fail_uncommitted(h->conn);
@@ -188,6 +195,15 @@ static void room_end_batch(party_room *room) {
     int64_t index_due = wake > 0 && wake != room->wake_indexed ? wake : 0;
     int wrote;
 
+    if (room->store != NULL && party__store_lost_transaction(room->store)) {
+        /* SQLite rolled the batch's transaction back under it: what the
+         * batch wrote is gone, so is what it announced, as when a commit
+         * fails. */
+        party__store_rollback(room->store);
+        room->batch_wrote = 0;
+        room_commit_done(room, PARTY_EIO);
+        return;
+    }
     if (room->store == NULL || !party__store_in_transaction(room->store)) {
         room->batch_wrote = 0;
         if (index_due > 0)

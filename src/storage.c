@@ -18,6 +18,8 @@ struct party__store {
     sqlite3_stmt *begin, *commit, *rollback;
     sqlite3_stmt *kv_put, *kv_get, *kv_delete;
     sqlite3_stmt *meta_put, *meta_get;
+    int begun; /* BEGIN ran since the last commit or rollback */
+    int lost;  /* ... and that transaction ended by itself, then BEGIN ran again */
 };
 
 static const char schema[] =
@@ -51,7 +53,10 @@ static int prepare(party__store *s, const char *sql, sqlite3_stmt **stmt) {
  * cause is the process's open-file limit (a loaded room holds 3 files),
  * say so and name the limit, since raising it is the fix. */
 static void describe_open_failure(party__store *s, const char *path, char *why, size_t why_len) {
-    int sys_errno = s->db != NULL ? sqlite3_system_errno(s->db) : 0;
+    int code = s->db != NULL ? sqlite3_errcode(s->db) & 0xff : 0;
+    /* The system errno is the failed call's only for these two. */
+    int sys_errno =
+        code == SQLITE_CANTOPEN || code == SQLITE_IOERR ? sqlite3_system_errno(s->db) : 0;
     struct rlimit lim;
 
     if ((sys_errno == EMFILE || sys_errno == ENFILE) && getrlimit(RLIMIT_NOFILE, &lim) == 0) {
@@ -174,12 +179,23 @@ int party__store_has_written(party__store *s) {
 }
 
 int party__store_begin(party__store *s) {
+    int r;
     if (party__store_in_transaction(s))
         return 0;
-    return step_done(s->begin);
+    if (s->begun)
+        s->lost = 1;
+    r = step_done(s->begin);
+    if (r == 0)
+        s->begun = 1;
+    return r;
+}
+
+int party__store_lost_transaction(party__store *s) {
+    return s->lost || (s->begun && !party__store_in_transaction(s));
 }
 
 int party__store_commit(party__store *s) {
+    s->begun = s->lost = 0;
     if (!party__store_in_transaction(s))
         return 0;
     if (step_done(s->commit) != 0) {
@@ -190,6 +206,7 @@ int party__store_commit(party__store *s) {
 }
 
 void party__store_rollback(party__store *s) {
+    s->begun = s->lost = 0;
     if (party__store_in_transaction(s))
         (void)step_done(s->rollback);
 }

@@ -41,6 +41,11 @@ void party__store_rollback(party__store *store);
 int party__store_in_transaction(party__store *store);
 /* 1 if the open transaction has written (through any statement). */
 int party__store_has_written(party__store *store);
+/* 1 if a transaction begun since the last commit or rollback ended without
+ * either: SQLite rolled it back itself (a statement failed with a
+ * rollback, or the room's own SQL raised one), so its writes are gone even
+ * if a later one began. */
+int party__store_lost_transaction(party__store *store);
 
 /* Key-value access, inside the open transaction (begun if needed).
  * get: *val malloc'd (caller frees; NUL-terminated past len for text use),

@@ -86,6 +86,20 @@ static void store_message(party_room *room, party_conn *conn, const void *data, 
         party_kv_put(room, "a", "1", 1);
         party_kv_put(room, "b", "2", 1);
         party_conn_send_text(conn, "ok");
+    } else if (len == 8 && memcmp(data, "rollback", 8) == 0) {
+        /* A write, then the room's own SQL makes SQLite roll the whole
+         * transaction back (RAISE(ROLLBACK) in a trigger), then another
+         * write, which begins a new one. */
+        party_kv_put(room, "a", "1", 1);
+        party_conn_send_text(conn, "before");
+        sqlite3_exec(party_room_db(room),
+                     "CREATE TABLE guard (x);"
+                     "CREATE TRIGGER guard_no BEFORE INSERT ON guard"
+                     " BEGIN SELECT RAISE(ROLLBACK, 'refused'); END;"
+                     "INSERT INTO guard VALUES (1);",
+                     NULL, NULL, NULL);
+        party_kv_put(room, "b", "2", 1);
+        party_conn_send_text(conn, "after");
     } else if (len == 5 && memcmp(data, "write", 5) == 0) {
         if (bump(room, text, sizeof(text)) != 0)
             snprintf(text, sizeof(text), "write failed");
@@ -378,6 +392,26 @@ static void test_failed_commit_keeps_nothing_and_closes_websocket_1011(void **st
     party_test_conn_free(c);
 }
 
+static void test_transaction_rolled_back_by_sqlite_fails_the_batch(void **state) {
+    party_test *t = *state;
+    party_test_conn *c = open_store(t, "/parties/store/raised");
+    char *text = NULL;
+    const char *reason = NULL;
+    int code = 0;
+
+    assert_int_equal(party_test_send_text(c, "rollback"), 0);
+    /* "a" is gone with the rolled-back transaction: neither reply may go
+     * out, and "b" alone must not be committed as if the batch had held. */
+    assert_int_equal(party_test_recv_text(c, &text), PARTY_ECLOSED);
+    assert_null(text);
+    assert_int_equal(party_test_close_info(c, &code, &reason), 0);
+    assert_int_equal(code, 1011);
+    assert_int_equal(party_test_commit_failures(t), 1);
+    assert_int_equal(keys_in_file(t, "raised", "a,b"), 0);
+    expect_call(t, "GET", "/parties/store/raised/get?key=b", 404, "");
+    party_test_conn_free(c);
+}
+
 static void test_failed_commit_answers_http_500_and_keeps_nothing(void **state) {
     party_test *t = *state;
     char *body;
@@ -590,6 +624,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_writes_of_one_event_are_all_committed, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_failed_commit_keeps_nothing_and_closes_websocket_1011,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transaction_rolled_back_by_sqlite_fails_the_batch,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_commit_answers_http_500_and_keeps_nothing,
                                         setup, teardown),
