@@ -50,7 +50,7 @@ scenarios=(
 # Instructions of the whole program, and calls to the allocator, from a
 # callgrind output file.
 callgrind_counts() {
-    awk '
+    awk -v alloc='^(malloc|calloc|realloc)(\047[0-9]+)?$' '
         /^summary:/ { ir = $2 }
         /^totals:/ { ir = $2 }
         # Names are compressed: "(id) name" the first time, "(id)" after,
@@ -66,11 +66,15 @@ callgrind_counts() {
             }
             if ($0 ~ /^cfn=/)
                 callee = name
+            else
+                caller = name
             next
         }
+        # realloc(NULL, n) calls malloc itself: count calls into the
+        # allocator from outside it only.
         /^calls=/ {
             split(substr($0, 7), f, " ")
-            if (callee ~ /^(malloc|calloc|realloc)(\047[0-9]+)?$/)
+            if (callee ~ alloc && caller !~ alloc)
                 allocs += f[1]
         }
         END { print ir + 0, allocs + 0 }
@@ -86,12 +90,20 @@ run_once() {
         "$binary" --port 0 --threads 1 --data "$work/data"
     # shellcheck disable=SC2086
     json=$("$wsbench" $args --port "$port" --warmup 0 --duration "$duration" \
-        --connect-timeout 60 2>"$work/wsbench.err" | grep '^{') || {
+        --connect-timeout 60 2>"$work/wsbench.err" | grep '^{') || json=""
+    bench_stop_server
+    # This runs in a subshell: report and fail with the reason; the caller
+    # sees an empty line.
+    if [ -z "$json" ]; then
         echo "$bench_name: wsbench $args failed:" >&2
         cat "$work/wsbench.err" >&2
-        exit 1
-    }
-    bench_stop_server
+        return 1
+    fi
+    if [ ! -s "$work/callgrind.out" ]; then
+        echo "$bench_name: partyd under callgrind wrote no profile (killed?); its log:" >&2
+        cat "$work/log" >&2
+        return 1
+    fi
     echo "$(callgrind_counts "$work/callgrind.out") $(bench_field "$field" "$json")"
 }
 
@@ -99,8 +111,13 @@ table="| scenario | instructions / message, $base_rev | this tree | change | all
 |---|---:|---:|---:|---:|---:|"
 for entry in "${scenarios[@]}"; do
     IFS='|' read -r name field args <<<"$entry"
-    read -r base_ir base_allocs base_n < <(run_once "$work/base/build/partyd" "$field" "$args")
-    read -r ir allocs n < <(run_once "$bench_build/partyd" "$field" "$args")
+    base_n="" n=""
+    read -r base_ir base_allocs base_n < <(run_once "$work/base/build/partyd" "$field" "$args") || true
+    read -r ir allocs n < <(run_once "$bench_build/partyd" "$field" "$args") || true
+    if [ -z "${base_n:-}" ] || [ -z "${n:-}" ]; then
+        echo "$bench_name: $name: a run failed (above)" >&2
+        exit 1
+    fi
     row=$(awk -v name="$name" -v bi="$base_ir" -v ba="$base_allocs" -v bn="$base_n" \
         -v i="$ir" -v a="$allocs" -v n="$n" 'BEGIN {
             printf "| %s | %.0f | %.0f | %+.1f%% | %.3f | %.3f |", name, bi / bn, i / n,
