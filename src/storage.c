@@ -51,7 +51,8 @@ static int prepare(party__store *s, const char *sql, sqlite3_stmt **stmt) {
 
 /* SQLite says "unable to open database file" whatever the cause; when the
  * cause is the process's open-file limit (a loaded room holds 3 files),
- * say so and name the limit, since raising it is the fix. */
+ * say so and name the limit, since raising it is the fix. The cause comes
+ * first: a long path may fill the rest. */
 static void describe_open_failure(party__store *s, const char *path, char *why, size_t why_len) {
     int code = s->db != NULL ? sqlite3_errcode(s->db) & 0xff : 0;
     /* The system errno is the failed call's only for these two. */
@@ -61,10 +62,10 @@ static void describe_open_failure(party__store *s, const char *path, char *why, 
 
     if ((sys_errno == EMFILE || sys_errno == ENFILE) && getrlimit(RLIMIT_NOFILE, &lim) == 0) {
         snprintf(why, why_len,
-                 "%s: %s: %s (open-file limit %llu; a loaded room holds 3 files, a connection 1:"
-                 " raise the limit or lower max_conns)",
-                 path, sqlite3_errmsg(s->db), strerror(sys_errno),
-                 (unsigned long long)lim.rlim_cur);
+                 "%s (open-file limit %llu; a loaded room holds 3 files, a connection 1:"
+                 " raise the limit or lower max_conns): %s: %s",
+                 strerror(sys_errno), (unsigned long long)lim.rlim_cur, path,
+                 sqlite3_errmsg(s->db));
         return;
     }
     snprintf(why, why_len, "%s: %s", path, s->db != NULL ? sqlite3_errmsg(s->db) : "cannot open");
