@@ -902,7 +902,7 @@ static void handshake_read(bench *b, bconn *c, char *data, size_t len) {
         conn_error(b, c, "handshake refused: %s", c->head);
         return;
     }
-    party__ws_accept_value(party__slice_make(c->key, strlen(c->key)), expected);
+    party__ws_accept_value(NULL, party__slice_make(c->key, strlen(c->key)), expected);
     accept = bench_http_header(c->head, head_len, "Sec-WebSocket-Accept", &accept_len);
     if (accept == NULL || accept_len != strlen(expected) ||
         memcmp(accept, expected, accept_len) != 0) {

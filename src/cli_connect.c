@@ -244,7 +244,7 @@ static int build_request(client *c, const target *t, const char *id, char **head
         return -1;
     }
     EVP_EncodeBlock((unsigned char *)key, nonce, sizeof(nonce));
-    party__ws_accept_value(party__slice_make(key, strlen(key)), c->accept);
+    party__ws_accept_value(NULL, party__slice_make(key, strlen(key)), c->accept);
     n = (size_t)snprintf(req, cap * 2,
                          "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
                          "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"

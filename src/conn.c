@@ -928,7 +928,7 @@ int party__conn_finish_upgrade(party_conn *conn) {
 
     if (buf == NULL)
         return PARTY_ENOMEM;
-    party__ws_accept_value(key, accept);
+    party__ws_accept_value(party__conn_rt(conn)->digest, key, accept);
     buf->len = (size_t)snprintf(buf->data, buf->cap,
                                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                                 "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",

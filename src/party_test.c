@@ -734,7 +734,7 @@ party_test_conn *party_test_connect_with_headers(party_test *t, const char *targ
     if (RAND_bytes(raw, sizeof(raw)) != 1)
         uv_random(NULL, NULL, raw, sizeof(raw), 0, NULL);
     EVP_EncodeBlock((unsigned char *)key, raw, sizeof(raw));
-    party__ws_accept_value(party__slice_make(key, strlen(key)), c->accept);
+    party__ws_accept_value(NULL, party__slice_make(key, strlen(key)), c->accept);
     cap = strlen(target) + (headers != NULL ? strlen(headers) : 0) + 256;
     req = malloc(cap);
     if (req == NULL) {

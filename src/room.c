@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
+#include "digest.h"
 
 #include "conn.h"
 #include "fetch.h"
@@ -19,19 +19,14 @@
 
 /* ---- ids and the room table ---- */
 
-void party__room_id(const char *party, const char *name, char out[PARTY_ID_MAX]) {
+void party__room_id(party__digest *d, const char *party, const char *name, char out[PARTY_ID_MAX]) {
     unsigned char digest[32];
-    unsigned int len = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-
     /* party NUL name: no two (party, name) pairs share the hashed bytes. */
-    if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
-        EVP_DigestUpdate(ctx, party, strlen(party) + 1) != 1 ||
-        EVP_DigestUpdate(ctx, name, strlen(name)) != 1 ||
-        EVP_DigestFinal_ex(ctx, digest, &len) != 1 || len != 32) {
-        memset(digest, 0, sizeof(digest));
-    }
-    EVP_MD_CTX_free(ctx);
+    party__slice parts[2];
+
+    parts[0] = party__slice_make(party, strlen(party) + 1);
+    parts[1] = party__slice_make(name, strlen(name));
+    (void)party__digest_sha256(d, parts, 2, digest);
     party__hex_encode(digest, sizeof(digest), out);
 }
 
@@ -120,7 +115,7 @@ static party_room *room_new(party_runtime *rt, const party__party *party, const 
 party_room *party__room_get(party_runtime *rt, const party__party *party, const char *name) {
     char id[PARTY_ID_MAX];
 
-    party__room_id(party->name, name, id);
+    party__room_id(rt->digest, party->name, name, id);
     return party__room_get_named(rt, party, name, id);
 }
 
@@ -133,7 +128,7 @@ party_room *party__room_get_named(party_runtime *rt, const party__party *party, 
 }
 
 void party_room_id_from_name(const char *party, const char *name, char id_out[PARTY_ID_MAX]) {
-    party__room_id(party, name, id_out);
+    party__room_id(NULL, party, name, id_out);
 }
 
 void party_room_id_new(char id_out[PARTY_ID_MAX]) {

@@ -12,6 +12,7 @@
 
 #include "party.h"
 #include "buf.h"
+#include "digest.h"
 #include "runtime.h"
 #include "storage.h"
 
@@ -105,7 +106,7 @@ typedef struct party__event {
 } party__event;
 
 /* Computes the room id for (party, name) into out. */
-void party__room_id(const char *party, const char *name, char out[PARTY_ID_MAX]);
+void party__room_id(party__digest *d, const char *party, const char *name, char out[PARTY_ID_MAX]);
 /* 1 if id is a well-formed room id (64 lowercase hex digits). */
 int party__room_id_valid(const char *id);
 

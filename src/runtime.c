@@ -15,6 +15,7 @@
 #include "conn.h"
 #include "alarm.h"
 #include "buf.h"
+#include "digest.h"
 #include "fetch.h"
 #include "keepalive.h"
 #include "log.h"
@@ -224,10 +225,12 @@ party_runtime *party__runtime_new_loop(party_runtime *main, unsigned index) {
     rt->loop_index = index;
     rt->read_buf = malloc(PARTY__READ_BUF_SIZE);
     rt->buf_pool = party__buf_pool_new();
-    if (rt->read_buf == NULL || rt->buf_pool == NULL ||
+    rt->digest = party__digest_new();
+    if (rt->read_buf == NULL || rt->buf_pool == NULL || rt->digest == NULL ||
         (rt->tls_ctx != NULL && party__tls_init_loop(rt) != 0) || uv_loop_init(&rt->loop) != 0) {
         free(rt->read_buf);
         party__buf_pool_free(rt->buf_pool);
+        party__digest_free(rt->digest);
         party__tls_cleanup_loop(rt);
         free(rt);
         return NULL;
@@ -270,6 +273,7 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     }
     rt->read_buf = malloc(PARTY__READ_BUF_SIZE);
     rt->buf_pool = party__buf_pool_new();
+    rt->digest = party__digest_new();
     rt->data_dir = cfg->data_dir != NULL ? strdup(cfg->data_dir) : NULL;
     rt->ops_prefix = strdup(cfg->ops_prefix != NULL ? cfg->ops_prefix : "_partyd");
     rt->admin_token = cfg->admin_token != NULL ? strdup(cfg->admin_token) : NULL;
@@ -277,8 +281,8 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     rt->tls_cert = cfg->tls_cert != NULL ? strdup(cfg->tls_cert) : NULL;
     rt->tls_key = cfg->tls_key != NULL ? strdup(cfg->tls_key) : NULL;
     if (rt->host == NULL || rt->prefix == NULL || rt->read_buf == NULL || rt->buf_pool == NULL ||
-        (cfg->data_dir != NULL && rt->data_dir == NULL) || rt->ops_prefix == NULL ||
-        (cfg->admin_token != NULL && rt->admin_token == NULL) ||
+        rt->digest == NULL || (cfg->data_dir != NULL && rt->data_dir == NULL) ||
+        rt->ops_prefix == NULL || (cfg->admin_token != NULL && rt->admin_token == NULL) ||
         (cfg->static_dir != NULL && rt->static_dir == NULL) ||
         (cfg->tls_cert != NULL && rt->tls_cert == NULL) ||
         (cfg->tls_key != NULL && rt->tls_key == NULL) || uv_loop_init(&rt->loop) != 0) {
@@ -292,6 +296,7 @@ party_runtime *party_runtime_new(const party_config *cfg) {
         free(rt->tls_key);
         free(rt->read_buf);
         party__buf_pool_free(rt->buf_pool);
+        party__digest_free(rt->digest);
         free(rt);
         return NULL;
     }
@@ -631,6 +636,7 @@ void party_runtime_free(party_runtime *rt) {
     free(rt->rooms);
     free(rt->read_buf);
     party__buf_pool_free(rt->buf_pool);
+    party__digest_free(rt->digest);
     free(rt->host);
     free(rt->prefix);
     free(rt->data_dir);
@@ -653,6 +659,7 @@ void party__runtime_free_loop(party_runtime *rt) {
     free(rt->rooms);
     free(rt->read_buf);
     party__buf_pool_free(rt->buf_pool);
+    party__digest_free(rt->digest);
     party__tls_cleanup_loop(rt);
     party__inbox_free(rt);
     free(rt);

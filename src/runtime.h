@@ -106,6 +106,7 @@ struct party_runtime {
 
     char *read_buf;                   /* one loop-wide read buffer for WebSocket reads */
     struct party__buf_pool *buf_pool; /* spare small buffers for outgoing frames */
+    struct party__digest *digest;     /* SHA-1 and SHA-256 for handshakes and room ids */
     /* TLS (tls.c): the context, a read buffer for ciphertext, and the
      * connections' TLS states by slot */
     struct ssl_ctx_st *tls_ctx;

@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include <openssl/evp.h>
-#include <openssl/sha.h>
 
+#include "digest.h"
 #include "party.h"
 #include "utf8.h"
 
@@ -100,20 +100,19 @@ int party__ws_handshake_check(const party__http_request *req, const char **why) 
     return 0;
 }
 
-void party__ws_accept_value(party__slice key, char out[29]) {
-    unsigned char input[MAX_ACCEPT_KEY + WS_GUID_LEN];
-    unsigned char digest[SHA_DIGEST_LENGTH];
+void party__ws_accept_value(party__digest *d, party__slice key, char out[29]) {
+    party__slice parts[2];
+    unsigned char digest[20];
 
-    /* A stack buffer keeps this infallible; no valid key comes near the bound. */
+    /* No valid key comes near the bound. */
     if (key.len > MAX_ACCEPT_KEY) {
         out[0] = '\0';
         return;
     }
-    if (key.len > 0)
-        memcpy(input, key.ptr, key.len);
-    memcpy(input + key.len, WS_GUID, WS_GUID_LEN);
-    SHA1(input, key.len + WS_GUID_LEN, digest);
-    EVP_EncodeBlock((unsigned char *)out, digest, SHA_DIGEST_LENGTH);
+    parts[0] = key;
+    parts[1] = party__slice_make(WS_GUID, WS_GUID_LEN);
+    (void)party__digest_sha1(d, parts, 2, digest);
+    EVP_EncodeBlock((unsigned char *)out, digest, sizeof(digest));
 }
 
 int party__ws_close_code_sendable(int code) {
