@@ -163,6 +163,29 @@ static uint64_t evict_tick_ms(const party_runtime *rt) {
 
 /* ---- lifecycle ---- */
 
+/* Frees what loop_buffers_new allocated (NULL members too). */
+static void loop_buffers_free(party_runtime *rt) {
+    free(rt->read_buf);
+    party__buf_pool_free(rt->buf_pool);
+    party__digest_free(rt->digest);
+    rt->read_buf = NULL;
+    rt->buf_pool = NULL;
+    rt->digest = NULL;
+}
+
+/* What each loop has of its own for the hot path: the read buffer, the
+ * pool of frame buffers, the digest state. 0, or PARTY_ENOMEM with none
+ * of them left allocated. */
+static int loop_buffers_new(party_runtime *rt) {
+    rt->read_buf = malloc(PARTY__READ_BUF_SIZE);
+    rt->buf_pool = party__buf_pool_new();
+    rt->digest = party__digest_new();
+    if (rt->read_buf != NULL && rt->buf_pool != NULL && rt->digest != NULL)
+        return 0;
+    loop_buffers_free(rt);
+    return PARTY_ENOMEM;
+}
+
 static void on_stop_async(uv_async_t *async) {
     party_runtime *rt = async->data;
     party_runtime_stop(rt);
@@ -223,14 +246,9 @@ party_runtime *party__runtime_new_loop(party_runtime *main, unsigned index) {
     rt->main = main;
     rt->n_loops = 1;
     rt->loop_index = index;
-    rt->read_buf = malloc(PARTY__READ_BUF_SIZE);
-    rt->buf_pool = party__buf_pool_new();
-    rt->digest = party__digest_new();
-    if (rt->read_buf == NULL || rt->buf_pool == NULL || rt->digest == NULL ||
-        (rt->tls_ctx != NULL && party__tls_init_loop(rt) != 0) || uv_loop_init(&rt->loop) != 0) {
-        free(rt->read_buf);
-        party__buf_pool_free(rt->buf_pool);
-        party__digest_free(rt->digest);
+    if (loop_buffers_new(rt) != 0 || (rt->tls_ctx != NULL && party__tls_init_loop(rt) != 0) ||
+        uv_loop_init(&rt->loop) != 0) {
+        loop_buffers_free(rt);
         party__tls_cleanup_loop(rt);
         free(rt);
         return NULL;
@@ -271,18 +289,16 @@ party_runtime *party_runtime_new(const party_config *cfg) {
             len--;
         rt->prefix = strndup(p, len);
     }
-    rt->read_buf = malloc(PARTY__READ_BUF_SIZE);
-    rt->buf_pool = party__buf_pool_new();
-    rt->digest = party__digest_new();
+    (void)loop_buffers_new(rt); /* checked with the rest below */
     rt->data_dir = cfg->data_dir != NULL ? strdup(cfg->data_dir) : NULL;
     rt->ops_prefix = strdup(cfg->ops_prefix != NULL ? cfg->ops_prefix : "_partyd");
     rt->admin_token = cfg->admin_token != NULL ? strdup(cfg->admin_token) : NULL;
     rt->static_dir = cfg->static_dir != NULL ? strdup(cfg->static_dir) : NULL;
     rt->tls_cert = cfg->tls_cert != NULL ? strdup(cfg->tls_cert) : NULL;
     rt->tls_key = cfg->tls_key != NULL ? strdup(cfg->tls_key) : NULL;
-    if (rt->host == NULL || rt->prefix == NULL || rt->read_buf == NULL || rt->buf_pool == NULL ||
-        rt->digest == NULL || (cfg->data_dir != NULL && rt->data_dir == NULL) ||
-        rt->ops_prefix == NULL || (cfg->admin_token != NULL && rt->admin_token == NULL) ||
+    if (rt->host == NULL || rt->prefix == NULL || rt->read_buf == NULL ||
+        (cfg->data_dir != NULL && rt->data_dir == NULL) || rt->ops_prefix == NULL ||
+        (cfg->admin_token != NULL && rt->admin_token == NULL) ||
         (cfg->static_dir != NULL && rt->static_dir == NULL) ||
         (cfg->tls_cert != NULL && rt->tls_cert == NULL) ||
         (cfg->tls_key != NULL && rt->tls_key == NULL) || uv_loop_init(&rt->loop) != 0) {
@@ -294,9 +310,7 @@ party_runtime *party_runtime_new(const party_config *cfg) {
         free(rt->static_dir);
         free(rt->tls_cert);
         free(rt->tls_key);
-        free(rt->read_buf);
-        party__buf_pool_free(rt->buf_pool);
-        party__digest_free(rt->digest);
+        loop_buffers_free(rt);
         free(rt);
         return NULL;
     }
@@ -634,9 +648,7 @@ void party_runtime_free(party_runtime *rt) {
         free(rt->parties[i].name);
     free(rt->parties);
     free(rt->rooms);
-    free(rt->read_buf);
-    party__buf_pool_free(rt->buf_pool);
-    party__digest_free(rt->digest);
+    loop_buffers_free(rt);
     free(rt->host);
     free(rt->prefix);
     free(rt->data_dir);
@@ -657,9 +669,7 @@ void party__runtime_free_loop(party_runtime *rt) {
     uv_loop_close(&rt->loop);
     party__conn_slabs_free(rt);
     free(rt->rooms);
-    free(rt->read_buf);
-    party__buf_pool_free(rt->buf_pool);
-    party__digest_free(rt->digest);
+    loop_buffers_free(rt);
     party__tls_cleanup_loop(rt);
     party__inbox_free(rt);
     free(rt);
