@@ -10,17 +10,12 @@
 
 #include <openssl/rand.h>
 
+#include "asan.h"
+
 /* A spare buffer in a pool is marked unaddressable for AddressSanitizer and
  * (in debug builds, which the valgrind tests use) for valgrind, so a use
  * after the last release is still caught although the memory is not freed. */
-#if defined(__SANITIZE_ADDRESS__)
-#define BUF_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define BUF_ASAN 1
-#endif
-#endif
-#ifdef BUF_ASAN
+#ifdef PARTY__ASAN
 #include <sanitizer/asan_interface.h>
 #endif
 #if !defined(NDEBUG) && defined(__has_include)
@@ -31,7 +26,7 @@
 #endif
 
 static void spare_hide(party__buf *buf) {
-#ifdef BUF_ASAN
+#ifdef PARTY__ASAN
     ASAN_POISON_MEMORY_REGION(buf, sizeof(*buf) + PARTY__BUF_POOL_CAP);
 #endif
 #ifdef BUF_VALGRIND
@@ -42,7 +37,7 @@ static void spare_hide(party__buf *buf) {
 
 /* The header is defined again; the data is not. */
 static void spare_show(party__buf *buf) {
-#ifdef BUF_ASAN
+#ifdef PARTY__ASAN
     ASAN_UNPOISON_MEMORY_REGION(buf, sizeof(*buf) + PARTY__BUF_POOL_CAP);
 #endif
 #ifdef BUF_VALGRIND

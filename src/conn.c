@@ -13,6 +13,7 @@
 
 #include <openssl/rand.h>
 
+#include "asan.h"
 #include "log.h"
 #include "room.h"
 #include "router.h"
@@ -52,12 +53,8 @@ typedef struct conn_slab {
 
 /* Under AddressSanitizer each connection gets its own allocation, so a use
  * after free is still caught. */
-#if defined(__SANITIZE_ADDRESS__)
+#ifdef PARTY__ASAN
 #define CONN_SLABS_OFF 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CONN_SLABS_OFF 1
-#endif
 #endif
 
 static party_conn *conn_alloc(party_runtime *rt) {
