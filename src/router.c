@@ -292,7 +292,7 @@ void party__router_handle(party_conn *conn) {
     }
     /* The room lives on one loop: its request (hooks included) is handled
      * there. */
-    party__room_id(party__conn_rt(conn)->digest, party->name, room_name, room_id);
+    party__room_id(rt->digest, party->name, room_name, room_id);
     if ((owner = party__loop_of(rt, room_id)) != rt) {
         party__loop_handoff(conn, owner);
         return;
