@@ -60,27 +60,26 @@ struct party__buf_pool {
 party__buf *party__buf_take(party__buf_pool *pool, size_t cap) {
     party__buf *buf;
 
-    if (pool != NULL && cap <= PARTY__BUF_POOL_CAP) {
-        if (pool->n_spares > 0) {
-            buf = pool->spares[--pool->n_spares];
-            spare_show(buf);
-            if (pool->n_spares < pool->fewest_spares)
-                pool->fewest_spares = pool->n_spares;
-        } else {
-            buf = malloc(sizeof(*buf) + PARTY__BUF_POOL_CAP);
-            if (buf == NULL)
-                return NULL;
-            buf->cap = PARTY__BUF_POOL_CAP;
-            buf->pool = pool;
-        }
-        pool->n_out++;
+    if (pool != NULL && cap > PARTY__BUF_POOL_CAP)
+        pool = NULL;
+    if (pool != NULL && pool->n_spares > 0) {
+        buf = pool->spares[--pool->n_spares];
+        spare_show(buf);
+        if (pool->n_spares < pool->fewest_spares)
+            pool->fewest_spares = pool->n_spares;
     } else {
+        /* A pooled buffer is made at the pool's size, to serve any later
+         * small frame. */
+        if (pool != NULL)
+            cap = PARTY__BUF_POOL_CAP;
         buf = malloc(sizeof(*buf) + cap);
         if (buf == NULL)
             return NULL;
         buf->cap = cap;
-        buf->pool = NULL;
+        buf->pool = pool;
     }
+    if (pool != NULL)
+        pool->n_out++;
     buf->refs = 1;
     buf->len = 0;
     return buf;
