@@ -18,6 +18,7 @@
 #include "room.h"
 #include "router.h"
 #include "runtime.h"
+#include "slab.h"
 #include "tls.h"
 #include "utf8.h"
 
@@ -36,23 +37,10 @@ static uint64_t seconds_to_ms(double s) {
     return s <= 0 ? 0 : (uint64_t)(s * 1000.0 + 0.5);
 }
 
-/* Connection structs come from slabs: they are the one long-lived
- * allocation per connection, and packing them together keeps the
- * short-lived allocations of each handshake from leaving holes between
- * them. Slabs are kept until the runtime is freed. A slab stays just under
- * glibc's default mmap threshold (128 KiB): a larger block is mapped by
- * itself and rounded up to whole pages, which cost 16 bytes per connection
- * with 256 connections to a slab. */
-#define CONN_SLAB_BYTES (128 * 1024 - 64)
-#define CONN_SLAB ((CONN_SLAB_BYTES - sizeof(struct conn_slab *)) / sizeof(party_conn))
-
-typedef struct conn_slab {
-    struct conn_slab *next;
-    party_conn conns[];
-} conn_slab;
-
-/* Under AddressSanitizer each connection gets its own allocation, so a use
- * after free is still caught. */
+/* Connection structs come from slabs (see slab.h): they are the one
+ * long-lived allocation per connection. Under AddressSanitizer each
+ * connection gets its own allocation instead, so that a use after free is
+ * caught even once its memory is used again. */
 #ifdef PARTY__ASAN
 #define CONN_SLABS_OFF 1
 #endif
@@ -62,22 +50,12 @@ static party_conn *conn_alloc(party_runtime *rt) {
     (void)rt;
     return calloc(1, sizeof(party_conn));
 #else
-    party_conn *conn = rt->free_conns;
-    if (conn == NULL) {
-        conn_slab *slab = malloc(sizeof(*slab) + CONN_SLAB * sizeof(party_conn));
-        size_t i;
-        if (slab == NULL)
-            return NULL;
-        slab->next = rt->conn_slabs;
-        rt->conn_slabs = slab;
-        for (i = CONN_SLAB; i-- > 0;) {
-            slab->conns[i].dirty_next = rt->free_conns;
-            rt->free_conns = &slab->conns[i];
-        }
-        conn = rt->free_conns;
-    }
-    rt->free_conns = conn->dirty_next;
-    memset(conn, 0, sizeof(*conn));
+    party_conn *conn;
+    if (rt->conn_slabs == NULL && (rt->conn_slabs = party__slabs_new(sizeof(party_conn))) == NULL)
+        return NULL;
+    conn = party__slabs_take(rt->conn_slabs);
+    if (conn != NULL)
+        memset(conn, 0, sizeof(*conn));
     return conn;
 #endif
 }
@@ -87,18 +65,17 @@ static void conn_release(party_runtime *rt, party_conn *conn) {
     (void)rt;
     free(conn);
 #else
-    conn->dirty_next = rt->free_conns; /* the free list reuses this link */
-    rt->free_conns = conn;
+    party__slabs_give(rt->conn_slabs, conn);
 #endif
 }
 
+int party__conn_slabs_tick(party_runtime *rt) {
+    return rt->conn_slabs != NULL && party__slabs_tick(rt->conn_slabs) > 0;
+}
+
 void party__conn_slabs_free(party_runtime *rt) {
-    while (rt->conn_slabs != NULL) {
-        conn_slab *slab = rt->conn_slabs;
-        rt->conn_slabs = slab->next;
-        free(slab);
-    }
-    rt->free_conns = NULL;
+    party__slabs_free(rt->conn_slabs);
+    rt->conn_slabs = NULL;
 }
 
 /* The output ring: one inline slot while at most one buffer waits (the

@@ -135,6 +135,10 @@ static void on_evict_timer(uv_timer_t *timer) {
     if (!rt->virtual_clock)
         party__room_evict_idle(rt, party__runtime_now(rt));
     party__buf_pool_tick(rt->buf_pool);
+    /* Blocks of connection structs that closed connections emptied go
+     * back, and the pages with them. */
+    if (party__conn_slabs_tick(rt))
+        rt->trim_pending = 1;
     /* A burst of handshakes leaves the memory its requests used freed
      * between the new connections' structs; once a tick passes without
      * any, that burst is over. */

@@ -120,11 +120,10 @@ struct party_runtime {
 #define PARTY__SPARE_SESSIONS 16
     uv_timer_t *spare_timers[PARTY__SPARE_TIMERS]; /* stopped, ready for reuse */
     size_t n_spare_timers;
-    uv_timer_t *timer_block;       /* the pool's timers, in one allocation (conn.c) */
-    size_t timer_block_open;       /* its timers not closed yet */
-    int timers_closing;            /* the pool is closing: no timer goes back to it */
-    struct party_conn *free_conns; /* connection structs ready for reuse */
-    struct conn_slab *conn_slabs;
+    uv_timer_t *timer_block;         /* the pool's timers, in one allocation (conn.c) */
+    size_t timer_block_open;         /* its timers not closed yet */
+    int timers_closing;              /* the pool is closing: no timer goes back to it */
+    struct party__slabs *conn_slabs; /* connection structs (conn.c); NULL until the first */
     struct party__http_session *spare_sessions;
     size_t n_spare_sessions;
     int in_callback; /* a user callback is running: new events are queued */

@@ -1,0 +1,246 @@
+/* slab: fixed-size objects in blocks, empty blocks handed back (see
+ * slab.h). */
+#include "slab.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "asan.h"
+
+/* A free object is marked unaddressable for AddressSanitizer and (in debug
+ * builds, which the valgrind tests use) for valgrind, so a use after it was
+ * given back is caught although its block is not freed. The free objects of
+ * a block are kept as a stack of indices in the block's header rather than
+ * linked through their own bytes, so that they can be unaddressable whole. */
+#ifdef PARTY__ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+#if !defined(NDEBUG) && defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define SLAB_VALGRIND 1
+#endif
+#endif
+
+typedef struct slab_block {
+    struct slab_block *prev, *next; /* on the list of blocks with a free object */
+    uint32_t n_free;
+    int listed;
+    uint16_t free_idx[]; /* [0, n_free): the free objects, by index */
+} slab_block;
+
+struct party__slabs {
+    size_t obj_size;
+    size_t per_block;
+    size_t objs_off;            /* where a block's objects start */
+    slab_block *with_room_head; /* blocks with a free object: partly used */
+    slab_block *with_room_tail; /* ... first, empty ones last */
+    slab_block **blocks;        /* every block, by address */
+    size_t n_blocks, blocks_cap;
+    size_t taken;
+};
+
+static void hide(void *obj, size_t size) {
+#ifdef PARTY__ASAN
+    ASAN_POISON_MEMORY_REGION(obj, size);
+#endif
+#ifdef SLAB_VALGRIND
+    VALGRIND_MAKE_MEM_NOACCESS(obj, size);
+#endif
+    (void)obj;
+    (void)size;
+}
+
+static void show(void *obj, size_t size) {
+#ifdef PARTY__ASAN
+    ASAN_UNPOISON_MEMORY_REGION(obj, size);
+#endif
+#ifdef SLAB_VALGRIND
+    VALGRIND_MAKE_MEM_UNDEFINED(obj, size);
+#endif
+    (void)obj;
+    (void)size;
+}
+
+static char *block_objs(const party__slabs *s, slab_block *b) {
+    return (char *)b + s->objs_off;
+}
+
+static size_t block_bytes(const party__slabs *s) {
+    return s->objs_off + s->per_block * s->obj_size;
+}
+
+static void list_unlink(party__slabs *s, slab_block *b) {
+    if (!b->listed)
+        return;
+    if (b->prev != NULL)
+        b->prev->next = b->next;
+    else
+        s->with_room_head = b->next;
+    if (b->next != NULL)
+        b->next->prev = b->prev;
+    else
+        s->with_room_tail = b->prev;
+    b->prev = b->next = NULL;
+    b->listed = 0;
+}
+
+static void list_push_head(party__slabs *s, slab_block *b) {
+    b->prev = NULL;
+    b->next = s->with_room_head;
+    if (s->with_room_head != NULL)
+        s->with_room_head->prev = b;
+    else
+        s->with_room_tail = b;
+    s->with_room_head = b;
+    b->listed = 1;
+}
+
+static void list_push_tail(party__slabs *s, slab_block *b) {
+    b->next = NULL;
+    b->prev = s->with_room_tail;
+    if (s->with_room_tail != NULL)
+        s->with_room_tail->next = b;
+    else
+        s->with_room_head = b;
+    s->with_room_tail = b;
+    b->listed = 1;
+}
+
+/* The index in s->blocks of the block holding addr, or of the first block
+ * after addr when none does (where a new block at addr goes). */
+static size_t block_index(const party__slabs *s, uintptr_t addr) {
+    size_t lo = 0, hi = s->n_blocks;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if ((uintptr_t)s->blocks[mid] <= addr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    /* lo: the first block above addr; the one before may hold it. */
+    if (lo > 0 && addr < (uintptr_t)s->blocks[lo - 1] + block_bytes(s))
+        return lo - 1;
+    return lo;
+}
+
+static slab_block *block_new(party__slabs *s) {
+    slab_block *b;
+    size_t i, at;
+    if (s->n_blocks == s->blocks_cap) {
+        size_t cap = s->blocks_cap ? s->blocks_cap * 2 : 16;
+        slab_block **grown = realloc(s->blocks, cap * sizeof(*grown));
+        if (grown == NULL)
+            return NULL;
+        s->blocks = grown;
+        s->blocks_cap = cap;
+    }
+    b = malloc(block_bytes(s));
+    if (b == NULL)
+        return NULL;
+    memset(b, 0, s->objs_off);
+    /* Handed out from index 0 up: the stack's top is its end. */
+    for (i = 0; i < s->per_block; i++)
+        b->free_idx[i] = (uint16_t)(s->per_block - 1 - i);
+    b->n_free = (uint32_t)s->per_block;
+    hide(block_objs(s, b), s->per_block * s->obj_size);
+    at = block_index(s, (uintptr_t)b);
+    memmove(&s->blocks[at + 1], &s->blocks[at], (s->n_blocks - at) * sizeof(*s->blocks));
+    s->blocks[at] = b;
+    s->n_blocks++;
+    list_push_tail(s, b);
+    return b;
+}
+
+party__slabs *party__slabs_new(size_t obj_size) {
+    party__slabs *s;
+    size_t header = offsetof(slab_block, free_idx);
+    size_t per;
+    if (obj_size == 0 || obj_size > PARTY__SLAB_BYTES / 16)
+        return NULL;
+    s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    /* Each object costs its size and a 2-byte index; the objects start at
+     * a 16-byte boundary after the index stack. */
+    per = (PARTY__SLAB_BYTES - header - 15) / (obj_size + sizeof(uint16_t));
+    if (per > UINT16_MAX + 1u)
+        per = UINT16_MAX + 1u;
+    s->obj_size = obj_size;
+    s->per_block = per;
+    s->objs_off = (header + per * sizeof(uint16_t) + 15) & ~(size_t)15;
+    return s;
+}
+
+void *party__slabs_take(party__slabs *s) {
+    slab_block *b = s->with_room_head;
+    char *obj;
+    if (b == NULL && (b = block_new(s)) == NULL)
+        return NULL;
+    obj = block_objs(s, b) + (size_t)b->free_idx[--b->n_free] * s->obj_size;
+    if (b->n_free == 0)
+        list_unlink(s, b);
+    s->taken++;
+    show(obj, s->obj_size);
+    return obj;
+}
+
+void party__slabs_give(party__slabs *s, void *obj) {
+    size_t at = block_index(s, (uintptr_t)obj);
+    slab_block *b = s->blocks[at];
+    size_t idx = (size_t)((char *)obj - block_objs(s, b)) / s->obj_size;
+
+    hide(obj, s->obj_size);
+    b->free_idx[b->n_free++] = (uint16_t)idx;
+    s->taken--;
+    if (b->n_free == s->per_block) {
+        /* Empty: last in line, so that partly used blocks fill first and
+         * this one can be handed back at the tick. */
+        list_unlink(s, b);
+        list_push_tail(s, b);
+    } else if (!b->listed) {
+        list_push_head(s, b);
+    }
+}
+
+size_t party__slabs_tick(party__slabs *s) {
+    size_t i, kept = 0, freed = 0;
+    int spare = 0;
+    for (i = 0; i < s->n_blocks; i++) {
+        slab_block *b = s->blocks[i];
+        if (b->n_free == s->per_block && spare) {
+            list_unlink(s, b);
+            free(b);
+            freed++;
+            continue;
+        }
+        if (b->n_free == s->per_block)
+            spare = 1;
+        s->blocks[kept++] = b;
+    }
+    s->n_blocks = kept;
+    return freed * block_bytes(s);
+}
+
+void party__slabs_free(party__slabs *s) {
+    size_t i;
+    if (s == NULL)
+        return;
+    for (i = 0; i < s->n_blocks; i++)
+        free(s->blocks[i]);
+    free(s->blocks);
+    free(s);
+}
+
+size_t party__slabs_per_block(const party__slabs *s) {
+    return s->per_block;
+}
+
+size_t party__slabs_blocks(const party__slabs *s) {
+    return s->n_blocks;
+}
+
+size_t party__slabs_taken(const party__slabs *s) {
+    return s->taken;
+}

@@ -1,0 +1,39 @@
+/* slab: fixed-size objects packed in blocks of about 128 KiB, for the one
+ * long-lived allocation per connection. Packed together, the structs of
+ * idle connections do not sit between the short-lived allocations of
+ * handshakes and pin their pages. A block whose objects are all free is
+ * handed back on the next tick (one empty block is kept to absorb churn),
+ * so memory taken by a burst of connections goes back once they close.
+ * A set of slabs belongs to one thread; nothing here locks. */
+#ifndef PARTY_SLAB_H
+#define PARTY_SLAB_H
+
+#include <stddef.h>
+
+typedef struct party__slabs party__slabs;
+
+/* Bytes per block: just under glibc's default mmap threshold, so a block
+ * comes from the heap rather than being mapped by itself and rounded up
+ * to whole pages. */
+#define PARTY__SLAB_BYTES (128 * 1024 - 64)
+
+/* An empty set for objects of obj_size bytes (at most a few KiB). NULL on
+ * OOM. */
+party__slabs *party__slabs_new(size_t obj_size);
+/* An object's worth of memory, not zeroed. NULL on OOM. */
+void *party__slabs_take(party__slabs *s);
+/* Gives back an object from party__slabs_take of the same set. */
+void party__slabs_give(party__slabs *s, void *obj);
+/* Called on a coarse periodic tick: frees every block whose objects are
+ * all free but one. The bytes handed back to the allocator. */
+size_t party__slabs_tick(party__slabs *s);
+/* Frees the blocks and the set (every object must have been given back).
+ * NULL is a no-op. */
+void party__slabs_free(party__slabs *s);
+
+/* Objects per block, blocks held now, objects taken now (tests, metrics). */
+size_t party__slabs_per_block(const party__slabs *s);
+size_t party__slabs_blocks(const party__slabs *s);
+size_t party__slabs_taken(const party__slabs *s);
+
+#endif
