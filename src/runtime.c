@@ -276,6 +276,7 @@ party_runtime *party_runtime_new(const party_config *cfg) {
 
     if (rt == NULL)
         return NULL;
+    party__store_configure();
     if (cfg == NULL) {
         party_config_init(&defaults);
         cfg = &defaults;

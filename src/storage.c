@@ -5,6 +5,7 @@
 #include "storage.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,21 @@ static void describe_open_failure(party__store *s, const char *path, char *why, 
         return;
     }
     snprintf(why, why_len, "%s: %s", path, s->db != NULL ? sqlite3_errmsg(s->db) : "cannot open");
+}
+
+/* SQLite's page cache starts each database with one block of room for 20
+ * pages (about 86 KB with 4 KiB pages) the first time it reads a page. A
+ * room reads a few: with a thousand rooms loaded that block was most of
+ * their memory, and the worker threads that open rooms kept the holes it
+ * left between their other allocations after the rooms closed. With no
+ * initial block, pages are allocated one at a time, up to cache_size. */
+static void configure_once(void) {
+    (void)sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
+}
+
+void party__store_configure(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, configure_once);
 }
 
 int party__store_open(const party__store_options *opt, const char *room_id, party__store **out,

@@ -22,6 +22,11 @@ typedef struct party__store_options {
     int durability_full;  /* fsync on commit (synchronous=FULL), else NORMAL */
 } party__store_options;
 
+/* Sets what SQLite lets only be set before its first use, process-wide
+ * and once: each database's page cache allocates pages as it reads them
+ * rather than room for 20 up front. Call before any database is opened;
+ * if SQLite was already in use (an embedder's), its settings stay. */
+void party__store_configure(void);
 /* Opens (creating if needed) the store of room_id. Blocking: call from a
  * worker thread. On failure returns PARTY_EIO and writes a reason into why. */
 int party__store_open(const party__store_options *opt, const char *room_id, party__store **out,
