@@ -10,11 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "asan.h"
 #include "digest.h"
 
 #include "conn.h"
 #include "fetch.h"
 #include "log.h"
+#include "slab.h"
 #include "utf8.h"
 
 /* ---- ids and the room table ---- */
@@ -82,8 +84,52 @@ void party__room_table_remove(party_runtime *rt, party_room *room) {
     }
 }
 
-/* name (NULL: not known yet) is copied into the room's own block: a room
- * is one long-lived allocation, not two. */
+/* Room structs come from slabs, like connections: a hibernated room stays
+ * for as long as its connections do, and a thousand of them allocated one
+ * by one would sit between the memory their databases used while loaded,
+ * keeping its pages resident after it was freed. Under AddressSanitizer
+ * each room gets its own allocation, so that a use after free is caught
+ * even once its memory is used again. */
+#ifdef PARTY__ASAN
+#define ROOM_SLABS_OFF 1
+#endif
+#define ROOM_BLOCK (sizeof(party_room) + PARTY__ROOM_NAME_INLINE)
+
+static party_room *room_alloc(party_runtime *rt) {
+#ifdef ROOM_SLABS_OFF
+    (void)rt;
+    return calloc(1, ROOM_BLOCK);
+#else
+    party_room *room;
+    if (rt->room_slabs == NULL && (rt->room_slabs = party__slabs_new(ROOM_BLOCK)) == NULL)
+        return NULL;
+    room = party__slabs_take(rt->room_slabs);
+    if (room != NULL)
+        memset(room, 0, ROOM_BLOCK);
+    return room;
+#endif
+}
+
+static void room_release(party_runtime *rt, party_room *room) {
+#ifdef ROOM_SLABS_OFF
+    (void)rt;
+    free(room);
+#else
+    party__slabs_give(rt->room_slabs, room);
+#endif
+}
+
+int party__room_slabs_tick(party_runtime *rt) {
+    return rt->room_slabs != NULL && party__slabs_tick(rt->room_slabs) > 0;
+}
+
+void party__room_slabs_free(party_runtime *rt) {
+    party__slabs_free(rt->room_slabs);
+    rt->room_slabs = NULL;
+}
+
+/* name (NULL: not known yet) is copied into the room's own block when it
+ * fits, so that a room is one long-lived allocation, not two. */
 static party_room *room_new(party_runtime *rt, const party__party *party, const char *id,
                             const char *name) {
     size_t name_size = name != NULL ? strlen(name) + 1 : 0;
@@ -92,15 +138,19 @@ static party_room *room_new(party_runtime *rt, const party__party *party, const 
 
     if (rt->n_rooms + 1 > rt->rooms_cap / 4 * 3 && table_grow(rt) != 0)
         return NULL;
-    room = calloc(1, sizeof(*room) + name_size);
+    room = room_alloc(rt);
     if (room == NULL)
         return NULL;
     room->rt = rt;
     room->party = party;
     memcpy(room->id, id, PARTY_ID_MAX);
     if (name != NULL) {
-        memcpy(room->name_inline, name, name_size);
-        room->name = room->name_inline;
+        room->name = name_size <= PARTY__ROOM_NAME_INLINE ? room->name_inline : malloc(name_size);
+        if (room->name == NULL) {
+            room_release(rt, room);
+            return NULL;
+        }
+        memcpy(room->name, name, name_size);
         room->by_name = 1;
     }
     slot = id_hash(id) & (rt->rooms_cap - 1);
@@ -183,7 +233,7 @@ void party__room_destroy(party_room *room) {
     if (room->name != room->name_inline)
         free(room->name);
     free(room->props);
-    free(room);
+    room_release(room->rt, room);
 }
 
 /* The user's state leaves memory: free_state, and on_start runs again in

@@ -77,8 +77,14 @@ struct party_room {
     struct party_room *idle_prev, *idle_next; /* on the runtime's idle or quiet list */
     int idle;                                 /* 0: on no list, 1: idle, 2: quiet */
     uint64_t idle_since;                      /* runtime clock, ms */
-    char name_inline[]; /* name of a room addressed by name: in the struct's block */
+    char name_inline[];                       /* a name of up to PARTY__ROOM_NAME_INLINE bytes (NUL
+                                                 included), in the room's own block */
 };
+
+/* Room names this long (with their NUL) live in the room's block; a longer
+ * one is a block of its own. Room structs come from slabs (slab.h), so
+ * each has this much room for its name. */
+#define PARTY__ROOM_NAME_INLINE 64
 
 typedef enum party__event_type {
     PARTY__EV_CONNECT,
@@ -157,5 +163,10 @@ int party__room_hibernate(party_room *room);
 int party__rooms_busy(party_runtime *rt);
 /* Shutdown: frees every room (free_state, store closed synchronously). */
 void party__rooms_free_all(party_runtime *rt);
+/* Called on the eviction tick: hands back blocks of room structs that
+ * evicted rooms left empty. 1 if it freed any. */
+int party__room_slabs_tick(party_runtime *rt);
+/* Frees the slabs of room structs (every room must be gone). */
+void party__room_slabs_free(party_runtime *rt);
 
 #endif

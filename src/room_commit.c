@@ -6,6 +6,7 @@
 #include "room_internal.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "alarm.h"
 #include "conn.h"
@@ -113,8 +114,15 @@ static void room_reload_name(party_room *room) {
         room->name_persisted = stored != NULL;
         free(stored);
     } else {
-        free(room->name);
+        if (room->name != room->name_inline)
+            free(room->name);
         room->name = stored;
+        /* In the room's own block when it fits, like a name given at birth. */
+        if (stored != NULL && strlen(stored) < PARTY__ROOM_NAME_INLINE) {
+            memcpy(room->name_inline, stored, strlen(stored) + 1);
+            room->name = room->name_inline;
+            free(stored);
+        }
     }
 }
 

@@ -135,9 +135,9 @@ static void on_evict_timer(uv_timer_t *timer) {
     if (!rt->virtual_clock)
         party__room_evict_idle(rt, party__runtime_now(rt));
     party__buf_pool_tick(rt->buf_pool);
-    /* Blocks of connection structs that closed connections emptied go
-     * back, and the pages with them. */
-    if (party__conn_slabs_tick(rt))
+    /* Blocks of connection and room structs that closed connections and
+     * evicted rooms emptied go back, and the pages with them. */
+    if (party__conn_slabs_tick(rt) | party__room_slabs_tick(rt))
         rt->trim_pending = 1;
     /* A burst of handshakes leaves the memory its requests used freed
      * between the new connections' structs; once a tick passes without
@@ -649,6 +649,7 @@ void party_runtime_free(party_runtime *rt) {
     uv_run(&rt->loop, UV_RUN_DEFAULT);
     uv_loop_close(&rt->loop);
     party__conn_slabs_free(rt);
+    party__room_slabs_free(rt);
     for (i = 0; i < rt->n_parties; i++)
         free(rt->parties[i].name);
     free(rt->parties);
@@ -673,6 +674,7 @@ void party__runtime_free_loop(party_runtime *rt) {
     uv_run(&rt->loop, UV_RUN_DEFAULT);
     uv_loop_close(&rt->loop);
     party__conn_slabs_free(rt);
+    party__room_slabs_free(rt);
     free(rt->rooms);
     loop_buffers_free(rt);
     party__tls_cleanup_loop(rt);

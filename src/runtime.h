@@ -124,6 +124,7 @@ struct party_runtime {
     size_t timer_block_open;         /* its timers not closed yet */
     int timers_closing;              /* the pool is closing: no timer goes back to it */
     struct party__slabs *conn_slabs; /* connection structs (conn.c); NULL until the first */
+    struct party__slabs *room_slabs; /* room structs (room.c); NULL until the first */
     struct party__http_session *spare_sessions;
     size_t n_spare_sessions;
     int in_callback; /* a user callback is running: new events are queued */

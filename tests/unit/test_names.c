@@ -303,6 +303,34 @@ static void test_name_known_after_eviction_by_path(void **state) {
     party_test_conn_free(c);
 }
 
+/* A name longer than a room keeps in its own block (64 bytes) is kept in
+ * one of its own: the same in callbacks, in storage and when it comes
+ * back from storage for a room addressed by id. Also one just short of it
+ * and one just over it. */
+static void test_long_name_known_by_path_and_after_eviction_by_id(void **state) {
+    party_test *t = *state;
+    static const size_t lengths[] = {63, 64, 200};
+    char name[256], path[300], id[PARTY_ID_MAX], value[NAME_MAX_LEN];
+    size_t i;
+
+    for (i = 0; i < sizeof(lengths) / sizeof(lengths[0]); i++) {
+        memset(name, 'a' + (int)i, lengths[i]);
+        name[lengths[i]] = '\0';
+        snprintf(path, sizeof(path), "/parties/names/%s", name);
+        expect_body(get(t, path, NULL, 200), name);
+        assert_string_equal(rec.start, name);
+        id_of(name, id);
+        stored_meta(t, id, "name", value, sizeof(value));
+        assert_string_equal(value, name);
+
+        assert_int_equal(party_test_evict(t, "names", name), 0);
+        memset(rec.start, 0, sizeof(rec.start));
+        expect_body(get_by_id(t, id, "/whoami", 200), name);
+        assert_string_equal(rec.start, name);
+        assert_string_equal(rec.request, name);
+    }
+}
+
 static void test_name_known_after_eviction_by_id_without_name_in_path(void **state) {
     party_test *t = *state;
     char id[PARTY_ID_MAX];
@@ -472,6 +500,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_name_known_in_every_websocket_callback, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_name_known_after_eviction_by_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_name_known_by_path_and_after_eviction_by_id,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_name_known_after_eviction_by_id_without_name_in_path,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_name_known_on_cold_start_after_restart_by_id, setup,
