@@ -1,7 +1,8 @@
-/* slab: fixed-size objects packed in blocks of about 128 KiB, for the one
- * long-lived allocation per connection. Packed together, the structs of
- * idle connections do not sit between the short-lived allocations of
- * handshakes and pin their pages. A block whose objects are all free is
+/* slab: fixed-size objects packed in blocks of about 128 KiB, for the
+ * long-lived structs that come and go in numbers: connections and rooms.
+ * Packed together, they do not sit between short-lived allocations (a
+ * handshake's, a loaded room's database) and keep those pages resident
+ * after they are freed. A block whose objects are all free is
  * handed back on the next tick (one empty block is kept to absorb churn),
  * so memory taken by a burst of connections goes back once they close.
  * A set of slabs belongs to one thread; nothing here locks. */
