@@ -25,8 +25,8 @@ party__slabs *party__slabs_new(size_t obj_size);
 void *party__slabs_take(party__slabs *s);
 /* Gives back an object from party__slabs_take of the same set. */
 void party__slabs_give(party__slabs *s, void *obj);
-/* Called on a coarse periodic tick: frees every block whose objects are
- * all free but one. The bytes handed back to the allocator. */
+/* Called on a coarse periodic tick: frees the blocks whose objects are all
+ * free, keeping one such block. The bytes handed back to the allocator. */
 size_t party__slabs_tick(party__slabs *s);
 /* Frees the blocks and the set (every object must have been given back).
  * NULL is a no-op. */
