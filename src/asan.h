@@ -1,6 +1,6 @@
 /* asan: PARTY__ASAN is defined when this build runs under AddressSanitizer
  * (gcc and clang spell that differently). The allocators that keep memory
- * for reuse (connection slabs, the frame pool) use it to keep a use after
+ * for reuse (slabs of connections and rooms, the frame pool) use it to keep a use after
  * free detectable. */
 #ifndef PARTY_ASAN_H
 #define PARTY_ASAN_H

@@ -13,7 +13,6 @@
 
 #include <openssl/rand.h>
 
-#include "asan.h"
 #include "log.h"
 #include "room.h"
 #include "router.h"
@@ -38,44 +37,13 @@ static uint64_t seconds_to_ms(double s) {
 }
 
 /* Connection structs come from slabs (see slab.h): they are the one
- * long-lived allocation per connection. Under AddressSanitizer each
- * connection gets its own allocation instead, so that a use after free is
- * caught even once its memory is used again. */
-#ifdef PARTY__ASAN
-#define CONN_SLABS_OFF 1
-#endif
-
+ * long-lived allocation per connection. */
 static party_conn *conn_alloc(party_runtime *rt) {
-#ifdef CONN_SLABS_OFF
-    (void)rt;
-    return calloc(1, sizeof(party_conn));
-#else
-    party_conn *conn;
-    if (rt->conn_slabs == NULL && (rt->conn_slabs = party__slabs_new(sizeof(party_conn))) == NULL)
-        return NULL;
-    conn = party__slabs_take(rt->conn_slabs);
-    if (conn != NULL)
-        memset(conn, 0, sizeof(*conn));
-    return conn;
-#endif
+    return party__slabs_calloc(&rt->conn_slabs, sizeof(party_conn));
 }
 
 static void conn_release(party_runtime *rt, party_conn *conn) {
-#ifdef CONN_SLABS_OFF
-    (void)rt;
-    free(conn);
-#else
-    party__slabs_give(rt->conn_slabs, conn);
-#endif
-}
-
-int party__conn_slabs_tick(party_runtime *rt) {
-    return rt->conn_slabs != NULL && party__slabs_tick(rt->conn_slabs) > 0;
-}
-
-void party__conn_slabs_free(party_runtime *rt) {
-    party__slabs_free(rt->conn_slabs);
-    rt->conn_slabs = NULL;
+    party__slabs_release(rt->conn_slabs, conn);
 }
 
 /* The output ring: one inline slot while at most one buffer waits (the

@@ -99,12 +99,6 @@ static inline party_runtime *party__conn_rt(const party_conn *conn) {
     return (party_runtime *)conn->tcp.loop->data;
 }
 
-/* Called on the eviction tick: hands back blocks of connection structs
- * that closed connections left empty. 1 if it freed any. */
-int party__conn_slabs_tick(party_runtime *rt);
-/* Frees the slabs of connection structs (every connection must be gone). */
-void party__conn_slabs_free(party_runtime *rt);
-
 /* Frees the pools of spare timers and HTTP sessions (at shutdown). */
 void party__conn_pools_free(party_runtime *rt);
 

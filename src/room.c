@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "asan.h"
 #include "digest.h"
 
 #include "conn.h"
@@ -87,45 +86,15 @@ void party__room_table_remove(party_runtime *rt, party_room *room) {
 /* Room structs come from slabs, like connections: a hibernated room stays
  * for as long as its connections do, and a thousand of them allocated one
  * by one would sit between the memory their databases used while loaded,
- * keeping its pages resident after it was freed. Under AddressSanitizer
- * each room gets its own allocation, so that a use after free is caught
- * even once its memory is used again. */
-#ifdef PARTY__ASAN
-#define ROOM_SLABS_OFF 1
-#endif
+ * keeping its pages resident after it was freed. */
 #define ROOM_BLOCK (sizeof(party_room) + PARTY__ROOM_NAME_INLINE)
 
 static party_room *room_alloc(party_runtime *rt) {
-#ifdef ROOM_SLABS_OFF
-    (void)rt;
-    return calloc(1, ROOM_BLOCK);
-#else
-    party_room *room;
-    if (rt->room_slabs == NULL && (rt->room_slabs = party__slabs_new(ROOM_BLOCK)) == NULL)
-        return NULL;
-    room = party__slabs_take(rt->room_slabs);
-    if (room != NULL)
-        memset(room, 0, ROOM_BLOCK);
-    return room;
-#endif
+    return party__slabs_calloc(&rt->room_slabs, ROOM_BLOCK);
 }
 
 static void room_release(party_runtime *rt, party_room *room) {
-#ifdef ROOM_SLABS_OFF
-    (void)rt;
-    free(room);
-#else
-    party__slabs_give(rt->room_slabs, room);
-#endif
-}
-
-int party__room_slabs_tick(party_runtime *rt) {
-    return rt->room_slabs != NULL && party__slabs_tick(rt->room_slabs) > 0;
-}
-
-void party__room_slabs_free(party_runtime *rt) {
-    party__slabs_free(rt->room_slabs);
-    rt->room_slabs = NULL;
+    party__slabs_release(rt->room_slabs, room);
 }
 
 /* name (NULL: not known yet) is copied into the room's own block when it

@@ -163,10 +163,5 @@ int party__room_hibernate(party_room *room);
 int party__rooms_busy(party_runtime *rt);
 /* Shutdown: frees every room (free_state, store closed synchronously). */
 void party__rooms_free_all(party_runtime *rt);
-/* Called on the eviction tick: hands back blocks of room structs that
- * evicted rooms left empty. 1 if it freed any. */
-int party__room_slabs_tick(party_runtime *rt);
-/* Frees the slabs of room structs (every room must be gone). */
-void party__room_slabs_free(party_runtime *rt);
 
 #endif

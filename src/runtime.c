@@ -21,6 +21,7 @@
 #include "log.h"
 #include "loops.h"
 #include "room.h"
+#include "slab.h"
 #include "tls.h"
 #include "ws.h"
 
@@ -137,7 +138,7 @@ static void on_evict_timer(uv_timer_t *timer) {
     party__buf_pool_tick(rt->buf_pool);
     /* Blocks of connection and room structs that closed connections and
      * evicted rooms emptied go back, and the pages with them. */
-    if (party__conn_slabs_tick(rt) | party__room_slabs_tick(rt))
+    if (party__slabs_tick(rt->conn_slabs) + party__slabs_tick(rt->room_slabs) > 0)
         rt->trim_pending = 1;
     /* A burst of handshakes leaves the memory its requests used freed
      * between the new connections' structs; once a tick passes without
@@ -648,8 +649,8 @@ void party_runtime_free(party_runtime *rt) {
     runtime_finish(rt);
     uv_run(&rt->loop, UV_RUN_DEFAULT);
     uv_loop_close(&rt->loop);
-    party__conn_slabs_free(rt);
-    party__room_slabs_free(rt);
+    party__slabs_free(rt->conn_slabs);
+    party__slabs_free(rt->room_slabs);
     for (i = 0; i < rt->n_parties; i++)
         free(rt->parties[i].name);
     free(rt->parties);
@@ -673,8 +674,8 @@ void party__runtime_free_loop(party_runtime *rt) {
     runtime_finish(rt);
     uv_run(&rt->loop, UV_RUN_DEFAULT);
     uv_loop_close(&rt->loop);
-    party__conn_slabs_free(rt);
-    party__room_slabs_free(rt);
+    party__slabs_free(rt->conn_slabs);
+    party__slabs_free(rt->room_slabs);
     free(rt->rooms);
     loop_buffers_free(rt);
     party__tls_cleanup_loop(rt);

@@ -204,9 +204,35 @@ void party__slabs_give(party__slabs *s, void *obj) {
     }
 }
 
+void *party__slabs_calloc(party__slabs **set, size_t obj_size) {
+#ifdef PARTY__ASAN
+    (void)set;
+    return calloc(1, obj_size);
+#else
+    void *obj;
+    if (*set == NULL && (*set = party__slabs_new(obj_size)) == NULL)
+        return NULL;
+    obj = party__slabs_take(*set);
+    if (obj != NULL)
+        memset(obj, 0, obj_size);
+    return obj;
+#endif
+}
+
+void party__slabs_release(party__slabs *set, void *obj) {
+#ifdef PARTY__ASAN
+    (void)set;
+    free(obj);
+#else
+    party__slabs_give(set, obj);
+#endif
+}
+
 size_t party__slabs_tick(party__slabs *s) {
     size_t i, kept = 0, freed = 0;
     int spare = 0;
+    if (s == NULL)
+        return 0;
     for (i = 0; i < s->n_blocks; i++) {
         slab_block *b = s->blocks[i];
         if (b->n_free == s->per_block && spare) {

@@ -25,7 +25,14 @@ party__slabs *party__slabs_new(size_t obj_size);
 void *party__slabs_take(party__slabs *s);
 /* Gives back an object from party__slabs_take of the same set. */
 void party__slabs_give(party__slabs *s, void *obj);
-/* Called on a coarse periodic tick: frees the blocks whose objects are all
+/* For the runtime's own structs: a zeroed object from *set, created on
+ * first use. Under AddressSanitizer each object is an allocation of its
+ * own instead (calloc), so that a use after free is caught even once the
+ * memory is used again. NULL on OOM. */
+void *party__slabs_calloc(party__slabs **set, size_t obj_size);
+/* Gives back an object from party__slabs_calloc. */
+void party__slabs_release(party__slabs *set, void *obj);
+/* Called on a coarse periodic tick (NULL: nothing to do): frees the blocks whose objects are all
  * free, keeping one such block. The bytes handed back to the allocator. */
 size_t party__slabs_tick(party__slabs *s);
 /* Frees the blocks and the set (every object must have been given back).

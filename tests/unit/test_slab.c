@@ -153,6 +153,32 @@ static void test_odd_sizes_are_refused_or_served(void **state) {
     party__slabs_free(NULL);
 }
 
+/* What connections and rooms use: the set made on first use, objects
+ * zeroed (also one given back dirty), and the set freed with its blocks. */
+static void test_calloc_makes_the_set_and_zeroes_objects(void **state) {
+    party__slabs *set = NULL;
+    thing *a, *b;
+    size_t i;
+    (void)state;
+
+    a = party__slabs_calloc(&set, sizeof(thing));
+    assert_non_null(a);
+    for (i = 0; i < sizeof(a->body); i++)
+        assert_int_equal(a->body[i], 0);
+    assert_int_equal(a->id, 0);
+    memset(a, 0xee, sizeof(*a));
+    party__slabs_release(set, a);
+    b = party__slabs_calloc(&set, sizeof(thing));
+    assert_non_null(b);
+    for (i = 0; i < sizeof(b->body); i++)
+        assert_int_equal(b->body[i], 0);
+    assert_int_equal(b->id, 0);
+    party__slabs_release(set, b);
+    assert_int_equal(party__slabs_tick(NULL), 0);
+    party__slabs_tick(set);
+    party__slabs_free(set);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_given_back_object_is_taken_again),
@@ -160,6 +186,7 @@ int main(void) {
         cmocka_unit_test(test_empty_blocks_go_back_at_the_tick_but_one),
         cmocka_unit_test(test_partly_used_block_is_filled_before_an_empty_one),
         cmocka_unit_test(test_odd_sizes_are_refused_or_served),
+        cmocka_unit_test(test_calloc_makes_the_set_and_zeroes_objects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
