@@ -44,11 +44,19 @@ shapes=(
     "echo, 100 conns × 1 room, 8 in flight|100|1|8"
 )
 
+# Each run sets $figure (msgs/s), in this shell so that the server it
+# starts is known to the EXIT trap, and stops the script if it failed.
+figure=""
+
 floor_once() {
     local json
     json=$("$pingpong" --conns "$1" --inflight "$2" --size 38 --duration "$duration" \
-        --warmup "$warmup" | tail -n1)
-    bench_field msgs_per_s "$json"
+        --warmup "$warmup" | tail -n1) || {
+        echo "floor.sh: pingpong failed" >&2
+        exit 1
+    }
+    figure=$(bench_field msgs_per_s "$json")
+    check_figure pingpong
 }
 
 partyd_once() {
@@ -57,9 +65,20 @@ partyd_once() {
     mkdir -p "$work/data"
     bench_start_partyd "$work/log" --data "$work/data"
     json=$("$wsbench" echo --rooms "$2" --conns "$1" --inflight "$3" --size 32 --port "$port" \
-        --duration "$duration" --warmup "$warmup" | tail -n1)
+        --duration "$duration" --warmup "$warmup" | tail -n1) || {
+        echo "floor.sh: wsbench against partyd failed" >&2
+        exit 1
+    }
     bench_stop_server
-    bench_field msgs_per_s "$json"
+    figure=$(bench_field msgs_per_s "$json")
+    check_figure wsbench
+}
+
+check_figure() {
+    if ! [[ $figure =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
+        echo "floor.sh: $1 gave no figure" >&2
+        exit 1
+    fi
 }
 
 median() {
@@ -76,8 +95,10 @@ for shape in "${shapes[@]}"; do
     floor=()
     ours=()
     for _ in $(seq "$runs"); do
-        floor+=("$(floor_once "$conns" "$inflight")")
-        ours+=("$(partyd_once "$conns" "$rooms" "$inflight")")
+        floor_once "$conns" "$inflight"
+        floor+=("$figure")
+        partyd_once "$conns" "$rooms" "$inflight"
+        ours+=("$figure")
     done
     mf=$(printf '%s\n' "${floor[@]}" | median)
     mp=$(printf '%s\n' "${ours[@]}" | median)

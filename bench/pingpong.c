@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -39,6 +40,7 @@
 #define MAX_CONNS 10000
 #define MAX_INFLIGHT 64
 #define MAX_SIZE 65536
+#define MAX_BATCH 65536 /* bytes in flight per connection */
 #define EVENTS_PER_WAIT 256
 #define DRAIN_SECONDS 5.0
 #define READ_CHUNK (256u * 1024)
@@ -117,6 +119,12 @@ static int parse_args(int argc, char **argv, options *o) {
     }
     if (optind != argc) {
         usage(stderr);
+        return -1;
+    }
+    /* Both ends send on blocking sockets: what one end has in flight must
+     * fit in the socket buffers, or each could wait for the other. */
+    if (o->size * o->inflight > MAX_BATCH) {
+        fprintf(stderr, "%s: --size times --inflight is at most %d bytes\n", PROG, MAX_BATCH);
         return -1;
     }
     return 0;
@@ -249,8 +257,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: fork: %s\n", PROG, strerror(errno));
         return 1;
     }
-    if (pid == 0)
+    if (pid == 0) {
+        /* Ends with the parent, even if the parent dies first. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() == 1)
+            _exit(1);
         _exit(serve(listen_fd, o.conns));
+    }
     close(listen_fd);
 
     conns = calloc((size_t)o.conns, sizeof(*conns));

@@ -2,6 +2,7 @@
  * slab.h). */
 #include "slab.h"
 
+#include <assert.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,6 +163,8 @@ party__slabs *party__slabs_new(size_t obj_size) {
     s = calloc(1, sizeof(*s));
     if (s == NULL)
         return NULL;
+    /* Every object 8-byte aligned, whatever its size. */
+    obj_size = (obj_size + 7) & ~(size_t)7;
     /* Each object costs its size and a 2-byte index; the objects start at
      * a 16-byte boundary after the index stack. */
     per = (PARTY__SLAB_BYTES - header - 15) / (obj_size + sizeof(uint16_t));
@@ -188,9 +191,16 @@ void *party__slabs_take(party__slabs *s) {
 
 void party__slabs_give(party__slabs *s, void *obj) {
     size_t at = block_index(s, (uintptr_t)obj);
-    slab_block *b = s->blocks[at];
-    size_t idx = (size_t)((char *)obj - block_objs(s, b)) / s->obj_size;
+    slab_block *b;
+    size_t idx;
 
+    /* An object of this set, given back once. */
+    assert(at < s->n_blocks);
+    b = s->blocks[at];
+    assert((char *)obj >= block_objs(s, b) &&
+           ((size_t)((char *)obj - block_objs(s, b)) % s->obj_size) == 0);
+    assert(b->n_free < s->per_block);
+    idx = (size_t)((char *)obj - block_objs(s, b)) / s->obj_size;
     hide(obj, s->obj_size);
     b->free_idx[b->n_free++] = (uint16_t)idx;
     s->taken--;
@@ -212,6 +222,7 @@ void *party__slabs_calloc(party__slabs **set, size_t obj_size) {
     void *obj;
     if (*set == NULL && (*set = party__slabs_new(obj_size)) == NULL)
         return NULL;
+    assert((*set)->obj_size >= obj_size && (*set)->obj_size < obj_size + 8);
     obj = party__slabs_take(*set);
     if (obj != NULL)
         memset(obj, 0, obj_size);

@@ -18,8 +18,8 @@ typedef struct party__slabs party__slabs;
  * to whole pages. */
 #define PARTY__SLAB_BYTES (128 * 1024 - 64)
 
-/* An empty set for objects of obj_size bytes (at most a few KiB). NULL on
- * OOM. */
+/* An empty set for objects of obj_size bytes (at most a few KiB), each
+ * aligned to 8 bytes. NULL on OOM. */
 party__slabs *party__slabs_new(size_t obj_size);
 /* An object's worth of memory, not zeroed. NULL on OOM. */
 void *party__slabs_take(party__slabs *s);

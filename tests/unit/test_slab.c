@@ -69,19 +69,35 @@ static void test_objects_of_many_blocks_are_distinct_and_go_back(void **state) {
         if (i % 2 == 0)
             party__slabs_give(s, all[i]);
     assert_int_equal(party__slabs_taken(s), 0);
+    /* Every block is whole again: all of them empty, all but one go. */
+    party__slabs_tick(s);
+    assert_int_equal(party__slabs_blocks(s), 1);
     free(all);
     party__slabs_free(s);
+}
+
+/* 1 if obj is one of the n objects at block (the objects one block held
+ * when it was filled). */
+static int in_block(const void *obj, thing *const *block, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (block[i] == obj)
+            return 1;
+    return 0;
 }
 
 static void test_empty_blocks_go_back_at_the_tick_but_one(void **state) {
     party__slabs *s = party__slabs_new(sizeof(thing));
     size_t per = party__slabs_per_block(s), n = per * 4, i;
     thing **all = calloc(n, sizeof(*all));
+    thing **second = calloc(per, sizeof(*second));
     thing *kept;
     (void)state;
 
+    /* Blocks fill one after another: the second block holds all[per, 2 per). */
     for (i = 0; i < n; i++)
         all[i] = party__slabs_take(s);
+    memcpy(second, all + per, per * sizeof(*second));
     assert_int_equal(party__slabs_blocks(s), 4);
     assert_int_equal(party__slabs_tick(s), 0); /* all full */
 
@@ -97,10 +113,13 @@ static void test_empty_blocks_go_back_at_the_tick_but_one(void **state) {
 
     /* The block still in use is filled before the spare is touched, and the
      * remaining objects still go back to the right blocks. */
-    for (i = 0; i < per - 1; i++)
+    for (i = 0; i < per - 1; i++) {
         all[i] = party__slabs_take(s);
+        assert_true(in_block(all[i], second, per));
+    }
     assert_int_equal(party__slabs_blocks(s), 2);
     all[per - 1] = party__slabs_take(s); /* the spare's first */
+    assert_false(in_block(all[per - 1], second, per));
     assert_int_equal(party__slabs_blocks(s), 2);
     assert_int_equal(party__slabs_taken(s), per + 1);
     for (i = 0; i < per; i++)
@@ -110,6 +129,7 @@ static void test_empty_blocks_go_back_at_the_tick_but_one(void **state) {
     party__slabs_tick(s);
     assert_int_equal(party__slabs_blocks(s), 1);
     free(all);
+    free(second);
     party__slabs_free(s);
 }
 
