@@ -215,9 +215,13 @@ static int runtime_init_loop(party_runtime *rt) {
     uv_async_init(&rt->loop, &rt->stop_async, on_stop_async);
     rt->stop_async.data = rt;
     uv_unref((uv_handle_t *)&rt->stop_async);
-    uv_signal_init(&rt->loop, &rt->sigint);
-    uv_signal_init(&rt->loop, &rt->sigterm);
-    rt->sigint.data = rt->sigterm.data = rt;
+    /* Signals are loop 0's to catch (party_runtime_run starts them); the
+     * other loops have no handles for them. */
+    if (rt->main == rt) {
+        uv_signal_init(&rt->loop, &rt->sigint);
+        uv_signal_init(&rt->loop, &rt->sigterm);
+        rt->sigint.data = rt->sigterm.data = rt;
+    }
     uv_timer_init(&rt->loop, &rt->shutdown_timer);
     rt->shutdown_timer.data = rt;
     uv_timer_init(&rt->loop, &rt->evict_timer);
@@ -503,8 +507,10 @@ static void runtime_finish(party_runtime *rt) {
     close_handle((uv_handle_t *)&rt->flush_prepare);
     close_handle((uv_handle_t *)&rt->drain_idle);
     close_handle((uv_handle_t *)&rt->stop_async);
-    close_handle((uv_handle_t *)&rt->sigint);
-    close_handle((uv_handle_t *)&rt->sigterm);
+    if (rt->main == rt) {
+        close_handle((uv_handle_t *)&rt->sigint);
+        close_handle((uv_handle_t *)&rt->sigterm);
+    }
     close_handle((uv_handle_t *)&rt->shutdown_timer);
     close_handle((uv_handle_t *)&rt->evict_timer);
     close_handle((uv_handle_t *)&rt->keepalive_timer);
