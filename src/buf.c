@@ -12,39 +12,16 @@
 
 #include "asan.h"
 
-/* A spare buffer in a pool is marked unaddressable for AddressSanitizer and
- * (in debug builds, which the valgrind tests use) for valgrind, so a use
- * after the last release is still caught although the memory is not freed. */
-#ifdef PARTY__ASAN
-#include <sanitizer/asan_interface.h>
-#endif
-#if !defined(NDEBUG) && defined(__has_include)
-#if __has_include(<valgrind/memcheck.h>)
-#include <valgrind/memcheck.h>
-#define BUF_VALGRIND 1
-#endif
-#endif
-
+/* A spare buffer in a pool is unaddressable (asan.h), so a use after the
+ * last release is still caught although the memory is not freed. */
 static void spare_hide(party__buf *buf) {
-#ifdef PARTY__ASAN
-    ASAN_POISON_MEMORY_REGION(buf, sizeof(*buf) + PARTY__BUF_POOL_CAP);
-#endif
-#ifdef BUF_VALGRIND
-    VALGRIND_MAKE_MEM_NOACCESS(buf, sizeof(*buf) + PARTY__BUF_POOL_CAP);
-#endif
-    (void)buf;
+    party__mem_hide(buf, sizeof(*buf) + PARTY__BUF_POOL_CAP);
 }
 
-/* The header is defined again; the data is not. */
+/* The header is defined again (cap and pool are kept); the data is not. */
 static void spare_show(party__buf *buf) {
-#ifdef PARTY__ASAN
-    ASAN_UNPOISON_MEMORY_REGION(buf, sizeof(*buf) + PARTY__BUF_POOL_CAP);
-#endif
-#ifdef BUF_VALGRIND
-    VALGRIND_MAKE_MEM_DEFINED(buf, sizeof(*buf));
-    VALGRIND_MAKE_MEM_UNDEFINED(buf->data, PARTY__BUF_POOL_CAP);
-#endif
-    (void)buf;
+    party__mem_show(buf, sizeof(*buf) + PARTY__BUF_POOL_CAP);
+    party__mem_defined(buf, sizeof(*buf));
 }
 
 struct party__buf_pool {

@@ -9,21 +9,10 @@
 
 #include "asan.h"
 
-/* A free object is marked unaddressable for AddressSanitizer and (in debug
- * builds, which the valgrind tests use) for valgrind, so a use after it was
- * given back is caught although its block is not freed. The free objects of
- * a block are kept as a stack of indices in the block's header rather than
+/* A free object is unaddressable (asan.h), so a use after it was given
+ * back is caught although its block is not freed. The free objects of a
+ * block are kept as a stack of indices in the block's header rather than
  * linked through their own bytes, so that they can be unaddressable whole. */
-#ifdef PARTY__ASAN
-#include <sanitizer/asan_interface.h>
-#endif
-#if !defined(NDEBUG) && defined(__has_include)
-#if __has_include(<valgrind/memcheck.h>)
-#include <valgrind/memcheck.h>
-#define SLAB_VALGRIND 1
-#endif
-#endif
-
 typedef struct slab_block {
     struct slab_block *prev, *next; /* on the list of blocks with a free object */
     uint32_t n_free;
@@ -41,28 +30,6 @@ struct party__slabs {
     size_t n_blocks, blocks_cap;
     size_t taken;
 };
-
-static void hide(void *obj, size_t size) {
-#ifdef PARTY__ASAN
-    ASAN_POISON_MEMORY_REGION(obj, size);
-#endif
-#ifdef SLAB_VALGRIND
-    VALGRIND_MAKE_MEM_NOACCESS(obj, size);
-#endif
-    (void)obj;
-    (void)size;
-}
-
-static void show(void *obj, size_t size) {
-#ifdef PARTY__ASAN
-    ASAN_UNPOISON_MEMORY_REGION(obj, size);
-#endif
-#ifdef SLAB_VALGRIND
-    VALGRIND_MAKE_MEM_UNDEFINED(obj, size);
-#endif
-    (void)obj;
-    (void)size;
-}
 
 static char *block_objs(const party__slabs *s, slab_block *b) {
     return (char *)b + s->objs_off;
@@ -145,7 +112,7 @@ static slab_block *block_new(party__slabs *s) {
     for (i = 0; i < s->per_block; i++)
         b->free_idx[i] = (uint16_t)(s->per_block - 1 - i);
     b->n_free = (uint32_t)s->per_block;
-    hide(block_objs(s, b), s->per_block * s->obj_size);
+    party__mem_hide(block_objs(s, b), s->per_block * s->obj_size);
     at = block_index(s, (uintptr_t)b);
     memmove(&s->blocks[at + 1], &s->blocks[at], (s->n_blocks - at) * sizeof(*s->blocks));
     s->blocks[at] = b;
@@ -185,7 +152,7 @@ void *party__slabs_take(party__slabs *s) {
     if (b->n_free == 0)
         list_unlink(s, b);
     s->taken++;
-    show(obj, s->obj_size);
+    party__mem_show(obj, s->obj_size);
     return obj;
 }
 
@@ -201,7 +168,7 @@ void party__slabs_give(party__slabs *s, void *obj) {
            ((size_t)((char *)obj - block_objs(s, b)) % s->obj_size) == 0);
     assert(b->n_free < s->per_block);
     idx = (size_t)((char *)obj - block_objs(s, b)) / s->obj_size;
-    hide(obj, s->obj_size);
+    party__mem_hide(obj, s->obj_size);
     b->free_idx[b->n_free++] = (uint16_t)idx;
     s->taken--;
     if (b->n_free == s->per_block) {
