@@ -16,7 +16,6 @@
 typedef struct slab_block {
     struct slab_block *prev, *next; /* on the list of blocks with a free object */
     uint32_t n_free;
-    int listed;
     uint16_t free_idx[]; /* [0, n_free): the free objects, by index */
 } slab_block;
 
@@ -39,9 +38,8 @@ static size_t block_bytes(const party__slabs *s) {
     return s->objs_off + s->per_block * s->obj_size;
 }
 
+/* A block is on the list exactly while it has a free object. */
 static void list_unlink(party__slabs *s, slab_block *b) {
-    if (!b->listed)
-        return;
     if (b->prev != NULL)
         b->prev->next = b->next;
     else
@@ -51,29 +49,20 @@ static void list_unlink(party__slabs *s, slab_block *b) {
     else
         s->with_room_tail = b->prev;
     b->prev = b->next = NULL;
-    b->listed = 0;
 }
 
-static void list_push_head(party__slabs *s, slab_block *b) {
-    b->prev = NULL;
-    b->next = s->with_room_head;
-    if (s->with_room_head != NULL)
-        s->with_room_head->prev = b;
-    else
-        s->with_room_tail = b;
-    s->with_room_head = b;
-    b->listed = 1;
-}
-
-static void list_push_tail(party__slabs *s, slab_block *b) {
-    b->next = NULL;
-    b->prev = s->with_room_tail;
-    if (s->with_room_tail != NULL)
-        s->with_room_tail->next = b;
+/* Puts b first (partly used: filled first) or last (empty). */
+static void list_add(party__slabs *s, slab_block *b, int last) {
+    b->prev = last ? s->with_room_tail : NULL;
+    b->next = last ? NULL : s->with_room_head;
+    if (b->prev != NULL)
+        b->prev->next = b;
     else
         s->with_room_head = b;
-    s->with_room_tail = b;
-    b->listed = 1;
+    if (b->next != NULL)
+        b->next->prev = b;
+    else
+        s->with_room_tail = b;
 }
 
 /* The index in s->blocks of the block holding addr, or of the first block
@@ -117,7 +106,7 @@ static slab_block *block_new(party__slabs *s) {
     memmove(&s->blocks[at + 1], &s->blocks[at], (s->n_blocks - at) * sizeof(*s->blocks));
     s->blocks[at] = b;
     s->n_blocks++;
-    list_push_tail(s, b);
+    list_add(s, b, 1);
     return b;
 }
 
@@ -160,6 +149,7 @@ void party__slabs_give(party__slabs *s, void *obj) {
     size_t at = block_index(s, (uintptr_t)obj);
     slab_block *b;
     size_t idx;
+    int was_full;
 
     /* An object of this set, given back once. */
     assert(at < s->n_blocks);
@@ -169,15 +159,17 @@ void party__slabs_give(party__slabs *s, void *obj) {
     assert(b->n_free < s->per_block);
     idx = (size_t)((char *)obj - block_objs(s, b)) / s->obj_size;
     party__mem_hide(obj, s->obj_size);
+    was_full = b->n_free == 0; /* then not on the list */
     b->free_idx[b->n_free++] = (uint16_t)idx;
     s->taken--;
     if (b->n_free == s->per_block) {
         /* Empty: last in line, so that partly used blocks fill first and
          * this one can be handed back at the tick. */
-        list_unlink(s, b);
-        list_push_tail(s, b);
-    } else if (!b->listed) {
-        list_push_head(s, b);
+        if (!was_full)
+            list_unlink(s, b);
+        list_add(s, b, 1);
+    } else if (was_full) {
+        list_add(s, b, 0);
     }
 }
 
