@@ -81,10 +81,6 @@ check_figure() {
     fi
 }
 
-median() {
-    sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
 list() {
     printf '%.0f, ' "$@" | sed 's/, $//'
 }
@@ -100,8 +96,8 @@ for shape in "${shapes[@]}"; do
         partyd_once "$conns" "$rooms" "$inflight"
         ours+=("$figure")
     done
-    mf=$(printf '%s\n' "${floor[@]}" | median)
-    mp=$(printf '%s\n' "${ours[@]}" | median)
+    mf=$(printf '%s\n' "${floor[@]}" | bench_median)
+    mp=$(printf '%s\n' "${ours[@]}" | bench_median)
     share=$(awk -v a="$mp" -v b="$mf" 'BEGIN { printf "%.0f%%", 100 * a / b }')
     printf '%s: floor %.0f (%s), partyd %.0f (%s): %s\n' "$name" "$mf" "$(list "${floor[@]}")" \
         "$mp" "$(list "${ours[@]}")" "$share"

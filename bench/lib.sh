@@ -112,6 +112,12 @@ bench_field() {
     sed -E "s/.*\"$1\":([0-9.]+).*/\1/" <<<"$2"
 }
 
+# The median of the numbers on standard input, one a line (the mean of
+# the middle two for an even count).
+bench_median() {
+    sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
 # User-space CPU time of the whole machine (user + nice), in clock ticks.
 bench_machine_ticks() {
     awk '/^cpu / { print $2 + $3; exit }' /proc/stat

@@ -77,7 +77,7 @@ for _ in $(seq "$runs"); do
     per_room+=("$(awk -v a="$held" -v b="$before" -v n="$rooms" 'BEGIN { printf "%.0f", (a - b) * 1024 / n }')")
     echo "rooms.sh: $rooms rooms loaded: anonymous memory $before → $held KiB" >&2
 done
-median=$(printf '%s\n' "${per_room[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+median=$(printf '%s\n' "${per_room[@]}" | bench_median)
 revision=$(bench_revision)
 if [ -n "${BENCH_PARTYD:-}" ]; then
     revision="$partyd"

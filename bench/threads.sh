@@ -63,10 +63,6 @@ run_once() {
     bench_field "$field" "$json"
 }
 
-median() {
-    sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
 machine_before=$(bench_machine_ticks)
 rows=""
 for scenario in "${scenarios[@]}"; do
@@ -77,8 +73,8 @@ for scenario in "${scenarios[@]}"; do
         one+=("$(run_once 1 "$field" "$args")")
         many+=("$(run_once "$threads" "$field" "$args")")
     done
-    m1=$(printf '%s\n' "${one[@]}" | median)
-    mn=$(printf '%s\n' "${many[@]}" | median)
+    m1=$(printf '%s\n' "${one[@]}" | bench_median)
+    mn=$(printf '%s\n' "${many[@]}" | bench_median)
     ratio=$(awk -v a="$mn" -v b="$m1" 'BEGIN { printf "%.2f", a / b }')
     printf '%s: --threads 1 %.0f (%s), --threads %s %.0f (%s): %s×\n' "$name" "$m1" \
         "$(printf '%.0f ' "${one[@]}" | sed 's/ $//')" "$threads" "$mn" \
