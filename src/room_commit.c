@@ -110,6 +110,7 @@ static void commit_work(uv_work_t *req) {
 /* What the store says about the room's name, into memory. */
 static void room_reload_name(party_room *room) {
     char *stored = party__store_meta_get(room->store, "name");
+    size_t size;
     if (room->by_name) {
         room->name_persisted = stored != NULL;
         free(stored);
@@ -118,8 +119,9 @@ static void room_reload_name(party_room *room) {
             free(room->name);
         room->name = stored;
         /* In the room's own block when it fits, like a name given at birth. */
-        if (stored != NULL && strlen(stored) < PARTY__ROOM_NAME_INLINE) {
-            memcpy(room->name_inline, stored, strlen(stored) + 1);
+        size = stored != NULL ? strlen(stored) + 1 : 0;
+        if (size > 0 && size <= PARTY__ROOM_NAME_INLINE) {
+            memcpy(room->name_inline, stored, size);
             room->name = room->name_inline;
             free(stored);
         }
