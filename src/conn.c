@@ -63,6 +63,11 @@ void party__conn_ref(party_conn *conn) {
     conn->refs++;
 }
 
+/* The block holding the id and the uri (conn->id set). */
+static char *ident_block(const party_conn *conn) {
+    return conn->id - conn->id_at;
+}
+
 static void conn_free(party_conn *conn) {
     party_runtime *rt = party__conn_rt(conn);
     uint32_t i;
@@ -73,8 +78,8 @@ static void conn_free(party_conn *conn) {
         free(conn->out);
     party__conn_end_http(conn);
     party__ws_reader_reset(&conn->reader);
-    if (conn->id != conn->ident)
-        free(conn->id); /* uri lives in the same block */
+    if (conn->id != NULL && ident_block(conn) != conn->ident)
+        free(ident_block(conn)); /* the uri lives in the same block */
     free(conn->tags);
     free(conn->state);
     party__tls_free(conn);
@@ -841,20 +846,36 @@ static void conn_feed_ws(party_conn *conn, char *data, size_t len) {
     }
 }
 
+/* Largest offset of an id inside its uri that id_at can hold. */
+#define ID_AT_MAX ((1u << PARTY__CONN_ID_AT_BITS) - 1)
+
 int party__conn_begin_upgrade(party_conn *conn, struct party_room *room, const char *id) {
     size_t id_len = strlen(id);
     party__slice target = conn->http->req.target;
-    size_t need = id_len + 1 + target.len + 1;
-    /* id and uri share one block, inside the struct when they fit (a
-     * partysocket id and a usual URL do): an idle connection should cost
-     * one slab slot and nothing else. */
+    /* partysocket sends its id as the URL's first parameter, and with no
+     * query of its own the last (?_pk=ID): then the uri's tail is the id
+     * and the uri alone holds both. */
+    size_t at = target.len > id_len ? target.len - id_len : 0;
+    int tail = id_len > 0 && at > 0 && at <= ID_AT_MAX && memcmp(target.ptr + at, id, id_len) == 0;
+    size_t need = tail ? target.len + 1 : id_len + 1 + target.len + 1;
+    /* id and uri share one block, inside the struct when it fits (a
+     * partysocket URL does): an idle connection should cost one slab slot
+     * and nothing else. */
     char *block = need <= sizeof(conn->ident) ? conn->ident : malloc(need);
     if (block == NULL)
         return PARTY_ENOMEM;
-    memcpy(block, id, id_len + 1);
-    memcpy(block + id_len + 1, target.ptr, target.len);
-    block[id_len + 1 + target.len] = '\0';
-    conn->id = block;
+    if (tail) {
+        memcpy(block, target.ptr, target.len);
+        block[target.len] = '\0';
+        conn->id = block + at;
+        conn->id_at = (unsigned)at;
+    } else {
+        memcpy(block, id, id_len + 1);
+        memcpy(block + id_len + 1, target.ptr, target.len);
+        block[id_len + 1 + target.len] = '\0';
+        conn->id = block;
+        conn->id_at = 0;
+    }
     conn->room = room;
     conn->phase = PARTY__CONN_UPGRADING;
     party__ws_reader_init(&conn->reader, party__conn_rt(conn)->cfg.max_message_bytes, 1);
@@ -1184,8 +1205,10 @@ const char *party_conn_id(party_conn *conn) {
 }
 
 const char *party_conn_uri(party_conn *conn) {
-    /* The uri follows the id in the same block. */
-    return conn->id != NULL ? conn->id + strlen(conn->id) + 1 : NULL;
+    if (conn->id == NULL)
+        return NULL;
+    /* The uri starts the block when the id is its tail, else follows the id. */
+    return conn->id_at > 0 ? ident_block(conn) : conn->id + strlen(conn->id) + 1;
 }
 
 size_t party_conn_tags(party_conn *conn, const char *const **tags) {

@@ -15,6 +15,9 @@
 
 struct party__tls;
 
+/* Width of party_conn.id_at: an id inside a longer uri is kept there. */
+#define PARTY__CONN_ID_AT_BITS 10
+
 typedef enum party__conn_phase {
     PARTY__CONN_HTTP,      /* reading a request */
     PARTY__CONN_HTTP_BUSY, /* a request is with a room; reading paused */
@@ -66,6 +69,8 @@ struct party_conn {
     unsigned pinged : 1;         /* the keepalive sweep pinged; no answer yet */
     unsigned handoff_wait : 1;   /* routed to another loop once its output is written */
     unsigned handed_off : 1;     /* its socket went to another loop: no longer counted here */
+    unsigned id_at : PARTY__CONN_ID_AT_BITS;       /* 0: the block holds id, then uri; else the id is the
+                                    uri's tail, from this offset (see party__conn_begin_upgrade) */
     uint8_t n_tags;
     uint16_t peer_close_code;
 
@@ -73,7 +78,7 @@ struct party_conn {
     party__ws_reader reader;   /* WebSocket phase */
     uv_timer_t *timer;         /* header, close or linger timeout, when armed */
 
-    char *id;    /* the id, then the uri, in one block (ident when they fit) */
+    char *id;    /* in one block with the uri (ident when they fit): see id_at */
     char **tags; /* n_tags strings, id first; NULL when the id is the only tag */
     void *state;
     uint32_t state_len;
@@ -90,7 +95,7 @@ struct party_conn {
 
     party_conn *room_prev, *room_next;
     party_conn *dirty_next;
-    char ident[112]; /* id and uri, when they fit */
+    char ident[80]; /* the id and uri block, when it fits */
 };
 
 /* The runtime a connection belongs to: its loop's, so the struct need not

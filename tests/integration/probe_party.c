@@ -122,7 +122,7 @@ static int probe_tags(party_room *room, party_conn *conn, const party_request *r
 static void probe_connect(party_room *room, party_conn *conn, const party_request *req) {
     probe_state *st = party_room_state(room);
     const char *hook = party_request_header(req, "X-Probe-Hook");
-    char line[600];
+    char line[2048];
     st->connects++;
     snprintf(line, sizeof(line), "hello:%s:%s:%s", party_conn_id(conn), party_room_name(room),
              party_conn_uri(conn));

@@ -204,6 +204,41 @@ static void test_uri_is_the_full_target_with_query(void **state) {
     tconn_close(c);
 }
 
+/* Opens target (built from parts) and expects the hello naming id and
+ * target as the uri. */
+static void expect_id_and_uri(const char *target, const char *id) {
+    char expected[2048];
+    tconn *c = ws_open(port, target);
+    snprintf(expected, sizeof(expected), "hello:%s:longuri:%s", id, target);
+    ws_expect_text(c, expected);
+    tconn_close(c);
+}
+
+static void test_long_uris_keep_id_and_uri(void **state) {
+    char id[201], pad[1201], target[1600];
+    (void)state;
+    memset(id, 'i', sizeof(id) - 1);
+    id[sizeof(id) - 1] = '\0';
+    memset(pad, 'p', sizeof(pad) - 1);
+    pad[sizeof(pad) - 1] = '\0';
+
+    /* The id ends the uri, and both fit in the connection: one copy. */
+    expect_id_and_uri("/parties/probe/longuri?_pk=short-id", "short-id");
+    /* The id ends the uri, longer than fits in the connection. */
+    snprintf(target, sizeof(target), "/parties/probe/longuri?_pk=%s", id);
+    expect_id_and_uri(target, id);
+    /* Another parameter follows the id, both short, then long. */
+    expect_id_and_uri("/parties/probe/longuri?_pk=s2&x=1", "s2");
+    snprintf(target, sizeof(target), "/parties/probe/longuri?_pk=%s&x=%s", id, pad + 1000);
+    expect_id_and_uri(target, id);
+    /* The id ends a uri whose other bytes pass 1023 (the most the
+     * connection records of where an id starts inside its uri). */
+    snprintf(target, sizeof(target), "/parties/probe/longuri?x=%s&_pk=tail-id", pad);
+    expect_id_and_uri(target, "tail-id");
+    /* An id that is not the uri's tail, though the uri ends with its text. */
+    expect_id_and_uri("/parties/probe/longuri?_pk=ab&y=ab", "ab");
+}
+
 static void test_room_name_is_decoded_for_websockets_too(void **state) {
     tconn *c = ws_open(port, "/parties/PROBE/my%20room?_pk=d1");
     (void)state;
@@ -284,6 +319,7 @@ int main(void) {
         cmocka_unit_test(test_pk_that_is_not_utf8_is_400),
         cmocka_unit_test(test_without_pk_the_id_is_a_generated_uuid),
         cmocka_unit_test(test_uri_is_the_full_target_with_query),
+        cmocka_unit_test(test_long_uris_keep_id_and_uri),
         cmocka_unit_test(test_room_name_is_decoded_for_websockets_too),
         cmocka_unit_test(test_frames_sent_with_the_handshake_are_processed),
         cmocka_unit_test(test_partial_frame_sent_with_the_handshake_is_completed_later),
