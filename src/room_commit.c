@@ -12,6 +12,7 @@
 #include "conn.h"
 #include "fetch.h"
 #include "log.h"
+#include "short_thread.h"
 
 /* ---- the output gate ---- */
 
@@ -260,13 +261,19 @@ void party__room_run(party_room *room) {
 
 /* ---- loading (the acquire step) ---- */
 
-static void open_work(uv_work_t *req) {
-    party__store_work *w = req->data;
+static void open_store(void *arg) {
+    party__store_work *w = arg;
     w->result = party__store_open(&w->opt, w->room->id, &w->store, w->why, sizeof(w->why));
     if (w->result == 0) {
         (void)party__store_alarm_get(w->store, &w->alarm_at, &w->alarm_retries);
         w->sched_next = party__store_sched_earliest(w->store);
     }
+}
+
+static void open_work(uv_work_t *req) {
+    /* On a thread of its own: what SQLite freed while opening does not
+     * stay in the worker thread's malloc cache (short_thread.h). */
+    party__short_thread_run(open_store, req->data);
 }
 
 /* The store could not be opened: every waiting event is answered with an

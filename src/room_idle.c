@@ -8,6 +8,7 @@
 
 #include "conn.h"
 #include "log.h"
+#include "short_thread.h"
 
 static party__room_list *list_of(party_room *room) {
     return room->idle == 1 ? &room->rt->idle : &room->rt->quiet;
@@ -66,9 +67,15 @@ void party__room_update_idle(party_room *room) {
     list->tail = room;
 }
 
-static void close_work(uv_work_t *req) {
-    party__store_work *w = req->data;
+static void close_store(void *arg) {
+    party__store_work *w = arg;
     party__store_close(w->store);
+}
+
+static void close_work(uv_work_t *req) {
+    /* On a thread of its own, like opening (room_commit.c): the blocks
+     * SQLite frees here do not stay in a worker's malloc cache. */
+    party__short_thread_run(close_store, req->data);
 }
 
 static void after_close_work(uv_work_t *req, int status) {
