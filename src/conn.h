@@ -69,8 +69,9 @@ struct party_conn {
     unsigned pinged : 1;         /* the keepalive sweep pinged; no answer yet */
     unsigned handoff_wait : 1;   /* routed to another loop once its output is written */
     unsigned handed_off : 1;     /* its socket went to another loop: no longer counted here */
-    unsigned id_at : PARTY__CONN_ID_AT_BITS;       /* 0: the block holds id, then uri; else the id is the
-                                    uri's tail, from this offset (see party__conn_begin_upgrade) */
+    /* 0: the block holds the id, then the uri; else the id is the uri's
+     * tail, from this offset (see party__conn_begin_upgrade). */
+    unsigned id_at : PARTY__CONN_ID_AT_BITS;
     uint8_t n_tags;
     uint16_t peer_close_code;
 

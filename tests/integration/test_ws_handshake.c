@@ -235,7 +235,8 @@ static void test_long_uris_keep_id_and_uri(void **state) {
      * connection records of where an id starts inside its uri). */
     snprintf(target, sizeof(target), "/parties/probe/longuri?x=%s&_pk=tail-id", pad);
     expect_id_and_uri(target, "tail-id");
-    /* An id that is not the uri's tail, though the uri ends with its text. */
+    /* The uri ends with the id's text, though the id came from _pk
+     * earlier in it: either copy names the same id. */
     expect_id_and_uri("/parties/probe/longuri?_pk=ab&y=ab", "ab");
 }
 
