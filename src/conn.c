@@ -106,6 +106,7 @@ static void on_block_timer_closed(uv_handle_t *handle) {
     if (--rt->timer_block_open == 0) {
         free(rt->timer_block);
         rt->timer_block = NULL;
+        rt->trim_pending = 1; /* its pages go back at the next tick */
     }
 }
 
@@ -173,12 +174,7 @@ static void conn_timer_start(party_conn *conn, uint64_t ms, uv_timer_cb cb) {
     uv_timer_start(conn->timer, cb, ms, 0);
 }
 
-void party__conn_pools_free(party_runtime *rt) {
-    /* Timers still held by connections close when they are stopped; the
-     * block is freed after the last close callback. */
-    rt->timers_closing = 1;
-    while (rt->n_spare_timers > 0)
-        uv_close((uv_handle_t *)rt->spare_timers[--rt->n_spare_timers], on_block_timer_closed);
+static void spare_sessions_free(party_runtime *rt) {
     while (rt->spare_sessions != NULL) {
         party__http_session *s = rt->spare_sessions;
         rt->spare_sessions = s->next_spare;
@@ -186,6 +182,26 @@ void party__conn_pools_free(party_runtime *rt) {
         free(s);
     }
     rt->n_spare_sessions = 0;
+}
+
+void party__conn_pools_free(party_runtime *rt) {
+    /* Timers still held by connections close when they are stopped; the
+     * block is freed after the last close callback. */
+    rt->timers_closing = 1;
+    while (rt->n_spare_timers > 0)
+        uv_close((uv_handle_t *)rt->spare_timers[--rt->n_spare_timers], on_block_timer_closed);
+    spare_sessions_free(rt);
+}
+
+void party__conn_pools_trim(party_runtime *rt) {
+    spare_sessions_free(rt);
+    /* The block goes only whole: while any of its timers is armed, it
+     * stays. Its timers close first; the last close callback frees it,
+     * and until then a timer needed is allocated by itself. */
+    if (rt->timer_block != NULL && rt->n_spare_timers == PARTY__SPARE_TIMERS) {
+        while (rt->n_spare_timers > 0)
+            uv_close((uv_handle_t *)rt->spare_timers[--rt->n_spare_timers], on_block_timer_closed);
+    }
 }
 
 static void on_tcp_closed(uv_handle_t *handle) {

@@ -107,6 +107,10 @@ static inline party_runtime *party__conn_rt(const party_conn *conn) {
 
 /* Frees the pools of spare timers and HTTP sessions (at shutdown). */
 void party__conn_pools_free(party_runtime *rt);
+/* Frees the spare HTTP sessions, and the block of spare timers once none
+ * of them is armed (the block goes after its timers' close callbacks):
+ * a burst of handshakes is over. The next handshakes allocate them anew. */
+void party__conn_pools_trim(party_runtime *rt);
 
 /* Accepts a pending connection on the listener. */
 void party__conn_accept(party_runtime *rt, uv_stream_t *listener);

@@ -133,6 +133,7 @@ uint64_t party__runtime_now(party_runtime *rt) {
  * and idle_timeout + one tick after its last work. */
 static void on_evict_timer(uv_timer_t *timer) {
     party_runtime *rt = timer->data;
+    int quiet = rt->http_ended == rt->http_ended_at_tick; /* no HTTP exchange ended this tick */
     if (!rt->virtual_clock)
         party__room_evict_idle(rt, party__runtime_now(rt));
     party__buf_pool_tick(rt->buf_pool);
@@ -143,8 +144,7 @@ static void on_evict_timer(uv_timer_t *timer) {
     /* A burst of handshakes leaves the memory its requests used freed
      * between the new connections' structs; once a tick passes without
      * any, that burst is over. */
-    if (rt->http_ended == rt->http_ended_at_tick &&
-        rt->http_ended - rt->http_ended_at_trim >= HTTP_BURST)
+    if (quiet && rt->http_ended - rt->http_ended_at_trim >= HTTP_BURST)
         rt->trim_pending = 1;
     rt->http_ended_at_tick = rt->http_ended;
     if (rt->trim_pending) {
@@ -155,6 +155,9 @@ static void on_evict_timer(uv_timer_t *timer) {
         rt->trim_pending = 0;
         rt->http_ended_at_trim = rt->http_ended;
         party__buf_pool_trim(rt->buf_pool);
+        /* The handshakes' pools too, once no handshake went on this tick. */
+        if (quiet)
+            party__conn_pools_trim(rt);
         malloc_trim(0);
     }
 }
