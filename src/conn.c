@@ -184,24 +184,26 @@ static void spare_sessions_free(party_runtime *rt) {
     rt->n_spare_sessions = 0;
 }
 
-void party__conn_pools_free(party_runtime *rt) {
-    /* Timers still held by connections close when they are stopped; the
-     * block is freed after the last close callback. */
-    rt->timers_closing = 1;
+/* Closes the spare timers; the block is freed after the last close
+ * callback of all its timers. */
+static void spare_timers_close(party_runtime *rt) {
     while (rt->n_spare_timers > 0)
         uv_close((uv_handle_t *)rt->spare_timers[--rt->n_spare_timers], on_block_timer_closed);
+}
+
+void party__conn_pools_free(party_runtime *rt) {
+    /* Timers still held by connections close when they are stopped. */
+    rt->timers_closing = 1;
+    spare_timers_close(rt);
     spare_sessions_free(rt);
 }
 
 void party__conn_pools_trim(party_runtime *rt) {
     spare_sessions_free(rt);
     /* The block goes only whole: while any of its timers is armed, it
-     * stays. Its timers close first; the last close callback frees it,
-     * and until then a timer needed is allocated by itself. */
-    if (rt->timer_block != NULL && rt->n_spare_timers == PARTY__SPARE_TIMERS) {
-        while (rt->n_spare_timers > 0)
-            uv_close((uv_handle_t *)rt->spare_timers[--rt->n_spare_timers], on_block_timer_closed);
-    }
+     * stays. Until it is freed, a timer needed is allocated by itself. */
+    if (rt->timer_block != NULL && rt->n_spare_timers == PARTY__SPARE_TIMERS)
+        spare_timers_close(rt);
 }
 
 static void on_tcp_closed(uv_handle_t *handle) {
