@@ -13,6 +13,7 @@
 #include "log.h"
 #include "loops.h"
 #include "room.h"
+#include "storage.h"
 
 /* Re-arm at least this often, so a wall clock that jumps is noticed. */
 #define MAX_TIMER_MS 60000
@@ -265,6 +266,34 @@ static const char index_schema[] =
     "CREATE TABLE IF NOT EXISTS alarm_index (room_id TEXT PRIMARY KEY NOT NULL,"
     " party TEXT NOT NULL, due_ms INTEGER NOT NULL) WITHOUT ROWID;";
 
+/* The index's statements, prepared once (SQLITE_OK or SQLite's error). */
+static int index_statements_prepare(party_runtime *rt) {
+    int rc =
+        sqlite3_prepare_v2(rt->alarm_db,
+                           "INSERT INTO alarm_index (room_id, party, due_ms) VALUES (?1, ?2, ?3)"
+                           " ON CONFLICT (room_id) DO UPDATE SET party = excluded.party,"
+                           " due_ms = excluded.due_ms",
+                           -1, &rt->alarm_upsert, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(rt->alarm_db, "DELETE FROM alarm_index WHERE room_id = ?1", -1,
+                                &rt->alarm_delete, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(rt->alarm_db, "PRAGMA synchronous=NORMAL", -1, &rt->alarm_sync_off,
+                                NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(rt->alarm_db, "PRAGMA synchronous=FULL", -1, &rt->alarm_sync_on,
+                                NULL);
+    return rc;
+}
+
+static void index_statements_finalize(party_runtime *rt) {
+    sqlite3_finalize(rt->alarm_upsert);
+    sqlite3_finalize(rt->alarm_delete);
+    sqlite3_finalize(rt->alarm_sync_off);
+    sqlite3_finalize(rt->alarm_sync_on);
+    rt->alarm_upsert = rt->alarm_delete = rt->alarm_sync_off = rt->alarm_sync_on = NULL;
+}
+
 int party__alarms_start(party_runtime *rt) {
     char path[4096];
     sqlite3_stmt *stmt = NULL;
@@ -300,11 +329,14 @@ int party__alarms_start(party_runtime *rt) {
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(rt->alarm_db, index_schema, NULL, NULL, NULL);
     if (rc == SQLITE_OK)
+        rc = index_statements_prepare(rt);
+    if (rc == SQLITE_OK)
         rc = sqlite3_prepare_v2(rt->alarm_db, "SELECT room_id, party, due_ms FROM alarm_index", -1,
                                 &stmt, NULL);
     if (rc != SQLITE_OK) {
         party__log_error(rt, "alarm index %s: %s", path,
                          rt->alarm_db ? sqlite3_errmsg(rt->alarm_db) : "cannot open");
+        index_statements_finalize(rt);
         sqlite3_close(rt->alarm_db);
         rt->alarm_db = NULL;
         return PARTY_EIO;
@@ -348,6 +380,7 @@ void party__alarms_stop(party_runtime *rt) {
     rt->alarms_started = 0;
     if (rt != rt->main)
         return;
+    index_statements_finalize(rt);
     sqlite3_close(rt->alarm_db);
     rt->alarm_db = NULL;
     uv_mutex_destroy(&rt->alarm_mutex);
@@ -355,7 +388,7 @@ void party__alarms_stop(party_runtime *rt) {
 
 int party__alarm_index_put(party_runtime *rt, const char *room_id, const char *party,
                            int64_t due_ms) {
-    sqlite3_stmt *stmt = NULL;
+    sqlite3_stmt *stmt;
     int rc;
 
     rt = rt->main; /* the index is loop 0's, shared by every loop */
@@ -363,30 +396,21 @@ int party__alarm_index_put(party_runtime *rt, const char *room_id, const char *p
         return 0;
     uv_mutex_lock(&rt->alarm_mutex);
     if (due_ms > 0) {
-        rc = sqlite3_prepare_v2(
-            rt->alarm_db,
-            "INSERT INTO alarm_index (room_id, party, due_ms) VALUES (?1, ?2, ?3)"
-            " ON CONFLICT (room_id) DO UPDATE SET party = excluded.party,"
-            " due_ms = excluded.due_ms",
-            -1, &stmt, NULL);
-        if (rc == SQLITE_OK) {
-            sqlite3_bind_text(stmt, 1, room_id, -1, SQLITE_STATIC);
-            sqlite3_bind_text(stmt, 2, party, -1, SQLITE_STATIC);
-            sqlite3_bind_int64(stmt, 3, due_ms);
-        }
+        stmt = rt->alarm_upsert;
+        sqlite3_bind_text(stmt, 1, room_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 2, party, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(stmt, 3, due_ms);
     } else {
+        /* A delete lost in a crash only wakes a room that finds nothing
+         * due: with durability full it is not worth an fsync. */
         if (rt->durability_full)
-            sqlite3_exec(rt->alarm_db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
-        rc = sqlite3_prepare_v2(rt->alarm_db, "DELETE FROM alarm_index WHERE room_id = ?1", -1,
-                                &stmt, NULL);
-        if (rc == SQLITE_OK)
-            sqlite3_bind_text(stmt, 1, room_id, -1, SQLITE_STATIC);
+            (void)party__store_step_done(rt->alarm_sync_off);
+        stmt = rt->alarm_delete;
+        sqlite3_bind_text(stmt, 1, room_id, -1, SQLITE_STATIC);
     }
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(stmt) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
-    sqlite3_finalize(stmt);
+    rc = party__store_step_done(stmt);
     if (due_ms <= 0 && rt->durability_full)
-        sqlite3_exec(rt->alarm_db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+        (void)party__store_step_done(rt->alarm_sync_on);
     uv_mutex_unlock(&rt->alarm_mutex);
-    return rc == SQLITE_OK ? 0 : PARTY_EIO;
+    return rc;
 }

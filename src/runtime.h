@@ -77,6 +77,10 @@ struct party_runtime {
     uint64_t commit_failures;
     /* alarms: the index (one SQLite file) and the heap of wake times */
     struct sqlite3 *alarm_db;
+    /* its statements, prepared once and run under alarm_mutex; with
+     * durability full, sync_off and sync_on bracket a delete (no fsync) */
+    struct sqlite3_stmt *alarm_upsert, *alarm_delete;
+    struct sqlite3_stmt *alarm_sync_off, *alarm_sync_on;
     uv_mutex_t alarm_mutex;
     uv_timer_t alarm_timer;
     struct party__alarm_node **alarm_heap;

@@ -176,8 +176,7 @@ void party__store_close(party__store *s) {
     free(s);
 }
 
-/* Runs a statement with no result rows and resets it. */
-static int step_done(sqlite3_stmt *stmt) {
+int party__store_step_done(sqlite3_stmt *stmt) {
     int rc = sqlite3_step(stmt);
     sqlite3_reset(stmt);
     sqlite3_clear_bindings(stmt);
@@ -201,7 +200,7 @@ int party__store_begin(party__store *s) {
         return 0;
     if (s->begun)
         s->lost = 1;
-    r = step_done(s->begin);
+    r = party__store_step_done(s->begin);
     if (r == 0)
         s->begun = 1;
     return r;
@@ -215,7 +214,7 @@ int party__store_commit(party__store *s) {
     s->begun = s->lost = 0;
     if (!party__store_in_transaction(s))
         return 0;
-    if (step_done(s->commit) != 0) {
+    if (party__store_step_done(s->commit) != 0) {
         party__store_rollback(s);
         return PARTY_EIO;
     }
@@ -225,7 +224,7 @@ int party__store_commit(party__store *s) {
 void party__store_rollback(party__store *s) {
     s->begun = s->lost = 0;
     if (party__store_in_transaction(s))
-        (void)step_done(s->rollback);
+        (void)party__store_step_done(s->rollback);
 }
 
 static int check_key(const char *key) {
@@ -243,7 +242,7 @@ int party__store_kv_put(party__store *s, const char *key, const void *val, size_
         return r;
     sqlite3_bind_text(s->kv_put, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_blob64(s->kv_put, 2, len > 0 ? val : "", len, SQLITE_STATIC);
-    return step_done(s->kv_put);
+    return party__store_step_done(s->kv_put);
 }
 
 int party__store_kv_get(party__store *s, const char *key, void **val, size_t *len) {
@@ -287,7 +286,7 @@ int party__store_kv_delete(party__store *s, const char *key) {
     if (r != 0)
         return r;
     sqlite3_bind_text(s->kv_delete, 1, key, -1, SQLITE_STATIC);
-    r = step_done(s->kv_delete);
+    r = party__store_step_done(s->kv_delete);
     if (r == 0 && sqlite3_changes(s->db) == 0)
         return PARTY_ENOTFOUND;
     return r;
@@ -350,7 +349,7 @@ int party__store_meta_put(party__store *s, const char *key, const char *value) {
         return r;
     sqlite3_bind_text(s->meta_put, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_text(s->meta_put, 2, value, -1, SQLITE_STATIC);
-    return step_done(s->meta_put);
+    return party__store_step_done(s->meta_put);
 }
 
 char *party__store_meta_get(party__store *s, const char *key) {

@@ -34,6 +34,10 @@ int party__store_open(const party__store_options *opt, const char *room_id, part
 /* Rolls back any open transaction and closes. NULL is a no-op. Blocking. */
 void party__store_close(party__store *store);
 
+/* Runs a prepared statement that returns no rows to its end, then resets
+ * it and clears its bindings for the next run: 0 or PARTY_EIO. */
+int party__store_step_done(sqlite3_stmt *stmt);
+
 /* The file name of a room's store under data_dir (for tests and tools). */
 int party__store_path(const char *data_dir, const char *room_id, char *out, size_t cap);
 
