@@ -20,13 +20,7 @@ build=$bench_build
 duration=${BENCH_DURATION:-10}
 warmup=${BENCH_WARMUP:-2}
 data_parent=${BENCH_DATA_PARENT:-$build}
-command_line=""
-for var in BENCH_DURATION BENCH_WARMUP BENCH_DATA_PARENT; do
-    if [ -n "${!var:-}" ]; then
-        command_line+="$var=${!var} "
-    fi
-done
-command_line+="bench/durable.sh"
+command_line=$(bench_command durable.sh BENCH_DURATION BENCH_WARMUP BENCH_DATA_PARENT)
 
 bench_build_release partyd wsbench
 

@@ -23,13 +23,7 @@ bench_name=floor.sh
 runs=${BENCH_RUNS:-3}
 duration=${BENCH_DURATION:-5}
 warmup=${BENCH_WARMUP:-1}
-command_line=""
-for var in BENCH_RUNS BENCH_DURATION BENCH_WARMUP; do
-    if [ -n "${!var:-}" ]; then
-        command_line+="$var=${!var} "
-    fi
-done
-command_line+="bench/floor.sh"
+command_line=$(bench_command floor.sh BENCH_RUNS BENCH_DURATION BENCH_WARMUP)
 
 bench_build_release partyd wsbench pingpong
 wsbench="$bench_build/bench/wsbench"

@@ -52,13 +52,7 @@ clients_wanted=${BENCH_CLIENTS:-2}
 # Connections one client may hold: its open-file limit, less some spare.
 client_max=$(($(ulimit -Hn) - 100))
 data_parent=${BENCH_DATA_PARENT:-$build}
-command_line=""
-for var in BENCH_SHAPES BENCH_RUNS BENCH_ORDER BENCH_HOLD BENCH_CLIENTS BENCH_DATA_PARENT; do
-    if [ -n "${!var:-}" ]; then
-        command_line+="$var=\"${!var}\" "
-    fi
-done
-command_line+="bench/idle.sh"
+command_line=$(bench_command idle.sh BENCH_SHAPES BENCH_RUNS BENCH_ORDER BENCH_HOLD BENCH_CLIENTS BENCH_DATA_PARENT)
 
 bench_build_release partyd wsbench
 

@@ -112,6 +112,23 @@ bench_field() {
     sed -E "s/.*\"$1\":([0-9.]+).*/\1/" <<<"$2"
 }
 
+# bench_command SCRIPT VAR...: the command that reproduces this run, for
+# the docs: each VAR that is set (its value quoted when it holds a space),
+# then bench/SCRIPT.
+bench_command() {
+    local script=$1 var out=""
+    shift
+    for var in "$@"; do
+        if [ -n "${!var:-}" ]; then
+            case ${!var} in
+            *' '*) out+="$var=\"${!var}\" " ;;
+            *) out+="$var=${!var} " ;;
+            esac
+        fi
+    done
+    printf '%s' "${out}bench/$script"
+}
+
 # The median of the numbers on standard input, one a line (the mean of
 # the middle two for an even count).
 bench_median() {

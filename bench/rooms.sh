@@ -21,13 +21,7 @@ bench_name=rooms.sh
 
 rooms=${BENCH_ROOMS:-1000}
 runs=${BENCH_RUNS:-3}
-command_line=""
-for var in BENCH_ROOMS BENCH_RUNS; do
-    if [ -n "${!var:-}" ]; then
-        command_line+="$var=${!var} "
-    fi
-done
-command_line+="bench/rooms.sh"
+command_line=$(bench_command rooms.sh BENCH_ROOMS BENCH_RUNS)
 
 bench_build_release partyd wsbench
 partyd=${BENCH_PARTYD:-$bench_build/partyd}

@@ -32,13 +32,7 @@ bench_name=run.sh
 quick=0
 write_doc=1
 servers="partyd,workerd,node"
-command_line=""
-for var in BENCH_DURATION BENCH_WARMUP BENCH_DATA_PARENT; do
-    if [ -n "${!var:-}" ]; then
-        command_line+="$var=${!var} "
-    fi
-done
-command_line+="bench/run.sh"
+command_line=$(bench_command run.sh BENCH_DURATION BENCH_WARMUP BENCH_DATA_PARENT)
 while [ $# -gt 0 ]; do
     case $1 in
     --quick) quick=1 ;;

@@ -27,13 +27,7 @@ threads=${BENCH_THREADS:-$(nproc)}
 runs=${BENCH_RUNS:-3}
 duration=${BENCH_DURATION:-5}
 warmup=${BENCH_WARMUP:-1}
-command_line=""
-for var in BENCH_THREADS BENCH_RUNS BENCH_DURATION BENCH_WARMUP; do
-    if [ -n "${!var:-}" ]; then
-        command_line+="$var=${!var} "
-    fi
-done
-command_line+="bench/threads.sh"
+command_line=$(bench_command threads.sh BENCH_THREADS BENCH_RUNS BENCH_DURATION BENCH_WARMUP)
 
 bench_build_release partyd wsbench
 wsbench="$bench_build/bench/wsbench"
