@@ -682,8 +682,8 @@ static int report(const bench_options *o, const results *r, int32_t *sorted, siz
 
     /* The whole process: the runtime's threads and the client's. */
     if (getrusage(RUSAGE_SELF, &ru) == 0) {
-        user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
-        sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+        user = bench_timeval_s(ru.ru_utime);
+        sys = bench_timeval_s(ru.ru_stime);
     }
     qsort(sorted, n_sorted, sizeof(*sorted), cmp_int32);
     for (i = 0; i < n_sorted; i++)

@@ -54,6 +54,10 @@ double bench_now_s(void) {
     return (double)bench_now_ns() / 1e9;
 }
 
+double bench_timeval_s(struct timeval tv) {
+    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
 uint64_t bench_rng_next(uint64_t *state) {
     *state ^= *state >> 12;
     *state ^= *state << 25;

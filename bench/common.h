@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/time.h>
 
 #define BENCH_MAX_SECONDS 3600.0
 
@@ -22,6 +23,8 @@ int bench_parse_seconds(const char *prog, const char *flag, const char *text, do
 /* Monotonic clock. */
 uint64_t bench_now_ns(void);
 double bench_now_s(void);
+/* A struct timeval (e.g. getrusage's CPU times) in seconds. */
+double bench_timeval_s(struct timeval tv);
 
 /* xorshift64*: masks keys and spreads due times; *state must not be 0. */
 uint64_t bench_rng_next(uint64_t *state);

@@ -59,10 +59,6 @@ typedef struct pconn {
     long partial; /* bytes of the current reply read so far */
 } pconn;
 
-static double tv_s(struct timeval tv) {
-    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
-}
-
 static void usage(FILE *to) {
     fprintf(to,
             "usage: %s [--conns C] [--inflight W] [--size S] [--duration SEC] "
@@ -356,15 +352,16 @@ done:
         printf("%s: %ld conns, %ld in flight each, %ld B: %.0f msgs/s; CPU per message "
                "(whole run, %" PRIu64 " msgs): client %.2f us user + %.2f us sys, echo "
                "%.2f us user + %.2f us sys\n",
-               PROG, o.conns, o.inflight, o.size, rate, msgs_total, tv_s(self.ru_utime) * per,
-               tv_s(self.ru_stime) * per, tv_s(child.ru_utime) * per, tv_s(child.ru_stime) * per);
+               PROG, o.conns, o.inflight, o.size, rate, msgs_total,
+               bench_timeval_s(self.ru_utime) * per, bench_timeval_s(self.ru_stime) * per,
+               bench_timeval_s(child.ru_utime) * per, bench_timeval_s(child.ru_stime) * per);
         printf("{\"tool\":\"pingpong\",\"conns\":%ld,\"inflight\":%ld,\"size\":%ld,"
                "\"warmup_s\":%g,\"duration_s\":%g,\"msgs\":%" PRIu64 ",\"msgs_per_s\":%.1f,"
                "\"client_user_us_per_msg\":%.3f,\"client_sys_us_per_msg\":%.3f,"
                "\"echo_user_us_per_msg\":%.3f,\"echo_sys_us_per_msg\":%.3f}\n",
                o.conns, o.inflight, o.size, o.warmup, o.duration, msgs_measured, rate,
-               tv_s(self.ru_utime) * per, tv_s(self.ru_stime) * per, tv_s(child.ru_utime) * per,
-               tv_s(child.ru_stime) * per);
+               bench_timeval_s(self.ru_utime) * per, bench_timeval_s(self.ru_stime) * per,
+               bench_timeval_s(child.ru_utime) * per, bench_timeval_s(child.ru_stime) * per);
     }
     free(conns);
     free(msg);

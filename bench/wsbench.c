@@ -1191,8 +1191,8 @@ static void client_cpu(double *user, double *sys) {
     struct rusage ru;
     *user = *sys = 0;
     if (getrusage(RUSAGE_SELF, &ru) == 0) {
-        *user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
-        *sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+        *user = bench_timeval_s(ru.ru_utime);
+        *sys = bench_timeval_s(ru.ru_stime);
     }
 }
 
