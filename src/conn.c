@@ -4,11 +4,15 @@
 #include "conn.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <openssl/rand.h>
@@ -27,8 +31,7 @@
 #define WRITE_IOV_MAX 64
 #define LINGER_MS 2000
 
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
-static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out);
+static void conn_start_reading(party_conn *conn);
 static void conn_close_now(party_conn *conn);
 static void conn_parse_http(party_conn *conn);
 
@@ -206,8 +209,18 @@ void party__conn_pools_trim(party_runtime *rt) {
         spare_timers_close(rt);
 }
 
-static void on_tcp_closed(uv_handle_t *handle) {
+static void on_poll_closed(uv_handle_t *handle) {
     party__conn_unref(handle->data);
+}
+
+/* Stops watching the socket and closes it; the struct goes once the
+ * handle's close callback has run (and no one else holds it). */
+static void conn_close_socket(party_conn *conn) {
+    uv_close((uv_handle_t *)&conn->poll, on_poll_closed);
+    if (conn->fd >= 0)
+        close(conn->fd); /* after uv_close: the handle no longer watches it */
+    conn->fd = -1;
+    conn->watched = 0;
 }
 
 /* Tells the room, once, that this connection is gone. */
@@ -249,7 +262,7 @@ static void conn_close_now(party_conn *conn) {
     conn->phase = PARTY__CONN_DONE;
     conn_report_close(conn, PARTY__WS_ABNORMAL, "", 0);
     conn_timer_stop(conn);
-    uv_close((uv_handle_t *)&conn->tcp, on_tcp_closed);
+    conn_close_socket(conn);
 }
 
 void party__conn_abort(party_conn *conn) {
@@ -268,10 +281,13 @@ static void on_linger_timeout(uv_timer_t *timer) {
     conn_close_now(timer->data);
 }
 
-static void on_shutdown(uv_shutdown_t *req, int status) {
-    party_conn *conn = req->data;
-    free(req);
-    if (status < 0 || conn->transport_closing) {
+/* The last byte is written: half-close and linger, then close. */
+static void conn_finish(party_conn *conn) {
+    if (conn->transport_closing)
+        return;
+    conn->phase = PARTY__CONN_DONE;
+    conn->close_after_flush = 0;
+    if (shutdown(conn->fd, SHUT_WR) != 0) {
         conn_close_now(conn);
         return;
     }
@@ -279,29 +295,7 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
      * so our close never turns into a reset that could destroy the last
      * bytes we wrote. Bounded in time. */
     conn_timer_start(conn, LINGER_MS, on_linger_timeout);
-    if (!conn->reading && uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read) == 0)
-        conn->reading = 1;
-}
-
-/* The last byte is written: half-close and linger, then close. */
-static void conn_finish(party_conn *conn) {
-    uv_shutdown_t *req;
-
-    if (conn->transport_closing)
-        return;
-    conn->phase = PARTY__CONN_DONE;
-    conn->close_after_flush = 0;
-    /* Requests are allocated when needed: an idle connection carries none. */
-    req = malloc(sizeof(*req));
-    if (req == NULL) {
-        conn_close_now(conn);
-        return;
-    }
-    req->data = conn;
-    if (uv_shutdown(req, (uv_stream_t *)&conn->tcp, on_shutdown) != 0) {
-        free(req);
-        conn_close_now(conn);
-    }
+    conn_start_reading(conn);
 }
 
 /* ---- output ---- */
@@ -433,33 +427,32 @@ static int conn_output_drained(party_conn *conn) {
     return 1;
 }
 
-static void on_write(uv_write_t *req, int status) {
-    party_conn *conn = req->data;
-    size_t bytes = 0;
-    uint32_t i;
+static void conn_watch(party_conn *conn);
 
-    free(req);
-    for (i = 0; i < conn->out_writing; i++) {
-        party__buf *b = *out_slot(conn, i);
-        bytes += b->len - (i == 0 ? conn->out_offset : 0);
-    }
-    conn->writing = 0;
-    conn->out_writing = 0;
-    conn_consume(conn, bytes);
-    if (status < 0) {
-        party__log_debug(party__conn_rt(conn), "conn %s: write failed: %s",
-                         conn->id ? conn->id : "-", uv_strerror(status));
-        conn_close_now(conn);
-    } else if (!conn->transport_closing) {
-        conn_flush(conn);
-    }
-    party__conn_unref(conn);
+ssize_t party__conn_write_some(party_conn *conn, const uv_buf_t *iov, size_t n) {
+    struct msghdr msg;
+    ssize_t r;
+
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = (struct iovec *)iov; /* libuv: a uv_buf_t is a struct iovec */
+    msg.msg_iovlen = n;
+    do
+        r = sendmsg(conn->fd, &msg, MSG_NOSIGNAL);
+    while (r < 0 && errno == EINTR);
+    if (r >= 0)
+        return r;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : uv_translate_sys_error(errno);
+}
+
+void party__conn_wait_writable(party_conn *conn) {
+    conn->writing = 1;
+    conn_watch(conn);
 }
 
 static void conn_flush(party_conn *conn) {
     uv_buf_t iov[WRITE_IOV_MAX];
     size_t n, bytes;
-    int r;
+    ssize_t r;
 
     if (conn->writing || conn->transport_closing)
         return;
@@ -467,37 +460,21 @@ static void conn_flush(party_conn *conn) {
         party__tls_flush(conn);
         return;
     }
-    if (conn->out_len > 0) {
+    while (conn->out_len > 0) {
         n = conn_fill_iov(conn, iov, WRITE_IOV_MAX, &bytes);
-        r = uv_try_write((uv_stream_t *)&conn->tcp, iov, (unsigned int)n);
-        if (r == UV_EAGAIN || r == UV_ENOSYS)
-            r = 0;
+        r = party__conn_write_some(conn, iov, n);
         if (r < 0) {
+            party__log_debug(party__conn_rt(conn), "conn %s: write failed: %s",
+                             conn->id ? conn->id : "-", uv_strerror((int)r));
             conn_close_now(conn);
+            return;
+        }
+        if (r == 0) {
+            /* The socket is full: the rest waits until it takes more. */
+            party__conn_wait_writable(conn);
             return;
         }
         conn_consume(conn, (size_t)r);
-    }
-    if (conn->out_len > 0) {
-        /* The socket is full: a queued write waits for it (a slow reader
-         * pays for its request; a keeping-up one never allocates it). */
-        uv_write_t *req = malloc(sizeof(*req));
-        if (req == NULL) {
-            conn_close_now(conn);
-            return;
-        }
-        n = conn_fill_iov(conn, iov, WRITE_IOV_MAX, &bytes);
-        req->data = conn;
-        r = uv_write(req, (uv_stream_t *)&conn->tcp, iov, (unsigned int)n, on_write);
-        if (r < 0) {
-            free(req);
-            conn_close_now(conn);
-            return;
-        }
-        conn->writing = 1;
-        conn->out_writing = (uint32_t)n;
-        party__conn_ref(conn);
-        return;
     }
     party__conn_flush_done(conn);
 }
@@ -533,12 +510,11 @@ void party__conn_flush_dirty(party_runtime *rt) {
     }
 }
 
+static void conn_stop_reading(party_conn *conn);
+
 static void conn_close_after_flush(party_conn *conn) {
     conn->close_after_flush = 1;
-    if (conn->reading) {
-        uv_read_stop((uv_stream_t *)&conn->tcp);
-        conn->reading = 0;
-    }
+    conn_stop_reading(conn);
     mark_dirty(conn);
 }
 
@@ -649,9 +625,8 @@ void party__conn_http_space(party_conn *conn, uv_buf_t *out) {
     }
 }
 
-static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
-    party_conn *conn = handle->data;
-
+/* Where the next read goes. */
+static void conn_read_space(party_conn *conn, uv_buf_t *out) {
     if (conn->tls_slot != 0)
         *out = party__tls_read_buf(party__conn_rt(conn));
     else if (conn->phase == PARTY__CONN_HTTP && conn->http != NULL)
@@ -660,16 +635,34 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
         *out = uv_buf_init(party__conn_rt(conn)->read_buf, PARTY__READ_BUF_SIZE);
 }
 
+static void on_poll(uv_poll_t *handle, int status, int events);
+
+/* Has the handle watch for what the connection waits for: input while
+ * reading, room for output while a write waits. The handle is started or
+ * stopped only when that changes (each change is an epoll_ctl). */
+static void conn_watch(party_conn *conn) {
+    unsigned want = (conn->reading ? UV_READABLE : 0) | (conn->writing ? UV_WRITABLE : 0);
+
+    if (conn->transport_closing || want == conn->watched)
+        return;
+    if (want == 0)
+        uv_poll_stop(&conn->poll);
+    else if (uv_poll_start(&conn->poll, (int)want, on_poll) != 0)
+        return;
+    conn->watched = want;
+}
+
 static void conn_start_reading(party_conn *conn) {
-    if (!conn->reading && !conn->transport_closing &&
-        uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read) == 0)
+    if (!conn->reading && !conn->transport_closing) {
         conn->reading = 1;
+        conn_watch(conn);
+    }
 }
 
 static void conn_stop_reading(party_conn *conn) {
     if (conn->reading) {
-        uv_read_stop((uv_stream_t *)&conn->tcp);
         conn->reading = 0;
+        conn_watch(conn);
     }
 }
 
@@ -1003,9 +996,7 @@ void party__conn_after_close(party_conn *conn, const char *reason) {
 
 /* ---- reading ---- */
 
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
-    party_conn *conn = stream->data;
-
+static void on_read(party_conn *conn, ssize_t nread, const uv_buf_t *buf) {
     if (nread == 0)
         return;
     if (nread < 0) {
@@ -1035,6 +1026,59 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
         party__conn_input(conn, buf->base, (size_t)nread);
 }
 
+/* Reads while the socket has bytes and the connection wants them: as many
+ * reads as fill their buffer, at most READS_PER_TURN (the socket stays
+ * readable for the next loop turn). */
+#define READS_PER_TURN 32
+
+static void conn_read(party_conn *conn) {
+    unsigned turns;
+
+    for (turns = 0; turns < READS_PER_TURN && conn->reading && !conn->transport_closing; turns++) {
+        uv_buf_t buf;
+        ssize_t n;
+
+        conn_read_space(conn, &buf);
+        if (buf.base == NULL || buf.len == 0) {
+            on_read(conn, UV_ENOBUFS, &buf);
+            return;
+        }
+        do
+            n = read(conn->fd, buf.base, buf.len);
+        while (n < 0 && errno == EINTR);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        on_read(conn, n < 0 ? uv_translate_sys_error(errno) : n == 0 ? UV_EOF : n, &buf);
+        if (n <= 0 || (size_t)n < buf.len)
+            return;
+    }
+}
+
+static void on_poll(uv_poll_t *handle, int status, int events) {
+    party_conn *conn = handle->data;
+
+    if (status < 0) {
+        /* A socket error (EPOLLERR): libuv stopped the handle. What the peer
+         * sent before it is still read, if reading; then the connection
+         * ends. */
+        conn->watched = 0;
+        conn_read(conn);
+        if (!conn->transport_closing) {
+            party__log_debug(party__conn_rt(conn), "conn %s: socket error",
+                             conn->id ? conn->id : "-");
+            conn_close_now(conn);
+        }
+        return;
+    }
+    if ((events & UV_WRITABLE) && conn->writing) {
+        conn->writing = 0;
+        conn_flush(conn);
+        conn_watch(conn); /* no longer for room to write, unless it waits again */
+    }
+    if ((events & (UV_READABLE | UV_DISCONNECT)) != 0)
+        conn_read(conn);
+}
+
 void party__conn_input(party_conn *conn, char *data, size_t len) {
     switch (conn->phase) {
     case PARTY__CONN_HTTP:
@@ -1050,13 +1094,26 @@ void party__conn_input(party_conn *conn, char *data, size_t len) {
     }
 }
 
-static party_conn *conn_new(party_runtime *rt) {
+/* A connection for the socket fd, or NULL (fd then closed). */
+static party_conn *conn_new(party_runtime *rt, int fd) {
     party_conn *conn = conn_alloc(rt);
-    if (conn == NULL)
+    int r;
+
+    if (conn == NULL) {
+        party__log_error(rt, "accept: out of memory");
+        close(fd);
         return NULL;
+    }
+    r = uv_poll_init_socket(&rt->loop, &conn->poll, fd);
+    if (r != 0) {
+        party__log_warn(rt, "accept: %s", uv_strerror(r));
+        close(fd);
+        conn_release(rt, conn);
+        return NULL;
+    }
+    conn->poll.data = conn;
+    conn->fd = fd;
     conn->refs = 1;
-    uv_tcp_init(&rt->loop, &conn->tcp);
-    conn->tcp.data = conn;
     __atomic_fetch_add(&rt->n_conns, 1, __ATOMIC_RELAXED);
     return conn;
 }
@@ -1068,23 +1125,20 @@ static void conn_begin_http(party_conn *conn) {
     conn_start_reading(conn);
 }
 
-void party__conn_accept(party_runtime *rt, uv_stream_t *listener) {
-    party_conn *conn = conn_new(rt);
-    int r;
+void party__conn_accept_fd(party_runtime *rt, int fd) {
+    int on = 1;
+    party_conn *conn = conn_new(rt, fd);
 
-    if (conn == NULL) {
+    if (conn == NULL)
+        return;
+    if (http_session_new(conn) != 0) {
         party__log_error(rt, "accept: out of memory");
-        return;
-    }
-    r = uv_accept(listener, (uv_stream_t *)&conn->tcp);
-    if (r != 0 || http_session_new(conn) != 0) {
-        if (r != 0)
-            party__log_warn(rt, "accept: %s", uv_strerror(r));
         conn->transport_closing = 1;
-        uv_close((uv_handle_t *)&conn->tcp, on_tcp_closed);
+        conn_close_socket(conn);
         return;
     }
-    uv_tcp_nodelay(&conn->tcp, 1);
+    /* Frames go out as written: no waiting to fill a segment. */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
     if (party__tls_enabled(rt) && party__tls_accept(conn) != 0) {
         party__log_error(rt, "accept: out of memory for TLS");
         conn_close_now(conn);
@@ -1099,27 +1153,21 @@ int party__conn_adopt(party_runtime *rt, int fd, int internal) {
 
 int party__conn_adopt_handoff(party_runtime *rt, int fd, int internal, const char *bytes,
                               size_t len, struct party__tls *tls) {
-    party_conn *conn = conn_new(rt);
+    party_conn *conn = conn_new(rt, fd);
     party__http_session *s;
     int r;
 
     if (conn == NULL) {
-        close(fd);
         party__tls_state_free(tls);
         return PARTY_ENOMEM;
     }
-    if (uv_tcp_open(&conn->tcp, fd) != 0) {
-        close(fd); /* not the handle's yet: ours to close */
-        party__tls_state_free(tls);
-        r = PARTY_EINVAL;
-    } else if (tls != NULL && party__tls_attach(conn, tls) != 0) {
+    if (tls != NULL && party__tls_attach(conn, tls) != 0)
         r = PARTY_ENOMEM; /* attach freed tls */
-    } else {
+    else
         r = http_session_new(conn);
-    }
     if (r != 0) {
         conn->transport_closing = 1;
-        uv_close((uv_handle_t *)&conn->tcp, on_tcp_closed);
+        conn_close_socket(conn);
         return r;
     }
     conn->internal = (uint8_t)internal;
@@ -1203,7 +1251,7 @@ typedef struct walk_arg {
 
 static void walk_one(uv_handle_t *handle, void *arg) {
     walk_arg *w = arg;
-    if (handle->type == UV_TCP && handle != (uv_handle_t *)&w->rt->listener &&
+    if (handle->type == UV_POLL && handle != (uv_handle_t *)&w->rt->listener &&
         !uv_is_closing(handle))
         w->fn(handle->data);
 }

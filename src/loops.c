@@ -325,7 +325,6 @@ static handoff_mail *handoff_bytes(party_conn *conn) {
 void party__loop_handoff(party_conn *conn, party_runtime *target) {
     party_runtime *rt = party__conn_rt(conn);
     handoff_mail *h;
-    uv_os_fd_t fd;
     int copy;
 
     if (conn->out_len > 0 || conn->writing || conn->dirty || conn->holder != NULL) {
@@ -335,19 +334,15 @@ void party__loop_handoff(party_conn *conn, party_runtime *target) {
         conn->handoff_wait = 1;
         return;
     }
-    if (uv_fileno((uv_handle_t *)&conn->tcp, &fd) != 0) {
-        party__conn_abort(conn);
-        return;
-    }
     h = handoff_bytes(conn);
     if (h == NULL) {
         party__log_error(rt, "hand-off to loop %u: out of memory", target->loop_index);
         party__conn_http_fail(conn, 503, "out of memory\n");
         return;
     }
-    /* The descriptor is duplicated because libuv closes the one its handle
-     * holds; the copy is what the other loop adopts. */
-    copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    /* The descriptor is duplicated because closing the connection here
+     * closes the one it holds; the copy is what the other loop adopts. */
+    copy = fcntl(conn->fd, F_DUPFD_CLOEXEC, 0);
     if (copy < 0) {
         int err = errno;
         free(h);

@@ -18,6 +18,7 @@
 #include "digest.h"
 #include "fetch.h"
 #include "keepalive.h"
+#include "listener.h"
 #include "log.h"
 #include "loops.h"
 #include "room.h"
@@ -203,8 +204,7 @@ static void on_stop_async(uv_async_t *async) {
  * loop's runtime has of its own. */
 static int runtime_init_loop(party_runtime *rt) {
     rt->loop.data = rt;
-    uv_tcp_init(&rt->loop, &rt->listener);
-    rt->listener.data = rt;
+    rt->listen_fd = rt->spare_fd = -1;
     uv_check_init(&rt->loop, &rt->flush_check);
     rt->flush_check.data = rt;
     uv_check_start(&rt->flush_check, on_flush_check);
@@ -434,24 +434,6 @@ int party__runtime_warning_due(party_runtime *rt, uint64_t *last) {
     return 1;
 }
 
-static void on_connection(uv_stream_t *listener, int status) {
-    party_runtime *rt = listener->data;
-    if (status < 0) {
-        /* Out of descriptors (EMFILE): libuv has already accepted and closed
-         * the connection so the backlog keeps moving; say so at most once a
-         * second. */
-        rt->accept_errors++;
-        if (party__runtime_warning_due(rt, &rt->last_accept_warning))
-            party__log_warn(rt, "accept: %s (%llu refused so far); max_conns is %zu",
-                            uv_strerror(status), (unsigned long long)rt->accept_errors,
-                            rt->cfg.max_conns);
-        return;
-    }
-    if (rt->stopping)
-        return;
-    party__conn_accept(rt, listener);
-}
-
 int party_runtime_listen(party_runtime *rt) {
     struct sockaddr_storage addr;
     int r;
@@ -465,9 +447,7 @@ int party_runtime_listen(party_runtime *rt) {
         party__log_error(rt, "listen: %s is not an IP address", rt->host);
         return PARTY_EADDR;
     }
-    r = uv_tcp_bind(&rt->listener, (const struct sockaddr *)&addr, 0);
-    if (r == 0)
-        r = uv_listen((uv_stream_t *)&rt->listener, 511, on_connection);
+    r = party__listener_open(rt, (const struct sockaddr *)&addr);
     if (r != 0) {
         party__log_error(rt, "listen on %s:%d: %s", rt->host, rt->cfg.port, uv_strerror(r));
         return PARTY_EADDR;
@@ -477,14 +457,7 @@ int party_runtime_listen(party_runtime *rt) {
 }
 
 int party_runtime_port(party_runtime *rt) {
-    struct sockaddr_storage addr;
-    int len = sizeof(addr);
-
-    if (!rt->listening || uv_tcp_getsockname(&rt->listener, (struct sockaddr *)&addr, &len) != 0)
-        return -1;
-    if (addr.ss_family == AF_INET6)
-        return ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
-    return ntohs(((struct sockaddr_in *)&addr)->sin_port);
+    return rt->listening ? party__listener_port(rt) : -1;
 }
 
 static void on_signal(uv_signal_t *sig, int signum) {
@@ -505,7 +478,7 @@ static void runtime_finish(party_runtime *rt) {
     party__rooms_free_all(rt);
     party__alarms_stop(rt);
     party__conn_pools_free(rt);
-    close_handle((uv_handle_t *)&rt->listener);
+    party__listener_close(rt);
     close_handle((uv_handle_t *)&rt->flush_check);
     close_handle((uv_handle_t *)&rt->flush_prepare);
     close_handle((uv_handle_t *)&rt->drain_idle);
@@ -565,8 +538,7 @@ void party__runtime_begin_stop(party_runtime *rt) {
     if (rt == rt->main)
         party__loops_stop(rt);
     party__fetch_stop_all(rt);
-    if (rt->listening)
-        uv_close((uv_handle_t *)&rt->listener, NULL);
+    party__listener_close(rt);
     party__conn_foreach(rt, stop_one);
     uv_timer_start(&rt->shutdown_timer, on_shutdown_timeout,
                    rt->cfg.shutdown_timeout > 0 ? (uint64_t)(rt->cfg.shutdown_timeout * 1000.0) : 0,

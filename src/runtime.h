@@ -43,8 +43,10 @@ struct party_runtime {
     char *host, *prefix, *data_dir, *ops_prefix, *admin_token, *static_dir;
     int durability_full;
     uv_loop_t loop;
-    uv_tcp_t listener;
+    uv_poll_t listener; /* watches listen_fd (listener.c) */
     int listening;
+    int listen_fd; /* -1 when not listening */
+    int spare_fd;  /* kept open to be given up when accept() hits EMFILE */
     uv_signal_t sigint, sigterm;
     uv_async_t stop_async;
     uv_check_t flush_check;     /* writes queued output after I/O callbacks */

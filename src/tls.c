@@ -1,4 +1,4 @@
-/* tls: OpenSSL over memory BIOs on the connection's libuv stream. Input:
+/* tls: OpenSSL over memory BIOs on the connection's socket. Input:
  * ciphertext into the read BIO, SSL_read into the buffer the plaintext path
  * would have read into, then that path. Output: the send queue is encrypted
  * in bounded steps (at most one chunk of ciphertext is ever outside the
@@ -22,13 +22,11 @@ typedef struct party__tls {
     SSL *ssl;
     BIO *rbio, *wbio; /* owned by ssl */
     int shutdown_sent;
+    /* Ciphertext taken from the write BIO that the socket has not taken
+     * yet (it was full): held_len bytes, held_off of them written. */
+    char *held;
+    size_t held_len, held_off;
 } party__tls;
-
-typedef struct tls_write {
-    uv_write_t req;
-    party_conn *conn;
-    char data[];
-} tls_write;
 
 int party__tls_enabled(const party_runtime *rt) {
     return rt->tls_ctx != NULL;
@@ -186,6 +184,7 @@ void party__tls_state_free(party__tls *tls) {
     if (tls == NULL)
         return;
     SSL_free(tls->ssl);
+    free(tls->held);
     free(tls);
 }
 
@@ -281,7 +280,7 @@ void party__tls_input(party_conn *conn, const char *data, size_t len) {
             int a = BIO_read(tls->wbio, alert, sizeof(alert));
             if (a > 0) {
                 uv_buf_t b = uv_buf_init(alert, (unsigned int)a);
-                (void)uv_try_write((uv_stream_t *)&conn->tcp, &b, 1);
+                (void)party__conn_write_some(conn, &b, 1);
             }
         }
         party__conn_abort(conn);
@@ -294,58 +293,38 @@ void party__tls_input(party_conn *conn, const char *data, size_t len) {
 
 /* ---- output ---- */
 
-static void on_tls_write(uv_write_t *req, int status) {
-    tls_write *w = (tls_write *)req;
-    party_conn *conn = w->conn;
-
-    free(w);
-    conn->writing = 0;
-    if (status < 0)
-        party__conn_abort(conn);
-    else if (!conn->transport_closing)
-        party__conn_flush(conn);
-    party__conn_unref(conn);
-}
-
-/* Writes the ciphertext waiting in the write BIO. 1 if a write is now in
- * flight (the socket is full), 0 if all went, -1 on error. */
+/* Writes the ciphertext held or waiting in the write BIO. 1 if some waits
+ * for the socket to take more, 0 if all went, -1 on error. */
 static int write_pending(party_conn *conn, party__tls *tls) {
-    size_t pending = BIO_ctrl_pending(tls->wbio);
-    tls_write *w;
+    ssize_t r;
     uv_buf_t b;
-    int n, r;
 
-    if (pending == 0)
-        return 0;
-    w = malloc(sizeof(*w) + pending);
-    if (w == NULL)
-        return -1;
-    n = BIO_read(tls->wbio, w->data, (int)pending);
-    if (n <= 0) {
-        free(w);
-        return -1;
+    if (tls->held == NULL) {
+        size_t pending = BIO_ctrl_pending(tls->wbio);
+        int n;
+        if (pending == 0)
+            return 0;
+        tls->held = malloc(pending);
+        if (tls->held == NULL)
+            return -1;
+        n = BIO_read(tls->wbio, tls->held, (int)pending);
+        if (n <= 0)
+            return -1; /* the state is freed with the connection */
+        tls->held_len = (size_t)n;
+        tls->held_off = 0;
     }
-    b = uv_buf_init(w->data, (unsigned int)n);
-    r = uv_try_write((uv_stream_t *)&conn->tcp, &b, 1);
-    if (r == UV_EAGAIN || r == UV_ENOSYS)
-        r = 0;
-    if (r < 0) {
-        free(w);
+    b = uv_buf_init(tls->held + tls->held_off, (unsigned int)(tls->held_len - tls->held_off));
+    r = party__conn_write_some(conn, &b, 1);
+    if (r < 0)
         return -1;
+    tls->held_off += (size_t)r;
+    if (tls->held_off < tls->held_len) {
+        party__conn_wait_writable(conn);
+        return 1;
     }
-    if (r == n) {
-        free(w);
-        return 0;
-    }
-    b = uv_buf_init(w->data + r, (unsigned int)(n - r));
-    w->conn = conn;
-    if (uv_write(&w->req, (uv_stream_t *)&conn->tcp, &b, 1, on_tls_write) != 0) {
-        free(w);
-        return -1;
-    }
-    conn->writing = 1;
-    party__conn_ref(conn);
-    return 1;
+    free(tls->held);
+    tls->held = NULL;
+    return 0;
 }
 
 /* Encrypts up to TLS_WRITE_CHUNK bytes of the send queue. 1 if some were
@@ -392,7 +371,7 @@ void party__tls_flush(party_conn *conn) {
             return;
         }
         if (r > 0)
-            return; /* on_tls_write goes on */
+            return; /* the flush runs again once the socket takes more */
         r = encrypt_some(conn, tls);
         if (r < 0) {
             party__conn_abort(conn);

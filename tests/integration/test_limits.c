@@ -123,8 +123,8 @@ static void test_accept_keeps_working_after_running_out_of_descriptors(void **st
         }
         http_response_free(&res);
     }
-    /* Some were served, the rest turned away (libuv accepts and closes
-     * what it cannot keep, so the backlog never jams). */
+    /* Some were served, the rest turned away (the listener accepts and
+     * closes what it cannot keep, so the backlog never jams). */
     assert_true(n_open > 0);
     assert_true(n_open < 80);
     for (i = 0; i < 80; i++)

@@ -126,11 +126,42 @@ static void test_reader_that_keeps_up_is_never_dropped(void **state) {
     tconn_close(c);
 }
 
+/* Output the socket cannot take yet waits for it, and none is lost: a
+ * reader that stops reading (a small window, so the server's socket fills)
+ * gets every reply, whole and in order, once it reads again. */
+static void test_reader_that_pauses_gets_every_byte_in_order(void **state) {
+    tconn *c = open_slow("pause1", "pauser");
+    static const size_t sizes[] = {300000, 17, 300000, 250000};
+    ws_frame f;
+    size_t i, j;
+    (void)state;
+
+    for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        char ask[32];
+        snprintf(ask, sizeof(ask), "big:%zu", sizes[i]);
+        assert_int_equal(ws_send_text(c, ask), 0);
+    }
+    /* 867,017 bytes asked, under the 1 MiB limit: nothing is dropped. */
+    assert_int_equal(ws_send_text(c, "after"), 0);
+    for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        assert_int_equal(ws_recv(c, &f, TC_TIMEOUT_MS), 0);
+        assert_int_equal(f.opcode, WS_TEXT);
+        assert_int_equal(f.len, sizes[i]);
+        for (j = 0; j < f.len && f.data[j] == 'x'; j++)
+            ;
+        assert_int_equal(j, sizes[i]);
+        ws_frame_free(&f);
+    }
+    ws_expect_text(c, "echo:after");
+    tconn_close(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_slow_reader_is_dropped_when_its_queue_passes_the_limit),
         cmocka_unit_test(test_slow_reader_does_not_hold_back_others_in_its_room),
         cmocka_unit_test(test_reader_that_keeps_up_is_never_dropped),
+        cmocka_unit_test(test_reader_that_pauses_gets_every_byte_in_order),
     };
     return cmocka_run_group_tests_name("slow_reader", tests, group_setup, group_teardown);
 }

@@ -1,0 +1,132 @@
+/* listener: the listening socket. Connections are accepted here as
+ * descriptors, and each is watched with a uv_poll_t (160 bytes, where
+ * libuv's TCP handle is 248): most of what an idle connection costs is its
+ * struct. Out of descriptors (EMFILE), the pending connections are taken
+ * and closed at once with the help of one descriptor kept spare, so that
+ * the backlog keeps moving and a listener that stays readable does not
+ * spin the loop. */
+#define _GNU_SOURCE /* accept4 */
+#include "listener.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "log.h"
+#include "runtime.h"
+
+#define LISTEN_BACKLOG 511
+/* Accepts per readable event: others wait for the next loop turn, so a
+ * flood of connections cannot starve the loop's other work. */
+#define ACCEPTS_PER_TURN 128
+
+static int spare_fd_open(void) {
+    return open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* Out of descriptors: accepts and closes what waits, with the spare one
+ * freed for that, then takes the spare back. Returns how many went. */
+static unsigned shed_pending(party_runtime *rt) {
+    unsigned shed = 0;
+    int fd;
+
+    if (rt->spare_fd < 0)
+        return 0;
+    close(rt->spare_fd);
+    rt->spare_fd = -1;
+    while (shed < ACCEPTS_PER_TURN &&
+           (fd = accept4(rt->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+        close(fd);
+        shed++;
+    }
+    rt->spare_fd = spare_fd_open();
+    return shed;
+}
+
+static void on_accept_failed(party_runtime *rt, int err) {
+    unsigned shed = 0;
+
+    if (err == EMFILE || err == ENFILE)
+        shed = shed_pending(rt);
+    rt->accept_errors += shed > 0 ? shed : 1;
+    if (party__runtime_warning_due(rt, &rt->last_accept_warning))
+        party__log_warn(rt, "accept: %s (%llu refused so far); max_conns is %zu", strerror(err),
+                        (unsigned long long)rt->accept_errors, rt->cfg.max_conns);
+}
+
+static void on_listener_readable(uv_poll_t *handle, int status, int events) {
+    party_runtime *rt = handle->data;
+    unsigned n;
+
+    (void)events;
+    if (status < 0) {
+        party__log_warn(rt, "listener: %s", uv_strerror(status));
+        return;
+    }
+    for (n = 0; n < ACCEPTS_PER_TURN && !rt->stopping; n++) {
+        int fd = accept4(rt->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            on_accept_failed(rt, errno);
+            return;
+        }
+        party__conn_accept_fd(rt, fd);
+    }
+}
+
+int party__listener_open(party_runtime *rt, const struct sockaddr *addr) {
+    socklen_t len =
+        addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    int on = 1, r;
+    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return uv_translate_sys_error(errno);
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        bind(fd, addr, len) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
+        r = uv_translate_sys_error(errno);
+        close(fd);
+        return r;
+    }
+    r = uv_poll_init_socket(&rt->loop, &rt->listener, fd);
+    if (r == 0)
+        r = uv_poll_start(&rt->listener, UV_READABLE, on_listener_readable);
+    if (r != 0) {
+        uv_close((uv_handle_t *)&rt->listener, NULL);
+        close(fd);
+        return r;
+    }
+    rt->listener.data = rt;
+    rt->listen_fd = fd;
+    rt->spare_fd = spare_fd_open();
+    return 0;
+}
+
+int party__listener_port(party_runtime *rt) {
+    struct sockaddr_storage addr;
+    socklen_t len = sizeof(addr);
+
+    if (rt->listen_fd < 0 || getsockname(rt->listen_fd, (struct sockaddr *)&addr, &len) != 0)
+        return -1;
+    if (addr.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&addr)->sin_port);
+}
+
+void party__listener_close(party_runtime *rt) {
+    if (!rt->listening || rt->listen_fd < 0)
+        return;
+    /* The handle stops watching the socket now; the socket can go too. */
+    uv_close((uv_handle_t *)&rt->listener, NULL);
+    close(rt->listen_fd);
+    rt->listen_fd = -1;
+    if (rt->spare_fd >= 0)
+        close(rt->spare_fd);
+    rt->spare_fd = -1;
+}
