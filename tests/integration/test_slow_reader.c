@@ -32,10 +32,10 @@ static int group_teardown(void **state) {
 
 /* Opens a probe connection with a small receive window, so the server's
  * output piles up in its send queue instead of in this socket. */
-static tconn *open_slow(const char *room, const char *id) {
+static tconn *open_slow_at(int at_port, const char *room, const char *id) {
     char target[256];
     http_response res;
-    tconn *c = tconn_open(port, 4096);
+    tconn *c = tconn_open(at_port, 4096);
     char *hello;
 
     assert_non_null(c);
@@ -45,6 +45,10 @@ static tconn *open_slow(const char *room, const char *id) {
     hello = ws_expect_text_prefix(c, "hello:");
     free(hello);
     return c;
+}
+
+static tconn *open_slow(const char *room, const char *id) {
+    return open_slow_at(port, room, id);
 }
 
 /* Asks for REPLY_BYTES at a time without reading until the server logs that
@@ -127,21 +131,27 @@ static void test_reader_that_keeps_up_is_never_dropped(void **state) {
 }
 
 /* Output the socket cannot take yet waits for it, and none is lost: a
- * reader that stops reading (a small window, so the server's socket fills)
- * gets every reply, whole and in order, once it reads again. */
+ * reader that asks for more than the kernel buffers (16 MB; a loopback
+ * socket holds up to 4 MiB by default) before it reads gets every reply,
+ * whole and in order. Its own partyd, with room for it all queued. */
 static void test_reader_that_pauses_gets_every_byte_in_order(void **state) {
-    tconn *c = open_slow("pause1", "pauser");
-    static const size_t sizes[] = {300000, 17, 300000, 250000};
+    static const char *const args[] = {"--send-queue-bytes", "64M", NULL};
+    static const size_t sizes[] = {1000000, 17,      1000000, 1000000, 1000000, 1000000,
+                                   1000000, 1000000, 1000000, 1000000, 1000000, 1000000,
+                                   1000000, 1000000, 1000000, 1000000, 1000000, 5};
+    partyd *d = partyd_start(args);
+    tconn *c;
     ws_frame f;
     size_t i, j;
     (void)state;
 
+    assert_non_null(d);
+    c = open_slow_at(partyd_port(d), "pause1", "pauser");
     for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         char ask[32];
         snprintf(ask, sizeof(ask), "big:%zu", sizes[i]);
         assert_int_equal(ws_send_text(c, ask), 0);
     }
-    /* 867,017 bytes asked, under the 1 MiB limit: nothing is dropped. */
     assert_int_equal(ws_send_text(c, "after"), 0);
     for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         assert_int_equal(ws_recv(c, &f, TC_TIMEOUT_MS), 0);
@@ -154,6 +164,8 @@ static void test_reader_that_pauses_gets_every_byte_in_order(void **state) {
     }
     ws_expect_text(c, "echo:after");
     tconn_close(c);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
 }
 
 int main(void) {
