@@ -203,6 +203,29 @@ describe('TLS over several event loops', () => {
 });
 
 describe('slow readers over TLS', () => {
+  it('one that stops reading gets every reply, whole and in order, when it reads again', async () => {
+    // 16 MB asked: more than a loopback socket buffers (4 MiB by default),
+    // so ciphertext waits in partyd for the socket to take it.
+    const room = uniqueRoom('tls-pause');
+    const { ws, inbox } = await openWss(room);
+    await inbox.nextText();
+    ws._socket.pause();
+    const sizes = [1000000, 17];
+    for (let i = 0; i < 15; i++) sizes.push(1000000);
+    for (const n of sizes) ws.send(`big:${n}`);
+    ws.send('after');
+    await new Promise((resolve) => { setTimeout(resolve, 300); });
+    ws._socket.resume();
+    for (const n of sizes) {
+      const reply = await inbox.nextText(20000);
+      assert.equal(reply.length, n);
+      assert.ok(/^x+$/.test(reply));
+    }
+    assert.equal(await inbox.nextText(), 'echo:after');
+    ws.close();
+    await inbox.closed();
+  });
+
   it('are dropped at send_queue_bytes like plaintext ones', async () => {
     const cert = path.join(certDir, 'cert.pem');
     const key = path.join(certDir, 'key.pem');
