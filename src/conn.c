@@ -638,11 +638,17 @@ static void conn_read_space(party_conn *conn, uv_buf_t *out) {
 static void on_poll(uv_poll_t *handle, int status, int events);
 
 /* Has the handle watch for what the connection waits for: input while
- * reading, room for output while a write waits. The handle is started or
- * stopped only when that changes (each change is an epoll_ctl). */
-static void conn_watch(party_conn *conn) {
+ * reading, room for output while a write waits. Each change of what the
+ * handle watches costs epoll_ctl calls (libuv's uv_poll_start removes the
+ * socket from epoll and adds it again), so a connection that stops reading
+ * keeps watching for input until input comes: a handshake or a close then
+ * pauses reading without a change, as no bytes arrive meanwhile.
+ * exact: watch for input only while reading (input came while not). */
+static void conn_watch_as(party_conn *conn, int exact) {
     unsigned want = (conn->reading ? UV_READABLE : 0) | (conn->writing ? UV_WRITABLE : 0);
 
+    if (!exact)
+        want |= conn->watched & UV_READABLE;
     if (conn->transport_closing || want == conn->watched)
         return;
     if (want == 0)
@@ -650,6 +656,10 @@ static void conn_watch(party_conn *conn) {
     else if (uv_poll_start(&conn->poll, (int)want, on_poll) != 0)
         return;
     conn->watched = want;
+}
+
+static void conn_watch(party_conn *conn) {
+    conn_watch_as(conn, 0);
 }
 
 static void conn_start_reading(party_conn *conn) {
@@ -1075,8 +1085,12 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
         conn_flush(conn);
         conn_watch(conn); /* no longer for room to write, unless it waits again */
     }
-    if ((events & (UV_READABLE | UV_DISCONNECT)) != 0)
-        conn_read(conn);
+    if ((events & UV_READABLE) != 0) {
+        if (conn->reading)
+            conn_read(conn);
+        else
+            conn_watch_as(conn, 1); /* input waits in the socket until wanted */
+    }
 }
 
 void party__conn_input(party_conn *conn, char *data, size_t len) {
