@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@
 #define SUB_HTML "<p>sub</p>\n"
 /* Sun, 06 Nov 1994 08:49:37 GMT */
 #define OLD_MTIME 784111777
+#define LARGE_FILE_BYTES (12 * 1024 * 1024)
 
 static partyd *server;
 static int port;
@@ -106,6 +108,14 @@ static int make_tree(void) {
     snprintf(path, sizeof(path), "%s/big.bin", site);
     fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0 || ftruncate(fd, 16 * 1024 * 1024 + 1) != 0)
+        tree_error("create", path);
+    if (fd >= 0 && close(fd) != 0)
+        tree_error("create", path);
+    /* Under the limit, but more than the kernel buffers for a client
+     * that does not read: sparse too. */
+    snprintf(path, sizeof(path), "%s/large.bin", site);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || ftruncate(fd, LARGE_FILE_BYTES) != 0)
         tree_error("create", path);
     if (fd >= 0 && close(fd) != 0)
         tree_error("create", path);
@@ -376,6 +386,62 @@ static void test_other_methods_are_405(void **state) {
     http_response_free(&res);
 }
 
+/* CPU time (user + system) the process has used, in clock ticks; -1 if
+ * /proc cannot say. */
+static long process_cpu_ticks(int pid) {
+    char path[64], line[1024], *p;
+    unsigned long utime, stime;
+    FILE *f;
+    size_t n;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    n = fread(line, 1, sizeof(line) - 1, f);
+    fclose(f);
+    line[n] = '\0';
+    p = strrchr(line, ')'); /* the command name may hold spaces */
+    if (p == NULL ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
+        return -1;
+    return (long)(utime + stime);
+}
+
+/* Bytes a client sends while partyd is not reading from it (its answer is
+ * still on the way out; the connection closes after it) wait in the
+ * socket: partyd does not wake for them again and again. Over the second
+ * measured here a loop that did would burn the whole second. Then the
+ * answer arrives whole. */
+static void test_input_while_an_answer_waits_does_not_spin(void **state) {
+    static const char request[] = "GET /large.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    struct pollfd p;
+    long before, after, tick = sysconf(_SC_CLK_TCK);
+    size_t received = 0;
+    tconn *c = tconn_open(port, 4096);
+    (void)state;
+
+    assert_non_null(c);
+    assert_int_equal(tconn_send_str(c, request), 0);
+    /* The answer has begun: partyd has queued it and no longer reads. */
+    p.fd = c->fd;
+    p.events = POLLIN;
+    assert_int_equal(poll(&p, 1, TC_TIMEOUT_MS), 1);
+    assert_int_equal(tconn_send_str(c, "more bytes nobody asked for\r\n"), 0);
+    before = process_cpu_ticks(partyd_pid(server));
+    usleep(1000 * 1000);
+    after = process_cpu_ticks(partyd_pid(server));
+    assert_true(before >= 0 && after >= before);
+    if ((after - before) * 2 > tick)
+        fail_msg("partyd used %ld of %ld ticks while a connection it does not read from waited",
+                 after - before, tick);
+    assert_int_equal(tconn_wait_close(c, 30000, &received), TC_EOF);
+    /* The head, then every byte of the file. */
+    assert_true(received > LARGE_FILE_BYTES);
+    assert_true(received < LARGE_FILE_BYTES + 1024);
+    tconn_close(c);
+}
+
 static void test_a_file_over_the_limit_is_not_served(void **state) {
     (void)state;
     expect_file("/big.bin", 500, NULL, NULL);
@@ -450,6 +516,7 @@ int main(void) {
         cmocka_unit_test(test_symlinks_inside_the_directory_are_followed),
         cmocka_unit_test(test_other_methods_are_405),
         cmocka_unit_test(test_a_file_over_the_limit_is_not_served),
+        cmocka_unit_test(test_input_while_an_answer_waits_does_not_spin),
         cmocka_unit_test(test_overlong_path_is_414),
         cmocka_unit_test(test_rooms_keep_their_prefix),
         cmocka_unit_test(test_without_static_files_are_404),
