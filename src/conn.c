@@ -269,6 +269,12 @@ void party__conn_abort(party_conn *conn) {
     conn_close_now(conn);
 }
 
+int party__conn_take_fd(party_conn *conn) {
+    int fd = conn->fd;
+    conn->fd = -1;
+    return fd;
+}
+
 void party__conn_release_handed_off(party_conn *conn) {
     if (!conn->handed_off) {
         conn->handed_off = 1;

@@ -200,6 +200,9 @@ void party__conn_start_close(party_conn *conn, int code, const char *reason);
 /* Drops the transport now (queued output is discarded). A connection still
  * open towards its room gets on_close(1006). */
 void party__conn_abort(party_conn *conn);
+/* Takes the socket out of the connection, for another loop to serve: the
+ * connection's close (party__conn_release_handed_off) then leaves it open. */
+int party__conn_take_fd(party_conn *conn);
 /* Closes this loop's handle of a socket that another loop now serves: the
  * connection stops counting towards max_conns at once (the other loop
  * counts it), and nobody is told. */

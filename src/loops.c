@@ -3,8 +3,6 @@
  * visit every loop (metrics, room listing). */
 #include "loops.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -325,7 +323,6 @@ static handoff_mail *handoff_bytes(party_conn *conn) {
 void party__loop_handoff(party_conn *conn, party_runtime *target) {
     party_runtime *rt = party__conn_rt(conn);
     handoff_mail *h;
-    int copy;
 
     if (conn->out_len > 0 || conn->writing || conn->dirty || conn->holder != NULL) {
         /* An answer to an earlier request is still on its way out through
@@ -340,23 +337,11 @@ void party__loop_handoff(party_conn *conn, party_runtime *target) {
         party__conn_http_fail(conn, 503, "out of memory\n");
         return;
     }
-    /* The descriptor is duplicated because closing the connection here
-     * closes the one it holds; the copy is what the other loop adopts. */
-    copy = fcntl(conn->fd, F_DUPFD_CLOEXEC, 0);
-    if (copy < 0) {
-        int err = errno;
-        free(h);
-        rt->handoff_errors++;
-        if (party__runtime_warning_due(rt, &rt->last_handoff_warning))
-            party__log_warn(rt, "hand-off to loop %u: %s; answering 503 (%llu so far)",
-                            target->loop_index, strerror(err),
-                            (unsigned long long)rt->handoff_errors);
-        party__conn_http_fail(conn, 503, "server is out of file descriptors\n");
-        return;
-    }
     h->mail.run = handoff_run;
     h->mail.drop = handoff_drop;
-    h->fd = copy;
+    /* The socket itself moves: this loop's handle stops watching it as the
+     * connection here closes, and leaves it open. */
+    h->fd = party__conn_take_fd(conn);
     h->internal = conn->internal;
     h->tls = party__tls_detach(conn);
     party__conn_release_handed_off(conn); /* not in a room yet: nobody is told */

@@ -98,7 +98,6 @@ struct party_runtime {
     size_t n_fetches, n_fetches_held;
     size_t n_conns;
     uint64_t accept_errors, last_accept_warning;
-    uint64_t handoff_errors, last_handoff_warning; /* sockets that could not change loops */
 
     /* counters for /_partyd/metrics (loop thread only) */
     uint64_t events[7]; /* by party__event_type */

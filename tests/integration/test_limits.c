@@ -163,8 +163,8 @@ static int lowest_free_descriptor(int pid) {
 }
 
 static void test_room_out_of_descriptors_answers_503_and_names_the_limit(void **state) {
-    /* One loop: a hand-off to another loop would need a descriptor of its
-     * own and fail first. */
+    /* One loop: the request is served where it was accepted, so the
+     * descriptors counted below are all it needs. */
     static const char *const args[] = {"--max-conns", "100000", "--threads", "1", NULL};
     partyd *d = partyd_start(args);
     http_response res;
