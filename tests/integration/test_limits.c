@@ -197,11 +197,69 @@ static void test_room_out_of_descriptors_answers_503_and_names_the_limit(void **
     partyd_free(d);
 }
 
+/* Waits (at most 5 s) until partyd's lowest free descriptor is fd again:
+ * the socket of a connection that ended is closed. */
+static int wait_lowest_free(int pid, int fd) {
+    int i;
+    for (i = 0; i < 500; i++) {
+        if (lowest_free_descriptor(pid) == fd)
+            return 1;
+        usleep(10 * 1000);
+    }
+    return 0;
+}
+
+/* A connection routed to a room on another loop moves there with its own
+ * socket: with no descriptor left but the one it came in on, it is still
+ * served. Rooms are spread over the two loops by their ids; of eight, some
+ * live on the loop that did not accept. */
+static void test_routed_connections_need_no_descriptor_of_their_own(void **state) {
+    static const char *const args[] = {"--max-conns", "100000", "--threads", "2", NULL};
+    partyd *d = partyd_start(args);
+    tconn *held[8];
+    int i, pid, next_fd;
+    (void)state;
+
+    assert_non_null(d);
+    pid = partyd_pid(d);
+    /* Each room loaded (its files open) and kept so by a connection. */
+    for (i = 0; i < 8; i++) {
+        char target[64];
+        snprintf(target, sizeof(target), "/parties/counter/routed-%d", i);
+        held[i] = ws_open(partyd_port(d), target);
+    }
+    next_fd = lowest_free_descriptor(pid);
+    assert_true(next_fd > 2);
+    /* Room for one socket more and nothing else. */
+    assert_int_equal(set_soft_file_limit(pid, next_fd + 1), 0);
+    for (i = 0; i < 8; i++) {
+        char target[64];
+        http_response res;
+        tconn *c = tconn_open(partyd_port(d), 0);
+        int r;
+        assert_non_null(c);
+        snprintf(target, sizeof(target), "/parties/counter/routed-%d", i);
+        memset(&res, 0, sizeof(res));
+        r = ws_handshake(c, target, NULL, NULL, 0, &res);
+        if (r != 0)
+            fail_msg("room routed-%d: the upgrade got %d: %s", i, r, res.body ? res.body : "");
+        http_response_free(&res);
+        tconn_close(c);
+        assert_true(wait_lowest_free(pid, next_fd));
+    }
+    assert_int_equal(set_soft_file_limit(pid, next_fd + 64), 0);
+    for (i = 0; i < 8; i++)
+        tconn_close(held[i]);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_upgrades_past_max_conns_get_503_and_the_limit_is_logged),
         cmocka_unit_test(test_accept_keeps_working_after_running_out_of_descriptors),
         cmocka_unit_test(test_room_out_of_descriptors_answers_503_and_names_the_limit),
+        cmocka_unit_test(test_routed_connections_need_no_descriptor_of_their_own),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
