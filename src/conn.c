@@ -1120,13 +1120,13 @@ static party_conn *conn_new(party_runtime *rt, int fd) {
     int r;
 
     if (conn == NULL) {
-        party__log_error(rt, "accept: out of memory");
+        party__log_error(rt, "new connection: out of memory");
         close(fd);
         return NULL;
     }
     r = uv_poll_init_socket(&rt->loop, &conn->poll, fd);
     if (r != 0) {
-        party__log_warn(rt, "accept: %s", uv_strerror(r));
+        party__log_warn(rt, "new connection: cannot watch its socket: %s", uv_strerror(r));
         close(fd);
         conn_release(rt, conn);
         return NULL;
@@ -1152,7 +1152,7 @@ void party__conn_accept_fd(party_runtime *rt, int fd) {
     if (conn == NULL)
         return;
     if (http_session_new(conn) != 0) {
-        party__log_error(rt, "accept: out of memory");
+        party__log_error(rt, "new connection: out of memory");
         conn->transport_closing = 1;
         conn_close_socket(conn);
         return;

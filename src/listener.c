@@ -63,7 +63,12 @@ static void on_listener_readable(uv_poll_t *handle, int status, int events) {
 
     (void)events;
     if (status < 0) {
-        party__log_warn(rt, "listener: %s", uv_strerror(status));
+        /* An error on the socket (libuv stopped the handle): go on
+         * accepting, as long as there is something to accept. */
+        if (party__runtime_warning_due(rt, &rt->last_accept_warning))
+            party__log_error(rt, "listener: %s", uv_strerror(status));
+        if (uv_poll_start(&rt->listener, UV_READABLE, on_listener_readable) != 0)
+            party__log_error(rt, "listener: cannot watch the socket again; no longer accepting");
         return;
     }
     for (n = 0; n < ACCEPTS_PER_TURN && !rt->stopping; n++) {
