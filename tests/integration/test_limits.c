@@ -133,6 +133,22 @@ static void test_accept_keeps_working_after_running_out_of_descriptors(void **st
 
     /* Everyone left: a new client is served. */
     assert_true(try_connect_until_served(partyd_port(d), "/parties/echo/many?_pk=late"));
+    /* Those turned away at accept are counted, each once. */
+    {
+        static const char series[] = "partyd_errors_total{kind=\"accept\"} ";
+        http_response res;
+        const char *line;
+        unsigned long long refused;
+        http_expect_get(partyd_port(d), "/_partyd/metrics", &res);
+        assert_int_equal(res.status, 200);
+        line = strstr(res.body, series);
+        assert_non_null(line);
+        refused = strtoull(line + sizeof(series) - 1, NULL, 10);
+        assert_true(refused > 0);
+        /* The late client may have tried up to 100 times. */
+        assert_true(refused <= (unsigned long long)(80 - n_open + 100));
+        http_response_free(&res);
+    }
     assert_int_equal(partyd_stop(d), 0);
     partyd_free(d);
 }
