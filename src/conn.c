@@ -32,6 +32,9 @@
 #define LINGER_MS 2000
 
 static void conn_start_reading(party_conn *conn);
+static void conn_stop_reading(party_conn *conn);
+static void conn_watch(party_conn *conn);
+static void on_poll(uv_poll_t *handle, int status, int events);
 static void conn_close_now(party_conn *conn);
 static void conn_parse_http(party_conn *conn);
 
@@ -407,14 +410,12 @@ void party__conn_trim(party_conn *conn) {
     }
 }
 
-static size_t conn_fill_iov(party_conn *conn, uv_buf_t *iov, size_t max, size_t *bytes) {
+size_t party__conn_peek(party_conn *conn, uv_buf_t *iov, size_t max) {
     size_t i, n = conn->out_len < max ? conn->out_len : max;
-    *bytes = 0;
     for (i = 0; i < n; i++) {
         party__buf *b = *out_slot(conn, i);
         size_t off = i == 0 ? conn->out_offset : 0;
         iov[i] = uv_buf_init(b->data + off, (unsigned int)(b->len - off));
-        *bytes += b->len - off;
     }
     return n;
 }
@@ -432,8 +433,6 @@ static int conn_output_drained(party_conn *conn) {
     party__router_handle(conn);
     return 1;
 }
-
-static void conn_watch(party_conn *conn);
 
 ssize_t party__conn_write_some(party_conn *conn, const uv_buf_t *iov, size_t n) {
     struct msghdr msg;
@@ -457,7 +456,7 @@ void party__conn_wait_writable(party_conn *conn) {
 
 static void conn_flush(party_conn *conn) {
     uv_buf_t iov[WRITE_IOV_MAX];
-    size_t n, bytes;
+    size_t n;
     ssize_t r;
 
     if (conn->writing || conn->transport_closing)
@@ -467,7 +466,7 @@ static void conn_flush(party_conn *conn) {
         return;
     }
     while (conn->out_len > 0) {
-        n = conn_fill_iov(conn, iov, WRITE_IOV_MAX, &bytes);
+        n = party__conn_peek(conn, iov, WRITE_IOV_MAX);
         r = party__conn_write_some(conn, iov, n);
         if (r < 0) {
             party__log_debug(party__conn_rt(conn), "conn %s: write failed: %s",
@@ -483,11 +482,6 @@ static void conn_flush(party_conn *conn) {
         conn_consume(conn, (size_t)r);
     }
     party__conn_flush_done(conn);
-}
-
-size_t party__conn_peek(party_conn *conn, uv_buf_t *iov, size_t max) {
-    size_t bytes;
-    return conn_fill_iov(conn, iov, max, &bytes);
 }
 
 void party__conn_consume(party_conn *conn, size_t n) {
@@ -515,8 +509,6 @@ void party__conn_flush_dirty(party_runtime *rt) {
         party__conn_unref(conn);
     }
 }
-
-static void conn_stop_reading(party_conn *conn);
 
 static void conn_close_after_flush(party_conn *conn) {
     conn->close_after_flush = 1;
@@ -640,8 +632,6 @@ static void conn_read_space(party_conn *conn, uv_buf_t *out) {
     else
         *out = uv_buf_init(party__conn_rt(conn)->read_buf, PARTY__READ_BUF_SIZE);
 }
-
-static void on_poll(uv_poll_t *handle, int status, int events);
 
 /* Has the handle watch for what the connection waits for: input while
  * reading, room for output while a write waits. Each change of what the

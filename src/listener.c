@@ -125,7 +125,7 @@ int party__listener_port(party_runtime *rt) {
 }
 
 void party__listener_close(party_runtime *rt) {
-    if (!rt->listening || rt->listen_fd < 0)
+    if (rt->listen_fd < 0)
         return;
     /* The handle stops watching the socket now; the socket can go too. */
     uv_close((uv_handle_t *)&rt->listener, NULL);

@@ -457,7 +457,7 @@ int party_runtime_listen(party_runtime *rt) {
 }
 
 int party_runtime_port(party_runtime *rt) {
-    return rt->listening ? party__listener_port(rt) : -1;
+    return party__listener_port(rt);
 }
 
 static void on_signal(uv_signal_t *sig, int signum) {
