@@ -282,6 +282,12 @@ int party_kv_list(party_room *room, const char *prefix,
  * start with _party_ are the runtime's. NULL outside callbacks. */
 struct sqlite3 *party_room_db(party_room *room);
 
+/* The runtime's clock: Unix epoch milliseconds. Use it, not the system
+ * clock, to compute alarm and schedule times: under party_test.h's virtual
+ * clock it is the virtual time, so alarms set from it fire when the test
+ * advances time. NULL room: the system's wall clock. */
+int64_t party_now_ms(party_room *room);
+
 /* ---- alarms and schedules ------------------------------------------------
  * Times are Unix epoch milliseconds. A room's alarm and schedules wake it
  * even when it is not in memory and across restarts (at least once: an

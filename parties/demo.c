@@ -21,12 +21,6 @@
 #define SEQ_KEY "seq"
 #define MSG_PREFIX "msg:"
 
-static long long demo_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Sends json (consumed) to conn, or to everyone but exclude_id when conn
  * is NULL. */
 static void demo_send_json(party_room *room, party_conn *conn, cJSON *json,
@@ -176,7 +170,7 @@ static void demo_chat(party_room *room, party_conn *conn, const cJSON *msg) {
         cJSON_AddStringToObject(entry, "id", party_conn_id(conn)) == NULL ||
         cJSON_AddStringToObject(entry, "name", name) == NULL ||
         cJSON_AddStringToObject(entry, "text", text->valuestring) == NULL ||
-        cJSON_AddNumberToObject(entry, "at", (double)demo_now_ms()) == NULL ||
+        cJSON_AddNumberToObject(entry, "at", (double)party_now_ms(room)) == NULL ||
         (stored = cJSON_PrintUnformatted(entry)) == NULL)
         goto fail;
     snprintf(key, sizeof(key), MSG_PREFIX "%020lld", seq);

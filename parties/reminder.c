@@ -16,15 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #define FIRED_MAX 50
-
-static int64_t now_ms(void) {
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 static void respond_json(party_response *res, int status, cJSON *json) {
     char *text = json != NULL ? cJSON_PrintUnformatted(json) : NULL;
@@ -65,7 +58,7 @@ static int record_fired(party_room *room, const char *name, const void *payload,
     }
     cJSON_AddStringToObject(entry, "name", name);
     cJSON_AddStringToObject(entry, "room", party_room_name(room) ? party_room_name(room) : "");
-    cJSON_AddNumberToObject(entry, "at", (double)now_ms());
+    cJSON_AddNumberToObject(entry, "at", (double)party_now_ms(room));
     cJSON_AddNumberToObject(entry, "retry", party_alarm_retry_count(room));
     {
         char *copy = malloc(len + 1);
@@ -121,7 +114,7 @@ static void describe(party_room *room, party_response *res) {
     size_t len;
 
     cJSON_AddStringToObject(json, "name", party_room_name(room) ? party_room_name(room) : "");
-    cJSON_AddNumberToObject(json, "now", (double)now_ms());
+    cJSON_AddNumberToObject(json, "now", (double)party_now_ms(room));
     cJSON_AddNumberToObject(json, "alarm", (double)party_alarm_get(room));
     party_schedule_list(room, add_schedule_json, schedules);
     cJSON_AddItemToObject(json, "schedules", schedules);
@@ -161,7 +154,7 @@ static void reminder_request(party_room *room, const party_request *req, party_r
         return;
     }
     if (alarm_in != NULL) {
-        r = party_alarm_set(room, now_ms() + strtoll(alarm_in, NULL, 10));
+        r = party_alarm_set(room, party_now_ms(room) + strtoll(alarm_in, NULL, 10));
     } else {
         if (name == NULL)
             name = "reminder";

@@ -2,7 +2,9 @@
  * state, connections, broadcast, and the room's key-value storage. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 
+#include "alarm.h"
 #include "conn.h"
 #include "log.h"
 #include "room.h"
@@ -20,6 +22,14 @@ const char *party_room_name(party_room *room) {
                          party_strerror(PARTY_ENONAME));
     }
     return room->name;
+}
+
+int64_t party_now_ms(party_room *room) {
+    struct timeval tv;
+    if (room != NULL)
+        return party__runtime_epoch_ms(room->rt);
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
 const char *party_room_party(party_room *room) {

@@ -75,6 +75,11 @@ static void echo_request(party_room *room, const party_request *req, party_respo
     const void *body = party_request_body(req, &len);
     char text[600];
 
+    if (strstr(path, "/now") != NULL) {
+        snprintf(text, sizeof(text), "%lld", (long long)party_now_ms(room));
+        party_response_body(res, text, strlen(text));
+        return;
+    }
     if (strstr(path, "/kv") != NULL) {
         void *val = NULL;
         size_t val_len = 0;
@@ -462,6 +467,26 @@ static void test_virtual_clock_moves_only_when_advanced(void **state) {
     assert_int_equal(party_test_advance(t, -1), PARTY_EINVAL);
 }
 
+/* A party reads the harness's virtual clock through party_now_ms, so an
+ * alarm it computes from "now" fires when the test advances time. */
+static void test_party_now_ms_is_the_virtual_clock(void **state) {
+    party_test *t = *state;
+    party_test_response res;
+    char expect[32];
+
+    assert_int_equal(party_test_request(t, "GET", "/parties/echo/clock/now", NULL, NULL, 0, &res),
+                     0);
+    snprintf(expect, sizeof(expect), "%lld", (long long)PARTY_TEST_EPOCH_MS);
+    assert_string_equal(res.body, expect);
+    party_test_response_free(&res);
+    assert_int_equal(party_test_advance(t, 2500), 0);
+    assert_int_equal(party_test_request(t, "GET", "/parties/echo/clock/now", NULL, NULL, 0, &res),
+                     0);
+    snprintf(expect, sizeof(expect), "%lld", (long long)PARTY_TEST_EPOCH_MS + 2500);
+    assert_string_equal(res.body, expect);
+    party_test_response_free(&res);
+}
+
 static void test_evict_and_in_memory(void **state) {
     party_test *t = *state;
     party_test_conn *c;
@@ -598,6 +623,7 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_virtual_clock_moves_only_when_advanced, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_party_now_ms_is_the_virtual_clock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_evict_and_in_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_keeps_data_dir_and_closes_old_connections,
                                         setup, teardown),
