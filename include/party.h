@@ -38,6 +38,7 @@ enum {
     PARTY_ELIMIT = -9,    /* a count limit was reached (connections, tags, queue) */
     PARTY_ESTATE = -10,   /* not allowed in the current state */
     PARTY_EADDR = -11,    /* the listen address could not be bound */
+    PARTY_EBUSY = -12,    /* in use by another runtime or process (e.g. the data directory) */
 };
 
 /* Text for a PARTY_E* code. Never NULL; static storage. */
@@ -420,7 +421,9 @@ typedef struct party_config {
     size_t max_room_conns;    /* 32768 connections per room */
     size_t max_conns;         /* all connections; 0: the open-file limit less a
                                  reserve for room databases (see partyd --help) */
-    const char *data_dir;     /* "./data"; NULL keeps rooms in memory only (nothing survives) */
+    const char *data_dir;     /* "./data" (created if missing, one level; one runtime at a
+                                 time: see party_runtime_listen); NULL keeps rooms in
+                                 memory only (nothing survives) */
     int durability;           /* PARTY_DURABILITY_FULL (default) or PARTY_DURABILITY_NORMAL */
     double idle_timeout;      /* 60 s: a room with no connections and no work leaves memory */
     double hibernate_after;   /* 10 s: a hibernating party's idle room hibernates */
@@ -460,19 +463,29 @@ party_runtime *party_runtime_new(const party_config *cfg);
  * (case-insensitive) is taken; PARTY_EINVAL if the name is empty, over 64
  * bytes or not [a-zA-Z0-9_-]; PARTY_ESTATE while several event loops run. */
 int party_runtime_add(party_runtime *rt, const party_def *def);
-/* Binds the listening socket (done by run if not called), after loading
- * the TLS certificate and key when configured. PARTY_EADDR; PARTY_EINVAL
- * when the certificate or key cannot be loaded; PARTY_ENOMEM (both logged). */
+/* Binds the listening socket (done by run if not called). Before it binds,
+ * it opens the data directory: creates it if missing (one level, mode
+ * 0755), takes an exclusive lock on <data_dir>/LOCK (flock; the file holds
+ * the holder's pid) that the runtime keeps until party_runtime_free, and
+ * opens the alarm index in it; then it loads the TLS certificate and key
+ * when configured. PARTY_EBUSY when another runtime holds the data
+ * directory (in another process or in this one); PARTY_EIO when the data
+ * directory cannot be created or used; PARTY_EADDR; PARTY_EINVAL when the
+ * certificate or key cannot be loaded; PARTY_ENOMEM. Every failure is
+ * logged (the directory and the OS error, the holder's pid) and leaves the
+ * port unbound. A NULL data_dir takes no lock. */
 int party_runtime_listen(party_runtime *rt);
 /* The bound port, after listen. */
 int party_runtime_port(party_runtime *rt);
 /* Runs until party_runtime_stop() or SIGINT/SIGTERM; on stop, connections
- * are closed with 1001 and rooms leave memory. */
+ * are closed with 1001 and rooms leave memory. Calls party_runtime_listen
+ * first if it was not called (its errors); PARTY_ESTATE if running. */
 int party_runtime_run(party_runtime *rt);
 /* Asks a running runtime to stop. Safe from any thread and from a signal
  * handler context of the runtime's own thread. */
 void party_runtime_stop(party_runtime *rt);
-/* Frees a stopped runtime. NULL is a no-op. */
+/* Frees a stopped runtime and releases its data directory's lock. NULL is
+ * a no-op. */
 void party_runtime_free(party_runtime *rt);
 
 #ifdef __cplusplus

@@ -3,10 +3,14 @@
  * costs one small node. */
 #include "alarm.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -294,24 +298,46 @@ static void index_statements_finalize(party_runtime *rt) {
     rt->alarm_upsert = rt->alarm_delete = rt->alarm_sync_off = rt->alarm_sync_on = NULL;
 }
 
-int party__alarms_start(party_runtime *rt) {
-    char path[4096];
-    sqlite3_stmt *stmt = NULL;
-    size_t loaded = 0, skipped = 0;
-    int rc;
+/* Why the index could not be opened, into why: the OS error when SQLite
+ * has one (it says only "unable to open database file" whatever the
+ * cause), else SQLite's message. */
+static void describe_index_failure(party_runtime *rt, int rc, char *why, size_t why_len) {
+    int code = rc & 0xff;
+    /* The system errno is the failed call's only for these two. */
+    int sys_errno = rt->alarm_db != NULL && (code == SQLITE_CANTOPEN || code == SQLITE_IOERR)
+                        ? sqlite3_system_errno(rt->alarm_db)
+                        : 0;
 
-    if (rt->alarms_started)
+    if (sys_errno != 0)
+        snprintf(why, why_len, "%s", strerror(sys_errno));
+    else
+        snprintf(why, why_len, "%s",
+                 rt->alarm_db != NULL ? sqlite3_errmsg(rt->alarm_db) : sqlite3_errstr(rc));
+}
+
+int party__alarm_index_open(party_runtime *rt) {
+    char path[4096], why[512];
+    struct stat st;
+    int rc, fd, existed = 1;
+
+    if (rt->alarm_db != NULL)
         return 0;
-    if (rt != rt->main) {
-        /* Another loop: a heap and a timer of its own; the index is main's,
-         * which loads this loop's rooms into this heap. */
-        uv_timer_init(&rt->loop, &rt->alarm_timer);
-        rt->alarm_timer.data = rt;
-        rt->alarms_started = 1;
-        return 0;
-    }
     if (rt->data_dir != NULL) {
-        snprintf(path, sizeof(path), "%s/alarms.db", rt->data_dir);
+        if ((size_t)snprintf(path, sizeof(path), "%s/alarms.db", rt->data_dir) >= sizeof(path)) {
+            party__log_error(rt, "data directory %s: path too long", rt->data_dir);
+            return PARTY_EIO;
+        }
+        existed = stat(path, &st) == 0;
+        /* Opened once by hand first: when SQLite cannot open a file it
+         * retries read-only, and the OS error it keeps is the retry's
+         * (ENOENT for a directory we may not write), not the cause. */
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            party__log_error(rt, "data directory %s: cannot %s alarms.db: %s", rt->data_dir,
+                             existed ? "open" : "create", strerror(errno));
+            return PARTY_EIO;
+        }
+        close(fd);
     } else {
         snprintf(path, sizeof(path), ":memory:");
     }
@@ -330,18 +356,54 @@ int party__alarms_start(party_runtime *rt) {
         rc = sqlite3_exec(rt->alarm_db, index_schema, NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = index_statements_prepare(rt);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(rt->alarm_db, "SELECT room_id, party, due_ms FROM alarm_index", -1,
-                                &stmt, NULL);
     if (rc != SQLITE_OK) {
-        party__log_error(rt, "alarm index %s: %s", path,
-                         rt->alarm_db ? sqlite3_errmsg(rt->alarm_db) : "cannot open");
+        describe_index_failure(rt, rc, why, sizeof(why));
+        if (rt->data_dir != NULL)
+            party__log_error(rt, "data directory %s: cannot %s alarms.db: %s", rt->data_dir,
+                             existed ? "open" : "create", why);
+        else
+            party__log_error(rt, "alarm index (in memory): %s", why);
         index_statements_finalize(rt);
         sqlite3_close(rt->alarm_db);
         rt->alarm_db = NULL;
-        return PARTY_EIO;
+        return rc == SQLITE_NOMEM ? PARTY_ENOMEM : PARTY_EIO;
     }
     uv_mutex_init(&rt->alarm_mutex);
+    return 0;
+}
+
+void party__alarm_index_close(party_runtime *rt) {
+    if (rt->alarm_db == NULL)
+        return;
+    index_statements_finalize(rt);
+    sqlite3_close(rt->alarm_db);
+    rt->alarm_db = NULL;
+    uv_mutex_destroy(&rt->alarm_mutex);
+}
+
+int party__alarms_start(party_runtime *rt) {
+    sqlite3_stmt *stmt = NULL;
+    size_t loaded = 0, skipped = 0;
+    int rc;
+
+    if (rt->alarms_started)
+        return 0;
+    if (rt != rt->main) {
+        /* Another loop: a heap and a timer of its own; the index is main's,
+         * which loads this loop's rooms into this heap. */
+        uv_timer_init(&rt->loop, &rt->alarm_timer);
+        rt->alarm_timer.data = rt;
+        rt->alarms_started = 1;
+        return 0;
+    }
+    rc = party__alarm_index_open(rt);
+    if (rc != 0)
+        return rc;
+    if (sqlite3_prepare_v2(rt->alarm_db, "SELECT room_id, party, due_ms FROM alarm_index", -1,
+                           &stmt, NULL) != SQLITE_OK) {
+        party__log_error(rt, "alarm index: %s", sqlite3_errmsg(rt->alarm_db));
+        return PARTY_EIO;
+    }
     uv_timer_init(&rt->loop, &rt->alarm_timer);
     rt->alarm_timer.data = rt;
     rt->alarms_started = 1;
@@ -366,6 +428,8 @@ int party__alarms_start(party_runtime *rt) {
 
 void party__alarms_stop(party_runtime *rt) {
     size_t i;
+    if (rt == rt->main)
+        party__alarm_index_close(rt); /* opened at listen even if never started */
     if (!rt->alarms_started)
         return;
     for (i = 0; i < rt->alarm_heap_len; i++)
@@ -378,12 +442,6 @@ void party__alarms_stop(party_runtime *rt) {
     if (!uv_is_closing((uv_handle_t *)&rt->alarm_timer))
         uv_close((uv_handle_t *)&rt->alarm_timer, NULL);
     rt->alarms_started = 0;
-    if (rt != rt->main)
-        return;
-    index_statements_finalize(rt);
-    sqlite3_close(rt->alarm_db);
-    rt->alarm_db = NULL;
-    uv_mutex_destroy(&rt->alarm_mutex);
 }
 
 int party__alarm_index_put(party_runtime *rt, const char *room_id, const char *party,

@@ -12,11 +12,19 @@
 #include "party.h"
 #include "runtime.h"
 
-/* Opens the index and loads every entry into the heap (blocking; at
- * start-up). Entries of parties not registered are kept on disk, skipped
- * in memory, and logged. PARTY_EIO. */
+/* Opens the index (loop 0; <data>/alarms.db, created if missing, or in
+ * memory without a data directory) and prepares its statements, so that a
+ * data directory that cannot hold it is found before the port is bound.
+ * 0 if already open. PARTY_EIO (logged with the directory and the OS
+ * error), PARTY_ENOMEM; nothing is left open then. */
+int party__alarm_index_open(party_runtime *rt);
+/* Closes the index; nothing if it is not open. */
+void party__alarm_index_close(party_runtime *rt);
+/* Opens the index if not yet open and loads every entry into the heap
+ * (blocking; at start-up). Entries of parties not registered are kept on
+ * disk, skipped in memory, and logged. PARTY_EIO, PARTY_ENOMEM. */
 int party__alarms_start(party_runtime *rt);
-/* Frees the heap and closes the index. */
+/* Frees the heap and, on loop 0, closes the index. */
 void party__alarms_stop(party_runtime *rt);
 
 /* Index writes, safe from any thread (a mutex guards the one index

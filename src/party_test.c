@@ -89,14 +89,17 @@ static uint64_t real_now_ms(void) {
 
 /* ---- the runtime ---- */
 
-static party_runtime *runtime_start(party_test *t) {
+/* A runtime on t's data directory, its lock taken; NULL with *err set
+ * (PARTY_ENOMEM, or the data directory's PARTY_EBUSY / PARTY_EIO). */
+static party_runtime *runtime_start(party_test *t, int *err) {
     party_runtime *rt = party_runtime_new(&t->cfg);
     size_t i;
 
+    *err = PARTY_ENOMEM;
     if (rt == NULL)
         return NULL;
     for (i = 0; i < t->n_defs; i++) {
-        if (party_runtime_add(rt, t->defs[i]) != 0) {
+        if ((*err = party_runtime_add(rt, t->defs[i])) != 0) {
             party_runtime_free(rt);
             return NULL;
         }
@@ -104,7 +107,7 @@ static party_runtime *runtime_start(party_test *t) {
     rt->virtual_clock = 1;
     rt->virtual_now = t->virtual_now;
     rt->commit_delay_ms = t->commit_delay_ms;
-    if (party__runtime_begin(rt) != 0) {
+    if ((*err = party__runtime_begin(rt)) != 0) {
         party_runtime_free(rt);
         return NULL;
     }
@@ -140,7 +143,7 @@ static void remove_tree(const char *path) {
 party_test *party_test_new_with(const party_config *cfg) {
     party_test *t = calloc(1, sizeof(*t));
     const char *tmp = getenv("TMPDIR");
-    int made_dir = 0;
+    int made_dir = 0, r;
 
     if (t == NULL)
         return NULL;
@@ -167,7 +170,7 @@ party_test *party_test_new_with(const party_config *cfg) {
     t->cfg.port = 0;
     t->timeout_ms = PARTY_TEST_TIMEOUT_MS;
     t->virtual_now = (uint64_t)PARTY_TEST_EPOCH_MS;
-    t->rt = runtime_start(t);
+    t->rt = runtime_start(t, &r);
     if (t->rt == NULL)
         goto fail;
     return t;
@@ -1197,13 +1200,13 @@ int party_test_restart(party_test *t) {
     t->past_failures += t->rt->commit_failures;
     party_runtime_free(t->rt);
     t->rt = NULL;
-    fresh = runtime_start(t);
+    fresh = runtime_start(t, &r);
     if (fresh == NULL) {
         /* Without a runtime t cannot go on; a last attempt keeps it usable
          * for party_test_free. */
-        fprintf(stderr, "party_test: out of memory restarting the runtime\n");
-        t->rt = runtime_start(t);
-        return t->rt != NULL ? 0 : PARTY_ENOMEM;
+        fprintf(stderr, "party_test: cannot restart the runtime: %s\n", party_strerror(r));
+        t->rt = runtime_start(t, &r);
+        return t->rt != NULL ? 0 : r;
     }
     t->rt = fresh;
     return 0;

@@ -654,6 +654,29 @@ static const party_def *with_overrides(const party_def *def) {
     }
     return def;
 }
+
+/* The runtime refused --data: another process holds its lock. Names the
+ * holder by the pid it wrote in the lock file. */
+static void report_data_in_use(const char *data_dir) {
+    char path[4096], text[32] = "";
+    FILE *f;
+    long pid = 0;
+
+    snprintf(path, sizeof(path), "%s/LOCK", data_dir);
+    f = fopen(path, "r");
+    if (f != NULL) {
+        if (fgets(text, sizeof(text), f) != NULL)
+            pid = strtol(text, NULL, 10);
+        fclose(f);
+    }
+    if (pid > 0)
+        fprintf(stderr, "partyd: --data %s is in use by another partyd (pid %ld; lock file %s)\n",
+                data_dir, pid, path);
+    else
+        fprintf(stderr, "partyd: --data %s is in use by another partyd (lock file %s)\n", data_dir,
+                path);
+}
+
 int main(int argc, char **argv) {
     options_state o;
     party_runtime *rt;
@@ -685,10 +708,6 @@ int main(int argc, char **argv) {
     if (optind < argc) {
         fprintf(stderr, "partyd: unexpected argument '%s'\n%s", argv[optind], usage_text);
         return 2;
-    }
-    if (mkdir(o.data_dir, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "partyd: --data %s: %s\n", o.data_dir, strerror(errno));
-        return 1;
     }
     if (o.cfg.static_dir != NULL) {
         struct stat st;
@@ -725,6 +744,11 @@ int main(int argc, char **argv) {
         if (r == PARTY_EADDR)
             fprintf(stderr, "partyd: cannot listen on %s:%d (see the log line above)\n", o.cfg.host,
                     o.cfg.port);
+        else if (r == PARTY_EBUSY)
+            report_data_in_use(o.data_dir);
+        else if (r == PARTY_EIO)
+            fprintf(stderr, "partyd: --data %s: cannot use it (see the log line above)\n",
+                    o.data_dir);
         else if (r == PARTY_EINVAL)
             fprintf(stderr, "partyd: cannot set up TLS (see the log line above)\n");
         status = 1;

@@ -1,16 +1,22 @@
 /* runtime: party_runtime's life — configuration, the registry of parties,
- * the listening socket, the loop's per-turn work (queued room events, then
- * one flush of every connection with output), signals and graceful
- * shutdown. */
+ * the data directory (its lock), the listening socket, the loop's
+ * per-turn work (queued room events, then one flush of every connection
+ * with output), signals and graceful shutdown. */
 #include "runtime.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "conn.h"
 #include "alarm.h"
@@ -52,6 +58,8 @@ const char *party_strerror(int err) {
         return "not allowed in the current state";
     case PARTY_EADDR:
         return "cannot listen on the address";
+    case PARTY_EBUSY:
+        return "in use by another runtime or process";
     default:
         return "unknown error";
     }
@@ -258,6 +266,7 @@ party_runtime *party__runtime_new_loop(party_runtime *main, unsigned index) {
     rt->main = main;
     rt->n_loops = 1;
     rt->loop_index = index;
+    rt->data_lock_fd = -1; /* main's is the one */
     if (loop_buffers_new(rt) != 0 || (rt->tls_ctx != NULL && party__tls_init_loop(rt) != 0) ||
         uv_loop_init(&rt->loop) != 0) {
         loop_buffers_free(rt);
@@ -284,6 +293,7 @@ party_runtime *party_runtime_new(const party_config *cfg) {
 
     if (rt == NULL)
         return NULL;
+    rt->data_lock_fd = -1;
     party__store_configure();
     if (cfg == NULL) {
         party_config_init(&defaults);
@@ -434,12 +444,128 @@ int party__runtime_warning_due(party_runtime *rt, uint64_t *last) {
     return 1;
 }
 
+/* ---- the data directory ---- */
+
+/* The pid written in a lock file, or 0 if it holds none (yet). */
+static long lock_holder_pid(int fd) {
+    char text[32];
+    ssize_t n = pread(fd, text, sizeof(text) - 1, 0);
+    long pid;
+    char *end;
+
+    if (n <= 0)
+        return 0;
+    text[n] = '\0';
+    pid = strtol(text, &end, 10);
+    return end != text && pid > 0 ? pid : 0;
+}
+
+/* Takes <data_dir>/LOCK: 0 with rt->data_lock_fd set, or PARTY_EBUSY /
+ * PARTY_EIO / PARTY_ENOMEM (logged) with nothing open. */
+static int data_dir_lock(party_runtime *rt) {
+    size_t len = strlen(rt->data_dir) + sizeof("/LOCK");
+    char *path = malloc(len), pid_text[32];
+    struct stat st;
+    int fd, n, existed, err;
+    long pid;
+
+    if (path == NULL)
+        return PARTY_ENOMEM;
+    snprintf(path, len, "%s/LOCK", rt->data_dir);
+    /* One level, as partyd always did: a missing parent is more likely a
+     * typo than a wish. */
+    if (mkdir(rt->data_dir, 0755) != 0 && errno != EEXIST) {
+        party__log_error(rt, "data directory %s: cannot create it: %s", rt->data_dir,
+                         strerror(errno));
+        free(path);
+        return PARTY_EIO;
+    }
+    err = stat(rt->data_dir, &st) != 0 ? errno : !S_ISDIR(st.st_mode) ? ENOTDIR : 0;
+    if (err != 0) {
+        party__log_error(rt, "data directory %s: %s", rt->data_dir, strerror(err));
+        free(path);
+        return PARTY_EIO;
+    }
+    existed = stat(path, &st) == 0;
+    /* Close-on-exec: a child the process starts must not hold the lock
+     * after the runtime let it go. */
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        party__log_error(rt, "data directory %s: cannot %s LOCK: %s", rt->data_dir,
+                         existed ? "open" : "create", strerror(errno));
+        free(path);
+        return PARTY_EIO;
+    }
+    /* flock, not fcntl locks: it belongs to this open file, so a second
+     * runtime in this same process is refused too, and the descriptor can
+     * be handed to another process with the lock still held. */
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        err = errno;
+        pid = err == EWOULDBLOCK ? lock_holder_pid(fd) : 0;
+        if (err != EWOULDBLOCK)
+            party__log_error(rt, "data directory %s: cannot lock %s: %s", rt->data_dir, path,
+                             strerror(err));
+        else if (pid > 0)
+            party__log_error(rt,
+                             "data directory %s is in use by another runtime (pid %ld; lock "
+                             "file %s)",
+                             rt->data_dir, pid, path);
+        else
+            party__log_error(rt, "data directory %s is in use by another runtime (lock file %s)",
+                             rt->data_dir, path);
+        close(fd);
+        free(path);
+        return err == EWOULDBLOCK ? PARTY_EBUSY : PARTY_EIO;
+    }
+    /* The pid is for people (and the next partyd's message); the flock is
+     * what counts. Overwritten in place, then cut: a reader never sees an
+     * empty file where a stale pid was. */
+    n = snprintf(pid_text, sizeof(pid_text), "%ld\n", (long)getpid());
+    if (pwrite(fd, pid_text, (size_t)n, 0) != n || ftruncate(fd, n) != 0) {
+        party__log_error(rt, "data directory %s: cannot write %s: %s", rt->data_dir, path,
+                         strerror(errno));
+        close(fd);
+        free(path);
+        return PARTY_EIO;
+    }
+    free(path);
+    rt->data_lock_fd = fd;
+    return 0;
+}
+
+int party__runtime_open_data(party_runtime *rt) {
+    int r, locked_now = 0;
+
+    rt = rt->main;
+    if (rt->data_dir != NULL && rt->data_lock_fd < 0) {
+        if ((r = data_dir_lock(rt)) != 0)
+            return r;
+        locked_now = 1;
+    }
+    r = party__alarm_index_open(rt);
+    if (r != 0 && locked_now) {
+        close(rt->data_lock_fd);
+        rt->data_lock_fd = -1;
+    }
+    return r;
+}
+
+int party__runtime_data_lock_fd(party_runtime *rt) {
+    return rt->main->data_lock_fd;
+}
+
+/* ---- listening ---- */
+
 int party_runtime_listen(party_runtime *rt) {
     struct sockaddr_storage addr;
     int r;
 
     if (rt->listening)
         return 0;
+    /* Before the port is bound: a client that can connect finds a runtime
+     * that can keep what it sends. */
+    if ((r = party__runtime_open_data(rt)) != 0)
+        return r;
     if (rt->tls_ctx == NULL && (r = party__tls_init(rt)) != 0)
         return r;
     if (uv_ip4_addr(rt->host, rt->cfg.port, (struct sockaddr_in *)&addr) != 0 &&
@@ -549,7 +675,9 @@ void party__runtime_begin_stop(party_runtime *rt) {
 
 int party__runtime_begin(party_runtime *rt) {
     struct sigaction sa;
-    int r = party__alarms_start(rt);
+    int r = party__runtime_open_data(rt);
+    if (r == 0)
+        r = party__alarms_start(rt);
     if (r != 0)
         return r;
     /* A peer that vanishes mid-write must give EPIPE, not kill the process. */
@@ -647,6 +775,10 @@ void party_runtime_free(party_runtime *rt) {
     free(rt->tls_cert);
     free(rt->tls_key);
     party__inbox_free(rt);
+    /* Last: the data directory is this runtime's until everything in it
+     * is closed. */
+    if (rt->data_lock_fd >= 0)
+        close(rt->data_lock_fd);
     free(rt);
 }
 

@@ -41,6 +41,9 @@ struct party_runtime {
     struct party__mail *inbox_head, *inbox_tail;
     int inbox_open; /* under inbox_mutex: 0 once the async is closing */
     char *host, *prefix, *data_dir, *ops_prefix, *admin_token, *static_dir;
+    /* main only: the open <data_dir>/LOCK holding the data directory's
+     * flock (-1: none yet, or memory-only); see party__runtime_open_data */
+    int data_lock_fd;
     int durability_full;
     uv_loop_t loop;
     uv_poll_t listener; /* watches listen_fd (listener.c) */
@@ -159,8 +162,26 @@ const party__party *party__runtime_find_party(party_runtime *rt, const char *nam
 /* Adds a room to the set of rooms with queued events. */
 void party__runtime_mark_ready(party_runtime *rt, struct party_room *room);
 
+/* Makes the data directory ready, once per runtime (loop 0's; later
+ * calls return 0): creates it (one level, mode 0755) if missing, takes
+ * an exclusive flock on <data_dir>/LOCK and writes this process's pid
+ * into it, then opens the alarm index. Nothing when data_dir is NULL
+ * (memory only: no lock; the index lives in memory). PARTY_EBUSY when
+ * another runtime holds the lock (another process, or this one: flock
+ * belongs to the open file, not the process); PARTY_EIO when the
+ * directory, the lock file or the index cannot be made or opened;
+ * PARTY_ENOMEM. Every failure is logged naming the directory and the
+ * OS error, and leaves nothing open. */
+int party__runtime_open_data(party_runtime *rt);
+/* The descriptor holding the data directory's lock: loop 0's, opened
+ * close-on-exec, owned by the runtime and closed (the lock released) by
+ * party_runtime_free. -1 when none is held. An upgrade hands this one
+ * descriptor to the process that takes over. */
+int party__runtime_data_lock_fd(party_runtime *rt);
+
 /* Marks the runtime running on this thread without listening or running
- * the loop: the test harness drives the loop itself. */
+ * the loop: the test harness drives the loop itself. Opens the data
+ * directory first (party__runtime_open_data): its errors. */
 int party__runtime_begin(party_runtime *rt);
 /* Virtual clock: moves time forward and runs what came due (eviction). */
 void party__runtime_advance(party_runtime *rt, uint64_t ms);

@@ -5,12 +5,14 @@
 #include "storage.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "utf8.h"
 
@@ -50,10 +52,10 @@ static int prepare(party__store *s, const char *sql, sqlite3_stmt **stmt) {
                : -1;
 }
 
-/* SQLite says "unable to open database file" whatever the cause; when the
- * cause is the process's open-file limit (a loaded room holds 3 files),
- * say so and name the limit, since raising it is the fix. The cause comes
- * first: a long path may fill the rest. */
+/* SQLite says "unable to open database file" whatever the cause: the OS
+ * error comes first when SQLite has one (a long path may fill the rest),
+ * and when it is the process's open-file limit (a loaded room holds 3
+ * files), the limit is named, since raising it is the fix. */
 static void describe_open_failure(party__store *s, const char *path, char *why, size_t why_len) {
     int code = s->db != NULL ? sqlite3_errcode(s->db) & 0xff : 0;
     /* The system errno is the failed call's only for these two. */
@@ -61,12 +63,26 @@ static void describe_open_failure(party__store *s, const char *path, char *why, 
         code == SQLITE_CANTOPEN || code == SQLITE_IOERR ? sqlite3_system_errno(s->db) : 0;
     struct rlimit lim;
 
+    /* SQLite retries a file it cannot open read-write as read-only and
+     * keeps the retry's error: ENOENT for a new file in a directory it may
+     * not write. One open here gives the cause. */
+    if (code == SQLITE_CANTOPEN && sys_errno == ENOENT) {
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        sys_errno = fd < 0 ? errno : 0;
+        if (fd >= 0)
+            close(fd);
+    }
+
     if ((sys_errno == EMFILE || sys_errno == ENFILE) && getrlimit(RLIMIT_NOFILE, &lim) == 0) {
         snprintf(why, why_len,
                  "%s (open-file limit %llu; a loaded room holds 3 files, a connection 1:"
                  " raise the limit or lower max_conns): %s: %s",
                  strerror(sys_errno), (unsigned long long)lim.rlim_cur, path,
                  sqlite3_errmsg(s->db));
+        return;
+    }
+    if (sys_errno != 0) {
+        snprintf(why, why_len, "%s: %s: %s", strerror(sys_errno), path, sqlite3_errmsg(s->db));
         return;
     }
     snprintf(why, why_len, "%s: %s", path, s->db != NULL ? sqlite3_errmsg(s->db) : "cannot open");

@@ -1,7 +1,8 @@
 /* Tests for src/storage.c: what a room's store costs in memory once open
  * (SQLite's page cache allocates pages as they are read, not room for 20
- * up front), and that closing gives it back. Real SQLite files in a
- * temporary directory. */
+ * up front), that closing gives it back, and that a store that cannot
+ * open says why in the OS's words. Real SQLite files in a temporary
+ * directory. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -72,9 +73,61 @@ static void test_open_store_holds_less_than_an_initial_page_block(void **state) 
     assert_int_equal(system(cmd), 0);
 }
 
+/* SQLite says only "unable to open database file"; the OS error says
+ * why. A directory where the room's file goes fails for root too. */
+static void test_store_open_failure_names_the_os_error(void **state) {
+    char dir[] = "/tmp/partyd-test-storage-XXXXXX";
+    party__store_options opt = {.data_dir = dir, .durability_full = 0};
+    party__store *store;
+    char why[512], id[65], path[4096], cmd[128];
+    (void)state;
+
+    assert_non_null(mkdtemp(dir));
+    room_id(7, id);
+    assert_int_equal(party__store_path(dir, id, path, sizeof(path)), 0);
+    snprintf(cmd, sizeof(cmd), "mkdir -p %s", path);
+    assert_int_equal(system(cmd), 0);
+
+    assert_int_equal(party__store_open(&opt, id, &store, why, sizeof(why)), PARTY_EIO);
+    assert_null(store);
+    if (strstr(why, "Is a directory") == NULL || strstr(why, path) == NULL)
+        fail_msg("the reason does not name the OS error and the file: %s", why);
+
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* A room directory the process may not write: SQLite retries read-only
+ * and keeps that retry's ENOENT; the reason must say Permission denied.
+ * Root writes anywhere, so only other users can see it. */
+static void test_store_in_an_unwritable_directory_says_permission_denied(void **state) {
+    char dir[] = "/tmp/partyd-test-storage-XXXXXX";
+    party__store_options opt = {.data_dir = dir, .durability_full = 0};
+    party__store *store;
+    char why[512], id[65], cmd[160];
+    (void)state;
+
+    if (geteuid() == 0)
+        skip();
+    assert_non_null(mkdtemp(dir));
+    room_id(8, id);
+    snprintf(cmd, sizeof(cmd), "mkdir -p %s/rooms/%.2s && chmod 0555 %s/rooms/%.2s", dir, id, dir,
+             id);
+    assert_int_equal(system(cmd), 0);
+
+    assert_int_equal(party__store_open(&opt, id, &store, why, sizeof(why)), PARTY_EIO);
+    if (strstr(why, "Permission denied") == NULL)
+        fail_msg("the reason does not name the OS error: %s", why);
+
+    snprintf(cmd, sizeof(cmd), "chmod -R u+rwx %s; rm -rf %s", dir, dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_open_store_holds_less_than_an_initial_page_block),
+        cmocka_unit_test(test_store_open_failure_names_the_os_error),
+        cmocka_unit_test(test_store_in_an_unwritable_directory_says_permission_denied),
     };
     party__store_configure();
     return cmocka_run_group_tests(tests, NULL, NULL);

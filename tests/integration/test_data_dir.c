@@ -1,0 +1,124 @@
+/* partyd and its --data directory, as real processes: a second partyd on a
+ * directory in use exits 1 at once, naming the directory and the holder's
+ * pid, without listening, while the first keeps serving the durable
+ * counter; the directory is free again once the first stops. A directory
+ * that cannot be used stops partyd before it listens, with a message that
+ * names it and the OS error. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "client.h"
+
+/* A fresh directory for --data, in path (at least 64 bytes). */
+static void make_dir(char *path, size_t cap) {
+    snprintf(path, cap, "/tmp/partyd-data-XXXXXX");
+    if (mkdtemp(path) == NULL)
+        fail_msg("mkdtemp failed");
+}
+
+/* Runs partyd on args to completion (it must exit by itself) and returns
+ * its exit status; *err gets its stderr. */
+static int run_to_exit(const char *const *args, char **err) {
+    partyd *d = partyd_spawn(args);
+    int status;
+    assert_non_null(d);
+    status = partyd_wait_exit(d, TC_TIMEOUT_MS);
+    *err = partyd_stderr(d);
+    partyd_free(d);
+    if (status == TC_TIMEOUT)
+        fail_msg("partyd did not exit; stderr:\n%s", *err);
+    return status;
+}
+
+/* One counter increment over a new WebSocket: the value partyd answers
+ * must be expect. */
+static void increment(int port, const char *room, const char *expect) {
+    char target[128];
+    tconn *c;
+
+    snprintf(target, sizeof(target), "/parties/counter/%s", room);
+    c = ws_open(port, target);
+    assert_int_equal(ws_send_text(c, "+1"), 0);
+    ws_expect_text(c, expect);
+    tconn_close(c);
+}
+
+static void test_second_partyd_on_a_data_dir_in_use_exits_1_naming_the_holder(void **state) {
+    char dir[64], expected[256], *err;
+    const char *args[] = {"--data", dir, NULL};
+    partyd *first, *again;
+    (void)state;
+
+    make_dir(dir, sizeof(dir));
+    first = partyd_start(args);
+    assert_non_null(first);
+    increment(partyd_port(first), "c", "1");
+
+    /* Before the lock, the second served too, and increments sent to the
+     * two alternately went 1 2 2 3 3 4: each kept its own count. */
+    assert_int_equal(run_to_exit(args, &err), 1);
+    snprintf(expected, sizeof(expected),
+             "partyd: --data %s is in use by another partyd (pid %d; lock file %s/LOCK)", dir,
+             partyd_pid(first), dir);
+    if (strstr(err, expected) == NULL)
+        fail_msg("expected \"%s\" in:\n%s", expected, err);
+    assert_null(strstr(err, "listening on"));
+    free(err);
+
+    /* The first goes on counting from where it was. */
+    increment(partyd_port(first), "c", "2");
+    increment(partyd_port(first), "c", "3");
+    assert_int_equal(partyd_stop(first), 0);
+    partyd_free(first);
+
+    /* Stopped, it let the directory go: the next partyd takes it and
+     * finds the count. */
+    again = partyd_start(args);
+    assert_non_null(again);
+    assert_int_equal(counter_expect_count(partyd_port(again), "c"), 3);
+    increment(partyd_port(again), "c", "4");
+    assert_int_equal(partyd_stop(again), 0);
+    partyd_free(again);
+    test_remove_tree(dir);
+}
+
+static void test_data_dir_below_a_file_exits_1_before_listening(void **state) {
+    char dir[64], file[128], data[160], expected[256], *err;
+    const char *args[] = {"--data", data, NULL};
+    FILE *f;
+    (void)state;
+
+    /* A path below a regular file: no one can create it, root included. */
+    make_dir(dir, sizeof(dir));
+    snprintf(file, sizeof(file), "%s/file", dir);
+    snprintf(data, sizeof(data), "%s/data", file);
+    f = fopen(file, "w");
+    assert_non_null(f);
+    fclose(f);
+
+    assert_int_equal(run_to_exit(args, &err), 1);
+    snprintf(expected, sizeof(expected), "data directory %s: cannot create it: Not a directory",
+             data);
+    if (strstr(err, expected) == NULL)
+        fail_msg("expected \"%s\" in:\n%s", expected, err);
+    assert_non_null(strstr(err, "partyd: --data"));
+    assert_null(strstr(err, "listening on"));
+    free(err);
+    test_remove_tree(dir);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_second_partyd_on_a_data_dir_in_use_exits_1_naming_the_holder),
+        cmocka_unit_test(test_data_dir_below_a_file_exits_1_before_listening),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
