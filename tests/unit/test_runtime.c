@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "as_nobody.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -311,9 +313,7 @@ static void test_unwritable_data_dir_names_the_os_error(void **state) {
     int fd;
     (void)state;
 
-    /* Root writes anywhere: chmod stops only other users. */
-    if (geteuid() == 0)
-        skip();
+    RUN_AS_NOBODY_IF_ROOT();
     make_dir(dir, sizeof(dir));
     assert_int_equal(chmod(dir, 0555), 0);
     rt = runtime_on(dir, 0);
@@ -341,7 +341,7 @@ static void test_unwritable_data_dir_names_the_os_error(void **state) {
     remove_dir(dir);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_second_runtime_on_a_data_dir_in_use_is_refused_before_binding),
         cmocka_unit_test(test_lock_file_holds_the_pid_on_one_close_on_exec_descriptor),
@@ -352,5 +352,6 @@ int main(void) {
         cmocka_unit_test(test_alarm_index_that_cannot_open_fails_listen_and_releases_the_lock),
         cmocka_unit_test(test_unwritable_data_dir_names_the_os_error),
     };
+    as_nobody_main(argc, argv);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

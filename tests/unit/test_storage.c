@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "as_nobody.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,7 +101,7 @@ static void test_store_open_failure_names_the_os_error(void **state) {
 
 /* A room directory the process may not write: SQLite retries read-only
  * and keeps that retry's ENOENT; the reason must say Permission denied.
- * Root writes anywhere, so only other users can see it. */
+ * Root writes anywhere: as root the test runs as nobody. */
 static void test_store_in_an_unwritable_directory_says_permission_denied(void **state) {
     char dir[] = "/tmp/partyd-test-storage-XXXXXX";
     party__store_options opt = {.data_dir = dir, .durability_full = 0};
@@ -107,8 +109,7 @@ static void test_store_in_an_unwritable_directory_says_permission_denied(void **
     char why[512], id[65], cmd[160];
     (void)state;
 
-    if (geteuid() == 0)
-        skip();
+    RUN_AS_NOBODY_IF_ROOT();
     assert_non_null(mkdtemp(dir));
     room_id(8, id);
     snprintf(cmd, sizeof(cmd), "mkdir -p %s/rooms/%.2s && chmod 0555 %s/rooms/%.2s", dir, id, dir,
@@ -123,12 +124,13 @@ static void test_store_in_an_unwritable_directory_says_permission_denied(void **
     assert_int_equal(system(cmd), 0);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_open_store_holds_less_than_an_initial_page_block),
         cmocka_unit_test(test_store_open_failure_names_the_os_error),
         cmocka_unit_test(test_store_in_an_unwritable_directory_says_permission_denied),
     };
     party__store_configure();
+    as_nobody_main(argc, argv);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
