@@ -212,8 +212,11 @@ int party_test_in_memory_id(party_test *t, const char *room_id);
  * memory: free_state runs) and a new one starts with the same parties,
  * configuration, commit delay and virtual time (alarms that are due fire
  * on the next party_test_advance). Fake connections of the old runtime are
- * closed (close code 1006) but stay valid until freed.
- * 0, PARTY_ENOMEM, PARTY_TEST_ETIMEDOUT (then nothing was restarted). */
+ * closed (close code 1006) but stay valid until freed. The new runtime
+ * takes the data directory's lock again (see party_runtime_listen).
+ * 0, PARTY_ENOMEM, PARTY_TEST_ETIMEDOUT (then nothing was restarted),
+ * PARTY_EBUSY (another runtime holds the data directory), PARTY_EIO (the
+ * data directory or its alarm index cannot be opened). */
 int party_test_restart(party_test *t);
 
 /* Test hook of the output gate: every durable commit from now on first
