@@ -447,11 +447,11 @@ typedef struct party_config {
                                         https and wss on the same port (tls_key needed too) */
     const char *tls_key;             /* the PEM private key of tls_cert */
     double fetch_timeout;            /* 30 s: a room-to-room request unanswered by then gets 504 */
-    int threads; /* 1: event-loop threads; 0: one per core. With more than one,
-                    callbacks of different rooms run at the same time on
-                    different threads (one room's always on the same one):
-                    a party's code must not share mutable globals between
-                    rooms without locking */
+    int threads;                     /* 1: event-loop threads; 0: one per core. With more than one,
+                                        callbacks of different rooms run at the same time on
+                                        different threads (one room's always on the same one):
+                                        a party's code must not share mutable globals between
+                                        rooms without locking */
 } party_config;
 
 /* Fills cfg with the defaults above. */

@@ -66,7 +66,7 @@ typedef struct yjs_update {
     yjs_range *deletes;
     size_t n_deletes;
     size_t cap_deletes;
-    size_t n_skips; /* of n_structs */
+    size_t n_skips;        /* of n_structs */
     const uint8_t *ds_raw; /* the delete set's bytes, copied whole by a diff */
     size_t ds_len;
 } yjs_update;
@@ -320,8 +320,8 @@ static int json_scan_strict(const uint8_t *p, size_t n) {
                 if (++i >= n)
                     return PARTY_EINVAL;
                 if (p[i] == 'u') {
-                    if (n - i < 5 || !is_hex(p[i + 1]) || !is_hex(p[i + 2]) ||
-                        !is_hex(p[i + 3]) || !is_hex(p[i + 4]))
+                    if (n - i < 5 || !is_hex(p[i + 1]) || !is_hex(p[i + 2]) || !is_hex(p[i + 3]) ||
+                        !is_hex(p[i + 4]))
                         return PARTY_EINVAL;
                     i += 4;
                 } else if (memchr("\"\\/bfnrt", p[i], 8) == NULL) {
@@ -667,11 +667,10 @@ static int parse_update(const void *data, size_t len, yjs_update *u) {
     return parse_update_limited(data, len, u, PARTY__YJS_MAX_STRUCTS, PARTY__YJS_MAX_STRUCTS, 0);
 }
 
-int party__yjs_update_measure(const void *update, size_t len, size_t *n_structs,
-                              size_t *n_ranges) {
+int party__yjs_update_measure(const void *update, size_t len, size_t *n_structs, size_t *n_ranges) {
     yjs_update u;
-    int rc = parse_update_limited(update, len, &u, PARTY__YJS_MAX_STRUCTS, PARTY__YJS_MAX_STRUCTS,
-                                  1);
+    int rc =
+        parse_update_limited(update, len, &u, PARTY__YJS_MAX_STRUCTS, PARTY__YJS_MAX_STRUCTS, 1);
     if (n_structs != NULL)
         *n_structs = rc == 0 ? u.n_structs : 0;
     if (n_ranges != NULL)
@@ -923,7 +922,8 @@ int party__yjs_merge(const void *const *updates, const size_t *lens, size_t n, u
     const yjs_struct **all = NULL;
     yjs_out *plan = NULL;
     yjs_range *deletes = NULL;
-    size_t n_all = 0, n_parsed = 0, n_deletes = 0, cap_deletes = 0, n_plan, n_clients = 0, i, j, k, total = 0;
+    size_t n_all = 0, n_parsed = 0, n_deletes = 0, cap_deletes = 0, n_plan, n_clients = 0, i, j, k,
+           total = 0;
     party__yjs_writer w;
     int rc = 0;
 

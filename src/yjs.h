@@ -79,8 +79,7 @@ int party__yjs_update_check(const void *update, size_t len);
 /* party__yjs_update_check that also reports how many structs (Skips
  * included) and delete ranges the update holds, without keeping them:
  * what it adds at most to a merge's counts. */
-int party__yjs_update_measure(const void *update, size_t len, size_t *n_structs,
-                              size_t *n_ranges);
+int party__yjs_update_measure(const void *update, size_t len, size_t *n_structs, size_t *n_ranges);
 
 /* 0 if text is one JSON value that JSON.parse accepts (RFC 8259: no NUL
  * or control characters, strict numbers, nothing after the value but

@@ -344,12 +344,20 @@ static void test_merge_stops_parsing_at_the_struct_cap(void **state) {
 
 static void test_json_is_checked_as_json_parse_would(void **state) {
     static const char *const good[] = {
-        "0", "-0", "1.5", "-12e+3", "1E-2", "{}", " [1, 2.0e1, null, true] ",
-        "{\"a\":\"x\\n\\u00e9\\/\"}", "\"\u00e9\"", "\t{\"b\": [ ]}\r\n",
+        "0",
+        "-0",
+        "1.5",
+        "-12e+3",
+        "1E-2",
+        "{}",
+        " [1, 2.0e1, null, true] ",
+        "{\"a\":\"x\\n\\u00e9\\/\"}",
+        "\"\u00e9\"",
+        "\t{\"b\": [ ]}\r\n",
     };
     static const char *const bad[] = {
-        "01", "1.", "-.5", ".5", "+1", "1e", "1e+", "-", "\"a\nb\"", "\"\x01\"",
-        "\"\\x\"", "\"\\u12\"", "{}x", "[1]]", "\f1", "[1,]", "", "nul", "\"abc",
+        "01",      "1.",        "-.5", ".5",   "+1",  "1e",   "1e+", "-",   "\"a\nb\"", "\"\x01\"",
+        "\"\\x\"", "\"\\u12\"", "{}x", "[1]]", "\f1", "[1,]", "",    "nul", "\"abc",
     };
     /* Embed content: info 5, parent "t", the JSON as a varString. */
     uint8_t update[32] = {0x01, 0x01, 0x05, 0x00, 0x05, 0x01, 0x01, 0x74, 0x02, '0', '1', 0x00};
