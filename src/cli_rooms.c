@@ -125,6 +125,8 @@ static int fetch(int fd, const char *request, long long deadline, char **out, si
             break;
         else if (errno == EAGAIN && wait_fd(fd, POLLIN, deadline) == 0)
             continue;
+        else if (errno != EINTR && got > 0)
+            break; /* a reset after an answer (a TLS alert, say): keep what came */
         else if (errno != EINTR)
             goto fail;
     }
@@ -171,6 +173,15 @@ static int print_table(const char *body) {
            cJSON_GetArraySize(rooms) == 1 ? "" : "s");
     cJSON_Delete(root);
     return PARTY__CLI_OK;
+}
+
+/* 1 if the answer is TLS rather than HTTP: a record whose content type is
+ * an alert (0x15) or a handshake (0x16), or partyd's own plain 400 for
+ * plain HTTP on its TLS port. */
+static int answer_is_tls(const char *response, size_t len, int status, const char *body) {
+    if (len > 0 && (response[0] == 0x15 || response[0] == 0x16))
+        return 1;
+    return status == 400 && body != NULL && strncmp(body, "this port speaks TLS", 20) == 0;
 }
 
 int party__cli_rooms(int argc, char **argv) {
@@ -244,6 +255,20 @@ int party__cli_rooms(int argc, char **argv) {
     result = fetch(fd, request, deadline, &response, &len);
     close(fd);
     free(request);
+    if (result == 0) {
+        body = strstr(response, "\r\n\r\n");
+        if (sscanf(response, "HTTP/1.%*1[01] %3d", &status) != 1)
+            status = 0;
+        if (answer_is_tls(response, len, status, body != NULL ? body + 4 : NULL)) {
+            fprintf(stderr,
+                    "partyd rooms: the server at %s speaks TLS (https); partyd rooms speaks "
+                    "plain HTTP only: use curl -H 'Authorization: Bearer ...' "
+                    "https://%s/_partyd/rooms\n",
+                    authority, authority);
+            free(response);
+            return PARTY__CLI_FAILED;
+        }
+    }
     if (result != 0 || sscanf(response, "HTTP/1.%*1[01] %3d", &status) != 1 ||
         (body = strstr(response, "\r\n\r\n")) == NULL) {
         fprintf(stderr, "partyd rooms: no valid HTTP answer from %s\n", authority);

@@ -4,6 +4,7 @@
 // listing, with and without the token).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import { after, before, test } from 'node:test';
 
 import { startPartyd, stopPartyd, terminatePartyd, TIMEOUT_MS, uniqueRoom, withTimeout } from './helpers.mjs';
@@ -172,6 +173,23 @@ test('rooms: lists the rooms in memory with the token; refused without it', asyn
 
   holder.proc.stdin.end();
   assert.equal(await holder.exit(), 0, holder.stderr());
+});
+
+test('rooms: a server that answers with TLS is named as such', async () => {
+  // A TLS server answers plain HTTP with an alert record (0x15), or a
+  // handshake: not HTTP.
+  const tlsLike = net.createServer((s) => {
+    s.once('data', () => s.end(Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46])));
+    s.on('error', () => {});
+  });
+  await new Promise((resolve) => tlsLike.listen(0, '127.0.0.1', resolve));
+  try {
+    const cli = runPartyd(['rooms', '--port', String(tlsLike.address().port), '--admin-token', TOKEN]);
+    assert.equal(await cli.exit(), 1);
+    assert.match(cli.stderr(), /speaks TLS \(https\); partyd rooms speaks plain HTTP only/);
+  } finally {
+    await new Promise((resolve) => tlsLike.close(resolve));
+  }
 });
 
 test('rooms: a partyd without --admin-token has no listing (404, status 1)', async () => {
