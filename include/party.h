@@ -409,7 +409,8 @@ const char *party_lobby_room(const party_lobby *lobby);
 enum { PARTY_DURABILITY_FULL = 0, PARTY_DURABILITY_NORMAL = 1 };
 
 typedef struct party_config {
-    const char *host;         /* "127.0.0.1" */
+    const char *host;         /* "127.0.0.1"; an IP address or a host name (the
+                                 first address it resolves to is bound) */
     int port;                 /* 1999; 0 picks a free port (see party_runtime_port) */
     const char *prefix;       /* "parties": URLs are /<prefix>/<party>/<room> */
     size_t max_message_bytes; /* 32 MiB: larger received messages close with 1009 */
@@ -461,7 +462,9 @@ party_runtime *party_runtime_new(const party_config *cfg);
  * bytes or not [a-zA-Z0-9_-]; PARTY_ESTATE while several event loops run. */
 int party_runtime_add(party_runtime *rt, const party_def *def);
 /* Binds the listening socket (done by run if not called), after loading
- * the TLS certificate and key when configured. PARTY_EADDR; PARTY_EINVAL
+ * the TLS certificate and key when configured. A host name is resolved
+ * here (getaddrinfo, which may block). PARTY_EADDR (cannot resolve or
+ * bind); PARTY_EINVAL
  * when the certificate or key cannot be loaded; PARTY_ENOMEM (both logged). */
 int party_runtime_listen(party_runtime *rt);
 /* The bound port, after listen. */

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,6 +135,46 @@ static void test_bad_flag_values_exit_2(void **state) {
         free(out);
         free(err);
     }
+}
+
+static void test_host_name_is_resolved_and_the_address_bound_is_logged(void **state) {
+    static const char *const args[] = {"--host", "localhost", NULL};
+    struct addrinfo hints, *res;
+    partyd *d;
+    char *err;
+    (void)state;
+
+    /* partyd binds the first address the name resolves to; the client
+     * speaks IPv4 to 127.0.0.1. */
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    assert_int_equal(getaddrinfo("localhost", "1999", &hints, &res), 0);
+    if (res->ai_family != AF_INET) {
+        freeaddrinfo(res);
+        skip();
+    }
+    freeaddrinfo(res);
+    d = partyd_start(args);
+    assert_non_null(d);
+    partyd_expect_healthy(partyd_port(d));
+    err = partyd_stderr(d);
+    assert_null(strstr(err, "not an IP address"));
+    free(err);
+    assert_int_equal(partyd_group_stop(d), 0);
+}
+
+static void test_ipv6_address_is_logged_in_brackets(void **state) {
+    static const char *const args[] = {"--host", "::1", NULL};
+    partyd *d = partyd_spawn(args);
+    (void)state;
+
+    assert_non_null(d);
+    if (!partyd_wait_stderr(d, "listening on http://[::1]:", 20000)) {
+        char *err = partyd_stderr(d);
+        fail_msg("no 'listening on http://[::1]:PORT' line: %s", err);
+    }
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
 }
 
 static void test_help_exits_0_and_prints_usage(void **state) {
@@ -302,6 +343,8 @@ int main(void) {
         cmocka_unit_test(test_object_without_party_module_exits_nonzero),
         cmocka_unit_test(test_party_spec_without_a_name_exits_nonzero),
         cmocka_unit_test(test_duplicate_party_name_exits_nonzero),
+        cmocka_unit_test(test_host_name_is_resolved_and_the_address_bound_is_logged),
+        cmocka_unit_test(test_ipv6_address_is_logged_in_brackets),
         cmocka_unit_test(test_non_numeric_port_exits_2),
         cmocka_unit_test(test_bad_flag_values_exit_2),
         cmocka_unit_test(test_help_exits_0_and_prints_usage),
