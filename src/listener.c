@@ -55,8 +55,8 @@ static void on_accept_failed(party_runtime *rt, int err) {
         shed = shed_pending(rt);
     rt->accept_errors += shed > 0 ? shed : 1;
     if (party__runtime_warning_due(rt, &rt->last_accept_warning))
-        party__log_warn(rt, "accept: %s (%llu refused so far); max_conns is %zu", strerror(err),
-                        (unsigned long long)rt->accept_errors, rt->cfg.max_conns);
+        party__log_warn(rt, "accept: %s (%llu refused so far); max_conns (--max-conns) is %zu",
+                        strerror(err), (unsigned long long)rt->accept_errors, rt->cfg.max_conns);
 }
 
 static void on_listener_readable(uv_poll_t *handle, int status, int events) {

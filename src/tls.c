@@ -272,7 +272,9 @@ void party__tls_input(party_conn *conn, const char *data, size_t len) {
                         * OpenSSL, as it would in the socket without TLS */
             if (dst.len == 0) {
                 if (conn->http->len >= conn->http->max) {
-                    party__log_info(rt, "http: 413 request exceeds max_body_bytes with framing");
+                    party__log_info(
+                        rt,
+                        "http: 413 request exceeds max_body_bytes (--max-body-bytes) with framing");
                     party__conn_http_fail(conn, 413, "request exceeds max_body_bytes\n");
                 } else {
                     party__log_error(rt, "conn: out of memory for a read buffer");

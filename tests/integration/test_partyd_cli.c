@@ -177,6 +177,22 @@ static void test_ipv6_address_is_logged_in_brackets(void **state) {
     partyd_free(d);
 }
 
+static void test_limit_log_lines_name_the_flag(void **state) {
+    static const char *const args[] = {"--max-body-bytes", "16", NULL};
+    partyd *d = partyd_start(args);
+    http_response res;
+    (void)state;
+
+    assert_non_null(d);
+    http_expect_request(partyd_port(d), "POST", "/parties/probe/x", NULL, "more than sixteen bytes",
+                        23, &res);
+    assert_int_equal(res.status, 413);
+    http_response_free(&res);
+    assert_true(partyd_wait_stderr(
+        d, "http: 413 request body exceeds max_body_bytes (--max-body-bytes)", TC_TIMEOUT_MS));
+    assert_int_equal(partyd_group_stop(d), 0);
+}
+
 static void test_help_exits_0_and_prints_usage(void **state) {
     static const char *const args[] = {"--help", NULL};
     char *out, *err;
@@ -233,7 +249,8 @@ static void test_max_room_conns_refuses_extra_connections_with_503(void **state)
     assert_non_null(strstr(res.body, "max_room_conns"));
     http_response_free(&res);
     tconn_close(c);
-    assert_true(partyd_wait_stderr(d, "max_room_conns", TC_TIMEOUT_MS));
+    assert_true(
+        partyd_wait_stderr(d, "max_room_conns (2) reached (--max-room-conns)", TC_TIMEOUT_MS));
     /* Another room is not full. */
     other = probe_open(partyd_port(d), "notfull", NULL, NULL);
     /* A place freed is a place taken again. */
@@ -345,6 +362,7 @@ int main(void) {
         cmocka_unit_test(test_duplicate_party_name_exits_nonzero),
         cmocka_unit_test(test_host_name_is_resolved_and_the_address_bound_is_logged),
         cmocka_unit_test(test_ipv6_address_is_logged_in_brackets),
+        cmocka_unit_test(test_limit_log_lines_name_the_flag),
         cmocka_unit_test(test_non_numeric_port_exits_2),
         cmocka_unit_test(test_bad_flag_values_exit_2),
         cmocka_unit_test(test_help_exits_0_and_prints_usage),
