@@ -410,7 +410,8 @@ const char *party_lobby_room(const party_lobby *lobby);
 enum { PARTY_DURABILITY_FULL = 0, PARTY_DURABILITY_NORMAL = 1 };
 
 typedef struct party_config {
-    const char *host;         /* "127.0.0.1" */
+    const char *host;         /* "127.0.0.1"; an IP address or a host name (the
+                                 first address it resolves to is bound) */
     int port;                 /* 1999; 0 picks a free port (see party_runtime_port) */
     const char *prefix;       /* "parties": URLs are /<prefix>/<party>/<room> */
     size_t max_message_bytes; /* 32 MiB: larger received messages close with 1009 */
@@ -468,12 +469,13 @@ int party_runtime_add(party_runtime *rt, const party_def *def);
  * 0755), takes an exclusive lock on <data_dir>/LOCK (flock; the file holds
  * the holder's pid) that the runtime keeps until party_runtime_free, and
  * opens the alarm index in it; then it loads the TLS certificate and key
- * when configured. PARTY_EBUSY when another runtime holds the data
- * directory (in another process or in this one); PARTY_EIO when the data
- * directory cannot be created or used; PARTY_EADDR; PARTY_EINVAL when the
- * certificate or key cannot be loaded; PARTY_ENOMEM. Every failure is
- * logged (the directory and the OS error, the holder's pid) and leaves the
- * port unbound. A NULL data_dir takes no lock. */
+ * when configured. A host name is resolved here (getaddrinfo, which may
+ * block). PARTY_EBUSY when another runtime holds the data directory (in
+ * another process or in this one); PARTY_EIO when the data directory
+ * cannot be created or used; PARTY_EADDR (cannot resolve or bind);
+ * PARTY_EINVAL when the certificate or key cannot be loaded; PARTY_ENOMEM.
+ * Every failure is logged (the directory and the OS error, the holder's
+ * pid) and leaves the port unbound. A NULL data_dir takes no lock. */
 int party_runtime_listen(party_runtime *rt);
 /* The bound port, after listen. */
 int party_runtime_port(party_runtime *rt);

@@ -9,10 +9,13 @@
  *   POST ?alarm_in=MS         the room's one alarm (fires as name "alarm")
  *   DELETE ?id=ID             cancel a schedule
  *   GET                       {"name", "now", "alarm", "schedules": [...], "fired": [...]}
- * Answers carry the schedule id: {"id": "..."}. */
+ * A schedule's answer (201) carries its id, {"id": "..."}; the alarm's,
+ * the time it is set for, {"alarm": EPOCH_MS}. Times are whole numbers of
+ * milliseconds; anything else is a 400. */
 #include "parties.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +128,30 @@ static void describe(party_room *room, party_response *res) {
     respond_json(res, 200, json);
 }
 
+/* Bound on times and delays: some 3,000 years, so that now + a delay
+ * cannot overflow. */
+#define MS_MAX 100000000000000LL
+
+/* A query parameter that must be a whole number of milliseconds: 1 and
+ * *out, or 0 after answering 400 naming the parameter. */
+static int query_ms(party_response *res, const char *param, const char *text, int64_t *out) {
+    char *end, message[160];
+    long long v;
+
+    errno = 0;
+    v = strtoll(text, &end, 10);
+    /* strtoll would also take leading spaces and a '+'. */
+    if ((text[0] == '-' || (text[0] >= '0' && text[0] <= '9')) && end != text && *end == '\0' &&
+        errno == 0 && v >= -MS_MAX && v <= MS_MAX) {
+        *out = v;
+        return 1;
+    }
+    snprintf(message, sizeof(message),
+             "%s: '%.40s' is not a whole number of milliseconds (at most 1e14)", param, text);
+    respond_error(res, 400, message);
+    return 0;
+}
+
 static void reminder_request(party_room *room, const party_request *req, party_response *res) {
     const char *method = party_request_method(req);
     const char *name = party_request_query(req, "name");
@@ -134,6 +161,8 @@ static void reminder_request(party_room *room, const party_request *req, party_r
     char id[PARTY_ID_MAX] = "";
     size_t len;
     const void *body = party_request_body(req, &len);
+    cJSON *json;
+    int64_t ms;
     int r;
 
     if (strcmp(method, "GET") == 0) {
@@ -154,30 +183,47 @@ static void reminder_request(party_room *room, const party_request *req, party_r
         return;
     }
     if (alarm_in != NULL) {
-        r = party_alarm_set(room, party_now_ms(room) + strtoll(alarm_in, NULL, 10));
+        int64_t when;
+        if (!query_ms(res, "alarm_in", alarm_in, &ms))
+            return;
+        when = party_now_ms(room) + ms;
+        r = party_alarm_set(room, when);
+        if (r != 0) {
+            respond_error(res, 400, party_strerror(r));
+            return;
+        }
+        json = cJSON_CreateObject();
+        cJSON_AddNumberToObject(json, "alarm", (double)when);
+        respond_json(res, 201, json);
+        return;
+    }
+    if (name == NULL)
+        name = "reminder";
+    if (in != NULL) {
+        if (!query_ms(res, "in", in, &ms))
+            return;
+        r = party_schedule_after(room, ms, name, body, len, id);
+    } else if (at != NULL) {
+        if (!query_ms(res, "at", at, &ms))
+            return;
+        r = party_schedule_at(room, ms, name, body, len, id);
+    } else if (every != NULL) {
+        if (!query_ms(res, "every", every, &ms))
+            return;
+        r = party_schedule_every(room, ms, name, body, len, id);
+    } else if (cron != NULL) {
+        r = party_schedule_cron(room, cron, name, body, len, id);
     } else {
-        if (name == NULL)
-            name = "reminder";
-        if (in != NULL)
-            r = party_schedule_after(room, strtoll(in, NULL, 10), name, body, len, id);
-        else if (at != NULL)
-            r = party_schedule_at(room, strtoll(at, NULL, 10), name, body, len, id);
-        else if (every != NULL)
-            r = party_schedule_every(room, strtoll(every, NULL, 10), name, body, len, id);
-        else if (cron != NULL)
-            r = party_schedule_cron(room, cron, name, body, len, id);
-        else
-            r = PARTY_EINVAL;
+        respond_error(res, 400, "expected one of in, at, every, cron or alarm_in");
+        return;
     }
     if (r != 0) {
         respond_error(res, 400, party_strerror(r));
         return;
     }
-    {
-        cJSON *json = cJSON_CreateObject();
-        cJSON_AddStringToObject(json, "id", id);
-        respond_json(res, 201, json);
-    }
+    json = cJSON_CreateObject();
+    cJSON_AddStringToObject(json, "id", id);
+    respond_json(res, 201, json);
 }
 
 static const party_def reminder_def = {

@@ -19,6 +19,7 @@
 
 #define RESPONSE_MAX (64 * 1024 * 1024) /* a listing of very many rooms */
 #define TIMEOUT_MS 10000
+#define COLUMN_MAX 40 /* wider party or room names are cut short, ending in "…" */
 
 static const char usage_text[] =
     "usage: partyd rooms [options]\n"
@@ -26,12 +27,15 @@ static const char usage_text[] =
     "Prints the rooms a running partyd holds in memory (its /_partyd/rooms\n"
     "listing): party, room name, connections, status and id. partyd must run\n"
     "with --admin-token (or PARTYD_ADMIN_TOKEN); give the same token here.\n"
-    "Exit status: 0 listed, 1 refused or unreachable, 2 bad arguments.\n"
+    "Names over 40 characters are cut short in the table (--json has them\n"
+    "whole). Plain HTTP only: for a partyd serving https, use curl.\n"
+    "Exit status: 0 listed, 1 refused or unreachable, 2 bad arguments or no\n"
+    "token.\n"
     "\n"
     "  --host ADDR              partyd's address (default 127.0.0.1)\n"
     "  --port N                 partyd's port (default 1999)\n"
     "  --admin-token TOKEN      the token (default: $PARTYD_ADMIN_TOKEN)\n"
-    "  --json                   print partyd's JSON as it came\n"
+    "  --json                   print partyd's JSON as it came (names whole)\n"
     "  --help                   print this help and exit\n";
 
 static long long now_ms(void) {
@@ -125,6 +129,8 @@ static int fetch(int fd, const char *request, long long deadline, char **out, si
             break;
         else if (errno == EAGAIN && wait_fd(fd, POLLIN, deadline) == 0)
             continue;
+        else if (errno != EINTR && got > 0)
+            break; /* a reset after an answer (a TLS alert, say): keep what came */
         else if (errno != EINTR)
             goto fail;
     }
@@ -142,7 +148,38 @@ static const char *json_text(const cJSON *obj, const char *key, const char *fall
     return cJSON_IsString(item) ? item->valuestring : fallback;
 }
 
-/* One row per room: the widths follow the longest party and room names. */
+/* Characters (UTF-8 code points) in text: the columns it takes in a
+ * terminal, wide characters aside. */
+static int text_columns(const char *text) {
+    int n = 0;
+    for (; *text != '\0'; text++)
+        n += ((unsigned char)*text & 0xC0) != 0x80;
+    return n;
+}
+
+/* Prints text in a column of width characters: padded with spaces, or cut
+ * short to width - 1 characters and "…" when longer. Control characters
+ * (a room name may hold a newline) print as '?', keeping the row whole. */
+static void print_cell(const char *text, int width) {
+    int columns = text_columns(text), shown = 0;
+    int keep = columns > width ? width - 1 : columns;
+    const char *p = text;
+
+    while (*p != '\0') {
+        unsigned char c = (unsigned char)*p;
+        if ((c & 0xC0) != 0x80 && shown++ == keep)
+            break;
+        putchar(c < 0x20 || c == 0x7F ? '?' : c);
+        p++;
+    }
+    if (columns > width)
+        fputs("\xE2\x80\xA6", stdout); /* … */
+    for (shown = columns > width ? width : columns; shown < width; shown++)
+        putchar(' ');
+}
+
+/* One row per room: the widths follow the longest party and room names,
+ * up to COLUMN_MAX characters. */
 static int print_table(const char *body) {
     cJSON *root = cJSON_Parse(body);
     const cJSON *rooms = cJSON_GetObjectItemCaseSensitive(root, "rooms"), *room;
@@ -154,23 +191,36 @@ static int print_table(const char *body) {
         return PARTY__CLI_FAILED;
     }
     cJSON_ArrayForEach(room, rooms) {
-        int p = (int)strlen(json_text(room, "party", "?"));
-        int n = (int)strlen(json_text(room, "name", "-"));
-        party_w = p > party_w ? (p < 40 ? p : 40) : party_w;
-        name_w = n > name_w ? (n < 40 ? n : 40) : name_w;
+        int p = text_columns(json_text(room, "party", "?"));
+        int n = text_columns(json_text(room, "name", "-"));
+        party_w = p > party_w ? (p < COLUMN_MAX ? p : COLUMN_MAX) : party_w;
+        name_w = n > name_w ? (n < COLUMN_MAX ? n : COLUMN_MAX) : name_w;
     }
-    printf("%-*s  %-*s  %11s  %-10s  %s\n", party_w, "PARTY", name_w, "ROOM", "CONNECTIONS",
-           "STATUS", "ID");
+    print_cell("PARTY", party_w);
+    fputs("  ", stdout);
+    print_cell("ROOM", name_w);
+    printf("  %11s  %-10s  %s\n", "CONNECTIONS", "STATUS", "ID");
     cJSON_ArrayForEach(room, rooms) {
         const cJSON *conns = cJSON_GetObjectItemCaseSensitive(room, "connections");
-        printf("%-*s  %-*s  %11.0f  %-10s  %s\n", party_w, json_text(room, "party", "?"), name_w,
-               json_text(room, "name", "-"), cJSON_IsNumber(conns) ? conns->valuedouble : 0.0,
+        print_cell(json_text(room, "party", "?"), party_w);
+        fputs("  ", stdout);
+        print_cell(json_text(room, "name", "-"), name_w);
+        printf("  %11.0f  %-10s  %s\n", cJSON_IsNumber(conns) ? conns->valuedouble : 0.0,
                json_text(room, "status", "?"), json_text(room, "id", "?"));
     }
     printf("%d room%s in memory\n", cJSON_GetArraySize(rooms),
            cJSON_GetArraySize(rooms) == 1 ? "" : "s");
     cJSON_Delete(root);
     return PARTY__CLI_OK;
+}
+
+/* 1 if the answer is TLS rather than HTTP: a record whose content type is
+ * an alert (0x15) or a handshake (0x16), or partyd's own plain 400 for
+ * plain HTTP on its TLS port. */
+static int answer_is_tls(const char *response, size_t len, int status, const char *body) {
+    if (len > 0 && (response[0] == 0x15 || response[0] == 0x16))
+        return 1;
+    return status == 400 && body != NULL && strncmp(body, "this port speaks TLS", 20) == 0;
 }
 
 int party__cli_rooms(int argc, char **argv) {
@@ -219,21 +269,24 @@ int party__cli_rooms(int argc, char **argv) {
         fprintf(stderr, "partyd rooms: unexpected argument '%s'\n%s", argv[optind], usage_text);
         return PARTY__CLI_USAGE;
     }
-    if (strlen(host) > 255 || strpbrk(host, "\r\n") != NULL ||
-        (token != NULL && strpbrk(token, "\r\n") != NULL)) {
+    if (token == NULL || token[0] == '\0') {
+        fprintf(stderr, "partyd rooms: no token given (use --admin-token or PARTYD_ADMIN_TOKEN)\n");
+        return PARTY__CLI_USAGE;
+    }
+    if (strlen(host) > 255 || strpbrk(host, "\r\n") != NULL || strpbrk(token, "\r\n") != NULL) {
         fprintf(stderr, "partyd rooms: the host or the token is not valid in a request\n");
         return PARTY__CLI_USAGE;
     }
     snprintf(authority, sizeof(authority), strchr(host, ':') != NULL ? "[%s]:%s" : "%s:%s", host,
              port);
-    request_cap = strlen(authority) + (token != NULL ? strlen(token) : 0) + 256;
+    request_cap = strlen(authority) + strlen(token) + 256;
     request = malloc(request_cap);
     if (request == NULL)
         return PARTY__CLI_FAILED;
     snprintf(request, request_cap,
-             "GET /_partyd/rooms HTTP/1.1\r\nHost: %s\r\n%s%s%sConnection: close\r\n\r\n",
-             authority, token != NULL ? "Authorization: Bearer " : "", token != NULL ? token : "",
-             token != NULL ? "\r\n" : "");
+             "GET /_partyd/rooms HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
+             "Connection: close\r\n\r\n",
+             authority, token);
 
     deadline = now_ms() + TIMEOUT_MS;
     fd = open_socket(host, port, deadline);
@@ -244,6 +297,20 @@ int party__cli_rooms(int argc, char **argv) {
     result = fetch(fd, request, deadline, &response, &len);
     close(fd);
     free(request);
+    if (result == 0) {
+        body = strstr(response, "\r\n\r\n");
+        if (sscanf(response, "HTTP/1.%*1[01] %3d", &status) != 1)
+            status = 0;
+        if (answer_is_tls(response, len, status, body != NULL ? body + 4 : NULL)) {
+            fprintf(stderr,
+                    "partyd rooms: the server at %s speaks TLS (https); partyd rooms speaks "
+                    "plain HTTP only: use curl -H 'Authorization: Bearer ...' "
+                    "https://%s/_partyd/rooms\n",
+                    authority, authority);
+            free(response);
+            return PARTY__CLI_FAILED;
+        }
+    }
     if (result != 0 || sscanf(response, "HTTP/1.%*1[01] %3d", &status) != 1 ||
         (body = strstr(response, "\r\n\r\n")) == NULL) {
         fprintf(stderr, "partyd rooms: no valid HTTP answer from %s\n", authority);

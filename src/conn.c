@@ -329,11 +329,11 @@ int party__conn_queue(party_conn *conn, party__buf *buf) {
         return PARTY_ECLOSED;
     if (conn->out_bytes + conn->held_bytes + buf->len >
         party__conn_rt(conn)->cfg.send_queue_bytes) {
-        party__log_warn(party__conn_rt(conn),
-                        "conn %s: send queue would exceed send_queue_bytes (%zu); dropping the "
-                        "connection",
-                        conn->id != NULL ? conn->id : "-",
-                        party__conn_rt(conn)->cfg.send_queue_bytes);
+        party__log_warn(
+            party__conn_rt(conn),
+            "conn %s: send queue would exceed send_queue_bytes (--send-queue-bytes, %zu); "
+            "dropping the connection",
+            conn->id != NULL ? conn->id : "-", party__conn_rt(conn)->cfg.send_queue_bytes);
         party__conn_rt(conn)->send_queue_drops++;
         conn_report_error(conn, "send queue over send_queue_bytes: the client reads too slowly");
         conn_close_now(conn);
@@ -525,9 +525,10 @@ static void on_header_timeout(uv_timer_t *timer) {
         conn_close_now(conn);
         return;
     }
-    party__log_info(party__conn_rt(conn),
-                    "http: no complete request within header_timeout (%.1f s); closing",
-                    party__conn_rt(conn)->cfg.header_timeout);
+    party__log_info(
+        party__conn_rt(conn),
+        "http: no complete request within header_timeout (--header-timeout, %.1f s); closing",
+        party__conn_rt(conn)->cfg.header_timeout);
     party__conn_http_fail(conn, 408, "request head not received within header_timeout\n");
 }
 
@@ -733,6 +734,18 @@ void party__conn_http_fail(party_conn *conn, int status, const char *text) {
     party__response_free(&res);
 }
 
+/* The flag (and config key) that sets the limit a parse error names, for
+ * its log line; "" when it names none. */
+static const char *limit_flag(const char *reason) {
+    if (strstr(reason, "max_header_bytes") != NULL)
+        return " (--max-header-bytes)";
+    if (strstr(reason, "max_headers") != NULL)
+        return " (--max-headers)";
+    if (strstr(reason, "max_body_bytes") != NULL)
+        return " (--max-body-bytes)";
+    return "";
+}
+
 /* Parses one request from the session buffer and routes it. */
 static void conn_parse_one(party_conn *conn) {
     party__http_session *s = conn->http;
@@ -749,7 +762,8 @@ static void conn_parse_one(party_conn *conn) {
     if (r == PARTY__HTTP_ERROR) {
         char body[160];
         party__conn_rt(conn)->http_errors++;
-        party__log_info(party__conn_rt(conn), "http: %d %s", err.status, err.reason);
+        party__log_info(party__conn_rt(conn), "http: %d %s%s", err.status, err.reason,
+                        limit_flag(err.reason));
         snprintf(body, sizeof(body), "%s\n", err.reason);
         party__conn_http_fail(conn, err.status, body);
         return;
@@ -1013,8 +1027,9 @@ static void on_read(party_conn *conn, ssize_t nread, const uv_buf_t *buf) {
             conn->http->len >= conn->http->max) {
             /* Chunk framing can make the raw bytes outgrow the body limit
              * before the parser sees the decoded size pass it. */
-            party__log_info(party__conn_rt(conn),
-                            "http: 413 request exceeds max_body_bytes with framing");
+            party__log_info(
+                party__conn_rt(conn),
+                "http: 413 request exceeds max_body_bytes (--max-body-bytes) with framing");
             party__conn_http_fail(conn, 413, "request exceeds max_body_bytes\n");
             return;
         }

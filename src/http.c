@@ -288,7 +288,7 @@ static int apply_headers(party__http_parser *p, const party__http_limits *limits
         p->chunked = 1;
     } else if (lengths > 0) {
         if (length > limits->max_body)
-            return fail(err, 413, "request body exceeds max_body");
+            return fail(err, 413, "request body exceeds max_body_bytes");
         p->content_length = length;
     }
 
@@ -352,7 +352,7 @@ static int decode_chunked(party__http_parser *p, char *buf, size_t len,
             size_t room = limits->max_body - p->decoded;
             if (d >= 0) {
                 if (p->chunk_left > room / 16 || (size_t)d > room - p->chunk_left * 16)
-                    return fail(err, 413, "request body exceeds max_body");
+                    return fail(err, 413, "request body exceeds max_body_bytes");
                 p->chunk_left = p->chunk_left * 16 + (size_t)d;
                 p->chunk_state = CHUNK_SIZE;
             } else if (p->chunk_state == CHUNK_SIZE_FIRST) {

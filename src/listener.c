@@ -8,9 +8,11 @@
 #define _GNU_SOURCE /* accept4 */
 #include "listener.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -53,8 +55,8 @@ static void on_accept_failed(party_runtime *rt, int err) {
         shed = shed_pending(rt);
     rt->accept_errors += shed > 0 ? shed : 1;
     if (party__runtime_warning_due(rt, &rt->last_accept_warning))
-        party__log_warn(rt, "accept: %s (%llu refused so far); max_conns is %zu", strerror(err),
-                        (unsigned long long)rt->accept_errors, rt->cfg.max_conns);
+        party__log_warn(rt, "accept: %s (%llu refused so far); max_conns (--max-conns) is %zu",
+                        strerror(err), (unsigned long long)rt->accept_errors, rt->cfg.max_conns);
 }
 
 static void on_listener_readable(uv_poll_t *handle, int status, int events) {
@@ -122,6 +124,29 @@ int party__listener_port(party_runtime *rt) {
     if (addr.ss_family == AF_INET6)
         return ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
     return ntohs(((struct sockaddr_in *)&addr)->sin_port);
+}
+
+void party__sockaddr_text(const struct sockaddr *addr, char *buf, size_t size) {
+    char ip[INET6_ADDRSTRLEN];
+
+    if (addr->sa_family == AF_INET6 &&
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)addr)->sin6_addr, ip, sizeof(ip)))
+        snprintf(buf, size, "[%s]:%d", ip, ntohs(((const struct sockaddr_in6 *)addr)->sin6_port));
+    else if (addr->sa_family == AF_INET &&
+             inet_ntop(AF_INET, &((const struct sockaddr_in *)addr)->sin_addr, ip, sizeof(ip)))
+        snprintf(buf, size, "%s:%d", ip, ntohs(((const struct sockaddr_in *)addr)->sin_port));
+    else
+        snprintf(buf, size, "?");
+}
+
+void party__listener_address(party_runtime *rt, char *buf, size_t size) {
+    struct sockaddr_storage addr;
+    socklen_t len = sizeof(addr);
+
+    if (rt->listen_fd < 0 || getsockname(rt->listen_fd, (struct sockaddr *)&addr, &len) != 0)
+        snprintf(buf, size, "?");
+    else
+        party__sockaddr_text((const struct sockaddr *)&addr, buf, size);
 }
 
 void party__listener_close(party_runtime *rt) {

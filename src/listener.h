@@ -3,6 +3,7 @@
 #ifndef PARTY_LISTENER_H
 #define PARTY_LISTENER_H
 
+#include <stddef.h>
 #include <sys/socket.h>
 
 #include "party.h"
@@ -12,6 +13,12 @@
 int party__listener_open(party_runtime *rt, const struct sockaddr *addr);
 /* The port bound, or -1 when not listening. */
 int party__listener_port(party_runtime *rt);
+/* An address as a log line shows it: "127.0.0.1:1999", "[::1]:1999"
+ * (brackets around IPv6, as in a URL), into buf (truncated to size). */
+void party__sockaddr_text(const struct sockaddr *addr, char *buf, size_t size);
+/* The address bound, as party__sockaddr_text writes it; "?" when not
+ * listening. */
+void party__listener_address(party_runtime *rt, char *buf, size_t size);
 /* Stops accepting and closes the socket (and the spare descriptor). */
 void party__listener_close(party_runtime *rt);
 

@@ -1,5 +1,6 @@
-/* partyd: the daemon. Parses flags, registers the built-in parties and any
- * party loaded from a shared object, and runs the runtime until SIGINT or
+/* partyd: the daemon. Parses flags and the config file, registers the
+ * built-in parties --builtins leaves on and any party loaded from a shared
+ * object, says which it serves, and runs the runtime until SIGINT or
  * SIGTERM. */
 #include <cjson/cJSON.h>
 #include <dlfcn.h>
@@ -13,10 +14,21 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "log.h"
 #include "party.h"
 #include "../parties/parties.h"
 
 #define MAX_LOADED_PARTIES 64
+#define MAX_THREADS 64 /* the runtime's ceiling on event loops */
+
+/* The built-in parties, in the order they are registered and listed. */
+static const party_def *(*const builtins[])(void) = {
+    party_builtin_echo,     party_builtin_chat, party_builtin_counter,
+    party_builtin_reminder, party_builtin_demo, party_builtin_yjs,
+};
+#define N_BUILTINS (sizeof(builtins) / sizeof(builtins[0]))
+#define BUILTINS_ALL ((1u << N_BUILTINS) - 1)
+#define BUILTIN_NAMES "echo, chat, counter, reminder, demo, yjs"
 
 static const char usage_text[] =
     "usage: partyd [options]\n"
@@ -25,9 +37,10 @@ static const char usage_text[] =
     "\n"
     "Serves real-time rooms at ws://HOST:PORT/PREFIX/<party>/<room> and\n"
     "http://HOST:PORT/PREFIX/<party>/<room>.\n"
-    "Built-in parties: echo, chat, counter, reminder, demo, yjs.\n"
+    "Built-in parties: " BUILTIN_NAMES " (see --builtins).\n"
     "\n"
-    "  --host ADDR              listen address (default 127.0.0.1)\n"
+    "  --host ADDR              listen address: an IP address or a host name\n"
+    "                           (its first address; default 127.0.0.1)\n"
     "  --port N                 listen port (default 1999; 0 picks a free one)\n"
     "  --prefix PATH            URL prefix of rooms (default parties)\n"
     "  --data DIR               data directory: one SQLite file per room\n"
@@ -40,6 +53,8 @@ static const char usage_text[] =
     "                           keeping its connections (default 10)\n"
     "  --party NAME=FILE.so     load a party from a shared object exporting\n"
     "                           const party_def *party_module(void); repeatable\n"
+    "  --builtins LIST          built-in parties to serve: all (default), none, or\n"
+    "                           names separated by commas (e.g. echo,counter)\n"
     "  --max-message-bytes N    largest WebSocket message received (default 32M)\n"
     "  --max-header-bytes N     largest HTTP request head (default 16K)\n"
     "  --max-headers N          most HTTP header fields (default 100, at most 128)\n"
@@ -77,7 +92,10 @@ static const char usage_text[] =
     "  --version                print the version and exit\n"
     "  --help                   print this help and exit\n"
     "\n"
-    "Sizes take an optional K, M or G suffix (powers of 1024).\n";
+    "Sizes take an optional K, M or G suffix (powers of 1024).\n"
+    "Exit status: 0 after SIGTERM/SIGINT; 1 when a party cannot be loaded or\n"
+    "the address, TLS files or storage cannot be used; 2 for bad flags or\n"
+    "config.\n";
 
 enum {
     OPT_HOST = 256,
@@ -85,6 +103,7 @@ enum {
     OPT_PREFIX,
     OPT_DATA,
     OPT_PARTY,
+    OPT_BUILTINS,
     OPT_MAX_MESSAGE,
     OPT_MAX_HEADER,
     OPT_MAX_HEADERS,
@@ -119,6 +138,7 @@ static const struct option options[] = {
     {"prefix", required_argument, NULL, OPT_PREFIX},
     {"data", required_argument, NULL, OPT_DATA},
     {"party", required_argument, NULL, OPT_PARTY},
+    {"builtins", required_argument, NULL, OPT_BUILTINS},
     {"max-message-bytes", required_argument, NULL, OPT_MAX_MESSAGE},
     {"max-header-bytes", required_argument, NULL, OPT_MAX_HEADER},
     {"max-headers", required_argument, NULL, OPT_MAX_HEADERS},
@@ -153,6 +173,7 @@ static const struct option options[] = {
 typedef struct loaded_party {
     party_def def;
     char *name;
+    char *path; /* as given, for the start-up log */
     void *handle;
 } loaded_party;
 
@@ -223,8 +244,93 @@ static int parse_log_level(const char *text, int *out) {
     return -1;
 }
 
-/* Loads NAME=PATH: dlopen the object and take its party_module(). */
-static int load_party(const char *spec) {
+static int parse_threads(const char *text, int *out) {
+    char *end;
+    long v;
+    errno = 0;
+    v = strtol(text, &end, 10);
+    if (end == text || *end != '\0' || errno != 0 || v < 1 || v > MAX_THREADS) {
+        fprintf(stderr, "partyd: --threads: '%s' is not a number of threads between 1 and %d\n",
+                text, MAX_THREADS);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+/* The built-in whose name is text[0..len) (case-insensitive, as party names
+ * are in URLs), or -1. */
+static int builtin_index(const char *text, size_t len) {
+    size_t i;
+    for (i = 0; i < N_BUILTINS; i++) {
+        const char *name = builtins[i]()->name;
+        if (strlen(name) == len && strncasecmp(name, text, len) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+/* --builtins: "all", "none", or names separated by commas (spaces around
+ * them allowed), as a bit set over builtins[]. */
+static int parse_builtins(const char *text, unsigned *out) {
+    unsigned set = 0;
+    const char *p = text;
+
+    if (strcasecmp(text, "all") == 0) {
+        *out = BUILTINS_ALL;
+        return 0;
+    }
+    if (strcasecmp(text, "none") == 0) {
+        *out = 0;
+        return 0;
+    }
+    for (;;) {
+        const char *start, *end;
+        int i;
+        while (*p == ' ')
+            p++;
+        start = p;
+        while (*p != '\0' && *p != ',')
+            p++;
+        end = p;
+        while (end > start && end[-1] == ' ')
+            end--;
+        i = builtin_index(start, (size_t)(end - start));
+        if (i < 0) {
+            fprintf(
+                stderr,
+                "partyd: --builtins: '%.*s' is not a built-in party (the built-ins: " BUILTIN_NAMES
+                "; or all, or none)\n",
+                (int)(end - start), start);
+            return -1;
+        }
+        set |= 1u << i;
+        if (*p == '\0')
+            break;
+        p++;
+    }
+    *out = set;
+    return 0;
+}
+
+/* As party_runtime_add checks it: 1-64 bytes of letters, digits, '-', '_'. */
+static int party_name_valid(const char *name, size_t len) {
+    size_t i;
+    if (len == 0 || len > 64)
+        return 0;
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Loads NAME=PATH: dlopen the object and take its party_module(). 0, or
+ * the exit status: 2 for a malformed spec (a usage error), 1 for an object
+ * that cannot be loaded or used. what names the source in messages. */
+static int load_party(const char *what, const char *spec) {
     const char *eq = strchr(spec, '=');
     const party_def *(*module)(void);
     const party_def *def;
@@ -232,40 +338,51 @@ static int load_party(const char *spec) {
     void *handle;
 
     if (eq == NULL || eq == spec || eq[1] == '\0') {
-        fprintf(stderr, "partyd: --party: expected NAME=PATH, got '%s'\n", spec);
-        return -1;
+        fprintf(stderr, "partyd: %s: expected NAME=PATH, got '%s'\n", what, spec);
+        return 2;
+    }
+    if (!party_name_valid(spec, (size_t)(eq - spec))) {
+        fprintf(stderr,
+                "partyd: %s: '%.*s' is not a valid party name (1 to 64 letters, digits, '-', "
+                "'_')\n",
+                what, (int)(eq - spec), spec);
+        return 2;
     }
     if (n_loaded == MAX_LOADED_PARTIES) {
-        fprintf(stderr, "partyd: --party: at most %d parties can be loaded\n", MAX_LOADED_PARTIES);
-        return -1;
+        fprintf(stderr, "partyd: %s: at most %d parties can be loaded\n", what, MAX_LOADED_PARTIES);
+        return 2;
     }
     handle = dlopen(eq + 1, RTLD_NOW | RTLD_LOCAL);
     if (handle == NULL) {
-        fprintf(stderr, "partyd: --party %s: cannot load: %s\n", spec, dlerror());
-        return -1;
+        fprintf(stderr, "partyd: %s %s: cannot load: %s\n", what, spec, dlerror());
+        return 1;
     }
     *(void **)&module = dlsym(handle, "party_module");
     if (module == NULL) {
         fprintf(stderr,
-                "partyd: --party %s: the object does not export "
+                "partyd: %s %s: the object does not export "
                 "'const party_def *party_module(void)'\n",
-                spec);
+                what, spec);
         dlclose(handle);
-        return -1;
+        return 1;
     }
     def = module();
     if (def == NULL) {
-        fprintf(stderr, "partyd: --party %s: party_module() returned NULL\n", spec);
+        fprintf(stderr, "partyd: %s %s: party_module() returned NULL\n", what, spec);
         dlclose(handle);
-        return -1;
+        return 1;
     }
     lp = &loaded[n_loaded];
     lp->def = *def;
     lp->name = strndup(spec, (size_t)(eq - spec));
+    lp->path = strdup(eq + 1);
     lp->handle = handle;
-    if (lp->name == NULL) {
+    if (lp->name == NULL || lp->path == NULL) {
+        free(lp->name);
+        free(lp->path);
         dlclose(handle);
-        return -1;
+        fprintf(stderr, "partyd: %s %s: out of memory\n", what, spec);
+        return 1;
     }
     lp->def.name = lp->name;
     n_loaded++;
@@ -274,24 +391,29 @@ static int load_party(const char *spec) {
 
 static const party_def *with_overrides(const party_def *def);
 
+/* Registers one party. 0, or the exit status: 2 for a name taken twice
+ * (the configuration's mistake), 1 otherwise. */
 static int register_party(party_runtime *rt, const party_def *def) {
     int r;
     def = with_overrides(def);
     r = party_runtime_add(rt, def);
-    if (r == PARTY_EEXIST)
-        fprintf(stderr, "partyd: a party named '%s' is already registered\n", def->name);
-    else if (r == PARTY_EINVAL)
-        fprintf(stderr, "partyd: '%s' is not a valid party name (letters, digits, '-', '_')\n",
-                def->name);
-    else if (r != 0)
-        fprintf(stderr, "partyd: cannot register party '%s': %s\n", def->name, party_strerror(r));
-    return r;
+    if (r == 0)
+        return 0;
+    if (r == PARTY_EEXIST) {
+        int builtin = builtin_index(def->name, strlen(def->name)) >= 0;
+        fprintf(stderr, "partyd: a party named '%s' is already registered%s\n", def->name,
+                builtin ? " (a built-in: leave it out with --builtins)" : "");
+        return 2;
+    }
+    fprintf(stderr, "partyd: cannot register party '%s': %s\n", def->name, party_strerror(r));
+    return 1;
 }
 
 static void unload_parties(void) {
     size_t i;
     for (i = 0; i < n_loaded; i++) {
         free(loaded[i].name);
+        free(loaded[i].path);
         /* The objects stay mapped: a party may have registered atexit work
          * or left pointers in libraries; the process is ending anyway. */
     }
@@ -311,6 +433,7 @@ static void raise_file_limit(void) {
 typedef struct options_state {
     party_config cfg;
     const char *data_dir;
+    unsigned builtins; /* bit i: builtins[i] is served */
 } options_state;
 
 /* Applies one option (from the command line or the config file). Returns
@@ -330,9 +453,15 @@ static int apply_option(int opt, const char *arg, options_state *o) {
     case OPT_DATA:
         o->data_dir = arg;
         break;
-    case OPT_PARTY:
-        if (load_party(arg) != 0)
-            return 1;
+    case OPT_PARTY: {
+        int r = load_party("--party", arg);
+        if (r != 0)
+            return r;
+        break;
+    }
+    case OPT_BUILTINS:
+        if (parse_builtins(arg, &o->builtins) != 0)
+            return 2;
         break;
     case OPT_MAX_MESSAGE:
         if (parse_size("--max-message-bytes", arg, &o->cfg.max_message_bytes) != 0)
@@ -432,17 +561,10 @@ static int apply_option(int opt, const char *arg, options_state *o) {
         if (parse_seconds("--fetch-timeout", arg, &o->cfg.fetch_timeout) != 0)
             return 2;
         break;
-    case OPT_THREADS: {
-        size_t n;
-        if (parse_size("--threads", arg, &n) != 0)
+    case OPT_THREADS:
+        if (parse_threads(arg, &o->cfg.threads) != 0)
             return 2;
-        if (n < 1 || n > 64) {
-            fprintf(stderr, "partyd: --threads: '%s' is not between 1 and 64\n", arg);
-            return 2;
-        }
-        o->cfg.threads = (int)n;
         break;
-    }
     case OPT_VERSION:
         printf("partyd %s\n", PARTY_VERSION_STRING);
         return 0;
@@ -468,12 +590,14 @@ static int apply_option(int opt, const char *arg, options_state *o) {
 
 typedef struct party_override {
     const char *name;
+    int loaded;    /* 1: the entry has a path, and the party was loaded from it */
     int hibernate; /* -1: as the party says */
     int cors;      /* -1: as the party says */
     char *props;   /* NULL: as the party says; else compact JSON (or a string's text) */
 } party_override;
 
-static cJSON *config_root; /* kept: the config's strings stay in use */
+static const char *config_file; /* its path, for messages */
+static cJSON *config_root;      /* kept: the config's strings stay in use */
 static party_override overrides[MAX_OVERRIDES];
 static size_t n_overrides;
 static party_def overridden[MAX_OVERRIDES];
@@ -521,12 +645,17 @@ static int config_parties(const char *path, const cJSON *parties, options_state 
         ov->name = party->string;
         ov->hibernate = ov->cors = -1;
         ov->props = NULL;
+        ov->loaded = 0;
         cJSON_ArrayForEach(field, party) {
             if (strcmp(field->string, "path") == 0 && cJSON_IsString(field)) {
-                char spec[4096];
+                char spec[4096], what[4200];
+                int r;
                 snprintf(spec, sizeof(spec), "%s=%s", party->string, field->valuestring);
-                if (load_party(spec) != 0)
-                    return 1;
+                snprintf(what, sizeof(what), "--config %s: party '%s': path", path, party->string);
+                r = load_party(what, spec);
+                if (r != 0)
+                    return r;
+                ov->loaded = 1;
             } else if (strcmp(field->string, "hibernate") == 0 && cJSON_IsBool(field)) {
                 ov->hibernate = cJSON_IsTrue(field);
             } else if (strcmp(field->string, "cors") == 0 && cJSON_IsBool(field)) {
@@ -568,6 +697,26 @@ static int config_value(const char *path, const struct option *opt, const cJSON 
     return config_error(path, "expected a string or a number for", opt->name);
 }
 
+/* "builtins": ["echo", "chat"]: the list --builtins takes, as an array
+ * ([] serves none). -1 to go on, else the exit status. */
+static int config_builtins(const char *path, const cJSON *list, options_state *o) {
+    char names[512] = "";
+    size_t used = 0;
+    const cJSON *each;
+
+    cJSON_ArrayForEach(each, list) {
+        int n;
+        if (!cJSON_IsString(each))
+            return config_error(path, "expected a string or an array of names for", "builtins");
+        n = snprintf(names + used, sizeof(names) - used, "%s%s", used > 0 ? "," : "",
+                     each->valuestring);
+        if (n < 0 || (size_t)n >= sizeof(names) - used)
+            return config_error(path, "too long a list for", "builtins");
+        used += (size_t)n;
+    }
+    return apply_option(OPT_BUILTINS, used > 0 ? names : "none", o);
+}
+
 /* Reads --config FILE if given. -1 to go on, else the exit status. */
 static int apply_config_file(int argc, char **argv, options_state *o) {
     const char *path = config_path(argc, argv);
@@ -577,6 +726,7 @@ static int apply_config_file(int argc, char **argv, options_state *o) {
     size_t n;
     int r;
 
+    config_file = path;
     if (path == NULL)
         return -1;
     f = fopen(path, "rb");
@@ -609,6 +759,12 @@ static int apply_config_file(int argc, char **argv, options_state *o) {
         const struct option *opt;
         if (strcmp(item->string, "parties") == 0) {
             r = config_parties(path, item, o);
+            if (r >= 0)
+                return r;
+            continue;
+        }
+        if (strcmp(item->string, "builtins") == 0 && cJSON_IsArray(item)) {
+            r = config_builtins(path, item, o);
             if (r >= 0)
                 return r;
             continue;
@@ -677,10 +833,108 @@ static void report_data_in_use(const char *data_dir) {
                 path);
 }
 
+/* The names of the parties served (the built-ins left on, then those
+ * loaded), comma-separated, into buf. */
+static void served_names(const options_state *o, char *buf, size_t size) {
+    size_t used = 0, i;
+    buf[0] = '\0';
+    for (i = 0; i < N_BUILTINS + n_loaded && used < size; i++) {
+        const char *name;
+        int n;
+        if (i < N_BUILTINS && !(o->builtins & (1u << i)))
+            continue;
+        name = i < N_BUILTINS ? builtins[i]()->name : loaded[i - N_BUILTINS].name;
+        n = snprintf(buf + used, size - used, "%s%s", used > 0 ? ", " : "", name);
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
+    if (used == 0)
+        snprintf(buf, size, "none");
+}
+
+/* Every "parties" entry of the config file must name a party that is
+ * served: one loaded from a path, or a built-in left on. Runs once every
+ * party is known. -1 to go on, else the exit status. */
+static int check_overrides(const options_state *o) {
+    char names[1024];
+    size_t i, j;
+
+    for (i = 0; i < n_overrides; i++) {
+        const char *name = overrides[i].name;
+        int b;
+        if (overrides[i].loaded)
+            continue;
+        for (j = 0; j < n_loaded; j++)
+            if (strcasecmp(loaded[j].name, name) == 0)
+                break;
+        if (j < n_loaded)
+            continue;
+        b = builtin_index(name, strlen(name));
+        if (b >= 0 && (o->builtins & (1u << b)))
+            continue;
+        if (b >= 0) {
+            fprintf(stderr,
+                    "partyd: --config %s: \"parties\" has options for '%s', a built-in party "
+                    "that --builtins turns off: add it to --builtins or remove the entry\n",
+                    config_file, name);
+        } else {
+            served_names(o, names, sizeof(names));
+            fprintf(stderr,
+                    "partyd: --config %s: \"parties\" has options for '%s', but no party has "
+                    "that name (served: %s); give the entry a \"path\" to load it\n",
+                    config_file, name, names);
+        }
+        return 2;
+    }
+    return -1;
+}
+
+/* Registers the built-ins left on, then the loaded parties. 0, or the exit
+ * status. */
+static int register_parties(party_runtime *rt, const options_state *o) {
+    size_t i;
+    int r = 0;
+    for (i = 0; r == 0 && i < N_BUILTINS; i++)
+        if (o->builtins & (1u << i))
+            r = register_party(rt, builtins[i]());
+    for (i = 0; r == 0 && i < n_loaded; i++)
+        r = register_party(rt, &loaded[i].def);
+    return r;
+}
+
+/* Says at start what is served: the built-ins by name, each loaded party
+ * with its file; and warns when built-ins are served next to parties of
+ * the user's own, as anyone who reaches the port can use them. */
+static void log_parties(const options_state *o) {
+    char names[256] = "";
+    size_t used = 0, i;
+
+    for (i = 0; i < N_BUILTINS; i++) {
+        if (o->builtins & (1u << i)) {
+            int n = snprintf(names + used, sizeof(names) - used, "%s%s", used > 0 ? ", " : "",
+                             builtins[i]()->name);
+            if (n > 0 && (size_t)n < sizeof(names) - used)
+                used += (size_t)n;
+        }
+    }
+    party__log_write(o->cfg.log_level, o->cfg.log_json, PARTY__LOG_INFO, "built-in parties: %s",
+                     used > 0 ? names : "none (--builtins none)");
+    for (i = 0; i < n_loaded; i++)
+        party__log_write(o->cfg.log_level, o->cfg.log_json, PARTY__LOG_INFO,
+                         "party %s: loaded from %s", loaded[i].name, loaded[i].path);
+    if (n_loaded > 0 && used > 0)
+        party__log_write(o->cfg.log_level, o->cfg.log_json, PARTY__LOG_WARN,
+                         "the built-in parties %s are served next to the loaded ones: anyone "
+                         "who reaches this port can use them (docs/security.md says what each "
+                         "exposes); --builtins none, or a list of the ones wanted, turns the "
+                         "others off",
+                         names);
+}
+
 int main(int argc, char **argv) {
     options_state o;
     party_runtime *rt;
-    size_t i;
     int opt, r, status = 0;
 
     /* Client subcommands: they share the binary, not the daemon's flags. */
@@ -691,7 +945,8 @@ int main(int argc, char **argv) {
 
     party_config_init(&o.cfg);
     o.data_dir = "./data";
-    o.cfg.threads = 0; /* the daemon uses every core */
+    o.builtins = BUILTINS_ALL; /* the quick start serves them all */
+    o.cfg.threads = 0;         /* the daemon uses every core */
     /* A token on the command line shows in ps; the environment does not. */
     o.cfg.admin_token = getenv("PARTYD_ADMIN_TOKEN");
     /* The config file first, so that flags override it. */
@@ -709,6 +964,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "partyd: unexpected argument '%s'\n%s", argv[optind], usage_text);
         return 2;
     }
+    /* Every party is known now: the built-ins left on and those loaded. */
+    r = check_overrides(&o);
+    if (r >= 0)
+        return r;
     if (o.cfg.static_dir != NULL) {
         struct stat st;
         if (stat(o.cfg.static_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
@@ -723,27 +982,16 @@ int main(int argc, char **argv) {
         fprintf(stderr, "partyd: cannot create the runtime (out of memory)\n");
         return 1;
     }
-    r = register_party(rt, party_builtin_echo());
-    if (r == 0)
-        r = register_party(rt, party_builtin_chat());
-    if (r == 0)
-        r = register_party(rt, party_builtin_counter());
-    if (r == 0)
-        r = register_party(rt, party_builtin_reminder());
-    if (r == 0)
-        r = register_party(rt, party_builtin_demo());
-    if (r == 0)
-        r = register_party(rt, party_builtin_yjs());
-    for (i = 0; r == 0 && i < n_loaded; i++)
-        r = register_party(rt, &loaded[i].def);
-    if (r == 0)
+    status = register_parties(rt, &o);
+    if (status == 0) {
+        log_parties(&o);
         r = party_runtime_listen(rt);
-    if (r == 0)
-        r = party_runtime_run(rt);
-    if (r != 0) {
         if (r == PARTY_EADDR)
-            fprintf(stderr, "partyd: cannot listen on %s:%d (see the log line above)\n", o.cfg.host,
-                    o.cfg.port);
+            fprintf(stderr,
+                    strchr(o.cfg.host, ':') != NULL
+                        ? "partyd: cannot listen on [%s]:%d (see the log line above)\n"
+                        : "partyd: cannot listen on %s:%d (see the log line above)\n",
+                    o.cfg.host, o.cfg.port);
         else if (r == PARTY_EBUSY)
             report_data_in_use(o.data_dir);
         else if (r == PARTY_EIO)
@@ -751,7 +999,12 @@ int main(int argc, char **argv) {
                     o.data_dir);
         else if (r == PARTY_EINVAL)
             fprintf(stderr, "partyd: cannot set up TLS (see the log line above)\n");
-        status = 1;
+        else if (r != 0)
+            fprintf(stderr, "partyd: cannot listen: %s\n", party_strerror(r));
+        if (r == 0 && (r = party_runtime_run(rt)) != 0)
+            fprintf(stderr, "partyd: cannot serve: %s (see the log lines above)\n",
+                    party_strerror(r));
+        status = r != 0 ? 1 : 0;
     }
     party_runtime_free(rt);
     unload_parties();

@@ -116,14 +116,16 @@ static void route_websocket(party_conn *conn, const party__party *party, const c
         return;
     }
     if (party__runtime_conns(rt) > rt->cfg.max_conns) {
-        party__log_warn(rt, "room %s/%s: refused a connection: max_conns (%zu) reached",
+        party__log_warn(rt,
+                        "room %s/%s: refused a connection: max_conns (%zu) reached (--max-conns)",
                         party->name, room_name, rt->cfg.max_conns);
         party__conn_http_fail(conn, 503, "server is full (max_conns)\n");
         return;
     }
     if (room->n_conns + room->n_pending >= rt->cfg.max_room_conns) {
-        party__log_warn(rt, "room %s/%s: refused a connection: max_room_conns (%zu) reached",
-                        party->name, room_name, rt->cfg.max_room_conns);
+        party__log_warn(
+            rt, "room %s/%s: refused a connection: max_room_conns (%zu) reached (--max-room-conns)",
+            party->name, room_name, rt->cfg.max_room_conns);
         party__conn_http_fail(conn, 503, "room is full (max_room_conns)\n");
         return;
     }

@@ -4,10 +4,13 @@
  * with output), signals and graceful shutdown. */
 #include "runtime.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <netdb.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -556,8 +559,43 @@ int party__runtime_data_lock_fd(party_runtime *rt) {
 
 /* ---- listening ---- */
 
+/* The address to listen on: host as an IP address, or the first IPv4 or
+ * IPv6 address a name resolves to (getaddrinfo: /etc/hosts, then DNS; it
+ * blocks, once, at start-up). 0, or PARTY_EADDR after logging why. */
+static int listen_address(party_runtime *rt, struct sockaddr_storage *out) {
+    struct addrinfo hints, *res, *ai;
+    char port[16];
+    int r;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    snprintf(port, sizeof(port), "%d", rt->cfg.port);
+    r = getaddrinfo(rt->host, port, &hints, &res);
+    if (r != 0) {
+        party__log_error(rt, "listen: cannot resolve %s: %s", rt->host,
+                         r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r));
+        return PARTY_EADDR;
+    }
+    for (ai = res; ai != NULL; ai = ai->ai_next)
+        if ((ai->ai_family == AF_INET || ai->ai_family == AF_INET6) &&
+            ai->ai_addrlen <= sizeof(*out))
+            break;
+    if (ai == NULL) {
+        freeaddrinfo(res);
+        party__log_error(rt, "listen: %s has no IPv4 or IPv6 address", rt->host);
+        return PARTY_EADDR;
+    }
+    memset(out, 0, sizeof(*out));
+    memcpy(out, ai->ai_addr, ai->ai_addrlen);
+    freeaddrinfo(res);
+    return 0;
+}
+
 int party_runtime_listen(party_runtime *rt) {
     struct sockaddr_storage addr;
+    char where[INET6_ADDRSTRLEN + 16];
     int r;
 
     if (rt->listening)
@@ -568,14 +606,17 @@ int party_runtime_listen(party_runtime *rt) {
         return r;
     if (rt->tls_ctx == NULL && (r = party__tls_init(rt)) != 0)
         return r;
-    if (uv_ip4_addr(rt->host, rt->cfg.port, (struct sockaddr_in *)&addr) != 0 &&
-        uv_ip6_addr(rt->host, rt->cfg.port, (struct sockaddr_in6 *)&addr) != 0) {
-        party__log_error(rt, "listen: %s is not an IP address", rt->host);
-        return PARTY_EADDR;
-    }
+    r = listen_address(rt, &addr);
+    if (r != 0)
+        return r;
     r = party__listener_open(rt, (const struct sockaddr *)&addr);
     if (r != 0) {
-        party__log_error(rt, "listen on %s:%d: %s", rt->host, rt->cfg.port, uv_strerror(r));
+        struct in6_addr literal;
+        int named = inet_pton(AF_INET, rt->host, &literal) != 1 &&
+                    inet_pton(AF_INET6, rt->host, &literal) != 1;
+        party__sockaddr_text((const struct sockaddr *)&addr, where, sizeof(where));
+        party__log_error(rt, "listen on %s%s%s: %s", where, named ? ", the address of " : "",
+                         named ? rt->host : "", uv_strerror(r));
         return PARTY_EADDR;
     }
     rt->listening = 1;
@@ -725,9 +766,13 @@ int party_runtime_run(party_runtime *rt) {
     party__runtime_start_timers(rt);
     (void)party__runtime_begin(rt); /* its one failure was checked above */
     party__loops_run(rt);
-    party__log_info(rt, "listening on %s://%s:%d (prefix /%s/, %u event loop%s)",
-                    party__tls_enabled(rt) ? "https" : "http", rt->host, party_runtime_port(rt),
-                    rt->prefix, rt->n_loops, rt->n_loops == 1 ? "" : "s");
+    {
+        char where[INET6_ADDRSTRLEN + 16];
+        party__listener_address(rt, where, sizeof(where));
+        party__log_info(rt, "listening on %s://%s (prefix /%s/, %u event loop%s)",
+                        party__tls_enabled(rt) ? "https" : "http", where, rt->prefix, rt->n_loops,
+                        rt->n_loops == 1 ? "" : "s");
+    }
     uv_run(&rt->loop, UV_RUN_DEFAULT);
     party__loops_free(rt);
     rt->running = 0;

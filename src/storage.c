@@ -76,7 +76,7 @@ static void describe_open_failure(party__store *s, const char *path, char *why, 
     if ((sys_errno == EMFILE || sys_errno == ENFILE) && getrlimit(RLIMIT_NOFILE, &lim) == 0) {
         snprintf(why, why_len,
                  "%s (open-file limit %llu; a loaded room holds 3 files, a connection 1:"
-                 " raise the limit or lower max_conns): %s: %s",
+                 " raise the limit or lower --max-conns): %s: %s",
                  strerror(sys_errno), (unsigned long long)lim.rlim_cur, path,
                  sqlite3_errmsg(s->db));
         return;

@@ -216,11 +216,41 @@ uv_buf_t party__tls_read_buf(party_runtime *rt) {
 
 /* ---- input ---- */
 
+/* 1 if the first bytes of a connection look like an HTTP request line
+ * (an upper-case ASCII method, then a space) rather than a TLS record,
+ * whose first byte is a content type (0x14-0x17) or, for an old SSLv2
+ * hello, has the high bit set. */
+static int looks_like_plain_http(const char *data, size_t len) {
+    size_t i;
+    for (i = 0; i < len && i < 20; i++) {
+        if (data[i] == ' ')
+            return i > 0;
+        if (data[i] < 'A' || data[i] > 'Z')
+            return 0;
+    }
+    return i == len; /* a method cut short by the read: still no TLS record */
+}
+
+/* A client spoke plain HTTP to the TLS port (http:// for https://): it
+ * gets a plain 400 saying so, instead of a TLS alert it cannot read. The
+ * connection drops its TLS state and answers as a plaintext one would. */
+static void refuse_plain_http(party_conn *conn) {
+    party_runtime *rt = party__conn_rt(conn);
+    party__log_info(rt, "tls: plain HTTP on the TLS port; answered 400");
+    rt->tls_errors++;
+    party__tls_free(conn);
+    party__conn_http_fail(conn, 400, "this port speaks TLS (https/wss)\n");
+}
+
 void party__tls_input(party_conn *conn, const char *data, size_t len) {
     ssl_error_buf err_buf;
     party_runtime *rt = party__conn_rt(conn);
     party__tls *tls = tls_of(conn);
 
+    if (len > 0 && BIO_number_written(tls->rbio) == 0 && looks_like_plain_http(data, len)) {
+        refuse_plain_http(conn);
+        return;
+    }
     if (len > 0 && BIO_write(tls->rbio, data, (int)len) != (int)len) {
         party__conn_abort(conn);
         return;
@@ -242,7 +272,9 @@ void party__tls_input(party_conn *conn, const char *data, size_t len) {
                         * OpenSSL, as it would in the socket without TLS */
             if (dst.len == 0) {
                 if (conn->http->len >= conn->http->max) {
-                    party__log_info(rt, "http: 413 request exceeds max_body_bytes with framing");
+                    party__log_info(
+                        rt,
+                        "http: 413 request exceeds max_body_bytes (--max-body-bytes) with framing");
                     party__conn_http_fail(conn, 413, "request exceeds max_body_bytes\n");
                 } else {
                     party__log_error(rt, "conn: out of memory for a read buffer");

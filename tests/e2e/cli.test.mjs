@@ -4,6 +4,7 @@
 // listing, with and without the token).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import { after, before, test } from 'node:test';
 
 import { startPartyd, stopPartyd, terminatePartyd, TIMEOUT_MS, uniqueRoom, withTimeout } from './helpers.mjs';
@@ -161,9 +162,10 @@ test('rooms: lists the rooms in memory with the token; refused without it', asyn
   const listed = JSON.parse(json.stdout()).rooms.find((r) => r.name === room);
   assert.deepEqual({ party: listed.party, connections: listed.connections }, { party: 'chat', connections: 1 });
 
+  // No token at all (PARTYD_ADMIN_TOKEN is empty): said before asking.
   const without = runPartyd(['rooms', '--port', String(server.port)]);
-  assert.equal(await without.exit(), 1);
-  assert.match(without.stderr(), /refused the token \(401\)/);
+  assert.equal(await without.exit(), 2);
+  assert.equal(without.stderr(), 'partyd rooms: no token given (use --admin-token or PARTYD_ADMIN_TOKEN)\n');
   assert.equal(without.stdout(), '');
 
   const wrong = runPartyd(['rooms', '--port', String(server.port), '--admin-token', 'nope']);
@@ -172,6 +174,57 @@ test('rooms: lists the rooms in memory with the token; refused without it', asyn
 
   holder.proc.stdin.end();
   assert.equal(await holder.exit(), 0, holder.stderr());
+});
+
+test('rooms: long names are cut short in the table, aligned; --json has them whole', async () => {
+  const long = `${uniqueRoom('long')}-${'n'.repeat(60)}`;
+  const short = uniqueRoom('short');
+  const holders = [long, short].map((room) => runPartyd(['connect', url('chat', room)]));
+  for (const h of holders) await h.waitStderr(/connected to/);
+
+  const table = runPartyd(['rooms', '--port', String(server.port), '--admin-token', TOKEN]);
+  assert.equal(await table.exit(), 0, table.stderr());
+  const lines = table.stdout().split('\n');
+  const header = lines[0];
+  const roomAt = header.indexOf('ROOM');
+  const connectionsAt = header.indexOf('CONNECTIONS');
+  // The longest name sets the column, up to 40 characters.
+  assert.equal(connectionsAt - roomAt, 40 + 2, header);
+  const longRow = lines.find((l) => l.startsWith('chat ') && l.slice(roomAt).startsWith(long.slice(0, 39)));
+  const shortRow = lines.find((l) => l.startsWith('chat ') && l.slice(roomAt).startsWith(`${short} `));
+  assert.ok(longRow && shortRow, table.stdout());
+  // 39 characters of the name and an ellipsis fill the column.
+  assert.equal(longRow.slice(roomAt, connectionsAt), `${long.slice(0, 39)}\u2026  `);
+  // The columns after ROOM start at the same place on every row.
+  for (const row of [longRow, shortRow]) {
+    assert.equal(row.slice(connectionsAt, connectionsAt + 11), '          1', `misaligned: ${row}`);
+  }
+
+  const json = runPartyd(['rooms', '--port', String(server.port), '--json', '--admin-token', TOKEN]);
+  assert.equal(await json.exit(), 0, json.stderr());
+  assert.ok(JSON.parse(json.stdout()).rooms.some((r) => r.name === long));
+
+  for (const h of holders) {
+    h.proc.stdin.end();
+    assert.equal(await h.exit(), 0, h.stderr());
+  }
+});
+
+test('rooms: a server that answers with TLS is named as such', async () => {
+  // A TLS server answers plain HTTP with an alert record (0x15), or a
+  // handshake: not HTTP.
+  const tlsLike = net.createServer((s) => {
+    s.once('data', () => s.end(Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46])));
+    s.on('error', () => {});
+  });
+  await new Promise((resolve) => tlsLike.listen(0, '127.0.0.1', resolve));
+  try {
+    const cli = runPartyd(['rooms', '--port', String(tlsLike.address().port), '--admin-token', TOKEN]);
+    assert.equal(await cli.exit(), 1);
+    assert.match(cli.stderr(), /speaks TLS \(https\); partyd rooms speaks plain HTTP only/);
+  } finally {
+    await new Promise((resolve) => tlsLike.close(resolve));
+  }
 });
 
 test('rooms: a partyd without --admin-token has no listing (404, status 1)', async () => {

@@ -3,7 +3,8 @@
 // and the ws client verify it against that certificate as their CA.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
@@ -249,17 +250,47 @@ describe('slow readers over TLS', () => {
 });
 
 describe('bad clients on the TLS port', () => {
-  it('garbage bytes and plain HTTP are dropped, and the server goes on serving', async () => {
+  it('garbage bytes are dropped, and the server goes on serving', async () => {
+    const before = await tlsErrors();
     const garbage = await sendRawAndWaitClose(Buffer.from('\x16\x03\x01\x00\x05garbage-not-a-hello\r\n\r\n', 'latin1'));
     // At most a TLS alert record comes back, never an HTTP answer.
     assert.ok(garbage.length === 0 || garbage[0] === 0x15, `unexpected reply ${garbage.toString('hex')}`);
-    const plain = await sendRawAndWaitClose('GET /parties/probe/x HTTP/1.1\r\nHost: x\r\n\r\n');
-    assert.ok(!plain.toString('latin1').startsWith('HTTP/'), 'a plaintext request got a plaintext answer');
     await waitStderr(server, /tls: handshake failed/);
     const after = await httpsRequest('GET', `/parties/probe/${uniqueRoom('tls-after')}`);
     assert.equal(after.status, 200);
-    const metrics = await httpsRequest('GET', '/_partyd/metrics');
-    const m = /^partyd_errors_total\{kind="tls"\} (\d+)$/m.exec(metrics.body.toString());
-    assert.ok(m && Number(m[1]) >= 2, 'both refused handshakes are counted');
+    assert.ok(await tlsErrors() >= before + 1, 'the refused handshake is counted');
+  });
+
+  it('plain HTTP gets a plain 400 saying the port speaks TLS, then the close', async () => {
+    const before = await tlsErrors();
+    const plain = (await sendRawAndWaitClose('GET /parties/probe/x HTTP/1.1\r\nHost: x\r\n\r\n')).toString('latin1');
+    assert.match(plain, /^HTTP\/1\.1 400 Bad Request\r\n/);
+    assert.match(plain, /\r\nConnection: close\r\n/i);
+    assert.ok(plain.endsWith('\r\n\r\nthis port speaks TLS (https/wss)\n'), plain);
+    // A method cut short by the first read is plain HTTP too.
+    const cut = (await sendRawAndWaitClose('POS')).toString('latin1');
+    assert.match(cut, /^HTTP\/1\.1 400 Bad Request\r\n/);
+    await waitStderr(server, /tls: plain HTTP on the TLS port; answered 400/);
+    const after = await httpsRequest('GET', `/parties/probe/${uniqueRoom('tls-after')}`);
+    assert.equal(after.status, 200);
+    assert.ok(await tlsErrors() >= before + 2, 'both are counted as TLS errors');
+  });
+
+  it('partyd rooms says the server speaks TLS', async () => {
+    const proc = spawn(process.env.PARTYD, ['rooms', '--port', String(server.port), '--admin-token', 't'],
+      { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    proc.stderr.setEncoding('utf8');
+    proc.stderr.on('data', (chunk) => { err += chunk; });
+    const [code] = await withTimeout(once(proc, 'exit'), TIMEOUT_MS, 'partyd rooms to exit');
+    assert.equal(code, 1);
+    assert.match(err, /^partyd rooms: the server at 127\.0\.0\.1:\d+ speaks TLS \(https\); partyd rooms speaks plain HTTP only/);
   });
 });
+
+async function tlsErrors() {
+  const metrics = await httpsRequest('GET', '/_partyd/metrics');
+  const m = /^partyd_errors_total\{kind="tls"\} (\d+)$/m.exec(metrics.body.toString());
+  assert.ok(m, 'the TLS error count is in the metrics');
+  return Number(m[1]);
+}

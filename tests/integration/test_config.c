@@ -97,6 +97,38 @@ static void test_per_party_props_reach_on_start(void **state) {
     unlink(config_file);
 }
 
+static void test_builtins_from_the_file_as_an_array_and_the_flag_wins(void **state) {
+    const char *args[] = {"--config", config_file, NULL};
+    const char *args_all[] = {"--config", config_file, "--builtins", "all", NULL};
+    http_response res;
+    partyd *d;
+    tconn *c;
+    (void)state;
+
+    strcpy(config_file, "/tmp/partyd-config-XXXXXX");
+    write_config("{\"builtins\": [\"echo\"], \"parties\": {\"echo\": {\"cors\": true}}}");
+    d = partyd_start(args);
+    assert_non_null(d);
+    c = ws_open(partyd_port(d), "/parties/echo/x");
+    tconn_close(c);
+    http_expect_get(partyd_port(d), "/parties/chat/x", &res);
+    assert_int_equal(res.status, 400);
+    assert_string_equal(res.body, "unknown party\n");
+    http_response_free(&res);
+    assert_true(partyd_wait_stderr(d, "built-in parties: echo\n", TC_TIMEOUT_MS));
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+    /* --builtins on the command line replaces the file's list. */
+    d = partyd_start(args_all);
+    assert_non_null(d);
+    http_expect_get(partyd_port(d), "/parties/chat/x", &res);
+    assert_int_equal(res.status, 200);
+    http_response_free(&res);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+    unlink(config_file);
+}
+
 static void expect_refused(const char *json, const char *message) {
     const char *args[] = {"--config", config_file, NULL};
     partyd *d;
@@ -124,6 +156,43 @@ static void test_mistakes_in_the_file_are_refused_with_the_key_named(void **stat
                    "party 'chat': unknown or mistyped option 'hibernat'");
     expect_refused("{\"port\": 1,\n \"x\": }", "not valid JSON (near line 2)");
     expect_refused("[1, 2]", "the top level must be an object");
+    expect_refused("{\"builtins\": [\"echo\", \"nope\"]}",
+                   "--builtins: 'nope' is not a built-in party (the built-ins: echo, chat, "
+                   "counter, reminder, demo, yjs; or all, or none)");
+    expect_refused("{\"builtins\": [\"echo\", 1]}",
+                   "expected a string or an array of names for 'builtins'");
+}
+
+static void test_options_for_a_party_that_is_not_served_are_refused(void **state) {
+    (void)state;
+    /* Neither loaded nor built in: the message names it and lists the
+     * parties there are (the built-ins, then those loaded). */
+    expect_refused("{\"parties\": {\"chta\": {\"cors\": true}}}",
+                   "\"parties\" has options for 'chta', but no party has that name (served: "
+                   "echo, chat, counter, reminder, demo, yjs, probe, greeter)");
+    /* A built-in that --builtins leaves out, from the file or the flag. */
+    expect_refused("{\"builtins\": \"echo\", \"parties\": {\"chat\": {\"cors\": true}}}",
+                   "\"parties\" has options for 'chat', a built-in party that --builtins turns "
+                   "off");
+}
+
+static void test_options_for_a_builtin_turned_off_by_the_flag_are_refused(void **state) {
+    const char *args[] = {"--config", config_file, "--builtins", "none", NULL};
+    partyd *d;
+    char *err;
+    (void)state;
+
+    strcpy(config_file, "/tmp/partyd-config-XXXXXX");
+    write_config("{\"parties\": {\"counter\": {\"hibernate\": true}}}");
+    d = partyd_spawn(args);
+    assert_non_null(d);
+    assert_int_equal(partyd_wait_exit(d, 10000), 2);
+    err = partyd_stderr(d);
+    assert_non_null(
+        strstr(err, "options for 'counter', a built-in party that --builtins turns off"));
+    free(err);
+    partyd_free(d);
+    unlink(config_file);
 }
 
 int main(void) {
@@ -132,6 +201,9 @@ int main(void) {
         cmocka_unit_test(test_command_line_flags_win_over_the_file),
         cmocka_unit_test(test_per_party_props_reach_on_start),
         cmocka_unit_test(test_mistakes_in_the_file_are_refused_with_the_key_named),
+        cmocka_unit_test(test_builtins_from_the_file_as_an_array_and_the_flag_wins),
+        cmocka_unit_test(test_options_for_a_party_that_is_not_served_are_refused),
+        cmocka_unit_test(test_options_for_a_builtin_turned_off_by_the_flag_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,12 +1,14 @@
-/* partyd as a command: flags, loading parties from shared objects, exit
- * statuses and messages for bad input, and graceful shutdown on SIGTERM.
- * Each test runs its own partyd. */
+/* partyd as a command: flags, loading parties from shared objects, which
+ * built-ins are served, the listen address, exit statuses and messages for
+ * bad input, the start-up log, and graceful shutdown on SIGTERM. Each test
+ * runs its own partyd. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,14 +47,16 @@ static void test_greeter_party_loads_from_a_shared_object(void **state) {
     assert_int_equal(partyd_group_stop(d), 0);
 }
 
-static void test_missing_party_object_exits_nonzero_naming_the_file(void **state) {
+static void test_missing_party_object_exits_1_naming_the_file(void **state) {
     static const char *const args[] = {"--party", "bad=/nonexistent.so", NULL};
     char *out, *err;
     int status;
     (void)state;
 
+    /* A file that cannot be loaded is a failure at run time, not a usage
+     * error. */
     status = run_to_exit(args, &out, &err);
-    assert_int_not_equal(status, 0);
+    assert_int_equal(status, 1);
     if (strstr(err, "/nonexistent.so") == NULL)
         fail_msg("the error does not name the file: %s", err);
     assert_null(strstr(err, "listening on"));
@@ -74,20 +78,37 @@ static void test_object_without_party_module_exits_nonzero(void **state) {
     free(err);
 }
 
-static void test_party_spec_without_a_name_exits_nonzero(void **state) {
+static void test_party_spec_without_a_name_exits_2(void **state) {
     static const char *const args[] = {"--party", GREETER_PARTY_PATH, NULL};
     char *out, *err;
     int status;
     (void)state;
 
     status = run_to_exit(args, &out, &err);
-    assert_int_not_equal(status, 0);
+    assert_int_equal(status, 2);
     assert_non_null(strstr(err, "NAME=PATH"));
     free(out);
     free(err);
 }
 
-static void test_duplicate_party_name_exits_nonzero(void **state) {
+static void test_invalid_party_name_exits_2_with_only_its_own_message(void **state) {
+    static const char *const args[] = {"--party", "bad name=" GREETER_PARTY_PATH, NULL};
+    char *out, *err;
+    int status;
+    (void)state;
+
+    status = run_to_exit(args, &out, &err);
+    assert_int_equal(status, 2);
+    if (strstr(err, "'bad name' is not a valid party name") == NULL)
+        fail_msg("the error does not name the party: %s", err);
+    /* Once, every such failure was also reported as a TLS one. */
+    if (strstr(err, "TLS") != NULL || count_occurrences(err, "partyd:") != 1)
+        fail_msg("more than the one message: %s", err);
+    free(out);
+    free(err);
+}
+
+static void test_duplicate_party_name_exits_2(void **state) {
     /* "probe" is already loaded by the default arguments. */
     static const char *const args[] = {"--party", "PROBE=" GREETER_PARTY_PATH, NULL};
     char *out, *err;
@@ -95,10 +116,35 @@ static void test_duplicate_party_name_exits_nonzero(void **state) {
     (void)state;
 
     status = run_to_exit(args, &out, &err);
-    assert_int_not_equal(status, 0);
+    assert_int_equal(status, 2);
     assert_non_null(strstr(err, "already registered"));
+    assert_null(strstr(err, "TLS"));
     free(out);
     free(err);
+}
+
+static void test_party_named_like_a_builtin_says_how_to_leave_the_builtin_out(void **state) {
+    static const char *const clash[] = {"--party", "chat=" GREETER_PARTY_PATH, NULL};
+    static const char *const without[] = {"--party", "chat=" GREETER_PARTY_PATH, "--builtins",
+                                          "echo", NULL};
+    partyd *d;
+    tconn *c;
+    char *out, *err;
+    (void)state;
+
+    assert_int_equal(run_to_exit(clash, &out, &err), 2);
+    if (strstr(err, "'chat' is already registered (a built-in: leave it out with --builtins)") ==
+        NULL)
+        fail_msg("no hint at --builtins: %s", err);
+    free(out);
+    free(err);
+    /* With the built-in left out, the loaded party takes the name. */
+    d = partyd_start(without);
+    assert_non_null(d);
+    c = ws_open(partyd_port(d), "/parties/chat/x?name=bob");
+    ws_expect_text(c, "hello bob, welcome to x");
+    tconn_close(c);
+    assert_int_equal(partyd_group_stop(d), 0);
 }
 
 static void test_non_numeric_port_exits_2(void **state) {
@@ -136,6 +182,210 @@ static void test_bad_flag_values_exit_2(void **state) {
     }
 }
 
+static void test_threads_out_of_range_exits_2_with_a_message_about_threads(void **state) {
+    static const char *const zero[] = {"--threads", "0", NULL};
+    static const char *const many[] = {"--threads", "65", NULL};
+    static const char *const sized[] = {"--threads", "2K", NULL};
+    char *out, *err;
+    (void)state;
+
+    assert_int_equal(run_to_exit(zero, &out, &err), 2);
+    assert_string_equal(err,
+                        "partyd: --threads: '0' is not a number of threads between 1 and 64\n");
+    free(out);
+    free(err);
+    assert_int_equal(run_to_exit(many, &out, &err), 2);
+    assert_non_null(strstr(err, "'65' is not a number of threads between 1 and 64"));
+    free(out);
+    free(err);
+    /* A size suffix is no number of threads. */
+    assert_int_equal(run_to_exit(sized, &out, &err), 2);
+    assert_non_null(strstr(err, "'2K' is not a number of threads"));
+    free(out);
+    free(err);
+}
+
+/* GET target: its status and body, copied into *body (free). */
+static int get_status_body(int port, const char *target, char **body) {
+    http_response res;
+    int status;
+    http_expect_get(port, target, &res);
+    status = res.status;
+    *body = strdup(res.body);
+    http_response_free(&res);
+    return status;
+}
+
+static void test_builtins_none_answers_builtins_like_an_unknown_party(void **state) {
+    static const char *const args[] = {"--builtins", "none", NULL};
+    static const char *const builtin_names[] = {"echo",     "chat", "counter",
+                                                "reminder", "demo", "yjs"};
+    partyd *d = partyd_start(args);
+    char *unknown, *body, *err;
+    int unknown_status;
+    size_t i;
+    tconn *c;
+    (void)state;
+
+    assert_non_null(d);
+    unknown_status = get_status_body(partyd_port(d), "/parties/no-such-party/x", &unknown);
+    assert_int_equal(unknown_status, 400);
+    for (i = 0; i < sizeof(builtin_names) / sizeof(builtin_names[0]); i++) {
+        char target[128];
+        int status;
+        snprintf(target, sizeof(target), "/parties/%s/x", builtin_names[i]);
+        status = get_status_body(partyd_port(d), target, &body);
+        if (status != unknown_status || strcmp(body, unknown) != 0)
+            fail_msg("%s: %d '%s', while an unknown party gets %d '%s'", target, status, body,
+                     unknown_status, unknown);
+        free(body);
+    }
+    /* A WebSocket to a built-in is refused the same way. */
+    c = tconn_open(partyd_port(d), 0);
+    {
+        http_response res;
+        memset(&res, 0, sizeof(res));
+        assert_int_equal(ws_handshake(c, "/parties/echo/x", NULL, NULL, 0, &res), 400);
+        assert_string_equal(res.body, unknown);
+        http_response_free(&res);
+    }
+    tconn_close(c);
+    /* The loaded parties are served. */
+    c = probe_open(partyd_port(d), "still-here", NULL, NULL);
+    tconn_close(c);
+    err = partyd_stderr(d);
+    assert_non_null(strstr(err, "built-in parties: none"));
+    /* Nothing to warn about: no built-in is served. */
+    assert_null(strstr(err, "served next to the loaded ones"));
+    free(err);
+    free(unknown);
+    assert_int_equal(partyd_group_stop(d), 0);
+}
+
+static void test_builtins_list_serves_only_those_and_warns_about_them(void **state) {
+    static const char *const args[] = {"--builtins", "echo, Counter", NULL};
+    partyd *d = partyd_start(args);
+    char *body, *err;
+    tconn *c;
+    (void)state;
+
+    assert_non_null(d);
+    c = ws_open(partyd_port(d), "/parties/echo/x");
+    assert_int_equal(ws_send_text(c, "hi"), 0);
+    ws_expect_text(c, "hi");
+    tconn_close(c);
+    assert_int_equal(counter_expect_count(partyd_port(d), "listed"), 0);
+    assert_int_equal(get_status_body(partyd_port(d), "/parties/chat/x", &body), 400);
+    assert_string_equal(body, "unknown party\n");
+    free(body);
+    assert_int_equal(get_status_body(partyd_port(d), "/parties/reminder/x", &body), 400);
+    free(body);
+    err = partyd_stderr(d);
+    assert_non_null(strstr(err, "built-in parties: echo, counter\n"));
+    if (strstr(err,
+               "warn  the built-in parties echo, counter are served next to the loaded ones") ==
+            NULL ||
+        strstr(err, "--builtins none") == NULL)
+        fail_msg("no warning naming the built-ins and the flag: %s", err);
+    free(err);
+    assert_int_equal(partyd_group_stop(d), 0);
+}
+
+static void test_start_up_log_names_every_party_and_the_file_it_came_from(void **state) {
+    partyd *d = partyd_start(NULL);
+    char *err;
+    (void)state;
+
+    assert_non_null(d);
+    err = partyd_stderr(d);
+    assert_non_null(strstr(err, "built-in parties: echo, chat, counter, reminder, demo, yjs\n"));
+    assert_non_null(strstr(err, "party probe: loaded from " PROBE_PARTY_PATH "\n"));
+    assert_non_null(strstr(err, "party greeter: loaded from " GREETER_PARTY_PATH "\n"));
+    assert_non_null(strstr(err, "the built-in parties echo, chat, counter, reminder, demo, yjs "
+                                "are served next to the loaded ones"));
+    free(err);
+    assert_int_equal(partyd_group_stop(d), 0);
+}
+
+static void test_unknown_builtin_exits_2_listing_the_builtins(void **state) {
+    static const char *const cases[][3] = {
+        {"--builtins", "echo,nope", NULL},
+        {"--builtins", "", NULL},
+        {"--builtins", "echo,,chat", NULL},
+        {"--builtins", "all,echo", NULL},
+    };
+    size_t i;
+    (void)state;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *out, *err;
+        int status = run_to_exit(cases[i], &out, &err);
+        if (status != 2)
+            fail_msg("--builtins '%s': exit status %d, expected 2", cases[i][1], status);
+        if (strstr(err, "is not a built-in party (the built-ins: echo, chat, counter, reminder, "
+                        "demo, yjs; or all, or none)") == NULL)
+            fail_msg("--builtins '%s': %s", cases[i][1], err);
+        free(out);
+        free(err);
+    }
+}
+
+static void test_host_name_is_resolved_and_the_address_bound_is_logged(void **state) {
+    static const char *const args[] = {"--host", "localhost", NULL};
+    struct addrinfo hints, *res;
+    partyd *d;
+    char *err;
+    (void)state;
+
+    /* partyd binds the first address the name resolves to; the client
+     * speaks IPv4 to 127.0.0.1. */
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    assert_int_equal(getaddrinfo("localhost", "1999", &hints, &res), 0);
+    if (res->ai_family != AF_INET) {
+        freeaddrinfo(res);
+        skip();
+    }
+    freeaddrinfo(res);
+    d = partyd_start(args);
+    assert_non_null(d);
+    partyd_expect_healthy(partyd_port(d));
+    err = partyd_stderr(d);
+    assert_null(strstr(err, "not an IP address"));
+    free(err);
+    assert_int_equal(partyd_group_stop(d), 0);
+}
+
+static void test_ipv6_address_is_logged_in_brackets(void **state) {
+    static const char *const args[] = {"--host", "::1", NULL};
+    partyd *d = partyd_spawn(args);
+    (void)state;
+
+    assert_non_null(d);
+    if (!partyd_wait_stderr(d, "listening on http://[::1]:", 20000)) {
+        char *err = partyd_stderr(d);
+        fail_msg("no 'listening on http://[::1]:PORT' line: %s", err);
+    }
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+}
+
+static void test_limit_log_lines_name_the_flag(void **state) {
+    static const char *const args[] = {"--max-body-bytes", "16", NULL};
+    partyd *d = partyd_start(args);
+    http_response res;
+    (void)state;
+
+    assert_non_null(d);
+    http_expect_request(partyd_port(d), "POST", "/parties/probe/x", NULL, "more than sixteen bytes",
+                        23, &res);
+    assert_int_equal(res.status, 413);
+    http_response_free(&res);
+    assert_true(partyd_wait_stderr(
+        d, "http: 413 request body exceeds max_body_bytes (--max-body-bytes)", TC_TIMEOUT_MS));
+    assert_int_equal(partyd_group_stop(d), 0);
+}
+
 static void test_help_exits_0_and_prints_usage(void **state) {
     static const char *const args[] = {"--help", NULL};
     char *out, *err;
@@ -144,6 +394,7 @@ static void test_help_exits_0_and_prints_usage(void **state) {
     assert_int_equal(run_to_exit(args, &out, &err), 0);
     assert_non_null(strstr(out, "usage: partyd"));
     assert_non_null(strstr(out, "--send-queue-bytes"));
+    assert_non_null(strstr(out, "--builtins LIST"));
     free(out);
     free(err);
 }
@@ -192,7 +443,8 @@ static void test_max_room_conns_refuses_extra_connections_with_503(void **state)
     assert_non_null(strstr(res.body, "max_room_conns"));
     http_response_free(&res);
     tconn_close(c);
-    assert_true(partyd_wait_stderr(d, "max_room_conns", TC_TIMEOUT_MS));
+    assert_true(
+        partyd_wait_stderr(d, "max_room_conns (2) reached (--max-room-conns)", TC_TIMEOUT_MS));
     /* Another room is not full. */
     other = probe_open(partyd_port(d), "notfull", NULL, NULL);
     /* A place freed is a place taken again. */
@@ -298,10 +550,20 @@ static void test_sigint_with_idle_http_connection_exits_0(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greeter_party_loads_from_a_shared_object),
-        cmocka_unit_test(test_missing_party_object_exits_nonzero_naming_the_file),
+        cmocka_unit_test(test_missing_party_object_exits_1_naming_the_file),
         cmocka_unit_test(test_object_without_party_module_exits_nonzero),
-        cmocka_unit_test(test_party_spec_without_a_name_exits_nonzero),
-        cmocka_unit_test(test_duplicate_party_name_exits_nonzero),
+        cmocka_unit_test(test_party_spec_without_a_name_exits_2),
+        cmocka_unit_test(test_invalid_party_name_exits_2_with_only_its_own_message),
+        cmocka_unit_test(test_duplicate_party_name_exits_2),
+        cmocka_unit_test(test_party_named_like_a_builtin_says_how_to_leave_the_builtin_out),
+        cmocka_unit_test(test_threads_out_of_range_exits_2_with_a_message_about_threads),
+        cmocka_unit_test(test_builtins_none_answers_builtins_like_an_unknown_party),
+        cmocka_unit_test(test_builtins_list_serves_only_those_and_warns_about_them),
+        cmocka_unit_test(test_start_up_log_names_every_party_and_the_file_it_came_from),
+        cmocka_unit_test(test_unknown_builtin_exits_2_listing_the_builtins),
+        cmocka_unit_test(test_host_name_is_resolved_and_the_address_bound_is_logged),
+        cmocka_unit_test(test_ipv6_address_is_logged_in_brackets),
+        cmocka_unit_test(test_limit_log_lines_name_the_flag),
         cmocka_unit_test(test_non_numeric_port_exits_2),
         cmocka_unit_test(test_bad_flag_values_exit_2),
         cmocka_unit_test(test_help_exits_0_and_prints_usage),
