@@ -259,7 +259,7 @@ describe('bad clients on the TLS port', () => {
     const after = await httpsRequest('GET', `/parties/probe/${uniqueRoom('tls-after')}`);
     assert.equal(after.status, 200);
     const metrics = await httpsRequest('GET', '/_partyd/metrics');
-    const m = /^partyd_errors_total\{kind="tls"\} (\d+)$/m.exec(metrics.body.toString());
+    const m = /^partyd_runtime_errors_total\{kind="tls"\} (\d+)$/m.exec(metrics.body.toString());
     assert.ok(m && Number(m[1]) >= 2, 'both refused handshakes are counted');
   });
 });
