@@ -2,6 +2,7 @@
 #   make run    install missing packages, build, serve on http://127.0.0.1:1999
 #               with the browser demo (web/) at /
 #   make test   install test needs, build with ASan + UBSan, run every test
+#   make install  a Release build installed under $(DESTDIR)$(PREFIX)
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 RELEASE_DIR := build/release
 TEST_DIR := build/asan
@@ -9,7 +10,7 @@ VALGRIND_DIR := build/valgrind
 CMAKE_FLAGS ?=
 FUZZ_SECONDS ?= 30
 
-.PHONY: all run test test-valgrind build build-test e2e-deps yjs-deps web-deps browser-deps web fuzz format clean bench
+.PHONY: all run test test-valgrind build build-test install e2e-deps yjs-deps web-deps browser-deps web fuzz format clean bench
 
 all: build
 
@@ -21,6 +22,19 @@ build:
 run: build web
 	mkdir -p data
 	exec $(RELEASE_DIR)/partyd --data ./data --static web/dist $(ARGS)
+
+# partyd, libparty.so, party.h, party_test.h and libparty.pc under
+# $(DESTDIR)$(PREFIX) (bin/, lib/, include/, lib/pkgconfig/), from a Release
+# build of its own. PREFIX is what libparty.pc names; DESTDIR stages the
+# files elsewhere (packaging), e.g. make install DESTDIR=/tmp/stage.
+PREFIX ?= /usr/local
+INSTALL_DIR ?= build/install
+install:
+	scripts/deps.sh
+	cmake -S . -B $(INSTALL_DIR) -DCMAKE_BUILD_TYPE=Release -DPARTY_TESTS=OFF \
+		-DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_FLAGS)
+	cmake --build $(INSTALL_DIR) -j $(JOBS)
+	DESTDIR="$(DESTDIR)" cmake --install $(INSTALL_DIR) --prefix "$(PREFIX)"
 
 # npm ci in the current directory unless node_modules matches the lock file.
 NPM_CI = if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then \

@@ -135,7 +135,7 @@ typedef struct metrics_tour {
     party__tour tour;
     uint64_t loops, conns, rooms[3], events[7], commit_hist[PARTY__COMMIT_BUCKETS];
     uint64_t commits, commit_us_total, bytes_in, bytes_out;
-    uint64_t alarms_pending, alarms_fired, alarms_retried, alarms_abandoned;
+    uint64_t alarms_pending, alarms_fired, alarms_retried, alarms_abandoned, schedules_fired;
     uint64_t http_errors, protocol_errors, send_queue_drops, commit_failures, accept_errors,
         tls_errors;
 } metrics_tour;
@@ -163,6 +163,7 @@ static void metrics_visit(party_runtime *rt, party__tour *tour) {
     m->alarms_fired += rt->alarms_fired;
     m->alarms_retried += rt->alarms_retried;
     m->alarms_abandoned += rt->alarms_abandoned;
+    m->schedules_fired += rt->schedules_fired;
     m->http_errors += rt->http_errors;
     m->protocol_errors += rt->protocol_errors;
     m->send_queue_drops += rt->send_queue_drops;
@@ -171,68 +172,82 @@ static void metrics_visit(party_runtime *rt, party__tour *tour) {
     m->tls_errors += rt->tls_errors;
 }
 
+/* Names follow docs/operations.md: partyd_<subsystem>_<what>, then the unit
+ * (_seconds, _bytes) if it has one, then _total for a counter; kinds are
+ * labels. tests/integration/test_ops.c checks every name against it. */
 static void metrics_write(const metrics_tour *m, text_buf *tb) {
     static const char *const event_names[] = {"connect", "message", "close",   "error",
-                                              "request", "alarm",   "response"};
+                                              "request", NULL,      "response"};
     uint64_t cumulative = 0;
     size_t i;
 
-    metric_scalar(tb, "partyd_event_loops", "gauge",
+    metric_scalar(tb, "partyd_runtime_event_loops", "gauge",
                   "Event-loop threads serving rooms (--threads).", m->loops);
-    metric_scalar(tb, "partyd_connections", "gauge",
+    metric_scalar(tb, "partyd_connections_open", "gauge",
                   "Open client connections (HTTP and WebSocket).", m->conns);
+    metric_scalar(tb, "partyd_connections_received_bytes_total", "counter",
+                  "Bytes read from client sockets.", m->bytes_in);
+    metric_scalar(tb, "partyd_connections_sent_bytes_total", "counter",
+                  "Bytes written to client sockets.", m->bytes_out);
 
-    metric_family(tb, "partyd_rooms", "gauge",
+    metric_family(tb, "partyd_rooms_known", "gauge",
                   "Rooms known to the runtime: awake (in memory), hibernated (out of memory "
                   "with connections open) or cold (out of memory, no connections).");
     for (i = 0; i < 3; i++)
-        text_appendf(tb, "partyd_rooms{state=\"%s\"} %" PRIu64 "\n", room_state_names[i],
+        text_appendf(tb, "partyd_rooms_known{state=\"%s\"} %" PRIu64 "\n", room_state_names[i],
                      m->rooms[i]);
 
-    metric_family(tb, "partyd_events_total", "counter", "Events delivered to rooms, by type.");
+    metric_family(tb, "partyd_rooms_events_total", "counter",
+                  "Events delivered to rooms, by type: alarm counts on_alarm runs, schedule "
+                  "on_schedule runs.");
     for (i = 0; i < sizeof(event_names) / sizeof(event_names[0]); i++)
-        text_appendf(tb, "partyd_events_total{type=\"%s\"} %" PRIu64 "\n", event_names[i],
-                     m->events[i]);
+        if (event_names[i] != NULL)
+            text_appendf(tb, "partyd_rooms_events_total{type=\"%s\"} %" PRIu64 "\n", event_names[i],
+                         m->events[i]);
+    text_appendf(tb, "partyd_rooms_events_total{type=\"alarm\"} %" PRIu64 "\n", m->alarms_fired);
+    text_appendf(tb, "partyd_rooms_events_total{type=\"schedule\"} %" PRIu64 "\n",
+                 m->schedules_fired);
 
-    metric_family(tb, "partyd_commit_seconds", "histogram",
+    metric_family(tb, "partyd_storage_commit_seconds", "histogram",
                   "Time to commit a room's batch of writes durably.");
     for (i = 0; i < PARTY__COMMIT_BUCKETS; i++) {
         cumulative += m->commit_hist[i];
         if (i + 1 < PARTY__COMMIT_BUCKETS)
-            text_appendf(tb, "partyd_commit_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
+            text_appendf(tb, "partyd_storage_commit_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
                          party__commit_bucket_ms[i] / 1000.0, cumulative);
         else
-            text_appendf(tb, "partyd_commit_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", cumulative);
+            text_appendf(tb, "partyd_storage_commit_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n",
+                         cumulative);
     }
-    text_appendf(tb, "partyd_commit_seconds_sum %" PRIu64 ".%06" PRIu64 "\n",
+    text_appendf(tb, "partyd_storage_commit_seconds_sum %" PRIu64 ".%06" PRIu64 "\n",
                  m->commit_us_total / 1000000, m->commit_us_total % 1000000);
-    text_appendf(tb, "partyd_commit_seconds_count %" PRIu64 "\n", m->commits);
+    text_appendf(tb, "partyd_storage_commit_seconds_count %" PRIu64 "\n", m->commits);
 
-    metric_scalar(tb, "partyd_bytes_received_total", "counter", "Bytes read from client sockets.",
-                  m->bytes_in);
-    metric_scalar(tb, "partyd_bytes_sent_total", "counter", "Bytes written to client sockets.",
-                  m->bytes_out);
     metric_scalar(tb, "partyd_alarms_pending", "gauge",
                   "Rooms waiting for an alarm or schedule to fire.", m->alarms_pending);
-    metric_scalar(tb, "partyd_alarms_fired_total", "counter", "Alarm events delivered to rooms.",
+    metric_scalar(tb, "partyd_alarms_fired_total", "counter",
+                  "on_alarm runs (schedules are not alarms: see partyd_rooms_events_total).",
                   m->alarms_fired);
     metric_scalar(tb, "partyd_alarms_retried_total", "counter",
                   "Alarms scheduled again after on_alarm failed.", m->alarms_retried);
     metric_scalar(tb, "partyd_alarms_abandoned_total", "counter",
                   "Alarms given up after their last retry failed.", m->alarms_abandoned);
 
-    metric_family(tb, "partyd_errors_total", "counter",
+    metric_family(tb, "partyd_runtime_errors_total", "counter",
                   "Errors by kind: http (requests refused by the parser or the handshake "
                   "check), websocket_protocol (connections closed for a bad frame), "
                   "send_queue (slow readers dropped), commit (failed commits), accept "
                   "(failed accepts), tls (failed TLS handshakes or records).");
-    text_appendf(tb, "partyd_errors_total{kind=\"http\"} %" PRIu64 "\n", m->http_errors);
-    text_appendf(tb, "partyd_errors_total{kind=\"websocket_protocol\"} %" PRIu64 "\n",
+    text_appendf(tb, "partyd_runtime_errors_total{kind=\"http\"} %" PRIu64 "\n", m->http_errors);
+    text_appendf(tb, "partyd_runtime_errors_total{kind=\"websocket_protocol\"} %" PRIu64 "\n",
                  m->protocol_errors);
-    text_appendf(tb, "partyd_errors_total{kind=\"send_queue\"} %" PRIu64 "\n", m->send_queue_drops);
-    text_appendf(tb, "partyd_errors_total{kind=\"commit\"} %" PRIu64 "\n", m->commit_failures);
-    text_appendf(tb, "partyd_errors_total{kind=\"accept\"} %" PRIu64 "\n", m->accept_errors);
-    text_appendf(tb, "partyd_errors_total{kind=\"tls\"} %" PRIu64 "\n", m->tls_errors);
+    text_appendf(tb, "partyd_runtime_errors_total{kind=\"send_queue\"} %" PRIu64 "\n",
+                 m->send_queue_drops);
+    text_appendf(tb, "partyd_runtime_errors_total{kind=\"commit\"} %" PRIu64 "\n",
+                 m->commit_failures);
+    text_appendf(tb, "partyd_runtime_errors_total{kind=\"accept\"} %" PRIu64 "\n",
+                 m->accept_errors);
+    text_appendf(tb, "partyd_runtime_errors_total{kind=\"tls\"} %" PRIu64 "\n", m->tls_errors);
 }
 
 static void metrics_done(party_conn *conn, party__tour *tour) {

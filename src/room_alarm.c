@@ -115,8 +115,10 @@ static void run_due_schedules(party_room *room, int64_t now) {
         else
             (void)party__store_sched_cancel(room->store, sc->id);
         room->batch_wrote = 1;
-        if (def->on_schedule != NULL)
+        if (def->on_schedule != NULL) {
             rc = def->on_schedule(room, sc->name, sc->payload, sc->len);
+            room->rt->schedules_fired++;
+        }
         if (rc != 0)
             party__log_warn(room->rt, "room %s/%s: on_schedule '%s' failed (%d)", room->party->name,
                             room->name ? room->name : room->id, sc->name, rc);
@@ -155,10 +157,11 @@ void party__room_handle_alarm(party_room *room) {
     room->batch_wrote = 1;
     room->in_alarm = 1;
     room->alarm_retry_now = retries;
-    if (def->on_alarm != NULL)
+    if (def->on_alarm != NULL) {
         rc = def->on_alarm(room);
+        rt->alarms_fired++;
+    }
     room->in_alarm = 0;
-    rt->alarms_fired++;
     if (rc == 0)
         return;
     if (room->alarm_at != 0) {

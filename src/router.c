@@ -35,11 +35,12 @@ int party__route_match(const char *prefix, party__slice path, party__route *rout
     if (i == start || i >= path.len)
         return 0;
     route->party = party__slice_make(path.ptr + start, i - start);
+    /* A room segment that is there but empty (/parties/chat/, or
+     * /parties/chat//x) still matches: the router refuses it with 400, as
+     * any other invalid room name, instead of a 404 that hides why. */
     start = ++i;
     while (i < path.len && path.ptr[i] != '/')
         i++;
-    if (i == start)
-        return 0;
     route->room = party__slice_make(path.ptr + start, i - start);
     return 1;
 }
@@ -282,6 +283,13 @@ void party__router_handle(party_conn *conn) {
     from_room = party__http_header_get(req, PARTY__FROM_ROOM_HEADER).ptr != NULL;
     if (from_room && !conn->internal) {
         respond_text(conn, 400, PARTY__FROM_ROOM_HEADER " is reserved for requests between rooms\n",
+                     0);
+        return;
+    }
+    if (route.room.len == 0) {
+        respond_text(conn, 400,
+                     "invalid room name: it is empty; the path is /<prefix>/<party>/<room>, "
+                     "the room name 1..256 bytes of UTF-8\n",
                      0);
         return;
     }

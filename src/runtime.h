@@ -93,7 +93,8 @@ struct party_runtime {
     struct party__alarm_node **alarm_buckets;
     size_t alarm_buckets_cap;
     int alarms_started;
-    uint64_t alarms_fired, alarms_retried, alarms_abandoned;
+    /* on_alarm runs, alarms retried and abandoned, on_schedule runs */
+    uint64_t alarms_fired, alarms_retried, alarms_abandoned, schedules_fired;
     int virtual_clock;             /* test harness: time moves only when told */
     uint64_t virtual_now;          /* ms since the epoch, when virtual_clock */
     struct party_conn *dirty_head; /* connections with unflushed output */
@@ -103,7 +104,7 @@ struct party_runtime {
     uint64_t accept_errors, last_accept_warning;
 
     /* counters for /_partyd/metrics (loop thread only) */
-    uint64_t events[7]; /* by party__event_type */
+    uint64_t events[7]; /* by party__event_type; ALARM (a wake-up) is not counted here */
     uint64_t bytes_in, bytes_out;
     uint64_t http_errors;      /* requests refused by the parser or the handshake check */
     uint64_t protocol_errors;  /* WebSocket connections closed for a bad frame */

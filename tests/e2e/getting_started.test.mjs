@@ -19,10 +19,13 @@ let workDir;
 let dataDir;
 let server;
 
-/** The fenced blocks of the document: {at (offset of the fence), lang, text}. */
+/**
+ * The fenced blocks of the document: {at (offset of the fence), lang, text}.
+ * The info string's tag (tests/docs/doctest.mjs) follows the language.
+ */
 function fencedBlocks() {
   const blocks = [];
-  const re = /^```(\w*)\n([\s\S]*?)^```$/gm;
+  const re = /^```(\w*)[^\n]*\n([\s\S]*?)^```$/gm;
   for (let m; (m = re.exec(doc)) !== null;) blocks.push({ at: m.index, lang: m[1], text: m[2] });
   return blocks;
 }
@@ -80,7 +83,7 @@ before(async () => {
   dataDir = path.join(workDir, 'data');
   fs.writeFileSync(path.join(workDir, 'hello.c'), blockAfter('Save it as\n`hello.c`', 'c'));
   // The document's command, with include/ made absolute.
-  const build = blockAfter('Build it against the header alone', 'sh').split('\n')[0];
+  const build = blockAfter('Build it against the header alone', 'sh').trim();
   assert.equal(build, 'cc -shared -fPIC -I include -o hello.so hello.c');
   execFileSync('cc', ['-shared', '-fPIC', '-I', path.join(repo, 'include'), '-o', 'hello.so', 'hello.c'],
     { cwd: workDir, stdio: 'pipe' });
@@ -93,7 +96,7 @@ after(async () => {
 });
 
 test('step 3: the two lines typed into partyd connect join the demo room and chat', async () => {
-  const typed = blockAfter('Type these two lines', '').trim().split('\n');
+  const typed = blockAfter('Type these two lines', 'text').trim().split('\n');
   const room = uniqueRoom('lobby');
   const cli = connect([`ws://127.0.0.1:${server.port}/parties/demo/${room}`]);
   const [welcome] = await cli.until(1);
@@ -108,7 +111,7 @@ test('step 3: the two lines typed into partyd connect join the demo room and cha
 });
 
 test('step 5: hello.c answers as the transcript shows, and its count survives a restart', async () => {
-  const transcript = blockAfter('Connect with an id of your choice', '').trim().split('\n');
+  const transcript = blockAfter('Connect with an id of your choice', 'text').trim().split('\n');
   const command = blockAfter('Connect with an id of your choice', 'sh').trim();
   assert.equal(command, 'build/release/partyd connect --id ada ws://127.0.0.1:1999/parties/hello/room1');
   const typed = ['hi', 'again'];

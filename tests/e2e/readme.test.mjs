@@ -1,4 +1,5 @@
-// The README's "write your own party" example, taken from README.md itself,
+// The README's "write your own party" example, taken from README.md itself
+// (tests/docs/doctest.mjs compiles it and runs its cc line; this runs it),
 // built as a shared object outside the tree against include/party.h alone
 // (plain `cc -shared -fPIC -I include`, as the README says), loaded into
 // partyd with --party, and used by a real client.
@@ -17,16 +18,21 @@ const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 let server;
 let workDir;
 
+const readme = fs.readFileSync(path.join(repo, 'README.md'), 'utf8');
+
+/** The README's ```c block saved as tally.c (its info string says file=tally.c). */
 function readmeExample() {
-  const readme = fs.readFileSync(path.join(repo, 'README.md'), 'utf8');
-  const block = readme.match(/```c\n([\s\S]*?)```/);
-  assert.ok(block, 'README.md has a ```c example');
+  const block = readme.match(/^```c [^\n]*\bfile=tally\.c\b[^\n]*\n([\s\S]*?)^```$/m);
+  assert.ok(block, 'README.md has a ```c block with file=tally.c');
   return block[1];
 }
 
 before(async () => {
   workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'partyd-readme-'));
   fs.writeFileSync(path.join(workDir, 'tally.c'), readmeExample());
+  // The README's commands, with include/ and the build's partyd made absolute.
+  assert.ok(readme.includes('\ncc -shared -fPIC -I include -o tally.so tally.c\n'), 'the README builds tally.so');
+  assert.ok(readme.includes('\nbuild/release/partyd --party tally=./tally.so\n'), 'the README loads tally.so');
   execFileSync('cc', ['-shared', '-fPIC', '-I', path.join(repo, 'include'), '-o', 'tally.so',
     'tally.c'], { cwd: workDir, stdio: 'pipe' });
   server = await startPartyd(['--party', 'tally=' + path.join(workDir, 'tally.so')]);

@@ -290,7 +290,7 @@ describe('bad clients on the TLS port', () => {
 
 async function tlsErrors() {
   const metrics = await httpsRequest('GET', '/_partyd/metrics');
-  const m = /^partyd_errors_total\{kind="tls"\} (\d+)$/m.exec(metrics.body.toString());
+  const m = /^partyd_runtime_errors_total\{kind="tls"\} (\d+)$/m.exec(metrics.body.toString());
   assert.ok(m, 'the TLS error count is in the metrics');
   return Number(m[1]);
 }

@@ -1,5 +1,5 @@
 /* Routing end to end: which URLs reach which room of which party, and what
- * partyd answers itself (400 unknown party, 404 outside the prefix). One
+ * partyd answers itself (400 unknown party or invalid room name, 404 outside the prefix). One
  * partyd for the group; the custom-prefix test starts its own. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -84,11 +84,39 @@ static void test_path_outside_prefix_is_404(void **state) {
     expect_get("/PARTIES/probe/r1", 404, NULL);
 }
 
-static void test_party_without_room_is_404(void **state) {
+static void test_party_without_room_segment_is_404(void **state) {
     (void)state;
     expect_get("/parties/probe", 404, NULL);
-    expect_get("/parties/probe/", 404, NULL);
     expect_get("/parties/", 404, NULL);
+}
+
+/* A room segment that is there but empty is an invalid room name: 400 with
+ * a body that says so, for plain HTTP and for a WebSocket upgrade alike. */
+static void test_empty_room_name_is_400_with_a_reason(void **state) {
+    static const char *const targets[] = {"/parties/probe/", "/parties/probe//rest",
+                                          "/parties/probe/?_pk=a"};
+    size_t i;
+    (void)state;
+
+    for (i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
+        http_response res;
+        tconn *c;
+        int rc;
+
+        expect_get(targets[i], 400, "invalid room name: it is empty");
+        c = tconn_open(port, 0);
+        assert_non_null(c);
+        rc = ws_handshake(c, targets[i], NULL, NULL, 0, &res);
+        if (rc != 400)
+            fail_msg("upgrade to %s: expected 400, got %d", targets[i], rc);
+        assert_non_null(strstr(res.body, "invalid room name: it is empty"));
+        assert_string_equal(http_response_header(&res, "Content-Type"),
+                            "text/plain; charset=utf-8");
+        http_response_free(&res);
+        tconn_close(c);
+    }
+    /* An unknown party is refused as such, whatever the room segment. */
+    expect_get("/parties/nosuchparty/", 400, "unknown party");
 }
 
 static void test_extra_segments_and_query_reach_the_room(void **state) {
@@ -190,7 +218,8 @@ int main(void) {
         cmocka_unit_test(test_room_name_is_not_plus_decoded),
         cmocka_unit_test(test_unknown_party_is_400),
         cmocka_unit_test(test_path_outside_prefix_is_404),
-        cmocka_unit_test(test_party_without_room_is_404),
+        cmocka_unit_test(test_party_without_room_segment_is_404),
+        cmocka_unit_test(test_empty_room_name_is_400_with_a_reason),
         cmocka_unit_test(test_extra_segments_and_query_reach_the_room),
         cmocka_unit_test(test_room_name_that_is_not_utf8_is_400),
         cmocka_unit_test(test_room_name_is_limited_to_256_bytes),

@@ -135,7 +135,7 @@ static void test_accept_keeps_working_after_running_out_of_descriptors(void **st
     assert_true(try_connect_until_served(partyd_port(d), "/parties/echo/many?_pk=late"));
     /* Those turned away at accept are counted, each once. */
     {
-        static const char series[] = "partyd_errors_total{kind=\"accept\"} ";
+        static const char series[] = "partyd_runtime_errors_total{kind=\"accept\"} ";
         http_response res;
         const char *line;
         unsigned long long refused;

@@ -212,7 +212,7 @@ static void metrics_parse(const char *text, metrics *m) {
     free(copy);
 }
 
-/* The value of a series (exact key, e.g. partyd_rooms{state="awake"});
+/* The value of a series (exact key, e.g. partyd_rooms_known{state="awake"});
  * fails the test if absent. */
 static double metric(const metrics *m, const char *key) {
     size_t i;
@@ -221,6 +221,79 @@ static double metric(const metrics *m, const char *key) {
             return m->samples[i].value;
     fail_msg("no series %s in the metrics", key);
     return 0;
+}
+
+/* ---- the naming rule of docs/operations.md ---- */
+
+/* The subsystems a metric name may start with, after partyd_. */
+static const char *const subsystems[] = {"runtime", "connections", "rooms", "storage", "alarms"};
+
+static int ends_with(const char *s, size_t len, const char *suffix) {
+    size_t sl = strlen(suffix);
+    return len >= sl && memcmp(s + len - sl, suffix, sl) == 0;
+}
+
+/* Why name (a family of TYPE kind) breaks the rule
+ * partyd_<subsystem>_<what>[_<unit>][_total], or NULL when it follows it:
+ * lower case, a known subsystem, something after it, _total exactly on
+ * counters, units (_seconds, _bytes) spelled out and last but for _total,
+ * a histogram named by its unit. */
+static const char *metric_name_problem(const char *name, const char *kind) {
+    static const char *const bad_units[] = {"_ms",      "_us",    "_milliseconds", "_microseconds",
+                                            "_minutes", "_hours", "_kb",           "_mb",
+                                            "_kib",     "_mib",   "_percent",      "_count"};
+    const char *rest, *what = NULL;
+    size_t i, len = strlen(name), core;
+
+    if (strncmp(name, "partyd_", 7) != 0)
+        return "does not start with partyd_";
+    for (i = 0; name[i] != '\0'; i++)
+        if (!(islower((unsigned char)name[i]) || isdigit((unsigned char)name[i]) || name[i] == '_'))
+            return "has a character other than a-z, 0-9 and _";
+    if (strstr(name, "__") != NULL || name[len - 1] == '_')
+        return "has an empty word";
+    rest = name + 7;
+    for (i = 0; i < sizeof(subsystems) / sizeof(subsystems[0]); i++) {
+        size_t sl = strlen(subsystems[i]);
+        if (strncmp(rest, subsystems[i], sl) == 0 && rest[sl] == '_') {
+            what = rest + sl + 1;
+            break;
+        }
+    }
+    if (what == NULL)
+        return "has no known subsystem after partyd_ (runtime, connections, rooms, storage, "
+               "alarms)";
+    core = len;
+    if (strcmp(kind, "counter") == 0) {
+        if (!ends_with(name, len, "_total"))
+            return "is a counter whose name does not end in _total";
+        core -= 6;
+    }
+    if (strstr(name, "_total") != NULL &&
+        (strcmp(kind, "counter") != 0 || strstr(name, "_total") != name + len - 6))
+        return "has _total where it is not the counter suffix";
+    if (name + core <= what || (ends_with(name, core, "_seconds") && name + core - 8 < what + 1) ||
+        (ends_with(name, core, "_bytes") && name + core - 6 < what + 1))
+        return "says nothing after its subsystem but a unit";
+    for (i = 0; i < sizeof(bad_units) / sizeof(bad_units[0]); i++) {
+        size_t ul = strlen(bad_units[i]);
+        const char *at;
+        for (at = strstr(name, bad_units[i]); at != NULL; at = strstr(at + 1, bad_units[i]))
+            if (at[ul] == '_' || at[ul] == '\0')
+                return "has a unit other than seconds or bytes, or a count suffix";
+    }
+    {
+        const char *units[] = {"_seconds", "_bytes"};
+        for (i = 0; i < 2; i++) {
+            const char *at = strstr(name, units[i]);
+            if (at != NULL && at + strlen(units[i]) != name + core)
+                return "has its unit somewhere other than at the end (before _total)";
+        }
+    }
+    if (strcmp(kind, "histogram") == 0 && !ends_with(name, core, "_seconds") &&
+        !ends_with(name, core, "_bytes"))
+        return "is a histogram not named by its unit";
+    return NULL;
 }
 
 /* GETs /_partyd/metrics from the partyd on port, checks the answer, and
@@ -338,7 +411,7 @@ static void test_keep_alive_serves_several_requests(void **state) {
     http_response_free(&res);
     assert_int_equal(http_read_response(c, 0, &res, TC_TIMEOUT_MS), 0);
     assert_int_equal(res.status, 200);
-    assert_non_null(strstr(res.body, "partyd_connections "));
+    assert_non_null(strstr(res.body, "partyd_connections_open "));
     http_response_free(&res);
 
     /* And one after the other, a 404 and a 405 included. */
@@ -361,31 +434,39 @@ static void test_keep_alive_serves_several_requests(void **state) {
 
 static void test_metrics_are_well_formed_with_every_family(void **state) {
     static const char *const families[] = {
-        "partyd_connections",          "partyd_rooms",
-        "partyd_events_total",         "partyd_commit_seconds",
-        "partyd_bytes_received_total", "partyd_bytes_sent_total",
-        "partyd_alarms_pending",       "partyd_alarms_fired_total",
-        "partyd_alarms_retried_total", "partyd_alarms_abandoned_total",
-        "partyd_errors_total",
+        "partyd_connections_open",
+        "partyd_rooms_known",
+        "partyd_rooms_events_total",
+        "partyd_storage_commit_seconds",
+        "partyd_connections_received_bytes_total",
+        "partyd_connections_sent_bytes_total",
+        "partyd_alarms_pending",
+        "partyd_alarms_fired_total",
+        "partyd_alarms_retried_total",
+        "partyd_alarms_abandoned_total",
+        "partyd_runtime_errors_total",
+        "partyd_runtime_event_loops",
     };
     static const char *const series[] = {
-        "partyd_rooms{state=\"awake\"}",
-        "partyd_rooms{state=\"hibernated\"}",
-        "partyd_rooms{state=\"cold\"}",
-        "partyd_events_total{type=\"connect\"}",
-        "partyd_events_total{type=\"message\"}",
-        "partyd_events_total{type=\"close\"}",
-        "partyd_events_total{type=\"error\"}",
-        "partyd_events_total{type=\"request\"}",
-        "partyd_events_total{type=\"alarm\"}",
-        "partyd_commit_seconds_bucket{le=\"+Inf\"}",
-        "partyd_commit_seconds_sum",
-        "partyd_commit_seconds_count",
-        "partyd_errors_total{kind=\"http\"}",
-        "partyd_errors_total{kind=\"websocket_protocol\"}",
-        "partyd_errors_total{kind=\"send_queue\"}",
-        "partyd_errors_total{kind=\"commit\"}",
-        "partyd_errors_total{kind=\"accept\"}",
+        "partyd_rooms_known{state=\"awake\"}",
+        "partyd_rooms_known{state=\"hibernated\"}",
+        "partyd_rooms_known{state=\"cold\"}",
+        "partyd_rooms_events_total{type=\"connect\"}",
+        "partyd_rooms_events_total{type=\"message\"}",
+        "partyd_rooms_events_total{type=\"close\"}",
+        "partyd_rooms_events_total{type=\"error\"}",
+        "partyd_rooms_events_total{type=\"request\"}",
+        "partyd_rooms_events_total{type=\"alarm\"}",
+        "partyd_rooms_events_total{type=\"schedule\"}",
+        "partyd_rooms_events_total{type=\"response\"}",
+        "partyd_storage_commit_seconds_bucket{le=\"+Inf\"}",
+        "partyd_storage_commit_seconds_sum",
+        "partyd_storage_commit_seconds_count",
+        "partyd_runtime_errors_total{kind=\"http\"}",
+        "partyd_runtime_errors_total{kind=\"websocket_protocol\"}",
+        "partyd_runtime_errors_total{kind=\"send_queue\"}",
+        "partyd_runtime_errors_total{kind=\"commit\"}",
+        "partyd_runtime_errors_total{kind=\"accept\"}",
     };
     metrics m;
     size_t i;
@@ -401,8 +482,123 @@ static void test_metrics_are_well_formed_with_every_family(void **state) {
     for (i = 0; i < sizeof(series) / sizeof(series[0]); i++)
         assert_true(metric(&m, series[i]) >= 0);
     /* The request being answered was read, so some bytes were received. */
-    assert_true(metric(&m, "partyd_bytes_received_total") > 0);
-    assert_true(metric(&m, "partyd_connections") >= 1);
+    assert_true(metric(&m, "partyd_connections_received_bytes_total") > 0);
+    assert_true(metric(&m, "partyd_connections_open") >= 1);
+}
+
+/* Every family partyd exposes follows the naming rule, and every label
+ * name is one of the kinds the documentation lists. */
+static void test_metric_names_follow_the_naming_rule(void **state) {
+    static const char *const labels[] = {"state", "type", "kind", "le"};
+    metrics m;
+    size_t i, j;
+    (void)state;
+
+    metrics_fetch(&m);
+    assert_true(m.n_type >= 10);
+    for (i = 0; i < m.n_type; i++) {
+        const char *why = metric_name_problem(m.type[i], m.type_kind[i]);
+        if (why != NULL)
+            fail_msg("metric %s (%s) %s", m.type[i], m.type_kind[i], why);
+    }
+    for (i = 0; i < m.n_samples; i++) {
+        const char *p = strchr(m.samples[i].key, '{');
+        while (p != NULL && *p != '}' && *p != '\0') {
+            size_t n = name_len(p + 1);
+            int known = 0;
+            for (j = 0; j < sizeof(labels) / sizeof(labels[0]); j++)
+                known |= strlen(labels[j]) == n && strncmp(p + 1, labels[j], n) == 0;
+            if (!known)
+                fail_msg("series %s has a label that is not state, type, kind or le",
+                         m.samples[i].key);
+            p = strchr(p + 1 + n + 2, '"'); /* the value's closing quote */
+            if (p != NULL)
+                p++;
+        }
+    }
+}
+
+/* The checker above refuses the names partyd used before the rule. */
+static void test_the_naming_rule_refuses_names_that_break_it(void **state) {
+    static const char *const bad[][2] = {
+        {"partyd_connections", "gauge"},
+        {"partyd_rooms", "gauge"},
+        {"partyd_events_total", "counter"},
+        {"partyd_bytes_received_total", "counter"},
+        {"partyd_commit_seconds", "histogram"},
+        {"partyd_errors_total", "counter"},
+        {"partyd_event_loops", "gauge"},
+        {"partyd_alarms_fired", "counter"},
+        {"partyd_alarms_pending_total", "gauge"},
+        {"partyd_storage_commit_ms", "histogram"},
+        {"partyd_connections_bytes_received_total", "counter"},
+        {"partyd_rooms_total", "counter"},
+        {"partyd_storage_commit", "histogram"},
+        {"partyd_Rooms_known", "gauge"},
+    };
+    static const char *const good[][2] = {
+        {"partyd_connections_open", "gauge"},
+        {"partyd_connections_received_bytes_total", "counter"},
+        {"partyd_storage_commit_seconds", "histogram"},
+        {"partyd_alarms_fired_total", "counter"},
+    };
+    size_t i;
+    (void)state;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (metric_name_problem(bad[i][0], bad[i][1]) == NULL)
+            fail_msg("the naming rule let %s (%s) through", bad[i][0], bad[i][1]);
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        if (metric_name_problem(good[i][0], good[i][1]) != NULL)
+            fail_msg("the naming rule refused %s: %s", good[i][0],
+                     metric_name_problem(good[i][0], good[i][1]));
+}
+
+/* POSTs target to the reminder room and waits for the reminder it sets to
+ * reach the room's WebSocket c; returns the metrics after it. */
+static void reminder_fire(tconn *c, const char *target, const char *name, metrics *after) {
+    http_response res;
+    char needle[64];
+    char *text;
+
+    http_expect_request(port, "POST", target, NULL, "", 0, &res);
+    if (res.status != 201)
+        fail_msg("POST %s: %d %s", target, res.status, res.body);
+    http_response_free(&res);
+    text = ws_expect_text_prefix(c, "{");
+    snprintf(needle, sizeof(needle), "\"name\":\"%s\"", name);
+    if (strstr(text, needle) == NULL)
+        fail_msg("expected the reminder %s, got %s", name, text);
+    free(text);
+    metrics_fetch(after);
+}
+
+static double delta(const metrics *after, const metrics *before, const char *key) {
+    return metric(after, key) - metric(before, key);
+}
+
+/* An alarm counts as type="alarm" and in partyd_alarms_fired_total; a
+ * schedule as type="schedule" only. */
+static void test_an_alarm_and_a_schedule_are_counted_apart(void **state) {
+    static const char alarm[] = "partyd_rooms_events_total{type=\"alarm\"}";
+    static const char schedule[] = "partyd_rooms_events_total{type=\"schedule\"}";
+    static const char fired[] = "partyd_alarms_fired_total";
+    metrics before, mid, after;
+    tconn *c;
+    (void)state;
+
+    c = ws_open(port, "/parties/reminder/ops-alarms");
+    metrics_fetch(&before);
+    reminder_fire(c, "/parties/reminder/ops-alarms?alarm_in=1", "alarm", &mid);
+    assert_true(delta(&mid, &before, alarm) == 1);
+    assert_true(delta(&mid, &before, fired) == 1);
+    assert_true(delta(&mid, &before, schedule) == 0);
+
+    reminder_fire(c, "/parties/reminder/ops-alarms?in=1&name=tea", "tea", &after);
+    assert_true(delta(&after, &mid, schedule) == 1);
+    assert_true(delta(&after, &mid, alarm) == 0);
+    assert_true(delta(&after, &mid, fired) == 0);
+    tconn_close(c);
 }
 
 static void test_messages_and_connections_are_counted(void **state) {
@@ -420,24 +616,24 @@ static void test_messages_and_connections_are_counted(void **state) {
     }
     metrics_fetch(&after);
     /* a, b and the connection asking. */
-    assert_true(metric(&after, "partyd_connections") >= 3);
-    assert_true(metric(&after, "partyd_events_total{type=\"message\"}") -
-                    metric(&before, "partyd_events_total{type=\"message\"}") >=
+    assert_true(metric(&after, "partyd_connections_open") >= 3);
+    assert_true(metric(&after, "partyd_rooms_events_total{type=\"message\"}") -
+                    metric(&before, "partyd_rooms_events_total{type=\"message\"}") >=
                 3);
-    assert_true(metric(&after, "partyd_events_total{type=\"connect\"}") -
-                    metric(&before, "partyd_events_total{type=\"connect\"}") >=
+    assert_true(metric(&after, "partyd_rooms_events_total{type=\"connect\"}") -
+                    metric(&before, "partyd_rooms_events_total{type=\"connect\"}") >=
                 2);
-    assert_true(metric(&after, "partyd_rooms{state=\"awake\"}") >= 1);
-    assert_true(metric(&after, "partyd_bytes_received_total") >
-                metric(&before, "partyd_bytes_received_total"));
-    assert_true(metric(&after, "partyd_bytes_sent_total") >
-                metric(&before, "partyd_bytes_sent_total"));
+    assert_true(metric(&after, "partyd_rooms_known{state=\"awake\"}") >= 1);
+    assert_true(metric(&after, "partyd_connections_received_bytes_total") >
+                metric(&before, "partyd_connections_received_bytes_total"));
+    assert_true(metric(&after, "partyd_connections_sent_bytes_total") >
+                metric(&before, "partyd_connections_sent_bytes_total"));
     tconn_close(a);
     tconn_close(b);
 }
 
 static void test_commits_fill_a_cumulative_histogram(void **state) {
-    static const char prefix[] = "partyd_commit_seconds_bucket{le=\"";
+    static const char prefix[] = "partyd_storage_commit_seconds_bucket{le=\"";
     double last = -1, prev = 0, count;
     int saw_inf = 0;
     metrics m;
@@ -452,9 +648,9 @@ static void test_commits_fill_a_cumulative_histogram(void **state) {
     tconn_close(c);
 
     metrics_fetch(&m);
-    count = metric(&m, "partyd_commit_seconds_count");
+    count = metric(&m, "partyd_storage_commit_seconds_count");
     assert_true(count >= 1);
-    assert_true(metric(&m, "partyd_commit_seconds_sum") >= 0);
+    assert_true(metric(&m, "partyd_storage_commit_seconds_sum") >= 0);
     for (i = 0; i < m.n_samples; i++) {
         const char *key = m.samples[i].key;
         double le;
@@ -497,8 +693,8 @@ static void test_a_bad_frame_counts_as_a_protocol_error(void **state) {
     ws_expect_close(c, 1002, NULL);
     tconn_close(c);
     metrics_fetch(&after);
-    assert_true(metric(&after, "partyd_errors_total{kind=\"websocket_protocol\"}") -
-                    metric(&before, "partyd_errors_total{kind=\"websocket_protocol\"}") >=
+    assert_true(metric(&after, "partyd_runtime_errors_total{kind=\"websocket_protocol\"}") -
+                    metric(&before, "partyd_runtime_errors_total{kind=\"websocket_protocol\"}") >=
                 1);
 }
 
@@ -514,8 +710,8 @@ static void test_a_malformed_request_counts_as_an_http_error(void **state) {
     http_response_free(&res);
     tconn_close(c);
     metrics_fetch(&after);
-    assert_true(metric(&after, "partyd_errors_total{kind=\"http\"}") -
-                    metric(&before, "partyd_errors_total{kind=\"http\"}") >=
+    assert_true(metric(&after, "partyd_runtime_errors_total{kind=\"http\"}") -
+                    metric(&before, "partyd_runtime_errors_total{kind=\"http\"}") >=
                 1);
 }
 
@@ -680,7 +876,7 @@ static void test_a_hibernated_room_is_listed_as_hibernated(void **state) {
     http_response_free(&res);
 
     metrics_fetch_from(sleepy_port, &m);
-    assert_true(metric(&m, "partyd_rooms{state=\"hibernated\"}") >= 1);
+    assert_true(metric(&m, "partyd_rooms_known{state=\"hibernated\"}") >= 1);
 
     tconn_close(c);
     assert_int_equal(partyd_stop(sleepy), 0);
@@ -695,7 +891,10 @@ int main(void) {
         cmocka_unit_test(test_unknown_paths_under_the_prefix_get_404),
         cmocka_unit_test(test_keep_alive_serves_several_requests),
         cmocka_unit_test(test_metrics_are_well_formed_with_every_family),
+        cmocka_unit_test(test_metric_names_follow_the_naming_rule),
+        cmocka_unit_test(test_the_naming_rule_refuses_names_that_break_it),
         cmocka_unit_test(test_messages_and_connections_are_counted),
+        cmocka_unit_test(test_an_alarm_and_a_schedule_are_counted_apart),
         cmocka_unit_test(test_commits_fill_a_cumulative_histogram),
         cmocka_unit_test(test_a_bad_frame_counts_as_a_protocol_error),
         cmocka_unit_test(test_a_malformed_request_counts_as_an_http_error),

@@ -182,14 +182,14 @@ static void test_metrics_and_room_listing_cover_every_loop(void **state) {
     http_expect_get(port, "/_partyd/metrics", &res);
     assert_int_equal(res.status, 200);
     {
-        static const char conns_line[] = "\npartyd_connections ";
-        static const char awake_line[] = "\npartyd_rooms{state=\"awake\"} ";
+        static const char conns_line[] = "\npartyd_connections_open ";
+        static const char awake_line[] = "\npartyd_rooms_known{state=\"awake\"} ";
         const char *line = strstr(res.body, conns_line);
         assert_non_null(line);
         /* Our connections, plus the one asking. */
         if (strtol(line + strlen(conns_line), NULL, 10) < ROOMS + 1)
             fail_msg("%s", res.body);
-        assert_non_null(strstr(res.body, "\npartyd_event_loops 4\n"));
+        assert_non_null(strstr(res.body, "\npartyd_runtime_event_loops 4\n"));
         line = strstr(res.body, awake_line);
         assert_non_null(line);
         if (strtol(line + strlen(awake_line), NULL, 10) < ROOMS)
