@@ -19,7 +19,8 @@ typedef struct party__route {
 } party__route;
 
 /* 1 if path is under the prefix with a party segment followed by '/' (route
- * filled; the room segment may be empty), 0 otherwise. prefix has no slashes at its ends, may contain '/'. */
+ * filled; the room segment may be empty), 0 otherwise. prefix has no slashes at its ends, may
+ * contain '/'. */
 int party__route_match(const char *prefix, party__slice path, party__route *route);
 
 /* Handles the request the connection just parsed. */
