@@ -20,9 +20,17 @@ extern "C" {
 #endif
 
 #define PARTY_VERSION_MAJOR 0
-#define PARTY_VERSION_MINOR 1
+#define PARTY_VERSION_MINOR 2
 #define PARTY_VERSION_PATCH 0
-#define PARTY_VERSION_STRING "0.1.0"
+#define PARTY_VERSION_STRING "0.2.0"
+
+/* The layout of party_def and party_config, recorded in their first field,
+ * abi. Fields are only ever appended to them and each append raises this
+ * number, so a later runtime can still read a struct of an earlier ABI. A
+ * runtime refuses a struct of an ABI it cannot read (a newer one has fields
+ * it does not know), with a log line naming both ABIs. ABI 1 was party.h
+ * 0.1, whose structs had no abi field. */
+#define PARTY_ABI_VERSION 2
 
 /* Marks what libparty exports. The library is built with hidden
  * visibility: what this header declares is all a program or a party can
@@ -76,6 +84,12 @@ typedef struct party_lobby party_lobby;
  * keeps the pointer, so the definition must outlive the runtime. Every
  * callback is optional. */
 typedef struct party_def {
+    /* PARTY_ABI_VERSION of the party.h the definition was compiled with:
+     * set it with PARTY_DEF_INIT. 0 is read as the runtime's own ABI, which
+     * is right when the definition is compiled with the runtime (built-in
+     * parties, a program embedding libparty, party_test.h); a party loaded
+     * from a shared object is checked through PARTY_MODULE instead. */
+    unsigned abi;
     /* URL name: /<prefix>/<name>/<room>. Matched case-insensitively. */
     const char *name;
     /* Hibernate: when a room of this party has connections but nothing to
@@ -150,7 +164,37 @@ typedef struct party_def {
     const char *props;
 } party_def;
 
+/* The first member of every party_def initializer:
+ *   static const party_def greeter = {PARTY_DEF_INIT, .name = "greeter", ...}; */
+#define PARTY_DEF_INIT .abi = PARTY_ABI_VERSION
+
 enum { PARTY_CORS_DEFAULT = 0, PARTY_CORS_ON = 1, PARTY_CORS_OFF = 2 };
+
+/* A party in a shared object (partyd --party NAME=FILE.so) ends with
+ *   PARTY_MODULE(def);
+ * where def is its party_def (static storage). It defines the two symbols
+ * partyd looks up: party_abi, the PARTY_ABI_VERSION the object was built
+ * with, checked before anything else of the object is used, and
+ * party_module(), which returns &def. A party that builds its definition
+ * at load time writes PARTY_MODULE_ABI; and its own
+ *   PARTY_EXTERN const party_def *party_module(void)
+ * returning a definition valid for the life of the process. */
+#ifdef __cplusplus
+#define PARTY__MODULE_DECL extern "C"
+#define PARTY__MODULE_DEF extern "C"
+#else
+#define PARTY__MODULE_DECL extern
+#define PARTY__MODULE_DEF
+#endif
+#define PARTY_MODULE_ABI                                                                           \
+    PARTY__MODULE_DECL PARTY_EXTERN const unsigned party_abi;                                      \
+    PARTY__MODULE_DEF PARTY_EXTERN const unsigned party_abi = PARTY_ABI_VERSION
+#define PARTY_MODULE(def)                                                                          \
+    PARTY__MODULE_DECL PARTY_EXTERN const party_def *party_module(void);                           \
+    PARTY__MODULE_DEF PARTY_EXTERN const party_def *party_module(void) {                           \
+        return &(def);                                                                             \
+    }                                                                                              \
+    PARTY_MODULE_ABI
 
 /* ---- rooms ---------------------------------------------------------------
  * A party_room pointer is valid during any callback of that room. */
@@ -422,6 +466,8 @@ PARTY_EXTERN const char *party_lobby_room(const party_lobby *lobby);
 enum { PARTY_DURABILITY_FULL = 0, PARTY_DURABILITY_NORMAL = 1 };
 
 typedef struct party_config {
+    unsigned abi;             /* PARTY_ABI_VERSION (party_config_init sets it); 0 is read
+                                 as the runtime's own */
     const char *host;         /* "127.0.0.1" */
     int port;                 /* 1999; 0 picks a free port (see party_runtime_port) */
     const char *prefix;       /* "parties": URLs are /<prefix>/<party>/<room> */

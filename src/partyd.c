@@ -223,7 +223,41 @@ static int parse_log_level(const char *text, int *out) {
     return -1;
 }
 
-/* Loads NAME=PATH: dlopen the object and take its party_module(). */
+/* Checks that the object at handle was built against this party.h: its
+ * party_abi must be this ABI, as it is read before party_module() is
+ * called (a definition of another layout would be misread). 0, or -1 after
+ * saying why on stderr. */
+static int check_party_abi(const char *spec, void *handle) {
+    const unsigned *abi = dlsym(handle, "party_abi");
+
+    if (dlsym(handle, "party_module") == NULL) {
+        fprintf(stderr,
+                "partyd: --party %s: the object does not export "
+                "'const party_def *party_module(void)': end the party with "
+                "PARTY_MODULE(its party_def)\n",
+                spec);
+        return -1;
+    }
+    if (abi == NULL) {
+        /* party.h 0.1 had no ABI number: every object without one is of it. */
+        fprintf(stderr,
+                "partyd: --party %s: built against party.h 0.1 (no party_abi); this partyd "
+                "is %s (ABI %d): rebuild the party against this party.h\n",
+                spec, PARTY_VERSION_STRING, PARTY_ABI_VERSION);
+        return -1;
+    }
+    if (*abi != PARTY_ABI_VERSION) {
+        fprintf(stderr,
+                "partyd: --party %s: built against party.h ABI %u; this partyd is %s "
+                "(ABI %d): rebuild the party against this party.h\n",
+                spec, *abi, PARTY_VERSION_STRING, PARTY_ABI_VERSION);
+        return -1;
+    }
+    return 0;
+}
+
+/* Loads NAME=PATH: dlopen the object, check its ABI, take its
+ * party_module(). */
 static int load_party(const char *spec) {
     const char *eq = strchr(spec, '=');
     const party_def *(*module)(void);
@@ -244,18 +278,22 @@ static int load_party(const char *spec) {
         fprintf(stderr, "partyd: --party %s: cannot load: %s\n", spec, dlerror());
         return -1;
     }
-    *(void **)&module = dlsym(handle, "party_module");
-    if (module == NULL) {
-        fprintf(stderr,
-                "partyd: --party %s: the object does not export "
-                "'const party_def *party_module(void)'\n",
-                spec);
+    if (check_party_abi(spec, handle) != 0) {
         dlclose(handle);
         return -1;
     }
+    *(void **)&module = dlsym(handle, "party_module");
     def = module();
     if (def == NULL) {
         fprintf(stderr, "partyd: --party %s: party_module() returned NULL\n", spec);
+        dlclose(handle);
+        return -1;
+    }
+    if (def->abi != 0 && def->abi != PARTY_ABI_VERSION) {
+        fprintf(stderr,
+                "partyd: --party %s: party_module() returned a party_def of ABI %u, the "
+                "object's party_abi is %d: rebuild the party against one party.h\n",
+                spec, def->abi, PARTY_ABI_VERSION);
         dlclose(handle);
         return -1;
     }

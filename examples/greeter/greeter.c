@@ -2,7 +2,8 @@
  *   partyd --party greeter=./greeter.so
  * It greets each connection by id, tells the room who joined and left, and
  * answers GET with how many people it has greeted since it started. Only
- * include/party.h is used. */
+ * include/party.h is used; PARTY_MODULE at the end exports what partyd
+ * looks for. */
 #include <party.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,7 @@ static void greeter_request(party_room *room, const party_request *req, party_re
 }
 
 static const party_def greeter = {
+    PARTY_DEF_INIT,
     .name = "greeter",
     .on_start = greeter_start,
     .on_connect = greeter_connect,
@@ -63,6 +65,4 @@ static const party_def greeter = {
     .free_state = free,
 };
 
-const party_def *party_module(void) {
-    return &greeter;
-}
+PARTY_MODULE(greeter);

@@ -347,6 +347,7 @@ static void probe_request(party_room *room, const party_request *req, party_resp
 }
 
 static const party_def probe = {
+    PARTY_DEF_INIT,
     .name = "probe",
     .on_start = probe_start,
     .on_connect = probe_connect,
@@ -372,9 +373,13 @@ static const char *const probe_cors[] = {
     NULL,
 };
 
-/* PARTYD_PROBE_HIBERNATE in partyd's environment makes probe a hibernating
+/* The definition is made at load time, so the module is written out:
+ * PARTY_MODULE_ABI exports party_abi, and party_module is exported by hand.
+ * PARTYD_PROBE_HIBERNATE in partyd's environment makes probe a hibernating
  * party (for the hibernation tests). */
-const party_def *party_module(void) {
+PARTY_MODULE_ABI;
+PARTY_EXTERN const party_def *party_module(void);
+PARTY_EXTERN const party_def *party_module(void) {
     static party_def def;
     def = probe;
     def.hibernate = getenv("PARTYD_PROBE_HIBERNATE") != NULL;
