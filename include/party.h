@@ -41,6 +41,13 @@ extern "C" {
 #define PARTY_EXTERN
 #endif
 
+/* Lets the compiler check a printf-style format string and its arguments. */
+#if defined(__GNUC__) || defined(__clang__)
+#define PARTY_PRINTF(fmt_index, first_arg) __attribute__((format(printf, fmt_index, first_arg)))
+#else
+#define PARTY_PRINTF(fmt_index, first_arg)
+#endif
+
 /* Error codes. All negative; 0 is success. */
 enum {
     PARTY_OK = 0,
@@ -344,6 +351,21 @@ PARTY_EXTERN struct sqlite3 *party_room_db(party_room *room);
  * advances time. NULL room: the system's wall clock. */
 PARTY_EXTERN int64_t party_now_ms(party_room *room);
 
+/* ---- logging ------------------------------------------------------------- */
+
+/* Log levels, as party_config.log_level counts them. */
+enum { PARTY_LOG_ERROR = 0, PARTY_LOG_WARN = 1, PARTY_LOG_INFO = 2, PARTY_LOG_DEBUG = 3 };
+
+/* Writes one line to the runtime's log (stderr) when level is within its
+ * log_level, like the runtime's own lines about a room: the time, the
+ * level, then "room <party>/<name>: " (the room id for a room without a
+ * name) and the message formatted from fmt as printf does; one JSON object
+ * with log_json. A message is cut at 1 KiB. A NULL room or a level outside
+ * PARTY_LOG_ERROR..PARTY_LOG_DEBUG writes nothing. Lines are written whole,
+ * even from several event-loop threads at once. */
+PARTY_EXTERN void party_room_log(party_room *room, int level, const char *fmt, ...)
+    PARTY_PRINTF(3, 4);
+
 /* ---- alarms and schedules ------------------------------------------------
  * Times are Unix epoch milliseconds. A room's alarm and schedules wake it
  * even when it is not in memory and across restarts (at least once: an
@@ -491,7 +513,7 @@ typedef struct party_config {
     double shutdown_timeout;  /* 10 s: on stop, clients that have not answered the
                                  1001 Close by then are dropped (events and
                                  commits in flight still finish) */
-    int log_level;            /* 0 error, 1 warn, 2 info (default), 3 debug */
+    int log_level;            /* PARTY_LOG_*: 0 error, 1 warn, 2 info (default), 3 debug */
     int log_json;             /* 1: one JSON object per log line */
     const char *ops_prefix;   /* "_partyd": /_partyd/health, /metrics, /rooms */
     const char *admin_token;  /* NULL: /_partyd/rooms is off; else the Bearer token it needs */

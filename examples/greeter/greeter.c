@@ -29,6 +29,8 @@ static void greeter_connect(party_room *room, party_conn *conn, const party_requ
     char line[512];
 
     g->greeted++;
+    party_room_log(room, PARTY_LOG_DEBUG, "greeted %s (%ld so far)",
+                   who ? who : party_conn_id(conn), g->greeted);
     snprintf(line, sizeof(line), "hello %s, welcome to %s", who ? who : party_conn_id(conn),
              party_room_name(room));
     party_conn_send_text(conn, line);
