@@ -35,11 +35,6 @@ int64_t party_now_ms(party_room *room) {
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-/* A party's levels are the runtime's: party_config.log_level counts both. */
-_Static_assert(PARTY_LOG_ERROR == PARTY__LOG_ERROR && PARTY_LOG_WARN == PARTY__LOG_WARN &&
-                   PARTY_LOG_INFO == PARTY__LOG_INFO && PARTY_LOG_DEBUG == PARTY__LOG_DEBUG,
-               "party.h's log levels are log.h's");
-
 void party_room_log(party_room *room, int level, const char *fmt, ...) {
     char msg[1024];
     va_list ap;
