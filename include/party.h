@@ -43,9 +43,9 @@ extern "C" {
 
 /* Lets the compiler check a printf-style format string and its arguments. */
 #if defined(__GNUC__) || defined(__clang__)
-#define PARTY_PRINTF(fmt_index, first_arg) __attribute__((format(printf, fmt_index, first_arg)))
+#define PARTY__PRINTF(fmt_index, first_arg) __attribute__((format(printf, fmt_index, first_arg)))
 #else
-#define PARTY_PRINTF(fmt_index, first_arg)
+#define PARTY__PRINTF(fmt_index, first_arg)
 #endif
 
 /* Error codes. All negative; 0 is success. */
@@ -364,7 +364,7 @@ enum { PARTY_LOG_ERROR = 0, PARTY_LOG_WARN = 1, PARTY_LOG_INFO = 2, PARTY_LOG_DE
  * PARTY_LOG_ERROR..PARTY_LOG_DEBUG writes nothing. Lines are written whole,
  * even from several event-loop threads at once. */
 PARTY_EXTERN void party_room_log(party_room *room, int level, const char *fmt, ...)
-    PARTY_PRINTF(3, 4);
+    PARTY__PRINTF(3, 4);
 
 /* ---- alarms and schedules ------------------------------------------------
  * Times are Unix epoch milliseconds. A room's alarm and schedules wake it
