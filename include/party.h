@@ -20,9 +20,33 @@ extern "C" {
 #endif
 
 #define PARTY_VERSION_MAJOR 0
-#define PARTY_VERSION_MINOR 1
+#define PARTY_VERSION_MINOR 2
 #define PARTY_VERSION_PATCH 0
-#define PARTY_VERSION_STRING "0.1.0"
+#define PARTY_VERSION_STRING "0.2.0"
+
+/* The layout of party_def and party_config, recorded in their first field,
+ * abi. Fields are only ever appended to them and each append raises this
+ * number, so a later runtime can still read a struct of an earlier ABI. A
+ * runtime refuses a struct of an ABI it cannot read (a newer one has fields
+ * it does not know), with a log line naming both ABIs. ABI 1 was party.h
+ * 0.1, whose structs had no abi field. */
+#define PARTY_ABI_VERSION 2
+
+/* Marks what libparty exports. The library is built with hidden
+ * visibility: what this header declares is all a program or a party can
+ * link to. */
+#if defined(__GNUC__) || defined(__clang__)
+#define PARTY_EXTERN __attribute__((visibility("default")))
+#else
+#define PARTY_EXTERN
+#endif
+
+/* Lets the compiler check a printf-style format string and its arguments. */
+#if defined(__GNUC__) || defined(__clang__)
+#define PARTY__PRINTF(fmt_index, first_arg) __attribute__((format(printf, fmt_index, first_arg)))
+#else
+#define PARTY__PRINTF(fmt_index, first_arg)
+#endif
 
 /* Error codes. All negative; 0 is success. */
 enum {
@@ -42,7 +66,7 @@ enum {
 };
 
 /* Text for a PARTY_E* code. Never NULL; static storage. */
-const char *party_strerror(int err);
+PARTY_EXTERN const char *party_strerror(int err);
 
 /* Hook results (before_connect / before_request). */
 enum {
@@ -68,6 +92,12 @@ typedef struct party_lobby party_lobby;
  * keeps the pointer, so the definition must outlive the runtime. Every
  * callback is optional. */
 typedef struct party_def {
+    /* PARTY_ABI_VERSION of the party.h the definition was compiled with:
+     * set it with PARTY_DEF_INIT. 0 is read as the runtime's own ABI, which
+     * is right when the definition is compiled with the runtime (built-in
+     * parties, a program embedding libparty, party_test.h); a party loaded
+     * from a shared object is checked through PARTY_MODULE instead. */
+    unsigned abi;
     /* URL name: /<prefix>/<name>/<room>. Matched case-insensitively. */
     const char *name;
     /* Hibernate: when a room of this party has connections but nothing to
@@ -142,7 +172,37 @@ typedef struct party_def {
     const char *props;
 } party_def;
 
+/* The first member of every party_def initializer:
+ *   static const party_def greeter = {PARTY_DEF_INIT, .name = "greeter", ...}; */
+#define PARTY_DEF_INIT .abi = PARTY_ABI_VERSION
+
 enum { PARTY_CORS_DEFAULT = 0, PARTY_CORS_ON = 1, PARTY_CORS_OFF = 2 };
+
+/* A party in a shared object (partyd --party NAME=FILE.so) ends with
+ *   PARTY_MODULE(def);
+ * where def is its party_def (static storage). It defines the two symbols
+ * partyd looks up: party_abi, the PARTY_ABI_VERSION the object was built
+ * with, checked before anything else of the object is used, and
+ * party_module(), which returns &def. A party that builds its definition
+ * at load time writes PARTY_MODULE_ABI; and its own
+ *   PARTY_EXTERN const party_def *party_module(void)
+ * returning a definition valid for the life of the process. */
+#ifdef __cplusplus
+#define PARTY__MODULE_DECL extern "C"
+#define PARTY__MODULE_DEF extern "C"
+#else
+#define PARTY__MODULE_DECL extern
+#define PARTY__MODULE_DEF
+#endif
+#define PARTY_MODULE_ABI                                                                           \
+    PARTY__MODULE_DECL PARTY_EXTERN const unsigned party_abi;                                      \
+    PARTY__MODULE_DEF PARTY_EXTERN const unsigned party_abi = PARTY_ABI_VERSION
+#define PARTY_MODULE(def)                                                                          \
+    PARTY__MODULE_DECL PARTY_EXTERN const party_def *party_module(void);                           \
+    PARTY__MODULE_DEF PARTY_EXTERN const party_def *party_module(void) {                           \
+        return &(def);                                                                             \
+    }                                                                                              \
+    PARTY_MODULE_ABI
 
 /* ---- rooms ---------------------------------------------------------------
  * A party_room pointer is valid during any callback of that room. */
@@ -153,38 +213,39 @@ enum { PARTY_CORS_DEFAULT = 0, PARTY_CORS_ON = 1, PARTY_CORS_OFF = 2 };
  * addressed by id has no name until party_room_set_name(); reading it then
  * returns NULL, logs PARTY_ENONAME's message, and an on_request that did so
  * is answered 500 with that message. */
-const char *party_room_name(party_room *room);
+PARTY_EXTERN const char *party_room_name(party_room *room);
 /* The name of the room's party (as registered). */
-const char *party_room_party(party_room *room);
+PARTY_EXTERN const char *party_room_party(party_room *room);
 /* The room id: 64 lowercase hex digits. For a room addressed by name, the
  * SHA-256 of party name, a NUL byte and room name; else random (see
  * party_room_id_new). It names the room's storage. */
-const char *party_room_id(party_room *room);
+PARTY_EXTERN const char *party_room_id(party_room *room);
 /* Names an unnamed room and stores the name with the room (in the current
  * event's transaction). Same name again: no-op (0). A different name:
  * PARTY_EEXIST. Empty, over PARTY_MAX_TAG_LEN bytes or not UTF-8:
  * PARTY_EINVAL. */
-int party_room_set_name(party_room *room, const char *name);
+PARTY_EXTERN int party_room_set_name(party_room *room, const char *name);
 /* A new random room id, for rooms addressed by id rather than by name. */
-void party_room_id_new(char id_out[PARTY_ID_MAX]);
+PARTY_EXTERN void party_room_id_new(char id_out[PARTY_ID_MAX]);
 /* The id of the room called name in party (what the runtime computes). */
-void party_room_id_from_name(const char *party, const char *name, char id_out[PARTY_ID_MAX]);
+PARTY_EXTERN void party_room_id_from_name(const char *party, const char *name,
+                                          char id_out[PARTY_ID_MAX]);
 /* User state: any pointer; freed through party_def.free_state. */
-void *party_room_state(party_room *room);
-void party_room_set_state(party_room *room, void *state);
+PARTY_EXTERN void *party_room_state(party_room *room);
+PARTY_EXTERN void party_room_set_state(party_room *room, void *state);
 /* The first open connection with this id, or NULL. */
-party_conn *party_room_conn(party_room *room, const char *conn_id);
+PARTY_EXTERN party_conn *party_room_conn(party_room *room, const char *conn_id);
 /* Calls fn for each open connection carrying tag (NULL: all). fn returns
  * non-zero to stop; that value is returned. */
-int party_room_foreach_conn(party_room *room, const char *tag,
-                            int (*fn)(party_conn *conn, void *arg), void *arg);
+PARTY_EXTERN int party_room_foreach_conn(party_room *room, const char *tag,
+                                         int (*fn)(party_conn *conn, void *arg), void *arg);
 /* Number of open connections. */
-size_t party_room_conn_count(party_room *room);
+PARTY_EXTERN size_t party_room_conn_count(party_room *room);
 /* Sends one message to every open connection but those whose id is in
  * exclude_ids. The frame is encoded once and shared by all receivers.
  * Returns the number of connections it was queued on, or a PARTY_E* code. */
-int party_broadcast(party_room *room, const void *data, size_t len, int binary,
-                    const char *const *exclude_ids, size_t n_exclude);
+PARTY_EXTERN int party_broadcast(party_room *room, const void *data, size_t len, int binary,
+                                 const char *const *exclude_ids, size_t n_exclude);
 
 /* ---- room-to-room requests -----------------------------------------------
  * A room asks another room (of any party, itself included) over HTTP and
@@ -223,9 +284,10 @@ int party_broadcast(party_room *room, const void *data, size_t len, int binary,
  * PARTY_ELIMIT (PARTY_MAX_ROOM_FETCHES requests of this room, or
  * PARTY_MAX_FETCHES in the runtime, in flight),
  * PARTY_ENOMEM. */
-int party_room_fetch(party_room *room, const char *party, const char *room_name, const char *method,
-                     const char *path, const char *const *headers, const void *body, size_t len,
-                     const char *tag, char id_out[PARTY_ID_MAX]);
+PARTY_EXTERN int party_room_fetch(party_room *room, const char *party, const char *room_name,
+                                  const char *method, const char *path, const char *const *headers,
+                                  const void *body, size_t len, const char *tag,
+                                  char id_out[PARTY_ID_MAX]);
 #define PARTY_MAX_FETCHES 4096     /* room-to-room requests in flight per runtime */
 #define PARTY_MAX_ROOM_FETCHES 256 /* ... and per calling room, so one cannot take all */
 
@@ -233,27 +295,27 @@ int party_room_fetch(party_room *room, const char *party, const char *room_name,
  * A party_conn pointer stays valid until on_close for it returns. */
 
 /* The connection id (_pk query parameter, else generated). */
-const char *party_conn_id(party_conn *conn);
+PARTY_EXTERN const char *party_conn_id(party_conn *conn);
 /* The original request target (path and query) the connection opened with. */
-const char *party_conn_uri(party_conn *conn);
+PARTY_EXTERN const char *party_conn_uri(party_conn *conn);
 /* The tags, id first. *tags valid until on_close returns. */
-size_t party_conn_tags(party_conn *conn, const char *const **tags);
+PARTY_EXTERN size_t party_conn_tags(party_conn *conn, const char *const **tags);
 /* Queues a message. PARTY_ECLOSED if the connection is closing; PARTY_ELIMIT
  * if its send queue is over its byte limit (the connection is then closed:
  * a reader that slow is dropped, not buffered for). */
-int party_conn_send(party_conn *conn, const void *data, size_t len, int binary);
-int party_conn_send_text(party_conn *conn, const char *text);
+PARTY_EXTERN int party_conn_send(party_conn *conn, const void *data, size_t len, int binary);
+PARTY_EXTERN int party_conn_send_text(party_conn *conn, const char *text);
 /* Starts the close handshake: sends Close(code, reason). code must be 1000,
  * 1001-1003, 1007-1014 or 3000-4999; reason at most PARTY_MAX_CLOSE_REASON
  * bytes of UTF-8. Closing an already closing connection is a no-op (0).
  * on_close follows when the peer answers or the transport drops. */
-int party_conn_close(party_conn *conn, int code, const char *reason);
+PARTY_EXTERN int party_conn_close(party_conn *conn, int code, const char *reason);
 /* Per-connection state, copied; at most PARTY_MAX_CONN_STATE bytes
  * (PARTY_ETOOBIG). len 0 clears it. */
-int party_conn_set_state(party_conn *conn, const void *data, size_t len);
+PARTY_EXTERN int party_conn_set_state(party_conn *conn, const void *data, size_t len);
 /* The state, or NULL if none; *len set when len != NULL. Valid until the
  * next party_conn_set_state or on_close returns. */
-const void *party_conn_state(party_conn *conn, size_t *len);
+PARTY_EXTERN const void *party_conn_state(party_conn *conn, size_t *len);
 
 /* ---- storage -------------------------------------------------------------
  * Each room has its own database. Everything a room writes during one event
@@ -267,27 +329,43 @@ const void *party_conn_state(party_conn *conn, size_t *len);
  * otherwise). */
 
 /* Stores val under key (UTF-8). Key + value at most 2 MB (PARTY_ETOOBIG). */
-int party_kv_put(party_room *room, const char *key, const void *val, size_t len);
+PARTY_EXTERN int party_kv_put(party_room *room, const char *key, const void *val, size_t len);
 /* *val: a malloc'd copy (NUL-terminated past *len), the caller frees it.
  * PARTY_ENOTFOUND when the key is absent. len may be NULL. */
-int party_kv_get(party_room *room, const char *key, void **val, size_t *len);
+PARTY_EXTERN int party_kv_get(party_room *room, const char *key, void **val, size_t *len);
 /* PARTY_ENOTFOUND when the key is absent. */
-int party_kv_delete(party_room *room, const char *key);
+PARTY_EXTERN int party_kv_delete(party_room *room, const char *key);
 /* Calls fn for each key starting with prefix (NULL or "": all), in key
  * order; key and val are valid during the call. fn returns non-zero to
  * stop (that value is returned). fn must not write. */
-int party_kv_list(party_room *room, const char *prefix,
-                  int (*fn)(const char *key, const void *val, size_t len, void *arg), void *arg);
+PARTY_EXTERN int party_kv_list(party_room *room, const char *prefix,
+                               int (*fn)(const char *key, const void *val, size_t len, void *arg),
+                               void *arg);
 /* The room's SQLite database, for its own tables, inside the current
  * event's transaction (do not BEGIN/COMMIT yourself). Tables whose names
  * start with _party_ are the runtime's. NULL outside callbacks. */
-struct sqlite3 *party_room_db(party_room *room);
+PARTY_EXTERN struct sqlite3 *party_room_db(party_room *room);
 
 /* The runtime's clock: Unix epoch milliseconds. Use it, not the system
  * clock, to compute alarm and schedule times: under party_test.h's virtual
  * clock it is the virtual time, so alarms set from it fire when the test
  * advances time. NULL room: the system's wall clock. */
-int64_t party_now_ms(party_room *room);
+PARTY_EXTERN int64_t party_now_ms(party_room *room);
+
+/* ---- logging ------------------------------------------------------------- */
+
+/* Log levels, as party_config.log_level counts them. */
+enum { PARTY_LOG_ERROR = 0, PARTY_LOG_WARN = 1, PARTY_LOG_INFO = 2, PARTY_LOG_DEBUG = 3 };
+
+/* Writes one line to the runtime's log (stderr) when level is within its
+ * log_level, like the runtime's own lines about a room: the time, the
+ * level, then "room <party>/<name>: " (the room id for a room without a
+ * name) and the message formatted from fmt as printf does; one JSON object
+ * with log_json. A message is cut at 1 KiB. A NULL room or a level outside
+ * PARTY_LOG_ERROR..PARTY_LOG_DEBUG writes nothing. Lines are written whole,
+ * even from several event-loop threads at once. */
+PARTY_EXTERN void party_room_log(party_room *room, int level, const char *fmt, ...)
+    PARTY__PRINTF(3, 4);
 
 /* ---- alarms and schedules ------------------------------------------------
  * Times are Unix epoch milliseconds. A room's alarm and schedules wake it
@@ -297,111 +375,112 @@ int64_t party_now_ms(party_room *room);
  * Inside the room's callbacks only (PARTY_ESTATE otherwise). */
 
 /* Sets the room's one alarm (replacing any). at_ms must be > 0. */
-int party_alarm_set(party_room *room, int64_t at_ms);
+PARTY_EXTERN int party_alarm_set(party_room *room, int64_t at_ms);
 /* The alarm's time, or 0 when none. Inside on_alarm: 0, unless the
  * handler set a new one. */
-int64_t party_alarm_get(party_room *room);
+PARTY_EXTERN int64_t party_alarm_get(party_room *room);
 /* Deletes the alarm (no-op without one). */
-int party_alarm_delete(party_room *room);
+PARTY_EXTERN int party_alarm_delete(party_room *room);
 /* Inside on_alarm: how many times this alarm failed before (0 on the first
  * run). A non-zero on_alarm is retried after 2, 4, 8, 16, 32 and 64 s (plus
  * up to 25 % jitter), then abandoned and logged — unless the handler set a
  * new alarm before failing: the new alarm is kept and no retry happens. */
-int party_alarm_retry_count(party_room *room);
+PARTY_EXTERN int party_alarm_retry_count(party_room *room);
 
 /* Schedules: many per room, each delivered to on_schedule(room, name,
  * payload, len), persisted, multiplexed with the alarm. id_out (may be
  * NULL) receives the schedule's id. name: 1..256 bytes; payload at most
  * 1 MB (PARTY_ETOOBIG). */
-int party_schedule_at(party_room *room, int64_t at_ms, const char *name, const void *payload,
-                      size_t len, char id_out[PARTY_ID_MAX]);
-int party_schedule_after(party_room *room, int64_t delay_ms, const char *name, const void *payload,
-                         size_t len, char id_out[PARTY_ID_MAX]);
+PARTY_EXTERN int party_schedule_at(party_room *room, int64_t at_ms, const char *name,
+                                   const void *payload, size_t len, char id_out[PARTY_ID_MAX]);
+PARTY_EXTERN int party_schedule_after(party_room *room, int64_t delay_ms, const char *name,
+                                      const void *payload, size_t len, char id_out[PARTY_ID_MAX]);
 /* Repeats every interval_ms (>= 1000), first run interval_ms from now.
  * Runs missed while partyd was down are not replayed one by one: the next
  * run after a restart is the first one due, then every interval_ms. */
-int party_schedule_every(party_room *room, int64_t interval_ms, const char *name,
-                         const void *payload, size_t len, char id_out[PARTY_ID_MAX]);
+PARTY_EXTERN int party_schedule_every(party_room *room, int64_t interval_ms, const char *name,
+                                      const void *payload, size_t len, char id_out[PARTY_ID_MAX]);
 /* Repeats by a 5-field cron expression in UTC ("*\/5 * * * *");
  * PARTY_EINVAL for a malformed one. */
-int party_schedule_cron(party_room *room, const char *cron5, const char *name, const void *payload,
-                        size_t len, char id_out[PARTY_ID_MAX]);
+PARTY_EXTERN int party_schedule_cron(party_room *room, const char *cron5, const char *name,
+                                     const void *payload, size_t len, char id_out[PARTY_ID_MAX]);
 /* PARTY_ENOTFOUND when no schedule has this id. */
-int party_schedule_cancel(party_room *room, const char *id);
+PARTY_EXTERN int party_schedule_cancel(party_room *room, const char *id);
 /* Calls fn for each schedule, soonest first; arguments valid during the
  * call. fn returns non-zero to stop. */
-int party_schedule_list(party_room *room,
-                        int (*fn)(const char *id, const char *name, int64_t next_ms,
-                                  const void *payload, size_t len, void *arg),
-                        void *arg);
+PARTY_EXTERN int party_schedule_list(party_room *room,
+                                     int (*fn)(const char *id, const char *name, int64_t next_ms,
+                                               const void *payload, size_t len, void *arg),
+                                     void *arg);
 
 /* ---- HTTP ----------------------------------------------------------------
  * A party_request is valid during the callback it is passed to. */
 
-const char *party_request_method(const party_request *req);
+PARTY_EXTERN const char *party_request_method(const party_request *req);
 /* Path and query as received (still percent-encoded). */
-const char *party_request_url(const party_request *req);
+PARTY_EXTERN const char *party_request_url(const party_request *req);
 /* The path part of the URL, without the query. */
-const char *party_request_path(const party_request *req);
+PARTY_EXTERN const char *party_request_path(const party_request *req);
 /* A header value by case-insensitive name (the first, if repeated), or
  * NULL. */
-const char *party_request_header(const party_request *req, const char *name);
+PARTY_EXTERN const char *party_request_header(const party_request *req, const char *name);
 /* Calls fn for each header in the order received (with those a hook set);
  * fn returns non-zero to stop (that value is returned). */
-int party_request_foreach_header(const party_request *req,
-                                 int (*fn)(const char *name, const char *value, void *arg),
-                                 void *arg);
+PARTY_EXTERN int
+party_request_foreach_header(const party_request *req,
+                             int (*fn)(const char *name, const char *value, void *arg), void *arg);
 /* Decoded value (%XX and '+' as space) of the first query parameter with
  * this name, "" for a name without '=', or NULL when absent or not
  * decodable. Valid as long as req. */
-const char *party_request_query(const party_request *req, const char *name);
+PARTY_EXTERN const char *party_request_query(const party_request *req, const char *name);
 /* The body (Content-Length or de-chunked); NULL with *len 0 when none. */
-const void *party_request_body(const party_request *req, size_t *len);
+PARTY_EXTERN const void *party_request_body(const party_request *req, size_t *len);
 /* Adds or replaces a request header (in before_connect / before_request).
  * The values are copied. */
-int party_request_set_header(party_request *req, const char *name, const char *value);
+PARTY_EXTERN int party_request_set_header(party_request *req, const char *name, const char *value);
 /* Sets the props (any string, e.g. JSON) given to the room's on_start, in
  * before_connect / before_request. Copied. A started room receives them
  * at its next start. */
-int party_request_set_props(party_request *req, const char *props);
+PARTY_EXTERN int party_request_set_props(party_request *req, const char *props);
 
 /* Response building. Defaults: 200, no headers, empty body. Strings and body
  * are copied. Errors (PARTY_ENOMEM) make the response a 500. */
 /* status: 100..999; other values are ignored. */
-void party_response_status(party_response *res, int status);
+PARTY_EXTERN void party_response_status(party_response *res, int status);
 /* Sets a header, replacing one of the same (case-insensitive) name.
  * Content-Length, Transfer-Encoding and Connection are the runtime's and
  * ignored, as are names with ':', spaces or line breaks and values with
  * line breaks. */
-void party_response_header(party_response *res, const char *name, const char *value);
+PARTY_EXTERN void party_response_header(party_response *res, const char *name, const char *value);
 /* Adds a header even if one of that name is set (Set-Cookie). Same rules. */
-void party_response_add_header(party_response *res, const char *name, const char *value);
-void party_response_body(party_response *res, const void *data, size_t len);
+PARTY_EXTERN void party_response_add_header(party_response *res, const char *name,
+                                            const char *value);
+PARTY_EXTERN void party_response_body(party_response *res, const void *data, size_t len);
 /* status, Content-Type: text/plain; charset=utf-8, and text as the body. */
-void party_response_text(party_response *res, int status, const char *text);
+PARTY_EXTERN void party_response_text(party_response *res, int status, const char *text);
 /* status, Content-Type: application/json, and json_text as the body. The
  * text is sent as given (build it with any JSON library). */
-void party_response_json(party_response *res, int status, const char *json_text);
+PARTY_EXTERN void party_response_json(party_response *res, int status, const char *json_text);
 
 /* Reading a response: what a hook or handler set so far, or the answer
  * on_response receives. */
-int party_response_get_status(const party_response *res);
+PARTY_EXTERN int party_response_get_status(const party_response *res);
 /* The first header called name (case-insensitive), or NULL. Valid as long
  * as res and until that header is set again. */
-const char *party_response_get_header(const party_response *res, const char *name);
+PARTY_EXTERN const char *party_response_get_header(const party_response *res, const char *name);
 /* Calls fn for each header in order; fn returns non-zero to stop (that
  * value is returned). */
-int party_response_foreach_header(const party_response *res,
-                                  int (*fn)(const char *name, const char *value, void *arg),
-                                  void *arg);
+PARTY_EXTERN int
+party_response_foreach_header(const party_response *res,
+                              int (*fn)(const char *name, const char *value, void *arg), void *arg);
 /* The body (NULL with *len 0 when empty); len may be NULL. An answer given
  * to on_response is NUL-terminated past *len, so text can be read as a
  * string. Valid as long as res. */
-const void *party_response_get_body(const party_response *res, size_t *len);
+PARTY_EXTERN const void *party_response_get_body(const party_response *res, size_t *len);
 
 /* ---- lobby: the routing result seen by hooks ---------------------------- */
-const char *party_lobby_party(const party_lobby *lobby);
-const char *party_lobby_room(const party_lobby *lobby);
+PARTY_EXTERN const char *party_lobby_party(const party_lobby *lobby);
+PARTY_EXTERN const char *party_lobby_room(const party_lobby *lobby);
 
 /* ---- runtime ------------------------------------------------------------- */
 
@@ -410,6 +489,8 @@ const char *party_lobby_room(const party_lobby *lobby);
 enum { PARTY_DURABILITY_FULL = 0, PARTY_DURABILITY_NORMAL = 1 };
 
 typedef struct party_config {
+    unsigned abi;             /* PARTY_ABI_VERSION (party_config_init sets it); 0 is read
+                                 as the runtime's own */
     const char *host;         /* "127.0.0.1"; an IP address or a host name (the
                                  first address it resolves to is bound) */
     int port;                 /* 1999; 0 picks a free port (see party_runtime_port) */
@@ -436,7 +517,7 @@ typedef struct party_config {
     double shutdown_timeout;  /* 10 s: on stop, clients that have not answered the
                                  1001 Close by then are dropped (events and
                                  commits in flight still finish) */
-    int log_level;            /* 0 error, 1 warn, 2 info (default), 3 debug */
+    int log_level;            /* PARTY_LOG_*: 0 error, 1 warn, 2 info (default), 3 debug */
     int log_json;             /* 1: one JSON object per log line */
     const char *ops_prefix;   /* "_partyd": /_partyd/health, /metrics, /rooms */
     const char *admin_token;  /* NULL: /_partyd/rooms is off; else the Bearer token it needs */
@@ -456,14 +537,14 @@ typedef struct party_config {
 } party_config;
 
 /* Fills cfg with the defaults above. */
-void party_config_init(party_config *cfg);
+PARTY_EXTERN void party_config_init(party_config *cfg);
 
 /* A runtime; cfg is copied (its strings too). NULL on failure (OOM). */
-party_runtime *party_runtime_new(const party_config *cfg);
+PARTY_EXTERN party_runtime *party_runtime_new(const party_config *cfg);
 /* Registers a party, before party_runtime_run. PARTY_EEXIST if the name
  * (case-insensitive) is taken; PARTY_EINVAL if the name is empty, over 64
  * bytes or not [a-zA-Z0-9_-]; PARTY_ESTATE while several event loops run. */
-int party_runtime_add(party_runtime *rt, const party_def *def);
+PARTY_EXTERN int party_runtime_add(party_runtime *rt, const party_def *def);
 /* Binds the listening socket (done by run if not called). Before it binds,
  * it opens the data directory: creates it if missing (one level, mode
  * 0755), takes an exclusive lock on <data_dir>/LOCK (flock; the file holds
@@ -476,19 +557,19 @@ int party_runtime_add(party_runtime *rt, const party_def *def);
  * PARTY_EINVAL when the certificate or key cannot be loaded; PARTY_ENOMEM.
  * Every failure is logged (the directory and the OS error, the holder's
  * pid) and leaves the port unbound. A NULL data_dir takes no lock. */
-int party_runtime_listen(party_runtime *rt);
+PARTY_EXTERN int party_runtime_listen(party_runtime *rt);
 /* The bound port, after listen. */
-int party_runtime_port(party_runtime *rt);
+PARTY_EXTERN int party_runtime_port(party_runtime *rt);
 /* Runs until party_runtime_stop() or SIGINT/SIGTERM; on stop, connections
  * are closed with 1001 and rooms leave memory. Calls party_runtime_listen
  * first if it was not called (its errors); PARTY_ESTATE if running. */
-int party_runtime_run(party_runtime *rt);
+PARTY_EXTERN int party_runtime_run(party_runtime *rt);
 /* Asks a running runtime to stop. Safe from any thread and from a signal
  * handler context of the runtime's own thread. */
-void party_runtime_stop(party_runtime *rt);
+PARTY_EXTERN void party_runtime_stop(party_runtime *rt);
 /* Frees a stopped runtime and releases its data directory's lock. NULL is
  * a no-op. */
-void party_runtime_free(party_runtime *rt);
+PARTY_EXTERN void party_runtime_free(party_runtime *rt);
 
 #ifdef __cplusplus
 }

@@ -45,34 +45,34 @@ typedef struct party_test_conn party_test_conn;
  * party_test_advance), the log level is warn, and it never listens on TCP.
  * NULL on failure (out of memory, no temporary directory). Free it with
  * party_test_free. */
-party_test *party_test_new(void);
+PARTY_EXTERN party_test *party_test_new(void);
 /* Same, with cfg's settings (copied; e.g. idle_timeout, durability, limits,
  * log_level). data_dir, host and port are ignored: the harness always uses
  * its own temporary directory and no listening socket. cfg NULL: the
  * defaults of party_test_new. */
-party_test *party_test_new_with(const party_config *cfg);
+PARTY_EXTERN party_test *party_test_new_with(const party_config *cfg);
 /* Ends everything: waits (bounded) for store work in flight, drops every
  * fake connection, frees the runtime (rooms leave memory: free_state runs)
  * and removes the data directory with its contents. Every party_test_conn
  * of t is freed too: free the ones you want to free before this call, and
  * do not use any afterwards. NULL is a no-op. */
-void party_test_free(party_test *t);
+PARTY_EXTERN void party_test_free(party_test *t);
 
 /* Registers a party (party_runtime_add): PARTY_EEXIST, PARTY_EINVAL,
  * PARTY_ENOMEM. def must outlive t: it is registered again by
  * party_test_restart. */
-int party_test_add(party_test *t, const party_def *def);
+PARTY_EXTERN int party_test_add(party_test *t, const party_def *def);
 /* The runtime under test. It changes on party_test_restart; valid until
  * then or party_test_free. */
-party_runtime *party_test_runtime(party_test *t);
+PARTY_EXTERN party_runtime *party_test_runtime(party_test *t);
 /* The data directory (under $TMPDIR or /tmp), valid until party_test_free. It stays
  * the same across restarts. */
-const char *party_test_data_dir(party_test *t);
+PARTY_EXTERN const char *party_test_data_dir(party_test *t);
 /* The real-time bound, in ms, of every later wait of t (at least 1). */
-void party_test_set_timeout(party_test *t, int ms);
+PARTY_EXTERN void party_test_set_timeout(party_test *t, int ms);
 /* Text for a code returned by this harness (party_strerror, plus
  * PARTY_TEST_ETIMEDOUT). Never NULL; static storage. */
-const char *party_test_strerror(int err);
+PARTY_EXTERN const char *party_test_strerror(int err);
 
 /* ---- WebSocket connections ----------------------------------------------- */
 
@@ -84,24 +84,24 @@ const char *party_test_strerror(int err);
  * came: the transport ended or the wait timed out). status may be NULL. The
  * connection belongs to the caller (party_test_conn_free) and stays valid,
  * even after it closes or the runtime restarts, until freed. */
-party_test_conn *party_test_connect(party_test *t, const char *target, int *status);
+PARTY_EXTERN party_test_conn *party_test_connect(party_test *t, const char *target, int *status);
 /* Same, with extra request header lines ("Name: value\r\n" each; NULL for
  * none), e.g. for before_connect hooks. */
-party_test_conn *party_test_connect_with_headers(party_test *t, const char *target,
-                                                 const char *headers, int *status);
+PARTY_EXTERN party_test_conn *party_test_connect_with_headers(party_test *t, const char *target,
+                                                              const char *headers, int *status);
 
 /* Sends one message (one masked frame; binary != 0 for a binary frame).
  * Does not run the loop: the bytes are written to the socket now, as far as
  * it takes them, and the rest while the harness next waits. So several
  * sends in a row reach the server together. PARTY_ECLOSED once the
  * connection closed (or this side sent its Close); PARTY_ENOMEM. */
-int party_test_send(party_test_conn *conn, const void *data, size_t len, int binary);
+PARTY_EXTERN int party_test_send(party_test_conn *conn, const void *data, size_t len, int binary);
 /* party_test_send of a NUL-terminated text message (not checked for UTF-8,
  * so a test can send bad text on purpose). */
-int party_test_send_text(party_test_conn *conn, const char *text);
+PARTY_EXTERN int party_test_send_text(party_test_conn *conn, const char *text);
 /* Sends a Ping with payload (at most 125 bytes, PARTY_EINVAL) and waits for
  * a Pong. 0, PARTY_ECLOSED, or PARTY_TEST_ETIMEDOUT. */
-int party_test_ping(party_test_conn *conn, const void *data, size_t len);
+PARTY_EXTERN int party_test_ping(party_test_conn *conn, const void *data, size_t len);
 
 /* Receives the next message, running the loop until one arrives. *data is
  * malloc'd (the caller frees it; NUL-terminated past *len), *binary is 1
@@ -109,16 +109,16 @@ int party_test_ping(party_test_conn *conn, const void *data, size_t len);
  * that arrived before the server closed are received first; then
  * PARTY_ECLOSED (see party_test_close_info). PARTY_TEST_ETIMEDOUT if
  * nothing came in time (the connection stays usable). */
-int party_test_recv(party_test_conn *conn, void **data, size_t *len, int *binary);
+PARTY_EXTERN int party_test_recv(party_test_conn *conn, void **data, size_t *len, int *binary);
 /* party_test_recv of a text message into *text (malloc'd, NUL-terminated).
  * A binary message is consumed and gives PARTY_EINVAL. */
-int party_test_recv_text(party_test_conn *conn, char **text);
+PARTY_EXTERN int party_test_recv_text(party_test_conn *conn, char **text);
 /* How the connection ended: 0 with *code the server's Close code (1005 if
  * its Close had none; 1006 if the transport ended without a Close: dropped,
  * restarted, or a protocol error by the server) and *reason its reason
  * (valid until party_test_conn_free; "" if none). PARTY_ESTATE while the
  * connection is still open. code and reason may be NULL. Does not wait. */
-int party_test_close_info(party_test_conn *conn, int *code, const char **reason);
+PARTY_EXTERN int party_test_close_info(party_test_conn *conn, int *code, const char **reason);
 
 /* Starts the close handshake: sends Close(code, reason) (code 0: a Close
  * without a code) and waits for the server's Close. 0 when it came (its
@@ -126,14 +126,14 @@ int party_test_close_info(party_test_conn *conn, int *code, const char **reason)
  * one; PARTY_ECLOSED if the connection was already closed or closing;
  * PARTY_EINVAL for a code over 65535 or a reason over 123 bytes;
  * PARTY_TEST_ETIMEDOUT. The code is sent as given, valid or not. */
-int party_test_close(party_test_conn *conn, int code, const char *reason);
+PARTY_EXTERN int party_test_close(party_test_conn *conn, int code, const char *reason);
 /* Drops the transport without a Close (the room sees on_close with 1006),
  * then runs until idle, so the room has handled it on return. 0 or
  * PARTY_TEST_ETIMEDOUT. Dropping a closed connection does nothing (0). */
-int party_test_drop(party_test_conn *conn);
+PARTY_EXTERN int party_test_drop(party_test_conn *conn);
 /* Frees the connection; an open one is dropped first (not waited for).
  * NULL is a no-op. */
-void party_test_conn_free(party_test_conn *conn);
+PARTY_EXTERN void party_test_conn_free(party_test_conn *conn);
 
 /* ---- HTTP ---------------------------------------------------------------- */
 
@@ -152,20 +152,22 @@ typedef struct party_test_response {
  * for the whole response into *res (free it). 0, PARTY_EIO if the server
  * closed without a complete response, PARTY_ENOMEM, PARTY_TEST_ETIMEDOUT.
  * On failure *res is empty (status 0) and needs no free. */
-int party_test_request(party_test *t, const char *method, const char *target, const char *headers,
-                       const void *body, size_t len, party_test_response *res);
+PARTY_EXTERN int party_test_request(party_test *t, const char *method, const char *target,
+                                    const char *headers, const void *body, size_t len,
+                                    party_test_response *res);
 /* A request addressed to a room by id, as the runtime itself does it: on an
  * internal connection, to /<prefix>/<party>/_<path_rest> with the room-id
  * header, so the room sees no name in the path. path_rest: "" or a
  * "/rest?query" tail (NULL: ""). Otherwise as party_test_request. */
-int party_test_request_room_id(party_test *t, const char *party, const char *room_id,
-                               const char *method, const char *path_rest, const char *headers,
-                               const void *body, size_t len, party_test_response *res);
+PARTY_EXTERN int party_test_request_room_id(party_test *t, const char *party, const char *room_id,
+                                            const char *method, const char *path_rest,
+                                            const char *headers, const void *body, size_t len,
+                                            party_test_response *res);
 /* The value of the first response header called name (case-insensitive),
  * as a malloc'd string (the caller frees it), or NULL. */
-char *party_test_response_header(const party_test_response *res, const char *name);
+PARTY_EXTERN char *party_test_response_header(const party_test_response *res, const char *name);
 /* Frees what res holds and empties it. NULL is a no-op. */
-void party_test_response_free(party_test_response *res);
+PARTY_EXTERN void party_test_response_free(party_test_response *res);
 
 /* ---- waiting, time and memory --------------------------------------------- */
 
@@ -174,37 +176,37 @@ void party_test_response_free(party_test_response *res);
  * room-to-room request (party_room_fetch) in flight, no output unwritten
  * on either side. 0 or PARTY_TEST_ETIMEDOUT. fetch_timeout counts real
  * time, not the virtual clock. */
-int party_test_run_until_idle(party_test *t);
+PARTY_EXTERN int party_test_run_until_idle(party_test *t);
 
 /* The virtual clock, ms since the epoch. */
-int64_t party_test_now(party_test *t);
+PARTY_EXTERN int64_t party_test_now(party_test *t);
 /* Runs until idle, moves the virtual clock forward by ms (>= 0) in one
  * step, runs what came due by then (alarms and schedules fire, rooms idle
  * for idle_timeout are evicted), then runs until idle again. ms 0 runs
  * what is due now. 0, PARTY_EINVAL, PARTY_TEST_ETIMEDOUT. */
-int party_test_advance(party_test *t, int64_t ms);
+PARTY_EXTERN int party_test_advance(party_test *t, int64_t ms);
 
 /* Forces the room (party, name) out of memory now, as eviction does
  * (free_state, store closed), after running until idle. PARTY_ENOTFOUND if
  * it is not in memory; PARTY_ESTATE if it still has connections or work;
  * PARTY_TEST_ETIMEDOUT. */
-int party_test_evict(party_test *t, const char *party, const char *room);
+PARTY_EXTERN int party_test_evict(party_test *t, const char *party, const char *room);
 /* The same for a room known by id. */
-int party_test_evict_id(party_test *t, const char *room_id);
+PARTY_EXTERN int party_test_evict_id(party_test *t, const char *room_id);
 /* Forces the room (party, name) to hibernate now, as hibernate_after would
  * (free_state, store closed, connections kept open), after running until
  * idle. Works for any party, hibernating or not. PARTY_ENOTFOUND if not in
  * memory; PARTY_ESTATE if it has work or is already hibernated;
  * PARTY_TEST_ETIMEDOUT. */
-int party_test_hibernate(party_test *t, const char *party, const char *room);
+PARTY_EXTERN int party_test_hibernate(party_test *t, const char *party, const char *room);
 /* 1 if the room (party, name) is awake: in memory with its state and store
  * (not evicted, not hibernated), else 0. Does not run the loop. */
-int party_test_loaded(party_test *t, const char *party, const char *room);
+PARTY_EXTERN int party_test_loaded(party_test *t, const char *party, const char *room);
 
 /* 1 if the room (party, name) is in memory, else 0. Does not run the loop. */
-int party_test_in_memory(party_test *t, const char *party, const char *room);
+PARTY_EXTERN int party_test_in_memory(party_test *t, const char *party, const char *room);
 /* The same for a room known by id. */
-int party_test_in_memory_id(party_test *t, const char *room_id);
+PARTY_EXTERN int party_test_in_memory_id(party_test *t, const char *room_id);
 
 /* Restarts the runtime on the same data directory, as a process restart
  * would: open connections are dropped (rooms see on_close with 1006), store
@@ -217,22 +219,22 @@ int party_test_in_memory_id(party_test *t, const char *room_id);
  * 0, PARTY_ENOMEM, PARTY_TEST_ETIMEDOUT (then nothing was restarted),
  * PARTY_EBUSY (another runtime holds the data directory), PARTY_EIO (the
  * data directory or its alarm index cannot be opened). */
-int party_test_restart(party_test *t);
+PARTY_EXTERN int party_test_restart(party_test *t);
 
 /* Test hook of the output gate: every durable commit from now on first
  * waits ms of real time on its worker thread (0: no wait). Output held
  * behind a commit is released only after it. Kept across restarts. */
-void party_test_set_commit_delay(party_test *t, unsigned ms);
+PARTY_EXTERN void party_test_set_commit_delay(party_test *t, unsigned ms);
 /* Commits that failed (rolled back) since party_test_new, restarts
  * included. */
-uint64_t party_test_commit_failures(party_test *t);
+PARTY_EXTERN uint64_t party_test_commit_failures(party_test *t);
 
 /* A new random room id (party_room_id_new), for rooms addressed by id. */
-void party_test_new_room_id(char id_out[PARTY_ID_MAX]);
+PARTY_EXTERN void party_test_new_room_id(char id_out[PARTY_ID_MAX]);
 /* The path of a room's database file under the data directory, into out
  * (cap bytes). 0 or PARTY_EINVAL (malformed id, out too small). The file
  * exists once the room was first brought into memory. */
-int party_test_room_file(party_test *t, const char *room_id, char *out, size_t cap);
+PARTY_EXTERN int party_test_room_file(party_test *t, const char *room_id, char *out, size_t cap);
 
 #ifdef __cplusplus
 }

@@ -11,9 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "room.h"
-#include "runtime.h"
 #include "yjs.h"
 
 /* y-protocols message types. */
@@ -247,10 +244,10 @@ static int doc_flush(yjs_room *y) {
             lens[1] = y->pending_lens[i];
             rc = party__yjs_merge(in, lens, 2, &out, &out_len);
             if (rc == PARTY_ETOOBIG) {
-                party__log(y->room->rt, PARTY__LOG_ERROR,
-                           "yjs room %s: a stored update of %zu bytes cannot be merged "
-                           "into the document (too big); it is left out",
-                           party_room_name(y->room), lens[1]);
+                party_room_log(y->room, PARTY_LOG_ERROR,
+                               "a stored update of %zu bytes cannot be merged into the "
+                               "document (too big); it is left out",
+                               lens[1]);
                 continue;
             }
             if (rc != 0)
@@ -315,10 +312,8 @@ static int load_row(yjs_room *y, const void *data, size_t len) {
         return rc;
     limit = rc != 0 ? "not a valid update" : room_admit(y, data, len, n_structs, n_ranges, &merged);
     if (limit != NULL) {
-        party__log((y->room)->rt, PARTY__LOG_ERROR,
-                   "yjs room %s: a stored update of %zu bytes is left out of the "
-                   "document (%s)",
-                   party_room_name(y->room), len, limit);
+        party_room_log(y->room, PARTY_LOG_ERROR,
+                       "a stored update of %zu bytes is left out of the document (%s)", len, limit);
         return 0;
     }
     return merged ? 0 : pending_push(y, data, len, n_structs, n_ranges);
@@ -598,9 +593,8 @@ static void handle_update(party_room *room, party_conn *conn, yjs_room *y, const
     /* Refused before it is stored: once stored, an update that made the
      * document unmergeable would break the room for everyone. */
     if ((limit = room_admit(y, update, len, n_structs, n_ranges, &merged)) != NULL) {
-        party__log((room)->rt, PARTY__LOG_WARN,
-                   "yjs room %s: update of %zu bytes refused: document %s limit",
-                   party_room_name(room), len, limit);
+        party_room_log(room, PARTY_LOG_WARN, "update of %zu bytes refused: document %s limit", len,
+                       limit);
         snprintf(reason, sizeof(reason), "Yjs document %s limit reached", limit);
         party_conn_close(conn, 1009, reason);
         return;

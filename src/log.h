@@ -3,7 +3,15 @@
 #ifndef PARTY_LOG_H
 #define PARTY_LOG_H
 
-enum { PARTY__LOG_ERROR = 0, PARTY__LOG_WARN = 1, PARTY__LOG_INFO = 2, PARTY__LOG_DEBUG = 3 };
+#include "party.h"
+
+/* The levels of party.h (party_config.log_level, party_room_log). */
+enum {
+    PARTY__LOG_ERROR = PARTY_LOG_ERROR,
+    PARTY__LOG_WARN = PARTY_LOG_WARN,
+    PARTY__LOG_INFO = PARTY_LOG_INFO,
+    PARTY__LOG_DEBUG = PARTY_LOG_DEBUG,
+};
 
 /* Writes one line if level <= max_level: text ("<time> <level> <message>")
  * or, with json set, one JSON object ({"time":..,"level":..,"msg":..}). */

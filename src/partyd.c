@@ -327,9 +327,43 @@ static int party_name_valid(const char *name, size_t len) {
     return 1;
 }
 
+/* Checks that the object at handle was built against this party.h: its
+ * party_abi must be this ABI, as it is read before party_module() is
+ * called (a definition of another layout would be misread). 0, or -1 after
+ * saying why on stderr. */
+static int check_party_abi(const char *what, const char *spec, void *handle) {
+    const unsigned *abi = dlsym(handle, "party_abi");
+
+    if (dlsym(handle, "party_module") == NULL) {
+        fprintf(stderr,
+                "partyd: %s %s: the object does not export "
+                "'const party_def *party_module(void)': end the party with "
+                "PARTY_MODULE(its party_def)\n",
+                what, spec);
+        return -1;
+    }
+    if (abi == NULL) {
+        /* party.h 0.1 had no ABI number: every object without one is of it. */
+        fprintf(stderr,
+                "partyd: %s %s: built against party.h 0.1 (no party_abi); this partyd "
+                "is %s (ABI %d): rebuild the party against this party.h\n",
+                what, spec, PARTY_VERSION_STRING, PARTY_ABI_VERSION);
+        return -1;
+    }
+    if (*abi != PARTY_ABI_VERSION) {
+        fprintf(stderr,
+                "partyd: %s %s: built against party.h ABI %u; this partyd is %s "
+                "(ABI %d): rebuild the party against this party.h\n",
+                what, spec, *abi, PARTY_VERSION_STRING, PARTY_ABI_VERSION);
+        return -1;
+    }
+    return 0;
+}
+
 /* Loads NAME=PATH: dlopen the object and take its party_module(). 0, or
  * the exit status: 2 for a malformed spec (a usage error), 1 for an object
- * that cannot be loaded or used. what names the source in messages. */
+ * that cannot be loaded or used (its ABI checked first: see
+ * check_party_abi). what names the source in messages. */
 static int load_party(const char *what, const char *spec) {
     const char *eq = strchr(spec, '=');
     const party_def *(*module)(void);
@@ -357,20 +391,24 @@ static int load_party(const char *what, const char *spec) {
         fprintf(stderr, "partyd: %s %s: cannot load: %s\n", what, spec, dlerror());
         return 1;
     }
-    *(void **)&module = dlsym(handle, "party_module");
-    if (module == NULL) {
-        fprintf(stderr,
-                "partyd: %s %s: the object does not export "
-                "'const party_def *party_module(void)'\n",
-                what, spec);
+    if (check_party_abi(what, spec, handle) != 0) {
         dlclose(handle);
         return 1;
     }
+    *(void **)&module = dlsym(handle, "party_module");
     def = module();
     if (def == NULL) {
         fprintf(stderr, "partyd: %s %s: party_module() returned NULL\n", what, spec);
         dlclose(handle);
         return 1;
+    }
+    if (def->abi != 0 && def->abi != PARTY_ABI_VERSION) {
+        fprintf(stderr,
+                "partyd: --party %s: party_module() returned a party_def of ABI %u, the "
+                "object's party_abi is %d: rebuild the party against one party.h\n",
+                spec, def->abi, PARTY_ABI_VERSION);
+        dlclose(handle);
+        return -1;
     }
     lp = &loaded[n_loaded];
     lp->def = *def;

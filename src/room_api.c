@@ -1,5 +1,8 @@
 /* room_api: the public API a party calls on its room — identity, user
- * state, connections, broadcast, and the room's key-value storage. */
+ * state, connections, broadcast, its log lines, and the room's key-value
+ * storage. */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
@@ -30,6 +33,24 @@ int64_t party_now_ms(party_room *room) {
         return party__runtime_epoch_ms(room->rt);
     gettimeofday(&tv, NULL);
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+void party_room_log(party_room *room, int level, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+
+    if (room == NULL || fmt == NULL || level < PARTY_LOG_ERROR || level > PARTY_LOG_DEBUG ||
+        level > room->rt->cfg.log_level)
+        return;
+    va_start(ap, fmt);
+    if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
+        msg[0] = '\0';
+    va_end(ap);
+    /* The prefix of the runtime's own lines about a room, so one grep finds
+     * both; the name is read directly, as party_room_name would log when
+     * there is none. */
+    party__log(room->rt, level, "room %s/%s: %s", room->party->name,
+               room->name != NULL ? room->name : room->id, msg);
 }
 
 const char *party_room_party(party_room *room) {

@@ -70,6 +70,7 @@ const char *party_strerror(int err) {
 
 void party_config_init(party_config *cfg) {
     memset(cfg, 0, sizeof(*cfg));
+    cfg->abi = PARTY_ABI_VERSION;
     cfg->host = "127.0.0.1";
     cfg->port = 1999;
     cfg->prefix = "parties";
@@ -290,10 +291,29 @@ void party__runtime_start_timers(party_runtime *rt) {
     party__keepalive_start(rt);
 }
 
+/* Whether a struct of this abi can be read: 0 means "compiled with this
+ * header" (the struct was not set up by party_config_init or
+ * PARTY_DEF_INIT). Any other value, 1 included (party.h 0.1 had no abi
+ * field, so a 1 there is another field's bytes), is refused until an ABI
+ * this runtime can read in part exists. */
+static int abi_readable(unsigned abi) {
+    return abi == 0 || abi == PARTY_ABI_VERSION;
+}
+
 party_runtime *party_runtime_new(const party_config *cfg) {
-    party_runtime *rt = calloc(1, sizeof(*rt));
+    party_runtime *rt;
     party_config defaults;
 
+    /* Only abi is read before this check: it is the one field every
+     * layout has at the same place. */
+    if (cfg != NULL && !abi_readable(cfg->abi)) {
+        party__log_write(PARTY__LOG_ERROR, 0, PARTY__LOG_ERROR,
+                         "party_runtime_new: the party_config is ABI %u; this libparty is %s "
+                         "(ABI %d): build the program against this party.h",
+                         cfg->abi, PARTY_VERSION_STRING, PARTY_ABI_VERSION);
+        return NULL;
+    }
+    rt = calloc(1, sizeof(*rt));
     if (rt == NULL)
         return NULL;
     rt->data_lock_fd = -1;
@@ -378,7 +398,17 @@ static int party_name_valid(const char *name) {
 int party_runtime_add(party_runtime *rt, const party_def *def) {
     party__party *grown;
 
-    if (rt == NULL || def == NULL || !party_name_valid(def->name))
+    if (rt == NULL || def == NULL)
+        return PARTY_EINVAL;
+    if (!abi_readable(def->abi)) {
+        /* Not even the name is read: in another layout it may be anything. */
+        party__log_error(rt,
+                         "party_runtime_add: a party_def of ABI %u; this libparty is %s (ABI %d): "
+                         "build the party against this party.h",
+                         def->abi, PARTY_VERSION_STRING, PARTY_ABI_VERSION);
+        return PARTY_EINVAL;
+    }
+    if (!party_name_valid(def->name))
         return PARTY_EINVAL;
     /* Once run has started, rooms and the other loops point into the table. */
     if (rt->running && rt->loops != NULL)

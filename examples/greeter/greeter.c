@@ -2,7 +2,8 @@
  *   partyd --party greeter=./greeter.so
  * It greets each connection by id, tells the room who joined and left, and
  * answers GET with how many people it has greeted since it started. Only
- * include/party.h is used. */
+ * include/party.h is used; PARTY_MODULE at the end exports what partyd
+ * looks for. */
 #include <party.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,8 @@ static void greeter_connect(party_room *room, party_conn *conn, const party_requ
     char line[512];
 
     g->greeted++;
+    party_room_log(room, PARTY_LOG_DEBUG, "greeted %s (%ld so far)",
+                   who ? who : party_conn_id(conn), g->greeted);
     snprintf(line, sizeof(line), "hello %s, welcome to %s", who ? who : party_conn_id(conn),
              party_room_name(room));
     party_conn_send_text(conn, line);
@@ -55,6 +58,7 @@ static void greeter_request(party_room *room, const party_request *req, party_re
 }
 
 static const party_def greeter = {
+    PARTY_DEF_INIT,
     .name = "greeter",
     .on_start = greeter_start,
     .on_connect = greeter_connect,
@@ -63,6 +67,4 @@ static const party_def greeter = {
     .free_state = free,
 };
 
-const party_def *party_module(void) {
-    return &greeter;
-}
+PARTY_MODULE(greeter);

@@ -9,6 +9,7 @@
  *   count:<tag>             reply "count:<n>" (foreach_conn with that tag)
  *   whois:<id>              reply "whois:<id>:<found 0|1>" (party_room_conn)
  *   big:<n>                 reply with n bytes of 'x'
+ *   log:<level>:<text>      party_room_log(room, level, "%s", text)
  *   fetch:<party>/<room>[/path?query]  party_room_fetch (GET); the answer is
  *                           sent to the sender as "response:<status>:<body>"
  * Any other text is echoed as "echo:<text>"; binary is echoed as binary.
@@ -237,6 +238,9 @@ static void probe_message(party_room *room, party_conn *conn, const void *data, 
             snprintf(reply, sizeof(reply), "error:%s", party_strerror(r));
             party_conn_send_text(conn, reply);
         }
+    } else if (strncmp(text, "log:", 4) == 0) {
+        char *colon = strchr(text + 4, ':');
+        party_room_log(room, atoi(text + 4), "%s", colon != NULL ? colon + 1 : "");
     } else if (strncmp(text, "big:", 4) == 0) {
         size_t n = strtoul(text + 4, NULL, 10);
         char *big = malloc(n);
@@ -347,6 +351,7 @@ static void probe_request(party_room *room, const party_request *req, party_resp
 }
 
 static const party_def probe = {
+    PARTY_DEF_INIT,
     .name = "probe",
     .on_start = probe_start,
     .on_connect = probe_connect,
@@ -372,9 +377,13 @@ static const char *const probe_cors[] = {
     NULL,
 };
 
-/* PARTYD_PROBE_HIBERNATE in partyd's environment makes probe a hibernating
+/* The definition is made at load time, so the module is written out:
+ * PARTY_MODULE_ABI exports party_abi, and party_module is exported by hand.
+ * PARTYD_PROBE_HIBERNATE in partyd's environment makes probe a hibernating
  * party (for the hibernation tests). */
-const party_def *party_module(void) {
+PARTY_MODULE_ABI;
+PARTY_EXTERN const party_def *party_module(void);
+PARTY_EXTERN const party_def *party_module(void) {
     static party_def def;
     def = probe;
     def.hibernate = getenv("PARTYD_PROBE_HIBERNATE") != NULL;

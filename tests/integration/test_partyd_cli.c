@@ -405,7 +405,7 @@ static void test_version_prints_the_version(void **state) {
     (void)state;
 
     assert_int_equal(run_to_exit(args, &out, &err), 0);
-    assert_string_equal(out, "partyd 0.1.0\n");
+    assert_string_equal(out, "partyd 0.2.0\n");
     free(out);
     free(err);
 }
