@@ -101,7 +101,7 @@ bench:
 # Formats every C file that scripts/check-format checks (make test runs it).
 format:
 	find include src parties examples tests bench -name node_modules -prune -o \
-		\( -name '*.c' -o -name '*.h' \) -type f -print | grep -v /corpus | xargs clang-format -i
+		\( -name '*.c' -o -name '*.h' \) -type f -print | grep -v -e /corpus -e /fixtures/ | xargs clang-format -i
 
 clean:
 	rm -rf build
