@@ -66,7 +66,7 @@ typedef struct yjs_update {
     yjs_range *deletes;
     size_t n_deletes;
     size_t cap_deletes;
-    size_t n_skips; /* of n_structs */
+    size_t n_skips;        /* of n_structs */
     const uint8_t *ds_raw; /* the delete set's bytes, copied whole by a diff */
     size_t ds_len;
 } yjs_update;
@@ -320,8 +320,8 @@ static int json_scan_strict(const uint8_t *p, size_t n) {
                 if (++i >= n)
                     return PARTY_EINVAL;
                 if (p[i] == 'u') {
-                    if (n - i < 5 || !is_hex(p[i + 1]) || !is_hex(p[i + 2]) ||
-                        !is_hex(p[i + 3]) || !is_hex(p[i + 4]))
+                    if (n - i < 5 || !is_hex(p[i + 1]) || !is_hex(p[i + 2]) || !is_hex(p[i + 3]) ||
+                        !is_hex(p[i + 4]))
                         return PARTY_EINVAL;
                     i += 4;
                 } else if (memchr("\"\\/bfnrt", p[i], 8) == NULL) {
@@ -667,11 +667,10 @@ static int parse_update(const void *data, size_t len, yjs_update *u) {
     return parse_update_limited(data, len, u, PARTY__YJS_MAX_STRUCTS, PARTY__YJS_MAX_STRUCTS, 0);
 }
 
-int party__yjs_update_measure(const void *update, size_t len, size_t *n_structs,
-                              size_t *n_ranges) {
+int party__yjs_update_measure(const void *update, size_t len, size_t *n_structs, size_t *n_ranges) {
     yjs_update u;
-    int rc = parse_update_limited(update, len, &u, PARTY__YJS_MAX_STRUCTS, PARTY__YJS_MAX_STRUCTS,
-                                  1);
+    int rc =
+        parse_update_limited(update, len, &u, PARTY__YJS_MAX_STRUCTS, PARTY__YJS_MAX_STRUCTS, 1);
     if (n_structs != NULL)
         *n_structs = rc == 0 ? u.n_structs : 0;
     if (n_ranges != NULL)
@@ -735,10 +734,18 @@ static void write_struct(party__yjs_writer *w, const yjs_struct *s, uint64_t off
     case CONTENT_JSON:
     case CONTENT_ANY:
         /* Count, then elements: skip the first offset ones, copy the rest.
-         * The struct parsed, so these reads cannot fail. */
-        (void)party__yjs_read_uint(&r, &count);
-        for (i = 0; i < offset; i++)
-            (void)(ref == CONTENT_JSON ? read_bytes(&r) : read_skip_any(&r, 0));
+         * The struct parsed, so these reads succeed; a failure would be a
+         * bug here, and makes the result an error rather than bad bytes. */
+        if (party__yjs_read_uint(&r, &count) != 0 || count < offset) {
+            w->err = PARTY_EINVAL;
+            return;
+        }
+        for (i = 0; i < offset; i++) {
+            if ((ref == CONTENT_JSON ? read_bytes(&r) : read_skip_any(&r, 0)) != 0) {
+                w->err = PARTY_EINVAL;
+                return;
+            }
+        }
         party__yjs_write_uint(w, count - offset);
         party__yjs_write_raw(w, r.data + r.pos, r.len - r.pos);
         return;
@@ -747,8 +754,17 @@ static void write_struct(party__yjs_writer *w, const yjs_struct *s, uint64_t off
         size_t n, at = 0;
         uint64_t units = 0;
         int half_pair = 0;
-        (void)party__yjs_read_array(&r, &p, &n);
+        /* As above: the parse saw a valid string of more than offset
+         * units, so neither check below fails on a parsed struct. */
+        if (party__yjs_read_array(&r, &p, &n) != 0) {
+            w->err = PARTY_EINVAL;
+            return;
+        }
         while (units < offset) {
+            if (at >= n) {
+                w->err = PARTY_EINVAL;
+                return;
+            }
             if (p[at] >= 0xf0) {
                 units += 2;
                 at += 4;
@@ -760,6 +776,10 @@ static void write_struct(party__yjs_writer *w, const yjs_struct *s, uint64_t off
                 units++;
                 at += p[at] >= 0xe0 ? 3 : p[at] >= 0xc0 ? 2 : 1;
             }
+        }
+        if (at > n) {
+            w->err = PARTY_EINVAL;
+            return;
         }
         if (half_pair) {
             party__yjs_write_uint(w, n - at + 3);
@@ -923,7 +943,8 @@ int party__yjs_merge(const void *const *updates, const size_t *lens, size_t n, u
     const yjs_struct **all = NULL;
     yjs_out *plan = NULL;
     yjs_range *deletes = NULL;
-    size_t n_all = 0, n_parsed = 0, n_deletes = 0, cap_deletes = 0, n_plan, n_clients = 0, i, j, k, total = 0;
+    size_t n_all = 0, n_parsed = 0, n_deletes = 0, cap_deletes = 0, n_plan, n_clients = 0, i, j, k,
+           total = 0;
     party__yjs_writer w;
     int rc = 0;
 
@@ -1010,7 +1031,8 @@ int party__yjs_merge(const void *const *updates, const size_t *lens, size_t n, u
         for (k = 0; k < n_plan; k++)
             write_out(&w, &plan[k]);
     }
-    n_deletes = ranges_normalize(deletes, n_deletes);
+    if (n_deletes > 0)
+        n_deletes = ranges_normalize(deletes, n_deletes);
     write_delete_set(&w, deletes, n_deletes);
 done:
     if (parsed != NULL) {
@@ -1134,7 +1156,7 @@ int party__yjs_gc_deleted(const void *update, size_t len, uint8_t **out, size_t 
     party__yjs_reader r = party__yjs_reader_make(update, len);
     party__yjs_writer w;
     yjs_update u;
-    uint64_t n_clients, n_structs, client, clock, i, j;
+    uint64_t n_clients = 0, n_structs, client, clock, i, j;
     size_t n_deletes, at = 0;
     int rc;
 
@@ -1145,13 +1167,18 @@ int party__yjs_gc_deleted(const void *update, size_t len, uint8_t **out, size_t 
     n_deletes = ranges_normalize(u.deletes, u.n_deletes);
     party__yjs_writer_init(&w, PARTY__YJS_MAX_UPDATE);
     /* The client headers are copied as they are: walk them again beside
-     * the parsed structs (the parse succeeded, so these reads do too). */
-    (void)party__yjs_read_uint(&r, &n_clients);
+     * the parsed structs. The parse succeeded, so these reads do too and
+     * name exactly u.n_structs structs; a mismatch would be a bug here,
+     * and makes the result an error rather than a read past the array. */
+    if (party__yjs_read_uint(&r, &n_clients) != 0)
+        w.err = PARTY_EINVAL;
     party__yjs_write_uint(&w, n_clients);
-    for (i = 0; i < n_clients; i++) {
-        (void)party__yjs_read_uint(&r, &n_structs);
-        (void)party__yjs_read_uint(&r, &client);
-        (void)party__yjs_read_uint(&r, &clock);
+    for (i = 0; i < n_clients && w.err == 0; i++) {
+        if (party__yjs_read_uint(&r, &n_structs) != 0 || party__yjs_read_uint(&r, &client) != 0 ||
+            party__yjs_read_uint(&r, &clock) != 0 || n_structs > u.n_structs - at) {
+            w.err = PARTY_EINVAL;
+            break;
+        }
         party__yjs_write_uint(&w, n_structs);
         party__yjs_write_uint(&w, client);
         party__yjs_write_uint(&w, clock);
