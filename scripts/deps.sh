@@ -4,7 +4,7 @@
 #                            npm build the browser demo)
 #   scripts/deps.sh --test   also what `make test` and `make test-valgrind` need
 #                            (cmocka, clang, valgrind, chromium for the browser test, openssl for
-#                            the TLS test's certificate)
+#                            the TLS test's certificate, clang-tools for scan-build)
 # Works as root or through sudo; never prompts (CI has no standard input).
 set -euo pipefail
 
@@ -12,7 +12,7 @@ packages=(build-essential cmake pkg-config libuv1-dev libsqlite3-dev libssl-dev 
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 if [ "${1:-}" = "--test" ]; then
-  packages+=(libcmocka-dev clang libclang-rt-dev valgrind chromium openssl)
+  packages+=(libcmocka-dev clang libclang-rt-dev valgrind chromium openssl clang-tools)
 fi
 
 missing=()
