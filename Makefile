@@ -1,16 +1,18 @@
 # The two commands of the quick start, and a few more for developers.
 #   make run    install missing packages, build, serve on http://127.0.0.1:1999
 #               with the browser demo (web/) at /
-#   make test   install test needs, build with ASan + UBSan, run every test
+#   make test   install test needs, run the static analyzer, build with
+#               ASan + UBSan, run every test
 #   make install  a Release build installed under $(DESTDIR)$(PREFIX)
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 RELEASE_DIR := build/release
 TEST_DIR := build/asan
 VALGRIND_DIR := build/valgrind
+SCAN_DIR := build/scan
 CMAKE_FLAGS ?=
 FUZZ_SECONDS ?= 30
 
-.PHONY: all run test test-valgrind build build-test install e2e-deps yjs-deps web-deps browser-deps web fuzz format clean bench
+.PHONY: all run test test-valgrind analyze build build-test install e2e-deps yjs-deps web-deps browser-deps web fuzz format clean bench
 
 all: build
 
@@ -64,14 +66,25 @@ build-test:
 		-DPARTY_WERROR=ON -DPARTY_FUZZ=ON -DPARTY_FUZZ_SECONDS=$(FUZZ_SECONDS) $(CMAKE_FLAGS)
 	cmake --build $(TEST_DIR) -j $(JOBS)
 
-# Two phases: the tests proper on every core, then all fuzzers at once (each
-# runs FUZZ_SECONDS of wall time, so the phase takes FUZZ_SECONDS however
-# many there are, and no timing-sensitive test shares the CPU with them).
+# Three phases: the static analyzer (make analyze), the tests proper on
+# every core, then all fuzzers at once (each runs FUZZ_SECONDS of wall
+# time, so the phase takes FUZZ_SECONDS however many there are, and no
+# timing-sensitive test shares the CPU with them). A finding fails the run
+# but the tests still run.
 test: build-test e2e-deps yjs-deps web-deps browser-deps
-	cd $(TEST_DIR) && status=0; \
+	status=0; \
+	JOBS=$(JOBS) scripts/analyze.sh . $(SCAN_DIR) || status=1; \
+	cd $(TEST_DIR) || exit 1; \
 	ctest --output-on-failure -j $(JOBS) -LE fuzz || status=1; \
 	ctest --output-on-failure -j 8 -L fuzz || status=1; \
 	exit $$status
+
+# The clang static analyzer (scan-build) over src/, parties/, examples/,
+# bench/ and tests/, in its own build (build/scan, made afresh): prints the
+# number of findings and fails unless it is 0. About 3 minutes of CPU time.
+analyze:
+	scripts/deps.sh --test
+	JOBS=$(JOBS) scripts/analyze.sh . $(SCAN_DIR)
 
 # The integration tests again, with every partyd they start running under
 # valgrind memcheck (a plain Debug build: no sanitizers). Any leak or memory

@@ -804,7 +804,8 @@ int main(int argc, char **argv) {
     if (lateness_ms == NULL || fire_count == NULL || due == NULL || sorted == NULL ||
         cl.conns == NULL) {
         fprintf(stderr, "alarms: out of memory\n");
-        return 1;
+        status = 1;
+        goto done;
     }
     for (i = 0; i < opt.rooms; i++) {
         lateness_ms[i] = NOT_FIRED;
@@ -819,7 +820,8 @@ int main(int argc, char **argv) {
     snprintf(data_dir, sizeof(data_dir), "%s/alarms-data-XXXXXX", opt.data_parent);
     if (mkdtemp(data_dir) == NULL) {
         fprintf(stderr, "alarms: mkdtemp %s: %s\n", data_dir, strerror(errno));
-        return 1;
+        status = 1;
+        goto done;
     }
     party_config_init(&cfg);
     cfg.host = "127.0.0.1";
@@ -829,10 +831,11 @@ int main(int argc, char **argv) {
     cfg.idle_timeout = opt.idle_timeout;
     cfg.log_level = 1; /* warn */
     rt = party_runtime_new(&cfg);
-    if (rt == NULL || party_runtime_add(rt, &bench_party) != 0 ||
-        (rc = party_runtime_listen(rt)) != 0) {
+    if (rt == NULL || party_runtime_add(rt, &bench_party) != 0 || party_runtime_listen(rt) != 0) {
         fprintf(stderr, "alarms: cannot start the runtime\n");
-        return 1;
+        party_runtime_free(rt);
+        status = 1;
+        goto remove_data;
     }
     memset(&cl.addr, 0, sizeof(cl.addr));
     cl.addr.sin_family = AF_INET;
@@ -840,7 +843,9 @@ int main(int argc, char **argv) {
     cl.addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (uv_thread_create(&thread, runtime_thread, rt) != 0) {
         fprintf(stderr, "alarms: cannot start the runtime thread\n");
-        return 1;
+        party_runtime_free(rt);
+        status = 1;
+        goto remove_data;
     }
     fprintf(stderr, "alarms: runtime on 127.0.0.1:%d, data in %s, durability %s\n",
             party_runtime_port(rt), data_dir,
@@ -967,8 +972,10 @@ stop:
     if (r.created > (long)n_sorted)
         r.never_fired = r.created - (long)n_sorted;
     status = report(&opt, &r, sorted, n_sorted) ? 0 : 1;
+remove_data:
     if (nftw(data_dir, remove_entry, 64, FTW_DEPTH | FTW_PHYS) != 0)
         fprintf(stderr, "alarms: could not remove %s: %s\n", data_dir, strerror(errno));
+done:
     free(lateness_ms);
     free(fire_count);
     free(due);

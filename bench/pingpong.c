@@ -269,6 +269,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: out of memory\n", PROG);
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
+        free(conns);
+        free(msg);
+        if (epfd >= 0)
+            close(epfd);
         return 1;
     }
     memset(msg, 'x', (size_t)(o.size * MAX_INFLIGHT));
@@ -278,8 +282,15 @@ int main(int argc, char **argv) {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
             fprintf(stderr, "%s: connect: %s\n", PROG, strerror(errno));
+            if (fd >= 0)
+                close(fd);
             kill(pid, SIGKILL);
             waitpid(pid, NULL, 0);
+            while (i-- > 0)
+                close(conns[i].fd);
+            free(conns);
+            free(msg);
+            close(epfd);
             return 1;
         }
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

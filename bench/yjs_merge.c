@@ -20,14 +20,29 @@ static int compare_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* Grows both arrays to cap entries. On failure either may have grown;
+ * both stay valid to free. */
+static int grow(const void ***updates, size_t **lens, size_t cap) {
+    const void **u = realloc(*updates, cap * sizeof(**updates));
+    size_t *l;
+    if (u == NULL)
+        return -1;
+    *updates = u;
+    l = realloc(*lens, cap * sizeof(**lens));
+    if (l == NULL)
+        return -1;
+    *lens = l;
+    return 0;
+}
+
 int main(int argc, char **argv) {
     FILE *f;
-    uint8_t *file, *out = NULL, *sv = NULL, *diff = NULL;
-    size_t file_len, n = 0, cap = 1024, out_len = 0, sv_len, diff_len;
-    const void **updates;
-    size_t *lens;
+    uint8_t *file = NULL, *out = NULL, *sv = NULL, *diff = NULL;
+    size_t file_len, n = 0, cap = 0, out_len = 0, sv_len, diff_len;
+    const void **updates = NULL;
+    size_t *lens = NULL;
     party__yjs_reader r;
-    int runs = argc > 2 ? atoi(argv[2]) : 9, k;
+    int runs = argc > 2 ? atoi(argv[2]) : 9, k, status = 1;
     double merge_ms[64], sv_ms[64], diff_ms[64];
 
     if (argc < 2 || runs < 1 || runs > 64) {
@@ -45,23 +60,24 @@ int main(int argc, char **argv) {
     file = malloc(file_len ? file_len : 1);
     if (file == NULL || fread(file, 1, file_len, f) != file_len) {
         fprintf(stderr, "cannot read %s\n", argv[1]);
-        return 1;
+        fclose(f);
+        goto done;
     }
     fclose(f);
-    updates = malloc(cap * sizeof(*updates));
-    lens = malloc(cap * sizeof(*lens));
     r = party__yjs_reader_make(file, file_len);
     while (r.pos < r.len) {
         const uint8_t *p;
         size_t len;
         if (party__yjs_read_array(&r, &p, &len) != 0) {
             fprintf(stderr, "malformed log\n");
-            return 1;
+            goto done;
         }
         if (n == cap) {
-            cap *= 2;
-            updates = realloc(updates, cap * sizeof(*updates));
-            lens = realloc(lens, cap * sizeof(*lens));
+            cap = cap ? cap * 2 : 1024;
+            if (grow(&updates, &lens, cap) != 0) {
+                fprintf(stderr, "out of memory\n");
+                goto done;
+            }
         }
         updates[n] = p;
         lens[n++] = len;
@@ -71,16 +87,17 @@ int main(int argc, char **argv) {
         free(out);
         free(sv);
         free(diff);
+        out = sv = diff = NULL;
         if (party__yjs_merge(updates, lens, n, &out, &out_len) != 0) {
             fprintf(stderr, "merge failed\n");
-            return 1;
+            goto done;
         }
         t1 = now_ms();
         if (party__yjs_state_vector(out, out_len, &sv, &sv_len) != 0)
-            return 1;
+            goto done;
         t2 = now_ms();
         if (party__yjs_diff(out, out_len, "\x00", 1, &diff, &diff_len) != 0)
-            return 1;
+            goto done;
         t3 = now_ms();
         merge_ms[k] = t1 - t0;
         sv_ms[k] = t2 - t1;
@@ -92,11 +109,13 @@ int main(int argc, char **argv) {
     printf("{\"updates\":%zu,\"log_bytes\":%zu,\"merged_bytes\":%zu,\"merge_ms\":%.3f,"
            "\"sv_ms\":%.3f,\"diff_ms\":%.3f}\n",
            n, file_len, out_len, merge_ms[runs / 2], sv_ms[runs / 2], diff_ms[runs / 2]);
+    status = 0;
+done:
     free(out);
     free(sv);
     free(diff);
     free(updates);
     free(lens);
     free(file);
-    return 0;
+    return status;
 }

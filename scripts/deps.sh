@@ -3,9 +3,9 @@
 #   scripts/deps.sh          what building and running partyd needs (node and
 #                            npm build the browser demo)
 #   scripts/deps.sh --test   also what `make test` and `make test-valgrind` need
-#                            (cmocka, clang, clang-format, python3 for the source checks, valgrind,
-#                            chromium for the browser test, openssl for
-#                            the TLS test's certificate)
+#                            (cmocka, clang, clang-format, python3 for the source checks,
+#                            clang-tools for scan-build, valgrind, chromium for the browser
+#                            test, openssl for the TLS test's certificate)
 # Works as root or through sudo; never prompts (CI has no standard input).
 set -euo pipefail
 
@@ -13,7 +13,8 @@ packages=(build-essential cmake pkg-config libuv1-dev libsqlite3-dev libssl-dev 
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 if [ "${1:-}" = "--test" ]; then
-  packages+=(libcmocka-dev clang libclang-rt-dev clang-format python3 valgrind chromium openssl)
+  packages+=(libcmocka-dev clang libclang-rt-dev clang-format clang-tools python3 valgrind chromium
+             openssl)
 fi
 
 missing=()

@@ -547,9 +547,15 @@ void party__fetch_release_held(party_room *room, int committed) {
 }
 
 void party__fetch_stop_all(party_runtime *rt) {
-    while (rt->fetches != NULL) {
-        party__fetch *f = rt->fetches;
-        list_remove(f);
+    party__fetch *f = rt->fetches, *next;
+
+    /* Every request goes: the list is emptied at once and walked by each
+     * one's saved successor, so no freed request is read again. */
+    rt->fetches = NULL;
+    for (; f != NULL; f = next) {
+        next = f->next;
+        f->prev = f->next = NULL;
+        rt->n_fetches--;
         if (f->io != NULL)
             io_close(f->io);
         party__fetch_free(f);

@@ -119,6 +119,9 @@ int party__listener_port(party_runtime *rt) {
     struct sockaddr_storage addr;
     socklen_t len = sizeof(addr);
 
+    /* getsockname fills addr; zeroed first all the same, since the static
+     * analyzer does not model that and sees ss_family read uninitialised. */
+    memset(&addr, 0, sizeof(addr));
     if (rt->listen_fd < 0 || getsockname(rt->listen_fd, (struct sockaddr *)&addr, &len) != 0)
         return -1;
     if (addr.ss_family == AF_INET6)

@@ -409,7 +409,9 @@ static int http_complete(party_test_conn *c) {
 
     if (c->ended)
         return 1;
-    head = http_head(c->in != NULL ? c->in : "", c->in_len, &status);
+    if (c->in == NULL)
+        return 0; /* nothing read yet */
+    head = http_head(c->in, c->in_len, &status);
     if (head <= 0)
         return head < 0;
     if (c->head_only || status < 200 || status == 204 || status == 304)
@@ -492,7 +494,6 @@ static void client_io(party_test_conn *c) {
 
     do {
         size_t queued;
-        again = 0;
         while (c->fd >= 0 && c->out_off < c->out_len) {
             ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
             if (n > 0) {
@@ -1233,6 +1234,8 @@ int party_test_room_file(party_test *t, const char *room_id, char *out, size_t c
 }
 
 void party_test_free(party_test *t) {
+    party_test_conn *c, *next;
+
     if (t == NULL)
         return;
     if (t->rt != NULL) {
@@ -1248,8 +1251,12 @@ void party_test_free(party_test *t) {
             party_runtime_free(t->rt);
         }
     }
-    while (t->clients != NULL)
-        client_free(t->clients);
+    /* Each client unlinks itself; walking by the saved successor reads
+     * no freed client whatever the links say. */
+    for (c = t->clients; c != NULL; c = next) {
+        next = c->next;
+        client_free(c);
+    }
     remove_tree(t->data_dir);
     free(t->data_dir);
     free(t->prefix);

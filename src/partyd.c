@@ -636,6 +636,9 @@ typedef struct party_override {
 
 static const char *config_file; /* its path, for messages */
 static cJSON *config_root;      /* kept: the config's strings stay in use */
+/* The text of numbers given for options: kept too, since options such as
+ * --admin-token and --prefix keep a pointer to their argument. */
+static cJSON *config_numbers;
 static party_override overrides[MAX_OVERRIDES];
 static size_t n_overrides;
 static party_def overridden[MAX_OVERRIDES];
@@ -647,6 +650,8 @@ static void free_config_strings(void) {
         free(overrides[i].props);
     cJSON_Delete(config_root);
     config_root = NULL;
+    cJSON_Delete(config_numbers);
+    config_numbers = NULL;
 }
 
 static const char *config_path(int argc, char **argv) {
@@ -721,16 +726,25 @@ static int config_parties(const char *path, const cJSON *parties, options_state 
 static int config_value(const char *path, const struct option *opt, const cJSON *value,
                         options_state *o) {
     char number[64];
+    cJSON *text;
     if (opt->has_arg == no_argument) {
         if (!cJSON_IsBool(value))
             return config_error(path, "expected true or false for", opt->name);
-        return cJSON_IsTrue(value) ? apply_option(opt->val, NULL, o) : -1;
+        /* A flag reads no argument; "" keeps arg a string for every option. */
+        return cJSON_IsTrue(value) ? apply_option(opt->val, "", o) : -1;
     }
     if (cJSON_IsString(value))
         return apply_option(opt->val, value->valuestring, o);
     if (cJSON_IsNumber(value)) {
         snprintf(number, sizeof(number), "%.17g", value->valuedouble);
-        return apply_option(opt->val, number, o);
+        if (config_numbers == NULL)
+            config_numbers = cJSON_CreateArray();
+        text = cJSON_CreateString(number);
+        if (config_numbers == NULL || text == NULL || !cJSON_AddItemToArray(config_numbers, text)) {
+            cJSON_Delete(text);
+            return config_error(path, "out of memory reading", opt->name);
+        }
+        return apply_option(opt->val, text->valuestring, o);
     }
     return config_error(path, "expected a string or a number for", opt->name);
 }

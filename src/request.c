@@ -168,11 +168,14 @@ int party_request_set_header(party_request *req, const char *name, const char *v
         }
     }
     if (req->n_headers == req->cap_headers) {
-        party__header *grown = realloc(req->headers, 2 * req->cap_headers * sizeof(*grown));
+        /* party__request_init leaves room for 4 more; a capacity of 0 is
+         * not expected, but doubling it would allocate nothing. */
+        size_t cap = req->cap_headers > 0 ? 2 * req->cap_headers : 8;
+        party__header *grown = realloc(req->headers, cap * sizeof(*grown));
         if (grown == NULL)
             return PARTY_ENOMEM;
         req->headers = grown;
-        req->cap_headers *= 2;
+        req->cap_headers = cap;
     }
     name_copy = request_keep(req, strdup(name));
     if (name_copy == NULL)

@@ -734,10 +734,18 @@ static void write_struct(party__yjs_writer *w, const yjs_struct *s, uint64_t off
     case CONTENT_JSON:
     case CONTENT_ANY:
         /* Count, then elements: skip the first offset ones, copy the rest.
-         * The struct parsed, so these reads cannot fail. */
-        (void)party__yjs_read_uint(&r, &count);
-        for (i = 0; i < offset; i++)
-            (void)(ref == CONTENT_JSON ? read_bytes(&r) : read_skip_any(&r, 0));
+         * The struct parsed, so these reads succeed; a failure would be a
+         * bug here, and makes the result an error rather than bad bytes. */
+        if (party__yjs_read_uint(&r, &count) != 0 || count < offset) {
+            w->err = PARTY_EINVAL;
+            return;
+        }
+        for (i = 0; i < offset; i++) {
+            if ((ref == CONTENT_JSON ? read_bytes(&r) : read_skip_any(&r, 0)) != 0) {
+                w->err = PARTY_EINVAL;
+                return;
+            }
+        }
         party__yjs_write_uint(w, count - offset);
         party__yjs_write_raw(w, r.data + r.pos, r.len - r.pos);
         return;
@@ -746,8 +754,17 @@ static void write_struct(party__yjs_writer *w, const yjs_struct *s, uint64_t off
         size_t n, at = 0;
         uint64_t units = 0;
         int half_pair = 0;
-        (void)party__yjs_read_array(&r, &p, &n);
+        /* As above: the parse saw a valid string of more than offset
+         * units, so neither check below fails on a parsed struct. */
+        if (party__yjs_read_array(&r, &p, &n) != 0) {
+            w->err = PARTY_EINVAL;
+            return;
+        }
         while (units < offset) {
+            if (at >= n) {
+                w->err = PARTY_EINVAL;
+                return;
+            }
             if (p[at] >= 0xf0) {
                 units += 2;
                 at += 4;
@@ -759,6 +776,10 @@ static void write_struct(party__yjs_writer *w, const yjs_struct *s, uint64_t off
                 units++;
                 at += p[at] >= 0xe0 ? 3 : p[at] >= 0xc0 ? 2 : 1;
             }
+        }
+        if (at > n) {
+            w->err = PARTY_EINVAL;
+            return;
         }
         if (half_pair) {
             party__yjs_write_uint(w, n - at + 3);
@@ -1010,7 +1031,8 @@ int party__yjs_merge(const void *const *updates, const size_t *lens, size_t n, u
         for (k = 0; k < n_plan; k++)
             write_out(&w, &plan[k]);
     }
-    n_deletes = ranges_normalize(deletes, n_deletes);
+    if (n_deletes > 0)
+        n_deletes = ranges_normalize(deletes, n_deletes);
     write_delete_set(&w, deletes, n_deletes);
 done:
     if (parsed != NULL) {
@@ -1134,7 +1156,7 @@ int party__yjs_gc_deleted(const void *update, size_t len, uint8_t **out, size_t 
     party__yjs_reader r = party__yjs_reader_make(update, len);
     party__yjs_writer w;
     yjs_update u;
-    uint64_t n_clients, n_structs, client, clock, i, j;
+    uint64_t n_clients = 0, n_structs, client, clock, i, j;
     size_t n_deletes, at = 0;
     int rc;
 
@@ -1145,13 +1167,18 @@ int party__yjs_gc_deleted(const void *update, size_t len, uint8_t **out, size_t 
     n_deletes = ranges_normalize(u.deletes, u.n_deletes);
     party__yjs_writer_init(&w, PARTY__YJS_MAX_UPDATE);
     /* The client headers are copied as they are: walk them again beside
-     * the parsed structs (the parse succeeded, so these reads do too). */
-    (void)party__yjs_read_uint(&r, &n_clients);
+     * the parsed structs. The parse succeeded, so these reads do too and
+     * name exactly u.n_structs structs; a mismatch would be a bug here,
+     * and makes the result an error rather than a read past the array. */
+    if (party__yjs_read_uint(&r, &n_clients) != 0)
+        w.err = PARTY_EINVAL;
     party__yjs_write_uint(&w, n_clients);
-    for (i = 0; i < n_clients; i++) {
-        (void)party__yjs_read_uint(&r, &n_structs);
-        (void)party__yjs_read_uint(&r, &client);
-        (void)party__yjs_read_uint(&r, &clock);
+    for (i = 0; i < n_clients && w.err == 0; i++) {
+        if (party__yjs_read_uint(&r, &n_structs) != 0 || party__yjs_read_uint(&r, &client) != 0 ||
+            party__yjs_read_uint(&r, &clock) != 0 || n_structs > u.n_structs - at) {
+            w.err = PARTY_EINVAL;
+            break;
+        }
         party__yjs_write_uint(&w, n_structs);
         party__yjs_write_uint(&w, client);
         party__yjs_write_uint(&w, clock);

@@ -863,6 +863,9 @@ int ws_handshake(tconn *c, const char *target, const char *extra_headers, const 
     const char *accept;
     int n, r;
 
+    /* Empty until an answer is read, so the caller may free it whatever
+     * the result (the request may fail to go out). */
+    memset(res, 0, sizeof(*res));
     random_bytes(raw_key, sizeof(raw_key));
     EVP_EncodeBlock((unsigned char *)key, raw_key, sizeof(raw_key));
     accept_value(key, expected);

@@ -162,7 +162,8 @@ typedef struct ws_frame {
  * trailing bytes are sent in the same write, right after the request) and
  * reads the answer into res. Returns 0 when it is a 101 with the right
  * Sec-WebSocket-Accept, the HTTP status when it is another answer, or a
- * TC_* code. */
+ * TC_* code. res is always set (empty when no answer was read): free it
+ * with http_response_free. */
 int ws_handshake(tconn *c, const char *target, const char *extra_headers, const void *trailing,
                  size_t trailing_len, http_response *res);
 /* Connects and upgrades; fails the test unless the answer is a valid 101. */

@@ -129,6 +129,35 @@ static void test_builtins_from_the_file_as_an_array_and_the_flag_wins(void **sta
     unlink(config_file);
 }
 
+/* A number given for an option that keeps its text (a token, a prefix)
+ * is the number's text for as long as partyd runs. */
+static void test_numbers_for_text_options_are_kept(void **state) {
+    const char *args[] = {"--config", config_file, NULL};
+    http_response res;
+    partyd *d;
+    (void)state;
+
+    strcpy(config_file, "/tmp/partyd-config-XXXXXX");
+    write_config("{\"admin-token\": 20240607, \"prefix\": 7}");
+    d = partyd_start(args);
+    assert_non_null(d);
+    http_expect_request(partyd_port(d), "GET", "/_partyd/rooms",
+                        "Authorization: Bearer 20240607\r\n", NULL, 0, &res);
+    assert_int_equal(res.status, 200);
+    http_response_free(&res);
+    http_expect_request(partyd_port(d), "GET", "/_partyd/rooms", "Authorization: Bearer 2024\r\n",
+                        NULL, 0, &res);
+    assert_int_equal(res.status, 401);
+    http_response_free(&res);
+    http_expect_get(partyd_port(d), "/7/counter/numbered", &res);
+    assert_int_equal(res.status, 200);
+    assert_non_null(strstr(res.body, "\"count\":0"));
+    http_response_free(&res);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+    unlink(config_file);
+}
+
 static void expect_refused(const char *json, const char *message) {
     const char *args[] = {"--config", config_file, NULL};
     partyd *d;
@@ -200,6 +229,7 @@ int main(void) {
         cmocka_unit_test(test_config_file_sets_options_and_per_party_cors),
         cmocka_unit_test(test_command_line_flags_win_over_the_file),
         cmocka_unit_test(test_per_party_props_reach_on_start),
+        cmocka_unit_test(test_numbers_for_text_options_are_kept),
         cmocka_unit_test(test_mistakes_in_the_file_are_refused_with_the_key_named),
         cmocka_unit_test(test_builtins_from_the_file_as_an_array_and_the_flag_wins),
         cmocka_unit_test(test_options_for_a_party_that_is_not_served_are_refused),

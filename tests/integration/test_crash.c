@@ -283,7 +283,7 @@ static void expect_reminders_fired(int port, int only_new) {
             char needle[96];
             if (only_new && r->fired)
                 continue;
-            if (strcmp(r->room, last_room) != 0) {
+            if (body == NULL || strcmp(r->room, last_room) != 0) {
                 free(body);
                 body = room_expect_record(port, "reminder", r->room);
                 last_room = r->room;
