@@ -146,6 +146,9 @@ void party__listener_address(party_runtime *rt, char *buf, size_t size) {
     struct sockaddr_storage addr;
     socklen_t len = sizeof(addr);
 
+    /* As in party__listener_port: the analyzer does not see getsockname
+     * fill the family. */
+    memset(&addr, 0, sizeof(addr));
     if (rt->listen_fd < 0 || getsockname(rt->listen_fd, (struct sockaddr *)&addr, &len) != 0)
         snprintf(buf, size, "?");
     else
