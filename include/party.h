@@ -38,6 +38,8 @@ enum {
     PARTY_ELIMIT = -9,    /* a count limit was reached (connections, tags, queue) */
     PARTY_ESTATE = -10,   /* not allowed in the current state */
     PARTY_EADDR = -11,    /* the listen address could not be bound */
+    PARTY_EBUSY = -12,    /* busy (held elsewhere, overloaded): try again later */
+    PARTY_EFENCED = -13,  /* the room is owned by another process now */
 };
 
 /* Text for a PARTY_E* code. Never NULL; static storage. */

@@ -11,9 +11,9 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 
 #include "conn.h"
-#include "alarm.h"
 #include "buf.h"
 #include "digest.h"
 #include "fetch.h"
@@ -52,6 +52,10 @@ const char *party_strerror(int err) {
         return "not allowed in the current state";
     case PARTY_EADDR:
         return "cannot listen on the address";
+    case PARTY_EBUSY:
+        return "busy: try again later";
+    case PARTY_EFENCED:
+        return "the room is owned by another process now (fenced)";
     default:
         return "unknown error";
     }
@@ -124,6 +128,14 @@ void party__runtime_mark_ready(party_runtime *rt, party_room *room) {
 
 uint64_t party__runtime_now(party_runtime *rt) {
     return rt->virtual_clock ? rt->virtual_now : uv_now(&rt->loop);
+}
+
+int64_t party__runtime_epoch_ms(party_runtime *rt) {
+    struct timeval tv;
+    if (rt->virtual_clock)
+        return (int64_t)rt->virtual_now;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
 /* HTTP phases ended since the last trim that make a burst worth trimming
@@ -476,7 +488,7 @@ static void close_handle(uv_handle_t *handle) {
 static void runtime_finish(party_runtime *rt) {
     party__inbox_close(rt);
     party__rooms_free_all(rt);
-    party__alarms_stop(rt);
+    party__rooms_stop(rt);
     party__conn_pools_free(rt);
     party__listener_close(rt);
     close_handle((uv_handle_t *)&rt->flush_check);
@@ -492,7 +504,7 @@ static void runtime_finish(party_runtime *rt) {
     close_handle((uv_handle_t *)&rt->keepalive_timer);
 }
 
-/* Loop 0 finishes last: the alarm index and the TLS context it owns are
+/* Loop 0 finishes last: the storage backend and the TLS context it owns are
  * in use until every other loop is done. */
 static int runtime_can_finish(party_runtime *rt) {
     return rt->stopping && rt->n_conns == 0 && !party__rooms_busy(rt) && rt->running &&
@@ -549,7 +561,7 @@ void party__runtime_begin_stop(party_runtime *rt) {
 
 int party__runtime_begin(party_runtime *rt) {
     struct sigaction sa;
-    int r = party__alarms_start(rt);
+    int r = party__rooms_start(rt);
     if (r != 0)
         return r;
     /* A peer that vanishes mid-write must give EPIPE, not kill the process. */
@@ -562,7 +574,7 @@ int party__runtime_begin(party_runtime *rt) {
 
 void party__runtime_advance(party_runtime *rt, uint64_t ms) {
     rt->virtual_now += ms;
-    party__alarms_fire_due(rt);
+    party__rooms_fire_due(rt);
     party__room_evict_idle(rt, party__runtime_now(rt));
 }
 
@@ -586,7 +598,7 @@ int party_runtime_run(party_runtime *rt) {
     if (r == 0 && rt->n_loops > 1)
         r = party__loops_create(rt);
     if (r == 0)
-        r = party__alarms_start(rt);
+        r = party__rooms_start(rt);
     if (r != 0) {
         party__loops_free(rt);
         return r;
