@@ -537,6 +537,14 @@ static void test_open_store_holds_less_than_an_initial_page_block(void **state) 
     assert_true(sqlite_memory() - before < 4 * 1024);
 }
 
+/* The codes a backend answers with have their own text. */
+static void test_busy_and_fenced_codes_have_their_own_text(void **state) {
+    (void)state;
+    assert_string_not_equal(party_strerror(PARTY_EBUSY), party_strerror(-999));
+    assert_string_not_equal(party_strerror(PARTY_EFENCED), party_strerror(-999));
+    assert_string_not_equal(party_strerror(PARTY_EBUSY), party_strerror(PARTY_EFENCED));
+}
+
 #define TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void) {
@@ -551,6 +559,7 @@ int main(void) {
         TEST(test_index_due_lists_rooms_due_earliest_first),
         TEST(test_index_follows_wake_time_and_is_never_later_than_committed),
         TEST(test_open_store_holds_less_than_an_initial_page_block),
+        cmocka_unit_test(test_busy_and_fenced_codes_have_their_own_text),
     };
     party__store_configure();
     return cmocka_run_group_tests(tests, NULL, NULL);
