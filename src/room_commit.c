@@ -81,10 +81,6 @@ void party__room_release_held(party_room *room, int committed) {
 
 /* ---- batches and commits ---- */
 
-party__backend *party__room_backend(party_room *room) {
-    return room->rt->main->backend;
-}
-
 static void commit_work(uv_work_t *req) {
     party__store_work *w = req->data;
     party__backend *be = party__room_backend(w->room);

@@ -51,7 +51,9 @@ void party__room_drop_state(party_room *room);
  * none); the room no longer counts as loaded. */
 party__room_store *party__room_take_store(party_room *room);
 /* The storage backend (loop 0's, shared by every loop). */
-party__backend *party__room_backend(party_room *room);
+static inline party__backend *party__room_backend(const party_room *room) {
+    return room->rt->main->backend;
+}
 
 /* ---- room_alarm.c: wake-ups ---- */
 

@@ -149,6 +149,7 @@ typedef struct sqlite_room {
     sqlite3_stmt *meta_put, *meta_get;
     int begun; /* BEGIN ran since the last commit or rollback */
     int lost;  /* ... and that transaction ended by itself, then BEGIN ran again */
+    int wrote; /* ... and one of the record ops wrote in it */
 } sqlite_room;
 
 static const party__store_ops sqlite_ops;
@@ -456,33 +457,44 @@ static int lost_transaction(sqlite_room *s) {
     return s->lost || (s->begun && !in_transaction(s));
 }
 
+/* A record op's result; a write that succeeded is remembered. */
+static int wrote_if(sqlite_room *s, int r) {
+    if (r == 0)
+        s->wrote = 1;
+    return r;
+}
+
 static int room_wrote(party__room_store *rs) {
     sqlite_room *s = (sqlite_room *)rs;
     /* Asked on every send of a running room (the output gate): a room
-     * that has not touched its store costs one test. No schema name in
-     * txn_state, which SQLite would compare by name each time; a write to
-     * an attached or temp database counts too, and is committed like one
-     * to main. */
+     * that has not touched its store, or has written through the record
+     * ops, costs one test. Otherwise SQLite says (the room's own SQL). No
+     * schema name in txn_state, which SQLite would compare by name each
+     * time; a write to an attached or temp database counts too, and is
+     * committed like one to main. */
     if (!s->begun)
         return 0;
+    if (s->wrote)
+        return 1;
     return lost_transaction(s) || sqlite3_txn_state(s->db, NULL) == SQLITE_TXN_WRITE;
 }
 
 static void room_rollback(party__room_store *rs) {
     sqlite_room *s = (sqlite_room *)rs;
-    s->begun = s->lost = 0;
+    s->begun = s->lost = s->wrote = 0;
     if (in_transaction(s))
         (void)step_done(s->rollback);
 }
 
 /* Commits the room's open transaction: 0 or PARTY_EIO (rolled back). */
 static int room_commit(sqlite_room *s) {
-    if (lost_transaction(s)) {
+    int open = in_transaction(s);
+    if (s->lost || (s->begun && !open)) {
         room_rollback(&s->base);
         return PARTY_EIO;
     }
-    s->begun = s->lost = 0;
-    if (!in_transaction(s))
+    s->begun = s->lost = s->wrote = 0;
+    if (!open)
         return 0;
     if (step_done(s->commit) != 0) {
         room_rollback(&s->base);
@@ -520,7 +532,7 @@ static int pairs_put(sqlite_room *s, sqlite3_stmt *put, const char *key, const v
         sqlite3_bind_text64(put, 2, len > 0 ? val : "", len, SQLITE_STATIC, SQLITE_UTF8);
     else
         sqlite3_bind_blob64(put, 2, len > 0 ? val : "", len, SQLITE_STATIC);
-    return step_done(put);
+    return wrote_if(s, step_done(put));
 }
 
 static int pairs_get(sqlite_room *s, sqlite3_stmt *get, int begin, const char *key, void **val,
@@ -564,7 +576,7 @@ static int pairs_delete(sqlite_room *s, sqlite3_stmt *del, const char *key) {
     if (r != 0)
         return r;
     sqlite3_bind_text(del, 1, key, -1, SQLITE_STATIC);
-    r = step_done(del);
+    r = wrote_if(s, step_done(del));
     if (r == 0 && sqlite3_changes(s->db) == 0)
         return PARTY_ENOTFOUND;
     return r;
@@ -718,7 +730,7 @@ static int room_alarm_set(party__room_store *rs, int64_t at_ms, int retries) {
     } else if (statement(s, "DELETE FROM _party_alarm", &stmt) != 0) {
         return PARTY_EIO;
     }
-    return finish(stmt);
+    return wrote_if(s, finish(stmt));
 }
 
 static int room_sched_add(party__room_store *rs, const party__schedule *sc) {
@@ -741,7 +753,7 @@ static int room_sched_add(party__room_store *rs, const party__schedule *sc) {
     if (sc->cron != NULL)
         sqlite3_bind_text(stmt, 6, sc->cron, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 7, sc->next_ms);
-    return finish(stmt);
+    return wrote_if(s, finish(stmt));
 }
 
 static int room_sched_cancel(party__room_store *rs, const char *id) {
@@ -753,7 +765,7 @@ static int room_sched_cancel(party__room_store *rs, const char *id) {
     if (statement(s, "DELETE FROM _party_schedules WHERE id = ?1", &stmt) != 0)
         return PARTY_EIO;
     sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
-    r = finish(stmt);
+    r = wrote_if(s, finish(stmt));
     if (r == 0 && sqlite3_changes(s->db) == 0)
         return PARTY_ENOTFOUND;
     return r;
@@ -769,7 +781,7 @@ static int room_sched_set_next(party__room_store *rs, const char *id, int64_t ne
         return PARTY_EIO;
     sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, next_ms);
-    return finish(stmt);
+    return wrote_if(s, finish(stmt));
 }
 
 static int room_sched_earliest(party__room_store *rs, int64_t *next_ms) {
@@ -834,12 +846,8 @@ static void index_bind(sqlite3_stmt *stmt, const sqlite_room *s, int64_t due_ms)
  * the index could not be written (then nothing of it was). */
 static int index_lower(sqlite_backend *be, const party__commit *rooms, size_t n, int *results) {
     size_t i;
-    int r = 0, any = 0;
+    int r;
 
-    for (i = 0; i < n && !any; i++)
-        any = rooms[i].wake_changed && rooms[i].wake_ms > 0;
-    if (!any)
-        return 0;
     uv_mutex_lock(&be->index_mutex);
     r = step_done(be->index_begin);
     for (i = 0; i < n && r == 0; i++) {
@@ -905,12 +913,16 @@ static void index_settle(sqlite_backend *be, const party__commit *rooms, size_t 
 static void sqlite_commit_batch(party__backend *be_, const party__commit *rooms, size_t n,
                                 int *results) {
     sqlite_backend *be = (sqlite_backend *)be_;
-    int index_failed;
+    int lower = 0, settle = 0, index_failed = 0;
     size_t i;
 
-    for (i = 0; i < n; i++)
+    for (i = 0; i < n; i++) {
         results[i] = 0;
-    index_failed = index_lower(be, rooms, n, results) != 0;
+        settle |= rooms[i].wake_changed;
+        lower |= rooms[i].wake_changed && rooms[i].wake_ms > 0;
+    }
+    if (lower)
+        index_failed = index_lower(be, rooms, n, results) != 0;
     /* Each room is its own file: one commit each, and one room's failure
      * is its own. */
     for (i = 0; i < n; i++) {
@@ -925,8 +937,9 @@ static void sqlite_commit_batch(party__backend *be_, const party__commit *rooms,
         if (r != 0)
             results[i] = r;
     }
-    index_settle(be, rooms, n, results);
-    for (i = 0; i < n; i++)
+    if (settle)
+        index_settle(be, rooms, n, results);
+    for (i = 0; lower && i < n; i++)
         if (results[i] == INDEX_EXACT)
             results[i] = 0;
 }
