@@ -62,7 +62,9 @@ enum {
     PARTY_ELIMIT = -9,    /* a count limit was reached (connections, tags, queue) */
     PARTY_ESTATE = -10,   /* not allowed in the current state */
     PARTY_EADDR = -11,    /* the listen address could not be bound */
-    PARTY_EBUSY = -12,    /* in use by another runtime or process (e.g. the data directory) */
+    PARTY_EBUSY = -12,    /* held by another runtime or process (the data directory, a room in a
+                             cluster): try again later */
+    PARTY_EFENCED = -13,  /* the room is owned by another process now */
 };
 
 /* Text for a PARTY_E* code. Never NULL; static storage. */

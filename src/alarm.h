@@ -1,55 +1,64 @@
-/* alarm: when rooms must wake. A runtime-wide index (one SQLite file,
- * <data>/alarms.db) records (room id, party, due time) for every room with an
- * alarm or schedule, so a restart finds due rooms without opening every room
- * file. In memory, an indexed min-heap of the same entries drives one loop
- * timer. A room's own database is the truth: an index entry whose room has
- * nothing due when it fires is dropped. */
+/* alarm: when rooms must wake. An indexed min-heap of (room id, tag, due
+ * time) entries, one per room, that drives one loop timer. When an entry
+ * comes due it leaves the heap and goes to the wake callback its user
+ * installed (the room layer, which knows rooms); the durable index the
+ * entries come from is the storage backend's (storage.h), read and written
+ * by that user, not here. One heap per event loop; its thread only. */
 #ifndef PARTY_ALARM_H
 #define PARTY_ALARM_H
 
+#include <stddef.h>
 #include <stdint.h>
 
+#include <uv.h>
+
 #include "party.h"
-#include "runtime.h"
 
-/* Opens the index (loop 0; <data>/alarms.db, created if missing, or in
- * memory without a data directory) and prepares its statements, so that a
- * data directory that cannot hold it is found before the port is bound.
- * 0 if already open. PARTY_EIO (logged with the directory and the OS
- * error), PARTY_ENOMEM; nothing is left open then. */
-int party__alarm_index_open(party_runtime *rt);
-/* Closes the index; nothing if it is not open. */
-void party__alarm_index_close(party_runtime *rt);
-/* Opens the index if not yet open and loads every entry into the heap
- * (blocking; at start-up). Entries of parties not registered are kept on
- * disk, skipped in memory, and logged. PARTY_EIO, PARTY_ENOMEM. */
-int party__alarms_start(party_runtime *rt);
-/* Frees the heap and, on loop 0, closes the index. */
-void party__alarms_stop(party_runtime *rt);
+typedef struct party__alarms party__alarms;
 
-/* Index writes, safe from any thread (a mutex guards the one index
- * connection). due_ms 0 deletes. A wake time is durable when this returns
- * (with durability full, synced); a delete is not synced: losing one in a
- * power cut costs one wake-up with nothing due, and the next synced write
- * makes it durable anyway (one WAL). */
-int party__alarm_index_put(party_runtime *rt, const char *room_id, const char *party,
-                           int64_t due_ms);
+/* An entry came due and left the heap. 0: the user took it over.
+ * PARTY_EBUSY: not now; the entry goes back and firing pauses until
+ * party__alarms_fire_due is called again (or for 100 ms). Any other
+ * result: the user dealt with it (put it back, or dropped it). The
+ * callback may put entries, this one's room included. */
+typedef int (*party__alarm_wake_cb)(party__alarms *alarms, const char *room_id, uint32_t tag);
+/* Wall-clock ms since the epoch: the user's clock (virtual in tests). */
+typedef int64_t (*party__alarm_clock_cb)(party__alarms *alarms);
 
-/* In-memory schedule (loop thread): the room wakes at due_ms (0: never). */
-int party__alarm_heap_put(party_runtime *rt, const char *room_id, const char *party,
-                          int64_t due_ms);
-/* Number of entries in the heap. */
-size_t party__alarm_heap_size(party_runtime *rt);
+struct party__alarms {
+    void *data; /* the user's */
+    party__alarm_wake_cb wake_cb;
+    party__alarm_clock_cb clock_cb;
+    uv_timer_t timer;
+    struct party__alarm_node **heap; /* heap[0] is due first */
+    size_t len, cap;
+    struct party__alarm_node **buckets; /* by room id */
+    size_t buckets_cap;
+    int started;
+    int manual; /* no timer: the user calls party__alarms_fire_due */
+    int paused; /* the wake callback said PARTY_EBUSY */
+};
 
-/* Wakes every room whose time has come (posts an alarm event to it) and
- * re-arms the timer. Called by the timer and by the virtual clock. */
-void party__alarms_fire_due(party_runtime *rt);
+/* Starts an empty heap on loop. manual: no timer (a virtual clock's user
+ * fires due entries itself). 0, or a libuv error's PARTY_EIO. */
+int party__alarms_init(party__alarms *alarms, uv_loop_t *loop, int manual,
+                       party__alarm_wake_cb wake_cb, party__alarm_clock_cb clock_cb, void *data);
+/* Frees the entries and closes the timer (the struct may go once the
+ * loop has run the close). A heap never started is a no-op. */
+void party__alarms_close(party__alarms *alarms);
 
-/* A room finished loading (or failed to): alarms held back while too many
- * rooms were loading may go now. */
-void party__alarms_room_loaded(party_runtime *rt);
+/* The room wakes at due_ms (0: never: its entry goes). tag: the user's
+ * (the room layer: its party's index), kept with a new entry. 0 or
+ * PARTY_ENOMEM. */
+int party__alarms_put(party__alarms *alarms, const char *room_id, uint32_t tag, int64_t due_ms);
+/* Entries in the heap. */
+size_t party__alarms_size(const party__alarms *alarms);
+/* The earliest due time, 0 when the heap is empty. */
+int64_t party__alarms_next(const party__alarms *alarms);
 
-/* Wall-clock ms since the epoch (virtual under the test harness). */
-int64_t party__runtime_epoch_ms(party_runtime *rt);
+/* Hands every entry whose time has come to the wake callback, then
+ * re-arms the timer. Called by the timer, and by the user when time moves
+ * (virtual clock) or a paused wake may go. */
+void party__alarms_fire_due(party__alarms *alarms);
 
 #endif

@@ -8,9 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "alarm.h"
 #include "conn.h"
 #include "log.h"
+#include "room.h"
 #include "tls.h"
 
 /* ---- mailboxes ---- */
@@ -165,7 +165,7 @@ int party__loops_create(party_runtime *main) {
         done->run = on_done_mail;
         done->drop = free_mail;
         rt->done_mail = done;
-        r = party__alarms_start(rt);
+        r = party__rooms_start(rt);
         if (r != 0)
             return r;
         /* With no listener of its own, the mailbox is what keeps the loop

@@ -253,16 +253,16 @@ static int room_persist_name(party_room *room) {
     int r;
     if (!room->by_name || room->name_persisted || room->store == NULL)
         return 0;
-    r = party__store_meta_put(room->store, "name", room->name);
+    r = party__store_meta_put(room->store, "name", room->name, strlen(room->name));
     if (r == 0)
-        r = party__store_meta_put(room->store, "party", room->party->name);
+        r = party__store_meta_put(room->store, "party", room->party->name,
+                                  strlen(room->party->name));
     if (r != 0) {
         party__log_error(room->rt, "room %s/%s: cannot store its name: %s", room->party->name,
                          room->name, party_strerror(r));
         return r;
     }
     room->name_persisted = 1;
-    room->batch_wrote = 1;
     return 0;
 }
 
@@ -509,10 +509,10 @@ void party__room_deliver(party_room *room, const party__event *ev) {
     room->running = 0;
 }
 
-/* Hands the room's store over (to be closed): it no longer counts as
+/* Hands the room's store over (to be unloaded): it no longer counts as
  * loaded. */
-party__store *party__room_take_store(party_room *room) {
-    party__store *store = room->store;
+party__room_store *party__room_take_store(party_room *room) {
+    party__room_store *store = room->store;
     if (store != NULL)
         room->rt->n_loaded--;
     room->store = NULL;
@@ -579,10 +579,18 @@ void party__rooms_free_all(party_runtime *rt) {
             party__room_table_remove(rt, room);
             if (room->held_head != NULL || room->fetch_held != NULL)
                 party__room_release_held(room, 0);
-            if (room->store != NULL && party__store_in_transaction(room->store))
-                party__store_commit(room->store);
+            if (room->store != NULL && party__store_wrote(room->store)) {
+                /* A batch left open (none is, normally): kept, as on a
+                 * commit; the backend is still open (loop 0 closes it
+                 * after every loop's rooms). */
+                party__commit commit = {room->store, party__room_wake(room), 0};
+                int result;
+                party__room_backend(room)->ops->commit_batch(party__room_backend(room), &commit, 1,
+                                                             &result);
+            }
             party__room_drop_state(room);
-            party__store_close(party__room_take_store(room));
+            if (room->store != NULL)
+                party__room_backend(room)->ops->unload(party__room_take_store(room));
             party__room_destroy(room);
         }
     }

@@ -1,7 +1,8 @@
 /* room: the actor. One room runs one event at a time: connect, message,
  * close, error and HTTP request events are delivered in arrival order, with
  * on_start run once before the first of them. A room is brought into memory
- * by opening its store on a worker thread (the acquire step), runs queued
+ * by acquiring it from the storage backend and loading its store on a
+ * worker thread, runs queued
  * events back to back as one batch in one transaction, commits off the loop
  * while new events queue (group commit), and holds the batch's output until
  * the commit is durable (output gate). Idle rooms are evicted. */
@@ -23,8 +24,8 @@ typedef enum party__room_status {
 } party__room_status;
 
 typedef enum party__room_life {
-    PARTY__ROOM_COLD,      /* store not open */
-    PARTY__ROOM_LOADING,   /* store opening on a worker thread */
+    PARTY__ROOM_COLD,      /* store not loaded */
+    PARTY__ROOM_LOADING,   /* being acquired, or its store loading on a worker thread */
     PARTY__ROOM_READY,     /* store open: events can run */
     PARTY__ROOM_EVICTING,  /* out of the table; store closing on a worker */
     PARTY__ROOM_UNLOADING, /* hibernating: store closing, connections kept */
@@ -49,11 +50,11 @@ struct party_room {
     void *state;
     char *props; /* the latest props given at routing time */
 
-    party__store *store;
-    int committing;  /* a commit runs on a worker thread */
-    int holding;     /* the current batch wrote: its output is held */
-    int batch_wrote; /* the current batch wrote through the KV API */
-    int name_error;  /* a callback read the name of an unnamed room */
+    party__room_store *store; /* NULL while not loaded */
+    int acquired;             /* the backend gave us the room (party__room_acquire) */
+    int committing;           /* a commit runs on a worker thread */
+    int holding;              /* the current batch wrote: its output is held */
+    int name_error;           /* a callback read the name of an unnamed room */
     party__held *held_head, *held_tail;
     struct party__fetch *fetch_held; /* requests waiting for the commit (see fetch.h) */
 
@@ -158,6 +159,19 @@ int party__room_evict(party_room *room);
  * stay open; the next message, close, error, request or alarm wakes it
  * (on_start runs again). PARTY_ESTATE if it has work or is not loaded. */
 int party__room_hibernate(party_room *room);
+
+/* Starts this loop's wake-ups (its alarm heap); on loop 0, first opens
+ * the storage backend and files every room of its alarm index in the heap
+ * of the loop that owns the room. Blocking (start-up). 0 or PARTY_EIO
+ * (logged). */
+int party__rooms_start(party_runtime *rt);
+/* Closes this loop's alarm heap; on loop 0, then the storage backend
+ * (after every other loop finished). */
+void party__rooms_stop(party_runtime *rt);
+/* Wakes the rooms whose time has come (time moved: virtual clock). */
+void party__rooms_fire_due(party_runtime *rt);
+/* Rooms waiting in this loop's alarm heap (for metrics). */
+size_t party__alarm_heap_size(party_runtime *rt);
 
 /* Shutdown: 1 while any room has work on a worker thread. */
 int party__rooms_busy(party_runtime *rt);

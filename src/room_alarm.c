@@ -1,15 +1,17 @@
 /* room_alarm: a room's wake-ups. The ALARM event runs the schedules that
- * are due, then the alarm (retried with backoff when on_alarm fails); after
- * each batch the runtime's alarm heap and index follow the room's wake time
- * (the earlier of its alarm and its first schedule). */
+ * are due, then the alarm (retried with backoff when on_alarm fails); each
+ * batch's commit files the room's wake time (the earlier of its alarm and
+ * its first schedule) in the backend's alarm index, and the loop's heap
+ * (alarm.h) follows. This file is the heap's user: its wake callback, and
+ * at start-up the index loaded into the heaps. */
 #include "room_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "alarm.h"
 #include "cron.h"
 #include "log.h"
+#include "loops.h"
 
 int64_t party__room_wake(const party_room *room) {
     if (room->alarm_at == 0)
@@ -114,7 +116,6 @@ static void run_due_schedules(party_room *room, int64_t now) {
             (void)party__store_sched_set_next(room->store, sc->id, next);
         else
             (void)party__store_sched_cancel(room->store, sc->id);
-        room->batch_wrote = 1;
         if (def->on_schedule != NULL) {
             rc = def->on_schedule(room, sc->name, sc->payload, sc->len);
             room->rt->schedules_fired++;
@@ -154,7 +155,6 @@ void party__room_handle_alarm(party_room *room) {
     room->alarm_at = 0;
     room->alarm_retries = 0;
     (void)party__store_alarm_set(room->store, 0, 0);
-    room->batch_wrote = 1;
     room->in_alarm = 1;
     room->alarm_retry_now = retries;
     if (def->on_alarm != NULL) {
@@ -188,24 +188,141 @@ void party__room_handle_alarm(party_room *room) {
     }
 }
 
-/* After a commit (or a batch with nothing to commit): the heap and index
- * follow the room's wake time. A wake time that went away is dropped from
- * the index lazily; one that appeared was written before the commit. */
+/* ---- the loop's alarm heap ---- */
+
+/* Rooms still loading past which due alarms wait: more would only queue
+ * on the worker threads and hold files open. */
+#define MAX_ALARM_WAKES_LOADING 64
+
+/* A room's entry in the heap is tagged with its party's place in the
+ * runtime's table (shared by every loop). */
+static uint32_t party_tag(const party_room *room) {
+    return (uint32_t)(room->party - room->rt->parties);
+}
+
+void party__room_heap_put(party_room *room, int64_t due_ms) {
+    (void)party__alarms_put(&room->rt->alarms, room->id, party_tag(room), due_ms);
+}
+
+/* After a commit: the index has the room's wake time; the heap follows.
+ * A wake time that went away leaves both. */
 void party__room_sync_wake(party_room *room) {
     int64_t wake = party__room_wake(room);
     if (wake == room->wake_indexed)
         return;
-    if (wake == 0)
-        (void)party__alarm_index_put(room->rt, room->id, room->party->name, 0);
-    (void)party__alarm_heap_put(room->rt, room->id, room->party->name, wake);
+    party__room_heap_put(room, wake);
     room->wake_indexed = wake;
 }
 
-/* After a rollback, what memory says about alarms may be gone: reread. */
+/* After a failed commit, what memory says about alarms may be gone:
+ * reread. The backend left the index at the committed wake time or an
+ * earlier one, which costs at most a wake-up with nothing due. */
 void party__room_reload_wake(party_room *room) {
     (void)party__store_alarm_get(room->store, &room->alarm_at, &room->alarm_retries);
     room->sched_next = party__store_sched_earliest(room->store);
-    (void)party__alarm_index_put(room->rt, room->id, room->party->name, party__room_wake(room));
     room->wake_indexed = -1;
     party__room_sync_wake(room);
+}
+
+size_t party__alarm_heap_size(party_runtime *rt) {
+    return party__alarms_size(&rt->alarms);
+}
+
+static int64_t heap_clock(party__alarms *alarms) {
+    return party__runtime_epoch_ms(alarms->data);
+}
+
+/* The heap's wake callback: the room with this id wakes (an ALARM event;
+ * a cold room is loaded first). Held back while too many rooms load. */
+static int heap_wake(party__alarms *alarms, const char *id, uint32_t tag) {
+    party_runtime *rt = alarms->data;
+    const party__party *party = &rt->parties[tag];
+    party_room *room;
+    party__event ev;
+
+    if (rt->n_loading >= MAX_ALARM_WAKES_LOADING)
+        return PARTY_EBUSY;
+    /* The room takes over the entry: it files its next wake time when its
+     * batch commits (or a retry, if the handler fails). */
+    room = party__room_get_by_id(rt, party, id);
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PARTY__EV_ALARM;
+    if (room != NULL)
+        room->wake_indexed = -1;
+    if (room == NULL || party__room_post(room, &ev) != 0) {
+        party__log_warn(rt, "alarm for room %s/%s: cannot wake the room; retrying in 1 s",
+                        party->name, id);
+        (void)party__alarms_put(alarms, id, tag, party__runtime_epoch_ms(rt) + 1000);
+    }
+    return 0;
+}
+
+void party__rooms_fire_due(party_runtime *rt) {
+    int64_t next = party__alarms_next(&rt->alarms);
+    if (next != 0 && next <= party__runtime_epoch_ms(rt))
+        party__alarms_fire_due(&rt->alarms);
+}
+
+/* ---- start-up: the backend and its alarm index ---- */
+
+typedef struct index_load {
+    party_runtime *main;
+    size_t loaded, skipped;
+} index_load;
+
+/* One entry of the index, into the heap of the loop that owns its room
+ * (the other loops do not run yet). */
+static int file_index_entry(const char *id, const char *party, int64_t due_ms, void *arg) {
+    index_load *load = arg;
+    party_runtime *rt = load->main;
+    size_t i;
+
+    for (i = 0; i < rt->n_parties; i++)
+        if (strcmp(rt->parties[i].name, party) == 0)
+            break;
+    if (i == rt->n_parties || strlen(id) != PARTY_ID_MAX - 1 || !party__room_id_valid(id) ||
+        party__alarms_put(&party__loop_of(rt, id)->alarms, id, (uint32_t)i, due_ms) != 0)
+        load->skipped++;
+    else
+        load->loaded++;
+    return 0;
+}
+
+int party__rooms_start(party_runtime *rt) {
+    party__backend_config cfg;
+    index_load load;
+    char why[1024];
+
+    if (rt->alarms.started)
+        return 0;
+    if (rt == rt->main && rt->backend == NULL) {
+        cfg.data_dir = rt->data_dir;
+        cfg.durability_full = rt->durability_full;
+        if (party__backend_open(&cfg, &rt->backend, why, sizeof(why)) != 0) {
+            party__log_error(rt, "%s", why);
+            return PARTY_EIO;
+        }
+    }
+    if (party__alarms_init(&rt->alarms, &rt->loop, rt->virtual_clock, heap_wake, heap_clock, rt) !=
+        0)
+        return PARTY_EIO;
+    if (rt != rt->main)
+        return 0;
+    memset(&load, 0, sizeof(load));
+    load.main = rt;
+    if (rt->backend->ops->index_load(rt->backend, file_index_entry, &load) != 0)
+        party__log_error(rt, "alarm index: cannot read it all; rooms not read wake when visited");
+    if (load.loaded > 0 || load.skipped > 0)
+        party__log_info(rt, "alarm index: %zu rooms to wake%s", load.loaded,
+                        load.skipped ? " (some belong to parties not registered; kept on disk)"
+                                     : "");
+    return 0;
+}
+
+void party__rooms_stop(party_runtime *rt) {
+    party__alarms_close(&rt->alarms);
+    if (rt == rt->main) {
+        party__backend_close(rt->backend);
+        rt->backend = NULL;
+    }
 }

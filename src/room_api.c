@@ -7,7 +7,6 @@
 #include <string.h>
 #include <sys/time.h>
 
-#include "alarm.h"
 #include "conn.h"
 #include "log.h"
 #include "room.h"
@@ -74,14 +73,14 @@ int party_room_set_name(party_room *room, const char *name) {
     if (copy == NULL)
         return PARTY_ENOMEM;
     if (room->store != NULL) {
-        r = party__store_meta_put(room->store, "name", name);
+        r = party__store_meta_put(room->store, "name", name, len);
         if (r == 0)
-            r = party__store_meta_put(room->store, "party", room->party->name);
+            r = party__store_meta_put(room->store, "party", room->party->name,
+                                      strlen(room->party->name));
         if (r != 0) {
             free(copy);
             return r;
         }
-        room->batch_wrote = 1;
     }
     room->name = copy;
     room->name_error = 0;
@@ -174,51 +173,43 @@ int party_broadcast(party_room *room, const void *data, size_t len, int binary,
 /* ---- storage ---- */
 
 /* The room's store, when its callbacks may use it. */
-static party__store *room_store(party_room *room) {
+static party__room_store *room_store(party_room *room) {
     return room != NULL && room->running ? room->store : NULL;
 }
 
 int party_kv_put(party_room *room, const char *key, const void *val, size_t len) {
-    party__store *store = room_store(room);
-    int r;
+    party__room_store *store = room_store(room);
     if (store == NULL)
         return PARTY_ESTATE;
-    r = party__store_kv_put(store, key, val, len);
-    if (r == 0)
-        room->batch_wrote = 1;
-    return r;
+    return party__store_kv_put(store, key, val, len);
 }
 
 int party_kv_get(party_room *room, const char *key, void **val, size_t *len) {
-    party__store *store = room_store(room);
+    party__room_store *store = room_store(room);
     if (store == NULL)
         return PARTY_ESTATE;
     return party__store_kv_get(store, key, val, len);
 }
 
 int party_kv_delete(party_room *room, const char *key) {
-    party__store *store = room_store(room);
-    int r;
+    party__room_store *store = room_store(room);
     if (store == NULL)
         return PARTY_ESTATE;
-    r = party__store_kv_delete(store, key);
-    if (r == 0)
-        room->batch_wrote = 1;
-    return r;
+    return party__store_kv_delete(store, key);
 }
 
 int party_kv_list(party_room *room, const char *prefix,
                   int (*fn)(const char *key, const void *val, size_t len, void *arg), void *arg) {
-    party__store *store = room_store(room);
+    party__room_store *store = room_store(room);
     if (store == NULL)
         return PARTY_ESTATE;
     return party__store_kv_list(store, prefix, fn, arg);
 }
 
-sqlite3 *party_room_db(party_room *room) {
-    party__store *store = room_store(room);
+struct sqlite3 *party_room_db(party_room *room) {
+    party__room_store *store = room_store(room);
     /* The room's SQL runs inside the batch's transaction, like its KV. */
-    if (store == NULL || party__store_begin(store) != 0)
+    if (store == NULL)
         return NULL;
-    return party__store_db(store);
+    return store->ops->room_file_open(store);
 }

@@ -1,14 +1,15 @@
 /* room_commit: a room's batches and their durability. Queued events run
- * back to back as one batch in one transaction, committed (on a worker
- * thread when it must reach the disk) while new events queue; the batch's
- * output is held until the commit is durable (the output gate). Also the
- * acquire step: opening a cold room's store on a worker thread. */
+ * back to back as one batch in one transaction, committed through the
+ * storage backend (on a worker thread when it must reach the disk) while
+ * new events queue; the batch's output is held until the commit is
+ * durable (the output gate). Also loading a cold room: the acquire step,
+ * then its store on a worker thread. */
 #include "room_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "alarm.h"
 #include "conn.h"
 #include "fetch.h"
 #include "log.h"
@@ -19,8 +20,8 @@
 int party__room_holding(party_room *room) {
     if (room->holding)
         return 1;
-    if (room->running &&
-        (room->batch_wrote || (room->store != NULL && party__store_has_written(room->store))))
+    /* The backend knows whether the batch wrote, whatever wrote. */
+    if (room->running && room->store != NULL && party__store_wrote(room->store))
         room->holding = 1;
     return room->holding;
 }
@@ -80,38 +81,25 @@ void party__room_release_held(party_room *room, int committed) {
 
 /* ---- batches and commits ---- */
 
-/* The index learns a wake time before the room's commit makes it real, so
- * no alarm can exist that the index does not know (an index entry without
- * an alarm costs one wake-up). */
-static int commit_with_index(party_room *room, party__store *store, int64_t index_due) {
-    if (index_due > 0 &&
-        party__alarm_index_put(room->rt, room->id, room->party->name, index_due) != 0) {
-        party__store_rollback(store);
-        return PARTY_EIO;
-    }
-    return party__store_commit(store);
-}
-
 static void commit_work(uv_work_t *req) {
     party__store_work *w = req->data;
+    party__backend *be = party__room_backend(w->room);
     uint64_t start;
     if (w->delay_ms > 0)
         uv_sleep(w->delay_ms);
     start = uv_hrtime();
-    w->result = commit_with_index(w->room, w->store, w->index_due);
+    be->ops->commit_batch(be, &w->commit, 1, &w->result);
     w->commit_us = (uv_hrtime() - start) / 1000;
-    /* Here rather than on the loop once the commit is back: the index is
-     * shared by every loop, and its mutex may be held by a worker across
-     * another room's synced index write. */
-    if (w->result == 0 && w->index_drop)
-        w->index_dropped =
-            party__alarm_index_put(w->room->rt, w->room->id, w->room->party->name, 0) == 0;
 }
 
 /* What the store says about the room's name, into memory. */
 static void room_reload_name(party_room *room) {
-    char *stored = party__store_meta_get(room->store, "name");
+    void *value = NULL;
+    char *stored;
     size_t size;
+    if (party__store_meta_get(room->store, "name", &value, NULL) != 0)
+        value = NULL;
+    stored = value;
     if (room->by_name) {
         room->name_persisted = stored != NULL;
         free(stored);
@@ -160,12 +148,6 @@ static void after_commit_work(uv_work_t *req, int status) {
     int result = w->result;
     (void)status;
     party__runtime_record_commit(room->rt, w->commit_us);
-    if (w->index_dropped && party__room_wake(room) == 0) {
-        /* The index no longer has the room: the heap follows, and
-         * party__room_sync_wake has nothing left to do. */
-        (void)party__alarm_heap_put(room->rt, room->id, room->party->name, 0);
-        room->wake_indexed = 0;
-    }
     free(w);
     room->rt->n_busy--;
     room_commit_done(room, result);
@@ -173,16 +155,14 @@ static void after_commit_work(uv_work_t *req, int status) {
 }
 
 /* Commits on a worker thread; 0 if the work was queued. */
-static int room_commit_async(party_room *room, int64_t index_due, int index_drop) {
+static int room_commit_async(party_room *room, const party__commit *commit) {
     party_runtime *rt = room->rt;
     party__store_work *w = calloc(1, sizeof(*w));
 
     if (w == NULL)
         return PARTY_ENOMEM;
     w->room = room;
-    w->store = room->store;
-    w->index_due = index_due;
-    w->index_drop = index_drop;
+    w->commit = *commit;
     w->delay_ms = rt->commit_delay_ms;
     w->req.data = w;
     room->committing = 1;
@@ -196,48 +176,51 @@ static int room_commit_async(party_room *room, int64_t index_due, int index_drop
     return 0;
 }
 
-/* The batch is over: commit what it wrote. A read-only transaction ends at
- * once; a write is committed on a worker thread when it must reach the
- * disk, or here when the durability mode does not wait for the disk. */
+/* The batch is over: commit what it wrote, with the room's wake time if
+ * that changed (the backend files it in the alarm index in the same
+ * commit). A batch that wrote nothing and moved no wake time ends at
+ * once. A commit runs on a worker thread, or here when the backend's
+ * commits wait for no disk (durability normal) and the alarm index is
+ * not written: index writes never run on a loop thread. */
 static void room_end_batch(party_room *room) {
     party_runtime *rt = room->rt;
-    int64_t wake = party__room_wake(room);
-    /* A new wake time must reach the index before the commit. */
-    int64_t index_due = wake > 0 && wake != room->wake_indexed ? wake : 0;
-    int wrote;
+    party__backend *be;
+    party__commit commit;
+    uint64_t start;
+    int result;
 
-    if (room->store != NULL && party__store_lost_transaction(room->store)) {
-        /* SQLite rolled the batch's transaction back under it: what the
-         * batch wrote is gone, so is what it announced, as when a commit
-         * fails. */
-        party__store_rollback(room->store);
-        room->batch_wrote = 0;
-        room_commit_done(room, PARTY_EIO);
-        return;
-    }
-    if (room->store == NULL || !party__store_in_transaction(room->store)) {
-        room->batch_wrote = 0;
-        if (index_due > 0)
-            (void)party__alarm_index_put(rt, room->id, room->party->name, index_due);
-        if (room->store != NULL)
-            party__room_sync_wake(room);
+    if (room->store == NULL) {
         if (room->held_head != NULL || room->holding)
             party__room_release_held(room, 1);
         return;
     }
-    wrote = room->batch_wrote || party__store_has_written(room->store) || index_due > 0;
-    room->batch_wrote = 0;
-    if (wrote && (rt->durability_full || rt->commit_delay_ms > 0) &&
-        room_commit_async(room, index_due, wake == 0 && room->wake_indexed != 0) == 0)
+    commit.store = room->store;
+    commit.wake_ms = party__room_wake(room);
+    commit.wake_changed = commit.wake_ms != room->wake_indexed;
+    if (!commit.wake_changed && !party__store_wrote(room->store)) {
+        /* A read-only transaction just ends. */
+        party__store_rollback(room->store);
+        if (room->held_head != NULL || room->holding)
+            party__room_release_held(room, 1);
         return;
-    room->committing = 1;
-    {
-        uint64_t start = uv_hrtime();
-        int result = commit_with_index(room, room->store, index_due);
-        if (wrote)
-            party__runtime_record_commit(rt, (uv_hrtime() - start) / 1000);
-        room_commit_done(room, result);
     }
+    be = party__room_backend(room);
+    if (commit.wake_changed || !be->commit_on_loop || rt->commit_delay_ms > 0) {
+        if (room_commit_async(room, &commit) == 0)
+            return;
+        if (commit.wake_changed) {
+            /* Out of memory: not worth an index write on the loop. */
+            party__store_rollback(room->store);
+            room->committing = 1;
+            room_commit_done(room, PARTY_ENOMEM);
+            return;
+        }
+    }
+    room->committing = 1;
+    start = uv_hrtime();
+    be->ops->commit_batch(be, &commit, 1, &result);
+    party__runtime_record_commit(rt, (uv_hrtime() - start) / 1000);
+    room_commit_done(room, result);
 }
 
 /* Runs the queued events back to back as one batch, then ends the batch. */
@@ -259,21 +242,19 @@ void party__room_run(party_room *room) {
         party__room_update_idle(room);
 }
 
-/* ---- loading (the acquire step) ---- */
+/* ---- loading: the acquire step, then the store ---- */
 
-static void open_store(void *arg) {
+static void load_store(void *arg) {
     party__store_work *w = arg;
-    w->result = party__store_open(&w->opt, w->room->id, &w->store, w->why, sizeof(w->why));
-    if (w->result == 0) {
-        (void)party__store_alarm_get(w->store, &w->alarm_at, &w->alarm_retries);
-        w->sched_next = party__store_sched_earliest(w->store);
-    }
+    party__backend *be = party__room_backend(w->room);
+    w->result = be->ops->load(be, w->room->id, w->room->party->name, &w->store, &w->loaded, w->why,
+                              sizeof(w->why));
 }
 
-static void open_work(uv_work_t *req) {
+static void load_work(uv_work_t *req) {
     /* On a thread of its own: what SQLite freed while opening does not
      * stay in the worker thread's malloc cache (short_thread.h). */
-    party__short_thread_run(open_store, req->data);
+    party__short_thread_run(load_store, req->data);
 }
 
 /* The store could not be opened: every waiting event is answered with an
@@ -302,37 +283,46 @@ static void room_fail_queued(party_room *room) {
     }
 }
 
-static void after_open_work(uv_work_t *req, int status) {
+/* The room could not be acquired or its store not loaded (w->why says
+ * why): it stays cold, its waiting events fail. */
+static void room_load_failed(party_room *room, party__store_work *w) {
+    party_runtime *rt = room->rt;
+
+    rt->n_busy--;
+    rt->n_loading--;
+    party__log_error(rt, "room %s/%s: cannot open its storage: %s", room->party->name,
+                     room->name ? room->name : room->id, w->why);
+    room->life = PARTY__ROOM_COLD;
+    free(w);
+    room_fail_queued(room);
+    if (room->wake_indexed == -1) {
+        /* It was woken by its alarm: the wake-up is due again soon, not
+         * lost until a restart. */
+        party__room_heap_put(room, party__runtime_epoch_ms(rt) + 2000);
+        room->wake_indexed = 0;
+    }
+    party__room_update_idle(room);
+    party__rooms_fire_due(rt);
+    party__runtime_maybe_finish(rt);
+}
+
+static void after_load_work(uv_work_t *req, int status) {
     party__store_work *w = req->data;
     party_room *room = w->room;
     party_runtime *rt = room->rt;
     (void)status;
 
-    rt->n_busy--;
-    rt->n_loading--;
     if (w->result != 0) {
-        party__log_error(rt, "room %s/%s: cannot open its storage: %s", room->party->name,
-                         room->name ? room->name : room->id, w->why);
-        room->life = PARTY__ROOM_COLD;
-        free(w);
-        room_fail_queued(room);
-        if (room->wake_indexed == -1) {
-            /* It was woken by its alarm: the wake-up is due again soon, not
-             * lost until a restart. */
-            (void)party__alarm_heap_put(rt, room->id, room->party->name,
-                                        party__runtime_epoch_ms(rt) + 2000);
-            room->wake_indexed = 0;
-        }
-        party__room_update_idle(room);
-        party__alarms_room_loaded(rt);
-        party__runtime_maybe_finish(rt);
+        room_load_failed(room, w);
         return;
     }
+    rt->n_busy--;
+    rt->n_loading--;
     room->store = w->store;
     rt->n_loaded++;
-    room->alarm_at = w->alarm_at;
-    room->alarm_retries = w->alarm_retries;
-    room->sched_next = w->sched_next;
+    room->alarm_at = w->loaded.alarm_at;
+    room->alarm_retries = w->loaded.alarm_retries;
+    room->sched_next = w->loaded.sched_next;
     /* The index has what the store has, unless an alarm just took the
      * room's entry out of the heap (-1): then the batch re-files it. */
     if (room->wake_indexed != -1)
@@ -343,8 +333,40 @@ static void after_open_work(uv_work_t *req, int status) {
     room_reload_name(room);
     room->life = PARTY__ROOM_READY;
     party__room_run(room);
-    party__alarms_room_loaded(rt);
+    party__rooms_fire_due(rt);
     party__runtime_maybe_finish(rt);
+}
+
+static void room_load_store(party_room *room, party__store_work *w) {
+    w->req.data = w;
+    if (uv_queue_work(&room->rt->loop, &w->req, load_work, after_load_work) != 0) {
+        snprintf(w->why, sizeof(w->why), "cannot queue its loading: out of memory");
+        room_load_failed(room, w);
+    }
+}
+
+static void acquire_done(party__store_req *claim, int status) {
+    party__store_work *w = claim->data;
+    party_room *room = w->room;
+
+    if (status != 0) {
+        snprintf(w->why, sizeof(w->why), "the storage backend did not give it: %s",
+                 party_strerror(status));
+        room_load_failed(room, w);
+        return;
+    }
+    room->acquired = 1;
+    room_load_store(room, w);
+}
+
+void party__room_acquire(party_room *room, party__store_work *w) {
+    party__backend *be = party__room_backend(room);
+    w->claim.loop = &room->rt->loop;
+    w->claim.room_id = room->id;
+    w->claim.party = room->party->name;
+    w->claim.done = acquire_done;
+    w->claim.data = w;
+    be->ops->acquire(be, &w->claim);
 }
 
 void party__room_load(party_room *room) {
@@ -364,18 +386,13 @@ void party__room_load(party_room *room) {
         return;
     }
     w->room = room;
-    w->opt.data_dir = rt->data_dir;
-    w->opt.durability_full = rt->durability_full;
-    w->req.data = w;
     room->life = PARTY__ROOM_LOADING;
     party__room_idle_remove(room);
     rt->n_busy++;
     rt->n_loading++;
-    if (uv_queue_work(&rt->loop, &w->req, open_work, after_open_work) != 0) {
-        rt->n_busy--;
-        rt->n_loading--;
-        room->life = PARTY__ROOM_COLD;
-        free(w);
-        room_fail_queued(room);
-    }
+    /* A hibernated room is still this process's: only its store left. */
+    if (room->acquired)
+        room_load_store(room, w);
+    else
+        party__room_acquire(room, w);
 }

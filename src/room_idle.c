@@ -1,7 +1,9 @@
 /* room_idle: rooms with nothing to do, and how they leave memory. A room
  * with nothing to do waits on one of two lists, oldest first: with no
- * connections, for eviction after idle_timeout; with connections of a
- * hibernating party, for hibernation after hibernate_after. */
+ * connections, for eviction after idle_timeout (its store unloaded, then
+ * the room released to the storage backend); with connections of a
+ * hibernating party, for hibernation after hibernate_after (its store
+ * unloaded, the room still this process's). */
 #include "room_internal.h"
 
 #include <stdlib.h>
@@ -67,30 +69,64 @@ void party__room_update_idle(party_room *room) {
     list->tail = room;
 }
 
-static void close_store(void *arg) {
+static void unload_store(void *arg) {
     party__store_work *w = arg;
-    party__store_close(w->store);
+    party__room_backend(w->room)->ops->unload(w->store);
 }
 
-static void close_work(uv_work_t *req) {
-    /* On a thread of its own, like opening (room_commit.c): the blocks
+static void unload_work(uv_work_t *req) {
+    /* On a thread of its own, like loading (room_commit.c): the blocks
      * SQLite frees here do not stay in a worker's malloc cache. */
-    party__short_thread_run(close_store, req->data);
+    party__short_thread_run(unload_store, req->data);
 }
 
-static void after_close_work(uv_work_t *req, int status) {
-    party__store_work *w = req->data;
+static void release_done(party__store_req *claim, int status) {
+    party__store_work *w = claim->data;
     party_runtime *rt = w->room->rt;
-    (void)status;
+    (void)status; /* given up either way: the room leaves memory */
     rt->n_busy--;
-    rt->trim_pending = 1;
     party__room_destroy(w->room);
     free(w);
     party__runtime_maybe_finish(rt);
 }
 
+void party__room_release(party_room *room, party__store_work *w) {
+    party__backend *be = party__room_backend(room);
+    room->rt->n_busy++;
+    room->acquired = 0;
+    w->room = room;
+    w->claim.loop = &room->rt->loop;
+    w->claim.room_id = room->id;
+    w->claim.party = room->party->name;
+    w->claim.done = release_done;
+    w->claim.data = w;
+    be->ops->release(be, &w->claim);
+}
+
+/* An evicted room whose store is unloaded leaves memory: released first
+ * if the backend gave it to us. Takes w (NULL: none could be had). */
+static void room_leave(party_room *room, party__store_work *w) {
+    if (room->acquired && w != NULL) {
+        party__room_release(room, w);
+        return;
+    }
+    party__room_destroy(room);
+    free(w);
+}
+
+static void after_evict_work(uv_work_t *req, int status) {
+    party__store_work *w = req->data;
+    party_runtime *rt = w->room->rt;
+    (void)status;
+    rt->n_busy--;
+    rt->trim_pending = 1;
+    room_leave(w->room, w);
+    party__runtime_maybe_finish(rt);
+}
+
 int party__room_evict(party_room *room) {
     party_runtime *rt = room->rt;
+    party__backend *be = party__room_backend(room);
     party__store_work *w;
 
     if (room_has_work(room))
@@ -101,13 +137,13 @@ int party__room_evict(party_room *room) {
     party__log_debug(rt, "room %s/%s: evicted", room->party->name,
                      room->name ? room->name : room->id);
     if (room->store == NULL) {
-        party__room_destroy(room);
+        room_leave(room, room->acquired ? calloc(1, sizeof(*w)) : NULL);
         return 0;
     }
     w = calloc(1, sizeof(*w));
     if (w == NULL) {
-        party__store_close(party__room_take_store(room));
-        party__room_destroy(room);
+        be->ops->unload(party__room_take_store(room));
+        room_leave(room, NULL);
         return 0;
     }
     room->life = PARTY__ROOM_EVICTING;
@@ -115,11 +151,10 @@ int party__room_evict(party_room *room) {
     w->store = party__room_take_store(room);
     w->req.data = w;
     rt->n_busy++;
-    if (uv_queue_work(&rt->loop, &w->req, close_work, after_close_work) != 0) {
+    if (uv_queue_work(&rt->loop, &w->req, unload_work, after_evict_work) != 0) {
         rt->n_busy--;
-        party__store_close(w->store);
-        party__room_destroy(room);
-        free(w);
+        be->ops->unload(w->store);
+        room_leave(room, w);
     }
     return 0;
 }
@@ -165,9 +200,9 @@ int party__room_hibernate(party_room *room) {
     w->store = party__room_take_store(room);
     w->req.data = w;
     rt->n_busy++;
-    if (uv_queue_work(&rt->loop, &w->req, close_work, after_unload_work) != 0) {
+    if (uv_queue_work(&rt->loop, &w->req, unload_work, after_unload_work) != 0) {
         rt->n_busy--;
-        party__store_close(w->store);
+        party__room_backend(room)->ops->unload(w->store);
         free(w);
         room->life = PARTY__ROOM_COLD;
     }

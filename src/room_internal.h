@@ -8,24 +8,21 @@
 
 #include "room.h"
 
-/* A room's store work on a libuv worker thread: opening the store (the
- * acquire step), committing a batch, closing the store (eviction,
- * hibernation). Owned by the work: freed by its after-work callback. */
+/* A room's storage work: acquiring it from the backend, loading its
+ * store on a libuv worker thread, committing a batch, unloading the store
+ * (eviction, hibernation) and releasing the room. Owned by the work:
+ * freed by its last callback. */
 typedef struct party__store_work {
     uv_work_t req;
+    party__store_req claim; /* acquire, release */
     party_room *room;
-    party__store_options opt;
-    party__store *store;
+    party__room_store *store;
     int result;
     unsigned delay_ms;
-    int64_t index_due;  /* > 0: write this wake time to the alarm index before committing */
-    int index_drop;     /* the wake time went away: take the room out of the index after */
-    int index_dropped;  /* ... and that was done */
-    uint64_t commit_us; /* how long the commit took */
+    party__commit commit; /* the batch to commit */
+    uint64_t commit_us;   /* how long the commit took */
     char why[512];
-    /* loaded with the store */
-    int64_t alarm_at, sched_next;
-    int alarm_retries;
+    party__room_loaded loaded; /* read with the store */
 } party__store_work;
 
 /* ---- room.c: lifecycle and delivery ---- */
@@ -50,21 +47,28 @@ void party__room_destroy(party_room *room);
 /* The user's state leaves memory (free_state); on_start runs again in the
  * next incarnation. */
 void party__room_drop_state(party_room *room);
-/* Hands the room's store over, to be closed by the caller (NULL if none);
- * the room no longer counts as loaded. */
-party__store *party__room_take_store(party_room *room);
+/* Hands the room's store over, to be unloaded by the caller (NULL if
+ * none); the room no longer counts as loaded. */
+party__room_store *party__room_take_store(party_room *room);
+/* The storage backend (loop 0's, shared by every loop). */
+static inline party__backend *party__room_backend(const party_room *room) {
+    return room->rt->main->backend;
+}
 
 /* ---- room_alarm.c: wake-ups ---- */
 
 /* Delivers an ALARM event: runs the due schedules, then the due alarm
  * (retried with backoff if on_alarm fails). A stale wake-up does nothing. */
 void party__room_handle_alarm(party_room *room);
-/* After a commit (or a batch with nothing to commit): files the room's
- * wake time in the runtime's alarm heap and index if it changed. */
+/* After a commit that filed the room's wake time in the backend's alarm
+ * index: the loop's heap follows. */
 void party__room_sync_wake(party_room *room);
-/* After a rollback: rereads the alarm and schedules from the store and
- * files the wake time again. The store must be open. */
+/* After a failed commit: rereads the alarm and schedules from the store
+ * and files the wake time in the heap again (the index has it, or an
+ * earlier one: see commit_batch). The store must be loaded. */
 void party__room_reload_wake(party_room *room);
+/* Files the room's wake time in its loop's heap (0: takes it out). */
+void party__room_heap_put(party_room *room, int64_t due_ms);
 
 /* ---- room_idle.c: idle lists, eviction, hibernation ---- */
 
@@ -74,6 +78,9 @@ void party__room_idle_remove(party_room *room);
  * (idle: no connections; quiet: connections of a hibernating party), or
  * takes it off when it has work. */
 void party__room_update_idle(party_room *room);
+/* The release step, once an evicted room's store is unloaded: the backend
+ * gives the room up, then the room is destroyed and w freed. */
+void party__room_release(party_room *room, party__store_work *w);
 
 /* ---- room_commit.c: batches, commits, output gate, loading ---- */
 
@@ -85,10 +92,15 @@ void party__room_run(party_room *room);
  * order; not committed, its connections still open are failed (1011 or
  * 500). Held fetch requests are started or dropped alike. */
 void party__room_release_held(party_room *room, int committed);
-/* Brings a cold room into memory: opens its store on a worker thread, then
- * runs its queued events. Past max_loaded_rooms, idle rooms are evicted
- * first. If the store cannot be opened, the queued events are failed and
- * the room stays cold. */
+/* Brings a cold room into memory: acquires it (the first time), loads
+ * its store on a worker thread, then runs its queued events. Past
+ * max_loaded_rooms, idle rooms are evicted first. If the room cannot be
+ * acquired or its store loaded, the queued events are failed and the
+ * room stays cold. */
 void party__room_load(party_room *room);
+/* The acquire step: the backend makes the room this process's
+ * (asynchronous: the room is LOADING meanwhile, its events wait); then
+ * w loads the store. */
+void party__room_acquire(party_room *room, party__store_work *w);
 
 #endif

@@ -20,9 +20,9 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <sys/time.h>
 
 #include "conn.h"
-#include "alarm.h"
 #include "buf.h"
 #include "digest.h"
 #include "fetch.h"
@@ -63,6 +63,8 @@ const char *party_strerror(int err) {
         return "cannot listen on the address";
     case PARTY_EBUSY:
         return "in use by another runtime or process";
+    case PARTY_EFENCED:
+        return "the room is owned by another process now (fenced)";
     default:
         return "unknown error";
     }
@@ -136,6 +138,14 @@ void party__runtime_mark_ready(party_runtime *rt, party_room *room) {
 
 uint64_t party__runtime_now(party_runtime *rt) {
     return rt->virtual_clock ? rt->virtual_now : uv_now(&rt->loop);
+}
+
+int64_t party__runtime_epoch_ms(party_runtime *rt) {
+    struct timeval tv;
+    if (rt->virtual_clock)
+        return (int64_t)rt->virtual_now;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
 /* HTTP phases ended since the last trim that make a burst worth trimming
@@ -566,6 +576,25 @@ static int data_dir_lock(party_runtime *rt) {
     return 0;
 }
 
+/* Opens the storage backend (with it the alarm index) once, on loop 0:
+ * 0, or PARTY_EIO / PARTY_ENOMEM after logging why. */
+static int backend_open(party_runtime *rt) {
+    party__backend_config cfg;
+    char why[1024];
+    int r;
+
+    if (rt->backend != NULL)
+        return 0;
+    cfg.data_dir = rt->data_dir;
+    cfg.durability_full = rt->durability_full;
+    r = party__backend_open(&cfg, &rt->backend, why, sizeof(why));
+    if (r != 0) {
+        party__log_error(rt, "%s", why);
+        return r == PARTY_ENOMEM ? PARTY_ENOMEM : PARTY_EIO;
+    }
+    return 0;
+}
+
 int party__runtime_open_data(party_runtime *rt) {
     int r, locked_now = 0;
 
@@ -575,7 +604,7 @@ int party__runtime_open_data(party_runtime *rt) {
             return r;
         locked_now = 1;
     }
-    r = party__alarm_index_open(rt);
+    r = backend_open(rt);
     if (r != 0 && locked_now) {
         close(rt->data_lock_fd);
         rt->data_lock_fd = -1;
@@ -673,7 +702,7 @@ static void close_handle(uv_handle_t *handle) {
 static void runtime_finish(party_runtime *rt) {
     party__inbox_close(rt);
     party__rooms_free_all(rt);
-    party__alarms_stop(rt);
+    party__rooms_stop(rt);
     party__conn_pools_free(rt);
     party__listener_close(rt);
     close_handle((uv_handle_t *)&rt->flush_check);
@@ -689,7 +718,7 @@ static void runtime_finish(party_runtime *rt) {
     close_handle((uv_handle_t *)&rt->keepalive_timer);
 }
 
-/* Loop 0 finishes last: the alarm index and the TLS context it owns are
+/* Loop 0 finishes last: the storage backend and the TLS context it owns are
  * in use until every other loop is done. */
 static int runtime_can_finish(party_runtime *rt) {
     return rt->stopping && rt->n_conns == 0 && !party__rooms_busy(rt) && rt->running &&
@@ -748,7 +777,7 @@ int party__runtime_begin(party_runtime *rt) {
     struct sigaction sa;
     int r = party__runtime_open_data(rt);
     if (r == 0)
-        r = party__alarms_start(rt);
+        r = party__rooms_start(rt);
     if (r != 0)
         return r;
     /* A peer that vanishes mid-write must give EPIPE, not kill the process. */
@@ -761,7 +790,7 @@ int party__runtime_begin(party_runtime *rt) {
 
 void party__runtime_advance(party_runtime *rt, uint64_t ms) {
     rt->virtual_now += ms;
-    party__alarms_fire_due(rt);
+    party__rooms_fire_due(rt);
     party__room_evict_idle(rt, party__runtime_now(rt));
 }
 
@@ -785,7 +814,7 @@ int party_runtime_run(party_runtime *rt) {
     if (r == 0 && rt->n_loops > 1)
         r = party__loops_create(rt);
     if (r == 0)
-        r = party__alarms_start(rt);
+        r = party__rooms_start(rt);
     if (r != 0) {
         party__loops_free(rt);
         return r;

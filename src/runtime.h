@@ -3,14 +3,15 @@
  * and the per-loop-turn work lists (rooms with queued events, connections
  * with bytes to write). With several event-loop threads there is one
  * party_runtime per loop: the one the user holds is loop 0 (the "main"
- * one, which owns the configuration, the parties, the alarm index and the
- * TLS context); the others share those by pointer (see loops.h). */
+ * one, which owns the configuration, the parties, the storage backend and
+ * the TLS context); the others share those by pointer (see loops.h). */
 #ifndef PARTY_RUNTIME_H
 #define PARTY_RUNTIME_H
 
 #include <uv.h>
 
 #include "party.h"
+#include "alarm.h"
 
 typedef struct party__room_list {
     struct party_room *head, *tail;
@@ -80,19 +81,10 @@ struct party_runtime {
     size_t max_loaded_rooms;           /* past it, idle rooms are evicted early */
     unsigned commit_delay_ms;          /* test hook: every durable commit waits this long first */
     uint64_t commit_failures;
-    /* alarms: the index (one SQLite file) and the heap of wake times */
-    struct sqlite3 *alarm_db;
-    /* its statements, prepared once and run under alarm_mutex; with
-     * durability full, sync_off and sync_on bracket a delete (no fsync) */
-    struct sqlite3_stmt *alarm_upsert, *alarm_delete;
-    struct sqlite3_stmt *alarm_sync_off, *alarm_sync_on;
-    uv_mutex_t alarm_mutex;
-    uv_timer_t alarm_timer;
-    struct party__alarm_node **alarm_heap;
-    size_t alarm_heap_len, alarm_heap_cap;
-    struct party__alarm_node **alarm_buckets;
-    size_t alarm_buckets_cap;
-    int alarms_started;
+    /* storage: the backend (main only; opened once, shared by every loop)
+     * and this loop's heap of rooms' wake times */
+    struct party__backend *backend;
+    party__alarms alarms;
     /* on_alarm runs, alarms retried and abandoned, on_schedule runs */
     uint64_t alarms_fired, alarms_retried, alarms_abandoned, schedules_fired;
     int virtual_clock;             /* test harness: time moves only when told */
@@ -166,8 +158,8 @@ void party__runtime_mark_ready(party_runtime *rt, struct party_room *room);
 /* Makes the data directory ready, once per runtime (loop 0's; later
  * calls return 0): creates it (one level, mode 0755) if missing, takes
  * an exclusive flock on <data_dir>/LOCK and writes this process's pid
- * into it, then opens the alarm index. Nothing when data_dir is NULL
- * (memory only: no lock; the index lives in memory). PARTY_EBUSY when
+ * into it, then opens the storage backend (and its alarm index). No lock
+ * when data_dir is NULL (memory only: the backend lives in memory). PARTY_EBUSY when
  * another runtime holds the lock (another process, or this one: flock
  * belongs to the open file, not the process); PARTY_EIO when the
  * directory, the lock file or the index cannot be made or opened;
@@ -189,6 +181,8 @@ void party__runtime_advance(party_runtime *rt, uint64_t ms);
 
 /* The runtime's clock in ms (monotonic; virtual under the test harness). */
 uint64_t party__runtime_now(party_runtime *rt);
+/* Wall-clock ms since the epoch (virtual under the test harness). */
+int64_t party__runtime_epoch_ms(party_runtime *rt);
 
 /* 1 if a warning of a kind whose last one was logged at *last may be
  * logged now (at most one a second: out of descriptors comes in storms);

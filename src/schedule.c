@@ -1,11 +1,10 @@
-/* schedule: the public alarm and schedule API of a room. Both are rows in
- * the room's own database, written in the current event's transaction; the
+/* schedule: the public alarm and schedule API of a room. Both are the
+ * room's records in its store, written in the current event's batch; the
  * room's wake time (the earlier of the alarm and the first schedule) is
- * filed with the runtime's alarm index when the batch commits. */
+ * filed in the backend's alarm index when the batch commits. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "alarm.h"
 #include "cron.h"
 #include "room.h"
 #include "storage.h"
@@ -25,7 +24,6 @@ int party_alarm_set(party_room *room, int64_t at_ms) {
         return r;
     room->alarm_at = at_ms;
     room->alarm_retries = 0;
-    room->batch_wrote = 1;
     return 0;
 }
 
@@ -46,7 +44,6 @@ int party_alarm_delete(party_room *room) {
         return r;
     room->alarm_at = 0;
     room->alarm_retries = 0;
-    room->batch_wrote = 1;
     return 0;
 }
 
@@ -84,7 +81,6 @@ static int schedule_add(party_room *room, int kind, int64_t next_ms, int64_t int
     r = party__store_sched_add(room->store, &sc);
     if (r != 0)
         return r;
-    room->batch_wrote = 1;
     if (room->sched_next == 0 || next_ms < room->sched_next)
         room->sched_next = next_ms;
     if (id_out != NULL)
@@ -140,7 +136,6 @@ int party_schedule_cancel(party_room *room, const char *id) {
     r = party__store_sched_cancel(room->store, id);
     if (r != 0)
         return r;
-    room->batch_wrote = 1;
     room->sched_next = party__store_sched_earliest(room->store);
     return 0;
 }

@@ -1,80 +1,69 @@
-/* storage: one room's durable store — the seam between rooms and the storage
- * backend (SQLite, one WAL database file per room, named by the room id).
- * Opening, closing and committing may block on disk and run on worker
- * threads; everything else runs on the room's loop thread. A store is used
- * by one thread at a time. */
+/* storage: the seam between rooms and where their records live. A backend
+ * is an ops table, in the spirit of sqlite3_vfs, plus one process-wide
+ * handle opened once; each loaded room is reached through a room store.
+ * Rooms are known here only by id, party name and bytes. The table is
+ * implemented by the SQLite backend (store_sqlite.c) and the PostgreSQL
+ * one; it changes only on purpose, in DESIGN.md (D1). Who calls each op
+ * on which thread: docs/architecture.md, "Storage seam". */
 #ifndef PARTY_STORAGE_H
 #define PARTY_STORAGE_H
 
-#include <sqlite3.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include <uv.h>
+
 #include "party.h"
 
-typedef struct party__store party__store;
+typedef struct party__store_ops party__store_ops;
 
-/* Key + value at most this many bytes (PARTY_ETOOBIG). */
-#define PARTY__KV_MAX (2u * 1024 * 1024)
+/* The process-wide handle of a backend. An implementation's own handle
+ * starts with one of these (it is what open returns). */
+typedef struct party__backend {
+    const party__store_ops *ops;
+    /* 1 if commit_batch may run on a loop thread for rooms whose wake time
+     * did not change: such a commit waits for no disk and no network
+     * (SQLite with durability normal). 0: commits run on worker threads. */
+    int commit_on_loop;
+} party__backend;
 
-typedef struct party__store_options {
-    const char *data_dir; /* NULL: an in-memory database (nothing survives) */
-    int durability_full;  /* fsync on commit (synchronous=FULL), else NORMAL */
-} party__store_options;
+/* One loaded room's records. An implementation's own handle starts with
+ * one of these (it is what load returns). Used by one thread at a time. */
+typedef struct party__room_store {
+    const party__store_ops *ops;
+} party__room_store;
 
-/* Sets what SQLite lets only be set before its first use, process-wide
- * and once: each database's page cache allocates pages as it reads them
- * rather than room for 20 up front. Call before any database is opened;
- * if SQLite was already in use (an embedder's), its settings stay. */
-void party__store_configure(void);
-/* Opens (creating if needed) the store of room_id. Blocking: call from a
- * worker thread. On failure returns PARTY_EIO and writes a reason into why. */
-int party__store_open(const party__store_options *opt, const char *room_id, party__store **out,
-                      char *why, size_t why_len);
-/* Rolls back any open transaction and closes. NULL is a no-op. Blocking. */
-void party__store_close(party__store *store);
+typedef struct party__backend_config {
+    const char *data_dir; /* NULL: in memory (nothing survives the process) */
+    int durability_full;  /* a commit reaches the disk before it returns (fsync) */
+} party__backend_config;
 
-/* Runs a prepared statement that returns no rows to its end, then resets
- * it and clears its bindings for the next run: 0 or PARTY_EIO. */
-int party__store_step_done(sqlite3_stmt *stmt);
+/* An acquire or release in flight. The caller fills every field but
+ * backend_data and keeps the request alive until done runs; done runs on
+ * the room's loop thread, possibly before acquire or release returns. */
+typedef struct party__store_req party__store_req;
+struct party__store_req {
+    uv_loop_t *loop;     /* the room's loop: done runs there */
+    const char *room_id; /* valid until done */
+    const char *party;   /* the room's party (URL name); valid until done */
+    void (*done)(party__store_req *req, int status);
+    void *data;         /* the caller's */
+    void *backend_data; /* the backend's, until done */
+};
 
-/* The file name of a room's store under data_dir (for tests and tools). */
-int party__store_path(const char *data_dir, const char *room_id, char *out, size_t cap);
+/* What a room's wake-ups need, read by load. */
+typedef struct party__room_loaded {
+    int64_t alarm_at;   /* epoch ms, 0: no alarm */
+    int alarm_retries;  /* failed runs so far of the alarm now set */
+    int64_t sched_next; /* the earliest schedule, 0: none */
+} party__room_loaded;
 
-/* Transactions. begin is idempotent while one is open. commit may block
- * (fsync): call it from a worker thread when the transaction wrote. */
-int party__store_begin(party__store *store);
-int party__store_commit(party__store *store);
-void party__store_rollback(party__store *store);
-/* 1 while a transaction is open. */
-int party__store_in_transaction(party__store *store);
-/* 1 if the open transaction has written (through any statement). */
-int party__store_has_written(party__store *store);
-/* 1 if a transaction begun since the last commit or rollback ended without
- * either: SQLite rolled it back itself (a statement failed with a
- * rollback, or the room's own SQL raised one), so its writes are gone even
- * if a later one began. */
-int party__store_lost_transaction(party__store *store);
-
-/* Key-value access, inside the open transaction (begun if needed).
- * get: *val malloc'd (caller frees; NUL-terminated past len for text use),
- * PARTY_ENOTFOUND when absent. */
-int party__store_kv_put(party__store *store, const char *key, const void *val, size_t len);
-int party__store_kv_get(party__store *store, const char *key, void **val, size_t *len);
-int party__store_kv_delete(party__store *store, const char *key);
-int party__store_kv_list(party__store *store, const char *prefix,
-                         int (*fn)(const char *key, const void *val, size_t len, void *arg),
-                         void *arg);
-
-/* The runtime's own metadata (room name, party), apart from user keys.
- * get returns a malloc'd NUL-terminated string, or NULL when absent. */
-int party__store_meta_put(party__store *store, const char *key, const char *value);
-char *party__store_meta_get(party__store *store, const char *key);
-
-/* The room's alarm (one per room): *at_ms 0 when none. set with at_ms 0
- * deletes it. retries: failed runs so far of the alarm now set. */
-int party__store_alarm_get(party__store *store, int64_t *at_ms, int *retries);
-int party__store_alarm_set(party__store *store, int64_t at_ms, int retries);
+/* One room of a commit_batch. */
+typedef struct party__commit {
+    party__room_store *store;
+    int64_t wake_ms;  /* the room's wake time after this batch (alarm or schedule), 0: none */
+    int wake_changed; /* the alarm index may hold another time: file wake_ms */
+} party__commit;
 
 /* Schedules, many per room. kind: PARTY__SCHED_AT, _EVERY or _CRON. */
 enum { PARTY__SCHED_AT = 0, PARTY__SCHED_EVERY = 1, PARTY__SCHED_CRON = 2 };
@@ -86,19 +75,196 @@ typedef struct party__schedule {
     int64_t interval_ms; /* EVERY */
     int64_t next_ms;
 } party__schedule;
-int party__store_sched_add(party__store *store, const party__schedule *s);
-/* PARTY_ENOTFOUND when no schedule has this id. */
-int party__store_sched_cancel(party__store *store, const char *id);
-int party__store_sched_set_next(party__store *store, const char *id, int64_t next_ms);
-/* The earliest next_ms, or 0 when there are no schedules. */
-int64_t party__store_sched_earliest(party__store *store);
-/* Calls fn for schedules with next_ms <= until (INT64_MAX: all), earliest
- * first; the schedule is valid during the call; fn may not write. fn
- * returns non-zero to stop. */
-int party__store_sched_each(party__store *store, int64_t until,
-                            int (*fn)(const party__schedule *s, void *arg), void *arg);
 
-/* The SQLite handle, for a room's own tables. */
-sqlite3 *party__store_db(party__store *store);
+/* Key + value at most this many bytes (PARTY_ETOOBIG). */
+#define PARTY__KV_MAX (2u * 1024 * 1024)
+
+/* Record visitors: key and val are valid during the call; non-zero stops
+ * (and is returned). They must not write. */
+typedef int (*party__kv_fn)(const char *key, const void *val, size_t len, void *arg);
+typedef int (*party__sched_fn)(const party__schedule *s, void *arg);
+/* An alarm index entry: the room wakes at due_ms. */
+typedef int (*party__index_fn)(const char *room_id, const char *party, int64_t due_ms, void *arg);
+
+/* The ops table. Results are 0 or a negative PARTY_E* code; why (when
+ * given) receives a one-line reason on failure. "Blocking" ops may wait
+ * for a disk or a network and run on worker threads (open and close at
+ * start-up and shutdown). Every store a backend keeps records a format
+ * version, checked at open and load: older data is migrated, newer data
+ * refused with a reason naming both versions. */
+struct party__store_ops {
+    const char *name; /* for logs: "sqlite", "postgres" */
+
+    /* ---- the backend (blocking; once per process) ---- */
+
+    /* Opens the backend and its alarm index. */
+    int (*open)(const party__backend_config *cfg, party__backend **out, char *why, size_t why_len);
+    /* Closes it, giving up every room still acquired. No room store may
+     * be in use. NULL is a no-op. */
+    void (*close)(party__backend *be);
+
+    /* ---- ownership (a room's loop thread; asynchronous) ---- */
+
+    /* Makes this process the room's only writer before its first load
+     * (a cluster backend takes the room's epoch: see
+     * reference/scale-out-research.md). req->done(req, 0) once it is;
+     * PARTY_EBUSY: someone else holds the room, try again later. It may
+     * take time: the room's events wait meanwhile. */
+    void (*acquire)(party__backend *be, party__store_req *req);
+    /* Gives the room up after its store was unloaded for good (eviction).
+     * req->done(req, 0 or an error, which changes nothing for the caller). */
+    void (*release)(party__backend *be, party__store_req *req);
+
+    /* ---- a room's records (blocking: worker thread) ---- */
+
+    /* Brings an acquired room's records within reach: *out is its store,
+     * *loaded what its wake-ups need. A room with no records yet gets an
+     * empty store. party stays valid until unload. */
+    int (*load)(party__backend *be, const char *room_id, const char *party, party__room_store **out,
+                party__room_loaded *loaded, char *why, size_t why_len);
+    /* Drops the store; writes not committed are lost. NULL is a no-op. */
+    void (*unload)(party__room_store *rs);
+
+    /* ---- records (synchronous: the thread that holds the room, its
+     * loop; inside the room's open batch, which the first op begins) ---- */
+
+    /* The user's key-value records. get: *val malloc'd, NUL-terminated
+     * past *len (len may be NULL), PARTY_ENOTFOUND when absent. list: in
+     * key order, keys starting with prefix (NULL or "": all). */
+    int (*kv_get)(party__room_store *rs, const char *key, void **val, size_t *len);
+    int (*kv_put)(party__room_store *rs, const char *key, const void *val, size_t len);
+    int (*kv_delete)(party__room_store *rs, const char *key); /* PARTY_ENOTFOUND when absent */
+    int (*kv_list)(party__room_store *rs, const char *prefix, party__kv_fn fn, void *arg);
+    /* The runtime's own records of the room, apart from the user's keys:
+     * "name" and "party" today; later features keep theirs here too.
+     * Same shapes as kv_*. */
+    int (*meta_get)(party__room_store *rs, const char *key, void **val, size_t *len);
+    int (*meta_put)(party__room_store *rs, const char *key, const void *val, size_t len);
+    int (*meta_delete)(party__room_store *rs, const char *key);
+    int (*meta_list)(party__room_store *rs, const char *prefix, party__kv_fn fn, void *arg);
+    /* The room's alarm: *at_ms 0 when none (retries may be NULL); set
+     * with at_ms 0 deletes it. */
+    int (*alarm_get)(party__room_store *rs, int64_t *at_ms, int *retries);
+    int (*alarm_set)(party__room_store *rs, int64_t at_ms, int retries);
+    /* Schedules. cancel: PARTY_ENOTFOUND when no schedule has this id.
+     * earliest: the smallest next_ms, 0 when none. each: schedules with
+     * next_ms <= until (INT64_MAX: all), earliest first, then by id. */
+    int (*sched_add)(party__room_store *rs, const party__schedule *s);
+    int (*sched_cancel)(party__room_store *rs, const char *id);
+    int (*sched_set_next)(party__room_store *rs, const char *id, int64_t next_ms);
+    int (*sched_earliest)(party__room_store *rs, int64_t *next_ms);
+    int (*sched_each)(party__room_store *rs, int64_t until, party__sched_fn fn, void *arg);
+    /* The room's own SQLite database (party_room_db()), inside the open
+     * batch; its records move into that file first if they live
+     * elsewhere, in one crash-safe step. NULL if it cannot be had. */
+    struct sqlite3 *(*room_file_open)(party__room_store *rs);
+
+    /* ---- the open batch (the room's thread) ---- */
+
+    /* 1 if the open batch has written, by any op or through the room's own
+     * file (or lost writes it made): its output must wait for
+     * commit_batch. Asked on every send of a running room: cheap. */
+    int (*wrote)(party__room_store *rs);
+    /* Ends the open batch keeping nothing it wrote (a batch that did not
+     * write ends here too). */
+    void (*rollback)(party__room_store *rs);
+
+    /* ---- commits (blocking: a worker thread; a loop thread only as
+     * party__backend.commit_on_loop allows) ---- */
+
+    /* Commits the open batch of each room, and files each wake time that
+     * changed in the alarm index in the same call. results[i] for
+     * rooms[i]: 0, its batch is durable and the index has its wake time;
+     * PARTY_EIO, nothing of its batch is kept (its store stays usable)
+     * and the index has its committed wake time or an earlier one (an
+     * early entry costs one wake-up with nothing due, never a missed
+     * one); PARTY_EFENCED, the room is owned elsewhere now: nothing of this
+     * batch is kept, nor will be of a later one (the caller unloads the
+     * store). One room's failure does not fail the others. */
+    void (*commit_batch)(party__backend *be, const party__commit *rooms, size_t n, int *results);
+
+    /* ---- the alarm index (blocking) ---- */
+
+    /* Calls fn for every entry: at start-up, to fill the wake-up heap. fn
+     * must not call the backend. */
+    int (*index_load)(party__backend *be, party__index_fn fn, void *arg);
+    /* Calls fn for the entries due at or before until_ms, earliest first
+     * (a backend shared by several processes: to find due rooms that no
+     * process holds). */
+    int (*index_due)(party__backend *be, int64_t until_ms, party__index_fn fn, void *arg);
+};
+
+/* The SQLite backend's table (store_sqlite.c). */
+const party__store_ops *party__store_sqlite_ops(void);
+
+/* Opens the backend the configuration names (SQLite: the only one yet). */
+int party__backend_open(const party__backend_config *cfg, party__backend **out, char *why,
+                        size_t why_len);
+/* Closes a backend opened by party__backend_open. NULL is a no-op. */
+void party__backend_close(party__backend *be);
+
+/* Process-wide settings of the SQLite library, once and before any
+ * database opens (see store_sqlite.c); if SQLite was already in use (an
+ * embedder's), its settings stay. */
+void party__store_configure(void);
+/* The file of an own-file room under data_dir (SQLite; for tests and
+ * tools). */
+int party__store_path(const char *data_dir, const char *room_id, char *out, size_t cap);
+
+/* The record ops, called through the room store's table. */
+static inline int party__store_kv_get(party__room_store *rs, const char *key, void **val,
+                                      size_t *len) {
+    return rs->ops->kv_get(rs, key, val, len);
+}
+static inline int party__store_kv_put(party__room_store *rs, const char *key, const void *val,
+                                      size_t len) {
+    return rs->ops->kv_put(rs, key, val, len);
+}
+static inline int party__store_kv_delete(party__room_store *rs, const char *key) {
+    return rs->ops->kv_delete(rs, key);
+}
+static inline int party__store_kv_list(party__room_store *rs, const char *prefix, party__kv_fn fn,
+                                       void *arg) {
+    return rs->ops->kv_list(rs, prefix, fn, arg);
+}
+static inline int party__store_meta_get(party__room_store *rs, const char *key, void **val,
+                                        size_t *len) {
+    return rs->ops->meta_get(rs, key, val, len);
+}
+static inline int party__store_meta_put(party__room_store *rs, const char *key, const void *val,
+                                        size_t len) {
+    return rs->ops->meta_put(rs, key, val, len);
+}
+static inline int party__store_alarm_get(party__room_store *rs, int64_t *at_ms, int *retries) {
+    return rs->ops->alarm_get(rs, at_ms, retries);
+}
+static inline int party__store_alarm_set(party__room_store *rs, int64_t at_ms, int retries) {
+    return rs->ops->alarm_set(rs, at_ms, retries);
+}
+static inline int party__store_sched_add(party__room_store *rs, const party__schedule *s) {
+    return rs->ops->sched_add(rs, s);
+}
+static inline int party__store_sched_cancel(party__room_store *rs, const char *id) {
+    return rs->ops->sched_cancel(rs, id);
+}
+static inline int party__store_sched_set_next(party__room_store *rs, const char *id,
+                                              int64_t next_ms) {
+    return rs->ops->sched_set_next(rs, id, next_ms);
+}
+/* The earliest schedule, 0 when none or unreadable. */
+static inline int64_t party__store_sched_earliest(party__room_store *rs) {
+    int64_t next = 0;
+    return rs->ops->sched_earliest(rs, &next) == 0 ? next : 0;
+}
+static inline int party__store_sched_each(party__room_store *rs, int64_t until, party__sched_fn fn,
+                                          void *arg) {
+    return rs->ops->sched_each(rs, until, fn, arg);
+}
+static inline int party__store_wrote(party__room_store *rs) {
+    return rs->ops->wrote(rs);
+}
+static inline void party__store_rollback(party__room_store *rs) {
+    rs->ops->rollback(rs);
+}
 
 #endif

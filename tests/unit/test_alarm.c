@@ -8,7 +8,9 @@
  * every, cron) fire with their name and payload, survive restarts, can be
  * cancelled and listed, and share the room's wake time with its alarm; bad
  * arguments and calls outside callbacks are refused; the runtime's alarm
- * index file records the room. */
+ * index file records the room. And the heap of src/alarm.c on its own:
+ * due entries go to the wake callback earliest first, a busy callback
+ * keeps them, and the timer fires them without help. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -24,6 +26,8 @@
 
 #include "party.h"
 #include "party_test.h"
+
+#include "alarm.h"
 
 #define T0 PARTY_TEST_EPOCH_MS
 #define MAX_CALLS 16
@@ -984,6 +988,152 @@ static void test_alarm_index_file_has_a_row_for_the_room(void **state) {
     assert_int_equal(index_row(t, "indexed", party, sizeof(party), &due), 0);
 }
 
+/* ---- the heap on its own (src/alarm.c) ---- */
+
+static struct {
+    int64_t now;
+    int calls;
+    char woken[MAX_CALLS][PARTY_ID_MAX];
+    uint32_t tags[MAX_CALLS];
+    int busy;         /* calls still to answer PARTY_EBUSY */
+    int64_t put_back; /* > 0: the first call puts its room back at this time */
+} heap;
+
+static int64_t heap_clock(party__alarms *alarms) {
+    (void)alarms;
+    return heap.now;
+}
+
+static int heap_wake(party__alarms *alarms, const char *id, uint32_t tag) {
+    if (heap.busy > 0) {
+        heap.busy--;
+        return PARTY_EBUSY;
+    }
+    if (heap.calls < MAX_CALLS) {
+        snprintf(heap.woken[heap.calls], PARTY_ID_MAX, "%s", id);
+        heap.tags[heap.calls] = tag;
+    }
+    if (heap.calls++ == 0 && heap.put_back > 0)
+        assert_int_equal(party__alarms_put(alarms, id, tag, heap.put_back), 0);
+    return 0;
+}
+
+/* A manual heap (no timer) on loop, the clock at T0. */
+static void heap_start(party__alarms *alarms, uv_loop_t *loop, int manual) {
+    memset(&heap, 0, sizeof(heap));
+    memset(alarms, 0, sizeof(*alarms));
+    heap.now = T0;
+    assert_int_equal(uv_loop_init(loop), 0);
+    assert_int_equal(party__alarms_init(alarms, loop, manual, heap_wake, heap_clock, NULL), 0);
+}
+
+static void heap_end(party__alarms *alarms, uv_loop_t *loop) {
+    party__alarms_close(alarms);
+    assert_int_equal(uv_run(loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(loop), 0);
+}
+
+static void test_heap_wakes_due_rooms_earliest_first(void **state) {
+    party__alarms alarms;
+    uv_loop_t loop;
+    (void)state;
+
+    heap_start(&alarms, &loop, 1);
+    assert_int_equal(party__alarms_put(&alarms, "c", 3, T0 + 300), 0);
+    assert_int_equal(party__alarms_put(&alarms, "a", 1, T0 + 100), 0);
+    assert_int_equal(party__alarms_put(&alarms, "b", 2, T0 + 200), 0);
+    assert_int_equal(party__alarms_size(&alarms), 3);
+    assert_int_equal(party__alarms_next(&alarms), T0 + 100);
+    heap.now = T0 + 99;
+    party__alarms_fire_due(&alarms);
+    assert_int_equal(heap.calls, 0);
+    heap.now = T0 + 200;
+    party__alarms_fire_due(&alarms);
+    assert_int_equal(heap.calls, 2);
+    assert_string_equal(heap.woken[0], "a");
+    assert_int_equal(heap.tags[0], 1);
+    assert_string_equal(heap.woken[1], "b");
+    assert_int_equal(heap.tags[1], 2);
+    /* Handed over: out of the heap. */
+    assert_int_equal(party__alarms_size(&alarms), 1);
+    assert_int_equal(party__alarms_next(&alarms), T0 + 300);
+    heap_end(&alarms, &loop);
+}
+
+static void test_heap_put_moves_or_removes_a_rooms_entry(void **state) {
+    party__alarms alarms;
+    uv_loop_t loop;
+    (void)state;
+
+    heap_start(&alarms, &loop, 1);
+    assert_int_equal(party__alarms_put(&alarms, "a", 1, T0 + 100), 0);
+    assert_int_equal(party__alarms_put(&alarms, "b", 1, T0 + 200), 0);
+    /* One entry per room: a later time moves it. */
+    assert_int_equal(party__alarms_put(&alarms, "a", 1, T0 + 300), 0);
+    assert_int_equal(party__alarms_size(&alarms), 2);
+    assert_int_equal(party__alarms_next(&alarms), T0 + 200);
+    assert_int_equal(party__alarms_put(&alarms, "b", 1, 0), 0);
+    assert_int_equal(party__alarms_size(&alarms), 1);
+    heap.now = T0 + 1000;
+    party__alarms_fire_due(&alarms);
+    assert_int_equal(heap.calls, 1);
+    assert_string_equal(heap.woken[0], "a");
+    heap_end(&alarms, &loop);
+}
+
+static void test_heap_busy_wake_keeps_the_entry_until_called_again(void **state) {
+    party__alarms alarms;
+    uv_loop_t loop;
+    (void)state;
+
+    heap_start(&alarms, &loop, 1);
+    assert_int_equal(party__alarms_put(&alarms, "a", 1, T0), 0);
+    assert_int_equal(party__alarms_put(&alarms, "b", 1, T0), 0);
+    heap.busy = 1;
+    party__alarms_fire_due(&alarms);
+    /* Held back, and firing paused: the second entry was not offered. */
+    assert_int_equal(heap.calls, 0);
+    assert_int_equal(heap.busy, 0);
+    assert_int_equal(party__alarms_size(&alarms), 2);
+    party__alarms_fire_due(&alarms);
+    assert_int_equal(heap.calls, 2);
+    assert_int_equal(party__alarms_size(&alarms), 0);
+    heap_end(&alarms, &loop);
+}
+
+static void test_heap_wake_may_put_its_room_back(void **state) {
+    party__alarms alarms;
+    uv_loop_t loop;
+    (void)state;
+
+    heap_start(&alarms, &loop, 1);
+    heap.put_back = T0;
+    assert_int_equal(party__alarms_put(&alarms, "a", 7, T0), 0);
+    party__alarms_fire_due(&alarms);
+    /* Put back due at once, it waits for the next turn. */
+    assert_int_equal(heap.calls, 1);
+    assert_int_equal(party__alarms_size(&alarms), 1);
+    party__alarms_fire_due(&alarms);
+    assert_int_equal(heap.calls, 2);
+    assert_int_equal(heap.tags[1], 7);
+    heap_end(&alarms, &loop);
+}
+
+static void test_heap_timer_wakes_due_rooms_by_itself(void **state) {
+    party__alarms alarms;
+    uv_loop_t loop;
+    (void)state;
+
+    heap_start(&alarms, &loop, 0);
+    assert_int_equal(party__alarms_put(&alarms, "a", 1, T0 - 1), 0);
+    assert_int_equal(party__alarms_put(&alarms, "b", 1, T0 + 3600 * 1000), 0);
+    while (heap.calls == 0)
+        assert_int_not_equal(uv_run(&loop, UV_RUN_ONCE), 0);
+    assert_int_equal(heap.calls, 1);
+    assert_string_equal(heap.woken[0], "a");
+    heap_end(&alarms, &loop);
+}
+
 #define TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void) {
@@ -1022,6 +1172,11 @@ int main(void) {
         TEST(test_invalid_arguments_are_einval),
         TEST(test_calls_outside_callbacks_are_estate),
         TEST(test_alarm_index_file_has_a_row_for_the_room),
+        cmocka_unit_test(test_heap_wakes_due_rooms_earliest_first),
+        cmocka_unit_test(test_heap_put_moves_or_removes_a_rooms_entry),
+        cmocka_unit_test(test_heap_busy_wake_keeps_the_entry_until_called_again),
+        cmocka_unit_test(test_heap_wake_may_put_its_room_back),
+        cmocka_unit_test(test_heap_timer_wakes_due_rooms_by_itself),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,7 +4,8 @@
  * restarts the room from storage; the output gate holds replies to writes
  * until the commit is durable, and lets replies to reads through; queued
  * events share one commit; idle rooms are evicted on the virtual clock and
- * come back from storage; the KV API and the room's own SQL tables. */
+ * come back from storage; the KV API and the room's own SQL tables; a room
+ * file of a newer format version is refused, an older one migrated. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -619,6 +620,55 @@ static void test_kv_outside_callbacks_is_estate(void **state) {
     assert_null(party_room_db(seen.saved));
 }
 
+/* ---- format versions ---- */
+
+/* Runs sql on the file of room (store party) with a connection of our
+ * own; with version non-NULL, reads the file's format version after. */
+static void room_file_sql(party_test *t, const char *room, const char *sql, int *version) {
+    char path[4096], id[PARTY_ID_MAX];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *stmt = NULL;
+
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    party_room_id_from_name("store", room, id);
+    assert_int_equal(party_test_room_file(t, id, path, sizeof(path)), 0);
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    if (sql != NULL)
+        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    if (version != NULL) {
+        assert_int_equal(
+            sqlite3_prepare_v2(db, "SELECT version FROM _party_format", -1, &stmt, NULL),
+            SQLITE_OK);
+        assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+        *version = sqlite3_column_int(stmt, 0);
+        sqlite3_finalize(stmt);
+    }
+    sqlite3_close(db);
+}
+
+/* A room file written by a newer partyd is refused (503) and left as it
+ * is; one from before format versions were recorded is read, and
+ * migrated. */
+static void test_room_file_of_newer_format_refused_older_one_migrated(void **state) {
+    party_test *t = *state;
+    int version = 0;
+
+    expect_call(t, "POST", "/parties/store/versioned/write", 200, "1");
+    assert_int_equal(party_test_restart(t), 0);
+    room_file_sql(t, "versioned", NULL, &version);
+    assert_int_equal(version, 1);
+    room_file_sql(t, "versioned", "UPDATE _party_format SET version = 99", NULL);
+    free(call(t, "GET", "/parties/store/versioned/count", 503));
+    room_file_sql(t, "versioned", NULL, &version);
+    assert_int_equal(version, 99);
+    assert_int_equal(seen.starts, 1);
+
+    room_file_sql(t, "versioned", "DROP TABLE _party_format", NULL);
+    expect_call(t, "GET", "/parties/store/versioned/count", 200, "1");
+    room_file_sql(t, "versioned", NULL, &version);
+    assert_int_equal(version, 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_writes_of_one_event_are_all_committed, setup,
@@ -644,6 +694,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_room_db_tables_persist_across_restart, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_kv_outside_callbacks_is_estate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_room_file_of_newer_format_refused_older_one_migrated,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

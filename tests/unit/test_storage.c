@@ -1,8 +1,12 @@
-/* Tests for src/storage.c: what a room's store costs in memory once open
- * (SQLite's page cache allocates pages as they are read, not room for 20
- * up front), that closing gives it back, and that a store that cannot
- * open says why in the OS's words. Real SQLite files in a temporary
- * directory. */
+/* Tests for the storage seam (src/storage.h) through its SQLite backend
+ * (src/store_sqlite.c), with real files in a temporary directory: acquire
+ * and release complete, load finds what earlier commits kept, commit_batch
+ * gives one result per room and one room's failure leaves the others
+ * committed, the backend knows whether a batch wrote, format versions are
+ * checked (a newer file refused naming both versions, an older one
+ * migrated), the alarm index follows committed wake times (never later
+ * than a committed one), what an open store costs in memory, and that a
+ * room that cannot load says why in the OS's words. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -17,8 +21,482 @@
 #include <unistd.h>
 
 #include <sqlite3.h>
+#include <uv.h>
 
 #include "storage.h"
+
+#define T0 1700000000000LL
+
+typedef struct fixture {
+    char dir[64];
+    party__backend_config cfg;
+    party__backend *be;
+    char why[1024];
+} fixture;
+
+static void room_id(int i, char out[PARTY_ID_MAX]) {
+    snprintf(out, PARTY_ID_MAX, "%064x", i + 1);
+}
+
+static int setup(void **state) {
+    fixture *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    snprintf(f->dir, sizeof(f->dir), "/tmp/partyd-test-storage-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    f->cfg.data_dir = f->dir;
+    f->cfg.durability_full = 1;
+    if (party__backend_open(&f->cfg, &f->be, f->why, sizeof(f->why)) != 0)
+        fail_msg("%s", f->why);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *f = *state;
+    char cmd[128];
+    party__backend_close(f->be);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+static party__room_store *load(fixture *f, int i, party__room_loaded *loaded) {
+    party__room_loaded ignored;
+    party__room_store *rs = NULL;
+    char id[PARTY_ID_MAX];
+    room_id(i, id);
+    assert_int_equal(f->be->ops->load(f->be, id, "test", &rs, loaded ? loaded : &ignored, f->why,
+                                      sizeof(f->why)),
+                     0);
+    assert_non_null(rs);
+    return rs;
+}
+
+/* Commits one room's batch; its result. */
+static int commit_one(fixture *f, party__room_store *rs, int64_t wake_ms, int wake_changed) {
+    party__commit c = {rs, wake_ms, wake_changed};
+    int result = 1;
+    f->be->ops->commit_batch(f->be, &c, 1, &result);
+    return result;
+}
+
+/* The value of key in room i's records ("" when absent). */
+static void kv_value(fixture *f, int i, const char *key, char *out, size_t cap) {
+    party__room_store *rs = load(f, i, NULL);
+    void *val = NULL;
+    out[0] = '\0';
+    if (party__store_kv_get(rs, key, &val, NULL) == 0)
+        snprintf(out, cap, "%s", (const char *)val);
+    free(val);
+    f->be->ops->unload(rs);
+}
+
+/* The file of room i, for edits by hand. */
+static sqlite3 *room_file(fixture *f, int i) {
+    char id[PARTY_ID_MAX], path[4096];
+    sqlite3 *db = NULL;
+    room_id(i, id);
+    assert_int_equal(party__store_path(f->dir, id, path, sizeof(path)), 0);
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    return db;
+}
+
+static void exec(sqlite3 *db, const char *sql) {
+    char *err = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
+        fail_msg("%s: %s", sql, err);
+}
+
+static int format_version(sqlite3 *db) {
+    sqlite3_stmt *stmt = NULL;
+    int v = -1;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT version FROM _party_format", -1, &stmt, NULL),
+                     SQLITE_OK);
+    if (sqlite3_step(stmt) == SQLITE_ROW)
+        v = sqlite3_column_int(stmt, 0);
+    sqlite3_finalize(stmt);
+    return v;
+}
+
+/* ---- acquire and release ---- */
+
+typedef struct completion {
+    int calls, status;
+    uv_thread_t thread;
+} completion;
+
+static void record_done(party__store_req *req, int status) {
+    completion *c = req->data;
+    c->calls++;
+    c->status = status;
+    c->thread = uv_thread_self();
+}
+
+static void test_acquire_and_release_complete_on_the_rooms_loop(void **state) {
+    fixture *f = *state;
+    completion c = {0, 1, 0};
+    party__store_req req;
+    uv_thread_t self = uv_thread_self();
+    uv_loop_t loop;
+    char id[PARTY_ID_MAX];
+
+    assert_int_equal(uv_loop_init(&loop), 0);
+    room_id(1, id);
+    memset(&req, 0, sizeof(req));
+    req.loop = &loop;
+    req.room_id = id;
+    req.party = "test";
+    req.done = record_done;
+    req.data = &c;
+    f->be->ops->acquire(f->be, &req);
+    /* The local backend completes at once; another may take a loop turn. */
+    while (c.calls == 0 && uv_run(&loop, UV_RUN_ONCE) != 0)
+        ;
+    assert_int_equal(c.calls, 1);
+    assert_int_equal(c.status, 0);
+    assert_true(uv_thread_equal(&c.thread, &self));
+
+    c.calls = 0;
+    c.status = 1;
+    f->be->ops->release(f->be, &req);
+    while (c.calls == 0 && uv_run(&loop, UV_RUN_ONCE) != 0)
+        ;
+    assert_int_equal(c.calls, 1);
+    assert_int_equal(c.status, 0);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* ---- load ---- */
+
+typedef struct sched_seen {
+    int n;
+    char names[4][16];
+} sched_seen;
+
+static int collect_sched(const party__schedule *s, void *arg) {
+    sched_seen *seen = arg;
+    if (seen->n < 4)
+        snprintf(seen->names[seen->n++], 16, "%s", s->name);
+    return 0;
+}
+
+static void test_load_finds_what_earlier_batches_committed(void **state) {
+    fixture *f = *state;
+    party__room_loaded loaded;
+    party__room_store *rs = load(f, 1, &loaded);
+    party__schedule sc = {"s1", "tick", NULL, "p", 1, PARTY__SCHED_AT, 0, T0 + 500};
+    sched_seen seen = {0};
+    void *val = NULL;
+    size_t len = 0;
+    int64_t at = 0;
+    int retries = 0;
+
+    /* A room with no records yet: an empty store. */
+    assert_int_equal(loaded.alarm_at, 0);
+    assert_int_equal(loaded.sched_next, 0);
+    assert_int_equal(party__store_kv_get(rs, "k", &val, &len), PARTY_ENOTFOUND);
+    assert_int_equal(party__store_kv_put(rs, "k", "value", 5), 0);
+    assert_int_equal(party__store_meta_put(rs, "name", "lobby", 5), 0);
+    assert_int_equal(party__store_alarm_set(rs, T0 + 1000, 2), 0);
+    assert_int_equal(party__store_sched_add(rs, &sc), 0);
+    assert_int_equal(commit_one(f, rs, T0 + 500, 1), 0);
+    f->be->ops->unload(rs);
+
+    rs = load(f, 1, &loaded);
+    assert_int_equal(loaded.alarm_at, T0 + 1000);
+    assert_int_equal(loaded.alarm_retries, 2);
+    assert_int_equal(loaded.sched_next, T0 + 500);
+    assert_int_equal(party__store_kv_get(rs, "k", &val, &len), 0);
+    assert_int_equal(len, 5);
+    assert_memory_equal(val, "value", 5);
+    free(val);
+    assert_int_equal(party__store_meta_get(rs, "name", &val, &len), 0);
+    assert_string_equal(val, "lobby");
+    free(val);
+    assert_int_equal(party__store_alarm_get(rs, &at, &retries), 0);
+    assert_int_equal(at, T0 + 1000);
+    assert_int_equal(party__store_sched_each(rs, INT64_MAX, collect_sched, &seen), 0);
+    assert_int_equal(seen.n, 1);
+    assert_string_equal(seen.names[0], "tick");
+    f->be->ops->unload(rs);
+}
+
+/* ---- commit_batch ---- */
+
+static int refuse_commit(void *arg) {
+    (void)arg;
+    return 1; /* the COMMIT becomes a ROLLBACK and fails */
+}
+
+static void test_commit_batch_fails_only_the_failing_room(void **state) {
+    fixture *f = *state;
+    party__room_store *rooms[3];
+    party__commit batch[3];
+    int results[3] = {1, 1, 1}, i;
+    char value[32];
+
+    for (i = 0; i < 3; i++) {
+        rooms[i] = load(f, 10 + i, NULL);
+        assert_int_equal(party__store_kv_put(rooms[i], "k", "kept", 4), 0);
+        batch[i].store = rooms[i];
+        batch[i].wake_ms = 0;
+        batch[i].wake_changed = 0;
+    }
+    /* The middle room's file refuses to commit. */
+    sqlite3_commit_hook(rooms[1]->ops->room_file_open(rooms[1]), refuse_commit, NULL);
+    f->be->ops->commit_batch(f->be, batch, 3, results);
+    assert_int_equal(results[0], 0);
+    assert_int_equal(results[1], PARTY_EIO);
+    assert_int_equal(results[2], 0);
+    /* A failed room's store stays usable: nothing of its batch is left. */
+    assert_int_equal(party__store_wrote(rooms[1]), 0);
+    for (i = 0; i < 3; i++)
+        f->be->ops->unload(rooms[i]);
+    kv_value(f, 10, "k", value, sizeof(value));
+    assert_string_equal(value, "kept");
+    kv_value(f, 11, "k", value, sizeof(value));
+    assert_string_equal(value, "");
+    kv_value(f, 12, "k", value, sizeof(value));
+    assert_string_equal(value, "kept");
+}
+
+/* ---- did the batch write ---- */
+
+static void test_backend_knows_whether_the_batch_wrote(void **state) {
+    fixture *f = *state;
+    party__room_store *rs = load(f, 1, NULL);
+    sqlite3 *db;
+    void *val = NULL;
+
+    assert_int_equal(party__store_wrote(rs), 0);
+    /* A read is not a write. */
+    assert_int_equal(party__store_kv_get(rs, "k", &val, NULL), PARTY_ENOTFOUND);
+    assert_int_equal(party__store_wrote(rs), 0);
+    assert_int_equal(party__store_kv_put(rs, "k", "v", 1), 0);
+    assert_int_equal(party__store_wrote(rs), 1);
+    party__store_rollback(rs);
+    assert_int_equal(party__store_wrote(rs), 0);
+    assert_int_equal(party__store_kv_get(rs, "k", &val, NULL), PARTY_ENOTFOUND);
+    party__store_rollback(rs);
+
+    /* Each kind of record counts, the room's own SQL too. */
+    assert_int_equal(party__store_alarm_set(rs, T0, 0), 0);
+    assert_int_equal(party__store_wrote(rs), 1);
+    assert_int_equal(commit_one(f, rs, 0, 0), 0);
+    assert_int_equal(party__store_wrote(rs), 0);
+    assert_int_equal(party__store_meta_put(rs, "party", "test", 4), 0);
+    assert_int_equal(party__store_wrote(rs), 1);
+    assert_int_equal(commit_one(f, rs, 0, 0), 0);
+    db = rs->ops->room_file_open(rs);
+    assert_non_null(db);
+    assert_int_equal(party__store_wrote(rs), 0);
+    exec(db, "CREATE TABLE notes (text TEXT)");
+    assert_int_equal(party__store_wrote(rs), 1);
+    assert_int_equal(commit_one(f, rs, 0, 0), 0);
+
+    /* Writes the room's SQL lost (it committed on its own, then wrote
+     * again outside the batch) still count: the batch must fail. */
+    db = rs->ops->room_file_open(rs);
+    exec(db, "INSERT INTO notes VALUES ('a')");
+    exec(db, "COMMIT");
+    assert_int_equal(party__store_wrote(rs), 1);
+    assert_int_equal(commit_one(f, rs, 0, 0), PARTY_EIO);
+    assert_int_equal(party__store_wrote(rs), 0);
+    f->be->ops->unload(rs);
+}
+
+/* ---- format versions ---- */
+
+static void test_newer_room_file_is_refused_naming_both_versions(void **state) {
+    fixture *f = *state;
+    party__room_store *rs = load(f, 1, NULL);
+    party__room_loaded loaded;
+    sqlite3 *db;
+    char id[PARTY_ID_MAX];
+
+    assert_int_equal(party__store_kv_put(rs, "k", "v", 1), 0);
+    assert_int_equal(commit_one(f, rs, 0, 0), 0);
+    f->be->ops->unload(rs);
+    db = room_file(f, 1);
+    assert_int_equal(format_version(db), 1);
+    exec(db, "UPDATE _party_format SET version = 2");
+    sqlite3_close(db);
+
+    room_id(1, id);
+    rs = NULL;
+    assert_int_equal(f->be->ops->load(f->be, id, "test", &rs, &loaded, f->why, sizeof(f->why)),
+                     PARTY_EIO);
+    assert_null(rs);
+    print_message("%s\n", f->why);
+    assert_non_null(strstr(f->why, "format version 2"));
+    assert_non_null(strstr(f->why, "version 1"));
+    assert_non_null(strstr(f->why, id));
+    /* Refused, not touched. */
+    db = room_file(f, 1);
+    assert_int_equal(format_version(db), 2);
+    sqlite3_close(db);
+}
+
+static void test_older_room_file_is_migrated_and_keeps_its_records(void **state) {
+    fixture *f = *state;
+    party__room_store *rs = load(f, 1, NULL);
+    char value[32];
+    sqlite3 *db;
+
+    assert_int_equal(party__store_kv_put(rs, "k", "old", 3), 0);
+    assert_int_equal(commit_one(f, rs, 0, 0), 0);
+    f->be->ops->unload(rs);
+    /* A version row from an older partyd. */
+    db = room_file(f, 1);
+    exec(db, "UPDATE _party_format SET version = 0");
+    sqlite3_close(db);
+    kv_value(f, 1, "k", value, sizeof(value));
+    assert_string_equal(value, "old");
+    db = room_file(f, 1);
+    assert_int_equal(format_version(db), 1);
+    /* A file from before versions were recorded: today's rooms. */
+    exec(db, "DROP TABLE _party_format");
+    sqlite3_close(db);
+    kv_value(f, 1, "k", value, sizeof(value));
+    assert_string_equal(value, "old");
+    db = room_file(f, 1);
+    assert_int_equal(format_version(db), 1);
+    sqlite3_close(db);
+}
+
+static void test_newer_alarm_index_is_refused_and_older_one_migrated(void **state) {
+    fixture *f = *state;
+    char path[4096];
+    sqlite3 *db;
+
+    party__backend_close(f->be);
+    f->be = NULL;
+    snprintf(path, sizeof(path), "%s/alarms.db", f->dir);
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    assert_int_equal(format_version(db), 1);
+    exec(db, "UPDATE _party_format SET version = 7");
+    sqlite3_close(db);
+    assert_int_equal(party__backend_open(&f->cfg, &f->be, f->why, sizeof(f->why)), PARTY_EIO);
+    assert_null(f->be);
+    print_message("%s\n", f->why);
+    assert_non_null(strstr(f->why, "alarm index"));
+    assert_non_null(strstr(f->why, "format version 7"));
+    assert_non_null(strstr(f->why, "version 1"));
+
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    exec(db, "DROP TABLE _party_format");
+    sqlite3_close(db);
+    assert_int_equal(party__backend_open(&f->cfg, &f->be, f->why, sizeof(f->why)), 0);
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    assert_int_equal(format_version(db), 1);
+    sqlite3_close(db);
+}
+
+/* ---- the alarm index ---- */
+
+typedef struct entries {
+    int n;
+    char ids[8][PARTY_ID_MAX];
+    char parties[8][16];
+    int64_t due[8];
+} entries;
+
+static int collect_entry(const char *id, const char *party, int64_t due_ms, void *arg) {
+    entries *e = arg;
+    if (e->n < 8) {
+        snprintf(e->ids[e->n], PARTY_ID_MAX, "%s", id);
+        snprintf(e->parties[e->n], 16, "%s", party);
+        e->due[e->n++] = due_ms;
+    }
+    return 0;
+}
+
+/* Room i's entry in the index (0: none). */
+static int64_t index_due_of(fixture *f, int i) {
+    entries e = {0};
+    char id[PARTY_ID_MAX];
+    int k;
+    room_id(i, id);
+    assert_int_equal(f->be->ops->index_load(f->be, collect_entry, &e), 0);
+    for (k = 0; k < e.n; k++)
+        if (strcmp(e.ids[k], id) == 0)
+            return e.due[k];
+    return 0;
+}
+
+static void test_index_due_lists_rooms_due_earliest_first(void **state) {
+    fixture *f = *state;
+    int64_t wakes[3] = {T0 + 30, T0 + 10, T0 + 20};
+    party__room_store *rooms[3];
+    party__commit batch[3];
+    int results[3], i;
+    char id[PARTY_ID_MAX];
+    entries e = {0};
+
+    for (i = 0; i < 3; i++) {
+        rooms[i] = load(f, i, NULL);
+        assert_int_equal(party__store_alarm_set(rooms[i], wakes[i], 0), 0);
+        batch[i].store = rooms[i];
+        batch[i].wake_ms = wakes[i];
+        batch[i].wake_changed = 1;
+    }
+    f->be->ops->commit_batch(f->be, batch, 3, results);
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(results[i], 0);
+        f->be->ops->unload(rooms[i]);
+    }
+    assert_int_equal(f->be->ops->index_due(f->be, T0 + 20, collect_entry, &e), 0);
+    assert_int_equal(e.n, 2);
+    room_id(1, id);
+    assert_string_equal(e.ids[0], id);
+    assert_string_equal(e.parties[0], "test");
+    assert_int_equal(e.due[0], T0 + 10);
+    room_id(2, id);
+    assert_string_equal(e.ids[1], id);
+    assert_int_equal(e.due[1], T0 + 20);
+    memset(&e, 0, sizeof(e));
+    assert_int_equal(f->be->ops->index_load(f->be, collect_entry, &e), 0);
+    assert_int_equal(e.n, 3);
+    /* Kept across a close and an open. */
+    party__backend_close(f->be);
+    assert_int_equal(party__backend_open(&f->cfg, &f->be, f->why, sizeof(f->why)), 0);
+    assert_int_equal(index_due_of(f, 0), T0 + 30);
+}
+
+static void test_index_follows_wake_time_and_is_never_later_than_committed(void **state) {
+    fixture *f = *state;
+    party__room_store *rs = load(f, 1, NULL);
+
+    assert_int_equal(party__store_alarm_set(rs, T0 + 1000, 0), 0);
+    assert_int_equal(commit_one(f, rs, T0 + 1000, 1), 0);
+    assert_int_equal(index_due_of(f, 1), T0 + 1000);
+    /* Later: committed, then the index takes it. */
+    assert_int_equal(party__store_alarm_set(rs, T0 + 5000, 0), 0);
+    assert_int_equal(commit_one(f, rs, T0 + 5000, 1), 0);
+    assert_int_equal(index_due_of(f, 1), T0 + 5000);
+
+    /* A later time whose commit fails leaves the committed one. */
+    sqlite3_commit_hook(rs->ops->room_file_open(rs), refuse_commit, NULL);
+    assert_int_equal(party__store_alarm_set(rs, T0 + 9000, 0), 0);
+    assert_int_equal(commit_one(f, rs, T0 + 9000, 1), PARTY_EIO);
+    assert_int_equal(index_due_of(f, 1), T0 + 5000);
+    /* An earlier one whose commit fails may stay: one wake-up too many,
+     * never one missed. */
+    assert_int_equal(party__store_alarm_set(rs, T0 + 2000, 0), 0);
+    assert_int_equal(commit_one(f, rs, T0 + 2000, 1), PARTY_EIO);
+    assert_true(index_due_of(f, 1) <= T0 + 5000);
+    sqlite3_commit_hook(rs->ops->room_file_open(rs), NULL, NULL);
+    party__store_rollback(rs);
+
+    /* Nothing left to wake for: the entry goes. */
+    assert_int_equal(party__store_alarm_set(rs, 0, 0), 0);
+    assert_int_equal(commit_one(f, rs, 0, 1), 0);
+    assert_int_equal(index_due_of(f, 1), 0);
+    f->be->ops->unload(rs);
+}
+
+/* ---- memory ---- */
 
 #define STORES 10
 
@@ -28,34 +506,24 @@ static sqlite3_int64 sqlite_memory(void) {
     return now;
 }
 
-static void room_id(int i, char out[65]) {
-    snprintf(out, 65, "%064x", i + 1);
-}
-
+/* SQLite's page cache allocates pages as they are read, not room for 20
+ * up front, and unloading gives the memory back. */
 static void test_open_store_holds_less_than_an_initial_page_block(void **state) {
-    char dir[] = "/tmp/partyd-test-storage-XXXXXX";
-    party__store_options opt = {.data_dir = dir, .durability_full = 0};
-    party__store *stores[STORES];
+    fixture *f = *state;
+    party__room_store *stores[STORES];
     sqlite3_int64 before, opened, per_store;
-    char why[256], id[65], cmd[128];
     int i;
-    (void)state;
 
-    assert_non_null(mkdtemp(dir));
     /* Once before measuring: SQLite's own start-up allocations and the
      * directories are not a store's. */
-    room_id(100, id);
-    assert_int_equal(party__store_open(&opt, id, &stores[0], why, sizeof(why)), 0);
-    party__store_close(stores[0]);
+    f->be->ops->unload(load(f, 100, NULL));
 
     before = sqlite_memory();
     for (i = 0; i < STORES; i++) {
-        room_id(i, id);
-        assert_int_equal(party__store_open(&opt, id, &stores[i], why, sizeof(why)), 0);
+        stores[i] = load(f, i, NULL);
         /* a read and a write, as a room's first event does */
-        assert_int_equal(party__store_begin(stores[i]), 0);
         assert_int_equal(party__store_kv_put(stores[i], "k", "value", 5), 0);
-        assert_int_equal(party__store_commit(stores[i]), 0);
+        assert_int_equal(commit_one(f, stores[i], 0, 0), 0);
     }
     opened = sqlite_memory();
     per_store = (opened - before) / STORES;
@@ -68,67 +536,76 @@ static void test_open_store_holds_less_than_an_initial_page_block(void **state) 
     assert_true(per_store < 96 * 1024);
 
     for (i = 0; i < STORES; i++)
-        party__store_close(stores[i]);
+        f->be->ops->unload(stores[i]);
     assert_true(sqlite_memory() - before < 4 * 1024);
-
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
 }
 
 /* SQLite says only "unable to open database file"; the OS error says
  * why. A directory where the room's file goes fails for root too. */
-static void test_store_open_failure_names_the_os_error(void **state) {
-    char dir[] = "/tmp/partyd-test-storage-XXXXXX";
-    party__store_options opt = {.data_dir = dir, .durability_full = 0};
-    party__store *store;
-    char why[512], id[65], path[4096], cmd[128];
-    (void)state;
+static void test_load_failure_names_the_os_error(void **state) {
+    fixture *f = *state;
+    party__room_loaded loaded;
+    party__room_store *rs = NULL;
+    char id[PARTY_ID_MAX], path[4096], cmd[4200];
 
-    assert_non_null(mkdtemp(dir));
     room_id(7, id);
-    assert_int_equal(party__store_path(dir, id, path, sizeof(path)), 0);
+    assert_int_equal(party__store_path(f->dir, id, path, sizeof(path)), 0);
     snprintf(cmd, sizeof(cmd), "mkdir -p %s", path);
     assert_int_equal(system(cmd), 0);
-
-    assert_int_equal(party__store_open(&opt, id, &store, why, sizeof(why)), PARTY_EIO);
-    assert_null(store);
-    if (strstr(why, "Is a directory") == NULL || strstr(why, path) == NULL)
-        fail_msg("the reason does not name the OS error and the file: %s", why);
-
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(f->be->ops->load(f->be, id, "test", &rs, &loaded, f->why, sizeof(f->why)),
+                     PARTY_EIO);
+    assert_null(rs);
+    if (strstr(f->why, "Is a directory") == NULL || strstr(f->why, path) == NULL)
+        fail_msg("the reason does not name the OS error and the file: %s", f->why);
 }
 
 /* A room directory the process may not write: SQLite retries read-only
  * and keeps that retry's ENOENT; the reason must say Permission denied.
  * Root writes anywhere: as root the test runs as nobody. */
-static void test_store_in_an_unwritable_directory_says_permission_denied(void **state) {
-    char dir[] = "/tmp/partyd-test-storage-XXXXXX";
-    party__store_options opt = {.data_dir = dir, .durability_full = 0};
-    party__store *store;
-    char why[512], id[65], cmd[160];
-    (void)state;
+static void test_load_in_an_unwritable_directory_says_permission_denied(void **state) {
+    fixture *f = *state;
+    party__room_loaded loaded;
+    party__room_store *rs = NULL;
+    char id[PARTY_ID_MAX], cmd[256];
 
     RUN_AS_NOBODY_IF_ROOT();
-    assert_non_null(mkdtemp(dir));
     room_id(8, id);
-    snprintf(cmd, sizeof(cmd), "mkdir -p %s/rooms/%.2s && chmod 0555 %s/rooms/%.2s", dir, id, dir,
-             id);
+    snprintf(cmd, sizeof(cmd), "mkdir -p %s/rooms/%.2s && chmod 0555 %s/rooms/%.2s", f->dir, id,
+             f->dir, id);
     assert_int_equal(system(cmd), 0);
-
-    assert_int_equal(party__store_open(&opt, id, &store, why, sizeof(why)), PARTY_EIO);
-    if (strstr(why, "Permission denied") == NULL)
-        fail_msg("the reason does not name the OS error: %s", why);
-
-    snprintf(cmd, sizeof(cmd), "chmod -R u+rwx %s; rm -rf %s", dir, dir);
+    assert_int_equal(f->be->ops->load(f->be, id, "test", &rs, &loaded, f->why, sizeof(f->why)),
+                     PARTY_EIO);
+    if (strstr(f->why, "Permission denied") == NULL)
+        fail_msg("the reason does not name the OS error: %s", f->why);
+    snprintf(cmd, sizeof(cmd), "chmod -R u+rwx %s", f->dir);
     assert_int_equal(system(cmd), 0);
 }
 
+/* The codes a backend answers with have their own text. */
+static void test_busy_and_fenced_codes_have_their_own_text(void **state) {
+    (void)state;
+    assert_string_not_equal(party_strerror(PARTY_EBUSY), party_strerror(-999));
+    assert_string_not_equal(party_strerror(PARTY_EFENCED), party_strerror(-999));
+    assert_string_not_equal(party_strerror(PARTY_EBUSY), party_strerror(PARTY_EFENCED));
+}
+
+#define TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
 int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_open_store_holds_less_than_an_initial_page_block),
-        cmocka_unit_test(test_store_open_failure_names_the_os_error),
-        cmocka_unit_test(test_store_in_an_unwritable_directory_says_permission_denied),
+        TEST(test_acquire_and_release_complete_on_the_rooms_loop),
+        TEST(test_load_finds_what_earlier_batches_committed),
+        TEST(test_commit_batch_fails_only_the_failing_room),
+        TEST(test_backend_knows_whether_the_batch_wrote),
+        TEST(test_newer_room_file_is_refused_naming_both_versions),
+        TEST(test_older_room_file_is_migrated_and_keeps_its_records),
+        TEST(test_newer_alarm_index_is_refused_and_older_one_migrated),
+        TEST(test_index_due_lists_rooms_due_earliest_first),
+        TEST(test_index_follows_wake_time_and_is_never_later_than_committed),
+        TEST(test_open_store_holds_less_than_an_initial_page_block),
+        TEST(test_load_failure_names_the_os_error),
+        TEST(test_load_in_an_unwritable_directory_says_permission_denied),
+        cmocka_unit_test(test_busy_and_fenced_codes_have_their_own_text),
     };
     party__store_configure();
     as_nobody_main(argc, argv);
