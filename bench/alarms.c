@@ -104,21 +104,21 @@ static void bench_on_request(party_room *room, const party_request *req, party_r
     int64_t due;
 
     if (strcmp(party_request_method(req), "POST") != 0) {
-        party_response_status(res, 405);
+        party_response_set_status(res, 405);
         return;
     }
     if (text == NULL) {
-        party_response_status(res, 201);
+        party_response_set_status(res, 201);
         return;
     }
     due = parse_ms(text);
     if (due < 0 || party_kv_put(room, "due", text, strlen(text)) != 0 ||
         party_alarm_set(room, due) != 0) {
         atomic_fetch_add(&request_errors, 1);
-        party_response_status(res, 500);
+        party_response_set_status(res, 500);
         return;
     }
-    party_response_status(res, 201);
+    party_response_set_status(res, 201);
 }
 
 /* The room is cold when this runs: due comes back from its storage. */

@@ -42,6 +42,13 @@ extern "C" {
 #endif
 
 /* Lets the compiler check a printf-style format string and its arguments. */
+/* Marks an old name kept until 1.0; the compiler names its replacement. */
+#if defined(__GNUC__) || defined(__clang__)
+#define PARTY__DEPRECATED(replacement) __attribute__((deprecated("use " replacement)))
+#else
+#define PARTY__DEPRECATED(replacement)
+#endif
+
 #if defined(__GNUC__) || defined(__clang__)
 #define PARTY__PRINTF(fmt_index, first_arg) __attribute__((format(printf, fmt_index, first_arg)))
 #else
@@ -245,9 +252,12 @@ PARTY_EXTERN int party_room_foreach_conn(party_room *room, const char *tag,
 PARTY_EXTERN size_t party_room_conn_count(party_room *room);
 /* Sends one message to every open connection but those whose id is in
  * exclude_ids. The frame is encoded once and shared by all receivers.
- * Returns the number of connections it was queued on, or a PARTY_E* code. */
-PARTY_EXTERN int party_broadcast(party_room *room, const void *data, size_t len, int binary,
-                                 const char *const *exclude_ids, size_t n_exclude);
+ * *sent (sent may be NULL): the number of connections it was queued on.
+ * 0, PARTY_EINVAL (NULL data with len > 0, or text that is not UTF-8),
+ * PARTY_ENOMEM. */
+PARTY_EXTERN int party_room_broadcast(party_room *room, const void *data, size_t len, int binary,
+                                      const char *const *exclude_ids, size_t n_exclude,
+                                      size_t *sent);
 
 /* ---- room-to-room requests -----------------------------------------------
  * A room asks another room (of any party, itself included) over HTTP and
@@ -448,16 +458,18 @@ PARTY_EXTERN int party_request_set_props(party_request *req, const char *props);
 /* Response building. Defaults: 200, no headers, empty body. Strings and body
  * are copied. Errors (PARTY_ENOMEM) make the response a 500. */
 /* status: 100..999; other values are ignored. */
-PARTY_EXTERN void party_response_status(party_response *res, int status);
+PARTY_EXTERN void party_response_set_status(party_response *res, int status);
 /* Sets a header, replacing one of the same (case-insensitive) name.
  * Content-Length, Transfer-Encoding and Connection are the runtime's and
  * ignored, as are names with ':', spaces or line breaks and values with
  * line breaks. */
-PARTY_EXTERN void party_response_header(party_response *res, const char *name, const char *value);
+PARTY_EXTERN void party_response_set_header(party_response *res, const char *name,
+                                            const char *value);
 /* Adds a header even if one of that name is set (Set-Cookie). Same rules. */
 PARTY_EXTERN void party_response_add_header(party_response *res, const char *name,
                                             const char *value);
-PARTY_EXTERN void party_response_body(party_response *res, const void *data, size_t len);
+/* The body (replacing any). */
+PARTY_EXTERN void party_response_set_body(party_response *res, const void *data, size_t len);
 /* status, Content-Type: text/plain; charset=utf-8, and text as the body. */
 PARTY_EXTERN void party_response_text(party_response *res, int status, const char *text);
 /* status, Content-Type: application/json, and json_text as the body. The
@@ -572,6 +584,27 @@ PARTY_EXTERN void party_runtime_stop(party_runtime *rt);
 /* Frees a stopped runtime and releases its data directory's lock. NULL is
  * a no-op. */
 PARTY_EXTERN void party_runtime_free(party_runtime *rt);
+
+/* ---- old names, kept until 1.0 ------------------------------------------
+ * Setters of a response are party_response_set_*, its getters
+ * party_response_get_* (the bare names were setters before 0.2); a room's
+ * broadcast is party_room_broadcast, which returns 0 or an error and gives
+ * the count through an out-parameter. The old names still work and make
+ * the compiler say what replaces them. */
+
+/* party_response_set_status. */
+PARTY__DEPRECATED("party_response_set_status")
+PARTY_EXTERN void party_response_status(party_response *res, int status);
+/* party_response_set_header. */
+PARTY__DEPRECATED("party_response_set_header")
+PARTY_EXTERN void party_response_header(party_response *res, const char *name, const char *value);
+/* party_response_set_body. */
+PARTY__DEPRECATED("party_response_set_body")
+PARTY_EXTERN void party_response_body(party_response *res, const void *data, size_t len);
+/* party_room_broadcast; returns the count, or a PARTY_E* code. */
+PARTY__DEPRECATED("party_room_broadcast")
+PARTY_EXTERN int party_broadcast(party_room *room, const void *data, size_t len, int binary,
+                                 const char *const *exclude_ids, size_t n_exclude);
 
 #ifdef __cplusplus
 }

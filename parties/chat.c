@@ -9,7 +9,7 @@
 static void chat_message(party_room *room, party_conn *conn, const void *data, size_t len,
                          int binary) {
     const char *exclude[1] = {party_conn_id(conn)};
-    party_broadcast(room, data, len, binary, exclude, 1);
+    party_room_broadcast(room, data, len, binary, exclude, 1, NULL);
 }
 
 static void chat_request(party_room *room, const party_request *req, party_response *res) {
@@ -18,8 +18,8 @@ static void chat_request(party_room *room, const party_request *req, party_respo
 
     if (strcmp(party_request_method(req), "GET") != 0 &&
         strcmp(party_request_method(req), "HEAD") != 0) {
-        party_response_status(res, 405);
-        party_response_header(res, "Allow", "GET, HEAD");
+        party_response_set_status(res, 405);
+        party_response_set_header(res, "Allow", "GET, HEAD");
         return;
     }
     json = cJSON_CreateObject();
@@ -37,7 +37,7 @@ static void chat_request(party_room *room, const party_request *req, party_respo
     return;
 fail:
     cJSON_Delete(json);
-    party_response_status(res, 500);
+    party_response_set_status(res, 500);
 }
 
 static const party_def chat_def = {

@@ -59,8 +59,8 @@ static void counter_request(party_room *room, const party_request *req, party_re
 
     if (strcmp(party_request_method(req), "GET") != 0 &&
         strcmp(party_request_method(req), "HEAD") != 0) {
-        party_response_status(res, 405);
-        party_response_header(res, "Allow", "GET, HEAD");
+        party_response_set_status(res, 405);
+        party_response_set_header(res, "Allow", "GET, HEAD");
         return;
     }
     json = cJSON_CreateObject();
@@ -69,7 +69,7 @@ static void counter_request(party_room *room, const party_request *req, party_re
         text = cJSON_PrintUnformatted(json);
     cJSON_Delete(json);
     if (text == NULL) {
-        party_response_status(res, 500);
+        party_response_set_status(res, 500);
         return;
     }
     party_response_json(res, 200, text);

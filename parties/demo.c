@@ -32,7 +32,7 @@ static void demo_send_json(party_room *room, party_conn *conn, cJSON *json,
     if (conn != NULL)
         party_conn_send_text(conn, text);
     else
-        party_broadcast(room, text, strlen(text), 0, &exclude_id, exclude_id != NULL);
+        party_room_broadcast(room, text, strlen(text), 0, &exclude_id, exclude_id != NULL, NULL);
     free(text);
 }
 
@@ -261,8 +261,8 @@ static void demo_request(party_room *room, const party_request *req, party_respo
 
     if (strcmp(party_request_method(req), "GET") != 0 &&
         strcmp(party_request_method(req), "HEAD") != 0) {
-        party_response_status(res, 405);
-        party_response_header(res, "Allow", "GET, HEAD");
+        party_response_set_status(res, 405);
+        party_response_set_header(res, "Allow", "GET, HEAD");
         return;
     }
     json = cJSON_CreateObject();
@@ -271,7 +271,7 @@ static void demo_request(party_room *room, const party_request *req, party_respo
         text = cJSON_PrintUnformatted(json);
     cJSON_Delete(json);
     if (text == NULL) {
-        party_response_status(res, 500);
+        party_response_set_status(res, 500);
         return;
     }
     party_response_json(res, 200, text);

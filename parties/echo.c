@@ -15,11 +15,11 @@ static void echo_request(party_room *room, const party_request *req, party_respo
     const void *body = party_request_body(req, &len);
     (void)room;
     /* POST bodies come back as they are; anything else gets a greeting. */
-    party_response_header(res, "Content-Type", "text/plain; charset=utf-8");
+    party_response_set_header(res, "Content-Type", "text/plain; charset=utf-8");
     if (strcmp(party_request_method(req), "POST") == 0)
-        party_response_body(res, body, len);
+        party_response_set_body(res, body, len);
     else
-        party_response_body(res, "echo\n", 5);
+        party_response_set_body(res, "echo\n", 5);
 }
 
 static const party_def echo_def = {

@@ -62,7 +62,7 @@ void party_yjs_free_state(void *state);
 int party_yjs_conn_readonly(party_conn *conn);
 /* Sends "__YPS:" + message (len bytes of UTF-8) to conn, or to every
  * connection but except (NULL: all). Results as party_conn_send /
- * party_broadcast. */
+ * party_room_broadcast. */
 int party_yjs_send_custom(party_conn *conn, const char *message, size_t len);
 int party_yjs_broadcast_custom(party_room *room, const char *message, size_t len,
                                party_conn *except);

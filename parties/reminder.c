@@ -26,7 +26,7 @@ static void respond_json(party_response *res, int status, cJSON *json) {
     char *text = json != NULL ? cJSON_PrintUnformatted(json) : NULL;
     cJSON_Delete(json);
     if (text == NULL) {
-        party_response_status(res, 500);
+        party_response_set_status(res, 500);
         return;
     }
     party_response_json(res, status, text);
@@ -84,7 +84,7 @@ static int record_fired(party_room *room, const char *name, const void *payload,
         cJSON_AddStringToObject(note, "type", "reminder");
         text = cJSON_PrintUnformatted(note);
         if (text != NULL)
-            party_broadcast(room, text, strlen(text), 0, NULL, 0);
+            party_room_broadcast(room, text, strlen(text), 0, NULL, 0, NULL);
         free(text);
         cJSON_Delete(note);
     }
@@ -175,11 +175,11 @@ static void reminder_request(party_room *room, const party_request *req, party_r
         if (r != 0)
             respond_error(res, r == PARTY_ENOTFOUND ? 404 : 400, party_strerror(r));
         else
-            party_response_status(res, 204);
+            party_response_set_status(res, 204);
         return;
     }
     if (strcmp(method, "POST") != 0) {
-        party_response_status(res, 405);
+        party_response_set_status(res, 405);
         return;
     }
     if (alarm_in != NULL) {

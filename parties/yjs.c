@@ -531,7 +531,7 @@ static void handle_awareness(party_room *room, party_conn *conn, const void *msg
     /* The entries point into the old state and the message; the new state
      * is built from them before it replaces the old one. */
     conn_set_awareness(conn, next, n_next);
-    party_broadcast(room, msg, msg_len, 1, NULL, 0);
+    party_room_broadcast(room, msg, msg_len, 1, NULL, 0, NULL);
     free(trimmed);
 }
 
@@ -562,7 +562,7 @@ static void broadcast_awareness_removed(party_room *room, party_conn *conn) {
     if (party__yjs_writer_finish(&w, &msg, &msg_len) != 0)
         return;
     exclude[0] = party_conn_id(conn);
-    party_broadcast(room, msg, msg_len, 1, exclude, 1);
+    party_room_broadcast(room, msg, msg_len, 1, exclude, 1, NULL);
     free(msg);
 }
 
@@ -620,7 +620,7 @@ static void handle_update(party_room *room, party_conn *conn, yjs_room *y, const
         msg_len = relay_len;
     }
     exclude[0] = party_conn_id(conn);
-    party_broadcast(room, msg, msg_len, 1, exclude, 1);
+    party_room_broadcast(room, msg, msg_len, 1, exclude, 1, NULL);
     free(relay);
     if (y->rows > y->compact_rows || y->row_bytes - y->compacted_bytes > y->compact_bytes) {
         rc = log_compact(room, y);
@@ -844,7 +844,7 @@ int party_yjs_broadcast_custom(party_room *room, const char *msg, size_t len, pa
         return rc;
     if (except != NULL)
         exclude[0] = party_conn_id(except);
-    rc = party_broadcast(room, frame, frame_len, 0, exclude, except != NULL ? 1 : 0);
+    rc = party_room_broadcast(room, frame, frame_len, 0, exclude, except != NULL ? 1 : 0, NULL);
     free(frame);
     return rc;
 }

@@ -683,7 +683,7 @@ void party__conn_http_respond(party_conn *conn, party_response *res, int force_c
         /* What the party set itself wins over the defaults. */
         for (h = s->cors; h[0] != NULL && h[1] != NULL; h += 2)
             if (party__response_header_get(res, h[0]) == NULL)
-                party_response_header(res, h[0], h[1]);
+                party_response_set_header(res, h[0], h[1]);
         s->cors = NULL;
     }
     buf = party__response_serialize(res, conn->head_only, keep_alive);
@@ -727,7 +727,7 @@ void party__conn_http_fail(party_conn *conn, int status, const char *text) {
     party__response_init(&res);
     party__response_text(&res, status, text);
     if (status == 426)
-        party_response_header(&res, "Sec-WebSocket-Version", "13");
+        party_response_set_header(&res, "Sec-WebSocket-Version", "13");
     conn->phase = PARTY__CONN_HTTP_BUSY;
     conn_stop_reading(conn);
     party__conn_http_respond(conn, &res, 1);

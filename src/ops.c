@@ -31,7 +31,7 @@
 
 static void respond(party_conn *conn, party_response *res) {
     /* Operational answers describe this moment: never cached. */
-    party_response_header(res, "Cache-Control", "no-store");
+    party_response_set_header(res, "Cache-Control", "no-store");
     party__conn_http_respond(conn, res, 0);
     party__response_free(res);
 }
@@ -265,8 +265,8 @@ static void metrics_done(party_conn *conn, party__tour *tour) {
         return;
     }
     party__response_init(&res);
-    party_response_header(&res, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-    party_response_body(&res, tb.data, tb.len);
+    party_response_set_header(&res, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    party_response_set_body(&res, tb.data, tb.len);
     free(tb.data);
     respond(conn, &res);
 }
@@ -429,8 +429,8 @@ static void rooms_done(party_conn *conn, party__tour *tour) {
         return;
     }
     party__response_init(&res);
-    party_response_header(&res, "Content-Type", "application/json");
-    party_response_body(&res, text, strlen(text));
+    party_response_set_header(&res, "Content-Type", "application/json");
+    party_response_set_body(&res, text, strlen(text));
     cJSON_free(text);
     respond(conn, &res);
 }
@@ -455,7 +455,7 @@ static void ops_rooms(party_conn *conn) {
                         rt->ops_prefix);
         party__response_init(&res);
         party__response_text(&res, 401, "unauthorized: send Authorization: Bearer <token>\n");
-        party_response_header(&res, "WWW-Authenticate", "Bearer realm=\"partyd\"");
+        party_response_set_header(&res, "WWW-Authenticate", "Bearer realm=\"partyd\"");
         respond(conn, &res);
         return;
     }
@@ -497,7 +497,7 @@ int party__ops_handle(party_conn *conn) {
         party_response res;
         party__response_init(&res);
         party__response_text(&res, 405, "method not allowed: use GET or HEAD\n");
-        party_response_header(&res, "Allow", "GET, HEAD");
+        party_response_set_header(&res, "Allow", "GET, HEAD");
         respond(conn, &res);
         return 1;
     }

@@ -217,7 +217,7 @@ void party__response_free(party_response *res) {
     party__response_init(res);
 }
 
-void party_response_status(party_response *res, int status) {
+void party_response_set_status(party_response *res, int status) {
     if (res != NULL && status >= 100 && status <= 999)
         res->status = status;
 }
@@ -253,7 +253,7 @@ int party__response_append_header(party_response *res, const char *name, size_t 
     return 0;
 }
 
-void party_response_header(party_response *res, const char *name, const char *value) {
+void party_response_set_header(party_response *res, const char *name, const char *value) {
     size_t i;
 
     if (res == NULL || !header_settable(name, value))
@@ -281,7 +281,7 @@ void party_response_add_header(party_response *res, const char *name, const char
         res->failed = 1;
 }
 
-void party_response_body(party_response *res, const void *data, size_t len) {
+void party_response_set_body(party_response *res, const void *data, size_t len) {
     char *copy = NULL;
     if (res == NULL)
         return;
@@ -309,9 +309,9 @@ void party_response_text(party_response *res, int status, const char *text) {
         return;
     if (text == NULL)
         text = "";
-    party_response_status(res, status);
-    party_response_header(res, "Content-Type", "text/plain; charset=utf-8");
-    party_response_body(res, text, strlen(text));
+    party_response_set_status(res, status);
+    party_response_set_header(res, "Content-Type", "text/plain; charset=utf-8");
+    party_response_set_body(res, text, strlen(text));
 }
 
 void party_response_json(party_response *res, int status, const char *json_text) {
@@ -319,9 +319,9 @@ void party_response_json(party_response *res, int status, const char *json_text)
         return;
     if (json_text == NULL)
         json_text = "null";
-    party_response_status(res, status);
-    party_response_header(res, "Content-Type", "application/json");
-    party_response_body(res, json_text, strlen(json_text));
+    party_response_set_status(res, status);
+    party_response_set_header(res, "Content-Type", "application/json");
+    party_response_set_body(res, json_text, strlen(json_text));
 }
 
 const char *party__response_header_get(const party_response *res, const char *name) {
@@ -396,4 +396,18 @@ party__buf *party__response_serialize(const party_response *res, int head_only, 
         buf->len += body_len;
     }
     return buf;
+}
+
+/* ---- old names, kept until 1.0 (party.h) ---- */
+
+void party_response_status(party_response *res, int status) {
+    party_response_set_status(res, status);
+}
+
+void party_response_header(party_response *res, const char *name, const char *value) {
+    party_response_set_header(res, name, value);
+}
+
+void party_response_body(party_response *res, const void *data, size_t len) {
+    party_response_set_body(res, data, len);
 }

@@ -3,6 +3,7 @@
  * storage. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
@@ -147,11 +148,11 @@ static int id_excluded(const char *id, const char *const *exclude_ids, size_t n_
     return 0;
 }
 
-int party_broadcast(party_room *room, const void *data, size_t len, int binary,
-                    const char *const *exclude_ids, size_t n_exclude) {
+int party_room_broadcast(party_room *room, const void *data, size_t len, int binary,
+                         const char *const *exclude_ids, size_t n_exclude, size_t *sent_out) {
     party__buf *frame;
     party_conn *conn, *next;
-    int sent = 0;
+    size_t sent = 0;
 
     if ((data == NULL && len > 0) || (!binary && !party__utf8_valid(data, len)))
         return PARTY_EINVAL;
@@ -167,7 +168,9 @@ int party_broadcast(party_room *room, const void *data, size_t len, int binary,
             sent++;
     }
     party__buf_release(frame);
-    return sent;
+    if (sent_out != NULL)
+        *sent_out = sent;
+    return 0;
 }
 
 /* ---- storage ---- */
@@ -212,4 +215,15 @@ struct sqlite3 *party_room_db(party_room *room) {
     if (store == NULL)
         return NULL;
     return store->ops->room_file_open(store);
+}
+
+/* ---- old names, kept until 1.0 (party.h) ---- */
+
+int party_broadcast(party_room *room, const void *data, size_t len, int binary,
+                    const char *const *exclude_ids, size_t n_exclude) {
+    size_t sent = 0;
+    int r = party_room_broadcast(room, data, len, binary, exclude_ids, n_exclude, &sent);
+    if (r != 0)
+        return r;
+    return sent > INT_MAX ? INT_MAX : (int)sent;
 }

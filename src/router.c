@@ -185,7 +185,7 @@ static void route_request(party_conn *conn, const party__party *party, const cha
         /* A preflight: answered here, no room involved. */
         party_response res;
         party__response_init(&res);
-        party_response_status(&res, 204);
+        party_response_set_status(&res, 204);
         party__conn_http_respond(conn, &res, 0);
         party__response_free(&res);
         return;

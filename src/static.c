@@ -33,7 +33,7 @@ static void respond_text(party_conn *conn, int status, const char *text) {
     party__response_init(&res);
     party__response_text(&res, status, text);
     if (status == 405)
-        party_response_header(&res, "Allow", "GET, HEAD");
+        party_response_set_header(&res, "Allow", "GET, HEAD");
     party__conn_http_respond(conn, &res, 0);
     party__response_free(&res);
 }
@@ -265,11 +265,11 @@ static void serve_file(party_conn *conn, int fd, const char *resolved, const cha
     format_http_date(st.st_mtim.tv_sec, modified);
 
     party__response_init(&res);
-    party_response_header(&res, "ETag", etag);
-    party_response_header(&res, "Last-Modified", modified);
-    party_response_header(&res, "Cache-Control", "no-cache");
+    party_response_set_header(&res, "ETag", etag);
+    party_response_set_header(&res, "Last-Modified", modified);
+    party_response_set_header(&res, "Cache-Control", "no-cache");
     if (not_modified(&conn->http->req, etag, st.st_mtim.tv_sec)) {
-        party_response_status(&res, 304);
+        party_response_set_status(&res, 304);
         party__conn_http_respond(conn, &res, 0);
         party__response_free(&res);
         return;
@@ -284,8 +284,8 @@ static void serve_file(party_conn *conn, int fd, const char *resolved, const cha
                      r == PARTY_ENOMEM ? "out of memory\n" : "cannot read the file\n");
         return;
     }
-    party_response_header(&res, "Content-Type", content_type(name));
-    party_response_header(&res, "X-Content-Type-Options", "nosniff");
+    party_response_set_header(&res, "Content-Type", content_type(name));
+    party_response_set_header(&res, "X-Content-Type-Options", "nosniff");
     /* The response takes the buffer as it is: no second copy of the file. */
     res.body = data;
     res.body_len = len;

@@ -35,7 +35,7 @@ static void greeter_connect(party_room *room, party_conn *conn, const party_requ
              party_room_name(room));
     party_conn_send_text(conn, line);
     snprintf(line, sizeof(line), "%s joined", who ? who : party_conn_id(conn));
-    party_broadcast(room, line, strlen(line), 0, exclude, 1);
+    party_room_broadcast(room, line, strlen(line), 0, exclude, 1, NULL);
 }
 
 static void greeter_close(party_room *room, party_conn *conn, int code, const char *reason,
@@ -45,7 +45,7 @@ static void greeter_close(party_room *room, party_conn *conn, int code, const ch
     (void)reason;
     (void)was_clean;
     snprintf(line, sizeof(line), "%s left", party_conn_id(conn));
-    party_broadcast(room, line, strlen(line), 0, NULL, 0);
+    party_room_broadcast(room, line, strlen(line), 0, NULL, 0, NULL);
 }
 
 static void greeter_request(party_room *room, const party_request *req, party_response *res) {
@@ -53,8 +53,8 @@ static void greeter_request(party_room *room, const party_request *req, party_re
     char body[64];
     int n = snprintf(body, sizeof(body), "{\"greeted\":%ld}", g->greeted);
     (void)req;
-    party_response_header(res, "Content-Type", "application/json");
-    party_response_body(res, body, (size_t)n);
+    party_response_set_header(res, "Content-Type", "application/json");
+    party_response_set_body(res, body, (size_t)n);
 }
 
 static const party_def greeter = {

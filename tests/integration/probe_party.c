@@ -5,7 +5,7 @@
  *   state:<text>            party_conn_set_state
  *   getstate                reply "state:<text>"
  *   tags                    reply "tags:<t1>,<t2>,..."
- *   broadcast:<text>        party_broadcast to all but the sender
+ *   broadcast:<text>        party_room_broadcast to all but the sender
  *   count:<tag>             reply "count:<n>" (foreach_conn with that tag)
  *   whois:<id>              reply "whois:<id>:<found 0|1>" (party_room_conn)
  *   big:<n>                 reply with n bytes of 'x'
@@ -144,14 +144,14 @@ static int probe_hook(const party_lobby *lobby, party_request *req, party_respon
     if (deny != NULL) {
         int n = snprintf(body, sizeof(body), "denied by hook for %s/%s\n", party_lobby_party(lobby),
                          party_lobby_room(lobby));
-        party_response_status(res, atoi(deny));
-        party_response_header(res, "Content-Type", "text/plain");
-        party_response_body(res, body, (size_t)n);
+        party_response_set_status(res, atoi(deny));
+        party_response_set_header(res, "Content-Type", "text/plain");
+        party_response_set_body(res, body, (size_t)n);
         return PARTY_RESPOND;
     }
     if (redirect != NULL) {
-        party_response_status(res, 302);
-        party_response_header(res, "Location", redirect);
+        party_response_set_status(res, 302);
+        party_response_set_header(res, "Location", redirect);
         return PARTY_RESPOND;
     }
     if (hook != NULL)
@@ -208,7 +208,7 @@ static void probe_message(party_room *room, party_conn *conn, const void *data, 
         party_conn_send_text(conn, reply);
     } else if (strncmp(text, "broadcast:", 10) == 0) {
         const char *exclude[1] = {party_conn_id(conn)};
-        party_broadcast(room, text + 10, len - 10, 0, exclude, 1);
+        party_room_broadcast(room, text + 10, len - 10, 0, exclude, 1, NULL);
     } else if (strncmp(text, "count:", 6) == 0) {
         count_arg arg = {0};
         party_room_foreach_conn(room, text[6] ? text + 6 : NULL, count_one, &arg);
@@ -322,11 +322,11 @@ static void probe_request(party_room *room, const party_request *req, party_resp
     int i;
 
     if (party_request_header(req, "X-Probe-Hook") != NULL)
-        party_response_header(res, "X-Probe-Hook", party_request_header(req, "X-Probe-Hook"));
+        party_response_set_header(res, "X-Probe-Hook", party_request_header(req, "X-Probe-Hook"));
     if (strcmp(party_request_method(req), "POST") == 0) {
-        party_response_status(res, 201);
-        party_response_header(res, "X-Probe-Method", "POST");
-        party_response_body(res, b, blen);
+        party_response_set_status(res, 201);
+        party_response_set_header(res, "X-Probe-Method", "POST");
+        party_response_set_body(res, b, blen);
         return;
     }
     used += (size_t)snprintf(body, sizeof(body), "{\"name\":");
@@ -346,8 +346,8 @@ static void probe_request(party_room *room, const party_request *req, party_resp
         used = json_string(body, sizeof(body) - 64, used, st->log[i]);
     }
     used += (size_t)snprintf(body + used, sizeof(body) - used, "]}");
-    party_response_header(res, "Content-Type", "application/json");
-    party_response_body(res, body, used);
+    party_response_set_header(res, "Content-Type", "application/json");
+    party_response_set_body(res, body, used);
 }
 
 static const party_def probe = {

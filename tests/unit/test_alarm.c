@@ -193,7 +193,7 @@ static void clock_request(party_room *room, const party_request *req, party_resp
         r = party_alarm_set(room, query_ms(req, "at"));
     } else if (strstr(path, "/alarm-get") != NULL) {
         snprintf(text, sizeof(text), "%lld", (long long)party_alarm_get(room));
-        party_response_body(res, text, strlen(text));
+        party_response_set_body(res, text, strlen(text));
         return;
     } else if (strstr(path, "/alarm-delete") != NULL) {
         r = party_alarm_delete(room);
@@ -213,18 +213,18 @@ static void clock_request(party_room *room, const party_request *req, party_resp
         l.stop_at = (int)query_ms(req, "stop");
         r = party_schedule_list(room, list_cb, &l);
         snprintf(text, sizeof(text), "%d %s", r, l.text);
-        party_response_body(res, text, strlen(text));
+        party_response_set_body(res, text, strlen(text));
         return;
     } else if (strstr(path, "/invalid") != NULL) {
         check_invalid_args(room, text, sizeof(text));
-        party_response_body(res, text, strlen(text));
+        party_response_set_body(res, text, strlen(text));
         return;
     } else if (strstr(path, "/save") != NULL) {
         rec.saved = room;
     }
     /* "<code>" or "<code> <schedule id>" */
     snprintf(text, sizeof(text), "%d%s%s", r, id[0] != '\0' ? " " : "", id);
-    party_response_body(res, text, strlen(text));
+    party_response_set_body(res, text, strlen(text));
 }
 
 static const party_def clock_def = {

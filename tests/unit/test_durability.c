@@ -224,38 +224,38 @@ static void store_request(party_room *room, const party_request *req, party_resp
     if (strstr(path, "/write2") != NULL) {
         party_kv_put(room, "a", "1", 1);
         party_kv_put(room, "b", "2", 1);
-        party_response_body(res, "ok", 2);
+        party_response_set_body(res, "ok", 2);
     } else if (strstr(path, "/write") != NULL) {
         if (bump(room, text, sizeof(text)) != 0)
-            party_response_status(res, 500);
-        party_response_body(res, text, strlen(text));
+            party_response_set_status(res, 500);
+        party_response_set_body(res, text, strlen(text));
     } else if (strstr(path, "/count") != NULL) {
         store_state *s = party_room_state(room);
         snprintf(text, sizeof(text), "%ld", s->count);
-        party_response_body(res, text, strlen(text));
+        party_response_set_body(res, text, strlen(text));
     } else if (strstr(path, "/get") != NULL) {
         void *val = NULL;
         size_t len = 0;
         if (key == NULL || party_kv_get(room, key, &val, &len) != 0) {
-            party_response_status(res, 404);
+            party_response_set_status(res, 404);
             return;
         }
-        party_response_body(res, val, len);
+        party_response_set_body(res, val, len);
         free(val);
     } else if (strstr(path, "/kv-api") != NULL) {
         kv_api(room, text, sizeof(text));
-        party_response_status(res, strcmp(text, "ok") == 0 ? 200 : 500);
-        party_response_body(res, text, strlen(text));
+        party_response_set_status(res, strcmp(text, "ok") == 0 ? 200 : 500);
+        party_response_set_body(res, text, strlen(text));
     } else if (strstr(path, "/list") != NULL) {
         listing l;
         memset(&l, 0, sizeof(l));
         party_kv_list(room, NULL, list_cb, &l);
-        party_response_body(res, l.keys, strlen(l.keys));
+        party_response_set_body(res, l.keys, strlen(l.keys));
     } else if (strstr(path, "/notes") != NULL) {
         if (strcmp(party_request_method(req), "POST") == 0 && notes_add(room) != 0)
-            party_response_status(res, 500);
+            party_response_set_status(res, 500);
         snprintf(text, sizeof(text), "%ld", notes_count(room));
-        party_response_body(res, text, strlen(text));
+        party_response_set_body(res, text, strlen(text));
     } else if (strstr(path, "/save") != NULL) {
         seen.saved = room;
     }

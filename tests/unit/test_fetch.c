@@ -55,7 +55,7 @@ static void svc_request(party_room *room, const party_request *req, party_respon
         /* An answer over the caller's max_body_bytes (see new_harness_limited). */
         static char big[8192];
         memset(big, 'x', sizeof(big));
-        party_response_body(res, big, sizeof(big));
+        party_response_set_body(res, big, sizeof(big));
         return;
     }
     if (strstr(path, "/write") != NULL)
@@ -200,14 +200,14 @@ static void caller_request(party_room *room, const party_request *req, party_res
                 break;
             rec.fetches_taken++;
         }
-        party_response_status(res, 202);
+        party_response_set_status(res, 202);
         return;
     }
     rec.fetch_result =
         party_room_fetch(room, party, target, method, path,
                          party_request_query(req, "roomid") != NULL ? by_id : headers,
                          method != NULL ? "hello" : NULL, method != NULL ? 5 : 0, tag, rec.last_id);
-    party_response_status(res, rec.fetch_result == 0 ? 202 : 400);
+    party_response_set_status(res, rec.fetch_result == 0 ? 202 : 400);
 }
 
 static int caller_alarm(party_room *room) {

@@ -121,7 +121,7 @@ static void hall_message(party_room *room, party_conn *conn, const void *data, s
         memset(&c, 0, sizeof(c));
         r = party_room_foreach_conn(room, msg[3] == ':' ? msg + 4 : NULL, collect_cb, &c);
         snprintf(out, sizeof(out), "%d n=%zu %s", r, party_room_conn_count(room), c.text);
-        party_broadcast(room, out, strlen(out), 0, NULL, 0);
+        party_room_broadcast(room, out, strlen(out), 0, NULL, 0, NULL);
     } else if (strncmp(msg, "kick:", 5) == 0) {
         party_conn *target = party_room_conn(room, msg + 5);
         int r = target != NULL ? party_conn_close(target, 4000, "kicked out") : PARTY_ENOTFOUND;
@@ -169,7 +169,7 @@ static void hall_request(party_room *room, const party_request *req, party_respo
     rec.requests++;
     snprintf(text, sizeof(text), "start=%d conns=%zu", s != NULL ? s->incarnation : -1,
              party_room_conn_count(room));
-    party_response_body(res, text, strlen(text));
+    party_response_set_body(res, text, strlen(text));
 }
 
 static int hall_alarm(party_room *room) {

@@ -30,7 +30,7 @@ static void loops_request(party_room *room, const party_request *req, party_resp
     int r = party_runtime_add(runtime, &late_def);
     (void)req;
     snprintf(body, sizeof(body), "%s %d", party_room_name(room), r);
-    party_response_body(res, body, strlen(body));
+    party_response_set_body(res, body, strlen(body));
 }
 
 static const party_def loops_def = {.name = "loops", .on_request = loops_request};

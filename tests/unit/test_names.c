@@ -90,7 +90,7 @@ static void names_request(party_room *room, const party_request *req, party_resp
     if (party_request_query(req, "fail") != NULL)
         fail_commits = 1;
     if (strstr(path, "/noread") != NULL) {
-        party_response_body(res, "ok", 2);
+        party_response_set_body(res, "ok", 2);
         return;
     }
     if (strstr(path, "/set") != NULL) {
@@ -98,13 +98,13 @@ static void names_request(party_room *room, const party_request *req, party_resp
         int again = party_room_set_name(room, want);
         int other = party_room_set_name(room, "some-other-name");
         snprintf(text, sizeof(text), "set=%d again=%d other=%d", first, again, other);
-        party_response_body(res, text, strlen(text));
+        party_response_set_body(res, text, strlen(text));
         return;
     }
     if (strstr(path, "/write") != NULL)
         (void)party_kv_put(room, "w", "1", 1);
     record(rec.request, room);
-    party_response_body(res, rec.request, strlen(rec.request));
+    party_response_set_body(res, rec.request, strlen(rec.request));
 }
 
 static int names_alarm(party_room *room) {
@@ -138,7 +138,8 @@ static const party_def names_def = {
 /* A room that sets an alarm in on_request, for the cold alarm test. */
 static void alarm_request(party_room *room, const party_request *req, party_response *res) {
     (void)req;
-    party_response_status(res, party_alarm_set(room, PARTY_TEST_EPOCH_MS + 10000) == 0 ? 200 : 500);
+    party_response_set_status(res,
+                              party_alarm_set(room, PARTY_TEST_EPOCH_MS + 10000) == 0 ? 200 : 500);
 }
 
 static const party_def alarms_def = {

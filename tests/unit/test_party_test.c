@@ -77,33 +77,33 @@ static void echo_request(party_room *room, const party_request *req, party_respo
 
     if (strstr(path, "/now") != NULL) {
         snprintf(text, sizeof(text), "%lld", (long long)party_now_ms(room));
-        party_response_body(res, text, strlen(text));
+        party_response_set_body(res, text, strlen(text));
         return;
     }
     if (strstr(path, "/kv") != NULL) {
         void *val = NULL;
         size_t val_len = 0;
         if (strcmp(method, "POST") == 0) {
-            party_response_status(res, party_kv_put(room, "k", body, len) == 0 ? 204 : 500);
+            party_response_set_status(res, party_kv_put(room, "k", body, len) == 0 ? 204 : 500);
             return;
         }
         if (party_kv_get(room, "k", &val, &val_len) != 0) {
-            party_response_status(res, 404);
+            party_response_set_status(res, 404);
             return;
         }
-        party_response_body(res, val, val_len);
+        party_response_set_body(res, val, val_len);
         free(val);
         return;
     }
     if (strcmp(method, "POST") == 0) {
-        party_response_header(res, "X-Echo", "yes");
-        party_response_body(res, body, len);
+        party_response_set_header(res, "X-Echo", "yes");
+        party_response_set_body(res, body, len);
         return;
     }
     snprintf(text, sizeof(text), "%s %s name=%s", method, party_request_url(req),
              party_room_name(room));
-    party_response_header(res, "Content-Type", "text/plain");
-    party_response_body(res, text, strlen(text));
+    party_response_set_header(res, "Content-Type", "text/plain");
+    party_response_set_body(res, text, strlen(text));
 }
 
 static const party_def echo_def = {

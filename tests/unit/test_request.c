@@ -145,10 +145,10 @@ static void test_response_defaults_and_status_range(void **state) {
     assert_int_equal(party_response_get_status(&res), 200);
     assert_null(party_response_get_body(&res, &len));
     assert_int_equal(len, 0);
-    party_response_status(&res, 99);
-    party_response_status(&res, 1000);
+    party_response_set_status(&res, 99);
+    party_response_set_status(&res, 1000);
     assert_int_equal(party_response_get_status(&res), 200);
-    party_response_status(&res, 418);
+    party_response_set_status(&res, 418);
     assert_int_equal(party_response_get_status(&res), 418);
     party__response_free(&res);
 }
@@ -160,21 +160,21 @@ static void test_response_headers_replace_add_and_reserved(void **state) {
     (void)state;
 
     party__response_init(&res);
-    party_response_header(&res, "X-One", "a");
-    party_response_header(&res, "x-one", "b"); /* replaces */
+    party_response_set_header(&res, "X-One", "a");
+    party_response_set_header(&res, "x-one", "b"); /* replaces */
     party_response_add_header(&res, "Set-Cookie", "s=1");
-    party_response_add_header(&res, "Set-Cookie", "t=2"); /* both kept */
-    party_response_header(&res, "Content-Length", "5");   /* the runtime's */
-    party_response_header(&res, "Connection", "upgrade");
+    party_response_add_header(&res, "Set-Cookie", "t=2");   /* both kept */
+    party_response_set_header(&res, "Content-Length", "5"); /* the runtime's */
+    party_response_set_header(&res, "Connection", "upgrade");
     party_response_add_header(&res, "Transfer-Encoding", "chunked");
-    party_response_header(&res, "Bad Name", "v");
-    party_response_header(&res, "X-Split", "a\r\nInjected: yes");
+    party_response_set_header(&res, "Bad Name", "v");
+    party_response_set_header(&res, "X-Split", "a\r\nInjected: yes");
     assert_string_equal(party_response_get_header(&res, "X-ONE"), "b");
     assert_string_equal(party_response_get_header(&res, "set-cookie"), "s=1");
     assert_null(party_response_get_header(&res, "X-Split"));
     assert_int_equal(party_response_foreach_header(&res, count_headers, &n), 0);
     assert_int_equal(n, 3);
-    party_response_body(&res, "hi", 2);
+    party_response_set_body(&res, "hi", 2);
     text = serialize(&res);
     assert_non_null(strstr(text, "X-One: b\r\n"));
     assert_non_null(strstr(text, "Set-Cookie: s=1\r\nSet-Cookie: t=2\r\n"));
