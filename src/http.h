@@ -61,9 +61,10 @@ typedef struct party__http_parser {
 } party__http_parser;
 
 enum {
-    PARTY__HTTP_DONE = 1,  /* a whole request is in the buffer */
+    PARTY__HTTP_DONE = 1,  /* a whole message is in the buffer */
     PARTY__HTTP_AGAIN = 0, /* need more bytes: call again with the same buffer, grown */
-    PARTY__HTTP_ERROR = -1 /* bad request: see error; answer err->status and close */
+    PARTY__HTTP_ERROR = -1 /* bad message: see error; for a request, answer err->status
+                              and close */
 };
 
 /* What was wrong. For a response, status is the class of the fault as a
@@ -113,8 +114,10 @@ typedef struct party__http_response {
 
 /* Options of one response, fixed for all its calls. */
 enum {
-    /* The request was HEAD: the response has no body, whatever its head says
-     * (RFC 9112 6.3). 1xx, 204 and 304 responses never have one. */
+    /* No body is read: DONE at the end of the head, whatever the head says.
+     * For the answer to a HEAD request (RFC 9112 6.3), or a caller that
+     * reads only the head and handles what follows itself. 1xx, 204 and 304
+     * responses never have a body. */
     PARTY__HTTP_NO_BODY = 1,
     /* A response with neither Content-Length nor chunked framing has a body
      * that runs to the end of the stream. Without this flag such a response
