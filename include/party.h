@@ -272,7 +272,8 @@ PARTY_EXTERN int party_room_broadcast(party_room *room, const void *data, size_t
  * answers too, with a text/plain body saying why:
  *   404  unknown party
  *   500  the target's on_start failed (it is retried on the next event)
- *   502  the answer was malformed or larger than max_body_bytes
+ *   502  the answer was malformed, larger than max_body_bytes, or its head
+ *        over max_header_bytes or max_headers
  *   503  the runtime could not open the internal connection (files, memory)
  *   504  no answer within party_config.fetch_timeout (30 s by default)
  * method: NULL for "GET", else an HTTP token. path: NULL, "" or a string

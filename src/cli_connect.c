@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "http.h"
 #include "party.h"
 #include "url.h"
 #include "utf8.h"
@@ -82,9 +83,10 @@ typedef struct client {
     char accept[29];
     int binary_lines;
 
-    char head[RESPONSE_HEAD_MAX + 1];
+    char head[RESPONSE_HEAD_MAX]; /* the answer to the upgrade, as read */
     size_t head_len;
-    int open; /* the 101 was checked: frames flow */
+    party__http_parser answer; /* reading it */
+    int open;                  /* the 101 was checked: frames flow */
     party__ws_reader reader;
 
     char *line; /* the stdin line being read */
@@ -554,61 +556,55 @@ static int frame_cb(void *arg, const party__ws_event *ev) {
     return 0;
 }
 
-/* Checks the 101 answer once its head is complete; returns the bytes of
- * the head, 0 if incomplete, -1 when refused (reported). */
-static long handshake_head(client *c) {
-    char *end = strstr(c->head, "\r\n\r\n");
-    char *line, *next;
-    int status = 0, upgrade = 0, connection = 0, accept = 0;
+/* Reads the server's answer to the upgrade as far as it has come: 1 a valid
+ * 101 (*used: its bytes in c->head; what follows are frames), 0 incomplete,
+ * -1 refused or not a WebSocket answer (reported). Only the head is parsed:
+ * a refusal's body is printed as far as it came with the head. */
+static int handshake_answer(client *c, size_t *used) {
+    static const party__http_limits limits = {RESPONSE_HEAD_MAX, PARTY__HTTP_MAX_HEADERS, 0};
+    party__http_response res;
+    party__http_error err;
+    size_t i;
+    int upgrade = 0, accept = 0, rc;
 
-    if (end == NULL)
-        return c->head_len >= RESPONSE_HEAD_MAX ? -1 : 0;
-    *end = '\0';
-    if (sscanf(c->head, "HTTP/1.%*1[01] %3d", &status) != 1) {
-        fprintf(stderr, "partyd connect: the server did not answer with HTTP/1.1\n");
+    rc = party__http_response_parse(&c->answer, c->head, c->head_len, 0, &limits, &res, used, &err);
+    if (rc == PARTY__HTTP_AGAIN)
+        return 0;
+    if (rc == PARTY__HTTP_ERROR) {
+        if (err.status == 431)
+            fprintf(stderr,
+                    "partyd connect: the server's answer head is over %d KiB or %d fields\n",
+                    RESPONSE_HEAD_MAX / 1024, PARTY__HTTP_MAX_HEADERS);
+        else
+            fprintf(stderr, "partyd connect: the server did not answer with HTTP/1.1: %s\n",
+                    err.reason);
         return -1;
     }
-    if (status != 101) {
-        const char *body = end + 4;
-        size_t body_len = c->head_len - (size_t)(body - c->head);
-        next = strstr(c->head, "\r\n");
+    if (res.status != 101) {
+        const char *body = c->head + *used;
+        size_t body_len = c->head_len - *used;
         fprintf(stderr, "partyd connect: the server refused the WebSocket: %.*s\n",
-                next != NULL ? (int)(next - c->head) : (int)strlen(c->head), c->head);
+                (int)res.status_line.len, res.status_line.ptr);
         if (body_len > 0)
             fprintf(stderr, "%.*s%s", (int)body_len, body, body[body_len - 1] == '\n' ? "" : "\n");
         return -1;
     }
-    for (line = strstr(c->head, "\r\n"); line != NULL; line = next) {
-        char *value;
-        line += 2;
-        next = strstr(line, "\r\n");
-        if (next != NULL)
-            *next = '\0';
-        value = strchr(line, ':');
-        if (value != NULL) {
-            size_t len;
-            *value++ = '\0';
-            value += strspn(value, " \t");
-            len = strlen(value);
-            while (len > 0 && (value[len - 1] == ' ' || value[len - 1] == '\t'))
-                value[--len] = '\0';
-            if (strcasecmp(line, "Upgrade") == 0 && strcasecmp(value, "websocket") == 0)
-                upgrade = 1;
-            else if (strcasecmp(line, "Connection") == 0 &&
-                     party__slice_has_token(party__slice_make(value, len), "upgrade"))
-                connection = 1;
-            else if (strcasecmp(line, "Sec-WebSocket-Accept") == 0 && strcmp(value, c->accept) == 0)
-                accept = 1;
-        }
-        if (next == NULL)
-            break;
+    for (i = 0; i < res.n_headers; i++) {
+        const party__http_header *h = &res.headers[i];
+        if (party__slice_eq_nocase(h->name, "Upgrade") &&
+            party__slice_eq_nocase(h->value, "websocket"))
+            upgrade = 1;
+        else if (party__slice_eq_nocase(h->name, "Sec-WebSocket-Accept") &&
+                 h->value.len == strlen(c->accept) &&
+                 memcmp(h->value.ptr, c->accept, h->value.len) == 0)
+            accept = 1;
     }
-    if (!upgrade || !connection || !accept) {
+    if (!upgrade || !res.upgrade || !accept) {
         fprintf(stderr, "partyd connect: the server's 101 answer is not a valid WebSocket "
                         "upgrade (Upgrade, Connection or Sec-WebSocket-Accept)\n");
         return -1;
     }
-    return (long)(end + 4 - c->head);
+    return 1;
 }
 
 static void tcp_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
@@ -645,22 +641,18 @@ static void tcp_read_cb(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf) {
         return;
     }
     {
-        size_t take = (size_t)n;
-        long head;
+        size_t take = (size_t)n, head;
+        int r;
         if (take > RESPONSE_HEAD_MAX - c->head_len)
             take = RESPONSE_HEAD_MAX - c->head_len;
         memcpy(c->head + c->head_len, buf->base, take);
         c->head_len += take;
-        c->head[c->head_len] = '\0';
-        head = handshake_head(c);
-        if (head < 0) {
-            if (c->head_len >= RESPONSE_HEAD_MAX && strstr(c->head, "\r\n\r\n") == NULL)
-                fprintf(stderr, "partyd connect: the server's answer head is over %d KiB\n",
-                        RESPONSE_HEAD_MAX / 1024);
+        r = handshake_answer(c, &head);
+        if (r < 0) {
             finish(c, PARTY__CLI_FAILED);
             return;
         }
-        if (head == 0)
+        if (r == 0)
             return;
         c->open = 1;
         uv_timer_stop(&c->timer);
@@ -668,7 +660,7 @@ static void tcp_read_cb(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf) {
         /* Bytes past the head are the first frames (before this read's
          * overflow, if the head straddled reads). */
         {
-            size_t extra_in_head = c->head_len - (size_t)head;
+            size_t extra_in_head = c->head_len - head;
             size_t rest = (size_t)n - take;
             if (extra_in_head > 0)
                 feed(c, c->head + head, extra_in_head);
@@ -710,6 +702,9 @@ static void connect_cb(uv_connect_t *req, int status) {
     }
     c->connected = 1;
     uv_tcp_nodelay(&c->tcp, 1);
+    /* The head is all that is read as HTTP: after a 101 come frames, and a
+     * refusal is reported from its head. */
+    party__http_response_parser_init(&c->answer, PARTY__HTTP_NO_BODY);
     uv_read_start((uv_stream_t *)&c->tcp, tcp_alloc_cb, tcp_read_cb);
     if (send_raw(c, c->request, c->request_len) != 0)
         finish(c, PARTY__CLI_FAILED);

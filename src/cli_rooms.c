@@ -17,7 +17,10 @@
 
 #include <cjson/cJSON.h>
 
+#include "http.h"
+
 #define RESPONSE_MAX (64 * 1024 * 1024) /* a listing of very many rooms */
+#define RESPONSE_HEAD_MAX (64 * 1024)
 #define TIMEOUT_MS 10000
 #define COLUMN_MAX 40 /* wider party or room names are cut short, ending in "…" */
 
@@ -223,6 +226,31 @@ static int answer_is_tls(const char *response, size_t len, int status, const cha
     return status == 400 && body != NULL && strncmp(body, "this port speaks TLS", 20) == 0;
 }
 
+/* Parses the whole answer, read to the end of the stream: its status, and
+ * its body NUL-terminated in place. 0, or -1 when it is not HTTP (*why
+ * says how). */
+static int answer_parse(char *response, size_t len, int *status, char **body, const char **why) {
+    static const party__http_limits limits = {RESPONSE_HEAD_MAX, PARTY__HTTP_MAX_HEADERS,
+                                              RESPONSE_MAX};
+    party__http_parser p;
+    party__http_response res;
+    party__http_error err;
+    size_t used;
+
+    party__http_response_parser_init(&p, PARTY__HTTP_BODY_TO_EOF);
+    if (party__http_response_parse(&p, response, len, 1, &limits, &res, &used, &err) !=
+        PARTY__HTTP_DONE) {
+        *why = err.reason;
+        return -1;
+    }
+    *status = res.status;
+    /* The body (decoded in place if chunked) starts at the end of the head
+     * and ends within the bytes read; response[len] is a NUL of fetch's. */
+    *body = response + res.head_len;
+    (*body)[res.body.len] = '\0';
+    return 0;
+}
+
 int party__cli_rooms(int argc, char **argv) {
     static const struct option options[] = {
         {"host", required_argument, NULL, 'H'},
@@ -233,10 +261,11 @@ int party__cli_rooms(int argc, char **argv) {
         {NULL, 0, NULL, 0},
     };
     const char *host = "127.0.0.1", *port = "1999", *token = getenv("PARTYD_ADMIN_TOKEN");
-    char authority[300], *request, *response = NULL, *body;
+    char authority[300], *request, *response = NULL, *body = NULL;
+    const char *why = "no answer";
     long long deadline;
     size_t len, request_cap;
-    int opt, fd, status, json = 0, result;
+    int opt, fd, status = 0, json = 0, result;
 
     optind = 1;
     while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
@@ -298,10 +327,11 @@ int party__cli_rooms(int argc, char **argv) {
     close(fd);
     free(request);
     if (result == 0) {
-        body = strstr(response, "\r\n\r\n");
-        if (sscanf(response, "HTTP/1.%*1[01] %3d", &status) != 1)
+        if (answer_parse(response, len, &status, &body, &why) != 0) {
             status = 0;
-        if (answer_is_tls(response, len, status, body != NULL ? body + 4 : NULL)) {
+            body = NULL;
+        }
+        if (answer_is_tls(response, len, status, body)) {
             fprintf(stderr,
                     "partyd rooms: the server at %s speaks TLS (https); partyd rooms speaks "
                     "plain HTTP only: use curl -H 'Authorization: Bearer ...' "
@@ -311,13 +341,11 @@ int party__cli_rooms(int argc, char **argv) {
             return PARTY__CLI_FAILED;
         }
     }
-    if (result != 0 || sscanf(response, "HTTP/1.%*1[01] %3d", &status) != 1 ||
-        (body = strstr(response, "\r\n\r\n")) == NULL) {
-        fprintf(stderr, "partyd rooms: no valid HTTP answer from %s\n", authority);
+    if (result != 0 || body == NULL) {
+        fprintf(stderr, "partyd rooms: no valid HTTP answer from %s (%s)\n", authority, why);
         free(response);
         return PARTY__CLI_FAILED;
     }
-    body += 4;
     if (status == 200) {
         result = json ? (printf("%s\n", body), PARTY__CLI_OK) : print_table(body);
     } else {

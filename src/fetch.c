@@ -18,6 +18,7 @@
 
 #include "buf.h"
 #include "conn.h"
+#include "http.h"
 #include "log.h"
 #include "request.h"
 #include "room.h"
@@ -56,6 +57,7 @@ struct party__fetch {
     fetch_io *io;
     char *in; /* the answer as read */
     size_t in_len, in_cap, in_max;
+    party__http_parser answer; /* reading the answer in f->in */
     party_response res;
 };
 
@@ -301,82 +303,47 @@ static void fetch_fail(party__fetch *f, int status, const char *text) {
 /* ---- reading the answer ---- */
 
 /* Parses the answer read so far: 1 complete (f->res filled), 0 more
- * needed, -1 malformed, -2 a body over max_body_bytes. The runtime wrote
- * it, but it is checked all the same: a bad answer is a 502, never a
- * crash. */
-static int answer_parse(party__fetch *f, int eof) {
-    const char *in = f->in, *end_head = NULL, *line, *next, *end;
-    size_t i, need = 0, have;
-    int status, has_length = 0;
+ * needed, -1 malformed (*why says how), -2 a body over max_body_bytes.
+ * The runtime wrote it, but it is checked all the same: a bad answer is a
+ * 502, never a crash. Its head is held to the limits of a request head
+ * (max_header_bytes, max_headers). */
+static int answer_parse(party__fetch *f, int eof, const char **why) {
+    party__http_limits limits;
+    party__http_response answer;
+    party__http_error err;
+    size_t used, i;
     char *body;
+    int rc;
 
-    for (i = 0; i + 3 < f->in_len; i++) {
-        if (in[i] == '\r' && in[i + 1] == '\n' && in[i + 2] == '\r' && in[i + 3] == '\n') {
-            end_head = in + i;
-            break;
-        }
+    limits.max_header_bytes = f->rt->cfg.max_header_bytes;
+    limits.max_headers = f->rt->cfg.max_headers;
+    limits.max_body = f->rt->cfg.max_body_bytes;
+    rc = party__http_response_parse(&f->answer, f->in, f->in_len, eof, &limits, &answer, &used,
+                                    &err);
+    if (rc == PARTY__HTTP_AGAIN)
+        return 0;
+    if (rc == PARTY__HTTP_ERROR) {
+        *why = err.reason;
+        return err.status == 413 ? -2 : -1;
     }
-    if (end_head == NULL)
-        return eof ? -1 : 0;
-    if (f->in_len < 13 || memcmp(in, "HTTP/1.", 7) != 0 || in[8] != ' ' || in[9] < '1' ||
-        in[9] > '9' || in[10] < '0' || in[10] > '9' || in[11] < '0' || in[11] > '9')
-        return -1;
-    status = (in[9] - '0') * 100 + (in[10] - '0') * 10 + (in[11] - '0');
+    *why = "out of memory";
     party__response_free(&f->res);
     party__response_init(&f->res);
-    f->res.status = status;
-    line = memchr(in, '\n', (size_t)(end_head + 2 - in));
-    if (line == NULL)
-        return -1;
-    line++;
-    end = end_head + 2;
-    for (; line < end; line = next) {
-        const char *eol = memchr(line, '\r', (size_t)(end - line));
-        const char *colon, *value;
-        if (eol == NULL)
-            return -1;
-        next = eol + 2;
-        colon = memchr(line, ':', (size_t)(eol - line));
-        if (colon == NULL || colon == line)
-            return -1;
-        value = colon + 1;
-        while (value < eol && (*value == ' ' || *value == '\t'))
-            value++;
-        if ((size_t)(colon - line) == 14 && strncasecmp(line, "content-length", 14) == 0) {
-            char digits[24];
-            size_t n = (size_t)(eol - value);
-            char *stop;
-            if (n == 0 || n >= sizeof(digits))
-                return -1;
-            memcpy(digits, value, n);
-            digits[n] = '\0';
-            need = (size_t)strtoull(digits, &stop, 10);
-            if (*stop != '\0' || digits[0] == '-')
-                return -1;
-            has_length = 1;
-        }
-        if (party__response_append_header(&f->res, line, (size_t)(colon - line), value,
-                                          (size_t)(eol - value)) != 0)
+    f->res.status = answer.status;
+    for (i = 0; i < answer.n_headers; i++) {
+        const party__http_header *h = &answer.headers[i];
+        if (party__response_append_header(&f->res, h->name.ptr, h->name.len, h->value.ptr,
+                                          h->value.len) != 0)
             return -1;
     }
-    have = f->in_len - (size_t)(end_head + 4 - in);
-    if (f->head_only || status < 200 || status == 204 || status == 304)
-        need = 0;
-    else if (!has_length)
-        need = eof ? have : (size_t)-1;
-    /* The same body limit as for a request: the raw-bytes cap of the read
-     * buffer leaves room for the head, so the body is checked here. */
-    if (need != (size_t)-1 && need > f->rt->cfg.max_body_bytes)
-        return -2;
-    if (need == (size_t)-1 || have < need)
-        return eof ? -1 : 0;
-    body = malloc(need + 1);
+    body = malloc(answer.body.len + 1);
     if (body == NULL)
         return -1;
-    memcpy(body, end_head + 4, need);
-    body[need] = '\0';
+    if (answer.body.len > 0)
+        memcpy(body, answer.body.ptr, answer.body.len);
+    body[answer.body.len] = '\0';
     f->res.body = body;
-    f->res.body_len = need;
+    f->res.body_len = answer.body.len;
     return 1;
 }
 
@@ -407,6 +374,8 @@ static void on_answer_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out
 static void on_answer_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     fetch_io *io = stream->data;
     party__fetch *f = io->fetch;
+    const char *why = NULL;
+    char text[160];
     int r;
     (void)buf;
 
@@ -420,13 +389,15 @@ static void on_answer_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b
     }
     if (nread > 0)
         f->in_len += (size_t)nread;
-    r = answer_parse(f, nread < 0);
-    if (r == 1)
+    r = answer_parse(f, nread < 0, &why);
+    if (r == 1) {
         fetch_finish(f);
-    else if (r == -2)
+    } else if (r == -2) {
         fetch_fail(f, 502, "the answer is larger than max_body_bytes\n");
-    else if (r < 0)
-        fetch_fail(f, 502, "malformed or incomplete answer\n");
+    } else if (r < 0) {
+        snprintf(text, sizeof(text), "malformed or incomplete answer: %s\n", why);
+        fetch_fail(f, 502, text);
+    }
 }
 
 static void on_request_written(uv_write_t *req, int status) {
@@ -615,6 +586,9 @@ int party_room_fetch(party_room *room, const char *party, const char *room_name,
     f->target = party__runtime_find_party(rt, party, strlen(party));
     f->head_only = strcmp(method, "HEAD") == 0;
     f->in_max = rt->cfg.max_body_bytes + rt->cfg.max_header_bytes + 1024;
+    /* The runtime ends an answer by closing when it has no length. */
+    party__http_response_parser_init(&f->answer, PARTY__HTTP_BODY_TO_EOF |
+                                                     (f->head_only ? PARTY__HTTP_NO_BODY : 0));
     party__response_init(&f->res);
     f->res.status = 0; /* no answer yet */
     party__random_hex(32, f->id);

@@ -1,8 +1,10 @@
-/* http: a strict, incremental HTTP/1.1 request parser. It finds the end of the
- * head with a scan that resumes where the previous call stopped, validates the
- * head in one pass, then reads a Content-Length body or decodes a chunked one
- * in place. It owns nothing: every slice points into the caller's buffer, and
- * all state between calls lives in party__http_parser. */
+/* http: strict, incremental HTTP/1.1 request and response parsers. Both find
+ * the end of the head with a scan that resumes where the previous call
+ * stopped, validate the head in one pass, then read a Content-Length body,
+ * decode a chunked one in place or (responses) read one to the end of the
+ * stream. The two share every step but the first line and the framing rules.
+ * They own nothing: every slice points into the caller's buffer, and all
+ * state between calls lives in party__http_parser. */
 #include "http.h"
 
 #include <string.h>
@@ -27,6 +29,45 @@ enum {
     CHUNK_END_LF, /* the LF of the final CRLF */
     CHUNK_DONE
 };
+
+/* The error texts that name the kind of message, so a log line says
+ * whether a request or a response was at fault. */
+typedef struct message_texts {
+    const char *bare_lf;
+    const char *empty_first_line;
+    const char *head_too_big;
+    const char *too_many_fields;
+    const char *obs_fold;
+    const char *body_too_big;
+    const char *trailers_too_big;
+    const char *encoding_in_http10;
+} message_texts;
+
+static const message_texts request_texts = {
+    "bare LF in request head",
+    "empty request line",
+    "request head exceeds max_header_bytes",
+    "request has more header fields than max_headers",
+    "obsolete line folding in request head",
+    "request body exceeds max_body_bytes",
+    "request head and trailers exceed max_header_bytes",
+    "Transfer-Encoding in an HTTP/1.0 request",
+};
+
+static const message_texts response_texts = {
+    "bare LF in response head",
+    "empty status line",
+    "response head exceeds max_header_bytes",
+    "response has more header fields than max_headers",
+    "obsolete line folding in response head",
+    "response body exceeds max_body",
+    "response head and trailers exceed max_header_bytes",
+    "Transfer-Encoding in an HTTP/1.0 response",
+};
+
+static const message_texts *texts_of(const party__http_parser *p) {
+    return p->response ? &response_texts : &request_texts;
+}
 
 static int fail(party__http_error *err, int status, const char *reason) {
     err->status = status;
@@ -82,11 +123,18 @@ void party__http_parser_init(party__http_parser *p) {
     memset(p, 0, sizeof(*p));
 }
 
+void party__http_response_parser_init(party__http_parser *p, int flags) {
+    memset(p, 0, sizeof(*p));
+    p->response = 1;
+    p->flags = flags;
+}
+
 /* Looks for the blank line ending the head, from where the last call stopped.
  * Every LF seen is checked to follow a CR, so the head parser can split lines
  * on CRLF without looking for bare LFs again. */
 static int scan_head(party__http_parser *p, const char *buf, size_t len,
                      const party__http_limits *limits, party__http_error *err) {
+    const message_texts *texts = texts_of(p);
     size_t end = len < limits->max_header_bytes ? len : limits->max_header_bytes;
     size_t i = p->scanned;
 
@@ -98,9 +146,9 @@ static int scan_head(party__http_parser *p, const char *buf, size_t len,
         }
         i = (size_t)(nl - buf);
         if (i == 0 || buf[i - 1] != '\r')
-            return fail(err, 400, "bare LF in request head");
+            return fail(err, 400, texts->bare_lf);
         if (i == 1)
-            return fail(err, 400, "empty request line");
+            return fail(err, 400, texts->empty_first_line);
         if (buf[i - 2] == '\n') {
             p->head_len = i + 1;
             p->scanned = i + 1;
@@ -111,7 +159,7 @@ static int scan_head(party__http_parser *p, const char *buf, size_t len,
     p->scanned = i;
     /* The blank line would end past the limit: no need to wait for it. */
     if (i >= limits->max_header_bytes)
-        return fail(err, 431, "request head exceeds max_header_bytes");
+        return fail(err, 431, texts->head_too_big);
     return PARTY__HTTP_AGAIN;
 }
 
@@ -155,12 +203,15 @@ static int parse_request_line(const char *buf, size_t line_end, party__http_requ
     return 0;
 }
 
-static int parse_header_lines(const char *buf, size_t pos, size_t head_len,
-                              const party__http_limits *limits, party__http_request *req,
-                              party__http_error *err) {
-    size_t max_headers = max_headers_of(limits);
+/* Splits the header lines from pos to the blank line into headers[],
+ * *n_headers of them. */
+static int parse_header_lines(const party__http_parser *p, const char *buf, size_t pos,
+                              const party__http_limits *limits, party__http_header *headers,
+                              size_t *n_headers, party__http_error *err) {
+    const message_texts *texts = texts_of(p);
+    size_t max_headers = max_headers_of(limits), head_len = p->head_len;
 
-    req->n_headers = 0;
+    *n_headers = 0;
     for (;;) {
         const char *nl = memchr(buf + pos, '\n', head_len - pos);
         size_t end = (size_t)(nl - buf) - 1, i = pos, value;
@@ -168,15 +219,15 @@ static int parse_header_lines(const char *buf, size_t pos, size_t head_len,
 
         if (end == pos)
             return 0;
-        if (req->n_headers == max_headers)
-            return fail(err, 431, "request has more header fields than max_headers");
+        if (*n_headers == max_headers)
+            return fail(err, 431, texts->too_many_fields);
         if (is_space((unsigned char)buf[pos]))
-            return fail(err, 400, "obsolete line folding in request head");
+            return fail(err, 400, texts->obs_fold);
         while (i < end && is_tchar((unsigned char)buf[i]))
             i++;
         if (i == pos || buf[i] != ':')
             return fail(err, 400, "invalid header field name");
-        h = &req->headers[req->n_headers++];
+        h = &headers[(*n_headers)++];
         h->name = party__slice_make(buf + pos, i - pos);
         i++;
         while (i < end && is_space((unsigned char)buf[i]))
@@ -236,64 +287,92 @@ static void count_codings(party__slice v, size_t *chunked, size_t *other) {
     }
 }
 
-/* Applies the header fields that shape the message: Host, body framing and
- * Connection. */
-static int apply_headers(party__http_parser *p, const party__http_limits *limits,
-                         party__http_request *req, party__http_error *err) {
-    size_t hosts = 0, lengths = 0, encodings = 0, chunked = 0, other = 0, i;
-    int conn_close = 0, keep_alive = 0, upgrade = 0;
-    uint64_t length = 0;
+/* What the header fields say about the message's framing and connection. */
+typedef struct framing {
+    size_t hosts, lengths, encodings, chunked, other;
+    uint64_t length;
+    int conn_close, keep_alive, upgrade;
+} framing;
 
-    for (i = 0; i < req->n_headers; i++) {
-        const party__http_header *h = &req->headers[i];
+/* Reads the fields that shape a message: Host, body framing and Connection. */
+static int read_framing(const party__http_header *headers, size_t n_headers, framing *f,
+                        party__http_error *err) {
+    size_t i;
+
+    memset(f, 0, sizeof(*f));
+    for (i = 0; i < n_headers; i++) {
+        const party__http_header *h = &headers[i];
         if (party__slice_eq_nocase(h->name, "host")) {
-            hosts++;
+            f->hosts++;
         } else if (party__slice_eq_nocase(h->name, "content-length")) {
             uint64_t n;
             if (parse_content_length(h->value, &n) != 0)
                 return fail(err, 400, "invalid Content-Length");
-            if (lengths++ > 0 && n != length)
+            if (f->lengths++ > 0 && n != f->length)
                 return fail(err, 400, "conflicting Content-Length fields");
-            length = n;
+            f->length = n;
         } else if (party__slice_eq_nocase(h->name, "transfer-encoding")) {
-            encodings++;
-            count_codings(h->value, &chunked, &other);
+            f->encodings++;
+            count_codings(h->value, &f->chunked, &f->other);
         } else if (party__slice_eq_nocase(h->name, "connection")) {
-            conn_close |= party__slice_has_token(h->value, "close");
-            keep_alive |= party__slice_has_token(h->value, "keep-alive");
-            upgrade |= party__slice_has_token(h->value, "upgrade");
+            f->conn_close |= party__slice_has_token(h->value, "close");
+            f->keep_alive |= party__slice_has_token(h->value, "keep-alive");
+            f->upgrade |= party__slice_has_token(h->value, "upgrade");
         }
     }
+    return 0;
+}
 
-    if (hosts > 1)
+/* A message with Transfer-Encoding: chunked must be its only coding, with
+ * no Content-Length beside it. */
+static int check_encodings(const party__http_parser *p, const framing *f, int version_minor,
+                           party__http_error *err) {
+    /* RFC 9112 6.1 and 6.3: framing that two hops could read differently
+     * is how requests get smuggled, so refuse it outright. */
+    if (f->lengths > 0)
+        return fail(err, 400, "both Content-Length and Transfer-Encoding");
+    if (version_minor == 0)
+        return fail(err, 400, texts_of(p)->encoding_in_http10);
+    if (f->other > 0)
+        return fail(err, 501, "unsupported transfer coding");
+    if (f->chunked != 1)
+        return fail(err, 400, "invalid Transfer-Encoding");
+    return 0;
+}
+
+static int keep_alive_of(const framing *f, int version_minor) {
+    return version_minor == 1 ? !f->conn_close : f->keep_alive && !f->conn_close;
+}
+
+/* Applies the header fields that shape a request: Host, body framing and
+ * Connection. */
+static int apply_headers(party__http_parser *p, const party__http_limits *limits,
+                         party__http_request *req, party__http_error *err) {
+    framing f;
+
+    if (read_framing(req->headers, req->n_headers, &f, err) != 0)
+        return PARTY__HTTP_ERROR;
+    if (f.hosts > 1)
         return fail(err, 400, "more than one Host field");
-    if (hosts == 0 && req->version_minor == 1)
+    if (f.hosts == 0 && req->version_minor == 1)
         return fail(err, 400, "HTTP/1.1 request without Host");
 
     p->content_length = 0;
     p->chunked = 0;
     req->chunked = 0;
-    if (encodings > 0) {
-        /* RFC 9112 6.1 and 6.3: framing that two hops could read differently
-         * is how requests get smuggled, so refuse it outright. */
-        if (lengths > 0)
-            return fail(err, 400, "both Content-Length and Transfer-Encoding");
-        if (req->version_minor == 0)
-            return fail(err, 400, "Transfer-Encoding in an HTTP/1.0 request");
-        if (other > 0)
-            return fail(err, 501, "unsupported transfer coding");
-        if (chunked != 1)
-            return fail(err, 400, "invalid Transfer-Encoding");
+    if (f.encodings > 0) {
+        if (check_encodings(p, &f, req->version_minor, err) != 0)
+            return PARTY__HTTP_ERROR;
         req->chunked = 1;
         p->chunked = 1;
-    } else if (lengths > 0) {
-        if (length > limits->max_body)
-            return fail(err, 413, "request body exceeds max_body_bytes");
-        p->content_length = length;
+    } else if (f.lengths > 0) {
+        if (f.length > limits->max_body)
+            return fail(err, 413, request_texts.body_too_big);
+        p->content_length = f.length;
     }
 
-    req->upgrade = upgrade;
-    req->keep_alive = req->version_minor == 1 ? !conn_close : keep_alive && !conn_close;
+    req->upgrade = f.upgrade;
+    req->keep_alive = keep_alive_of(&f, req->version_minor);
     return 0;
 }
 
@@ -307,7 +386,7 @@ static int parse_head(party__http_parser *p, const char *buf, const party__http_
 
     if (parse_request_line(buf, line_end, req, err) != 0)
         return PARTY__HTTP_ERROR;
-    if (parse_header_lines(buf, line_end + 2, p->head_len, limits, req, err) != 0)
+    if (parse_header_lines(p, buf, line_end + 2, limits, req->headers, &req->n_headers, err) != 0)
         return PARTY__HTTP_ERROR;
     if (apply_headers(p, limits, req, err) != 0)
         return PARTY__HTTP_ERROR;
@@ -319,6 +398,7 @@ static int parse_head(party__http_parser *p, const char *buf, const party__http_
  * so the body is contiguous at body_start. Each byte is looked at once. */
 static int decode_chunked(party__http_parser *p, char *buf, size_t len,
                           const party__http_limits *limits, party__http_error *err) {
+    const message_texts *texts = texts_of(p);
     size_t max_headers = max_headers_of(limits);
 
     while (p->scanned < len && p->chunk_state != CHUNK_DONE) {
@@ -342,7 +422,7 @@ static int decode_chunked(party__http_parser *p, char *buf, size_t len,
         } else if (p->chunk_state >= CHUNK_TRAILER_START) {
             /* The trailer section counts against the head limits. */
             if (++p->line_len > limits->max_header_bytes - p->head_len)
-                return fail(err, 431, "request head and trailers exceed max_header_bytes");
+                return fail(err, 431, texts->trailers_too_big);
         }
 
         switch (p->chunk_state) {
@@ -352,7 +432,7 @@ static int decode_chunked(party__http_parser *p, char *buf, size_t len,
             size_t room = limits->max_body - p->decoded;
             if (d >= 0) {
                 if (p->chunk_left > room / 16 || (size_t)d > room - p->chunk_left * 16)
-                    return fail(err, 413, "request body exceeds max_body_bytes");
+                    return fail(err, 413, texts->body_too_big);
                 p->chunk_left = p->chunk_left * 16 + (size_t)d;
                 p->chunk_state = CHUNK_SIZE;
             } else if (p->chunk_state == CHUNK_SIZE_FIRST) {
@@ -405,7 +485,7 @@ static int decode_chunked(party__http_parser *p, char *buf, size_t len,
                 p->chunk_state = CHUNK_END_LF;
             } else if (is_tchar(c)) {
                 if (p->n_headers + ++p->n_trailers > max_headers)
-                    return fail(err, 431, "request has more header fields than max_headers");
+                    return fail(err, 431, texts->too_many_fields);
                 p->chunk_state = CHUNK_TRAILER_NAME;
             } else if (is_space(c)) {
                 return fail(err, 400, "obsolete line folding in trailer section");
@@ -477,6 +557,150 @@ int party__http_parse(party__http_parser *p, char *buf, size_t len,
                              : party__slice_make(NULL, 0);
     *consumed = used;
     return PARTY__HTTP_DONE;
+}
+
+/* ---- responses ---- */
+
+/* "HTTP/1.x SSS reason". The reason phrase may be empty, and the space
+ * before it missing (RFC 9112 4 asks for it; a client gains nothing by
+ * refusing the response for it). */
+static int parse_status_line(const char *buf, size_t line_end, party__http_response *res,
+                             party__http_error *err) {
+    size_t i;
+
+    /* buf[line_end] is the CR, so reading buf[i] for i <= line_end is safe. */
+    if (line_end < 8 || memcmp(buf, "HTTP/", 5) != 0 || !is_digit((unsigned char)buf[5]) ||
+        buf[6] != '.' || !is_digit((unsigned char)buf[7]) || buf[8] != ' ')
+        return fail(err, 400, "invalid HTTP version");
+    if (buf[5] != '1' || (buf[7] != '0' && buf[7] != '1'))
+        return fail(err, 505, "HTTP version not supported");
+    res->version_minor = buf[7] - '0';
+    if (line_end < 12 || buf[9] < '1' || buf[9] > '9' || !is_digit((unsigned char)buf[10]) ||
+        !is_digit((unsigned char)buf[11]) || (line_end > 12 && buf[12] != ' '))
+        return fail(err, 400, "invalid status code");
+    res->status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
+    i = line_end > 12 ? 13 : 12;
+    res->reason = party__slice_make(buf + i, line_end - i);
+    for (; i < line_end; i++)
+        if (!is_value_char((unsigned char)buf[i]))
+            return fail(err, 400, "invalid character in reason phrase");
+    res->status_line = party__slice_make(buf, line_end);
+    return 0;
+}
+
+/* RFC 9112 6.3: what ends a response's body, in the order the RFC gives. */
+static int apply_response_headers(party__http_parser *p, const party__http_limits *limits,
+                                  party__http_response *res, party__http_error *err) {
+    framing f;
+    int no_body = (p->flags & PARTY__HTTP_NO_BODY) || res->status < 200 || res->status == 204 ||
+                  res->status == 304;
+
+    if (read_framing(res->headers, res->n_headers, &f, err) != 0)
+        return PARTY__HTTP_ERROR;
+    /* A framing the sender got wrong is refused even when no body follows:
+     * the sender cannot be trusted with the next message either. */
+    if (f.encodings > 0 && check_encodings(p, &f, res->version_minor, err) != 0)
+        return PARTY__HTTP_ERROR;
+
+    p->content_length = 0;
+    p->chunked = 0;
+    p->to_eof = 0;
+    res->chunked = 0;
+    if (no_body) {
+        /* nothing to read */
+    } else if (f.encodings > 0) {
+        res->chunked = 1;
+        p->chunked = 1;
+    } else if (f.lengths > 0) {
+        if (f.length > limits->max_body)
+            return fail(err, 413, response_texts.body_too_big);
+        p->content_length = f.length;
+    } else if (p->flags & PARTY__HTTP_BODY_TO_EOF) {
+        p->to_eof = 1;
+    } else {
+        return fail(err, 400, "response body has no length (no Content-Length, not chunked)");
+    }
+
+    res->upgrade = f.upgrade;
+    res->keep_alive = !p->to_eof && keep_alive_of(&f, res->version_minor);
+    return 0;
+}
+
+static int parse_response_head(party__http_parser *p, const char *buf,
+                               const party__http_limits *limits, party__http_response *res,
+                               party__http_error *err) {
+    const char *nl = memchr(buf, '\n', p->head_len);
+    size_t line_end = (size_t)(nl - buf) - 1;
+
+    if (parse_status_line(buf, line_end, res, err) != 0)
+        return PARTY__HTTP_ERROR;
+    if (parse_header_lines(p, buf, line_end + 2, limits, res->headers, &res->n_headers, err) != 0)
+        return PARTY__HTTP_ERROR;
+    if (apply_response_headers(p, limits, res, err) != 0)
+        return PARTY__HTTP_ERROR;
+    res->head_len = p->head_len;
+    p->n_headers = res->n_headers;
+    return 0;
+}
+
+int party__http_response_parse(party__http_parser *p, char *buf, size_t len, int eof,
+                               const party__http_limits *limits, party__http_response *res,
+                               size_t *consumed, party__http_error *err) {
+    int head_parsed_now = 0, rc;
+    size_t body_len, used;
+
+    if (!p->have_request) {
+        rc = scan_head(p, buf, len, limits, err);
+        if (rc == PARTY__HTTP_AGAIN && eof)
+            return fail(err, 400, "the stream ended inside the response head");
+        if (rc != PARTY__HTTP_DONE)
+            return rc;
+        if (parse_response_head(p, buf, limits, res, err) != 0)
+            return PARTY__HTTP_ERROR;
+        head_parsed_now = 1;
+        p->have_request = 1;
+        p->body_start = p->head_len;
+    }
+
+    if (p->chunked) {
+        rc = decode_chunked(p, buf, len, limits, err);
+        if (rc == PARTY__HTTP_AGAIN && eof)
+            return fail(err, 400, "the stream ended inside the chunked response body");
+        if (rc != PARTY__HTTP_DONE)
+            return rc;
+        body_len = p->decoded;
+        used = p->scanned;
+    } else if (p->to_eof) {
+        body_len = len - p->body_start;
+        /* Refused as soon as it is too long, not when the stream ends. */
+        if (body_len > limits->max_body)
+            return fail(err, 413, response_texts.body_too_big);
+        if (!eof)
+            return PARTY__HTTP_AGAIN;
+        used = len;
+    } else {
+        if (len < p->body_start || (uint64_t)(len - p->body_start) < p->content_length)
+            return eof ? fail(err, 400, "the stream ended inside the response body")
+                       : PARTY__HTTP_AGAIN;
+        body_len = (size_t)p->content_length;
+        used = p->body_start + body_len;
+    }
+
+    if (!head_parsed_now && parse_response_head(p, buf, limits, res, err) != 0)
+        return PARTY__HTTP_ERROR;
+    res->body = body_len > 0 ? party__slice_make(buf + p->body_start, body_len)
+                             : party__slice_make(NULL, 0);
+    *consumed = used;
+    return PARTY__HTTP_DONE;
+}
+
+party__slice party__http_response_header_get(const party__http_response *res, const char *name) {
+    size_t i;
+
+    for (i = 0; i < res->n_headers; i++)
+        if (party__slice_eq_nocase(res->headers[i].name, name))
+            return res->headers[i].value;
+    return party__slice_make(NULL, 0);
 }
 
 party__slice party__http_header_get(const party__http_request *req, const char *name) {

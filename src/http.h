@@ -1,7 +1,9 @@
-/* http: a strict, incremental HTTP/1.1 request parser. It reads from one
- * contiguous buffer that the caller grows as bytes arrive; the request it
- * returns points into that buffer (zero-copy), and a chunked body is decoded
- * in place. Hard limits on header bytes, header count and body size. */
+/* http: strict, incremental HTTP/1.1 parsers for requests (what the server
+ * reads) and responses (what its clients read: room-to-room answers, the test
+ * harness, the CLI). Each reads from one contiguous buffer that the caller
+ * grows as bytes arrive; the message it returns points into that buffer
+ * (zero-copy), and a chunked body is decoded in place. Hard limits on header
+ * bytes, header count and body size. */
 #ifndef PARTY_HTTP_H
 #define PARTY_HTTP_H
 
@@ -37,8 +39,9 @@ typedef struct party__http_request {
     int chunked;       /* Transfer-Encoding: chunked */
 } party__http_request;
 
-/* Parser state for one request. Zero it (or party__http_parser_init) before
- * the first call for each request. */
+/* Parser state for one message. Zero it (or party__http_parser_init) before
+ * the first call for each request; party__http_response_parser_init before
+ * the first call for each response. */
 typedef struct party__http_parser {
     size_t scanned;    /* bytes already examined, so a call never rescans */
     size_t head_len;   /* length of the head once complete, else 0 */
@@ -51,15 +54,23 @@ typedef struct party__http_parser {
     size_t line_len;   /* chunked: bytes of the current size line, or of the trailers */
     size_t n_headers;  /* header fields in the head, for the trailer count limit */
     size_t n_trailers; /* trailer fields so far */
-    int have_request;  /* head parsed into the request */
+    int have_request;  /* head parsed into the request (or response) */
+    int response;      /* parsing a response: party__http_response_parser_init */
+    int flags;         /* response: PARTY__HTTP_NO_BODY, PARTY__HTTP_BODY_TO_EOF */
+    int to_eof;        /* response: the body runs to the end of the stream */
 } party__http_parser;
 
 enum {
-    PARTY__HTTP_DONE = 1,  /* a whole request is in the buffer */
+    PARTY__HTTP_DONE = 1,  /* a whole message is in the buffer */
     PARTY__HTTP_AGAIN = 0, /* need more bytes: call again with the same buffer, grown */
-    PARTY__HTTP_ERROR = -1 /* bad request: see error; answer err->status and close */
+    PARTY__HTTP_ERROR = -1 /* bad message: see error; for a request, answer err->status
+                              and close */
 };
 
+/* What was wrong. For a response, status is the class of the fault as a
+ * server would answer it about a request: 400 malformed or cut short, 413
+ * body over max_body, 431 head over max_header_bytes or max_headers, 501
+ * unsupported transfer coding, 505 not HTTP/1.0 or 1.1. */
 typedef struct party__http_error {
     int status;         /* 400, 413, 431, 501 or 505 */
     const char *reason; /* static text for the log and the response body,
@@ -84,6 +95,56 @@ int party__http_parse(party__http_parser *p, char *buf, size_t len,
 /* The value of the first header with this name (case-insensitive), or a
  * slice with ptr NULL. */
 party__slice party__http_header_get(const party__http_request *req, const char *name);
+
+/* ---- responses ---- */
+
+typedef struct party__http_response {
+    int version_minor;        /* 0 or 1 (HTTP/1.0 or HTTP/1.1) */
+    int status;               /* three digits, 100-999 */
+    party__slice reason;      /* reason phrase, may be empty (len 0) */
+    party__slice status_line; /* the whole status line, without its CRLF */
+    size_t head_len;          /* bytes of the head: status line, fields, blank line */
+    party__http_header headers[PARTY__HTTP_MAX_HEADERS];
+    size_t n_headers;
+    party__slice body; /* Content-Length, de-chunked or read-to-EOF body; len 0, ptr NULL if none */
+    int keep_alive;    /* the connection may carry another exchange */
+    int upgrade;       /* Connection has the "upgrade" token */
+    int chunked;       /* Transfer-Encoding: chunked */
+} party__http_response;
+
+/* Options of one response, fixed for all its calls. */
+enum {
+    /* No body is read: DONE at the end of the head, whatever the head says.
+     * For the answer to a HEAD request (RFC 9112 6.3), or a caller that
+     * reads only the head and handles what follows itself. 1xx, 204 and 304
+     * responses never have a body. */
+    PARTY__HTTP_NO_BODY = 1,
+    /* A response with neither Content-Length nor chunked framing has a body
+     * that runs to the end of the stream. Without this flag such a response
+     * is an error: the caller cannot tell where it ends. */
+    PARTY__HTTP_BODY_TO_EOF = 2
+};
+
+void party__http_response_parser_init(party__http_parser *p, int flags);
+
+/* Parses the response at the start of buf[0..len): status line "HTTP/1.x
+ * SSS reason", header fields with the request parser's strictness and
+ * limits, then the body. The buffer contract is party__http_parse's. eof: no
+ * byte will follow buf[0..len) (the peer closed); it ends a read-to-EOF body,
+ * and a response still incomplete then is an error.
+ *
+ * DONE: *res describes the response (slices into buf, valid while buf is)
+ * and *consumed is how many bytes of buf it used. A 1xx response is DONE at
+ * the end of its head, with no body: the bytes after it (*consumed on) are
+ * the final response or, after a 101, the new protocol. AGAIN: need more
+ * bytes (never when eof). ERROR: *err is set (see party__http_error). */
+int party__http_response_parse(party__http_parser *p, char *buf, size_t len, int eof,
+                               const party__http_limits *limits, party__http_response *res,
+                               size_t *consumed, party__http_error *err);
+
+/* The value of the first response header with this name (case-insensitive),
+ * or a slice with ptr NULL. */
+party__slice party__http_response_header_get(const party__http_response *res, const char *name);
 
 /* The reason phrase for a status code ("OK", "Not Found", ...); "Unknown"
  * for codes it does not know. */

@@ -22,6 +22,7 @@
 #include <openssl/rand.h>
 
 #include "conn.h"
+#include "http.h"
 #include "log.h"
 #include "room.h"
 #include "router.h"
@@ -34,12 +35,28 @@
 #define QUIET_ROUNDS 3  /* loop turns in a row with nothing to do before "idle" */
 #define FREE_DRAIN_MS 30000
 #define CLIENT_MAX_MESSAGE (UINT64_C(1) << 32)
+#define ANSWER_MAX_HEAD (1024 * 1024) /* an answer's head: status line and fields */
 
 typedef enum client_mode {
     CLIENT_HTTP,      /* collecting one HTTP response */
     CLIENT_HANDSHAKE, /* waiting for the answer to a WebSocket upgrade */
     CLIENT_WS,        /* WebSocket open (or closed) */
 } client_mode;
+
+typedef enum answer_state {
+    ANSWER_WAITING, /* the answer is not complete yet */
+    ANSWER_DONE,    /* the answer is in, described by client_answer */
+    ANSWER_BAD,     /* not HTTP, or cut short by the end of the stream */
+} answer_state;
+
+/* The HTTP answer (or the refusal of an upgrade), as offsets into the
+ * client's in[], which no longer grows once the answer is done. */
+typedef struct client_answer {
+    answer_state state;
+    int status;
+    size_t fields, fields_len; /* the header lines, each "Name: value\r\n" */
+    size_t body, body_len;
+} client_answer;
 
 typedef struct message {
     struct message *next;
@@ -53,10 +70,11 @@ struct party_test_conn {
     party_test_conn *prev, *next; /* t's list of clients */
     int fd;                       /* -1 once the transport ended on our side */
     client_mode mode;
-    int ended;     /* the transport is over */
-    int head_only; /* HTTP: the request was HEAD */
-    char *in;      /* HTTP and handshake bytes received */
+    int ended; /* the transport is over */
+    char *in;  /* HTTP and handshake bytes received */
     size_t in_len, in_cap;
+    party__http_parser parser; /* reading the answer in in[] */
+    client_answer answer;
     char *out; /* bytes to send */
     size_t out_len, out_off, out_cap;
     char accept[29]; /* the Sec-WebSocket-Accept we expect */
@@ -260,6 +278,8 @@ static int in_append(party_test_conn *c, const char *data, size_t len) {
 
 /* The transport is over on our side: the socket is closed. A WebSocket
  * that saw no Close ended abnormally (1006). */
+static void answer_read(party_test_conn *c, int eof);
+
 static void client_end(party_test_conn *c) {
     if (c->fd >= 0) {
         close(c->fd);
@@ -267,6 +287,9 @@ static void client_end(party_test_conn *c) {
     }
     c->ended = 1;
     c->out_len = c->out_off = 0;
+    /* The end of the stream ends an answer whose body runs to it. */
+    if (c->mode != CLIENT_WS)
+        answer_read(c, 1);
     if (c->mode == CLIENT_WS && !c->close_received) {
         c->close_code = PARTY__WS_ABNORMAL;
         c->close_reason[0] = '\0';
@@ -360,7 +383,8 @@ static int on_client_ws_event(void *arg, const party__ws_event *ev) {
 }
 
 /* Finds header name in a block of "Name: value\r\n" lines (up to a blank
- * line or the NUL); the value (trimmed) into *len. NULL when absent. */
+ * line or the NUL), as party_test_response hands them out; the value
+ * (trimmed) into *len. NULL when absent. */
 static const char *header_find(const char *block, const char *name, size_t *len) {
     size_t name_len = strlen(name);
     const char *line = block;
@@ -385,44 +409,6 @@ static const char *header_find(const char *block, const char *name, size_t *len)
     return NULL;
 }
 
-/* HTTP: parses the status line and finds the end of the head. Returns the
- * head's length (through the blank line), 0 if incomplete, -1 if bad. */
-static long http_head(const char *in, size_t len, int *status) {
-    const char *end = len > 0 ? strstr(in, "\r\n\r\n") : NULL;
-    if (end == NULL)
-        return 0;
-    if (strncmp(in, "HTTP/1.1 ", 9) != 0 && strncmp(in, "HTTP/1.0 ", 9) != 0)
-        return -1;
-    *status = atoi(in + 9);
-    if (*status < 100 || *status > 999)
-        return -1;
-    return (long)(end - in) + 4;
-}
-
-/* HTTP: 1 once the whole response is in (or the transport ended). */
-static int http_complete(party_test_conn *c) {
-    int status;
-    long head;
-    const char *cl;
-    char *lines;
-    size_t cl_len;
-
-    if (c->ended)
-        return 1;
-    if (c->in == NULL)
-        return 0; /* nothing read yet */
-    head = http_head(c->in, c->in_len, &status);
-    if (head <= 0)
-        return head < 0;
-    if (c->head_only || status < 200 || status == 204 || status == 304)
-        return 1;
-    lines = strstr(c->in, "\r\n") + 2;
-    cl = header_find(lines, "Content-Length", &cl_len);
-    if (cl == NULL || (size_t)(cl - c->in) >= (size_t)head)
-        return 0; /* no length: the body ends with the transport */
-    return c->in_len - (size_t)head >= (size_t)strtoull(cl, NULL, 10);
-}
-
 static void client_ws_input(party_test_conn *c, char *data, size_t len) {
     int r;
     if (c->close_received || c->ended)
@@ -434,38 +420,62 @@ static void client_ws_input(party_test_conn *c, char *data, size_t len) {
     }
 }
 
-/* The answer to a WebSocket upgrade is in: a 101 opens the WebSocket
- * (bytes behind it are frames); anything else is read as an HTTP answer. */
-static void client_handshake_input(party_test_conn *c) {
-    int status = 0;
-    long head = http_head(c->in, c->in_len, &status);
-    const char *accept;
-    size_t accept_len;
+/* The answer to a WebSocket upgrade is in: a 101 with the right
+ * Sec-WebSocket-Accept opens the WebSocket (bytes behind it are frames);
+ * anything else is an HTTP answer. */
+static void handshake_answered(party_test_conn *c, const party__http_response *res, size_t used) {
+    party__slice accept = party__http_response_header_get(res, "Sec-WebSocket-Accept");
     size_t rest;
 
-    if (head == 0)
-        return;
-    if (head < 0 || status != 101) {
+    if (res->status != 101) {
         c->mode = CLIENT_HTTP;
         return;
     }
-    accept = header_find(strstr(c->in, "\r\n") + 2, "Sec-WebSocket-Accept", &accept_len);
-    if (accept == NULL || accept_len != strlen(c->accept) ||
-        memcmp(accept, c->accept, accept_len) != 0) {
+    if (accept.len != strlen(c->accept) || memcmp(accept.ptr, c->accept, accept.len) != 0) {
         fprintf(stderr, "party_test: 101 without the right Sec-WebSocket-Accept\n");
         c->mode = CLIENT_HTTP;
         client_end(c);
         return;
     }
     c->mode = CLIENT_WS;
-    rest = c->in_len - (size_t)head;
+    rest = c->in_len - used;
     if (rest > 0) {
-        memmove(c->in, c->in + head, rest);
+        memmove(c->in, c->in + used, rest);
         c->in_len = 0;
         client_ws_input(c, c->in, rest);
     } else {
         c->in_len = 0;
     }
+}
+
+/* Reads the answer in in[] as far as it has come; eof: the transport
+ * ended, so nothing more will. */
+static void answer_read(party_test_conn *c, int eof) {
+    static const party__http_limits limits = {ANSWER_MAX_HEAD, PARTY__HTTP_MAX_HEADERS, SIZE_MAX};
+    party__http_response res;
+    party__http_error err;
+    size_t used;
+    int rc;
+
+    if (c->answer.state != ANSWER_WAITING)
+        return;
+    rc = party__http_response_parse(&c->parser, c->in, c->in_len, eof, &limits, &res, &used, &err);
+    if (rc == PARTY__HTTP_AGAIN)
+        return;
+    if (rc == PARTY__HTTP_ERROR) {
+        c->answer.state = ANSWER_BAD;
+        if (c->mode == CLIENT_HANDSHAKE)
+            c->mode = CLIENT_HTTP;
+        return;
+    }
+    c->answer.state = ANSWER_DONE;
+    c->answer.status = res.status;
+    c->answer.fields = res.status_line.len + 2;
+    c->answer.fields_len = res.head_len - 2 - c->answer.fields;
+    c->answer.body = res.body.ptr != NULL ? (size_t)(res.body.ptr - c->in) : 0;
+    c->answer.body_len = res.body.len;
+    if (c->mode == CLIENT_HANDSHAKE)
+        handshake_answered(c, &res, used);
 }
 
 static void client_input(party_test_conn *c, char *data, size_t len) {
@@ -474,15 +484,14 @@ static void client_input(party_test_conn *c, char *data, size_t len) {
         client_ws_input(c, data, len);
         break;
     case CLIENT_HANDSHAKE:
+    case CLIENT_HTTP:
+        if (c->answer.state != ANSWER_WAITING)
+            break; /* the answer is whole: what follows is not ours to read */
         if (in_append(c, data, len) != 0) {
             client_end(c);
             return;
         }
-        client_handshake_input(c);
-        break;
-    case CLIENT_HTTP:
-        if (in_append(c, data, len) != 0)
-            client_end(c);
+        answer_read(c, 0);
         break;
     }
 }
@@ -567,6 +576,8 @@ static party_test_conn *client_open(party_test *t, int internal, client_mode mod
     c->t = t;
     c->fd = fds[0];
     c->mode = mode;
+    /* partyd ends an answer without a length by closing. */
+    party__http_response_parser_init(&c->parser, PARTY__HTTP_BODY_TO_EOF);
     party__ws_reader_init(&c->reader, CLIENT_MAX_MESSAGE, 0);
     c->next = t->clients;
     if (t->clients != NULL)
@@ -715,8 +726,9 @@ static int handshake_over(party_test *t, void *arg) {
 }
 
 static int http_over(party_test *t, void *arg) {
+    party_test_conn *c = arg;
     (void)t;
-    return http_complete(arg);
+    return c->ended || c->answer.state != ANSWER_WAITING;
 }
 
 party_test_conn *party_test_connect_with_headers(party_test *t, const char *target,
@@ -726,7 +738,7 @@ party_test_conn *party_test_connect_with_headers(party_test *t, const char *targ
     char key[25];
     char *req;
     size_t cap;
-    int n, st = 0;
+    int n;
 
     if (status != NULL)
         *status = 0;
@@ -767,8 +779,8 @@ party_test_conn *party_test_connect_with_headers(party_test *t, const char *targ
     }
     /* Refused: read the whole answer, so the server is done with it. */
     if (c->mode == CLIENT_HTTP && wait_until(t, http_over, c, t->timeout_ms) == 0 &&
-        c->in != NULL && http_head(c->in, c->in_len, &st) > 0 && status != NULL)
-        *status = st;
+        c->answer.state == ANSWER_DONE && status != NULL)
+        *status = c->answer.status;
     client_free(c);
     return NULL;
 }
@@ -938,41 +950,27 @@ static void response_clear(party_test_response *res) {
     res->body_len = 0;
 }
 
-/* Splits the bytes of a whole response into res. */
+/* Copies the answer read on c into res. */
 static int response_parse(const party_test_conn *c, party_test_response *res) {
-    int status = 0;
-    long head = c->in != NULL ? http_head(c->in, c->in_len, &status) : 0;
-    const char *lines, *cl;
-    size_t lines_len, body_len, cl_len;
+    const client_answer *a = &c->answer;
 
-    if (head <= 0)
-        return PARTY_EIO;
-    lines = strstr(c->in, "\r\n") + 2;
-    lines_len = (size_t)(c->in + head - 2 - lines);
-    body_len = c->in_len - (size_t)head;
-    cl = header_find(lines, "Content-Length", &cl_len);
-    if (cl != NULL && cl < c->in + head) {
-        size_t want = (size_t)strtoull(cl, NULL, 10);
-        if (c->head_only || status < 200 || status == 204 || status == 304)
-            want = 0;
-        if (want > body_len)
-            return PARTY_EIO; /* cut short */
-        body_len = want;
-    }
-    res->headers = malloc(lines_len + 1);
-    res->body = malloc(body_len + 1);
+    if (a->state != ANSWER_DONE)
+        return PARTY_EIO; /* not HTTP, or cut short */
+    res->headers = malloc(a->fields_len + 1);
+    res->body = malloc(a->body_len + 1);
     if (res->headers == NULL || res->body == NULL) {
         free(res->headers);
         free(res->body);
         response_clear(res);
         return PARTY_ENOMEM;
     }
-    memcpy(res->headers, lines, lines_len);
-    res->headers[lines_len] = '\0';
-    memcpy(res->body, c->in + head, body_len);
-    res->body[body_len] = '\0';
-    res->body_len = body_len;
-    res->status = status;
+    memcpy(res->headers, c->in + a->fields, a->fields_len);
+    res->headers[a->fields_len] = '\0';
+    if (a->body_len > 0)
+        memcpy(res->body, c->in + a->body, a->body_len);
+    res->body[a->body_len] = '\0';
+    res->body_len = a->body_len;
+    res->status = a->status;
     return 0;
 }
 
@@ -1001,7 +999,8 @@ static int http_exchange(party_test *t, int internal, const char *method, const 
         free(head);
         return PARTY_ENOMEM;
     }
-    c->head_only = strcasecmp(method, "HEAD") == 0;
+    if (strcasecmp(method, "HEAD") == 0)
+        party__http_response_parser_init(&c->parser, PARTY__HTTP_BODY_TO_EOF | PARTY__HTTP_NO_BODY);
     r = out_append(c, head, (size_t)n);
     free(head);
     if (r == 0 && body != NULL)

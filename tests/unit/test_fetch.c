@@ -58,6 +58,17 @@ static void svc_request(party_room *room, const party_request *req, party_respon
         party_response_set_body(res, big, sizeof(big));
         return;
     }
+    if (strstr(path, "/many-headers") != NULL) {
+        /* An answer with more fields than a request head may have. */
+        char name[32];
+        int i;
+        for (i = 0; i < 200; i++) {
+            snprintf(name, sizeof(name), "X-Field-%d", i);
+            party_response_add_header(res, name, "v");
+        }
+        party_response_text(res, 200, "many\n");
+        return;
+    }
     if (strstr(path, "/write") != NULL)
         party_kv_put(room, "written", "1", 1);
     snprintf(json, sizeof(json),
@@ -335,6 +346,20 @@ static void test_answer_over_max_body_bytes_is_answered_502(void **state) {
     party_test_free(t);
 }
 
+static void test_answer_head_over_the_request_limits_is_answered_502_naming_them(void **state) {
+    party_test *t = new_harness(0);
+    (void)state;
+
+    assert_int_equal(ask(t, "alice", "to=svc/h&path=/many-headers&tag=h"), 202);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(svc_rec.requests, 1);
+    assert_int_equal(rec.n, 1);
+    assert_int_equal(rec.responses[0].status, 502);
+    assert_string_equal(rec.responses[0].body, "malformed or incomplete answer: response has more "
+                                               "header fields than max_headers\n");
+    party_test_free(t);
+}
+
 static void test_no_answer_in_time_is_answered_504(void **state) {
     party_test *t = new_harness(0.2);
     (void)state;
@@ -498,6 +523,7 @@ int main(void) {
         cmocka_unit_test(test_unknown_party_is_answered_404),
         cmocka_unit_test(test_failed_on_start_in_target_is_answered_500),
         cmocka_unit_test(test_answer_over_max_body_bytes_is_answered_502),
+        cmocka_unit_test(test_answer_head_over_the_request_limits_is_answered_502_naming_them),
         cmocka_unit_test(test_no_answer_in_time_is_answered_504),
         cmocka_unit_test(test_request_after_a_write_leaves_after_the_commit),
         cmocka_unit_test(test_request_whose_write_fails_to_commit_is_dropped),

@@ -1,7 +1,9 @@
 /* Unit tests for src/http.c: request line and header parsing, keep-alive and
  * upgrade rules, every rejection with its status, the limits, Content-Length
  * and chunked bodies fed in pieces (also into a buffer that moves between
- * calls), pipelining, and that splitting the input never changes the result. */
+ * calls), pipelining, and that splitting the input never changes the result;
+ * then the same for responses: status lines, bodies read to the end of the
+ * stream, 1xx answers, responses without a body. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -1157,6 +1159,508 @@ static void test_request_split_at_every_offset_parses_like_whole(void **state) {
         "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcdX", &small);
 }
 
+/* ---- responses ---- */
+
+/* Everything one response parse produced, as for requests. */
+typedef struct response_result {
+    int rc;
+    size_t consumed;
+    int status;
+    const char *reason;
+    party__http_response res;
+    const char *base;
+} response_result;
+
+static response_result *response_result_new(void) {
+    response_result *r = calloc(1, sizeof(*r));
+    assert_non_null(r);
+    return r;
+}
+
+/* Feeds src[0..len) in pieces of step bytes (len or more: all at once),
+ * each call into a fresh heap buffer holding the previous buffer's bytes
+ * (which the parser may have rewritten) plus the new ones, as realloc
+ * would. With end_stream, the stream then ends: one more call with eof set
+ * if the parser still wants bytes. Stops at the first result other than
+ * AGAIN. The caller frees *out. */
+static int response_feed(const char *src, size_t len, size_t step, int end_stream, int flags,
+                         const party__http_limits *limits, response_result *r, char **out) {
+    party__http_parser p;
+    party__http_error err = {0, NULL};
+    char *buf = malloc(len ? len : 1);
+    size_t have = 0;
+
+    assert_non_null(buf);
+    party__http_response_parser_init(&p, flags);
+    for (;;) {
+        size_t n = step >= len - have ? len : have + step;
+        char *fresh = malloc(len ? len : 1);
+        assert_non_null(fresh);
+        memcpy(fresh, buf, have);
+        free(buf);
+        buf = fresh;
+        memcpy(buf + have, src + have, n - have);
+        have = n;
+        r->rc = party__http_response_parse(&p, buf, have, 0, limits, &r->res, &r->consumed, &err);
+        if (r->rc != PARTY__HTTP_AGAIN)
+            break;
+        if (have == len) {
+            if (end_stream)
+                r->rc = party__http_response_parse(&p, buf, have, 1, limits, &r->res, &r->consumed,
+                                                   &err);
+            break;
+        }
+    }
+    r->base = buf;
+    r->status = err.status;
+    r->reason = err.reason;
+    *out = buf;
+    return r->rc;
+}
+
+/* One call with every byte, then the end of the stream if it is needed. */
+static int response_text(const char *text, int flags, const party__http_limits *limits,
+                         response_result *r, char **out) {
+    size_t len = strlen(text);
+    return response_feed(text, len, len, 1, flags, limits, r, out);
+}
+
+static void assert_response_rejected_with(const char *text, int flags,
+                                          const party__http_limits *limits, int status,
+                                          const char *reason_part) {
+    response_result *r = response_result_new();
+    char *buf;
+
+    if (response_text(text, flags, limits, r, &buf) != PARTY__HTTP_ERROR || r->status != status ||
+        (reason_part != NULL && strstr(r->reason, reason_part) == NULL)) {
+        print_error("input: \"%s\"\nrc %d status %d (%s), expected status %d (%s)\n", text, r->rc,
+                    r->status, r->reason ? r->reason : "-", status,
+                    reason_part != NULL ? reason_part : "-");
+        fail();
+    }
+    assert_non_null(r->reason);
+    free(buf);
+    free(r);
+}
+
+static void assert_response_rejected(const char *text, int status, const char *reason_part) {
+    assert_response_rejected_with(text, PARTY__HTTP_BODY_TO_EOF, &default_limits, status,
+                                  reason_part);
+}
+
+static void assert_same_response(const response_result *a, const response_result *b) {
+    size_t i;
+
+    assert_int_equal(a->rc, b->rc);
+    if (a->rc == PARTY__HTTP_ERROR) {
+        assert_int_equal(a->status, b->status);
+        assert_string_equal(a->reason, b->reason);
+        return;
+    }
+    if (a->rc != PARTY__HTTP_DONE)
+        return;
+    assert_int_equal(a->consumed, b->consumed);
+    assert_int_equal(a->res.version_minor, b->res.version_minor);
+    assert_int_equal(a->res.status, b->res.status);
+    assert_slice_offset_equal(a->res.reason, a->base, b->res.reason, b->base);
+    assert_slice_offset_equal(a->res.status_line, a->base, b->res.status_line, b->base);
+    assert_int_equal(a->res.head_len, b->res.head_len);
+    assert_int_equal(a->res.n_headers, b->res.n_headers);
+    for (i = 0; i < a->res.n_headers; i++) {
+        assert_slice_offset_equal(a->res.headers[i].name, a->base, b->res.headers[i].name, b->base);
+        assert_slice_offset_equal(a->res.headers[i].value, a->base, b->res.headers[i].value,
+                                  b->base);
+    }
+    assert_slice_offset_equal(a->res.body, a->base, b->res.body, b->base);
+    if (a->res.body.len > 0)
+        assert_memory_equal(a->res.body.ptr, b->res.body.ptr, a->res.body.len);
+    assert_int_equal(a->res.keep_alive, b->res.keep_alive);
+    assert_int_equal(a->res.upgrade, b->res.upgrade);
+    assert_int_equal(a->res.chunked, b->res.chunked);
+}
+
+/* Every piece size, from one byte to all at once, gives the whole's result. */
+static void assert_every_feed_matches_whole(const char *text, int flags,
+                                            const party__http_limits *limits) {
+    size_t len = strlen(text), step;
+    response_result *whole = response_result_new();
+    char *whole_buf;
+
+    response_feed(text, len, len, 1, flags, limits, whole, &whole_buf);
+    for (step = 1; step <= len; step++) {
+        response_result *pieces = response_result_new();
+        char *buf;
+        response_feed(text, len, step, 1, flags, limits, pieces, &buf);
+        assert_same_response(whole, pieces);
+        free(buf);
+        free(pieces);
+    }
+    free(whole_buf);
+    free(whole);
+}
+
+static void test_response_status_line_headers_and_body_are_parsed(void **state) {
+    response_result *r = response_result_new();
+    char *buf;
+    const char *text = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n"
+                       "helloNEXT";
+
+    (void)state;
+    assert_int_equal(response_text(text, 0, &default_limits, r, &buf), PARTY__HTTP_DONE);
+    assert_int_equal(r->res.version_minor, 1);
+    assert_int_equal(r->res.status, 200);
+    assert_slice(r->res.reason, "OK");
+    assert_slice(r->res.status_line, "HTTP/1.1 200 OK");
+    assert_int_equal(r->res.head_len, strstr(text, "\r\n\r\n") + 4 - text);
+    assert_int_equal(r->res.n_headers, 2);
+    assert_slice(r->res.headers[0].name, "Content-Type");
+    assert_slice(r->res.headers[0].value, "text/plain");
+    assert_slice(party__http_response_header_get(&r->res, "content-length"), "5");
+    assert_null(party__http_response_header_get(&r->res, "Content-Encoding").ptr);
+    assert_slice(r->res.body, "hello");
+    /* The bytes after the body are not its own. */
+    assert_int_equal(r->consumed, strlen(text) - 4);
+    assert_int_equal(r->res.keep_alive, 1);
+    assert_int_equal(r->res.upgrade, 0);
+    assert_int_equal(r->res.chunked, 0);
+    /* Zero-copy: slices point into the buffer. */
+    assert_ptr_equal(r->res.status_line.ptr, buf);
+    assert_ptr_equal(r->res.body.ptr, buf + r->res.head_len);
+    free(buf);
+    free(r);
+}
+
+static void test_response_status_line_forms_are_accepted(void **state) {
+    static const struct {
+        const char *line;
+        int minor, status;
+        const char *reason;
+    } forms[] = {
+        {"HTTP/1.1 200 OK", 1, 200, "OK"},
+        {"HTTP/1.0 404 Not Found", 0, 404, "Not Found"},
+        {"HTTP/1.1 299 Whatever It Means", 1, 299, "Whatever It Means"},
+        {"HTTP/1.1 204 ", 1, 204, ""},
+        {"HTTP/1.1 204", 1, 204, ""}, /* the space before an empty reason left out */
+        {"HTTP/1.1 999 x", 1, 999, "x"},
+        {"HTTP/1.1 100 Continue", 1, 100, "Continue"},
+        {"HTTP/1.1 200 \tT\xc3\xa4"
+         "b\t",
+         1, 200,
+         "\tT\xc3\xa4"
+         "b\t"}, /* HTAB and obs-text */
+    };
+    size_t i;
+    char text[128];
+
+    (void)state;
+    for (i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+        response_result *r = response_result_new();
+        char *buf;
+        snprintf(text, sizeof(text), "%s\r\nContent-Length: 0\r\n\r\n", forms[i].line);
+        assert_int_equal(response_text(text, 0, &default_limits, r, &buf), PARTY__HTTP_DONE);
+        assert_int_equal(r->res.version_minor, forms[i].minor);
+        assert_int_equal(r->res.status, forms[i].status);
+        assert_slice(r->res.reason, forms[i].reason);
+        assert_slice(r->res.status_line, forms[i].line);
+        free(buf);
+        free(r);
+    }
+}
+
+static void test_malformed_status_lines_are_refused(void **state) {
+    static const char *const malformed[] = {
+        "HTTP/1.1 20 OK",   "HTTP/1.1 2000 OK", "HTTP/1.1 099 Low",    "HTTP/1.1 abc OK",
+        "HTTP/1.1  200 OK", "http/1.1 200 OK",  "HTTP/1.1 200 O\x01K", "HTTP/1.1 200 O\rK",
+        "HTTP/1.1",         "HTTP/1.1 ",        "ICY 200 OK",          "HTTP/11 200 OK",
+        "HTTP/1.1\t200 OK", "HTTP/1.1 200\tOK",
+    };
+    static const char *const unsupported[] = {"HTTP/2.0 200 OK", "HTTP/1.2 200 OK",
+                                              "HTTP/0.9 200 OK"};
+    size_t i;
+    char text[128];
+
+    (void)state;
+    for (i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++) {
+        snprintf(text, sizeof(text), "%s\r\nContent-Length: 0\r\n\r\n", malformed[i]);
+        assert_response_rejected(text, 400, NULL);
+    }
+    for (i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++) {
+        snprintf(text, sizeof(text), "%s\r\nContent-Length: 0\r\n\r\n", unsupported[i]);
+        assert_response_rejected(text, 505, "version");
+    }
+    assert_response_rejected("\r\nHTTP/1.1 200 OK\r\n\r\n", 400, "empty status line");
+    /* A TLS alert where HTTP was expected: no line, then the stream ends. */
+    assert_response_rejected("\x15\x03\x03\x00\x02\x02\x46", 400, "response head");
+}
+
+static void test_response_header_folding_and_bare_lf_are_refused(void **state) {
+    (void)state;
+    assert_response_rejected("HTTP/1.1 200 OK\r\nX-A: 1\r\n  more\r\nContent-Length: 0\r\n\r\n",
+                             400, "obsolete line folding in response head");
+    assert_response_rejected("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                             "0\r\nX-T: 1\r\n more\r\n\r\n",
+                             400, "obsolete line folding in trailer");
+    assert_response_rejected("HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n", 400,
+                             "bare LF in response head");
+    assert_response_rejected("HTTP/1.1 200 OK\r\nX A: 1\r\nContent-Length: 0\r\n\r\n", 400,
+                             "header field name");
+    assert_response_rejected("HTTP/1.1 200 OK\r\nX-A: a\x7f\r\nContent-Length: 0\r\n\r\n", 400,
+                             "header field value");
+}
+
+static void test_duplicate_content_lengths_in_a_response_are_refused_unless_equal(void **state) {
+    response_result *r = response_result_new();
+    char *buf;
+
+    (void)state;
+    assert_response_rejected("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"
+                             "abcd",
+                             400, "conflicting Content-Length");
+    assert_response_rejected("HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\nabc", 400,
+                             "invalid Content-Length");
+    assert_response_rejected("HTTP/1.1 200 OK\r\nContent-Length: +3\r\n\r\nabc", 400,
+                             "invalid Content-Length");
+    assert_response_rejected("HTTP/1.1 200 OK\r\nContent-Length:\r\n\r\nabc", 400,
+                             "invalid Content-Length");
+    /* The same value twice says one thing, as for a request. */
+    assert_int_equal(response_text("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: "
+                                   "3\r\n\r\nabc",
+                                   0, &default_limits, r, &buf),
+                     PARTY__HTTP_DONE);
+    assert_slice(r->res.body, "abc");
+    free(buf);
+    free(r);
+}
+
+static void test_response_framing_two_ways_or_unknown_codings_is_refused(void **state) {
+    (void)state;
+    assert_response_rejected("HTTP/1.1 200 OK\r\nContent-Length: 4\r\nTransfer-Encoding: "
+                             "chunked\r\n\r\n0\r\n\r\n",
+                             400, "both Content-Length and Transfer-Encoding");
+    assert_response_rejected("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501,
+                             "unsupported transfer coding");
+    assert_response_rejected("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", 400,
+                             "invalid Transfer-Encoding");
+    assert_response_rejected("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400,
+                             "HTTP/1.0 response");
+}
+
+static const char chunked_response[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                                       "Content-Type: text/plain\r\n\r\n"
+                                       "5;name=value\r\nhello\r\n"
+                                       "1 ; x=\"y\"\r\n,\r\n"
+                                       "6\r\n world\r\n"
+                                       "0\r\nChecksum: abc\r\nX-Other: 1\r\n\r\n"
+                                       "NEXT";
+
+static void test_chunked_response_with_extensions_and_trailers_is_decoded(void **state) {
+    response_result *r = response_result_new();
+    char *buf;
+
+    (void)state;
+    assert_int_equal(response_text(chunked_response, 0, &default_limits, r, &buf),
+                     PARTY__HTTP_DONE);
+    assert_int_equal(r->res.chunked, 1);
+    assert_slice(r->res.body, "hello, world");
+    /* Decoded in place, where the body starts; the trailers are skipped. */
+    assert_ptr_equal(r->res.body.ptr, buf + r->res.head_len);
+    assert_int_equal(r->res.n_headers, 2);
+    assert_null(party__http_response_header_get(&r->res, "checksum").ptr);
+    assert_int_equal(r->consumed, sizeof(chunked_response) - 1 - 4);
+    free(buf);
+    free(r);
+}
+
+static void test_response_limits_are_clear_errors(void **state) {
+    party__http_limits small = {64, 3, 8}, roomy_head = {200, 3, 8};
+
+    (void)state;
+    assert_response_rejected_with("HTTP/1.1 200 OK\r\nX-Pad: 012345678901234567890123456789012345"
+                                  "6789\r\n\r\n",
+                                  0, &small, 431, "response head exceeds max_header_bytes");
+    assert_response_rejected_with("HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n", 0,
+                                  &small, 431, "response has more header fields than max_headers");
+    /* Refused from the head, before any of the body arrives. */
+    assert_response_rejected_with("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", 0, &small, 413,
+                                  "response body exceeds max_body");
+    assert_response_rejected_with("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\n", 0,
+                                  &small, 413, "response body exceeds max_body");
+    assert_response_rejected_with("HTTP/1.1 200 OK\r\n\r\n123456789", PARTY__HTTP_BODY_TO_EOF,
+                                  &small, 413, "response body exceeds max_body");
+    assert_response_rejected_with("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+                                  "X-Trailer: 01234567890123456789\r\n\r\n",
+                                  0, &small, 431, "response head and trailers");
+    assert_response_rejected_with("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+                                  "A: 1\r\nB: 2\r\nC: 3\r\n\r\n",
+                                  0, &roomy_head, 431, "max_headers");
+}
+
+static void test_response_over_max_body_to_eof_is_refused_before_the_stream_ends(void **state) {
+    party__http_limits small = {64, 3, 8};
+    response_result *r = response_result_new();
+    const char *text = "HTTP/1.1 200 OK\r\n\r\n123456789";
+    char *buf;
+
+    (void)state;
+    assert_int_equal(response_feed(text, strlen(text), strlen(text), 0, PARTY__HTTP_BODY_TO_EOF,
+                                   &small, r, &buf),
+                     PARTY__HTTP_ERROR);
+    assert_int_equal(r->status, 413);
+    free(buf);
+    free(r);
+}
+
+static void test_response_body_split_across_many_feeds_parses_like_whole(void **state) {
+    party__http_limits small = {80, 3, 8};
+
+    (void)state;
+    assert_every_feed_matches_whole(chunked_response, 0, &default_limits);
+    assert_every_feed_matches_whole("HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello worldX", 0,
+                                    &default_limits);
+    assert_every_feed_matches_whole("HTTP/1.0 200 OK\r\nServer: x\r\n\r\nthe rest of the stream",
+                                    PARTY__HTTP_BODY_TO_EOF, &default_limits);
+    assert_every_feed_matches_whole("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                    "Connection: Upgrade\r\n\r\n\x81\x02hi",
+                                    0, &default_limits);
+    /* Errors and limits are found at the same place whatever the pieces. */
+    assert_every_feed_matches_whole("HTTP/1.1 200 OK\r\nA: 1\nB: 2\r\n\r\n", 0, &default_limits);
+    assert_every_feed_matches_whole("HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n", 0,
+                                    &small);
+    assert_every_feed_matches_whole("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n"
+                                    "abcd\r\n5\r\n",
+                                    0, &small);
+    assert_every_feed_matches_whole("HTTP/1.1 200 OK\r\n\r\n0123456789", PARTY__HTTP_BODY_TO_EOF,
+                                    &small);
+    assert_every_feed_matches_whole("HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nabc", 0, &small);
+}
+
+static void test_response_body_runs_to_eof_when_the_caller_allows_it(void **state) {
+    response_result *r = response_result_new();
+    const char *text = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it";
+    char *buf;
+
+    (void)state;
+    /* More may come until the stream ends. */
+    assert_int_equal(
+        response_feed(text, strlen(text), 5, 0, PARTY__HTTP_BODY_TO_EOF, &default_limits, r, &buf),
+        PARTY__HTTP_AGAIN);
+    free(buf);
+    assert_int_equal(
+        response_feed(text, strlen(text), 5, 1, PARTY__HTTP_BODY_TO_EOF, &default_limits, r, &buf),
+        PARTY__HTTP_DONE);
+    assert_slice(r->res.body, "all of it");
+    assert_int_equal(r->consumed, strlen(text));
+    assert_int_equal(r->res.keep_alive, 0);
+    free(buf);
+    /* Nothing before the end: an empty body. */
+    assert_int_equal(
+        response_text("HTTP/1.1 200 OK\r\n\r\n", PARTY__HTTP_BODY_TO_EOF, &default_limits, r, &buf),
+        PARTY__HTTP_DONE);
+    assert_null(r->res.body.ptr);
+    assert_int_equal(r->res.body.len, 0);
+    free(buf);
+    free(r);
+    /* A caller that cannot read to the end is told why. */
+    assert_response_rejected_with(text, 0, &default_limits, 400, "no length");
+}
+
+static void test_response_cut_short_by_the_end_of_the_stream_is_an_error(void **state) {
+    (void)state;
+    assert_response_rejected("", 400, "inside the response head");
+    assert_response_rejected("HTTP/1.1 200 OK\r\nContent-Le", 400, "inside the response head");
+    assert_response_rejected("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", 400,
+                             "inside the response body");
+    assert_response_rejected("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel", 400,
+                             "inside the chunked response body");
+    assert_response_rejected("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n", 400,
+                             "inside the chunked response body");
+}
+
+static void test_1xx_response_ends_at_its_head_and_leaves_what_follows(void **state) {
+    response_result *r = response_result_new();
+    const char *upgrade = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                          "Connection: Upgrade\r\nSec-WebSocket-Accept: abc=\r\n\r\n\x81\x02hi";
+    const char *interim = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                          "\r\nok";
+    char *buf;
+    size_t head;
+
+    (void)state;
+    /* Even a caller that reads bodies to the end gets the 101 at its head:
+     * what follows is the new protocol. */
+    assert_int_equal(response_text(upgrade, PARTY__HTTP_BODY_TO_EOF, &default_limits, r, &buf),
+                     PARTY__HTTP_DONE);
+    assert_int_equal(r->res.status, 101);
+    assert_int_equal(r->res.upgrade, 1);
+    assert_slice(party__http_response_header_get(&r->res, "sec-websocket-accept"), "abc=");
+    assert_null(r->res.body.ptr);
+    assert_int_equal(r->consumed, strlen(upgrade) - 4);
+    assert_int_equal(r->consumed, r->res.head_len);
+    free(buf);
+
+    /* An interim answer, then the final one from where it ended. */
+    assert_int_equal(response_text(interim, 0, &default_limits, r, &buf), PARTY__HTTP_DONE);
+    assert_int_equal(r->res.status, 100);
+    head = r->consumed;
+    free(buf);
+    assert_int_equal(response_text(interim + head, 0, &default_limits, r, &buf), PARTY__HTTP_DONE);
+    assert_int_equal(r->res.status, 200);
+    assert_slice(r->res.body, "ok");
+    free(buf);
+    free(r);
+}
+
+static void test_responses_to_head_and_204_304_have_no_body(void **state) {
+    party__http_limits small = {200, 10, 8};
+    response_result *r = response_result_new();
+    const char *to_head = "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n";
+    char *buf;
+
+    (void)state;
+    /* The length a GET would get, even over max_body: no body follows. */
+    assert_int_equal(response_text(to_head, PARTY__HTTP_NO_BODY, &small, r, &buf),
+                     PARTY__HTTP_DONE);
+    assert_int_equal(r->consumed, strlen(to_head));
+    assert_null(r->res.body.ptr);
+    free(buf);
+    assert_int_equal(response_text("HTTP/1.1 204 No Content\r\n\r\n", 0, &small, r, &buf),
+                     PARTY__HTTP_DONE);
+    assert_int_equal(r->res.status, 204);
+    assert_int_equal(r->res.body.len, 0);
+    free(buf);
+    assert_int_equal(response_text("HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\nX",
+                                   PARTY__HTTP_BODY_TO_EOF, &small, r, &buf),
+                     PARTY__HTTP_DONE);
+    assert_int_equal(r->consumed, r->res.head_len);
+    assert_int_equal(r->res.body.len, 0);
+    free(buf);
+    free(r);
+}
+
+static void test_response_keep_alive_follows_version_and_connection(void **state) {
+    static const struct {
+        const char *text;
+        int keep_alive;
+    } cases[] = {
+        {"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 1},
+        {"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", 0},
+        {"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", 0},
+        {"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n", 1},
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        response_result *r = response_result_new();
+        char *buf;
+        assert_int_equal(response_text(cases[i].text, 0, &default_limits, r, &buf),
+                         PARTY__HTTP_DONE);
+        assert_int_equal(r->res.keep_alive, cases[i].keep_alive);
+        free(buf);
+        free(r);
+    }
+}
+
 /* ---- status text ---- */
 
 static void test_status_text_covers_the_codes_the_server_sends(void **state) {
@@ -1236,6 +1740,21 @@ int main(void) {
         cmocka_unit_test(test_request_struct_may_differ_between_calls),
         cmocka_unit_test(test_large_head_fed_one_byte_at_a_time_is_scanned_once),
         cmocka_unit_test(test_request_split_at_every_offset_parses_like_whole),
+        cmocka_unit_test(test_response_status_line_headers_and_body_are_parsed),
+        cmocka_unit_test(test_response_status_line_forms_are_accepted),
+        cmocka_unit_test(test_malformed_status_lines_are_refused),
+        cmocka_unit_test(test_response_header_folding_and_bare_lf_are_refused),
+        cmocka_unit_test(test_duplicate_content_lengths_in_a_response_are_refused_unless_equal),
+        cmocka_unit_test(test_response_framing_two_ways_or_unknown_codings_is_refused),
+        cmocka_unit_test(test_chunked_response_with_extensions_and_trailers_is_decoded),
+        cmocka_unit_test(test_response_limits_are_clear_errors),
+        cmocka_unit_test(test_response_over_max_body_to_eof_is_refused_before_the_stream_ends),
+        cmocka_unit_test(test_response_body_split_across_many_feeds_parses_like_whole),
+        cmocka_unit_test(test_response_body_runs_to_eof_when_the_caller_allows_it),
+        cmocka_unit_test(test_response_cut_short_by_the_end_of_the_stream_is_an_error),
+        cmocka_unit_test(test_1xx_response_ends_at_its_head_and_leaves_what_follows),
+        cmocka_unit_test(test_responses_to_head_and_204_304_have_no_body),
+        cmocka_unit_test(test_response_keep_alive_follows_version_and_connection),
         cmocka_unit_test(test_status_text_covers_the_codes_the_server_sends),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
