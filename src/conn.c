@@ -768,6 +768,7 @@ static void conn_parse_one(party_conn *conn) {
         party__conn_http_fail(conn, err.status, body);
         return;
     }
+    party__conn_rt(conn)->http_requests++;
     conn_timer_stop(conn);
     conn_stop_reading(conn);
     conn->phase = PARTY__CONN_HTTP_BUSY;

@@ -106,6 +106,7 @@ struct party_runtime {
     /* counters for /_partyd/metrics (loop thread only) */
     uint64_t events[7]; /* by party__event_type; ALARM (a wake-up) is not counted here */
     uint64_t bytes_in, bytes_out;
+    uint64_t http_requests;    /* requests parsed (handshakes included) */
     uint64_t http_errors;      /* requests refused by the parser or the handshake check */
     uint64_t protocol_errors;  /* WebSocket connections closed for a bad frame */
     uint64_t send_queue_drops; /* slow readers dropped */
