@@ -28,7 +28,12 @@
 /* A request buffer starts small (a WebSocket handshake is a few hundred
  * bytes) and doubles while a request needs more, up to its limits. */
 #define HTTP_BUF_FIRST 1024
+#define WRITE_IOV_MAX 64
 #define LINGER_MS 2000
+
+/* For the HTTP side of a function a WebSocket message also runs through:
+ * inlined, its locals and saved registers would be paid on every message. */
+#define NOT_INLINED __attribute__((noinline))
 
 static void conn_start_reading(party_conn *conn);
 static void conn_stop_reading(party_conn *conn);
@@ -504,6 +509,21 @@ ssize_t party__conn_write_some(party_conn *conn, const uv_buf_t *iov, size_t n) 
     return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : uv_translate_sys_error(errno);
 }
 
+int party__conn_write_queue(party_conn *conn) {
+    uv_buf_t iov[WRITE_IOV_MAX];
+
+    while (conn->out_len > 0) {
+        size_t n = party__conn_peek(conn, iov, WRITE_IOV_MAX);
+        ssize_t r = party__conn_write_some(conn, iov, n);
+        if (r < 0)
+            return (int)r;
+        if (r == 0)
+            return PARTY__FLUSH_BLOCKED;
+        party__conn_consume(conn, (size_t)r);
+    }
+    return PARTY__FLUSH_DONE;
+}
+
 /* Everything is written: a request waiting to be handed off goes, a
  * closing connection half-closes and lingers. */
 static void conn_flush_done(party_conn *conn) {
@@ -663,16 +683,12 @@ static int input_buffered(const party_conn *conn) {
             conn->phase == PARTY__CONN_UPGRADING);
 }
 
-int party__conn_input_space(party_conn *conn, uv_buf_t *out) {
+/* party__conn_input_space behind a request. */
+static NOT_INLINED int http_input_space(party_conn *conn, uv_buf_t *out) {
     party_runtime *rt = party__conn_rt(conn);
     party__http_session *s = conn->http;
-    size_t want;
+    size_t want = s->cap;
 
-    if (!input_buffered(conn)) {
-        *out = uv_buf_init(rt->read_buf, PARTY__READ_BUF_SIZE);
-        return 0;
-    }
-    want = s->cap;
     if (s->cap == 0)
         want = HTTP_BUF_FIRST;
     else if (s->len == s->cap && conn->phase == PARTY__CONN_HTTP)
@@ -704,6 +720,13 @@ int party__conn_input_space(party_conn *conn, uv_buf_t *out) {
     party__log_info(rt, "http: 413 request exceeds max_body_bytes (--max-body-bytes) with framing");
     party__conn_http_fail(conn, 413, "request exceeds max_body_bytes\n");
     return PARTY_ELIMIT;
+}
+
+int party__conn_input_space(party_conn *conn, uv_buf_t *out) {
+    if (input_buffered(conn))
+        return http_input_space(conn, out);
+    *out = uv_buf_init(party__conn_rt(conn)->read_buf, PARTY__READ_BUF_SIZE);
+    return 0;
 }
 
 /* Has the handle watch for what the connection waits for: input while
@@ -1158,18 +1181,24 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
     }
 }
 
+/* party__conn_input in the HTTP phases: the bytes are in the HTTP buffer,
+ * behind what it held. */
+static NOT_INLINED void http_input(party_conn *conn, size_t len) {
+    if (conn->http == NULL)
+        return;
+    conn->http->len += len;
+    /* Past the HTTP phase, a transport fed what it held: it waits behind
+     * the request until the request is answered. */
+    if (conn->phase == PARTY__CONN_HTTP)
+        conn_parse_http(conn);
+}
+
 void party__conn_input(party_conn *conn, char *data, size_t len) {
     switch (conn->phase) {
     case PARTY__CONN_HTTP:
-        conn->http->len += len;
-        conn_parse_http(conn);
-        break;
     case PARTY__CONN_HTTP_BUSY:
     case PARTY__CONN_UPGRADING:
-        /* A transport fed what it held: it waits behind the request (see
-         * party__conn_input_space) until the request is answered. */
-        if (conn->http != NULL)
-            conn->http->len += len;
+        http_input(conn, len);
         break;
     case PARTY__CONN_OPEN:
     case PARTY__CONN_CLOSING:

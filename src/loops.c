@@ -305,7 +305,7 @@ static void tour_back(party_runtime *rt, party__mail *mail) {
     party_conn *conn = tour->conn;
     (void)rt;
 
-    if (!conn->transport_closing)
+    if (!party__conn_closing(conn))
         tour->done(conn, tour);
     party__conn_unref(conn);
     tour->free(tour);

@@ -97,6 +97,10 @@ void party__conn_consume(party_conn *conn, size_t n);
 /* Writes what the socket takes now of n buffers: the bytes written (0 when
  * it is full), or a negative libuv error code. */
 ssize_t party__conn_write_some(party_conn *conn, const uv_buf_t *iov, size_t n);
+/* Writes the send queue to the socket as it is, up to 64 buffers a
+ * sendmsg, until it is empty or the socket full: the plaintext transport's
+ * flush (a PARTY__FLUSH_* result or a negative libuv error code). */
+int party__conn_write_queue(party_conn *conn);
 /* Writes what is queued now, through the transport (unless output already
  * waits for the socket to take more): e.g. after input made a handshake
  * answer. */
