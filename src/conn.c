@@ -1,6 +1,9 @@
 /* conn: socket I/O for one connection — reading and parsing HTTP requests,
  * reading WebSocket frames into room events, the send queue (one writev per
- * connection per loop turn), the close handshake and timeouts. */
+ * connection per loop turn), the close handshake and timeouts, and the
+ * hand-off of a routed connection to another loop. Bytes go through the
+ * connection's transport (transport.h); requests, messages and closes go
+ * up through the runtime's upcalls (party__conn_upcalls). */
 #include "conn.h"
 
 #include <assert.h>
@@ -18,11 +21,8 @@
 #include <openssl/rand.h>
 
 #include "log.h"
-#include "room.h"
-#include "router.h"
 #include "runtime.h"
 #include "slab.h"
-#include "tls.h"
 #include "utf8.h"
 
 /* A request buffer starts small (a WebSocket handshake is a few hundred
@@ -31,12 +31,21 @@
 #define WRITE_IOV_MAX 64
 #define LINGER_MS 2000
 
+/* For the HTTP side of a function a WebSocket message also runs through:
+ * inlined, its locals and saved registers would be paid on every message. */
+#define NOT_INLINED __attribute__((noinline))
+
 static void conn_start_reading(party_conn *conn);
 static void conn_stop_reading(party_conn *conn);
 static void conn_watch(party_conn *conn);
 static void on_poll(uv_poll_t *handle, int status, int events);
 static void conn_close_now(party_conn *conn);
 static void conn_parse_http(party_conn *conn);
+static void http_session_free(party__http_session *s);
+
+static const party__conn_upcalls *upcalls(const party_conn *conn) {
+    return party__conn_rt(conn)->conn_upcalls;
+}
 
 static uint64_t seconds_to_ms(double s) {
     return s <= 0 ? 0 : (uint64_t)(s * 1000.0 + 0.5);
@@ -61,6 +70,87 @@ static party__buf **out_slot(party_conn *conn, uint32_t i) {
     if (conn->out_cap <= 1)
         return &conn->out_one;
     return &conn->out[(conn->out_head + i) % conn->out_cap];
+}
+
+/* ---- transport ---- */
+
+/* A connection's transport state is found by a slot number that fills
+ * padding in party_conn, in a table of the loop's: a plaintext connection
+ * (slot 0) carries no pointer for a state it does not have. */
+party__transport *party__conn_transport(const party_conn *conn) {
+    if (conn->transport_slot == 0)
+        return NULL;
+    return party__conn_rt(conn)->transport_slots[conn->transport_slot];
+}
+
+static const party__transport_ops *conn_ops(const party_conn *conn) {
+    party__transport *t = party__conn_transport(conn);
+    return t != NULL ? t->ops : &party__transport_plain;
+}
+
+/* A free slot number (never 0, which means "none") holding t; 0 on OOM. */
+static uint32_t slot_take(party_runtime *rt, party__transport *t) {
+    uint32_t slot;
+    if (rt->n_transport_free == 0) {
+        size_t cap = rt->transport_slots_cap ? rt->transport_slots_cap * 2 : 64, i;
+        party__transport **slots;
+        uint32_t *spare;
+        if (cap > UINT32_MAX)
+            return 0;
+        slots = realloc(rt->transport_slots, cap * sizeof(*slots));
+        if (slots == NULL)
+            return 0;
+        rt->transport_slots = slots;
+        spare = realloc(rt->transport_free, cap * sizeof(*spare));
+        if (spare == NULL)
+            return 0;
+        rt->transport_free = spare;
+        for (i = cap; i-- > (rt->transport_slots_cap ? rt->transport_slots_cap : 1);)
+            rt->transport_free[rt->n_transport_free++] = (uint32_t)i;
+        rt->transport_slots_cap = cap;
+    }
+    slot = rt->transport_free[--rt->n_transport_free];
+    rt->transport_slots[slot] = t;
+    return slot;
+}
+
+int party__conn_set_transport(party_conn *conn, party__transport *t) {
+    party_runtime *rt = party__conn_rt(conn);
+
+    if (conn->transport_slot != 0) {
+        rt->transport_slots[conn->transport_slot] = NULL;
+        rt->transport_free[rt->n_transport_free++] = conn->transport_slot;
+        conn->transport_slot = 0;
+    }
+    if (t == NULL)
+        return 0;
+    conn->transport_slot = slot_take(rt, t);
+    return conn->transport_slot != 0 ? 0 : PARTY_ENOMEM;
+}
+
+/* Frees the connection's transport state, if it has one. */
+static void transport_free(party_conn *conn) {
+    party__transport *t = party__conn_transport(conn);
+    if (t != NULL) {
+        (void)party__conn_set_transport(conn, NULL);
+        t->ops->free(t);
+    }
+}
+
+void party__conn_slots_free(party_runtime *rt) {
+    free(rt->transport_slots);
+    rt->transport_slots = NULL;
+    free(rt->transport_free);
+    rt->transport_free = NULL;
+    rt->transport_slots_cap = rt->n_transport_free = 0;
+}
+
+party_runtime *party__conn_runtime(const party_conn *conn) {
+    return party__conn_rt(conn);
+}
+
+int party__conn_closing(const party_conn *conn) {
+    return conn->transport_closing;
 }
 
 /* ---- lifetime ---- */
@@ -88,7 +178,7 @@ static void conn_free(party_conn *conn) {
         free(ident_block(conn)); /* the uri lives in the same block */
     free(conn->tags);
     free(conn->state);
-    party__tls_free(conn);
+    transport_free(conn);
     if (!conn->handed_off) /* other loops read the total: atomic */
         __atomic_fetch_sub(&rt->n_conns, 1, __ATOMIC_RELAXED);
     conn_release(rt, conn);
@@ -228,34 +318,19 @@ static void conn_close_socket(party_conn *conn) {
 
 /* Tells the room, once, that this connection is gone. */
 static void conn_report_close(party_conn *conn, int code, const char *reason, int was_clean) {
-    party__event ev;
-
     if (conn->close_reported || !conn->in_room)
         return;
     conn->close_reported = 1;
-    memset(&ev, 0, sizeof(ev));
-    ev.type = PARTY__EV_CLOSE;
-    ev.conn = conn;
-    ev.code = code;
-    ev.data = party__slice_make(reason, strlen(reason));
-    ev.was_clean = was_clean;
-    if (party__room_post(conn->room, &ev) != 0) {
+    if (upcalls(conn)->close(conn->room, conn, code, party__slice_make(reason, strlen(reason)),
+                             was_clean) != 0)
         party__log_error(party__conn_rt(conn),
                          "conn %s: out of memory reporting close; on_close skipped", conn->id);
-        party__room_unlink_conn(conn->room, conn);
-    }
 }
 
 static void conn_report_error(party_conn *conn, const char *what) {
-    party__event ev;
-
     if (conn->phase != PARTY__CONN_OPEN || !conn->in_room)
         return; /* errors on a closing connection are not reported */
-    memset(&ev, 0, sizeof(ev));
-    ev.type = PARTY__EV_ERROR;
-    ev.conn = conn;
-    ev.what = what;
-    (void)party__room_post(conn->room, &ev);
+    upcalls(conn)->error(conn->room, conn, what);
 }
 
 static void conn_close_now(party_conn *conn) {
@@ -269,20 +344,6 @@ static void conn_close_now(party_conn *conn) {
 }
 
 void party__conn_abort(party_conn *conn) {
-    conn_close_now(conn);
-}
-
-int party__conn_take_fd(party_conn *conn) {
-    int fd = conn->fd;
-    conn->fd = -1;
-    return fd;
-}
-
-void party__conn_release_handed_off(party_conn *conn) {
-    if (!conn->handed_off) {
-        conn->handed_off = 1;
-        __atomic_fetch_sub(&party__conn_rt(conn)->n_conns, 1, __ATOMIC_RELAXED);
-    }
     conn_close_now(conn);
 }
 
@@ -342,10 +403,10 @@ int party__conn_queue(party_conn *conn, party__buf *buf) {
     /* Output gate: behind anything already held for this connection, or
      * held because its room's batch wrote and has not committed yet. */
     holder = conn->holder;
-    if (holder == NULL && conn->room != NULL && party__room_holding(conn->room))
+    if (holder == NULL && conn->room != NULL && upcalls(conn)->holding(conn->room))
         holder = conn->room;
     if (holder != NULL)
-        return party__room_hold(holder, conn, buf);
+        return upcalls(conn)->hold(holder, conn, buf);
     return conn_enqueue(conn, buf);
 }
 
@@ -381,8 +442,7 @@ static int conn_enqueue(party_conn *conn, party__buf *buf) {
     return 0;
 }
 
-/* Drops n bytes from the front of the queue (they were written). */
-static void conn_consume(party_conn *conn, size_t n) {
+void party__conn_consume(party_conn *conn, size_t n) {
     party__conn_rt(conn)->bytes_out += n;
     conn->out_bytes -= n;
     while (n > 0) {
@@ -430,7 +490,7 @@ static int conn_output_drained(party_conn *conn) {
     conn->handoff_wait = 0;
     if (conn->phase != PARTY__CONN_HTTP_BUSY || conn->http == NULL || conn->transport_closing)
         return 0;
-    party__router_handle(conn);
+    upcalls(conn)->request(conn);
     return 1;
 }
 
@@ -449,54 +509,61 @@ ssize_t party__conn_write_some(party_conn *conn, const uv_buf_t *iov, size_t n) 
     return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : uv_translate_sys_error(errno);
 }
 
-void party__conn_wait_writable(party_conn *conn) {
-    conn->writing = 1;
-    conn_watch(conn);
-}
-
-static void conn_flush(party_conn *conn) {
+int party__conn_write_queue(party_conn *conn) {
     uv_buf_t iov[WRITE_IOV_MAX];
-    size_t n;
-    ssize_t r;
 
-    if (conn->writing || conn->transport_closing)
-        return;
-    if (conn->tls_slot != 0) {
-        party__tls_flush(conn);
-        return;
-    }
     while (conn->out_len > 0) {
-        n = party__conn_peek(conn, iov, WRITE_IOV_MAX);
-        r = party__conn_write_some(conn, iov, n);
-        if (r < 0) {
-            party__log_debug(party__conn_rt(conn), "conn %s: write failed: %s",
-                             conn->id ? conn->id : "-", uv_strerror((int)r));
-            conn_close_now(conn);
-            return;
-        }
-        if (r == 0) {
-            /* The socket is full: the rest waits until it takes more. */
-            party__conn_wait_writable(conn);
-            return;
-        }
-        conn_consume(conn, (size_t)r);
+        size_t n = party__conn_peek(conn, iov, WRITE_IOV_MAX);
+        ssize_t r = party__conn_write_some(conn, iov, n);
+        if (r < 0)
+            return (int)r;
+        if (r == 0)
+            return PARTY__FLUSH_BLOCKED;
+        party__conn_consume(conn, (size_t)r);
     }
-    party__conn_flush_done(conn);
+    return PARTY__FLUSH_DONE;
 }
 
-void party__conn_consume(party_conn *conn, size_t n) {
-    conn_consume(conn, n);
-}
-
-void party__conn_flush(party_conn *conn) {
-    conn_flush(conn);
-}
-
-void party__conn_flush_done(party_conn *conn) {
+/* Everything is written: a request waiting to be handed off goes, a
+ * closing connection half-closes and lingers. */
+static void conn_flush_done(party_conn *conn) {
     if (conn->handoff_wait && conn_output_drained(conn))
         return;
     if (conn->close_after_flush && conn->holder == NULL)
         conn_finish(conn); /* nothing held back by an output gate either */
+}
+
+static void conn_flush(party_conn *conn) {
+    const party__transport_ops *ops;
+    int r;
+
+    if (conn->writing || conn->transport_closing)
+        return;
+    ops = conn_ops(conn);
+    r = ops->flush(conn);
+    /* All written, and nothing held back by an output gate: the transport
+     * says goodbye before the connection half-closes. */
+    if (r == PARTY__FLUSH_DONE && conn->close_after_flush && conn->holder == NULL &&
+        ops->start_close != NULL)
+        r = ops->start_close(conn);
+    if (r < 0) {
+        party__log_debug(party__conn_rt(conn), "conn %s: write failed: %s",
+                         conn->id ? conn->id : "-", uv_strerror(r));
+        conn_close_now(conn);
+        return;
+    }
+    if (r == PARTY__FLUSH_BLOCKED) {
+        /* The socket is full: the rest waits until it takes more. */
+        conn->writing = 1;
+        conn_watch(conn);
+        return;
+    }
+    if (r == PARTY__FLUSH_DONE)
+        conn_flush_done(conn);
+}
+
+void party__conn_flush(party_conn *conn) {
+    conn_flush(conn);
 }
 
 void party__conn_flush_dirty(party_runtime *rt) {
@@ -573,6 +640,16 @@ static int http_session_new(party_conn *conn) {
     return 0;
 }
 
+/* Frees a session that goes back to no pool (a hand-off refused). */
+static void http_session_free(party__http_session *s) {
+    if (s == NULL)
+        return;
+    if (s->have_preq)
+        party__request_free(&s->preq);
+    free(s->buf);
+    free(s);
+}
+
 void party__conn_end_http(party_conn *conn) {
     party_runtime *rt = party__conn_rt(conn);
     party__http_session *s = conn->http;
@@ -598,40 +675,58 @@ void party__conn_end_http(party_conn *conn) {
     free(s);
 }
 
-void party__conn_http_space(party_conn *conn, uv_buf_t *out) {
-    party__http_session *s = conn->http;
-    {
-        size_t want = s->cap;
-        if (s->cap == 0)
-            want = HTTP_BUF_FIRST;
-        else if (s->len == s->cap && conn->phase == PARTY__CONN_HTTP)
-            want = s->cap * 2;
-        /* Past the HTTP phase the parsed request points into the buffer:
-         * it must not move. What does not fit waits (in the socket, or in
-         * the TLS state, drained once the request is answered). */
-        if (want > s->max)
-            want = s->max;
-        if (want > s->cap) {
-            char *grown = realloc(s->buf, want);
-            if (grown == NULL) {
-                *out = uv_buf_init(NULL, 0);
-                return;
-            }
-            s->buf = grown;
-            s->cap = want;
-        }
-        *out = uv_buf_init(s->buf + s->len, (unsigned int)(s->cap - s->len));
-    }
+/* 1 while input belongs behind a request in the HTTP buffer: while one is
+ * read, and while a room has it (what follows it waits there). */
+static int input_buffered(const party_conn *conn) {
+    return conn->http != NULL &&
+           (conn->phase == PARTY__CONN_HTTP || conn->phase == PARTY__CONN_HTTP_BUSY ||
+            conn->phase == PARTY__CONN_UPGRADING);
 }
 
-/* Where the next read goes. */
-static void conn_read_space(party_conn *conn, uv_buf_t *out) {
-    if (conn->tls_slot != 0)
-        *out = party__tls_read_buf(party__conn_rt(conn));
-    else if (conn->phase == PARTY__CONN_HTTP && conn->http != NULL)
-        party__conn_http_space(conn, out);
-    else
-        *out = uv_buf_init(party__conn_rt(conn)->read_buf, PARTY__READ_BUF_SIZE);
+/* party__conn_input_space behind a request. */
+static NOT_INLINED int http_input_space(party_conn *conn, uv_buf_t *out) {
+    party_runtime *rt = party__conn_rt(conn);
+    party__http_session *s = conn->http;
+    size_t want = s->cap;
+
+    if (s->cap == 0)
+        want = HTTP_BUF_FIRST;
+    else if (s->len == s->cap && conn->phase == PARTY__CONN_HTTP)
+        want = s->cap * 2;
+    /* Past the HTTP phase the parsed request points into the buffer: it
+     * must not move. What does not fit waits (in the socket, or in the
+     * transport, fed once the request is answered). */
+    if (want > s->max)
+        want = s->max;
+    if (want > s->cap) {
+        char *grown = realloc(s->buf, want);
+        if (grown == NULL) {
+            party__log_error(rt, "conn %s: out of memory for a read buffer",
+                             conn->id ? conn->id : "-");
+            conn_close_now(conn);
+            return PARTY_ENOMEM;
+        }
+        s->buf = grown;
+        s->cap = want;
+    }
+    if (s->len < s->cap) {
+        *out = uv_buf_init(s->buf + s->len, (unsigned int)(s->cap - s->len));
+        return 0;
+    }
+    if (conn->phase != PARTY__CONN_HTTP)
+        return 1;
+    /* Chunk framing can make the raw bytes outgrow the body limit before
+     * the parser sees the decoded size pass it. */
+    party__log_info(rt, "http: 413 request exceeds max_body_bytes (--max-body-bytes) with framing");
+    party__conn_http_fail(conn, 413, "request exceeds max_body_bytes\n");
+    return PARTY_ELIMIT;
+}
+
+int party__conn_input_space(party_conn *conn, uv_buf_t *out) {
+    if (input_buffered(conn))
+        return http_input_space(conn, out);
+    *out = uv_buf_init(party__conn_rt(conn)->read_buf, PARTY__READ_BUF_SIZE);
+    return 0;
 }
 
 /* Has the handle watch for what the connection waits for: input while
@@ -716,10 +811,13 @@ void party__conn_http_respond(party_conn *conn, party_response *res, int force_c
     conn_start_reading(conn);
     if (s->len > 0)
         conn_parse_http(conn);
-    /* Over TLS, records that did not fit behind the answered request wait
-     * in the TLS state; no socket read would bring them up. */
-    if (conn->tls_slot != 0 && conn->phase == PARTY__CONN_HTTP && !conn->transport_closing)
-        party__tls_input(conn, NULL, 0);
+    /* Input that did not fit behind the answered request may wait in the
+     * transport (TLS records); no socket read would bring it up. */
+    if (conn->phase == PARTY__CONN_HTTP && !conn->transport_closing) {
+        const party__transport_ops *ops = conn_ops(conn);
+        if (ops->resume != NULL)
+            ops->resume(conn);
+    }
 }
 
 void party__conn_http_fail(party_conn *conn, int status, const char *text) {
@@ -768,12 +866,13 @@ static void conn_parse_one(party_conn *conn) {
         party__conn_http_fail(conn, err.status, body);
         return;
     }
+    party__conn_rt(conn)->http_requests++;
     conn_timer_stop(conn);
     conn_stop_reading(conn);
     conn->phase = PARTY__CONN_HTTP_BUSY;
     conn->head_only = party__slice_eq_nocase(s->req.method, "HEAD");
     conn->keep_alive = (uint8_t)s->req.keep_alive;
-    party__router_handle(conn);
+    upcalls(conn)->request(conn);
 }
 
 /* Pipelined requests answered on the spot would otherwise recurse once per
@@ -796,19 +895,13 @@ static void conn_parse_http(party_conn *conn) {
 
 static int on_ws_event(void *arg, const party__ws_event *wev) {
     party_conn *conn = arg;
-    party__event ev;
     party__buf *frame;
 
     switch (wev->type) {
     case PARTY__WS_EV_MESSAGE:
         if (conn->phase != PARTY__CONN_OPEN)
             return 0; /* after our Close, data is dropped */
-        memset(&ev, 0, sizeof(ev));
-        ev.type = PARTY__EV_MESSAGE;
-        ev.conn = conn;
-        ev.data = wev->data;
-        ev.binary = wev->binary;
-        if (party__room_post(conn->room, &ev) != 0) {
+        if (upcalls(conn)->message(conn->room, conn, wev->data, wev->binary) != 0) {
             party__log_error(party__conn_rt(conn), "conn %s: out of memory queueing a message",
                              conn->id);
             party__conn_start_close(conn, PARTY__WS_INTERNAL_ERROR, "out of memory");
@@ -1016,35 +1109,20 @@ void party__conn_after_close(party_conn *conn, const char *reason) {
 
 /* ---- reading ---- */
 
-static void on_read(party_conn *conn, ssize_t nread, const uv_buf_t *buf) {
+static void on_read(party_conn *conn, const party__transport_ops *ops, ssize_t nread,
+                    const uv_buf_t *buf) {
     if (nread == 0)
         return;
     if (nread < 0) {
         if (nread != UV_EOF)
             party__log_debug(party__conn_rt(conn), "conn %s: read: %s", conn->id ? conn->id : "-",
                              uv_strerror((int)nread));
-        if (nread == UV_ENOBUFS && conn->phase == PARTY__CONN_HTTP &&
-            conn->http->len >= conn->http->max) {
-            /* Chunk framing can make the raw bytes outgrow the body limit
-             * before the parser sees the decoded size pass it. */
-            party__log_info(
-                party__conn_rt(conn),
-                "http: 413 request exceeds max_body_bytes (--max-body-bytes) with framing");
-            party__conn_http_fail(conn, 413, "request exceeds max_body_bytes\n");
-            return;
-        }
-        if (nread == UV_ENOBUFS)
-            party__log_error(party__conn_rt(conn), "conn %s: out of memory for a read buffer",
-                             conn->id ? conn->id : "-");
         conn_close_now(conn);
         return;
     }
     party__conn_rt(conn)->bytes_in += (uint64_t)nread;
     conn->heard = 1; /* keepalive: any bytes answer a ping */
-    if (conn->tls_slot != 0)
-        party__tls_input(conn, buf->base, (size_t)nread);
-    else
-        party__conn_input(conn, buf->base, (size_t)nread);
+    ops->on_bytes(conn, buf->base, (size_t)nread);
 }
 
 /* Reads while the socket has bytes and the connection wants them: as many
@@ -1056,20 +1134,19 @@ static void conn_read(party_conn *conn) {
     unsigned turns;
 
     for (turns = 0; turns < READS_PER_TURN && conn->reading && !conn->transport_closing; turns++) {
+        /* Asked each time: input may have changed the transport. */
+        const party__transport_ops *ops = conn_ops(conn);
         uv_buf_t buf;
         ssize_t n;
 
-        conn_read_space(conn, &buf);
-        if (buf.base == NULL || buf.len == 0) {
-            on_read(conn, UV_ENOBUFS, &buf);
-            return;
-        }
+        if (ops->read_space(conn, &buf) != 0)
+            return; /* the connection failed, or takes no input now */
         do
             n = read(conn->fd, buf.base, buf.len);
         while (n < 0 && errno == EINTR);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
-        on_read(conn, n < 0 ? uv_translate_sys_error(errno) : n == 0 ? UV_EOF : n, &buf);
+        on_read(conn, ops, n < 0 ? uv_translate_sys_error(errno) : n == 0 ? UV_EOF : n, &buf);
         if (n <= 0 || (size_t)n < buf.len)
             return;
     }
@@ -1104,11 +1181,24 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
     }
 }
 
+/* party__conn_input in the HTTP phases: the bytes are in the HTTP buffer,
+ * behind what it held. */
+static NOT_INLINED void http_input(party_conn *conn, size_t len) {
+    if (conn->http == NULL)
+        return;
+    conn->http->len += len;
+    /* Past the HTTP phase, a transport fed what it held: it waits behind
+     * the request until the request is answered. */
+    if (conn->phase == PARTY__CONN_HTTP)
+        conn_parse_http(conn);
+}
+
 void party__conn_input(party_conn *conn, char *data, size_t len) {
     switch (conn->phase) {
     case PARTY__CONN_HTTP:
-        conn->http->len += len;
-        conn_parse_http(conn);
+    case PARTY__CONN_HTTP_BUSY:
+    case PARTY__CONN_UPGRADING:
+        http_input(conn, len);
         break;
     case PARTY__CONN_OPEN:
     case PARTY__CONN_CLOSING:
@@ -1150,7 +1240,7 @@ static void conn_begin_http(party_conn *conn) {
     conn_start_reading(conn);
 }
 
-void party__conn_accept_fd(party_runtime *rt, int fd) {
+void party__conn_accept_fd(party_runtime *rt, int fd, const party__transport_ops *transport) {
     int on = 1;
     party_conn *conn = conn_new(rt, fd);
 
@@ -1164,8 +1254,8 @@ void party__conn_accept_fd(party_runtime *rt, int fd) {
     }
     /* Frames go out as written: no waiting to fill a segment. */
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-    if (party__tls_enabled(rt) && party__tls_accept(conn) != 0) {
-        party__log_error(rt, "accept: out of memory for TLS");
+    if (transport != NULL && transport->accept != NULL && transport->accept(conn) != 0) {
+        party__log_error(rt, "accept: out of memory for %s", transport->name);
         conn_close_now(conn);
         return;
     }
@@ -1173,51 +1263,106 @@ void party__conn_accept_fd(party_runtime *rt, int fd) {
 }
 
 int party__conn_adopt(party_runtime *rt, int fd, int internal) {
-    return party__conn_adopt_handoff(rt, fd, internal, NULL, 0, NULL);
-}
-
-int party__conn_adopt_handoff(party_runtime *rt, int fd, int internal, const char *bytes,
-                              size_t len, struct party__tls *tls) {
     party_conn *conn = conn_new(rt, fd);
-    party__http_session *s;
-    int r;
 
-    if (conn == NULL) {
-        party__tls_state_free(tls);
+    if (conn == NULL)
         return PARTY_ENOMEM;
-    }
-    if (tls != NULL && party__tls_attach(conn, tls) != 0)
-        r = PARTY_ENOMEM; /* attach freed tls */
-    else
-        r = http_session_new(conn);
-    if (r != 0) {
+    if (http_session_new(conn) != 0) {
         conn->transport_closing = 1;
         conn_close_socket(conn);
-        return r;
+        return PARTY_ENOMEM;
     }
     conn->internal = (uint8_t)internal;
-    s = conn->http;
-    if (len > s->cap) {
-        char *grown = realloc(s->buf, len);
-        if (grown == NULL) {
-            conn_close_now(conn);
-            return PARTY_ENOMEM;
-        }
-        s->buf = grown;
-        s->cap = len;
-    }
-    if (len > 0)
-        memcpy(s->buf, bytes, len);
-    s->len = len;
     conn_begin_http(conn);
-    if (len > 0)
-        conn_parse_http(conn);
-    /* Records that arrived behind the request were read from the socket
-     * by the other loop and wait inside the TLS state: no read here would
-     * bring them up. */
-    if (conn->tls_slot != 0 && !conn->transport_closing)
-        party__tls_input(conn, NULL, 0);
     return 0;
+}
+
+/* ---- hand-off to another loop ---- */
+
+int party__conn_detach(party_conn *conn, party__conn_handoff *out) {
+    party_runtime *rt = party__conn_rt(conn);
+
+    if (conn->out_len > 0 || conn->writing || conn->dirty || conn->holder != NULL) {
+        /* An answer to an earlier request is still on its way out through
+         * this loop's handle, or held until its room commits: the request
+         * is reported again once it is written (conn_output_drained). */
+        conn->handoff_wait = 1;
+        return 1;
+    }
+    assert(conn->phase == PARTY__CONN_HTTP_BUSY && conn->http != NULL && !conn->http->have_preq);
+    /* The socket itself moves: this loop's handle stops watching it as the
+     * connection here closes, and leaves it open. */
+    out->fd = conn->fd;
+    conn->fd = -1;
+    out->internal = conn->internal;
+    out->keep_alive = conn->keep_alive;
+    out->head_only = conn->head_only;
+    /* The request as parsed, with the bytes read behind it: the buffer it
+     * points into moves with it, so nothing is parsed again. */
+    out->http = conn->http;
+    conn->http = NULL;
+    rt->http_ended++;
+    out->transport = party__conn_transport(conn);
+    (void)party__conn_set_transport(conn, NULL); /* cannot fail */
+    /* Not in a room yet: nobody is told. The other loop counts it. */
+    conn->handed_off = 1;
+    __atomic_fetch_sub(&rt->n_conns, 1, __ATOMIC_RELAXED);
+    conn_close_now(conn);
+    return 0;
+}
+
+/* Frees what a detached connection carries but its socket. */
+static void handoff_free(party__conn_handoff *h) {
+    if (h->transport != NULL)
+        h->transport->ops->free(h->transport);
+    h->transport = NULL;
+    http_session_free(h->http);
+    h->http = NULL;
+}
+
+int party__conn_adopt_handoff(party_runtime *rt, party__conn_handoff *h) {
+    party_conn *conn = conn_new(rt, h->fd);
+    const party__transport_ops *ops;
+
+    if (conn == NULL) {
+        handoff_free(h);
+        return PARTY_ENOMEM;
+    }
+    if (h->transport != NULL && party__conn_set_transport(conn, h->transport) != 0) {
+        handoff_free(h);
+        conn->transport_closing = 1;
+        conn_close_socket(conn);
+        return PARTY_ENOMEM;
+    }
+    conn->http = h->http;
+    conn->internal = h->internal;
+    conn->keep_alive = h->keep_alive;
+    conn->head_only = h->head_only;
+    /* As right after conn_parse_one: no header timeout, not reading. */
+    conn->phase = PARTY__CONN_HTTP_BUSY;
+    upcalls(conn)->request(conn);
+    /* Records that arrived behind the request were read from the socket
+     * by the other loop and wait inside the transport: no read here would
+     * bring them up. */
+    ops = conn_ops(conn);
+    if (!conn->transport_closing && ops->resume != NULL)
+        ops->resume(conn);
+    return 0;
+}
+
+void party__conn_handoff_refuse(party__conn_handoff *h) {
+    static const char refusal[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                                  "Content-Type: text/plain; charset=utf-8\r\n"
+                                  "Content-Length: 21\r\nConnection: close\r\n\r\n"
+                                  "server shutting down\n";
+
+    /* A plaintext socket only: over TLS the answer would need the session,
+     * which is not worth resuming to say goodbye. The socket is
+     * non-blocking and the answer small. */
+    if (h->transport == NULL)
+        (void)!write(h->fd, refusal, sizeof(refusal) - 1);
+    close(h->fd);
+    handoff_free(h);
 }
 
 void party__conn_make_id(char out[37]) {

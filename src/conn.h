@@ -1,7 +1,10 @@
 /* conn: one accepted TCP connection, from its first HTTP request through
  * the WebSocket it may become, to its close. It owns the socket, the read
  * state (HTTP session or WebSocket reader), the send queue of refcounted
- * buffers, and the identity a room sees (id, uri, tags, state). */
+ * buffers, and the identity a room sees (id, uri, tags, state). Bytes
+ * cross the socket through its transport (transport.h); what it must tell
+ * the layers above (a request parsed, a message, a close) it tells
+ * through the upcalls the runtime installed (party__conn_upcalls). */
 #ifndef PARTY_CONN_H
 #define PARTY_CONN_H
 
@@ -11,9 +14,8 @@
 #include "buf.h"
 #include "http.h"
 #include "request.h"
+#include "transport.h"
 #include "ws.h"
-
-struct party__tls;
 
 /* Width of party_conn.id_at: an id inside a longer uri is kept there. */
 #define PARTY__CONN_ID_AT_BITS 10
@@ -91,7 +93,7 @@ struct party_conn {
     uint32_t out_head, out_len, out_cap; /* ring of queued output */
     uint32_t out_offset;                 /* bytes of out[out_head] already written */
     uint32_t out_bytes;                  /* unwritten bytes queued */
-    uint32_t tls_slot;                   /* 0: plaintext; else where tls.c keeps its state */
+    uint32_t transport_slot;             /* 0: plaintext; else the slot of its transport state */
     int fd;                              /* the socket; -1 once closed */
     union {
         party__buf *out_one; /* out_cap 1: the one slot, inline */
@@ -116,20 +118,67 @@ void party__conn_pools_free(party_runtime *rt);
  * a burst of handshakes is over. The next handshakes allocate them anew. */
 void party__conn_pools_trim(party_runtime *rt);
 
-/* Serves a socket the listener accepted (non-blocking); fd is the
- * runtime's from now on, also when this fails. */
-void party__conn_accept_fd(party_runtime *rt, int fd);
-/* Serves an already connected stream socket (e.g. one end of a
- * socketpair), as if accepted. internal: trusted by the runtime (may
- * address rooms by id). fd is the runtime's from now on, also when this
+/* What a connection reports to the layers above it. The runtime installs
+ * one table per loop (party_runtime.conn_upcalls); conn calls no router
+ * or room function by name. docs/architecture.md lists them. */
+typedef struct party__conn_upcalls {
+    /* A request was parsed (phase HTTP_BUSY, in conn->http): route it. Also
+     * called on the loop a connection was handed to, with the request as
+     * parsed where it was read, and again once output that a hand-off
+     * waited for is written. */
+    void (*request)(party_conn *conn);
+    /* A WebSocket message for room (data valid during the call). 0 or
+     * PARTY_ENOMEM. */
+    int (*message)(struct party_room *room, party_conn *conn, party__slice data, int binary);
+    /* The connection is closed: room runs on_close. 0, or PARTY_ENOMEM
+     * (the room then forgot the connection without on_close). */
+    int (*close)(struct party_room *room, party_conn *conn, int code, party__slice reason,
+                 int was_clean);
+    /* An error on the connection (what: static text) for room's on_error. */
+    void (*error)(struct party_room *room, party_conn *conn, const char *what);
+    /* The output gate: 1 if room's current batch wrote, so its output is
+     * held until the commit; hold then takes one reference of buf for the
+     * connection (0 or PARTY_ENOMEM). */
+    int (*holding)(struct party_room *room);
+    int (*hold)(struct party_room *room, party_conn *conn, party__buf *buf);
+} party__conn_upcalls;
+
+/* Serves a socket the listener accepted (non-blocking) over transport
+ * (NULL: plaintext); fd is the runtime's from now on, also when this
  * fails. */
+void party__conn_accept_fd(party_runtime *rt, int fd, const party__transport_ops *transport);
+/* Serves an already connected stream socket (e.g. one end of a
+ * socketpair), as if accepted, in plaintext. internal: trusted by the
+ * runtime (may address rooms by id). fd is the runtime's from now on, also
+ * when this fails. */
 int party__conn_adopt(party_runtime *rt, int fd, int internal);
-/* Serves a connection handed over by another loop (loops.c): fd, the bytes
- * read there (a request and what followed it; copied) and its TLS state
- * (NULL: plaintext) are this loop's from now on, also when this fails.
- * The request is parsed and routed at once. PARTY_ENOMEM, PARTY_EINVAL. */
-int party__conn_adopt_handoff(party_runtime *rt, int fd, int internal, const char *bytes,
-                              size_t len, struct party__tls *tls);
+
+/* A connection on its way to another loop (see party__conn_detach): its
+ * socket, its parsed request with what was read behind it, and its
+ * transport state. The fields are conn.c's; a caller only carries it. */
+typedef struct party__conn_handoff {
+    int fd;
+    unsigned internal : 1, keep_alive : 1, head_only : 1;
+    party__http_session *http;
+    party__transport *transport; /* NULL: plaintext */
+} party__conn_handoff;
+
+/* Takes a connection whose request was parsed and routed to another loop
+ * (phase HTTP_BUSY) out of this loop, into out: the connection here closes
+ * silently and stops counting towards max_conns. 0; or 1 when output to an
+ * earlier request is still on its way (or held by an output gate): the
+ * connection stays, and reports its request again (upcall request) once
+ * that is written. */
+int party__conn_detach(party_conn *conn, party__conn_handoff *out);
+/* Serves a connection detached on another loop, on this one: everything
+ * in h is this loop's from now on, also when this fails. The request is
+ * routed at once, as parsed (it is not parsed again), and the input the
+ * transport holds behind it is fed. 0 or PARTY_ENOMEM. */
+int party__conn_adopt_handoff(party_runtime *rt, party__conn_handoff *h);
+/* Refuses a detached connection that no loop will serve (its loop
+ * stopped): a plaintext client is told 503, then everything in h is
+ * freed and the socket closed. Any thread. */
+void party__conn_handoff_refuse(party__conn_handoff *h);
 
 /* Frees what an idle connection does not need: its output ring, when
  * nothing is queued (its room hibernates). */
@@ -147,30 +196,9 @@ int party__conn_queue(party_conn *conn, party__buf *buf);
  * closing state it was produced before). */
 int party__conn_queue_released(party_conn *conn, party__buf *buf);
 
-/* For the TLS layer (tls.c), which sits between the socket and the
- * plaintext paths below. */
-/* Plaintext bytes read: data is at the end of the HTTP buffer in the HTTP
- * phase (see party__conn_http_space), else anywhere. */
-void party__conn_input(party_conn *conn, char *data, size_t len);
-/* The free space at the end of the HTTP buffer, grown within its limit
- * while no parsed request points into it; len 0 when it is full or memory
- * ran out. */
-void party__conn_http_space(party_conn *conn, uv_buf_t *out);
-/* Up to max buffers of the send queue, from the first unwritten byte. */
-size_t party__conn_peek(party_conn *conn, uv_buf_t *iov, size_t max);
-/* Drops n bytes from the front of the send queue (they were written). */
-void party__conn_consume(party_conn *conn, size_t n);
-/* Writes what is queued now (unless output already waits for the socket
- * to take more). */
-void party__conn_flush(party_conn *conn);
-/* Writes what the socket takes now of n buffers: the bytes written (0 when
- * it is full), or a libuv error code. */
-ssize_t party__conn_write_some(party_conn *conn, const uv_buf_t *iov, size_t n);
-/* Output waits for the socket: once it takes more, party__conn_flush runs
- * again. */
-void party__conn_wait_writable(party_conn *conn);
-/* Everything is written: a closing connection half-closes and lingers. */
-void party__conn_flush_done(party_conn *conn);
+/* Frees the loop's table of transport states by slot, once no connection
+ * is left (after the loop's last close callbacks). */
+void party__conn_slots_free(party_runtime *rt);
 
 /* Writes every connection's queued output (once per loop turn). */
 void party__conn_flush_dirty(party_runtime *rt);
@@ -178,8 +206,8 @@ void party__conn_flush_dirty(party_runtime *rt);
 /* HTTP: answers the current request and resumes reading the next one (or
  * closes, when the request was not keep-alive or force_close is set). */
 void party__conn_http_respond(party_conn *conn, party_response *res, int force_close);
-/* HTTP: answers with status and a text body, then closes. */
-void party__conn_http_fail(party_conn *conn, int status, const char *text);
+/* HTTP: party__conn_http_fail (transport.h) answers with status and a
+ * text body, then closes. */
 
 /* WebSocket: the router accepted the upgrade for room; reading pauses until
  * the room's connect event. id is copied. */
@@ -197,16 +225,9 @@ void party__conn_after_close(party_conn *conn, const char *reason);
 /* Starts a server-side close: queues Close(code, reason) and waits for the
  * peer's reply (bounded by close_timeout). code 0: no code. */
 void party__conn_start_close(party_conn *conn, int code, const char *reason);
-/* Drops the transport now (queued output is discarded). A connection still
- * open towards its room gets on_close(1006). */
-void party__conn_abort(party_conn *conn);
-/* Takes the socket out of the connection, for another loop to serve: the
- * connection's close (party__conn_release_handed_off) then leaves it open. */
-int party__conn_take_fd(party_conn *conn);
-/* Closes this loop's handle of a socket that another loop now serves: the
- * connection stops counting towards max_conns at once (the other loop
- * counts it), and nobody is told. */
-void party__conn_release_handed_off(party_conn *conn);
+/* party__conn_abort (transport.h) drops the transport now (queued output
+ * is discarded); a connection still open towards its room gets
+ * on_close(1006). */
 
 /* The output gate dropped what a failed commit produced for this
  * connection: a WebSocket is closed with 1011, an HTTP request (or an

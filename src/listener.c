@@ -83,7 +83,7 @@ static void on_listener_readable(uv_poll_t *handle, int status, int events) {
             on_accept_failed(rt, errno);
             return;
         }
-        party__conn_accept_fd(rt, fd);
+        party__conn_accept_fd(rt, fd, rt->accept_transport);
     }
 }
 

@@ -3,15 +3,12 @@
  * visit every loop (metrics, room listing). */
 #include "loops.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "conn.h"
 #include "log.h"
 #include "room.h"
-#include "tls.h"
 
 /* ---- mailboxes ---- */
 
@@ -237,31 +234,18 @@ void party__loops_free(party_runtime *main) {
 
 /* ---- hand-off ---- */
 
+/* The connection travels as conn.c detached it: its socket, its parsed
+ * request and its transport state. */
 typedef struct handoff_mail {
     party__mail mail;
-    int fd;
-    int internal;
-    struct party__tls *tls;
-    size_t len;
-    char bytes[];
+    party__conn_handoff conn;
 } handoff_mail;
 
 /* The loop that should take the socket has stopped (shutdown): the client
  * is told so rather than finding its connection closed without a word. */
 static void handoff_drop(party__mail *mail) {
-    static const char refusal[] = "HTTP/1.1 503 Service Unavailable\r\n"
-                                  "Content-Type: text/plain; charset=utf-8\r\n"
-                                  "Content-Length: 21\r\nConnection: close\r\n\r\n"
-                                  "server shutting down\n";
     handoff_mail *h = (handoff_mail *)mail;
-
-    /* A plaintext socket only: over TLS the answer would need the session,
-     * which is not worth resuming to say goodbye. The socket is
-     * non-blocking and the answer small. */
-    if (h->tls == NULL)
-        (void)!write(h->fd, refusal, sizeof(refusal) - 1);
-    close(h->fd);
-    party__tls_state_free(h->tls);
+    party__conn_handoff_refuse(&h->conn);
     free(h);
 }
 
@@ -272,79 +256,27 @@ static void handoff_run(party_runtime *rt, party__mail *mail) {
         handoff_drop(mail);
         return;
     }
-    /* The connection owns fd and tls from here, also when this fails. */
-    (void)party__conn_adopt_handoff(rt, h->fd, h->internal, h->bytes, h->len, h->tls);
+    /* The connection owns what it carries from here, also when this
+     * fails. */
+    (void)party__conn_adopt_handoff(rt, &h->conn);
     free(h);
-}
-
-/* The bytes to hand over: the request as received and what followed it.
- * A chunked body was decoded in place, so it is framed again as one chunk
- * (trailer fields, which partyd ignores, are not carried). */
-static handoff_mail *handoff_bytes(party_conn *conn) {
-    party__http_session *s = conn->http;
-    handoff_mail *h;
-
-    if (!s->req.chunked) {
-        h = malloc(sizeof(*h) + s->len);
-        if (h == NULL)
-            return NULL;
-        memcpy(h->bytes, s->buf, s->len);
-        h->len = s->len;
-    } else {
-        size_t head = s->parser.body_start, body = s->req.body.len, rest = s->len - s->consumed;
-        char size_line[32];
-        int n = body > 0 ? snprintf(size_line, sizeof(size_line), "%zx\r\n", body) : 0;
-        static const char last[] = "0\r\n\r\n";
-        size_t len = head + (size_t)n + body + (body > 0 ? 2 : 0) + sizeof(last) - 1 + rest;
-        char *p;
-
-        h = malloc(sizeof(*h) + len);
-        if (h == NULL)
-            return NULL;
-        p = h->bytes;
-        memcpy(p, s->buf, head);
-        p += head;
-        if (body > 0) {
-            memcpy(p, size_line, (size_t)n);
-            p += n;
-            memcpy(p, s->req.body.ptr, body);
-            p += body;
-            memcpy(p, "\r\n", 2);
-            p += 2;
-        }
-        memcpy(p, last, sizeof(last) - 1);
-        p += sizeof(last) - 1;
-        memcpy(p, s->buf + s->consumed, rest);
-        h->len = len;
-    }
-    return h;
 }
 
 void party__loop_handoff(party_conn *conn, party_runtime *target) {
     party_runtime *rt = party__conn_rt(conn);
-    handoff_mail *h;
+    handoff_mail *h = malloc(sizeof(*h));
 
-    if (conn->out_len > 0 || conn->writing || conn->dirty || conn->holder != NULL) {
-        /* An answer to an earlier request is still on its way out through
-         * this loop's handle, or held until its room commits: route again
-         * once it is written. */
-        conn->handoff_wait = 1;
-        return;
-    }
-    h = handoff_bytes(conn);
     if (h == NULL) {
         party__log_error(rt, "hand-off to loop %u: out of memory", target->loop_index);
         party__conn_http_fail(conn, 503, "out of memory\n");
         return;
     }
+    if (party__conn_detach(conn, &h->conn) != 0) {
+        free(h); /* it waits for earlier output: routed again once written */
+        return;
+    }
     h->mail.run = handoff_run;
     h->mail.drop = handoff_drop;
-    /* The socket itself moves: this loop's handle stops watching it as the
-     * connection here closes, and leaves it open. */
-    h->fd = party__conn_take_fd(conn);
-    h->internal = conn->internal;
-    h->tls = party__tls_detach(conn);
-    party__conn_release_handed_off(conn); /* not in a room yet: nobody is told */
     party__mail_post(target, &h->mail);
 }
 
@@ -373,7 +305,7 @@ static void tour_back(party_runtime *rt, party__mail *mail) {
     party_conn *conn = tour->conn;
     (void)rt;
 
-    if (!conn->transport_closing)
+    if (!party__conn_closing(conn))
         tour->done(conn, tour);
     party__conn_unref(conn);
     tour->free(tour);

@@ -57,11 +57,12 @@ void party__loops_free(party_runtime *main);
 void party__loops_thread_done(party_runtime *main);
 
 /* Hands a routed HTTP request's connection to the loop target: the socket,
- * the bytes read so far and its TLS state move there, and the request is
- * parsed and routed again on target. The connection here is closed
- * silently. Called by the router with the request parsed (phase
- * HTTP_BUSY). If output is still queued, the hand-off waits until it is
- * written (the request is routed again then). */
+ * the request as parsed (with the bytes read behind it) and the transport
+ * state move there (party__conn_detach), and the request is routed again
+ * on target, not parsed again. The connection here is closed silently.
+ * Called by the router with the request parsed (phase HTTP_BUSY). If
+ * output is still queued, the hand-off waits until it is written (the
+ * request is routed again then). */
 void party__loop_handoff(struct party_conn *conn, party_runtime *target);
 
 /* A tour: work that must see every loop (the metrics, the room listing).

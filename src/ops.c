@@ -134,7 +134,7 @@ static void metric_scalar(text_buf *tb, const char *name, const char *type, cons
 typedef struct metrics_tour {
     party__tour tour;
     uint64_t loops, conns, rooms[3], events[7], commit_hist[PARTY__COMMIT_BUCKETS];
-    uint64_t commits, commit_us_total, bytes_in, bytes_out;
+    uint64_t commits, commit_us_total, bytes_in, bytes_out, http_requests;
     uint64_t alarms_pending, alarms_fired, alarms_retried, alarms_abandoned, schedules_fired;
     uint64_t http_errors, protocol_errors, send_queue_drops, commit_failures, accept_errors,
         tls_errors;
@@ -159,6 +159,7 @@ static void metrics_visit(party_runtime *rt, party__tour *tour) {
     m->commit_us_total += rt->commit_us_total;
     m->bytes_in += rt->bytes_in;
     m->bytes_out += rt->bytes_out;
+    m->http_requests += rt->http_requests;
     m->alarms_pending += party__alarm_heap_size(rt);
     m->alarms_fired += rt->alarms_fired;
     m->alarms_retried += rt->alarms_retried;
@@ -189,6 +190,9 @@ static void metrics_write(const metrics_tour *m, text_buf *tb) {
                   "Bytes read from client sockets.", m->bytes_in);
     metric_scalar(tb, "partyd_connections_sent_bytes_total", "counter",
                   "Bytes written to client sockets.", m->bytes_out);
+    metric_scalar(tb, "partyd_connections_requests_total", "counter",
+                  "HTTP requests read and parsed, WebSocket handshakes included.",
+                  m->http_requests);
 
     metric_family(tb, "partyd_rooms_known", "gauge",
                   "Rooms known to the runtime: awake (in memory), hibernated (out of memory "

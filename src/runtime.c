@@ -31,6 +31,7 @@
 #include "log.h"
 #include "loops.h"
 #include "room.h"
+#include "router.h"
 #include "slab.h"
 #include "tls.h"
 #include "ws.h"
@@ -222,10 +223,61 @@ static void on_stop_async(uv_async_t *async) {
     party_runtime_stop(rt);
 }
 
+/* ---- what connections report (conn.h) ---- */
+
+static int conn_message_cb(party_room *room, party_conn *conn, party__slice data, int binary) {
+    party__event ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PARTY__EV_MESSAGE;
+    ev.conn = conn;
+    ev.data = data;
+    ev.binary = binary;
+    return party__room_post(room, &ev);
+}
+
+static int conn_close_cb(party_room *room, party_conn *conn, int code, party__slice reason,
+                         int was_clean) {
+    party__event ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PARTY__EV_CLOSE;
+    ev.conn = conn;
+    ev.code = code;
+    ev.data = reason;
+    ev.was_clean = was_clean;
+    if (party__room_post(room, &ev) == 0)
+        return 0;
+    party__room_unlink_conn(room, conn); /* no on_close, but no dangling link either */
+    return PARTY_ENOMEM;
+}
+
+static void conn_error_cb(party_room *room, party_conn *conn, const char *what) {
+    party__event ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PARTY__EV_ERROR;
+    ev.conn = conn;
+    ev.what = what;
+    (void)party__room_post(room, &ev);
+}
+
+/* The transport layer hears from routing and rooms only through this
+ * table (docs/architecture.md, "Upward callbacks"). */
+static const party__conn_upcalls conn_upcalls = {
+    .request = party__router_handle,
+    .message = conn_message_cb,
+    .close = conn_close_cb,
+    .error = conn_error_cb,
+    .holding = party__room_holding,
+    .hold = party__room_hold,
+};
+
 /* The loop and its handles, the read buffer and the mailbox: what every
  * loop's runtime has of its own. */
 static int runtime_init_loop(party_runtime *rt) {
     rt->loop.data = rt;
+    rt->conn_upcalls = &conn_upcalls;
     rt->listen_fd = rt->spare_fd = -1;
     uv_check_init(&rt->loop, &rt->flush_check);
     rt->flush_check.data = rt;
@@ -665,6 +717,7 @@ int party_runtime_listen(party_runtime *rt) {
         return r;
     if (rt->tls_ctx == NULL && (r = party__tls_init(rt)) != 0)
         return r;
+    rt->accept_transport = party__tls_enabled(rt) ? &party__transport_tls : NULL;
     r = listen_address(rt, &addr);
     if (r != 0)
         return r;
@@ -876,6 +929,7 @@ void party_runtime_free(party_runtime *rt) {
     free(rt->admin_token);
     free(rt->static_dir);
     party__tls_cleanup(rt);
+    party__conn_slots_free(rt);
     free(rt->tls_cert);
     free(rt->tls_key);
     party__inbox_free(rt);
@@ -896,6 +950,7 @@ void party__runtime_free_loop(party_runtime *rt) {
     free(rt->rooms);
     loop_buffers_free(rt);
     party__tls_cleanup_loop(rt);
+    party__conn_slots_free(rt);
     party__inbox_free(rt);
     free(rt);
 }

@@ -98,6 +98,7 @@ struct party_runtime {
     /* counters for /_partyd/metrics (loop thread only) */
     uint64_t events[7]; /* by party__event_type; ALARM (a wake-up) is not counted here */
     uint64_t bytes_in, bytes_out;
+    uint64_t http_requests;    /* requests parsed (handshakes included) */
     uint64_t http_errors;      /* requests refused by the parser or the handshake check */
     uint64_t protocol_errors;  /* WebSocket connections closed for a bad frame */
     uint64_t send_queue_drops; /* slow readers dropped */
@@ -108,13 +109,17 @@ struct party_runtime {
     char *read_buf;                   /* one loop-wide read buffer for WebSocket reads */
     struct party__buf_pool *buf_pool; /* spare small buffers for outgoing frames */
     struct party__digest *digest;     /* SHA-1 and SHA-256 for handshakes and room ids */
-    /* TLS (tls.c): the context, a read buffer for ciphertext, and the
-     * connections' TLS states by slot */
+    /* What connections report upwards (conn.h; installed by runtime.c) */
+    const struct party__conn_upcalls *conn_upcalls;
+    /* The transport accepted connections start with (NULL: plaintext),
+     * and the connections' transport states by slot (conn.c) */
+    const struct party__transport_ops *accept_transport;
+    struct party__transport **transport_slots;
+    uint32_t *transport_free;
+    size_t transport_slots_cap, n_transport_free;
+    /* TLS (tls.c): the context and a read buffer for ciphertext */
     struct ssl_ctx_st *tls_ctx;
     char *tls_read_buf;
-    struct party__tls **tls_slots;
-    uint32_t *tls_free;
-    size_t tls_slots_cap, n_tls_free;
     uint64_t tls_errors;
     char *tls_cert, *tls_key;
 #define PARTY__SPARE_TIMERS 256

@@ -1,8 +1,10 @@
-/* tls: OpenSSL over memory BIOs on the connection's socket. Input:
- * ciphertext into the read BIO, SSL_read into the buffer the plaintext path
- * would have read into, then that path. Output: the send queue is encrypted
- * in bounded steps (at most one chunk of ciphertext is ever outside the
- * queue, so send_queue_bytes still bounds a slow reader), then written. */
+/* tls: the TLS transport, OpenSSL over memory BIOs on the connection's
+ * socket. Input: ciphertext into the read BIO, SSL_read into the place the
+ * connection wants plaintext (party__conn_input_space), then its input
+ * path. Output: the send queue is encrypted in bounded steps (at most one
+ * chunk of ciphertext is ever outside the queue, so send_queue_bytes still
+ * bounds a slow reader), then written. The connection is reached through
+ * transport.h only: its struct is not known here. */
 #include "tls.h"
 
 #include <stdlib.h>
@@ -11,7 +13,6 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "conn.h"
 #include "log.h"
 #include "runtime.h"
 
@@ -19,6 +20,7 @@
 #define TLS_WRITE_CHUNK (64 * 1024) /* plaintext encrypted per step */
 
 typedef struct party__tls {
+    party__transport base; /* first: the connection keeps it as its transport */
     SSL *ssl;
     BIO *rbio, *wbio; /* owned by ssl */
     int shutdown_sent;
@@ -110,51 +112,29 @@ void party__tls_cleanup(party_runtime *rt) {
     rt->tls_ctx = NULL;
     free(rt->tls_read_buf);
     rt->tls_read_buf = NULL;
-    free(rt->tls_slots);
-    rt->tls_slots = NULL;
-    free(rt->tls_free);
-    rt->tls_free = NULL;
-    rt->tls_slots_cap = rt->n_tls_free = 0;
 }
 
-/* ---- slots: connection -> TLS state ---- */
+/* ---- state ---- */
 
 static party__tls *tls_of(party_conn *conn) {
-    return party__conn_rt(conn)->tls_slots[conn->tls_slot];
+    /* Only TLS connections run this file's ops, so their state is ours. */
+    return (party__tls *)party__conn_transport(conn);
 }
 
-/* A free slot number (never 0, which means "no TLS"); 0 on OOM. */
-static uint32_t slot_take(party_runtime *rt, party__tls *tls) {
-    uint32_t slot;
-    if (rt->n_tls_free == 0) {
-        size_t cap = rt->tls_slots_cap ? rt->tls_slots_cap * 2 : 64, i;
-        party__tls **slots;
-        uint32_t *spare;
-        if (cap > UINT32_MAX)
-            return 0;
-        slots = realloc(rt->tls_slots, cap * sizeof(*slots));
-        if (slots == NULL)
-            return 0;
-        rt->tls_slots = slots;
-        spare = realloc(rt->tls_free, cap * sizeof(*spare));
-        if (spare == NULL)
-            return 0;
-        rt->tls_free = spare;
-        for (i = cap; i-- > (rt->tls_slots_cap ? rt->tls_slots_cap : 1);)
-            rt->tls_free[rt->n_tls_free++] = (uint32_t)i;
-        rt->tls_slots_cap = cap;
-    }
-    slot = rt->tls_free[--rt->n_tls_free];
-    rt->tls_slots[slot] = tls;
-    return slot;
+static void tls_free(party__transport *t) {
+    party__tls *tls = (party__tls *)t;
+    SSL_free(tls->ssl);
+    free(tls->held);
+    free(tls);
 }
 
-int party__tls_accept(party_conn *conn) {
-    party_runtime *rt = party__conn_rt(conn);
+static int tls_accept(party_conn *conn) {
+    party_runtime *rt = party__conn_runtime(conn);
     party__tls *tls = calloc(1, sizeof(*tls));
 
     if (tls == NULL)
         return PARTY_ENOMEM;
+    tls->base.ops = &party__transport_tls;
     tls->ssl = SSL_new(rt->tls_ctx);
     tls->rbio = BIO_new(BIO_s_mem());
     tls->wbio = BIO_new(BIO_s_mem());
@@ -167,51 +147,18 @@ int party__tls_accept(party_conn *conn) {
     }
     SSL_set_bio(tls->ssl, tls->rbio, tls->wbio);
     SSL_set_accept_state(tls->ssl);
-    conn->tls_slot = slot_take(rt, tls);
-    if (conn->tls_slot == 0) {
-        SSL_free(tls->ssl);
-        free(tls);
+    if (party__conn_set_transport(conn, &tls->base) != 0) {
+        tls_free(&tls->base);
         return PARTY_ENOMEM;
     }
     return 0;
 }
 
-void party__tls_free(party_conn *conn) {
-    party__tls_state_free(party__tls_detach(conn));
-}
-
-void party__tls_state_free(party__tls *tls) {
-    if (tls == NULL)
-        return;
-    SSL_free(tls->ssl);
-    free(tls->held);
-    free(tls);
-}
-
-party__tls *party__tls_detach(party_conn *conn) {
-    party_runtime *rt = party__conn_rt(conn);
-    party__tls *tls;
-
-    if (conn->tls_slot == 0)
-        return NULL;
-    tls = tls_of(conn);
-    rt->tls_slots[conn->tls_slot] = NULL;
-    rt->tls_free[rt->n_tls_free++] = conn->tls_slot;
-    conn->tls_slot = 0;
-    return tls;
-}
-
-int party__tls_attach(party_conn *conn, party__tls *tls) {
-    conn->tls_slot = slot_take(party__conn_rt(conn), tls);
-    if (conn->tls_slot == 0) {
-        party__tls_state_free(tls);
-        return PARTY_ENOMEM;
-    }
+/* Ciphertext is read into a loop-wide buffer: decrypted at once, it never
+ * stays there. */
+static int tls_read_space(party_conn *conn, uv_buf_t *out) {
+    *out = uv_buf_init(party__conn_runtime(conn)->tls_read_buf, TLS_READ_BUF);
     return 0;
-}
-
-uv_buf_t party__tls_read_buf(party_runtime *rt) {
-    return uv_buf_init(rt->tls_read_buf, TLS_READ_BUF);
 }
 
 /* ---- input ---- */
@@ -234,64 +181,37 @@ static int looks_like_plain_http(const char *data, size_t len) {
 /* A client spoke plain HTTP to the TLS port (http:// for https://): it
  * gets a plain 400 saying so, instead of a TLS alert it cannot read. The
  * connection drops its TLS state and answers as a plaintext one would. */
-static void refuse_plain_http(party_conn *conn) {
-    party_runtime *rt = party__conn_rt(conn);
+static void refuse_plain_http(party_conn *conn, party__tls *tls) {
+    party_runtime *rt = party__conn_runtime(conn);
     party__log_info(rt, "tls: plain HTTP on the TLS port; answered 400");
     rt->tls_errors++;
-    party__tls_free(conn);
+    (void)party__conn_set_transport(conn, NULL); /* cannot fail */
+    tls_free(&tls->base);
     party__conn_http_fail(conn, 400, "this port speaks TLS (https/wss)\n");
 }
 
-void party__tls_input(party_conn *conn, const char *data, size_t len) {
+/* Decrypts what the read BIO holds into the connection's input, as long
+ * as the connection takes it; then sends what the handshake wrote. */
+static void decrypt(party_conn *conn, party__tls *tls) {
     ssl_error_buf err_buf;
-    party_runtime *rt = party__conn_rt(conn);
-    party__tls *tls = tls_of(conn);
+    party_runtime *rt = party__conn_runtime(conn);
 
-    if (len > 0 && BIO_number_written(tls->rbio) == 0 && looks_like_plain_http(data, len)) {
-        refuse_plain_http(conn);
-        return;
-    }
-    if (len > 0 && BIO_write(tls->rbio, data, (int)len) != (int)len) {
-        party__conn_abort(conn);
-        return;
-    }
-    while (!conn->transport_closing) {
-        /* Plaintext goes where a plaintext read would have put it: behind
-         * the request in the HTTP buffer (also while a request is with a
-         * room: what follows it waits there), else the loop's buffer. */
-        int buffered = conn->http != NULL &&
-                       (conn->phase == PARTY__CONN_HTTP || conn->phase == PARTY__CONN_HTTP_BUSY ||
-                        conn->phase == PARTY__CONN_UPGRADING);
+    /* The input may route a request to another loop, and the state with
+     * it: after party__conn_input, only party__conn_closing is asked
+     * before the state is touched again. */
+    while (!party__conn_closing(conn)) {
         uv_buf_t dst;
-        int n, err;
+        int n, err, r = party__conn_input_space(conn, &dst);
 
-        if (buffered) {
-            party__conn_http_space(conn, &dst);
-            if (dst.len == 0 && conn->phase != PARTY__CONN_HTTP)
-                break; /* a request is with a room: what follows it waits in
-                        * OpenSSL, as it would in the socket without TLS */
-            if (dst.len == 0) {
-                if (conn->http->len >= conn->http->max) {
-                    party__log_info(
-                        rt,
-                        "http: 413 request exceeds max_body_bytes (--max-body-bytes) with framing");
-                    party__conn_http_fail(conn, 413, "request exceeds max_body_bytes\n");
-                } else {
-                    party__log_error(rt, "conn: out of memory for a read buffer");
-                    party__conn_abort(conn);
-                }
-                return;
-            }
-        } else {
-            dst = uv_buf_init(rt->read_buf, PARTY__READ_BUF_SIZE);
-        }
+        if (r < 0)
+            return; /* the connection was failed */
+        if (r > 0)
+            break; /* a request is with a room: what follows it waits in
+                    * OpenSSL, as it would in the socket without TLS */
         ERR_clear_error();
         n = SSL_read(tls->ssl, dst.base, (int)dst.len);
         if (n > 0) {
-            if (buffered && conn->phase != PARTY__CONN_HTTP)
-                conn->http->len += (size_t)n;
-            else
-                party__conn_input(conn, dst.base, (size_t)n);
+            party__conn_input(conn, dst.base, (size_t)n);
             continue;
         }
         err = SSL_get_error(tls->ssl, n);
@@ -319,14 +239,36 @@ void party__tls_input(party_conn *conn, const char *data, size_t len) {
         return;
     }
     /* Handshake messages (or tickets) to answer with. */
-    if (!conn->transport_closing && BIO_ctrl_pending(tls->wbio) > 0)
+    if (!party__conn_closing(conn) && BIO_ctrl_pending(tls->wbio) > 0)
         party__conn_flush(conn);
+}
+
+/* Ciphertext arrived from the socket. */
+static void tls_on_bytes(party_conn *conn, char *data, size_t len) {
+    party__tls *tls = tls_of(conn);
+
+    if (BIO_number_written(tls->rbio) == 0 && looks_like_plain_http(data, len)) {
+        refuse_plain_http(conn, tls);
+        return;
+    }
+    if (BIO_write(tls->rbio, data, (int)len) != (int)len) {
+        party__conn_abort(conn);
+        return;
+    }
+    decrypt(conn, tls);
+}
+
+/* Records read behind a request that did not fit behind it (or that came
+ * with a connection handed over by another loop) are in the read BIO. */
+static void tls_resume(party_conn *conn) {
+    decrypt(conn, tls_of(conn));
 }
 
 /* ---- output ---- */
 
-/* Writes the ciphertext held or waiting in the write BIO. 1 if some waits
- * for the socket to take more, 0 if all went, -1 on error. */
+/* Writes the ciphertext held or waiting in the write BIO: PARTY__FLUSH_DONE
+ * when all went, PARTY__FLUSH_BLOCKED when some waits for the socket to
+ * take more, or a negative libuv error code. */
 static int write_pending(party_conn *conn, party__tls *tls) {
     ssize_t r;
     uv_buf_t b;
@@ -335,38 +277,41 @@ static int write_pending(party_conn *conn, party__tls *tls) {
         size_t pending = BIO_ctrl_pending(tls->wbio);
         int n;
         if (pending == 0)
-            return 0;
+            return PARTY__FLUSH_DONE;
         tls->held = malloc(pending);
         if (tls->held == NULL)
-            return -1;
+            return UV_ENOMEM;
         n = BIO_read(tls->wbio, tls->held, (int)pending);
         if (n <= 0)
-            return -1; /* the state is freed with the connection */
+            return UV_EPROTO; /* the state is freed with the connection */
         tls->held_len = (size_t)n;
         tls->held_off = 0;
     }
     b = uv_buf_init(tls->held + tls->held_off, (unsigned int)(tls->held_len - tls->held_off));
     r = party__conn_write_some(conn, &b, 1);
     if (r < 0)
-        return -1;
+        return (int)r;
     tls->held_off += (size_t)r;
-    if (tls->held_off < tls->held_len) {
-        party__conn_wait_writable(conn);
-        return 1;
-    }
+    if (tls->held_off < tls->held_len)
+        return PARTY__FLUSH_BLOCKED;
     free(tls->held);
     tls->held = NULL;
-    return 0;
+    return PARTY__FLUSH_DONE;
 }
 
-/* Encrypts up to TLS_WRITE_CHUNK bytes of the send queue. 1 if some were
- * taken, 0 if none could be (empty queue, or the handshake is not done),
- * -1 on error. */
+/* What encrypt_some did. */
+enum { ENCRYPT_EMPTY, ENCRYPT_SOME, ENCRYPT_STUCK };
+
+/* Encrypts up to TLS_WRITE_CHUNK bytes of the send queue: ENCRYPT_SOME if
+ * some were taken, ENCRYPT_EMPTY if the queue is, ENCRYPT_STUCK if none
+ * could be (the handshake is not done), or a negative libuv error code. */
 static int encrypt_some(party_conn *conn, party__tls *tls) {
     ssl_error_buf err_buf;
     uv_buf_t iov[16];
     size_t n = party__conn_peek(conn, iov, 16), i, taken = 0;
 
+    if (n == 0)
+        return ENCRYPT_EMPTY;
     for (i = 0; i < n && taken < TLS_WRITE_CHUNK; i++) {
         size_t off = 0;
         while (off < iov[i].len && taken < TLS_WRITE_CHUNK) {
@@ -380,47 +325,57 @@ static int encrypt_some(party_conn *conn, party__tls *tls) {
                 int err = SSL_get_error(tls->ssl, w);
                 if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
                     goto done;
-                party__log_debug(party__conn_rt(conn), "tls: write: %s", ssl_error_text(&err_buf));
-                return -1;
+                party__log_debug(party__conn_runtime(conn), "tls: write: %s",
+                                 ssl_error_text(&err_buf));
+                return UV_EPROTO;
             }
             off += (size_t)w;
             taken += (size_t)w;
         }
     }
 done:
-    if (taken > 0)
-        party__conn_consume(conn, taken);
-    return taken > 0;
+    if (taken == 0)
+        return ENCRYPT_STUCK;
+    party__conn_consume(conn, taken);
+    return ENCRYPT_SOME;
 }
 
-void party__tls_flush(party_conn *conn) {
+static int tls_flush(party_conn *conn) {
     party__tls *tls = tls_of(conn);
 
     for (;;) {
         int r = write_pending(conn, tls);
-        if (r < 0) {
-            party__conn_abort(conn);
-            return;
-        }
-        if (r > 0)
-            return; /* the flush runs again once the socket takes more */
+        if (r != PARTY__FLUSH_DONE)
+            return r;
         r = encrypt_some(conn, tls);
-        if (r < 0) {
-            party__conn_abort(conn);
-            return;
-        }
-        if (r > 0)
-            continue;
-        if (conn->out_len > 0)
-            return; /* waiting for the handshake */
-        if (conn->close_after_flush && conn->holder == NULL && !tls->shutdown_sent &&
-            SSL_is_init_finished(tls->ssl)) {
-            tls->shutdown_sent = 1;
-            ERR_clear_error();
-            (void)SSL_shutdown(tls->ssl); /* close_notify into the write BIO */
-            continue;
-        }
-        party__conn_flush_done(conn);
-        return;
+        if (r < 0)
+            return r;
+        if (r == ENCRYPT_EMPTY)
+            return PARTY__FLUSH_DONE;
+        if (r == ENCRYPT_STUCK)
+            return PARTY__FLUSH_PENDING; /* the handshake's end flushes again */
     }
 }
+
+/* close_notify, once, then written like output. */
+static int tls_start_close(party_conn *conn) {
+    party__tls *tls = tls_of(conn);
+
+    if (!tls->shutdown_sent && SSL_is_init_finished(tls->ssl)) {
+        tls->shutdown_sent = 1;
+        ERR_clear_error();
+        (void)SSL_shutdown(tls->ssl); /* close_notify into the write BIO */
+    }
+    return write_pending(conn, tls);
+}
+
+const party__transport_ops party__transport_tls = {
+    .name = "TLS",
+    .accept = tls_accept,
+    .read_space = tls_read_space,
+    .on_bytes = tls_on_bytes,
+    .resume = tls_resume,
+    .flush = tls_flush,
+    .start_close = tls_start_close,
+    .free = tls_free,
+};

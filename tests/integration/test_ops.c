@@ -440,6 +440,7 @@ static void test_metrics_are_well_formed_with_every_family(void **state) {
         "partyd_storage_commit_seconds",
         "partyd_connections_received_bytes_total",
         "partyd_connections_sent_bytes_total",
+        "partyd_connections_requests_total",
         "partyd_alarms_pending",
         "partyd_alarms_fired_total",
         "partyd_alarms_retried_total",
@@ -715,6 +716,28 @@ static void test_a_malformed_request_counts_as_an_http_error(void **state) {
                 1);
 }
 
+/* Every request read counts once, a WebSocket handshake too; the scrape
+ * that reads the counter has counted itself. */
+static void test_each_request_and_handshake_is_counted_once(void **state) {
+    static const char requests[] = "partyd_connections_requests_total";
+    metrics before, after;
+    http_response res;
+    tconn *c;
+    int i;
+    (void)state;
+
+    metrics_fetch(&before);
+    for (i = 0; i < 3; i++) {
+        http_expect_get(port, "/parties/probe/ops-requests", &res);
+        assert_int_equal(res.status, 200);
+        http_response_free(&res);
+    }
+    c = ws_open(port, "/parties/echo/ops-requests");
+    metrics_fetch(&after);
+    assert_true(delta(&after, &before, requests) == 3 + 1 + 1);
+    tconn_close(c);
+}
+
 /* ---- rooms ---- */
 
 static void test_rooms_needs_the_bearer_token(void **state) {
@@ -898,6 +921,7 @@ int main(void) {
         cmocka_unit_test(test_commits_fill_a_cumulative_histogram),
         cmocka_unit_test(test_a_bad_frame_counts_as_a_protocol_error),
         cmocka_unit_test(test_a_malformed_request_counts_as_an_http_error),
+        cmocka_unit_test(test_each_request_and_handshake_is_counted_once),
         cmocka_unit_test(test_rooms_needs_the_bearer_token),
         cmocka_unit_test(test_rooms_lists_rooms_with_connections_sorted),
         cmocka_unit_test(test_rooms_is_off_without_a_token),

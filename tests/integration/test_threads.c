@@ -86,10 +86,30 @@ static void test_pipelined_requests_to_rooms_on_every_loop_are_answered_in_order
     tconn_close(c);
 }
 
+/* partyd_connections_requests_total, read from the metrics (whose request
+ * counts itself). */
+static long requests_parsed(void) {
+    static const char line[] = "\npartyd_connections_requests_total ";
+    http_response res;
+    const char *at;
+    long n;
+
+    http_expect_get(port, "/_partyd/metrics", &res);
+    assert_int_equal(res.status, 200);
+    at = strstr(res.body, line);
+    if (at == NULL)
+        fail_msg("no partyd_connections_requests_total in: %s", res.body);
+    n = strtol(at + strlen(line), NULL, 10);
+    http_response_free(&res);
+    return n;
+}
+
 /* A chunked body was decoded in place by the loop that read it; the loop
- * that serves the room still gets the whole body, and what was pipelined
- * behind it. */
-static void test_chunked_bodies_reach_rooms_on_other_loops_intact(void **state) {
+ * that serves the room gets the whole body, and what was pipelined behind
+ * it. The request travels parsed: each one is parsed once, by the loop
+ * that read it, whichever loop answers it. */
+static void test_chunked_bodies_reach_rooms_on_other_loops_intact_and_parsed_once(void **state) {
+    long before = requests_parsed();
     int i;
     (void)state;
 
@@ -126,6 +146,8 @@ static void test_chunked_bodies_reach_rooms_on_other_loops_intact(void **state) 
         tconn_expect_close(c);
         tconn_close(c);
     }
+    /* Two requests a connection, and the second scrape. */
+    assert_int_equal(requests_parsed() - before, 2 * ROOMS + 1);
 }
 
 /* Frames sent in the same write as the handshake travel with the socket
@@ -204,7 +226,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_each_room_counts_every_message_once_whatever_loop_accepted_it),
         cmocka_unit_test(test_pipelined_requests_to_rooms_on_every_loop_are_answered_in_order),
-        cmocka_unit_test(test_chunked_bodies_reach_rooms_on_other_loops_intact),
+        cmocka_unit_test(test_chunked_bodies_reach_rooms_on_other_loops_intact_and_parsed_once),
         cmocka_unit_test(test_frames_behind_the_handshake_follow_the_socket),
         cmocka_unit_test(test_metrics_and_room_listing_cover_every_loop),
     };
