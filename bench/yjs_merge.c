@@ -1,4 +1,4 @@
-/* yjs_merge: times src/yjs.c on a log of Yjs updates (a file of lib0
+/* yjs_merge: times parties/yjs/yjs_codec.c on a log of Yjs updates (a file of lib0
  * varUint8Arrays, as bench/yjs.mjs writes it): merging the whole log into
  * one update, then the state vector and the diff for an empty peer of the
  * result. Prints one JSON line with the median of N runs in milliseconds. */
@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "yjs.h"
+#include "yjs_codec.h"
 
 static double now_ms(void) {
     struct timespec ts;
@@ -41,7 +41,7 @@ int main(int argc, char **argv) {
     size_t file_len, n = 0, cap = 0, out_len = 0, sv_len, diff_len;
     const void **updates = NULL;
     size_t *lens = NULL;
-    party__yjs_reader r;
+    yjs_reader r;
     int runs = argc > 2 ? atoi(argv[2]) : 9, k, status = 1;
     double merge_ms[64], sv_ms[64], diff_ms[64];
 
@@ -64,11 +64,11 @@ int main(int argc, char **argv) {
         goto done;
     }
     fclose(f);
-    r = party__yjs_reader_make(file, file_len);
+    r = yjs_reader_make(file, file_len);
     while (r.pos < r.len) {
         const uint8_t *p;
         size_t len;
-        if (party__yjs_read_array(&r, &p, &len) != 0) {
+        if (yjs_read_array(&r, &p, &len) != 0) {
             fprintf(stderr, "malformed log\n");
             goto done;
         }
@@ -88,15 +88,15 @@ int main(int argc, char **argv) {
         free(sv);
         free(diff);
         out = sv = diff = NULL;
-        if (party__yjs_merge(updates, lens, n, &out, &out_len) != 0) {
+        if (yjs_merge(updates, lens, n, &out, &out_len) != 0) {
             fprintf(stderr, "merge failed\n");
             goto done;
         }
         t1 = now_ms();
-        if (party__yjs_state_vector(out, out_len, &sv, &sv_len) != 0)
+        if (yjs_state_vector(out, out_len, &sv, &sv_len) != 0)
             goto done;
         t2 = now_ms();
-        if (party__yjs_diff(out, out_len, "\x00", 1, &diff, &diff_len) != 0)
+        if (yjs_diff(out, out_len, "\x00", 1, &diff, &diff_len) != 0)
             goto done;
         t3 = now_ms();
         merge_ms[k] = t1 - t0;

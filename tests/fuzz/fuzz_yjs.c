@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "yjs.h"
+#include "yjs_codec.h"
 
 static void must(int ok) {
     if (!ok)
@@ -37,37 +37,37 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     lens[1] = size - 2 - cut;
 
     /* The tail as a state vector for a diff, and as a second update. */
-    if (party__yjs_diff(in[0], lens[0], in[1], lens[1], &d, &d_len) == 0)
-        must(party__yjs_update_check(d, d_len) == 0);
+    if (yjs_diff(in[0], lens[0], in[1], lens[1], &d, &d_len) == 0)
+        must(yjs_update_check(d, d_len) == 0);
     free(d);
     d = NULL;
-    if (party__yjs_merge(in, lens, 2, &two, &two_len) == 0)
-        must(party__yjs_update_check(two, two_len) == 0);
+    if (yjs_merge(in, lens, 2, &two, &two_len) == 0)
+        must(yjs_update_check(two, two_len) == 0);
     free(two);
 
-    if (party__yjs_update_check(in[0], lens[0]) != 0) {
-        must(party__yjs_merge(in, lens, 1, &m1, &m1_len) != 0 && m1 == NULL);
+    if (yjs_update_check(in[0], lens[0]) != 0) {
+        must(yjs_merge(in, lens, 1, &m1, &m1_len) != 0 && m1 == NULL);
         return 0;
     }
-    must(party__yjs_merge(in, lens, 1, &m1, &m1_len) == 0);
-    must(party__yjs_update_check(m1, m1_len) == 0);
+    must(yjs_merge(in, lens, 1, &m1, &m1_len) == 0);
+    must(yjs_update_check(m1, m1_len) == 0);
     {
         const void *again[1] = {m1};
-        must(party__yjs_merge(again, &m1_len, 1, &m2, &m2_len) == 0);
+        must(yjs_merge(again, &m1_len, 1, &m2, &m2_len) == 0);
         must(same(m1, m1_len, m2, m2_len));
     }
-    must(party__yjs_state_vector(m1, m1_len, &sv, &sv_len) == 0);
-    must(party__yjs_gc_deleted(m1, m1_len, &gc, &gc_len) == 0);
-    must(party__yjs_state_vector(gc, gc_len, &sv2, &sv2_len) == 0);
+    must(yjs_state_vector(m1, m1_len, &sv, &sv_len) == 0);
+    must(yjs_gc_deleted(m1, m1_len, &gc, &gc_len) == 0);
+    must(yjs_state_vector(gc, gc_len, &sv2, &sv2_len) == 0);
     must(same(sv, sv_len, sv2, sv2_len));
-    must(party__yjs_diff(m1, m1_len, sv, sv_len, &d, &d_len) == 0);
-    must(party__yjs_update_check(d, d_len) == 0);
+    must(yjs_diff(m1, m1_len, sv, sv_len, &d, &d_len) == 0);
+    must(yjs_update_check(d, d_len) == 0);
     {
         const void *parts[2] = {m1, d};
         size_t part_lens[2] = {m1_len, d_len};
         free(m2);
         m2 = NULL;
-        must(party__yjs_merge(parts, part_lens, 2, &m2, &m2_len) == 0);
+        must(yjs_merge(parts, part_lens, 2, &m2, &m2_len) == 0);
         must(same(m1, m1_len, m2, m2_len));
     }
     free(m1);

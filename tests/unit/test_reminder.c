@@ -14,7 +14,7 @@
 
 #include "party.h"
 #include "party_test.h"
-#include "../../parties/parties.h"
+#include "parties.h"
 
 static int setup(void **state) {
     party_test *t = party_test_new();

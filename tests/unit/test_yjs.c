@@ -1,4 +1,4 @@
-/* Tests for src/yjs.c: lib0 varUint edge cases, and merge, state vector,
+/* Tests for parties/yjs/yjs_codec.c: lib0 varUint edge cases, and merge, state vector,
  * diff and the deleted-content pass on small updates written byte by byte
  * (the same bytes yjs 13.6 produces for these edits). The differential test
  * against yjs itself is tests/yjs/codec.test.mjs. */
@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "party.h"
-#include "yjs.h"
+#include "yjs_codec.h"
 
 /* Client 5 typed "hello" into root text "t" (one item), then client 5
  * deleted clock 1..2 ("el"). */
@@ -33,19 +33,19 @@ static void expect_bytes(const uint8_t *got, size_t got_len, const uint8_t *want
 
 static void test_varuint_reads_lib0_encoding(void **state) {
     static const uint8_t bytes[] = {0x00, 0x7f, 0x80, 0x01, 0xff, 0xff, 0x03};
-    party__yjs_reader r = party__yjs_reader_make(bytes, sizeof(bytes));
+    yjs_reader r = yjs_reader_make(bytes, sizeof(bytes));
     uint64_t v;
     (void)state;
 
-    assert_int_equal(party__yjs_read_uint(&r, &v), 0);
+    assert_int_equal(yjs_read_uint(&r, &v), 0);
     assert_int_equal(v, 0);
-    assert_int_equal(party__yjs_read_uint(&r, &v), 0);
+    assert_int_equal(yjs_read_uint(&r, &v), 0);
     assert_int_equal(v, 127);
-    assert_int_equal(party__yjs_read_uint(&r, &v), 0);
+    assert_int_equal(yjs_read_uint(&r, &v), 0);
     assert_int_equal(v, 128);
-    assert_int_equal(party__yjs_read_uint(&r, &v), 0);
+    assert_int_equal(yjs_read_uint(&r, &v), 0);
     assert_int_equal(v, 65535);
-    assert_int_equal(party__yjs_read_uint(&r, &v), PARTY_EINVAL);
+    assert_int_equal(yjs_read_uint(&r, &v), PARTY_EINVAL);
 }
 
 static void test_varuint_refuses_truncated_and_unsafe_values(void **state) {
@@ -54,24 +54,24 @@ static void test_varuint_refuses_truncated_and_unsafe_values(void **state) {
     static const uint8_t too_big[] = {0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10};
     static const uint8_t max_safe[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f};
     static const uint8_t endless[] = {0x81, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00};
-    party__yjs_reader r;
+    yjs_reader r;
     uint64_t v;
     (void)state;
 
-    r = party__yjs_reader_make(truncated, sizeof(truncated));
-    assert_int_equal(party__yjs_read_uint(&r, &v), PARTY_EINVAL);
-    r = party__yjs_reader_make(too_big, sizeof(too_big));
-    assert_int_equal(party__yjs_read_uint(&r, &v), PARTY_EINVAL);
-    r = party__yjs_reader_make(max_safe, sizeof(max_safe));
-    assert_int_equal(party__yjs_read_uint(&r, &v), 0);
+    r = yjs_reader_make(truncated, sizeof(truncated));
+    assert_int_equal(yjs_read_uint(&r, &v), PARTY_EINVAL);
+    r = yjs_reader_make(too_big, sizeof(too_big));
+    assert_int_equal(yjs_read_uint(&r, &v), PARTY_EINVAL);
+    r = yjs_reader_make(max_safe, sizeof(max_safe));
+    assert_int_equal(yjs_read_uint(&r, &v), 0);
     assert_true(v == (UINT64_C(1) << 53) - 1);
-    r = party__yjs_reader_make(endless, sizeof(endless));
-    assert_int_equal(party__yjs_read_uint(&r, &v), PARTY_EINVAL);
+    r = yjs_reader_make(endless, sizeof(endless));
+    assert_int_equal(yjs_read_uint(&r, &v), PARTY_EINVAL);
 }
 
 static void test_writer_round_trips_and_stops_at_its_maximum(void **state) {
-    party__yjs_writer w;
-    party__yjs_reader r;
+    yjs_writer w;
+    yjs_reader r;
     uint8_t *out;
     size_t len;
     uint64_t v;
@@ -79,22 +79,22 @@ static void test_writer_round_trips_and_stops_at_its_maximum(void **state) {
     size_t n;
     (void)state;
 
-    party__yjs_writer_init(&w, 64);
-    party__yjs_write_uint(&w, 300);
-    party__yjs_write_array(&w, "abc", 3);
-    assert_int_equal(party__yjs_writer_finish(&w, &out, &len), 0);
-    r = party__yjs_reader_make(out, len);
-    assert_int_equal(party__yjs_read_uint(&r, &v), 0);
+    yjs_writer_init(&w, 64);
+    yjs_write_uint(&w, 300);
+    yjs_write_array(&w, "abc", 3);
+    assert_int_equal(yjs_writer_finish(&w, &out, &len), 0);
+    r = yjs_reader_make(out, len);
+    assert_int_equal(yjs_read_uint(&r, &v), 0);
     assert_int_equal(v, 300);
-    assert_int_equal(party__yjs_read_array(&r, &p, &n), 0);
+    assert_int_equal(yjs_read_array(&r, &p, &n), 0);
     assert_int_equal(n, 3);
     assert_memory_equal(p, "abc", 3);
     free(out);
 
-    party__yjs_writer_init(&w, 4);
-    party__yjs_write_array(&w, "abcdef", 6);
-    party__yjs_write_uint(&w, 1);
-    assert_int_equal(party__yjs_writer_finish(&w, &out, &len), PARTY_ETOOBIG);
+    yjs_writer_init(&w, 4);
+    yjs_write_array(&w, "abcdef", 6);
+    yjs_write_uint(&w, 1);
+    assert_int_equal(yjs_writer_finish(&w, &out, &len), PARTY_ETOOBIG);
     assert_null(out);
 }
 
@@ -105,10 +105,10 @@ static void test_state_vector_of_an_update(void **state) {
     size_t len;
     (void)state;
 
-    assert_int_equal(party__yjs_state_vector(HELLO, sizeof(HELLO), &sv, &len), 0);
+    assert_int_equal(yjs_state_vector(HELLO, sizeof(HELLO), &sv, &len), 0);
     expect_bytes(sv, len, want, sizeof(want));
     free(sv);
-    assert_int_equal(party__yjs_state_vector(empty, sizeof(empty), &sv, &len), 0);
+    assert_int_equal(yjs_state_vector(empty, sizeof(empty), &sv, &len), 0);
     expect_bytes(sv, len, (const uint8_t *)"\x00", 1);
     free(sv);
 }
@@ -119,7 +119,7 @@ static void test_state_vector_stops_at_a_missing_start(void **state) {
     (void)state;
 
     /* HELLO_MORE starts at clock 5: nothing contiguous from 0. */
-    assert_int_equal(party__yjs_state_vector(HELLO_MORE, sizeof(HELLO_MORE), &sv, &len), 0);
+    assert_int_equal(yjs_state_vector(HELLO_MORE, sizeof(HELLO_MORE), &sv, &len), 0);
     expect_bytes(sv, len, (const uint8_t *)"\x00", 1);
     free(sv);
 }
@@ -130,7 +130,7 @@ static void test_state_vector_counts_utf16_units(void **state) {
     size_t len;
     (void)state;
 
-    assert_int_equal(party__yjs_state_vector(EMOJI, sizeof(EMOJI), &sv, &len), 0);
+    assert_int_equal(yjs_state_vector(EMOJI, sizeof(EMOJI), &sv, &len), 0);
     expect_bytes(sv, len, want, sizeof(want));
     free(sv);
 }
@@ -146,7 +146,7 @@ static void test_merge_joins_structs_and_delete_sets(void **state) {
     size_t len;
     (void)state;
 
-    assert_int_equal(party__yjs_merge(in, lens, 3, &out, &len), 0);
+    assert_int_equal(yjs_merge(in, lens, 3, &out, &len), 0);
     expect_bytes(out, len, want, sizeof(want));
     free(out);
 }
@@ -163,10 +163,10 @@ static void test_merge_keeps_a_gap_as_a_skip(void **state) {
     size_t len, sv_len;
     (void)state;
 
-    assert_int_equal(party__yjs_merge(in, lens, 2, &out, &len), 0);
+    assert_int_equal(yjs_merge(in, lens, 2, &out, &len), 0);
     expect_bytes(out, len, want, sizeof(want));
     /* The state vector never claims what is missing. */
-    assert_int_equal(party__yjs_state_vector(out, len, &sv, &sv_len), 0);
+    assert_int_equal(yjs_state_vector(out, len, &sv, &sv_len), 0);
     expect_bytes(sv, sv_len, (const uint8_t *)"\x01\x05\x05", 3);
     free(sv);
     free(out);
@@ -179,10 +179,10 @@ static void test_merge_is_idempotent(void **state) {
     size_t len;
     (void)state;
 
-    assert_int_equal(party__yjs_merge(in, lens, 2, &out, &len), 0);
+    assert_int_equal(yjs_merge(in, lens, 2, &out, &len), 0);
     expect_bytes(out, len, HELLO, sizeof(HELLO));
     free(out);
-    assert_int_equal(party__yjs_merge(NULL, NULL, 0, &out, &len), 0);
+    assert_int_equal(yjs_merge(NULL, NULL, 0, &out, &len), 0);
     expect_bytes(out, len, (const uint8_t *)"\x00\x00", 2);
     free(out);
 }
@@ -197,7 +197,7 @@ static void test_diff_cuts_an_item_at_the_peer_clock(void **state) {
     size_t len;
     (void)state;
 
-    assert_int_equal(party__yjs_diff(HELLO, sizeof(HELLO), sv, sizeof(sv), &out, &len), 0);
+    assert_int_equal(yjs_diff(HELLO, sizeof(HELLO), sv, sizeof(sv), &out, &len), 0);
     expect_bytes(out, len, want, sizeof(want));
     free(out);
 }
@@ -212,7 +212,7 @@ static void test_diff_turns_a_cut_surrogate_pair_into_replacement_char(void **st
     size_t len;
     (void)state;
 
-    assert_int_equal(party__yjs_diff(EMOJI, sizeof(EMOJI), sv, sizeof(sv), &out, &len), 0);
+    assert_int_equal(yjs_diff(EMOJI, sizeof(EMOJI), sv, sizeof(sv), &out, &len), 0);
     expect_bytes(out, len, want, sizeof(want));
     free(out);
 }
@@ -225,8 +225,8 @@ static void test_diff_carries_the_whole_delete_set(void **state) {
     size_t doc_len, len;
     (void)state;
 
-    assert_int_equal(party__yjs_merge(in, lens, 2, &doc, &doc_len), 0);
-    assert_int_equal(party__yjs_diff(doc, doc_len, sv, sizeof(sv), &out, &len), 0);
+    assert_int_equal(yjs_merge(in, lens, 2, &doc, &doc_len), 0);
+    assert_int_equal(yjs_diff(doc, doc_len, sv, sizeof(sv), &out, &len), 0);
     expect_bytes(out, len, HELLO_DELETE, sizeof(HELLO_DELETE));
     free(out);
     free(doc);
@@ -243,7 +243,7 @@ static void test_gc_pass_replaces_deleted_content(void **state) {
     size_t len;
     (void)state;
 
-    assert_int_equal(party__yjs_gc_deleted(deleted, sizeof(deleted), &out, &len), 0);
+    assert_int_equal(yjs_gc_deleted(deleted, sizeof(deleted), &out, &len), 0);
     expect_bytes(out, len, want, sizeof(want));
     free(out);
     /* Partly deleted items keep their content. */
@@ -252,8 +252,8 @@ static void test_gc_pass_replaces_deleted_content(void **state) {
         size_t lens[2] = {sizeof(HELLO), sizeof(HELLO_DELETE)};
         uint8_t *doc;
         size_t doc_len;
-        assert_int_equal(party__yjs_merge(in, lens, 2, &doc, &doc_len), 0);
-        assert_int_equal(party__yjs_gc_deleted(doc, doc_len, &out, &len), 0);
+        assert_int_equal(yjs_merge(in, lens, 2, &doc, &doc_len), 0);
+        assert_int_equal(yjs_gc_deleted(doc, doc_len, &out, &len), 0);
         expect_bytes(out, len, doc, doc_len);
         free(out);
         free(doc);
@@ -274,15 +274,14 @@ static void test_malformed_updates_are_refused(void **state) {
     size_t len;
     (void)state;
 
-    assert_int_equal(party__yjs_update_check(HELLO, sizeof(HELLO)), 0);
+    assert_int_equal(yjs_update_check(HELLO, sizeof(HELLO)), 0);
     for (i = 0; i < sizeof(HELLO); i++)
-        assert_int_equal(party__yjs_update_check(HELLO, i), PARTY_EINVAL);
-    assert_int_equal(party__yjs_update_check(bad_utf8, sizeof(bad_utf8)), PARTY_EINVAL);
-    assert_int_equal(party__yjs_update_check(zero_length, sizeof(zero_length)), PARTY_EINVAL);
-    assert_int_equal(party__yjs_update_check(unknown_content, sizeof(unknown_content)),
-                     PARTY_EINVAL);
-    assert_int_equal(party__yjs_update_check(bad_json, sizeof(bad_json)), PARTY_EINVAL);
-    assert_int_equal(party__yjs_update_check(bad_type, sizeof(bad_type)), PARTY_EINVAL);
+        assert_int_equal(yjs_update_check(HELLO, i), PARTY_EINVAL);
+    assert_int_equal(yjs_update_check(bad_utf8, sizeof(bad_utf8)), PARTY_EINVAL);
+    assert_int_equal(yjs_update_check(zero_length, sizeof(zero_length)), PARTY_EINVAL);
+    assert_int_equal(yjs_update_check(unknown_content, sizeof(unknown_content)), PARTY_EINVAL);
+    assert_int_equal(yjs_update_check(bad_json, sizeof(bad_json)), PARTY_EINVAL);
+    assert_int_equal(yjs_update_check(bad_type, sizeof(bad_type)), PARTY_EINVAL);
     /* ContentAny nested far deeper than the limit. */
     memcpy(deep, "\x01\x01\x05\x00\x08\x01\x01\x74\x01", 9);
     n = 9;
@@ -292,8 +291,8 @@ static void test_malformed_updates_are_refused(void **state) {
     }
     deep[n++] = 126;
     deep[n++] = 0;
-    assert_int_equal(party__yjs_update_check(deep, n), PARTY_EINVAL);
-    assert_int_equal(party__yjs_state_vector(bad_utf8, sizeof(bad_utf8), &out, &len), PARTY_EINVAL);
+    assert_int_equal(yjs_update_check(deep, n), PARTY_EINVAL);
+    assert_int_equal(yjs_state_vector(bad_utf8, sizeof(bad_utf8), &out, &len), PARTY_EINVAL);
     assert_null(out);
 }
 
@@ -331,12 +330,12 @@ static void test_merge_stops_parsing_at_the_struct_cap(void **state) {
     size_t out_len, count;
     (void)state;
 
-    assert_int_equal(party__yjs_update_measure(a, len1, &count, NULL), 0);
+    assert_int_equal(yjs_update_measure(a, len1, &count, NULL), 0);
     assert_int_equal(count, n);
-    assert_int_equal(party__yjs_merge(in, lens, 3, &out, &out_len), PARTY_ETOOBIG);
+    assert_int_equal(yjs_merge(in, lens, 3, &out, &out_len), PARTY_ETOOBIG);
     assert_null(out);
     /* Each alone merges (adjacent GCs join). */
-    assert_int_equal(party__yjs_merge(in, lens, 1, &out, &out_len), 0);
+    assert_int_equal(yjs_merge(in, lens, 1, &out, &out_len), 0);
     free(out);
     free(a);
     free(b);
@@ -365,25 +364,25 @@ static void test_json_is_checked_as_json_parse_would(void **state) {
     (void)state;
 
     for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
-        if (party__yjs_json_check(good[i], strlen(good[i])) != 0)
+        if (yjs_json_check(good[i], strlen(good[i])) != 0)
             fail_msg("refused: %s", good[i]);
     }
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        if (party__yjs_json_check(bad[i], strlen(bad[i])) != PARTY_EINVAL)
+        if (yjs_json_check(bad[i], strlen(bad[i])) != PARTY_EINVAL)
             fail_msg("accepted: %s", bad[i]);
     }
     /* A NUL byte, then more: cJSON alone would stop at the NUL. */
-    assert_int_equal(party__yjs_json_check("{}\0x", 4), PARTY_EINVAL);
-    assert_int_equal(party__yjs_update_check(update, 12), PARTY_EINVAL);
+    assert_int_equal(yjs_json_check("{}\0x", 4), PARTY_EINVAL);
+    assert_int_equal(yjs_update_check(update, 12), PARTY_EINVAL);
     update[10] = ' ';
-    assert_int_equal(party__yjs_update_check(update, 12), 0);
+    assert_int_equal(yjs_update_check(update, 12), 0);
 }
 
 static void test_empty_update_is_recognised(void **state) {
     (void)state;
-    assert_true(party__yjs_update_is_empty("\x00\x00", 2));
-    assert_false(party__yjs_update_is_empty(HELLO, sizeof(HELLO)));
-    assert_false(party__yjs_update_is_empty(HELLO_DELETE, sizeof(HELLO_DELETE)));
+    assert_true(yjs_update_is_empty("\x00\x00", 2));
+    assert_false(yjs_update_is_empty(HELLO, sizeof(HELLO)));
+    assert_false(yjs_update_is_empty(HELLO_DELETE, sizeof(HELLO_DELETE)));
 }
 
 int main(void) {

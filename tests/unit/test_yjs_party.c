@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../parties/parties.h"
+#include "parties.h"
 #include "party.h"
 #include "party_test.h"
 

@@ -1,4 +1,4 @@
-// The C codec (src/yjs.c, through yjs_tool) against the npm yjs package as
+// The C codec (parties/yjs/yjs_codec.c, through yjs_tool) against the npm yjs package as
 // the oracle. Random multi-client documents (Text with formats, embeds and
 // non-BMP characters, Map, Array, XmlFragment, nested types, deletes) give
 // logs of updates plus full-state and partial snapshots; the logs are

@@ -1,4 +1,4 @@
-/* yjs_tool: src/yjs.c behind a line protocol, for the differential test
+/* yjs_tool: parties/yjs/yjs_codec.c behind a line protocol, for the differential test
  * against the npm yjs package (codec.test.mjs). Each request is one line,
  * the arguments hex-encoded updates or state vectors:
  *   merge HEX...   sv HEX   diff HEX SVHEX   gc HEX   check HEX
@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "party.h"
-#include "yjs.h"
+#include "yjs_codec.h"
 
 #define MAX_ARGS 4096
 
@@ -80,19 +80,19 @@ int main(void) {
         if (bad) {
             printf("err bad-request\n");
         } else if (strcmp(cmd, "merge") == 0) {
-            rc = party__yjs_merge(args, lens, n, &out, &out_len);
+            rc = yjs_merge(args, lens, n, &out, &out_len);
             answer(rc, out, out_len, 1);
         } else if (strcmp(cmd, "sv") == 0 && n == 1) {
-            rc = party__yjs_state_vector(args[0], lens[0], &out, &out_len);
+            rc = yjs_state_vector(args[0], lens[0], &out, &out_len);
             answer(rc, out, out_len, 1);
         } else if (strcmp(cmd, "diff") == 0 && n == 2) {
-            rc = party__yjs_diff(args[0], lens[0], args[1], lens[1], &out, &out_len);
+            rc = yjs_diff(args[0], lens[0], args[1], lens[1], &out, &out_len);
             answer(rc, out, out_len, 1);
         } else if (strcmp(cmd, "gc") == 0 && n == 1) {
-            rc = party__yjs_gc_deleted(args[0], lens[0], &out, &out_len);
+            rc = yjs_gc_deleted(args[0], lens[0], &out, &out_len);
             answer(rc, out, out_len, 1);
         } else if (strcmp(cmd, "check") == 0 && n == 1) {
-            answer(party__yjs_update_check(args[0], lens[0]), NULL, 0, 0);
+            answer(yjs_update_check(args[0], lens[0]), NULL, 0, 0);
         } else {
             printf("err bad-request\n");
         }

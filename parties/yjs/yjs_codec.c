@@ -1,9 +1,9 @@
-/* yjs: Yjs v1 update codec (see yjs.h). An update is parsed into a flat
+/* yjs_codec: the Yjs v1 update codec (see yjs_codec.h). An update is parsed into a flat
  * array of struct records that point into the caller's bytes; results are
  * written by copying those bytes, except for structs cut at a clock, which
  * are re-encoded the way yjs writes an item with an offset. Owns only the
  * temporary arrays of one call. */
-#include "yjs.h"
+#include "yjs_codec.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -73,7 +73,7 @@ typedef struct yjs_update {
 
 /* ---- lib0 ---------------------------------------------------------------- */
 
-int party__yjs_read_uint(party__yjs_reader *r, uint64_t *value) {
+int yjs_read_uint(yjs_reader *r, uint64_t *value) {
     uint64_t v = 0;
     unsigned shift = 0;
 
@@ -94,16 +94,16 @@ int party__yjs_read_uint(party__yjs_reader *r, uint64_t *value) {
     return PARTY_EINVAL;
 }
 
-int party__yjs_read_byte(party__yjs_reader *r, uint8_t *value) {
+int yjs_read_byte(yjs_reader *r, uint8_t *value) {
     if (r->pos >= r->len)
         return PARTY_EINVAL;
     *value = r->data[r->pos++];
     return 0;
 }
 
-int party__yjs_read_array(party__yjs_reader *r, const uint8_t **data, size_t *len) {
+int yjs_read_array(yjs_reader *r, const uint8_t **data, size_t *len) {
     uint64_t n;
-    int rc = party__yjs_read_uint(r, &n);
+    int rc = yjs_read_uint(r, &n);
 
     if (rc != 0)
         return rc;
@@ -116,7 +116,7 @@ int party__yjs_read_array(party__yjs_reader *r, const uint8_t **data, size_t *le
 }
 
 /* Skips n bytes. */
-static int read_skip(party__yjs_reader *r, size_t n) {
+static int read_skip(yjs_reader *r, size_t n) {
     if (n > r->len - r->pos)
         return PARTY_EINVAL;
     r->pos += n;
@@ -124,11 +124,11 @@ static int read_skip(party__yjs_reader *r, size_t n) {
 }
 
 /* Skips a signed varInt (lib0: sign in bit 6 of the first byte). */
-static int read_skip_int(party__yjs_reader *r) {
+static int read_skip_int(yjs_reader *r) {
     int i;
     for (i = 0; i < 10; i++) {
         uint8_t b;
-        if (party__yjs_read_byte(r, &b) != 0)
+        if (yjs_read_byte(r, &b) != 0)
             return PARTY_EINVAL;
         if (b < 0x80)
             return 0;
@@ -136,12 +136,12 @@ static int read_skip_int(party__yjs_reader *r) {
     return PARTY_EINVAL;
 }
 
-void party__yjs_writer_init(party__yjs_writer *w, size_t max) {
+void yjs_writer_init(yjs_writer *w, size_t max) {
     memset(w, 0, sizeof(*w));
     w->max = max;
 }
 
-static int writer_reserve(party__yjs_writer *w, size_t n) {
+static int writer_reserve(yjs_writer *w, size_t n) {
     size_t cap;
     uint8_t *p;
 
@@ -166,7 +166,7 @@ static int writer_reserve(party__yjs_writer *w, size_t n) {
     return 0;
 }
 
-void party__yjs_write_uint(party__yjs_writer *w, uint64_t value) {
+void yjs_write_uint(yjs_writer *w, uint64_t value) {
     uint8_t tmp[10];
     size_t n = 0;
 
@@ -175,26 +175,26 @@ void party__yjs_write_uint(party__yjs_writer *w, uint64_t value) {
         value >>= 7;
         tmp[n++] = (uint8_t)(b | (value != 0 ? 0x80 : 0));
     } while (value != 0);
-    party__yjs_write_raw(w, tmp, n);
+    yjs_write_raw(w, tmp, n);
 }
 
-void party__yjs_write_byte(party__yjs_writer *w, uint8_t value) {
-    party__yjs_write_raw(w, &value, 1);
+void yjs_write_byte(yjs_writer *w, uint8_t value) {
+    yjs_write_raw(w, &value, 1);
 }
 
-void party__yjs_write_raw(party__yjs_writer *w, const void *data, size_t len) {
+void yjs_write_raw(yjs_writer *w, const void *data, size_t len) {
     if (len == 0 || writer_reserve(w, len) != 0)
         return;
     memcpy(w->data + w->len, data, len);
     w->len += len;
 }
 
-void party__yjs_write_array(party__yjs_writer *w, const void *data, size_t len) {
-    party__yjs_write_uint(w, len);
-    party__yjs_write_raw(w, data, len);
+void yjs_write_array(yjs_writer *w, const void *data, size_t len) {
+    yjs_write_uint(w, len);
+    yjs_write_raw(w, data, len);
 }
 
-int party__yjs_writer_finish(party__yjs_writer *w, uint8_t **data, size_t *len) {
+int yjs_writer_finish(yjs_writer *w, uint8_t **data, size_t *len) {
     int err = w->err;
 
     *data = NULL;
@@ -205,7 +205,7 @@ int party__yjs_writer_finish(party__yjs_writer *w, uint8_t **data, size_t *len) 
             err = PARTY_ENOMEM;
     }
     if (err != 0) {
-        party__yjs_writer_release(w);
+        yjs_writer_release(w);
         return err;
     }
     *data = w->data;
@@ -214,7 +214,7 @@ int party__yjs_writer_finish(party__yjs_writer *w, uint8_t **data, size_t *len) 
     return 0;
 }
 
-void party__yjs_writer_release(party__yjs_writer *w) {
+void yjs_writer_release(yjs_writer *w) {
     free(w->data);
     w->data = NULL;
     w->len = w->cap = 0;
@@ -232,10 +232,10 @@ static int push_struct(yjs_update *u, const yjs_struct *s) {
     if (u->n_structs == u->cap_structs) {
         size_t cap = u->cap_structs == 0 ? 16 : u->cap_structs * 2;
         yjs_struct *p;
-        if (u->n_structs >= PARTY__YJS_MAX_STRUCTS)
+        if (u->n_structs >= YJS_MAX_STRUCTS)
             return PARTY_ETOOBIG;
-        if (cap > PARTY__YJS_MAX_STRUCTS)
-            cap = PARTY__YJS_MAX_STRUCTS;
+        if (cap > YJS_MAX_STRUCTS)
+            cap = YJS_MAX_STRUCTS;
         p = realloc(u->structs, cap * sizeof(*p));
         if (p == NULL)
             return PARTY_ENOMEM;
@@ -250,10 +250,10 @@ static int push_range(yjs_range **ranges, size_t *n, size_t *cap, const yjs_rang
     if (*n == *cap) {
         size_t c = *cap == 0 ? 16 : *cap * 2;
         yjs_range *p;
-        if (*n >= PARTY__YJS_MAX_STRUCTS)
+        if (*n >= YJS_MAX_STRUCTS)
             return PARTY_ETOOBIG;
-        if (c > PARTY__YJS_MAX_STRUCTS)
-            c = PARTY__YJS_MAX_STRUCTS;
+        if (c > YJS_MAX_STRUCTS)
+            c = YJS_MAX_STRUCTS;
         p = realloc(*ranges, c * sizeof(*p));
         if (p == NULL)
             return PARTY_ENOMEM;
@@ -264,25 +264,25 @@ static int push_range(yjs_range **ranges, size_t *n, size_t *cap, const yjs_rang
     return 0;
 }
 
-static int read_id(party__yjs_reader *r) {
+static int read_id(yjs_reader *r) {
     uint64_t v;
-    int rc = party__yjs_read_uint(r, &v);
-    return rc != 0 ? rc : party__yjs_read_uint(r, &v);
+    int rc = yjs_read_uint(r, &v);
+    return rc != 0 ? rc : yjs_read_uint(r, &v);
 }
 
 /* A varUint8Array (binary, any UTF-8 or not). */
-static int read_bytes(party__yjs_reader *r) {
+static int read_bytes(yjs_reader *r) {
     const uint8_t *p;
     size_t n;
-    return party__yjs_read_array(r, &p, &n);
+    return yjs_read_array(r, &p, &n);
 }
 
 /* A varString: yjs decodes strings with a fatal UTF-8 decoder, so a string
  * that is not UTF-8 would make every client fail on the update. */
-static int read_string(party__yjs_reader *r) {
+static int read_string(yjs_reader *r) {
     const uint8_t *p;
     size_t n;
-    int rc = party__yjs_read_array(r, &p, &n);
+    int rc = yjs_read_array(r, &p, &n);
     if (rc == 0 && !party__utf8_valid(p, n))
         rc = PARTY_EINVAL;
     return rc;
@@ -364,7 +364,7 @@ static int json_scan_strict(const uint8_t *p, size_t n) {
     return 0;
 }
 
-int party__yjs_json_check(const void *text, size_t len) {
+int yjs_json_check(const void *text, size_t len) {
     const uint8_t *p = text;
     const char *end = NULL;
     cJSON *json;
@@ -388,27 +388,27 @@ int party__yjs_json_check(const void *text, size_t len) {
 
 /* A varString holding JSON (yjs JSON.parses it; "undefined" also passes for
  * the entries of legacy JSON content). */
-static int read_json(party__yjs_reader *r, int undefined_ok) {
+static int read_json(yjs_reader *r, int undefined_ok) {
     const uint8_t *p;
     size_t n;
-    int rc = party__yjs_read_array(r, &p, &n);
+    int rc = yjs_read_array(r, &p, &n);
 
     if (rc != 0)
         return rc;
     if (undefined_ok && n == 9 && memcmp(p, "undefined", 9) == 0)
         return 0;
-    return party__yjs_json_check(p, n);
+    return yjs_json_check(p, n);
 }
 
 /* Skips one lib0 `any` value. */
-static int read_skip_any(party__yjs_reader *r, int depth) {
+static int read_skip_any(yjs_reader *r, int depth) {
     uint8_t type;
     uint64_t n, i;
     int rc;
 
-    if (depth > PARTY__YJS_MAX_DEPTH)
+    if (depth > YJS_MAX_DEPTH)
         return PARTY_EINVAL;
-    if ((rc = party__yjs_read_byte(r, &type)) != 0)
+    if ((rc = yjs_read_byte(r, &type)) != 0)
         return rc;
     switch (type) {
     case 127: /* undefined */
@@ -428,7 +428,7 @@ static int read_skip_any(party__yjs_reader *r, int depth) {
     case 116: /* Uint8Array */
         return read_bytes(r);
     case 118: /* object: count, then key and value each */
-        if ((rc = party__yjs_read_uint(r, &n)) != 0)
+        if ((rc = yjs_read_uint(r, &n)) != 0)
             return rc;
         for (i = 0; i < n; i++) {
             if ((rc = read_string(r)) != 0 || (rc = read_skip_any(r, depth + 1)) != 0)
@@ -436,7 +436,7 @@ static int read_skip_any(party__yjs_reader *r, int depth) {
         }
         return 0;
     case 117: /* array */
-        if ((rc = party__yjs_read_uint(r, &n)) != 0)
+        if ((rc = yjs_read_uint(r, &n)) != 0)
             return rc;
         for (i = 0; i < n; i++) {
             if ((rc = read_skip_any(r, depth + 1)) != 0)
@@ -463,7 +463,7 @@ static uint64_t utf16_length(const uint8_t *s, size_t n) {
 
 /* Reads an item's content of kind ref; sets *len to its length in clock
  * units. */
-static int read_content(party__yjs_reader *r, uint8_t ref, uint64_t *len) {
+static int read_content(yjs_reader *r, uint8_t ref, uint64_t *len) {
     const uint8_t *p;
     size_t n;
     uint64_t count, i, type;
@@ -471,9 +471,9 @@ static int read_content(party__yjs_reader *r, uint8_t ref, uint64_t *len) {
 
     switch (ref) {
     case CONTENT_DELETED:
-        return party__yjs_read_uint(r, len);
+        return yjs_read_uint(r, len);
     case CONTENT_JSON:
-        if ((rc = party__yjs_read_uint(r, &count)) != 0)
+        if ((rc = yjs_read_uint(r, &count)) != 0)
             return rc;
         for (i = 0; i < count; i++) {
             if ((rc = read_json(r, 1)) != 0)
@@ -488,7 +488,7 @@ static int read_content(party__yjs_reader *r, uint8_t ref, uint64_t *len) {
         *len = 1;
         return read_json(r, 0);
     case CONTENT_STRING:
-        if ((rc = party__yjs_read_array(r, &p, &n)) != 0)
+        if ((rc = yjs_read_array(r, &p, &n)) != 0)
             return rc;
         /* Lengths are UTF-16 units: only valid UTF-8 has a definite one. */
         if (!party__utf8_valid(p, n))
@@ -502,7 +502,7 @@ static int read_content(party__yjs_reader *r, uint8_t ref, uint64_t *len) {
         return read_json(r, 0);
     case CONTENT_TYPE:
         *len = 1;
-        if ((rc = party__yjs_read_uint(r, &type)) != 0)
+        if ((rc = yjs_read_uint(r, &type)) != 0)
             return rc;
         if (type > TYPE_LAST)
             return PARTY_EINVAL;
@@ -510,7 +510,7 @@ static int read_content(party__yjs_reader *r, uint8_t ref, uint64_t *len) {
             return read_string(r);
         return 0;
     case CONTENT_ANY:
-        if ((rc = party__yjs_read_uint(r, &count)) != 0)
+        if ((rc = yjs_read_uint(r, &count)) != 0)
             return rc;
         for (i = 0; i < count; i++) {
             if ((rc = read_skip_any(r, 0)) != 0)
@@ -528,23 +528,23 @@ static int read_content(party__yjs_reader *r, uint8_t ref, uint64_t *len) {
     }
 }
 
-static int read_struct(party__yjs_reader *r, yjs_struct *s) {
+static int read_struct(yjs_reader *r, yjs_struct *s) {
     size_t start = r->pos;
     uint8_t info;
     uint64_t parent_is_key;
     int rc;
 
-    if ((rc = party__yjs_read_byte(r, &info)) != 0)
+    if ((rc = yjs_read_byte(r, &info)) != 0)
         return rc;
     s->info = info;
     s->has_sub = 0;
     s->right_at = s->right_len = 0;
     if (info == INFO_SKIP) {
         s->kind = KIND_SKIP;
-        rc = party__yjs_read_uint(r, &s->len);
+        rc = yjs_read_uint(r, &s->len);
     } else if ((info & INFO_CONTENT) == 0) {
         s->kind = KIND_GC;
-        rc = party__yjs_read_uint(r, &s->len);
+        rc = yjs_read_uint(r, &s->len);
     } else {
         s->kind = KIND_ITEM;
         if ((info & INFO_ORIGIN) && (rc = read_id(r)) != 0)
@@ -558,7 +558,7 @@ static int read_struct(party__yjs_reader *r, yjs_struct *s) {
         if ((info & (INFO_ORIGIN | INFO_RIGHT_ORIGIN)) == 0) {
             /* No origin to copy the parent from: the parent is written,
              * as a root type's name (1) or the ID of its type item. */
-            if ((rc = party__yjs_read_uint(r, &parent_is_key)) != 0)
+            if ((rc = yjs_read_uint(r, &parent_is_key)) != 0)
                 return rc;
             rc = parent_is_key == 1 ? read_string(r) : read_id(r);
             if (rc != 0)
@@ -589,20 +589,19 @@ static int read_struct(party__yjs_reader *r, yjs_struct *s) {
  * are set, the arrays stay NULL). */
 static int parse_update_limited(const void *data, size_t len, yjs_update *u, size_t max_structs,
                                 size_t max_ranges, int count_only) {
-    party__yjs_reader r = party__yjs_reader_make(data, len);
+    yjs_reader r = yjs_reader_make(data, len);
     uint64_t n_clients, n_structs, client, clock, i, j, n_ranges;
     size_t ds_start;
     int rc;
 
     memset(u, 0, sizeof(*u));
-    if (len > PARTY__YJS_MAX_UPDATE)
+    if (len > YJS_MAX_UPDATE)
         return PARTY_ETOOBIG;
-    if ((rc = party__yjs_read_uint(&r, &n_clients)) != 0)
+    if ((rc = yjs_read_uint(&r, &n_clients)) != 0)
         goto fail;
     for (i = 0; i < n_clients; i++) {
-        if ((rc = party__yjs_read_uint(&r, &n_structs)) != 0 ||
-            (rc = party__yjs_read_uint(&r, &client)) != 0 ||
-            (rc = party__yjs_read_uint(&r, &clock)) != 0)
+        if ((rc = yjs_read_uint(&r, &n_structs)) != 0 || (rc = yjs_read_uint(&r, &client)) != 0 ||
+            (rc = yjs_read_uint(&r, &clock)) != 0)
             goto fail;
         for (j = 0; j < n_structs; j++) {
             yjs_struct s;
@@ -628,17 +627,15 @@ static int parse_update_limited(const void *data, size_t len, yjs_update *u, siz
         }
     }
     ds_start = r.pos;
-    if ((rc = party__yjs_read_uint(&r, &n_clients)) != 0)
+    if ((rc = yjs_read_uint(&r, &n_clients)) != 0)
         goto fail;
     for (i = 0; i < n_clients; i++) {
-        if ((rc = party__yjs_read_uint(&r, &client)) != 0 ||
-            (rc = party__yjs_read_uint(&r, &n_ranges)) != 0)
+        if ((rc = yjs_read_uint(&r, &client)) != 0 || (rc = yjs_read_uint(&r, &n_ranges)) != 0)
             goto fail;
         for (j = 0; j < n_ranges; j++) {
             yjs_range d;
             d.client = client;
-            if ((rc = party__yjs_read_uint(&r, &d.clock)) != 0 ||
-                (rc = party__yjs_read_uint(&r, &d.len)) != 0)
+            if ((rc = yjs_read_uint(&r, &d.clock)) != 0 || (rc = yjs_read_uint(&r, &d.len)) != 0)
                 goto fail;
             if (d.len > MAX_SAFE - d.clock) {
                 rc = PARTY_EINVAL;
@@ -664,13 +661,12 @@ fail:
 }
 
 static int parse_update(const void *data, size_t len, yjs_update *u) {
-    return parse_update_limited(data, len, u, PARTY__YJS_MAX_STRUCTS, PARTY__YJS_MAX_STRUCTS, 0);
+    return parse_update_limited(data, len, u, YJS_MAX_STRUCTS, YJS_MAX_STRUCTS, 0);
 }
 
-int party__yjs_update_measure(const void *update, size_t len, size_t *n_structs, size_t *n_ranges) {
+int yjs_update_measure(const void *update, size_t len, size_t *n_structs, size_t *n_ranges) {
     yjs_update u;
-    int rc =
-        parse_update_limited(update, len, &u, PARTY__YJS_MAX_STRUCTS, PARTY__YJS_MAX_STRUCTS, 1);
+    int rc = parse_update_limited(update, len, &u, YJS_MAX_STRUCTS, YJS_MAX_STRUCTS, 1);
     if (n_structs != NULL)
         *n_structs = rc == 0 ? u.n_structs : 0;
     if (n_ranges != NULL)
@@ -679,21 +675,20 @@ int party__yjs_update_measure(const void *update, size_t len, size_t *n_structs,
     return rc;
 }
 
-int party__yjs_update_check(const void *update, size_t len) {
-    return party__yjs_update_measure(update, len, NULL, NULL);
+int yjs_update_check(const void *update, size_t len) {
+    return yjs_update_measure(update, len, NULL, NULL);
 }
 
-int party__yjs_update_is_empty(const void *update, size_t len) {
-    party__yjs_reader r = party__yjs_reader_make(update, len);
+int yjs_update_is_empty(const void *update, size_t len) {
+    yjs_reader r = yjs_reader_make(update, len);
     uint64_t n_clients, client, n_ranges, i;
 
-    if (party__yjs_read_uint(&r, &n_clients) != 0 || n_clients != 0)
+    if (yjs_read_uint(&r, &n_clients) != 0 || n_clients != 0)
         return 0;
-    if (party__yjs_read_uint(&r, &n_clients) != 0)
+    if (yjs_read_uint(&r, &n_clients) != 0)
         return 0;
     for (i = 0; i < n_clients; i++) {
-        if (party__yjs_read_uint(&r, &client) != 0 || party__yjs_read_uint(&r, &n_ranges) != 0 ||
-            n_ranges != 0)
+        if (yjs_read_uint(&r, &client) != 0 || yjs_read_uint(&r, &n_ranges) != 0 || n_ranges != 0)
             return 0;
         (void)client;
     }
@@ -706,37 +701,37 @@ int party__yjs_update_is_empty(const void *update, size_t len) {
  * one is written the way yjs writes an item with an offset: its origin
  * becomes its own previous clock, so no parent is written, and the content
  * loses its first offset units. */
-static void write_struct(party__yjs_writer *w, const yjs_struct *s, uint64_t offset) {
-    party__yjs_reader r;
+static void write_struct(yjs_writer *w, const yjs_struct *s, uint64_t offset) {
+    yjs_reader r;
     uint8_t ref;
     uint64_t count, i;
 
     if (offset == 0) {
-        party__yjs_write_raw(w, s->raw, s->raw_len);
+        yjs_write_raw(w, s->raw, s->raw_len);
         return;
     }
     if (s->kind != KIND_ITEM) {
-        party__yjs_write_byte(w, s->kind == KIND_SKIP ? INFO_SKIP : 0);
-        party__yjs_write_uint(w, s->len - offset);
+        yjs_write_byte(w, s->kind == KIND_SKIP ? INFO_SKIP : 0);
+        yjs_write_uint(w, s->len - offset);
         return;
     }
     ref = s->info & INFO_CONTENT;
-    party__yjs_write_byte(w, (uint8_t)(ref | INFO_ORIGIN | (s->right_len ? INFO_RIGHT_ORIGIN : 0) |
-                                       (s->has_sub ? INFO_PARENT_SUB : 0)));
-    party__yjs_write_uint(w, s->client);
-    party__yjs_write_uint(w, s->clock + offset - 1);
-    party__yjs_write_raw(w, s->raw + s->right_at, s->right_len);
-    r = party__yjs_reader_make(s->raw + s->content_at, s->raw_len - s->content_at);
+    yjs_write_byte(w, (uint8_t)(ref | INFO_ORIGIN | (s->right_len ? INFO_RIGHT_ORIGIN : 0) |
+                                (s->has_sub ? INFO_PARENT_SUB : 0)));
+    yjs_write_uint(w, s->client);
+    yjs_write_uint(w, s->clock + offset - 1);
+    yjs_write_raw(w, s->raw + s->right_at, s->right_len);
+    r = yjs_reader_make(s->raw + s->content_at, s->raw_len - s->content_at);
     switch (ref) {
     case CONTENT_DELETED:
-        party__yjs_write_uint(w, s->len - offset);
+        yjs_write_uint(w, s->len - offset);
         return;
     case CONTENT_JSON:
     case CONTENT_ANY:
         /* Count, then elements: skip the first offset ones, copy the rest.
          * The struct parsed, so these reads succeed; a failure would be a
          * bug here, and makes the result an error rather than bad bytes. */
-        if (party__yjs_read_uint(&r, &count) != 0 || count < offset) {
+        if (yjs_read_uint(&r, &count) != 0 || count < offset) {
             w->err = PARTY_EINVAL;
             return;
         }
@@ -746,8 +741,8 @@ static void write_struct(party__yjs_writer *w, const yjs_struct *s, uint64_t off
                 return;
             }
         }
-        party__yjs_write_uint(w, count - offset);
-        party__yjs_write_raw(w, r.data + r.pos, r.len - r.pos);
+        yjs_write_uint(w, count - offset);
+        yjs_write_raw(w, r.data + r.pos, r.len - r.pos);
         return;
     case CONTENT_STRING: {
         const uint8_t *p;
@@ -756,7 +751,7 @@ static void write_struct(party__yjs_writer *w, const yjs_struct *s, uint64_t off
         int half_pair = 0;
         /* As above: the parse saw a valid string of more than offset
          * units, so neither check below fails on a parsed struct. */
-        if (party__yjs_read_array(&r, &p, &n) != 0) {
+        if (yjs_read_array(&r, &p, &n) != 0) {
             w->err = PARTY_EINVAL;
             return;
         }
@@ -782,12 +777,12 @@ static void write_struct(party__yjs_writer *w, const yjs_struct *s, uint64_t off
             return;
         }
         if (half_pair) {
-            party__yjs_write_uint(w, n - at + 3);
-            party__yjs_write_raw(w, "\xef\xbf\xbd", 3);
+            yjs_write_uint(w, n - at + 3);
+            yjs_write_raw(w, "\xef\xbf\xbd", 3);
         } else {
-            party__yjs_write_uint(w, n - at);
+            yjs_write_uint(w, n - at);
         }
-        party__yjs_write_raw(w, p + at, n - at);
+        yjs_write_raw(w, p + at, n - at);
         return;
     }
     default:
@@ -799,9 +794,9 @@ static void write_struct(party__yjs_writer *w, const yjs_struct *s, uint64_t off
 
 /* ---- state vector ------------------------------------------------------------ */
 
-int party__yjs_state_vector(const void *update, size_t len, uint8_t **out, size_t *out_len) {
+int yjs_state_vector(const void *update, size_t len, uint8_t **out, size_t *out_len) {
     yjs_update u;
-    party__yjs_writer body, w;
+    yjs_writer body, w;
     uint64_t size = 0, client = 0, clock = 0;
     int stop = 0, rc;
     size_t i;
@@ -810,14 +805,14 @@ int party__yjs_state_vector(const void *update, size_t len, uint8_t **out, size_
     *out_len = 0;
     if ((rc = parse_update(update, len, &u)) != 0)
         return rc;
-    party__yjs_writer_init(&body, PARTY__YJS_MAX_UPDATE);
+    yjs_writer_init(&body, YJS_MAX_UPDATE);
     for (i = 0; i < u.n_structs; i++) {
         const yjs_struct *s = &u.structs[i];
         if (i == 0 || s->client != client) {
             if (i > 0 && clock != 0) {
                 size++;
-                party__yjs_write_uint(&body, client);
-                party__yjs_write_uint(&body, clock);
+                yjs_write_uint(&body, client);
+                yjs_write_uint(&body, clock);
             }
             client = s->client;
             clock = 0;
@@ -831,17 +826,17 @@ int party__yjs_state_vector(const void *update, size_t len, uint8_t **out, size_
     }
     if (u.n_structs > 0 && clock != 0) {
         size++;
-        party__yjs_write_uint(&body, client);
-        party__yjs_write_uint(&body, clock);
+        yjs_write_uint(&body, client);
+        yjs_write_uint(&body, clock);
     }
     update_release(&u);
-    party__yjs_writer_init(&w, PARTY__YJS_MAX_UPDATE);
-    party__yjs_write_uint(&w, size);
-    party__yjs_write_raw(&w, body.data, body.len);
+    yjs_writer_init(&w, YJS_MAX_UPDATE);
+    yjs_write_uint(&w, size);
+    yjs_write_raw(&w, body.data, body.len);
     if (body.err != 0 && w.err == 0)
         w.err = body.err;
-    party__yjs_writer_release(&body);
-    return party__yjs_writer_finish(&w, out, out_len);
+    yjs_writer_release(&body);
+    return yjs_writer_finish(&w, out, out_len);
 }
 
 /* ---- merge ------------------------------------------------------------------- */
@@ -885,13 +880,13 @@ typedef struct yjs_out {
     uint8_t kind;
 } yjs_out;
 
-static void write_out(party__yjs_writer *w, const yjs_out *o) {
+static void write_out(yjs_writer *w, const yjs_out *o) {
     if (o->src != NULL) {
         write_struct(w, o->src, o->offset);
         return;
     }
-    party__yjs_write_byte(w, o->kind == KIND_SKIP ? INFO_SKIP : 0);
-    party__yjs_write_uint(w, o->len);
+    yjs_write_byte(w, o->kind == KIND_SKIP ? INFO_SKIP : 0);
+    yjs_write_uint(w, o->len);
 }
 
 /* Sorts ranges (by client descending, clock) and joins overlapping or
@@ -917,54 +912,53 @@ static size_t ranges_normalize(yjs_range *d, size_t n) {
     return k;
 }
 
-static void write_delete_set(party__yjs_writer *w, const yjs_range *d, size_t n) {
+static void write_delete_set(yjs_writer *w, const yjs_range *d, size_t n) {
     size_t i, j, n_clients = 0;
 
     for (i = 0; i < n; i++) {
         if (i == 0 || d[i].client != d[i - 1].client)
             n_clients++;
     }
-    party__yjs_write_uint(w, n_clients);
+    yjs_write_uint(w, n_clients);
     for (i = 0; i < n; i = j) {
         for (j = i; j < n && d[j].client == d[i].client; j++)
             ;
-        party__yjs_write_uint(w, d[i].client);
-        party__yjs_write_uint(w, j - i);
+        yjs_write_uint(w, d[i].client);
+        yjs_write_uint(w, j - i);
         for (; i < j; i++) {
-            party__yjs_write_uint(w, d[i].clock);
-            party__yjs_write_uint(w, d[i].len);
+            yjs_write_uint(w, d[i].clock);
+            yjs_write_uint(w, d[i].len);
         }
     }
 }
 
-int party__yjs_merge(const void *const *updates, const size_t *lens, size_t n, uint8_t **out,
-                     size_t *out_len) {
+int yjs_merge(const void *const *updates, const size_t *lens, size_t n, uint8_t **out,
+              size_t *out_len) {
     yjs_update *parsed = NULL;
     const yjs_struct **all = NULL;
     yjs_out *plan = NULL;
     yjs_range *deletes = NULL;
     size_t n_all = 0, n_parsed = 0, n_deletes = 0, cap_deletes = 0, n_plan, n_clients = 0, i, j, k,
            total = 0;
-    party__yjs_writer w;
+    yjs_writer w;
     int rc = 0;
 
     *out = NULL;
     *out_len = 0;
-    party__yjs_writer_init(&w, PARTY__YJS_MAX_UPDATE);
+    yjs_writer_init(&w, YJS_MAX_UPDATE);
     parsed = calloc(n ? n : 1, sizeof(*parsed));
     if (parsed == NULL)
         return PARTY_ENOMEM;
     for (i = 0; i < n; i++) {
         total += lens[i];
-        if (total > PARTY__YJS_MAX_UPDATE * 2) {
+        if (total > YJS_MAX_UPDATE * 2) {
             rc = PARTY_ETOOBIG;
             goto done;
         }
         /* Each input may only use what the ones before left of the caps:
          * parsed structs cost far more memory than their bytes. */
-        if ((rc = parse_update_limited(updates[i], lens[i], &parsed[i],
-                                       PARTY__YJS_MAX_STRUCTS - n_parsed,
-                                       PARTY__YJS_MAX_STRUCTS - n_deletes, 0)) != 0)
+        if ((rc = parse_update_limited(updates[i], lens[i], &parsed[i], YJS_MAX_STRUCTS - n_parsed,
+                                       YJS_MAX_STRUCTS - n_deletes, 0)) != 0)
             goto done;
         n_parsed += parsed[i].n_structs;
         n_all += parsed[i].n_structs - parsed[i].n_skips;
@@ -973,7 +967,7 @@ int party__yjs_merge(const void *const *updates, const size_t *lens, size_t n, u
                 goto done;
         }
     }
-    if (n_all > PARTY__YJS_MAX_STRUCTS) {
+    if (n_all > YJS_MAX_STRUCTS) {
         rc = PARTY_ETOOBIG;
         goto done;
     }
@@ -998,7 +992,7 @@ int party__yjs_merge(const void *const *updates, const size_t *lens, size_t n, u
             ;
         n_clients++;
     }
-    party__yjs_write_uint(&w, n_clients);
+    yjs_write_uint(&w, n_clients);
     for (i = 0; i < n_all; i = j) {
         uint64_t covered = all[i]->clock;
         n_plan = 0;
@@ -1025,9 +1019,9 @@ int party__yjs_merge(const void *const *updates, const size_t *lens, size_t n, u
             }
             covered = end;
         }
-        party__yjs_write_uint(&w, n_plan);
-        party__yjs_write_uint(&w, all[i]->client);
-        party__yjs_write_uint(&w, all[i]->clock);
+        yjs_write_uint(&w, n_plan);
+        yjs_write_uint(&w, all[i]->client);
+        yjs_write_uint(&w, all[i]->clock);
         for (k = 0; k < n_plan; k++)
             write_out(&w, &plan[k]);
     }
@@ -1044,10 +1038,10 @@ done:
     free(plan);
     free(deletes);
     if (rc != 0) {
-        party__yjs_writer_release(&w);
+        yjs_writer_release(&w);
         return rc;
     }
-    return party__yjs_writer_finish(&w, out, out_len);
+    return yjs_writer_finish(&w, out, out_len);
 }
 
 /* ---- diff -------------------------------------------------------------------- */
@@ -1057,24 +1051,23 @@ static int compare_sv(const void *pa, const void *pb) {
     return compare_u64(a->client, b->client);
 }
 
-int party__yjs_diff(const void *update, size_t len, const void *sv, size_t sv_len, uint8_t **out,
-                    size_t *out_len) {
-    party__yjs_reader r = party__yjs_reader_make(sv, sv_len);
+int yjs_diff(const void *update, size_t len, const void *sv, size_t sv_len, uint8_t **out,
+             size_t *out_len) {
+    yjs_reader r = yjs_reader_make(sv, sv_len);
     yjs_range *clocks = NULL;
     size_t n_clocks = 0, cap_clocks = 0, i, j, k, n_clients = 0;
     uint64_t count, c;
-    party__yjs_writer body, w;
+    yjs_writer body, w;
     yjs_update u;
     int rc;
 
     *out = NULL;
     *out_len = 0;
-    if ((rc = party__yjs_read_uint(&r, &count)) != 0)
+    if ((rc = yjs_read_uint(&r, &count)) != 0)
         return rc;
     for (c = 0; c < count; c++) {
         yjs_range e = {0, 0, 0};
-        if ((rc = party__yjs_read_uint(&r, &e.client)) != 0 ||
-            (rc = party__yjs_read_uint(&r, &e.clock)) != 0 ||
+        if ((rc = yjs_read_uint(&r, &e.client)) != 0 || (rc = yjs_read_uint(&r, &e.clock)) != 0 ||
             (rc = push_range(&clocks, &n_clocks, &cap_clocks, &e)) != 0) {
             free(clocks);
             return rc;
@@ -1086,7 +1079,7 @@ int party__yjs_diff(const void *update, size_t len, const void *sv, size_t sv_le
         free(clocks);
         return rc;
     }
-    party__yjs_writer_init(&body, PARTY__YJS_MAX_UPDATE);
+    yjs_writer_init(&body, YJS_MAX_UPDATE);
     for (i = 0; i < u.n_structs; i = j) {
         yjs_range key = {u.structs[i].client, 0, 0};
         const yjs_range *found;
@@ -1110,24 +1103,24 @@ int party__yjs_diff(const void *update, size_t len, const void *sv, size_t sv_le
         {
             const yjs_struct *s = &u.structs[first];
             uint64_t offset = known > s->clock ? known - s->clock : 0;
-            party__yjs_write_uint(&body, j - first);
-            party__yjs_write_uint(&body, s->client);
-            party__yjs_write_uint(&body, s->clock + offset);
+            yjs_write_uint(&body, j - first);
+            yjs_write_uint(&body, s->client);
+            yjs_write_uint(&body, s->clock + offset);
             write_struct(&body, s, offset);
         }
         for (k = first + 1; k < j; k++)
             write_struct(&body, &u.structs[k], 0);
     }
-    party__yjs_writer_init(&w, PARTY__YJS_MAX_UPDATE);
-    party__yjs_write_uint(&w, n_clients);
-    party__yjs_write_raw(&w, body.data, body.len);
-    party__yjs_write_raw(&w, u.ds_raw, u.ds_len);
+    yjs_writer_init(&w, YJS_MAX_UPDATE);
+    yjs_write_uint(&w, n_clients);
+    yjs_write_raw(&w, body.data, body.len);
+    yjs_write_raw(&w, u.ds_raw, u.ds_len);
     if (body.err != 0 && w.err == 0)
         w.err = body.err;
-    party__yjs_writer_release(&body);
+    yjs_writer_release(&body);
     update_release(&u);
     free(clocks);
-    return party__yjs_writer_finish(&w, out, out_len);
+    return yjs_writer_finish(&w, out, out_len);
 }
 
 /* ---- garbage collection of deleted content ----------------------------------- */
@@ -1152,9 +1145,9 @@ static int ranges_cover(const yjs_range *d, size_t n, uint64_t client, uint64_t 
     return d->client == client && d->clock <= clock && clock + len <= d->clock + d->len;
 }
 
-int party__yjs_gc_deleted(const void *update, size_t len, uint8_t **out, size_t *out_len) {
-    party__yjs_reader r = party__yjs_reader_make(update, len);
-    party__yjs_writer w;
+int yjs_gc_deleted(const void *update, size_t len, uint8_t **out, size_t *out_len) {
+    yjs_reader r = yjs_reader_make(update, len);
+    yjs_writer w;
     yjs_update u;
     uint64_t n_clients = 0, n_structs, client, clock, i, j;
     size_t n_deletes, at = 0;
@@ -1165,38 +1158,38 @@ int party__yjs_gc_deleted(const void *update, size_t len, uint8_t **out, size_t 
     if ((rc = parse_update(update, len, &u)) != 0)
         return rc;
     n_deletes = ranges_normalize(u.deletes, u.n_deletes);
-    party__yjs_writer_init(&w, PARTY__YJS_MAX_UPDATE);
+    yjs_writer_init(&w, YJS_MAX_UPDATE);
     /* The client headers are copied as they are: walk them again beside
      * the parsed structs. The parse succeeded, so these reads do too and
      * name exactly u.n_structs structs; a mismatch would be a bug here,
      * and makes the result an error rather than a read past the array. */
-    if (party__yjs_read_uint(&r, &n_clients) != 0)
+    if (yjs_read_uint(&r, &n_clients) != 0)
         w.err = PARTY_EINVAL;
-    party__yjs_write_uint(&w, n_clients);
+    yjs_write_uint(&w, n_clients);
     for (i = 0; i < n_clients && w.err == 0; i++) {
-        if (party__yjs_read_uint(&r, &n_structs) != 0 || party__yjs_read_uint(&r, &client) != 0 ||
-            party__yjs_read_uint(&r, &clock) != 0 || n_structs > u.n_structs - at) {
+        if (yjs_read_uint(&r, &n_structs) != 0 || yjs_read_uint(&r, &client) != 0 ||
+            yjs_read_uint(&r, &clock) != 0 || n_structs > u.n_structs - at) {
             w.err = PARTY_EINVAL;
             break;
         }
-        party__yjs_write_uint(&w, n_structs);
-        party__yjs_write_uint(&w, client);
-        party__yjs_write_uint(&w, clock);
+        yjs_write_uint(&w, n_structs);
+        yjs_write_uint(&w, client);
+        yjs_write_uint(&w, clock);
         for (j = 0; j < n_structs; j++, at++) {
             const yjs_struct *s = &u.structs[at];
             uint8_t ref = s->info & INFO_CONTENT;
             if (s->kind == KIND_ITEM && ref != CONTENT_DELETED && ref != CONTENT_TYPE &&
                 ranges_cover(u.deletes, n_deletes, s->client, s->clock, s->len)) {
-                party__yjs_write_byte(&w, (uint8_t)((s->info & ~INFO_CONTENT) | CONTENT_DELETED));
-                party__yjs_write_raw(&w, s->raw + 1, s->content_at - 1);
-                party__yjs_write_uint(&w, s->len);
+                yjs_write_byte(&w, (uint8_t)((s->info & ~INFO_CONTENT) | CONTENT_DELETED));
+                yjs_write_raw(&w, s->raw + 1, s->content_at - 1);
+                yjs_write_uint(&w, s->len);
             } else {
-                party__yjs_write_raw(&w, s->raw, s->raw_len);
+                yjs_write_raw(&w, s->raw, s->raw_len);
             }
             r.pos = (size_t)(s->raw + s->raw_len - r.data);
         }
     }
-    party__yjs_write_raw(&w, u.ds_raw, u.ds_len);
+    yjs_write_raw(&w, u.ds_raw, u.ds_len);
     update_release(&u);
-    return party__yjs_writer_finish(&w, out, out_len);
+    return yjs_writer_finish(&w, out, out_len);
 }

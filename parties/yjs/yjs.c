@@ -4,14 +4,14 @@
  * to a log table in the room's database before they are relayed, and the
  * log is compacted into one merged update past a threshold. Awareness lives
  * in each connection's state, so it survives hibernation. */
-#include "parties.h"
+#include "../parties.h"
 
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "yjs.h"
+#include "yjs_codec.h"
 
 /* y-protocols message types. */
 enum { MSG_SYNC = 0, MSG_AWARENESS = 1, MSG_AUTH = 2, MSG_QUERY_AWARENESS = 3 };
@@ -25,14 +25,14 @@ enum { SYNC_STEP1 = 0, SYNC_STEP2 = 1, SYNC_UPDATE = 2 };
 #define DEFAULT_COMPACT_BYTES ((size_t)4 << 20)
 /* What one room's document may hold: bytes of the merged document plus the
  * updates not merged yet, and the structs and delete ranges in them. Kept
- * under the merge's own caps (PARTY__YJS_MAX_*) with room to spare: a merge
+ * under the merge's own caps (YJS_MAX_*) with room to spare: a merge
  * writes at most ~50 bytes more than its input per struct (a Skip and a
  * cut struct's origin), so 32 MB + 512 Ki structs stays below its 64 MB
  * output cap. An update that would pass them is refused before it is
  * stored, so what is stored can always be merged. */
-#define ROOM_MAX_BYTES (PARTY__YJS_MAX_UPDATE / 2)
-#define ROOM_MAX_STRUCTS (PARTY__YJS_MAX_STRUCTS / 4)
-#define ROOM_MAX_RANGES (PARTY__YJS_MAX_STRUCTS / 2)
+#define ROOM_MAX_BYTES (YJS_MAX_UPDATE / 2)
+#define ROOM_MAX_STRUCTS (YJS_MAX_STRUCTS / 4)
+#define ROOM_MAX_RANGES (YJS_MAX_STRUCTS / 2)
 /* The first byte of a connection's state: it went through on_connect. */
 #define CONN_STATE_MAGIC 0x59
 
@@ -158,7 +158,7 @@ static void doc_replace(yjs_room *y, uint8_t *out, size_t out_len) {
     free(y->doc);
     y->doc = out;
     y->doc_len = out_len;
-    if (party__yjs_update_measure(out, out_len, &y->doc_structs, &y->doc_ranges) != 0)
+    if (yjs_update_measure(out, out_len, &y->doc_structs, &y->doc_ranges) != 0)
         y->doc_structs = y->doc_ranges = 0; /* cannot happen: a merge result parses */
 }
 
@@ -195,9 +195,9 @@ static const char *room_admit(yjs_room *y, const void *update, size_t len, size_
         return limit;
     in[0] = y->doc, lens[0] = y->doc_len;
     in[1] = update, lens[1] = len;
-    if (party__yjs_merge(in, lens, 2, &out, &out_len) != 0)
+    if (yjs_merge(in, lens, 2, &out, &out_len) != 0)
         return limit;
-    if (party__yjs_update_measure(out, out_len, &out_structs, &out_ranges) != 0 ||
+    if (yjs_update_measure(out, out_len, &out_structs, &out_ranges) != 0 ||
         out_len > ROOM_MAX_BYTES || out_structs > ROOM_MAX_STRUCTS ||
         out_ranges > ROOM_MAX_RANGES) {
         free(out);
@@ -231,7 +231,7 @@ static int doc_flush(yjs_room *y) {
         in[i + 1] = y->pending[i];
         lens[i + 1] = y->pending_lens[i];
     }
-    rc = party__yjs_merge(in, lens, y->n_pending + 1, &out, &out_len);
+    rc = yjs_merge(in, lens, y->n_pending + 1, &out, &out_len);
     if (rc == 0) {
         doc_replace(y, out, out_len);
     } else if (rc == PARTY_ETOOBIG) {
@@ -242,7 +242,7 @@ static int doc_flush(yjs_room *y) {
         for (i = 0; i < y->n_pending; i++) {
             in[1] = y->pending[i];
             lens[1] = y->pending_lens[i];
-            rc = party__yjs_merge(in, lens, 2, &out, &out_len);
+            rc = yjs_merge(in, lens, 2, &out, &out_len);
             if (rc == PARTY_ETOOBIG) {
                 party_room_log(y->room, PARTY_LOG_ERROR,
                                "a stored update of %zu bytes cannot be merged into the "
@@ -277,7 +277,7 @@ static int log_compact(party_room *room, yjs_room *y) {
     if (rc == 0 && y->gc_deleted) {
         uint8_t *out;
         size_t out_len;
-        rc = party__yjs_gc_deleted(y->doc, y->doc_len, &out, &out_len);
+        rc = yjs_gc_deleted(y->doc, y->doc_len, &out, &out_len);
         if (rc == 0)
             doc_replace(y, out, out_len);
     }
@@ -304,7 +304,7 @@ static int log_compact(party_room *room, yjs_room *y) {
 static int load_row(yjs_room *y, const void *data, size_t len) {
     size_t n_structs, n_ranges;
     const char *limit;
-    int merged = 0, rc = party__yjs_update_measure(data, len, &n_structs, &n_ranges);
+    int merged = 0, rc = yjs_update_measure(data, len, &n_structs, &n_ranges);
 
     y->rows++;
     y->row_bytes += len;
@@ -323,16 +323,16 @@ static int load_row(yjs_room *y, const void *data, size_t len) {
 
 /* Sends type, subtype, varUint8Array(payload) to conn. */
 static int send_sync(party_conn *conn, int subtype, const void *payload, size_t len) {
-    party__yjs_writer w;
+    yjs_writer w;
     uint8_t *msg;
     size_t msg_len;
     int rc;
 
-    party__yjs_writer_init(&w, PARTY__YJS_MAX_UPDATE + 32);
-    party__yjs_write_uint(&w, MSG_SYNC);
-    party__yjs_write_uint(&w, (uint64_t)subtype);
-    party__yjs_write_array(&w, payload, len);
-    if ((rc = party__yjs_writer_finish(&w, &msg, &msg_len)) != 0)
+    yjs_writer_init(&w, YJS_MAX_UPDATE + 32);
+    yjs_write_uint(&w, MSG_SYNC);
+    yjs_write_uint(&w, (uint64_t)subtype);
+    yjs_write_array(&w, payload, len);
+    if ((rc = yjs_writer_finish(&w, &msg, &msg_len)) != 0)
         return rc;
     rc = party_conn_send(conn, msg, msg_len, 1);
     free(msg);
@@ -345,7 +345,7 @@ static int send_step1(party_conn *conn, yjs_room *y) {
     int rc = doc_flush(y);
 
     if (rc == 0)
-        rc = party__yjs_state_vector(y->doc, y->doc_len, &sv, &sv_len);
+        rc = yjs_state_vector(y->doc, y->doc_len, &sv, &sv_len);
     if (rc != 0)
         return rc;
     rc = send_sync(conn, SYNC_STEP1, sv, sv_len);
@@ -359,22 +359,22 @@ static int send_step1(party_conn *conn, yjs_room *y) {
 static size_t conn_awareness(party_conn *conn, awareness_entry *out) {
     size_t len, n = 0;
     const uint8_t *state = party_conn_state(conn, &len);
-    party__yjs_reader r;
+    yjs_reader r;
     uint64_t count, i, has;
 
     if (state == NULL || len < 1 || state[0] != CONN_STATE_MAGIC)
         return 0;
-    r = party__yjs_reader_make(state + 1, len - 1);
-    if (party__yjs_read_uint(&r, &count) != 0)
+    r = yjs_reader_make(state + 1, len - 1);
+    if (yjs_read_uint(&r, &count) != 0)
         return 0;
     for (i = 0; i < count && n < MAX_AWARENESS_CLIENTS; i++) {
         awareness_entry *e = &out[n];
-        if (party__yjs_read_uint(&r, &e->client) != 0 || party__yjs_read_uint(&r, &e->clock) != 0 ||
-            party__yjs_read_uint(&r, &has) != 0)
+        if (yjs_read_uint(&r, &e->client) != 0 || yjs_read_uint(&r, &e->clock) != 0 ||
+            yjs_read_uint(&r, &has) != 0)
             break;
         e->state = NULL;
         e->state_len = 0;
-        if (has && party__yjs_read_array(&r, &e->state, &e->state_len) != 0)
+        if (has && yjs_read_array(&r, &e->state, &e->state_len) != 0)
             break;
         n++;
     }
@@ -387,22 +387,22 @@ static size_t conn_awareness(party_conn *conn, awareness_entry *out) {
 static int conn_set_awareness(party_conn *conn, const awareness_entry *e, size_t n) {
     int with_states;
     for (with_states = 1; with_states >= 0; with_states--) {
-        party__yjs_writer w;
+        yjs_writer w;
         uint8_t *data;
         size_t len, i;
         int rc;
-        party__yjs_writer_init(&w, PARTY_MAX_CONN_STATE);
-        party__yjs_write_byte(&w, CONN_STATE_MAGIC);
-        party__yjs_write_uint(&w, n);
+        yjs_writer_init(&w, PARTY_MAX_CONN_STATE);
+        yjs_write_byte(&w, CONN_STATE_MAGIC);
+        yjs_write_uint(&w, n);
         for (i = 0; i < n; i++) {
             int has = with_states && e[i].state != NULL;
-            party__yjs_write_uint(&w, e[i].client);
-            party__yjs_write_uint(&w, e[i].clock);
-            party__yjs_write_uint(&w, (uint64_t)has);
+            yjs_write_uint(&w, e[i].client);
+            yjs_write_uint(&w, e[i].clock);
+            yjs_write_uint(&w, (uint64_t)has);
             if (has)
-                party__yjs_write_array(&w, e[i].state, e[i].state_len);
+                yjs_write_array(&w, e[i].state, e[i].state_len);
         }
-        rc = party__yjs_writer_finish(&w, &data, &len);
+        rc = yjs_writer_finish(&w, &data, &len);
         if (rc == PARTY_ETOOBIG && with_states)
             continue;
         if (rc != 0)
@@ -415,7 +415,7 @@ static int conn_set_awareness(party_conn *conn, const awareness_entry *e, size_t
 }
 
 typedef struct awareness_collect {
-    party__yjs_writer body;
+    yjs_writer body;
     size_t count;
 } awareness_collect;
 
@@ -426,9 +426,9 @@ static int collect_awareness_cb(party_conn *conn, void *arg) {
     for (i = 0; i < n; i++) {
         if (e[i].state == NULL)
             continue;
-        party__yjs_write_uint(&c->body, e[i].client);
-        party__yjs_write_uint(&c->body, e[i].clock);
-        party__yjs_write_array(&c->body, e[i].state, e[i].state_len);
+        yjs_write_uint(&c->body, e[i].client);
+        yjs_write_uint(&c->body, e[i].clock);
+        yjs_write_array(&c->body, e[i].state, e[i].state_len);
         c->count++;
     }
     return 0;
@@ -437,30 +437,30 @@ static int collect_awareness_cb(party_conn *conn, void *arg) {
 /* Sends every known awareness state to conn, if there is any. */
 static int send_all_awareness(party_room *room, party_conn *conn) {
     awareness_collect c;
-    party__yjs_writer inner, w;
+    yjs_writer inner, w;
     uint8_t *msg;
     size_t msg_len;
     int rc;
 
     c.count = 0;
-    party__yjs_writer_init(&c.body, PARTY__YJS_MAX_UPDATE);
+    yjs_writer_init(&c.body, YJS_MAX_UPDATE);
     party_room_foreach_conn(room, NULL, collect_awareness_cb, &c);
     if (c.count == 0 || c.body.err != 0) {
         rc = c.body.err;
-        party__yjs_writer_release(&c.body);
+        yjs_writer_release(&c.body);
         return rc;
     }
-    party__yjs_writer_init(&inner, PARTY__YJS_MAX_UPDATE);
-    party__yjs_write_uint(&inner, c.count);
-    party__yjs_write_raw(&inner, c.body.data, c.body.len);
-    party__yjs_writer_release(&c.body);
-    party__yjs_writer_init(&w, PARTY__YJS_MAX_UPDATE + 16);
-    party__yjs_write_uint(&w, MSG_AWARENESS);
-    party__yjs_write_array(&w, inner.data, inner.len);
+    yjs_writer_init(&inner, YJS_MAX_UPDATE);
+    yjs_write_uint(&inner, c.count);
+    yjs_write_raw(&inner, c.body.data, c.body.len);
+    yjs_writer_release(&c.body);
+    yjs_writer_init(&w, YJS_MAX_UPDATE + 16);
+    yjs_write_uint(&w, MSG_AWARENESS);
+    yjs_write_array(&w, inner.data, inner.len);
     if (inner.err != 0)
         w.err = inner.err;
-    party__yjs_writer_release(&inner);
-    if ((rc = party__yjs_writer_finish(&w, &msg, &msg_len)) != 0)
+    yjs_writer_release(&inner);
+    if ((rc = yjs_writer_finish(&w, &msg, &msg_len)) != 0)
         return rc;
     rc = party_conn_send(conn, msg, msg_len, 1);
     free(msg);
@@ -477,18 +477,18 @@ static void handle_awareness(party_room *room, party_conn *conn, const void *msg
     awareness_entry old[MAX_AWARENESS_CLIENTS], next[MAX_AWARENESS_CLIENTS];
     awareness_entry got[MAX_AWARENESS_CLIENTS];
     size_t n_old = conn_awareness(conn, old), n_next = 0, n_got, k;
-    party__yjs_reader r = party__yjs_reader_make(update, len);
+    yjs_reader r = yjs_reader_make(update, len);
     uint8_t *trimmed = NULL;
     uint64_t count, c;
 
-    if (party__yjs_read_uint(&r, &count) != 0)
+    if (yjs_read_uint(&r, &count) != 0)
         return;
     n_got = count < MAX_AWARENESS_CLIENTS ? (size_t)count : MAX_AWARENESS_CLIENTS;
     for (c = 0; c < n_got; c++) {
         awareness_entry *e = &got[c];
-        if (party__yjs_read_uint(&r, &e->client) != 0 || party__yjs_read_uint(&r, &e->clock) != 0 ||
-            party__yjs_read_array(&r, &e->state, &e->state_len) != 0 ||
-            party__yjs_json_check(e->state, e->state_len) != 0)
+        if (yjs_read_uint(&r, &e->client) != 0 || yjs_read_uint(&r, &e->clock) != 0 ||
+            yjs_read_array(&r, &e->state, &e->state_len) != 0 ||
+            yjs_json_check(e->state, e->state_len) != 0)
             return; /* malformed: neither kept nor forwarded */
     }
     memcpy(next, old, n_old * sizeof(*old));
@@ -508,22 +508,22 @@ static void handle_awareness(party_room *room, party_conn *conn, const void *msg
     }
     if (count > n_got) {
         /* Forward only the entries read. */
-        party__yjs_writer inner, w;
+        yjs_writer inner, w;
         size_t trimmed_len;
-        party__yjs_writer_init(&inner, len);
-        party__yjs_write_uint(&inner, n_got);
+        yjs_writer_init(&inner, len);
+        yjs_write_uint(&inner, n_got);
         for (c = 0; c < n_got; c++) {
-            party__yjs_write_uint(&inner, got[c].client);
-            party__yjs_write_uint(&inner, got[c].clock);
-            party__yjs_write_array(&inner, got[c].state, got[c].state_len);
+            yjs_write_uint(&inner, got[c].client);
+            yjs_write_uint(&inner, got[c].clock);
+            yjs_write_array(&inner, got[c].state, got[c].state_len);
         }
-        party__yjs_writer_init(&w, msg_len);
-        party__yjs_write_uint(&w, MSG_AWARENESS);
-        party__yjs_write_array(&w, inner.data, inner.len);
+        yjs_writer_init(&w, msg_len);
+        yjs_write_uint(&w, MSG_AWARENESS);
+        yjs_write_array(&w, inner.data, inner.len);
         if (inner.err != 0)
             w.err = inner.err;
-        party__yjs_writer_release(&inner);
-        if (party__yjs_writer_finish(&w, &trimmed, &trimmed_len) != 0)
+        yjs_writer_release(&inner);
+        if (yjs_writer_finish(&w, &trimmed, &trimmed_len) != 0)
             return;
         msg = trimmed;
         msg_len = trimmed_len;
@@ -539,27 +539,27 @@ static void handle_awareness(party_room *room, party_conn *conn, const void *msg
 static void broadcast_awareness_removed(party_room *room, party_conn *conn) {
     awareness_entry e[MAX_AWARENESS_CLIENTS];
     size_t n = conn_awareness(conn, e), i;
-    party__yjs_writer inner, w;
+    yjs_writer inner, w;
     uint8_t *msg;
     size_t msg_len;
     const char *exclude[1];
 
     if (n == 0)
         return;
-    party__yjs_writer_init(&inner, PARTY_MAX_CONN_STATE + 64);
-    party__yjs_write_uint(&inner, n);
+    yjs_writer_init(&inner, PARTY_MAX_CONN_STATE + 64);
+    yjs_write_uint(&inner, n);
     for (i = 0; i < n; i++) {
-        party__yjs_write_uint(&inner, e[i].client);
-        party__yjs_write_uint(&inner, e[i].clock + 1);
-        party__yjs_write_array(&inner, "null", 4);
+        yjs_write_uint(&inner, e[i].client);
+        yjs_write_uint(&inner, e[i].clock + 1);
+        yjs_write_array(&inner, "null", 4);
     }
-    party__yjs_writer_init(&w, PARTY_MAX_CONN_STATE + 128);
-    party__yjs_write_uint(&w, MSG_AWARENESS);
-    party__yjs_write_array(&w, inner.data, inner.len);
+    yjs_writer_init(&w, PARTY_MAX_CONN_STATE + 128);
+    yjs_write_uint(&w, MSG_AWARENESS);
+    yjs_write_array(&w, inner.data, inner.len);
     if (inner.err != 0)
         w.err = inner.err;
-    party__yjs_writer_release(&inner);
-    if (party__yjs_writer_finish(&w, &msg, &msg_len) != 0)
+    yjs_writer_release(&inner);
+    if (yjs_writer_finish(&w, &msg, &msg_len) != 0)
         return;
     exclude[0] = party_conn_id(conn);
     party_room_broadcast(room, msg, msg_len, 1, exclude, 1, NULL);
@@ -579,7 +579,7 @@ static void handle_update(party_room *room, party_conn *conn, yjs_room *y, const
 
     if (party_yjs_conn_readonly(conn))
         return; /* read-only: may sync, not write */
-    rc = party__yjs_update_measure(update, len, &n_structs, &n_ranges);
+    rc = yjs_update_measure(update, len, &n_structs, &n_ranges);
     if (rc == PARTY_ETOOBIG) {
         party_conn_close(conn, 1009, "Yjs update too big");
         return;
@@ -588,7 +588,7 @@ static void handle_update(party_room *room, party_conn *conn, yjs_room *y, const
         party_conn_close(conn, rc == PARTY_ENOMEM ? 1011 : 1003, "invalid Yjs update");
         return;
     }
-    if (party__yjs_update_is_empty(update, len))
+    if (yjs_update_is_empty(update, len))
         return;
     /* Refused before it is stored: once stored, an update that made the
      * document unmergeable would break the room for everyone. */
@@ -607,12 +607,12 @@ static void handle_update(party_room *room, party_conn *conn, yjs_room *y, const
     y->rows++;
     y->row_bytes += len;
     if (!is_update_msg) {
-        party__yjs_writer w;
-        party__yjs_writer_init(&w, PARTY__YJS_MAX_UPDATE + 32);
-        party__yjs_write_uint(&w, MSG_SYNC);
-        party__yjs_write_uint(&w, SYNC_UPDATE);
-        party__yjs_write_array(&w, update, len);
-        if (party__yjs_writer_finish(&w, &relay, &relay_len) != 0) {
+        yjs_writer w;
+        yjs_writer_init(&w, YJS_MAX_UPDATE + 32);
+        yjs_write_uint(&w, MSG_SYNC);
+        yjs_write_uint(&w, SYNC_UPDATE);
+        yjs_write_array(&w, update, len);
+        if (yjs_writer_finish(&w, &relay, &relay_len) != 0) {
             party_conn_close(conn, 1011, "out of memory");
             return;
         }
@@ -632,7 +632,7 @@ static void handle_update(party_room *room, party_conn *conn, yjs_room *y, const
     }
 }
 
-static void handle_sync(party_room *room, party_conn *conn, yjs_room *y, party__yjs_reader *r,
+static void handle_sync(party_room *room, party_conn *conn, yjs_room *y, yjs_reader *r,
                         const void *msg, size_t msg_len) {
     uint64_t subtype;
     const uint8_t *payload;
@@ -640,12 +640,12 @@ static void handle_sync(party_room *room, party_conn *conn, yjs_room *y, party__
     uint8_t *diff;
     size_t diff_len;
 
-    if (party__yjs_read_uint(r, &subtype) != 0 || party__yjs_read_array(r, &payload, &len) != 0)
+    if (yjs_read_uint(r, &subtype) != 0 || yjs_read_array(r, &payload, &len) != 0)
         return;
     switch (subtype) {
     case SYNC_STEP1:
         if (doc_flush(y) != 0 ||
-            party__yjs_diff(y->doc, y->doc_len, payload, len, &diff, &diff_len) != 0) {
+            yjs_diff(y->doc, y->doc_len, payload, len, &diff, &diff_len) != 0) {
             /* A malformed state vector: the client is broken. */
             party_conn_close(conn, 1003, "invalid Yjs state vector");
             return;
@@ -740,7 +740,7 @@ void party_yjs_on_connect(party_room *room, party_conn *conn, const party_reques
 void party_yjs_on_message_with(party_room *room, party_conn *conn, const void *data, size_t len,
                                int binary, party_yjs_custom_cb custom) {
     yjs_room *y = party_room_state(room);
-    party__yjs_reader r = party__yjs_reader_make(data, len);
+    yjs_reader r = yjs_reader_make(data, len);
     uint64_t type;
     const uint8_t *payload;
     size_t payload_len;
@@ -755,14 +755,14 @@ void party_yjs_on_message_with(party_room *room, party_conn *conn, const void *d
         }
         return;
     }
-    if (party__yjs_read_uint(&r, &type) != 0)
+    if (yjs_read_uint(&r, &type) != 0)
         return;
     switch (type) {
     case MSG_SYNC:
         handle_sync(room, conn, y, &r, data, len);
         return;
     case MSG_AWARENESS:
-        if (party__yjs_read_array(&r, &payload, &payload_len) == 0)
+        if (yjs_read_array(&r, &payload, &payload_len) == 0)
             handle_awareness(room, conn, data, len, payload, payload_len);
         return;
     case MSG_QUERY_AWARENESS:

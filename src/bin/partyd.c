@@ -16,7 +16,7 @@
 #include "cli.h"
 #include "log.h"
 #include "party.h"
-#include "../parties/parties.h"
+#include "parties.h"
 
 #define MAX_LOADED_PARTIES 64
 #define MAX_THREADS 64 /* the runtime's ceiling on event loops */
