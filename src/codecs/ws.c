@@ -12,6 +12,7 @@
 #include "digest.h"
 #include "party.h"
 #include "utf8.h"
+#include "alloc.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define WS_GUID_LEN (sizeof(WS_GUID) - 1)
@@ -244,21 +245,21 @@ static int frame_header_parse(const party__ws_reader *r, const unsigned char *p,
 /* The buffers exist only while a frame or a message is incomplete. */
 static void drop_buffers_if_empty(party__ws_reader *r) {
     if (r->b != NULL && r->b->partial == NULL && r->b->msg == NULL) {
-        free(r->b);
+        party__free(r->b);
         r->b = NULL;
     }
 }
 
 static int ensure_buffers(party__ws_reader *r) {
     if (r->b == NULL)
-        r->b = calloc(1, sizeof(*r->b));
+        r->b = party__calloc(1, sizeof(*r->b));
     return r->b != NULL ? 0 : -1;
 }
 
 static void free_partial(party__ws_reader *r) {
     if (r->b == NULL)
         return;
-    free(r->b->partial);
+    party__free(r->b->partial);
     r->b->partial = NULL;
     r->b->partial_len = r->b->partial_cap = 0;
     drop_buffers_if_empty(r);
@@ -266,7 +267,7 @@ static void free_partial(party__ws_reader *r) {
 
 static void free_msg(party__ws_reader *r) {
     if (r->b != NULL) {
-        free(r->b->msg);
+        party__free(r->b->msg);
         r->b->msg = NULL;
         r->b->msg_len = r->b->msg_cap = 0;
         drop_buffers_if_empty(r);
@@ -311,7 +312,7 @@ static int grow(char **ptr, size_t *cap, size_t need, size_t limit) {
         new_cap = need;
     if (new_cap > limit)
         new_cap = limit;
-    p = realloc(*ptr, new_cap);
+    p = party__realloc(*ptr, new_cap);
     if (p == NULL)
         return PARTY_ENOMEM;
     *ptr = p;

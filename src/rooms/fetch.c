@@ -25,6 +25,7 @@
 #include "router.h"
 #include "runtime.h"
 #include "utf8.h"
+#include "alloc.h"
 
 #define FETCH_TIMEOUT_DEFAULT 30.0
 #define ANSWER_BUF_FIRST 4096
@@ -223,10 +224,10 @@ void party__fetch_free(party__fetch *f) {
         return;
     party__buf_release(f->request);
     party__response_free(&f->res);
-    free(f->in);
-    free(f->caller_name);
-    free(f->tag);
-    free(f);
+    party__free(f->in);
+    party__free(f->caller_name);
+    party__free(f->tag);
+    party__free(f);
 }
 
 /* ---- finishing ---- */
@@ -235,7 +236,7 @@ static void on_io_closed(uv_handle_t *handle) {
     fetch_io *io = handle->data;
     if (--io->open == 0) {
         party__buf_release(io->request);
-        free(io);
+        party__free(io);
     }
 }
 
@@ -277,7 +278,7 @@ static void fetch_finish(party__fetch *f) {
         f->io = NULL;
     }
     list_remove(f);
-    free(f->in);
+    party__free(f->in);
     f->in = NULL;
     f->in_len = f->in_cap = 0;
     fetch_post(f);
@@ -336,7 +337,7 @@ static int answer_parse(party__fetch *f, int eof, const char **why) {
                                           h->value.len) != 0)
             return -1;
     }
-    body = malloc(answer.body.len + 1);
+    body = party__malloc(answer.body.len + 1);
     if (body == NULL)
         return -1;
     if (answer.body.len > 0)
@@ -362,7 +363,7 @@ static void on_answer_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out
             cap = f->in_max;
         if (cap <= f->in_cap)
             return; /* full: UV_ENOBUFS */
-        grown = realloc(f->in, cap);
+        grown = party__realloc(f->in, cap);
         if (grown == NULL)
             return;
         f->in = grown;
@@ -439,7 +440,7 @@ static void fetch_start(party__fetch *f) {
         party__fetch_free(f);
         return;
     }
-    io = calloc(1, sizeof(*io));
+    io = party__calloc(1, sizeof(*io));
     if (io == NULL) {
         party__log_error(rt, "room %s/%s: out of memory starting request %s; dropped",
                          f->caller_party->name, f->caller_name ? f->caller_name : f->caller_id,
@@ -577,7 +578,7 @@ int party_room_fetch(party_room *room, const char *party, const char *room_name,
         method = "GET";
     if (path == NULL)
         path = "";
-    f = calloc(1, sizeof(*f));
+    f = party__calloc(1, sizeof(*f));
     if (f == NULL)
         return PARTY_ENOMEM;
     f->rt = rt;
@@ -594,8 +595,9 @@ int party_room_fetch(party_room *room, const char *party, const char *room_name,
     party__random_hex(32, f->id);
     f->request = request_build(room, f->target != NULL ? f->target->name : party, room_name, method,
                                path, headers, body, len, &err);
-    if (f->request == NULL || (room->by_name && (f->caller_name = strdup(room->name)) == NULL) ||
-        (tag != NULL && (f->tag = strdup(tag)) == NULL)) {
+    if (f->request == NULL ||
+        (room->by_name && (f->caller_name = party__strdup(room->name)) == NULL) ||
+        (tag != NULL && (f->tag = party__strdup(tag)) == NULL)) {
         if (f->request != NULL)
             err = PARTY_ENOMEM;
         party__fetch_free(f);

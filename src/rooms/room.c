@@ -17,6 +17,7 @@
 #include "log.h"
 #include "slab.h"
 #include "utf8.h"
+#include "alloc.h"
 
 /* ---- ids and the room table ---- */
 
@@ -42,7 +43,7 @@ static size_t id_hash(const char *id) {
 
 static int table_grow(party_runtime *rt) {
     size_t cap = rt->rooms_cap ? rt->rooms_cap * 2 : 64;
-    party_room **table = calloc(cap, sizeof(*table));
+    party_room **table = party__calloc(cap, sizeof(*table));
     size_t i;
 
     if (table == NULL)
@@ -57,7 +58,7 @@ static int table_grow(party_runtime *rt) {
             room = next;
         }
     }
-    free(rt->rooms);
+    party__free(rt->rooms);
     rt->rooms = table;
     rt->rooms_cap = cap;
     return 0;
@@ -114,7 +115,8 @@ static party_room *room_new(party_runtime *rt, const party__party *party, const 
     room->party = party;
     memcpy(room->id, id, PARTY_ID_MAX);
     if (name != NULL) {
-        room->name = name_size <= PARTY__ROOM_NAME_INLINE ? room->name_inline : malloc(name_size);
+        room->name =
+            name_size <= PARTY__ROOM_NAME_INLINE ? room->name_inline : party__malloc(name_size);
         if (room->name == NULL) {
             room_release(rt, room);
             return NULL;
@@ -181,9 +183,9 @@ party_room *party__room_find(party_runtime *rt, const char *id) {
 
 int party__room_set_props(party_room *room, const char *props) {
     char *copy = NULL;
-    if (props != NULL && (copy = strdup(props)) == NULL)
+    if (props != NULL && (copy = party__strdup(props)) == NULL)
         return PARTY_ENOMEM;
-    free(room->props);
+    party__free(room->props);
     room->props = copy;
     return 0;
 }
@@ -197,11 +199,11 @@ void party__room_destroy(party_room *room) {
         if (ev->conn != NULL)
             party__conn_unref(ev->conn);
         party__fetch_free(ev->fetch);
-        free(ev);
+        party__free(ev);
     }
     if (room->name != room->name_inline)
-        free(room->name);
-    free(room->props);
+        party__free(room->name);
+    party__free(room->props);
     room_release(room->rt, room);
 }
 
@@ -294,14 +296,14 @@ static int conn_set_tags(party_conn *conn, const char *const *tags, size_t n) {
     char **block;
     char *cursor;
 
-    free(conn->tags);
+    party__free(conn->tags);
     conn->tags = NULL;
     conn->n_tags = 1;
     if (n == 0)
         return 0;
     for (i = 0; i < n; i++)
         total += strlen(tags[i]) + 1;
-    block = malloc(total);
+    block = party__malloc(total);
     if (block == NULL)
         return PARTY_ENOMEM;
     cursor = (char *)(block + n + 1);
@@ -531,7 +533,7 @@ int party__room_post(party_room *room, const party__event *ev) {
         party__room_run(room);
         return 0;
     }
-    copy = malloc(sizeof(*copy) + ev->data.len);
+    copy = party__malloc(sizeof(*copy) + ev->data.len);
     if (copy == NULL)
         return PARTY_ENOMEM;
     *copy = *ev;

@@ -12,6 +12,7 @@
 #include "cron.h"
 #include "log.h"
 #include "loops.h"
+#include "alloc.h"
 
 int64_t party__room_wake(const party_room *room) {
     if (room->alarm_at == 0)
@@ -49,18 +50,18 @@ static int collect_due(const party__schedule *sc, void *arg) {
 
     if (due->n == due->cap) {
         size_t cap = due->cap ? due->cap * 2 : 8;
-        party__schedule *items = realloc(due->items, cap * sizeof(*items));
+        party__schedule *items = party__realloc(due->items, cap * sizeof(*items));
         char **strings;
         if (items == NULL)
             return PARTY_ENOMEM;
         due->items = items;
-        strings = realloc(due->strings, cap * sizeof(*strings));
+        strings = party__realloc(due->strings, cap * sizeof(*strings));
         if (strings == NULL)
             return PARTY_ENOMEM;
         due->strings = strings;
         due->cap = cap;
     }
-    block = malloc(id_len + name_len + cron_len + sc->len + 1);
+    block = party__malloc(id_len + name_len + cron_len + sc->len + 1);
     if (block == NULL)
         return PARTY_ENOMEM;
     item = &due->items[due->n];
@@ -123,10 +124,10 @@ static void run_due_schedules(party_room *room, int64_t now) {
         if (rc != 0)
             party__log_warn(room->rt, "room %s/%s: on_schedule '%s' failed (%d)", room->party->name,
                             room->name ? room->name : room->id, sc->name, rc);
-        free(due.strings[i]);
+        party__free(due.strings[i]);
     }
-    free(due.items);
-    free(due.strings);
+    party__free(due.items);
+    party__free(due.strings);
     room->sched_next = party__store_sched_earliest(room->store);
 }
 

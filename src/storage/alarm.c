@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
+
 /* Re-arm at least this often, so a wall clock that jumps is noticed. */
 #define MAX_TIMER_MS 60000
 /* While the wake callback holds entries back, look again this often:
@@ -42,7 +44,7 @@ static alarm_node *node_find(party__alarms *a, const char *id) {
 
 static int buckets_grow(party__alarms *a) {
     size_t cap = a->buckets_cap ? a->buckets_cap * 2 : 1024, i;
-    alarm_node **buckets = calloc(cap, sizeof(*buckets));
+    alarm_node **buckets = party__calloc(cap, sizeof(*buckets));
     size_t old_cap = a->buckets_cap;
     alarm_node **old = a->buckets;
 
@@ -59,7 +61,7 @@ static int buckets_grow(party__alarms *a) {
             buckets[b] = n;
         }
     }
-    free(old);
+    party__free(old);
     return 0;
 }
 
@@ -115,7 +117,7 @@ static void heap_remove(party__alarms *a, alarm_node *node) {
         sift_down(a, last->heap_pos);
     }
     node_unhash(a, node);
-    free(node);
+    party__free(node);
 }
 
 /* ---- the timer ---- */
@@ -167,9 +169,9 @@ void party__alarms_close(party__alarms *a) {
     if (!a->started)
         return;
     for (i = 0; i < a->len; i++)
-        free(a->heap[i]);
-    free(a->heap);
-    free(a->buckets);
+        party__free(a->heap[i]);
+    party__free(a->heap);
+    party__free(a->buckets);
     a->heap = NULL;
     a->buckets = NULL;
     a->len = a->cap = a->buckets_cap = 0;
@@ -205,13 +207,13 @@ int party__alarms_put(party__alarms *a, const char *room_id, uint32_t tag, int64
         return PARTY_ENOMEM;
     if (a->len == a->cap) {
         size_t cap = a->cap ? a->cap * 2 : 1024;
-        alarm_node **grown = realloc(a->heap, cap * sizeof(*grown));
+        alarm_node **grown = party__realloc(a->heap, cap * sizeof(*grown));
         if (grown == NULL)
             return PARTY_ENOMEM;
         a->heap = grown;
         a->cap = cap;
     }
-    node = malloc(sizeof(*node));
+    node = party__malloc(sizeof(*node));
     if (node == NULL)
         return PARTY_ENOMEM;
     node->due = due_ms;

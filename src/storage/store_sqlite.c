@@ -20,6 +20,7 @@
 #include <sqlite3.h>
 
 #include "utf8.h"
+#include "alloc.h"
 
 /* ---- format versions ---- */
 
@@ -234,28 +235,28 @@ static void sqlite_close(party__backend *be_) {
     index_statements_finalize(be);
     sqlite3_close(be->index);
     uv_mutex_destroy(&be->index_mutex);
-    free(be->data_dir);
-    free(be);
+    party__free(be->data_dir);
+    party__free(be);
 }
 
 static int sqlite_open(const party__backend_config *cfg, party__backend **out, char *why,
                        size_t why_len) {
-    sqlite_backend *be = calloc(1, sizeof(*be));
+    sqlite_backend *be = party__calloc(1, sizeof(*be));
     char path[4096];
     int rc, existed = 1;
 
     *out = NULL;
     if (be == NULL || uv_mutex_init(&be->index_mutex) != 0) {
-        free(be);
+        party__free(be);
         snprintf(why, why_len, "out of memory");
         return PARTY_ENOMEM;
     }
     be->base.ops = &sqlite_ops;
     be->base.commit_on_loop = !cfg->durability_full;
     be->durability_full = cfg->durability_full;
-    if (cfg->data_dir != NULL && (be->data_dir = strdup(cfg->data_dir)) == NULL) {
+    if (cfg->data_dir != NULL && (be->data_dir = party__strdup(cfg->data_dir)) == NULL) {
         uv_mutex_destroy(&be->index_mutex);
-        free(be);
+        party__free(be);
         snprintf(why, why_len, "out of memory");
         return PARTY_ENOMEM;
     }
@@ -391,7 +392,7 @@ static void sqlite_unload(party__room_store *rs) {
     sqlite3_finalize(s->meta_put);
     sqlite3_finalize(s->meta_get);
     sqlite3_close_v2(s->db);
-    free(s);
+    party__free(s);
 }
 
 static int room_alarm_get(party__room_store *rs, int64_t *at_ms, int *retries);
@@ -407,7 +408,7 @@ static int sqlite_load(party__backend *be_, const char *room_id, const char *par
 
     *out = NULL;
     memset(loaded, 0, sizeof(*loaded));
-    s = calloc(1, sizeof(*s));
+    s = party__calloc(1, sizeof(*s));
     if (s == NULL) {
         snprintf(why, why_len, "out of memory");
         return PARTY_ENOMEM;
@@ -421,13 +422,13 @@ static int sqlite_load(party__backend *be_, const char *room_id, const char *par
         snprintf(dir, sizeof(dir), "%s/rooms", be->data_dir);
         if (make_dir(be->data_dir) != 0 || make_dir(dir) != 0) {
             snprintf(why, why_len, "cannot create %s: %s", dir, strerror(errno));
-            free(s);
+            party__free(s);
             return PARTY_EIO;
         }
         snprintf(dir, sizeof(dir), "%s/rooms/%.2s", be->data_dir, room_id);
         if (make_dir(dir) != 0 || party__store_path(be->data_dir, room_id, path, sizeof(path))) {
             snprintf(why, why_len, "cannot create %s: %s", dir, strerror(errno));
-            free(s);
+            party__free(s);
             return PARTY_EIO;
         }
     } else {
@@ -598,7 +599,7 @@ static int pairs_get(sqlite_room *s, sqlite3_stmt *get, int begin, const char *k
     rc = sqlite3_step(get);
     if (rc == SQLITE_ROW) {
         size_t n = (size_t)sqlite3_column_bytes(get, 0);
-        char *copy = malloc(n + 1);
+        char *copy = party__malloc(n + 1);
         if (copy == NULL) {
             r = PARTY_ENOMEM;
         } else {
@@ -646,7 +647,7 @@ static int pairs_list(sqlite_room *s, const char *table, const char *prefix, par
     /* A fresh statement per call, so fn may read or list again. Keys with
      * the prefix sort below prefix + 0xFF (no UTF-8 byte is 0xFF). */
     if (plen > 0) {
-        upper = malloc(plen + 2);
+        upper = party__malloc(plen + 2);
         if (upper == NULL)
             return PARTY_ENOMEM;
         memcpy(upper, prefix, plen);
@@ -664,7 +665,7 @@ static int pairs_list(sqlite_room *s, const char *table, const char *prefix, par
         rc = sqlite3_prepare_v2(s->db, sql, -1, &stmt, NULL);
     }
     if (rc != SQLITE_OK) {
-        free(upper);
+        party__free(upper);
         return PARTY_EIO;
     }
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
@@ -676,7 +677,7 @@ static int pairs_list(sqlite_room *s, const char *table, const char *prefix, par
     if (r == 0 && rc != SQLITE_DONE)
         r = PARTY_EIO;
     sqlite3_finalize(stmt);
-    free(upper);
+    party__free(upper);
     return r;
 }
 

@@ -24,6 +24,7 @@
 #include "runtime.h"
 #include "slab.h"
 #include "utf8.h"
+#include "alloc.h"
 
 /* A request buffer starts small (a WebSocket handshake is a few hundred
  * bytes) and doubles while a request needs more, up to its limits. */
@@ -97,11 +98,11 @@ static uint32_t slot_take(party_runtime *rt, party__transport *t) {
         uint32_t *spare;
         if (cap > UINT32_MAX)
             return 0;
-        slots = realloc(rt->transport_slots, cap * sizeof(*slots));
+        slots = party__realloc(rt->transport_slots, cap * sizeof(*slots));
         if (slots == NULL)
             return 0;
         rt->transport_slots = slots;
-        spare = realloc(rt->transport_free, cap * sizeof(*spare));
+        spare = party__realloc(rt->transport_free, cap * sizeof(*spare));
         if (spare == NULL)
             return 0;
         rt->transport_free = spare;
@@ -138,9 +139,9 @@ static void transport_free(party_conn *conn) {
 }
 
 void party__conn_slots_free(party_runtime *rt) {
-    free(rt->transport_slots);
+    party__free(rt->transport_slots);
     rt->transport_slots = NULL;
-    free(rt->transport_free);
+    party__free(rt->transport_free);
     rt->transport_free = NULL;
     rt->transport_slots_cap = rt->n_transport_free = 0;
 }
@@ -171,13 +172,13 @@ static void conn_free(party_conn *conn) {
     for (i = 0; i < conn->out_len; i++)
         party__buf_release(*out_slot(conn, i));
     if (conn->out_cap > 1)
-        free(conn->out);
+        party__free(conn->out);
     party__conn_end_http(conn);
     party__ws_reader_reset(&conn->reader);
     if (conn->id != NULL && ident_block(conn) != conn->ident)
-        free(ident_block(conn)); /* the uri lives in the same block */
-    free(conn->tags);
-    free(conn->state);
+        party__free(ident_block(conn)); /* the uri lives in the same block */
+    party__free(conn->tags);
+    party__free(conn->state);
     transport_free(conn);
     if (!conn->handed_off) /* other loops read the total: atomic */
         __atomic_fetch_sub(&rt->n_conns, 1, __ATOMIC_RELAXED);
@@ -192,7 +193,7 @@ void party__conn_unref(party_conn *conn) {
 }
 
 static void on_timer_closed(uv_handle_t *handle) {
-    free(handle);
+    party__free(handle);
 }
 
 /* The block is freed once its last timer's close callback has run. */
@@ -200,7 +201,7 @@ static void on_block_timer_closed(uv_handle_t *handle) {
     party_runtime *rt = handle->loop->data;
     assert(rt->timer_block_open > 0);
     if (--rt->timer_block_open == 0) {
-        free(rt->timer_block);
+        party__free(rt->timer_block);
         rt->timer_block = NULL;
         rt->trim_pending = 1; /* its pages go back at the next tick */
     }
@@ -240,7 +241,7 @@ static void conn_timer_stop(party_conn *conn) {
 /* Allocates the pool's block; its timers become the spare ones. */
 static int timer_block_new(party_runtime *rt) {
     size_t i;
-    rt->timer_block = malloc(PARTY__SPARE_TIMERS * sizeof(uv_timer_t));
+    rt->timer_block = party__malloc(PARTY__SPARE_TIMERS * sizeof(uv_timer_t));
     if (rt->timer_block == NULL)
         return PARTY_ENOMEM;
     for (i = PARTY__SPARE_TIMERS; i-- > 0;) {
@@ -260,7 +261,7 @@ static void conn_timer_start(party_conn *conn, uint64_t ms, uv_timer_cb cb) {
         if (rt->n_spare_timers > 0) {
             conn->timer = rt->spare_timers[--rt->n_spare_timers];
         } else {
-            conn->timer = malloc(sizeof(*conn->timer));
+            conn->timer = party__malloc(sizeof(*conn->timer));
             if (conn->timer == NULL)
                 return; /* no timeout then; the connection still works */
             uv_timer_init(&rt->loop, conn->timer);
@@ -274,8 +275,8 @@ static void spare_sessions_free(party_runtime *rt) {
     while (rt->spare_sessions != NULL) {
         party__http_session *s = rt->spare_sessions;
         rt->spare_sessions = s->next_spare;
-        free(s->buf);
-        free(s);
+        party__free(s->buf);
+        party__free(s);
     }
     rt->n_spare_sessions = 0;
 }
@@ -423,14 +424,14 @@ static int conn_enqueue(party_conn *conn, party__buf *buf) {
         conn->out_cap = 1; /* the inline slot */
     } else if (conn->out_len == conn->out_cap) {
         uint32_t cap = conn->out_cap == 1 ? 4 : conn->out_cap * 2;
-        party__buf **grown = malloc(cap * sizeof(*grown));
+        party__buf **grown = party__malloc(cap * sizeof(*grown));
         uint32_t i;
         if (grown == NULL)
             return PARTY_ENOMEM;
         for (i = 0; i < conn->out_len; i++)
             grown[i] = *out_slot(conn, i);
         if (conn->out_cap > 1)
-            free(conn->out);
+            party__free(conn->out);
         conn->out = grown;
         conn->out_head = 0;
         conn->out_cap = cap;
@@ -463,7 +464,7 @@ void party__conn_consume(party_conn *conn, size_t n) {
 
 void party__conn_trim(party_conn *conn) {
     if (conn->out_len == 0 && conn->out_cap > 1) {
-        free(conn->out);
+        party__free(conn->out);
         conn->out = NULL;
         conn->out_head = 0;
         conn->out_cap = 0;
@@ -627,7 +628,7 @@ static int http_session_new(party_conn *conn) {
         buf = s->buf;
         cap = buf != NULL ? s->cap : 0;
     } else {
-        s = malloc(sizeof(*s));
+        s = party__malloc(sizeof(*s));
         if (s == NULL)
             return PARTY_ENOMEM;
     }
@@ -646,8 +647,8 @@ static void http_session_free(party__http_session *s) {
         return;
     if (s->have_preq)
         party__request_free(&s->preq);
-    free(s->buf);
-    free(s);
+    party__free(s->buf);
+    party__free(s);
 }
 
 void party__conn_end_http(party_conn *conn) {
@@ -661,7 +662,7 @@ void party__conn_end_http(party_conn *conn) {
     if (s->have_preq)
         party__request_free(&s->preq);
     if (s->cap > SPARE_BUF_MAX) {
-        free(s->buf);
+        party__free(s->buf);
         s->buf = NULL;
         s->cap = 0;
     }
@@ -671,8 +672,8 @@ void party__conn_end_http(party_conn *conn) {
         rt->n_spare_sessions++;
         return;
     }
-    free(s->buf);
-    free(s);
+    party__free(s->buf);
+    party__free(s);
 }
 
 /* 1 while input belongs behind a request in the HTTP buffer: while one is
@@ -699,7 +700,7 @@ static NOT_INLINED int http_input_space(party_conn *conn, uv_buf_t *out) {
     if (want > s->max)
         want = s->max;
     if (want > s->cap) {
-        char *grown = realloc(s->buf, want);
+        char *grown = party__realloc(s->buf, want);
         if (grown == NULL) {
             party__log_error(rt, "conn %s: out of memory for a read buffer",
                              conn->id ? conn->id : "-");
@@ -985,7 +986,7 @@ int party__conn_begin_upgrade(party_conn *conn, struct party_room *room, const c
     /* id and uri share one block, inside the struct when it fits (a
      * partysocket URL does): an idle connection should cost one slab slot
      * and nothing else. */
-    char *block = need <= sizeof(conn->ident) ? conn->ident : malloc(need);
+    char *block = need <= sizeof(conn->ident) ? conn->ident : party__malloc(need);
     if (block == NULL)
         return PARTY_ENOMEM;
     if (tail) {
@@ -1046,12 +1047,12 @@ void party__conn_start_ws(party_conn *conn) {
     }
     party__conn_end_http(conn);
     if (conn->phase != PARTY__CONN_OPEN && conn->phase != PARTY__CONN_CLOSING) {
-        free(rest);
+        party__free(rest);
         return;
     }
     if (rest != NULL) {
         conn_feed_ws(conn, rest, rest_len);
-        free(rest);
+        party__free(rest);
     }
     if (conn->phase == PARTY__CONN_OPEN || conn->phase == PARTY__CONN_CLOSING)
         if (!conn->close_received)
@@ -1498,12 +1499,12 @@ int party_conn_set_state(party_conn *conn, const void *data, size_t len) {
     if (len > PARTY_MAX_CONN_STATE)
         return PARTY_ETOOBIG;
     if (len > 0) {
-        copy = malloc(len);
+        copy = party__malloc(len);
         if (copy == NULL)
             return PARTY_ENOMEM;
         memcpy(copy, data, len);
     }
-    free(conn->state);
+    party__free(conn->state);
     conn->state = copy;
     conn->state_len = len;
     return 0;
