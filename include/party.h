@@ -236,9 +236,10 @@ PARTY_EXTERN const char *party_room_id(party_room *room);
 PARTY_EXTERN int party_room_set_name(party_room *room, const char *name);
 /* A new random room id, for rooms addressed by id rather than by name. */
 PARTY_EXTERN void party_room_id_new(char id_out[PARTY_ID_MAX]);
-/* The id of the room called name in party (what the runtime computes). */
-PARTY_EXTERN void party_room_id_from_name(const char *party, const char *name,
-                                          char id_out[PARTY_ID_MAX]);
+/* The id of the room called name in party (what the runtime computes).
+ * 0, or PARTY_ENOMEM (hashing needs memory); id_out is then "". */
+PARTY_EXTERN int party_room_id_from_name(const char *party, const char *name,
+                                         char id_out[PARTY_ID_MAX]);
 /* User state: any pointer; freed through party_def.free_state. */
 PARTY_EXTERN void *party_room_state(party_room *room);
 PARTY_EXTERN void party_room_set_state(party_room *room, void *state);

@@ -247,7 +247,11 @@ static int build_request(client *c, const target *t, const char *id, char **head
         return -1;
     }
     EVP_EncodeBlock((unsigned char *)key, nonce, sizeof(nonce));
-    party__ws_accept_value(NULL, party__slice_make(key, strlen(key)), c->accept);
+    if (party__ws_accept_value(NULL, party__slice_make(key, strlen(key)), c->accept) != 0) {
+        party__free(path);
+        party__free(req);
+        return -1;
+    }
     n = (size_t)snprintf(req, cap * 2,
                          "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
                          "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"

@@ -101,19 +101,20 @@ int party__ws_handshake_check(const party__http_request *req, const char **why) 
     return 0;
 }
 
-void party__ws_accept_value(party__digest *d, party__slice key, char out[29]) {
+int party__ws_accept_value(party__digest *d, party__slice key, char out[29]) {
     party__slice parts[2];
     unsigned char digest[20];
 
+    out[0] = '\0';
     /* No valid key comes near the bound. */
-    if (key.len > MAX_ACCEPT_KEY) {
-        out[0] = '\0';
-        return;
-    }
+    if (key.len > MAX_ACCEPT_KEY)
+        return PARTY_EINVAL;
     parts[0] = key;
     parts[1] = party__slice_make(WS_GUID, WS_GUID_LEN);
-    (void)party__digest_sha1(d, parts, 2, digest);
+    if (party__digest_sha1(d, parts, 2, digest) != 0)
+        return PARTY_ENOMEM;
     EVP_EncodeBlock((unsigned char *)out, digest, sizeof(digest));
+    return 0;
 }
 
 int party__ws_close_code_sendable(int code) {

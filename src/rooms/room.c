@@ -21,15 +21,19 @@
 
 /* ---- ids and the room table ---- */
 
-void party__room_id(party__digest *d, const char *party, const char *name, char out[PARTY_ID_MAX]) {
+int party__room_id(party__digest *d, const char *party, const char *name, char out[PARTY_ID_MAX]) {
     unsigned char digest[32];
     /* party NUL name: no two (party, name) pairs share the hashed bytes. */
     party__slice parts[2];
 
     parts[0] = party__slice_make(party, strlen(party) + 1);
     parts[1] = party__slice_make(name, strlen(name));
-    (void)party__digest_sha256(d, parts, 2, digest);
+    if (party__digest_sha256(d, parts, 2, digest) != 0) {
+        out[0] = '\0';
+        return PARTY_ENOMEM;
+    }
     party__hex_encode(digest, sizeof(digest), out);
+    return 0;
 }
 
 static size_t id_hash(const char *id) {
@@ -136,7 +140,8 @@ static party_room *room_new(party_runtime *rt, const party__party *party, const 
 party_room *party__room_get(party_runtime *rt, const party__party *party, const char *name) {
     char id[PARTY_ID_MAX];
 
-    party__room_id(rt->digest, party->name, name, id);
+    if (party__room_id(rt->digest, party->name, name, id) != 0)
+        return NULL;
     return party__room_get_named(rt, party, name, id);
 }
 
@@ -148,8 +153,8 @@ party_room *party__room_get_named(party_runtime *rt, const party__party *party, 
     return room_new(rt, party, id, name);
 }
 
-void party_room_id_from_name(const char *party, const char *name, char id_out[PARTY_ID_MAX]) {
-    party__room_id(NULL, party, name, id_out);
+int party_room_id_from_name(const char *party, const char *name, char id_out[PARTY_ID_MAX]) {
+    return party__room_id(NULL, party, name, id_out);
 }
 
 void party_room_id_new(char id_out[PARTY_ID_MAX]) {
@@ -179,6 +184,18 @@ party_room *party__room_find(party_runtime *rt, const char *id) {
     if (id == NULL || strlen(id) != PARTY_ID_MAX - 1 || !party__room_id_valid(id))
         return NULL;
     return table_find(rt, id);
+}
+
+party_room *party__room_find_named(party_runtime *rt, const char *party, const char *name) {
+    size_t i;
+    party_room *room;
+
+    for (i = 0; i < rt->rooms_cap; i++)
+        for (room = rt->rooms[i]; room != NULL; room = room->hash_next)
+            if (room->by_name && strcmp(room->party->name, party) == 0 &&
+                strcmp(room->name, name) == 0)
+                return room;
+    return NULL;
 }
 
 int party__room_set_props(party_room *room, const char *props) {

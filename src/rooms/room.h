@@ -112,13 +112,18 @@ typedef struct party__event {
     char inline_data[]; /* the copied data of a queued event */
 } party__event;
 
-/* Computes the room id for (party, name) into out. */
-void party__room_id(party__digest *d, const char *party, const char *name, char out[PARTY_ID_MAX]);
+/* Computes the room id for (party, name) into out. 0, or PARTY_ENOMEM when
+ * hashing failed (OpenSSL allocates on each hash); out is then "". */
+int party__room_id(party__digest *d, const char *party, const char *name, char out[PARTY_ID_MAX]);
 /* 1 if id is a well-formed room id (64 lowercase hex digits). */
 int party__room_id_valid(const char *id);
 
 /* The room with this id if it is in memory, else NULL. */
 party_room *party__room_find(party_runtime *rt, const char *id);
+/* The room addressed by name in party (its registered name) if it is in
+ * memory, else NULL. A scan of the room table: it computes no id, so it
+ * needs no memory (for the test harness, not for hot paths). */
+party_room *party__room_find_named(party_runtime *rt, const char *party, const char *name);
 /* The room for (party, name), created (cold) if absent. NULL on OOM. */
 party_room *party__room_get(party_runtime *rt, const party__party *party, const char *name);
 /* The same, for a caller that has computed the id already

@@ -751,10 +751,11 @@ party_test_conn *party_test_connect_with_headers(party_test *t, const char *targ
     if (RAND_bytes(raw, sizeof(raw)) != 1)
         uv_random(NULL, NULL, raw, sizeof(raw), 0, NULL);
     EVP_EncodeBlock((unsigned char *)key, raw, sizeof(raw));
-    party__ws_accept_value(NULL, party__slice_make(key, strlen(key)), c->accept);
     cap = strlen(target) + (headers != NULL ? strlen(headers) : 0) + 256;
     req = party__malloc(cap);
-    if (req == NULL) {
+    if (req == NULL ||
+        party__ws_accept_value(NULL, party__slice_make(key, strlen(key)), c->accept) != 0) {
+        party__free(req);
         client_free(c);
         return NULL;
     }
@@ -1116,15 +1117,6 @@ int party_test_evict_id(party_test *t, const char *room_id) {
 }
 
 int party_test_evict(party_test *t, const char *party, const char *room) {
-    char id[PARTY_ID_MAX];
-    if (t == NULL || party == NULL || room == NULL)
-        return PARTY_EINVAL;
-    party_room_id_from_name(party, room, id);
-    return party_test_evict_id(t, id);
-}
-
-int party_test_hibernate(party_test *t, const char *party, const char *room) {
-    char id[PARTY_ID_MAX];
     party_room *found;
     int r;
 
@@ -1133,8 +1125,26 @@ int party_test_hibernate(party_test *t, const char *party, const char *room) {
     r = wait_idle(t, t->timeout_ms);
     if (r != 0)
         return r;
-    party_room_id_from_name(party, room, id);
-    found = party__room_find(t->rt, id);
+    /* Found by name, not by a computed id: hashing can run out of memory. */
+    found = party__room_find_named(t->rt, party, room);
+    if (found == NULL)
+        return PARTY_ENOTFOUND;
+    r = party__room_evict(found);
+    if (r != 0)
+        return r;
+    return wait_idle(t, t->timeout_ms);
+}
+
+int party_test_hibernate(party_test *t, const char *party, const char *room) {
+    party_room *found;
+    int r;
+
+    if (t == NULL || party == NULL || room == NULL)
+        return PARTY_EINVAL;
+    r = wait_idle(t, t->timeout_ms);
+    if (r != 0)
+        return r;
+    found = party__room_find_named(t->rt, party, room);
     if (found == NULL)
         return PARTY_ENOTFOUND;
     r = party__room_hibernate(found);
@@ -1144,12 +1154,10 @@ int party_test_hibernate(party_test *t, const char *party, const char *room) {
 }
 
 int party_test_loaded(party_test *t, const char *party, const char *room) {
-    char id[PARTY_ID_MAX];
     party_room *found;
     if (t == NULL || party == NULL || room == NULL)
         return 0;
-    party_room_id_from_name(party, room, id);
-    found = party__room_find(t->rt, id);
+    found = party__room_find_named(t->rt, party, room);
     return found != NULL && found->life == PARTY__ROOM_READY;
 }
 
@@ -1160,11 +1168,9 @@ int party_test_in_memory_id(party_test *t, const char *room_id) {
 }
 
 int party_test_in_memory(party_test *t, const char *party, const char *room) {
-    char id[PARTY_ID_MAX];
     if (t == NULL || party == NULL || room == NULL)
         return 0;
-    party_room_id_from_name(party, room, id);
-    return party_test_in_memory_id(t, id);
+    return party__room_find_named(t->rt, party, room) != NULL;
 }
 
 static int no_conns_and_idle(party_test *t, void *arg) {

@@ -1016,7 +1016,11 @@ int party__conn_finish_upgrade(party_conn *conn) {
 
     if (buf == NULL)
         return PARTY_ENOMEM;
-    party__ws_accept_value(party__conn_rt(conn)->digest, key, accept);
+    r = party__ws_accept_value(party__conn_rt(conn)->digest, key, accept);
+    if (r != 0) {
+        party__buf_release(buf);
+        return r;
+    }
     buf->len = (size_t)snprintf(buf->data, buf->cap,
                                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                                 "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
