@@ -255,7 +255,8 @@ PARTY_EXTERN size_t party_room_conn_count(party_room *room);
  * exclude_ids. The frame is encoded once and shared by all receivers.
  * *sent (sent may be NULL): the number of connections it was queued on.
  * 0, PARTY_EINVAL (NULL data with len > 0, or text that is not UTF-8),
- * PARTY_ENOMEM. */
+ * PARTY_ENOMEM. A connection it could not be queued on (memory, send queue
+ * limit) is dropped, as party_conn_send does. */
 PARTY_EXTERN int party_room_broadcast(party_room *room, const void *data, size_t len, int binary,
                                       const char *const *exclude_ids, size_t n_exclude,
                                       size_t *sent);
@@ -316,7 +317,8 @@ PARTY_EXTERN const char *party_conn_uri(party_conn *conn);
 PARTY_EXTERN size_t party_conn_tags(party_conn *conn, const char *const **tags);
 /* Queues a message. PARTY_ECLOSED if the connection is closing; PARTY_ELIMIT
  * if its send queue is over its byte limit (the connection is then closed:
- * a reader that slow is dropped, not buffered for). */
+ * a reader that slow is dropped, not buffered for); PARTY_ENOMEM (the
+ * connection is then dropped too: a reader never misses a message unseen). */
 PARTY_EXTERN int party_conn_send(party_conn *conn, const void *data, size_t len, int binary);
 PARTY_EXTERN int party_conn_send_text(party_conn *conn, const char *text);
 /* Starts the close handshake: sends Close(code, reason). code must be 1000,

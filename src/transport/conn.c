@@ -386,6 +386,7 @@ static int conn_enqueue(party_conn *conn, party__buf *buf);
 
 int party__conn_queue(party_conn *conn, party__buf *buf) {
     struct party_room *holder;
+    int r;
 
     if (conn->transport_closing || conn->phase == PARTY__CONN_DONE)
         return PARTY_ECLOSED;
@@ -406,17 +407,24 @@ int party__conn_queue(party_conn *conn, party__buf *buf) {
     holder = conn->holder;
     if (holder == NULL && conn->room != NULL && upcalls(conn)->holding(conn->room))
         holder = conn->room;
-    if (holder != NULL)
-        return upcalls(conn)->hold(holder, conn, buf);
-    return conn_enqueue(conn, buf);
+    r = holder != NULL ? upcalls(conn)->hold(holder, conn, buf) : conn_enqueue(conn, buf);
+    /* Output that cannot be queued ends the connection: what follows must
+     * never reach the peer with a gap before it that nobody sees. */
+    if (r != 0)
+        conn_close_now(conn);
+    return r;
 }
 
 int party__conn_queue_released(party_conn *conn, party__buf *buf) {
+    int r;
     /* Released output was accepted when it was produced: it goes out even
      * if the connection started closing since (its close waits for it). */
     if (conn->transport_closing)
         return PARTY_ECLOSED;
-    return conn_enqueue(conn, buf);
+    r = conn_enqueue(conn, buf);
+    if (r != 0)
+        conn_close_now(conn); /* as in party__conn_queue */
+    return r;
 }
 
 static int conn_enqueue(party_conn *conn, party__buf *buf) {
@@ -1072,6 +1080,7 @@ static void on_close_timeout(uv_timer_t *timer) {
 
 void party__conn_start_close(party_conn *conn, int code, const char *reason) {
     party__buf *frame;
+    int r;
 
     if (conn->close_sent || conn->transport_closing)
         return;
@@ -1081,8 +1090,10 @@ void party__conn_start_close(party_conn *conn, int code, const char *reason) {
         return;
     }
     conn->close_sent = 1;
-    (void)party__conn_queue(conn, frame);
+    r = party__conn_queue(conn, frame);
     party__buf_release(frame);
+    if (r != 0 && r != PARTY_ECLOSED)
+        return; /* not queued: the connection was dropped instead */
     if (conn->close_received) {
         conn->phase = PARTY__CONN_DONE;
         conn_close_after_flush(conn);
