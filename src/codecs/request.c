@@ -20,7 +20,8 @@ static char *copy_slice(char **cursor, party__slice s) {
 }
 
 int party__request_init(party_request *req, const party__http_request *http) {
-    size_t total = http->method.len + 1 + http->target.len + 1 + http->path.len + 1;
+    size_t total =
+        http->method.len + 1 + http->target.len + 1 + http->path.len + 1 + http->query.len + 1;
     size_t i;
     char *cursor;
 
@@ -43,6 +44,8 @@ int party__request_init(party_request *req, const party__http_request *http) {
         req->headers[i].value = copy_slice(&cursor, http->headers[i].value);
     }
     req->n_headers = http->n_headers;
+    req->decoded = cursor;
+    req->decoded[0] = '\0';
     req->query = http->query;
     req->body = http->body;
     return 0;
@@ -125,9 +128,6 @@ int party_request_foreach_header(const party_request *req,
 }
 
 const char *party_request_query(const party_request *req, const char *name) {
-    /* The public pointer is const, but decoded values are cached on the
-     * request so they live as long as it does. */
-    party_request *mutable_req = (party_request *)req;
     party__slice raw;
     char *value;
 
@@ -136,14 +136,15 @@ const char *party_request_query(const party_request *req, const char *name) {
     raw = party__url_query_find(req->query, name);
     if (raw.ptr == NULL)
         return NULL;
-    value = party__malloc(raw.len + 1);
-    if (value == NULL)
+    /* Decoded into the room the request reserved for it, at the raw value's
+     * offset: never longer than the raw value, its NUL lands on the '&'
+     * after it, and decoding it again writes the same bytes, so a pointer
+     * returned earlier stays valid. No allocation: NULL means absent or
+     * undecodable, never out of memory. */
+    value = req->decoded + (raw.ptr - req->query.ptr);
+    if (party__url_decode(raw, value, raw.len + 1, 1) < 0)
         return NULL;
-    if (party__url_decode(raw, value, raw.len + 1, 1) < 0) {
-        party__free(value);
-        return NULL;
-    }
-    return request_keep(mutable_req, value);
+    return value;
 }
 
 const void *party_request_body(const party_request *req, size_t *len) {
