@@ -275,7 +275,7 @@ PARTY_EXTERN int party_room_broadcast(party_room *room, const void *data, size_t
  *   404  unknown party
  *   500  the target's on_start failed (it is retried on the next event)
  *   502  the answer was malformed, larger than max_body_bytes, or its head
- *        over max_header_bytes or max_headers
+ *        over max_header_bytes or max_headers; or no memory to read it
  *   503  the runtime could not open the internal connection (files, memory)
  *   504  no answer within party_config.fetch_timeout (30 s by default)
  * method: NULL for "GET", else an HTTP token. path: NULL, "" or a string

@@ -56,7 +56,8 @@ struct party__fetch {
     int head_only;
     int decided; /* the answer is a failure set by fetch_set_failure */
     fetch_io *io;
-    char *in; /* the answer as read */
+    fetch_io *io_spare; /* allocated with the request, so starting it cannot fail for memory */
+    char *in;           /* the answer as read */
     size_t in_len, in_cap, in_max;
     party__http_parser answer; /* reading the answer in f->in */
     party_response res;
@@ -224,6 +225,7 @@ void party__fetch_free(party__fetch *f) {
         return;
     party__buf_release(f->request);
     party__response_free(&f->res);
+    party__free(f->io_spare);
     party__free(f->in);
     party__free(f->caller_name);
     party__free(f->tag);
@@ -304,10 +306,10 @@ static void fetch_fail(party__fetch *f, int status, const char *text) {
 /* ---- reading the answer ---- */
 
 /* Parses the answer read so far: 1 complete (f->res filled), 0 more
- * needed, -1 malformed (*why says how), -2 a body over max_body_bytes.
- * The runtime wrote it, but it is checked all the same: a bad answer is a
- * 502, never a crash. Its head is held to the limits of a request head
- * (max_header_bytes, max_headers). */
+ * needed, -1 malformed (*why says how), -2 a body over max_body_bytes,
+ * -3 out of memory. The runtime wrote it, but it is checked all the same:
+ * a bad answer is a 502, never a crash. Its head is held to the limits of
+ * a request head (max_header_bytes, max_headers). */
 static int answer_parse(party__fetch *f, int eof, const char **why) {
     party__http_limits limits;
     party__http_response answer;
@@ -327,7 +329,6 @@ static int answer_parse(party__fetch *f, int eof, const char **why) {
         *why = err.reason;
         return err.status == 413 ? -2 : -1;
     }
-    *why = "out of memory";
     party__response_free(&f->res);
     party__response_init(&f->res);
     f->res.status = answer.status;
@@ -335,11 +336,11 @@ static int answer_parse(party__fetch *f, int eof, const char **why) {
         const party__http_header *h = &answer.headers[i];
         if (party__response_append_header(&f->res, h->name.ptr, h->name.len, h->value.ptr,
                                           h->value.len) != 0)
-            return -1;
+            return -3;
     }
     body = party__malloc(answer.body.len + 1);
     if (body == NULL)
-        return -1;
+        return -3;
     if (answer.body.len > 0)
         memcpy(body, answer.body.ptr, answer.body.len);
     body[answer.body.len] = '\0';
@@ -395,6 +396,8 @@ static void on_answer_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b
         fetch_finish(f);
     } else if (r == -2) {
         fetch_fail(f, 502, "the answer is larger than max_body_bytes\n");
+    } else if (r == -3) {
+        fetch_fail(f, 502, "out of memory reading the answer\n");
     } else if (r < 0) {
         snprintf(text, sizeof(text), "malformed or incomplete answer: %s\n", why);
         fetch_fail(f, 502, text);
@@ -440,14 +443,8 @@ static void fetch_start(party__fetch *f) {
         party__fetch_free(f);
         return;
     }
-    io = party__calloc(1, sizeof(*io));
-    if (io == NULL) {
-        party__log_error(rt, "room %s/%s: out of memory starting request %s; dropped",
-                         f->caller_party->name, f->caller_name ? f->caller_name : f->caller_id,
-                         f->id);
-        party__fetch_free(f);
-        return;
-    }
+    io = f->io_spare;
+    f->io_spare = NULL;
     io->fetch = f;
     f->io = io;
     uv_timer_init(&rt->loop, &io->timer);
@@ -597,7 +594,8 @@ int party_room_fetch(party_room *room, const char *party, const char *room_name,
                                path, headers, body, len, &err);
     if (f->request == NULL ||
         (room->by_name && (f->caller_name = party__strdup(room->name)) == NULL) ||
-        (tag != NULL && (f->tag = party__strdup(tag)) == NULL)) {
+        (tag != NULL && (f->tag = party__strdup(tag)) == NULL) ||
+        (f->io_spare = party__calloc(1, sizeof(*f->io_spare))) == NULL) {
         if (f->request != NULL)
             err = PARTY_ENOMEM;
         party__fetch_free(f);
