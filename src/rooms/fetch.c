@@ -56,8 +56,11 @@ struct party__fetch {
     int head_only;
     int decided; /* the answer is a failure set by fetch_set_failure */
     fetch_io *io;
-    fetch_io *io_spare; /* allocated with the request, so starting it cannot fail for memory */
-    char *in;           /* the answer as read */
+    /* Allocated with the request, so that starting it and posting its
+     * answer to the caller cannot fail for memory. */
+    fetch_io *io_spare;
+    party__event *event_spare;
+    char *in; /* the answer as read */
     size_t in_len, in_cap, in_max;
     party__http_parser answer; /* reading the answer in f->in */
     party_response res;
@@ -226,6 +229,7 @@ void party__fetch_free(party__fetch *f) {
     party__buf_release(f->request);
     party__response_free(&f->res);
     party__free(f->io_spare);
+    party__free(f->event_spare);
     party__free(f->in);
     party__free(f->caller_name);
     party__free(f->tag);
@@ -255,23 +259,31 @@ static void io_close(fetch_io *io) {
 static void fetch_post(party__fetch *f) {
     party_runtime *rt = f->rt;
     party_room *room;
-    party__event ev;
+    party__event ev, *spare;
 
     if (rt->stopping || rt->finished) {
         party__fetch_free(f);
         return;
     }
-    room = f->caller_name != NULL ? party__room_get(rt, f->caller_party, f->caller_name)
-                                  : party__room_get_by_id(rt, f->caller_party, f->caller_id);
+    /* By the id it had: computing it again from the name could fail. */
+    room = f->caller_name != NULL
+               ? party__room_get_named(rt, f->caller_party, f->caller_name, f->caller_id)
+               : party__room_get_by_id(rt, f->caller_party, f->caller_id);
     memset(&ev, 0, sizeof(ev));
     ev.type = PARTY__EV_RESPONSE;
     ev.fetch = f;
-    if (room == NULL || party__room_post(room, &ev) != 0) {
-        party__log_error(rt, "room %s/%s: out of memory delivering the answer to request %s",
-                         f->caller_party->name, f->caller_name ? f->caller_name : f->caller_id,
-                         f->id);
-        party__fetch_free(f);
+    spare = f->event_spare;
+    f->event_spare = NULL;
+    if (room != NULL) {
+        if (party__room_post_with(room, &ev, spare) == 0)
+            return;
+    } else {
+        party__free(spare);
     }
+    /* Only a caller that left memory and cannot come back gets here. */
+    party__log_error(rt, "room %s/%s: out of memory delivering the answer to request %s",
+                     f->caller_party->name, f->caller_name ? f->caller_name : f->caller_id, f->id);
+    party__fetch_free(f);
 }
 
 static void fetch_finish(party__fetch *f) {
@@ -595,7 +607,8 @@ int party_room_fetch(party_room *room, const char *party, const char *room_name,
     if (f->request == NULL ||
         (room->by_name && (f->caller_name = party__strdup(room->name)) == NULL) ||
         (tag != NULL && (f->tag = party__strdup(tag)) == NULL) ||
-        (f->io_spare = party__calloc(1, sizeof(*f->io_spare))) == NULL) {
+        (f->io_spare = party__calloc(1, sizeof(*f->io_spare))) == NULL ||
+        (f->event_spare = party__malloc(sizeof(*f->event_spare))) == NULL) {
         if (f->request != NULL)
             err = PARTY_ENOMEM;
         party__fetch_free(f);

@@ -541,16 +541,23 @@ party__room_store *party__room_take_store(party_room *room) {
 /* ---- posting and draining events, shutdown ---- */
 
 int party__room_post(party_room *room, const party__event *ev) {
+    return party__room_post_with(room, ev, NULL);
+}
+
+int party__room_post_with(party_room *room, const party__event *ev, party__event *spare) {
     party__event *copy;
 
     if (room->life == PARTY__ROOM_READY && !room->running && !room->committing &&
         room->queue_head == NULL && room->rt->in_callback == 0) {
+        party__free(spare);
         party__room_idle_remove(room);
         party__room_deliver(room, ev);
         party__room_run(room);
         return 0;
     }
-    copy = party__malloc(sizeof(*copy) + ev->data.len);
+    copy = spare != NULL && ev->data.len == 0 ? spare : party__malloc(sizeof(*copy) + ev->data.len);
+    if (copy != spare)
+        party__free(spare);
     if (copy == NULL)
         return PARTY_ENOMEM;
     *copy = *ev;

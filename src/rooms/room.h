@@ -139,6 +139,11 @@ int party__room_set_props(party_room *room, const char *props);
 /* Delivers ev to the room now if it is ready and idle, else queues a copy
  * (and brings the room into memory if it is cold). 0 or PARTY_ENOMEM. */
 int party__room_post(party_room *room, const party__event *ev);
+/* The same, queueing into spare (NULL: none; a block of sizeof(party__event)
+ * the caller allocated earlier) rather than a new allocation when ev has
+ * no data: with a spare, posting such an event cannot fail for memory.
+ * spare is used or freed either way. */
+int party__room_post_with(party_room *room, const party__event *ev, party__event *spare);
 
 /* Runs the queued events of every ready room. */
 void party__room_drain_ready(party_runtime *rt);
