@@ -150,6 +150,11 @@ void party__room_drain_ready(party_runtime *rt);
 
 /* The time the room must wake next (alarm or earliest schedule), 0: none. */
 int64_t party__room_wake(const party_room *room);
+/* Makes sure the room has an entry in its loop's alarm heap, so that the
+ * wake time its batch files when it commits needs no memory (it could not
+ * be reported then). Called where the alarm or schedule is set. 0 or
+ * PARTY_ENOMEM. */
+int party__room_reserve_wake(party_room *room);
 /* 1 if the room's callbacks are running (its API may be used). */
 int party__room_in_callback(const party_room *room);
 

@@ -471,8 +471,17 @@ static int sqlite_load(party__backend *be_, const char *room_id, const char *par
                 &s->meta_put) ||
         prepare(s->db, "SELECT value FROM _party_meta WHERE key = ?1", &s->meta_get))
         goto fail;
-    (void)room_alarm_get(&s->base, &loaded->alarm_at, &loaded->alarm_retries);
-    (void)room_sched_earliest(&s->base, &loaded->sched_next);
+    /* A room that cannot read its wake time stays unloaded: loaded without
+     * it, its next commit would file "no wake time" and lose its alarm. */
+    if (room_alarm_get(&s->base, &loaded->alarm_at, &loaded->alarm_retries) != 0 ||
+        room_sched_earliest(&s->base, &loaded->sched_next) != 0) {
+        rc = sqlite3_errcode(s->db);
+        snprintf(why, why_len, "%s: cannot read its alarm and schedules: %s", path,
+                 sqlite3_errstr(rc));
+        sqlite_unload(&s->base);
+        memset(loaded, 0, sizeof(*loaded));
+        return rc == SQLITE_NOMEM ? PARTY_ENOMEM : PARTY_EIO;
+    }
     *out = &s->base;
     return 0;
 fail:
@@ -675,7 +684,7 @@ static int pairs_list(sqlite_room *s, const char *table, const char *prefix, par
             break;
     }
     if (r == 0 && rc != SQLITE_DONE)
-        r = PARTY_EIO;
+        r = rc == SQLITE_NOMEM ? PARTY_ENOMEM : PARTY_EIO;
     sqlite3_finalize(stmt);
     party__free(upper);
     return r;
@@ -1009,15 +1018,22 @@ static int index_rows(sqlite_backend *be, int due_only, int64_t until_ms, party_
                             -1, &stmt, NULL);
     if (rc != SQLITE_OK) {
         uv_mutex_unlock(&be->index_mutex);
-        return PARTY_EIO;
+        return rc == SQLITE_NOMEM ? PARTY_ENOMEM : PARTY_EIO;
     }
     if (due_only)
         sqlite3_bind_int64(stmt, 1, until_ms);
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         const char *id = (const char *)sqlite3_column_text(stmt, 0);
         const char *party = (const char *)sqlite3_column_text(stmt, 1);
-        if (id == NULL || party == NULL)
+        if (id == NULL || party == NULL) {
+            /* Out of memory is no reason to skip an entry: its room would
+             * not wake. A NULL stored is (no such entry is ever written). */
+            if (sqlite3_errcode(be->index) == SQLITE_NOMEM) {
+                r = PARTY_ENOMEM;
+                break;
+            }
             continue;
+        }
         r = fn(id, party, sqlite3_column_int64(stmt, 2), arg);
         if (r != 0)
             break;
