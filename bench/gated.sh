@@ -132,11 +132,12 @@ table="| per delivery, broadcast to $((conns - 1)) connections after a write | $
 | allocations, whole partyd (events, commits, start-up, handshakes) | $(per "${allocs[base.all]}" "${n[base.all]}" %.3f) | $(per "${allocs[tree.all]}" "${n[tree.all]}" %.3f) |
 | instructions, whole partyd | $(per "${ir[base.all]}" "${n[base.all]}" %.0f) | $(per "${ir[tree.all]}" "${n[tree.all]}" %.0f) |"
 
-text="Measured by \`$(bench_command gated.sh BENCH_DURATION BENCH_CONNS) $base\` (this tree: $(bench_revision)),
-$(date -u +%Y-%m-%d), on $(bench_cpu_model), partyd --threads 1 under callgrind for
-${duration} s per run, wsbench broadcast --party stored-chat --conns $conns --inflight 16 --size 32.
+text="$table
 
-$table"
+partyd --threads 1 under callgrind for ${duration} s per run, driven by
+\`wsbench broadcast --party stored-chat --conns $conns --inflight 16 --size 32\`;
+this tree: $(bench_revision); $(date -u +%Y-%m-%d), on $(bench_cpu_model).
+Command: \`$(bench_command gated.sh BENCH_DURATION BENCH_CONNS) $base\`"
 echo "$text"
 if [ "${BENCH_NO_DOC:-0}" != 1 ]; then
     bench_write_doc gated "Gated broadcast" "$text"
