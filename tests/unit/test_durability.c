@@ -5,8 +5,8 @@
  * until the commit is durable, and lets replies to reads through; a held
  * broadcast reaches many connections in order after the commit, a failed
  * one loses only what followed the write, and a peer that leaves while
- * output is held for it is freed cleanly; queued events share one commit; idle rooms are evicted on the virtual clock and
- * come back from storage; the KV API and the room's own SQL tables; a room
+ * output is held for it is freed cleanly; queued events share one commit; idle rooms are evicted on
+ * the virtual clock and come back from storage; the KV API and the room's own SQL tables; a room
  * file of a newer format version is refused, an older one migrated. */
 #include <stdarg.h>
 #include <stddef.h>
