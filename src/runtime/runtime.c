@@ -269,8 +269,6 @@ static const party__conn_upcalls conn_upcalls = {
     .message = conn_message_cb,
     .close = conn_close_cb,
     .error = conn_error_cb,
-    .holding = party__room_holding,
-    .hold = party__room_hold,
 };
 
 /* The loop and its handles, the read buffer and the mailbox: what every
