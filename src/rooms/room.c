@@ -236,31 +236,13 @@ void party__room_drop_state(party_room *room) {
 /* ---- connections of a room ---- */
 
 static void room_link_conn(party_room *room, party_conn *conn) {
-    conn->room_prev = room->conns_tail;
-    conn->room_next = NULL;
-    if (room->conns_tail != NULL)
-        room->conns_tail->room_next = conn;
-    else
-        room->conns_head = conn;
-    room->conns_tail = conn;
+    party__conn_list_append(&room->conns, conn);
     room->n_conns++;
-    conn->in_room = 1;
 }
 
 void party__room_unlink_conn(party_room *room, party_conn *conn) {
-    if (!conn->in_room)
-        return;
-    if (conn->room_prev != NULL)
-        conn->room_prev->room_next = conn->room_next;
-    else
-        room->conns_head = conn->room_next;
-    if (conn->room_next != NULL)
-        conn->room_next->room_prev = conn->room_prev;
-    else
-        room->conns_tail = conn->room_prev;
-    conn->room_prev = conn->room_next = NULL;
-    conn->in_room = 0;
-    room->n_conns--;
+    if (party__conn_list_remove(&room->conns, conn))
+        room->n_conns--;
 }
 
 /* ---- delivery ---- */
@@ -306,35 +288,6 @@ int party__room_ensure_started(party_room *room) {
     return 0;
 }
 
-/* The connection's tags, id first (the id itself, not a copy), the others
- * copied into one block allocated only when there are any. */
-static int conn_set_tags(party_conn *conn, const char *const *tags, size_t n) {
-    size_t total = (n + 1) * sizeof(char *), i;
-    char **block;
-    char *cursor;
-
-    party__free(conn->tags);
-    conn->tags = NULL;
-    conn->n_tags = 1;
-    if (n == 0)
-        return 0;
-    for (i = 0; i < n; i++)
-        total += strlen(tags[i]) + 1;
-    block = party__malloc(total);
-    if (block == NULL)
-        return PARTY_ENOMEM;
-    cursor = (char *)(block + n + 1);
-    block[0] = conn->id;
-    for (i = 0; i < n; i++) {
-        block[i + 1] = cursor;
-        strcpy(cursor, tags[i]);
-        cursor += strlen(tags[i]) + 1;
-    }
-    conn->tags = block;
-    conn->n_tags = (uint8_t)(n + 1);
-    return 0;
-}
-
 /* Runs connection_tags and checks the limits. 0, or fills why. */
 static int room_tag_conn(party_room *room, party_conn *conn, const party_request *req, char *why,
                          size_t why_len) {
@@ -363,7 +316,7 @@ static int room_tag_conn(party_room *room, party_conn *conn, const party_request
             }
         }
     }
-    if (conn_set_tags(conn, tags, (size_t)n) != 0) {
+    if (party__conn_set_tags(conn, tags, (size_t)n) != 0) {
         snprintf(why, why_len, "out of memory storing tags");
         return -1;
     }
@@ -392,15 +345,17 @@ static void handle_connect(party_room *room, party_conn *conn) {
     assert(room->n_pending > 0);
     room->n_pending--;
     if (conn->transport_closing || conn->phase != PARTY__CONN_UPGRADING) {
-        conn->room = NULL; /* the client left before its turn */
+        party__conn_leave_room(conn); /* the client left before its turn */
         return;
     }
     req = &conn->http->preq;
     if (party__room_ensure_started(room) != 0) {
+        /* The name may have been written: the answer waits for it. */
+        party__room_gate(room, conn);
         if (party__conn_finish_upgrade(conn) == 0)
             send_start_error(room, conn);
         party__conn_start_ws(conn);
-        conn->room = NULL; /* never joined: the room may leave memory */
+        party__conn_leave_room(conn); /* never joined: the room may leave memory */
         return;
     }
     if (room_tag_conn(room, conn, req, why, sizeof(why)) != 0) {
@@ -408,17 +363,20 @@ static void handle_connect(party_room *room, party_conn *conn) {
         party__log_warn(room->rt, "room %s/%s: connection %s refused: %s", room->party->name,
                         room->name, conn->id, why);
         snprintf(body, sizeof(body), "%s\n", why);
+        party__room_gate(room, conn);
         party__conn_http_fail(conn, 500, body);
-        conn->room = NULL;
+        party__conn_leave_room(conn);
         return;
     }
+    /* A room's first start wrote its name: the 101 waits for the commit. */
+    party__room_gate(room, conn);
     if (party__conn_finish_upgrade(conn) != 0) {
         party__conn_abort(conn);
-        conn->room = NULL;
+        party__conn_leave_room(conn);
         return;
     }
     if (conn->transport_closing) {
-        conn->room = NULL; /* writing the 101 found the client gone */
+        party__conn_leave_room(conn); /* writing the 101 found the client gone */
         return;
     }
     room_link_conn(room, conn);
@@ -432,7 +390,7 @@ static void handle_request(party_room *room, party_conn *conn) {
     party_response res;
 
     if (conn->transport_closing) {
-        conn->room = NULL;
+        party__conn_leave_room(conn);
         return;
     }
     party__response_init(&res);
@@ -452,6 +410,7 @@ static void handle_request(party_room *room, party_conn *conn) {
         snprintf(text, sizeof(text), "room %s: %s\n", room->id, party_strerror(PARTY_ENONAME));
         party__response_text(&res, 500, text);
     }
+    party__room_gate(room, conn);
     party__conn_http_respond(conn, &res, 0);
     party__response_free(&res);
 }
@@ -467,16 +426,18 @@ static void handle_close(party_room *room, const party__event *ev) {
     party__room_unlink_conn(room, conn);
     /* Closing from now on: sends fail and on_close cannot pick another code,
      * so the reply echoes the peer's. */
-    if (conn->phase == PARTY__CONN_OPEN)
-        conn->phase = PARTY__CONN_CLOSING;
+    party__conn_mark_closing(conn);
     /* on_close needs a started room; if on_start fails here the handler is
      * skipped, but the connection is closed all the same. */
     if (def->on_close != NULL && party__room_ensure_started(room) == 0)
         def->on_close(room, conn, ev->code, reason, ev->was_clean);
+    /* The Close reply follows what on_close sent, behind the same mark. */
+    party__room_gate(room, conn);
     party__conn_after_close(conn, reason);
-    /* The room may leave memory now; a lingering socket must not point at it.
-     * (Anything still held keeps its order through conn->holder.) */
-    conn->room = NULL;
+    /* The room may leave memory now; a lingering socket must not point at
+     * it. (Anything still held waits in the connection's own queue, and
+     * the room's gate keeps a reference until the commit.) */
+    party__conn_leave_room(conn);
 }
 
 int party__room_in_callback(const party_room *room) {
@@ -502,7 +463,8 @@ void party__room_deliver(party_room *room, const party__event *ev) {
         handle_request(room, ev->conn);
         break;
     case PARTY__EV_MESSAGE:
-        if (ev->conn->in_room && def->on_message != NULL && party__room_ensure_started(room) == 0)
+        if (party__conn_in_room(ev->conn) && def->on_message != NULL &&
+            party__room_ensure_started(room) == 0)
             def->on_message(room, ev->conn, ev->data.ptr, ev->data.len, ev->binary);
         break;
     case PARTY__EV_ERROR:
@@ -603,7 +565,7 @@ void party__rooms_free_all(party_runtime *rt) {
             party_room *room = rt->rooms[i];
             party__room_idle_remove(room);
             party__room_table_remove(rt, room);
-            if (room->held_head != NULL || room->fetch_held != NULL)
+            if (room->gate.head != NULL || room->fetch_held != NULL)
                 party__room_release_held(room, 0);
             if (room->store != NULL && party__store_wrote(room->store)) {
                 /* A batch left open (none is, normally): kept, as on a

@@ -13,6 +13,7 @@
 
 #include "party.h"
 #include "buf.h"
+#include "conn.h"
 #include "digest.h"
 #include "runtime.h"
 #include "storage.h"
@@ -31,13 +32,6 @@ typedef enum party__room_life {
     PARTY__ROOM_UNLOADING, /* hibernating: store closing, connections kept */
 } party__room_life;
 
-/* Output held by the output gate: released in order after the commit. */
-typedef struct party__held {
-    struct party_conn *conn; /* holds a reference */
-    party__buf *buf;         /* holds a reference */
-    struct party__held *next;
-} party__held;
-
 struct party_room {
     party_runtime *rt;
     const party__party *party;
@@ -50,12 +44,12 @@ struct party_room {
     void *state;
     char *props; /* the latest props given at routing time */
 
-    party__room_store *store; /* NULL while not loaded */
-    int acquired;             /* the backend gave us the room (party__room_acquire) */
-    int committing;           /* a commit runs on a worker thread */
-    int holding;              /* the current batch wrote: its output is held */
-    int name_error;           /* a callback read the name of an unnamed room */
-    party__held *held_head, *held_tail;
+    party__room_store *store;        /* NULL while not loaded */
+    int acquired;                    /* the backend gave us the room (party__room_acquire) */
+    int committing;                  /* a commit runs on a worker thread */
+    int holding;                     /* the current batch wrote: its output is held */
+    int name_error;                  /* a callback read the name of an unnamed room */
+    party__conn_gate gate;           /* connections whose output waits for the commit */
     struct party__fetch *fetch_held; /* requests waiting for the commit (see fetch.h) */
 
     /* alarm and schedules (valid while READY; loaded with the store) */
@@ -66,7 +60,7 @@ struct party_room {
     int64_t sched_next;   /* earliest schedule, 0: none */
     int64_t wake_indexed; /* the wake time the index and heap have; -1: unknown */
 
-    struct party_conn *conns_head, *conns_tail; /* open (accepted) connections */
+    party__conn_list conns; /* open (accepted) connections */
     size_t n_conns;
     size_t n_pending; /* connections accepted by the router, not yet connected */
 
@@ -158,10 +152,14 @@ int party__room_reserve_wake(party_room *room);
 /* 1 if the room's callbacks are running (its API may be used). */
 int party__room_in_callback(const party_room *room);
 
-/* Output gate: 1 if output to the room's connections must be held now. */
+/* Output gate: 1 if what the room produces now must wait for its
+ * batch's commit (the batch wrote, whatever wrote: the storage backend
+ * says). Stays 1 until the commit's output is released. */
 int party__room_holding(party_room *room);
-/* Holds buf for conn until the room's commit (takes references). */
-int party__room_hold(party_room *room, struct party_conn *conn, party__buf *buf);
+/* Output gate: called before the room queues output to conn; when the
+ * batch wrote, that output and what follows it waits for the commit
+ * (conn joins the room's gate). */
+void party__room_gate(party_room *room, struct party_conn *conn);
 
 /* Unlinks an open connection from its room's list. */
 void party__room_unlink_conn(party_room *room, struct party_conn *conn);

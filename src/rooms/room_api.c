@@ -1,6 +1,8 @@
 /* room_api: the public API a party calls on its room — identity, user
- * state, connections, broadcast, its log lines, and the room's key-value
- * storage. */
+ * state, connections, sending to them and closing them, broadcast, its
+ * log lines, and the room's key-value storage. Output passes the room's
+ * output gate here: while the open batch has written, what a connection
+ * is sent waits in its queue for the commit (room_commit.c). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <limits.h>
@@ -101,16 +103,16 @@ party_conn *party_room_conn(party_room *room, const char *conn_id) {
     party_conn *conn;
     if (conn_id == NULL)
         return NULL;
-    for (conn = room->conns_head; conn != NULL; conn = conn->room_next)
-        if (conn->phase == PARTY__CONN_OPEN && strcmp(conn->id, conn_id) == 0)
+    for (conn = room->conns.head; conn != NULL; conn = party__conn_list_next(conn))
+        if (party__conn_is_open(conn) && strcmp(party_conn_id(conn), conn_id) == 0)
             return conn;
     return NULL;
 }
 
 static int conn_has_tag(party_conn *conn, const char *tag) {
-    uint8_t i;
-    const char *const *tags = party__conn_tag_list(conn);
-    for (i = 0; i < conn->n_tags; i++)
+    const char *const *tags;
+    size_t i, n = party_conn_tags(conn, &tags);
+    for (i = 0; i < n; i++)
         if (strcmp(tags[i], tag) == 0)
             return 1;
     return 0;
@@ -119,12 +121,12 @@ static int conn_has_tag(party_conn *conn, const char *tag) {
 int party_room_foreach_conn(party_room *room, const char *tag, int (*fn)(party_conn *, void *),
                             void *arg) {
     party_conn *conn, *next;
-    for (conn = room->conns_head; conn != NULL; conn = next) {
+    for (conn = room->conns.head; conn != NULL; conn = next) {
         int rc;
         /* fn may close this connection; it stays linked until its close
          * event, so next is still valid. */
-        next = conn->room_next;
-        if (conn->phase != PARTY__CONN_OPEN || (tag != NULL && !conn_has_tag(conn, tag)))
+        next = party__conn_list_next(conn);
+        if (!party__conn_is_open(conn) || (tag != NULL && !conn_has_tag(conn, tag)))
             continue;
         rc = fn(conn, arg);
         if (rc != 0)
@@ -136,9 +138,57 @@ int party_room_foreach_conn(party_room *room, const char *tag, int (*fn)(party_c
 size_t party_room_conn_count(party_room *room) {
     party_conn *conn;
     size_t n = 0;
-    for (conn = room->conns_head; conn != NULL; conn = conn->room_next)
-        n += conn->phase == PARTY__CONN_OPEN;
+    for (conn = room->conns.head; conn != NULL; conn = party__conn_list_next(conn))
+        n += party__conn_is_open(conn);
     return n;
+}
+
+/* ---- sending and closing: through the output gate ---- */
+
+int party_conn_send(party_conn *conn, const void *data, size_t len, int binary) {
+    party_room *room;
+    party__buf *frame;
+    int r;
+
+    if (conn == NULL || (data == NULL && len > 0))
+        return PARTY_EINVAL;
+    if (!party__conn_is_open(conn))
+        return PARTY_ECLOSED;
+    if (!binary && !party__utf8_valid(data, len))
+        return PARTY_EINVAL;
+    frame = party__ws_frame_new(party__conn_rt(conn)->buf_pool,
+                                binary ? PARTY__WS_BINARY : PARTY__WS_TEXT, data, len);
+    if (frame == NULL)
+        return PARTY_ENOMEM;
+    room = party__conn_room(conn);
+    if (room != NULL)
+        party__room_gate(room, conn);
+    r = party__conn_queue(conn, frame);
+    party__buf_release(frame);
+    return r;
+}
+
+int party_conn_send_text(party_conn *conn, const char *text) {
+    if (text == NULL)
+        return PARTY_EINVAL;
+    return party_conn_send(conn, text, strlen(text), 0);
+}
+
+int party_conn_close(party_conn *conn, int code, const char *reason) {
+    size_t reason_len = reason != NULL ? strlen(reason) : 0;
+    party_room *room;
+
+    if (conn == NULL || !party__ws_close_code_sendable(code) ||
+        reason_len > PARTY_MAX_CLOSE_REASON || !party__utf8_valid(reason, reason_len))
+        return PARTY_EINVAL;
+    if (!party__conn_is_open(conn))
+        return 0; /* already closing: the first close wins */
+    /* The Close announces what the batch did, like a message would. */
+    room = party__conn_room(conn);
+    if (room != NULL)
+        party__room_gate(room, conn);
+    party__conn_start_close(conn, code, reason);
+    return 0;
 }
 
 static int id_excluded(const char *id, const char *const *exclude_ids, size_t n_exclude) {
@@ -154,6 +204,7 @@ int party_room_broadcast(party_room *room, const void *data, size_t len, int bin
     party__buf *frame;
     party_conn *conn, *next;
     size_t sent = 0;
+    int held;
 
     if ((data == NULL && len > 0) || (!binary && !party__utf8_valid(data, len)))
         return PARTY_EINVAL;
@@ -161,10 +212,15 @@ int party_room_broadcast(party_room *room, const void *data, size_t len, int bin
                                 data, len);
     if (frame == NULL)
         return PARTY_ENOMEM;
-    for (conn = room->conns_head; conn != NULL; conn = next) {
-        next = conn->room_next;
-        if (conn->phase != PARTY__CONN_OPEN || id_excluded(conn->id, exclude_ids, n_exclude))
+    /* One frame, shared by reference; held, each connection keeps it in
+     * its own queue behind its mark: nothing is allocated per delivery. */
+    held = party__room_holding(room);
+    for (conn = room->conns.head; conn != NULL; conn = next) {
+        next = party__conn_list_next(conn);
+        if (!party__conn_is_open(conn) || id_excluded(party_conn_id(conn), exclude_ids, n_exclude))
             continue;
+        if (held)
+            party__conn_hold(conn, &room->gate);
         if (party__conn_queue(conn, frame) == 0)
             sent++;
     }

@@ -27,57 +27,23 @@ int party__room_holding(party_room *room) {
     return room->holding;
 }
 
-int party__room_hold(party_room *room, party_conn *conn, party__buf *buf) {
-    party__held *h = party__malloc(sizeof(*h));
-    if (h == NULL)
-        return PARTY_ENOMEM;
-    h->conn = conn;
-    h->buf = party__buf_ref(buf);
-    h->next = NULL;
-    party__conn_ref(conn);
-    conn->holder = room;
-    conn->held_bytes += buf->len;
-    if (room->held_tail != NULL)
-        room->held_tail->next = h;
-    else
-        room->held_head = h;
-    room->held_tail = h;
-    return 0;
+void party__room_gate(party_room *room, party_conn *conn) {
+    /* No list of frames: the connection keeps its output in its own queue,
+     * behind a mark, and the room only the list of connections it holds. */
+    if (party__room_holding(room))
+        party__conn_hold(conn, &room->gate);
 }
 
-/* The commit is durable: what the batch produced goes out, in order. */
+/* The batch is over: committed, what it held goes out, in order (and
+ * its held requests leave); not committed, it is dropped and the
+ * connections that lose output fail. */
 void party__room_release_held(party_room *room, int committed) {
-    party__held *h, *next, *list = room->held_head;
-
-    room->held_head = room->held_tail = NULL;
     room->holding = 0;
     party__fetch_release_held(room, committed);
-    for (h = list; h != NULL; h = h->next) {
-        h->conn->holder = NULL;
-        h->conn->held_bytes = 0;
-        if (committed)
-            h->conn->handshake_held = 0;
-    }
-    /* Dropped, a connection fails once, at its last held entry: a second
-     * failure would take the 1011 Close the first one queued for a Close
-     * of the room's among the dropped output. held_bytes counts down the
-     * entries meanwhile (it is 0 again after). */
-    if (!committed)
-        for (h = list; h != NULL; h = h->next)
-            h->conn->held_bytes++;
-    for (h = list; h != NULL; h = next) {
-        next = h->next;
-        if (committed) {
-            (void)party__conn_queue_released(h->conn, h->buf);
-        } else if (--h->conn->held_bytes == 0 && !h->conn->transport_closing) {
-            /* The effects it announced are gone: a WebSocket is closed with
-             * 1011, an HTTP request gets 500 instead of its answer. */
-            party__conn_fail_uncommitted(h->conn);
-        }
-        party__buf_release(h->buf);
-        party__conn_unref(h->conn);
-        party__free(h);
-    }
+    if (committed)
+        party__conn_gate_release(&room->gate);
+    else
+        party__conn_gate_drop(&room->gate);
 }
 
 /* ---- batches and commits ---- */
@@ -191,7 +157,7 @@ static void room_end_batch(party_room *room) {
     int result;
 
     if (room->store == NULL) {
-        if (room->held_head != NULL || room->holding)
+        if (room->gate.head != NULL || room->holding)
             party__room_release_held(room, 1);
         return;
     }
@@ -201,7 +167,7 @@ static void room_end_batch(party_room *room) {
     if (!commit.wake_changed && !party__store_wrote(room->store)) {
         /* A read-only transaction just ends. */
         party__store_rollback(room->store);
-        if (room->held_head != NULL || room->holding)
+        if (room->gate.head != NULL || room->holding)
             party__room_release_held(room, 1);
         return;
     }

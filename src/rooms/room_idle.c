@@ -37,7 +37,7 @@ void party__room_idle_remove(party_room *room) {
 /* Work in flight, apart from open connections. */
 static int room_busy(party_room *room) {
     return room->n_pending > 0 || room->queue_head != NULL || room->running || room->committing ||
-           room->held_head != NULL || room->fetch_held != NULL ||
+           room->gate.head != NULL || room->fetch_held != NULL ||
            room->life == PARTY__ROOM_LOADING || room->life == PARTY__ROOM_EVICTING ||
            room->life == PARTY__ROOM_UNLOADING;
 }
@@ -189,7 +189,7 @@ int party__room_hibernate(party_room *room) {
         return PARTY_ENOMEM;
     party__room_idle_remove(room);
     party__room_drop_state(room);
-    for (conn = room->conns_head; conn != NULL; conn = conn->room_next)
+    for (conn = room->conns.head; conn != NULL; conn = party__conn_list_next(conn))
         party__conn_trim(conn);
     rt->rooms_hibernated++;
     party__log_debug(rt, "room %s/%s: hibernated with %zu connections", room->party->name,

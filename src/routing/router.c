@@ -206,7 +206,7 @@ static void route_request(party_conn *conn, const party__party *party, const cha
     memset(&ev, 0, sizeof(ev));
     ev.type = PARTY__EV_REQUEST;
     ev.conn = conn;
-    conn->room = room; /* until answered: the answer passes the room's output gate */
+    conn->room = room; /* until answered: the room the request belongs to */
     if (party__room_post(room, &ev) != 0) {
         conn->room = NULL;
         respond_text(conn, 503, "out of memory\n", 1);

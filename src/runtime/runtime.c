@@ -37,41 +37,6 @@
 #include "ws.h"
 #include "alloc.h"
 
-const char *party_strerror(int err) {
-    switch (err) {
-    case PARTY_OK:
-        return "success";
-    case PARTY_EINVAL:
-        return "invalid argument";
-    case PARTY_ENOMEM:
-        return "out of memory";
-    case PARTY_ECLOSED:
-        return "connection is closing or closed";
-    case PARTY_ETOOBIG:
-        return "size limit exceeded";
-    case PARTY_ENOTFOUND:
-        return "not found";
-    case PARTY_ENONAME:
-        return "room has no name: address it by name, or call party_room_set_name() first";
-    case PARTY_EEXIST:
-        return "already set to a different value";
-    case PARTY_EIO:
-        return "I/O or storage failure";
-    case PARTY_ELIMIT:
-        return "limit reached";
-    case PARTY_ESTATE:
-        return "not allowed in the current state";
-    case PARTY_EADDR:
-        return "cannot listen on the address";
-    case PARTY_EBUSY:
-        return "in use by another runtime or process";
-    case PARTY_EFENCED:
-        return "the room is owned by another process now (fenced)";
-    default:
-        return "unknown error";
-    }
-}
-
 void party_config_init(party_config *cfg) {
     memset(cfg, 0, sizeof(*cfg));
     cfg->abi = PARTY_ABI_VERSION;
@@ -270,8 +235,6 @@ static const party__conn_upcalls conn_upcalls = {
     .message = conn_message_cb,
     .close = conn_close_cb,
     .error = conn_error_cb,
-    .holding = party__room_holding,
-    .hold = party__room_hold,
 };
 
 /* The loop and its handles, the read buffer and the mailbox: what every

@@ -1,9 +1,10 @@
 /* conn: socket I/O for one connection — reading and parsing HTTP requests,
  * reading WebSocket frames into room events, the send queue (one writev per
- * connection per loop turn), the close handshake and timeouts, and the
- * hand-off of a routed connection to another loop. Bytes go through the
- * connection's transport (transport.h); requests, messages and closes go
- * up through the runtime's upcalls (party__conn_upcalls). */
+ * connection per loop turn) with its release mark for the room's output
+ * gate, the close handshake and timeouts, and the hand-off of a routed
+ * connection to another loop. Bytes go through the connection's transport
+ * (transport.h); requests, messages and closes go up through the runtime's
+ * upcalls (party__conn_upcalls). */
 #include "conn.h"
 
 #include <assert.h>
@@ -23,7 +24,6 @@
 #include "log.h"
 #include "runtime.h"
 #include "slab.h"
-#include "utf8.h"
 #include "alloc.h"
 
 /* A request buffer starts small (a WebSocket handshake is a few hundred
@@ -71,6 +71,12 @@ static party__buf **out_slot(party_conn *conn, uint32_t i) {
     if (conn->out_cap <= 1)
         return &conn->out_one;
     return &conn->out[(conn->out_head + i) % conn->out_cap];
+}
+
+/* The entries of the ring in front of the release mark: what may be
+ * written now. The rest (out_held) waits for a commit. */
+static uint32_t out_released(const party_conn *conn) {
+    return conn->out_len - conn->out_held;
 }
 
 /* ---- transport ---- */
@@ -385,13 +391,12 @@ static void mark_dirty(party_conn *conn) {
 static int conn_enqueue(party_conn *conn, party__buf *buf);
 
 int party__conn_queue(party_conn *conn, party__buf *buf) {
-    struct party_room *holder;
     int r;
 
     if (conn->transport_closing || conn->phase == PARTY__CONN_DONE)
         return PARTY_ECLOSED;
-    if (conn->out_bytes + conn->held_bytes + buf->len >
-        party__conn_rt(conn)->cfg.send_queue_bytes) {
+    /* Held output counts: it is memory this connection holds all the same. */
+    if (conn->out_bytes + buf->len > party__conn_rt(conn)->cfg.send_queue_bytes) {
         party__log_warn(
             party__conn_rt(conn),
             "conn %s: send queue would exceed send_queue_bytes (--send-queue-bytes, %zu); "
@@ -402,28 +407,11 @@ int party__conn_queue(party_conn *conn, party__buf *buf) {
         conn_close_now(conn);
         return PARTY_ELIMIT;
     }
-    /* Output gate: behind anything already held for this connection, or
-     * held because its room's batch wrote and has not committed yet. */
-    holder = conn->holder;
-    if (holder == NULL && conn->room != NULL && upcalls(conn)->holding(conn->room))
-        holder = conn->room;
-    r = holder != NULL ? upcalls(conn)->hold(holder, conn, buf) : conn_enqueue(conn, buf);
+    r = conn_enqueue(conn, buf);
     /* Output that cannot be queued ends the connection: what follows must
      * never reach the peer with a gap before it that nobody sees. */
     if (r != 0)
         conn_close_now(conn);
-    return r;
-}
-
-int party__conn_queue_released(party_conn *conn, party__buf *buf) {
-    int r;
-    /* Released output was accepted when it was produced: it goes out even
-     * if the connection started closing since (its close waits for it). */
-    if (conn->transport_closing)
-        return PARTY_ECLOSED;
-    r = conn_enqueue(conn, buf);
-    if (r != 0)
-        conn_close_now(conn); /* as in party__conn_queue */
     return r;
 }
 
@@ -447,7 +435,10 @@ static int conn_enqueue(party_conn *conn, party__buf *buf) {
     *out_slot(conn, conn->out_len) = party__buf_ref(buf);
     conn->out_len++;
     conn->out_bytes += buf->len;
-    mark_dirty(conn);
+    if (conn->gate_next != NULL)
+        conn->out_held++; /* behind the mark: nothing to write yet */
+    else
+        mark_dirty(conn);
     return 0;
 }
 
@@ -480,7 +471,7 @@ void party__conn_trim(party_conn *conn) {
 }
 
 size_t party__conn_peek(party_conn *conn, uv_buf_t *iov, size_t max) {
-    size_t i, n = conn->out_len < max ? conn->out_len : max;
+    size_t i, n = out_released(conn) < max ? out_released(conn) : max;
     for (i = 0; i < n; i++) {
         party__buf *b = *out_slot(conn, i);
         size_t off = i == 0 ? conn->out_offset : 0;
@@ -521,7 +512,7 @@ ssize_t party__conn_write_some(party_conn *conn, const uv_buf_t *iov, size_t n) 
 int party__conn_write_queue(party_conn *conn) {
     uv_buf_t iov[WRITE_IOV_MAX];
 
-    while (conn->out_len > 0) {
+    while (out_released(conn) > 0) {
         size_t n = party__conn_peek(conn, iov, WRITE_IOV_MAX);
         ssize_t r = party__conn_write_some(conn, iov, n);
         if (r < 0)
@@ -538,7 +529,7 @@ int party__conn_write_queue(party_conn *conn) {
 static void conn_flush_done(party_conn *conn) {
     if (conn->handoff_wait && conn_output_drained(conn))
         return;
-    if (conn->close_after_flush && conn->holder == NULL)
+    if (conn->close_after_flush && conn->gate_next == NULL)
         conn_finish(conn); /* nothing held back by an output gate either */
 }
 
@@ -552,7 +543,7 @@ static void conn_flush(party_conn *conn) {
     r = ops->flush(conn);
     /* All written, and nothing held back by an output gate: the transport
      * says goodbye before the connection half-closes. */
-    if (r == PARTY__FLUSH_DONE && conn->close_after_flush && conn->holder == NULL &&
+    if (r == PARTY__FLUSH_DONE && conn->close_after_flush && conn->gate_next == NULL &&
         ops->start_close != NULL)
         r = ops->start_close(conn);
     if (r < 0) {
@@ -1037,7 +1028,7 @@ int party__conn_finish_upgrade(party_conn *conn) {
     party__buf_release(buf);
     if (r != 0)
         return r;
-    conn->handshake_held = conn->holder != NULL;
+    conn->handshake_held = conn->gate_next != NULL;
     conn->phase = PARTY__CONN_OPEN;
     /* The 101 goes out now rather than with what on_connect sends, so that
      * output usually fits the inline slot of the output ring. */
@@ -1298,7 +1289,7 @@ int party__conn_adopt(party_runtime *rt, int fd, int internal) {
 int party__conn_detach(party_conn *conn, party__conn_handoff *out) {
     party_runtime *rt = party__conn_rt(conn);
 
-    if (conn->out_len > 0 || conn->writing || conn->dirty || conn->holder != NULL) {
+    if (conn->out_len > 0 || conn->writing || conn->dirty || conn->gate_next != NULL) {
         /* An answer to an earlier request is still on its way out through
          * this loop's handle, or held until its room commits: the request
          * is reported again once it is written (conn_output_drained). */
@@ -1399,7 +1390,10 @@ void party__conn_make_id(char out[37]) {
     out[n] = '\0';
 }
 
-void party__conn_fail_uncommitted(party_conn *conn) {
+/* The output gate dropped what a failed commit produced for this
+ * connection: a WebSocket is closed with 1011, an HTTP request (or an
+ * upgrade whose 101 was held) gets 500. Either way the connection ends. */
+static void conn_fail_uncommitted(party_conn *conn) {
     static const char text[] = "storage commit failed; nothing of this request was kept\n";
     party_response res;
     party__buf *buf;
@@ -1423,6 +1417,144 @@ void party__conn_fail_uncommitted(party_conn *conn) {
     }
     conn->phase = PARTY__CONN_DONE;
     conn_close_after_flush(conn);
+}
+
+/* ---- the output gate ---- */
+
+void party__conn_hold(party_conn *conn, party__conn_gate *gate) {
+    if (conn->gate_next != NULL || conn->transport_closing)
+        return;
+    /* The mark is at the end of the queue (out_held is 0): whatever is
+     * queued now still goes. */
+    party__conn_ref(conn);
+    conn->gate_next = conn; /* the last of the list points to itself */
+    if (gate->tail != NULL)
+        gate->tail->gate_next = conn;
+    else
+        gate->head = conn;
+    gate->tail = conn;
+}
+
+/* Takes conn out of the gate being emptied (the mark goes); the next
+ * connection of the list, or NULL. */
+static party_conn *gate_leave(party_conn *conn) {
+    party_conn *next = conn->gate_next == conn ? NULL : conn->gate_next;
+    conn->gate_next = NULL;
+    conn->out_held = 0;
+    return next;
+}
+
+void party__conn_gate_release(party__conn_gate *gate) {
+    party_conn *conn = gate->head, *next;
+
+    gate->head = gate->tail = NULL;
+    for (; conn != NULL; conn = next) {
+        next = gate_leave(conn);
+        conn->handshake_held = 0;
+        /* What waited is written at the end of this loop turn, and a close
+         * or hand-off that waited for it proceeds then. */
+        if (!conn->transport_closing)
+            mark_dirty(conn);
+        party__conn_unref(conn);
+    }
+}
+
+/* Frees the output behind the mark. */
+static void out_drop_held(party_conn *conn) {
+    while (conn->out_held > 0) {
+        party__buf **slot = out_slot(conn, conn->out_len - 1);
+        conn->out_bytes -= (uint32_t)(*slot)->len;
+        party__buf_release(*slot);
+        conn->out_len--;
+        conn->out_held--;
+    }
+}
+
+void party__conn_gate_drop(party__conn_gate *gate) {
+    party_conn *conn = gate->head, *next;
+
+    gate->head = gate->tail = NULL;
+    for (; conn != NULL; conn = next) {
+        int lost = conn->out_held > 0;
+        out_drop_held(conn);
+        next = gate_leave(conn);
+        if (!conn->transport_closing) {
+            /* The effects it announced are gone: it fails, once. */
+            if (lost)
+                conn_fail_uncommitted(conn);
+            else
+                mark_dirty(conn);
+        }
+        conn->handshake_held = 0;
+        party__conn_unref(conn);
+    }
+}
+
+/* ---- a room's connections ---- */
+
+void party__conn_list_append(party__conn_list *list, party_conn *conn) {
+    conn->room_prev = list->tail;
+    conn->room_next = NULL;
+    if (list->tail != NULL)
+        list->tail->room_next = conn;
+    else
+        list->head = conn;
+    list->tail = conn;
+    conn->in_room = 1;
+}
+
+int party__conn_list_remove(party__conn_list *list, party_conn *conn) {
+    if (!conn->in_room)
+        return 0;
+    if (conn->room_prev != NULL)
+        conn->room_prev->room_next = conn->room_next;
+    else
+        list->head = conn->room_next;
+    if (conn->room_next != NULL)
+        conn->room_next->room_prev = conn->room_prev;
+    else
+        list->tail = conn->room_prev;
+    conn->room_prev = conn->room_next = NULL;
+    conn->in_room = 0;
+    return 1;
+}
+
+void party__conn_leave_room(party_conn *conn) {
+    conn->room = NULL;
+}
+
+void party__conn_mark_closing(party_conn *conn) {
+    if (conn->phase == PARTY__CONN_OPEN)
+        conn->phase = PARTY__CONN_CLOSING;
+}
+
+/* The id comes first (the id itself, not a copy), the others are copied
+ * into one block allocated only when there are any. */
+int party__conn_set_tags(party_conn *conn, const char *const *tags, size_t n) {
+    size_t total = (n + 1) * sizeof(char *), i;
+    char **block;
+    char *cursor;
+
+    party__free(conn->tags);
+    conn->tags = NULL;
+    conn->n_tags = 1;
+    if (n == 0)
+        return 0;
+    for (i = 0; i < n; i++)
+        total += strlen(tags[i]) + 1;
+    block = party__malloc(total);
+    if (block == NULL)
+        return PARTY_ENOMEM;
+    cursor = (char *)(block + n + 1);
+    block[0] = conn->id;
+    for (i = 0; i < n; i++) {
+        block[i + 1] = cursor;
+        strcpy(cursor, tags[i]);
+        cursor += strlen(tags[i]) + 1;
+    }
+    conn->tags = block;
+    conn->n_tags = (uint8_t)(n + 1);
+    return 0;
 }
 
 const char *const *party__conn_tag_list(const party_conn *conn) {
@@ -1467,43 +1599,6 @@ size_t party_conn_tags(party_conn *conn, const char *const **tags) {
     if (tags != NULL)
         *tags = party__conn_tag_list(conn);
     return conn->n_tags;
-}
-
-int party_conn_send(party_conn *conn, const void *data, size_t len, int binary) {
-    party__buf *frame;
-    int r;
-
-    if (conn == NULL || (data == NULL && len > 0))
-        return PARTY_EINVAL;
-    if (conn->phase != PARTY__CONN_OPEN)
-        return PARTY_ECLOSED;
-    if (!binary && !party__utf8_valid(data, len))
-        return PARTY_EINVAL;
-    frame = party__ws_frame_new(party__conn_rt(conn)->buf_pool,
-                                binary ? PARTY__WS_BINARY : PARTY__WS_TEXT, data, len);
-    if (frame == NULL)
-        return PARTY_ENOMEM;
-    r = party__conn_queue(conn, frame);
-    party__buf_release(frame);
-    return r;
-}
-
-int party_conn_send_text(party_conn *conn, const char *text) {
-    if (text == NULL)
-        return PARTY_EINVAL;
-    return party_conn_send(conn, text, strlen(text), 0);
-}
-
-int party_conn_close(party_conn *conn, int code, const char *reason) {
-    size_t reason_len = reason != NULL ? strlen(reason) : 0;
-
-    if (conn == NULL || !party__ws_close_code_sendable(code) ||
-        reason_len > PARTY_MAX_CLOSE_REASON || !party__utf8_valid(reason, reason_len))
-        return PARTY_EINVAL;
-    if (conn->phase != PARTY__CONN_OPEN)
-        return 0; /* already closing: the first close wins */
-    party__conn_start_close(conn, code, reason);
-    return 0;
 }
 
 int party_conn_set_state(party_conn *conn, const void *data, size_t len) {

@@ -1,10 +1,11 @@
 /* conn: one accepted TCP connection, from its first HTTP request through
  * the WebSocket it may become, to its close. It owns the socket, the read
  * state (HTTP session or WebSocket reader), the send queue of refcounted
- * buffers, and the identity a room sees (id, uri, tags, state). Bytes
- * cross the socket through its transport (transport.h); what it must tell
- * the layers above (a request parsed, a message, a close) it tells
- * through the upcalls the runtime installed (party__conn_upcalls). */
+ * buffers with the release mark a room's output gate moves, and the
+ * identity a room sees (id, uri, tags, state). Bytes cross the socket
+ * through its transport (transport.h); what it must tell the layers above
+ * (a request parsed, a message, a close) it tells through the upcalls the
+ * runtime installed (party__conn_upcalls). */
 #ifndef PARTY_CONN_H
 #define PARTY_CONN_H
 
@@ -47,10 +48,13 @@ struct party_conn {
      * TCP stream: 160 bytes instead of 248, a third of an idle connection.
      * poll.loop->data is the runtime (see party__conn_rt). */
     uv_poll_t poll;
-    struct party_room *room;   /* set once routed to a room */
-    struct party_room *holder; /* the room whose output gate holds our output */
-    uint32_t held_bytes;       /* bytes held for us by the output gate */
-    uint32_t refs;             /* the socket + queued events that name it */
+    struct party_room *room; /* set once routed to a room */
+    /* The output gate: while set, a release mark holds new output back
+     * (see party__conn_hold). The next connection in the gate's list;
+     * the last one points to itself, so non-NULL means held. */
+    party_conn *gate_next;
+    uint32_t out_held; /* entries at the tail of the output ring, behind the mark */
+    uint32_t refs;     /* the socket + queued events that name it */
     /* A connection is mostly idle: its flags are bits, its counters 32-bit
      * (send_queue_bytes is capped at 4 GiB - 1), its buffers allocated on
      * demand. */
@@ -136,11 +140,6 @@ typedef struct party__conn_upcalls {
                  int was_clean);
     /* An error on the connection (what: static text) for room's on_error. */
     void (*error)(struct party_room *room, party_conn *conn, const char *what);
-    /* The output gate: 1 if room's current batch wrote, so its output is
-     * held until the commit; hold then takes one reference of buf for the
-     * connection (0 or PARTY_ENOMEM). */
-    int (*holding)(struct party_room *room);
-    int (*hold)(struct party_room *room, party_conn *conn, party__buf *buf);
 } party__conn_upcalls;
 
 /* Serves a socket the listener accepted (non-blocking) over transport
@@ -187,14 +186,81 @@ void party__conn_trim(party_conn *conn);
 void party__conn_ref(party_conn *conn);
 void party__conn_unref(party_conn *conn);
 
-/* Queues one reference of buf for sending (the caller keeps its own).
+/* Queues one reference of buf for sending (the caller keeps its own):
+ * behind the release mark while the connection is held (see
+ * party__conn_hold). PARTY_ECLOSED when the connection no longer sends;
  * PARTY_ELIMIT when the send queue would pass send_queue_bytes: the
  * connection is then dropped. PARTY_ENOMEM. */
 int party__conn_queue(party_conn *conn, party__buf *buf);
 
-/* Queues output the output gate released (it bypasses the gate and the
- * closing state it was produced before). */
-int party__conn_queue_released(party_conn *conn, party__buf *buf);
+/* ---- the output gate ----
+ * The gate is the room's: it decides which output waits for a commit.
+ * A connection has one send queue and a release mark in it. Output
+ * behind the mark waits; the commit moves the mark to the end of the
+ * queue (party__conn_gate_release), a failed commit cuts the queue at
+ * the mark and fails the connection (party__conn_gate_drop). The gate's
+ * list runs through the connections it holds, so holding output costs
+ * no allocation. */
+
+/* The connections a batch holds, in the order they were first held. */
+typedef struct party__conn_gate {
+    party_conn *head, *tail;
+} party__conn_gate;
+
+/* Holds conn's output from now on: the release mark goes at the end of
+ * its send queue, and conn joins gate (which takes a reference of it).
+ * A connection already held stays where it is, in the list it is in:
+ * what follows keeps its order behind the mark it has. Does nothing to a
+ * closing connection. */
+void party__conn_hold(party_conn *conn, party__conn_gate *gate);
+/* The commit is durable: every connection of gate sends what waited
+ * behind its mark, in order, and leaves the gate (empty after). */
+void party__conn_gate_release(party__conn_gate *gate);
+/* The commit failed: every connection of gate loses what waited behind
+ * its mark — what was queued before it still goes out — and, if it lost
+ * anything, fails: a WebSocket closes with 1011, an HTTP request (or an
+ * upgrade whose 101 was held) is answered 500. Either way it ends. The
+ * gate is empty after. */
+void party__conn_gate_drop(party__conn_gate *gate);
+
+/* ---- a room's connections ---- */
+
+/* A list of connections linked through them (a room's open ones); only
+ * conn's functions change the links. */
+typedef struct party__conn_list {
+    party_conn *head, *tail;
+} party__conn_list;
+
+/* Links conn (not in a list) at the end of list. */
+void party__conn_list_append(party__conn_list *list, party_conn *conn);
+/* Unlinks conn from list; 1 if it was in it, else 0 (nothing done). */
+int party__conn_list_remove(party__conn_list *list, party_conn *conn);
+/* The connection after conn in its list, or NULL. */
+static inline party_conn *party__conn_list_next(const party_conn *conn) {
+    return conn->room_next;
+}
+/* 1 if conn is linked in its room's list of open connections. */
+static inline int party__conn_in_room(const party_conn *conn) {
+    return conn->in_room;
+}
+/* 1 if conn is an open WebSocket (it may send and be closed). */
+static inline int party__conn_is_open(const party_conn *conn) {
+    return conn->phase == PARTY__CONN_OPEN;
+}
+/* The room a connection was routed to, or NULL. */
+static inline struct party_room *party__conn_room(const party_conn *conn) {
+    return conn->room;
+}
+/* The room is done with conn: it no longer names it (a lingering socket
+ * must not point at a room that may leave memory). */
+void party__conn_leave_room(party_conn *conn);
+/* Sets the connection's tags besides its id (n of them, copied into one
+ * block). 0 or PARTY_ENOMEM (then only the id remains). */
+int party__conn_set_tags(party_conn *conn, const char *const *tags, size_t n);
+/* The room reached the peer's Close: an open WebSocket starts closing,
+ * so sends fail from now on and on_close cannot pick another code (the
+ * reply echoes the peer's). */
+void party__conn_mark_closing(party_conn *conn);
 
 /* Frees the loop's table of transport states by slot, once no connection
  * is left (after the loop's last close callbacks). */
@@ -228,11 +294,6 @@ void party__conn_start_close(party_conn *conn, int code, const char *reason);
 /* party__conn_abort (transport.h) drops the transport now (queued output
  * is discarded); a connection still open towards its room gets
  * on_close(1006). */
-
-/* The output gate dropped what a failed commit produced for this
- * connection: a WebSocket is closed with 1011, an HTTP request (or an
- * upgrade whose 101 was held) gets 500. Either way the connection ends. */
-void party__conn_fail_uncommitted(party_conn *conn);
 
 /* Frees the HTTP session (the upgrade is done). */
 void party__conn_end_http(party_conn *conn);

@@ -26,7 +26,7 @@ typedef struct party__transport {
 /* What a flush achieved (or a negative libuv error code: the connection
  * is then dropped). */
 enum {
-    PARTY__FLUSH_DONE = 0,    /* everything queued is written */
+    PARTY__FLUSH_DONE = 0,    /* everything queued in front of the release mark is written */
     PARTY__FLUSH_BLOCKED = 1, /* the socket is full: flush again once it is writable */
     PARTY__FLUSH_PENDING = 2, /* the transport holds the output back (a TLS handshake
                                * in progress) and flushes again itself once it can */
@@ -90,7 +90,8 @@ int party__conn_closing(const party_conn *conn);
 int party__conn_input_space(party_conn *conn, uv_buf_t *out);
 /* Plaintext bytes arrived, at the place party__conn_input_space gave. */
 void party__conn_input(party_conn *conn, char *data, size_t len);
-/* Up to max buffers of the send queue, from the first unwritten byte. */
+/* Up to max buffers of the send queue, from the first unwritten byte to
+ * the release mark (output behind it waits for its room's commit). */
 size_t party__conn_peek(party_conn *conn, uv_buf_t *iov, size_t max);
 /* Drops n bytes from the front of the send queue (they were written). */
 void party__conn_consume(party_conn *conn, size_t n);
@@ -98,8 +99,9 @@ void party__conn_consume(party_conn *conn, size_t n);
  * it is full), or a negative libuv error code. */
 ssize_t party__conn_write_some(party_conn *conn, const uv_buf_t *iov, size_t n);
 /* Writes the send queue to the socket as it is, up to 64 buffers a
- * sendmsg, until it is empty or the socket full: the plaintext transport's
- * flush (a PARTY__FLUSH_* result or a negative libuv error code). */
+ * sendmsg, until it is empty (up to the release mark) or the socket full:
+ * the plaintext transport's flush (a PARTY__FLUSH_* result or a negative
+ * libuv error code). */
 int party__conn_write_queue(party_conn *conn);
 /* Writes what is queued now, through the transport (unless output already
  * waits for the socket to take more): e.g. after input made a handshake

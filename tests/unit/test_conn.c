@@ -1,8 +1,13 @@
 /* conn: the pools a burst of handshakes fills (spare HTTP sessions, the
  * block of handshake timers) are freed by party__conn_pools_trim, the
  * timer block only while none of its timers is armed, and handshakes after
- * a trim are served as before. A runtime in this process serves one end
- * of a socketpair per exchange; its loop is run here. */
+ * a trim are served as before. The send queue's release mark: output
+ * behind it waits until the gate releases it, a dropped gate cuts the
+ * queue at the mark (what was in front still goes) and fails the
+ * connection, holding output allocates nothing per frame, and an idle
+ * connection's queue holds no memory once trimmed. A runtime in this
+ * process serves one end of a socketpair per exchange; its loop is run
+ * here. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -138,10 +143,145 @@ static void test_trim_keeps_the_timer_block_while_a_timer_is_armed(void **state)
     party_runtime_free(rt);
 }
 
+/* ---- the send queue's release mark ---- */
+
+static party_conn *found;
+
+static void find_one(party_conn *conn) {
+    found = conn;
+}
+
+/* Serves a new socketpair and returns the server's connection (the only
+ * one) and, in *client, the client's end. */
+static party_conn *conn_open(party_runtime *rt, int *client) {
+    *client = client_open(rt);
+    found = NULL;
+    party__conn_foreach(rt, find_one);
+    assert_non_null(found);
+    return found;
+}
+
+/* Queues the bytes of text on conn. */
+static void queue_text(party_conn *conn, const char *text) {
+    party__buf *buf = party__buf_take(NULL, strlen(text));
+    assert_non_null(buf);
+    memcpy(buf->data, text, strlen(text));
+    buf->len = strlen(text);
+    assert_int_equal(party__conn_queue(conn, buf), 0);
+    party__buf_release(buf);
+}
+
+/* What the client's end has now (after running the loop), NUL-terminated. */
+static void client_take(party_runtime *rt, int fd, char *out, size_t cap) {
+    ssize_t n;
+    pump(rt);
+    n = recv(fd, out, cap - 1, MSG_DONTWAIT);
+    out[n > 0 ? n : 0] = '\0';
+}
+
+static void test_output_behind_the_mark_waits_for_the_release(void **state) {
+    party_runtime *rt = runtime_new();
+    party__conn_gate gate = {NULL, NULL};
+    char got[4096];
+    int fd;
+    party_conn *conn = conn_open(rt, &fd);
+    (void)state;
+
+    queue_text(conn, "before ");
+    party__conn_hold(conn, &gate);
+    assert_ptr_equal(gate.head, conn);
+    queue_text(conn, "held ");
+    queue_text(conn, "too");
+    client_take(rt, fd, got, sizeof(got));
+    assert_string_equal(got, "before ");
+    /* Holding it again changes nothing: one mark, one place in the list. */
+    party__conn_hold(conn, &gate);
+    assert_ptr_equal(gate.head, conn);
+    assert_ptr_equal(gate.tail, conn);
+    client_take(rt, fd, got, sizeof(got));
+    assert_string_equal(got, "");
+
+    party__conn_gate_release(&gate);
+    assert_null(gate.head);
+    client_take(rt, fd, got, sizeof(got));
+    assert_string_equal(got, "held too");
+    /* Released, the connection sends as before. */
+    queue_text(conn, "after");
+    client_take(rt, fd, got, sizeof(got));
+    assert_string_equal(got, "after");
+    close(fd);
+    pump(rt);
+    party_runtime_free(rt);
+}
+
+static void test_dropped_gate_cuts_the_queue_at_the_mark_and_fails_the_connection(void **state) {
+    party_runtime *rt = runtime_new();
+    party__conn_gate gate = {NULL, NULL};
+    char got[4096];
+    int fd;
+    party_conn *conn = conn_open(rt, &fd);
+    (void)state;
+
+    /* Queued before the mark, not written yet when the commit fails. */
+    queue_text(conn, "kept|");
+    party__conn_hold(conn, &gate);
+    queue_text(conn, "lost");
+    queue_text(conn, "lost too");
+    party__conn_gate_drop(&gate);
+    assert_null(gate.head);
+    /* What was in front of the mark, then a 500 instead of the rest (an
+     * HTTP connection), and the end. */
+    client_read_all(rt, fd, got, sizeof(got));
+    assert_memory_equal(got, "kept|HTTP/1.1 500", 17);
+    assert_null(strstr(got, "lost"));
+    assert_non_null(strstr(got, "commit failed"));
+    party_runtime_free(rt);
+}
+
+static void test_held_frames_sit_in_the_ring_and_an_idle_queue_holds_nothing(void **state) {
+    party_runtime *rt = runtime_new();
+    party__conn_gate gate = {NULL, NULL};
+    char got[4096];
+    int fd, i;
+    party_conn *conn = conn_open(rt, &fd);
+    (void)state;
+
+    /* One frame held: the ring's inline slot takes it (no heap ring). */
+    party__conn_hold(conn, &gate);
+    queue_text(conn, "x");
+    assert_int_equal(conn->out_cap, 1);
+    party__conn_gate_release(&gate);
+    client_take(rt, fd, got, sizeof(got));
+    assert_string_equal(got, "x");
+    /* Many: the ring grows to hold them, the frames themselves are only
+     * referenced; it keeps its size for the next batch. */
+    party__conn_hold(conn, &gate);
+    for (i = 0; i < 8; i++)
+        queue_text(conn, "y");
+    assert_int_equal(conn->out_len, 8);
+    assert_int_equal(conn->out_cap, 8);
+    party__conn_gate_release(&gate);
+    client_take(rt, fd, got, sizeof(got));
+    assert_string_equal(got, "yyyyyyyy");
+    assert_int_equal(conn->out_len, 0);
+    /* Idle (its room hibernates): the queue gives its ring back, and no
+     * mark or gate link is left. */
+    party__conn_trim(conn);
+    assert_int_equal(conn->out_cap, 0);
+    assert_int_equal(conn->out_held, 0);
+    assert_null(conn->gate_next);
+    close(fd);
+    pump(rt);
+    party_runtime_free(rt);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_trim_frees_spare_sessions_and_the_idle_timer_block),
         cmocka_unit_test(test_trim_keeps_the_timer_block_while_a_timer_is_armed),
+        cmocka_unit_test(test_output_behind_the_mark_waits_for_the_release),
+        cmocka_unit_test(test_dropped_gate_cuts_the_queue_at_the_mark_and_fails_the_connection),
+        cmocka_unit_test(test_held_frames_sit_in_the_ring_and_an_idle_queue_holds_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,9 +2,11 @@
  * of one event commit together or not at all; a failed commit drops the
  * held output, closes WebSockets with 1011, answers HTTP with 500 and
  * restarts the room from storage; the output gate holds replies to writes
- * until the commit is durable, and lets replies to reads through; queued
- * events share one commit; idle rooms are evicted on the virtual clock and
- * come back from storage; the KV API and the room's own SQL tables; a room
+ * until the commit is durable, and lets replies to reads through; a held
+ * broadcast reaches many connections in order after the commit, a failed
+ * one loses only what followed the write, and a peer that leaves while
+ * output is held for it is freed cleanly; queued events share one commit; idle rooms are evicted on
+ * the virtual clock and come back from storage; the KV API and the room's own SQL tables; a room
  * file of a newer format version is refused, an older one migrated. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -101,6 +103,14 @@ static void store_message(party_room *room, party_conn *conn, const void *data, 
                      NULL, NULL, NULL);
         party_kv_put(room, "b", "2", 1);
         party_conn_send_text(conn, "after");
+    } else if (len == 5 && memcmp(data, "bcast", 5) == 0) {
+        /* To every connection: one frame before the batch's first write
+         * (not held), then two after it (held until the commit). */
+        party_room_broadcast(room, "pre", 3, 0, NULL, 0, NULL);
+        if (bump(room, text, sizeof(text)) != 0)
+            snprintf(text, sizeof(text), "write failed");
+        party_room_broadcast(room, text, strlen(text), 0, NULL, 0, NULL);
+        party_room_broadcast(room, "post", 4, 0, NULL, 0, NULL);
     } else if (len == 5 && memcmp(data, "write", 5) == 0) {
         if (bump(room, text, sizeof(text)) != 0)
             snprintf(text, sizeof(text), "write failed");
@@ -345,6 +355,50 @@ static int keys_in_file(party_test *t, const char *room, const char *keys) {
     return n;
 }
 
+/* The value of key in the room's database file, read with a connection of
+ * our own without running the loop (malloc'd; NULL if absent): what is
+ * committed now. */
+static char *committed_value(party_test *t, const char *room, const char *key) {
+    char path[4096], id[PARTY_ID_MAX], *value = NULL;
+    sqlite3 *db = NULL;
+    sqlite3_stmt *stmt = NULL;
+
+    party_room_id_from_name("store", room, id);
+    assert_int_equal(party_test_room_file(t, id, path, sizeof(path)), 0);
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT value FROM _party_kv WHERE key = ?1", -1, &stmt, NULL),
+        SQLITE_OK);
+    sqlite3_bind_text(stmt, 1, key, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(stmt) == SQLITE_ROW) {
+        int n = sqlite3_column_bytes(stmt, 0);
+        value = calloc(1, (size_t)n + 1);
+        assert_non_null(value);
+        memcpy(value, sqlite3_column_blob(stmt, 0), (size_t)n);
+    }
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return value;
+}
+
+/* Receives a text message and fails unless it is want. */
+static void expect_text(party_test_conn *c, const char *want) {
+    char *text = NULL;
+    assert_int_equal(party_test_recv_text(c, &text), 0);
+    assert_string_equal(text, want);
+    free(text);
+}
+
+/* Fails unless the server closed c with code, after nothing more. */
+static void expect_closed(party_test_conn *c, int want) {
+    char *text = NULL;
+    int code = 0;
+    assert_int_equal(party_test_recv_text(c, &text), PARTY_ECLOSED);
+    assert_null(text);
+    assert_int_equal(party_test_close_info(c, &code, NULL), 0);
+    assert_int_equal(code, want);
+}
+
 /* Connects, then waits until the first batch (which stores the room's
  * name) has committed, so later commits are the test's own. */
 static party_test_conn *open_store(party_test *t, const char *target) {
@@ -530,6 +584,131 @@ static void test_group_commit_queued_messages_share_commits(void **state) {
     party_test_conn_free(b);
 }
 
+/* A broadcast after a write, to many connections: held by the output gate
+ * in each connection's own queue, then released in order. */
+#define FAN 40
+
+static void
+test_gated_broadcast_to_many_connections_is_released_in_order_after_commit(void **state) {
+    party_test *t = *state;
+    party_test_conn *c[FAN];
+    char *value;
+    int i;
+
+    for (i = 0; i < FAN; i++)
+        c[i] = open_store(t, "/parties/store/fan");
+    /* A slow commit: output let through before it would arrive first. */
+    party_test_set_commit_delay(t, 200);
+    assert_int_equal(party_test_send_text(c[0], "bcast"), 0);
+    for (i = 0; i < FAN; i++) {
+        expect_text(c[i], "pre");
+        expect_text(c[i], "1");
+        if (i == 0) {
+            /* The first held frame came: the write is in the file. */
+            value = committed_value(t, "fan", "n");
+            assert_non_null(value);
+            assert_string_equal(value, "1");
+            free(value);
+        }
+        expect_text(c[i], "post");
+    }
+    /* The gate is open again: the next batch's output follows. */
+    assert_int_equal(party_test_send_text(c[FAN - 1], "bcast"), 0);
+    for (i = 0; i < FAN; i++) {
+        expect_text(c[i], "pre");
+        expect_text(c[i], "2");
+        expect_text(c[i], "post");
+    }
+    assert_int_equal(party_test_commit_failures(t), 0);
+    for (i = 0; i < FAN; i++)
+        party_test_conn_free(c[i]);
+}
+
+/* A failed commit of a batch that broadcast before and after its write:
+ * every connection still gets what was queued before the write, then loses
+ * the rest and is closed with 1011. */
+static void broadcast_of_a_failed_commit(party_test *t) {
+    party_test_conn *c[FAN / 2];
+    char *value;
+    int i;
+
+    for (i = 0; i < FAN / 2; i++)
+        c[i] = open_store(t, "/parties/store/cut");
+    fail_commits = 1;
+    assert_int_equal(party_test_send_text(c[0], "bcast"), 0);
+    for (i = 0; i < FAN / 2; i++) {
+        expect_text(c[i], "pre");
+        expect_closed(c[i], 1011);
+    }
+    assert_int_equal(party_test_commit_failures(t), 1);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    value = committed_value(t, "cut", "n");
+    assert_null(value);
+    for (i = 0; i < FAN / 2; i++)
+        party_test_conn_free(c[i]);
+}
+
+static void test_failed_commit_drops_exactly_the_held_part_of_each_queue(void **state) {
+    party_config cfg;
+    party_test *normal;
+
+    /* Durability full: the commit runs on a worker thread, so what was
+     * queued before the write is usually written meanwhile. */
+    broadcast_of_a_failed_commit(*state);
+    /* Durability normal: the commit runs on the loop, at the end of the
+     * batch, while everything the batch queued still waits in the
+     * queues: the cut must keep what lies in front of the mark. */
+    party_config_init(&cfg);
+    cfg.durability = PARTY_DURABILITY_NORMAL;
+    cfg.log_level = PARTY_LOG_ERROR;
+    normal = party_test_new_with(&cfg);
+    assert_non_null(normal);
+    assert_int_equal(party_test_add(normal, &store_def), 0);
+    fail_commits = 0;
+    broadcast_of_a_failed_commit(normal);
+    party_test_free(normal);
+}
+
+/* A peer that leaves while output is held for it: the release skips it
+ * (and frees what it held), the others get theirs; a peer's Close waits
+ * behind the output held before it. */
+static void test_connection_closed_by_peer_while_holding_output_frees_cleanly(void **state) {
+    party_test *t = *state;
+    party_test_conn *gone = open_store(t, "/parties/store/leave");
+    party_test_conn *stays = open_store(t, "/parties/store/leave");
+    party_test_conn *closes = open_store(t, "/parties/store/leave");
+    const char *reason = NULL;
+    int code = 0;
+
+    party_test_set_commit_delay(t, 200);
+    assert_int_equal(party_test_send_text(stays, "bcast"), 0);
+    expect_text(gone, "pre");
+    /* "1" and "post" wait for gone behind its mark: it drops meanwhile
+     * (and the room handles its close after the commit). */
+    assert_int_equal(party_test_drop(gone), 0);
+    expect_text(stays, "pre");
+    expect_text(stays, "1");
+    expect_text(stays, "post");
+
+    /* A clean Close behind a held reply: the reply comes first. */
+    assert_int_equal(party_test_send_text(closes, "write"), 0);
+    assert_int_equal(party_test_close(closes, 1000, "bye"), 0);
+    expect_text(closes, "pre");
+    expect_text(closes, "1");
+    expect_text(closes, "post");
+    expect_text(closes, "2");
+    assert_int_equal(party_test_close_info(closes, &code, &reason), 0);
+    assert_int_equal(code, 1000);
+    assert_string_equal(reason, "bye");
+
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    expect_call(t, "GET", "/parties/store/leave/get?key=n", 200, "2");
+    assert_int_equal(party_test_commit_failures(t), 0);
+    party_test_conn_free(gone);
+    party_test_conn_free(stays);
+    party_test_conn_free(closes);
+}
+
 /* ---- eviction and cold starts ---- */
 
 static void test_idle_room_evicted_after_idle_timeout(void **state) {
@@ -685,6 +864,13 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_output_gate_holds_http_response_until_commit, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_gated_broadcast_to_many_connections_is_released_in_order_after_commit, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_failed_commit_drops_exactly_the_held_part_of_each_queue, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_connection_closed_by_peer_while_holding_output_frees_cleanly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_queued_messages_share_commits, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_idle_room_evicted_after_idle_timeout, setup, teardown),
