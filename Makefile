@@ -12,7 +12,7 @@ SCAN_DIR := build/scan
 CMAKE_FLAGS ?=
 FUZZ_SECONDS ?= 30
 
-.PHONY: all run test test-valgrind analyze build build-test install e2e-deps yjs-deps web-deps browser-deps web fuzz format clean bench
+.PHONY: all run test test-valgrind analyze build build-test install e2e-deps yjs-deps web-deps browser-deps web fuzz oom format clean bench
 
 all: build
 
@@ -105,6 +105,11 @@ test-valgrind:
 fuzz: FUZZ_SECONDS = 300
 fuzz: build-test
 	cd $(TEST_DIR) && ctest --output-on-failure -j 8 -L fuzz --timeout $$(( $(FUZZ_SECONDS) + 120 ))
+
+# The OOM sweep with no stride: every allocation of every scenario fails
+# once (tests/oom/test_oom.c; make test runs it with a stride).
+oom: build-test
+	cd $(TEST_DIR) && PARTY_OOM_FULL=1 tests/oom/test_oom
 
 # partyd side by side with PartyServer on workerd and node ws (about 5 min;
 # writes docs/benchmarks.md): make bench; a smoke run: make bench ARGS=--quick

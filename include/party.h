@@ -236,9 +236,10 @@ PARTY_EXTERN const char *party_room_id(party_room *room);
 PARTY_EXTERN int party_room_set_name(party_room *room, const char *name);
 /* A new random room id, for rooms addressed by id rather than by name. */
 PARTY_EXTERN void party_room_id_new(char id_out[PARTY_ID_MAX]);
-/* The id of the room called name in party (what the runtime computes). */
-PARTY_EXTERN void party_room_id_from_name(const char *party, const char *name,
-                                          char id_out[PARTY_ID_MAX]);
+/* The id of the room called name in party (what the runtime computes).
+ * 0, or PARTY_ENOMEM (hashing needs memory); id_out is then "". */
+PARTY_EXTERN int party_room_id_from_name(const char *party, const char *name,
+                                         char id_out[PARTY_ID_MAX]);
 /* User state: any pointer; freed through party_def.free_state. */
 PARTY_EXTERN void *party_room_state(party_room *room);
 PARTY_EXTERN void party_room_set_state(party_room *room, void *state);
@@ -254,7 +255,8 @@ PARTY_EXTERN size_t party_room_conn_count(party_room *room);
  * exclude_ids. The frame is encoded once and shared by all receivers.
  * *sent (sent may be NULL): the number of connections it was queued on.
  * 0, PARTY_EINVAL (NULL data with len > 0, or text that is not UTF-8),
- * PARTY_ENOMEM. */
+ * PARTY_ENOMEM. A connection it could not be queued on (memory, send queue
+ * limit) is dropped, as party_conn_send does. */
 PARTY_EXTERN int party_room_broadcast(party_room *room, const void *data, size_t len, int binary,
                                       const char *const *exclude_ids, size_t n_exclude,
                                       size_t *sent);
@@ -273,7 +275,7 @@ PARTY_EXTERN int party_room_broadcast(party_room *room, const void *data, size_t
  *   404  unknown party
  *   500  the target's on_start failed (it is retried on the next event)
  *   502  the answer was malformed, larger than max_body_bytes, or its head
- *        over max_header_bytes or max_headers
+ *        over max_header_bytes or max_headers; or no memory to read it
  *   503  the runtime could not open the internal connection (files, memory)
  *   504  no answer within party_config.fetch_timeout (30 s by default)
  * method: NULL for "GET", else an HTTP token. path: NULL, "" or a string
@@ -315,7 +317,8 @@ PARTY_EXTERN const char *party_conn_uri(party_conn *conn);
 PARTY_EXTERN size_t party_conn_tags(party_conn *conn, const char *const **tags);
 /* Queues a message. PARTY_ECLOSED if the connection is closing; PARTY_ELIMIT
  * if its send queue is over its byte limit (the connection is then closed:
- * a reader that slow is dropped, not buffered for). */
+ * a reader that slow is dropped, not buffered for); PARTY_ENOMEM (the
+ * connection is then dropped too: a reader never misses a message unseen). */
 PARTY_EXTERN int party_conn_send(party_conn *conn, const void *data, size_t len, int binary);
 PARTY_EXTERN int party_conn_send_text(party_conn *conn, const char *text);
 /* Starts the close handshake: sends Close(code, reason). code must be 1000,

@@ -107,8 +107,10 @@ PARTY_EXTERN int party_test_ping(party_test_conn *conn, const void *data, size_t
  * malloc'd (the caller frees it; NUL-terminated past *len), *binary is 1
  * for a binary message, 0 for text; len and binary may be NULL. Messages
  * that arrived before the server closed are received first; then
- * PARTY_ECLOSED (see party_test_close_info). PARTY_TEST_ETIMEDOUT if
- * nothing came in time (the connection stays usable). */
+ * PARTY_ECLOSED (see party_test_close_info), or PARTY_ENOMEM if the
+ * harness ran out of memory receiving (it then dropped the connection,
+ * rather than a message). PARTY_TEST_ETIMEDOUT if nothing came in time
+ * (the connection stays usable). */
 PARTY_EXTERN int party_test_recv(party_test_conn *conn, void **data, size_t *len, int *binary);
 /* party_test_recv of a text message into *text (malloc'd, NUL-terminated).
  * A binary message is consumed and gives PARTY_EINVAL. */

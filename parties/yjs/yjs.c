@@ -639,18 +639,26 @@ static void handle_sync(party_room *room, party_conn *conn, yjs_room *y, yjs_rea
     size_t len;
     uint8_t *diff;
     size_t diff_len;
+    int rc;
 
     if (yjs_read_uint(r, &subtype) != 0 || yjs_read_array(r, &payload, &len) != 0)
         return;
     switch (subtype) {
     case SYNC_STEP1:
-        if (doc_flush(y) != 0 ||
-            yjs_diff(y->doc, y->doc_len, payload, len, &diff, &diff_len) != 0) {
-            /* A malformed state vector: the client is broken. */
-            party_conn_close(conn, 1003, "invalid Yjs state vector");
+        if (doc_flush(y) != 0) {
+            party_conn_close(conn, 1011, "cannot read the document");
             return;
         }
-        send_sync(conn, SYNC_STEP2, diff, diff_len);
+        rc = yjs_diff(y->doc, y->doc_len, payload, len, &diff, &diff_len);
+        if (rc != 0) {
+            /* Else a malformed state vector: the client is broken. */
+            party_conn_close(conn, rc == PARTY_ENOMEM ? 1011 : 1003,
+                             rc == PARTY_ENOMEM ? "out of memory" : "invalid Yjs state vector");
+            return;
+        }
+        /* Unanswered, the client would wait for the document forever. */
+        if (send_sync(conn, SYNC_STEP2, diff, diff_len) != 0)
+            party_conn_close(conn, 1011, "cannot send the document");
         free(diff);
         return;
     case SYNC_STEP2:
@@ -669,8 +677,8 @@ static int step1_after_wake_cb(party_conn *conn, void *arg) {
     const uint8_t *state = party_conn_state(conn, &len);
     /* Only connections that were here before: a new one gets its Step 1
      * from on_connect. */
-    if (state != NULL && len > 0 && state[0] == CONN_STATE_MAGIC)
-        send_step1(conn, arg);
+    if (state != NULL && len > 0 && state[0] == CONN_STATE_MAGIC && send_step1(conn, arg) != 0)
+        party_conn_close(conn, 1011, "cannot read the document");
     return 0;
 }
 

@@ -23,6 +23,7 @@
 #include "url.h"
 #include "utf8.h"
 #include "ws.h"
+#include "alloc.h"
 
 #define MAX_EXTRA_HEADERS 64
 #define RESPONSE_HEAD_MAX (16 * 1024)           /* the server's 101 answer */
@@ -228,11 +229,11 @@ static int build_request(client *c, const target *t, const char *id, char **head
 
     for (i = 0; i < n_headers; i++)
         cap += strlen(headers[i]) + 4;
-    path = malloc(cap);
-    req = malloc(cap * 2);
+    path = party__malloc(cap);
+    req = party__malloc(cap * 2);
     if (path == NULL || req == NULL) {
-        free(path);
-        free(req);
+        party__free(path);
+        party__free(req);
         return -1;
     }
     strcpy(path, t->path);
@@ -241,12 +242,16 @@ static int build_request(client *c, const target *t, const char *id, char **head
         append_encoded(path, id);
     }
     if (RAND_bytes(nonce, sizeof(nonce)) != 1) {
-        free(path);
-        free(req);
+        party__free(path);
+        party__free(req);
         return -1;
     }
     EVP_EncodeBlock((unsigned char *)key, nonce, sizeof(nonce));
-    party__ws_accept_value(NULL, party__slice_make(key, strlen(key)), c->accept);
+    if (party__ws_accept_value(NULL, party__slice_make(key, strlen(key)), c->accept) != 0) {
+        party__free(path);
+        party__free(req);
+        return -1;
+    }
     n = (size_t)snprintf(req, cap * 2,
                          "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
                          "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
@@ -255,7 +260,7 @@ static int build_request(client *c, const target *t, const char *id, char **head
     for (i = 0; i < n_headers; i++)
         n += (size_t)snprintf(req + n, cap * 2 - n, "%s\r\n", headers[i]);
     n += (size_t)snprintf(req + n, cap * 2 - n, "\r\n");
-    free(path);
+    party__free(path);
     c->request = req;
     c->request_len = n;
     return 0;
@@ -269,7 +274,7 @@ static void write_cb(uv_write_t *req, int status) {
     write_req *w = (write_req *)req;
     client *c = req->data;
     c->queued -= w->len;
-    free(w);
+    party__free(w);
     if (status != 0 && !c->finishing) {
         fprintf(stderr, "partyd connect: write failed: %s\n", uv_strerror(status));
         finish(c, PARTY__CLI_FAILED);
@@ -280,7 +285,7 @@ static void write_cb(uv_write_t *req, int status) {
 }
 
 static int send_raw(client *c, const void *data, size_t len) {
-    write_req *w = malloc(sizeof(*w) + len);
+    write_req *w = party__malloc(sizeof(*w) + len);
     uv_buf_t buf;
     int r;
     if (w == NULL)
@@ -291,7 +296,7 @@ static int send_raw(client *c, const void *data, size_t len) {
     buf = uv_buf_init(w->data, (unsigned)len);
     r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, write_cb);
     if (r != 0) {
-        free(w);
+        party__free(w);
         return PARTY_EIO;
     }
     c->queued += len;
@@ -302,14 +307,14 @@ static int send_raw(client *c, const void *data, size_t len) {
 static int send_frame(client *c, int opcode, const void *data, size_t len) {
     uint8_t key[4];
     size_t header;
-    write_req *w = malloc(sizeof(*w) + 14 + len);
+    write_req *w = party__malloc(sizeof(*w) + 14 + len);
     uv_buf_t buf;
     int r;
 
     if (w == NULL)
         return PARTY_ENOMEM;
     if (RAND_bytes(key, sizeof(key)) != 1) {
-        free(w);
+        party__free(w);
         return PARTY_EIO;
     }
     header = party__ws_header_write(w->data, opcode, 1, len, key);
@@ -321,7 +326,7 @@ static int send_frame(client *c, int opcode, const void *data, size_t len) {
     buf = uv_buf_init(w->data, (unsigned)w->len);
     r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, write_cb);
     if (r != 0) {
-        free(w);
+        party__free(w);
         return PARTY_EIO;
     }
     c->queued += w->len;
@@ -404,7 +409,7 @@ static void stdin_data(client *c, const char *data, size_t len) {
             char *grown;
             while (cap < c->line_len + take)
                 cap *= 2;
-            grown = realloc(c->line, cap);
+            grown = party__realloc(c->line, cap);
             if (grown == NULL) {
                 finish(c, PARTY__CLI_FAILED);
                 return;
@@ -855,9 +860,9 @@ int party__cli_connect(int argc, char **argv) {
         return PARTY__CLI_USAGE;
     }
 
-    c = calloc(1, sizeof(*c));
+    c = party__calloc(1, sizeof(*c));
     if (c == NULL || uv_loop_init(&c->loop) != 0) {
-        free(c);
+        party__free(c);
         fprintf(stderr, "partyd connect: out of memory\n");
         return PARTY__CLI_FAILED;
     }
@@ -867,7 +872,7 @@ int party__cli_connect(int argc, char **argv) {
     party__ws_reader_init(&c->reader, MAX_MESSAGE_BYTES, 0);
     if (build_request(c, &t, id, headers, n_headers) != 0) {
         uv_loop_close(&c->loop);
-        free(c);
+        party__free(c);
         fprintf(stderr, "partyd connect: out of memory or no random numbers\n");
         return PARTY__CLI_FAILED;
     }
@@ -894,8 +899,8 @@ int party__cli_connect(int argc, char **argv) {
     uv_loop_close(&c->loop);
     if (c->in_kind == 1)
         uv_tty_reset_mode();
-    free(c->request);
-    free(c->line);
-    free(c);
+    party__free(c->request);
+    party__free(c->line);
+    party__free(c);
     return status;
 }

@@ -18,6 +18,7 @@
 #include <cjson/cJSON.h>
 
 #include "http.h"
+#include "alloc.h"
 
 #define RESPONSE_MAX (64 * 1024 * 1024) /* a listing of very many rooms */
 #define RESPONSE_HEAD_MAX (64 * 1024)
@@ -100,7 +101,7 @@ static int open_socket(const char *host, const char *port, long long deadline) {
  * the request says Connection: close). *out is malloc'd. */
 static int fetch(int fd, const char *request, long long deadline, char **out, size_t *out_len) {
     size_t sent = 0, len = strlen(request), got = 0, cap = 16384;
-    char *buf = malloc(cap + 1);
+    char *buf = party__malloc(cap + 1);
 
     if (buf == NULL)
         return -1;
@@ -120,7 +121,7 @@ static int fetch(int fd, const char *request, long long deadline, char **out, si
             if (cap >= RESPONSE_MAX)
                 goto fail;
             cap *= 2;
-            grown = realloc(buf, cap + 1);
+            grown = party__realloc(buf, cap + 1);
             if (grown == NULL)
                 goto fail;
             buf = grown;
@@ -142,7 +143,7 @@ static int fetch(int fd, const char *request, long long deadline, char **out, si
     *out_len = got;
     return 0;
 fail:
-    free(buf);
+    party__free(buf);
     return -1;
 }
 
@@ -309,7 +310,7 @@ int party__cli_rooms(int argc, char **argv) {
     snprintf(authority, sizeof(authority), strchr(host, ':') != NULL ? "[%s]:%s" : "%s:%s", host,
              port);
     request_cap = strlen(authority) + strlen(token) + 256;
-    request = malloc(request_cap);
+    request = party__malloc(request_cap);
     if (request == NULL)
         return PARTY__CLI_FAILED;
     snprintf(request, request_cap,
@@ -320,12 +321,12 @@ int party__cli_rooms(int argc, char **argv) {
     deadline = now_ms() + TIMEOUT_MS;
     fd = open_socket(host, port, deadline);
     if (fd < 0) {
-        free(request);
+        party__free(request);
         return PARTY__CLI_FAILED;
     }
     result = fetch(fd, request, deadline, &response, &len);
     close(fd);
-    free(request);
+    party__free(request);
     if (result == 0) {
         if (answer_parse(response, len, &status, &body, &why) != 0) {
             status = 0;
@@ -337,13 +338,13 @@ int party__cli_rooms(int argc, char **argv) {
                     "plain HTTP only: use curl -H 'Authorization: Bearer ...' "
                     "https://%s/_partyd/rooms\n",
                     authority, authority);
-            free(response);
+            party__free(response);
             return PARTY__CLI_FAILED;
         }
     }
     if (result != 0 || body == NULL) {
         fprintf(stderr, "partyd rooms: no valid HTTP answer from %s (%s)\n", authority, why);
-        free(response);
+        party__free(response);
         return PARTY__CLI_FAILED;
     }
     if (status == 200) {
@@ -361,6 +362,6 @@ int party__cli_rooms(int argc, char **argv) {
             fprintf(stderr, "partyd rooms: partyd answered %d: %s", status, body);
         result = PARTY__CLI_FAILED;
     }
-    free(response);
+    party__free(response);
     return result;
 }

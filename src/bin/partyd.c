@@ -17,6 +17,7 @@
 #include "log.h"
 #include "party.h"
 #include "parties.h"
+#include "alloc.h"
 
 #define MAX_LOADED_PARTIES 64
 #define MAX_THREADS 64 /* the runtime's ceiling on event loops */
@@ -412,12 +413,12 @@ static int load_party(const char *what, const char *spec) {
     }
     lp = &loaded[n_loaded];
     lp->def = *def;
-    lp->name = strndup(spec, (size_t)(eq - spec));
-    lp->path = strdup(eq + 1);
+    lp->name = party__strndup(spec, (size_t)(eq - spec));
+    lp->path = party__strdup(eq + 1);
     lp->handle = handle;
     if (lp->name == NULL || lp->path == NULL) {
-        free(lp->name);
-        free(lp->path);
+        party__free(lp->name);
+        party__free(lp->path);
         dlclose(handle);
         fprintf(stderr, "partyd: %s %s: out of memory\n", what, spec);
         return 1;
@@ -450,8 +451,8 @@ static int register_party(party_runtime *rt, const party_def *def) {
 static void unload_parties(void) {
     size_t i;
     for (i = 0; i < n_loaded; i++) {
-        free(loaded[i].name);
-        free(loaded[i].path);
+        party__free(loaded[i].name);
+        party__free(loaded[i].path);
         /* The objects stay mapped: a party may have registered atexit work
          * or left pointers in libraries; the process is ending anyway. */
     }
@@ -647,7 +648,7 @@ static size_t n_overridden;
 static void free_config_strings(void) {
     size_t i;
     for (i = 0; i < n_overrides; i++)
-        free(overrides[i].props);
+        party__free(overrides[i].props);
     cJSON_Delete(config_root);
     config_root = NULL;
     cJSON_Delete(config_numbers);
@@ -705,8 +706,8 @@ static int config_parties(const char *path, const cJSON *parties, options_state 
                 ov->cors = cJSON_IsTrue(field);
             } else if (strcmp(field->string, "props") == 0 && !cJSON_IsNull(field)) {
                 /* Any JSON: on_start gets it compact; a string, as its text. */
-                free(ov->props);
-                ov->props = cJSON_IsString(field) ? strdup(field->valuestring)
+                party__free(ov->props);
+                ov->props = cJSON_IsString(field) ? party__strdup(field->valuestring)
                                                   : cJSON_PrintUnformatted(field);
                 if (ov->props == NULL)
                     return config_error(path, "out of memory reading props of", party->string);
@@ -786,11 +787,11 @@ static int apply_config_file(int argc, char **argv, options_state *o) {
         fprintf(stderr, "partyd: --config %s: %s\n", path, strerror(errno));
         return 2;
     }
-    text = malloc(CONFIG_MAX_BYTES + 1);
+    text = party__malloc(CONFIG_MAX_BYTES + 1);
     n = text != NULL ? fread(text, 1, CONFIG_MAX_BYTES + 1, f) : 0;
     fclose(f);
     if (text == NULL || n > CONFIG_MAX_BYTES) {
-        free(text);
+        party__free(text);
         return config_error(path, "larger than 1 MiB (or out of memory)", NULL);
     }
     text[n] = '\0';
@@ -800,11 +801,11 @@ static int apply_config_file(int argc, char **argv, options_state *o) {
         size_t line = 1, i;
         for (i = 0; at != NULL && text + i < at && i < n; i++)
             line += text[i] == '\n';
-        free(text);
+        party__free(text);
         fprintf(stderr, "partyd: --config %s: not valid JSON (near line %zu)\n", path, line);
         return 2;
     }
-    free(text);
+    party__free(text);
     if (!cJSON_IsObject(config_root))
         return config_error(path, "the top level must be an object", NULL);
     cJSON_ArrayForEach(item, config_root) {

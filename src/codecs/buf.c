@@ -11,6 +11,7 @@
 #include <openssl/rand.h>
 
 #include "asan.h"
+#include "alloc.h"
 
 /* A spare buffer in a pool is unaddressable (asan.h), so a use after the
  * last release is still caught although the memory is not freed. */
@@ -49,7 +50,7 @@ party__buf *party__buf_take(party__buf_pool *pool, size_t cap) {
          * small frame. */
         if (pool != NULL)
             cap = PARTY__BUF_POOL_CAP;
-        buf = malloc(sizeof(*buf) + cap);
+        buf = party__malloc(sizeof(*buf) + cap);
         if (buf == NULL)
             return NULL;
         buf->cap = cap;
@@ -78,7 +79,7 @@ void party__buf_release(party__buf *buf) {
         return;
     pool = buf->pool;
     if (pool == NULL) {
-        free(buf);
+        party__free(buf);
         return;
     }
     pool->n_out--;
@@ -87,13 +88,13 @@ void party__buf_release(party__buf *buf) {
         spare_hide(buf);
         return;
     }
-    free(buf);
+    party__free(buf);
     if (pool->freed && pool->n_out == 0)
-        free(pool);
+        party__free(pool);
 }
 
 party__buf_pool *party__buf_pool_new(void) {
-    return calloc(1, sizeof(party__buf_pool));
+    return party__calloc(1, sizeof(party__buf_pool));
 }
 
 /* Frees n spares, the least recently used first. */
@@ -104,7 +105,7 @@ static void pool_shrink(party__buf_pool *pool, size_t n) {
         n = pool->n_spares;
     for (i = 0; i < n; i++) {
         spare_show(pool->spares[i]);
-        free(pool->spares[i]);
+        party__free(pool->spares[i]);
     }
     memmove(pool->spares, pool->spares + n, (pool->n_spares - n) * sizeof(pool->spares[0]));
     pool->n_spares -= n;
@@ -125,7 +126,7 @@ void party__buf_pool_free(party__buf_pool *pool) {
     party__buf_pool_trim(pool);
     pool->freed = 1;
     if (pool->n_out == 0)
-        free(pool);
+        party__free(pool);
 }
 
 size_t party__buf_pool_spares(const party__buf_pool *pool) {

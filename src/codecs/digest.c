@@ -7,13 +7,15 @@
 
 #include <openssl/evp.h>
 
+#include "alloc.h"
+
 struct party__digest {
     EVP_MD *sha1, *sha256;
     EVP_MD_CTX *ctx;
 };
 
 party__digest *party__digest_new(void) {
-    party__digest *d = calloc(1, sizeof(*d));
+    party__digest *d = party__calloc(1, sizeof(*d));
     if (d == NULL)
         return NULL;
     d->sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
@@ -32,7 +34,7 @@ void party__digest_free(party__digest *d) {
     EVP_MD_CTX_free(d->ctx);
     EVP_MD_free(d->sha1);
     EVP_MD_free(d->sha256);
-    free(d);
+    party__free(d);
 }
 
 /* Without a party__digest, EVP_sha1()/EVP_sha256() are looked up on each

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "url.h"
+#include "alloc.h"
 
 static char *copy_slice(char **cursor, party__slice s) {
     char *out = *cursor;
@@ -19,16 +20,17 @@ static char *copy_slice(char **cursor, party__slice s) {
 }
 
 int party__request_init(party_request *req, const party__http_request *http) {
-    size_t total = http->method.len + 1 + http->target.len + 1 + http->path.len + 1;
+    size_t total =
+        http->method.len + 1 + http->target.len + 1 + http->path.len + 1 + http->query.len + 1;
     size_t i;
     char *cursor;
 
     memset(req, 0, sizeof(*req));
     for (i = 0; i < http->n_headers; i++)
         total += http->headers[i].name.len + 1 + http->headers[i].value.len + 1;
-    req->arena = malloc(total);
+    req->arena = party__malloc(total);
     req->cap_headers = http->n_headers + 4;
-    req->headers = calloc(req->cap_headers, sizeof(*req->headers));
+    req->headers = party__calloc(req->cap_headers, sizeof(*req->headers));
     if (req->arena == NULL || req->headers == NULL) {
         party__request_free(req);
         return PARTY_ENOMEM;
@@ -42,6 +44,8 @@ int party__request_init(party_request *req, const party__http_request *http) {
         req->headers[i].value = copy_slice(&cursor, http->headers[i].value);
     }
     req->n_headers = http->n_headers;
+    req->decoded = cursor;
+    req->decoded[0] = '\0';
     req->query = http->query;
     req->body = http->body;
     return 0;
@@ -52,10 +56,10 @@ void party__request_free(party_request *req) {
     if (req == NULL)
         return;
     for (i = 0; i < req->n_extra; i++)
-        free(req->extra[i]);
-    free(req->extra);
-    free(req->headers);
-    free(req->arena);
+        party__free(req->extra[i]);
+    party__free(req->extra);
+    party__free(req->headers);
+    party__free(req->arena);
     memset(req, 0, sizeof(*req));
 }
 
@@ -64,9 +68,9 @@ static char *request_keep(party_request *req, char *s) {
     char **grown;
     if (s == NULL)
         return NULL;
-    grown = realloc(req->extra, (req->n_extra + 1) * sizeof(*grown));
+    grown = party__realloc(req->extra, (req->n_extra + 1) * sizeof(*grown));
     if (grown == NULL) {
-        free(s);
+        party__free(s);
         return NULL;
     }
     req->extra = grown;
@@ -124,9 +128,6 @@ int party_request_foreach_header(const party_request *req,
 }
 
 const char *party_request_query(const party_request *req, const char *name) {
-    /* The public pointer is const, but decoded values are cached on the
-     * request so they live as long as it does. */
-    party_request *mutable_req = (party_request *)req;
     party__slice raw;
     char *value;
 
@@ -135,14 +136,15 @@ const char *party_request_query(const party_request *req, const char *name) {
     raw = party__url_query_find(req->query, name);
     if (raw.ptr == NULL)
         return NULL;
-    value = malloc(raw.len + 1);
-    if (value == NULL)
+    /* Decoded into the room the request reserved for it, at the raw value's
+     * offset: never longer than the raw value, its NUL lands on the '&'
+     * after it, and decoding it again writes the same bytes, so a pointer
+     * returned earlier stays valid. No allocation: NULL means absent or
+     * undecodable, never out of memory. */
+    value = req->decoded + (raw.ptr - req->query.ptr);
+    if (party__url_decode(raw, value, raw.len + 1, 1) < 0)
         return NULL;
-    if (party__url_decode(raw, value, raw.len + 1, 1) < 0) {
-        free(value);
-        return NULL;
-    }
-    return request_keep(mutable_req, value);
+    return value;
 }
 
 const void *party_request_body(const party_request *req, size_t *len) {
@@ -158,7 +160,7 @@ int party_request_set_header(party_request *req, const char *name, const char *v
     if (req == NULL || name == NULL || value == NULL || name[0] == '\0' ||
         strpbrk(name, ":\r\n") != NULL || strpbrk(value, "\r\n") != NULL)
         return PARTY_EINVAL;
-    value_copy = request_keep(req, strdup(value));
+    value_copy = request_keep(req, party__strdup(value));
     if (value_copy == NULL)
         return PARTY_ENOMEM;
     for (i = 0; i < req->n_headers; i++) {
@@ -171,13 +173,13 @@ int party_request_set_header(party_request *req, const char *name, const char *v
         /* party__request_init leaves room for 4 more; a capacity of 0 is
          * not expected, but doubling it would allocate nothing. */
         size_t cap = req->cap_headers > 0 ? 2 * req->cap_headers : 8;
-        party__header *grown = realloc(req->headers, cap * sizeof(*grown));
+        party__header *grown = party__realloc(req->headers, cap * sizeof(*grown));
         if (grown == NULL)
             return PARTY_ENOMEM;
         req->headers = grown;
         req->cap_headers = cap;
     }
-    name_copy = request_keep(req, strdup(name));
+    name_copy = request_keep(req, party__strdup(name));
     if (name_copy == NULL)
         return PARTY_ENOMEM;
     req->headers[req->n_headers].name = name_copy;
@@ -190,7 +192,7 @@ int party_request_set_props(party_request *req, const char *props) {
     char *copy;
     if (req == NULL || props == NULL)
         return PARTY_EINVAL;
-    copy = request_keep(req, strdup(props));
+    copy = request_keep(req, party__strdup(props));
     if (copy == NULL)
         return PARTY_ENOMEM;
     req->props = copy;
@@ -209,11 +211,11 @@ void party__response_free(party_response *res) {
     if (res == NULL)
         return;
     for (i = 0; i < res->n_headers; i++) {
-        free(res->headers[i].name);
-        free(res->headers[i].value);
+        party__free(res->headers[i].name);
+        party__free(res->headers[i].value);
     }
-    free(res->headers);
-    free(res->body);
+    party__free(res->headers);
+    party__free(res->body);
     party__response_init(res);
 }
 
@@ -235,18 +237,18 @@ static int header_settable(const char *name, const char *value) {
 
 int party__response_append_header(party_response *res, const char *name, size_t name_len,
                                   const char *value, size_t value_len) {
-    party__header *grown = realloc(res->headers, (res->n_headers + 1) * sizeof(*grown));
+    party__header *grown = party__realloc(res->headers, (res->n_headers + 1) * sizeof(*grown));
     party__header *h;
 
     if (grown == NULL)
         return PARTY_ENOMEM;
     res->headers = grown;
     h = &res->headers[res->n_headers];
-    h->name = strndup(name, name_len);
-    h->value = strndup(value, value_len);
+    h->name = party__strndup(name, name_len);
+    h->value = party__strndup(value, value_len);
     if (h->name == NULL || h->value == NULL) {
-        free(h->name);
-        free(h->value);
+        party__free(h->name);
+        party__free(h->value);
         return PARTY_ENOMEM;
     }
     res->n_headers++;
@@ -260,12 +262,12 @@ void party_response_set_header(party_response *res, const char *name, const char
         return;
     for (i = 0; i < res->n_headers; i++) {
         if (strcasecmp(res->headers[i].name, name) == 0) {
-            char *copy = strdup(value);
+            char *copy = party__strdup(value);
             if (copy == NULL) {
                 res->failed = 1;
                 return;
             }
-            free(res->headers[i].value);
+            party__free(res->headers[i].value);
             res->headers[i].value = copy;
             return;
         }
@@ -287,7 +289,7 @@ void party_response_set_body(party_response *res, const void *data, size_t len) 
         return;
     if (len > 0) {
         /* NUL-terminated past len, so a text body reads as a string. */
-        copy = malloc(len + 1);
+        copy = party__malloc(len + 1);
         if (copy == NULL) {
             res->failed = 1;
             return;
@@ -295,7 +297,7 @@ void party_response_set_body(party_response *res, const void *data, size_t len) 
         memcpy(copy, data, len);
         copy[len] = '\0';
     }
-    free(res->body);
+    party__free(res->body);
     res->body = copy;
     res->body_len = len;
 }

@@ -21,8 +21,10 @@ struct party_request {
     party__slice body; /* points into the connection's read buffer */
     party__header *headers;
     size_t n_headers, cap_headers;
-    char *arena;  /* the strings above, in one block */
-    char **extra; /* strings allocated later (set_header, decoded query values) */
+    char *arena;   /* the strings above, in one block */
+    char *decoded; /* query.len + 1 bytes in the arena: each decoded query value
+                      at its raw value's offset (party_request_query) */
+    char **extra;  /* strings allocated later (set_header, set_props) */
     size_t n_extra;
     const char *props; /* set by a hook for the room's on_start; kept in extra */
 };

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "asan.h"
+#include "alloc.h"
 
 /* A free object is unaddressable (asan.h), so a use after it was given
  * back is caught although its block is not freed. The free objects of a
@@ -87,13 +88,13 @@ static slab_block *block_new(party__slabs *s) {
     size_t i, at;
     if (s->n_blocks == s->blocks_cap) {
         size_t cap = s->blocks_cap ? s->blocks_cap * 2 : 16;
-        slab_block **grown = realloc(s->blocks, cap * sizeof(*grown));
+        slab_block **grown = party__realloc(s->blocks, cap * sizeof(*grown));
         if (grown == NULL)
             return NULL;
         s->blocks = grown;
         s->blocks_cap = cap;
     }
-    b = malloc(block_bytes(s));
+    b = party__malloc(block_bytes(s));
     if (b == NULL)
         return NULL;
     memset(b, 0, s->objs_off);
@@ -116,7 +117,7 @@ party__slabs *party__slabs_new(size_t obj_size) {
     size_t per;
     if (obj_size == 0 || obj_size > PARTY__SLAB_BYTES / 16)
         return NULL;
-    s = calloc(1, sizeof(*s));
+    s = party__calloc(1, sizeof(*s));
     if (s == NULL)
         return NULL;
     /* Every object 8-byte aligned, whatever its size. */
@@ -176,7 +177,7 @@ void party__slabs_give(party__slabs *s, void *obj) {
 void *party__slabs_calloc(party__slabs **set, size_t obj_size) {
 #ifdef PARTY__ASAN
     (void)set;
-    return calloc(1, obj_size);
+    return party__calloc(1, obj_size);
 #else
     void *obj;
     if (*set == NULL && (*set = party__slabs_new(obj_size)) == NULL)
@@ -192,7 +193,7 @@ void *party__slabs_calloc(party__slabs **set, size_t obj_size) {
 void party__slabs_release(party__slabs *set, void *obj) {
 #ifdef PARTY__ASAN
     (void)set;
-    free(obj);
+    party__free(obj);
 #else
     party__slabs_give(set, obj);
 #endif
@@ -207,7 +208,7 @@ size_t party__slabs_tick(party__slabs *s) {
         slab_block *b = s->blocks[i];
         if (b->n_free == s->per_block && spare) {
             list_unlink(s, b);
-            free(b);
+            party__free(b);
             freed++;
             continue;
         }
@@ -224,9 +225,9 @@ void party__slabs_free(party__slabs *s) {
     if (s == NULL)
         return;
     for (i = 0; i < s->n_blocks; i++)
-        free(s->blocks[i]);
-    free(s->blocks);
-    free(s);
+        party__free(s->blocks[i]);
+    party__free(s->blocks);
+    party__free(s);
 }
 
 size_t party__slabs_per_block(const party__slabs *s) {

@@ -12,6 +12,7 @@
 #include "digest.h"
 #include "party.h"
 #include "utf8.h"
+#include "alloc.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define WS_GUID_LEN (sizeof(WS_GUID) - 1)
@@ -100,19 +101,20 @@ int party__ws_handshake_check(const party__http_request *req, const char **why) 
     return 0;
 }
 
-void party__ws_accept_value(party__digest *d, party__slice key, char out[29]) {
+int party__ws_accept_value(party__digest *d, party__slice key, char out[29]) {
     party__slice parts[2];
     unsigned char digest[20];
 
+    out[0] = '\0';
     /* No valid key comes near the bound. */
-    if (key.len > MAX_ACCEPT_KEY) {
-        out[0] = '\0';
-        return;
-    }
+    if (key.len > MAX_ACCEPT_KEY)
+        return PARTY_EINVAL;
     parts[0] = key;
     parts[1] = party__slice_make(WS_GUID, WS_GUID_LEN);
-    (void)party__digest_sha1(d, parts, 2, digest);
+    if (party__digest_sha1(d, parts, 2, digest) != 0)
+        return PARTY_ENOMEM;
     EVP_EncodeBlock((unsigned char *)out, digest, sizeof(digest));
+    return 0;
 }
 
 int party__ws_close_code_sendable(int code) {
@@ -244,21 +246,21 @@ static int frame_header_parse(const party__ws_reader *r, const unsigned char *p,
 /* The buffers exist only while a frame or a message is incomplete. */
 static void drop_buffers_if_empty(party__ws_reader *r) {
     if (r->b != NULL && r->b->partial == NULL && r->b->msg == NULL) {
-        free(r->b);
+        party__free(r->b);
         r->b = NULL;
     }
 }
 
 static int ensure_buffers(party__ws_reader *r) {
     if (r->b == NULL)
-        r->b = calloc(1, sizeof(*r->b));
+        r->b = party__calloc(1, sizeof(*r->b));
     return r->b != NULL ? 0 : -1;
 }
 
 static void free_partial(party__ws_reader *r) {
     if (r->b == NULL)
         return;
-    free(r->b->partial);
+    party__free(r->b->partial);
     r->b->partial = NULL;
     r->b->partial_len = r->b->partial_cap = 0;
     drop_buffers_if_empty(r);
@@ -266,7 +268,7 @@ static void free_partial(party__ws_reader *r) {
 
 static void free_msg(party__ws_reader *r) {
     if (r->b != NULL) {
-        free(r->b->msg);
+        party__free(r->b->msg);
         r->b->msg = NULL;
         r->b->msg_len = r->b->msg_cap = 0;
         drop_buffers_if_empty(r);
@@ -311,7 +313,7 @@ static int grow(char **ptr, size_t *cap, size_t need, size_t limit) {
         new_cap = need;
     if (new_cap > limit)
         new_cap = limit;
-    p = realloc(*ptr, new_cap);
+    p = party__realloc(*ptr, new_cap);
     if (p == NULL)
         return PARTY_ENOMEM;
     *ptr = p;

@@ -44,10 +44,11 @@ enum {
 int party__ws_handshake_check(const party__http_request *req, const char **why);
 
 /* Writes the Sec-WebSocket-Accept value for key (base64 SHA-1 of key + the
- * RFC GUID) into out, NUL-terminated (28 chars). A key over 128 bytes
- * (never a valid one) gives an empty string. d: the loop's digest state,
- * or NULL. */
-void party__ws_accept_value(party__digest *d, party__slice key, char out[29]);
+ * RFC GUID) into out, NUL-terminated (28 chars). d: the loop's digest
+ * state, or NULL. 0; PARTY_EINVAL for a key over 128 bytes (never a valid
+ * one); PARTY_ENOMEM when hashing failed (OpenSSL allocates on each hash).
+ * On failure out is an empty string. */
+int party__ws_accept_value(party__digest *d, party__slice key, char out[29]);
 
 /* 1 if code may be sent in a Close frame: 1000-1003, 1007-1014, 3000-4999. */
 int party__ws_close_code_sendable(int code);

@@ -25,6 +25,7 @@
 #include "router.h"
 #include "runtime.h"
 #include "utf8.h"
+#include "alloc.h"
 
 #define FETCH_TIMEOUT_DEFAULT 30.0
 #define ANSWER_BUF_FIRST 4096
@@ -55,6 +56,10 @@ struct party__fetch {
     int head_only;
     int decided; /* the answer is a failure set by fetch_set_failure */
     fetch_io *io;
+    /* Allocated with the request, so that starting it and posting its
+     * answer to the caller cannot fail for memory. */
+    fetch_io *io_spare;
+    party__event *event_spare;
     char *in; /* the answer as read */
     size_t in_len, in_cap, in_max;
     party__http_parser answer; /* reading the answer in f->in */
@@ -223,10 +228,12 @@ void party__fetch_free(party__fetch *f) {
         return;
     party__buf_release(f->request);
     party__response_free(&f->res);
-    free(f->in);
-    free(f->caller_name);
-    free(f->tag);
-    free(f);
+    party__free(f->io_spare);
+    party__free(f->event_spare);
+    party__free(f->in);
+    party__free(f->caller_name);
+    party__free(f->tag);
+    party__free(f);
 }
 
 /* ---- finishing ---- */
@@ -235,7 +242,7 @@ static void on_io_closed(uv_handle_t *handle) {
     fetch_io *io = handle->data;
     if (--io->open == 0) {
         party__buf_release(io->request);
-        free(io);
+        party__free(io);
     }
 }
 
@@ -252,23 +259,31 @@ static void io_close(fetch_io *io) {
 static void fetch_post(party__fetch *f) {
     party_runtime *rt = f->rt;
     party_room *room;
-    party__event ev;
+    party__event ev, *spare;
 
     if (rt->stopping || rt->finished) {
         party__fetch_free(f);
         return;
     }
-    room = f->caller_name != NULL ? party__room_get(rt, f->caller_party, f->caller_name)
-                                  : party__room_get_by_id(rt, f->caller_party, f->caller_id);
+    /* By the id it had: computing it again from the name could fail. */
+    room = f->caller_name != NULL
+               ? party__room_get_named(rt, f->caller_party, f->caller_name, f->caller_id)
+               : party__room_get_by_id(rt, f->caller_party, f->caller_id);
     memset(&ev, 0, sizeof(ev));
     ev.type = PARTY__EV_RESPONSE;
     ev.fetch = f;
-    if (room == NULL || party__room_post(room, &ev) != 0) {
-        party__log_error(rt, "room %s/%s: out of memory delivering the answer to request %s",
-                         f->caller_party->name, f->caller_name ? f->caller_name : f->caller_id,
-                         f->id);
-        party__fetch_free(f);
+    spare = f->event_spare;
+    f->event_spare = NULL;
+    if (room != NULL) {
+        if (party__room_post_with(room, &ev, spare) == 0)
+            return;
+    } else {
+        party__free(spare);
     }
+    /* Only a caller that left memory and cannot come back gets here. */
+    party__log_error(rt, "room %s/%s: out of memory delivering the answer to request %s",
+                     f->caller_party->name, f->caller_name ? f->caller_name : f->caller_id, f->id);
+    party__fetch_free(f);
 }
 
 static void fetch_finish(party__fetch *f) {
@@ -277,7 +292,7 @@ static void fetch_finish(party__fetch *f) {
         f->io = NULL;
     }
     list_remove(f);
-    free(f->in);
+    party__free(f->in);
     f->in = NULL;
     f->in_len = f->in_cap = 0;
     fetch_post(f);
@@ -303,10 +318,10 @@ static void fetch_fail(party__fetch *f, int status, const char *text) {
 /* ---- reading the answer ---- */
 
 /* Parses the answer read so far: 1 complete (f->res filled), 0 more
- * needed, -1 malformed (*why says how), -2 a body over max_body_bytes.
- * The runtime wrote it, but it is checked all the same: a bad answer is a
- * 502, never a crash. Its head is held to the limits of a request head
- * (max_header_bytes, max_headers). */
+ * needed, -1 malformed (*why says how), -2 a body over max_body_bytes,
+ * -3 out of memory. The runtime wrote it, but it is checked all the same:
+ * a bad answer is a 502, never a crash. Its head is held to the limits of
+ * a request head (max_header_bytes, max_headers). */
 static int answer_parse(party__fetch *f, int eof, const char **why) {
     party__http_limits limits;
     party__http_response answer;
@@ -326,7 +341,6 @@ static int answer_parse(party__fetch *f, int eof, const char **why) {
         *why = err.reason;
         return err.status == 413 ? -2 : -1;
     }
-    *why = "out of memory";
     party__response_free(&f->res);
     party__response_init(&f->res);
     f->res.status = answer.status;
@@ -334,11 +348,11 @@ static int answer_parse(party__fetch *f, int eof, const char **why) {
         const party__http_header *h = &answer.headers[i];
         if (party__response_append_header(&f->res, h->name.ptr, h->name.len, h->value.ptr,
                                           h->value.len) != 0)
-            return -1;
+            return -3;
     }
-    body = malloc(answer.body.len + 1);
+    body = party__malloc(answer.body.len + 1);
     if (body == NULL)
-        return -1;
+        return -3;
     if (answer.body.len > 0)
         memcpy(body, answer.body.ptr, answer.body.len);
     body[answer.body.len] = '\0';
@@ -362,7 +376,7 @@ static void on_answer_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out
             cap = f->in_max;
         if (cap <= f->in_cap)
             return; /* full: UV_ENOBUFS */
-        grown = realloc(f->in, cap);
+        grown = party__realloc(f->in, cap);
         if (grown == NULL)
             return;
         f->in = grown;
@@ -394,6 +408,8 @@ static void on_answer_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b
         fetch_finish(f);
     } else if (r == -2) {
         fetch_fail(f, 502, "the answer is larger than max_body_bytes\n");
+    } else if (r == -3) {
+        fetch_fail(f, 502, "out of memory reading the answer\n");
     } else if (r < 0) {
         snprintf(text, sizeof(text), "malformed or incomplete answer: %s\n", why);
         fetch_fail(f, 502, text);
@@ -439,14 +455,8 @@ static void fetch_start(party__fetch *f) {
         party__fetch_free(f);
         return;
     }
-    io = calloc(1, sizeof(*io));
-    if (io == NULL) {
-        party__log_error(rt, "room %s/%s: out of memory starting request %s; dropped",
-                         f->caller_party->name, f->caller_name ? f->caller_name : f->caller_id,
-                         f->id);
-        party__fetch_free(f);
-        return;
-    }
+    io = f->io_spare;
+    f->io_spare = NULL;
     io->fetch = f;
     f->io = io;
     uv_timer_init(&rt->loop, &io->timer);
@@ -577,7 +587,7 @@ int party_room_fetch(party_room *room, const char *party, const char *room_name,
         method = "GET";
     if (path == NULL)
         path = "";
-    f = calloc(1, sizeof(*f));
+    f = party__calloc(1, sizeof(*f));
     if (f == NULL)
         return PARTY_ENOMEM;
     f->rt = rt;
@@ -594,8 +604,11 @@ int party_room_fetch(party_room *room, const char *party, const char *room_name,
     party__random_hex(32, f->id);
     f->request = request_build(room, f->target != NULL ? f->target->name : party, room_name, method,
                                path, headers, body, len, &err);
-    if (f->request == NULL || (room->by_name && (f->caller_name = strdup(room->name)) == NULL) ||
-        (tag != NULL && (f->tag = strdup(tag)) == NULL)) {
+    if (f->request == NULL ||
+        (room->by_name && (f->caller_name = party__strdup(room->name)) == NULL) ||
+        (tag != NULL && (f->tag = party__strdup(tag)) == NULL) ||
+        (f->io_spare = party__calloc(1, sizeof(*f->io_spare))) == NULL ||
+        (f->event_spare = party__malloc(sizeof(*f->event_spare))) == NULL) {
         if (f->request != NULL)
             err = PARTY_ENOMEM;
         party__fetch_free(f);

@@ -17,18 +17,23 @@
 #include "log.h"
 #include "slab.h"
 #include "utf8.h"
+#include "alloc.h"
 
 /* ---- ids and the room table ---- */
 
-void party__room_id(party__digest *d, const char *party, const char *name, char out[PARTY_ID_MAX]) {
+int party__room_id(party__digest *d, const char *party, const char *name, char out[PARTY_ID_MAX]) {
     unsigned char digest[32];
     /* party NUL name: no two (party, name) pairs share the hashed bytes. */
     party__slice parts[2];
 
     parts[0] = party__slice_make(party, strlen(party) + 1);
     parts[1] = party__slice_make(name, strlen(name));
-    (void)party__digest_sha256(d, parts, 2, digest);
+    if (party__digest_sha256(d, parts, 2, digest) != 0) {
+        out[0] = '\0';
+        return PARTY_ENOMEM;
+    }
     party__hex_encode(digest, sizeof(digest), out);
+    return 0;
 }
 
 static size_t id_hash(const char *id) {
@@ -42,7 +47,7 @@ static size_t id_hash(const char *id) {
 
 static int table_grow(party_runtime *rt) {
     size_t cap = rt->rooms_cap ? rt->rooms_cap * 2 : 64;
-    party_room **table = calloc(cap, sizeof(*table));
+    party_room **table = party__calloc(cap, sizeof(*table));
     size_t i;
 
     if (table == NULL)
@@ -57,7 +62,7 @@ static int table_grow(party_runtime *rt) {
             room = next;
         }
     }
-    free(rt->rooms);
+    party__free(rt->rooms);
     rt->rooms = table;
     rt->rooms_cap = cap;
     return 0;
@@ -114,7 +119,8 @@ static party_room *room_new(party_runtime *rt, const party__party *party, const 
     room->party = party;
     memcpy(room->id, id, PARTY_ID_MAX);
     if (name != NULL) {
-        room->name = name_size <= PARTY__ROOM_NAME_INLINE ? room->name_inline : malloc(name_size);
+        room->name =
+            name_size <= PARTY__ROOM_NAME_INLINE ? room->name_inline : party__malloc(name_size);
         if (room->name == NULL) {
             room_release(rt, room);
             return NULL;
@@ -134,7 +140,8 @@ static party_room *room_new(party_runtime *rt, const party__party *party, const 
 party_room *party__room_get(party_runtime *rt, const party__party *party, const char *name) {
     char id[PARTY_ID_MAX];
 
-    party__room_id(rt->digest, party->name, name, id);
+    if (party__room_id(rt->digest, party->name, name, id) != 0)
+        return NULL;
     return party__room_get_named(rt, party, name, id);
 }
 
@@ -146,8 +153,8 @@ party_room *party__room_get_named(party_runtime *rt, const party__party *party, 
     return room_new(rt, party, id, name);
 }
 
-void party_room_id_from_name(const char *party, const char *name, char id_out[PARTY_ID_MAX]) {
-    party__room_id(NULL, party, name, id_out);
+int party_room_id_from_name(const char *party, const char *name, char id_out[PARTY_ID_MAX]) {
+    return party__room_id(NULL, party, name, id_out);
 }
 
 void party_room_id_new(char id_out[PARTY_ID_MAX]) {
@@ -179,11 +186,23 @@ party_room *party__room_find(party_runtime *rt, const char *id) {
     return table_find(rt, id);
 }
 
+party_room *party__room_find_named(party_runtime *rt, const char *party, const char *name) {
+    size_t i;
+    party_room *room;
+
+    for (i = 0; i < rt->rooms_cap; i++)
+        for (room = rt->rooms[i]; room != NULL; room = room->hash_next)
+            if (room->by_name && strcmp(room->party->name, party) == 0 &&
+                strcmp(room->name, name) == 0)
+                return room;
+    return NULL;
+}
+
 int party__room_set_props(party_room *room, const char *props) {
     char *copy = NULL;
-    if (props != NULL && (copy = strdup(props)) == NULL)
+    if (props != NULL && (copy = party__strdup(props)) == NULL)
         return PARTY_ENOMEM;
-    free(room->props);
+    party__free(room->props);
     room->props = copy;
     return 0;
 }
@@ -197,11 +216,11 @@ void party__room_destroy(party_room *room) {
         if (ev->conn != NULL)
             party__conn_unref(ev->conn);
         party__fetch_free(ev->fetch);
-        free(ev);
+        party__free(ev);
     }
     if (room->name != room->name_inline)
-        free(room->name);
-    free(room->props);
+        party__free(room->name);
+    party__free(room->props);
     room_release(room->rt, room);
 }
 
@@ -484,16 +503,23 @@ party__room_store *party__room_take_store(party_room *room) {
 /* ---- posting and draining events, shutdown ---- */
 
 int party__room_post(party_room *room, const party__event *ev) {
+    return party__room_post_with(room, ev, NULL);
+}
+
+int party__room_post_with(party_room *room, const party__event *ev, party__event *spare) {
     party__event *copy;
 
     if (room->life == PARTY__ROOM_READY && !room->running && !room->committing &&
         room->queue_head == NULL && room->rt->in_callback == 0) {
+        party__free(spare);
         party__room_idle_remove(room);
         party__room_deliver(room, ev);
         party__room_run(room);
         return 0;
     }
-    copy = malloc(sizeof(*copy) + ev->data.len);
+    copy = spare != NULL && ev->data.len == 0 ? spare : party__malloc(sizeof(*copy) + ev->data.len);
+    if (copy != spare)
+        party__free(spare);
     if (copy == NULL)
         return PARTY_ENOMEM;
     *copy = *ev;

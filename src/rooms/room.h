@@ -106,13 +106,18 @@ typedef struct party__event {
     char inline_data[]; /* the copied data of a queued event */
 } party__event;
 
-/* Computes the room id for (party, name) into out. */
-void party__room_id(party__digest *d, const char *party, const char *name, char out[PARTY_ID_MAX]);
+/* Computes the room id for (party, name) into out. 0, or PARTY_ENOMEM when
+ * hashing failed (OpenSSL allocates on each hash); out is then "". */
+int party__room_id(party__digest *d, const char *party, const char *name, char out[PARTY_ID_MAX]);
 /* 1 if id is a well-formed room id (64 lowercase hex digits). */
 int party__room_id_valid(const char *id);
 
 /* The room with this id if it is in memory, else NULL. */
 party_room *party__room_find(party_runtime *rt, const char *id);
+/* The room addressed by name in party (its registered name) if it is in
+ * memory, else NULL. A scan of the room table: it computes no id, so it
+ * needs no memory (for the test harness, not for hot paths). */
+party_room *party__room_find_named(party_runtime *rt, const char *party, const char *name);
 /* The room for (party, name), created (cold) if absent. NULL on OOM. */
 party_room *party__room_get(party_runtime *rt, const party__party *party, const char *name);
 /* The same, for a caller that has computed the id already
@@ -128,12 +133,22 @@ int party__room_set_props(party_room *room, const char *props);
 /* Delivers ev to the room now if it is ready and idle, else queues a copy
  * (and brings the room into memory if it is cold). 0 or PARTY_ENOMEM. */
 int party__room_post(party_room *room, const party__event *ev);
+/* The same, queueing into spare (NULL: none; a block of sizeof(party__event)
+ * the caller allocated earlier) rather than a new allocation when ev has
+ * no data: with a spare, posting such an event cannot fail for memory.
+ * spare is used or freed either way. */
+int party__room_post_with(party_room *room, const party__event *ev, party__event *spare);
 
 /* Runs the queued events of every ready room. */
 void party__room_drain_ready(party_runtime *rt);
 
 /* The time the room must wake next (alarm or earliest schedule), 0: none. */
 int64_t party__room_wake(const party_room *room);
+/* Makes sure the room has an entry in its loop's alarm heap, so that the
+ * wake time its batch files when it commits needs no memory (it could not
+ * be reported then). Called where the alarm or schedule is set. 0 or
+ * PARTY_ENOMEM. */
+int party__room_reserve_wake(party_room *room);
 /* 1 if the room's callbacks are running (its API may be used). */
 int party__room_in_callback(const party_room *room);
 

@@ -12,6 +12,7 @@
 #include "cron.h"
 #include "log.h"
 #include "loops.h"
+#include "alloc.h"
 
 int64_t party__room_wake(const party_room *room) {
     if (room->alarm_at == 0)
@@ -49,18 +50,18 @@ static int collect_due(const party__schedule *sc, void *arg) {
 
     if (due->n == due->cap) {
         size_t cap = due->cap ? due->cap * 2 : 8;
-        party__schedule *items = realloc(due->items, cap * sizeof(*items));
+        party__schedule *items = party__realloc(due->items, cap * sizeof(*items));
         char **strings;
         if (items == NULL)
             return PARTY_ENOMEM;
         due->items = items;
-        strings = realloc(due->strings, cap * sizeof(*strings));
+        strings = party__realloc(due->strings, cap * sizeof(*strings));
         if (strings == NULL)
             return PARTY_ENOMEM;
         due->strings = strings;
         due->cap = cap;
     }
-    block = malloc(id_len + name_len + cron_len + sc->len + 1);
+    block = party__malloc(id_len + name_len + cron_len + sc->len + 1);
     if (block == NULL)
         return PARTY_ENOMEM;
     item = &due->items[due->n];
@@ -123,11 +124,13 @@ static void run_due_schedules(party_room *room, int64_t now) {
         if (rc != 0)
             party__log_warn(room->rt, "room %s/%s: on_schedule '%s' failed (%d)", room->party->name,
                             room->name ? room->name : room->id, sc->name, rc);
-        free(due.strings[i]);
+        party__free(due.strings[i]);
     }
-    free(due.items);
-    free(due.strings);
-    room->sched_next = party__store_sched_earliest(room->store);
+    party__free(due.items);
+    party__free(due.strings);
+    /* Unread, it is looked up again in a second rather than lost. */
+    if (party__store_sched_earliest(room->store, &room->sched_next) != 0)
+        room->sched_next = now + 1000;
 }
 
 void party__room_handle_alarm(party_room *room) {
@@ -201,7 +204,13 @@ static uint32_t party_tag(const party_room *room) {
 }
 
 void party__room_heap_put(party_room *room, int64_t due_ms) {
+    /* Cannot fail for memory: the room's entry was reserved when its
+     * alarm or schedule was set, or kept when it woke. */
     (void)party__alarms_put(&room->rt->alarms, room->id, party_tag(room), due_ms);
+}
+
+int party__room_reserve_wake(party_room *room) {
+    return party__alarms_reserve(&room->rt->alarms, room->id, party_tag(room));
 }
 
 /* After a commit: the index has the room's wake time; the heap follows.
@@ -219,7 +228,8 @@ void party__room_sync_wake(party_room *room) {
  * earlier one, which costs at most a wake-up with nothing due. */
 void party__room_reload_wake(party_room *room) {
     (void)party__store_alarm_get(room->store, &room->alarm_at, &room->alarm_retries);
-    room->sched_next = party__store_sched_earliest(room->store);
+    if (party__store_sched_earliest(room->store, &room->sched_next) != 0)
+        room->sched_next = party__runtime_epoch_ms(room->rt) + 1000; /* looked up again then */
     room->wake_indexed = -1;
     party__room_sync_wake(room);
 }
@@ -242,8 +252,9 @@ static int heap_wake(party__alarms *alarms, const char *id, uint32_t tag) {
 
     if (rt->n_loading >= MAX_ALARM_WAKES_LOADING)
         return PARTY_EBUSY;
-    /* The room takes over the entry: it files its next wake time when its
-     * batch commits (or a retry, if the handler fails). */
+    /* The room takes over the entry, parked: it files its next wake time
+     * there when its batch commits (or a retry, if the handler fails),
+     * without memory. */
     room = party__room_get_by_id(rt, party, id);
     memset(&ev, 0, sizeof(ev));
     ev.type = PARTY__EV_ALARM;
@@ -271,7 +282,8 @@ typedef struct index_load {
 } index_load;
 
 /* One entry of the index, into the heap of the loop that owns its room
- * (the other loops do not run yet). */
+ * (the other loops do not run yet). Out of memory stops the load: an
+ * entry left out would not wake its room until the next start. */
 static int file_index_entry(const char *id, const char *party, int64_t due_ms, void *arg) {
     index_load *load = arg;
     party_runtime *rt = load->main;
@@ -280,11 +292,13 @@ static int file_index_entry(const char *id, const char *party, int64_t due_ms, v
     for (i = 0; i < rt->n_parties; i++)
         if (strcmp(rt->parties[i].name, party) == 0)
             break;
-    if (i == rt->n_parties || strlen(id) != PARTY_ID_MAX - 1 || !party__room_id_valid(id) ||
-        party__alarms_put(&party__loop_of(rt, id)->alarms, id, (uint32_t)i, due_ms) != 0)
+    if (i == rt->n_parties || strlen(id) != PARTY_ID_MAX - 1 || !party__room_id_valid(id)) {
         load->skipped++;
-    else
-        load->loaded++;
+        return 0;
+    }
+    if (party__alarms_put(&party__loop_of(rt, id)->alarms, id, (uint32_t)i, due_ms) != 0)
+        return PARTY_ENOMEM;
+    load->loaded++;
     return 0;
 }
 
@@ -292,6 +306,7 @@ int party__rooms_start(party_runtime *rt) {
     party__backend_config cfg;
     index_load load;
     char why[1024];
+    int r;
 
     if (rt->alarms.started)
         return 0;
@@ -310,8 +325,13 @@ int party__rooms_start(party_runtime *rt) {
         return 0;
     memset(&load, 0, sizeof(load));
     load.main = rt;
-    if (rt->backend->ops->index_load(rt->backend, file_index_entry, &load) != 0)
-        party__log_error(rt, "alarm index: cannot read it all; rooms not read wake when visited");
+    r = rt->backend->ops->index_load(rt->backend, file_index_entry, &load);
+    if (r != 0) {
+        /* A room left out would not wake until the next start. */
+        party__log_error(rt, "alarm index: cannot load it: %s",
+                         r == PARTY_ENOMEM ? "out of memory" : "cannot read it");
+        return r;
+    }
     if (load.loaded > 0 || load.skipped > 0)
         party__log_info(rt, "alarm index: %zu rooms to wake%s", load.loaded,
                         load.skipped ? " (some belong to parties not registered; kept on disk)"

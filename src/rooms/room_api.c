@@ -15,6 +15,7 @@
 #include "room.h"
 #include "storage.h"
 #include "utf8.h"
+#include "alloc.h"
 
 /* ---- public room API ---- */
 
@@ -72,7 +73,7 @@ int party_room_set_name(party_room *room, const char *name) {
         return PARTY_EINVAL;
     if (room->name != NULL)
         return strcmp(room->name, name) == 0 ? 0 : PARTY_EEXIST;
-    copy = strdup(name);
+    copy = party__strdup(name);
     if (copy == NULL)
         return PARTY_ENOMEM;
     if (room->store != NULL) {
@@ -81,7 +82,7 @@ int party_room_set_name(party_room *room, const char *name) {
             r = party__store_meta_put(room->store, "party", room->party->name,
                                       strlen(room->party->name));
         if (r != 0) {
-            free(copy);
+            party__free(copy);
             return r;
         }
     }

@@ -14,6 +14,7 @@
 #include "fetch.h"
 #include "log.h"
 #include "short_thread.h"
+#include "alloc.h"
 
 /* ---- the output gate ---- */
 
@@ -68,17 +69,17 @@ static void room_reload_name(party_room *room) {
     stored = value;
     if (room->by_name) {
         room->name_persisted = stored != NULL;
-        free(stored);
+        party__free(stored);
     } else {
         if (room->name != room->name_inline)
-            free(room->name);
+            party__free(room->name);
         room->name = stored;
         /* In the room's own block when it fits, like a name given at birth. */
         size = stored != NULL ? strlen(stored) + 1 : 0;
         if (size > 0 && size <= PARTY__ROOM_NAME_INLINE) {
             memcpy(room->name_inline, stored, size);
             room->name = room->name_inline;
-            free(stored);
+            party__free(stored);
         }
     }
 }
@@ -114,7 +115,7 @@ static void after_commit_work(uv_work_t *req, int status) {
     int result = w->result;
     (void)status;
     party__runtime_record_commit(room->rt, w->commit_us);
-    free(w);
+    party__free(w);
     room->rt->n_busy--;
     room_commit_done(room, result);
     party__runtime_maybe_finish(room->rt);
@@ -123,7 +124,7 @@ static void after_commit_work(uv_work_t *req, int status) {
 /* Commits on a worker thread; 0 if the work was queued. */
 static int room_commit_async(party_room *room, const party__commit *commit) {
     party_runtime *rt = room->rt;
-    party__store_work *w = calloc(1, sizeof(*w));
+    party__store_work *w = party__calloc(1, sizeof(*w));
 
     if (w == NULL)
         return PARTY_ENOMEM;
@@ -136,7 +137,7 @@ static int room_commit_async(party_room *room, const party__commit *commit) {
     if (uv_queue_work(&rt->loop, &w->req, commit_work, after_commit_work) != 0) {
         rt->n_busy--;
         room->committing = 0;
-        free(w);
+        party__free(w);
         return PARTY_ENOMEM;
     }
     return 0;
@@ -201,7 +202,7 @@ void party__room_run(party_room *room) {
         party__room_deliver(room, ev);
         if (ev->conn != NULL)
             party__conn_unref(ev->conn);
-        free(ev);
+        party__free(ev);
     }
     room_end_batch(room);
     if (!room->committing)
@@ -245,7 +246,7 @@ static void room_fail_queued(party_room *room) {
             party__log_error(room->rt, "room %s/%s: an answer to a request was dropped: no storage",
                              room->party->name, room->name ? room->name : room->id);
         party__fetch_free(ev->fetch);
-        free(ev);
+        party__free(ev);
     }
 }
 
@@ -259,7 +260,7 @@ static void room_load_failed(party_room *room, party__store_work *w) {
     party__log_error(rt, "room %s/%s: cannot open its storage: %s", room->party->name,
                      room->name ? room->name : room->id, w->why);
     room->life = PARTY__ROOM_COLD;
-    free(w);
+    party__free(w);
     room_fail_queued(room);
     if (room->wake_indexed == -1) {
         /* It was woken by its alarm: the wake-up is due again soon, not
@@ -293,7 +294,7 @@ static void after_load_work(uv_work_t *req, int status) {
      * room's entry out of the heap (-1): then the batch re-files it. */
     if (room->wake_indexed != -1)
         room->wake_indexed = party__room_wake(room);
-    free(w);
+    party__free(w);
     /* Hydrate the name: a room reached by id learns it here; a room reached
      * by name learns whether it must still persist it. */
     room_reload_name(room);
@@ -345,7 +346,7 @@ void party__room_load(party_room *room) {
     while (rt->n_loaded + rt->n_loading >= rt->max_loaded_rooms && rt->idle.head != NULL &&
            rt->idle.head != room && rt->idle.head->life == PARTY__ROOM_READY)
         (void)party__room_evict(rt->idle.head);
-    w = calloc(1, sizeof(*w));
+    w = party__calloc(1, sizeof(*w));
 
     if (w == NULL) {
         room_fail_queued(room);

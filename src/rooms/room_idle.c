@@ -11,6 +11,7 @@
 #include "conn.h"
 #include "log.h"
 #include "short_thread.h"
+#include "alloc.h"
 
 static party__room_list *list_of(party_room *room) {
     return room->idle == 1 ? &room->rt->idle : &room->rt->quiet;
@@ -86,7 +87,7 @@ static void release_done(party__store_req *claim, int status) {
     (void)status; /* given up either way: the room leaves memory */
     rt->n_busy--;
     party__room_destroy(w->room);
-    free(w);
+    party__free(w);
     party__runtime_maybe_finish(rt);
 }
 
@@ -111,7 +112,7 @@ static void room_leave(party_room *room, party__store_work *w) {
         return;
     }
     party__room_destroy(room);
-    free(w);
+    party__free(w);
 }
 
 static void after_evict_work(uv_work_t *req, int status) {
@@ -137,10 +138,10 @@ int party__room_evict(party_room *room) {
     party__log_debug(rt, "room %s/%s: evicted", room->party->name,
                      room->name ? room->name : room->id);
     if (room->store == NULL) {
-        room_leave(room, room->acquired ? calloc(1, sizeof(*w)) : NULL);
+        room_leave(room, room->acquired ? party__calloc(1, sizeof(*w)) : NULL);
         return 0;
     }
-    w = calloc(1, sizeof(*w));
+    w = party__calloc(1, sizeof(*w));
     if (w == NULL) {
         be->ops->unload(party__room_take_store(room));
         room_leave(room, NULL);
@@ -166,7 +167,7 @@ static void after_unload_work(uv_work_t *req, int status) {
     (void)status;
     rt->n_busy--;
     rt->trim_pending = 1;
-    free(w);
+    party__free(w);
     room->life = PARTY__ROOM_COLD;
     /* Whatever arrived meanwhile wakes the room right away. */
     if (room->queue_head != NULL)
@@ -183,7 +184,7 @@ int party__room_hibernate(party_room *room) {
 
     if (room_busy(room) || room->life != PARTY__ROOM_READY)
         return PARTY_ESTATE;
-    w = calloc(1, sizeof(*w));
+    w = party__calloc(1, sizeof(*w));
     if (w == NULL)
         return PARTY_ENOMEM;
     party__room_idle_remove(room);
@@ -203,7 +204,7 @@ int party__room_hibernate(party_room *room) {
     if (uv_queue_work(&rt->loop, &w->req, unload_work, after_unload_work) != 0) {
         rt->n_busy--;
         party__room_backend(room)->ops->unload(w->store);
-        free(w);
+        party__free(w);
         room->life = PARTY__ROOM_COLD;
     }
     return 0;

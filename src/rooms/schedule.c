@@ -19,7 +19,9 @@ int party_alarm_set(party_room *room, int64_t at_ms) {
         return PARTY_ESTATE;
     if (at_ms <= 0)
         return PARTY_EINVAL;
-    r = party__store_alarm_set(room->store, at_ms, 0);
+    r = party__room_reserve_wake(room);
+    if (r == 0)
+        r = party__store_alarm_set(room->store, at_ms, 0);
     if (r != 0)
         return r;
     room->alarm_at = at_ms;
@@ -68,6 +70,9 @@ static int schedule_add(party_room *room, int kind, int64_t next_ms, int64_t int
         return PARTY_EINVAL;
     if (len > SCHEDULE_PAYLOAD_MAX)
         return PARTY_ETOOBIG;
+    r = party__room_reserve_wake(room);
+    if (r != 0)
+        return r;
     party__random_hex(16, id);
     memset(&sc, 0, sizeof(sc));
     sc.id = id;
@@ -136,7 +141,8 @@ int party_schedule_cancel(party_room *room, const char *id) {
     r = party__store_sched_cancel(room->store, id);
     if (r != 0)
         return r;
-    room->sched_next = party__store_sched_earliest(room->store);
+    /* Unread, the old earliest stays: at worst a wake-up finds nothing due. */
+    (void)party__store_sched_earliest(room->store, &room->sched_next);
     return 0;
 }
 

@@ -24,6 +24,7 @@
 #include "request.h"
 #include "room.h"
 #include "runtime.h"
+#include "alloc.h"
 
 /* The metrics body is a few KB whatever the load: its size depends on the
  * number of families, not of rooms. */
@@ -84,7 +85,7 @@ static void text_appendf(text_buf *tb, const char *fmt, ...) {
                 tb->failed = 1;
                 return;
             }
-            grown = realloc(tb->data, cap);
+            grown = party__realloc(tb->data, cap);
             if (grown == NULL) {
                 tb->failed = 1;
                 return;
@@ -264,23 +265,23 @@ static void metrics_done(party_conn *conn, party__tour *tour) {
     }
     metrics_write((const metrics_tour *)tour, &tb);
     if (tb.failed) {
-        free(tb.data);
+        party__free(tb.data);
         respond_text(conn, 500, "out of memory building the metrics\n");
         return;
     }
     party__response_init(&res);
     party_response_set_header(&res, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     party_response_set_body(&res, tb.data, tb.len);
-    free(tb.data);
+    party__free(tb.data);
     respond(conn, &res);
 }
 
 static void metrics_free(party__tour *tour) {
-    free(tour);
+    party__free(tour);
 }
 
 static void ops_metrics(party_conn *conn) {
-    metrics_tour *m = calloc(1, sizeof(*m));
+    metrics_tour *m = party__calloc(1, sizeof(*m));
 
     if (m == NULL) {
         respond_text(conn, 500, "out of memory building the metrics\n");
@@ -340,14 +341,14 @@ static int rooms_add(rooms_tour *t, const party_room *room) {
 
     if (t->n == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 64;
-        room_entry *grown = realloc(t->items, cap * sizeof(*grown));
+        room_entry *grown = party__realloc(t->items, cap * sizeof(*grown));
         if (grown == NULL)
             return -1;
         t->items = grown;
         t->cap = cap;
     }
     e = &t->items[t->n];
-    e->name = room->name != NULL ? strdup(room->name) : NULL;
+    e->name = room->name != NULL ? party__strdup(room->name) : NULL;
     if (room->name != NULL && e->name == NULL)
         return -1;
     e->party = room->party->name;
@@ -444,9 +445,9 @@ static void rooms_free(party__tour *tour) {
     size_t i;
 
     for (i = 0; i < t->n; i++)
-        free(t->items[i].name);
-    free(t->items);
-    free(t);
+        party__free(t->items[i].name);
+    party__free(t->items);
+    party__free(t);
 }
 
 static void ops_rooms(party_conn *conn) {
@@ -463,7 +464,7 @@ static void ops_rooms(party_conn *conn) {
         respond(conn, &res);
         return;
     }
-    t = calloc(1, sizeof(*t));
+    t = party__calloc(1, sizeof(*t));
     if (t == NULL) {
         respond_text(conn, 500, "out of memory listing the rooms\n");
         return;

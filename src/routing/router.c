@@ -302,7 +302,10 @@ void party__router_handle(party_conn *conn) {
     }
     /* The room lives on one loop: its request (hooks included) is handled
      * there. */
-    party__room_id(rt->digest, party->name, room_name, room_id);
+    if (party__room_id(rt->digest, party->name, room_name, room_id) != 0) {
+        respond_text(conn, 503, "out of memory\n", 1);
+        return;
+    }
     if ((owner = party__loop_of(rt, room_id)) != rt) {
         party__loop_handoff(conn, owner);
         return;

@@ -22,6 +22,7 @@
 #include "request.h"
 #include "runtime.h"
 #include "url.h"
+#include "alloc.h"
 
 #define STATIC_MAX_FILE ((size_t)16 * 1024 * 1024)
 #define STATIC_INDEX "index.html"
@@ -215,7 +216,7 @@ static int not_modified(const party__http_request *req, const char *etag, time_t
  * and STATIC_MAX_FILE bounds the stall. PARTY_ENOMEM, or PARTY_EIO with
  * errno set. */
 static int try_read_file(int fd, size_t size, char **out, size_t *len) {
-    char *data = malloc(size + 1);
+    char *data = party__malloc(size + 1);
     size_t n = 0;
 
     if (data == NULL)
@@ -226,7 +227,7 @@ static int try_read_file(int fd, size_t size, char **out, size_t *len) {
             continue;
         if (r < 0) {
             int saved = errno;
-            free(data);
+            party__free(data);
             errno = saved;
             return PARTY_EIO;
         }

@@ -9,6 +9,7 @@
 #include "conn.h"
 #include "log.h"
 #include "room.h"
+#include "alloc.h"
 
 /* ---- mailboxes ---- */
 
@@ -107,16 +108,16 @@ party_runtime *party__loop_of(party_runtime *rt, const char *room_id) {
 /* ---- threads ---- */
 
 static void free_mail(party__mail *mail) {
-    free(mail);
+    party__free(mail);
 }
 
 static void on_stop_mail(party_runtime *rt, party__mail *mail) {
-    free(mail);
+    party__free(mail);
     party__runtime_begin_stop(rt);
 }
 
 static void on_done_mail(party_runtime *rt, party__mail *mail) {
-    free(mail);
+    party__free(mail);
     party__loops_thread_done(rt);
 }
 
@@ -142,7 +143,7 @@ int party__loops_create(party_runtime *main) {
     unsigned n = main->n_loops, i;
     size_t loaded = main->max_loaded_rooms / n;
 
-    main->loops = calloc(n, sizeof(*main->loops));
+    main->loops = party__calloc(n, sizeof(*main->loops));
     if (main->loops == NULL)
         return PARTY_ENOMEM;
     main->loops[0] = main;
@@ -156,7 +157,7 @@ int party__loops_create(party_runtime *main) {
             return PARTY_ENOMEM;
         main->loops[i] = rt;
         rt->max_loaded_rooms = main->max_loaded_rooms;
-        done = calloc(1, sizeof(*done));
+        done = party__calloc(1, sizeof(*done));
         if (done == NULL)
             return PARTY_ENOMEM;
         done->run = on_done_mail;
@@ -199,7 +200,7 @@ void party__loops_stop(party_runtime *main) {
     unsigned i;
 
     for (i = 1; main->loops != NULL && i < main->n_loops; i++) {
-        party__mail *stop = calloc(1, sizeof(*stop));
+        party__mail *stop = party__calloc(1, sizeof(*stop));
         if (stop == NULL) {
             /* Without mail, the loop is stopped the way a signal would. */
             uv_async_send(&main->loops[i]->stop_async);
@@ -224,10 +225,10 @@ void party__loops_free(party_runtime *main) {
             continue;
         if (rt->thread_started)
             uv_thread_join(&rt->thread);
-        free(rt->done_mail);
+        party__free(rt->done_mail);
         party__runtime_free_loop(rt);
     }
-    free(main->loops);
+    party__free(main->loops);
     main->loops = NULL;
     main->n_loops = 1;
 }
@@ -246,7 +247,7 @@ typedef struct handoff_mail {
 static void handoff_drop(party__mail *mail) {
     handoff_mail *h = (handoff_mail *)mail;
     party__conn_handoff_refuse(&h->conn);
-    free(h);
+    party__free(h);
 }
 
 static void handoff_run(party_runtime *rt, party__mail *mail) {
@@ -259,12 +260,12 @@ static void handoff_run(party_runtime *rt, party__mail *mail) {
     /* The connection owns what it carries from here, also when this
      * fails. */
     (void)party__conn_adopt_handoff(rt, &h->conn);
-    free(h);
+    party__free(h);
 }
 
 void party__loop_handoff(party_conn *conn, party_runtime *target) {
     party_runtime *rt = party__conn_rt(conn);
-    handoff_mail *h = malloc(sizeof(*h));
+    handoff_mail *h = party__malloc(sizeof(*h));
 
     if (h == NULL) {
         party__log_error(rt, "hand-off to loop %u: out of memory", target->loop_index);
@@ -272,7 +273,7 @@ void party__loop_handoff(party_conn *conn, party_runtime *target) {
         return;
     }
     if (party__conn_detach(conn, &h->conn) != 0) {
-        free(h); /* it waits for earlier output: routed again once written */
+        party__free(h); /* it waits for earlier output: routed again once written */
         return;
     }
     h->mail.run = handoff_run;

@@ -29,6 +29,7 @@
 #include "runtime.h"
 #include "storage.h"
 #include "ws.h"
+#include "alloc.h"
 
 #define READ_CHUNK (64 * 1024)
 #define MAX_BLOCK_MS 50 /* longest single poll: waits re-check their condition this often */
@@ -81,6 +82,7 @@ struct party_test_conn {
     party__ws_reader reader;
     message *head, *tail;
     int close_sent, close_received;
+    int nomem; /* the harness ran out of memory receiving: the transport was ended */
     int close_code;
     char close_reason[PARTY_MAX_CLOSE_REASON + 1];
     unsigned long pongs;
@@ -144,12 +146,12 @@ static void remove_tree(const char *path) {
             char *child;
             if (strcmp(ent->d_name, ".") == 0 || strcmp(ent->d_name, "..") == 0)
                 continue;
-            child = malloc(strlen(path) + strlen(ent->d_name) + 2);
+            child = party__malloc(strlen(path) + strlen(ent->d_name) + 2);
             if (child == NULL)
                 continue;
             sprintf(child, "%s/%s", path, ent->d_name);
             remove_tree(child);
-            free(child);
+            party__free(child);
         }
         closedir(dir);
         rmdir(path);
@@ -159,7 +161,7 @@ static void remove_tree(const char *path) {
 }
 
 party_test *party_test_new_with(const party_config *cfg) {
-    party_test *t = calloc(1, sizeof(*t));
+    party_test *t = party__calloc(1, sizeof(*t));
     const char *tmp = getenv("TMPDIR");
     int made_dir = 0, r;
 
@@ -173,9 +175,9 @@ party_test *party_test_new_with(const party_config *cfg) {
     }
     if (tmp == NULL || tmp[0] == '\0')
         tmp = "/tmp";
-    t->data_dir = malloc(strlen(tmp) + sizeof("/party-test-XXXXXX"));
-    t->prefix = strdup(t->cfg.prefix != NULL ? t->cfg.prefix : "parties");
-    t->read_buf = malloc(READ_CHUNK);
+    t->data_dir = party__malloc(strlen(tmp) + sizeof("/party-test-XXXXXX"));
+    t->prefix = party__strdup(t->cfg.prefix != NULL ? t->cfg.prefix : "parties");
+    t->read_buf = party__malloc(READ_CHUNK);
     if (t->data_dir == NULL || t->prefix == NULL || t->read_buf == NULL)
         goto fail;
     sprintf(t->data_dir, "%s/party-test-XXXXXX", tmp);
@@ -195,10 +197,10 @@ party_test *party_test_new_with(const party_config *cfg) {
 fail:
     if (made_dir)
         remove_tree(t->data_dir);
-    free(t->data_dir);
-    free(t->prefix);
-    free(t->read_buf);
-    free(t);
+    party__free(t->data_dir);
+    party__free(t->prefix);
+    party__free(t->read_buf);
+    party__free(t);
     return NULL;
 }
 
@@ -212,7 +214,7 @@ int party_test_add(party_test *t, const party_def *def) {
 
     if (r != 0)
         return r;
-    grown = realloc(t->defs, (t->n_defs + 1) * sizeof(*grown));
+    grown = party__realloc(t->defs, (t->n_defs + 1) * sizeof(*grown));
     if (grown == NULL)
         return PARTY_ENOMEM; /* registered now, but not again after a restart */
     t->defs = grown;
@@ -246,7 +248,7 @@ static int out_append(party_test_conn *c, const void *data, size_t len) {
         char *grown;
         while (cap < c->out_len + len)
             cap *= 2;
-        grown = realloc(c->out, cap);
+        grown = party__realloc(c->out, cap);
         if (grown == NULL)
             return PARTY_ENOMEM;
         c->out = grown;
@@ -264,7 +266,7 @@ static int in_append(party_test_conn *c, const char *data, size_t len) {
         char *grown;
         while (cap < c->in_len + len + 1)
             cap *= 2;
-        grown = realloc(c->in, cap);
+        grown = party__realloc(c->in, cap);
         if (grown == NULL)
             return PARTY_ENOMEM;
         c->in = grown;
@@ -336,10 +338,12 @@ static int on_client_ws_event(void *arg, const party__ws_event *ev) {
 
     switch (ev->type) {
     case PARTY__WS_EV_MESSAGE:
-        m = malloc(sizeof(*m) + ev->data.len + 1);
+        m = party__malloc(sizeof(*m) + ev->data.len + 1);
         if (m == NULL) {
-            fprintf(stderr, "party_test: out of memory receiving a message; dropping it\n");
-            return 0;
+            /* Not a gap the test cannot see: recv reports it. */
+            c->nomem = 1;
+            client_end(c);
+            return 1;
         }
         m->next = NULL;
         m->binary = ev->binary;
@@ -354,7 +358,11 @@ static int on_client_ws_event(void *arg, const party__ws_event *ev) {
         c->tail = m;
         return 0;
     case PARTY__WS_EV_PING:
-        (void)client_frame(c, PARTY__WS_PONG, ev->data.ptr, ev->data.len);
+        if (client_frame(c, PARTY__WS_PONG, ev->data.ptr, ev->data.len) != 0) {
+            c->nomem = 1;
+            client_end(c);
+            return 1;
+        }
         return 0;
     case PARTY__WS_EV_PONG:
         c->pongs++;
@@ -368,8 +376,11 @@ static int on_client_ws_event(void *arg, const party__ws_event *ev) {
         if (!c->close_sent) {
             /* Answer as a browser does: echo the code. */
             c->close_sent = 1;
-            (void)close_frame(c, ev->close_code == PARTY__WS_NO_STATUS ? 0 : ev->close_code, NULL,
-                              0);
+            /* Without memory for the echo the transport ends: the server
+             * need not wait for it, and the code is known already. */
+            if (close_frame(c, ev->close_code == PARTY__WS_NO_STATUS ? 0 : ev->close_code, NULL,
+                            0) != 0)
+                client_end(c);
         }
         return 1;
     }
@@ -415,7 +426,7 @@ static void client_ws_input(party_test_conn *c, char *data, size_t len) {
         return;
     r = party__ws_reader_feed(&c->reader, data, len, on_client_ws_event, c);
     if (r == PARTY_ENOMEM) {
-        fprintf(stderr, "party_test: out of memory reading frames; dropping the connection\n");
+        c->nomem = 1;
         client_end(c);
     }
 }
@@ -488,6 +499,7 @@ static void client_input(party_test_conn *c, char *data, size_t len) {
         if (c->answer.state != ANSWER_WAITING)
             break; /* the answer is whole: what follows is not ours to read */
         if (in_append(c, data, len) != 0) {
+            c->nomem = 1;
             client_end(c);
             return;
         }
@@ -552,25 +564,25 @@ static void clients_io(party_test *t) {
 }
 
 static party_test_conn *client_open(party_test *t, int internal, client_mode mode) {
-    party_test_conn *c = calloc(1, sizeof(*c));
+    party_test_conn *c = party__calloc(1, sizeof(*c));
     int fds[2], r;
 
     if (c == NULL)
         return NULL;
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
-        free(c);
+        party__free(c);
         return NULL;
     }
     if (fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK) != 0) {
         close(fds[0]);
         close(fds[1]);
-        free(c);
+        party__free(c);
         return NULL;
     }
     r = party__conn_adopt(t->rt, fds[1], internal);
     if (r != 0) {
         close(fds[0]); /* the runtime owns fds[1] whatever happened */
-        free(c);
+        party__free(c);
         return NULL;
     }
     c->t = t;
@@ -600,12 +612,12 @@ static void client_free(party_test_conn *c) {
         c->next->prev = c->prev;
     for (m = c->head; m != NULL; m = next) {
         next = m->next;
-        free(m);
+        party__free(m);
     }
     party__ws_reader_reset(&c->reader);
-    free(c->in);
-    free(c->out);
-    free(c);
+    party__free(c->in);
+    party__free(c->out);
+    party__free(c);
 }
 
 /* ---- driving the loop ---- */
@@ -627,7 +639,7 @@ static int poll_all(party_test *t, int timeout_ms) {
 
     for (c = t->clients; c != NULL; c = c->next)
         n += c->fd >= 0;
-    if (n > sizeof(stack) / sizeof(stack[0]) && (fds = malloc(n * sizeof(*fds))) == NULL)
+    if (n > sizeof(stack) / sizeof(stack[0]) && (fds = party__malloc(n * sizeof(*fds))) == NULL)
         return -1;
     fds[0].fd = uv_backend_fd(&t->rt->loop);
     fds[0].events = POLLIN;
@@ -640,7 +652,7 @@ static int poll_all(party_test *t, int timeout_ms) {
     }
     r = poll(fds, n, timeout_ms);
     if (fds != stack)
-        free(fds);
+        party__free(fds);
     return r;
 }
 
@@ -750,10 +762,11 @@ party_test_conn *party_test_connect_with_headers(party_test *t, const char *targ
     if (RAND_bytes(raw, sizeof(raw)) != 1)
         uv_random(NULL, NULL, raw, sizeof(raw), 0, NULL);
     EVP_EncodeBlock((unsigned char *)key, raw, sizeof(raw));
-    party__ws_accept_value(NULL, party__slice_make(key, strlen(key)), c->accept);
     cap = strlen(target) + (headers != NULL ? strlen(headers) : 0) + 256;
-    req = malloc(cap);
-    if (req == NULL) {
+    req = party__malloc(cap);
+    if (req == NULL ||
+        party__ws_accept_value(NULL, party__slice_make(key, strlen(key)), c->accept) != 0) {
+        party__free(req);
         client_free(c);
         return NULL;
     }
@@ -763,11 +776,11 @@ party_test_conn *party_test_connect_with_headers(party_test *t, const char *targ
                  "%s\r\n",
                  target, key, headers != NULL ? headers : "");
     if (out_append(c, req, (size_t)n) != 0) {
-        free(req);
+        party__free(req);
         client_free(c);
         return NULL;
     }
-    free(req);
+    party__free(req);
     if (wait_until(t, handshake_over, c, t->timeout_ms) != 0) {
         client_free(c);
         return NULL;
@@ -861,7 +874,7 @@ int party_test_recv(party_test_conn *conn, void **data, size_t *len, int *binary
         return r;
     m = conn->head;
     if (m == NULL)
-        return PARTY_ECLOSED;
+        return conn->nomem ? PARTY_ENOMEM : PARTY_ECLOSED;
     conn->head = m->next;
     if (conn->head == NULL)
         conn->tail = NULL;
@@ -886,7 +899,7 @@ int party_test_recv_text(party_test_conn *conn, char **text) {
     if (r != 0)
         return r;
     if (binary) {
-        free(data);
+        party__free(data);
         return PARTY_EINVAL;
     }
     *text = data;
@@ -956,11 +969,11 @@ static int response_parse(const party_test_conn *c, party_test_response *res) {
 
     if (a->state != ANSWER_DONE)
         return PARTY_EIO; /* not HTTP, or cut short */
-    res->headers = malloc(a->fields_len + 1);
-    res->body = malloc(a->body_len + 1);
+    res->headers = party__malloc(a->fields_len + 1);
+    res->body = party__malloc(a->body_len + 1);
     if (res->headers == NULL || res->body == NULL) {
-        free(res->headers);
-        free(res->body);
+        party__free(res->headers);
+        party__free(res->body);
         response_clear(res);
         return PARTY_ENOMEM;
     }
@@ -983,7 +996,7 @@ static int http_exchange(party_test *t, int internal, const char *method, const 
     int n, r;
 
     cap = strlen(method) + strlen(target) + (headers != NULL ? strlen(headers) : 0) + 128;
-    head = malloc(cap);
+    head = party__malloc(cap);
     if (head == NULL)
         return PARTY_ENOMEM;
     if (body != NULL)
@@ -996,19 +1009,19 @@ static int http_exchange(party_test *t, int internal, const char *method, const 
                      method, target, headers != NULL ? headers : "");
     c = client_open(t, internal, CLIENT_HTTP);
     if (c == NULL) {
-        free(head);
+        party__free(head);
         return PARTY_ENOMEM;
     }
     if (strcasecmp(method, "HEAD") == 0)
         party__http_response_parser_init(&c->parser, PARTY__HTTP_BODY_TO_EOF | PARTY__HTTP_NO_BODY);
     r = out_append(c, head, (size_t)n);
-    free(head);
+    party__free(head);
     if (r == 0 && body != NULL)
         r = out_append(c, body, len);
     if (r == 0)
         r = wait_until(t, http_over, c, t->timeout_ms);
     if (r == 0)
-        r = response_parse(c, res);
+        r = c->nomem ? PARTY_ENOMEM : response_parse(c, res);
     client_free(c);
     return r;
 }
@@ -1037,20 +1050,20 @@ int party_test_request_room_id(party_test *t, const char *party, const char *roo
         return PARTY_EINVAL;
     if (path_rest == NULL)
         path_rest = "";
-    target = malloc(strlen(t->rt->prefix) + strlen(party) + strlen(path_rest) + 8);
-    all_headers = malloc(strlen(PARTY__ROOM_ID_HEADER) + strlen(room_id) + 8 +
-                         (headers != NULL ? strlen(headers) : 0));
+    target = party__malloc(strlen(t->rt->prefix) + strlen(party) + strlen(path_rest) + 8);
+    all_headers = party__malloc(strlen(PARTY__ROOM_ID_HEADER) + strlen(room_id) + 8 +
+                                (headers != NULL ? strlen(headers) : 0));
     if (target == NULL || all_headers == NULL) {
-        free(target);
-        free(all_headers);
+        party__free(target);
+        party__free(all_headers);
         return PARTY_ENOMEM;
     }
     sprintf(target, "/%s/%s/_%s", t->rt->prefix, party, path_rest);
     sprintf(all_headers, "%s: %s\r\n%s", PARTY__ROOM_ID_HEADER, room_id,
             headers != NULL ? headers : "");
     r = http_exchange(t, 1, method, target, all_headers, body, len, res);
-    free(target);
-    free(all_headers);
+    party__free(target);
+    party__free(all_headers);
     return r;
 }
 
@@ -1062,7 +1075,7 @@ char *party_test_response_header(const party_test_response *res, const char *nam
     if (res == NULL || res->headers == NULL || name == NULL)
         return NULL;
     v = header_find(res->headers, name, &len);
-    if (v == NULL || (copy = malloc(len + 1)) == NULL)
+    if (v == NULL || (copy = party__malloc(len + 1)) == NULL)
         return NULL;
     memcpy(copy, v, len);
     copy[len] = '\0';
@@ -1072,8 +1085,8 @@ char *party_test_response_header(const party_test_response *res, const char *nam
 void party_test_response_free(party_test_response *res) {
     if (res == NULL)
         return;
-    free(res->headers);
-    free(res->body);
+    party__free(res->headers);
+    party__free(res->body);
     response_clear(res);
 }
 
@@ -1115,15 +1128,6 @@ int party_test_evict_id(party_test *t, const char *room_id) {
 }
 
 int party_test_evict(party_test *t, const char *party, const char *room) {
-    char id[PARTY_ID_MAX];
-    if (t == NULL || party == NULL || room == NULL)
-        return PARTY_EINVAL;
-    party_room_id_from_name(party, room, id);
-    return party_test_evict_id(t, id);
-}
-
-int party_test_hibernate(party_test *t, const char *party, const char *room) {
-    char id[PARTY_ID_MAX];
     party_room *found;
     int r;
 
@@ -1132,8 +1136,26 @@ int party_test_hibernate(party_test *t, const char *party, const char *room) {
     r = wait_idle(t, t->timeout_ms);
     if (r != 0)
         return r;
-    party_room_id_from_name(party, room, id);
-    found = party__room_find(t->rt, id);
+    /* Found by name, not by a computed id: hashing can run out of memory. */
+    found = party__room_find_named(t->rt, party, room);
+    if (found == NULL)
+        return PARTY_ENOTFOUND;
+    r = party__room_evict(found);
+    if (r != 0)
+        return r;
+    return wait_idle(t, t->timeout_ms);
+}
+
+int party_test_hibernate(party_test *t, const char *party, const char *room) {
+    party_room *found;
+    int r;
+
+    if (t == NULL || party == NULL || room == NULL)
+        return PARTY_EINVAL;
+    r = wait_idle(t, t->timeout_ms);
+    if (r != 0)
+        return r;
+    found = party__room_find_named(t->rt, party, room);
     if (found == NULL)
         return PARTY_ENOTFOUND;
     r = party__room_hibernate(found);
@@ -1143,12 +1165,10 @@ int party_test_hibernate(party_test *t, const char *party, const char *room) {
 }
 
 int party_test_loaded(party_test *t, const char *party, const char *room) {
-    char id[PARTY_ID_MAX];
     party_room *found;
     if (t == NULL || party == NULL || room == NULL)
         return 0;
-    party_room_id_from_name(party, room, id);
-    found = party__room_find(t->rt, id);
+    found = party__room_find_named(t->rt, party, room);
     return found != NULL && found->life == PARTY__ROOM_READY;
 }
 
@@ -1159,11 +1179,9 @@ int party_test_in_memory_id(party_test *t, const char *room_id) {
 }
 
 int party_test_in_memory(party_test *t, const char *party, const char *room) {
-    char id[PARTY_ID_MAX];
     if (t == NULL || party == NULL || room == NULL)
         return 0;
-    party_room_id_from_name(party, room, id);
-    return party_test_in_memory_id(t, id);
+    return party__room_find_named(t->rt, party, room) != NULL;
 }
 
 static int no_conns_and_idle(party_test *t, void *arg) {
@@ -1257,9 +1275,9 @@ void party_test_free(party_test *t) {
         client_free(c);
     }
     remove_tree(t->data_dir);
-    free(t->data_dir);
-    free(t->prefix);
-    free(t->defs);
-    free(t->read_buf);
-    free(t);
+    party__free(t->data_dir);
+    party__free(t->prefix);
+    party__free(t->defs);
+    party__free(t->read_buf);
+    party__free(t);
 }

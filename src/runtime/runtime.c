@@ -35,6 +35,7 @@
 #include "slab.h"
 #include "tls.h"
 #include "ws.h"
+#include "alloc.h"
 
 void party_config_init(party_config *cfg) {
     memset(cfg, 0, sizeof(*cfg));
@@ -162,7 +163,7 @@ static uint64_t evict_tick_ms(const party_runtime *rt) {
 
 /* Frees what loop_buffers_new allocated (NULL members too). */
 static void loop_buffers_free(party_runtime *rt) {
-    free(rt->read_buf);
+    party__free(rt->read_buf);
     party__buf_pool_free(rt->buf_pool);
     party__digest_free(rt->digest);
     rt->read_buf = NULL;
@@ -174,7 +175,7 @@ static void loop_buffers_free(party_runtime *rt) {
  * pool of frame buffers, the digest state. 0, or PARTY_ENOMEM with none
  * of them left allocated. */
 static int loop_buffers_new(party_runtime *rt) {
-    rt->read_buf = malloc(PARTY__READ_BUF_SIZE);
+    rt->read_buf = party__malloc(PARTY__READ_BUF_SIZE);
     rt->buf_pool = party__buf_pool_new();
     rt->digest = party__digest_new();
     if (rt->read_buf != NULL && rt->buf_pool != NULL && rt->digest != NULL)
@@ -272,7 +273,7 @@ static int runtime_init_loop(party_runtime *rt) {
 }
 
 party_runtime *party__runtime_new_loop(party_runtime *main, unsigned index) {
-    party_runtime *rt = calloc(1, sizeof(*rt));
+    party_runtime *rt = party__calloc(1, sizeof(*rt));
 
     if (rt == NULL)
         return NULL;
@@ -300,7 +301,7 @@ party_runtime *party__runtime_new_loop(party_runtime *main, unsigned index) {
         uv_loop_init(&rt->loop) != 0) {
         loop_buffers_free(rt);
         party__tls_cleanup_loop(rt);
-        free(rt);
+        party__free(rt);
         return NULL;
     }
     if (runtime_init_loop(rt) != 0) {
@@ -338,7 +339,7 @@ party_runtime *party_runtime_new(const party_config *cfg) {
                          cfg->abi, PARTY_VERSION_STRING, PARTY_ABI_VERSION);
         return NULL;
     }
-    rt = calloc(1, sizeof(*rt));
+    rt = party__calloc(1, sizeof(*rt));
     if (rt == NULL)
         return NULL;
     rt->data_lock_fd = -1;
@@ -348,7 +349,7 @@ party_runtime *party_runtime_new(const party_config *cfg) {
         cfg = &defaults;
     }
     rt->cfg = *cfg;
-    rt->host = strdup(cfg->host != NULL ? cfg->host : "127.0.0.1");
+    rt->host = party__strdup(cfg->host != NULL ? cfg->host : "127.0.0.1");
     /* The prefix is kept without leading or trailing slashes. */
     {
         const char *p = cfg->prefix != NULL ? cfg->prefix : "parties";
@@ -358,31 +359,31 @@ party_runtime *party_runtime_new(const party_config *cfg) {
         len = strlen(p);
         while (len > 0 && p[len - 1] == '/')
             len--;
-        rt->prefix = strndup(p, len);
+        rt->prefix = party__strndup(p, len);
     }
     (void)loop_buffers_new(rt); /* checked with the rest below */
-    rt->data_dir = cfg->data_dir != NULL ? strdup(cfg->data_dir) : NULL;
-    rt->ops_prefix = strdup(cfg->ops_prefix != NULL ? cfg->ops_prefix : "_partyd");
-    rt->admin_token = cfg->admin_token != NULL ? strdup(cfg->admin_token) : NULL;
-    rt->static_dir = cfg->static_dir != NULL ? strdup(cfg->static_dir) : NULL;
-    rt->tls_cert = cfg->tls_cert != NULL ? strdup(cfg->tls_cert) : NULL;
-    rt->tls_key = cfg->tls_key != NULL ? strdup(cfg->tls_key) : NULL;
+    rt->data_dir = cfg->data_dir != NULL ? party__strdup(cfg->data_dir) : NULL;
+    rt->ops_prefix = party__strdup(cfg->ops_prefix != NULL ? cfg->ops_prefix : "_partyd");
+    rt->admin_token = cfg->admin_token != NULL ? party__strdup(cfg->admin_token) : NULL;
+    rt->static_dir = cfg->static_dir != NULL ? party__strdup(cfg->static_dir) : NULL;
+    rt->tls_cert = cfg->tls_cert != NULL ? party__strdup(cfg->tls_cert) : NULL;
+    rt->tls_key = cfg->tls_key != NULL ? party__strdup(cfg->tls_key) : NULL;
     if (rt->host == NULL || rt->prefix == NULL || rt->read_buf == NULL ||
         (cfg->data_dir != NULL && rt->data_dir == NULL) || rt->ops_prefix == NULL ||
         (cfg->admin_token != NULL && rt->admin_token == NULL) ||
         (cfg->static_dir != NULL && rt->static_dir == NULL) ||
         (cfg->tls_cert != NULL && rt->tls_cert == NULL) ||
         (cfg->tls_key != NULL && rt->tls_key == NULL) || uv_loop_init(&rt->loop) != 0) {
-        free(rt->host);
-        free(rt->prefix);
-        free(rt->data_dir);
-        free(rt->ops_prefix);
-        free(rt->admin_token);
-        free(rt->static_dir);
-        free(rt->tls_cert);
-        free(rt->tls_key);
+        party__free(rt->host);
+        party__free(rt->prefix);
+        party__free(rt->data_dir);
+        party__free(rt->ops_prefix);
+        party__free(rt->admin_token);
+        party__free(rt->static_dir);
+        party__free(rt->tls_cert);
+        party__free(rt->tls_key);
         loop_buffers_free(rt);
-        free(rt);
+        party__free(rt);
         return NULL;
     }
     rt->cfg.host = rt->host;
@@ -440,12 +441,12 @@ int party_runtime_add(party_runtime *rt, const party_def *def) {
         return PARTY_ESTATE;
     if (party__runtime_find_party(rt, def->name, strlen(def->name)) != NULL)
         return PARTY_EEXIST;
-    grown = realloc(rt->parties, (rt->n_parties + 1) * sizeof(*grown));
+    grown = party__realloc(rt->parties, (rt->n_parties + 1) * sizeof(*grown));
     if (grown == NULL)
         return PARTY_ENOMEM;
     rt->parties = grown;
     rt->parties[rt->n_parties].def = def;
-    rt->parties[rt->n_parties].name = strdup(def->name);
+    rt->parties[rt->n_parties].name = party__strdup(def->name);
     if (rt->parties[rt->n_parties].name == NULL)
         return PARTY_ENOMEM;
     rt->n_parties++;
@@ -522,7 +523,7 @@ static long lock_holder_pid(int fd) {
  * PARTY_EIO / PARTY_ENOMEM (logged) with nothing open. */
 static int data_dir_lock(party_runtime *rt) {
     size_t len = strlen(rt->data_dir) + sizeof("/LOCK");
-    char *path = malloc(len), pid_text[32];
+    char *path = party__malloc(len), pid_text[32];
     struct stat st;
     int fd, n, existed, err;
     long pid;
@@ -535,13 +536,13 @@ static int data_dir_lock(party_runtime *rt) {
     if (mkdir(rt->data_dir, 0755) != 0 && errno != EEXIST) {
         party__log_error(rt, "data directory %s: cannot create it: %s", rt->data_dir,
                          strerror(errno));
-        free(path);
+        party__free(path);
         return PARTY_EIO;
     }
     err = stat(rt->data_dir, &st) != 0 ? errno : !S_ISDIR(st.st_mode) ? ENOTDIR : 0;
     if (err != 0) {
         party__log_error(rt, "data directory %s: %s", rt->data_dir, strerror(err));
-        free(path);
+        party__free(path);
         return PARTY_EIO;
     }
     existed = stat(path, &st) == 0;
@@ -551,7 +552,7 @@ static int data_dir_lock(party_runtime *rt) {
     if (fd < 0) {
         party__log_error(rt, "data directory %s: cannot %s LOCK: %s", rt->data_dir,
                          existed ? "open" : "create", strerror(errno));
-        free(path);
+        party__free(path);
         return PARTY_EIO;
     }
     /* flock, not fcntl locks: it belongs to this open file, so a second
@@ -572,7 +573,7 @@ static int data_dir_lock(party_runtime *rt) {
             party__log_error(rt, "data directory %s is in use by another runtime (lock file %s)",
                              rt->data_dir, path);
         close(fd);
-        free(path);
+        party__free(path);
         return err == EWOULDBLOCK ? PARTY_EBUSY : PARTY_EIO;
     }
     /* The pid is for people (and the next partyd's message); the flock is
@@ -583,10 +584,10 @@ static int data_dir_lock(party_runtime *rt) {
         party__log_error(rt, "data directory %s: cannot write %s: %s", rt->data_dir, path,
                          strerror(errno));
         close(fd);
-        free(path);
+        party__free(path);
         return PARTY_EIO;
     }
-    free(path);
+    party__free(path);
     rt->data_lock_fd = fd;
     return 0;
 }
@@ -881,26 +882,26 @@ void party_runtime_free(party_runtime *rt) {
     party__slabs_free(rt->conn_slabs);
     party__slabs_free(rt->room_slabs);
     for (i = 0; i < rt->n_parties; i++)
-        free(rt->parties[i].name);
-    free(rt->parties);
-    free(rt->rooms);
+        party__free(rt->parties[i].name);
+    party__free(rt->parties);
+    party__free(rt->rooms);
     loop_buffers_free(rt);
-    free(rt->host);
-    free(rt->prefix);
-    free(rt->data_dir);
-    free(rt->ops_prefix);
-    free(rt->admin_token);
-    free(rt->static_dir);
+    party__free(rt->host);
+    party__free(rt->prefix);
+    party__free(rt->data_dir);
+    party__free(rt->ops_prefix);
+    party__free(rt->admin_token);
+    party__free(rt->static_dir);
     party__tls_cleanup(rt);
     party__conn_slots_free(rt);
-    free(rt->tls_cert);
-    free(rt->tls_key);
+    party__free(rt->tls_cert);
+    party__free(rt->tls_key);
     party__inbox_free(rt);
     /* Last: the data directory is this runtime's until everything in it
      * is closed. */
     if (rt->data_lock_fd >= 0)
         close(rt->data_lock_fd);
-    free(rt);
+    party__free(rt);
 }
 
 void party__runtime_free_loop(party_runtime *rt) {
@@ -910,12 +911,12 @@ void party__runtime_free_loop(party_runtime *rt) {
     uv_loop_close(&rt->loop);
     party__slabs_free(rt->conn_slabs);
     party__slabs_free(rt->room_slabs);
-    free(rt->rooms);
+    party__free(rt->rooms);
     loop_buffers_free(rt);
     party__tls_cleanup_loop(rt);
     party__conn_slots_free(rt);
     party__inbox_free(rt);
-    free(rt);
+    party__free(rt);
 }
 
 size_t party__runtime_conns(party_runtime *rt) {

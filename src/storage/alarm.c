@@ -1,16 +1,21 @@
 /* alarm: an indexed min-heap of wake times that drives one loop timer.
  * O(log n) per change; an entry costs one small node, found by room id
- * through a hash table of its own. */
+ * through a hash table of its own. A parked entry is due at PARKED, after
+ * every real time: it sits at the heap's bottom and never fires. */
 #include "alarm.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#include "alloc.h"
 
 /* Re-arm at least this often, so a wall clock that jumps is noticed. */
 #define MAX_TIMER_MS 60000
 /* While the wake callback holds entries back, look again this often:
  * the user usually calls back sooner (party__alarms_fire_due). */
 #define PAUSED_RETRY_MS 100
+/* The due time of an entry kept for a room without a wake time now. */
+#define PARKED INT64_MAX
 
 typedef struct party__alarm_node {
     int64_t due;
@@ -42,7 +47,7 @@ static alarm_node *node_find(party__alarms *a, const char *id) {
 
 static int buckets_grow(party__alarms *a) {
     size_t cap = a->buckets_cap ? a->buckets_cap * 2 : 1024, i;
-    alarm_node **buckets = calloc(cap, sizeof(*buckets));
+    alarm_node **buckets = party__calloc(cap, sizeof(*buckets));
     size_t old_cap = a->buckets_cap;
     alarm_node **old = a->buckets;
 
@@ -59,7 +64,7 @@ static int buckets_grow(party__alarms *a) {
             buckets[b] = n;
         }
     }
-    free(old);
+    party__free(old);
     return 0;
 }
 
@@ -109,13 +114,14 @@ static void sift_down(party__alarms *a, uint32_t pos) {
 static void heap_remove(party__alarms *a, alarm_node *node) {
     uint32_t pos = node->heap_pos;
     alarm_node *last = a->heap[--a->len];
+    a->parked -= node->due == PARKED;
     if (last != node) {
         heap_set(a, pos, last);
         sift_up(a, pos);
         sift_down(a, last->heap_pos);
     }
     node_unhash(a, node);
-    free(node);
+    party__free(node);
 }
 
 /* ---- the timer ---- */
@@ -128,7 +134,7 @@ static void timer_rearm(party__alarms *a) {
     int64_t wait;
     if (!a->started || a->manual)
         return;
-    if (a->len == 0) {
+    if (a->len == 0 || a->heap[0]->due == PARKED) {
         uv_timer_stop(&a->timer);
         return;
     }
@@ -167,12 +173,12 @@ void party__alarms_close(party__alarms *a) {
     if (!a->started)
         return;
     for (i = 0; i < a->len; i++)
-        free(a->heap[i]);
-    free(a->heap);
-    free(a->buckets);
+        party__free(a->heap[i]);
+    party__free(a->heap);
+    party__free(a->buckets);
     a->heap = NULL;
     a->buckets = NULL;
-    a->len = a->cap = a->buckets_cap = 0;
+    a->len = a->cap = a->buckets_cap = a->parked = 0;
     if (!uv_is_closing((uv_handle_t *)&a->timer))
         uv_close((uv_handle_t *)&a->timer, NULL);
     a->started = 0;
@@ -191,6 +197,7 @@ int party__alarms_put(party__alarms *a, const char *room_id, uint32_t tag, int64
     }
     if (node != NULL) {
         int64_t old = node->due;
+        a->parked += (size_t)(due_ms == PARKED) - (size_t)(old == PARKED);
         node->due = due_ms;
         if (due_ms < old)
             sift_up(a, node->heap_pos);
@@ -205,16 +212,17 @@ int party__alarms_put(party__alarms *a, const char *room_id, uint32_t tag, int64
         return PARTY_ENOMEM;
     if (a->len == a->cap) {
         size_t cap = a->cap ? a->cap * 2 : 1024;
-        alarm_node **grown = realloc(a->heap, cap * sizeof(*grown));
+        alarm_node **grown = party__realloc(a->heap, cap * sizeof(*grown));
         if (grown == NULL)
             return PARTY_ENOMEM;
         a->heap = grown;
         a->cap = cap;
     }
-    node = malloc(sizeof(*node));
+    node = party__malloc(sizeof(*node));
     if (node == NULL)
         return PARTY_ENOMEM;
     node->due = due_ms;
+    a->parked += due_ms == PARKED;
     node->tag = tag;
     strcpy(node->id, room_id);
     b = bucket_of(a, room_id);
@@ -226,12 +234,18 @@ int party__alarms_put(party__alarms *a, const char *room_id, uint32_t tag, int64
     return 0;
 }
 
+int party__alarms_reserve(party__alarms *a, const char *room_id, uint32_t tag) {
+    if (node_find(a, room_id) != NULL)
+        return 0;
+    return party__alarms_put(a, room_id, tag, PARKED);
+}
+
 size_t party__alarms_size(const party__alarms *a) {
-    return a->len;
+    return a->len - a->parked;
 }
 
 int64_t party__alarms_next(const party__alarms *a) {
-    return a->len > 0 ? a->heap[0]->due : 0;
+    return a->len > 0 && a->heap[0]->due != PARKED ? a->heap[0]->due : 0;
 }
 
 void party__alarms_fire_due(party__alarms *a) {
@@ -249,10 +263,11 @@ void party__alarms_fire_due(party__alarms *a) {
         uint32_t tag = node->tag;
         int64_t due = node->due;
 
-        /* Out first: the user may put the room back from inside the
-         * callback (its room can run right there). */
+        /* Parked first: the user may put the room back from inside the
+         * callback (its room can run right there); kept, so that putting
+         * it back needs no memory. */
         memcpy(id, node->id, PARTY_ID_MAX);
-        heap_remove(a, node);
+        (void)party__alarms_put(a, id, tag, PARKED);
         if (a->wake_cb(a, id, tag) == PARTY_EBUSY) {
             (void)party__alarms_put(a, id, tag, due);
             a->paused = 1;

@@ -251,10 +251,14 @@ static inline int party__store_sched_set_next(party__room_store *rs, const char 
                                               int64_t next_ms) {
     return rs->ops->sched_set_next(rs, id, next_ms);
 }
-/* The earliest schedule, 0 when none or unreadable. */
-static inline int64_t party__store_sched_earliest(party__room_store *rs) {
+/* The earliest schedule into *next_ms (0 when none). 0, or an error (then
+ * *next_ms is left as it was: a caller must not read "no schedules"). */
+static inline int party__store_sched_earliest(party__room_store *rs, int64_t *next_ms) {
     int64_t next = 0;
-    return rs->ops->sched_earliest(rs, &next) == 0 ? next : 0;
+    int r = rs->ops->sched_earliest(rs, &next);
+    if (r == 0)
+        *next_ms = next;
+    return r;
 }
 static inline int party__store_sched_each(party__room_store *rs, int64_t until, party__sched_fn fn,
                                           void *arg) {

@@ -20,6 +20,7 @@
 #include <sqlite3.h>
 
 #include "utf8.h"
+#include "alloc.h"
 
 /* ---- format versions ---- */
 
@@ -234,28 +235,28 @@ static void sqlite_close(party__backend *be_) {
     index_statements_finalize(be);
     sqlite3_close(be->index);
     uv_mutex_destroy(&be->index_mutex);
-    free(be->data_dir);
-    free(be);
+    party__free(be->data_dir);
+    party__free(be);
 }
 
 static int sqlite_open(const party__backend_config *cfg, party__backend **out, char *why,
                        size_t why_len) {
-    sqlite_backend *be = calloc(1, sizeof(*be));
+    sqlite_backend *be = party__calloc(1, sizeof(*be));
     char path[4096];
     int rc, existed = 1;
 
     *out = NULL;
     if (be == NULL || uv_mutex_init(&be->index_mutex) != 0) {
-        free(be);
+        party__free(be);
         snprintf(why, why_len, "out of memory");
         return PARTY_ENOMEM;
     }
     be->base.ops = &sqlite_ops;
     be->base.commit_on_loop = !cfg->durability_full;
     be->durability_full = cfg->durability_full;
-    if (cfg->data_dir != NULL && (be->data_dir = strdup(cfg->data_dir)) == NULL) {
+    if (cfg->data_dir != NULL && (be->data_dir = party__strdup(cfg->data_dir)) == NULL) {
         uv_mutex_destroy(&be->index_mutex);
-        free(be);
+        party__free(be);
         snprintf(why, why_len, "out of memory");
         return PARTY_ENOMEM;
     }
@@ -391,7 +392,7 @@ static void sqlite_unload(party__room_store *rs) {
     sqlite3_finalize(s->meta_put);
     sqlite3_finalize(s->meta_get);
     sqlite3_close_v2(s->db);
-    free(s);
+    party__free(s);
 }
 
 static int room_alarm_get(party__room_store *rs, int64_t *at_ms, int *retries);
@@ -407,7 +408,7 @@ static int sqlite_load(party__backend *be_, const char *room_id, const char *par
 
     *out = NULL;
     memset(loaded, 0, sizeof(*loaded));
-    s = calloc(1, sizeof(*s));
+    s = party__calloc(1, sizeof(*s));
     if (s == NULL) {
         snprintf(why, why_len, "out of memory");
         return PARTY_ENOMEM;
@@ -421,13 +422,13 @@ static int sqlite_load(party__backend *be_, const char *room_id, const char *par
         snprintf(dir, sizeof(dir), "%s/rooms", be->data_dir);
         if (make_dir(be->data_dir) != 0 || make_dir(dir) != 0) {
             snprintf(why, why_len, "cannot create %s: %s", dir, strerror(errno));
-            free(s);
+            party__free(s);
             return PARTY_EIO;
         }
         snprintf(dir, sizeof(dir), "%s/rooms/%.2s", be->data_dir, room_id);
         if (make_dir(dir) != 0 || party__store_path(be->data_dir, room_id, path, sizeof(path))) {
             snprintf(why, why_len, "cannot create %s: %s", dir, strerror(errno));
-            free(s);
+            party__free(s);
             return PARTY_EIO;
         }
     } else {
@@ -470,8 +471,17 @@ static int sqlite_load(party__backend *be_, const char *room_id, const char *par
                 &s->meta_put) ||
         prepare(s->db, "SELECT value FROM _party_meta WHERE key = ?1", &s->meta_get))
         goto fail;
-    (void)room_alarm_get(&s->base, &loaded->alarm_at, &loaded->alarm_retries);
-    (void)room_sched_earliest(&s->base, &loaded->sched_next);
+    /* A room that cannot read its wake time stays unloaded: loaded without
+     * it, its next commit would file "no wake time" and lose its alarm. */
+    if (room_alarm_get(&s->base, &loaded->alarm_at, &loaded->alarm_retries) != 0 ||
+        room_sched_earliest(&s->base, &loaded->sched_next) != 0) {
+        rc = sqlite3_errcode(s->db);
+        snprintf(why, why_len, "%s: cannot read its alarm and schedules: %s", path,
+                 sqlite3_errstr(rc));
+        sqlite_unload(&s->base);
+        memset(loaded, 0, sizeof(*loaded));
+        return rc == SQLITE_NOMEM ? PARTY_ENOMEM : PARTY_EIO;
+    }
     *out = &s->base;
     return 0;
 fail:
@@ -598,7 +608,7 @@ static int pairs_get(sqlite_room *s, sqlite3_stmt *get, int begin, const char *k
     rc = sqlite3_step(get);
     if (rc == SQLITE_ROW) {
         size_t n = (size_t)sqlite3_column_bytes(get, 0);
-        char *copy = malloc(n + 1);
+        char *copy = party__malloc(n + 1);
         if (copy == NULL) {
             r = PARTY_ENOMEM;
         } else {
@@ -646,7 +656,7 @@ static int pairs_list(sqlite_room *s, const char *table, const char *prefix, par
     /* A fresh statement per call, so fn may read or list again. Keys with
      * the prefix sort below prefix + 0xFF (no UTF-8 byte is 0xFF). */
     if (plen > 0) {
-        upper = malloc(plen + 2);
+        upper = party__malloc(plen + 2);
         if (upper == NULL)
             return PARTY_ENOMEM;
         memcpy(upper, prefix, plen);
@@ -664,7 +674,7 @@ static int pairs_list(sqlite_room *s, const char *table, const char *prefix, par
         rc = sqlite3_prepare_v2(s->db, sql, -1, &stmt, NULL);
     }
     if (rc != SQLITE_OK) {
-        free(upper);
+        party__free(upper);
         return PARTY_EIO;
     }
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
@@ -674,9 +684,9 @@ static int pairs_list(sqlite_room *s, const char *table, const char *prefix, par
             break;
     }
     if (r == 0 && rc != SQLITE_DONE)
-        r = PARTY_EIO;
+        r = rc == SQLITE_NOMEM ? PARTY_ENOMEM : PARTY_EIO;
     sqlite3_finalize(stmt);
-    free(upper);
+    party__free(upper);
     return r;
 }
 
@@ -1008,15 +1018,22 @@ static int index_rows(sqlite_backend *be, int due_only, int64_t until_ms, party_
                             -1, &stmt, NULL);
     if (rc != SQLITE_OK) {
         uv_mutex_unlock(&be->index_mutex);
-        return PARTY_EIO;
+        return rc == SQLITE_NOMEM ? PARTY_ENOMEM : PARTY_EIO;
     }
     if (due_only)
         sqlite3_bind_int64(stmt, 1, until_ms);
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         const char *id = (const char *)sqlite3_column_text(stmt, 0);
         const char *party = (const char *)sqlite3_column_text(stmt, 1);
-        if (id == NULL || party == NULL)
+        if (id == NULL || party == NULL) {
+            /* Out of memory is no reason to skip an entry: its room would
+             * not wake. A NULL stored is (no such entry is ever written). */
+            if (sqlite3_errcode(be->index) == SQLITE_NOMEM) {
+                r = PARTY_ENOMEM;
+                break;
+            }
             continue;
+        }
         r = fn(id, party, sqlite3_column_int64(stmt, 2), arg);
         if (r != 0)
             break;

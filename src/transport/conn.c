@@ -24,6 +24,7 @@
 #include "log.h"
 #include "runtime.h"
 #include "slab.h"
+#include "alloc.h"
 
 /* A request buffer starts small (a WebSocket handshake is a few hundred
  * bytes) and doubles while a request needs more, up to its limits. */
@@ -103,11 +104,11 @@ static uint32_t slot_take(party_runtime *rt, party__transport *t) {
         uint32_t *spare;
         if (cap > UINT32_MAX)
             return 0;
-        slots = realloc(rt->transport_slots, cap * sizeof(*slots));
+        slots = party__realloc(rt->transport_slots, cap * sizeof(*slots));
         if (slots == NULL)
             return 0;
         rt->transport_slots = slots;
-        spare = realloc(rt->transport_free, cap * sizeof(*spare));
+        spare = party__realloc(rt->transport_free, cap * sizeof(*spare));
         if (spare == NULL)
             return 0;
         rt->transport_free = spare;
@@ -144,9 +145,9 @@ static void transport_free(party_conn *conn) {
 }
 
 void party__conn_slots_free(party_runtime *rt) {
-    free(rt->transport_slots);
+    party__free(rt->transport_slots);
     rt->transport_slots = NULL;
-    free(rt->transport_free);
+    party__free(rt->transport_free);
     rt->transport_free = NULL;
     rt->transport_slots_cap = rt->n_transport_free = 0;
 }
@@ -177,13 +178,13 @@ static void conn_free(party_conn *conn) {
     for (i = 0; i < conn->out_len; i++)
         party__buf_release(*out_slot(conn, i));
     if (conn->out_cap > 1)
-        free(conn->out);
+        party__free(conn->out);
     party__conn_end_http(conn);
     party__ws_reader_reset(&conn->reader);
     if (conn->id != NULL && ident_block(conn) != conn->ident)
-        free(ident_block(conn)); /* the uri lives in the same block */
-    free(conn->tags);
-    free(conn->state);
+        party__free(ident_block(conn)); /* the uri lives in the same block */
+    party__free(conn->tags);
+    party__free(conn->state);
     transport_free(conn);
     if (!conn->handed_off) /* other loops read the total: atomic */
         __atomic_fetch_sub(&rt->n_conns, 1, __ATOMIC_RELAXED);
@@ -198,7 +199,7 @@ void party__conn_unref(party_conn *conn) {
 }
 
 static void on_timer_closed(uv_handle_t *handle) {
-    free(handle);
+    party__free(handle);
 }
 
 /* The block is freed once its last timer's close callback has run. */
@@ -206,7 +207,7 @@ static void on_block_timer_closed(uv_handle_t *handle) {
     party_runtime *rt = handle->loop->data;
     assert(rt->timer_block_open > 0);
     if (--rt->timer_block_open == 0) {
-        free(rt->timer_block);
+        party__free(rt->timer_block);
         rt->timer_block = NULL;
         rt->trim_pending = 1; /* its pages go back at the next tick */
     }
@@ -246,7 +247,7 @@ static void conn_timer_stop(party_conn *conn) {
 /* Allocates the pool's block; its timers become the spare ones. */
 static int timer_block_new(party_runtime *rt) {
     size_t i;
-    rt->timer_block = malloc(PARTY__SPARE_TIMERS * sizeof(uv_timer_t));
+    rt->timer_block = party__malloc(PARTY__SPARE_TIMERS * sizeof(uv_timer_t));
     if (rt->timer_block == NULL)
         return PARTY_ENOMEM;
     for (i = PARTY__SPARE_TIMERS; i-- > 0;) {
@@ -266,7 +267,7 @@ static void conn_timer_start(party_conn *conn, uint64_t ms, uv_timer_cb cb) {
         if (rt->n_spare_timers > 0) {
             conn->timer = rt->spare_timers[--rt->n_spare_timers];
         } else {
-            conn->timer = malloc(sizeof(*conn->timer));
+            conn->timer = party__malloc(sizeof(*conn->timer));
             if (conn->timer == NULL)
                 return; /* no timeout then; the connection still works */
             uv_timer_init(&rt->loop, conn->timer);
@@ -280,8 +281,8 @@ static void spare_sessions_free(party_runtime *rt) {
     while (rt->spare_sessions != NULL) {
         party__http_session *s = rt->spare_sessions;
         rt->spare_sessions = s->next_spare;
-        free(s->buf);
-        free(s);
+        party__free(s->buf);
+        party__free(s);
     }
     rt->n_spare_sessions = 0;
 }
@@ -390,6 +391,8 @@ static void mark_dirty(party_conn *conn) {
 static int conn_enqueue(party_conn *conn, party__buf *buf);
 
 int party__conn_queue(party_conn *conn, party__buf *buf) {
+    int r;
+
     if (conn->transport_closing || conn->phase == PARTY__CONN_DONE)
         return PARTY_ECLOSED;
     /* Held output counts: it is memory this connection holds all the same. */
@@ -404,7 +407,12 @@ int party__conn_queue(party_conn *conn, party__buf *buf) {
         conn_close_now(conn);
         return PARTY_ELIMIT;
     }
-    return conn_enqueue(conn, buf);
+    r = conn_enqueue(conn, buf);
+    /* Output that cannot be queued ends the connection: what follows must
+     * never reach the peer with a gap before it that nobody sees. */
+    if (r != 0)
+        conn_close_now(conn);
+    return r;
 }
 
 static int conn_enqueue(party_conn *conn, party__buf *buf) {
@@ -412,14 +420,14 @@ static int conn_enqueue(party_conn *conn, party__buf *buf) {
         conn->out_cap = 1; /* the inline slot */
     } else if (conn->out_len == conn->out_cap) {
         uint32_t cap = conn->out_cap == 1 ? 4 : conn->out_cap * 2;
-        party__buf **grown = malloc(cap * sizeof(*grown));
+        party__buf **grown = party__malloc(cap * sizeof(*grown));
         uint32_t i;
         if (grown == NULL)
             return PARTY_ENOMEM;
         for (i = 0; i < conn->out_len; i++)
             grown[i] = *out_slot(conn, i);
         if (conn->out_cap > 1)
-            free(conn->out);
+            party__free(conn->out);
         conn->out = grown;
         conn->out_head = 0;
         conn->out_cap = cap;
@@ -455,7 +463,7 @@ void party__conn_consume(party_conn *conn, size_t n) {
 
 void party__conn_trim(party_conn *conn) {
     if (conn->out_len == 0 && conn->out_cap > 1) {
-        free(conn->out);
+        party__free(conn->out);
         conn->out = NULL;
         conn->out_head = 0;
         conn->out_cap = 0;
@@ -619,7 +627,7 @@ static int http_session_new(party_conn *conn) {
         buf = s->buf;
         cap = buf != NULL ? s->cap : 0;
     } else {
-        s = malloc(sizeof(*s));
+        s = party__malloc(sizeof(*s));
         if (s == NULL)
             return PARTY_ENOMEM;
     }
@@ -638,8 +646,8 @@ static void http_session_free(party__http_session *s) {
         return;
     if (s->have_preq)
         party__request_free(&s->preq);
-    free(s->buf);
-    free(s);
+    party__free(s->buf);
+    party__free(s);
 }
 
 void party__conn_end_http(party_conn *conn) {
@@ -653,7 +661,7 @@ void party__conn_end_http(party_conn *conn) {
     if (s->have_preq)
         party__request_free(&s->preq);
     if (s->cap > SPARE_BUF_MAX) {
-        free(s->buf);
+        party__free(s->buf);
         s->buf = NULL;
         s->cap = 0;
     }
@@ -663,8 +671,8 @@ void party__conn_end_http(party_conn *conn) {
         rt->n_spare_sessions++;
         return;
     }
-    free(s->buf);
-    free(s);
+    party__free(s->buf);
+    party__free(s);
 }
 
 /* 1 while input belongs behind a request in the HTTP buffer: while one is
@@ -691,7 +699,7 @@ static NOT_INLINED int http_input_space(party_conn *conn, uv_buf_t *out) {
     if (want > s->max)
         want = s->max;
     if (want > s->cap) {
-        char *grown = realloc(s->buf, want);
+        char *grown = party__realloc(s->buf, want);
         if (grown == NULL) {
             party__log_error(rt, "conn %s: out of memory for a read buffer",
                              conn->id ? conn->id : "-");
@@ -977,7 +985,7 @@ int party__conn_begin_upgrade(party_conn *conn, struct party_room *room, const c
     /* id and uri share one block, inside the struct when it fits (a
      * partysocket URL does): an idle connection should cost one slab slot
      * and nothing else. */
-    char *block = need <= sizeof(conn->ident) ? conn->ident : malloc(need);
+    char *block = need <= sizeof(conn->ident) ? conn->ident : party__malloc(need);
     if (block == NULL)
         return PARTY_ENOMEM;
     if (tail) {
@@ -1007,7 +1015,11 @@ int party__conn_finish_upgrade(party_conn *conn) {
 
     if (buf == NULL)
         return PARTY_ENOMEM;
-    party__ws_accept_value(party__conn_rt(conn)->digest, key, accept);
+    r = party__ws_accept_value(party__conn_rt(conn)->digest, key, accept);
+    if (r != 0) {
+        party__buf_release(buf);
+        return r;
+    }
     buf->len = (size_t)snprintf(buf->data, buf->cap,
                                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                                 "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
@@ -1038,12 +1050,12 @@ void party__conn_start_ws(party_conn *conn) {
     }
     party__conn_end_http(conn);
     if (conn->phase != PARTY__CONN_OPEN && conn->phase != PARTY__CONN_CLOSING) {
-        free(rest);
+        party__free(rest);
         return;
     }
     if (rest != NULL) {
         conn_feed_ws(conn, rest, rest_len);
-        free(rest);
+        party__free(rest);
     }
     if (conn->phase == PARTY__CONN_OPEN || conn->phase == PARTY__CONN_CLOSING)
         if (!conn->close_received)
@@ -1059,6 +1071,7 @@ static void on_close_timeout(uv_timer_t *timer) {
 
 void party__conn_start_close(party_conn *conn, int code, const char *reason) {
     party__buf *frame;
+    int r;
 
     if (conn->close_sent || conn->transport_closing)
         return;
@@ -1068,8 +1081,10 @@ void party__conn_start_close(party_conn *conn, int code, const char *reason) {
         return;
     }
     conn->close_sent = 1;
-    (void)party__conn_queue(conn, frame);
+    r = party__conn_queue(conn, frame);
     party__buf_release(frame);
+    if (r != 0 && r != PARTY_ECLOSED)
+        return; /* not queued: the connection was dropped instead */
     if (conn->close_received) {
         conn->phase = PARTY__CONN_DONE;
         conn_close_after_flush(conn);
@@ -1520,14 +1535,14 @@ int party__conn_set_tags(party_conn *conn, const char *const *tags, size_t n) {
     char **block;
     char *cursor;
 
-    free(conn->tags);
+    party__free(conn->tags);
     conn->tags = NULL;
     conn->n_tags = 1;
     if (n == 0)
         return 0;
     for (i = 0; i < n; i++)
         total += strlen(tags[i]) + 1;
-    block = malloc(total);
+    block = party__malloc(total);
     if (block == NULL)
         return PARTY_ENOMEM;
     cursor = (char *)(block + n + 1);
@@ -1594,12 +1609,12 @@ int party_conn_set_state(party_conn *conn, const void *data, size_t len) {
     if (len > PARTY_MAX_CONN_STATE)
         return PARTY_ETOOBIG;
     if (len > 0) {
-        copy = malloc(len);
+        copy = party__malloc(len);
         if (copy == NULL)
             return PARTY_ENOMEM;
         memcpy(copy, data, len);
     }
-    free(conn->state);
+    party__free(conn->state);
     conn->state = copy;
     conn->state_len = len;
     return 0;

@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "runtime.h"
+#include "alloc.h"
 
 #define TLS_READ_BUF (64 * 1024)
 #define TLS_WRITE_CHUNK (64 * 1024) /* plaintext encrypted per step */
@@ -98,7 +99,7 @@ int party__tls_init(party_runtime *rt) {
 }
 
 int party__tls_init_loop(party_runtime *rt) {
-    rt->tls_read_buf = malloc(TLS_READ_BUF);
+    rt->tls_read_buf = party__malloc(TLS_READ_BUF);
     return rt->tls_read_buf != NULL ? 0 : PARTY_ENOMEM;
 }
 
@@ -110,7 +111,7 @@ void party__tls_cleanup_loop(party_runtime *rt) {
 void party__tls_cleanup(party_runtime *rt) {
     SSL_CTX_free(rt->tls_ctx);
     rt->tls_ctx = NULL;
-    free(rt->tls_read_buf);
+    party__free(rt->tls_read_buf);
     rt->tls_read_buf = NULL;
 }
 
@@ -124,13 +125,13 @@ static party__tls *tls_of(party_conn *conn) {
 static void tls_free(party__transport *t) {
     party__tls *tls = (party__tls *)t;
     SSL_free(tls->ssl);
-    free(tls->held);
-    free(tls);
+    party__free(tls->held);
+    party__free(tls);
 }
 
 static int tls_accept(party_conn *conn) {
     party_runtime *rt = party__conn_runtime(conn);
-    party__tls *tls = calloc(1, sizeof(*tls));
+    party__tls *tls = party__calloc(1, sizeof(*tls));
 
     if (tls == NULL)
         return PARTY_ENOMEM;
@@ -142,7 +143,7 @@ static int tls_accept(party_conn *conn) {
         BIO_free(tls->rbio);
         BIO_free(tls->wbio);
         SSL_free(tls->ssl);
-        free(tls);
+        party__free(tls);
         return PARTY_ENOMEM;
     }
     SSL_set_bio(tls->ssl, tls->rbio, tls->wbio);
@@ -278,7 +279,7 @@ static int write_pending(party_conn *conn, party__tls *tls) {
         int n;
         if (pending == 0)
             return PARTY__FLUSH_DONE;
-        tls->held = malloc(pending);
+        tls->held = party__malloc(pending);
         if (tls->held == NULL)
             return UV_ENOMEM;
         n = BIO_read(tls->wbio, tls->held, (int)pending);
@@ -294,7 +295,7 @@ static int write_pending(party_conn *conn, party__tls *tls) {
     tls->held_off += (size_t)r;
     if (tls->held_off < tls->held_len)
         return PARTY__FLUSH_BLOCKED;
-    free(tls->held);
+    party__free(tls->held);
     tls->held = NULL;
     return PARTY__FLUSH_DONE;
 }

@@ -98,6 +98,16 @@ void mid_install(low *l) { l->ready_cb = on_ready; }
 C
 expect 1 "callback on_ready of src/mid handed to src/low (field ready_cb) is not listed" -- run "$tmp/hidden"
 
+# A field that shares its name with a function is not that function: a
+# member handed to a lower module's function is data, not a callback.
+cp -r "$tmp/clean" "$tmp/member"
+cat >> "$tmp/member/src/mid.c" <<'C'
+static int spares(int x) { return x; }
+typedef struct pool { int spares; } pool;
+int mid_pool(pool *p) { return low_run(0, p->spares) + low_run(0, (*p).spares) + spares(1); }
+C
+expect 0 "0 violations" -- run "$tmp/member"
+
 # A baseline holds known violations, and fails once one is fixed.
 run "$tmp/backedge" --write-baseline "$tmp/baseline.txt" >/dev/null
 expect 0 "known" -- run "$tmp/backedge" --baseline "$tmp/baseline.txt"

@@ -1054,7 +1054,7 @@ static void test_heap_wakes_due_rooms_earliest_first(void **state) {
     assert_int_equal(heap.tags[0], 1);
     assert_string_equal(heap.woken[1], "b");
     assert_int_equal(heap.tags[1], 2);
-    /* Handed over: out of the heap. */
+    /* Handed over: parked, with no wake time. */
     assert_int_equal(party__alarms_size(&alarms), 1);
     assert_int_equal(party__alarms_next(&alarms), T0 + 300);
     heap_end(&alarms, &loop);
@@ -1119,6 +1119,44 @@ static void test_heap_wake_may_put_its_room_back(void **state) {
     heap_end(&alarms, &loop);
 }
 
+/* A reserved entry, and one that woke its room, is kept parked: never due,
+ * not counted, until the room's next wake time is put (which then needs no
+ * memory) or the room has none. Reserving keeps a wake time already there. */
+static void test_heap_reserved_and_woken_entries_are_parked_until_put(void **state) {
+    party__alarms alarms;
+    uv_loop_t loop;
+    (void)state;
+
+    heap_start(&alarms, &loop, 1);
+    assert_int_equal(party__alarms_reserve(&alarms, "a", 1), 0);
+    assert_int_equal(party__alarms_size(&alarms), 0);
+    assert_int_equal(party__alarms_next(&alarms), 0);
+    heap.now = T0 + 3600 * 1000;
+    party__alarms_fire_due(&alarms);
+    assert_int_equal(heap.calls, 0);
+    assert_int_equal(party__alarms_put(&alarms, "a", 1, T0 + 100), 0);
+    assert_int_equal(party__alarms_put(&alarms, "b", 2, T0 + 50), 0);
+    assert_int_equal(party__alarms_reserve(&alarms, "b", 2), 0);
+    assert_int_equal(party__alarms_size(&alarms), 2);
+    assert_int_equal(party__alarms_next(&alarms), T0 + 50);
+    party__alarms_fire_due(&alarms);
+    assert_int_equal(heap.calls, 2);
+    assert_int_equal(party__alarms_size(&alarms), 0);
+    assert_int_equal(party__alarms_next(&alarms), 0);
+    party__alarms_fire_due(&alarms);
+    assert_int_equal(heap.calls, 2);
+    /* The room files its next wake time, or none. */
+    assert_int_equal(party__alarms_put(&alarms, "a", 1, heap.now + 500), 0);
+    assert_int_equal(party__alarms_put(&alarms, "b", 2, 0), 0);
+    assert_int_equal(party__alarms_size(&alarms), 1);
+    assert_int_equal(party__alarms_next(&alarms), heap.now + 500);
+    heap.now += 500;
+    party__alarms_fire_due(&alarms);
+    assert_int_equal(heap.calls, 3);
+    assert_string_equal(heap.woken[2], "a");
+    heap_end(&alarms, &loop);
+}
+
 static void test_heap_timer_wakes_due_rooms_by_itself(void **state) {
     party__alarms alarms;
     uv_loop_t loop;
@@ -1176,6 +1214,7 @@ int main(void) {
         cmocka_unit_test(test_heap_put_moves_or_removes_a_rooms_entry),
         cmocka_unit_test(test_heap_busy_wake_keeps_the_entry_until_called_again),
         cmocka_unit_test(test_heap_wake_may_put_its_room_back),
+        cmocka_unit_test(test_heap_reserved_and_woken_entries_are_parked_until_put),
         cmocka_unit_test(test_heap_timer_wakes_due_rooms_by_itself),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

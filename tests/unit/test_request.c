@@ -73,6 +73,28 @@ static void test_query_values_are_decoded_first_wins_absent_is_null(void **state
     free(p);
 }
 
+/* Values are decoded in place of their raw text, without allocating: each
+ * stays as it was while the others are read, and again. */
+static void test_query_values_stay_valid_while_others_are_read(void **state) {
+    parsed *p = malloc(sizeof(*p));
+    const char *a, *flag, *b, *e;
+    (void)state;
+
+    parse(p, "GET /x?a=%41%42&flag&b=c+d&e= HTTP/1.1\r\nHost: h\r\n\r\n");
+    a = party_request_query(&p->req, "a");
+    flag = party_request_query(&p->req, "flag");
+    b = party_request_query(&p->req, "b");
+    e = party_request_query(&p->req, "e");
+    assert_ptr_equal(party_request_query(&p->req, "a"), a);
+    assert_string_equal(a, "AB");
+    assert_string_equal(flag, "");
+    assert_string_equal(b, "c d");
+    assert_string_equal(e, "");
+    assert_string_equal(party_request_url(&p->req), "/x?a=%41%42&flag&b=c+d&e=");
+    party__request_free(&p->req);
+    free(p);
+}
+
 static int count_headers(const char *name, const char *value, void *arg) {
     (void)name;
     (void)value;
@@ -216,6 +238,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_line_parts),
         cmocka_unit_test(test_query_values_are_decoded_first_wins_absent_is_null),
+        cmocka_unit_test(test_query_values_stay_valid_while_others_are_read),
         cmocka_unit_test(test_headers_are_case_insensitive_and_hooks_can_set_them),
         cmocka_unit_test(test_body_with_length_chunked_and_none),
         cmocka_unit_test(test_response_defaults_and_status_range),

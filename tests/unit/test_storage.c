@@ -581,6 +581,39 @@ static void test_load_in_an_unwritable_directory_says_permission_denied(void **s
     assert_int_equal(system(cmd), 0);
 }
 
+/* A room whose wake time cannot be read is not loaded: loaded without it,
+ * its next commit would file "no wake time" in the index and its alarm
+ * would never fire. */
+static void test_room_whose_wake_time_cannot_be_read_is_not_loaded(void **state) {
+    fixture *f = *state;
+    party__room_store *rs = load(f, 9, NULL);
+    party__room_loaded loaded;
+    sqlite3 *db;
+    char id[PARTY_ID_MAX];
+
+    assert_int_equal(party__store_alarm_set(rs, 5000, 0), 0);
+    assert_int_equal(commit_one(f, rs, 5000, 1), 0);
+    f->be->ops->unload(rs);
+    db = room_file(f, 9);
+    exec(db, "ALTER TABLE _party_schedules RENAME TO unreadable");
+    sqlite3_close(db);
+
+    room_id(9, id);
+    rs = NULL;
+    assert_int_equal(f->be->ops->load(f->be, id, "test", &rs, &loaded, f->why, sizeof(f->why)),
+                     PARTY_EIO);
+    assert_null(rs);
+    if (strstr(f->why, "cannot read its alarm and schedules") == NULL || strstr(f->why, id) == NULL)
+        fail_msg("the reason does not say what could not be read, in which file: %s", f->why);
+    /* Readable again, it loads with its alarm. */
+    db = room_file(f, 9);
+    exec(db, "ALTER TABLE unreadable RENAME TO _party_schedules");
+    sqlite3_close(db);
+    rs = load(f, 9, &loaded);
+    assert_int_equal(loaded.alarm_at, 5000);
+    f->be->ops->unload(rs);
+}
+
 /* The codes a backend answers with have their own text. */
 static void test_busy_and_fenced_codes_have_their_own_text(void **state) {
     (void)state;
@@ -605,6 +638,7 @@ int main(int argc, char **argv) {
         TEST(test_open_store_holds_less_than_an_initial_page_block),
         TEST(test_load_failure_names_the_os_error),
         TEST(test_load_in_an_unwritable_directory_says_permission_denied),
+        TEST(test_room_whose_wake_time_cannot_be_read_is_not_loaded),
         cmocka_unit_test(test_busy_and_fenced_codes_have_their_own_text),
     };
     party__store_configure();
