@@ -55,35 +55,6 @@ cmake --build "$work/base/build" -j "$(nproc)" --target partyd >/dev/null
 output_path=(--toggle-collect=party_room_broadcast --toggle-collect=party__room_release_held
     --toggle-collect=party__conn_gate_release --toggle-collect=party__conn_flush_dirty)
 
-# Instructions and calls into the allocator (from outside it) of a
-# callgrind output file: "instructions allocations".
-callgrind_counts() {
-    awk -v alloc='^(malloc|calloc|realloc)(\047[0-9]+)?$' '
-        /^summary:/ { ir = $2 }
-        /^totals:/ { ir = $2 }
-        /^c?fn=/ {
-            line = substr($0, index($0, "=") + 1)
-            name = line
-            if (match(line, /^\([0-9]+\)/)) {
-                id = substr(line, RSTART, RLENGTH)
-                if (length(line) > RLENGTH)
-                    names[id] = substr(line, RLENGTH + 2)
-                name = names[id]
-            }
-            if ($0 ~ /^cfn=/)
-                callee = name
-            else
-                caller = name
-            next
-        }
-        /^calls=/ {
-            split(substr($0, 7), f, " ")
-            if (callee ~ alloc && caller !~ alloc)
-                allocs += f[1]
-        }
-        END { print ir + 0, allocs + 0 }
-    ' "$1"
-}
 
 # run_once BINARY CALLGRIND-OPTION...: "instructions allocations deliveries".
 run_once() {

@@ -177,3 +177,38 @@ bench_write_doc() {
     rm -f "$block"
     echo "$bench_name: wrote the table into docs/benchmarks.md" >&2
 }
+
+# Instructions of the whole program, and calls into the allocator from
+# outside it, of a callgrind output file: "instructions allocations"
+# (instructions.sh, gated.sh).
+callgrind_counts() {
+    awk -v alloc='^(malloc|calloc|realloc)(\047[0-9]+)?$' '
+        /^summary:/ { ir = $2 }
+        /^totals:/ { ir = $2 }
+        # Names are compressed: "(id) name" the first time, "(id)" after,
+        # and the first time may be on a fn= line as well as a cfn= line.
+        /^c?fn=/ {
+            line = substr($0, index($0, "=") + 1)
+            name = line
+            if (match(line, /^\([0-9]+\)/)) {
+                id = substr(line, RSTART, RLENGTH)
+                if (length(line) > RLENGTH)
+                    names[id] = substr(line, RLENGTH + 2)
+                name = names[id]
+            }
+            if ($0 ~ /^cfn=/)
+                callee = name
+            else
+                caller = name
+            next
+        }
+        # realloc(NULL, n) calls malloc itself: count calls into the
+        # allocator from outside it only.
+        /^calls=/ {
+            split(substr($0, 7), f, " ")
+            if (callee ~ alloc && caller !~ alloc)
+                allocs += f[1]
+        }
+        END { print ir + 0, allocs + 0 }
+    ' "$1"
+}
