@@ -1127,7 +1127,10 @@ int party_test_evict_id(party_test *t, const char *room_id) {
     return wait_idle(t, t->timeout_ms);
 }
 
-int party_test_evict(party_test *t, const char *party, const char *room) {
+/* Waits until nothing is under way, applies act to the room called room of
+ * party, and waits again (what act started finishes). */
+static int act_on_named_room(party_test *t, const char *party, const char *room,
+                             int (*act)(party_room *room)) {
     party_room *found;
     int r;
 
@@ -1140,28 +1143,18 @@ int party_test_evict(party_test *t, const char *party, const char *room) {
     found = party__room_find_named(t->rt, party, room);
     if (found == NULL)
         return PARTY_ENOTFOUND;
-    r = party__room_evict(found);
+    r = act(found);
     if (r != 0)
         return r;
     return wait_idle(t, t->timeout_ms);
 }
 
-int party_test_hibernate(party_test *t, const char *party, const char *room) {
-    party_room *found;
-    int r;
+int party_test_evict(party_test *t, const char *party, const char *room) {
+    return act_on_named_room(t, party, room, party__room_evict);
+}
 
-    if (t == NULL || party == NULL || room == NULL)
-        return PARTY_EINVAL;
-    r = wait_idle(t, t->timeout_ms);
-    if (r != 0)
-        return r;
-    found = party__room_find_named(t->rt, party, room);
-    if (found == NULL)
-        return PARTY_ENOTFOUND;
-    r = party__room_hibernate(found);
-    if (r != 0)
-        return r;
-    return wait_idle(t, t->timeout_ms);
+int party_test_hibernate(party_test *t, const char *party, const char *room) {
+    return act_on_named_room(t, party, room, party__room_hibernate);
 }
 
 int party_test_loaded(party_test *t, const char *party, const char *room) {
