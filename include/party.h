@@ -29,8 +29,9 @@ extern "C" {
  * number, so a later runtime can still read a struct of an earlier ABI. A
  * runtime refuses a struct of an ABI it cannot read (a newer one has fields
  * it does not know), with a log line naming both ABIs. ABI 1 was party.h
- * 0.1, whose structs had no abi field. */
-#define PARTY_ABI_VERSION 2
+ * 0.1, whose structs had no abi field; ABI 3 appended the fetch_* fields
+ * (outbound HTTP). */
+#define PARTY_ABI_VERSION 3
 
 /* Marks what libparty exports. The library is built with hidden
  * visibility: what this header declares is all a program or a party can
@@ -72,6 +73,14 @@ enum {
     PARTY_EBUSY = -12,    /* held by another runtime or process (the data directory, a room in a
                              cluster): try again later */
     PARTY_EFENCED = -13,  /* the room is owned by another process now */
+    /* Outbound HTTP (party_room_fetch_url) ends with one of these instead
+     * of an answer (see party_response_get_error): */
+    PARTY_ETIMEDOUT = -14, /* no whole answer within the request's time */
+    PARTY_EPOLICY = -15,   /* refused by the fetch policy (--fetch-allow) */
+    PARTY_EABORTED = -16,  /* in flight when its process stopped: never answered */
+    PARTY_EDNS = -17,      /* the host name could not be resolved */
+    PARTY_ECONNECT = -18,  /* no connection could be made to the server */
+    PARTY_ETLS = -19,      /* the TLS handshake or the certificate check failed */
 };
 
 /* Text for a PARTY_E* code. Never NULL; static storage. */
@@ -179,6 +188,10 @@ typedef struct party_def {
      * JSON from partyd's config file ("parties": {NAME: {"props": ...}}).
      * Must outlive the runtime. */
     const char *props;
+    /* ABI 3. Outbound HTTP (party_room_fetch_url) of this party's rooms:
+     * NULL follows the runtime's party_config.fetch_allow; else this list
+     * (same syntax) is used instead of it. Must outlive the runtime. */
+    const char *fetch_allow;
 } party_def;
 
 /* The first member of every party_def initializer:
@@ -305,6 +318,54 @@ PARTY_EXTERN int party_room_fetch(party_room *room, const char *party, const cha
                                   char id_out[PARTY_ID_MAX]);
 #define PARTY_MAX_FETCHES 4096     /* room-to-room requests in flight per runtime */
 #define PARTY_MAX_ROOM_FETCHES 256 /* ... and per calling room, so one cannot take all */
+
+/* ---- outbound HTTP ---------------------------------------------------------
+ * A room calls the outside world over HTTP(S) and gets the answer later, as
+ * an on_response event, like a room-to-room answer. */
+
+/* Starts method url (http:// or https://) with headers (name, value pairs
+ * ending with NULL, or NULL) and body (len bytes; NULL/0 for none). The
+ * answer comes back as on_response(room, id, tag, res) on a later event of
+ * the room, never during this call: res has the server's status, headers
+ * and body, and party_response_get_error(res) is 0. If no answer came,
+ * party_response_get_error(res) says why — PARTY_ETIMEDOUT (no whole answer
+ * within timeout), PARTY_EDNS, PARTY_ECONNECT, PARTY_ETLS, PARTY_ETOOBIG
+ * (body over party_config.fetch_max_bytes, or head over max_header_bytes
+ * or max_headers), PARTY_EPOLICY (the URL, a redirect's URL or an address
+ * it resolves to is not allowed: see party_config.fetch_allow), PARTY_ELIMIT
+ * (more than PARTY_FETCH_URL_MAX_REDIRECTS redirects), PARTY_EABORTED (the
+ * process stopped while it was in flight), PARTY_EIO (anything else) — and
+ * res has status 0 and a text/plain body saying more. So a timeout here is
+ * never an upstream 504. Redirects are followed (each URL checked); a 303,
+ * or a 301/302 after a POST, continues as GET; Authorization and Cookie
+ * headers do not follow to another host. method: NULL for "GET", else an
+ * HTTP token. timeout: seconds for the whole exchange (0:
+ * party_config.fetch_timeout). tag: handed back (NULL: ""). Everything is
+ * copied. id_out (may be NULL): the request's id, 64 hex digits.
+ * Durability: the request is recorded with the room's records in the
+ * current event's transaction and leaves only once that commit is durable;
+ * if the commit fails it is never sent (no on_response). A request still in
+ * flight when its process stops is answered PARTY_EABORTED by the room's
+ * next incarnation, before that incarnation's other events (after
+ * on_start). The room may leave memory while it waits: the answer brings
+ * it back. Inside the room's callbacks only (PARTY_ESTATE otherwise). 0,
+ * PARTY_EINVAL (NULL url, a URL that is not http(s), a bad method or
+ * header, a header the runtime writes: Host, Content-Length,
+ * Transfer-Encoding, Connection, Upgrade, Expect, TE), PARTY_ETOOBIG (body
+ * over max_body_bytes), PARTY_ELIMIT (PARTY_MAX_ROOM_FETCH_URLS of this
+ * room's or PARTY_MAX_FETCH_URLS of the process's outbound requests in
+ * flight), PARTY_EIO (the record could not be written), PARTY_ENOMEM. */
+PARTY_EXTERN int party_room_fetch_url(party_room *room, const char *method, const char *url,
+                                      const char *const *headers, const void *body, size_t len,
+                                      double timeout, const char *tag, char id_out[PARTY_ID_MAX]);
+#define PARTY_MAX_FETCH_URLS 1024       /* outbound requests in flight per process */
+#define PARTY_MAX_ROOM_FETCH_URLS 64    /* ... and per room */
+#define PARTY_FETCH_URL_MAX_REDIRECTS 5 /* redirects followed per request */
+
+/* In on_response: 0 if res is an HTTP answer (a server's, or a room's for
+ * party_room_fetch), else the PARTY_E* code of why there is none (see
+ * party_room_fetch_url; party_strerror gives text, the body more). */
+PARTY_EXTERN int party_response_get_error(const party_response *res);
 
 /* ---- connections ---------------------------------------------------------
  * A party_conn pointer stays valid until on_close for it returns. */
@@ -552,6 +613,17 @@ typedef struct party_config {
                                         different threads (one room's always on the same one):
                                         a party's code must not share mutable globals between
                                         rooms without locking */
+    /* ABI 3: outbound HTTP (party_room_fetch_url). */
+    const char *fetch_allow;   /* NULL or "": every outbound request is refused
+                                  (PARTY_EPOLICY); else a comma-separated list of URL
+                                  prefixes (https://api.example.com/v1/), host names,
+                                  IP literals or CIDRs with an optional port
+                                  (127.0.0.1:8080, 10.0.0.0/8, [::1]:443) and "*" (any
+                                  host). Private and special addresses are refused unless
+                                  an IP or CIDR entry covers them. See docs/api.md. */
+    const char *fetch_ca_file; /* NULL: the system's CA certificates; else a PEM file of
+                                  the CAs outbound HTTPS trusts */
+    size_t fetch_max_bytes;    /* 8 MiB: a larger answer body is refused (PARTY_ETOOBIG) */
 } party_config;
 
 /* Fills cfg with the defaults above. */

@@ -175,7 +175,8 @@ PARTY_EXTERN void party_test_response_free(party_test_response *res);
 
 /* Runs the loop until nothing is left to do right now: no store work in
  * flight (opens, commits, closes), no room with queued events, no
- * room-to-room request (party_room_fetch) in flight, no output unwritten
+ * room-to-room request (party_room_fetch) or outbound HTTP request
+ * (party_room_fetch_url) in flight, no output unwritten
  * on either side. 0 or PARTY_TEST_ETIMEDOUT. fetch_timeout counts real
  * time, not the virtual clock. */
 PARTY_EXTERN int party_test_run_until_idle(party_test *t);
@@ -212,7 +213,9 @@ PARTY_EXTERN int party_test_in_memory_id(party_test *t, const char *room_id);
 
 /* Restarts the runtime on the same data directory, as a process restart
  * would: open connections are dropped (rooms see on_close with 1006), store
- * work in flight finishes, then the runtime is freed (every room leaves
+ * work in flight finishes, outbound HTTP requests in flight are dropped
+ * (the rooms' next incarnation answers them PARTY_EABORTED), then the
+ * runtime is freed (every room leaves
  * memory: free_state runs) and a new one starts with the same parties,
  * configuration, commit delay and virtual time (alarms that are due fire
  * on the next party_test_advance). Fake connections of the old runtime are

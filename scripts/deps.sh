@@ -10,6 +10,8 @@
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libuv1-dev libsqlite3-dev libssl-dev libcjson-dev)
+# libcurl (OpenSSL flavour): outbound HTTP(S) from rooms (src/transport/http_client.c)
+packages+=(libcurl4-openssl-dev)
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 if [ "${1:-}" = "--test" ]; then

@@ -32,6 +32,18 @@ const char *party_strerror(int err) {
         return "in use by another runtime or process";
     case PARTY_EFENCED:
         return "the room is owned by another process now (fenced)";
+    case PARTY_ETIMEDOUT:
+        return "timed out";
+    case PARTY_EPOLICY:
+        return "refused by the fetch policy (--fetch-allow)";
+    case PARTY_EABORTED:
+        return "aborted: the request was in flight when its process stopped";
+    case PARTY_EDNS:
+        return "the host name could not be resolved";
+    case PARTY_ECONNECT:
+        return "cannot connect to the server";
+    case PARTY_ETLS:
+        return "TLS handshake or certificate check failed";
     default:
         return "unknown error";
     }

@@ -36,6 +36,7 @@ struct party_response {
     char *body;
     size_t body_len;
     int failed; /* an allocation failed: the response becomes a 500 */
+    int error;  /* an outbound request's answer: 0, or why there is none (PARTY_E*) */
 };
 
 struct party_lobby {

@@ -20,6 +20,7 @@
 #include "conn.h"
 #include "http.h"
 #include "log.h"
+#include "outbound.h"
 #include "request.h"
 #include "room.h"
 #include "router.h"
@@ -530,6 +531,7 @@ void party__fetch_release_held(party_room *room, int committed) {
 void party__fetch_stop_all(party_runtime *rt) {
     party__fetch *f = rt->fetches, *next;
 
+    party__outbound_stop_all(rt);
     /* Every request goes: the list is emptied at once and walked by each
      * one's saved successor, so no freed request is read again. */
     rt->fetches = NULL;

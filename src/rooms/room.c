@@ -14,6 +14,7 @@
 
 #include "conn.h"
 #include "fetch.h"
+#include "outbound.h"
 #include "log.h"
 #include "slab.h"
 #include "utf8.h"
@@ -216,6 +217,7 @@ void party__room_destroy(party_room *room) {
         if (ev->conn != NULL)
             party__conn_unref(ev->conn);
         party__fetch_free(ev->fetch);
+        party__outbound_req_free(ev->outbound);
         party__free(ev);
     }
     if (room->name != room->name_inline)
@@ -285,6 +287,7 @@ int party__room_ensure_started(party_room *room) {
         return -1;
     }
     room->status = PARTY__ROOM_STARTED;
+    party__outbound_room_started(room); /* D4: answers what an earlier process left */
     return 0;
 }
 
@@ -478,12 +481,15 @@ void party__room_deliver(party_room *room, const party__event *ev) {
         party__room_handle_alarm(room);
         break;
     case PARTY__EV_RESPONSE:
-        if (party__room_ensure_started(room) == 0)
+        if (party__room_ensure_started(room) == 0 && ev->outbound != NULL)
+            party__outbound_deliver(room, ev->outbound);
+        else if (room->status == PARTY__ROOM_STARTED)
             party__fetch_deliver(room, ev->fetch);
-        else
+        else /* an outbound request's record stays: answered EABORTED later */
             party__log_warn(rt, "room %s/%s: an answer to a request was dropped: on_start failed",
                             room->party->name, room->name ? room->name : room->id);
         party__fetch_free(ev->fetch);
+        party__outbound_req_free(ev->outbound);
         break;
     }
     rt->in_callback--;
@@ -583,4 +589,5 @@ void party__rooms_free_all(party_runtime *rt) {
         }
     }
     rt->ready_head = rt->ready_tail = NULL;
+    party__outbound_finish(rt); /* the rooms its answers were for are gone */
 }

@@ -102,6 +102,8 @@ typedef struct party__event {
     int was_clean;              /* CLOSE */
     const char *what;           /* ERROR: static description */
     struct party__fetch *fetch; /* RESPONSE: the finished request (the event owns it) */
+    /* RESPONSE: an outbound answer (the event owns it; fetch is NULL then) */
+    struct party__outbound_req *outbound;
     struct party__event *next;
     char inline_data[]; /* the copied data of a queued event */
 } party__event;

@@ -12,6 +12,7 @@
 
 #include "conn.h"
 #include "fetch.h"
+#include "outbound.h"
 #include "log.h"
 #include "short_thread.h"
 #include "alloc.h"
@@ -40,6 +41,7 @@ void party__room_gate(party_room *room, party_conn *conn) {
 void party__room_release_held(party_room *room, int committed) {
     room->holding = 0;
     party__fetch_release_held(room, committed);
+    party__outbound_release_held(room, committed);
     if (committed)
         party__conn_gate_release(&room->gate);
     else
@@ -246,6 +248,7 @@ static void room_fail_queued(party_room *room) {
             party__log_error(room->rt, "room %s/%s: an answer to a request was dropped: no storage",
                              room->party->name, room->name ? room->name : room->id);
         party__fetch_free(ev->fetch);
+        party__outbound_req_free(ev->outbound);
         party__free(ev);
     }
 }

@@ -60,6 +60,7 @@ void party_config_init(party_config *cfg) {
     cfg->log_level = PARTY__LOG_INFO;
     cfg->ops_prefix = "_partyd";
     cfg->fetch_timeout = 30.0;
+    cfg->fetch_max_bytes = 8u * 1024 * 1024;
     cfg->threads = 1;
 }
 
@@ -368,12 +369,16 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     rt->static_dir = cfg->static_dir != NULL ? party__strdup(cfg->static_dir) : NULL;
     rt->tls_cert = cfg->tls_cert != NULL ? party__strdup(cfg->tls_cert) : NULL;
     rt->tls_key = cfg->tls_key != NULL ? party__strdup(cfg->tls_key) : NULL;
+    rt->fetch_allow = cfg->fetch_allow != NULL ? party__strdup(cfg->fetch_allow) : NULL;
+    rt->fetch_ca_file = cfg->fetch_ca_file != NULL ? party__strdup(cfg->fetch_ca_file) : NULL;
     if (rt->host == NULL || rt->prefix == NULL || rt->read_buf == NULL ||
         (cfg->data_dir != NULL && rt->data_dir == NULL) || rt->ops_prefix == NULL ||
         (cfg->admin_token != NULL && rt->admin_token == NULL) ||
         (cfg->static_dir != NULL && rt->static_dir == NULL) ||
         (cfg->tls_cert != NULL && rt->tls_cert == NULL) ||
-        (cfg->tls_key != NULL && rt->tls_key == NULL) || uv_loop_init(&rt->loop) != 0) {
+        (cfg->tls_key != NULL && rt->tls_key == NULL) ||
+        (cfg->fetch_allow != NULL && rt->fetch_allow == NULL) ||
+        (cfg->fetch_ca_file != NULL && rt->fetch_ca_file == NULL) || uv_loop_init(&rt->loop) != 0) {
         party__free(rt->host);
         party__free(rt->prefix);
         party__free(rt->data_dir);
@@ -382,6 +387,8 @@ party_runtime *party_runtime_new(const party_config *cfg) {
         party__free(rt->static_dir);
         party__free(rt->tls_cert);
         party__free(rt->tls_key);
+        party__free(rt->fetch_allow);
+        party__free(rt->fetch_ca_file);
         loop_buffers_free(rt);
         party__free(rt);
         return NULL;
@@ -394,6 +401,8 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     rt->cfg.static_dir = rt->static_dir;
     rt->cfg.tls_cert = rt->tls_cert;
     rt->cfg.tls_key = rt->tls_key;
+    rt->cfg.fetch_allow = rt->fetch_allow;
+    rt->cfg.fetch_ca_file = rt->fetch_ca_file;
     rt->durability_full = cfg->durability != PARTY_DURABILITY_NORMAL;
     if (rt->cfg.max_headers > PARTY__HTTP_MAX_HEADERS)
         rt->cfg.max_headers = PARTY__HTTP_MAX_HEADERS;
@@ -896,6 +905,8 @@ void party_runtime_free(party_runtime *rt) {
     party__conn_slots_free(rt);
     party__free(rt->tls_cert);
     party__free(rt->tls_key);
+    party__free(rt->fetch_allow);
+    party__free(rt->fetch_ca_file);
     party__inbox_free(rt);
     /* Last: the data directory is this runtime's until everything in it
      * is closed. */

@@ -92,6 +92,14 @@ struct party_runtime {
     struct party_conn *dirty_head; /* connections with unflushed output */
     struct party__fetch *fetches;  /* room-to-room requests in flight */
     size_t n_fetches, n_fetches_held;
+    /* Outbound HTTP (outbound.h): this loop's state, made at the first
+     * request, and its counters (http_client.h; NULL until then); main
+     * only: requests unanswered over every loop (atomic), the copied
+     * fetch_allow and fetch_ca_file. */
+    struct party__outbound *outbound;
+    struct party__http_stats *http_stats;
+    size_t n_outbound;
+    char *fetch_allow, *fetch_ca_file;
     size_t n_conns;
     uint64_t accept_errors, last_accept_warning;
 

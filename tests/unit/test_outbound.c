@@ -1,0 +1,724 @@
+/* Outbound HTTP (party_room_fetch_url) through the test harness, against
+ * an HTTP server this test runs on 127.0.0.1 in a thread of its own: the
+ * answer (status, headers, body) comes back as an on_response event; a
+ * timeout, a refused connection, a body too large, a policy refusal are
+ * errors (party_response_get_error), never confused with an upstream
+ * status; names and forms of loopback and redirects to it are refused at
+ * connect time; a request leaves only after its commit and never after a
+ * failed one; an evicted caller is brought back; a restart answers
+ * requests in flight PARTY_EABORTED before the room's other events. */
+#define _GNU_SOURCE /* strcasestr */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "party.h"
+#include "party_test.h"
+#include "room.h"
+#include "runtime.h"
+
+static uint64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- the server ---- */
+
+#define MAX_HELD 16
+
+static struct {
+    int fd, port;
+    int stop_pipe[2];
+    pthread_t thread;
+    pthread_mutex_t mu;
+    int requests;
+    uint64_t last_at;
+    char last[512]; /* "METHOD path x-test=.. body=.." */
+    int held[MAX_HELD];
+    int n_held;
+} srv;
+
+static void send_all(int fd, const char *data, size_t len) {
+    while (len > 0) {
+        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+        if (n <= 0)
+            return;
+        data += n;
+        len -= (size_t)n;
+    }
+}
+
+static void reply(int fd, int status, const char *extra, const char *body, size_t len) {
+    char head[1024];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %d X\r\nContent-Length: %zu\r\nConnection: close\r\n%s\r\n", status,
+                     len, extra != NULL ? extra : "");
+    send_all(fd, head, (size_t)n);
+    send_all(fd, body, len);
+}
+
+/* Reads one request; answers by its path. 1 if fd was kept (held). */
+static int serve_one(int fd) {
+    char buf[8192], method[16] = "", path[1024] = "", *end;
+    size_t got = 0, head_len, body_len = 0;
+    const char *cl, *xt;
+    char xtest[64] = "";
+
+    for (;;) {
+        ssize_t n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+        if (n <= 0)
+            return 0;
+        got += (size_t)n;
+        buf[got] = '\0';
+        if ((end = strstr(buf, "\r\n\r\n")) != NULL)
+            break;
+        if (got == sizeof(buf) - 1)
+            return 0;
+    }
+    head_len = (size_t)(end + 4 - buf);
+    cl = strcasestr(buf, "\r\ncontent-length:");
+    if (cl != NULL && cl < end)
+        body_len = (size_t)strtoul(cl + 17, NULL, 10);
+    while (got < head_len + body_len && got < sizeof(buf) - 1) {
+        ssize_t n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    buf[got] = '\0';
+    sscanf(buf, "%15s %1023s", method, path);
+    xt = strcasestr(buf, "\r\nx-test:");
+    if (xt != NULL && xt < end)
+        sscanf(xt + 9, " %63[^\r]", xtest);
+    pthread_mutex_lock(&srv.mu);
+    srv.requests++;
+    srv.last_at = mono_ms();
+    snprintf(srv.last, sizeof(srv.last), "%s %s x-test=%s body=%.*s", method, path, xtest,
+             (int)(got - head_len), buf + head_len);
+    pthread_mutex_unlock(&srv.mu);
+
+    if (strcmp(path, "/hello") == 0) {
+        reply(fd, 200, "X-Reply: yes\r\nContent-Type: text/plain\r\n", "hello from the server", 21);
+    } else if (strncmp(path, "/status/", 8) == 0) {
+        char text[64];
+        int status = atoi(path + 8);
+        snprintf(text, sizeof(text), "upstream says %d", status);
+        reply(fd, status, NULL, text, strlen(text));
+    } else if (strcmp(path, "/slow") == 0) {
+        pthread_mutex_lock(&srv.mu);
+        if (srv.n_held < MAX_HELD) {
+            srv.held[srv.n_held++] = fd;
+            pthread_mutex_unlock(&srv.mu);
+            return 1;
+        }
+        pthread_mutex_unlock(&srv.mu);
+    } else if (strcmp(path, "/big") == 0) {
+        static char big[64 * 1024];
+        char head[128];
+        int i, n = snprintf(head, sizeof(head),
+                            "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
+                            16 * (int)sizeof(big));
+        memset(big, 'x', sizeof(big));
+        send_all(fd, head, (size_t)n);
+        for (i = 0; i < 16; i++)
+            send_all(fd, big, sizeof(big));
+    } else if (strncmp(path, "/redirect?to=", 13) == 0) {
+        char extra[1200];
+        snprintf(extra, sizeof(extra), "Location: %s\r\n", path + 13);
+        reply(fd, 302, extra, "", 0);
+    } else if (strcmp(path, "/echo") == 0) {
+        char text[600];
+        pthread_mutex_lock(&srv.mu);
+        snprintf(text, sizeof(text), "%s", srv.last);
+        pthread_mutex_unlock(&srv.mu);
+        reply(fd, 201, NULL, text, strlen(text));
+    } else {
+        reply(fd, 404, NULL, "no such path", 12);
+    }
+    return 0;
+}
+
+static void *server_main(void *arg) {
+    (void)arg;
+    for (;;) {
+        struct pollfd fds[2] = {{srv.fd, POLLIN, 0}, {srv.stop_pipe[0], POLLIN, 0}};
+        int fd;
+        if (poll(fds, 2, -1) < 0)
+            continue;
+        if (fds[1].revents != 0)
+            return NULL;
+        fd = accept(srv.fd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        if (!serve_one(fd))
+            close(fd);
+    }
+}
+
+static void server_start(void) {
+    struct sockaddr_in addr;
+    socklen_t len = sizeof(addr);
+    int one = 1;
+
+    memset(&srv, 0, sizeof(srv));
+    pthread_mutex_init(&srv.mu, NULL);
+    srv.fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(srv.fd >= 0);
+    setsockopt(srv.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    memset(&addr, 0, sizeof(addr));
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(srv.fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    assert_int_equal(listen(srv.fd, 64), 0);
+    assert_int_equal(getsockname(srv.fd, (struct sockaddr *)&addr, &len), 0);
+    srv.port = ntohs(addr.sin_port);
+    assert_int_equal(pipe(srv.stop_pipe), 0);
+    assert_int_equal(pthread_create(&srv.thread, NULL, server_main, NULL), 0);
+}
+
+static void server_stop(void) {
+    int i;
+    assert_int_equal(write(srv.stop_pipe[1], "x", 1), 1);
+    pthread_join(srv.thread, NULL);
+    for (i = 0; i < srv.n_held; i++)
+        close(srv.held[i]);
+    close(srv.fd);
+    close(srv.stop_pipe[0]);
+    close(srv.stop_pipe[1]);
+    pthread_mutex_destroy(&srv.mu);
+}
+
+static int server_requests(void) {
+    int n;
+    pthread_mutex_lock(&srv.mu);
+    n = srv.requests;
+    pthread_mutex_unlock(&srv.mu);
+    return n;
+}
+
+/* A port nothing listens on: bound, then closed. */
+static int closed_port(void) {
+    struct sockaddr_in addr;
+    socklen_t len = sizeof(addr);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    memset(&addr, 0, sizeof(addr));
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
+    close(fd);
+    return ntohs(addr.sin_port);
+}
+
+/* ---- the party: out ---- */
+
+#define MAX_SEEN 8
+
+typedef struct seen {
+    char id[PARTY_ID_MAX];
+    char tag[64];
+    int status;
+    int error;
+    char body[1024];
+    char reply_header[32];
+    char room_name[64];
+} seen;
+
+static struct {
+    seen responses[MAX_SEEN];
+    int n;
+    int starts;
+    int result; /* of the last party_room_fetch_url */
+    int taken;  /* requests a ?count= ask started */
+    char last_id[PARTY_ID_MAX];
+    char log[256]; /* "start,request,response:<tag>,..." */
+} rec;
+
+static int fail_commits;
+
+static int failing_commit_hook(void *arg) {
+    (void)arg;
+    if (fail_commits > 0) {
+        fail_commits--;
+        return 1;
+    }
+    return 0;
+}
+
+static void log_event(const char *what) {
+    size_t n = strlen(rec.log);
+    snprintf(rec.log + n, sizeof(rec.log) - n, "%s%s", n > 0 ? "," : "", what);
+}
+
+static int out_start(party_room *room, const char *props) {
+    (void)props;
+    rec.starts++;
+    log_event("start");
+    sqlite3_commit_hook(party_room_db(room), failing_commit_hook, NULL);
+    return 0;
+}
+
+static void out_response(party_room *room, const char *id, const char *tag,
+                         const party_response *res) {
+    const char *body = party_response_get_body(res, NULL);
+    const char *reply = party_response_get_header(res, "x-reply");
+    char what[96];
+    seen *s;
+
+    snprintf(what, sizeof(what), "response:%s", tag);
+    log_event(what);
+    if (rec.n == MAX_SEEN)
+        return;
+    s = &rec.responses[rec.n++];
+    memset(s, 0, sizeof(*s));
+    snprintf(s->id, sizeof(s->id), "%s", id);
+    snprintf(s->tag, sizeof(s->tag), "%s", tag);
+    s->status = party_response_get_status(res);
+    s->error = party_response_get_error(res);
+    snprintf(s->body, sizeof(s->body), "%s", body != NULL ? body : "");
+    snprintf(s->reply_header, sizeof(s->reply_header), "%s", reply != NULL ? reply : "");
+    snprintf(s->room_name, sizeof(s->room_name), "%s", party_room_name(room));
+}
+
+/* GET /parties/out/<room>?url=..&tag=..&method=..&timeout=..&write=1
+ * starts one request (202 if party_room_fetch_url returned 0, else 400);
+ * without url it only logs the request. */
+static void out_request(party_room *room, const party_request *req, party_response *res) {
+    const char *url = party_request_query(req, "url");
+    const char *tag = party_request_query(req, "tag");
+    const char *method = party_request_query(req, "method");
+    const char *timeout = party_request_query(req, "timeout");
+    static const char *const headers[] = {"X-Test", "yes", NULL};
+
+    log_event("request");
+    if (party_request_query(req, "write") != NULL)
+        party_kv_put(room, "before", "1", 1);
+    if (url == NULL)
+        return;
+    if (party_request_query(req, "count") != NULL) {
+        /* ?count=N: N requests in this one event; how many were taken. */
+        int n = atoi(party_request_query(req, "count")), k;
+        rec.taken = 0;
+        for (k = 0; k < n; k++) {
+            rec.result = party_room_fetch_url(room, NULL, url, NULL, NULL, 0, 0.2, "many", NULL);
+            if (rec.result != 0)
+                break;
+            rec.taken++;
+        }
+        return;
+    }
+    rec.result = party_room_fetch_url(room, method, url, headers, method != NULL ? "hello" : NULL,
+                                      method != NULL ? 5 : 0, timeout != NULL ? atof(timeout) : 0,
+                                      tag, rec.last_id);
+    party_response_set_status(res, rec.result == 0 ? 202 : 400);
+}
+
+static const party_def out_def = {
+    .name = "out",
+    .on_start = out_start,
+    .on_request = out_request,
+    .on_response = out_response,
+};
+
+/* ---- helpers ---- */
+
+static char allow_buf[256];
+
+/* A harness whose fetch_allow is allow ("%d" is the server's port). */
+static party_test *new_harness_with(const char *allow, size_t max_bytes) {
+    party_config cfg;
+    party_test *t;
+
+    party_config_init(&cfg);
+    if (allow != NULL) {
+        snprintf(allow_buf, sizeof(allow_buf), allow, srv.port);
+        cfg.fetch_allow = allow_buf;
+    }
+    if (max_bytes > 0)
+        cfg.fetch_max_bytes = max_bytes;
+    cfg.log_level = PARTY_LOG_ERROR;
+    t = party_test_new_with(&cfg);
+    assert_non_null(t);
+    assert_int_equal(party_test_add(t, &out_def), 0);
+    memset(&rec, 0, sizeof(rec));
+    fail_commits = 0;
+    return t;
+}
+
+static party_test *new_harness(void) {
+    return new_harness_with("127.0.0.1:%d", 0);
+}
+
+/* Asks room out/<name> to fetch url (a printf format: %d is the server's
+ * port) with extra query parameters; the status of the ask. */
+static int ask(party_test *t, const char *name, const char *url, const char *extra) {
+    party_test_response res;
+    char target[1024], full[512], *p;
+    int status;
+    size_t i;
+
+    snprintf(full, sizeof(full), url, srv.port);
+    /* Percent-encode the URL for the query. */
+    p = target + snprintf(target, sizeof(target), "/parties/out/%s?%s%surl=", name,
+                          extra != NULL ? extra : "", extra != NULL ? "&" : "");
+    for (i = 0; full[i] != '\0'; i++)
+        p += sprintf(p, "%%%02X", (unsigned char)full[i]);
+    assert_int_equal(party_test_request(t, "GET", target, NULL, NULL, 0, &res), 0);
+    status = res.status;
+    party_test_response_free(&res);
+    return status;
+}
+
+static int poke(party_test *t, const char *name) {
+    party_test_response res;
+    char target[256];
+    int status;
+    snprintf(target, sizeof(target), "/parties/out/%s", name);
+    assert_int_equal(party_test_request(t, "GET", target, NULL, NULL, 0, &res), 0);
+    status = res.status;
+    party_test_response_free(&res);
+    return status;
+}
+
+static int setup(void **state) {
+    (void)state;
+    server_start();
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    server_stop();
+    return 0;
+}
+
+/* ---- answers ---- */
+
+static void test_answer_arrives_as_event_with_status_headers_and_body(void **state) {
+    party_test *t = new_harness();
+    seen *s;
+    (void)state;
+
+    assert_int_equal(ask(t, "alice", "http://127.0.0.1:%d/hello", "tag=first"), 202);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(rec.n, 1);
+    s = &rec.responses[0];
+    assert_string_equal(s->id, rec.last_id);
+    assert_int_equal(strlen(s->id), 64);
+    assert_string_equal(s->tag, "first");
+    assert_int_equal(s->error, 0);
+    assert_int_equal(s->status, 200);
+    assert_string_equal(s->body, "hello from the server");
+    assert_string_equal(s->reply_header, "yes");
+    assert_string_equal(s->room_name, "alice");
+    party_test_free(t);
+}
+
+static void test_method_headers_and_body_reach_the_server(void **state) {
+    party_test *t = new_harness();
+    (void)state;
+
+    assert_int_equal(ask(t, "alice", "http://127.0.0.1:%d/echo", "tag=e&method=PUT"), 202);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(rec.n, 1);
+    assert_int_equal(rec.responses[0].status, 201);
+    assert_string_equal(rec.responses[0].body, "PUT /echo x-test=yes body=hello");
+    party_test_free(t);
+}
+
+static void test_upstream_504_is_an_answer_not_an_error(void **state) {
+    party_test *t = new_harness();
+    (void)state;
+
+    assert_int_equal(ask(t, "alice", "http://127.0.0.1:%d/status/504", "tag=u"), 202);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(rec.n, 1);
+    assert_int_equal(rec.responses[0].error, 0);
+    assert_int_equal(rec.responses[0].status, 504);
+    assert_string_equal(rec.responses[0].body, "upstream says 504");
+    party_test_free(t);
+}
+
+static void test_no_answer_in_time_is_a_timeout_error(void **state) {
+    party_test *t = new_harness();
+    (void)state;
+
+    assert_int_equal(ask(t, "alice", "http://127.0.0.1:%d/slow", "tag=slow&timeout=0.2"), 202);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(rec.n, 1);
+    assert_int_equal(rec.responses[0].error, PARTY_ETIMEDOUT);
+    assert_int_equal(rec.responses[0].status, 0);
+    assert_int_equal(server_requests(), 1);
+    party_test_free(t);
+}
+
+static void test_body_over_fetch_max_bytes_is_refused(void **state) {
+    party_test *t = new_harness_with("127.0.0.1:%d", 4096);
+    (void)state;
+
+    assert_int_equal(ask(t, "alice", "http://127.0.0.1:%d/big", "tag=big"), 202);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(rec.n, 1);
+    assert_int_equal(rec.responses[0].error, PARTY_ETOOBIG);
+    assert_int_equal(rec.responses[0].status, 0);
+    assert_non_null(strstr(rec.responses[0].body, "larger than 4096 bytes"));
+    party_test_free(t);
+}
+
+static void test_closed_port_is_a_connect_error(void **state) {
+    party_test *t = new_harness_with("127.0.0.1", 0);
+    char url[64];
+    (void)state;
+
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/", closed_port());
+    assert_int_equal(ask(t, "alice", url, "tag=c"), 202);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(rec.n, 1);
+    assert_int_equal(rec.responses[0].error, PARTY_ECONNECT);
+    party_test_free(t);
+}
+
+static void test_redirect_is_followed(void **state) {
+    party_test *t = new_harness();
+    char url[256];
+    (void)state;
+
+    snprintf(url, sizeof(url), "http://127.0.0.1:%%d/redirect?to=http://127.0.0.1:%d/hello",
+             srv.port);
+    assert_int_equal(ask(t, "alice", url, "tag=r"), 202);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(rec.n, 1);
+    assert_int_equal(rec.responses[0].error, 0);
+    assert_int_equal(rec.responses[0].status, 200);
+    assert_string_equal(rec.responses[0].body, "hello from the server");
+    assert_int_equal(server_requests(), 2);
+    party_test_free(t);
+}
+
+static void test_bad_arguments_are_refused_at_once(void **state) {
+    party_test *t = new_harness();
+    (void)state;
+
+    assert_int_equal(ask(t, "alice", "ftp://127.0.0.1:%d/x", NULL), 400);
+    assert_int_equal(rec.result, PARTY_EINVAL);
+    assert_int_equal(ask(t, "alice", "not a url", NULL), 400);
+    assert_int_equal(rec.result, PARTY_EINVAL);
+    assert_int_equal(ask(t, "alice", "http://127.0.0.1:%d/x", "method=G%20T"), 400);
+    assert_int_equal(rec.result, PARTY_EINVAL);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(rec.n, 0);
+    assert_int_equal(server_requests(), 0);
+    party_test_free(t);
+}
+
+/* ---- policy ---- */
+
+static void test_without_an_allow_list_every_request_is_refused_naming_the_flag(void **state) {
+    party_test *t = new_harness_with(NULL, 0);
+    (void)state;
+
+    assert_int_equal(ask(t, "alice", "http://127.0.0.1:%d/hello", "tag=p"), 202);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(rec.n, 1);
+    assert_int_equal(rec.responses[0].error, PARTY_EPOLICY);
+    assert_int_equal(rec.responses[0].status, 0);
+    assert_non_null(strstr(rec.responses[0].body, "--fetch-allow"));
+    assert_non_null(strstr(party_strerror(PARTY_EPOLICY), "--fetch-allow"));
+    assert_int_equal(server_requests(), 0);
+    party_test_free(t);
+}
+
+static void test_host_not_in_the_list_is_refused(void **state) {
+    party_test *t = new_harness_with("api.example.com,https://other.example.com/v1/", 0);
+    (void)state;
+
+    assert_int_equal(ask(t, "alice", "http://127.0.0.1:%d/hello", "tag=p"), 202);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(rec.n, 1);
+    assert_int_equal(rec.responses[0].error, PARTY_EPOLICY);
+    assert_non_null(strstr(rec.responses[0].body, "no entry covers it"));
+    assert_int_equal(server_requests(), 0);
+    party_test_free(t);
+}
+
+/* Any host is allowed ("*"), so only the connect-time check stands
+ * between these URLs and the server on loopback. */
+static void test_names_and_forms_of_loopback_are_refused_at_connect(void **state) {
+    party_test *t = new_harness_with("*,localhost", 0);
+    int i;
+    (void)state;
+
+    assert_int_equal(ask(t, "alice", "http://localhost:%d/hello", "tag=localhost"), 202);
+    assert_int_equal(ask(t, "alice", "http://[::ffff:127.0.0.1]:%d/hello", "tag=mapped"), 202);
+    assert_int_equal(ask(t, "alice", "http://2130706433:%d/hello", "tag=decimal"), 202);
+    assert_int_equal(ask(t, "alice", "http://127.0.0.1:%d/hello", "tag=literal"), 202);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(rec.n, 4);
+    for (i = 0; i < 4; i++) {
+        assert_int_equal(rec.responses[i].error, PARTY_EPOLICY);
+        assert_non_null(strstr(rec.responses[i].body, "private or special address"));
+    }
+    assert_int_equal(server_requests(), 0);
+    party_test_free(t);
+}
+
+static void test_redirect_to_loopback_is_refused(void **state) {
+    /* The server's own port is allowed by address; the redirect's is not. */
+    party_test *t = new_harness_with("127.0.0.1:%d,*", 0);
+    char url[256];
+    (void)state;
+
+    snprintf(url, sizeof(url), "http://127.0.0.1:%%d/redirect?to=http://127.0.0.1:%d/",
+             closed_port());
+    assert_int_equal(ask(t, "alice", url, "tag=r"), 202);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(rec.n, 1);
+    assert_int_equal(rec.responses[0].error, PARTY_EPOLICY);
+    assert_int_equal(server_requests(), 1);
+    party_test_free(t);
+}
+
+/* ---- durability ---- */
+
+static void test_request_leaves_only_after_its_commit(void **state) {
+    party_test *t = new_harness();
+    uint64_t asked;
+    (void)state;
+
+    party_test_set_commit_delay(t, 300);
+    asked = mono_ms();
+    assert_int_equal(ask(t, "alice", "http://127.0.0.1:%d/hello", "tag=g&write=1"), 202);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(server_requests(), 1);
+    assert_true(srv.last_at >= asked + 300);
+    assert_int_equal(rec.n, 1);
+    assert_int_equal(rec.responses[0].status, 200);
+    party_test_free(t);
+}
+
+static void test_request_whose_commit_fails_is_never_sent(void **state) {
+    party_test *t = new_harness();
+    (void)state;
+
+    assert_int_equal(poke(t, "alice"), 200); /* started, its start committed */
+    fail_commits = 1;
+    ask(t, "alice", "http://127.0.0.1:%d/hello", "tag=d&write=1");
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(party_test_commit_failures(t), 1);
+    assert_int_equal(server_requests(), 0);
+    assert_int_equal(rec.n, 0);
+    /* Nothing of it was kept: a later incarnation has nothing to abort. */
+    assert_int_equal(party_test_restart(t), 0);
+    assert_int_equal(poke(t, "alice"), 200);
+    assert_int_equal(rec.n, 0);
+    party_test_free(t);
+}
+
+static void test_answer_to_an_evicted_room_brings_it_back(void **state) {
+    party_test *t = new_harness();
+    char id[PARTY_ID_MAX];
+    party_room *room;
+    (void)state;
+
+    assert_int_equal(ask(t, "alice", "http://127.0.0.1:%d/hello", "tag=late"), 202);
+    /* The request has left; the room goes before its answer comes. */
+    assert_int_equal(party_room_id_from_name("out", "alice", id), 0);
+    room = party__room_find(party_test_runtime(t), id);
+    assert_non_null(room);
+    assert_int_equal(party__room_evict(room), 0);
+    assert_int_equal(rec.starts, 1);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(rec.n, 1);
+    assert_int_equal(rec.responses[0].status, 200);
+    assert_string_equal(rec.responses[0].room_name, "alice");
+    assert_int_equal(rec.starts, 2); /* on_start ran again before on_response */
+    party_test_free(t);
+}
+
+static void test_restart_answers_a_request_in_flight_aborted_before_other_events(void **state) {
+    party_test *t = new_harness();
+    char id[PARTY_ID_MAX];
+    (void)state;
+
+    assert_int_equal(ask(t, "alice", "http://127.0.0.1:%d/slow", "tag=inflight"), 202);
+    memcpy(id, rec.last_id, sizeof(id));
+    assert_int_equal(party_test_restart(t), 0);
+    assert_int_equal(rec.n, 0);
+    rec.log[0] = '\0';
+    assert_int_equal(poke(t, "alice"), 200);
+    assert_string_equal(rec.log, "start,response:inflight,request");
+    assert_int_equal(rec.n, 1);
+    assert_string_equal(rec.responses[0].id, id);
+    assert_int_equal(rec.responses[0].error, PARTY_EABORTED);
+    assert_int_equal(rec.responses[0].status, 0);
+    /* Answered once: the record went with that event. */
+    assert_int_equal(party_test_restart(t), 0);
+    rec.log[0] = '\0';
+    assert_int_equal(poke(t, "alice"), 200);
+    assert_string_equal(rec.log, "start,request");
+    assert_int_equal(rec.n, 1);
+    party_test_free(t);
+}
+
+static void test_one_room_cannot_take_every_request_slot(void **state) {
+    party_test *t = new_harness();
+    char count[32];
+    (void)state;
+
+    snprintf(count, sizeof(count), "count=%d", PARTY_MAX_ROOM_FETCH_URLS + 10);
+    assert_int_equal(ask(t, "greedy", "http://127.0.0.1:%d/slow", count), 200);
+    assert_int_equal(rec.taken, PARTY_MAX_ROOM_FETCH_URLS);
+    assert_int_equal(rec.result, PARTY_ELIMIT);
+    /* Another room still may ask. */
+    assert_int_equal(ask(t, "modest", "http://127.0.0.1:%d/hello", "tag=m"), 202);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    party_test_free(t);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_answer_arrives_as_event_with_status_headers_and_body,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_method_headers_and_body_reach_the_server, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_upstream_504_is_an_answer_not_an_error, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_no_answer_in_time_is_a_timeout_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_body_over_fetch_max_bytes_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_closed_port_is_a_connect_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redirect_is_followed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_arguments_are_refused_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_without_an_allow_list_every_request_is_refused_naming_the_flag, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_host_not_in_the_list_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_names_and_forms_of_loopback_are_refused_at_connect,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redirect_to_loopback_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_request_leaves_only_after_its_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_request_whose_commit_fails_is_never_sent, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_answer_to_an_evicted_room_brings_it_back, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_restart_answers_a_request_in_flight_aborted_before_other_events, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_room_cannot_take_every_request_slot, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
