@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "fetch_allow.h"
 #include "log.h"
 #include "party.h"
 #include "parties.h"
@@ -80,7 +81,17 @@ static const char usage_text[] =
     "  --tls-cert FILE          serve https and wss with this PEM certificate chain\n"
     "  --tls-key FILE           ... and this PEM private key (both needed)\n"
     "  --fetch-timeout SEC      a room-to-room request unanswered this long gets\n"
-    "                           504 (default 30)\n"
+    "                           504 (default 30); also the default time of an\n"
+    "                           outbound HTTP request\n"
+    "  --fetch-allow LIST       what rooms may request over HTTP(S): comma-separated\n"
+    "                           URL prefixes (https://api.example.com/v1/), host\n"
+    "                           names, IPs or CIDRs with an optional port\n"
+    "                           (127.0.0.1:8080, 10.0.0.0/8), or * (any host);\n"
+    "                           private addresses only through an IP or CIDR\n"
+    "                           entry (default: none, outbound requests are off)\n"
+    "  --fetch-ca-file FILE     PEM CA certificates outbound HTTPS trusts (default:\n"
+    "                           the system's)\n"
+    "  --fetch-max-bytes N      largest outbound answer body (default 8M)\n"
     "  --threads N              event-loop threads; each room runs on one of them\n"
     "                           (default: one per core; at most 64)\n"
     "  --admin-token TOKEN      enable /_partyd/rooms for 'Authorization: Bearer TOKEN'\n"
@@ -88,7 +99,9 @@ static const char usage_text[] =
     "  --config FILE            read options from a JSON file: the keys are the\n"
     "                           flags' names, plus \"parties\": {NAME: {\"path\":\n"
     "                           \"lib.so\", \"hibernate\": true, \"cors\": true,\n"
-    "                           \"props\": {...}}} (props: given to on_start);\n"
+    "                           \"props\": {...}, \"fetch-allow\": LIST}} (props:\n"
+    "                           given to on_start; fetch-allow: the party's own\n"
+    "                           list, instead of --fetch-allow);\n"
     "                           flags on the command line win\n"
     "  --version                print the version and exit\n"
     "  --help                   print this help and exit\n"
@@ -127,6 +140,9 @@ enum {
     OPT_TLS_CERT,
     OPT_TLS_KEY,
     OPT_FETCH_TIMEOUT,
+    OPT_FETCH_ALLOW,
+    OPT_FETCH_CA_FILE,
+    OPT_FETCH_MAX_BYTES,
     OPT_THREADS,
     OPT_VERSION,
     OPT_HELP,
@@ -162,6 +178,9 @@ static const struct option options[] = {
     {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
     {"tls-key", required_argument, NULL, OPT_TLS_KEY},
     {"fetch-timeout", required_argument, NULL, OPT_FETCH_TIMEOUT},
+    {"fetch-allow", required_argument, NULL, OPT_FETCH_ALLOW},
+    {"fetch-ca-file", required_argument, NULL, OPT_FETCH_CA_FILE},
+    {"fetch-max-bytes", required_argument, NULL, OPT_FETCH_MAX_BYTES},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -477,6 +496,19 @@ typedef struct options_state {
 
 /* Applies one option (from the command line or the config file). Returns
  * -1 to go on, or the exit status to end with. */
+/* An allow-list is checked at start-up, so a typo stops partyd rather
+ * than refusing requests later. 0, or 2 after a message. */
+static int check_fetch_allow(const char *what, const char *text) {
+    party__allow *allow = NULL;
+    char why[400];
+    int r = party__allow_parse(text, &allow, why, sizeof(why));
+    party__allow_free(allow);
+    if (r == 0)
+        return 0;
+    fprintf(stderr, "partyd: %s: %s\n", what, r == PARTY_EINVAL ? why : party_strerror(r));
+    return 2;
+}
+
 static int apply_option(int opt, const char *arg, options_state *o) {
     switch (opt) {
     case OPT_HOST:
@@ -600,6 +632,18 @@ static int apply_option(int opt, const char *arg, options_state *o) {
         if (parse_seconds("--fetch-timeout", arg, &o->cfg.fetch_timeout) != 0)
             return 2;
         break;
+    case OPT_FETCH_ALLOW:
+        if (check_fetch_allow("--fetch-allow", arg) != 0)
+            return 2;
+        o->cfg.fetch_allow = arg;
+        break;
+    case OPT_FETCH_CA_FILE:
+        o->cfg.fetch_ca_file = arg;
+        break;
+    case OPT_FETCH_MAX_BYTES:
+        if (parse_size("--fetch-max-bytes", arg, &o->cfg.fetch_max_bytes) != 0)
+            return 2;
+        break;
     case OPT_THREADS:
         if (parse_threads(arg, &o->cfg.threads) != 0)
             return 2;
@@ -629,10 +673,11 @@ static int apply_option(int opt, const char *arg, options_state *o) {
 
 typedef struct party_override {
     const char *name;
-    int loaded;    /* 1: the entry has a path, and the party was loaded from it */
-    int hibernate; /* -1: as the party says */
-    int cors;      /* -1: as the party says */
-    char *props;   /* NULL: as the party says; else compact JSON (or a string's text) */
+    int loaded;              /* 1: the entry has a path, and the party was loaded from it */
+    int hibernate;           /* -1: as the party says */
+    int cors;                /* -1: as the party says */
+    char *props;             /* NULL: as the party says; else compact JSON (or a string's text) */
+    const char *fetch_allow; /* NULL: --fetch-allow; else the party's own list */
 } party_override;
 
 static const char *config_file; /* its path, for messages */
@@ -689,6 +734,7 @@ static int config_parties(const char *path, const cJSON *parties, options_state 
         ov->name = party->string;
         ov->hibernate = ov->cors = -1;
         ov->props = NULL;
+        ov->fetch_allow = NULL;
         ov->loaded = 0;
         cJSON_ArrayForEach(field, party) {
             if (strcmp(field->string, "path") == 0 && cJSON_IsString(field)) {
@@ -704,6 +750,13 @@ static int config_parties(const char *path, const cJSON *parties, options_state 
                 ov->hibernate = cJSON_IsTrue(field);
             } else if (strcmp(field->string, "cors") == 0 && cJSON_IsBool(field)) {
                 ov->cors = cJSON_IsTrue(field);
+            } else if (strcmp(field->string, "fetch-allow") == 0 && cJSON_IsString(field)) {
+                char what[300];
+                snprintf(what, sizeof(what), "--config %s: party '%s': fetch-allow", path,
+                         party->string);
+                if (check_fetch_allow(what, field->valuestring) != 0)
+                    return 2;
+                ov->fetch_allow = field->valuestring;
             } else if (strcmp(field->string, "props") == 0 && !cJSON_IsNull(field)) {
                 /* Any JSON: on_start gets it compact; a string, as its text. */
                 party__free(ov->props);
@@ -714,7 +767,8 @@ static int config_parties(const char *path, const cJSON *parties, options_state 
             } else {
                 fprintf(stderr,
                         "partyd: --config %s: party '%s': unknown or mistyped option '%s' "
-                        "(path: string, hibernate: bool, cors: bool, props: any JSON)\n",
+                        "(path: string, hibernate: bool, cors: bool, props: any JSON, "
+                        "fetch-allow: string)\n",
                         path, party->string, field->string);
                 return 2;
             }
@@ -858,6 +912,8 @@ static const party_def *with_overrides(const party_def *def) {
                 copy->cors = overrides[i].cors ? PARTY_CORS_ON : PARTY_CORS_OFF;
             if (overrides[i].props != NULL)
                 copy->props = overrides[i].props;
+            if (overrides[i].fetch_allow != NULL)
+                copy->fetch_allow = overrides[i].fetch_allow;
             return copy;
         }
     }

@@ -19,6 +19,7 @@
 #include "alarm.h"
 #include "conn.h"
 #include "http.h"
+#include "http_client.h"
 #include "log.h"
 #include "loops.h"
 #include "request.h"
@@ -139,6 +140,7 @@ typedef struct metrics_tour {
     uint64_t alarms_pending, alarms_fired, alarms_retried, alarms_abandoned, schedules_fired;
     uint64_t http_errors, protocol_errors, send_queue_drops, commit_failures, accept_errors,
         tls_errors;
+    party__http_stats outbound; /* outbound HTTP (http_client.h) */
 } metrics_tour;
 
 static void metrics_visit(party_runtime *rt, party__tour *tour) {
@@ -172,6 +174,50 @@ static void metrics_visit(party_runtime *rt, party__tour *tour) {
     m->commit_failures += rt->commit_failures;
     m->accept_errors += rt->accept_errors;
     m->tls_errors += rt->tls_errors;
+    if (rt->http_stats != NULL) {
+        const party__http_stats *o = rt->http_stats;
+        m->outbound.requests += o->requests;
+        m->outbound.answered += o->answered;
+        for (i = 0; i < sizeof(o->errors) / sizeof(o->errors[0]); i++)
+            m->outbound.errors[i] += o->errors[i];
+        m->outbound.redirects += o->redirects;
+        m->outbound.seconds_total += o->seconds_total;
+        for (i = 0; i < PARTY__HTTP_BUCKETS; i++)
+            m->outbound.seconds_hist[i] += o->seconds_hist[i];
+        m->outbound.in_flight += o->in_flight;
+    }
+}
+
+static void metrics_write_outbound(const party__http_stats *o, text_buf *tb) {
+    uint64_t cumulative = 0;
+    size_t i;
+
+    metric_scalar(tb, "partyd_outbound_requests_total", "counter",
+                  "Outbound HTTP requests of rooms (party_room_fetch_url) that left.", o->requests);
+    metric_scalar(tb, "partyd_outbound_in_flight", "gauge",
+                  "Outbound HTTP requests waiting for their answer.", o->in_flight);
+    metric_scalar(tb, "partyd_outbound_redirects_total", "counter",
+                  "Redirects outbound requests followed.", o->redirects);
+    metric_family(tb, "partyd_outbound_errors_total", "counter",
+                  "Outbound requests that ended without an HTTP answer, by kind: timeout, dns, "
+                  "connect, tls, too_large, policy, aborted (in flight when an earlier process "
+                  "stopped), other.");
+    for (i = 0; i < sizeof(o->errors) / sizeof(o->errors[0]); i++)
+        text_appendf(tb, "partyd_outbound_errors_total{kind=\"%s\"} %" PRIu64 "\n",
+                     party__http_error_label((int)i), o->errors[i]);
+    metric_family(tb, "partyd_outbound_request_seconds", "histogram",
+                  "Time from an outbound request leaving to its answer or error.");
+    for (i = 0; i < PARTY__HTTP_BUCKETS; i++) {
+        cumulative += o->seconds_hist[i];
+        if (i + 1 < PARTY__HTTP_BUCKETS)
+            text_appendf(tb, "partyd_outbound_request_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
+                         party__http_bucket_seconds[i], cumulative);
+        else
+            text_appendf(tb, "partyd_outbound_request_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n",
+                         cumulative);
+    }
+    text_appendf(tb, "partyd_outbound_request_seconds_sum %.6f\n", o->seconds_total);
+    text_appendf(tb, "partyd_outbound_request_seconds_count %" PRIu64 "\n", cumulative);
 }
 
 /* Names follow docs/operations.md: partyd_<subsystem>_<what>, then the unit
@@ -253,6 +299,7 @@ static void metrics_write(const metrics_tour *m, text_buf *tb) {
     text_appendf(tb, "partyd_runtime_errors_total{kind=\"accept\"} %" PRIu64 "\n",
                  m->accept_errors);
     text_appendf(tb, "partyd_runtime_errors_total{kind=\"tls\"} %" PRIu64 "\n", m->tls_errors);
+    metrics_write_outbound(&m->outbound, tb);
 }
 
 static void metrics_done(party_conn *conn, party__tour *tour) {

@@ -383,6 +383,12 @@ static void transfer_finish(party__http_transfer *t, int error) {
         c->stats->answered++;
     }
     c->stats->seconds_total += t->answer.seconds;
+    {
+        int b = 0;
+        while (b + 1 < PARTY__HTTP_BUCKETS && t->answer.seconds > party__http_bucket_seconds[b])
+            b++;
+        c->stats->seconds_hist[b]++;
+    }
     t->finished = 1;
     t->prev = c->finished_tail;
     t->next = NULL;
@@ -875,6 +881,9 @@ void party__http_cancel(party__http_transfer *t) {
     c->stats->in_flight--;
     transfer_free(t);
 }
+
+const double party__http_bucket_seconds[PARTY__HTTP_BUCKETS] = {0.01, 0.05, 0.1, 0.25, 0.5, 1,
+                                                                2.5,  5,    10,  30,   0};
 
 static const char *const error_labels[8] = {"timeout",   "dns",    "connect", "tls",
                                             "too_large", "policy", "aborted", "other"};

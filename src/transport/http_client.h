@@ -23,6 +23,10 @@
 typedef struct party__http_client party__http_client;
 typedef struct party__http_transfer party__http_transfer;
 
+/* Upper bounds (s) of the latency histogram's buckets; the last is +Inf. */
+#define PARTY__HTTP_BUCKETS 11
+extern const double party__http_bucket_seconds[PARTY__HTTP_BUCKETS];
+
 /* Counters for metrics (a loop's clients add to one). */
 typedef struct party__http_stats {
     uint64_t requests;    /* transfers started */
@@ -30,6 +34,7 @@ typedef struct party__http_stats {
     uint64_t errors[8];   /* ended with an error, by party__http_error_index */
     uint64_t redirects;   /* redirects followed */
     double seconds_total; /* of every transfer that ended */
+    uint64_t seconds_hist[PARTY__HTTP_BUCKETS]; /* by party__http_bucket_seconds upper bounds */
     uint64_t in_flight;
 } party__http_stats;
 /* The metrics label of errors[i] and the index of an error code. */

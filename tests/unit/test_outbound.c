@@ -691,6 +691,26 @@ static void test_one_room_cannot_take_every_request_slot(void **state) {
     party_test_free(t);
 }
 
+static void test_metrics_count_requests_errors_and_latency(void **state) {
+    party_test *t = new_harness();
+    party_test_response res;
+    (void)state;
+
+    assert_int_equal(ask(t, "alice", "http://127.0.0.1:%d/hello", "tag=a"), 202);
+    assert_int_equal(ask(t, "alice", "http://not-allowed.example/", "tag=b"), 202);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(rec.n, 2);
+    assert_int_equal(party_test_request(t, "GET", "/_partyd/metrics", NULL, NULL, 0, &res), 0);
+    assert_int_equal(res.status, 200);
+    assert_non_null(strstr(res.body, "\npartyd_outbound_requests_total 2\n"));
+    assert_non_null(strstr(res.body, "\npartyd_outbound_errors_total{kind=\"policy\"} 1\n"));
+    assert_non_null(strstr(res.body, "\npartyd_outbound_errors_total{kind=\"timeout\"} 0\n"));
+    assert_non_null(strstr(res.body, "\npartyd_outbound_request_seconds_count 2\n"));
+    assert_non_null(strstr(res.body, "\npartyd_outbound_in_flight 0\n"));
+    party_test_response_free(&res);
+    party_test_free(t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_answer_arrives_as_event_with_status_headers_and_body,
@@ -718,6 +738,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(
             test_restart_answers_a_request_in_flight_aborted_before_other_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_room_cannot_take_every_request_slot, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_metrics_count_requests_errors_and_latency, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
