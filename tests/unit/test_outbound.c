@@ -6,7 +6,9 @@
  * status; names and forms of loopback and redirects to it are refused at
  * connect time; a request leaves only after its commit and never after a
  * failed one; an evicted caller is brought back; a restart answers
- * requests in flight PARTY_EABORTED before the room's other events. */
+ * requests in flight PARTY_EABORTED before the room's other events; HTTPS
+ * works with the CA file configured (--fetch-ca-file) and fails as a TLS
+ * error without it. */
 #define _GNU_SOURCE /* strcasestr */
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,6 +28,9 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "party.h"
 #include "party_test.h"
@@ -224,6 +229,102 @@ static int closed_port(void) {
     assert_int_equal(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
     close(fd);
     return ntohs(addr.sin_port);
+}
+
+/* ---- an HTTPS server: one certificate for 127.0.0.1, made by openssl ---- */
+
+static struct {
+    int fd, port;
+    int stop_pipe[2];
+    pthread_t thread;
+    SSL_CTX *ctx;
+    char dir[64], cert[96], key[96];
+} tls;
+
+static void *tls_main(void *arg) {
+    (void)arg;
+    for (;;) {
+        struct pollfd fds[2] = {{tls.fd, POLLIN, 0}, {tls.stop_pipe[0], POLLIN, 0}};
+        char buf[4096];
+        size_t got = 0;
+        SSL *ssl;
+        int fd;
+        if (poll(fds, 2, -1) < 0)
+            continue;
+        if (fds[1].revents != 0)
+            return NULL;
+        fd = accept(tls.fd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        ssl = SSL_new(tls.ctx);
+        SSL_set_fd(ssl, fd);
+        if (SSL_accept(ssl) == 1) {
+            for (;;) {
+                int n = SSL_read(ssl, buf + got, (int)(sizeof(buf) - 1 - got));
+                if (n <= 0)
+                    break;
+                got += (size_t)n;
+                buf[got] = '\0';
+                if (strstr(buf, "\r\n\r\n") != NULL) {
+                    static const char answer[] = "HTTP/1.1 200 OK\r\nContent-Length: 12\r\n"
+                                                 "Connection: close\r\n\r\nhello, tls!\n";
+                    SSL_write(ssl, answer, (int)sizeof(answer) - 1);
+                    break;
+                }
+            }
+            SSL_shutdown(ssl);
+        }
+        SSL_free(ssl);
+        close(fd);
+    }
+}
+
+static int tls_setup(void **state) {
+    struct sockaddr_in addr;
+    socklen_t len = sizeof(addr);
+    char command[512];
+    (void)state;
+
+    server_start();
+    snprintf(tls.dir, sizeof(tls.dir), "/tmp/partyd-outbound-XXXXXX");
+    assert_non_null(mkdtemp(tls.dir));
+    snprintf(tls.cert, sizeof(tls.cert), "%s/cert.pem", tls.dir);
+    snprintf(tls.key, sizeof(tls.key), "%s/key.pem", tls.dir);
+    snprintf(command, sizeof(command),
+             "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+             "-addext subjectAltName=IP:127.0.0.1 -keyout %s -out %s 2>/dev/null",
+             tls.key, tls.cert);
+    assert_int_equal(system(command), 0);
+    tls.ctx = SSL_CTX_new(TLS_server_method());
+    assert_non_null(tls.ctx);
+    assert_int_equal(SSL_CTX_use_certificate_chain_file(tls.ctx, tls.cert), 1);
+    assert_int_equal(SSL_CTX_use_PrivateKey_file(tls.ctx, tls.key, SSL_FILETYPE_PEM), 1);
+    tls.fd = socket(AF_INET, SOCK_STREAM, 0);
+    memset(&addr, 0, sizeof(addr));
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(tls.fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    assert_int_equal(listen(tls.fd, 16), 0);
+    assert_int_equal(getsockname(tls.fd, (struct sockaddr *)&addr, &len), 0);
+    tls.port = ntohs(addr.sin_port);
+    assert_int_equal(pipe(tls.stop_pipe), 0);
+    assert_int_equal(pthread_create(&tls.thread, NULL, tls_main, NULL), 0);
+    return 0;
+}
+
+static int tls_teardown(void **state) {
+    char command[128];
+    (void)state;
+    assert_int_equal(write(tls.stop_pipe[1], "x", 1), 1);
+    pthread_join(tls.thread, NULL);
+    close(tls.fd);
+    close(tls.stop_pipe[0]);
+    close(tls.stop_pipe[1]);
+    SSL_CTX_free(tls.ctx);
+    snprintf(command, sizeof(command), "rm -rf %s", tls.dir);
+    assert_int_equal(system(command), 0);
+    server_stop();
+    return 0;
 }
 
 /* ---- the party: out ---- */
@@ -711,6 +812,46 @@ static void test_metrics_count_requests_errors_and_latency(void **state) {
     party_test_free(t);
 }
 
+static void test_https_answer_with_the_ca_file_configured(void **state) {
+    party_config cfg;
+    party_test *t;
+    char url[96];
+    (void)state;
+
+    party_config_init(&cfg);
+    snprintf(allow_buf, sizeof(allow_buf), "127.0.0.1:%d", tls.port);
+    cfg.fetch_allow = allow_buf;
+    cfg.fetch_ca_file = tls.cert;
+    cfg.log_level = PARTY_LOG_ERROR;
+    t = party_test_new_with(&cfg);
+    assert_non_null(t);
+    assert_int_equal(party_test_add(t, &out_def), 0);
+    memset(&rec, 0, sizeof(rec));
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/hello", tls.port);
+    assert_int_equal(ask(t, "alice", url, "tag=tls"), 202);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(rec.n, 1);
+    assert_int_equal(rec.responses[0].error, 0);
+    assert_int_equal(rec.responses[0].status, 200);
+    assert_string_equal(rec.responses[0].body, "hello, tls!\n");
+    party_test_free(t);
+}
+
+static void test_https_to_an_untrusted_certificate_is_a_tls_error(void **state) {
+    party_test *t;
+    char url[96];
+    (void)state;
+
+    t = new_harness_with("127.0.0.1", 0);
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/hello", tls.port);
+    assert_int_equal(ask(t, "alice", url, "tag=tls"), 202);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(rec.n, 1);
+    assert_int_equal(rec.responses[0].error, PARTY_ETLS);
+    assert_int_equal(rec.responses[0].status, 0);
+    party_test_free(t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_answer_arrives_as_event_with_status_headers_and_body,
@@ -741,6 +882,10 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_metrics_count_requests_errors_and_latency, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_https_answer_with_the_ca_file_configured, tls_setup,
+                                        tls_teardown),
+        cmocka_unit_test_setup_teardown(test_https_to_an_untrusted_certificate_is_a_tls_error,
+                                        tls_setup, tls_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
