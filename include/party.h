@@ -362,6 +362,17 @@ PARTY_EXTERN int party_room_fetch_url(party_room *room, const char *method, cons
 #define PARTY_MAX_ROOM_FETCH_URLS 64    /* ... and per room */
 #define PARTY_FETCH_URL_MAX_REDIRECTS 5 /* redirects followed per request */
 
+/* Whether party_room_fetch_url would let url leave by the allow-list in
+ * force for the room's party (party_def.fetch_allow, else
+ * party_config.fetch_allow): 0, PARTY_EINVAL (not an http:// or https://
+ * URL), PARTY_EPOLICY (why, if given, receives the reason, which says
+ * when outbound requests are off altogether), PARTY_ESTATE (outside the
+ * room's callbacks), PARTY_ENOMEM. The addresses a host resolves to are
+ * checked only when the request connects (private addresses are refused
+ * then). why may be NULL. */
+PARTY_EXTERN int party_fetch_url_check(party_room *room, const char *url, char *why,
+                                       size_t why_len);
+
 /* In on_response: 0 if res is an HTTP answer (a server's, or a room's for
  * party_room_fetch), else the PARTY_E* code of why there is none (see
  * party_room_fetch_url; party_strerror gives text, the body more). */

@@ -8,10 +8,15 @@
  *   POST ?cron=EXPR&name=N    repeating, 5-field cron in UTC
  *   POST ?alarm_in=MS         the room's one alarm (fires as name "alarm")
  *   DELETE ?id=ID             cancel a schedule
- *   GET                       {"name", "now", "alarm", "schedules": [...], "fired": [...]}
+ *   GET                       {"name", "now", "alarm", "schedules": [...], "fired": [...],
+ *                              "webhooks": [...]}
  * A schedule's answer (201) carries its id, {"id": "..."}; the alarm's,
  * the time it is set for, {"alarm": EPOCH_MS}. Times are whole numbers of
- * milliseconds; anything else is a 400. */
+ * milliseconds; anything else is a 400. A schedule created with
+ * &webhook=URL also POSTs {"room", "name", "payload"} as JSON to URL each
+ * time it fires (party_room_fetch_url); the URL must pass partyd's
+ * --fetch-allow (else 403, which says when webhooks are off), and the
+ * last 20 webhook outcomes are listed under "webhooks". */
 #include "parties.h"
 
 #include <cjson/cJSON.h>
@@ -21,6 +26,12 @@
 #include <string.h>
 
 #define FIRED_MAX 50
+#define WEBHOOKS_MAX 20
+
+/* A schedule with a webhook keeps it in front of its payload:
+ * NUL "webhook" LF url LF payload. */
+static const char webhook_mark[] = "\0webhook\n";
+#define WEBHOOK_MARK_LEN (sizeof(webhook_mark) - 1)
 
 static void respond_json(party_response *res, int status, cJSON *json) {
     char *text = json != NULL ? cJSON_PrintUnformatted(json) : NULL;
@@ -91,8 +102,95 @@ static int record_fired(party_room *room, const char *name, const void *payload,
     return r;
 }
 
+/* POSTs {"room", "name", "payload"} to url; its outcome comes back to
+ * reminder_response. */
+static int send_webhook(party_room *room, const char *url, const char *name, const char *payload,
+                        size_t len) {
+    static const char *const headers[] = {"Content-Type", "application/json", NULL};
+    cJSON *json = cJSON_CreateObject();
+    char *copy = malloc(len + 1), *text;
+    int r;
+
+    if (json == NULL || copy == NULL) {
+        cJSON_Delete(json);
+        free(copy);
+        return PARTY_ENOMEM;
+    }
+    memcpy(copy, payload, len);
+    copy[len] = '\0';
+    cJSON_AddStringToObject(json, "room", party_room_name(room) ? party_room_name(room) : "");
+    cJSON_AddStringToObject(json, "name", name);
+    cJSON_AddStringToObject(json, "payload", copy);
+    free(copy);
+    text = cJSON_PrintUnformatted(json);
+    cJSON_Delete(json);
+    if (text == NULL)
+        return PARTY_ENOMEM;
+    r = party_room_fetch_url(room, "POST", url, headers, text, strlen(text), 0, name, NULL);
+    free(text);
+    if (r != 0)
+        party_room_log(room, PARTY_LOG_WARN, "webhook of %s to %s not sent: %s", name, url,
+                       party_strerror(r));
+    return r;
+}
+
 static int reminder_schedule(party_room *room, const char *name, const void *payload, size_t len) {
+    const char *p = payload;
+    if (len > WEBHOOK_MARK_LEN && memcmp(p, webhook_mark, WEBHOOK_MARK_LEN) == 0) {
+        const char *url = p + WEBHOOK_MARK_LEN, *end = memchr(url, '\n', len - WEBHOOK_MARK_LEN);
+        char target[2048];
+        if (end != NULL && (size_t)(end - url) < sizeof(target)) {
+            size_t rest = len - (size_t)(end + 1 - p);
+            memcpy(target, url, (size_t)(end - url));
+            target[end - url] = '\0';
+            if (record_fired(room, name, end + 1, rest) != 0)
+                return -1;
+            (void)send_webhook(room, target, name, end + 1, rest);
+            return 0;
+        }
+    }
     return record_fired(room, name, payload, len) == 0 ? 0 : -1;
+}
+
+/* A webhook's outcome: kept (the last WEBHOOKS_MAX) and logged when it
+ * failed. */
+static void reminder_response(party_room *room, const char *id, const char *tag,
+                              const party_response *res) {
+    int error = party_response_get_error(res), status = party_response_get_status(res);
+    void *old = NULL;
+    size_t old_len;
+    cJSON *list = NULL, *entry;
+    char *text;
+    (void)id;
+
+    if (error != 0 || status < 200 || status > 299) {
+        const char *body = party_response_get_body(res, NULL);
+        party_room_log(room, PARTY_LOG_WARN, "webhook of %s: %s%.200s", tag,
+                       error != 0 ? "" : "status ", error != 0 ? (body ? body : "") : "");
+    }
+    if (party_kv_get(room, "webhooks", &old, &old_len) == 0)
+        list = cJSON_Parse(old);
+    free(old);
+    if (list == NULL)
+        list = cJSON_CreateArray();
+    entry = cJSON_CreateObject();
+    if (list == NULL || entry == NULL) {
+        cJSON_Delete(list);
+        cJSON_Delete(entry);
+        return;
+    }
+    cJSON_AddStringToObject(entry, "name", tag);
+    cJSON_AddNumberToObject(entry, "status", status);
+    cJSON_AddStringToObject(entry, "error", error != 0 ? party_strerror(error) : "");
+    cJSON_AddNumberToObject(entry, "at", (double)party_now_ms(room));
+    cJSON_AddItemToArray(list, entry);
+    while (cJSON_GetArraySize(list) > WEBHOOKS_MAX)
+        cJSON_DeleteItemFromArray(list, 0);
+    text = cJSON_PrintUnformatted(list);
+    cJSON_Delete(list);
+    if (text != NULL)
+        party_kv_put(room, "webhooks", text, strlen(text));
+    free(text);
 }
 
 static int reminder_alarm(party_room *room) {
@@ -125,6 +223,11 @@ static void describe(party_room *room, party_response *res) {
         fired = cJSON_Parse(text);
     free(text);
     cJSON_AddItemToObject(json, "fired", fired != NULL ? fired : cJSON_CreateArray());
+    fired = NULL;
+    if (party_kv_get(room, "webhooks", &text, &len) == 0)
+        fired = cJSON_Parse(text);
+    free(text);
+    cJSON_AddItemToObject(json, "webhooks", fired != NULL ? fired : cJSON_CreateArray());
     respond_json(res, 200, json);
 }
 
@@ -158,7 +261,8 @@ static void reminder_request(party_room *room, const party_request *req, party_r
     const char *in = party_request_query(req, "in"), *at = party_request_query(req, "at");
     const char *every = party_request_query(req, "every"), *cron = party_request_query(req, "cron");
     const char *alarm_in = party_request_query(req, "alarm_in");
-    char id[PARTY_ID_MAX] = "";
+    const char *webhook = party_request_query(req, "webhook");
+    char id[PARTY_ID_MAX] = "", *with_webhook = NULL;
     size_t len;
     const void *body = party_request_body(req, &len);
     cJSON *json;
@@ -199,24 +303,61 @@ static void reminder_request(party_room *room, const party_request *req, party_r
     }
     if (name == NULL)
         name = "reminder";
-    if (in != NULL) {
-        if (!query_ms(res, "in", in, &ms))
+    if (webhook != NULL) {
+        char why[400], message[480];
+        size_t url_len = strlen(webhook);
+        r = party_fetch_url_check(room, webhook, why, sizeof(why));
+        if (r == PARTY_EPOLICY) {
+            snprintf(message, sizeof(message), "%s: %s",
+                     strstr(why, "outbound requests are off") != NULL ? "webhooks are off"
+                                                                      : "webhook not allowed",
+                     why);
+            respond_error(res, 403, message);
             return;
+        }
+        if (r != 0 || strchr(webhook, '\n') != NULL || url_len > 2000) {
+            respond_error(res, 400, "webhook: not an http:// or https:// URL");
+            return;
+        }
+        with_webhook = malloc(WEBHOOK_MARK_LEN + url_len + 1 + len);
+        if (with_webhook == NULL) {
+            respond_error(res, 500, party_strerror(PARTY_ENOMEM));
+            return;
+        }
+        memcpy(with_webhook, webhook_mark, WEBHOOK_MARK_LEN);
+        memcpy(with_webhook + WEBHOOK_MARK_LEN, webhook, url_len);
+        with_webhook[WEBHOOK_MARK_LEN + url_len] = '\n';
+        if (len > 0)
+            memcpy(with_webhook + WEBHOOK_MARK_LEN + url_len + 1, body, len);
+        body = with_webhook;
+        len += WEBHOOK_MARK_LEN + url_len + 1;
+    }
+    if (in != NULL) {
+        if (!query_ms(res, "in", in, &ms)) {
+            free(with_webhook);
+            return;
+        }
         r = party_schedule_after(room, ms, name, body, len, id);
     } else if (at != NULL) {
-        if (!query_ms(res, "at", at, &ms))
+        if (!query_ms(res, "at", at, &ms)) {
+            free(with_webhook);
             return;
+        }
         r = party_schedule_at(room, ms, name, body, len, id);
     } else if (every != NULL) {
-        if (!query_ms(res, "every", every, &ms))
+        if (!query_ms(res, "every", every, &ms)) {
+            free(with_webhook);
             return;
+        }
         r = party_schedule_every(room, ms, name, body, len, id);
     } else if (cron != NULL) {
         r = party_schedule_cron(room, cron, name, body, len, id);
     } else {
+        free(with_webhook);
         respond_error(res, 400, "expected one of in, at, every, cron or alarm_in");
         return;
     }
+    free(with_webhook);
     if (r != 0) {
         respond_error(res, 400, party_strerror(r));
         return;
@@ -231,6 +372,7 @@ static const party_def reminder_def = {
     .on_request = reminder_request,
     .on_alarm = reminder_alarm,
     .on_schedule = reminder_schedule,
+    .on_response = reminder_response,
 };
 
 const party_def *party_builtin_reminder(void) {

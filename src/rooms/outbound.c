@@ -178,8 +178,9 @@ int party__outbound_busy(party_runtime *rt) {
 
 /* ---- policies and clients ---- */
 
-/* The policy for a room's party, its client made if needed. NULL on OOM. */
-static policy *policy_for(party__outbound *ob, party_room *room) {
+/* The policy for a room's party, parsed if needed (with_client: its client
+ * made too). NULL on OOM. */
+static policy *policy_for(party__outbound *ob, party_room *room, int with_client) {
     party_runtime *rt = ob->rt;
     const party_def *def = room->party->def;
     size_t index = def->fetch_allow != NULL ? 1 + (size_t)(room->party - rt->parties) : 0;
@@ -213,7 +214,7 @@ static policy *policy_for(party__outbound *ob, party_room *room) {
                      room->party->name);
         p->ready = 1;
     }
-    if (p->client == NULL) {
+    if (with_client && p->client == NULL) {
         memset(&cfg, 0, sizeof(cfg));
         cfg.ca_file = rt->cfg.fetch_ca_file;
         cfg.max_response_bytes =
@@ -438,6 +439,29 @@ static size_t room_requests(party__outbound *ob, const party_room *room) {
     return n;
 }
 
+int party_fetch_url_check(party_room *room, const char *url, char *why, size_t why_len) {
+    party__outbound *ob;
+    policy *pol;
+    char text[320];
+
+    if (why == NULL || why_len == 0) {
+        why = text;
+        why_len = sizeof(text);
+    }
+    why[0] = '\0';
+    if (room == NULL || url == NULL)
+        return PARTY_EINVAL;
+    if (!party__room_in_callback(room))
+        return PARTY_ESTATE;
+    if ((ob = outbound_of(room->rt)) == NULL || (pol = policy_for(ob, room, 0)) == NULL)
+        return PARTY_ENOMEM;
+    if (pol->bad[0] != '\0') {
+        snprintf(why, why_len, "%s", pol->bad);
+        return PARTY_EPOLICY;
+    }
+    return party__http_url_allowed(pol->allow, pol->source, url, why, why_len);
+}
+
 int party_response_get_error(const party_response *res) {
     return res != NULL ? res->error : PARTY_EINVAL;
 }
@@ -475,7 +499,7 @@ int party_room_fetch_url(party_room *room, const char *method, const char *url,
         return PARTY_ETOOBIG;
     if (room_requests(ob, room) >= PARTY_MAX_ROOM_FETCH_URLS)
         return PARTY_ELIMIT;
-    pol = policy_for(ob, room);
+    pol = policy_for(ob, room, 1);
     if (pol == NULL)
         return PARTY_ENOMEM;
     if (pol->bad[0] != '\0') {

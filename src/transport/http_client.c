@@ -407,25 +407,42 @@ static void transfer_fail(party__http_transfer *t, int error, const char *fmt, c
 
 /* Checks the current URL against the policy and puts it on the handle.
  * 0, or the transfer failed (it is finished). */
-static int transfer_aim(party__http_transfer *t) {
-    party__http_client *c = t->client;
-    url_parts parts;
-    char why[300];
-    uint64_t now = uv_now(c->loop);
-    int r = url_split(t->url, &parts, why, sizeof(why));
-
-    if (r != 0) {
-        transfer_fail(t, r == PARTY_ENOMEM ? PARTY_ENOMEM : PARTY_EPOLICY, "%s", why);
-        return -1;
-    }
-    if (!party__allow_url(c->cfg.allow, parts.https, parts.host, parts.port, parts.path)) {
-        snprintf(t->answer.why, sizeof(t->answer.why), "%.200s is not allowed by %s (%s)", t->url,
-                 c->cfg.allow_source,
-                 party__allow_count(c->cfg.allow) == 0
+/* The URL against a policy: 0 with *parts filled, or the refusal. */
+static int url_allowed(const party__allow *allow, const char *source, const char *url,
+                       url_parts *parts, char *why, size_t why_len) {
+    int r = url_split(url, parts, why, why_len);
+    if (r != 0)
+        return r == PARTY_ENOMEM ? PARTY_ENOMEM : PARTY_EPOLICY;
+    if (!party__allow_url(allow, parts->https, parts->host, parts->port, parts->path)) {
+        snprintf(why, why_len, "%.200s is not allowed by %s (%s)", url, source,
+                 party__allow_count(allow) == 0
                      ? "empty: outbound requests are off; list URL prefixes, hosts or "
                        "addresses to allow"
                      : "no entry covers it");
-        transfer_finish(t, PARTY_EPOLICY);
+        return PARTY_EPOLICY;
+    }
+    return 0;
+}
+
+int party__http_url_allowed(const party__allow *allow, const char *source, const char *url,
+                            char *why, size_t why_len) {
+    url_parts parts;
+    int r = url_allowed(allow, source, url, &parts, why, why_len);
+    /* A URL libcurl cannot parse is a bad argument here, not a refusal. */
+    if (r == PARTY_EPOLICY && url_split(url, &parts, why, why_len) != 0)
+        return PARTY_EINVAL;
+    return r;
+}
+
+static int transfer_aim(party__http_transfer *t) {
+    party__http_client *c = t->client;
+    url_parts parts;
+    uint64_t now = uv_now(c->loop);
+    int r = url_allowed(c->cfg.allow, c->cfg.allow_source, t->url, &parts, t->answer.why,
+                        sizeof(t->answer.why));
+
+    if (r != 0) {
+        transfer_finish(t, r);
         return -1;
     }
     snprintf(t->host, sizeof(t->host), "%s", parts.host);

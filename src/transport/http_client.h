@@ -87,6 +87,13 @@ void party__http_client_free(party__http_client *client);
  * PARTY_EINVAL with why (no client needed). */
 int party__http_check(const party__http_out *out, char *why, size_t why_len);
 
+/* Whether a URL passes a policy (allow; source names it in refusals):
+ * 0, PARTY_EINVAL (not an http(s) URL libcurl parses), PARTY_EPOLICY,
+ * PARTY_ENOMEM; why says which. Addresses are checked only when a
+ * connection opens. */
+int party__http_url_allowed(const party__allow *allow, const char *source, const char *url,
+                            char *why, size_t why_len);
+
 /* Starts a transfer; everything in out is copied but allow. done(answer,
  * arg) follows on a later loop turn, also for a refusal (policy, a bad
  * URL). *transfer (may be NULL) is the handle for party__http_cancel until

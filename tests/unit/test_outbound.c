@@ -33,6 +33,7 @@
 #include <openssl/ssl.h>
 
 #include "party.h"
+#include "parties.h"
 #include "party_test.h"
 #include "room.h"
 #include "runtime.h"
@@ -147,6 +148,8 @@ static int serve_one(int fd) {
         char extra[1200];
         snprintf(extra, sizeof(extra), "Location: %s\r\n", path + 13);
         reply(fd, 302, extra, "", 0);
+    } else if (strcmp(path, "/hook") == 0) {
+        reply(fd, 204, NULL, "", 0);
     } else if (strcmp(path, "/echo") == 0) {
         char text[600];
         pthread_mutex_lock(&srv.mu);
@@ -852,6 +855,87 @@ static void test_https_to_an_untrusted_certificate_is_a_tls_error(void **state) 
     party_test_free(t);
 }
 
+/* ---- the reminder party's webhooks ---- */
+
+static party_test *reminder_harness(const char *allow) {
+    party_test *t = new_harness_with(allow, 0);
+    assert_int_equal(party_test_add(t, party_builtin_reminder()), 0);
+    return t;
+}
+
+static int reminder_post(party_test *t, const char *query, const char *webhook,
+                         party_test_response *res) {
+    char target[1024], *p;
+    size_t i;
+
+    p = target + snprintf(target, sizeof(target), "/parties/reminder/desk?%s&webhook=", query);
+    for (i = 0; webhook[i] != '\0'; i++)
+        p += sprintf(p, "%%%02X", (unsigned char)webhook[i]);
+    return party_test_request(t, "POST", target, NULL, "tea", 3, res);
+}
+
+static void test_reminder_posts_its_webhook_when_it_fires(void **state) {
+    party_test *t = reminder_harness("127.0.0.1:%d");
+    party_test_response res;
+    char hook[96];
+    (void)state;
+
+    snprintf(hook, sizeof(hook), "http://127.0.0.1:%d/hook", srv.port);
+    assert_int_equal(reminder_post(t, "in=1000&name=break", hook, &res), 0);
+    assert_int_equal(res.status, 201);
+    party_test_response_free(&res);
+    assert_int_equal(server_requests(), 0);
+    assert_int_equal(party_test_advance(t, 1000), 0);
+    assert_int_equal(server_requests(), 1);
+    assert_string_equal(srv.last, "POST /hook x-test= body={\"room\":\"desk\",\"name\":\"break\","
+                                  "\"payload\":\"tea\"}");
+    /* The outcome is kept; the fired record has the payload alone. */
+    assert_int_equal(party_test_request(t, "GET", "/parties/reminder/desk", NULL, NULL, 0, &res),
+                     0);
+    assert_non_null(strstr(res.body, "\"webhooks\":[{\"name\":\"break\",\"status\":204,"
+                                     "\"error\":\"\""));
+    assert_non_null(strstr(res.body, "\"payload\":\"tea\""));
+    party_test_response_free(&res);
+    party_test_free(t);
+}
+
+static void test_reminder_says_webhooks_are_off_without_an_allow_list(void **state) {
+    party_test *t = reminder_harness(NULL);
+    party_test_response res;
+    char hook[96];
+    (void)state;
+
+    snprintf(hook, sizeof(hook), "http://127.0.0.1:%d/hook", srv.port);
+    assert_int_equal(reminder_post(t, "in=1000&name=break", hook, &res), 0);
+    assert_int_equal(res.status, 403);
+    assert_non_null(strstr(res.body, "webhooks are off"));
+    assert_non_null(strstr(res.body, "--fetch-allow"));
+    party_test_response_free(&res);
+    /* Nothing was scheduled. */
+    assert_int_equal(party_test_request(t, "GET", "/parties/reminder/desk", NULL, NULL, 0, &res),
+                     0);
+    assert_non_null(strstr(res.body, "\"schedules\":[]"));
+    party_test_response_free(&res);
+    assert_int_equal(party_test_advance(t, 2000), 0);
+    assert_int_equal(server_requests(), 0);
+    party_test_free(t);
+}
+
+static void test_reminder_refuses_a_webhook_outside_the_allow_list(void **state) {
+    party_test *t = reminder_harness("127.0.0.1:%d");
+    party_test_response res;
+    (void)state;
+
+    assert_int_equal(reminder_post(t, "in=1000", "https://elsewhere.example/hook", &res), 0);
+    assert_int_equal(res.status, 403);
+    assert_non_null(strstr(res.body, "webhook not allowed"));
+    party_test_response_free(&res);
+    assert_int_equal(reminder_post(t, "in=1000", "ftp://x.example/", &res), 0);
+    assert_int_equal(res.status, 400);
+    party_test_response_free(&res);
+    party_test_free(t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_answer_arrives_as_event_with_status_headers_and_body,
@@ -886,6 +970,12 @@ int main(void) {
                                         tls_teardown),
         cmocka_unit_test_setup_teardown(test_https_to_an_untrusted_certificate_is_a_tls_error,
                                         tls_setup, tls_teardown),
+        cmocka_unit_test_setup_teardown(test_reminder_posts_its_webhook_when_it_fires, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_reminder_says_webhooks_are_off_without_an_allow_list,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reminder_refuses_a_webhook_outside_the_allow_list,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
