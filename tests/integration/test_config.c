@@ -188,6 +188,11 @@ static void test_mistakes_in_the_file_are_refused_with_the_key_named(void **stat
     expect_refused("{\"builtins\": [\"echo\", \"nope\"]}",
                    "--builtins: 'nope' is not a built-in party (the built-ins: echo, chat, "
                    "counter, reminder, demo, yjs; or all, or none)");
+    expect_refused("{\"fetch-allow\": \"ok.example, bad host\"}",
+                   "--fetch-allow: --fetch-allow entry \"bad host\"");
+    expect_refused("{\"parties\": {\"reminder\": {\"fetch-allow\": \"ftp://x.example/\"}}}",
+                   "party 'reminder': fetch-allow: --fetch-allow entry \"ftp://x.example/\": only "
+                   "http:// and https://");
     expect_refused("{\"builtins\": [\"echo\", 1]}",
                    "expected a string or an array of names for 'builtins'");
 }
