@@ -54,6 +54,7 @@ static struct {
     pthread_t thread;
     pthread_mutex_t mu;
     int requests;
+    int accepts; /* connections accepted */
     uint64_t last_at;
     char last[512]; /* "METHOD path x-test=.. body=.." */
     int held[MAX_HELD];
@@ -79,7 +80,8 @@ static void reply(int fd, int status, const char *extra, const char *body, size_
     send_all(fd, body, len);
 }
 
-/* Reads one request; answers by its path. 1 if fd was kept (held). */
+/* Reads one request; answers by its path. 1 if fd was kept (held), 2 if
+ * the connection stays open for another request (/keep). */
 static int serve_one(int fd) {
     char buf[8192], method[16] = "", path[1024] = "", *end;
     size_t got = 0, head_len, body_len = 0;
@@ -148,6 +150,10 @@ static int serve_one(int fd) {
         char extra[1200];
         snprintf(extra, sizeof(extra), "Location: %s\r\n", path + 13);
         reply(fd, 302, extra, "", 0);
+    } else if (strcmp(path, "/keep") == 0) {
+        static const char answer[] = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nkept";
+        send_all(fd, answer, sizeof(answer) - 1);
+        return 2;
     } else if (strcmp(path, "/hook") == 0) {
         reply(fd, 204, NULL, "", 0);
     } else if (strcmp(path, "/echo") == 0) {
@@ -174,8 +180,24 @@ static void *server_main(void *arg) {
         fd = accept(srv.fd, NULL, NULL);
         if (fd < 0)
             continue;
-        if (!serve_one(fd))
-            close(fd);
+        pthread_mutex_lock(&srv.mu);
+        srv.accepts++;
+        pthread_mutex_unlock(&srv.mu);
+        for (;;) {
+            struct pollfd more[2] = {{fd, POLLIN, 0}, {srv.stop_pipe[0], POLLIN, 0}};
+            int kept = serve_one(fd);
+            if (kept == 1)
+                break;
+            if (kept == 0) {
+                close(fd);
+                break;
+            }
+            /* Kept alive: the next request on it, or the end. */
+            if (poll(more, 2, -1) < 0 || more[1].revents != 0) {
+                close(fd);
+                return NULL;
+            }
+        }
     }
 }
 
@@ -615,6 +637,24 @@ static void test_redirect_is_followed(void **state) {
     party_test_free(t);
 }
 
+static void test_connections_are_reused(void **state) {
+    party_test *t = new_harness();
+    (void)state;
+
+    assert_int_equal(ask(t, "alice", "http://127.0.0.1:%d/keep", "tag=one"), 202);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(ask(t, "bob", "http://127.0.0.1:%d/keep", "tag=two"), 202);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(rec.n, 2);
+    assert_string_equal(rec.responses[0].body, "kept");
+    assert_string_equal(rec.responses[1].body, "kept");
+    assert_int_equal(server_requests(), 2);
+    pthread_mutex_lock(&srv.mu);
+    assert_int_equal(srv.accepts, 1);
+    pthread_mutex_unlock(&srv.mu);
+    party_test_free(t);
+}
+
 static void test_bad_arguments_are_refused_at_once(void **state) {
     party_test *t = new_harness();
     (void)state;
@@ -948,6 +988,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_body_over_fetch_max_bytes_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_closed_port_is_a_connect_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redirect_is_followed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connections_are_reused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments_are_refused_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_without_an_allow_list_every_request_is_refused_naming_the_flag, setup, teardown),
