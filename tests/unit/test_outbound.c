@@ -150,6 +150,8 @@ static int serve_one(int fd) {
         char extra[1200];
         snprintf(extra, sizeof(extra), "Location: %s\r\n", path + 13);
         reply(fd, 302, extra, "", 0);
+    } else if (strcmp(path, "/loop") == 0) {
+        reply(fd, 307, "Location: /loop\r\n", "", 0);
     } else if (strcmp(path, "/keep") == 0) {
         static const char answer[] = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nkept";
         send_all(fd, answer, sizeof(answer) - 1);
@@ -637,6 +639,21 @@ static void test_redirect_is_followed(void **state) {
     party_test_free(t);
 }
 
+static void test_too_many_redirects_are_an_error(void **state) {
+    party_test *t = new_harness();
+    (void)state;
+
+    assert_int_equal(ask(t, "alice", "http://127.0.0.1:%d/loop", "tag=loop"), 202);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(rec.n, 1);
+    assert_int_equal(rec.responses[0].error, PARTY_ELIMIT);
+    assert_int_equal(rec.responses[0].status, 0);
+    assert_non_null(strstr(rec.responses[0].body, "more than 5 redirects"));
+    /* The first request and the five redirects it followed. */
+    assert_int_equal(server_requests(), 1 + PARTY_FETCH_URL_MAX_REDIRECTS);
+    party_test_free(t);
+}
+
 static void test_connections_are_reused(void **state) {
     party_test *t = new_harness();
     (void)state;
@@ -988,6 +1005,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_body_over_fetch_max_bytes_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_closed_port_is_a_connect_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redirect_is_followed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_too_many_redirects_are_an_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connections_are_reused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments_are_refused_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(
