@@ -36,15 +36,11 @@ struct party__outbound_req {
     char caller_id[PARTY_ID_MAX];
     char *caller_name; /* set when the caller is addressed by name */
     char *tag;
-    party__http_client *client;
-    /* the request, until it leaves */
-    char *method, *url, **headers;
-    char *body;
-    size_t len;
-    uint64_t timeout_ms;
-    party__http_transfer *transfer; /* RUNNING */
-    party__event *event_spare;      /* so that posting the answer cannot fail */
-    party_response res;             /* the answer */
+    /* Prepared when the request is made (HELD), started after the commit
+     * (RUNNING): leaving it then cannot fail unanswered. NULL once answered. */
+    party__http_transfer *transfer;
+    party__event *event_spare; /* so that posting the answer cannot fail */
+    party_response res;        /* the answer */
 };
 
 typedef struct policy {
@@ -107,25 +103,12 @@ static void req_unlink(party__outbound_req *req) {
     __atomic_fetch_sub(process_count(ob), 1, __ATOMIC_RELAXED);
 }
 
-static void req_drop_request(party__outbound_req *req) {
-    size_t i;
-    for (i = 0; req->headers != NULL && req->headers[i] != NULL; i++)
-        party__free(req->headers[i]);
-    party__free(req->headers);
-    party__free(req->method);
-    party__free(req->url);
-    party__free(req->body);
-    req->headers = NULL;
-    req->method = req->url = req->body = NULL;
-}
-
 void party__outbound_req_free(party__outbound_req *req) {
     if (req == NULL)
         return;
     req_unlink(req);
     if (req->transfer != NULL)
         party__http_cancel(req->transfer);
-    req_drop_request(req);
     party__response_free(&req->res);
     party__free(req->event_spare);
     party__free(req->caller_name);
@@ -295,27 +278,6 @@ void party__outbound_deliver(party_room *room, party__outbound_req *req) {
 
 /* ---- leaving after the commit ---- */
 
-static void req_start(party__outbound_req *req) {
-    party__http_out out;
-
-    out.method = req->method;
-    out.url = req->url;
-    out.headers = (const char *const *)req->headers;
-    out.body = req->body;
-    out.len = req->len;
-    out.timeout_ms = req->timeout_ms;
-    if (party__http_start(req->client, &out, on_answer, req, &req->transfer) != 0) {
-        /* Its record stays: the room's next incarnation answers it. */
-        party__log_error(req->ob->rt, "room %s/%s: outbound request %s dropped: out of memory",
-                         req->caller_party->name,
-                         req->caller_name ? req->caller_name : req->caller_id, req->id);
-        party__outbound_req_free(req);
-        return;
-    }
-    req->state = REQ_RUNNING;
-    req_drop_request(req);
-}
-
 void party__outbound_release_held(party_room *room, int committed) {
     party__outbound *ob = room->rt->outbound;
     party__outbound_req *req, *next;
@@ -338,7 +300,7 @@ void party__outbound_release_held(party_room *room, int committed) {
         }
         ob->n_held--;
         req->state = REQ_RUNNING;
-        req_start(req);
+        party__http_go(req->transfer);
     }
 }
 
@@ -475,7 +437,6 @@ int party_room_fetch_url(party_room *room, const char *method, const char *url,
     party__http_out out;
     policy *pol;
     char why[320], key[RECORD_KEY_MAX];
-    size_t n = 0, i;
     int r;
 
     if (room == NULL || url == NULL || (body == NULL && len > 0) || timeout < 0)
@@ -524,32 +485,20 @@ int party_room_fetch_url(party_room *room, const char *method, const char *url,
     if (ob->head != NULL)
         ob->head->prev = req;
     ob->head = req;
-    req->client = pol->client;
     req->caller_party = room->party;
     memcpy(req->caller_id, room->id, PARTY_ID_MAX);
     party__response_init(&req->res);
     party__random_hex(32, req->id);
     if (timeout <= 0)
         timeout = rt->cfg.fetch_timeout > 0 ? rt->cfg.fetch_timeout : DEFAULT_TIMEOUT_S;
-    req->timeout_ms = (uint64_t)(timeout * 1000.0 + 0.5);
-    if (req->timeout_ms == 0)
-        req->timeout_ms = 1;
-    for (n = 0; headers != NULL && headers[n] != NULL; n++)
-        ;
-    req->len = len;
-    if ((req->method = party__strdup(out.method)) == NULL ||
-        (req->url = party__strdup(url)) == NULL ||
-        (req->headers = party__calloc(n + 1, sizeof(char *))) == NULL ||
-        (len > 0 && (req->body = party__malloc(len)) == NULL) ||
-        (room->by_name && (req->caller_name = party__strdup(room->name)) == NULL) ||
+    out.timeout_ms = (uint64_t)(timeout * 1000.0 + 0.5);
+    out.body = body;
+    out.len = len;
+    if ((room->by_name && (req->caller_name = party__strdup(room->name)) == NULL) ||
         (req->tag = party__strdup(tag != NULL ? tag : "")) == NULL ||
-        (req->event_spare = party__malloc(sizeof(*req->event_spare))) == NULL)
+        (req->event_spare = party__malloc(sizeof(*req->event_spare))) == NULL ||
+        party__http_prepare(pol->client, &out, on_answer, req, &req->transfer) != 0)
         goto oom;
-    for (i = 0; i < n; i++)
-        if ((req->headers[i] = party__strdup(headers[i])) == NULL)
-            goto oom;
-    if (len > 0)
-        memcpy(req->body, body, len);
     /* D4: recorded in this event's transaction. The write closes the
      * output gate, so the request leaves after the commit, or never. */
     record_key(key, req->id);

@@ -28,6 +28,8 @@ typedef struct sock_watch {
     struct sock_watch *prev, *next;
 } sock_watch;
 
+enum { TRANSFER_PREPARED, TRANSFER_RUNNING, TRANSFER_FINISHED };
+
 struct party__http_transfer {
     party__http_client *client;
     party__http_transfer *prev, *next; /* the client's list (running or finished) */
@@ -45,7 +47,9 @@ struct party__http_transfer {
     char *in; /* the body read so far */
     size_t in_len, in_cap;
     size_t head_bytes;
-    int too_big, head_too_big, policy_refused, finished;
+    int too_big, head_too_big, policy_refused;
+    int state; /* TRANSFER_*: which list it is on, if any */
+    uint64_t timeout_ms;
     char refused_addr[INET6_ADDRSTRLEN + 8];
     char errbuf[CURL_ERROR_SIZE];
 };
@@ -389,7 +393,7 @@ static void transfer_finish(party__http_transfer *t, int error) {
             b++;
         c->stats->seconds_hist[b]++;
     }
-    t->finished = 1;
+    t->state = TRANSFER_FINISHED;
     t->prev = c->finished_tail;
     t->next = NULL;
     if (c->finished_tail != NULL)
@@ -814,8 +818,8 @@ void party__http_client_free(party__http_client *c) {
     uv_close((uv_handle_t *)&c->done_timer, on_timer_closed);
 }
 
-int party__http_start(party__http_client *c, const party__http_out *out, party__http_done_cb done,
-                      void *arg, party__http_transfer **transfer) {
+int party__http_prepare(party__http_client *c, const party__http_out *out, party__http_done_cb done,
+                        void *arg, party__http_transfer **transfer) {
     party__http_transfer *t = party__calloc(1, sizeof(*t));
     size_t n = 0, i;
 
@@ -840,8 +844,7 @@ int party__http_start(party__http_client *c, const party__http_out *out, party__
     for (i = 0; i < n; i++)
         if ((t->headers[i] = party__strdup(out->headers[i])) == NULL)
             goto fail;
-    t->started_ms = uv_now(c->loop);
-    t->deadline_ms = t->started_ms + (out->timeout_ms > 0 ? out->timeout_ms : 1);
+    t->timeout_ms = out->timeout_ms > 0 ? out->timeout_ms : 1;
 
     curl_easy_setopt(t->easy, CURLOPT_PRIVATE, (char *)t);
     curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
@@ -863,18 +866,24 @@ int party__http_start(party__http_client *c, const party__http_out *out, party__
     easy_set_method(t);
     if (easy_set_headers(t) != 0)
         goto fail;
-
-    c->stats->requests++;
-    c->stats->in_flight++;
-    if (transfer != NULL)
-        *transfer = t;
-    /* A refusal is an answer like any other, from a later loop turn. */
-    if (transfer_aim(t) == 0)
-        (void)transfer_add(t);
+    *transfer = t;
     return 0;
 fail:
     transfer_free(t);
     return PARTY_ENOMEM;
+}
+
+void party__http_go(party__http_transfer *t) {
+    party__http_client *c = t->client;
+
+    t->state = TRANSFER_RUNNING;
+    t->started_ms = uv_now(c->loop);
+    t->deadline_ms = t->started_ms + t->timeout_ms;
+    c->stats->requests++;
+    c->stats->in_flight++;
+    /* A refusal is an answer like any other, from a later loop turn. */
+    if (transfer_aim(t) == 0)
+        (void)transfer_add(t);
 }
 
 void party__http_cancel(party__http_transfer *t) {
@@ -882,7 +891,11 @@ void party__http_cancel(party__http_transfer *t) {
     if (t == NULL)
         return;
     c = t->client;
-    if (t->finished) {
+    if (t->state == TRANSFER_PREPARED) {
+        transfer_free(t);
+        return;
+    }
+    if (t->state == TRANSFER_FINISHED) {
         if (t->prev != NULL)
             t->prev->next = t->next;
         else

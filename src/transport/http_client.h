@@ -94,13 +94,17 @@ int party__http_check(const party__http_out *out, char *why, size_t why_len);
 int party__http_url_allowed(const party__allow *allow, const char *source, const char *url,
                             char *why, size_t why_len);
 
-/* Starts a transfer; everything in out is copied but allow. done(answer,
- * arg) follows on a later loop turn, also for a refusal (policy, a bad
- * URL). *transfer (may be NULL) is the handle for party__http_cancel until
- * done runs. 0 or PARTY_ENOMEM (then done is never called). */
-int party__http_start(party__http_client *client, const party__http_out *out,
-                      party__http_done_cb done, void *arg, party__http_transfer **transfer);
-/* Stops a transfer before it ended; done is not called. */
+/* Makes a transfer ready to start: everything in out is copied, all the
+ * memory it needs is taken, so that starting it cannot fail unanswered.
+ * 0 with *transfer set, or PARTY_ENOMEM. */
+int party__http_prepare(party__http_client *client, const party__http_out *out,
+                        party__http_done_cb done, void *arg, party__http_transfer **transfer);
+/* Starts a prepared transfer; its time counts from now. done(answer, arg)
+ * follows on a later loop turn, whatever happens (a refusal by the policy
+ * and running out of memory included). */
+void party__http_go(party__http_transfer *transfer);
+/* Stops a transfer, prepared or started, before done ran; done is not
+ * called. */
 void party__http_cancel(party__http_transfer *transfer);
 
 const char *party__http_error_label(int index);

@@ -219,6 +219,11 @@ static void oom_message(party_room *room, party_conn *conn, const void *data, si
         else
             reply(conn, val, val_len);
         free(val);
+    } else if (strncmp(text, "fetch_url:", 10) == 0) {
+        /* With no allow-list: a refusal answered by the engine. */
+        rc = party_room_fetch_url(room, "GET", arg, NULL, NULL, 0, 0, "url", NULL);
+        if (rc != 0)
+            fail_conn(conn, "fetch_url", rc);
     } else if (strncmp(text, "fetch:", 6) == 0) {
         rc = party_room_fetch(room, "oom", arg, "GET", "/hello", NULL, NULL, 0, "tag", NULL);
         if (rc != 0)
@@ -291,8 +296,11 @@ static void oom_response(party_room *room, const char *id, const char *tag,
     int rc;
     (void)id;
     (void)tag;
-    snprintf(text, sizeof(text), "fetched:%d:%.*s", party_response_get_status(res), (int)len,
-             body != NULL ? (const char *)body : "");
+    if (party_response_get_error(res) != 0)
+        snprintf(text, sizeof(text), "error:%s", party_strerror(party_response_get_error(res)));
+    else
+        snprintf(text, sizeof(text), "fetched:%d:%.*s", party_response_get_status(res), (int)len,
+                 body != NULL ? (const char *)body : "");
     rc = party_room_broadcast(room, text, strlen(text), 0, NULL, 0, NULL);
     if (rc != 0)
         party_room_foreach_conn(room, NULL, close_each, &rc);
@@ -712,6 +720,19 @@ static void sc_fetch(run *r) {
     party_test_conn_free(c);
 }
 
+/* An outbound request, refused by the (empty) allow-list: recorded with
+ * the room, started after the commit, answered by the engine, delivered
+ * as an event that removes the record. */
+static void sc_fetch_url(run *r) {
+    party_test_conn *c = join(r, "/parties/oom/fu", "a");
+
+    if (c == NULL)
+        return;
+    (void)(send_text(r, c, "fetch_url:http://refused.example/") ||
+           expect_text(r, c, "error:refused by the fetch policy (--fetch-allow)"));
+    party_test_conn_free(c);
+}
+
 /* y-protocols: Yjs client 5 typed "hello" into root text "t". */
 static const uint8_t HELLO[] = {0x01, 0x01, 0x05, 0x00, 0x04, 0x01, 0x01, 0x74,
                                 0x05, 'h',  'e',  'l',  'l',  'o',  0x00};
@@ -765,17 +786,10 @@ typedef struct scenario {
 } scenario;
 
 static const scenario scenarios[] = {
-    {"echo", sc_echo},
-    {"broadcast", sc_broadcast},
-    {"kv", sc_kv},
-    {"alarm", sc_alarm},
-    {"schedule", sc_schedule},
-    {"hibernate", sc_hibernate},
-    {"evict", sc_evict},
-    {"http_body", sc_http_body},
-    {"restart", sc_restart},
-    {"fetch", sc_fetch},
-    {"yjs", sc_yjs},
+    {"echo", sc_echo},   {"broadcast", sc_broadcast}, {"kv", sc_kv},
+    {"alarm", sc_alarm}, {"schedule", sc_schedule},   {"hibernate", sc_hibernate},
+    {"evict", sc_evict}, {"http_body", sc_http_body}, {"restart", sc_restart},
+    {"fetch", sc_fetch}, {"fetch_url", sc_fetch_url}, {"yjs", sc_yjs},
 };
 
 /* ---- the sweep ---- */
