@@ -339,7 +339,7 @@ PARTY_EXTERN int party_room_fetch(party_room *room, const char *party, const cha
  * never an upstream 504. Redirects are followed (each URL checked); a 303,
  * or a 301/302 after a POST, continues as GET; Authorization and Cookie
  * headers do not follow to another host. method: NULL for "GET", else an
- * HTTP token. timeout: seconds for the whole exchange (0:
+ * HTTP token. timeout: seconds for the whole exchange, at most 1e7 (0:
  * party_config.fetch_timeout). tag: handed back (NULL: ""). Everything is
  * copied. id_out (may be NULL): the request's id, 64 hex digits.
  * Durability: the request is recorded with the room's records in the
@@ -349,7 +349,8 @@ PARTY_EXTERN int party_room_fetch(party_room *room, const char *party, const cha
  * next incarnation, before that incarnation's other events (after
  * on_start). The room may leave memory while it waits: the answer brings
  * it back. Inside the room's callbacks only (PARTY_ESTATE otherwise). 0,
- * PARTY_EINVAL (NULL url, a URL that is not http(s), a bad method or
+ * PARTY_EINVAL (NULL url, a URL that is not http(s), a timeout below 0,
+ * over 1e7 or NaN, a bad method or
  * header, a header the runtime writes: Host, Content-Length,
  * Transfer-Encoding, Connection, Upgrade, Expect, TE), PARTY_ETOOBIG (body
  * over max_body_bytes), PARTY_ELIMIT (PARTY_MAX_ROOM_FETCH_URLS of this

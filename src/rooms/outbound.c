@@ -22,6 +22,7 @@
 #define RECORD_KEY_MAX (sizeof(RECORD_PREFIX) + PARTY_ID_MAX)
 #define DEFAULT_MAX_BYTES (8u * 1024 * 1024)
 #define DEFAULT_TIMEOUT_S 30.0
+#define PARTY__FETCH_URL_TIMEOUT_MAX 1e7 /* seconds: some 115 days */
 
 enum { REQ_HELD, REQ_RUNNING, REQ_POSTED };
 
@@ -439,7 +440,9 @@ int party_room_fetch_url(party_room *room, const char *method, const char *url,
     char why[320], key[RECORD_KEY_MAX];
     int r;
 
-    if (room == NULL || url == NULL || (body == NULL && len > 0) || timeout < 0)
+    /* !(>= 0) refuses NaN too; the bound keeps the milliseconds in range. */
+    if (room == NULL || url == NULL || (body == NULL && len > 0) || !(timeout >= 0) ||
+        timeout > PARTY__FETCH_URL_TIMEOUT_MAX)
         return PARTY_EINVAL;
     rt = room->rt;
     if (!party__room_in_callback(room) || rt->stopping)

@@ -682,6 +682,10 @@ static void test_bad_arguments_are_refused_at_once(void **state) {
     assert_int_equal(rec.result, PARTY_EINVAL);
     assert_int_equal(ask(t, "alice", "http://127.0.0.1:%d/x", "method=G%20T"), 400);
     assert_int_equal(rec.result, PARTY_EINVAL);
+    assert_int_equal(ask(t, "alice", "http://127.0.0.1:%d/x", "timeout=-1"), 400);
+    assert_int_equal(rec.result, PARTY_EINVAL);
+    assert_int_equal(ask(t, "alice", "http://127.0.0.1:%d/x", "timeout=1e300"), 400);
+    assert_int_equal(rec.result, PARTY_EINVAL);
     assert_int_equal(party_test_run_until_idle(t), 0);
     assert_int_equal(rec.n, 0);
     assert_int_equal(server_requests(), 0);
