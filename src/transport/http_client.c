@@ -326,6 +326,10 @@ static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose,
 /* The method and body on the easy handle, after a reset of both. */
 static void easy_set_method(party__http_transfer *t) {
     CURL *e = t->easy;
+    /* After a redirect to GET the old body is gone: libcurl must not keep
+     * a pointer to it (setting POSTFIELDS makes a POST; HTTPGET undoes it). */
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, NULL);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
     curl_easy_setopt(e, CURLOPT_NOBODY, 0L);
     curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);

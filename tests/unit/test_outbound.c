@@ -150,6 +150,8 @@ static int serve_one(int fd) {
         char extra[1200];
         snprintf(extra, sizeof(extra), "Location: %s\r\n", path + 13);
         reply(fd, 302, extra, "", 0);
+    } else if (strcmp(path, "/see-other") == 0) {
+        reply(fd, 303, "Location: /echo\r\n", "", 0);
     } else if (strcmp(path, "/loop") == 0) {
         reply(fd, 307, "Location: /loop\r\n", "", 0);
     } else if (strcmp(path, "/keep") == 0) {
@@ -639,6 +641,20 @@ static void test_redirect_is_followed(void **state) {
     party_test_free(t);
 }
 
+static void test_post_redirected_by_303_continues_as_get_without_its_body(void **state) {
+    party_test *t = new_harness();
+    (void)state;
+
+    assert_int_equal(ask(t, "alice", "http://127.0.0.1:%d/see-other", "tag=s&method=POST"), 202);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(rec.n, 1);
+    assert_int_equal(rec.responses[0].error, 0);
+    assert_int_equal(rec.responses[0].status, 201);
+    assert_string_equal(rec.responses[0].body, "GET /echo x-test=yes body=");
+    assert_int_equal(server_requests(), 2);
+    party_test_free(t);
+}
+
 static void test_too_many_redirects_are_an_error(void **state) {
     party_test *t = new_harness();
     (void)state;
@@ -1009,6 +1025,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_body_over_fetch_max_bytes_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_closed_port_is_a_connect_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redirect_is_followed, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_post_redirected_by_303_continues_as_get_without_its_body, setup, teardown),
         cmocka_unit_test_setup_teardown(test_too_many_redirects_are_an_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connections_are_reused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments_are_refused_at_once, setup, teardown),
