@@ -261,7 +261,7 @@ static void fetch_post(party__fetch *f) {
     party_room *room;
     party__event ev, *spare;
 
-    if (rt->stopping || rt->finished) {
+    if (rt->lp.stopping || rt->lp.finished) {
         party__fetch_free(f);
         return;
     }
@@ -451,7 +451,7 @@ static void fetch_start(party__fetch *f) {
     int fds[2] = {-1, -1};
     uv_buf_t wbuf;
 
-    if (rt->stopping) {
+    if (rt->lp.stopping) {
         party__fetch_free(f);
         return;
     }
@@ -459,7 +459,7 @@ static void fetch_start(party__fetch *f) {
     f->io_spare = NULL;
     io->fetch = f;
     f->io = io;
-    uv_timer_init(&rt->loop, &io->timer);
+    uv_timer_init(&rt->lp.loop, &io->timer);
     io->timer.data = io;
     io->open = 1;
     list_add(f);
@@ -477,13 +477,13 @@ static void fetch_start(party__fetch *f) {
         uv_timer_start(&io->timer, on_timeout, 0, 0);
         return;
     }
-    if (party__conn_adopt(rt, fds[1], 1) != 0) {
+    if (party__conn_adopt(&rt->lp, fds[1], 1) != 0) {
         close(fds[0]);
         fetch_set_failure(f, 503, "cannot serve an internal connection\n");
         uv_timer_start(&io->timer, on_timeout, 0, 0);
         return;
     }
-    uv_pipe_init(&rt->loop, &io->pipe, 0);
+    uv_pipe_init(&rt->lp.loop, &io->pipe, 0);
     io->pipe.data = io;
     io->pipe_open = 1;
     io->open = 2;
@@ -578,7 +578,7 @@ int party_room_fetch(party_room *room, const char *party, const char *room_name,
     if (room == NULL || party == NULL || room_name == NULL || (body == NULL && len > 0))
         return PARTY_EINVAL;
     rt = room->rt;
-    if (!party__room_in_callback(room) || rt->stopping)
+    if (!party__room_in_callback(room) || rt->lp.stopping)
         return PARTY_ESTATE;
     if (rt->n_fetches + rt->n_fetches_held >= PARTY_MAX_FETCHES ||
         room_fetches(room) >= PARTY_MAX_ROOM_FETCHES)

@@ -140,7 +140,7 @@ static party_room *room_new(party_runtime *rt, const party__party *party, const 
 party_room *party__room_get(party_runtime *rt, const party__party *party, const char *name) {
     char id[PARTY_ID_MAX];
 
-    if (party__room_id(rt->digest, party->name, name, id) != 0)
+    if (party__room_id(rt->lp.digest, party->name, name, id) != 0)
         return NULL;
     return party__room_get_named(rt, party, name, id);
 }
@@ -454,7 +454,7 @@ void party__room_deliver(party_room *room, const party__event *ev) {
         rt->events[ev->type]++;
     room->running = 1;
     room->name_error = 0;
-    rt->in_callback++;
+    rt->lp.in_callback++;
     switch (ev->type) {
     case PARTY__EV_CONNECT:
         handle_connect(room, ev->conn);
@@ -486,7 +486,7 @@ void party__room_deliver(party_room *room, const party__event *ev) {
         party__fetch_free(ev->fetch);
         break;
     }
-    rt->in_callback--;
+    rt->lp.in_callback--;
     room->running = 0;
 }
 
@@ -510,7 +510,7 @@ int party__room_post_with(party_room *room, const party__event *ev, party__event
     party__event *copy;
 
     if (room->life == PARTY__ROOM_READY && !room->running && !room->committing &&
-        room->queue_head == NULL && room->rt->in_callback == 0) {
+        room->queue_head == NULL && room->rt->lp.in_callback == 0) {
         party__free(spare);
         party__room_idle_remove(room);
         party__room_deliver(room, ev);

@@ -136,7 +136,7 @@ static void run_due_schedules(party_room *room, int64_t now) {
 void party__room_handle_alarm(party_room *room) {
     const party_def *def = room->party->def;
     party_runtime *rt = room->rt;
-    int64_t now = party__runtime_epoch_ms(rt);
+    int64_t now = party__loop_epoch_ms(&rt->lp);
     int retries, rc = 0;
 
     if (party__room_wake(room) == 0 || party__room_wake(room) > now)
@@ -229,7 +229,7 @@ void party__room_sync_wake(party_room *room) {
 void party__room_reload_wake(party_room *room) {
     (void)party__store_alarm_get(room->store, &room->alarm_at, &room->alarm_retries);
     if (party__store_sched_earliest(room->store, &room->sched_next) != 0)
-        room->sched_next = party__runtime_epoch_ms(room->rt) + 1000; /* looked up again then */
+        room->sched_next = party__loop_epoch_ms(&room->rt->lp) + 1000; /* looked up again then */
     room->wake_indexed = -1;
     party__room_sync_wake(room);
 }
@@ -239,7 +239,7 @@ size_t party__alarm_heap_size(party_runtime *rt) {
 }
 
 static int64_t heap_clock(party__alarms *alarms) {
-    return party__runtime_epoch_ms(alarms->data);
+    return party__loop_epoch_ms(&((party_runtime *)alarms->data)->lp);
 }
 
 /* The heap's wake callback: the room with this id wakes (an ALARM event;
@@ -263,14 +263,14 @@ static int heap_wake(party__alarms *alarms, const char *id, uint32_t tag) {
     if (room == NULL || party__room_post(room, &ev) != 0) {
         party__log_warn(rt, "alarm for room %s/%s: cannot wake the room; retrying in 1 s",
                         party->name, id);
-        (void)party__alarms_put(alarms, id, tag, party__runtime_epoch_ms(rt) + 1000);
+        (void)party__alarms_put(alarms, id, tag, party__loop_epoch_ms(&rt->lp) + 1000);
     }
     return 0;
 }
 
 void party__rooms_fire_due(party_runtime *rt) {
     int64_t next = party__alarms_next(&rt->alarms);
-    if (next != 0 && next <= party__runtime_epoch_ms(rt))
+    if (next != 0 && next <= party__loop_epoch_ms(&rt->lp))
         party__alarms_fire_due(&rt->alarms);
 }
 
@@ -318,8 +318,8 @@ int party__rooms_start(party_runtime *rt) {
             return PARTY_EIO;
         }
     }
-    if (party__alarms_init(&rt->alarms, &rt->loop, rt->virtual_clock, heap_wake, heap_clock, rt) !=
-        0)
+    if (party__alarms_init(&rt->alarms, &rt->lp.loop, rt->lp.virtual_clock, heap_wake, heap_clock,
+                           rt) != 0)
         return PARTY_EIO;
     if (rt != rt->main)
         return 0;

@@ -33,7 +33,7 @@ const char *party_room_name(party_room *room) {
 int64_t party_now_ms(party_room *room) {
     struct timeval tv;
     if (room != NULL)
-        return party__runtime_epoch_ms(room->rt);
+        return party__loop_epoch_ms(&room->rt->lp);
     gettimeofday(&tv, NULL);
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
@@ -156,7 +156,7 @@ int party_conn_send(party_conn *conn, const void *data, size_t len, int binary) 
         return PARTY_ECLOSED;
     if (!binary && !party__utf8_valid(data, len))
         return PARTY_EINVAL;
-    frame = party__ws_frame_new(party__conn_rt(conn)->buf_pool,
+    frame = party__ws_frame_new(party__conn_loop(conn)->buf_pool,
                                 binary ? PARTY__WS_BINARY : PARTY__WS_TEXT, data, len);
     if (frame == NULL)
         return PARTY_ENOMEM;
@@ -208,7 +208,7 @@ int party_room_broadcast(party_room *room, const void *data, size_t len, int bin
 
     if ((data == NULL && len > 0) || (!binary && !party__utf8_valid(data, len)))
         return PARTY_EINVAL;
-    frame = party__ws_frame_new(room->rt->buf_pool, binary ? PARTY__WS_BINARY : PARTY__WS_TEXT,
+    frame = party__ws_frame_new(room->rt->lp.buf_pool, binary ? PARTY__WS_BINARY : PARTY__WS_TEXT,
                                 data, len);
     if (frame == NULL)
         return PARTY_ENOMEM;

@@ -134,7 +134,7 @@ static int room_commit_async(party_room *room, const party__commit *commit) {
     w->req.data = w;
     room->committing = 1;
     rt->n_busy++;
-    if (uv_queue_work(&rt->loop, &w->req, commit_work, after_commit_work) != 0) {
+    if (uv_queue_work(&rt->lp.loop, &w->req, commit_work, after_commit_work) != 0) {
         rt->n_busy--;
         room->committing = 0;
         party__free(w);
@@ -265,7 +265,7 @@ static void room_load_failed(party_room *room, party__store_work *w) {
     if (room->wake_indexed == -1) {
         /* It was woken by its alarm: the wake-up is due again soon, not
          * lost until a restart. */
-        party__room_heap_put(room, party__runtime_epoch_ms(rt) + 2000);
+        party__room_heap_put(room, party__loop_epoch_ms(&rt->lp) + 2000);
         room->wake_indexed = 0;
     }
     party__room_update_idle(room);
@@ -306,7 +306,7 @@ static void after_load_work(uv_work_t *req, int status) {
 
 static void room_load_store(party_room *room, party__store_work *w) {
     w->req.data = w;
-    if (uv_queue_work(&room->rt->loop, &w->req, load_work, after_load_work) != 0) {
+    if (uv_queue_work(&room->rt->lp.loop, &w->req, load_work, after_load_work) != 0) {
         snprintf(w->why, sizeof(w->why), "cannot queue its loading: out of memory");
         room_load_failed(room, w);
     }
@@ -328,7 +328,7 @@ static void acquire_done(party__store_req *claim, int status) {
 
 void party__room_acquire(party_room *room, party__store_work *w) {
     party__backend *be = party__room_backend(room);
-    w->claim.loop = &room->rt->loop;
+    w->claim.loop = &room->rt->lp.loop;
     w->claim.room_id = room->id;
     w->claim.party = room->party->name;
     w->claim.done = acquire_done;

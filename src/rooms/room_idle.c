@@ -61,7 +61,7 @@ void party__room_update_idle(party_room *room) {
     else
         return;
     list = list_of(room);
-    room->idle_since = party__runtime_now(rt);
+    room->idle_since = party__loop_now(&rt->lp);
     room->idle_prev = list->tail;
     if (list->tail != NULL)
         list->tail->idle_next = room;
@@ -96,7 +96,7 @@ void party__room_release(party_room *room, party__store_work *w) {
     room->rt->n_busy++;
     room->acquired = 0;
     w->room = room;
-    w->claim.loop = &room->rt->loop;
+    w->claim.loop = &room->rt->lp.loop;
     w->claim.room_id = room->id;
     w->claim.party = room->party->name;
     w->claim.done = release_done;
@@ -120,7 +120,7 @@ static void after_evict_work(uv_work_t *req, int status) {
     party_runtime *rt = w->room->rt;
     (void)status;
     rt->n_busy--;
-    rt->trim_pending = 1;
+    rt->lp.trim_pending = 1;
     room_leave(w->room, w);
     party__runtime_maybe_finish(rt);
 }
@@ -152,7 +152,7 @@ int party__room_evict(party_room *room) {
     w->store = party__room_take_store(room);
     w->req.data = w;
     rt->n_busy++;
-    if (uv_queue_work(&rt->loop, &w->req, unload_work, after_evict_work) != 0) {
+    if (uv_queue_work(&rt->lp.loop, &w->req, unload_work, after_evict_work) != 0) {
         rt->n_busy--;
         be->ops->unload(w->store);
         room_leave(room, w);
@@ -166,7 +166,7 @@ static void after_unload_work(uv_work_t *req, int status) {
     party_runtime *rt = room->rt;
     (void)status;
     rt->n_busy--;
-    rt->trim_pending = 1;
+    rt->lp.trim_pending = 1;
     party__free(w);
     room->life = PARTY__ROOM_COLD;
     /* Whatever arrived meanwhile wakes the room right away. */
@@ -201,7 +201,7 @@ int party__room_hibernate(party_room *room) {
     w->store = party__room_take_store(room);
     w->req.data = w;
     rt->n_busy++;
-    if (uv_queue_work(&rt->loop, &w->req, unload_work, after_unload_work) != 0) {
+    if (uv_queue_work(&rt->lp.loop, &w->req, unload_work, after_unload_work) != 0) {
         rt->n_busy--;
         party__room_backend(room)->ops->unload(w->store);
         party__free(w);

@@ -99,7 +99,7 @@ static void text_appendf(text_buf *tb, const char *fmt, ...) {
 /* ---- health ---- */
 
 static void ops_health(party_conn *conn) {
-    if (party__conn_rt(conn)->stopping)
+    if (party__conn_loop(conn)->stopping)
         respond_text(conn, 503, "stopping\n");
     else
         respond_text(conn, 200, "ok\n");
@@ -151,27 +151,27 @@ static void metrics_visit(party_runtime *rt, party__tour *tour) {
             m->rooms[room_state_of(room)]++;
     }
     m->loops++;
-    m->conns += rt->n_conns;
+    m->conns += rt->lp.n_conns;
     for (i = 0; i < sizeof(m->events) / sizeof(m->events[0]); i++)
         m->events[i] += rt->events[i];
     for (i = 0; i < PARTY__COMMIT_BUCKETS; i++)
         m->commit_hist[i] += rt->commit_hist[i];
     m->commits += rt->commits;
     m->commit_us_total += rt->commit_us_total;
-    m->bytes_in += rt->bytes_in;
-    m->bytes_out += rt->bytes_out;
-    m->http_requests += rt->http_requests;
+    m->bytes_in += rt->lp.bytes_in;
+    m->bytes_out += rt->lp.bytes_out;
+    m->http_requests += rt->lp.http_requests;
     m->alarms_pending += party__alarm_heap_size(rt);
     m->alarms_fired += rt->alarms_fired;
     m->alarms_retried += rt->alarms_retried;
     m->alarms_abandoned += rt->alarms_abandoned;
     m->schedules_fired += rt->schedules_fired;
-    m->http_errors += rt->http_errors;
-    m->protocol_errors += rt->protocol_errors;
-    m->send_queue_drops += rt->send_queue_drops;
+    m->http_errors += rt->lp.http_errors;
+    m->protocol_errors += rt->lp.protocol_errors;
+    m->send_queue_drops += rt->lp.send_queue_drops;
     m->commit_failures += rt->commit_failures;
-    m->accept_errors += rt->accept_errors;
-    m->tls_errors += rt->tls_errors;
+    m->accept_errors += rt->lp.accept_errors;
+    m->tls_errors += rt->lp.tls_errors;
 }
 
 /* Names follow docs/operations.md: partyd_<subsystem>_<what>, then the unit

@@ -63,9 +63,9 @@ static int run_hook(party_conn *conn,
     if (hook == NULL)
         return 0;
     party__response_init(&res);
-    party__conn_rt(conn)->in_callback++;
+    party__conn_loop(conn)->in_callback++;
     r = hook(lobby, &conn->http->preq, &res);
-    party__conn_rt(conn)->in_callback--;
+    party__conn_loop(conn)->in_callback--;
     if (r == PARTY_RESPOND)
         party__conn_http_respond(conn, &res, force_close);
     party__response_free(&res);
@@ -99,7 +99,7 @@ static void route_websocket(party_conn *conn, const party__party *party, const c
 
     if (status != 0) {
         char body[160];
-        rt->http_errors++;
+        rt->lp.http_errors++;
         party__log_info(rt, "http: %d bad WebSocket handshake: %s", status, why);
         snprintf(body, sizeof(body), "bad WebSocket handshake: %s\n", why);
         party__conn_http_fail(conn, status, body);
@@ -302,7 +302,7 @@ void party__router_handle(party_conn *conn) {
     }
     /* The room lives on one loop: its request (hooks included) is handled
      * there. */
-    if (party__room_id(rt->digest, party->name, room_name, room_id) != 0) {
+    if (party__room_id(rt->lp.digest, party->name, room_name, room_id) != 0) {
         respond_text(conn, 503, "out of memory\n", 1);
         return;
     }

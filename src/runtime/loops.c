@@ -31,7 +31,7 @@ static void on_inbox(uv_async_t *async) {
 int party__inbox_init(party_runtime *rt) {
     if (uv_mutex_init(&rt->inbox_mutex) != 0)
         return PARTY_ENOMEM;
-    if (uv_async_init(&rt->loop, &rt->inbox_async, on_inbox) != 0) {
+    if (uv_async_init(&rt->lp.loop, &rt->inbox_async, on_inbox) != 0) {
         uv_mutex_destroy(&rt->inbox_mutex);
         memset(&rt->inbox_async, 0, sizeof(rt->inbox_async));
         return PARTY_ENOMEM;
@@ -132,7 +132,7 @@ static void loop_thread(void *arg) {
     party__mail *done = rt->done_mail;
 
     rt->loop_thread = uv_thread_self();
-    uv_run(&rt->loop, UV_RUN_DEFAULT);
+    uv_run(&rt->lp.loop, UV_RUN_DEFAULT);
     rt->running = 0;
     /* The last thing this thread does: main frees this loop once told. */
     rt->done_mail = NULL;
@@ -253,13 +253,13 @@ static void handoff_drop(party__mail *mail) {
 static void handoff_run(party_runtime *rt, party__mail *mail) {
     handoff_mail *h = (handoff_mail *)mail;
 
-    if (rt->stopping) {
+    if (rt->lp.stopping) {
         handoff_drop(mail);
         return;
     }
     /* The connection owns what it carries from here, also when this
      * fails. */
-    (void)party__conn_adopt_handoff(rt, &h->conn);
+    (void)party__conn_adopt_handoff(&rt->lp, &h->conn);
     party__free(h);
 }
 

@@ -85,7 +85,7 @@ static void on_drain_idle(uv_idle_t *idle) {
     if (rt->ready_head == NULL)
         uv_idle_stop(idle);
     if (runtime_can_finish(rt)) {
-        rt->finished = 1;
+        rt->lp.finished = 1;
         runtime_finish(rt);
     }
 }
@@ -103,18 +103,6 @@ void party__runtime_mark_ready(party_runtime *rt, party_room *room) {
     uv_idle_start(&rt->drain_idle, on_drain_idle);
 }
 
-uint64_t party__runtime_now(party_runtime *rt) {
-    return rt->virtual_clock ? rt->virtual_now : uv_now(&rt->loop);
-}
-
-int64_t party__runtime_epoch_ms(party_runtime *rt) {
-    struct timeval tv;
-    if (rt->virtual_clock)
-        return (int64_t)rt->virtual_now;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 /* HTTP phases ended since the last trim that make a burst worth trimming
  * after: below it, what their requests freed is a few pages at most. */
 #define HTTP_BURST 256
@@ -123,31 +111,31 @@ int64_t party__runtime_epoch_ms(party_runtime *rt) {
  * and idle_timeout + one tick after its last work. */
 static void on_evict_timer(uv_timer_t *timer) {
     party_runtime *rt = timer->data;
-    int quiet = rt->http_ended == rt->http_ended_at_tick; /* no HTTP exchange ended this tick */
-    if (!rt->virtual_clock)
-        party__room_evict_idle(rt, party__runtime_now(rt));
-    party__buf_pool_tick(rt->buf_pool);
+    int quiet = rt->lp.http_ended == rt->http_ended_at_tick; /* no HTTP exchange ended this tick */
+    if (!rt->lp.virtual_clock)
+        party__room_evict_idle(rt, party__loop_now(&rt->lp));
+    party__buf_pool_tick(rt->lp.buf_pool);
     /* Blocks of connection and room structs that closed connections and
      * evicted rooms emptied go back, and the pages with them. */
-    if (party__slabs_tick(rt->conn_slabs) + party__slabs_tick(rt->room_slabs) > 0)
-        rt->trim_pending = 1;
+    if (party__slabs_tick(rt->lp.conn_slabs) + party__slabs_tick(rt->room_slabs) > 0)
+        rt->lp.trim_pending = 1;
     /* A burst of handshakes leaves the memory its requests used freed
      * between the new connections' structs; once a tick passes without
      * any, that burst is over. */
-    if (quiet && rt->http_ended - rt->http_ended_at_trim >= HTTP_BURST)
-        rt->trim_pending = 1;
-    rt->http_ended_at_tick = rt->http_ended;
-    if (rt->trim_pending) {
+    if (quiet && rt->lp.http_ended - rt->http_ended_at_trim >= HTTP_BURST)
+        rt->lp.trim_pending = 1;
+    rt->http_ended_at_tick = rt->lp.http_ended;
+    if (rt->lp.trim_pending) {
         /* Rooms left memory or a burst of handshakes ended since the last
          * tick: hand the pages freed between long-lived connection structs
          * back to the system, so that idle connections' cost shows in RSS
          * too. At most once a tick. */
-        rt->trim_pending = 0;
-        rt->http_ended_at_trim = rt->http_ended;
-        party__buf_pool_trim(rt->buf_pool);
+        rt->lp.trim_pending = 0;
+        rt->http_ended_at_trim = rt->lp.http_ended;
+        party__buf_pool_trim(rt->lp.buf_pool);
         /* The handshakes' pools too, once no handshake went on this tick. */
         if (quiet)
-            party__conn_pools_trim(rt);
+            party__conn_pools_trim(&rt->lp);
         malloc_trim(0);
     }
 }
@@ -160,29 +148,6 @@ static uint64_t evict_tick_ms(const party_runtime *rt) {
 }
 
 /* ---- lifecycle ---- */
-
-/* Frees what loop_buffers_new allocated (NULL members too). */
-static void loop_buffers_free(party_runtime *rt) {
-    party__free(rt->read_buf);
-    party__buf_pool_free(rt->buf_pool);
-    party__digest_free(rt->digest);
-    rt->read_buf = NULL;
-    rt->buf_pool = NULL;
-    rt->digest = NULL;
-}
-
-/* What each loop has of its own for the hot path: the read buffer, the
- * pool of frame buffers, the digest state. 0, or PARTY_ENOMEM with none
- * of them left allocated. */
-static int loop_buffers_new(party_runtime *rt) {
-    rt->read_buf = party__malloc(PARTY__READ_BUF_SIZE);
-    rt->buf_pool = party__buf_pool_new();
-    rt->digest = party__digest_new();
-    if (rt->read_buf != NULL && rt->buf_pool != NULL && rt->digest != NULL)
-        return 0;
-    loop_buffers_free(rt);
-    return PARTY_ENOMEM;
-}
 
 static void on_stop_async(uv_async_t *async) {
     party_runtime *rt = async->data;
@@ -228,6 +193,12 @@ static void conn_error_cb(party_room *room, party_conn *conn, const char *what) 
     (void)party__room_post(room, &ev);
 }
 
+/* A connection or a room's store work ended: while stopping, the loop
+ * may be done. */
+static void loop_quiet(party__loop *lp) {
+    party__runtime_maybe_finish(party__runtime_of(lp));
+}
+
 /* The transport layer hears from routing and rooms only through this
  * table (docs/architecture.md, "Upward callbacks"). */
 static const party__conn_upcalls conn_upcalls = {
@@ -240,35 +211,34 @@ static const party__conn_upcalls conn_upcalls = {
 /* The loop and its handles, the read buffer and the mailbox: what every
  * loop's runtime has of its own. */
 static int runtime_init_loop(party_runtime *rt) {
-    rt->loop.data = rt;
-    rt->conn_upcalls = &conn_upcalls;
-    rt->listen_fd = rt->spare_fd = -1;
-    uv_check_init(&rt->loop, &rt->flush_check);
-    rt->flush_check.data = rt;
+    rt->lp.conn_upcalls = &conn_upcalls;
+    rt->lp.on_quiet = loop_quiet;
+    uv_check_init(&rt->lp.loop, &rt->flush_check);
+    rt->flush_check.data = &rt->lp;
     uv_check_start(&rt->flush_check, on_flush_check);
     uv_unref((uv_handle_t *)&rt->flush_check);
-    uv_prepare_init(&rt->loop, &rt->flush_prepare);
-    rt->flush_prepare.data = rt;
+    uv_prepare_init(&rt->lp.loop, &rt->flush_prepare);
+    rt->flush_prepare.data = &rt->lp;
     uv_prepare_start(&rt->flush_prepare, on_flush_prepare);
     uv_unref((uv_handle_t *)&rt->flush_prepare);
-    uv_idle_init(&rt->loop, &rt->drain_idle);
+    uv_idle_init(&rt->lp.loop, &rt->drain_idle);
     rt->drain_idle.data = rt;
-    uv_async_init(&rt->loop, &rt->stop_async, on_stop_async);
+    uv_async_init(&rt->lp.loop, &rt->stop_async, on_stop_async);
     rt->stop_async.data = rt;
     uv_unref((uv_handle_t *)&rt->stop_async);
     /* Signals are loop 0's to catch (party_runtime_run starts them); the
      * other loops have no handles for them. */
     if (rt->main == rt) {
-        uv_signal_init(&rt->loop, &rt->sigint);
-        uv_signal_init(&rt->loop, &rt->sigterm);
+        uv_signal_init(&rt->lp.loop, &rt->sigint);
+        uv_signal_init(&rt->lp.loop, &rt->sigterm);
         rt->sigint.data = rt->sigterm.data = rt;
     }
-    uv_timer_init(&rt->loop, &rt->shutdown_timer);
+    uv_timer_init(&rt->lp.loop, &rt->shutdown_timer);
     rt->shutdown_timer.data = rt;
-    uv_timer_init(&rt->loop, &rt->evict_timer);
+    uv_timer_init(&rt->lp.loop, &rt->evict_timer);
     rt->evict_timer.data = rt;
-    uv_timer_init(&rt->loop, &rt->keepalive_timer);
-    rt->keepalive_timer.data = rt;
+    uv_timer_init(&rt->lp.loop, &rt->lp.keepalive_timer);
+    rt->lp.keepalive_timer.data = &rt->lp;
     return party__inbox_init(rt);
 }
 
@@ -291,16 +261,20 @@ party_runtime *party__runtime_new_loop(party_runtime *main, unsigned index) {
     rt->durability_full = main->durability_full;
     rt->parties = main->parties;
     rt->n_parties = main->n_parties;
-    rt->tls_ctx = main->tls_ctx;
     rt->commit_delay_ms = main->commit_delay_ms;
     rt->main = main;
     rt->n_loops = 1;
     rt->loop_index = index;
     rt->data_lock_fd = -1; /* main's is the one */
-    if (loop_buffers_new(rt) != 0 || (rt->tls_ctx != NULL && party__tls_init_loop(rt) != 0) ||
-        uv_loop_init(&rt->loop) != 0) {
-        loop_buffers_free(rt);
-        party__tls_cleanup_loop(rt);
+    if (party__loop_init(&rt->lp, &main->cfg, index) != 0) {
+        party__free(rt);
+        return NULL;
+    }
+    rt->lp.tls_ctx = main->lp.tls_ctx;
+    if (rt->lp.tls_ctx != NULL && party__tls_init_loop(&rt->lp) != 0) {
+        party__tls_cleanup_loop(&rt->lp);
+        uv_loop_close(&rt->lp.loop);
+        party__loop_free(&rt->lp);
         party__free(rt);
         return NULL;
     }
@@ -314,7 +288,7 @@ party_runtime *party__runtime_new_loop(party_runtime *main, unsigned index) {
 void party__runtime_start_timers(party_runtime *rt) {
     uv_timer_start(&rt->evict_timer, on_evict_timer, evict_tick_ms(rt), evict_tick_ms(rt));
     uv_unref((uv_handle_t *)&rt->evict_timer);
-    party__keepalive_start(rt);
+    party__keepalive_start(&rt->lp);
 }
 
 /* Whether a struct of this abi can be read: 0 means "compiled with this
@@ -361,31 +335,18 @@ party_runtime *party_runtime_new(const party_config *cfg) {
             len--;
         rt->prefix = party__strndup(p, len);
     }
-    (void)loop_buffers_new(rt); /* checked with the rest below */
     rt->data_dir = cfg->data_dir != NULL ? party__strdup(cfg->data_dir) : NULL;
     rt->ops_prefix = party__strdup(cfg->ops_prefix != NULL ? cfg->ops_prefix : "_partyd");
     rt->admin_token = cfg->admin_token != NULL ? party__strdup(cfg->admin_token) : NULL;
     rt->static_dir = cfg->static_dir != NULL ? party__strdup(cfg->static_dir) : NULL;
     rt->tls_cert = cfg->tls_cert != NULL ? party__strdup(cfg->tls_cert) : NULL;
     rt->tls_key = cfg->tls_key != NULL ? party__strdup(cfg->tls_key) : NULL;
-    if (rt->host == NULL || rt->prefix == NULL || rt->read_buf == NULL ||
-        (cfg->data_dir != NULL && rt->data_dir == NULL) || rt->ops_prefix == NULL ||
-        (cfg->admin_token != NULL && rt->admin_token == NULL) ||
+    if (rt->host == NULL || rt->prefix == NULL || (cfg->data_dir != NULL && rt->data_dir == NULL) ||
+        rt->ops_prefix == NULL || (cfg->admin_token != NULL && rt->admin_token == NULL) ||
         (cfg->static_dir != NULL && rt->static_dir == NULL) ||
         (cfg->tls_cert != NULL && rt->tls_cert == NULL) ||
-        (cfg->tls_key != NULL && rt->tls_key == NULL) || uv_loop_init(&rt->loop) != 0) {
-        party__free(rt->host);
-        party__free(rt->prefix);
-        party__free(rt->data_dir);
-        party__free(rt->ops_prefix);
-        party__free(rt->admin_token);
-        party__free(rt->static_dir);
-        party__free(rt->tls_cert);
-        party__free(rt->tls_key);
-        loop_buffers_free(rt);
-        party__free(rt);
-        return NULL;
-    }
+        (cfg->tls_key != NULL && rt->tls_key == NULL))
+        goto fail;
     rt->cfg.host = rt->host;
     rt->cfg.prefix = rt->prefix;
     rt->cfg.data_dir = rt->data_dir;
@@ -404,11 +365,24 @@ party_runtime *party_runtime_new(const party_config *cfg) {
         rt->cfg.send_queue_bytes = UINT32_MAX; /* connections count it in 32 bits */
     rt->main = rt;
     rt->n_loops = 1;
+    if (party__loop_init(&rt->lp, &rt->cfg, 0) != 0)
+        goto fail;
     if (runtime_init_loop(rt) != 0) {
         party_runtime_free(rt);
         return NULL;
     }
     return rt;
+fail:
+    party__free(rt->host);
+    party__free(rt->prefix);
+    party__free(rt->data_dir);
+    party__free(rt->ops_prefix);
+    party__free(rt->admin_token);
+    party__free(rt->static_dir);
+    party__free(rt->tls_cert);
+    party__free(rt->tls_key);
+    party__free(rt);
+    return NULL;
 }
 
 static int party_name_valid(const char *name) {
@@ -493,14 +467,6 @@ size_t party__default_max_conns(void) {
      * and the loop's own descriptors need files too. */
     reserve = files / 10 > 64 ? files / 10 : 64;
     return files > reserve + 16 ? files - reserve : 16;
-}
-
-int party__runtime_warning_due(party_runtime *rt, uint64_t *last) {
-    uint64_t now = uv_now(&rt->loop);
-    if (*last != 0 && now - *last < 1000)
-        return 0;
-    *last = now;
-    return 1;
 }
 
 /* ---- the data directory ---- */
@@ -673,19 +639,19 @@ int party_runtime_listen(party_runtime *rt) {
     char where[INET6_ADDRSTRLEN + 16];
     int r;
 
-    if (rt->listening)
+    if (rt->lp.listening)
         return 0;
     /* Before the port is bound: a client that can connect finds a runtime
      * that can keep what it sends. */
     if ((r = party__runtime_open_data(rt)) != 0)
         return r;
-    if (rt->tls_ctx == NULL && (r = party__tls_init(rt)) != 0)
+    if (rt->lp.tls_ctx == NULL && (r = party__tls_init(&rt->lp)) != 0)
         return r;
-    rt->accept_transport = party__tls_enabled(rt) ? &party__transport_tls : NULL;
+    rt->lp.accept_transport = party__tls_enabled(&rt->lp) ? &party__transport_tls : NULL;
     r = listen_address(rt, &addr);
     if (r != 0)
         return r;
-    r = party__listener_open(rt, (const struct sockaddr *)&addr);
+    r = party__listener_open(&rt->lp, (const struct sockaddr *)&addr);
     if (r != 0) {
         struct in6_addr literal;
         int named = inet_pton(AF_INET, rt->host, &literal) != 1 &&
@@ -695,12 +661,12 @@ int party_runtime_listen(party_runtime *rt) {
                          named ? rt->host : "", uv_strerror(r));
         return PARTY_EADDR;
     }
-    rt->listening = 1;
+    rt->lp.listening = 1;
     return 0;
 }
 
 int party_runtime_port(party_runtime *rt) {
-    return party__listener_port(rt);
+    return party__listener_port(&rt->lp);
 }
 
 static void on_signal(uv_signal_t *sig, int signum) {
@@ -720,8 +686,8 @@ static void runtime_finish(party_runtime *rt) {
     party__inbox_close(rt);
     party__rooms_free_all(rt);
     party__rooms_stop(rt);
-    party__conn_pools_free(rt);
-    party__listener_close(rt);
+    party__conn_pools_free(&rt->lp);
+    party__listener_close(&rt->lp);
     close_handle((uv_handle_t *)&rt->flush_check);
     close_handle((uv_handle_t *)&rt->flush_prepare);
     close_handle((uv_handle_t *)&rt->drain_idle);
@@ -732,14 +698,14 @@ static void runtime_finish(party_runtime *rt) {
     }
     close_handle((uv_handle_t *)&rt->shutdown_timer);
     close_handle((uv_handle_t *)&rt->evict_timer);
-    close_handle((uv_handle_t *)&rt->keepalive_timer);
+    close_handle((uv_handle_t *)&rt->lp.keepalive_timer);
 }
 
 /* Loop 0 finishes last: the storage backend and the TLS context it owns are
  * in use until every other loop is done. */
 static int runtime_can_finish(party_runtime *rt) {
-    return rt->stopping && rt->n_conns == 0 && !party__rooms_busy(rt) && rt->running &&
-           !rt->finished && rt->loops_running == 0;
+    return rt->lp.stopping && rt->lp.n_conns == 0 && !party__rooms_busy(rt) && rt->running &&
+           !rt->lp.finished && rt->loops_running == 0;
 }
 
 /* Called from deep inside callbacks (a connection freed while its room runs
@@ -753,8 +719,8 @@ void party__runtime_maybe_finish(party_runtime *rt) {
 static void on_shutdown_timeout(uv_timer_t *timer) {
     party_runtime *rt = timer->data;
     party__log_warn(rt, "shutdown: %zu connections did not close in time; dropping them",
-                    rt->n_conns);
-    party__conn_foreach(rt, party__conn_abort);
+                    rt->lp.n_conns);
+    party__conn_foreach(&rt->lp, party__conn_abort);
 }
 
 static void stop_one(party_conn *conn) {
@@ -775,14 +741,14 @@ static void stop_one(party_conn *conn) {
 }
 
 void party__runtime_begin_stop(party_runtime *rt) {
-    if (rt->stopping)
+    if (rt->lp.stopping)
         return;
-    rt->stopping = 1;
+    rt->lp.stopping = 1;
     if (rt == rt->main)
         party__loops_stop(rt);
     party__fetch_stop_all(rt);
-    party__listener_close(rt);
-    party__conn_foreach(rt, stop_one);
+    party__listener_close(&rt->lp);
+    party__conn_foreach(&rt->lp, stop_one);
     uv_timer_start(&rt->shutdown_timer, on_shutdown_timeout,
                    rt->cfg.shutdown_timeout > 0 ? (uint64_t)(rt->cfg.shutdown_timeout * 1000.0) : 0,
                    0);
@@ -806,9 +772,9 @@ int party__runtime_begin(party_runtime *rt) {
 }
 
 void party__runtime_advance(party_runtime *rt, uint64_t ms) {
-    rt->virtual_now += ms;
+    rt->lp.virtual_now += ms;
     party__rooms_fire_due(rt);
-    party__room_evict_idle(rt, party__runtime_now(rt));
+    party__room_evict_idle(rt, party__loop_now(&rt->lp));
 }
 
 /* How many loops: the configured count, or one per core. */
@@ -844,12 +810,12 @@ int party_runtime_run(party_runtime *rt) {
     party__loops_run(rt);
     {
         char where[INET6_ADDRSTRLEN + 16];
-        party__listener_address(rt, where, sizeof(where));
+        party__listener_address(&rt->lp, where, sizeof(where));
         party__log_info(rt, "listening on %s://%s (prefix /%s/, %u event loop%s)",
-                        party__tls_enabled(rt) ? "https" : "http", where, rt->prefix, rt->n_loops,
-                        rt->n_loops == 1 ? "" : "s");
+                        party__tls_enabled(&rt->lp) ? "https" : "http", where, rt->prefix,
+                        rt->n_loops, rt->n_loops == 1 ? "" : "s");
     }
-    uv_run(&rt->loop, UV_RUN_DEFAULT);
+    uv_run(&rt->lp.loop, UV_RUN_DEFAULT);
     party__loops_free(rt);
     rt->running = 0;
     party__log_info(rt, "stopped");
@@ -872,28 +838,28 @@ void party_runtime_free(party_runtime *rt) {
     if (rt == NULL)
         return;
     party__fetch_stop_all(rt);
-    party__conn_foreach(rt, party__conn_abort);
+    party__conn_foreach(&rt->lp, party__conn_abort);
     /* Store work on worker threads finishes before the stores close. */
     while (party__rooms_busy(rt) || rt->ready_head != NULL)
-        uv_run(&rt->loop, UV_RUN_ONCE);
+        uv_run(&rt->lp.loop, UV_RUN_ONCE);
     runtime_finish(rt);
-    uv_run(&rt->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&rt->loop);
-    party__slabs_free(rt->conn_slabs);
+    uv_run(&rt->lp.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&rt->lp.loop);
+    party__slabs_free(rt->lp.conn_slabs);
     party__slabs_free(rt->room_slabs);
     for (i = 0; i < rt->n_parties; i++)
         party__free(rt->parties[i].name);
     party__free(rt->parties);
     party__free(rt->rooms);
-    loop_buffers_free(rt);
+    party__loop_free(&rt->lp);
     party__free(rt->host);
     party__free(rt->prefix);
     party__free(rt->data_dir);
     party__free(rt->ops_prefix);
     party__free(rt->admin_token);
     party__free(rt->static_dir);
-    party__tls_cleanup(rt);
-    party__conn_slots_free(rt);
+    party__tls_cleanup(&rt->lp);
+    party__conn_slots_free(&rt->lp);
     party__free(rt->tls_cert);
     party__free(rt->tls_key);
     party__inbox_free(rt);
@@ -907,14 +873,14 @@ void party_runtime_free(party_runtime *rt) {
 void party__runtime_free_loop(party_runtime *rt) {
     /* Its thread has ended its loop: only closes still pending remain. */
     runtime_finish(rt);
-    uv_run(&rt->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&rt->loop);
-    party__slabs_free(rt->conn_slabs);
+    uv_run(&rt->lp.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&rt->lp.loop);
+    party__slabs_free(rt->lp.conn_slabs);
     party__slabs_free(rt->room_slabs);
     party__free(rt->rooms);
-    loop_buffers_free(rt);
-    party__tls_cleanup_loop(rt);
-    party__conn_slots_free(rt);
+    party__loop_free(&rt->lp);
+    party__tls_cleanup_loop(&rt->lp);
+    party__conn_slots_free(&rt->lp);
     party__inbox_free(rt);
     party__free(rt);
 }
@@ -925,8 +891,8 @@ size_t party__runtime_conns(party_runtime *rt) {
     unsigned i;
 
     if (main->n_loops <= 1 || main->loops == NULL)
-        return rt->n_conns;
+        return rt->lp.n_conns;
     for (i = 0; i < main->n_loops; i++)
-        n += __atomic_load_n(&main->loops[i]->n_conns, __ATOMIC_RELAXED);
+        n += __atomic_load_n(&main->loops[i]->lp.n_conns, __ATOMIC_RELAXED);
     return n;
 }

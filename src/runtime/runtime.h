@@ -8,10 +8,12 @@
 #ifndef PARTY_RUNTIME_H
 #define PARTY_RUNTIME_H
 
+#include <stddef.h>
 #include <uv.h>
 
 #include "party.h"
 #include "alarm.h"
+#include "loop.h"
 
 typedef struct party__room_list {
     struct party_room *head, *tail;
@@ -22,11 +24,10 @@ typedef struct party__party {
     char *name; /* as registered (the URL name) */
 } party__party;
 
-#define PARTY__READ_BUF_SIZE (64 * 1024)
-
 struct party__mail;
 
 struct party_runtime {
+    party__loop lp;               /* this loop's context (first: see party__runtime_of) */
     party_config cfg;             /* strings point at owned copies (loop 0's) */
     struct party_runtime *main;   /* loop 0; itself on loop 0 */
     struct party_runtime **loops; /* main only: n_loops runtimes, loops[0] == main */
@@ -46,11 +47,6 @@ struct party_runtime {
      * flock (-1: none yet, or memory-only); see party__runtime_open_data */
     int data_lock_fd;
     int durability_full;
-    uv_loop_t loop;
-    uv_poll_t listener; /* watches listen_fd (listener.c) */
-    int listening;
-    int listen_fd; /* -1 when not listening */
-    int spare_fd;  /* kept open to be given up when accept() hits EMFILE */
     uv_signal_t sigint, sigterm;
     uv_async_t stop_async;
     uv_check_t flush_check;     /* writes queued output after I/O callbacks */
@@ -68,18 +64,14 @@ struct party_runtime {
     party__room_list idle;  /* rooms with no connections and nothing to do, oldest first */
     party__room_list quiet; /* hibernating parties' rooms with only connections */
     uint64_t rooms_hibernated;
-    int trim_pending;                  /* memory was freed in bulk: return it at the next tick */
-    uint64_t http_ended;               /* HTTP phases ended (handshakes, requests answered) */
-    uint64_t http_ended_at_tick;       /* ... at the last eviction tick */
-    uint64_t http_ended_at_trim;       /* ... at the last trim */
-    uv_timer_t evict_timer;            /* evicts rooms idle past idle_timeout */
-    uv_timer_t keepalive_timer;        /* pings idle WebSockets every ping_interval */
-    struct party__buf *keepalive_ping; /* the Ping frame of the sweep running now */
-    size_t n_busy;                     /* rooms with store work on a worker thread */
-    size_t n_loading;                  /* rooms opening their store */
-    size_t n_loaded;                   /* rooms with their store open */
-    size_t max_loaded_rooms;           /* past it, idle rooms are evicted early */
-    unsigned commit_delay_ms;          /* test hook: every durable commit waits this long first */
+    uint64_t http_ended_at_tick; /* ... at the last eviction tick */
+    uint64_t http_ended_at_trim; /* ... at the last trim */
+    uv_timer_t evict_timer;      /* evicts rooms idle past idle_timeout */
+    size_t n_busy;               /* rooms with store work on a worker thread */
+    size_t n_loading;            /* rooms opening their store */
+    size_t n_loaded;             /* rooms with their store open */
+    size_t max_loaded_rooms;     /* past it, idle rooms are evicted early */
+    unsigned commit_delay_ms;    /* test hook: every durable commit waits this long first */
     uint64_t commit_failures;
     /* storage: the backend (main only; opened once, shared by every loop)
      * and this loop's heap of rooms' wake times */
@@ -87,59 +79,33 @@ struct party_runtime {
     party__alarms alarms;
     /* on_alarm runs, alarms retried and abandoned, on_schedule runs */
     uint64_t alarms_fired, alarms_retried, alarms_abandoned, schedules_fired;
-    int virtual_clock;             /* test harness: time moves only when told */
-    uint64_t virtual_now;          /* ms since the epoch, when virtual_clock */
-    struct party_conn *dirty_head; /* connections with unflushed output */
-    struct party__fetch *fetches;  /* room-to-room requests in flight */
+    struct party__fetch *fetches; /* room-to-room requests in flight */
     size_t n_fetches, n_fetches_held;
-    size_t n_conns;
-    uint64_t accept_errors, last_accept_warning;
 
     /* counters for /_partyd/metrics (loop thread only) */
     uint64_t events[7]; /* by party__event_type; ALARM (a wake-up) is not counted here */
-    uint64_t bytes_in, bytes_out;
-    uint64_t http_requests;    /* requests parsed (handshakes included) */
-    uint64_t http_errors;      /* requests refused by the parser or the handshake check */
-    uint64_t protocol_errors;  /* WebSocket connections closed for a bad frame */
-    uint64_t send_queue_drops; /* slow readers dropped */
 #define PARTY__COMMIT_BUCKETS 12
     uint64_t commit_hist[PARTY__COMMIT_BUCKETS]; /* by commit_bucket_ms upper bounds */
     uint64_t commits, commit_us_total;
 
-    char *read_buf;                   /* one loop-wide read buffer for WebSocket reads */
-    struct party__buf_pool *buf_pool; /* spare small buffers for outgoing frames */
-    struct party__digest *digest;     /* SHA-1 and SHA-256 for handshakes and room ids */
-    /* What connections report upwards (conn.h; installed by runtime.c) */
-    const struct party__conn_upcalls *conn_upcalls;
-    /* The transport accepted connections start with (NULL: plaintext),
-     * and the connections' transport states by slot (conn.c) */
-    const struct party__transport_ops *accept_transport;
-    struct party__transport **transport_slots;
-    uint32_t *transport_free;
-    size_t transport_slots_cap, n_transport_free;
-    /* TLS (tls.c): the context and a read buffer for ciphertext */
-    struct ssl_ctx_st *tls_ctx;
-    char *tls_read_buf;
-    uint64_t tls_errors;
     char *tls_cert, *tls_key;
-#define PARTY__SPARE_TIMERS 256
-#define PARTY__SPARE_SESSIONS 16
-    uv_timer_t *spare_timers[PARTY__SPARE_TIMERS]; /* stopped, ready for reuse */
-    size_t n_spare_timers;
-    uv_timer_t *timer_block;         /* the pool's timers, in one allocation (conn.c) */
-    size_t timer_block_open;         /* its timers not closed yet */
-    int timers_closing;              /* the pool is closing: no timer goes back to it */
-    struct party__slabs *conn_slabs; /* connection structs (conn.c); NULL until the first */
     struct party__slabs *room_slabs; /* room structs (room.c); NULL until the first */
-    struct party__http_session *spare_sessions;
-    size_t n_spare_sessions;
-    int in_callback; /* a user callback is running: new events are queued */
-    int stopping;
     int running;
-    int finished;            /* rooms freed, handles closing */
     uv_thread_t loop_thread; /* the thread running the loop */
     int exit_status;
 };
+
+/* The runtime whose loop context lp is. */
+static inline party_runtime *party__runtime_of(party__loop *lp) {
+    return (party_runtime *)(void *)((char *)lp - offsetof(party_runtime, lp));
+}
+/* Loop 0's context: the loop party_runtime_run runs (and the test
+ * harness drives). */
+static inline party__loop *party__runtime_loop(party_runtime *rt) {
+    return &rt->lp;
+}
+/* The runtime of the loop serving conn. */
+#define party__conn_rt(conn) party__runtime_of(party__conn_loop(conn))
 
 /* Upper bounds (ms) of the commit latency histogram's buckets; the last
  * is +Inf. */
@@ -183,16 +149,6 @@ int party__runtime_data_lock_fd(party_runtime *rt);
 int party__runtime_begin(party_runtime *rt);
 /* Virtual clock: moves time forward and runs what came due (eviction). */
 void party__runtime_advance(party_runtime *rt, uint64_t ms);
-
-/* The runtime's clock in ms (monotonic; virtual under the test harness). */
-uint64_t party__runtime_now(party_runtime *rt);
-/* Wall-clock ms since the epoch (virtual under the test harness). */
-int64_t party__runtime_epoch_ms(party_runtime *rt);
-
-/* 1 if a warning of a kind whose last one was logged at *last may be
- * logged now (at most one a second: out of descriptors comes in storms);
- * then *last becomes now. */
-int party__runtime_warning_due(party_runtime *rt, uint64_t *last);
 
 /* Called when the last connection or the last store work is done during
  * shutdown. */
