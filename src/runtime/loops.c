@@ -156,14 +156,13 @@ int party__loops_create(party_runtime *main) {
         if (rt == NULL)
             return PARTY_ENOMEM;
         main->loops[i] = rt;
-        rt->max_loaded_rooms = main->max_loaded_rooms;
         done = party__calloc(1, sizeof(*done));
         if (done == NULL)
             return PARTY_ENOMEM;
         done->run = on_done_mail;
         done->drop = free_mail;
         rt->done_mail = done;
-        r = party__rooms_start(rt);
+        r = party__runtime_start_rooms(rt);
         if (r != 0)
             return r;
         /* With no listener of its own, the mailbox is what keeps the loop

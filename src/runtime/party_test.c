@@ -126,7 +126,7 @@ static party_runtime *runtime_start(party_test *t, int *err) {
     }
     rt->lp.virtual_clock = 1;
     rt->lp.virtual_now = t->virtual_now;
-    rt->commit_delay_ms = t->commit_delay_ms;
+    rt->rooms.commit_delay_ms = t->commit_delay_ms;
     if ((*err = party__runtime_begin(rt)) != 0) {
         party_runtime_free(rt);
         return NULL;
@@ -694,8 +694,8 @@ static int quiet_now(party_test *t) {
     party_runtime *rt = t->rt;
     party_test_conn *c;
 
-    if (rt->n_busy > 0 || rt->ready_head != NULL || rt->lp.dirty_head != NULL ||
-        rt->n_fetches > 0 || rt->lp.loop.closing_handles != NULL)
+    if (rt->rooms.n_busy > 0 || rt->rooms.ready_head != NULL || rt->lp.dirty_head != NULL ||
+        rt->rooms.n_fetches > 0 || rt->lp.loop.closing_handles != NULL)
         return 0;
     for (c = t->clients; c != NULL; c = c->next)
         if (c->fd >= 0 && c->out_len > c->out_off)
@@ -1118,7 +1118,7 @@ int party_test_evict_id(party_test *t, const char *room_id) {
     r = wait_idle(t, t->timeout_ms);
     if (r != 0)
         return r;
-    room = party__room_find(t->rt, room_id);
+    room = party__room_find(party__runtime_rooms(t->rt), room_id);
     if (room == NULL)
         return PARTY_ENOTFOUND;
     r = party__room_evict(room);
@@ -1140,7 +1140,7 @@ static int act_on_named_room(party_test *t, const char *party, const char *room,
     if (r != 0)
         return r;
     /* Found by name, not by a computed id: hashing can run out of memory. */
-    found = party__room_find_named(t->rt, party, room);
+    found = party__room_find_named(party__runtime_rooms(t->rt), party, room);
     if (found == NULL)
         return PARTY_ENOTFOUND;
     r = act(found);
@@ -1161,20 +1161,20 @@ int party_test_loaded(party_test *t, const char *party, const char *room) {
     party_room *found;
     if (t == NULL || party == NULL || room == NULL)
         return 0;
-    found = party__room_find_named(t->rt, party, room);
+    found = party__room_find_named(party__runtime_rooms(t->rt), party, room);
     return found != NULL && found->life == PARTY__ROOM_READY;
 }
 
 int party_test_in_memory_id(party_test *t, const char *room_id) {
     if (t == NULL || room_id == NULL)
         return 0;
-    return party__room_find(t->rt, room_id) != NULL;
+    return party__room_find(party__runtime_rooms(t->rt), room_id) != NULL;
 }
 
 int party_test_in_memory(party_test *t, const char *party, const char *room) {
     if (t == NULL || party == NULL || room == NULL)
         return 0;
-    return party__room_find_named(t->rt, party, room) != NULL;
+    return party__room_find_named(party__runtime_rooms(t->rt), party, room) != NULL;
 }
 
 static int no_conns_and_idle(party_test *t, void *arg) {
@@ -1208,7 +1208,7 @@ int party_test_restart(party_test *t) {
     if (r != 0)
         return r;
     t->virtual_now = t->rt->lp.virtual_now;
-    t->past_failures += t->rt->commit_failures;
+    t->past_failures += t->rt->rooms.commit_failures;
     party_runtime_free(t->rt);
     t->rt = NULL;
     fresh = runtime_start(t, &r);
@@ -1225,11 +1225,11 @@ int party_test_restart(party_test *t) {
 
 void party_test_set_commit_delay(party_test *t, unsigned ms) {
     t->commit_delay_ms = ms;
-    t->rt->commit_delay_ms = ms;
+    t->rt->rooms.commit_delay_ms = ms;
 }
 
 uint64_t party_test_commit_failures(party_test *t) {
-    return t->past_failures + t->rt->commit_failures;
+    return t->past_failures + t->rt->rooms.commit_failures;
 }
 
 void party_test_new_room_id(char id_out[PARTY_ID_MAX]) {
@@ -1252,7 +1252,7 @@ void party_test_free(party_test *t) {
         /* Freeing a runtime with store work in flight would free rooms a
          * worker thread still uses: wait for it, longer than usual. */
         int timeout = t->timeout_ms > FREE_DRAIN_MS ? t->timeout_ms : FREE_DRAIN_MS;
-        if (runtime_drain(t, timeout) != 0 && t->rt->n_busy > 0) {
+        if (runtime_drain(t, timeout) != 0 && t->rt->rooms.n_busy > 0) {
             fprintf(stderr,
                     "party_test: store work still in flight after %d ms; leaking the "
                     "runtime rather than freeing it under a worker thread\n",

@@ -79,28 +79,15 @@ static void on_flush_prepare(uv_prepare_t *prepare) {
 static int runtime_can_finish(party_runtime *rt);
 static void runtime_finish(party_runtime *rt);
 
-static void on_drain_idle(uv_idle_t *idle) {
+/* A stopping loop finishes at the top of a turn, never under a caller
+ * that still uses its rooms. */
+static void on_finish_idle(uv_idle_t *idle) {
     party_runtime *rt = idle->data;
-    party__room_drain_ready(rt);
-    if (rt->ready_head == NULL)
-        uv_idle_stop(idle);
+    uv_idle_stop(idle);
     if (runtime_can_finish(rt)) {
         rt->lp.finished = 1;
         runtime_finish(rt);
     }
-}
-
-void party__runtime_mark_ready(party_runtime *rt, party_room *room) {
-    if (room->queued)
-        return;
-    room->queued = 1;
-    room->ready_next = NULL;
-    if (rt->ready_tail != NULL)
-        rt->ready_tail->ready_next = room;
-    else
-        rt->ready_head = room;
-    rt->ready_tail = room;
-    uv_idle_start(&rt->drain_idle, on_drain_idle);
 }
 
 /* HTTP phases ended since the last trim that make a burst worth trimming
@@ -113,11 +100,11 @@ static void on_evict_timer(uv_timer_t *timer) {
     party_runtime *rt = timer->data;
     int quiet = rt->lp.http_ended == rt->http_ended_at_tick; /* no HTTP exchange ended this tick */
     if (!rt->lp.virtual_clock)
-        party__room_evict_idle(rt, party__loop_now(&rt->lp));
+        party__room_evict_idle(&rt->rooms, party__loop_now(&rt->lp));
     party__buf_pool_tick(rt->lp.buf_pool);
     /* Blocks of connection and room structs that closed connections and
      * evicted rooms emptied go back, and the pages with them. */
-    if (party__slabs_tick(rt->lp.conn_slabs) + party__slabs_tick(rt->room_slabs) > 0)
+    if (party__slabs_tick(rt->lp.conn_slabs) + party__slabs_tick(rt->rooms.room_slabs) > 0)
         rt->lp.trim_pending = 1;
     /* A burst of handshakes leaves the memory its requests used freed
      * between the new connections' structs; once a tick passes without
@@ -199,20 +186,135 @@ static void loop_quiet(party__loop *lp) {
     party__runtime_maybe_finish(party__runtime_of(lp));
 }
 
+static void conn_request_cb(party_conn *conn) {
+    party__router_handle(&party__conn_rt(conn)->router, conn);
+}
+
 /* The transport layer hears from routing and rooms only through this
  * table (docs/architecture.md, "Upward callbacks"). */
 static const party__conn_upcalls conn_upcalls = {
-    .request = party__router_handle,
+    .request = conn_request_cb,
     .message = conn_message_cb,
     .close = conn_close_cb,
     .error = conn_error_cb,
 };
+
+/* ---- what the router hands up (router.h) ---- */
+
+/* A request for a room: to the loop that owns the room, or, here, to the
+ * room once the router admitted it. */
+static void route_cb(party_conn *conn, party__routed *r) {
+    party_runtime *rt = party__conn_rt(conn), *owner;
+
+    /* A malformed id is refused by the loop that has it (no room to
+     * hash it to). */
+    if ((r->name != NULL || party__room_id_valid(r->id)) &&
+        (owner = party__loop_of(rt, r->id)) != rt) {
+        party__loop_handoff(conn, owner);
+        return;
+    }
+    if (party__router_admit(conn, r) != 0)
+        return;
+    if (!r->upgrade) {
+        party__rooms_request(&rt->rooms, conn, r);
+        return;
+    }
+    if (party__runtime_conns(rt) > rt->cfg.max_conns) {
+        party__log_warn(rt,
+                        "room %s/%s: refused a connection: max_conns (%zu) reached (--max-conns)",
+                        r->party->name, r->name, rt->cfg.max_conns);
+        party__conn_http_fail(conn, 503, "server is full (max_conns)\n");
+        return;
+    }
+    party__rooms_connect(&rt->rooms, conn, r);
+}
+
+/* /metrics: every loop's counters, added up by a tour (loops.h). */
+typedef struct metrics_tour {
+    party__tour tour;
+    party__ops_stats stats;
+} metrics_tour;
+
+static void metrics_visit(party_runtime *rt, party__tour *tour) {
+    metrics_tour *m = (metrics_tour *)tour;
+    party__ops_stats_add_loop(&m->stats, &rt->lp);
+    party__rooms_stats(&rt->rooms, &m->stats);
+}
+
+static void metrics_done(party_conn *conn, party__tour *tour) {
+    party__ops_answer_metrics(conn, &((metrics_tour *)tour)->stats, tour->failed);
+}
+
+/* /rooms: every loop's rooms, listed by a tour. */
+typedef struct rooms_tour {
+    party__tour tour;
+    party__ops_listing listing;
+    int oom;
+} rooms_tour;
+
+static void rooms_visit(party_runtime *rt, party__tour *tour) {
+    rooms_tour *t = (rooms_tour *)tour;
+    if (!t->oom)
+        t->oom = party__rooms_list(&rt->rooms, &t->listing) != 0;
+}
+
+static void rooms_done(party_conn *conn, party__tour *tour) {
+    rooms_tour *t = (rooms_tour *)tour;
+    party__ops_answer_rooms(conn, &t->listing, t->oom, tour->failed);
+}
+
+static void tour_free(party__tour *tour) {
+    party__free(tour);
+}
+
+static void rooms_tour_free(party__tour *tour) {
+    party__ops_listing_free(&((rooms_tour *)tour)->listing);
+    party__free(tour);
+}
+
+static void ops_collect_cb(party_conn *conn, party__ops_what what) {
+    if (what == PARTY__OPS_METRICS) {
+        metrics_tour *m = party__calloc(1, sizeof(*m));
+        if (m == NULL)
+            party__ops_answer_metrics(conn, NULL, 0);
+        else
+            party__tour_start(conn, &m->tour, metrics_visit, metrics_done, tour_free);
+    } else {
+        rooms_tour *t = party__calloc(1, sizeof(*t));
+        if (t == NULL)
+            party__ops_answer_rooms(conn, NULL, 1, 0);
+        else
+            party__tour_start(conn, &t->tour, rooms_visit, rooms_done, rooms_tour_free);
+    }
+}
+
+/* Routing hears from the runtime only through this table
+ * (docs/architecture.md, "Upward callbacks"). */
+static const party__router_upcalls router_upcalls = {
+    .route = route_cb,
+    .ops = {.collect = ops_collect_cb},
+};
+
+/* What every loop's router and rooms are handed of the runtime's: the
+ * parties (again whenever one is added), the prefix, the backend. */
+static void runtime_share(party_runtime *rt) {
+    party_runtime *main = rt->main;
+    rt->router.parties = rt->rooms.parties = main->parties;
+    rt->router.n_parties = rt->rooms.n_parties = main->n_parties;
+    rt->router.prefix = rt->rooms.prefix = main->prefix;
+    rt->rooms.backend = main->backend;
+    rt->rooms.max_loaded_rooms = main->max_loaded_rooms;
+    rt->rooms.commit_delay_ms = main->rooms.commit_delay_ms;
+}
 
 /* The loop and its handles, the read buffer and the mailbox: what every
  * loop's runtime has of its own. */
 static int runtime_init_loop(party_runtime *rt) {
     rt->lp.conn_upcalls = &conn_upcalls;
     rt->lp.on_quiet = loop_quiet;
+    rt->router.up = &router_upcalls;
+    party__rooms_init(&rt->rooms, &rt->lp);
+    runtime_share(rt);
     uv_check_init(&rt->lp.loop, &rt->flush_check);
     rt->flush_check.data = &rt->lp;
     uv_check_start(&rt->flush_check, on_flush_check);
@@ -221,8 +323,8 @@ static int runtime_init_loop(party_runtime *rt) {
     rt->flush_prepare.data = &rt->lp;
     uv_prepare_start(&rt->flush_prepare, on_flush_prepare);
     uv_unref((uv_handle_t *)&rt->flush_prepare);
-    uv_idle_init(&rt->lp.loop, &rt->drain_idle);
-    rt->drain_idle.data = rt;
+    uv_idle_init(&rt->lp.loop, &rt->finish_idle);
+    rt->finish_idle.data = rt;
     uv_async_init(&rt->lp.loop, &rt->stop_async, on_stop_async);
     rt->stop_async.data = rt;
     uv_unref((uv_handle_t *)&rt->stop_async);
@@ -261,7 +363,6 @@ party_runtime *party__runtime_new_loop(party_runtime *main, unsigned index) {
     rt->durability_full = main->durability_full;
     rt->parties = main->parties;
     rt->n_parties = main->n_parties;
-    rt->commit_delay_ms = main->commit_delay_ms;
     rt->main = main;
     rt->n_loops = 1;
     rt->loop_index = index;
@@ -413,38 +514,20 @@ int party_runtime_add(party_runtime *rt, const party_def *def) {
     /* Once run has started, rooms and the other loops point into the table. */
     if (rt->running && rt->loops != NULL)
         return PARTY_ESTATE;
-    if (party__runtime_find_party(rt, def->name, strlen(def->name)) != NULL)
+    if (party__party_find(rt->parties, rt->n_parties, def->name, strlen(def->name)) != NULL)
         return PARTY_EEXIST;
     grown = party__realloc(rt->parties, (rt->n_parties + 1) * sizeof(*grown));
     if (grown == NULL)
         return PARTY_ENOMEM;
     rt->parties = grown;
+    runtime_share(rt);
     rt->parties[rt->n_parties].def = def;
     rt->parties[rt->n_parties].name = party__strdup(def->name);
     if (rt->parties[rt->n_parties].name == NULL)
         return PARTY_ENOMEM;
     rt->n_parties++;
+    runtime_share(rt);
     return 0;
-}
-
-const party__party *party__runtime_find_party(party_runtime *rt, const char *name, size_t len) {
-    size_t i;
-    for (i = 0; i < rt->n_parties; i++)
-        if (strlen(rt->parties[i].name) == len && strncasecmp(rt->parties[i].name, name, len) == 0)
-            return &rt->parties[i];
-    return NULL;
-}
-
-const double party__commit_bucket_ms[PARTY__COMMIT_BUCKETS] = {0.25, 0.5, 1,   2,   5,    10,
-                                                               25,   50,  100, 250, 1000, 1e300};
-
-void party__runtime_record_commit(party_runtime *rt, uint64_t us) {
-    int i = 0;
-    while (i < PARTY__COMMIT_BUCKETS - 1 && (double)us / 1000.0 > party__commit_bucket_ms[i])
-        i++;
-    rt->commit_hist[i]++;
-    rt->commits++;
-    rt->commit_us_total += us;
 }
 
 size_t party__default_max_loaded_rooms(void) {
@@ -594,6 +677,61 @@ int party__runtime_open_data(party_runtime *rt) {
     return r;
 }
 
+/* One entry of the alarm index, into the heap of the loop that owns its
+ * room (the other loops do not run yet). Out of memory stops the load: an
+ * entry left out would not wake its room until the next start. */
+typedef struct index_load {
+    party_runtime *main;
+    size_t loaded, skipped;
+} index_load;
+
+static int file_index_entry(const char *id, const char *party, int64_t due_ms, void *arg) {
+    index_load *load = arg;
+    party_runtime *rt = load->main;
+    size_t i;
+
+    for (i = 0; i < rt->n_parties; i++)
+        if (strcmp(rt->parties[i].name, party) == 0)
+            break;
+    if (i == rt->n_parties || strlen(id) != PARTY_ID_MAX - 1 || !party__room_id_valid(id)) {
+        load->skipped++;
+        return 0;
+    }
+    if (party__rooms_file_wake(&party__loop_of(rt, id)->rooms, id, (uint32_t)i, due_ms) != 0)
+        return PARTY_ENOMEM;
+    load->loaded++;
+    return 0;
+}
+
+int party__runtime_start_rooms(party_runtime *rt) {
+    index_load load;
+    int r;
+
+    if (rt->rooms.alarms.started)
+        return 0;
+    if (rt == rt->main && (r = backend_open(rt)) != 0)
+        return r;
+    runtime_share(rt);
+    if (party__rooms_start(&rt->rooms) != 0)
+        return PARTY_EIO;
+    if (rt != rt->main)
+        return 0;
+    memset(&load, 0, sizeof(load));
+    load.main = rt;
+    r = rt->backend->ops->index_load(rt->backend, file_index_entry, &load);
+    if (r != 0) {
+        /* A room left out would not wake until the next start. */
+        party__log_error(rt, "alarm index: cannot load it: %s",
+                         r == PARTY_ENOMEM ? "out of memory" : "cannot read it");
+        return r;
+    }
+    if (load.loaded > 0 || load.skipped > 0)
+        party__log_info(rt, "alarm index: %zu rooms to wake%s", load.loaded,
+                        load.skipped ? " (some belong to parties not registered; kept on disk)"
+                                     : "");
+    return 0;
+}
+
 int party__runtime_data_lock_fd(party_runtime *rt) {
     return rt->main->data_lock_fd;
 }
@@ -684,13 +822,18 @@ static void close_handle(uv_handle_t *handle) {
  * so uv_run returns. */
 static void runtime_finish(party_runtime *rt) {
     party__inbox_close(rt);
-    party__rooms_free_all(rt);
-    party__rooms_stop(rt);
+    party__rooms_free_all(&rt->rooms);
+    party__rooms_stop(&rt->rooms);
+    if (rt == rt->main) {
+        /* Loop 0 finishes last: every loop's rooms are gone. */
+        party__backend_close(rt->backend);
+        rt->backend = rt->rooms.backend = NULL;
+    }
     party__conn_pools_free(&rt->lp);
     party__listener_close(&rt->lp);
     close_handle((uv_handle_t *)&rt->flush_check);
     close_handle((uv_handle_t *)&rt->flush_prepare);
-    close_handle((uv_handle_t *)&rt->drain_idle);
+    close_handle((uv_handle_t *)&rt->finish_idle);
     close_handle((uv_handle_t *)&rt->stop_async);
     if (rt->main == rt) {
         close_handle((uv_handle_t *)&rt->sigint);
@@ -704,8 +847,8 @@ static void runtime_finish(party_runtime *rt) {
 /* Loop 0 finishes last: the storage backend and the TLS context it owns are
  * in use until every other loop is done. */
 static int runtime_can_finish(party_runtime *rt) {
-    return rt->lp.stopping && rt->lp.n_conns == 0 && !party__rooms_busy(rt) && rt->running &&
-           !rt->lp.finished && rt->loops_running == 0;
+    return rt->lp.stopping && rt->lp.n_conns == 0 && !party__rooms_busy(&rt->rooms) &&
+           rt->running && !rt->lp.finished && rt->loops_running == 0;
 }
 
 /* Called from deep inside callbacks (a connection freed while its room runs
@@ -713,7 +856,7 @@ static int runtime_can_finish(party_runtime *rt) {
  * under a caller that still uses them. */
 void party__runtime_maybe_finish(party_runtime *rt) {
     if (runtime_can_finish(rt))
-        uv_idle_start(&rt->drain_idle, on_drain_idle);
+        uv_idle_start(&rt->finish_idle, on_finish_idle);
 }
 
 static void on_shutdown_timeout(uv_timer_t *timer) {
@@ -746,7 +889,7 @@ void party__runtime_begin_stop(party_runtime *rt) {
     rt->lp.stopping = 1;
     if (rt == rt->main)
         party__loops_stop(rt);
-    party__fetch_stop_all(rt);
+    party__fetch_stop_all(&rt->rooms);
     party__listener_close(&rt->lp);
     party__conn_foreach(&rt->lp, stop_one);
     uv_timer_start(&rt->shutdown_timer, on_shutdown_timeout,
@@ -760,7 +903,7 @@ int party__runtime_begin(party_runtime *rt) {
     struct sigaction sa;
     int r = party__runtime_open_data(rt);
     if (r == 0)
-        r = party__rooms_start(rt);
+        r = party__runtime_start_rooms(rt);
     if (r != 0)
         return r;
     /* A peer that vanishes mid-write must give EPIPE, not kill the process. */
@@ -773,8 +916,8 @@ int party__runtime_begin(party_runtime *rt) {
 
 void party__runtime_advance(party_runtime *rt, uint64_t ms) {
     rt->lp.virtual_now += ms;
-    party__rooms_fire_due(rt);
-    party__room_evict_idle(rt, party__loop_now(&rt->lp));
+    party__rooms_fire_due(&rt->rooms);
+    party__room_evict_idle(&rt->rooms, party__loop_now(&rt->lp));
 }
 
 /* How many loops: the configured count, or one per core. */
@@ -797,7 +940,7 @@ int party_runtime_run(party_runtime *rt) {
     if (r == 0 && rt->n_loops > 1)
         r = party__loops_create(rt);
     if (r == 0)
-        r = party__rooms_start(rt);
+        r = party__runtime_start_rooms(rt);
     if (r != 0) {
         party__loops_free(rt);
         return r;
@@ -837,20 +980,19 @@ void party_runtime_free(party_runtime *rt) {
 
     if (rt == NULL)
         return;
-    party__fetch_stop_all(rt);
+    party__fetch_stop_all(&rt->rooms);
     party__conn_foreach(&rt->lp, party__conn_abort);
     /* Store work on worker threads finishes before the stores close. */
-    while (party__rooms_busy(rt) || rt->ready_head != NULL)
+    while (party__rooms_busy(&rt->rooms) || rt->rooms.ready_head != NULL)
         uv_run(&rt->lp.loop, UV_RUN_ONCE);
     runtime_finish(rt);
     uv_run(&rt->lp.loop, UV_RUN_DEFAULT);
     uv_loop_close(&rt->lp.loop);
     party__slabs_free(rt->lp.conn_slabs);
-    party__slabs_free(rt->room_slabs);
+    party__rooms_free(&rt->rooms);
     for (i = 0; i < rt->n_parties; i++)
         party__free(rt->parties[i].name);
     party__free(rt->parties);
-    party__free(rt->rooms);
     party__loop_free(&rt->lp);
     party__free(rt->host);
     party__free(rt->prefix);
@@ -876,8 +1018,7 @@ void party__runtime_free_loop(party_runtime *rt) {
     uv_run(&rt->lp.loop, UV_RUN_DEFAULT);
     uv_loop_close(&rt->lp.loop);
     party__slabs_free(rt->lp.conn_slabs);
-    party__slabs_free(rt->room_slabs);
-    party__free(rt->rooms);
+    party__rooms_free(&rt->rooms);
     party__loop_free(&rt->lp);
     party__tls_cleanup_loop(&rt->lp);
     party__conn_slots_free(&rt->lp);

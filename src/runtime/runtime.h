@@ -12,17 +12,9 @@
 #include <uv.h>
 
 #include "party.h"
-#include "alarm.h"
 #include "loop.h"
-
-typedef struct party__room_list {
-    struct party_room *head, *tail;
-} party__room_list;
-
-typedef struct party__party {
-    const party_def *def;
-    char *name; /* as registered (the URL name) */
-} party__party;
+#include "rooms.h"
+#include "router.h"
 
 struct party__mail;
 
@@ -51,45 +43,21 @@ struct party_runtime {
     uv_async_t stop_async;
     uv_check_t flush_check;     /* writes queued output after I/O callbacks */
     uv_prepare_t flush_prepare; /* ... and before the loop blocks */
-    uv_idle_t drain_idle;       /* runs queued room events without blocking in poll */
+    uv_idle_t finish_idle;      /* finishes a stopping loop at the top of a turn */
     uv_timer_t shutdown_timer;
 
     party__party *parties;
     size_t n_parties;
 
-    struct party_room **rooms; /* open hash table keyed by room id */
-    size_t rooms_cap, n_rooms;
-
-    struct party_room *ready_head, *ready_tail; /* rooms with queued events */
-    party__room_list idle;  /* rooms with no connections and nothing to do, oldest first */
-    party__room_list quiet; /* hibernating parties' rooms with only connections */
-    uint64_t rooms_hibernated;
     uint64_t http_ended_at_tick; /* ... at the last eviction tick */
     uint64_t http_ended_at_trim; /* ... at the last trim */
     uv_timer_t evict_timer;      /* evicts rooms idle past idle_timeout */
-    size_t n_busy;               /* rooms with store work on a worker thread */
-    size_t n_loading;            /* rooms opening their store */
-    size_t n_loaded;             /* rooms with their store open */
-    size_t max_loaded_rooms;     /* past it, idle rooms are evicted early */
-    unsigned commit_delay_ms;    /* test hook: every durable commit waits this long first */
-    uint64_t commit_failures;
-    /* storage: the backend (main only; opened once, shared by every loop)
-     * and this loop's heap of rooms' wake times */
+    size_t max_loaded_rooms;     /* past it, idle rooms are evicted early (whole runtime) */
+    /* storage: the backend (main only; opened once, shared by every loop) */
     struct party__backend *backend;
-    party__alarms alarms;
-    /* on_alarm runs, alarms retried and abandoned, on_schedule runs */
-    uint64_t alarms_fired, alarms_retried, alarms_abandoned, schedules_fired;
-    struct party__fetch *fetches; /* room-to-room requests in flight */
-    size_t n_fetches, n_fetches_held;
-
-    /* counters for /_partyd/metrics (loop thread only) */
-    uint64_t events[7]; /* by party__event_type; ALARM (a wake-up) is not counted here */
-#define PARTY__COMMIT_BUCKETS 12
-    uint64_t commit_hist[PARTY__COMMIT_BUCKETS]; /* by commit_bucket_ms upper bounds */
-    uint64_t commits, commit_us_total;
-
+    party__rooms rooms;   /* this loop's rooms */
+    party__router router; /* this loop's router */
     char *tls_cert, *tls_key;
-    struct party__slabs *room_slabs; /* room structs (room.c); NULL until the first */
     int running;
     uv_thread_t loop_thread; /* the thread running the loop */
     int exit_status;
@@ -104,14 +72,12 @@ static inline party_runtime *party__runtime_of(party__loop *lp) {
 static inline party__loop *party__runtime_loop(party_runtime *rt) {
     return &rt->lp;
 }
+/* Loop 0's rooms. */
+static inline party__rooms *party__runtime_rooms(party_runtime *rt) {
+    return &rt->rooms;
+}
 /* The runtime of the loop serving conn. */
 #define party__conn_rt(conn) party__runtime_of(party__conn_loop(conn))
-
-/* Upper bounds (ms) of the commit latency histogram's buckets; the last
- * is +Inf. */
-extern const double party__commit_bucket_ms[PARTY__COMMIT_BUCKETS];
-/* Records one durable commit that took us microseconds. */
-void party__runtime_record_commit(party_runtime *rt, uint64_t us);
 
 /* max_conns when the configuration leaves it 0: the soft open-file limit
  * less a reserve. */
@@ -119,12 +85,6 @@ size_t party__default_max_conns(void);
 /* How many rooms may have their store open before idle ones are evicted
  * early: from the open-file limit. */
 size_t party__default_max_loaded_rooms(void);
-
-/* Looks up a party by URL name, case-insensitively; NULL if unknown. */
-const party__party *party__runtime_find_party(party_runtime *rt, const char *name, size_t len);
-
-/* Adds a room to the set of rooms with queued events. */
-void party__runtime_mark_ready(party_runtime *rt, struct party_room *room);
 
 /* Makes the data directory ready, once per runtime (loop 0's; later
  * calls return 0): creates it (one level, mode 0755) if missing, takes
@@ -142,6 +102,12 @@ int party__runtime_open_data(party_runtime *rt);
  * party_runtime_free. -1 when none is held. An upgrade hands this one
  * descriptor to the process that takes over. */
 int party__runtime_data_lock_fd(party_runtime *rt);
+
+/* Starts this loop's rooms (their wake-ups); on loop 0, first opens the
+ * storage backend if needed and files every room of its alarm index in
+ * the heap of the loop that owns the room. Blocking (start-up). 0, or
+ * PARTY_EIO / PARTY_ENOMEM (logged). */
+int party__runtime_start_rooms(party_runtime *rt);
 
 /* Marks the runtime running on this thread without listening or running
  * the loop: the test harness drives the loop itself. Opens the data
