@@ -1,7 +1,9 @@
 /* runtime: party_runtime's life — configuration, the registry of parties,
- * the data directory (its lock), the listening socket, the loop's
- * per-turn work (queued room events, then one flush of every connection
- * with output), signals and graceful shutdown. */
+ * the data directory (its lock), the listening socket, signals — and each
+ * loop's context: its per-turn work (queued room events, then one flush of
+ * every connection with output), what its connections and router hand up
+ * (to the rooms, to the loop that owns a room, to a tour of the loops), and
+ * its graceful shutdown. */
 #include "runtime.h"
 
 #include <arpa/inet.h>
@@ -76,17 +78,17 @@ static void on_flush_prepare(uv_prepare_t *prepare) {
     party__conn_flush_dirty(prepare->data);
 }
 
-static int runtime_can_finish(party_runtime *rt);
-static void runtime_finish(party_runtime *rt);
+static int runtime_can_finish(party__loop_ctx *lc);
+static void runtime_finish(party__loop_ctx *lc);
 
 /* A stopping loop finishes at the top of a turn, never under a caller
  * that still uses its rooms. */
 static void on_finish_idle(uv_idle_t *idle) {
-    party_runtime *rt = idle->data;
+    party__loop_ctx *lc = idle->data;
     uv_idle_stop(idle);
-    if (runtime_can_finish(rt)) {
-        rt->lp.finished = 1;
-        runtime_finish(rt);
+    if (runtime_can_finish(lc)) {
+        lc->lp.finished = 1;
+        runtime_finish(lc);
     }
 }
 
@@ -97,39 +99,39 @@ static void on_finish_idle(uv_idle_t *idle) {
 /* Eviction runs on a coarse tick: a room leaves memory between idle_timeout
  * and idle_timeout + one tick after its last work. */
 static void on_evict_timer(uv_timer_t *timer) {
-    party_runtime *rt = timer->data;
-    int quiet = rt->lp.http_ended == rt->http_ended_at_tick; /* no HTTP exchange ended this tick */
-    if (!rt->lp.virtual_clock)
-        party__room_evict_idle(&rt->rooms, party__loop_now(&rt->lp));
-    party__buf_pool_tick(rt->lp.buf_pool);
+    party__loop_ctx *lc = timer->data;
+    int quiet = lc->lp.http_ended == lc->http_ended_at_tick; /* no HTTP exchange ended this tick */
+    if (!lc->lp.virtual_clock)
+        party__room_evict_idle(&lc->rooms, party__loop_now(&lc->lp));
+    party__buf_pool_tick(lc->lp.buf_pool);
     /* Blocks of connection and room structs that closed connections and
      * evicted rooms emptied go back, and the pages with them. */
-    if (party__slabs_tick(rt->lp.conn_slabs) + party__slabs_tick(rt->rooms.room_slabs) > 0)
-        rt->lp.trim_pending = 1;
+    if (party__slabs_tick(lc->lp.conn_slabs) + party__slabs_tick(lc->rooms.room_slabs) > 0)
+        lc->lp.trim_pending = 1;
     /* A burst of handshakes leaves the memory its requests used freed
      * between the new connections' structs; once a tick passes without
      * any, that burst is over. */
-    if (quiet && rt->lp.http_ended - rt->http_ended_at_trim >= HTTP_BURST)
-        rt->lp.trim_pending = 1;
-    rt->http_ended_at_tick = rt->lp.http_ended;
-    if (rt->lp.trim_pending) {
+    if (quiet && lc->lp.http_ended - lc->http_ended_at_trim >= HTTP_BURST)
+        lc->lp.trim_pending = 1;
+    lc->http_ended_at_tick = lc->lp.http_ended;
+    if (lc->lp.trim_pending) {
         /* Rooms left memory or a burst of handshakes ended since the last
          * tick: hand the pages freed between long-lived connection structs
          * back to the system, so that idle connections' cost shows in RSS
          * too. At most once a tick. */
-        rt->lp.trim_pending = 0;
-        rt->http_ended_at_trim = rt->lp.http_ended;
-        party__buf_pool_trim(rt->lp.buf_pool);
+        lc->lp.trim_pending = 0;
+        lc->http_ended_at_trim = lc->lp.http_ended;
+        party__buf_pool_trim(lc->lp.buf_pool);
         /* The handshakes' pools too, once no handshake went on this tick. */
         if (quiet)
-            party__conn_pools_trim(&rt->lp);
+            party__conn_pools_trim(&lc->lp);
         malloc_trim(0);
     }
 }
 
-static uint64_t evict_tick_ms(const party_runtime *rt) {
-    double shortest = rt->cfg.idle_timeout < rt->cfg.hibernate_after ? rt->cfg.idle_timeout
-                                                                     : rt->cfg.hibernate_after;
+static uint64_t evict_tick_ms(const party_config *cfg) {
+    double shortest =
+        cfg->idle_timeout < cfg->hibernate_after ? cfg->idle_timeout : cfg->hibernate_after;
     uint64_t ms = (uint64_t)(shortest * 1000.0 / 4);
     return ms < 100 ? 100 : ms > 5000 ? 5000 : ms;
 }
@@ -137,8 +139,7 @@ static uint64_t evict_tick_ms(const party_runtime *rt) {
 /* ---- lifecycle ---- */
 
 static void on_stop_async(uv_async_t *async) {
-    party_runtime *rt = async->data;
-    party_runtime_stop(rt);
+    party__runtime_begin_stop(async->data);
 }
 
 /* ---- what connections report (conn.h) ---- */
@@ -183,11 +184,11 @@ static void conn_error_cb(party_room *room, party_conn *conn, const char *what) 
 /* A connection or a room's store work ended: while stopping, the loop
  * may be done. */
 static void loop_quiet(party__loop *lp) {
-    party__runtime_maybe_finish(party__runtime_of(lp));
+    party__runtime_maybe_finish(party__loop_ctx_of(lp));
 }
 
 static void conn_request_cb(party_conn *conn) {
-    party__router_handle(&party__conn_rt(conn)->router, conn);
+    party__router_handle(&party__conn_ctx(conn)->router, conn);
 }
 
 /* The transport layer hears from routing and rooms only through this
@@ -204,19 +205,20 @@ static const party__conn_upcalls conn_upcalls = {
 /* A request for a room: to the loop that owns the room, or, here, to the
  * room once the router admitted it. */
 static void route_cb(party_conn *conn, party__routed *r) {
-    party_runtime *rt = party__conn_rt(conn), *owner;
+    party__loop_ctx *lc = party__conn_ctx(conn), *owner;
+    party_runtime *rt = lc->rt;
 
     /* A malformed id is refused by the loop that has it (no room to
      * hash it to). */
     if ((r->name != NULL || party__room_id_valid(r->id)) &&
-        (owner = party__loop_of(rt, r->id)) != rt) {
+        (owner = party__loop_of(lc, r->id)) != lc) {
         party__loop_handoff(conn, owner);
         return;
     }
     if (party__router_admit(conn, r) != 0)
         return;
     if (!r->upgrade) {
-        party__rooms_request(&rt->rooms, conn, r);
+        party__rooms_request(&lc->rooms, conn, r);
         return;
     }
     if (party__runtime_conns(rt) > rt->cfg.max_conns) {
@@ -226,7 +228,7 @@ static void route_cb(party_conn *conn, party__routed *r) {
         party__conn_http_fail(conn, 503, "server is full (max_conns)\n");
         return;
     }
-    party__rooms_connect(&rt->rooms, conn, r);
+    party__rooms_connect(&lc->rooms, conn, r);
 }
 
 /* /metrics: every loop's counters, added up by a tour (loops.h). */
@@ -235,10 +237,10 @@ typedef struct metrics_tour {
     party__ops_stats stats;
 } metrics_tour;
 
-static void metrics_visit(party_runtime *rt, party__tour *tour) {
+static void metrics_visit(party__loop_ctx *lc, party__tour *tour) {
     metrics_tour *m = (metrics_tour *)tour;
-    party__ops_stats_add_loop(&m->stats, &rt->lp);
-    party__rooms_stats(&rt->rooms, &m->stats);
+    party__ops_stats_add_loop(&m->stats, &lc->lp);
+    party__rooms_stats(&lc->rooms, &m->stats);
 }
 
 static void metrics_done(party_conn *conn, party__tour *tour) {
@@ -252,10 +254,10 @@ typedef struct rooms_tour {
     int oom;
 } rooms_tour;
 
-static void rooms_visit(party_runtime *rt, party__tour *tour) {
+static void rooms_visit(party__loop_ctx *lc, party__tour *tour) {
     rooms_tour *t = (rooms_tour *)tour;
     if (!t->oom)
-        t->oom = party__rooms_list(&rt->rooms, &t->listing) != 0;
+        t->oom = party__rooms_list(&lc->rooms, &t->listing) != 0;
 }
 
 static void rooms_done(party_conn *conn, party__tour *tour) {
@@ -295,101 +297,77 @@ static const party__router_upcalls router_upcalls = {
     .ops = {.collect = ops_collect_cb},
 };
 
-/* What every loop's router and rooms are handed of the runtime's: the
+/* What a loop's router and rooms are handed of the runtime's: the
  * parties (again whenever one is added), the prefix, the backend. */
-static void runtime_share(party_runtime *rt) {
-    party_runtime *main = rt->main;
-    rt->router.parties = rt->rooms.parties = main->parties;
-    rt->router.n_parties = rt->rooms.n_parties = main->n_parties;
-    rt->router.prefix = rt->rooms.prefix = main->prefix;
-    rt->rooms.backend = main->backend;
-    rt->rooms.max_loaded_rooms = main->max_loaded_rooms;
-    rt->rooms.commit_delay_ms = main->rooms.commit_delay_ms;
+static void runtime_share(party__loop_ctx *lc) {
+    party_runtime *rt = lc->rt;
+    lc->router.parties = lc->rooms.parties = rt->parties;
+    lc->router.n_parties = lc->rooms.n_parties = rt->n_parties;
+    lc->router.prefix = lc->rooms.prefix = rt->prefix;
+    lc->rooms.backend = rt->backend;
+    lc->rooms.max_loaded_rooms = rt->max_loaded_rooms;
+    lc->rooms.commit_delay_ms = rt->commit_delay_ms;
 }
 
-/* The loop and its handles, the read buffer and the mailbox: what every
- * loop's runtime has of its own. */
-static int runtime_init_loop(party_runtime *rt) {
-    rt->lp.conn_upcalls = &conn_upcalls;
-    rt->lp.on_quiet = loop_quiet;
-    rt->router.up = &router_upcalls;
-    party__rooms_init(&rt->rooms, &rt->lp);
-    runtime_share(rt);
-    uv_check_init(&rt->lp.loop, &rt->flush_check);
-    rt->flush_check.data = &rt->lp;
-    uv_check_start(&rt->flush_check, on_flush_check);
-    uv_unref((uv_handle_t *)&rt->flush_check);
-    uv_prepare_init(&rt->lp.loop, &rt->flush_prepare);
-    rt->flush_prepare.data = &rt->lp;
-    uv_prepare_start(&rt->flush_prepare, on_flush_prepare);
-    uv_unref((uv_handle_t *)&rt->flush_prepare);
-    uv_idle_init(&rt->lp.loop, &rt->finish_idle);
-    rt->finish_idle.data = rt;
-    uv_async_init(&rt->lp.loop, &rt->stop_async, on_stop_async);
-    rt->stop_async.data = rt;
-    uv_unref((uv_handle_t *)&rt->stop_async);
-    /* Signals are loop 0's to catch (party_runtime_run starts them); the
-     * other loops have no handles for them. */
-    if (rt->main == rt) {
-        uv_signal_init(&rt->lp.loop, &rt->sigint);
-        uv_signal_init(&rt->lp.loop, &rt->sigterm);
-        rt->sigint.data = rt->sigterm.data = rt;
-    }
-    uv_timer_init(&rt->lp.loop, &rt->shutdown_timer);
-    rt->shutdown_timer.data = rt;
-    uv_timer_init(&rt->lp.loop, &rt->evict_timer);
-    rt->evict_timer.data = rt;
-    uv_timer_init(&rt->lp.loop, &rt->lp.keepalive_timer);
-    rt->lp.keepalive_timer.data = &rt->lp;
-    return party__inbox_init(rt);
+/* A loop's context, its handles and its mailbox, for loop index of rt:
+ * 0, or PARTY_ENOMEM with nothing left to free but what
+ * party__runtime_free_loop (or, for loop 0, party_runtime_free) frees. */
+static int runtime_init_loop(party_runtime *rt, party__loop_ctx *lc, unsigned index) {
+    lc->rt = rt;
+    lc->index = index;
+    if (party__loop_init(&lc->lp, &rt->cfg, index) != 0)
+        return PARTY_ENOMEM;
+    lc->lp.conn_upcalls = &conn_upcalls;
+    lc->lp.on_quiet = loop_quiet;
+    lc->router.up = &router_upcalls;
+    party__rooms_init(&lc->rooms, &lc->lp);
+    runtime_share(lc);
+    uv_check_init(&lc->lp.loop, &lc->flush_check);
+    lc->flush_check.data = &lc->lp;
+    uv_check_start(&lc->flush_check, on_flush_check);
+    uv_unref((uv_handle_t *)&lc->flush_check);
+    uv_prepare_init(&lc->lp.loop, &lc->flush_prepare);
+    lc->flush_prepare.data = &lc->lp;
+    uv_prepare_start(&lc->flush_prepare, on_flush_prepare);
+    uv_unref((uv_handle_t *)&lc->flush_prepare);
+    uv_idle_init(&lc->lp.loop, &lc->finish_idle);
+    lc->finish_idle.data = lc;
+    uv_async_init(&lc->lp.loop, &lc->stop_async, on_stop_async);
+    lc->stop_async.data = lc;
+    uv_unref((uv_handle_t *)&lc->stop_async);
+    uv_timer_init(&lc->lp.loop, &lc->shutdown_timer);
+    lc->shutdown_timer.data = lc;
+    uv_timer_init(&lc->lp.loop, &lc->evict_timer);
+    lc->evict_timer.data = lc;
+    uv_timer_init(&lc->lp.loop, &lc->lp.keepalive_timer);
+    lc->lp.keepalive_timer.data = &lc->lp;
+    return party__inbox_init(lc);
 }
 
-party_runtime *party__runtime_new_loop(party_runtime *main, unsigned index) {
-    party_runtime *rt = party__calloc(1, sizeof(*rt));
+party__loop_ctx *party__runtime_new_loop(party_runtime *rt, unsigned index) {
+    party__loop_ctx *lc = party__calloc(1, sizeof(*lc));
 
-    if (rt == NULL)
+    if (lc == NULL)
         return NULL;
-    /* The configuration, its strings and the parties are main's, shared
-     * read-only; everything the loop changes is its own. */
-    rt->cfg = main->cfg;
-    rt->host = main->host;
-    rt->prefix = main->prefix;
-    rt->data_dir = main->data_dir;
-    rt->ops_prefix = main->ops_prefix;
-    rt->admin_token = main->admin_token;
-    rt->static_dir = main->static_dir;
-    rt->tls_cert = main->tls_cert;
-    rt->tls_key = main->tls_key;
-    rt->durability_full = main->durability_full;
-    rt->parties = main->parties;
-    rt->n_parties = main->n_parties;
-    rt->main = main;
-    rt->n_loops = 1;
-    rt->loop_index = index;
-    rt->data_lock_fd = -1; /* main's is the one */
-    if (party__loop_init(&rt->lp, &main->cfg, index) != 0) {
-        party__free(rt);
+    if (runtime_init_loop(rt, lc, index) != 0) {
+        party__runtime_free_loop(lc);
         return NULL;
     }
-    rt->lp.tls_ctx = main->lp.tls_ctx;
-    if (rt->lp.tls_ctx != NULL && party__tls_init_loop(&rt->lp) != 0) {
-        party__tls_cleanup_loop(&rt->lp);
-        uv_loop_close(&rt->lp.loop);
-        party__loop_free(&rt->lp);
-        party__free(rt);
+    /* The TLS context is the runtime's; each loop has a buffer of its
+     * own for ciphertext. */
+    lc->lp.tls_ctx = rt->tls_ctx;
+    if (lc->lp.tls_ctx != NULL && party__tls_init_loop(&lc->lp) != 0) {
+        party__runtime_free_loop(lc);
         return NULL;
     }
-    if (runtime_init_loop(rt) != 0) {
-        party__runtime_free_loop(rt);
-        return NULL;
-    }
-    return rt;
+    return lc;
 }
 
-void party__runtime_start_timers(party_runtime *rt) {
-    uv_timer_start(&rt->evict_timer, on_evict_timer, evict_tick_ms(rt), evict_tick_ms(rt));
-    uv_unref((uv_handle_t *)&rt->evict_timer);
-    party__keepalive_start(&rt->lp);
+void party__runtime_start_timers(party__loop_ctx *lc) {
+    uint64_t tick = evict_tick_ms(&lc->rt->cfg);
+    uv_timer_start(&lc->evict_timer, on_evict_timer, tick, tick);
+    uv_unref((uv_handle_t *)&lc->evict_timer);
+    party__keepalive_start(&lc->lp);
 }
 
 /* Whether a struct of this abi can be read: 0 means "compiled with this
@@ -464,14 +442,17 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     rt->max_loaded_rooms = party__default_max_loaded_rooms();
     if (rt->cfg.send_queue_bytes > UINT32_MAX)
         rt->cfg.send_queue_bytes = UINT32_MAX; /* connections count it in 32 bits */
-    rt->main = rt;
     rt->n_loops = 1;
-    if (party__loop_init(&rt->lp, &rt->cfg, 0) != 0)
-        goto fail;
-    if (runtime_init_loop(rt) != 0) {
+    if (runtime_init_loop(rt, &rt->main, 0) != 0) {
+        if (rt->main.lp.loop.data == NULL)
+            goto fail; /* no loop yet: nothing of it to close */
         party_runtime_free(rt);
         return NULL;
     }
+    /* Signals are loop 0's to catch (party_runtime_run starts them). */
+    uv_signal_init(&rt->main.lp.loop, &rt->sigint);
+    uv_signal_init(&rt->main.lp.loop, &rt->sigterm);
+    rt->sigint.data = rt->sigterm.data = rt;
     return rt;
 fail:
     party__free(rt->host);
@@ -512,7 +493,7 @@ int party_runtime_add(party_runtime *rt, const party_def *def) {
     if (!party_name_valid(def->name))
         return PARTY_EINVAL;
     /* Once run has started, rooms and the other loops point into the table. */
-    if (rt->running && rt->loops != NULL)
+    if (rt->main.running && rt->loops != NULL)
         return PARTY_ESTATE;
     if (party__party_find(rt->parties, rt->n_parties, def->name, strlen(def->name)) != NULL)
         return PARTY_EEXIST;
@@ -520,13 +501,13 @@ int party_runtime_add(party_runtime *rt, const party_def *def) {
     if (grown == NULL)
         return PARTY_ENOMEM;
     rt->parties = grown;
-    runtime_share(rt);
+    runtime_share(&rt->main);
     rt->parties[rt->n_parties].def = def;
     rt->parties[rt->n_parties].name = party__strdup(def->name);
     if (rt->parties[rt->n_parties].name == NULL)
         return PARTY_ENOMEM;
     rt->n_parties++;
-    runtime_share(rt);
+    runtime_share(&rt->main);
     return 0;
 }
 
@@ -663,7 +644,6 @@ static int backend_open(party_runtime *rt) {
 int party__runtime_open_data(party_runtime *rt) {
     int r, locked_now = 0;
 
-    rt = rt->main;
     if (rt->data_dir != NULL && rt->data_lock_fd < 0) {
         if ((r = data_dir_lock(rt)) != 0)
             return r;
@@ -681,13 +661,13 @@ int party__runtime_open_data(party_runtime *rt) {
  * room (the other loops do not run yet). Out of memory stops the load: an
  * entry left out would not wake its room until the next start. */
 typedef struct index_load {
-    party_runtime *main;
+    party_runtime *rt;
     size_t loaded, skipped;
 } index_load;
 
 static int file_index_entry(const char *id, const char *party, int64_t due_ms, void *arg) {
     index_load *load = arg;
-    party_runtime *rt = load->main;
+    party_runtime *rt = load->rt;
     size_t i;
 
     for (i = 0; i < rt->n_parties; i++)
@@ -697,27 +677,28 @@ static int file_index_entry(const char *id, const char *party, int64_t due_ms, v
         load->skipped++;
         return 0;
     }
-    if (party__rooms_file_wake(&party__loop_of(rt, id)->rooms, id, (uint32_t)i, due_ms) != 0)
+    if (party__rooms_file_wake(&party__loop_of(&rt->main, id)->rooms, id, (uint32_t)i, due_ms) != 0)
         return PARTY_ENOMEM;
     load->loaded++;
     return 0;
 }
 
-int party__runtime_start_rooms(party_runtime *rt) {
+int party__runtime_start_rooms(party__loop_ctx *lc) {
+    party_runtime *rt = lc->rt;
     index_load load;
     int r;
 
-    if (rt->rooms.alarms.started)
+    if (lc->rooms.alarms.started)
         return 0;
-    if (rt == rt->main && (r = backend_open(rt)) != 0)
+    if (lc == &rt->main && (r = backend_open(rt)) != 0)
         return r;
-    runtime_share(rt);
-    if (party__rooms_start(&rt->rooms) != 0)
+    runtime_share(lc);
+    if (party__rooms_start(&lc->rooms) != 0)
         return PARTY_EIO;
-    if (rt != rt->main)
+    if (lc != &rt->main)
         return 0;
     memset(&load, 0, sizeof(load));
-    load.main = rt;
+    load.rt = rt;
     r = rt->backend->ops->index_load(rt->backend, file_index_entry, &load);
     if (r != 0) {
         /* A room left out would not wake until the next start. */
@@ -733,7 +714,7 @@ int party__runtime_start_rooms(party_runtime *rt) {
 }
 
 int party__runtime_data_lock_fd(party_runtime *rt) {
-    return rt->main->data_lock_fd;
+    return rt->data_lock_fd;
 }
 
 /* ---- listening ---- */
@@ -777,19 +758,20 @@ int party_runtime_listen(party_runtime *rt) {
     char where[INET6_ADDRSTRLEN + 16];
     int r;
 
-    if (rt->lp.listening)
+    if (rt->main.lp.listening)
         return 0;
     /* Before the port is bound: a client that can connect finds a runtime
      * that can keep what it sends. */
     if ((r = party__runtime_open_data(rt)) != 0)
         return r;
-    if (rt->lp.tls_ctx == NULL && (r = party__tls_init(&rt->lp)) != 0)
+    if (rt->tls_ctx == NULL && (r = party__tls_init(&rt->main.lp)) != 0)
         return r;
-    rt->lp.accept_transport = party__tls_enabled(&rt->lp) ? &party__transport_tls : NULL;
+    rt->tls_ctx = rt->main.lp.tls_ctx;
+    rt->main.lp.accept_transport = rt->tls_ctx != NULL ? &party__transport_tls : NULL;
     r = listen_address(rt, &addr);
     if (r != 0)
         return r;
-    r = party__listener_open(&rt->lp, (const struct sockaddr *)&addr);
+    r = party__listener_open(&rt->main.lp, (const struct sockaddr *)&addr);
     if (r != 0) {
         struct in6_addr literal;
         int named = inet_pton(AF_INET, rt->host, &literal) != 1 &&
@@ -799,12 +781,12 @@ int party_runtime_listen(party_runtime *rt) {
                          named ? rt->host : "", uv_strerror(r));
         return PARTY_EADDR;
     }
-    rt->lp.listening = 1;
+    rt->main.lp.listening = 1;
     return 0;
 }
 
 int party_runtime_port(party_runtime *rt) {
-    return party__listener_port(&rt->lp);
+    return party__listener_port(&rt->main.lp);
 }
 
 static void on_signal(uv_signal_t *sig, int signum) {
@@ -820,50 +802,52 @@ static void close_handle(uv_handle_t *handle) {
 
 /* Everything is closed: rooms leave memory and the loop's own handles close,
  * so uv_run returns. */
-static void runtime_finish(party_runtime *rt) {
-    party__inbox_close(rt);
-    party__rooms_free_all(&rt->rooms);
-    party__rooms_stop(&rt->rooms);
-    if (rt == rt->main) {
+static void runtime_finish(party__loop_ctx *lc) {
+    party_runtime *rt = lc->rt;
+
+    party__inbox_close(lc);
+    party__rooms_free_all(&lc->rooms);
+    party__rooms_stop(&lc->rooms);
+    if (lc == &rt->main) {
         /* Loop 0 finishes last: every loop's rooms are gone. */
         party__backend_close(rt->backend);
-        rt->backend = rt->rooms.backend = NULL;
+        rt->backend = lc->rooms.backend = NULL;
+        if (rt->sigint.loop != NULL) {
+            close_handle((uv_handle_t *)&rt->sigint);
+            close_handle((uv_handle_t *)&rt->sigterm);
+        }
     }
-    party__conn_pools_free(&rt->lp);
-    party__listener_close(&rt->lp);
-    close_handle((uv_handle_t *)&rt->flush_check);
-    close_handle((uv_handle_t *)&rt->flush_prepare);
-    close_handle((uv_handle_t *)&rt->finish_idle);
-    close_handle((uv_handle_t *)&rt->stop_async);
-    if (rt->main == rt) {
-        close_handle((uv_handle_t *)&rt->sigint);
-        close_handle((uv_handle_t *)&rt->sigterm);
-    }
-    close_handle((uv_handle_t *)&rt->shutdown_timer);
-    close_handle((uv_handle_t *)&rt->evict_timer);
-    close_handle((uv_handle_t *)&rt->lp.keepalive_timer);
+    party__conn_pools_free(&lc->lp);
+    party__listener_close(&lc->lp);
+    close_handle((uv_handle_t *)&lc->flush_check);
+    close_handle((uv_handle_t *)&lc->flush_prepare);
+    close_handle((uv_handle_t *)&lc->finish_idle);
+    close_handle((uv_handle_t *)&lc->stop_async);
+    close_handle((uv_handle_t *)&lc->shutdown_timer);
+    close_handle((uv_handle_t *)&lc->evict_timer);
+    close_handle((uv_handle_t *)&lc->lp.keepalive_timer);
 }
 
-/* Loop 0 finishes last: the storage backend and the TLS context it owns are
- * in use until every other loop is done. */
-static int runtime_can_finish(party_runtime *rt) {
-    return rt->lp.stopping && rt->lp.n_conns == 0 && !party__rooms_busy(&rt->rooms) &&
-           rt->running && !rt->lp.finished && rt->loops_running == 0;
+/* Loop 0 finishes last: the storage backend and the TLS context the
+ * runtime owns are in use until every other loop is done. */
+static int runtime_can_finish(party__loop_ctx *lc) {
+    return lc->lp.stopping && lc->lp.n_conns == 0 && !party__rooms_busy(&lc->rooms) &&
+           lc->running && !lc->lp.finished && (lc != &lc->rt->main || lc->rt->loops_running == 0);
 }
 
 /* Called from deep inside callbacks (a connection freed while its room runs
  * a batch): the rooms are freed at the top of the next loop turn, never
  * under a caller that still uses them. */
-void party__runtime_maybe_finish(party_runtime *rt) {
-    if (runtime_can_finish(rt))
-        uv_idle_start(&rt->finish_idle, on_finish_idle);
+void party__runtime_maybe_finish(party__loop_ctx *lc) {
+    if (runtime_can_finish(lc))
+        uv_idle_start(&lc->finish_idle, on_finish_idle);
 }
 
 static void on_shutdown_timeout(uv_timer_t *timer) {
-    party_runtime *rt = timer->data;
-    party__log_warn(rt, "shutdown: %zu connections did not close in time; dropping them",
-                    rt->lp.n_conns);
-    party__conn_foreach(&rt->lp, party__conn_abort);
+    party__loop_ctx *lc = timer->data;
+    party__log_warn(&lc->lp, "shutdown: %zu connections did not close in time; dropping them",
+                    lc->lp.n_conns);
+    party__conn_foreach(&lc->lp, party__conn_abort);
 }
 
 static void stop_one(party_conn *conn) {
@@ -883,41 +867,43 @@ static void stop_one(party_conn *conn) {
     }
 }
 
-void party__runtime_begin_stop(party_runtime *rt) {
-    if (rt->lp.stopping)
+void party__runtime_begin_stop(party__loop_ctx *lc) {
+    double timeout = lc->rt->cfg.shutdown_timeout;
+
+    if (lc->lp.stopping)
         return;
-    rt->lp.stopping = 1;
-    if (rt == rt->main)
-        party__loops_stop(rt);
-    party__fetch_stop_all(&rt->rooms);
-    party__listener_close(&rt->lp);
-    party__conn_foreach(&rt->lp, stop_one);
-    uv_timer_start(&rt->shutdown_timer, on_shutdown_timeout,
-                   rt->cfg.shutdown_timeout > 0 ? (uint64_t)(rt->cfg.shutdown_timeout * 1000.0) : 0,
-                   0);
-    uv_unref((uv_handle_t *)&rt->shutdown_timer);
-    party__runtime_maybe_finish(rt);
+    lc->lp.stopping = 1;
+    if (lc == &lc->rt->main)
+        party__loops_stop(lc->rt);
+    party__fetch_stop_all(&lc->rooms);
+    party__listener_close(&lc->lp);
+    party__conn_foreach(&lc->lp, stop_one);
+    uv_timer_start(&lc->shutdown_timer, on_shutdown_timeout,
+                   timeout > 0 ? (uint64_t)(timeout * 1000.0) : 0, 0);
+    uv_unref((uv_handle_t *)&lc->shutdown_timer);
+    party__runtime_maybe_finish(lc);
 }
 
 int party__runtime_begin(party_runtime *rt) {
     struct sigaction sa;
     int r = party__runtime_open_data(rt);
     if (r == 0)
-        r = party__runtime_start_rooms(rt);
+        r = party__runtime_start_rooms(&rt->main);
     if (r != 0)
         return r;
     /* A peer that vanishes mid-write must give EPIPE, not kill the process. */
     if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
         signal(SIGPIPE, SIG_IGN);
-    rt->loop_thread = uv_thread_self();
-    rt->running = 1;
+    rt->main.loop_thread = uv_thread_self();
+    rt->main.running = 1;
     return 0;
 }
 
 void party__runtime_advance(party_runtime *rt, uint64_t ms) {
-    rt->lp.virtual_now += ms;
-    party__rooms_fire_due(&rt->rooms);
-    party__room_evict_idle(&rt->rooms, party__loop_now(&rt->lp));
+    party__loop_ctx *lc = &rt->main;
+    lc->lp.virtual_now += ms;
+    party__rooms_fire_due(&lc->rooms);
+    party__room_evict_idle(&lc->rooms, party__loop_now(&lc->lp));
 }
 
 /* How many loops: the configured count, or one per core. */
@@ -931,7 +917,7 @@ static unsigned loops_wanted(const party_runtime *rt) {
 int party_runtime_run(party_runtime *rt) {
     int r;
 
-    if (rt->running)
+    if (rt->main.running)
         return PARTY_ESTATE;
     rt->n_loops = loops_wanted(rt);
     r = party_runtime_listen(rt);
@@ -940,27 +926,27 @@ int party_runtime_run(party_runtime *rt) {
     if (r == 0 && rt->n_loops > 1)
         r = party__loops_create(rt);
     if (r == 0)
-        r = party__runtime_start_rooms(rt);
+        r = party__runtime_start_rooms(&rt->main);
     if (r != 0) {
         party__loops_free(rt);
         return r;
     }
     uv_signal_start(&rt->sigint, on_signal, SIGINT);
     uv_signal_start(&rt->sigterm, on_signal, SIGTERM);
-    uv_ref((uv_handle_t *)&rt->stop_async);
-    party__runtime_start_timers(rt);
+    uv_ref((uv_handle_t *)&rt->main.stop_async);
+    party__runtime_start_timers(&rt->main);
     (void)party__runtime_begin(rt); /* its one failure was checked above */
     party__loops_run(rt);
     {
         char where[INET6_ADDRSTRLEN + 16];
-        party__listener_address(&rt->lp, where, sizeof(where));
+        party__listener_address(&rt->main.lp, where, sizeof(where));
         party__log_info(rt, "listening on %s://%s (prefix /%s/, %u event loop%s)",
-                        party__tls_enabled(&rt->lp) ? "https" : "http", where, rt->prefix,
-                        rt->n_loops, rt->n_loops == 1 ? "" : "s");
+                        rt->tls_ctx != NULL ? "https" : "http", where, rt->prefix, rt->n_loops,
+                        rt->n_loops == 1 ? "" : "s");
     }
-    uv_run(&rt->lp.loop, UV_RUN_DEFAULT);
+    uv_run(&rt->main.lp.loop, UV_RUN_DEFAULT);
     party__loops_free(rt);
-    rt->running = 0;
+    rt->main.running = 0;
     party__log_info(rt, "stopped");
     return 0;
 }
@@ -969,42 +955,52 @@ void party_runtime_stop(party_runtime *rt) {
     uv_thread_t self = uv_thread_self();
     if (rt == NULL)
         return;
-    if (rt->running && uv_thread_equal(&self, &rt->loop_thread))
-        party__runtime_begin_stop(rt);
+    if (rt->main.running && uv_thread_equal(&self, &rt->main.loop_thread))
+        party__runtime_begin_stop(&rt->main);
     else
-        uv_async_send(&rt->stop_async); /* lands on the loop, also before run */
+        uv_async_send(&rt->main.stop_async); /* lands on the loop, also before run */
+}
+
+/* Frees what a loop's context holds once its loop has stopped: only
+ * closes still pending remain. */
+static void loop_ctx_free(party__loop_ctx *lc) {
+    if (lc->lp.loop.data == NULL)
+        return; /* its loop never started */
+    runtime_finish(lc);
+    uv_run(&lc->lp.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&lc->lp.loop);
+    party__slabs_free(lc->lp.conn_slabs);
+    party__rooms_free(&lc->rooms);
+    party__loop_free(&lc->lp);
+    party__conn_slots_free(&lc->lp);
+    party__inbox_free(lc);
 }
 
 void party_runtime_free(party_runtime *rt) {
+    party__loop_ctx *lc;
     size_t i;
 
     if (rt == NULL)
         return;
-    party__fetch_stop_all(&rt->rooms);
-    party__conn_foreach(&rt->lp, party__conn_abort);
+    lc = &rt->main;
+    party__fetch_stop_all(&lc->rooms);
+    party__conn_foreach(&lc->lp, party__conn_abort);
     /* Store work on worker threads finishes before the stores close. */
-    while (party__rooms_busy(&rt->rooms) || rt->rooms.ready_head != NULL)
-        uv_run(&rt->lp.loop, UV_RUN_ONCE);
-    runtime_finish(rt);
-    uv_run(&rt->lp.loop, UV_RUN_DEFAULT);
-    uv_loop_close(&rt->lp.loop);
-    party__slabs_free(rt->lp.conn_slabs);
-    party__rooms_free(&rt->rooms);
+    while (party__rooms_busy(&lc->rooms) || lc->rooms.ready_head != NULL)
+        uv_run(&lc->lp.loop, UV_RUN_ONCE);
+    loop_ctx_free(lc);
+    party__tls_cleanup(&lc->lp); /* the runtime's context with loop 0's buffer */
     for (i = 0; i < rt->n_parties; i++)
         party__free(rt->parties[i].name);
     party__free(rt->parties);
-    party__loop_free(&rt->lp);
     party__free(rt->host);
     party__free(rt->prefix);
     party__free(rt->data_dir);
     party__free(rt->ops_prefix);
     party__free(rt->admin_token);
     party__free(rt->static_dir);
-    party__tls_cleanup(&rt->lp);
-    party__conn_slots_free(&rt->lp);
     party__free(rt->tls_cert);
     party__free(rt->tls_key);
-    party__inbox_free(rt);
     /* Last: the data directory is this runtime's until everything in it
      * is closed. */
     if (rt->data_lock_fd >= 0)
@@ -1012,28 +1008,19 @@ void party_runtime_free(party_runtime *rt) {
     party__free(rt);
 }
 
-void party__runtime_free_loop(party_runtime *rt) {
-    /* Its thread has ended its loop: only closes still pending remain. */
-    runtime_finish(rt);
-    uv_run(&rt->lp.loop, UV_RUN_DEFAULT);
-    uv_loop_close(&rt->lp.loop);
-    party__slabs_free(rt->lp.conn_slabs);
-    party__rooms_free(&rt->rooms);
-    party__loop_free(&rt->lp);
-    party__tls_cleanup_loop(&rt->lp);
-    party__conn_slots_free(&rt->lp);
-    party__inbox_free(rt);
-    party__free(rt);
+void party__runtime_free_loop(party__loop_ctx *lc) {
+    loop_ctx_free(lc);
+    party__tls_cleanup_loop(&lc->lp);
+    party__free(lc);
 }
 
 size_t party__runtime_conns(party_runtime *rt) {
-    party_runtime *main = rt->main;
     size_t n = 0;
     unsigned i;
 
-    if (main->n_loops <= 1 || main->loops == NULL)
-        return rt->lp.n_conns;
-    for (i = 0; i < main->n_loops; i++)
-        n += __atomic_load_n(&main->loops[i]->lp.n_conns, __ATOMIC_RELAXED);
+    if (rt->n_loops <= 1 || rt->loops == NULL)
+        return rt->main.lp.n_conns;
+    for (i = 0; i < rt->n_loops; i++)
+        n += __atomic_load_n(&rt->loops[i]->lp.n_conns, __ATOMIC_RELAXED);
     return n;
 }

@@ -1,10 +1,13 @@
-/* runtime: the internal shape of party_runtime — the event loop, the
- * listening socket, the registered parties, the table of rooms in memory,
- * and the per-loop-turn work lists (rooms with queued events, connections
- * with bytes to write). With several event-loop threads there is one
- * party_runtime per loop: the one the user holds is loop 0 (the "main"
- * one, which owns the configuration, the parties, the storage backend and
- * the TLS context); the others share those by pointer (see loops.h). */
+/* runtime: the internal shape of party_runtime. One party_runtime per
+ * process holds what every event loop shares: the configuration, the
+ * registered parties, the data directory's lock, the storage backend, the
+ * TLS context and the loops themselves. Each event loop is a
+ * party__loop_ctx: its context (party__loop: the libuv loop, the
+ * connections), its rooms (party__rooms), its router, its mailbox and
+ * thread, and the handles of its per-turn work (the rooms with queued
+ * events run, then one flush of every connection with output). Loop 0's
+ * context is part of party_runtime and runs on the thread that calls
+ * party_runtime_run; the others have threads of their own (loops.h). */
 #ifndef PARTY_RUNTIME_H
 #define PARTY_RUNTIME_H
 
@@ -18,66 +21,73 @@
 
 struct party__mail;
 
-struct party_runtime {
-    party__loop lp;               /* this loop's context (first: see party__runtime_of) */
-    party_config cfg;             /* strings point at owned copies (loop 0's) */
-    struct party_runtime *main;   /* loop 0; itself on loop 0 */
-    struct party_runtime **loops; /* main only: n_loops runtimes, loops[0] == main */
-    unsigned n_loops;             /* main only (1 on the others) */
-    unsigned loop_index;          /* this loop's place in main->loops */
-    unsigned loops_running;       /* main only: other loops whose thread still runs */
-    uv_thread_t thread;           /* other loops: the thread that runs the loop */
+/* More event-loop threads than this are not started. */
+#define PARTY_MAX_THREADS 64
+
+/* One event loop of the runtime. */
+typedef struct party__loop_ctx {
+    party__loop lp;          /* first: party__loop_ctx_of finds the context from it */
+    party__rooms rooms;      /* this loop's rooms */
+    party__router router;    /* this loop's router */
+    party_runtime *rt;       /* the process-wide runtime */
+    unsigned index;          /* this loop's place in rt->loops */
+    int running;             /* the loop runs (loop 0: party__runtime_begin) */
+    uv_thread_t loop_thread; /* the thread running the loop */
+    uv_thread_t thread;      /* loops 1..: the thread made for it */
     int thread_started;
-    struct party__mail *done_mail; /* other loops: what tells main the thread is done */
+    struct party__mail *done_mail; /* loops 1..: what tells loop 0 the thread is done */
     /* The mailbox: work other loops hand to this one (loops.c). */
     uv_async_t inbox_async;
     uv_mutex_t inbox_mutex;
     struct party__mail *inbox_head, *inbox_tail;
     int inbox_open; /* under inbox_mutex: 0 once the async is closing */
-    char *host, *prefix, *data_dir, *ops_prefix, *admin_token, *static_dir;
-    /* main only: the open <data_dir>/LOCK holding the data directory's
-     * flock (-1: none yet, or memory-only); see party__runtime_open_data */
-    int data_lock_fd;
-    int durability_full;
-    uv_signal_t sigint, sigterm;
     uv_async_t stop_async;
     uv_check_t flush_check;     /* writes queued output after I/O callbacks */
     uv_prepare_t flush_prepare; /* ... and before the loop blocks */
     uv_idle_t finish_idle;      /* finishes a stopping loop at the top of a turn */
     uv_timer_t shutdown_timer;
+    uv_timer_t evict_timer;      /* evicts rooms idle past idle_timeout */
+    uint64_t http_ended_at_tick; /* lp.http_ended at the last eviction tick */
+    uint64_t http_ended_at_trim; /* ... at the last trim */
+} party__loop_ctx;
 
+struct party_runtime {
+    party_config cfg; /* its strings point at the owned copies below */
+    char *host, *prefix, *data_dir, *ops_prefix, *admin_token, *static_dir;
+    char *tls_cert, *tls_key;
+    int durability_full;
+    size_t max_loaded_rooms;  /* per loop: past it, idle rooms are evicted early */
+    unsigned commit_delay_ms; /* test hook: every durable commit waits this long first */
     party__party *parties;
     size_t n_parties;
-
-    uint64_t http_ended_at_tick; /* ... at the last eviction tick */
-    uint64_t http_ended_at_trim; /* ... at the last trim */
-    uv_timer_t evict_timer;      /* evicts rooms idle past idle_timeout */
-    size_t max_loaded_rooms;     /* past it, idle rooms are evicted early (whole runtime) */
-    /* storage: the backend (main only; opened once, shared by every loop) */
-    struct party__backend *backend;
-    party__rooms rooms;   /* this loop's rooms */
-    party__router router; /* this loop's router */
-    char *tls_cert, *tls_key;
-    int running;
-    uv_thread_t loop_thread; /* the thread running the loop */
+    /* the open <data_dir>/LOCK holding the data directory's flock (-1:
+     * none yet, or memory-only); see party__runtime_open_data */
+    int data_lock_fd;
+    struct party__backend *backend; /* opened once, shared by every loop */
+    struct ssl_ctx_st *tls_ctx;     /* NULL: plaintext; shared by every loop */
+    party__loop_ctx main;           /* loop 0 */
+    party__loop_ctx **loops;        /* n_loops contexts, loops[0] == &main; NULL: one loop */
+    unsigned n_loops;
+    unsigned loops_running;      /* other loops whose thread still runs */
+    uv_signal_t sigint, sigterm; /* on loop 0 */
     int exit_status;
 };
 
-/* The runtime whose loop context lp is. */
-static inline party_runtime *party__runtime_of(party__loop *lp) {
-    return (party_runtime *)(void *)((char *)lp - offsetof(party_runtime, lp));
+/* The loop context whose party__loop lp is. */
+static inline party__loop_ctx *party__loop_ctx_of(party__loop *lp) {
+    return (party__loop_ctx *)(void *)((char *)lp - offsetof(party__loop_ctx, lp));
 }
 /* Loop 0's context: the loop party_runtime_run runs (and the test
  * harness drives). */
 static inline party__loop *party__runtime_loop(party_runtime *rt) {
-    return &rt->lp;
+    return &rt->main.lp;
 }
 /* Loop 0's rooms. */
 static inline party__rooms *party__runtime_rooms(party_runtime *rt) {
-    return &rt->rooms;
+    return &rt->main.rooms;
 }
-/* The runtime of the loop serving conn. */
-#define party__conn_rt(conn) party__runtime_of(party__conn_loop(conn))
+/* The loop context serving conn. */
+#define party__conn_ctx(conn) party__loop_ctx_of(party__conn_loop(conn))
 
 /* max_conns when the configuration leaves it 0: the soft open-file limit
  * less a reserve. */
@@ -86,8 +96,8 @@ size_t party__default_max_conns(void);
  * early: from the open-file limit. */
 size_t party__default_max_loaded_rooms(void);
 
-/* Makes the data directory ready, once per runtime (loop 0's; later
- * calls return 0): creates it (one level, mode 0755) if missing, takes
+/* Makes the data directory ready, once per runtime (later calls return
+ * 0): creates it (one level, mode 0755) if missing, takes
  * an exclusive flock on <data_dir>/LOCK and writes this process's pid
  * into it, then opens the storage backend (and its alarm index). No lock
  * when data_dir is NULL (memory only: the backend lives in memory). PARTY_EBUSY when
@@ -97,17 +107,17 @@ size_t party__default_max_loaded_rooms(void);
  * PARTY_ENOMEM. Every failure is logged naming the directory and the
  * OS error, and leaves nothing open. */
 int party__runtime_open_data(party_runtime *rt);
-/* The descriptor holding the data directory's lock: loop 0's, opened
- * close-on-exec, owned by the runtime and closed (the lock released) by
+/* The descriptor holding the data directory's lock, opened close-on-exec,
+ * owned by the runtime and closed (the lock released) by
  * party_runtime_free. -1 when none is held. An upgrade hands this one
  * descriptor to the process that takes over. */
 int party__runtime_data_lock_fd(party_runtime *rt);
 
-/* Starts this loop's rooms (their wake-ups); on loop 0, first opens the
+/* Starts a loop's rooms (their wake-ups); on loop 0, first opens the
  * storage backend if needed and files every room of its alarm index in
  * the heap of the loop that owns the room. Blocking (start-up). 0, or
  * PARTY_EIO / PARTY_ENOMEM (logged). */
-int party__runtime_start_rooms(party_runtime *rt);
+int party__runtime_start_rooms(party__loop_ctx *lc);
 
 /* Marks the runtime running on this thread without listening or running
  * the loop: the test harness drives the loop itself. Opens the data
@@ -118,24 +128,21 @@ void party__runtime_advance(party_runtime *rt, uint64_t ms);
 
 /* Called when the last connection or the last store work is done during
  * shutdown. */
-void party__runtime_maybe_finish(party_runtime *rt);
+void party__runtime_maybe_finish(party__loop_ctx *lc);
 
 /* Starts a graceful stop of this loop (its own thread); on loop 0, of
  * every loop. */
-void party__runtime_begin_stop(party_runtime *rt);
+void party__runtime_begin_stop(party__loop_ctx *lc);
 
 /* ---- several loops (see loops.h) ---- */
 
-/* More event-loop threads than this are not started. */
-#define PARTY_MAX_THREADS 64
-
-/* A runtime for loop index of main: main's configuration and parties,
+/* The context of loop index (1..) of rt: rt's configuration and parties,
  * its own loop, handles and pools. NULL on OOM. */
-party_runtime *party__runtime_new_loop(party_runtime *main, unsigned index);
+party__loop_ctx *party__runtime_new_loop(party_runtime *rt, unsigned index);
 /* Frees a loop made by party__runtime_new_loop whose thread is done. */
-void party__runtime_free_loop(party_runtime *rt);
+void party__runtime_free_loop(party__loop_ctx *lc);
 /* Starts the eviction and keepalive timers of a loop that runs. */
-void party__runtime_start_timers(party_runtime *rt);
+void party__runtime_start_timers(party__loop_ctx *lc);
 /* Open connections over every loop (read without locks: a moment's
  * count, for the max_conns check and metrics). */
 size_t party__runtime_conns(party_runtime *rt);
