@@ -44,7 +44,7 @@ typedef struct fetch_io {
 
 struct party__fetch {
     party__rooms *rooms;
-    party__fetch *prev, *next; /* the runtime's list in flight, or a room's held list */
+    party__fetch *prev, *next; /* the loop's list in flight, or a room's held list */
     char id[PARTY_ID_MAX];
     /* the caller, found again when the answer comes */
     const party__party *caller_party;
@@ -199,7 +199,7 @@ static party__buf *request_build(party_room *caller, const char *party, const ch
     return buf;
 }
 
-/* ---- the runtime's list of requests in flight ---- */
+/* ---- the loop's list of requests in flight ---- */
 
 static void list_add(party__fetch *f) {
     party__rooms *rooms = f->rooms;
@@ -556,7 +556,7 @@ void party__fetch_deliver(party_room *room, party__fetch *f) {
 
 /* ---- public ---- */
 
-/* The room's requests in flight: waiting for an answer (the runtime's
+/* The room's requests in flight: waiting for an answer (the loop's
  * list, by caller id: the room may have left memory meanwhile) or held by
  * its output gate. */
 static size_t room_fetches(const party_room *room) {

@@ -65,12 +65,12 @@ struct party_room {
 
     struct party__event *queue_head, *queue_tail;
     int running; /* delivering an event now */
-    int queued;  /* on the runtime's ready list */
+    int queued;  /* on the loop's ready list (party__rooms) */
     struct party_room *ready_next;
-    struct party_room *hash_next;             /* chain in the runtime's room table */
-    struct party_room *idle_prev, *idle_next; /* on the runtime's idle or quiet list */
+    struct party_room *hash_next;             /* chain in the loop's room table */
+    struct party_room *idle_prev, *idle_next; /* on the loop's idle or quiet list */
     int idle;                                 /* 0: on no list, 1: idle, 2: quiet */
-    uint64_t idle_since;                      /* runtime clock, ms */
+    uint64_t idle_since;                      /* the loop's clock, ms */
     char name_inline[];                       /* a name of up to PARTY__ROOM_NAME_INLINE bytes (NUL
                                                  included), in the room's own block */
 };

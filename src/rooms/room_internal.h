@@ -43,7 +43,7 @@ void party__room_update_idle(party_room *room);
  * retries. Call only while the room is running an event with its store. */
 int party__room_ensure_started(party_room *room);
 
-/* Takes a room out of the runtime's room table. */
+/* Takes a room out of its loop's room table. */
 void party__room_table_remove(party__rooms *rooms, party_room *room);
 /* Frees the room's memory. Its store must be closed and its queued
  * events dropped (party__room_drop_queue). */
