@@ -767,7 +767,7 @@ int party_runtime_listen(party_runtime *rt) {
     if (rt->tls_ctx == NULL && (r = party__tls_init(&rt->main.lp)) != 0)
         return r;
     rt->tls_ctx = rt->main.lp.tls_ctx;
-    rt->main.lp.accept_transport = rt->tls_ctx != NULL ? &party__transport_tls : NULL;
+    rt->main.lp.accept_transport = party__tls_enabled(&rt->main.lp) ? &party__transport_tls : NULL;
     r = listen_address(rt, &addr);
     if (r != 0)
         return r;
@@ -941,8 +941,8 @@ int party_runtime_run(party_runtime *rt) {
         char where[INET6_ADDRSTRLEN + 16];
         party__listener_address(&rt->main.lp, where, sizeof(where));
         party__log_info(rt, "listening on %s://%s (prefix /%s/, %u event loop%s)",
-                        rt->tls_ctx != NULL ? "https" : "http", where, rt->prefix, rt->n_loops,
-                        rt->n_loops == 1 ? "" : "s");
+                        party__tls_enabled(&rt->main.lp) ? "https" : "http", where, rt->prefix,
+                        rt->n_loops, rt->n_loops == 1 ? "" : "s");
     }
     uv_run(&rt->main.lp.loop, UV_RUN_DEFAULT);
     party__loops_free(rt);
