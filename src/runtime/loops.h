@@ -61,9 +61,9 @@ void party__loops_thread_done(party_runtime *rt);
  * the request as parsed (with the bytes read behind it) and the transport
  * state move there (party__conn_detach), and the request is routed again
  * on target, not parsed again. The connection here is closed silently.
- * Called by the router with the request parsed (phase HTTP_BUSY). If
- * output is still queued, the hand-off waits until it is written (the
- * request is routed again then). */
+ * Called once the router found the room id (route_cb, runtime.c), with
+ * the request parsed (phase HTTP_BUSY). If output is still queued, the
+ * hand-off waits until it is written (the request is routed again then). */
 void party__loop_handoff(struct party_conn *conn, party__loop_ctx *target);
 
 /* A tour: work that must see every loop (the metrics, the room listing).
