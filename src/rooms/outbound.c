@@ -53,18 +53,23 @@ typedef struct policy {
 } policy;
 
 struct party__outbound {
-    party_runtime *rt;
+    party__rooms *rooms;
     party__outbound_req *head;
     size_t n_held;
     /* [0]: the runtime's list; [1 + i]: party i's when it has its own */
     policy *policies;
     size_t n_policies;
-    party__http_stats stats; /* this loop's (rt->http_stats) */
 };
 
-/* Requests not yet answered, over every loop (main's counter, atomic). */
+/* Requests not yet answered, over every loop (the runtime's counter,
+ * atomic). */
 static size_t *process_count(party__outbound *ob) {
-    return &ob->rt->main->n_outbound;
+    return ob->rooms->n_outbound;
+}
+
+/* The loop's outbound counters (what its clients count too). */
+static party__http_stats *stats_of(party__outbound *ob) {
+    return &ob->rooms->lp->http_stats;
 }
 
 static void record_key(char out[RECORD_KEY_MAX], const char *id) {
@@ -74,16 +79,15 @@ static void record_key(char out[RECORD_KEY_MAX], const char *id) {
 /* ---- the loop's state ---- */
 
 /* The loop's state, made at its first request. NULL on OOM. */
-static party__outbound *outbound_of(party_runtime *rt) {
-    party__outbound *ob = rt->outbound;
+static party__outbound *outbound_of(party__rooms *rooms) {
+    party__outbound *ob = rooms->outbound;
     if (ob != NULL)
         return ob;
     ob = party__calloc(1, sizeof(*ob));
     if (ob == NULL)
         return NULL;
-    ob->rt = rt;
-    rt->outbound = ob;
-    rt->http_stats = &ob->stats;
+    ob->rooms = rooms;
+    rooms->outbound = ob;
     return ob;
 }
 
@@ -117,8 +121,8 @@ void party__outbound_req_free(party__outbound_req *req) {
     party__free(req);
 }
 
-void party__outbound_stop_all(party_runtime *rt) {
-    party__outbound *ob = rt->outbound;
+void party__outbound_stop_all(party__rooms *rooms) {
+    party__outbound *ob = rooms->outbound;
     party__outbound_req *req, *next;
 
     if (ob == NULL)
@@ -130,13 +134,13 @@ void party__outbound_stop_all(party_runtime *rt) {
     }
 }
 
-void party__outbound_finish(party_runtime *rt) {
-    party__outbound *ob = rt->outbound;
+void party__outbound_finish(party__rooms *rooms) {
+    party__outbound *ob = rooms->outbound;
     size_t i;
 
     if (ob == NULL)
         return;
-    party__outbound_stop_all(rt);
+    party__outbound_stop_all(rooms);
     while (ob->head != NULL)
         party__outbound_req_free(ob->head);
     for (i = 0; i < ob->n_policies; i++) {
@@ -145,19 +149,7 @@ void party__outbound_finish(party_runtime *rt) {
     }
     party__free(ob->policies);
     party__free(ob);
-    rt->outbound = NULL;
-    rt->http_stats = NULL;
-}
-
-int party__outbound_busy(party_runtime *rt) {
-    party__outbound *ob = rt->outbound;
-    party__outbound_req *req;
-    if (ob == NULL)
-        return 0;
-    for (req = ob->head; req != NULL; req = req->next)
-        if (req->state != REQ_POSTED)
-            return 1;
-    return 0;
+    rooms->outbound = NULL;
 }
 
 /* ---- policies and clients ---- */
@@ -165,17 +157,18 @@ int party__outbound_busy(party_runtime *rt) {
 /* The policy for a room's party, parsed if needed (with_client: its client
  * made too). NULL on OOM. */
 static policy *policy_for(party__outbound *ob, party_room *room, int with_client) {
-    party_runtime *rt = ob->rt;
+    party__rooms *rooms = ob->rooms;
+    const party_config *rcfg = &rooms->lp->cfg;
     const party_def *def = room->party->def;
-    size_t index = def->fetch_allow != NULL ? 1 + (size_t)(room->party - rt->parties) : 0;
+    size_t index = def->fetch_allow != NULL ? 1 + (size_t)(room->party - rooms->parties) : 0;
     party__http_client_config cfg;
     policy *p;
 
     if (ob->policies == NULL) {
-        ob->policies = party__calloc(rt->n_parties + 1, sizeof(*ob->policies));
+        ob->policies = party__calloc(rooms->n_parties + 1, sizeof(*ob->policies));
         if (ob->policies == NULL)
             return NULL;
-        ob->n_policies = rt->n_parties + 1;
+        ob->n_policies = rooms->n_parties + 1;
     }
     if (index >= ob->n_policies)
         return NULL;
@@ -185,7 +178,7 @@ static policy *policy_for(party__outbound *ob, party_room *room, int with_client
          * partyd checks the lists at start-up; an embedder's bad list is
          * reported at the first request. */
         char why[300];
-        int r = party__allow_parse(index == 0 ? rt->cfg.fetch_allow : def->fetch_allow, &p->allow,
+        int r = party__allow_parse(index == 0 ? rcfg->fetch_allow : def->fetch_allow, &p->allow,
                                    why, sizeof(why));
         if (r == PARTY_ENOMEM)
             return NULL;
@@ -200,16 +193,16 @@ static policy *policy_for(party__outbound *ob, party_room *room, int with_client
     }
     if (with_client && p->client == NULL) {
         memset(&cfg, 0, sizeof(cfg));
-        cfg.ca_file = rt->cfg.fetch_ca_file;
+        cfg.ca_file = rcfg->fetch_ca_file;
         cfg.max_response_bytes =
-            rt->cfg.fetch_max_bytes > 0 ? rt->cfg.fetch_max_bytes : DEFAULT_MAX_BYTES;
-        cfg.max_header_bytes = rt->cfg.max_header_bytes;
-        cfg.max_headers = rt->cfg.max_headers;
+            rcfg->fetch_max_bytes > 0 ? rcfg->fetch_max_bytes : DEFAULT_MAX_BYTES;
+        cfg.max_header_bytes = rcfg->max_header_bytes;
+        cfg.max_headers = rcfg->max_headers;
         cfg.max_redirects = PARTY_FETCH_URL_MAX_REDIRECTS;
         cfg.allow = p->allow;
         cfg.allow_source = p->source;
-        cfg.stats = &ob->stats;
-        p->client = party__http_client_new(&rt->loop, &cfg);
+        cfg.stats = stats_of(ob);
+        p->client = party__http_client_new(&rooms->lp->loop, &cfg);
         if (p->client == NULL)
             return NULL;
     }
@@ -220,38 +213,10 @@ static policy *policy_for(party__outbound *ob, party_room *room, int with_client
 
 /* The answer goes to the caller, found again by name or id: it may have
  * left memory while it waited. */
-static void req_post(party__outbound_req *req) {
-    party_runtime *rt = req->ob->rt;
+party_room *party__outbound_answered(party__outbound_req *req, party__http_answer *answer,
+                                     party__event **spare) {
+    party__rooms *rooms = req->ob->rooms;
     party_room *room;
-    party__event ev, *spare;
-
-    if (rt->stopping || rt->finished) {
-        party__outbound_req_free(req);
-        return;
-    }
-    room = req->caller_name != NULL
-               ? party__room_get_named(rt, req->caller_party, req->caller_name, req->caller_id)
-               : party__room_get_by_id(rt, req->caller_party, req->caller_id);
-    memset(&ev, 0, sizeof(ev));
-    ev.type = PARTY__EV_RESPONSE;
-    ev.outbound = req;
-    spare = req->event_spare;
-    req->event_spare = NULL;
-    req->state = REQ_POSTED;
-    if (room != NULL) {
-        if (party__room_post_with(room, &ev, spare) == 0)
-            return;
-    } else {
-        party__free(spare);
-    }
-    party__log_error(rt, "room %s/%s: out of memory delivering the answer to request %s",
-                     req->caller_party->name, req->caller_name ? req->caller_name : req->caller_id,
-                     req->id);
-    party__outbound_req_free(req);
-}
-
-static void on_answer(party__http_answer *answer, void *arg) {
-    party__outbound_req *req = arg;
 
     req->transfer = NULL;
     party__response_free(&req->res);
@@ -259,11 +224,33 @@ static void on_answer(party__http_answer *answer, void *arg) {
     req->res.error = answer->error;
     party__response_init(&answer->res);
     if (answer->error != 0)
-        party__log_warn(req->ob->rt, "room %s/%s: outbound request %s failed: %s: %s",
+        party__log_warn(rooms->lp, "room %s/%s: outbound request %s failed: %s: %s",
                         req->caller_party->name,
                         req->caller_name ? req->caller_name : req->caller_id, req->id,
                         party_strerror(answer->error), answer->why);
-    req_post(req);
+    *spare = NULL;
+    if (rooms->lp->stopping || rooms->lp->finished) {
+        party__outbound_req_free(req);
+        return NULL;
+    }
+    room = req->caller_name != NULL
+               ? party__room_get_named(rooms, req->caller_party, req->caller_name, req->caller_id)
+               : party__room_get_by_id(rooms, req->caller_party, req->caller_id);
+    req->state = REQ_POSTED;
+    if (room == NULL) {
+        party__outbound_post_failed(req);
+        return NULL;
+    }
+    *spare = req->event_spare;
+    req->event_spare = NULL;
+    return room;
+}
+
+void party__outbound_post_failed(party__outbound_req *req) {
+    party__log_error(
+        req->ob->rooms->lp, "room %s/%s: out of memory delivering the answer to request %s",
+        req->caller_party->name, req->caller_name ? req->caller_name : req->caller_id, req->id);
+    party__outbound_req_free(req);
 }
 
 void party__outbound_deliver(party_room *room, party__outbound_req *req) {
@@ -279,8 +266,9 @@ void party__outbound_deliver(party_room *room, party__outbound_req *req) {
 
 /* ---- leaving after the commit ---- */
 
-void party__outbound_release_held(party_room *room, int committed) {
-    party__outbound *ob = room->rt->outbound;
+void party__outbound_release_held(party_room *room, int committed, party__http_done_cb done) {
+    party__rooms *rooms = room->rooms;
+    party__outbound *ob = rooms->outbound;
     party__outbound_req *req, *next;
 
     if (ob == NULL || ob->n_held == 0)
@@ -290,9 +278,9 @@ void party__outbound_release_held(party_room *room, int committed) {
         if (req->state != REQ_HELD || req->held_room != room)
             continue;
         req->held_room = NULL;
-        if (!committed || room->rt->stopping) {
+        if (!committed || rooms->lp->stopping) {
             if (!committed)
-                party__log_warn(room->rt,
+                party__log_warn(rooms->lp,
                                 "room %s/%s: outbound request %s dropped unsent: the write before "
                                 "it was not committed",
                                 room->party->name, room->name ? room->name : room->id, req->id);
@@ -301,7 +289,7 @@ void party__outbound_release_held(party_room *room, int committed) {
         }
         ob->n_held--;
         req->state = REQ_RUNNING;
-        party__http_go(req->transfer);
+        party__http_go(req->transfer, done, req);
     }
 }
 
@@ -353,7 +341,8 @@ static int carried(party__outbound *ob, const char *id) {
 }
 
 void party__outbound_room_started(party_room *room) {
-    party__outbound *ob = room->rt->outbound;
+    party__rooms *rooms = room->rooms;
+    party__outbound *ob = rooms->outbound;
     const party_def *def = room->party->def;
     found_list list = {0};
     size_t i;
@@ -364,7 +353,7 @@ void party__outbound_room_started(party_room *room) {
         return;
     (void)room->store->ops->meta_list(room->store, RECORD_PREFIX, collect_record, &list);
     if (list.failed)
-        party__log_error(room->rt, "room %s/%s: out of memory reading its outbound requests",
+        party__log_error(rooms->lp, "room %s/%s: out of memory reading its outbound requests",
                          room->party->name, room->name ? room->name : room->id);
     for (i = 0; i < list.n; i++) {
         found_record *f = &list.items[i];
@@ -375,8 +364,7 @@ void party__outbound_room_started(party_room *room) {
             continue;
         record_key(key, f->id);
         (void)room->store->ops->meta_delete(room->store, key);
-        if (ob != NULL)
-            ob->stats.errors[party__http_error_index(PARTY_EABORTED)]++;
+        rooms->lp->http_stats.errors[party__http_error_index(PARTY_EABORTED)]++;
         party__response_init(&res);
         party__response_text(&res, 0,
                              "aborted: the request was in flight when an earlier process of "
@@ -416,7 +404,7 @@ int party_fetch_url_check(party_room *room, const char *url, char *why, size_t w
         return PARTY_EINVAL;
     if (!party__room_in_callback(room))
         return PARTY_ESTATE;
-    if ((ob = outbound_of(room->rt)) == NULL || (pol = policy_for(ob, room, 0)) == NULL)
+    if ((ob = outbound_of(room->rooms)) == NULL || (pol = policy_for(ob, room, 0)) == NULL)
         return PARTY_ENOMEM;
     if (pol->bad[0] != '\0') {
         snprintf(why, why_len, "%s", pol->bad);
@@ -432,7 +420,7 @@ int party_response_get_error(const party_response *res) {
 int party_room_fetch_url(party_room *room, const char *method, const char *url,
                          const char *const *headers, const void *body, size_t len, double timeout,
                          const char *tag, char id_out[PARTY_ID_MAX]) {
-    party_runtime *rt;
+    party__rooms *rooms;
     party__outbound *ob;
     party__outbound_req *req;
     party__http_out out;
@@ -444,10 +432,10 @@ int party_room_fetch_url(party_room *room, const char *method, const char *url,
     if (room == NULL || url == NULL || (body == NULL && len > 0) || !(timeout >= 0) ||
         timeout > PARTY__FETCH_URL_TIMEOUT_MAX)
         return PARTY_EINVAL;
-    rt = room->rt;
-    if (!party__room_in_callback(room) || rt->stopping)
+    rooms = room->rooms;
+    if (!party__room_in_callback(room) || rooms->lp->stopping)
         return PARTY_ESTATE;
-    if ((ob = outbound_of(rt)) == NULL)
+    if ((ob = outbound_of(rooms)) == NULL)
         return PARTY_ENOMEM;
     memset(&out, 0, sizeof(out));
     out.method = method != NULL ? method : "GET";
@@ -455,11 +443,11 @@ int party_room_fetch_url(party_room *room, const char *method, const char *url,
     out.headers = headers;
     r = party__http_check(&out, why, sizeof(why));
     if (r != 0) {
-        party__log_debug(rt, "room %s/%s: party_room_fetch_url: %s", room->party->name,
+        party__log_debug(rooms->lp, "room %s/%s: party_room_fetch_url: %s", room->party->name,
                          room->name ? room->name : room->id, why);
         return r;
     }
-    if (len > rt->cfg.max_body_bytes)
+    if (len > rooms->lp->cfg.max_body_bytes)
         return PARTY_ETOOBIG;
     if (room_requests(ob, room) >= PARTY_MAX_ROOM_FETCH_URLS)
         return PARTY_ELIMIT;
@@ -467,7 +455,7 @@ int party_room_fetch_url(party_room *room, const char *method, const char *url,
     if (pol == NULL)
         return PARTY_ENOMEM;
     if (pol->bad[0] != '\0') {
-        party__log_error(rt, "room %s/%s: outbound request refused: %s", room->party->name,
+        party__log_error(rooms->lp, "room %s/%s: outbound request refused: %s", room->party->name,
                          room->name ? room->name : room->id, pol->bad);
         return PARTY_EPOLICY;
     }
@@ -493,14 +481,15 @@ int party_room_fetch_url(party_room *room, const char *method, const char *url,
     party__response_init(&req->res);
     party__random_hex(32, req->id);
     if (timeout <= 0)
-        timeout = rt->cfg.fetch_timeout > 0 ? rt->cfg.fetch_timeout : DEFAULT_TIMEOUT_S;
+        timeout =
+            rooms->lp->cfg.fetch_timeout > 0 ? rooms->lp->cfg.fetch_timeout : DEFAULT_TIMEOUT_S;
     out.timeout_ms = (uint64_t)(timeout * 1000.0 + 0.5);
     out.body = body;
     out.len = len;
     if ((room->by_name && (req->caller_name = party__strdup(room->name)) == NULL) ||
         (req->tag = party__strdup(tag != NULL ? tag : "")) == NULL ||
         (req->event_spare = party__malloc(sizeof(*req->event_spare))) == NULL ||
-        party__http_prepare(pol->client, &out, on_answer, req, &req->transfer) != 0)
+        party__http_prepare(pol->client, &out, &req->transfer) != 0)
         goto oom;
     /* D4: recorded in this event's transaction. The write closes the
      * output gate, so the request leaves after the commit, or never. */

@@ -822,16 +822,14 @@ void party__http_client_free(party__http_client *c) {
     uv_close((uv_handle_t *)&c->done_timer, on_timer_closed);
 }
 
-int party__http_prepare(party__http_client *c, const party__http_out *out, party__http_done_cb done,
-                        void *arg, party__http_transfer **transfer) {
+int party__http_prepare(party__http_client *c, const party__http_out *out,
+                        party__http_transfer **transfer) {
     party__http_transfer *t = party__calloc(1, sizeof(*t));
     size_t n = 0, i;
 
     if (t == NULL)
         return PARTY_ENOMEM;
     t->client = c;
-    t->done = done;
-    t->arg = arg;
     party__response_init(&t->answer.res);
     for (n = 0; out->headers != NULL && out->headers[n] != NULL; n++)
         ;
@@ -877,9 +875,11 @@ fail:
     return PARTY_ENOMEM;
 }
 
-void party__http_go(party__http_transfer *t) {
+void party__http_go(party__http_transfer *t, party__http_done_cb done, void *arg) {
     party__http_client *c = t->client;
 
+    t->done = done;
+    t->arg = arg;
     t->state = TRANSFER_RUNNING;
     t->started_ms = uv_now(c->loop);
     t->deadline_ms = t->started_ms + t->timeout_ms;

@@ -98,11 +98,12 @@ int party__http_url_allowed(const party__allow *allow, const char *source, const
  * memory it needs is taken, so that starting it cannot fail unanswered.
  * 0 with *transfer set, or PARTY_ENOMEM. */
 int party__http_prepare(party__http_client *client, const party__http_out *out,
-                        party__http_done_cb done, void *arg, party__http_transfer **transfer);
+                        party__http_transfer **transfer);
 /* Starts a prepared transfer; its time counts from now. done(answer, arg)
  * follows on a later loop turn, whatever happens (a refusal by the policy
- * and running out of memory included). */
-void party__http_go(party__http_transfer *transfer);
+ * and running out of memory included). done is the caller's upward
+ * callback (the engine knows no rooms): docs/architecture.md lists it. */
+void party__http_go(party__http_transfer *transfer, party__http_done_cb done, void *arg);
 /* Stops a transfer, prepared or started, before done ran; done is not
  * called. */
 void party__http_cancel(party__http_transfer *transfer);

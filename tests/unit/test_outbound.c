@@ -820,7 +820,7 @@ static void test_answer_to_an_evicted_room_brings_it_back(void **state) {
     assert_int_equal(ask(t, "alice", "http://127.0.0.1:%d/hello", "tag=late"), 202);
     /* The request has left; the room goes before its answer comes. */
     assert_int_equal(party_room_id_from_name("out", "alice", id), 0);
-    room = party__room_find(party_test_runtime(t), id);
+    room = party__room_find(party__runtime_rooms(party_test_runtime(t)), id);
     assert_non_null(room);
     assert_int_equal(party__room_evict(room), 0);
     assert_int_equal(rec.starts, 1);
