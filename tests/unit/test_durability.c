@@ -835,7 +835,7 @@ static void test_room_file_of_newer_format_refused_older_one_migrated(void **sta
     expect_call(t, "POST", "/parties/store/versioned/write", 200, "1");
     assert_int_equal(party_test_restart(t), 0);
     room_file_sql(t, "versioned", NULL, &version);
-    assert_int_equal(version, 1);
+    assert_int_equal(version, 2);
     room_file_sql(t, "versioned", "UPDATE _party_format SET version = 99", NULL);
     free(call(t, "GET", "/parties/store/versioned/count", 503));
     room_file_sql(t, "versioned", NULL, &version);
@@ -845,7 +845,7 @@ static void test_room_file_of_newer_format_refused_older_one_migrated(void **sta
     room_file_sql(t, "versioned", "DROP TABLE _party_format", NULL);
     expect_call(t, "GET", "/parties/store/versioned/count", 200, "1");
     room_file_sql(t, "versioned", NULL, &version);
-    assert_int_equal(version, 1);
+    assert_int_equal(version, 2);
 }
 
 int main(void) {
