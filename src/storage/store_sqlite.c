@@ -227,6 +227,10 @@ typedef struct sqlite_room {
     int begun; /* BEGIN ran since the last commit or rollback */
     int lost;  /* ... and that transaction ended by itself, then BEGIN ran again */
     int wrote; /* ... and one of the record ops wrote in it */
+    /* A shared room's write that could not be recorded (out of memory, or
+     * a read it needed failed): the batch must fail, as a transaction
+     * SQLite rolled back does, not commit without it. */
+    int broken;
 } sqlite_room;
 
 static const party__store_ops sqlite_ops;
@@ -1105,6 +1109,13 @@ static party__pending_pairs *pending_of(sqlite_room *s, int meta) {
     return meta ? &s->ws.meta : &s->ws.kv;
 }
 
+/* The result of a write the batch could not record: the batch is broken. */
+static int broke(sqlite_room *s, int r) {
+    if (r != 0)
+        s->broken = 1;
+    return r;
+}
+
 /* A malloc'd copy of n bytes, NUL-terminated past them, into *val. */
 static int copy_value(const void *data, size_t n, void **val, size_t *len) {
     char *copy = party__malloc(n + 1);
@@ -1162,7 +1173,7 @@ static int shared_put(sqlite_room *s, int meta, const char *key, const void *val
         return PARTY_EINVAL;
     if (strlen(key) + len > PARTY__KV_MAX)
         return PARTY_ETOOBIG;
-    return party__pending_set(pending_of(s, meta), key, val, len, 0);
+    return broke(s, party__pending_set(pending_of(s, meta), key, val, len, 0));
 }
 
 static int shared_delete(sqlite_room *s, int meta, const char *key) {
@@ -1174,8 +1185,8 @@ static int shared_delete(sqlite_room *s, int meta, const char *key) {
     if (p != NULL && p->deleted)
         return PARTY_ENOTFOUND;
     if (p == NULL && (r = shared_read_pair(s, meta, key, NULL, NULL)) != 0)
-        return r;
-    return party__pending_set(pending_of(s, meta), key, NULL, 0, 1);
+        return r == PARTY_ENOTFOUND ? r : broke(s, r);
+    return broke(s, party__pending_set(pending_of(s, meta), key, NULL, 0, 1));
 }
 
 /* The committed keys with the prefix and the pending ones, merged in key
@@ -1303,8 +1314,8 @@ static int shared_sched_add(sqlite_room *s, const party__schedule *sc) {
     if (p != NULL && p->op != PARTY__PENDING_CANCEL)
         return PARTY_EIO;
     if (p == NULL && (committed = shared_sched_committed(s, sc->id)) != 0)
-        return committed < 0 ? committed : PARTY_EIO;
-    return party__pending_sched_set(&s->ws, PARTY__PENDING_ADD, sc);
+        return committed < 0 ? broke(s, committed) : PARTY_EIO;
+    return broke(s, party__pending_sched_set(&s->ws, PARTY__PENDING_ADD, sc));
 }
 
 static int shared_sched_cancel(sqlite_room *s, const char *id) {
@@ -1314,12 +1325,12 @@ static int shared_sched_cancel(sqlite_room *s, const char *id) {
     if (p != NULL && p->op == PARTY__PENDING_CANCEL)
         return PARTY_ENOTFOUND;
     if (p == NULL && (committed = shared_sched_committed(s, id)) <= 0)
-        return committed < 0 ? committed : PARTY_ENOTFOUND;
+        return committed < 0 ? broke(s, committed) : PARTY_ENOTFOUND;
     /* A cancelled ADD stays a CANCEL: it may have replaced a committed
      * row that was cancelled before it. */
     memset(&sc, 0, sizeof(sc));
     sc.id = id;
-    return party__pending_sched_set(&s->ws, PARTY__PENDING_CANCEL, &sc);
+    return broke(s, party__pending_sched_set(&s->ws, PARTY__PENDING_CANCEL, &sc));
 }
 
 static int shared_sched_set_next(sqlite_room *s, const char *id, int64_t next_ms) {
@@ -1332,11 +1343,11 @@ static int shared_sched_set_next(sqlite_room *s, const char *id, int64_t next_ms
         return 0;
     }
     if ((committed = shared_sched_committed(s, id)) <= 0)
-        return committed; /* none: nothing to update, as an UPDATE of no row */
+        return broke(s, committed); /* none: nothing to update, as an UPDATE of no row */
     memset(&sc, 0, sizeof(sc));
     sc.id = id;
     sc.next_ms = next_ms;
-    return party__pending_sched_set(&s->ws, PARTY__PENDING_NEXT, &sc);
+    return broke(s, party__pending_sched_set(&s->ws, PARTY__PENDING_NEXT, &sc));
 }
 
 /* The schedule of the row stmt is on (its columns: id, name, payload,
@@ -1628,7 +1639,7 @@ static int room_sched_each(party__room_store *rs, int64_t until, party__sched_fn
 
 static int room_wrote(party__room_store *rs) {
     sqlite_room *s = (sqlite_room *)rs;
-    return s->db != NULL ? own_wrote(rs) : !party__write_set_empty(&s->ws);
+    return s->db != NULL ? own_wrote(rs) : s->broken || !party__write_set_empty(&s->ws);
 }
 
 static void room_rollback(party__room_store *rs) {
@@ -1636,6 +1647,7 @@ static void room_rollback(party__room_store *rs) {
     if (s->db != NULL)
         own_rollback(rs);
     party__write_set_clear(&s->ws);
+    s->broken = 0;
 }
 
 /* ---- loading and unloading a room ---- */
@@ -1703,9 +1715,10 @@ static int own_dir(sqlite_backend *be, const char *room_id, char *dir, size_t di
     return 0;
 }
 
-/* Removes an own file that a move did not finish (its WAL first: a WAL
- * left alone would be replayed into the next file of that name). 0, or
- * -1 with errno. */
+/* Removes an own file that a move did not finish: its WAL first (a WAL
+ * left alone would be replayed into the next file of that name), the file
+ * itself last, so that where the file is gone nothing of it is left. 0,
+ * or -1 with errno. */
 static int own_remove(const char *path) {
     static const char *const suffixes[] = {"-wal", "-shm", "-journal", ""};
     char name[4200];
@@ -1777,7 +1790,8 @@ static int sqlite_load(party__backend *be_, const char *room_id, const char *par
         party__free(s);
         return r;
     }
-    if (be->data_dir != NULL && own == 0 && own_remove(path) != 0) {
+    if (be->data_dir != NULL && own == 0 && (stat(path, &st) == 0 || errno != ENOENT) &&
+        own_remove(path) != 0) {
         /* An own file its shard does not know: a move cut short. */
         snprintf(why, why_len, "%s: cannot remove what a move to it left: %s", path,
                  strerror(errno));
@@ -1822,9 +1836,8 @@ static int sqlite_load(party__backend *be_, const char *room_id, const char *par
  * commits them there. */
 static int move_copy(sqlite_room *s) {
     reader *rd = reader_get(s->backend, s->shard);
-    sqlite3_stmt *ins = NULL;
     party__schedule sc;
-    int r, rc;
+    int r, rc = SQLITE_DONE;
 
     if (rd == NULL)
         return PARTY_EIO;
@@ -1865,7 +1878,6 @@ static int move_copy(sqlite_room *s) {
         r = sqlite_code_error(rc);
     done_with(rd->sched_due);
     reader_put(s->shard, rd);
-    sqlite3_finalize(ins);
     /* own_alarm_set and own_sched_add ran in this transaction: it is not
      * the batch's. */
     s->begun = s->lost = s->wrote = 0;
@@ -1989,9 +2001,10 @@ static int room_move(sqlite_room *s) {
         return r;
     }
     r = move_write_set(s);
-    if (r != 0) {
+    if (r != 0 || s->broken) {
         /* The move holds; the batch cannot: it fails at its commit. */
         s->begun = s->lost = 1;
+        s->broken = 0;
     }
     return r;
 }
@@ -2217,6 +2230,11 @@ static void sqlite_commit_batch(party__backend *be_, const party__commit *rooms,
         sqlite_room *s = (sqlite_room *)rooms[i].store;
         int r;
         if (index_failed && rooms[i].wake_changed && rooms[i].wake_ms > 0) {
+            room_rollback(&s->base);
+            results[i] = PARTY_EIO;
+            continue;
+        }
+        if (s->db == NULL && s->broken) {
             room_rollback(&s->base);
             results[i] = PARTY_EIO;
             continue;

@@ -699,6 +699,29 @@ static void test_shared_room_alarm_and_schedules_see_its_open_batch(void **state
     f->be->ops->unload(rs);
 }
 
+/* A write the batch could not record (here: the read it needs fails)
+ * fails the whole batch, as a transaction SQLite rolled back does: the
+ * batch's other writes are not committed without it. */
+static void test_shared_write_that_cannot_be_recorded_fails_the_batch(void **state) {
+    fixture *f = *state;
+    party__room_store *rs = load(f, 5, NULL);
+    char value[32];
+
+    assert_int_equal(party__store_kv_put(rs, "k", "old", 3), 0);
+    assert_int_equal(commit_one(f, rs, 0, 0), 0);
+    assert_int_equal(party__store_wrote(rs), 0);
+    assert_int_equal(party__store_kv_put(rs, "k", "new", 3), 0);
+    shards_exec(f, "ALTER TABLE _party_kv RENAME TO unreadable");
+    assert_int_not_equal(party__store_kv_delete(rs, "other"), 0);
+    shards_exec(f, "ALTER TABLE unreadable RENAME TO _party_kv");
+    assert_int_equal(party__store_wrote(rs), 1);
+    assert_int_equal(commit_one(f, rs, 0, 0), PARTY_EIO);
+    assert_int_equal(party__store_wrote(rs), 0);
+    f->be->ops->unload(rs);
+    kv_value(f, 5, "k", value, sizeof(value));
+    assert_string_equal(value, "old");
+}
+
 #define BATCH 8
 
 /* Eight rooms over four shards: some share one, committed in one
@@ -1219,6 +1242,7 @@ int main(int argc, char **argv) {
         TEST(test_commit_batch_fails_only_the_failing_room),
         TEST(test_shared_room_reads_see_its_open_batch_over_committed_rows),
         TEST(test_shared_room_alarm_and_schedules_see_its_open_batch),
+        TEST(test_shared_write_that_cannot_be_recorded_fails_the_batch),
         TEST(test_commit_batch_of_shared_rooms_fails_only_the_failing_room),
         TEST(test_new_rooms_make_no_file),
         TEST(test_newer_shard_file_is_refused_naming_both_versions),
