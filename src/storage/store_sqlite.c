@@ -490,6 +490,7 @@ static int shard_statements_prepare(shard *sh) {
  * format checked) and a first reader. */
 static int shard_open(sqlite_backend *be, unsigned k, char *why, size_t why_len) {
     shard *sh = &be->shards[k];
+    char layout[256];
     reader *rd;
     int rc;
 
@@ -523,6 +524,17 @@ static int shard_open(sqlite_backend *be, unsigned k, char *why, size_t why_len)
     }
     if (format_check(sh->writer, shard_steps, "", sh->path, why, why_len) != 0)
         return PARTY_EIO;
+    /* The shared files record the shard count too: it outlives a lost
+     * alarms.db (see shards_check). */
+    snprintf(layout, sizeof(layout),
+             "CREATE TABLE IF NOT EXISTS _party_layout (k INTEGER PRIMARY KEY CHECK (k = 1),"
+             " shards INTEGER NOT NULL);"
+             "INSERT OR IGNORE INTO _party_layout (k, shards) VALUES (1, %u)",
+             be->n_shards);
+    if (sqlite3_exec(sh->writer, layout, NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(why, why_len, "%s: %s", sh->path, sqlite3_errmsg(sh->writer));
+        return PARTY_EIO;
+    }
     if (shard_statements_prepare(sh) != 0) {
         snprintf(why, why_len, "%s: %s", sh->path, sqlite3_errmsg(sh->writer));
         return PARTY_EIO;
@@ -547,6 +559,46 @@ static int shards_read(sqlite_backend *be, char *why, size_t why_len) {
     sqlite3_finalize(stmt);
     if (n < 1 || n > SHARDS_MAX) {
         snprintf(why, why_len, "alarm index: no valid shard count (%d)", n);
+        return PARTY_EIO;
+    }
+    be->n_shards = (unsigned)n;
+    return 0;
+}
+
+/* Checks the shard count of the alarm index against the one the first
+ * shared file records. A new index (alarms.db lost, or never made while
+ * the shared files were) takes the files' count: a room read from the
+ * wrong shard would look new. Otherwise they must agree. */
+static int shards_check(sqlite_backend *be, int index_new, const char *index_path, char *why,
+                        size_t why_len) {
+    char path[4096], sql[96];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *stmt = NULL;
+    struct stat st;
+    int n = 0;
+
+    snprintf(path, sizeof(path), "%s/rooms-0.db", be->data_dir);
+    if (stat(path, &st) != 0)
+        return 0; /* no shared file yet */
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "SELECT shards FROM _party_layout WHERE k = 1", -1, &stmt, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW)
+        n = sqlite3_column_int(stmt, 0);
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    if (n == 0 || (unsigned)n == be->n_shards)
+        return 0;
+    if (n < 1 || n > SHARDS_MAX || !index_new) {
+        snprintf(why, why_len,
+                 "data directory %s: %s records %u shared files, %s %d: restore the alarm index"
+                 " that belongs with them, or remove it (it is rebuilt from the files' count)",
+                 be->data_dir, index_path, be->n_shards, path, n);
+        return PARTY_EIO;
+    }
+    snprintf(sql, sizeof(sql), "UPDATE _party_layout SET shards = %d WHERE k = 1", n);
+    if (sqlite3_exec(be->index, sql, NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(why, why_len, "alarm index %s: %s", index_path, sqlite3_errmsg(be->index));
         return PARTY_EIO;
     }
     be->n_shards = (unsigned)n;
@@ -685,7 +737,8 @@ static int sqlite_open(const party__backend_config *cfg, party__backend **out, c
         sqlite_close(&be->base);
         return PARTY_EIO;
     }
-    if (shards_read(be, why, why_len) != 0) {
+    if (shards_read(be, why, why_len) != 0 ||
+        (be->data_dir != NULL && shards_check(be, !existed, path, why, why_len) != 0)) {
         sqlite_close(&be->base);
         return PARTY_EIO;
     }

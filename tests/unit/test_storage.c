@@ -826,6 +826,57 @@ static void test_newer_shard_file_is_refused_naming_both_versions(void **state) 
     assert_int_equal(party__backend_open(&f->cfg, &f->be, f->why, sizeof(f->why)), 0);
 }
 
+/* The shard count is fixed when the data directory is made and recorded
+ * by alarms.db and the shared files: a lost alarms.db is rebuilt with the
+ * files' count (rooms are then found in their shards), and an alarm index
+ * that disagrees with the files is refused. */
+static void test_shard_count_outlives_a_lost_alarm_index(void **state) {
+    fixture *f = *state;
+    char cmd[512], value[32], path[4096];
+    struct stat st;
+    sqlite3 *db;
+    int i;
+
+    /* A directory made with 2 shared files. */
+    party__backend_close(f->be);
+    f->be = NULL;
+    snprintf(cmd, sizeof(cmd), "rm -f %s/rooms-*", f->dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(path, sizeof(path), "%s/alarms.db", f->dir);
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    exec(db, "UPDATE _party_layout SET shards = 2");
+    sqlite3_close(db);
+    assert_int_equal(party__backend_open(&f->cfg, &f->be, f->why, sizeof(f->why)), 0);
+    for (i = 0; i < 8; i++) {
+        party__room_store *rs = load(f, 60 + i, NULL);
+        assert_int_equal(party__store_kv_put(rs, "k", "kept", 4), 0);
+        assert_int_equal(commit_one(f, rs, 0, 0), 0);
+        f->be->ops->unload(rs);
+    }
+    party__backend_close(f->be);
+    f->be = NULL;
+
+    /* Disagreeing: refused, naming both. */
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    exec(db, "UPDATE _party_layout SET shards = 4");
+    sqlite3_close(db);
+    assert_int_equal(party__backend_open(&f->cfg, &f->be, f->why, sizeof(f->why)), PARTY_EIO);
+    print_message("%s\n", f->why);
+    assert_non_null(strstr(f->why, "records 4 shared files"));
+    assert_non_null(strstr(f->why, "rooms-0.db 2"));
+
+    /* Lost: rebuilt with the files' count, and every room is found. */
+    snprintf(cmd, sizeof(cmd), "rm -f %s/alarms.db*", f->dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(party__backend_open(&f->cfg, &f->be, f->why, sizeof(f->why)), 0);
+    for (i = 0; i < 8; i++) {
+        kv_value(f, 60 + i, "k", value, sizeof(value));
+        assert_string_equal(value, "kept");
+    }
+    snprintf(path, sizeof(path), "%s/rooms-2.db", f->dir);
+    assert_int_not_equal(stat(path, &st), 0);
+}
+
 /* ---- moving a room into its own file ---- */
 
 /* Room i with records of every kind committed in its shard. */
@@ -1246,6 +1297,7 @@ int main(int argc, char **argv) {
         TEST(test_commit_batch_of_shared_rooms_fails_only_the_failing_room),
         TEST(test_new_rooms_make_no_file),
         TEST(test_newer_shard_file_is_refused_naming_both_versions),
+        TEST(test_shard_count_outlives_a_lost_alarm_index),
         TEST(test_room_file_open_moves_records_into_own_file),
         TEST(test_move_cut_short_before_its_commit_point_leaves_the_room_shared),
         TEST(test_move_cut_short_after_its_commit_point_serves_the_own_file),
