@@ -6,6 +6,9 @@
  * file) must pass PRAGMA integrity_check, both as the crash left it and
  * after the last restart.
  *
+ * One test runs the same with one of the rooms a room with a file of its
+ * own (the counter room of a data directory an earlier partyd wrote).
+ *
  * The mixed test (20 crashes) adds to that load, all along: reminders and
  * alarms set over HTTP on the reminder party (each acknowledged by a 201
  * that the output gate holds until it is durable), and connections opened
@@ -688,7 +691,10 @@ static void check_after_restart(int port, room_track *rooms, int cycle) {
     }
 }
 
-static void run_crash_cycles(const char *durability, int with_mixed) {
+/* legacy: the data directory starts with the counter room "fixture" of
+ * one an earlier partyd wrote (tests/fixtures/data-v1), at 3, as the first
+ * room: a room with a file of its own. */
+static void run_crash_cycles(const char *durability, int with_mixed, int legacy) {
     long cycles =
         env_long("PARTY_CRASH_CYCLES", with_mixed ? MIXED_CYCLES : DEFAULT_CYCLES, 1, MAX_CYCLES);
     uint64_t seed =
@@ -712,6 +718,17 @@ static void run_crash_cycles(const char *durability, int with_mixed) {
     memset(conns, 0, sizeof(conns));
     for (i = 0; i < N_ROOMS; i++)
         snprintf(rooms[i].name, sizeof(rooms[i].name), "crash-%d", i);
+    if (legacy) {
+        char cmd[1024];
+        /* Its counter room only (the reminder room has the same name). */
+        snprintf(cmd, sizeof(cmd),
+                 "mkdir -p %s/rooms/5e && cp %s/data-v1/alarms.db %s/ &&"
+                 " cp %s/data-v1/rooms/5e/*.db %s/rooms/5e/",
+                 dir, PARTY_FIXTURES, dir, PARTY_FIXTURES, dir);
+        assert_int_equal(system(cmd), 0);
+        snprintf(rooms[0].name, sizeof(rooms[0].name), "fixture");
+        rooms[0].sent = rooms[0].acked = rooms[0].base = 3;
+    }
     if (with_mixed) {
         mixed = calloc(1, sizeof(*mixed));
         assert_non_null(mixed);
@@ -801,25 +818,33 @@ static void run_crash_cycles(const char *durability, int with_mixed) {
 
 static void test_no_acknowledged_count_is_lost_across_kill_9_durability_full(void **state) {
     (void)state;
-    run_crash_cycles("full", 0);
+    run_crash_cycles("full", 0, 0);
+}
+
+/* A room with a file of its own (here: one an earlier partyd made) is
+ * as safe as the rooms of the shared files, next to them. */
+static void test_own_file_room_loses_no_acknowledged_count_across_kill_9(void **state) {
+    (void)state;
+    run_crash_cycles("full", 0, 1);
 }
 
 /* normal promises to survive a process crash too (not a power loss). */
 static void test_no_acknowledged_count_is_lost_across_kill_9_durability_normal(void **state) {
     (void)state;
-    run_crash_cycles("normal", 0);
+    run_crash_cycles("normal", 0, 0);
 }
 
 /* Counter writes, reminders, alarms and new connections at once. */
 static void test_mixed_load_loses_no_write_and_no_alarm_across_kill_9(void **state) {
     (void)state;
-    run_crash_cycles("full", 1);
+    run_crash_cycles("full", 1, 0);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_no_acknowledged_count_is_lost_across_kill_9_durability_full),
         cmocka_unit_test(test_no_acknowledged_count_is_lost_across_kill_9_durability_normal),
+        cmocka_unit_test(test_own_file_room_loses_no_acknowledged_count_across_kill_9),
         cmocka_unit_test(test_mixed_load_loses_no_write_and_no_alarm_across_kill_9),
     };
     const char *only = getenv("PARTY_CRASH_ONLY");
