@@ -2023,12 +2023,18 @@ static int move_write_set(sqlite_room *s) {
  * step: the own file is written and committed (and its name made
  * durable) first; the commit point is the shard's transaction that marks
  * the room own and deletes its rows there. Cut short before it, the own
- * file is a leftover that load removes (the shard still says shared). */
+ * file is a leftover that load removes (the shard still says shared). A
+ * room its shard has no row for (a new one) only makes its file. */
 static int room_move(sqlite_room *s) {
     sqlite_backend *be = s->backend;
     char path[4096], dir[4096], why[512];
-    int r;
+    int r, own;
 
+    /* A room with no row in its shard has no records there: its own file
+     * is all it needs (load takes a file with no row for the room's), and
+     * what it holds is made durable by the batch's commit. */
+    if ((r = room_place(s, &own)) != 0)
+        return r;
     snprintf(path, sizeof(path), ":memory:");
     if (be->data_dir != NULL) {
         if (own_dir(be, s->id, dir, sizeof(dir), path, sizeof(path), why, sizeof(why)) != 0 ||
@@ -2037,15 +2043,15 @@ static int room_move(sqlite_room *s) {
     }
     if (own_open(s, path, why, sizeof(why)) != 0)
         return PARTY_EIO;
-    r = move_copy(s);
-    if (r == 0 && be->data_dir != NULL && be->durability_full) {
+    r = own < 0 ? 0 : move_copy(s);
+    if (r == 0 && own >= 0 && be->data_dir != NULL && be->durability_full) {
         if (sync_dir(dir) != 0)
             r = PARTY_EIO;
         snprintf(dir, sizeof(dir), "%s/rooms", be->data_dir);
         if (r == 0 && sync_dir(dir) != 0)
             r = PARTY_EIO;
     }
-    if (r == 0)
+    if (r == 0 && own >= 0)
         r = move_flip(s);
     if (r != 0) {
         own_close(s);

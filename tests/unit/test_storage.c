@@ -114,6 +114,14 @@ static void exec(sqlite3 *db, const char *sql) {
         fail_msg("%s: %s", sql, err);
 }
 
+/* Commits k = v in room i. */
+static void kv_put_one(fixture *f, int i) {
+    party__room_store *rs = load(f, i, NULL);
+    assert_int_equal(party__store_kv_put(rs, "k", "v", 1), 0);
+    assert_int_equal(commit_one(f, rs, 0, 0), 0);
+    f->be->ops->unload(rs);
+}
+
 /* Moves room i's records into its own file (party_room_db), committed. */
 static void make_own(fixture *f, int i) {
     party__room_store *rs = load(f, i, NULL);
@@ -963,6 +971,38 @@ static void test_room_file_open_moves_records_into_own_file(void **state) {
     assert_string_equal(sql, "");
 }
 
+/* A room with nothing in the shared files (a new one) that opens its own
+ * database only makes its file: no row in its shard, before or after its
+ * batch commits, and it is an own-file room from then on. */
+static void test_new_room_opening_its_db_makes_only_its_own_file(void **state) {
+    fixture *f = *state;
+    char id[PARTY_ID_MAX], path[4096], sql[256], value[32];
+    party__room_store *rs = load(f, 43, NULL);
+    struct stat st;
+
+    room_id(43, id);
+    assert_int_equal(party__store_meta_put(rs, "name", "fresh", 5), 0);
+    assert_non_null(rs->ops->room_file_open(rs));
+    assert_int_equal(party__store_kv_put(rs, "k", "own", 3), 0);
+    assert_int_equal(party__store_path(f->dir, id, path, sizeof(path)), 0);
+    assert_int_equal(stat(path, &st), 0);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM _party_rooms WHERE room_id = '%s'", id);
+    assert_int_equal(shard_count(f, sql), 0);
+    assert_int_equal(commit_one(f, rs, 0, 0), 0);
+    f->be->ops->unload(rs);
+    assert_int_equal(shard_count(f, sql), 0);
+    assert_int_equal(rows_in_shards(f, 43), 0);
+    kv_value(f, 43, "k", value, sizeof(value));
+    assert_string_equal(value, "own");
+    rs = load(f, 43, NULL);
+    assert_int_equal(party__store_kv_put(rs, "k", "again", 5), 0);
+    assert_int_equal(commit_one(f, rs, 0, 0), 0);
+    f->be->ops->unload(rs);
+    assert_int_equal(rows_in_shards(f, 43), 0);
+    kv_value(f, 43, "k", value, sizeof(value));
+    assert_string_equal(value, "again");
+}
+
 /* A move cut short before its commit point (the own file made, maybe
  * committed, the shard not yet told): the room is still shared, and the
  * file is a leftover that load removes. */
@@ -1215,6 +1255,7 @@ static void test_load_in_an_unwritable_directory_says_permission_denied(void **s
     char id[PARTY_ID_MAX], cmd[256];
 
     RUN_AS_NOBODY_IF_ROOT();
+    kv_put_one(f, 8); /* records in its shard first: its row there says own */
     make_own(f, 8);
     room_id(8, id);
     snprintf(cmd, sizeof(cmd), "rm -f %s/rooms/%.2s/* && chmod 0555 %s/rooms/%.2s", f->dir, id,
@@ -1299,6 +1340,7 @@ int main(int argc, char **argv) {
         TEST(test_newer_shard_file_is_refused_naming_both_versions),
         TEST(test_shard_count_outlives_a_lost_alarm_index),
         TEST(test_room_file_open_moves_records_into_own_file),
+        TEST(test_new_room_opening_its_db_makes_only_its_own_file),
         TEST(test_move_cut_short_before_its_commit_point_leaves_the_room_shared),
         TEST(test_move_cut_short_after_its_commit_point_serves_the_own_file),
         TEST(test_data_dir_of_format_1_is_read_unchanged),
