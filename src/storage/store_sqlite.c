@@ -775,8 +775,8 @@ static void sqlite_release(party__backend *be, party__store_req *req) {
 
 /* SQLite says "unable to open database file" whatever the cause: the OS
  * error comes first when SQLite has one (a long path may fill the rest),
- * and when it is the process's open-file limit (a loaded room holds 3
- * files), the limit is named, since raising it is the fix. */
+ * and when it is the process's open-file limit (a loaded own-file room
+ * holds 3 files), the limit is named, since raising it is the fix. */
 static void describe_open_failure(sqlite_room *s, const char *path, char *why, size_t why_len) {
     int code = s->db != NULL ? sqlite3_errcode(s->db) & 0xff : 0;
     /* The system errno is the failed call's only for these two. */
