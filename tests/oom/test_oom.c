@@ -224,6 +224,8 @@ static void oom_message(party_room *room, party_conn *conn, const void *data, si
         rc = party_room_fetch_url(room, "GET", arg, NULL, NULL, 0, 0, "url", NULL);
         if (rc != 0)
             fail_conn(conn, "fetch_url", rc);
+        else /* held behind the record's commit: if it fails, 1011 says so */
+            reply(conn, "sent", 4);
     } else if (strncmp(text, "fetch:", 6) == 0) {
         rc = party_room_fetch(room, "oom", arg, "GET", "/hello", NULL, NULL, 0, "tag", NULL);
         if (rc != 0)
@@ -722,13 +724,15 @@ static void sc_fetch(run *r) {
 
 /* An outbound request, refused by the (empty) allow-list: recorded with
  * the room, started after the commit, answered by the engine, delivered
- * as an event that removes the record. */
+ * as an event that removes the record. A commit that fails drops the
+ * request unsent; the room's "sent", held behind it, is dropped too and
+ * the connection closed 1011, so the client hears of it. */
 static void sc_fetch_url(run *r) {
     party_test_conn *c = join(r, "/parties/oom/fu", "a");
 
     if (c == NULL)
         return;
-    (void)(send_text(r, c, "fetch_url:http://refused.example/") ||
+    (void)(send_text(r, c, "fetch_url:http://refused.example/") || expect_text(r, c, "sent") ||
            expect_text(r, c, "error:refused by the fetch policy (--fetch-allow)"));
     party_test_conn_free(c);
 }
