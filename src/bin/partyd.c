@@ -44,6 +44,8 @@ static const char usage_text[] =
     "                           (its first address; default 127.0.0.1)\n"
     "  --port N                 listen port (default 1999; 0 picks a free one)\n"
     "  --prefix PATH            URL prefix of rooms (default parties)\n"
+    "  --agents-prefix PATH     second URL prefix of rooms, for Cloudflare Agents\n"
+    "                           clients (default agents; \"\" turns it off)\n"
     "  --data DIR               data directory: one SQLite file per room\n"
     "                           (default ./data)\n"
     "  --durability MODE        full (default): fsync every commit; normal:\n"
@@ -102,6 +104,7 @@ enum {
     OPT_HOST = 256,
     OPT_PORT,
     OPT_PREFIX,
+    OPT_AGENTS_PREFIX,
     OPT_DATA,
     OPT_PARTY,
     OPT_BUILTINS,
@@ -137,6 +140,7 @@ static const struct option options[] = {
     {"host", required_argument, NULL, OPT_HOST},
     {"port", required_argument, NULL, OPT_PORT},
     {"prefix", required_argument, NULL, OPT_PREFIX},
+    {"agents-prefix", required_argument, NULL, OPT_AGENTS_PREFIX},
     {"data", required_argument, NULL, OPT_DATA},
     {"party", required_argument, NULL, OPT_PARTY},
     {"builtins", required_argument, NULL, OPT_BUILTINS},
@@ -488,6 +492,9 @@ static int apply_option(int opt, const char *arg, options_state *o) {
         break;
     case OPT_PREFIX:
         o->cfg.prefix = arg;
+        break;
+    case OPT_AGENTS_PREFIX:
+        o->cfg.agents_prefix = arg;
         break;
     case OPT_DATA:
         o->data_dir = arg;

@@ -16,6 +16,7 @@
 #include "fetch.h"
 #include "log.h"
 #include "slab.h"
+#include "sync.h"
 #include "utf8.h"
 #include "alloc.h"
 
@@ -221,6 +222,7 @@ void party__room_destroy(party_room *room) {
     if (room->name != room->name_inline)
         party__free(room->name);
     party__free(room->props);
+    party__sync_free(room);
     room_release(room->rt, room);
 }
 
@@ -231,6 +233,7 @@ void party__room_drop_state(party_room *room) {
         room->party->def->free_state(room->state);
     room->state = NULL;
     room->status = PARTY__ROOM_ZERO;
+    party__sync_drop(room);
 }
 
 /* ---- connections of a room ---- */
@@ -380,6 +383,7 @@ static void handle_connect(party_room *room, party_conn *conn) {
         return;
     }
     room_link_conn(room, conn);
+    party__sync_connect(room, conn); /* identity and state, before on_connect's own */
     if (def->on_connect != NULL)
         def->on_connect(room, conn, req);
     party__conn_start_ws(conn);
@@ -463,8 +467,13 @@ void party__room_deliver(party_room *room, const party__event *ev) {
         handle_request(room, ev->conn);
         break;
     case PARTY__EV_MESSAGE:
-        if (party__conn_in_room(ev->conn) && def->on_message != NULL &&
-            party__room_ensure_started(room) == 0)
+        /* State and RPC frames are the runtime's (sync.c); the rest is the
+         * party's. */
+        if (party__conn_in_room(ev->conn) &&
+            (def->on_message != NULL || party__sync_enabled(def)) &&
+            party__room_ensure_started(room) == 0 &&
+            !party__sync_message(room, ev->conn, ev->data.ptr, ev->data.len, ev->binary) &&
+            def->on_message != NULL)
             def->on_message(room, ev->conn, ev->data.ptr, ev->data.len, ev->binary);
         break;
     case PARTY__EV_ERROR:

@@ -51,6 +51,7 @@ struct party_room {
     int name_error;                  /* a callback read the name of an unnamed room */
     party__conn_gate gate;           /* connections whose output waits for the commit */
     struct party__fetch *fetch_held; /* requests waiting for the commit (see fetch.h) */
+    struct party__sync *sync;        /* synced state and open RPC calls, or NULL (see sync.h) */
 
     /* alarm and schedules (valid while READY; loaded with the store) */
     int64_t alarm_at;     /* epoch ms, 0: none */

@@ -11,6 +11,7 @@
 #include "conn.h"
 #include "log.h"
 #include "short_thread.h"
+#include "sync.h"
 #include "alloc.h"
 
 static party__room_list *list_of(party_room *room) {
@@ -37,7 +38,7 @@ void party__room_idle_remove(party_room *room) {
 /* Work in flight, apart from open connections. */
 static int room_busy(party_room *room) {
     return room->n_pending > 0 || room->queue_head != NULL || room->running || room->committing ||
-           room->gate.head != NULL || room->fetch_held != NULL ||
+           room->gate.head != NULL || room->fetch_held != NULL || party__sync_busy(room) ||
            room->life == PARTY__ROOM_LOADING || room->life == PARTY__ROOM_EVICTING ||
            room->life == PARTY__ROOM_UNLOADING;
 }

@@ -265,7 +265,10 @@ void party__router_handle(party_conn *conn) {
 
     if (party__ops_handle(conn))
         return;
-    if (!party__route_match(rt->prefix, req->path, &route)) {
+    /* Rooms answer at the Agents clients' prefix too (/agents/<party>/<room>). */
+    if (!party__route_match(rt->prefix, req->path, &route) &&
+        (rt->cfg.agents_prefix == NULL ||
+         !party__route_match(rt->cfg.agents_prefix, req->path, &route))) {
         if (!party__static_handle(conn))
             respond_text(conn, 404, "Not Found\n", 0);
         return;

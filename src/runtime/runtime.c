@@ -33,6 +33,7 @@
 #include "room.h"
 #include "router.h"
 #include "slab.h"
+#include "sync.h"
 #include "tls.h"
 #include "ws.h"
 #include "alloc.h"
@@ -59,6 +60,7 @@ void party_config_init(party_config *cfg) {
     cfg->shutdown_timeout = 10.0;
     cfg->log_level = PARTY__LOG_INFO;
     cfg->ops_prefix = "_partyd";
+    cfg->agents_prefix = "agents";
     cfg->fetch_timeout = 30.0;
     cfg->threads = 1;
 }
@@ -361,6 +363,15 @@ party_runtime *party_runtime_new(const party_config *cfg) {
             len--;
         rt->prefix = party__strndup(p, len);
     }
+    /* The second prefix, the Agents clients' (kept the same way; "": off). */
+    if (cfg->agents_prefix != NULL && cfg->agents_prefix[strspn(cfg->agents_prefix, "/")] != '\0') {
+        const char *p = cfg->agents_prefix + strspn(cfg->agents_prefix, "/");
+        size_t len = strlen(p);
+        while (len > 0 && p[len - 1] == '/')
+            len--;
+        if ((rt->agents_prefix = party__strndup(p, len)) == NULL)
+            rt->agents_prefix_oom = 1;
+    }
     (void)loop_buffers_new(rt); /* checked with the rest below */
     rt->data_dir = cfg->data_dir != NULL ? party__strdup(cfg->data_dir) : NULL;
     rt->ops_prefix = party__strdup(cfg->ops_prefix != NULL ? cfg->ops_prefix : "_partyd");
@@ -373,7 +384,9 @@ party_runtime *party_runtime_new(const party_config *cfg) {
         (cfg->admin_token != NULL && rt->admin_token == NULL) ||
         (cfg->static_dir != NULL && rt->static_dir == NULL) ||
         (cfg->tls_cert != NULL && rt->tls_cert == NULL) ||
-        (cfg->tls_key != NULL && rt->tls_key == NULL) || uv_loop_init(&rt->loop) != 0) {
+        (cfg->tls_key != NULL && rt->tls_key == NULL) || rt->agents_prefix_oom ||
+        uv_loop_init(&rt->loop) != 0) {
+        party__free(rt->agents_prefix);
         party__free(rt->host);
         party__free(rt->prefix);
         party__free(rt->data_dir);
@@ -394,6 +407,7 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     rt->cfg.static_dir = rt->static_dir;
     rt->cfg.tls_cert = rt->tls_cert;
     rt->cfg.tls_key = rt->tls_key;
+    rt->cfg.agents_prefix = rt->agents_prefix;
     rt->durability_full = cfg->durability != PARTY_DURABILITY_NORMAL;
     if (rt->cfg.max_headers > PARTY__HTTP_MAX_HEADERS)
         rt->cfg.max_headers = PARTY__HTTP_MAX_HEADERS;
@@ -781,6 +795,7 @@ void party__runtime_begin_stop(party_runtime *rt) {
     if (rt == rt->main)
         party__loops_stop(rt);
     party__fetch_stop_all(rt);
+    party__sync_stop_all(rt); /* open RPC calls get an error before the 1001 */
     party__listener_close(rt);
     party__conn_foreach(rt, stop_one);
     uv_timer_start(&rt->shutdown_timer, on_shutdown_timeout,
@@ -888,6 +903,7 @@ void party_runtime_free(party_runtime *rt) {
     loop_buffers_free(rt);
     party__free(rt->host);
     party__free(rt->prefix);
+    party__free(rt->agents_prefix);
     party__free(rt->data_dir);
     party__free(rt->ops_prefix);
     party__free(rt->admin_token);

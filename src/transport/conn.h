@@ -81,7 +81,8 @@ struct party_conn {
     /* 0: the block holds the id, then the uri; else the id is the uri's
      * tail, from this offset (see party__conn_begin_upgrade). */
     unsigned id_at : PARTY__CONN_ID_AT_BITS;
-    unsigned watched : 2; /* the UV_READABLE | UV_WRITABLE the handle watches */
+    unsigned watched : 2;  /* the UV_READABLE | UV_WRITABLE the handle watches */
+    unsigned readonly : 1; /* set by its room (party_conn_set_readonly): refused state and writes */
     uint8_t n_tags;
     uint16_t peer_close_code;
 
