@@ -24,12 +24,12 @@
 
 /* The built-in parties, in the order they are registered and listed. */
 static const party_def *(*const builtins[])(void) = {
-    party_builtin_echo,     party_builtin_chat, party_builtin_counter,
-    party_builtin_reminder, party_builtin_demo, party_builtin_yjs,
+    party_builtin_echo, party_builtin_chat, party_builtin_counter, party_builtin_reminder,
+    party_builtin_demo, party_builtin_yjs,  party_builtin_todos,
 };
 #define N_BUILTINS (sizeof(builtins) / sizeof(builtins[0]))
 #define BUILTINS_ALL ((1u << N_BUILTINS) - 1)
-#define BUILTIN_NAMES "echo, chat, counter, reminder, demo, yjs"
+#define BUILTIN_NAMES "echo, chat, counter, reminder, demo, yjs, todos"
 
 static const char usage_text[] =
     "usage: partyd [options]\n"
