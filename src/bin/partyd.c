@@ -6,6 +6,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -333,9 +334,9 @@ static int party_name_valid(const char *name, size_t len) {
 }
 
 /* Checks that the object at handle was built against this party.h: its
- * party_abi must be this ABI, as it is read before party_module() is
- * called (a definition of another layout would be misread). 0, or -1 after
- * saying why on stderr. */
+ * party_abi must be this ABI (or 2, read up to ABI 3's fields), as it is read before party_module()
+ * is called (a definition of another layout would be misread). 0, or -1 after saying why on stderr.
+ */
 static int check_party_abi(const char *what, const char *spec, void *handle) {
     const unsigned *abi = dlsym(handle, "party_abi");
 
@@ -355,7 +356,7 @@ static int check_party_abi(const char *what, const char *spec, void *handle) {
                 what, spec, PARTY_VERSION_STRING, PARTY_ABI_VERSION);
         return -1;
     }
-    if (*abi != PARTY_ABI_VERSION) {
+    if (*abi != PARTY_ABI_VERSION && *abi != 2) {
         fprintf(stderr,
                 "partyd: %s %s: built against party.h ABI %u; this partyd is %s "
                 "(ABI %d): rebuild the party against this party.h\n",
@@ -374,6 +375,7 @@ static int load_party(const char *what, const char *spec) {
     const party_def *(*module)(void);
     const party_def *def;
     loaded_party *lp;
+    unsigned abi;
     void *handle;
 
     if (eq == NULL || eq == spec || eq[1] == '\0') {
@@ -407,16 +409,20 @@ static int load_party(const char *what, const char *spec) {
         dlclose(handle);
         return 1;
     }
-    if (def->abi != 0 && def->abi != PARTY_ABI_VERSION) {
+    abi = *(const unsigned *)dlsym(handle, "party_abi"); /* check_party_abi found it */
+    if (def->abi != 0 && def->abi != abi) {
         fprintf(stderr,
                 "partyd: --party %s: party_module() returned a party_def of ABI %u, the "
-                "object's party_abi is %d: rebuild the party against one party.h\n",
-                spec, def->abi, PARTY_ABI_VERSION);
+                "object's party_abi is %u: rebuild the party against one party.h\n",
+                spec, def->abi, abi);
         dlclose(handle);
         return -1;
     }
     lp = &loaded[n_loaded];
-    lp->def = *def;
+    /* An ABI 2 definition ends where ABI 3's fields begin: those stay
+     * zero, and the runtime reads it as ABI 2 (its abi field). */
+    memset(&lp->def, 0, sizeof(lp->def));
+    memcpy(&lp->def, def, abi == 2 ? offsetof(party_def, sync) : sizeof(*def));
     lp->name = party__strndup(spec, (size_t)(eq - spec));
     lp->path = party__strdup(eq + 1);
     lp->handle = handle;

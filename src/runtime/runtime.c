@@ -321,11 +321,12 @@ void party__runtime_start_timers(party_runtime *rt) {
 
 /* Whether a struct of this abi can be read: 0 means "compiled with this
  * header" (the struct was not set up by party_config_init or
- * PARTY_DEF_INIT). Any other value, 1 included (party.h 0.1 had no abi
- * field, so a 1 there is another field's bytes), is refused until an ABI
- * this runtime can read in part exists. */
+ * PARTY_DEF_INIT); ABI 2's structs are read up to where ABI 3 appended
+ * fields, which take their defaults. Any other value, 1 included
+ * (party.h 0.1 had no abi field, so a 1 there is another field's bytes),
+ * is refused. */
 static int abi_readable(unsigned abi) {
-    return abi == 0 || abi == PARTY_ABI_VERSION;
+    return abi == 0 || abi == PARTY__ABI2 || abi == PARTY_ABI_VERSION;
 }
 
 party_runtime *party_runtime_new(const party_config *cfg) {
@@ -348,6 +349,13 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     party__store_configure();
     if (cfg == NULL) {
         party_config_init(&defaults);
+        cfg = &defaults;
+    } else if (cfg->abi == PARTY__ABI2) {
+        /* Its fields, then ABI 3's: no /agents/ prefix it did not ask for. */
+        memset(&defaults, 0, sizeof(defaults));
+        memcpy(&defaults, cfg, PARTY__CONFIG_ABI2_SIZE);
+        defaults.abi = PARTY_ABI_VERSION;
+        defaults.agents_prefix = NULL;
         cfg = &defaults;
     }
     rt->cfg = *cfg;
@@ -459,10 +467,23 @@ int party_runtime_add(party_runtime *rt, const party_def *def) {
     if (grown == NULL)
         return PARTY_ENOMEM;
     rt->parties = grown;
+    rt->parties[rt->n_parties].own_def = NULL;
+    if (def->abi == PARTY__ABI2) {
+        /* Read as far as ABI 2 went; the rest zero (no synced state). */
+        party_def *copy = party__calloc(1, sizeof(*copy));
+        if (copy == NULL)
+            return PARTY_ENOMEM;
+        memcpy(copy, def, PARTY__DEF_ABI2_SIZE);
+        copy->abi = PARTY_ABI_VERSION;
+        rt->parties[rt->n_parties].own_def = copy;
+        def = copy;
+    }
     rt->parties[rt->n_parties].def = def;
     rt->parties[rt->n_parties].name = party__strdup(def->name);
-    if (rt->parties[rt->n_parties].name == NULL)
+    if (rt->parties[rt->n_parties].name == NULL) {
+        party__free(rt->parties[rt->n_parties].own_def);
         return PARTY_ENOMEM;
+    }
     rt->n_parties++;
     return 0;
 }
@@ -896,8 +917,10 @@ void party_runtime_free(party_runtime *rt) {
     uv_loop_close(&rt->loop);
     party__slabs_free(rt->conn_slabs);
     party__slabs_free(rt->room_slabs);
-    for (i = 0; i < rt->n_parties; i++)
+    for (i = 0; i < rt->n_parties; i++) {
         party__free(rt->parties[i].name);
+        party__free(rt->parties[i].own_def);
+    }
     party__free(rt->parties);
     party__free(rt->rooms);
     loop_buffers_free(rt);

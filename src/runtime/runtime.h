@@ -19,8 +19,14 @@ typedef struct party__room_list {
 
 typedef struct party__party {
     const party_def *def;
-    char *name; /* as registered (the URL name) */
+    char *name;         /* as registered (the URL name) */
+    party_def *own_def; /* def, when it is a copy of an older ABI's (freed with the party) */
 } party__party;
+
+/* ABI 2's party_def and party_config end where ABI 3's fields begin. */
+#define PARTY__ABI2 2
+#define PARTY__DEF_ABI2_SIZE offsetof(party_def, sync)
+#define PARTY__CONFIG_ABI2_SIZE offsetof(party_config, agents_prefix)
 
 #define PARTY__READ_BUF_SIZE (64 * 1024)
 
