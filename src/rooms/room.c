@@ -428,6 +428,7 @@ static void handle_close(party_room *room, const party__event *ev) {
     memcpy(reason, ev->data.ptr, n);
     reason[n] = '\0';
     party__room_unlink_conn(room, conn);
+    party__rpc_forget_conn(room, conn); /* its open calls' answers go nowhere */
     /* Closing from now on: sends fail and on_close cannot pick another code,
      * so the reply echoes the peer's. */
     party__conn_mark_closing(conn);

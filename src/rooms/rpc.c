@@ -16,7 +16,7 @@
 
 struct party_call {
     party_room *room;
-    party_conn *conn; /* holds a reference */
+    party_conn *conn; /* holds a reference; NULL once the connection closed */
     struct party_call *prev, *next;
     int ended;      /* the client no longer waits (restart): answers are dropped */
     size_t id_len;  /* of id_json */
@@ -24,9 +24,23 @@ struct party_call {
 };
 
 party_conn *party_call_conn(party_call *call) {
-    if (call == NULL || call->ended || !party__conn_is_open(call->conn))
+    if (call == NULL || call->ended || call->conn == NULL || !party__conn_is_open(call->conn))
         return NULL;
     return call->conn;
+}
+
+/* The call no longer needs its connection: the reference goes, so a
+ * closed connection is freed (and stops counting) without waiting for
+ * an answer that would be dropped anyway. */
+static void call_drop_conn(party_call *call) {
+    if (call->conn != NULL)
+        party__conn_unref(call->conn);
+    call->conn = NULL;
+}
+
+/* 1 if an answer can still reach the caller. */
+static int call_reachable(const party_call *call) {
+    return !call->ended && call->conn != NULL && party__conn_is_open(call->conn);
 }
 
 static void call_unlink(party_call *call) {
@@ -43,7 +57,7 @@ static void call_unlink(party_call *call) {
 
 static void call_free(party_call *call) {
     call_unlink(call);
-    party__conn_unref(call->conn);
+    call_drop_conn(call);
     party__free(call);
 }
 
@@ -103,7 +117,7 @@ static int call_send_result(party_call *call, const char *json, int done) {
     size_t len;
     int r;
 
-    if (call->ended || !party__conn_is_open(call->conn))
+    if (!call_reachable(call))
         return PARTY_ECLOSED;
     if (json == NULL)
         return send_answer(call->conn, call->id_json, call->id_len, head_done,
@@ -137,7 +151,7 @@ int party_call_error(party_call *call, const char *message) {
     int r;
     if (call == NULL)
         return PARTY_EINVAL;
-    if (call->ended || !party__conn_is_open(call->conn))
+    if (!call_reachable(call))
         r = PARTY_ECLOSED;
     else
         r = send_error(call->conn, call->id_json, call->id_len, message);
@@ -239,11 +253,21 @@ void party__rpc_end_all(party_room *room, const char *why) {
         if (call->ended)
             continue;
         /* Sent like any message: behind what the open batch holds. */
-        if (party__conn_is_open(call->conn))
+        if (call_reachable(call))
             (void)send_error(call->conn, call->id_json, call->id_len, why);
         call->ended = 1;
         room->sync->open_calls--;
+        call_drop_conn(call); /* the connection may close and be freed now */
     }
+}
+
+void party__rpc_forget_conn(party_room *room, party_conn *conn) {
+    party_call *call;
+    if (room->sync == NULL)
+        return;
+    for (call = room->sync->calls; call != NULL; call = call->next)
+        if (call->conn == conn)
+            call_drop_conn(call);
 }
 
 void party__rpc_free_all(party_room *room) {

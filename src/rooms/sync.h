@@ -53,6 +53,9 @@ void party__sync_stop_all(party_runtime *rt);
 void party__rpc_dispatch(party_room *room, party_conn *conn, const void *obj);
 /* Ends every open call of the room with an error saying why (shutdown). */
 void party__rpc_end_all(party_room *room, const char *why);
+/* conn closed: the calls it made stop holding it (their answers will be
+ * dropped). */
+void party__rpc_forget_conn(party_room *room, party_conn *conn);
 /* Frees every call handle of the room (it is being freed). */
 void party__rpc_free_all(party_room *room);
 /* The room's sync record, allocated if missing; NULL on OOM. */

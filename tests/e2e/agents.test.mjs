@@ -5,13 +5,15 @@
 // answers with results, errors (unknown methods too) and streamed chunks,
 // and the state is still there after the room hibernated, after it was
 // evicted, and after partyd was killed with SIGKILL and started again on
-// the same data directory. Every wait is on an event, bounded by a timeout.
+// the same data directory; a call still open when partyd stops is answered
+// with an error. Every wait is on an event, bounded by a timeout.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AgentClient } from 'agents/client';
 import WS from 'ws';
 import {
-  crashPartyd, getJson, startPartyd, stopPartyd, uniqueRoom, waitStderr, withTimeout, TIMEOUT_MS,
+  crashPartyd, getJson, startPartyd, stopPartyd, terminatePartyd, uniqueRoom, waitStderr, withTimeout,
+  TIMEOUT_MS,
 } from './helpers.mjs';
 
 // Rooms hibernate and leave memory quickly, so the tests can wait for both.
@@ -224,4 +226,32 @@ test('the state survives kill -9 and a restart on the same data directory', asyn
   assert.deepEqual(b.client.state, { items: [{ id, text: 'survive', done: false }] });
   assert.equal(await b.client.call('count', []), 1);
   b.close();
+});
+
+test('a call still open when partyd stops gets an error, not a silent close', async () => {
+  // The probe party with RPC methods: "hang" leaves its call open.
+  process.env.PARTYD_PROBE_RPC = '1';
+  let probe;
+  try {
+    probe = await startPartyd([]);
+  } finally {
+    delete process.env.PARTYD_PROBE_RPC;
+  }
+  const client = new AgentClient({
+    agent: 'probe', name: uniqueRoom('stop'), host: `127.0.0.1:${probe.port}`, WebSocket: WS, maxRetries: 0,
+  });
+  try {
+    await withTimeout(client.ready, TIMEOUT_MS, 'ready');
+    const hung = client.call('hang', []);
+    hung.catch(() => {}); // judged below
+    // Calls on one connection run in order: once "ok" is answered, "hang" is open.
+    assert.equal(await client.call('ok', []), true);
+    const { code } = await terminatePartyd(probe);
+    assert.equal(code, 0);
+    await assert.rejects(withTimeout(hung, TIMEOUT_MS, 'the open call'),
+      { message: 'partyd is restarting; the call was not finished' });
+  } finally {
+    client.close();
+    await stopPartyd(probe);
+  }
 });

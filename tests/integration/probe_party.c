@@ -377,16 +377,41 @@ static const char *const probe_cors[] = {
     NULL,
 };
 
+/* RPC methods, with PARTYD_PROBE_RPC: "ok" answers true, "hang" never
+ * answers (its call stays open until partyd stops). */
+static void probe_rpc_ok(party_room *room, party_call *call, const char *args, size_t len) {
+    (void)room;
+    (void)args;
+    (void)len;
+    party_call_result(call, "true");
+}
+
+static void probe_rpc_hang(party_room *room, party_call *call, const char *args, size_t len) {
+    (void)room;
+    (void)call;
+    (void)args;
+    (void)len;
+}
+
+static const party_rpc_method probe_methods[] = {
+    {"ok", probe_rpc_ok, 0},
+    {"hang", probe_rpc_hang, 0},
+    {NULL, NULL, 0},
+};
+
 /* The definition is made at load time, so the module is written out:
  * PARTY_MODULE_ABI exports party_abi, and party_module is exported by hand.
  * PARTYD_PROBE_HIBERNATE in partyd's environment makes probe a hibernating
- * party (for the hibernation tests). */
+ * party (for the hibernation tests); PARTYD_PROBE_RPC gives it RPC
+ * methods (and with them the Agents client's protocol). */
 PARTY_MODULE_ABI;
 PARTY_EXTERN const party_def *party_module(void);
 PARTY_EXTERN const party_def *party_module(void) {
     static party_def def;
     def = probe;
     def.hibernate = getenv("PARTYD_PROBE_HIBERNATE") != NULL;
+    if (getenv("PARTYD_PROBE_RPC") != NULL)
+        def.rpc_methods = probe_methods;
     if (getenv("PARTYD_PROBE_CORS") != NULL) {
         def.cors = PARTY_CORS_ON;
         def.cors_headers = probe_cors;
