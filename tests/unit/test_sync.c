@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +31,21 @@ static struct {
     int later_result;  /* what answering it returned */
 } rec;
 
+/* Commits to fail from now on (a commit hook on the room's own database,
+ * read on the commit's worker thread only after the test set it). */
+static int fail_commits;
+
+static int failing_commit_hook(void *arg) {
+    (void)arg;
+    if (fail_commits > 0) {
+        fail_commits--;
+        return 1; /* the COMMIT becomes a ROLLBACK */
+    }
+    return 0;
+}
+
 /* Text messages: "set:<json>" sets the state (answered "set:<rc>"),
+ * "failset:<json>" the same in a batch whose commit fails,
  * "get" answers "get:<rc>:<json>", "finish" answers the call "later" left
  * open ("finish:<rc>"); anything else comes back as "msg:<text>". */
 static void board_message(party_room *room, party_conn *conn, const void *data, size_t len,
@@ -38,7 +53,11 @@ static void board_message(party_room *room, party_conn *conn, const void *data, 
     const char *text = data;
     char out[512];
     (void)binary;
-    if (len > 4 && memcmp(text, "set:", 4) == 0) {
+    if (len > 8 && memcmp(text, "failset:", 8) == 0) {
+        sqlite3_commit_hook(party_room_db(room), failing_commit_hook, NULL);
+        fail_commits = 1;
+        snprintf(out, sizeof(out), "set:%d", party_state_set(room, text + 8, len - 8));
+    } else if (len > 4 && memcmp(text, "set:", 4) == 0) {
         snprintf(out, sizeof(out), "set:%d", party_state_set(room, text + 4, len - 4));
     } else if (len == 3 && memcmp(text, "get", 3) == 0) {
         const char *json = "";
@@ -151,6 +170,7 @@ static const party_def plain = {
 static int setup(void **state) {
     party_test *t = party_test_new();
     memset(&rec, 0, sizeof(rec));
+    fail_commits = 0;
     if (t == NULL || party_test_add(t, &board) != 0 || party_test_add(t, &plain) != 0)
         return -1;
     *state = t;
@@ -253,6 +273,35 @@ static void test_state_set_refuses_bad_json_and_oversize(void **state) {
     send_text(a, "get");
     expect(a, "get:-5:"); /* nothing was stored */
     assert_int_equal(rec.changes, 0);
+    party_test_conn_free(a);
+}
+
+/* The state's frames pass the output gate: a commit that fails drops them
+ * (their connections close with 1011), and the room forgets the state it
+ * held in memory. */
+static void test_state_of_a_failed_commit_is_never_sent_nor_kept(void **state) {
+    party_test *t = *state;
+    party_test_conn *a = join(t, "/parties/board/lost?_pk=a"),
+                    *b = join(t, "/parties/board/lost?_pk=b");
+    char *text = NULL;
+    int code = 0;
+
+    expect(a, IDENTITY("lost"));
+    expect(b, IDENTITY("lost"));
+    send_text(a, "failset:{\"lost\":true}");
+    assert_int_equal(party_test_recv_text(b, &text), PARTY_ECLOSED);
+    assert_null(text);
+    assert_int_equal(party_test_close_info(b, &code, NULL), 0);
+    assert_int_equal(code, 1011);
+    assert_int_equal(party_test_recv_text(a, &text), PARTY_ECLOSED);
+    assert_null(text);
+    assert_int_equal(party_test_commit_failures(t), 1);
+    party_test_conn_free(a);
+    party_test_conn_free(b);
+    a = join(t, "/parties/board/lost?_pk=c");
+    expect(a, IDENTITY("lost")); /* no state follows */
+    send_text(a, "get");
+    expect(a, "get:-5:");
     party_test_conn_free(a);
 }
 
@@ -489,6 +538,7 @@ int main(void) {
         TEST(test_identity_on_connect_then_state_once_one_exists),
         TEST(test_state_set_by_room_goes_to_every_connection),
         TEST(test_state_set_refuses_bad_json_and_oversize),
+        TEST(test_state_of_a_failed_commit_is_never_sent_nor_kept),
         TEST(test_client_state_goes_to_the_others_not_back),
         TEST(test_rejected_state_gets_error_and_changes_nothing),
         TEST(test_other_frames_reach_on_message),
