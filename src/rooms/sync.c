@@ -43,8 +43,15 @@ static void state_forget(party__sync *s) {
 }
 
 void party__sync_drop(party_room *room) {
-    if (room->sync != NULL)
-        state_forget(room->sync);
+    if (room->sync == NULL)
+        return;
+    state_forget(room->sync);
+    /* A hibernated room keeps nothing of it (no call is open then: open
+     * calls keep a room awake). */
+    if (room->sync->calls == NULL) {
+        party__free(room->sync);
+        room->sync = NULL;
+    }
 }
 
 void party__sync_free(party_room *room) {
