@@ -580,7 +580,8 @@ PARTY_EXTERN party_conn *party_call_conn(party_call *call);
  * "done":true,"result":...}. 0; PARTY_ECLOSED when the connection is
  * gone (the answer is dropped, the call ended all the same);
  * PARTY_EINVAL when result is not JSON (the call stays open);
- * PARTY_ENOMEM (ended). */
+ * PARTY_ENOMEM (ended; the connection is closed with 1011, so the client
+ * learns its call failed). */
 PARTY_EXTERN int party_call_result(party_call *call, const char *result);
 /* Answers with an error (message: any text; NULL: "error") and ends the
  * call. {"type":"rpc","id":...,"success":false,"error":message}. Results

@@ -61,7 +61,9 @@ static void call_free(party_call *call) {
     party__free(call);
 }
 
-/* Sends {"type":"rpc","id":<id_json>,<body>} to conn. */
+/* Sends {"type":"rpc","id":<id_json>,<body>} to conn. An answer that
+ * cannot be made for want of memory closes the connection with 1011 (see
+ * party__sync_send): the client learns that its call failed. */
 static int send_answer(party_conn *conn, const char *id_json, size_t id_len, const char *body,
                        size_t body_len) {
     static const char head[] = "{\"type\":\"rpc\",\"id\":";
@@ -71,7 +73,7 @@ static int send_answer(party_conn *conn, const char *id_json, size_t id_len, con
     int r;
 
     if (text == NULL)
-        return PARTY_ENOMEM;
+        return party__sync_send(conn, NULL, 0);
     memcpy(p, head, sizeof(head) - 1);
     p += sizeof(head) - 1;
     memcpy(p, id_json, id_len);
@@ -103,7 +105,7 @@ static int send_error(party_conn *conn, const char *id_json, size_t id_len, cons
     size_t len;
     int r = error_body(message, &body, &len);
     if (r != 0)
-        return r;
+        return party__sync_send(conn, NULL, 0);
     r = send_answer(conn, id_json, id_len, body, len);
     party__free(body);
     return r;
@@ -124,7 +126,7 @@ static int call_send_result(party_call *call, const char *json, int done) {
                            sizeof(head_done) - 1);
     body = party__sync_frame(done ? head_done : head_chunk, ",\"result\":", 10, json, &len);
     if (body == NULL)
-        return PARTY_ENOMEM;
+        return party__sync_send(call->conn, NULL, 0);
     r = send_answer(call->conn, call->id_json, call->id_len, body, len);
     party__free(body);
     return r;
@@ -178,6 +180,7 @@ static void refuse(party_room *room, party_conn *conn, const cJSON *id, const ch
     if (idj == NULL) {
         party__log_error(room->rt, "room %s/%s: out of memory answering a call", room->party->name,
                          room->name ? room->name : room->id);
+        party__sync_fail(conn);
         return;
     }
     (void)send_error(conn, idj, strlen(idj), why);

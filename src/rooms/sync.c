@@ -72,19 +72,34 @@ void party__sync_stop_all(party_runtime *rt) {
                 party__rpc_end_all(room, "partyd is restarting; the call was not finished");
 }
 
+void party__sync_fail(party_conn *conn) {
+    if (conn == NULL || !party__conn_is_open(conn))
+        return;
+    /* Behind what the batch holds for it, like any close of the room. */
+    if (party__conn_room(conn) != NULL)
+        party__room_gate(party__conn_room(conn), conn);
+    party__conn_start_close(conn, PARTY__WS_INTERNAL_ERROR, "out of memory");
+}
+
 int party__sync_send(party_conn *conn, const char *text, size_t len) {
     party__buf *frame;
     int r;
 
     if (!party__conn_is_open(conn))
         return PARTY_ECLOSED;
-    frame = party__ws_frame_new(party__conn_rt(conn)->buf_pool, PARTY__WS_TEXT, text, len);
-    if (frame == NULL)
+    if (text == NULL) {
+        party__sync_fail(conn);
         return PARTY_ENOMEM;
+    }
+    frame = party__ws_frame_new(party__conn_rt(conn)->buf_pool, PARTY__WS_TEXT, text, len);
+    if (frame == NULL) {
+        party__sync_fail(conn);
+        return PARTY_ENOMEM;
+    }
     /* Through the output gate, as party_conn_send. */
     if (party__conn_room(conn) != NULL)
         party__room_gate(party__conn_room(conn), conn);
-    r = party__conn_queue(conn, frame);
+    r = party__conn_queue(conn, frame); /* a failure drops the connection */
     party__buf_release(frame);
     return r;
 }
@@ -98,6 +113,8 @@ static int json_valid(const char *text, size_t len) {
     if (text == NULL || !party__utf8_valid(text, len))
         return 0;
     doc = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (doc == NULL) /* or out of memory: once more (see party__sync_message) */
+        doc = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     if (doc == NULL)
         return 0;
     cJSON_Delete(doc);
@@ -172,23 +189,25 @@ int party_state_get(party_room *room, const char **json, size_t *len) {
     return 0;
 }
 
-/* {"type":"cf_agent_state","state":<json>} to every open connection but
- * except (NULL: none), one frame shared by all. */
-static int state_broadcast(party_room *room, party_conn *except, const char *json, size_t len) {
-    party_conn *conn, *next;
-    party__buf *frame;
+/* {"type":"cf_agent_state","state":<json>} as a frame, or NULL. */
+static party__buf *state_frame(party_room *room, const char *json, size_t len) {
     size_t text_len;
     char *text =
         party__sync_frame("{\"type\":\"cf_agent_state\",\"state\":", json, len, "}", &text_len);
-    int held;
+    party__buf *frame;
 
     if (text == NULL)
-        return PARTY_ENOMEM;
+        return NULL;
     frame = party__ws_frame_new(room->rt->buf_pool, PARTY__WS_TEXT, text, text_len);
     party__free(text);
-    if (frame == NULL)
-        return PARTY_ENOMEM;
-    held = party__room_holding(room);
+    return frame;
+}
+
+/* frame to every open connection but except (NULL: none), shared by all. */
+static void state_broadcast(party_room *room, party_conn *except, party__buf *frame) {
+    party_conn *conn, *next;
+    int held = party__room_holding(room);
+
     for (conn = room->conns.head; conn != NULL; conn = next) {
         next = party__conn_list_next(conn);
         if (conn == except || !party__conn_is_open(conn))
@@ -197,31 +216,36 @@ static int state_broadcast(party_room *room, party_conn *except, const char *jso
             party__conn_hold(conn, &room->gate);
         (void)party__conn_queue(conn, frame); /* a failure drops that connection */
     }
-    party__buf_release(frame);
-    return 0;
 }
 
-/* Stores json as the state, caches it, broadcasts it, tells the party. */
+/* Stores json as the state, caches it, broadcasts it, tells the party.
+ * Everything that needs memory is had before the write: a state that is
+ * stored is also sent (no client is left behind without knowing). */
 static int state_commit(party_room *room, party__sync *s, party_conn *from, const char *json,
                         size_t len) {
     const party_def *def = room->party->def;
     char *copy = party__malloc(len + 1);
+    party__buf *frame = copy != NULL ? state_frame(room, json, len) : NULL;
     int r;
 
-    if (copy == NULL)
+    if (frame == NULL) {
+        party__free(copy);
         return PARTY_ENOMEM;
+    }
     memcpy(copy, json, len);
     copy[len] = '\0';
     r = party__store_meta_put(room->store, STATE_KEY, json, len);
     if (r != 0) {
         party__free(copy);
+        party__buf_release(frame);
         return r;
     }
     party__free(s->state);
     s->state = copy;
     s->state_len = len;
     s->state_loaded = 1;
-    r = state_broadcast(room, from, copy, len);
+    state_broadcast(room, from, frame);
+    party__buf_release(frame);
     if (def->on_state_change != NULL && !s->in_change) {
         s->in_change = 1;
         def->on_state_change(room, from, copy, len);
@@ -266,12 +290,12 @@ static void send_state_error(party_conn *conn, const char *why) {
     if (obj == NULL || cJSON_AddStringToObject(obj, "type", "cf_agent_state_error") == NULL ||
         cJSON_AddStringToObject(obj, "error", why) == NULL) {
         cJSON_Delete(obj);
+        party__sync_fail(conn); /* the client must not wait for an answer */
         return;
     }
     text = cJSON_PrintUnformatted(obj);
     cJSON_Delete(obj);
-    if (text != NULL)
-        (void)party__sync_send(conn, text, strlen(text));
+    (void)party__sync_send(conn, text, text != NULL ? strlen(text) : 0);
     cJSON_free(text);
 }
 
@@ -284,36 +308,32 @@ void party__sync_connect(party_room *room, party_conn *conn) {
     if (!party__sync_enabled(room->party->def))
         return;
     s = party__sync_get(room);
-    if (s != NULL && (r = state_load(room, s)) != 0)
+    r = s != NULL ? state_load(room, s) : PARTY_ENOMEM;
+    if (r != 0) {
+        /* Not "no state": the client would believe it. It retries. */
         party__log_error(room->rt, "room %s/%s: cannot read its state: %s", room->party->name,
                          room->name ? room->name : room->id, party_strerror(r));
-    else if (s != NULL)
-        have_state = s->state != NULL;
+        party__sync_fail(conn);
+        return;
+    }
+    have_state = s->state != NULL;
     obj = cJSON_CreateObject();
     if (obj == NULL || cJSON_AddStringToObject(obj, "type", "cf_agent_identity") == NULL ||
         cJSON_AddStringToObject(obj, "name", room->name != NULL ? room->name : room->id) == NULL ||
         cJSON_AddStringToObject(obj, "agent", room->party->name) == NULL ||
         (have_state && cJSON_AddTrueToObject(obj, "stateFollows") == NULL)) {
         cJSON_Delete(obj);
-        party__conn_start_close(conn, PARTY__WS_INTERNAL_ERROR, "out of memory");
+        party__sync_fail(conn);
         return;
     }
     text = cJSON_PrintUnformatted(obj);
     cJSON_Delete(obj);
-    if (text == NULL) {
-        party__conn_start_close(conn, PARTY__WS_INTERNAL_ERROR, "out of memory");
-        return;
-    }
-    (void)party__sync_send(conn, text, strlen(text));
+    r = party__sync_send(conn, text, text != NULL ? strlen(text) : 0);
     cJSON_free(text);
-    if (have_state) {
-        size_t len;
+    if (r == 0 && have_state) {
+        size_t len = 0;
         char *frame = party__sync_frame("{\"type\":\"cf_agent_state\",\"state\":", s->state,
                                         s->state_len, "}", &len);
-        if (frame == NULL) {
-            party__conn_start_close(conn, PARTY__WS_INTERNAL_ERROR, "out of memory");
-            return;
-        }
         (void)party__sync_send(conn, frame, len);
         party__free(frame);
     }
@@ -334,7 +354,7 @@ static void state_proposal(party_room *room, party_conn *conn, const cJSON *stat
     }
     text = cJSON_PrintUnformatted(state);
     if (text == NULL) {
-        send_state_error(conn, "State update rejected: out of memory");
+        party__sync_fail(conn);
         return;
     }
     len = strlen(text);
@@ -376,7 +396,12 @@ int party__sync_message(party_room *room, party_conn *conn, const void *data, si
         i++;
     if (i == len || text[i] != '{')
         return 0;
+    /* cJSON says "not JSON" for a lack of memory too: once more tells a
+     * passing shortage from text that is not JSON (a lasting one and the
+     * frame reaches on_message, as text that is not JSON does). */
     doc = cJSON_ParseWithLength(text, len);
+    if (doc == NULL)
+        doc = cJSON_ParseWithLength(text, len);
     if (doc == NULL)
         return 0;
     type = cJSON_GetObjectItemCaseSensitive(doc, "type");

@@ -68,7 +68,12 @@ int party__json_valid(const char *text, size_t len);
 char *party__sync_frame(const char *head, const char *raw, size_t raw_len, const char *tail,
                         size_t *out_len);
 /* Sends text (a JSON frame) to conn through the output gate; 0 or
- * PARTY_ECLOSED / PARTY_ENOMEM / PARTY_ELIMIT. */
+ * PARTY_ECLOSED / PARTY_ENOMEM / PARTY_ELIMIT. text NULL: its making ran
+ * out of memory. A frame that cannot be sent for want of memory closes
+ * the connection with 1011, so the client never waits for it in vain. */
 int party__sync_send(party_conn *conn, const char *text, size_t len);
+/* Closes conn with 1011 "out of memory" (through the gate): what it was
+ * to be told could not be made. */
+void party__sync_fail(party_conn *conn);
 
 #endif
