@@ -332,6 +332,7 @@ static int abi_readable(unsigned abi) {
 party_runtime *party_runtime_new(const party_config *cfg) {
     party_runtime *rt;
     party_config defaults;
+    const char *agents;
 
     /* Only abi is read before this check: it is the one field every
      * layout has at the same place. */
@@ -372,13 +373,12 @@ party_runtime *party_runtime_new(const party_config *cfg) {
         rt->prefix = party__strndup(p, len);
     }
     /* The second prefix, the Agents clients' (kept the same way; "": off). */
-    if (cfg->agents_prefix != NULL && cfg->agents_prefix[strspn(cfg->agents_prefix, "/")] != '\0') {
-        const char *p = cfg->agents_prefix + strspn(cfg->agents_prefix, "/");
-        size_t len = strlen(p);
-        while (len > 0 && p[len - 1] == '/')
+    agents = cfg->agents_prefix != NULL ? cfg->agents_prefix + strspn(cfg->agents_prefix, "/") : "";
+    if (*agents != '\0') {
+        size_t len = strlen(agents);
+        while (len > 0 && agents[len - 1] == '/')
             len--;
-        if ((rt->agents_prefix = party__strndup(p, len)) == NULL)
-            rt->agents_prefix_oom = 1;
+        rt->agents_prefix = party__strndup(agents, len);
     }
     (void)loop_buffers_new(rt); /* checked with the rest below */
     rt->data_dir = cfg->data_dir != NULL ? party__strdup(cfg->data_dir) : NULL;
@@ -392,8 +392,8 @@ party_runtime *party_runtime_new(const party_config *cfg) {
         (cfg->admin_token != NULL && rt->admin_token == NULL) ||
         (cfg->static_dir != NULL && rt->static_dir == NULL) ||
         (cfg->tls_cert != NULL && rt->tls_cert == NULL) ||
-        (cfg->tls_key != NULL && rt->tls_key == NULL) || rt->agents_prefix_oom ||
-        uv_loop_init(&rt->loop) != 0) {
+        (cfg->tls_key != NULL && rt->tls_key == NULL) ||
+        (*agents != '\0' && rt->agents_prefix == NULL) || uv_loop_init(&rt->loop) != 0) {
         party__free(rt->agents_prefix);
         party__free(rt->host);
         party__free(rt->prefix);

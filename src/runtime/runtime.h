@@ -48,8 +48,7 @@ struct party_runtime {
     struct party__mail *inbox_head, *inbox_tail;
     int inbox_open; /* under inbox_mutex: 0 once the async is closing */
     char *host, *prefix, *data_dir, *ops_prefix, *admin_token, *static_dir;
-    char *agents_prefix;   /* main only: owned copy of cfg.agents_prefix, NULL: off */
-    int agents_prefix_oom; /* party_runtime_new could not copy it */
+    char *agents_prefix; /* main only: owned copy of cfg.agents_prefix, NULL: off */
     /* main only: the open <data_dir>/LOCK holding the data directory's
      * flock (-1: none yet, or memory-only); see party__runtime_open_data */
     int data_lock_fd;

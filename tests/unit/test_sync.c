@@ -531,6 +531,38 @@ static void test_rooms_answer_at_the_agents_prefix(void **state) {
     party_test_conn_free(b);
 }
 
+static void test_agents_prefix_is_configurable_and_can_be_off(void **state) {
+    party_config cfg;
+    party_test *t;
+    party_test_conn *c;
+    int status = 0;
+    (void)state;
+
+    party_config_init(&cfg);
+    cfg.log_level = PARTY_LOG_WARN;
+    cfg.agents_prefix = "/ai/";
+    t = party_test_new_with(&cfg);
+    assert_non_null(t);
+    assert_int_equal(party_test_add(t, &board), 0);
+    c = join(t, "/ai/board/p?_pk=a");
+    expect(c, IDENTITY("p"));
+    party_test_conn_free(c);
+    assert_null(party_test_connect(t, "/agents/board/p?_pk=b", &status));
+    assert_int_equal(status, 404);
+    party_test_free(t);
+
+    cfg.agents_prefix = "";
+    t = party_test_new_with(&cfg);
+    assert_non_null(t);
+    assert_int_equal(party_test_add(t, &board), 0);
+    assert_null(party_test_connect(t, "/agents/board/p?_pk=b", &status));
+    assert_int_equal(status, 404);
+    c = join(t, "/parties/board/p?_pk=a");
+    expect(c, IDENTITY("p"));
+    party_test_conn_free(c);
+    party_test_free(t);
+}
+
 #define TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void) {
@@ -550,6 +582,7 @@ int main(void) {
         TEST(test_answer_after_the_caller_left_is_dropped),
         TEST(test_readonly_connection_refused_state_and_writes),
         TEST(test_rooms_answer_at_the_agents_prefix),
+        cmocka_unit_test(test_agents_prefix_is_configurable_and_can_be_off),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
