@@ -204,6 +204,9 @@ void party__rpc_dispatch(party_room *room, party_conn *conn, const void *frame) 
                "malformed RPC call: it needs a string id, a string method and an array args");
         return;
     }
+    party__log_debug(room->rt, "room %s/%s: call %.64s from %s", room->party->name,
+                     room->name != NULL ? room->name : room->id, method->valuestring,
+                     party_conn_id(conn));
     m = find_method(room->party->def, method->valuestring);
     if (m == NULL) {
         snprintf(why, sizeof(why), "Method %.256s does not exist", method->valuestring);
