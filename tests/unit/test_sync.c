@@ -341,6 +341,28 @@ static void test_rejected_state_gets_error_and_changes_nothing(void **state) {
     party_test_conn_free(b);
 }
 
+static void test_client_state_over_1_mib_is_refused(void **state) {
+    party_test *t = *state;
+    party_test_conn *a = join(t, "/parties/board/huge?_pk=a");
+    static const char head[] = "{\"type\":\"cf_agent_state\",\"state\":\"";
+    size_t n = sizeof(head) - 1 + PARTY_MAX_STATE + 3;
+    char *msg = malloc(n + 1);
+
+    assert_non_null(msg);
+    expect(a, IDENTITY("huge"));
+    memcpy(msg, head, sizeof(head) - 1);
+    memset(msg + sizeof(head) - 1, 'x', PARTY_MAX_STATE); /* with its quotes: over 1 MiB */
+    memcpy(msg + n - 3, "\"}", 3);
+    assert_int_equal(party_test_send(a, msg, n - 1, 0), 0);
+    free(msg);
+    expect(a, "{\"type\":\"cf_agent_state_error\",\"error\":\"State update rejected: larger than "
+              "1 MiB\"}");
+    send_text(a, "get");
+    expect(a, "get:-5:");
+    assert_int_equal(rec.changes, 0);
+    party_test_conn_free(a);
+}
+
 static void test_other_frames_reach_on_message(void **state) {
     party_test *t = *state;
     party_test_conn *a = join(t, "/parties/board/r6?_pk=a"), *p;
@@ -573,6 +595,7 @@ int main(void) {
         TEST(test_state_of_a_failed_commit_is_never_sent_nor_kept),
         TEST(test_client_state_goes_to_the_others_not_back),
         TEST(test_rejected_state_gets_error_and_changes_nothing),
+        TEST(test_client_state_over_1_mib_is_refused),
         TEST(test_other_frames_reach_on_message),
         TEST(test_state_survives_hibernation_eviction_and_restart),
         TEST(test_rpc_result_and_error),
