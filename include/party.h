@@ -30,7 +30,8 @@ extern "C" {
  * runtime refuses a struct of an ABI it cannot read (a newer one has fields
  * it does not know), with a log line naming both ABIs. ABI 1 was party.h
  * 0.1, whose structs had no abi field; ABI 3 appended synced state and RPC
- * (party_def) and agents_prefix (party_config). */
+ * (party_def) and agents_prefix (party_config), and a struct of ABI 2 is
+ * read up to them (they take the values that keep its behaviour). */
 #define PARTY_ABI_VERSION 3
 
 /* Marks what libparty exports. The library is built with hidden
@@ -198,7 +199,8 @@ typedef struct party_def {
     /* The state changed (stored in the current event's transaction): from
      * is the connection that proposed it, NULL when the room set it with
      * party_state_set (a party_state_set inside this callback does not
-     * call it again). json is valid during the call. */
+     * call it again). json is valid during the call, until a
+     * party_state_set. */
     void (*on_state_change)(party_room *room, party_conn *from, const char *json, size_t len);
     /* The RPC methods clients may call, an array ending with an entry whose
      * name is NULL (NULL: none). Must outlive the runtime. */
