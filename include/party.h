@@ -559,8 +559,10 @@ PARTY_EXTERN int party_conn_readonly(party_conn *conn);
 /* One RPC call in progress, answered exactly once with party_call_result
  * or party_call_error (after any number of party_call_chunk). The pointer
  * stays valid until then, also after the method's callback returned (keep
- * it and answer in a later event); an open call keeps its room in memory
- * (no eviction, no hibernation), so answer every call. */
+ * it and answer in a later event), or until the runtime stops (its client
+ * is then answered with an error, and the room leaves memory); an open
+ * call keeps its room in memory (no eviction, no hibernation), so answer
+ * every call. */
 typedef struct party_call party_call;
 
 /* An RPC method: name as the client calls it, fn called with the call and
