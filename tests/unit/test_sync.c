@@ -506,6 +506,31 @@ static void test_answer_after_the_caller_left_is_dropped(void **state) {
     party_test_conn_free(b);
 }
 
+static void test_open_calls_are_bounded_per_room(void **state) {
+    party_test *t = *state;
+    party_test_conn *a = join(t, "/parties/board/many?_pk=a");
+    char frame[128];
+    int i;
+
+    expect(a, IDENTITY("many"));
+    for (i = 0; i < 4096; i++) {
+        snprintf(frame, sizeof(frame),
+                 "{\"type\":\"rpc\",\"id\":\"%d\",\"method\":\"later\",\"args\":[]}", i);
+        send_text(a, frame);
+    }
+    send_text(a, "{\"type\":\"rpc\",\"id\":\"over\",\"method\":\"echo\",\"args\":[]}");
+    expect(a, "{\"type\":\"rpc\",\"id\":\"over\",\"success\":false,"
+              "\"error\":\"too many calls in flight in this room\"}");
+    /* One answered, one more fits. */
+    send_text(a, "finish");
+    expect(a, "{\"type\":\"rpc\",\"id\":\"4095\",\"success\":true,\"done\":true,"
+              "\"result\":\"finished\"}");
+    expect(a, "finish:0");
+    send_text(a, "{\"type\":\"rpc\",\"id\":\"fits\",\"method\":\"echo\",\"args\":[]}");
+    expect(a, "{\"type\":\"rpc\",\"id\":\"fits\",\"success\":true,\"done\":true,\"result\":[]}");
+    party_test_conn_free(a);
+}
+
 /* ---- readonly ---- */
 
 static void test_readonly_connection_refused_state_and_writes(void **state) {
@@ -603,6 +628,7 @@ int main(void) {
         TEST(test_rpc_stream_sends_chunks_then_done),
         TEST(test_open_call_keeps_room_awake_until_answered),
         TEST(test_answer_after_the_caller_left_is_dropped),
+        TEST(test_open_calls_are_bounded_per_room),
         TEST(test_readonly_connection_refused_state_and_writes),
         TEST(test_rooms_answer_at_the_agents_prefix),
         cmocka_unit_test(test_agents_prefix_is_configurable_and_can_be_off),
