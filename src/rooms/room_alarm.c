@@ -3,7 +3,7 @@
  * batch's commit files the room's wake time (the earlier of its alarm and
  * its first schedule) in the backend's alarm index, and the loop's heap
  * (alarm.h) follows. This file is the heap's user: its wake callback, and
- * at start-up the index loaded into the heaps. */
+ * at start-up the index's entries filed in the heap. */
 #include "room_internal.h"
 
 #include <stdlib.h>
@@ -11,7 +11,6 @@
 
 #include "cron.h"
 #include "log.h"
-#include "loops.h"
 #include "alloc.h"
 
 int64_t party__room_wake(const party_room *room) {
@@ -106,8 +105,8 @@ static void run_due_schedules(party_room *room, int64_t now) {
     if (room->sched_next == 0 || room->sched_next > now)
         return;
     if (party__store_sched_each(room->store, now, collect_due, &due) != 0)
-        party__log_error(room->rt, "room %s/%s: cannot read its schedules", room->party->name,
-                         room->id);
+        party__log_error(room->rooms->lp, "room %s/%s: cannot read its schedules",
+                         room->party->name, room->id);
     for (i = 0; i < due.n; i++) {
         const party__schedule *sc = &due.items[i];
         int64_t next = schedule_next_run(sc, now);
@@ -119,11 +118,11 @@ static void run_due_schedules(party_room *room, int64_t now) {
             (void)party__store_sched_cancel(room->store, sc->id);
         if (def->on_schedule != NULL) {
             rc = def->on_schedule(room, sc->name, sc->payload, sc->len);
-            room->rt->schedules_fired++;
+            room->rooms->schedules_fired++;
         }
         if (rc != 0)
-            party__log_warn(room->rt, "room %s/%s: on_schedule '%s' failed (%d)", room->party->name,
-                            room->name ? room->name : room->id, sc->name, rc);
+            party__log_warn(room->rooms->lp, "room %s/%s: on_schedule '%s' failed (%d)",
+                            room->party->name, room->name ? room->name : room->id, sc->name, rc);
         party__free(due.strings[i]);
     }
     party__free(due.items);
@@ -135,8 +134,8 @@ static void run_due_schedules(party_room *room, int64_t now) {
 
 void party__room_handle_alarm(party_room *room) {
     const party_def *def = room->party->def;
-    party_runtime *rt = room->rt;
-    int64_t now = party__runtime_epoch_ms(rt);
+    party__rooms *rooms = room->rooms;
+    int64_t now = party__loop_epoch_ms(rooms->lp);
     int retries, rc = 0;
 
     if (party__room_wake(room) == 0 || party__room_wake(room) > now)
@@ -162,14 +161,14 @@ void party__room_handle_alarm(party_room *room) {
     room->alarm_retry_now = retries;
     if (def->on_alarm != NULL) {
         rc = def->on_alarm(room);
-        rt->alarms_fired++;
+        rooms->alarms_fired++;
     }
     room->in_alarm = 0;
     if (rc == 0)
         return;
     if (room->alarm_at != 0) {
         /* The handler set a new alarm before failing: that one stands. */
-        party__log_warn(rt,
+        party__log_warn(rooms->lp,
                         "room %s/%s: on_alarm failed (%d) after setting a new alarm; "
                         "keeping the new alarm instead of retrying",
                         room->party->name, room->name ? room->name : room->id, rc);
@@ -180,13 +179,13 @@ void party__room_handle_alarm(party_room *room) {
         room->alarm_at = now + delay;
         room->alarm_retries = retries + 1;
         (void)party__store_alarm_set(room->store, room->alarm_at, room->alarm_retries);
-        rt->alarms_retried++;
-        party__log_warn(rt, "room %s/%s: on_alarm failed (%d); retry %d of %d in %lld ms",
+        rooms->alarms_retried++;
+        party__log_warn(rooms->lp, "room %s/%s: on_alarm failed (%d); retry %d of %d in %lld ms",
                         room->party->name, room->name ? room->name : room->id, rc, retries + 1,
                         ALARM_MAX_RETRIES, (long long)delay);
     } else {
-        rt->alarms_abandoned++;
-        party__log_error(rt, "room %s/%s: on_alarm failed after %d retries; alarm abandoned",
+        rooms->alarms_abandoned++;
+        party__log_error(rooms->lp, "room %s/%s: on_alarm failed after %d retries; alarm abandoned",
                          room->party->name, room->name ? room->name : room->id, ALARM_MAX_RETRIES);
     }
 }
@@ -200,17 +199,17 @@ void party__room_handle_alarm(party_room *room) {
 /* A room's entry in the heap is tagged with its party's place in the
  * runtime's table (shared by every loop). */
 static uint32_t party_tag(const party_room *room) {
-    return (uint32_t)(room->party - room->rt->parties);
+    return (uint32_t)(room->party - room->rooms->parties);
 }
 
 void party__room_heap_put(party_room *room, int64_t due_ms) {
     /* Cannot fail for memory: the room's entry was reserved when its
      * alarm or schedule was set, or kept when it woke. */
-    (void)party__alarms_put(&room->rt->alarms, room->id, party_tag(room), due_ms);
+    (void)party__alarms_put(&room->rooms->alarms, room->id, party_tag(room), due_ms);
 }
 
 int party__room_reserve_wake(party_room *room) {
-    return party__alarms_reserve(&room->rt->alarms, room->id, party_tag(room));
+    return party__alarms_reserve(&room->rooms->alarms, room->id, party_tag(room));
 }
 
 /* After a commit: the index has the room's wake time; the heap follows.
@@ -229,120 +228,59 @@ void party__room_sync_wake(party_room *room) {
 void party__room_reload_wake(party_room *room) {
     (void)party__store_alarm_get(room->store, &room->alarm_at, &room->alarm_retries);
     if (party__store_sched_earliest(room->store, &room->sched_next) != 0)
-        room->sched_next = party__runtime_epoch_ms(room->rt) + 1000; /* looked up again then */
+        room->sched_next = party__loop_epoch_ms(room->rooms->lp) + 1000; /* looked up again then */
     room->wake_indexed = -1;
     party__room_sync_wake(room);
 }
 
-size_t party__alarm_heap_size(party_runtime *rt) {
-    return party__alarms_size(&rt->alarms);
-}
-
 static int64_t heap_clock(party__alarms *alarms) {
-    return party__runtime_epoch_ms(alarms->data);
+    party__rooms *rooms = alarms->data;
+    return party__loop_epoch_ms(rooms->lp);
 }
 
 /* The heap's wake callback: the room with this id wakes (an ALARM event;
  * a cold room is loaded first). Held back while too many rooms load. */
 static int heap_wake(party__alarms *alarms, const char *id, uint32_t tag) {
-    party_runtime *rt = alarms->data;
-    const party__party *party = &rt->parties[tag];
+    party__rooms *rooms = alarms->data;
+    const party__party *party = &rooms->parties[tag];
     party_room *room;
     party__event ev;
 
-    if (rt->n_loading >= MAX_ALARM_WAKES_LOADING)
+    if (rooms->n_loading >= MAX_ALARM_WAKES_LOADING)
         return PARTY_EBUSY;
     /* The room takes over the entry, parked: it files its next wake time
      * there when its batch commits (or a retry, if the handler fails),
      * without memory. */
-    room = party__room_get_by_id(rt, party, id);
+    room = party__room_get_by_id(rooms, party, id);
     memset(&ev, 0, sizeof(ev));
     ev.type = PARTY__EV_ALARM;
     if (room != NULL)
         room->wake_indexed = -1;
     if (room == NULL || party__room_post(room, &ev) != 0) {
-        party__log_warn(rt, "alarm for room %s/%s: cannot wake the room; retrying in 1 s",
+        party__log_warn(rooms->lp, "alarm for room %s/%s: cannot wake the room; retrying in 1 s",
                         party->name, id);
-        (void)party__alarms_put(alarms, id, tag, party__runtime_epoch_ms(rt) + 1000);
+        (void)party__alarms_put(alarms, id, tag, party__loop_epoch_ms(rooms->lp) + 1000);
     }
     return 0;
 }
 
-void party__rooms_fire_due(party_runtime *rt) {
-    int64_t next = party__alarms_next(&rt->alarms);
-    if (next != 0 && next <= party__runtime_epoch_ms(rt))
-        party__alarms_fire_due(&rt->alarms);
+void party__rooms_fire_due(party__rooms *rooms) {
+    int64_t next = party__alarms_next(&rooms->alarms);
+    if (next != 0 && next <= party__loop_epoch_ms(rooms->lp))
+        party__alarms_fire_due(&rooms->alarms);
 }
 
-/* ---- start-up: the backend and its alarm index ---- */
+/* ---- start-up: this loop's heap ---- */
 
-typedef struct index_load {
-    party_runtime *main;
-    size_t loaded, skipped;
-} index_load;
-
-/* One entry of the index, into the heap of the loop that owns its room
- * (the other loops do not run yet). Out of memory stops the load: an
- * entry left out would not wake its room until the next start. */
-static int file_index_entry(const char *id, const char *party, int64_t due_ms, void *arg) {
-    index_load *load = arg;
-    party_runtime *rt = load->main;
-    size_t i;
-
-    for (i = 0; i < rt->n_parties; i++)
-        if (strcmp(rt->parties[i].name, party) == 0)
-            break;
-    if (i == rt->n_parties || strlen(id) != PARTY_ID_MAX - 1 || !party__room_id_valid(id)) {
-        load->skipped++;
-        return 0;
-    }
-    if (party__alarms_put(&party__loop_of(rt, id)->alarms, id, (uint32_t)i, due_ms) != 0)
-        return PARTY_ENOMEM;
-    load->loaded++;
-    return 0;
+int party__rooms_file_wake(party__rooms *rooms, const char *id, uint32_t party, int64_t due_ms) {
+    return party__alarms_put(&rooms->alarms, id, party, due_ms);
 }
 
-int party__rooms_start(party_runtime *rt) {
-    party__backend_config cfg;
-    index_load load;
-    char why[1024];
-    int r;
-
-    if (rt->alarms.started)
+int party__rooms_start(party__rooms *rooms) {
+    if (rooms->alarms.started)
         return 0;
-    if (rt == rt->main && rt->backend == NULL) {
-        cfg.data_dir = rt->data_dir;
-        cfg.durability_full = rt->durability_full;
-        if (party__backend_open(&cfg, &rt->backend, why, sizeof(why)) != 0) {
-            party__log_error(rt, "%s", why);
-            return PARTY_EIO;
-        }
-    }
-    if (party__alarms_init(&rt->alarms, &rt->loop, rt->virtual_clock, heap_wake, heap_clock, rt) !=
-        0)
+    if (party__alarms_init(&rooms->alarms, &rooms->lp->loop, rooms->lp->virtual_clock, heap_wake,
+                           heap_clock, rooms) != 0)
         return PARTY_EIO;
-    if (rt != rt->main)
-        return 0;
-    memset(&load, 0, sizeof(load));
-    load.main = rt;
-    r = rt->backend->ops->index_load(rt->backend, file_index_entry, &load);
-    if (r != 0) {
-        /* A room left out would not wake until the next start. */
-        party__log_error(rt, "alarm index: cannot load it: %s",
-                         r == PARTY_ENOMEM ? "out of memory" : "cannot read it");
-        return r;
-    }
-    if (load.loaded > 0 || load.skipped > 0)
-        party__log_info(rt, "alarm index: %zu rooms to wake%s", load.loaded,
-                        load.skipped ? " (some belong to parties not registered; kept on disk)"
-                                     : "");
     return 0;
-}
-
-void party__rooms_stop(party_runtime *rt) {
-    party__alarms_close(&rt->alarms);
-    if (rt == rt->main) {
-        party__backend_close(rt->backend);
-        rt->backend = NULL;
-    }
 }

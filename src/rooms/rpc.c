@@ -1,10 +1,12 @@
-/* rpc: a client's {"type":"rpc","id","method","args"} frames, the call
- * handles given to the party's methods, and their answers ({"type":"rpc",
- * "id","success","result"|"error","done"}). A handle lives in its room's
- * list from the call until it is answered (or the room is freed); while a
- * client still waits for it, it keeps the room in memory. Answers are
- * sent like any other message of the room, through the output gate. */
-#include "sync.h"
+/* rpc: the dispatch of a client's frames of the Agents protocol (a state
+ * proposal goes to sync.c), its {"type":"rpc","id","method","args"}
+ * frames, the call handles given to the party's methods, and their
+ * answers ({"type":"rpc","id","success","result"|"error","done"}). A
+ * handle lives in its room's list from the call until it is answered (or
+ * the room is freed); while a client still waits for it, it keeps the
+ * room in memory (room->open_calls). Answers are sent like any other
+ * message of the room, through the output gate. */
+#include "rpc.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -52,7 +54,7 @@ static void call_unlink(party_call *call) {
     if (call->next != NULL)
         call->next->prev = call->prev;
     if (!call->ended)
-        s->open_calls--;
+        call->room->open_calls--;
 }
 
 static void call_free(party_call *call) {
@@ -178,8 +180,8 @@ static void refuse(party_room *room, party_conn *conn, const cJSON *id, const ch
     if (cJSON_IsString(id))
         idj = id_json = cJSON_PrintUnformatted(id);
     if (idj == NULL) {
-        party__log_error(room->rt, "room %s/%s: out of memory answering a call", room->party->name,
-                         room->name ? room->name : room->id);
+        party__log_error(room->rooms->lp, "room %s/%s: out of memory answering a call",
+                         room->party->name, room->name ? room->name : room->id);
         party__sync_fail(conn);
         return;
     }
@@ -187,8 +189,7 @@ static void refuse(party_room *room, party_conn *conn, const cJSON *id, const ch
     cJSON_free(id_json);
 }
 
-void party__rpc_dispatch(party_room *room, party_conn *conn, const void *frame) {
-    const cJSON *obj = frame;
+static void rpc_dispatch(party_room *room, party_conn *conn, const cJSON *obj) {
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(obj, "id");
     const cJSON *method = cJSON_GetObjectItemCaseSensitive(obj, "method");
     const cJSON *args = cJSON_GetObjectItemCaseSensitive(obj, "args");
@@ -204,7 +205,7 @@ void party__rpc_dispatch(party_room *room, party_conn *conn, const void *frame) 
                "malformed RPC call: it needs a string id, a string method and an array args");
         return;
     }
-    party__log_debug(room->rt, "room %s/%s: call %.64s from %s", room->party->name,
+    party__log_debug(room->rooms->lp, "room %s/%s: call %.64s from %s", room->party->name,
                      room->name != NULL ? room->name : room->id, method->valuestring,
                      party_conn_id(conn));
     m = find_method(room->party->def, method->valuestring);
@@ -218,7 +219,7 @@ void party__rpc_dispatch(party_room *room, party_conn *conn, const void *frame) 
         return;
     }
     s = party__sync_get(room);
-    if (s != NULL && s->open_calls >= PARTY__MAX_OPEN_CALLS) {
+    if (room->open_calls >= PARTY__MAX_OPEN_CALLS) {
         refuse(room, conn, id, "too many calls in flight in this room");
         return;
     }
@@ -246,12 +247,13 @@ void party__rpc_dispatch(party_room *room, party_conn *conn, const void *frame) 
     if (s->calls != NULL)
         s->calls->prev = call;
     s->calls = call;
-    s->open_calls++;
+    room->open_calls++;
     m->fn(room, call, args_text, strlen(args_text));
     cJSON_free(args_text);
 }
 
-void party__rpc_end_all(party_room *room, const char *why) {
+/* Ends every open call of the room with an error saying why (shutdown). */
+static void rpc_end_all(party_room *room, const char *why) {
     party_call *call;
     if (room->sync == NULL)
         return;
@@ -262,7 +264,7 @@ void party__rpc_end_all(party_room *room, const char *why) {
         if (call_reachable(call))
             (void)send_error(call->conn, call->id_json, call->id_len, why);
         call->ended = 1;
-        room->sync->open_calls--;
+        room->open_calls--;
         call_drop_conn(call); /* the connection may close and be freed now */
     }
 }
@@ -277,6 +279,56 @@ void party__rpc_forget_conn(party_room *room, party_conn *conn) {
 }
 
 void party__rpc_free_all(party_room *room) {
+    if (room->sync == NULL)
+        return;
     while (room->sync->calls != NULL)
         call_free(room->sync->calls);
+}
+
+int party__rpc_message(party_room *room, party_conn *conn, const void *data, size_t len,
+                       int binary) {
+    const char *text = data;
+    const cJSON *type;
+    cJSON *doc;
+    size_t i = 0;
+
+    if (binary || !party__sync_enabled(room->party->def))
+        return 0;
+    /* Only a JSON object can be a frame of the protocol: anything else goes
+     * to on_message without being parsed. */
+    while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r'))
+        i++;
+    if (i == len || text[i] != '{')
+        return 0;
+    /* cJSON says "not JSON" for a lack of memory too: once more tells a
+     * passing shortage from text that is not JSON (a lasting one and the
+     * frame reaches on_message, as text that is not JSON does). */
+    doc = cJSON_ParseWithLength(text, len);
+    if (doc == NULL)
+        doc = cJSON_ParseWithLength(text, len);
+    if (doc == NULL)
+        return 0;
+    type = cJSON_GetObjectItemCaseSensitive(doc, "type");
+    if (cJSON_IsString(type) && strcmp(type->valuestring, "cf_agent_state") == 0 &&
+        cJSON_GetObjectItemCaseSensitive(doc, "state") != NULL) {
+        party__sync_propose(room, conn, cJSON_GetObjectItemCaseSensitive(doc, "state"));
+        cJSON_Delete(doc);
+        return 1;
+    }
+    if (cJSON_IsString(type) && strcmp(type->valuestring, "rpc") == 0) {
+        rpc_dispatch(room, conn, doc);
+        cJSON_Delete(doc);
+        return 1;
+    }
+    cJSON_Delete(doc);
+    return 0;
+}
+
+void party__rpc_stop_all(party__rooms *rooms) {
+    size_t i;
+    party_room *room;
+    for (i = 0; i < rooms->table_cap; i++)
+        for (room = rooms->table[i]; room != NULL; room = room->hash_next)
+            if (room->open_calls > 0)
+                rpc_end_all(room, "partyd is restarting; the call was not finished");
 }

@@ -3,9 +3,9 @@
  * "state"), cached in memory while the room is awake; setting it writes
  * it in the current event's transaction and broadcasts it, so the output
  * gate lets the broadcast out only after the commit. Connections are sent
- * their identity and the state on connect; their state proposals are
- * checked (readonly, JSON, size, the party's validator) here, and their
- * rpc frames handed to rpc.c. */
+ * their identity and the state on connect; their state proposals (handed
+ * here by rpc.c, which reads every frame) are checked (readonly, JSON,
+ * size, the party's validator) here. */
 #include "sync.h"
 
 #include <cjson/cJSON.h>
@@ -31,10 +31,6 @@ party__sync *party__sync_get(party_room *room) {
     return room->sync;
 }
 
-int party__sync_busy(const party_room *room) {
-    return room->sync != NULL && room->sync->open_calls > 0;
-}
-
 static void state_forget(party__sync *s) {
     party__free(s->state);
     s->state = NULL;
@@ -57,19 +53,9 @@ void party__sync_drop(party_room *room) {
 void party__sync_free(party_room *room) {
     if (room->sync == NULL)
         return;
-    party__rpc_free_all(room);
     state_forget(room->sync);
     party__free(room->sync);
     room->sync = NULL;
-}
-
-void party__sync_stop_all(party_runtime *rt) {
-    size_t i;
-    party_room *room;
-    for (i = 0; i < rt->rooms_cap; i++)
-        for (room = rt->rooms[i]; room != NULL; room = room->hash_next)
-            if (party__sync_busy(room))
-                party__rpc_end_all(room, "partyd is restarting; the call was not finished");
 }
 
 void party__sync_fail(party_conn *conn) {
@@ -91,7 +77,7 @@ int party__sync_send(party_conn *conn, const char *text, size_t len) {
         party__sync_fail(conn);
         return PARTY_ENOMEM;
     }
-    frame = party__ws_frame_new(party__conn_rt(conn)->buf_pool, PARTY__WS_TEXT, text, len);
+    frame = party__ws_frame_new(party__conn_loop(conn)->buf_pool, PARTY__WS_TEXT, text, len);
     if (frame == NULL) {
         party__sync_fail(conn);
         return PARTY_ENOMEM;
@@ -113,7 +99,7 @@ static int json_valid(const char *text, size_t len) {
     if (text == NULL || !party__utf8_valid(text, len))
         return 0;
     doc = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-    if (doc == NULL) /* or out of memory: once more (see party__sync_message) */
+    if (doc == NULL) /* or out of memory: once more (see party__rpc_message, rpc.c) */
         doc = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     if (doc == NULL)
         return 0;
@@ -198,7 +184,7 @@ static party__buf *state_frame(party_room *room, const char *json, size_t len) {
 
     if (text == NULL)
         return NULL;
-    frame = party__ws_frame_new(room->rt->buf_pool, PARTY__WS_TEXT, text, text_len);
+    frame = party__ws_frame_new(room->rooms->lp->buf_pool, PARTY__WS_TEXT, text, text_len);
     party__free(text);
     return frame;
 }
@@ -311,8 +297,8 @@ void party__sync_connect(party_room *room, party_conn *conn) {
     r = s != NULL ? state_load(room, s) : PARTY_ENOMEM;
     if (r != 0) {
         /* Not "no state": the client would believe it. It retries. */
-        party__log_error(room->rt, "room %s/%s: cannot read its state: %s", room->party->name,
-                         room->name ? room->name : room->id, party_strerror(r));
+        party__log_error(room->rooms->lp, "room %s/%s: cannot read its state: %s",
+                         room->party->name, room->name ? room->name : room->id, party_strerror(r));
         party__sync_fail(conn);
         return;
     }
@@ -339,8 +325,8 @@ void party__sync_connect(party_room *room, party_conn *conn) {
     }
 }
 
-/* A client's {"type":"cf_agent_state","state":...}. */
-static void state_proposal(party_room *room, party_conn *conn, const cJSON *state) {
+void party__sync_propose(party_room *room, party_conn *conn, const void *value) {
+    const cJSON *state = value;
     const party_def *def = room->party->def;
     char reason[256] = "";
     party__sync *s;
@@ -374,48 +360,9 @@ static void state_proposal(party_room *room, party_conn *conn, const cJSON *stat
     r = s != NULL ? state_commit(room, s, conn, text, len) : PARTY_ENOMEM;
     cJSON_free(text);
     if (r != 0) {
-        party__log_error(room->rt, "room %s/%s: cannot store a state from %s: %s",
+        party__log_error(room->rooms->lp, "room %s/%s: cannot store a state from %s: %s",
                          room->party->name, room->name ? room->name : room->id, party_conn_id(conn),
                          party_strerror(r));
         send_state_error(conn, "State update failed");
     }
-}
-
-int party__sync_message(party_room *room, party_conn *conn, const void *data, size_t len,
-                        int binary) {
-    const char *text = data;
-    const cJSON *type;
-    cJSON *doc;
-    size_t i = 0;
-
-    if (binary || !party__sync_enabled(room->party->def))
-        return 0;
-    /* Only a JSON object can be a frame of the protocol: anything else goes
-     * to on_message without being parsed. */
-    while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r'))
-        i++;
-    if (i == len || text[i] != '{')
-        return 0;
-    /* cJSON says "not JSON" for a lack of memory too: once more tells a
-     * passing shortage from text that is not JSON (a lasting one and the
-     * frame reaches on_message, as text that is not JSON does). */
-    doc = cJSON_ParseWithLength(text, len);
-    if (doc == NULL)
-        doc = cJSON_ParseWithLength(text, len);
-    if (doc == NULL)
-        return 0;
-    type = cJSON_GetObjectItemCaseSensitive(doc, "type");
-    if (cJSON_IsString(type) && strcmp(type->valuestring, "cf_agent_state") == 0 &&
-        cJSON_GetObjectItemCaseSensitive(doc, "state") != NULL) {
-        state_proposal(room, conn, cJSON_GetObjectItemCaseSensitive(doc, "state"));
-        cJSON_Delete(doc);
-        return 1;
-    }
-    if (cJSON_IsString(type) && strcmp(type->valuestring, "rpc") == 0) {
-        party__rpc_dispatch(room, conn, doc);
-        cJSON_Delete(doc);
-        return 1;
-    }
-    cJSON_Delete(doc);
-    return 0;
 }
