@@ -359,6 +359,11 @@ void party__sync_propose(party_room *room, party_conn *conn, const void *value) 
     s = party__sync_get(room);
     r = s != NULL ? state_commit(room, s, conn, text, len) : PARTY_ENOMEM;
     cJSON_free(text);
+    /* The client applied its state already and is told nothing more when
+     * it is kept: if the batch's commit fails, the connection fails with
+     * the others (1011), so its client reconnects to the stored state. */
+    if (r == 0 && party__room_holding(room))
+        party__conn_hold_acted(conn, &room->gate);
     if (r != 0) {
         party__log_error(room->rooms->lp, "room %s/%s: cannot store a state from %s: %s",
                          room->party->name, room->name ? room->name : room->id, party_conn_id(conn),

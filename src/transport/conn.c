@@ -1436,12 +1436,19 @@ void party__conn_hold(party_conn *conn, party__conn_gate *gate) {
     gate->tail = conn;
 }
 
+void party__conn_hold_acted(party_conn *conn, party__conn_gate *gate) {
+    party__conn_hold(conn, gate);
+    if (conn->gate_next != NULL)
+        conn->gate_acted = 1;
+}
+
 /* Takes conn out of the gate being emptied (the mark goes); the next
  * connection of the list, or NULL. */
 static party_conn *gate_leave(party_conn *conn) {
     party_conn *next = conn->gate_next == conn ? NULL : conn->gate_next;
     conn->gate_next = NULL;
     conn->out_held = 0;
+    conn->gate_acted = 0;
     return next;
 }
 
@@ -1476,7 +1483,8 @@ void party__conn_gate_drop(party__conn_gate *gate) {
 
     gate->head = gate->tail = NULL;
     for (; conn != NULL; conn = next) {
-        int lost = conn->out_held > 0;
+        /* Lost output, or a change its client made that was not kept. */
+        int lost = conn->out_held > 0 || conn->gate_acted;
         out_drop_held(conn);
         next = gate_leave(conn);
         if (!conn->transport_closing) {

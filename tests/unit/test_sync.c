@@ -45,7 +45,8 @@ static int failing_commit_hook(void *arg) {
 }
 
 /* Text messages: "set:<json>" sets the state (answered "set:<rc>"),
- * "failset:<json>" the same in a batch whose commit fails,
+ * "failset:<json>" the same in a batch whose commit fails, "hook" puts
+ * the failing hook on the room's database (answered "hooked"),
  * "get" answers "get:<rc>:<json>", "finish" answers the call "later" left
  * open ("finish:<rc>"); anything else comes back as "msg:<text>". */
 static void board_message(party_room *room, party_conn *conn, const void *data, size_t len,
@@ -53,7 +54,12 @@ static void board_message(party_room *room, party_conn *conn, const void *data, 
     const char *text = data;
     char out[512];
     (void)binary;
-    if (len > 8 && memcmp(text, "failset:", 8) == 0) {
+    if (len == 4 && memcmp(text, "hook", 4) == 0) {
+        /* fail_commits, set by the test once this is answered, says
+         * which commit fails. */
+        sqlite3_commit_hook(party_room_db(room), failing_commit_hook, NULL);
+        snprintf(out, sizeof(out), "hooked");
+    } else if (len > 8 && memcmp(text, "failset:", 8) == 0) {
         sqlite3_commit_hook(party_room_db(room), failing_commit_hook, NULL);
         fail_commits = 1;
         snprintf(out, sizeof(out), "set:%d", party_state_set(room, text + 8, len - 8));
@@ -300,6 +306,39 @@ static void test_state_of_a_failed_commit_is_never_sent_nor_kept(void **state) {
     party_test_conn_free(b);
     a = join(t, "/parties/board/lost?_pk=c");
     expect(a, IDENTITY("lost")); /* no state follows */
+    send_text(a, "get");
+    expect(a, "get:-5:");
+    party_test_conn_free(a);
+}
+
+/* A client's state whose commit fails: it is not kept, and the client
+ * that proposed it, told nothing when a state is kept, is closed with
+ * 1011 like the one whose broadcast was dropped. */
+static void test_client_state_of_a_failed_commit_closes_its_client(void **state) {
+    party_test *t = *state;
+    party_test_conn *a = join(t, "/parties/board/lost2?_pk=a"),
+                    *b = join(t, "/parties/board/lost2?_pk=b");
+    char *text = NULL;
+    int code = 0;
+
+    expect(a, IDENTITY("lost2"));
+    expect(b, IDENTITY("lost2"));
+    send_text(a, "hook");
+    expect(a, "hooked");
+    assert_int_equal(party_test_commit_failures(t), 0);
+    fail_commits = 1; /* the commit of b's state */
+    send_text(b, "{\"type\":\"cf_agent_state\",\"state\":{\"lost\":true}}");
+    assert_int_equal(party_test_recv_text(b, &text), PARTY_ECLOSED);
+    assert_null(text);
+    assert_int_equal(party_test_close_info(b, &code, NULL), 0);
+    assert_int_equal(code, 1011);
+    assert_int_equal(party_test_recv_text(a, &text), PARTY_ECLOSED);
+    assert_null(text);
+    assert_int_equal(party_test_commit_failures(t), 1);
+    party_test_conn_free(a);
+    party_test_conn_free(b);
+    a = join(t, "/parties/board/lost2?_pk=c");
+    expect(a, IDENTITY("lost2")); /* no state follows */
     send_text(a, "get");
     expect(a, "get:-5:");
     party_test_conn_free(a);
@@ -618,6 +657,7 @@ int main(void) {
         TEST(test_state_set_by_room_goes_to_every_connection),
         TEST(test_state_set_refuses_bad_json_and_oversize),
         TEST(test_state_of_a_failed_commit_is_never_sent_nor_kept),
+        TEST(test_client_state_of_a_failed_commit_closes_its_client),
         TEST(test_client_state_goes_to_the_others_not_back),
         TEST(test_rejected_state_gets_error_and_changes_nothing),
         TEST(test_client_state_over_1_mib_is_refused),
