@@ -603,6 +603,8 @@ static int backend_open(party_runtime *rt) {
         return 0;
     cfg.data_dir = rt->data_dir;
     cfg.durability_full = rt->durability_full;
+    cfg.store = rt->store;
+    cfg.node = rt->node;
     r = party__backend_open(&cfg, &rt->backend, why, sizeof(why));
     if (r != 0) {
         party__log_error(rt, "%s", why);
@@ -889,6 +891,8 @@ void party_runtime_free(party_runtime *rt) {
     party__free(rt->host);
     party__free(rt->prefix);
     party__free(rt->data_dir);
+    party__free(rt->store);
+    party__free(rt->node);
     party__free(rt->ops_prefix);
     party__free(rt->admin_token);
     party__free(rt->static_dir);

@@ -46,6 +46,7 @@ struct party_runtime {
      * flock (-1: none yet, or memory-only); see party__runtime_open_data */
     int data_lock_fd;
     int durability_full;
+    char *store, *node; /* main only: the storage backend's URI and node name (runtime_store.c) */
     uv_loop_t loop;
     uv_poll_t listener; /* watches listen_fd (listener.c) */
     int listening;
@@ -81,6 +82,7 @@ struct party_runtime {
     size_t max_loaded_rooms;           /* past it, idle rooms are evicted early */
     unsigned commit_delay_ms;          /* test hook: every durable commit waits this long first */
     uint64_t commit_failures;
+    uint64_t commits_fenced; /* commits refused: the room is another node's now */
     /* storage: the backend (main only; opened once, shared by every loop)
      * and this loop's heap of rooms' wake times */
     struct party__backend *backend;
@@ -171,6 +173,13 @@ void party__runtime_mark_ready(party_runtime *rt, struct party_room *room);
  * PARTY_ENOMEM. Every failure is logged naming the directory and the
  * OS error, and leaves nothing open. */
 int party__runtime_open_data(party_runtime *rt);
+/* Chooses the storage backend before the data is opened: store NULL for
+ * SQLite under the data directory, or a postgres:// URI (node: this
+ * node's name in the cluster, NULL for host:pid). Copies both. 0,
+ * PARTY_EINVAL (not a URI partyd knows), PARTY_ESTATE (the data is open
+ * already) or PARTY_ENOMEM. */
+int party__runtime_set_store(party_runtime *rt, const char *store, const char *node);
+
 /* The descriptor holding the data directory's lock: loop 0's, opened
  * close-on-exec, owned by the runtime and closed (the lock released) by
  * party_runtime_free. -1 when none is held. An upgrade hands this one
