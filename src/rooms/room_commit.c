@@ -14,6 +14,7 @@
 #include "fetch.h"
 #include "log.h"
 #include "short_thread.h"
+#include "ws.h"
 #include "alloc.h"
 
 /* ---- the output gate ---- */
@@ -84,6 +85,29 @@ static void room_reload_name(party_room *room) {
     }
 }
 
+/* The commit was refused: the room is another node's now (a cluster
+ * backend's PARTY_EFENCED). Nothing of the batch was kept: its held output
+ * is dropped, and every connection of the room closes with 1012 (HTTP:
+ * 503 + Retry-After) so clients reconnect and reach the owner. */
+static void room_fenced(party_room *room) {
+    party_runtime *rt = room->rt;
+    party_conn *conn, *next;
+
+    rt->commits_fenced++;
+    party__log_error(rt,
+                     "room %s/%s: commit refused: the room is owned by another node now (fenced);"
+                     " nothing of the batch was kept, its connections close with 1012",
+                     room->party->name, room->name ? room->name : room->id);
+    room->holding = 0;
+    party__fetch_release_held(room, 0);
+    party__conn_gate_drop_moved(&room->gate);
+    for (conn = room->conns.head; conn != NULL; conn = next) {
+        next = party__conn_list_next(conn);
+        party__conn_start_close(conn, PARTY__WS_SERVICE_RESTART, "room moved");
+    }
+    party__room_drop_state(room);
+}
+
 static void room_commit_done(party_room *room, int result) {
     party_runtime *rt = room->rt;
     room->committing = 0;
@@ -91,7 +115,9 @@ static void room_commit_done(party_room *room, int result) {
         party__room_sync_wake(room);
     else
         party__room_reload_wake(room);
-    if (result != 0) {
+    if (result == PARTY_EFENCED) {
+        room_fenced(room);
+    } else if (result != 0) {
         rt->commit_failures++;
         party__log_error(rt,
                          "room %s/%s: commit failed: %s; rolled back, held output dropped, room "

@@ -139,6 +139,7 @@ typedef struct metrics_tour {
     uint64_t alarms_pending, alarms_fired, alarms_retried, alarms_abandoned, schedules_fired;
     uint64_t http_errors, protocol_errors, send_queue_drops, commit_failures, accept_errors,
         tls_errors;
+    uint64_t commits_fenced;
 } metrics_tour;
 
 static void metrics_visit(party_runtime *rt, party__tour *tour) {
@@ -170,6 +171,7 @@ static void metrics_visit(party_runtime *rt, party__tour *tour) {
     m->protocol_errors += rt->protocol_errors;
     m->send_queue_drops += rt->send_queue_drops;
     m->commit_failures += rt->commit_failures;
+    m->commits_fenced += rt->commits_fenced;
     m->accept_errors += rt->accept_errors;
     m->tls_errors += rt->tls_errors;
 }
@@ -253,6 +255,11 @@ static void metrics_write(const metrics_tour *m, text_buf *tb) {
     text_appendf(tb, "partyd_runtime_errors_total{kind=\"accept\"} %" PRIu64 "\n",
                  m->accept_errors);
     text_appendf(tb, "partyd_runtime_errors_total{kind=\"tls\"} %" PRIu64 "\n", m->tls_errors);
+
+    metric_family(tb, "partyd_storage_fenced_total", "counter",
+                  "Commits refused because the room is owned by another node now (a cluster "
+                  "store): nothing of them was kept, their connections closed with 1012.");
+    text_appendf(tb, "partyd_storage_fenced_total %" PRIu64 "\n", m->commits_fenced);
 }
 
 static void metrics_done(party_conn *conn, party__tour *tour) {

@@ -1393,21 +1393,27 @@ void party__conn_make_id(char out[37]) {
 /* The output gate dropped what a failed commit produced for this
  * connection: a WebSocket is closed with 1011, an HTTP request (or an
  * upgrade whose 101 was held) gets 500. Either way the connection ends. */
-static void conn_fail_uncommitted(party_conn *conn) {
+static void conn_fail_uncommitted(party_conn *conn, int moved) {
     static const char text[] = "storage commit failed; nothing of this request was kept\n";
+    static const char moved_text[] = "the room moved to another node; nothing of this request "
+                                     "was kept: try again\n";
     party_response res;
     party__buf *buf;
 
     if (conn->id != NULL && !conn->handshake_held) {
         if (conn->close_sent)
             conn_close_now(conn); /* our Close was among what was dropped */
+        else if (moved)
+            party__conn_start_close(conn, PARTY__WS_SERVICE_RESTART, "room moved");
         else
             party__conn_start_close(conn, PARTY__WS_INTERNAL_ERROR, "storage commit failed");
         return;
     }
     conn->handshake_held = 0;
     party__response_init(&res);
-    party__response_text(&res, 500, text);
+    party__response_text(&res, moved ? 503 : 500, moved ? moved_text : text);
+    if (moved)
+        party_response_set_header(&res, "Retry-After", "1");
     buf = party__response_serialize(&res, 0, 0);
     party__response_free(&res);
     conn->phase = PARTY__CONN_HTTP_BUSY; /* lets the answer through */
@@ -1470,7 +1476,7 @@ static void out_drop_held(party_conn *conn) {
     }
 }
 
-void party__conn_gate_drop(party__conn_gate *gate) {
+static void gate_drop(party__conn_gate *gate, int moved) {
     party_conn *conn = gate->head, *next;
 
     gate->head = gate->tail = NULL;
@@ -1481,13 +1487,21 @@ void party__conn_gate_drop(party__conn_gate *gate) {
         if (!conn->transport_closing) {
             /* The effects it announced are gone: it fails, once. */
             if (lost)
-                conn_fail_uncommitted(conn);
+                conn_fail_uncommitted(conn, moved);
             else
                 mark_dirty(conn);
         }
         conn->handshake_held = 0;
         party__conn_unref(conn);
     }
+}
+
+void party__conn_gate_drop(party__conn_gate *gate) {
+    gate_drop(gate, 0);
+}
+
+void party__conn_gate_drop_moved(party__conn_gate *gate) {
+    gate_drop(gate, 1);
 }
 
 /* ---- a room's connections ---- */
