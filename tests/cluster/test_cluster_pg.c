@@ -1,0 +1,322 @@
+/* partyd on PostgreSQL (--store), against a private server that
+ * tests/cluster/with_pg.sh starts (PARTYD_TEST_PG): the same party
+ * behaviour as on the embedded SQLite store (a counter survives a
+ * restart; after kill -9 and a restart an alarm and a schedule fire on a
+ * cold room that knows its name), a newer schema refused, and ownership
+ * between two nodes on one database: the second node answers 503 for a
+ * room the first holds, and takes it once the first stops; a stale owner
+ * (its room's epoch moved on in SQL) has its commit fenced: nothing is
+ * acknowledged, the connection closes with 1012, and
+ * partyd_storage_fenced_total counts it. Each test has its own database. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <libpq-fe.h>
+
+#include "client.h"
+
+static const char *server_uri; /* .../postgres: where test databases are made */
+static int n_databases;
+
+/* A new, empty database: its URI into uri. */
+static void database_new(char *uri, size_t cap) {
+    char sql[64];
+    PGconn *c = PQconnectdb(server_uri);
+    PGresult *res;
+    const char *slash = strrchr(server_uri, '/');
+
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    snprintf(sql, sizeof(sql), "CREATE DATABASE t%d", ++n_databases);
+    res = PQexec(c, sql);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    PQclear(res);
+    PQfinish(c);
+    snprintf(uri, cap, "%.*s/t%d", (int)(slash - server_uri), server_uri, n_databases);
+}
+
+/* Runs sql on the database at uri; the first value of its answer (free),
+ * or NULL when it has none. Fails the test on an error. */
+static char *sql_value(const char *uri, const char *sql) {
+    PGconn *c = PQconnectdb(uri);
+    PGresult *res;
+    char *value = NULL;
+
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    res = PQexec(c, sql);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0 && PQnfields(res) > 0)
+        value = strdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    PQfinish(c);
+    return value;
+}
+
+/* A node on the database at uri (NULL: the SQLite store) named node, on
+ * data_dir (NULL: a fresh one). */
+static partyd *node_start(const char *uri, const char *node, const char *data_dir) {
+    const char *args[8];
+    size_t n = 0;
+    partyd *d;
+    if (uri != NULL) {
+        args[n++] = "--store";
+        args[n++] = uri;
+        args[n++] = "--node";
+        args[n++] = node;
+    }
+    if (data_dir != NULL) {
+        /* A second --data wins over the client's own fresh one. */
+        args[n++] = "--data";
+        args[n++] = data_dir;
+    }
+    args[n] = NULL;
+    d = partyd_start(args);
+    if (d == NULL)
+        fail_msg("partyd (%s) did not start", uri != NULL ? uri : "sqlite");
+    return d;
+}
+
+static void post(int port, const char *target) {
+    http_response res;
+    http_expect_request(port, "POST", target, NULL, "p", 1, &res);
+    if (res.status != 201)
+        fail_msg("POST %s: %d %s", target, res.status, res.body);
+    http_response_free(&res);
+}
+
+/* Asks for the reminder room's record until it contains needle; each ask
+ * is a real request, their number bounded (the room's timer is what
+ * makes it true). */
+static void wait_record(int port, const char *room, const char *needle) {
+    int attempt;
+    for (attempt = 0; attempt < 100; attempt++) {
+        char *body = room_expect_record(port, "reminder", room);
+        int found = strstr(body, needle) != NULL;
+        if (found || attempt == 99) {
+            if (!found)
+                fail_msg("room %s: no '%s' in %s", room, needle, body);
+            free(body);
+            return;
+        }
+        free(body);
+        usleep(100 * 1000);
+    }
+}
+
+/* ---- the same behaviour on both stores ---- */
+
+static void counter_survives_restart(const char *uri) {
+    char dir[] = "/tmp/partyd-cluster-XXXXXX";
+    partyd *d;
+    tconn *c;
+
+    assert_non_null(mkdtemp(dir));
+    d = node_start(uri, "n1", uri != NULL ? NULL : dir);
+    c = ws_open(partyd_port(d), "/parties/counter/keep");
+    ws_send_text(c, "+");
+    ws_expect_text(c, "1");
+    ws_send_text(c, "+");
+    ws_expect_text(c, "2");
+    tconn_close(c);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+
+    /* On PostgreSQL the new process has a new data directory: the records
+     * are in the database. */
+    d = node_start(uri, "n1", uri != NULL ? NULL : dir);
+    assert_int_equal(counter_expect_count(partyd_port(d), "keep"), 2);
+    c = ws_open(partyd_port(d), "/parties/counter/keep");
+    ws_send_text(c, "+");
+    ws_expect_text(c, "3");
+    tconn_close(c);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+    test_remove_tree(dir);
+}
+
+static void test_counter_survives_restart_on_sqlite(void **state) {
+    (void)state;
+    counter_survives_restart(NULL);
+}
+
+static void test_counter_survives_restart_on_postgres(void **state) {
+    char uri[512];
+    (void)state;
+    database_new(uri, sizeof(uri));
+    counter_survives_restart(uri);
+}
+
+static void alarm_knows_name_after_kill(const char *uri) {
+    char dir[] = "/tmp/partyd-cluster-XXXXXX";
+    partyd *d;
+    http_response res;
+    char target[128], *id;
+
+    assert_non_null(mkdtemp(dir));
+    d = node_start(uri, "n1", uri != NULL ? NULL : dir);
+    post(partyd_port(d), "/parties/reminder/wake-me?alarm_in=1500");
+    post(partyd_port(d), "/parties/reminder/wake-me?in=1500&name=later");
+    http_expect_request(partyd_port(d), "POST", "/parties/reminder/wake-me?in=1000&name=never",
+                        NULL, NULL, 0, &res);
+    assert_int_equal(res.status, 201);
+    id = strstr(res.body, "\"id\":\"");
+    assert_non_null(id);
+    snprintf(target, sizeof(target), "/parties/reminder/wake-me?id=%.32s", id + 6);
+    http_response_free(&res);
+    http_expect_request(partyd_port(d), "DELETE", target, NULL, NULL, 0, &res);
+    assert_int_equal(res.status, 204);
+    http_response_free(&res);
+    partyd_signal(d, SIGKILL);
+    assert_int_equal(partyd_wait_exit(d, 5000), 128 + SIGKILL);
+    partyd_free(d);
+
+    d = node_start(uri, "n1", uri != NULL ? NULL : dir);
+    /* The room is cold: the alarm index wakes it, and on_alarm and
+     * on_schedule know its name (the reminder party records it). */
+    assert_true(partyd_wait_stderr(d, "alarm index: 1 rooms to wake", 5000));
+    wait_record(partyd_port(d), "wake-me", "\"name\":\"alarm\",\"room\":\"wake-me\"");
+    wait_record(partyd_port(d), "wake-me", "\"name\":\"later\",\"room\":\"wake-me\"");
+    {
+        char *body = room_expect_record(partyd_port(d), "reminder", "wake-me");
+        assert_null(strstr(body, "\"name\":\"never\""));
+        free(body);
+    }
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+    test_remove_tree(dir);
+}
+
+static void test_alarm_knows_name_after_kill_on_sqlite(void **state) {
+    (void)state;
+    alarm_knows_name_after_kill(NULL);
+}
+
+static void test_alarm_knows_name_after_kill_on_postgres(void **state) {
+    char uri[512];
+    (void)state;
+    database_new(uri, sizeof(uri));
+    alarm_knows_name_after_kill(uri);
+}
+
+/* ---- the schema's version ---- */
+
+static void test_newer_schema_is_refused_naming_both_versions(void **state) {
+    char uri[512], *err;
+    partyd *d;
+    (void)state;
+
+    database_new(uri, sizeof(uri));
+    d = node_start(uri, "n1", NULL);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+    free(sql_value(uri, "UPDATE party_format SET version = 99"));
+    {
+        const char *args[] = {"--store", uri, "--node", "n1", NULL};
+        d = partyd_spawn(args);
+    }
+    assert_non_null(d);
+    assert_int_equal(partyd_wait_exit(d, 20000), 1);
+    err = partyd_stderr(d);
+    if (strstr(err, "storage format version 99, newer than this partyd's (version 1)") == NULL)
+        fail_msg("no versions named in: %s", err);
+    free(err);
+    partyd_free(d);
+}
+
+/* ---- ownership ---- */
+
+static void test_second_node_answers_503_for_a_room_the_first_holds(void **state) {
+    char uri[512];
+    partyd *n1, *n2;
+    http_response res;
+    tconn *c;
+    int code;
+    (void)state;
+
+    database_new(uri, sizeof(uri));
+    n1 = node_start(uri, "n1", NULL);
+    n2 = node_start(uri, "n2", NULL);
+    c = ws_open(partyd_port(n1), "/parties/counter/shared");
+    ws_send_text(c, "+");
+    ws_expect_text(c, "1");
+
+    http_expect_get(partyd_port(n2), "/parties/counter/shared", &res);
+    assert_int_equal(res.status, 503);
+    http_response_free(&res);
+    {
+        tconn *w = tconn_open(partyd_port(n2), 0);
+        assert_non_null(w);
+        code = ws_handshake(w, "/parties/counter/shared", NULL, NULL, 0, &res);
+        assert_int_equal(code, 503);
+        http_response_free(&res);
+        tconn_close(w);
+    }
+    /* Other rooms are n2's to take. */
+    assert_int_equal(counter_expect_count(partyd_port(n2), "other"), 0);
+
+    /* n1 stops and gives its rooms up: n2 takes the room, with its count. */
+    tconn_close(c);
+    assert_int_equal(partyd_stop(n1), 0);
+    partyd_free(n1);
+    assert_int_equal(counter_expect_count(partyd_port(n2), "shared"), 1);
+    assert_int_equal(partyd_stop(n2), 0);
+    partyd_free(n2);
+}
+
+static void test_stale_owner_commit_is_fenced_and_closes_1012(void **state) {
+    char uri[512], *v;
+    partyd *d;
+    http_response res;
+    tconn *c;
+    (void)state;
+
+    database_new(uri, sizeof(uri));
+    d = node_start(uri, "n1", NULL);
+    c = ws_open(partyd_port(d), "/parties/counter/stale");
+    ws_send_text(c, "+");
+    ws_expect_text(c, "1");
+    /* Another node took the room: its epoch moved on. */
+    free(sql_value(uri, "UPDATE party_rooms SET epoch = epoch + 1 WHERE party = 'counter'"));
+    ws_send_text(c, "+");
+    /* Not "2": nothing of the refused commit is acknowledged. */
+    ws_expect_close(c, 1012, NULL);
+    tconn_close(c);
+    v = sql_value(uri, "SELECT convert_from(value, 'UTF8') FROM party_kv WHERE key = 'count'");
+    assert_non_null(v);
+    assert_string_equal(v, "1");
+    free(v);
+    http_expect_get(partyd_port(d), "/_partyd/metrics", &res);
+    assert_int_equal(res.status, 200);
+    if (strstr(res.body, "\npartyd_storage_fenced_total 1\n") == NULL)
+        fail_msg("no fenced commit counted: %s", res.body);
+    http_response_free(&res);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_counter_survives_restart_on_sqlite),
+        cmocka_unit_test(test_counter_survives_restart_on_postgres),
+        cmocka_unit_test(test_alarm_knows_name_after_kill_on_sqlite),
+        cmocka_unit_test(test_alarm_knows_name_after_kill_on_postgres),
+        cmocka_unit_test(test_newer_schema_is_refused_naming_both_versions),
+        cmocka_unit_test(test_second_node_answers_503_for_a_room_the_first_holds),
+        cmocka_unit_test(test_stale_owner_commit_is_fenced_and_closes_1012),
+    };
+    server_uri = getenv("PARTYD_TEST_PG");
+    if (server_uri == NULL) {
+        fprintf(stderr, "PARTYD_TEST_PG is not set: run me through tests/cluster/with_pg.sh\n");
+        return 1;
+    }
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
