@@ -232,6 +232,52 @@ static void test_newer_schema_is_refused_naming_both_versions(void **state) {
     partyd_free(d);
 }
 
+/* ---- configuration, and what is not there yet ---- */
+
+static void test_config_file_store_and_node_keys(void **state) {
+    char uri[512], path[] = "/tmp/partyd-cluster-config-XXXXXX", *owner;
+    const char *args[] = {"--config", path, NULL};
+    partyd *d;
+    FILE *f;
+    int fd;
+    (void)state;
+
+    database_new(uri, sizeof(uri));
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    f = fdopen(fd, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"store\": \"%s\", \"node\": \"from-config\"}\n", uri);
+    fclose(f);
+    d = partyd_start(args);
+    assert_non_null(d);
+    assert_int_equal(counter_expect_count(partyd_port(d), "configured"), 0);
+    owner = sql_value(uri, "SELECT owner FROM party_rooms WHERE party = 'counter'");
+    assert_non_null(owner);
+    assert_true(strncmp(owner, "from-config:", 12) == 0);
+    free(owner);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+    unlink(path);
+}
+
+static void test_own_file_rooms_are_refused_with_a_reason(void **state) {
+    char uri[512];
+    partyd *d;
+    http_response res;
+    (void)state;
+
+    database_new(uri, sizeof(uri));
+    d = node_start(uri, "n1", NULL);
+    /* The yjs party keeps its document in party_room_db(). */
+    http_expect_get(partyd_port(d), "/parties/yjs/doc", &res);
+    http_response_free(&res);
+    assert_true(
+        partyd_wait_stderr(d, "party_room_db: the postgres store has no own-file rooms yet", 5000));
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+}
+
 /* ---- ownership ---- */
 
 static void test_second_node_answers_503_for_a_room_the_first_holds(void **state) {
@@ -310,6 +356,8 @@ int main(void) {
         cmocka_unit_test(test_alarm_knows_name_after_kill_on_sqlite),
         cmocka_unit_test(test_alarm_knows_name_after_kill_on_postgres),
         cmocka_unit_test(test_newer_schema_is_refused_naming_both_versions),
+        cmocka_unit_test(test_config_file_store_and_node_keys),
+        cmocka_unit_test(test_own_file_rooms_are_refused_with_a_reason),
         cmocka_unit_test(test_second_node_answers_503_for_a_room_the_first_holds),
         cmocka_unit_test(test_stale_owner_commit_is_fenced_and_closes_1012),
     };
