@@ -6,8 +6,8 @@
  * between two nodes on one database: the second node answers 503 for a
  * room the first holds, and takes it once the first stops; a stale owner
  * (its room's epoch moved on in SQL) has its commit fenced: nothing is
- * acknowledged, the connection closes with 1012, and
- * partyd_storage_fenced_total counts it. Each test has its own database. */
+ * acknowledged, the connection closes with 1012 (an HTTP request gets
+ * 503 + Retry-After), and partyd_storage_fenced_total counts it. Each test has its own database. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -340,9 +340,21 @@ static void test_stale_owner_commit_is_fenced_and_closes_1012(void **state) {
     assert_non_null(v);
     assert_string_equal(v, "1");
     free(v);
+    /* An HTTP request whose batch writes gets 503 + Retry-After. */
+    post(partyd_port(d), "/parties/reminder/stale-http?in=60000&name=a");
+    free(sql_value(uri, "UPDATE party_rooms SET epoch = epoch + 1 WHERE party = 'reminder'"));
+    http_expect_request(partyd_port(d), "POST", "/parties/reminder/stale-http?in=60000&name=b",
+                        NULL, "p", 1, &res);
+    assert_int_equal(res.status, 503);
+    assert_non_null(http_response_header(&res, "Retry-After"));
+    http_response_free(&res);
+    v = sql_value(uri, "SELECT count(*) FROM party_schedules");
+    assert_string_equal(v, "1");
+    free(v);
+
     http_expect_get(partyd_port(d), "/_partyd/metrics", &res);
     assert_int_equal(res.status, 200);
-    if (strstr(res.body, "\npartyd_storage_fenced_total 1\n") == NULL)
+    if (strstr(res.body, "\npartyd_storage_fenced_total 2\n") == NULL)
         fail_msg("no fenced commit counted: %s", res.body);
     http_response_free(&res);
     assert_int_equal(partyd_stop(d), 0);
