@@ -24,6 +24,7 @@
 #include "request.h"
 #include "room.h"
 #include "runtime.h"
+#include "storage.h"
 #include "alloc.h"
 
 /* The metrics body is a few KB whatever the load: its size depends on the
@@ -99,8 +100,12 @@ static void text_appendf(text_buf *tb, const char *fmt, ...) {
 /* ---- health ---- */
 
 static void ops_health(party_conn *conn) {
-    if (party__conn_rt(conn)->stopping)
+    party_runtime *rt = party__conn_rt(conn);
+    char why[160];
+    if (rt->stopping)
         respond_text(conn, 503, "stopping\n");
+    else if (party__backend_check(rt->main->backend, why, sizeof(why)) != 0)
+        respond_text(conn, 503, why); /* a node that cannot commit takes no clients */
     else
         respond_text(conn, 200, "ok\n");
 }

@@ -23,6 +23,12 @@ int party__backend_open(const party__backend_config *cfg, party__backend **out, 
     return party__store_sqlite_ops()->open(cfg, out, why, why_len);
 }
 
+int party__backend_check(party__backend *be, char *why, size_t why_len) {
+    if (be != NULL && be->ops == party__store_pg_ops())
+        return party__store_pg_check(be, why, why_len);
+    return 0;
+}
+
 void party__backend_close(party__backend *be) {
     if (be != NULL)
         be->ops->close(be);

@@ -203,6 +203,14 @@ const party__store_ops *party__store_sqlite_ops(void);
 /* The PostgreSQL backend's table (store_pg.c). */
 const party__store_ops *party__store_pg_ops(void);
 
+/* The PostgreSQL backend's own check, for party__backend_check. */
+int party__store_pg_check(party__backend *be, char *why, size_t why_len);
+
+/* 0 if the backend can commit now; a cluster backend that lost its node
+ * lease (or is past its local deadline for renewing it) says PARTY_EFENCED
+ * with why. No I/O: for health checks. */
+int party__backend_check(party__backend *be, char *why, size_t why_len);
+
 /* 1 if store names the PostgreSQL backend (a postgres:// or
  * postgresql:// URI). */
 int party__store_is_pg(const char *store);

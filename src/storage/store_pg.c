@@ -91,6 +91,9 @@ typedef struct pg_backend {
     uv_cond_t beat_cond;
     int beat_started, beat_stop;
     int lease_lost; /* under beat_mutex: the lease could not be renewed */
+    /* under beat_mutex: uv_hrtime() past which the lease may have run out
+     * (sent time of the last renewal + the lease - a second) */
+    uint64_t lease_deadline;
     /* Rooms held: the ownership map. */
     uv_mutex_t owned_mutex;
     owned_room *owned[OWNED_BUCKETS];
@@ -279,10 +282,13 @@ failed:
 
 /* ---- the node: registration, lock, heartbeat ---- */
 
+static void lease_extend(pg_backend *be, uint64_t sent);
+
 static int node_register(pg_backend *be, char *why, size_t why_len) {
     PGconn *c = be->control;
     const char *p[2];
     char lease[32], node_no[16];
+    uint64_t sent;
     PGresult *res;
 
     p[0] = be->node_name;
@@ -321,6 +327,7 @@ static int node_register(pg_backend *be, char *why, size_t why_len) {
     }
     PQclear(res);
     snprintf(lease, sizeof(lease), "%d", LEASE_SECONDS);
+    sent = uv_hrtime();
     {
         const char *q[3] = {be->node_name, be->node_id, lease};
         res = PQexecParams(c,
@@ -334,12 +341,23 @@ static int node_register(pg_backend *be, char *why, size_t why_len) {
         return PARTY_EIO;
     }
     PQclear(res);
+    lease_extend(be, sent);
     return 0;
 }
 
 /* Renews the lease: 0, or -1 when it could not be (the node must stop
  * writing: commits are refused from then on). */
+/* A renewal sent at sent (uv_hrtime) succeeded: the lease runs until at
+ * least sent + LEASE_SECONDS by the server's clock; this node stops
+ * trusting it a second earlier. */
+static void lease_extend(pg_backend *be, uint64_t sent) {
+    uv_mutex_lock(&be->beat_mutex);
+    be->lease_deadline = sent + (uint64_t)(LEASE_SECONDS - 1) * 1000000000u;
+    uv_mutex_unlock(&be->beat_mutex);
+}
+
 static int lease_renew(pg_backend *be) {
+    uint64_t sent = uv_hrtime();
     const char *p[2] = {be->node_id, NULL};
     char lease[16];
     PGresult *res;
@@ -352,6 +370,8 @@ static int lease_renew(pg_backend *be) {
                        2, NULL, p, NULL, NULL, 0);
     ok = ok_status(res) && atoi(PQcmdTuples(res)) == 1;
     PQclear(res);
+    if (ok)
+        lease_extend(be, sent);
     return ok ? 0 : -1;
 }
 
@@ -374,12 +394,26 @@ static void heartbeat_main(void *arg) {
     uv_mutex_unlock(&be->beat_mutex);
 }
 
+/* 1 once the lease could not be renewed in time: from then on this node
+ * commits nothing and acquires no room (until it is restarted), even
+ * before the database would refuse it. */
 static int lease_lost(pg_backend *be) {
     int lost;
     uv_mutex_lock(&be->beat_mutex);
+    if (!be->lease_lost && uv_hrtime() > be->lease_deadline)
+        be->lease_lost = 1;
     lost = be->lease_lost;
     uv_mutex_unlock(&be->beat_mutex);
     return lost;
+}
+
+int party__store_pg_check(party__backend *be_, char *why, size_t why_len) {
+    pg_backend *be = (pg_backend *)be_;
+    if (!lease_lost(be))
+        return 0;
+    snprintf(why, why_len, "postgres: node %s lost its lease: it commits nothing; restart it\n",
+             be->node_name);
+    return PARTY_EFENCED;
 }
 
 static void pg_close(party__backend *be_) {

@@ -7,7 +7,10 @@
  * room the first holds, and takes it once the first stops; a stale owner
  * (its room's epoch moved on in SQL) has its commit fenced: nothing is
  * acknowledged, the connection closes with 1012 (an HTTP request gets
- * 503 + Retry-After), and partyd_storage_fenced_total counts it. Each test has its own database. */
+ * 503 + Retry-After), and partyd_storage_fenced_total counts it; a node
+ * whose lease ran out answers 503 on /_partyd/health and commits nothing.
+ * The store and node come from flags or the config file; party_room_db()
+ * is refused with a reason. Each test has its own database. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -361,6 +364,45 @@ static void test_stale_owner_commit_is_fenced_and_closes_1012(void **state) {
     partyd_free(d);
 }
 
+static void test_node_that_lost_its_lease_fails_health_and_commits_nothing(void **state) {
+    char uri[512];
+    partyd *d;
+    http_response res;
+    tconn *c;
+    int attempt, status = 0;
+    (void)state;
+
+    database_new(uri, sizeof(uri));
+    d = node_start(uri, "n1", NULL);
+    c = ws_open(partyd_port(d), "/parties/counter/leased");
+    ws_send_text(c, "+");
+    ws_expect_text(c, "1");
+    http_expect_get(partyd_port(d), "/_partyd/health", &res);
+    assert_int_equal(res.status, 200);
+    http_response_free(&res);
+    /* The lease runs out: the next heartbeat (every second) cannot renew it. */
+    free(sql_value(uri, "UPDATE party_nodes SET lease_until = '-infinity' WHERE name = 'n1'"));
+    for (attempt = 0; attempt < 50 && status != 503; attempt++) {
+        if (attempt > 0)
+            usleep(100 * 1000);
+        http_expect_get(partyd_port(d), "/_partyd/health", &res);
+        status = res.status;
+        if (status == 503)
+            assert_non_null(strstr(res.body, "lost its lease"));
+        http_response_free(&res);
+    }
+    assert_int_equal(status, 503);
+    ws_send_text(c, "+");
+    ws_expect_close(c, 1012, NULL);
+    tconn_close(c);
+    /* Nor does it take rooms. */
+    http_expect_get(partyd_port(d), "/parties/counter/another", &res);
+    assert_int_equal(res.status, 503);
+    http_response_free(&res);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counter_survives_restart_on_sqlite),
@@ -372,6 +414,7 @@ int main(void) {
         cmocka_unit_test(test_own_file_rooms_are_refused_with_a_reason),
         cmocka_unit_test(test_second_node_answers_503_for_a_room_the_first_holds),
         cmocka_unit_test(test_stale_owner_commit_is_fenced_and_closes_1012),
+        cmocka_unit_test(test_node_that_lost_its_lease_fails_health_and_commits_nothing),
     };
     server_uri = getenv("PARTYD_TEST_PG");
     if (server_uri == NULL) {
