@@ -275,8 +275,8 @@ struct sqlite3 *party_room_db(party_room *room) {
     db = store->ops->room_file_open(store);
     if (db == NULL && strcmp(store->ops->name, "sqlite") != 0)
         party__log_error(room->rt,
-                         "room %s/%s: party_room_db: the %s store has no own-file rooms yet"
-                         " (docs/cluster.md)",
+                         "room %s/%s: party_room_db: the room's own database is not available"
+                         " (%s store; docs/cluster.md)",
                          room->party->name, room->name ? room->name : room->id, store->ops->name);
     return db;
 }

@@ -6,7 +6,10 @@
  * registers a row with a lease (heartbeat thread) and holds a session
  * advisory lock on its control connection; a room is taken with a new
  * epoch and every write transaction checks it (FOR SHARE), so a stale
- * owner's commit is refused (PARTY_EFENCED). See docs/cluster.md. */
+ * owner's commit is refused (PARTY_EFENCED). A room's own SQLite database
+ * (party_room_db) is kept in memory and travels as session changesets,
+ * with snapshots now and then, inside the same fenced transaction. See
+ * docs/cluster.md. */
 #include "storage.h"
 
 #include <endian.h>
@@ -17,6 +20,10 @@
 #include <unistd.h>
 
 #include <libpq-fe.h>
+/* The session extension (changesets), built into Debian's SQLite. */
+#define SQLITE_ENABLE_SESSION 1
+#define SQLITE_ENABLE_PREUPDATE_HOOK 1
+#include <sqlite3.h>
 
 #include "alloc.h"
 #include "utf8.h"
@@ -29,6 +36,9 @@
 #define HEARTBEAT_MS 1000
 #define POOL_MAX 8
 #define OWNED_BUCKETS 1024
+/* An own-file room writes a whole snapshot instead of a changeset after
+ * this many changesets (and whenever its schema changed). */
+#define SNAPSHOT_EVERY 64
 
 static const char schema_v1[] =
     "CREATE TABLE IF NOT EXISTS party_format (k int PRIMARY KEY CHECK (k = 1),"
@@ -51,6 +61,10 @@ static const char schema_v1[] =
     "CREATE TABLE IF NOT EXISTS party_alarm_index (room_id text COLLATE \"C\" PRIMARY KEY,"
     " party text NOT NULL, due_ms bigint NOT NULL);"
     "CREATE INDEX IF NOT EXISTS party_alarm_index_due ON party_alarm_index (due_ms);"
+    "CREATE TABLE IF NOT EXISTS party_room_files (room_id text COLLATE \"C\" PRIMARY KEY,"
+    " snapshot bytea NOT NULL, seq bigint NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS party_room_changes (room_id text COLLATE \"C\" NOT NULL,"
+    " seq bigint NOT NULL, changeset bytea NOT NULL, PRIMARY KEY (room_id, seq));"
     /* A node is alive while its lease runs and its control session holds
      * its advisory lock: a crashed process loses the lock at once. */
     "CREATE OR REPLACE FUNCTION party_node_alive(p_owner text) RETURNS boolean"
@@ -749,6 +763,16 @@ typedef struct pg_room {
     undo *log;
     size_t n_log, cap_log;
     int fenced; /* a commit was refused: the room is another node's */
+    /* The room's own database (party_room_db), in memory: NULL until the
+     * room first asks for it or has one in the database. */
+    sqlite3 *db;
+    sqlite3_session *session; /* this batch's changes, since db_begun */
+    int db_begun;             /* BEGIN ran on db for this batch */
+    int db_lost;              /* ... and that transaction ended by itself */
+    int db_broken;            /* db could not be rebuilt after a failed commit */
+    int schema_at_begin;      /* PRAGMA schema_version when the batch began */
+    int64_t file_seq;         /* the last change (or snapshot) committed */
+    int changes_since_snapshot;
 } pg_room;
 
 static int key_ok(const char *key) {
@@ -939,12 +963,170 @@ static void log_clear(pg_room *s) {
     s->n_log = 0;
 }
 
+/* ---- the room's own database ---- */
+
+static void file_close(pg_room *s) {
+    if (s->session != NULL)
+        sqlite3session_delete(s->session); /* unlike most of SQLite, NULL is not a no-op */
+    s->session = NULL;
+    if (s->db != NULL && !sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(s->db);
+    s->db = NULL;
+    s->db_begun = s->db_lost = 0;
+}
+
+static int file_new(pg_room *s) {
+    if (sqlite3_open_v2(":memory:", &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        sqlite3_close(s->db);
+        s->db = NULL;
+        return PARTY_ENOMEM;
+    }
+    return 0;
+}
+
+static int schema_version(sqlite3 *db) {
+    sqlite3_stmt *st = NULL;
+    int v = -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA schema_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* 1 if a table of db has no declared primary key: the session extension
+ * does not record its rows, so only a snapshot carries them. */
+static int has_pkless_table(sqlite3 *db) {
+    sqlite3_stmt *st = NULL;
+    int n = 1;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT count(*) FROM sqlite_schema s WHERE s.type = 'table'"
+                           " AND s.name NOT LIKE 'sqlite_%' AND NOT EXISTS"
+                           " (SELECT 1 FROM pragma_table_info(s.name) WHERE pk > 0)",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return n > 0;
+}
+
+static int replay_conflict(void *arg, int kind, sqlite3_changeset_iter *it) {
+    (void)arg;
+    (void)kind;
+    (void)it;
+    return SQLITE_CHANGESET_ABORT; /* a replay never conflicts unless corrupt */
+}
+
+/* Builds the room's own database from its snapshot and later changesets
+ * (none: no database). On a worker thread. 0, PARTY_EIO or PARTY_ENOMEM. */
+static int file_load(pg_room *s, PGconn *c) {
+    const char *p[2] = {s->id, NULL};
+    char since[24];
+    PGresult *res;
+    int i, n, r = 0;
+
+    file_close(s);
+    s->file_seq = 0;
+    s->changes_since_snapshot = 0;
+    res = run(c, "SELECT snapshot, seq FROM party_room_files WHERE room_id = $1", 1, p, NULL, NULL);
+    if (!ok_status(res)) {
+        PQclear(res);
+        return PARTY_EIO;
+    }
+    if (PQntuples(res) == 1) {
+        sqlite3_int64 len = PQgetlength(res, 0, 0);
+        unsigned char *copy = sqlite3_malloc64(len > 0 ? (sqlite3_uint64)len : 1);
+        if (copy == NULL || file_new(s) != 0) {
+            sqlite3_free(copy);
+            PQclear(res);
+            return PARTY_ENOMEM;
+        }
+        memcpy(copy, PQgetvalue(res, 0, 0), (size_t)len);
+        if (sqlite3_deserialize(s->db, "main", copy, len, len,
+                                SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE) !=
+            SQLITE_OK)
+            r = PARTY_EIO;
+        s->file_seq = col_i64(res, 0, 1);
+    }
+    PQclear(res);
+    if (r != 0)
+        return r;
+    snprintf(since, sizeof(since), "%lld", (long long)s->file_seq);
+    p[1] = since;
+    res = run(c,
+              "SELECT seq, changeset FROM party_room_changes WHERE room_id = $1"
+              " AND seq > $2::bigint ORDER BY seq",
+              2, p, NULL, NULL);
+    if (!ok_status(res)) {
+        PQclear(res);
+        return PARTY_EIO;
+    }
+    n = PQntuples(res);
+    if (n > 0 && s->db == NULL && file_new(s) != 0)
+        r = PARTY_ENOMEM;
+    for (i = 0; i < n && r == 0; i++) {
+        if (sqlite3changeset_apply(s->db, PQgetlength(res, i, 1), PQgetvalue(res, i, 1), NULL,
+                                   replay_conflict, NULL) != SQLITE_OK)
+            r = PARTY_EIO;
+        s->file_seq = col_i64(res, i, 0);
+        s->changes_since_snapshot++;
+    }
+    PQclear(res);
+    return r;
+}
+
+static struct sqlite3 *room_file_open(party__room_store *rs) {
+    pg_room *s = (pg_room *)rs;
+    if (s->db_broken || (s->db == NULL && file_new(s) != 0))
+        return NULL;
+    if (s->db_begun && sqlite3_get_autocommit(s->db))
+        s->db_lost = 1; /* the room's SQL ended the batch's transaction */
+    if (sqlite3_get_autocommit(s->db)) {
+        if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+            return NULL;
+        if (!s->db_begun)
+            s->schema_at_begin = schema_version(s->db);
+        s->db_begun = 1;
+    }
+    if (s->session == NULL) {
+        if (sqlite3session_create(s->db, "main", &s->session) != SQLITE_OK ||
+            sqlite3session_attach(s->session, NULL) != SQLITE_OK) {
+            if (s->session != NULL)
+                sqlite3session_delete(s->session);
+            s->session = NULL;
+            return NULL;
+        }
+    }
+    return s->db;
+}
+
+/* 1 if the batch wrote to the room's own database (or lost what it did). */
+static int file_wrote(const pg_room *s) {
+    return s->db_begun && (s->db_lost || sqlite3_get_autocommit(s->db) ||
+                           sqlite3_txn_state(s->db, NULL) == SQLITE_TXN_WRITE);
+}
+
+/* The batch's own-database transaction ends keeping nothing. */
+static void file_rollback(pg_room *s) {
+    if (!s->db_begun)
+        return;
+    if (!sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    if (s->session != NULL)
+        sqlite3session_delete(s->session);
+    s->session = NULL;
+    s->db_begun = s->db_lost = 0;
+}
+
 static void pg_unload(party__room_store *rs) {
     pg_room *s = (pg_room *)rs;
     size_t i;
     if (s == NULL)
         return;
     log_undo(s);
+    file_close(s);
     party__free(s->log);
     pairs_free(&s->kv);
     pairs_free(&s->meta);
@@ -1082,6 +1264,8 @@ static int pg_load(party__backend *be_, const char *room_id, const char *party,
         describe(c, NULL, "loading a room", why, why_len);
     else
         r = load_rows(s, c, why, why_len);
+    if (r == 0 && (r = file_load(s, c)) != 0)
+        snprintf(why, why_len, "postgres: cannot rebuild the room's own database");
     if (PQtransactionStatus(c) != PQTRANS_IDLE)
         (void)exec_ok(c, r == 0 ? "COMMIT" : "ROLLBACK");
     pool_put(be, c);
@@ -1340,19 +1524,15 @@ static int room_sched_each(party__room_store *rs, int64_t until, party__sched_fn
     return r;
 }
 
-static struct sqlite3 *room_file_open(party__room_store *rs) {
-    /* Own-file rooms (a SQLite file whose changes travel inside the fenced
-     * transaction) are not built for this backend yet: refused. */
-    (void)rs;
-    return NULL;
-}
-
 static int room_wrote(party__room_store *rs) {
-    return ((pg_room *)rs)->n_log > 0;
+    pg_room *s = (pg_room *)rs;
+    return s->n_log > 0 || file_wrote(s);
 }
 
 static void room_rollback(party__room_store *rs) {
-    log_undo((pg_room *)rs);
+    pg_room *s = (pg_room *)rs;
+    log_undo(s);
+    file_rollback(s);
 }
 
 /* ---- commits ---- */
@@ -1436,10 +1616,96 @@ static int write_record(PGconn *c, pg_room *s, const undo *u) {
     return r;
 }
 
+/* What a batch wrote to the room's own database, to ship. */
+enum { FILE_NONE, FILE_CHANGESET, FILE_SNAPSHOT };
+typedef struct file_part {
+    int mode;
+    void *data; /* sqlite3_malloc'd */
+    int len;
+    int local_changed; /* the local database moved past what is committed */
+} file_part;
+
+/* Ends the batch's own-database transaction, committing it locally, and
+ * says what to ship: a changeset, or a snapshot when the schema changed,
+ * a table has no primary key (the session cannot see its rows) or enough
+ * changesets piled up. 0, or PARTY_EIO when the transaction was lost (the
+ * room's SQL made SQLite roll it back) or cannot commit. */
+static int file_prepare(pg_room *s, file_part *fp) {
+    sqlite3_int64 size = 0;
+    int r = 0;
+
+    memset(fp, 0, sizeof(*fp));
+    if (!s->db_begun)
+        return 0;
+    if (s->db_lost || sqlite3_get_autocommit(s->db)) {
+        /* Whatever ran after the loss ran outside any transaction. */
+        fp->local_changed = 1;
+        r = PARTY_EIO;
+    } else if (sqlite3_txn_state(s->db, NULL) == SQLITE_TXN_WRITE) {
+        if (schema_version(s->db) != s->schema_at_begin ||
+            s->changes_since_snapshot + 1 >= SNAPSHOT_EVERY || has_pkless_table(s->db))
+            fp->mode = FILE_SNAPSHOT;
+        else if (sqlite3session_changeset(s->session, &fp->len, &fp->data) != SQLITE_OK)
+            r = PARTY_EIO;
+        else
+            fp->mode = fp->len > 0 ? FILE_CHANGESET : FILE_NONE;
+    }
+    if (r == 0 && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        r = PARTY_EIO;
+    if (r == 0 && fp->mode != FILE_NONE)
+        fp->local_changed = 1;
+    if (r == 0 && fp->mode == FILE_SNAPSHOT) {
+        fp->data = sqlite3_serialize(s->db, "main", &size, 0);
+        fp->len = (int)size;
+        if (fp->data == NULL || size > INT32_MAX)
+            r = PARTY_EIO;
+    }
+    if (r != 0 && !sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    if (s->session != NULL)
+        sqlite3session_delete(s->session);
+    s->session = NULL;
+    s->db_begun = s->db_lost = 0;
+    return r;
+}
+
+/* Writes the file part in the open transaction. */
+static int file_write(PGconn *c, pg_room *s, const file_part *fp) {
+    char seq[24];
+    const char *p[3] = {s->id, seq, fp->data};
+    int lens[3] = {0, 0, fp->len}, fmts[3] = {0, 0, 1};
+    PGresult *res;
+    int r;
+
+    snprintf(seq, sizeof(seq), "%lld", (long long)(s->file_seq + 1));
+    if (fp->mode == FILE_CHANGESET) {
+        res = run(c,
+                  "INSERT INTO party_room_changes (room_id, seq, changeset)"
+                  " VALUES ($1, $2::bigint, $3)",
+                  3, p, lens, fmts);
+    } else {
+        res =
+            run(c,
+                "INSERT INTO party_room_files (room_id, snapshot, seq) VALUES ($1, $3, $2::bigint)"
+                " ON CONFLICT (room_id) DO UPDATE SET snapshot = EXCLUDED.snapshot,"
+                " seq = EXCLUDED.seq",
+                3, p, lens, fmts);
+        r = ok_status(res) ? 0 : PARTY_EIO;
+        PQclear(res);
+        if (r != 0)
+            return r;
+        res = run(c, "DELETE FROM party_room_changes WHERE room_id = $1 AND seq <= $2::bigint", 2,
+                  p, NULL, NULL);
+    }
+    r = ok_status(res) ? 0 : PARTY_EIO;
+    PQclear(res);
+    return r;
+}
+
 /* Commits one room's batch in one transaction that first checks the
  * room's epoch (FOR SHARE: a takeover waits for it, and it for a
- * takeover), with its alarm index entry. */
-static int commit_room(PGconn *c, pg_room *s, const party__commit *cm) {
+ * takeover), with its alarm index entry and its own database's changes. */
+static int commit_room(PGconn *c, pg_room *s, const party__commit *cm, const file_part *fp) {
     char epoch[24], due[24];
     const char *p[3];
     PGresult *res;
@@ -1463,6 +1729,8 @@ static int commit_room(PGconn *c, pg_room *s, const party__commit *cm) {
     PQclear(res);
     for (i = 0; i < s->n_log && r == 0; i++)
         r = write_record(c, s, &s->log[i]);
+    if (r == 0 && fp->mode != FILE_NONE)
+        r = file_write(c, s, fp);
     if (r == 0 && cm->wake_changed) {
         if (cm->wake_ms > 0) {
             snprintf(due, sizeof(due), "%lld", (long long)cm->wake_ms);
@@ -1504,17 +1772,35 @@ static void pg_commit_batch(party__backend *be_, const party__commit *rooms, siz
         int r;
         if (s->fenced || lost) {
             r = PARTY_EFENCED;
-        } else if (s->n_log == 0 && !rooms[i].wake_changed) {
+        } else if (s->n_log == 0 && !rooms[i].wake_changed && !s->db_begun) {
             r = 0;
         } else {
+            file_part fp = {0};
             if (c == NULL)
                 c = pool_get(be, why, sizeof(why));
-            r = c != NULL ? commit_room(c, s, &rooms[i]) : PARTY_EIO;
+            r = c != NULL ? file_prepare(s, &fp) : PARTY_EIO;
+            if (r == 0)
+                r = commit_room(c, s, &rooms[i], &fp);
             if (r != 0 && c != NULL && PQstatus(c) != CONNECTION_OK) {
                 PQfinish(c);
                 c = NULL;
             }
+            if (r == 0 && fp.mode != FILE_NONE) {
+                s->file_seq++;
+                s->changes_since_snapshot =
+                    fp.mode == FILE_SNAPSHOT ? 0 : s->changes_since_snapshot + 1;
+            } else if (r != 0 && fp.local_changed) {
+                /* The local database moved on without the commit: it is
+                 * built again from what the database holds. */
+                if (c == NULL)
+                    c = pool_get(be, why, sizeof(why));
+                if (c == NULL || file_load(s, c) != 0)
+                    s->db_broken = 1;
+            }
+            sqlite3_free(fp.data);
         }
+        if (r != 0)
+            file_rollback(s);
         if (r == PARTY_EFENCED)
             s->fenced = 1;
         if (r == 0)

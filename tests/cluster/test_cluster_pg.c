@@ -9,8 +9,9 @@
  * acknowledged, the connection closes with 1012 (an HTTP request gets
  * 503 + Retry-After), and partyd_storage_fenced_total counts it; a node
  * whose lease ran out answers 503 on /_partyd/health and commits nothing.
- * The store and node come from flags or the config file; party_room_db()
- * is refused with a reason. Each test has its own database. */
+ * The store and node come from flags or the config file. A room's own
+ * database (party_room_db) survives kill -9 on both stores and is fenced
+ * like the rest. Each test has its own database. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -210,6 +211,79 @@ static void test_alarm_knows_name_after_kill_on_postgres(void **state) {
     alarm_knows_name_after_kill(uri);
 }
 
+/* sql:<statements> to the probe room on c: fails unless the answer is
+ * "sql:<expect>". */
+static void sql_expect(tconn *c, const char *statements, const char *expect) {
+    char want[256];
+    ws_send_text(c, statements);
+    snprintf(want, sizeof(want), "sql:%s", expect);
+    ws_expect_text(c, want);
+}
+
+/* The room's own database (party_room_db): tables with and without a
+ * primary key, more batches than a snapshot is taken after, then kill -9:
+ * a new process (on PostgreSQL another node, with a new data directory)
+ * finds every row. */
+static void own_database_survives_kill(const char *uri) {
+    char dir[] = "/tmp/partyd-cluster-XXXXXX", sql[128];
+    partyd *d;
+    tconn *c;
+    int i;
+
+    assert_non_null(mkdtemp(dir));
+    d = node_start(uri, "n1", uri != NULL ? NULL : dir);
+    c = probe_open(partyd_port(d), "owndb", NULL, NULL);
+    sql_expect(c, "sql:CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)", "");
+    for (i = 1; i <= 70; i++) {
+        snprintf(sql, sizeof(sql), "sql:INSERT INTO t VALUES (%d, 'v%d')", i, i);
+        sql_expect(c, sql, "");
+    }
+    sql_expect(c, "sql:UPDATE t SET v = 'changed' WHERE k = 3; DELETE FROM t WHERE k = 4", "");
+    /* A table without a primary key: its rows are shipped in snapshots. */
+    sql_expect(c, "sql:CREATE TABLE nopk (x)", "");
+    sql_expect(c, "sql:INSERT INTO nopk VALUES (42)", "");
+    sql_expect(c, "sql:INSERT INTO t VALUES (100, 'last')", "");
+    partyd_signal(d, SIGKILL);
+    assert_int_equal(partyd_wait_exit(d, 5000), 128 + SIGKILL);
+    partyd_free(d);
+    tconn_close(c);
+
+    if (uri != NULL) {
+        /* Snapshots replace the changesets they include: 75 batches left
+         * a snapshot and fewer changesets than a snapshot is taken after. */
+        char *n = sql_value(uri, "SELECT count(*) FROM party_room_changes");
+        char *snapshots = sql_value(uri, "SELECT count(*) FROM party_room_files");
+        assert_true(atoi(n) < 64);
+        assert_string_equal(snapshots, "1");
+        free(n);
+        free(snapshots);
+    }
+
+    d = node_start(uri, "n2", uri != NULL ? NULL : dir);
+    c = probe_open(partyd_port(d), "owndb", NULL, NULL);
+    sql_expect(c, "sql:SELECT count(*) FROM t", "70");
+    sql_expect(c, "sql:SELECT v FROM t WHERE k = 3", "changed");
+    sql_expect(c, "sql:SELECT count(*) FROM t WHERE k = 4", "0");
+    sql_expect(c, "sql:SELECT v FROM t WHERE k = 100", "last");
+    sql_expect(c, "sql:SELECT x FROM nopk", "42");
+    tconn_close(c);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+    test_remove_tree(dir);
+}
+
+static void test_own_database_survives_kill_on_sqlite(void **state) {
+    (void)state;
+    own_database_survives_kill(NULL);
+}
+
+static void test_own_database_survives_kill_on_postgres(void **state) {
+    char uri[512];
+    (void)state;
+    database_new(uri, sizeof(uri));
+    own_database_survives_kill(uri);
+}
+
 /* ---- the schema's version ---- */
 
 static void test_newer_schema_is_refused_naming_both_versions(void **state) {
@@ -235,7 +309,7 @@ static void test_newer_schema_is_refused_naming_both_versions(void **state) {
     partyd_free(d);
 }
 
-/* ---- configuration, and what is not there yet ---- */
+/* ---- configuration ---- */
 
 static void test_config_file_store_and_node_keys(void **state) {
     char uri[512], path[] = "/tmp/partyd-cluster-config-XXXXXX", *owner;
@@ -262,23 +336,6 @@ static void test_config_file_store_and_node_keys(void **state) {
     assert_int_equal(partyd_stop(d), 0);
     partyd_free(d);
     unlink(path);
-}
-
-static void test_own_file_rooms_are_refused_with_a_reason(void **state) {
-    char uri[512];
-    partyd *d;
-    http_response res;
-    (void)state;
-
-    database_new(uri, sizeof(uri));
-    d = node_start(uri, "n1", NULL);
-    /* The yjs party keeps its document in party_room_db(). */
-    http_expect_get(partyd_port(d), "/parties/yjs/doc", &res);
-    http_response_free(&res);
-    assert_true(
-        partyd_wait_stderr(d, "party_room_db: the postgres store has no own-file rooms yet", 5000));
-    assert_int_equal(partyd_stop(d), 0);
-    partyd_free(d);
 }
 
 /* ---- ownership ---- */
@@ -343,6 +400,15 @@ static void test_stale_owner_commit_is_fenced_and_closes_1012(void **state) {
     assert_non_null(v);
     assert_string_equal(v, "1");
     free(v);
+    /* A write to the room's own database is fenced the same way, and the
+     * node that takes the room over does not see it. */
+    c = probe_open(partyd_port(d), "stale-db", NULL, NULL);
+    sql_expect(c, "sql:CREATE TABLE t (k INTEGER PRIMARY KEY); INSERT INTO t VALUES (1)", "");
+    free(sql_value(uri, "UPDATE party_rooms SET epoch = epoch + 1 WHERE party = 'probe'"));
+    ws_send_text(c, "sql:INSERT INTO t VALUES (2)");
+    ws_expect_close(c, 1012, NULL);
+    tconn_close(c);
+
     /* An HTTP request whose batch writes gets 503 + Retry-After. */
     post(partyd_port(d), "/parties/reminder/stale-http?in=60000&name=a");
     free(sql_value(uri, "UPDATE party_rooms SET epoch = epoch + 1 WHERE party = 'reminder'"));
@@ -357,9 +423,16 @@ static void test_stale_owner_commit_is_fenced_and_closes_1012(void **state) {
 
     http_expect_get(partyd_port(d), "/_partyd/metrics", &res);
     assert_int_equal(res.status, 200);
-    if (strstr(res.body, "\npartyd_storage_fenced_total 2\n") == NULL)
+    if (strstr(res.body, "\npartyd_storage_fenced_total 3\n") == NULL)
         fail_msg("no fenced commit counted: %s", res.body);
     http_response_free(&res);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+
+    d = node_start(uri, "n2", NULL);
+    c = probe_open(partyd_port(d), "stale-db", NULL, NULL);
+    sql_expect(c, "sql:SELECT count(*) FROM t", "1");
+    tconn_close(c);
     assert_int_equal(partyd_stop(d), 0);
     partyd_free(d);
 }
@@ -409,9 +482,10 @@ int main(void) {
         cmocka_unit_test(test_counter_survives_restart_on_postgres),
         cmocka_unit_test(test_alarm_knows_name_after_kill_on_sqlite),
         cmocka_unit_test(test_alarm_knows_name_after_kill_on_postgres),
+        cmocka_unit_test(test_own_database_survives_kill_on_sqlite),
+        cmocka_unit_test(test_own_database_survives_kill_on_postgres),
         cmocka_unit_test(test_newer_schema_is_refused_naming_both_versions),
         cmocka_unit_test(test_config_file_store_and_node_keys),
-        cmocka_unit_test(test_own_file_rooms_are_refused_with_a_reason),
         cmocka_unit_test(test_second_node_answers_503_for_a_room_the_first_holds),
         cmocka_unit_test(test_stale_owner_commit_is_fenced_and_closes_1012),
         cmocka_unit_test(test_node_that_lost_its_lease_fails_health_and_commits_nothing),
