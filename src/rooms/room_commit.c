@@ -252,7 +252,7 @@ static void load_work(uv_work_t *req) {
 
 /* The store could not be opened: every waiting event is answered with an
  * error, and the room stays cold (the next event tries again). */
-static void room_fail_queued(party_room *room) {
+static void room_fail_queued(party_room *room, int moved) {
     party__event *ev;
     while ((ev = room->queue_head) != NULL) {
         room->queue_head = ev->next;
@@ -262,10 +262,13 @@ static void room_fail_queued(party_room *room) {
             room->n_pending--;
         if (ev->conn != NULL) {
             if (ev->type == PARTY__EV_CONNECT || ev->type == PARTY__EV_REQUEST)
-                party__conn_http_fail(ev->conn, 503, "room storage is unavailable\n");
+                party__conn_http_fail(ev->conn, 503,
+                                      moved ? "the room is held by another node; try again\n"
+                                            : "room storage is unavailable\n");
             else if (ev->type != PARTY__EV_CLOSE)
-                party__conn_start_close(ev->conn, PARTY__WS_INTERNAL_ERROR,
-                                        "room storage is unavailable");
+                party__conn_start_close(
+                    ev->conn, moved ? PARTY__WS_SERVICE_RESTART : PARTY__WS_INTERNAL_ERROR,
+                    moved ? "room moved" : "room storage is unavailable");
             party__conn_unref(ev->conn);
         }
         if (ev->fetch != NULL)
@@ -281,13 +284,20 @@ static void room_fail_queued(party_room *room) {
 static void room_load_failed(party_room *room, party__store_work *w) {
     party_runtime *rt = room->rt;
 
+    /* Another node holds the room (a cluster store): not a failure here. */
+    int moved = w->result == PARTY_EBUSY || w->result == PARTY_EFENCED;
+
     rt->n_busy--;
     rt->n_loading--;
-    party__log_error(rt, "room %s/%s: cannot open its storage: %s", room->party->name,
-                     room->name ? room->name : room->id, w->why);
+    if (moved)
+        party__log_info(rt, "room %s/%s: held by another node: %s", room->party->name,
+                        room->name ? room->name : room->id, w->why);
+    else
+        party__log_error(rt, "room %s/%s: cannot open its storage: %s", room->party->name,
+                         room->name ? room->name : room->id, w->why);
     room->life = PARTY__ROOM_COLD;
     party__free(w);
-    room_fail_queued(room);
+    room_fail_queued(room, moved);
     if (room->wake_indexed == -1) {
         /* It was woken by its alarm: the wake-up is due again soon, not
          * lost until a restart. */
@@ -343,6 +353,7 @@ static void acquire_done(party__store_req *claim, int status) {
     party_room *room = w->room;
 
     if (status != 0) {
+        w->result = status;
         snprintf(w->why, sizeof(w->why), "the storage backend did not give it: %s",
                  party_strerror(status));
         room_load_failed(room, w);
@@ -375,7 +386,7 @@ void party__room_load(party_room *room) {
     w = party__calloc(1, sizeof(*w));
 
     if (w == NULL) {
-        room_fail_queued(room);
+        room_fail_queued(room, 0);
         return;
     }
     w->room = room;

@@ -826,6 +826,8 @@ void party__conn_http_fail(party_conn *conn, int status, const char *text) {
     party__response_text(&res, status, text);
     if (status == 426)
         party_response_set_header(&res, "Sec-WebSocket-Version", "13");
+    if (status == 503) /* every 503 here passes: the client may try again (D5) */
+        party_response_set_header(&res, "Retry-After", "1");
     conn->phase = PARTY__CONN_HTTP_BUSY;
     conn_stop_reading(conn);
     party__conn_http_respond(conn, &res, 1);

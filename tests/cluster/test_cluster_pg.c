@@ -357,6 +357,8 @@ static void test_second_node_answers_503_for_a_room_the_first_holds(void **state
 
     http_expect_get(partyd_port(n2), "/parties/counter/shared", &res);
     assert_int_equal(res.status, 503);
+    assert_non_null(http_response_header(&res, "Retry-After"));
+    assert_non_null(strstr(res.body, "held by another node"));
     http_response_free(&res);
     {
         tconn *w = tconn_open(partyd_port(n2), 0);
