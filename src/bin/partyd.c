@@ -1013,7 +1013,11 @@ static int use_store(party_runtime *rt, const options_state *o) {
         char host[256] = "localhost";
         (void)gethostname(host, sizeof(host) - 1);
         host[sizeof(host) - 1] = '\0';
-        snprintf(node, sizeof(node), "%s:%d", host, o->cfg.port);
+        /* --port 0 picks a port only later: the pid tells such nodes apart. */
+        if (o->cfg.port != 0)
+            snprintf(node, sizeof(node), "%s:%d", host, o->cfg.port);
+        else
+            snprintf(node, sizeof(node), "%s:pid%ld", host, (long)getpid());
     }
     r = party__runtime_set_store(rt, o->store, o->node != NULL ? o->node : node);
     if (r == PARTY_EINVAL) {

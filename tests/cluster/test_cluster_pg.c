@@ -338,6 +338,27 @@ static void test_config_file_store_and_node_keys(void **state) {
     unlink(path);
 }
 
+static void test_default_node_name_is_host_and_pid_with_port_0(void **state) {
+    char uri[512], expect[300], host[256] = "", *owner;
+    const char *args[] = {"--store", uri, NULL};
+    partyd *d;
+    (void)state;
+
+    database_new(uri, sizeof(uri));
+    d = partyd_start(args);
+    assert_non_null(d);
+    assert_int_equal(counter_expect_count(partyd_port(d), "unnamed"), 0);
+    assert_int_equal(gethostname(host, sizeof(host) - 1), 0);
+    snprintf(expect, sizeof(expect), "%s:pid%d:", host, partyd_pid(d));
+    owner = sql_value(uri, "SELECT owner FROM party_rooms WHERE party = 'counter'");
+    assert_non_null(owner);
+    if (strncmp(owner, expect, strlen(expect)) != 0)
+        fail_msg("owner %s, expected %s<incarnation>", owner, expect);
+    free(owner);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+}
+
 /* ---- ownership ---- */
 
 static void test_second_node_answers_503_for_a_room_the_first_holds(void **state) {
@@ -488,6 +509,7 @@ int main(void) {
         cmocka_unit_test(test_own_database_survives_kill_on_postgres),
         cmocka_unit_test(test_newer_schema_is_refused_naming_both_versions),
         cmocka_unit_test(test_config_file_store_and_node_keys),
+        cmocka_unit_test(test_default_node_name_is_host_and_pid_with_port_0),
         cmocka_unit_test(test_second_node_answers_503_for_a_room_the_first_holds),
         cmocka_unit_test(test_stale_owner_commit_is_fenced_and_closes_1012),
         cmocka_unit_test(test_node_that_lost_its_lease_fails_health_and_commits_nothing),
