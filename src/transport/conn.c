@@ -1394,7 +1394,9 @@ void party__conn_make_id(char out[37]) {
 
 /* The output gate dropped what a failed commit produced for this
  * connection: a WebSocket is closed with 1011, an HTTP request (or an
- * upgrade whose 101 was held) gets 500. Either way the connection ends. */
+ * upgrade whose 101 was held) gets 500; when the commit was refused
+ * because the room moved to another node (moved), 1012 and 503 +
+ * Retry-After. Either way the connection ends. */
 static void conn_fail_uncommitted(party_conn *conn, int moved) {
     static const char text[] = "storage commit failed; nothing of this request was kept\n";
     static const char moved_text[] = "the room moved to another node; nothing of this request "
