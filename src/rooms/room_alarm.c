@@ -313,6 +313,8 @@ int party__rooms_start(party_runtime *rt) {
     if (rt == rt->main && rt->backend == NULL) {
         cfg.data_dir = rt->data_dir;
         cfg.durability_full = rt->durability_full;
+        cfg.store = rt->store;
+        cfg.node = rt->node;
         if (party__backend_open(&cfg, &rt->backend, why, sizeof(why)) != 0) {
             party__log_error(rt, "%s", why);
             return PARTY_EIO;
