@@ -298,9 +298,10 @@ static void room_load_failed(party_room *room, party__store_work *w) {
     room->life = PARTY__ROOM_COLD;
     party__free(w);
     room_fail_queued(room, moved);
-    if (room->wake_indexed == -1) {
+    if (room->wake_indexed == -1 && !moved) {
         /* It was woken by its alarm: the wake-up is due again soon, not
-         * lost until a restart. */
+         * lost until a restart. (A room another node holds is that node's
+         * to wake.) */
         party__room_heap_put(room, party__runtime_epoch_ms(rt) + 2000);
         room->wake_indexed = 0;
     }

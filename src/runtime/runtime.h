@@ -87,6 +87,7 @@ struct party_runtime {
      * and this loop's heap of rooms' wake times */
     struct party__backend *backend;
     party__alarms alarms;
+    struct party__orphans *orphans; /* main only, on a shared store (room_orphans.c) */
     /* on_alarm runs, alarms retried and abandoned, on_schedule runs */
     uint64_t alarms_fired, alarms_retried, alarms_abandoned, schedules_fired;
     int virtual_clock;             /* test harness: time moves only when told */

@@ -1849,9 +1849,13 @@ static int pg_index_due(party__backend *be, int64_t until_ms, party__index_fn fn
     char until[24];
     const char *p[1] = {until};
     snprintf(until, sizeof(until), "%lld", (long long)until_ms);
+    /* Only rooms no live node holds: the others are their owners' to wake. */
     return index_rows((pg_backend *)be,
-                      "SELECT room_id, party, due_ms FROM party_alarm_index"
-                      " WHERE due_ms <= $1::bigint ORDER BY due_ms, room_id",
+                      "SELECT i.room_id, i.party, i.due_ms FROM party_alarm_index i"
+                      " LEFT JOIN party_rooms r ON r.room_id = i.room_id"
+                      " WHERE i.due_ms <= $1::bigint"
+                      " AND (r.owner IS NULL OR NOT party_node_alive(r.owner))"
+                      " ORDER BY i.due_ms, i.room_id",
                       1, p, fn, arg);
 }
 

@@ -401,6 +401,41 @@ static void test_second_node_answers_503_for_a_room_the_first_holds(void **state
     partyd_free(n2);
 }
 
+static void test_alarm_of_a_dead_nodes_room_fires_on_another_node(void **state) {
+    char uri[512], *fired = NULL, *owner;
+    partyd *n1, *n2;
+    int attempt;
+    (void)state;
+
+    database_new(uri, sizeof(uri));
+    n1 = node_start(uri, "n1", NULL);
+    n2 = node_start(uri, "n2", NULL);
+    post(partyd_port(n1), "/parties/reminder/orphan?alarm_in=1000");
+    partyd_signal(n1, SIGKILL);
+    assert_int_equal(partyd_wait_exit(n1, 5000), 128 + SIGKILL);
+    partyd_free(n1);
+    /* Nobody reaches the room: n2 finds its alarm in the index by itself
+     * (asked for in SQL, not over HTTP, which would wake the room). */
+    for (attempt = 0; attempt < 100; attempt++) {
+        fired = sql_value(uri, "SELECT convert_from(value, 'UTF8') FROM party_kv"
+                               " WHERE key = 'fired'");
+        if (fired != NULL && strstr(fired, "\"name\":\"alarm\",\"room\":\"orphan\"") != NULL)
+            break;
+        free(fired);
+        fired = NULL;
+        usleep(100 * 1000);
+    }
+    if (fired == NULL)
+        fail_msg("the dead node's alarm did not fire on the other node");
+    free(fired);
+    owner = sql_value(uri, "SELECT owner FROM party_rooms WHERE party = 'reminder'");
+    assert_non_null(owner);
+    assert_true(strncmp(owner, "n2:", 3) == 0);
+    free(owner);
+    assert_int_equal(partyd_stop(n2), 0);
+    partyd_free(n2);
+}
+
 static void test_stale_owner_commit_is_fenced_and_closes_1012(void **state) {
     char uri[512], *v;
     partyd *d;
@@ -511,6 +546,7 @@ int main(void) {
         cmocka_unit_test(test_config_file_store_and_node_keys),
         cmocka_unit_test(test_default_node_name_is_host_and_pid_with_port_0),
         cmocka_unit_test(test_second_node_answers_503_for_a_room_the_first_holds),
+        cmocka_unit_test(test_alarm_of_a_dead_nodes_room_fires_on_another_node),
         cmocka_unit_test(test_stale_owner_commit_is_fenced_and_closes_1012),
         cmocka_unit_test(test_node_that_lost_its_lease_fails_health_and_commits_nothing),
     };

@@ -270,11 +270,12 @@ static void test_records_behave_the_same(void **state) {
     free(val);
     f->be->ops->unload(rs);
 
-    /* The alarm index has the committed wake time. */
+    /* The alarm index has the committed wake time (on PostgreSQL, of a
+     * room no live node holds: released first). */
+    assert_int_equal(own(f->be, 1, 1), 0);
     memset(&l, 0, sizeof(l));
     assert_int_equal(f->be->ops->index_due(f->be, INT64_MAX, list_index, &l), 0);
     assert_string_equal(l.text, "002@500");
-    assert_int_equal(own(f->be, 1, 1), 0);
 }
 
 static void test_own_database_commits_and_rolls_back_the_same(void **state) {
