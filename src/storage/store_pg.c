@@ -635,23 +635,29 @@ static void own_run(uv_work_t *work) {
     pool_put(be, c);
 }
 
+/* An acquire ended: the epoch it took is the one to give up later; one
+ * that failed does not count. */
+static void acquire_settle(pg_backend *be, const char *room_id, int result, int64_t epoch) {
+    owned_room *o;
+    uv_mutex_lock(&be->owned_mutex);
+    o = owned_find(be, room_id, 0);
+    if (o != NULL) {
+        if (result == 0 && epoch > o->epoch)
+            o->epoch = epoch;
+        if (result != 0 && --o->count == 0)
+            owned_drop(be, room_id);
+    }
+    uv_mutex_unlock(&be->owned_mutex);
+}
+
 static void own_done(uv_work_t *work, int status) {
     own_work *w = work->data;
     pg_backend *be = w->be;
     party__store_req *req = w->req;
     int result = status != 0 ? PARTY_EIO : w->result;
 
-    if (!w->release) {
-        uv_mutex_lock(&be->owned_mutex);
-        owned_room *o = owned_find(be, req->room_id, 0);
-        if (o != NULL) {
-            if (result == 0 && w->epoch > o->epoch)
-                o->epoch = w->epoch;
-            if (result != 0 && --o->count == 0)
-                owned_drop(be, req->room_id);
-        }
-        uv_mutex_unlock(&be->owned_mutex);
-    }
+    if (!w->release)
+        acquire_settle(be, req->room_id, result, w->epoch);
     party__free(w);
     req->backend_data = NULL;
     req->done(req, result);
@@ -660,6 +666,8 @@ static void own_done(uv_work_t *work, int status) {
 static void own_start(pg_backend *be, party__store_req *req, int release, int64_t epoch) {
     own_work *w = party__calloc(1, sizeof(*w));
     if (w == NULL) {
+        if (!release)
+            acquire_settle(be, req->room_id, PARTY_ENOMEM, 0);
         req->done(req, PARTY_ENOMEM);
         return;
     }
@@ -672,6 +680,8 @@ static void own_start(pg_backend *be, party__store_req *req, int release, int64_
     if (uv_queue_work(req->loop, &w->work, own_run, own_done) != 0) {
         party__free(w);
         req->backend_data = NULL;
+        if (!release)
+            acquire_settle(be, req->room_id, PARTY_ENOMEM, 0);
         req->done(req, PARTY_ENOMEM);
     }
 }
@@ -688,7 +698,7 @@ static void pg_acquire(party__backend *be_, party__store_req *req) {
         req->done(req, PARTY_ENOMEM);
         return;
     }
-    /* The room's ops on failure undo the count (own_done). */
+    /* A failed acquire takes its count back (acquire_settle). */
     own_start(be, req, 0, 0);
 }
 
