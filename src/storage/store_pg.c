@@ -30,8 +30,9 @@
 
 /* The version of the schema this partyd writes. */
 #define PG_FORMAT_VERSION 1
-/* The advisory lock class of node locks: pg_advisory_lock(class, node_no). */
-#define NODE_LOCK_CLASS 1885434484 /* "part" */
+/* The advisory lock class of node locks, pg_advisory_lock(1885434484,
+ * node_no) ("part"; the schema's lock is node_no 0): spelled out in the
+ * SQL below, which party_node_alive() matches in pg_locks. */
 #define LEASE_SECONDS 5
 #define HEARTBEAT_MS 1000
 #define POOL_MAX 8
