@@ -3,7 +3,7 @@
 # (Release, build/bench), then, BENCH_RUNS times, starts a fresh partyd,
 # reads its anonymous memory, opens one idle WebSocket to each of N rooms
 # of the built-in counter party (which does not hibernate, so every room
-# stays loaded with its SQLite database open), waits until all are open
+# stays loaded), waits until all are open
 # and 4 s more, and reads the memory again. Prints the median bytes per
 # room (connections included: about 600 B each, see "Idle connections")
 # and writes the table into docs/benchmarks.md between the "rooms"

@@ -233,9 +233,11 @@ PARTY_EXTERN uint64_t party_test_commit_failures(party_test *t);
 
 /* A new random room id (party_room_id_new), for rooms addressed by id. */
 PARTY_EXTERN void party_test_new_room_id(char id_out[PARTY_ID_MAX]);
-/* The path of a room's database file under the data directory, into out
- * (cap bytes). 0 or PARTY_EINVAL (malformed id, out too small). The file
- * exists once the room was first brought into memory. */
+/* The path of a room's own database file under the data directory, into
+ * out (cap bytes). 0 or PARTY_EINVAL (malformed id, out too small). The
+ * file exists once the room called party_room_db() (or if an earlier
+ * partyd, which gave every room one, wrote the room); until then the
+ * room's records are in a shared file. */
 PARTY_EXTERN int party_test_room_file(party_test *t, const char *room_id, char *out, size_t cap);
 
 #ifdef __cplusplus

@@ -23,7 +23,7 @@
 #include "request.h"
 #include "room.h"
 #include "router.h"
-#include "runtime.h"
+#include "rooms.h"
 #include "utf8.h"
 #include "alloc.h"
 
@@ -43,8 +43,8 @@ typedef struct fetch_io {
 } fetch_io;
 
 struct party__fetch {
-    party_runtime *rt;
-    party__fetch *prev, *next; /* the runtime's list in flight, or a room's held list */
+    party__rooms *rooms;
+    party__fetch *prev, *next; /* the loop's list in flight, or a room's held list */
     char id[PARTY_ID_MAX];
     /* the caller, found again when the answer comes */
     const party__party *caller_party;
@@ -143,7 +143,7 @@ static char *encode_into(char *out, const char *s) {
 static party__buf *request_build(party_room *caller, const char *party, const char *room_name,
                                  const char *method, const char *path, const char *const *headers,
                                  const void *body, size_t len, int *err) {
-    party_runtime *rt = caller->rt;
+    party__rooms *rooms = caller->rooms;
     const char *const *h;
     size_t head = 0, name_len = strlen(room_name);
     int with_length = len > 0 || (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0);
@@ -163,17 +163,17 @@ static party__buf *request_build(party_room *caller, const char *party, const ch
         }
         head += strlen(h[0]) + 2 + strlen(h[1]) + 2;
     }
-    if (len > rt->cfg.max_body_bytes) {
+    if (len > rooms->lp->cfg.max_body_bytes) {
         *err = PARTY_ETOOBIG;
         return NULL;
     }
     if (with_length)
         snprintf(length_line, sizeof(length_line), "Content-Length: %zu\r\n", len);
-    head += strlen(method) + 2 + strlen(rt->prefix) + 1 + strlen(party) + 1 +
+    head += strlen(method) + 2 + strlen(rooms->prefix) + 1 + strlen(party) + 1 +
             encoded_len(room_name) + strlen(path) + sizeof(" HTTP/1.1\r\n") - 1 +
             sizeof("Host: partyd\r\nConnection: close\r\n") - 1 + sizeof(PARTY__FROM_ROOM_HEADER) -
             1 + 2 + PARTY_ID_MAX - 1 + 2 + strlen(length_line) + 2;
-    if (head > rt->cfg.max_header_bytes) {
+    if (head > rooms->lp->cfg.max_header_bytes) {
         *err = PARTY_ETOOBIG;
         return NULL;
     }
@@ -183,7 +183,7 @@ static party__buf *request_build(party_room *caller, const char *party, const ch
         return NULL;
     }
     p = buf->data;
-    p += sprintf(p, "%s /%s/%s/", method, rt->prefix, party);
+    p += sprintf(p, "%s /%s/%s/", method, rooms->prefix, party);
     p = encode_into(p, room_name);
     p += sprintf(p, "%s HTTP/1.1\r\nHost: partyd\r\nConnection: close\r\n%s: %s\r\n%s", path,
                  PARTY__FROM_ROOM_HEADER, caller->id, length_line);
@@ -199,28 +199,28 @@ static party__buf *request_build(party_room *caller, const char *party, const ch
     return buf;
 }
 
-/* ---- the runtime's list of requests in flight ---- */
+/* ---- the loop's list of requests in flight ---- */
 
 static void list_add(party__fetch *f) {
-    party_runtime *rt = f->rt;
+    party__rooms *rooms = f->rooms;
     f->prev = NULL;
-    f->next = rt->fetches;
-    if (rt->fetches != NULL)
-        rt->fetches->prev = f;
-    rt->fetches = f;
-    rt->n_fetches++;
+    f->next = rooms->fetches;
+    if (rooms->fetches != NULL)
+        rooms->fetches->prev = f;
+    rooms->fetches = f;
+    rooms->n_fetches++;
 }
 
 static void list_remove(party__fetch *f) {
-    party_runtime *rt = f->rt;
+    party__rooms *rooms = f->rooms;
     if (f->prev != NULL)
         f->prev->next = f->next;
     else
-        rt->fetches = f->next;
+        rooms->fetches = f->next;
     if (f->next != NULL)
         f->next->prev = f->prev;
     f->prev = f->next = NULL;
-    rt->n_fetches--;
+    rooms->n_fetches--;
 }
 
 void party__fetch_free(party__fetch *f) {
@@ -257,18 +257,18 @@ static void io_close(fetch_io *io) {
 /* The answer (or the failure standing for it) goes to the caller, found
  * again by name or id: it may have left memory while it waited. */
 static void fetch_post(party__fetch *f) {
-    party_runtime *rt = f->rt;
+    party__rooms *rooms = f->rooms;
     party_room *room;
     party__event ev, *spare;
 
-    if (rt->stopping || rt->finished) {
+    if (rooms->lp->stopping || rooms->lp->finished) {
         party__fetch_free(f);
         return;
     }
     /* By the id it had: computing it again from the name could fail. */
     room = f->caller_name != NULL
-               ? party__room_get_named(rt, f->caller_party, f->caller_name, f->caller_id)
-               : party__room_get_by_id(rt, f->caller_party, f->caller_id);
+               ? party__room_get_named(rooms, f->caller_party, f->caller_name, f->caller_id)
+               : party__room_get_by_id(rooms, f->caller_party, f->caller_id);
     memset(&ev, 0, sizeof(ev));
     ev.type = PARTY__EV_RESPONSE;
     ev.fetch = f;
@@ -281,7 +281,7 @@ static void fetch_post(party__fetch *f) {
         party__free(spare);
     }
     /* Only a caller that left memory and cannot come back gets here. */
-    party__log_error(rt, "room %s/%s: out of memory delivering the answer to request %s",
+    party__log_error(rooms->lp, "room %s/%s: out of memory delivering the answer to request %s",
                      f->caller_party->name, f->caller_name ? f->caller_name : f->caller_id, f->id);
     party__fetch_free(f);
 }
@@ -305,9 +305,9 @@ static void fetch_set_failure(party__fetch *f, int status, const char *text) {
     party__response_init(&f->res);
     party_response_text(&f->res, status, text);
     if (status != 404)
-        party__log_warn(f->rt, "room %s/%s: request %s answered %d: %.*s", f->caller_party->name,
-                        f->caller_name ? f->caller_name : f->caller_id, f->id, status,
-                        (int)strcspn(text, "\n"), text);
+        party__log_warn(f->rooms->lp, "room %s/%s: request %s answered %d: %.*s",
+                        f->caller_party->name, f->caller_name ? f->caller_name : f->caller_id,
+                        f->id, status, (int)strcspn(text, "\n"), text);
 }
 
 static void fetch_fail(party__fetch *f, int status, const char *text) {
@@ -330,9 +330,9 @@ static int answer_parse(party__fetch *f, int eof, const char **why) {
     char *body;
     int rc;
 
-    limits.max_header_bytes = f->rt->cfg.max_header_bytes;
-    limits.max_headers = f->rt->cfg.max_headers;
-    limits.max_body = f->rt->cfg.max_body_bytes;
+    limits.max_header_bytes = f->rooms->lp->cfg.max_header_bytes;
+    limits.max_headers = f->rooms->lp->cfg.max_headers;
+    limits.max_body = f->rooms->lp->cfg.max_body_bytes;
     rc = party__http_response_parse(&f->answer, f->in, f->in_len, eof, &limits, &answer, &used,
                                     &err);
     if (rc == PARTY__HTTP_AGAIN)
@@ -434,7 +434,7 @@ static void on_timeout(uv_timer_t *timer) {
         return;
     }
     snprintf(text, sizeof(text), "no answer within fetch_timeout (%.3g s)\n",
-             f->rt->cfg.fetch_timeout);
+             f->rooms->lp->cfg.fetch_timeout);
     fetch_fail(f, 504, text);
 }
 
@@ -445,13 +445,13 @@ static void on_timeout(uv_timer_t *timer) {
  * turn so the caller never sees its answer while inside a callback or a
  * commit. */
 static void fetch_start(party__fetch *f) {
-    party_runtime *rt = f->rt;
+    party__rooms *rooms = f->rooms;
     fetch_io *io;
-    double timeout = rt->cfg.fetch_timeout;
+    double timeout = rooms->lp->cfg.fetch_timeout;
     int fds[2] = {-1, -1};
     uv_buf_t wbuf;
 
-    if (rt->stopping) {
+    if (rooms->lp->stopping) {
         party__fetch_free(f);
         return;
     }
@@ -459,7 +459,7 @@ static void fetch_start(party__fetch *f) {
     f->io_spare = NULL;
     io->fetch = f;
     f->io = io;
-    uv_timer_init(&rt->loop, &io->timer);
+    uv_timer_init(&rooms->lp->loop, &io->timer);
     io->timer.data = io;
     io->open = 1;
     list_add(f);
@@ -477,13 +477,13 @@ static void fetch_start(party__fetch *f) {
         uv_timer_start(&io->timer, on_timeout, 0, 0);
         return;
     }
-    if (party__conn_adopt(rt, fds[1], 1) != 0) {
+    if (party__conn_adopt(rooms->lp, fds[1], 1) != 0) {
         close(fds[0]);
         fetch_set_failure(f, 503, "cannot serve an internal connection\n");
         uv_timer_start(&io->timer, on_timeout, 0, 0);
         return;
     }
-    uv_pipe_init(&rt->loop, &io->pipe, 0);
+    uv_pipe_init(&rooms->lp->loop, &io->pipe, 0);
     io->pipe.data = io;
     io->pipe_open = 1;
     io->open = 2;
@@ -515,11 +515,11 @@ void party__fetch_release_held(party_room *room, int committed) {
     for (; f != NULL; f = next) {
         next = f->next;
         f->next = NULL;
-        room->rt->n_fetches_held--;
+        room->rooms->n_fetches_held--;
         if (committed) {
             fetch_start(f);
         } else {
-            party__log_warn(room->rt,
+            party__log_warn(room->rooms->lp,
                             "room %s/%s: request %s dropped: the write before it was not committed",
                             room->party->name, room->name ? room->name : room->id, f->id);
             party__fetch_free(f);
@@ -527,16 +527,16 @@ void party__fetch_release_held(party_room *room, int committed) {
     }
 }
 
-void party__fetch_stop_all(party_runtime *rt) {
-    party__fetch *f = rt->fetches, *next;
+void party__fetch_stop_all(party__rooms *rooms) {
+    party__fetch *f = rooms->fetches, *next;
 
     /* Every request goes: the list is emptied at once and walked by each
      * one's saved successor, so no freed request is read again. */
-    rt->fetches = NULL;
+    rooms->fetches = NULL;
     for (; f != NULL; f = next) {
         next = f->next;
         f->prev = f->next = NULL;
-        rt->n_fetches--;
+        rooms->n_fetches--;
         if (f->io != NULL)
             io_close(f->io);
         party__fetch_free(f);
@@ -546,7 +546,8 @@ void party__fetch_stop_all(party_runtime *rt) {
 void party__fetch_deliver(party_room *room, party__fetch *f) {
     const party_def *def = room->party->def;
     if (def->on_response == NULL) {
-        party__log_debug(room->rt, "room %s/%s: answer to request %s ignored (no on_response)",
+        party__log_debug(room->rooms->lp,
+                         "room %s/%s: answer to request %s ignored (no on_response)",
                          room->party->name, room->name ? room->name : room->id, f->id);
         return;
     }
@@ -555,13 +556,13 @@ void party__fetch_deliver(party_room *room, party__fetch *f) {
 
 /* ---- public ---- */
 
-/* The room's requests in flight: waiting for an answer (the runtime's
+/* The room's requests in flight: waiting for an answer (the loop's
  * list, by caller id: the room may have left memory meanwhile) or held by
  * its output gate. */
 static size_t room_fetches(const party_room *room) {
     const party__fetch *f;
     size_t n = 0;
-    for (f = room->rt->fetches; f != NULL; f = f->next)
+    for (f = room->rooms->fetches; f != NULL; f = f->next)
         n += memcmp(f->caller_id, room->id, PARTY_ID_MAX) == 0;
     for (f = room->fetch_held; f != NULL; f = f->next)
         n++;
@@ -571,16 +572,16 @@ static size_t room_fetches(const party_room *room) {
 int party_room_fetch(party_room *room, const char *party, const char *room_name, const char *method,
                      const char *path, const char *const *headers, const void *body, size_t len,
                      const char *tag, char id_out[PARTY_ID_MAX]) {
-    party_runtime *rt;
+    party__rooms *rooms;
     party__fetch *f;
     int err = PARTY_ENOMEM;
 
     if (room == NULL || party == NULL || room_name == NULL || (body == NULL && len > 0))
         return PARTY_EINVAL;
-    rt = room->rt;
-    if (!party__room_in_callback(room) || rt->stopping)
+    rooms = room->rooms;
+    if (!party__room_in_callback(room) || rooms->lp->stopping)
         return PARTY_ESTATE;
-    if (rt->n_fetches + rt->n_fetches_held >= PARTY_MAX_FETCHES ||
+    if (rooms->n_fetches + rooms->n_fetches_held >= PARTY_MAX_FETCHES ||
         room_fetches(room) >= PARTY_MAX_ROOM_FETCHES)
         return PARTY_ELIMIT;
     if (method == NULL)
@@ -590,12 +591,12 @@ int party_room_fetch(party_room *room, const char *party, const char *room_name,
     f = party__calloc(1, sizeof(*f));
     if (f == NULL)
         return PARTY_ENOMEM;
-    f->rt = rt;
+    f->rooms = rooms;
     f->caller_party = room->party;
     memcpy(f->caller_id, room->id, PARTY_ID_MAX);
-    f->target = party__runtime_find_party(rt, party, strlen(party));
+    f->target = party__party_find(rooms->parties, rooms->n_parties, party, strlen(party));
     f->head_only = strcmp(method, "HEAD") == 0;
-    f->in_max = rt->cfg.max_body_bytes + rt->cfg.max_header_bytes + 1024;
+    f->in_max = rooms->lp->cfg.max_body_bytes + rooms->lp->cfg.max_header_bytes + 1024;
     /* The runtime ends an answer by closing when it has no length. */
     party__http_response_parser_init(&f->answer, PARTY__HTTP_BODY_TO_EOF |
                                                      (f->head_only ? PARTY__HTTP_NO_BODY : 0));
@@ -622,7 +623,7 @@ int party_room_fetch(party_room *room, const char *party, const char *room_name,
         while (*link != NULL)
             link = &(*link)->next;
         *link = f;
-        rt->n_fetches_held++;
+        rooms->n_fetches_held++;
         return 0;
     }
     fetch_start(f);

@@ -7,10 +7,7 @@
 #define PARTY_FETCH_H
 
 #include "party.h"
-
-/* On an internal connection: the request comes from this room (its id).
- * The router skips hooks and CORS for it and refuses it from the network. */
-#define PARTY__FROM_ROOM_HEADER "X-Partyd-From-Room"
+#include "rooms.h"
 
 typedef struct party__fetch party__fetch;
 
@@ -26,6 +23,6 @@ void party__fetch_deliver(party_room *room, party__fetch *fetch);
 void party__fetch_free(party__fetch *fetch);
 
 /* Shutdown: every request in flight is abandoned (no answer). */
-void party__fetch_stop_all(party_runtime *rt);
+void party__fetch_stop_all(party__rooms *rooms);
 
 #endif

@@ -15,8 +15,7 @@
 #include "buf.h"
 #include "conn.h"
 #include "digest.h"
-#include "runtime.h"
-#include "storage.h"
+#include "rooms.h"
 
 typedef enum party__room_status {
     PARTY__ROOM_ZERO, /* on_start has not run (or failed) in this incarnation */
@@ -33,7 +32,7 @@ typedef enum party__room_life {
 } party__room_life;
 
 struct party_room {
-    party_runtime *rt;
+    party__rooms *rooms;
     const party__party *party;
     char *name;         /* NULL until known (rooms addressed by id) */
     int by_name;        /* addressed by name: the name must be persisted */
@@ -66,12 +65,12 @@ struct party_room {
 
     struct party__event *queue_head, *queue_tail;
     int running; /* delivering an event now */
-    int queued;  /* on the runtime's ready list */
+    int queued;  /* on the loop's ready list (party__rooms) */
     struct party_room *ready_next;
-    struct party_room *hash_next;             /* chain in the runtime's room table */
-    struct party_room *idle_prev, *idle_next; /* on the runtime's idle or quiet list */
+    struct party_room *hash_next;             /* chain in the loop's room table */
+    struct party_room *idle_prev, *idle_next; /* on the loop's idle or quiet list */
     int idle;                                 /* 0: on no list, 1: idle, 2: quiet */
-    uint64_t idle_since;                      /* runtime clock, ms */
+    uint64_t idle_since;                      /* the loop's clock, ms */
     char name_inline[];                       /* a name of up to PARTY__ROOM_NAME_INLINE bytes (NUL
                                                  included), in the room's own block */
 };
@@ -106,27 +105,21 @@ typedef struct party__event {
     char inline_data[]; /* the copied data of a queued event */
 } party__event;
 
-/* Computes the room id for (party, name) into out. 0, or PARTY_ENOMEM when
- * hashing failed (OpenSSL allocates on each hash); out is then "". */
-int party__room_id(party__digest *d, const char *party, const char *name, char out[PARTY_ID_MAX]);
-/* 1 if id is a well-formed room id (64 lowercase hex digits). */
-int party__room_id_valid(const char *id);
-
 /* The room with this id if it is in memory, else NULL. */
-party_room *party__room_find(party_runtime *rt, const char *id);
+party_room *party__room_find(party__rooms *rooms, const char *id);
 /* The room addressed by name in party (its registered name) if it is in
  * memory, else NULL. A scan of the room table: it computes no id, so it
  * needs no memory (for the test harness, not for hot paths). */
-party_room *party__room_find_named(party_runtime *rt, const char *party, const char *name);
+party_room *party__room_find_named(party__rooms *rooms, const char *party, const char *name);
 /* The room for (party, name), created (cold) if absent. NULL on OOM. */
-party_room *party__room_get(party_runtime *rt, const party__party *party, const char *name);
+party_room *party__room_get(party__rooms *rooms, const party__party *party, const char *name);
 /* The same, for a caller that has computed the id already
  * (party__room_id of the party's name and name). */
-party_room *party__room_get_named(party_runtime *rt, const party__party *party, const char *name,
+party_room *party__room_get_named(party__rooms *rooms, const party__party *party, const char *name,
                                   const char *id);
 /* The room with this id, created (cold, unnamed until its store says
  * otherwise) if absent. NULL on OOM or a malformed id. */
-party_room *party__room_get_by_id(party_runtime *rt, const party__party *party, const char *id);
+party_room *party__room_get_by_id(party__rooms *rooms, const party__party *party, const char *id);
 /* Sets the props delivered to the room's next on_start (copied). */
 int party__room_set_props(party_room *room, const char *props);
 
@@ -140,7 +133,7 @@ int party__room_post(party_room *room, const party__event *ev);
 int party__room_post_with(party_room *room, const party__event *ev, party__event *spare);
 
 /* Runs the queued events of every ready room. */
-void party__room_drain_ready(party_runtime *rt);
+void party__room_drain_ready(party__rooms *rooms);
 
 /* The time the room must wake next (alarm or earliest schedule), 0: none. */
 int64_t party__room_wake(const party_room *room);
@@ -166,29 +159,18 @@ void party__room_unlink_conn(party_room *room, struct party_conn *conn);
 
 /* Eviction: rooms idle (no connections, no work) since before cutoff leave
  * memory. force: this room now, if it has no connections and no work. */
-void party__room_evict_idle(party_runtime *rt, uint64_t now_ms);
+void party__room_evict_idle(party__rooms *rooms, uint64_t now_ms);
 int party__room_evict(party_room *room);
 /* Hibernation: the room's state and store leave memory, its connections
  * stay open; the next message, close, error, request or alarm wakes it
  * (on_start runs again). PARTY_ESTATE if it has work or is not loaded. */
 int party__room_hibernate(party_room *room);
 
-/* Starts this loop's wake-ups (its alarm heap); on loop 0, first opens
- * the storage backend and files every room of its alarm index in the heap
- * of the loop that owns the room. Blocking (start-up). 0 or PARTY_EIO
- * (logged). */
-int party__rooms_start(party_runtime *rt);
-/* Closes this loop's alarm heap; on loop 0, then the storage backend
- * (after every other loop finished). */
-void party__rooms_stop(party_runtime *rt);
 /* Wakes the rooms whose time has come (time moved: virtual clock). */
-void party__rooms_fire_due(party_runtime *rt);
-/* Rooms waiting in this loop's alarm heap (for metrics). */
-size_t party__alarm_heap_size(party_runtime *rt);
-
+void party__rooms_fire_due(party__rooms *rooms);
 /* Shutdown: 1 while any room has work on a worker thread. */
-int party__rooms_busy(party_runtime *rt);
+int party__rooms_busy(party__rooms *rooms);
 /* Shutdown: frees every room (free_state, store closed synchronously). */
-void party__rooms_free_all(party_runtime *rt);
+void party__rooms_free_all(party__rooms *rooms);
 
 #endif

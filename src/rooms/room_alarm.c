@@ -3,8 +3,7 @@
  * batch's commit files the room's wake time (the earlier of its alarm and
  * its first schedule) in the backend's alarm index, and the loop's heap
  * (alarm.h) follows. This file is the heap's user: its wake callback, and
- * at start-up the index loaded into the heaps; on a store several
- * processes share, it also polls the index for rooms no process holds. */
+ * at start-up the index's entries filed in the heap. */
 #include "room_internal.h"
 
 #include <stdlib.h>
@@ -12,7 +11,6 @@
 
 #include "cron.h"
 #include "log.h"
-#include "loops.h"
 #include "alloc.h"
 
 int64_t party__room_wake(const party_room *room) {
@@ -107,8 +105,8 @@ static void run_due_schedules(party_room *room, int64_t now) {
     if (room->sched_next == 0 || room->sched_next > now)
         return;
     if (party__store_sched_each(room->store, now, collect_due, &due) != 0)
-        party__log_error(room->rt, "room %s/%s: cannot read its schedules", room->party->name,
-                         room->id);
+        party__log_error(room->rooms->lp, "room %s/%s: cannot read its schedules",
+                         room->party->name, room->id);
     for (i = 0; i < due.n; i++) {
         const party__schedule *sc = &due.items[i];
         int64_t next = schedule_next_run(sc, now);
@@ -120,11 +118,11 @@ static void run_due_schedules(party_room *room, int64_t now) {
             (void)party__store_sched_cancel(room->store, sc->id);
         if (def->on_schedule != NULL) {
             rc = def->on_schedule(room, sc->name, sc->payload, sc->len);
-            room->rt->schedules_fired++;
+            room->rooms->schedules_fired++;
         }
         if (rc != 0)
-            party__log_warn(room->rt, "room %s/%s: on_schedule '%s' failed (%d)", room->party->name,
-                            room->name ? room->name : room->id, sc->name, rc);
+            party__log_warn(room->rooms->lp, "room %s/%s: on_schedule '%s' failed (%d)",
+                            room->party->name, room->name ? room->name : room->id, sc->name, rc);
         party__free(due.strings[i]);
     }
     party__free(due.items);
@@ -136,8 +134,8 @@ static void run_due_schedules(party_room *room, int64_t now) {
 
 void party__room_handle_alarm(party_room *room) {
     const party_def *def = room->party->def;
-    party_runtime *rt = room->rt;
-    int64_t now = party__runtime_epoch_ms(rt);
+    party__rooms *rooms = room->rooms;
+    int64_t now = party__loop_epoch_ms(rooms->lp);
     int retries, rc = 0;
 
     if (party__room_wake(room) == 0 || party__room_wake(room) > now)
@@ -163,14 +161,14 @@ void party__room_handle_alarm(party_room *room) {
     room->alarm_retry_now = retries;
     if (def->on_alarm != NULL) {
         rc = def->on_alarm(room);
-        rt->alarms_fired++;
+        rooms->alarms_fired++;
     }
     room->in_alarm = 0;
     if (rc == 0)
         return;
     if (room->alarm_at != 0) {
         /* The handler set a new alarm before failing: that one stands. */
-        party__log_warn(rt,
+        party__log_warn(rooms->lp,
                         "room %s/%s: on_alarm failed (%d) after setting a new alarm; "
                         "keeping the new alarm instead of retrying",
                         room->party->name, room->name ? room->name : room->id, rc);
@@ -181,13 +179,13 @@ void party__room_handle_alarm(party_room *room) {
         room->alarm_at = now + delay;
         room->alarm_retries = retries + 1;
         (void)party__store_alarm_set(room->store, room->alarm_at, room->alarm_retries);
-        rt->alarms_retried++;
-        party__log_warn(rt, "room %s/%s: on_alarm failed (%d); retry %d of %d in %lld ms",
+        rooms->alarms_retried++;
+        party__log_warn(rooms->lp, "room %s/%s: on_alarm failed (%d); retry %d of %d in %lld ms",
                         room->party->name, room->name ? room->name : room->id, rc, retries + 1,
                         ALARM_MAX_RETRIES, (long long)delay);
     } else {
-        rt->alarms_abandoned++;
-        party__log_error(rt, "room %s/%s: on_alarm failed after %d retries; alarm abandoned",
+        rooms->alarms_abandoned++;
+        party__log_error(rooms->lp, "room %s/%s: on_alarm failed after %d retries; alarm abandoned",
                          room->party->name, room->name ? room->name : room->id, ALARM_MAX_RETRIES);
     }
 }
@@ -201,17 +199,17 @@ void party__room_handle_alarm(party_room *room) {
 /* A room's entry in the heap is tagged with its party's place in the
  * runtime's table (shared by every loop). */
 static uint32_t party_tag(const party_room *room) {
-    return (uint32_t)(room->party - room->rt->parties);
+    return (uint32_t)(room->party - room->rooms->parties);
 }
 
 void party__room_heap_put(party_room *room, int64_t due_ms) {
     /* Cannot fail for memory: the room's entry was reserved when its
      * alarm or schedule was set, or kept when it woke. */
-    (void)party__alarms_put(&room->rt->alarms, room->id, party_tag(room), due_ms);
+    (void)party__alarms_put(&room->rooms->alarms, room->id, party_tag(room), due_ms);
 }
 
 int party__room_reserve_wake(party_room *room) {
-    return party__alarms_reserve(&room->rt->alarms, room->id, party_tag(room));
+    return party__alarms_reserve(&room->rooms->alarms, room->id, party_tag(room));
 }
 
 /* After a commit: the index has the room's wake time; the heap follows.
@@ -230,286 +228,65 @@ void party__room_sync_wake(party_room *room) {
 void party__room_reload_wake(party_room *room) {
     (void)party__store_alarm_get(room->store, &room->alarm_at, &room->alarm_retries);
     if (party__store_sched_earliest(room->store, &room->sched_next) != 0)
-        room->sched_next = party__runtime_epoch_ms(room->rt) + 1000; /* looked up again then */
+        room->sched_next = party__loop_epoch_ms(room->rooms->lp) + 1000; /* looked up again then */
     room->wake_indexed = -1;
     party__room_sync_wake(room);
 }
 
-size_t party__alarm_heap_size(party_runtime *rt) {
-    return party__alarms_size(&rt->alarms);
-}
-
 static int64_t heap_clock(party__alarms *alarms) {
-    return party__runtime_epoch_ms(alarms->data);
+    party__rooms *rooms = alarms->data;
+    return party__loop_epoch_ms(rooms->lp);
 }
 
 /* The heap's wake callback: the room with this id wakes (an ALARM event;
  * a cold room is loaded first). Held back while too many rooms load. */
 static int heap_wake(party__alarms *alarms, const char *id, uint32_t tag) {
-    party_runtime *rt = alarms->data;
-    const party__party *party = &rt->parties[tag];
+    party__rooms *rooms = alarms->data;
+    const party__party *party = &rooms->parties[tag];
     party_room *room;
     party__event ev;
 
-    if (rt->n_loading >= MAX_ALARM_WAKES_LOADING)
+    if (rooms->n_loading >= MAX_ALARM_WAKES_LOADING)
         return PARTY_EBUSY;
     /* The room takes over the entry, parked: it files its next wake time
      * there when its batch commits (or a retry, if the handler fails),
      * without memory. */
-    room = party__room_get_by_id(rt, party, id);
+    room = party__room_get_by_id(rooms, party, id);
     memset(&ev, 0, sizeof(ev));
     ev.type = PARTY__EV_ALARM;
     if (room != NULL)
         room->wake_indexed = -1;
     if (room == NULL || party__room_post(room, &ev) != 0) {
-        party__log_warn(rt, "alarm for room %s/%s: cannot wake the room; retrying in 1 s",
+        party__log_warn(rooms->lp, "alarm for room %s/%s: cannot wake the room; retrying in 1 s",
                         party->name, id);
-        (void)party__alarms_put(alarms, id, tag, party__runtime_epoch_ms(rt) + 1000);
+        (void)party__alarms_put(alarms, id, tag, party__loop_epoch_ms(rooms->lp) + 1000);
     }
     return 0;
 }
 
-void party__rooms_fire_due(party_runtime *rt) {
-    int64_t next = party__alarms_next(&rt->alarms);
-    if (next != 0 && next <= party__runtime_epoch_ms(rt))
-        party__alarms_fire_due(&rt->alarms);
+void party__rooms_fire_due(party__rooms *rooms) {
+    int64_t next = party__alarms_next(&rooms->alarms);
+    if (next != 0 && next <= party__loop_epoch_ms(rooms->lp))
+        party__alarms_fire_due(&rooms->alarms);
 }
 
-/* ---- wake-ups of rooms no process holds ----
- * On a store several processes share (PostgreSQL), a node files in its
- * heaps only the rooms it holds or took at start-up; when a node dies, the
- * alarms of the rooms it held are nobody's until someone reaches them.
- * Loop 0 asks the backend's alarm index for due rooms without a live owner
- * every ORPHANS_POLL_MS, on a worker thread, and files each in the heap of
- * the loop that owns it: the wake-up acquires the room like any other. Not
- * run on the embedded store, whose process holds every room. */
+/* ---- start-up: this loop's heap ---- */
 
-#define ORPHANS_POLL_MS 2000
-#define ORPHANS_MAX 1024 /* rooms filed per poll; the rest wait for the next */
-
-typedef struct orphan {
-    char id[PARTY_ID_MAX];
-    uint32_t tag; /* the party's index */
-    int64_t due_ms;
-} orphan;
-
-struct party__orphans {
-    uv_timer_t timer;
-    uv_work_t work;
-    party_runtime *rt;
-    int polling;
-    int closing;
-    int64_t now_ms; /* the poll's time, read on the loop */
-    orphan found[ORPHANS_MAX];
-    size_t n_found;
-    int result;
-};
-
-/* A found room for another loop's heap. */
-typedef struct orphan_mail {
-    party__mail mail;
-    orphan o;
-} orphan_mail;
-
-static int orphan_collect(const char *id, const char *party, int64_t due_ms, void *arg) {
-    struct party__orphans *p = arg;
-    party_runtime *rt = p->rt;
-    size_t i;
-
-    if (p->n_found == ORPHANS_MAX)
-        return 1; /* enough for this poll */
-    for (i = 0; i < rt->n_parties; i++)
-        if (strcmp(rt->parties[i].name, party) == 0)
-            break;
-    if (i == rt->n_parties || strlen(id) != PARTY_ID_MAX - 1 || !party__room_id_valid(id))
-        return 0; /* a party not served here: its rooms wait for a node that does */
-    memcpy(p->found[p->n_found].id, id, PARTY_ID_MAX);
-    p->found[p->n_found].tag = (uint32_t)i;
-    p->found[p->n_found].due_ms = due_ms;
-    p->n_found++;
-    return 0;
+int party__rooms_file_wake(party__rooms *rooms, const char *id, uint32_t party, int64_t due_ms) {
+    return party__alarms_put(&rooms->alarms, id, party, due_ms);
 }
 
-static void orphans_poll_work(uv_work_t *req) {
-    struct party__orphans *p = req->data;
-    party__backend *be = p->rt->backend;
-    p->n_found = 0;
-    p->result = be->ops->index_due(be, p->now_ms, orphan_collect, p);
+int party__rooms_file_orphan(party__rooms *rooms, const char *id, uint32_t party, int64_t due_ms) {
+    if (party__room_find(rooms, id) != NULL)
+        return 0; /* in memory here: this node holds it and files its own wake time */
+    return party__alarms_put(&rooms->alarms, id, party, due_ms);
 }
 
-/* Files a found room in rt's heap, unless rt has the room in memory (it
- * holds it, then, and files its own wake time). */
-static void file_orphan(party_runtime *rt, const orphan *o) {
-    if (party__room_find(rt, o->id) != NULL)
-        return;
-    if (party__alarms_put(&rt->alarms, o->id, o->tag, o->due_ms) != 0)
-        party__log_warn(rt, "alarm of room %s: no memory to file it; the next poll tries again",
-                        o->id);
-}
-
-static void orphan_mail_run(party_runtime *rt, party__mail *mail) {
-    orphan_mail *m = (orphan_mail *)mail;
-    file_orphan(rt, &m->o);
-    party__free(m);
-}
-
-static void orphan_mail_drop(party__mail *mail) {
-    party__free(mail);
-}
-
-static void orphans_timer_closed(uv_handle_t *handle) {
-    party__free(handle->data);
-}
-
-static void orphans_poll_done(uv_work_t *req, int status) {
-    struct party__orphans *p = req->data;
-    party_runtime *rt = p->rt;
-    size_t i;
-
-    p->polling = 0;
-    rt->n_busy--;
-    if (status == 0 && p->result < 0 && !p->closing)
-        party__log_warn(rt, "alarm index: cannot look for rooms no node holds: %s",
-                        party_strerror(p->result));
-    for (i = 0; i < p->n_found && status == 0 && !p->closing; i++) {
-        party_runtime *target = party__loop_of(rt, p->found[i].id);
-        orphan_mail *m;
-        if (target == rt) {
-            file_orphan(rt, &p->found[i]);
-            continue;
-        }
-        m = party__calloc(1, sizeof(*m));
-        if (m == NULL)
-            break; /* the next poll finds the rest */
-        m->mail.run = orphan_mail_run;
-        m->mail.drop = orphan_mail_drop;
-        m->o = p->found[i];
-        party__mail_post(target, &m->mail);
-    }
-    if (p->closing)
-        uv_close((uv_handle_t *)&p->timer, orphans_timer_closed);
-    party__runtime_maybe_finish(rt);
-}
-
-static void orphans_poll_tick(uv_timer_t *timer) {
-    struct party__orphans *p = timer->data;
-    party_runtime *rt = p->rt;
-    if (p->polling || rt->stopping)
-        return;
-    p->work.data = p;
-    p->now_ms = party__runtime_epoch_ms(rt);
-    p->polling = 1;
-    rt->n_busy++;
-    if (uv_queue_work(&rt->loop, &p->work, orphans_poll_work, orphans_poll_done) != 0) {
-        p->polling = 0;
-        rt->n_busy--;
-    }
-}
-
-static int orphans_start(party_runtime *rt) {
-    struct party__orphans *p;
-    party__backend *be = rt->backend;
-
-    if (rt != rt->main || be == NULL || strcmp(be->ops->name, "sqlite") == 0 || rt->orphans != NULL)
+int party__rooms_start(party__rooms *rooms) {
+    if (rooms->alarms.started)
         return 0;
-    p = party__calloc(1, sizeof(*p));
-    if (p == NULL)
-        return PARTY_ENOMEM;
-    p->rt = rt;
-    if (uv_timer_init(&rt->loop, &p->timer) != 0) {
-        party__free(p);
+    if (party__alarms_init(&rooms->alarms, &rooms->lp->loop, rooms->lp->virtual_clock, heap_wake,
+                           heap_clock, rooms) != 0)
         return PARTY_EIO;
-    }
-    p->timer.data = p;
-    uv_timer_start(&p->timer, orphans_poll_tick, ORPHANS_POLL_MS, ORPHANS_POLL_MS);
-    uv_unref((uv_handle_t *)&p->timer);
-    rt->orphans = p;
     return 0;
-}
-
-static void orphans_stop(party_runtime *rt) {
-    struct party__orphans *p = rt->orphans;
-    if (p == NULL)
-        return;
-    rt->orphans = NULL;
-    uv_timer_stop(&p->timer);
-    p->closing = 1;
-    if (!p->polling)
-        uv_close((uv_handle_t *)&p->timer, orphans_timer_closed);
-}
-
-/* ---- start-up: the backend and its alarm index ---- */
-
-typedef struct index_load {
-    party_runtime *main;
-    size_t loaded, skipped;
-} index_load;
-
-/* One entry of the index, into the heap of the loop that owns its room
- * (the other loops do not run yet). Out of memory stops the load: an
- * entry left out would not wake its room until the next start. */
-static int file_index_entry(const char *id, const char *party, int64_t due_ms, void *arg) {
-    index_load *load = arg;
-    party_runtime *rt = load->main;
-    size_t i;
-
-    for (i = 0; i < rt->n_parties; i++)
-        if (strcmp(rt->parties[i].name, party) == 0)
-            break;
-    if (i == rt->n_parties || strlen(id) != PARTY_ID_MAX - 1 || !party__room_id_valid(id)) {
-        load->skipped++;
-        return 0;
-    }
-    if (party__alarms_put(&party__loop_of(rt, id)->alarms, id, (uint32_t)i, due_ms) != 0)
-        return PARTY_ENOMEM;
-    load->loaded++;
-    return 0;
-}
-
-int party__rooms_start(party_runtime *rt) {
-    party__backend_config cfg;
-    index_load load;
-    char why[1024];
-    int r;
-
-    if (rt->alarms.started)
-        return 0;
-    if (rt == rt->main && rt->backend == NULL) {
-        cfg.data_dir = rt->data_dir;
-        cfg.durability_full = rt->durability_full;
-        cfg.store = rt->store;
-        cfg.node = rt->node;
-        if (party__backend_open(&cfg, &rt->backend, why, sizeof(why)) != 0) {
-            party__log_error(rt, "%s", why);
-            return PARTY_EIO;
-        }
-    }
-    if (party__alarms_init(&rt->alarms, &rt->loop, rt->virtual_clock, heap_wake, heap_clock, rt) !=
-        0)
-        return PARTY_EIO;
-    if (rt != rt->main)
-        return 0;
-    memset(&load, 0, sizeof(load));
-    load.main = rt;
-    r = rt->backend->ops->index_load(rt->backend, file_index_entry, &load);
-    if (r != 0) {
-        /* A room left out would not wake until the next start. */
-        party__log_error(rt, "alarm index: cannot load it: %s",
-                         r == PARTY_ENOMEM ? "out of memory" : "cannot read it");
-        return r;
-    }
-    if (load.loaded > 0 || load.skipped > 0)
-        party__log_info(rt, "alarm index: %zu rooms to wake%s", load.loaded,
-                        load.skipped ? " (some belong to parties not registered; kept on disk)"
-                                     : "");
-    return orphans_start(rt);
-}
-
-void party__rooms_stop(party_runtime *rt) {
-    orphans_stop(rt);
-    party__alarms_close(&rt->alarms);
-    if (rt == rt->main) {
-        party__backend_close(rt->backend);
-        rt->backend = NULL;
-    }
 }

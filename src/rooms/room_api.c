@@ -24,7 +24,7 @@ const char *party_room_name(party_room *room) {
         /* Like reading an unset name in PartyServer, this is an error of
          * the handler: logged, and an HTTP handler's answer becomes 500. */
         room->name_error = 1;
-        party__log_error(room->rt, "room %s/%s: %s", room->party->name, room->id,
+        party__log_error(room->rooms->lp, "room %s/%s: %s", room->party->name, room->id,
                          party_strerror(PARTY_ENONAME));
     }
     return room->name;
@@ -33,7 +33,7 @@ const char *party_room_name(party_room *room) {
 int64_t party_now_ms(party_room *room) {
     struct timeval tv;
     if (room != NULL)
-        return party__runtime_epoch_ms(room->rt);
+        return party__loop_epoch_ms(room->rooms->lp);
     gettimeofday(&tv, NULL);
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
@@ -43,7 +43,7 @@ void party_room_log(party_room *room, int level, const char *fmt, ...) {
     va_list ap;
 
     if (room == NULL || fmt == NULL || level < PARTY_LOG_ERROR || level > PARTY_LOG_DEBUG ||
-        level > room->rt->cfg.log_level)
+        level > room->rooms->lp->cfg.log_level)
         return;
     va_start(ap, fmt);
     if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
@@ -52,7 +52,7 @@ void party_room_log(party_room *room, int level, const char *fmt, ...) {
     /* The prefix of the runtime's own lines about a room, so one grep finds
      * both; the name is read directly, as party_room_name would log when
      * there is none. */
-    party__log(room->rt, level, "room %s/%s: %s", room->party->name,
+    party__log(room->rooms->lp, level, "room %s/%s: %s", room->party->name,
                room->name != NULL ? room->name : room->id, msg);
 }
 
@@ -156,7 +156,7 @@ int party_conn_send(party_conn *conn, const void *data, size_t len, int binary) 
         return PARTY_ECLOSED;
     if (!binary && !party__utf8_valid(data, len))
         return PARTY_EINVAL;
-    frame = party__ws_frame_new(party__conn_rt(conn)->buf_pool,
+    frame = party__ws_frame_new(party__conn_loop(conn)->buf_pool,
                                 binary ? PARTY__WS_BINARY : PARTY__WS_TEXT, data, len);
     if (frame == NULL)
         return PARTY_ENOMEM;
@@ -208,8 +208,8 @@ int party_room_broadcast(party_room *room, const void *data, size_t len, int bin
 
     if ((data == NULL && len > 0) || (!binary && !party__utf8_valid(data, len)))
         return PARTY_EINVAL;
-    frame = party__ws_frame_new(room->rt->buf_pool, binary ? PARTY__WS_BINARY : PARTY__WS_TEXT,
-                                data, len);
+    frame = party__ws_frame_new(room->rooms->lp->buf_pool,
+                                binary ? PARTY__WS_BINARY : PARTY__WS_TEXT, data, len);
     if (frame == NULL)
         return PARTY_ENOMEM;
     /* One frame, shared by reference; held, each connection keeps it in
@@ -274,7 +274,7 @@ struct sqlite3 *party_room_db(party_room *room) {
         return NULL;
     db = store->ops->room_file_open(store);
     if (db == NULL && strcmp(store->ops->name, "sqlite") != 0)
-        party__log_error(room->rt,
+        party__log_error(room->rooms->lp,
                          "room %s/%s: party_room_db: the room's own database is not available"
                          " (%s store; docs/cluster.md)",
                          room->party->name, room->name ? room->name : room->id, store->ops->name);

@@ -1,11 +1,13 @@
-/* room_commit: a room's batches and their durability. Queued events run
- * back to back as one batch in one transaction, committed through the
+/* room_commit: how a room runs — events posted to it, delivered to the
+ * party's callbacks one at a time, and its batches and their durability.
+ * Queued events run back to back as one batch in one transaction, committed through the
  * storage backend (on a worker thread when it must reach the disk) while
  * new events queue; the batch's output is held until the commit is
  * durable (the output gate). Also loading a cold room: the acquire step,
  * then its store on a worker thread. */
 #include "room_internal.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,11 +92,11 @@ static void room_reload_name(party_room *room) {
  * is dropped, and every connection of the room closes with 1012 (HTTP:
  * 503 + Retry-After) so clients reconnect and reach the owner. */
 static void room_fenced(party_room *room) {
-    party_runtime *rt = room->rt;
+    party__rooms *rooms = room->rooms;
     party_conn *conn, *next;
 
-    rt->commits_fenced++;
-    party__log_error(rt,
+    rooms->commits_fenced++;
+    party__log_error(rooms->lp,
                      "room %s/%s: commit refused: the room is owned by another node now (fenced);"
                      " nothing of the batch was kept, its connections close with 1012",
                      room->party->name, room->name ? room->name : room->id);
@@ -109,7 +111,7 @@ static void room_fenced(party_room *room) {
 }
 
 static void room_commit_done(party_room *room, int result) {
-    party_runtime *rt = room->rt;
+    party__rooms *rooms = room->rooms;
     room->committing = 0;
     if (result == 0)
         party__room_sync_wake(room);
@@ -118,8 +120,8 @@ static void room_commit_done(party_room *room, int result) {
     if (result == PARTY_EFENCED) {
         room_fenced(room);
     } else if (result != 0) {
-        rt->commit_failures++;
-        party__log_error(rt,
+        rooms->commit_failures++;
+        party__log_error(rooms->lp,
                          "room %s/%s: commit failed: %s; rolled back, held output dropped, room "
                          "state reset",
                          room->party->name, room->name ? room->name : room->id,
@@ -140,28 +142,28 @@ static void after_commit_work(uv_work_t *req, int status) {
     party_room *room = w->room;
     int result = w->result;
     (void)status;
-    party__runtime_record_commit(room->rt, w->commit_us);
+    party__rooms_record_commit(room->rooms, w->commit_us);
     party__free(w);
-    room->rt->n_busy--;
+    room->rooms->n_busy--;
     room_commit_done(room, result);
-    party__runtime_maybe_finish(room->rt);
+    party__loop_maybe_finish(room->rooms->lp);
 }
 
 /* Commits on a worker thread; 0 if the work was queued. */
 static int room_commit_async(party_room *room, const party__commit *commit) {
-    party_runtime *rt = room->rt;
+    party__rooms *rooms = room->rooms;
     party__store_work *w = party__calloc(1, sizeof(*w));
 
     if (w == NULL)
         return PARTY_ENOMEM;
     w->room = room;
     w->commit = *commit;
-    w->delay_ms = rt->commit_delay_ms;
+    w->delay_ms = rooms->commit_delay_ms;
     w->req.data = w;
     room->committing = 1;
-    rt->n_busy++;
-    if (uv_queue_work(&rt->loop, &w->req, commit_work, after_commit_work) != 0) {
-        rt->n_busy--;
+    rooms->n_busy++;
+    if (uv_queue_work(&rooms->lp->loop, &w->req, commit_work, after_commit_work) != 0) {
+        rooms->n_busy--;
         room->committing = 0;
         party__free(w);
         return PARTY_ENOMEM;
@@ -176,7 +178,7 @@ static int room_commit_async(party_room *room, const party__commit *commit) {
  * commits wait for no disk (durability normal) and the alarm index is
  * not written: index writes never run on a loop thread. */
 static void room_end_batch(party_room *room) {
-    party_runtime *rt = room->rt;
+    party__rooms *rooms = room->rooms;
     party__backend *be;
     party__commit commit;
     uint64_t start;
@@ -198,7 +200,7 @@ static void room_end_batch(party_room *room) {
         return;
     }
     be = party__room_backend(room);
-    if (commit.wake_changed || !be->commit_on_loop || rt->commit_delay_ms > 0) {
+    if (commit.wake_changed || !be->commit_on_loop || rooms->commit_delay_ms > 0) {
         if (room_commit_async(room, &commit) == 0)
             return;
         if (commit.wake_changed) {
@@ -212,7 +214,7 @@ static void room_end_batch(party_room *room) {
     room->committing = 1;
     start = uv_hrtime();
     be->ops->commit_batch(be, &commit, 1, &result);
-    party__runtime_record_commit(rt, (uv_hrtime() - start) / 1000);
+    party__rooms_record_commit(rooms, (uv_hrtime() - start) / 1000);
     room_commit_done(room, result);
 }
 
@@ -272,7 +274,8 @@ static void room_fail_queued(party_room *room, int moved) {
             party__conn_unref(ev->conn);
         }
         if (ev->fetch != NULL)
-            party__log_error(room->rt, "room %s/%s: an answer to a request was dropped: no storage",
+            party__log_error(room->rooms->lp,
+                             "room %s/%s: an answer to a request was dropped: no storage",
                              room->party->name, room->name ? room->name : room->id);
         party__fetch_free(ev->fetch);
         party__free(ev);
@@ -282,18 +285,18 @@ static void room_fail_queued(party_room *room, int moved) {
 /* The room could not be acquired or its store not loaded (w->why says
  * why): it stays cold, its waiting events fail. */
 static void room_load_failed(party_room *room, party__store_work *w) {
-    party_runtime *rt = room->rt;
+    party__rooms *rooms = room->rooms;
 
     /* Another node holds the room (a cluster store): not a failure here. */
     int moved = w->result == PARTY_EBUSY || w->result == PARTY_EFENCED;
 
-    rt->n_busy--;
-    rt->n_loading--;
+    rooms->n_busy--;
+    rooms->n_loading--;
     if (moved)
-        party__log_info(rt, "room %s/%s: held by another node: %s", room->party->name,
+        party__log_info(rooms->lp, "room %s/%s: held by another node: %s", room->party->name,
                         room->name ? room->name : room->id, w->why);
     else
-        party__log_error(rt, "room %s/%s: cannot open its storage: %s", room->party->name,
+        party__log_error(rooms->lp, "room %s/%s: cannot open its storage: %s", room->party->name,
                          room->name ? room->name : room->id, w->why);
     room->life = PARTY__ROOM_COLD;
     party__free(w);
@@ -302,28 +305,28 @@ static void room_load_failed(party_room *room, party__store_work *w) {
         /* It was woken by its alarm: the wake-up is due again soon, not
          * lost until a restart. (A room another node holds is that node's
          * to wake.) */
-        party__room_heap_put(room, party__runtime_epoch_ms(rt) + 2000);
+        party__room_heap_put(room, party__loop_epoch_ms(rooms->lp) + 2000);
         room->wake_indexed = 0;
     }
     party__room_update_idle(room);
-    party__rooms_fire_due(rt);
-    party__runtime_maybe_finish(rt);
+    party__rooms_fire_due(rooms);
+    party__loop_maybe_finish(rooms->lp);
 }
 
 static void after_load_work(uv_work_t *req, int status) {
     party__store_work *w = req->data;
     party_room *room = w->room;
-    party_runtime *rt = room->rt;
+    party__rooms *rooms = room->rooms;
     (void)status;
 
     if (w->result != 0) {
         room_load_failed(room, w);
         return;
     }
-    rt->n_busy--;
-    rt->n_loading--;
+    rooms->n_busy--;
+    rooms->n_loading--;
     room->store = w->store;
-    rt->n_loaded++;
+    rooms->n_loaded++;
     room->alarm_at = w->loaded.alarm_at;
     room->alarm_retries = w->loaded.alarm_retries;
     room->sched_next = w->loaded.sched_next;
@@ -337,13 +340,13 @@ static void after_load_work(uv_work_t *req, int status) {
     room_reload_name(room);
     room->life = PARTY__ROOM_READY;
     party__room_run(room);
-    party__rooms_fire_due(rt);
-    party__runtime_maybe_finish(rt);
+    party__rooms_fire_due(rooms);
+    party__loop_maybe_finish(rooms->lp);
 }
 
 static void room_load_store(party_room *room, party__store_work *w) {
     w->req.data = w;
-    if (uv_queue_work(&room->rt->loop, &w->req, load_work, after_load_work) != 0) {
+    if (uv_queue_work(&room->rooms->lp->loop, &w->req, load_work, after_load_work) != 0) {
         snprintf(w->why, sizeof(w->why), "cannot queue its loading: out of memory");
         room_load_failed(room, w);
     }
@@ -366,7 +369,7 @@ static void acquire_done(party__store_req *claim, int status) {
 
 void party__room_acquire(party_room *room, party__store_work *w) {
     party__backend *be = party__room_backend(room);
-    w->claim.loop = &room->rt->loop;
+    w->claim.loop = &room->rooms->lp->loop;
     w->claim.room_id = room->id;
     w->claim.party = room->party->name;
     w->claim.done = acquire_done;
@@ -375,15 +378,16 @@ void party__room_acquire(party_room *room, party__store_work *w) {
 }
 
 void party__room_load(party_room *room) {
-    party_runtime *rt = room->rt;
+    party__rooms *rooms = room->rooms;
     party__store_work *w;
 
     /* Every loaded room holds files open (database, WAL, shared memory).
      * Past max_loaded_rooms the longest-idle rooms without connections
      * leave early to make room, whatever their idle time. */
-    while (rt->n_loaded + rt->n_loading >= rt->max_loaded_rooms && rt->idle.head != NULL &&
-           rt->idle.head != room && rt->idle.head->life == PARTY__ROOM_READY)
-        (void)party__room_evict(rt->idle.head);
+    while (rooms->n_loaded + rooms->n_loading >= rooms->max_loaded_rooms &&
+           rooms->idle.head != NULL && rooms->idle.head != room &&
+           rooms->idle.head->life == PARTY__ROOM_READY)
+        (void)party__room_evict(rooms->idle.head);
     w = party__calloc(1, sizeof(*w));
 
     if (w == NULL) {
@@ -393,11 +397,418 @@ void party__room_load(party_room *room) {
     w->room = room;
     room->life = PARTY__ROOM_LOADING;
     party__room_idle_remove(room);
-    rt->n_busy++;
-    rt->n_loading++;
+    rooms->n_busy++;
+    rooms->n_loading++;
     /* A hibernated room is still this process's: only its store left. */
     if (room->acquired)
         room_load_store(room, w);
     else
         party__room_acquire(room, w);
+}
+
+void party__rooms_record_commit(party__rooms *rooms, uint64_t us) {
+    int i = 0;
+    while (i < PARTY__COMMIT_BUCKETS - 1 && (double)us / 1000.0 > party__commit_bucket_ms[i])
+        i++;
+    rooms->commit_hist[i]++;
+    rooms->commits++;
+    rooms->commit_us_total += us;
+}
+
+/* ---- delivery: one event to the party's callbacks ---- */
+
+static void room_link_conn(party_room *room, party_conn *conn) {
+    party__conn_list_append(&room->conns, conn);
+    room->n_conns++;
+}
+
+static int room_tag_conn(party_room *room, party_conn *conn, const party_request *req, char *why,
+                         size_t why_len) {
+    const party_def *def = room->party->def;
+    const char *tags[PARTY_MAX_TAGS];
+    int n = 0, i;
+
+    if (def->connection_tags != NULL) {
+        n = def->connection_tags(room, conn, req, tags, PARTY_MAX_TAGS - 1);
+        if (n < 0) {
+            snprintf(why, why_len, "connection_tags refused the connection (%d)", n);
+            return -1;
+        }
+        if (n > PARTY_MAX_TAGS - 1) {
+            snprintf(why, why_len,
+                     "connection_tags returned %d tags; at most %d are allowed besides the id", n,
+                     PARTY_MAX_TAGS - 1);
+            return -1;
+        }
+        for (i = 0; i < n; i++) {
+            size_t len = tags[i] != NULL ? strlen(tags[i]) : 0;
+            if (len == 0 || len > PARTY_MAX_TAG_LEN) {
+                snprintf(why, why_len, "tag %d is %zu bytes; tags must be 1..%d bytes", i, len,
+                         PARTY_MAX_TAG_LEN);
+                return -1;
+            }
+        }
+    }
+    if (party__conn_set_tags(conn, tags, (size_t)n) != 0) {
+        snprintf(why, why_len, "out of memory storing tags");
+        return -1;
+    }
+    return 0;
+}
+
+static void send_start_error(party_room *room, party_conn *conn) {
+    char json[160];
+    party__buf *frame;
+    int n = snprintf(json, sizeof(json),
+                     "{\"type\":\"error\",\"error\":\"on_start failed for room\",\"party\":\"%s\"}",
+                     room->party->name);
+    frame = party__ws_frame_new(NULL, PARTY__WS_TEXT, json, (size_t)n);
+    if (frame != NULL) {
+        (void)party__conn_queue(conn, frame);
+        party__buf_release(frame);
+    }
+    party__conn_start_close(conn, PARTY__WS_INTERNAL_ERROR, "on_start failed");
+}
+
+static void handle_connect(party_room *room, party_conn *conn) {
+    const party_def *def = room->party->def;
+    party_request *req;
+    char why[160];
+
+    assert(room->n_pending > 0);
+    room->n_pending--;
+    if (conn->transport_closing || conn->phase != PARTY__CONN_UPGRADING) {
+        party__conn_leave_room(conn); /* the client left before its turn */
+        return;
+    }
+    req = &conn->http->preq;
+    if (party__room_ensure_started(room) != 0) {
+        /* The name may have been written: the answer waits for it. */
+        party__room_gate(room, conn);
+        if (party__conn_finish_upgrade(conn) == 0)
+            send_start_error(room, conn);
+        party__conn_start_ws(conn);
+        party__conn_leave_room(conn); /* never joined: the room may leave memory */
+        return;
+    }
+    if (room_tag_conn(room, conn, req, why, sizeof(why)) != 0) {
+        char body[200];
+        party__log_warn(room->rooms->lp, "room %s/%s: connection %s refused: %s", room->party->name,
+                        room->name, conn->id, why);
+        snprintf(body, sizeof(body), "%s\n", why);
+        party__room_gate(room, conn);
+        party__conn_http_fail(conn, 500, body);
+        party__conn_leave_room(conn);
+        return;
+    }
+    /* A room's first start wrote its name: the 101 waits for the commit. */
+    party__room_gate(room, conn);
+    if (party__conn_finish_upgrade(conn) != 0) {
+        party__conn_abort(conn);
+        party__conn_leave_room(conn);
+        return;
+    }
+    if (conn->transport_closing) {
+        party__conn_leave_room(conn); /* writing the 101 found the client gone */
+        return;
+    }
+    room_link_conn(room, conn);
+    if (def->on_connect != NULL)
+        def->on_connect(room, conn, req);
+    party__conn_start_ws(conn);
+}
+
+static void handle_request(party_room *room, party_conn *conn) {
+    const party_def *def = room->party->def;
+    party_response res;
+
+    if (conn->transport_closing) {
+        party__conn_leave_room(conn);
+        return;
+    }
+    party__response_init(&res);
+    if (party__room_ensure_started(room) != 0)
+        party__response_text(&res, 500,
+                             "on_start failed for this room; retried on the next request\n");
+    else if (def->on_request != NULL)
+        def->on_request(room, &conn->http->preq, &res);
+    else
+        party__response_text(&res, 404, "Not Found\n");
+    if (room->name_error) {
+        /* The handler read the name of an unnamed room: its answer rests
+         * on a name it did not have. */
+        char text[300];
+        party__response_free(&res);
+        party__response_init(&res);
+        snprintf(text, sizeof(text), "room %s: %s\n", room->id, party_strerror(PARTY_ENONAME));
+        party__response_text(&res, 500, text);
+    }
+    party__room_gate(room, conn);
+    party__conn_http_respond(conn, &res, 0);
+    party__response_free(&res);
+}
+
+static void handle_close(party_room *room, const party__event *ev) {
+    const party_def *def = room->party->def;
+    party_conn *conn = ev->conn;
+    char reason[PARTY_MAX_CLOSE_REASON + 1];
+    size_t n = ev->data.len < PARTY_MAX_CLOSE_REASON ? ev->data.len : PARTY_MAX_CLOSE_REASON;
+
+    memcpy(reason, ev->data.ptr, n);
+    reason[n] = '\0';
+    party__room_unlink_conn(room, conn);
+    /* Closing from now on: sends fail and on_close cannot pick another code,
+     * so the reply echoes the peer's. */
+    party__conn_mark_closing(conn);
+    /* on_close needs a started room; if on_start fails here the handler is
+     * skipped, but the connection is closed all the same. */
+    if (def->on_close != NULL && party__room_ensure_started(room) == 0)
+        def->on_close(room, conn, ev->code, reason, ev->was_clean);
+    /* The Close reply follows what on_close sent, behind the same mark. */
+    party__room_gate(room, conn);
+    party__conn_after_close(conn, reason);
+    /* The room may leave memory now; a lingering socket must not point at
+     * it. (Anything still held waits in the connection's own queue, and
+     * the room's gate keeps a reference until the commit.) */
+    party__conn_leave_room(conn);
+}
+
+void party__room_deliver(party_room *room, const party__event *ev) {
+    const party_def *def = room->party->def;
+    party__rooms *rooms = room->rooms;
+
+    /* A wake-up runs due schedules, the alarm, both or neither (a stale
+     * one): room_alarm.c counts what actually ran. */
+    if (ev->type != PARTY__EV_ALARM)
+        rooms->events[ev->type]++;
+    room->running = 1;
+    room->name_error = 0;
+    rooms->lp->in_callback++;
+    switch (ev->type) {
+    case PARTY__EV_CONNECT:
+        handle_connect(room, ev->conn);
+        break;
+    case PARTY__EV_REQUEST:
+        handle_request(room, ev->conn);
+        break;
+    case PARTY__EV_MESSAGE:
+        if (party__conn_in_room(ev->conn) && def->on_message != NULL &&
+            party__room_ensure_started(room) == 0)
+            def->on_message(room, ev->conn, ev->data.ptr, ev->data.len, ev->binary);
+        break;
+    case PARTY__EV_ERROR:
+        if (def->on_error != NULL && party__room_ensure_started(room) == 0)
+            def->on_error(room, ev->conn, ev->what);
+        break;
+    case PARTY__EV_CLOSE:
+        handle_close(room, ev);
+        break;
+    case PARTY__EV_ALARM:
+        party__room_handle_alarm(room);
+        break;
+    case PARTY__EV_RESPONSE:
+        if (party__room_ensure_started(room) == 0)
+            party__fetch_deliver(room, ev->fetch);
+        else
+            party__log_warn(rooms->lp,
+                            "room %s/%s: an answer to a request was dropped: on_start failed",
+                            room->party->name, room->name ? room->name : room->id);
+        party__fetch_free(ev->fetch);
+        break;
+    }
+    rooms->lp->in_callback--;
+    room->running = 0;
+}
+
+/* Hands the room's store over (to be unloaded): it no longer counts as
+ * loaded. */
+
+/* ---- posting and draining events, shutdown ---- */
+
+void party__room_drop_queue(party_room *room) {
+    party__event *ev, *next;
+    for (ev = room->queue_head; ev != NULL; ev = next) {
+        next = ev->next;
+        if (ev->conn != NULL)
+            party__conn_unref(ev->conn);
+        party__fetch_free(ev->fetch);
+        party__free(ev);
+    }
+    room->queue_head = room->queue_tail = NULL;
+}
+
+int party__room_post(party_room *room, const party__event *ev) {
+    return party__room_post_with(room, ev, NULL);
+}
+
+int party__room_post_with(party_room *room, const party__event *ev, party__event *spare) {
+    party__event *copy;
+
+    if (room->life == PARTY__ROOM_READY && !room->running && !room->committing &&
+        room->queue_head == NULL && room->rooms->lp->in_callback == 0) {
+        party__free(spare);
+        party__room_idle_remove(room);
+        party__room_deliver(room, ev);
+        party__room_run(room);
+        return 0;
+    }
+    copy = spare != NULL && ev->data.len == 0 ? spare : party__malloc(sizeof(*copy) + ev->data.len);
+    if (copy != spare)
+        party__free(spare);
+    if (copy == NULL)
+        return PARTY_ENOMEM;
+    *copy = *ev;
+    if (ev->data.len > 0)
+        memcpy(copy->inline_data, ev->data.ptr, ev->data.len);
+    copy->data = party__slice_make(copy->inline_data, ev->data.len);
+    copy->next = NULL;
+    if (copy->conn != NULL)
+        party__conn_ref(copy->conn);
+    if (room->queue_tail != NULL)
+        room->queue_tail->next = copy;
+    else
+        room->queue_head = copy;
+    room->queue_tail = copy;
+    party__room_idle_remove(room);
+    if (room->life == PARTY__ROOM_COLD)
+        party__room_load(room);
+    else if (room->life == PARTY__ROOM_READY && !room->running && !room->committing)
+        party__rooms_mark_ready(room->rooms, room);
+    return 0;
+}
+
+void party__room_drain_ready(party__rooms *rooms) {
+    while (rooms->ready_head != NULL) {
+        party_room *room = rooms->ready_head;
+        rooms->ready_head = room->ready_next;
+        if (rooms->ready_head == NULL)
+            rooms->ready_tail = NULL;
+        room->ready_next = NULL;
+        room->queued = 0;
+        party__room_run(room);
+    }
+}
+
+int party__rooms_busy(party__rooms *rooms) {
+    return rooms->n_busy > 0;
+}
+
+void party__rooms_free_all(party__rooms *rooms) {
+    size_t i;
+    for (i = 0; i < rooms->table_cap; i++) {
+        while (rooms->table[i] != NULL) {
+            party_room *room = rooms->table[i];
+            party__room_idle_remove(room);
+            party__room_table_remove(rooms, room);
+            if (room->gate.head != NULL || room->fetch_held != NULL)
+                party__room_release_held(room, 0);
+            if (room->store != NULL && party__store_wrote(room->store)) {
+                /* A batch left open (none is, normally): kept, as on a
+                 * commit; the backend is still open (loop 0 closes it
+                 * after every loop's rooms). */
+                party__commit commit = {room->store, party__room_wake(room), 0};
+                int result;
+                party__room_backend(room)->ops->commit_batch(party__room_backend(room), &commit, 1,
+                                                             &result);
+            }
+            party__room_drop_state(room);
+            if (room->store != NULL)
+                party__room_backend(room)->ops->unload(party__room_take_store(room));
+            party__room_drop_queue(room);
+            party__room_destroy(room);
+        }
+    }
+    rooms->ready_head = rooms->ready_tail = NULL;
+}
+
+static void on_drain_idle(uv_idle_t *idle) {
+    party__rooms *rooms = idle->data;
+    party__room_drain_ready(rooms);
+    if (rooms->ready_head == NULL)
+        uv_idle_stop(idle);
+    /* What ran may have been the last work of a stopping loop. */
+    party__loop_maybe_finish(rooms->lp);
+}
+
+void party__rooms_mark_ready(party__rooms *rooms, party_room *room) {
+    if (room->queued)
+        return;
+    room->queued = 1;
+    room->ready_next = NULL;
+    if (rooms->ready_tail != NULL)
+        rooms->ready_tail->ready_next = room;
+    else
+        rooms->ready_head = room;
+    rooms->ready_tail = room;
+    uv_idle_start(&rooms->drain_idle, on_drain_idle);
+}
+
+/* ---- routed requests ---- */
+
+void party__rooms_connect(party__rooms *rooms, party_conn *conn, const party__routed *r) {
+    party__event ev;
+    party_room *room = party__room_get_named(rooms, r->party, r->name, r->id);
+
+    if (room == NULL) {
+        party__conn_http_fail(conn, 503, "out of memory\n");
+        return;
+    }
+    if (room->n_conns + room->n_pending >= rooms->lp->cfg.max_room_conns) {
+        party__log_warn(
+            rooms->lp,
+            "room %s/%s: refused a connection: max_room_conns (%zu) reached (--max-room-conns)",
+            r->party->name, r->name, rooms->lp->cfg.max_room_conns);
+        party__conn_http_fail(conn, 503, "room is full (max_room_conns)\n");
+        return;
+    }
+    if (conn->http->preq.props != NULL &&
+        party__room_set_props(room, conn->http->preq.props) != 0) {
+        party__conn_http_fail(conn, 503, "out of memory\n");
+        return;
+    }
+    if (party__conn_begin_upgrade(conn, room, r->conn_id) != 0) {
+        party__conn_http_fail(conn, 503, "out of memory\n");
+        return;
+    }
+    room->n_pending++;
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PARTY__EV_CONNECT;
+    ev.conn = conn;
+    if (party__room_post(room, &ev) != 0) {
+        room->n_pending--;
+        party__conn_abort(conn);
+    }
+}
+
+void party__rooms_request(party__rooms *rooms, party_conn *conn, const party__routed *r) {
+    party__event ev;
+    party_room *room;
+
+    if (r->name == NULL) {
+        room = party__room_get_by_id(rooms, r->party, r->id);
+        if (room == NULL) {
+            party__router_respond(conn, 400,
+                                  "malformed room id, or the id belongs to another party\n", 0);
+            return;
+        }
+    } else {
+        room = party__room_get_named(rooms, r->party, r->name, r->id);
+        if (room == NULL) {
+            party__router_respond(conn, 503, "out of memory\n", 1);
+            return;
+        }
+        if (conn->http->preq.props != NULL &&
+            party__room_set_props(room, conn->http->preq.props) != 0) {
+            party__router_respond(conn, 503, "out of memory\n", 1);
+            return;
+        }
+    }
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PARTY__EV_REQUEST;
+    ev.conn = conn;
+    conn->room = room; /* until answered: the room the request belongs to */
+    if (party__room_post(room, &ev) != 0) {
+        conn->room = NULL;
+        party__router_respond(conn, 503, "out of memory\n", 1);
+    }
 }

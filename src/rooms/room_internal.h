@@ -25,7 +25,16 @@ typedef struct party__store_work {
     party__room_loaded loaded; /* read with the store */
 } party__store_work;
 
-/* ---- room.c: lifecycle and delivery ---- */
+/* ---- room.c: the table, lifecycle, idle lists ---- */
+
+/* Work in flight, apart from open connections. */
+int party__room_busy(const party_room *room);
+/* Takes the room off the idle or quiet list it waits on, if any. */
+void party__room_idle_remove(party_room *room);
+/* Puts a room with nothing to do at the back of the list it waits on
+ * (idle: no connections; quiet: connections of a hibernating party), or
+ * takes it off when it has work. */
+void party__room_update_idle(party_room *room);
 
 /* Runs on_start once per incarnation, before the room's first event; a
  * room addressed by name persists its name first, in the batch's
@@ -34,15 +43,10 @@ typedef struct party__store_work {
  * retries. Call only while the room is running an event with its store. */
 int party__room_ensure_started(party_room *room);
 
-/* Runs one event's callbacks (on_start first if needed). The room must be
- * READY and not running. ev stays the caller's, except a RESPONSE's fetch,
- * which this frees. */
-void party__room_deliver(party_room *room, const party__event *ev);
-
-/* Takes a room out of the runtime's room table. */
-void party__room_table_remove(party_runtime *rt, party_room *room);
-/* Frees the room's memory and its queued events. Its store must be closed,
- * its queue empty of connections that still need it. */
+/* Takes a room out of its loop's room table. */
+void party__room_table_remove(party__rooms *rooms, party_room *room);
+/* Frees the room's memory. Its store must be closed and its queued
+ * events dropped (party__room_drop_queue). */
 void party__room_destroy(party_room *room);
 /* The user's state leaves memory (free_state); on_start runs again in the
  * next incarnation. */
@@ -52,7 +56,7 @@ void party__room_drop_state(party_room *room);
 party__room_store *party__room_take_store(party_room *room);
 /* The storage backend (loop 0's, shared by every loop). */
 static inline party__backend *party__room_backend(const party_room *room) {
-    return room->rt->main->backend;
+    return room->rooms->backend;
 }
 
 /* ---- room_alarm.c: wake-ups ---- */
@@ -70,19 +74,20 @@ void party__room_reload_wake(party_room *room);
 /* Files the room's wake time in its loop's heap (0: takes it out). */
 void party__room_heap_put(party_room *room, int64_t due_ms);
 
-/* ---- room_idle.c: idle lists, eviction, hibernation ---- */
-
-/* Takes the room off the idle or quiet list it waits on, if any. */
-void party__room_idle_remove(party_room *room);
-/* Puts a room with nothing to do at the back of the list it waits on
- * (idle: no connections; quiet: connections of a hibernating party), or
- * takes it off when it has work. */
-void party__room_update_idle(party_room *room);
+/* ---- room_idle.c: eviction, hibernation ---- */
 /* The release step, once an evicted room's store is unloaded: the backend
  * gives the room up, then the room is destroyed and w freed. */
 void party__room_release(party_room *room, party__store_work *w);
 
-/* ---- room_commit.c: batches, commits, output gate, loading ---- */
+/* ---- room_commit.c: delivery, batches, commits, output gate, loading ---- */
+
+/* Runs one event's callbacks (on_start first if needed). The room must be
+ * READY and not running. ev stays the caller's, except a RESPONSE's fetch,
+ * which this frees. */
+void party__room_deliver(party_room *room, const party__event *ev);
+/* Frees the room's queued events (dropping their connections'
+ * references), before it is destroyed. */
+void party__room_drop_queue(party_room *room);
 
 /* Runs the queued events back to back as one batch, then ends the batch
  * (commit, release of held output). Does nothing while the room is

@@ -104,7 +104,7 @@ int party_schedule_after(party_room *room, int64_t delay_ms, const char *name, c
         return PARTY_ESTATE;
     if (delay_ms < 0)
         return PARTY_EINVAL;
-    return schedule_add(room, PARTY__SCHED_AT, party__runtime_epoch_ms(room->rt) + delay_ms, 0,
+    return schedule_add(room, PARTY__SCHED_AT, party__loop_epoch_ms(room->rooms->lp) + delay_ms, 0,
                         NULL, name, payload, len, id_out);
 }
 
@@ -114,8 +114,9 @@ int party_schedule_every(party_room *room, int64_t interval_ms, const char *name
         return PARTY_ESTATE;
     if (interval_ms < SCHEDULE_MIN_INTERVAL_MS)
         return PARTY_EINVAL;
-    return schedule_add(room, PARTY__SCHED_EVERY, party__runtime_epoch_ms(room->rt) + interval_ms,
-                        interval_ms, NULL, name, payload, len, id_out);
+    return schedule_add(room, PARTY__SCHED_EVERY,
+                        party__loop_epoch_ms(room->rooms->lp) + interval_ms, interval_ms, NULL,
+                        name, payload, len, id_out);
 }
 
 int party_schedule_cron(party_room *room, const char *cron5, const char *name, const void *payload,
@@ -127,7 +128,7 @@ int party_schedule_cron(party_room *room, const char *cron5, const char *name, c
     if (room == NULL || !party__room_in_callback(room))
         return PARTY_ESTATE;
     if (cron5 == NULL || party__cron_parse(cron5, &cron, &why) != 0 ||
-        party__cron_next(&cron, party__runtime_epoch_ms(room->rt), &next) != 0)
+        party__cron_next(&cron, party__loop_epoch_ms(room->rooms->lp), &next) != 0)
         return PARTY_EINVAL;
     return schedule_add(room, PARTY__SCHED_CRON, next, 0, cron5, name, payload, len, id_out);
 }

@@ -2,8 +2,9 @@
  * balancers), metrics (Prometheus text format, from the runtime's counters
  * and a walk of the room table) and rooms (a JSON listing of the rooms in
  * memory, behind a Bearer token). Every answer is made and sent here,
- * without involving any room; metrics and rooms gather what each event
- * loop holds by visiting the loops in turn (a tour, loops.h). */
+ * without involving any room; what metrics and rooms show is gathered
+ * above routing, from every event loop (party__ops_upcalls.collect), and
+ * handed back here to be answered. */
 #include "ops.h"
 
 #include <inttypes.h>
@@ -16,16 +17,11 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#include "alarm.h"
+#include "alloc.h"
 #include "conn.h"
 #include "http.h"
 #include "log.h"
-#include "loops.h"
 #include "request.h"
-#include "room.h"
-#include "runtime.h"
-#include "storage.h"
-#include "alloc.h"
 
 /* The metrics body is a few KB whatever the load: its size depends on the
  * number of families, not of rooms. */
@@ -99,32 +95,29 @@ static void text_appendf(text_buf *tb, const char *fmt, ...) {
 
 /* ---- health ---- */
 
-static void ops_health(party_conn *conn) {
-    party_runtime *rt = party__conn_rt(conn);
-    char why[160];
-    if (rt->stopping)
+/* A stopping loop answers at once; otherwise the runtime says whether
+ * the storage backend can commit (a cluster node that lost its lease
+ * cannot: it takes no clients) and calls party__ops_answer_health. */
+static void ops_health(party_conn *conn, const party__ops_upcalls *up) {
+    if (party__conn_loop(conn)->stopping)
         respond_text(conn, 503, "stopping\n");
-    else if (party__backend_check(rt->main->backend, why, sizeof(why)) != 0)
-        respond_text(conn, 503, why); /* a node that cannot commit takes no clients */
+    else
+        up->collect(conn, PARTY__OPS_HEALTH);
+}
+
+void party__ops_answer_health(party_conn *conn, const char *why) {
+    if (why != NULL)
+        respond_text(conn, 503, why);
     else
         respond_text(conn, 200, "ok\n");
 }
 
 /* ---- metrics ---- */
 
-typedef enum room_state { ROOM_AWAKE, ROOM_HIBERNATED, ROOM_COLD } room_state;
-
 static const char *const room_state_names[] = {"awake", "hibernated", "cold"};
 
-static room_state room_state_of(const party_room *room) {
-    if (room->life == PARTY__ROOM_READY)
-        return ROOM_AWAKE;
-    /* Out of memory (or on its way in or out) while connections stay open:
-     * a hibernated room, not a cold one. */
-    if (room->n_conns > 0)
-        return ROOM_HIBERNATED;
-    return ROOM_COLD;
-}
+const double party__commit_bucket_ms[PARTY__COMMIT_BUCKETS] = {0.25, 0.5, 1,   2,   5,    10,
+                                                               25,   50,  100, 250, 1000, 1e300};
 
 static void metric_family(text_buf *tb, const char *name, const char *type, const char *help) {
     text_appendf(tb, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -136,55 +129,23 @@ static void metric_scalar(text_buf *tb, const char *name, const char *type, cons
     text_appendf(tb, "%s %" PRIu64 "\n", name, value);
 }
 
-/* The counters of every loop, added up by a tour (see loops.h). */
-typedef struct metrics_tour {
-    party__tour tour;
-    uint64_t loops, conns, rooms[3], events[7], commit_hist[PARTY__COMMIT_BUCKETS];
-    uint64_t commits, commit_us_total, bytes_in, bytes_out, http_requests;
-    uint64_t alarms_pending, alarms_fired, alarms_retried, alarms_abandoned, schedules_fired;
-    uint64_t http_errors, protocol_errors, send_queue_drops, commit_failures, accept_errors,
-        tls_errors;
-    uint64_t commits_fenced;
-} metrics_tour;
-
-static void metrics_visit(party_runtime *rt, party__tour *tour) {
-    metrics_tour *m = (metrics_tour *)tour;
-    size_t i;
-
-    for (i = 0; i < rt->rooms_cap; i++) {
-        const party_room *room;
-        for (room = rt->rooms[i]; room != NULL; room = room->hash_next)
-            m->rooms[room_state_of(room)]++;
-    }
+void party__ops_stats_add_loop(party__ops_stats *m, const party__loop *lp) {
     m->loops++;
-    m->conns += rt->n_conns;
-    for (i = 0; i < sizeof(m->events) / sizeof(m->events[0]); i++)
-        m->events[i] += rt->events[i];
-    for (i = 0; i < PARTY__COMMIT_BUCKETS; i++)
-        m->commit_hist[i] += rt->commit_hist[i];
-    m->commits += rt->commits;
-    m->commit_us_total += rt->commit_us_total;
-    m->bytes_in += rt->bytes_in;
-    m->bytes_out += rt->bytes_out;
-    m->http_requests += rt->http_requests;
-    m->alarms_pending += party__alarm_heap_size(rt);
-    m->alarms_fired += rt->alarms_fired;
-    m->alarms_retried += rt->alarms_retried;
-    m->alarms_abandoned += rt->alarms_abandoned;
-    m->schedules_fired += rt->schedules_fired;
-    m->http_errors += rt->http_errors;
-    m->protocol_errors += rt->protocol_errors;
-    m->send_queue_drops += rt->send_queue_drops;
-    m->commit_failures += rt->commit_failures;
-    m->commits_fenced += rt->commits_fenced;
-    m->accept_errors += rt->accept_errors;
-    m->tls_errors += rt->tls_errors;
+    m->conns += lp->n_conns;
+    m->bytes_in += lp->bytes_in;
+    m->bytes_out += lp->bytes_out;
+    m->http_requests += lp->http_requests;
+    m->http_errors += lp->http_errors;
+    m->protocol_errors += lp->protocol_errors;
+    m->send_queue_drops += lp->send_queue_drops;
+    m->accept_errors += lp->accept_errors;
+    m->tls_errors += lp->tls_errors;
 }
 
 /* Names follow docs/operations.md: partyd_<subsystem>_<what>, then the unit
  * (_seconds, _bytes) if it has one, then _total for a counter; kinds are
  * labels. tests/integration/test_ops.c checks every name against it. */
-static void metrics_write(const metrics_tour *m, text_buf *tb) {
+static void metrics_write(const party__ops_stats *m, text_buf *tb) {
     static const char *const event_names[] = {"connect", "message", "close",   "error",
                                               "request", NULL,      "response"};
     uint64_t cumulative = 0;
@@ -267,15 +228,19 @@ static void metrics_write(const metrics_tour *m, text_buf *tb) {
     text_appendf(tb, "partyd_storage_fenced_total %" PRIu64 "\n", m->commits_fenced);
 }
 
-static void metrics_done(party_conn *conn, party__tour *tour) {
+void party__ops_answer_metrics(party_conn *conn, const party__ops_stats *stats, int failed) {
     text_buf tb = {NULL, 0, 0, METRICS_MAX_BYTES, 0};
     party_response res;
 
-    if (tour->failed) {
+    if (failed) {
         respond_text(conn, 503, "stopping\n");
         return;
     }
-    metrics_write((const metrics_tour *)tour, &tb);
+    if (stats == NULL) {
+        respond_text(conn, 500, "out of memory building the metrics\n");
+        return;
+    }
+    metrics_write(stats, &tb);
     if (tb.failed) {
         party__free(tb.data);
         respond_text(conn, 500, "out of memory building the metrics\n");
@@ -286,20 +251,6 @@ static void metrics_done(party_conn *conn, party__tour *tour) {
     party_response_set_body(&res, tb.data, tb.len);
     party__free(tb.data);
     respond(conn, &res);
-}
-
-static void metrics_free(party__tour *tour) {
-    party__free(tour);
-}
-
-static void ops_metrics(party_conn *conn) {
-    metrics_tour *m = party__calloc(1, sizeof(*m));
-
-    if (m == NULL) {
-        respond_text(conn, 500, "out of memory building the metrics\n");
-        return;
-    }
-    party__tour_start(conn, &m->tour, metrics_visit, metrics_done, metrics_free);
 }
 
 /* ---- rooms ---- */
@@ -313,7 +264,7 @@ static int sha256(const void *data, size_t len, unsigned char out[32]) {
  * scheme in any case). The tokens are compared as SHA-256 digests with
  * CRYPTO_memcmp: the time taken says nothing about how much of the token,
  * or its length, was right. */
-static int request_authorized(party_runtime *rt, const party__http_request *req) {
+static int request_authorized(const char *token, const party__http_request *req) {
     static const char scheme[] = "Bearer";
     party__slice auth = party__http_header_get(req, "Authorization");
     unsigned char want[32], got[32];
@@ -325,65 +276,47 @@ static int request_authorized(party_runtime *rt, const party__http_request *req)
         return 0;
     while (skip < auth.len && (auth.ptr[skip] == ' ' || auth.ptr[skip] == '\t'))
         skip++;
-    if (!sha256(rt->admin_token, strlen(rt->admin_token), want) ||
-        !sha256(auth.ptr + skip, auth.len - skip, got))
+    if (!sha256(token, strlen(token), want) || !sha256(auth.ptr + skip, auth.len - skip, got))
         return 0;
     return CRYPTO_memcmp(want, got, sizeof(want)) == 0;
 }
 
-/* What the listing shows of one room, copied on the room's loop. */
-typedef struct room_entry {
-    const char *party; /* the party's registered name (lives as long as the runtime) */
-    char *name;        /* NULL: known only by id */
-    char id[PARTY_ID_MAX];
-    size_t conns;
-    room_state state;
-} room_entry;
-
-typedef struct rooms_tour {
-    party__tour tour;
-    room_entry *items;
-    size_t n, cap;
-    int oom;
-} rooms_tour;
-
-/* Copies what the listing shows of room; 0, or -1 on OOM. */
-static int rooms_add(rooms_tour *t, const party_room *room) {
-    room_entry *e;
+int party__ops_listing_add(party__ops_listing *t, const char *party, const char *name,
+                           const char *id, size_t conns, party__ops_room_state state) {
+    party__ops_room *e;
 
     if (t->n == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 64;
-        room_entry *grown = party__realloc(t->items, cap * sizeof(*grown));
+        party__ops_room *grown = party__realloc(t->items, cap * sizeof(*grown));
         if (grown == NULL)
-            return -1;
+            return PARTY_ENOMEM;
         t->items = grown;
         t->cap = cap;
     }
     e = &t->items[t->n];
-    e->name = room->name != NULL ? party__strdup(room->name) : NULL;
-    if (room->name != NULL && e->name == NULL)
-        return -1;
-    e->party = room->party->name;
-    memcpy(e->id, room->id, PARTY_ID_MAX);
-    e->conns = room->n_conns;
-    e->state = room_state_of(room);
+    e->name = name != NULL ? party__strdup(name) : NULL;
+    if (name != NULL && e->name == NULL)
+        return PARTY_ENOMEM;
+    e->party = party;
+    memcpy(e->id, id, PARTY_ID_MAX);
+    e->conns = conns;
+    e->state = state;
     t->n++;
     return 0;
 }
 
-static void rooms_visit(party_runtime *rt, party__tour *tour) {
-    rooms_tour *t = (rooms_tour *)tour;
+void party__ops_listing_free(party__ops_listing *t) {
     size_t i;
 
-    for (i = 0; i < rt->rooms_cap && !t->oom; i++) {
-        const party_room *room;
-        for (room = rt->rooms[i]; room != NULL && !t->oom; room = room->hash_next)
-            t->oom = rooms_add(t, room) != 0;
-    }
+    for (i = 0; i < t->n; i++)
+        party__free(t->items[i].name);
+    party__free(t->items);
+    t->items = NULL;
+    t->n = t->cap = 0;
 }
 
 static int room_compare(const void *a, const void *b) {
-    const room_entry *x = a, *y = b;
+    const party__ops_room *x = a, *y = b;
     int c = strcmp(x->party, y->party);
 
     if (c != 0)
@@ -398,18 +331,18 @@ static int room_compare(const void *a, const void *b) {
 
 /* The JSON listing of the rooms in memory; NULL on OOM. The caller frees it
  * with cJSON_free. */
-static char *rooms_json(rooms_tour *t) {
+static char *rooms_json(party__ops_listing *t) {
     cJSON *root = cJSON_CreateObject();
     cJSON *list = cJSON_AddArrayToObject(root, "rooms");
     char *text = NULL;
     size_t i;
 
-    if (root == NULL || list == NULL || t->oom)
+    if (root == NULL || list == NULL)
         goto done;
     if (t->n > 1)
         qsort(t->items, t->n, sizeof(*t->items), room_compare);
     for (i = 0; i < t->n; i++) {
-        const room_entry *room = &t->items[i];
+        const party__ops_room *room = &t->items[i];
         cJSON *item = cJSON_CreateObject();
 
         if (item == NULL)
@@ -432,15 +365,15 @@ done:
     return text;
 }
 
-static void rooms_done(party_conn *conn, party__tour *tour) {
+void party__ops_answer_rooms(party_conn *conn, party__ops_listing *listing, int oom, int failed) {
     party_response res;
     char *text;
 
-    if (tour->failed) {
+    if (failed) {
         respond_text(conn, 503, "stopping\n");
         return;
     }
-    text = rooms_json((rooms_tour *)tour);
+    text = oom ? NULL : rooms_json(listing);
     if (text == NULL) {
         respond_text(conn, 500, "out of memory listing the rooms\n");
         return;
@@ -452,60 +385,44 @@ static void rooms_done(party_conn *conn, party__tour *tour) {
     respond(conn, &res);
 }
 
-static void rooms_free(party__tour *tour) {
-    rooms_tour *t = (rooms_tour *)tour;
-    size_t i;
-
-    for (i = 0; i < t->n; i++)
-        party__free(t->items[i].name);
-    party__free(t->items);
-    party__free(t);
-}
-
-static void ops_rooms(party_conn *conn) {
-    party_runtime *rt = party__conn_rt(conn);
+static int rooms_authorized(party_conn *conn) {
+    party__loop *lp = party__conn_loop(conn);
     party_response res;
-    rooms_tour *t;
 
-    if (!request_authorized(rt, &conn->http->req)) {
-        party__log_info(rt, "ops: refused /%s/rooms: missing or wrong Bearer token",
-                        rt->ops_prefix);
-        party__response_init(&res);
-        party__response_text(&res, 401, "unauthorized: send Authorization: Bearer <token>\n");
-        party_response_set_header(&res, "WWW-Authenticate", "Bearer realm=\"partyd\"");
-        respond(conn, &res);
-        return;
-    }
-    t = party__calloc(1, sizeof(*t));
-    if (t == NULL) {
-        respond_text(conn, 500, "out of memory listing the rooms\n");
-        return;
-    }
-    party__tour_start(conn, &t->tour, rooms_visit, rooms_done, rooms_free);
+    if (request_authorized(lp->cfg.admin_token, &conn->http->req))
+        return 1;
+    party__log_info(lp, "ops: refused /%s/rooms: missing or wrong Bearer token",
+                    lp->cfg.ops_prefix);
+    party__response_init(&res);
+    party__response_text(&res, 401, "unauthorized: send Authorization: Bearer <token>\n");
+    party_response_set_header(&res, "WWW-Authenticate", "Bearer realm=\"partyd\"");
+    respond(conn, &res);
+    return 0;
 }
 
 /* ---- dispatch ---- */
 
-int party__ops_handle(party_conn *conn) {
-    party_runtime *rt = party__conn_rt(conn);
+int party__ops_handle(party_conn *conn, const party__ops_upcalls *up) {
+    const party__loop *lp = party__conn_loop(conn);
     const party__http_request *req = &conn->http->req;
-    size_t prefix_len = strlen(rt->ops_prefix);
+    const char *prefix = lp->cfg.ops_prefix;
+    size_t prefix_len = strlen(prefix);
     party__slice path = req->path, name;
-    void (*endpoint)(party_conn *) = NULL;
+    int endpoint = -1; /* 0: health, else 1 + a party__ops_what */
 
     /* "/" ops_prefix "/" name */
     if (path.len < prefix_len + 2 || path.ptr[0] != '/' ||
-        memcmp(path.ptr + 1, rt->ops_prefix, prefix_len) != 0 || path.ptr[prefix_len + 1] != '/')
+        memcmp(path.ptr + 1, prefix, prefix_len) != 0 || path.ptr[prefix_len + 1] != '/')
         return 0;
     name = party__slice_make(path.ptr + prefix_len + 2, path.len - prefix_len - 2);
     if (name.len == 6 && memcmp(name.ptr, "health", 6) == 0)
-        endpoint = ops_health;
+        endpoint = 0;
     else if (name.len == 7 && memcmp(name.ptr, "metrics", 7) == 0)
-        endpoint = ops_metrics;
-    else if (name.len == 5 && memcmp(name.ptr, "rooms", 5) == 0 && rt->admin_token != NULL)
-        endpoint = ops_rooms; /* without a token the endpoint does not exist */
+        endpoint = 1 + PARTY__OPS_METRICS;
+    else if (name.len == 5 && memcmp(name.ptr, "rooms", 5) == 0 && lp->cfg.admin_token != NULL)
+        endpoint = 1 + PARTY__OPS_ROOMS; /* without a token the endpoint does not exist */
 
-    if (endpoint == NULL) {
+    if (endpoint < 0) {
         respond_text(conn, 404, "Not Found\n");
         return 1;
     }
@@ -518,6 +435,9 @@ int party__ops_handle(party_conn *conn) {
         respond(conn, &res);
         return 1;
     }
-    endpoint(conn);
+    if (endpoint == 0)
+        ops_health(conn, up);
+    else if (endpoint - 1 == PARTY__OPS_METRICS || rooms_authorized(conn))
+        up->collect(conn, (party__ops_what)(endpoint - 1));
     return 1;
 }

@@ -5,18 +5,17 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "conn.h"
-#include "fetch.h"
+#include "digest.h"
 #include "log.h"
-#include "loops.h"
 #include "ops.h"
 #include "request.h"
-#include "room.h"
-#include "runtime.h"
 #include "static.h"
 #include "url.h"
 #include "utf8.h"
+#include "ws.h"
 
 #define ROOM_NAME_MAX 256
 
@@ -45,7 +44,41 @@ int party__route_match(const char *prefix, party__slice path, party__route *rout
     return 1;
 }
 
-static void respond_text(party_conn *conn, int status, const char *text, int force_close) {
+const party__party *party__party_find(const party__party *parties, size_t n, const char *name,
+                                      size_t len) {
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (strlen(parties[i].name) == len && strncasecmp(parties[i].name, name, len) == 0)
+            return &parties[i];
+    return NULL;
+}
+
+/* ---- room ids ---- */
+
+int party__room_id(party__digest *d, const char *party, const char *name, char out[PARTY_ID_MAX]) {
+    unsigned char digest[32];
+    /* party NUL name: no two (party, name) pairs share the hashed bytes. */
+    party__slice parts[2];
+
+    parts[0] = party__slice_make(party, strlen(party) + 1);
+    parts[1] = party__slice_make(name, strlen(name));
+    if (party__digest_sha256(d, parts, 2, digest) != 0) {
+        out[0] = '\0';
+        return PARTY_ENOMEM;
+    }
+    party__hex_encode(digest, sizeof(digest), out);
+    return 0;
+}
+
+int party__room_id_valid(const char *id) {
+    size_t i;
+    for (i = 0; i < PARTY_ID_MAX - 1; i++)
+        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+            return 0;
+    return id[PARTY_ID_MAX - 1] == '\0';
+}
+
+void party__router_respond(party_conn *conn, int status, const char *text, int force_close) {
     party_response res;
     party__response_init(&res);
     party__response_text(&res, status, text);
@@ -63,9 +96,9 @@ static int run_hook(party_conn *conn,
     if (hook == NULL)
         return 0;
     party__response_init(&res);
-    party__conn_rt(conn)->in_callback++;
+    party__conn_loop(conn)->in_callback++;
     r = hook(lobby, &conn->http->preq, &res);
-    party__conn_rt(conn)->in_callback--;
+    party__conn_loop(conn)->in_callback--;
     if (r == PARTY_RESPOND)
         party__conn_http_respond(conn, &res, force_close);
     party__response_free(&res);
@@ -87,66 +120,30 @@ static int conn_id_from_request(const party__http_request *req, char *out, size_
     return 0;
 }
 
-static void route_websocket(party_conn *conn, const party__party *party, const char *room_name,
-                            const char *room_id, const party_lobby *lobby) {
-    party_runtime *rt = party__conn_rt(conn);
+/* A WebSocket handshake: checked, its connection id found, before_connect
+ * run. 0 to go on. */
+static int admit_websocket(party_conn *conn, party__routed *r, const party_lobby *lobby) {
+    party__loop *lp = party__conn_loop(conn);
     party__http_request *req = &conn->http->req;
     const char *why = NULL;
-    char id[PARTY_MAX_TAG_LEN + 1];
-    party__event ev;
-    party_room *room;
     int status = party__ws_handshake_check(req, &why);
 
     if (status != 0) {
         char body[160];
-        rt->http_errors++;
-        party__log_info(rt, "http: %d bad WebSocket handshake: %s", status, why);
+        lp->http_errors++;
+        party__log_info(lp, "http: %d bad WebSocket handshake: %s", status, why);
         snprintf(body, sizeof(body), "bad WebSocket handshake: %s\n", why);
         party__conn_http_fail(conn, status, body);
-        return;
+        return -1;
     }
-    if (conn_id_from_request(req, id, sizeof(id)) != 0) {
+    if (conn_id_from_request(req, r->conn_id, sizeof(r->conn_id)) != 0) {
         party__conn_http_fail(conn, 400, "invalid _pk: a connection id is 1..256 bytes of UTF-8\n");
-        return;
+        return -1;
     }
-    if (run_hook(conn, party->def->before_connect, lobby, 1))
-        return;
-    room = party__room_get_named(rt, party, room_name, room_id);
-    if (room == NULL) {
-        party__conn_http_fail(conn, 503, "out of memory\n");
-        return;
-    }
-    if (party__runtime_conns(rt) > rt->cfg.max_conns) {
-        party__log_warn(rt,
-                        "room %s/%s: refused a connection: max_conns (%zu) reached (--max-conns)",
-                        party->name, room_name, rt->cfg.max_conns);
-        party__conn_http_fail(conn, 503, "server is full (max_conns)\n");
-        return;
-    }
-    if (room->n_conns + room->n_pending >= rt->cfg.max_room_conns) {
-        party__log_warn(
-            rt, "room %s/%s: refused a connection: max_room_conns (%zu) reached (--max-room-conns)",
-            party->name, room_name, rt->cfg.max_room_conns);
-        party__conn_http_fail(conn, 503, "room is full (max_room_conns)\n");
-        return;
-    }
-    if (conn->http->preq.props != NULL &&
-        party__room_set_props(room, conn->http->preq.props) != 0) {
-        party__conn_http_fail(conn, 503, "out of memory\n");
-        return;
-    }
-    if (party__conn_begin_upgrade(conn, room, id) != 0) {
-        party__conn_http_fail(conn, 503, "out of memory\n");
-        return;
-    }
-    room->n_pending++;
-    memset(&ev, 0, sizeof(ev));
-    ev.type = PARTY__EV_CONNECT;
-    ev.conn = conn;
-    if (party__room_post(room, &ev) != 0) {
-        room->n_pending--;
-        party__conn_abort(conn);
-    }
+    if (run_hook(conn, r->party->def->before_connect, lobby, 1))
+        return -1;
+    r->upgrade = 1;
+    return 0;
 }
 
 static const char *const default_cors[] = {
@@ -163,24 +160,21 @@ static const char *const default_cors[] = {
 };
 
 /* The CORS headers for a party's HTTP answers, or NULL when CORS is off. */
-static const char *const *party_cors(const party_runtime *rt, const party__party *party) {
+static const char *const *party_cors(const party__loop *lp, const party__party *party) {
     int on = party->def->cors == PARTY_CORS_ON ||
-             (party->def->cors == PARTY_CORS_DEFAULT && rt->cfg.cors);
+             (party->def->cors == PARTY_CORS_DEFAULT && lp->cfg.cors);
     if (!on)
         return NULL;
     if (party->def->cors_headers != NULL)
         return party->def->cors_headers;
-    return rt->cfg.cors_headers != NULL ? rt->cfg.cors_headers : default_cors;
+    return lp->cfg.cors_headers != NULL ? lp->cfg.cors_headers : default_cors;
 }
 
-/* from_room: a room-to-room request (party_room_fetch): hooks and CORS are
- * for clients outside the runtime, so they are skipped. */
-static void route_request(party_conn *conn, const party__party *party, const char *room_name,
-                          const char *room_id, const party_lobby *lobby, int from_room) {
-    party__event ev;
-    party_room *room;
-
-    conn->http->cors = from_room ? NULL : party_cors(party__conn_rt(conn), party);
+/* An HTTP request: CORS (a preflight is answered here), before_request.
+ * from_room: a room-to-room request (party_room_fetch): hooks and CORS are
+ * for clients outside the runtime, so they are skipped. 0 to go on. */
+static int admit_request(party_conn *conn, party__routed *r, const party_lobby *lobby) {
+    conn->http->cors = r->from_room ? NULL : party_cors(party__conn_loop(conn), r->party);
     if (conn->http->cors != NULL && party__slice_eq_nocase(conn->http->req.method, "OPTIONS")) {
         /* A preflight: answered here, no room involved. */
         party_response res;
@@ -188,139 +182,111 @@ static void route_request(party_conn *conn, const party__party *party, const cha
         party_response_set_status(&res, 204);
         party__conn_http_respond(conn, &res, 0);
         party__response_free(&res);
-        return;
+        return -1;
     }
+    if (!r->from_room && run_hook(conn, r->party->def->before_request, lobby, 0))
+        return -1;
+    return 0;
+}
 
-    if (!from_room && run_hook(conn, party->def->before_request, lobby, 0))
-        return;
-    room = party__room_get_named(party__conn_rt(conn), party, room_name, room_id);
-    if (room == NULL) {
-        respond_text(conn, 503, "out of memory\n", 1);
-        return;
+int party__router_admit(party_conn *conn, party__routed *r) {
+    party__http_request *req = &conn->http->req;
+    party_lobby lobby;
+
+    r->upgrade = 0;
+    if (party__request_init(&conn->http->preq, req) != 0) {
+        party__router_respond(conn, 503, "out of memory\n", 1);
+        return -1;
     }
-    if (conn->http->preq.props != NULL &&
-        party__room_set_props(room, conn->http->preq.props) != 0) {
-        respond_text(conn, 503, "out of memory\n", 1);
-        return;
-    }
-    memset(&ev, 0, sizeof(ev));
-    ev.type = PARTY__EV_REQUEST;
-    ev.conn = conn;
-    conn->room = room; /* until answered: the room the request belongs to */
-    if (party__room_post(room, &ev) != 0) {
-        conn->room = NULL;
-        respond_text(conn, 503, "out of memory\n", 1);
-    }
+    conn->http->have_preq = 1;
+    if (r->name == NULL)
+        return 0; /* by id: an internal request, no hooks */
+    lobby.party = r->party->name;
+    lobby.room = r->name;
+    if (party__http_header_get(req, "Upgrade").ptr != NULL && !r->from_room)
+        return admit_websocket(conn, r, &lobby);
+    return admit_request(conn, r, &lobby);
 }
 
 /* An internal request addressed to a room by id (the room segment of the
  * path is then ignored). HTTP only. */
-static void route_by_id(party_conn *conn, const party__party *party) {
-    party_runtime *rt = party__conn_rt(conn), *owner;
+static void route_by_id(party__router *router, party_conn *conn, const party__party *party) {
     party__http_request *req = &conn->http->req;
     party__slice id = party__http_header_get(req, PARTY__ROOM_ID_HEADER);
     char id_text[PARTY_ID_MAX];
-    party__event ev;
-    party_room *room;
+    party__routed r;
 
     if (id.len != PARTY_ID_MAX - 1) {
-        respond_text(conn, 400, "malformed room id\n", 0);
+        party__router_respond(conn, 400, "malformed room id\n", 0);
         return;
     }
     memcpy(id_text, id.ptr, id.len);
     id_text[id.len] = '\0';
-    if (party__room_id_valid(id_text) && (owner = party__loop_of(rt, id_text)) != rt) {
-        party__loop_handoff(conn, owner);
-        return;
-    }
-    room = party__room_get_by_id(rt, party, id_text);
-    if (room == NULL) {
-        respond_text(conn, 400, "malformed room id, or the id belongs to another party\n", 0);
-        return;
-    }
-    if (party__request_init(&conn->http->preq, req) != 0) {
-        respond_text(conn, 503, "out of memory\n", 1);
-        return;
-    }
-    conn->http->have_preq = 1;
-    memset(&ev, 0, sizeof(ev));
-    ev.type = PARTY__EV_REQUEST;
-    ev.conn = conn;
-    conn->room = room;
-    if (party__room_post(room, &ev) != 0) {
-        conn->room = NULL;
-        respond_text(conn, 503, "out of memory\n", 1);
-    }
+    memset(&r, 0, sizeof(r));
+    r.party = party;
+    r.id = id_text;
+    router->up->route(conn, &r);
 }
 
-void party__router_handle(party_conn *conn) {
-    party_runtime *rt = party__conn_rt(conn);
+void party__router_handle(party__router *router, party_conn *conn) {
+    party__loop *lp = party__conn_loop(conn);
     party__http_request *req = &conn->http->req;
     const party__party *party;
     party__route route;
-    party_lobby lobby;
-    party_runtime *owner;
+    party__routed r;
     char room_name[ROOM_NAME_MAX + 1], room_id[PARTY_ID_MAX];
     int n, from_room;
 
-    if (party__ops_handle(conn))
+    if (party__ops_handle(conn, &router->up->ops))
         return;
-    if (!party__route_match(rt->prefix, req->path, &route)) {
+    if (!party__route_match(router->prefix, req->path, &route)) {
         if (!party__static_handle(conn))
-            respond_text(conn, 404, "Not Found\n", 0);
+            party__router_respond(conn, 404, "Not Found\n", 0);
         return;
     }
-    party = party__runtime_find_party(rt, route.party.ptr, route.party.len);
+    party = party__party_find(router->parties, router->n_parties, route.party.ptr, route.party.len);
     if (party == NULL) {
-        respond_text(conn, 400, "unknown party\n", 0);
+        party__router_respond(conn, 400, "unknown party\n", 0);
         return;
     }
     if (conn->internal && party__http_header_get(req, PARTY__ROOM_ID_HEADER).ptr != NULL) {
-        route_by_id(conn, party);
+        route_by_id(router, conn, party);
         return;
     }
     /* Only the runtime itself may say a request comes from one of its rooms. */
     from_room = party__http_header_get(req, PARTY__FROM_ROOM_HEADER).ptr != NULL;
     if (from_room && !conn->internal) {
-        respond_text(conn, 400, PARTY__FROM_ROOM_HEADER " is reserved for requests between rooms\n",
-                     0);
+        party__router_respond(
+            conn, 400, PARTY__FROM_ROOM_HEADER " is reserved for requests between rooms\n", 0);
         return;
     }
     if (route.room.len == 0) {
-        respond_text(conn, 400,
-                     "invalid room name: it is empty; the path is /<prefix>/<party>/<room>, "
-                     "the room name 1..256 bytes of UTF-8\n",
-                     0);
+        party__router_respond(
+            conn, 400,
+            "invalid room name: it is empty; the path is /<prefix>/<party>/<room>, "
+            "the room name 1..256 bytes of UTF-8\n",
+            0);
         return;
     }
     n = party__url_decode(route.room, room_name, sizeof(room_name), 0);
     if (n <= 0 || !party__utf8_valid(room_name, (size_t)n)) {
-        respond_text(conn, 400,
-                     "invalid room name: 1..256 bytes of UTF-8 after percent-decoding, no NUL\n",
-                     0);
+        party__router_respond(
+            conn, 400, "invalid room name: 1..256 bytes of UTF-8 after percent-decoding, no NUL\n",
+            0);
+        return;
+    }
+    if (party__room_id(lp->digest, party->name, room_name, room_id) != 0) {
+        party__router_respond(conn, 503, "out of memory\n", 1);
         return;
     }
     /* The room lives on one loop: its request (hooks included) is handled
-     * there. */
-    if (party__room_id(rt->digest, party->name, room_name, room_id) != 0) {
-        respond_text(conn, 503, "out of memory\n", 1);
-        return;
-    }
-    if ((owner = party__loop_of(rt, room_id)) != rt) {
-        party__loop_handoff(conn, owner);
-        return;
-    }
-    if (party__request_init(&conn->http->preq, req) != 0) {
-        respond_text(conn, 503, "out of memory\n", 1);
-        return;
-    }
-    conn->http->have_preq = 1;
-    lobby.party = party->name;
-    lobby.room = room_name;
-    if (party__http_header_get(req, "Upgrade").ptr != NULL && !from_room)
-        route_websocket(conn, party, room_name, room_id, &lobby);
-    else
-        route_request(conn, party, room_name, room_id, &lobby, from_room);
+     * there; the runtime knows which. */
+    memset(&r, 0, sizeof(r));
+    r.party = party;
+    r.name = room_name;
+    r.id = room_id;
+    r.from_room = from_room;
+    router->up->route(conn, &r);
 }
 
 const char *party_lobby_party(const party_lobby *lobby) {

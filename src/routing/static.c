@@ -20,7 +20,7 @@
 #include "conn.h"
 #include "log.h"
 #include "request.h"
-#include "runtime.h"
+#include "loop.h"
 #include "url.h"
 #include "alloc.h"
 
@@ -47,7 +47,7 @@ static void refuse(party_conn *conn, const char *why) {
 
     /* The raw path is printable ASCII (the parser saw to it), so it is safe
      * to log; the decoded one need not be. */
-    party__log_info(party__conn_rt(conn), "static: refused %.*s%s: %s", len, path.ptr,
+    party__log_info(party__conn_loop(conn), "static: refused %.*s%s: %s", len, path.ptr,
                     path.len > LOG_PATH_MAX ? "..." : "", why);
     respond_text(conn, 404, "Not Found\n");
 }
@@ -243,7 +243,7 @@ static int try_read_file(int fd, size_t size, char **out, size_t *len) {
 /* Serves the regular file open on fd (resolved is its path, for the log;
  * name the requested one, for the type). */
 static void serve_file(party_conn *conn, int fd, const char *resolved, const char *name) {
-    party_runtime *rt = party__conn_rt(conn);
+    party__loop *lp = party__conn_loop(conn);
     party_response res;
     struct stat st;
     char etag[48], modified[HTTP_DATE_MAX];
@@ -256,7 +256,7 @@ static void serve_file(party_conn *conn, int fd, const char *resolved, const cha
         return;
     }
     if ((uintmax_t)st.st_size > STATIC_MAX_FILE) {
-        party__log_warn(rt, "static: %s is over the %zu MiB limit for a file (%jd bytes)", resolved,
+        party__log_warn(lp, "static: %s is over the %zu MiB limit for a file (%jd bytes)", resolved,
                         STATIC_MAX_FILE >> 20, (intmax_t)st.st_size);
         respond_text(conn, 500, "file too large to serve\n");
         return;
@@ -279,7 +279,7 @@ static void serve_file(party_conn *conn, int fd, const char *resolved, const cha
     r = try_read_file(fd, (size_t)st.st_size, &data, &len);
     if (r != 0) {
         if (r == PARTY_EIO)
-            party__log_warn(rt, "static: reading %s: %s", resolved, strerror(errno));
+            party__log_warn(lp, "static: reading %s: %s", resolved, strerror(errno));
         party__response_free(&res);
         respond_text(conn, r == PARTY_ENOMEM ? 503 : 500,
                      r == PARTY_ENOMEM ? "out of memory\n" : "cannot read the file\n");
@@ -295,14 +295,14 @@ static void serve_file(party_conn *conn, int fd, const char *resolved, const cha
 }
 
 int party__static_handle(party_conn *conn) {
-    party_runtime *rt = party__conn_rt(conn);
+    party__loop *lp = party__conn_loop(conn);
     const party__http_request *req = &conn->http->req;
     char decoded[PATH_MAX], root[PATH_MAX], joined[PATH_MAX], resolved[PATH_MAX];
     const char *why;
     size_t root_len;
     int n, fd;
 
-    if (rt->static_dir == NULL)
+    if (lp->cfg.static_dir == NULL)
         return 0;
     if (!party__slice_eq_nocase(req->method, "GET") &&
         !party__slice_eq_nocase(req->method, "HEAD")) {
@@ -324,8 +324,8 @@ int party__static_handle(party_conn *conn) {
         return 1;
     }
     /* Resolved per request: the directory may be replaced while we run. */
-    if (realpath(rt->static_dir, root) == NULL) {
-        party__log_warn(rt, "static: directory %s: %s", rt->static_dir, strerror(errno));
+    if (realpath(lp->cfg.static_dir, root) == NULL) {
+        party__log_warn(lp, "static: directory %s: %s", lp->cfg.static_dir, strerror(errno));
         respond_text(conn, 404, "Not Found\n");
         return 1;
     }
@@ -342,7 +342,7 @@ int party__static_handle(party_conn *conn) {
             return 1;
         }
         if (errno != ENOENT && errno != ENOTDIR)
-            party__log_info(rt, "static: %s: %s", joined, strerror(errno));
+            party__log_info(lp, "static: %s: %s", joined, strerror(errno));
         respond_text(conn, 404, "Not Found\n");
         return 1;
     }
@@ -360,7 +360,7 @@ int party__static_handle(party_conn *conn) {
     fd = open(resolved, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         if (errno != ENOENT)
-            party__log_info(rt, "static: %s: %s", resolved, strerror(errno));
+            party__log_info(lp, "static: %s: %s", resolved, strerror(errno));
         respond_text(conn, 404, "Not Found\n");
         return 1;
     }

@@ -14,31 +14,31 @@
 /* ---- mailboxes ---- */
 
 static void on_inbox(uv_async_t *async) {
-    party_runtime *rt = async->data;
+    party__loop_ctx *lc = async->data;
     party__mail *mail;
 
-    uv_mutex_lock(&rt->inbox_mutex);
-    mail = rt->inbox_head;
-    rt->inbox_head = rt->inbox_tail = NULL;
-    uv_mutex_unlock(&rt->inbox_mutex);
+    uv_mutex_lock(&lc->inbox_mutex);
+    mail = lc->inbox_head;
+    lc->inbox_head = lc->inbox_tail = NULL;
+    uv_mutex_unlock(&lc->inbox_mutex);
     while (mail != NULL) {
         party__mail *next = mail->next;
-        mail->run(rt, mail);
+        mail->run(lc, mail);
         mail = next;
     }
 }
 
-int party__inbox_init(party_runtime *rt) {
-    if (uv_mutex_init(&rt->inbox_mutex) != 0)
+int party__inbox_init(party__loop_ctx *lc) {
+    if (uv_mutex_init(&lc->inbox_mutex) != 0)
         return PARTY_ENOMEM;
-    if (uv_async_init(&rt->loop, &rt->inbox_async, on_inbox) != 0) {
-        uv_mutex_destroy(&rt->inbox_mutex);
-        memset(&rt->inbox_async, 0, sizeof(rt->inbox_async));
+    if (uv_async_init(&lc->lp.loop, &lc->inbox_async, on_inbox) != 0) {
+        uv_mutex_destroy(&lc->inbox_mutex);
+        memset(&lc->inbox_async, 0, sizeof(lc->inbox_async));
         return PARTY_ENOMEM;
     }
-    rt->inbox_async.data = rt;
-    uv_unref((uv_handle_t *)&rt->inbox_async);
-    rt->inbox_open = 1;
+    lc->inbox_async.data = lc;
+    uv_unref((uv_handle_t *)&lc->inbox_async);
+    lc->inbox_open = 1;
     return 0;
 }
 
@@ -50,26 +50,26 @@ static void drop_all(party__mail *mail) {
     }
 }
 
-void party__inbox_close(party_runtime *rt) {
+void party__inbox_close(party__loop_ctx *lc) {
     party__mail *left;
 
-    if (rt->inbox_async.loop == NULL || !rt->inbox_open)
+    if (lc->inbox_async.loop == NULL || !lc->inbox_open)
         return;
-    uv_mutex_lock(&rt->inbox_mutex);
-    rt->inbox_open = 0;
-    left = rt->inbox_head;
-    rt->inbox_head = rt->inbox_tail = NULL;
-    uv_mutex_unlock(&rt->inbox_mutex);
+    uv_mutex_lock(&lc->inbox_mutex);
+    lc->inbox_open = 0;
+    left = lc->inbox_head;
+    lc->inbox_head = lc->inbox_tail = NULL;
+    uv_mutex_unlock(&lc->inbox_mutex);
     drop_all(left);
-    uv_close((uv_handle_t *)&rt->inbox_async, NULL);
+    uv_close((uv_handle_t *)&lc->inbox_async, NULL);
 }
 
-void party__inbox_free(party_runtime *rt) {
-    if (rt->inbox_async.loop != NULL)
-        uv_mutex_destroy(&rt->inbox_mutex);
+void party__inbox_free(party__loop_ctx *lc) {
+    if (lc->inbox_async.loop != NULL)
+        uv_mutex_destroy(&lc->inbox_mutex);
 }
 
-void party__mail_post(party_runtime *target, party__mail *mail) {
+void party__mail_post(party__loop_ctx *target, party__mail *mail) {
     int open;
 
     mail->next = NULL;
@@ -89,20 +89,20 @@ void party__mail_post(party_runtime *target, party__mail *mail) {
         mail->drop(mail);
 }
 
-party_runtime *party__loop_of(party_runtime *rt, const char *room_id) {
-    party_runtime *main = rt->main;
+party__loop_ctx *party__loop_of(party__loop_ctx *lc, const char *room_id) {
+    party_runtime *rt = lc->rt;
     uint32_t h = 0;
     int i;
 
-    if (main->n_loops <= 1 || main->loops == NULL)
-        return rt;
+    if (rt->n_loops <= 1 || rt->loops == NULL)
+        return lc;
     /* A room id is a hash already (hex): its first 8 digits spread rooms
      * evenly. */
     for (i = 0; i < 8 && room_id[i] != '\0'; i++) {
         char c = room_id[i];
         h = h * 16 + (uint32_t)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
     }
-    return main->loops[h % main->n_loops];
+    return rt->loops[h % rt->n_loops];
 }
 
 /* ---- threads ---- */
@@ -111,126 +111,125 @@ static void free_mail(party__mail *mail) {
     party__free(mail);
 }
 
-static void on_stop_mail(party_runtime *rt, party__mail *mail) {
+static void on_stop_mail(party__loop_ctx *lc, party__mail *mail) {
     party__free(mail);
-    party__runtime_begin_stop(rt);
+    party__runtime_begin_stop(lc);
 }
 
-static void on_done_mail(party_runtime *rt, party__mail *mail) {
+static void on_done_mail(party__loop_ctx *lc, party__mail *mail) {
     party__free(mail);
-    party__loops_thread_done(rt);
+    party__loops_thread_done(lc->rt);
 }
 
-void party__loops_thread_done(party_runtime *main) {
-    if (main->loops_running > 0)
-        main->loops_running--;
-    party__runtime_maybe_finish(main);
+void party__loops_thread_done(party_runtime *rt) {
+    if (rt->loops_running > 0)
+        rt->loops_running--;
+    party__runtime_maybe_finish(&rt->main);
 }
 
 static void loop_thread(void *arg) {
-    party_runtime *rt = arg;
-    party__mail *done = rt->done_mail;
+    party__loop_ctx *lc = arg;
+    party__mail *done = lc->done_mail;
 
-    rt->loop_thread = uv_thread_self();
-    uv_run(&rt->loop, UV_RUN_DEFAULT);
-    rt->running = 0;
-    /* The last thing this thread does: main frees this loop once told. */
-    rt->done_mail = NULL;
-    party__mail_post(rt->main, done);
+    lc->loop_thread = uv_thread_self();
+    uv_run(&lc->lp.loop, UV_RUN_DEFAULT);
+    lc->running = 0;
+    /* The last thing this thread does: loop 0 frees this loop once told. */
+    lc->done_mail = NULL;
+    party__mail_post(&lc->rt->main, done);
 }
 
-int party__loops_create(party_runtime *main) {
-    unsigned n = main->n_loops, i;
-    size_t loaded = main->max_loaded_rooms / n;
+int party__loops_create(party_runtime *rt) {
+    unsigned n = rt->n_loops, i;
+    size_t loaded = rt->max_loaded_rooms / n;
 
-    main->loops = party__calloc(n, sizeof(*main->loops));
-    if (main->loops == NULL)
+    rt->loops = party__calloc(n, sizeof(*rt->loops));
+    if (rt->loops == NULL)
         return PARTY_ENOMEM;
-    main->loops[0] = main;
-    main->max_loaded_rooms = loaded > 16 ? loaded : 16;
+    rt->loops[0] = &rt->main;
+    rt->max_loaded_rooms = loaded > 16 ? loaded : 16;
     for (i = 1; i < n; i++) {
-        party_runtime *rt = party__runtime_new_loop(main, i);
+        party__loop_ctx *lc = party__runtime_new_loop(rt, i);
         party__mail *done;
         int r;
 
-        if (rt == NULL)
+        if (lc == NULL)
             return PARTY_ENOMEM;
-        main->loops[i] = rt;
-        rt->max_loaded_rooms = main->max_loaded_rooms;
+        rt->loops[i] = lc;
         done = party__calloc(1, sizeof(*done));
         if (done == NULL)
             return PARTY_ENOMEM;
         done->run = on_done_mail;
         done->drop = free_mail;
-        rt->done_mail = done;
-        r = party__rooms_start(rt);
+        lc->done_mail = done;
+        r = party__runtime_start_rooms(lc);
         if (r != 0)
             return r;
         /* With no listener of its own, the mailbox is what keeps the loop
          * running until it stops. */
-        uv_ref((uv_handle_t *)&rt->inbox_async);
-        party__runtime_start_timers(rt);
+        uv_ref((uv_handle_t *)&lc->inbox_async);
+        party__runtime_start_timers(lc);
     }
     return 0;
 }
 
-void party__loops_run(party_runtime *main) {
+void party__loops_run(party_runtime *rt) {
     unsigned i;
 
-    for (i = 1; i < main->n_loops; i++) {
-        party_runtime *rt = main->loops[i];
-        rt->running = 1;
-        if (uv_thread_create(&rt->thread, loop_thread, rt) != 0) {
+    for (i = 1; i < rt->n_loops; i++) {
+        party__loop_ctx *lc = rt->loops[i];
+        lc->running = 1;
+        if (uv_thread_create(&lc->thread, loop_thread, lc) != 0) {
             unsigned j;
-            rt->running = 0;
-            party__log_error(main, "cannot start the thread of event loop %u; stopping", i);
+            lc->running = 0;
+            party__log_error(rt, "cannot start the thread of event loop %u; stopping", i);
             /* Nobody will run these loops: what is posted to them is
              * dropped at once (tours fail back, sockets are refused). */
-            for (j = i; j < main->n_loops; j++)
-                party__inbox_close(main->loops[j]);
-            party__runtime_begin_stop(main);
+            for (j = i; j < rt->n_loops; j++)
+                party__inbox_close(rt->loops[j]);
+            party__runtime_begin_stop(&rt->main);
             return;
         }
-        rt->thread_started = 1;
-        main->loops_running++;
+        lc->thread_started = 1;
+        rt->loops_running++;
     }
 }
 
-void party__loops_stop(party_runtime *main) {
+void party__loops_stop(party_runtime *rt) {
     unsigned i;
 
-    for (i = 1; main->loops != NULL && i < main->n_loops; i++) {
+    for (i = 1; rt->loops != NULL && i < rt->n_loops; i++) {
         party__mail *stop = party__calloc(1, sizeof(*stop));
         if (stop == NULL) {
             /* Without mail, the loop is stopped the way a signal would. */
-            uv_async_send(&main->loops[i]->stop_async);
+            uv_async_send(&rt->loops[i]->stop_async);
             continue;
         }
         stop->run = on_stop_mail;
         stop->drop = free_mail;
-        party__mail_post(main->loops[i], stop);
+        party__mail_post(rt->loops[i], stop);
     }
 }
 
-void party__loops_free(party_runtime *main) {
+void party__loops_free(party_runtime *rt) {
     unsigned i;
 
-    if (main->loops == NULL) {
-        main->n_loops = 1;
+    if (rt->loops == NULL) {
+        rt->n_loops = 1;
         return;
     }
-    for (i = 1; i < main->n_loops; i++) {
-        party_runtime *rt = main->loops[i];
-        if (rt == NULL)
+    for (i = 1; i < rt->n_loops; i++) {
+        party__loop_ctx *lc = rt->loops[i];
+        if (lc == NULL)
             continue;
-        if (rt->thread_started)
-            uv_thread_join(&rt->thread);
-        party__free(rt->done_mail);
-        party__runtime_free_loop(rt);
+        if (lc->thread_started)
+            uv_thread_join(&lc->thread);
+        party__free(lc->done_mail);
+        party__runtime_free_loop(lc);
     }
-    party__free(main->loops);
-    main->loops = NULL;
-    main->n_loops = 1;
+    party__free(rt->loops);
+    rt->loops = NULL;
+    rt->n_loops = 1;
 }
 
 /* ---- hand-off ---- */
@@ -250,25 +249,25 @@ static void handoff_drop(party__mail *mail) {
     party__free(h);
 }
 
-static void handoff_run(party_runtime *rt, party__mail *mail) {
+static void handoff_run(party__loop_ctx *lc, party__mail *mail) {
     handoff_mail *h = (handoff_mail *)mail;
 
-    if (rt->stopping) {
+    if (lc->lp.stopping) {
         handoff_drop(mail);
         return;
     }
     /* The connection owns what it carries from here, also when this
      * fails. */
-    (void)party__conn_adopt_handoff(rt, &h->conn);
+    (void)party__conn_adopt_handoff(&lc->lp, &h->conn);
     party__free(h);
 }
 
-void party__loop_handoff(party_conn *conn, party_runtime *target) {
-    party_runtime *rt = party__conn_rt(conn);
+void party__loop_handoff(party_conn *conn, party__loop_ctx *target) {
+    party__loop *lp = party__conn_loop(conn);
     handoff_mail *h = party__malloc(sizeof(*h));
 
     if (h == NULL) {
-        party__log_error(rt, "hand-off to loop %u: out of memory", target->loop_index);
+        party__log_error(lp, "hand-off to loop %u: out of memory", target->index);
         party__conn_http_fail(conn, 503, "out of memory\n");
         return;
     }
@@ -283,7 +282,7 @@ void party__loop_handoff(party_conn *conn, party_runtime *target) {
 
 /* ---- tours ---- */
 
-static void tour_back(party_runtime *rt, party__mail *mail);
+static void tour_back(party__loop_ctx *lc, party__mail *mail);
 
 static void tour_free(party__mail *mail) {
     party__tour *tour = (party__tour *)mail;
@@ -301,10 +300,10 @@ static void tour_fail(party__mail *mail) {
     party__mail_post(tour->origin, &tour->mail);
 }
 
-static void tour_back(party_runtime *rt, party__mail *mail) {
+static void tour_back(party__loop_ctx *lc, party__mail *mail) {
     party__tour *tour = (party__tour *)mail;
     party_conn *conn = tour->conn;
-    (void)rt;
+    (void)lc;
 
     if (!party__conn_closing(conn))
         tour->done(conn, tour);
@@ -312,42 +311,42 @@ static void tour_back(party_runtime *rt, party__mail *mail) {
     tour->free(tour);
 }
 
-static void tour_step(party_runtime *rt, party__mail *mail) {
+static void tour_step(party__loop_ctx *lc, party__mail *mail) {
     party__tour *tour = (party__tour *)mail;
-    party_runtime *main = rt->main;
+    party_runtime *rt = lc->rt;
 
-    tour->visit(rt, tour);
+    tour->visit(lc, tour);
     tour->next++;
-    if (main->loops != NULL && tour->next < main->n_loops) {
-        party__mail_post(main->loops[tour->next], &tour->mail);
+    if (rt->loops != NULL && tour->next < rt->n_loops) {
+        party__mail_post(rt->loops[tour->next], &tour->mail);
     } else {
         tour->mail.run = tour_back;
-        if (rt == tour->origin)
-            tour_back(rt, &tour->mail);
+        if (lc == tour->origin)
+            tour_back(lc, &tour->mail);
         else
             party__mail_post(tour->origin, &tour->mail);
     }
 }
 
 void party__tour_start(party_conn *conn, party__tour *tour,
-                       void (*visit)(party_runtime *rt, party__tour *tour),
+                       void (*visit)(party__loop_ctx *lc, party__tour *tour),
                        void (*done)(party_conn *conn, party__tour *tour),
                        void (*free_tour)(party__tour *tour)) {
-    party_runtime *rt = party__conn_rt(conn);
-    party_runtime *main = rt->main;
+    party__loop_ctx *lc = party__conn_ctx(conn);
+    party_runtime *rt = lc->rt;
 
     tour->visit = visit;
     tour->done = done;
     tour->free = free_tour;
     party__conn_ref(conn);
-    tour->origin = rt;
+    tour->origin = lc;
     tour->conn = conn;
     tour->next = 0;
     tour->failed = 0;
     tour->mail.run = tour_step;
     tour->mail.drop = tour_fail;
-    if (main->loops == NULL || main->n_loops <= 1 || rt == main)
-        tour_step(main, &tour->mail); /* loop 0 is this one */
+    if (rt->loops == NULL || rt->n_loops <= 1 || lc == &rt->main)
+        tour_step(&rt->main, &tour->mail); /* loop 0 is this one */
     else
-        party__mail_post(main, &tour->mail);
+        party__mail_post(&rt->main, &tour->mail);
 }

@@ -124,9 +124,9 @@ static party_runtime *runtime_start(party_test *t, int *err) {
             return NULL;
         }
     }
-    rt->virtual_clock = 1;
-    rt->virtual_now = t->virtual_now;
-    rt->commit_delay_ms = t->commit_delay_ms;
+    rt->main.lp.virtual_clock = 1;
+    rt->main.lp.virtual_now = t->virtual_now;
+    rt->commit_delay_ms = rt->main.rooms.commit_delay_ms = t->commit_delay_ms;
     if ((*err = party__runtime_begin(rt)) != 0) {
         party_runtime_free(rt);
         return NULL;
@@ -579,7 +579,7 @@ static party_test_conn *client_open(party_test *t, int internal, client_mode mod
         party__free(c);
         return NULL;
     }
-    r = party__conn_adopt(t->rt, fds[1], internal);
+    r = party__conn_adopt(&t->rt->main.lp, fds[1], internal);
     if (r != 0) {
         close(fds[0]); /* the runtime owns fds[1] whatever happened */
         party__free(c);
@@ -624,7 +624,7 @@ static void client_free(party_test_conn *c) {
 
 static void pump(party_test *t) {
     clients_io(t);
-    uv_run(&t->rt->loop, UV_RUN_NOWAIT);
+    uv_run(&t->rt->main.lp.loop, UV_RUN_NOWAIT);
     clients_io(t);
 }
 
@@ -641,7 +641,7 @@ static int poll_all(party_test *t, int timeout_ms) {
         n += c->fd >= 0;
     if (n > sizeof(stack) / sizeof(stack[0]) && (fds = party__malloc(n * sizeof(*fds))) == NULL)
         return -1;
-    fds[0].fd = uv_backend_fd(&t->rt->loop);
+    fds[0].fd = uv_backend_fd(&t->rt->main.lp.loop);
     fds[0].events = POLLIN;
     for (c = t->clients; c != NULL; c = c->next) {
         if (c->fd < 0)
@@ -659,13 +659,13 @@ static int poll_all(party_test *t, int timeout_ms) {
 /* Sleeps in poll() until the loop or a client socket has something, at
  * most max_ms. */
 static void block(party_test *t, int max_ms) {
-    int loop_ms = uv_backend_timeout(&t->rt->loop);
+    int loop_ms = uv_backend_timeout(&t->rt->main.lp.loop);
 
     if (max_ms > MAX_BLOCK_MS)
         max_ms = MAX_BLOCK_MS;
     /* A loop with nothing alive says 0 ("do not block"), but nothing will
      * come from it then: wait for the client sockets instead. */
-    if (uv_loop_alive(&t->rt->loop) && loop_ms >= 0 && loop_ms < max_ms)
+    if (uv_loop_alive(&t->rt->main.lp.loop) && loop_ms >= 0 && loop_ms < max_ms)
         max_ms = loop_ms;
     (void)poll_all(t, max_ms);
 }
@@ -694,8 +694,9 @@ static int quiet_now(party_test *t) {
     party_runtime *rt = t->rt;
     party_test_conn *c;
 
-    if (rt->n_busy > 0 || rt->ready_head != NULL || rt->dirty_head != NULL || rt->n_fetches > 0 ||
-        rt->loop.closing_handles != NULL)
+    if (rt->main.rooms.n_busy > 0 || rt->main.rooms.ready_head != NULL ||
+        rt->main.lp.dirty_head != NULL || rt->main.rooms.n_fetches > 0 ||
+        rt->main.lp.loop.closing_handles != NULL)
         return 0;
     for (c = t->clients; c != NULL; c = c->next)
         if (c->fd >= 0 && c->out_len > c->out_off)
@@ -1093,7 +1094,7 @@ void party_test_response_free(party_test_response *res) {
 /* ---- time and memory ---- */
 
 int64_t party_test_now(party_test *t) {
-    return (int64_t)t->rt->virtual_now;
+    return (int64_t)t->rt->main.lp.virtual_now;
 }
 
 int party_test_advance(party_test *t, int64_t ms) {
@@ -1105,7 +1106,7 @@ int party_test_advance(party_test *t, int64_t ms) {
     if (r != 0)
         return r;
     party__runtime_advance(t->rt, (uint64_t)ms);
-    t->virtual_now = t->rt->virtual_now;
+    t->virtual_now = t->rt->main.lp.virtual_now;
     return wait_idle(t, t->timeout_ms);
 }
 
@@ -1118,7 +1119,7 @@ int party_test_evict_id(party_test *t, const char *room_id) {
     r = wait_idle(t, t->timeout_ms);
     if (r != 0)
         return r;
-    room = party__room_find(t->rt, room_id);
+    room = party__room_find(party__runtime_rooms(t->rt), room_id);
     if (room == NULL)
         return PARTY_ENOTFOUND;
     r = party__room_evict(room);
@@ -1140,7 +1141,7 @@ static int act_on_named_room(party_test *t, const char *party, const char *room,
     if (r != 0)
         return r;
     /* Found by name, not by a computed id: hashing can run out of memory. */
-    found = party__room_find_named(t->rt, party, room);
+    found = party__room_find_named(party__runtime_rooms(t->rt), party, room);
     if (found == NULL)
         return PARTY_ENOTFOUND;
     r = act(found);
@@ -1161,25 +1162,25 @@ int party_test_loaded(party_test *t, const char *party, const char *room) {
     party_room *found;
     if (t == NULL || party == NULL || room == NULL)
         return 0;
-    found = party__room_find_named(t->rt, party, room);
+    found = party__room_find_named(party__runtime_rooms(t->rt), party, room);
     return found != NULL && found->life == PARTY__ROOM_READY;
 }
 
 int party_test_in_memory_id(party_test *t, const char *room_id) {
     if (t == NULL || room_id == NULL)
         return 0;
-    return party__room_find(t->rt, room_id) != NULL;
+    return party__room_find(party__runtime_rooms(t->rt), room_id) != NULL;
 }
 
 int party_test_in_memory(party_test *t, const char *party, const char *room) {
     if (t == NULL || party == NULL || room == NULL)
         return 0;
-    return party__room_find_named(t->rt, party, room) != NULL;
+    return party__room_find_named(party__runtime_rooms(t->rt), party, room) != NULL;
 }
 
 static int no_conns_and_idle(party_test *t, void *arg) {
     (void)arg;
-    return t->rt->n_conns == 0 && quiet_now(t);
+    return t->rt->main.lp.n_conns == 0 && quiet_now(t);
 }
 
 /* Drops every client, waits until the runtime has no connection and no
@@ -1207,8 +1208,8 @@ int party_test_restart(party_test *t) {
     r = runtime_drain(t, t->timeout_ms);
     if (r != 0)
         return r;
-    t->virtual_now = t->rt->virtual_now;
-    t->past_failures += t->rt->commit_failures;
+    t->virtual_now = t->rt->main.lp.virtual_now;
+    t->past_failures += t->rt->main.rooms.commit_failures;
     party_runtime_free(t->rt);
     t->rt = NULL;
     fresh = runtime_start(t, &r);
@@ -1225,11 +1226,11 @@ int party_test_restart(party_test *t) {
 
 void party_test_set_commit_delay(party_test *t, unsigned ms) {
     t->commit_delay_ms = ms;
-    t->rt->commit_delay_ms = ms;
+    t->rt->commit_delay_ms = t->rt->main.rooms.commit_delay_ms = ms;
 }
 
 uint64_t party_test_commit_failures(party_test *t) {
-    return t->past_failures + t->rt->commit_failures;
+    return t->past_failures + t->rt->main.rooms.commit_failures;
 }
 
 void party_test_new_room_id(char id_out[PARTY_ID_MAX]) {
@@ -1252,7 +1253,7 @@ void party_test_free(party_test *t) {
         /* Freeing a runtime with store work in flight would free rooms a
          * worker thread still uses: wait for it, longer than usual. */
         int timeout = t->timeout_ms > FREE_DRAIN_MS ? t->timeout_ms : FREE_DRAIN_MS;
-        if (runtime_drain(t, timeout) != 0 && t->rt->n_busy > 0) {
+        if (runtime_drain(t, timeout) != 0 && t->rt->main.rooms.n_busy > 0) {
             fprintf(stderr,
                     "party_test: store work still in flight after %d ms; leaking the "
                     "runtime rather than freeing it under a worker thread\n",

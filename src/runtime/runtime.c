@@ -1,7 +1,9 @@
 /* runtime: party_runtime's life — configuration, the registry of parties,
- * the data directory (its lock), the listening socket, the loop's
- * per-turn work (queued room events, then one flush of every connection
- * with output), signals and graceful shutdown. */
+ * the data directory (its lock), the listening socket, signals — and each
+ * loop's context: its per-turn work (queued room events, then one flush of
+ * every connection with output), what its connections and router hand up
+ * (to the rooms, to the loop that owns a room, to a tour of the loops), and
+ * its graceful shutdown. */
 #include "runtime.h"
 
 #include <arpa/inet.h>
@@ -30,6 +32,7 @@
 #include "listener.h"
 #include "log.h"
 #include "loops.h"
+#include "orphans.h"
 #include "room.h"
 #include "router.h"
 #include "slab.h"
@@ -76,43 +79,18 @@ static void on_flush_prepare(uv_prepare_t *prepare) {
     party__conn_flush_dirty(prepare->data);
 }
 
-static int runtime_can_finish(party_runtime *rt);
-static void runtime_finish(party_runtime *rt);
+static int runtime_can_finish(party__loop_ctx *lc);
+static void runtime_finish(party__loop_ctx *lc);
 
-static void on_drain_idle(uv_idle_t *idle) {
-    party_runtime *rt = idle->data;
-    party__room_drain_ready(rt);
-    if (rt->ready_head == NULL)
-        uv_idle_stop(idle);
-    if (runtime_can_finish(rt)) {
-        rt->finished = 1;
-        runtime_finish(rt);
+/* A stopping loop finishes at the top of a turn, never under a caller
+ * that still uses its rooms. */
+static void on_finish_idle(uv_idle_t *idle) {
+    party__loop_ctx *lc = idle->data;
+    uv_idle_stop(idle);
+    if (runtime_can_finish(lc)) {
+        lc->lp.finished = 1;
+        runtime_finish(lc);
     }
-}
-
-void party__runtime_mark_ready(party_runtime *rt, party_room *room) {
-    if (room->queued)
-        return;
-    room->queued = 1;
-    room->ready_next = NULL;
-    if (rt->ready_tail != NULL)
-        rt->ready_tail->ready_next = room;
-    else
-        rt->ready_head = room;
-    rt->ready_tail = room;
-    uv_idle_start(&rt->drain_idle, on_drain_idle);
-}
-
-uint64_t party__runtime_now(party_runtime *rt) {
-    return rt->virtual_clock ? rt->virtual_now : uv_now(&rt->loop);
-}
-
-int64_t party__runtime_epoch_ms(party_runtime *rt) {
-    struct timeval tv;
-    if (rt->virtual_clock)
-        return (int64_t)rt->virtual_now;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
 /* HTTP phases ended since the last trim that make a burst worth trimming
@@ -122,71 +100,47 @@ int64_t party__runtime_epoch_ms(party_runtime *rt) {
 /* Eviction runs on a coarse tick: a room leaves memory between idle_timeout
  * and idle_timeout + one tick after its last work. */
 static void on_evict_timer(uv_timer_t *timer) {
-    party_runtime *rt = timer->data;
-    int quiet = rt->http_ended == rt->http_ended_at_tick; /* no HTTP exchange ended this tick */
-    if (!rt->virtual_clock)
-        party__room_evict_idle(rt, party__runtime_now(rt));
-    party__buf_pool_tick(rt->buf_pool);
+    party__loop_ctx *lc = timer->data;
+    int quiet = lc->lp.http_ended == lc->http_ended_at_tick; /* no HTTP exchange ended this tick */
+    if (!lc->lp.virtual_clock)
+        party__room_evict_idle(&lc->rooms, party__loop_now(&lc->lp));
+    party__buf_pool_tick(lc->lp.buf_pool);
     /* Blocks of connection and room structs that closed connections and
      * evicted rooms emptied go back, and the pages with them. */
-    if (party__slabs_tick(rt->conn_slabs) + party__slabs_tick(rt->room_slabs) > 0)
-        rt->trim_pending = 1;
+    if (party__slabs_tick(lc->lp.conn_slabs) + party__slabs_tick(lc->rooms.room_slabs) > 0)
+        lc->lp.trim_pending = 1;
     /* A burst of handshakes leaves the memory its requests used freed
      * between the new connections' structs; once a tick passes without
      * any, that burst is over. */
-    if (quiet && rt->http_ended - rt->http_ended_at_trim >= HTTP_BURST)
-        rt->trim_pending = 1;
-    rt->http_ended_at_tick = rt->http_ended;
-    if (rt->trim_pending) {
+    if (quiet && lc->lp.http_ended - lc->http_ended_at_trim >= HTTP_BURST)
+        lc->lp.trim_pending = 1;
+    lc->http_ended_at_tick = lc->lp.http_ended;
+    if (lc->lp.trim_pending) {
         /* Rooms left memory or a burst of handshakes ended since the last
          * tick: hand the pages freed between long-lived connection structs
          * back to the system, so that idle connections' cost shows in RSS
          * too. At most once a tick. */
-        rt->trim_pending = 0;
-        rt->http_ended_at_trim = rt->http_ended;
-        party__buf_pool_trim(rt->buf_pool);
+        lc->lp.trim_pending = 0;
+        lc->http_ended_at_trim = lc->lp.http_ended;
+        party__buf_pool_trim(lc->lp.buf_pool);
         /* The handshakes' pools too, once no handshake went on this tick. */
         if (quiet)
-            party__conn_pools_trim(rt);
+            party__conn_pools_trim(&lc->lp);
         malloc_trim(0);
     }
 }
 
-static uint64_t evict_tick_ms(const party_runtime *rt) {
-    double shortest = rt->cfg.idle_timeout < rt->cfg.hibernate_after ? rt->cfg.idle_timeout
-                                                                     : rt->cfg.hibernate_after;
+static uint64_t evict_tick_ms(const party_config *cfg) {
+    double shortest =
+        cfg->idle_timeout < cfg->hibernate_after ? cfg->idle_timeout : cfg->hibernate_after;
     uint64_t ms = (uint64_t)(shortest * 1000.0 / 4);
     return ms < 100 ? 100 : ms > 5000 ? 5000 : ms;
 }
 
 /* ---- lifecycle ---- */
 
-/* Frees what loop_buffers_new allocated (NULL members too). */
-static void loop_buffers_free(party_runtime *rt) {
-    party__free(rt->read_buf);
-    party__buf_pool_free(rt->buf_pool);
-    party__digest_free(rt->digest);
-    rt->read_buf = NULL;
-    rt->buf_pool = NULL;
-    rt->digest = NULL;
-}
-
-/* What each loop has of its own for the hot path: the read buffer, the
- * pool of frame buffers, the digest state. 0, or PARTY_ENOMEM with none
- * of them left allocated. */
-static int loop_buffers_new(party_runtime *rt) {
-    rt->read_buf = party__malloc(PARTY__READ_BUF_SIZE);
-    rt->buf_pool = party__buf_pool_new();
-    rt->digest = party__digest_new();
-    if (rt->read_buf != NULL && rt->buf_pool != NULL && rt->digest != NULL)
-        return 0;
-    loop_buffers_free(rt);
-    return PARTY_ENOMEM;
-}
-
 static void on_stop_async(uv_async_t *async) {
-    party_runtime *rt = async->data;
-    party_runtime_stop(rt);
+    party__runtime_begin_stop(async->data);
 }
 
 /* ---- what connections report (conn.h) ---- */
@@ -228,93 +182,199 @@ static void conn_error_cb(party_room *room, party_conn *conn, const char *what) 
     (void)party__room_post(room, &ev);
 }
 
+/* A connection or a room's store work ended: while stopping, the loop
+ * may be done. */
+static void loop_quiet(party__loop *lp) {
+    party__runtime_maybe_finish(party__loop_ctx_of(lp));
+}
+
+static void conn_request_cb(party_conn *conn) {
+    party__router_handle(&party__conn_ctx(conn)->router, conn);
+}
+
 /* The transport layer hears from routing and rooms only through this
  * table (docs/architecture.md, "Upward callbacks"). */
 static const party__conn_upcalls conn_upcalls = {
-    .request = party__router_handle,
+    .request = conn_request_cb,
     .message = conn_message_cb,
     .close = conn_close_cb,
     .error = conn_error_cb,
 };
 
-/* The loop and its handles, the read buffer and the mailbox: what every
- * loop's runtime has of its own. */
-static int runtime_init_loop(party_runtime *rt) {
-    rt->loop.data = rt;
-    rt->conn_upcalls = &conn_upcalls;
-    rt->listen_fd = rt->spare_fd = -1;
-    uv_check_init(&rt->loop, &rt->flush_check);
-    rt->flush_check.data = rt;
-    uv_check_start(&rt->flush_check, on_flush_check);
-    uv_unref((uv_handle_t *)&rt->flush_check);
-    uv_prepare_init(&rt->loop, &rt->flush_prepare);
-    rt->flush_prepare.data = rt;
-    uv_prepare_start(&rt->flush_prepare, on_flush_prepare);
-    uv_unref((uv_handle_t *)&rt->flush_prepare);
-    uv_idle_init(&rt->loop, &rt->drain_idle);
-    rt->drain_idle.data = rt;
-    uv_async_init(&rt->loop, &rt->stop_async, on_stop_async);
-    rt->stop_async.data = rt;
-    uv_unref((uv_handle_t *)&rt->stop_async);
-    /* Signals are loop 0's to catch (party_runtime_run starts them); the
-     * other loops have no handles for them. */
-    if (rt->main == rt) {
-        uv_signal_init(&rt->loop, &rt->sigint);
-        uv_signal_init(&rt->loop, &rt->sigterm);
-        rt->sigint.data = rt->sigterm.data = rt;
+/* ---- what the router hands up (router.h) ---- */
+
+/* A request for a room: to the loop that owns the room, or, here, to the
+ * room once the router admitted it. */
+static void route_cb(party_conn *conn, party__routed *r) {
+    party__loop_ctx *lc = party__conn_ctx(conn), *owner;
+    party_runtime *rt = lc->rt;
+
+    /* A malformed id is refused by the loop that has it (no room to
+     * hash it to). */
+    if ((r->name != NULL || party__room_id_valid(r->id)) &&
+        (owner = party__loop_of(lc, r->id)) != lc) {
+        party__loop_handoff(conn, owner);
+        return;
     }
-    uv_timer_init(&rt->loop, &rt->shutdown_timer);
-    rt->shutdown_timer.data = rt;
-    uv_timer_init(&rt->loop, &rt->evict_timer);
-    rt->evict_timer.data = rt;
-    uv_timer_init(&rt->loop, &rt->keepalive_timer);
-    rt->keepalive_timer.data = rt;
-    return party__inbox_init(rt);
+    if (party__router_admit(conn, r) != 0)
+        return;
+    if (!r->upgrade) {
+        party__rooms_request(&lc->rooms, conn, r);
+        return;
+    }
+    if (party__runtime_conns(rt) > rt->cfg.max_conns) {
+        party__log_warn(rt,
+                        "room %s/%s: refused a connection: max_conns (%zu) reached (--max-conns)",
+                        r->party->name, r->name, rt->cfg.max_conns);
+        party__conn_http_fail(conn, 503, "server is full (max_conns)\n");
+        return;
+    }
+    party__rooms_connect(&lc->rooms, conn, r);
 }
 
-party_runtime *party__runtime_new_loop(party_runtime *main, unsigned index) {
-    party_runtime *rt = party__calloc(1, sizeof(*rt));
+/* /metrics: every loop's counters, added up by a tour (loops.h). */
+typedef struct metrics_tour {
+    party__tour tour;
+    party__ops_stats stats;
+} metrics_tour;
 
-    if (rt == NULL)
-        return NULL;
-    /* The configuration, its strings and the parties are main's, shared
-     * read-only; everything the loop changes is its own. */
-    rt->cfg = main->cfg;
-    rt->host = main->host;
-    rt->prefix = main->prefix;
-    rt->data_dir = main->data_dir;
-    rt->ops_prefix = main->ops_prefix;
-    rt->admin_token = main->admin_token;
-    rt->static_dir = main->static_dir;
-    rt->tls_cert = main->tls_cert;
-    rt->tls_key = main->tls_key;
-    rt->durability_full = main->durability_full;
-    rt->parties = main->parties;
-    rt->n_parties = main->n_parties;
-    rt->tls_ctx = main->tls_ctx;
-    rt->commit_delay_ms = main->commit_delay_ms;
-    rt->main = main;
-    rt->n_loops = 1;
-    rt->loop_index = index;
-    rt->data_lock_fd = -1; /* main's is the one */
-    if (loop_buffers_new(rt) != 0 || (rt->tls_ctx != NULL && party__tls_init_loop(rt) != 0) ||
-        uv_loop_init(&rt->loop) != 0) {
-        loop_buffers_free(rt);
-        party__tls_cleanup_loop(rt);
-        party__free(rt);
-        return NULL;
-    }
-    if (runtime_init_loop(rt) != 0) {
-        party__runtime_free_loop(rt);
-        return NULL;
-    }
-    return rt;
+static void metrics_visit(party__loop_ctx *lc, party__tour *tour) {
+    metrics_tour *m = (metrics_tour *)tour;
+    party__ops_stats_add_loop(&m->stats, &lc->lp);
+    party__rooms_stats(&lc->rooms, &m->stats);
 }
 
-void party__runtime_start_timers(party_runtime *rt) {
-    uv_timer_start(&rt->evict_timer, on_evict_timer, evict_tick_ms(rt), evict_tick_ms(rt));
-    uv_unref((uv_handle_t *)&rt->evict_timer);
-    party__keepalive_start(rt);
+static void metrics_done(party_conn *conn, party__tour *tour) {
+    party__ops_answer_metrics(conn, &((metrics_tour *)tour)->stats, tour->failed);
+}
+
+/* /rooms: every loop's rooms, listed by a tour. */
+typedef struct rooms_tour {
+    party__tour tour;
+    party__ops_listing listing;
+    int oom;
+} rooms_tour;
+
+static void rooms_visit(party__loop_ctx *lc, party__tour *tour) {
+    rooms_tour *t = (rooms_tour *)tour;
+    if (!t->oom)
+        t->oom = party__rooms_list(&lc->rooms, &t->listing) != 0;
+}
+
+static void rooms_done(party_conn *conn, party__tour *tour) {
+    rooms_tour *t = (rooms_tour *)tour;
+    party__ops_answer_rooms(conn, &t->listing, t->oom, tour->failed);
+}
+
+static void tour_free(party__tour *tour) {
+    party__free(tour);
+}
+
+static void rooms_tour_free(party__tour *tour) {
+    party__ops_listing_free(&((rooms_tour *)tour)->listing);
+    party__free(tour);
+}
+
+static void ops_collect_cb(party_conn *conn, party__ops_what what) {
+    if (what == PARTY__OPS_HEALTH) {
+        /* No tour: the backend is process-wide, and its check does no I/O. */
+        char why[160];
+        party_runtime *rt = party__conn_ctx(conn)->rt;
+        party__ops_answer_health(
+            conn, party__backend_check(rt->backend, why, sizeof(why)) != 0 ? why : NULL);
+    } else if (what == PARTY__OPS_METRICS) {
+        metrics_tour *m = party__calloc(1, sizeof(*m));
+        if (m == NULL)
+            party__ops_answer_metrics(conn, NULL, 0);
+        else
+            party__tour_start(conn, &m->tour, metrics_visit, metrics_done, tour_free);
+    } else {
+        rooms_tour *t = party__calloc(1, sizeof(*t));
+        if (t == NULL)
+            party__ops_answer_rooms(conn, NULL, 1, 0);
+        else
+            party__tour_start(conn, &t->tour, rooms_visit, rooms_done, rooms_tour_free);
+    }
+}
+
+/* Routing hears from the runtime only through this table
+ * (docs/architecture.md, "Upward callbacks"). */
+static const party__router_upcalls router_upcalls = {
+    .route = route_cb,
+    .ops = {.collect = ops_collect_cb},
+};
+
+/* What a loop's router and rooms are handed of the runtime's: the
+ * parties (again whenever one is added), the prefix, the backend. */
+static void runtime_share(party__loop_ctx *lc) {
+    party_runtime *rt = lc->rt;
+    lc->router.parties = lc->rooms.parties = rt->parties;
+    lc->router.n_parties = lc->rooms.n_parties = rt->n_parties;
+    lc->router.prefix = lc->rooms.prefix = rt->prefix;
+    lc->rooms.backend = rt->backend;
+    lc->rooms.max_loaded_rooms = rt->max_loaded_rooms;
+    lc->rooms.commit_delay_ms = rt->commit_delay_ms;
+}
+
+/* A loop's context, its handles and its mailbox, for loop index of rt:
+ * 0, or PARTY_ENOMEM with nothing left to free but what
+ * party__runtime_free_loop (or, for loop 0, party_runtime_free) frees. */
+static int runtime_init_loop(party_runtime *rt, party__loop_ctx *lc, unsigned index) {
+    lc->rt = rt;
+    lc->index = index;
+    if (party__loop_init(&lc->lp, &rt->cfg, index) != 0)
+        return PARTY_ENOMEM;
+    lc->lp.conn_upcalls = &conn_upcalls;
+    lc->lp.on_quiet = loop_quiet;
+    lc->router.up = &router_upcalls;
+    party__rooms_init(&lc->rooms, &lc->lp);
+    runtime_share(lc);
+    uv_check_init(&lc->lp.loop, &lc->flush_check);
+    lc->flush_check.data = &lc->lp;
+    uv_check_start(&lc->flush_check, on_flush_check);
+    uv_unref((uv_handle_t *)&lc->flush_check);
+    uv_prepare_init(&lc->lp.loop, &lc->flush_prepare);
+    lc->flush_prepare.data = &lc->lp;
+    uv_prepare_start(&lc->flush_prepare, on_flush_prepare);
+    uv_unref((uv_handle_t *)&lc->flush_prepare);
+    uv_idle_init(&lc->lp.loop, &lc->finish_idle);
+    lc->finish_idle.data = lc;
+    uv_async_init(&lc->lp.loop, &lc->stop_async, on_stop_async);
+    lc->stop_async.data = lc;
+    uv_unref((uv_handle_t *)&lc->stop_async);
+    uv_timer_init(&lc->lp.loop, &lc->shutdown_timer);
+    lc->shutdown_timer.data = lc;
+    uv_timer_init(&lc->lp.loop, &lc->evict_timer);
+    lc->evict_timer.data = lc;
+    uv_timer_init(&lc->lp.loop, &lc->lp.keepalive_timer);
+    lc->lp.keepalive_timer.data = &lc->lp;
+    return party__inbox_init(lc);
+}
+
+party__loop_ctx *party__runtime_new_loop(party_runtime *rt, unsigned index) {
+    party__loop_ctx *lc = party__calloc(1, sizeof(*lc));
+
+    if (lc == NULL)
+        return NULL;
+    if (runtime_init_loop(rt, lc, index) != 0) {
+        party__runtime_free_loop(lc);
+        return NULL;
+    }
+    /* The TLS context is the runtime's; each loop has a buffer of its
+     * own for ciphertext. */
+    lc->lp.tls_ctx = rt->tls_ctx;
+    if (lc->lp.tls_ctx != NULL && party__tls_init_loop(&lc->lp) != 0) {
+        party__runtime_free_loop(lc);
+        return NULL;
+    }
+    return lc;
+}
+
+void party__runtime_start_timers(party__loop_ctx *lc) {
+    uint64_t tick = evict_tick_ms(&lc->rt->cfg);
+    uv_timer_start(&lc->evict_timer, on_evict_timer, tick, tick);
+    uv_unref((uv_handle_t *)&lc->evict_timer);
+    party__keepalive_start(&lc->lp);
 }
 
 /* Whether a struct of this abi can be read: 0 means "compiled with this
@@ -361,31 +421,18 @@ party_runtime *party_runtime_new(const party_config *cfg) {
             len--;
         rt->prefix = party__strndup(p, len);
     }
-    (void)loop_buffers_new(rt); /* checked with the rest below */
     rt->data_dir = cfg->data_dir != NULL ? party__strdup(cfg->data_dir) : NULL;
     rt->ops_prefix = party__strdup(cfg->ops_prefix != NULL ? cfg->ops_prefix : "_partyd");
     rt->admin_token = cfg->admin_token != NULL ? party__strdup(cfg->admin_token) : NULL;
     rt->static_dir = cfg->static_dir != NULL ? party__strdup(cfg->static_dir) : NULL;
     rt->tls_cert = cfg->tls_cert != NULL ? party__strdup(cfg->tls_cert) : NULL;
     rt->tls_key = cfg->tls_key != NULL ? party__strdup(cfg->tls_key) : NULL;
-    if (rt->host == NULL || rt->prefix == NULL || rt->read_buf == NULL ||
-        (cfg->data_dir != NULL && rt->data_dir == NULL) || rt->ops_prefix == NULL ||
-        (cfg->admin_token != NULL && rt->admin_token == NULL) ||
+    if (rt->host == NULL || rt->prefix == NULL || (cfg->data_dir != NULL && rt->data_dir == NULL) ||
+        rt->ops_prefix == NULL || (cfg->admin_token != NULL && rt->admin_token == NULL) ||
         (cfg->static_dir != NULL && rt->static_dir == NULL) ||
         (cfg->tls_cert != NULL && rt->tls_cert == NULL) ||
-        (cfg->tls_key != NULL && rt->tls_key == NULL) || uv_loop_init(&rt->loop) != 0) {
-        party__free(rt->host);
-        party__free(rt->prefix);
-        party__free(rt->data_dir);
-        party__free(rt->ops_prefix);
-        party__free(rt->admin_token);
-        party__free(rt->static_dir);
-        party__free(rt->tls_cert);
-        party__free(rt->tls_key);
-        loop_buffers_free(rt);
-        party__free(rt);
-        return NULL;
-    }
+        (cfg->tls_key != NULL && rt->tls_key == NULL))
+        goto fail;
     rt->cfg.host = rt->host;
     rt->cfg.prefix = rt->prefix;
     rt->cfg.data_dir = rt->data_dir;
@@ -402,13 +449,29 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     rt->max_loaded_rooms = party__default_max_loaded_rooms();
     if (rt->cfg.send_queue_bytes > UINT32_MAX)
         rt->cfg.send_queue_bytes = UINT32_MAX; /* connections count it in 32 bits */
-    rt->main = rt;
     rt->n_loops = 1;
-    if (runtime_init_loop(rt) != 0) {
+    if (runtime_init_loop(rt, &rt->main, 0) != 0) {
+        if (rt->main.lp.loop.data == NULL)
+            goto fail; /* no loop yet: nothing of it to close */
         party_runtime_free(rt);
         return NULL;
     }
+    /* Signals are loop 0's to catch (party_runtime_run starts them). */
+    uv_signal_init(&rt->main.lp.loop, &rt->sigint);
+    uv_signal_init(&rt->main.lp.loop, &rt->sigterm);
+    rt->sigint.data = rt->sigterm.data = rt;
     return rt;
+fail:
+    party__free(rt->host);
+    party__free(rt->prefix);
+    party__free(rt->data_dir);
+    party__free(rt->ops_prefix);
+    party__free(rt->admin_token);
+    party__free(rt->static_dir);
+    party__free(rt->tls_cert);
+    party__free(rt->tls_key);
+    party__free(rt);
+    return NULL;
 }
 
 static int party_name_valid(const char *name) {
@@ -437,40 +500,22 @@ int party_runtime_add(party_runtime *rt, const party_def *def) {
     if (!party_name_valid(def->name))
         return PARTY_EINVAL;
     /* Once run has started, rooms and the other loops point into the table. */
-    if (rt->running && rt->loops != NULL)
+    if (rt->main.running && rt->loops != NULL)
         return PARTY_ESTATE;
-    if (party__runtime_find_party(rt, def->name, strlen(def->name)) != NULL)
+    if (party__party_find(rt->parties, rt->n_parties, def->name, strlen(def->name)) != NULL)
         return PARTY_EEXIST;
     grown = party__realloc(rt->parties, (rt->n_parties + 1) * sizeof(*grown));
     if (grown == NULL)
         return PARTY_ENOMEM;
     rt->parties = grown;
+    runtime_share(&rt->main);
     rt->parties[rt->n_parties].def = def;
     rt->parties[rt->n_parties].name = party__strdup(def->name);
     if (rt->parties[rt->n_parties].name == NULL)
         return PARTY_ENOMEM;
     rt->n_parties++;
+    runtime_share(&rt->main);
     return 0;
-}
-
-const party__party *party__runtime_find_party(party_runtime *rt, const char *name, size_t len) {
-    size_t i;
-    for (i = 0; i < rt->n_parties; i++)
-        if (strlen(rt->parties[i].name) == len && strncasecmp(rt->parties[i].name, name, len) == 0)
-            return &rt->parties[i];
-    return NULL;
-}
-
-const double party__commit_bucket_ms[PARTY__COMMIT_BUCKETS] = {0.25, 0.5, 1,   2,   5,    10,
-                                                               25,   50,  100, 250, 1000, 1e300};
-
-void party__runtime_record_commit(party_runtime *rt, uint64_t us) {
-    int i = 0;
-    while (i < PARTY__COMMIT_BUCKETS - 1 && (double)us / 1000.0 > party__commit_bucket_ms[i])
-        i++;
-    rt->commit_hist[i]++;
-    rt->commits++;
-    rt->commit_us_total += us;
 }
 
 size_t party__default_max_loaded_rooms(void) {
@@ -493,14 +538,6 @@ size_t party__default_max_conns(void) {
      * and the loop's own descriptors need files too. */
     reserve = files / 10 > 64 ? files / 10 : 64;
     return files > reserve + 16 ? files - reserve : 16;
-}
-
-int party__runtime_warning_due(party_runtime *rt, uint64_t *last) {
-    uint64_t now = uv_now(&rt->loop);
-    if (*last != 0 && now - *last < 1000)
-        return 0;
-    *last = now;
-    return 1;
 }
 
 /* ---- the data directory ---- */
@@ -616,7 +653,6 @@ static int backend_open(party_runtime *rt) {
 int party__runtime_open_data(party_runtime *rt) {
     int r, locked_now = 0;
 
-    rt = rt->main;
     if (rt->data_dir != NULL && rt->data_lock_fd < 0) {
         if ((r = data_dir_lock(rt)) != 0)
             return r;
@@ -630,8 +666,64 @@ int party__runtime_open_data(party_runtime *rt) {
     return r;
 }
 
+/* One entry of the alarm index, into the heap of the loop that owns its
+ * room (the other loops do not run yet). Out of memory stops the load: an
+ * entry left out would not wake its room until the next start. */
+typedef struct index_load {
+    party_runtime *rt;
+    size_t loaded, skipped;
+} index_load;
+
+static int file_index_entry(const char *id, const char *party, int64_t due_ms, void *arg) {
+    index_load *load = arg;
+    party_runtime *rt = load->rt;
+    size_t i;
+
+    for (i = 0; i < rt->n_parties; i++)
+        if (strcmp(rt->parties[i].name, party) == 0)
+            break;
+    if (i == rt->n_parties || strlen(id) != PARTY_ID_MAX - 1 || !party__room_id_valid(id)) {
+        load->skipped++;
+        return 0;
+    }
+    if (party__rooms_file_wake(&party__loop_of(&rt->main, id)->rooms, id, (uint32_t)i, due_ms) != 0)
+        return PARTY_ENOMEM;
+    load->loaded++;
+    return 0;
+}
+
+int party__runtime_start_rooms(party__loop_ctx *lc) {
+    party_runtime *rt = lc->rt;
+    index_load load;
+    int r;
+
+    if (lc->rooms.alarms.started)
+        return 0;
+    if (lc == &rt->main && (r = backend_open(rt)) != 0)
+        return r;
+    runtime_share(lc);
+    if (party__rooms_start(&lc->rooms) != 0)
+        return PARTY_EIO;
+    if (lc != &rt->main)
+        return 0;
+    memset(&load, 0, sizeof(load));
+    load.rt = rt;
+    r = rt->backend->ops->index_load(rt->backend, file_index_entry, &load);
+    if (r != 0) {
+        /* A room left out would not wake until the next start. */
+        party__log_error(rt, "alarm index: cannot load it: %s",
+                         r == PARTY_ENOMEM ? "out of memory" : "cannot read it");
+        return r;
+    }
+    if (load.loaded > 0 || load.skipped > 0)
+        party__log_info(rt, "alarm index: %zu rooms to wake%s", load.loaded,
+                        load.skipped ? " (some belong to parties not registered; kept on disk)"
+                                     : "");
+    return party__orphans_start(rt);
+}
+
 int party__runtime_data_lock_fd(party_runtime *rt) {
-    return rt->main->data_lock_fd;
+    return rt->data_lock_fd;
 }
 
 /* ---- listening ---- */
@@ -675,19 +767,20 @@ int party_runtime_listen(party_runtime *rt) {
     char where[INET6_ADDRSTRLEN + 16];
     int r;
 
-    if (rt->listening)
+    if (rt->main.lp.listening)
         return 0;
     /* Before the port is bound: a client that can connect finds a runtime
      * that can keep what it sends. */
     if ((r = party__runtime_open_data(rt)) != 0)
         return r;
-    if (rt->tls_ctx == NULL && (r = party__tls_init(rt)) != 0)
+    if (rt->tls_ctx == NULL && (r = party__tls_init(&rt->main.lp)) != 0)
         return r;
-    rt->accept_transport = party__tls_enabled(rt) ? &party__transport_tls : NULL;
+    rt->tls_ctx = rt->main.lp.tls_ctx;
+    rt->main.lp.accept_transport = party__tls_enabled(&rt->main.lp) ? &party__transport_tls : NULL;
     r = listen_address(rt, &addr);
     if (r != 0)
         return r;
-    r = party__listener_open(rt, (const struct sockaddr *)&addr);
+    r = party__listener_open(&rt->main.lp, (const struct sockaddr *)&addr);
     if (r != 0) {
         struct in6_addr literal;
         int named = inet_pton(AF_INET, rt->host, &literal) != 1 &&
@@ -697,12 +790,12 @@ int party_runtime_listen(party_runtime *rt) {
                          named ? rt->host : "", uv_strerror(r));
         return PARTY_EADDR;
     }
-    rt->listening = 1;
+    rt->main.lp.listening = 1;
     return 0;
 }
 
 int party_runtime_port(party_runtime *rt) {
-    return party__listener_port(rt);
+    return party__listener_port(&rt->main.lp);
 }
 
 static void on_signal(uv_signal_t *sig, int signum) {
@@ -718,45 +811,53 @@ static void close_handle(uv_handle_t *handle) {
 
 /* Everything is closed: rooms leave memory and the loop's own handles close,
  * so uv_run returns. */
-static void runtime_finish(party_runtime *rt) {
-    party__inbox_close(rt);
-    party__rooms_free_all(rt);
-    party__rooms_stop(rt);
-    party__conn_pools_free(rt);
-    party__listener_close(rt);
-    close_handle((uv_handle_t *)&rt->flush_check);
-    close_handle((uv_handle_t *)&rt->flush_prepare);
-    close_handle((uv_handle_t *)&rt->drain_idle);
-    close_handle((uv_handle_t *)&rt->stop_async);
-    if (rt->main == rt) {
-        close_handle((uv_handle_t *)&rt->sigint);
-        close_handle((uv_handle_t *)&rt->sigterm);
+static void runtime_finish(party__loop_ctx *lc) {
+    party_runtime *rt = lc->rt;
+
+    party__inbox_close(lc);
+    party__rooms_free_all(&lc->rooms);
+    party__rooms_stop(&lc->rooms);
+    if (lc == &rt->main) {
+        /* Loop 0 finishes last: every loop's rooms are gone. */
+        party__orphans_stop(rt);
+        party__backend_close(rt->backend);
+        rt->backend = lc->rooms.backend = NULL;
+        if (rt->sigint.loop != NULL) {
+            close_handle((uv_handle_t *)&rt->sigint);
+            close_handle((uv_handle_t *)&rt->sigterm);
+        }
     }
-    close_handle((uv_handle_t *)&rt->shutdown_timer);
-    close_handle((uv_handle_t *)&rt->evict_timer);
-    close_handle((uv_handle_t *)&rt->keepalive_timer);
+    party__conn_pools_free(&lc->lp);
+    party__listener_close(&lc->lp);
+    close_handle((uv_handle_t *)&lc->flush_check);
+    close_handle((uv_handle_t *)&lc->flush_prepare);
+    close_handle((uv_handle_t *)&lc->finish_idle);
+    close_handle((uv_handle_t *)&lc->stop_async);
+    close_handle((uv_handle_t *)&lc->shutdown_timer);
+    close_handle((uv_handle_t *)&lc->evict_timer);
+    close_handle((uv_handle_t *)&lc->lp.keepalive_timer);
 }
 
-/* Loop 0 finishes last: the storage backend and the TLS context it owns are
- * in use until every other loop is done. */
-static int runtime_can_finish(party_runtime *rt) {
-    return rt->stopping && rt->n_conns == 0 && !party__rooms_busy(rt) && rt->running &&
-           !rt->finished && rt->loops_running == 0;
+/* Loop 0 finishes last: the storage backend and the TLS context the
+ * runtime owns are in use until every other loop is done. */
+static int runtime_can_finish(party__loop_ctx *lc) {
+    return lc->lp.stopping && lc->lp.n_conns == 0 && !party__rooms_busy(&lc->rooms) &&
+           lc->running && !lc->lp.finished && (lc != &lc->rt->main || lc->rt->loops_running == 0);
 }
 
 /* Called from deep inside callbacks (a connection freed while its room runs
  * a batch): the rooms are freed at the top of the next loop turn, never
  * under a caller that still uses them. */
-void party__runtime_maybe_finish(party_runtime *rt) {
-    if (runtime_can_finish(rt))
-        uv_idle_start(&rt->drain_idle, on_drain_idle);
+void party__runtime_maybe_finish(party__loop_ctx *lc) {
+    if (runtime_can_finish(lc))
+        uv_idle_start(&lc->finish_idle, on_finish_idle);
 }
 
 static void on_shutdown_timeout(uv_timer_t *timer) {
-    party_runtime *rt = timer->data;
-    party__log_warn(rt, "shutdown: %zu connections did not close in time; dropping them",
-                    rt->n_conns);
-    party__conn_foreach(rt, party__conn_abort);
+    party__loop_ctx *lc = timer->data;
+    party__log_warn(&lc->lp, "shutdown: %zu connections did not close in time; dropping them",
+                    lc->lp.n_conns);
+    party__conn_foreach(&lc->lp, party__conn_abort);
 }
 
 static void stop_one(party_conn *conn) {
@@ -776,41 +877,43 @@ static void stop_one(party_conn *conn) {
     }
 }
 
-void party__runtime_begin_stop(party_runtime *rt) {
-    if (rt->stopping)
+void party__runtime_begin_stop(party__loop_ctx *lc) {
+    double timeout = lc->rt->cfg.shutdown_timeout;
+
+    if (lc->lp.stopping)
         return;
-    rt->stopping = 1;
-    if (rt == rt->main)
-        party__loops_stop(rt);
-    party__fetch_stop_all(rt);
-    party__listener_close(rt);
-    party__conn_foreach(rt, stop_one);
-    uv_timer_start(&rt->shutdown_timer, on_shutdown_timeout,
-                   rt->cfg.shutdown_timeout > 0 ? (uint64_t)(rt->cfg.shutdown_timeout * 1000.0) : 0,
-                   0);
-    uv_unref((uv_handle_t *)&rt->shutdown_timer);
-    party__runtime_maybe_finish(rt);
+    lc->lp.stopping = 1;
+    if (lc == &lc->rt->main)
+        party__loops_stop(lc->rt);
+    party__fetch_stop_all(&lc->rooms);
+    party__listener_close(&lc->lp);
+    party__conn_foreach(&lc->lp, stop_one);
+    uv_timer_start(&lc->shutdown_timer, on_shutdown_timeout,
+                   timeout > 0 ? (uint64_t)(timeout * 1000.0) : 0, 0);
+    uv_unref((uv_handle_t *)&lc->shutdown_timer);
+    party__runtime_maybe_finish(lc);
 }
 
 int party__runtime_begin(party_runtime *rt) {
     struct sigaction sa;
     int r = party__runtime_open_data(rt);
     if (r == 0)
-        r = party__rooms_start(rt);
+        r = party__runtime_start_rooms(&rt->main);
     if (r != 0)
         return r;
     /* A peer that vanishes mid-write must give EPIPE, not kill the process. */
     if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
         signal(SIGPIPE, SIG_IGN);
-    rt->loop_thread = uv_thread_self();
-    rt->running = 1;
+    rt->main.loop_thread = uv_thread_self();
+    rt->main.running = 1;
     return 0;
 }
 
 void party__runtime_advance(party_runtime *rt, uint64_t ms) {
-    rt->virtual_now += ms;
-    party__rooms_fire_due(rt);
-    party__room_evict_idle(rt, party__runtime_now(rt));
+    party__loop_ctx *lc = &rt->main;
+    lc->lp.virtual_now += ms;
+    party__rooms_fire_due(&lc->rooms);
+    party__room_evict_idle(&lc->rooms, party__loop_now(&lc->lp));
 }
 
 /* How many loops: the configured count, or one per core. */
@@ -824,7 +927,7 @@ static unsigned loops_wanted(const party_runtime *rt) {
 int party_runtime_run(party_runtime *rt) {
     int r;
 
-    if (rt->running)
+    if (rt->main.running)
         return PARTY_ESTATE;
     rt->n_loops = loops_wanted(rt);
     r = party_runtime_listen(rt);
@@ -833,27 +936,27 @@ int party_runtime_run(party_runtime *rt) {
     if (r == 0 && rt->n_loops > 1)
         r = party__loops_create(rt);
     if (r == 0)
-        r = party__rooms_start(rt);
+        r = party__runtime_start_rooms(&rt->main);
     if (r != 0) {
         party__loops_free(rt);
         return r;
     }
     uv_signal_start(&rt->sigint, on_signal, SIGINT);
     uv_signal_start(&rt->sigterm, on_signal, SIGTERM);
-    uv_ref((uv_handle_t *)&rt->stop_async);
-    party__runtime_start_timers(rt);
+    uv_ref((uv_handle_t *)&rt->main.stop_async);
+    party__runtime_start_timers(&rt->main);
     (void)party__runtime_begin(rt); /* its one failure was checked above */
     party__loops_run(rt);
     {
         char where[INET6_ADDRSTRLEN + 16];
-        party__listener_address(rt, where, sizeof(where));
+        party__listener_address(&rt->main.lp, where, sizeof(where));
         party__log_info(rt, "listening on %s://%s (prefix /%s/, %u event loop%s)",
-                        party__tls_enabled(rt) ? "https" : "http", where, rt->prefix, rt->n_loops,
-                        rt->n_loops == 1 ? "" : "s");
+                        party__tls_enabled(&rt->main.lp) ? "https" : "http", where, rt->prefix,
+                        rt->n_loops, rt->n_loops == 1 ? "" : "s");
     }
-    uv_run(&rt->loop, UV_RUN_DEFAULT);
+    uv_run(&rt->main.lp.loop, UV_RUN_DEFAULT);
     party__loops_free(rt);
-    rt->running = 0;
+    rt->main.running = 0;
     party__log_info(rt, "stopped");
     return 0;
 }
@@ -862,32 +965,44 @@ void party_runtime_stop(party_runtime *rt) {
     uv_thread_t self = uv_thread_self();
     if (rt == NULL)
         return;
-    if (rt->running && uv_thread_equal(&self, &rt->loop_thread))
-        party__runtime_begin_stop(rt);
+    if (rt->main.running && uv_thread_equal(&self, &rt->main.loop_thread))
+        party__runtime_begin_stop(&rt->main);
     else
-        uv_async_send(&rt->stop_async); /* lands on the loop, also before run */
+        uv_async_send(&rt->main.stop_async); /* lands on the loop, also before run */
+}
+
+/* Frees what a loop's context holds once its loop has stopped: only
+ * closes still pending remain. */
+static void loop_ctx_free(party__loop_ctx *lc) {
+    if (lc->lp.loop.data == NULL)
+        return; /* its loop never started */
+    runtime_finish(lc);
+    uv_run(&lc->lp.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&lc->lp.loop);
+    party__slabs_free(lc->lp.conn_slabs);
+    party__rooms_free(&lc->rooms);
+    party__loop_free(&lc->lp);
+    party__conn_slots_free(&lc->lp);
+    party__inbox_free(lc);
 }
 
 void party_runtime_free(party_runtime *rt) {
+    party__loop_ctx *lc;
     size_t i;
 
     if (rt == NULL)
         return;
-    party__fetch_stop_all(rt);
-    party__conn_foreach(rt, party__conn_abort);
+    lc = &rt->main;
+    party__fetch_stop_all(&lc->rooms);
+    party__conn_foreach(&lc->lp, party__conn_abort);
     /* Store work on worker threads finishes before the stores close. */
-    while (party__rooms_busy(rt) || rt->ready_head != NULL)
-        uv_run(&rt->loop, UV_RUN_ONCE);
-    runtime_finish(rt);
-    uv_run(&rt->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&rt->loop);
-    party__slabs_free(rt->conn_slabs);
-    party__slabs_free(rt->room_slabs);
+    while (party__rooms_busy(&lc->rooms) || lc->rooms.ready_head != NULL)
+        uv_run(&lc->lp.loop, UV_RUN_ONCE);
+    loop_ctx_free(lc);
+    party__tls_cleanup(&lc->lp); /* the runtime's context with loop 0's buffer */
     for (i = 0; i < rt->n_parties; i++)
         party__free(rt->parties[i].name);
     party__free(rt->parties);
-    party__free(rt->rooms);
-    loop_buffers_free(rt);
     party__free(rt->host);
     party__free(rt->prefix);
     party__free(rt->data_dir);
@@ -896,11 +1011,8 @@ void party_runtime_free(party_runtime *rt) {
     party__free(rt->ops_prefix);
     party__free(rt->admin_token);
     party__free(rt->static_dir);
-    party__tls_cleanup(rt);
-    party__conn_slots_free(rt);
     party__free(rt->tls_cert);
     party__free(rt->tls_key);
-    party__inbox_free(rt);
     /* Last: the data directory is this runtime's until everything in it
      * is closed. */
     if (rt->data_lock_fd >= 0)
@@ -908,29 +1020,19 @@ void party_runtime_free(party_runtime *rt) {
     party__free(rt);
 }
 
-void party__runtime_free_loop(party_runtime *rt) {
-    /* Its thread has ended its loop: only closes still pending remain. */
-    runtime_finish(rt);
-    uv_run(&rt->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&rt->loop);
-    party__slabs_free(rt->conn_slabs);
-    party__slabs_free(rt->room_slabs);
-    party__free(rt->rooms);
-    loop_buffers_free(rt);
-    party__tls_cleanup_loop(rt);
-    party__conn_slots_free(rt);
-    party__inbox_free(rt);
-    party__free(rt);
+void party__runtime_free_loop(party__loop_ctx *lc) {
+    loop_ctx_free(lc);
+    party__tls_cleanup_loop(&lc->lp);
+    party__free(lc);
 }
 
 size_t party__runtime_conns(party_runtime *rt) {
-    party_runtime *main = rt->main;
     size_t n = 0;
     unsigned i;
 
-    if (main->n_loops <= 1 || main->loops == NULL)
-        return rt->n_conns;
-    for (i = 0; i < main->n_loops; i++)
-        n += __atomic_load_n(&main->loops[i]->n_conns, __ATOMIC_RELAXED);
+    if (rt->n_loops <= 1 || rt->loops == NULL)
+        return rt->main.lp.n_conns;
+    for (i = 0; i < rt->n_loops; i++)
+        n += __atomic_load_n(&rt->loops[i]->lp.n_conns, __ATOMIC_RELAXED);
     return n;
 }

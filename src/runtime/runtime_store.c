@@ -9,7 +9,6 @@
 int party__runtime_set_store(party_runtime *rt, const char *store, const char *node) {
     char *store_copy = NULL, *node_copy = NULL;
 
-    rt = rt->main;
     if (rt->backend != NULL)
         return PARTY_ESTATE;
     if (store != NULL && store[0] != '\0' && !party__store_is_pg(store))

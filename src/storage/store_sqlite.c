@@ -1,10 +1,17 @@
 /* store_sqlite: the SQLite backend of the storage seam (storage.h), and
- * the only file of partyd that speaks SQLite. Every room is an own-file
- * room: one WAL database at <data>/rooms/<id[0..2]>/<id>.db holding the
- * user's key-value table, the runtime's records and the tables the party
- * makes itself. The alarm index is <data>/alarms.db, one connection shared
- * by the worker threads under a mutex. Each file records its format
- * version in _party_format. */
+ * the only file of partyd that speaks SQLite. A room's records are rows
+ * keyed by its id in one of a fixed number of shared WAL files,
+ * <data>/rooms-<k>.db (its shard: a hash of the id, k < the count recorded
+ * when the data directory was made). A loaded shared room holds no handle:
+ * its open batch is a write set in memory (write_set.h), its reads see the
+ * committed rows through a small pool of read connections per shard, and
+ * commit_batch writes the rooms of one shard in one transaction. A room
+ * that opens its own database (party_room_db) moves its records into
+ * <data>/rooms/<id[0..2]>/<id>.db in one crash-safe step and is served
+ * from that file from then on, like the per-room files of earlier
+ * partyds. The alarm index is <data>/alarms.db, one connection shared by
+ * the worker threads under a mutex. Each file records its format version
+ * in _party_format. */
 #include "storage.h"
 
 #include <errno.h>
@@ -21,18 +28,28 @@
 
 #include "utf8.h"
 #include "alloc.h"
+#include "write_set.h"
 
 /* ---- format versions ---- */
 
 /* The version of the files this partyd writes. Version 0 is a file from
- * before versions were recorded: the same tables, no _party_format. */
-#define FORMAT_VERSION 1
+ * before versions were recorded: the same tables, no _party_format.
+ * Version 2 brought the shared files; an earlier partyd refuses a data
+ * directory that has them (its alarms.db is version 2). */
+#define FORMAT_VERSION 2
+
+/* Shards of a new data directory. Commits to different shards run in
+ * parallel (one writer each); each shard costs a few descriptors. */
+#define SHARDS_NEW 4
+#define SHARDS_MAX 256
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
 
 #define FORMAT_TABLE                                                                               \
     "CREATE TABLE IF NOT EXISTS _party_format (k INTEGER PRIMARY KEY CHECK (k = 1),"               \
     " version INTEGER NOT NULL);"
 
-/* room_steps[v] brings a room's file from version v to v + 1 (a new file
+/* room_steps[v] brings an own file from version v to v + 1 (a new file
  * starts at 0: the steps make its tables). */
 static const char *const room_steps[FORMAT_VERSION] = {
     "CREATE TABLE IF NOT EXISTS _party_kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL)"
@@ -45,12 +62,38 @@ static const char *const room_steps[FORMAT_VERSION] = {
     " payload BLOB NOT NULL, kind INTEGER NOT NULL, interval_ms INTEGER NOT NULL, cron TEXT,"
     " next_ms INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS _party_schedules_next ON _party_schedules (next_ms);" FORMAT_TABLE,
+    /* An own file's tables did not change. */
+    "",
 };
 
-/* index_steps[v]: the same for the alarm index. */
+/* index_steps[v]: the same for the alarm index, which also records how
+ * many shards the data directory has (a directory of version 1 had none:
+ * it gets the count of a new one). */
 static const char *const index_steps[FORMAT_VERSION] = {
     "CREATE TABLE IF NOT EXISTS alarm_index (room_id TEXT PRIMARY KEY NOT NULL,"
     " party TEXT NOT NULL, due_ms INTEGER NOT NULL) WITHOUT ROWID;" FORMAT_TABLE,
+    "CREATE TABLE IF NOT EXISTS _party_layout (k INTEGER PRIMARY KEY CHECK (k = 1),"
+    " shards INTEGER NOT NULL);"
+    "INSERT OR IGNORE INTO _party_layout (k, shards) VALUES (1, " STRINGIFY(SHARDS_NEW) ");",
+};
+
+/* shard_steps[v]: a shared file. The same records as an own file's, each
+ * keyed by room id, and _party_rooms: every room with records here (own
+ * 0), or whose records moved to its own file (own 1). */
+static const char *const shard_steps[FORMAT_VERSION] = {
+    "",
+    "CREATE TABLE IF NOT EXISTS _party_rooms (room_id TEXT PRIMARY KEY NOT NULL,"
+    " party TEXT NOT NULL, own INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS _party_kv (room_id TEXT NOT NULL, key TEXT NOT NULL,"
+    " value BLOB NOT NULL, PRIMARY KEY (room_id, key)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS _party_meta (room_id TEXT NOT NULL, key TEXT NOT NULL,"
+    " value TEXT NOT NULL, PRIMARY KEY (room_id, key)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS _party_alarm (room_id TEXT PRIMARY KEY NOT NULL,"
+    " at_ms INTEGER NOT NULL, retries INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS _party_schedules (room_id TEXT NOT NULL, id TEXT NOT NULL,"
+    " name TEXT NOT NULL, payload BLOB NOT NULL, kind INTEGER NOT NULL,"
+    " interval_ms INTEGER NOT NULL, cron TEXT, next_ms INTEGER NOT NULL,"
+    " PRIMARY KEY (room_id, id)) WITHOUT ROWID;" FORMAT_TABLE,
 };
 
 /* The file's format version into *version (0: none recorded). */
@@ -125,10 +168,38 @@ static int format_check(sqlite3 *db, const char *const *steps, const char *what,
 
 /* ---- the backend ---- */
 
+/* A read connection of a shard, with its statements. Used by one thread
+ * at a time: taken from the shard's pool for one read op (a visitor that
+ * reads again takes another). */
+typedef struct reader {
+    struct reader *next;
+    sqlite3 *db;
+    sqlite3_stmt *room_get, *kv_get, *kv_list, *kv_range, *meta_get, *meta_list, *meta_range;
+    sqlite3_stmt *alarm_get, *sched_min, *sched_due, *sched_one;
+} reader;
+
+/* One shared file. The writer is used under write_mutex, by commits and
+ * moves; readers are pooled under read_mutex, so that no read waits for
+ * a commit's fsync. */
+typedef struct shard {
+    char path[4096]; /* for messages; the URI of an in-memory shard */
+    uv_mutex_t write_mutex, read_mutex;
+    int mutexes;
+    sqlite3 *writer;
+    sqlite3_stmt *begin, *commit, *rollback, *savepoint, *release, *rollback_to;
+    sqlite3_stmt *room_put, *room_own, *kv_put, *kv_delete, *kv_clear, *meta_put, *meta_delete;
+    sqlite3_stmt *meta_clear, *alarm_put, *alarm_delete, *sched_put, *sched_delete, *sched_next;
+    sqlite3_stmt *sched_clear;
+    reader *idle; /* readers not in use */
+    size_t readers;
+} shard;
+
 typedef struct sqlite_backend {
     party__backend base;
     char *data_dir; /* NULL: in memory */
     int durability_full;
+    unsigned n_shards;
+    shard *shards;
     /* The alarm index: one connection for every worker thread, and its
      * statements, prepared once and run under index_mutex. With
      * durability full, sync_off and sync_on bracket the writes that need
@@ -140,12 +211,15 @@ typedef struct sqlite_backend {
     sqlite3_stmt *sync_off, *sync_on;
 } sqlite_backend;
 
-/* One loaded room. */
+/* One loaded room: shared (db NULL: its open batch is ws) or own-file
+ * (db: its file, with the open batch a transaction in it). */
 typedef struct sqlite_room {
     party__room_store base;
     sqlite_backend *backend;
     const char *party;
     char id[PARTY_ID_MAX];
+    shard *shard;
+    party__write_set ws;
     sqlite3 *db;
     sqlite3_stmt *begin, *commit, *rollback;
     sqlite3_stmt *kv_put, *kv_get, *kv_delete;
@@ -153,6 +227,10 @@ typedef struct sqlite_room {
     int begun; /* BEGIN ran since the last commit or rollback */
     int lost;  /* ... and that transaction ended by itself, then BEGIN ran again */
     int wrote; /* ... and one of the record ops wrote in it */
+    /* A shared room's write that could not be recorded (out of memory, or
+     * a read it needed failed): the batch must fail, as a transaction
+     * SQLite rolled back does, not commit without it. */
+    int broken;
 } sqlite_room;
 
 static const party__store_ops sqlite_ops;
@@ -166,6 +244,16 @@ static int make_dir(const char *path) {
     return mkdir(path, 0755) == 0 || errno == EEXIST ? 0 : -1;
 }
 
+/* Makes a directory's entries durable (a file created in it). */
+static int sync_dir(const char *path) {
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r;
+    if (fd < 0)
+        return -1;
+    r = fsync(fd);
+    close(fd);
+    return r;
+}
+
 /* Runs a prepared statement that returns no rows to its end, then resets
  * it and clears its bindings for the next run: 0 or PARTY_EIO. */
 static int step_done(sqlite3_stmt *stmt) {
@@ -175,9 +263,19 @@ static int step_done(sqlite3_stmt *stmt) {
     return rc == SQLITE_DONE ? 0 : PARTY_EIO;
 }
 
+/* Resets a statement that returned rows, for its next run. */
+static void done_with(sqlite3_stmt *stmt) {
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+}
+
 static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **stmt) {
     return sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, stmt, NULL) == SQLITE_OK ? 0
                                                                                                : -1;
+}
+
+static int sqlite_code_error(int rc) {
+    return (rc & 0xff) == SQLITE_NOMEM ? PARTY_ENOMEM : PARTY_EIO;
 }
 
 /* SQLite's page cache starts each database with one block of room for 20
@@ -195,6 +293,317 @@ void party__store_configure(void) {
     pthread_once(&once, configure_once);
 }
 
+/* Opens path (a file, or an in-memory URI) in WAL mode with the
+ * durability asked, and a page cache of cache_kib. 0 or an SQLite code
+ * (then *db may be set, for its message: the caller closes it). */
+static int connection_open(const char *path, int create, int durability_full, int cache_kib,
+                           sqlite3 **db) {
+    char pragma[64];
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI, rc;
+
+    if (create)
+        flags |= SQLITE_OPEN_CREATE;
+    *db = NULL;
+    rc = sqlite3_open_v2(path, db, flags, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_busy_timeout(*db, 5000);
+    /* Rooms' files are many and small: SQLite's per-connection defaults
+     * (120 KB of lookaside, a 2 MB page cache) would make a thousand of
+     * them cost hundreds of megabytes. */
+    sqlite3_db_config(*db, SQLITE_DBCONFIG_LOOKASIDE, NULL, 128, 32);
+    snprintf(pragma, sizeof(pragma), "PRAGMA cache_size=-%d", cache_kib);
+    sqlite3_exec(*db, pragma, NULL, NULL, NULL);
+    /* synchronous first: switching a new file to WAL under the default
+     * setting would cost extra syncs even in NORMAL mode. An in-memory
+     * database keeps its own journal mode. */
+    rc =
+        sqlite3_exec(*db, durability_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+                     NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(*db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+    return rc;
+}
+
+/* ---- shards ---- */
+
+/* The shard of a room: a hash of its id (FNV-1a), so that any id spreads. */
+static shard *shard_of(sqlite_backend *be, const char *room_id) {
+    uint32_t h = 2166136261u;
+    const unsigned char *p;
+    for (p = (const unsigned char *)room_id; *p != '\0'; p++)
+        h = (h ^ *p) * 16777619u;
+    return &be->shards[h % be->n_shards];
+}
+
+static void reader_close(reader *rd) {
+    sqlite3_stmt **stmts[] = {&rd->room_get,  &rd->kv_get,    &rd->kv_list,    &rd->kv_range,
+                              &rd->meta_get,  &rd->meta_list, &rd->meta_range, &rd->alarm_get,
+                              &rd->sched_min, &rd->sched_due, &rd->sched_one};
+    size_t i;
+    if (rd == NULL)
+        return;
+    for (i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
+        sqlite3_finalize(*stmts[i]);
+    sqlite3_close(rd->db);
+    party__free(rd);
+}
+
+static reader *reader_open(shard *sh, int durability_full) {
+    reader *rd = party__calloc(1, sizeof(*rd));
+    sqlite3 *db;
+    if (rd == NULL)
+        return NULL;
+    if (connection_open(sh->path, 0, durability_full, 256, &rd->db) != SQLITE_OK) {
+        reader_close(rd);
+        return NULL;
+    }
+    db = rd->db;
+    sqlite3_exec(db, "PRAGMA query_only=1", NULL, NULL, NULL);
+    if (prepare(db, "SELECT own FROM _party_rooms WHERE room_id = ?1", &rd->room_get) ||
+        prepare(db, "SELECT value FROM _party_kv WHERE room_id = ?1 AND key = ?2", &rd->kv_get) ||
+        prepare(db, "SELECT key, value FROM _party_kv WHERE room_id = ?1 ORDER BY key",
+                &rd->kv_list) ||
+        prepare(db,
+                "SELECT key, value FROM _party_kv WHERE room_id = ?1 AND key >= ?2 AND key < ?3"
+                " ORDER BY key",
+                &rd->kv_range) ||
+        prepare(db, "SELECT value FROM _party_meta WHERE room_id = ?1 AND key = ?2",
+                &rd->meta_get) ||
+        prepare(db, "SELECT key, value FROM _party_meta WHERE room_id = ?1 ORDER BY key",
+                &rd->meta_list) ||
+        prepare(db,
+                "SELECT key, value FROM _party_meta WHERE room_id = ?1 AND key >= ?2 AND key < ?3"
+                " ORDER BY key",
+                &rd->meta_range) ||
+        prepare(db, "SELECT at_ms, retries FROM _party_alarm WHERE room_id = ?1", &rd->alarm_get) ||
+        prepare(db, "SELECT min(next_ms) FROM _party_schedules WHERE room_id = ?1",
+                &rd->sched_min) ||
+        prepare(db,
+                "SELECT id, name, payload, kind, interval_ms, cron, next_ms FROM _party_schedules"
+                " WHERE room_id = ?1 AND next_ms <= ?2 ORDER BY next_ms, id",
+                &rd->sched_due) ||
+        prepare(db,
+                "SELECT id, name, payload, kind, interval_ms, cron, next_ms FROM _party_schedules"
+                " WHERE room_id = ?1 AND id = ?2",
+                &rd->sched_one)) {
+        reader_close(rd);
+        return NULL;
+    }
+    return rd;
+}
+
+/* A read connection of the shard, for one op: NULL when none can be
+ * opened. Give it back with reader_put. */
+static reader *reader_get(sqlite_backend *be, shard *sh) {
+    reader *rd;
+    uv_mutex_lock(&sh->read_mutex);
+    rd = sh->idle;
+    if (rd != NULL) {
+        sh->idle = rd->next;
+        uv_mutex_unlock(&sh->read_mutex);
+        return rd;
+    }
+    /* Opened under the lock: rare (the pool grows to the number of
+     * threads reading at once), and the count stays exact. */
+    rd = reader_open(sh, be->durability_full);
+    if (rd != NULL)
+        sh->readers++;
+    uv_mutex_unlock(&sh->read_mutex);
+    return rd;
+}
+
+static void reader_put(shard *sh, reader *rd) {
+    uv_mutex_lock(&sh->read_mutex);
+    rd->next = sh->idle;
+    sh->idle = rd;
+    uv_mutex_unlock(&sh->read_mutex);
+}
+
+static void shard_close(shard *sh) {
+    sqlite3_stmt **stmts[] = {
+        &sh->begin,        &sh->commit,    &sh->rollback,     &sh->savepoint,  &sh->release,
+        &sh->rollback_to,  &sh->room_put,  &sh->room_own,     &sh->kv_put,     &sh->kv_delete,
+        &sh->kv_clear,     &sh->meta_put,  &sh->meta_delete,  &sh->meta_clear, &sh->alarm_put,
+        &sh->alarm_delete, &sh->sched_put, &sh->sched_delete, &sh->sched_next, &sh->sched_clear};
+    size_t i;
+    while (sh->idle != NULL) {
+        reader *rd = sh->idle;
+        sh->idle = rd->next;
+        reader_close(rd);
+    }
+    for (i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
+        sqlite3_finalize(*stmts[i]);
+    sqlite3_close(sh->writer);
+    if (sh->mutexes) {
+        uv_mutex_destroy(&sh->write_mutex);
+        uv_mutex_destroy(&sh->read_mutex);
+    }
+}
+
+static int shard_statements_prepare(shard *sh) {
+    sqlite3 *db = sh->writer;
+    return prepare(db, "BEGIN IMMEDIATE", &sh->begin) || prepare(db, "COMMIT", &sh->commit) ||
+           prepare(db, "ROLLBACK", &sh->rollback) ||
+           prepare(db, "SAVEPOINT room", &sh->savepoint) ||
+           prepare(db, "RELEASE room", &sh->release) ||
+           prepare(db, "ROLLBACK TO room", &sh->rollback_to) ||
+           prepare(db,
+                   "INSERT INTO _party_rooms (room_id, party, own) VALUES (?1, ?2, 0)"
+                   " ON CONFLICT (room_id) DO NOTHING",
+                   &sh->room_put) ||
+           prepare(db,
+                   "INSERT INTO _party_rooms (room_id, party, own) VALUES (?1, ?2, 1)"
+                   " ON CONFLICT (room_id) DO UPDATE SET own = 1",
+                   &sh->room_own) ||
+           prepare(db,
+                   "INSERT INTO _party_kv (room_id, key, value) VALUES (?1, ?2, ?3)"
+                   " ON CONFLICT (room_id, key) DO UPDATE SET value = excluded.value",
+                   &sh->kv_put) ||
+           prepare(db, "DELETE FROM _party_kv WHERE room_id = ?1 AND key = ?2", &sh->kv_delete) ||
+           prepare(db, "DELETE FROM _party_kv WHERE room_id = ?1", &sh->kv_clear) ||
+           prepare(db,
+                   "INSERT INTO _party_meta (room_id, key, value) VALUES (?1, ?2, ?3)"
+                   " ON CONFLICT (room_id, key) DO UPDATE SET value = excluded.value",
+                   &sh->meta_put) ||
+           prepare(db, "DELETE FROM _party_meta WHERE room_id = ?1 AND key = ?2",
+                   &sh->meta_delete) ||
+           prepare(db, "DELETE FROM _party_meta WHERE room_id = ?1", &sh->meta_clear) ||
+           prepare(db,
+                   "INSERT INTO _party_alarm (room_id, at_ms, retries) VALUES (?1, ?2, ?3)"
+                   " ON CONFLICT (room_id) DO UPDATE SET at_ms = excluded.at_ms,"
+                   " retries = excluded.retries",
+                   &sh->alarm_put) ||
+           prepare(db, "DELETE FROM _party_alarm WHERE room_id = ?1", &sh->alarm_delete) ||
+           prepare(db,
+                   "INSERT OR REPLACE INTO _party_schedules (room_id, id, name, payload, kind,"
+                   " interval_ms, cron, next_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                   &sh->sched_put) ||
+           prepare(db, "DELETE FROM _party_schedules WHERE room_id = ?1 AND id = ?2",
+                   &sh->sched_delete) ||
+           prepare(db, "UPDATE _party_schedules SET next_ms = ?3 WHERE room_id = ?1 AND id = ?2",
+                   &sh->sched_next) ||
+           prepare(db, "DELETE FROM _party_schedules WHERE room_id = ?1", &sh->sched_clear);
+}
+
+/* Opens shard k: its writer (making the file and its tables if new, the
+ * format checked) and a first reader. */
+static int shard_open(sqlite_backend *be, unsigned k, char *why, size_t why_len) {
+    shard *sh = &be->shards[k];
+    char layout[256];
+    reader *rd;
+    int rc;
+
+    if (be->data_dir != NULL)
+        snprintf(sh->path, sizeof(sh->path), "%s/rooms-%u.db", be->data_dir, k);
+    else
+        /* Named in-memory databases are shared by the connections of this
+         * process that open the same name (SQLite's memdb). */
+        snprintf(sh->path, sizeof(sh->path), "file:/partyd-%p-%u?vfs=memdb", (void *)be, k);
+    if (uv_mutex_init(&sh->write_mutex) != 0) {
+        snprintf(why, why_len, "out of memory");
+        return PARTY_ENOMEM;
+    }
+    if (uv_mutex_init(&sh->read_mutex) != 0) {
+        uv_mutex_destroy(&sh->write_mutex);
+        snprintf(why, why_len, "out of memory");
+        return PARTY_ENOMEM;
+    }
+    sh->mutexes = 1;
+    rc = connection_open(sh->path, 1, be->durability_full, 1024, &sh->writer);
+    if (rc != SQLITE_OK) {
+        int code = rc & 0xff;
+        int sys_errno = sh->writer != NULL && (code == SQLITE_CANTOPEN || code == SQLITE_IOERR)
+                            ? sqlite3_system_errno(sh->writer)
+                            : 0;
+        snprintf(why, why_len, "%s: %s", sh->path,
+                 sys_errno != 0       ? strerror(sys_errno)
+                 : sh->writer != NULL ? sqlite3_errmsg(sh->writer)
+                                      : sqlite3_errstr(rc));
+        return sqlite_code_error(rc);
+    }
+    if (format_check(sh->writer, shard_steps, "", sh->path, why, why_len) != 0)
+        return PARTY_EIO;
+    /* The shared files record the shard count too: it outlives a lost
+     * alarms.db (see shards_check). */
+    snprintf(layout, sizeof(layout),
+             "CREATE TABLE IF NOT EXISTS _party_layout (k INTEGER PRIMARY KEY CHECK (k = 1),"
+             " shards INTEGER NOT NULL);"
+             "INSERT OR IGNORE INTO _party_layout (k, shards) VALUES (1, %u)",
+             be->n_shards);
+    if (sqlite3_exec(sh->writer, layout, NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(why, why_len, "%s: %s", sh->path, sqlite3_errmsg(sh->writer));
+        return PARTY_EIO;
+    }
+    if (shard_statements_prepare(sh) != 0) {
+        snprintf(why, why_len, "%s: %s", sh->path, sqlite3_errmsg(sh->writer));
+        return PARTY_EIO;
+    }
+    rd = reader_get(be, sh);
+    if (rd == NULL) {
+        snprintf(why, why_len, "%s: cannot open a read connection", sh->path);
+        return PARTY_EIO;
+    }
+    reader_put(sh, rd);
+    return 0;
+}
+
+/* The shard count the alarm index records. */
+static int shards_read(sqlite_backend *be, char *why, size_t why_len) {
+    sqlite3_stmt *stmt = NULL;
+    int n = 0;
+    if (sqlite3_prepare_v2(be->index, "SELECT shards FROM _party_layout WHERE k = 1", -1, &stmt,
+                           NULL) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW)
+        n = sqlite3_column_int(stmt, 0);
+    sqlite3_finalize(stmt);
+    if (n < 1 || n > SHARDS_MAX) {
+        snprintf(why, why_len, "alarm index: no valid shard count (%d)", n);
+        return PARTY_EIO;
+    }
+    be->n_shards = (unsigned)n;
+    return 0;
+}
+
+/* Checks the shard count of the alarm index against the one the first
+ * shared file records. A new index (alarms.db lost, or never made while
+ * the shared files were) takes the files' count: a room read from the
+ * wrong shard would look new. Otherwise they must agree. */
+static int shards_check(sqlite_backend *be, int index_new, const char *index_path, char *why,
+                        size_t why_len) {
+    char path[4096], sql[96];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *stmt = NULL;
+    struct stat st;
+    int n = 0;
+
+    snprintf(path, sizeof(path), "%s/rooms-0.db", be->data_dir);
+    if (stat(path, &st) != 0)
+        return 0; /* no shared file yet */
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "SELECT shards FROM _party_layout WHERE k = 1", -1, &stmt, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW)
+        n = sqlite3_column_int(stmt, 0);
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    if (n == 0 || (unsigned)n == be->n_shards)
+        return 0;
+    if (n < 1 || n > SHARDS_MAX || !index_new) {
+        snprintf(why, why_len,
+                 "data directory %s: %s records %u shared files, %s %d: restore the alarm index"
+                 " that belongs with them, or remove it (it is rebuilt from the files' count)",
+                 be->data_dir, index_path, be->n_shards, path, n);
+        return PARTY_EIO;
+    }
+    snprintf(sql, sizeof(sql), "UPDATE _party_layout SET shards = %d WHERE k = 1", n);
+    if (sqlite3_exec(be->index, sql, NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(why, why_len, "alarm index %s: %s", index_path, sqlite3_errmsg(be->index));
+        return PARTY_EIO;
+    }
+    be->n_shards = (unsigned)n;
+    return 0;
+}
 static void index_statements_finalize(sqlite_backend *be) {
     sqlite3_stmt **stmts[] = {&be->index_begin, &be->index_commit, &be->index_rollback,
                               &be->index_lower, &be->index_set,    &be->index_delete,
@@ -230,8 +639,12 @@ static int index_statements_prepare(sqlite_backend *be) {
 
 static void sqlite_close(party__backend *be_) {
     sqlite_backend *be = (sqlite_backend *)be_;
+    unsigned k;
     if (be == NULL)
         return;
+    for (k = 0; be->shards != NULL && k < be->n_shards; k++)
+        shard_close(&be->shards[k]);
+    party__free(be->shards);
     index_statements_finalize(be);
     sqlite3_close(be->index);
     uv_mutex_destroy(&be->index_mutex);
@@ -244,6 +657,7 @@ static int sqlite_open(const party__backend_config *cfg, party__backend **out, c
     sqlite_backend *be = party__calloc(1, sizeof(*be));
     char path[4096];
     int rc, existed = 1;
+    unsigned k;
 
     *out = NULL;
     if (be == NULL || uv_mutex_init(&be->index_mutex) != 0) {
@@ -323,6 +737,24 @@ static int sqlite_open(const party__backend_config *cfg, party__backend **out, c
         sqlite_close(&be->base);
         return PARTY_EIO;
     }
+    if (shards_read(be, why, why_len) != 0 ||
+        (be->data_dir != NULL && shards_check(be, !existed, path, why, why_len) != 0)) {
+        sqlite_close(&be->base);
+        return PARTY_EIO;
+    }
+    be->shards = party__calloc(be->n_shards, sizeof(*be->shards));
+    if (be->shards == NULL) {
+        snprintf(why, why_len, "out of memory");
+        sqlite_close(&be->base);
+        return PARTY_ENOMEM;
+    }
+    for (k = 0; k < be->n_shards; k++) {
+        rc = shard_open(be, k, why, why_len);
+        if (rc != 0) {
+            sqlite_close(&be->base);
+            return rc;
+        }
+    }
     *out = &be->base;
     return 0;
 }
@@ -339,12 +771,12 @@ static void sqlite_release(party__backend *be, party__store_req *req) {
     req->done(req, 0);
 }
 
-/* ---- loading a room ---- */
+/* ---- an own-file room ---- */
 
 /* SQLite says "unable to open database file" whatever the cause: the OS
  * error comes first when SQLite has one (a long path may fill the rest),
- * and when it is the process's open-file limit (a loaded room holds 3
- * files), the limit is named, since raising it is the fix. */
+ * and when it is the process's open-file limit (a loaded own-file room
+ * holds 3 files), the limit is named, since raising it is the fix. */
 static void describe_open_failure(sqlite_room *s, const char *path, char *why, size_t why_len) {
     int code = s->db != NULL ? sqlite3_errcode(s->db) & 0xff : 0;
     /* The system errno is the failed call's only for these two. */
@@ -364,7 +796,8 @@ static void describe_open_failure(sqlite_room *s, const char *path, char *why, s
 
     if ((sys_errno == EMFILE || sys_errno == ENFILE) && getrlimit(RLIMIT_NOFILE, &lim) == 0) {
         snprintf(why, why_len,
-                 "%s (open-file limit %llu; a loaded room holds 3 files, a connection 1:"
+                 "%s (open-file limit %llu; a room with its own file holds 3 while loaded, a "
+                 "connection 1:"
                  " raise the limit or lower --max-conns): %s: %s",
                  strerror(sys_errno), (unsigned long long)lim.rlim_cur, path,
                  sqlite3_errmsg(s->db));
@@ -377,120 +810,7 @@ static void describe_open_failure(sqlite_room *s, const char *path, char *why, s
     snprintf(why, why_len, "%s: %s", path, s->db != NULL ? sqlite3_errmsg(s->db) : "cannot open");
 }
 
-static void sqlite_unload(party__room_store *rs) {
-    sqlite_room *s = (sqlite_room *)rs;
-    if (s == NULL)
-        return;
-    if (s->db != NULL && !sqlite3_get_autocommit(s->db))
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-    sqlite3_finalize(s->begin);
-    sqlite3_finalize(s->commit);
-    sqlite3_finalize(s->rollback);
-    sqlite3_finalize(s->kv_put);
-    sqlite3_finalize(s->kv_get);
-    sqlite3_finalize(s->kv_delete);
-    sqlite3_finalize(s->meta_put);
-    sqlite3_finalize(s->meta_get);
-    sqlite3_close_v2(s->db);
-    party__free(s);
-}
-
-static int room_alarm_get(party__room_store *rs, int64_t *at_ms, int *retries);
-static int room_sched_earliest(party__room_store *rs, int64_t *next_ms);
-
-static int sqlite_load(party__backend *be_, const char *room_id, const char *party,
-                       party__room_store **out, party__room_loaded *loaded, char *why,
-                       size_t why_len) {
-    sqlite_backend *be = (sqlite_backend *)be_;
-    char path[4096];
-    sqlite_room *s;
-    int rc;
-
-    *out = NULL;
-    memset(loaded, 0, sizeof(*loaded));
-    s = party__calloc(1, sizeof(*s));
-    if (s == NULL) {
-        snprintf(why, why_len, "out of memory");
-        return PARTY_ENOMEM;
-    }
-    s->base.ops = &sqlite_ops;
-    s->backend = be;
-    s->party = party;
-    snprintf(s->id, sizeof(s->id), "%s", room_id);
-    if (be->data_dir != NULL) {
-        char dir[4096];
-        snprintf(dir, sizeof(dir), "%s/rooms", be->data_dir);
-        if (make_dir(be->data_dir) != 0 || make_dir(dir) != 0) {
-            snprintf(why, why_len, "cannot create %s: %s", dir, strerror(errno));
-            party__free(s);
-            return PARTY_EIO;
-        }
-        snprintf(dir, sizeof(dir), "%s/rooms/%.2s", be->data_dir, room_id);
-        if (make_dir(dir) != 0 || party__store_path(be->data_dir, room_id, path, sizeof(path))) {
-            snprintf(why, why_len, "cannot create %s: %s", dir, strerror(errno));
-            party__free(s);
-            return PARTY_EIO;
-        }
-    } else {
-        snprintf(path, sizeof(path), ":memory:");
-    }
-    rc = sqlite3_open_v2(path, &s->db,
-                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc != SQLITE_OK)
-        goto fail;
-    sqlite3_busy_timeout(s->db, 5000);
-    /* Rooms are many and small: SQLite's per-connection defaults (120 KB of
-     * lookaside, a 2 MB page cache) would make a thousand open rooms cost
-     * hundreds of megabytes. */
-    sqlite3_db_config(s->db, SQLITE_DBCONFIG_LOOKASIDE, NULL, 128, 32);
-    sqlite3_exec(s->db, "PRAGMA cache_size=-256", NULL, NULL, NULL);
-    /* synchronous first: switching a new file to WAL under the default
-     * setting would cost extra syncs even in NORMAL mode. */
-    rc = sqlite3_exec(s->db,
-                      be->durability_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
-                      NULL, NULL, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
-    if (rc != SQLITE_OK)
-        goto fail;
-    if (format_check(s->db, room_steps, "", path, why, why_len) != 0) {
-        sqlite_unload(&s->base);
-        return PARTY_EIO;
-    }
-    if (prepare(s->db, "BEGIN", &s->begin) || prepare(s->db, "COMMIT", &s->commit) ||
-        prepare(s->db, "ROLLBACK", &s->rollback) ||
-        prepare(s->db,
-                "INSERT INTO _party_kv (key, value) VALUES (?1, ?2)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                &s->kv_put) ||
-        prepare(s->db, "SELECT value FROM _party_kv WHERE key = ?1", &s->kv_get) ||
-        prepare(s->db, "DELETE FROM _party_kv WHERE key = ?1", &s->kv_delete) ||
-        prepare(s->db,
-                "INSERT INTO _party_meta (key, value) VALUES (?1, ?2)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                &s->meta_put) ||
-        prepare(s->db, "SELECT value FROM _party_meta WHERE key = ?1", &s->meta_get))
-        goto fail;
-    /* A room that cannot read its wake time stays unloaded: loaded without
-     * it, its next commit would file "no wake time" and lose its alarm. */
-    if (room_alarm_get(&s->base, &loaded->alarm_at, &loaded->alarm_retries) != 0 ||
-        room_sched_earliest(&s->base, &loaded->sched_next) != 0) {
-        rc = sqlite3_errcode(s->db);
-        snprintf(why, why_len, "%s: cannot read its alarm and schedules: %s", path,
-                 sqlite3_errstr(rc));
-        sqlite_unload(&s->base);
-        memset(loaded, 0, sizeof(*loaded));
-        return rc == SQLITE_NOMEM ? PARTY_ENOMEM : PARTY_EIO;
-    }
-    *out = &s->base;
-    return 0;
-fail:
-    describe_open_failure(s, path, why, why_len);
-    sqlite_unload(&s->base);
-    return PARTY_EIO;
-}
-
-/* ---- a room's transaction ---- */
+/* ---- an own-file room's transaction ---- */
 
 static int in_transaction(sqlite_room *s) {
     return !sqlite3_get_autocommit(s->db);
@@ -523,7 +843,7 @@ static int wrote_if(sqlite_room *s, int r) {
     return r;
 }
 
-static int room_wrote(party__room_store *rs) {
+static int own_wrote(party__room_store *rs) {
     sqlite_room *s = (sqlite_room *)rs;
     /* Asked on every send of a running room (the output gate): a room
      * that has not touched its store, or has written through the record
@@ -538,7 +858,7 @@ static int room_wrote(party__room_store *rs) {
     return lost_transaction(s) || sqlite3_txn_state(s->db, NULL) == SQLITE_TXN_WRITE;
 }
 
-static void room_rollback(party__room_store *rs) {
+static void own_rollback(party__room_store *rs) {
     sqlite_room *s = (sqlite_room *)rs;
     s->begun = s->lost = s->wrote = 0;
     if (in_transaction(s))
@@ -546,29 +866,24 @@ static void room_rollback(party__room_store *rs) {
 }
 
 /* Commits the room's open transaction: 0 or PARTY_EIO (rolled back). */
-static int room_commit(sqlite_room *s) {
+static int own_commit(sqlite_room *s) {
     int open = in_transaction(s);
     if (s->lost || (s->begun && !open)) {
-        room_rollback(&s->base);
+        own_rollback(&s->base);
         return PARTY_EIO;
     }
     s->begun = s->lost = s->wrote = 0;
     if (!open)
         return 0;
     if (step_done(s->commit) != 0) {
-        room_rollback(&s->base);
+        own_rollback(&s->base);
         return PARTY_EIO;
     }
     return 0;
 }
 
-static struct sqlite3 *room_file_open(party__room_store *rs) {
-    sqlite_room *s = (sqlite_room *)rs;
-    /* Every room has its own file here: its records are in it already. */
-    return room_begin(s) == 0 ? s->db : NULL;
-}
-
-/* ---- key-value records: the user's (_party_kv) and the runtime's (_party_meta) ---- */
+/* ---- an own-file room's key-value records: the user's (_party_kv) and the
+ * runtime's (_party_meta) ---- */
 
 static int check_key(const char *key) {
     return key != NULL && party__utf8_valid(key, strlen(key)) ? 0 : PARTY_EINVAL;
@@ -690,54 +1005,7 @@ static int pairs_list(sqlite_room *s, const char *table, const char *prefix, par
     return r;
 }
 
-static int room_kv_get(party__room_store *rs, const char *key, void **val, size_t *len) {
-    sqlite_room *s = (sqlite_room *)rs;
-    return pairs_get(s, s->kv_get, 1, key, val, len);
-}
-
-static int room_kv_put(party__room_store *rs, const char *key, const void *val, size_t len) {
-    sqlite_room *s = (sqlite_room *)rs;
-    return pairs_put(s, s->kv_put, key, val, len, 0);
-}
-
-static int room_kv_delete(party__room_store *rs, const char *key) {
-    sqlite_room *s = (sqlite_room *)rs;
-    return pairs_delete(s, s->kv_delete, key);
-}
-
-static int room_kv_list(party__room_store *rs, const char *prefix, party__kv_fn fn, void *arg) {
-    return pairs_list((sqlite_room *)rs, "_party_kv", prefix, fn, arg);
-}
-
-static int room_meta_get(party__room_store *rs, const char *key, void **val, size_t *len) {
-    sqlite_room *s = (sqlite_room *)rs;
-    /* Outside the batch's transaction, as the runtime reads its records
-     * between batches too (after a failed commit). */
-    return pairs_get(s, s->meta_get, 0, key, val, len);
-}
-
-static int room_meta_put(party__room_store *rs, const char *key, const void *val, size_t len) {
-    sqlite_room *s = (sqlite_room *)rs;
-    return pairs_put(s, s->meta_put, key, val, len, 1);
-}
-
-static int room_meta_delete(party__room_store *rs, const char *key) {
-    sqlite_room *s = (sqlite_room *)rs;
-    sqlite3_stmt *del = NULL;
-    int r;
-    if (sqlite3_prepare_v2(s->db, "DELETE FROM _party_meta WHERE key = ?1", -1, &del, NULL) !=
-        SQLITE_OK)
-        return PARTY_EIO;
-    r = pairs_delete(s, del, key);
-    sqlite3_finalize(del);
-    return r;
-}
-
-static int room_meta_list(party__room_store *rs, const char *prefix, party__kv_fn fn, void *arg) {
-    return pairs_list((sqlite_room *)rs, "_party_meta", prefix, fn, arg);
-}
-
-/* ---- alarm and schedules ---- */
+/* ---- an own-file room's alarm and schedules ---- */
 
 /* A statement prepared for one run (these ops are rare). */
 static int statement(sqlite_room *s, const char *sql, sqlite3_stmt **out) {
@@ -752,7 +1020,7 @@ static int finish(sqlite3_stmt *stmt) {
     return r;
 }
 
-static int room_alarm_get(party__room_store *rs, int64_t *at_ms, int *retries) {
+static int own_alarm_get(party__room_store *rs, int64_t *at_ms, int *retries) {
     sqlite_room *s = (sqlite_room *)rs;
     sqlite3_stmt *stmt;
     int rc;
@@ -771,7 +1039,7 @@ static int room_alarm_get(party__room_store *rs, int64_t *at_ms, int *retries) {
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : PARTY_EIO;
 }
 
-static int room_alarm_set(party__room_store *rs, int64_t at_ms, int retries) {
+static int own_alarm_set(party__room_store *rs, int64_t at_ms, int retries) {
     sqlite_room *s = (sqlite_room *)rs;
     sqlite3_stmt *stmt;
     int r = room_begin(s);
@@ -792,7 +1060,7 @@ static int room_alarm_set(party__room_store *rs, int64_t at_ms, int retries) {
     return wrote_if(s, finish(stmt));
 }
 
-static int room_sched_add(party__room_store *rs, const party__schedule *sc) {
+static int own_sched_add(party__room_store *rs, const party__schedule *sc) {
     sqlite_room *s = (sqlite_room *)rs;
     sqlite3_stmt *stmt;
     int r = room_begin(s);
@@ -815,7 +1083,7 @@ static int room_sched_add(party__room_store *rs, const party__schedule *sc) {
     return wrote_if(s, finish(stmt));
 }
 
-static int room_sched_cancel(party__room_store *rs, const char *id) {
+static int own_sched_cancel(party__room_store *rs, const char *id) {
     sqlite_room *s = (sqlite_room *)rs;
     sqlite3_stmt *stmt;
     int r = room_begin(s);
@@ -830,7 +1098,7 @@ static int room_sched_cancel(party__room_store *rs, const char *id) {
     return r;
 }
 
-static int room_sched_set_next(party__room_store *rs, const char *id, int64_t next_ms) {
+static int own_sched_set_next(party__room_store *rs, const char *id, int64_t next_ms) {
     sqlite_room *s = (sqlite_room *)rs;
     sqlite3_stmt *stmt;
     int r = room_begin(s);
@@ -843,7 +1111,7 @@ static int room_sched_set_next(party__room_store *rs, const char *id, int64_t ne
     return wrote_if(s, finish(stmt));
 }
 
-static int room_sched_earliest(party__room_store *rs, int64_t *next_ms) {
+static int own_sched_earliest(party__room_store *rs, int64_t *next_ms) {
     sqlite_room *s = (sqlite_room *)rs;
     sqlite3_stmt *stmt;
     int rc;
@@ -857,7 +1125,7 @@ static int room_sched_earliest(party__room_store *rs, int64_t *next_ms) {
     return rc == SQLITE_ROW ? 0 : PARTY_EIO;
 }
 
-static int room_sched_each(party__room_store *rs, int64_t until, party__sched_fn fn, void *arg) {
+static int own_sched_each(party__room_store *rs, int64_t until, party__sched_fn fn, void *arg) {
     sqlite_room *s = (sqlite_room *)rs;
     sqlite3_stmt *stmt;
     int r = 0, rc;
@@ -887,6 +1155,925 @@ static int room_sched_each(party__room_store *rs, int64_t until, party__sched_fn
     return r;
 }
 
+/* ---- a shared room's records: the committed rows, read through one of the
+ * shard's readers, overlaid with the room's write set ---- */
+
+static party__pending_pairs *pending_of(sqlite_room *s, int meta) {
+    return meta ? &s->ws.meta : &s->ws.kv;
+}
+
+/* The result of a write the batch could not record: the batch is broken. */
+static int broke(sqlite_room *s, int r) {
+    if (r != 0)
+        s->broken = 1;
+    return r;
+}
+
+/* A malloc'd copy of n bytes, NUL-terminated past them, into *val. */
+static int copy_value(const void *data, size_t n, void **val, size_t *len) {
+    char *copy = party__malloc(n + 1);
+    if (copy == NULL)
+        return PARTY_ENOMEM;
+    if (n > 0)
+        memcpy(copy, data, n);
+    copy[n] = '\0';
+    *val = copy;
+    if (len != NULL)
+        *len = n;
+    return 0;
+}
+
+/* The committed value of key: a copy into *val, or (val NULL) only
+ * whether there is one. 0, PARTY_ENOTFOUND or an error. */
+static int shared_read_pair(sqlite_room *s, int meta, const char *key, void **val, size_t *len) {
+    reader *rd = reader_get(s->backend, s->shard);
+    sqlite3_stmt *get;
+    int rc, r = 0;
+
+    if (rd == NULL)
+        return PARTY_EIO;
+    get = meta ? rd->meta_get : rd->kv_get;
+    sqlite3_bind_text(get, 1, s->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(get, 2, key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(get);
+    if (rc == SQLITE_ROW && val != NULL) {
+        size_t n = (size_t)sqlite3_column_bytes(get, 0);
+        const void *data = sqlite3_column_blob(get, 0);
+        r = n > 0 && data == NULL ? PARTY_ENOMEM : copy_value(data, n, val, len);
+    } else if (rc != SQLITE_ROW) {
+        r = rc == SQLITE_DONE ? PARTY_ENOTFOUND : sqlite_code_error(rc);
+    }
+    done_with(get);
+    reader_put(s->shard, rd);
+    return r;
+}
+
+static int shared_get(sqlite_room *s, int meta, const char *key, void **val, size_t *len) {
+    party__pending_pair *p;
+    if (check_key(key) != 0 || val == NULL)
+        return PARTY_EINVAL;
+    *val = NULL;
+    if (len != NULL)
+        *len = 0;
+    p = party__pending_find(pending_of(s, meta), key);
+    if (p != NULL)
+        return p->deleted ? PARTY_ENOTFOUND : copy_value(p->val, p->len, val, len);
+    return shared_read_pair(s, meta, key, val, len);
+}
+
+static int shared_put(sqlite_room *s, int meta, const char *key, const void *val, size_t len) {
+    if (check_key(key) != 0 || (val == NULL && len > 0))
+        return PARTY_EINVAL;
+    if (strlen(key) + len > PARTY__KV_MAX)
+        return PARTY_ETOOBIG;
+    return broke(s, party__pending_set(pending_of(s, meta), key, val, len, 0));
+}
+
+static int shared_delete(sqlite_room *s, int meta, const char *key) {
+    party__pending_pair *p;
+    int r;
+    if (check_key(key) != 0)
+        return PARTY_EINVAL;
+    p = party__pending_find(pending_of(s, meta), key);
+    if (p != NULL && p->deleted)
+        return PARTY_ENOTFOUND;
+    if (p == NULL && (r = shared_read_pair(s, meta, key, NULL, NULL)) != 0)
+        return r == PARTY_ENOTFOUND ? r : broke(s, r);
+    return broke(s, party__pending_set(pending_of(s, meta), key, NULL, 0, 1));
+}
+
+/* The committed keys with the prefix and the pending ones, merged in key
+ * order; a pending entry hides the committed row of its key. */
+static int shared_list(sqlite_room *s, int meta, const char *prefix, party__kv_fn fn, void *arg) {
+    const party__pending_pairs *pending = pending_of(s, meta);
+    size_t plen = prefix != NULL ? strlen(prefix) : 0, i;
+    char *upper = NULL;
+    sqlite3_stmt *stmt;
+    reader *rd;
+    int r = 0, rc;
+
+    if (fn == NULL || (prefix != NULL && check_key(prefix) != 0))
+        return PARTY_EINVAL;
+    if (plen > 0) {
+        /* Keys with the prefix sort below prefix + 0xFF (no UTF-8 byte is
+         * 0xFF). */
+        upper = party__malloc(plen + 2);
+        if (upper == NULL)
+            return PARTY_ENOMEM;
+        memcpy(upper, prefix, plen);
+        upper[plen] = (char)0xFF;
+        upper[plen + 1] = '\0';
+    }
+    rd = reader_get(s->backend, s->shard);
+    if (rd == NULL) {
+        party__free(upper);
+        return PARTY_EIO;
+    }
+    stmt = plen > 0 ? (meta ? rd->meta_range : rd->kv_range) : (meta ? rd->meta_list : rd->kv_list);
+    sqlite3_bind_text(stmt, 1, s->id, -1, SQLITE_STATIC);
+    if (plen > 0) {
+        sqlite3_bind_text(stmt, 2, prefix, (int)plen, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 3, upper, (int)plen + 1, SQLITE_STATIC);
+    }
+    i = plen > 0 ? party__pending_lower_bound(pending, prefix) : 0;
+    rc = sqlite3_step(stmt);
+    for (;;) {
+        int have_row = rc == SQLITE_ROW, cmp;
+        int have_pending =
+            i < pending->len && (plen == 0 || strncmp(pending->items[i].key, prefix, plen) == 0);
+        const char *key = NULL;
+
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+            r = sqlite_code_error(rc);
+            break;
+        }
+        if (!have_row && !have_pending)
+            break;
+        if (have_row && (key = (const char *)sqlite3_column_text(stmt, 0)) == NULL) {
+            r = PARTY_ENOMEM;
+            break;
+        }
+        cmp = !have_row ? -1 : !have_pending ? 1 : strcmp(pending->items[i].key, key);
+        if (cmp <= 0) {
+            const party__pending_pair *p = &pending->items[i++];
+            if (cmp == 0)
+                rc = sqlite3_step(stmt);
+            if (!p->deleted && (r = fn(p->key, p->val, p->len, arg)) != 0)
+                break;
+        } else {
+            r = fn(key, sqlite3_column_blob(stmt, 1), (size_t)sqlite3_column_bytes(stmt, 1), arg);
+            if (r != 0)
+                break;
+            rc = sqlite3_step(stmt);
+        }
+    }
+    done_with(stmt);
+    reader_put(s->shard, rd);
+    party__free(upper);
+    return r;
+}
+
+static int shared_alarm_get(sqlite_room *s, int64_t *at_ms, int *retries) {
+    reader *rd;
+    int rc;
+    *at_ms = 0;
+    if (retries != NULL)
+        *retries = 0;
+    if (s->ws.alarm_set) {
+        *at_ms = s->ws.alarm_at;
+        if (retries != NULL)
+            *retries = s->ws.alarm_retries;
+        return 0;
+    }
+    if ((rd = reader_get(s->backend, s->shard)) == NULL)
+        return PARTY_EIO;
+    sqlite3_bind_text(rd->alarm_get, 1, s->id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(rd->alarm_get);
+    if (rc == SQLITE_ROW) {
+        *at_ms = sqlite3_column_int64(rd->alarm_get, 0);
+        if (retries != NULL)
+            *retries = sqlite3_column_int(rd->alarm_get, 1);
+    }
+    done_with(rd->alarm_get);
+    reader_put(s->shard, rd);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sqlite_code_error(rc);
+}
+
+static int shared_alarm_set(sqlite_room *s, int64_t at_ms, int retries) {
+    s->ws.alarm_set = 1;
+    s->ws.alarm_at = at_ms > 0 ? at_ms : 0;
+    s->ws.alarm_retries = at_ms > 0 ? retries : 0;
+    return 0;
+}
+
+/* 1 if a schedule with this id is committed, 0 if not, or an error. */
+static int shared_sched_committed(sqlite_room *s, const char *id) {
+    reader *rd = reader_get(s->backend, s->shard);
+    int rc;
+    if (rd == NULL)
+        return PARTY_EIO;
+    sqlite3_bind_text(rd->sched_one, 1, s->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(rd->sched_one, 2, id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(rd->sched_one);
+    done_with(rd->sched_one);
+    reader_put(s->shard, rd);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : sqlite_code_error(rc);
+}
+
+static int shared_sched_add(sqlite_room *s, const party__schedule *sc) {
+    party__pending_sched *p = party__pending_sched_find(&s->ws, sc->id);
+    int committed;
+    /* An id taken fails, as the own file's primary key does. */
+    if (p != NULL && p->op != PARTY__PENDING_CANCEL)
+        return PARTY_EIO;
+    if (p == NULL && (committed = shared_sched_committed(s, sc->id)) != 0)
+        return committed < 0 ? broke(s, committed) : PARTY_EIO;
+    return broke(s, party__pending_sched_set(&s->ws, PARTY__PENDING_ADD, sc));
+}
+
+static int shared_sched_cancel(sqlite_room *s, const char *id) {
+    party__pending_sched *p = party__pending_sched_find(&s->ws, id);
+    party__schedule sc;
+    int committed;
+    if (p != NULL && p->op == PARTY__PENDING_CANCEL)
+        return PARTY_ENOTFOUND;
+    if (p == NULL && (committed = shared_sched_committed(s, id)) <= 0)
+        return committed < 0 ? broke(s, committed) : PARTY_ENOTFOUND;
+    /* A cancelled ADD stays a CANCEL: it may have replaced a committed
+     * row that was cancelled before it. */
+    memset(&sc, 0, sizeof(sc));
+    sc.id = id;
+    return broke(s, party__pending_sched_set(&s->ws, PARTY__PENDING_CANCEL, &sc));
+}
+
+static int shared_sched_set_next(sqlite_room *s, const char *id, int64_t next_ms) {
+    party__pending_sched *p = party__pending_sched_find(&s->ws, id);
+    party__schedule sc;
+    int committed;
+    if (p != NULL) {
+        if (p->op != PARTY__PENDING_CANCEL)
+            p->s.next_ms = next_ms;
+        return 0;
+    }
+    if ((committed = shared_sched_committed(s, id)) <= 0)
+        return broke(s, committed); /* none: nothing to update, as an UPDATE of no row */
+    memset(&sc, 0, sizeof(sc));
+    sc.id = id;
+    sc.next_ms = next_ms;
+    return broke(s, party__pending_sched_set(&s->ws, PARTY__PENDING_NEXT, &sc));
+}
+
+/* The schedule of the row stmt is on (its columns: id, name, payload,
+ * kind, interval_ms, cron, next_ms), valid until the statement moves. */
+static int sched_from_row(sqlite3_stmt *stmt, party__schedule *sc) {
+    sc->id = (const char *)sqlite3_column_text(stmt, 0);
+    sc->name = (const char *)sqlite3_column_text(stmt, 1);
+    sc->payload = sqlite3_column_blob(stmt, 2);
+    sc->len = (size_t)sqlite3_column_bytes(stmt, 2);
+    sc->kind = sqlite3_column_int(stmt, 3);
+    sc->interval_ms = sqlite3_column_int64(stmt, 4);
+    sc->cron = (const char *)sqlite3_column_text(stmt, 5);
+    sc->next_ms = sqlite3_column_int64(stmt, 6);
+    return sc->id == NULL || sc->name == NULL ? PARTY_ENOMEM : 0;
+}
+
+/* One schedule of the merged view: committed (p NULL: id is a copy) or
+ * pending (p). */
+typedef struct sched_entry {
+    int64_t next_ms;
+    char *id;
+    const party__pending_sched *p;
+} sched_entry;
+
+static int sched_entry_cmp(const void *a_, const void *b_) {
+    const sched_entry *a = a_, *b = b_;
+    if (a->next_ms != b->next_ms)
+        return a->next_ms < b->next_ms ? -1 : 1;
+    return strcmp(a->p != NULL ? a->p->s.id : a->id, b->p != NULL ? b->p->s.id : b->id);
+}
+
+/* The room's schedules due by until, committed ones overlaid with the
+ * pending changes, earliest first then by id, into *out (*n of them;
+ * free with sched_entries_free). */
+static int sched_merge(sqlite_room *s, reader *rd, int64_t until, sched_entry **out, size_t *n) {
+    sched_entry *v = NULL;
+    size_t len = 0, cap = 0, i;
+    sqlite3_stmt *stmt = rd->sched_due;
+    int r = 0, rc;
+
+    sqlite3_bind_text(stmt, 1, s->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, INT64_MAX);
+    while (r == 0) {
+        const party__pending_sched *p;
+        const char *id;
+        int64_t next;
+        int take;
+        rc = sqlite3_step(stmt);
+        if (rc != SQLITE_ROW) {
+            r = rc == SQLITE_DONE ? 0 : sqlite_code_error(rc);
+            break;
+        }
+        if ((id = (const char *)sqlite3_column_text(stmt, 0)) == NULL) {
+            r = PARTY_ENOMEM;
+            break;
+        }
+        p = party__pending_sched_find(&s->ws, id);
+        /* Cancelled, or replaced by a pending ADD (listed below). */
+        take = p == NULL || p->op == PARTY__PENDING_NEXT;
+        next = p != NULL ? p->s.next_ms : sqlite3_column_int64(stmt, 6);
+        if (!take || next > until)
+            continue;
+        if (len == cap) {
+            size_t c = cap > 0 ? cap * 2 : 8;
+            sched_entry *grown = party__realloc(v, c * sizeof(*v));
+            if (grown == NULL) {
+                r = PARTY_ENOMEM;
+                break;
+            }
+            v = grown;
+            cap = c;
+        }
+        v[len].next_ms = next;
+        v[len].p = NULL;
+        if ((v[len].id = party__strdup(id)) == NULL) {
+            r = PARTY_ENOMEM;
+            break;
+        }
+        len++;
+    }
+    done_with(stmt);
+    for (i = 0; r == 0 && i < s->ws.n_scheds; i++) {
+        const party__pending_sched *p = &s->ws.scheds[i];
+        if (p->op != PARTY__PENDING_ADD || p->s.next_ms > until)
+            continue;
+        if (len == cap) {
+            size_t c = cap > 0 ? cap * 2 : 8;
+            sched_entry *grown = party__realloc(v, c * sizeof(*v));
+            if (grown == NULL) {
+                r = PARTY_ENOMEM;
+                break;
+            }
+            v = grown;
+            cap = c;
+        }
+        v[len].next_ms = p->s.next_ms;
+        v[len].id = NULL;
+        v[len].p = p;
+        len++;
+    }
+    if (r != 0) {
+        for (i = 0; i < len; i++)
+            party__free(v[i].id);
+        party__free(v);
+        return r;
+    }
+    if (len > 1)
+        qsort(v, len, sizeof(*v), sched_entry_cmp);
+    *out = v;
+    *n = len;
+    return 0;
+}
+
+static void sched_entries_free(sched_entry *v, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++)
+        party__free(v[i].id);
+    party__free(v);
+}
+
+static int shared_sched_earliest(sqlite_room *s, int64_t *next_ms) {
+    reader *rd = reader_get(s->backend, s->shard);
+    sched_entry *v;
+    size_t n;
+    int r = 0, rc;
+
+    *next_ms = 0;
+    if (rd == NULL)
+        return PARTY_EIO;
+    if (s->ws.n_scheds == 0) {
+        sqlite3_bind_text(rd->sched_min, 1, s->id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(rd->sched_min);
+        if (rc == SQLITE_ROW && sqlite3_column_type(rd->sched_min, 0) != SQLITE_NULL)
+            *next_ms = sqlite3_column_int64(rd->sched_min, 0);
+        r = rc == SQLITE_ROW ? 0 : sqlite_code_error(rc);
+        done_with(rd->sched_min);
+    } else if ((r = sched_merge(s, rd, INT64_MAX, &v, &n)) == 0) {
+        if (n > 0)
+            *next_ms = v[0].next_ms;
+        sched_entries_free(v, n);
+    }
+    reader_put(s->shard, rd);
+    return r;
+}
+
+static int shared_sched_each(sqlite_room *s, int64_t until, party__sched_fn fn, void *arg) {
+    reader *rd = reader_get(s->backend, s->shard);
+    party__schedule sc;
+    sched_entry *v = NULL;
+    size_t n = 0, i;
+    int r = 0, rc;
+
+    if (rd == NULL)
+        return PARTY_EIO;
+    if (s->ws.n_scheds == 0) {
+        /* Nothing pending: the rows as they come. */
+        sqlite3_bind_text(rd->sched_due, 1, s->id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(rd->sched_due, 2, until);
+        while ((rc = sqlite3_step(rd->sched_due)) == SQLITE_ROW) {
+            if ((r = sched_from_row(rd->sched_due, &sc)) != 0 || (r = fn(&sc, arg)) != 0)
+                break;
+        }
+        if (r == 0 && rc != SQLITE_DONE)
+            r = sqlite_code_error(rc);
+        done_with(rd->sched_due);
+        reader_put(s->shard, rd);
+        return r;
+    }
+    if ((r = sched_merge(s, rd, until, &v, &n)) != 0) {
+        reader_put(s->shard, rd);
+        return r;
+    }
+    for (i = 0; i < n && r == 0; i++) {
+        if (v[i].p != NULL) {
+            r = fn(&v[i].p->s, arg);
+            continue;
+        }
+        sqlite3_bind_text(rd->sched_one, 1, s->id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(rd->sched_one, 2, v[i].id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(rd->sched_one);
+        if (rc == SQLITE_ROW && (r = sched_from_row(rd->sched_one, &sc)) == 0) {
+            sc.next_ms = v[i].next_ms; /* a pending NEXT's */
+            r = fn(&sc, arg);
+        } else if (rc != SQLITE_ROW) {
+            r = rc == SQLITE_DONE ? PARTY_EIO : sqlite_code_error(rc);
+        }
+        done_with(rd->sched_one);
+    }
+    sched_entries_free(v, n);
+    reader_put(s->shard, rd);
+    return r;
+}
+
+/* ---- the record ops: an own file's, or a shared room's ---- */
+
+static int room_kv_get(party__room_store *rs, const char *key, void **val, size_t *len) {
+    sqlite_room *s = (sqlite_room *)rs;
+    return s->db != NULL ? pairs_get(s, s->kv_get, 1, key, val, len)
+                         : shared_get(s, 0, key, val, len);
+}
+
+static int room_kv_put(party__room_store *rs, const char *key, const void *val, size_t len) {
+    sqlite_room *s = (sqlite_room *)rs;
+    return s->db != NULL ? pairs_put(s, s->kv_put, key, val, len, 0)
+                         : shared_put(s, 0, key, val, len);
+}
+
+static int room_kv_delete(party__room_store *rs, const char *key) {
+    sqlite_room *s = (sqlite_room *)rs;
+    return s->db != NULL ? pairs_delete(s, s->kv_delete, key) : shared_delete(s, 0, key);
+}
+
+static int room_kv_list(party__room_store *rs, const char *prefix, party__kv_fn fn, void *arg) {
+    sqlite_room *s = (sqlite_room *)rs;
+    return s->db != NULL ? pairs_list(s, "_party_kv", prefix, fn, arg)
+                         : shared_list(s, 0, prefix, fn, arg);
+}
+
+static int room_meta_get(party__room_store *rs, const char *key, void **val, size_t *len) {
+    sqlite_room *s = (sqlite_room *)rs;
+    /* Outside the batch's transaction, as the runtime reads its records
+     * between batches too (after a failed commit). */
+    return s->db != NULL ? pairs_get(s, s->meta_get, 0, key, val, len)
+                         : shared_get(s, 1, key, val, len);
+}
+
+static int room_meta_put(party__room_store *rs, const char *key, const void *val, size_t len) {
+    sqlite_room *s = (sqlite_room *)rs;
+    return s->db != NULL ? pairs_put(s, s->meta_put, key, val, len, 1)
+                         : shared_put(s, 1, key, val, len);
+}
+
+static int room_meta_delete(party__room_store *rs, const char *key) {
+    sqlite_room *s = (sqlite_room *)rs;
+    sqlite3_stmt *del = NULL;
+    int r;
+    if (s->db == NULL)
+        return shared_delete(s, 1, key);
+    if (sqlite3_prepare_v2(s->db, "DELETE FROM _party_meta WHERE key = ?1", -1, &del, NULL) !=
+        SQLITE_OK)
+        return PARTY_EIO;
+    r = pairs_delete(s, del, key);
+    sqlite3_finalize(del);
+    return r;
+}
+
+static int room_meta_list(party__room_store *rs, const char *prefix, party__kv_fn fn, void *arg) {
+    sqlite_room *s = (sqlite_room *)rs;
+    return s->db != NULL ? pairs_list(s, "_party_meta", prefix, fn, arg)
+                         : shared_list(s, 1, prefix, fn, arg);
+}
+
+static int room_alarm_get(party__room_store *rs, int64_t *at_ms, int *retries) {
+    sqlite_room *s = (sqlite_room *)rs;
+    return s->db != NULL ? own_alarm_get(rs, at_ms, retries) : shared_alarm_get(s, at_ms, retries);
+}
+
+static int room_alarm_set(party__room_store *rs, int64_t at_ms, int retries) {
+    sqlite_room *s = (sqlite_room *)rs;
+    return s->db != NULL ? own_alarm_set(rs, at_ms, retries) : shared_alarm_set(s, at_ms, retries);
+}
+
+static int room_sched_add(party__room_store *rs, const party__schedule *sc) {
+    sqlite_room *s = (sqlite_room *)rs;
+    return s->db != NULL ? own_sched_add(rs, sc) : shared_sched_add(s, sc);
+}
+
+static int room_sched_cancel(party__room_store *rs, const char *id) {
+    sqlite_room *s = (sqlite_room *)rs;
+    return s->db != NULL ? own_sched_cancel(rs, id) : shared_sched_cancel(s, id);
+}
+
+static int room_sched_set_next(party__room_store *rs, const char *id, int64_t next_ms) {
+    sqlite_room *s = (sqlite_room *)rs;
+    return s->db != NULL ? own_sched_set_next(rs, id, next_ms)
+                         : shared_sched_set_next(s, id, next_ms);
+}
+
+static int room_sched_earliest(party__room_store *rs, int64_t *next_ms) {
+    sqlite_room *s = (sqlite_room *)rs;
+    return s->db != NULL ? own_sched_earliest(rs, next_ms) : shared_sched_earliest(s, next_ms);
+}
+
+static int room_sched_each(party__room_store *rs, int64_t until, party__sched_fn fn, void *arg) {
+    sqlite_room *s = (sqlite_room *)rs;
+    return s->db != NULL ? own_sched_each(rs, until, fn, arg)
+                         : shared_sched_each(s, until, fn, arg);
+}
+
+static int room_wrote(party__room_store *rs) {
+    sqlite_room *s = (sqlite_room *)rs;
+    return s->db != NULL ? own_wrote(rs) : s->broken || !party__write_set_empty(&s->ws);
+}
+
+static void room_rollback(party__room_store *rs) {
+    sqlite_room *s = (sqlite_room *)rs;
+    if (s->db != NULL)
+        own_rollback(rs);
+    party__write_set_clear(&s->ws);
+    s->broken = 0;
+}
+
+/* ---- loading and unloading a room ---- */
+
+/* Closes an own-file room's file (its open batch lost). */
+static void own_close(sqlite_room *s) {
+    sqlite3_stmt **stmts[] = {&s->begin,  &s->commit,    &s->rollback, &s->kv_put,
+                              &s->kv_get, &s->kv_delete, &s->meta_put, &s->meta_get};
+    size_t i;
+    if (s->db != NULL && !sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    for (i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
+        sqlite3_finalize(*stmts[i]);
+        *stmts[i] = NULL;
+    }
+    sqlite3_close_v2(s->db);
+    s->db = NULL;
+    s->begun = s->lost = s->wrote = 0;
+}
+
+/* Opens the room's own file at path (made if new, its format checked):
+ * 0, or PARTY_EIO with why said (then s->db is NULL). */
+static int own_open(sqlite_room *s, const char *path, char *why, size_t why_len) {
+    sqlite_backend *be = s->backend;
+    if (connection_open(path, 1, be->durability_full, 256, &s->db) != SQLITE_OK)
+        goto fail;
+    if (format_check(s->db, room_steps, "", path, why, why_len) != 0) {
+        own_close(s);
+        return PARTY_EIO;
+    }
+    if (prepare(s->db, "BEGIN", &s->begin) || prepare(s->db, "COMMIT", &s->commit) ||
+        prepare(s->db, "ROLLBACK", &s->rollback) ||
+        prepare(s->db,
+                "INSERT INTO _party_kv (key, value) VALUES (?1, ?2)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &s->kv_put) ||
+        prepare(s->db, "SELECT value FROM _party_kv WHERE key = ?1", &s->kv_get) ||
+        prepare(s->db, "DELETE FROM _party_kv WHERE key = ?1", &s->kv_delete) ||
+        prepare(s->db,
+                "INSERT INTO _party_meta (key, value) VALUES (?1, ?2)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &s->meta_put) ||
+        prepare(s->db, "SELECT value FROM _party_meta WHERE key = ?1", &s->meta_get))
+        goto fail;
+    return 0;
+fail:
+    describe_open_failure(s, path, why, why_len);
+    own_close(s);
+    return PARTY_EIO;
+}
+
+/* Makes <data>/rooms/<id[0..2]> and puts the own file's path in path. */
+static int own_dir(sqlite_backend *be, const char *room_id, char *dir, size_t dir_len, char *path,
+                   size_t path_len, char *why, size_t why_len) {
+    snprintf(dir, dir_len, "%s/rooms", be->data_dir);
+    if (make_dir(be->data_dir) != 0 || make_dir(dir) != 0) {
+        snprintf(why, why_len, "cannot create %s: %s", dir, strerror(errno));
+        return PARTY_EIO;
+    }
+    snprintf(dir, dir_len, "%s/rooms/%.2s", be->data_dir, room_id);
+    if (make_dir(dir) != 0 || party__store_path(be->data_dir, room_id, path, path_len) != 0) {
+        snprintf(why, why_len, "cannot create %s: %s", dir, strerror(errno));
+        return PARTY_EIO;
+    }
+    return 0;
+}
+
+/* Removes an own file that a move did not finish: its WAL first (a WAL
+ * left alone would be replayed into the next file of that name), the file
+ * itself last, so that where the file is gone nothing of it is left. 0,
+ * or -1 with errno. */
+static int own_remove(const char *path) {
+    static const char *const suffixes[] = {"-wal", "-shm", "-journal", ""};
+    char name[4200];
+    size_t i;
+    for (i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+        snprintf(name, sizeof(name), "%s%s", path, suffixes[i]);
+        if (unlink(name) != 0 && errno != ENOENT)
+            return -1;
+    }
+    return 0;
+}
+
+/* Where the room's records are, by its shard's _party_rooms: *own -1 (no
+ * row), 0 (the shard) or 1 (its own file). 0 or an error. */
+static int room_place(sqlite_room *s, int *own) {
+    reader *rd = reader_get(s->backend, s->shard);
+    int rc;
+    *own = -1;
+    if (rd == NULL)
+        return PARTY_EIO;
+    sqlite3_bind_text(rd->room_get, 1, s->id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(rd->room_get);
+    if (rc == SQLITE_ROW)
+        *own = sqlite3_column_int(rd->room_get, 0) != 0;
+    done_with(rd->room_get);
+    reader_put(s->shard, rd);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sqlite_code_error(rc);
+}
+
+static void sqlite_unload(party__room_store *rs) {
+    sqlite_room *s = (sqlite_room *)rs;
+    if (s == NULL)
+        return;
+    own_close(s);
+    party__write_set_clear(&s->ws);
+    party__free(s);
+}
+
+static int sqlite_load(party__backend *be_, const char *room_id, const char *party,
+                       party__room_store **out, party__room_loaded *loaded, char *why,
+                       size_t why_len) {
+    sqlite_backend *be = (sqlite_backend *)be_;
+    char path[4096], dir[4096];
+    sqlite_room *s;
+    struct stat st;
+    int r, own;
+
+    *out = NULL;
+    memset(loaded, 0, sizeof(*loaded));
+    s = party__calloc(1, sizeof(*s));
+    if (s == NULL) {
+        snprintf(why, why_len, "out of memory");
+        return PARTY_ENOMEM;
+    }
+    s->base.ops = &sqlite_ops;
+    s->backend = be;
+    s->party = party;
+    snprintf(s->id, sizeof(s->id), "%s", room_id);
+    s->shard = shard_of(be, room_id);
+    snprintf(path, sizeof(path), ":memory:");
+    if (be->data_dir != NULL && party__store_path(be->data_dir, room_id, path, sizeof(path)) != 0) {
+        snprintf(why, why_len, "room %s: path too long", room_id);
+        party__free(s);
+        return PARTY_EINVAL;
+    }
+    if ((r = room_place(s, &own)) != 0) {
+        snprintf(why, why_len, "%s: room %s: cannot read where its records are: %s", s->shard->path,
+                 room_id, party_strerror(r));
+        party__free(s);
+        return r;
+    }
+    if (be->data_dir != NULL && own == 0 && (stat(path, &st) == 0 || errno != ENOENT) &&
+        own_remove(path) != 0) {
+        /* An own file its shard does not know: a move cut short. */
+        snprintf(why, why_len, "%s: cannot remove what a move to it left: %s", path,
+                 strerror(errno));
+        party__free(s);
+        return PARTY_EIO;
+    }
+    /* No row: a new room, or the file of an earlier partyd (whatever is at
+     * its path: what is not a file says so when opened). */
+    if (own < 0 && be->data_dir != NULL)
+        own = stat(path, &st) == 0 || errno != ENOENT;
+    if (own == 1) {
+        if ((be->data_dir != NULL &&
+             own_dir(be, room_id, dir, sizeof(dir), path, sizeof(path), why, why_len) != 0) ||
+            own_open(s, path, why, why_len) != 0) {
+            party__free(s);
+            return PARTY_EIO;
+        }
+    }
+    /* A room that cannot read its wake time stays unloaded: loaded without
+     * it, its next commit would file "no wake time" and lose its alarm. */
+    r = room_alarm_get(&s->base, &loaded->alarm_at, &loaded->alarm_retries);
+    if (r == 0)
+        r = room_sched_earliest(&s->base, &loaded->sched_next);
+    if (r != 0) {
+        if (s->db != NULL)
+            snprintf(why, why_len, "%s: cannot read its alarm and schedules: %s", path,
+                     sqlite3_errstr(sqlite3_errcode(s->db)));
+        else
+            snprintf(why, why_len, "%s: room %s: cannot read its alarm and schedules: %s",
+                     s->shard->path, room_id, party_strerror(r));
+        sqlite_unload(&s->base);
+        memset(loaded, 0, sizeof(*loaded));
+        return r == PARTY_ENOMEM ? PARTY_ENOMEM : PARTY_EIO;
+    }
+    *out = &s->base;
+    return 0;
+}
+
+/* ---- moving a shared room's records into its own file ---- */
+
+/* Copies the room's committed rows from its shard into its own file, and
+ * commits them there. */
+static int move_copy(sqlite_room *s) {
+    reader *rd = reader_get(s->backend, s->shard);
+    party__schedule sc;
+    int r, rc = SQLITE_DONE;
+
+    if (rd == NULL)
+        return PARTY_EIO;
+    r = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? 0 : PARTY_EIO;
+    sqlite3_bind_text(rd->kv_list, 1, s->id, -1, SQLITE_STATIC);
+    while (r == 0 && (rc = sqlite3_step(rd->kv_list)) == SQLITE_ROW) {
+        sqlite3_bind_value(s->kv_put, 1, sqlite3_column_value(rd->kv_list, 0));
+        sqlite3_bind_value(s->kv_put, 2, sqlite3_column_value(rd->kv_list, 1));
+        r = step_done(s->kv_put);
+    }
+    if (r == 0 && rc != SQLITE_DONE)
+        r = sqlite_code_error(rc);
+    done_with(rd->kv_list);
+    sqlite3_bind_text(rd->meta_list, 1, s->id, -1, SQLITE_STATIC);
+    while (r == 0 && (rc = sqlite3_step(rd->meta_list)) == SQLITE_ROW) {
+        sqlite3_bind_value(s->meta_put, 1, sqlite3_column_value(rd->meta_list, 0));
+        sqlite3_bind_value(s->meta_put, 2, sqlite3_column_value(rd->meta_list, 1));
+        r = step_done(s->meta_put);
+    }
+    if (r == 0 && rc != SQLITE_DONE)
+        r = sqlite_code_error(rc);
+    done_with(rd->meta_list);
+    sqlite3_bind_text(rd->alarm_get, 1, s->id, -1, SQLITE_STATIC);
+    if (r == 0 && (rc = sqlite3_step(rd->alarm_get)) == SQLITE_ROW)
+        r = own_alarm_set(&s->base, sqlite3_column_int64(rd->alarm_get, 0),
+                          sqlite3_column_int(rd->alarm_get, 1));
+    else if (r == 0 && rc != SQLITE_DONE)
+        r = sqlite_code_error(rc);
+    done_with(rd->alarm_get);
+    sqlite3_bind_text(rd->sched_due, 1, s->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(rd->sched_due, 2, INT64_MAX);
+    while (r == 0 && (rc = sqlite3_step(rd->sched_due)) == SQLITE_ROW) {
+        r = sched_from_row(rd->sched_due, &sc);
+        if (r == 0)
+            r = own_sched_add(&s->base, &sc);
+    }
+    if (r == 0 && rc != SQLITE_DONE)
+        r = sqlite_code_error(rc);
+    done_with(rd->sched_due);
+    reader_put(s->shard, rd);
+    /* own_alarm_set and own_sched_add ran in this transaction: it is not
+     * the batch's. */
+    s->begun = s->lost = s->wrote = 0;
+    if (r == 0 && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        r = PARTY_EIO;
+    if (r != 0 && !sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return r;
+}
+
+/* The commit point of a move: the shard says the room's records are in
+ * its own file, and holds none of them any more. */
+static int move_flip(sqlite_room *s) {
+    shard *sh = s->shard;
+    sqlite3_stmt *clears[] = {sh->kv_clear, sh->meta_clear, sh->alarm_delete, sh->sched_clear};
+    size_t i;
+    int r;
+
+    uv_mutex_lock(&sh->write_mutex);
+    r = step_done(sh->begin);
+    sqlite3_bind_text(sh->room_own, 1, s->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(sh->room_own, 2, s->party, -1, SQLITE_STATIC);
+    if (r == 0)
+        r = step_done(sh->room_own);
+    else
+        done_with(sh->room_own);
+    for (i = 0; i < sizeof(clears) / sizeof(clears[0]); i++) {
+        sqlite3_bind_text(clears[i], 1, s->id, -1, SQLITE_STATIC);
+        if (r == 0)
+            r = step_done(clears[i]);
+        else
+            done_with(clears[i]);
+    }
+    if (r == 0)
+        r = step_done(sh->commit);
+    if (r != 0 && !sqlite3_get_autocommit(sh->writer))
+        (void)step_done(sh->rollback);
+    uv_mutex_unlock(&sh->write_mutex);
+    return r;
+}
+
+/* The open batch goes on in the own file: its write set, written in the
+ * file's transaction. */
+static int move_write_set(sqlite_room *s) {
+    party__write_set *ws = &s->ws;
+    sqlite3_stmt *meta_delete = NULL;
+    size_t i;
+    int r = room_begin(s);
+
+    for (i = 0; r == 0 && i < ws->kv.len; i++) {
+        const party__pending_pair *p = &ws->kv.items[i];
+        r = p->deleted ? pairs_delete(s, s->kv_delete, p->key)
+                       : pairs_put(s, s->kv_put, p->key, p->val, p->len, 0);
+        if (r == PARTY_ENOTFOUND)
+            r = 0;
+    }
+    if (r == 0 && ws->meta.len > 0 &&
+        sqlite3_prepare_v2(s->db, "DELETE FROM _party_meta WHERE key = ?1", -1, &meta_delete,
+                           NULL) != SQLITE_OK)
+        r = PARTY_EIO;
+    for (i = 0; r == 0 && i < ws->meta.len; i++) {
+        const party__pending_pair *p = &ws->meta.items[i];
+        r = p->deleted ? pairs_delete(s, meta_delete, p->key)
+                       : pairs_put(s, s->meta_put, p->key, p->val, p->len, 1);
+        if (r == PARTY_ENOTFOUND)
+            r = 0;
+    }
+    sqlite3_finalize(meta_delete);
+    if (r == 0 && ws->alarm_set)
+        r = own_alarm_set(&s->base, ws->alarm_at, ws->alarm_retries);
+    for (i = 0; r == 0 && i < ws->n_scheds; i++) {
+        const party__pending_sched *p = &ws->scheds[i];
+        if (p->op != PARTY__PENDING_NEXT) {
+            r = own_sched_cancel(&s->base, p->s.id);
+            if (r == PARTY_ENOTFOUND)
+                r = 0;
+        }
+        if (r == 0 && p->op == PARTY__PENDING_ADD)
+            r = own_sched_add(&s->base, &p->s);
+        else if (r == 0 && p->op == PARTY__PENDING_NEXT)
+            r = own_sched_set_next(&s->base, p->s.id, p->s.next_ms);
+    }
+    if (!party__write_set_empty(ws))
+        s->wrote = 1;
+    party__write_set_clear(ws);
+    return r;
+}
+
+/* Moves a shared room's records into its own file, in one crash-safe
+ * step: the own file is written and committed (and its name made
+ * durable) first; the commit point is the shard's transaction that marks
+ * the room own and deletes its rows there. Cut short before it, the own
+ * file is a leftover that load removes (the shard still says shared). A
+ * room its shard has no row for (a new one) only makes its file. */
+static int room_move(sqlite_room *s) {
+    sqlite_backend *be = s->backend;
+    char path[4096], dir[4096], why[512];
+    int r, own;
+
+    /* A room with no row in its shard has no records there: its own file
+     * is all it needs (load takes a file with no row for the room's), and
+     * what it holds is made durable by the batch's commit. */
+    if ((r = room_place(s, &own)) != 0)
+        return r;
+    snprintf(path, sizeof(path), ":memory:");
+    if (be->data_dir != NULL) {
+        if (own_dir(be, s->id, dir, sizeof(dir), path, sizeof(path), why, sizeof(why)) != 0 ||
+            own_remove(path) != 0)
+            return PARTY_EIO;
+    }
+    if (own_open(s, path, why, sizeof(why)) != 0)
+        return PARTY_EIO;
+    r = own < 0 ? 0 : move_copy(s);
+    if (r == 0 && own >= 0 && be->data_dir != NULL && be->durability_full) {
+        if (sync_dir(dir) != 0)
+            r = PARTY_EIO;
+        snprintf(dir, sizeof(dir), "%s/rooms", be->data_dir);
+        if (r == 0 && sync_dir(dir) != 0)
+            r = PARTY_EIO;
+    }
+    if (r == 0 && own >= 0)
+        r = move_flip(s);
+    if (r != 0) {
+        own_close(s);
+        if (be->data_dir != NULL)
+            (void)own_remove(path);
+        return r;
+    }
+    r = move_write_set(s);
+    if (r != 0 || s->broken) {
+        /* The move holds; the batch cannot: it fails at its commit. */
+        s->begun = s->lost = 1;
+        s->broken = 0;
+    }
+    return r;
+}
+
+static struct sqlite3 *room_file_open(party__room_store *rs) {
+    sqlite_room *s = (sqlite_room *)rs;
+    if (s->db == NULL && room_move(s) != 0)
+        return NULL;
+    return room_begin(s) == 0 ? s->db : NULL;
+}
 /* ---- commits and the alarm index ---- */
 
 /* results[i] of a room whose index entry already has its exact wake
@@ -969,10 +2156,124 @@ static void index_settle(sqlite_backend *be, const party__commit *rooms, size_t 
     uv_mutex_unlock(&be->index_mutex);
 }
 
+/* Applies a shared room's write set with its shard's writer, inside the
+ * shard's open transaction. */
+static int write_set_apply(shard *sh, sqlite_room *s) {
+    const party__write_set *ws = &s->ws;
+    size_t i, k;
+    int r;
+
+    sqlite3_bind_text(sh->room_put, 1, s->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(sh->room_put, 2, s->party, -1, SQLITE_STATIC);
+    r = step_done(sh->room_put);
+    for (k = 0; k < 2; k++) {
+        const party__pending_pairs *pairs = k == 0 ? &ws->kv : &ws->meta;
+        sqlite3_stmt *put = k == 0 ? sh->kv_put : sh->meta_put;
+        sqlite3_stmt *del = k == 0 ? sh->kv_delete : sh->meta_delete;
+        for (i = 0; r == 0 && i < pairs->len; i++) {
+            const party__pending_pair *p = &pairs->items[i];
+            sqlite3_stmt *stmt = p->deleted ? del : put;
+            sqlite3_bind_text(stmt, 1, s->id, -1, SQLITE_STATIC);
+            sqlite3_bind_text(stmt, 2, p->key, -1, SQLITE_STATIC);
+            /* The runtime's records are text (as in own files), the
+             * user's values blobs. */
+            if (!p->deleted && k == 1)
+                sqlite3_bind_text64(stmt, 3, p->val, p->len, SQLITE_STATIC, SQLITE_UTF8);
+            else if (!p->deleted)
+                sqlite3_bind_blob64(stmt, 3, p->val, p->len, SQLITE_STATIC);
+            r = step_done(stmt);
+        }
+    }
+    if (r == 0 && ws->alarm_set) {
+        sqlite3_stmt *stmt = ws->alarm_at > 0 ? sh->alarm_put : sh->alarm_delete;
+        sqlite3_bind_text(stmt, 1, s->id, -1, SQLITE_STATIC);
+        if (ws->alarm_at > 0) {
+            sqlite3_bind_int64(stmt, 2, ws->alarm_at);
+            sqlite3_bind_int(stmt, 3, ws->alarm_retries);
+        }
+        r = step_done(stmt);
+    }
+    for (i = 0; r == 0 && i < ws->n_scheds; i++) {
+        const party__pending_sched *p = &ws->scheds[i];
+        const party__schedule *sc = &p->s;
+        sqlite3_stmt *stmt = p->op == PARTY__PENDING_ADD      ? sh->sched_put
+                             : p->op == PARTY__PENDING_CANCEL ? sh->sched_delete
+                                                              : sh->sched_next;
+        sqlite3_bind_text(stmt, 1, s->id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 2, sc->id, -1, SQLITE_STATIC);
+        if (p->op == PARTY__PENDING_ADD) {
+            sqlite3_bind_text(stmt, 3, sc->name, -1, SQLITE_STATIC);
+            sqlite3_bind_blob64(stmt, 4, sc->len > 0 ? sc->payload : "", sc->len, SQLITE_STATIC);
+            sqlite3_bind_int(stmt, 5, sc->kind);
+            sqlite3_bind_int64(stmt, 6, sc->interval_ms);
+            if (sc->cron != NULL)
+                sqlite3_bind_text(stmt, 7, sc->cron, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(stmt, 8, sc->next_ms);
+        } else if (p->op == PARTY__PENDING_NEXT) {
+            sqlite3_bind_int64(stmt, 3, sc->next_ms);
+        }
+        r = step_done(stmt);
+    }
+    return r;
+}
+
+/* 1 if rooms[i] is a shared room of sh with a batch to commit (and no
+ * failure yet). */
+static int shard_commits(const shard *sh, const party__commit *c, int result) {
+    const sqlite_room *s = (const sqlite_room *)c->store;
+    return result >= 0 && s->db == NULL && s->shard == sh && !party__write_set_empty(&s->ws);
+}
+
+/* Commits the write sets of the shared rooms of sh among rooms: one
+ * transaction (one sync), a savepoint per room, so that a room whose
+ * records cannot be written fails alone. Every write set committed here
+ * is empty after, whatever the result. */
+static void shard_commit(shard *sh, const party__commit *rooms, size_t n, int *results) {
+    size_t i;
+    int r, any = 0;
+
+    for (i = 0; i < n && !any; i++)
+        any = shard_commits(sh, &rooms[i], results[i]);
+    if (!any)
+        return;
+    uv_mutex_lock(&sh->write_mutex);
+    r = step_done(sh->begin);
+    for (i = 0; r == 0 && i < n; i++) {
+        sqlite_room *s = (sqlite_room *)rooms[i].store;
+        if (!shard_commits(sh, &rooms[i], results[i]))
+            continue;
+        if (step_done(sh->savepoint) != 0) {
+            r = PARTY_EIO;
+            break;
+        }
+        if (write_set_apply(sh, s) == 0 && step_done(sh->release) == 0)
+            continue;
+        results[i] = PARTY_EIO;
+        if (step_done(sh->rollback_to) != 0 || step_done(sh->release) != 0)
+            r = PARTY_EIO; /* the transaction is not what it was: all fail */
+    }
+    if (r == 0)
+        r = step_done(sh->commit);
+    if (r != 0 && !sqlite3_get_autocommit(sh->writer))
+        (void)step_done(sh->rollback);
+    uv_mutex_unlock(&sh->write_mutex);
+    for (i = 0; i < n; i++) {
+        sqlite_room *s = (sqlite_room *)rooms[i].store;
+        /* The rooms taken above still hold their write sets (a room that
+         * failed before, its store rolled back, holds none). */
+        if (s->db != NULL || s->shard != sh || party__write_set_empty(&s->ws))
+            continue;
+        if (r != 0)
+            results[i] = PARTY_EIO;
+        party__write_set_clear(&s->ws);
+    }
+}
+
 static void sqlite_commit_batch(party__backend *be_, const party__commit *rooms, size_t n,
                                 int *results) {
     sqlite_backend *be = (sqlite_backend *)be_;
     int lower = 0, settle = 0, index_failed = 0;
+    unsigned k;
     size_t i;
 
     for (i = 0; i < n; i++) {
@@ -982,8 +2283,8 @@ static void sqlite_commit_batch(party__backend *be_, const party__commit *rooms,
     }
     if (lower)
         index_failed = index_lower(be, rooms, n, results) != 0;
-    /* Each room is its own file: one commit each, and one room's failure
-     * is its own. */
+    /* An own-file room commits its own file: one commit each, and one
+     * room's failure is its own. */
     for (i = 0; i < n; i++) {
         sqlite_room *s = (sqlite_room *)rooms[i].store;
         int r;
@@ -992,10 +2293,20 @@ static void sqlite_commit_batch(party__backend *be_, const party__commit *rooms,
             results[i] = PARTY_EIO;
             continue;
         }
-        r = room_commit(s);
+        if (s->db == NULL && s->broken) {
+            room_rollback(&s->base);
+            results[i] = PARTY_EIO;
+            continue;
+        }
+        if (s->db == NULL)
+            continue;
+        r = own_commit(s);
         if (r != 0)
             results[i] = r;
     }
+    /* Shared rooms: one transaction per shard for all of its rooms. */
+    for (k = 0; k < be->n_shards; k++)
+        shard_commit(&be->shards[k], rooms, n, results);
     if (settle)
         index_settle(be, rooms, n, results);
     for (i = 0; lower && i < n; i++)

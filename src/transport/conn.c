@@ -22,7 +22,7 @@
 #include <openssl/rand.h>
 
 #include "log.h"
-#include "runtime.h"
+#include "loop.h"
 #include "slab.h"
 #include "alloc.h"
 
@@ -45,7 +45,7 @@ static void conn_parse_http(party_conn *conn);
 static void http_session_free(party__http_session *s);
 
 static const party__conn_upcalls *upcalls(const party_conn *conn) {
-    return party__conn_rt(conn)->conn_upcalls;
+    return party__conn_loop(conn)->conn_upcalls;
 }
 
 static uint64_t seconds_to_ms(double s) {
@@ -54,12 +54,12 @@ static uint64_t seconds_to_ms(double s) {
 
 /* Connection structs come from slabs (see slab.h): they are the one
  * long-lived allocation per connection. */
-static party_conn *conn_alloc(party_runtime *rt) {
-    return party__slabs_calloc(&rt->conn_slabs, sizeof(party_conn));
+static party_conn *conn_alloc(party__loop *lp) {
+    return party__slabs_calloc(&lp->conn_slabs, sizeof(party_conn));
 }
 
-static void conn_release(party_runtime *rt, party_conn *conn) {
-    party__slabs_release(rt->conn_slabs, conn);
+static void conn_release(party__loop *lp, party_conn *conn) {
+    party__slabs_release(lp->conn_slabs, conn);
 }
 
 /* The output ring: one inline slot while at most one buffer waits (the
@@ -87,7 +87,7 @@ static uint32_t out_released(const party_conn *conn) {
 party__transport *party__conn_transport(const party_conn *conn) {
     if (conn->transport_slot == 0)
         return NULL;
-    return party__conn_rt(conn)->transport_slots[conn->transport_slot];
+    return party__conn_loop(conn)->transport_slots[conn->transport_slot];
 }
 
 static const party__transport_ops *conn_ops(const party_conn *conn) {
@@ -96,42 +96,42 @@ static const party__transport_ops *conn_ops(const party_conn *conn) {
 }
 
 /* A free slot number (never 0, which means "none") holding t; 0 on OOM. */
-static uint32_t slot_take(party_runtime *rt, party__transport *t) {
+static uint32_t slot_take(party__loop *lp, party__transport *t) {
     uint32_t slot;
-    if (rt->n_transport_free == 0) {
-        size_t cap = rt->transport_slots_cap ? rt->transport_slots_cap * 2 : 64, i;
+    if (lp->n_transport_free == 0) {
+        size_t cap = lp->transport_slots_cap ? lp->transport_slots_cap * 2 : 64, i;
         party__transport **slots;
         uint32_t *spare;
         if (cap > UINT32_MAX)
             return 0;
-        slots = party__realloc(rt->transport_slots, cap * sizeof(*slots));
+        slots = party__realloc(lp->transport_slots, cap * sizeof(*slots));
         if (slots == NULL)
             return 0;
-        rt->transport_slots = slots;
-        spare = party__realloc(rt->transport_free, cap * sizeof(*spare));
+        lp->transport_slots = slots;
+        spare = party__realloc(lp->transport_free, cap * sizeof(*spare));
         if (spare == NULL)
             return 0;
-        rt->transport_free = spare;
-        for (i = cap; i-- > (rt->transport_slots_cap ? rt->transport_slots_cap : 1);)
-            rt->transport_free[rt->n_transport_free++] = (uint32_t)i;
-        rt->transport_slots_cap = cap;
+        lp->transport_free = spare;
+        for (i = cap; i-- > (lp->transport_slots_cap ? lp->transport_slots_cap : 1);)
+            lp->transport_free[lp->n_transport_free++] = (uint32_t)i;
+        lp->transport_slots_cap = cap;
     }
-    slot = rt->transport_free[--rt->n_transport_free];
-    rt->transport_slots[slot] = t;
+    slot = lp->transport_free[--lp->n_transport_free];
+    lp->transport_slots[slot] = t;
     return slot;
 }
 
 int party__conn_set_transport(party_conn *conn, party__transport *t) {
-    party_runtime *rt = party__conn_rt(conn);
+    party__loop *lp = party__conn_loop(conn);
 
     if (conn->transport_slot != 0) {
-        rt->transport_slots[conn->transport_slot] = NULL;
-        rt->transport_free[rt->n_transport_free++] = conn->transport_slot;
+        lp->transport_slots[conn->transport_slot] = NULL;
+        lp->transport_free[lp->n_transport_free++] = conn->transport_slot;
         conn->transport_slot = 0;
     }
     if (t == NULL)
         return 0;
-    conn->transport_slot = slot_take(rt, t);
+    conn->transport_slot = slot_take(lp, t);
     return conn->transport_slot != 0 ? 0 : PARTY_ENOMEM;
 }
 
@@ -144,16 +144,16 @@ static void transport_free(party_conn *conn) {
     }
 }
 
-void party__conn_slots_free(party_runtime *rt) {
-    party__free(rt->transport_slots);
-    rt->transport_slots = NULL;
-    party__free(rt->transport_free);
-    rt->transport_free = NULL;
-    rt->transport_slots_cap = rt->n_transport_free = 0;
+void party__conn_slots_free(party__loop *lp) {
+    party__free(lp->transport_slots);
+    lp->transport_slots = NULL;
+    party__free(lp->transport_free);
+    lp->transport_free = NULL;
+    lp->transport_slots_cap = lp->n_transport_free = 0;
 }
 
-party_runtime *party__conn_runtime(const party_conn *conn) {
-    return party__conn_rt(conn);
+party__loop *party__conn_get_loop(const party_conn *conn) {
+    return party__conn_loop(conn);
 }
 
 int party__conn_closing(const party_conn *conn) {
@@ -172,7 +172,7 @@ static char *ident_block(const party_conn *conn) {
 }
 
 static void conn_free(party_conn *conn) {
-    party_runtime *rt = party__conn_rt(conn);
+    party__loop *lp = party__conn_loop(conn);
     uint32_t i;
 
     for (i = 0; i < conn->out_len; i++)
@@ -187,9 +187,9 @@ static void conn_free(party_conn *conn) {
     party__free(conn->state);
     transport_free(conn);
     if (!conn->handed_off) /* other loops read the total: atomic */
-        __atomic_fetch_sub(&rt->n_conns, 1, __ATOMIC_RELAXED);
-    conn_release(rt, conn);
-    party__runtime_maybe_finish(rt);
+        __atomic_fetch_sub(&lp->n_conns, 1, __ATOMIC_RELAXED);
+    conn_release(lp, conn);
+    party__loop_maybe_finish(lp);
 }
 
 void party__conn_unref(party_conn *conn) {
@@ -204,109 +204,109 @@ static void on_timer_closed(uv_handle_t *handle) {
 
 /* The block is freed once its last timer's close callback has run. */
 static void on_block_timer_closed(uv_handle_t *handle) {
-    party_runtime *rt = handle->loop->data;
-    assert(rt->timer_block_open > 0);
-    if (--rt->timer_block_open == 0) {
-        party__free(rt->timer_block);
-        rt->timer_block = NULL;
-        rt->trim_pending = 1; /* its pages go back at the next tick */
+    party__loop *lp = handle->loop->data;
+    assert(lp->timer_block_open > 0);
+    if (--lp->timer_block_open == 0) {
+        party__free(lp->timer_block);
+        lp->timer_block = NULL;
+        lp->trim_pending = 1; /* its pages go back at the next tick */
     }
 }
 
-static int timer_in_block(party_runtime *rt, uv_timer_t *timer) {
-    uintptr_t t = (uintptr_t)timer, first = (uintptr_t)rt->timer_block;
-    return rt->timer_block != NULL && t >= first &&
+static int timer_in_block(party__loop *lp, uv_timer_t *timer) {
+    uintptr_t t = (uintptr_t)timer, first = (uintptr_t)lp->timer_block;
+    return lp->timer_block != NULL && t >= first &&
            t < first + PARTY__SPARE_TIMERS * sizeof(uv_timer_t);
 }
 
-/* Timers come from and go back to a per-runtime pool of stopped handles:
+/* Timers come from and go back to a per-loop pool of stopped handles:
  * every connection needs one for its handshake. The pool's timers are one
  * block, allocated when the first is needed, so that they do not sit one
  * by one between the long-lived connection structs and pin pages of freed
  * memory there; a timer beyond the pool (more than PARTY__SPARE_TIMERS
  * armed at once) is allocated by itself and freed when stopped. */
 static void conn_timer_stop(party_conn *conn) {
-    party_runtime *rt = party__conn_rt(conn);
+    party__loop *lp = party__conn_loop(conn);
     uv_timer_t *timer = conn->timer;
 
     if (timer == NULL)
         return;
     conn->timer = NULL;
     uv_timer_stop(timer);
-    if (!timer_in_block(rt, timer)) {
+    if (!timer_in_block(lp, timer)) {
         uv_close((uv_handle_t *)timer, on_timer_closed);
-    } else if (rt->timers_closing) {
+    } else if (lp->timers_closing) {
         uv_close((uv_handle_t *)timer, on_block_timer_closed);
     } else {
-        assert(rt->n_spare_timers < PARTY__SPARE_TIMERS);
+        assert(lp->n_spare_timers < PARTY__SPARE_TIMERS);
         timer->data = NULL;
-        rt->spare_timers[rt->n_spare_timers++] = timer;
+        lp->spare_timers[lp->n_spare_timers++] = timer;
     }
 }
 
 /* Allocates the pool's block; its timers become the spare ones. */
-static int timer_block_new(party_runtime *rt) {
+static int timer_block_new(party__loop *lp) {
     size_t i;
-    rt->timer_block = party__malloc(PARTY__SPARE_TIMERS * sizeof(uv_timer_t));
-    if (rt->timer_block == NULL)
+    lp->timer_block = party__malloc(PARTY__SPARE_TIMERS * sizeof(uv_timer_t));
+    if (lp->timer_block == NULL)
         return PARTY_ENOMEM;
     for (i = PARTY__SPARE_TIMERS; i-- > 0;) {
-        uv_timer_init(&rt->loop, &rt->timer_block[i]);
-        rt->timer_block[i].data = NULL;
-        rt->spare_timers[rt->n_spare_timers++] = &rt->timer_block[i];
+        uv_timer_init(&lp->loop, &lp->timer_block[i]);
+        lp->timer_block[i].data = NULL;
+        lp->spare_timers[lp->n_spare_timers++] = &lp->timer_block[i];
     }
-    rt->timer_block_open = PARTY__SPARE_TIMERS;
+    lp->timer_block_open = PARTY__SPARE_TIMERS;
     return 0;
 }
 
 static void conn_timer_start(party_conn *conn, uint64_t ms, uv_timer_cb cb) {
-    party_runtime *rt = party__conn_rt(conn);
+    party__loop *lp = party__conn_loop(conn);
     if (conn->timer == NULL) {
-        if (rt->n_spare_timers == 0 && rt->timer_block == NULL && !rt->timers_closing)
-            (void)timer_block_new(rt); /* when it fails, try a timer by itself */
-        if (rt->n_spare_timers > 0) {
-            conn->timer = rt->spare_timers[--rt->n_spare_timers];
+        if (lp->n_spare_timers == 0 && lp->timer_block == NULL && !lp->timers_closing)
+            (void)timer_block_new(lp); /* when it fails, try a timer by itself */
+        if (lp->n_spare_timers > 0) {
+            conn->timer = lp->spare_timers[--lp->n_spare_timers];
         } else {
             conn->timer = party__malloc(sizeof(*conn->timer));
             if (conn->timer == NULL)
                 return; /* no timeout then; the connection still works */
-            uv_timer_init(&rt->loop, conn->timer);
+            uv_timer_init(&lp->loop, conn->timer);
         }
         conn->timer->data = conn;
     }
     uv_timer_start(conn->timer, cb, ms, 0);
 }
 
-static void spare_sessions_free(party_runtime *rt) {
-    while (rt->spare_sessions != NULL) {
-        party__http_session *s = rt->spare_sessions;
-        rt->spare_sessions = s->next_spare;
+static void spare_sessions_free(party__loop *lp) {
+    while (lp->spare_sessions != NULL) {
+        party__http_session *s = lp->spare_sessions;
+        lp->spare_sessions = s->next_spare;
         party__free(s->buf);
         party__free(s);
     }
-    rt->n_spare_sessions = 0;
+    lp->n_spare_sessions = 0;
 }
 
 /* Closes the spare timers; the block is freed after the last close
  * callback of all its timers. */
-static void spare_timers_close(party_runtime *rt) {
-    while (rt->n_spare_timers > 0)
-        uv_close((uv_handle_t *)rt->spare_timers[--rt->n_spare_timers], on_block_timer_closed);
+static void spare_timers_close(party__loop *lp) {
+    while (lp->n_spare_timers > 0)
+        uv_close((uv_handle_t *)lp->spare_timers[--lp->n_spare_timers], on_block_timer_closed);
 }
 
-void party__conn_pools_free(party_runtime *rt) {
+void party__conn_pools_free(party__loop *lp) {
     /* Timers still held by connections close when they are stopped. */
-    rt->timers_closing = 1;
-    spare_timers_close(rt);
-    spare_sessions_free(rt);
+    lp->timers_closing = 1;
+    spare_timers_close(lp);
+    spare_sessions_free(lp);
 }
 
-void party__conn_pools_trim(party_runtime *rt) {
-    spare_sessions_free(rt);
+void party__conn_pools_trim(party__loop *lp) {
+    spare_sessions_free(lp);
     /* The block goes only whole: while any of its timers is armed, it
      * stays. Until it is freed, a timer needed is allocated by itself. */
-    if (rt->timer_block != NULL && rt->n_spare_timers == PARTY__SPARE_TIMERS)
-        spare_timers_close(rt);
+    if (lp->timer_block != NULL && lp->n_spare_timers == PARTY__SPARE_TIMERS)
+        spare_timers_close(lp);
 }
 
 static void on_poll_closed(uv_handle_t *handle) {
@@ -330,7 +330,7 @@ static void conn_report_close(party_conn *conn, int code, const char *reason, in
     conn->close_reported = 1;
     if (upcalls(conn)->close(conn->room, conn, code, party__slice_make(reason, strlen(reason)),
                              was_clean) != 0)
-        party__log_error(party__conn_rt(conn),
+        party__log_error(party__conn_loop(conn),
                          "conn %s: out of memory reporting close; on_close skipped", conn->id);
 }
 
@@ -383,8 +383,8 @@ static void mark_dirty(party_conn *conn) {
     if (!conn->dirty) {
         party__conn_ref(conn);
         conn->dirty = 1;
-        conn->dirty_next = party__conn_rt(conn)->dirty_head;
-        party__conn_rt(conn)->dirty_head = conn;
+        conn->dirty_next = party__conn_loop(conn)->dirty_head;
+        party__conn_loop(conn)->dirty_head = conn;
     }
 }
 
@@ -396,13 +396,13 @@ int party__conn_queue(party_conn *conn, party__buf *buf) {
     if (conn->transport_closing || conn->phase == PARTY__CONN_DONE)
         return PARTY_ECLOSED;
     /* Held output counts: it is memory this connection holds all the same. */
-    if (conn->out_bytes + buf->len > party__conn_rt(conn)->cfg.send_queue_bytes) {
+    if (conn->out_bytes + buf->len > party__conn_loop(conn)->cfg.send_queue_bytes) {
         party__log_warn(
-            party__conn_rt(conn),
+            party__conn_loop(conn),
             "conn %s: send queue would exceed send_queue_bytes (--send-queue-bytes, %zu); "
             "dropping the connection",
-            conn->id != NULL ? conn->id : "-", party__conn_rt(conn)->cfg.send_queue_bytes);
-        party__conn_rt(conn)->send_queue_drops++;
+            conn->id != NULL ? conn->id : "-", party__conn_loop(conn)->cfg.send_queue_bytes);
+        party__conn_loop(conn)->send_queue_drops++;
         conn_report_error(conn, "send queue over send_queue_bytes: the client reads too slowly");
         conn_close_now(conn);
         return PARTY_ELIMIT;
@@ -443,7 +443,7 @@ static int conn_enqueue(party_conn *conn, party__buf *buf) {
 }
 
 void party__conn_consume(party_conn *conn, size_t n) {
-    party__conn_rt(conn)->bytes_out += n;
+    party__conn_loop(conn)->bytes_out += n;
     conn->out_bytes -= n;
     while (n > 0) {
         party__buf *head = *out_slot(conn, 0);
@@ -547,7 +547,7 @@ static void conn_flush(party_conn *conn) {
         ops->start_close != NULL)
         r = ops->start_close(conn);
     if (r < 0) {
-        party__log_debug(party__conn_rt(conn), "conn %s: write failed: %s",
+        party__log_debug(party__conn_loop(conn), "conn %s: write failed: %s",
                          conn->id ? conn->id : "-", uv_strerror(r));
         conn_close_now(conn);
         return;
@@ -566,10 +566,10 @@ void party__conn_flush(party_conn *conn) {
     conn_flush(conn);
 }
 
-void party__conn_flush_dirty(party_runtime *rt) {
-    while (rt->dirty_head != NULL) {
-        party_conn *conn = rt->dirty_head;
-        rt->dirty_head = conn->dirty_next;
+void party__conn_flush_dirty(party__loop *lp) {
+    while (lp->dirty_head != NULL) {
+        party_conn *conn = lp->dirty_head;
+        lp->dirty_head = conn->dirty_next;
         conn->dirty = 0;
         conn->dirty_next = NULL;
         conn_flush(conn);
@@ -593,9 +593,9 @@ static void on_header_timeout(uv_timer_t *timer) {
         return;
     }
     party__log_info(
-        party__conn_rt(conn),
+        party__conn_loop(conn),
         "http: no complete request within header_timeout (--header-timeout, %.1f s); closing",
-        party__conn_rt(conn)->cfg.header_timeout);
+        party__conn_loop(conn)->cfg.header_timeout);
     party__conn_http_fail(conn, 408, "request head not received within header_timeout\n");
 }
 
@@ -616,14 +616,14 @@ static void http_session_clear(party__http_session *s) {
 /* Sessions, like timers, are pooled: a handshake's few kilobytes are then
  * the same few kilobytes for every connection. */
 static int http_session_new(party_conn *conn) {
-    party_runtime *rt = party__conn_rt(conn);
-    party__http_session *s = rt->spare_sessions;
+    party__loop *lp = party__conn_loop(conn);
+    party__http_session *s = lp->spare_sessions;
     char *buf = NULL;
     size_t cap = 0;
 
     if (s != NULL) {
-        rt->spare_sessions = s->next_spare;
-        rt->n_spare_sessions--;
+        lp->spare_sessions = s->next_spare;
+        lp->n_spare_sessions--;
         buf = s->buf;
         cap = buf != NULL ? s->cap : 0;
     } else {
@@ -634,7 +634,7 @@ static int http_session_new(party_conn *conn) {
     http_session_clear(s);
     s->buf = buf;
     s->cap = cap;
-    s->max = rt->cfg.max_header_bytes + rt->cfg.max_body_bytes + 1024;
+    s->max = lp->cfg.max_header_bytes + lp->cfg.max_body_bytes + 1024;
     party__http_parser_init(&s->parser);
     conn->http = s;
     return 0;
@@ -651,13 +651,13 @@ static void http_session_free(party__http_session *s) {
 }
 
 void party__conn_end_http(party_conn *conn) {
-    party_runtime *rt = party__conn_rt(conn);
+    party__loop *lp = party__conn_loop(conn);
     party__http_session *s = conn->http;
 
     if (s == NULL)
         return;
     conn->http = NULL;
-    rt->http_ended++;
+    lp->http_ended++;
     if (s->have_preq)
         party__request_free(&s->preq);
     if (s->cap > SPARE_BUF_MAX) {
@@ -665,10 +665,10 @@ void party__conn_end_http(party_conn *conn) {
         s->buf = NULL;
         s->cap = 0;
     }
-    if (rt->n_spare_sessions < PARTY__SPARE_SESSIONS && !rt->finished) {
-        s->next_spare = rt->spare_sessions;
-        rt->spare_sessions = s;
-        rt->n_spare_sessions++;
+    if (lp->n_spare_sessions < PARTY__SPARE_SESSIONS && !lp->finished) {
+        s->next_spare = lp->spare_sessions;
+        lp->spare_sessions = s;
+        lp->n_spare_sessions++;
         return;
     }
     party__free(s->buf);
@@ -685,7 +685,7 @@ static int input_buffered(const party_conn *conn) {
 
 /* party__conn_input_space behind a request. */
 static NOT_INLINED int http_input_space(party_conn *conn, uv_buf_t *out) {
-    party_runtime *rt = party__conn_rt(conn);
+    party__loop *lp = party__conn_loop(conn);
     party__http_session *s = conn->http;
     size_t want = s->cap;
 
@@ -701,7 +701,7 @@ static NOT_INLINED int http_input_space(party_conn *conn, uv_buf_t *out) {
     if (want > s->cap) {
         char *grown = party__realloc(s->buf, want);
         if (grown == NULL) {
-            party__log_error(rt, "conn %s: out of memory for a read buffer",
+            party__log_error(lp, "conn %s: out of memory for a read buffer",
                              conn->id ? conn->id : "-");
             conn_close_now(conn);
             return PARTY_ENOMEM;
@@ -717,7 +717,7 @@ static NOT_INLINED int http_input_space(party_conn *conn, uv_buf_t *out) {
         return 1;
     /* Chunk framing can make the raw bytes outgrow the body limit before
      * the parser sees the decoded size pass it. */
-    party__log_info(rt, "http: 413 request exceeds max_body_bytes (--max-body-bytes) with framing");
+    party__log_info(lp, "http: 413 request exceeds max_body_bytes (--max-body-bytes) with framing");
     party__conn_http_fail(conn, 413, "request exceeds max_body_bytes\n");
     return PARTY_ELIMIT;
 }
@@ -725,7 +725,7 @@ static NOT_INLINED int http_input_space(party_conn *conn, uv_buf_t *out) {
 int party__conn_input_space(party_conn *conn, uv_buf_t *out) {
     if (input_buffered(conn))
         return http_input_space(conn, out);
-    *out = uv_buf_init(party__conn_rt(conn)->read_buf, PARTY__READ_BUF_SIZE);
+    *out = uv_buf_init(party__conn_loop(conn)->read_buf, PARTY__READ_BUF_SIZE);
     return 0;
 }
 
@@ -770,7 +770,7 @@ static void conn_stop_reading(party_conn *conn) {
 
 void party__conn_http_respond(party_conn *conn, party_response *res, int force_close) {
     party__http_session *s = conn->http;
-    int keep_alive = conn->keep_alive && !force_close && !party__conn_rt(conn)->stopping;
+    int keep_alive = conn->keep_alive && !force_close && !party__conn_loop(conn)->stopping;
     party__buf *buf;
 
     if (s != NULL && s->cors != NULL) {
@@ -806,7 +806,7 @@ void party__conn_http_respond(party_conn *conn, party_response *res, int force_c
     s->consumed = 0;
     party__http_parser_init(&s->parser);
     conn->phase = PARTY__CONN_HTTP;
-    conn_timer_start(conn, seconds_to_ms(party__conn_rt(conn)->cfg.header_timeout),
+    conn_timer_start(conn, seconds_to_ms(party__conn_loop(conn)->cfg.header_timeout),
                      on_header_timeout);
     conn_start_reading(conn);
     if (s->len > 0)
@@ -853,22 +853,22 @@ static void conn_parse_one(party_conn *conn) {
     party__http_error err;
     int r;
 
-    limits.max_header_bytes = party__conn_rt(conn)->cfg.max_header_bytes;
-    limits.max_headers = party__conn_rt(conn)->cfg.max_headers;
-    limits.max_body = party__conn_rt(conn)->cfg.max_body_bytes;
+    limits.max_header_bytes = party__conn_loop(conn)->cfg.max_header_bytes;
+    limits.max_headers = party__conn_loop(conn)->cfg.max_headers;
+    limits.max_body = party__conn_loop(conn)->cfg.max_body_bytes;
     r = party__http_parse(&s->parser, s->buf, s->len, &limits, &s->req, &s->consumed, &err);
     if (r == PARTY__HTTP_AGAIN)
         return;
     if (r == PARTY__HTTP_ERROR) {
         char body[160];
-        party__conn_rt(conn)->http_errors++;
-        party__log_info(party__conn_rt(conn), "http: %d %s%s", err.status, err.reason,
+        party__conn_loop(conn)->http_errors++;
+        party__log_info(party__conn_loop(conn), "http: %d %s%s", err.status, err.reason,
                         limit_flag(err.reason));
         snprintf(body, sizeof(body), "%s\n", err.reason);
         party__conn_http_fail(conn, err.status, body);
         return;
     }
-    party__conn_rt(conn)->http_requests++;
+    party__conn_loop(conn)->http_requests++;
     conn_timer_stop(conn);
     conn_stop_reading(conn);
     conn->phase = PARTY__CONN_HTTP_BUSY;
@@ -904,14 +904,14 @@ static int on_ws_event(void *arg, const party__ws_event *wev) {
         if (conn->phase != PARTY__CONN_OPEN)
             return 0; /* after our Close, data is dropped */
         if (upcalls(conn)->message(conn->room, conn, wev->data, wev->binary) != 0) {
-            party__log_error(party__conn_rt(conn), "conn %s: out of memory queueing a message",
+            party__log_error(party__conn_loop(conn), "conn %s: out of memory queueing a message",
                              conn->id);
             party__conn_start_close(conn, PARTY__WS_INTERNAL_ERROR, "out of memory");
             return 1;
         }
         return 0;
     case PARTY__WS_EV_PING:
-        frame = party__ws_frame_new(party__conn_rt(conn)->buf_pool, PARTY__WS_PONG, wev->data.ptr,
+        frame = party__ws_frame_new(party__conn_loop(conn)->buf_pool, PARTY__WS_PONG, wev->data.ptr,
                                     wev->data.len);
         if (frame != NULL) {
             (void)party__conn_queue(conn, frame);
@@ -941,9 +941,9 @@ static int on_ws_event(void *arg, const party__ws_event *wev) {
         return 1;
     }
     case PARTY__WS_EV_ERROR:
-        party__conn_rt(conn)->protocol_errors++;
-        party__log_info(party__conn_rt(conn), "conn %s: %s; closing with %d", conn->id, wev->error,
-                        wev->close_code);
+        party__conn_loop(conn)->protocol_errors++;
+        party__log_info(party__conn_loop(conn), "conn %s: %s; closing with %d", conn->id,
+                        wev->error, wev->close_code);
         conn_report_error(conn, wev->error);
         conn_stop_reading(conn);
         /* After our own Close, a bad frame ends the wait for the reply; a
@@ -967,7 +967,8 @@ static int on_ws_event(void *arg, const party__ws_event *wev) {
 static void conn_feed_ws(party_conn *conn, char *data, size_t len) {
     int r = party__ws_reader_feed(&conn->reader, data, len, on_ws_event, conn);
     if (r == PARTY_ENOMEM) {
-        party__log_error(party__conn_rt(conn), "conn %s: out of memory reading a frame", conn->id);
+        party__log_error(party__conn_loop(conn), "conn %s: out of memory reading a frame",
+                         conn->id);
         party__conn_start_close(conn, PARTY__WS_INTERNAL_ERROR, "out of memory");
     }
 }
@@ -1004,7 +1005,7 @@ int party__conn_begin_upgrade(party_conn *conn, struct party_room *room, const c
     }
     conn->room = room;
     conn->phase = PARTY__CONN_UPGRADING;
-    party__ws_reader_init(&conn->reader, party__conn_rt(conn)->cfg.max_message_bytes, 1);
+    party__ws_reader_init(&conn->reader, party__conn_loop(conn)->cfg.max_message_bytes, 1);
     return 0;
 }
 
@@ -1012,12 +1013,12 @@ int party__conn_finish_upgrade(party_conn *conn) {
     party__http_session *s = conn->http;
     party__slice key = party__http_header_get(&s->req, "Sec-WebSocket-Key");
     char accept[29];
-    party__buf *buf = party__buf_take(party__conn_rt(conn)->buf_pool, 160);
+    party__buf *buf = party__buf_take(party__conn_loop(conn)->buf_pool, 160);
     int r;
 
     if (buf == NULL)
         return PARTY_ENOMEM;
-    r = party__ws_accept_value(party__conn_rt(conn)->digest, key, accept);
+    r = party__ws_accept_value(party__conn_loop(conn)->digest, key, accept);
     if (r != 0) {
         party__buf_release(buf);
         return r;
@@ -1066,7 +1067,7 @@ void party__conn_start_ws(party_conn *conn) {
 
 static void on_close_timeout(uv_timer_t *timer) {
     party_conn *conn = timer->data;
-    party__log_debug(party__conn_rt(conn), "conn %s: no Close reply within close_timeout",
+    party__log_debug(party__conn_loop(conn), "conn %s: no Close reply within close_timeout",
                      conn->id);
     conn_close_now(conn);
 }
@@ -1093,7 +1094,7 @@ void party__conn_start_close(party_conn *conn, int code, const char *reason) {
         return;
     }
     conn->phase = PARTY__CONN_CLOSING;
-    conn_timer_start(conn, seconds_to_ms(party__conn_rt(conn)->cfg.close_timeout),
+    conn_timer_start(conn, seconds_to_ms(party__conn_loop(conn)->cfg.close_timeout),
                      on_close_timeout);
 }
 
@@ -1124,12 +1125,12 @@ static void on_read(party_conn *conn, const party__transport_ops *ops, ssize_t n
         return;
     if (nread < 0) {
         if (nread != UV_EOF)
-            party__log_debug(party__conn_rt(conn), "conn %s: read: %s", conn->id ? conn->id : "-",
+            party__log_debug(party__conn_loop(conn), "conn %s: read: %s", conn->id ? conn->id : "-",
                              uv_strerror((int)nread));
         conn_close_now(conn);
         return;
     }
-    party__conn_rt(conn)->bytes_in += (uint64_t)nread;
+    party__conn_loop(conn)->bytes_in += (uint64_t)nread;
     conn->heard = 1; /* keepalive: any bytes answer a ping */
     ops->on_bytes(conn, buf->base, (size_t)nread);
 }
@@ -1171,7 +1172,7 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
         conn->watched = 0;
         conn_read(conn);
         if (!conn->transport_closing) {
-            party__log_debug(party__conn_rt(conn), "conn %s: socket error",
+            party__log_debug(party__conn_loop(conn), "conn %s: socket error",
                              conn->id ? conn->id : "-");
             conn_close_now(conn);
         }
@@ -1219,44 +1220,44 @@ void party__conn_input(party_conn *conn, char *data, size_t len) {
 }
 
 /* A connection for the socket fd, or NULL (fd then closed). */
-static party_conn *conn_new(party_runtime *rt, int fd) {
-    party_conn *conn = conn_alloc(rt);
+static party_conn *conn_new(party__loop *lp, int fd) {
+    party_conn *conn = conn_alloc(lp);
     int r;
 
     if (conn == NULL) {
-        party__log_error(rt, "new connection: out of memory");
+        party__log_error(lp, "new connection: out of memory");
         close(fd);
         return NULL;
     }
-    r = uv_poll_init_socket(&rt->loop, &conn->poll, fd);
+    r = uv_poll_init_socket(&lp->loop, &conn->poll, fd);
     if (r != 0) {
-        party__log_warn(rt, "new connection: cannot watch its socket: %s", uv_strerror(r));
+        party__log_warn(lp, "new connection: cannot watch its socket: %s", uv_strerror(r));
         close(fd);
-        conn_release(rt, conn);
+        conn_release(lp, conn);
         return NULL;
     }
     conn->poll.data = conn;
     conn->fd = fd;
     conn->refs = 1;
-    __atomic_fetch_add(&rt->n_conns, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&lp->n_conns, 1, __ATOMIC_RELAXED);
     return conn;
 }
 
 static void conn_begin_http(party_conn *conn) {
     conn->phase = PARTY__CONN_HTTP;
-    conn_timer_start(conn, seconds_to_ms(party__conn_rt(conn)->cfg.header_timeout),
+    conn_timer_start(conn, seconds_to_ms(party__conn_loop(conn)->cfg.header_timeout),
                      on_header_timeout);
     conn_start_reading(conn);
 }
 
-void party__conn_accept_fd(party_runtime *rt, int fd, const party__transport_ops *transport) {
+void party__conn_accept_fd(party__loop *lp, int fd, const party__transport_ops *transport) {
     int on = 1;
-    party_conn *conn = conn_new(rt, fd);
+    party_conn *conn = conn_new(lp, fd);
 
     if (conn == NULL)
         return;
     if (http_session_new(conn) != 0) {
-        party__log_error(rt, "new connection: out of memory");
+        party__log_error(lp, "new connection: out of memory");
         conn->transport_closing = 1;
         conn_close_socket(conn);
         return;
@@ -1264,15 +1265,15 @@ void party__conn_accept_fd(party_runtime *rt, int fd, const party__transport_ops
     /* Frames go out as written: no waiting to fill a segment. */
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
     if (transport != NULL && transport->accept != NULL && transport->accept(conn) != 0) {
-        party__log_error(rt, "accept: out of memory for %s", transport->name);
+        party__log_error(lp, "accept: out of memory for %s", transport->name);
         conn_close_now(conn);
         return;
     }
     conn_begin_http(conn);
 }
 
-int party__conn_adopt(party_runtime *rt, int fd, int internal) {
-    party_conn *conn = conn_new(rt, fd);
+int party__conn_adopt(party__loop *lp, int fd, int internal) {
+    party_conn *conn = conn_new(lp, fd);
 
     if (conn == NULL)
         return PARTY_ENOMEM;
@@ -1289,7 +1290,7 @@ int party__conn_adopt(party_runtime *rt, int fd, int internal) {
 /* ---- hand-off to another loop ---- */
 
 int party__conn_detach(party_conn *conn, party__conn_handoff *out) {
-    party_runtime *rt = party__conn_rt(conn);
+    party__loop *lp = party__conn_loop(conn);
 
     if (conn->out_len > 0 || conn->writing || conn->dirty || conn->gate_next != NULL) {
         /* An answer to an earlier request is still on its way out through
@@ -1310,12 +1311,12 @@ int party__conn_detach(party_conn *conn, party__conn_handoff *out) {
      * points into moves with it, so nothing is parsed again. */
     out->http = conn->http;
     conn->http = NULL;
-    rt->http_ended++;
+    lp->http_ended++;
     out->transport = party__conn_transport(conn);
     (void)party__conn_set_transport(conn, NULL); /* cannot fail */
     /* Not in a room yet: nobody is told. The other loop counts it. */
     conn->handed_off = 1;
-    __atomic_fetch_sub(&rt->n_conns, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_sub(&lp->n_conns, 1, __ATOMIC_RELAXED);
     conn_close_now(conn);
     return 0;
 }
@@ -1329,8 +1330,8 @@ static void handoff_free(party__conn_handoff *h) {
     h->http = NULL;
 }
 
-int party__conn_adopt_handoff(party_runtime *rt, party__conn_handoff *h) {
-    party_conn *conn = conn_new(rt, h->fd);
+int party__conn_adopt_handoff(party__loop *lp, party__conn_handoff *h) {
+    party_conn *conn = conn_new(lp, h->fd);
     const party__transport_ops *ops;
 
     if (conn == NULL) {
@@ -1581,23 +1582,23 @@ const char *const *party__conn_tag_list(const party_conn *conn) {
 }
 
 typedef struct walk_arg {
-    party_runtime *rt;
+    party__loop *lp;
     void (*fn)(party_conn *conn);
 } walk_arg;
 
 static void walk_one(uv_handle_t *handle, void *arg) {
     walk_arg *w = arg;
-    if (handle->type == UV_POLL && handle != (uv_handle_t *)&w->rt->listener &&
+    if (handle->type == UV_POLL && handle != (uv_handle_t *)&w->lp->listener &&
         !uv_is_closing(handle))
         w->fn(handle->data);
 }
 
-void party__conn_foreach(party_runtime *rt, void (*fn)(party_conn *conn)) {
+void party__conn_foreach(party__loop *lp, void (*fn)(party_conn *conn)) {
     /* The loop already knows every socket: no list of our own to keep. */
     walk_arg w;
-    w.rt = rt;
+    w.lp = lp;
     w.fn = fn;
-    uv_walk(&rt->loop, walk_one, &w);
+    uv_walk(&lp->loop, walk_one, &w);
 }
 
 /* ---- public connection API ---- */

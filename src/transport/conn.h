@@ -40,13 +40,13 @@ typedef struct party__http_session {
     int have_preq;
     const char *const *cors;                /* headers to add to this request's answer, or NULL */
     size_t consumed;                        /* bytes of buf that the current request used */
-    struct party__http_session *next_spare; /* in the runtime's pool */
+    struct party__http_session *next_spare; /* in the loop's pool */
 } party__http_session;
 
 struct party_conn {
     /* The socket is watched with a poll handle, not read through a libuv
      * TCP stream: 160 bytes instead of 248, a third of an idle connection.
-     * poll.loop->data is the runtime (see party__conn_rt). */
+     * poll.loop->data is the loop context (see party__conn_loop). */
     uv_poll_t poll;
     struct party_room *room; /* set once routed to a room */
     /* The output gate: while set, a release mark holds new output back
@@ -64,7 +64,7 @@ struct party_conn {
     unsigned close_reported : 1; /* a CLOSE event was posted for the room */
     unsigned in_room : 1;        /* linked in room's list of open connections */
     unsigned writing : 1;        /* output waits for the socket to take more */
-    unsigned dirty : 1;          /* on the runtime's flush list */
+    unsigned dirty : 1;          /* on the loop's flush list */
     unsigned close_after_flush : 1;
     unsigned transport_closing : 1;
     unsigned reading : 1;
@@ -109,21 +109,21 @@ struct party_conn {
     char ident[80]; /* the id and uri block, when it fits */
 };
 
-/* The runtime a connection belongs to: its loop's, so the struct need not
+/* The loop a connection belongs to: its poll handle's, so the struct need not
  * carry a pointer of its own. */
-static inline party_runtime *party__conn_rt(const party_conn *conn) {
-    return (party_runtime *)conn->poll.loop->data;
+static inline party__loop *party__conn_loop(const party_conn *conn) {
+    return (party__loop *)conn->poll.loop->data;
 }
 
 /* Frees the pools of spare timers and HTTP sessions (at shutdown). */
-void party__conn_pools_free(party_runtime *rt);
+void party__conn_pools_free(party__loop *lp);
 /* Frees the spare HTTP sessions, and the block of spare timers once none
  * of them is armed (the block goes after its timers' close callbacks):
  * a burst of handshakes is over. The next handshakes allocate them anew. */
-void party__conn_pools_trim(party_runtime *rt);
+void party__conn_pools_trim(party__loop *lp);
 
 /* What a connection reports to the layers above it. The runtime installs
- * one table per loop (party_runtime.conn_upcalls); conn calls no router
+ * one table per loop (party__loop.conn_upcalls); conn calls no router
  * or room function by name. docs/architecture.md lists them. */
 typedef struct party__conn_upcalls {
     /* A request was parsed (phase HTTP_BUSY, in conn->http): route it. Also
@@ -145,12 +145,12 @@ typedef struct party__conn_upcalls {
 /* Serves a socket the listener accepted (non-blocking) over transport
  * (NULL: plaintext); fd is the runtime's from now on, also when this
  * fails. */
-void party__conn_accept_fd(party_runtime *rt, int fd, const party__transport_ops *transport);
+void party__conn_accept_fd(party__loop *lp, int fd, const party__transport_ops *transport);
 /* Serves an already connected stream socket (e.g. one end of a
  * socketpair), as if accepted, in plaintext. internal: trusted by the
  * runtime (may address rooms by id). fd is the runtime's from now on, also
  * when this fails. */
-int party__conn_adopt(party_runtime *rt, int fd, int internal);
+int party__conn_adopt(party__loop *lp, int fd, int internal);
 
 /* A connection on its way to another loop (see party__conn_detach): its
  * socket, its parsed request with what was read behind it, and its
@@ -173,7 +173,7 @@ int party__conn_detach(party_conn *conn, party__conn_handoff *out);
  * in h is this loop's from now on, also when this fails. The request is
  * routed at once, as parsed (it is not parsed again), and the input the
  * transport holds behind it is fed. 0 or PARTY_ENOMEM. */
-int party__conn_adopt_handoff(party_runtime *rt, party__conn_handoff *h);
+int party__conn_adopt_handoff(party__loop *lp, party__conn_handoff *h);
 /* Refuses a detached connection that no loop will serve (its loop
  * stopped): a plaintext client is told 503, then everything in h is
  * freed and the socket closed. Any thread. */
@@ -268,10 +268,10 @@ void party__conn_mark_closing(party_conn *conn);
 
 /* Frees the loop's table of transport states by slot, once no connection
  * is left (after the loop's last close callbacks). */
-void party__conn_slots_free(party_runtime *rt);
+void party__conn_slots_free(party__loop *lp);
 
 /* Writes every connection's queued output (once per loop turn). */
-void party__conn_flush_dirty(party_runtime *rt);
+void party__conn_flush_dirty(party__loop *lp);
 
 /* HTTP: answers the current request and resumes reading the next one (or
  * closes, when the request was not keep-alive or force_close is set). */
@@ -304,7 +304,7 @@ void party__conn_end_http(party_conn *conn);
 
 /* Calls fn for every connection whose socket is not closing (shutdown). fn
  * may close connections. */
-void party__conn_foreach(party_runtime *rt, void (*fn)(party_conn *conn));
+void party__conn_foreach(party__loop *lp, void (*fn)(party_conn *conn));
 
 /* The connection's tags, id first; n_tags entries. */
 const char *const *party__conn_tag_list(const party_conn *conn);

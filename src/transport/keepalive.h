@@ -5,12 +5,13 @@
 #define PARTY_KEEPALIVE_H
 
 #include "party.h"
+#include "loop.h"
 
 /* Starts the sweep (every cfg.ping_interval; nothing when it is 0). The
- * timer handle is the runtime's; it does not keep the loop alive. */
-void party__keepalive_start(party_runtime *rt);
+ * timer handle is the loop's; it does not keep the loop alive. */
+void party__keepalive_start(party__loop *lp);
 
 /* One sweep over every open WebSocket (the timer's work; also for tests). */
-void party__keepalive_sweep(party_runtime *rt);
+void party__keepalive_sweep(party__loop *lp);
 
 #endif

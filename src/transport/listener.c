@@ -18,7 +18,7 @@
 
 #include "conn.h"
 #include "log.h"
-#include "runtime.h"
+#include "loop.h"
 
 #define LISTEN_BACKLOG 511
 /* Accepts per readable event: others wait for the next loop turn, so a
@@ -31,63 +31,63 @@ static int spare_fd_open(void) {
 
 /* Out of descriptors: accepts and closes what waits, with the spare one
  * freed for that, then takes the spare back. Returns how many went. */
-static unsigned shed_pending(party_runtime *rt) {
+static unsigned shed_pending(party__loop *lp) {
     unsigned shed = 0;
     int fd;
 
-    if (rt->spare_fd < 0)
+    if (lp->spare_fd < 0)
         return 0;
-    close(rt->spare_fd);
-    rt->spare_fd = -1;
+    close(lp->spare_fd);
+    lp->spare_fd = -1;
     while (shed < ACCEPTS_PER_TURN &&
-           (fd = accept4(rt->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+           (fd = accept4(lp->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
         close(fd);
         shed++;
     }
-    rt->spare_fd = spare_fd_open();
+    lp->spare_fd = spare_fd_open();
     return shed;
 }
 
-static void on_accept_failed(party_runtime *rt, int err) {
+static void on_accept_failed(party__loop *lp, int err) {
     unsigned shed = 0;
 
     if (err == EMFILE || err == ENFILE)
-        shed = shed_pending(rt);
-    rt->accept_errors += shed > 0 ? shed : 1;
-    if (party__runtime_warning_due(rt, &rt->last_accept_warning))
-        party__log_warn(rt, "accept: %s (%llu refused so far); max_conns (--max-conns) is %zu",
-                        strerror(err), (unsigned long long)rt->accept_errors, rt->cfg.max_conns);
+        shed = shed_pending(lp);
+    lp->accept_errors += shed > 0 ? shed : 1;
+    if (party__loop_warning_due(lp, &lp->last_accept_warning))
+        party__log_warn(lp, "accept: %s (%llu refused so far); max_conns (--max-conns) is %zu",
+                        strerror(err), (unsigned long long)lp->accept_errors, lp->cfg.max_conns);
 }
 
 static void on_listener_readable(uv_poll_t *handle, int status, int events) {
-    party_runtime *rt = handle->data;
+    party__loop *lp = handle->data;
     unsigned n;
 
     (void)events;
     if (status < 0) {
         /* An error on the socket (libuv stopped the handle): go on
          * accepting, as long as there is something to accept. */
-        if (party__runtime_warning_due(rt, &rt->last_accept_warning))
-            party__log_error(rt, "listener: %s", uv_strerror(status));
-        if (uv_poll_start(&rt->listener, UV_READABLE, on_listener_readable) != 0)
-            party__log_error(rt, "listener: cannot watch the socket again; no longer accepting");
+        if (party__loop_warning_due(lp, &lp->last_accept_warning))
+            party__log_error(lp, "listener: %s", uv_strerror(status));
+        if (uv_poll_start(&lp->listener, UV_READABLE, on_listener_readable) != 0)
+            party__log_error(lp, "listener: cannot watch the socket again; no longer accepting");
         return;
     }
-    for (n = 0; n < ACCEPTS_PER_TURN && !rt->stopping; n++) {
-        int fd = accept4(rt->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    for (n = 0; n < ACCEPTS_PER_TURN && !lp->stopping; n++) {
+        int fd = accept4(lp->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
-            on_accept_failed(rt, errno);
+            on_accept_failed(lp, errno);
             return;
         }
-        party__conn_accept_fd(rt, fd, rt->accept_transport);
+        party__conn_accept_fd(lp, fd, lp->accept_transport);
     }
 }
 
-int party__listener_open(party_runtime *rt, const struct sockaddr *addr) {
+int party__listener_open(party__loop *lp, const struct sockaddr *addr) {
     socklen_t len =
         addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     int on = 1, r;
@@ -101,28 +101,28 @@ int party__listener_open(party_runtime *rt, const struct sockaddr *addr) {
         close(fd);
         return r;
     }
-    r = uv_poll_init_socket(&rt->loop, &rt->listener, fd);
+    r = uv_poll_init_socket(&lp->loop, &lp->listener, fd);
     if (r == 0)
-        r = uv_poll_start(&rt->listener, UV_READABLE, on_listener_readable);
+        r = uv_poll_start(&lp->listener, UV_READABLE, on_listener_readable);
     if (r != 0) {
-        uv_close((uv_handle_t *)&rt->listener, NULL);
+        uv_close((uv_handle_t *)&lp->listener, NULL);
         close(fd);
         return r;
     }
-    rt->listener.data = rt;
-    rt->listen_fd = fd;
-    rt->spare_fd = spare_fd_open();
+    lp->listener.data = lp;
+    lp->listen_fd = fd;
+    lp->spare_fd = spare_fd_open();
     return 0;
 }
 
-int party__listener_port(party_runtime *rt) {
+int party__listener_port(party__loop *lp) {
     struct sockaddr_storage addr;
     socklen_t len = sizeof(addr);
 
     /* getsockname fills addr; zeroed first all the same, since the static
      * analyzer does not model that and sees ss_family read uninitialised. */
     memset(&addr, 0, sizeof(addr));
-    if (rt->listen_fd < 0 || getsockname(rt->listen_fd, (struct sockaddr *)&addr, &len) != 0)
+    if (lp->listen_fd < 0 || getsockname(lp->listen_fd, (struct sockaddr *)&addr, &len) != 0)
         return -1;
     if (addr.ss_family == AF_INET6)
         return ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
@@ -142,27 +142,27 @@ void party__sockaddr_text(const struct sockaddr *addr, char *buf, size_t size) {
         snprintf(buf, size, "?");
 }
 
-void party__listener_address(party_runtime *rt, char *buf, size_t size) {
+void party__listener_address(party__loop *lp, char *buf, size_t size) {
     struct sockaddr_storage addr;
     socklen_t len = sizeof(addr);
 
     /* As in party__listener_port: the analyzer does not see getsockname
      * fill the family. */
     memset(&addr, 0, sizeof(addr));
-    if (rt->listen_fd < 0 || getsockname(rt->listen_fd, (struct sockaddr *)&addr, &len) != 0)
+    if (lp->listen_fd < 0 || getsockname(lp->listen_fd, (struct sockaddr *)&addr, &len) != 0)
         snprintf(buf, size, "?");
     else
         party__sockaddr_text((const struct sockaddr *)&addr, buf, size);
 }
 
-void party__listener_close(party_runtime *rt) {
-    if (rt->listen_fd < 0)
+void party__listener_close(party__loop *lp) {
+    if (lp->listen_fd < 0)
         return;
     /* The handle stops watching the socket now; the socket can go too. */
-    uv_close((uv_handle_t *)&rt->listener, NULL);
-    close(rt->listen_fd);
-    rt->listen_fd = -1;
-    if (rt->spare_fd >= 0)
-        close(rt->spare_fd);
-    rt->spare_fd = -1;
+    uv_close((uv_handle_t *)&lp->listener, NULL);
+    close(lp->listen_fd);
+    lp->listen_fd = -1;
+    if (lp->spare_fd >= 0)
+        close(lp->spare_fd);
+    lp->spare_fd = -1;
 }

@@ -7,19 +7,20 @@
 #include <sys/socket.h>
 
 #include "party.h"
+#include "loop.h"
 
 /* Binds and listens on addr (SO_REUSEADDR, backlog 511) and starts
  * accepting. 0, or a libuv error code (nothing left open). */
-int party__listener_open(party_runtime *rt, const struct sockaddr *addr);
+int party__listener_open(party__loop *lp, const struct sockaddr *addr);
 /* The port bound, or -1 when not listening. */
-int party__listener_port(party_runtime *rt);
+int party__listener_port(party__loop *lp);
 /* An address as a log line shows it: "127.0.0.1:1999", "[::1]:1999"
  * (brackets around IPv6, as in a URL), into buf (truncated to size). */
 void party__sockaddr_text(const struct sockaddr *addr, char *buf, size_t size);
 /* The address bound, as party__sockaddr_text writes it; "?" when not
  * listening. */
-void party__listener_address(party_runtime *rt, char *buf, size_t size);
+void party__listener_address(party__loop *lp, char *buf, size_t size);
 /* Stops accepting and closes the socket (and the spare descriptor). */
-void party__listener_close(party_runtime *rt);
+void party__listener_close(party__loop *lp);
 
 #endif

@@ -14,7 +14,7 @@
 #include <openssl/ssl.h>
 
 #include "log.h"
-#include "runtime.h"
+#include "loop.h"
 #include "alloc.h"
 
 #define TLS_READ_BUF (64 * 1024)
@@ -31,8 +31,8 @@ typedef struct party__tls {
     size_t held_len, held_off;
 } party__tls;
 
-int party__tls_enabled(const party_runtime *rt) {
-    return rt->tls_ctx != NULL;
+int party__tls_enabled(const party__loop *lp) {
+    return lp->tls_ctx != NULL;
 }
 
 /* Room for one OpenSSL error as text. */
@@ -50,21 +50,21 @@ static const char *ssl_error_text(ssl_error_buf *buf) {
     return buf->text;
 }
 
-int party__tls_init(party_runtime *rt) {
+int party__tls_init(party__loop *lp) {
     ssl_error_buf err_buf;
     SSL_CTX *ctx;
-    const char *cert = rt->cfg.tls_cert, *key = rt->cfg.tls_key;
+    const char *cert = lp->cfg.tls_cert, *key = lp->cfg.tls_key;
 
     if (cert == NULL && key == NULL)
         return 0;
     if (cert == NULL || key == NULL) {
-        party__log_error(rt, "tls: both a certificate and a key are needed (got only the %s)",
+        party__log_error(lp, "tls: both a certificate and a key are needed (got only the %s)",
                          cert != NULL ? "certificate" : "key");
         return PARTY_EINVAL;
     }
     ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == NULL) {
-        party__log_error(rt, "tls: %s", ssl_error_text(&err_buf));
+        party__log_error(lp, "tls: %s", ssl_error_text(&err_buf));
         return PARTY_ENOMEM;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -74,45 +74,45 @@ int party__tls_init(party_runtime *rt) {
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-        party__log_error(rt, "tls: cannot load the certificate %s: %s", cert,
+        party__log_error(lp, "tls: cannot load the certificate %s: %s", cert,
                          ssl_error_text(&err_buf));
         SSL_CTX_free(ctx);
         return PARTY_EINVAL;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-        party__log_error(rt, "tls: cannot load the key %s: %s", key, ssl_error_text(&err_buf));
+        party__log_error(lp, "tls: cannot load the key %s: %s", key, ssl_error_text(&err_buf));
         SSL_CTX_free(ctx);
         return PARTY_EINVAL;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
-        party__log_error(rt, "tls: the key %s does not match the certificate %s", key, cert);
+        party__log_error(lp, "tls: the key %s does not match the certificate %s", key, cert);
         SSL_CTX_free(ctx);
         return PARTY_EINVAL;
     }
-    if (party__tls_init_loop(rt) != 0) {
-        party__log_error(rt, "tls: out of memory for the read buffer");
+    if (party__tls_init_loop(lp) != 0) {
+        party__log_error(lp, "tls: out of memory for the read buffer");
         SSL_CTX_free(ctx);
         return PARTY_ENOMEM;
     }
-    rt->tls_ctx = ctx;
+    lp->tls_ctx = ctx;
     return 0;
 }
 
-int party__tls_init_loop(party_runtime *rt) {
-    rt->tls_read_buf = party__malloc(TLS_READ_BUF);
-    return rt->tls_read_buf != NULL ? 0 : PARTY_ENOMEM;
+int party__tls_init_loop(party__loop *lp) {
+    lp->tls_read_buf = party__malloc(TLS_READ_BUF);
+    return lp->tls_read_buf != NULL ? 0 : PARTY_ENOMEM;
 }
 
-void party__tls_cleanup_loop(party_runtime *rt) {
-    rt->tls_ctx = NULL; /* main's */
-    party__tls_cleanup(rt);
+void party__tls_cleanup_loop(party__loop *lp) {
+    lp->tls_ctx = NULL; /* main's */
+    party__tls_cleanup(lp);
 }
 
-void party__tls_cleanup(party_runtime *rt) {
-    SSL_CTX_free(rt->tls_ctx);
-    rt->tls_ctx = NULL;
-    party__free(rt->tls_read_buf);
-    rt->tls_read_buf = NULL;
+void party__tls_cleanup(party__loop *lp) {
+    SSL_CTX_free(lp->tls_ctx);
+    lp->tls_ctx = NULL;
+    party__free(lp->tls_read_buf);
+    lp->tls_read_buf = NULL;
 }
 
 /* ---- state ---- */
@@ -130,13 +130,13 @@ static void tls_free(party__transport *t) {
 }
 
 static int tls_accept(party_conn *conn) {
-    party_runtime *rt = party__conn_runtime(conn);
+    party__loop *lp = party__conn_get_loop(conn);
     party__tls *tls = party__calloc(1, sizeof(*tls));
 
     if (tls == NULL)
         return PARTY_ENOMEM;
     tls->base.ops = &party__transport_tls;
-    tls->ssl = SSL_new(rt->tls_ctx);
+    tls->ssl = SSL_new(lp->tls_ctx);
     tls->rbio = BIO_new(BIO_s_mem());
     tls->wbio = BIO_new(BIO_s_mem());
     if (tls->ssl == NULL || tls->rbio == NULL || tls->wbio == NULL) {
@@ -158,7 +158,7 @@ static int tls_accept(party_conn *conn) {
 /* Ciphertext is read into a loop-wide buffer: decrypted at once, it never
  * stays there. */
 static int tls_read_space(party_conn *conn, uv_buf_t *out) {
-    *out = uv_buf_init(party__conn_runtime(conn)->tls_read_buf, TLS_READ_BUF);
+    *out = uv_buf_init(party__conn_get_loop(conn)->tls_read_buf, TLS_READ_BUF);
     return 0;
 }
 
@@ -183,9 +183,9 @@ static int looks_like_plain_http(const char *data, size_t len) {
  * gets a plain 400 saying so, instead of a TLS alert it cannot read. The
  * connection drops its TLS state and answers as a plaintext one would. */
 static void refuse_plain_http(party_conn *conn, party__tls *tls) {
-    party_runtime *rt = party__conn_runtime(conn);
-    party__log_info(rt, "tls: plain HTTP on the TLS port; answered 400");
-    rt->tls_errors++;
+    party__loop *lp = party__conn_get_loop(conn);
+    party__log_info(lp, "tls: plain HTTP on the TLS port; answered 400");
+    lp->tls_errors++;
     (void)party__conn_set_transport(conn, NULL); /* cannot fail */
     tls_free(&tls->base);
     party__conn_http_fail(conn, 400, "this port speaks TLS (https/wss)\n");
@@ -195,7 +195,7 @@ static void refuse_plain_http(party_conn *conn, party__tls *tls) {
  * as the connection takes it; then sends what the handshake wrote. */
 static void decrypt(party_conn *conn, party__tls *tls) {
     ssl_error_buf err_buf;
-    party_runtime *rt = party__conn_runtime(conn);
+    party__loop *lp = party__conn_get_loop(conn);
 
     /* The input may route a request to another loop, and the state with
      * it: after party__conn_input, only party__conn_closing is asked
@@ -223,10 +223,10 @@ static void decrypt(party_conn *conn, party__tls *tls) {
             return;
         }
         if (!SSL_is_init_finished(tls->ssl))
-            party__log_info(rt, "tls: handshake failed: %s", ssl_error_text(&err_buf));
+            party__log_info(lp, "tls: handshake failed: %s", ssl_error_text(&err_buf));
         else
-            party__log_debug(rt, "tls: %s", ssl_error_text(&err_buf));
-        rt->tls_errors++;
+            party__log_debug(lp, "tls: %s", ssl_error_text(&err_buf));
+        lp->tls_errors++;
         /* An alert may be waiting: send it on the way out. */
         if (BIO_ctrl_pending(tls->wbio) > 0) {
             char alert[256];
@@ -326,7 +326,7 @@ static int encrypt_some(party_conn *conn, party__tls *tls) {
                 int err = SSL_get_error(tls->ssl, w);
                 if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
                     goto done;
-                party__log_debug(party__conn_runtime(conn), "tls: write: %s",
+                party__log_debug(party__conn_get_loop(conn), "tls: write: %s",
                                  ssl_error_text(&err_buf));
                 return UV_EPROTO;
             }

@@ -15,16 +15,16 @@ extern const party__transport_ops party__transport_tls;
 
 /* Loads the certificate chain and key of the configuration, if set. 0, or
  * PARTY_EINVAL (bad files) or PARTY_ENOMEM, after logging why. */
-int party__tls_init(party_runtime *rt);
+int party__tls_init(party__loop *lp);
 /* Frees the runtime's TLS context and read buffer. */
-void party__tls_cleanup(party_runtime *rt);
+void party__tls_cleanup(party__loop *lp);
 /* 1 if the runtime serves TLS. */
-int party__tls_enabled(const party_runtime *rt);
+int party__tls_enabled(const party__loop *lp);
 
 /* Another event loop's share: its own read buffer (the context is loop
  * 0's). PARTY_ENOMEM. */
-int party__tls_init_loop(party_runtime *rt);
+int party__tls_init_loop(party__loop *lp);
 /* Frees what party__tls_init_loop made. */
-void party__tls_cleanup_loop(party_runtime *rt);
+void party__tls_cleanup_loop(party__loop *lp);
 
 #endif

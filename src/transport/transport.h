@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "party.h"
+#include "loop.h"
 
 typedef struct party__transport_ops party__transport_ops;
 
@@ -69,8 +70,8 @@ extern const party__transport_ops party__transport_plain;
 
 /* ---- the connection's side, for transports ---- */
 
-/* The runtime of the loop that serves the connection now. */
-party_runtime *party__conn_runtime(const party_conn *conn);
+/* The loop that serves the connection now. */
+party__loop *party__conn_get_loop(const party_conn *conn);
 /* The connection's transport state, NULL for plaintext. Valid until it
  * is replaced (party__conn_set_transport) or the connection is freed. */
 party__transport *party__conn_transport(const party_conn *conn);

@@ -3,29 +3,7 @@
  * second into a fresh buffer, as after realloc), and one byte per call. All
  * must agree, every slice must lie inside the bytes consumed, and a request
  * must parse the same without the bytes that follow it. */
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "http.h"
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
-/* Small limits reach the limit paths with small inputs; the large ones let
- * the syntax paths run without hitting a limit first. */
-static const party__http_limits limit_sets[] = {
-    {8192, 100, 1 << 20},
-    {64, 4, 16},
-    {200, 8, 100},
-    {1 << 16, PARTY__HTTP_MAX_HEADERS, SIZE_MAX},
-};
+#include "fuzz_http_common.h"
 
 typedef struct outcome {
     int rc;
@@ -34,16 +12,6 @@ typedef struct outcome {
     party__http_request req;
     const char *base;
 } outcome;
-
-static void check_slice(party__slice s, const char *base, size_t consumed) {
-    if (s.ptr == NULL) {
-        CHECK(s.len == 0);
-        return;
-    }
-    CHECK(s.ptr >= base);
-    CHECK((size_t)(s.ptr - base) <= consumed);
-    CHECK(s.len <= consumed - (size_t)(s.ptr - base));
-}
 
 static void check_outcome(const outcome *o, size_t len) {
     size_t i;
@@ -71,14 +39,6 @@ static void check_outcome(const outcome *o, size_t len) {
         check_slice(o->req.headers[i].value, o->base, o->consumed);
         CHECK(o->req.headers[i].name.len > 0);
     }
-}
-
-static void check_same_slice(party__slice a, const char *base_a, party__slice b,
-                             const char *base_b) {
-    CHECK(a.len == b.len);
-    CHECK((a.ptr == NULL) == (b.ptr == NULL));
-    if (a.ptr != NULL)
-        CHECK(a.ptr - base_a == b.ptr - base_b);
 }
 
 static void check_same(const outcome *a, const outcome *b) {
@@ -109,15 +69,6 @@ static void check_same(const outcome *a, const outcome *b) {
     CHECK(a->req.keep_alive == b->req.keep_alive);
     CHECK(a->req.upgrade == b->req.upgrade);
     CHECK(a->req.chunked == b->req.chunked);
-}
-
-/* A heap copy of exactly len bytes, so ASan sees any read past the end. */
-static char *copy_of(const uint8_t *data, size_t len) {
-    char *buf = malloc(len ? len : 1);
-    CHECK(buf != NULL);
-    if (len > 0)
-        memcpy(buf, data, len);
-    return buf;
 }
 
 static void parse_into(outcome *o, party__http_parser *p, char *buf, size_t len,

@@ -6,29 +6,7 @@
  * bytes. All must agree, every slice must lie inside the bytes consumed, the
  * body must follow the rules of RFC 9112 6.3, and a response must parse the
  * same without the bytes that follow it. */
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "http.h"
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
-/* Small limits reach the limit paths with small inputs; the large ones let
- * the syntax paths run without hitting a limit first. */
-static const party__http_limits limit_sets[] = {
-    {8192, 100, 1 << 20},
-    {64, 4, 16},
-    {200, 8, 100},
-    {1 << 16, PARTY__HTTP_MAX_HEADERS, SIZE_MAX},
-};
+#include "fuzz_http_common.h"
 
 typedef struct outcome {
     int rc;
@@ -37,16 +15,6 @@ typedef struct outcome {
     party__http_response res;
     const char *base;
 } outcome;
-
-static void check_slice(party__slice s, const char *base, size_t consumed) {
-    if (s.ptr == NULL) {
-        CHECK(s.len == 0);
-        return;
-    }
-    CHECK(s.ptr >= base);
-    CHECK((size_t)(s.ptr - base) <= consumed);
-    CHECK(s.len <= consumed - (size_t)(s.ptr - base));
-}
 
 static void check_outcome(const outcome *o, size_t len, int flags,
                           const party__http_limits *limits) {
@@ -92,14 +60,6 @@ static void check_outcome(const outcome *o, size_t len, int flags,
     }
 }
 
-static void check_same_slice(party__slice a, const char *base_a, party__slice b,
-                             const char *base_b) {
-    CHECK(a.len == b.len);
-    CHECK((a.ptr == NULL) == (b.ptr == NULL));
-    if (a.ptr != NULL)
-        CHECK(a.ptr - base_a == b.ptr - base_b);
-}
-
 static void check_same(const outcome *a, const outcome *b) {
     size_t i;
 
@@ -126,15 +86,6 @@ static void check_same(const outcome *a, const outcome *b) {
     CHECK(a->res.keep_alive == b->res.keep_alive);
     CHECK(a->res.upgrade == b->res.upgrade);
     CHECK(a->res.chunked == b->res.chunked);
-}
-
-/* A heap copy of exactly len bytes, so ASan sees any read past the end. */
-static char *copy_of(const uint8_t *data, size_t len) {
-    char *buf = malloc(len ? len : 1);
-    CHECK(buf != NULL);
-    if (len > 0)
-        memcpy(buf, data, len);
-    return buf;
 }
 
 static void parse_into(outcome *o, party__http_parser *p, char *buf, size_t len, int eof,

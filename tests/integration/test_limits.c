@@ -180,14 +180,22 @@ static int lowest_free_descriptor(int pid) {
 
 static void test_room_out_of_descriptors_answers_503_and_names_the_limit(void **state) {
     /* One loop: the request is served where it was accepted, so the
-     * descriptors counted below are all it needs. */
-    static const char *const args[] = {"--max-conns", "100000", "--threads", "1", NULL};
-    partyd *d = partyd_start(args);
+     * descriptors counted below are all it needs. The data directory is a
+     * copy of one an earlier partyd wrote: its counter room "fixture" has
+     * a file of its own. */
+    char dir[] = "/tmp/partyd-limits-XXXXXX", cmd[1024];
+    const char *const args[] = {"--max-conns", "100000", "--threads", "1", "--data", dir, NULL};
+    partyd *d;
     http_response res;
     tconn *c;
     int pid, next_fd, r;
     (void)state;
 
+    assert_non_null(mkdtemp(dir));
+    snprintf(cmd, sizeof(cmd), "cp -r %s/data-v1/alarms.db %s/data-v1/rooms %s/", PARTY_FIXTURES,
+             PARTY_FIXTURES, dir);
+    assert_int_equal(system(cmd), 0);
+    d = partyd_start(args);
     assert_non_null(d);
     pid = partyd_pid(d);
     next_fd = lowest_free_descriptor(pid);
@@ -195,10 +203,15 @@ static void test_room_out_of_descriptors_answers_503_and_names_the_limit(void **
     /* Room for the accepted socket and the database file at most, not for
      * the database's WAL and shared-memory files. */
     assert_int_equal(set_soft_file_limit(pid, next_fd + 2), 0);
+    /* A room whose records are in a shared file needs no descriptor. */
+    c = ws_open(partyd_port(d), "/parties/counter/starved");
+    assert_non_null(c);
+    tconn_close(c);
+    /* A room with its own file does. */
     memset(&res, 0, sizeof(res));
     c = tconn_open(partyd_port(d), 0);
     assert_non_null(c);
-    r = ws_handshake(c, "/parties/counter/starved", NULL, NULL, 0, &res);
+    r = ws_handshake(c, "/parties/counter/fixture", NULL, NULL, 0, &res);
     assert_int_equal(r, 503);
     http_response_free(&res);
     tconn_close(c);
@@ -206,11 +219,13 @@ static void test_room_out_of_descriptors_answers_503_and_names_the_limit(void **
 
     /* With descriptors again, the same room opens. */
     assert_int_equal(set_soft_file_limit(pid, next_fd + 64), 0);
-    c = ws_open(partyd_port(d), "/parties/counter/starved");
+    c = ws_open(partyd_port(d), "/parties/counter/fixture");
     assert_non_null(c);
     tconn_close(c);
     assert_int_equal(partyd_stop(d), 0);
     partyd_free(d);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
 }
 
 /* Waits (at most 5 s) until partyd's lowest free descriptor is fd again:

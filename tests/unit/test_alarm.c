@@ -409,23 +409,54 @@ static void test_alarm_fires_on_evicted_room_with_its_name(void **state) {
     assert_string_equal(rec.alarm_room[0], "cold");
 }
 
+/* Marks the room's records as moved to its own file (own 1) or back in
+ * its shared file (own 0), in whichever shard holds its row, with a
+ * connection of our own: with a directory where its own file goes, the
+ * room's storage cannot be opened. */
+static void set_own_file(party_test *t, const char *id, int own) {
+    char path[4096];
+    struct stat st;
+    int k, changed = 0;
+
+    for (k = 0; k < 256; k++) {
+        sqlite3 *db = NULL;
+        sqlite3_stmt *stmt = NULL;
+        snprintf(path, sizeof(path), "%s/rooms-%d.db", party_test_data_dir(t), k);
+        if (stat(path, &st) != 0)
+            break;
+        assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+        sqlite3_busy_timeout(db, 5000);
+        assert_int_equal(sqlite3_prepare_v2(db,
+                                            "UPDATE _party_rooms SET own = ?1 WHERE room_id = ?2",
+                                            -1, &stmt, NULL),
+                         SQLITE_OK);
+        sqlite3_bind_int(stmt, 1, own);
+        sqlite3_bind_text(stmt, 2, id, -1, SQLITE_TRANSIENT);
+        assert_int_equal(sqlite3_step(stmt), SQLITE_DONE);
+        changed += sqlite3_changes(db);
+        sqlite3_finalize(stmt);
+        sqlite3_close(db);
+    }
+    assert_int_equal(changed, 1);
+}
+
 /* A due alarm whose room cannot open its storage is tried again a little
  * later, not dropped until the next restart. */
 static void test_alarm_whose_room_cannot_open_storage_is_retried_not_lost(void **state) {
     party_test *t = *state;
-    char id[PARTY_ID_MAX], path[4096], aside[4200];
+    char id[PARTY_ID_MAX], path[4096], dir[4200];
 
     alarm_set(t, "broken", T0 + 10000);
     assert_int_equal(party_test_evict(t, "clock", "broken"), 0);
     party_room_id_from_name("clock", "broken", id);
     assert_int_equal(party_test_room_file(t, id, path, sizeof(path)), 0);
-    snprintf(aside, sizeof(aside), "%s.aside", path);
-    assert_int_equal(rename(path, aside), 0);
-    assert_int_equal(mkdir(path, 0700), 0); /* a directory: SQLite cannot open it */
+    set_own_file(t, id, 1);
+    snprintf(dir, sizeof(dir), "mkdir -p %s", path);
+    assert_int_equal(system(dir), 0); /* a directory: SQLite cannot open it */
     advance(t, 10000);
     assert_int_equal(rec.alarms, 0);
     assert_int_equal(rmdir(path), 0);
-    assert_int_equal(rename(aside, path), 0);
+    set_own_file(t, id, 0);
     assert_true(advance_until_alarm(t, 500, 10000) >= 0);
     assert_int_equal(rec.alarms, 1);
     assert_string_equal(rec.alarm_room[0], "broken");

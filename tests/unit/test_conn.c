@@ -30,7 +30,7 @@ static const char request[] = "GET /nothing-here HTTP/1.1\r\nHost: x\r\nConnecti
 static void pump(party_runtime *rt) {
     int i;
     for (i = 0; i < 10; i++)
-        uv_run(&rt->loop, UV_RUN_NOWAIT);
+        uv_run(&party__runtime_loop(rt)->loop, UV_RUN_NOWAIT);
 }
 
 /* Serves one end of a new socketpair as an accepted connection and
@@ -38,7 +38,7 @@ static void pump(party_runtime *rt) {
 static int client_open(party_runtime *rt) {
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    assert_int_equal(party__conn_adopt(rt, sv[0], 0), 0);
+    assert_int_equal(party__conn_adopt(party__runtime_loop(rt), sv[0], 0), 0);
     return sv[1];
 }
 
@@ -50,7 +50,7 @@ static void client_read_all(party_runtime *rt, int fd, char *out, size_t cap) {
     for (;;) {
         struct pollfd p = {fd, POLLIN, 0};
         ssize_t n;
-        uv_run(&rt->loop, UV_RUN_NOWAIT);
+        uv_run(&party__runtime_loop(rt)->loop, UV_RUN_NOWAIT);
         if (poll(&p, 1, 1) == 0) {
             assert_true(++waited < 5000);
             continue;
@@ -74,7 +74,7 @@ static void exchange(party_runtime *rt) {
     assert_int_equal(write(fd, request, strlen(request)), (ssize_t)strlen(request));
     client_read_all(rt, fd, response, sizeof(response));
     assert_memory_equal(response, "HTTP/1.1 404", 12);
-    assert_int_equal(rt->n_conns, 0);
+    assert_int_equal(party__runtime_loop(rt)->n_conns, 0);
 }
 
 static party_runtime *runtime_new(void) {
@@ -92,22 +92,22 @@ static void test_trim_frees_spare_sessions_and_the_idle_timer_block(void **state
 
     exchange(rt);
     exchange(rt);
-    assert_true(rt->n_spare_sessions > 0);
-    assert_non_null(rt->timer_block);
-    assert_int_equal(rt->n_spare_timers, PARTY__SPARE_TIMERS);
+    assert_true(party__runtime_loop(rt)->n_spare_sessions > 0);
+    assert_non_null(party__runtime_loop(rt)->timer_block);
+    assert_int_equal(party__runtime_loop(rt)->n_spare_timers, PARTY__SPARE_TIMERS);
 
-    party__conn_pools_trim(rt);
-    assert_int_equal(rt->n_spare_sessions, 0);
-    assert_null(rt->spare_sessions);
-    assert_int_equal(rt->n_spare_timers, 0);
+    party__conn_pools_trim(party__runtime_loop(rt));
+    assert_int_equal(party__runtime_loop(rt)->n_spare_sessions, 0);
+    assert_null(party__runtime_loop(rt)->spare_sessions);
+    assert_int_equal(party__runtime_loop(rt)->n_spare_timers, 0);
     pump(rt); /* the timers' close callbacks free the block */
-    assert_null(rt->timer_block);
+    assert_null(party__runtime_loop(rt)->timer_block);
 
     /* Served as before; the pools fill again. */
     exchange(rt);
-    assert_true(rt->n_spare_sessions > 0);
-    assert_non_null(rt->timer_block);
-    assert_int_equal(rt->n_spare_timers, PARTY__SPARE_TIMERS);
+    assert_true(party__runtime_loop(rt)->n_spare_sessions > 0);
+    assert_non_null(party__runtime_loop(rt)->timer_block);
+    assert_int_equal(party__runtime_loop(rt)->n_spare_timers, PARTY__SPARE_TIMERS);
     party_runtime_free(rt);
 }
 
@@ -122,24 +122,24 @@ static void test_trim_keeps_the_timer_block_while_a_timer_is_armed(void **state)
      * one of the block's, armed. */
     waiting = client_open(rt);
     pump(rt);
-    assert_int_equal(rt->n_spare_timers, PARTY__SPARE_TIMERS - 1);
+    assert_int_equal(party__runtime_loop(rt)->n_spare_timers, PARTY__SPARE_TIMERS - 1);
 
-    party__conn_pools_trim(rt);
-    assert_int_equal(rt->n_spare_sessions, 0);
+    party__conn_pools_trim(party__runtime_loop(rt));
+    assert_int_equal(party__runtime_loop(rt)->n_spare_sessions, 0);
     pump(rt);
-    assert_non_null(rt->timer_block);
-    assert_int_equal(rt->n_spare_timers, PARTY__SPARE_TIMERS - 1);
+    assert_non_null(party__runtime_loop(rt)->timer_block);
+    assert_int_equal(party__runtime_loop(rt)->n_spare_timers, PARTY__SPARE_TIMERS - 1);
 
     /* The waiting connection is answered, and its timer goes back. */
     assert_int_equal(write(waiting, request, strlen(request)), (ssize_t)strlen(request));
     client_read_all(rt, waiting, response, sizeof(response));
     assert_memory_equal(response, "HTTP/1.1 404", 12);
-    assert_int_equal(rt->n_spare_timers, PARTY__SPARE_TIMERS);
+    assert_int_equal(party__runtime_loop(rt)->n_spare_timers, PARTY__SPARE_TIMERS);
 
     /* Now the block can go. */
-    party__conn_pools_trim(rt);
+    party__conn_pools_trim(party__runtime_loop(rt));
     pump(rt);
-    assert_null(rt->timer_block);
+    assert_null(party__runtime_loop(rt)->timer_block);
     party_runtime_free(rt);
 }
 
@@ -156,7 +156,7 @@ static void find_one(party_conn *conn) {
 static party_conn *conn_open(party_runtime *rt, int *client) {
     *client = client_open(rt);
     found = NULL;
-    party__conn_foreach(rt, find_one);
+    party__conn_foreach(party__runtime_loop(rt), find_one);
     assert_non_null(found);
     return found;
 }

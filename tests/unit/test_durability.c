@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "party.h"
@@ -279,11 +280,41 @@ static const party_def store_def = {
     .free_state = store_free,
 };
 
+/* mover: keeps its records in the shared files until a request asks for
+ * its own database (store opens it in on_start). POST /kv writes "a" and
+ * "b"; POST /notes opens the database and adds a note; GET /list, GET
+ * /notes read them back. */
+static void mover_request(party_room *room, const party_request *req, party_response *res) {
+    const char *path = party_request_path(req);
+    char text[64];
+
+    if (strstr(path, "/kv") != NULL) {
+        if (party_kv_put(room, "a", "1", 1) != 0 || party_kv_put(room, "b", "2", 1) != 0)
+            party_response_set_status(res, 500);
+    } else if (strstr(path, "/list") != NULL) {
+        listing l;
+        memset(&l, 0, sizeof(l));
+        party_kv_list(room, NULL, list_cb, &l);
+        party_response_set_body(res, l.keys, strlen(l.keys));
+    } else if (strstr(path, "/notes") != NULL) {
+        if (strcmp(party_request_method(req), "POST") == 0 &&
+            (notes_add(room) != 0 || party_kv_put(room, "c", "3", 1) != 0))
+            party_response_set_status(res, 500);
+        snprintf(text, sizeof(text), "%ld", notes_count(room));
+        party_response_set_body(res, text, strlen(text));
+    }
+}
+
+static const party_def mover_def = {
+    .name = "mover",
+    .on_request = mover_request,
+};
+
 static int setup(void **state) {
     party_test *t = party_test_new();
     memset(&seen, 0, sizeof(seen));
     fail_commits = 0;
-    if (t == NULL || party_test_add(t, &store_def) != 0)
+    if (t == NULL || party_test_add(t, &store_def) != 0 || party_test_add(t, &mover_def) != 0)
         return -1;
     *state = t;
     return 0;
@@ -774,6 +805,27 @@ static void test_room_db_tables_persist_across_restart(void **state) {
     expect_call(t, "GET", "/parties/store/sql/notes", 200, "2");
 }
 
+/* A room that has kept records in the shared files and then calls
+ * party_room_db for the first time keeps them (they move into its own
+ * file, which exists from then on), along with what that event wrote;
+ * after a restart all of it is read from the own file. */
+static void test_records_move_into_the_room_db_file_and_survive_restart(void **state) {
+    party_test *t = *state;
+    char path[4096], id[PARTY_ID_MAX];
+    struct stat st;
+
+    expect_call(t, "POST", "/parties/mover/moved/kv", 200, "");
+    party_room_id_from_name("mover", "moved", id);
+    assert_int_equal(party_test_room_file(t, id, path, sizeof(path)), 0);
+    assert_int_not_equal(stat(path, &st), 0);
+    expect_call(t, "POST", "/parties/mover/moved/notes", 200, "1");
+    assert_int_equal(stat(path, &st), 0);
+    expect_call(t, "GET", "/parties/mover/moved/list", 200, "a,b,c,");
+    assert_int_equal(party_test_restart(t), 0);
+    expect_call(t, "GET", "/parties/mover/moved/list", 200, "a,b,c,");
+    expect_call(t, "GET", "/parties/mover/moved/notes", 200, "1");
+}
+
 static int count_cb(const char *key, const void *val, size_t len, void *arg) {
     (void)key;
     (void)val;
@@ -835,7 +887,7 @@ static void test_room_file_of_newer_format_refused_older_one_migrated(void **sta
     expect_call(t, "POST", "/parties/store/versioned/write", 200, "1");
     assert_int_equal(party_test_restart(t), 0);
     room_file_sql(t, "versioned", NULL, &version);
-    assert_int_equal(version, 1);
+    assert_int_equal(version, 2);
     room_file_sql(t, "versioned", "UPDATE _party_format SET version = 99", NULL);
     free(call(t, "GET", "/parties/store/versioned/count", 503));
     room_file_sql(t, "versioned", NULL, &version);
@@ -845,7 +897,7 @@ static void test_room_file_of_newer_format_refused_older_one_migrated(void **sta
     room_file_sql(t, "versioned", "DROP TABLE _party_format", NULL);
     expect_call(t, "GET", "/parties/store/versioned/count", 200, "1");
     room_file_sql(t, "versioned", NULL, &version);
-    assert_int_equal(version, 1);
+    assert_int_equal(version, 2);
 }
 
 int main(void) {
@@ -879,6 +931,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_kv_put_get_delete_list_and_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_room_db_tables_persist_across_restart, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_records_move_into_the_room_db_file_and_survive_restart,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_kv_outside_callbacks_is_estate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_room_file_of_newer_format_refused_older_one_migrated,
                                         setup, teardown),

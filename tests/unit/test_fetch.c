@@ -445,7 +445,7 @@ static void test_caller_evicted_while_waiting_is_brought_back(void **state) {
     party_test_set_commit_delay(t, 300);
     assert_int_equal(ask(t, "alice", "to=svc/slow&path=/write&tag=late"), 202);
     party_room_id_from_name("caller", "alice", id);
-    room = party__room_find(party_test_runtime(t), id);
+    room = party__room_find(party__runtime_rooms(party_test_runtime(t)), id);
     assert_non_null(room);
     assert_int_equal(party__room_evict(room), 0);
     assert_int_equal(rec.starts, 1);

@@ -561,6 +561,10 @@ static void test_free_removes_the_data_dir(void **state) {
     party_test_response_free(&res);
     party_room_id_from_name("echo", "f", id);
     assert_int_equal(party_test_room_file(t, id, file, sizeof(file)), 0);
+    /* The path its own file would have, in the data dir; its records are
+     * in a shared file there. */
+    assert_int_equal(strncmp(file, dir, strlen(dir)), 0);
+    snprintf(file, sizeof(file), "%s/rooms-0.db", dir);
     assert_int_equal(stat(file, &st), 0);
     assert_int_equal(party_test_room_file(t, "nope", file, sizeof(file)), PARTY_EINVAL);
     /* Left open on purpose: free takes care of it. */

@@ -1,12 +1,16 @@
 /* Tests for the storage seam (src/storage.h) through its SQLite backend
  * (src/store_sqlite.c), with real files in a temporary directory: acquire
- * and release complete, load finds what earlier commits kept, commit_batch
- * gives one result per room and one room's failure leaves the others
- * committed, the backend knows whether a batch wrote, format versions are
- * checked (a newer file refused naming both versions, an older one
- * migrated), the alarm index follows committed wake times (never later
- * than a committed one), what an open store costs in memory, and that a
- * room that cannot load says why in the OS's words. */
+ * and release complete, load finds what earlier commits kept, a shared
+ * room's reads see its open batch over the committed rows (lists merged
+ * in key order) and a rollback drops it, commit_batch gives one result
+ * per room and one room's failure leaves the others committed, a new room
+ * makes no file, the backend knows whether a batch wrote, format versions
+ * are checked (a newer file refused naming both versions, an older one
+ * migrated), a room's move to its own file survives a crash at each step,
+ * a data directory of an earlier partyd is read unchanged, the alarm
+ * index follows committed wake times (never later than a committed one),
+ * what an open store costs in memory, and that a room that cannot load
+ * says why in the OS's words. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -15,9 +19,11 @@
 
 #include "as_nobody.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -106,6 +112,62 @@ static void exec(sqlite3 *db, const char *sql) {
     char *err = NULL;
     if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
         fail_msg("%s: %s", sql, err);
+}
+
+/* Commits k = v in room i. */
+static void kv_put_one(fixture *f, int i) {
+    party__room_store *rs = load(f, i, NULL);
+    assert_int_equal(party__store_kv_put(rs, "k", "v", 1), 0);
+    assert_int_equal(commit_one(f, rs, 0, 0), 0);
+    f->be->ops->unload(rs);
+}
+
+/* Moves room i's records into its own file (party_room_db), committed. */
+static void make_own(fixture *f, int i) {
+    party__room_store *rs = load(f, i, NULL);
+    assert_non_null(rs->ops->room_file_open(rs));
+    assert_int_equal(commit_one(f, rs, 0, 0), 0);
+    f->be->ops->unload(rs);
+}
+
+/* Runs sql on every shard file with a connection of our own. */
+static void shards_exec(fixture *f, const char *sql) {
+    char path[4096];
+    struct stat st;
+    int k;
+    for (k = 0; k < 256; k++) {
+        sqlite3 *db = NULL;
+        snprintf(path, sizeof(path), "%s/rooms-%d.db", f->dir, k);
+        if (stat(path, &st) != 0)
+            break;
+        assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+        sqlite3_busy_timeout(db, 5000);
+        exec(db, sql);
+        sqlite3_close(db);
+    }
+    assert_true(k > 0);
+}
+
+/* The number of rows of room i in table across the shards (the query's
+ * first column: pass a count). */
+static int shard_count(fixture *f, const char *sql_with_id) {
+    char path[4096];
+    struct stat st;
+    int k, n = 0;
+    for (k = 0; k < 256; k++) {
+        sqlite3 *db = NULL;
+        sqlite3_stmt *stmt = NULL;
+        snprintf(path, sizeof(path), "%s/rooms-%d.db", f->dir, k);
+        if (stat(path, &st) != 0)
+            break;
+        assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_prepare_v2(db, sql_with_id, -1, &stmt, NULL), SQLITE_OK);
+        if (sqlite3_step(stmt) == SQLITE_ROW)
+            n += sqlite3_column_int(stmt, 0);
+        sqlite3_finalize(stmt);
+        sqlite3_close(db);
+    }
+    return n;
 }
 
 static int format_version(sqlite3 *db) {
@@ -318,9 +380,10 @@ static void test_newer_room_file_is_refused_naming_both_versions(void **state) {
     assert_int_equal(party__store_kv_put(rs, "k", "v", 1), 0);
     assert_int_equal(commit_one(f, rs, 0, 0), 0);
     f->be->ops->unload(rs);
+    make_own(f, 1);
     db = room_file(f, 1);
-    assert_int_equal(format_version(db), 1);
-    exec(db, "UPDATE _party_format SET version = 2");
+    assert_int_equal(format_version(db), 2);
+    exec(db, "UPDATE _party_format SET version = 3");
     sqlite3_close(db);
 
     room_id(1, id);
@@ -329,12 +392,12 @@ static void test_newer_room_file_is_refused_naming_both_versions(void **state) {
                      PARTY_EIO);
     assert_null(rs);
     print_message("%s\n", f->why);
-    assert_non_null(strstr(f->why, "format version 2"));
-    assert_non_null(strstr(f->why, "version 1"));
+    assert_non_null(strstr(f->why, "format version 3"));
+    assert_non_null(strstr(f->why, "version 2"));
     assert_non_null(strstr(f->why, id));
     /* Refused, not touched. */
     db = room_file(f, 1);
-    assert_int_equal(format_version(db), 2);
+    assert_int_equal(format_version(db), 3);
     sqlite3_close(db);
 }
 
@@ -347,6 +410,7 @@ static void test_older_room_file_is_migrated_and_keeps_its_records(void **state)
     assert_int_equal(party__store_kv_put(rs, "k", "old", 3), 0);
     assert_int_equal(commit_one(f, rs, 0, 0), 0);
     f->be->ops->unload(rs);
+    make_own(f, 1);
     /* A version row from an older partyd. */
     db = room_file(f, 1);
     exec(db, "UPDATE _party_format SET version = 0");
@@ -354,14 +418,14 @@ static void test_older_room_file_is_migrated_and_keeps_its_records(void **state)
     kv_value(f, 1, "k", value, sizeof(value));
     assert_string_equal(value, "old");
     db = room_file(f, 1);
-    assert_int_equal(format_version(db), 1);
-    /* A file from before versions were recorded: today's rooms. */
+    assert_int_equal(format_version(db), 2);
+    /* A file from before versions were recorded: the first partyds'. */
     exec(db, "DROP TABLE _party_format");
     sqlite3_close(db);
     kv_value(f, 1, "k", value, sizeof(value));
     assert_string_equal(value, "old");
     db = room_file(f, 1);
-    assert_int_equal(format_version(db), 1);
+    assert_int_equal(format_version(db), 2);
     sqlite3_close(db);
 }
 
@@ -374,7 +438,7 @@ static void test_newer_alarm_index_is_refused_and_older_one_migrated(void **stat
     f->be = NULL;
     snprintf(path, sizeof(path), "%s/alarms.db", f->dir);
     assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-    assert_int_equal(format_version(db), 1);
+    assert_int_equal(format_version(db), 2);
     exec(db, "UPDATE _party_format SET version = 7");
     sqlite3_close(db);
     assert_int_equal(party__backend_open(&f->cfg, &f->be, f->why, sizeof(f->why)), PARTY_EIO);
@@ -382,14 +446,14 @@ static void test_newer_alarm_index_is_refused_and_older_one_migrated(void **stat
     print_message("%s\n", f->why);
     assert_non_null(strstr(f->why, "alarm index"));
     assert_non_null(strstr(f->why, "format version 7"));
-    assert_non_null(strstr(f->why, "version 1"));
+    assert_non_null(strstr(f->why, "version 2"));
 
     assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
     exec(db, "DROP TABLE _party_format");
     sqlite3_close(db);
     assert_int_equal(party__backend_open(&f->cfg, &f->be, f->why, sizeof(f->why)), 0);
     assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-    assert_int_equal(format_version(db), 1);
+    assert_int_equal(format_version(db), 2);
     sqlite3_close(db);
 }
 
@@ -496,6 +560,608 @@ static void test_index_follows_wake_time_and_is_never_later_than_committed(void 
     f->be->ops->unload(rs);
 }
 
+/* ---- shared rooms: the open batch in memory ---- */
+
+typedef struct listed {
+    int n;
+    char text[256];
+} listed;
+
+/* Appends "key=value," for each pair. */
+static int collect_pair(const char *key, const void *val, size_t len, void *arg) {
+    listed *l = arg;
+    size_t used = strlen(l->text);
+    snprintf(l->text + used, sizeof(l->text) - used, "%s=%.*s,", key, (int)len,
+             len > 0 ? (const char *)val : "");
+    l->n++;
+    return 0;
+}
+
+static void list_of(party__room_store *rs, const char *prefix, char *out, size_t cap) {
+    listed l;
+    memset(&l, 0, sizeof(l));
+    assert_int_equal(party__store_kv_list(rs, prefix, collect_pair, &l), 0);
+    snprintf(out, cap, "%s", l.text);
+}
+
+static void test_shared_room_reads_see_its_open_batch_over_committed_rows(void **state) {
+    fixture *f = *state;
+    party__room_store *rs = load(f, 1, NULL), *other;
+    char text[256];
+    void *val = NULL;
+    size_t len = 0;
+
+    assert_int_equal(party__store_kv_put(rs, "a1", "x", 1), 0);
+    assert_int_equal(party__store_kv_put(rs, "b1", "y", 1), 0);
+    assert_int_equal(party__store_kv_put(rs, "b3", "z", 1), 0);
+    assert_int_equal(party__store_meta_put(rs, "name", "lobby", 5), 0);
+    assert_int_equal(commit_one(f, rs, 0, 0), 0);
+    assert_int_equal(party__store_wrote(rs), 0);
+
+    /* Pending: one key changed, one deleted, two new (one before every
+     * committed key, one between two). */
+    assert_int_equal(party__store_kv_put(rs, "b1", "Y", 1), 0);
+    assert_int_equal(party__store_kv_delete(rs, "b3"), 0);
+    assert_int_equal(party__store_kv_delete(rs, "b3"), PARTY_ENOTFOUND);
+    assert_int_equal(party__store_kv_delete(rs, "never"), PARTY_ENOTFOUND);
+    assert_int_equal(party__store_kv_put(rs, "b2", "new", 3), 0);
+    assert_int_equal(party__store_kv_put(rs, "0", "first", 5), 0);
+    assert_int_equal(party__store_wrote(rs), 1);
+    assert_int_equal(party__store_kv_get(rs, "b1", &val, &len), 0);
+    assert_int_equal(len, 1);
+    assert_string_equal(val, "Y");
+    free(val);
+    assert_int_equal(party__store_kv_get(rs, "b3", &val, &len), PARTY_ENOTFOUND);
+    list_of(rs, NULL, text, sizeof(text));
+    assert_string_equal(text, "0=first,a1=x,b1=Y,b2=new,");
+    list_of(rs, "b", text, sizeof(text));
+    assert_string_equal(text, "b1=Y,b2=new,");
+    list_of(rs, "c", text, sizeof(text));
+    assert_string_equal(text, "");
+
+    /* Another store of the room sees only what is committed. */
+    other = load(f, 1, NULL);
+    list_of(other, NULL, text, sizeof(text));
+    assert_string_equal(text, "a1=x,b1=y,b3=z,");
+    f->be->ops->unload(other);
+
+    /* A rollback drops the batch. */
+    party__store_rollback(rs);
+    assert_int_equal(party__store_wrote(rs), 0);
+    list_of(rs, NULL, text, sizeof(text));
+    assert_string_equal(text, "a1=x,b1=y,b3=z,");
+    assert_int_equal(party__store_meta_get(rs, "name", &val, &len), 0);
+    assert_string_equal(val, "lobby");
+    free(val);
+
+    /* The same batch committed is what a load finds. */
+    assert_int_equal(party__store_kv_put(rs, "b1", "Y", 1), 0);
+    assert_int_equal(party__store_kv_delete(rs, "b3"), 0);
+    assert_int_equal(commit_one(f, rs, 0, 0), 0);
+    f->be->ops->unload(rs);
+    rs = load(f, 1, NULL);
+    list_of(rs, NULL, text, sizeof(text));
+    assert_string_equal(text, "a1=x,b1=Y,");
+    f->be->ops->unload(rs);
+}
+
+static void test_shared_room_alarm_and_schedules_see_its_open_batch(void **state) {
+    fixture *f = *state;
+    party__room_loaded loaded;
+    party__room_store *rs = load(f, 2, NULL);
+    party__schedule s1 = {"s1", "one", NULL, "p", 1, PARTY__SCHED_AT, 0, T0 + 100};
+    party__schedule s2 = {"s2", "two", NULL, "", 0, PARTY__SCHED_EVERY, 1000, T0 + 200};
+    party__schedule s3 = {"s3", "three", "0 * * * *", "q", 1, PARTY__SCHED_CRON, 0, T0 + 300};
+    sched_seen seen = {0};
+    int64_t at = 0, next = 0;
+    int retries = 0;
+
+    assert_int_equal(party__store_alarm_set(rs, T0 + 5000, 1), 0);
+    assert_int_equal(party__store_sched_add(rs, &s1), 0);
+    assert_int_equal(party__store_sched_add(rs, &s2), 0);
+    assert_int_equal(party__store_sched_add(rs, &s2), PARTY_EIO); /* an id taken */
+    assert_int_equal(party__store_sched_earliest(rs, &next), 0);
+    assert_int_equal(next, T0 + 100);
+    assert_int_equal(commit_one(f, rs, T0 + 100, 1), 0);
+
+    /* Pending: s1 cancelled, s2 moved earlier, s3 added, the alarm gone. */
+    assert_int_equal(party__store_sched_cancel(rs, "s1"), 0);
+    assert_int_equal(party__store_sched_cancel(rs, "s1"), PARTY_ENOTFOUND);
+    assert_int_equal(party__store_sched_cancel(rs, "none"), PARTY_ENOTFOUND);
+    assert_int_equal(party__store_sched_set_next(rs, "s2", T0 + 50), 0);
+    assert_int_equal(party__store_sched_add(rs, &s3), 0);
+    assert_int_equal(party__store_alarm_set(rs, 0, 0), 0);
+    assert_int_equal(party__store_alarm_get(rs, &at, &retries), 0);
+    assert_int_equal(at, 0);
+    assert_int_equal(party__store_sched_earliest(rs, &next), 0);
+    assert_int_equal(next, T0 + 50);
+    assert_int_equal(party__store_sched_each(rs, T0 + 250, collect_sched, &seen), 0);
+    assert_int_equal(seen.n, 1);
+    assert_string_equal(seen.names[0], "two");
+    memset(&seen, 0, sizeof(seen));
+    assert_int_equal(party__store_sched_each(rs, INT64_MAX, collect_sched, &seen), 0);
+    assert_int_equal(seen.n, 2);
+    assert_string_equal(seen.names[0], "two");
+    assert_string_equal(seen.names[1], "three");
+
+    party__store_rollback(rs);
+    assert_int_equal(party__store_alarm_get(rs, &at, &retries), 0);
+    assert_int_equal(at, T0 + 5000);
+    assert_int_equal(retries, 1);
+    assert_int_equal(party__store_sched_earliest(rs, &next), 0);
+    assert_int_equal(next, T0 + 100);
+
+    assert_int_equal(party__store_sched_cancel(rs, "s1"), 0);
+    assert_int_equal(party__store_sched_set_next(rs, "s2", T0 + 50), 0);
+    assert_int_equal(party__store_sched_add(rs, &s3), 0);
+    assert_int_equal(commit_one(f, rs, T0 + 50, 1), 0);
+    f->be->ops->unload(rs);
+    rs = load(f, 2, &loaded);
+    assert_int_equal(loaded.alarm_at, T0 + 5000);
+    assert_int_equal(loaded.sched_next, T0 + 50);
+    memset(&seen, 0, sizeof(seen));
+    assert_int_equal(party__store_sched_each(rs, INT64_MAX, collect_sched, &seen), 0);
+    assert_int_equal(seen.n, 2);
+    assert_string_equal(seen.names[0], "two");
+    assert_string_equal(seen.names[1], "three");
+    f->be->ops->unload(rs);
+}
+
+/* A write the batch could not record (here: the read it needs fails)
+ * fails the whole batch, as a transaction SQLite rolled back does: the
+ * batch's other writes are not committed without it. */
+static void test_shared_write_that_cannot_be_recorded_fails_the_batch(void **state) {
+    fixture *f = *state;
+    party__room_store *rs = load(f, 5, NULL);
+    char value[32];
+
+    assert_int_equal(party__store_kv_put(rs, "k", "old", 3), 0);
+    assert_int_equal(commit_one(f, rs, 0, 0), 0);
+    assert_int_equal(party__store_wrote(rs), 0);
+    assert_int_equal(party__store_kv_put(rs, "k", "new", 3), 0);
+    shards_exec(f, "ALTER TABLE _party_kv RENAME TO unreadable");
+    assert_int_not_equal(party__store_kv_delete(rs, "other"), 0);
+    shards_exec(f, "ALTER TABLE unreadable RENAME TO _party_kv");
+    assert_int_equal(party__store_wrote(rs), 1);
+    assert_int_equal(commit_one(f, rs, 0, 0), PARTY_EIO);
+    assert_int_equal(party__store_wrote(rs), 0);
+    f->be->ops->unload(rs);
+    kv_value(f, 5, "k", value, sizeof(value));
+    assert_string_equal(value, "old");
+}
+
+#define BATCH 8
+
+/* Eight rooms over four shards: some share one, committed in one
+ * transaction; the one whose records cannot be written fails alone. */
+static void test_commit_batch_of_shared_rooms_fails_only_the_failing_room(void **state) {
+    fixture *f = *state;
+    party__room_store *rooms[BATCH];
+    party__commit batch[BATCH];
+    int results[BATCH], i;
+    char id[PARTY_ID_MAX], sql[512], value[32];
+
+    room_id(23, id);
+    snprintf(sql, sizeof(sql),
+             "CREATE TRIGGER refuse BEFORE INSERT ON _party_kv WHEN NEW.room_id = '%s'"
+             " BEGIN SELECT RAISE(ABORT, 'refused'); END",
+             id);
+    shards_exec(f, sql);
+    for (i = 0; i < BATCH; i++) {
+        rooms[i] = load(f, 20 + i, NULL);
+        assert_int_equal(party__store_kv_put(rooms[i], "k", "kept", 4), 0);
+        assert_int_equal(party__store_meta_put(rooms[i], "name", "n", 1), 0);
+        batch[i].store = rooms[i];
+        batch[i].wake_ms = 0;
+        batch[i].wake_changed = 0;
+        results[i] = 1;
+    }
+    f->be->ops->commit_batch(f->be, batch, BATCH, results);
+    for (i = 0; i < BATCH; i++) {
+        assert_int_equal(results[i], i == 3 ? PARTY_EIO : 0);
+        assert_int_equal(party__store_wrote(rooms[i]), 0);
+        f->be->ops->unload(rooms[i]);
+    }
+    for (i = 0; i < BATCH; i++) {
+        kv_value(f, 20 + i, "k", value, sizeof(value));
+        assert_string_equal(value, i == 3 ? "" : "kept");
+    }
+    /* Nothing of the failed room's batch, its name included. */
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM _party_meta WHERE room_id = '%s'", id);
+    assert_int_equal(shard_count(f, sql), 0);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM _party_rooms WHERE room_id = '%s'", id);
+    assert_int_equal(shard_count(f, sql), 0);
+    assert_int_equal(shard_count(f, "SELECT count(*) FROM _party_rooms"), BATCH - 1);
+}
+
+/* The names of the entries of dir, sorted, into out ("a,b,"). */
+static void dir_entries(const char *dir, char *out, size_t cap) {
+    struct dirent **names = NULL;
+    int n = scandir(dir, &names, NULL, alphasort), i;
+    out[0] = '\0';
+    assert_true(n >= 0);
+    for (i = 0; i < n; i++) {
+        size_t used = strlen(out);
+        if (names[i]->d_name[0] != '.')
+            snprintf(out + used, cap - used, "%s,", names[i]->d_name);
+        free(names[i]);
+    }
+    free(names);
+}
+
+static void test_new_rooms_make_no_file(void **state) {
+    fixture *f = *state;
+    char before[512], after[512];
+    int i;
+
+    dir_entries(f->dir, before, sizeof(before));
+    for (i = 0; i < 20; i++) {
+        party__room_store *rs = load(f, 300 + i, NULL);
+        assert_int_equal(party__store_meta_put(rs, "name", "n", 1), 0);
+        assert_int_equal(party__store_kv_put(rs, "k", "v", 1), 0);
+        assert_int_equal(commit_one(f, rs, 0, 0), 0);
+        f->be->ops->unload(rs);
+    }
+    dir_entries(f->dir, after, sizeof(after));
+    assert_string_equal(before, after);
+    assert_null(strstr(after, "rooms,"));
+    assert_non_null(strstr(after, "rooms-0.db,"));
+}
+
+static void test_newer_shard_file_is_refused_naming_both_versions(void **state) {
+    fixture *f = *state;
+    char path[4096];
+    sqlite3 *db;
+
+    party__backend_close(f->be);
+    f->be = NULL;
+    snprintf(path, sizeof(path), "%s/rooms-1.db", f->dir);
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    assert_int_equal(format_version(db), 2);
+    exec(db, "UPDATE _party_format SET version = 3");
+    sqlite3_close(db);
+    assert_int_equal(party__backend_open(&f->cfg, &f->be, f->why, sizeof(f->why)), PARTY_EIO);
+    assert_null(f->be);
+    print_message("%s\n", f->why);
+    assert_non_null(strstr(f->why, path));
+    assert_non_null(strstr(f->why, "format version 3"));
+    assert_non_null(strstr(f->why, "version 2"));
+    /* Refused, not touched. */
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    assert_int_equal(format_version(db), 3);
+    exec(db, "UPDATE _party_format SET version = 2");
+    sqlite3_close(db);
+    assert_int_equal(party__backend_open(&f->cfg, &f->be, f->why, sizeof(f->why)), 0);
+}
+
+/* The shard count is fixed when the data directory is made and recorded
+ * by alarms.db and the shared files: a lost alarms.db is rebuilt with the
+ * files' count (rooms are then found in their shards), and an alarm index
+ * that disagrees with the files is refused. */
+static void test_shard_count_outlives_a_lost_alarm_index(void **state) {
+    fixture *f = *state;
+    char cmd[512], value[32], path[4096];
+    struct stat st;
+    sqlite3 *db;
+    int i;
+
+    /* A directory made with 2 shared files. */
+    party__backend_close(f->be);
+    f->be = NULL;
+    snprintf(cmd, sizeof(cmd), "rm -f %s/rooms-*", f->dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(path, sizeof(path), "%s/alarms.db", f->dir);
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    exec(db, "UPDATE _party_layout SET shards = 2");
+    sqlite3_close(db);
+    assert_int_equal(party__backend_open(&f->cfg, &f->be, f->why, sizeof(f->why)), 0);
+    for (i = 0; i < 8; i++) {
+        party__room_store *rs = load(f, 60 + i, NULL);
+        assert_int_equal(party__store_kv_put(rs, "k", "kept", 4), 0);
+        assert_int_equal(commit_one(f, rs, 0, 0), 0);
+        f->be->ops->unload(rs);
+    }
+    party__backend_close(f->be);
+    f->be = NULL;
+
+    /* Disagreeing: refused, naming both. */
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    exec(db, "UPDATE _party_layout SET shards = 4");
+    sqlite3_close(db);
+    assert_int_equal(party__backend_open(&f->cfg, &f->be, f->why, sizeof(f->why)), PARTY_EIO);
+    print_message("%s\n", f->why);
+    assert_non_null(strstr(f->why, "records 4 shared files"));
+    assert_non_null(strstr(f->why, "rooms-0.db 2"));
+
+    /* Lost: rebuilt with the files' count, and every room is found. */
+    snprintf(cmd, sizeof(cmd), "rm -f %s/alarms.db*", f->dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(party__backend_open(&f->cfg, &f->be, f->why, sizeof(f->why)), 0);
+    for (i = 0; i < 8; i++) {
+        kv_value(f, 60 + i, "k", value, sizeof(value));
+        assert_string_equal(value, "kept");
+    }
+    snprintf(path, sizeof(path), "%s/rooms-2.db", f->dir);
+    assert_int_not_equal(stat(path, &st), 0);
+}
+
+/* ---- moving a room into its own file ---- */
+
+/* Room i with records of every kind committed in its shard. */
+static void shared_room_with_records(fixture *f, int i) {
+    party__room_store *rs = load(f, i, NULL);
+    party__schedule sc = {"s1", "tick", NULL, "p", 1, PARTY__SCHED_AT, 0, T0 + 500};
+    assert_int_equal(party__store_kv_put(rs, "k", "shared", 6), 0);
+    assert_int_equal(party__store_kv_put(rs, "gone", "x", 1), 0);
+    assert_int_equal(party__store_meta_put(rs, "name", "lobby", 5), 0);
+    assert_int_equal(party__store_alarm_set(rs, T0 + 1000, 2), 0);
+    assert_int_equal(party__store_sched_add(rs, &sc), 0);
+    assert_int_equal(commit_one(f, rs, T0 + 500, 1), 0);
+    f->be->ops->unload(rs);
+}
+
+/* Checks that room i has the records shared_room_with_records gave it,
+ * with k = k_value. */
+static void expect_records(fixture *f, int i, const char *k_value) {
+    party__room_loaded loaded;
+    party__room_store *rs = load(f, i, &loaded);
+    sched_seen seen = {0};
+    void *val = NULL;
+    assert_int_equal(loaded.alarm_at, T0 + 1000);
+    assert_int_equal(loaded.alarm_retries, 2);
+    assert_int_equal(loaded.sched_next, T0 + 500);
+    assert_int_equal(party__store_kv_get(rs, "k", &val, NULL), 0);
+    assert_string_equal(val, k_value);
+    free(val);
+    assert_int_equal(party__store_meta_get(rs, "name", &val, NULL), 0);
+    assert_string_equal(val, "lobby");
+    free(val);
+    assert_int_equal(party__store_sched_each(rs, INT64_MAX, collect_sched, &seen), 0);
+    assert_int_equal(seen.n, 1);
+    assert_string_equal(seen.names[0], "tick");
+    f->be->ops->unload(rs);
+}
+
+static int rows_in_shards(fixture *f, int i) {
+    char id[PARTY_ID_MAX], sql[512];
+    room_id(i, id);
+    snprintf(sql, sizeof(sql),
+             "SELECT (SELECT count(*) FROM _party_kv WHERE room_id = '%s')"
+             " + (SELECT count(*) FROM _party_meta WHERE room_id = '%s')"
+             " + (SELECT count(*) FROM _party_alarm WHERE room_id = '%s')"
+             " + (SELECT count(*) FROM _party_schedules WHERE room_id = '%s')",
+             id, id, id, id);
+    return shard_count(f, sql);
+}
+
+static void test_room_file_open_moves_records_into_own_file(void **state) {
+    fixture *f = *state;
+    party__room_store *rs;
+    char id[PARTY_ID_MAX], path[4096], sql[256];
+    struct stat st;
+    sqlite3 *db;
+    void *val = NULL;
+
+    shared_room_with_records(f, 40);
+    room_id(40, id);
+    assert_int_equal(party__store_path(f->dir, id, path, sizeof(path)), 0);
+    assert_int_not_equal(stat(path, &st), 0);
+    assert_int_equal(rows_in_shards(f, 40), 5);
+
+    rs = load(f, 40, NULL);
+    /* The open batch goes along. */
+    assert_int_equal(party__store_kv_put(rs, "k", "pending", 7), 0);
+    assert_int_equal(party__store_kv_delete(rs, "gone"), 0);
+    db = rs->ops->room_file_open(rs);
+    assert_non_null(db);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(rows_in_shards(f, 40), 0);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM _party_rooms WHERE room_id = '%s' AND own = 1",
+             id);
+    assert_int_equal(shard_count(f, sql), 1);
+    assert_int_equal(party__store_wrote(rs), 1);
+    assert_int_equal(party__store_kv_get(rs, "k", &val, NULL), 0);
+    assert_string_equal(val, "pending");
+    free(val);
+    exec(db, "CREATE TABLE notes (text TEXT)");
+    assert_int_equal(commit_one(f, rs, T0 + 500, 0), 0);
+    f->be->ops->unload(rs);
+    expect_records(f, 40, "pending");
+    kv_value(f, 40, "gone", sql, sizeof(sql));
+    assert_string_equal(sql, "");
+}
+
+/* A room with nothing in the shared files (a new one) that opens its own
+ * database only makes its file: no row in its shard, before or after its
+ * batch commits, and it is an own-file room from then on. */
+static void test_new_room_opening_its_db_makes_only_its_own_file(void **state) {
+    fixture *f = *state;
+    char id[PARTY_ID_MAX], path[4096], sql[256], value[32];
+    party__room_store *rs = load(f, 43, NULL);
+    struct stat st;
+
+    room_id(43, id);
+    assert_int_equal(party__store_meta_put(rs, "name", "fresh", 5), 0);
+    assert_non_null(rs->ops->room_file_open(rs));
+    assert_int_equal(party__store_kv_put(rs, "k", "own", 3), 0);
+    assert_int_equal(party__store_path(f->dir, id, path, sizeof(path)), 0);
+    assert_int_equal(stat(path, &st), 0);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM _party_rooms WHERE room_id = '%s'", id);
+    assert_int_equal(shard_count(f, sql), 0);
+    assert_int_equal(commit_one(f, rs, 0, 0), 0);
+    f->be->ops->unload(rs);
+    assert_int_equal(shard_count(f, sql), 0);
+    assert_int_equal(rows_in_shards(f, 43), 0);
+    kv_value(f, 43, "k", value, sizeof(value));
+    assert_string_equal(value, "own");
+    rs = load(f, 43, NULL);
+    assert_int_equal(party__store_kv_put(rs, "k", "again", 5), 0);
+    assert_int_equal(commit_one(f, rs, 0, 0), 0);
+    f->be->ops->unload(rs);
+    assert_int_equal(rows_in_shards(f, 43), 0);
+    kv_value(f, 43, "k", value, sizeof(value));
+    assert_string_equal(value, "again");
+}
+
+/* A move cut short before its commit point (the own file made, maybe
+ * committed, the shard not yet told): the room is still shared, and the
+ * file is a leftover that load removes. */
+static void test_move_cut_short_before_its_commit_point_leaves_the_room_shared(void **state) {
+    fixture *f = *state;
+    char id[PARTY_ID_MAX], path[4096], wal[4200], dir[4200];
+    party__room_store *rs;
+    struct stat st;
+    sqlite3 *db = NULL;
+    FILE *file;
+
+    shared_room_with_records(f, 41);
+    room_id(41, id);
+    assert_int_equal(party__store_path(f->dir, id, path, sizeof(path)), 0);
+    snprintf(dir, sizeof(dir), "mkdir -p %s/rooms/%.2s", f->dir, id);
+    assert_int_equal(system(dir), 0);
+
+    /* Cut short while writing it: an empty file and a WAL of nothing. */
+    file = fopen(path, "w");
+    assert_non_null(file);
+    fclose(file);
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    file = fopen(wal, "w");
+    assert_non_null(file);
+    fputs("not a wal", file);
+    fclose(file);
+    expect_records(f, 41, "shared");
+    assert_int_not_equal(stat(path, &st), 0);
+    assert_int_not_equal(stat(wal, &st), 0);
+
+    /* Cut short after the own file committed: a copy, stale at once. */
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
+                     SQLITE_OK);
+    exec(db, "CREATE TABLE _party_kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL);"
+             "INSERT INTO _party_kv VALUES ('k', 'stale')");
+    sqlite3_close(db);
+    rs = load(f, 41, NULL);
+    assert_int_not_equal(stat(path, &st), 0);
+    assert_int_equal(party__store_kv_put(rs, "k", "newer", 5), 0);
+    assert_int_equal(commit_one(f, rs, 0, 0), 0);
+    f->be->ops->unload(rs);
+    expect_records(f, 41, "newer");
+    assert_int_equal(rows_in_shards(f, 41), 5);
+
+    /* And the move, done again, holds. */
+    make_own(f, 41);
+    assert_int_equal(stat(path, &st), 0);
+    expect_records(f, 41, "newer");
+}
+
+/* A move cut short after its commit point (the batch that opened the file
+ * never committed): the room is an own-file room with its records. */
+static void test_move_cut_short_after_its_commit_point_serves_the_own_file(void **state) {
+    fixture *f = *state;
+    party__room_store *rs;
+
+    shared_room_with_records(f, 42);
+    rs = load(f, 42, NULL);
+    assert_int_equal(party__store_kv_put(rs, "k", "lost", 4), 0);
+    assert_non_null(rs->ops->room_file_open(rs));
+    f->be->ops->unload(rs); /* no commit: as if the process died here */
+    expect_records(f, 42, "shared");
+    assert_int_equal(rows_in_shards(f, 42), 0);
+}
+
+/* ---- a data directory of an earlier partyd ---- */
+
+static void test_data_dir_of_format_1_is_read_unchanged(void **state) {
+    fixture *f = *state;
+    const char *counter = "5e2c9f9a3a5a1df5b607438d00f67fadc2e4c1dc25d5d7e8145d0f3d333465b7";
+    const char *reminder = "a8cf9f0de8b9c67a02c7a1feeb6718dc8b88de86d7b603c375aaadb82d948031";
+    party__room_loaded loaded;
+    party__room_store *rs = NULL;
+    char cmd[4200], path[4096];
+    sched_seen seen = {0};
+    entries e = {0};
+    void *val = NULL;
+    sqlite3 *db;
+
+    party__backend_close(f->be);
+    f->be = NULL;
+    snprintf(cmd, sizeof(cmd), "cp -r %s/data-v1/alarms.db %s/data-v1/rooms %s/", PARTY_FIXTURES,
+             PARTY_FIXTURES, f->dir);
+    assert_int_equal(system(cmd), 0);
+    if (party__backend_open(&f->cfg, &f->be, f->why, sizeof(f->why)) != 0)
+        fail_msg("%s", f->why);
+
+    assert_int_equal(f->be->ops->index_load(f->be, collect_entry, &e), 0);
+    assert_int_equal(e.n, 1);
+    assert_string_equal(e.ids[0], reminder);
+    assert_string_equal(e.parties[0], "reminder");
+    assert_int_equal(e.due[0], 4102444800000LL);
+
+    assert_int_equal(
+        f->be->ops->load(f->be, reminder, "reminder", &rs, &loaded, f->why, sizeof(f->why)), 0);
+    assert_int_equal(loaded.alarm_at, 4796629967965LL);
+    assert_int_equal(loaded.sched_next, 4102444800000LL);
+    assert_int_equal(party__store_sched_each(rs, INT64_MAX, collect_sched, &seen), 0);
+    assert_int_equal(seen.n, 1);
+    assert_string_equal(seen.names[0], "y2100");
+    f->be->ops->unload(rs);
+
+    assert_int_equal(
+        f->be->ops->load(f->be, counter, "counter", &rs, &loaded, f->why, sizeof(f->why)), 0);
+    assert_int_equal(party__store_kv_get(rs, "count", &val, NULL), 0);
+    assert_string_equal(val, "3");
+    free(val);
+    assert_int_equal(party__store_meta_get(rs, "name", &val, NULL), 0);
+    assert_string_equal(val, "fixture");
+    free(val);
+    /* Its writes stay in its file. */
+    assert_int_equal(party__store_kv_put(rs, "count", "4", 1), 0);
+    assert_int_equal(commit_one(f, rs, 0, 0), 0);
+    f->be->ops->unload(rs);
+    assert_int_equal(shard_count(f, "SELECT count(*) FROM _party_rooms"), 0);
+    assert_int_equal(party__store_path(f->dir, counter, path, sizeof(path)), 0);
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(format_version(db), 2);
+    sqlite3_close(db);
+    assert_int_equal(
+        f->be->ops->load(f->be, counter, "counter", &rs, &loaded, f->why, sizeof(f->why)), 0);
+    assert_int_equal(party__store_kv_get(rs, "count", &val, NULL), 0);
+    assert_string_equal(val, "4");
+    free(val);
+    f->be->ops->unload(rs);
+}
+
+/* ---- in memory ---- */
+
+static void test_in_memory_backend_keeps_shared_rooms_while_open(void **state) {
+    fixture *f = *state;
+    party__backend_config cfg = {NULL, 0, NULL, NULL};
+    party__backend *be = NULL;
+    party__room_loaded loaded;
+    party__room_store *rs = NULL;
+    party__commit c;
+    char id[PARTY_ID_MAX];
+    void *val = NULL;
+    int result = 1;
+
+    assert_int_equal(party__backend_open(&cfg, &be, f->why, sizeof(f->why)), 0);
+    room_id(1, id);
+    assert_int_equal(be->ops->load(be, id, "test", &rs, &loaded, f->why, sizeof(f->why)), 0);
+    assert_int_equal(party__store_kv_put(rs, "k", "mem", 3), 0);
+    c.store = rs;
+    c.wake_ms = T0;
+    c.wake_changed = 1;
+    be->ops->commit_batch(be, &c, 1, &result);
+    assert_int_equal(result, 0);
+    be->ops->unload(rs);
+    assert_int_equal(be->ops->load(be, id, "test", &rs, &loaded, f->why, sizeof(f->why)), 0);
+    assert_int_equal(party__store_kv_get(rs, "k", &val, NULL), 0);
+    assert_string_equal(val, "mem");
+    free(val);
+    assert_non_null(rs->ops->room_file_open(rs));
+    be->ops->unload(rs);
+    party__backend_close(be);
+}
+
 /* ---- memory ---- */
 
 #define STORES 10
@@ -506,18 +1172,37 @@ static sqlite3_int64 sqlite_memory(void) {
     return now;
 }
 
-/* SQLite's page cache allocates pages as they are read, not room for 20
- * up front, and unloading gives the memory back. */
+/* A shared room's store holds no SQLite memory of its own (its reads go
+ * through the shard's connections). An own file's page cache allocates
+ * pages as they are read, not room for 20 up front, and unloading gives
+ * the memory back. */
 static void test_open_store_holds_less_than_an_initial_page_block(void **state) {
     fixture *f = *state;
     party__room_store *stores[STORES];
     sqlite3_int64 before, opened, per_store;
     int i;
 
-    /* Once before measuring: SQLite's own start-up allocations and the
-     * directories are not a store's. */
-    f->be->ops->unload(load(f, 100, NULL));
+    /* Once before measuring: SQLite's own start-up allocations, the
+     * shards' caches and the directories are not a store's. */
+    for (i = 0; i < STORES; i++)
+        f->be->ops->unload(load(f, 100 + i, NULL));
+    make_own(f, 200);
 
+    before = sqlite_memory();
+    for (i = 0; i < STORES; i++) {
+        stores[i] = load(f, 100 + i, NULL);
+        assert_int_equal(party__store_kv_put(stores[i], "k", "value", 5), 0);
+    }
+    opened = sqlite_memory();
+    print_message("SQLite memory per open shared store: %lld bytes\n",
+                  (long long)((opened - before) / STORES));
+    assert_true(opened - before < 1024);
+    for (i = 0; i < STORES; i++)
+        f->be->ops->unload(stores[i]);
+
+    /* Own files, made before measuring (a move fills the shard's caches too). */
+    for (i = 0; i < STORES; i++)
+        make_own(f, i);
     before = sqlite_memory();
     for (i = 0; i < STORES; i++) {
         stores[i] = load(f, i, NULL);
@@ -527,7 +1212,7 @@ static void test_open_store_holds_less_than_an_initial_page_block(void **state) 
     }
     opened = sqlite_memory();
     per_store = (opened - before) / STORES;
-    print_message("SQLite memory per open store: %lld bytes\n", (long long)per_store);
+    print_message("SQLite memory per open own-file store: %lld bytes\n", (long long)per_store);
     /* Not 0: SQLite counts its memory in this build (else this test would
      * prove nothing). */
     assert_true(per_store > 8 * 1024);
@@ -561,7 +1246,8 @@ static void test_load_failure_names_the_os_error(void **state) {
 
 /* A room directory the process may not write: SQLite retries read-only
  * and keeps that retry's ENOENT; the reason must say Permission denied.
- * Root writes anywhere: as root the test runs as nobody. */
+ * The room moved to its own file, which is gone. Root writes anywhere:
+ * as root the test runs as nobody. */
 static void test_load_in_an_unwritable_directory_says_permission_denied(void **state) {
     fixture *f = *state;
     party__room_loaded loaded;
@@ -569,8 +1255,10 @@ static void test_load_in_an_unwritable_directory_says_permission_denied(void **s
     char id[PARTY_ID_MAX], cmd[256];
 
     RUN_AS_NOBODY_IF_ROOT();
+    kv_put_one(f, 8); /* records in its shard first: its row there says own */
+    make_own(f, 8);
     room_id(8, id);
-    snprintf(cmd, sizeof(cmd), "mkdir -p %s/rooms/%.2s && chmod 0555 %s/rooms/%.2s", f->dir, id,
+    snprintf(cmd, sizeof(cmd), "rm -f %s/rooms/%.2s/* && chmod 0555 %s/rooms/%.2s", f->dir, id,
              f->dir, id);
     assert_int_equal(system(cmd), 0);
     assert_int_equal(f->be->ops->load(f->be, id, "test", &rs, &loaded, f->why, sizeof(f->why)),
@@ -594,18 +1282,33 @@ static void test_room_whose_wake_time_cannot_be_read_is_not_loaded(void **state)
     assert_int_equal(party__store_alarm_set(rs, 5000, 0), 0);
     assert_int_equal(commit_one(f, rs, 5000, 1), 0);
     f->be->ops->unload(rs);
-    db = room_file(f, 9);
-    exec(db, "ALTER TABLE _party_schedules RENAME TO unreadable");
-    sqlite3_close(db);
+    shards_exec(f, "ALTER TABLE _party_schedules RENAME TO unreadable");
 
     room_id(9, id);
     rs = NULL;
     assert_int_equal(f->be->ops->load(f->be, id, "test", &rs, &loaded, f->why, sizeof(f->why)),
                      PARTY_EIO);
     assert_null(rs);
-    if (strstr(f->why, "cannot read its alarm and schedules") == NULL || strstr(f->why, id) == NULL)
+    if (strstr(f->why, "cannot read its alarm and schedules") == NULL ||
+        strstr(f->why, id) == NULL || strstr(f->why, "/rooms-") == NULL)
         fail_msg("the reason does not say what could not be read, in which file: %s", f->why);
     /* Readable again, it loads with its alarm. */
+    shards_exec(f, "ALTER TABLE unreadable RENAME TO _party_schedules");
+    rs = load(f, 9, &loaded);
+    assert_int_equal(loaded.alarm_at, 5000);
+    f->be->ops->unload(rs);
+
+    /* The same for an own file. */
+    make_own(f, 9);
+    db = room_file(f, 9);
+    exec(db, "ALTER TABLE _party_schedules RENAME TO unreadable");
+    sqlite3_close(db);
+    rs = NULL;
+    assert_int_equal(f->be->ops->load(f->be, id, "test", &rs, &loaded, f->why, sizeof(f->why)),
+                     PARTY_EIO);
+    assert_null(rs);
+    if (strstr(f->why, "cannot read its alarm and schedules") == NULL || strstr(f->why, id) == NULL)
+        fail_msg("the reason does not say what could not be read, in which file: %s", f->why);
     db = room_file(f, 9);
     exec(db, "ALTER TABLE unreadable RENAME TO _party_schedules");
     sqlite3_close(db);
@@ -629,6 +1332,19 @@ int main(int argc, char **argv) {
         TEST(test_acquire_and_release_complete_on_the_rooms_loop),
         TEST(test_load_finds_what_earlier_batches_committed),
         TEST(test_commit_batch_fails_only_the_failing_room),
+        TEST(test_shared_room_reads_see_its_open_batch_over_committed_rows),
+        TEST(test_shared_room_alarm_and_schedules_see_its_open_batch),
+        TEST(test_shared_write_that_cannot_be_recorded_fails_the_batch),
+        TEST(test_commit_batch_of_shared_rooms_fails_only_the_failing_room),
+        TEST(test_new_rooms_make_no_file),
+        TEST(test_newer_shard_file_is_refused_naming_both_versions),
+        TEST(test_shard_count_outlives_a_lost_alarm_index),
+        TEST(test_room_file_open_moves_records_into_own_file),
+        TEST(test_new_room_opening_its_db_makes_only_its_own_file),
+        TEST(test_move_cut_short_before_its_commit_point_leaves_the_room_shared),
+        TEST(test_move_cut_short_after_its_commit_point_serves_the_own_file),
+        TEST(test_data_dir_of_format_1_is_read_unchanged),
+        TEST(test_in_memory_backend_keeps_shared_rooms_while_open),
         TEST(test_backend_knows_whether_the_batch_wrote),
         TEST(test_newer_room_file_is_refused_naming_both_versions),
         TEST(test_older_room_file_is_migrated_and_keeps_its_records),

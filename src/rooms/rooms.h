@@ -1,0 +1,99 @@
+/* rooms: one event loop's rooms — the table of rooms in memory, the rooms
+ * with queued events, the idle and quiet lists, the heap of wake times,
+ * room-to-room requests in flight, and the rooms' counters. Each loop has
+ * one party__rooms, over its party__loop (loop.h); the runtime makes it
+ * and hands it the process-wide things it uses (the parties, the storage
+ * backend). Nothing here knows the runtime. */
+#ifndef PARTY_ROOMS_H
+#define PARTY_ROOMS_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "alarm.h"
+#include "loop.h"
+#include "ops.h"
+#include "router.h"
+#include "storage.h"
+
+struct party_room;
+struct party__fetch;
+
+typedef struct party__room_list {
+    struct party_room *head, *tail;
+} party__room_list;
+
+typedef struct party__rooms {
+    party__loop *lp; /* the loop the rooms run on */
+    /* Given by the runtime: the registered parties (shared by every loop),
+     * the URL prefix, the storage backend (opened once, on loop 0) and
+     * the tuning that is the runtime's to decide */
+    const party__party *parties;
+    size_t n_parties;
+    const char *prefix;
+    struct party__backend *backend;
+    size_t max_loaded_rooms;  /* past it, idle rooms are evicted early */
+    unsigned commit_delay_ms; /* test hook: every durable commit waits this long first */
+
+    struct party_room **table; /* open hash table keyed by room id */
+    size_t table_cap, n_rooms;
+    struct party__slabs *room_slabs; /* room structs (room.c); NULL until the first */
+
+    struct party_room *ready_head, *ready_tail; /* rooms with queued events */
+    uv_idle_t drain_idle;   /* runs queued room events without blocking in poll */
+    party__room_list idle;  /* rooms with no connections and nothing to do, oldest first */
+    party__room_list quiet; /* hibernating parties' rooms with only connections */
+    uint64_t rooms_hibernated;
+    size_t n_busy;    /* rooms with store work on a worker thread */
+    size_t n_loading; /* rooms opening their store */
+    size_t n_loaded;  /* rooms with their store open */
+
+    party__alarms alarms;         /* the heap of rooms' wake times */
+    struct party__fetch *fetches; /* room-to-room requests in flight */
+    size_t n_fetches, n_fetches_held;
+
+    /* counters for /_partyd/metrics (loop thread only) */
+    uint64_t events[7]; /* by party__event_type; ALARM (a wake-up) is not counted here */
+    /* on_alarm runs, alarms retried and abandoned, on_schedule runs */
+    uint64_t alarms_fired, alarms_retried, alarms_abandoned, schedules_fired;
+    uint64_t commit_hist[PARTY__COMMIT_BUCKETS]; /* by party__commit_bucket_ms upper bounds */
+    uint64_t commits, commit_us_total, commit_failures;
+    uint64_t commits_fenced; /* refused: the room is another node's now (a cluster store) */
+} party__rooms;
+
+/* Sets up the rooms of loop lp (the caller fills in what the runtime
+ * gives). */
+void party__rooms_init(party__rooms *rooms, party__loop *lp);
+/* Starts the loop's wake-ups: its alarm heap. 0 or PARTY_EIO. */
+int party__rooms_start(party__rooms *rooms);
+/* Files a wake time of the backend's alarm index in this loop's heap (at
+ * start-up, before the loop runs): the room with this id, of the party
+ * at index party in the table of parties. 0 or PARTY_ENOMEM. */
+int party__rooms_file_wake(party__rooms *rooms, const char *id, uint32_t party, int64_t due_ms);
+/* The same while the loop runs, for a due room no node holds (a store
+ * several processes share): filed unless the room is in memory here
+ * (then this node holds it, and its commits file its wake time). 0 or
+ * PARTY_ENOMEM. */
+int party__rooms_file_orphan(party__rooms *rooms, const char *id, uint32_t party, int64_t due_ms);
+/* Closes the loop's alarm heap and its handles (the loop finishes). */
+void party__rooms_stop(party__rooms *rooms);
+/* Frees the table and the room structs' slabs, once every room is gone. */
+void party__rooms_free(party__rooms *rooms);
+
+/* Adds a room to the set of rooms with queued events. */
+void party__rooms_mark_ready(party__rooms *rooms, struct party_room *room);
+/* Records one durable commit that took us microseconds. */
+void party__rooms_record_commit(party__rooms *rooms, uint64_t us);
+/* A request routed to one of these rooms (the router admitted it): a
+ * WebSocket handshake becomes the room's CONNECT event, an HTTP request
+ * its REQUEST event (a room addressed by id is not created for a wrong
+ * id: 400). Answered here when the room cannot take it. */
+void party__rooms_connect(party__rooms *rooms, struct party_conn *conn, const party__routed *r);
+void party__rooms_request(party__rooms *rooms, struct party_conn *conn, const party__routed *r);
+
+/* Adds the rooms' counters and the number of rooms by state to stats. */
+void party__rooms_stats(const party__rooms *rooms, party__ops_stats *stats);
+/* Adds every room in memory to the listing. 0, or PARTY_ENOMEM. */
+int party__rooms_list(const party__rooms *rooms, party__ops_listing *listing);
+
+#endif
