@@ -64,11 +64,15 @@ static party_room *table_find(party__rooms *rooms, const char *id) {
 
 void party__room_table_remove(party__rooms *rooms, party_room *room) {
     party_room **link = &rooms->table[id_hash(room->id) & (rooms->table_cap - 1)];
-    while (*link != NULL && *link != room)
-        link = &(*link)->hash_next;
-    if (*link == room) {
-        *link = room->hash_next;
-        rooms->n_rooms--;
+    party_room *cur;
+    /* Unlinks through the entry found (never NULL), not through room. */
+    while ((cur = *link) != NULL) {
+        if (cur == room) {
+            *link = cur->hash_next;
+            rooms->n_rooms--;
+            return;
+        }
+        link = &cur->hash_next;
     }
 }
 
