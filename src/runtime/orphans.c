@@ -5,9 +5,10 @@
  * backend's alarm index for due rooms without a live owner every
  * ORPHANS_POLL_MS, on a worker thread, and files each in the heap of the
  * loop that owns it (by mail for another loop): the wake-up acquires the
- * room like any other. The shape is one-way: the runtime starts and stops
- * the poll, and the poll reaches the rooms only through
- * party__rooms_file_orphan. */
+ * room like any other. Towards the rooms the shape is one-way: the poll
+ * reaches them only through party__rooms_file_orphan, and nothing in the
+ * rooms calls it; the runtime starts and stops it (orphans, runtime and
+ * loops call each other, all in the runtime layer). */
 #include "orphans.h"
 
 #include <string.h>
