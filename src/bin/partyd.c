@@ -13,11 +13,13 @@
 #include <strings.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "log.h"
 #include "party.h"
 #include "parties.h"
+#include "runtime.h"
 #include "alloc.h"
 
 #define MAX_LOADED_PARTIES 64
@@ -49,6 +51,11 @@ static const char usage_text[] =
     "                           clients (default agents; \"\" turns it off)\n"
     "  --data DIR               data directory: one SQLite file per room\n"
     "                           (default ./data)\n"
+    "  --store URI              where rooms' records live: postgres://... keeps\n"
+    "                           them in PostgreSQL, shared by the nodes of a\n"
+    "                           cluster (docs/cluster.md); default: SQLite in --data\n"
+    "  --node NAME              this node's name in the cluster (default\n"
+    "                           HOSTNAME:PORT); one running partyd per name\n"
     "  --durability MODE        full (default): fsync every commit; normal:\n"
     "                           survive a process crash, not a power loss\n"
     "  --idle-timeout SEC       evict a room with no connections after it was\n"
@@ -107,6 +114,8 @@ enum {
     OPT_PREFIX,
     OPT_AGENTS_PREFIX,
     OPT_DATA,
+    OPT_STORE,
+    OPT_NODE,
     OPT_PARTY,
     OPT_BUILTINS,
     OPT_MAX_MESSAGE,
@@ -143,6 +152,8 @@ static const struct option options[] = {
     {"prefix", required_argument, NULL, OPT_PREFIX},
     {"agents-prefix", required_argument, NULL, OPT_AGENTS_PREFIX},
     {"data", required_argument, NULL, OPT_DATA},
+    {"store", required_argument, NULL, OPT_STORE},
+    {"node", required_argument, NULL, OPT_NODE},
     {"party", required_argument, NULL, OPT_PARTY},
     {"builtins", required_argument, NULL, OPT_BUILTINS},
     {"max-message-bytes", required_argument, NULL, OPT_MAX_MESSAGE},
@@ -482,7 +493,8 @@ static void raise_file_limit(void) {
 typedef struct options_state {
     party_config cfg;
     const char *data_dir;
-    unsigned builtins; /* bit i: builtins[i] is served */
+    const char *store, *node; /* --store, --node (NULL: SQLite; HOSTNAME:PORT) */
+    unsigned builtins;        /* bit i: builtins[i] is served */
 } options_state;
 
 /* Applies one option (from the command line or the config file). Returns
@@ -504,6 +516,12 @@ static int apply_option(int opt, const char *arg, options_state *o) {
         break;
     case OPT_DATA:
         o->data_dir = arg;
+        break;
+    case OPT_STORE:
+        o->store = arg;
+        break;
+    case OPT_NODE:
+        o->node = arg;
         break;
     case OPT_PARTY: {
         int r = load_party("--party", arg);
@@ -998,6 +1016,34 @@ static void log_parties(const options_state *o) {
                          names);
 }
 
+/* --store and --node: the runtime's storage backend. 0, or the exit status. */
+static int use_store(party_runtime *rt, const options_state *o) {
+    char node[300];
+    int r;
+    if (o->store == NULL || o->store[0] == '\0')
+        return 0;
+    if (o->node == NULL) {
+        char host[256] = "localhost";
+        (void)gethostname(host, sizeof(host) - 1);
+        host[sizeof(host) - 1] = '\0';
+        /* --port 0 picks a port only later: the pid tells such nodes apart. */
+        if (o->cfg.port != 0)
+            snprintf(node, sizeof(node), "%s:%d", host, o->cfg.port);
+        else
+            snprintf(node, sizeof(node), "%s:pid%ld", host, (long)getpid());
+    }
+    r = party__runtime_set_store(rt, o->store, o->node != NULL ? o->node : node);
+    if (r == PARTY_EINVAL) {
+        fprintf(stderr, "partyd: --store %s: not a postgres:// or postgresql:// URI\n", o->store);
+        return 2;
+    }
+    if (r != 0) {
+        fprintf(stderr, "partyd: --store: %s\n", party_strerror(r));
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     options_state o;
     party_runtime *rt;
@@ -1011,6 +1057,7 @@ int main(int argc, char **argv) {
 
     party_config_init(&o.cfg);
     o.data_dir = "./data";
+    o.store = o.node = NULL;
     o.builtins = BUILTINS_ALL; /* the quick start serves them all */
     o.cfg.threads = 0;         /* the daemon uses every core */
     /* A token on the command line shows in ps; the environment does not. */
@@ -1048,7 +1095,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "partyd: cannot create the runtime (out of memory)\n");
         return 1;
     }
-    status = register_parties(rt, &o);
+    status = use_store(rt, &o);
+    if (status == 0)
+        status = register_parties(rt, &o);
     if (status == 0) {
         log_parties(&o);
         r = party_runtime_listen(rt);
@@ -1060,6 +1109,8 @@ int main(int argc, char **argv) {
                     o.cfg.host, o.cfg.port);
         else if (r == PARTY_EBUSY)
             report_data_in_use(o.data_dir);
+        else if (r == PARTY_EIO && o.store != NULL)
+            fprintf(stderr, "partyd: --store: cannot use it (see the log line above)\n");
         else if (r == PARTY_EIO)
             fprintf(stderr, "partyd: --data %s: cannot use it (see the log line above)\n",
                     o.data_dir);

@@ -67,14 +67,16 @@ static party_room *table_find(party__rooms *rooms, const char *id) {
 
 void party__room_table_remove(party__rooms *rooms, party_room *room) {
     party_room **link = &rooms->table[id_hash(room->id) & (rooms->table_cap - 1)];
-    /* room is compared only with the rooms in its slot: one that is not
-     * in the table is left alone. */
-    for (; *link != NULL; link = &(*link)->hash_next)
-        if (*link == room) {
-            *link = room->hash_next;
+    party_room *cur;
+    /* Unlinks through the entry found (never NULL), not through room. */
+    while ((cur = *link) != NULL) {
+        if (cur == room) {
+            *link = cur->hash_next;
             rooms->n_rooms--;
             return;
         }
+        link = &cur->hash_next;
+    }
 }
 
 /* Room structs come from slabs, like connections: a hibernated room stays
@@ -380,6 +382,7 @@ void party__rooms_stats(const party__rooms *rooms, party__ops_stats *stats) {
     stats->commits += rooms->commits;
     stats->commit_us_total += rooms->commit_us_total;
     stats->commit_failures += rooms->commit_failures;
+    stats->commits_fenced += rooms->commits_fenced;
     stats->alarms_pending += party__alarms_size(&rooms->alarms);
     stats->alarms_fired += rooms->alarms_fired;
     stats->alarms_retried += rooms->alarms_retried;

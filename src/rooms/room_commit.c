@@ -17,6 +17,7 @@
 #include "log.h"
 #include "rpc.h"
 #include "short_thread.h"
+#include "ws.h"
 #include "alloc.h"
 
 /* ---- the output gate ---- */
@@ -71,6 +72,29 @@ static void room_reload_name(party_room *room) {
     }
 }
 
+/* The commit was refused: the room is another node's now (a cluster
+ * backend's PARTY_EFENCED). Nothing of the batch was kept: its held output
+ * is dropped, and every connection of the room closes with 1012 (HTTP:
+ * 503 + Retry-After) so clients reconnect and reach the owner. */
+static void room_fenced(party_room *room) {
+    party__rooms *rooms = room->rooms;
+    party_conn *conn, *next;
+
+    rooms->commits_fenced++;
+    party__log_error(rooms->lp,
+                     "room %s/%s: commit refused: the room is owned by another node now (fenced);"
+                     " nothing of the batch was kept, its connections close with 1012",
+                     room->party->name, room->name ? room->name : room->id);
+    room->holding = 0;
+    party__fetch_release_held(room, 0);
+    party__conn_gate_drop_moved(&room->gate);
+    for (conn = room->conns.head; conn != NULL; conn = next) {
+        next = party__conn_list_next(conn);
+        party__conn_start_close(conn, PARTY__WS_SERVICE_RESTART, "room moved");
+    }
+    party__room_drop_state(room);
+}
+
 static void room_commit_done(party_room *room, int result) {
     party__rooms *rooms = room->rooms;
     room->committing = 0;
@@ -78,7 +102,9 @@ static void room_commit_done(party_room *room, int result) {
         party__room_sync_wake(room);
     else
         party__room_reload_wake(room);
-    if (result != 0) {
+    if (result == PARTY_EFENCED) {
+        room_fenced(room);
+    } else if (result != 0) {
         rooms->commit_failures++;
         party__log_error(rooms->lp,
                          "room %s/%s: commit failed: %s; rolled back, held output dropped, room "
@@ -213,7 +239,7 @@ static void load_work(uv_work_t *req) {
 
 /* The store could not be opened: every waiting event is answered with an
  * error, and the room stays cold (the next event tries again). */
-static void room_fail_queued(party_room *room) {
+static void room_fail_queued(party_room *room, int moved) {
     party__event *ev;
     while ((ev = room->queue_head) != NULL) {
         room->queue_head = ev->next;
@@ -223,10 +249,13 @@ static void room_fail_queued(party_room *room) {
             room->n_pending--;
         if (ev->conn != NULL) {
             if (ev->type == PARTY__EV_CONNECT || ev->type == PARTY__EV_REQUEST)
-                party__conn_http_fail(ev->conn, 503, "room storage is unavailable\n");
+                party__conn_http_fail(ev->conn, 503,
+                                      moved ? "the room is held by another node; try again\n"
+                                            : "room storage is unavailable\n");
             else if (ev->type != PARTY__EV_CLOSE)
-                party__conn_start_close(ev->conn, PARTY__WS_INTERNAL_ERROR,
-                                        "room storage is unavailable");
+                party__conn_start_close(
+                    ev->conn, moved ? PARTY__WS_SERVICE_RESTART : PARTY__WS_INTERNAL_ERROR,
+                    moved ? "room moved" : "room storage is unavailable");
             party__conn_unref(ev->conn);
         }
         if (ev->fetch != NULL)
@@ -243,16 +272,24 @@ static void room_fail_queued(party_room *room) {
 static void room_load_failed(party_room *room, party__store_work *w) {
     party__rooms *rooms = room->rooms;
 
+    /* Another node holds the room (a cluster store): not a failure here. */
+    int moved = w->result == PARTY_EBUSY || w->result == PARTY_EFENCED;
+
     rooms->n_busy--;
     rooms->n_loading--;
-    party__log_error(rooms->lp, "room %s/%s: cannot open its storage: %s", room->party->name,
-                     room->name ? room->name : room->id, w->why);
+    if (moved)
+        party__log_info(rooms->lp, "room %s/%s: held by another node: %s", room->party->name,
+                        room->name ? room->name : room->id, w->why);
+    else
+        party__log_error(rooms->lp, "room %s/%s: cannot open its storage: %s", room->party->name,
+                         room->name ? room->name : room->id, w->why);
     room->life = PARTY__ROOM_COLD;
     party__free(w);
-    room_fail_queued(room);
-    if (room->wake_indexed == -1) {
+    room_fail_queued(room, moved);
+    if (room->wake_indexed == -1 && !moved) {
         /* It was woken by its alarm: the wake-up is due again soon, not
-         * lost until a restart. */
+         * lost until a restart. (A room another node holds is that node's
+         * to wake.) */
         party__room_heap_put(room, party__loop_epoch_ms(rooms->lp) + 2000);
         room->wake_indexed = 0;
     }
@@ -305,6 +342,7 @@ static void acquire_done(party__store_req *claim, int status) {
     party_room *room = w->room;
 
     if (status != 0) {
+        w->result = status;
         snprintf(w->why, sizeof(w->why), "the storage backend did not give it: %s",
                  party_strerror(status));
         room_load_failed(room, w);
@@ -338,7 +376,7 @@ void party__room_load(party_room *room) {
     w = party__calloc(1, sizeof(*w));
 
     if (w == NULL) {
-        room_fail_queued(room);
+        room_fail_queued(room, 0);
         return;
     }
     w->room = room;

@@ -58,6 +58,7 @@ typedef struct party__rooms {
     uint64_t alarms_fired, alarms_retried, alarms_abandoned, schedules_fired;
     uint64_t commit_hist[PARTY__COMMIT_BUCKETS]; /* by party__commit_bucket_ms upper bounds */
     uint64_t commits, commit_us_total, commit_failures;
+    uint64_t commits_fenced; /* refused: the room is another node's now (a cluster store) */
 } party__rooms;
 
 /* Sets up the rooms of loop lp (the caller fills in what the runtime
@@ -69,6 +70,11 @@ int party__rooms_start(party__rooms *rooms);
  * start-up, before the loop runs): the room with this id, of the party
  * at index party in the table of parties. 0 or PARTY_ENOMEM. */
 int party__rooms_file_wake(party__rooms *rooms, const char *id, uint32_t party, int64_t due_ms);
+/* The same while the loop runs, for a due room no node holds (a store
+ * several processes share): filed unless the room is in memory here
+ * (then this node holds it, and its commits file its wake time). 0 or
+ * PARTY_ENOMEM. */
+int party__rooms_file_orphan(party__rooms *rooms, const char *id, uint32_t party, int64_t due_ms);
 /* Closes the loop's alarm heap and its handles (the loop finishes). */
 void party__rooms_stop(party__rooms *rooms);
 /* Frees the table and the room structs' slabs, once every room is gone. */

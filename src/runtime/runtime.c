@@ -32,6 +32,7 @@
 #include "listener.h"
 #include "log.h"
 #include "loops.h"
+#include "orphans.h"
 #include "room.h"
 #include "router.h"
 #include "rpc.h"
@@ -277,7 +278,13 @@ static void rooms_tour_free(party__tour *tour) {
 }
 
 static void ops_collect_cb(party_conn *conn, party__ops_what what) {
-    if (what == PARTY__OPS_METRICS) {
+    if (what == PARTY__OPS_HEALTH) {
+        /* No tour: the backend is process-wide, and its check does no I/O. */
+        char why[160];
+        party_runtime *rt = party__conn_ctx(conn)->rt;
+        party__ops_answer_health(
+            conn, party__backend_check(rt->backend, why, sizeof(why)) != 0 ? why : NULL);
+    } else if (what == PARTY__OPS_METRICS) {
         metrics_tour *m = party__calloc(1, sizeof(*m));
         if (m == NULL)
             party__ops_answer_metrics(conn, NULL, 0);
@@ -669,6 +676,8 @@ static int backend_open(party_runtime *rt) {
         return 0;
     cfg.data_dir = rt->data_dir;
     cfg.durability_full = rt->durability_full;
+    cfg.store = rt->store;
+    cfg.node = rt->node;
     r = party__backend_open(&cfg, &rt->backend, why, sizeof(why));
     if (r != 0) {
         party__log_error(rt, "%s", why);
@@ -746,7 +755,7 @@ int party__runtime_start_rooms(party__loop_ctx *lc) {
         party__log_info(rt, "alarm index: %zu rooms to wake%s", load.loaded,
                         load.skipped ? " (some belong to parties not registered; kept on disk)"
                                      : "");
-    return 0;
+    return party__orphans_start(rt);
 }
 
 int party__runtime_data_lock_fd(party_runtime *rt) {
@@ -846,6 +855,7 @@ static void runtime_finish(party__loop_ctx *lc) {
     party__rooms_stop(&lc->rooms);
     if (lc == &rt->main) {
         /* Loop 0 finishes last: every loop's rooms are gone. */
+        party__orphans_stop(rt);
         party__backend_close(rt->backend);
         rt->backend = lc->rooms.backend = NULL;
         if (rt->sigint.loop != NULL) {
@@ -1036,6 +1046,8 @@ void party_runtime_free(party_runtime *rt) {
     party__free(rt->prefix);
     party__free(rt->agents_prefix);
     party__free(rt->data_dir);
+    party__free(rt->store);
+    party__free(rt->node);
     party__free(rt->ops_prefix);
     party__free(rt->admin_token);
     party__free(rt->static_dir);

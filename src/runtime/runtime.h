@@ -70,6 +70,8 @@ struct party_runtime {
      * none yet, or memory-only); see party__runtime_open_data */
     int data_lock_fd;
     struct party__backend *backend; /* opened once, shared by every loop */
+    char *store, *node;             /* the backend's URI and node name (runtime_store.c) */
+    struct party__orphans *orphans; /* on a shared store: loop 0's poller (orphans.c) */
     struct ssl_ctx_st *tls_ctx;     /* NULL: plaintext; shared by every loop */
     party__loop_ctx main;           /* loop 0 */
     party__loop_ctx **loops;        /* n_loops contexts, loops[0] == &main; NULL: one loop */
@@ -113,6 +115,13 @@ size_t party__default_max_loaded_rooms(void);
  * PARTY_ENOMEM. Every failure is logged naming the directory and the
  * OS error, and leaves nothing open. */
 int party__runtime_open_data(party_runtime *rt);
+/* Chooses the storage backend before the data is opened: store NULL for
+ * SQLite under the data directory, or a postgres:// URI (node: this
+ * node's name in the cluster, NULL for host:pid). Copies both. 0,
+ * PARTY_EINVAL (not a URI partyd knows), PARTY_ESTATE (the data is open
+ * already) or PARTY_ENOMEM. */
+int party__runtime_set_store(party_runtime *rt, const char *store, const char *node);
+
 /* The descriptor holding the data directory's lock, opened close-on-exec,
  * owned by the runtime and closed (the lock released) by
  * party_runtime_free. -1 when none is held. An upgrade hands this one

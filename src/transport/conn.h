@@ -229,6 +229,10 @@ void party__conn_gate_release(party__conn_gate *gate);
  * (or an upgrade whose 101 was held) is answered 500. Either way it ends. The gate is empty after.
  */
 void party__conn_gate_drop(party__conn_gate *gate);
+/* The same when the commit was refused because the room is another
+ * node's now: a WebSocket closes with 1012, HTTP is answered 503 with
+ * Retry-After (the client should try again, and will reach the owner). */
+void party__conn_gate_drop_moved(party__conn_gate *gate);
 
 /* ---- a room's connections ---- */
 
