@@ -325,12 +325,16 @@ void party__rooms_init(party__rooms *rooms, party__loop *lp) {
     rooms->lp = lp;
     uv_idle_init(&lp->loop, &rooms->drain_idle);
     rooms->drain_idle.data = rooms;
+    uv_prepare_init(&lp->loop, &rooms->group_prepare);
+    rooms->group_prepare.data = rooms;
 }
 
 void party__rooms_stop(party__rooms *rooms) {
     party__alarms_close(&rooms->alarms);
     if (rooms->drain_idle.loop != NULL && !uv_is_closing((uv_handle_t *)&rooms->drain_idle))
         uv_close((uv_handle_t *)&rooms->drain_idle, NULL);
+    if (rooms->group_prepare.loop != NULL && !uv_is_closing((uv_handle_t *)&rooms->group_prepare))
+        uv_close((uv_handle_t *)&rooms->group_prepare, NULL);
 }
 
 void party__rooms_free(party__rooms *rooms) {
@@ -365,6 +369,7 @@ void party__rooms_stats(const party__rooms *rooms, party__ops_stats *stats) {
         stats->commit_hist[i] += rooms->commit_hist[i];
     stats->commits += rooms->commits;
     stats->commit_us_total += rooms->commit_us_total;
+    stats->commit_groups += rooms->commit_groups;
     stats->commit_failures += rooms->commit_failures;
     stats->alarms_pending += party__alarms_size(&rooms->alarms);
     stats->alarms_fired += rooms->alarms_fired;

@@ -48,6 +48,14 @@ typedef struct party__rooms {
     size_t n_loading; /* rooms opening their store */
     size_t n_loaded;  /* rooms with their store open */
 
+    /* Group commit (room_commit.c): rooms whose batch ended and waits for
+     * the next group, in the order their batches ended, and whether a
+     * group is on a worker thread now (at most one per loop). The prepare
+     * handle starts the next group at the end of the loop turn. */
+    struct party_room *group_head, *group_tail;
+    int group_in_flight;
+    uv_prepare_t group_prepare;
+
     party__alarms alarms;         /* the heap of rooms' wake times */
     struct party__fetch *fetches; /* room-to-room requests in flight */
     size_t n_fetches, n_fetches_held;
@@ -58,6 +66,7 @@ typedef struct party__rooms {
     uint64_t alarms_fired, alarms_retried, alarms_abandoned, schedules_fired;
     uint64_t commit_hist[PARTY__COMMIT_BUCKETS]; /* by party__commit_bucket_ms upper bounds */
     uint64_t commits, commit_us_total, commit_failures;
+    uint64_t commit_groups; /* commit_batch calls on worker threads */
 } party__rooms;
 
 /* Sets up the rooms of loop lp (the caller fills in what the runtime

@@ -40,10 +40,11 @@ static struct {
 /* Commits to fail from now on, through the room's commit hook (run on the
  * commit's worker thread; read here only after that commit completed). */
 static int fail_commits;
+/* Non-empty: only the room of this name fails (its hook's arg is this). */
+static char fail_only[32];
 
 static int failing_commit_hook(void *arg) {
-    (void)arg;
-    if (fail_commits > 0) {
+    if (fail_commits > 0 && (fail_only[0] == '\0' || arg == fail_only)) {
         fail_commits--;
         return 1; /* the COMMIT becomes a ROLLBACK and fails */
     }
@@ -62,7 +63,8 @@ static int store_start(party_room *room, const char *props) {
         s->count = strtol(val, NULL, 10);
     free(val);
     party_room_set_state(room, s);
-    sqlite3_commit_hook(party_room_db(room), failing_commit_hook, NULL);
+    sqlite3_commit_hook(party_room_db(room), failing_commit_hook,
+                        strcmp(party_room_name(room), fail_only) == 0 ? fail_only : NULL);
     return 0;
 }
 
@@ -314,6 +316,7 @@ static int setup(void **state) {
     party_test *t = party_test_new();
     memset(&seen, 0, sizeof(seen));
     fail_commits = 0;
+    fail_only[0] = '\0';
     if (t == NULL || party_test_add(t, &store_def) != 0 || party_test_add(t, &mover_def) != 0)
         return -1;
     *state = t;
@@ -613,6 +616,65 @@ static void test_group_commit_queued_messages_share_commits(void **state) {
     expect_call(t, "GET", "/parties/store/group/get?key=n", 200, want);
     party_test_conn_free(a);
     party_test_conn_free(b);
+}
+
+/* Rooms whose batches end in one loop turn commit as one group; each
+ * room's result is its own: the failed room's output is dropped and its
+ * connection closed 1011, the others' output goes out, in order. */
+#define GROUP 6
+
+static void test_group_commit_across_rooms_fails_only_the_failed_room(void **state) {
+    party_test *t = *state;
+    party_test_conn *c[GROUP];
+    char target[64], room[16], *value;
+    uint64_t groups;
+    int i;
+
+    snprintf(fail_only, sizeof(fail_only), "many-%d", 2);
+    for (i = 0; i < GROUP; i++) {
+        snprintf(target, sizeof(target), "/parties/store/many-%d", i);
+        c[i] = open_store(t, target);
+    }
+    fail_commits = 1;
+    groups = party_test_commit_groups(t);
+    /* Sent before the loop runs: every room's batch ends in the same turn.
+     * Two writes to each room but the failing one (a second write there
+     * would run after the failure, from storage, and commit). */
+    for (i = 0; i < GROUP; i++) {
+        assert_int_equal(party_test_send_text(c[i], "write"), 0);
+        if (i != 2)
+            assert_int_equal(party_test_send_text(c[i], "write"), 0);
+    }
+    for (i = 0; i < GROUP; i++) {
+        if (i == 2) {
+            expect_closed(c[i], 1011);
+            continue;
+        }
+        expect_text(c[i], "1");
+        expect_text(c[i], "2");
+    }
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    /* One group for the six rooms' batches (the second writes joined the
+     * first in each room's batch, or the next group). */
+    assert_true(party_test_commit_groups(t) - groups >= 1);
+    assert_true(party_test_commit_groups(t) - groups <= 2);
+    assert_int_equal(party_test_commit_failures(t), 1);
+    for (i = 0; i < GROUP; i++) {
+        snprintf(room, sizeof(room), "many-%d", i);
+        value = committed_value(t, room, "n");
+        if (i == 2) {
+            assert_null(value);
+        } else {
+            assert_non_null(value);
+            assert_string_equal(value, "2");
+        }
+        free(value);
+    }
+    /* The failed room starts over from storage; the others go on. */
+    expect_call(t, "GET", "/parties/store/many-2/count", 200, "0");
+    expect_call(t, "GET", "/parties/store/many-3/count", 200, "2");
+    for (i = 0; i < GROUP; i++)
+        party_test_conn_free(c[i]);
 }
 
 /* A broadcast after a write, to many connections: held by the output gate
@@ -925,6 +987,8 @@ int main(void) {
             test_connection_closed_by_peer_while_holding_output_frees_cleanly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_queued_messages_share_commits, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit_across_rooms_fails_only_the_failed_room,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_room_evicted_after_idle_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_room_with_connection_is_not_evicted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cold_start_reloads_kv, setup, teardown),
