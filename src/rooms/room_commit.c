@@ -108,9 +108,16 @@ static void room_commit_done(party_room *room, int result) {
  * the loop turn (a prepare handle, run just before the loop waits for
  * I/O) every room on it is committed by one commit_batch on one worker
  * thread, which the backend turns into one transaction and one sync per
- * file. One group per loop is in flight at a time: rooms whose batch ends
- * meanwhile wait for the next one, which is what makes groups grow under
- * load. Each room's result is its own (room_commit_done). */
+ * file. At most COMMIT_GROUPS_MAX groups per loop are in flight: rooms
+ * whose batch ends meanwhile wait for the next one, which is what makes
+ * groups grow under load. Each room's result is its own
+ * (room_commit_done). */
+
+/* Groups in flight per loop. More than one because a group's files sync
+ * one after another inside its call: with a few in flight, the shards'
+ * syncs overlap (docs/benchmarks.md, "Group commit": 4 against 1 and 2,
+ * as many as libuv's pool has threads by default). */
+#define COMMIT_GROUPS_MAX 4
 
 typedef struct commit_group {
     uv_work_t req;
@@ -149,7 +156,7 @@ static void after_group_work(uv_work_t *req, int status) {
     party__rooms *rooms = g->rooms;
     size_t i;
     (void)status;
-    rooms->group_in_flight = 0;
+    rooms->group_in_flight--;
     rooms->commit_groups++;
     /* Each room's batch took as long as the group's commit. */
     for (i = 0; i < g->n; i++)
@@ -218,9 +225,9 @@ static void rooms_group_start(party__rooms *rooms) {
         g->room[i] = room;
         g->commits[i] = room_commit_of(room);
     }
-    rooms->group_in_flight = 1;
+    rooms->group_in_flight++;
     if (uv_queue_work(&rooms->lp->loop, &g->req, group_work, after_group_work) != 0) {
-        rooms->group_in_flight = 0;
+        rooms->group_in_flight--;
         for (i = 0; i < n; i++)
             room_commit_alone(g->room[i]);
         party__free(g);
@@ -233,7 +240,7 @@ static void on_group_prepare(uv_prepare_t *prepare) {
         uv_prepare_stop(prepare);
         return;
     }
-    if (!rooms->group_in_flight)
+    if (rooms->group_in_flight < COMMIT_GROUPS_MAX)
         rooms_group_start(rooms);
 }
 

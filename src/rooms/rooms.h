@@ -49,9 +49,9 @@ typedef struct party__rooms {
     size_t n_loaded;  /* rooms with their store open */
 
     /* Group commit (room_commit.c): rooms whose batch ended and waits for
-     * the next group, in the order their batches ended, and whether a
-     * group is on a worker thread now (at most one per loop). The prepare
-     * handle starts the next group at the end of the loop turn. */
+     * the next group, in the order their batches ended, and the groups on
+     * worker threads now (a few at most). The prepare handle starts the
+     * next group at the end of the loop turn. */
     struct party_room *group_head, *group_tail;
     int group_in_flight;
     uv_prepare_t group_prepare;
