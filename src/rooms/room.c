@@ -313,8 +313,11 @@ int party__room_in_callback(const party_room *room) {
 
 party__room_store *party__room_take_store(party_room *room) {
     party__room_store *store = room->store;
-    if (store != NULL)
+    if (store != NULL) {
         room->rooms->n_loaded--;
+        if (room->own_file)
+            room->rooms->n_own_file_loaded--;
+    }
     room->store = NULL;
     return store;
 }

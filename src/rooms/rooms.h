@@ -32,8 +32,8 @@ typedef struct party__rooms {
     size_t n_parties;
     const char *prefix;
     struct party__backend *backend;
-    size_t max_loaded_rooms;  /* past it, idle rooms are evicted early */
-    unsigned commit_delay_ms; /* test hook: every durable commit waits this long first */
+    size_t max_own_file_rooms; /* past it, idle own-file rooms are evicted early */
+    unsigned commit_delay_ms;  /* test hook: every durable commit waits this long first */
 
     struct party_room **table; /* open hash table keyed by room id */
     size_t table_cap, n_rooms;
@@ -44,9 +44,10 @@ typedef struct party__rooms {
     party__room_list idle;  /* rooms with no connections and nothing to do, oldest first */
     party__room_list quiet; /* hibernating parties' rooms with only connections */
     uint64_t rooms_hibernated;
-    size_t n_busy;    /* rooms with store work on a worker thread */
-    size_t n_loading; /* rooms opening their store */
-    size_t n_loaded;  /* rooms with their store open */
+    size_t n_busy;            /* rooms with store work on a worker thread */
+    size_t n_loading;         /* rooms opening their store */
+    size_t n_loaded;          /* rooms with their store open */
+    size_t n_own_file_loaded; /* of them, rooms with a file of their own (descriptors) */
 
     /* Group commit (room_commit.c): rooms whose batch ended and waits for
      * the next group, in the order their batches ended, and the groups on

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -310,6 +311,30 @@ static void mover_request(party_room *room, const party_request *req, party_resp
 static const party_def mover_def = {
     .name = "mover",
     .on_request = mover_request,
+};
+
+/* ---- a party whose rooms stay in the shared files ---- */
+
+static int tally_starts;
+
+static int tally_start(party_room *room, const char *props) {
+    (void)room;
+    (void)props;
+    tally_starts++;
+    return 0;
+}
+
+static void tally_request(party_room *room, const party_request *req, party_response *res) {
+    (void)req;
+    if (party_kv_put(room, "n", "1", 1) != 0)
+        party_response_set_status(res, 500);
+    party_response_set_body(res, "ok", 2);
+}
+
+static const party_def tally_def = {
+    .name = "tally",
+    .on_start = tally_start,
+    .on_request = tally_request,
 };
 
 static int setup(void **state) {
@@ -677,6 +702,59 @@ static void test_group_commit_across_rooms_fails_only_the_failed_room(void **sta
         party_test_conn_free(c[i]);
 }
 
+/* ---- descriptors: only own-file rooms hold them ---- */
+
+#define LOW_FILES 256 /* the open-file limit of the test: 28 own-file rooms */
+#define SHARED_AWAKE 100
+#define OWN_AWAKE 40
+
+/* Rooms of the shared files hold no descriptor: with an open-file limit
+ * that allows 28 loaded own-file rooms, 100 shared rooms stay awake (no
+ * eviction, on_start once each), while own-file rooms past 28 still make
+ * idle ones leave early, and never a shared one. */
+static void test_shared_rooms_stay_awake_past_the_descriptor_limit(void **state) {
+    struct rlimit old, low;
+    party_test *t;
+    char target[64], room[32];
+    int i, pass;
+    (void)state;
+
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    if (old.rlim_cur == RLIM_INFINITY || old.rlim_cur > LOW_FILES)
+        low.rlim_cur = LOW_FILES;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    t = party_test_new();
+    assert_non_null(t);
+    assert_int_equal(party_test_add(t, &tally_def), 0);
+    assert_int_equal(party_test_add(t, &store_def), 0);
+    tally_starts = 0;
+    for (pass = 0; pass < 2; pass++)
+        for (i = 0; i < SHARED_AWAKE; i++) {
+            snprintf(target, sizeof(target), "/parties/tally/t-%d", i);
+            expect_call(t, "POST", target, 200, "ok");
+        }
+    assert_int_equal(tally_starts, SHARED_AWAKE);
+
+    /* Own-file rooms (the store party calls party_room_db in on_start):
+     * past the limit the idle ones leave early, so a second pass starts
+     * some again. */
+    seen.starts = 0;
+    for (pass = 0; pass < 2; pass++)
+        for (i = 0; i < OWN_AWAKE; i++) {
+            snprintf(target, sizeof(target), "/parties/store/own-%d/count", i);
+            expect_call(t, "GET", target, 200, "0");
+        }
+    assert_true(seen.starts > OWN_AWAKE);
+    for (i = 0; i < SHARED_AWAKE; i++) {
+        snprintf(room, sizeof(room), "t-%d", i);
+        assert_int_equal(party_test_loaded(t, "tally", room), 1);
+    }
+    assert_int_equal(tally_starts, SHARED_AWAKE);
+    party_test_free(t);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+}
+
 /* A broadcast after a write, to many connections: held by the output gate
  * in each connection's own queue, then released in order. */
 #define FAN 40
@@ -988,6 +1066,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_group_commit_queued_messages_share_commits, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_across_rooms_fails_only_the_failed_room,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shared_rooms_stay_awake_past_the_descriptor_limit,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_room_evicted_after_idle_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_room_with_connection_is_not_evicted, setup, teardown),
