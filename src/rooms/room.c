@@ -221,6 +221,8 @@ void party__room_idle_remove(party_room *room) {
     else
         list->tail = room->idle_prev;
     room->idle_prev = room->idle_next = NULL;
+    if (room->idle == 1 && room->own_file)
+        room->rooms->n_own_file_idle--;
     room->idle = 0;
 }
 
@@ -245,6 +247,8 @@ void party__room_update_idle(party_room *room) {
         room->idle = 2;
     else
         return;
+    if (room->idle == 1 && room->own_file)
+        rooms->n_own_file_idle++;
     list = list_of(room);
     room->idle_since = party__loop_now(rooms->lp);
     room->idle_prev = list->tail;

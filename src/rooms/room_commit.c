@@ -467,7 +467,9 @@ static party_room *oldest_idle_own_file(party__rooms *rooms, party_room *room) {
  * has not called it yet holds its file uncounted until it does.) */
 static void room_make_descriptors(party__rooms *rooms, party_room *room) {
     party_room *victim;
-    while (rooms->n_own_file_loaded >= rooms->max_own_file_rooms &&
+    /* The idle list may hold many shared rooms: it is walked only when
+     * an own-file room is on it. */
+    while (rooms->n_own_file_loaded >= rooms->max_own_file_rooms && rooms->n_own_file_idle > 0 &&
            (victim = oldest_idle_own_file(rooms, room)) != NULL)
         if (party__room_evict(victim) != 0)
             break;

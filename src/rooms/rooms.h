@@ -48,6 +48,7 @@ typedef struct party__rooms {
     size_t n_loading;         /* rooms opening their store */
     size_t n_loaded;          /* rooms with their store open */
     size_t n_own_file_loaded; /* of them, rooms with a file of their own (descriptors) */
+    size_t n_own_file_idle;   /* own-file rooms on the idle list */
 
     /* Group commit (room_commit.c): rooms whose batch ended and waits for
      * the next group, in the order their batches ended, and the groups on
