@@ -43,13 +43,13 @@ struct party_room {
     void *state;
     char *props; /* the latest props given at routing time */
 
-    party__room_store *store; /* NULL while not loaded */
-    int acquired;             /* the backend gave us the room (party__room_acquire) */
-    int own_file;             /* party_room_db() gave it its own file: descriptors while loaded */
-    int committing;           /* a commit runs on a worker thread */
-    int holding;              /* the current batch wrote: its output is held */
-    int name_error;           /* a callback read the name of an unnamed room */
-    party__conn_gate gate;    /* connections whose output waits for the commit */
+    party__room_store *store;        /* NULL while not loaded */
+    int acquired;                    /* the backend gave us the room (party__room_acquire) */
+    int own_file;                    /* party_room_db() used: holds files while loaded */
+    int committing;                  /* a commit runs on a worker thread */
+    int holding;                     /* the current batch wrote: its output is held */
+    int name_error;                  /* a callback read the name of an unnamed room */
+    party__conn_gate gate;           /* connections whose output waits for the commit */
     struct party__fetch *fetch_held; /* requests waiting for the commit (see fetch.h) */
 
     /* alarm and schedules (valid while READY; loaded with the store) */

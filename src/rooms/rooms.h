@@ -44,11 +44,13 @@ typedef struct party__rooms {
     party__room_list idle;  /* rooms with no connections and nothing to do, oldest first */
     party__room_list quiet; /* hibernating parties' rooms with only connections */
     uint64_t rooms_hibernated;
-    size_t n_busy;            /* rooms with store work on a worker thread */
-    size_t n_loading;         /* rooms opening their store */
-    size_t n_loaded;          /* rooms with their store open */
-    size_t n_own_file_loaded; /* of them, rooms with a file of their own (descriptors) */
-    size_t n_own_file_idle;   /* own-file rooms on the idle list */
+    size_t n_busy;    /* rooms with store work on a worker thread */
+    size_t n_loading; /* rooms opening their store */
+    size_t n_loaded;  /* rooms with their store open */
+
+    /* Loaded rooms with a file of their own (they hold descriptors), and
+     * those of them on the idle list. */
+    size_t n_own_file_loaded, n_own_file_idle;
 
     /* Group commit (room_commit.c): rooms whose batch ended and waits for
      * the next group, in the order their batches ended, and the groups on
