@@ -237,6 +237,8 @@ void party__room_idle_remove(party_room *room) {
     else
         list->tail = room->idle_prev;
     room->idle_prev = room->idle_next = NULL;
+    if (room->idle == 1 && room->own_file)
+        room->rooms->n_own_file_idle--;
     room->idle = 0;
 }
 
@@ -261,6 +263,8 @@ void party__room_update_idle(party_room *room) {
         room->idle = 2;
     else
         return;
+    if (room->idle == 1 && room->own_file)
+        rooms->n_own_file_idle++;
     list = list_of(room);
     room->idle_since = party__loop_now(rooms->lp);
     room->idle_prev = list->tail;
@@ -329,8 +333,11 @@ int party__room_in_callback(const party_room *room) {
 
 party__room_store *party__room_take_store(party_room *room) {
     party__room_store *store = room->store;
-    if (store != NULL)
+    if (store != NULL) {
         room->rooms->n_loaded--;
+        if (room->own_file)
+            room->rooms->n_own_file_loaded--;
+    }
     room->store = NULL;
     return store;
 }
@@ -341,12 +348,16 @@ void party__rooms_init(party__rooms *rooms, party__loop *lp) {
     rooms->lp = lp;
     uv_idle_init(&lp->loop, &rooms->drain_idle);
     rooms->drain_idle.data = rooms;
+    uv_prepare_init(&lp->loop, &rooms->group_prepare);
+    rooms->group_prepare.data = rooms;
 }
 
 void party__rooms_stop(party__rooms *rooms) {
     party__alarms_close(&rooms->alarms);
     if (rooms->drain_idle.loop != NULL && !uv_is_closing((uv_handle_t *)&rooms->drain_idle))
         uv_close((uv_handle_t *)&rooms->drain_idle, NULL);
+    if (rooms->group_prepare.loop != NULL && !uv_is_closing((uv_handle_t *)&rooms->group_prepare))
+        uv_close((uv_handle_t *)&rooms->group_prepare, NULL);
 }
 
 void party__rooms_free(party__rooms *rooms) {
@@ -381,6 +392,7 @@ void party__rooms_stats(const party__rooms *rooms, party__ops_stats *stats) {
         stats->commit_hist[i] += rooms->commit_hist[i];
     stats->commits += rooms->commits;
     stats->commit_us_total += rooms->commit_us_total;
+    stats->commit_groups += rooms->commit_groups;
     stats->commit_failures += rooms->commit_failures;
     stats->commits_fenced += rooms->commits_fenced;
     stats->alarms_pending += party__alarms_size(&rooms->alarms);

@@ -32,8 +32,8 @@ typedef struct party__rooms {
     size_t n_parties;
     const char *prefix;
     struct party__backend *backend;
-    size_t max_loaded_rooms;  /* past it, idle rooms are evicted early */
-    unsigned commit_delay_ms; /* test hook: every durable commit waits this long first */
+    size_t max_own_file_rooms; /* past it, idle own-file rooms are evicted early */
+    unsigned commit_delay_ms;  /* test hook: every durable commit waits this long first */
 
     struct party_room **table; /* open hash table keyed by room id */
     size_t table_cap, n_rooms;
@@ -48,6 +48,18 @@ typedef struct party__rooms {
     size_t n_loading; /* rooms opening their store */
     size_t n_loaded;  /* rooms with their store open */
 
+    /* Loaded rooms with a file of their own (they hold descriptors), and
+     * those of them on the idle list. */
+    size_t n_own_file_loaded, n_own_file_idle;
+
+    /* Group commit (room_commit.c): rooms whose batch ended and waits for
+     * the next group, in the order their batches ended, and the groups on
+     * worker threads now (a few at most). The prepare handle starts the
+     * next group at the end of the loop turn. */
+    struct party_room *group_head, *group_tail;
+    int group_in_flight;
+    uv_prepare_t group_prepare;
+
     party__alarms alarms;         /* the heap of rooms' wake times */
     struct party__fetch *fetches; /* room-to-room requests in flight */
     size_t n_fetches, n_fetches_held;
@@ -59,6 +71,7 @@ typedef struct party__rooms {
     uint64_t commit_hist[PARTY__COMMIT_BUCKETS]; /* by party__commit_bucket_ms upper bounds */
     uint64_t commits, commit_us_total, commit_failures;
     uint64_t commits_fenced; /* refused: the room is another node's now (a cluster store) */
+    uint64_t commit_groups;  /* commit_batch calls on worker threads */
 } party__rooms;
 
 /* Sets up the rooms of loop lp (the caller fills in what the runtime

@@ -195,6 +195,10 @@ static void metrics_write(const party__ops_stats *m, text_buf *tb) {
     text_appendf(tb, "partyd_storage_commit_seconds_sum %" PRIu64 ".%06" PRIu64 "\n",
                  m->commit_us_total / 1000000, m->commit_us_total % 1000000);
     text_appendf(tb, "partyd_storage_commit_seconds_count %" PRIu64 "\n", m->commits);
+    metric_scalar(tb, "partyd_storage_commit_groups_total", "counter",
+                  "Group commits: the rooms whose batches ended in one loop turn, committed "
+                  "together (one storage transaction and sync per file).",
+                  m->commit_groups);
 
     metric_scalar(tb, "partyd_alarms_pending", "gauge",
                   "Rooms waiting for an alarm or schedule to fire.", m->alarms_pending);

@@ -29,7 +29,7 @@ typedef enum party__ops_room_state {
 /* What /metrics shows: every loop's counters, added up. */
 typedef struct party__ops_stats {
     uint64_t loops, conns, rooms[3], events[7], commit_hist[PARTY__COMMIT_BUCKETS];
-    uint64_t commits, commit_us_total, bytes_in, bytes_out, http_requests;
+    uint64_t commits, commit_us_total, commit_groups, bytes_in, bytes_out, http_requests;
     uint64_t alarms_pending, alarms_fired, alarms_retried, alarms_abandoned, schedules_fired;
     uint64_t http_errors, protocol_errors, send_queue_drops, commit_failures, accept_errors,
         tls_errors;

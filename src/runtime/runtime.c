@@ -315,7 +315,7 @@ static void runtime_share(party__loop_ctx *lc) {
     lc->router.prefix = lc->rooms.prefix = rt->prefix;
     lc->router.agents_prefix = rt->agents_prefix;
     lc->rooms.backend = rt->backend;
-    lc->rooms.max_loaded_rooms = rt->max_loaded_rooms;
+    lc->rooms.max_own_file_rooms = rt->max_own_file_rooms;
     lc->rooms.commit_delay_ms = rt->commit_delay_ms;
 }
 
@@ -468,7 +468,7 @@ party_runtime *party_runtime_new(const party_config *cfg) {
         rt->cfg.max_headers = PARTY__HTTP_MAX_HEADERS;
     if (rt->cfg.max_conns == 0)
         rt->cfg.max_conns = party__default_max_conns();
-    rt->max_loaded_rooms = party__default_max_loaded_rooms();
+    rt->max_own_file_rooms = party__default_max_own_file_rooms();
     if (rt->cfg.send_queue_bytes > UINT32_MAX)
         rt->cfg.send_queue_bytes = UINT32_MAX; /* connections count it in 32 bits */
     rt->n_loops = 1;
@@ -554,13 +554,14 @@ int party_runtime_add(party_runtime *rt, const party_def *def) {
     return 0;
 }
 
-size_t party__default_max_loaded_rooms(void) {
+size_t party__default_max_own_file_rooms(void) {
     struct rlimit lim;
     size_t files;
     if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY)
         return 1u << 20;
     files = (size_t)lim.rlim_cur;
-    /* A third of the files for rooms, three files each. */
+    /* A third of the files for own-file rooms, three files each
+     * (database, WAL, shared memory); shared rooms hold none. */
     return files / 9 > 16 ? files / 9 : 16;
 }
 
@@ -570,8 +571,9 @@ size_t party__default_max_conns(void) {
     if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY)
         return 1u << 20;
     files = (size_t)lim.rlim_cur;
-    /* Room databases (up to three files each while loaded), the alarm index
-     * and the loop's own descriptors need files too. */
+    /* The shared files (a writer and a few readers each), own-file rooms'
+     * databases, the alarm index and the loop's own descriptors need files
+     * too. */
     reserve = files / 10 > 64 ? files / 10 : 64;
     return files > reserve + 16 ? files - reserve : 16;
 }

@@ -62,8 +62,8 @@ struct party_runtime {
     char *agents_prefix; /* the Agents clients' second prefix, NULL: off */
     char *tls_cert, *tls_key;
     int durability_full;
-    size_t max_loaded_rooms;  /* per loop: past it, idle rooms are evicted early */
-    unsigned commit_delay_ms; /* test hook: every durable commit waits this long first */
+    size_t max_own_file_rooms; /* per loop: past it, idle own-file rooms are evicted early */
+    unsigned commit_delay_ms;  /* test hook: every durable commit waits this long first */
     party__party *parties;
     size_t n_parties;
     /* the open <data_dir>/LOCK holding the data directory's flock (-1:
@@ -100,9 +100,11 @@ static inline party__rooms *party__runtime_rooms(party_runtime *rt) {
 /* max_conns when the configuration leaves it 0: the soft open-file limit
  * less a reserve. */
 size_t party__default_max_conns(void);
-/* How many rooms may have their store open before idle ones are evicted
- * early: from the open-file limit. */
-size_t party__default_max_loaded_rooms(void);
+/* How many rooms with a file of their own (party_room_db(): they hold
+ * descriptors while loaded) may be loaded before idle ones are evicted
+ * early: from the open-file limit. Rooms of the shared files hold none
+ * and are not counted. */
+size_t party__default_max_own_file_rooms(void);
 
 /* Makes the data directory ready, once per runtime (later calls return
  * 0): creates it (one level, mode 0755) if missing, takes
