@@ -29,8 +29,11 @@ extern "C" {
  * number, so a later runtime can still read a struct of an earlier ABI. A
  * runtime refuses a struct of an ABI it cannot read (a newer one has fields
  * it does not know), with a log line naming both ABIs. ABI 1 was party.h
- * 0.1, whose structs had no abi field; ABI 3 appended the fetch_* fields
- * (outbound HTTP). */
+ * 0.1, whose structs had no abi field; ABI 3 appended synced state and RPC
+ * (party_def) and agents_prefix (party_config), and a struct of ABI 2 is
+ * read up to them (they take the values that keep its behaviour); ABI 3
+ * also appended outbound HTTP (party_def.fetch_allow, party_config's
+ * fetch_* fields). */
 #define PARTY_ABI_VERSION 3
 
 /* Marks what libparty exports. The library is built with hidden
@@ -188,9 +191,35 @@ typedef struct party_def {
      * JSON from partyd's config file ("parties": {NAME: {"props": ...}}).
      * Must outlive the runtime. */
     const char *props;
-    /* ABI 3. Outbound HTTP (party_room_fetch_url) of this party's rooms:
-     * NULL follows the runtime's party_config.fetch_allow; else this list
-     * (same syntax) is used instead of it. Must outlive the runtime. */
+
+    /* ---- ABI 3: synced state and RPC (docs/state-and-rpc.md) ----
+     * The rooms of a party that sets sync, or any field below, speak the
+     * wire protocol of Cloudflare's Agents client: each new connection is
+     * sent {"type":"cf_agent_identity",...} and the room's state; text
+     * messages {"type":"cf_agent_state",...} and {"type":"rpc",...} are
+     * handled by the runtime and never reach on_message. */
+    int sync;
+    /* A client proposed json (len bytes, valid JSON, NUL-terminated) as the
+     * room's new state. Return 0 to accept it; non-zero rejects it, and the
+     * sender gets {"type":"cf_agent_state_error","error":reason}: write a
+     * reason into reason (reason_len bytes, "" preset; left empty: "State
+     * update rejected"). NULL: every proposal is accepted. */
+    int (*validate_state)(party_room *room, party_conn *from, const char *json, size_t len,
+                          char *reason, size_t reason_len);
+    /* The state changed (stored in the current event's transaction): from
+     * is the connection that proposed it, NULL when the room set it with
+     * party_state_set (a party_state_set inside this callback does not
+     * call it again). json is valid during the call, until a
+     * party_state_set. */
+    void (*on_state_change)(party_room *room, party_conn *from, const char *json, size_t len);
+    /* The RPC methods clients may call, an array ending with an entry whose
+     * name is NULL (NULL: none). Must outlive the runtime. */
+    const struct party_rpc_method *rpc_methods;
+
+    /* ---- ABI 3: outbound HTTP (party_room_fetch_url) ----
+     * NULL: this party's rooms follow the runtime's party_config.fetch_allow;
+     * else this list (same syntax) is used instead of it. Must outlive the
+     * runtime. */
     const char *fetch_allow;
 } party_def;
 
@@ -573,6 +602,77 @@ PARTY_EXTERN const void *party_response_get_body(const party_response *res, size
 PARTY_EXTERN const char *party_lobby_party(const party_lobby *lobby);
 PARTY_EXTERN const char *party_lobby_room(const party_lobby *lobby);
 
+/* ---- synced state, RPC, readonly connections -----------------------------
+ * docs/state-and-rpc.md. A room's state is one JSON value the runtime
+ * stores with the room's records and sends to its clients; RPC methods
+ * are declared in party_def.rpc_methods. What these send passes the
+ * output gate: it leaves once the event that produced it is committed. */
+
+/* The largest state, in bytes of JSON text (PARTY_ETOOBIG). */
+#define PARTY_MAX_STATE (1024 * 1024)
+
+/* Sets the room's state to json (len bytes of UTF-8 JSON text, any JSON
+ * value): stored in the current event's transaction, then sent to every
+ * open connection as {"type":"cf_agent_state","state":json} (after the
+ * commit), and given to on_state_change (from NULL). Inside the room's
+ * callbacks only. 0, PARTY_EINVAL (not valid JSON or UTF-8),
+ * PARTY_ETOOBIG (over PARTY_MAX_STATE), PARTY_ESTATE (outside a callback),
+ * PARTY_EIO, PARTY_ENOMEM. */
+PARTY_EXTERN int party_state_set(party_room *room, const char *json, size_t len);
+/* The room's state: *json its JSON text (NUL-terminated, valid until the
+ * state changes or the callback returns), *len its length (len may be
+ * NULL). PARTY_ENOTFOUND when none was ever set; PARTY_ESTATE outside a
+ * callback; PARTY_EIO, PARTY_ENOMEM. */
+PARTY_EXTERN int party_state_get(party_room *room, const char **json, size_t *len);
+
+/* A connection's readonly flag: a readonly connection's state proposals
+ * are refused ({"type":"cf_agent_state_error","error":"Connection is
+ * readonly"}), and so are its calls of methods flagged PARTY_RPC_WRITES.
+ * Kept across hibernation. Set it in on_connect (or any time). */
+PARTY_EXTERN void party_conn_set_readonly(party_conn *conn, int readonly);
+PARTY_EXTERN int party_conn_readonly(party_conn *conn);
+
+/* One RPC call in progress, answered exactly once with party_call_result
+ * or party_call_error (after any number of party_call_chunk). The pointer
+ * stays valid until then, also after the method's callback returned (keep
+ * it and answer in a later event), or until the runtime stops (its client
+ * is then answered with an error, and the room leaves memory); an open
+ * call keeps its room in memory (no eviction, no hibernation), so answer
+ * every call. */
+typedef struct party_call party_call;
+
+/* An RPC method: name as the client calls it, fn called with the call and
+ * its arguments as JSON text (an array, e.g. ["milk"]; NUL-terminated,
+ * valid during the call). */
+typedef struct party_rpc_method {
+    const char *name;
+    void (*fn)(party_room *room, party_call *call, const char *args, size_t len);
+    int flags; /* PARTY_RPC_* */
+} party_rpc_method;
+
+/* The method changes the room: readonly connections are refused. */
+#define PARTY_RPC_WRITES 1
+
+/* The calling connection, or NULL once it closed. */
+PARTY_EXTERN party_conn *party_call_conn(party_call *call);
+/* Answers with result (JSON text; NULL: no result) and ends the call
+ * (call is invalid after). {"type":"rpc","id":...,"success":true,
+ * "done":true,"result":...}. 0; PARTY_ECLOSED when the connection is
+ * gone (the answer is dropped, the call ended all the same);
+ * PARTY_EINVAL when result is not JSON (the call stays open);
+ * PARTY_ENOMEM (ended; the connection is closed with 1011, so the client
+ * learns its call failed). */
+PARTY_EXTERN int party_call_result(party_call *call, const char *result);
+/* Answers with an error (message: any text; NULL: "error") and ends the
+ * call. {"type":"rpc","id":...,"success":false,"error":message}. Results
+ * as party_call_result. */
+PARTY_EXTERN int party_call_error(party_call *call, const char *message);
+/* Sends one chunk of a streamed answer (JSON text), {"type":"rpc",
+ * "id":...,"success":true,"done":false,"result":chunk}; the call stays
+ * open until party_call_result. Results as party_call_result, except
+ * that the call stays open whatever the result. */
+PARTY_EXTERN int party_call_chunk(party_call *call, const char *chunk);
+
 /* ---- runtime ------------------------------------------------------------- */
 
 /* Durability of commits: FULL survives a power loss (fsync on every
@@ -625,7 +725,10 @@ typedef struct party_config {
                                         different threads (one room's always on the same one):
                                         a party's code must not share mutable globals between
                                         rooms without locking */
-    /* ABI 3: outbound HTTP (party_room_fetch_url). */
+    /* ---- ABI 3 ---- */
+    const char *agents_prefix; /* "agents": rooms are also /<agents_prefix>/<party>/<room>, the
+                                  URLs of Cloudflare's Agents clients; NULL or "": off */
+    /* ---- ABI 3: outbound HTTP (party_room_fetch_url) ---- */
     const char *fetch_allow;   /* NULL or "": every outbound request is refused
                                   (PARTY_EPOLICY); else a comma-separated list of URL
                                   prefixes (https://api.example.com/v1/), host names,

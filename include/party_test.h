@@ -233,6 +233,10 @@ PARTY_EXTERN void party_test_set_commit_delay(party_test *t, unsigned ms);
 /* Commits that failed (rolled back) since party_test_new, restarts
  * included. */
 PARTY_EXTERN uint64_t party_test_commit_failures(party_test *t);
+/* Group commits on worker threads since party_test_new, restarts included:
+ * the rooms whose batches ended in one turn of the event loop commit
+ * together, as one group (partyd_storage_commit_groups_total). */
+PARTY_EXTERN uint64_t party_test_commit_groups(party_test *t);
 
 /* A new random room id (party_room_id_new), for rooms addressed by id. */
 PARTY_EXTERN void party_test_new_room_id(char id_out[PARTY_ID_MAX]);

@@ -31,6 +31,12 @@ const party_def *party_builtin_demo(void);
  * `__YPS:` text messages are relayed to the other connections. Hibernates. */
 const party_def *party_builtin_yjs(void);
 
+/* todos: a to-do list per room as synced state {"items":[{id,text,done}]}
+ * with RPC add(text), toggle(id), remove(id), count(), export() (streamed);
+ * for Cloudflare's AgentClient at /agents/todos/<room>. ?readonly=1 makes
+ * a connection readonly. GET answers the list. Hibernates. */
+const party_def *party_builtin_todos(void);
+
 /* The yjs party's pieces, for a party of your own built on it: use these
  * callbacks in your party_def (hibernate = 1), and wrap on_message or
  * connection_tags to change what they decide. */

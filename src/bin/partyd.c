@@ -6,18 +6,21 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "fetch_allow.h"
 #include "log.h"
 #include "party.h"
 #include "parties.h"
+#include "runtime.h"
 #include "alloc.h"
 
 #define MAX_LOADED_PARTIES 64
@@ -25,12 +28,12 @@
 
 /* The built-in parties, in the order they are registered and listed. */
 static const party_def *(*const builtins[])(void) = {
-    party_builtin_echo,     party_builtin_chat, party_builtin_counter,
-    party_builtin_reminder, party_builtin_demo, party_builtin_yjs,
+    party_builtin_echo, party_builtin_chat, party_builtin_counter, party_builtin_reminder,
+    party_builtin_demo, party_builtin_yjs,  party_builtin_todos,
 };
 #define N_BUILTINS (sizeof(builtins) / sizeof(builtins[0]))
 #define BUILTINS_ALL ((1u << N_BUILTINS) - 1)
-#define BUILTIN_NAMES "echo, chat, counter, reminder, demo, yjs"
+#define BUILTIN_NAMES "echo, chat, counter, reminder, demo, yjs, todos"
 
 static const char usage_text[] =
     "usage: partyd [options]\n"
@@ -45,8 +48,15 @@ static const char usage_text[] =
     "                           (its first address; default 127.0.0.1)\n"
     "  --port N                 listen port (default 1999; 0 picks a free one)\n"
     "  --prefix PATH            URL prefix of rooms (default parties)\n"
+    "  --agents-prefix PATH     second URL prefix of rooms, for Cloudflare Agents\n"
+    "                           clients (default agents; \"\" turns it off)\n"
     "  --data DIR               data directory: one SQLite file per room\n"
     "                           (default ./data)\n"
+    "  --store URI              where rooms' records live: postgres://... keeps\n"
+    "                           them in PostgreSQL, shared by the nodes of a\n"
+    "                           cluster (docs/cluster.md); default: SQLite in --data\n"
+    "  --node NAME              this node's name in the cluster (default\n"
+    "                           HOSTNAME:PORT); one running partyd per name\n"
     "  --durability MODE        full (default): fsync every commit; normal:\n"
     "                           survive a process crash, not a power loss\n"
     "  --idle-timeout SEC       evict a room with no connections after it was\n"
@@ -115,7 +125,10 @@ enum {
     OPT_HOST = 256,
     OPT_PORT,
     OPT_PREFIX,
+    OPT_AGENTS_PREFIX,
     OPT_DATA,
+    OPT_STORE,
+    OPT_NODE,
     OPT_PARTY,
     OPT_BUILTINS,
     OPT_MAX_MESSAGE,
@@ -153,7 +166,10 @@ static const struct option options[] = {
     {"host", required_argument, NULL, OPT_HOST},
     {"port", required_argument, NULL, OPT_PORT},
     {"prefix", required_argument, NULL, OPT_PREFIX},
+    {"agents-prefix", required_argument, NULL, OPT_AGENTS_PREFIX},
     {"data", required_argument, NULL, OPT_DATA},
+    {"store", required_argument, NULL, OPT_STORE},
+    {"node", required_argument, NULL, OPT_NODE},
     {"party", required_argument, NULL, OPT_PARTY},
     {"builtins", required_argument, NULL, OPT_BUILTINS},
     {"max-message-bytes", required_argument, NULL, OPT_MAX_MESSAGE},
@@ -348,9 +364,9 @@ static int party_name_valid(const char *name, size_t len) {
 }
 
 /* Checks that the object at handle was built against this party.h: its
- * party_abi must be this ABI, as it is read before party_module() is
- * called (a definition of another layout would be misread). 0, or -1 after
- * saying why on stderr. */
+ * party_abi must be this ABI (or 2, read up to ABI 3's fields), as it is read before party_module()
+ * is called (a definition of another layout would be misread). 0, or -1 after saying why on stderr.
+ */
 static int check_party_abi(const char *what, const char *spec, void *handle) {
     const unsigned *abi = dlsym(handle, "party_abi");
 
@@ -370,7 +386,7 @@ static int check_party_abi(const char *what, const char *spec, void *handle) {
                 what, spec, PARTY_VERSION_STRING, PARTY_ABI_VERSION);
         return -1;
     }
-    if (*abi != PARTY_ABI_VERSION) {
+    if (*abi != PARTY_ABI_VERSION && *abi != 2) {
         fprintf(stderr,
                 "partyd: %s %s: built against party.h ABI %u; this partyd is %s "
                 "(ABI %d): rebuild the party against this party.h\n",
@@ -389,6 +405,7 @@ static int load_party(const char *what, const char *spec) {
     const party_def *(*module)(void);
     const party_def *def;
     loaded_party *lp;
+    unsigned abi;
     void *handle;
 
     if (eq == NULL || eq == spec || eq[1] == '\0') {
@@ -422,16 +439,20 @@ static int load_party(const char *what, const char *spec) {
         dlclose(handle);
         return 1;
     }
-    if (def->abi != 0 && def->abi != PARTY_ABI_VERSION) {
+    abi = *(const unsigned *)dlsym(handle, "party_abi"); /* check_party_abi found it */
+    if (def->abi != 0 && def->abi != abi) {
         fprintf(stderr,
                 "partyd: --party %s: party_module() returned a party_def of ABI %u, the "
-                "object's party_abi is %d: rebuild the party against one party.h\n",
-                spec, def->abi, PARTY_ABI_VERSION);
+                "object's party_abi is %u: rebuild the party against one party.h\n",
+                spec, def->abi, abi);
         dlclose(handle);
         return -1;
     }
     lp = &loaded[n_loaded];
-    lp->def = *def;
+    /* An ABI 2 definition ends where ABI 3's fields begin: those stay
+     * zero, and the runtime reads it as ABI 2 (its abi field). */
+    memset(&lp->def, 0, sizeof(lp->def));
+    memcpy(&lp->def, def, abi == 2 ? offsetof(party_def, sync) : sizeof(*def));
     lp->name = party__strndup(spec, (size_t)(eq - spec));
     lp->path = party__strdup(eq + 1);
     lp->handle = handle;
@@ -491,7 +512,8 @@ static void raise_file_limit(void) {
 typedef struct options_state {
     party_config cfg;
     const char *data_dir;
-    unsigned builtins; /* bit i: builtins[i] is served */
+    const char *store, *node; /* --store, --node (NULL: SQLite; HOSTNAME:PORT) */
+    unsigned builtins;        /* bit i: builtins[i] is served */
 } options_state;
 
 /* Applies one option (from the command line or the config file). Returns
@@ -521,8 +543,17 @@ static int apply_option(int opt, const char *arg, options_state *o) {
     case OPT_PREFIX:
         o->cfg.prefix = arg;
         break;
+    case OPT_AGENTS_PREFIX:
+        o->cfg.agents_prefix = arg;
+        break;
     case OPT_DATA:
         o->data_dir = arg;
+        break;
+    case OPT_STORE:
+        o->store = arg;
+        break;
+    case OPT_NODE:
+        o->node = arg;
         break;
     case OPT_PARTY: {
         int r = load_party("--party", arg);
@@ -1041,6 +1072,34 @@ static void log_parties(const options_state *o) {
                          names);
 }
 
+/* --store and --node: the runtime's storage backend. 0, or the exit status. */
+static int use_store(party_runtime *rt, const options_state *o) {
+    char node[300];
+    int r;
+    if (o->store == NULL || o->store[0] == '\0')
+        return 0;
+    if (o->node == NULL) {
+        char host[256] = "localhost";
+        (void)gethostname(host, sizeof(host) - 1);
+        host[sizeof(host) - 1] = '\0';
+        /* --port 0 picks a port only later: the pid tells such nodes apart. */
+        if (o->cfg.port != 0)
+            snprintf(node, sizeof(node), "%s:%d", host, o->cfg.port);
+        else
+            snprintf(node, sizeof(node), "%s:pid%ld", host, (long)getpid());
+    }
+    r = party__runtime_set_store(rt, o->store, o->node != NULL ? o->node : node);
+    if (r == PARTY_EINVAL) {
+        fprintf(stderr, "partyd: --store %s: not a postgres:// or postgresql:// URI\n", o->store);
+        return 2;
+    }
+    if (r != 0) {
+        fprintf(stderr, "partyd: --store: %s\n", party_strerror(r));
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     options_state o;
     party_runtime *rt;
@@ -1054,6 +1113,7 @@ int main(int argc, char **argv) {
 
     party_config_init(&o.cfg);
     o.data_dir = "./data";
+    o.store = o.node = NULL;
     o.builtins = BUILTINS_ALL; /* the quick start serves them all */
     o.cfg.threads = 0;         /* the daemon uses every core */
     /* A token on the command line shows in ps; the environment does not. */
@@ -1091,7 +1151,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "partyd: cannot create the runtime (out of memory)\n");
         return 1;
     }
-    status = register_parties(rt, &o);
+    status = use_store(rt, &o);
+    if (status == 0)
+        status = register_parties(rt, &o);
     if (status == 0) {
         log_parties(&o);
         r = party_runtime_listen(rt);
@@ -1103,6 +1165,8 @@ int main(int argc, char **argv) {
                     o.cfg.host, o.cfg.port);
         else if (r == PARTY_EBUSY)
             report_data_in_use(o.data_dir);
+        else if (r == PARTY_EIO && o.store != NULL)
+            fprintf(stderr, "partyd: --store: cannot use it (see the log line above)\n");
         else if (r == PARTY_EIO)
             fprintf(stderr, "partyd: --data %s: cannot use it (see the log line above)\n",
                     o.data_dir);

@@ -32,6 +32,7 @@ enum {
     PARTY__WS_POLICY = 1008,
     PARTY__WS_TOO_BIG = 1009,
     PARTY__WS_INTERNAL_ERROR = 1011,
+    PARTY__WS_SERVICE_RESTART = 1012, /* restart, or the room moved to another node */
 };
 
 /* ---- handshake ---- */

@@ -2,7 +2,10 @@
  * queue, and the delivery of events to the party's callbacks — on_start
  * first, once per incarnation, then one event at a time in arrival order.
  * Batches and commits are in room_commit.c, wake-ups in room_alarm.c, idle
- * rooms in room_idle.c, the API a party calls in room_api.c. */
+ * rooms in room_idle.c, the API a party calls in room_api.c. Whether the
+ * room's output is held (the output gate's decision) is here, below them
+ * all, so that synced state and RPC (sync.c, rpc.c), which room_commit.c
+ * and room_idle.c call, reach nothing of the actor above this file. */
 #include "room_internal.h"
 
 #include <stdio.h>
@@ -64,9 +67,7 @@ static party_room *table_find(party__rooms *rooms, const char *id) {
 void party__room_table_remove(party__rooms *rooms, party_room *room) {
     party_room **link = &rooms->table[id_hash(room->id) & (rooms->table_cap - 1)];
     party_room *cur;
-
-    /* Each entry is read once, so the analyzer sees the one unlinked is
-     * the one found (non-NULL). */
+    /* Unlinks through the entry found (never NULL), not through room. */
     while ((cur = *link) != NULL) {
         if (cur == room) {
             *link = cur->hash_next;
@@ -188,22 +189,31 @@ int party__room_set_props(party_room *room, const char *props) {
     return 0;
 }
 
-/* Frees the room's memory. Its store must be closed, its queued events
- * dropped (party__room_drop_queue). */
-void party__room_destroy(party_room *room) {
+/* Frees the room's own memory: its name, props and block (see
+ * party__room_destroy, room_idle.c, for what goes first). */
+void party__room_free(party_room *room) {
     if (room->name != room->name_inline)
         party__free(room->name);
     party__free(room->props);
     room_release(room->rooms, room);
 }
 
-/* The user's state leaves memory: free_state, and on_start runs again in
- * the next incarnation. */
-void party__room_drop_state(party_room *room) {
-    if (room->state != NULL && room->party->def->free_state != NULL)
-        room->party->def->free_state(room->state);
-    room->state = NULL;
-    room->status = PARTY__ROOM_ZERO;
+/* ---- the output gate: the room decides, the connection keeps the order ---- */
+
+int party__room_holding(party_room *room) {
+    if (room->holding)
+        return 1;
+    /* The backend knows whether the batch wrote, whatever wrote. */
+    if (room->running && room->store != NULL && party__store_wrote(room->store))
+        room->holding = 1;
+    return room->holding;
+}
+
+void party__room_gate(party_room *room, party_conn *conn) {
+    /* No list of frames: the connection keeps its output in its own queue,
+     * behind a mark, and the room only the list of connections it holds. */
+    if (party__room_holding(room))
+        party__conn_hold(conn, &room->gate);
 }
 
 /* ---- the idle and quiet lists ---- */
@@ -226,12 +236,14 @@ void party__room_idle_remove(party_room *room) {
     else
         list->tail = room->idle_prev;
     room->idle_prev = room->idle_next = NULL;
+    if (room->idle == 1 && room->own_file)
+        room->rooms->n_own_file_idle--;
     room->idle = 0;
 }
 
 int party__room_busy(const party_room *room) {
     return room->n_pending > 0 || room->queue_head != NULL || room->running || room->committing ||
-           room->gate.head != NULL || room->fetch_held != NULL ||
+           room->gate.head != NULL || room->fetch_held != NULL || room->open_calls > 0 ||
            room->life == PARTY__ROOM_LOADING || room->life == PARTY__ROOM_EVICTING ||
            room->life == PARTY__ROOM_UNLOADING;
 }
@@ -250,6 +262,8 @@ void party__room_update_idle(party_room *room) {
         room->idle = 2;
     else
         return;
+    if (room->idle == 1 && room->own_file)
+        rooms->n_own_file_idle++;
     list = list_of(room);
     room->idle_since = party__loop_now(rooms->lp);
     room->idle_prev = list->tail;
@@ -267,17 +281,6 @@ void party__room_unlink_conn(party_room *room, party_conn *conn) {
         room->n_conns--;
 }
 
-/* ---- the output gate's state ---- */
-
-int party__room_holding(party_room *room) {
-    if (room->holding)
-        return 1;
-    /* The backend knows whether the batch wrote, whatever wrote. */
-    if (room->running && room->store != NULL && party__store_wrote(room->store))
-        room->holding = 1;
-    return room->holding;
-}
-
 /* Runs connection_tags and checks the limits. 0, or fills why. */
 int party__room_in_callback(const party_room *room) {
     return room->running && room->store != NULL;
@@ -285,8 +288,11 @@ int party__room_in_callback(const party_room *room) {
 
 party__room_store *party__room_take_store(party_room *room) {
     party__room_store *store = room->store;
-    if (store != NULL)
+    if (store != NULL) {
         room->rooms->n_loaded--;
+        if (room->own_file)
+            room->rooms->n_own_file_loaded--;
+    }
     room->store = NULL;
     return store;
 }
@@ -297,12 +303,16 @@ void party__rooms_init(party__rooms *rooms, party__loop *lp) {
     rooms->lp = lp;
     uv_idle_init(&lp->loop, &rooms->drain_idle);
     rooms->drain_idle.data = rooms;
+    uv_prepare_init(&lp->loop, &rooms->group_prepare);
+    rooms->group_prepare.data = rooms;
 }
 
 void party__rooms_stop(party__rooms *rooms) {
     party__alarms_close(&rooms->alarms);
     if (rooms->drain_idle.loop != NULL && !uv_is_closing((uv_handle_t *)&rooms->drain_idle))
         uv_close((uv_handle_t *)&rooms->drain_idle, NULL);
+    if (rooms->group_prepare.loop != NULL && !uv_is_closing((uv_handle_t *)&rooms->group_prepare))
+        uv_close((uv_handle_t *)&rooms->group_prepare, NULL);
 }
 
 void party__rooms_free(party__rooms *rooms) {
@@ -337,7 +347,9 @@ void party__rooms_stats(const party__rooms *rooms, party__ops_stats *stats) {
         stats->commit_hist[i] += rooms->commit_hist[i];
     stats->commits += rooms->commits;
     stats->commit_us_total += rooms->commit_us_total;
+    stats->commit_groups += rooms->commit_groups;
     stats->commit_failures += rooms->commit_failures;
+    stats->commits_fenced += rooms->commits_fenced;
     stats->alarms_pending += party__alarms_size(&rooms->alarms);
     stats->alarms_fired += rooms->alarms_fired;
     stats->alarms_retried += rooms->alarms_retried;

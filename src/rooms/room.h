@@ -45,11 +45,14 @@ struct party_room {
 
     party__room_store *store;        /* NULL while not loaded */
     int acquired;                    /* the backend gave us the room (party__room_acquire) */
+    int own_file;                    /* party_room_db() used: holds files while loaded */
     int committing;                  /* a commit runs on a worker thread */
     int holding;                     /* the current batch wrote: its output is held */
     int name_error;                  /* a callback read the name of an unnamed room */
     party__conn_gate gate;           /* connections whose output waits for the commit */
     struct party__fetch *fetch_held; /* requests waiting for the commit (see fetch.h) */
+    struct party__sync *sync;        /* synced state and RPC calls, or NULL (see sync.h) */
+    uint32_t open_calls;             /* RPC calls a client waits for (rpc.c): the room stays */
 
     /* alarm and schedules (valid while READY; loaded with the store) */
     int64_t alarm_at;     /* epoch ms, 0: none */
@@ -67,6 +70,7 @@ struct party_room {
     int running; /* delivering an event now */
     int queued;  /* on the loop's ready list (party__rooms) */
     struct party_room *ready_next;
+    struct party_room *group_next;            /* waiting for the loop's next group commit */
     struct party_room *hash_next;             /* chain in the loop's room table */
     struct party_room *idle_prev, *idle_next; /* on the loop's idle or quiet list */
     int idle;                                 /* 0: on no list, 1: idle, 2: quiet */

@@ -276,6 +276,12 @@ int party__rooms_file_wake(party__rooms *rooms, const char *id, uint32_t party, 
     return party__alarms_put(&rooms->alarms, id, party, due_ms);
 }
 
+int party__rooms_file_orphan(party__rooms *rooms, const char *id, uint32_t party, int64_t due_ms) {
+    if (party__room_find(rooms, id) != NULL)
+        return 0; /* in memory here: this node holds it and files its own wake time */
+    return party__alarms_put(&rooms->alarms, id, party, due_ms);
+}
+
 int party__rooms_start(party__rooms *rooms) {
     if (rooms->alarms.started)
         return 0;

@@ -269,9 +269,22 @@ int party_kv_list(party_room *room, const char *prefix,
 struct sqlite3 *party_room_db(party_room *room) {
     party__room_store *store = room_store(room);
     /* The room's SQL runs inside the batch's transaction, like its KV. */
+    struct sqlite3 *db;
     if (store == NULL)
         return NULL;
-    return store->ops->room_file_open(store);
+    db = store->ops->room_file_open(store);
+    if (db == NULL && strcmp(store->ops->name, "sqlite") != 0)
+        party__log_error(room->rooms->lp,
+                         "room %s/%s: party_room_db: the room's own database is not available"
+                         " (%s store; docs/cluster.md)",
+                         room->party->name, room->name ? room->name : room->id, store->ops->name);
+    if (db != NULL && !room->own_file) {
+        /* From now on the room holds descriptors while loaded: it counts
+         * against max_own_file_rooms (room_commit.c). */
+        room->own_file = 1;
+        room->rooms->n_own_file_loaded++;
+    }
+    return db;
 }
 
 /* ---- old names, kept until 1.0 (party.h) ---- */

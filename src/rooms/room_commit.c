@@ -1,8 +1,9 @@
 /* room_commit: how a room runs — events posted to it, delivered to the
  * party's callbacks one at a time, and its batches and their durability.
  * Queued events run back to back as one batch in one transaction, committed through the
- * storage backend (on a worker thread when it must reach the disk) while
- * new events queue; the batch's output is held until the commit is
+ * storage backend (when it must reach the disk, together with the other
+ * rooms whose batch ended in the same loop turn: one group commit on a
+ * worker thread) while new events queue; the batch's output is held until the commit is
  * durable (the output gate). Also loading a cold room: the acquire step,
  * then its store on a worker thread. */
 #include "room_internal.h"
@@ -16,19 +17,12 @@
 #include "fetch.h"
 #include "outbound.h"
 #include "log.h"
+#include "rpc.h"
 #include "short_thread.h"
+#include "ws.h"
 #include "alloc.h"
 
 static void outbound_answered(party__http_answer *answer, void *arg);
-
-/* ---- the output gate ---- */
-
-void party__room_gate(party_room *room, party_conn *conn) {
-    /* No list of frames: the connection keeps its output in its own queue,
-     * behind a mark, and the room only the list of connections it holds. */
-    if (party__room_holding(room))
-        party__conn_hold(conn, &room->gate);
-}
 
 /* The batch is over: committed, what it held goes out, in order (and
  * its held requests leave); not committed, it is dropped and the
@@ -44,17 +38,6 @@ void party__room_release_held(party_room *room, int committed) {
 }
 
 /* ---- batches and commits ---- */
-
-static void commit_work(uv_work_t *req) {
-    party__store_work *w = req->data;
-    party__backend *be = party__room_backend(w->room);
-    uint64_t start;
-    if (w->delay_ms > 0)
-        uv_sleep(w->delay_ms);
-    start = uv_hrtime();
-    be->ops->commit_batch(be, &w->commit, 1, &w->result);
-    w->commit_us = (uv_hrtime() - start) / 1000;
-}
 
 /* What the store says about the room's name, into memory. */
 static void room_reload_name(party_room *room) {
@@ -81,6 +64,29 @@ static void room_reload_name(party_room *room) {
     }
 }
 
+/* The commit was refused: the room is another node's now (a cluster
+ * backend's PARTY_EFENCED). Nothing of the batch was kept: its held output
+ * is dropped, and every connection of the room closes with 1012 (HTTP:
+ * 503 + Retry-After) so clients reconnect and reach the owner. */
+static void room_fenced(party_room *room) {
+    party__rooms *rooms = room->rooms;
+    party_conn *conn, *next;
+
+    rooms->commits_fenced++;
+    party__log_error(rooms->lp,
+                     "room %s/%s: commit refused: the room is owned by another node now (fenced);"
+                     " nothing of the batch was kept, its connections close with 1012",
+                     room->party->name, room->name ? room->name : room->id);
+    room->holding = 0;
+    party__fetch_release_held(room, 0);
+    party__conn_gate_drop_moved(&room->gate);
+    for (conn = room->conns.head; conn != NULL; conn = next) {
+        next = party__conn_list_next(conn);
+        party__conn_start_close(conn, PARTY__WS_SERVICE_RESTART, "room moved");
+    }
+    party__room_drop_state(room);
+}
+
 static void room_commit_done(party_room *room, int result) {
     party__rooms *rooms = room->rooms;
     room->committing = 0;
@@ -88,7 +94,9 @@ static void room_commit_done(party_room *room, int result) {
         party__room_sync_wake(room);
     else
         party__room_reload_wake(room);
-    if (result != 0) {
+    if (result == PARTY_EFENCED) {
+        room_fenced(room);
+    } else if (result != 0) {
         rooms->commit_failures++;
         party__log_error(rooms->lp,
                          "room %s/%s: commit failed: %s; rolled back, held output dropped, room "
@@ -106,46 +114,171 @@ static void room_commit_done(party_room *room, int result) {
     party__room_run(room);
 }
 
-static void after_commit_work(uv_work_t *req, int status) {
-    party__store_work *w = req->data;
-    party_room *room = w->room;
-    int result = w->result;
-    (void)status;
-    party__rooms_record_commit(room->rooms, w->commit_us);
-    party__free(w);
-    room->rooms->n_busy--;
-    room_commit_done(room, result);
-    party__loop_maybe_finish(room->rooms->lp);
+/* ---- group commit: the rooms whose batch ended in one loop turn ----
+ *
+ * A batch that must commit on a worker thread does not get a thread of
+ * its own: the room waits on its loop's group list, and at the end of
+ * the loop turn (a prepare handle, run just before the loop waits for
+ * I/O) every room on it is committed by one commit_batch on one worker
+ * thread, which the backend turns into one transaction and one sync per
+ * file. At most COMMIT_GROUPS_MAX groups per loop are in flight: rooms
+ * whose batch ends meanwhile wait for the next one, which is what makes
+ * groups grow under load. Each room's result is its own
+ * (room_commit_done). */
+
+/* Groups in flight per loop. More than one because a group's files sync
+ * one after another inside its call: with a few in flight, the shards'
+ * syncs overlap (docs/benchmarks.md, "Group commit": 4 against 1 and 2,
+ * as many as libuv's pool has threads by default). */
+#define COMMIT_GROUPS_MAX 4
+
+typedef struct commit_group {
+    uv_work_t req;
+    party__rooms *rooms;
+    party__backend *be;
+    unsigned delay_ms;
+    uint64_t commit_us;
+    size_t n;
+    party_room **room;      /* n rooms, in the order their batches ended */
+    party__commit *commits; /* n */
+    int *results;           /* n */
+} commit_group;
+
+/* What the backend must commit for the room now: its store, and its wake
+ * time when the alarm index may hold another. */
+static party__commit room_commit_of(party_room *room) {
+    party__commit commit;
+    commit.store = room->store;
+    commit.wake_ms = party__room_wake(room);
+    commit.wake_changed = commit.wake_ms != room->wake_indexed;
+    return commit;
 }
 
-/* Commits on a worker thread; 0 if the work was queued. */
-static int room_commit_async(party_room *room, const party__commit *commit) {
-    party__rooms *rooms = room->rooms;
-    party__store_work *w = party__calloc(1, sizeof(*w));
+static void group_work(uv_work_t *req) {
+    commit_group *g = req->data;
+    uint64_t start;
+    if (g->delay_ms > 0)
+        uv_sleep(g->delay_ms);
+    start = uv_hrtime();
+    g->be->ops->commit_batch(g->be, g->commits, g->n, g->results);
+    g->commit_us = (uv_hrtime() - start) / 1000;
+}
 
-    if (w == NULL)
-        return PARTY_ENOMEM;
-    w->room = room;
-    w->commit = *commit;
-    w->delay_ms = rooms->commit_delay_ms;
-    w->req.data = w;
+static void after_group_work(uv_work_t *req, int status) {
+    commit_group *g = req->data;
+    party__rooms *rooms = g->rooms;
+    size_t i;
+    (void)status;
+    rooms->group_in_flight--;
+    rooms->commit_groups++;
+    /* Each room's batch took as long as the group's commit. */
+    for (i = 0; i < g->n; i++)
+        party__rooms_record_commit(rooms, g->commit_us);
+    for (i = 0; i < g->n; i++) {
+        rooms->n_busy--;
+        room_commit_done(g->room[i], g->results[i]);
+    }
+    party__free(g);
+    party__loop_maybe_finish(rooms->lp);
+}
+
+/* No group could be had (out of memory): the room commits here when its
+ * commit writes no alarm index entry (index writes never run on a loop
+ * thread), else its batch fails. */
+static void room_commit_alone(party_room *room) {
+    party__backend *be = party__room_backend(room);
+    party__commit commit = room_commit_of(room);
+    uint64_t start;
+    int result;
+
+    room->rooms->n_busy--;
+    if (commit.wake_changed) {
+        party__store_rollback(room->store);
+        room_commit_done(room, PARTY_ENOMEM);
+        return;
+    }
+    start = uv_hrtime();
+    be->ops->commit_batch(be, &commit, 1, &result);
+    party__rooms_record_commit(room->rooms, (uv_hrtime() - start) / 1000);
+    room_commit_done(room, result);
+}
+
+/* Takes the rooms waiting on the group list and commits them as one
+ * group on a worker thread. */
+static void rooms_group_start(party__rooms *rooms) {
+    commit_group *g;
+    party_room *room, *next;
+    size_t n = 0, i;
+
+    for (room = rooms->group_head; room != NULL; room = room->group_next)
+        n++;
+    g = party__calloc(1, sizeof(*g) +
+                             n * (sizeof(party_room *) + sizeof(party__commit) + sizeof(int)));
+    room = rooms->group_head;
+    rooms->group_head = rooms->group_tail = NULL;
+    if (g == NULL) {
+        for (; room != NULL; room = next) {
+            next = room->group_next;
+            room->group_next = NULL;
+            room_commit_alone(room);
+        }
+        return;
+    }
+    g->commits = (party__commit *)(g + 1);
+    g->room = (party_room **)(g->commits + n);
+    g->results = (int *)(g->room + n);
+    g->rooms = rooms;
+    g->be = rooms->backend;
+    g->delay_ms = rooms->commit_delay_ms;
+    g->n = n;
+    g->req.data = g;
+    for (i = 0; room != NULL; room = next, i++) {
+        next = room->group_next;
+        room->group_next = NULL;
+        g->room[i] = room;
+        g->commits[i] = room_commit_of(room);
+    }
+    rooms->group_in_flight++;
+    if (uv_queue_work(&rooms->lp->loop, &g->req, group_work, after_group_work) != 0) {
+        rooms->group_in_flight--;
+        for (i = 0; i < n; i++)
+            room_commit_alone(g->room[i]);
+        party__free(g);
+    }
+}
+
+static void on_group_prepare(uv_prepare_t *prepare) {
+    party__rooms *rooms = prepare->data;
+    if (rooms->group_head == NULL) {
+        uv_prepare_stop(prepare);
+        return;
+    }
+    if (rooms->group_in_flight < COMMIT_GROUPS_MAX)
+        rooms_group_start(rooms);
+}
+
+/* The room's batch waits for the loop's next group commit. */
+static void room_group_add(party_room *room) {
+    party__rooms *rooms = room->rooms;
     room->committing = 1;
     rooms->n_busy++;
-    if (uv_queue_work(&rooms->lp->loop, &w->req, commit_work, after_commit_work) != 0) {
-        rooms->n_busy--;
-        room->committing = 0;
-        party__free(w);
-        return PARTY_ENOMEM;
-    }
-    return 0;
+    room->group_next = NULL;
+    if (rooms->group_tail != NULL)
+        rooms->group_tail->group_next = room;
+    else
+        rooms->group_head = room;
+    rooms->group_tail = room;
+    if (!uv_is_active((uv_handle_t *)&rooms->group_prepare))
+        uv_prepare_start(&rooms->group_prepare, on_group_prepare);
 }
 
 /* The batch is over: commit what it wrote, with the room's wake time if
  * that changed (the backend files it in the alarm index in the same
  * commit). A batch that wrote nothing and moved no wake time ends at
- * once. A commit runs on a worker thread, or here when the backend's
- * commits wait for no disk (durability normal) and the alarm index is
- * not written: index writes never run on a loop thread. */
+ * once. A commit runs with the loop's next group, on a worker thread, or
+ * here when the backend's commits wait for no disk (durability normal)
+ * and the alarm index is not written: index writes never run on a loop
+ * thread. */
 static void room_end_batch(party_room *room) {
     party__rooms *rooms = room->rooms;
     party__backend *be;
@@ -170,15 +303,8 @@ static void room_end_batch(party_room *room) {
     }
     be = party__room_backend(room);
     if (commit.wake_changed || !be->commit_on_loop || rooms->commit_delay_ms > 0) {
-        if (room_commit_async(room, &commit) == 0)
-            return;
-        if (commit.wake_changed) {
-            /* Out of memory: not worth an index write on the loop. */
-            party__store_rollback(room->store);
-            room->committing = 1;
-            room_commit_done(room, PARTY_ENOMEM);
-            return;
-        }
+        room_group_add(room);
+        return;
     }
     room->committing = 1;
     start = uv_hrtime();
@@ -223,7 +349,7 @@ static void load_work(uv_work_t *req) {
 
 /* The store could not be opened: every waiting event is answered with an
  * error, and the room stays cold (the next event tries again). */
-static void room_fail_queued(party_room *room) {
+static void room_fail_queued(party_room *room, int moved) {
     party__event *ev;
     while ((ev = room->queue_head) != NULL) {
         room->queue_head = ev->next;
@@ -233,10 +359,13 @@ static void room_fail_queued(party_room *room) {
             room->n_pending--;
         if (ev->conn != NULL) {
             if (ev->type == PARTY__EV_CONNECT || ev->type == PARTY__EV_REQUEST)
-                party__conn_http_fail(ev->conn, 503, "room storage is unavailable\n");
+                party__conn_http_fail(ev->conn, 503,
+                                      moved ? "the room is held by another node; try again\n"
+                                            : "room storage is unavailable\n");
             else if (ev->type != PARTY__EV_CLOSE)
-                party__conn_start_close(ev->conn, PARTY__WS_INTERNAL_ERROR,
-                                        "room storage is unavailable");
+                party__conn_start_close(
+                    ev->conn, moved ? PARTY__WS_SERVICE_RESTART : PARTY__WS_INTERNAL_ERROR,
+                    moved ? "room moved" : "room storage is unavailable");
             party__conn_unref(ev->conn);
         }
         if (ev->fetch != NULL)
@@ -254,16 +383,24 @@ static void room_fail_queued(party_room *room) {
 static void room_load_failed(party_room *room, party__store_work *w) {
     party__rooms *rooms = room->rooms;
 
+    /* Another node holds the room (a cluster store): not a failure here. */
+    int moved = w->result == PARTY_EBUSY || w->result == PARTY_EFENCED;
+
     rooms->n_busy--;
     rooms->n_loading--;
-    party__log_error(rooms->lp, "room %s/%s: cannot open its storage: %s", room->party->name,
-                     room->name ? room->name : room->id, w->why);
+    if (moved)
+        party__log_info(rooms->lp, "room %s/%s: held by another node: %s", room->party->name,
+                        room->name ? room->name : room->id, w->why);
+    else
+        party__log_error(rooms->lp, "room %s/%s: cannot open its storage: %s", room->party->name,
+                         room->name ? room->name : room->id, w->why);
     room->life = PARTY__ROOM_COLD;
     party__free(w);
-    room_fail_queued(room);
-    if (room->wake_indexed == -1) {
+    room_fail_queued(room, moved);
+    if (room->wake_indexed == -1 && !moved) {
         /* It was woken by its alarm: the wake-up is due again soon, not
-         * lost until a restart. */
+         * lost until a restart. (A room another node holds is that node's
+         * to wake.) */
         party__room_heap_put(room, party__loop_epoch_ms(rooms->lp) + 2000);
         room->wake_indexed = 0;
     }
@@ -286,6 +423,8 @@ static void after_load_work(uv_work_t *req, int status) {
     rooms->n_loading--;
     room->store = w->store;
     rooms->n_loaded++;
+    if (room->own_file)
+        rooms->n_own_file_loaded++;
     room->alarm_at = w->loaded.alarm_at;
     room->alarm_retries = w->loaded.alarm_retries;
     room->sched_next = w->loaded.sched_next;
@@ -316,6 +455,7 @@ static void acquire_done(party__store_req *claim, int status) {
     party_room *room = w->room;
 
     if (status != 0) {
+        w->result = status;
         snprintf(w->why, sizeof(w->why), "the storage backend did not give it: %s",
                  party_strerror(status));
         room_load_failed(room, w);
@@ -335,21 +475,41 @@ void party__room_acquire(party_room *room, party__store_work *w) {
     be->ops->acquire(be, &w->claim);
 }
 
+/* The longest-idle room without connections that has a file of its own,
+ * other than room; NULL if none. */
+static party_room *oldest_idle_own_file(party__rooms *rooms, party_room *room) {
+    party_room *r;
+    for (r = rooms->idle.head; r != NULL; r = r->idle_next)
+        if (r != room && r->own_file && r->life == PARTY__ROOM_READY)
+            return r;
+    return NULL;
+}
+
+/* A loaded room with a file of its own holds files open (database, WAL,
+ * shared memory); a room of the shared files holds none. Past
+ * max_own_file_rooms the longest-idle own-file rooms without connections
+ * leave early to make room, whatever their idle time. (A room counts from
+ * its first party_room_db() while it is in memory: one loaded cold that
+ * has not called it yet holds its file uncounted until it does.) */
+static void room_make_descriptors(party__rooms *rooms, party_room *room) {
+    party_room *victim;
+    /* The idle list may hold many shared rooms: it is walked only when
+     * an own-file room is on it. */
+    while (rooms->n_own_file_loaded >= rooms->max_own_file_rooms && rooms->n_own_file_idle > 0 &&
+           (victim = oldest_idle_own_file(rooms, room)) != NULL)
+        if (party__room_evict(victim) != 0)
+            break;
+}
+
 void party__room_load(party_room *room) {
     party__rooms *rooms = room->rooms;
     party__store_work *w;
 
-    /* Every loaded room holds files open (database, WAL, shared memory).
-     * Past max_loaded_rooms the longest-idle rooms without connections
-     * leave early to make room, whatever their idle time. */
-    while (rooms->n_loaded + rooms->n_loading >= rooms->max_loaded_rooms &&
-           rooms->idle.head != NULL && rooms->idle.head != room &&
-           rooms->idle.head->life == PARTY__ROOM_READY)
-        (void)party__room_evict(rooms->idle.head);
+    room_make_descriptors(rooms, room);
     w = party__calloc(1, sizeof(*w));
 
     if (w == NULL) {
-        room_fail_queued(room);
+        room_fail_queued(room, 0);
         return;
     }
     w->room = room;
@@ -516,6 +676,7 @@ static void handle_connect(party_room *room, party_conn *conn) {
         return;
     }
     room_link_conn(room, conn);
+    party__sync_connect(room, conn); /* identity and state, before on_connect's own */
     if (def->on_connect != NULL)
         def->on_connect(room, conn, req);
     party__conn_start_ws(conn);
@@ -560,6 +721,7 @@ static void handle_close(party_room *room, const party__event *ev) {
     memcpy(reason, ev->data.ptr, n);
     reason[n] = '\0';
     party__room_unlink_conn(room, conn);
+    party__rpc_forget_conn(room, conn); /* its open calls' answers go nowhere */
     /* Closing from now on: sends fail and on_close cannot pick another code,
      * so the reply echoes the peer's. */
     party__conn_mark_closing(conn);
@@ -595,8 +757,13 @@ void party__room_deliver(party_room *room, const party__event *ev) {
         handle_request(room, ev->conn);
         break;
     case PARTY__EV_MESSAGE:
-        if (party__conn_in_room(ev->conn) && def->on_message != NULL &&
-            party__room_ensure_started(room) == 0)
+        /* State and RPC frames are the runtime's (sync.c, rpc.c); the rest
+         * is the party's. */
+        if (party__conn_in_room(ev->conn) &&
+            (def->on_message != NULL || party__sync_enabled(def)) &&
+            party__room_ensure_started(room) == 0 &&
+            !party__rpc_message(room, ev->conn, ev->data.ptr, ev->data.len, ev->binary) &&
+            def->on_message != NULL)
             def->on_message(room, ev->conn, ev->data.ptr, ev->data.len, ev->binary);
         break;
     case PARTY__EV_ERROR:

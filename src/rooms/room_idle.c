@@ -1,4 +1,5 @@
-/* room_idle: rooms with nothing to do, and how they leave memory. A room
+/* room_idle: rooms with nothing to do, and how they leave memory (what
+ * the room and its synced state free, sync.c and rpc.c). A room
  * with nothing to do waits on one of two lists, oldest first: with no
  * connections, for eviction after idle_timeout (its store unloaded, then
  * the room released to the storage backend); with connections of a
@@ -11,7 +12,27 @@
 #include "conn.h"
 #include "log.h"
 #include "short_thread.h"
+#include "rpc.h"
 #include "alloc.h"
+
+/* Frees the room's memory. Its store must be closed, its queued events
+ * dropped (party__room_drop_queue). */
+void party__room_destroy(party_room *room) {
+    party__rpc_free_all(room); /* calls no client waits for any more */
+    party__sync_free(room);
+    party__room_free(room);
+}
+
+/* The user's state leaves memory: free_state, and on_start runs again in
+ * the next incarnation. The synced state goes too: it is read again from
+ * the store when next needed. */
+void party__room_drop_state(party_room *room) {
+    if (room->state != NULL && room->party->def->free_state != NULL)
+        room->party->def->free_state(room->state);
+    room->state = NULL;
+    room->status = PARTY__ROOM_ZERO;
+    party__sync_drop(room);
+}
 
 static int room_has_work(party_room *room) {
     return room->n_conns > 0 || party__room_busy(room);

@@ -38,12 +38,9 @@ void party__room_update_idle(party_room *room);
 
 /* Takes a room out of its loop's room table. */
 void party__room_table_remove(party__rooms *rooms, party_room *room);
-/* Frees the room's memory. Its store must be closed and its queued
- * events dropped (party__room_drop_queue). */
-void party__room_destroy(party_room *room);
-/* The user's state leaves memory (free_state); on_start runs again in the
- * next incarnation. */
-void party__room_drop_state(party_room *room);
+/* Frees the room's own memory (name, props, block); see
+ * party__room_destroy. */
+void party__room_free(party_room *room);
 /* Hands the room's store over, to be unloaded by the caller (NULL if
  * none); the room no longer counts as loaded. */
 party__room_store *party__room_take_store(party_room *room);
@@ -68,6 +65,13 @@ void party__room_reload_wake(party_room *room);
 void party__room_heap_put(party_room *room, int64_t due_ms);
 
 /* ---- room_idle.c: eviction, hibernation ---- */
+/* Frees the room's memory, its synced state and call handles with it.
+ * Its store must be closed and its queued events dropped
+ * (party__room_drop_queue). */
+void party__room_destroy(party_room *room);
+/* The user's state leaves memory (free_state, and the synced state's
+ * cache); on_start runs again in the next incarnation. */
+void party__room_drop_state(party_room *room);
 /* The release step, once an evicted room's store is unloaded: the backend
  * gives the room up, then the room is destroyed and w freed. */
 void party__room_release(party_room *room, party__store_work *w);
@@ -100,7 +104,7 @@ void party__room_run(party_room *room);
 void party__room_release_held(party_room *room, int committed);
 /* Brings a cold room into memory: acquires it (the first time), loads
  * its store on a worker thread, then runs its queued events. Past
- * max_loaded_rooms, idle rooms are evicted first. If the room cannot be
+ * max_own_file_rooms, idle own-file rooms are evicted first. If the room cannot be
  * acquired or its store loaded, the queued events are failed and the
  * room stays cold. */
 void party__room_load(party_room *room);

@@ -32,8 +32,8 @@ typedef struct party__rooms {
     size_t n_parties;
     const char *prefix;
     struct party__backend *backend;
-    size_t max_loaded_rooms;  /* past it, idle rooms are evicted early */
-    unsigned commit_delay_ms; /* test hook: every durable commit waits this long first */
+    size_t max_own_file_rooms; /* past it, idle own-file rooms are evicted early */
+    unsigned commit_delay_ms;  /* test hook: every durable commit waits this long first */
 
     struct party_room **table; /* open hash table keyed by room id */
     size_t table_cap, n_rooms;
@@ -47,6 +47,18 @@ typedef struct party__rooms {
     size_t n_busy;    /* rooms with store work on a worker thread */
     size_t n_loading; /* rooms opening their store */
     size_t n_loaded;  /* rooms with their store open */
+
+    /* Loaded rooms with a file of their own (they hold descriptors), and
+     * those of them on the idle list. */
+    size_t n_own_file_loaded, n_own_file_idle;
+
+    /* Group commit (room_commit.c): rooms whose batch ended and waits for
+     * the next group, in the order their batches ended, and the groups on
+     * worker threads now (a few at most). The prepare handle starts the
+     * next group at the end of the loop turn. */
+    struct party_room *group_head, *group_tail;
+    int group_in_flight;
+    uv_prepare_t group_prepare;
 
     party__alarms alarms;         /* the heap of rooms' wake times */
     struct party__fetch *fetches; /* room-to-room requests in flight */
@@ -63,6 +75,8 @@ typedef struct party__rooms {
     uint64_t alarms_fired, alarms_retried, alarms_abandoned, schedules_fired;
     uint64_t commit_hist[PARTY__COMMIT_BUCKETS]; /* by party__commit_bucket_ms upper bounds */
     uint64_t commits, commit_us_total, commit_failures;
+    uint64_t commits_fenced; /* refused: the room is another node's now (a cluster store) */
+    uint64_t commit_groups;  /* commit_batch calls on worker threads */
 } party__rooms;
 
 /* Sets up the rooms of loop lp (the caller fills in what the runtime
@@ -74,6 +88,11 @@ int party__rooms_start(party__rooms *rooms);
  * start-up, before the loop runs): the room with this id, of the party
  * at index party in the table of parties. 0 or PARTY_ENOMEM. */
 int party__rooms_file_wake(party__rooms *rooms, const char *id, uint32_t party, int64_t due_ms);
+/* The same while the loop runs, for a due room no node holds (a store
+ * several processes share): filed unless the room is in memory here
+ * (then this node holds it, and its commits file its wake time). 0 or
+ * PARTY_ENOMEM. */
+int party__rooms_file_orphan(party__rooms *rooms, const char *id, uint32_t party, int64_t due_ms);
 /* Closes the loop's alarm heap and its handles (the loop finishes). */
 void party__rooms_stop(party__rooms *rooms);
 /* Frees the table and the room structs' slabs, once every room is gone. */

@@ -96,9 +96,19 @@ static void text_appendf(text_buf *tb, const char *fmt, ...) {
 
 /* ---- health ---- */
 
-static void ops_health(party_conn *conn) {
+/* A stopping loop answers at once; otherwise the runtime says whether
+ * the storage backend can commit (a cluster node that lost its lease
+ * cannot: it takes no clients) and calls party__ops_answer_health. */
+static void ops_health(party_conn *conn, const party__ops_upcalls *up) {
     if (party__conn_loop(conn)->stopping)
         respond_text(conn, 503, "stopping\n");
+    else
+        up->collect(conn, PARTY__OPS_HEALTH);
+}
+
+void party__ops_answer_health(party_conn *conn, const char *why) {
+    if (why != NULL)
+        respond_text(conn, 503, why);
     else
         respond_text(conn, 200, "ok\n");
 }
@@ -231,6 +241,10 @@ static void metrics_write(const party__ops_stats *m, text_buf *tb) {
     text_appendf(tb, "partyd_storage_commit_seconds_sum %" PRIu64 ".%06" PRIu64 "\n",
                  m->commit_us_total / 1000000, m->commit_us_total % 1000000);
     text_appendf(tb, "partyd_storage_commit_seconds_count %" PRIu64 "\n", m->commits);
+    metric_scalar(tb, "partyd_storage_commit_groups_total", "counter",
+                  "Group commits: the rooms whose batches ended in one loop turn, committed "
+                  "together (one storage transaction and sync per file).",
+                  m->commit_groups);
 
     metric_scalar(tb, "partyd_alarms_pending", "gauge",
                   "Rooms waiting for an alarm or schedule to fire.", m->alarms_pending);
@@ -258,6 +272,11 @@ static void metrics_write(const party__ops_stats *m, text_buf *tb) {
                  m->accept_errors);
     text_appendf(tb, "partyd_runtime_errors_total{kind=\"tls\"} %" PRIu64 "\n", m->tls_errors);
     metrics_write_outbound(&m->outbound, tb);
+
+    metric_family(tb, "partyd_storage_fenced_total", "counter",
+                  "Commits refused because the room is owned by another node now (a cluster "
+                  "store): nothing of them was kept, their connections closed with 1012.");
+    text_appendf(tb, "partyd_storage_fenced_total %" PRIu64 "\n", m->commits_fenced);
 }
 
 void party__ops_answer_metrics(party_conn *conn, const party__ops_stats *stats, int failed) {
@@ -468,7 +487,7 @@ int party__ops_handle(party_conn *conn, const party__ops_upcalls *up) {
         return 1;
     }
     if (endpoint == 0)
-        ops_health(conn);
+        ops_health(conn, up);
     else if (endpoint - 1 == PARTY__OPS_METRICS || rooms_authorized(conn))
         up->collect(conn, (party__ops_what)(endpoint - 1));
     return 1;

@@ -29,10 +29,11 @@ typedef enum party__ops_room_state {
 /* What /metrics shows: every loop's counters, added up. */
 typedef struct party__ops_stats {
     uint64_t loops, conns, rooms[3], events[7], commit_hist[PARTY__COMMIT_BUCKETS];
-    uint64_t commits, commit_us_total, bytes_in, bytes_out, http_requests;
+    uint64_t commits, commit_us_total, commit_groups, bytes_in, bytes_out, http_requests;
     uint64_t alarms_pending, alarms_fired, alarms_retried, alarms_abandoned, schedules_fired;
     uint64_t http_errors, protocol_errors, send_queue_drops, commit_failures, accept_errors,
         tls_errors;
+    uint64_t commits_fenced;    /* refused: the room is another node's now (a cluster store) */
     party__http_stats outbound; /* outbound HTTP of the loops' rooms (http_client.h) */
 } party__ops_stats;
 
@@ -63,11 +64,16 @@ void party__ops_listing_free(party__ops_listing *listing);
 
 /* What the endpoints ask of the layers above (installed by the runtime,
  * handed to party__ops_handle). */
-typedef enum party__ops_what { PARTY__OPS_METRICS, PARTY__OPS_ROOMS } party__ops_what;
+typedef enum party__ops_what {
+    PARTY__OPS_METRICS,
+    PARTY__OPS_ROOMS,
+    PARTY__OPS_HEALTH, /* whether the storage backend can commit (a cluster node's lease) */
+} party__ops_what;
 typedef struct party__ops_upcalls {
     /* Gathers what every loop holds for conn's request (what), then
      * answers it with party__ops_answer_metrics or _rooms on conn's
-     * loop, unless conn closed meanwhile. */
+     * loop, unless conn closed meanwhile; PARTY__OPS_HEALTH is answered
+     * during the call, with party__ops_answer_health. */
     void (*collect)(struct party_conn *conn, party__ops_what what);
 } party__ops_upcalls;
 
@@ -80,6 +86,9 @@ int party__ops_handle(struct party_conn *conn, const party__ops_upcalls *up);
  * gathered for want of memory: 500); failed: a loop could not be
  * visited (it stopped): 503. */
 void party__ops_answer_metrics(struct party_conn *conn, const party__ops_stats *stats, int failed);
+/* Answers a /health request: 200 "ok", or 503 with why (a line) when
+ * why is not NULL. */
+void party__ops_answer_health(struct party_conn *conn, const char *why);
 /* Answers a /rooms request with the listing (sorted here); oom: the
  * listing is incomplete for want of memory (500); failed as above. */
 void party__ops_answer_rooms(struct party_conn *conn, party__ops_listing *listing, int oom,

@@ -239,7 +239,10 @@ void party__router_handle(party__router *router, party_conn *conn) {
 
     if (party__ops_handle(conn, &router->up->ops))
         return;
-    if (!party__route_match(router->prefix, req->path, &route)) {
+    /* Rooms answer at the Agents clients' prefix too (/agents/<party>/<room>). */
+    if (!party__route_match(router->prefix, req->path, &route) &&
+        (router->agents_prefix == NULL ||
+         !party__route_match(router->agents_prefix, req->path, &route))) {
         if (!party__static_handle(conn))
             party__router_respond(conn, 404, "Not Found\n", 0);
         return;

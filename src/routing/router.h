@@ -21,7 +21,8 @@ struct party_conn;
  * loop, read-only once the runtime runs. */
 typedef struct party__party {
     const party_def *def;
-    char *name; /* as registered (the URL name) */
+    char *name;         /* as registered (the URL name) */
+    party_def *own_def; /* def, when it is the runtime's copy of an older ABI's (freed with it) */
 } party__party;
 
 /* The party of parties[0..n) with this URL name, case-insensitively;
@@ -72,7 +73,8 @@ typedef struct party__router_upcalls {
 typedef struct party__router {
     const party__party *parties;
     size_t n_parties;
-    const char *prefix; /* without slashes at its ends */
+    const char *prefix;        /* without slashes at its ends */
+    const char *agents_prefix; /* the Agents clients' second prefix, the same way; NULL: none */
     const party__router_upcalls *up;
 } party__router;
 

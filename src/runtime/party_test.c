@@ -100,6 +100,7 @@ struct party_test {
     unsigned commit_delay_ms;
     uint64_t virtual_now;
     uint64_t past_failures; /* commit failures of earlier runtimes */
+    uint64_t past_groups;   /* group commits of earlier runtimes */
     party_test_conn *clients;
     char *read_buf;
     int dropping; /* restart or free: outbound requests in flight are not waited for */
@@ -1220,6 +1221,7 @@ int party_test_restart(party_test *t) {
         return r;
     t->virtual_now = t->rt->main.lp.virtual_now;
     t->past_failures += t->rt->main.rooms.commit_failures;
+    t->past_groups += t->rt->main.rooms.commit_groups;
     party_runtime_free(t->rt);
     t->rt = NULL;
     fresh = runtime_start(t, &r);
@@ -1241,6 +1243,10 @@ void party_test_set_commit_delay(party_test *t, unsigned ms) {
 
 uint64_t party_test_commit_failures(party_test *t) {
     return t->past_failures + t->rt->main.rooms.commit_failures;
+}
+
+uint64_t party_test_commit_groups(party_test *t) {
+    return t->past_groups + t->rt->main.rooms.commit_groups;
 }
 
 void party_test_new_room_id(char id_out[PARTY_ID_MAX]) {

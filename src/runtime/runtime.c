@@ -33,8 +33,10 @@
 #include "listener.h"
 #include "log.h"
 #include "loops.h"
+#include "orphans.h"
 #include "room.h"
 #include "router.h"
+#include "rpc.h"
 #include "slab.h"
 #include "tls.h"
 #include "ws.h"
@@ -62,6 +64,7 @@ void party_config_init(party_config *cfg) {
     cfg->shutdown_timeout = 10.0;
     cfg->log_level = PARTY__LOG_INFO;
     cfg->ops_prefix = "_partyd";
+    cfg->agents_prefix = "agents";
     cfg->fetch_timeout = 30.0;
     cfg->fetch_max_bytes = 8u * 1024 * 1024;
     cfg->threads = 1;
@@ -277,7 +280,13 @@ static void rooms_tour_free(party__tour *tour) {
 }
 
 static void ops_collect_cb(party_conn *conn, party__ops_what what) {
-    if (what == PARTY__OPS_METRICS) {
+    if (what == PARTY__OPS_HEALTH) {
+        /* No tour: the backend is process-wide, and its check does no I/O. */
+        char why[160];
+        party_runtime *rt = party__conn_ctx(conn)->rt;
+        party__ops_answer_health(
+            conn, party__backend_check(rt->backend, why, sizeof(why)) != 0 ? why : NULL);
+    } else if (what == PARTY__OPS_METRICS) {
         metrics_tour *m = party__calloc(1, sizeof(*m));
         if (m == NULL)
             party__ops_answer_metrics(conn, NULL, 0);
@@ -300,14 +309,15 @@ static const party__router_upcalls router_upcalls = {
 };
 
 /* What a loop's router and rooms are handed of the runtime's: the
- * parties (again whenever one is added), the prefix, the backend. */
+ * parties (again whenever one is added), the prefixes, the backend. */
 static void runtime_share(party__loop_ctx *lc) {
     party_runtime *rt = lc->rt;
     lc->router.parties = lc->rooms.parties = rt->parties;
     lc->router.n_parties = lc->rooms.n_parties = rt->n_parties;
     lc->router.prefix = lc->rooms.prefix = rt->prefix;
+    lc->router.agents_prefix = rt->agents_prefix;
     lc->rooms.backend = rt->backend;
-    lc->rooms.max_loaded_rooms = rt->max_loaded_rooms;
+    lc->rooms.max_own_file_rooms = rt->max_own_file_rooms;
     lc->rooms.commit_delay_ms = rt->commit_delay_ms;
     lc->rooms.n_outbound = &rt->n_outbound;
 }
@@ -375,16 +385,18 @@ void party__runtime_start_timers(party__loop_ctx *lc) {
 
 /* Whether a struct of this abi can be read: 0 means "compiled with this
  * header" (the struct was not set up by party_config_init or
- * PARTY_DEF_INIT). Any other value, 1 included (party.h 0.1 had no abi
- * field, so a 1 there is another field's bytes), is refused until an ABI
- * this runtime can read in part exists. */
+ * PARTY_DEF_INIT); ABI 2's structs are read up to where ABI 3 appended
+ * fields, which take their defaults. Any other value, 1 included
+ * (party.h 0.1 had no abi field, so a 1 there is another field's bytes),
+ * is refused. */
 static int abi_readable(unsigned abi) {
-    return abi == 0 || abi == PARTY_ABI_VERSION;
+    return abi == 0 || abi == PARTY__ABI2 || abi == PARTY_ABI_VERSION;
 }
 
 party_runtime *party_runtime_new(const party_config *cfg) {
     party_runtime *rt;
     party_config defaults;
+    const char *agents;
 
     /* Only abi is read before this check: it is the one field every
      * layout has at the same place. */
@@ -403,6 +415,14 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     if (cfg == NULL) {
         party_config_init(&defaults);
         cfg = &defaults;
+    } else if (cfg->abi == PARTY__ABI2) {
+        /* Its fields, then ABI 3's: no /agents/ prefix it did not ask for, no
+         * outbound HTTP (fetch_allow NULL; fetch_max_bytes 0 is the default). */
+        memset(&defaults, 0, sizeof(defaults));
+        memcpy(&defaults, cfg, PARTY__CONFIG_ABI2_SIZE);
+        defaults.abi = PARTY_ABI_VERSION;
+        defaults.agents_prefix = NULL;
+        cfg = &defaults;
     }
     rt->cfg = *cfg;
     rt->host = party__strdup(cfg->host != NULL ? cfg->host : "127.0.0.1");
@@ -416,6 +436,14 @@ party_runtime *party_runtime_new(const party_config *cfg) {
         while (len > 0 && p[len - 1] == '/')
             len--;
         rt->prefix = party__strndup(p, len);
+    }
+    /* The second prefix, the Agents clients' (kept the same way; "": off). */
+    agents = cfg->agents_prefix != NULL ? cfg->agents_prefix + strspn(cfg->agents_prefix, "/") : "";
+    if (*agents != '\0') {
+        size_t len = strlen(agents);
+        while (len > 0 && agents[len - 1] == '/')
+            len--;
+        rt->agents_prefix = party__strndup(agents, len);
     }
     rt->data_dir = cfg->data_dir != NULL ? party__strdup(cfg->data_dir) : NULL;
     rt->ops_prefix = party__strdup(cfg->ops_prefix != NULL ? cfg->ops_prefix : "_partyd");
@@ -431,7 +459,8 @@ party_runtime *party_runtime_new(const party_config *cfg) {
         (cfg->tls_cert != NULL && rt->tls_cert == NULL) ||
         (cfg->tls_key != NULL && rt->tls_key == NULL) ||
         (cfg->fetch_allow != NULL && rt->fetch_allow == NULL) ||
-        (cfg->fetch_ca_file != NULL && rt->fetch_ca_file == NULL))
+        (cfg->fetch_ca_file != NULL && rt->fetch_ca_file == NULL) ||
+        (*agents != '\0' && rt->agents_prefix == NULL))
         goto fail;
     rt->cfg.host = rt->host;
     rt->cfg.prefix = rt->prefix;
@@ -443,12 +472,13 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     rt->cfg.tls_key = rt->tls_key;
     rt->cfg.fetch_allow = rt->fetch_allow;
     rt->cfg.fetch_ca_file = rt->fetch_ca_file;
+    rt->cfg.agents_prefix = rt->agents_prefix;
     rt->durability_full = cfg->durability != PARTY_DURABILITY_NORMAL;
     if (rt->cfg.max_headers > PARTY__HTTP_MAX_HEADERS)
         rt->cfg.max_headers = PARTY__HTTP_MAX_HEADERS;
     if (rt->cfg.max_conns == 0)
         rt->cfg.max_conns = party__default_max_conns();
-    rt->max_loaded_rooms = party__default_max_loaded_rooms();
+    rt->max_own_file_rooms = party__default_max_own_file_rooms();
     if (rt->cfg.send_queue_bytes > UINT32_MAX)
         rt->cfg.send_queue_bytes = UINT32_MAX; /* connections count it in 32 bits */
     rt->n_loops = 1;
@@ -466,6 +496,7 @@ party_runtime *party_runtime_new(const party_config *cfg) {
 fail:
     party__free(rt->host);
     party__free(rt->prefix);
+    party__free(rt->agents_prefix);
     party__free(rt->data_dir);
     party__free(rt->ops_prefix);
     party__free(rt->admin_token);
@@ -513,22 +544,36 @@ int party_runtime_add(party_runtime *rt, const party_def *def) {
         return PARTY_ENOMEM;
     rt->parties = grown;
     runtime_share(&rt->main);
+    rt->parties[rt->n_parties].own_def = NULL;
+    if (def->abi == PARTY__ABI2) {
+        /* Read as far as ABI 2 went; the rest zero (no synced state). */
+        party_def *copy = party__calloc(1, sizeof(*copy));
+        if (copy == NULL)
+            return PARTY_ENOMEM;
+        memcpy(copy, def, PARTY__DEF_ABI2_SIZE);
+        copy->abi = PARTY_ABI_VERSION;
+        rt->parties[rt->n_parties].own_def = copy;
+        def = copy;
+    }
     rt->parties[rt->n_parties].def = def;
     rt->parties[rt->n_parties].name = party__strdup(def->name);
-    if (rt->parties[rt->n_parties].name == NULL)
+    if (rt->parties[rt->n_parties].name == NULL) {
+        party__free(rt->parties[rt->n_parties].own_def);
         return PARTY_ENOMEM;
+    }
     rt->n_parties++;
     runtime_share(&rt->main);
     return 0;
 }
 
-size_t party__default_max_loaded_rooms(void) {
+size_t party__default_max_own_file_rooms(void) {
     struct rlimit lim;
     size_t files;
     if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY)
         return 1u << 20;
     files = (size_t)lim.rlim_cur;
-    /* A third of the files for rooms, three files each. */
+    /* A third of the files for own-file rooms, three files each
+     * (database, WAL, shared memory); shared rooms hold none. */
     return files / 9 > 16 ? files / 9 : 16;
 }
 
@@ -538,8 +583,9 @@ size_t party__default_max_conns(void) {
     if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY)
         return 1u << 20;
     files = (size_t)lim.rlim_cur;
-    /* Room databases (up to three files each while loaded), the alarm index
-     * and the loop's own descriptors need files too. */
+    /* The shared files (a writer and a few readers each), own-file rooms'
+     * databases, the alarm index and the loop's own descriptors need files
+     * too. */
     reserve = files / 10 > 64 ? files / 10 : 64;
     return files > reserve + 16 ? files - reserve : 16;
 }
@@ -644,6 +690,8 @@ static int backend_open(party_runtime *rt) {
         return 0;
     cfg.data_dir = rt->data_dir;
     cfg.durability_full = rt->durability_full;
+    cfg.store = rt->store;
+    cfg.node = rt->node;
     r = party__backend_open(&cfg, &rt->backend, why, sizeof(why));
     if (r != 0) {
         party__log_error(rt, "%s", why);
@@ -721,7 +769,7 @@ int party__runtime_start_rooms(party__loop_ctx *lc) {
         party__log_info(rt, "alarm index: %zu rooms to wake%s", load.loaded,
                         load.skipped ? " (some belong to parties not registered; kept on disk)"
                                      : "");
-    return 0;
+    return party__orphans_start(rt);
 }
 
 int party__runtime_data_lock_fd(party_runtime *rt) {
@@ -821,6 +869,7 @@ static void runtime_finish(party__loop_ctx *lc) {
     party__rooms_stop(&lc->rooms);
     if (lc == &rt->main) {
         /* Loop 0 finishes last: every loop's rooms are gone. */
+        party__orphans_stop(rt);
         party__backend_close(rt->backend);
         rt->backend = lc->rooms.backend = NULL;
         if (rt->sigint.loop != NULL) {
@@ -888,6 +937,7 @@ void party__runtime_begin_stop(party__loop_ctx *lc) {
         party__loops_stop(lc->rt);
     party__fetch_stop_all(&lc->rooms);
     party__outbound_stop_all(&lc->rooms);
+    party__rpc_stop_all(&lc->rooms); /* open RPC calls get an error before the 1001 */
     party__listener_close(&lc->lp);
     party__conn_foreach(&lc->lp, stop_one);
     uv_timer_start(&lc->shutdown_timer, on_shutdown_timeout,
@@ -1003,12 +1053,17 @@ void party_runtime_free(party_runtime *rt) {
         uv_run(&lc->lp.loop, UV_RUN_ONCE);
     loop_ctx_free(lc);
     party__tls_cleanup(&lc->lp); /* the runtime's context with loop 0's buffer */
-    for (i = 0; i < rt->n_parties; i++)
+    for (i = 0; i < rt->n_parties; i++) {
         party__free(rt->parties[i].name);
+        party__free(rt->parties[i].own_def);
+    }
     party__free(rt->parties);
     party__free(rt->host);
     party__free(rt->prefix);
+    party__free(rt->agents_prefix);
     party__free(rt->data_dir);
+    party__free(rt->store);
+    party__free(rt->node);
     party__free(rt->ops_prefix);
     party__free(rt->admin_token);
     party__free(rt->static_dir);

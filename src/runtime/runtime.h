@@ -19,6 +19,11 @@
 #include "rooms.h"
 #include "router.h"
 
+/* ABI 2's party_def and party_config end where ABI 3's fields begin. */
+#define PARTY__ABI2 2
+#define PARTY__DEF_ABI2_SIZE offsetof(party_def, sync)
+#define PARTY__CONFIG_ABI2_SIZE offsetof(party_config, agents_prefix)
+
 struct party__mail;
 
 /* More event-loop threads than this are not started. */
@@ -54,20 +59,23 @@ typedef struct party__loop_ctx {
 struct party_runtime {
     party_config cfg; /* its strings point at the owned copies below */
     char *host, *prefix, *data_dir, *ops_prefix, *admin_token, *static_dir;
+    char *agents_prefix; /* the Agents clients' second prefix, NULL: off */
     char *tls_cert, *tls_key;
     char *fetch_allow, *fetch_ca_file;
     /* Outbound HTTP requests unanswered over every loop (atomic; each
      * loop's rooms count through a pointer to it: outbound.h) */
     size_t n_outbound;
     int durability_full;
-    size_t max_loaded_rooms;  /* per loop: past it, idle rooms are evicted early */
-    unsigned commit_delay_ms; /* test hook: every durable commit waits this long first */
+    size_t max_own_file_rooms; /* per loop: past it, idle own-file rooms are evicted early */
+    unsigned commit_delay_ms;  /* test hook: every durable commit waits this long first */
     party__party *parties;
     size_t n_parties;
     /* the open <data_dir>/LOCK holding the data directory's flock (-1:
      * none yet, or memory-only); see party__runtime_open_data */
     int data_lock_fd;
     struct party__backend *backend; /* opened once, shared by every loop */
+    char *store, *node;             /* the backend's URI and node name (runtime_store.c) */
+    struct party__orphans *orphans; /* on a shared store: loop 0's poller (orphans.c) */
     struct ssl_ctx_st *tls_ctx;     /* NULL: plaintext; shared by every loop */
     party__loop_ctx main;           /* loop 0 */
     party__loop_ctx **loops;        /* n_loops contexts, loops[0] == &main; NULL: one loop */
@@ -96,9 +104,11 @@ static inline party__rooms *party__runtime_rooms(party_runtime *rt) {
 /* max_conns when the configuration leaves it 0: the soft open-file limit
  * less a reserve. */
 size_t party__default_max_conns(void);
-/* How many rooms may have their store open before idle ones are evicted
- * early: from the open-file limit. */
-size_t party__default_max_loaded_rooms(void);
+/* How many rooms with a file of their own (party_room_db(): they hold
+ * descriptors while loaded) may be loaded before idle ones are evicted
+ * early: from the open-file limit. Rooms of the shared files hold none
+ * and are not counted. */
+size_t party__default_max_own_file_rooms(void);
 
 /* Makes the data directory ready, once per runtime (later calls return
  * 0): creates it (one level, mode 0755) if missing, takes
@@ -111,6 +121,13 @@ size_t party__default_max_loaded_rooms(void);
  * PARTY_ENOMEM. Every failure is logged naming the directory and the
  * OS error, and leaves nothing open. */
 int party__runtime_open_data(party_runtime *rt);
+/* Chooses the storage backend before the data is opened: store NULL for
+ * SQLite under the data directory, or a postgres:// URI (node: this
+ * node's name in the cluster, NULL for host:pid). Copies both. 0,
+ * PARTY_EINVAL (not a URI partyd knows), PARTY_ESTATE (the data is open
+ * already) or PARTY_ENOMEM. */
+int party__runtime_set_store(party_runtime *rt, const char *store, const char *node);
+
 /* The descriptor holding the data directory's lock, opened close-on-exec,
  * owned by the runtime and closed (the lock released) by
  * party_runtime_free. -1 when none is held. An upgrade hands this one

@@ -36,6 +36,9 @@ typedef struct party__room_store {
 typedef struct party__backend_config {
     const char *data_dir; /* NULL: in memory (nothing survives the process) */
     int durability_full;  /* a commit reaches the disk before it returns (fsync) */
+    const char *store;    /* NULL: SQLite under data_dir; "postgres://..." (or
+                             "postgresql://"): the PostgreSQL backend (store_pg.c) */
+    const char *node;     /* a cluster backend's name of this node (NULL: host:pid) */
 } party__backend_config;
 
 /* An acquire or release in flight. The caller fills every field but
@@ -197,7 +200,23 @@ struct party__store_ops {
 /* The SQLite backend's table (store_sqlite.c). */
 const party__store_ops *party__store_sqlite_ops(void);
 
-/* Opens the backend the configuration names (SQLite: the only one yet). */
+/* The PostgreSQL backend's table (store_pg.c). */
+const party__store_ops *party__store_pg_ops(void);
+
+/* The PostgreSQL backend's own check, for party__backend_check. */
+int party__store_pg_check(party__backend *be, char *why, size_t why_len);
+
+/* 0 if the backend can commit now; a cluster backend that lost its node
+ * lease (or is past its local deadline for renewing it) says PARTY_EFENCED
+ * with why. No I/O: for health checks. */
+int party__backend_check(party__backend *be, char *why, size_t why_len);
+
+/* 1 if store names the PostgreSQL backend (a postgres:// or
+ * postgresql:// URI). */
+int party__store_is_pg(const char *store);
+
+/* Opens the backend the configuration names: PostgreSQL when cfg->store
+ * is a postgres URI, else SQLite. */
 int party__backend_open(const party__backend_config *cfg, party__backend **out, char *why,
                         size_t why_len);
 /* Closes a backend opened by party__backend_open. NULL is a no-op. */

@@ -826,6 +826,8 @@ void party__conn_http_fail(party_conn *conn, int status, const char *text) {
     party__response_text(&res, status, text);
     if (status == 426)
         party_response_set_header(&res, "Sec-WebSocket-Version", "13");
+    if (status == 503) /* every 503 here passes: the client may try again (D5) */
+        party_response_set_header(&res, "Retry-After", "1");
     conn->phase = PARTY__CONN_HTTP_BUSY;
     conn_stop_reading(conn);
     party__conn_http_respond(conn, &res, 1);
@@ -1393,22 +1395,30 @@ void party__conn_make_id(char out[37]) {
 
 /* The output gate dropped what a failed commit produced for this
  * connection: a WebSocket is closed with 1011, an HTTP request (or an
- * upgrade whose 101 was held) gets 500. Either way the connection ends. */
-static void conn_fail_uncommitted(party_conn *conn) {
+ * upgrade whose 101 was held) gets 500; when the commit was refused
+ * because the room moved to another node (moved), 1012 and 503 +
+ * Retry-After. Either way the connection ends. */
+static void conn_fail_uncommitted(party_conn *conn, int moved) {
     static const char text[] = "storage commit failed; nothing of this request was kept\n";
+    static const char moved_text[] = "the room moved to another node; nothing of this request "
+                                     "was kept: try again\n";
     party_response res;
     party__buf *buf;
 
     if (conn->id != NULL && !conn->handshake_held) {
         if (conn->close_sent)
             conn_close_now(conn); /* our Close was among what was dropped */
+        else if (moved)
+            party__conn_start_close(conn, PARTY__WS_SERVICE_RESTART, "room moved");
         else
             party__conn_start_close(conn, PARTY__WS_INTERNAL_ERROR, "storage commit failed");
         return;
     }
     conn->handshake_held = 0;
     party__response_init(&res);
-    party__response_text(&res, 500, text);
+    party__response_text(&res, moved ? 503 : 500, moved ? moved_text : text);
+    if (moved)
+        party_response_set_header(&res, "Retry-After", "1");
     buf = party__response_serialize(&res, 0, 0);
     party__response_free(&res);
     conn->phase = PARTY__CONN_HTTP_BUSY; /* lets the answer through */
@@ -1436,12 +1446,19 @@ void party__conn_hold(party_conn *conn, party__conn_gate *gate) {
     gate->tail = conn;
 }
 
+void party__conn_hold_acted(party_conn *conn, party__conn_gate *gate) {
+    party__conn_hold(conn, gate);
+    if (conn->gate_next != NULL)
+        conn->gate_acted = 1;
+}
+
 /* Takes conn out of the gate being emptied (the mark goes); the next
  * connection of the list, or NULL. */
 static party_conn *gate_leave(party_conn *conn) {
     party_conn *next = conn->gate_next == conn ? NULL : conn->gate_next;
     conn->gate_next = NULL;
     conn->out_held = 0;
+    conn->gate_acted = 0;
     return next;
 }
 
@@ -1471,24 +1488,33 @@ static void out_drop_held(party_conn *conn) {
     }
 }
 
-void party__conn_gate_drop(party__conn_gate *gate) {
+static void gate_drop(party__conn_gate *gate, int moved) {
     party_conn *conn = gate->head, *next;
 
     gate->head = gate->tail = NULL;
     for (; conn != NULL; conn = next) {
-        int lost = conn->out_held > 0;
+        /* Lost output, or a change its client made that was not kept. */
+        int lost = conn->out_held > 0 || conn->gate_acted;
         out_drop_held(conn);
         next = gate_leave(conn);
         if (!conn->transport_closing) {
             /* The effects it announced are gone: it fails, once. */
             if (lost)
-                conn_fail_uncommitted(conn);
+                conn_fail_uncommitted(conn, moved);
             else
                 mark_dirty(conn);
         }
         conn->handshake_held = 0;
         party__conn_unref(conn);
     }
+}
+
+void party__conn_gate_drop(party__conn_gate *gate) {
+    gate_drop(gate, 0);
+}
+
+void party__conn_gate_drop_moved(party__conn_gate *gate) {
+    gate_drop(gate, 1);
 }
 
 /* ---- a room's connections ---- */

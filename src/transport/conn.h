@@ -81,7 +81,9 @@ struct party_conn {
     /* 0: the block holds the id, then the uri; else the id is the uri's
      * tail, from this offset (see party__conn_begin_upgrade). */
     unsigned id_at : PARTY__CONN_ID_AT_BITS;
-    unsigned watched : 2; /* the UV_READABLE | UV_WRITABLE the handle watches */
+    unsigned watched : 2;  /* the UV_READABLE | UV_WRITABLE the handle watches */
+    unsigned readonly : 1; /* set by its room (party_conn_set_readonly): refused state and writes */
+    unsigned gate_acted : 1; /* held: its client acted on the batch (party__conn_hold_acted) */
     uint8_t n_tags;
     uint16_t peer_close_code;
 
@@ -213,15 +215,24 @@ typedef struct party__conn_gate {
  * what follows keeps its order behind the mark it has. Does nothing to a
  * closing connection. */
 void party__conn_hold(party_conn *conn, party__conn_gate *gate);
+/* party__conn_hold, for a connection whose client acted on what the batch
+ * does (it proposed the state the batch writes): if the commit fails,
+ * it fails as one that lost output does, even with nothing held, so its
+ * client does not go on believing a change that was not kept. */
+void party__conn_hold_acted(party_conn *conn, party__conn_gate *gate);
 /* The commit is durable: every connection of gate sends what waited
  * behind its mark, in order, and leaves the gate (empty after). */
 void party__conn_gate_release(party__conn_gate *gate);
 /* The commit failed: every connection of gate loses what waited behind
  * its mark — what was queued before it still goes out — and, if it lost
- * anything, fails: a WebSocket closes with 1011, an HTTP request (or an
- * upgrade whose 101 was held) is answered 500. Either way it ends. The
- * gate is empty after. */
+ * anything (or its client acted on the batch), fails: a WebSocket closes with 1011, an HTTP request
+ * (or an upgrade whose 101 was held) is answered 500. Either way it ends. The gate is empty after.
+ */
 void party__conn_gate_drop(party__conn_gate *gate);
+/* The same when the commit was refused because the room is another
+ * node's now: a WebSocket closes with 1012, HTTP is answered 503 with
+ * Retry-After (the client should try again, and will reach the owner). */
+void party__conn_gate_drop_moved(party__conn_gate *gate);
 
 /* ---- a room's connections ---- */
 

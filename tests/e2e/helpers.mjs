@@ -51,10 +51,12 @@ export function uniqueRoom(prefix = 'room') {
 /**
  * Starts partyd on a free port of 127.0.0.1 with the probe and greeter
  * parties loaded, and waits for its "listening on" log line.
- * Returns {port, host, proc, pid, stderr(), exited}.
+ * Returns {port, host, proc, pid, stderr(), exited}. options.dataDir: a
+ * data directory to use (one a crashed partyd left, see crashPartyd)
+ * instead of a new one.
  */
-export async function startPartyd(extraArgs = []) {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'partyd-e2e-'));
+export async function startPartyd(extraArgs = [], options = {}) {
+  const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'partyd-e2e-'));
   const args = [
     '--port', '0',
     '--host', '127.0.0.1',
@@ -119,6 +121,15 @@ async function killHard(server) {
     await withTimeout(server.exited, STOP_TIMEOUT_MS, 'partyd did not die on SIGKILL').catch(() => {});
   }
   fs.rmSync(server.dataDir, { recursive: true, force: true });
+}
+
+/**
+ * Kills partyd with SIGKILL (by pid), as a crash would, and waits for it to
+ * exit. Its data directory stays, for startPartyd(args, {dataDir}).
+ */
+export async function crashPartyd(server) {
+  if (server.exitInfo() === null) process.kill(server.pid, 'SIGKILL');
+  await withTimeout(server.exited, STOP_TIMEOUT_MS, 'partyd did not die on SIGKILL');
 }
 
 /**

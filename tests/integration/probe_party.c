@@ -10,6 +10,8 @@
  *   whois:<id>              reply "whois:<id>:<found 0|1>" (party_room_conn)
  *   big:<n>                 reply with n bytes of 'x'
  *   log:<level>:<text>      party_room_log(room, level, "%s", text)
+ *   sql:<statements>        run on party_room_db(); reply "sql:<first column of the
+ *                           last row>" or "sqlerr:<message>"
  *   fetch:<party>/<room>[/path?query]  party_room_fetch (GET); the answer is
  *                           sent to the sender as "response:<status>:<body>"
  * Any other text is echoed as "echo:<text>"; binary is echoed as binary.
@@ -22,6 +24,7 @@
  * custom headers (Access-Control-Allow-Origin: https://example.test).
  * Connections opened with ?tags=a,b get those tags. */
 #include <party.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,6 +172,37 @@ static int count_one(party_conn *conn, void *arg) {
     return 0;
 }
 
+/* sql:<statements>: runs them on party_room_db(); replies "sql:<the first
+ * column of the last row returned>" ("sql:" when none), or
+ * "sqlerr:<message>". */
+static void sql_command(party_room *room, party_conn *conn, const char *sql) {
+    sqlite3 *db = party_room_db(room);
+    sqlite3_stmt *st = NULL;
+    const char *tail = sql;
+    char reply[512] = "sql:";
+    int rc = SQLITE_OK;
+
+    if (db == NULL) {
+        party_conn_send_text(conn, "sqlerr:no database");
+        return;
+    }
+    while (rc == SQLITE_OK && tail != NULL && *tail != '\0') {
+        rc = sqlite3_prepare_v2(db, tail, -1, &st, &tail);
+        if (rc != SQLITE_OK || st == NULL)
+            break;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            const unsigned char *v = sqlite3_column_text(st, 0);
+            snprintf(reply, sizeof(reply), "sql:%s", v != NULL ? (const char *)v : "");
+        }
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+        sqlite3_finalize(st);
+        st = NULL;
+    }
+    if (rc != SQLITE_OK)
+        snprintf(reply, sizeof(reply), "sqlerr:%s", sqlite3_errmsg(db));
+    party_conn_send_text(conn, reply);
+}
+
 static void probe_message(party_room *room, party_conn *conn, const void *data, size_t len,
                           int binary) {
     char *text;
@@ -241,6 +275,8 @@ static void probe_message(party_room *room, party_conn *conn, const void *data, 
     } else if (strncmp(text, "log:", 4) == 0) {
         char *colon = strchr(text + 4, ':');
         party_room_log(room, atoi(text + 4), "%s", colon != NULL ? colon + 1 : "");
+    } else if (strncmp(text, "sql:", 4) == 0) {
+        sql_command(room, conn, text + 4);
     } else if (strncmp(text, "big:", 4) == 0) {
         size_t n = strtoul(text + 4, NULL, 10);
         char *big = malloc(n);
@@ -377,16 +413,41 @@ static const char *const probe_cors[] = {
     NULL,
 };
 
+/* RPC methods, with PARTYD_PROBE_RPC: "ok" answers true, "hang" never
+ * answers (its call stays open until partyd stops). */
+static void probe_rpc_ok(party_room *room, party_call *call, const char *args, size_t len) {
+    (void)room;
+    (void)args;
+    (void)len;
+    party_call_result(call, "true");
+}
+
+static void probe_rpc_hang(party_room *room, party_call *call, const char *args, size_t len) {
+    (void)room;
+    (void)call;
+    (void)args;
+    (void)len;
+}
+
+static const party_rpc_method probe_methods[] = {
+    {"ok", probe_rpc_ok, 0},
+    {"hang", probe_rpc_hang, 0},
+    {NULL, NULL, 0},
+};
+
 /* The definition is made at load time, so the module is written out:
  * PARTY_MODULE_ABI exports party_abi, and party_module is exported by hand.
  * PARTYD_PROBE_HIBERNATE in partyd's environment makes probe a hibernating
- * party (for the hibernation tests). */
+ * party (for the hibernation tests); PARTYD_PROBE_RPC gives it RPC
+ * methods (and with them the Agents client's protocol). */
 PARTY_MODULE_ABI;
 PARTY_EXTERN const party_def *party_module(void);
 PARTY_EXTERN const party_def *party_module(void) {
     static party_def def;
     def = probe;
     def.hibernate = getenv("PARTYD_PROBE_HIBERNATE") != NULL;
+    if (getenv("PARTYD_PROBE_RPC") != NULL)
+        def.rpc_methods = probe_methods;
     if (getenv("PARTYD_PROBE_CORS") != NULL) {
         def.cors = PARTY_CORS_ON;
         def.cors_headers = probe_cors;

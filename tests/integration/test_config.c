@@ -187,7 +187,7 @@ static void test_mistakes_in_the_file_are_refused_with_the_key_named(void **stat
     expect_refused("[1, 2]", "the top level must be an object");
     expect_refused("{\"builtins\": [\"echo\", \"nope\"]}",
                    "--builtins: 'nope' is not a built-in party (the built-ins: echo, chat, "
-                   "counter, reminder, demo, yjs; or all, or none)");
+                   "counter, reminder, demo, yjs, todos; or all, or none)");
     expect_refused("{\"fetch-allow\": \"ok.example, bad host\"}",
                    "--fetch-allow: --fetch-allow entry \"bad host\"");
     expect_refused("{\"parties\": {\"reminder\": {\"fetch-allow\": \"ftp://x.example/\"}}}",
@@ -203,7 +203,7 @@ static void test_options_for_a_party_that_is_not_served_are_refused(void **state
      * parties there are (the built-ins, then those loaded). */
     expect_refused("{\"parties\": {\"chta\": {\"cors\": true}}}",
                    "\"parties\" has options for 'chta', but no party has that name (served: "
-                   "echo, chat, counter, reminder, demo, yjs, probe, greeter)");
+                   "echo, chat, counter, reminder, demo, yjs, todos, probe, greeter)");
     /* A built-in that --builtins leaves out, from the file or the flag. */
     expect_refused("{\"builtins\": \"echo\", \"parties\": {\"chat\": {\"cors\": true}}}",
                    "\"parties\" has options for 'chat', a built-in party that --builtins turns "

@@ -7,7 +7,8 @@
  * after the last restart.
  *
  * One test runs the same with one of the rooms a room with a file of its
- * own (the counter room of a data directory an earlier partyd wrote).
+ * own (the counter room of a data directory an earlier partyd wrote), and
+ * one with 32 rooms of one connection each, whose commits are grouped.
  *
  * The mixed test (20 crashes) adds to that load, all along: reminders and
  * alarms set over HTTP on the reminder party (each acknowledged by a 201
@@ -46,6 +47,9 @@
 
 #define N_ROOMS 3
 #define N_CONNS 4
+#define MANY_ROOMS 32 /* the many-rooms test: one connection each */
+#define MAX_ROOMS MANY_ROOMS
+#define MAX_CONNS MANY_ROOMS
 #define N_EXTRA 4 /* mixed load: short-lived connections at once */
 #define DEFAULT_CYCLES 5
 #define MIXED_CYCLES 20
@@ -91,6 +95,8 @@ typedef struct mixed_state {
 } mixed_state;
 
 static mixed_state *mixed; /* NULL: counter load only */
+/* The counter rooms and the connections to them of the running test. */
+static int n_rooms = N_ROOMS, n_conns = N_CONNS;
 
 static uint64_t rng_state;
 
@@ -261,7 +267,7 @@ static void post_reminder(int port, int alarm) {
 /* Opens a connection to a random counter room for one increment. */
 static void open_one_shot(int port, room_track *rooms, load_conn *lc) {
     char target[128];
-    lc->room = (int)(rng_next() % N_ROOMS);
+    lc->room = (int)(rng_next() % n_rooms);
     lc->in_flight = 0;
     lc->last = 0;
     lc->one_shot = 1;
@@ -315,17 +321,17 @@ static void expect_reminders_fired(int port, int only_new) {
 /* Opens the connections and keeps one message in flight on each until the
  * deadline. */
 static void run_load(int port, room_track *rooms, load_conn *conns, int64_t until) {
-    struct pollfd pfd[N_CONNS + N_EXTRA];
+    struct pollfd pfd[MAX_CONNS + N_EXTRA];
     int64_t next_reminder = test_now_ms(), next_connect = test_now_ms();
-    int i, n_all = mixed != NULL ? N_CONNS + N_EXTRA : N_CONNS;
+    int i, n_all = mixed != NULL ? n_conns + N_EXTRA : n_conns;
 
-    for (i = N_CONNS; i < n_all; i++)
+    for (i = n_conns; i < n_all; i++)
         conns[i].c = NULL;
     if (mixed != NULL)
         post_reminder(port, 1);
-    for (i = 0; i < N_CONNS; i++) {
+    for (i = 0; i < n_conns; i++) {
         char target[128];
-        conns[i].room = i % N_ROOMS;
+        conns[i].room = i % n_rooms;
         conns[i].in_flight = 0;
         conns[i].last = 0;
         snprintf(target, sizeof(target), "/parties/counter/%s", rooms[conns[i].room].name);
@@ -342,7 +348,7 @@ static void run_load(int port, room_track *rooms, load_conn *conns, int64_t unti
                 next_reminder = now + REMINDER_EVERY_MS;
             }
             if (now >= next_connect) {
-                for (i = N_CONNS; i < n_all; i++)
+                for (i = n_conns; i < n_all; i++)
                     if (conns[i].c == NULL) {
                         open_one_shot(port, rooms, &conns[i]);
                         break;
@@ -369,7 +375,7 @@ static void run_load(int port, room_track *rooms, load_conn *conns, int64_t unti
  * answers too, so they count as acknowledged. Then the connections end. */
 static void drain_after_crash(load_conn *conns, room_track *rooms) {
     int i;
-    for (i = 0; i < N_CONNS + N_EXTRA; i++) {
+    for (i = 0; i < n_conns + N_EXTRA; i++) {
         if (conns[i].c == NULL)
             continue;
         for (;;) {
@@ -561,7 +567,7 @@ static int is_reminder_room(const char *name) {
 
 static room_track *find_room(room_track *rooms, const char *name) {
     int i;
-    for (i = 0; i < N_ROOMS; i++)
+    for (i = 0; i < n_rooms; i++)
         if (strcmp(rooms[i].name, name) == 0)
             return &rooms[i];
     return NULL;
@@ -608,7 +614,7 @@ static int check_crashed_file(const char *path, void *arg) {
 
 typedef struct final_check {
     room_track *rooms;
-    long long counts[N_ROOMS];
+    long long counts[MAX_ROOMS];
     int counter_files;
 } final_check;
 
@@ -665,7 +671,7 @@ static void check_runtime_files(const char *dir) {
  * twice, and partyd serves exactly what the crashed file held. */
 static void check_after_restart(int port, room_track *rooms, int cycle) {
     int i;
-    for (i = 0; i < N_ROOMS; i++) {
+    for (i = 0; i < n_rooms; i++) {
         room_track *r = &rooms[i];
         long long count = counter_expect_count(port, r->name);
         printf("  cycle %d: room %s: count %lld (acked %lld, sent %lld, on disk %lld)\n", cycle,
@@ -691,6 +697,29 @@ static void check_after_restart(int port, room_track *rooms, int cycle) {
     }
 }
 
+/* A counter of /_partyd/metrics (a newline, the series' name and a space). */
+static unsigned long long metric_of(const http_response *res, const char *series) {
+    const char *line = strstr(res->body, series);
+    if (line == NULL)
+        fail_msg("/_partyd/metrics has no %s", series);
+    return strtoull(line + strlen(series), NULL, 10);
+}
+
+/* The many-rooms load: some group commit held more than one room's batch
+ * (fewer groups than rooms' commits). */
+static void expect_grouped_commits(int port) {
+    http_response res;
+    unsigned long long groups, commits;
+    http_expect_get(port, "/_partyd/metrics", &res);
+    assert_int_equal(res.status, 200);
+    groups = metric_of(&res, "\npartyd_storage_commit_groups_total ");
+    commits = metric_of(&res, "\npartyd_storage_commit_seconds_count ");
+    printf("  %llu rooms' commits in %llu group commits\n", commits, groups);
+    http_response_free(&res);
+    assert_true(groups > 0);
+    assert_true(groups < commits);
+}
+
 /* legacy: the data directory starts with the counter room "fixture" of
  * one an earlier partyd wrote (tests/fixtures/data-v1), at 3, as the first
  * room: a room with a file of its own. */
@@ -701,8 +730,8 @@ static void run_crash_cycles(const char *durability, int with_mixed, int legacy)
         (uint64_t)env_long("PARTY_CRASH_SEED", (long)(time(NULL) ^ getpid()), 0, 0x7FFFFFFFL);
     char dir[] = "/tmp/partyd-crash-XXXXXX";
     char scratch[sizeof(dir) + 16];
-    room_track rooms[N_ROOMS];
-    load_conn conns[N_CONNS + N_EXTRA];
+    room_track rooms[MAX_ROOMS];
+    load_conn conns[MAX_CONNS + N_EXTRA];
     crashed_check cc;
     final_check fc;
     partyd *d;
@@ -716,7 +745,7 @@ static void run_crash_cycles(const char *durability, int with_mixed, int legacy)
     assert_int_equal(mkdir(scratch, 0755), 0);
     memset(rooms, 0, sizeof(rooms));
     memset(conns, 0, sizeof(conns));
-    for (i = 0; i < N_ROOMS; i++)
+    for (i = 0; i < n_rooms; i++)
         snprintf(rooms[i].name, sizeof(rooms[i].name), "crash-%d", i);
     if (legacy) {
         char cmd[1024];
@@ -735,8 +764,8 @@ static void run_crash_cycles(const char *durability, int with_mixed, int legacy)
     }
     printf("crash test (--durability %s%s): seed %llu (PARTY_CRASH_SEED to replay), %ld cycles, "
            "%d connections over %d rooms, data %s\n",
-           durability, with_mixed ? ", mixed load" : "", (unsigned long long)seed, cycles, N_CONNS,
-           N_ROOMS, dir);
+           durability, with_mixed ? ", mixed load" : "", (unsigned long long)seed, cycles, n_conns,
+           n_rooms, dir);
 
     for (cycle = 1; cycle <= cycles; cycle++) {
         int crash_ms = CRASH_MIN_MS + (int)(rng_next() % (CRASH_MAX_MS - CRASH_MIN_MS + 1));
@@ -752,6 +781,8 @@ static void run_crash_cycles(const char *durability, int with_mixed, int legacy)
         printf("  cycle %ld: kill -9 after %d ms of load\n", cycle, crash_ms);
         /* The load runs until the crash moment, then the kill lands. */
         run_load(partyd_port(d), rooms, conns, until);
+        if (n_rooms == MANY_ROOMS)
+            expect_grouped_commits(partyd_port(d));
         expect_no_logged_error(d, "before the kill");
         kill_hard(d);
         partyd_free(d);
@@ -761,9 +792,9 @@ static void run_crash_cycles(const char *durability, int with_mixed, int legacy)
         cc.rooms = rooms;
         cc.counter_files = 0;
         files = for_each_room_file(dir, check_crashed_file, &cc);
-        assert_int_equal(cc.counter_files, N_ROOMS);
+        assert_int_equal(cc.counter_files, n_rooms);
         assert_true(files >= 1);
-        for (i = 0; i < N_ROOMS; i++) {
+        for (i = 0; i < n_rooms; i++) {
             room_track *r = &rooms[i];
             if (r->cycle_acks > 0 && r->acked < r->base + r->cycle_acks)
                 fail_msg("room %s: %lld replies above %lld but the highest is %lld: two "
@@ -799,9 +830,9 @@ static void run_crash_cycles(const char *durability, int with_mixed, int legacy)
     memset(&fc, 0, sizeof(fc));
     fc.rooms = rooms;
     assert_true(for_each_room_file(dir, check_final_file, &fc) >= 1);
-    assert_int_equal(fc.counter_files, N_ROOMS);
+    assert_int_equal(fc.counter_files, n_rooms);
     check_runtime_files(dir);
-    for (i = 0; i < N_ROOMS; i++) {
+    for (i = 0; i < n_rooms; i++) {
         printf("  final: room %s: %lld in the file, %lld acknowledged, %lld sent\n", rooms[i].name,
                fc.counts[i], rooms[i].acked, rooms[i].sent);
         assert_true(fc.counts[i] == rooms[i].base);
@@ -834,6 +865,17 @@ static void test_no_acknowledged_count_is_lost_across_kill_9_durability_normal(v
     run_crash_cycles("normal", 0, 0);
 }
 
+/* Many rooms, one connection each: their batches end together and commit
+ * in groups (one commit_batch for every room of a loop turn); each
+ * room's acknowledged count is durable all the same. */
+static void test_many_rooms_lose_no_acknowledged_count_across_kill_9(void **state) {
+    (void)state;
+    n_rooms = n_conns = MANY_ROOMS;
+    run_crash_cycles("full", 0, 0);
+    n_rooms = N_ROOMS;
+    n_conns = N_CONNS;
+}
+
 /* Counter writes, reminders, alarms and new connections at once. */
 static void test_mixed_load_loses_no_write_and_no_alarm_across_kill_9(void **state) {
     (void)state;
@@ -845,6 +887,7 @@ int main(void) {
         cmocka_unit_test(test_no_acknowledged_count_is_lost_across_kill_9_durability_full),
         cmocka_unit_test(test_no_acknowledged_count_is_lost_across_kill_9_durability_normal),
         cmocka_unit_test(test_own_file_room_loses_no_acknowledged_count_across_kill_9),
+        cmocka_unit_test(test_many_rooms_lose_no_acknowledged_count_across_kill_9),
         cmocka_unit_test(test_mixed_load_loses_no_write_and_no_alarm_across_kill_9),
     };
     const char *only = getenv("PARTY_CRASH_ONLY");

@@ -298,11 +298,13 @@ static void test_start_up_log_names_every_party_and_the_file_it_came_from(void *
 
     assert_non_null(d);
     err = partyd_stderr(d);
-    assert_non_null(strstr(err, "built-in parties: echo, chat, counter, reminder, demo, yjs\n"));
+    assert_non_null(
+        strstr(err, "built-in parties: echo, chat, counter, reminder, demo, yjs, todos\n"));
     assert_non_null(strstr(err, "party probe: loaded from " PROBE_PARTY_PATH "\n"));
     assert_non_null(strstr(err, "party greeter: loaded from " GREETER_PARTY_PATH "\n"));
-    assert_non_null(strstr(err, "the built-in parties echo, chat, counter, reminder, demo, yjs "
-                                "are served next to the loaded ones"));
+    assert_non_null(strstr(err,
+                           "the built-in parties echo, chat, counter, reminder, demo, yjs, todos "
+                           "are served next to the loaded ones"));
     free(err);
     assert_int_equal(partyd_group_stop(d), 0);
 }
@@ -323,7 +325,7 @@ static void test_unknown_builtin_exits_2_listing_the_builtins(void **state) {
         if (status != 2)
             fail_msg("--builtins '%s': exit status %d, expected 2", cases[i][1], status);
         if (strstr(err, "is not a built-in party (the built-ins: echo, chat, counter, reminder, "
-                        "demo, yjs; or all, or none)") == NULL)
+                        "demo, yjs, todos; or all, or none)") == NULL)
             fail_msg("--builtins '%s': %s", cases[i][1], err);
         free(out);
         free(err);

@@ -365,6 +365,58 @@ static const party_def yjs_def = {
     .free_state = party_yjs_free_state,
 };
 
+/* A party with synced state and RPC: "add" adds one to {"n":N} and
+ * answers the new N (an error answer when it cannot). Hibernates. */
+static void sync_connect(party_room *room, party_conn *conn, const party_request *req) {
+    (void)room;
+    (void)conn;
+    (void)req;
+    calls.connects++;
+}
+
+static void sync_close(party_room *room, party_conn *conn, int code, const char *reason,
+                       int was_clean) {
+    (void)room;
+    (void)conn;
+    (void)code;
+    (void)reason;
+    (void)was_clean;
+    calls.closes++;
+}
+
+static void sync_add(party_room *room, party_call *call, const char *args, size_t len) {
+    const char *json;
+    char next[40], result[24];
+    long n = 0;
+    int rc = party_state_get(room, &json, NULL);
+    (void)args;
+    (void)len;
+
+    if (rc == 0)
+        sscanf(json, "{\"n\":%ld}", &n);
+    else if (rc != PARTY_ENOTFOUND) {
+        party_call_error(call, party_strerror(rc));
+        return;
+    }
+    snprintf(next, sizeof(next), "{\"n\":%ld}", n + 1);
+    snprintf(result, sizeof(result), "%ld", n + 1);
+    rc = party_state_set(room, next, strlen(next));
+    if (rc != 0)
+        party_call_error(call, party_strerror(rc));
+    else
+        party_call_result(call, result);
+}
+
+static const party_rpc_method sync_methods[] = {{"add", sync_add, 0}, {NULL, NULL, 0}};
+
+static const party_def sync_def = {
+    .name = "oomsync",
+    .hibernate = 1,
+    .on_connect = sync_connect,
+    .on_close = sync_close,
+    .rpc_methods = sync_methods,
+};
+
 /* ---- one run of a scenario, and what it saw ---- */
 
 typedef enum outcome {
@@ -435,7 +487,8 @@ static int start(run *r) {
         return stop(r, RUN_ERROR, "party_test_new: NULL");
     if (check(r, party_test_add(r->t, &oom_def), "add oom") ||
         check(r, party_test_add(r->t, &oomh_def), "add oomh") ||
-        check(r, party_test_add(r->t, &yjs_def), "add yjs"))
+        check(r, party_test_add(r->t, &yjs_def), "add yjs") ||
+        check(r, party_test_add(r->t, &sync_def), "add oomsync"))
         return 1;
     return 0;
 }
@@ -490,6 +543,11 @@ static int expect_msg(run *r, party_test_conn *c, const void *want, size_t want_
     }
     if (!binary && len > 15 && memcmp(data, "{\"type\":\"error\"", 15) == 0)
         stop(r, RUN_ERROR, "recv: error frame %.*s", (int)len, (char *)data);
+    else if (!binary &&
+             ((len > 30 && memcmp(data, "{\"type\":\"cf_agent_state_error\"", 30) == 0) ||
+              (len > 13 && memcmp(data, "{\"type\":\"rpc\"", 13) == 0 &&
+               strstr(data, "\"success\":false") != NULL)))
+        stop(r, RUN_ERROR, "recv: error answer %.*s", (int)len, (char *)data);
     else if (!binary && len > 10 && memcmp(data, "fetched:5", 9) == 0)
         stop(r, RUN_ERROR, "recv: %.*s", (int)len, (char *)data); /* a failed fetch's answer */
     else
@@ -789,11 +847,48 @@ typedef struct scenario {
     void (*fn)(run *r);
 } scenario;
 
+/* Synced state and RPC: identity and state on connect, a call that sets
+ * the state, a client's state to the other client, the same after a
+ * hibernation. */
+#define SYNC_IDENTITY "{\"type\":\"cf_agent_identity\",\"name\":\"s\",\"agent\":\"oomsync\""
+#define SYNC_STATE(n) "{\"type\":\"cf_agent_state\",\"state\":{\"n\":" n "}}"
+#define SYNC_CALL(id) "{\"type\":\"rpc\",\"id\":\"" id "\",\"method\":\"add\",\"args\":[]}"
+#define SYNC_RESULT(id, n)                                                                         \
+    "{\"type\":\"rpc\",\"id\":\"" id "\",\"success\":true,\"done\":true,\"result\":" n "}"
+
+static void sc_sync(run *r) {
+    party_test_conn *a = open_ws(r, "/parties/oomsync/s?_pk=a"), *b = NULL;
+
+    if (a == NULL)
+        return;
+    if (expect_text(r, a, SYNC_IDENTITY "}") || send_text(r, a, SYNC_CALL("1")) ||
+        expect_text(r, a, SYNC_STATE("1")) || expect_text(r, a, SYNC_RESULT("1", "1")))
+        goto out;
+    if ((b = open_ws(r, "/parties/oomsync/s?_pk=b")) == NULL ||
+        expect_text(r, b, SYNC_IDENTITY ",\"stateFollows\":true}") ||
+        expect_text(r, b, SYNC_STATE("1")))
+        goto out;
+    /* The proposal has no answer of its own: b's next call, run after it,
+     * tells b whether it failed (then b is closed). */
+    if (send_text(r, b, "{\"type\":\"cf_agent_state\",\"state\":{\"n\":5}}") ||
+        send_text(r, b, SYNC_CALL("2")) || expect_text(r, b, SYNC_STATE("6")) ||
+        expect_text(r, b, SYNC_RESULT("2", "6")) || expect_text(r, a, SYNC_STATE("5")) ||
+        expect_text(r, a, SYNC_STATE("6")) ||
+        check(r, party_test_hibernate(r->t, "oomsync", "s"), "hibernate"))
+        goto out;
+    (void)(send_text(r, b, SYNC_CALL("3")) || expect_text(r, b, SYNC_STATE("7")) ||
+           expect_text(r, b, SYNC_RESULT("3", "7")));
+out:
+    party_test_conn_free(a);
+    party_test_conn_free(b);
+}
+
 static const scenario scenarios[] = {
     {"echo", sc_echo},   {"broadcast", sc_broadcast}, {"kv", sc_kv},
     {"alarm", sc_alarm}, {"schedule", sc_schedule},   {"hibernate", sc_hibernate},
     {"evict", sc_evict}, {"http_body", sc_http_body}, {"restart", sc_restart},
     {"fetch", sc_fetch}, {"fetch_url", sc_fetch_url}, {"yjs", sc_yjs},
+    {"sync", sc_sync},
 };
 
 /* ---- the sweep ---- */

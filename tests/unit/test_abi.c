@@ -195,6 +195,96 @@ static void test_add_refuses_a_def_of_a_newer_abi_naming_both(void **state) {
     party_test_free(t);
 }
 
+/* An ABI 2 definition ends where ABI 3's fields (synced state and RPC)
+ * begin: whatever lies after it is not read. Here those bytes say
+ * "sync" and point at no methods table; the room must not speak the
+ * Agents protocol, and an rpc frame is an ordinary message. */
+static void older_connect(party_room *room, party_conn *conn, const party_request *req) {
+    (void)room;
+    (void)req;
+    party_conn_send_text(conn, "hello");
+}
+
+static void older_message(party_room *room, party_conn *conn, const void *data, size_t len,
+                          int binary) {
+    (void)room;
+    party_conn_send(conn, data, len, binary);
+}
+
+static void test_add_reads_an_abi_2_def_without_abi_3s_fields(void **state) {
+    static const party_def older = {
+        .abi = 2,
+        .name = "older",
+        .on_connect = older_connect,
+        .on_message = older_message,
+        .sync = 1,
+        .rpc_methods = (const party_rpc_method *)(uintptr_t)1,
+    };
+    static const char rpc[] = "{\"type\":\"rpc\",\"id\":\"1\",\"method\":\"m\",\"args\":[]}";
+    party_test *t = party_test_new();
+    party_test_conn *c;
+    char *text = NULL;
+    int status = 0;
+    (void)state;
+
+    assert_non_null(t);
+    assert_int_equal(party_test_add(t, &older), 0);
+    c = party_test_connect(t, "/parties/older/r", &status);
+    assert_non_null(c);
+    assert_int_equal(party_test_recv_text(c, &text), 0);
+    assert_string_equal(text, "hello"); /* no identity frame first */
+    free(text);
+    assert_int_equal(party_test_send_text(c, rpc), 0);
+    assert_int_equal(party_test_recv_text(c, &text), 0);
+    assert_string_equal(text, rpc);
+    free(text);
+    party_test_conn_free(c);
+    party_test_free(t);
+}
+
+static void room_answers(party_room *room, const party_request *req, party_response *res) {
+    (void)room;
+    (void)req;
+    party_response_text(res, 200, "room");
+}
+
+/* An ABI 2 configuration has no agents_prefix: its runtime serves rooms
+ * at its prefix only, whatever lies where ABI 3 put the field. */
+static void test_runtime_reads_an_abi_2_config_without_the_agents_prefix(void **state) {
+    static const party_def current = {PARTY_DEF_INIT, .name = "current",
+                                      .on_request = room_answers};
+    party_config cfg;
+    party_test *t;
+    party_test_response res;
+    (void)state;
+
+    party_config_init(&cfg);
+    cfg.abi = 2;
+    cfg.agents_prefix = "parties-too";
+    cfg.log_level = PARTY_LOG_WARN;
+    t = party_test_new_with(&cfg);
+    assert_non_null(t);
+    assert_int_equal(party_test_add(t, &current), 0);
+    assert_int_equal(party_test_request(t, "GET", "/parties-too/current/r", NULL, NULL, 0, &res),
+                     0);
+    assert_int_equal(res.status, 404); /* not a room's path */
+    party_test_response_free(&res);
+    assert_int_equal(party_test_request(t, "GET", "/agents/current/r", NULL, NULL, 0, &res), 0);
+    assert_int_equal(res.status, 404);
+    party_test_response_free(&res);
+    party_test_free(t);
+    /* The same configuration of ABI 3 has the prefix. */
+    cfg.abi = PARTY_ABI_VERSION;
+    t = party_test_new_with(&cfg);
+    assert_non_null(t);
+    assert_int_equal(party_test_add(t, &current), 0);
+    assert_int_equal(party_test_request(t, "GET", "/parties-too/current/r", NULL, NULL, 0, &res),
+                     0);
+    assert_int_equal(res.status, 200); /* the room's answer */
+    party_test_response_free(&res);
+    party_test_free(t);
+}
+
 /* ---- party_room_log ---- */
 
 /* GET /parties/logger/<room>?level=N&text=T logs T at level N, through a
@@ -335,6 +425,8 @@ int main(void) {
         cmocka_unit_test(test_harness_refuses_a_config_of_a_newer_abi),
         cmocka_unit_test(test_add_takes_a_def_of_its_abi_or_0),
         cmocka_unit_test(test_add_refuses_a_def_of_a_newer_abi_naming_both),
+        cmocka_unit_test(test_add_reads_an_abi_2_def_without_abi_3s_fields),
+        cmocka_unit_test(test_runtime_reads_an_abi_2_config_without_the_agents_prefix),
         cmocka_unit_test(test_room_log_line_names_level_party_and_room),
         cmocka_unit_test(test_room_log_follows_the_runtimes_log_level),
         cmocka_unit_test(test_room_log_ignores_a_level_out_of_range),

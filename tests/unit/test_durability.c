@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -40,10 +41,11 @@ static struct {
 /* Commits to fail from now on, through the room's commit hook (run on the
  * commit's worker thread; read here only after that commit completed). */
 static int fail_commits;
+/* Non-empty: only the room of this name fails (its hook's arg is this). */
+static char fail_only[32];
 
 static int failing_commit_hook(void *arg) {
-    (void)arg;
-    if (fail_commits > 0) {
+    if (fail_commits > 0 && (fail_only[0] == '\0' || arg == fail_only)) {
         fail_commits--;
         return 1; /* the COMMIT becomes a ROLLBACK and fails */
     }
@@ -62,7 +64,8 @@ static int store_start(party_room *room, const char *props) {
         s->count = strtol(val, NULL, 10);
     free(val);
     party_room_set_state(room, s);
-    sqlite3_commit_hook(party_room_db(room), failing_commit_hook, NULL);
+    sqlite3_commit_hook(party_room_db(room), failing_commit_hook,
+                        strcmp(party_room_name(room), fail_only) == 0 ? fail_only : NULL);
     return 0;
 }
 
@@ -310,10 +313,35 @@ static const party_def mover_def = {
     .on_request = mover_request,
 };
 
+/* ---- a party whose rooms stay in the shared files ---- */
+
+static int tally_starts;
+
+static int tally_start(party_room *room, const char *props) {
+    (void)room;
+    (void)props;
+    tally_starts++;
+    return 0;
+}
+
+static void tally_request(party_room *room, const party_request *req, party_response *res) {
+    (void)req;
+    if (party_kv_put(room, "n", "1", 1) != 0)
+        party_response_set_status(res, 500);
+    party_response_set_body(res, "ok", 2);
+}
+
+static const party_def tally_def = {
+    .name = "tally",
+    .on_start = tally_start,
+    .on_request = tally_request,
+};
+
 static int setup(void **state) {
     party_test *t = party_test_new();
     memset(&seen, 0, sizeof(seen));
     fail_commits = 0;
+    fail_only[0] = '\0';
     if (t == NULL || party_test_add(t, &store_def) != 0 || party_test_add(t, &mover_def) != 0)
         return -1;
     *state = t;
@@ -613,6 +641,118 @@ static void test_group_commit_queued_messages_share_commits(void **state) {
     expect_call(t, "GET", "/parties/store/group/get?key=n", 200, want);
     party_test_conn_free(a);
     party_test_conn_free(b);
+}
+
+/* Rooms whose batches end in one loop turn commit as one group; each
+ * room's result is its own: the failed room's output is dropped and its
+ * connection closed 1011, the others' output goes out, in order. */
+#define GROUP 6
+
+static void test_group_commit_across_rooms_fails_only_the_failed_room(void **state) {
+    party_test *t = *state;
+    party_test_conn *c[GROUP];
+    char target[64], room[16], *value;
+    uint64_t groups;
+    int i;
+
+    snprintf(fail_only, sizeof(fail_only), "many-%d", 2);
+    for (i = 0; i < GROUP; i++) {
+        snprintf(target, sizeof(target), "/parties/store/many-%d", i);
+        c[i] = open_store(t, target);
+    }
+    fail_commits = 1;
+    groups = party_test_commit_groups(t);
+    /* Sent before the loop runs: every room's batch ends in the same turn.
+     * Two writes to each room but the failing one (a second write there
+     * would run after the failure, from storage, and commit). */
+    for (i = 0; i < GROUP; i++) {
+        assert_int_equal(party_test_send_text(c[i], "write"), 0);
+        if (i != 2)
+            assert_int_equal(party_test_send_text(c[i], "write"), 0);
+    }
+    for (i = 0; i < GROUP; i++) {
+        if (i == 2) {
+            expect_closed(c[i], 1011);
+            continue;
+        }
+        expect_text(c[i], "1");
+        expect_text(c[i], "2");
+    }
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    /* One group for the six rooms' batches (the second writes joined the
+     * first in each room's batch, or the next group). */
+    assert_true(party_test_commit_groups(t) - groups >= 1);
+    assert_true(party_test_commit_groups(t) - groups <= 2);
+    assert_int_equal(party_test_commit_failures(t), 1);
+    for (i = 0; i < GROUP; i++) {
+        snprintf(room, sizeof(room), "many-%d", i);
+        value = committed_value(t, room, "n");
+        if (i == 2) {
+            assert_null(value);
+        } else {
+            assert_non_null(value);
+            assert_string_equal(value, "2");
+        }
+        free(value);
+    }
+    /* The failed room starts over from storage; the others go on. */
+    expect_call(t, "GET", "/parties/store/many-2/count", 200, "0");
+    expect_call(t, "GET", "/parties/store/many-3/count", 200, "2");
+    for (i = 0; i < GROUP; i++)
+        party_test_conn_free(c[i]);
+}
+
+/* ---- descriptors: only own-file rooms hold them ---- */
+
+#define LOW_FILES 256 /* the open-file limit of the test: 28 own-file rooms */
+#define SHARED_AWAKE 100
+#define OWN_AWAKE 40
+
+/* Rooms of the shared files hold no descriptor: with an open-file limit
+ * that allows 28 loaded own-file rooms, 100 shared rooms stay awake (no
+ * eviction, on_start once each), while own-file rooms past 28 still make
+ * idle ones leave early, and never a shared one. */
+static void test_shared_rooms_stay_awake_past_the_descriptor_limit(void **state) {
+    struct rlimit old, low;
+    party_test *t;
+    char target[64], room[32];
+    int i, pass;
+    (void)state;
+
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    if (old.rlim_cur == RLIM_INFINITY || old.rlim_cur > LOW_FILES)
+        low.rlim_cur = LOW_FILES;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    t = party_test_new();
+    assert_non_null(t);
+    assert_int_equal(party_test_add(t, &tally_def), 0);
+    assert_int_equal(party_test_add(t, &store_def), 0);
+    tally_starts = 0;
+    for (pass = 0; pass < 2; pass++)
+        for (i = 0; i < SHARED_AWAKE; i++) {
+            snprintf(target, sizeof(target), "/parties/tally/t-%d", i);
+            expect_call(t, "POST", target, 200, "ok");
+        }
+    assert_int_equal(tally_starts, SHARED_AWAKE);
+
+    /* Own-file rooms (the store party calls party_room_db in on_start):
+     * past the limit the idle ones leave early, so a second pass starts
+     * some again. */
+    seen.starts = 0;
+    for (pass = 0; pass < 2; pass++)
+        for (i = 0; i < OWN_AWAKE; i++) {
+            snprintf(target, sizeof(target), "/parties/store/own-%d/count", i);
+            expect_call(t, "GET", target, 200, "0");
+        }
+    assert_true(seen.starts > OWN_AWAKE);
+    for (i = 0; i < SHARED_AWAKE; i++) {
+        snprintf(room, sizeof(room), "t-%d", i);
+        assert_int_equal(party_test_loaded(t, "tally", room), 1);
+    }
+    assert_int_equal(tally_starts, SHARED_AWAKE);
+    party_test_free(t);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
 }
 
 /* A broadcast after a write, to many connections: held by the output gate
@@ -925,6 +1065,10 @@ int main(void) {
             test_connection_closed_by_peer_while_holding_output_frees_cleanly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_queued_messages_share_commits, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit_across_rooms_fails_only_the_failed_room,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shared_rooms_stay_awake_past_the_descriptor_limit,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_room_evicted_after_idle_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_room_with_connection_is_not_evicted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cold_start_reloads_kv, setup, teardown),

@@ -1,0 +1,559 @@
+/* partyd on PostgreSQL (--store), against a private server that
+ * tests/cluster/with_pg.sh starts (PARTYD_TEST_PG): the same party
+ * behaviour as on the embedded SQLite store (a counter survives a
+ * restart; after kill -9 and a restart an alarm and a schedule fire on a
+ * cold room that knows its name), a newer schema refused, and ownership
+ * between two nodes on one database: the second node answers 503 for a
+ * room the first holds, and takes it once the first stops; a stale owner
+ * (its room's epoch moved on in SQL) has its commit fenced: nothing is
+ * acknowledged, the connection closes with 1012 (an HTTP request gets
+ * 503 + Retry-After), and partyd_storage_fenced_total counts it; a node
+ * whose lease ran out answers 503 on /_partyd/health and commits nothing.
+ * The store and node come from flags or the config file. A room's own
+ * database (party_room_db) survives kill -9 on both stores and is fenced
+ * like the rest. Each test has its own database. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <libpq-fe.h>
+
+#include "client.h"
+
+static const char *server_uri; /* .../postgres: where test databases are made */
+static int n_databases;
+
+/* A new, empty database: its URI into uri. */
+static void database_new(char *uri, size_t cap) {
+    char sql[64];
+    PGconn *c = PQconnectdb(server_uri);
+    PGresult *res;
+    const char *slash = strrchr(server_uri, '/');
+
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    snprintf(sql, sizeof(sql), "CREATE DATABASE t%d", ++n_databases);
+    res = PQexec(c, sql);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    PQclear(res);
+    PQfinish(c);
+    snprintf(uri, cap, "%.*s/t%d", (int)(slash - server_uri), server_uri, n_databases);
+}
+
+/* Runs sql on the database at uri; the first value of its answer (free),
+ * or NULL when it has none. Fails the test on an error. */
+static char *sql_value(const char *uri, const char *sql) {
+    PGconn *c = PQconnectdb(uri);
+    PGresult *res;
+    char *value = NULL;
+
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    res = PQexec(c, sql);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0 && PQnfields(res) > 0)
+        value = strdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    PQfinish(c);
+    return value;
+}
+
+/* A node on the database at uri (NULL: the SQLite store) named node, on
+ * data_dir (NULL: a fresh one). */
+static partyd *node_start(const char *uri, const char *node, const char *data_dir) {
+    const char *args[8];
+    size_t n = 0;
+    partyd *d;
+    if (uri != NULL) {
+        args[n++] = "--store";
+        args[n++] = uri;
+        args[n++] = "--node";
+        args[n++] = node;
+    }
+    if (data_dir != NULL) {
+        /* A second --data wins over the client's own fresh one. */
+        args[n++] = "--data";
+        args[n++] = data_dir;
+    }
+    args[n] = NULL;
+    d = partyd_start(args);
+    if (d == NULL)
+        fail_msg("partyd (%s) did not start", uri != NULL ? uri : "sqlite");
+    return d;
+}
+
+static void post(int port, const char *target) {
+    http_response res;
+    http_expect_request(port, "POST", target, NULL, "p", 1, &res);
+    if (res.status != 201)
+        fail_msg("POST %s: %d %s", target, res.status, res.body);
+    http_response_free(&res);
+}
+
+/* Asks for the reminder room's record until it contains needle; each ask
+ * is a real request, their number bounded (the room's timer is what
+ * makes it true). */
+static void wait_record(int port, const char *room, const char *needle) {
+    int attempt;
+    for (attempt = 0; attempt < 100; attempt++) {
+        char *body = room_expect_record(port, "reminder", room);
+        int found = strstr(body, needle) != NULL;
+        if (found || attempt == 99) {
+            if (!found)
+                fail_msg("room %s: no '%s' in %s", room, needle, body);
+            free(body);
+            return;
+        }
+        free(body);
+        usleep(100 * 1000);
+    }
+}
+
+/* ---- the same behaviour on both stores ---- */
+
+static void counter_survives_restart(const char *uri) {
+    char dir[] = "/tmp/partyd-cluster-XXXXXX";
+    partyd *d;
+    tconn *c;
+
+    assert_non_null(mkdtemp(dir));
+    d = node_start(uri, "n1", uri != NULL ? NULL : dir);
+    c = ws_open(partyd_port(d), "/parties/counter/keep");
+    ws_send_text(c, "+");
+    ws_expect_text(c, "1");
+    ws_send_text(c, "+");
+    ws_expect_text(c, "2");
+    tconn_close(c);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+
+    /* On PostgreSQL the new process has a new data directory: the records
+     * are in the database. */
+    d = node_start(uri, "n1", uri != NULL ? NULL : dir);
+    assert_int_equal(counter_expect_count(partyd_port(d), "keep"), 2);
+    c = ws_open(partyd_port(d), "/parties/counter/keep");
+    ws_send_text(c, "+");
+    ws_expect_text(c, "3");
+    tconn_close(c);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+    test_remove_tree(dir);
+}
+
+static void test_counter_survives_restart_on_sqlite(void **state) {
+    (void)state;
+    counter_survives_restart(NULL);
+}
+
+static void test_counter_survives_restart_on_postgres(void **state) {
+    char uri[512];
+    (void)state;
+    database_new(uri, sizeof(uri));
+    counter_survives_restart(uri);
+}
+
+static void alarm_knows_name_after_kill(const char *uri) {
+    char dir[] = "/tmp/partyd-cluster-XXXXXX";
+    partyd *d;
+    http_response res;
+    char target[128], *id;
+
+    assert_non_null(mkdtemp(dir));
+    d = node_start(uri, "n1", uri != NULL ? NULL : dir);
+    post(partyd_port(d), "/parties/reminder/wake-me?alarm_in=1500");
+    post(partyd_port(d), "/parties/reminder/wake-me?in=1500&name=later");
+    http_expect_request(partyd_port(d), "POST", "/parties/reminder/wake-me?in=1000&name=never",
+                        NULL, NULL, 0, &res);
+    assert_int_equal(res.status, 201);
+    id = strstr(res.body, "\"id\":\"");
+    assert_non_null(id);
+    snprintf(target, sizeof(target), "/parties/reminder/wake-me?id=%.32s", id + 6);
+    http_response_free(&res);
+    http_expect_request(partyd_port(d), "DELETE", target, NULL, NULL, 0, &res);
+    assert_int_equal(res.status, 204);
+    http_response_free(&res);
+    partyd_signal(d, SIGKILL);
+    assert_int_equal(partyd_wait_exit(d, 5000), 128 + SIGKILL);
+    partyd_free(d);
+
+    d = node_start(uri, "n1", uri != NULL ? NULL : dir);
+    /* The room is cold: the alarm index wakes it, and on_alarm and
+     * on_schedule know its name (the reminder party records it). */
+    assert_true(partyd_wait_stderr(d, "alarm index: 1 rooms to wake", 5000));
+    wait_record(partyd_port(d), "wake-me", "\"name\":\"alarm\",\"room\":\"wake-me\"");
+    wait_record(partyd_port(d), "wake-me", "\"name\":\"later\",\"room\":\"wake-me\"");
+    {
+        char *body = room_expect_record(partyd_port(d), "reminder", "wake-me");
+        assert_null(strstr(body, "\"name\":\"never\""));
+        free(body);
+    }
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+    test_remove_tree(dir);
+}
+
+static void test_alarm_knows_name_after_kill_on_sqlite(void **state) {
+    (void)state;
+    alarm_knows_name_after_kill(NULL);
+}
+
+static void test_alarm_knows_name_after_kill_on_postgres(void **state) {
+    char uri[512];
+    (void)state;
+    database_new(uri, sizeof(uri));
+    alarm_knows_name_after_kill(uri);
+}
+
+/* sql:<statements> to the probe room on c: fails unless the answer is
+ * "sql:<expect>". */
+static void sql_expect(tconn *c, const char *statements, const char *expect) {
+    char want[256];
+    ws_send_text(c, statements);
+    snprintf(want, sizeof(want), "sql:%s", expect);
+    ws_expect_text(c, want);
+}
+
+/* The room's own database (party_room_db): tables with and without a
+ * primary key, more batches than a snapshot is taken after, then kill -9:
+ * a new process (on PostgreSQL another node, with a new data directory)
+ * finds every row. */
+static void own_database_survives_kill(const char *uri) {
+    char dir[] = "/tmp/partyd-cluster-XXXXXX", sql[128];
+    partyd *d;
+    tconn *c;
+    int i;
+
+    assert_non_null(mkdtemp(dir));
+    d = node_start(uri, "n1", uri != NULL ? NULL : dir);
+    c = probe_open(partyd_port(d), "owndb", NULL, NULL);
+    sql_expect(c, "sql:CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)", "");
+    for (i = 1; i <= 70; i++) {
+        snprintf(sql, sizeof(sql), "sql:INSERT INTO t VALUES (%d, 'v%d')", i, i);
+        sql_expect(c, sql, "");
+    }
+    sql_expect(c, "sql:UPDATE t SET v = 'changed' WHERE k = 3; DELETE FROM t WHERE k = 4", "");
+    /* A table without a primary key: its rows are shipped in snapshots. */
+    sql_expect(c, "sql:CREATE TABLE nopk (x)", "");
+    sql_expect(c, "sql:INSERT INTO nopk VALUES (42)", "");
+    sql_expect(c, "sql:INSERT INTO t VALUES (100, 'last')", "");
+    partyd_signal(d, SIGKILL);
+    assert_int_equal(partyd_wait_exit(d, 5000), 128 + SIGKILL);
+    partyd_free(d);
+    tconn_close(c);
+
+    if (uri != NULL) {
+        /* Snapshots replace the changesets they include: 75 batches left
+         * a snapshot and fewer changesets than a snapshot is taken after. */
+        char *n = sql_value(uri, "SELECT count(*) FROM party_room_changes");
+        char *snapshots = sql_value(uri, "SELECT count(*) FROM party_room_files");
+        assert_true(atoi(n) < 64);
+        assert_string_equal(snapshots, "1");
+        free(n);
+        free(snapshots);
+    }
+
+    d = node_start(uri, "n2", uri != NULL ? NULL : dir);
+    c = probe_open(partyd_port(d), "owndb", NULL, NULL);
+    sql_expect(c, "sql:SELECT count(*) FROM t", "70");
+    sql_expect(c, "sql:SELECT v FROM t WHERE k = 3", "changed");
+    sql_expect(c, "sql:SELECT count(*) FROM t WHERE k = 4", "0");
+    sql_expect(c, "sql:SELECT v FROM t WHERE k = 100", "last");
+    sql_expect(c, "sql:SELECT x FROM nopk", "42");
+    tconn_close(c);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+    test_remove_tree(dir);
+}
+
+static void test_own_database_survives_kill_on_sqlite(void **state) {
+    (void)state;
+    own_database_survives_kill(NULL);
+}
+
+static void test_own_database_survives_kill_on_postgres(void **state) {
+    char uri[512];
+    (void)state;
+    database_new(uri, sizeof(uri));
+    own_database_survives_kill(uri);
+}
+
+/* ---- the schema's version ---- */
+
+static void test_newer_schema_is_refused_naming_both_versions(void **state) {
+    char uri[512], *err;
+    partyd *d;
+    (void)state;
+
+    database_new(uri, sizeof(uri));
+    d = node_start(uri, "n1", NULL);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+    free(sql_value(uri, "UPDATE party_format SET version = 99"));
+    {
+        const char *args[] = {"--store", uri, "--node", "n1", NULL};
+        d = partyd_spawn(args);
+    }
+    assert_non_null(d);
+    assert_int_equal(partyd_wait_exit(d, 20000), 1);
+    err = partyd_stderr(d);
+    if (strstr(err, "storage format version 99, newer than this partyd's (version 1)") == NULL)
+        fail_msg("no versions named in: %s", err);
+    free(err);
+    partyd_free(d);
+}
+
+/* ---- configuration ---- */
+
+static void test_config_file_store_and_node_keys(void **state) {
+    char uri[512], path[] = "/tmp/partyd-cluster-config-XXXXXX", *owner;
+    const char *args[] = {"--config", path, NULL};
+    partyd *d;
+    FILE *f;
+    int fd;
+    (void)state;
+
+    database_new(uri, sizeof(uri));
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    f = fdopen(fd, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"store\": \"%s\", \"node\": \"from-config\"}\n", uri);
+    fclose(f);
+    d = partyd_start(args);
+    assert_non_null(d);
+    assert_int_equal(counter_expect_count(partyd_port(d), "configured"), 0);
+    owner = sql_value(uri, "SELECT owner FROM party_rooms WHERE party = 'counter'");
+    assert_non_null(owner);
+    assert_true(strncmp(owner, "from-config:", 12) == 0);
+    free(owner);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+    unlink(path);
+}
+
+static void test_default_node_name_is_host_and_pid_with_port_0(void **state) {
+    char uri[512], expect[300], host[256] = "", *owner;
+    const char *args[] = {"--store", uri, NULL};
+    partyd *d;
+    (void)state;
+
+    database_new(uri, sizeof(uri));
+    d = partyd_start(args);
+    assert_non_null(d);
+    assert_int_equal(counter_expect_count(partyd_port(d), "unnamed"), 0);
+    assert_int_equal(gethostname(host, sizeof(host) - 1), 0);
+    snprintf(expect, sizeof(expect), "%s:pid%d:", host, partyd_pid(d));
+    owner = sql_value(uri, "SELECT owner FROM party_rooms WHERE party = 'counter'");
+    assert_non_null(owner);
+    if (strncmp(owner, expect, strlen(expect)) != 0)
+        fail_msg("owner %s, expected %s<incarnation>", owner, expect);
+    free(owner);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+}
+
+/* ---- ownership ---- */
+
+static void test_second_node_answers_503_for_a_room_the_first_holds(void **state) {
+    char uri[512];
+    partyd *n1, *n2;
+    http_response res;
+    tconn *c;
+    int code;
+    (void)state;
+
+    database_new(uri, sizeof(uri));
+    n1 = node_start(uri, "n1", NULL);
+    n2 = node_start(uri, "n2", NULL);
+    c = ws_open(partyd_port(n1), "/parties/counter/shared");
+    ws_send_text(c, "+");
+    ws_expect_text(c, "1");
+
+    http_expect_get(partyd_port(n2), "/parties/counter/shared", &res);
+    assert_int_equal(res.status, 503);
+    assert_non_null(http_response_header(&res, "Retry-After"));
+    assert_non_null(strstr(res.body, "held by another node"));
+    http_response_free(&res);
+    {
+        tconn *w = tconn_open(partyd_port(n2), 0);
+        assert_non_null(w);
+        code = ws_handshake(w, "/parties/counter/shared", NULL, NULL, 0, &res);
+        assert_int_equal(code, 503);
+        http_response_free(&res);
+        tconn_close(w);
+    }
+    /* Other rooms are n2's to take. */
+    assert_int_equal(counter_expect_count(partyd_port(n2), "other"), 0);
+
+    /* n1 stops and gives its rooms up: n2 takes the room, with its count. */
+    tconn_close(c);
+    assert_int_equal(partyd_stop(n1), 0);
+    partyd_free(n1);
+    assert_int_equal(counter_expect_count(partyd_port(n2), "shared"), 1);
+    assert_int_equal(partyd_stop(n2), 0);
+    partyd_free(n2);
+}
+
+static void test_alarm_of_a_dead_nodes_room_fires_on_another_node(void **state) {
+    char uri[512], *fired = NULL, *owner;
+    partyd *n1, *n2;
+    int attempt;
+    (void)state;
+
+    database_new(uri, sizeof(uri));
+    n1 = node_start(uri, "n1", NULL);
+    n2 = node_start(uri, "n2", NULL);
+    post(partyd_port(n1), "/parties/reminder/orphan?alarm_in=1000");
+    partyd_signal(n1, SIGKILL);
+    assert_int_equal(partyd_wait_exit(n1, 5000), 128 + SIGKILL);
+    partyd_free(n1);
+    /* Nobody reaches the room: n2 finds its alarm in the index by itself
+     * (asked for in SQL, not over HTTP, which would wake the room). */
+    for (attempt = 0; attempt < 100; attempt++) {
+        fired = sql_value(uri, "SELECT convert_from(value, 'UTF8') FROM party_kv"
+                               " WHERE key = 'fired'");
+        if (fired != NULL && strstr(fired, "\"name\":\"alarm\",\"room\":\"orphan\"") != NULL)
+            break;
+        free(fired);
+        fired = NULL;
+        usleep(100 * 1000);
+    }
+    if (fired == NULL)
+        fail_msg("the dead node's alarm did not fire on the other node");
+    free(fired);
+    owner = sql_value(uri, "SELECT owner FROM party_rooms WHERE party = 'reminder'");
+    assert_non_null(owner);
+    assert_true(strncmp(owner, "n2:", 3) == 0);
+    free(owner);
+    assert_int_equal(partyd_stop(n2), 0);
+    partyd_free(n2);
+}
+
+static void test_stale_owner_commit_is_fenced_and_closes_1012(void **state) {
+    char uri[512], *v;
+    partyd *d;
+    http_response res;
+    tconn *c;
+    (void)state;
+
+    database_new(uri, sizeof(uri));
+    d = node_start(uri, "n1", NULL);
+    c = ws_open(partyd_port(d), "/parties/counter/stale");
+    ws_send_text(c, "+");
+    ws_expect_text(c, "1");
+    /* Another node took the room: its epoch moved on. */
+    free(sql_value(uri, "UPDATE party_rooms SET epoch = epoch + 1 WHERE party = 'counter'"));
+    ws_send_text(c, "+");
+    /* Not "2": nothing of the refused commit is acknowledged. */
+    ws_expect_close(c, 1012, NULL);
+    tconn_close(c);
+    v = sql_value(uri, "SELECT convert_from(value, 'UTF8') FROM party_kv WHERE key = 'count'");
+    assert_non_null(v);
+    assert_string_equal(v, "1");
+    free(v);
+    /* A write to the room's own database is fenced the same way, and the
+     * node that takes the room over does not see it. */
+    c = probe_open(partyd_port(d), "stale-db", NULL, NULL);
+    sql_expect(c, "sql:CREATE TABLE t (k INTEGER PRIMARY KEY); INSERT INTO t VALUES (1)", "");
+    free(sql_value(uri, "UPDATE party_rooms SET epoch = epoch + 1 WHERE party = 'probe'"));
+    ws_send_text(c, "sql:INSERT INTO t VALUES (2)");
+    ws_expect_close(c, 1012, NULL);
+    tconn_close(c);
+
+    /* An HTTP request whose batch writes gets 503 + Retry-After. */
+    post(partyd_port(d), "/parties/reminder/stale-http?in=60000&name=a");
+    free(sql_value(uri, "UPDATE party_rooms SET epoch = epoch + 1 WHERE party = 'reminder'"));
+    http_expect_request(partyd_port(d), "POST", "/parties/reminder/stale-http?in=60000&name=b",
+                        NULL, "p", 1, &res);
+    assert_int_equal(res.status, 503);
+    assert_non_null(http_response_header(&res, "Retry-After"));
+    http_response_free(&res);
+    v = sql_value(uri, "SELECT count(*) FROM party_schedules");
+    assert_string_equal(v, "1");
+    free(v);
+
+    http_expect_get(partyd_port(d), "/_partyd/metrics", &res);
+    assert_int_equal(res.status, 200);
+    if (strstr(res.body, "\npartyd_storage_fenced_total 3\n") == NULL)
+        fail_msg("no fenced commit counted: %s", res.body);
+    http_response_free(&res);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+
+    d = node_start(uri, "n2", NULL);
+    c = probe_open(partyd_port(d), "stale-db", NULL, NULL);
+    sql_expect(c, "sql:SELECT count(*) FROM t", "1");
+    tconn_close(c);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+}
+
+static void test_node_that_lost_its_lease_fails_health_and_commits_nothing(void **state) {
+    char uri[512];
+    partyd *d;
+    http_response res;
+    tconn *c;
+    int attempt, status = 0;
+    (void)state;
+
+    database_new(uri, sizeof(uri));
+    d = node_start(uri, "n1", NULL);
+    c = ws_open(partyd_port(d), "/parties/counter/leased");
+    ws_send_text(c, "+");
+    ws_expect_text(c, "1");
+    http_expect_get(partyd_port(d), "/_partyd/health", &res);
+    assert_int_equal(res.status, 200);
+    http_response_free(&res);
+    /* The lease runs out: the next heartbeat (every second) cannot renew it. */
+    free(sql_value(uri, "UPDATE party_nodes SET lease_until = '-infinity' WHERE name = 'n1'"));
+    for (attempt = 0; attempt < 50 && status != 503; attempt++) {
+        if (attempt > 0)
+            usleep(100 * 1000);
+        http_expect_get(partyd_port(d), "/_partyd/health", &res);
+        status = res.status;
+        if (status == 503)
+            assert_non_null(strstr(res.body, "lost its lease"));
+        http_response_free(&res);
+    }
+    assert_int_equal(status, 503);
+    ws_send_text(c, "+");
+    ws_expect_close(c, 1012, NULL);
+    tconn_close(c);
+    /* Nor does it take rooms. */
+    http_expect_get(partyd_port(d), "/parties/counter/another", &res);
+    assert_int_equal(res.status, 503);
+    http_response_free(&res);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_counter_survives_restart_on_sqlite),
+        cmocka_unit_test(test_counter_survives_restart_on_postgres),
+        cmocka_unit_test(test_alarm_knows_name_after_kill_on_sqlite),
+        cmocka_unit_test(test_alarm_knows_name_after_kill_on_postgres),
+        cmocka_unit_test(test_own_database_survives_kill_on_sqlite),
+        cmocka_unit_test(test_own_database_survives_kill_on_postgres),
+        cmocka_unit_test(test_newer_schema_is_refused_naming_both_versions),
+        cmocka_unit_test(test_config_file_store_and_node_keys),
+        cmocka_unit_test(test_default_node_name_is_host_and_pid_with_port_0),
+        cmocka_unit_test(test_second_node_answers_503_for_a_room_the_first_holds),
+        cmocka_unit_test(test_alarm_of_a_dead_nodes_room_fires_on_another_node),
+        cmocka_unit_test(test_stale_owner_commit_is_fenced_and_closes_1012),
+        cmocka_unit_test(test_node_that_lost_its_lease_fails_health_and_commits_nothing),
+    };
+    server_uri = getenv("PARTYD_TEST_PG");
+    if (server_uri == NULL) {
+        fprintf(stderr, "PARTYD_TEST_PG is not set: run me through tests/cluster/with_pg.sh\n");
+        return 1;
+    }
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
