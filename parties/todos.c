@@ -129,7 +129,7 @@ static void todos_add(party_room *room, party_call *call, const char *args, size
             cJSON_Delete(item);
             party_call_error(call, "out of memory");
         } else {
-            snprintf(id_json, sizeof(id_json), "\"%s\"", id);
+            snprintf(id_json, sizeof(id_json), "\"%.16s\"", id);
             todos_answer(room, call, state, id_json);
         }
     }
