@@ -1,7 +1,8 @@
 /* Outbound HTTP (party_room_fetch_url) through the test harness, against
  * an HTTP server this test runs on 127.0.0.1 in a thread of its own: the
  * answer (status, headers, body) comes back as an on_response event; a
- * timeout, a refused connection, a body too large, a policy refusal are
+ * timeout, a name that does not resolve, a refused connection, a body
+ * too large, a policy refusal are
  * errors (party_response_get_error), never confused with an upstream
  * status; names and forms of loopback and redirects to it are refused at
  * connect time; a request leaves only after its commit and never after a
@@ -17,6 +18,8 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -258,6 +261,30 @@ static int closed_port(void) {
     assert_int_equal(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
     close(fd);
     return ntohs(addr.sin_port);
+}
+
+/* ---- a resolver that fails for .invalid ----
+ *
+ * A name in the reserved .invalid TLD (RFC 6761) never resolves, but how
+ * soon the system's resolver says so depends on the machine: with no
+ * network it may time out instead, which is a different error. libcurl's
+ * resolver calls getaddrinfo; this definition in the test program comes
+ * before libc's, so a .invalid name fails at once with EAI_NONAME, the
+ * answer of a name server that knows the name does not exist, and
+ * libcurl takes its ordinary "could not resolve" path. Every other name
+ * goes to libc's getaddrinfo. */
+
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **res) {
+    typedef int (*real_fn)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
+    static real_fn real;
+    size_t n = node != NULL ? strlen(node) : 0;
+
+    if (n >= 8 && strcasecmp(node + n - 8, ".invalid") == 0)
+        return EAI_NONAME;
+    if (real == NULL)
+        *(void **)&real = dlsym(RTLD_NEXT, "getaddrinfo");
+    return real(node, service, hints, res);
 }
 
 /* ---- an HTTPS server: one certificate for 127.0.0.1, made by openssl ---- */
@@ -621,6 +648,19 @@ static void test_closed_port_is_a_connect_error(void **state) {
     assert_int_equal(party_test_run_until_idle(t), 0);
     assert_int_equal(rec.n, 1);
     assert_int_equal(rec.responses[0].error, PARTY_ECONNECT);
+    party_test_free(t);
+}
+
+static void test_unknown_host_is_a_dns_error_naming_it(void **state) {
+    party_test *t = new_harness_with("no-such-host.invalid", 0);
+    (void)state;
+
+    assert_int_equal(ask(t, "alice", "http://no-such-host.invalid/", "tag=d"), 202);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(rec.n, 1);
+    assert_int_equal(rec.responses[0].error, PARTY_EDNS);
+    assert_int_equal(rec.responses[0].status, 0);
+    assert_non_null(strstr(rec.responses[0].body, "no-such-host.invalid"));
     party_test_free(t);
 }
 
@@ -1024,6 +1064,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_no_answer_in_time_is_a_timeout_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_body_over_fetch_max_bytes_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_closed_port_is_a_connect_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_host_is_a_dns_error_naming_it, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_redirect_is_followed, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_post_redirected_by_303_continues_as_get_without_its_body, setup, teardown),
