@@ -912,6 +912,42 @@ static void test_one_room_cannot_take_every_request_slot(void **state) {
     party_test_free(t);
 }
 
+static void test_requests_over_fetch_max_in_flight_are_refused_until_one_answers(void **state) {
+    party_config cfg;
+    party_test *t;
+    (void)state;
+
+    party_config_init(&cfg);
+    snprintf(allow_buf, sizeof(allow_buf), "127.0.0.1:%d", srv.port);
+    cfg.fetch_allow = allow_buf;
+    cfg.fetch_max_in_flight = 2;
+    cfg.log_level = PARTY_LOG_ERROR;
+    t = party_test_new_with(&cfg);
+    assert_non_null(t);
+    assert_int_equal(party_test_add(t, &out_def), 0);
+    memset(&rec, 0, sizeof(rec));
+
+    /* Two requests the server holds take the process's two slots. */
+    assert_int_equal(ask(t, "first", "http://127.0.0.1:%d/slow", "count=3"), 200);
+    assert_int_equal(rec.taken, 2);
+    assert_int_equal(rec.result, PARTY_ELIMIT);
+    /* The limit is the process's: another room is refused too, at once. */
+    assert_int_equal(ask(t, "second", "http://127.0.0.1:%d/hello", "tag=early"), 400);
+    assert_int_equal(rec.result, PARTY_ELIMIT);
+    assert_int_equal(rec.n, 0);
+    /* Once they are answered (timed out), the slots are free again. */
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(rec.n, 2);
+    assert_int_equal(rec.responses[0].error, PARTY_ETIMEDOUT);
+    assert_int_equal(ask(t, "second", "http://127.0.0.1:%d/hello", "tag=later"), 202);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(rec.n, 3);
+    assert_int_equal(rec.responses[2].error, 0);
+    assert_int_equal(rec.responses[2].status, 200);
+    assert_string_equal(rec.responses[2].tag, "later");
+    party_test_free(t);
+}
+
 static void test_metrics_count_requests_errors_and_latency(void **state) {
     party_test *t = new_harness();
     party_test_response res;
@@ -1087,6 +1123,8 @@ int main(void) {
             test_restart_answers_a_request_in_flight_aborted_before_other_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_room_cannot_take_every_request_slot, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_requests_over_fetch_max_in_flight_are_refused_until_one_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics_count_requests_errors_and_latency, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_https_answer_with_the_ca_file_configured, tls_setup,
