@@ -9,7 +9,8 @@
  * failed one; an evicted caller is brought back; a restart answers
  * requests in flight PARTY_EABORTED before the room's other events; HTTPS
  * works with the CA file configured (--fetch-ca-file) and fails as a TLS
- * error without it. */
+ * error without it, and is answered over HTTP/2 by a server that speaks
+ * only that. */
 #define _GNU_SOURCE /* strcasestr */
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,9 +30,11 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -1008,6 +1011,103 @@ static void test_https_to_an_untrusted_certificate_is_a_tls_error(void **state) 
     party_test_free(t);
 }
 
+/* ---- HTTP/2 ----
+ *
+ * libcurl speaks HTTP/2 only when built with it (nghttp2): without it the
+ * test is skipped, not passed. The server is node's http2 module with
+ * HTTP/1.1 turned off, started from tests/unit/h2_server.js with the
+ * certificate tls_setup made; it answers with the version it saw. */
+
+static struct {
+    pid_t pid;
+    int to_child; /* its stdin: closing it ends the server */
+    int port;
+} h2;
+
+/* Starts the server; 0, or -1 if node is not there to run it (any other
+ * failure to start fails the test). */
+static int h2_start(void) {
+    int in[2], out[2];
+    char line[32];
+    size_t got = 0;
+    ssize_t n;
+
+    assert_int_equal(pipe(in), 0);
+    assert_int_equal(pipe(out), 0);
+    h2.pid = fork();
+    assert_true(h2.pid >= 0);
+    if (h2.pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[0]);
+        close(in[1]);
+        close(out[0]);
+        close(out[1]);
+        execlp("node", "node", PARTY_H2_SERVER, tls.cert, tls.key, (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    h2.to_child = in[1];
+    while (got < sizeof(line) - 1 && (n = read(out[0], line + got, 1)) == 1 && line[got] != '\n')
+        got++;
+    line[got] = '\0';
+    close(out[0]);
+    h2.port = atoi(line);
+    if (h2.port <= 0) {
+        int status;
+        close(h2.to_child);
+        assert_int_equal(waitpid(h2.pid, &status, 0), h2.pid);
+        h2.pid = 0;
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 127);
+        return -1;
+    }
+    return 0;
+}
+
+static int h2_teardown(void **state) {
+    if (h2.pid > 0) {
+        close(h2.to_child);
+        assert_int_equal(waitpid(h2.pid, NULL, 0), h2.pid);
+        h2.pid = 0;
+    }
+    return tls_teardown(state);
+}
+
+static void test_https_answer_comes_over_http2(void **state) {
+    const curl_version_info_data *curl = curl_version_info(CURLVERSION_NOW);
+    party_config cfg;
+    party_test *t;
+    char url[96];
+    (void)state;
+
+    if ((curl->features & CURL_VERSION_HTTP2) == 0) {
+        print_message("libcurl %s has no HTTP/2: skipped\n", curl->version);
+        skip();
+    }
+    if (h2_start() != 0) {
+        print_message("node could not run %s: skipped\n", PARTY_H2_SERVER);
+        skip();
+    }
+    party_config_init(&cfg);
+    snprintf(allow_buf, sizeof(allow_buf), "127.0.0.1:%d", h2.port);
+    cfg.fetch_allow = allow_buf;
+    cfg.fetch_ca_file = tls.cert;
+    cfg.log_level = PARTY_LOG_ERROR;
+    t = party_test_new_with(&cfg);
+    assert_non_null(t);
+    assert_int_equal(party_test_add(t, &out_def), 0);
+    memset(&rec, 0, sizeof(rec));
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/version", h2.port);
+    assert_int_equal(ask(t, "alice", url, "tag=h2"), 202);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(rec.n, 1);
+    assert_int_equal(rec.responses[0].error, 0);
+    assert_int_equal(rec.responses[0].status, 200);
+    assert_string_equal(rec.responses[0].body, "HTTP/2.0");
+    party_test_free(t);
+}
+
 /* ---- the reminder party's webhooks ---- */
 
 static party_test *reminder_harness(const char *allow) {
@@ -1131,6 +1231,7 @@ int main(void) {
                                         tls_teardown),
         cmocka_unit_test_setup_teardown(test_https_to_an_untrusted_certificate_is_a_tls_error,
                                         tls_setup, tls_teardown),
+        cmocka_unit_test_setup_teardown(test_https_answer_comes_over_http2, tls_setup, h2_teardown),
         cmocka_unit_test_setup_teardown(test_reminder_posts_its_webhook_when_it_fires, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reminder_says_webhooks_are_off_without_an_allow_list,
