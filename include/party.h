@@ -383,12 +383,13 @@ PARTY_EXTERN int party_room_fetch(party_room *room, const char *party, const cha
  * header, a header the runtime writes: Host, Content-Length,
  * Transfer-Encoding, Connection, Upgrade, Expect, TE), PARTY_ETOOBIG (body
  * over max_body_bytes), PARTY_ELIMIT (PARTY_MAX_ROOM_FETCH_URLS of this
- * room's or PARTY_MAX_FETCH_URLS of the process's outbound requests in
- * flight), PARTY_EIO (the record could not be written), PARTY_ENOMEM. */
+ * room's or party_config.fetch_max_in_flight, PARTY_MAX_FETCH_URLS by
+ * default, of the process's outbound requests in flight), PARTY_EIO (the
+ * record could not be written), PARTY_ENOMEM. */
 PARTY_EXTERN int party_room_fetch_url(party_room *room, const char *method, const char *url,
                                       const char *const *headers, const void *body, size_t len,
                                       double timeout, const char *tag, char id_out[PARTY_ID_MAX]);
-#define PARTY_MAX_FETCH_URLS 1024       /* outbound requests in flight per process */
+#define PARTY_MAX_FETCH_URLS 1024       /* outbound requests in flight per process (default) */
 #define PARTY_MAX_ROOM_FETCH_URLS 64    /* ... and per room */
 #define PARTY_FETCH_URL_MAX_REDIRECTS 5 /* redirects followed per request */
 
@@ -739,6 +740,9 @@ typedef struct party_config {
     const char *fetch_ca_file; /* NULL: the system's CA certificates; else a PEM file of
                                   the CAs outbound HTTPS trusts */
     size_t fetch_max_bytes;    /* 8 MiB: a larger answer body is refused (PARTY_ETOOBIG) */
+    /* PARTY_MAX_FETCH_URLS (1024): outbound requests unanswered in the process;
+     * one more is refused at the call (PARTY_ELIMIT). 0: 1024. */
+    size_t fetch_max_in_flight;
 } party_config;
 
 /* Fills cfg with the defaults above. */

@@ -102,6 +102,8 @@ static const char usage_text[] =
     "  --fetch-ca-file FILE     PEM CA certificates outbound HTTPS trusts (default:\n"
     "                           the system's)\n"
     "  --fetch-max-bytes N      largest outbound answer body (default 8M)\n"
+    "  --fetch-max-in-flight N  outbound requests unanswered at once in the process;\n"
+    "                           one more is refused (default 1024)\n"
     "  --threads N              event-loop threads; each room runs on one of them\n"
     "                           (default: one per core; at most 64)\n"
     "  --admin-token TOKEN      enable /_partyd/rooms for 'Authorization: Bearer TOKEN'\n"
@@ -156,6 +158,7 @@ enum {
     OPT_FETCH_ALLOW,
     OPT_FETCH_CA_FILE,
     OPT_FETCH_MAX_BYTES,
+    OPT_FETCH_MAX_IN_FLIGHT,
     OPT_THREADS,
     OPT_VERSION,
     OPT_HELP,
@@ -197,6 +200,7 @@ static const struct option options[] = {
     {"fetch-allow", required_argument, NULL, OPT_FETCH_ALLOW},
     {"fetch-ca-file", required_argument, NULL, OPT_FETCH_CA_FILE},
     {"fetch-max-bytes", required_argument, NULL, OPT_FETCH_MAX_BYTES},
+    {"fetch-max-in-flight", required_argument, NULL, OPT_FETCH_MAX_IN_FLIGHT},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -239,6 +243,20 @@ bad:
     fprintf(stderr, "partyd: %s: '%s' is not a size (a positive number, optional K/M/G)\n", flag,
             text);
     return -1;
+}
+
+/* A count of things: 1 to a million, no suffix. */
+static int parse_count(const char *flag, const char *text, size_t *out) {
+    char *end;
+    long v;
+    errno = 0;
+    v = strtol(text, &end, 10);
+    if (end == text || *end != '\0' || errno != 0 || v < 1 || v > 1000000) {
+        fprintf(stderr, "partyd: %s: '%s' is not a number between 1 and 1000000\n", flag, text);
+        return -1;
+    }
+    *out = (size_t)v;
+    return 0;
 }
 
 static int parse_seconds(const char *flag, const char *text, double *out) {
@@ -673,6 +691,10 @@ static int apply_option(int opt, const char *arg, options_state *o) {
         break;
     case OPT_FETCH_MAX_BYTES:
         if (parse_size("--fetch-max-bytes", arg, &o->cfg.fetch_max_bytes) != 0)
+            return 2;
+        break;
+    case OPT_FETCH_MAX_IN_FLIGHT:
+        if (parse_count("--fetch-max-in-flight", arg, &o->cfg.fetch_max_in_flight) != 0)
             return 2;
         break;
     case OPT_THREADS:

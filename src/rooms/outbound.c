@@ -67,6 +67,12 @@ static size_t *process_count(party__outbound *ob) {
     return ob->rooms->n_outbound;
 }
 
+/* How many requests may be unanswered in the process. */
+static size_t process_limit(const party__rooms *rooms) {
+    size_t limit = rooms->lp->cfg.fetch_max_in_flight;
+    return limit > 0 ? limit : PARTY_MAX_FETCH_URLS;
+}
+
 /* The loop's outbound counters (what its clients count too). */
 static party__http_stats *stats_of(party__outbound *ob) {
     return &ob->rooms->lp->http_stats;
@@ -459,7 +465,7 @@ int party_room_fetch_url(party_room *room, const char *method, const char *url,
                          room->name ? room->name : room->id, pol->bad);
         return PARTY_EPOLICY;
     }
-    if (__atomic_add_fetch(process_count(ob), 1, __ATOMIC_RELAXED) > PARTY_MAX_FETCH_URLS) {
+    if (__atomic_add_fetch(process_count(ob), 1, __ATOMIC_RELAXED) > process_limit(rooms)) {
         __atomic_fetch_sub(process_count(ob), 1, __ATOMIC_RELAXED);
         return PARTY_ELIMIT;
     }

@@ -67,6 +67,7 @@ void party_config_init(party_config *cfg) {
     cfg->agents_prefix = "agents";
     cfg->fetch_timeout = 30.0;
     cfg->fetch_max_bytes = 8u * 1024 * 1024;
+    cfg->fetch_max_in_flight = PARTY_MAX_FETCH_URLS;
     cfg->threads = 1;
 }
 
@@ -417,7 +418,8 @@ party_runtime *party_runtime_new(const party_config *cfg) {
         cfg = &defaults;
     } else if (cfg->abi == PARTY__ABI2) {
         /* Its fields, then ABI 3's: no /agents/ prefix it did not ask for, no
-         * outbound HTTP (fetch_allow NULL; fetch_max_bytes 0 is the default). */
+         * outbound HTTP (fetch_allow NULL; fetch_max_bytes and fetch_max_in_flight 0
+         * are the defaults). */
         memset(&defaults, 0, sizeof(defaults));
         memcpy(&defaults, cfg, PARTY__CONFIG_ABI2_SIZE);
         defaults.abi = PARTY_ABI_VERSION;

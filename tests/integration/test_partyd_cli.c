@@ -205,6 +205,23 @@ static void test_threads_out_of_range_exits_2_with_a_message_about_threads(void 
     free(err);
 }
 
+static void test_fetch_max_in_flight_not_a_count_exits_2_naming_the_flag(void **state) {
+    static const char *const zero[] = {"--fetch-max-in-flight", "0", NULL};
+    static const char *const sized[] = {"--fetch-max-in-flight", "1K", NULL};
+    char *out, *err;
+    (void)state;
+
+    assert_int_equal(run_to_exit(zero, &out, &err), 2);
+    assert_string_equal(
+        err, "partyd: --fetch-max-in-flight: '0' is not a number between 1 and 1000000\n");
+    free(out);
+    free(err);
+    assert_int_equal(run_to_exit(sized, &out, &err), 2);
+    assert_non_null(strstr(err, "--fetch-max-in-flight: '1K' is not a number"));
+    free(out);
+    free(err);
+}
+
 /* GET target: its status and body, copied into *body (free). */
 static int get_status_body(int port, const char *target, char **body) {
     http_response res;
@@ -559,6 +576,7 @@ int main(void) {
         cmocka_unit_test(test_duplicate_party_name_exits_2),
         cmocka_unit_test(test_party_named_like_a_builtin_says_how_to_leave_the_builtin_out),
         cmocka_unit_test(test_threads_out_of_range_exits_2_with_a_message_about_threads),
+        cmocka_unit_test(test_fetch_max_in_flight_not_a_count_exits_2_naming_the_flag),
         cmocka_unit_test(test_builtins_none_answers_builtins_like_an_unknown_party),
         cmocka_unit_test(test_builtins_list_serves_only_those_and_warns_about_them),
         cmocka_unit_test(test_start_up_log_names_every_party_and_the_file_it_came_from),

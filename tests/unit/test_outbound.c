@@ -1,14 +1,16 @@
 /* Outbound HTTP (party_room_fetch_url) through the test harness, against
  * an HTTP server this test runs on 127.0.0.1 in a thread of its own: the
  * answer (status, headers, body) comes back as an on_response event; a
- * timeout, a refused connection, a body too large, a policy refusal are
+ * timeout, a name that does not resolve, a refused connection, a body
+ * too large, a policy refusal are
  * errors (party_response_get_error), never confused with an upstream
  * status; names and forms of loopback and redirects to it are refused at
  * connect time; a request leaves only after its commit and never after a
  * failed one; an evicted caller is brought back; a restart answers
  * requests in flight PARTY_EABORTED before the room's other events; HTTPS
  * works with the CA file configured (--fetch-ca-file) and fails as a TLS
- * error without it. */
+ * error without it, and is answered over HTTP/2 by a server that speaks
+ * only that. */
 #define _GNU_SOURCE /* strcasestr */
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +19,8 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -26,9 +30,11 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -258,6 +264,30 @@ static int closed_port(void) {
     assert_int_equal(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
     close(fd);
     return ntohs(addr.sin_port);
+}
+
+/* ---- a resolver that fails for .invalid ----
+ *
+ * A name in the reserved .invalid TLD (RFC 6761) never resolves, but how
+ * soon the system's resolver says so depends on the machine: with no
+ * network it may time out instead, which is a different error. libcurl's
+ * resolver calls getaddrinfo; this definition in the test program comes
+ * before libc's, so a .invalid name fails at once with EAI_NONAME, the
+ * answer of a name server that knows the name does not exist, and
+ * libcurl takes its ordinary "could not resolve" path. Every other name
+ * goes to libc's getaddrinfo. */
+
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **res) {
+    typedef int (*real_fn)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
+    static real_fn real;
+    size_t n = node != NULL ? strlen(node) : 0;
+
+    if (n >= 8 && strcasecmp(node + n - 8, ".invalid") == 0)
+        return EAI_NONAME;
+    if (real == NULL)
+        *(void **)&real = dlsym(RTLD_NEXT, "getaddrinfo");
+    return real(node, service, hints, res);
 }
 
 /* ---- an HTTPS server: one certificate for 127.0.0.1, made by openssl ---- */
@@ -624,6 +654,19 @@ static void test_closed_port_is_a_connect_error(void **state) {
     party_test_free(t);
 }
 
+static void test_unknown_host_is_a_dns_error_naming_it(void **state) {
+    party_test *t = new_harness_with("no-such-host.invalid", 0);
+    (void)state;
+
+    assert_int_equal(ask(t, "alice", "http://no-such-host.invalid/", "tag=d"), 202);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(rec.n, 1);
+    assert_int_equal(rec.responses[0].error, PARTY_EDNS);
+    assert_int_equal(rec.responses[0].status, 0);
+    assert_non_null(strstr(rec.responses[0].body, "no-such-host.invalid"));
+    party_test_free(t);
+}
+
 static void test_redirect_is_followed(void **state) {
     party_test *t = new_harness();
     char url[256];
@@ -872,6 +915,42 @@ static void test_one_room_cannot_take_every_request_slot(void **state) {
     party_test_free(t);
 }
 
+static void test_requests_over_fetch_max_in_flight_are_refused_until_one_answers(void **state) {
+    party_config cfg;
+    party_test *t;
+    (void)state;
+
+    party_config_init(&cfg);
+    snprintf(allow_buf, sizeof(allow_buf), "127.0.0.1:%d", srv.port);
+    cfg.fetch_allow = allow_buf;
+    cfg.fetch_max_in_flight = 2;
+    cfg.log_level = PARTY_LOG_ERROR;
+    t = party_test_new_with(&cfg);
+    assert_non_null(t);
+    assert_int_equal(party_test_add(t, &out_def), 0);
+    memset(&rec, 0, sizeof(rec));
+
+    /* Two requests the server holds take the process's two slots. */
+    assert_int_equal(ask(t, "first", "http://127.0.0.1:%d/slow", "count=3"), 200);
+    assert_int_equal(rec.taken, 2);
+    assert_int_equal(rec.result, PARTY_ELIMIT);
+    /* The limit is the process's: another room is refused too, at once. */
+    assert_int_equal(ask(t, "second", "http://127.0.0.1:%d/hello", "tag=early"), 400);
+    assert_int_equal(rec.result, PARTY_ELIMIT);
+    assert_int_equal(rec.n, 0);
+    /* Once they are answered (timed out), the slots are free again. */
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(rec.n, 2);
+    assert_int_equal(rec.responses[0].error, PARTY_ETIMEDOUT);
+    assert_int_equal(ask(t, "second", "http://127.0.0.1:%d/hello", "tag=later"), 202);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(rec.n, 3);
+    assert_int_equal(rec.responses[2].error, 0);
+    assert_int_equal(rec.responses[2].status, 200);
+    assert_string_equal(rec.responses[2].tag, "later");
+    party_test_free(t);
+}
+
 static void test_metrics_count_requests_errors_and_latency(void **state) {
     party_test *t = new_harness();
     party_test_response res;
@@ -929,6 +1008,103 @@ static void test_https_to_an_untrusted_certificate_is_a_tls_error(void **state) 
     assert_int_equal(rec.n, 1);
     assert_int_equal(rec.responses[0].error, PARTY_ETLS);
     assert_int_equal(rec.responses[0].status, 0);
+    party_test_free(t);
+}
+
+/* ---- HTTP/2 ----
+ *
+ * libcurl speaks HTTP/2 only when built with it (nghttp2): without it the
+ * test is skipped, not passed. The server is node's http2 module with
+ * HTTP/1.1 turned off, started from tests/unit/h2_server.js with the
+ * certificate tls_setup made; it answers with the version it saw. */
+
+static struct {
+    pid_t pid;
+    int to_child; /* its stdin: closing it ends the server */
+    int port;
+} h2;
+
+/* Starts the server; 0, or -1 if node is not there to run it (any other
+ * failure to start fails the test). */
+static int h2_start(void) {
+    int in[2], out[2];
+    char line[32];
+    size_t got = 0;
+    ssize_t n;
+
+    assert_int_equal(pipe(in), 0);
+    assert_int_equal(pipe(out), 0);
+    h2.pid = fork();
+    assert_true(h2.pid >= 0);
+    if (h2.pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[0]);
+        close(in[1]);
+        close(out[0]);
+        close(out[1]);
+        execlp("node", "node", PARTY_H2_SERVER, tls.cert, tls.key, (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    h2.to_child = in[1];
+    while (got < sizeof(line) - 1 && (n = read(out[0], line + got, 1)) == 1 && line[got] != '\n')
+        got++;
+    line[got] = '\0';
+    close(out[0]);
+    h2.port = atoi(line);
+    if (h2.port <= 0) {
+        int status;
+        close(h2.to_child);
+        assert_int_equal(waitpid(h2.pid, &status, 0), h2.pid);
+        h2.pid = 0;
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 127);
+        return -1;
+    }
+    return 0;
+}
+
+static int h2_teardown(void **state) {
+    if (h2.pid > 0) {
+        close(h2.to_child);
+        assert_int_equal(waitpid(h2.pid, NULL, 0), h2.pid);
+        h2.pid = 0;
+    }
+    return tls_teardown(state);
+}
+
+static void test_https_answer_comes_over_http2(void **state) {
+    const curl_version_info_data *curl = curl_version_info(CURLVERSION_NOW);
+    party_config cfg;
+    party_test *t;
+    char url[96];
+    (void)state;
+
+    if ((curl->features & CURL_VERSION_HTTP2) == 0) {
+        print_message("libcurl %s has no HTTP/2: skipped\n", curl->version);
+        skip();
+    }
+    if (h2_start() != 0) {
+        print_message("node could not run %s: skipped\n", PARTY_H2_SERVER);
+        skip();
+    }
+    party_config_init(&cfg);
+    snprintf(allow_buf, sizeof(allow_buf), "127.0.0.1:%d", h2.port);
+    cfg.fetch_allow = allow_buf;
+    cfg.fetch_ca_file = tls.cert;
+    cfg.log_level = PARTY_LOG_ERROR;
+    t = party_test_new_with(&cfg);
+    assert_non_null(t);
+    assert_int_equal(party_test_add(t, &out_def), 0);
+    memset(&rec, 0, sizeof(rec));
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/version", h2.port);
+    assert_int_equal(ask(t, "alice", url, "tag=h2"), 202);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    assert_int_equal(rec.n, 1);
+    assert_int_equal(rec.responses[0].error, 0);
+    assert_int_equal(rec.responses[0].status, 200);
+    assert_string_equal(rec.responses[0].body, "HTTP/2.0");
     party_test_free(t);
 }
 
@@ -1024,6 +1200,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_no_answer_in_time_is_a_timeout_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_body_over_fetch_max_bytes_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_closed_port_is_a_connect_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_host_is_a_dns_error_naming_it, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_redirect_is_followed, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_post_redirected_by_303_continues_as_get_without_its_body, setup, teardown),
@@ -1045,12 +1223,15 @@ int main(void) {
             test_restart_answers_a_request_in_flight_aborted_before_other_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_room_cannot_take_every_request_slot, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_requests_over_fetch_max_in_flight_are_refused_until_one_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics_count_requests_errors_and_latency, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_https_answer_with_the_ca_file_configured, tls_setup,
                                         tls_teardown),
         cmocka_unit_test_setup_teardown(test_https_to_an_untrusted_certificate_is_a_tls_error,
                                         tls_setup, tls_teardown),
+        cmocka_unit_test_setup_teardown(test_https_answer_comes_over_http2, tls_setup, h2_teardown),
         cmocka_unit_test_setup_teardown(test_reminder_posts_its_webhook_when_it_fires, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reminder_says_webhooks_are_off_without_an_allow_list,
