@@ -123,7 +123,7 @@ static int serve_one(int fd) {
     pthread_mutex_lock(&srv.mu);
     srv.requests++;
     srv.last_at = mono_ms();
-    snprintf(srv.last, sizeof(srv.last), "%s %s x-test=%s body=%.*s", method, path, xtest,
+    snprintf(srv.last, sizeof(srv.last), "%s %.200s x-test=%s body=%.*s", method, path, xtest,
              (int)(got - head_len), buf + head_len);
     pthread_mutex_unlock(&srv.mu);
 

@@ -548,7 +548,7 @@ static void test_restart_keeps_data_dir_and_closes_old_connections(void **state)
 
 static void test_free_removes_the_data_dir(void **state) {
     party_test *t = party_test_new();
-    char dir[4096], file[4096], id[PARTY_ID_MAX];
+    char dir[4096], file[4096 + 16], id[PARTY_ID_MAX];
     party_test_response res;
     struct stat st;
     (void)state;
