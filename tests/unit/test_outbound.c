@@ -1030,7 +1030,6 @@ static int h2_start(void) {
     int in[2], out[2];
     char line[32];
     size_t got = 0;
-    ssize_t n;
 
     assert_int_equal(pipe(in), 0);
     assert_int_equal(pipe(out), 0);
@@ -1049,7 +1048,7 @@ static int h2_start(void) {
     close(in[0]);
     close(out[1]);
     h2.to_child = in[1];
-    while (got < sizeof(line) - 1 && (n = read(out[0], line + got, 1)) == 1 && line[got] != '\n')
+    while (got < sizeof(line) - 1 && read(out[0], line + got, 1) == 1 && line[got] != '\n')
         got++;
     line[got] = '\0';
     close(out[0]);
