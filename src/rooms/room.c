@@ -305,6 +305,8 @@ void party__rooms_init(party__rooms *rooms, party__loop *lp) {
     rooms->drain_idle.data = rooms;
     uv_prepare_init(&lp->loop, &rooms->group_prepare);
     rooms->group_prepare.data = rooms;
+    uv_check_init(&lp->loop, &rooms->group_check);
+    rooms->group_check.data = rooms;
 }
 
 void party__rooms_stop(party__rooms *rooms) {
@@ -313,6 +315,8 @@ void party__rooms_stop(party__rooms *rooms) {
         uv_close((uv_handle_t *)&rooms->drain_idle, NULL);
     if (rooms->group_prepare.loop != NULL && !uv_is_closing((uv_handle_t *)&rooms->group_prepare))
         uv_close((uv_handle_t *)&rooms->group_prepare, NULL);
+    if (rooms->group_check.loop != NULL && !uv_is_closing((uv_handle_t *)&rooms->group_check))
+        uv_close((uv_handle_t *)&rooms->group_check, NULL);
 }
 
 void party__rooms_free(party__rooms *rooms) {

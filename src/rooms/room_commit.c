@@ -118,12 +118,13 @@ static void room_commit_done(party_room *room, int result) {
  *
  * A batch that must commit on a worker thread does not get a thread of
  * its own: the room waits on its loop's group list, and at the end of
- * the loop turn (a prepare handle, run just before the loop waits for
- * I/O) every room on it is committed by one commit_batch on one worker
- * thread, which the backend turns into one transaction and one sync per
- * file. At most COMMIT_GROUPS_MAX groups per loop are in flight: rooms
- * whose batch ends meanwhile wait for the next one, which is what makes
- * groups grow under load. Each room's result is its own
+ * the loop turn (a check handle, run once the turn's I/O callbacks are
+ * done, and a prepare handle, run just before the loop waits for I/O:
+ * a driver that runs one turn at a time, as party_test.h does, never
+ * waits in poll with a group not started) every room on it is committed by one commit_batch on one
+ * worker thread, which the backend turns into one transaction and one sync per file. At most
+ * COMMIT_GROUPS_MAX groups per loop are in flight: rooms whose batch ends meanwhile wait for the
+ * next one, which is what makes groups grow under load. Each room's result is its own
  * (room_commit_done). */
 
 /* Groups in flight per loop. More than one because a group's files sync
@@ -247,14 +248,23 @@ static void rooms_group_start(party__rooms *rooms) {
     }
 }
 
-static void on_group_prepare(uv_prepare_t *prepare) {
-    party__rooms *rooms = prepare->data;
+/* The end of a loop turn: the waiting rooms go as one group. */
+static void group_turn_end(party__rooms *rooms) {
     if (rooms->group_head == NULL) {
-        uv_prepare_stop(prepare);
+        uv_prepare_stop(&rooms->group_prepare);
+        uv_check_stop(&rooms->group_check);
         return;
     }
     if (rooms->group_in_flight < COMMIT_GROUPS_MAX)
         rooms_group_start(rooms);
+}
+
+static void on_group_prepare(uv_prepare_t *prepare) {
+    group_turn_end(prepare->data);
+}
+
+static void on_group_check(uv_check_t *check) {
+    group_turn_end(check->data);
 }
 
 /* The room's batch waits for the loop's next group commit. */
@@ -270,6 +280,8 @@ static void room_group_add(party_room *room) {
     rooms->group_tail = room;
     if (!uv_is_active((uv_handle_t *)&rooms->group_prepare))
         uv_prepare_start(&rooms->group_prepare, on_group_prepare);
+    if (!uv_is_active((uv_handle_t *)&rooms->group_check))
+        uv_check_start(&rooms->group_check, on_group_check);
 }
 
 /* The batch is over: commit what it wrote, with the room's wake time if

@@ -54,10 +54,12 @@ typedef struct party__rooms {
 
     /* Group commit (room_commit.c): rooms whose batch ended and waits for
      * the next group, in the order their batches ended, and the groups on
-     * worker threads now (a few at most). The prepare handle starts the
-     * next group at the end of the loop turn. */
+     * worker threads now (a few at most). The check handle starts the
+     * next group once the turn's I/O callbacks ran, the prepare handle
+     * before the loop blocks (what a timer or idle callback ended). */
     struct party_room *group_head, *group_tail;
     int group_in_flight;
+    uv_check_t group_check;
     uv_prepare_t group_prepare;
 
     party__alarms alarms;         /* the heap of rooms' wake times */

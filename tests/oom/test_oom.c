@@ -1,8 +1,9 @@
 /* The OOM sweep: each party_test scenario below runs once to count its
  * allocations (and who makes each), then once per allocation with that
- * one failing: every one with PARTY_OOM_FULL=1 (make oom); else every
- * allocation of partyd's, OpenSSL's and cJSON's and a spread of SQLite's,
- * about MAX_POINTS per scenario. Each run must end with the scenario's
+ * one failing: every one with PARTY_OOM_FULL=1 (make oom); else about
+ * MAX_POINTS per scenario: partyd's, OpenSSL's and cJSON's allocations
+ * (all of them while they fit in three quarters of it, else a spread)
+ * and a spread of SQLite's. Each run must end with the scenario's
  * results right, or with an error the caller sees (PARTY_ENOMEM or another
  * error code from the harness, a refused handshake, an HTTP 5xx, a
  * WebSocket closed with 1011/1006/1001/1013, an on_start error frame);
@@ -51,7 +52,7 @@
 
 /* Scenarios with more allocations than this are swept with a stride over
  * SQLite's (see chosen). */
-#define MAX_POINTS 160
+#define MAX_POINTS 100
 
 /* ---- third-party allocators, routed through the fault counter ---- */
 
@@ -975,19 +976,26 @@ static void count_who(const char *who) {
         total.by_libuv++;
 }
 
-/* Which allocations a strided sweep fails: each of partyd's, cJSON's and
- * OpenSSL's (a few dozen per scenario), and SQLite's (nearly all the rest)
- * evenly spread over what MAX_POINTS leaves. */
-static int chosen(uint64_t k, uint64_t sqlite_stride, uint64_t *sqlite_seen) {
+/* Which allocations a strided sweep fails: SQLite's (nearly all of a
+ * scenario's) evenly spread over what MAX_POINTS leaves, and the others
+ * (partyd's, cJSON's, OpenSSL's) every one while they fit in three
+ * quarters of MAX_POINTS, else evenly spread over that share. */
+typedef struct stride {
+    uint64_t sqlite, other;           /* 1 in this many of each is failed */
+    uint64_t sqlite_seen, other_seen; /* of each, met so far */
+} stride;
+
+static int chosen(uint64_t k, stride *st) {
     const char *who = k <= MAX_RECORDED ? recorded[k] : NULL;
     if (who == NULL || strcmp(who, "sqlite") != 0)
-        return 1;
-    return (*sqlite_seen)++ % sqlite_stride == 0;
+        return st->other_seen++ % st->other == 0;
+    return st->sqlite_seen++ % st->sqlite == 0;
 }
 
 /* Sweeps one scenario; returns how many runs went bad. */
 static unsigned sweep(const scenario *sc, int full, uint64_t only) {
-    uint64_t n, k, first = 1, n_sqlite = 0, sqlite_stride = 1, sqlite_seen = 0;
+    uint64_t n, k, first = 1, n_sqlite = 0;
+    stride st = {1, 1, 0, 0};
     uint64_t points = 0, errors = 0, absorbed = 0;
     unsigned bad = 0;
     int verbose = getenv("PARTY_OOM_VERBOSE") != NULL;
@@ -1014,14 +1022,16 @@ static unsigned sweep(const scenario *sc, int full, uint64_t only) {
         n_sqlite += recorded[k] != NULL && strcmp(recorded[k], "sqlite") == 0;
     if (!full && n - first + 1 > MAX_POINTS) {
         uint64_t others = n - first + 1 - n_sqlite;
-        uint64_t room = others < MAX_POINTS / 2 ? MAX_POINTS - others : MAX_POINTS / 2;
-        sqlite_stride = n_sqlite > room ? (n_sqlite + room - 1) / room : 1;
+        uint64_t share = MAX_POINTS * 3 / 4, room;
+        st.other = others > share ? (others + share - 1) / share : 1;
+        room = MAX_POINTS - (others + st.other - 1) / st.other;
+        st.sqlite = n_sqlite > room ? (n_sqlite + room - 1) / room : 1;
     }
     for (k = only ? only : first; k <= n; k++) {
         const char *who;
         int leaked;
 
-        if (!only && !chosen(k, sqlite_stride, &sqlite_seen))
+        if (!only && !chosen(k, &st))
             continue;
         run_once(sc, k, &r);
         who = r.failed;
@@ -1046,9 +1056,10 @@ static unsigned sweep(const scenario *sc, int full, uint64_t only) {
             break;
     }
     printf("oom: %-10s %5" PRIu64 " allocations, swept from #%" PRIu64 " (%" PRIu64
-           " by SQLite, 1 in %" PRIu64 " of those failed): %4" PRIu64 " failed, %" PRIu64
-           " reported an error, %" PRIu64 " absorbed, %u bad\n",
-           sc->name, n, first, n_sqlite, sqlite_stride, points, errors, absorbed, bad);
+           " by SQLite, 1 in %" PRIu64 " of those failed, 1 in %" PRIu64
+           " of the others): %4" PRIu64 " failed, %" PRIu64 " reported an error, %" PRIu64
+           " absorbed, %u bad\n",
+           sc->name, n, first, n_sqlite, st.sqlite, st.other, points, errors, absorbed, bad);
     total.allocations += n;
     total.points += points;
     total.errors += errors;
