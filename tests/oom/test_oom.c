@@ -1022,10 +1022,11 @@ static unsigned sweep(const scenario *sc, int full, uint64_t only) {
         n_sqlite += recorded[k] != NULL && strcmp(recorded[k], "sqlite") == 0;
     if (!full && n - first + 1 > MAX_POINTS) {
         uint64_t others = n - first + 1 - n_sqlite;
-        uint64_t share = MAX_POINTS * 3 / 4, room;
+        uint64_t share = MAX_POINTS * 3 / 4, others_failed, room;
         st.other = others > share ? (others + share - 1) / share : 1;
-        room = MAX_POINTS - (others + st.other - 1) / st.other;
-        st.sqlite = n_sqlite > room ? (n_sqlite + room - 1) / room : 1;
+        others_failed = (others + st.other - 1) / st.other; /* at most share */
+        room = others_failed < MAX_POINTS ? MAX_POINTS - others_failed : 1;
+        st.sqlite = room > 0 && n_sqlite > room ? (n_sqlite + room - 1) / room : 1;
     }
     for (k = only ? only : first; k <= n; k++) {
         const char *who;
