@@ -771,10 +771,10 @@ void party__room_deliver(party_room *room, const party__event *ev) {
     case PARTY__EV_MESSAGE:
         /* State and RPC frames are the runtime's (sync.c, rpc.c); the rest
          * is the party's. */
-        if (party__conn_in_room(ev->conn) &&
-            (def->on_message != NULL || party__sync_enabled(def)) &&
+        if (party__conn_in_room(ev->conn) && (def->on_message != NULL || room->party->sync) &&
             party__room_ensure_started(room) == 0 &&
-            !party__rpc_message(room, ev->conn, ev->data.ptr, ev->data.len, ev->binary) &&
+            !(room->party->sync &&
+              party__rpc_message(room, ev->conn, ev->data.ptr, ev->data.len, ev->binary)) &&
             def->on_message != NULL)
             def->on_message(room, ev->conn, ev->data.ptr, ev->data.len, ev->binary);
         break;

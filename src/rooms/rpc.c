@@ -292,7 +292,7 @@ int party__rpc_message(party_room *room, party_conn *conn, const void *data, siz
     cJSON *doc;
     size_t i = 0;
 
-    if (binary || !party__sync_enabled(room->party->def))
+    if (binary || !room->party->sync)
         return 0;
     /* Only a JSON object can be a frame of the protocol: anything else goes
      * to on_message without being parsed. */

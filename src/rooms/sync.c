@@ -291,7 +291,7 @@ void party__sync_connect(party_room *room, party_conn *conn) {
     char *text;
     int have_state = 0, r;
 
-    if (!party__sync_enabled(room->party->def))
+    if (!room->party->sync)
         return;
     s = party__sync_get(room);
     r = s != NULL ? state_load(room, s) : PARTY_ENOMEM;

@@ -23,6 +23,7 @@ typedef struct party__party {
     const party_def *def;
     char *name;         /* as registered (the URL name) */
     party_def *own_def; /* def, when it is the runtime's copy of an older ABI's (freed with it) */
+    int sync;           /* def has synced state or RPC: its messages may be Agents frames */
 } party__party;
 
 /* The party of parties[0..n) with this URL name, case-insensitively;

@@ -558,6 +558,8 @@ int party_runtime_add(party_runtime *rt, const party_def *def) {
         def = copy;
     }
     rt->parties[rt->n_parties].def = def;
+    /* Asked on every message: read once from the definition. */
+    rt->parties[rt->n_parties].sync = party__sync_enabled(def);
     rt->parties[rt->n_parties].name = party__strdup(def->name);
     if (rt->parties[rt->n_parties].name == NULL) {
         party__free(rt->parties[rt->n_parties].own_def);

@@ -7,10 +7,6 @@
 
 #include "alloc.h"
 
-int party__write_set_empty(const party__write_set *ws) {
-    return ws->kv.len == 0 && ws->meta.len == 0 && ws->n_scheds == 0 && !ws->alarm_set;
-}
-
 static void pairs_clear(party__pending_pairs *p) {
     size_t i;
     for (i = 0; i < p->len; i++)
@@ -20,7 +16,7 @@ static void pairs_clear(party__pending_pairs *p) {
     p->len = p->cap = 0;
 }
 
-void party__write_set_clear(party__write_set *ws) {
+void party__write_set_clear_all(party__write_set *ws) {
     size_t i;
     pairs_clear(&ws->kv);
     pairs_clear(&ws->meta);
