@@ -110,6 +110,22 @@ static int is_value_char(unsigned char c) {
     return c == '\t' || (c >= 0x20 && c != 0x7f);
 }
 
+int party__http_token_valid(const char *s) {
+    if (s == NULL || *s == '\0')
+        return 0;
+    for (; *s != '\0'; s++)
+        if (!is_tchar((unsigned char)*s))
+            return 0;
+    return 1;
+}
+
+int party__http_field_value_valid(const char *s) {
+    for (; *s != '\0'; s++)
+        if (!is_value_char((unsigned char)*s))
+            return 0;
+    return 1;
+}
+
 static int is_digit(unsigned char c) {
     return c >= '0' && c <= '9';
 }

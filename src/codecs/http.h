@@ -150,4 +150,11 @@ party__slice party__http_response_header_get(const party__http_response *res, co
  * for codes it does not know. */
 const char *party__http_status_text(int status);
 
+/* 1 if s (NUL-terminated) is a token (RFC 9110 5.6.2: a method or a field
+ * name); 0 for NULL or "". */
+int party__http_token_valid(const char *s);
+/* 1 if s (NUL-terminated) may be sent as a field value: no control
+ * character but tab (RFC 9110 5.5). */
+int party__http_field_value_valid(const char *s);
+
 #endif

@@ -68,27 +68,6 @@ struct party__fetch {
 
 /* ---- building the request ---- */
 
-static int is_tchar(unsigned char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
-static int token_valid(const char *s) {
-    if (s == NULL || *s == '\0')
-        return 0;
-    for (; *s != '\0'; s++)
-        if (!is_tchar((unsigned char)*s))
-            return 0;
-    return 1;
-}
-
-static int value_valid(const char *s) {
-    for (; *s != '\0'; s++)
-        if (((unsigned char)*s < 0x20 && *s != '\t') || *s == 0x7f)
-            return 0;
-    return 1;
-}
-
 static int path_valid(const char *s) {
     if (*s == '\0')
         return 1;
@@ -152,12 +131,13 @@ static party__buf *request_build(party_room *caller, const char *party, const ch
     char *p;
 
     if (name_len == 0 || name_len > PARTY_MAX_TAG_LEN || !party__utf8_valid(room_name, name_len) ||
-        !token_valid(method) || !path_valid(path)) {
+        !party__http_token_valid(method) || !path_valid(path)) {
         *err = PARTY_EINVAL;
         return NULL;
     }
     for (h = headers; h != NULL && h[0] != NULL; h += 2) {
-        if (h[1] == NULL || !token_valid(h[0]) || !value_valid(h[1]) || header_reserved(h[0])) {
+        if (h[1] == NULL || !party__http_token_valid(h[0]) ||
+            !party__http_field_value_valid(h[1]) || header_reserved(h[0])) {
             *err = PARTY_EINVAL;
             return NULL;
         }

@@ -17,6 +17,7 @@
 #include <curl/curl.h>
 
 #include "alloc.h"
+#include "http.h"
 
 #define BODY_FIRST 4096
 
@@ -71,26 +72,6 @@ struct party__http_client {
 };
 
 /* ---- checks ---- */
-
-static int is_tchar(unsigned char c) {
-    return isalnum(c) || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
-static int token_valid(const char *s) {
-    if (s == NULL || *s == '\0')
-        return 0;
-    for (; *s != '\0'; s++)
-        if (!is_tchar((unsigned char)*s))
-            return 0;
-    return 1;
-}
-
-static int value_valid(const char *s) {
-    for (; *s != '\0'; s++)
-        if (((unsigned char)*s < 0x20 && *s != '\t') || *s == 0x7f)
-            return 0;
-    return 1;
-}
 
 /* Headers libcurl writes itself from what the request says. */
 static int header_reserved(const char *name) {
@@ -165,12 +146,13 @@ int party__http_check(const party__http_out *out, char *why, size_t why_len) {
     const char *const *h;
     url_parts parts;
 
-    if (!token_valid(out->method)) {
+    if (!party__http_token_valid(out->method)) {
         snprintf(why, why_len, "the method is not an HTTP token");
         return PARTY_EINVAL;
     }
     for (h = out->headers; h != NULL && h[0] != NULL; h += 2) {
-        if (h[1] == NULL || !token_valid(h[0]) || !value_valid(h[1])) {
+        if (h[1] == NULL || !party__http_token_valid(h[0]) ||
+            !party__http_field_value_valid(h[1])) {
             snprintf(why, why_len, "a header name or value is malformed");
             return PARTY_EINVAL;
         }
