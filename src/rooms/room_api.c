@@ -272,7 +272,7 @@ struct sqlite3 *party_room_db(party_room *room) {
     struct sqlite3 *db;
     if (store == NULL)
         return NULL;
-    db = store->ops->room_file_open(store);
+    db = party__store_room_file_open(store);
     if (db == NULL && strcmp(store->ops->name, "sqlite") != 0)
         party__log_error(room->rooms->lp,
                          "room %s/%s: party_room_db: the room's own database is not available"

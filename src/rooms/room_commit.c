@@ -434,6 +434,8 @@ static void after_load_work(uv_work_t *req, int status) {
     rooms->n_busy--;
     rooms->n_loading--;
     room->store = w->store;
+    /* Whatever load left open, the first batch's end asks the backend. */
+    room->store->touched = 1;
     rooms->n_loaded++;
     if (room->own_file)
         rooms->n_own_file_loaded++;

@@ -125,7 +125,7 @@ static void kv_put_one(fixture *f, int i) {
 /* Moves room i's records into its own file (party_room_db), committed. */
 static void make_own(fixture *f, int i) {
     party__room_store *rs = load(f, i, NULL);
-    assert_non_null(rs->ops->room_file_open(rs));
+    assert_non_null(party__store_room_file_open(rs));
     assert_int_equal(commit_one(f, rs, 0, 0), 0);
     f->be->ops->unload(rs);
 }
@@ -350,7 +350,7 @@ static void test_backend_knows_whether_the_batch_wrote(void **state) {
     assert_int_equal(party__store_meta_put(rs, "party", "test", 4), 0);
     assert_int_equal(party__store_wrote(rs), 1);
     assert_int_equal(commit_one(f, rs, 0, 0), 0);
-    db = rs->ops->room_file_open(rs);
+    db = party__store_room_file_open(rs);
     assert_non_null(db);
     assert_int_equal(party__store_wrote(rs), 0);
     exec(db, "CREATE TABLE notes (text TEXT)");
@@ -359,7 +359,7 @@ static void test_backend_knows_whether_the_batch_wrote(void **state) {
 
     /* Writes the room's SQL lost (it committed on its own, then wrote
      * again outside the batch) still count: the batch must fail. */
-    db = rs->ops->room_file_open(rs);
+    db = party__store_room_file_open(rs);
     exec(db, "INSERT INTO notes VALUES ('a')");
     exec(db, "COMMIT");
     assert_int_equal(party__store_wrote(rs), 1);
@@ -541,7 +541,7 @@ static void test_index_follows_wake_time_and_is_never_later_than_committed(void 
     assert_int_equal(index_due_of(f, 1), T0 + 5000);
 
     /* A later time whose commit fails leaves the committed one. */
-    sqlite3_commit_hook(rs->ops->room_file_open(rs), refuse_commit, NULL);
+    sqlite3_commit_hook(party__store_room_file_open(rs), refuse_commit, NULL);
     assert_int_equal(party__store_alarm_set(rs, T0 + 9000, 0), 0);
     assert_int_equal(commit_one(f, rs, T0 + 9000, 1), PARTY_EIO);
     assert_int_equal(index_due_of(f, 1), T0 + 5000);
@@ -550,7 +550,7 @@ static void test_index_follows_wake_time_and_is_never_later_than_committed(void 
     assert_int_equal(party__store_alarm_set(rs, T0 + 2000, 0), 0);
     assert_int_equal(commit_one(f, rs, T0 + 2000, 1), PARTY_EIO);
     assert_true(index_due_of(f, 1) <= T0 + 5000);
-    sqlite3_commit_hook(rs->ops->room_file_open(rs), NULL, NULL);
+    sqlite3_commit_hook(party__store_room_file_open(rs), NULL, NULL);
     party__store_rollback(rs);
 
     /* Nothing left to wake for: the entry goes. */
@@ -952,7 +952,7 @@ static void test_room_file_open_moves_records_into_own_file(void **state) {
     /* The open batch goes along. */
     assert_int_equal(party__store_kv_put(rs, "k", "pending", 7), 0);
     assert_int_equal(party__store_kv_delete(rs, "gone"), 0);
-    db = rs->ops->room_file_open(rs);
+    db = party__store_room_file_open(rs);
     assert_non_null(db);
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(rows_in_shards(f, 40), 0);
@@ -982,7 +982,7 @@ static void test_new_room_opening_its_db_makes_only_its_own_file(void **state) {
 
     room_id(43, id);
     assert_int_equal(party__store_meta_put(rs, "name", "fresh", 5), 0);
-    assert_non_null(rs->ops->room_file_open(rs));
+    assert_non_null(party__store_room_file_open(rs));
     assert_int_equal(party__store_kv_put(rs, "k", "own", 3), 0);
     assert_int_equal(party__store_path(f->dir, id, path, sizeof(path)), 0);
     assert_int_equal(stat(path, &st), 0);
@@ -1062,7 +1062,7 @@ static void test_move_cut_short_after_its_commit_point_serves_the_own_file(void 
     shared_room_with_records(f, 42);
     rs = load(f, 42, NULL);
     assert_int_equal(party__store_kv_put(rs, "k", "lost", 4), 0);
-    assert_non_null(rs->ops->room_file_open(rs));
+    assert_non_null(party__store_room_file_open(rs));
     f->be->ops->unload(rs); /* no commit: as if the process died here */
     expect_records(f, 42, "shared");
     assert_int_equal(rows_in_shards(f, 42), 0);
@@ -1157,7 +1157,7 @@ static void test_in_memory_backend_keeps_shared_rooms_while_open(void **state) {
     assert_int_equal(party__store_kv_get(rs, "k", &val, NULL), 0);
     assert_string_equal(val, "mem");
     free(val);
-    assert_non_null(rs->ops->room_file_open(rs));
+    assert_non_null(party__store_room_file_open(rs));
     be->ops->unload(rs);
     party__backend_close(be);
 }
