@@ -81,10 +81,14 @@ int party__url_decode_unreserved(party__slice src, char *out, size_t cap, party_
 
     while (i < src.len) {
         int c = (unsigned char)src.ptr[i], len = 1;
-        if (c == '%' && i + 2 < src.len) {
-            int hi = party__url_hex_value(src.ptr[i + 1]),
-                lo = party__url_hex_value(src.ptr[i + 2]);
-            if (hi >= 0 && lo >= 0 && is_unreserved(hi * 16 + lo)) {
+        if (c == '%') {
+            /* A malformed escape is refused, not copied: "%4%41" must not
+             * become "%4A", an escape the client never sent. */
+            int hi = i + 2 < src.len ? party__url_hex_value(src.ptr[i + 1]) : -1;
+            int lo = i + 2 < src.len ? party__url_hex_value(src.ptr[i + 2]) : -1;
+            if (hi < 0 || lo < 0)
+                return -1;
+            if (is_unreserved(hi * 16 + lo)) {
                 c = hi * 16 + lo;
                 len = 3;
             }

@@ -18,7 +18,8 @@ int party__url_decode(party__slice src, char *out, size_t cap, int plus_as_space
 /* Copies src into out (cap bytes), decoding the %XX escapes of unreserved
  * bytes (RFC 3986 2.3: letters, digits, '-', '.', '_', '~'), which mean
  * the same decoded (6.2.2.2); other escapes are kept as they are. 0 with
- * *norm the result in out (not NUL-terminated), or -1 if out is too small. */
+ * *norm the result in out (not NUL-terminated), or -1 on a malformed
+ * escape or if out is too small. */
 int party__url_decode_unreserved(party__slice src, char *out, size_t cap, party__slice *norm);
 
 /* The raw (still encoded) value of the first parameter called name in a query

@@ -60,6 +60,8 @@ static const row rows[] = {
      NULL},
     {"obs_fold_is_400", "GET /parties/probe/c HTTP/1.1\r\n" H "X-A: a\r\n b\r\n\r\n", 400, CLOSES,
      NULL},
+    {"whitespace_line_after_request_line_is_400",
+     "GET /parties/probe/c HTTP/1.1\r\n Host: h\r\n" H "\r\n", 400, CLOSES, NULL},
     {"bare_cr_in_field_value_is_400", "GET /parties/probe/c HTTP/1.1\r\n" H "X-A: a\rb\r\n\r\n",
      400, CLOSES, NULL},
     {"invalid_field_name_is_400", "GET /parties/probe/c HTTP/1.1\r\n" H "X(A): a\r\n\r\n", 400,
@@ -278,6 +280,7 @@ static void run_row(const row *r) {
     X(empty_lines_before_request_line_are_skipped)                                                 \
     X(space_before_colon_is_400)                                                                   \
     X(obs_fold_is_400)                                                                             \
+    X(whitespace_line_after_request_line_is_400)                                                   \
     X(bare_cr_in_field_value_is_400)                                                               \
     X(invalid_field_name_is_400)                                                                   \
     X(request_line_with_two_spaces_is_400)                                                         \
