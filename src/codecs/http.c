@@ -185,11 +185,14 @@ static int scan_head(party__http_parser *p, const char *buf, size_t len,
 }
 
 /* RFC 3986 unreserved and sub-delims: the bytes of a reg-name besides
- * percent-encodings. */
+ * percent-encodings (a bit table: every request's Host goes through it). */
 static int is_host_char(unsigned char c) {
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-        return 1;
-    return strchr("-._~!$&'()*+,;=", c) != NULL && c != '\0';
+    static const uint32_t bits[8] = {0,          /* 0x00-0x1f */
+                                     0x2bff7fd2, /* 0x20-0x3f: ! $ & ' ( ) * + , - . 0-9 ; = */
+                                     0x87fffffe, /* 0x40-0x5f: A-Z _ */
+                                     0x47fffffe, /* 0x60-0x7f: a-z ~ */
+                                     0,          0, 0, 0};
+    return (int)((bits[c >> 5] >> (c & 31)) & 1);
 }
 
 int party__http_host_valid(party__slice v) {
@@ -287,8 +290,6 @@ static int parse_target(const char *method, size_t method_len, const char *t, si
         path = t + end;
         path_len = len - end;
     }
-    if (memchr(path, '#', path_len) != NULL)
-        return fail(err, 400, "request target has a fragment (#)");
     /* An absolute-form target may end at its authority: path and target are
      * then empty (the path "/"), and target begins with the query if any. */
     req->target = party__slice_make(path, path_len);
@@ -317,10 +318,12 @@ static int parse_request_line(const char *buf, size_t line_end, party__http_requ
         return fail(err, 501, "CONNECT is not supported: partyd is not a proxy");
 
     target = ++i;
-    while (i < line_end && buf[i] >= 0x21 && buf[i] <= 0x7e)
+    while (i < line_end && buf[i] >= 0x21 && buf[i] <= 0x7e && buf[i] != '#')
         i++;
     if (i == target)
         return fail(err, 400, "empty request target");
+    if (buf[i] == '#')
+        return fail(err, 400, "request target has a fragment (#)");
     if (buf[i] != ' ')
         return fail(err, 400, "invalid character in request target");
     if (parse_target(buf, req->method.len, buf + target, i - target, req, err) != 0)
@@ -430,6 +433,7 @@ typedef struct framing {
     uint64_t length;
     int conn_close, keep_alive, upgrade;
     int last_chunked;    /* the last transfer coding named is chunked */
+    int websocket;       /* an Upgrade field lists websocket */
     party__slice host;   /* the (first) Host value */
     party__slice expect; /* the (first) Expect value; ptr NULL if none */
     size_t expects;
@@ -443,26 +447,46 @@ static int read_framing(const party__http_header *headers, size_t n_headers, fra
     memset(f, 0, sizeof(*f));
     for (i = 0; i < n_headers; i++) {
         const party__http_header *h = &headers[i];
-        if (party__slice_eq_nocase(h->name, "host")) {
-            if (f->hosts++ == 0)
+        /* By length first: most fields are none of these, and cost one
+         * switch instead of a comparison with each name. */
+        switch (h->name.len) {
+        case 4:
+            if (strncasecmp(h->name.ptr, "host", 4) == 0 && f->hosts++ == 0)
                 f->host = h->value;
-        } else if (party__slice_eq_nocase(h->name, "expect")) {
-            if (f->expects++ == 0)
+            break;
+        case 6:
+            if (strncasecmp(h->name.ptr, "expect", 6) == 0 && f->expects++ == 0)
                 f->expect = h->value;
-        } else if (party__slice_eq_nocase(h->name, "content-length")) {
-            uint64_t n;
-            if (parse_content_length(h->value, &n) != 0)
-                return fail(err, 400, "invalid Content-Length");
-            if (f->lengths++ > 0 && n != f->length)
-                return fail(err, 400, "conflicting Content-Length fields");
-            f->length = n;
-        } else if (party__slice_eq_nocase(h->name, "transfer-encoding")) {
-            f->encodings++;
-            count_codings(h->value, &f->chunked, &f->other, &f->last_chunked);
-        } else if (party__slice_eq_nocase(h->name, "connection")) {
-            f->conn_close |= party__slice_has_token(h->value, "close");
-            f->keep_alive |= party__slice_has_token(h->value, "keep-alive");
-            f->upgrade |= party__slice_has_token(h->value, "upgrade");
+            break;
+        case 7:
+            if (strncasecmp(h->name.ptr, "upgrade", 7) == 0)
+                f->websocket |= party__slice_has_token(h->value, "websocket");
+            break;
+        case 10:
+            if (strncasecmp(h->name.ptr, "connection", 10) == 0) {
+                f->conn_close |= party__slice_has_token(h->value, "close");
+                f->keep_alive |= party__slice_has_token(h->value, "keep-alive");
+                f->upgrade |= party__slice_has_token(h->value, "upgrade");
+            }
+            break;
+        case 14:
+            if (strncasecmp(h->name.ptr, "content-length", 14) == 0) {
+                uint64_t n;
+                if (parse_content_length(h->value, &n) != 0)
+                    return fail(err, 400, "invalid Content-Length");
+                if (f->lengths++ > 0 && n != f->length)
+                    return fail(err, 400, "conflicting Content-Length fields");
+                f->length = n;
+            }
+            break;
+        case 17:
+            if (strncasecmp(h->name.ptr, "transfer-encoding", 17) == 0) {
+                f->encodings++;
+                count_codings(h->value, &f->chunked, &f->other, &f->last_chunked);
+            }
+            break;
+        default:
+            break;
         }
     }
     return 0;
@@ -532,6 +556,8 @@ static int apply_headers(party__http_parser *p, const party__http_limits *limits
     }
 
     req->upgrade = f.upgrade;
+    /* RFC 9110 7.8: an HTTP/1.0 request's Upgrade is ignored. */
+    req->upgrade_websocket = f.websocket && req->version_minor == 1;
     req->keep_alive = keep_alive_of(&f, req->version_minor);
     return 0;
 }

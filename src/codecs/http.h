@@ -36,11 +36,12 @@ typedef struct party__http_request {
     int version_minor;      /* 0 or 1 (HTTP/1.0 or HTTP/1.1) */
     party__http_header headers[PARTY__HTTP_MAX_HEADERS];
     size_t n_headers;
-    party__slice body;   /* Content-Length or de-chunked body; len 0, ptr NULL if none */
-    int keep_alive;      /* 1.1 without "Connection: close", or 1.0 with keep-alive */
-    int upgrade;         /* Connection has the "upgrade" token */
-    int chunked;         /* Transfer-Encoding: chunked */
-    int expect_continue; /* HTTP/1.1 with "Expect: 100-continue" */
+    party__slice body;     /* Content-Length or de-chunked body; len 0, ptr NULL if none */
+    int keep_alive;        /* 1.1 without "Connection: close", or 1.0 with keep-alive */
+    int upgrade;           /* Connection has the "upgrade" token */
+    int upgrade_websocket; /* HTTP/1.1 whose Upgrade lists websocket: a handshake to check */
+    int chunked;           /* Transfer-Encoding: chunked */
+    int expect_continue;   /* HTTP/1.1 with "Expect: 100-continue" */
 } party__http_request;
 
 /* Parser state for one message. Zero it (or party__http_parser_init) before

@@ -263,8 +263,7 @@ int party__router_admit(party_conn *conn, party__routed *r) {
     lobby.room = r->name;
     /* RFC 9110 7.8: an Upgrade to anything but websocket, and any Upgrade
      * in an HTTP/1.0 request, is ignored; the request is served as it is. */
-    if (req->version_minor == 1 && !r->from_room &&
-        party__slice_has_token(party__http_header_get(req, "Upgrade"), "websocket"))
+    if (req->upgrade_websocket && !r->from_room)
         return admit_websocket(conn, r, &lobby);
     return admit_request(conn, r, &lobby);
 }

@@ -1082,12 +1082,18 @@ int party__conn_finish_upgrade(party_conn *conn) {
         party__buf_release(buf);
         return r;
     }
-    buf->len = (size_t)snprintf(
-        buf->data, buf->cap,
-        "%sHTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-        "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
-        /* RFC 9110 7.8: a 100 Continue it asked for comes first */
-        s->req.expect_continue && !s->continue_sent ? "HTTP/1.1 100 Continue\r\n\r\n" : "", accept);
+    /* RFC 9110 7.8: a 100 Continue the request asked for comes first. */
+    if (s->req.expect_continue && !s->continue_sent)
+        buf->len = (size_t)snprintf(buf->data, buf->cap,
+                                    "HTTP/1.1 100 Continue\r\n\r\n"
+                                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                    "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+                                    accept);
+    else
+        buf->len = (size_t)snprintf(buf->data, buf->cap,
+                                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                    "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+                                    accept);
     r = party__conn_queue(conn, buf);
     party__buf_release(buf);
     if (r != 0)
