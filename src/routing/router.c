@@ -20,7 +20,7 @@
 
 #define ROOM_NAME_MAX 256
 /* Room for a path with its percent-encoded unreserved bytes decoded. */
-#define PARTY__PATH_NORM_MAX 2048
+#define PATH_NORM_MAX 2048
 
 int party__route_match(const char *prefix, party__slice path, party__route *route) {
     size_t prefix_len = strlen(prefix);
@@ -312,7 +312,7 @@ void party__router_handle(party__router *router, party_conn *conn) {
     const party__party *party;
     party__route route;
     party__routed r;
-    char room_name[ROOM_NAME_MAX + 1], room_id[PARTY_ID_MAX], party_name[PARTY__PATH_NORM_MAX];
+    char room_name[ROOM_NAME_MAX + 1], room_id[PARTY_ID_MAX], party_name[PATH_NORM_MAX];
     int n, from_room;
 
     if (req->path.len == 1 && req->path.ptr[0] == '*') {
