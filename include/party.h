@@ -221,6 +221,12 @@ typedef struct party_def {
      * else this list (same syntax) is used instead of it. Must outlive the
      * runtime. */
     const char *fetch_allow;
+
+    /* ---- ABI 3: browser origins ----
+     * NULL: this party follows the runtime's party_config.allowed_origins;
+     * else this list (same syntax) is used instead of it. Must outlive the
+     * runtime. */
+    const char *allowed_origins;
 } party_def;
 
 /* The first member of every party_def initializer:
@@ -743,6 +749,14 @@ typedef struct party_config {
     /* PARTY_MAX_FETCH_URLS (1024): outbound requests unanswered in the process;
      * one more is refused at the call (PARTY_ELIMIT). 0: 1024. */
     size_t fetch_max_in_flight;
+    /* ---- ABI 3: browser origins ---- */
+    const char *allowed_origins; /* NULL: any origin; else the origins (comma-separated
+                                    scheme://host[:port], a host may begin with "*." for
+                                    its subdomains) whose pages may open WebSockets
+                                    (another Origin: 403 before before_connect) and read
+                                    CORS answers (the allowed Origin is named in
+                                    Access-Control-Allow-Origin, another gets none). A
+                                    request without Origin is not refused. */
 } party_config;
 
 /* Fills cfg with the defaults above. */

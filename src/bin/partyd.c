@@ -17,6 +17,7 @@
 
 #include "cli.h"
 #include "fetch_allow.h"
+#include "origin.h"
 #include "log.h"
 #include "party.h"
 #include "parties.h"
@@ -90,6 +91,12 @@ static const char usage_text[] =
     "                           HTTP answers of every party (Allow-Origin: *)\n"
     "  --tls-cert FILE          serve https and wss with this PEM certificate chain\n"
     "  --tls-key FILE           ... and this PEM private key (both needed)\n"
+    "  --allowed-origins LIST   browser origins that may open WebSockets and read\n"
+    "                           CORS answers: comma-separated scheme://host[:port],\n"
+    "                           a host may start with *. for its subdomains\n"
+    "                           (https://app.example.com,https://*.example.com);\n"
+    "                           a handshake with another Origin gets 403; one\n"
+    "                           without Origin is not refused (default: any)\n"
     "  --fetch-timeout SEC      a room-to-room request unanswered this long gets\n"
     "                           504 (default 30); also the default time of an\n"
     "                           outbound HTTP request\n"
@@ -111,9 +118,10 @@ static const char usage_text[] =
     "  --config FILE            read options from a JSON file: the keys are the\n"
     "                           flags' names, plus \"parties\": {NAME: {\"path\":\n"
     "                           \"lib.so\", \"hibernate\": true, \"cors\": true,\n"
-    "                           \"props\": {...}, \"fetch-allow\": LIST}} (props:\n"
-    "                           given to on_start; fetch-allow: the party's own\n"
-    "                           list, instead of --fetch-allow);\n"
+    "                           \"props\": {...}, \"fetch-allow\": LIST,\n"
+    "                           \"allowed-origins\": LIST}} (props: given to\n"
+    "                           on_start; fetch-allow, allowed-origins: the\n"
+    "                           party's own list, instead of the flag's);\n"
     "                           flags on the command line win\n"
     "  --version                print the version and exit\n"
     "  --help                   print this help and exit\n"
@@ -159,6 +167,7 @@ enum {
     OPT_FETCH_CA_FILE,
     OPT_FETCH_MAX_BYTES,
     OPT_FETCH_MAX_IN_FLIGHT,
+    OPT_ALLOWED_ORIGINS,
     OPT_THREADS,
     OPT_VERSION,
     OPT_HELP,
@@ -201,6 +210,7 @@ static const struct option options[] = {
     {"fetch-ca-file", required_argument, NULL, OPT_FETCH_CA_FILE},
     {"fetch-max-bytes", required_argument, NULL, OPT_FETCH_MAX_BYTES},
     {"fetch-max-in-flight", required_argument, NULL, OPT_FETCH_MAX_IN_FLIGHT},
+    {"allowed-origins", required_argument, NULL, OPT_ALLOWED_ORIGINS},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -549,6 +559,15 @@ static int check_fetch_allow(const char *what, const char *text) {
     return 2;
 }
 
+/* The same for an origin allow-list. */
+static int check_allowed_origins(const char *what, const char *text) {
+    char why[400];
+    if (party__origin_list_check(text, what, why, sizeof(why)) == 0)
+        return 0;
+    fprintf(stderr, "partyd: %s\n", why);
+    return 2;
+}
+
 static int apply_option(int opt, const char *arg, options_state *o) {
     switch (opt) {
     case OPT_HOST:
@@ -697,6 +716,11 @@ static int apply_option(int opt, const char *arg, options_state *o) {
         if (parse_count("--fetch-max-in-flight", arg, &o->cfg.fetch_max_in_flight) != 0)
             return 2;
         break;
+    case OPT_ALLOWED_ORIGINS:
+        if (check_allowed_origins("--allowed-origins", arg) != 0)
+            return 2;
+        o->cfg.allowed_origins = arg;
+        break;
     case OPT_THREADS:
         if (parse_threads(arg, &o->cfg.threads) != 0)
             return 2;
@@ -718,7 +742,7 @@ static int apply_option(int opt, const char *arg, options_state *o) {
  * A JSON object whose keys are the long flags' names ("port": 2000,
  * "max-message-bytes": "1M", "cors": true, "party": ["x=./x.so"]) plus
  * "parties": {"NAME": {"path": "lib.so", "hibernate": true, "cors": true,
- * "props": <any JSON>}}
+ * "props": <any JSON>, "fetch-allow": LIST, "allowed-origins": LIST}}
  * for per-party options. Flags given on the command line win. */
 
 #define CONFIG_MAX_BYTES (1024 * 1024)
@@ -731,6 +755,7 @@ typedef struct party_override {
     int cors;                /* -1: as the party says */
     char *props;             /* NULL: as the party says; else compact JSON (or a string's text) */
     const char *fetch_allow; /* NULL: --fetch-allow; else the party's own list */
+    const char *allowed_origins; /* NULL: --allowed-origins; else the party's own list */
 } party_override;
 
 static const char *config_file; /* its path, for messages */
@@ -788,6 +813,7 @@ static int config_parties(const char *path, const cJSON *parties, options_state 
         ov->hibernate = ov->cors = -1;
         ov->props = NULL;
         ov->fetch_allow = NULL;
+        ov->allowed_origins = NULL;
         ov->loaded = 0;
         cJSON_ArrayForEach(field, party) {
             if (strcmp(field->string, "path") == 0 && cJSON_IsString(field)) {
@@ -810,6 +836,13 @@ static int config_parties(const char *path, const cJSON *parties, options_state 
                 if (check_fetch_allow(what, field->valuestring) != 0)
                     return 2;
                 ov->fetch_allow = field->valuestring;
+            } else if (strcmp(field->string, "allowed-origins") == 0 && cJSON_IsString(field)) {
+                char what[300];
+                snprintf(what, sizeof(what), "--config %s: party '%s': allowed-origins", path,
+                         party->string);
+                if (check_allowed_origins(what, field->valuestring) != 0)
+                    return 2;
+                ov->allowed_origins = field->valuestring;
             } else if (strcmp(field->string, "props") == 0 && !cJSON_IsNull(field)) {
                 /* Any JSON: on_start gets it compact; a string, as its text. */
                 party__free(ov->props);
@@ -821,7 +854,7 @@ static int config_parties(const char *path, const cJSON *parties, options_state 
                 fprintf(stderr,
                         "partyd: --config %s: party '%s': unknown or mistyped option '%s' "
                         "(path: string, hibernate: bool, cors: bool, props: any JSON, "
-                        "fetch-allow: string)\n",
+                        "fetch-allow: string, allowed-origins: string)\n",
                         path, party->string, field->string);
                 return 2;
             }
@@ -967,6 +1000,8 @@ static const party_def *with_overrides(const party_def *def) {
                 copy->props = overrides[i].props;
             if (overrides[i].fetch_allow != NULL)
                 copy->fetch_allow = overrides[i].fetch_allow;
+            if (overrides[i].allowed_origins != NULL)
+                copy->allowed_origins = overrides[i].allowed_origins;
             return copy;
         }
     }

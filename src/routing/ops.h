@@ -34,6 +34,7 @@ typedef struct party__ops_stats {
     uint64_t http_errors, protocol_errors, send_queue_drops, commit_failures, accept_errors,
         tls_errors;
     uint64_t commits_fenced;    /* refused: the room is another node's now (a cluster store) */
+    uint64_t origin_refused;    /* handshakes and preflights refused for their Origin */
     party__http_stats outbound; /* outbound HTTP of the loops' rooms (http_client.h) */
 } party__ops_stats;
 

@@ -454,6 +454,7 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     rt->tls_cert = cfg->tls_cert != NULL ? party__strdup(cfg->tls_cert) : NULL;
     rt->tls_key = cfg->tls_key != NULL ? party__strdup(cfg->tls_key) : NULL;
     rt->fetch_allow = cfg->fetch_allow != NULL ? party__strdup(cfg->fetch_allow) : NULL;
+    rt->allowed_origins = cfg->allowed_origins != NULL ? party__strdup(cfg->allowed_origins) : NULL;
     rt->fetch_ca_file = cfg->fetch_ca_file != NULL ? party__strdup(cfg->fetch_ca_file) : NULL;
     if (rt->host == NULL || rt->prefix == NULL || (cfg->data_dir != NULL && rt->data_dir == NULL) ||
         rt->ops_prefix == NULL || (cfg->admin_token != NULL && rt->admin_token == NULL) ||
@@ -461,6 +462,7 @@ party_runtime *party_runtime_new(const party_config *cfg) {
         (cfg->tls_cert != NULL && rt->tls_cert == NULL) ||
         (cfg->tls_key != NULL && rt->tls_key == NULL) ||
         (cfg->fetch_allow != NULL && rt->fetch_allow == NULL) ||
+        (cfg->allowed_origins != NULL && rt->allowed_origins == NULL) ||
         (cfg->fetch_ca_file != NULL && rt->fetch_ca_file == NULL) ||
         (*agents != '\0' && rt->agents_prefix == NULL))
         goto fail;
@@ -473,6 +475,7 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     rt->cfg.tls_cert = rt->tls_cert;
     rt->cfg.tls_key = rt->tls_key;
     rt->cfg.fetch_allow = rt->fetch_allow;
+    rt->cfg.allowed_origins = rt->allowed_origins;
     rt->cfg.fetch_ca_file = rt->fetch_ca_file;
     rt->cfg.agents_prefix = rt->agents_prefix;
     rt->durability_full = cfg->durability != PARTY_DURABILITY_NORMAL;
@@ -506,6 +509,7 @@ fail:
     party__free(rt->tls_cert);
     party__free(rt->tls_key);
     party__free(rt->fetch_allow);
+    party__free(rt->allowed_origins);
     party__free(rt->fetch_ca_file);
     party__free(rt);
     return NULL;
@@ -1073,6 +1077,7 @@ void party_runtime_free(party_runtime *rt) {
     party__free(rt->static_dir);
     party__free(rt->tls_cert);
     party__free(rt->tls_key);
+    party__free(rt->allowed_origins);
     party__free(rt->fetch_allow);
     party__free(rt->fetch_ca_file);
     /* Last: the data directory is this runtime's until everything in it

@@ -62,6 +62,7 @@ struct party_runtime {
     char *agents_prefix; /* the Agents clients' second prefix, NULL: off */
     char *tls_cert, *tls_key;
     char *fetch_allow, *fetch_ca_file;
+    char *allowed_origins; /* cfg.allowed_origins's copy */
     /* Outbound HTTP requests unanswered over every loop (atomic; each
      * loop's rooms count through a pointer to it: outbound.h) */
     size_t n_outbound;

@@ -23,6 +23,7 @@
 
 #include "log.h"
 #include "loop.h"
+#include "origin.h"
 #include "slab.h"
 #include "alloc.h"
 
@@ -768,6 +769,22 @@ static void conn_stop_reading(party_conn *conn) {
     }
 }
 
+/* An allow-list admitted the request's Origin: the answer names that
+ * origin instead of "*" (a disallowed one is never reflected: its request
+ * gets no CORS headers at all), and says it varies with Origin. */
+static void cors_reflect_origin(party__http_session *s, party_response *res) {
+    party__slice origin = party__http_header_get(&s->req, "Origin");
+    char text[PARTY__ORIGIN_MAX + 1];
+
+    if (origin.ptr == NULL || origin.len > PARTY__ORIGIN_MAX)
+        return;
+    memcpy(text, origin.ptr, origin.len);
+    text[origin.len] = '\0';
+    party_response_set_header(res, "Access-Control-Allow-Origin", text);
+    if (party__response_header_get(res, "Vary") == NULL)
+        party_response_set_header(res, "Vary", "Origin");
+}
+
 void party__conn_http_respond(party_conn *conn, party_response *res, int force_close) {
     party__http_session *s = conn->http;
     int keep_alive = conn->keep_alive && !force_close && !party__conn_loop(conn)->stopping;
@@ -779,9 +796,12 @@ void party__conn_http_respond(party_conn *conn, party_response *res, int force_c
         for (h = s->cors; h[0] != NULL && h[1] != NULL; h += 2)
             if (party__response_header_get(res, h[0]) == NULL)
                 party_response_set_header(res, h[0], h[1]);
+        if (s->cors_reflect)
+            cors_reflect_origin(s, res);
         s->cors = NULL;
     }
-    buf = party__response_serialize(res, conn->head_only, keep_alive);
+    buf = party__response_serialize(res, conn->head_only, keep_alive,
+                                    party__loop_http_date(party__conn_loop(conn)));
 
     if (s != NULL && s->have_preq) {
         party__request_free(&s->preq);
@@ -804,6 +824,8 @@ void party__conn_http_respond(party_conn *conn, party_response *res, int force_c
     memmove(s->buf, s->buf + s->consumed, s->len - s->consumed);
     s->len -= s->consumed;
     s->consumed = 0;
+    s->continue_sent = 0;
+    s->cors_reflect = 0;
     party__http_parser_init(&s->parser);
     conn->phase = PARTY__CONN_HTTP;
     conn_timer_start(conn, seconds_to_ms(party__conn_loop(conn)->cfg.header_timeout),
@@ -824,8 +846,10 @@ void party__conn_http_fail(party_conn *conn, int status, const char *text) {
     party_response res;
     party__response_init(&res);
     party__response_text(&res, status, text);
-    if (status == 426)
+    if (status == 426) { /* RFC 9110 15.5.22: a 426 names the protocol to upgrade to */
+        party_response_set_header(&res, "Upgrade", "websocket");
         party_response_set_header(&res, "Sec-WebSocket-Version", "13");
+    }
     if (status == 503) /* every 503 here passes: the client may try again (D5) */
         party_response_set_header(&res, "Retry-After", "1");
     conn->phase = PARTY__CONN_HTTP_BUSY;
@@ -846,6 +870,35 @@ static const char *limit_flag(const char *reason) {
     return "";
 }
 
+/* RFC 9112 2.2: empty lines before a request line are skipped (some
+ * clients send a CRLF after a POST body). A lone CR waits for its LF. */
+static void skip_empty_lines(party__http_session *s) {
+    size_t n = 0;
+
+    while (n + 1 < s->len && s->buf[n] == '\r' && s->buf[n + 1] == '\n')
+        n += 2;
+    if (n > 0) {
+        memmove(s->buf, s->buf + n, s->len - n);
+        s->len -= n;
+    }
+}
+
+/* RFC 9110 10.1.1: the client waits for this before it sends the body. */
+static void send_continue(party_conn *conn) {
+    static const char text[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    party__buf *buf = party__buf_take(party__conn_loop(conn)->buf_pool, sizeof(text));
+
+    conn->http->continue_sent = 1;
+    if (buf == NULL) {
+        conn_close_now(conn);
+        return;
+    }
+    memcpy(buf->data, text, sizeof(text) - 1);
+    buf->len = sizeof(text) - 1;
+    (void)party__conn_queue(conn, buf);
+    party__buf_release(buf);
+}
+
 /* Parses one request from the session buffer and routes it. */
 static void conn_parse_one(party_conn *conn) {
     party__http_session *s = conn->http;
@@ -856,9 +909,14 @@ static void conn_parse_one(party_conn *conn) {
     limits.max_header_bytes = party__conn_loop(conn)->cfg.max_header_bytes;
     limits.max_headers = party__conn_loop(conn)->cfg.max_headers;
     limits.max_body = party__conn_loop(conn)->cfg.max_body_bytes;
+    if (s->parser.scanned == 0 && s->len > 0 && s->buf[0] == '\r')
+        skip_empty_lines(s);
     r = party__http_parse(&s->parser, s->buf, s->len, &limits, &s->req, &s->consumed, &err);
-    if (r == PARTY__HTTP_AGAIN)
+    if (r == PARTY__HTTP_AGAIN) {
+        if (s->parser.expect_continue && !s->continue_sent)
+            send_continue(conn);
         return;
+    }
     if (r == PARTY__HTTP_ERROR) {
         char body[160];
         party__conn_loop(conn)->http_errors++;
@@ -872,7 +930,8 @@ static void conn_parse_one(party_conn *conn) {
     conn_timer_stop(conn);
     conn_stop_reading(conn);
     conn->phase = PARTY__CONN_HTTP_BUSY;
-    conn->head_only = party__slice_eq_nocase(s->req.method, "HEAD");
+    /* Methods are case-sensitive (RFC 9110 9.1): "head" is not HEAD. */
+    conn->head_only = s->req.method.len == 4 && memcmp(s->req.method.ptr, "HEAD", 4) == 0;
     conn->keep_alive = (uint8_t)s->req.keep_alive;
     upcalls(conn)->request(conn);
 }
@@ -1023,10 +1082,18 @@ int party__conn_finish_upgrade(party_conn *conn) {
         party__buf_release(buf);
         return r;
     }
-    buf->len = (size_t)snprintf(buf->data, buf->cap,
-                                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                                "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
-                                accept);
+    /* RFC 9110 7.8: a 100 Continue the request asked for comes first. */
+    if (s->req.expect_continue && !s->continue_sent)
+        buf->len = (size_t)snprintf(buf->data, buf->cap,
+                                    "HTTP/1.1 100 Continue\r\n\r\n"
+                                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                    "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+                                    accept);
+    else
+        buf->len = (size_t)snprintf(buf->data, buf->cap,
+                                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                    "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+                                    accept);
     r = party__conn_queue(conn, buf);
     party__buf_release(buf);
     if (r != 0)
@@ -1419,7 +1486,7 @@ static void conn_fail_uncommitted(party_conn *conn, int moved) {
     party__response_text(&res, moved ? 503 : 500, moved ? moved_text : text);
     if (moved)
         party_response_set_header(&res, "Retry-After", "1");
-    buf = party__response_serialize(&res, 0, 0);
+    buf = party__response_serialize(&res, 0, 0, party__loop_http_date(party__conn_loop(conn)));
     party__response_free(&res);
     conn->phase = PARTY__CONN_HTTP_BUSY; /* lets the answer through */
     if (buf != NULL) {

@@ -38,8 +38,11 @@ typedef struct party__http_session {
     party__http_request req;
     party_request preq; /* the public view, while a room or hook has it */
     int have_preq;
-    const char *const *cors;                /* headers to add to this request's answer, or NULL */
-    size_t consumed;                        /* bytes of buf that the current request used */
+    const char *const *cors; /* headers to add to this request's answer, or NULL */
+    int cors_reflect;        /* cors: Access-Control-Allow-Origin names the request's Origin (an
+                                allow-list admitted it), with Vary: Origin */
+    int continue_sent;       /* "100 Continue" was sent for the request being read */
+    size_t consumed;         /* bytes of buf that the current request used */
     struct party__http_session *next_spare; /* in the loop's pool */
 } party__http_session;
 
