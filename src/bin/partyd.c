@@ -1219,7 +1219,7 @@ int main(int argc, char **argv) {
         if (handover >= 0 && r != 0)
             fprintf(stderr, "partyd: the upgrade did not take over (see the log lines above); "
                             "the running partyd goes on serving\n");
-        if (r == PARTY_EADDR)
+        else if (r == PARTY_EADDR)
             fprintf(stderr,
                     strchr(o.cfg.host, ':') != NULL
                         ? "partyd: cannot listen on [%s]:%d (see the log line above)\n"

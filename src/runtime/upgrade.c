@@ -85,7 +85,7 @@ struct party__upgrade {
     uv_signal_t sigusr2;
     int state;
     uv_process_t child;
-    int child_open;
+    int child_open, child_exited;
     int sock; /* old side: ours of the pair; -1: none */
     uv_poll_t sock_poll;
     int sock_poll_open;
@@ -224,11 +224,37 @@ static ssize_t recv_msg(int sock, char *buf, size_t cap, int *fds, size_t *n_fds
     return r;
 }
 
-/* The record version this process writes: the build's, or a test's
- * override (PARTYD_TEST_RECORD_VERSION), to see a new binary refuse one
- * it does not know. */
+/* Test hooks: with PARTYD_TEST_HOOKS naming a directory, the file <name>
+ * in it, when present, holds a hook's value (read when needed, so a test
+ * arms and disarms a hook of a running process). Into buf; NULL when
+ * unset. */
+static const char *test_hook(const char *name, char *buf, size_t size) {
+    const char *dir = getenv("PARTYD_TEST_HOOKS");
+    char path[1024];
+    ssize_t n;
+    int fd;
+
+    if (dir == NULL || dir[0] == '\0')
+        return NULL;
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    n = read(fd, buf, size - 1);
+    close(fd);
+    if (n <= 0)
+        return NULL;
+    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return buf;
+}
+
+/* The record version this process writes: the build's, or the test
+ * hook record-version's, to see a new binary refuse one it does not
+ * know. */
 static unsigned record_version_sent(void) {
-    const char *v = getenv("PARTYD_TEST_RECORD_VERSION");
+    char buf[32];
+    const char *v = test_hook("record-version", buf, sizeof(buf));
     long n = v != NULL ? strtol(v, NULL, 10) : 0;
     return n > 0 && n < 65536 ? (unsigned)n : PARTY__CONN_RECORD_VERSION;
 }
@@ -490,6 +516,19 @@ static void child_close(party__upgrade *up, int kill_it) {
     uv_close((uv_handle_t *)&up->child, on_child_closed);
 }
 
+/* A failed upgrade is over: every loop serves as before, and a next
+ * SIGUSR2 may try again. */
+static void back_to_serving(party__upgrade *up) {
+    up->state = IDLE;
+    up->failing = 0;
+    party__log_info(up->rt,
+                    "upgrade: this process (pid %ld) serves as before; SIGUSR2 may try "
+                    "again",
+                    (long)getpid());
+    /* Type=notify: the reload is over, this process still serves. */
+    (void)party__sd_notify("READY=1");
+}
+
 static void loop_done(party__loop_ctx *lc, party__mail *mail) {
     upgrade_loop *ul = ((upgrade_mail *)mail)->ul;
     party__upgrade *up = ul->up;
@@ -506,10 +545,7 @@ static void loop_done(party__loop_ctx *lc, party__mail *mail) {
         party_runtime_stop(up->rt);
         return;
     }
-    up->state = IDLE;
-    up->failing = 0;
-    /* Type=notify: the reload is over, this process still serves. */
-    (void)party__sd_notify("READY=1");
+    back_to_serving(up);
 }
 
 /* Tells every loop to thaw (or forget, once adopted). */
@@ -530,8 +566,7 @@ static void upgrade_fail(party__upgrade *up, const char *why) {
     party__log_error(up->rt, "upgrade failed: %s; this process (pid %ld) goes on serving", why,
                      (long)getpid());
     if (up->state == STARTING) {
-        up->state = IDLE;
-        (void)party__sd_notify("READY=1");
+        back_to_serving(up);
         return;
     }
     up->failing = 1;
@@ -692,8 +727,11 @@ static void on_sock(uv_poll_t *handle, int status, int events) {
     if (n == -EAGAIN || n == -EWOULDBLOCK)
         return;
     if (n <= 0) {
-        upgrade_fail(up, "the new process went away before it adopted the connections (see its "
-                         "log lines above)");
+        /* Its exit status says more: wait for it (the timeout still runs). */
+        close_sock(up);
+        if (!up->child_open || up->child_exited)
+            upgrade_fail(up, "the new process went away before it adopted the connections (see "
+                             "its log lines above)");
         return;
     }
     buf[n] = '\0';
@@ -727,6 +765,7 @@ static void on_child_exit(uv_process_t *child, int64_t status, int signal) {
     party__upgrade *up = child->data;
     char why[200];
 
+    up->child_exited = 1;
     if (up->state == DONE || up->state == IDLE)
         return;
     /* It may have said "adopted" just before: read that first. */
@@ -790,6 +829,7 @@ static int spawn_child(party__upgrade *up) {
         return r;
     }
     up->child_open = 1;
+    up->child_exited = 0;
     up->sock = pair[0];
     (void)fcntl(up->sock, F_SETFL, fcntl(up->sock, F_GETFL) | O_NONBLOCK);
     uv_poll_init(&up->rt->main.lp.loop, &up->sock_poll, up->sock);
@@ -994,7 +1034,10 @@ int party__upgrade_receive(party_runtime *rt, int sock) {
         return PARTY_EIO;
     }
     version = get_u16(buf + 1);
-    if (version != PARTY__CONN_RECORD_VERSION) {
+    r = receive_records(up, rt, buf);
+    if (r == 0 && version != PARTY__CONN_RECORD_VERSION) {
+        /* Refused after everything was read: a socket closed with unread
+         * messages would reset the old process's end before it reads why. */
         close_fds(fds, n_fds);
         snprintf(why, sizeof(why),
                  "connection record version %u is not known to this build (it reads version %d)",
@@ -1004,7 +1047,6 @@ int party__upgrade_receive(party_runtime *rt, int sock) {
         party__free(buf);
         return PARTY_ESTATE;
     }
-    r = receive_records(up, rt, buf);
     party__free(buf);
     if (r == 0 && (r = check_records(up, why, sizeof(why))) != 0) {
         party__log_error(rt, "upgrade: refused: %s", why);
@@ -1019,11 +1061,13 @@ int party__upgrade_receive(party_runtime *rt, int sock) {
     return r;
 }
 
-/* A test hook: the new process dies after adopting this many records
- * ("half": half of them), as a crash in the middle of an upgrade would. */
+/* The test hook die-after: the new process dies after adopting this many
+ * records ("half": half of them), as a crash in the middle of an upgrade
+ * would. */
 static size_t die_after(size_t total) {
-    const char *v = getenv("PARTYD_TEST_UPGRADE_DIE_AFTER");
-    if (v == NULL || v[0] == '\0')
+    char buf[32];
+    const char *v = test_hook("die-after", buf, sizeof(buf));
+    if (v == NULL)
         return SIZE_MAX;
     if (strcmp(v, "half") == 0)
         return total / 2;

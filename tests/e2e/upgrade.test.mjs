@@ -1,0 +1,472 @@
+// Upgrades that keep every connection: partyd (--threads 2) serves WebSocket
+// clients (ws and partysocket) of echo, chat, counter and a hibernating
+// party with continuous sequence-numbered traffic while SIGUSR2 replaces
+// it with a new process, several times in a row. No client may see a close
+// or an error, nothing may be lost, duplicated or reordered, counters keep
+// their values, connection state and tags survive, connections opened
+// during an upgrade work, an idle keep-alive HTTP connection is reused
+// after it; and upgrades to broken binaries (one that exits at start, one
+// whose party does not load, one that dies after adopting half the
+// connections, one that does not know the record version) leave the
+// running process serving every client.
+//
+// PARTYD_UPGRADE_CLIENTS (default 1000) and PARTYD_UPGRADES (default 5)
+// size it; PARTYD_WRAPPER runs every partyd (the new ones too) under e.g.
+// valgrind (make test-valgrind: 100 clients, 2 upgrades).
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import PartySocket from 'partysocket';
+import WS from 'ws';
+import { tail, withTimeout } from './helpers.mjs';
+
+const WRAPPER = process.env.PARTYD_WRAPPER ? process.env.PARTYD_WRAPPER.split(/\s+/) : [];
+const N = Number(process.env.PARTYD_UPGRADE_CLIENTS ?? (WRAPPER.length > 0 ? 100 : 1000));
+const UPGRADES = Number(process.env.PARTYD_UPGRADES ?? (WRAPPER.length > 0 ? 2 : 5));
+const SLOW = WRAPPER.length > 0 ? 10 : 1; // valgrind runs partyd ~20x slower
+const GAP_MS = 200 * SLOW; // between one client's messages
+const STEP_MS = 60000 * SLOW; // to wait for one upgrade, or for traffic to drain
+
+function envPath(name) {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set (run these tests through ctest -L e2e)`);
+  return value;
+}
+
+// ---- the service: a partyd started from a copy of the binary ----------------
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'partyd-upgrade-'));
+const exe = path.join(dir, 'partyd');
+const so = path.join(dir, 'probe.so');
+const hooks = path.join(dir, 'hooks');
+const pids = new Set();
+let log = '';
+let proc = null;
+let allExited = null; // resolves once every process of the service has exited
+let currentPid = 0;
+let port = 0;
+const logWaiters = new Set();
+
+/** Installs a file at dest in one rename, as a package manager does. */
+function install(src, dest, mode = 0o755) {
+  const tmp = `${dest}.new`;
+  fs.copyFileSync(src, tmp);
+  fs.chmodSync(tmp, mode);
+  fs.renameSync(tmp, dest);
+}
+
+function installText(text, dest, mode = 0o755) {
+  const tmp = `${dest}.new`;
+  fs.writeFileSync(tmp, text, { mode });
+  fs.renameSync(tmp, dest);
+}
+
+function count(re) {
+  return (log.match(new RegExp(re.source, 'g')) ?? []).length;
+}
+
+/** Waits until re has matched the log n times; resolves with the last match. */
+function waitLog(re, n = 1, ms = STEP_MS) {
+  let waiter;
+  const p = new Promise((resolve) => {
+    waiter = () => {
+      if (count(re) < n) return;
+      const all = [...log.matchAll(new RegExp(re.source, 'g'))];
+      resolve(all[n - 1]);
+    };
+  });
+  logWaiters.add(waiter);
+  waiter();
+  return withTimeout(p, ms, () => `partyd's log never matched ${re} ${n} times:\n${tail(log, 80)}`)
+    .finally(() => logWaiters.delete(waiter));
+}
+
+async function startService() {
+  fs.mkdirSync(hooks);
+  install(envPath('PARTYD'), exe);
+  install(envPath('PROBE_PARTY'), so, 0o644);
+  const args = ['--port', '0', '--host', '127.0.0.1', '--data', path.join(dir, 'data'),
+    '--threads', '2', '--durability', 'normal', '--party', `probe=${so}`, '--log-level', 'info'];
+  const env = { ...process.env, PARTYD_PROBE_HIBERNATE: '1', PARTYD_TEST_HOOKS: hooks };
+  // Under a wrapper, the processes an upgrade starts run under it too.
+  const wrapper = WRAPPER.length > 0 && WRAPPER[0].endsWith('valgrind')
+    ? [...WRAPPER, '--trace-children=yes'] : WRAPPER;
+  proc = wrapper.length > 0
+    ? spawn(wrapper[0], [...wrapper.slice(1), exe, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] })
+    : spawn(exe, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  currentPid = proc.pid;
+  pids.add(proc.pid);
+  proc.stderr.setEncoding('utf8');
+  allExited = new Promise((resolve) => proc.stderr.once('end', resolve));
+  // Every process of the service writes here: the new ones inherit the pipe.
+  proc.stderr.on('data', (chunk) => {
+    log += chunk;
+    for (const w of [...logWaiters]) w();
+  });
+  const m = await waitLog(/listening on http:\/\/127\.0\.0\.1:(\d+)/);
+  port = Number(m[1]);
+}
+
+/**
+ * SIGUSR2 to the serving process; resolves once the new one serves and the
+ * old one has stopped. Returns the number of connections it adopted.
+ */
+async function upgrade(duringUpgrade = () => {}) {
+  const adopted = count(/adopted (\d+) connections in [\d.]+ ms; serving \(pid (\d+)\)/);
+  const stopped = count(/ info {2}stopped/);
+  process.kill(currentPid, 'SIGUSR2');
+  const opened = duringUpgrade();
+  const m = await waitLog(/adopted (\d+) connections in [\d.]+ ms; serving \(pid (\d+)\)/, adopted + 1);
+  currentPid = Number(m[2]);
+  pids.add(currentPid);
+  await waitLog(/ info {2}stopped/, stopped + 1);
+  await opened;
+  return Number(m[1]);
+}
+
+/** SIGUSR2 to an upgrade that must fail; resolves once the failure is logged. */
+async function failedUpgrade(why) {
+  const failed = count(/upgrade failed: /);
+  const back = count(/serves as before; SIGUSR2 may try again/);
+  process.kill(currentPid, 'SIGUSR2');
+  const m = await waitLog(/upgrade failed: ([^\n]*)/, failed + 1);
+  assert.match(m[1], why, tail(log, 30));
+  assert.match(m[1], new RegExp(`pid ${currentPid}\\) goes on serving`));
+  await waitLog(/serves as before; SIGUSR2 may try again/, back + 1);
+}
+
+/** Resolves once every ping-pong client has had a reply since now. */
+function progress() {
+  const since = clients.map((c) => c.received);
+  return withTimeout(Promise.all(clients.map((c, i) => (c instanceof ChatClient
+    ? Promise.resolve()
+    : new Promise((resolve) => {
+      const check = () => {
+        if (c.received > since[i]) resolve();
+        else c.onProgress = check;
+      };
+      check();
+    })))), STEP_MS, 'every client to get a reply');
+}
+
+after(async () => {
+  for (const c of clients) c.stop();
+  for (const c of clients) c.ws.close();
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+// ---- clients -------------------------------------------------------------------
+
+const clients = [];
+const failures = [];
+
+function fail(client, what) {
+  if (failures.length < 20) failures.push(`${client.id}: ${what}`);
+}
+
+/** One client: a socket, what it expects next, and its own traffic. */
+class Client {
+  constructor(kind, id, url, options = {}) {
+    this.kind = kind;
+    this.id = id;
+    this.seq = 0;
+    this.inFlight = null; // the reply a ping-pong client waits for
+    this.stopped = false;
+    this.timer = null;
+    this.received = 0;
+    this.lastFrom = new Map(); // chat: sender -> last seq seen
+    this.waiters = [];
+    this.early = []; // what arrived before the client started its traffic
+    this.started = false;
+    if (options.partysocket) {
+      this.ws = new PartySocket({
+        host: `127.0.0.1:${port}`, party: options.party, room: options.room, id,
+        WebSocket: WS, maxRetries: 0, startClosed: false,
+      });
+    } else {
+      this.ws = new WS(url);
+    }
+    this.opened = new Promise((resolve, reject) => {
+      this.ws.addEventListener('open', () => resolve(), { once: true });
+      this.ws.addEventListener('error', () => reject(new Error(`${id}: could not connect`)), { once: true });
+    });
+    this.ws.addEventListener('close', (ev) => {
+      if (!this.closing) fail(this, `closed (${ev.code} ${ev.reason})`);
+    });
+    this.ws.addEventListener('error', (ev) => fail(this, `error ${ev.message ?? ''}`));
+    this.ws.addEventListener('message', (ev) => this.onMessage(String(ev.data)));
+  }
+
+  send(text) {
+    this.ws.send(text);
+  }
+
+  /** Resolves with the next message for which test(text) holds. */
+  expect(test) {
+    const i = this.early.findIndex(test);
+    if (i >= 0) return Promise.resolve(this.early.splice(i, 1)[0]);
+    return new Promise((resolve) => this.waiters.push({ test, resolve }));
+  }
+
+  onMessage(text) {
+    this.received++;
+    this.onProgress?.();
+    for (let i = 0; i < this.waiters.length; i++) {
+      if (this.waiters[i].test(text)) {
+        const [w] = this.waiters.splice(i, 1);
+        w.resolve(text);
+        return;
+      }
+    }
+    if (!this.started) {
+      this.early.push(text);
+      return;
+    }
+    this.handle(text);
+  }
+
+  handle(text) {
+    if (this.inFlight !== null) {
+      if (text !== this.inFlight) fail(this, `expected ${JSON.stringify(this.inFlight)}, got ${JSON.stringify(text)}`);
+      this.inFlight = null;
+      this.settle?.();
+      if (!this.stopped) this.timer = setTimeout(() => this.next(), GAP_MS * (0.5 + Math.random()));
+      return;
+    }
+    fail(this, `unexpected ${JSON.stringify(text)}`);
+  }
+
+  start() {
+    this.started = true;
+    for (const text of this.early.splice(0)) this.handle(text);
+    this.timer = setTimeout(() => this.next(), GAP_MS * Math.random());
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.closing = true;
+  }
+
+  /** Resolves once no reply is awaited. */
+  drained() {
+    if (this.inFlight === null) return Promise.resolve();
+    return new Promise((resolve) => { this.settle = resolve; });
+  }
+}
+
+/** echo: the message comes back as sent. */
+class EchoClient extends Client {
+  next() {
+    this.seq++;
+    this.inFlight = `${this.id}:${this.seq}`;
+    this.send(this.inFlight);
+  }
+}
+
+/** probe (a hibernating party): "echo:<text>" back; state and tags kept. */
+class ProbeClient extends Client {
+  next() {
+    this.seq++;
+    this.send(`p${this.seq}`);
+    this.inFlight = `echo:p${this.seq}`;
+  }
+}
+
+/** counter: each message adds one; the reply is the new value. */
+class CounterClient extends Client {
+  next() {
+    this.seq++;
+    this.inFlight = String(this.seq);
+    this.send('inc');
+  }
+}
+
+/** chat: every member's messages reach every other member, in order. */
+class ChatClient extends Client {
+  next() {
+    this.seq++;
+    this.send(`${this.id}:${this.seq}`);
+    if (!this.stopped) this.timer = setTimeout(() => this.next(), GAP_MS * (0.5 + Math.random()));
+  }
+
+  handle(text) {
+    const [from, seqText] = text.split(':');
+    const seq = Number(seqText);
+    // A member that joined later is first heard from mid-sequence.
+    const last = this.lastFrom.get(from) ?? seq - 1;
+    if (seq !== last + 1) fail(this, `from ${from}: expected ${last + 1}, got ${seq}`);
+    this.lastFrom.set(from, seq);
+    this.settle?.();
+  }
+
+  drained(members) {
+    const done = () => members.every((m) => m === this || (this.lastFrom.get(m.id) ?? 0) === m.seq);
+    if (done()) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.settle = () => {
+        if (done()) resolve();
+      };
+    });
+  }
+}
+
+const run = process.pid.toString(36);
+let made = 0;
+
+function makeClient(i) {
+  const id = `${run}-${made++}`;
+  const base = `ws://127.0.0.1:${port}/parties`;
+  switch (i % 10) {
+    case 0: case 1: case 2: case 3:
+      return new EchoClient('echo', id, `${base}/echo/e${i % 50}?_pk=${id}`);
+    case 4:
+      return new EchoClient('echo-ps', id, null, { partysocket: true, party: 'echo', room: `e${i % 50}` });
+    case 5: case 6:
+      return new ProbeClient('probe', id, `${base}/probe/h${i % 20}-${run}?_pk=${id}&tags=t${i}`);
+    case 7:
+      return new CounterClient('counter', id, `${base}/counter/c-${id}?_pk=${id}`);
+    default:
+      return new ChatClient('chat', id, `${base}/chat/ch${Math.floor(i / 10) % 40}-${run}?_pk=${id}`);
+  }
+}
+
+/** Opens clients in batches (the listen backlog is 511) and starts them. */
+async function openClients(n) {
+  const made = [];
+  for (let i = 0; i < n; i += 100) {
+    const batch = [];
+    for (let k = i; k < Math.min(n, i + 100); k++) batch.push(makeClient(clients.length + made.length + batch.length));
+    made.push(...batch);
+    await withTimeout(Promise.all(batch.map((c) => c.opened)), STEP_MS, 'clients to connect');
+  }
+  for (const c of made) {
+    if (c instanceof ProbeClient) {
+      const hello = await withTimeout(c.expect((t) => t.startsWith('hello:')), STEP_MS, 'probe hello');
+      assert.match(hello, new RegExp(`^hello:${c.id}:`));
+      c.send(`state:S-${c.id}`);
+    }
+  }
+  clients.push(...made);
+  for (const c of made) c.start();
+  return made;
+}
+
+function assertNoFailures(when) {
+  assert.deepEqual(failures, [], `${when}: clients saw ${failures.length} problems:\n${failures.join('\n')}\n${tail(log, 40)}`);
+}
+
+/** An HTTP keep-alive request; resolves with {status, body, reused}. */
+function get(agent, urlPath) {
+  return withTimeout(new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: urlPath, agent }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => { body += c; });
+      res.on('end', () => resolve({ status: res.statusCode, body, reused: req.reusedSocket }));
+    });
+    req.on('error', reject);
+  }), STEP_MS, `GET ${urlPath}`);
+}
+
+test(`${N} clients stay connected through ${UPGRADES} upgrades and 4 failed ones`, { timeout: 30 * STEP_MS }, async () => {
+  await startService();
+  await openClients(N);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const first = await get(agent, `/parties/counter/http-${run}`);
+  assert.equal(first.status, 200);
+
+  for (let u = 1; u <= UPGRADES; u++) {
+    let during = [];
+    const adopted = await upgrade(() => openClients(5).then((made) => { during = made; }));
+    assert.ok(adopted >= N, `upgrade ${u}: adopted ${adopted} connections, fewer than the ${N} clients`);
+    assert.equal(during.length, 5, 'connections opened during the upgrade');
+    await progress(); // traffic flows through the new process
+    assertNoFailures(`upgrade ${u}`);
+    // The idle keep-alive connection moved too: it is reused.
+    const again = await get(agent, `/parties/counter/http-${run}`);
+    assert.equal(again.status, 200);
+    assert.equal(again.reused, true, `upgrade ${u}: the keep-alive connection was not reused`);
+  }
+
+  // Broken upgrades: the running process goes on serving every client.
+  const good = path.join(dir, 'partyd.good');
+  fs.copyFileSync(exe, good);
+  installText('#!/bin/sh\nexit 1\n', exe);
+  await failedUpgrade(/the new process exited with status 1/);
+  install(good, exe);
+  await progress();
+
+  const goodSo = path.join(dir, 'probe.so.good');
+  fs.copyFileSync(so, goodSo);
+  installText('not a shared object\n', so, 0o644);
+  await failedUpgrade(/the new process exited with status [12]/);
+  install(goodSo, so, 0o644);
+  await progress();
+
+  fs.writeFileSync(path.join(hooks, 'die-after'), 'half\n');
+  // (99: valgrind's status when it found errors in the process it ran)
+  await failedUpgrade(/the new process exited with status (3|99)/);
+  fs.rmSync(path.join(hooks, 'die-after'));
+  await progress();
+
+  fs.writeFileSync(path.join(hooks, 'record-version'), '999\n');
+  await failedUpgrade(/record version 999 is not known to this build/);
+  fs.rmSync(path.join(hooks, 'record-version'));
+  await progress();
+  assertNoFailures('failed upgrades');
+
+  // And one more that works.
+  assert.ok(await upgrade() >= N);
+
+  // Traffic stops; everything sent arrives.
+  for (const c of clients) c.stopped = true;
+  for (const c of clients) clearTimeout(c.timer);
+  const chats = clients.filter((c) => c instanceof ChatClient);
+  await withTimeout(Promise.all(clients.map((c) => {
+    if (!(c instanceof ChatClient)) return c.drained();
+    const room = c.ws.url.split('?')[0];
+    return c.drained(chats.filter((m) => m.ws.url.split('?')[0] === room));
+  })), STEP_MS, () => `traffic to drain:\n${failures.join('\n')}`);
+  assertNoFailures('after the upgrades');
+  const sent = clients.reduce((n, c) => n + c.seq, 0);
+  assert.ok(sent > N, `only ${sent} messages were sent`);
+
+  // Connection state and tags survived every hand-over.
+  for (const c of clients.filter((x) => x instanceof ProbeClient)) {
+    const state = c.expect((t) => t.startsWith('state:'));
+    c.send('getstate');
+    assert.equal(await withTimeout(state, STEP_MS, 'getstate'), `state:S-${c.id}`);
+    const tags = c.expect((t) => t.startsWith('tags:'));
+    c.send('tags');
+    assert.match(await withTimeout(tags, STEP_MS, 'tags'), new RegExp(`^tags:${c.id},t\\d+$`));
+  }
+  // Counters kept their values (each reply was the previous one plus one;
+  // the room's count is the number of increments).
+  const counter = clients.find((c) => c instanceof CounterClient);
+  const res = await get(agent, `/parties/counter/c-${counter.id}`);
+  assert.equal(JSON.parse(res.body).count, counter.seq);
+  agent.destroy();
+
+  for (const c of clients) c.stop();
+  await Promise.all(clients.map((c) => new Promise((resolve) => {
+    c.ws.addEventListener('close', resolve, { once: true });
+    c.ws.close();
+  })));
+  process.kill(currentPid, 'SIGTERM');
+  // The pipe ends once no process of the service holds it: all exited, and
+  // a sanitizer or valgrind report of any of them is in the log.
+  await withTimeout(allExited, STEP_MS, () => `partyd to exit:\n${tail(log)}`);
+  assert.doesNotMatch(log, /AddressSanitizer|LeakSanitizer|runtime error|ERROR SUMMARY: [1-9]/);
+});
