@@ -45,9 +45,6 @@ extern char **environ;
  * message, and a datagram must fit the socket's send buffer. */
 #define FDS_PER_MSG 200
 #define BYTES_PER_MSG (96 * 1024)
-/* A connection whose record is larger (output it could not write yet)
- * is not moved: it is closed with 1012, as a TLS one. */
-#define RECORD_MAX (BYTES_PER_MSG - 1)
 
 #define READY_TIMEOUT_MS 60000   /* the new binary loads its parties */
 #define FREEZE_TIMEOUT_MS 10000  /* requests in flight end, rooms commit */
@@ -68,7 +65,8 @@ typedef struct upgrade_loop {
     size_t n_conns, cap_conns;
     char *records; /* their records back to back, in the same order */
     size_t len, cap;
-    unsigned moved_ws, moved_http, tls_closed, too_big;
+    unsigned moved_ws, moved_http, tls_closed;
+    unsigned with_output, with_input; /* records carrying unsent output, unread input */
     int failed;
 } upgrade_loop;
 
@@ -98,7 +96,7 @@ struct party__upgrade {
     /* new side: what the old process handed over */
     int in_sock;
     char *in_records;
-    size_t in_len;
+    size_t in_len, in_cap;
     int *in_fds;
     size_t n_in_fds, cap_in_fds;
     /* counters */
@@ -370,14 +368,15 @@ static void export_one(party_conn *conn, void *arg) {
             rec.room_name = party__slice_make(room->name, strlen(room->name));
     }
     size = party__conn_record_size(&rec);
-    if (size > RECORD_MAX) {
-        ul->too_big++;
-    } else if (append_record(ul, &rec, size) != 0 || append_conn(ul, conn) != 0) {
+    if (append_record(ul, &rec, size) != 0 || append_conn(ul, conn) != 0) {
         ul->failed = 1;
-    } else if (kind == PARTY__CONN_RECORD_WS) {
-        ul->moved_ws++;
     } else {
-        ul->moved_http++;
+        if (kind == PARTY__CONN_RECORD_WS)
+            ul->moved_ws++;
+        else
+            ul->moved_http++;
+        ul->with_output += rec.output.len > 0;
+        ul->with_input += rec.input.len > 0 || rec.msg_opcode != 0;
     }
     party__free(owned);
 }
@@ -597,28 +596,35 @@ static int send_all(party__upgrade *up) {
     batch = party__malloc(BYTES_PER_MSG + 1);
     if (batch == NULL)
         return -ENOMEM;
+    /* The receiver reads one stream of records: a large one (output not
+     * written yet) spans messages, and each socket travels with the
+     * message its record starts in. */
     for (i = 0; i < up->n_loops; i++) {
         upgrade_loop *ul = &up->loops[i];
-        size_t at = 0, k = 0;
-        while (k < ul->n_conns) {
+        size_t at = 0, k = 0, next = 0;
+        if (version != PARTY__CONN_RECORD_VERSION)
+            for (; next < ul->len;
+                 next += PARTY__CONN_RECORD_HEADER + get_u32(ul->records + next + 8))
+                put_u16(ul->records + next + 4, version); /* the test's override */
+        next = 0;
+        while (at < ul->len) {
             int batch_fds[FDS_PER_MSG];
-            size_t len = 1, n = 0;
-            batch[0] = MSG_RECORDS;
-            while (k < ul->n_conns && n < FDS_PER_MSG) {
-                size_t size = PARTY__CONN_RECORD_HEADER + get_u32(ul->records + at + 8);
-                if (len + size > BYTES_PER_MSG + 1)
+            size_t len = ul->len - at < BYTES_PER_MSG ? ul->len - at : BYTES_PER_MSG, n = 0;
+            while (k < ul->n_conns && next < at + len) {
+                if (n == FDS_PER_MSG) {
+                    len = next - at; /* the next record starts the next message */
                     break;
-                memcpy(batch + len, ul->records + at, size);
-                if (version != PARTY__CONN_RECORD_VERSION)
-                    put_u16(batch + len + 4, version); /* the test's override */
-                len += size;
-                at += size;
+                }
                 batch_fds[n++] = party__conn_fd(ul->conns[k++]);
+                next += PARTY__CONN_RECORD_HEADER + get_u32(ul->records + next + 8);
             }
-            if ((r = send_msg(up->sock, batch, len, batch_fds, n)) != 0) {
+            batch[0] = MSG_RECORDS;
+            memcpy(batch + 1, ul->records + at, len);
+            if ((r = send_msg(up->sock, batch, len + 1, batch_fds, n)) != 0) {
                 party__free(batch);
                 return r;
             }
+            at += len;
         }
     }
     party__free(batch);
@@ -639,7 +645,7 @@ static void on_timeout(uv_timer_t *timer) {
 static void loop_reported(party__loop_ctx *lc, party__mail *mail) {
     upgrade_loop *ul = ((upgrade_mail *)mail)->ul;
     party__upgrade *up = ul->up;
-    unsigned i, ws = 0, http = 0, tls = 0, big = 0;
+    unsigned i, ws = 0, http = 0, tls = 0, out = 0, in = 0;
     int failed = 0, r;
 
     (void)lc;
@@ -651,7 +657,8 @@ static void loop_reported(party__loop_ctx *lc, party__mail *mail) {
         ws += up->loops[i].moved_ws;
         http += up->loops[i].moved_http;
         tls += up->loops[i].tls_closed;
-        big += up->loops[i].too_big;
+        out += up->loops[i].with_output;
+        in += up->loops[i].with_input;
     }
     if (up->failing) {
         /* It failed meanwhile (the child died): thaw. */
@@ -667,11 +674,6 @@ static void loop_reported(party__loop_ctx *lc, party__mail *mail) {
                         "upgrade: %u TLS connections closed with 1012 (a TLS session "
                         "cannot be handed over)",
                         tls);
-    if (big > 0)
-        party__log_warn(up->rt,
-                        "upgrade: %u connections with more unsent output than a record "
-                        "holds stay here and end with this process",
-                        big);
     r = send_all(up);
     if (r != 0) {
         party__log_error(up->rt, "upgrade: sending to the new process: %s", strerror(-r));
@@ -681,8 +683,9 @@ static void loop_reported(party__loop_ctx *lc, party__mail *mail) {
     up->state = SENT;
     party__log_info(up->rt,
                     "upgrade: handed %u WebSockets and %u HTTP connections to the new process "
-                    "(frozen %.1f ms so far); waiting for it to adopt them",
-                    ws, http, ms_since(up->frozen_ns));
+                    "(%u with output not yet written, %u with input not yet read whole; frozen "
+                    "%.1f ms so far); waiting for it to adopt them",
+                    ws, http, out, in, ms_since(up->frozen_ns));
     uv_timer_start(&up->timer, on_timeout, ADOPTED_TIMEOUT_MS, 0);
 }
 
@@ -951,14 +954,19 @@ static int receive_records(party__upgrade *up, party_runtime *rt, char *buf) {
             close_fds(fds, n_fds);
             return PARTY_ENOMEM;
         }
-        {
-            char *grown = party__realloc(up->in_records, up->in_len + (size_t)n - 1);
+        if (up->in_len + (size_t)n - 1 > up->in_cap) {
+            size_t cap = up->in_cap ? up->in_cap * 2 : BYTES_PER_MSG;
+            char *grown;
+            while (cap < up->in_len + (size_t)n - 1)
+                cap *= 2;
+            grown = party__realloc(up->in_records, cap);
             if (grown == NULL)
                 return PARTY_ENOMEM;
             up->in_records = grown;
-            memcpy(up->in_records + up->in_len, buf + 1, (size_t)n - 1);
-            up->in_len += (size_t)n - 1;
+            up->in_cap = cap;
         }
+        memcpy(up->in_records + up->in_len, buf + 1, (size_t)n - 1);
+        up->in_len += (size_t)n - 1;
     }
 }
 
@@ -1130,7 +1138,7 @@ static size_t adopt_all(party__upgrade *up) {
 static void free_received(party__upgrade *up) {
     party__free(up->in_records);
     up->in_records = NULL;
-    up->in_len = 0;
+    up->in_len = up->in_cap = 0;
     party__free(up->in_fds);
     up->in_fds = NULL;
     up->n_in_fds = up->cap_in_fds = 0;

@@ -17,7 +17,9 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import crypto from 'node:crypto';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import PartySocket from 'partysocket';
@@ -154,6 +156,8 @@ function progress() {
 }
 
 after(async () => {
+  // PARTYD_UPGRADE_LOG: where to keep the service's log (bench/upgrade.sh reads it).
+  if (process.env.PARTYD_UPGRADE_LOG) fs.writeFileSync(process.env.PARTYD_UPGRADE_LOG, log);
   for (const c of clients) c.stop();
   for (const c of clients) c.ws.close();
   for (const pid of pids) {
@@ -380,6 +384,131 @@ function get(agent, urlPath) {
   }), STEP_MS, `GET ${urlPath}`);
 }
 
+// ---- raw sockets: connections caught in the middle of something -------------
+
+/** A client WebSocket frame (masked). */
+function frame(opcode, payload, fin = true) {
+  const mask = crypto.randomBytes(4);
+  const len = payload.length;
+  let head;
+  if (len < 126) {
+    head = Buffer.from([0, 0x80 | len]);
+  } else if (len < 65536) {
+    head = Buffer.alloc(4);
+    head[1] = 0x80 | 126;
+    head.writeUInt16BE(len, 2);
+  } else {
+    head = Buffer.alloc(10);
+    head[1] = 0x80 | 127;
+    head.writeBigUInt64BE(BigInt(len), 2);
+  }
+  head[0] = (fin ? 0x80 : 0) | opcode;
+  const body = Buffer.from(payload);
+  for (let i = 0; i < body.length; i++) body[i] ^= mask[i % 4];
+  return Buffer.concat([head, mask, body]);
+}
+
+/** A raw TCP client that reads what the server sends as a byte stream. */
+class RawClient {
+  constructor() {
+    this.chunks = [];
+    this.total = 0;
+    this.firstData = null;
+    this.closed = false;
+    this.onData = null;
+  }
+
+  async connect() {
+    this.socket = net.connect(port, '127.0.0.1');
+    this.socket.on('data', (d) => {
+      this.chunks.push(d);
+      this.total += d.length;
+      this.firstData?.();
+      this.onData?.();
+    });
+    this.socket.on('close', () => { this.closed = true; this.onData?.(); });
+    this.socket.on('error', () => {});
+    await withTimeout(new Promise((resolve) => this.socket.once('connect', resolve)), STEP_MS, 'connect');
+  }
+
+  write(buf) {
+    this.socket.write(buf);
+  }
+
+  /** The first n bytes of what arrived (joined once). */
+  peek(n) {
+    if (this.chunks[0].length < n) this.chunks = [Buffer.concat(this.chunks)];
+    return this.chunks[0].subarray(0, n);
+  }
+
+  take(n) {
+    const out = Buffer.from(this.peek(n));
+    this.chunks[0] = this.chunks[0].subarray(n);
+    if (this.chunks[0].length === 0) this.chunks.shift();
+    this.total -= n;
+    return out;
+  }
+
+  /** Resolves once parse() returns something other than undefined. */
+  wait(parse, what) {
+    return withTimeout(new Promise((resolve, reject) => {
+      this.onData = () => {
+        const v = this.total > 0 ? parse() : undefined;
+        if (v !== undefined) {
+          this.onData = null;
+          resolve(v);
+        } else if (this.closed) {
+          reject(new Error(`${what}: the connection closed`));
+        }
+      };
+      this.onData();
+    }), STEP_MS, what);
+  }
+
+  /** An HTTP response head and its Content-Length body, as text. */
+  response() {
+    return this.wait(() => {
+      const text = this.peek(this.total).toString('latin1');
+      const end = text.indexOf('\r\n\r\n');
+      if (end < 0) return undefined;
+      const m = /content-length: *(\d+)/i.exec(text.slice(0, end));
+      const need = end + 4 + (m ? Number(m[1]) : 0);
+      if (this.total < need) return undefined;
+      return this.take(need).toString('utf8');
+    }, 'an HTTP response');
+  }
+
+  /** The next whole server frame: {opcode, payload}. */
+  frame() {
+    return this.wait(() => {
+      if (this.total < 2) return undefined;
+      const h = this.peek(2);
+      let len = h[1] & 0x7f;
+      let at = 2;
+      if (len === 126) {
+        if (this.total < 4) return undefined;
+        len = this.peek(4).readUInt16BE(2);
+        at = 4;
+      } else if (len === 127) {
+        if (this.total < 10) return undefined;
+        len = Number(this.peek(10).readBigUInt64BE(2));
+        at = 10;
+      }
+      if (this.total < at + len) return undefined;
+      const all = this.take(at + len);
+      return { opcode: all[0] & 0x0f, payload: all.subarray(at) };
+    }, 'a WebSocket frame');
+  }
+
+  async upgradeTo(target) {
+    await this.connect();
+    this.write(`GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n` +
+      'Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
+      'Sec-WebSocket-Version: 13\r\n\r\n');
+    assert.match(await this.response(), /^HTTP\/1\.1 101 /);
+  }
+}
+
 test(`${N} clients stay connected through ${UPGRADES} upgrades and 4 failed ones`, { timeout: 30 * STEP_MS }, async () => {
   await startService();
   await openClients(N);
@@ -399,6 +528,54 @@ test(`${N} clients stay connected through ${UPGRADES} upgrades and 4 failed ones
     assert.equal(again.status, 200);
     assert.equal(again.reused, true, `upgrade ${u}: the keep-alive connection was not reused`);
   }
+
+  // Connections caught in the middle of something move as they are: a
+  // partial frame, a fragmented message, a partial HTTP request on a
+  // keep-alive connection (each read by the server, as the reply to what
+  // was written with it in one piece shows), and output not yet written
+  // to a client that stopped reading.
+  const partial = new RawClient();
+  await partial.upgradeTo(`/parties/echo/raw-${run}?_pk=raw-a`);
+  const whole = frame(1, Buffer.from('a frame cut in two by an upgrade'));
+  partial.write(Buffer.concat([frame(1, Buffer.from('first')), whole.subarray(0, 12)]));
+  assert.equal((await partial.frame()).payload.toString(), 'first');
+  const fragments = new RawClient();
+  await fragments.upgradeTo(`/parties/echo/raw-${run}?_pk=raw-b`);
+  fragments.write(Buffer.concat([frame(1, Buffer.from('first')), frame(1, Buffer.from('frag'), false)]));
+  assert.equal((await fragments.frame()).payload.toString(), 'first');
+  const request = new RawClient();
+  await request.connect();
+  request.write(`GET /parties/counter/raw-${run} HTTP/1.1\r\nHost: x\r\n\r\nGET /parties/counter/raw-${run} HT`);
+  assert.match(await request.response(), /^HTTP\/1\.1 200 /);
+  const slow = new RawClient();
+  await slow.upgradeTo(`/parties/probe/raw-${run}?_pk=raw-d`);
+  assert.match((await slow.frame()).payload.toString(), /^hello:raw-d:/);
+  const BIG = 24 * 1024 * 1024;
+  await new Promise((resolve) => {
+    slow.firstData = () => {
+      slow.firstData = null;
+      slow.socket.pause(); // output piles up in partyd's send queue
+      resolve();
+    };
+    slow.write(frame(1, Buffer.from(`big:${BIG}`)));
+  });
+  const carried = count(/handed \d+ WebSockets and \d+ HTTP connections/);
+  assert.ok(await upgrade() >= N);
+  const m = [...log.matchAll(/(\d+) with output not yet written, (\d+) with input not yet read whole/g)][carried];
+  assert.ok(Number(m[1]) >= 1 && Number(m[2]) >= 3, `records carried output and input: ${m[0]}`);
+  partial.write(whole.subarray(12));
+  assert.equal((await partial.frame()).payload.toString(), 'a frame cut in two by an upgrade');
+  fragments.write(frame(0, Buffer.from('ments'), true));
+  assert.equal((await fragments.frame()).payload.toString(), 'fragments');
+  request.write('TP/1.1\r\nHost: x\r\n\r\n');
+  assert.match(await request.response(), /^HTTP\/1\.1 200 /);
+  slow.socket.resume();
+  const big = await slow.frame();
+  assert.equal(big.payload.length, BIG);
+  assert.ok(big.payload.every((byte) => byte === 0x78), 'the big message arrived intact');
+  for (const raw of [partial, fragments, request, slow]) raw.socket.destroy();
+  await progress();
+  assertNoFailures('raw connections');
 
   // Broken upgrades: the running process goes on serving every client.
   const good = path.join(dir, 'partyd.good');
