@@ -1129,7 +1129,8 @@ static size_t adopt_all(party__upgrade *up) {
         party__conn_adopt_start(conn, rec.input);
         adopted++;
     }
-    close_fds(up->in_fds + k, up->n_in_fds - k); /* none, unless records ran out */
+    if (k < up->n_in_fds)
+        close_fds(up->in_fds + k, up->n_in_fds - k); /* none, unless records ran out */
     if (lost > 0)
         party__log_warn(rt, "upgrade: %zu connections could not be adopted", lost);
     return adopted;
@@ -1212,7 +1213,8 @@ void party__upgrade_free(party_runtime *rt) {
         return;
     if (up->in_sock >= 0)
         close(up->in_sock);
-    close_fds(up->in_fds, up->n_in_fds);
+    if (up->in_fds != NULL)
+        close_fds(up->in_fds, up->n_in_fds);
     free_received(up);
     if (up->sock >= 0)
         close(up->sock);
