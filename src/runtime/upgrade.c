@@ -34,8 +34,10 @@
 extern char **environ;
 
 /* Messages over the unix socket (SOCK_SEQPACKET: one message each). */
-#define MSG_READY 'R'   /* new -> old: parties loaded; u16 record version it reads */
-#define MSG_HEAD 'H'    /* old -> new: u16 record version, u8 lock sent; fds: listener[, lock] */
+#define MSG_READY 'R' /* new -> old: parties loaded; u16 record version it reads */
+#define MSG_HEAD                                                                                   \
+    'H'                 /* old -> new: u16 record version, u8 lock sent, u32 upgrades so far;      \
+                         * fds: listener[, lock] */
 #define MSG_RECORDS 'C' /* old -> new: records back to back; fds: one per record */
 #define MSG_END 'E'     /* old -> new: that was all */
 #define MSG_ADOPTED 'A' /* new -> old: u32 connections adopted */
@@ -99,8 +101,9 @@ struct party__upgrade {
     size_t in_len, in_cap;
     int *in_fds;
     size_t n_in_fds, cap_in_fds;
-    /* counters */
-    uint64_t adopted, failures;
+    /* counters (loop 0) */
+    uint64_t upgrades; /* that led to this process, from process to process */
+    uint64_t failures, tls_closed;
 };
 
 /* ---- systemd ---- */
@@ -577,7 +580,7 @@ static void upgrade_fail(party__upgrade *up, const char *why) {
 /* Everything goes to the new process, message by message. */
 static int send_all(party__upgrade *up) {
     party_runtime *rt = up->rt;
-    char head[4], *batch;
+    char head[8], *batch;
     int fds[2], n_fds = 0, r;
     unsigned version = record_version_sent(), i;
     int flags = fcntl(up->sock, F_GETFL);
@@ -591,6 +594,7 @@ static int send_all(party__upgrade *up) {
     head[3] = party__runtime_data_lock_fd(rt) >= 0;
     if (head[3])
         fds[n_fds++] = party__runtime_data_lock_fd(rt);
+    put_u32(head + 4, (uint32_t)up->upgrades);
     if ((r = send_msg(up->sock, head, sizeof(head), fds, (size_t)n_fds)) != 0)
         return r;
     batch = party__malloc(BYTES_PER_MSG + 1);
@@ -669,6 +673,7 @@ static void loop_reported(party__loop_ctx *lc, party__mail *mail) {
         upgrade_fail(up, "the loops could not be frozen (see above)");
         return;
     }
+    up->tls_closed += tls;
     if (tls > 0)
         party__log_warn(up->rt,
                         "upgrade: %u TLS connections closed with 1012 (a TLS session "
@@ -1034,7 +1039,7 @@ int party__upgrade_receive(party_runtime *rt, int sock) {
         return PARTY_EIO;
     }
     n = recv_msg(sock, buf, BYTES_PER_MSG + 1, fds, &n_fds, 0);
-    if (n < 4 || buf[0] != MSG_HEAD || n_fds != (size_t)(buf[3] ? 2 : 1)) {
+    if (n < 8 || buf[0] != MSG_HEAD || n_fds != (size_t)(buf[3] ? 2 : 1)) {
         close_fds(fds, n_fds);
         party__log_error(rt, "upgrade: the old process %s",
                          n <= 0 ? "went away" : "sent what is not a hand-over");
@@ -1042,6 +1047,7 @@ int party__upgrade_receive(party_runtime *rt, int sock) {
         return PARTY_EIO;
     }
     version = get_u16(buf + 1);
+    up->upgrades = (uint64_t)get_u32(buf + 4) + 1;
     r = receive_records(up, rt, buf);
     if (r == 0 && version != PARTY__CONN_RECORD_VERSION) {
         /* Refused after everything was read: a socket closed with unread
@@ -1169,7 +1175,6 @@ int party__upgrade_serve(party_runtime *rt) {
         }
         close(up->in_sock);
         up->in_sock = -1;
-        up->adopted = 1;
         party__log_info(rt, "upgrade: adopted %zu connections in %.1f ms; serving (pid %ld)",
                         adopted, ms_since(t0), (long)getpid());
     }
@@ -1227,10 +1232,10 @@ void party__upgrade_free(party_runtime *rt) {
     rt->upgrade = NULL;
 }
 
-uint64_t party__upgrade_adopted(const party_runtime *rt) {
-    return rt->upgrade != NULL ? rt->upgrade->adopted : 0;
-}
-
-uint64_t party__upgrade_failures(const party_runtime *rt) {
-    return rt->upgrade != NULL ? rt->upgrade->failures : 0;
+void party__upgrade_stats(const party_runtime *rt, uint64_t *upgrades, uint64_t *failed,
+                          uint64_t *tls_closed) {
+    const party__upgrade *up = rt->upgrade;
+    *upgrades = up != NULL ? up->upgrades : 0;
+    *failed = up != NULL ? up->failures : 0;
+    *tls_closed = up != NULL ? up->tls_closed : 0;
 }

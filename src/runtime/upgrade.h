@@ -49,10 +49,11 @@ void party__upgrade_close(party_runtime *rt);
 /* Frees what party__upgrade_enable made, after the loop ran its closes. */
 void party__upgrade_free(party_runtime *rt);
 
-/* For the metrics: upgrades this process took part in as the new one
- * (0 or 1), and hand-overs it refused or that failed. */
-uint64_t party__upgrade_adopted(const party_runtime *rt);
-uint64_t party__upgrade_failures(const party_runtime *rt);
+/* For the metrics (loop 0): the upgrades that led to this process (the
+ * count goes from process to process), the upgrades it started that
+ * failed, and the TLS connections its upgrades closed. */
+void party__upgrade_stats(const party_runtime *rt, uint64_t *upgrades, uint64_t *failed,
+                          uint64_t *tls_closed);
 
 /* Sends one datagram to systemd's notification socket (NOTIFY_SOCKET,
  * a path or an abstract name starting with '@'); nothing when it is not

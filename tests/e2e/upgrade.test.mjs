@@ -607,6 +607,13 @@ test(`${N} clients stay connected through ${UPGRADES} upgrades and 4 failed ones
   // And one more that works.
   assert.ok(await upgrade() >= N);
 
+  // The metrics count the upgrades from process to process, and the
+  // failed ones of the process that serves; they name the serving pid.
+  const metrics = (await get(agent, '/_partyd/metrics')).body;
+  assert.match(metrics, new RegExp(`^partyd_upgrades_total ${UPGRADES + 2}$`, 'm'));
+  assert.match(metrics, /^partyd_upgrades_failed_total 0$/m);
+  assert.match(metrics, new RegExp(`^partyd_build_info\\{version="[^"]+",pid="${currentPid}"\\} 1$`, 'm'));
+
   // Traffic stops; everything sent arrives.
   for (const c of clients) c.stopped = true;
   for (const c of clients) clearTimeout(c.timer);
