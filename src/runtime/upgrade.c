@@ -487,7 +487,9 @@ static void forget_run(party__loop_ctx *lc, party__mail *mail) {
         }
         party__conn_forget(conn);
     }
-    /* What stayed (closing connections) ends as at a shutdown. */
+    /* What stayed (closing connections) ends as at a shutdown; no room
+     * of this process runs again (its alarms are the new process's). */
+    lc->lp.handed_over = 1;
     lc->lp.frozen = 0;
     loop_release(ul);
     post(&ul->up->rt->main, ul, loop_done);

@@ -516,6 +516,31 @@ test(`${N} clients stay connected through ${UPGRADES} upgrades and 4 failed ones
   const first = await get(agent, `/parties/counter/http-${run}`);
   assert.equal(first.status, 200);
 
+  // Reminders (schedules) come due before, during and after the first
+  // upgrades: each fires once, none is lost while the service changes hands.
+  const reminders = new WS(`ws://127.0.0.1:${port}/parties/reminder/rem-${run}?_pk=rem`);
+  const fired = new Map();
+  reminders.on('message', (data) => {
+    const note = JSON.parse(String(data));
+    if (note.type === 'reminder') fired.set(note.name, (fired.get(note.name) ?? 0) + 1);
+    reminders.emit('fired');
+  });
+  reminders.on('close', (code) => failures.push(`reminders: closed (${code})`));
+  await withTimeout(new Promise((resolve) => reminders.once('open', resolve)), STEP_MS, 'reminders');
+  const REMINDERS = 20;
+  for (let k = 0; k < REMINDERS; k++) {
+    const res = await withTimeout(new Promise((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, method: 'POST', agent: false,
+        path: `/parties/reminder/rem-${run}?in=${50 * (k + 1) * SLOW}&name=s${k}` }, (r) => {
+        r.resume();
+        r.on('end', () => resolve(r.statusCode));
+      });
+      req.on('error', reject);
+      req.end('payload');
+    }), STEP_MS, 'a reminder');
+    assert.equal(res, 201);
+  }
+
   for (let u = 1; u <= UPGRADES; u++) {
     let during = [];
     const adopted = await upgrade(() => openClients(5).then((made) => { during = made; }));
@@ -624,6 +649,14 @@ test(`${N} clients stay connected through ${UPGRADES} upgrades and 4 failed ones
     return c.drained(chats.filter((m) => m.ws.url.split('?')[0] === room));
   })), STEP_MS, () => `traffic to drain:\n${failures.join('\n')}`);
   assertNoFailures('after the upgrades');
+  await withTimeout(new Promise((resolve) => {
+    const check = () => { if (fired.size === REMINDERS) resolve(); };
+    reminders.on('fired', check);
+    check();
+  }), STEP_MS, () => `every reminder to fire: ${[...fired.keys()].join(',')}`);
+  for (const [name, times] of fired) assert.equal(times, 1, `reminder ${name} fired ${times} times`);
+  reminders.removeAllListeners('close');
+  reminders.close();
   const sent = clients.reduce((n, c) => n + c.seq, 0);
   assert.ok(sent > N, `only ${sent} messages were sent`);
 
