@@ -73,7 +73,9 @@ static int setup(void **state) {
     notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     memset(&addr, 0, sizeof(addr));
     addr.sun_family = AF_UNIX;
-    snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", notify_path);
+    if (strlen(notify_path) >= sizeof(addr.sun_path))
+        return -1;
+    memcpy(addr.sun_path, notify_path, strlen(notify_path) + 1);
     if (notify_fd < 0 || bind(notify_fd, (struct sockaddr *)&addr, sizeof(addr)) != 0)
         return -1;
     setenv("NOTIFY_SOCKET", notify_path, 1);
