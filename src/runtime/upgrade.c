@@ -1105,8 +1105,8 @@ static size_t adopt_all(party__upgrade *up) {
         char id[PARTY_ID_MAX];
 
         if (k == stop) {
-            party__log_error(rt, "upgrade: test hook: dying after %zu of %zu records", k,
-                             up->n_in_fds);
+            party__log_error(rt, "upgrade: test hook: process %ld dies after %zu of %zu records",
+                             (long)getpid(), k, up->n_in_fds);
             _exit(3);
         }
         (void)party__conn_record_decode(up->in_records + at, up->in_len - at, &rec, &used);

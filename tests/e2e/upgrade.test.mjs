@@ -685,5 +685,10 @@ test(`${N} clients stay connected through ${UPGRADES} upgrades and 4 failed ones
   // The pipe ends once no process of the service holds it: all exited, and
   // a sanitizer or valgrind report of any of them is in the log.
   await withTimeout(allExited, STEP_MS, () => `partyd to exit:\n${tail(log)}`);
-  assert.doesNotMatch(log, /AddressSanitizer|LeakSanitizer|runtime error|ERROR SUMMARY: [1-9]/);
+  assert.doesNotMatch(log, /AddressSanitizer|LeakSanitizer|runtime error/);
+  // Valgrind's reports name their process: only the one the test hook
+  // killed on purpose (its _exit leaves memory behind) may have any.
+  const dying = [...log.matchAll(/test hook: process (\d+) dies/g)].map((m) => m[1]);
+  const reported = new Set([...log.matchAll(/^==(\d+)==/gm)].map((m) => m[1]));
+  for (const pid of reported) assert.ok(dying.includes(pid), `valgrind reported on process ${pid}:\n${tail(log, 60)}`);
 });
