@@ -418,6 +418,8 @@ static void on_freeze_tick(uv_timer_t *timer) {
     freeze_done(ul);
 }
 
+static void loop_frozen(party__loop_ctx *lc, party__mail *mail);
+
 static void freeze_run(party__loop_ctx *lc, party__mail *mail) {
     upgrade_loop *ul = ((upgrade_mail *)mail)->ul;
 
@@ -432,6 +434,16 @@ static void freeze_run(party__loop_ctx *lc, party__mail *mail) {
     party__fetch_stop_all(&lc->rooms);
     party__outbound_stop_all(&lc->rooms);
     party__conn_foreach_with(&lc->lp, freeze_one, ul);
+    post(&ul->up->rt->main, ul, loop_frozen);
+}
+
+/* Every loop reads no more: this one lets what is in flight end, then
+ * exports. Mail arrives in order, so a request another loop handed to
+ * this one before it froze is here already, and is waited for. */
+static void drain_run(party__loop_ctx *lc, party__mail *mail) {
+    upgrade_loop *ul = ((upgrade_mail *)mail)->ul;
+
+    party__free(mail);
     ul->deadline = uv_now(&lc->lp.loop) + FREEZE_TIMEOUT_MS;
     uv_timer_init(&lc->lp.loop, &ul->tick);
     ul->tick.data = ul;
@@ -696,7 +708,27 @@ static void loop_reported(party__loop_ctx *lc, party__mail *mail) {
     uv_timer_start(&up->timer, on_timeout, ADOPTED_TIMEOUT_MS, 0);
 }
 
-/* The new process is ready: every loop freezes and exports. */
+/* A loop reads no more (loop 0). Once every loop is there, each drains
+ * and exports. */
+static void loop_frozen(party__loop_ctx *lc, party__mail *mail) {
+    upgrade_loop *ul = ((upgrade_mail *)mail)->ul;
+    party__upgrade *up = ul->up;
+    unsigned i;
+
+    (void)lc;
+    party__free(mail);
+    if (--up->pending > 0)
+        return;
+    if (up->failing) {
+        loops_finish(up, 0);
+        return;
+    }
+    up->pending = up->n_loops;
+    for (i = 0; i < up->n_loops; i++)
+        post(up->loops[i].lc, &up->loops[i], drain_run);
+}
+
+/* The new process is ready: every loop freezes, then drains and exports. */
 static void freeze_all(party__upgrade *up) {
     party_runtime *rt = up->rt;
     unsigned i, n = rt->loops != NULL ? rt->n_loops : 1;
