@@ -635,9 +635,10 @@ test(`${N} clients stay connected through ${UPGRADES} upgrades and 4 failed ones
   // The metrics count the upgrades from process to process, and the
   // failed ones of the process that serves; they name the serving pid.
   const metrics = (await get(agent, '/_partyd/metrics')).body;
-  assert.match(metrics, new RegExp(`^partyd_upgrades_total ${UPGRADES + 2}$`, 'm'));
-  assert.match(metrics, /^partyd_upgrades_failed_total 0$/m);
-  assert.match(metrics, new RegExp(`^partyd_build_info\\{version="[^"]+",pid="${currentPid}"\\} 1$`, 'm'));
+  assert.match(metrics, new RegExp(`^partyd_runtime_upgrades_total ${UPGRADES + 2}$`, 'm'));
+  assert.match(metrics, /^partyd_runtime_upgrade_failures_total 0$/m);
+  assert.match(metrics, new RegExp(`^partyd_runtime_process_id ${currentPid}$`, 'm'));
+  assert.match(metrics, /^partyd_runtime_build_info\{version="[^"]+"\} 1$/m);
 
   // Traffic stops; everything sent arrives.
   for (const c of clients) c.stopped = true;
