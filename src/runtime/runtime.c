@@ -895,6 +895,11 @@ int party_runtime_port(party_runtime *rt) {
 
 static void on_signal(uv_signal_t *sig, int signum) {
     party_runtime *rt = sig->data;
+    if (party__upgrade_defer_stop(rt)) {
+        party__log_info(rt, "received %s during an upgrade: stopping once it is over",
+                        signum == SIGINT ? "SIGINT" : "SIGTERM");
+        return;
+    }
     party__log_info(rt, "received %s: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
     party_runtime_stop(rt);
 }

@@ -93,7 +93,8 @@ struct party__upgrade {
     uint64_t started_ns, frozen_ns;
     upgrade_loop *loops;
     unsigned n_loops, pending;
-    int failing; /* failed while frozen: the loops thaw */
+    int failing;      /* failed while frozen: the loops thaw */
+    int stop_pending; /* SIGTERM/SIGINT came during the upgrade: stop once it is over */
     int closed;
     /* new side: what the old process handed over */
     int in_sock;
@@ -543,6 +544,10 @@ static void back_to_serving(party__upgrade *up) {
                     (long)getpid());
     /* Type=notify: the reload is over, this process still serves. */
     (void)party__sd_notify("READY=1");
+    if (up->stop_pending) {
+        party__log_info(up->rt, "upgrade: stopping now, as asked during the upgrade");
+        party_runtime_stop(up->rt);
+    }
 }
 
 static void loop_done(party__loop_ctx *lc, party__mail *mail) {
@@ -792,6 +797,12 @@ static void on_sock(uv_poll_t *handle, int status, int events) {
                         ms_since(up->frozen_ns));
         up->state = DONE;
         close_sock(up);
+        if (up->stop_pending) {
+            /* Asked to stop during the upgrade: the new process stops. */
+            party__log_info(up->rt, "upgrade: passing the stop asked meanwhile to pid %ld",
+                            (long)up->child.pid);
+            (void)uv_process_kill(&up->child, SIGTERM);
+        }
         child_close(up, 0);
         loops_finish(up, 1);
     } else if (buf[0] == MSG_REFUSED) {
@@ -1264,6 +1275,18 @@ void party__upgrade_free(party_runtime *rt) {
     party__free(up->loops);
     party__free(up);
     rt->upgrade = NULL;
+}
+
+int party__upgrade_defer_stop(party_runtime *rt) {
+    party__upgrade *up = rt->upgrade;
+    if (up == NULL || up->state == IDLE)
+        return 0;
+    /* Frozen connections may be another process's already: a Close from
+     * here could reach a client the new process serves. The upgrade ends
+     * first (within its timeouts); then this process stops, or the new
+     * one serves and this one exits anyway. */
+    up->stop_pending = 1;
+    return 1;
 }
 
 void party__upgrade_stats(const party_runtime *rt, uint64_t *upgrades, uint64_t *failed,

@@ -49,6 +49,11 @@ void party__upgrade_close(party_runtime *rt);
 /* Frees what party__upgrade_enable made, after the loop ran its closes. */
 void party__upgrade_free(party_runtime *rt);
 
+/* A stop signal came (loop 0): 1 if an upgrade is under way, and the
+ * stop waits for it to end (this process then stops, or has handed over
+ * and exits anyway); 0 otherwise (stop now). */
+int party__upgrade_defer_stop(party_runtime *rt);
+
 /* For the metrics (loop 0): the upgrades that led to this process (the
  * count goes from process to process), the upgrades it started that
  * failed, and the TLS connections its upgrades closed. */

@@ -154,9 +154,34 @@ static void test_systemd_learns_the_new_main_pid_of_an_upgrade(void **state) {
     partyd_free(d);
 }
 
+/* SIGTERM while an upgrade is under way waits for it: the process that
+ * serves at the end stops, its clients get 1001, and both processes exit. */
+static void test_sigterm_during_an_upgrade_stops_the_service(void **state) {
+    partyd *d = partyd_start(NULL);
+    tconn *c;
+    ws_frame f;
+    (void)state;
+
+    assert_non_null(d);
+    (void)wait_ready();
+    c = ws_open(partyd_port(d), "/parties/echo/notify?_pk=n2");
+    partyd_signal(d, SIGUSR2);
+    partyd_signal(d, SIGTERM);
+    assert_int_equal(ws_recv(c, &f, 60000), 0);
+    assert_int_equal(f.opcode, 8);
+    assert_int_equal(f.close_code, 1001);
+    ws_frame_free(&f);
+    tconn_close(c);
+    /* Both processes wrote to the pipes: EOF once both exited. */
+    assert_int_equal(partyd_wait_exit(d, 60000), 0);
+    assert_true(partyd_wait_stderr(d, "during an upgrade: stopping once it is over", 0));
+    partyd_free(d);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_systemd_learns_the_new_main_pid_of_an_upgrade),
+        cmocka_unit_test(test_sigterm_during_an_upgrade_stops_the_service),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
