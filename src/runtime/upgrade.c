@@ -33,15 +33,22 @@
 
 extern char **environ;
 
-/* Messages over the unix socket (SOCK_SEQPACKET: one message each). */
-#define MSG_READY 'R' /* new -> old: parties loaded; u16 record version it reads */
-#define MSG_HEAD                                                                                   \
-    'H'                 /* old -> new: u16 record version, u8 lock sent, u32 upgrades so far;      \
-                         * fds: listener[, lock] */
-#define MSG_RECORDS 'C' /* old -> new: records back to back; fds: one per record */
-#define MSG_END 'E'     /* old -> new: that was all */
-#define MSG_ADOPTED 'A' /* new -> old: u32 connections adopted */
-#define MSG_REFUSED 'X' /* new -> old: why, as text */
+/* Messages over the unix socket (SOCK_SEQPACKET: one message each), by
+ * their first byte:
+ *   R  new -> old: parties loaded; u16 the record version it reads
+ *   H  old -> new: u16 record version, u8 lock sent, u32 upgrades so far;
+ *      descriptors: the listener[, the data directory's lock]
+ *   C  old -> new: records, one stream over all C messages; descriptors:
+ *      one per record, with the message its record starts in
+ *   E  old -> new: that was all
+ *   A  new -> old: u32 connections adopted
+ *   X  new -> old: refused, and why (text) */
+#define MSG_READY 'R'
+#define MSG_HEAD 'H'
+#define MSG_RECORDS 'C'
+#define MSG_END 'E'
+#define MSG_ADOPTED 'A'
+#define MSG_REFUSED 'X'
 
 /* What one message may carry: the kernel caps descriptors at 253 a
  * message, and a datagram must fit the socket's send buffer. */
