@@ -288,8 +288,8 @@ static void metrics_write(const party__ops_stats *m, text_buf *tb) {
                   "Upgrades this process started that failed: it went on serving.",
                   m->upgrades_failed);
     metric_scalar(tb, "partyd_runtime_upgrade_tls_closed_total", "counter",
-                  "TLS connections closed with 1012 by an upgrade (a TLS session cannot be "
-                  "handed over).",
+                  "TLS connections closed with 1012 by upgrades (a TLS session cannot be "
+                  "handed over), counted from process to process like the upgrades.",
                   m->upgrades_tls_closed);
 
     metric_family(tb, "partyd_storage_fenced_total", "counter",

@@ -36,8 +36,9 @@ extern char **environ;
 /* Messages over the unix socket (SOCK_SEQPACKET: one message each), by
  * their first byte:
  *   R  new -> old: parties loaded; u16 the record version it reads
- *   H  old -> new: u16 record version, u8 lock sent, u32 upgrades so far;
- *      descriptors: the listener[, the data directory's lock]
+ *   H  old -> new: u16 record version, u8 lock sent, u32 upgrades so far,
+ *      u32 TLS connections upgrades closed so far; descriptors: the
+ *      listener[, the data directory's lock]
  *   C  old -> new: records, one stream over all C messages; descriptors:
  *      one per record, with the message its record starts in
  *   E  old -> new: that was all
@@ -606,7 +607,7 @@ static void upgrade_fail(party__upgrade *up, const char *why) {
 /* Everything goes to the new process, message by message. */
 static int send_all(party__upgrade *up) {
     party_runtime *rt = up->rt;
-    char head[8], *batch;
+    char head[12], *batch;
     int fds[2], n_fds = 0, r;
     unsigned version = record_version_sent(), i;
     int flags = fcntl(up->sock, F_GETFL);
@@ -621,6 +622,7 @@ static int send_all(party__upgrade *up) {
     if (head[3])
         fds[n_fds++] = party__runtime_data_lock_fd(rt);
     put_u32(head + 4, (uint32_t)up->upgrades);
+    put_u32(head + 8, (uint32_t)up->tls_closed);
     if ((r = send_msg(up->sock, head, sizeof(head), fds, (size_t)n_fds)) != 0)
         return r;
     batch = party__malloc(BYTES_PER_MSG + 1);
@@ -1091,7 +1093,7 @@ int party__upgrade_receive(party_runtime *rt, int sock) {
         return PARTY_EIO;
     }
     n = recv_msg(sock, buf, BYTES_PER_MSG + 1, fds, &n_fds, 0);
-    if (n < 8 || buf[0] != MSG_HEAD || n_fds != (size_t)(buf[3] ? 2 : 1)) {
+    if (n < 12 || buf[0] != MSG_HEAD || n_fds != (size_t)(buf[3] ? 2 : 1)) {
         close_fds(fds, n_fds);
         party__log_error(rt, "upgrade: the old process %s",
                          n <= 0 ? "went away" : "sent what is not a hand-over");
@@ -1100,6 +1102,7 @@ int party__upgrade_receive(party_runtime *rt, int sock) {
     }
     version = get_u16(buf + 1);
     up->upgrades = (uint64_t)get_u32(buf + 4) + 1;
+    up->tls_closed = get_u32(buf + 8);
     r = receive_records(up, rt, buf);
     if (r == 0 && version != PARTY__CONN_RECORD_VERSION) {
         /* Refused after everything was read: a socket closed with unread
