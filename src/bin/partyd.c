@@ -22,6 +22,7 @@
 #include "party.h"
 #include "parties.h"
 #include "runtime.h"
+#include "upgrade.h"
 #include "alloc.h"
 
 #define MAX_LOADED_PARTIES 64
@@ -1157,10 +1158,39 @@ static int use_store(party_runtime *rt, const options_state *o) {
     return 0;
 }
 
+/* The binary an upgrade starts: the file this process was started from,
+ * as the kernel names it now (so a relative argv[0] or a later chdir does
+ * not matter), or argv[0] made absolute. Into out (size bytes). */
+static void own_path(const char *argv0, char *out, size_t size) {
+    ssize_t n = readlink("/proc/self/exe", out, size - 1);
+    if (n > 0) {
+        out[n] = '\0';
+        return;
+    }
+    if (realpath(argv0, out) == NULL)
+        snprintf(out, size, "%s", argv0);
+}
+
+/* A process started by an upgrade gets its end of the hand-over socket
+ * in PARTYD_UPGRADE_FD; -1 otherwise. Taken out of the environment, so
+ * that what this process starts does not see it. */
+static int upgrade_fd(void) {
+    const char *v = getenv(PARTY__UPGRADE_FD_ENV);
+    char *end;
+    long fd;
+
+    if (v == NULL)
+        return -1;
+    fd = strtol(v, &end, 10);
+    unsetenv(PARTY__UPGRADE_FD_ENV);
+    return end != v && *end == '\0' && fd >= 0 && fd < 65536 ? (int)fd : -1;
+}
+
 int main(int argc, char **argv) {
     options_state o;
     party_runtime *rt;
-    int opt, r, status = 0;
+    int opt, r, status = 0, handover = upgrade_fd();
+    char exe[4096];
 
     /* Client subcommands: they share the binary, not the daemon's flags. */
     if (argc > 1 && strcmp(argv[1], "connect") == 0)
@@ -1168,6 +1198,7 @@ int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "rooms") == 0)
         return party__cli_rooms(argc - 1, argv + 1);
 
+    own_path(argv[0], exe, sizeof(exe));
     party_config_init(&o.cfg);
     o.data_dir = "./data";
     o.store = o.node = NULL;
@@ -1213,8 +1244,17 @@ int main(int argc, char **argv) {
         status = register_parties(rt, &o);
     if (status == 0) {
         log_parties(&o);
-        r = party_runtime_listen(rt);
-        if (r == PARTY_EADDR)
+        r = party__upgrade_enable(rt, exe, argv);
+        /* Started by an upgrade: the listening socket and the data
+         * directory come from the process it replaces. */
+        if (r == 0)
+            r = handover >= 0 ? party__upgrade_receive(rt, handover) : party_runtime_listen(rt);
+        else
+            fprintf(stderr, "partyd: %s\n", party_strerror(r));
+        if (handover >= 0 && r != 0)
+            fprintf(stderr, "partyd: the upgrade did not take over (see the log lines above); "
+                            "the running partyd goes on serving\n");
+        else if (r == PARTY_EADDR)
             fprintf(stderr,
                     strchr(o.cfg.host, ':') != NULL
                         ? "partyd: cannot listen on [%s]:%d (see the log line above)\n"

@@ -281,6 +281,50 @@ void party__room_unlink_conn(party_room *room, party_conn *conn) {
         room->n_conns--;
 }
 
+int party__rooms_adopt_conn(party__rooms *rooms, party_conn *conn, party__slice party_name,
+                            party__slice room_id, party__slice room_name) {
+    const party__party *party =
+        party__party_find(rooms->parties, rooms->n_parties, party_name.ptr, party_name.len);
+    char id[PARTY_ID_MAX], *name = NULL;
+    party_room *room;
+
+    if (party == NULL)
+        return PARTY_ENOTFOUND;
+    if (room_id.len != PARTY_ID_MAX - 1)
+        return PARTY_EINVAL;
+    memcpy(id, room_id.ptr, room_id.len);
+    id[PARTY_ID_MAX - 1] = '\0';
+    if (!party__room_id_valid(id))
+        return PARTY_EINVAL;
+    if (room_name.len > 0) {
+        char check[PARTY_ID_MAX];
+        name = party__strndup(room_name.ptr, room_name.len);
+        if (name == NULL)
+            return PARTY_ENOMEM;
+        /* The name must be the id's: a record names one room, not two. */
+        if (strlen(name) != room_name.len ||
+            party__room_id(rooms->lp->digest, party->name, name, check) != 0 ||
+            strcmp(check, id) != 0) {
+            party__free(name);
+            return PARTY_EINVAL;
+        }
+        room = party__room_get_named(rooms, party, name, id);
+        party__free(name);
+    } else {
+        room = party__room_get_by_id(rooms, party, id);
+    }
+    if (room == NULL)
+        return PARTY_ENOMEM;
+    if (room->party != party)
+        return PARTY_EINVAL;
+    /* As a hibernated room's connection: the room wakes at its next event. */
+    party__conn_enter_room(conn, room);
+    party__conn_list_append(&room->conns, conn);
+    room->n_conns++;
+    party__room_update_idle(room);
+    return 0;
+}
+
 /* Runs connection_tags and checks the limits. 0, or fills why. */
 int party__room_in_callback(const party_room *room) {
     return room->running && room->store != NULL;

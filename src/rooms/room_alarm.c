@@ -239,15 +239,19 @@ static int64_t heap_clock(party__alarms *alarms) {
 }
 
 /* The heap's wake callback: the room with this id wakes (an ALARM event;
- * a cold room is loaded first). Held back while too many rooms load. */
+ * a cold room is loaded first). Held back while too many rooms load, and
+ * while an upgrade hands the loop over or after it did (the alarm index
+ * has the time: the process that serves next fires it). */
 static int heap_wake(party__alarms *alarms, const char *id, uint32_t tag) {
     party__rooms *rooms = alarms->data;
     const party__party *party = &rooms->parties[tag];
     party_room *room;
     party__event ev;
 
-    if (rooms->n_loading >= MAX_ALARM_WAKES_LOADING)
+    if (rooms->n_loading >= MAX_ALARM_WAKES_LOADING || rooms->lp->frozen)
         return PARTY_EBUSY;
+    if (rooms->lp->handed_over)
+        return PARTY_EBUSY; /* the new process fires it (from the alarm index) */
     /* The room takes over the entry, parked: it files its next wake time
      * there when its batch commits (or a retry, if the handler fails),
      * without memory. */

@@ -191,3 +191,28 @@ void party__room_evict_idle(party__rooms *rooms, uint64_t now_ms) {
             party__room_idle_remove(room); /* cannot now; its next batch files it again */
     }
 }
+
+int party__rooms_quiesce(party__rooms *rooms) {
+    size_t i;
+    int settled = rooms->n_busy == 0 && rooms->ready_head == NULL && rooms->group_head == NULL &&
+                  !rooms->group_in_flight;
+
+    for (i = 0; i < rooms->table_cap; i++) {
+        party_room *room = rooms->table[i], *next;
+        for (; room != NULL; room = next) {
+            next = room->hash_next; /* eviction takes the room out of the table */
+            if (room->life == PARTY__ROOM_COLD && !party__room_busy(room))
+                continue;
+            settled = 0;
+            if (room->life != PARTY__ROOM_READY || party__room_busy(room))
+                continue; /* its work ends first */
+            /* Every party sees an upgrade as a hibernation, whatever its
+             * hibernate flag: its state leaves, its connections stay. */
+            if (room->n_conns > 0)
+                (void)party__room_hibernate(room);
+            else
+                (void)party__room_evict(room);
+        }
+    }
+    return settled;
+}

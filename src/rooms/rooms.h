@@ -111,6 +111,21 @@ void party__rooms_record_commit(party__rooms *rooms, uint64_t us);
 void party__rooms_connect(party__rooms *rooms, struct party_conn *conn, const party__routed *r);
 void party__rooms_request(party__rooms *rooms, struct party_conn *conn, const party__routed *r);
 
+/* Upgrades: links conn, an open WebSocket another process handed over,
+ * to its room (of the party named party_name; by id, and by name when
+ * room_name is not empty), which stays cold until its next event, as
+ * after a hibernation. 0; PARTY_ENOTFOUND (no such party here);
+ * PARTY_EINVAL (a malformed id, or a name that is not the id's);
+ * PARTY_ENOMEM. */
+int party__rooms_adopt_conn(party__rooms *rooms, struct party_conn *conn, party__slice party_name,
+                            party__slice room_id, party__slice room_name);
+
+/* Upgrades: brings every room towards cold — a loaded room with nothing
+ * to do hibernates (connections) or is evicted (none); a busy one is left
+ * to finish. 1 once every room is cold and no store work runs (the loop
+ * can be handed over), else 0: call again later. */
+int party__rooms_quiesce(party__rooms *rooms);
+
 /* Adds the rooms' counters and the number of rooms by state to stats. */
 void party__rooms_stats(const party__rooms *rooms, party__ops_stats *stats);
 /* Adds every room in memory to the listing. 0, or PARTY_ENOMEM. */

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
@@ -277,6 +278,24 @@ static void metrics_write(const party__ops_stats *m, text_buf *tb) {
                  m->accept_errors);
     text_appendf(tb, "partyd_runtime_errors_total{kind=\"tls\"} %" PRIu64 "\n", m->tls_errors);
     metrics_write_outbound(&m->outbound, tb);
+
+    metric_family(tb, "partyd_runtime_build_info", "gauge",
+                  "The running build, by its version (always 1).");
+    text_appendf(tb, "partyd_runtime_build_info{version=\"%s\"} 1\n", PARTY_VERSION_STRING);
+    metric_scalar(tb, "partyd_runtime_process_id", "gauge",
+                  "The pid of the process serving now (an upgrade changes it).",
+                  (uint64_t)getpid());
+    metric_scalar(tb, "partyd_runtime_upgrades_total", "counter",
+                  "Upgrades (SIGUSR2) that handed the service over to a new process, counted "
+                  "from process to process since the last plain start.",
+                  m->upgrades);
+    metric_scalar(tb, "partyd_runtime_upgrade_failures_total", "counter",
+                  "Upgrades this process started that failed: it went on serving.",
+                  m->upgrades_failed);
+    metric_scalar(tb, "partyd_runtime_upgrade_tls_closed_total", "counter",
+                  "TLS connections closed with 1012 by upgrades (a TLS session cannot be "
+                  "handed over), counted from process to process like the upgrades.",
+                  m->upgrades_tls_closed);
 
     metric_family(tb, "partyd_storage_fenced_total", "counter",
                   "Commits refused because the room is owned by another node now (a cluster "

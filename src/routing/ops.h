@@ -33,8 +33,12 @@ typedef struct party__ops_stats {
     uint64_t alarms_pending, alarms_fired, alarms_retried, alarms_abandoned, schedules_fired;
     uint64_t http_errors, protocol_errors, send_queue_drops, commit_failures, accept_errors,
         tls_errors;
-    uint64_t commits_fenced;    /* refused: the room is another node's now (a cluster store) */
-    uint64_t origin_refused;    /* handshakes and preflights refused for their Origin */
+    uint64_t commits_fenced; /* refused: the room is another node's now (a cluster store) */
+    uint64_t origin_refused; /* handshakes and preflights refused for their Origin */
+    /* Upgrades (SIGUSR2): those that led to this process (the count goes
+     * from process to process), those that failed here, and the TLS
+     * connections they closed. */
+    uint64_t upgrades, upgrades_failed, upgrades_tls_closed;
     party__http_stats outbound; /* outbound HTTP of the loops' rooms (http_client.h) */
 } party__ops_stats;
 

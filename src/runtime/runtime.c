@@ -39,6 +39,7 @@
 #include "rpc.h"
 #include "slab.h"
 #include "tls.h"
+#include "upgrade.h"
 #include "ws.h"
 #include "alloc.h"
 
@@ -247,6 +248,9 @@ static void metrics_visit(party__loop_ctx *lc, party__tour *tour) {
     metrics_tour *m = (metrics_tour *)tour;
     party__ops_stats_add_loop(&m->stats, &lc->lp);
     party__rooms_stats(&lc->rooms, &m->stats);
+    if (lc == &lc->rt->main)
+        party__upgrade_stats(lc->rt, &m->stats.upgrades, &m->stats.upgrades_failed,
+                             &m->stats.upgrades_tls_closed);
 }
 
 static void metrics_done(party_conn *conn, party__tour *tour) {
@@ -852,12 +856,54 @@ int party_runtime_listen(party_runtime *rt) {
     return 0;
 }
 
+int party__runtime_take_over(party_runtime *rt, int listen_fd, int lock_fd) {
+    char pid_text[32];
+    int n, r;
+
+    if (rt->main.lp.listening || rt->data_lock_fd >= 0) {
+        close(listen_fd);
+        if (lock_fd >= 0)
+            close(lock_fd);
+        return PARTY_ESTATE;
+    }
+    if (lock_fd >= 0) {
+        /* The flock belongs to the open file, which this process holds now
+         * as well: the old process lets its descriptor go when it exits. */
+        n = snprintf(pid_text, sizeof(pid_text), "%ld\n", (long)getpid());
+        if (pwrite(lock_fd, pid_text, (size_t)n, 0) != n || ftruncate(lock_fd, n) != 0)
+            party__log_warn(rt, "data directory %s: cannot write this pid into LOCK: %s",
+                            rt->data_dir != NULL ? rt->data_dir : "-", strerror(errno));
+        rt->data_lock_fd = lock_fd;
+    }
+    r = party__runtime_open_data(rt);
+    if (r == 0 && rt->tls_ctx == NULL && (r = party__tls_init(&rt->main.lp)) == 0)
+        rt->tls_ctx = rt->main.lp.tls_ctx;
+    if (r != 0) {
+        close(listen_fd);
+        return r;
+    }
+    rt->main.lp.accept_transport = party__tls_enabled(&rt->main.lp) ? &party__transport_tls : NULL;
+    r = party__listener_adopt(&rt->main.lp, listen_fd);
+    if (r != 0) {
+        party__log_error(rt, "upgrade: cannot listen on the socket handed over: %s",
+                         uv_strerror(r));
+        return PARTY_EADDR;
+    }
+    rt->main.lp.listening = 1;
+    return 0;
+}
+
 int party_runtime_port(party_runtime *rt) {
     return party__listener_port(&rt->main.lp);
 }
 
 static void on_signal(uv_signal_t *sig, int signum) {
     party_runtime *rt = sig->data;
+    if (party__upgrade_defer_stop(rt)) {
+        party__log_info(rt, "received %s during an upgrade: stopping once it is over",
+                        signum == SIGINT ? "SIGINT" : "SIGTERM");
+        return;
+    }
     party__log_info(rt, "received %s: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
     party_runtime_stop(rt);
 }
@@ -884,6 +930,7 @@ static void runtime_finish(party__loop_ctx *lc) {
             close_handle((uv_handle_t *)&rt->sigint);
             close_handle((uv_handle_t *)&rt->sigterm);
         }
+        party__upgrade_close(rt);
     }
     party__conn_pools_free(&lc->lp);
     party__listener_close(&lc->lp);
@@ -1006,6 +1053,15 @@ int party_runtime_run(party_runtime *rt) {
     uv_ref((uv_handle_t *)&rt->main.stop_async);
     party__runtime_start_timers(&rt->main);
     (void)party__runtime_begin(rt); /* its one failure was checked above */
+    /* Before any loop runs: connections an upgrade handed over join their
+     * rooms' loops. */
+    if (party__upgrade_serve(rt) != 0) {
+        party_runtime_stop(rt);
+        uv_run(&rt->main.lp.loop, UV_RUN_DEFAULT);
+        party__loops_free(rt);
+        rt->main.running = 0;
+        return PARTY_EIO;
+    }
     party__loops_run(rt);
     {
         char where[INET6_ADDRSTRLEN + 16];
@@ -1080,6 +1136,7 @@ void party_runtime_free(party_runtime *rt) {
     party__free(rt->allowed_origins);
     party__free(rt->fetch_allow);
     party__free(rt->fetch_ca_file);
+    party__upgrade_free(rt);
     /* Last: the data directory is this runtime's until everything in it
      * is closed. */
     if (rt->data_lock_fd >= 0)

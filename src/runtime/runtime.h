@@ -81,8 +81,9 @@ struct party_runtime {
     party__loop_ctx main;           /* loop 0 */
     party__loop_ctx **loops;        /* n_loops contexts, loops[0] == &main; NULL: one loop */
     unsigned n_loops;
-    unsigned loops_running;      /* other loops whose thread still runs */
-    uv_signal_t sigint, sigterm; /* on loop 0 */
+    unsigned loops_running;         /* other loops whose thread still runs */
+    uv_signal_t sigint, sigterm;    /* on loop 0 */
+    struct party__upgrade *upgrade; /* SIGUSR2 hand-overs (upgrade.h); NULL: none */
     int exit_status;
 };
 
@@ -134,6 +135,13 @@ int party__runtime_set_store(party_runtime *rt, const char *store, const char *n
  * party_runtime_free. -1 when none is held. An upgrade hands this one
  * descriptor to the process that takes over. */
 int party__runtime_data_lock_fd(party_runtime *rt);
+
+/* Serves with what the process an upgrade replaces handed over: the data
+ * directory's lock (lock_fd; -1: none, memory only: its pid is written
+ * into it) and the listening socket (listen_fd), then opens the storage
+ * backend and the TLS context as party_runtime_listen would. Takes both
+ * descriptors (closed on failure). 0, or party_runtime_listen's errors. */
+int party__runtime_take_over(party_runtime *rt, int listen_fd, int lock_fd);
 
 /* Starts a loop's rooms (their wake-ups); on loop 0, first opens the
  * storage backend if needed and files every room of its alarm index in

@@ -26,6 +26,7 @@
 #include "origin.h"
 #include "slab.h"
 #include "alloc.h"
+#include "conn_record.h"
 
 /* A request buffer starts small (a WebSocket handshake is a few hundred
  * bytes) and doubles while a request needs more, up to its limits. */
@@ -538,7 +539,9 @@ static void conn_flush(party_conn *conn) {
     const party__transport_ops *ops;
     int r;
 
-    if (conn->writing || conn->transport_closing)
+    /* Handed over (frozen > 1): the socket's next bytes are another
+     * process's to write. */
+    if (conn->writing || conn->transport_closing || party__conn_loop(conn)->frozen > 1)
         return;
     ops = conn_ops(conn);
     r = ops->flush(conn);
@@ -756,7 +759,9 @@ static void conn_watch(party_conn *conn) {
 }
 
 static void conn_start_reading(party_conn *conn) {
-    if (!conn->reading && !conn->transport_closing) {
+    /* Frozen for an upgrade: input waits in the socket for whichever
+     * process serves the connection next (party__conn_thaw). */
+    if (!conn->reading && !conn->transport_closing && !party__conn_loop(conn)->frozen) {
         conn->reading = 1;
         conn_watch(conn);
     }
@@ -1658,22 +1663,36 @@ const char *const *party__conn_tag_list(const party_conn *conn) {
 
 typedef struct walk_arg {
     party__loop *lp;
-    void (*fn)(party_conn *conn);
+    void (*fn)(party_conn *conn, void *arg);
+    void *arg;
 } walk_arg;
 
 static void walk_one(uv_handle_t *handle, void *arg) {
     walk_arg *w = arg;
     if (handle->type == UV_POLL && handle != (uv_handle_t *)&w->lp->listener &&
-        !uv_is_closing(handle))
-        w->fn(handle->data);
+        !uv_is_closing(handle) && handle->data != NULL)
+        w->fn(handle->data, w->arg);
 }
 
-void party__conn_foreach(party__loop *lp, void (*fn)(party_conn *conn)) {
+void party__conn_foreach_with(party__loop *lp, void (*fn)(party_conn *conn, void *arg), void *arg) {
     /* The loop already knows every socket: no list of our own to keep. */
     walk_arg w;
     w.lp = lp;
     w.fn = fn;
+    w.arg = arg;
     uv_walk(&lp->loop, walk_one, &w);
+}
+
+static void call_plain(party_conn *conn, void *arg) {
+    (*(void (**)(party_conn *))arg)(conn);
+}
+
+void party__conn_foreach(party__loop *lp, void (*fn)(party_conn *conn)) {
+    party__conn_foreach_with(lp, call_plain, &fn);
+}
+
+int party__conn_fd(const party_conn *conn) {
+    return conn->fd;
 }
 
 /* ---- public connection API ---- */
@@ -1718,4 +1737,259 @@ const void *party_conn_state(party_conn *conn, size_t *len) {
     if (len != NULL)
         *len = conn->state_len;
     return conn->state;
+}
+
+/* ---- upgrades: a connection handed to another process ---- */
+
+void party__conn_freeze(party_conn *conn) {
+    conn_stop_reading(conn);
+    conn_watch_as(conn, 1); /* input waits in the socket, unwatched */
+}
+
+/* 1 if the connection reads while it is in this phase. */
+static int conn_should_read(const party_conn *conn) {
+    if (conn->transport_closing)
+        return 0;
+    if (conn->phase == PARTY__CONN_HTTP)
+        return 1;
+    return (conn->phase == PARTY__CONN_OPEN || conn->phase == PARTY__CONN_CLOSING) &&
+           conn->http == NULL && !conn->close_received;
+}
+
+void party__conn_thaw(party_conn *conn) {
+    if (conn->transport_closing)
+        return;
+    if (conn->phase == PARTY__CONN_HTTP && conn->timer == NULL)
+        conn_timer_start(conn, seconds_to_ms(party__conn_loop(conn)->cfg.header_timeout),
+                         on_header_timeout);
+    if (conn_should_read(conn))
+        conn_start_reading(conn);
+    if (out_released(conn) > 0)
+        mark_dirty(conn);
+}
+
+int party__conn_quiet(const party_conn *conn) {
+    if (conn->transport_closing || conn->phase == PARTY__CONN_DONE)
+        return 1;
+    /* A request with a room, or a handshake waiting for its connect: its
+     * answer is on its way. Held output waits for a commit. */
+    return conn->phase != PARTY__CONN_HTTP_BUSY && conn->phase != PARTY__CONN_UPGRADING &&
+           conn->gate_next == NULL && !conn->handoff_wait;
+}
+
+int party__conn_handover_kind(const party_conn *conn) {
+    if (conn->transport_closing || conn->internal || conn->gate_next != NULL || conn->handoff_wait)
+        return 0;
+    if (conn->transport_slot != 0)
+        return -1; /* TLS: its session cannot move */
+    if (conn->phase == PARTY__CONN_OPEN && conn->in_room && conn->http == NULL &&
+        !conn->close_sent && !conn->close_received && !conn->handshake_held && conn->id != NULL)
+        return PARTY__CONN_RECORD_WS;
+    if (conn->phase == PARTY__CONN_HTTP && conn->http != NULL && conn->http->consumed == 0)
+        return PARTY__CONN_RECORD_HTTP;
+    return 0;
+}
+
+int party__conn_export(party_conn *conn, party__conn_record *rec, char **owned) {
+    struct sockaddr_storage peer;
+    socklen_t peer_len = sizeof(peer);
+    int kind = party__conn_handover_kind(conn);
+    uint32_t i;
+    size_t at = 0;
+
+    *owned = NULL;
+    memset(rec, 0, sizeof(*rec));
+    if (kind <= 0)
+        return kind;
+    rec->kind = (party__conn_record_kind)kind;
+    memset(&peer, 0, sizeof(peer));
+    if (getpeername(conn->fd, (struct sockaddr *)&peer, &peer_len) == 0) {
+        if (peer.ss_family == AF_INET) {
+            const struct sockaddr_in *a = (const struct sockaddr_in *)&peer;
+            rec->peer_family = 4;
+            memcpy(rec->peer_addr, &a->sin_addr, 4);
+            rec->peer_port = ntohs(a->sin_port);
+        } else if (peer.ss_family == AF_INET6) {
+            const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&peer;
+            rec->peer_family = 6;
+            memcpy(rec->peer_addr, &a->sin6_addr, 16);
+            rec->peer_port = ntohs(a->sin6_port);
+        }
+    }
+    /* The unsent output, in one piece: the queue's buffers are shared
+     * with other connections (a broadcast). */
+    if (conn->out_bytes > 0) {
+        *owned = party__malloc(conn->out_bytes);
+        if (*owned == NULL)
+            return PARTY_ENOMEM;
+        for (i = 0; i < conn->out_len; i++) {
+            party__buf *b = *out_slot(conn, i);
+            size_t off = i == 0 ? conn->out_offset : 0;
+            memcpy(*owned + at, b->data + off, b->len - off);
+            at += b->len - off;
+        }
+        rec->output = party__slice_make(*owned, at);
+    }
+    conn_timer_stop(conn); /* no timeout may act on a socket that moved */
+    if (kind == PARTY__CONN_RECORD_HTTP) {
+        rec->input = party__slice_make(conn->http->buf, conn->http->len);
+        return kind;
+    }
+    rec->flags = conn->readonly ? PARTY__CONN_RECORD_READONLY : 0;
+    rec->id = party__slice_make(conn->id, strlen(conn->id));
+    rec->uri = party__slice_make(party_conn_uri(conn), strlen(party_conn_uri(conn)));
+    for (i = 1; i < conn->n_tags; i++) {
+        const char *tag = party__conn_tag_list(conn)[i];
+        rec->tags[rec->n_tags++] = party__slice_make(tag, strlen(tag));
+    }
+    rec->state = party__slice_make(conn->state, conn->state_len);
+    party__ws_reader_pending(&conn->reader, &rec->input, &rec->msg, &rec->msg_opcode,
+                             &rec->utf8_state);
+    return kind;
+}
+
+void party__conn_forget(party_conn *conn) {
+    if (conn->transport_closing)
+        return;
+    /* No Close, no on_close, no shutdown(): the socket lives on in the
+     * process that took it over; this one only drops its descriptor. */
+    conn->close_reported = 1;
+    conn->transport_closing = 1;
+    conn->phase = PARTY__CONN_DONE;
+    conn_timer_stop(conn);
+    conn_close_socket(conn);
+}
+
+/* Sets the id and uri block of an adopted WebSocket: the id, then the uri
+ * (id_at 0). */
+static int adopt_ident(party_conn *conn, party__slice id, party__slice uri) {
+    size_t need = id.len + 1 + uri.len + 1;
+    char *block = need <= sizeof(conn->ident) ? conn->ident : party__malloc(need);
+
+    if (block == NULL)
+        return PARTY_ENOMEM;
+    memcpy(block, id.ptr, id.len);
+    block[id.len] = '\0';
+    memcpy(block + id.len + 1, uri.ptr, uri.len);
+    block[id.len + 1 + uri.len] = '\0';
+    conn->id = block;
+    conn->id_at = 0;
+    return 0;
+}
+
+static int adopt_ws(party_conn *conn, const party__conn_record *rec) {
+    party__loop *lp = party__conn_loop(conn);
+    char tag_text[PARTY__CONN_RECORD_MAX_TAGS][PARTY_MAX_TAG_LEN + 1];
+    const char *tags[PARTY__CONN_RECORD_MAX_TAGS];
+    size_t i;
+    int r;
+
+    if (rec->id.len > PARTY_MAX_TAG_LEN || memchr(rec->id.ptr, '\0', rec->id.len) != NULL ||
+        memchr(rec->uri.ptr, '\0', rec->uri.len) != NULL || rec->state.len > PARTY_MAX_CONN_STATE)
+        return PARTY_EINVAL;
+    if ((r = adopt_ident(conn, rec->id, rec->uri)) != 0)
+        return r;
+    for (i = 0; i < rec->n_tags; i++) {
+        if (rec->tags[i].len > PARTY_MAX_TAG_LEN ||
+            memchr(rec->tags[i].ptr, '\0', rec->tags[i].len) != NULL)
+            return PARTY_EINVAL;
+        memcpy(tag_text[i], rec->tags[i].ptr, rec->tags[i].len);
+        tag_text[i][rec->tags[i].len] = '\0';
+        tags[i] = tag_text[i];
+    }
+    if ((r = party__conn_set_tags(conn, tags, rec->n_tags)) != 0)
+        return r;
+    if (rec->state.len > 0 && (r = party_conn_set_state(conn, rec->state.ptr, rec->state.len)) != 0)
+        return r;
+    conn->readonly = (rec->flags & PARTY__CONN_RECORD_READONLY) != 0;
+    party__ws_reader_init(&conn->reader, lp->cfg.max_message_bytes, 1);
+    r = party__ws_reader_restore(&conn->reader, rec->msg_opcode, rec->utf8_state, rec->msg);
+    if (r != 0)
+        return r;
+    conn->phase = PARTY__CONN_OPEN;
+    return 0;
+}
+
+party_conn *party__conn_adopt_record(party__loop *lp, int fd, const party__conn_record *rec) {
+    party_conn *conn = conn_new(lp, fd);
+    int on = 1, r;
+
+    if (conn == NULL)
+        return NULL;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    if (rec->kind == PARTY__CONN_RECORD_WS) {
+        conn->n_tags = 1;
+        r = adopt_ws(conn, rec);
+    } else {
+        r = http_session_new(conn);
+        conn->phase = PARTY__CONN_HTTP;
+    }
+    if (r == 0 && rec->output.len > 0) {
+        party__buf *buf = party__buf_new(rec->output.len);
+        r = buf != NULL ? 0 : PARTY_ENOMEM;
+        if (buf != NULL) {
+            memcpy(buf->data, rec->output.ptr, rec->output.len);
+            buf->len = rec->output.len;
+            r = party__conn_queue(conn, buf);
+            party__buf_release(buf);
+        }
+    }
+    if (r != 0) {
+        party__log_error(lp, "upgrade: cannot adopt a connection: %s", party_strerror(r));
+        if (!conn->transport_closing) {
+            conn->transport_closing = 1;
+            conn_close_socket(conn);
+        }
+        return NULL;
+    }
+    return conn;
+}
+
+void party__conn_adopt_start(party_conn *conn, party__slice input) {
+    if (conn->transport_closing)
+        return;
+    if (conn->phase == PARTY__CONN_HTTP) {
+        party__http_session *s = conn->http;
+        if (input.len > 0) {
+            /* What the other process read of a request. */
+            size_t want = input.len > HTTP_BUF_FIRST ? input.len : HTTP_BUF_FIRST;
+            char *grown;
+            if (input.len > s->max) {
+                party__conn_http_fail(conn, 413, "request exceeds max_body_bytes\n");
+                return;
+            }
+            if (want > s->cap) {
+                grown = party__realloc(s->buf, want);
+                if (grown == NULL) {
+                    conn_close_now(conn);
+                    return;
+                }
+                s->buf = grown;
+                s->cap = want;
+            }
+            memcpy(s->buf, input.ptr, input.len);
+            s->len = input.len;
+        }
+        conn_begin_http(conn);
+        if (s->len > 0)
+            conn_parse_http(conn);
+        return;
+    }
+    if (input.len > 0) {
+        /* Frames are unmasked in place: the reader gets a copy. */
+        char *copy = party__malloc(input.len);
+        if (copy == NULL) {
+            party__conn_start_close(conn, PARTY__WS_INTERNAL_ERROR, "out of memory");
+            return;
+        }
+        memcpy(copy, input.ptr, input.len);
+        conn_feed_ws(conn, copy, input.len);
+        party__free(copy);
+    }
+    if (conn->phase == PARTY__CONN_OPEN && !conn->close_received)
+        conn_start_reading(conn);
+}
+
+void party__conn_enter_room(party_conn *conn, struct party_room *room) {
+    conn->room = room;
 }

@@ -104,6 +104,9 @@ struct party__loop {
     party__http_stats http_stats;
 
     int in_callback;  /* a user callback is running: new events are queued */
+    int frozen;       /* an upgrade is handing the connections over: no socket is read
+                       * (1), nor written (2) */
+    int handed_over;  /* an upgrade succeeded: another process serves the rooms now */
     int stopping;     /* a graceful stop has begun */
     int finished;     /* rooms freed, handles closing */
     int trim_pending; /* memory was freed in bulk: return it at the next tick */
