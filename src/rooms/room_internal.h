@@ -22,7 +22,8 @@ typedef struct party__store_work {
     party__commit commit; /* the batch to commit */
     uint64_t commit_us;   /* how long the commit took */
     char why[512];
-    party__room_loaded loaded; /* read with the store */
+    party__room_loaded loaded;      /* read with the store */
+    struct party__store_work *next; /* on the loop's list of loads waiting for a group */
 } party__store_work;
 
 /* ---- room.c: the table, lifecycle, idle lists ---- */

@@ -59,6 +59,11 @@ typedef struct party__rooms {
      * before the loop blocks (what a timer or idle callback ended). */
     struct party_room *group_head, *group_tail;
     int group_in_flight;
+    /* Load groups (room_commit.c): rooms woken by their alarm wait here
+     * to be loaded together, many on one worker job, started by the same
+     * handles as the commit groups. */
+    struct party__store_work *load_head, *load_tail;
+    int load_in_flight;
     uv_check_t group_check;
     uv_prepare_t group_prepare;
 

@@ -176,6 +176,7 @@ typedef struct reader {
     sqlite3 *db;
     sqlite3_stmt *room_get, *kv_get, *kv_list, *kv_range, *meta_get, *meta_list, *meta_range;
     sqlite3_stmt *alarm_get, *sched_min, *sched_due, *sched_one;
+    sqlite3_stmt *begin, *end; /* a read transaction over several reads (loading) */
 } reader;
 
 /* One shared file. The writer is used under write_mutex, by commits and
@@ -339,7 +340,8 @@ static shard *shard_of(sqlite_backend *be, const char *room_id) {
 static void reader_close(reader *rd) {
     sqlite3_stmt **stmts[] = {&rd->room_get,  &rd->kv_get,    &rd->kv_list,    &rd->kv_range,
                               &rd->meta_get,  &rd->meta_list, &rd->meta_range, &rd->alarm_get,
-                              &rd->sched_min, &rd->sched_due, &rd->sched_one};
+                              &rd->sched_min, &rd->sched_due, &rd->sched_one,  &rd->begin,
+                              &rd->end};
     size_t i;
     if (rd == NULL)
         return;
@@ -386,7 +388,8 @@ static reader *reader_open(shard *sh, int durability_full) {
         prepare(db,
                 "SELECT id, name, payload, kind, interval_ms, cron, next_ms FROM _party_schedules"
                 " WHERE room_id = ?1 AND id = ?2",
-                &rd->sched_one)) {
+                &rd->sched_one) ||
+        prepare(db, "BEGIN", &rd->begin) || prepare(db, "COMMIT", &rd->end)) {
         reader_close(rd);
         return NULL;
     }
@@ -1785,20 +1788,51 @@ static int own_remove(const char *path) {
 }
 
 /* Where the room's records are, by its shard's _party_rooms: *own -1 (no
- * row), 0 (the shard) or 1 (its own file). 0 or an error. */
-static int room_place(sqlite_room *s, int *own) {
+ * row), 0 (the shard) or 1 (its own file); and, unless 1, what its
+ * wake-ups need from the shard. One read transaction for all of it: a
+ * load of a shared room takes the shard's read lock once. 0 or an
+ * error. */
+static int room_place(sqlite_room *s, int *own, party__room_loaded *loaded) {
     reader *rd = reader_get(s->backend, s->shard);
-    int rc;
+    int rc, r = 0;
     *own = -1;
     if (rd == NULL)
         return PARTY_EIO;
+    if (step_done(rd->begin) != 0) {
+        reader_put(s->shard, rd);
+        return PARTY_EIO;
+    }
     sqlite3_bind_text(rd->room_get, 1, s->id, -1, SQLITE_STATIC);
     rc = sqlite3_step(rd->room_get);
     if (rc == SQLITE_ROW)
         *own = sqlite3_column_int(rd->room_get, 0) != 0;
     done_with(rd->room_get);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        r = sqlite_code_error(rc);
+    if (r == 0 && *own != 1) {
+        sqlite3_bind_text(rd->alarm_get, 1, s->id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(rd->alarm_get);
+        if (rc == SQLITE_ROW) {
+            loaded->alarm_at = sqlite3_column_int64(rd->alarm_get, 0);
+            loaded->alarm_retries = sqlite3_column_int(rd->alarm_get, 1);
+        }
+        done_with(rd->alarm_get);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            r = sqlite_code_error(rc);
+    }
+    if (r == 0 && *own != 1) {
+        sqlite3_bind_text(rd->sched_min, 1, s->id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(rd->sched_min);
+        if (rc == SQLITE_ROW && sqlite3_column_type(rd->sched_min, 0) != SQLITE_NULL)
+            loaded->sched_next = sqlite3_column_int64(rd->sched_min, 0);
+        done_with(rd->sched_min);
+        if (rc != SQLITE_ROW)
+            r = sqlite_code_error(rc);
+    }
+    if (step_done(rd->end) != 0 && r == 0)
+        r = PARTY_EIO;
     reader_put(s->shard, rd);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sqlite_code_error(rc);
+    return r;
 }
 
 static void sqlite_unload(party__room_store *rs) {
@@ -1837,9 +1871,14 @@ static int sqlite_load(party__backend *be_, const char *room_id, const char *par
         party__free(s);
         return PARTY_EINVAL;
     }
-    if ((r = room_place(s, &own)) != 0) {
-        snprintf(why, why_len, "%s: room %s: cannot read where its records are: %s", s->shard->path,
-                 room_id, party_strerror(r));
+    if ((r = room_place(s, &own, loaded)) != 0) {
+        /* A room that cannot read its wake time stays unloaded: loaded
+         * without it, its next commit would file "no wake time" and lose
+         * its alarm. */
+        snprintf(why, why_len,
+                 "%s: room %s: cannot read its alarm and schedules (or where its records are): %s",
+                 s->shard->path, room_id, party_strerror(r));
+        memset(loaded, 0, sizeof(*loaded));
         party__free(s);
         return r;
     }
@@ -1863,18 +1902,20 @@ static int sqlite_load(party__backend *be_, const char *room_id, const char *par
             return PARTY_EIO;
         }
     }
+    if (s->db == NULL) {
+        /* A shared room: room_place read its wake time. */
+        *out = &s->base;
+        return 0;
+    }
     /* A room that cannot read its wake time stays unloaded: loaded without
      * it, its next commit would file "no wake time" and lose its alarm. */
+    memset(loaded, 0, sizeof(*loaded));
     r = room_alarm_get(&s->base, &loaded->alarm_at, &loaded->alarm_retries);
     if (r == 0)
         r = room_sched_earliest(&s->base, &loaded->sched_next);
     if (r != 0) {
-        if (s->db != NULL)
-            snprintf(why, why_len, "%s: cannot read its alarm and schedules: %s", path,
-                     sqlite3_errstr(sqlite3_errcode(s->db)));
-        else
-            snprintf(why, why_len, "%s: room %s: cannot read its alarm and schedules: %s",
-                     s->shard->path, room_id, party_strerror(r));
+        snprintf(why, why_len, "%s: cannot read its alarm and schedules: %s", path,
+                 sqlite3_errstr(sqlite3_errcode(s->db)));
         sqlite_unload(&s->base);
         memset(loaded, 0, sizeof(*loaded));
         return r == PARTY_ENOMEM ? PARTY_ENOMEM : PARTY_EIO;
@@ -2028,12 +2069,13 @@ static int move_write_set(sqlite_room *s) {
 static int room_move(sqlite_room *s) {
     sqlite_backend *be = s->backend;
     char path[4096], dir[4096], why[512];
+    party__room_loaded unused;
     int r, own;
 
     /* A room with no row in its shard has no records there: its own file
      * is all it needs (load takes a file with no row for the room's), and
      * what it holds is made durable by the batch's commit. */
-    if ((r = room_place(s, &own)) != 0)
+    if ((r = room_place(s, &own, &unused)) != 0)
         return r;
     snprintf(path, sizeof(path), ":memory:");
     if (be->data_dir != NULL) {
