@@ -193,13 +193,9 @@ void party__room_handle_alarm(party_room *room) {
 /* ---- the loop's alarm heap ---- */
 
 /* Rooms still loading past which due alarms wait: more would only queue
- * on the worker threads and hold files open. Woken rooms load in groups
- * (room_commit.c: two groups of 256 in flight per loop), so the cap
- * keeps both groups full; it stays at the smaller figure when the loop
- * may have few own-file rooms loaded (a low descriptor limit): a woken
- * room may have a file of its own, which it holds open while loaded. */
+ * on the worker threads. Woken rooms load in groups (room_commit.c: two
+ * groups of 256 in flight per loop): the cap keeps both groups full. */
 #define MAX_ALARM_WAKES_LOADING 512
-#define MIN_ALARM_WAKES_LOADING 64
 
 /* A room's entry in the heap is tagged with its party's place in the
  * runtime's table (shared by every loop). */
@@ -250,11 +246,8 @@ static int heap_wake(party__alarms *alarms, const char *id, uint32_t tag) {
     const party__party *party = &rooms->parties[tag];
     party_room *room;
     party__event ev;
-    size_t cap = rooms->max_own_file_rooms < MAX_ALARM_WAKES_LOADING ? rooms->max_own_file_rooms
-                                                                     : MAX_ALARM_WAKES_LOADING;
-    if (cap < MIN_ALARM_WAKES_LOADING)
-        cap = MIN_ALARM_WAKES_LOADING;
-    if (rooms->n_loading >= cap)
+
+    if (rooms->n_loading >= MAX_ALARM_WAKES_LOADING)
         return PARTY_EBUSY;
     /* The room takes over the entry, parked: it files its next wake time
      * there when its batch commits (or a retry, if the handler fails),

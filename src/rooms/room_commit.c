@@ -443,8 +443,6 @@ static void room_loaded(party__store_work *w) {
     rooms->n_loading--;
     room->store = w->store;
     rooms->n_loaded++;
-    if (room->own_file)
-        rooms->n_own_file_loaded++;
     room->alarm_at = w->loaded.alarm_at;
     room->alarm_retries = w->loaded.alarm_retries;
     room->sched_next = w->loaded.sched_next;
@@ -613,38 +611,9 @@ void party__room_acquire(party_room *room, party__store_work *w) {
     be->ops->acquire(be, &w->claim);
 }
 
-/* The longest-idle room without connections that has a file of its own,
- * other than room; NULL if none. */
-static party_room *oldest_idle_own_file(party__rooms *rooms, party_room *room) {
-    party_room *r;
-    for (r = rooms->idle.head; r != NULL; r = r->idle_next)
-        if (r != room && r->own_file && r->life == PARTY__ROOM_READY)
-            return r;
-    return NULL;
-}
-
-/* A loaded room with a file of its own holds files open (database, WAL,
- * shared memory); a room of the shared files holds none. Past
- * max_own_file_rooms the longest-idle own-file rooms without connections
- * leave early to make room, whatever their idle time. (A room counts from
- * its first party_room_db() while it is in memory: one loaded cold that
- * has not called it yet holds its file uncounted until it does.) */
-static void room_make_descriptors(party__rooms *rooms, party_room *room) {
-    party_room *victim;
-    /* The idle list may hold many shared rooms: it is walked only when
-     * an own-file room is on it. */
-    while (rooms->n_own_file_loaded >= rooms->max_own_file_rooms && rooms->n_own_file_idle > 0 &&
-           (victim = oldest_idle_own_file(rooms, room)) != NULL)
-        if (party__room_evict(victim) != 0)
-            break;
-}
-
 void party__room_load(party_room *room) {
     party__rooms *rooms = room->rooms;
-    party__store_work *w;
-
-    room_make_descriptors(rooms, room);
-    w = party__calloc(1, sizeof(*w));
+    party__store_work *w = party__calloc(1, sizeof(*w));
 
     if (w == NULL) {
         room_fail_queued(room, 0);

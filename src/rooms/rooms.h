@@ -32,8 +32,7 @@ typedef struct party__rooms {
     size_t n_parties;
     const char *prefix;
     struct party__backend *backend;
-    size_t max_own_file_rooms; /* past it, idle own-file rooms are evicted early */
-    unsigned commit_delay_ms;  /* test hook: every durable commit waits this long first */
+    unsigned commit_delay_ms; /* test hook: every durable commit waits this long first */
 
     struct party_room **table; /* open hash table keyed by room id */
     size_t table_cap, n_rooms;
@@ -47,10 +46,6 @@ typedef struct party__rooms {
     size_t n_busy;    /* rooms with store work on a worker thread */
     size_t n_loading; /* rooms opening their store */
     size_t n_loaded;  /* rooms with their store open */
-
-    /* Loaded rooms with a file of their own (they hold descriptors), and
-     * those of them on the idle list. */
-    size_t n_own_file_loaded, n_own_file_idle;
 
     /* Group commit (room_commit.c): rooms whose batch ended and waits for
      * the next group, in the order their batches ended, and the groups on

@@ -9,7 +9,9 @@
  * that opens its own database (party_room_db) moves its records into
  * <data>/rooms/<id[0..2]>/<id>.db in one crash-safe step and is served
  * from that file from then on, like the per-room files of earlier
- * partyds. The alarm index is <data>/alarms.db, one connection shared by
+ * partyds; its connection comes from a bounded cache of own-file handles
+ * for the length of a batch, so an awake own-file room holds no
+ * descriptor between batches. The alarm index is <data>/alarms.db, one connection shared by
  * the worker threads under a mutex. Each file records its format version
  * in _party_format. */
 #include "storage.h"
@@ -41,6 +43,8 @@
 /* Shards of a new data directory. Commits to different shards run in
  * parallel (one writer each); each shard costs a few descriptors. */
 #define SHARDS_NEW 4
+/* Own files' handles kept open when the configuration says nothing. */
+#define OWN_HANDLES_DEFAULT 256
 #define SHARDS_MAX 256
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
@@ -195,6 +199,21 @@ typedef struct shard {
     size_t readers;
 } shard;
 
+/* An own file's connection and its statements, in the backend's handle
+ * cache: in use by one room's batch, or idle (on the LRU list, kept for
+ * the room's next batch or its next load). */
+typedef struct own_handle {
+    struct own_handle *hash_next, *lru_prev, *lru_next;
+    int in_use;
+    char id[PARTY_ID_MAX];
+    dev_t dev; /* the file it opened (0 in memory): a load checks it is still there */
+    ino_t ino;
+    sqlite3 *db;
+    sqlite3_stmt *begin, *commit, *rollback;
+    sqlite3_stmt *kv_put, *kv_get, *kv_delete;
+    sqlite3_stmt *meta_put, *meta_get;
+} own_handle;
+
 typedef struct sqlite_backend {
     party__backend base;
     char *data_dir; /* NULL: in memory */
@@ -210,10 +229,21 @@ typedef struct sqlite_backend {
     sqlite3_stmt *index_begin, *index_commit, *index_rollback;
     sqlite3_stmt *index_lower, *index_set, *index_delete;
     sqlite3_stmt *sync_off, *sync_on;
+    /* Own files' handles, by room id, under handles_mutex: at most
+     * max_handles (in use ones may go past it; idle ones past it are
+     * closed, least recently used first). In memory, never closed while
+     * the room is loaded: closing would lose the file. */
+    uv_mutex_t handles_mutex;
+    own_handle **handle_buckets;
+    size_t handle_buckets_cap; /* a power of two */
+    own_handle *lru_head, *lru_tail;
+    size_t n_handles, max_handles;
 } sqlite_backend;
 
-/* One loaded room: shared (db NULL: its open batch is ws) or own-file
- * (db: its file, with the open batch a transaction in it). */
+/* One loaded room: shared (own 0: its open batch is ws) or own-file
+ * (own 1: its file, with the open batch a transaction in it; db and the
+ * statements are its handle's while it holds one, NULL between
+ * batches). */
 typedef struct sqlite_room {
     party__room_store base;
     sqlite_backend *backend;
@@ -221,6 +251,8 @@ typedef struct sqlite_room {
     char id[PARTY_ID_MAX];
     shard *shard;
     party__write_set ws;
+    int own;
+    own_handle *h;
     sqlite3 *db;
     sqlite3_stmt *begin, *commit, *rollback;
     sqlite3_stmt *kv_put, *kv_get, *kv_delete;
@@ -235,6 +267,10 @@ typedef struct sqlite_room {
 } sqlite_room;
 
 static const party__store_ops sqlite_ops;
+
+static int own_ready(sqlite_room *s);
+static void handles_free(sqlite_backend *be);
+static void own_checkin(sqlite_room *s);
 
 int party__store_path(const char *data_dir, const char *room_id, char *out, size_t cap) {
     int n = snprintf(out, cap, "%s/rooms/%.2s/%s.db", data_dir, room_id, room_id);
@@ -648,6 +684,10 @@ static void sqlite_close(party__backend *be_) {
     for (k = 0; be->shards != NULL && k < be->n_shards; k++)
         shard_close(&be->shards[k]);
     party__free(be->shards);
+    if (be->handle_buckets != NULL) {
+        handles_free(be);
+        uv_mutex_destroy(&be->handles_mutex);
+    }
     index_statements_finalize(be);
     sqlite3_close(be->index);
     uv_mutex_destroy(&be->index_mutex);
@@ -671,9 +711,23 @@ static int sqlite_open(const party__backend_config *cfg, party__backend **out, c
     be->base.ops = &sqlite_ops;
     be->base.commit_on_loop = !cfg->durability_full;
     be->durability_full = cfg->durability_full;
+    /* In memory, closing an own file loses it: no bound then. */
+    be->max_handles = cfg->data_dir == NULL  ? SIZE_MAX
+                      : cfg->own_handles > 0 ? cfg->own_handles
+                                             : OWN_HANDLES_DEFAULT;
+    be->handle_buckets_cap = 64;
+    while (be->handle_buckets_cap < 2 * be->max_handles && be->handle_buckets_cap < (1u << 16))
+        be->handle_buckets_cap *= 2;
+    be->handle_buckets = party__calloc(be->handle_buckets_cap, sizeof(*be->handle_buckets));
+    if (be->handle_buckets == NULL || uv_mutex_init(&be->handles_mutex) != 0) {
+        party__free(be->handle_buckets);
+        be->handle_buckets = NULL;
+        sqlite_close(&be->base);
+        snprintf(why, why_len, "out of memory");
+        return PARTY_ENOMEM;
+    }
     if (cfg->data_dir != NULL && (be->data_dir = party__strdup(cfg->data_dir)) == NULL) {
-        uv_mutex_destroy(&be->index_mutex);
-        party__free(be);
+        sqlite_close(&be->base);
         snprintf(why, why_len, "out of memory");
         return PARTY_ENOMEM;
     }
@@ -861,27 +915,32 @@ static int own_wrote(party__room_store *rs) {
     return lost_transaction(s) || sqlite3_txn_state(s->db, NULL) == SQLITE_TXN_WRITE;
 }
 
+/* Ends the batch keeping nothing; the handle goes back to the cache. */
 static void own_rollback(party__room_store *rs) {
     sqlite_room *s = (sqlite_room *)rs;
     s->begun = s->lost = s->wrote = 0;
-    if (in_transaction(s))
+    if (s->db != NULL && in_transaction(s))
         (void)step_done(s->rollback);
+    own_checkin(s);
 }
 
-/* Commits the room's open transaction: 0 or PARTY_EIO (rolled back). */
+/* Commits the room's open transaction: 0 or PARTY_EIO (rolled back).
+ * Either way the handle goes back to the cache. */
 static int own_commit(sqlite_room *s) {
-    int open = in_transaction(s);
+    int open;
+    if (s->db == NULL)
+        return 0; /* no batch began in the file */
+    open = in_transaction(s);
     if (s->lost || (s->begun && !open)) {
         own_rollback(&s->base);
         return PARTY_EIO;
     }
     s->begun = s->lost = s->wrote = 0;
-    if (!open)
-        return 0;
-    if (step_done(s->commit) != 0) {
+    if (open && step_done(s->commit) != 0) {
         own_rollback(&s->base);
         return PARTY_EIO;
     }
+    own_checkin(s);
     return 0;
 }
 
@@ -1601,47 +1660,56 @@ static int shared_sched_each(sqlite_room *s, int64_t until, party__sched_fn fn, 
 
 static int room_kv_get(party__room_store *rs, const char *key, void **val, size_t *len) {
     sqlite_room *s = (sqlite_room *)rs;
-    return s->db != NULL ? pairs_get(s, s->kv_get, 1, key, val, len)
-                         : shared_get(s, 0, key, val, len);
+    if (s->own)
+        return own_ready(s) != 0 ? PARTY_EIO : pairs_get(s, s->kv_get, 1, key, val, len);
+    return shared_get(s, 0, key, val, len);
 }
 
 static int room_kv_put(party__room_store *rs, const char *key, const void *val, size_t len) {
     sqlite_room *s = (sqlite_room *)rs;
-    return s->db != NULL ? pairs_put(s, s->kv_put, key, val, len, 0)
-                         : shared_put(s, 0, key, val, len);
+    if (s->own)
+        return own_ready(s) != 0 ? PARTY_EIO : pairs_put(s, s->kv_put, key, val, len, 0);
+    return shared_put(s, 0, key, val, len);
 }
 
 static int room_kv_delete(party__room_store *rs, const char *key) {
     sqlite_room *s = (sqlite_room *)rs;
-    return s->db != NULL ? pairs_delete(s, s->kv_delete, key) : shared_delete(s, 0, key);
+    if (s->own)
+        return own_ready(s) != 0 ? PARTY_EIO : pairs_delete(s, s->kv_delete, key);
+    return shared_delete(s, 0, key);
 }
 
 static int room_kv_list(party__room_store *rs, const char *prefix, party__kv_fn fn, void *arg) {
     sqlite_room *s = (sqlite_room *)rs;
-    return s->db != NULL ? pairs_list(s, "_party_kv", prefix, fn, arg)
-                         : shared_list(s, 0, prefix, fn, arg);
+    if (s->own)
+        return own_ready(s) != 0 ? PARTY_EIO : pairs_list(s, "_party_kv", prefix, fn, arg);
+    return shared_list(s, 0, prefix, fn, arg);
 }
 
 static int room_meta_get(party__room_store *rs, const char *key, void **val, size_t *len) {
     sqlite_room *s = (sqlite_room *)rs;
     /* Outside the batch's transaction, as the runtime reads its records
      * between batches too (after a failed commit). */
-    return s->db != NULL ? pairs_get(s, s->meta_get, 0, key, val, len)
-                         : shared_get(s, 1, key, val, len);
+    if (s->own)
+        return own_ready(s) != 0 ? PARTY_EIO : pairs_get(s, s->meta_get, 0, key, val, len);
+    return shared_get(s, 1, key, val, len);
 }
 
 static int room_meta_put(party__room_store *rs, const char *key, const void *val, size_t len) {
     sqlite_room *s = (sqlite_room *)rs;
-    return s->db != NULL ? pairs_put(s, s->meta_put, key, val, len, 1)
-                         : shared_put(s, 1, key, val, len);
+    if (s->own)
+        return own_ready(s) != 0 ? PARTY_EIO : pairs_put(s, s->meta_put, key, val, len, 1);
+    return shared_put(s, 1, key, val, len);
 }
 
 static int room_meta_delete(party__room_store *rs, const char *key) {
     sqlite_room *s = (sqlite_room *)rs;
     sqlite3_stmt *del = NULL;
     int r;
-    if (s->db == NULL)
+    if (!s->own)
         return shared_delete(s, 1, key);
+    if (own_ready(s) != 0)
+        return PARTY_EIO;
     if (sqlite3_prepare_v2(s->db, "DELETE FROM _party_meta WHERE key = ?1", -1, &del, NULL) !=
         SQLITE_OK)
         return PARTY_EIO;
@@ -1652,45 +1720,58 @@ static int room_meta_delete(party__room_store *rs, const char *key) {
 
 static int room_meta_list(party__room_store *rs, const char *prefix, party__kv_fn fn, void *arg) {
     sqlite_room *s = (sqlite_room *)rs;
-    return s->db != NULL ? pairs_list(s, "_party_meta", prefix, fn, arg)
-                         : shared_list(s, 1, prefix, fn, arg);
+    if (s->own)
+        return own_ready(s) != 0 ? PARTY_EIO : pairs_list(s, "_party_meta", prefix, fn, arg);
+    return shared_list(s, 1, prefix, fn, arg);
 }
 
 static int room_alarm_get(party__room_store *rs, int64_t *at_ms, int *retries) {
     sqlite_room *s = (sqlite_room *)rs;
-    return s->db != NULL ? own_alarm_get(rs, at_ms, retries) : shared_alarm_get(s, at_ms, retries);
+    if (s->own)
+        return own_ready(s) != 0 ? PARTY_EIO : own_alarm_get(rs, at_ms, retries);
+    return shared_alarm_get(s, at_ms, retries);
 }
 
 static int room_alarm_set(party__room_store *rs, int64_t at_ms, int retries) {
     sqlite_room *s = (sqlite_room *)rs;
-    return s->db != NULL ? own_alarm_set(rs, at_ms, retries) : shared_alarm_set(s, at_ms, retries);
+    if (s->own)
+        return own_ready(s) != 0 ? PARTY_EIO : own_alarm_set(rs, at_ms, retries);
+    return shared_alarm_set(s, at_ms, retries);
 }
 
 static int room_sched_add(party__room_store *rs, const party__schedule *sc) {
     sqlite_room *s = (sqlite_room *)rs;
-    return s->db != NULL ? own_sched_add(rs, sc) : shared_sched_add(s, sc);
+    if (s->own)
+        return own_ready(s) != 0 ? PARTY_EIO : own_sched_add(rs, sc);
+    return shared_sched_add(s, sc);
 }
 
 static int room_sched_cancel(party__room_store *rs, const char *id) {
     sqlite_room *s = (sqlite_room *)rs;
-    return s->db != NULL ? own_sched_cancel(rs, id) : shared_sched_cancel(s, id);
+    if (s->own)
+        return own_ready(s) != 0 ? PARTY_EIO : own_sched_cancel(rs, id);
+    return shared_sched_cancel(s, id);
 }
 
 static int room_sched_set_next(party__room_store *rs, const char *id, int64_t next_ms) {
     sqlite_room *s = (sqlite_room *)rs;
-    return s->db != NULL ? own_sched_set_next(rs, id, next_ms)
-                         : shared_sched_set_next(s, id, next_ms);
+    if (s->own)
+        return own_ready(s) != 0 ? PARTY_EIO : own_sched_set_next(rs, id, next_ms);
+    return shared_sched_set_next(s, id, next_ms);
 }
 
 static int room_sched_earliest(party__room_store *rs, int64_t *next_ms) {
     sqlite_room *s = (sqlite_room *)rs;
-    return s->db != NULL ? own_sched_earliest(rs, next_ms) : shared_sched_earliest(s, next_ms);
+    if (s->own)
+        return own_ready(s) != 0 ? PARTY_EIO : own_sched_earliest(rs, next_ms);
+    return shared_sched_earliest(s, next_ms);
 }
 
 static int room_sched_each(party__room_store *rs, int64_t until, party__sched_fn fn, void *arg) {
     sqlite_room *s = (sqlite_room *)rs;
-    return s->db != NULL ? own_sched_each(rs, until, fn, arg)
-                         : shared_sched_each(s, until, fn, arg);
+    if (s->own)
+        return own_ready(s) != 0 ? PARTY_EIO : own_sched_each(rs, until, fn, arg);
+    return shared_sched_each(s, until, fn, arg);
 }
 
 static int room_wrote(party__room_store *rs) {
@@ -1753,6 +1834,263 @@ fail:
     describe_open_failure(s, path, why, why_len);
     own_close(s);
     return PARTY_EIO;
+}
+
+/* ---- the own-file handle cache ---- */
+
+static size_t handle_bucket(const sqlite_backend *be, const char *id) {
+    uint32_t h = 2166136261u;
+    const unsigned char *p;
+    for (p = (const unsigned char *)id; *p != '\0'; p++)
+        h = (h ^ *p) * 16777619u;
+    return h & (be->handle_buckets_cap - 1);
+}
+
+static own_handle *handle_find(const sqlite_backend *be, const char *id) {
+    own_handle *h;
+    for (h = be->handle_buckets[handle_bucket(be, id)]; h != NULL; h = h->hash_next)
+        if (strcmp(h->id, id) == 0)
+            return h;
+    return NULL;
+}
+
+static void handle_unhash(sqlite_backend *be, own_handle *h) {
+    own_handle **p = &be->handle_buckets[handle_bucket(be, h->id)];
+    while (*p != h)
+        p = &(*p)->hash_next;
+    *p = h->hash_next;
+    be->n_handles--;
+}
+
+static void lru_remove(sqlite_backend *be, own_handle *h) {
+    if (h->lru_prev != NULL)
+        h->lru_prev->lru_next = h->lru_next;
+    else
+        be->lru_head = h->lru_next;
+    if (h->lru_next != NULL)
+        h->lru_next->lru_prev = h->lru_prev;
+    else
+        be->lru_tail = h->lru_prev;
+    h->lru_prev = h->lru_next = NULL;
+}
+
+static void lru_push(sqlite_backend *be, own_handle *h) {
+    h->lru_prev = NULL;
+    h->lru_next = be->lru_head;
+    if (be->lru_head != NULL)
+        be->lru_head->lru_prev = h;
+    else
+        be->lru_tail = h;
+    be->lru_head = h;
+}
+
+/* Closes a handle (no room uses it): its connection holds no open
+ * transaction, so nothing of any room is lost. */
+static void handle_close(own_handle *h) {
+    sqlite3_stmt *stmts[] = {h->begin,  h->commit,    h->rollback, h->kv_put,
+                             h->kv_get, h->kv_delete, h->meta_put, h->meta_get};
+    size_t i;
+    if (h->db != NULL && !sqlite3_get_autocommit(h->db))
+        sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+    for (i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
+        sqlite3_finalize(stmts[i]);
+    sqlite3_close_v2(h->db);
+    party__free(h);
+}
+
+/* Under handles_mutex: the idle handles past the bound leave the cache,
+ * least recently used first; returned chained by lru_next, to be closed
+ * outside the lock. */
+static own_handle *handles_trim(sqlite_backend *be) {
+    own_handle *victims = NULL, *h;
+    while (be->n_handles > be->max_handles && (h = be->lru_tail) != NULL) {
+        lru_remove(be, h);
+        handle_unhash(be, h);
+        h->lru_next = victims;
+        victims = h;
+    }
+    return victims;
+}
+
+static void handles_close(own_handle *victims) {
+    while (victims != NULL) {
+        own_handle *next = victims->lru_next;
+        handle_close(victims);
+        victims = next;
+    }
+}
+
+/* The room's handle's connection and statements, as the room's. */
+static void own_attach(sqlite_room *s, own_handle *h) {
+    s->h = h;
+    s->db = h->db;
+    s->begin = h->begin;
+    s->commit = h->commit;
+    s->rollback = h->rollback;
+    s->kv_put = h->kv_put;
+    s->kv_get = h->kv_get;
+    s->kv_delete = h->kv_delete;
+    s->meta_put = h->meta_put;
+    s->meta_get = h->meta_get;
+}
+
+static void own_detach(sqlite_room *s) {
+    s->h = NULL;
+    s->db = NULL;
+    s->begin = s->commit = s->rollback = NULL;
+    s->kv_put = s->kv_get = s->kv_delete = s->meta_put = s->meta_get = NULL;
+    s->begun = s->lost = s->wrote = 0;
+}
+
+/* The room's handle, from the cache or opened (the file at path): 0, or
+ * PARTY_EIO / PARTY_ENOMEM with why said. */
+static int own_checkout(sqlite_room *s, const char *path, char *why, size_t why_len) {
+    sqlite_backend *be = s->backend;
+    own_handle *h, *victims;
+    struct stat st;
+
+    if (s->h != NULL)
+        return 0;
+    uv_mutex_lock(&be->handles_mutex);
+    h = handle_find(be, s->id);
+    if (h != NULL && !h->in_use) {
+        lru_remove(be, h);
+        h->in_use = 1;
+        uv_mutex_unlock(&be->handles_mutex);
+        own_attach(s, h);
+        return 0;
+    }
+    uv_mutex_unlock(&be->handles_mutex);
+    if (h != NULL) {
+        /* A room is loaded once: its handle is in use by no one else. */
+        snprintf(why, why_len, "%s: the room's file is in use", path);
+        return PARTY_EIO;
+    }
+    if (own_open(s, path, why, why_len) != 0)
+        return PARTY_EIO;
+    h = party__calloc(1, sizeof(*h));
+    if (h == NULL) {
+        own_close(s);
+        snprintf(why, why_len, "out of memory");
+        return PARTY_ENOMEM;
+    }
+    snprintf(h->id, sizeof(h->id), "%s", s->id);
+    if (s->backend->data_dir != NULL && stat(path, &st) == 0) {
+        h->dev = st.st_dev;
+        h->ino = st.st_ino;
+    }
+    h->in_use = 1;
+    h->db = s->db;
+    h->begin = s->begin;
+    h->commit = s->commit;
+    h->rollback = s->rollback;
+    h->kv_put = s->kv_put;
+    h->kv_get = s->kv_get;
+    h->kv_delete = s->kv_delete;
+    h->meta_put = s->meta_put;
+    h->meta_get = s->meta_get;
+    own_attach(s, h);
+    uv_mutex_lock(&be->handles_mutex);
+    h->hash_next = be->handle_buckets[handle_bucket(be, h->id)];
+    be->handle_buckets[handle_bucket(be, h->id)] = h;
+    be->n_handles++;
+    victims = handles_trim(be);
+    uv_mutex_unlock(&be->handles_mutex);
+    handles_close(victims);
+    return 0;
+}
+
+/* The file of an own-file room (made if new). */
+static int own_path(const sqlite_room *s, char *path, size_t cap) {
+    if (s->backend->data_dir == NULL) {
+        snprintf(path, cap, ":memory:");
+        return 0;
+    }
+    return party__store_path(s->backend->data_dir, s->id, path, cap);
+}
+
+/* An own-file room's record op needs its handle: 0 or PARTY_EIO. */
+static int own_ready(sqlite_room *s) {
+    char path[4096], why[512];
+    if (s->h != NULL)
+        return 0;
+    if (own_path(s, path, sizeof(path)) != 0)
+        return PARTY_EIO;
+    return own_checkout(s, path, why, sizeof(why)) == 0 ? 0 : PARTY_EIO;
+}
+
+/* The batch is over (committed or rolled back): the handle goes back to
+ * the cache, most recently used. */
+static void own_checkin(sqlite_room *s) {
+    sqlite_backend *be = s->backend;
+    own_handle *h = s->h, *victims;
+    if (h == NULL)
+        return;
+    if (!sqlite3_get_autocommit(h->db))
+        (void)step_done(h->rollback);
+    own_detach(s);
+    uv_mutex_lock(&be->handles_mutex);
+    h->in_use = 0;
+    lru_push(be, h);
+    victims = handles_trim(be);
+    uv_mutex_unlock(&be->handles_mutex);
+    handles_close(victims);
+}
+
+/* The room's handle leaves the cache and closes (a move that failed, an
+ * in-memory room unloaded); without a room, the idle handle the cache
+ * holds for id, if any. */
+static void own_forget(sqlite_backend *be, sqlite_room *s, const char *id) {
+    own_handle *h;
+    uv_mutex_lock(&be->handles_mutex);
+    if (s != NULL && s->h != NULL) {
+        h = s->h;
+    } else if ((h = handle_find(be, id)) != NULL && h->in_use) {
+        h = NULL; /* a loaded room's: not ours to close */
+    } else if (h != NULL) {
+        lru_remove(be, h);
+    }
+    if (h != NULL)
+        handle_unhash(be, h);
+    uv_mutex_unlock(&be->handles_mutex);
+    if (h == NULL)
+        return;
+    if (s != NULL && s->h == h)
+        own_detach(s);
+    handle_close(h);
+}
+
+/* Before a load: an idle handle of the room whose file is not the one at
+ * path any more (removed or replaced behind partyd's back) is closed, so
+ * that the load opens what is there. */
+static void own_forget_if_replaced(sqlite_backend *be, const char *id, const char *path) {
+    struct stat st;
+    own_handle *h;
+    int there, stale = 0;
+    if (be->data_dir == NULL)
+        return;
+    there = stat(path, &st) == 0;
+    uv_mutex_lock(&be->handles_mutex);
+    h = handle_find(be, id);
+    if (h != NULL && !h->in_use)
+        stale = !there || st.st_dev != h->dev || st.st_ino != h->ino;
+    uv_mutex_unlock(&be->handles_mutex);
+    if (stale)
+        own_forget(be, NULL, id);
+}
+
+static void handles_free(sqlite_backend *be) {
+    size_t i;
+    for (i = 0; i < be->handle_buckets_cap; i++) {
+        own_handle *h = be->handle_buckets[i], *next;
+        for (; h != NULL; h = next) {
+            next = h->hash_next;
+            handle_close(h);
+        }
+    }
+    party__free(be->handle_buckets);
+    be->handle_buckets = NULL;
+    be->handle_buckets_cap = 0;
 }
 
 /* Makes <data>/rooms/<id[0..2]> and puts the own file's path in path. */
@@ -1835,11 +2173,19 @@ static int room_place(sqlite_room *s, int *own, party__room_loaded *loaded) {
     return r;
 }
 
+/* An own-file room's handle stays in the cache (its next load finds it
+ * open) unless the room lives in memory only: then its file goes, as
+ * the room's memory does. */
 static void sqlite_unload(party__room_store *rs) {
     sqlite_room *s = (sqlite_room *)rs;
     if (s == NULL)
         return;
-    own_close(s);
+    if (s->own && s->backend->data_dir == NULL) {
+        (void)own_ready(s);
+        own_forget(s->backend, s, s->id);
+    } else {
+        own_checkin(s);
+    }
     party__write_set_clear(&s->ws);
     party__free(s);
 }
@@ -1883,7 +2229,7 @@ static int sqlite_load(party__backend *be_, const char *room_id, const char *par
         return r;
     }
     if (be->data_dir != NULL && own == 0 && (stat(path, &st) == 0 || errno != ENOENT) &&
-        own_remove(path) != 0) {
+        (own_forget(be, NULL, room_id), own_remove(path) != 0)) {
         /* An own file its shard does not know: a move cut short. */
         snprintf(why, why_len, "%s: cannot remove what a move to it left: %s", path,
                  strerror(errno));
@@ -1895,14 +2241,26 @@ static int sqlite_load(party__backend *be_, const char *room_id, const char *par
     if (own < 0 && be->data_dir != NULL)
         own = stat(path, &st) == 0 || errno != ENOENT;
     if (own == 1) {
+        own_forget_if_replaced(be, room_id, path);
         if ((be->data_dir != NULL &&
              own_dir(be, room_id, dir, sizeof(dir), path, sizeof(path), why, why_len) != 0) ||
-            own_open(s, path, why, why_len) != 0) {
+            (r = own_checkout(s, path, why, why_len)) != 0) {
             party__free(s);
-            return PARTY_EIO;
+            return r != 0 ? r : PARTY_EIO;
+        }
+        s->own = 1;
+        /* A handle from the cache: its file's version is checked again
+         * (a fresh one was checked as it opened; this costs one read).
+         * If that fails, the file changed under it: opened afresh. */
+        if (format_check(s->db, room_steps, "", path, why, why_len) != 0) {
+            own_forget(be, s, room_id);
+            if (own_checkout(s, path, why, why_len) != 0) {
+                party__free(s);
+                return PARTY_EIO;
+            }
         }
     }
-    if (s->db == NULL) {
+    if (!s->own) {
         /* A shared room: room_place read its wake time. */
         *out = &s->base;
         return 0;
@@ -1920,6 +2278,10 @@ static int sqlite_load(party__backend *be_, const char *room_id, const char *par
         memset(loaded, 0, sizeof(*loaded));
         return r == PARTY_ENOMEM ? PARTY_ENOMEM : PARTY_EIO;
     }
+    /* Loaded, the room holds no handle until its first batch (an
+     * in-memory room keeps its own: closed, its file would be gone). */
+    if (be->data_dir != NULL)
+        own_checkin(s);
     *out = &s->base;
     return 0;
 }
@@ -2078,12 +2440,14 @@ static int room_move(sqlite_room *s) {
     if ((r = room_place(s, &own, &unused)) != 0)
         return r;
     snprintf(path, sizeof(path), ":memory:");
+    /* A handle the cache may hold for a file of this name is stale. */
+    own_forget(be, NULL, s->id);
     if (be->data_dir != NULL) {
         if (own_dir(be, s->id, dir, sizeof(dir), path, sizeof(path), why, sizeof(why)) != 0 ||
             own_remove(path) != 0)
             return PARTY_EIO;
     }
-    if (own_open(s, path, why, sizeof(why)) != 0)
+    if (own_checkout(s, path, why, sizeof(why)) != 0)
         return PARTY_EIO;
     r = own < 0 ? 0 : move_copy(s);
     if (r == 0 && own >= 0 && be->data_dir != NULL && be->durability_full) {
@@ -2096,11 +2460,12 @@ static int room_move(sqlite_room *s) {
     if (r == 0 && own >= 0)
         r = move_flip(s);
     if (r != 0) {
-        own_close(s);
+        own_forget(be, s, s->id);
         if (be->data_dir != NULL)
             (void)own_remove(path);
         return r;
     }
+    s->own = 1;
     r = move_write_set(s);
     if (r != 0 || s->broken) {
         /* The move holds; the batch cannot: it fails at its commit. */
@@ -2112,7 +2477,9 @@ static int room_move(sqlite_room *s) {
 
 static struct sqlite3 *room_file_open(party__room_store *rs) {
     sqlite_room *s = (sqlite_room *)rs;
-    if (s->db == NULL && room_move(s) != 0)
+    if (!s->own && room_move(s) != 0)
+        return NULL;
+    if (own_ready(s) != 0)
         return NULL;
     return room_begin(s) == 0 ? s->db : NULL;
 }
@@ -2263,7 +2630,7 @@ static int write_set_apply(shard *sh, sqlite_room *s) {
  * failure yet). */
 static int shard_commits(const shard *sh, const party__commit *c, int result) {
     const sqlite_room *s = (const sqlite_room *)c->store;
-    return result >= 0 && s->db == NULL && s->shard == sh && !party__write_set_empty(&s->ws);
+    return result >= 0 && !s->own && s->shard == sh && !party__write_set_empty(&s->ws);
 }
 
 /* Commits the write sets of the shared rooms of sh among rooms: one
@@ -2303,7 +2670,7 @@ static void shard_commit(shard *sh, const party__commit *rooms, size_t n, int *r
         sqlite_room *s = (sqlite_room *)rooms[i].store;
         /* The rooms taken above still hold their write sets (a room that
          * failed before, its store rolled back, holds none). */
-        if (s->db != NULL || s->shard != sh || party__write_set_empty(&s->ws))
+        if (s->own || s->shard != sh || party__write_set_empty(&s->ws))
             continue;
         if (r != 0)
             results[i] = PARTY_EIO;
@@ -2335,12 +2702,12 @@ static void sqlite_commit_batch(party__backend *be_, const party__commit *rooms,
             results[i] = PARTY_EIO;
             continue;
         }
-        if (s->db == NULL && s->broken) {
+        if (!s->own && s->broken) {
             room_rollback(&s->base);
             results[i] = PARTY_EIO;
             continue;
         }
-        if (s->db == NULL)
+        if (!s->own)
             continue;
         r = own_commit(s);
         if (r != 0)
