@@ -266,7 +266,9 @@ typedef struct sqlite_room {
     int broken;
 } sqlite_room;
 
-static const party__store_ops sqlite_ops;
+/* The room store tables (the own-file one, the shared one: see "the
+ * record ops"); the backend's ops are the shared table's. */
+static const party__store_ops own_ops, shared_ops;
 
 static int own_ready(sqlite_room *s);
 static void handles_free(sqlite_backend *be);
@@ -708,7 +710,7 @@ static int sqlite_open(const party__backend_config *cfg, party__backend **out, c
         snprintf(why, why_len, "out of memory");
         return PARTY_ENOMEM;
     }
-    be->base.ops = &sqlite_ops;
+    be->base.ops = &shared_ops;
     be->base.commit_on_loop = !cfg->durability_full;
     be->durability_full = cfg->durability_full;
     /* In memory, closing an own file loses it: no bound then. */
@@ -1656,58 +1658,49 @@ static int shared_sched_each(sqlite_room *s, int64_t until, party__sched_fn fn, 
     return r;
 }
 
-/* ---- the record ops: an own file's, or a shared room's ---- */
+/* ---- the record ops: two tables ----
+ *
+ * A room store's ops are the own-file table or the shared one: load
+ * chooses by where the room's records are, and room_file_open switches a
+ * shared room to the own-file table once its records moved. Both share
+ * the backend's ops, wrote and rollback. */
 
-static int room_kv_get(party__room_store *rs, const char *key, void **val, size_t *len) {
+static int own_op_kv_get(party__room_store *rs, const char *key, void **val, size_t *len) {
     sqlite_room *s = (sqlite_room *)rs;
-    if (s->own)
-        return own_ready(s) != 0 ? PARTY_EIO : pairs_get(s, s->kv_get, 1, key, val, len);
-    return shared_get(s, 0, key, val, len);
+    return own_ready(s) != 0 ? PARTY_EIO : pairs_get(s, s->kv_get, 1, key, val, len);
 }
 
-static int room_kv_put(party__room_store *rs, const char *key, const void *val, size_t len) {
+static int own_op_kv_put(party__room_store *rs, const char *key, const void *val, size_t len) {
     sqlite_room *s = (sqlite_room *)rs;
-    if (s->own)
-        return own_ready(s) != 0 ? PARTY_EIO : pairs_put(s, s->kv_put, key, val, len, 0);
-    return shared_put(s, 0, key, val, len);
+    return own_ready(s) != 0 ? PARTY_EIO : pairs_put(s, s->kv_put, key, val, len, 0);
 }
 
-static int room_kv_delete(party__room_store *rs, const char *key) {
+static int own_op_kv_delete(party__room_store *rs, const char *key) {
     sqlite_room *s = (sqlite_room *)rs;
-    if (s->own)
-        return own_ready(s) != 0 ? PARTY_EIO : pairs_delete(s, s->kv_delete, key);
-    return shared_delete(s, 0, key);
+    return own_ready(s) != 0 ? PARTY_EIO : pairs_delete(s, s->kv_delete, key);
 }
 
-static int room_kv_list(party__room_store *rs, const char *prefix, party__kv_fn fn, void *arg) {
+static int own_op_kv_list(party__room_store *rs, const char *prefix, party__kv_fn fn, void *arg) {
     sqlite_room *s = (sqlite_room *)rs;
-    if (s->own)
-        return own_ready(s) != 0 ? PARTY_EIO : pairs_list(s, "_party_kv", prefix, fn, arg);
-    return shared_list(s, 0, prefix, fn, arg);
+    return own_ready(s) != 0 ? PARTY_EIO : pairs_list(s, "_party_kv", prefix, fn, arg);
 }
 
-static int room_meta_get(party__room_store *rs, const char *key, void **val, size_t *len) {
+static int own_op_meta_get(party__room_store *rs, const char *key, void **val, size_t *len) {
     sqlite_room *s = (sqlite_room *)rs;
     /* Outside the batch's transaction, as the runtime reads its records
      * between batches too (after a failed commit). */
-    if (s->own)
-        return own_ready(s) != 0 ? PARTY_EIO : pairs_get(s, s->meta_get, 0, key, val, len);
-    return shared_get(s, 1, key, val, len);
+    return own_ready(s) != 0 ? PARTY_EIO : pairs_get(s, s->meta_get, 0, key, val, len);
 }
 
-static int room_meta_put(party__room_store *rs, const char *key, const void *val, size_t len) {
+static int own_op_meta_put(party__room_store *rs, const char *key, const void *val, size_t len) {
     sqlite_room *s = (sqlite_room *)rs;
-    if (s->own)
-        return own_ready(s) != 0 ? PARTY_EIO : pairs_put(s, s->meta_put, key, val, len, 1);
-    return shared_put(s, 1, key, val, len);
+    return own_ready(s) != 0 ? PARTY_EIO : pairs_put(s, s->meta_put, key, val, len, 1);
 }
 
-static int room_meta_delete(party__room_store *rs, const char *key) {
+static int own_op_meta_delete(party__room_store *rs, const char *key) {
     sqlite_room *s = (sqlite_room *)rs;
     sqlite3_stmt *del = NULL;
     int r;
-    if (!s->own)
-        return shared_delete(s, 1, key);
     if (own_ready(s) != 0)
         return PARTY_EIO;
     if (sqlite3_prepare_v2(s->db, "DELETE FROM _party_meta WHERE key = ?1", -1, &del, NULL) !=
@@ -1718,60 +1711,100 @@ static int room_meta_delete(party__room_store *rs, const char *key) {
     return r;
 }
 
-static int room_meta_list(party__room_store *rs, const char *prefix, party__kv_fn fn, void *arg) {
+static int own_op_meta_list(party__room_store *rs, const char *prefix, party__kv_fn fn, void *arg) {
     sqlite_room *s = (sqlite_room *)rs;
-    if (s->own)
-        return own_ready(s) != 0 ? PARTY_EIO : pairs_list(s, "_party_meta", prefix, fn, arg);
-    return shared_list(s, 1, prefix, fn, arg);
+    return own_ready(s) != 0 ? PARTY_EIO : pairs_list(s, "_party_meta", prefix, fn, arg);
 }
 
-static int room_alarm_get(party__room_store *rs, int64_t *at_ms, int *retries) {
-    sqlite_room *s = (sqlite_room *)rs;
-    if (s->own)
-        return own_ready(s) != 0 ? PARTY_EIO : own_alarm_get(rs, at_ms, retries);
-    return shared_alarm_get(s, at_ms, retries);
+static int own_op_alarm_get(party__room_store *rs, int64_t *at_ms, int *retries) {
+    return own_ready((sqlite_room *)rs) != 0 ? PARTY_EIO : own_alarm_get(rs, at_ms, retries);
 }
 
-static int room_alarm_set(party__room_store *rs, int64_t at_ms, int retries) {
-    sqlite_room *s = (sqlite_room *)rs;
-    if (s->own)
-        return own_ready(s) != 0 ? PARTY_EIO : own_alarm_set(rs, at_ms, retries);
-    return shared_alarm_set(s, at_ms, retries);
+static int own_op_alarm_set(party__room_store *rs, int64_t at_ms, int retries) {
+    return own_ready((sqlite_room *)rs) != 0 ? PARTY_EIO : own_alarm_set(rs, at_ms, retries);
 }
 
-static int room_sched_add(party__room_store *rs, const party__schedule *sc) {
-    sqlite_room *s = (sqlite_room *)rs;
-    if (s->own)
-        return own_ready(s) != 0 ? PARTY_EIO : own_sched_add(rs, sc);
-    return shared_sched_add(s, sc);
+static int own_op_sched_add(party__room_store *rs, const party__schedule *sc) {
+    return own_ready((sqlite_room *)rs) != 0 ? PARTY_EIO : own_sched_add(rs, sc);
 }
 
-static int room_sched_cancel(party__room_store *rs, const char *id) {
-    sqlite_room *s = (sqlite_room *)rs;
-    if (s->own)
-        return own_ready(s) != 0 ? PARTY_EIO : own_sched_cancel(rs, id);
-    return shared_sched_cancel(s, id);
+static int own_op_sched_cancel(party__room_store *rs, const char *id) {
+    return own_ready((sqlite_room *)rs) != 0 ? PARTY_EIO : own_sched_cancel(rs, id);
 }
 
-static int room_sched_set_next(party__room_store *rs, const char *id, int64_t next_ms) {
-    sqlite_room *s = (sqlite_room *)rs;
-    if (s->own)
-        return own_ready(s) != 0 ? PARTY_EIO : own_sched_set_next(rs, id, next_ms);
-    return shared_sched_set_next(s, id, next_ms);
+static int own_op_sched_set_next(party__room_store *rs, const char *id, int64_t next_ms) {
+    return own_ready((sqlite_room *)rs) != 0 ? PARTY_EIO : own_sched_set_next(rs, id, next_ms);
 }
 
-static int room_sched_earliest(party__room_store *rs, int64_t *next_ms) {
-    sqlite_room *s = (sqlite_room *)rs;
-    if (s->own)
-        return own_ready(s) != 0 ? PARTY_EIO : own_sched_earliest(rs, next_ms);
-    return shared_sched_earliest(s, next_ms);
+static int own_op_sched_earliest(party__room_store *rs, int64_t *next_ms) {
+    return own_ready((sqlite_room *)rs) != 0 ? PARTY_EIO : own_sched_earliest(rs, next_ms);
 }
 
-static int room_sched_each(party__room_store *rs, int64_t until, party__sched_fn fn, void *arg) {
-    sqlite_room *s = (sqlite_room *)rs;
-    if (s->own)
-        return own_ready(s) != 0 ? PARTY_EIO : own_sched_each(rs, until, fn, arg);
-    return shared_sched_each(s, until, fn, arg);
+static int own_op_sched_each(party__room_store *rs, int64_t until, party__sched_fn fn, void *arg) {
+    return own_ready((sqlite_room *)rs) != 0 ? PARTY_EIO : own_sched_each(rs, until, fn, arg);
+}
+
+static int shared_op_kv_get(party__room_store *rs, const char *key, void **val, size_t *len) {
+    return shared_get((sqlite_room *)rs, 0, key, val, len);
+}
+
+static int shared_op_kv_put(party__room_store *rs, const char *key, const void *val, size_t len) {
+    return shared_put((sqlite_room *)rs, 0, key, val, len);
+}
+
+static int shared_op_kv_delete(party__room_store *rs, const char *key) {
+    return shared_delete((sqlite_room *)rs, 0, key);
+}
+
+static int shared_op_kv_list(party__room_store *rs, const char *prefix, party__kv_fn fn,
+                             void *arg) {
+    return shared_list((sqlite_room *)rs, 0, prefix, fn, arg);
+}
+
+static int shared_op_meta_get(party__room_store *rs, const char *key, void **val, size_t *len) {
+    return shared_get((sqlite_room *)rs, 1, key, val, len);
+}
+
+static int shared_op_meta_put(party__room_store *rs, const char *key, const void *val, size_t len) {
+    return shared_put((sqlite_room *)rs, 1, key, val, len);
+}
+
+static int shared_op_meta_delete(party__room_store *rs, const char *key) {
+    return shared_delete((sqlite_room *)rs, 1, key);
+}
+
+static int shared_op_meta_list(party__room_store *rs, const char *prefix, party__kv_fn fn,
+                               void *arg) {
+    return shared_list((sqlite_room *)rs, 1, prefix, fn, arg);
+}
+
+static int shared_op_alarm_get(party__room_store *rs, int64_t *at_ms, int *retries) {
+    return shared_alarm_get((sqlite_room *)rs, at_ms, retries);
+}
+
+static int shared_op_alarm_set(party__room_store *rs, int64_t at_ms, int retries) {
+    return shared_alarm_set((sqlite_room *)rs, at_ms, retries);
+}
+
+static int shared_op_sched_add(party__room_store *rs, const party__schedule *sc) {
+    return shared_sched_add((sqlite_room *)rs, sc);
+}
+
+static int shared_op_sched_cancel(party__room_store *rs, const char *id) {
+    return shared_sched_cancel((sqlite_room *)rs, id);
+}
+
+static int shared_op_sched_set_next(party__room_store *rs, const char *id, int64_t next_ms) {
+    return shared_sched_set_next((sqlite_room *)rs, id, next_ms);
+}
+
+static int shared_op_sched_earliest(party__room_store *rs, int64_t *next_ms) {
+    return shared_sched_earliest((sqlite_room *)rs, next_ms);
+}
+
+static int shared_op_sched_each(party__room_store *rs, int64_t until, party__sched_fn fn,
+                                void *arg) {
+    return shared_sched_each((sqlite_room *)rs, until, fn, arg);
 }
 
 static int room_wrote(party__room_store *rs) {
@@ -2206,7 +2239,7 @@ static int sqlite_load(party__backend *be_, const char *room_id, const char *par
         snprintf(why, why_len, "out of memory");
         return PARTY_ENOMEM;
     }
-    s->base.ops = &sqlite_ops;
+    s->base.ops = &shared_ops;
     s->backend = be;
     s->party = party;
     snprintf(s->id, sizeof(s->id), "%s", room_id);
@@ -2249,6 +2282,7 @@ static int sqlite_load(party__backend *be_, const char *room_id, const char *par
             return r != 0 ? r : PARTY_EIO;
         }
         s->own = 1;
+        s->base.ops = &own_ops;
         /* A handle from the cache: its file's version is checked again
          * (a fresh one was checked as it opened; this costs one read).
          * If that fails, the file changed under it: opened afresh. */
@@ -2268,9 +2302,9 @@ static int sqlite_load(party__backend *be_, const char *room_id, const char *par
     /* A room that cannot read its wake time stays unloaded: loaded without
      * it, its next commit would file "no wake time" and lose its alarm. */
     memset(loaded, 0, sizeof(*loaded));
-    r = room_alarm_get(&s->base, &loaded->alarm_at, &loaded->alarm_retries);
+    r = own_op_alarm_get(&s->base, &loaded->alarm_at, &loaded->alarm_retries);
     if (r == 0)
-        r = room_sched_earliest(&s->base, &loaded->sched_next);
+        r = own_op_sched_earliest(&s->base, &loaded->sched_next);
     if (r != 0) {
         snprintf(why, why_len, "%s: cannot read its alarm and schedules: %s", path,
                  sqlite3_errstr(sqlite3_errcode(s->db)));
@@ -2466,6 +2500,7 @@ static int room_move(sqlite_room *s) {
         return r;
     }
     s->own = 1;
+    s->base.ops = &own_ops;
     r = move_write_set(s);
     if (r != 0 || s->broken) {
         /* The move holds; the batch cannot: it fails at its commit. */
@@ -2475,13 +2510,19 @@ static int room_move(sqlite_room *s) {
     return r;
 }
 
-static struct sqlite3 *room_file_open(party__room_store *rs) {
+static struct sqlite3 *own_room_file_open(party__room_store *rs) {
     sqlite_room *s = (sqlite_room *)rs;
-    if (!s->own && room_move(s) != 0)
-        return NULL;
     if (own_ready(s) != 0)
         return NULL;
     return room_begin(s) == 0 ? s->db : NULL;
+}
+
+/* A shared room's first party_room_db(): its records move, and its store
+ * takes the own-file table. */
+static struct sqlite3 *shared_room_file_open(party__room_store *rs) {
+    if (room_move((sqlite_room *)rs) != 0)
+        return NULL;
+    return own_room_file_open(rs);
 }
 /* ---- commits and the alarm index ---- */
 
@@ -2773,7 +2814,7 @@ static int sqlite_index_due(party__backend *be, int64_t until_ms, party__index_f
     return index_rows((sqlite_backend *)be, 1, until_ms, fn, arg);
 }
 
-static const party__store_ops sqlite_ops = {
+static const party__store_ops own_ops = {
     .name = "sqlite",
     .open = sqlite_open,
     .close = sqlite_close,
@@ -2781,22 +2822,53 @@ static const party__store_ops sqlite_ops = {
     .release = sqlite_release,
     .load = sqlite_load,
     .unload = sqlite_unload,
-    .kv_get = room_kv_get,
-    .kv_put = room_kv_put,
-    .kv_delete = room_kv_delete,
-    .kv_list = room_kv_list,
-    .meta_get = room_meta_get,
-    .meta_put = room_meta_put,
-    .meta_delete = room_meta_delete,
-    .meta_list = room_meta_list,
-    .alarm_get = room_alarm_get,
-    .alarm_set = room_alarm_set,
-    .sched_add = room_sched_add,
-    .sched_cancel = room_sched_cancel,
-    .sched_set_next = room_sched_set_next,
-    .sched_earliest = room_sched_earliest,
-    .sched_each = room_sched_each,
-    .room_file_open = room_file_open,
+    .kv_get = own_op_kv_get,
+    .kv_put = own_op_kv_put,
+    .kv_delete = own_op_kv_delete,
+    .kv_list = own_op_kv_list,
+    .meta_get = own_op_meta_get,
+    .meta_put = own_op_meta_put,
+    .meta_delete = own_op_meta_delete,
+    .meta_list = own_op_meta_list,
+    .alarm_get = own_op_alarm_get,
+    .alarm_set = own_op_alarm_set,
+    .sched_add = own_op_sched_add,
+    .sched_cancel = own_op_sched_cancel,
+    .sched_set_next = own_op_sched_set_next,
+    .sched_earliest = own_op_sched_earliest,
+    .sched_each = own_op_sched_each,
+    .room_file_open = own_room_file_open,
+    .wrote = room_wrote,
+    .rollback = room_rollback,
+    .commit_batch = sqlite_commit_batch,
+    .index_load = sqlite_index_load,
+    .index_due = sqlite_index_due,
+};
+
+static const party__store_ops shared_ops = {
+    .name = "sqlite",
+    .open = sqlite_open,
+    .close = sqlite_close,
+    .acquire = sqlite_acquire,
+    .release = sqlite_release,
+    .load = sqlite_load,
+    .unload = sqlite_unload,
+    .kv_get = shared_op_kv_get,
+    .kv_put = shared_op_kv_put,
+    .kv_delete = shared_op_kv_delete,
+    .kv_list = shared_op_kv_list,
+    .meta_get = shared_op_meta_get,
+    .meta_put = shared_op_meta_put,
+    .meta_delete = shared_op_meta_delete,
+    .meta_list = shared_op_meta_list,
+    .alarm_get = shared_op_alarm_get,
+    .alarm_set = shared_op_alarm_set,
+    .sched_add = shared_op_sched_add,
+    .sched_cancel = shared_op_sched_cancel,
+    .sched_set_next = shared_op_sched_set_next,
+    .sched_earliest = shared_op_sched_earliest,
+    .sched_each = shared_op_sched_each,
+    .room_file_open = shared_room_file_open,
     .wrote = room_wrote,
     .rollback = room_rollback,
     .commit_batch = sqlite_commit_batch,
@@ -2805,5 +2877,5 @@ static const party__store_ops sqlite_ops = {
 };
 
 const party__store_ops *party__store_sqlite_ops(void) {
-    return &sqlite_ops;
+    return &shared_ops;
 }
