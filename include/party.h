@@ -468,7 +468,10 @@ PARTY_EXTERN int party_kv_list(party_room *room, const char *prefix,
                                void *arg);
 /* The room's SQLite database, for its own tables, inside the current
  * event's transaction (do not BEGIN/COMMIT yourself). Tables whose names
- * start with _party_ are the runtime's. NULL outside callbacks. */
+ * start with _party_ are the runtime's. NULL outside callbacks. The
+ * connection is valid until the batch ends: between batches it may be
+ * closed (a bounded cache of open files), so keep no statement, hook or
+ * function on it past the callback, and call this again in the next. */
 PARTY_EXTERN struct sqlite3 *party_room_db(party_room *room);
 
 /* The runtime's clock: Unix epoch milliseconds. Use it, not the system

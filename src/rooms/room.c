@@ -236,8 +236,6 @@ void party__room_idle_remove(party_room *room) {
     else
         list->tail = room->idle_prev;
     room->idle_prev = room->idle_next = NULL;
-    if (room->idle == 1 && room->own_file)
-        room->rooms->n_own_file_idle--;
     room->idle = 0;
 }
 
@@ -262,8 +260,6 @@ void party__room_update_idle(party_room *room) {
         room->idle = 2;
     else
         return;
-    if (room->idle == 1 && room->own_file)
-        rooms->n_own_file_idle++;
     list = list_of(room);
     room->idle_since = party__loop_now(rooms->lp);
     room->idle_prev = list->tail;
@@ -332,11 +328,8 @@ int party__room_in_callback(const party_room *room) {
 
 party__room_store *party__room_take_store(party_room *room) {
     party__room_store *store = room->store;
-    if (store != NULL) {
+    if (store != NULL)
         room->rooms->n_loaded--;
-        if (room->own_file)
-            room->rooms->n_own_file_loaded--;
-    }
     room->store = NULL;
     return store;
 }

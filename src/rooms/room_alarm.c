@@ -193,8 +193,9 @@ void party__room_handle_alarm(party_room *room) {
 /* ---- the loop's alarm heap ---- */
 
 /* Rooms still loading past which due alarms wait: more would only queue
- * on the worker threads and hold files open. */
-#define MAX_ALARM_WAKES_LOADING 64
+ * on the worker threads. Woken rooms load in groups (room_commit.c: two
+ * groups of 256 in flight per loop): the cap keeps both groups full. */
+#define MAX_ALARM_WAKES_LOADING 512
 
 /* A room's entry in the heap is tagged with its party's place in the
  * runtime's table (shared by every loop). */

@@ -32,8 +32,7 @@ typedef struct party__rooms {
     size_t n_parties;
     const char *prefix;
     struct party__backend *backend;
-    size_t max_own_file_rooms; /* past it, idle own-file rooms are evicted early */
-    unsigned commit_delay_ms;  /* test hook: every durable commit waits this long first */
+    unsigned commit_delay_ms; /* test hook: every durable commit waits this long first */
 
     struct party_room **table; /* open hash table keyed by room id */
     size_t table_cap, n_rooms;
@@ -48,10 +47,6 @@ typedef struct party__rooms {
     size_t n_loading; /* rooms opening their store */
     size_t n_loaded;  /* rooms with their store open */
 
-    /* Loaded rooms with a file of their own (they hold descriptors), and
-     * those of them on the idle list. */
-    size_t n_own_file_loaded, n_own_file_idle;
-
     /* Group commit (room_commit.c): rooms whose batch ended and waits for
      * the next group, in the order their batches ended, and the groups on
      * worker threads now (a few at most). The check handle starts the
@@ -59,6 +54,11 @@ typedef struct party__rooms {
      * before the loop blocks (what a timer or idle callback ended). */
     struct party_room *group_head, *group_tail;
     int group_in_flight;
+    /* Load groups (room_commit.c): rooms woken by their alarm wait here
+     * to be loaded together, many on one worker job, started by the same
+     * handles as the commit groups. */
+    struct party__store_work *load_head, *load_tail;
+    int load_in_flight;
     uv_check_t group_check;
     uv_prepare_t group_prepare;
 

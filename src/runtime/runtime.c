@@ -322,7 +322,6 @@ static void runtime_share(party__loop_ctx *lc) {
     lc->router.prefix = lc->rooms.prefix = rt->prefix;
     lc->router.agents_prefix = rt->agents_prefix;
     lc->rooms.backend = rt->backend;
-    lc->rooms.max_own_file_rooms = rt->max_own_file_rooms;
     lc->rooms.commit_delay_ms = rt->commit_delay_ms;
     lc->rooms.n_outbound = &rt->n_outbound;
 }
@@ -487,7 +486,7 @@ party_runtime *party_runtime_new(const party_config *cfg) {
         rt->cfg.max_headers = PARTY__HTTP_MAX_HEADERS;
     if (rt->cfg.max_conns == 0)
         rt->cfg.max_conns = party__default_max_conns();
-    rt->max_own_file_rooms = party__default_max_own_file_rooms();
+    rt->own_handles = party__default_own_handles();
     if (rt->cfg.send_queue_bytes > UINT32_MAX)
         rt->cfg.send_queue_bytes = UINT32_MAX; /* connections count it in 32 bits */
     rt->n_loops = 1;
@@ -578,13 +577,13 @@ int party_runtime_add(party_runtime *rt, const party_def *def) {
     return 0;
 }
 
-size_t party__default_max_own_file_rooms(void) {
+size_t party__default_own_handles(void) {
     struct rlimit lim;
     size_t files;
     if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY)
         return 1u << 20;
     files = (size_t)lim.rlim_cur;
-    /* A third of the files for own-file rooms, three files each
+    /* A third of the files for own files' handles, three files each
      * (database, WAL, shared memory); shared rooms hold none. */
     return files / 9 > 16 ? files / 9 : 16;
 }
@@ -704,6 +703,7 @@ static int backend_open(party_runtime *rt) {
     cfg.durability_full = rt->durability_full;
     cfg.store = rt->store;
     cfg.node = rt->node;
+    cfg.own_handles = rt->own_handles;
     r = party__backend_open(&cfg, &rt->backend, why, sizeof(why));
     if (r != 0) {
         party__log_error(rt, "%s", why);

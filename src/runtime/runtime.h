@@ -67,8 +67,8 @@ struct party_runtime {
      * loop's rooms count through a pointer to it: outbound.h) */
     size_t n_outbound;
     int durability_full;
-    size_t max_own_file_rooms; /* per loop: past it, idle own-file rooms are evicted early */
-    unsigned commit_delay_ms;  /* test hook: every durable commit waits this long first */
+    size_t own_handles;       /* own files kept open at most (party__backend_config) */
+    unsigned commit_delay_ms; /* test hook: every durable commit waits this long first */
     party__party *parties;
     size_t n_parties;
     /* the open <data_dir>/LOCK holding the data directory's flock (-1:
@@ -106,11 +106,10 @@ static inline party__rooms *party__runtime_rooms(party_runtime *rt) {
 /* max_conns when the configuration leaves it 0: the soft open-file limit
  * less a reserve. */
 size_t party__default_max_conns(void);
-/* How many rooms with a file of their own (party_room_db(): they hold
- * descriptors while loaded) may be loaded before idle ones are evicted
- * early: from the open-file limit. Rooms of the shared files hold none
- * and are not counted. */
-size_t party__default_max_own_file_rooms(void);
+/* How many own files (party_room_db()) the SQLite backend keeps open at
+ * most, three descriptors each: a third of the open-file limit. Awake
+ * rooms hold none between batches, whatever their number. */
+size_t party__default_own_handles(void);
 
 /* Makes the data directory ready, once per runtime (later calls return
  * 0): creates it (one level, mode 0755) if missing, takes

@@ -45,6 +45,9 @@ typedef struct party__backend_config {
     const char *store;    /* NULL: SQLite under data_dir; "postgres://..." (or
                              "postgresql://"): the PostgreSQL backend (store_pg.c) */
     const char *node;     /* a cluster backend's name of this node (NULL: host:pid) */
+    size_t own_handles;   /* SQLite: own files' connections kept open at most (each
+                             holds 3 descriptors; rooms in a batch may go past
+                             it); 0: the backend's default */
 } party__backend_config;
 
 /* An acquire or release in flight. The caller fills every field but
