@@ -306,7 +306,7 @@ static void test_commit_batch_fails_only_the_failing_room(void **state) {
         batch[i].wake_changed = 0;
     }
     /* The middle room's file refuses to commit. */
-    sqlite3_commit_hook(rooms[1]->ops->room_file_open(rooms[1]), refuse_commit, NULL);
+    sqlite3_commit_hook(party__store_room_file_open(rooms[1]), refuse_commit, NULL);
     f->be->ops->commit_batch(f->be, batch, 3, results);
     assert_int_equal(results[0], 0);
     assert_int_equal(results[1], PARTY_EIO);
