@@ -55,7 +55,8 @@ static const char usage_text[] =
     "  --store URI              where rooms' records live: postgres://... keeps\n"
     "                           them in PostgreSQL, shared by the nodes of a\n"
     "                           cluster (docs/cluster.md); default: SQLite in --data\n"
-    "  --node NAME              this node's name in the cluster (default\n"
+    "  --node NAME              this node's name in the cluster and in the\n"
+    "                           X-Partyd-Node header of answers (default\n"
     "                           HOSTNAME:PORT); one running partyd per name\n"
     "  --durability MODE        full (default): fsync every commit; normal:\n"
     "                           survive a process crash, not a power loss\n"
@@ -1098,8 +1099,14 @@ static void log_parties(const options_state *o) {
 static int use_store(party_runtime *rt, const options_state *o) {
     char node[300];
     int r;
-    if (o->store == NULL || o->store[0] == '\0')
+    if (o->store == NULL || o->store[0] == '\0') {
+        /* A single process named with --node says its name in answers. */
+        if (o->node != NULL && party__runtime_set_store(rt, NULL, o->node) != 0) {
+            fprintf(stderr, "partyd: --node: out of memory\n");
+            return 1;
+        }
         return 0;
+    }
     if (o->node == NULL) {
         char host[256] = "localhost";
         (void)gethostname(host, sizeof(host) - 1);

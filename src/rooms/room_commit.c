@@ -474,6 +474,7 @@ static void acquire_done(party__store_req *claim, int status) {
         return;
     }
     room->acquired = 1;
+    room->epoch = claim->epoch;
     room_load_store(room, w);
 }
 
@@ -645,10 +646,37 @@ static void send_start_error(party_room *room, party_conn *conn) {
     party__conn_start_close(conn, PARTY__WS_INTERNAL_ERROR, "on_start failed");
 }
 
+/* The header lines that say which node answers for the room, and with
+ * which epoch (a cluster store), into out; NULL when this process has no
+ * node name (a single process pays one test). */
+static const char *room_node_headers(const party_room *room, char *out, size_t cap) {
+    const char *node = room->rooms->node;
+    if (node == NULL)
+        return NULL;
+    if (room->epoch > 0)
+        snprintf(out, cap, "X-Partyd-Node: %s\r\nX-Partyd-Epoch: %lld\r\n", node,
+                 (long long)room->epoch);
+    else
+        snprintf(out, cap, "X-Partyd-Node: %s\r\n", node);
+    return out;
+}
+
+/* The same as headers of an HTTP answer. */
+static void room_node_set_headers(const party_room *room, party_response *res) {
+    char epoch[24];
+    if (room->rooms->node == NULL)
+        return;
+    party_response_set_header(res, "X-Partyd-Node", room->rooms->node);
+    if (room->epoch > 0) {
+        snprintf(epoch, sizeof(epoch), "%lld", (long long)room->epoch);
+        party_response_set_header(res, "X-Partyd-Epoch", epoch);
+    }
+}
+
 static void handle_connect(party_room *room, party_conn *conn) {
     const party_def *def = room->party->def;
     party_request *req;
-    char why[160];
+    char why[160], node_headers[400];
 
     assert(room->n_pending > 0);
     room->n_pending--;
@@ -660,7 +688,8 @@ static void handle_connect(party_room *room, party_conn *conn) {
     if (party__room_ensure_started(room) != 0) {
         /* The name may have been written: the answer waits for it. */
         party__room_gate(room, conn);
-        if (party__conn_finish_upgrade(conn) == 0)
+        if (party__conn_finish_upgrade(
+                conn, room_node_headers(room, node_headers, sizeof(node_headers))) == 0)
             send_start_error(room, conn);
         party__conn_start_ws(conn);
         party__conn_leave_room(conn); /* never joined: the room may leave memory */
@@ -678,7 +707,8 @@ static void handle_connect(party_room *room, party_conn *conn) {
     }
     /* A room's first start wrote its name: the 101 waits for the commit. */
     party__room_gate(room, conn);
-    if (party__conn_finish_upgrade(conn) != 0) {
+    if (party__conn_finish_upgrade(
+            conn, room_node_headers(room, node_headers, sizeof(node_headers))) != 0) {
         party__conn_abort(conn);
         party__conn_leave_room(conn);
         return;
@@ -719,6 +749,7 @@ static void handle_request(party_room *room, party_conn *conn) {
         snprintf(text, sizeof(text), "room %s: %s\n", room->id, party_strerror(PARTY_ENONAME));
         party__response_text(&res, 500, text);
     }
+    room_node_set_headers(room, &res);
     party__room_gate(room, conn);
     party__conn_http_respond(conn, &res, 0);
     party__response_free(&res);

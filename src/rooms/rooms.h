@@ -32,6 +32,9 @@ typedef struct party__rooms {
     size_t n_parties;
     const char *prefix;
     struct party__backend *backend;
+    /* This node's name, sent with every answer of a room (X-Partyd-Node):
+     * the cluster backend's, else the one given (--node); NULL: none. */
+    const char *node;
     size_t max_own_file_rooms; /* past it, idle own-file rooms are evicted early */
     unsigned commit_delay_ms;  /* test hook: every durable commit waits this long first */
 

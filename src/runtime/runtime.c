@@ -286,7 +286,8 @@ static void ops_collect_cb(party_conn *conn, party__ops_what what) {
         char why[160];
         party_runtime *rt = party__conn_ctx(conn)->rt;
         party__ops_answer_health(
-            conn, party__backend_check(rt->backend, why, sizeof(why)) != 0 ? why : NULL);
+            conn, party__backend_check(rt->backend, why, sizeof(why)) != 0 ? why : NULL,
+            party__conn_ctx(conn)->rooms.node);
     } else if (what == PARTY__OPS_METRICS) {
         metrics_tour *m = party__calloc(1, sizeof(*m));
         if (m == NULL)
@@ -318,6 +319,8 @@ static void runtime_share(party__loop_ctx *lc) {
     lc->router.prefix = lc->rooms.prefix = rt->prefix;
     lc->router.agents_prefix = rt->agents_prefix;
     lc->rooms.backend = rt->backend;
+    lc->rooms.node =
+        rt->backend != NULL && rt->backend->node != NULL ? rt->backend->node : rt->node;
     lc->rooms.max_own_file_rooms = rt->max_own_file_rooms;
     lc->rooms.commit_delay_ms = rt->commit_delay_ms;
     lc->rooms.n_outbound = &rt->n_outbound;

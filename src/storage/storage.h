@@ -25,6 +25,9 @@ typedef struct party__backend {
      * did not change: such a commit waits for no disk and no network
      * (SQLite with durability normal). 0: commits run on worker threads. */
     int commit_on_loop;
+    /* A cluster backend's name of this node (valid until close); NULL for
+     * a backend one process holds. */
+    const char *node;
 } party__backend;
 
 /* One loaded room's records. An implementation's own handle starts with
@@ -52,6 +55,9 @@ struct party__store_req {
     void (*done)(party__store_req *req, int status);
     void *data;         /* the caller's */
     void *backend_data; /* the backend's, until done */
+    /* Set by a successful acquire before done: the room's epoch on a
+     * cluster backend (> 0, larger at each new owner), else left 0. */
+    int64_t epoch;
 };
 
 /* What a room's wake-ups need, read by load. */

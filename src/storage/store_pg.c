@@ -509,6 +509,7 @@ static int pg_open(const party__backend_config *cfg, party__backend **out, char 
     }
     be->base.ops = &pg_ops;
     be->base.commit_on_loop = 0;
+    be->base.node = be->node_name;
     if (cfg->node != NULL && cfg->node[0] != '\0') {
         snprintf(be->node_name, sizeof(be->node_name), "%s", cfg->node);
     } else {
@@ -659,6 +660,8 @@ static void own_done(uv_work_t *work, int status) {
 
     if (!w->release)
         acquire_settle(be, req->room_id, result, w->epoch);
+    if (!w->release && result == 0)
+        req->epoch = w->epoch;
     party__free(w);
     req->backend_data = NULL;
     req->done(req, result);

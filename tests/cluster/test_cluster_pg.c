@@ -534,6 +534,96 @@ static void test_node_that_lost_its_lease_fails_health_and_commits_nothing(void 
     partyd_free(d);
 }
 
+/* ---- which node answers ---- */
+
+/* The header's value in res, failing the test when it is absent. */
+static const char *header(const http_response *res, const char *name) {
+    const char *v = http_response_header(res, name);
+    if (v == NULL)
+        fail_msg("no %s in:\n%s", name, res->head);
+    return v;
+}
+
+static void test_answers_name_the_node_and_the_rooms_epoch(void **state) {
+    char uri[512], *epoch;
+    partyd *n1, *n2;
+    http_response res;
+    tconn *c;
+    (void)state;
+
+    database_new(uri, sizeof(uri));
+    n1 = node_start(uri, "n1", NULL);
+    c = tconn_open(partyd_port(n1), 0);
+    assert_non_null(c);
+    assert_int_equal(ws_handshake(c, "/parties/counter/named", NULL, NULL, 0, &res), 0);
+    epoch = sql_value(uri, "SELECT epoch FROM party_rooms WHERE party = 'counter'");
+    assert_non_null(epoch);
+    assert_string_equal(header(&res, "X-Partyd-Node"), "n1");
+    assert_string_equal(header(&res, "X-Partyd-Epoch"), epoch);
+    http_response_free(&res);
+    ws_send_text(c, "+");
+    ws_expect_text(c, "1");
+    http_expect_get(partyd_port(n1), "/parties/counter/named", &res);
+    assert_int_equal(res.status, 200);
+    assert_string_equal(header(&res, "X-Partyd-Node"), "n1");
+    assert_string_equal(header(&res, "X-Partyd-Epoch"), epoch);
+    http_response_free(&res);
+    http_expect_get(partyd_port(n1), "/_partyd/health", &res);
+    assert_int_equal(res.status, 200);
+    assert_string_equal(header(&res, "X-Partyd-Node"), "n1");
+    http_response_free(&res);
+    tconn_close(c);
+    assert_int_equal(partyd_stop(n1), 0);
+    partyd_free(n1);
+
+    /* Another node takes the room with a newer epoch. */
+    n2 = node_start(uri, "n2", NULL);
+    http_expect_get(partyd_port(n2), "/parties/counter/named", &res);
+    assert_int_equal(res.status, 200);
+    assert_string_equal(header(&res, "X-Partyd-Node"), "n2");
+    assert_true(atoll(header(&res, "X-Partyd-Epoch")) > atoll(epoch));
+    http_response_free(&res);
+    free(epoch);
+    assert_int_equal(partyd_stop(n2), 0);
+    partyd_free(n2);
+}
+
+static void test_single_process_names_itself_only_with_node(void **state) {
+    const char *named[] = {"--node", "solo", NULL};
+    partyd *d;
+    http_response res;
+    tconn *c;
+    (void)state;
+
+    d = partyd_start(named);
+    assert_non_null(d);
+    c = tconn_open(partyd_port(d), 0);
+    assert_non_null(c);
+    assert_int_equal(ws_handshake(c, "/parties/counter/solo", NULL, NULL, 0, &res), 0);
+    assert_string_equal(header(&res, "X-Partyd-Node"), "solo");
+    /* No epochs without a cluster store. */
+    assert_null(http_response_header(&res, "X-Partyd-Epoch"));
+    http_response_free(&res);
+    tconn_close(c);
+    http_expect_get(partyd_port(d), "/parties/counter/solo", &res);
+    assert_string_equal(header(&res, "X-Partyd-Node"), "solo");
+    assert_null(http_response_header(&res, "X-Partyd-Epoch"));
+    http_response_free(&res);
+    http_expect_get(partyd_port(d), "/_partyd/health", &res);
+    assert_string_equal(header(&res, "X-Partyd-Node"), "solo");
+    http_response_free(&res);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+
+    d = partyd_start(NULL);
+    assert_non_null(d);
+    http_expect_get(partyd_port(d), "/parties/counter/solo", &res);
+    assert_null(http_response_header(&res, "X-Partyd-Node"));
+    http_response_free(&res);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counter_survives_restart_on_sqlite),
@@ -549,6 +639,8 @@ int main(void) {
         cmocka_unit_test(test_alarm_of_a_dead_nodes_room_fires_on_another_node),
         cmocka_unit_test(test_stale_owner_commit_is_fenced_and_closes_1012),
         cmocka_unit_test(test_node_that_lost_its_lease_fails_health_and_commits_nothing),
+        cmocka_unit_test(test_answers_name_the_node_and_the_rooms_epoch),
+        cmocka_unit_test(test_single_process_names_itself_only_with_node),
     };
     server_uri = getenv("PARTYD_TEST_PG");
     if (server_uri == NULL) {
