@@ -132,6 +132,7 @@ enum {
     OPT_DATA,
     OPT_STORE,
     OPT_NODE,
+    OPT_TEST_NO_SELF_FENCE,
     OPT_PARTY,
     OPT_BUILTINS,
     OPT_MAX_MESSAGE,
@@ -174,6 +175,7 @@ static const struct option options[] = {
     {"data", required_argument, NULL, OPT_DATA},
     {"store", required_argument, NULL, OPT_STORE},
     {"node", required_argument, NULL, OPT_NODE},
+    {"test-no-self-fence", no_argument, NULL, OPT_TEST_NO_SELF_FENCE},
     {"party", required_argument, NULL, OPT_PARTY},
     {"builtins", required_argument, NULL, OPT_BUILTINS},
     {"max-message-bytes", required_argument, NULL, OPT_MAX_MESSAGE},
@@ -532,6 +534,7 @@ typedef struct options_state {
     party_config cfg;
     const char *data_dir;
     const char *store, *node; /* --store, --node (NULL: SQLite; HOSTNAME:PORT) */
+    int no_self_fence;        /* --test-no-self-fence */
     unsigned builtins;        /* bit i: builtins[i] is served */
 } options_state;
 
@@ -573,6 +576,9 @@ static int apply_option(int opt, const char *arg, options_state *o) {
         break;
     case OPT_NODE:
         o->node = arg;
+        break;
+    case OPT_TEST_NO_SELF_FENCE:
+        o->no_self_fence = 1;
         break;
     case OPT_PARTY: {
         int r = load_party("--party", arg);
@@ -1118,6 +1124,8 @@ static int use_store(party_runtime *rt, const options_state *o) {
             snprintf(node, sizeof(node), "%s:pid%ld", host, (long)getpid());
     }
     r = party__runtime_set_store(rt, o->store, o->node != NULL ? o->node : node);
+    if (r == 0 && o->no_self_fence)
+        party__runtime_set_no_self_fence(rt);
     if (r == PARTY_EINVAL) {
         fprintf(stderr, "partyd: --store %s: not a postgres:// or postgresql:// URI\n", o->store);
         return 2;

@@ -46,6 +46,7 @@ struct party_room {
     party__room_store *store;        /* NULL while not loaded */
     int acquired;                    /* the backend gave us the room (party__room_acquire) */
     int64_t epoch;                   /* ... with this epoch (a cluster backend), else 0 */
+    int fenced;                      /* a commit was refused: the room is another node's */
     int own_file;                    /* party_room_db() used: holds files while loaded */
     int committing;                  /* a commit runs on a worker thread */
     int holding;                     /* the current batch wrote: its output is held */

@@ -78,6 +78,7 @@ static void room_fenced(party_room *room) {
                      " nothing of the batch was kept, its connections close with 1012",
                      room->party->name, room->name ? room->name : room->id);
     room->holding = 0;
+    room->fenced = 1;
     party__fetch_release_held(room, 0);
     party__conn_gate_drop_moved(&room->gate);
     for (conn = room->conns.head; conn != NULL; conn = next) {
@@ -684,6 +685,12 @@ static void handle_connect(party_room *room, party_conn *conn) {
         party__conn_leave_room(conn); /* the client left before its turn */
         return;
     }
+    if (room->fenced) {
+        /* Its records here are stale: the client must reach the owner. */
+        party__conn_http_fail(conn, 503, "the room is held by another node; try again\n");
+        party__conn_leave_room(conn);
+        return;
+    }
     req = &conn->http->preq;
     if (party__room_ensure_started(room) != 0) {
         /* The name may have been written: the answer waits for it. */
@@ -730,6 +737,11 @@ static void handle_request(party_room *room, party_conn *conn) {
 
     if (conn->transport_closing) {
         party__conn_leave_room(conn);
+        return;
+    }
+    if (room->fenced) {
+        /* No answer from stale records: the client must reach the owner. */
+        party__conn_http_fail(conn, 503, "the room is held by another node; try again\n");
         return;
     }
     party__response_init(&res);
@@ -789,6 +801,14 @@ void party__room_deliver(party_room *room, const party__event *ev) {
      * one): room_alarm.c counts what actually ran. */
     if (ev->type != PARTY__EV_ALARM)
         rooms->events[ev->type]++;
+    /* A fenced room runs nothing on its stale records but what lets its
+     * connections and requests go; it leaves memory once idle. */
+    if (room->fenced && (ev->type == PARTY__EV_MESSAGE || ev->type == PARTY__EV_ERROR ||
+                         ev->type == PARTY__EV_ALARM || ev->type == PARTY__EV_RESPONSE)) {
+        party__fetch_free(ev->fetch);
+        party__outbound_req_free(ev->outbound);
+        return;
+    }
     room->running = 1;
     room->name_error = 0;
     rooms->lp->in_callback++;

@@ -699,6 +699,7 @@ static int backend_open(party_runtime *rt) {
     cfg.durability_full = rt->durability_full;
     cfg.store = rt->store;
     cfg.node = rt->node;
+    cfg.no_self_fence = rt->no_self_fence;
     r = party__backend_open(&cfg, &rt->backend, why, sizeof(why));
     if (r != 0) {
         party__log_error(rt, "%s", why);

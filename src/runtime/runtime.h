@@ -75,6 +75,7 @@ struct party_runtime {
     int data_lock_fd;
     struct party__backend *backend; /* opened once, shared by every loop */
     char *store, *node;             /* the backend's URI and node name (runtime_store.c) */
+    int no_self_fence;              /* test hook: party__runtime_set_no_self_fence */
     struct party__orphans *orphans; /* on a shared store: loop 0's poller (orphans.c) */
     struct ssl_ctx_st *tls_ctx;     /* NULL: plaintext; shared by every loop */
     party__loop_ctx main;           /* loop 0 */
@@ -127,6 +128,10 @@ int party__runtime_open_data(party_runtime *rt);
  * PARTY_EINVAL (not a URI partyd knows), PARTY_ESTATE (the data is open
  * already) or PARTY_ENOMEM. */
 int party__runtime_set_store(party_runtime *rt, const char *store, const char *node);
+/* For tests only (partyd --test-no-self-fence): a cluster node that lost
+ * its lease goes on committing and acquiring, so that only the database's
+ * epoch fence stops a stale owner. Before the data is opened. */
+void party__runtime_set_no_self_fence(party_runtime *rt);
 
 /* The descriptor holding the data directory's lock, opened close-on-exec,
  * owned by the runtime and closed (the lock released) by

@@ -24,3 +24,7 @@ int party__runtime_set_store(party_runtime *rt, const char *store, const char *n
     rt->node = node_copy;
     return 0;
 }
+
+void party__runtime_set_no_self_fence(party_runtime *rt) {
+    rt->no_self_fence = 1;
+}

@@ -42,6 +42,8 @@ typedef struct party__backend_config {
     const char *store;    /* NULL: SQLite under data_dir; "postgres://..." (or
                              "postgresql://"): the PostgreSQL backend (store_pg.c) */
     const char *node;     /* a cluster backend's name of this node (NULL: host:pid) */
+    int no_self_fence;    /* test hook: a node that lost its lease still commits (the
+                             database's fence alone refuses a stale owner) */
 } party__backend_config;
 
 /* An acquire or release in flight. The caller fills every field but

@@ -1,0 +1,486 @@
+/* Failures of a partyd cluster under acknowledged writes: partyd nodes on
+ * the private PostgreSQL of tests/cluster/with_pg.sh, HAProxy in front
+ * (consistent hash on the room key, health checks, shutdown-sessions, as
+ * examples/cluster/haproxy.cfg). Clients write to counter rooms and record
+ * every acknowledged value with the node and epoch that answered
+ * (X-Partyd-Node and X-Partyd-Epoch of the 101); the checker (history.c)
+ * then proves that no room was served by two nodes at once and that no
+ * acknowledged write was lost. Cases: kill -9 of nodes in turn under
+ * continuous writes to many rooms; a hung node (SIGSTOP, then SIGCONT)
+ * whose rooms move and which acknowledges nothing once resumed, with its
+ * self-fencing on and off (then the database's epoch fence refuses it);
+ * a node that loses PostgreSQL for longer than its lease (a loopback
+ * relay the test freezes with SIGSTOP); rows of a room's own database
+ * acknowledged, then kill -9, read back from the new owner. Every wait is
+ * bounded; nothing waits on a clock for what an event says. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <libpq-fe.h>
+
+#include "client.h"
+#include "history.h"
+
+static const char *server_uri; /* .../postgres: where test databases are made */
+static int n_databases;
+
+/* ---- PostgreSQL ---- */
+
+/* A new, empty database: its URI into uri; its port into *port (may be
+ * NULL). */
+static void database_new(char *uri, size_t cap, int *port) {
+    char sql[64];
+    PGconn *c = PQconnectdb(server_uri);
+    PGresult *res;
+    const char *slash = strrchr(server_uri, '/');
+
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    if (port != NULL)
+        *port = atoi(PQport(c));
+    snprintf(sql, sizeof(sql), "CREATE DATABASE f%d", ++n_databases);
+    res = PQexec(c, sql);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    PQclear(res);
+    PQfinish(c);
+    snprintf(uri, cap, "%.*s/f%d", (int)(slash - server_uri), server_uri, n_databases);
+}
+
+/* Every counter room's name and count, read from the database, into h as
+ * the values read back. */
+static void read_back_counts(const char *uri, history *h) {
+    PGconn *c = PQconnectdb(uri);
+    PGresult *res;
+    int i;
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    res = PQexec(c, "SELECT convert_from(m.value, 'UTF8'), convert_from(k.value, 'UTF8')"
+                    " FROM party_meta m JOIN party_kv k ON k.room_id = m.room_id"
+                    " JOIN party_rooms r ON r.room_id = m.room_id"
+                    " WHERE m.key = 'name' AND k.key = 'count' AND r.party = 'counter'");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        fail_msg("reading counts: %s", PQerrorMessage(c));
+    for (i = 0; i < PQntuples(res); i++)
+        assert_int_equal(history_final(h, PQgetvalue(res, i, 0), atoll(PQgetvalue(res, i, 1))), 0);
+    PQclear(res);
+    PQfinish(c);
+}
+
+/* ---- processes ---- */
+
+static int free_port(void) {
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+    assert_true(fd >= 0);
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+#define MAX_NODES 3
+
+typedef struct cluster {
+    char uri[512];    /* the nodes' store */
+    char db_uri[512]; /* the same database, reached directly (not through a relay) */
+    int n;            /* nodes */
+    partyd *node[MAX_NODES];
+    int port[MAX_NODES];
+    const char *extra[MAX_NODES]; /* one more flag per node, or NULL */
+    pid_t haproxy;
+    int entry;
+    char dir[64];
+} cluster;
+
+/* Node i (0-based) on its fixed port, named n<i+1>. */
+static void node_up(cluster *cl, int i) {
+    char port[16], name[16];
+    const char *args[10];
+    size_t n = 0;
+    snprintf(port, sizeof(port), "%d", cl->port[i]);
+    snprintf(name, sizeof(name), "n%d", i + 1);
+    args[n++] = "--port"; /* after the client's own --port 0: this one wins */
+    args[n++] = port;
+    args[n++] = "--store";
+    args[n++] = cl->uri;
+    args[n++] = "--node";
+    args[n++] = name;
+    if (cl->extra[i] != NULL)
+        args[n++] = cl->extra[i];
+    args[n] = NULL;
+    cl->node[i] = partyd_start(args);
+    if (cl->node[i] == NULL)
+        fail_msg("node %s did not start", name);
+}
+
+static void node_kill(cluster *cl, int i) {
+    partyd_signal(cl->node[i], SIGKILL);
+    assert_int_equal(partyd_wait_exit(cl->node[i], 5000), 128 + SIGKILL);
+    partyd_free(cl->node[i]);
+    cl->node[i] = NULL;
+}
+
+/* HAProxy in front of the nodes, configured as examples/cluster/haproxy.cfg
+ * routes (without what that file may add for other features). */
+static void haproxy_up(cluster *cl) {
+    char path[128];
+    FILE *f;
+    int i, attempt;
+
+    cl->entry = free_port();
+    snprintf(path, sizeof(path), "%s/haproxy.cfg", cl->dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "global\n    maxconn 2000\n"
+            "defaults\n    mode http\n    timeout connect 2s\n    timeout client 30s\n"
+            "    timeout server 30s\n    timeout tunnel 1h\n    timeout check 1s\n"
+            "frontend entry\n    bind 127.0.0.1:%d\n"
+            "    http-request set-var(txn.room) path,field(4,/),url_dec\n"
+            "    http-request set-var(txn.key) path,field(3,/),lower,concat(/,txn.room)\n"
+            "    default_backend partyd\n"
+            "backend partyd\n    balance hash var(txn.key)\n    hash-type consistent\n"
+            "    option httpchk GET /_partyd/health\n    http-check expect status 200\n"
+            "    option redispatch 1\n    retries 2\n"
+            "    default-server inter 500ms fastinter 250ms downinter 1s fall 2 rise 2"
+            " weight 100 on-marked-down shutdown-sessions\n",
+            cl->entry);
+    for (i = 0; i < cl->n; i++)
+        fprintf(f, "    server n%d 127.0.0.1:%d id %d check\n", i + 1, cl->port[i], i + 1);
+    fclose(f);
+    cl->haproxy = fork();
+    assert_true(cl->haproxy >= 0);
+    if (cl->haproxy == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        if (null >= 0) {
+            dup2(null, 1);
+            dup2(null, 2);
+        }
+        execlp("haproxy", "haproxy", "-db", "-f", path, (char *)NULL);
+        _exit(127);
+    }
+    /* Up once it accepts and a node answers through it. */
+    for (attempt = 0; attempt < 200; attempt++) {
+        tconn *c = tconn_open(cl->entry, 0);
+        if (c != NULL) {
+            http_response res;
+            int ok = tconn_send_str(c, "GET /_partyd/health HTTP/1.1\r\nHost: x\r\n"
+                                       "Connection: close\r\n\r\n") == 0 &&
+                     http_read_response(c, 0, &res, 2000) == 0;
+            if (ok) {
+                ok = res.status == 200;
+                http_response_free(&res);
+            }
+            tconn_close(c);
+            if (ok)
+                return;
+        }
+        usleep(50 * 1000);
+    }
+    fail_msg("haproxy did not come up");
+}
+
+static void cluster_up(cluster *cl, int n, const char *extra_last) {
+    int i;
+    memset(cl, 0, sizeof(*cl));
+    database_new(cl->uri, sizeof(cl->uri), NULL);
+    snprintf(cl->db_uri, sizeof(cl->db_uri), "%s", cl->uri);
+    snprintf(cl->dir, sizeof(cl->dir), "/tmp/partyd-failover-XXXXXX");
+    assert_non_null(mkdtemp(cl->dir));
+    cl->n = n;
+    cl->extra[n - 1] = extra_last;
+    for (i = 0; i < n; i++)
+        cl->port[i] = free_port();
+    for (i = 0; i < n; i++)
+        node_up(cl, i);
+    haproxy_up(cl);
+}
+
+static void cluster_down(cluster *cl) {
+    int i, status;
+    if (cl->haproxy > 0) {
+        kill(cl->haproxy, SIGTERM);
+        waitpid(cl->haproxy, &status, 0);
+    }
+    for (i = 0; i < cl->n; i++)
+        if (cl->node[i] != NULL) {
+            partyd_stop(cl->node[i]);
+            partyd_free(cl->node[i]);
+        }
+    test_remove_tree(cl->dir);
+}
+
+/* ---- writers: one WebSocket per counter room through HAProxy ---- */
+
+typedef struct writer {
+    char room[32];
+    tconn *c; /* NULL while disconnected */
+    char node[64];
+    long long epoch;
+    long long acked; /* writes acknowledged */
+    int64_t last_ack_ms;
+} writer;
+
+/* Connects w's room through the entry: 1 on a 101 (its node and epoch
+ * recorded), 0 when refused for now (503: the room is moving). */
+static int writer_connect(writer *w, int entry) {
+    char target[64];
+    http_response res;
+    const char *node, *epoch;
+    int code;
+    tconn *c = tconn_open(entry, 0);
+    if (c == NULL)
+        return 0;
+    snprintf(target, sizeof(target), "/parties/counter/%s", w->room);
+    code = ws_handshake(c, target, NULL, NULL, 0, &res);
+    if (code != 0) {
+        http_response_free(&res);
+        tconn_close(c);
+        return 0;
+    }
+    node = http_response_header(&res, "X-Partyd-Node");
+    epoch = http_response_header(&res, "X-Partyd-Epoch");
+    if (node == NULL || epoch == NULL)
+        fail_msg("a 101 without X-Partyd-Node / X-Partyd-Epoch:\n%s", res.head);
+    snprintf(w->node, sizeof(w->node), "%s", node);
+    w->epoch = atoll(epoch);
+    http_response_free(&res);
+    w->c = c;
+    return 1;
+}
+
+static void writer_drop(writer *w) {
+    tconn_close(w->c);
+    w->c = NULL;
+}
+
+/* One round: every connected writer sends "+", then every answer is read
+ * and recorded; a writer whose connection ended reconnects. Returns the
+ * writes acknowledged in the round. */
+static int writers_round(writer *ws, int n, int entry, history *h) {
+    int i, acked = 0;
+    for (i = 0; i < n; i++)
+        if (ws[i].c == NULL)
+            (void)writer_connect(&ws[i], entry);
+    for (i = 0; i < n; i++)
+        if (ws[i].c != NULL && ws_send_text(ws[i].c, "+") != 0)
+            writer_drop(&ws[i]);
+    for (i = 0; i < n; i++) {
+        ws_frame f;
+        if (ws[i].c == NULL)
+            continue;
+        if (ws_recv(ws[i].c, &f, TC_TIMEOUT_MS) != 0) {
+            writer_drop(&ws[i]);
+            continue;
+        }
+        if (f.opcode == WS_TEXT) {
+            assert_int_equal(history_ack(h, ws[i].room, ws[i].node, ws[i].epoch, atoll(f.data)), 0);
+            ws[i].acked++;
+            ws[i].last_ack_ms = test_now_ms();
+            acked++;
+        } else {
+            /* A close (1012: moved or fenced; 1006-like: the node died):
+             * nothing of this write was acknowledged. */
+            writer_drop(&ws[i]);
+        }
+        ws_frame_free(&f);
+    }
+    return acked;
+}
+
+/* Rounds until every writer has an acknowledged write after since_ms
+ * (bounded by max_rounds; each round waits for answers, not for time). */
+static void writers_until_all_acked(writer *ws, int n, int entry, history *h, int64_t since_ms,
+                                    int max_rounds) {
+    int round, i, all = 0;
+    for (round = 0; round < max_rounds && !all; round++) {
+        if (writers_round(ws, n, entry, h) < n)
+            usleep(20 * 1000); /* some are reconnecting: do not spin */
+        for (all = 1, i = 0; i < n; i++)
+            all &= ws[i].last_ack_ms > since_ms;
+    }
+    if (!all)
+        for (i = 0; i < n; i++)
+            if (ws[i].last_ack_ms <= since_ms)
+                fail_msg("room %s: no write acknowledged after the failure", ws[i].room);
+}
+
+static void expect_history_holds(cluster *cl, history *h) {
+    char why[512];
+    read_back_counts(cl->db_uri, h);
+    if (history_check(h, why, sizeof(why)) != 0)
+        fail_msg("checker: %s", why);
+}
+
+/* ---- kill -9 under writes ---- */
+
+#define KILL_ROOMS 24
+#define KILL_CYCLES 3
+
+static void test_kill_9_in_turn_loses_no_acknowledged_write(void **state) {
+    cluster cl;
+    writer ws[KILL_ROOMS];
+    history *h = history_new();
+    int i, cycle;
+    (void)state;
+
+    cluster_up(&cl, 3, NULL);
+    memset(ws, 0, sizeof(ws));
+    for (i = 0; i < KILL_ROOMS; i++)
+        snprintf(ws[i].room, sizeof(ws[i].room), "k-%d", i);
+    writers_until_all_acked(ws, KILL_ROOMS, cl.entry, h, 0, 100);
+    for (cycle = 0; cycle < KILL_CYCLES; cycle++) {
+        int victim = cycle % cl.n;
+        int64_t killed_at;
+        for (i = 0; i < 5; i++)
+            writers_round(ws, KILL_ROOMS, cl.entry, h);
+        node_kill(&cl, victim);
+        killed_at = test_now_ms();
+        /* Its rooms answer again through HAProxy, from the others. */
+        writers_until_all_acked(ws, KILL_ROOMS, cl.entry, h, killed_at, 500);
+        node_up(&cl, victim);
+        for (i = 0; i < 5; i++)
+            writers_round(ws, KILL_ROOMS, cl.entry, h);
+    }
+    for (i = 0; i < KILL_ROOMS; i++)
+        writer_drop(&ws[i]);
+    expect_history_holds(&cl, h);
+    /* The kills moved rooms: more epochs than rooms. */
+    assert_true(history_epochs(h) > KILL_ROOMS);
+    print_message("%zu writes acknowledged in %zu rooms over %zu epochs\n", history_acks(h),
+                  history_rooms(h), history_epochs(h));
+    history_free(h);
+    cluster_down(&cl);
+}
+
+/* ---- a hung node ---- */
+
+/* The GET of a metrics family's value on a node (-1 if absent). */
+static long long metric(int port, const char *name) {
+    http_response res;
+    char needle[128];
+    const char *at;
+    long long v = -1;
+    http_expect_get(port, "/_partyd/metrics", &res);
+    snprintf(needle, sizeof(needle), "\n%s ", name);
+    at = strstr(res.body, needle);
+    if (at != NULL)
+        v = atoll(at + strlen(needle));
+    http_response_free(&res);
+    return v;
+}
+
+/* A room name the entry routes to node (by the 101's X-Partyd-Node): its
+ * writer, connected, with one acknowledged write. */
+static void writer_on_node(writer *w, cluster *cl, const char *node, const char *prefix,
+                           history *h) {
+    int i;
+    for (i = 0; i < 200; i++) {
+        memset(w, 0, sizeof(*w));
+        snprintf(w->room, sizeof(w->room), "%s-%d", prefix, i);
+        if (!writer_connect(w, cl->entry))
+            continue;
+        if (strcmp(w->node, node) == 0) {
+            writers_until_all_acked(w, 1, cl->entry, h, 0, 50);
+            return;
+        }
+        writer_drop(w);
+    }
+    fail_msg("no room routed to %s", node);
+}
+
+static void hung_node(const char *extra) {
+    cluster cl;
+    writer w;
+    history *h = history_new();
+    http_response res;
+    tconn *stale;
+    ws_frame f;
+    char target[64];
+    int64_t stopped_at;
+    (void)extra;
+
+    cluster_up(&cl, 2, extra);
+    writer_on_node(&w, &cl, "n2", "hung", h);
+    /* A connection straight to n2 (HAProxy would cut it): the stale
+     * owner's client. */
+    snprintf(target, sizeof(target), "/parties/counter/%s", w.room);
+    stale = ws_open(cl.port[1], target);
+
+    partyd_signal(cl.node[1], SIGSTOP);
+    stopped_at = test_now_ms();
+    /* HAProxy cuts n2's clients once it marks it down; the room answers
+     * again from n1 once n2's lease ran out. */
+    writers_until_all_acked(&w, 1, cl.entry, h, stopped_at, 1000);
+    assert_string_equal(w.node, "n1");
+
+    partyd_signal(cl.node[1], SIGCONT);
+    /* The resumed node acknowledges nothing: its commit is refused (by
+     * itself, or by the database's fence when self-fencing is off) and the
+     * connection closes with 1012. */
+    assert_int_equal(ws_send_text(stale, "+"), 0);
+    assert_int_equal(ws_recv(stale, &f, TC_TIMEOUT_MS), 0);
+    if (f.opcode != WS_CLOSE || f.close_code != 1012)
+        fail_msg("the resumed node answered opcode %d (%s), not a close 1012", f.opcode, f.data);
+    ws_frame_free(&f);
+    tconn_close(stale);
+    assert_true(metric(cl.port[1], "partyd_storage_fenced_total") > 0);
+    /* It says it is unhealthy: HAProxy keeps clients away. */
+    http_expect_get(cl.port[1], "/_partyd/health", &res);
+    assert_int_equal(res.status, 503);
+    http_response_free(&res);
+    /* Nor does it take the room back (n1, alive, holds it). */
+    http_expect_get(cl.port[1], target, &res);
+    assert_int_equal(res.status, 503);
+    http_response_free(&res);
+
+    writers_round(&w, 1, cl.entry, h);
+    writer_drop(&w);
+    expect_history_holds(&cl, h);
+    history_free(h);
+    cluster_down(&cl);
+}
+
+static void test_hung_node_resumed_acknowledges_nothing(void **state) {
+    (void)state;
+    hung_node(NULL);
+}
+
+static void test_hung_node_without_self_fencing_is_refused_by_the_database(void **state) {
+    (void)state;
+    hung_node("--test-no-self-fence");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kill_9_in_turn_loses_no_acknowledged_write),
+        cmocka_unit_test(test_hung_node_resumed_acknowledges_nothing),
+        cmocka_unit_test(test_hung_node_without_self_fencing_is_refused_by_the_database),
+    };
+    server_uri = getenv("PARTYD_TEST_PG");
+    if (server_uri == NULL) {
+        fprintf(stderr, "PARTYD_TEST_PG is not set: run me through tests/cluster/with_pg.sh\n");
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
