@@ -105,7 +105,8 @@ typedef struct cluster {
     int n;            /* nodes */
     partyd *node[MAX_NODES];
     int port[MAX_NODES];
-    const char *extra[MAX_NODES]; /* one more flag per node, or NULL */
+    const char *extra[MAX_NODES];  /* one more flag per node, or NULL */
+    char node_uri[MAX_NODES][512]; /* a node's own way to the store ("": uri) */
     pid_t haproxy;
     int entry;
     char dir[64];
@@ -121,7 +122,7 @@ static void node_up(cluster *cl, int i) {
     args[n++] = "--port"; /* after the client's own --port 0: this one wins */
     args[n++] = port;
     args[n++] = "--store";
-    args[n++] = cl->uri;
+    args[n++] = cl->node_uri[i][0] != '\0' ? cl->node_uri[i] : cl->uri;
     args[n++] = "--node";
     args[n++] = name;
     if (cl->extra[i] != NULL)
@@ -199,10 +200,17 @@ static void haproxy_up(cluster *cl) {
     fail_msg("haproxy did not come up");
 }
 
-static void cluster_up(cluster *cl, int n, const char *extra_last) {
+/* The nodes' database is made first; relay_port > 0: node 1 reaches it
+ * through the relay on that port. */
+static void cluster_up_relayed(cluster *cl, int n, const char *extra_last, int relay_port) {
     int i;
     memset(cl, 0, sizeof(*cl));
     database_new(cl->uri, sizeof(cl->uri), NULL);
+    if (relay_port > 0) {
+        const char *db = strrchr(cl->uri, '/');
+        snprintf(cl->node_uri[0], sizeof(cl->node_uri[0]), "postgresql://postgres@127.0.0.1:%d%s",
+                 relay_port, db);
+    }
     snprintf(cl->db_uri, sizeof(cl->db_uri), "%s", cl->uri);
     snprintf(cl->dir, sizeof(cl->dir), "/tmp/partyd-failover-XXXXXX");
     assert_non_null(mkdtemp(cl->dir));
@@ -213,6 +221,10 @@ static void cluster_up(cluster *cl, int n, const char *extra_last) {
     for (i = 0; i < n; i++)
         node_up(cl, i);
     haproxy_up(cl);
+}
+
+static void cluster_up(cluster *cl, int n, const char *extra_last) {
+    cluster_up_relayed(cl, n, extra_last, 0);
 }
 
 static void cluster_down(cluster *cl) {
@@ -470,11 +482,276 @@ static void test_hung_node_without_self_fencing_is_refused_by_the_database(void 
     hung_node("--test-no-self-fence");
 }
 
+/* ---- PostgreSQL lost for longer than the lease ---- */
+
+/* A loopback TCP relay to the database, in a child process the test can
+ * freeze (SIGSTOP): the node's connections stay open but nothing passes,
+ * as in a network partition, with no firewall rule. */
+#define RELAY_MAX 64
+
+static void relay_main(int listener, int target_port) {
+    struct pollfd p[1 + 2 * RELAY_MAX];
+    int peer[1 + 2 * RELAY_MAX];
+    nfds_t n = 1, i;
+    char buf[16384];
+
+    p[0].fd = listener;
+    p[0].events = POLLIN;
+    for (;;) {
+        if (poll(p, n, -1) < 0 && errno != EINTR)
+            _exit(1);
+        if ((p[0].revents & POLLIN) && n + 2 <= 1 + 2 * RELAY_MAX) {
+            int in = accept(listener, NULL, NULL), out;
+            struct sockaddr_in a;
+            if (in >= 0) {
+                out = socket(AF_INET, SOCK_STREAM, 0);
+                memset(&a, 0, sizeof(a));
+                a.sin_family = AF_INET;
+                a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+                a.sin_port = htons((uint16_t)target_port);
+                if (out < 0 || connect(out, (struct sockaddr *)&a, sizeof(a)) != 0) {
+                    close(in);
+                    if (out >= 0)
+                        close(out);
+                } else {
+                    p[n].fd = in;
+                    p[n].events = POLLIN;
+                    peer[n] = (int)n + 1;
+                    p[n + 1].fd = out;
+                    p[n + 1].events = POLLIN;
+                    peer[n + 1] = (int)n;
+                    n += 2;
+                }
+            }
+        }
+        for (i = 1; i < n; i++) {
+            ssize_t got;
+            if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            got = read(p[i].fd, buf, sizeof(buf));
+            if (got <= 0 || write(p[peer[i]].fd, buf, (size_t)got) != got) {
+                /* One side ended: so does the pair. */
+                close(p[i].fd);
+                close(p[peer[i]].fd);
+                p[peer[i]].fd = -1;
+                p[i].fd = -1;
+            }
+        }
+    }
+}
+
+/* Starts the relay to the database's port; its pid, its port in *port. */
+static pid_t relay_start(int target_port, int *port) {
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    pid_t pid;
+    assert_true(fd >= 0);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, 64), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        relay_main(fd, target_port);
+    close(fd);
+    return pid;
+}
+
+static void test_node_that_loses_postgres_turns_unhealthy_and_acknowledges_nothing(void **state) {
+    cluster cl;
+    writer w;
+    history *h = history_new();
+    http_response res;
+    tconn *stale;
+    ws_frame f;
+    char target[64], probe[512];
+    int pg_port, relay_port, attempt, status = 0;
+    pid_t relay;
+    int64_t lost_at;
+    (void)state;
+
+    /* Node n1 reaches the database through the relay, n2 directly. */
+    database_new(probe, sizeof(probe), &pg_port); /* only for the server's port */
+    relay = relay_start(pg_port, &relay_port);
+    cluster_up_relayed(&cl, 2, NULL, relay_port);
+    writer_on_node(&w, &cl, "n1", "lost", h);
+    snprintf(target, sizeof(target), "/parties/counter/%s", w.room);
+    stale = ws_open(cl.port[0], target);
+
+    kill(relay, SIGSTOP);
+    lost_at = test_now_ms();
+    /* Past its lease, n1 says it is unhealthy (its heartbeat waits on the
+     * frozen relay). Asked again and again: each answer is an event. */
+    for (attempt = 0; attempt < 200 && status != 503; attempt++) {
+        if (attempt > 0)
+            usleep(50 * 1000);
+        http_expect_get(cl.port[0], "/_partyd/health", &res);
+        status = res.status;
+        http_response_free(&res);
+    }
+    assert_int_equal(status, 503);
+    /* It acknowledges nothing: the write closes its connection with 1012. */
+    assert_int_equal(ws_send_text(stale, "+"), 0);
+    assert_int_equal(ws_recv(stale, &f, TC_TIMEOUT_MS), 0);
+    if (f.opcode != WS_CLOSE || f.close_code != 1012)
+        fail_msg("the node without PostgreSQL answered opcode %d (%s), not a close 1012", f.opcode,
+                 f.data);
+    ws_frame_free(&f);
+    tconn_close(stale);
+    /* The room answers again, from n2, through HAProxy. */
+    writers_until_all_acked(&w, 1, cl.entry, h, lost_at, 1000);
+    assert_string_equal(w.node, "n2");
+    writer_drop(&w);
+
+    /* The relay goes; n1's connections end and it can stop. */
+    kill(relay, SIGKILL);
+    kill(relay, SIGCONT);
+    waitpid(relay, NULL, 0);
+    expect_history_holds(&cl, h);
+    history_free(h);
+    cluster_down(&cl);
+}
+
+/* ---- a room's own database after kill -9 ---- */
+
+#define DB_ROOMS 6
+
+typedef struct db_writer {
+    char room[32];
+    tconn *c;
+    int acked; /* rows 1..acked acknowledged */
+} db_writer;
+
+/* Opens the probe room through the entry: 1 once greeted, else 0. */
+static int db_writer_connect(db_writer *w, int entry) {
+    char target[64];
+    http_response res;
+    ws_frame f;
+    tconn *c = tconn_open(entry, 0);
+    if (c == NULL)
+        return 0;
+    snprintf(target, sizeof(target), "/parties/probe/%s", w->room);
+    if (ws_handshake(c, target, NULL, NULL, 0, &res) != 0) {
+        http_response_free(&res);
+        tconn_close(c);
+        return 0;
+    }
+    http_response_free(&res);
+    if (ws_recv(c, &f, TC_TIMEOUT_MS) != 0 || f.opcode != WS_TEXT ||
+        strncmp(f.data, "hello:", 6) != 0) {
+        if (f.data != NULL)
+            ws_frame_free(&f);
+        tconn_close(c);
+        return 0;
+    }
+    ws_frame_free(&f);
+    w->c = c;
+    return 1;
+}
+
+/* Sends sql and reads the answer into out: 1, or 0 if the connection
+ * ended (the caller reconnects). */
+static int db_writer_sql(db_writer *w, const char *sql, char *out, size_t cap) {
+    char text[256];
+    ws_frame f;
+    snprintf(text, sizeof(text), "sql:%s", sql);
+    if (ws_send_text(w->c, text) != 0 || ws_recv(w->c, &f, TC_TIMEOUT_MS) != 0) {
+        tconn_close(w->c);
+        w->c = NULL;
+        return 0;
+    }
+    if (f.opcode != WS_TEXT) {
+        ws_frame_free(&f);
+        tconn_close(w->c);
+        w->c = NULL;
+        return 0;
+    }
+    if (strncmp(f.data, "sql:", 4) != 0)
+        fail_msg("room %s: %s answered %s", w->room, sql, f.data);
+    snprintf(out, cap, "%s", f.data + 4);
+    ws_frame_free(&f);
+    return 1;
+}
+
+/* Inserts the next row of each room (rows up to acked are acknowledged);
+ * a writer without a connection reconnects first. */
+static void db_writers_round(db_writer *ws, int n, int entry) {
+    char sql[160], out[64];
+    int i;
+    for (i = 0; i < n; i++) {
+        if (ws[i].c == NULL && !db_writer_connect(&ws[i], entry))
+            continue;
+        /* OR REPLACE: a row written but not acknowledged may be there. */
+        snprintf(sql, sizeof(sql),
+                 "CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v TEXT);"
+                 " INSERT OR REPLACE INTO t VALUES (%d, 'row %d')",
+                 ws[i].acked + 1, ws[i].acked + 1);
+        if (db_writer_sql(&ws[i], sql, out, sizeof(out)))
+            ws[i].acked++;
+    }
+}
+
+static void test_own_database_rows_acknowledged_survive_kill_9_of_their_node(void **state) {
+    cluster cl;
+    db_writer ws[DB_ROOMS];
+    char out[64], sql[128];
+    int i, round, victim, acked_at_kill[DB_ROOMS];
+    (void)state;
+
+    cluster_up(&cl, 3, NULL);
+    memset(ws, 0, sizeof(ws));
+    for (i = 0; i < DB_ROOMS; i++)
+        snprintf(ws[i].room, sizeof(ws[i].room), "db-%d", i);
+    for (round = 0; round < 20; round++)
+        db_writers_round(ws, DB_ROOMS, cl.entry);
+    /* kill -9 the node of the first room, mid-stream. */
+    victim = 0;
+    {
+        http_response res;
+        char target[64];
+        snprintf(target, sizeof(target), "/parties/probe/%s", ws[0].room);
+        http_expect_get(cl.entry, target, &res);
+        assert_int_equal(res.status, 200);
+        victim = atoi(http_response_header(&res, "X-Partyd-Node") + 1) - 1;
+        http_response_free(&res);
+    }
+    for (i = 0; i < DB_ROOMS; i++)
+        acked_at_kill[i] = ws[i].acked;
+    node_kill(&cl, victim);
+    for (round = 0; round < 500; round++) {
+        int all = 1;
+        db_writers_round(ws, DB_ROOMS, cl.entry);
+        for (i = 0; i < DB_ROOMS; i++)
+            all &= ws[i].acked > acked_at_kill[i] + 5;
+        if (all)
+            break;
+        usleep(20 * 1000);
+    }
+    /* Every acknowledged row is read back, from whichever node owns the
+     * room now (the first room's is another node). */
+    for (i = 0; i < DB_ROOMS; i++) {
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM t WHERE k <= %d", ws[i].acked);
+        assert_true(db_writer_sql(&ws[i], sql, out, sizeof(out)));
+        if (atoi(out) != ws[i].acked)
+            fail_msg("room %s: %s of %d acknowledged rows read back", ws[i].room, out, ws[i].acked);
+        tconn_close(ws[i].c);
+    }
+    cluster_down(&cl);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kill_9_in_turn_loses_no_acknowledged_write),
         cmocka_unit_test(test_hung_node_resumed_acknowledges_nothing),
         cmocka_unit_test(test_hung_node_without_self_fencing_is_refused_by_the_database),
+        cmocka_unit_test(test_node_that_loses_postgres_turns_unhealthy_and_acknowledges_nothing),
+        cmocka_unit_test(test_own_database_rows_acknowledged_survive_kill_9_of_their_node),
     };
     server_uri = getenv("PARTYD_TEST_PG");
     if (server_uri == NULL) {
