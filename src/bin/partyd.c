@@ -58,6 +58,8 @@ static const char usage_text[] =
     "  --node NAME              this node's name in the cluster and in the\n"
     "                           X-Partyd-Node header of answers (default\n"
     "                           HOSTNAME:PORT); one running partyd per name\n"
+    "  --handoff-hold SEC       a node asked for a room it holds hands it over\n"
+    "                           only after holding it this long (default 1)\n"
     "  --durability MODE        full (default): fsync every commit; normal:\n"
     "                           survive a process crash, not a power loss\n"
     "  --idle-timeout SEC       evict a room with no connections after it was\n"
@@ -133,6 +135,7 @@ enum {
     OPT_STORE,
     OPT_NODE,
     OPT_TEST_NO_SELF_FENCE,
+    OPT_HANDOFF_HOLD,
     OPT_PARTY,
     OPT_BUILTINS,
     OPT_MAX_MESSAGE,
@@ -176,6 +179,7 @@ static const struct option options[] = {
     {"store", required_argument, NULL, OPT_STORE},
     {"node", required_argument, NULL, OPT_NODE},
     {"test-no-self-fence", no_argument, NULL, OPT_TEST_NO_SELF_FENCE},
+    {"handoff-hold", required_argument, NULL, OPT_HANDOFF_HOLD},
     {"party", required_argument, NULL, OPT_PARTY},
     {"builtins", required_argument, NULL, OPT_BUILTINS},
     {"max-message-bytes", required_argument, NULL, OPT_MAX_MESSAGE},
@@ -535,6 +539,7 @@ typedef struct options_state {
     const char *data_dir;
     const char *store, *node; /* --store, --node (NULL: SQLite; HOSTNAME:PORT) */
     int no_self_fence;        /* --test-no-self-fence */
+    double handoff_hold;      /* --handoff-hold, seconds (0: the default) */
     unsigned builtins;        /* bit i: builtins[i] is served */
 } options_state;
 
@@ -579,6 +584,14 @@ static int apply_option(int opt, const char *arg, options_state *o) {
         break;
     case OPT_TEST_NO_SELF_FENCE:
         o->no_self_fence = 1;
+        break;
+    case OPT_HANDOFF_HOLD:
+        if (parse_seconds("--handoff-hold", arg, &o->handoff_hold) != 0)
+            return 2;
+        if (o->handoff_hold > 3600) {
+            fprintf(stderr, "partyd: --handoff-hold %s: at most 3600 seconds\n", arg);
+            return 2;
+        }
         break;
     case OPT_PARTY: {
         int r = load_party("--party", arg);
@@ -1126,6 +1139,8 @@ static int use_store(party_runtime *rt, const options_state *o) {
     r = party__runtime_set_store(rt, o->store, o->node != NULL ? o->node : node);
     if (r == 0 && o->no_self_fence)
         party__runtime_set_no_self_fence(rt);
+    if (r == 0 && o->handoff_hold > 0)
+        party__runtime_set_handoff_hold(rt, (unsigned)(o->handoff_hold * 1000.0 + 0.5));
     if (r == PARTY_EINVAL) {
         fprintf(stderr, "partyd: --store %s: not a postgres:// or postgresql:// URI\n", o->store);
         return 2;

@@ -68,9 +68,32 @@ static void room_reload_name(party_room *room) {
  * backend's PARTY_EFENCED). Nothing of the batch was kept: its held output
  * is dropped, and every connection of the room closes with 1012 (HTTP:
  * 503 + Retry-After) so clients reconnect and reach the owner. */
+static void room_close_moved(party_room *room) {
+    party_conn *conn, *next;
+    for (conn = room->conns.head; conn != NULL; conn = next) {
+        next = party__conn_list_next(conn);
+        party__conn_start_close(conn, PARTY__WS_SERVICE_RESTART, "room moved");
+    }
+}
+
+void party__room_give_up(party_room *room) {
+    if (room->leaving)
+        return;
+    party__log_info(room->rooms->lp,
+                    "room %s/%s: given up to another node; its connections close"
+                    " with 1012",
+                    room->party->name, room->name ? room->name : room->id);
+    party__room_mark_leaving(room);
+    /* A batch running or committing ends first: its output goes out if
+     * it commits (room_commit_done closes the connections after it). */
+    if (room->running || room->committing || room->holding)
+        return;
+    room_close_moved(room);
+    party__room_update_idle(room);
+}
+
 static void room_fenced(party_room *room) {
     party__rooms *rooms = room->rooms;
-    party_conn *conn, *next;
 
     rooms->commits_fenced++;
     party__log_error(rooms->lp,
@@ -78,13 +101,10 @@ static void room_fenced(party_room *room) {
                      " nothing of the batch was kept, its connections close with 1012",
                      room->party->name, room->name ? room->name : room->id);
     room->holding = 0;
-    room->fenced = 1;
+    party__room_mark_leaving(room);
     party__fetch_release_held(room, 0);
     party__conn_gate_drop_moved(&room->gate);
-    for (conn = room->conns.head; conn != NULL; conn = next) {
-        next = party__conn_list_next(conn);
-        party__conn_start_close(conn, PARTY__WS_SERVICE_RESTART, "room moved");
-    }
+    room_close_moved(room);
     party__room_drop_state(room);
 }
 
@@ -112,6 +132,8 @@ static void room_commit_done(party_room *room, int result) {
     } else {
         party__room_release_held(room, 1);
     }
+    if (room->leaving) /* given up during the batch */
+        room_close_moved(room);
     party__room_run(room);
 }
 
@@ -685,7 +707,7 @@ static void handle_connect(party_room *room, party_conn *conn) {
         party__conn_leave_room(conn); /* the client left before its turn */
         return;
     }
-    if (room->fenced) {
+    if (room->leaving) {
         /* Its records here are stale: the client must reach the owner. */
         party__conn_http_fail(conn, 503, "the room is held by another node; try again\n");
         party__conn_leave_room(conn);
@@ -739,7 +761,7 @@ static void handle_request(party_room *room, party_conn *conn) {
         party__conn_leave_room(conn);
         return;
     }
-    if (room->fenced) {
+    if (room->leaving) {
         /* No answer from stale records: the client must reach the owner. */
         party__conn_http_fail(conn, 503, "the room is held by another node; try again\n");
         return;
@@ -803,8 +825,8 @@ void party__room_deliver(party_room *room, const party__event *ev) {
         rooms->events[ev->type]++;
     /* A fenced room runs nothing on its stale records but what lets its
      * connections and requests go; it leaves memory once idle. */
-    if (room->fenced && (ev->type == PARTY__EV_MESSAGE || ev->type == PARTY__EV_ERROR ||
-                         ev->type == PARTY__EV_ALARM || ev->type == PARTY__EV_RESPONSE)) {
+    if (room->leaving && (ev->type == PARTY__EV_MESSAGE || ev->type == PARTY__EV_ERROR ||
+                          ev->type == PARTY__EV_ALARM || ev->type == PARTY__EV_RESPONSE)) {
         party__fetch_free(ev->fetch);
         party__outbound_req_free(ev->outbound);
         return;

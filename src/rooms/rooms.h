@@ -64,6 +64,10 @@ typedef struct party__rooms {
     int group_in_flight;
     uv_check_t group_check;
     uv_prepare_t group_prepare;
+    /* Evicts rooms given up to another node as soon as they have no work
+     * (room.c), not after idle_timeout. */
+    uv_timer_t leave_timer;
+    size_t n_leaving; /* rooms in memory given up (party_room.leaving) */
 
     party__alarms alarms;         /* the heap of rooms' wake times */
     struct party__fetch *fetches; /* room-to-room requests in flight */
@@ -98,6 +102,10 @@ int party__rooms_file_wake(party__rooms *rooms, const char *id, uint32_t party, 
  * (then this node holds it, and its commits file its wake time). 0 or
  * PARTY_ENOMEM. */
 int party__rooms_file_orphan(party__rooms *rooms, const char *id, uint32_t party, int64_t due_ms);
+/* This node must give the room with this id up (the storage backend
+ * says so, through the runtime): see party__room_give_up. Nothing when
+ * the room is not in memory here. */
+void party__rooms_give_up(party__rooms *rooms, const char *id);
 /* Closes the loop's alarm heap and its handles (the loop finishes). */
 void party__rooms_stop(party__rooms *rooms);
 /* Frees the table and the room structs' slabs, once every room is gone. */

@@ -686,6 +686,37 @@ static int data_dir_lock(party_runtime *rt) {
     return 0;
 }
 
+/* A room the backend says this node must give up, for the loop that owns
+ * it. */
+typedef struct give_up_mail {
+    party__mail mail;
+    char id[PARTY_ID_MAX];
+} give_up_mail;
+
+static void give_up_mail_run(party__loop_ctx *lc, party__mail *mail) {
+    give_up_mail *m = (give_up_mail *)mail;
+    party__rooms_give_up(&lc->rooms, m->id);
+    party__free(m);
+}
+
+static void give_up_mail_drop(party__mail *mail) {
+    party__free(mail);
+}
+
+/* The backend's upward callback (storage.h, give_up; listed in
+ * docs/architecture.md): on a thread of the backend's, so the room's loop
+ * gets it by mail. Lost for want of memory: the asker asks again. */
+static void backend_give_up_cb(void *arg, const char *room_id) {
+    party_runtime *rt = arg;
+    give_up_mail *m;
+    if (strlen(room_id) >= PARTY_ID_MAX || (m = party__calloc(1, sizeof(*m))) == NULL)
+        return;
+    memcpy(m->id, room_id, strlen(room_id) + 1);
+    m->mail.run = give_up_mail_run;
+    m->mail.drop = give_up_mail_drop;
+    party__mail_post(party__loop_of(&rt->main, room_id), &m->mail);
+}
+
 /* Opens the storage backend (with it the alarm index) once, on loop 0:
  * 0, or PARTY_EIO / PARTY_ENOMEM after logging why. */
 static int backend_open(party_runtime *rt) {
@@ -700,6 +731,9 @@ static int backend_open(party_runtime *rt) {
     cfg.store = rt->store;
     cfg.node = rt->node;
     cfg.no_self_fence = rt->no_self_fence;
+    cfg.give_up = backend_give_up_cb;
+    cfg.give_up_arg = rt;
+    cfg.handoff_hold_ms = rt->handoff_hold_ms;
     r = party__backend_open(&cfg, &rt->backend, why, sizeof(why));
     if (r != 0) {
         party__log_error(rt, "%s", why);

@@ -76,6 +76,7 @@ struct party_runtime {
     struct party__backend *backend; /* opened once, shared by every loop */
     char *store, *node;             /* the backend's URI and node name (runtime_store.c) */
     int no_self_fence;              /* test hook: party__runtime_set_no_self_fence */
+    unsigned handoff_hold_ms;       /* 0: the backend's default (runtime_store.c) */
     struct party__orphans *orphans; /* on a shared store: loop 0's poller (orphans.c) */
     struct ssl_ctx_st *tls_ctx;     /* NULL: plaintext; shared by every loop */
     party__loop_ctx main;           /* loop 0 */
@@ -132,6 +133,9 @@ int party__runtime_set_store(party_runtime *rt, const char *store, const char *n
  * its lease goes on committing and acquiring, so that only the database's
  * epoch fence stops a stale owner. Before the data is opened. */
 void party__runtime_set_no_self_fence(party_runtime *rt);
+/* A cluster node hands a room over to a node that asks for it only after
+ * holding it ms milliseconds (0: 1000). Before the data is opened. */
+void party__runtime_set_handoff_hold(party_runtime *rt, unsigned ms);
 
 /* The descriptor holding the data directory's lock, opened close-on-exec,
  * owned by the runtime and closed (the lock released) by

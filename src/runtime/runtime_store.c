@@ -28,3 +28,7 @@ int party__runtime_set_store(party_runtime *rt, const char *store, const char *n
 void party__runtime_set_no_self_fence(party_runtime *rt) {
     rt->no_self_fence = 1;
 }
+
+void party__runtime_set_handoff_hold(party_runtime *rt, unsigned ms) {
+    rt->handoff_hold_ms = ms;
+}

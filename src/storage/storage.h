@@ -44,6 +44,18 @@ typedef struct party__backend_config {
     const char *node;     /* a cluster backend's name of this node (NULL: host:pid) */
     int no_self_fence;    /* test hook: a node that lost its lease still commits (the
                              database's fence alone refuses a stale owner) */
+    /* A cluster backend's way up to the rooms (the storage layer reaches
+     * them only through this; docs/architecture.md, "Upward callbacks"):
+     * called on a thread of the backend's when this node must give the
+     * room up — another node asked for it (a hand-off), or this node lost
+     * its lease. The callee finishes the room's batch, closes its
+     * connections with 1012 and evicts it, which releases it. NULL: none
+     * (the backend then never hands a room over). */
+    void (*give_up)(void *arg, const char *room_id);
+    void *give_up_arg;
+    /* A room is handed over only after this node held it this long (ms),
+     * so that rooms cannot bounce between nodes; 0: the default, 1000. */
+    unsigned handoff_hold_ms;
 } party__backend_config;
 
 /* An acquire or release in flight. The caller fills every field but

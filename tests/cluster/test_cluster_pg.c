@@ -361,7 +361,7 @@ static void test_default_node_name_is_host_and_pid_with_port_0(void **state) {
 
 /* ---- ownership ---- */
 
-static void test_second_node_answers_503_for_a_room_the_first_holds(void **state) {
+static void test_second_node_answers_503_for_a_room_the_first_will_not_hand_over(void **state) {
     char uri[512];
     partyd *n1, *n2;
     http_response res;
@@ -370,12 +370,18 @@ static void test_second_node_answers_503_for_a_room_the_first_holds(void **state
     (void)state;
 
     database_new(uri, sizeof(uri));
-    n1 = node_start(uri, "n1", NULL);
+    {
+        /* n1 hands a room over only after holding it a minute. */
+        const char *args[] = {"--store", uri, "--node", "n1", "--handoff-hold", "60", NULL};
+        n1 = partyd_start(args);
+        assert_non_null(n1);
+    }
     n2 = node_start(uri, "n2", NULL);
     c = ws_open(partyd_port(n1), "/parties/counter/shared");
     ws_send_text(c, "+");
     ws_expect_text(c, "1");
 
+    /* n2 asks n1 for the room and waits (bounded); n1 keeps it: 503. */
     http_expect_get(partyd_port(n2), "/parties/counter/shared", &res);
     assert_int_equal(res.status, 503);
     assert_non_null(http_response_header(&res, "Retry-After"));
@@ -389,6 +395,9 @@ static void test_second_node_answers_503_for_a_room_the_first_holds(void **state
         http_response_free(&res);
         tconn_close(w);
     }
+    /* n1's client was never disturbed. */
+    ws_send_text(c, "+");
+    ws_expect_text(c, "2");
     /* Other rooms are n2's to take. */
     assert_int_equal(counter_expect_count(partyd_port(n2), "other"), 0);
 
@@ -396,7 +405,51 @@ static void test_second_node_answers_503_for_a_room_the_first_holds(void **state
     tconn_close(c);
     assert_int_equal(partyd_stop(n1), 0);
     partyd_free(n1);
-    assert_int_equal(counter_expect_count(partyd_port(n2), "shared"), 1);
+    assert_int_equal(counter_expect_count(partyd_port(n2), "shared"), 2);
+    assert_int_equal(partyd_stop(n2), 0);
+    partyd_free(n2);
+}
+
+static void test_node_asked_for_a_room_hands_it_over_with_1012(void **state) {
+    char uri[512];
+    partyd *n1, *n2;
+    http_response res;
+    tconn *c;
+    long long epoch;
+    (void)state;
+
+    database_new(uri, sizeof(uri));
+    {
+        /* This client reads n1's close only after n2 answered: n1 stops
+         * waiting for its Close reply after half a second (the hand-off
+         * waits for the room's clients, up to close_timeout). */
+        const char *args[] = {"--store", uri, "--node", "n1", "--close-timeout", "0.5", NULL};
+        n1 = partyd_start(args);
+        assert_non_null(n1);
+    }
+    n2 = node_start(uri, "n2", NULL);
+    c = tconn_open(partyd_port(n1), 0);
+    assert_non_null(c);
+    assert_int_equal(ws_handshake(c, "/parties/counter/moving", NULL, NULL, 0, &res), 0);
+    epoch = atoll(http_response_header(&res, "X-Partyd-Epoch"));
+    http_response_free(&res);
+    ws_send_text(c, "+");
+    ws_expect_text(c, "1");
+
+    /* n2 is asked for the room (a failback, a moved ring): n1 hands it
+     * over once it has held it a second; n2 answers with its count. */
+    http_expect_get(partyd_port(n2), "/parties/counter/moving", &res);
+    assert_int_equal(res.status, 200);
+    assert_string_equal(http_response_header(&res, "X-Partyd-Node"), "n2");
+    assert_true(atoll(http_response_header(&res, "X-Partyd-Epoch")) > epoch);
+    assert_non_null(strstr(res.body, "\"count\":1"));
+    http_response_free(&res);
+    /* n1's client was told the room moved. */
+    ws_expect_close(c, 1012, NULL);
+    tconn_close(c);
+    assert_true(partyd_wait_stderr(n1, "given up to another node", 5000));
+    assert_int_equal(partyd_stop(n1), 0);
+    partyd_free(n1);
     assert_int_equal(partyd_stop(n2), 0);
     partyd_free(n2);
 }
@@ -495,7 +548,7 @@ static void test_stale_owner_commit_is_fenced_and_closes_1012(void **state) {
     partyd_free(d);
 }
 
-static void test_node_that_lost_its_lease_fails_health_and_commits_nothing(void **state) {
+static void test_node_that_lost_its_lease_commits_nothing_then_registers_again(void **state) {
     char uri[512];
     partyd *d;
     http_response res;
@@ -523,13 +576,25 @@ static void test_node_that_lost_its_lease_fails_health_and_commits_nothing(void 
         http_response_free(&res);
     }
     assert_int_equal(status, 503);
-    ws_send_text(c, "+");
-    ws_expect_close(c, 1012, NULL);
-    tconn_close(c);
-    /* Nor does it take rooms. */
+    /* Nor does it take rooms (while it still holds one: c has not
+     * answered the close yet). */
     http_expect_get(partyd_port(d), "/parties/counter/another", &res);
     assert_int_equal(res.status, 503);
     http_response_free(&res);
+    ws_send_text(c, "+");
+    ws_expect_close(c, 1012, NULL);
+    tconn_close(c);
+
+    /* Its rooms given up, it registers again and serves: the room's
+     * count is the one acknowledged. */
+    for (attempt = 0; attempt < 100 && status != 200; attempt++) {
+        usleep(100 * 1000);
+        http_expect_get(partyd_port(d), "/_partyd/health", &res);
+        status = res.status;
+        http_response_free(&res);
+    }
+    assert_int_equal(status, 200);
+    assert_int_equal(counter_expect_count(partyd_port(d), "leased"), 1);
     assert_int_equal(partyd_stop(d), 0);
     partyd_free(d);
 }
@@ -635,10 +700,11 @@ int main(void) {
         cmocka_unit_test(test_newer_schema_is_refused_naming_both_versions),
         cmocka_unit_test(test_config_file_store_and_node_keys),
         cmocka_unit_test(test_default_node_name_is_host_and_pid_with_port_0),
-        cmocka_unit_test(test_second_node_answers_503_for_a_room_the_first_holds),
+        cmocka_unit_test(test_second_node_answers_503_for_a_room_the_first_will_not_hand_over),
+        cmocka_unit_test(test_node_asked_for_a_room_hands_it_over_with_1012),
         cmocka_unit_test(test_alarm_of_a_dead_nodes_room_fires_on_another_node),
         cmocka_unit_test(test_stale_owner_commit_is_fenced_and_closes_1012),
-        cmocka_unit_test(test_node_that_lost_its_lease_fails_health_and_commits_nothing),
+        cmocka_unit_test(test_node_that_lost_its_lease_commits_nothing_then_registers_again),
         cmocka_unit_test(test_answers_name_the_node_and_the_rooms_epoch),
         cmocka_unit_test(test_single_process_names_itself_only_with_node),
     };
