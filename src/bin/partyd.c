@@ -58,6 +58,8 @@ static const char usage_text[] =
     "  --node NAME              this node's name in the cluster and in the\n"
     "                           X-Partyd-Node header of answers (default\n"
     "                           HOSTNAME:PORT); one running partyd per name\n"
+    "  --store-connections N    connections a node opens to PostgreSQL for its\n"
+    "                           rooms at most, besides one of its own (default 16)\n"
     "  --handoff-hold SEC       a node asked for a room it holds hands it over\n"
     "                           only after holding it this long (default 1)\n"
     "  --durability MODE        full (default): fsync every commit; normal:\n"
@@ -136,6 +138,7 @@ enum {
     OPT_NODE,
     OPT_TEST_NO_SELF_FENCE,
     OPT_HANDOFF_HOLD,
+    OPT_STORE_CONNECTIONS,
     OPT_PARTY,
     OPT_BUILTINS,
     OPT_MAX_MESSAGE,
@@ -180,6 +183,7 @@ static const struct option options[] = {
     {"node", required_argument, NULL, OPT_NODE},
     {"test-no-self-fence", no_argument, NULL, OPT_TEST_NO_SELF_FENCE},
     {"handoff-hold", required_argument, NULL, OPT_HANDOFF_HOLD},
+    {"store-connections", required_argument, NULL, OPT_STORE_CONNECTIONS},
     {"party", required_argument, NULL, OPT_PARTY},
     {"builtins", required_argument, NULL, OPT_BUILTINS},
     {"max-message-bytes", required_argument, NULL, OPT_MAX_MESSAGE},
@@ -537,10 +541,11 @@ static void raise_file_limit(void) {
 typedef struct options_state {
     party_config cfg;
     const char *data_dir;
-    const char *store, *node; /* --store, --node (NULL: SQLite; HOSTNAME:PORT) */
-    int no_self_fence;        /* --test-no-self-fence */
-    double handoff_hold;      /* --handoff-hold, seconds (0: the default) */
-    unsigned builtins;        /* bit i: builtins[i] is served */
+    const char *store, *node;   /* --store, --node (NULL: SQLite; HOSTNAME:PORT) */
+    int no_self_fence;          /* --test-no-self-fence */
+    double handoff_hold;        /* --handoff-hold, seconds (0: the default) */
+    unsigned store_connections; /* --store-connections (0: the default) */
+    unsigned builtins;          /* bit i: builtins[i] is served */
 } options_state;
 
 /* Applies one option (from the command line or the config file). Returns
@@ -585,6 +590,13 @@ static int apply_option(int opt, const char *arg, options_state *o) {
     case OPT_TEST_NO_SELF_FENCE:
         o->no_self_fence = 1;
         break;
+    case OPT_STORE_CONNECTIONS: {
+        size_t n;
+        if (parse_count("--store-connections", arg, &n) != 0)
+            return 2;
+        o->store_connections = (unsigned)n;
+        break;
+    }
     case OPT_HANDOFF_HOLD:
         if (parse_seconds("--handoff-hold", arg, &o->handoff_hold) != 0)
             return 2;
@@ -1139,6 +1151,8 @@ static int use_store(party_runtime *rt, const options_state *o) {
     r = party__runtime_set_store(rt, o->store, o->node != NULL ? o->node : node);
     if (r == 0 && o->no_self_fence)
         party__runtime_set_no_self_fence(rt);
+    if (r == 0 && o->store_connections > 0)
+        party__runtime_set_store_connections(rt, o->store_connections);
     if (r == 0 && o->handoff_hold > 0)
         party__runtime_set_handoff_hold(rt, (unsigned)(o->handoff_hold * 1000.0 + 0.5));
     if (r == PARTY_EINVAL) {

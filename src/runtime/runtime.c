@@ -283,7 +283,7 @@ static void rooms_tour_free(party__tour *tour) {
 static void ops_collect_cb(party_conn *conn, party__ops_what what) {
     if (what == PARTY__OPS_HEALTH) {
         /* No tour: the backend is process-wide, and its check does no I/O. */
-        char why[160];
+        char why[320];
         party_runtime *rt = party__conn_ctx(conn)->rt;
         party__ops_answer_health(
             conn, party__backend_check(rt->backend, why, sizeof(why)) != 0 ? why : NULL,
@@ -496,7 +496,8 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     /* Signals are loop 0's to catch (party_runtime_run starts them). */
     uv_signal_init(&rt->main.lp.loop, &rt->sigint);
     uv_signal_init(&rt->main.lp.loop, &rt->sigterm);
-    rt->sigint.data = rt->sigterm.data = rt;
+    uv_signal_init(&rt->main.lp.loop, &rt->sigusr2);
+    rt->sigint.data = rt->sigterm.data = rt->sigusr2.data = rt;
     return rt;
 fail:
     party__free(rt->host);
@@ -734,6 +735,7 @@ static int backend_open(party_runtime *rt) {
     cfg.give_up = backend_give_up_cb;
     cfg.give_up_arg = rt;
     cfg.handoff_hold_ms = rt->handoff_hold_ms;
+    cfg.max_connections = rt->store_connections;
     r = party__backend_open(&cfg, &rt->backend, why, sizeof(why));
     if (r != 0) {
         party__log_error(rt, "%s", why);
@@ -896,6 +898,17 @@ static void on_signal(uv_signal_t *sig, int signum) {
     party_runtime_stop(rt);
 }
 
+/* An upgrade (SIGUSR2) would hand connections to a new process; on a
+ * cluster node that process would have to take the rooms over under a new
+ * incarnation, which is not defined yet: refused, with what to do. */
+static void on_sigusr2(uv_signal_t *sig, int signum) {
+    (void)signum;
+    party__log_error((party_runtime *)sig->data,
+                     "received SIGUSR2: upgrades are refused on a cluster node (--store"
+                     " postgres://...); this node keeps running. Upgrade it by stopping it"
+                     " (SIGTERM: its rooms move to the other nodes) and starting the new partyd");
+}
+
 static void close_handle(uv_handle_t *handle) {
     if (!uv_is_closing(handle))
         uv_close(handle, NULL);
@@ -917,6 +930,7 @@ static void runtime_finish(party__loop_ctx *lc) {
         if (rt->sigint.loop != NULL) {
             close_handle((uv_handle_t *)&rt->sigint);
             close_handle((uv_handle_t *)&rt->sigterm);
+            close_handle((uv_handle_t *)&rt->sigusr2);
         }
     }
     party__conn_pools_free(&lc->lp);
@@ -1037,6 +1051,10 @@ int party_runtime_run(party_runtime *rt) {
     }
     uv_signal_start(&rt->sigint, on_signal, SIGINT);
     uv_signal_start(&rt->sigterm, on_signal, SIGTERM);
+    if (rt->backend != NULL && rt->backend->node != NULL) {
+        uv_signal_start(&rt->sigusr2, on_sigusr2, SIGUSR2);
+        uv_unref((uv_handle_t *)&rt->sigusr2);
+    }
     uv_ref((uv_handle_t *)&rt->main.stop_async);
     party__runtime_start_timers(&rt->main);
     (void)party__runtime_begin(rt); /* its one failure was checked above */

@@ -77,6 +77,7 @@ struct party_runtime {
     char *store, *node;             /* the backend's URI and node name (runtime_store.c) */
     int no_self_fence;              /* test hook: party__runtime_set_no_self_fence */
     unsigned handoff_hold_ms;       /* 0: the backend's default (runtime_store.c) */
+    unsigned store_connections;     /* 0: the backend's default (runtime_store.c) */
     struct party__orphans *orphans; /* on a shared store: loop 0's poller (orphans.c) */
     struct ssl_ctx_st *tls_ctx;     /* NULL: plaintext; shared by every loop */
     party__loop_ctx main;           /* loop 0 */
@@ -84,6 +85,7 @@ struct party_runtime {
     unsigned n_loops;
     unsigned loops_running;      /* other loops whose thread still runs */
     uv_signal_t sigint, sigterm; /* on loop 0 */
+    uv_signal_t sigusr2;         /* on loop 0, a cluster node's: upgrades refused */
     int exit_status;
 };
 
@@ -136,6 +138,9 @@ void party__runtime_set_no_self_fence(party_runtime *rt);
 /* A cluster node hands a room over to a node that asks for it only after
  * holding it ms milliseconds (0: 1000). Before the data is opened. */
 void party__runtime_set_handoff_hold(party_runtime *rt, unsigned ms);
+/* A cluster backend opens at most n connections for record work (0: 16).
+ * Before the data is opened. */
+void party__runtime_set_store_connections(party_runtime *rt, unsigned n);
 
 /* The descriptor holding the data directory's lock, opened close-on-exec,
  * owned by the runtime and closed (the lock released) by

@@ -32,3 +32,7 @@ void party__runtime_set_no_self_fence(party_runtime *rt) {
 void party__runtime_set_handoff_hold(party_runtime *rt, unsigned ms) {
     rt->handoff_hold_ms = ms;
 }
+
+void party__runtime_set_store_connections(party_runtime *rt, unsigned n) {
+    rt->store_connections = n;
+}

@@ -56,6 +56,9 @@ typedef struct party__backend_config {
     /* A room is handed over only after this node held it this long (ms),
      * so that rooms cannot bounce between nodes; 0: the default, 1000. */
     unsigned handoff_hold_ms;
+    /* A cluster backend's connections for record work (loads, commits,
+     * acquires) at most, besides its control connection; 0: 16. */
+    unsigned max_connections;
 } party__backend_config;
 
 /* An acquire or release in flight. The caller fills every field but

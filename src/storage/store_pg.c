@@ -43,6 +43,9 @@
 #define HANDOFF_WAIT_MS 3000
 #define HANDOFF_HOLD_MS 1000
 #define POOL_MAX 8
+/* Connections a node opens for its worker threads at most, unless
+ * configured (--store-connections). */
+#define CONNECTIONS_DEFAULT 16
 #define OWNED_BUCKETS 1024
 /* An own-file room writes a whole snapshot instead of a changeset after
  * this many changesets (and whenever its schema changed). */
@@ -108,10 +111,13 @@ typedef struct pg_backend {
     void *give_up_arg;
     uint64_t hold_ns; /* hand a room over only after holding it this long */
     int node_no;
-    /* Connections for worker threads, idle ones here. */
+    /* Connections for worker threads, idle ones here (up to POOL_MAX);
+     * n_open counts them and those in use, at most max_conns: a thread
+     * that wants one more waits on pool_cond for one to come back. */
     uv_mutex_t pool_mutex;
+    uv_cond_t pool_cond;
     PGconn *pool[POOL_MAX];
-    size_t n_pool;
+    size_t n_pool, n_open, max_conns;
     /* The control connection: node lock and heartbeat (its thread only,
      * once started). */
     PGconn *control;
@@ -119,8 +125,9 @@ typedef struct pg_backend {
     uv_mutex_t beat_mutex;
     uv_cond_t beat_cond;
     int beat_started, beat_stop;
-    int lease_lost;    /* under beat_mutex: the lease could not be renewed */
-    int no_self_fence; /* test hook: lease_lost does not stop commits or acquires */
+    int lease_lost;      /* under beat_mutex: the lease could not be renewed */
+    int no_self_fence;   /* test hook: lease_lost does not stop commits or acquires */
+    char rereg_why[160]; /* under beat_mutex: why registering again failed last */
     /* under beat_mutex: uv_hrtime() past which the lease may have run out
      * (sent time of the last renewal + the lease - a second) */
     uint64_t lease_deadline;
@@ -164,34 +171,48 @@ static PGconn *connect_db(const char *conninfo, int control, char *why, size_t w
     return c;
 }
 
-/* A connection for this thread's work: an idle one, or a new one. */
+/* A connection for this thread's work: an idle one, or a new one while
+ * fewer than max_conns are open, else the next one given back. A thread
+ * holds at most one at a time, so waiting cannot deadlock. */
 static PGconn *pool_get(pg_backend *be, char *why, size_t why_len) {
     PGconn *c = NULL;
     uv_mutex_lock(&be->pool_mutex);
+    while (be->n_pool == 0 && be->n_open >= be->max_conns)
+        uv_cond_wait(&be->pool_cond, &be->pool_mutex);
     if (be->n_pool > 0)
         c = be->pool[--be->n_pool];
+    else
+        be->n_open++;
     uv_mutex_unlock(&be->pool_mutex);
     if (c != NULL && PQstatus(c) == CONNECTION_OK)
         return c;
     if (c != NULL)
-        PQfinish(c);
-    return connect_db(be->conninfo, 0, why, why_len);
+        PQfinish(c); /* its place is the new one's */
+    c = connect_db(be->conninfo, 0, why, why_len);
+    if (c == NULL) {
+        uv_mutex_lock(&be->pool_mutex);
+        be->n_open--;
+        uv_cond_signal(&be->pool_cond);
+        uv_mutex_unlock(&be->pool_mutex);
+    }
+    return c;
 }
 
 /* Gives a connection back; one broken or left inside a transaction is
- * closed instead. */
+ * closed instead, and so is one past the idle ones kept. */
 static void pool_put(pg_backend *be, PGconn *c) {
+    int keep;
     if (c == NULL)
         return;
-    if (PQstatus(c) != CONNECTION_OK || PQtransactionStatus(c) != PQTRANS_IDLE) {
-        PQfinish(c);
-        return;
-    }
+    keep = PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE;
     uv_mutex_lock(&be->pool_mutex);
-    if (be->n_pool < POOL_MAX) {
+    if (keep && be->n_pool < POOL_MAX) {
         be->pool[be->n_pool++] = c;
         c = NULL;
+    } else {
+        be->n_open--;
     }
+    uv_cond_signal(&be->pool_cond);
     uv_mutex_unlock(&be->pool_mutex);
     if (c != NULL)
         PQfinish(c);
@@ -472,6 +493,13 @@ static void incarnation(char *out, size_t cap);
  * a new incarnation (the old one's rooms are anybody's), so the node
  * serves again. 0, or -1 (tried again at the next beat). The heartbeat
  * thread. */
+/* Why registering again failed, for health answers. */
+static void rereg_failed(pg_backend *be, const char *why) {
+    uv_mutex_lock(&be->beat_mutex);
+    snprintf(be->rereg_why, sizeof(be->rereg_why), "%s", why);
+    uv_mutex_unlock(&be->beat_mutex);
+}
+
 static int node_reregister(pg_backend *be) {
     char inc[16], id[300], lease[16], node_no[16];
     const char *p[3];
@@ -479,12 +507,17 @@ static int node_reregister(pg_backend *be) {
     uint64_t sent;
     int ok;
 
-    if (!give_up_all(be))
+    if (!give_up_all(be)) {
+        rereg_failed(be, "rooms still held");
         return -1;
+    }
     if (PQstatus(be->control) != CONNECTION_OK) {
         PQreset(be->control);
-        if (PQstatus(be->control) != CONNECTION_OK || exec_ok(be->control, "LISTEN party_handoff"))
+        if (PQstatus(be->control) != CONNECTION_OK ||
+            exec_ok(be->control, "LISTEN party_handoff")) {
+            rereg_failed(be, "the database cannot be reached");
             return -1;
+        }
     }
     /* Still this session's after a lost lease (it stacks), or taken
      * again after a reconnect; another process of this name holds it
@@ -495,8 +528,10 @@ static int node_reregister(pg_backend *be) {
                        NULL, NULL, 0);
     ok = ok_status(res) && PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
     PQclear(res);
-    if (!ok)
+    if (!ok) {
+        rereg_failed(be, "its node lock is held by another process");
         return -1;
+    }
     incarnation(inc, sizeof(inc));
     snprintf(id, sizeof(id), "%s:%s", be->node_name, inc);
     snprintf(lease, sizeof(lease), "%d", LEASE_SECONDS);
@@ -510,9 +545,12 @@ static int node_reregister(pg_backend *be) {
                        3, NULL, p, NULL, NULL, 0);
     ok = ok_status(res) && atoi(PQcmdTuples(res)) == 1;
     PQclear(res);
-    if (!ok)
+    if (!ok) {
+        rereg_failed(be, "its row could not be updated");
         return -1;
+    }
     uv_mutex_lock(&be->beat_mutex);
+    be->rereg_why[0] = '\0';
     snprintf(be->node_id, sizeof(be->node_id), "%s", id);
     be->lease_deadline = sent + (uint64_t)(LEASE_SECONDS - 1) * 1000000000u;
     be->lease_lost = 0;
@@ -581,10 +619,12 @@ int party__store_pg_check(party__backend *be_, char *why, size_t why_len) {
     pg_backend *be = (pg_backend *)be_;
     if (!lease_lost(be))
         return 0;
+    uv_mutex_lock(&be->beat_mutex);
     snprintf(why, why_len,
              "postgres: node %s lost its lease: it commits nothing until it has given its rooms"
-             " up and registered again\n",
-             be->node_name);
+             " up and registered again%s%s\n",
+             be->node_name, be->rereg_why[0] != '\0' ? "; not yet: " : "", be->rereg_why);
+    uv_mutex_unlock(&be->beat_mutex);
     return PARTY_EFENCED;
 }
 
@@ -622,6 +662,7 @@ static void pg_close(party__backend *be_) {
         }
     }
     uv_mutex_destroy(&be->pool_mutex);
+    uv_cond_destroy(&be->pool_cond);
     uv_mutex_destroy(&be->beat_mutex);
     uv_cond_destroy(&be->beat_cond);
     uv_mutex_destroy(&be->owned_mutex);
@@ -659,7 +700,7 @@ static int pg_open(const party__backend_config *cfg, party__backend **out, char 
         return PARTY_ENOMEM;
     }
     if (uv_mutex_init(&be->beat_mutex) != 0 || uv_cond_init(&be->beat_cond) != 0 ||
-        uv_mutex_init(&be->owned_mutex) != 0) {
+        uv_mutex_init(&be->owned_mutex) != 0 || uv_cond_init(&be->pool_cond) != 0) {
         /* Not worth unwinding one by one: these do not fail on Linux. */
         snprintf(why, why_len, "out of memory");
         return PARTY_ENOMEM;
@@ -668,6 +709,7 @@ static int pg_open(const party__backend_config *cfg, party__backend **out, char 
     be->base.commit_on_loop = 0;
     be->base.node = be->node_name;
     be->no_self_fence = cfg->no_self_fence;
+    be->max_conns = cfg->max_connections > 0 ? cfg->max_connections : CONNECTIONS_DEFAULT;
     be->give_up = cfg->give_up;
     be->give_up_arg = cfg->give_up_arg;
     be->hold_ns =
@@ -2012,7 +2054,7 @@ static void pg_commit_batch(party__backend *be_, const party__commit *rooms, siz
             if (r == 0)
                 r = commit_room(c, s, &rooms[i], &fp);
             if (r != 0 && c != NULL && PQstatus(c) != CONNECTION_OK) {
-                PQfinish(c);
+                pool_put(be, c); /* closes it */
                 c = NULL;
             }
             if (r == 0 && fp.mode != FILE_NONE) {

@@ -689,6 +689,58 @@ static void test_single_process_names_itself_only_with_node(void **state) {
     partyd_free(d);
 }
 
+/* ---- connections to PostgreSQL ---- */
+
+static void test_store_connections_are_capped(void **state) {
+    char uri[512], room[32], *n;
+    const char *args[] = {"--store", uri, "--node", "n1", "--store-connections", "2", NULL};
+    tconn *c[20];
+    partyd *d;
+    int i;
+    (void)state;
+
+    database_new(uri, sizeof(uri));
+    d = partyd_start(args);
+    assert_non_null(d);
+    /* Twenty rooms loaded and written at once: their loads and commits
+     * share two connections. */
+    for (i = 0; i < 20; i++) {
+        snprintf(room, sizeof(room), "/parties/counter/cap-%d", i);
+        c[i] = ws_open(partyd_port(d), room);
+    }
+    for (i = 0; i < 20; i++)
+        ws_send_text(c[i], "+");
+    for (i = 0; i < 20; i++) {
+        ws_expect_text(c[i], "1");
+        tconn_close(c[i]);
+    }
+    n = sql_value(uri, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'partyd'"
+                       " AND datname = current_database()");
+    assert_non_null(n);
+    if (atoi(n) > 2)
+        fail_msg("%s connections open, capped at 2", n);
+    free(n);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+}
+
+static void test_upgrade_signal_is_refused_on_a_cluster_node(void **state) {
+    char uri[512];
+    partyd *d;
+    (void)state;
+
+    database_new(uri, sizeof(uri));
+    d = node_start(uri, "n1", NULL);
+    assert_int_equal(counter_expect_count(partyd_port(d), "kept"), 0);
+    partyd_signal(d, SIGUSR2);
+    assert_true(partyd_wait_stderr(d, "upgrades are refused on a cluster node", 5000));
+    /* It goes on serving. */
+    partyd_expect_healthy(partyd_port(d));
+    assert_int_equal(counter_expect_count(partyd_port(d), "kept"), 0);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counter_survives_restart_on_sqlite),
@@ -707,6 +759,8 @@ int main(void) {
         cmocka_unit_test(test_node_that_lost_its_lease_commits_nothing_then_registers_again),
         cmocka_unit_test(test_answers_name_the_node_and_the_rooms_epoch),
         cmocka_unit_test(test_single_process_names_itself_only_with_node),
+        cmocka_unit_test(test_store_connections_are_capped),
+        cmocka_unit_test(test_upgrade_signal_is_refused_on_a_cluster_node),
     };
     server_uri = getenv("PARTYD_TEST_PG");
     if (server_uri == NULL) {

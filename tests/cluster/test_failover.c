@@ -82,6 +82,37 @@ static void read_back_counts(const char *uri, history *h) {
 
 /* ---- processes ---- */
 
+/* Children this program forked (HAProxy, relays) and has not reaped yet:
+ * a failed test leaves its own (cmocka jumps out of it), main stops them. */
+static pid_t children[16];
+
+static void child_add(pid_t pid) {
+    size_t i;
+    for (i = 0; i < sizeof(children) / sizeof(children[0]); i++)
+        if (children[i] == 0) {
+            children[i] = pid;
+            return;
+        }
+}
+
+/* Stops a child by its pid (SIGCONT first: it may be frozen) and reaps it. */
+static void child_stop(pid_t pid, int sig) {
+    size_t i;
+    kill(pid, sig);
+    kill(pid, SIGCONT);
+    waitpid(pid, NULL, 0);
+    for (i = 0; i < sizeof(children) / sizeof(children[0]); i++)
+        if (children[i] == pid)
+            children[i] = 0;
+}
+
+static void children_stop_all(void) {
+    size_t i;
+    for (i = 0; i < sizeof(children) / sizeof(children[0]); i++)
+        if (children[i] != 0)
+            child_stop(children[i], SIGKILL);
+}
+
 static int free_port(void) {
     struct sockaddr_in a;
     socklen_t len = sizeof(a);
@@ -179,6 +210,7 @@ static void haproxy_up(cluster *cl) {
         execlp("haproxy", "haproxy", "-db", "-f", path, (char *)NULL);
         _exit(127);
     }
+    child_add(cl->haproxy);
     /* Up once it accepts and a node answers through it. */
     for (attempt = 0; attempt < 200; attempt++) {
         tconn *c = tconn_open(cl->entry, 0);
@@ -228,11 +260,9 @@ static void cluster_up(cluster *cl, int n, const char *extra_last) {
 }
 
 static void cluster_down(cluster *cl) {
-    int i, status;
-    if (cl->haproxy > 0) {
-        kill(cl->haproxy, SIGTERM);
-        waitpid(cl->haproxy, &status, 0);
-    }
+    int i;
+    if (cl->haproxy > 0)
+        child_stop(cl->haproxy, SIGTERM);
     for (i = 0; i < cl->n; i++)
         if (cl->node[i] != NULL) {
             partyd_stop(cl->node[i]);
@@ -346,7 +376,8 @@ static void expect_history_holds(cluster *cl, history *h) {
 /* ---- kill -9 under writes ---- */
 
 #define KILL_ROOMS 24
-#define KILL_CYCLES 3
+/* bench/cluster.sh runs 20 (FAILOVER_KILL_CYCLES). */
+static int kill_cycles = 3;
 
 static void test_kill_9_in_turn_loses_no_acknowledged_write(void **state) {
     cluster cl;
@@ -360,7 +391,7 @@ static void test_kill_9_in_turn_loses_no_acknowledged_write(void **state) {
     for (i = 0; i < KILL_ROOMS; i++)
         snprintf(ws[i].room, sizeof(ws[i].room), "k-%d", i);
     writers_until_all_acked(ws, KILL_ROOMS, cl.entry, h, 0, 100);
-    for (cycle = 0; cycle < KILL_CYCLES; cycle++) {
+    for (cycle = 0; cycle < kill_cycles; cycle++) {
         int victim = cycle % cl.n;
         int64_t killed_at;
         for (i = 0; i < 5; i++)
@@ -378,8 +409,9 @@ static void test_kill_9_in_turn_loses_no_acknowledged_write(void **state) {
     expect_history_holds(&cl, h);
     /* The kills moved rooms: more epochs than rooms. */
     assert_true(history_epochs(h) > KILL_ROOMS);
-    print_message("%zu writes acknowledged in %zu rooms over %zu epochs\n", history_acks(h),
-                  history_rooms(h), history_epochs(h));
+    print_message("kill cycles %d: %zu writes acknowledged in %zu rooms over %zu epochs,"
+                  " 0 lost, 0 rooms on two nodes\n",
+                  kill_cycles, history_acks(h), history_rooms(h), history_epochs(h));
     history_free(h);
     cluster_down(&cl);
 }
@@ -575,6 +607,7 @@ static pid_t relay_start(int target_port, int *port) {
     if (pid == 0)
         relay_main(fd, target_port);
     close(fd);
+    child_add(pid);
     return pid;
 }
 
@@ -625,9 +658,7 @@ static void test_node_that_loses_postgres_turns_unhealthy_and_acknowledges_nothi
     writer_drop(&w);
 
     /* The relay goes; n1's connections end and it can stop. */
-    kill(relay, SIGKILL);
-    kill(relay, SIGCONT);
-    waitpid(relay, NULL, 0);
+    child_stop(relay, SIGKILL);
     expect_history_holds(&cl, h);
     history_free(h);
     cluster_down(&cl);
@@ -820,11 +851,23 @@ int main(void) {
         cmocka_unit_test(test_restarted_node_gets_its_rooms_back_never_open_on_two),
         cmocka_unit_test(test_own_database_rows_acknowledged_survive_kill_9_of_their_node),
     };
+    int r;
+    const struct CMUnitTest kill_only[] = {
+        cmocka_unit_test(test_kill_9_in_turn_loses_no_acknowledged_write),
+    };
+    if (getenv("FAILOVER_KILL_CYCLES") != NULL && atoi(getenv("FAILOVER_KILL_CYCLES")) > 0)
+        kill_cycles = atoi(getenv("FAILOVER_KILL_CYCLES"));
     server_uri = getenv("PARTYD_TEST_PG");
     if (server_uri == NULL) {
         fprintf(stderr, "PARTYD_TEST_PG is not set: run me through tests/cluster/with_pg.sh\n");
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    /* FAILOVER_ONLY_KILL=1: the kill cycles alone (bench/cluster.sh). */
+    if (getenv("FAILOVER_ONLY_KILL") != NULL)
+        r = cmocka_run_group_tests(kill_only, NULL, NULL);
+    else
+        r = cmocka_run_group_tests(tests, NULL, NULL);
+    children_stop_all();
+    return r;
 }
