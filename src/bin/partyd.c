@@ -1180,6 +1180,9 @@ int main(int argc, char **argv) {
     party_config_init(&o.cfg);
     o.data_dir = "./data";
     o.store = o.node = NULL;
+    o.no_self_fence = 0;
+    o.handoff_hold = 0;
+    o.store_connections = 0;
     o.builtins = BUILTINS_ALL; /* the quick start serves them all */
     o.cfg.threads = 0;         /* the daemon uses every core */
     /* A token on the command line shows in ps; the environment does not. */
