@@ -43,15 +43,14 @@ struct party_room {
     void *state;
     char *props; /* the latest props given at routing time */
 
-    party__room_store *store; /* NULL while not loaded */
-    int acquired;             /* the backend gave us the room (party__room_acquire) */
-    int64_t epoch;            /* ... with this epoch (a cluster backend), else 0 */
-    int leaving;    /* the room is another node's (a commit was fenced, it was handed over, or
-                       this node lost its lease): it runs nothing more and leaves memory */
-    int own_file;   /* party_room_db() used: holds files while loaded */
-    int committing; /* a commit runs on a worker thread */
-    int holding;    /* the current batch wrote: its output is held */
-    int name_error; /* a callback read the name of an unnamed room */
+    party__room_store *store;        /* NULL while not loaded */
+    int acquired;                    /* the backend gave us the room (party__room_acquire) */
+    int64_t epoch;                   /* ... with this epoch (a cluster backend), else 0 */
+    int leaving;                     /* another node's now: runs nothing, leaves memory */
+    int own_file;                    /* party_room_db() used: holds files while loaded */
+    int committing;                  /* a commit runs on a worker thread */
+    int holding;                     /* the current batch wrote: its output is held */
+    int name_error;                  /* a callback read the name of an unnamed room */
     party__conn_gate gate;           /* connections whose output waits for the commit */
     struct party__fetch *fetch_held; /* requests waiting for the commit (see fetch.h) */
     struct party__sync *sync;        /* synced state and RPC calls, or NULL (see sync.h) */

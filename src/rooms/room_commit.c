@@ -64,10 +64,7 @@ static void room_reload_name(party_room *room) {
     }
 }
 
-/* The commit was refused: the room is another node's now (a cluster
- * backend's PARTY_EFENCED). Nothing of the batch was kept: its held output
- * is dropped, and every connection of the room closes with 1012 (HTTP:
- * 503 + Retry-After) so clients reconnect and reach the owner. */
+/* Every connection of the room closes with 1012: it moved to another node. */
 static void room_close_moved(party_room *room) {
     party_conn *conn, *next;
     for (conn = room->conns.head; conn != NULL; conn = next) {
@@ -92,6 +89,10 @@ void party__room_give_up(party_room *room) {
     party__room_update_idle(room);
 }
 
+/* The commit was refused: the room is another node's now (a cluster
+ * backend's PARTY_EFENCED). Nothing of the batch was kept: its held output
+ * is dropped, and every connection of the room closes with 1012 (HTTP:
+ * 503 + Retry-After) so clients reconnect and reach the owner. */
 static void room_fenced(party_room *room) {
     party__rooms *rooms = room->rooms;
 
