@@ -35,6 +35,9 @@ typedef struct party__rooms {
     /* This node's name, sent with every answer of a room (X-Partyd-Node):
      * the cluster backend's, else the one given (--node); NULL: none. */
     const char *node;
+    /* Sent with room-to-room requests to rooms other nodes own (NULL:
+     * such requests are served here, as in a single process) */
+    const char *cluster_secret;
     size_t max_own_file_rooms; /* past it, idle own-file rooms are evicted early */
     unsigned commit_delay_ms;  /* test hook: every durable commit waits this long first */
 

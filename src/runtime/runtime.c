@@ -318,6 +318,7 @@ static void runtime_share(party__loop_ctx *lc) {
     lc->router.n_parties = lc->rooms.n_parties = rt->n_parties;
     lc->router.prefix = lc->rooms.prefix = rt->prefix;
     lc->router.agents_prefix = rt->agents_prefix;
+    lc->router.cluster_secret = lc->rooms.cluster_secret = rt->cluster_secret;
     lc->rooms.backend = rt->backend;
     lc->rooms.node =
         rt->backend != NULL && rt->backend->node != NULL ? rt->backend->node : rt->node;
@@ -736,6 +737,7 @@ static int backend_open(party_runtime *rt) {
     cfg.give_up_arg = rt;
     cfg.handoff_hold_ms = rt->handoff_hold_ms;
     cfg.max_connections = rt->store_connections;
+    cfg.addr = rt->cluster_addr;
     r = party__backend_open(&cfg, &rt->backend, why, sizeof(why));
     if (r != 0) {
         party__log_error(rt, "%s", why);
@@ -795,6 +797,13 @@ int party__runtime_start_rooms(party__loop_ctx *lc) {
         return 0;
     if (lc == &rt->main && (r = backend_open(rt)) != 0)
         return r;
+    if (lc == &rt->main && rt->cluster_addr == NULL && lc->lp.listen_fd >= 0) {
+        /* Where other nodes send this one room-to-room requests: where it
+         * listens, unless told (--cluster-addr). */
+        char addr[INET6_ADDRSTRLEN + 16];
+        party__listener_address(&lc->lp, addr, sizeof(addr));
+        party__backend_set_addr(rt->backend, addr);
+    }
     runtime_share(lc);
     if (party__rooms_start(&lc->rooms) != 0)
         return PARTY_EIO;
@@ -1124,6 +1133,8 @@ void party_runtime_free(party_runtime *rt) {
     party__free(rt->data_dir);
     party__free(rt->store);
     party__free(rt->node);
+    party__free(rt->cluster_secret);
+    party__free(rt->cluster_addr);
     party__free(rt->ops_prefix);
     party__free(rt->admin_token);
     party__free(rt->static_dir);

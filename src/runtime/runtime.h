@@ -78,6 +78,10 @@ struct party_runtime {
     int no_self_fence;              /* test hook: party__runtime_set_no_self_fence */
     unsigned handoff_hold_ms;       /* 0: the backend's default (runtime_store.c) */
     unsigned store_connections;     /* 0: the backend's default (runtime_store.c) */
+    /* Room-to-room requests between nodes (runtime_store.c): the secret
+     * they carry, and where other nodes reach this one (NULL: the listen
+     * address) */
+    char *cluster_secret, *cluster_addr;
     struct party__orphans *orphans; /* on a shared store: loop 0's poller (orphans.c) */
     struct ssl_ctx_st *tls_ctx;     /* NULL: plaintext; shared by every loop */
     party__loop_ctx main;           /* loop 0 */
@@ -141,6 +145,12 @@ void party__runtime_set_handoff_hold(party_runtime *rt, unsigned ms);
 /* A cluster backend opens at most n connections for record work (0: 16).
  * Before the data is opened. */
 void party__runtime_set_store_connections(party_runtime *rt, unsigned n);
+/* Room-to-room requests to rooms other nodes own go to the owner, carrying
+ * secret, which a node accepts them with (NULL: none are sent or
+ * accepted); addr ("host:port", NULL: the listen address) is where other
+ * nodes reach this one. Copies both. Before the data is opened. 0 or
+ * PARTY_ENOMEM. */
+int party__runtime_set_cluster(party_runtime *rt, const char *secret, const char *addr);
 
 /* The descriptor holding the data directory's lock, opened close-on-exec,
  * owned by the runtime and closed (the lock released) by

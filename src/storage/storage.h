@@ -59,6 +59,9 @@ typedef struct party__backend_config {
     /* A cluster backend's connections for record work (loads, commits,
      * acquires) at most, besides its control connection; 0: 16. */
     unsigned max_connections;
+    /* Where other nodes reach this one for room-to-room requests
+     * ("host:port"), recorded with the node; NULL: nowhere. */
+    const char *addr;
 } party__backend_config;
 
 /* An acquire or release in flight. The caller fills every field but
@@ -233,6 +236,17 @@ int party__store_pg_check(party__backend *be, char *why, size_t why_len);
  * lease (or is past its local deadline for renewing it) says PARTY_EFENCED
  * with why. No I/O: for health checks. */
 int party__backend_check(party__backend *be, char *why, size_t why_len);
+
+/* Where the room's owner is reached when another live node owns it
+ * (a cluster backend): 1 with its "host:port" in addr; 0 when no other
+ * live node owns it (this process may serve it); a negative PARTY_E*
+ * code when it cannot be told. Blocking: a worker thread. */
+int party__backend_owner_addr(party__backend *be, const char *room_id, char *addr, size_t cap);
+int party__store_pg_owner_addr(party__backend *be, const char *room_id, char *addr, size_t cap);
+/* Where other nodes reach this one ("host:port"), once it listens: a
+ * cluster backend records it with the node (at its next heartbeat). */
+void party__backend_set_addr(party__backend *be, const char *addr);
+void party__store_pg_set_addr(party__backend *be, const char *addr);
 
 /* 1 if store names the PostgreSQL backend (a postgres:// or
  * postgresql:// URI). */

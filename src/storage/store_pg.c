@@ -29,7 +29,7 @@
 #include "utf8.h"
 
 /* The version of the schema this partyd writes. */
-#define PG_FORMAT_VERSION 1
+#define PG_FORMAT_VERSION 2
 /* The advisory lock class of node locks, pg_advisory_lock(1885434484,
  * node_no) ("part"; the schema's lock is node_no 0): spelled out in the
  * SQL below, which party_node_alive() matches in pg_locks. */
@@ -84,8 +84,11 @@ static const char schema_v1[] =
     " WHERE l.locktype = 'advisory' AND l.classid = 1885434484 AND l.objid = n.node_no"
     " AND l.objsubid = 2 AND l.granted)) $$;";
 
+/* Version 2: where each node is reached for room-to-room requests. */
+static const char schema_v2[] = "ALTER TABLE party_nodes ADD COLUMN IF NOT EXISTS addr text;";
+
 /* steps[v] brings the schema from version v to v + 1. */
-static const char *const schema_steps[PG_FORMAT_VERSION] = {schema_v1};
+static const char *const schema_steps[PG_FORMAT_VERSION] = {schema_v1, schema_v2};
 
 /* ---- the backend ---- */
 
@@ -107,6 +110,7 @@ typedef struct pg_backend {
      * this node holds no room (read under beat_mutex off the heartbeat
      * thread: node_id_copy) */
     char node_id[300];
+    char addr[128]; /* where other nodes reach this one ("": nowhere); under beat_mutex */
     void (*give_up)(void *arg, const char *room_id);
     void *give_up_arg;
     uint64_t hold_ns; /* hand a room over only after holding it this long */
@@ -384,11 +388,12 @@ static int node_register(pg_backend *be, char *why, size_t why_len) {
     snprintf(lease, sizeof(lease), "%d", LEASE_SECONDS);
     sent = uv_hrtime();
     {
-        const char *q[3] = {be->node_name, be->node_id, lease};
+        const char *q[4] = {be->node_name, be->node_id, lease,
+                            be->addr[0] != '\0' ? be->addr : NULL};
         res = PQexecParams(c,
-                           "UPDATE party_nodes SET node_id = $2,"
+                           "UPDATE party_nodes SET node_id = $2, addr = $4,"
                            " lease_until = now() + make_interval(secs => $3::int) WHERE name = $1",
-                           3, NULL, q, NULL, NULL, 0);
+                           4, NULL, q, NULL, NULL, 0);
     }
     if (!ok_status(res)) {
         describe(c, res, "registering the node", why, why_len);
@@ -411,18 +416,41 @@ static void lease_extend(pg_backend *be, uint64_t sent) {
     uv_mutex_unlock(&be->beat_mutex);
 }
 
+void party__store_pg_set_addr(party__backend *be_, const char *addr) {
+    pg_backend *be = (pg_backend *)be_;
+    char why[256], me[300];
+    const char *p[2] = {me, addr};
+    PGconn *c;
+    uv_mutex_lock(&be->beat_mutex);
+    snprintf(be->addr, sizeof(be->addr), "%s", addr);
+    snprintf(me, sizeof(me), "%s", be->node_id);
+    uv_mutex_unlock(&be->beat_mutex);
+    /* Recorded now, before the node serves (a failure here is mended by
+     * the next heartbeat, which records it too). */
+    c = pool_get(be, why, sizeof(why));
+    if (c != NULL)
+        PQclear(run(c, "UPDATE party_nodes SET addr = $2 WHERE node_id = $1", 2, p, NULL, NULL));
+    pool_put(be, c);
+}
+
 static int lease_renew(pg_backend *be) {
     uint64_t sent = uv_hrtime();
-    const char *p[2] = {be->node_id, NULL};
-    char lease[16];
+    const char *p[3] = {be->node_id, NULL, NULL};
+    char lease[16], addr[128];
     PGresult *res;
     int ok;
     snprintf(lease, sizeof(lease), "%d", LEASE_SECONDS);
+    uv_mutex_lock(&be->beat_mutex);
+    snprintf(addr, sizeof(addr), "%s", be->addr);
+    uv_mutex_unlock(&be->beat_mutex);
     p[1] = lease;
+    p[2] = addr[0] != '\0' ? addr : NULL;
+    /* The address too: it is known only once the node listens. */
     res = PQexecParams(be->control,
                        "UPDATE party_nodes SET lease_until = now() + make_interval(secs =>"
-                       " $2::int) WHERE node_id = $1 AND lease_until >= now()",
-                       2, NULL, p, NULL, NULL, 0);
+                       " $2::int), addr = coalesce($3, addr) WHERE node_id = $1"
+                       " AND lease_until >= now()",
+                       3, NULL, p, NULL, NULL, 0);
     ok = ok_status(res) && atoi(PQcmdTuples(res)) == 1;
     PQclear(res);
     if (ok)
@@ -501,8 +529,8 @@ static void rereg_failed(pg_backend *be, const char *why) {
 }
 
 static int node_reregister(pg_backend *be) {
-    char inc[16], id[300], lease[16], node_no[16];
-    const char *p[3];
+    char inc[16], id[300], lease[16], node_no[16], addr[128];
+    const char *p[4];
     PGresult *res;
     uint64_t sent;
     int ok;
@@ -538,11 +566,15 @@ static int node_reregister(pg_backend *be) {
     p[0] = be->node_name;
     p[1] = id;
     p[2] = lease;
+    uv_mutex_lock(&be->beat_mutex);
+    snprintf(addr, sizeof(addr), "%s", be->addr);
+    uv_mutex_unlock(&be->beat_mutex);
+    p[3] = addr[0] != '\0' ? addr : NULL;
     sent = uv_hrtime();
     res = PQexecParams(be->control,
-                       "UPDATE party_nodes SET node_id = $2,"
+                       "UPDATE party_nodes SET node_id = $2, addr = $4,"
                        " lease_until = now() + make_interval(secs => $3::int) WHERE name = $1",
-                       3, NULL, p, NULL, NULL, 0);
+                       4, NULL, p, NULL, NULL, 0);
     ok = ok_status(res) && atoi(PQcmdTuples(res)) == 1;
     PQclear(res);
     if (!ok) {
@@ -709,6 +741,8 @@ static int pg_open(const party__backend_config *cfg, party__backend **out, char 
     be->base.commit_on_loop = 0;
     be->base.node = be->node_name;
     be->no_self_fence = cfg->no_self_fence;
+    if (cfg->addr != NULL)
+        snprintf(be->addr, sizeof(be->addr), "%s", cfg->addr);
     be->max_conns = cfg->max_connections > 0 ? cfg->max_connections : CONNECTIONS_DEFAULT;
     be->give_up = cfg->give_up;
     be->give_up_arg = cfg->give_up_arg;
@@ -2082,6 +2116,39 @@ static void pg_commit_batch(party__backend *be_, const party__commit *rooms, siz
         results[i] = r;
     }
     pool_put(be, c);
+}
+
+/* ---- where a room's owner is ---- */
+
+int party__store_pg_owner_addr(party__backend *be_, const char *room_id, char *addr, size_t cap) {
+    pg_backend *be = (pg_backend *)be_;
+    char why[256], me[300];
+    const char *p[2] = {room_id, me};
+    PGconn *c;
+    PGresult *res;
+    int r = 0;
+
+    uv_mutex_lock(&be->beat_mutex);
+    snprintf(me, sizeof(me), "%s", be->node_id);
+    uv_mutex_unlock(&be->beat_mutex);
+    c = pool_get(be, why, sizeof(why));
+    if (c == NULL)
+        return PARTY_EIO;
+    res = run(c,
+              "SELECT n.addr FROM party_rooms r JOIN party_nodes n ON n.node_id = r.owner"
+              " WHERE r.room_id = $1 AND r.owner <> $2 AND n.addr IS NOT NULL"
+              " AND party_node_alive(r.owner)",
+              2, p, NULL, NULL);
+    if (!ok_status(res))
+        r = PARTY_EIO;
+    else if (PQntuples(res) == 1 && (size_t)PQgetlength(res, 0, 0) < cap) {
+        memcpy(addr, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
+        addr[PQgetlength(res, 0, 0)] = '\0';
+        r = 1;
+    }
+    PQclear(res);
+    pool_put(be, c);
+    return r;
 }
 
 /* ---- the alarm index ---- */

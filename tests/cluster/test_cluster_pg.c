@@ -303,7 +303,7 @@ static void test_newer_schema_is_refused_naming_both_versions(void **state) {
     assert_non_null(d);
     assert_int_equal(partyd_wait_exit(d, 20000), 1);
     err = partyd_stderr(d);
-    if (strstr(err, "storage format version 99, newer than this partyd's (version 1)") == NULL)
+    if (strstr(err, "storage format version 99, newer than this partyd's (version 2)") == NULL)
         fail_msg("no versions named in: %s", err);
     free(err);
     partyd_free(d);
@@ -729,6 +729,66 @@ static void test_store_connections_are_capped(void **state) {
     partyd_free(d);
 }
 
+/* ---- room-to-room requests between nodes ---- */
+
+static partyd *node_with_secret(const char *uri, const char *node) {
+    const char *args[] = {"--store", uri, "--node", node, "--cluster-secret", "s3cret", NULL};
+    partyd *d = partyd_start(args);
+    assert_non_null(d);
+    return d;
+}
+
+/* A raw request to the counter room "far" on port, from another node's
+ * room (X-Partyd-From-Room) with secret (NULL: none): its status. */
+static int from_other_node(int port, const char *secret) {
+    char headers[160];
+    http_response res;
+    int status;
+    snprintf(headers, sizeof(headers), "X-Partyd-From-Room: %064d\r\n%s%s%s", 0,
+             secret != NULL ? "X-Partyd-Cluster-Secret: " : "", secret != NULL ? secret : "",
+             secret != NULL ? "\r\n" : "");
+    http_expect_request(port, "GET", "/parties/counter/far", headers, NULL, 0, &res);
+    status = res.status;
+    http_response_free(&res);
+    return status;
+}
+
+static void test_room_fetch_reaches_a_room_another_node_owns(void **state) {
+    char uri[512], *answer;
+    partyd *n1, *n2;
+    tconn *c, *p;
+    (void)state;
+
+    database_new(uri, sizeof(uri));
+    n1 = node_with_secret(uri, "n1");
+    n2 = node_with_secret(uri, "n2");
+    c = ws_open(partyd_port(n2), "/parties/counter/far");
+    ws_send_text(c, "+");
+    ws_expect_text(c, "1");
+
+    /* A room of n1 asks for the room n2 owns: n1 sends the request to
+     * n2, which answers from the room (no hand-off: it stays on n2). */
+    p = probe_open(partyd_port(n1), "near", NULL, NULL);
+    ws_send_text(p, "fetch:counter/far");
+    answer = ws_expect_text_prefix(p, "response:200:");
+    if (strstr(answer, "\"count\":1") == NULL)
+        fail_msg("answer %s", answer);
+    free(answer);
+    ws_send_text(c, "+");
+    ws_expect_text(c, "2");
+    tconn_close(p);
+    tconn_close(c);
+
+    /* n2 takes such requests only with the secret. */
+    assert_int_equal(from_other_node(partyd_port(n2), NULL), 400);
+    assert_int_equal(from_other_node(partyd_port(n2), "wrong"), 400);
+    assert_int_equal(from_other_node(partyd_port(n2), "s3cret"), 200);
+    assert_int_equal(partyd_stop(n1), 0);
+    partyd_free(n1);
+    assert_int_equal(partyd_stop(n2), 0);
+    partyd_free(n2);
+}
+
 static void test_upgrade_signal_is_refused_on_a_cluster_node(void **state) {
     char uri[512];
     partyd *d;
@@ -766,6 +826,7 @@ int main(void) {
         cmocka_unit_test(test_single_process_names_itself_only_with_node),
         cmocka_unit_test(test_store_connections_are_capped),
         cmocka_unit_test(test_upgrade_signal_is_refused_on_a_cluster_node),
+        cmocka_unit_test(test_room_fetch_reaches_a_room_another_node_owns),
     };
     server_uri = getenv("PARTYD_TEST_PG");
     if (server_uri == NULL) {
