@@ -22,6 +22,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+
 #include <cmocka.h>
 #include <libpq-fe.h>
 
@@ -789,6 +794,73 @@ static void test_room_fetch_reaches_a_room_another_node_owns(void **state) {
     partyd_free(n2);
 }
 
+/* A request in flight when its node dies (DESIGN.md D4): the room's next
+ * incarnation, on another node, answers it "aborted". The reminder
+ * party's webhook goes to a listener of this test that accepts it and
+ * never answers. */
+static void test_outbound_request_in_flight_on_a_dead_node_is_aborted_on_the_next(void **state) {
+    char uri[512], allow[64], target[512];
+    struct sockaddr_in addr;
+    socklen_t len = sizeof(addr);
+    struct pollfd pfd;
+    http_response res;
+    partyd *n1, *n2;
+    int listener, held, port;
+    (void)state;
+
+    listener = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(listener >= 0);
+    memset(&addr, 0, sizeof(addr));
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(listener, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    assert_int_equal(listen(listener, 4), 0);
+    assert_int_equal(getsockname(listener, (struct sockaddr *)&addr, &len), 0);
+    port = ntohs(addr.sin_port);
+    snprintf(allow, sizeof(allow), "127.0.0.1:%d", port);
+
+    database_new(uri, sizeof(uri));
+    {
+        const char *args[] = {"--store", uri, "--node", "n1", "--fetch-allow", allow, NULL};
+        n1 = partyd_start(args);
+    }
+    {
+        const char *args[] = {"--store", uri, "--node", "n2", "--fetch-allow", allow, NULL};
+        n2 = partyd_start(args);
+    }
+    assert_non_null(n1);
+    assert_non_null(n2);
+    snprintf(
+        target, sizeof(target),
+        "/parties/reminder/desk?in=50&name=tea&webhook=http%%3A%%2F%%2F127.0.0.1%%3A%d%%2Fslow",
+        port);
+    http_expect_request(partyd_port(n1), "POST", target, NULL, "cup", 3, &res);
+    assert_int_equal(res.status, 201);
+    http_response_free(&res);
+    /* The webhook reached the listener: in flight. */
+    pfd.fd = listener;
+    pfd.events = POLLIN;
+    assert_int_equal(poll(&pfd, 1, 10000), 1);
+    held = accept(listener, NULL, NULL);
+    assert_true(held >= 0);
+    partyd_signal(n1, SIGKILL);
+    assert_int_equal(partyd_wait_exit(n1, 5000), 128 + SIGKILL);
+    partyd_free(n1);
+
+    /* n2 takes the room: its next incarnation answers the request. */
+    http_expect_get(partyd_port(n2), "/parties/reminder/desk", &res);
+    assert_int_equal(res.status, 200);
+    if (strstr(res.body, "\"webhooks\":[{\"name\":\"tea\",\"status\":0,\"error\":\"aborted") ==
+        NULL)
+        fail_msg("no aborted webhook in %s", res.body);
+    assert_string_equal(http_response_header(&res, "X-Partyd-Node"), "n2");
+    http_response_free(&res);
+    close(held);
+    close(listener);
+    assert_int_equal(partyd_stop(n2), 0);
+    partyd_free(n2);
+}
+
 static void test_upgrade_signal_is_refused_on_a_cluster_node(void **state) {
     char uri[512];
     partyd *d;
@@ -827,6 +899,7 @@ int main(void) {
         cmocka_unit_test(test_store_connections_are_capped),
         cmocka_unit_test(test_upgrade_signal_is_refused_on_a_cluster_node),
         cmocka_unit_test(test_room_fetch_reaches_a_room_another_node_owns),
+        cmocka_unit_test(test_outbound_request_in_flight_on_a_dead_node_is_aborted_on_the_next),
     };
     server_uri = getenv("PARTYD_TEST_PG");
     if (server_uri == NULL) {
