@@ -57,8 +57,19 @@ static const char usage_text[] =
     "  --store URI              where rooms' records live: postgres://... keeps\n"
     "                           them in PostgreSQL, shared by the nodes of a\n"
     "                           cluster (docs/cluster.md); default: SQLite in --data\n"
-    "  --node NAME              this node's name in the cluster (default\n"
+    "  --node NAME              this node's name in the cluster and in the\n"
+    "                           X-Partyd-Node header of answers (default\n"
     "                           HOSTNAME:PORT); one running partyd per name\n"
+    "  --store-connections N    connections a node opens to PostgreSQL for its\n"
+    "                           rooms at most, besides one of its own (default 16)\n"
+    "  --cluster-secret S       room-to-room requests to rooms other nodes own go\n"
+    "                           to those nodes with this secret, and requests from\n"
+    "                           other nodes are accepted with it (default: none)\n"
+    "  --cluster-secret-file F  the same, from the first line of file F\n"
+    "  --cluster-addr HOST:PORT where other nodes reach this one (default: the\n"
+    "                           listen address)\n"
+    "  --handoff-hold SEC       a node asked for a room it holds hands it over\n"
+    "                           only after holding it this long (default 1)\n"
     "  --durability MODE        full (default): fsync every commit; normal:\n"
     "                           survive a process crash, not a power loss\n"
     "  --idle-timeout SEC       evict a room with no connections after it was\n"
@@ -140,6 +151,12 @@ enum {
     OPT_DATA,
     OPT_STORE,
     OPT_NODE,
+    OPT_TEST_NO_SELF_FENCE,
+    OPT_HANDOFF_HOLD,
+    OPT_STORE_CONNECTIONS,
+    OPT_CLUSTER_SECRET,
+    OPT_CLUSTER_SECRET_FILE,
+    OPT_CLUSTER_ADDR,
     OPT_PARTY,
     OPT_BUILTINS,
     OPT_MAX_MESSAGE,
@@ -183,6 +200,12 @@ static const struct option options[] = {
     {"data", required_argument, NULL, OPT_DATA},
     {"store", required_argument, NULL, OPT_STORE},
     {"node", required_argument, NULL, OPT_NODE},
+    {"test-no-self-fence", no_argument, NULL, OPT_TEST_NO_SELF_FENCE},
+    {"handoff-hold", required_argument, NULL, OPT_HANDOFF_HOLD},
+    {"store-connections", required_argument, NULL, OPT_STORE_CONNECTIONS},
+    {"cluster-secret", required_argument, NULL, OPT_CLUSTER_SECRET},
+    {"cluster-secret-file", required_argument, NULL, OPT_CLUSTER_SECRET_FILE},
+    {"cluster-addr", required_argument, NULL, OPT_CLUSTER_ADDR},
     {"party", required_argument, NULL, OPT_PARTY},
     {"builtins", required_argument, NULL, OPT_BUILTINS},
     {"max-message-bytes", required_argument, NULL, OPT_MAX_MESSAGE},
@@ -267,6 +290,30 @@ static int parse_count(const char *flag, const char *text, size_t *out) {
         return -1;
     }
     *out = (size_t)v;
+    return 0;
+}
+
+/* The first line of path (at most cap - 1 bytes, no line end): the
+ * cluster secret. 0, or -1 after saying why. */
+static int read_secret_file(const char *path, char *out, size_t cap) {
+    FILE *f = fopen(path, "r");
+    size_t n;
+    if (f == NULL) {
+        fprintf(stderr, "partyd: --cluster-secret-file %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (fgets(out, (int)cap, f) == NULL)
+        out[0] = '\0';
+    fclose(f);
+    n = strcspn(out, "\r\n");
+    out[n] = '\0';
+    if (n == 0 || n == cap - 1) {
+        fprintf(stderr,
+                "partyd: --cluster-secret-file %s: its first line must hold the secret (1 to"
+                " %zu bytes)\n",
+                path, cap - 2);
+        return -1;
+    }
     return 0;
 }
 
@@ -541,8 +588,14 @@ static void raise_file_limit(void) {
 typedef struct options_state {
     party_config cfg;
     const char *data_dir;
-    const char *store, *node; /* --store, --node (NULL: SQLite; HOSTNAME:PORT) */
-    unsigned builtins;        /* bit i: builtins[i] is served */
+    const char *store, *node;   /* --store, --node (NULL: SQLite; HOSTNAME:PORT) */
+    int no_self_fence;          /* --test-no-self-fence */
+    double handoff_hold;        /* --handoff-hold, seconds (0: the default) */
+    unsigned store_connections; /* --store-connections (0: the default) */
+    const char *cluster_secret; /* --cluster-secret, or the file's */
+    const char *cluster_addr;   /* --cluster-addr */
+    char secret_buf[256];       /* --cluster-secret-file's content */
+    unsigned builtins;          /* bit i: builtins[i] is served */
 } options_state;
 
 /* Applies one option (from the command line or the config file). Returns
@@ -592,6 +645,35 @@ static int apply_option(int opt, const char *arg, options_state *o) {
         break;
     case OPT_NODE:
         o->node = arg;
+        break;
+    case OPT_TEST_NO_SELF_FENCE:
+        o->no_self_fence = 1;
+        break;
+    case OPT_CLUSTER_SECRET:
+        o->cluster_secret = arg;
+        break;
+    case OPT_CLUSTER_SECRET_FILE:
+        if (read_secret_file(arg, o->secret_buf, sizeof(o->secret_buf)) != 0)
+            return 2;
+        o->cluster_secret = o->secret_buf;
+        break;
+    case OPT_CLUSTER_ADDR:
+        o->cluster_addr = arg;
+        break;
+    case OPT_STORE_CONNECTIONS: {
+        size_t n;
+        if (parse_count("--store-connections", arg, &n) != 0)
+            return 2;
+        o->store_connections = (unsigned)n;
+        break;
+    }
+    case OPT_HANDOFF_HOLD:
+        if (parse_seconds("--handoff-hold", arg, &o->handoff_hold) != 0)
+            return 2;
+        if (o->handoff_hold > 3600) {
+            fprintf(stderr, "partyd: --handoff-hold %s: at most 3600 seconds\n", arg);
+            return 2;
+        }
         break;
     case OPT_PARTY: {
         int r = load_party("--party", arg);
@@ -1134,8 +1216,14 @@ static void log_parties(const options_state *o) {
 static int use_store(party_runtime *rt, const options_state *o) {
     char node[300];
     int r;
-    if (o->store == NULL || o->store[0] == '\0')
+    if (o->store == NULL || o->store[0] == '\0') {
+        /* A single process named with --node says its name in answers. */
+        if (o->node != NULL && party__runtime_set_store(rt, NULL, o->node) != 0) {
+            fprintf(stderr, "partyd: --node: out of memory\n");
+            return 1;
+        }
         return 0;
+    }
     if (o->node == NULL) {
         char host[256] = "localhost";
         (void)gethostname(host, sizeof(host) - 1);
@@ -1147,6 +1235,17 @@ static int use_store(party_runtime *rt, const options_state *o) {
             snprintf(node, sizeof(node), "%s:pid%ld", host, (long)getpid());
     }
     r = party__runtime_set_store(rt, o->store, o->node != NULL ? o->node : node);
+    if (r == 0 && o->no_self_fence)
+        party__runtime_set_no_self_fence(rt);
+    if (r == 0 && (o->cluster_secret != NULL || o->cluster_addr != NULL) &&
+        party__runtime_set_cluster(rt, o->cluster_secret, o->cluster_addr) != 0) {
+        fprintf(stderr, "partyd: --cluster-secret: out of memory\n");
+        return 1;
+    }
+    if (r == 0 && o->store_connections > 0)
+        party__runtime_set_store_connections(rt, o->store_connections);
+    if (r == 0 && o->handoff_hold > 0)
+        party__runtime_set_handoff_hold(rt, (unsigned)(o->handoff_hold * 1000.0 + 0.5));
     if (r == PARTY_EINVAL) {
         fprintf(stderr, "partyd: --store %s: not a postgres:// or postgresql:// URI\n", o->store);
         return 2;
@@ -1202,6 +1301,10 @@ int main(int argc, char **argv) {
     party_config_init(&o.cfg);
     o.data_dir = "./data";
     o.store = o.node = NULL;
+    o.no_self_fence = 0;
+    o.handoff_hold = 0;
+    o.store_connections = 0;
+    o.cluster_secret = o.cluster_addr = NULL;
     o.builtins = BUILTINS_ALL; /* the quick start serves them all */
     o.cfg.threads = 0;         /* the daemon uses every core */
     /* A token on the command line shows in ps; the environment does not. */

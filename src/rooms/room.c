@@ -262,6 +262,17 @@ void party__room_update_idle(party_room *room) {
         return;
     list = list_of(room);
     room->idle_since = party__loop_now(rooms->lp);
+    if (room->leaving && room->idle == 1) {
+        /* Given up: first in line, evicted on the next loop turn. */
+        room->idle_prev = NULL;
+        room->idle_next = list->head;
+        if (list->head != NULL)
+            list->head->idle_prev = room;
+        else
+            list->tail = room;
+        list->head = room; /* the leave timer evicts it (room_idle.c) */
+        return;
+    }
     room->idle_prev = list->tail;
     if (list->tail != NULL)
         list->tail->idle_next = room;
@@ -344,6 +355,9 @@ void party__rooms_init(party__rooms *rooms, party__loop *lp) {
     rooms->group_prepare.data = rooms;
     uv_check_init(&lp->loop, &rooms->group_check);
     rooms->group_check.data = rooms;
+    uv_timer_init(&lp->loop, &rooms->leave_timer);
+    rooms->leave_timer.data = rooms;
+    uv_unref((uv_handle_t *)&rooms->leave_timer);
 }
 
 void party__rooms_stop(party__rooms *rooms) {
@@ -354,6 +368,8 @@ void party__rooms_stop(party__rooms *rooms) {
         uv_close((uv_handle_t *)&rooms->group_prepare, NULL);
     if (rooms->group_check.loop != NULL && !uv_is_closing((uv_handle_t *)&rooms->group_check))
         uv_close((uv_handle_t *)&rooms->group_check, NULL);
+    if (rooms->leave_timer.loop != NULL && !uv_is_closing((uv_handle_t *)&rooms->leave_timer))
+        uv_close((uv_handle_t *)&rooms->leave_timer, NULL);
 }
 
 void party__rooms_free(party__rooms *rooms) {

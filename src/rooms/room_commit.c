@@ -65,13 +65,37 @@ static void room_reload_name(party_room *room) {
     }
 }
 
+/* Every connection of the room closes with 1012: it moved to another node. */
+static void room_close_moved(party_room *room) {
+    party_conn *conn, *next;
+    for (conn = room->conns.head; conn != NULL; conn = next) {
+        next = party__conn_list_next(conn);
+        party__conn_start_close(conn, PARTY__WS_SERVICE_RESTART, "room moved");
+    }
+}
+
+void party__room_give_up(party_room *room) {
+    if (room->leaving)
+        return;
+    party__log_info(room->rooms->lp,
+                    "room %s/%s: given up to another node; its connections close"
+                    " with 1012",
+                    room->party->name, room->name ? room->name : room->id);
+    party__room_mark_leaving(room);
+    /* A batch running or committing ends first: its output goes out if
+     * it commits (room_commit_done closes the connections after it). */
+    if (room->running || room->committing || room->holding)
+        return;
+    room_close_moved(room);
+    party__room_update_idle(room);
+}
+
 /* The commit was refused: the room is another node's now (a cluster
  * backend's PARTY_EFENCED). Nothing of the batch was kept: its held output
  * is dropped, and every connection of the room closes with 1012 (HTTP:
  * 503 + Retry-After) so clients reconnect and reach the owner. */
 static void room_fenced(party_room *room) {
     party__rooms *rooms = room->rooms;
-    party_conn *conn, *next;
 
     rooms->commits_fenced++;
     party__log_error(rooms->lp,
@@ -79,12 +103,10 @@ static void room_fenced(party_room *room) {
                      " nothing of the batch was kept, its connections close with 1012",
                      room->party->name, room->name ? room->name : room->id);
     room->holding = 0;
+    party__room_mark_leaving(room);
     party__fetch_release_held(room, 0);
     party__conn_gate_drop_moved(&room->gate);
-    for (conn = room->conns.head; conn != NULL; conn = next) {
-        next = party__conn_list_next(conn);
-        party__conn_start_close(conn, PARTY__WS_SERVICE_RESTART, "room moved");
-    }
+    room_close_moved(room);
     party__room_drop_state(room);
 }
 
@@ -112,6 +134,8 @@ static void room_commit_done(party_room *room, int result) {
     } else {
         party__room_release_held(room, 1);
     }
+    if (room->leaving) /* given up during the batch */
+        room_close_moved(room);
     party__room_run(room);
 }
 
@@ -600,6 +624,7 @@ static void acquire_done(party__store_req *claim, int status) {
         return;
     }
     room->acquired = 1;
+    room->epoch = claim->epoch;
     room_load_store(room, w);
 }
 
@@ -742,10 +767,37 @@ static void send_start_error(party_room *room, party_conn *conn) {
     party__conn_start_close(conn, PARTY__WS_INTERNAL_ERROR, "on_start failed");
 }
 
+/* The header lines that say which node answers for the room, and with
+ * which epoch (a cluster store), into out; NULL when this process has no
+ * node name (a single process pays one test). */
+static const char *room_node_headers(const party_room *room, char *out, size_t cap) {
+    const char *node = room->rooms->node;
+    if (node == NULL)
+        return NULL;
+    if (room->epoch > 0)
+        snprintf(out, cap, "X-Partyd-Node: %s\r\nX-Partyd-Epoch: %lld\r\n", node,
+                 (long long)room->epoch);
+    else
+        snprintf(out, cap, "X-Partyd-Node: %s\r\n", node);
+    return out;
+}
+
+/* The same as headers of an HTTP answer. */
+static void room_node_set_headers(const party_room *room, party_response *res) {
+    char epoch[24];
+    if (room->rooms->node == NULL)
+        return;
+    party_response_set_header(res, "X-Partyd-Node", room->rooms->node);
+    if (room->epoch > 0) {
+        snprintf(epoch, sizeof(epoch), "%lld", (long long)room->epoch);
+        party_response_set_header(res, "X-Partyd-Epoch", epoch);
+    }
+}
+
 static void handle_connect(party_room *room, party_conn *conn) {
     const party_def *def = room->party->def;
     party_request *req;
-    char why[160];
+    char why[160], node_headers[400];
 
     assert(room->n_pending > 0);
     room->n_pending--;
@@ -753,11 +805,18 @@ static void handle_connect(party_room *room, party_conn *conn) {
         party__conn_leave_room(conn); /* the client left before its turn */
         return;
     }
+    if (room->leaving) {
+        /* Its records here are stale: the client must reach the owner. */
+        party__conn_http_fail(conn, 503, "the room is held by another node; try again\n");
+        party__conn_leave_room(conn);
+        return;
+    }
     req = &conn->http->preq;
     if (party__room_ensure_started(room) != 0) {
         /* The name may have been written: the answer waits for it. */
         party__room_gate(room, conn);
-        if (party__conn_finish_upgrade(conn) == 0)
+        if (party__conn_finish_upgrade(
+                conn, room_node_headers(room, node_headers, sizeof(node_headers))) == 0)
             send_start_error(room, conn);
         party__conn_start_ws(conn);
         party__conn_leave_room(conn); /* never joined: the room may leave memory */
@@ -775,7 +834,8 @@ static void handle_connect(party_room *room, party_conn *conn) {
     }
     /* A room's first start wrote its name: the 101 waits for the commit. */
     party__room_gate(room, conn);
-    if (party__conn_finish_upgrade(conn) != 0) {
+    if (party__conn_finish_upgrade(
+            conn, room_node_headers(room, node_headers, sizeof(node_headers))) != 0) {
         party__conn_abort(conn);
         party__conn_leave_room(conn);
         return;
@@ -799,6 +859,11 @@ static void handle_request(party_room *room, party_conn *conn) {
         party__conn_leave_room(conn);
         return;
     }
+    if (room->leaving) {
+        /* No answer from stale records: the client must reach the owner. */
+        party__conn_http_fail(conn, 503, "the room is held by another node; try again\n");
+        return;
+    }
     party__response_init(&res);
     if (party__room_ensure_started(room) != 0)
         party__response_text(&res, 500,
@@ -816,6 +881,7 @@ static void handle_request(party_room *room, party_conn *conn) {
         snprintf(text, sizeof(text), "room %s: %s\n", room->id, party_strerror(PARTY_ENONAME));
         party__response_text(&res, 500, text);
     }
+    room_node_set_headers(room, &res);
     party__room_gate(room, conn);
     party__conn_http_respond(conn, &res, 0);
     party__response_free(&res);
@@ -855,6 +921,14 @@ void party__room_deliver(party_room *room, const party__event *ev) {
      * one): room_alarm.c counts what actually ran. */
     if (ev->type != PARTY__EV_ALARM)
         rooms->events[ev->type]++;
+    /* A fenced room runs nothing on its stale records but what lets its
+     * connections and requests go; it leaves memory once idle. */
+    if (room->leaving && (ev->type == PARTY__EV_MESSAGE || ev->type == PARTY__EV_ERROR ||
+                          ev->type == PARTY__EV_ALARM || ev->type == PARTY__EV_RESPONSE)) {
+        party__fetch_free(ev->fetch);
+        party__outbound_req_free(ev->outbound);
+        return;
+    }
     room->running = 1;
     room->name_error = 0;
     rooms->lp->in_callback++;

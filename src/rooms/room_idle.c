@@ -18,6 +18,8 @@
 /* Frees the room's memory. Its store must be closed, its queued events
  * dropped (party__room_drop_queue). */
 void party__room_destroy(party_room *room) {
+    if (room->leaving)
+        room->rooms->n_leaving--;
     party__rpc_free_all(room); /* calls no client waits for any more */
     party__sync_free(room);
     party__room_free(room);
@@ -32,6 +34,36 @@ void party__room_drop_state(party_room *room) {
     room->state = NULL;
     room->status = PARTY__ROOM_ZERO;
     party__sync_drop(room);
+}
+
+/* ---- rooms given up to another node ---- */
+
+/* Rooms given up wait at the head of the idle list once they have no
+ * work (party__room_update_idle): evicted at the next tick, which
+ * releases them, rather than after idle_timeout. The timer runs while
+ * such rooms are in memory. */
+static void on_leave_timer(uv_timer_t *timer) {
+    party__rooms *rooms = timer->data;
+    while (rooms->idle.head != NULL && rooms->idle.head->leaving)
+        if (party__room_evict(rooms->idle.head) != 0)
+            break;
+    if (rooms->n_leaving == 0)
+        uv_timer_stop(timer);
+}
+
+void party__room_mark_leaving(party_room *room) {
+    party__rooms *rooms = room->rooms;
+    if (room->leaving)
+        return;
+    room->leaving = 1;
+    if (rooms->n_leaving++ == 0)
+        uv_timer_start(&rooms->leave_timer, on_leave_timer, 20, 20);
+}
+
+void party__rooms_give_up(party__rooms *rooms, const char *id) {
+    party_room *room = party__room_find(rooms, id);
+    if (room != NULL)
+        party__room_give_up(room);
 }
 
 static int room_has_work(party_room *room) {

@@ -32,6 +32,12 @@ typedef struct party__rooms {
     size_t n_parties;
     const char *prefix;
     struct party__backend *backend;
+    /* This node's name, sent with every answer of a room (X-Partyd-Node):
+     * the cluster backend's, else the one given (--node); NULL: none. */
+    const char *node;
+    /* Sent with room-to-room requests to rooms other nodes own (NULL:
+     * such requests are served here, as in a single process) */
+    const char *cluster_secret;
     unsigned commit_delay_ms; /* test hook: every durable commit waits this long first */
 
     struct party_room **table; /* open hash table keyed by room id */
@@ -61,6 +67,10 @@ typedef struct party__rooms {
     int load_in_flight;
     uv_check_t group_check;
     uv_prepare_t group_prepare;
+    /* Evicts rooms given up to another node as soon as they have no work
+     * (room.c), not after idle_timeout. */
+    uv_timer_t leave_timer;
+    size_t n_leaving; /* rooms in memory given up (party_room.leaving) */
 
     party__alarms alarms;         /* the heap of rooms' wake times */
     struct party__fetch *fetches; /* room-to-room requests in flight */
@@ -95,6 +105,10 @@ int party__rooms_file_wake(party__rooms *rooms, const char *id, uint32_t party, 
  * (then this node holds it, and its commits file its wake time). 0 or
  * PARTY_ENOMEM. */
 int party__rooms_file_orphan(party__rooms *rooms, const char *id, uint32_t party, int64_t due_ms);
+/* This node must give the room with this id up (the storage backend
+ * says so, through the runtime): see party__room_give_up. Nothing when
+ * the room is not in memory here. */
+void party__rooms_give_up(party__rooms *rooms, const char *id);
 /* Closes the loop's alarm heap and its handles (the loop finishes). */
 void party__rooms_stop(party__rooms *rooms);
 /* Frees the table and the room structs' slabs, once every room is gone. */

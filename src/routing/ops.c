@@ -107,11 +107,13 @@ static void ops_health(party_conn *conn, const party__ops_upcalls *up) {
         up->collect(conn, PARTY__OPS_HEALTH);
 }
 
-void party__ops_answer_health(party_conn *conn, const char *why) {
-    if (why != NULL)
-        respond_text(conn, 503, why);
-    else
-        respond_text(conn, 200, "ok\n");
+void party__ops_answer_health(party_conn *conn, const char *why, const char *node) {
+    party_response res;
+    party__response_init(&res);
+    party__response_text(&res, why != NULL ? 503 : 200, why != NULL ? why : "ok\n");
+    if (node != NULL)
+        party_response_set_header(&res, "X-Partyd-Node", node);
+    respond(conn, &res);
 }
 
 /* ---- metrics ---- */

@@ -92,8 +92,9 @@ int party__ops_handle(struct party_conn *conn, const party__ops_upcalls *up);
  * visited (it stopped): 503. */
 void party__ops_answer_metrics(struct party_conn *conn, const party__ops_stats *stats, int failed);
 /* Answers a /health request: 200 "ok", or 503 with why (a line) when
- * why is not NULL. */
-void party__ops_answer_health(struct party_conn *conn, const char *why);
+ * why is not NULL. node (NULL: none): this node's name, in the
+ * X-Partyd-Node header. */
+void party__ops_answer_health(struct party_conn *conn, const char *why, const char *node);
 /* Answers a /rooms request with the listing (sorted here); oom: the
  * listing is incomplete for want of memory (500); failed as above. */
 void party__ops_answer_rooms(struct party_conn *conn, party__ops_listing *listing, int oom,

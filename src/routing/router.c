@@ -306,6 +306,22 @@ static void respond_server_options(party_conn *conn) {
     party__response_free(&res);
 }
 
+/* 1 if the request carries this node's cluster secret (compared in time
+ * independent of where it differs): another node's room sent it. */
+static int from_cluster(const party__router *router, const party__http_request *req) {
+    party__slice got = party__http_header_get(req, PARTY__CLUSTER_SECRET_HEADER);
+    size_t len, i;
+    unsigned char diff = 0;
+    if (router->cluster_secret == NULL || got.ptr == NULL)
+        return 0;
+    len = strlen(router->cluster_secret);
+    if (got.len != len)
+        return 0;
+    for (i = 0; i < len; i++)
+        diff |= (unsigned char)(got.ptr[i] ^ router->cluster_secret[i]);
+    return diff == 0;
+}
+
 void party__router_handle(party__router *router, party_conn *conn) {
     party__loop *lp = party__conn_loop(conn);
     party__http_request *req = &conn->http->req;
@@ -313,7 +329,7 @@ void party__router_handle(party__router *router, party_conn *conn) {
     party__route route;
     party__routed r;
     char room_name[ROOM_NAME_MAX + 1], room_id[PARTY_ID_MAX], party_name[PATH_NORM_MAX];
-    int n, from_room;
+    int n, from_room, trusted;
 
     if (req->path.len == 1 && req->path.ptr[0] == '*') {
         respond_server_options(conn);
@@ -346,13 +362,17 @@ void party__router_handle(party__router *router, party_conn *conn) {
         party__router_respond(conn, 400, "unknown party\n", 0);
         return;
     }
-    if (conn->internal && party__http_header_get(req, PARTY__ROOM_ID_HEADER).ptr != NULL) {
+    /* The runtime's own requests, and another node's with the cluster
+     * secret, are room-to-room requests. */
+    trusted = conn->internal || from_cluster(router, req);
+    if (trusted && party__http_header_get(req, PARTY__ROOM_ID_HEADER).ptr != NULL) {
         route_by_id(router, conn, party);
         return;
     }
-    /* Only the runtime itself may say a request comes from one of its rooms. */
+    /* Only the runtime itself (or a node of its cluster) may say a request
+     * comes from one of its rooms. */
     from_room = party__http_header_get(req, PARTY__FROM_ROOM_HEADER).ptr != NULL;
-    if (from_room && !conn->internal) {
+    if (from_room && !trusted) {
         party__router_respond(
             conn, 400, PARTY__FROM_ROOM_HEADER " is reserved for requests between rooms\n", 0);
         return;

@@ -287,10 +287,11 @@ static void rooms_tour_free(party__tour *tour) {
 static void ops_collect_cb(party_conn *conn, party__ops_what what) {
     if (what == PARTY__OPS_HEALTH) {
         /* No tour: the backend is process-wide, and its check does no I/O. */
-        char why[160];
+        char why[320];
         party_runtime *rt = party__conn_ctx(conn)->rt;
         party__ops_answer_health(
-            conn, party__backend_check(rt->backend, why, sizeof(why)) != 0 ? why : NULL);
+            conn, party__backend_check(rt->backend, why, sizeof(why)) != 0 ? why : NULL,
+            party__conn_ctx(conn)->rooms.node);
     } else if (what == PARTY__OPS_METRICS) {
         metrics_tour *m = party__calloc(1, sizeof(*m));
         if (m == NULL)
@@ -321,7 +322,10 @@ static void runtime_share(party__loop_ctx *lc) {
     lc->router.n_parties = lc->rooms.n_parties = rt->n_parties;
     lc->router.prefix = lc->rooms.prefix = rt->prefix;
     lc->router.agents_prefix = rt->agents_prefix;
+    lc->router.cluster_secret = lc->rooms.cluster_secret = rt->cluster_secret;
     lc->rooms.backend = rt->backend;
+    lc->rooms.node =
+        rt->backend != NULL && rt->backend->node != NULL ? rt->backend->node : rt->node;
     lc->rooms.commit_delay_ms = rt->commit_delay_ms;
     lc->rooms.n_outbound = &rt->n_outbound;
 }
@@ -690,6 +694,37 @@ static int data_dir_lock(party_runtime *rt) {
     return 0;
 }
 
+/* A room the backend says this node must give up, for the loop that owns
+ * it. */
+typedef struct give_up_mail {
+    party__mail mail;
+    char id[PARTY_ID_MAX];
+} give_up_mail;
+
+static void give_up_mail_run(party__loop_ctx *lc, party__mail *mail) {
+    give_up_mail *m = (give_up_mail *)mail;
+    party__rooms_give_up(&lc->rooms, m->id);
+    party__free(m);
+}
+
+static void give_up_mail_drop(party__mail *mail) {
+    party__free(mail);
+}
+
+/* The backend's upward callback (storage.h, give_up; listed in
+ * docs/architecture.md): on a thread of the backend's, so the room's loop
+ * gets it by mail. Lost for want of memory: the asker asks again. */
+static void backend_give_up_cb(void *arg, const char *room_id) {
+    party_runtime *rt = arg;
+    give_up_mail *m;
+    if (strlen(room_id) >= PARTY_ID_MAX || (m = party__calloc(1, sizeof(*m))) == NULL)
+        return;
+    memcpy(m->id, room_id, strlen(room_id) + 1);
+    m->mail.run = give_up_mail_run;
+    m->mail.drop = give_up_mail_drop;
+    party__mail_post(party__loop_of(&rt->main, room_id), &m->mail);
+}
+
 /* Opens the storage backend (with it the alarm index) once, on loop 0:
  * 0, or PARTY_EIO / PARTY_ENOMEM after logging why. */
 static int backend_open(party_runtime *rt) {
@@ -704,6 +739,12 @@ static int backend_open(party_runtime *rt) {
     cfg.store = rt->store;
     cfg.node = rt->node;
     cfg.own_handles = rt->own_handles;
+    cfg.no_self_fence = rt->no_self_fence;
+    cfg.give_up = backend_give_up_cb;
+    cfg.give_up_arg = rt;
+    cfg.handoff_hold_ms = rt->handoff_hold_ms;
+    cfg.max_connections = rt->store_connections;
+    cfg.addr = rt->cluster_addr;
     r = party__backend_open(&cfg, &rt->backend, why, sizeof(why));
     if (r != 0) {
         party__log_error(rt, "%s", why);
@@ -763,6 +804,13 @@ int party__runtime_start_rooms(party__loop_ctx *lc) {
         return 0;
     if (lc == &rt->main && (r = backend_open(rt)) != 0)
         return r;
+    if (lc == &rt->main && rt->cluster_addr == NULL && lc->lp.listen_fd >= 0) {
+        /* Where other nodes send this one room-to-room requests: where it
+         * listens, unless told (--cluster-addr). */
+        char addr[INET6_ADDRSTRLEN + 16];
+        party__listener_address(&lc->lp, addr, sizeof(addr));
+        party__backend_set_addr(rt->backend, addr);
+    }
     runtime_share(lc);
     if (party__rooms_start(&lc->rooms) != 0)
         return PARTY_EIO;
@@ -1128,6 +1176,8 @@ void party_runtime_free(party_runtime *rt) {
     party__free(rt->data_dir);
     party__free(rt->store);
     party__free(rt->node);
+    party__free(rt->cluster_secret);
+    party__free(rt->cluster_addr);
     party__free(rt->ops_prefix);
     party__free(rt->admin_token);
     party__free(rt->static_dir);

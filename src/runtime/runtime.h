@@ -76,6 +76,13 @@ struct party_runtime {
     int data_lock_fd;
     struct party__backend *backend; /* opened once, shared by every loop */
     char *store, *node;             /* the backend's URI and node name (runtime_store.c) */
+    int no_self_fence;              /* test hook: party__runtime_set_no_self_fence */
+    unsigned handoff_hold_ms;       /* 0: the backend's default (runtime_store.c) */
+    unsigned store_connections;     /* 0: the backend's default (runtime_store.c) */
+    /* Room-to-room requests between nodes (runtime_store.c): the secret
+     * they carry, and where other nodes reach this one (NULL: the listen
+     * address) */
+    char *cluster_secret, *cluster_addr;
     struct party__orphans *orphans; /* on a shared store: loop 0's poller (orphans.c) */
     struct ssl_ctx_st *tls_ctx;     /* NULL: plaintext; shared by every loop */
     party__loop_ctx main;           /* loop 0 */
@@ -128,6 +135,22 @@ int party__runtime_open_data(party_runtime *rt);
  * PARTY_EINVAL (not a URI partyd knows), PARTY_ESTATE (the data is open
  * already) or PARTY_ENOMEM. */
 int party__runtime_set_store(party_runtime *rt, const char *store, const char *node);
+/* For tests only (partyd --test-no-self-fence): a cluster node that lost
+ * its lease goes on committing and acquiring, so that only the database's
+ * epoch fence stops a stale owner. Before the data is opened. */
+void party__runtime_set_no_self_fence(party_runtime *rt);
+/* A cluster node hands a room over to a node that asks for it only after
+ * holding it ms milliseconds (0: 1000). Before the data is opened. */
+void party__runtime_set_handoff_hold(party_runtime *rt, unsigned ms);
+/* A cluster backend opens at most n connections for record work (0: 16).
+ * Before the data is opened. */
+void party__runtime_set_store_connections(party_runtime *rt, unsigned n);
+/* Room-to-room requests to rooms other nodes own go to the owner, carrying
+ * secret, which a node accepts them with (NULL: none are sent or
+ * accepted); addr ("host:port", NULL: the listen address) is where other
+ * nodes reach this one. Copies both. Before the data is opened. 0 or
+ * PARTY_ENOMEM. */
+int party__runtime_set_cluster(party_runtime *rt, const char *secret, const char *addr);
 
 /* The descriptor holding the data directory's lock, opened close-on-exec,
  * owned by the runtime and closed (the lock released) by

@@ -913,10 +913,10 @@ static void on_sigusr2(uv_signal_t *sig, int signum) {
         return;
     }
     if (rt->store != NULL) {
-        party__log_error(rt,
-                         "upgrade: SIGUSR2 refused: with --store %s (a cluster), restart "
-                         "nodes one by one instead: the load balancer moves their rooms",
-                         rt->store);
+        /* The store's URI is not logged: it may hold a password. */
+        party__log_error(rt, "upgrade: SIGUSR2 refused: with --store (a cluster node), restart "
+                             "nodes one by one instead (SIGTERM: the load balancer moves their "
+                             "rooms to the other nodes); this node keeps running");
         return;
     }
     party__log_info(rt, "upgrade: SIGUSR2: starting %s", up->exe);

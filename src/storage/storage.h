@@ -25,6 +25,9 @@ typedef struct party__backend {
      * did not change: such a commit waits for no disk and no network
      * (SQLite with durability normal). 0: commits run on worker threads. */
     int commit_on_loop;
+    /* A cluster backend's name of this node (valid until close); NULL for
+     * a backend one process holds. */
+    const char *node;
 } party__backend;
 
 /* One loaded room's records. An implementation's own handle starts with
@@ -48,6 +51,26 @@ typedef struct party__backend_config {
     size_t own_handles;   /* SQLite: own files' connections kept open at most (each
                              holds 3 descriptors; rooms in a batch may go past
                              it); 0: the backend's default */
+    int no_self_fence;    /* test hook: a node that lost its lease still commits (the
+                             database's fence alone refuses a stale owner) */
+    /* A cluster backend's way up to the rooms (the storage layer reaches
+     * them only through this; docs/architecture.md, "Upward callbacks"):
+     * called on a thread of the backend's when this node must give the
+     * room up — another node asked for it (a hand-off), or this node lost
+     * its lease. The callee finishes the room's batch, closes its
+     * connections with 1012 and evicts it, which releases it. NULL: none
+     * (the backend then never hands a room over). */
+    void (*give_up)(void *arg, const char *room_id);
+    void *give_up_arg;
+    /* A room is handed over only after this node held it this long (ms),
+     * so that rooms cannot bounce between nodes; 0: the default, 1000. */
+    unsigned handoff_hold_ms;
+    /* A cluster backend's connections for record work (loads, commits,
+     * acquires) at most, besides its control connection; 0: 16. */
+    unsigned max_connections;
+    /* Where other nodes reach this one for room-to-room requests
+     * ("host:port"), recorded with the node; NULL: nowhere. */
+    const char *addr;
 } party__backend_config;
 
 /* An acquire or release in flight. The caller fills every field but
@@ -61,6 +84,9 @@ struct party__store_req {
     void (*done)(party__store_req *req, int status);
     void *data;         /* the caller's */
     void *backend_data; /* the backend's, until done */
+    /* Set by a successful acquire before done: the room's epoch on a
+     * cluster backend (> 0, larger at each new owner), else left 0. */
+    int64_t epoch;
 };
 
 /* What a room's wake-ups need, read by load. */
@@ -219,6 +245,17 @@ int party__store_pg_check(party__backend *be, char *why, size_t why_len);
  * lease (or is past its local deadline for renewing it) says PARTY_EFENCED
  * with why. No I/O: for health checks. */
 int party__backend_check(party__backend *be, char *why, size_t why_len);
+
+/* Where the room's owner is reached when another live node owns it
+ * (a cluster backend): 1 with its "host:port" in addr; 0 when no other
+ * live node owns it (this process may serve it); a negative PARTY_E*
+ * code when it cannot be told. Blocking: a worker thread. */
+int party__backend_owner_addr(party__backend *be, const char *room_id, char *addr, size_t cap);
+int party__store_pg_owner_addr(party__backend *be, const char *room_id, char *addr, size_t cap);
+/* Where other nodes reach this one ("host:port"), once it listens: a
+ * cluster backend records it with the node (at its next heartbeat). */
+void party__backend_set_addr(party__backend *be, const char *addr);
+void party__store_pg_set_addr(party__backend *be, const char *addr);
 
 /* 1 if store names the PostgreSQL backend (a postgres:// or
  * postgresql:// URI). */

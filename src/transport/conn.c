@@ -1073,11 +1073,12 @@ int party__conn_begin_upgrade(party_conn *conn, struct party_room *room, const c
     return 0;
 }
 
-int party__conn_finish_upgrade(party_conn *conn) {
+int party__conn_finish_upgrade(party_conn *conn, const char *extra_headers) {
     party__http_session *s = conn->http;
     party__slice key = party__http_header_get(&s->req, "Sec-WebSocket-Key");
     char accept[29];
-    party__buf *buf = party__buf_take(party__conn_loop(conn)->buf_pool, 160);
+    const char *extra = extra_headers != NULL ? extra_headers : "";
+    party__buf *buf = party__buf_take(party__conn_loop(conn)->buf_pool, 192 + strlen(extra));
     int r;
 
     if (buf == NULL)
@@ -1088,17 +1089,12 @@ int party__conn_finish_upgrade(party_conn *conn) {
         return r;
     }
     /* RFC 9110 7.8: a 100 Continue the request asked for comes first. */
-    if (s->req.expect_continue && !s->continue_sent)
-        buf->len = (size_t)snprintf(buf->data, buf->cap,
-                                    "HTTP/1.1 100 Continue\r\n\r\n"
-                                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                                    "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
-                                    accept);
-    else
-        buf->len = (size_t)snprintf(buf->data, buf->cap,
-                                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                                    "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
-                                    accept);
+    buf->len = (size_t)snprintf(
+        buf->data, buf->cap,
+        "%sHTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
+        s->req.expect_continue && !s->continue_sent ? "HTTP/1.1 100 Continue\r\n\r\n" : "", accept,
+        extra);
     r = party__conn_queue(conn, buf);
     party__buf_release(buf);
     if (r != 0)

@@ -295,8 +295,10 @@ void party__conn_http_respond(party_conn *conn, party_response *res, int force_c
  * the room's connect event. id is copied. */
 int party__conn_begin_upgrade(party_conn *conn, struct party_room *room, const char *id);
 /* WebSocket: sends the 101 response and starts reading frames (after any
- * bytes that arrived behind the request). */
-int party__conn_finish_upgrade(party_conn *conn);
+ * bytes that arrived behind the request). extra_headers (NULL: none):
+ * header lines, each ending in CRLF, added to the 101 (a cluster node's
+ * name and the room's epoch). */
+int party__conn_finish_upgrade(party_conn *conn, const char *extra_headers);
 /* WebSocket: after on_connect, reads the frames that arrived right behind
  * the upgrade request, frees the HTTP session, and starts reading. */
 void party__conn_start_ws(party_conn *conn);

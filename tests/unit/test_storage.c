@@ -1134,7 +1134,7 @@ static void test_data_dir_of_format_1_is_read_unchanged(void **state) {
 
 static void test_in_memory_backend_keeps_shared_rooms_while_open(void **state) {
     fixture *f = *state;
-    party__backend_config cfg = {NULL, 0, NULL, NULL, 0};
+    party__backend_config cfg = {0};
     party__backend *be = NULL;
     party__room_loaded loaded;
     party__room_store *rs = NULL;
