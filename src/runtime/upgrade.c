@@ -1059,6 +1059,17 @@ static int check_records(party__upgrade *up, char *why, size_t why_len) {
     return 0;
 }
 
+/* The test hook hold: while its file holds "1", the new process waits
+ * before it speaks to the old one, so a test can act on the old process
+ * while an upgrade is certainly under way (signals sent back to back may
+ * reach two threads and be handled in either order). */
+static void hold_while_hooked(void) {
+    char buf[8];
+    const char *v;
+    while ((v = test_hook("hold", buf, sizeof(buf))) != NULL && strcmp(v, "1") == 0)
+        usleep(10000);
+}
+
 int party__upgrade_receive(party_runtime *rt, int sock) {
     party__upgrade *up = rt->upgrade;
     char *buf, why[300];
@@ -1066,6 +1077,8 @@ int party__upgrade_receive(party_runtime *rt, int sock) {
     size_t n_fds;
     ssize_t n;
     unsigned version;
+
+    hold_while_hooked();
 
     if (up == NULL) {
         up = party__calloc(1, sizeof(*up));
