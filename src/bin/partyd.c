@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "cli.h"
 #include "fetch_allow.h"
 #include "log.h"
@@ -104,6 +105,12 @@ static const char usage_text[] =
     "  --fetch-max-bytes N      largest outbound answer body (default 8M)\n"
     "  --fetch-max-in-flight N  outbound requests unanswered at once in the process;\n"
     "                           one more is refused (default 1024)\n"
+    "  --proxy-protocol         every connection starts with a PROXY protocol header\n"
+    "                           (v1 or v2, as HAProxy's send-proxy-v2) naming the\n"
+    "                           client; one without a valid header is closed\n"
+    "  --trusted-proxies LIST   addresses and CIDRs (comma-separated) whose\n"
+    "                           Forwarded / X-Forwarded-For name the client\n"
+    "                           (default: none; the headers are ignored)\n"
     "  --threads N              event-loop threads; each room runs on one of them\n"
     "                           (default: one per core; at most 64)\n"
     "  --admin-token TOKEN      enable /_partyd/rooms for 'Authorization: Bearer TOKEN'\n"
@@ -159,6 +166,8 @@ enum {
     OPT_FETCH_CA_FILE,
     OPT_FETCH_MAX_BYTES,
     OPT_FETCH_MAX_IN_FLIGHT,
+    OPT_PROXY_PROTOCOL,
+    OPT_TRUSTED_PROXIES,
     OPT_THREADS,
     OPT_VERSION,
     OPT_HELP,
@@ -201,6 +210,8 @@ static const struct option options[] = {
     {"fetch-ca-file", required_argument, NULL, OPT_FETCH_CA_FILE},
     {"fetch-max-bytes", required_argument, NULL, OPT_FETCH_MAX_BYTES},
     {"fetch-max-in-flight", required_argument, NULL, OPT_FETCH_MAX_IN_FLIGHT},
+    {"proxy-protocol", no_argument, NULL, OPT_PROXY_PROTOCOL},
+    {"trusted-proxies", required_argument, NULL, OPT_TRUSTED_PROXIES},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -382,8 +393,9 @@ static int party_name_valid(const char *name, size_t len) {
 }
 
 /* Checks that the object at handle was built against this party.h: its
- * party_abi must be this ABI (or 2, read up to ABI 3's fields), as it is read before party_module()
- * is called (a definition of another layout would be misread). 0, or -1 after saying why on stderr.
+ * party_abi must be this ABI (or 2 or 3, read up to the next ABI's fields), as it is read before
+ * party_module() is called (a definition of another layout would be misread). 0, or -1 after saying
+ * why on stderr.
  */
 static int check_party_abi(const char *what, const char *spec, void *handle) {
     const unsigned *abi = dlsym(handle, "party_abi");
@@ -404,7 +416,7 @@ static int check_party_abi(const char *what, const char *spec, void *handle) {
                 what, spec, PARTY_VERSION_STRING, PARTY_ABI_VERSION);
         return -1;
     }
-    if (*abi != PARTY_ABI_VERSION && *abi != 2) {
+    if (*abi != PARTY_ABI_VERSION && *abi != 2 && *abi != 3) {
         fprintf(stderr,
                 "partyd: %s %s: built against party.h ABI %u; this partyd is %s "
                 "(ABI %d): rebuild the party against this party.h\n",
@@ -467,10 +479,13 @@ static int load_party(const char *what, const char *spec) {
         return -1;
     }
     lp = &loaded[n_loaded];
-    /* An ABI 2 definition ends where ABI 3's fields begin: those stay
-     * zero, and the runtime reads it as ABI 2 (its abi field). */
+    /* An ABI 2 (3) definition ends where ABI 3's (4's) fields begin: those
+     * stay zero, and the runtime reads it as of its ABI (its abi field). */
     memset(&lp->def, 0, sizeof(lp->def));
-    memcpy(&lp->def, def, abi == 2 ? offsetof(party_def, sync) : sizeof(*def));
+    memcpy(&lp->def, def,
+           abi == 2   ? offsetof(party_def, sync)
+           : abi == 3 ? offsetof(party_def, max_room_conns)
+                      : sizeof(*def));
     lp->name = party__strndup(spec, (size_t)(eq - spec));
     lp->path = party__strdup(eq + 1);
     lp->handle = handle;
@@ -697,6 +712,22 @@ static int apply_option(int opt, const char *arg, options_state *o) {
         if (parse_count("--fetch-max-in-flight", arg, &o->cfg.fetch_max_in_flight) != 0)
             return 2;
         break;
+    case OPT_PROXY_PROTOCOL:
+        o->cfg.proxy_protocol = 1;
+        break;
+    case OPT_TRUSTED_PROXIES: {
+        party__cidr_list list;
+        if (party__cidr_list_parse(arg, &list) != 0) {
+            fprintf(stderr,
+                    "partyd: --trusted-proxies: '%s' is not a list of IP addresses and CIDRs "
+                    "(e.g. 10.0.0.0/8,::1)\n",
+                    arg);
+            return 2;
+        }
+        party__cidr_list_free(&list);
+        o->cfg.trusted_proxies = arg;
+        break;
+    }
     case OPT_THREADS:
         if (parse_threads(arg, &o->cfg.threads) != 0)
             return 2;

@@ -77,6 +77,23 @@ char *party__addr_text(const party__addr *addr, char *out, size_t size) {
     return out;
 }
 
+int party__addr_text_checked(const party__addr *addr, char *out, size_t size) {
+    char text[PARTY__ADDR_TEXT_MAX];
+    size_t len;
+
+    if (out == NULL || size == 0)
+        return PARTY_EINVAL;
+    out[0] = '\0';
+    if (addr == NULL || addr->family == PARTY__ADDR_NONE)
+        return PARTY_ENOTFOUND;
+    party__addr_text(addr, text, sizeof(text));
+    len = strlen(text);
+    if (len >= size)
+        return PARTY_ETOOBIG;
+    memcpy(out, text, len + 1);
+    return 0;
+}
+
 int party__addr_equal(const party__addr *a, const party__addr *b) {
     return a->family == b->family && memcmp(a->bytes, b->bytes, sizeof(a->bytes)) == 0;
 }

@@ -37,6 +37,11 @@ int party__addr_parse(party__slice text, party__addr *out);
 /* The address (without port) as text into out (size bytes, NUL-
  * terminated, truncated); "-" when not known. Returns out. */
 char *party__addr_text(const party__addr *addr, char *out, size_t size);
+/* What party_conn_remote_addr and party_request_remote_addr give: the
+ * text of addr into out. 0; PARTY_ENOTFOUND when addr is NULL or not
+ * known (out then ""); PARTY_ETOOBIG when out is too small (out then "");
+ * PARTY_EINVAL when out is NULL or size 0. */
+int party__addr_text_checked(const party__addr *addr, char *out, size_t size);
 /* 1 when a and b are the same address (ports ignored). */
 int party__addr_equal(const party__addr *a, const party__addr *b);
 

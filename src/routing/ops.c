@@ -144,6 +144,7 @@ void party__ops_stats_add_loop(party__ops_stats *m, const party__loop *lp) {
     m->send_queue_drops += lp->send_queue_drops;
     m->accept_errors += lp->accept_errors;
     m->tls_errors += lp->tls_errors;
+    m->proxy_refused += lp->proxy_refused;
     o = &lp->http_stats;
     m->outbound.requests += o->requests;
     m->outbound.answered += o->answered;
@@ -208,6 +209,10 @@ static void metrics_write(const party__ops_stats *m, text_buf *tb) {
     metric_scalar(tb, "partyd_connections_requests_total", "counter",
                   "HTTP requests read and parsed, WebSocket handshakes included.",
                   m->http_requests);
+    metric_scalar(tb, "partyd_connections_proxy_refused_total", "counter",
+                  "Connections closed because they did not start with a valid PROXY protocol "
+                  "header (--proxy-protocol).",
+                  m->proxy_refused);
 
     metric_family(tb, "partyd_rooms_known", "gauge",
                   "Rooms known to the runtime: awake (in memory), hibernated (out of memory "

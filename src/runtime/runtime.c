@@ -69,6 +69,11 @@ void party_config_init(party_config *cfg) {
     cfg->fetch_max_bytes = 8u * 1024 * 1024;
     cfg->fetch_max_in_flight = PARTY_MAX_FETCH_URLS;
     cfg->threads = 1;
+    cfg->limit_addr_conns = 20000;
+    cfg->limit_addr_rate = 1000;
+    cfg->limit_conn_msgs = 1000;
+    cfg->limit_conn_bytes = 16.0 * 1024 * 1024;
+    cfg->limit_addr_table = 65536;
 }
 
 /* ---- per-loop-turn work ---- */
@@ -333,6 +338,7 @@ static int runtime_init_loop(party_runtime *rt, party__loop_ctx *lc, unsigned in
         return PARTY_ENOMEM;
     lc->lp.conn_upcalls = &conn_upcalls;
     lc->lp.on_quiet = loop_quiet;
+    lc->lp.trusted_proxies = &rt->trusted_proxies_list;
     lc->router.up = &router_upcalls;
     party__rooms_init(&lc->rooms, &lc->lp);
     runtime_share(lc);
@@ -386,12 +392,12 @@ void party__runtime_start_timers(party__loop_ctx *lc) {
 
 /* Whether a struct of this abi can be read: 0 means "compiled with this
  * header" (the struct was not set up by party_config_init or
- * PARTY_DEF_INIT); ABI 2's structs are read up to where ABI 3 appended
- * fields, which take their defaults. Any other value, 1 included
+ * PARTY_DEF_INIT); ABI 2's and 3's structs are read up to where the next
+ * ABI appended fields, which take their defaults. Any other value, 1 included
  * (party.h 0.1 had no abi field, so a 1 there is another field's bytes),
  * is refused. */
 static int abi_readable(unsigned abi) {
-    return abi == 0 || abi == PARTY__ABI2 || abi == PARTY_ABI_VERSION;
+    return abi == 0 || abi == PARTY__ABI2 || abi == PARTY__ABI3 || abi == PARTY_ABI_VERSION;
 }
 
 party_runtime *party_runtime_new(const party_config *cfg) {
@@ -425,6 +431,20 @@ party_runtime *party_runtime_new(const party_config *cfg) {
         defaults.abi = PARTY_ABI_VERSION;
         defaults.agents_prefix = NULL;
         cfg = &defaults;
+    } else if (cfg->abi == PARTY__ABI3) {
+        memset(&defaults, 0, sizeof(defaults));
+        memcpy(&defaults, cfg, PARTY__CONFIG_ABI3_SIZE);
+        defaults.abi = PARTY_ABI_VERSION;
+        cfg = &defaults;
+    }
+    if (cfg == &defaults && defaults.limit_addr_table == 0) {
+        /* An older ABI's struct: ABI 4's fields take the defaults (no PROXY
+         * protocol, no trusted proxies, the generous limits). */
+        party_config fresh;
+        party_config_init(&fresh);
+        memcpy((char *)&defaults + PARTY__CONFIG_ABI3_SIZE,
+               (char *)&fresh + PARTY__CONFIG_ABI3_SIZE,
+               sizeof(defaults) - PARTY__CONFIG_ABI3_SIZE);
     }
     rt->cfg = *cfg;
     rt->host = party__strdup(cfg->host != NULL ? cfg->host : "127.0.0.1");
@@ -455,6 +475,7 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     rt->tls_key = cfg->tls_key != NULL ? party__strdup(cfg->tls_key) : NULL;
     rt->fetch_allow = cfg->fetch_allow != NULL ? party__strdup(cfg->fetch_allow) : NULL;
     rt->fetch_ca_file = cfg->fetch_ca_file != NULL ? party__strdup(cfg->fetch_ca_file) : NULL;
+    rt->trusted_proxies = cfg->trusted_proxies != NULL ? party__strdup(cfg->trusted_proxies) : NULL;
     if (rt->host == NULL || rt->prefix == NULL || (cfg->data_dir != NULL && rt->data_dir == NULL) ||
         rt->ops_prefix == NULL || (cfg->admin_token != NULL && rt->admin_token == NULL) ||
         (cfg->static_dir != NULL && rt->static_dir == NULL) ||
@@ -462,6 +483,7 @@ party_runtime *party_runtime_new(const party_config *cfg) {
         (cfg->tls_key != NULL && rt->tls_key == NULL) ||
         (cfg->fetch_allow != NULL && rt->fetch_allow == NULL) ||
         (cfg->fetch_ca_file != NULL && rt->fetch_ca_file == NULL) ||
+        (cfg->trusted_proxies != NULL && rt->trusted_proxies == NULL) ||
         (*agents != '\0' && rt->agents_prefix == NULL))
         goto fail;
     rt->cfg.host = rt->host;
@@ -474,6 +496,15 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     rt->cfg.tls_key = rt->tls_key;
     rt->cfg.fetch_allow = rt->fetch_allow;
     rt->cfg.fetch_ca_file = rt->fetch_ca_file;
+    rt->cfg.trusted_proxies = rt->trusted_proxies;
+    if (rt->trusted_proxies != NULL &&
+        party__cidr_list_parse(rt->trusted_proxies, &rt->trusted_proxies_list) != 0) {
+        party__log_write(PARTY__LOG_ERROR, 0, PARTY__LOG_ERROR,
+                         "party_runtime_new: trusted_proxies '%s' is not a list of IP addresses "
+                         "and CIDRs",
+                         rt->trusted_proxies);
+        goto fail;
+    }
     rt->cfg.agents_prefix = rt->agents_prefix;
     rt->durability_full = cfg->durability != PARTY_DURABILITY_NORMAL;
     if (rt->cfg.max_headers > PARTY__HTTP_MAX_HEADERS)
@@ -507,6 +538,7 @@ fail:
     party__free(rt->tls_key);
     party__free(rt->fetch_allow);
     party__free(rt->fetch_ca_file);
+    party__free(rt->trusted_proxies);
     party__free(rt);
     return NULL;
 }
@@ -547,12 +579,13 @@ int party_runtime_add(party_runtime *rt, const party_def *def) {
     rt->parties = grown;
     runtime_share(&rt->main);
     rt->parties[rt->n_parties].own_def = NULL;
-    if (def->abi == PARTY__ABI2) {
-        /* Read as far as ABI 2 went; the rest zero (no synced state). */
+    if (def->abi == PARTY__ABI2 || def->abi == PARTY__ABI3) {
+        /* Read as far as its ABI went; the rest zero (no synced state, the
+         * runtime's limits). */
         party_def *copy = party__calloc(1, sizeof(*copy));
         if (copy == NULL)
             return PARTY_ENOMEM;
-        memcpy(copy, def, PARTY__DEF_ABI2_SIZE);
+        memcpy(copy, def, def->abi == PARTY__ABI2 ? PARTY__DEF_ABI2_SIZE : PARTY__DEF_ABI3_SIZE);
         copy->abi = PARTY_ABI_VERSION;
         rt->parties[rt->n_parties].own_def = copy;
         def = copy;
@@ -1075,6 +1108,8 @@ void party_runtime_free(party_runtime *rt) {
     party__free(rt->tls_key);
     party__free(rt->fetch_allow);
     party__free(rt->fetch_ca_file);
+    party__free(rt->trusted_proxies);
+    party__cidr_list_free(&rt->trusted_proxies_list);
     /* Last: the data directory is this runtime's until everything in it
      * is closed. */
     if (rt->data_lock_fd >= 0)

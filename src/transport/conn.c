@@ -21,8 +21,10 @@
 
 #include <openssl/rand.h>
 
+#include "forwarded.h"
 #include "log.h"
 #include "loop.h"
+#include "proxy.h"
 #include "slab.h"
 #include "alloc.h"
 
@@ -644,6 +646,7 @@ static int http_session_new(party_conn *conn) {
 static void http_session_free(party__http_session *s) {
     if (s == NULL)
         return;
+    party__free(s->proxy_buf);
     if (s->have_preq)
         party__request_free(&s->preq);
     party__free(s->buf);
@@ -660,6 +663,8 @@ void party__conn_end_http(party_conn *conn) {
     lp->http_ended++;
     if (s->have_preq)
         party__request_free(&s->preq);
+    party__free(s->proxy_buf);
+    s->proxy_buf = NULL;
     if (s->cap > SPARE_BUF_MAX) {
         party__free(s->buf);
         s->buf = NULL;
@@ -862,13 +867,23 @@ static void conn_parse_one(party_conn *conn) {
     if (r == PARTY__HTTP_ERROR) {
         char body[160];
         party__conn_loop(conn)->http_errors++;
-        party__log_info(party__conn_loop(conn), "http: %d %s%s", err.status, err.reason,
-                        limit_flag(err.reason));
+        char from[PARTY__ADDR_TEXT_MAX];
+        party__log_info(party__conn_loop(conn), "http: %d %s%s from %s", err.status, err.reason,
+                        limit_flag(err.reason), party__addr_text(&s->peer, from, sizeof(from)));
         snprintf(body, sizeof(body), "%s\n", err.reason);
         party__conn_http_fail(conn, err.status, body);
         return;
     }
     party__conn_loop(conn)->http_requests++;
+    /* The request's client: whom a trusted proxy names, else the peer. A
+     * connection's own client is its first request's. */
+    s->remote = s->peer;
+    (void)party__forwarded_client(s->req.headers, s->req.n_headers,
+                                  party__conn_loop(conn)->trusted_proxies, &s->remote);
+    if (!conn->client_known) {
+        conn->client_known = 1;
+        conn->peer = s->remote;
+    }
     conn_timer_stop(conn);
     conn_stop_reading(conn);
     conn->phase = PARTY__CONN_HTTP_BUSY;
@@ -942,8 +957,12 @@ static int on_ws_event(void *arg, const party__ws_event *wev) {
     }
     case PARTY__WS_EV_ERROR:
         party__conn_loop(conn)->protocol_errors++;
-        party__log_info(party__conn_loop(conn), "conn %s: %s; closing with %d", conn->id,
-                        wev->error, wev->close_code);
+        {
+            char from[PARTY__ADDR_TEXT_MAX];
+            party__log_info(party__conn_loop(conn), "conn %s from %s: %s; closing with %d",
+                            conn->id, party__addr_text(&conn->peer, from, sizeof(from)), wev->error,
+                            wev->close_code);
+        }
         conn_report_error(conn, wev->error);
         conn_stop_reading(conn);
         /* After our own Close, a bad frame ends the wait for the reply; a
@@ -978,6 +997,7 @@ static void conn_feed_ws(party_conn *conn, char *data, size_t len) {
 
 int party__conn_begin_upgrade(party_conn *conn, struct party_room *room, const char *id) {
     size_t id_len = strlen(id);
+    conn->peer = conn->http->remote;
     party__slice target = conn->http->req.target;
     /* partysocket sends its id as the URL's first parameter, and with no
      * query of its own the last (?_pk=ID): then the uri's tail is the id
@@ -1140,9 +1160,87 @@ static void on_read(party_conn *conn, const party__transport_ops *ops, ssize_t n
  * readable for the next loop turn). */
 #define READS_PER_TURN 32
 
+/* The PROXY header a --proxy-protocol listener expects first: read
+ * below the transport (it comes before a TLS handshake too), and never
+ * past its end, so what follows is read as if it were the first byte. A
+ * header is peeked at, then only its bytes are taken; one that came in
+ * pieces waits in the session meanwhile. 0: done, read on; 1: more is
+ * needed (or the socket is empty); -1: the connection was closed. */
+static NOT_INLINED int proxy_read(party_conn *conn) {
+    party__loop *lp = party__conn_loop(conn);
+    party__http_session *s = conn->http;
+    size_t have = s->proxy_have;
+    party__proxy_header h;
+    const char *error = NULL;
+    char from[PARTY__ADDR_TEXT_MAX];
+    ssize_t n;
+    int r;
+
+    if (have > 0)
+        memcpy(lp->read_buf, s->proxy_buf, have);
+    do
+        n = recv(conn->fd, lp->read_buf + have, PARTY__READ_BUF_SIZE - have, MSG_PEEK);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return 1;
+    if (n <= 0) {
+        conn_close_now(conn); /* gone before saying who it serves: nothing to count */
+        return -1;
+    }
+    r = party__proxy_parse(lp->read_buf, have + (size_t)n, &h, &error);
+    if (r == PARTY__PROXY_AGAIN && have + (size_t)n >= PARTY__READ_BUF_SIZE) {
+        r = PARTY__PROXY_ERROR;
+        error = "PROXY header longer than 64 KiB";
+    }
+    if (r == PARTY__PROXY_ERROR) {
+        lp->proxy_refused++;
+        party__log_info(lp, "proxy protocol: %s, from %s (--proxy-protocol); closing", error,
+                        party__addr_text(&s->peer, from, sizeof(from)));
+        conn_close_now(conn);
+        return -1;
+    }
+    /* Take what belongs to the header: all of it when it is whole, else
+     * everything peeked (all of it is header) into the session. */
+    {
+        size_t take = r == PARTY__PROXY_DONE ? h.len - have : (size_t)n;
+        char *dst;
+        if (r == PARTY__PROXY_AGAIN) {
+            char *grown = party__realloc(s->proxy_buf, have + take);
+            if (grown == NULL) {
+                conn_close_now(conn);
+                return -1;
+            }
+            s->proxy_buf = grown;
+            dst = grown + have;
+        } else {
+            dst = lp->read_buf + have;
+        }
+        do
+            n = recv(conn->fd, dst, take, 0);
+        while (n < 0 && errno == EINTR);
+        if (n != (ssize_t)take) { /* what was peeked is there: this does not happen */
+            conn_close_now(conn);
+            return -1;
+        }
+        if (r == PARTY__PROXY_AGAIN) {
+            s->proxy_have = (uint32_t)(have + take);
+            return 1;
+        }
+    }
+    party__free(s->proxy_buf);
+    s->proxy_buf = NULL;
+    s->proxy_have = 0;
+    conn->proxy_pending = 0;
+    if (!h.local) /* LOCAL: the proxy's own health check; the peer is the proxy */
+        s->peer = conn->peer = h.source;
+    return 0;
+}
+
 static void conn_read(party_conn *conn) {
     unsigned turns;
 
+    if (conn->proxy_pending && proxy_read(conn) != 0)
+        return;
     for (turns = 0; turns < READS_PER_TURN && conn->reading && !conn->transport_closing; turns++) {
         /* Asked each time: input may have changed the transport. */
         const party__transport_ops *ops = conn_ops(conn);
@@ -1250,7 +1348,8 @@ static void conn_begin_http(party_conn *conn) {
     conn_start_reading(conn);
 }
 
-void party__conn_accept_fd(party__loop *lp, int fd, const party__transport_ops *transport) {
+void party__conn_accept_fd(party__loop *lp, int fd, const party__transport_ops *transport,
+                           const void *peer) {
     int on = 1;
     party_conn *conn = conn_new(lp, fd);
 
@@ -1262,6 +1361,10 @@ void party__conn_accept_fd(party__loop *lp, int fd, const party__transport_ops *
         conn_close_socket(conn);
         return;
     }
+    if (peer != NULL)
+        (void)party__addr_from_sockaddr(&conn->peer, peer);
+    conn->http->peer = conn->peer;
+    conn->proxy_pending = lp->cfg.proxy_protocol != 0;
     /* Frames go out as written: no waiting to fill a segment. */
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
     if (transport != NULL && transport->accept != NULL && transport->accept(conn) != 0) {
@@ -1303,6 +1406,7 @@ int party__conn_detach(party_conn *conn, party__conn_handoff *out) {
     /* The socket itself moves: this loop's handle stops watching it as the
      * connection here closes, and leaves it open. */
     out->fd = conn->fd;
+    out->peer = conn->peer;
     conn->fd = -1;
     out->internal = conn->internal;
     out->keep_alive = conn->keep_alive;
@@ -1345,6 +1449,8 @@ int party__conn_adopt_handoff(party__loop *lp, party__conn_handoff *h) {
         return PARTY_ENOMEM;
     }
     conn->http = h->http;
+    conn->peer = h->peer;
+    conn->client_known = 1; /* its request was parsed where it was read */
     conn->internal = h->internal;
     conn->keep_alive = h->keep_alive;
     conn->head_only = h->head_only;
@@ -1651,4 +1757,8 @@ const void *party_conn_state(party_conn *conn, size_t *len) {
     if (len != NULL)
         *len = conn->state_len;
     return conn->state;
+}
+
+int party_conn_remote_addr(party_conn *conn, char *out, size_t size) {
+    return party__addr_text_checked(conn != NULL ? &conn->peer : NULL, out, size);
 }

@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "party.h"
+#include "addr.h"
 #include "buf.h"
 #include "http.h"
 #include "request.h"
@@ -38,8 +39,12 @@ typedef struct party__http_session {
     party__http_request req;
     party_request preq; /* the public view, while a room or hook has it */
     int have_preq;
-    const char *const *cors;                /* headers to add to this request's answer, or NULL */
-    size_t consumed;                        /* bytes of buf that the current request used */
+    const char *const *cors; /* headers to add to this request's answer, or NULL */
+    size_t consumed;         /* bytes of buf that the current request used */
+    party__addr peer;        /* who sent the bytes: the socket's peer, or a PROXY header's client */
+    party__addr remote;      /* the current request's client: peer, or whom a trusted proxy named */
+    char *proxy_buf;         /* a PROXY header that came in pieces, while it does */
+    uint32_t proxy_have;
     struct party__http_session *next_spare; /* in the loop's pool */
 } party__http_session;
 
@@ -83,9 +88,15 @@ struct party_conn {
     unsigned id_at : PARTY__CONN_ID_AT_BITS;
     unsigned watched : 2;  /* the UV_READABLE | UV_WRITABLE the handle watches */
     unsigned readonly : 1; /* set by its room (party_conn_set_readonly): refused state and writes */
-    unsigned gate_acted : 1; /* held: its client acted on the batch (party__conn_hold_acted) */
+    unsigned gate_acted : 1;    /* held: its client acted on the batch (party__conn_hold_acted) */
+    unsigned proxy_pending : 1; /* a PROXY protocol header is expected first */
+    unsigned client_known : 1;  /* peer is its first request's client */
     uint8_t n_tags;
     uint16_t peer_close_code;
+    /* The client (binary, 20 bytes): the socket's peer until its first
+     * request, then that request's client (PROXY header, trusted proxies);
+     * a WebSocket's is its upgrade request's. */
+    party__addr peer;
 
     party__http_session *http; /* HTTP phase only */
     party__ws_reader reader;   /* WebSocket phase */
@@ -145,9 +156,11 @@ typedef struct party__conn_upcalls {
 } party__conn_upcalls;
 
 /* Serves a socket the listener accepted (non-blocking) over transport
- * (NULL: plaintext); fd is the runtime's from now on, also when this
- * fails. */
-void party__conn_accept_fd(party__loop *lp, int fd, const party__transport_ops *transport);
+ * (NULL: plaintext), from peer (a struct sockaddr; NULL: not known); fd is
+ * the runtime's from now on, also when this fails. With
+ * cfg.proxy_protocol, a PROXY header is read first. */
+void party__conn_accept_fd(party__loop *lp, int fd, const party__transport_ops *transport,
+                           const void *peer);
 /* Serves an already connected stream socket (e.g. one end of a
  * socketpair), as if accepted, in plaintext. internal: trusted by the
  * runtime (may address rooms by id). fd is the runtime's from now on, also
@@ -159,6 +172,7 @@ int party__conn_adopt(party__loop *lp, int fd, int internal);
  * transport state. The fields are conn.c's; a caller only carries it. */
 typedef struct party__conn_handoff {
     int fd;
+    party__addr peer;
     unsigned internal : 1, keep_alive : 1, head_only : 1;
     party__http_session *http;
     party__transport *transport; /* NULL: plaintext */

@@ -29,6 +29,7 @@ struct party__http_session;
 struct party__transport;
 struct party__transport_ops;
 struct party__conn_upcalls;
+struct party__cidr_list;
 struct ssl_ctx_st;
 
 typedef struct party__loop party__loop;
@@ -77,6 +78,11 @@ struct party__loop {
     int listen_fd; /* -1 when not listening */
     int spare_fd;  /* kept open to be given up when accept() hits EMFILE */
     uint64_t accept_errors, last_accept_warning;
+    /* Clients behind proxies: the runtime's parsed --trusted-proxies
+     * (NULL: none), and connections closed for want of a valid PROXY
+     * header (--proxy-protocol) */
+    const struct party__cidr_list *trusted_proxies;
+    uint64_t proxy_refused;
 
     /* Keepalive (keepalive.c) */
     uv_timer_t keepalive_timer;        /* pings idle WebSockets every ping_interval */
