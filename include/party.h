@@ -782,6 +782,10 @@ typedef struct party_config {
                                     connection, as limit_conn_msgs */
     size_t limit_addr_table;     /* 65536: client addresses whose counts are kept at once;
                                     the least recently seen is forgotten first */
+    const char *limit_exempt;    /* "127.0.0.1,::1": addresses and CIDRs (comma-separated)
+                                    no limit above applies to: the host's own clients
+                                    (a local proxy that names no other client, health
+                                    checks, benchmarks). NULL or "": none */
 } party_config;
 
 /* Fills cfg with the defaults above. */

@@ -30,6 +30,7 @@
 #include "fetch.h"
 #include "outbound.h"
 #include "keepalive.h"
+#include "addr_limits.h"
 #include "listener.h"
 #include "log.h"
 #include "loops.h"
@@ -74,6 +75,7 @@ void party_config_init(party_config *cfg) {
     cfg->limit_conn_msgs = 1000;
     cfg->limit_conn_bytes = 16.0 * 1024 * 1024;
     cfg->limit_addr_table = 65536;
+    cfg->limit_exempt = "127.0.0.1,::1";
 }
 
 /* ---- per-loop-turn work ---- */
@@ -158,6 +160,8 @@ static void on_stop_async(uv_async_t *async) {
 static int conn_message_cb(party_room *room, party_conn *conn, party__slice data, int binary) {
     party__event ev;
 
+    if (party__conn_meter(conn, data.len, &room->party->meter) != 0)
+        return 0; /* closing with 1013: the client kept going over its limit */
     memset(&ev, 0, sizeof(ev));
     ev.type = PARTY__EV_MESSAGE;
     ev.conn = conn;
@@ -339,6 +343,8 @@ static int runtime_init_loop(party_runtime *rt, party__loop_ctx *lc, unsigned in
     lc->lp.conn_upcalls = &conn_upcalls;
     lc->lp.on_quiet = loop_quiet;
     lc->lp.trusted_proxies = &rt->trusted_proxies_list;
+    lc->lp.addr_limits = rt->addr_limits;
+    lc->lp.limit_exempt = &rt->limit_exempt_list;
     lc->router.up = &router_upcalls;
     party__rooms_init(&lc->rooms, &lc->lp);
     runtime_share(lc);
@@ -476,6 +482,7 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     rt->fetch_allow = cfg->fetch_allow != NULL ? party__strdup(cfg->fetch_allow) : NULL;
     rt->fetch_ca_file = cfg->fetch_ca_file != NULL ? party__strdup(cfg->fetch_ca_file) : NULL;
     rt->trusted_proxies = cfg->trusted_proxies != NULL ? party__strdup(cfg->trusted_proxies) : NULL;
+    rt->limit_exempt = cfg->limit_exempt != NULL ? party__strdup(cfg->limit_exempt) : NULL;
     if (rt->host == NULL || rt->prefix == NULL || (cfg->data_dir != NULL && rt->data_dir == NULL) ||
         rt->ops_prefix == NULL || (cfg->admin_token != NULL && rt->admin_token == NULL) ||
         (cfg->static_dir != NULL && rt->static_dir == NULL) ||
@@ -484,6 +491,7 @@ party_runtime *party_runtime_new(const party_config *cfg) {
         (cfg->fetch_allow != NULL && rt->fetch_allow == NULL) ||
         (cfg->fetch_ca_file != NULL && rt->fetch_ca_file == NULL) ||
         (cfg->trusted_proxies != NULL && rt->trusted_proxies == NULL) ||
+        (cfg->limit_exempt != NULL && rt->limit_exempt == NULL) ||
         (*agents != '\0' && rt->agents_prefix == NULL))
         goto fail;
     rt->cfg.host = rt->host;
@@ -505,6 +513,15 @@ party_runtime *party_runtime_new(const party_config *cfg) {
                          rt->trusted_proxies);
         goto fail;
     }
+    rt->cfg.limit_exempt = rt->limit_exempt;
+    if (rt->limit_exempt != NULL &&
+        party__cidr_list_parse(rt->limit_exempt, &rt->limit_exempt_list) != 0) {
+        party__log_write(PARTY__LOG_ERROR, 0, PARTY__LOG_ERROR,
+                         "party_runtime_new: limit_exempt '%s' is not a list of IP addresses "
+                         "and CIDRs",
+                         rt->limit_exempt);
+        goto fail;
+    }
     rt->cfg.agents_prefix = rt->agents_prefix;
     rt->durability_full = cfg->durability != PARTY_DURABILITY_NORMAL;
     if (rt->cfg.max_headers > PARTY__HTTP_MAX_HEADERS)
@@ -514,6 +531,9 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     rt->max_own_file_rooms = party__default_max_own_file_rooms();
     if (rt->cfg.send_queue_bytes > UINT32_MAX)
         rt->cfg.send_queue_bytes = UINT32_MAX; /* connections count it in 32 bits */
+    rt->addr_limits = party__addr_limits_new(rt->cfg.limit_addr_table);
+    if (rt->addr_limits == NULL)
+        goto fail;
     rt->n_loops = 1;
     if (runtime_init_loop(rt, &rt->main, 0) != 0) {
         if (rt->main.lp.loop.data == NULL)
@@ -539,6 +559,10 @@ fail:
     party__free(rt->fetch_allow);
     party__free(rt->fetch_ca_file);
     party__free(rt->trusted_proxies);
+    party__cidr_list_free(&rt->trusted_proxies_list);
+    party__free(rt->limit_exempt);
+    party__cidr_list_free(&rt->limit_exempt_list);
+    party__addr_limits_free(rt->addr_limits);
     party__free(rt);
     return NULL;
 }
@@ -593,6 +617,12 @@ int party_runtime_add(party_runtime *rt, const party_def *def) {
     rt->parties[rt->n_parties].def = def;
     /* Asked on every message: read once from the definition. */
     rt->parties[rt->n_parties].sync = party__sync_enabled(def);
+    rt->parties[rt->n_parties].max_room_conns =
+        def->max_room_conns != 0 ? def->max_room_conns : rt->cfg.max_room_conns;
+    party__meter_init(&rt->parties[rt->n_parties].meter,
+                      def->limit_conn_msgs != 0 ? def->limit_conn_msgs : rt->cfg.limit_conn_msgs,
+                      def->limit_conn_bytes != 0 ? def->limit_conn_bytes
+                                                 : rt->cfg.limit_conn_bytes);
     rt->parties[rt->n_parties].name = party__strdup(def->name);
     if (rt->parties[rt->n_parties].name == NULL) {
         party__free(rt->parties[rt->n_parties].own_def);
@@ -1110,6 +1140,9 @@ void party_runtime_free(party_runtime *rt) {
     party__free(rt->fetch_ca_file);
     party__free(rt->trusted_proxies);
     party__cidr_list_free(&rt->trusted_proxies_list);
+    party__addr_limits_free(rt->addr_limits);
+    party__free(rt->limit_exempt);
+    party__cidr_list_free(&rt->limit_exempt_list);
     /* Last: the data directory is this runtime's until everything in it
      * is closed. */
     if (rt->data_lock_fd >= 0)

@@ -67,8 +67,11 @@ struct party_runtime {
     char *agents_prefix; /* the Agents clients' second prefix, NULL: off */
     char *tls_cert, *tls_key;
     char *fetch_allow, *fetch_ca_file;
-    char *trusted_proxies;                 /* the text, as given */
-    party__cidr_list trusted_proxies_list; /* parsed; every loop points at it */
+    char *trusted_proxies;                  /* the text, as given */
+    party__cidr_list trusted_proxies_list;  /* parsed; every loop points at it */
+    struct party__addr_limits *addr_limits; /* per client address; every loop's */
+    char *limit_exempt;                     /* the text, as given */
+    party__cidr_list limit_exempt_list;     /* parsed; every loop points at it */
     /* Outbound HTTP requests unanswered over every loop (atomic; each
      * loop's rooms count through a pointer to it: outbound.h) */
     size_t n_outbound;

@@ -22,6 +22,7 @@
 #include <openssl/rand.h>
 
 #include "forwarded.h"
+#include "addr_limits.h"
 #include "log.h"
 #include "loop.h"
 #include "proxy.h"
@@ -187,6 +188,9 @@ static void conn_free(party_conn *conn) {
         party__free(ident_block(conn)); /* the uri lives in the same block */
     party__free(conn->tags);
     party__free(conn->state);
+    party__free(conn->meter);
+    if (conn->addr_counted)
+        party__addr_limits_give(lp->addr_limits, &conn->peer);
     transport_free(conn);
     if (!conn->handed_off) /* other loops read the total: atomic */
         __atomic_fetch_sub(&lp->n_conns, 1, __ATOMIC_RELAXED);
@@ -464,6 +468,7 @@ void party__conn_consume(party_conn *conn, size_t n) {
 }
 
 void party__conn_trim(party_conn *conn) {
+    party__conn_meter_release(conn);
     if (conn->out_len == 0 && conn->out_cap > 1) {
         party__free(conn->out);
         conn->out = NULL;
@@ -851,6 +856,64 @@ static const char *limit_flag(const char *reason) {
     return "";
 }
 
+/* 1 when no limit applies to a client: it has no network address (the
+ * test harness), or it is in --limit-exempt. */
+static int conn_unmetered(party__loop *lp, const party__addr *addr) {
+    return addr->family == PARTY__ADDR_NONE ||
+           (lp->limit_exempt != NULL && party__cidr_list_match(lp->limit_exempt, addr));
+}
+
+/* A connection's first request named its client: the per-address limits
+ * count it, or it is answered 429 with Retry-After and closed. 0 to go
+ * on. */
+static NOT_INLINED int conn_admit_client(party_conn *conn) {
+    party__loop *lp = party__conn_loop(conn);
+    unsigned retry_after;
+    int counted;
+    int r;
+
+    if (conn_unmetered(lp, &conn->peer)) {
+        conn->unmetered = 1;
+        return 0;
+    }
+    r = party__addr_limits_take(lp->addr_limits, &conn->peer, party__loop_now(lp),
+                                lp->cfg.limit_addr_conns, lp->cfg.limit_addr_rate, &retry_after,
+                                &counted);
+    char from[PARTY__ADDR_TEXT_MAX], body[160], after[16];
+    party_response res;
+
+    conn->addr_counted = (unsigned)counted;
+    if (r != PARTY__LIMIT_CONNS && r != PARTY__LIMIT_RATE)
+        return 0;
+    party__addr_text(&conn->peer, from, sizeof(from));
+    if (r == PARTY__LIMIT_CONNS) {
+        lp->limit_addr_conns++;
+        if (party__loop_warning_due(lp, &lp->last_limit_warning))
+            party__log_warn(lp, "limit: %s has %zu connections open (--limit-addr-conns); 429",
+                            from, lp->cfg.limit_addr_conns);
+        snprintf(body, sizeof(body), "too many connections from %s (limit-addr-conns)\n", from);
+    } else {
+        lp->limit_addr_rate++;
+        if (party__loop_warning_due(lp, &lp->last_limit_warning))
+            party__log_warn(lp,
+                            "limit: %s opens more than %g connections a second "
+                            "(--limit-addr-rate); 429",
+                            from, lp->cfg.limit_addr_rate);
+        snprintf(body, sizeof(body), "too many new connections from %s (limit-addr-rate)\n", from);
+    }
+    /* D5: a limit passes; the client is told when to try again. */
+    snprintf(after, sizeof(after), "%u", retry_after);
+    party__response_init(&res);
+    party__response_text(&res, 429, body);
+    party_response_set_header(&res, "Retry-After", after);
+    conn_timer_stop(conn);
+    conn->phase = PARTY__CONN_HTTP_BUSY;
+    conn_stop_reading(conn);
+    party__conn_http_respond(conn, &res, 1);
+    party__response_free(&res);
+    return -1;
+}
+
 /* Parses one request from the session buffer and routes it. */
 static void conn_parse_one(party_conn *conn) {
     party__http_session *s = conn->http;
@@ -883,6 +946,8 @@ static void conn_parse_one(party_conn *conn) {
     if (!conn->client_known) {
         conn->client_known = 1;
         conn->peer = s->remote;
+        if (!conn->internal && conn_admit_client(conn) != 0)
+            return;
     }
     conn_timer_stop(conn);
     conn_stop_reading(conn);
@@ -997,7 +1062,22 @@ static void conn_feed_ws(party_conn *conn, char *data, size_t len) {
 
 int party__conn_begin_upgrade(party_conn *conn, struct party_room *room, const char *id) {
     size_t id_len = strlen(id);
-    conn->peer = conn->http->remote;
+    if (!party__addr_equal(&conn->peer, &conn->http->remote) ||
+        conn->peer.port != conn->http->remote.port) {
+        /* A keep-alive connection through a trusted proxy upgrades for a
+         * client other than its first request's: counted for this one now. */
+        party__loop *lp = party__conn_loop(conn);
+        unsigned retry_after;
+        int counted = 0;
+        if (conn->addr_counted)
+            party__addr_limits_give(lp->addr_limits, &conn->peer);
+        conn->peer = conn->http->remote;
+        conn->unmetered = (unsigned)conn_unmetered(lp, &conn->peer);
+        if (conn->addr_counted && !conn->unmetered)
+            (void)party__addr_limits_take(lp->addr_limits, &conn->peer, party__loop_now(lp), 0, 0,
+                                          &retry_after, &counted);
+        conn->addr_counted = (unsigned)counted;
+    }
     party__slice target = conn->http->req.target;
     /* partysocket sends its id as the URL's first parameter, and with no
      * query of its own the last (?_pk=ID): then the uri's tail is the id
@@ -1386,6 +1466,7 @@ int party__conn_adopt(party__loop *lp, int fd, int internal) {
         return PARTY_ENOMEM;
     }
     conn->internal = (uint8_t)internal;
+    conn->unmetered = 1; /* no network client: the runtime's own, or the test harness's */
     conn_begin_http(conn);
     return 0;
 }
@@ -1407,6 +1488,9 @@ int party__conn_detach(party_conn *conn, party__conn_handoff *out) {
      * connection here closes, and leaves it open. */
     out->fd = conn->fd;
     out->peer = conn->peer;
+    out->addr_counted = conn->addr_counted;
+    out->unmetered = conn->unmetered;
+    conn->addr_counted = 0; /* the count goes with it */
     conn->fd = -1;
     out->internal = conn->internal;
     out->keep_alive = conn->keep_alive;
@@ -1450,6 +1534,8 @@ int party__conn_adopt_handoff(party__loop *lp, party__conn_handoff *h) {
     }
     conn->http = h->http;
     conn->peer = h->peer;
+    conn->addr_counted = h->addr_counted;
+    conn->unmetered = h->unmetered;
     conn->client_known = 1; /* its request was parsed where it was read */
     conn->internal = h->internal;
     conn->keep_alive = h->keep_alive;
@@ -1761,4 +1847,119 @@ const void *party_conn_state(party_conn *conn, size_t *len) {
 
 int party_conn_remote_addr(party_conn *conn, char *out, size_t size) {
     return party__addr_text_checked(conn != NULL ? &conn->peer : NULL, out, size);
+}
+
+/* ---- the message meter ---- */
+
+/* Pauses after which a client still over its limit is closed with 1013. */
+#define METER_STRIKES 4
+
+typedef struct party__meter_state {
+    uint64_t msg_due, byte_due; /* GCRA: loop-clock nanoseconds */
+    uint8_t strikes;            /* pauses in a row the client was over again right after */
+    uint8_t paused;             /* reading waits for the resume timer */
+    uint8_t which;              /* 1: messages, 2: bytes (what paused it last) */
+} party__meter_state;
+
+void party__meter_init(party__meter *m, double msgs_per_s, double bytes_per_s) {
+    memset(m, 0, sizeof(*m));
+    if (msgs_per_s > 0) {
+        m->msg_ns = (uint64_t)(1e9 / msgs_per_s);
+        if (m->msg_ns == 0)
+            m->msg_ns = 1;
+        /* A second's worth at once (at least one message). */
+        m->msg_tolerance = msgs_per_s > 1 ? (uint64_t)1e9 - m->msg_ns : 0;
+    }
+    if (bytes_per_s > 0) {
+        m->byte_ns_fp = (uint64_t)(1e9 * 65536.0 / bytes_per_s);
+        if (m->byte_ns_fp == 0)
+            m->byte_ns_fp = 1;
+        m->byte_tolerance = (uint64_t)1e9;
+    }
+}
+
+void party__conn_meter_release(party_conn *conn) {
+    party__meter_state *st = conn->meter;
+    uint64_t now;
+
+    if (st == NULL || st->paused)
+        return;
+    now = party__loop_now(party__conn_loop(conn)) * 1000000;
+    if (st->msg_due <= now && st->byte_due <= now) { /* refilled: as a new one */
+        party__free(st);
+        conn->meter = NULL;
+    }
+}
+
+static void on_meter_resume(uv_timer_t *timer) {
+    party_conn *conn = timer->data;
+    party__meter_state *st = conn->meter;
+
+    conn_timer_stop(conn);
+    if (st != NULL)
+        st->paused = 0;
+    if (conn->phase == PARTY__CONN_OPEN && !conn->close_received && !conn->transport_closing)
+        conn_start_reading(conn);
+}
+
+/* The client is over (which: 1 messages, 2 bytes) by ahead_ns. */
+static NOT_INLINED int meter_over(party_conn *conn, party__meter_state *st, int which,
+                                  uint64_t ahead_ns) {
+    party__loop *lp = party__conn_loop(conn);
+    uint64_t wait_ms = (ahead_ns + 999999) / 1000000;
+
+    if (st->paused)
+        return 0; /* read with the rest of a read: already paused for it */
+    if (which == 1)
+        lp->limit_conn_msgs++;
+    else
+        lp->limit_conn_bytes++;
+    if (++st->strikes > METER_STRIKES) {
+        char from[PARTY__ADDR_TEXT_MAX];
+        lp->limit_conn_closed++;
+        party__log_info(lp, "conn %s from %s: over %s again after %d pauses; closing with 1013",
+                        conn->id, party__addr_text(&conn->peer, from, sizeof(from)),
+                        which == 1 ? "limit_conn_msgs (--limit-conn-msgs)"
+                                   : "limit_conn_bytes (--limit-conn-bytes)",
+                        METER_STRIKES);
+        party__conn_start_close(conn, PARTY__WS_TRY_AGAIN_LATER,
+                                which == 1 ? "rate limit: messages per second"
+                                           : "rate limit: bytes per second");
+        return 1;
+    }
+    st->paused = 1;
+    st->which = (uint8_t)which;
+    conn_stop_reading(conn);
+    conn_timer_start(conn, wait_ms > 0 ? wait_ms : 1, on_meter_resume);
+    return 0;
+}
+
+int party__conn_meter_slow(party_conn *conn, size_t len, const party__meter *m) {
+    party__meter_state *st = conn->meter;
+    uint64_t now = party__loop_now(party__conn_loop(conn)) * 1000000;
+    uint64_t msg_ahead, byte_ahead;
+
+    if (conn->phase != PARTY__CONN_OPEN)
+        return 0;
+    if (st == NULL) {
+        st = party__calloc(1, sizeof(*st));
+        if (st == NULL)
+            return 0; /* not metered rather than refused: the limit is generous */
+        conn->meter = st;
+    }
+    /* How far ahead of now the client's messages and bytes are "due",
+     * before this one: within the tolerance it may send. */
+    msg_ahead = st->msg_due > now ? st->msg_due - now : 0;
+    byte_ahead = st->byte_due > now ? st->byte_due - now : 0;
+    st->msg_due = now + msg_ahead + m->msg_ns;
+    st->byte_due = now + byte_ahead + (((uint64_t)len * m->byte_ns_fp) >> 16);
+    if (m->msg_ns != 0 && msg_ahead > m->msg_tolerance)
+        return meter_over(conn, st, 1, st->msg_due - now - m->msg_tolerance);
+    if (m->byte_ns_fp != 0 && byte_ahead > m->byte_tolerance)
+        return meter_over(conn, st, 2, st->byte_due - now - m->byte_tolerance);
+    /* Well inside both again: the client is forgiven its pauses. */
+    if (st->strikes != 0 && msg_ahead <= m->msg_tolerance / 2 &&
+        byte_ahead <= m->byte_tolerance / 2)
+        st->strikes = 0;
+    return 0;
 }

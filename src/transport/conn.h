@@ -91,12 +91,17 @@ struct party_conn {
     unsigned gate_acted : 1;    /* held: its client acted on the batch (party__conn_hold_acted) */
     unsigned proxy_pending : 1; /* a PROXY protocol header is expected first */
     unsigned client_known : 1;  /* peer is its first request's client */
+    unsigned addr_counted : 1;  /* counted for peer in the per-address limits */
+    unsigned unmetered : 1;     /* no limit applies: --limit-exempt, or no network address */
     uint8_t n_tags;
     uint16_t peer_close_code;
     /* The client (binary, 20 bytes): the socket's peer until its first
      * request, then that request's client (PROXY header, trusted proxies);
      * a WebSocket's is its upgrade request's. */
     party__addr peer;
+    /* The message meter's state (party__conn_meter), only while the
+     * connection sends: allocated at a message, freed once it is quiet. */
+    struct party__meter_state *meter;
 
     party__http_session *http; /* HTTP phase only */
     party__ws_reader reader;   /* WebSocket phase */
@@ -173,7 +178,7 @@ int party__conn_adopt(party__loop *lp, int fd, int internal);
 typedef struct party__conn_handoff {
     int fd;
     party__addr peer;
-    unsigned internal : 1, keep_alive : 1, head_only : 1;
+    unsigned internal : 1, keep_alive : 1, head_only : 1, addr_counted : 1, unmetered : 1;
     party__http_session *http;
     party__transport *transport; /* NULL: plaintext */
 } party__conn_handoff;
@@ -196,8 +201,37 @@ int party__conn_adopt_handoff(party__loop *lp, party__conn_handoff *h);
 void party__conn_handoff_refuse(party__conn_handoff *h);
 
 /* Frees what an idle connection does not need: its output ring, when
- * nothing is queued (its room hibernates). */
+ * nothing is queued (its room hibernates), and its message meter's
+ * state once it has refilled. */
 void party__conn_trim(party_conn *conn);
+
+/* ---- the message meter: messages and bytes per second per WebSocket ----
+ * A party's limits as costs in nanoseconds (GCRA: a connection keeps
+ * when its next message and byte are "due"; a second's worth may come
+ * at once). Over a limit the message is still handled (it was read), then
+ * reading pauses until the connection is within it again; a client that
+ * is over again right after every pause is closed with 1013 (DESIGN.md
+ * D5). */
+typedef struct party__meter {
+    uint64_t msg_ns;         /* nanoseconds a message costs; 0: no message limit */
+    uint64_t byte_ns_fp;     /* nanoseconds a byte costs, 16.16 fixed point; 0: none */
+    uint64_t msg_tolerance;  /* how far ahead "due" may run: a second less one message */
+    uint64_t byte_tolerance; /* a second */
+} party__meter;
+
+/* m for msgs_per_s messages and bytes_per_s bytes per second (<= 0: none). */
+void party__meter_init(party__meter *m, double msgs_per_s, double bytes_per_s);
+int party__conn_meter_slow(party_conn *conn, size_t len, const party__meter *m);
+/* Meters a message of len bytes about to be handled. 0: handle it; 1:
+ * the connection is closing for going over its limit again and again
+ * (the message is dropped). */
+static inline int party__conn_meter(party_conn *conn, size_t len, const party__meter *m) {
+    if (conn->unmetered || (m->msg_ns == 0 && m->byte_ns_fp == 0))
+        return 0;
+    return party__conn_meter_slow(conn, len, m);
+}
+/* Frees the meter's state of a connection that went quiet (it refilled). */
+void party__conn_meter_release(party_conn *conn);
 
 void party__conn_ref(party_conn *conn);
 void party__conn_unref(party_conn *conn);
