@@ -919,7 +919,7 @@ static int config_parties(const char *path, const cJSON *parties, options_state 
                        (cJSON_IsNumber(field) || cJSON_IsString(field))) {
                 char what[300], number[64];
                 const char *text = field->valuestring;
-                size_t n;
+                size_t n = 0;
                 int bad;
                 if (cJSON_IsNumber(field)) {
                     snprintf(number, sizeof(number), "%.17g", field->valuedouble);
