@@ -1317,8 +1317,12 @@ static NOT_INLINED int proxy_read(party_conn *conn) {
 }
 
 static void conn_read(party_conn *conn) {
+    party__loop *lp = party__conn_loop(conn);
     unsigned turns;
 
+    /* The message meter's clock for what this read brings (see
+     * party__conn_meter). */
+    lp->meter_now = party__loop_now(lp) * 1000000;
     if (conn->proxy_pending && proxy_read(conn) != 0)
         return;
     for (turns = 0; turns < READS_PER_TURN && conn->reading && !conn->transport_closing; turns++) {
@@ -1853,13 +1857,6 @@ int party_conn_remote_addr(party_conn *conn, char *out, size_t size) {
 
 /* Pauses after which a client still over its limit is closed with 1013. */
 #define METER_STRIKES 4
-
-typedef struct party__meter_state {
-    uint64_t msg_due, byte_due; /* GCRA: loop-clock nanoseconds */
-    uint8_t strikes;            /* pauses in a row the client was over again right after */
-    uint8_t paused;             /* reading waits for the resume timer */
-    uint8_t which;              /* 1: messages, 2: bytes (what paused it last) */
-} party__meter_state;
 
 void party__meter_init(party__meter *m, double msgs_per_s, double bytes_per_s) {
     memset(m, 0, sizeof(*m));

@@ -219,16 +219,43 @@ typedef struct party__meter {
     uint64_t byte_tolerance; /* a second */
 } party__meter;
 
+/* A connection's meter state (conn->meter). */
+typedef struct party__meter_state {
+    uint64_t msg_due, byte_due; /* GCRA: loop-clock nanoseconds */
+    uint8_t strikes;            /* pauses in a row the client was over again right after */
+    uint8_t paused;             /* reading waits for the resume timer */
+    uint8_t which;              /* 1: messages, 2: bytes (what paused it last) */
+} party__meter_state;
+
 /* m for msgs_per_s messages and bytes_per_s bytes per second (<= 0: none). */
 void party__meter_init(party__meter *m, double msgs_per_s, double bytes_per_s);
+/* party__conn_meter but for a connection within its limits at the clock
+ * of its read: reads the clock itself, allocates the state, pauses or
+ * closes. */
 int party__conn_meter_slow(party_conn *conn, size_t len, const party__meter *m);
 /* Meters a message of len bytes about to be handled. 0: handle it; 1:
  * the connection is closing for going over its limit again and again
- * (the message is dropped). */
+ * (the message is dropped). Inline, with the clock read once per socket
+ * read (party__loop.meter_now): a message within its limits costs two
+ * GCRA updates. A clock read earlier only makes a connection look
+ * further ahead: the slow path then looks again with the clock of now. */
 static inline int party__conn_meter(party_conn *conn, size_t len, const party__meter *m) {
-    if (conn->unmetered || (m->msg_ns == 0 && m->byte_ns_fp == 0))
+    party__meter_state *st = conn->meter;
+    uint64_t now, msg_due, byte_due;
+
+    if (conn->unmetered || (m->msg_ns | m->byte_ns_fp) == 0)
         return 0;
-    return party__conn_meter_slow(conn, len, m);
+    if (st == NULL || st->strikes != 0)
+        return party__conn_meter_slow(conn, len, m);
+    now = party__conn_loop(conn)->meter_now;
+    msg_due = st->msg_due > now ? st->msg_due : now;
+    byte_due = st->byte_due > now ? st->byte_due : now;
+    /* A limit that is 0 costs 0: its due time never runs ahead. */
+    if (msg_due - now > m->msg_tolerance || byte_due - now > m->byte_tolerance)
+        return party__conn_meter_slow(conn, len, m);
+    st->msg_due = msg_due + m->msg_ns;
+    st->byte_due = byte_due + (((uint64_t)len * m->byte_ns_fp) >> 16);
+    return 0;
 }
 /* Frees the meter's state of a connection that went quiet (it refilled). */
 void party__conn_meter_release(party_conn *conn);

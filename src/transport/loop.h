@@ -93,6 +93,7 @@ struct party__loop {
     uint64_t limit_conn_closed;                  /* WebSockets closed with 1013 */
     uint64_t limit_room_conns;                   /* upgrades refused: room full */
     uint64_t last_limit_warning;
+    uint64_t meter_now; /* the loop's clock in ns at the current socket read (conn.c) */
 
     /* Keepalive (keepalive.c) */
     uv_timer_t keepalive_timer;        /* pings idle WebSockets every ping_interval */
