@@ -34,9 +34,9 @@ extern "C" {
  * read up to them (they take the values that keep its behaviour); ABI 3
  * also appended outbound HTTP (party_def.fetch_allow, party_config's
  * fetch_* fields). ABI 4 appended what faces the internet: the PROXY
- * protocol, trusted proxies and rate limits (party_config), and a party's
- * own limits (party_def); a struct of ABI 2 or 3 is read with their
- * defaults. */
+ * protocol, trusted proxies, rate limits and browser origins
+ * (party_config), and a party's own limits and origins (party_def); a
+ * struct of ABI 2 or 3 is read with their defaults. */
 #define PARTY_ABI_VERSION 4
 
 /* Marks what libparty exports. The library is built with hidden
@@ -233,6 +233,10 @@ typedef struct party_def {
      * second (party_config.limit_conn_msgs, limit_conn_bytes). */
     double limit_conn_msgs;
     double limit_conn_bytes;
+    /* Browser origins: NULL: this party follows the runtime's
+     * party_config.allowed_origins; else this list (same syntax) is used
+     * instead of it. Must outlive the runtime. */
+    const char *allowed_origins;
 } party_def;
 
 /* The first member of every party_def initializer:
@@ -481,7 +485,10 @@ PARTY_EXTERN int party_kv_list(party_room *room, const char *prefix,
                                void *arg);
 /* The room's SQLite database, for its own tables, inside the current
  * event's transaction (do not BEGIN/COMMIT yourself). Tables whose names
- * start with _party_ are the runtime's. NULL outside callbacks. */
+ * start with _party_ are the runtime's. NULL outside callbacks. The
+ * connection is valid until the batch ends: between batches it may be
+ * closed (a bounded cache of open files), so keep no statement, hook or
+ * function on it past the callback, and call this again in the next. */
 PARTY_EXTERN struct sqlite3 *party_room_db(party_room *room);
 
 /* The runtime's clock: Unix epoch milliseconds. Use it, not the system
@@ -786,6 +793,13 @@ typedef struct party_config {
                                     no limit above applies to: the host's own clients
                                     (a local proxy that names no other client, health
                                     checks, benchmarks). NULL or "": none */
+    const char *allowed_origins; /* NULL: any origin; else the origins (comma-separated
+                                    scheme://host[:port], a host may begin with "*." for
+                                    its subdomains) whose pages may open WebSockets
+                                    (another Origin: 403 before before_connect) and read
+                                    CORS answers (the allowed Origin is named in
+                                    Access-Control-Allow-Origin, another gets none). A
+                                    request without Origin is not refused. */
 } party_config;
 
 /* Fills cfg with the defaults above. */

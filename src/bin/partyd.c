@@ -18,10 +18,12 @@
 #include "addr.h"
 #include "cli.h"
 #include "fetch_allow.h"
+#include "origin.h"
 #include "log.h"
 #include "party.h"
 #include "parties.h"
 #include "runtime.h"
+#include "upgrade.h"
 #include "alloc.h"
 
 #define MAX_LOADED_PARTIES 64
@@ -91,6 +93,12 @@ static const char usage_text[] =
     "                           HTTP answers of every party (Allow-Origin: *)\n"
     "  --tls-cert FILE          serve https and wss with this PEM certificate chain\n"
     "  --tls-key FILE           ... and this PEM private key (both needed)\n"
+    "  --allowed-origins LIST   browser origins that may open WebSockets and read\n"
+    "                           CORS answers: comma-separated scheme://host[:port],\n"
+    "                           a host may start with *. for its subdomains\n"
+    "                           (https://app.example.com,https://*.example.com);\n"
+    "                           a handshake with another Origin gets 403; one\n"
+    "                           without Origin is not refused (default: any)\n"
     "  --fetch-timeout SEC      a room-to-room request unanswered this long gets\n"
     "                           504 (default 30); also the default time of an\n"
     "                           outbound HTTP request\n"
@@ -131,9 +139,11 @@ static const char usage_text[] =
     "  --config FILE            read options from a JSON file: the keys are the\n"
     "                           flags' names, plus \"parties\": {NAME: {\"path\":\n"
     "                           \"lib.so\", \"hibernate\": true, \"cors\": true,\n"
-    "                           \"props\": {...}, \"fetch-allow\": LIST}} (props:\n"
-    "                           given to on_start; fetch-allow: the party's own\n"
-    "                           list, instead of --fetch-allow);\n"
+    "                           \"props\": {...}, \"fetch-allow\": LIST,\n"
+    "                           \"allowed-origins\": LIST, \"max-room-conns\": N,\n"
+    "                           \"limit-conn-msgs\": N, \"limit-conn-bytes\": N}}\n"
+    "                           (props: given to on_start; the others: the\n"
+    "                           party's own, instead of the flag's);\n"
     "                           flags on the command line win\n"
     "  --version                print the version and exit\n"
     "  --help                   print this help and exit\n"
@@ -187,6 +197,7 @@ enum {
     OPT_LIMIT_ADDR_TABLE,
     OPT_LIMIT_EXEMPT,
     OPT_TRUSTED_PROXIES,
+    OPT_ALLOWED_ORIGINS,
     OPT_THREADS,
     OPT_VERSION,
     OPT_HELP,
@@ -237,6 +248,7 @@ static const struct option options[] = {
     {"limit-addr-table", required_argument, NULL, OPT_LIMIT_ADDR_TABLE},
     {"limit-exempt", required_argument, NULL, OPT_LIMIT_EXEMPT},
     {"trusted-proxies", required_argument, NULL, OPT_TRUSTED_PROXIES},
+    {"allowed-origins", required_argument, NULL, OPT_ALLOWED_ORIGINS},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -604,6 +616,15 @@ static int check_fetch_allow(const char *what, const char *text) {
     return 2;
 }
 
+/* The same for an origin allow-list. */
+static int check_allowed_origins(const char *what, const char *text) {
+    char why[400];
+    if (party__origin_list_check(text, what, why, sizeof(why)) == 0)
+        return 0;
+    fprintf(stderr, "partyd: %s\n", why);
+    return 2;
+}
+
 static int apply_option(int opt, const char *arg, options_state *o) {
     switch (opt) {
     case OPT_HOST:
@@ -795,6 +816,11 @@ static int apply_option(int opt, const char *arg, options_state *o) {
     case OPT_PROXY_PROTOCOL:
         o->cfg.proxy_protocol = 1;
         break;
+    case OPT_ALLOWED_ORIGINS:
+        if (check_allowed_origins("--allowed-origins", arg) != 0)
+            return 2;
+        o->cfg.allowed_origins = arg;
+        break;
     case OPT_THREADS:
         if (parse_threads(arg, &o->cfg.threads) != 0)
             return 2;
@@ -816,7 +842,8 @@ static int apply_option(int opt, const char *arg, options_state *o) {
  * A JSON object whose keys are the long flags' names ("port": 2000,
  * "max-message-bytes": "1M", "cors": true, "party": ["x=./x.so"]) plus
  * "parties": {"NAME": {"path": "lib.so", "hibernate": true, "cors": true,
- * "props": <any JSON>}}
+ * "props": <any JSON>, "fetch-allow": LIST, "allowed-origins": LIST,
+ * "max-room-conns": N, "limit-conn-msgs": N, "limit-conn-bytes": N}}
  * for per-party options. Flags given on the command line win. */
 
 #define CONFIG_MAX_BYTES (1024 * 1024)
@@ -832,6 +859,7 @@ typedef struct party_override {
     size_t max_room_conns;   /* 0: --max-room-conns */
     double limit_conn_msgs;  /* 0: --limit-conn-msgs */
     double limit_conn_bytes; /* 0: --limit-conn-bytes */
+    const char *allowed_origins; /* NULL: --allowed-origins; else the party's own list */
 } party_override;
 
 static const char *config_file; /* its path, for messages */
@@ -891,6 +919,7 @@ static int config_parties(const char *path, const cJSON *parties, options_state 
         ov->fetch_allow = NULL;
         ov->max_room_conns = 0;
         ov->limit_conn_msgs = ov->limit_conn_bytes = 0;
+        ov->allowed_origins = NULL;
         ov->loaded = 0;
         cJSON_ArrayForEach(field, party) {
             if (strcmp(field->string, "path") == 0 && cJSON_IsString(field)) {
@@ -938,6 +967,13 @@ static int config_parties(const char *path, const cJSON *parties, options_state 
                 }
                 if (bad)
                     return 2;
+            } else if (strcmp(field->string, "allowed-origins") == 0 && cJSON_IsString(field)) {
+                char what[300];
+                snprintf(what, sizeof(what), "--config %s: party '%s': allowed-origins", path,
+                         party->string);
+                if (check_allowed_origins(what, field->valuestring) != 0)
+                    return 2;
+                ov->allowed_origins = field->valuestring;
             } else if (strcmp(field->string, "props") == 0 && !cJSON_IsNull(field)) {
                 /* Any JSON: on_start gets it compact; a string, as its text. */
                 party__free(ov->props);
@@ -949,8 +985,8 @@ static int config_parties(const char *path, const cJSON *parties, options_state 
                 fprintf(stderr,
                         "partyd: --config %s: party '%s': unknown or mistyped option '%s' "
                         "(path: string, hibernate: bool, cors: bool, props: any JSON, "
-                        "fetch-allow: string, max-room-conns, limit-conn-msgs, "
-                        "limit-conn-bytes: number)\n",
+                        "fetch-allow: string, allowed-origins: string, max-room-conns, "
+                        "limit-conn-msgs, limit-conn-bytes: number)\n",
                         path, party->string, field->string);
                 return 2;
             }
@@ -1102,10 +1138,12 @@ static const party_def *with_overrides(const party_def *def) {
                 copy->limit_conn_msgs = overrides[i].limit_conn_msgs;
             if (overrides[i].limit_conn_bytes != 0)
                 copy->limit_conn_bytes = overrides[i].limit_conn_bytes;
+            if (overrides[i].allowed_origins != NULL)
+                copy->allowed_origins = overrides[i].allowed_origins;
             /* A copy is a whole struct of this ABI (a loaded older one was
-             * copied zero-filled), so its limits are read too. */
+             * copied zero-filled), so its limits and origins are read too. */
             if (overrides[i].max_room_conns != 0 || overrides[i].limit_conn_msgs != 0 ||
-                overrides[i].limit_conn_bytes != 0)
+                overrides[i].limit_conn_bytes != 0 || overrides[i].allowed_origins != NULL)
                 copy->abi = PARTY_ABI_VERSION;
             return copy;
         }
@@ -1262,10 +1300,39 @@ static int use_store(party_runtime *rt, const options_state *o) {
     return 0;
 }
 
+/* The binary an upgrade starts: the file this process was started from,
+ * as the kernel names it now (so a relative argv[0] or a later chdir does
+ * not matter), or argv[0] made absolute. Into out (size bytes). */
+static void own_path(const char *argv0, char *out, size_t size) {
+    ssize_t n = readlink("/proc/self/exe", out, size - 1);
+    if (n > 0) {
+        out[n] = '\0';
+        return;
+    }
+    if (realpath(argv0, out) == NULL)
+        snprintf(out, size, "%s", argv0);
+}
+
+/* A process started by an upgrade gets its end of the hand-over socket
+ * in PARTYD_UPGRADE_FD; -1 otherwise. Taken out of the environment, so
+ * that what this process starts does not see it. */
+static int upgrade_fd(void) {
+    const char *v = getenv(PARTY__UPGRADE_FD_ENV);
+    char *end;
+    long fd;
+
+    if (v == NULL)
+        return -1;
+    fd = strtol(v, &end, 10);
+    unsetenv(PARTY__UPGRADE_FD_ENV);
+    return end != v && *end == '\0' && fd >= 0 && fd < 65536 ? (int)fd : -1;
+}
+
 int main(int argc, char **argv) {
     options_state o;
     party_runtime *rt;
-    int opt, r, status = 0;
+    int opt, r, status = 0, handover = upgrade_fd();
+    char exe[4096];
 
     /* Client subcommands: they share the binary, not the daemon's flags. */
     if (argc > 1 && strcmp(argv[1], "connect") == 0)
@@ -1273,6 +1340,7 @@ int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "rooms") == 0)
         return party__cli_rooms(argc - 1, argv + 1);
 
+    own_path(argv[0], exe, sizeof(exe));
     party_config_init(&o.cfg);
     o.data_dir = "./data";
     o.store = o.node = NULL;
@@ -1318,8 +1386,17 @@ int main(int argc, char **argv) {
         status = register_parties(rt, &o);
     if (status == 0) {
         log_parties(&o);
-        r = party_runtime_listen(rt);
-        if (r == PARTY_EADDR)
+        r = party__upgrade_enable(rt, exe, argv);
+        /* Started by an upgrade: the listening socket and the data
+         * directory come from the process it replaces. */
+        if (r == 0)
+            r = handover >= 0 ? party__upgrade_receive(rt, handover) : party_runtime_listen(rt);
+        else
+            fprintf(stderr, "partyd: %s\n", party_strerror(r));
+        if (handover >= 0 && r != 0)
+            fprintf(stderr, "partyd: the upgrade did not take over (see the log lines above); "
+                            "the running partyd goes on serving\n");
+        else if (r == PARTY_EADDR)
             fprintf(stderr,
                     strchr(o.cfg.host, ':') != NULL
                         ? "partyd: cannot listen on [%s]:%d (see the log line above)\n"

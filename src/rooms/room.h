@@ -45,7 +45,6 @@ struct party_room {
 
     party__room_store *store;        /* NULL while not loaded */
     int acquired;                    /* the backend gave us the room (party__room_acquire) */
-    int own_file;                    /* party_room_db() used: holds files while loaded */
     int committing;                  /* a commit runs on a worker thread */
     int holding;                     /* the current batch wrote: its output is held */
     int name_error;                  /* a callback read the name of an unnamed room */

@@ -23,6 +23,7 @@
 #include "alloc.h"
 
 static void outbound_answered(party__http_answer *answer, void *arg);
+static void load_groups_start(party__rooms *rooms);
 
 /* The batch is over: committed, what it held goes out, in order (and
  * its held requests leave); not committed, it is dropped and the
@@ -248,14 +249,17 @@ static void rooms_group_start(party__rooms *rooms) {
     }
 }
 
-/* The end of a loop turn: the waiting rooms go as one group. */
+/* The end of a loop turn: the rooms waiting to load go in groups, and
+ * the rooms waiting to commit as one group. */
 static void group_turn_end(party__rooms *rooms) {
-    if (rooms->group_head == NULL) {
+    if (rooms->load_head != NULL)
+        load_groups_start(rooms);
+    if (rooms->group_head == NULL && rooms->load_head == NULL) {
         uv_prepare_stop(&rooms->group_prepare);
         uv_check_stop(&rooms->group_check);
         return;
     }
-    if (rooms->group_in_flight < COMMIT_GROUPS_MAX)
+    if (rooms->group_head != NULL && rooms->group_in_flight < COMMIT_GROUPS_MAX)
         rooms_group_start(rooms);
 }
 
@@ -265,6 +269,14 @@ static void on_group_prepare(uv_prepare_t *prepare) {
 
 static void on_group_check(uv_check_t *check) {
     group_turn_end(check->data);
+}
+
+/* Something waits for the end of the turn: the handles run then. */
+static void turn_end_watch(party__rooms *rooms) {
+    if (!uv_is_active((uv_handle_t *)&rooms->group_prepare))
+        uv_prepare_start(&rooms->group_prepare, on_group_prepare);
+    if (!uv_is_active((uv_handle_t *)&rooms->group_check))
+        uv_check_start(&rooms->group_check, on_group_check);
 }
 
 /* The room's batch waits for the loop's next group commit. */
@@ -278,10 +290,7 @@ static void room_group_add(party_room *room) {
     else
         rooms->group_head = room;
     rooms->group_tail = room;
-    if (!uv_is_active((uv_handle_t *)&rooms->group_prepare))
-        uv_prepare_start(&rooms->group_prepare, on_group_prepare);
-    if (!uv_is_active((uv_handle_t *)&rooms->group_check))
-        uv_check_start(&rooms->group_check, on_group_check);
+    turn_end_watch(rooms);
 }
 
 /* The batch is over: commit what it wrote, with the room's wake time if
@@ -421,11 +430,10 @@ static void room_load_failed(party_room *room, party__store_work *w) {
     party__loop_maybe_finish(rooms->lp);
 }
 
-static void after_load_work(uv_work_t *req, int status) {
-    party__store_work *w = req->data;
+/* The store is loaded: the room is ready and runs what waits. */
+static void room_loaded(party__store_work *w) {
     party_room *room = w->room;
     party__rooms *rooms = room->rooms;
-    (void)status;
 
     if (w->result != 0) {
         room_load_failed(room, w);
@@ -434,9 +442,9 @@ static void after_load_work(uv_work_t *req, int status) {
     rooms->n_busy--;
     rooms->n_loading--;
     room->store = w->store;
+    /* Whatever load left open, the first batch's end asks the backend. */
+    room->store->touched = 1;
     rooms->n_loaded++;
-    if (room->own_file)
-        rooms->n_own_file_loaded++;
     room->alarm_at = w->loaded.alarm_at;
     room->alarm_retries = w->loaded.alarm_retries;
     room->sched_next = w->loaded.sched_next;
@@ -450,16 +458,134 @@ static void after_load_work(uv_work_t *req, int status) {
     room_reload_name(room);
     room->life = PARTY__ROOM_READY;
     party__room_run(room);
+}
+
+static void after_load_work(uv_work_t *req, int status) {
+    party__store_work *w = req->data;
+    party__rooms *rooms = w->room->rooms;
+    (void)status;
+    room_loaded(w);
     party__rooms_fire_due(rooms);
     party__loop_maybe_finish(rooms->lp);
 }
 
-static void room_load_store(party_room *room, party__store_work *w) {
+/* ---- load groups: rooms woken by their alarm ----
+ *
+ * When many alarms come due together, each woken room's load would be a
+ * worker job and a thread of its own: the thread's start and end cost
+ * more than loading a room of the shared files. Rooms woken by an alarm
+ * wait on the loop's load list instead, and at the end of the turn (the
+ * commit groups' handles) up to LOAD_GROUP_MAX of them are loaded one
+ * after another by one worker job on one short thread; at most
+ * LOAD_GROUPS_MAX such jobs per loop are in flight. Their batches then
+ * end in the same turn, so they commit as one group too. */
+#define LOAD_GROUP_MAX 256
+#define LOAD_GROUPS_MAX 2
+
+typedef struct load_group {
+    uv_work_t req;
+    party__rooms *rooms;
+    size_t n;
+    party__store_work **works; /* n */
+} load_group;
+
+static void load_group_loads(void *arg) {
+    load_group *g = arg;
+    size_t i;
+    for (i = 0; i < g->n; i++)
+        load_store(g->works[i]);
+}
+
+static void load_group_work(uv_work_t *req) {
+    party__short_thread_run(load_group_loads, req->data);
+}
+
+static void after_load_group_work(uv_work_t *req, int status) {
+    load_group *g = req->data;
+    party__rooms *rooms = g->rooms;
+    size_t i;
+    (void)status;
+    rooms->load_in_flight--;
+    for (i = 0; i < g->n; i++)
+        room_loaded(g->works[i]);
+    party__free(g);
+    if (rooms->load_head != NULL)
+        turn_end_watch(rooms);
+    party__rooms_fire_due(rooms);
+    party__loop_maybe_finish(rooms->lp);
+}
+
+/* Loads one room on its own worker job. */
+static void room_load_alone(party_room *room, party__store_work *w) {
     w->req.data = w;
     if (uv_queue_work(&room->rooms->lp->loop, &w->req, load_work, after_load_work) != 0) {
         snprintf(w->why, sizeof(w->why), "cannot queue its loading: out of memory");
         room_load_failed(room, w);
     }
+}
+
+/* Starts groups of the loads waiting on the list, as many as may be in
+ * flight. */
+static void load_groups_start(party__rooms *rooms) {
+    while (rooms->load_head != NULL && rooms->load_in_flight < LOAD_GROUPS_MAX) {
+        party__store_work *w = rooms->load_head;
+        load_group *g;
+        size_t n = 0, i;
+
+        while (w != NULL && n < LOAD_GROUP_MAX) {
+            n++;
+            w = w->next;
+        }
+        g = party__calloc(1, sizeof(*g) + n * sizeof(party__store_work *));
+        if (g == NULL) {
+            /* Out of memory for the group: the first waits no longer. */
+            w = rooms->load_head;
+            rooms->load_head = w->next;
+            if (rooms->load_head == NULL)
+                rooms->load_tail = NULL;
+            room_load_alone(w->room, w);
+            continue;
+        }
+        g->works = (party__store_work **)(g + 1);
+        g->rooms = rooms;
+        g->n = n;
+        g->req.data = g;
+        for (i = 0; i < n; i++) {
+            w = rooms->load_head;
+            rooms->load_head = w->next;
+            w->next = NULL;
+            g->works[i] = w;
+        }
+        if (rooms->load_head == NULL)
+            rooms->load_tail = NULL;
+        rooms->load_in_flight++;
+        if (uv_queue_work(&rooms->lp->loop, &g->req, load_group_work, after_load_group_work) != 0) {
+            rooms->load_in_flight--;
+            for (i = 0; i < n; i++) {
+                snprintf(g->works[i]->why, sizeof(g->works[i]->why),
+                         "cannot queue its loading: out of memory");
+                room_load_failed(g->works[i]->room, g->works[i]);
+            }
+            party__free(g);
+        }
+    }
+}
+
+/* A room woken by its alarm (its heap entry taken: wake_indexed -1) loads
+ * with the loop's next load group; any other alone, at once. */
+static void room_load_store(party_room *room, party__store_work *w) {
+    party__rooms *rooms = room->rooms;
+    if (room->wake_indexed != -1) {
+        room_load_alone(room, w);
+        return;
+    }
+    w->next = NULL;
+    if (rooms->load_tail != NULL)
+        rooms->load_tail->next = w;
+    else
+        rooms->load_head = w;
+    rooms->load_tail = w;
+    turn_end_watch(rooms);
 }
 
 static void acquire_done(party__store_req *claim, int status) {
@@ -487,38 +613,9 @@ void party__room_acquire(party_room *room, party__store_work *w) {
     be->ops->acquire(be, &w->claim);
 }
 
-/* The longest-idle room without connections that has a file of its own,
- * other than room; NULL if none. */
-static party_room *oldest_idle_own_file(party__rooms *rooms, party_room *room) {
-    party_room *r;
-    for (r = rooms->idle.head; r != NULL; r = r->idle_next)
-        if (r != room && r->own_file && r->life == PARTY__ROOM_READY)
-            return r;
-    return NULL;
-}
-
-/* A loaded room with a file of its own holds files open (database, WAL,
- * shared memory); a room of the shared files holds none. Past
- * max_own_file_rooms the longest-idle own-file rooms without connections
- * leave early to make room, whatever their idle time. (A room counts from
- * its first party_room_db() while it is in memory: one loaded cold that
- * has not called it yet holds its file uncounted until it does.) */
-static void room_make_descriptors(party__rooms *rooms, party_room *room) {
-    party_room *victim;
-    /* The idle list may hold many shared rooms: it is walked only when
-     * an own-file room is on it. */
-    while (rooms->n_own_file_loaded >= rooms->max_own_file_rooms && rooms->n_own_file_idle > 0 &&
-           (victim = oldest_idle_own_file(rooms, room)) != NULL)
-        if (party__room_evict(victim) != 0)
-            break;
-}
-
 void party__room_load(party_room *room) {
     party__rooms *rooms = room->rooms;
-    party__store_work *w;
-
-    room_make_descriptors(rooms, room);
-    w = party__calloc(1, sizeof(*w));
+    party__store_work *w = party__calloc(1, sizeof(*w));
 
     if (w == NULL) {
         room_fail_queued(room, 0);

@@ -32,8 +32,7 @@ typedef struct party__rooms {
     size_t n_parties;
     const char *prefix;
     struct party__backend *backend;
-    size_t max_own_file_rooms; /* past it, idle own-file rooms are evicted early */
-    unsigned commit_delay_ms;  /* test hook: every durable commit waits this long first */
+    unsigned commit_delay_ms; /* test hook: every durable commit waits this long first */
 
     struct party_room **table; /* open hash table keyed by room id */
     size_t table_cap, n_rooms;
@@ -48,10 +47,6 @@ typedef struct party__rooms {
     size_t n_loading; /* rooms opening their store */
     size_t n_loaded;  /* rooms with their store open */
 
-    /* Loaded rooms with a file of their own (they hold descriptors), and
-     * those of them on the idle list. */
-    size_t n_own_file_loaded, n_own_file_idle;
-
     /* Group commit (room_commit.c): rooms whose batch ended and waits for
      * the next group, in the order their batches ended, and the groups on
      * worker threads now (a few at most). The check handle starts the
@@ -59,6 +54,11 @@ typedef struct party__rooms {
      * before the loop blocks (what a timer or idle callback ended). */
     struct party_room *group_head, *group_tail;
     int group_in_flight;
+    /* Load groups (room_commit.c): rooms woken by their alarm wait here
+     * to be loaded together, many on one worker job, started by the same
+     * handles as the commit groups. */
+    struct party__store_work *load_head, *load_tail;
+    int load_in_flight;
     uv_check_t group_check;
     uv_prepare_t group_prepare;
 
@@ -110,6 +110,21 @@ void party__rooms_record_commit(party__rooms *rooms, uint64_t us);
  * id: 400). Answered here when the room cannot take it. */
 void party__rooms_connect(party__rooms *rooms, struct party_conn *conn, const party__routed *r);
 void party__rooms_request(party__rooms *rooms, struct party_conn *conn, const party__routed *r);
+
+/* Upgrades: links conn, an open WebSocket another process handed over,
+ * to its room (of the party named party_name; by id, and by name when
+ * room_name is not empty), which stays cold until its next event, as
+ * after a hibernation. 0; PARTY_ENOTFOUND (no such party here);
+ * PARTY_EINVAL (a malformed id, or a name that is not the id's);
+ * PARTY_ENOMEM. */
+int party__rooms_adopt_conn(party__rooms *rooms, struct party_conn *conn, party__slice party_name,
+                            party__slice room_id, party__slice room_name);
+
+/* Upgrades: brings every room towards cold — a loaded room with nothing
+ * to do hibernates (connections) or is evicted (none); a busy one is left
+ * to finish. 1 once every room is cold and no store work runs (the loop
+ * can be handed over), else 0: call again later. */
+int party__rooms_quiesce(party__rooms *rooms);
 
 /* Adds the rooms' counters and the number of rooms by state to stats. */
 void party__rooms_stats(const party__rooms *rooms, party__ops_stats *stats);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
@@ -154,6 +155,7 @@ void party__ops_stats_add_loop(party__ops_stats *m, const party__loop *lp) {
     m->limit_room_conns += lp->limit_room_conns;
     if (lp->index == 0) /* one table for every loop: counted once */
         party__addr_limits_stats(lp->addr_limits, &m->limit_addresses, &m->limit_addresses_evicted);
+    m->origin_refused += lp->origin_refused;
     o = &lp->http_stats;
     m->outbound.requests += o->requests;
     m->outbound.answered += o->answered;
@@ -222,6 +224,10 @@ static void metrics_write(const party__ops_stats *m, text_buf *tb) {
                   "Connections closed because they did not start with a valid PROXY protocol "
                   "header (--proxy-protocol).",
                   m->proxy_refused);
+    metric_scalar(tb, "partyd_connections_origin_refused_total", "counter",
+                  "WebSocket handshakes (403) and CORS preflights (403) refused because their "
+                  "Origin is not in --allowed-origins.",
+                  m->origin_refused);
 
     metric_family(tb, "partyd_rooms_known", "gauge",
                   "Rooms known to the runtime: awake (in memory), hibernated (out of memory "
@@ -316,6 +322,23 @@ static void metrics_write(const party__ops_stats *m, text_buf *tb) {
                   "Client addresses forgotten to make room in the table, least recently seen "
                   "first.",
                   m->limit_addresses_evicted);
+    metric_family(tb, "partyd_runtime_build_info", "gauge",
+                  "The running build, by its version (always 1).");
+    text_appendf(tb, "partyd_runtime_build_info{version=\"%s\"} 1\n", PARTY_VERSION_STRING);
+    metric_scalar(tb, "partyd_runtime_process_id", "gauge",
+                  "The pid of the process serving now (an upgrade changes it).",
+                  (uint64_t)getpid());
+    metric_scalar(tb, "partyd_runtime_upgrades_total", "counter",
+                  "Upgrades (SIGUSR2) that handed the service over to a new process, counted "
+                  "from process to process since the last plain start.",
+                  m->upgrades);
+    metric_scalar(tb, "partyd_runtime_upgrade_failures_total", "counter",
+                  "Upgrades this process started that failed: it went on serving.",
+                  m->upgrades_failed);
+    metric_scalar(tb, "partyd_runtime_upgrade_tls_closed_total", "counter",
+                  "TLS connections closed with 1012 by upgrades (a TLS session cannot be "
+                  "handed over), counted from process to process like the upgrades.",
+                  m->upgrades_tls_closed);
 
     metric_family(tb, "partyd_storage_fenced_total", "counter",
                   "Commits refused because the room is owned by another node now (a cluster "

@@ -37,7 +37,12 @@ typedef struct party__ops_stats {
     uint64_t limit_addr_conns, limit_addr_rate, limit_conn_msgs, limit_conn_bytes,
         limit_conn_closed, limit_room_conns;
     uint64_t limit_addresses, limit_addresses_evicted; /* the per-address table */
-    uint64_t commits_fenced;    /* refused: the room is another node's now (a cluster store) */
+    uint64_t commits_fenced; /* refused: the room is another node's now (a cluster store) */
+    uint64_t origin_refused; /* handshakes and preflights refused for their Origin */
+    /* Upgrades (SIGUSR2): those that led to this process (the count goes
+     * from process to process), those that failed here, and the TLS
+     * connections they closed. */
+    uint64_t upgrades, upgrades_failed, upgrades_tls_closed;
     party__http_stats outbound; /* outbound HTTP of the loops' rooms (http_client.h) */
 } party__ops_stats;
 

@@ -72,12 +72,13 @@ struct party_runtime {
     struct party__addr_limits *addr_limits; /* per client address; every loop's */
     char *limit_exempt;                     /* the text, as given */
     party__cidr_list limit_exempt_list;     /* parsed; every loop points at it */
+    char *allowed_origins;                  /* cfg.allowed_origins's copy */
     /* Outbound HTTP requests unanswered over every loop (atomic; each
      * loop's rooms count through a pointer to it: outbound.h) */
     size_t n_outbound;
     int durability_full;
-    size_t max_own_file_rooms; /* per loop: past it, idle own-file rooms are evicted early */
-    unsigned commit_delay_ms;  /* test hook: every durable commit waits this long first */
+    size_t own_handles;       /* own files kept open at most (party__backend_config) */
+    unsigned commit_delay_ms; /* test hook: every durable commit waits this long first */
     party__party *parties;
     size_t n_parties;
     /* the open <data_dir>/LOCK holding the data directory's flock (-1:
@@ -90,8 +91,9 @@ struct party_runtime {
     party__loop_ctx main;           /* loop 0 */
     party__loop_ctx **loops;        /* n_loops contexts, loops[0] == &main; NULL: one loop */
     unsigned n_loops;
-    unsigned loops_running;      /* other loops whose thread still runs */
-    uv_signal_t sigint, sigterm; /* on loop 0 */
+    unsigned loops_running;         /* other loops whose thread still runs */
+    uv_signal_t sigint, sigterm;    /* on loop 0 */
+    struct party__upgrade *upgrade; /* SIGUSR2 hand-overs (upgrade.h); NULL: none */
     int exit_status;
 };
 
@@ -114,11 +116,10 @@ static inline party__rooms *party__runtime_rooms(party_runtime *rt) {
 /* max_conns when the configuration leaves it 0: the soft open-file limit
  * less a reserve. */
 size_t party__default_max_conns(void);
-/* How many rooms with a file of their own (party_room_db(): they hold
- * descriptors while loaded) may be loaded before idle ones are evicted
- * early: from the open-file limit. Rooms of the shared files hold none
- * and are not counted. */
-size_t party__default_max_own_file_rooms(void);
+/* How many own files (party_room_db()) the SQLite backend keeps open at
+ * most, three descriptors each: a third of the open-file limit. Awake
+ * rooms hold none between batches, whatever their number. */
+size_t party__default_own_handles(void);
 
 /* Makes the data directory ready, once per runtime (later calls return
  * 0): creates it (one level, mode 0755) if missing, takes
@@ -143,6 +144,13 @@ int party__runtime_set_store(party_runtime *rt, const char *store, const char *n
  * party_runtime_free. -1 when none is held. An upgrade hands this one
  * descriptor to the process that takes over. */
 int party__runtime_data_lock_fd(party_runtime *rt);
+
+/* Serves with what the process an upgrade replaces handed over: the data
+ * directory's lock (lock_fd; -1: none, memory only: its pid is written
+ * into it) and the listening socket (listen_fd), then opens the storage
+ * backend and the TLS context as party_runtime_listen would. Takes both
+ * descriptors (closed on failure). 0, or party_runtime_listen's errors. */
+int party__runtime_take_over(party_runtime *rt, int listen_fd, int lock_fd);
 
 /* Starts a loop's rooms (their wake-ups); on loop 0, first opens the
  * storage backend if needed and files every room of its alarm index in

@@ -359,6 +359,28 @@ static void test_default_node_name_is_host_and_pid_with_port_0(void **state) {
     partyd_free(d);
 }
 
+/* ---- upgrades ---- */
+
+/* A node of a cluster refuses SIGUSR2 with a log line that says what to do
+ * instead, and goes on serving its connections. */
+static void test_sigusr2_is_refused_on_a_shared_store(void **state) {
+    char uri[512];
+    partyd *d;
+    tconn *c;
+    (void)state;
+
+    database_new(uri, sizeof(uri));
+    d = node_start(uri, "up1", NULL);
+    c = ws_open(partyd_port(d), "/parties/echo/refused?_pk=a");
+    partyd_signal(d, SIGUSR2);
+    assert_true(partyd_wait_stderr(d, "upgrade: SIGUSR2 refused: with --store", 20000));
+    ws_send_text(c, "still here");
+    ws_expect_text(c, "still here");
+    tconn_close(c);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+}
+
 /* ---- ownership ---- */
 
 static void test_second_node_answers_503_for_a_room_the_first_holds(void **state) {
@@ -549,6 +571,7 @@ int main(void) {
         cmocka_unit_test(test_alarm_of_a_dead_nodes_room_fires_on_another_node),
         cmocka_unit_test(test_stale_owner_commit_is_fenced_and_closes_1012),
         cmocka_unit_test(test_node_that_lost_its_lease_fails_health_and_commits_nothing),
+        cmocka_unit_test(test_sigusr2_is_refused_on_a_shared_store),
     };
     server_uri = getenv("PARTYD_TEST_PG");
     if (server_uri == NULL) {
