@@ -2099,8 +2099,6 @@ int party__conn_handover_kind(const party_conn *conn) {
 }
 
 int party__conn_export(party_conn *conn, party__conn_record *rec, char **owned) {
-    struct sockaddr_storage peer;
-    socklen_t peer_len = sizeof(peer);
     int kind = party__conn_handover_kind(conn);
     uint32_t i;
     size_t at = 0;
@@ -2110,19 +2108,19 @@ int party__conn_export(party_conn *conn, party__conn_record *rec, char **owned) 
     if (kind <= 0)
         return kind;
     rec->kind = (party__conn_record_kind)kind;
-    memset(&peer, 0, sizeof(peer));
-    if (getpeername(conn->fd, (struct sockaddr *)&peer, &peer_len) == 0) {
-        if (peer.ss_family == AF_INET) {
-            const struct sockaddr_in *a = (const struct sockaddr_in *)&peer;
-            rec->peer_family = 4;
-            memcpy(rec->peer_addr, &a->sin_addr, 4);
-            rec->peer_port = ntohs(a->sin_port);
-        } else if (peer.ss_family == AF_INET6) {
-            const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&peer;
-            rec->peer_family = 6;
-            memcpy(rec->peer_addr, &a->sin6_addr, 16);
-            rec->peer_port = ntohs(a->sin6_port);
-        }
+    /* The client, not the socket's peer: behind a PROXY header or a
+     * trusted proxy they differ, and the next process cannot ask again. */
+    if (conn->peer.family == PARTY__ADDR_V4 || conn->peer.family == PARTY__ADDR_V6) {
+        rec->peer_family = conn->peer.family;
+        memcpy(rec->peer_addr, conn->peer.bytes, conn->peer.family == PARTY__ADDR_V4 ? 4 : 16);
+        rec->peer_port = conn->peer.port;
+    }
+    if (conn->client_known)
+        rec->flags |= PARTY__CONN_RECORD_CLIENT_KNOWN;
+    if (conn->proxy_pending) {
+        /* Its PROXY header has not all come: what came goes as input. */
+        rec->flags |= PARTY__CONN_RECORD_PROXY_PENDING;
+        rec->input = party__slice_make(conn->http->proxy_buf, conn->http->proxy_have);
     }
     /* The unsent output, in one piece: the queue's buffers are shared
      * with other connections (a broadcast). */
@@ -2140,10 +2138,11 @@ int party__conn_export(party_conn *conn, party__conn_record *rec, char **owned) 
     }
     conn_timer_stop(conn); /* no timeout may act on a socket that moved */
     if (kind == PARTY__CONN_RECORD_HTTP) {
-        rec->input = party__slice_make(conn->http->buf, conn->http->len);
+        if (!conn->proxy_pending)
+            rec->input = party__slice_make(conn->http->buf, conn->http->len);
         return kind;
     }
-    rec->flags = conn->readonly ? PARTY__CONN_RECORD_READONLY : 0;
+    rec->flags |= conn->readonly ? PARTY__CONN_RECORD_READONLY : 0;
     rec->id = party__slice_make(conn->id, strlen(conn->id));
     rec->uri = party__slice_make(party_conn_uri(conn), strlen(party_conn_uri(conn)));
     for (i = 1; i < conn->n_tags; i++) {
@@ -2218,6 +2217,44 @@ static int adopt_ws(party_conn *conn, const party__conn_record *rec) {
     return 0;
 }
 
+/* The client the other process knew (a PROXY header's, a trusted
+ * proxy's), and its place in the per-address counts: a connection whose
+ * client was known was counted there, so it is counted here, without a
+ * limit (it is open already), and given back when it closes. */
+static int adopt_client(party_conn *conn, const party__conn_record *rec) {
+    party__loop *lp = party__conn_loop(conn);
+    unsigned retry_after;
+    int counted = 0;
+
+    if (rec->peer_family == PARTY__ADDR_V4 || rec->peer_family == PARTY__ADDR_V6) {
+        conn->peer.family = rec->peer_family;
+        memcpy(conn->peer.bytes, rec->peer_addr, rec->peer_family == PARTY__ADDR_V4 ? 4 : 16);
+        conn->peer.port = rec->peer_port;
+    }
+    if (conn->http != NULL)
+        conn->http->peer = conn->http->remote = conn->peer;
+    if (rec->kind == PARTY__CONN_RECORD_HTTP && (rec->flags & PARTY__CONN_RECORD_PROXY_PENDING)) {
+        conn->proxy_pending = 1;
+        if (rec->input.len > 0) {
+            conn->http->proxy_buf = party__malloc(rec->input.len);
+            if (conn->http->proxy_buf == NULL)
+                return PARTY_ENOMEM;
+            memcpy(conn->http->proxy_buf, rec->input.ptr, rec->input.len);
+            conn->http->proxy_have = (uint32_t)rec->input.len;
+        }
+        return 0;
+    }
+    if (rec->kind == PARTY__CONN_RECORD_HTTP && !(rec->flags & PARTY__CONN_RECORD_CLIENT_KNOWN))
+        return 0; /* its first request names its client and is counted then */
+    conn->client_known = 1;
+    conn->unmetered = (unsigned)conn_unmetered(lp, &conn->peer);
+    if (!conn->unmetered)
+        (void)party__addr_limits_take(lp->addr_limits, &conn->peer, party__loop_now(lp), 0, 0,
+                                      &retry_after, &counted);
+    conn->addr_counted = (unsigned)counted;
+    return 0;
+}
+
 party_conn *party__conn_adopt_record(party__loop *lp, int fd, const party__conn_record *rec) {
     party_conn *conn = conn_new(lp, fd);
     int on = 1, r;
@@ -2232,6 +2269,8 @@ party_conn *party__conn_adopt_record(party__loop *lp, int fd, const party__conn_
         r = http_session_new(conn);
         conn->phase = PARTY__CONN_HTTP;
     }
+    if (r == 0)
+        r = adopt_client(conn, rec);
     if (r == 0 && rec->output.len > 0) {
         party__buf *buf = party__buf_new(rec->output.len);
         r = buf != NULL ? 0 : PARTY_ENOMEM;
@@ -2258,7 +2297,7 @@ void party__conn_adopt_start(party_conn *conn, party__slice input) {
         return;
     if (conn->phase == PARTY__CONN_HTTP) {
         party__http_session *s = conn->http;
-        if (input.len > 0) {
+        if (input.len > 0 && !conn->proxy_pending) { /* else it is in proxy_buf */
             /* What the other process read of a request. */
             size_t want = input.len > HTTP_BUF_FIRST ? input.len : HTTP_BUF_FIRST;
             char *grown;
