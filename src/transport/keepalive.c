@@ -28,6 +28,7 @@ static void sweep_one(party_conn *conn) {
         party__conn_start_close(conn, PARTY__WS_GOING_AWAY, "ping timeout");
         return;
     }
+    party__conn_meter_release(conn); /* quiet a whole interval: refilled */
     if (lp->keepalive_ping == NULL)
         return; /* out of memory: try again at the next sweep */
     conn->pinged = 1;
