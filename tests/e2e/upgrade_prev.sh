@@ -53,6 +53,8 @@ if [ ! -x "$old" ]; then
     work=$(mktemp -d "$cache/build-XXXXXX")
     trap 'rm -rf "$work"' EXIT
     start=$(date +%s)
+    # Under make test, make's job server is not this build's.
+    unset MAKEFLAGS MFLAGS MAKELEVEL
     git -C "$src" archive "$rev" | tar -x -C "$work"
     if ! cmake -S "$work" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DPARTY_TESTS=OFF \
         -DCMAKE_C_COMPILER="$cc" >"$work/build.log" 2>&1 ||
@@ -63,6 +65,8 @@ if [ ! -x "$old" ]; then
     # A rename: a concurrent run sees the whole binary or none.
     cp "$work/build/partyd" "$work/partyd"
     mv "$work/partyd" "$old"
+    rm -rf "$work"
+    trap - EXIT
     echo "built partyd of $short in $(($(date +%s) - start)) s" >&2
 else
     echo "partyd of $short: built before ($old)" >&2
