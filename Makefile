@@ -93,7 +93,7 @@ analyze:
 # report, and it would take minutes under valgrind for nothing.
 VALGRIND := valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect,possible \
 	--errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99 --num-callers=30
-test-valgrind:
+test-valgrind: e2e-deps
 	scripts/deps.sh --test
 	cmake -S . -B $(VALGRIND_DIR) -DCMAKE_BUILD_TYPE=Debug -DPARTY_SANITIZE=OFF -DPARTY_WERROR=ON \
 		-DPARTY_FUZZ=OFF $(CMAKE_FLAGS)
