@@ -3,8 +3,9 @@
  * both (key order and prefixes, rollback, schedules earliest first, the
  * alarm and the index, a room's own database), and on PostgreSQL two
  * backends in one process play two nodes: the second cannot acquire a
- * room the first holds (PARTY_EBUSY) until it is released, and a batch of
- * two rooms where one's epoch moved on fences that one only. Needs
+ * room the first holds (PARTY_EBUSY) until it is released, a batch of
+ * two rooms where one's epoch moved on fences that one only, and a group
+ * commits its held rooms in one transaction without the fenced one. Needs
  * PARTYD_TEST_PG (tests/cluster/with_pg.sh). */
 #include <setjmp.h>
 #include <stdarg.h>
