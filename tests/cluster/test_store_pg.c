@@ -497,6 +497,40 @@ static void test_group_commits_in_one_transaction_without_the_fenced_room(void *
     }
 }
 
+/* A write the server refuses (here a constraint) fails its room only:
+ * the group's other room commits. */
+static void test_refused_write_fails_its_room_alone(void **state) {
+    fixture *f = *state;
+    party__room_store *rooms[2];
+    party__commit batch[2];
+    int results[2] = {1, 1};
+    char text[64];
+
+    sql_exec(f->uri, "ALTER TABLE party_kv ADD CONSTRAINT no_bad CHECK (key <> 'bad')");
+    assert_int_equal(own(f->be, 20, 0), 0);
+    assert_int_equal(own(f->be, 21, 0), 0);
+    rooms[0] = load(f, f->be, 20, NULL);
+    rooms[1] = load(f, f->be, 21, NULL);
+    assert_int_equal(party__store_kv_put(rooms[0], "bad", "x", 1), 0);
+    assert_int_equal(party__store_kv_put(rooms[1], "good", "y", 1), 0);
+    batch[0] = (party__commit){rooms[0], 0, 0};
+    batch[1] = (party__commit){rooms[1], 0, 0};
+    f->be->ops->commit_batch(f->be, batch, 2, results);
+    assert_int_equal(results[0], PARTY_EIO);
+    assert_int_equal(results[1], 0);
+    sql_text(f->uri, "SELECT string_agg(key, ',' ORDER BY key) FROM party_kv", text, sizeof(text));
+    assert_string_equal(text, "good");
+    /* The failed room's batch is gone from memory; its next one commits. */
+    {
+        void *val = NULL;
+        assert_int_equal(party__store_kv_get(rooms[0], "bad", &val, NULL), PARTY_ENOTFOUND);
+    }
+    assert_int_equal(party__store_kv_put(rooms[0], "fine", "z", 1), 0);
+    assert_int_equal(commit_one(f->be, rooms[0], 0, 0), 0);
+    f->be->ops->unload(rooms[0]);
+    f->be->ops->unload(rooms[1]);
+}
+
 #define SQLITE(fn) cmocka_unit_test_setup_teardown(fn, setup_sqlite, teardown)
 #define PG(fn) cmocka_unit_test_setup_teardown(fn, setup_pg, teardown)
 
@@ -509,6 +543,7 @@ int main(void) {
         PG(test_second_node_cannot_acquire_until_released),
         PG(test_fenced_room_fails_alone_in_its_batch),
         PG(test_group_commits_in_one_transaction_without_the_fenced_room),
+        PG(test_refused_write_fails_its_room_alone),
     };
     server_uri = getenv("PARTYD_TEST_PG");
     if (server_uri == NULL) {
