@@ -208,7 +208,8 @@ static void pool_put(pg_backend *be, PGconn *c) {
     int keep;
     if (c == NULL)
         return;
-    keep = PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE;
+    keep = PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE &&
+           PQpipelineStatus(c) == PQ_PIPELINE_OFF;
     uv_mutex_lock(&be->pool_mutex);
     if (keep && be->n_pool < POOL_MAX) {
         be->pool[be->n_pool++] = c;
@@ -1843,85 +1844,6 @@ static void room_rollback(party__room_store *rs) {
 
 /* ---- commits ---- */
 
-/* Writes the record an undo entry names as it is now. 0 or PARTY_EIO. */
-static int write_record(PGconn *c, pg_room *s, const undo *u) {
-    char a[24], b[24], kind[16], next[24];
-    PGresult *res = NULL;
-    const char *p[8];
-    int lens[8] = {0}, fmts[8] = {0};
-    int r;
-
-    p[0] = s->id;
-    if (u->what == REC_KV || u->what == REC_META) {
-        pairs *t = u->what == REC_KV ? &s->kv : &s->meta;
-        int found;
-        size_t i = pairs_find(t, u->key, &found);
-        p[1] = u->key;
-        if (found) {
-            p[2] = t->items[i].val;
-            lens[2] = (int)t->items[i].len;
-            fmts[2] = 1;
-            res = run(c,
-                      u->what == REC_KV
-                          ? "INSERT INTO party_kv (room_id, key, value) VALUES ($1, $2, $3)"
-                            " ON CONFLICT (room_id, key) DO UPDATE SET value = EXCLUDED.value"
-                          : "INSERT INTO party_meta (room_id, key, value) VALUES ($1, $2, $3)"
-                            " ON CONFLICT (room_id, key) DO UPDATE SET value = EXCLUDED.value",
-                      3, p, lens, fmts);
-        } else {
-            res = run(c,
-                      u->what == REC_KV ? "DELETE FROM party_kv WHERE room_id = $1 AND key = $2"
-                                        : "DELETE FROM party_meta WHERE room_id = $1 AND key = $2",
-                      2, p, NULL, NULL);
-        }
-    } else if (u->what == REC_ALARM) {
-        if (s->alarm_at > 0) {
-            snprintf(a, sizeof(a), "%lld", (long long)s->alarm_at);
-            snprintf(b, sizeof(b), "%d", s->alarm_retries);
-            p[1] = a;
-            p[2] = b;
-            res = run(c,
-                      "INSERT INTO party_alarm (room_id, at_ms, retries) VALUES ($1, $2, $3)"
-                      " ON CONFLICT (room_id) DO UPDATE SET at_ms = EXCLUDED.at_ms,"
-                      " retries = EXCLUDED.retries",
-                      3, p, NULL, NULL);
-        } else {
-            res = run(c, "DELETE FROM party_alarm WHERE room_id = $1", 1, p, NULL, NULL);
-        }
-    } else {
-        int i = sched_index(s, u->key);
-        p[1] = u->key;
-        if (i >= 0) {
-            const sched *sc = &s->scheds[i];
-            snprintf(kind, sizeof(kind), "%d", sc->kind);
-            snprintf(a, sizeof(a), "%lld", (long long)sc->interval_ms);
-            snprintf(next, sizeof(next), "%lld", (long long)sc->next_ms);
-            p[2] = sc->name;
-            p[3] = sc->payload;
-            lens[3] = (int)sc->len;
-            fmts[3] = 1;
-            p[4] = kind;
-            p[5] = a;
-            p[6] = sc->cron;
-            p[7] = next;
-            res = run(c,
-                      "INSERT INTO party_schedules (room_id, id, name, payload, kind,"
-                      " interval_ms, cron, next_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-                      " ON CONFLICT (room_id, id) DO UPDATE SET name = EXCLUDED.name,"
-                      " payload = EXCLUDED.payload, kind = EXCLUDED.kind,"
-                      " interval_ms = EXCLUDED.interval_ms, cron = EXCLUDED.cron,"
-                      " next_ms = EXCLUDED.next_ms",
-                      8, p, lens, fmts);
-        } else {
-            res = run(c, "DELETE FROM party_schedules WHERE room_id = $1 AND id = $2", 2, p, NULL,
-                      NULL);
-        }
-    }
-    r = ok_status(res) ? 0 : PARTY_EIO;
-    PQclear(res);
-    return r;
-}
-
 /* What a batch wrote to the room's own database, to ship. */
 enum { FILE_NONE, FILE_CHANGESET, FILE_SNAPSHOT };
 typedef struct file_part {
@@ -1975,94 +1897,422 @@ static int file_prepare(pg_room *s, file_part *fp) {
     return r;
 }
 
-/* Writes the file part in the open transaction. */
-static int file_write(PGconn *c, pg_room *s, const file_part *fp) {
-    char seq[24];
-    const char *p[3] = {s->id, seq, fp->data};
-    int lens[3] = {0, 0, fp->len}, fmts[3] = {0, 0, 1};
-    PGresult *res;
-    int r;
+/* ---- group commits: one transaction, pipelined ----
+ *
+ * A group's rooms commit in one transaction on one connection, sent in
+ * libpq's pipeline mode: BEGIN, one statement that checks every room's
+ * epoch (FOR SHARE) and fails unless all hold, each room's writes, and
+ * COMMIT go out together and are answered together, one round trip in
+ * all. When a room was fenced the check fails and the transaction rolls
+ * back; the rooms still held are then found first (a second pipeline)
+ * and only they are written, so a fenced room fails alone. A statement
+ * the server refuses for other reasons sends the rooms back to one
+ * transaction each (commit_room), so one room's bad write fails that
+ * room only. */
 
-    snprintf(seq, sizeof(seq), "%lld", (long long)(s->file_seq + 1));
-    if (fp->mode == FILE_CHANGESET) {
-        res = run(c,
-                  "INSERT INTO party_room_changes (room_id, seq, changeset)"
-                  " VALUES ($1, $2::bigint, $3)",
-                  3, p, lens, fmts);
-    } else {
-        res =
-            run(c,
-                "INSERT INTO party_room_files (room_id, snapshot, seq) VALUES ($1, $3, $2::bigint)"
-                " ON CONFLICT (room_id) DO UPDATE SET snapshot = EXCLUDED.snapshot,"
-                " seq = EXCLUDED.seq",
-                3, p, lens, fmts);
-        r = ok_status(res) ? 0 : PARTY_EIO;
-        PQclear(res);
-        if (r != 0)
-            return r;
-        res = run(c, "DELETE FROM party_room_changes WHERE room_id = $1 AND seq <= $2::bigint", 2,
-                  p, NULL, NULL);
+/* Statements sent before a sync reads their answers: bounds what waits
+ * in the socket buffers (blocking sends must not wait on a server that
+ * waits on us to read). */
+#define PIPE_CHUNK 256
+
+typedef struct pipe_run {
+    PGconn *c;
+    int queued;    /* statements sent since the last sync */
+    int failed;    /* a statement failed or was skipped */
+    int broken;    /* the connection failed: no answer can be trusted */
+    int fence_at;  /* the fence statement's index in this segment, or -1 */
+    int fence_bad; /* ... and it said a room is not held (SQLSTATE 22P02) */
+    PGresult *fence;
+} pipe_run;
+
+static void pipe_sync(pipe_run *p) {
+    PGresult *res;
+    int k;
+    if (p->broken)
+        return;
+    if (PQpipelineSync(p->c) != 1) {
+        p->broken = p->failed = 1;
+        return;
     }
-    r = ok_status(res) ? 0 : PARTY_EIO;
+    for (k = 0; k < p->queued; k++) {
+        res = PQgetResult(p->c);
+        if (res == NULL) {
+            p->broken = p->failed = 1;
+            return;
+        }
+        if (!ok_status(res)) {
+            const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+            p->failed = 1;
+            if (k == p->fence_at && state != NULL && strcmp(state, "22P02") == 0)
+                p->fence_bad = 1;
+        }
+        if (k == p->fence_at && p->fence == NULL)
+            p->fence = res;
+        else
+            PQclear(res);
+        /* Each statement's answer ends with a NULL. */
+        if ((res = PQgetResult(p->c)) != NULL) {
+            PQclear(res);
+            p->broken = p->failed = 1;
+            return;
+        }
+    }
+    res = PQgetResult(p->c);
+    if (res == NULL || PQresultStatus(res) != PGRES_PIPELINE_SYNC)
+        p->broken = p->failed = 1;
     PQclear(res);
-    return r;
+    p->queued = 0;
+    p->fence_at = -1;
 }
 
-/* Commits one room's batch in one transaction that first checks the
- * room's epoch (FOR SHARE: a takeover waits for it, and it for a
- * takeover), with its alarm index entry and its own database's changes. */
-static int commit_room(PGconn *c, pg_room *s, const party__commit *cm, const file_part *fp) {
-    char epoch[24], due[24];
-    const char *p[3];
-    PGresult *res;
-    size_t i;
-    int r = 0;
+static void pipe_send(pipe_run *p, const char *sql, int n, const char *const *vals, const int *lens,
+                      const int *formats) {
+    if (p->broken)
+        return;
+    if (PQsendQueryParams(p->c, sql, n, NULL, vals, lens, formats, 1) != 1) {
+        p->broken = p->failed = 1;
+        return;
+    }
+    if (++p->queued >= PIPE_CHUNK)
+        pipe_sync(p);
+}
 
-    if (exec_ok(c, "BEGIN") != 0)
-        return PARTY_EIO;
-    snprintf(epoch, sizeof(epoch), "%lld", (long long)s->epoch);
+/* Writes the record an undo entry names as it is now. */
+static void send_record(pipe_run *pr, pg_room *s, const undo *u) {
+    char a[24], b[24], kind[16], next[24];
+    const char *p[8];
+    int lens[8] = {0}, fmts[8] = {0};
+
     p[0] = s->id;
-    p[1] = s->backend->node_id;
-    p[2] = epoch;
-    res = run(c,
-              "SELECT 1 FROM party_rooms WHERE room_id = $1 AND owner = $2"
-              " AND epoch = $3::bigint FOR SHARE",
-              3, p, NULL, NULL);
-    if (!ok_status(res))
-        r = PARTY_EIO;
-    else if (PQntuples(res) != 1)
-        r = PARTY_EFENCED;
-    PQclear(res);
-    for (i = 0; i < s->n_log && r == 0; i++)
-        r = write_record(c, s, &s->log[i]);
-    if (r == 0 && fp->mode != FILE_NONE)
-        r = file_write(c, s, fp);
-    if (r == 0 && cm->wake_changed) {
+    if (u->what == REC_KV || u->what == REC_META) {
+        pairs *t = u->what == REC_KV ? &s->kv : &s->meta;
+        int found;
+        size_t i = pairs_find(t, u->key, &found);
+        p[1] = u->key;
+        if (found) {
+            p[2] = t->items[i].val;
+            lens[2] = (int)t->items[i].len;
+            fmts[2] = 1;
+            pipe_send(pr,
+                      u->what == REC_KV
+                          ? "INSERT INTO party_kv (room_id, key, value) VALUES ($1, $2, $3)"
+                            " ON CONFLICT (room_id, key) DO UPDATE SET value = EXCLUDED.value"
+                          : "INSERT INTO party_meta (room_id, key, value) VALUES ($1, $2, $3)"
+                            " ON CONFLICT (room_id, key) DO UPDATE SET value = EXCLUDED.value",
+                      3, p, lens, fmts);
+        } else {
+            pipe_send(pr,
+                      u->what == REC_KV ? "DELETE FROM party_kv WHERE room_id = $1 AND key = $2"
+                                        : "DELETE FROM party_meta WHERE room_id = $1 AND key = $2",
+                      2, p, NULL, NULL);
+        }
+    } else if (u->what == REC_ALARM) {
+        if (s->alarm_at > 0) {
+            snprintf(a, sizeof(a), "%lld", (long long)s->alarm_at);
+            snprintf(b, sizeof(b), "%d", s->alarm_retries);
+            p[1] = a;
+            p[2] = b;
+            pipe_send(pr,
+                      "INSERT INTO party_alarm (room_id, at_ms, retries) VALUES ($1, $2, $3)"
+                      " ON CONFLICT (room_id) DO UPDATE SET at_ms = EXCLUDED.at_ms,"
+                      " retries = EXCLUDED.retries",
+                      3, p, NULL, NULL);
+        } else {
+            pipe_send(pr, "DELETE FROM party_alarm WHERE room_id = $1", 1, p, NULL, NULL);
+        }
+    } else {
+        int i = sched_index(s, u->key);
+        p[1] = u->key;
+        if (i >= 0) {
+            const sched *sc = &s->scheds[i];
+            snprintf(kind, sizeof(kind), "%d", sc->kind);
+            snprintf(a, sizeof(a), "%lld", (long long)sc->interval_ms);
+            snprintf(next, sizeof(next), "%lld", (long long)sc->next_ms);
+            p[2] = sc->name;
+            p[3] = sc->payload;
+            lens[3] = (int)sc->len;
+            fmts[3] = 1;
+            p[4] = kind;
+            p[5] = a;
+            p[6] = sc->cron;
+            p[7] = next;
+            pipe_send(pr,
+                      "INSERT INTO party_schedules (room_id, id, name, payload, kind,"
+                      " interval_ms, cron, next_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                      " ON CONFLICT (room_id, id) DO UPDATE SET name = EXCLUDED.name,"
+                      " payload = EXCLUDED.payload, kind = EXCLUDED.kind,"
+                      " interval_ms = EXCLUDED.interval_ms, cron = EXCLUDED.cron,"
+                      " next_ms = EXCLUDED.next_ms",
+                      8, p, lens, fmts);
+        } else {
+            pipe_send(pr, "DELETE FROM party_schedules WHERE room_id = $1 AND id = $2", 2, p, NULL,
+                      NULL);
+        }
+    }
+}
+
+/* Undo entries in record order: the same record changed twice in a
+ * batch is written once (its last value). */
+static int undo_order(const void *a, const void *b) {
+    const undo *x = *(const undo *const *)a, *y = *(const undo *const *)b;
+    if (x->what != y->what)
+        return x->what < y->what ? -1 : 1;
+    if (x->key == NULL || y->key == NULL)
+        return (x->key != NULL) - (y->key != NULL);
+    return strcmp(x->key, y->key);
+}
+
+/* Sends one room's writes: its records, its own database's part and its
+ * alarm index entry. 0, or PARTY_ENOMEM. */
+static int send_room(pipe_run *pr, pg_room *s, const party__commit *cm, const file_part *fp) {
+    char seq[24], due[24];
+    const char *p[3];
+    int lens[3] = {0}, fmts[3] = {0};
+    size_t i;
+
+    if (s->n_log > 0) {
+        const undo **order = party__malloc(s->n_log * sizeof(*order));
+        if (order == NULL)
+            return PARTY_ENOMEM;
+        for (i = 0; i < s->n_log; i++)
+            order[i] = &s->log[i];
+        qsort(order, s->n_log, sizeof(*order), undo_order);
+        for (i = 0; i < s->n_log; i++)
+            if (i == 0 || undo_order(&order[i - 1], &order[i]) != 0)
+                send_record(pr, s, order[i]);
+        party__free(order);
+    }
+    p[0] = s->id;
+    if (fp->mode != FILE_NONE) {
+        snprintf(seq, sizeof(seq), "%lld", (long long)(s->file_seq + 1));
+        p[1] = seq;
+        p[2] = fp->data;
+        lens[2] = fp->len;
+        fmts[2] = 1;
+        if (fp->mode == FILE_CHANGESET) {
+            pipe_send(pr,
+                      "INSERT INTO party_room_changes (room_id, seq, changeset)"
+                      " VALUES ($1, $2::bigint, $3)",
+                      3, p, lens, fmts);
+        } else {
+            pipe_send(pr,
+                      "INSERT INTO party_room_files (room_id, snapshot, seq)"
+                      " VALUES ($1, $3, $2::bigint) ON CONFLICT (room_id) DO UPDATE"
+                      " SET snapshot = EXCLUDED.snapshot, seq = EXCLUDED.seq",
+                      3, p, lens, fmts);
+            pipe_send(pr, "DELETE FROM party_room_changes WHERE room_id = $1 AND seq <= $2::bigint",
+                      2, p, NULL, NULL);
+        }
+    }
+    if (cm->wake_changed) {
         if (cm->wake_ms > 0) {
             snprintf(due, sizeof(due), "%lld", (long long)cm->wake_ms);
             p[1] = s->party;
             p[2] = due;
-            res = run(c,
+            pipe_send(pr,
                       "INSERT INTO party_alarm_index (room_id, party, due_ms) VALUES ($1, $2, $3)"
                       " ON CONFLICT (room_id) DO UPDATE SET party = EXCLUDED.party,"
                       " due_ms = EXCLUDED.due_ms",
                       3, p, NULL, NULL);
         } else {
-            res = run(c, "DELETE FROM party_alarm_index WHERE room_id = $1", 1, p, NULL, NULL);
+            pipe_send(pr, "DELETE FROM party_alarm_index WHERE room_id = $1", 1, p, NULL, NULL);
         }
-        r = ok_status(res) ? 0 : PARTY_EIO;
-        PQclear(res);
     }
-    if (r == 0) {
-        res = PQexec(c, "COMMIT");
-        /* A COMMIT that fails rolls back; one whose answer is lost leaves
-         * the outcome unknown, reported as a failure. */
-        r = res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : PARTY_EIO;
-        PQclear(res);
+    return 0;
+}
+
+/* The rooms of the attempt as array literals: their ids ({"a","b"})
+ * and epochs ({1,2}). 0 or PARTY_ENOMEM. */
+static int fence_arrays(const party__commit *rooms, size_t n, const int *want, char **ids,
+                        char **epochs) {
+    size_t i, id_cap = 3, ep_cap = 3;
+    char *o, *e;
+    for (i = 0; i < n; i++) {
+        if (want[i]) {
+            id_cap += 2 * strlen(((pg_room *)rooms[i].store)->id) + 3;
+            ep_cap += 22;
+        }
     }
-    if (r != 0 && PQtransactionStatus(c) != PQTRANS_IDLE)
-        (void)exec_ok(c, "ROLLBACK");
+    *ids = party__malloc(id_cap);
+    *epochs = party__malloc(ep_cap);
+    if (*ids == NULL || *epochs == NULL) {
+        party__free(*ids);
+        party__free(*epochs);
+        return PARTY_ENOMEM;
+    }
+    o = *ids;
+    e = *epochs;
+    *o++ = '{';
+    *e++ = '{';
+    for (i = 0; i < n; i++) {
+        const pg_room *s = (const pg_room *)rooms[i].store;
+        const char *c;
+        if (!want[i])
+            continue;
+        if (o > *ids + 1) {
+            *o++ = ',';
+            *e++ = ',';
+        }
+        *o++ = '"';
+        for (c = s->id; *c != '\0'; c++) {
+            if (*c == '"' || *c == '\\')
+                *o++ = '\\';
+            *o++ = *c;
+        }
+        *o++ = '"';
+        e += snprintf(e, 22, "%lld", (long long)s->epoch);
+    }
+    memcpy(o, "}", 2);
+    memcpy(e, "}", 2);
+    return 0;
+}
+
+/* The rooms of the attempt that this node holds at their epoch, locked
+ * FOR SHARE (a takeover waits for the commit, and the commit for a
+ * takeover), in room order. */
+#define FENCE_ROWS                                                                                 \
+    "SELECT r.room_id FROM party_rooms r JOIN unnest($2::text[], $3::bigint[]) AS w(id, epoch)"    \
+    " ON r.room_id = w.id AND r.epoch = w.epoch WHERE r.owner = $1"                                \
+    " ORDER BY r.room_id FOR SHARE OF r"
+
+enum { ATTEMPT_OK, ATTEMPT_FENCED, ATTEMPT_FAILED, ATTEMPT_BROKEN };
+
+/* Ends a failed attempt's transaction. */
+static int attempt_abort(pipe_run *pr) {
+    if (pr->broken)
+        return ATTEMPT_BROKEN;
+    pr->failed = 0;
+    pipe_send(pr, "ROLLBACK", 0, NULL, NULL, NULL);
+    pipe_sync(pr);
+    return pr->broken ? ATTEMPT_BROKEN : ATTEMPT_FAILED;
+}
+
+/* One transaction for the rooms with want[i]. strict: one round trip,
+ * ATTEMPT_FENCED (nothing written) when a room is not held; else the
+ * held rooms are listed first, the others get PARTY_EFENCED and leave
+ * want, and the rest are written. ATTEMPT_FAILED: a statement failed,
+ * nothing written; ATTEMPT_BROKEN: the connection failed (a COMMIT's
+ * outcome is then unknown: reported as a failure). */
+static int attempt(pipe_run *pr, const char *me, const party__commit *rooms, size_t n,
+                   const file_part *fps, int *want, int *results, int strict) {
+    char *ids, *epochs, count[24];
+    const char *p[4];
+    size_t i, m = 0;
+    int r = ATTEMPT_OK;
+
+    for (i = 0; i < n; i++)
+        m += want[i] != 0;
+    if (m == 0)
+        return ATTEMPT_OK;
+    if (fence_arrays(rooms, n, want, &ids, &epochs) != 0)
+        return ATTEMPT_FAILED;
+    snprintf(count, sizeof(count), "%zu", m);
+    p[0] = me;
+    p[1] = ids;
+    p[2] = epochs;
+    p[3] = count;
+    pr->failed = pr->fence_bad = 0;
+    pr->fence = NULL;
+    pipe_send(pr, "BEGIN", 0, NULL, NULL, NULL);
+    pr->fence_at = pr->queued;
+    if (strict) {
+        /* Not held: an error (the cast fails, SQLSTATE 22P02) so that
+         * nothing after it runs; its text is what the server logs. */
+        pipe_send(pr,
+                  "SELECT CASE WHEN count(*) = $4::bigint THEN 0 ELSE ('partyd: rooms of the"
+                  " commit are held by another node now (fenced): ' || $4::bigint - count(*))"
+                  "::int END FROM (" FENCE_ROWS ") f",
+                  4, p, NULL, NULL);
+    } else {
+        pipe_send(pr, FENCE_ROWS, 3, p, NULL, NULL);
+        pipe_sync(pr);
+        if (!pr->failed && pr->fence != NULL) {
+            /* Rooms not listed are another node's now: left out. */
+            int k, rows = PQntuples(pr->fence);
+            for (i = 0; i < n; i++) {
+                const char *id = ((pg_room *)rooms[i].store)->id;
+                int held = 0;
+                if (!want[i])
+                    continue;
+                for (k = 0; k < rows && !held; k++)
+                    held = strcmp(PQgetvalue(pr->fence, k, 0), id) == 0;
+                if (!held) {
+                    want[i] = 0;
+                    results[i] = PARTY_EFENCED;
+                }
+            }
+        }
+    }
+    party__free(ids);
+    party__free(epochs);
+    for (i = 0; i < n && !pr->failed; i++)
+        if (want[i] && send_room(pr, (pg_room *)rooms[i].store, &rooms[i], &fps[i]) != 0)
+            pr->failed = 1;
+    if (!pr->failed) {
+        pipe_send(pr, "COMMIT", 0, NULL, NULL, NULL);
+        pipe_sync(pr);
+    }
+    PQclear(pr->fence);
+    pr->fence = NULL;
+    if (pr->failed) {
+        int fenced = pr->fence_bad;
+        r = attempt_abort(pr);
+        if (r == ATTEMPT_FAILED && fenced)
+            r = ATTEMPT_FENCED;
+    }
     return r;
+}
+
+/* Commits the rooms with want[i] (their own-database parts in fps) on c,
+ * setting their results: one transaction for all when every room is
+ * held, else for the held ones; one each when the server refused a
+ * statement, so that room fails alone. */
+static void group_commit(pg_backend *be, PGconn *c, const party__commit *rooms, size_t n,
+                         const file_part *fps, int *want, int *results) {
+    pipe_run pr = {c, 0, 0, 0, -1, 0, NULL};
+    char me[300];
+    size_t i, j;
+    int r;
+
+    uv_mutex_lock(&be->beat_mutex);
+    snprintf(me, sizeof(me), "%s", be->node_id);
+    uv_mutex_unlock(&be->beat_mutex);
+
+    if (PQenterPipelineMode(c) != 1) {
+        r = ATTEMPT_BROKEN;
+    } else {
+        r = attempt(&pr, me, rooms, n, fps, want, results, 1);
+        if (r == ATTEMPT_FENCED)
+            r = attempt(&pr, me, rooms, n, fps, want, results, 0);
+    }
+    if (r == ATTEMPT_FAILED) {
+        for (i = 0; i < n; i++) {
+            int *one;
+            if (!want[i])
+                continue;
+            one = party__calloc(n, sizeof(*one));
+            if (one == NULL) {
+                results[i] = PARTY_EIO;
+                continue;
+            }
+            one[i] = 1;
+            r = attempt(&pr, me, rooms, n, fps, one, results, 0);
+            results[i] = one[i] == 0 ? results[i] : r == ATTEMPT_OK ? 0 : PARTY_EIO;
+            party__free(one);
+            if (r == ATTEMPT_BROKEN) {
+                for (j = i + 1; j < n; j++)
+                    if (want[j])
+                        results[j] = PARTY_EIO;
+                break;
+            }
+        }
+    } else {
+        for (i = 0; i < n; i++)
+            if (want[i])
+                results[i] = r == ATTEMPT_OK ? 0 : PARTY_EIO;
+    }
+    if (!pr.broken && PQpipelineStatus(c) != PQ_PIPELINE_OFF && PQexitPipelineMode(c) != 1)
+        pr.broken = 1;
 }
 
 static void pg_commit_batch(party__backend *be_, const party__commit *rooms, size_t n,
@@ -2070,41 +2320,52 @@ static void pg_commit_batch(party__backend *be_, const party__commit *rooms, siz
     pg_backend *be = (pg_backend *)be_;
     char why[256];
     PGconn *c = NULL;
-    size_t i;
+    file_part *fps = party__calloc(n > 0 ? n : 1, sizeof(*fps));
+    int *want = party__calloc(n > 0 ? n : 1, sizeof(*want));
+    size_t i, m = 0;
     int lost = self_fenced(be);
 
     for (i = 0; i < n; i++) {
         pg_room *s = (pg_room *)rooms[i].store;
-        int r;
-        if (s->fenced || lost) {
-            r = PARTY_EFENCED;
-        } else if (s->n_log == 0 && !rooms[i].wake_changed && !s->db_begun) {
-            r = 0;
-        } else {
-            file_part fp = {0};
+        results[i] = 0;
+        if (s->fenced || lost)
+            results[i] = PARTY_EFENCED;
+        else if (s->n_log == 0 && !rooms[i].wake_changed && !s->db_begun)
+            continue;
+        else if (fps == NULL || want == NULL || file_prepare(s, &fps[i]) != 0)
+            results[i] = PARTY_EIO;
+        else
+            want[i] = 1, m++;
+    }
+    if (m > 0 && (c = pool_get(be, why, sizeof(why))) != NULL) {
+        group_commit(be, c, rooms, n, fps, want, results);
+        if (PQstatus(c) != CONNECTION_OK || PQpipelineStatus(c) != PQ_PIPELINE_OFF) {
+            pool_put(be, c); /* closes it */
+            c = NULL;
+        }
+    } else if (m > 0) {
+        for (i = 0; i < n; i++)
+            if (want[i])
+                results[i] = PARTY_EIO;
+    }
+    for (i = 0; i < n; i++) {
+        pg_room *s = (pg_room *)rooms[i].store;
+        file_part *fp = fps != NULL ? &fps[i] : NULL;
+        int r = results[i];
+        if (fp != NULL && r == 0 && fp->mode != FILE_NONE) {
+            s->file_seq++;
+            s->changes_since_snapshot =
+                fp->mode == FILE_SNAPSHOT ? 0 : s->changes_since_snapshot + 1;
+        } else if (fp != NULL && r != 0 && fp->local_changed) {
+            /* The local database moved on without the commit: it is
+             * built again from what the database holds. */
             if (c == NULL)
                 c = pool_get(be, why, sizeof(why));
-            r = c != NULL ? file_prepare(s, &fp) : PARTY_EIO;
-            if (r == 0)
-                r = commit_room(c, s, &rooms[i], &fp);
-            if (r != 0 && c != NULL && PQstatus(c) != CONNECTION_OK) {
-                pool_put(be, c); /* closes it */
-                c = NULL;
-            }
-            if (r == 0 && fp.mode != FILE_NONE) {
-                s->file_seq++;
-                s->changes_since_snapshot =
-                    fp.mode == FILE_SNAPSHOT ? 0 : s->changes_since_snapshot + 1;
-            } else if (r != 0 && fp.local_changed) {
-                /* The local database moved on without the commit: it is
-                 * built again from what the database holds. */
-                if (c == NULL)
-                    c = pool_get(be, why, sizeof(why));
-                if (c == NULL || file_load(s, c) != 0)
-                    s->db_broken = 1;
-            }
-            sqlite3_free(fp.data);
+            if (c == NULL || file_load(s, c) != 0)
+                s->db_broken = 1;
         }
+        if (fp != NULL)
+            sqlite3_free(fp->data);
         if (r != 0)
             file_rollback(s);
         if (r == PARTY_EFENCED)
@@ -2113,9 +2374,10 @@ static void pg_commit_batch(party__backend *be_, const party__commit *rooms, siz
             log_clear(s);
         else
             log_undo(s);
-        results[i] = r;
     }
     pool_put(be, c);
+    party__free(fps);
+    party__free(want);
 }
 
 /* ---- where a room's owner is ---- */

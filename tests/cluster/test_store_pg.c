@@ -3,8 +3,9 @@
  * both (key order and prefixes, rollback, schedules earliest first, the
  * alarm and the index, a room's own database), and on PostgreSQL two
  * backends in one process play two nodes: the second cannot acquire a
- * room the first holds (PARTY_EBUSY) until it is released, and a batch of
- * two rooms where one's epoch moved on fences that one only. Needs
+ * room the first holds (PARTY_EBUSY) until it is released, a batch of
+ * two rooms where one's epoch moved on fences that one only, and a group
+ * commits its held rooms in one transaction without the fenced one. Needs
  * PARTYD_TEST_PG (tests/cluster/with_pg.sh). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -47,6 +48,19 @@ static void sql_exec(const char *uri, const char *sql) {
     res = PQexec(c, sql);
     if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
         fail_msg("%s: %s", sql, PQerrorMessage(c));
+    PQclear(res);
+    PQfinish(c);
+}
+
+/* The first column of sql's first row as text into out ("" without rows). */
+static void sql_text(const char *uri, const char *sql, char *out, size_t cap) {
+    PGconn *c = PQconnectdb(uri);
+    PGresult *res;
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    res = PQexec(c, sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    snprintf(out, cap, "%s", PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "");
     PQclear(res);
     PQfinish(c);
 }
@@ -372,6 +386,151 @@ static void test_fenced_room_fails_alone_in_its_batch(void **state) {
     }
 }
 
+/* A group of three rooms, the middle one taken by another node: the
+ * other two commit (records written twice keep their last value, alarm
+ * index entries, own databases) in one transaction, and nothing of the
+ * fenced one reaches the database. */
+static void test_group_commits_in_one_transaction_without_the_fenced_room(void **state) {
+    fixture *f = *state;
+    party__room_store *rooms[3];
+    party__commit batch[3];
+    int results[3] = {1, 1, 1}, i, round;
+    char sql[1024], ids[3][PARTY_ID_MAX], in[3 * PARTY_ID_MAX + 16], text[256];
+
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(own(f->be, 10 + i, 0), 0);
+        rooms[i] = load(f, f->be, 10 + i, NULL);
+        room_id(10 + i, ids[i]);
+    }
+    snprintf(in, sizeof(in), "('%s', '%s')", ids[0], ids[2]);
+    snprintf(sql, sizeof(sql),
+             "UPDATE party_rooms SET epoch = epoch + 1, owner = 'n9:0' WHERE room_id = '%s'",
+             ids[1]);
+    sql_exec(f->uri, sql);
+    /* The first round writes snapshots of the new own databases, the
+     * second changesets (the fenced room's table is gone: it starts
+     * over). */
+    for (round = 0; round < 2; round++) {
+        for (i = 0; i < 3; i++) {
+            sqlite3 *db = party__store_room_file_open(rooms[i]);
+            assert_non_null(db);
+            assert_int_equal(
+                sqlite3_exec(db,
+                             round == 0 ? "CREATE TABLE t (k INTEGER PRIMARY KEY)"
+                                        : "CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY);"
+                                          " INSERT INTO t VALUES (1)",
+                             0, 0, 0),
+                0);
+            assert_int_equal(party__store_kv_put(rooms[i], "k", "first", 5), 0);
+            assert_int_equal(party__store_kv_put(rooms[i], "j", "other", 5), 0);
+            assert_int_equal(party__store_kv_put(rooms[i], "k", round == 0 ? "last" : "again",
+                                                 round == 0 ? 4 : 5),
+                             0);
+            assert_int_equal(party__store_alarm_set(rooms[i], T0 + 10 * round + i, 0), 0);
+            batch[i] = (party__commit){rooms[i], T0 + 10 * round + i, 1};
+        }
+        f->be->ops->commit_batch(f->be, batch, 3, results);
+        assert_int_equal(results[0], 0);
+        assert_int_equal(results[1], PARTY_EFENCED);
+        assert_int_equal(results[2], 0);
+
+        /* One transaction wrote every row of the group's rooms. */
+        snprintf(sql, sizeof(sql),
+                 "SELECT count(DISTINCT x) FROM (SELECT xmin::text x FROM party_kv"
+                 " WHERE room_id IN %s AND key = 'k' UNION ALL SELECT xmin::text FROM"
+                 " party_alarm_index WHERE room_id IN %s UNION ALL SELECT xmin::text FROM"
+                 " party_alarm WHERE room_id IN %s UNION ALL SELECT xmin::text FROM %s"
+                 " WHERE room_id IN %s) a",
+                 in, in, in, round == 0 ? "party_room_files" : "party_room_changes", in);
+        sql_text(f->uri, sql, text, sizeof(text));
+        assert_string_equal(text, "1");
+        sql_text(f->uri,
+                 "SELECT string_agg(convert_from(value, 'UTF8'), ',' ORDER BY room_id, key)"
+                 " FROM party_kv",
+                 text, sizeof(text));
+        assert_string_equal(text, round == 0 ? "other,last,other,last" : "other,again,other,again");
+        sql_text(f->uri,
+                 "SELECT string_agg(due_ms::text, ',' ORDER BY room_id) FROM party_alarm_index",
+                 text, sizeof(text));
+        snprintf(sql, sizeof(sql), "%lld,%lld", (long long)(T0 + 10 * round),
+                 (long long)(T0 + 10 * round + 2));
+        assert_string_equal(text, sql);
+        snprintf(sql, sizeof(sql),
+                 "SELECT (SELECT count(*) FROM party_kv WHERE room_id = '%s') + (SELECT count(*)"
+                 " FROM party_alarm WHERE room_id = '%s') + (SELECT count(*) FROM"
+                 " party_room_files WHERE room_id = '%s') + (SELECT count(*) FROM"
+                 " party_room_changes WHERE room_id = '%s')",
+                 ids[1], ids[1], ids[1], ids[1]);
+        sql_text(f->uri, sql, text, sizeof(text));
+        assert_string_equal(text, "0");
+    }
+    snprintf(sql, sizeof(sql),
+             "SELECT (SELECT count(*) FROM party_room_files WHERE room_id IN %s) || ','"
+             " || (SELECT count(*) FROM party_room_changes WHERE room_id IN %s)",
+             in, in);
+    sql_text(f->uri, sql, text, sizeof(text));
+    assert_string_equal(text, "2,2");
+    for (i = 0; i < 3; i++)
+        f->be->ops->unload(rooms[i]);
+    /* What was acknowledged loads again, own database included. */
+    {
+        party__room_store *rs = load(f, f->be, 12, NULL);
+        void *val = NULL;
+        size_t len = 0;
+        sqlite3 *db;
+        sqlite3_stmt *st = NULL;
+        int n = -1;
+        assert_int_equal(party__store_kv_get(rs, "k", &val, &len), 0);
+        assert_int_equal(len, 5);
+        assert_memory_equal(val, "again", 5);
+        free(val);
+        db = party__store_room_file_open(rs);
+        assert_non_null(db);
+        assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM t", -1, &st, NULL),
+                         SQLITE_OK);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            n = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        assert_int_equal(n, 1);
+        party__store_rollback(rs);
+        f->be->ops->unload(rs);
+    }
+}
+
+/* A write the server refuses (here a constraint) fails its room only:
+ * the group's other room commits. */
+static void test_refused_write_fails_its_room_alone(void **state) {
+    fixture *f = *state;
+    party__room_store *rooms[2];
+    party__commit batch[2];
+    int results[2] = {1, 1};
+    char text[64];
+
+    sql_exec(f->uri, "ALTER TABLE party_kv ADD CONSTRAINT no_bad CHECK (key <> 'bad')");
+    assert_int_equal(own(f->be, 20, 0), 0);
+    assert_int_equal(own(f->be, 21, 0), 0);
+    rooms[0] = load(f, f->be, 20, NULL);
+    rooms[1] = load(f, f->be, 21, NULL);
+    assert_int_equal(party__store_kv_put(rooms[0], "bad", "x", 1), 0);
+    assert_int_equal(party__store_kv_put(rooms[1], "good", "y", 1), 0);
+    batch[0] = (party__commit){rooms[0], 0, 0};
+    batch[1] = (party__commit){rooms[1], 0, 0};
+    f->be->ops->commit_batch(f->be, batch, 2, results);
+    assert_int_equal(results[0], PARTY_EIO);
+    assert_int_equal(results[1], 0);
+    sql_text(f->uri, "SELECT string_agg(key, ',' ORDER BY key) FROM party_kv", text, sizeof(text));
+    assert_string_equal(text, "good");
+    /* The failed room's batch is gone from memory; its next one commits. */
+    {
+        void *val = NULL;
+        assert_int_equal(party__store_kv_get(rooms[0], "bad", &val, NULL), PARTY_ENOTFOUND);
+    }
+    assert_int_equal(party__store_kv_put(rooms[0], "fine", "z", 1), 0);
+    assert_int_equal(commit_one(f->be, rooms[0], 0, 0), 0);
+    f->be->ops->unload(rooms[0]);
+    f->be->ops->unload(rooms[1]);
+}
+
 #define SQLITE(fn) cmocka_unit_test_setup_teardown(fn, setup_sqlite, teardown)
 #define PG(fn) cmocka_unit_test_setup_teardown(fn, setup_pg, teardown)
 
@@ -383,6 +542,8 @@ int main(void) {
         PG(test_own_database_commits_and_rolls_back_the_same),
         PG(test_second_node_cannot_acquire_until_released),
         PG(test_fenced_room_fails_alone_in_its_batch),
+        PG(test_group_commits_in_one_transaction_without_the_fenced_room),
+        PG(test_refused_write_fails_its_room_alone),
     };
     server_uri = getenv("PARTYD_TEST_PG");
     if (server_uri == NULL) {
