@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include <sys/time.h>
 
+#include "backends.h"
 #include "conn.h"
 #include "buf.h"
 #include "digest.h"

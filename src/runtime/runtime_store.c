@@ -4,7 +4,7 @@
 #include "runtime.h"
 
 #include "alloc.h"
-#include "storage.h"
+#include "backends.h"
 
 int party__runtime_set_store(party_runtime *rt, const char *store, const char *node) {
     char *store_copy = NULL, *node_copy = NULL;

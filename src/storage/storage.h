@@ -4,7 +4,9 @@
  * Rooms are known here only by id, party name and bytes. The table is
  * implemented by the SQLite backend (store_sqlite.c) and the PostgreSQL
  * one; it changes only on purpose, in DESIGN.md (D1). Who calls each op
- * on which thread: docs/architecture.md, "Storage seam". */
+ * on which thread: docs/architecture.md, "Storage seam". Which backend a
+ * configuration names is backends.h's business: nothing here knows one
+ * backend from another, so the backends depend on this header alone. */
 #ifndef PARTY_STORAGE_H
 #define PARTY_STORAGE_H
 
@@ -230,6 +232,21 @@ struct party__store_ops {
      * (a backend shared by several processes: to find due rooms that no
      * process holds). */
     int (*index_due)(party__backend *be, int64_t until_ms, party__index_fn fn, void *arg);
+
+    /* ---- a cluster backend's own (NULL in a backend one process holds;
+     * reached through the party__backend_* calls below) ---- */
+
+    /* 0 if the backend can commit now; PARTY_EFENCED with why when this
+     * node lost its lease (or is past its local deadline for renewing
+     * it). No I/O: for health checks. */
+    int (*check)(party__backend *be, char *why, size_t why_len);
+    /* Where the room's owner is reached when another live node owns it:
+     * 1 with its "host:port" in addr; 0 when no other live node owns it;
+     * a negative PARTY_E* code when it cannot be told. Blocking. */
+    int (*owner_addr)(party__backend *be, const char *room_id, char *addr, size_t cap);
+    /* Records where other nodes reach this one ("host:port") with the
+     * node, at its next heartbeat. */
+    void (*set_addr)(party__backend *be, const char *addr);
 };
 
 /* The SQLite backend's table (store_sqlite.c). */
@@ -238,35 +255,39 @@ const party__store_ops *party__store_sqlite_ops(void);
 /* The PostgreSQL backend's table (store_pg.c). */
 const party__store_ops *party__store_pg_ops(void);
 
-/* The PostgreSQL backend's own check, for party__backend_check. */
-int party__store_pg_check(party__backend *be, char *why, size_t why_len);
-
 /* 0 if the backend can commit now; a cluster backend that lost its node
  * lease (or is past its local deadline for renewing it) says PARTY_EFENCED
  * with why. No I/O: for health checks. */
-int party__backend_check(party__backend *be, char *why, size_t why_len);
+static inline int party__backend_check(party__backend *be, char *why, size_t why_len) {
+    if (be == NULL || be->ops->check == NULL)
+        return 0;
+    return be->ops->check(be, why, why_len);
+}
 
 /* Where the room's owner is reached when another live node owns it
  * (a cluster backend): 1 with its "host:port" in addr; 0 when no other
  * live node owns it (this process may serve it); a negative PARTY_E*
  * code when it cannot be told. Blocking: a worker thread. */
-int party__backend_owner_addr(party__backend *be, const char *room_id, char *addr, size_t cap);
-int party__store_pg_owner_addr(party__backend *be, const char *room_id, char *addr, size_t cap);
+static inline int party__backend_owner_addr(party__backend *be, const char *room_id, char *addr,
+                                            size_t cap) {
+    if (be == NULL || be->ops->owner_addr == NULL)
+        return 0;
+    return be->ops->owner_addr(be, room_id, addr, cap);
+}
+
 /* Where other nodes reach this one ("host:port"), once it listens: a
  * cluster backend records it with the node (at its next heartbeat). */
-void party__backend_set_addr(party__backend *be, const char *addr);
-void party__store_pg_set_addr(party__backend *be, const char *addr);
+static inline void party__backend_set_addr(party__backend *be, const char *addr) {
+    if (be != NULL && be->ops->set_addr != NULL)
+        be->ops->set_addr(be, addr);
+}
 
-/* 1 if store names the PostgreSQL backend (a postgres:// or
- * postgresql:// URI). */
-int party__store_is_pg(const char *store);
-
-/* Opens the backend the configuration names: PostgreSQL when cfg->store
- * is a postgres URI, else SQLite. */
-int party__backend_open(const party__backend_config *cfg, party__backend **out, char *why,
-                        size_t why_len);
-/* Closes a backend opened by party__backend_open. NULL is a no-op. */
-void party__backend_close(party__backend *be);
+/* Closes a backend (backends.h's party__backend_open opened it). NULL is
+ * a no-op. */
+static inline void party__backend_close(party__backend *be) {
+    if (be != NULL)
+        be->ops->close(be);
+}
 
 /* Process-wide settings of the SQLite library, once and before any
  * database opens (see store_sqlite.c); if SQLite was already in use (an

@@ -417,7 +417,7 @@ static void lease_extend(pg_backend *be, uint64_t sent) {
     uv_mutex_unlock(&be->beat_mutex);
 }
 
-void party__store_pg_set_addr(party__backend *be_, const char *addr) {
+static void pg_set_addr(party__backend *be_, const char *addr) {
     pg_backend *be = (pg_backend *)be_;
     char why[256], me[300];
     const char *p[2] = {me, addr};
@@ -648,7 +648,7 @@ static int self_fenced(pg_backend *be) {
     return !be->no_self_fence && lease_lost(be);
 }
 
-int party__store_pg_check(party__backend *be_, char *why, size_t why_len) {
+static int pg_check(party__backend *be_, char *why, size_t why_len) {
     pg_backend *be = (pg_backend *)be_;
     if (!lease_lost(be))
         return 0;
@@ -2382,7 +2382,7 @@ static void pg_commit_batch(party__backend *be_, const party__commit *rooms, siz
 
 /* ---- where a room's owner is ---- */
 
-int party__store_pg_owner_addr(party__backend *be_, const char *room_id, char *addr, size_t cap) {
+static int pg_owner_addr(party__backend *be_, const char *room_id, char *addr, size_t cap) {
     pg_backend *be = (pg_backend *)be_;
     char why[256], me[300];
     const char *p[2] = {room_id, me};
@@ -2489,6 +2489,9 @@ static const party__store_ops pg_ops = {
     .commit_batch = pg_commit_batch,
     .index_load = pg_index_load,
     .index_due = pg_index_due,
+    .check = pg_check,
+    .owner_addr = pg_owner_addr,
+    .set_addr = pg_set_addr,
 };
 
 const party__store_ops *party__store_pg_ops(void) {

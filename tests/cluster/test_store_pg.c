@@ -22,6 +22,7 @@
 #include <sqlite3.h>
 #include <uv.h>
 
+#include "backends.h"
 #include "storage.h"
 
 #define T0 1700000000000LL
