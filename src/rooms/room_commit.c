@@ -15,6 +15,7 @@
 
 #include "conn.h"
 #include "fetch.h"
+#include "inflight.h"
 #include "outbound.h"
 #include "log.h"
 #include "rpc.h"
@@ -689,6 +690,13 @@ static int room_persist_name(party_room *room) {
     return 0;
 }
 
+/* Whether this process carries a request whose record a starting room
+ * found (inflight.h): else an earlier incarnation left it. */
+static int request_carried(party__rooms *rooms, party__inflight_kind kind, const char *id) {
+    return kind == PARTY__INFLIGHT_ROOM ? party__fetch_carries(rooms, id)
+                                        : party__outbound_carries(rooms, id);
+}
+
 int party__room_ensure_started(party_room *room) {
     const party_def *def = room->party->def;
     int rc = 0;
@@ -710,7 +718,7 @@ int party__room_ensure_started(party_room *room) {
     room->status = PARTY__ROOM_STARTED;
     /* D4: what an earlier process left in flight is answered now, after
      * on_start and before the event that started the room. */
-    party__outbound_room_started(room);
+    party__inflight_room_started(room, request_carried);
     return 0;
 }
 
