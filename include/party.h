@@ -351,8 +351,8 @@ PARTY_EXTERN int party_room_broadcast(party_room *room, const void *data, size_t
  * Transfer-Encoding, Upgrade, X-Partyd-From-Room, X-Partyd-Room-Id),
  * PARTY_ETOOBIG (body over max_body_bytes, head over max_header_bytes),
  * PARTY_ELIMIT (PARTY_MAX_ROOM_FETCHES requests of this room, or
- * PARTY_MAX_FETCHES in the runtime, in flight),
- * PARTY_ENOMEM. */
+ * PARTY_MAX_FETCHES in the runtime, in flight), PARTY_EIO (the record
+ * could not be written), PARTY_ENOMEM. */
 PARTY_EXTERN int party_room_fetch(party_room *room, const char *party, const char *room_name,
                                   const char *method, const char *path, const char *const *headers,
                                   const void *body, size_t len, const char *tag,

@@ -982,7 +982,7 @@ void party__room_deliver(party_room *room, const party__event *ev) {
             party__outbound_deliver(room, ev->outbound);
         else if (room->status == PARTY__ROOM_STARTED)
             party__fetch_deliver(room, ev->fetch);
-        else /* an outbound request's record stays: answered EABORTED later */
+        else /* the request's record stays: answered EABORTED later */
             party__log_warn(rooms->lp,
                             "room %s/%s: an answer to a request was dropped: on_start failed",
                             room->party->name, room->name ? room->name : room->id);
