@@ -347,7 +347,13 @@ PARTY_EXTERN int party_room_broadcast(party_room *room, const void *data, size_t
  * once that write is committed; if the commit fails, it is dropped (no
  * on_response: the room's state is reset anyway). The caller may leave
  * memory (eviction, hibernation) while it waits: the answer brings it
- * back. Requests in flight do not survive a restart of the process.
+ * back. Durability: the request is recorded with the room's records in
+ * the current event's transaction (that event commits) and leaves once
+ * that commit is durable. A request still in flight when its process
+ * stops (restart, upgrade, a cluster node that dies) is answered by the
+ * room's next incarnation, after on_start and before its other events:
+ * status 0 and party_response_get_error(res) PARTY_EABORTED (the target
+ * may or may not have handled it).
  * Inside the room's callbacks only (PARTY_ESTATE otherwise). 0,
  * PARTY_EINVAL (NULL party or room name; a room name empty, over
  * PARTY_MAX_TAG_LEN bytes or not UTF-8; a bad method, path or header, or a
@@ -355,8 +361,8 @@ PARTY_EXTERN int party_room_broadcast(party_room *room, const void *data, size_t
  * Transfer-Encoding, Upgrade, X-Partyd-From-Room, X-Partyd-Room-Id),
  * PARTY_ETOOBIG (body over max_body_bytes, head over max_header_bytes),
  * PARTY_ELIMIT (PARTY_MAX_ROOM_FETCHES requests of this room, or
- * PARTY_MAX_FETCHES in the runtime, in flight),
- * PARTY_ENOMEM. */
+ * PARTY_MAX_FETCHES in the runtime, in flight), PARTY_EIO (the record
+ * could not be written), PARTY_ENOMEM. */
 PARTY_EXTERN int party_room_fetch(party_room *room, const char *party, const char *room_name,
                                   const char *method, const char *path, const char *const *headers,
                                   const void *body, size_t len, const char *tag,

@@ -4,7 +4,10 @@
  * into a party_response and posted to the calling room as a RESPONSE
  * event, found again by name or id (it may have left memory meanwhile).
  * In a cluster with a shared secret, a request to a room another live
- * node owns goes over TCP to that node instead, carrying the secret. */
+ * node owns goes over TCP to that node instead, carrying the secret.
+ * Each request is recorded with the caller's records (inflight.h, D4):
+ * one the caller's next incarnation finds unanswered is answered
+ * PARTY_EABORTED. */
 #include "fetch.h"
 
 #include <ctype.h>
@@ -23,6 +26,7 @@
 #include "buf.h"
 #include "conn.h"
 #include "http.h"
+#include "inflight.h"
 #include "log.h"
 #include "request.h"
 #include "room.h"
@@ -46,9 +50,19 @@ typedef struct fetch_io {
     party__fetch *fetch; /* NULL once the request finished */
 } fetch_io;
 
+/* Where a request is linked: nowhere (held by its room, or being freed),
+ * the loop's list in flight (rooms->fetches), or the loop's list of
+ * answers posted to their rooms (rooms->fetches_posted). */
+enum { IN_NONE, IN_FLIGHT, IN_POSTED };
+
 struct party__fetch {
     party__rooms *rooms;
-    party__fetch *prev, *next; /* the loop's list in flight, or a room's held list */
+    party__fetch *prev, *next; /* the loop's list (where), or a room's held list */
+    int where;
+    /* Asking the backend where the target's owner is (a worker thread):
+     * the request cannot be freed until that ends; abandoned when the
+     * loop stopped or froze meanwhile. */
+    int in_lookup, abandoned;
     char id[PARTY_ID_MAX];
     /* the caller, found again when the answer comes */
     const party__party *caller_party;
@@ -194,6 +208,7 @@ static party__buf *request_build(party_room *caller, const char *party, const ch
 
 static void list_add(party__fetch *f) {
     party__rooms *rooms = f->rooms;
+    f->where = IN_FLIGHT;
     f->prev = NULL;
     f->next = rooms->fetches;
     if (rooms->fetches != NULL)
@@ -211,12 +226,53 @@ static void list_remove(party__fetch *f) {
     if (f->next != NULL)
         f->next->prev = f->prev;
     f->prev = f->next = NULL;
+    f->where = IN_NONE;
     rooms->n_fetches--;
+}
+
+/* Answers posted to their rooms, not delivered yet: their records are
+ * this process's still (a room brought back by its answer must not answer
+ * it aborted too). */
+static void posted_add(party__fetch *f) {
+    party__rooms *rooms = f->rooms;
+    f->where = IN_POSTED;
+    f->prev = NULL;
+    f->next = rooms->fetches_posted;
+    if (rooms->fetches_posted != NULL)
+        rooms->fetches_posted->prev = f;
+    rooms->fetches_posted = f;
+}
+
+static void posted_remove(party__fetch *f) {
+    party__rooms *rooms = f->rooms;
+    if (f->prev != NULL)
+        f->prev->next = f->next;
+    else
+        rooms->fetches_posted = f->next;
+    if (f->next != NULL)
+        f->next->prev = f->prev;
+    f->prev = f->next = NULL;
+    f->where = IN_NONE;
+}
+
+int party__fetch_carries(party__rooms *rooms, const char *id) {
+    const party__fetch *f;
+    for (f = rooms->fetches; f != NULL; f = f->next)
+        if (memcmp(f->id, id, PARTY_ID_MAX) == 0)
+            return 1;
+    for (f = rooms->fetches_posted; f != NULL; f = f->next)
+        if (memcmp(f->id, id, PARTY_ID_MAX) == 0)
+            return 1;
+    return 0;
 }
 
 void party__fetch_free(party__fetch *f) {
     if (f == NULL)
         return;
+    if (f->where == IN_FLIGHT)
+        list_remove(f);
+    else if (f->where == IN_POSTED)
+        posted_remove(f);
     party__buf_release(f->request);
     party__response_free(&f->res);
     party__free(f->io_spare);
@@ -266,6 +322,7 @@ static void fetch_post(party__fetch *f) {
     spare = f->event_spare;
     f->event_spare = NULL;
     if (room != NULL) {
+        posted_add(f);
         if (party__room_post_with(room, &ev, spare) == 0)
             return;
     } else {
@@ -480,10 +537,18 @@ static void fetch_open(party__fetch *f);
 
 static void lookup_done(uv_work_t *req, int status) {
     party__fetch *f = req->data;
+    party__loop *lp = f->rooms->lp;
     (void)status;
     f->rooms->n_busy--;
-    fetch_open(f);
-    party__loop_maybe_finish(f->rooms->lp);
+    f->in_lookup = 0;
+    if (f->abandoned) {
+        if (f->remote_fd >= 0)
+            close(f->remote_fd);
+        party__fetch_free(f);
+    } else {
+        fetch_open(f);
+    }
+    party__loop_maybe_finish(lp);
 }
 
 /* The request with the cluster secret after its request line, for the
@@ -517,8 +582,12 @@ static void fetch_start(party__fetch *f) {
         f->lookup.data = f;
         /* Store work of the loop's rooms: the loop waits for it. */
         rooms->n_busy++;
+        /* In flight from here: its record is this process's. */
+        list_add(f);
+        f->in_lookup = 1;
         if (uv_queue_work(&rooms->lp->loop, &f->lookup, lookup_work, lookup_done) == 0)
             return;
+        f->in_lookup = 0;
         rooms->n_busy--;
     }
     fetch_open(f);
@@ -549,7 +618,8 @@ static void fetch_open(party__fetch *f) {
     uv_timer_init(&rooms->lp->loop, &io->timer);
     io->timer.data = io;
     io->open = 1;
-    list_add(f);
+    if (f->where != IN_FLIGHT)
+        list_add(f);
 
     if (f->target == NULL) {
         fetch_set_failure(f, 404, "unknown party\n");
@@ -640,7 +710,12 @@ void party__fetch_stop_all(party__rooms *rooms) {
     for (; f != NULL; f = next) {
         next = f->next;
         f->prev = f->next = NULL;
+        f->where = IN_NONE;
         rooms->n_fetches--;
+        if (f->in_lookup) {
+            f->abandoned = 1; /* freed when the lookup ends */
+            continue;
+        }
         if (f->io != NULL)
             io_close(f->io);
         party__fetch_free(f);
@@ -649,6 +724,7 @@ void party__fetch_stop_all(party__rooms *rooms) {
 
 void party__fetch_deliver(party_room *room, party__fetch *f) {
     const party_def *def = room->party->def;
+    party__inflight_forget(room, PARTY__INFLIGHT_ROOM, f->id);
     if (def->on_response == NULL) {
         party__log_debug(room->rooms->lp,
                          "room %s/%s: answer to request %s ignored (no on_response)",
@@ -719,6 +795,14 @@ int party_room_fetch(party_room *room, const char *party, const char *room_name,
         (f->event_spare = party__malloc(sizeof(*f->event_spare))) == NULL) {
         if (f->request != NULL)
             err = PARTY_ENOMEM;
+        party__fetch_free(f);
+        return err;
+    }
+    /* D4: recorded in this event's transaction (the tag is the record's
+     * value). The write closes the output gate: the request leaves after
+     * the commit, or never. */
+    err = party__inflight_record(room, PARTY__INFLIGHT_ROOM, f->id, f->tag != NULL ? f->tag : "");
+    if (err != 0) {
         party__fetch_free(f);
         return err;
     }

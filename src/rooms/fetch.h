@@ -19,12 +19,17 @@ typedef struct party__fetch party__fetch;
 void party__fetch_release_held(party_room *room, int committed);
 
 /* Delivers a finished request's answer to on_response (the room is
- * started). Does not free it. */
+ * started) and removes its record. Does not free it. */
 void party__fetch_deliver(party_room *room, party__fetch *fetch);
 /* Frees a finished request. NULL is a no-op. */
 void party__fetch_free(party__fetch *fetch);
 
-/* Shutdown: every request in flight is abandoned (no answer). */
+/* Shutdown or upgrade: every request in flight is abandoned unanswered
+ * (its record stays: the caller's next incarnation answers it
+ * PARTY_EABORTED). Answers already posted to rooms stay theirs. */
 void party__fetch_stop_all(party__rooms *rooms);
+/* Whether this loop carries request id (in flight or its answer posted):
+ * its record is not an earlier incarnation's. */
+int party__fetch_carries(party__rooms *rooms, const char *id);
 
 #endif

@@ -2,8 +2,8 @@
  * loop's outbound requests (held by their room's output gate, in flight in
  * the loop's HTTP client, or answered and posted to the room) and the
  * loop's clients, one per policy (the runtime's fetch_allow, or a party's
- * own), each with its parsed allow-list. Records live under the reserved
- * meta key "fetch/<id>" (the value is the tag). */
+ * own), each with its parsed allow-list. Requests are recorded through
+ * inflight.h (D4). */
 #include "outbound.h"
 
 #include <stdio.h>
@@ -14,12 +14,11 @@
 #include "buf.h"
 #include "fetch_allow.h"
 #include "http_client.h"
+#include "inflight.h"
 #include "log.h"
 #include "request.h"
 #include "room.h"
 
-#define RECORD_PREFIX "fetch/"
-#define RECORD_KEY_MAX (sizeof(RECORD_PREFIX) + PARTY_ID_MAX)
 #define DEFAULT_MAX_BYTES (8u * 1024 * 1024)
 #define DEFAULT_TIMEOUT_S 30.0
 #define PARTY__FETCH_URL_TIMEOUT_MAX 1e7 /* seconds: some 115 days */
@@ -76,10 +75,6 @@ static size_t process_limit(const party__rooms *rooms) {
 /* The loop's outbound counters (what its clients count too). */
 static party__http_stats *stats_of(party__outbound *ob) {
     return &ob->rooms->lp->http_stats;
-}
-
-static void record_key(char out[RECORD_KEY_MAX], const char *id) {
-    snprintf(out, RECORD_KEY_MAX, "%s%s", RECORD_PREFIX, id);
 }
 
 /* ---- the loop's state ---- */
@@ -261,11 +256,8 @@ void party__outbound_post_failed(party__outbound_req *req) {
 
 void party__outbound_deliver(party_room *room, party__outbound_req *req) {
     const party_def *def = room->party->def;
-    char key[RECORD_KEY_MAX];
 
-    record_key(key, req->id);
-    if (room->store != NULL)
-        (void)party__store_meta_delete(room->store, key);
+    party__inflight_forget(room, PARTY__INFLIGHT_OUTBOUND, req->id);
     if (def->on_response != NULL)
         def->on_response(room, req->id, req->tag != NULL ? req->tag : "", &req->res);
 }
@@ -301,89 +293,15 @@ void party__outbound_release_held(party_room *room, int committed, party__http_d
 
 /* ---- a new incarnation ---- */
 
-typedef struct found_record {
-    char id[PARTY_ID_MAX];
-    char *tag;
-} found_record;
-
-typedef struct found_list {
-    found_record *items;
-    size_t n, cap;
-    int failed;
-} found_list;
-
-static int collect_record(const char *key, const void *val, size_t len, void *arg) {
-    found_list *list = arg;
-    const char *id = key + sizeof(RECORD_PREFIX) - 1;
-
-    if (strlen(id) != PARTY_ID_MAX - 1)
-        return 0;
-    if (list->n == list->cap) {
-        size_t cap = list->cap == 0 ? 8 : list->cap * 2;
-        found_record *grown = party__realloc(list->items, cap * sizeof(*grown));
-        if (grown == NULL) {
-            list->failed = 1;
-            return 1;
-        }
-        list->items = grown;
-        list->cap = cap;
-    }
-    memcpy(list->items[list->n].id, id, PARTY_ID_MAX);
-    list->items[list->n].tag = party__strndup(val, len);
-    if (list->items[list->n].tag == NULL) {
-        list->failed = 1;
-        return 1;
-    }
-    list->n++;
-    return 0;
-}
-
-static int carried(party__outbound *ob, const char *id) {
+int party__outbound_carries(party__rooms *rooms, const char *id) {
     party__outbound_req *req;
-    for (req = ob->head; req != NULL; req = req->next)
+    /* Before its first request a loop has no state: it carries none. */
+    if (rooms->outbound == NULL)
+        return 0;
+    for (req = rooms->outbound->head; req != NULL; req = req->next)
         if (memcmp(req->id, id, PARTY_ID_MAX) == 0)
             return 1;
     return 0;
-}
-
-void party__outbound_room_started(party_room *room) {
-    party__rooms *rooms = room->rooms;
-    party__outbound *ob = rooms->outbound;
-    const party_def *def = room->party->def;
-    found_list list = {0};
-    size_t i;
-
-    /* Before its first request a loop has no state (ob NULL): every
-     * record found is then an earlier process's. */
-    if (room->store == NULL)
-        return;
-    (void)party__store_meta_list(room->store, RECORD_PREFIX, collect_record, &list);
-    if (list.failed)
-        party__log_error(rooms->lp, "room %s/%s: out of memory reading its outbound requests",
-                         room->party->name, room->name ? room->name : room->id);
-    for (i = 0; i < list.n; i++) {
-        found_record *f = &list.items[i];
-        char key[RECORD_KEY_MAX];
-        party_response res;
-
-        if (ob != NULL && carried(ob, f->id))
-            continue;
-        record_key(key, f->id);
-        (void)party__store_meta_delete(room->store, key);
-        rooms->lp->http_stats.errors[party__http_error_index(PARTY_EABORTED)]++;
-        party__response_init(&res);
-        party__response_text(&res, 0,
-                             "aborted: the request was in flight when an earlier process of "
-                             "this room stopped; it may or may not have reached the server\n");
-        res.status = 0;
-        res.error = PARTY_EABORTED;
-        if (def->on_response != NULL)
-            def->on_response(room, f->id, f->tag, &res);
-        party__response_free(&res);
-    }
-    for (i = 0; i < list.n; i++)
-        party__free(list.items[i].tag);
-    party__free(list.items);
 }
 
 /* ---- public ---- */
@@ -431,7 +349,7 @@ int party_room_fetch_url(party_room *room, const char *method, const char *url,
     party__outbound_req *req;
     party__http_out out;
     policy *pol;
-    char why[320], key[RECORD_KEY_MAX];
+    char why[320];
     int r;
 
     /* !(>= 0) refuses NaN too; the bound keeps the milliseconds in range. */
@@ -499,8 +417,7 @@ int party_room_fetch_url(party_room *room, const char *method, const char *url,
         goto oom;
     /* D4: recorded in this event's transaction. The write closes the
      * output gate, so the request leaves after the commit, or never. */
-    record_key(key, req->id);
-    r = party__store_meta_put(room->store, key, req->tag, strlen(req->tag));
+    r = party__inflight_record(room, PARTY__INFLIGHT_OUTBOUND, req->id, req->tag);
     if (r != 0) {
         party__outbound_req_free(req);
         return r;

@@ -4,7 +4,7 @@
  * loop's HTTP client (http_client.h) once that commit is durable, and its
  * answer comes back to the room as a RESPONSE event, found again by name
  * or id. A room incarnation that finds records of requests this process
- * is not carrying answers them PARTY_EABORTED after on_start.
+ * is not carrying answers them PARTY_EABORTED after on_start (inflight.h).
  *
  * It sits below the room actor's delivery (room_commit.c), above the
  * room table (room.c): room_commit calls it (held requests released,
@@ -46,9 +46,9 @@ struct party_room *party__outbound_answered(party__outbound_req *req, party__htt
                                             struct party__event **spare);
 /* Posting the answer failed (out of memory): logged, req freed. */
 void party__outbound_post_failed(party__outbound_req *req);
-/* on_start succeeded: requests recorded by an earlier incarnation that
- * this process is not carrying are answered PARTY_EABORTED now. */
-void party__outbound_room_started(struct party_room *room);
+/* Whether this loop carries outbound request id (held, in flight or its
+ * answer posted): its record is not an earlier incarnation's. */
+int party__outbound_carries(struct party__rooms *rooms, const char *id);
 /* Delivers an answer to on_response (the room is started) and removes
  * its record. Does not free it. */
 void party__outbound_deliver(struct party_room *room, party__outbound_req *req);

@@ -15,6 +15,7 @@
 
 #include "conn.h"
 #include "fetch.h"
+#include "inflight.h"
 #include "outbound.h"
 #include "log.h"
 #include "rpc.h"
@@ -392,6 +393,15 @@ static void load_work(uv_work_t *req) {
     party__short_thread_run(load_store, req->data);
 }
 
+/* An HTTP request or WebSocket upgrade for a room another node holds:
+ * 503 (try again: D5), with this node's name like every answer of a
+ * room, so a client or a balancer sees which node said it. */
+static void room_moved_fail(party_room *room, party_conn *conn) {
+    const char *headers[] = {"X-Partyd-Node", room->rooms->node, NULL, NULL};
+    party__conn_http_fail_with(conn, 503, "the room is held by another node; try again\n",
+                               room->rooms->node != NULL ? headers : NULL);
+}
+
 /* The store could not be opened: every waiting event is answered with an
  * error, and the room stays cold (the next event tries again). */
 static void room_fail_queued(party_room *room, int moved) {
@@ -403,11 +413,12 @@ static void room_fail_queued(party_room *room, int moved) {
         if (ev->type == PARTY__EV_CONNECT)
             room->n_pending--;
         if (ev->conn != NULL) {
-            if (ev->type == PARTY__EV_CONNECT || ev->type == PARTY__EV_REQUEST)
-                party__conn_http_fail(ev->conn, 503,
-                                      moved ? "the room is held by another node; try again\n"
-                                            : "room storage is unavailable\n");
-            else if (ev->type != PARTY__EV_CLOSE)
+            if (ev->type == PARTY__EV_CONNECT || ev->type == PARTY__EV_REQUEST) {
+                if (moved)
+                    room_moved_fail(room, ev->conn);
+                else
+                    party__conn_http_fail(ev->conn, 503, "room storage is unavailable\n");
+            } else if (ev->type != PARTY__EV_CLOSE)
                 party__conn_start_close(
                     ev->conn, moved ? PARTY__WS_SERVICE_RESTART : PARTY__WS_INTERNAL_ERROR,
                     moved ? "room moved" : "room storage is unavailable");
@@ -689,6 +700,13 @@ static int room_persist_name(party_room *room) {
     return 0;
 }
 
+/* Whether this process carries a request whose record a starting room
+ * found (inflight.h): else an earlier incarnation left it. */
+static int request_carried(party__rooms *rooms, party__inflight_kind kind, const char *id) {
+    return kind == PARTY__INFLIGHT_ROOM ? party__fetch_carries(rooms, id)
+                                        : party__outbound_carries(rooms, id);
+}
+
 int party__room_ensure_started(party_room *room) {
     const party_def *def = room->party->def;
     int rc = 0;
@@ -710,7 +728,7 @@ int party__room_ensure_started(party_room *room) {
     room->status = PARTY__ROOM_STARTED;
     /* D4: what an earlier process left in flight is answered now, after
      * on_start and before the event that started the room. */
-    party__outbound_room_started(room);
+    party__inflight_room_started(room, request_carried);
     return 0;
 }
 
@@ -807,7 +825,7 @@ static void handle_connect(party_room *room, party_conn *conn) {
     }
     if (room->leaving) {
         /* Its records here are stale: the client must reach the owner. */
-        party__conn_http_fail(conn, 503, "the room is held by another node; try again\n");
+        room_moved_fail(room, conn);
         party__conn_leave_room(conn);
         return;
     }
@@ -861,7 +879,7 @@ static void handle_request(party_room *room, party_conn *conn) {
     }
     if (room->leaving) {
         /* No answer from stale records: the client must reach the owner. */
-        party__conn_http_fail(conn, 503, "the room is held by another node; try again\n");
+        room_moved_fail(room, conn);
         return;
     }
     party__response_init(&res);
@@ -964,7 +982,7 @@ void party__room_deliver(party_room *room, const party__event *ev) {
             party__outbound_deliver(room, ev->outbound);
         else if (room->status == PARTY__ROOM_STARTED)
             party__fetch_deliver(room, ev->fetch);
-        else /* an outbound request's record stays: answered EABORTED later */
+        else /* the request's record stays: answered EABORTED later */
             party__log_warn(rooms->lp,
                             "room %s/%s: an answer to a request was dropped: on_start failed",
                             room->party->name, room->name ? room->name : room->id);

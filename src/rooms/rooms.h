@@ -72,8 +72,9 @@ typedef struct party__rooms {
     uv_timer_t leave_timer;
     size_t n_leaving; /* rooms in memory given up (party_room.leaving) */
 
-    party__alarms alarms;         /* the heap of rooms' wake times */
-    struct party__fetch *fetches; /* room-to-room requests in flight */
+    party__alarms alarms;                /* the heap of rooms' wake times */
+    struct party__fetch *fetches;        /* room-to-room requests in flight */
+    struct party__fetch *fetches_posted; /* ... answered, posted to their rooms */
     size_t n_fetches, n_fetches_held;
     /* Outbound HTTP (outbound.h): the loop's requests and HTTP clients,
      * made at its first request (NULL until then); the count of requests

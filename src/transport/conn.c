@@ -858,9 +858,16 @@ void party__conn_http_respond(party_conn *conn, party_response *res, int force_c
 }
 
 void party__conn_http_fail(party_conn *conn, int status, const char *text) {
+    party__conn_http_fail_with(conn, status, text, NULL);
+}
+
+void party__conn_http_fail_with(party_conn *conn, int status, const char *text,
+                                const char *const *headers) {
     party_response res;
     party__response_init(&res);
     party__response_text(&res, status, text);
+    for (; headers != NULL && headers[0] != NULL; headers += 2)
+        party_response_set_header(&res, headers[0], headers[1]);
     if (status == 426) { /* RFC 9110 15.5.22: a 426 names the protocol to upgrade to */
         party_response_set_header(&res, "Upgrade", "websocket");
         party_response_set_header(&res, "Sec-WebSocket-Version", "13");

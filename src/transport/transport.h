@@ -112,5 +112,9 @@ void party__conn_flush(party_conn *conn);
 void party__conn_abort(party_conn *conn);
 /* Answers the current request with status and a text body, then closes. */
 void party__conn_http_fail(party_conn *conn, int status, const char *text);
+/* The same with headers added (name, value pairs ending with NULL; NULL
+ * for none). */
+void party__conn_http_fail_with(party_conn *conn, int status, const char *text,
+                                const char *const *headers);
 
 #endif

@@ -413,12 +413,17 @@ static void test_second_node_answers_503_for_a_room_the_first_will_not_hand_over
     assert_int_equal(res.status, 503);
     assert_non_null(http_response_header(&res, "Retry-After"));
     assert_non_null(strstr(res.body, "held by another node"));
+    /* Named like every answer: the node that said it. */
+    assert_non_null(http_response_header(&res, "X-Partyd-Node"));
+    assert_string_equal(http_response_header(&res, "X-Partyd-Node"), "n2");
     http_response_free(&res);
     {
         tconn *w = tconn_open(partyd_port(n2), 0);
         assert_non_null(w);
         code = ws_handshake(w, "/parties/counter/shared", NULL, NULL, 0, &res);
         assert_int_equal(code, 503);
+        assert_non_null(http_response_header(&res, "X-Partyd-Node"));
+        assert_string_equal(http_response_header(&res, "X-Partyd-Node"), "n2");
         http_response_free(&res);
         tconn_close(w);
     }
@@ -883,6 +888,43 @@ static void test_outbound_request_in_flight_on_a_dead_node_is_aborted_on_the_nex
     partyd_free(n2);
 }
 
+/* The same for a room-to-room request: a probe room of n1 asks another
+ * room of n1 that holds its answer (probe's GET /hold blocks n1's loop
+ * until a file that never appears); n1 is killed; n2 takes the caller,
+ * whose next incarnation answers the request aborted, once. */
+static void test_room_request_in_flight_on_a_dead_node_is_aborted_on_the_next(void **state) {
+    char uri[512], dir[] = "/tmp/partyd-cluster-hold-XXXXXX", fetch[256], *at;
+    partyd *n1, *n2;
+    http_response res;
+    tconn *c;
+    (void)state;
+
+    assert_non_null(mkdtemp(dir));
+    database_new(uri, sizeof(uri));
+    n1 = node_start(uri, "n1", NULL);
+    n2 = node_start(uri, "n2", NULL);
+    c = probe_open(partyd_port(n1), "caller", NULL, NULL);
+    snprintf(fetch, sizeof(fetch), "fetch:probe/held/hold?until=%s/never", dir);
+    ws_send_text(c, fetch);
+    assert_true(partyd_wait_stderr(n1, "probe: hold held: holding", 30000));
+    partyd_signal(n1, SIGKILL);
+    assert_int_equal(partyd_wait_exit(n1, 5000), 128 + SIGKILL);
+    tconn_close(c);
+    partyd_free(n1);
+
+    http_expect_get(partyd_port(n2), "/parties/probe/caller", &res);
+    assert_int_equal(res.status, 200);
+    assert_string_equal(http_response_header(&res, "X-Partyd-Node"), "n2");
+    at = strstr(res.body, "response:0:");
+    if (at == NULL || strstr(at + 1, "response:0:") != NULL ||
+        strstr(res.body, "in flight") == NULL)
+        fail_msg("not one aborted answer in %s", res.body);
+    http_response_free(&res);
+    assert_int_equal(partyd_stop(n2), 0);
+    partyd_free(n2);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counter_survives_restart_on_sqlite),
@@ -905,6 +947,7 @@ int main(void) {
         cmocka_unit_test(test_sigusr2_is_refused_on_a_shared_store),
         cmocka_unit_test(test_room_fetch_reaches_a_room_another_node_owns),
         cmocka_unit_test(test_outbound_request_in_flight_on_a_dead_node_is_aborted_on_the_next),
+        cmocka_unit_test(test_room_request_in_flight_on_a_dead_node_is_aborted_on_the_next),
     };
     server_uri = getenv("PARTYD_TEST_PG");
     if (server_uri == NULL) {

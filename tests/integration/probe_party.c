@@ -14,7 +14,14 @@
  *   sql:<statements>        run on party_room_db(); reply "sql:<first column of the
  *                           last row>" or "sqlerr:<message>"
  *   fetch:<party>/<room>[/path?query]  party_room_fetch (GET); the answer is
- *                           sent to the sender as "response:<status>:<body>"
+ *                           sent to the sender as "response:<status>:<body>";
+ *                           an answer with an error (PARTY_EABORTED) is also
+ *                           recorded as "response:<status>:<error>:<body>"
+ * GET /hold?until=<file>[&offmain=1] holds its answer: it logs "probe: hold
+ * <room>: holding" and blocks its loop's thread until <file> exists (60 s at most),
+ * then answers 200 "released"; with offmain=1 a room on the main thread
+ * answers 409 "main thread" at once instead, logging "probe: hold <room>:
+ * main thread" (an upgrade needs that thread).
  * Any other text is echoed as "echo:<text>"; binary is echoed as binary.
  * Rooms named "fail-start-<n>" fail on_start their first n times.
  * Hooks, driven by the query string: ?deny=<status> answers in the hook;
@@ -24,11 +31,15 @@
  * PARTYD_PROBE_CORS in partyd's environment turns CORS on for probe with
  * custom headers (Access-Control-Allow-Origin: https://example.test).
  * Connections opened with ?tags=a,b get those tags. */
+#define _GNU_SOURCE /* syscall */
 #include <party.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #define LOG_MAX 64
 
@@ -315,6 +326,12 @@ static void probe_response(party_room *room, const char *id, const char *tag,
     const char *body = party_response_get_body(res, &len);
     char reply[4096];
     (void)id;
+    if (party_response_get_error(res) != 0) {
+        snprintf(reply, sizeof(reply), "response:%d:%s:%.*s", party_response_get_status(res),
+                 party_strerror(party_response_get_error(res)),
+                 (int)strcspn(body != NULL ? body : "", "\n"), body != NULL ? body : "");
+        record(room, reply);
+    }
     if (conn == NULL)
         return;
     snprintf(reply, sizeof(reply), "response:%d:%.*s", party_response_get_status(res), (int)len,
@@ -360,14 +377,38 @@ static size_t json_string(char *out, size_t cap, size_t used, const char *s) {
     return used + 1;
 }
 
+/* GET /hold: see the header. */
+static void hold(party_room *room, const party_request *req, party_response *res) {
+    const char *until = party_request_query(req, "until");
+    const char *offmain = party_request_query(req, "offmain");
+    struct timespec tick = {0, 10 * 1000 * 1000};
+    int i;
+
+    if (offmain != NULL && syscall(SYS_gettid) == getpid()) {
+        party_room_log(room, PARTY_LOG_WARN, "probe: hold %s: main thread", party_room_name(room));
+        party_response_set_status(res, 409);
+        party_response_set_body(res, "main thread", 11);
+        return;
+    }
+    party_room_log(room, PARTY_LOG_WARN, "probe: hold %s: holding", party_room_name(room));
+    for (i = 0; i < 6000 && until != NULL && access(until, F_OK) != 0; i++)
+        nanosleep(&tick, NULL);
+    party_response_set_body(res, "released", 8);
+}
+
 static void probe_request(party_room *room, const party_request *req, party_response *res) {
     probe_state *st = party_room_state(room);
     static char body[65536];
     size_t used = 0;
     size_t blen;
     const char *b = party_request_body(req, &blen);
+    const char *url = party_request_url(req);
     int i;
 
+    if (strstr(url, "/hold?") != NULL) {
+        hold(room, req, res);
+        return;
+    }
     if (party_request_header(req, "X-Probe-Hook") != NULL)
         party_response_set_header(res, "X-Probe-Hook", party_request_header(req, "X-Probe-Hook"));
     {

@@ -1,7 +1,10 @@
 /* Room-to-room requests in a real partyd: a probe room asks another room
  * (of probe, or of the built-in parties) over party_room_fetch from
  * on_message, and sends the answer it receives in on_response back to its
- * WebSocket client. */
+ * WebSocket client. A request in flight when partyd is killed, or when it
+ * upgrades (SIGUSR2), is answered aborted, once, by the caller's next
+ * incarnation (DESIGN.md D4): the target holds its answer (probe's
+ * GET /hold blocks its loop until a file exists). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,8 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
+#include <fcntl.h>
+#include <signal.h>
 
 #include "client.h"
 
@@ -82,12 +88,132 @@ static void test_network_client_cannot_send_the_room_header(void **state) {
     http_response_free(&res);
 }
 
+/* The number of times needle occurs in text. */
+static int occurrences(const char *text, const char *needle) {
+    int n = 0;
+    for (; (text = strstr(text, needle)) != NULL; text += strlen(needle))
+        n++;
+    return n;
+}
+
+#define ABORTED "response:0:"
+
+static void test_request_in_flight_when_killed_is_answered_aborted_after_restart(void **state) {
+    char data[] = "/tmp/partyd-fetch-kill-XXXXXX", command[160], fetch[256], *record;
+    const char *args[] = {"--data", data, NULL};
+    partyd *d;
+    tconn *c;
+    (void)state;
+
+    assert_non_null(mkdtemp(data));
+    d = partyd_start(args);
+    assert_non_null(d);
+    c = probe_open(partyd_port(d), "caller", NULL, NULL);
+    /* The target never answers (the file never appears): the request is
+     * in flight when partyd is killed. */
+    snprintf(fetch, sizeof(fetch), "fetch:probe/held/hold?until=%s/never", data);
+    ws_send_text(c, fetch);
+    assert_true(partyd_wait_stderr(d, "probe: hold held: holding", 30000));
+    partyd_signal(d, SIGKILL);
+    assert_int_equal(partyd_wait_exit(d, 10000), 128 + SIGKILL);
+    tconn_close(c);
+    partyd_free(d);
+
+    /* The caller's next incarnation answers it aborted, before the GET. */
+    d = partyd_start(args);
+    assert_non_null(d);
+    record = probe_record(partyd_port(d), "caller");
+    if (occurrences(record, ABORTED) != 1 || strstr(record, "in flight") == NULL)
+        fail_msg("not one aborted answer in %s", record);
+    free(record);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+
+    /* Once: the run after has nothing left to answer. */
+    d = partyd_start(args);
+    assert_non_null(d);
+    record = probe_record(partyd_port(d), "caller");
+    if (strstr(record, ABORTED) != NULL)
+        fail_msg("answered again: %s", record);
+    free(record);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+    snprintf(command, sizeof(command), "rm -rf %s", data);
+    assert_int_equal(system(command), 0);
+}
+
+/* D4 across an upgrade: the target holds its answer on a loop other than
+ * the main thread's (which handles the signal), until the new process is
+ * ready and the loops freeze; the request is then dropped by the old
+ * process and answered aborted by the caller's incarnation in the new
+ * one. */
+static void
+test_request_in_flight_at_an_upgrade_is_answered_aborted_by_the_new_process(void **state) {
+    char dir[] = "/tmp/partyd-fetch-upgrade-XXXXXX", release[128], command[160], fetch[256],
+         needle[64], *record, *log, *serving, *seen;
+    const char *args[] = {"--threads", "2", NULL};
+    partyd *d;
+    tconn *c;
+    long new_pid;
+    int i, fd, held = 0;
+    (void)state;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(release, sizeof(release), "%s/release", dir);
+    d = partyd_start(args);
+    assert_non_null(d);
+    c = probe_open(partyd_port(d), "caller", NULL, NULL);
+    /* Rooms are spread over the two loops by id: try names until one
+     * lives off the main thread. */
+    for (i = 0; i < 64 && !held; i++) {
+        snprintf(fetch, sizeof(fetch), "fetch:probe/held-%d/hold?offmain=1&until=%s", i, release);
+        ws_send_text(c, fetch);
+        snprintf(needle, sizeof(needle), "probe: hold held-%d: ", i);
+        assert_true(partyd_wait_stderr(d, needle, 30000));
+        snprintf(needle, sizeof(needle), "probe: hold held-%d: holding", i);
+        log = partyd_stderr(d);
+        held = strstr(log, needle) != NULL;
+        free(log);
+        if (!held) {
+            seen = ws_expect_text_prefix(c, "response:409:");
+            free(seen);
+        }
+    }
+    assert_true(held);
+    partyd_signal(d, SIGUSR2);
+    assert_true(partyd_wait_stderr(d, "upgrade: the new process is ready", 60000));
+    fd = open(release, O_WRONLY | O_CREAT, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_true(partyd_wait_stderr(d, "; serving (pid ", 60000));
+
+    record = probe_record(partyd_port(d), "caller");
+    if (occurrences(record, ABORTED) != 1 || strstr(record, "in flight") == NULL)
+        fail_msg("not one aborted answer in %s", record);
+    free(record);
+    tconn_close(c);
+    log = partyd_stderr(d);
+    serving = strstr(log, "; serving (pid ");
+    assert_non_null(serving);
+    new_pid = strtol(serving + strlen("; serving (pid "), NULL, 10);
+    free(log);
+    assert_true(new_pid > 0);
+    kill((pid_t)new_pid, SIGTERM);
+    assert_int_equal(partyd_wait_exit(d, 60000), 0);
+    partyd_free(d);
+    snprintf(command, sizeof(command), "rm -rf %s", dir);
+    assert_int_equal(system(command), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_answer_of_another_room_reaches_the_caller),
         cmocka_unit_test(test_hooks_are_skipped_between_rooms),
         cmocka_unit_test(test_unknown_party_and_failed_start_are_answers),
         cmocka_unit_test(test_network_client_cannot_send_the_room_header),
+        cmocka_unit_test(test_request_in_flight_when_killed_is_answered_aborted_after_restart),
+        cmocka_unit_test(
+            test_request_in_flight_at_an_upgrade_is_answered_aborted_by_the_new_process),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
