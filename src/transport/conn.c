@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -31,6 +33,16 @@
 #define HTTP_BUF_FIRST 1024
 #define WRITE_IOV_MAX 64
 #define LINGER_MS 2000
+/* Spare send queues a loop keeps (a broadcast takes one per receiver for
+ * a moment). */
+#define SPARE_SENDQS 1024
+/* Sockets' events read from the loop's epoll set at a time; more ready
+ * ones keep the set readable for the next loop turn. */
+#define EPOLL_BATCH 256
+
+/* What the loop's epoll set watches for a connection (conn->watched). */
+#define WATCH_IN 1u
+#define WATCH_OUT 2u
 
 /* For the HTTP side of a function a WebSocket message also runs through:
  * inlined, its locals and saved registers would be paid on every message. */
@@ -39,8 +51,8 @@
 static void conn_start_reading(party_conn *conn);
 static void conn_stop_reading(party_conn *conn);
 static void conn_watch(party_conn *conn);
-static void on_poll(uv_poll_t *handle, int status, int events);
 static void conn_close_now(party_conn *conn);
+static void mark_dirty(party_conn *conn);
 static void conn_parse_http(party_conn *conn);
 static void http_session_free(party__http_session *s);
 
@@ -62,21 +74,61 @@ static void conn_release(party__loop *lp, party_conn *conn) {
     party__slabs_release(lp->conn_slabs, conn);
 }
 
-/* The output ring: one inline slot while at most one buffer waits (the
- * usual case: output is written at the end of each loop turn), a heap ring
- * once more do. A busy connection keeps its ring; one whose room
- * hibernates gives it back (party__conn_trim), so an idle connection holds
- * no small block of its own between freed ones in the heap. */
-static party__buf **out_slot(party_conn *conn, uint32_t i) {
-    if (conn->out_cap <= 1)
-        return &conn->out_one;
-    return &conn->out[(conn->out_head + i) % conn->out_cap];
+/* The send queue's ring: one inline slot while at most one buffer waits
+ * (the usual case: output is written at the end of each loop turn), a
+ * heap ring once more do. */
+static party__buf **out_slot(party__conn_sendq *q, uint32_t i) {
+    if (q->cap <= 1)
+        return &q->one;
+    return &q->ring[(q->head + i) % q->cap];
 }
 
-/* The entries of the ring in front of the release mark: what may be
- * written now. The rest (out_held) waits for a commit. */
+/* The entries of the queue in front of the release mark: what may be
+ * written now. The rest (held) waits for a commit. */
 static uint32_t out_released(const party_conn *conn) {
-    return conn->out_len - conn->out_held;
+    return conn->out != NULL ? conn->out->len - conn->out->held : 0;
+}
+
+/* A queue exists only while output waits: on an echo, from the message's
+ * reply to the write at the end of the loop turn. So queues come from a
+ * pool of the loop's rather than from malloc each time. */
+static party__conn_sendq *sendq_take(party__loop *lp) {
+    party__conn_sendq *q = lp->spare_sendqs;
+    if (q != NULL) {
+        lp->spare_sendqs = q->next_spare;
+        lp->n_spare_sendqs--;
+    } else if ((q = party__malloc(sizeof(*q))) == NULL) {
+        return NULL;
+    }
+    memset(q, 0, sizeof(*q));
+    return q;
+}
+
+/* The connection's queue, empty, goes back (with the ring it grew). */
+static void sendq_drop(party_conn *conn) {
+    party__loop *lp = party__conn_loop(conn);
+    party__conn_sendq *q = conn->out;
+
+    assert(q->len == 0);
+    conn->out = NULL;
+    if (q->cap > 1)
+        party__free(q->ring);
+    if (lp->n_spare_sendqs < SPARE_SENDQS && !lp->conn_epoll_done) {
+        q->next_spare = lp->spare_sendqs;
+        lp->spare_sendqs = q;
+        lp->n_spare_sendqs++;
+        return;
+    }
+    party__free(q);
+}
+
+static void spare_sendqs_free(party__loop *lp) {
+    while (lp->spare_sendqs != NULL) {
+        party__conn_sendq *q = lp->spare_sendqs;
+        lp->spare_sendqs = q->next_spare;
+        party__free(q);
+    }
+    lp->n_spare_sendqs = 0;
 }
 
 /* ---- transport ---- */
@@ -175,12 +227,17 @@ static void conn_free(party_conn *conn) {
     party__loop *lp = party__conn_loop(conn);
     uint32_t i;
 
-    for (i = 0; i < conn->out_len; i++)
-        party__buf_release(*out_slot(conn, i));
-    if (conn->out_cap > 1)
-        party__free(conn->out);
+    if (conn->out != NULL) {
+        for (i = 0; i < conn->out->len; i++)
+            party__buf_release(*out_slot(conn->out, i));
+        conn->out->len = 0;
+        sendq_drop(conn);
+    }
     party__conn_end_http(conn);
-    party__ws_reader_reset(&conn->reader);
+    if (conn->reader != NULL) {
+        party__ws_reader_reset(conn->reader);
+        party__free(conn->reader);
+    }
     if (conn->id != NULL && ident_block(conn) != conn->ident)
         party__free(ident_block(conn)); /* the uri lives in the same block */
     party__free(conn->tags);
@@ -294,33 +351,138 @@ static void spare_timers_close(party__loop *lp) {
         uv_close((uv_handle_t *)lp->spare_timers[--lp->n_spare_timers], on_block_timer_closed);
 }
 
+static void conn_epoll_close(party__loop *lp);
+
 void party__conn_pools_free(party__loop *lp) {
+    /* Connections closed since the last flush are released first. */
+    party__conn_flush_dirty(lp);
     /* Timers still held by connections close when they are stopped. */
     lp->timers_closing = 1;
     spare_timers_close(lp);
     spare_sessions_free(lp);
+    conn_epoll_close(lp);
+    spare_sendqs_free(lp);
 }
 
 void party__conn_pools_trim(party__loop *lp) {
     spare_sessions_free(lp);
+    spare_sendqs_free(lp);
     /* The block goes only whole: while any of its timers is armed, it
      * stays. Until it is freed, a timer needed is allocated by itself. */
     if (lp->timer_block != NULL && lp->n_spare_timers == PARTY__SPARE_TIMERS)
         spare_timers_close(lp);
 }
 
-static void on_poll_closed(uv_handle_t *handle) {
-    party__conn_unref(handle->data);
+/* ---- the loop's epoll set ---- */
+
+static void conn_io(party_conn *conn, uint32_t events);
+
+/* The loop's epoll set has ready sockets: their events, a batch at a time.
+ * A connection closed by an event earlier in the batch is still there
+ * (closed sockets are released at the end of the loop turn) and is
+ * skipped. */
+static void on_conns_ready(uv_poll_t *handle, int status, int events) {
+    party__loop *lp = handle->data;
+    struct epoll_event ev[EPOLL_BATCH];
+    int n, i;
+
+    (void)events;
+    if (status < 0) {
+        /* libuv stopped the handle; an epoll set has no error of its own
+         * to report, so watch it again rather than strand its sockets. */
+        party__log_error(lp, "connections' epoll set: %s", uv_strerror(status));
+        (void)uv_poll_start(handle, UV_READABLE, on_conns_ready);
+        return;
+    }
+    do
+        n = epoll_wait(lp->conn_epfd, ev, EPOLL_BATCH, 0);
+    while (n < 0 && errno == EINTR);
+    for (i = 0; i < n; i++)
+        conn_io(ev[i].data.ptr, ev[i].events);
 }
 
-/* Stops watching the socket and closes it; the struct goes once the
- * handle's close callback has run (and no one else holds it). */
+/* Makes the loop's epoll set with its first connection. 0 or a negative
+ * libuv error code. */
+static int conn_epoll_open(party__loop *lp) {
+    int fd, r;
+
+    if (lp->conn_epfd >= 0)
+        return 0;
+    if (lp->conn_epoll_done)
+        return UV_ECANCELED; /* the loop has finished */
+    fd = epoll_create1(EPOLL_CLOEXEC);
+    if (fd < 0)
+        return uv_translate_sys_error(errno);
+    r = uv_poll_init(&lp->loop, &lp->conn_poll, fd);
+    if (r != 0) {
+        close(fd);
+        return r;
+    }
+    lp->conn_poll.data = lp;
+    r = uv_poll_start(&lp->conn_poll, UV_READABLE, on_conns_ready);
+    if (r != 0) {
+        /* Not watching: the descriptor may go now. The handle is closing,
+         * so no set is made again. */
+        uv_close((uv_handle_t *)&lp->conn_poll, NULL);
+        close(fd);
+        lp->conn_epoll_done = 1;
+        return r;
+    }
+    /* Like a libuv handle per socket, the set keeps the loop alive only
+     * while it watches a socket. */
+    uv_unref((uv_handle_t *)&lp->conn_poll);
+    lp->conn_epfd = fd;
+    return 0;
+}
+
+static void conn_epoll_close(party__loop *lp) {
+    lp->conn_epoll_done = 1;
+    if (lp->conn_epfd < 0)
+        return;
+    assert(lp->n_watched == 0);
+    uv_close((uv_handle_t *)&lp->conn_poll, NULL);
+    close(lp->conn_epfd); /* after uv_close: the loop no longer watches it */
+    lp->conn_epfd = -1;
+}
+
+/* Has the set watch the socket for want (WATCH_IN | WATCH_OUT; 0: not at
+ * all, so a hang-up is not reported while nothing is wanted). 0 or a
+ * negative libuv error code (then conn->watched is as it was). */
+static int conn_epoll_set(party_conn *conn, unsigned want) {
+    party__loop *lp = party__conn_loop(conn);
+    struct epoll_event ev;
+    int op = want == 0 ? EPOLL_CTL_DEL : conn->watched == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+
+    if (want == conn->watched)
+        return 0;
+    memset(&ev, 0, sizeof(ev));
+    ev.events = ((want & WATCH_IN) ? EPOLLIN : 0u) | ((want & WATCH_OUT) ? EPOLLOUT : 0u);
+    ev.data.ptr = conn;
+    /* A socket the set cannot drop is not in it (or no longer open):
+     * either way it is not watched. */
+    if (epoll_ctl(lp->conn_epfd, op, conn->fd, &ev) != 0 && op != EPOLL_CTL_DEL)
+        return uv_translate_sys_error(errno);
+    if (op == EPOLL_CTL_ADD && lp->n_watched++ == 0)
+        uv_ref((uv_handle_t *)&lp->conn_poll);
+    else if (op == EPOLL_CTL_DEL && --lp->n_watched == 0)
+        uv_unref((uv_handle_t *)&lp->conn_poll);
+    conn->watched = want;
+    return 0;
+}
+
+/* Stops watching the socket and closes it. The struct goes once no one
+ * holds it, but not before the end of this loop turn: callers up the
+ * stack still name it, and so may events later in the epoll batch being
+ * read. The flush list holds it until then. */
 static void conn_close_socket(party_conn *conn) {
-    uv_close((uv_handle_t *)&conn->poll, on_poll_closed);
-    if (conn->fd >= 0)
-        close(conn->fd); /* after uv_close: the handle no longer watches it */
-    conn->fd = -1;
+    if (conn->watched != 0)
+        (void)conn_epoll_set(conn, 0);
     conn->watched = 0;
+    if (conn->fd >= 0)
+        close(conn->fd);
+    conn->fd = -1;
+    mark_dirty(conn);
+    party__conn_unref(conn); /* the socket's reference */
 }
 
 /* Tells the room, once, that this connection is gone. */
@@ -396,7 +558,8 @@ int party__conn_queue(party_conn *conn, party__buf *buf) {
     if (conn->transport_closing || conn->phase == PARTY__CONN_DONE)
         return PARTY_ECLOSED;
     /* Held output counts: it is memory this connection holds all the same. */
-    if (conn->out_bytes + buf->len > party__conn_loop(conn)->cfg.send_queue_bytes) {
+    if ((conn->out != NULL ? conn->out->bytes : 0) + buf->len >
+        party__conn_loop(conn)->cfg.send_queue_bytes) {
         party__log_warn(
             party__conn_loop(conn),
             "conn %s: send queue would exceed send_queue_bytes (--send-queue-bytes, %zu); "
@@ -416,65 +579,74 @@ int party__conn_queue(party_conn *conn, party__buf *buf) {
 }
 
 static int conn_enqueue(party_conn *conn, party__buf *buf) {
-    if (conn->out_cap == 0) {
-        conn->out_cap = 1; /* the inline slot */
-    } else if (conn->out_len == conn->out_cap) {
-        uint32_t cap = conn->out_cap == 1 ? 4 : conn->out_cap * 2;
+    party__conn_sendq *q = conn->out;
+
+    if (q == NULL) {
+        q = conn->out = sendq_take(party__conn_loop(conn));
+        if (q == NULL)
+            return PARTY_ENOMEM;
+        q->cap = 1; /* the inline slot */
+    } else if (q->len == q->cap) {
+        uint32_t cap = q->cap == 1 ? 4 : q->cap * 2;
         party__buf **grown = party__malloc(cap * sizeof(*grown));
         uint32_t i;
         if (grown == NULL)
             return PARTY_ENOMEM;
-        for (i = 0; i < conn->out_len; i++)
-            grown[i] = *out_slot(conn, i);
-        if (conn->out_cap > 1)
-            party__free(conn->out);
-        conn->out = grown;
-        conn->out_head = 0;
-        conn->out_cap = cap;
+        for (i = 0; i < q->len; i++)
+            grown[i] = *out_slot(q, i);
+        if (q->cap > 1)
+            party__free(q->ring);
+        q->ring = grown;
+        q->head = 0;
+        q->cap = cap;
     }
-    *out_slot(conn, conn->out_len) = party__buf_ref(buf);
-    conn->out_len++;
-    conn->out_bytes += buf->len;
+    *out_slot(q, q->len) = party__buf_ref(buf);
+    q->len++;
+    q->bytes += (uint32_t)buf->len;
     if (conn->gate_next != NULL)
-        conn->out_held++; /* behind the mark: nothing to write yet */
+        q->held++; /* behind the mark: nothing to write yet */
     else
         mark_dirty(conn);
     return 0;
 }
 
 void party__conn_consume(party_conn *conn, size_t n) {
+    party__conn_sendq *q = conn->out;
+
+    if (n == 0)
+        return;
     party__conn_loop(conn)->bytes_out += n;
-    conn->out_bytes -= n;
+    q->bytes -= (uint32_t)n;
     while (n > 0) {
-        party__buf *head = *out_slot(conn, 0);
-        size_t left = head->len - conn->out_offset;
+        party__buf *head = *out_slot(q, 0);
+        size_t left = head->len - q->offset;
         if (n < left) {
-            conn->out_offset += n;
+            q->offset += (uint32_t)n;
             return;
         }
         n -= left;
         party__buf_release(head);
-        if (conn->out_cap > 1)
-            conn->out_head = (conn->out_head + 1) % conn->out_cap;
-        conn->out_len--;
-        conn->out_offset = 0;
+        if (q->cap > 1)
+            q->head = (q->head + 1) % q->cap;
+        q->len--;
+        q->offset = 0;
     }
+    /* All written: the queue goes back to the pool, but a ring a busy
+     * connection grew stays until it is idle (party__conn_trim). */
+    if (q->len == 0 && q->cap <= 1)
+        sendq_drop(conn);
 }
 
 void party__conn_trim(party_conn *conn) {
-    if (conn->out_len == 0 && conn->out_cap > 1) {
-        party__free(conn->out);
-        conn->out = NULL;
-        conn->out_head = 0;
-        conn->out_cap = 0;
-    }
+    if (conn->out != NULL && conn->out->len == 0)
+        sendq_drop(conn);
 }
 
 size_t party__conn_peek(party_conn *conn, uv_buf_t *iov, size_t max) {
     size_t i, n = out_released(conn) < max ? out_released(conn) : max;
     for (i = 0; i < n; i++) {
-        party__buf *b = *out_slot(conn, i);
-        size_t off = i == 0 ? conn->out_offset : 0;
+        party__buf *b = *out_slot(conn->out, i);
+        size_t off = i == 0 ? conn->out->offset : 0;
         iov[i] = uv_buf_init(b->data + off, (unsigned int)(b->len - off));
     }
     return n;
@@ -729,25 +901,21 @@ int party__conn_input_space(party_conn *conn, uv_buf_t *out) {
     return 0;
 }
 
-/* Has the handle watch for what the connection waits for: input while
- * reading, room for output while a write waits. Each change of what the
- * handle watches costs epoll_ctl calls (libuv's uv_poll_start removes the
- * socket from epoll and adds it again), so a connection that stops reading
- * keeps watching for input until input comes: a handshake or a close then
- * pauses reading without a change, as no bytes arrive meanwhile.
- * exact: watch for input only while reading (input came while not). */
+/* Has the loop's epoll set watch for what the connection waits for: input
+ * while reading, room for output while a write waits. Each change of what
+ * the set watches costs an epoll_ctl call, so a connection that stops
+ * reading keeps watching for input until input comes: a handshake or a
+ * close then pauses reading without a change, as no bytes arrive
+ * meanwhile. exact: watch for input only while reading (input came while
+ * not). */
 static void conn_watch_as(party_conn *conn, int exact) {
-    unsigned want = (conn->reading ? UV_READABLE : 0) | (conn->writing ? UV_WRITABLE : 0);
+    unsigned want = (conn->reading ? WATCH_IN : 0) | (conn->writing ? WATCH_OUT : 0);
 
     if (!exact)
-        want |= conn->watched & UV_READABLE;
+        want |= conn->watched & WATCH_IN;
     if (conn->transport_closing || want == conn->watched)
         return;
-    if (want == 0)
-        uv_poll_stop(&conn->poll);
-    else if (uv_poll_start(&conn->poll, (int)want, on_poll) != 0)
-        return;
-    conn->watched = want;
+    (void)conn_epoll_set(conn, want);
 }
 
 static void conn_watch(party_conn *conn) {
@@ -965,7 +1133,43 @@ static int on_ws_event(void *arg, const party__ws_event *wev) {
 }
 
 static void conn_feed_ws(party_conn *conn, char *data, size_t len) {
-    int r = party__ws_reader_feed(&conn->reader, data, len, on_ws_event, conn);
+    party__ws_reader idle, *reader = conn->reader;
+    int r;
+
+    if (reader == NULL) {
+        if (conn->ws_ended)
+            return; /* after a Close or an error, input is dropped */
+        /* No frame partly read: a reader on the stack takes what came,
+         * and goes to the heap only if a frame or message stays
+         * unfinished. An idle connection keeps no reader. */
+        party__ws_reader_init(&idle, party__conn_loop(conn)->cfg.max_message_bytes, 1);
+        reader = &idle;
+    }
+    r = party__ws_reader_feed(reader, data, len, on_ws_event, conn);
+    if (reader->failed || reader->closed) {
+        conn->ws_ended = 1;
+    } else if (party__ws_reader_busy(reader)) {
+        if (reader == &idle) {
+            conn->reader = party__malloc(sizeof(*conn->reader));
+            if (conn->reader != NULL) {
+                *conn->reader = idle;
+                reader = NULL; /* kept */
+            } else {
+                conn->ws_ended = 1;
+                r = PARTY_ENOMEM;
+            }
+        } else {
+            reader = NULL; /* kept */
+        }
+    }
+    if (reader != NULL) {
+        /* Done with: nothing partly read, or input ends here. */
+        party__ws_reader_reset(reader);
+        if (reader != &idle) {
+            party__free(reader);
+            conn->reader = NULL;
+        }
+    }
     if (r == PARTY_ENOMEM) {
         party__log_error(party__conn_loop(conn), "conn %s: out of memory reading a frame",
                          conn->id);
@@ -1005,7 +1209,6 @@ int party__conn_begin_upgrade(party_conn *conn, struct party_room *room, const c
     }
     conn->room = room;
     conn->phase = PARTY__CONN_UPGRADING;
-    party__ws_reader_init(&conn->reader, party__conn_loop(conn)->cfg.max_message_bytes, 1);
     return 0;
 }
 
@@ -1162,14 +1365,14 @@ static void conn_read(party_conn *conn) {
     }
 }
 
-static void on_poll(uv_poll_t *handle, int status, int events) {
-    party_conn *conn = handle->data;
-
-    if (status < 0) {
-        /* A socket error (EPOLLERR): libuv stopped the handle. What the peer
-         * sent before it is still read, if reading; then the connection
-         * ends. */
-        conn->watched = 0;
+/* The loop's epoll set reported events for the socket. */
+static void conn_io(party_conn *conn, uint32_t events) {
+    if (conn->transport_closing)
+        return; /* closed by an earlier event of the batch */
+    if (events & EPOLLERR) {
+        /* A socket error. What the peer sent before it is still read, if
+         * reading; then the connection ends. */
+        (void)conn_epoll_set(conn, 0);
         conn_read(conn);
         if (!conn->transport_closing) {
             party__log_debug(party__conn_loop(conn), "conn %s: socket error",
@@ -1178,12 +1381,17 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
         }
         return;
     }
-    if ((events & UV_WRITABLE) && conn->writing) {
+    /* A hang-up wakes whatever is watched: the read finds the end, the
+     * write the error. */
+    if (events & EPOLLHUP)
+        events |= ((conn->watched & WATCH_IN) ? (uint32_t)EPOLLIN : 0u) |
+                  ((conn->watched & WATCH_OUT) ? (uint32_t)EPOLLOUT : 0u);
+    if ((events & EPOLLOUT) && conn->writing) {
         conn->writing = 0;
         conn_flush(conn);
         conn_watch(conn); /* no longer for room to write, unless it waits again */
     }
-    if ((events & UV_READABLE) != 0) {
+    if ((events & EPOLLIN) != 0) {
         if (conn->reading)
             conn_read(conn);
         else
@@ -1221,22 +1429,21 @@ void party__conn_input(party_conn *conn, char *data, size_t len) {
 
 /* A connection for the socket fd, or NULL (fd then closed). */
 static party_conn *conn_new(party__loop *lp, int fd) {
-    party_conn *conn = conn_alloc(lp);
-    int r;
+    party_conn *conn;
+    int r = conn_epoll_open(lp);
 
+    if (r != 0) {
+        party__log_warn(lp, "new connection: cannot watch its socket: %s", uv_strerror(r));
+        close(fd);
+        return NULL;
+    }
+    conn = conn_alloc(lp);
     if (conn == NULL) {
         party__log_error(lp, "new connection: out of memory");
         close(fd);
         return NULL;
     }
-    r = uv_poll_init_socket(&lp->loop, &conn->poll, fd);
-    if (r != 0) {
-        party__log_warn(lp, "new connection: cannot watch its socket: %s", uv_strerror(r));
-        close(fd);
-        conn_release(lp, conn);
-        return NULL;
-    }
-    conn->poll.data = conn;
+    conn->lp = lp;
     conn->fd = fd;
     conn->refs = 1;
     __atomic_fetch_add(&lp->n_conns, 1, __ATOMIC_RELAXED);
@@ -1273,8 +1480,15 @@ void party__conn_accept_fd(party__loop *lp, int fd, const party__transport_ops *
 }
 
 int party__conn_adopt(party__loop *lp, int fd, int internal) {
-    party_conn *conn = conn_new(lp, fd);
+    party_conn *conn;
+    int flags = fcntl(fd, F_GETFL);
 
+    /* Reads and writes must never block the loop. */
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+        close(fd);
+        return PARTY_EIO;
+    }
+    conn = conn_new(lp, fd);
     if (conn == NULL)
         return PARTY_ENOMEM;
     if (http_session_new(conn) != 0) {
@@ -1292,7 +1506,8 @@ int party__conn_adopt(party__loop *lp, int fd, int internal) {
 int party__conn_detach(party_conn *conn, party__conn_handoff *out) {
     party__loop *lp = party__conn_loop(conn);
 
-    if (conn->out_len > 0 || conn->writing || conn->dirty || conn->gate_next != NULL) {
+    if ((conn->out != NULL && conn->out->len > 0) || conn->writing || conn->dirty ||
+        conn->gate_next != NULL) {
         /* An answer to an earlier request is still on its way out through
          * this loop's handle, or held until its room commits: the request
          * is reported again once it is written (conn_output_drained). */
@@ -1300,8 +1515,10 @@ int party__conn_detach(party_conn *conn, party__conn_handoff *out) {
         return 1;
     }
     assert(conn->phase == PARTY__CONN_HTTP_BUSY && conn->http != NULL && !conn->http->have_preq);
-    /* The socket itself moves: this loop's handle stops watching it as the
-     * connection here closes, and leaves it open. */
+    /* The socket itself moves: this loop's epoll set stops watching it
+     * before the other loop's starts, and the connection here closes
+     * without closing it. */
+    (void)conn_epoll_set(conn, 0);
     out->fd = conn->fd;
     conn->fd = -1;
     out->internal = conn->internal;
@@ -1435,7 +1652,7 @@ static void conn_fail_uncommitted(party_conn *conn, int moved) {
 void party__conn_hold(party_conn *conn, party__conn_gate *gate) {
     if (conn->gate_next != NULL || conn->transport_closing)
         return;
-    /* The mark is at the end of the queue (out_held is 0): whatever is
+    /* The mark is at the end of the queue (held is 0): whatever is
      * queued now still goes. */
     party__conn_ref(conn);
     conn->gate_next = conn; /* the last of the list points to itself */
@@ -1457,7 +1674,8 @@ void party__conn_hold_acted(party_conn *conn, party__conn_gate *gate) {
 static party_conn *gate_leave(party_conn *conn) {
     party_conn *next = conn->gate_next == conn ? NULL : conn->gate_next;
     conn->gate_next = NULL;
-    conn->out_held = 0;
+    if (conn->out != NULL)
+        conn->out->held = 0;
     conn->gate_acted = 0;
     return next;
 }
@@ -1479,13 +1697,19 @@ void party__conn_gate_release(party__conn_gate *gate) {
 
 /* Frees the output behind the mark. */
 static void out_drop_held(party_conn *conn) {
-    while (conn->out_held > 0) {
-        party__buf **slot = out_slot(conn, conn->out_len - 1);
-        conn->out_bytes -= (uint32_t)(*slot)->len;
+    party__conn_sendq *q = conn->out;
+
+    if (q == NULL)
+        return;
+    while (q->held > 0) {
+        party__buf **slot = out_slot(q, q->len - 1);
+        q->bytes -= (uint32_t)(*slot)->len;
         party__buf_release(*slot);
-        conn->out_len--;
-        conn->out_held--;
+        q->len--;
+        q->held--;
     }
+    if (q->len == 0 && q->cap <= 1)
+        sendq_drop(conn);
 }
 
 static void gate_drop(party__conn_gate *gate, int moved) {
@@ -1494,7 +1718,7 @@ static void gate_drop(party__conn_gate *gate, int moved) {
     gate->head = gate->tail = NULL;
     for (; conn != NULL; conn = next) {
         /* Lost output, or a change its client made that was not kept. */
-        int lost = conn->out_held > 0 || conn->gate_acted;
+        int lost = (conn->out != NULL && conn->out->held > 0) || conn->gate_acted;
         out_drop_held(conn);
         next = gate_leave(conn);
         if (!conn->transport_closing) {
@@ -1590,23 +1814,21 @@ const char *const *party__conn_tag_list(const party_conn *conn) {
 }
 
 typedef struct walk_arg {
-    party__loop *lp;
     void (*fn)(party_conn *conn);
 } walk_arg;
 
-static void walk_one(uv_handle_t *handle, void *arg) {
-    walk_arg *w = arg;
-    if (handle->type == UV_POLL && handle != (uv_handle_t *)&w->lp->listener &&
-        !uv_is_closing(handle))
-        w->fn(handle->data);
+static void walk_one(void *obj, void *arg) {
+    party_conn *conn = obj;
+    if (!conn->transport_closing)
+        ((walk_arg *)arg)->fn(conn);
 }
 
 void party__conn_foreach(party__loop *lp, void (*fn)(party_conn *conn)) {
-    /* The loop already knows every socket: no list of our own to keep. */
+    /* The loop's slabs hold every connection struct: no list of them to
+     * keep in each. */
     walk_arg w;
-    w.lp = lp;
     w.fn = fn;
-    uv_walk(&lp->loop, walk_one, &w);
+    party__slabs_foreach(lp->conn_slabs, walk_one, &w);
 }
 
 /* ---- public connection API ---- */

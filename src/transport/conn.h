@@ -43,21 +43,50 @@ typedef struct party__http_session {
     struct party__http_session *next_spare; /* in the loop's pool */
 } party__http_session;
 
+/* A connection's send queue: a ring of refcounted buffers with the
+ * release mark of the output gate. A connection has one only while output
+ * is queued, or while a busy one keeps the ring it grew (until its room
+ * hibernates or a keepalive sweep finds it idle). Queues come from a pool
+ * of the loop's. */
+typedef struct party__conn_sendq party__conn_sendq;
+struct party__conn_sendq {
+    uint32_t head, len, cap; /* the ring; cap 1: the slot `one` */
+    uint32_t offset;         /* bytes of the first entry already written */
+    uint32_t bytes;          /* unwritten bytes queued */
+    uint32_t held;           /* entries at the tail, behind the release mark */
+    union {
+        party__buf *one;               /* cap 1: the one slot, inline */
+        party__buf **ring;             /* cap > 1: a heap ring */
+        party__conn_sendq *next_spare; /* in the loop's pool */
+    };
+};
+
+/* Every byte here is paid by every idle connection (docs/architecture.md
+ * lists what each is for): the socket is watched from the loop's epoll
+ * set with no handle of its own, and what only a busy or young connection
+ * needs (HTTP session, partial frame, send queue, timer) sits behind a
+ * pointer that is NULL while idle. */
 struct party_conn {
-    /* The socket is watched with a poll handle, not read through a libuv
-     * TCP stream: 160 bytes instead of 248, a third of an idle connection.
-     * poll.loop->data is the loop context (see party__conn_loop). */
-    uv_poll_t poll;
+    party__loop *lp;         /* the loop serving it (see party__conn_loop) */
     struct party_room *room; /* set once routed to a room */
     /* The output gate: while set, a release mark holds new output back
      * (see party__conn_hold). The next connection in the gate's list;
      * the last one points to itself, so non-NULL means held. */
     party_conn *gate_next;
-    uint32_t out_held; /* entries at the tail of the output ring, behind the mark */
-    uint32_t refs;     /* the socket + queued events that name it */
-    /* A connection is mostly idle: its flags are bits, its counters 32-bit
-     * (send_queue_bytes is capped at 4 GiB - 1), its buffers allocated on
-     * demand. */
+    party_conn *dirty_next; /* on the loop's flush list (also once closed) */
+    party_conn *room_prev, *room_next;
+    party__conn_sendq *out;    /* output queued; NULL when none */
+    party__http_session *http; /* HTTP phase only */
+    party__ws_reader *reader;  /* WebSocket phase, while a frame or message is partly read */
+    uv_timer_t *timer;         /* header, close or linger timeout, when armed */
+    char *id;                  /* in one block with the uri (ident when they fit): see id_at */
+    char **tags;               /* n_tags strings, id first; NULL when the id is the only tag */
+    void *state;
+    uint32_t state_len;
+    uint32_t refs;           /* the socket + queued events that name it */
+    int fd;                  /* the socket; -1 once closed */
+    uint32_t transport_slot; /* 0: plaintext; else the slot of its transport state */
+    /* A connection is mostly idle: its flags are bits. */
     unsigned phase : 3;          /* party__conn_phase */
     unsigned close_sent : 1;     /* a Close frame is queued or sent */
     unsigned close_received : 1; /* the peer's Close arrived */
@@ -81,47 +110,28 @@ struct party_conn {
     /* 0: the block holds the id, then the uri; else the id is the uri's
      * tail, from this offset (see party__conn_begin_upgrade). */
     unsigned id_at : PARTY__CONN_ID_AT_BITS;
-    unsigned watched : 2;  /* the UV_READABLE | UV_WRITABLE the handle watches */
+    unsigned watched : 2;  /* what the loop's epoll set watches for: input, room to write */
     unsigned readonly : 1; /* set by its room (party_conn_set_readonly): refused state and writes */
     unsigned gate_acted : 1; /* held: its client acted on the batch (party__conn_hold_acted) */
+    unsigned ws_ended : 1;   /* the WebSocket reader saw a Close or an error: input is ignored */
     uint8_t n_tags;
     uint16_t peer_close_code;
-
-    party__http_session *http; /* HTTP phase only */
-    party__ws_reader reader;   /* WebSocket phase */
-    uv_timer_t *timer;         /* header, close or linger timeout, when armed */
-
-    char *id;    /* in one block with the uri (ident when they fit): see id_at */
-    char **tags; /* n_tags strings, id first; NULL when the id is the only tag */
-    void *state;
-    uint32_t state_len;
-
-    uint32_t out_head, out_len, out_cap; /* ring of queued output */
-    uint32_t out_offset;                 /* bytes of out[out_head] already written */
-    uint32_t out_bytes;                  /* unwritten bytes queued */
-    uint32_t transport_slot;             /* 0: plaintext; else the slot of its transport state */
-    int fd;                              /* the socket; -1 once closed */
-    union {
-        party__buf *out_one; /* out_cap 1: the one slot, inline */
-        party__buf **out;    /* out_cap > 1: a heap ring */
-    };
-
-    party_conn *room_prev, *room_next;
-    party_conn *dirty_next;
     char ident[80]; /* the id and uri block, when it fits */
 };
 
-/* The loop a connection belongs to: its poll handle's, so the struct need not
- * carry a pointer of its own. */
+/* The loop a connection belongs to. */
 static inline party__loop *party__conn_loop(const party_conn *conn) {
-    return (party__loop *)conn->poll.loop->data;
+    return conn->lp;
 }
 
-/* Frees the pools of spare timers and HTTP sessions (at shutdown). */
+/* Frees the pools of spare timers, HTTP sessions and send queues, and
+ * closes the loop's epoll set of connections (at shutdown): connections
+ * closed meanwhile are released first. */
 void party__conn_pools_free(party__loop *lp);
-/* Frees the spare HTTP sessions, and the block of spare timers once none
- * of them is armed (the block goes after its timers' close callbacks):
- * a burst of handshakes is over. The next handshakes allocate them anew. */
+/* Frees the spare HTTP sessions and send queues, and the block of spare
+ * timers once none of them is armed (the block goes after its timers'
+ * close callbacks): a burst of handshakes is over. The next handshakes
+ * allocate them anew. */
 void party__conn_pools_trim(party__loop *lp);
 
 /* What a connection reports to the layers above it. The runtime installs
@@ -181,8 +191,9 @@ int party__conn_adopt_handoff(party__loop *lp, party__conn_handoff *h);
  * freed and the socket closed. Any thread. */
 void party__conn_handoff_refuse(party__conn_handoff *h);
 
-/* Frees what an idle connection does not need: its output ring, when
- * nothing is queued (its room hibernates). */
+/* Frees what an idle connection does not need: its send queue (and the
+ * ring it grew), when nothing is queued (its room hibernates, or a
+ * keepalive sweep finds it idle). */
 void party__conn_trim(party_conn *conn);
 
 void party__conn_ref(party_conn *conn);

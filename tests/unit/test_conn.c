@@ -246,29 +246,35 @@ static void test_held_frames_sit_in_the_ring_and_an_idle_queue_holds_nothing(voi
     party_conn *conn = conn_open(rt, &fd);
     (void)state;
 
-    /* One frame held: the ring's inline slot takes it (no heap ring). */
+    /* Nothing queued: no queue at all. */
+    assert_null(conn->out);
+    /* One frame held: the queue's inline slot takes it (no heap ring). */
     party__conn_hold(conn, &gate);
     queue_text(conn, "x");
-    assert_int_equal(conn->out_cap, 1);
+    assert_non_null(conn->out);
+    assert_int_equal(conn->out->cap, 1);
+    assert_int_equal(conn->out->held, 1);
     party__conn_gate_release(&gate);
     client_take(rt, fd, got, sizeof(got));
     assert_string_equal(got, "x");
+    /* Written: the queue went back to the loop's pool. */
+    assert_null(conn->out);
     /* Many: the ring grows to hold them, the frames themselves are only
      * referenced; it keeps its size for the next batch. */
     party__conn_hold(conn, &gate);
     for (i = 0; i < 8; i++)
         queue_text(conn, "y");
-    assert_int_equal(conn->out_len, 8);
-    assert_int_equal(conn->out_cap, 8);
+    assert_int_equal(conn->out->len, 8);
+    assert_int_equal(conn->out->cap, 8);
     party__conn_gate_release(&gate);
     client_take(rt, fd, got, sizeof(got));
     assert_string_equal(got, "yyyyyyyy");
-    assert_int_equal(conn->out_len, 0);
-    /* Idle (its room hibernates): the queue gives its ring back, and no
-     * mark or gate link is left. */
+    assert_non_null(conn->out);
+    assert_int_equal(conn->out->len, 0);
+    /* Idle (its room hibernates): the queue and its ring go, and no gate
+     * link is left. */
     party__conn_trim(conn);
-    assert_int_equal(conn->out_cap, 0);
-    assert_int_equal(conn->out_held, 0);
+    assert_null(conn->out);
     assert_null(conn->gate_next);
     close(fd);
     pump(rt);
