@@ -97,7 +97,7 @@ static int run_hook(party_conn *conn,
         return 0;
     party__response_init(&res);
     party__conn_loop(conn)->in_callback++;
-    r = hook(lobby, &conn->http->preq, &res);
+    r = hook(lobby, &party__conn_http(conn)->preq, &res);
     party__conn_loop(conn)->in_callback--;
     if (r == PARTY_RESPOND)
         party__conn_http_respond(conn, &res, force_close);
@@ -124,7 +124,7 @@ static int conn_id_from_request(const party__http_request *req, char *out, size_
  * run. 0 to go on. */
 static int admit_websocket(party_conn *conn, party__routed *r, const party_lobby *lobby) {
     party__loop *lp = party__conn_loop(conn);
-    party__http_request *req = &conn->http->req;
+    party__http_request *req = &party__conn_http(conn)->req;
     const char *why = NULL;
     int status = party__ws_handshake_check(req, &why);
 
@@ -174,8 +174,10 @@ static const char *const *party_cors(const party__loop *lp, const party__party *
  * from_room: a room-to-room request (party_room_fetch): hooks and CORS are
  * for clients outside the runtime, so they are skipped. 0 to go on. */
 static int admit_request(party_conn *conn, party__routed *r, const party_lobby *lobby) {
-    conn->http->cors = r->from_room ? NULL : party_cors(party__conn_loop(conn), r->party);
-    if (conn->http->cors != NULL && party__slice_eq_nocase(conn->http->req.method, "OPTIONS")) {
+    party__conn_http(conn)->cors =
+        r->from_room ? NULL : party_cors(party__conn_loop(conn), r->party);
+    if (party__conn_http(conn)->cors != NULL &&
+        party__slice_eq_nocase(party__conn_http(conn)->req.method, "OPTIONS")) {
         /* A preflight: answered here, no room involved. */
         party_response res;
         party__response_init(&res);
@@ -190,15 +192,15 @@ static int admit_request(party_conn *conn, party__routed *r, const party_lobby *
 }
 
 int party__router_admit(party_conn *conn, party__routed *r) {
-    party__http_request *req = &conn->http->req;
+    party__http_request *req = &party__conn_http(conn)->req;
     party_lobby lobby;
 
     r->upgrade = 0;
-    if (party__request_init(&conn->http->preq, req) != 0) {
+    if (party__request_init(&party__conn_http(conn)->preq, req) != 0) {
         party__router_respond(conn, 503, "out of memory\n", 1);
         return -1;
     }
-    conn->http->have_preq = 1;
+    party__conn_http(conn)->have_preq = 1;
     if (r->name == NULL)
         return 0; /* by id: an internal request, no hooks */
     lobby.party = r->party->name;
@@ -211,7 +213,7 @@ int party__router_admit(party_conn *conn, party__routed *r) {
 /* An internal request addressed to a room by id (the room segment of the
  * path is then ignored). HTTP only. */
 static void route_by_id(party__router *router, party_conn *conn, const party__party *party) {
-    party__http_request *req = &conn->http->req;
+    party__http_request *req = &party__conn_http(conn)->req;
     party__slice id = party__http_header_get(req, PARTY__ROOM_ID_HEADER);
     char id_text[PARTY_ID_MAX];
     party__routed r;
@@ -230,7 +232,7 @@ static void route_by_id(party__router *router, party_conn *conn, const party__pa
 
 void party__router_handle(party__router *router, party_conn *conn) {
     party__loop *lp = party__conn_loop(conn);
-    party__http_request *req = &conn->http->req;
+    party__http_request *req = &party__conn_http(conn)->req;
     const party__party *party;
     party__route route;
     party__routed r;

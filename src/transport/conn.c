@@ -36,6 +36,8 @@
 /* Spare send queues a loop keeps (a broadcast takes one per receiver for
  * a moment). */
 #define SPARE_SENDQS 1024
+/* Spare busy records a loop keeps (one per handshake in flight). */
+#define SPARE_BUSY 256
 /* Sockets' events read from the loop's epoll set at a time; more ready
  * ones keep the set readable for the next loop turn. */
 #define EPOLL_BATCH 256
@@ -55,6 +57,7 @@ static void conn_close_now(party_conn *conn);
 static void mark_dirty(party_conn *conn);
 static void conn_parse_http(party_conn *conn);
 static void http_session_free(party__http_session *s);
+static void conn_timer_stop(party_conn *conn);
 
 static const party__conn_upcalls *upcalls(const party_conn *conn) {
     return party__conn_loop(conn)->conn_upcalls;
@@ -129,6 +132,71 @@ static void spare_sendqs_free(party__loop *lp) {
         party__free(q);
     }
     lp->n_spare_sendqs = 0;
+}
+
+/* ---- what a busy connection needs, and what few have ---- */
+
+/* The connection's busy record, made (from the loop's pool) if it has
+ * none. NULL when out of memory. */
+static party__conn_busy *busy_get(party_conn *conn) {
+    party__loop *lp = party__conn_loop(conn);
+    party__conn_busy *b = conn->busy;
+
+    if (b != NULL)
+        return b;
+    b = lp->spare_busy;
+    if (b != NULL) {
+        lp->spare_busy = b->next_spare;
+        lp->n_spare_busy--;
+    } else if ((b = party__malloc(sizeof(*b))) == NULL) {
+        return NULL;
+    }
+    memset(b, 0, sizeof(*b));
+    conn->busy = b;
+    return b;
+}
+
+/* The busy record goes back once none of it is in use: an open WebSocket
+ * waiting for input holds none. */
+static void busy_put(party_conn *conn) {
+    party__loop *lp = party__conn_loop(conn);
+    party__conn_busy *b = conn->busy;
+
+    if (b == NULL || b->http != NULL || b->timer != NULL || b->reading_frame)
+        return;
+    conn->busy = NULL;
+    if (lp->n_spare_busy < SPARE_BUSY && !lp->conn_epoll_done) {
+        b->next_spare = lp->spare_busy;
+        lp->spare_busy = b;
+        lp->n_spare_busy++;
+        return;
+    }
+    party__free(b);
+}
+
+static void spare_busy_free(party__loop *lp) {
+    while (lp->spare_busy != NULL) {
+        party__conn_busy *b = lp->spare_busy;
+        lp->spare_busy = b->next_spare;
+        party__free(b);
+    }
+    lp->n_spare_busy = 0;
+}
+
+/* The connection's extra record (tags, state), made if it has none. NULL
+ * when out of memory. */
+static party__conn_extra *extra_get(party_conn *conn) {
+    if (conn->extra == NULL)
+        conn->extra = party__calloc(1, sizeof(*conn->extra));
+    return conn->extra;
+}
+
+/* The extra record goes once it holds nothing. */
+static void extra_put(party_conn *conn) {
+    if (conn->extra != NULL && conn->extra->tags == NULL && conn->extra->state == NULL) {
+        party__free(conn->extra);
+        conn->extra = NULL;
+    }
 }
 
 /* ---- transport ---- */
@@ -234,14 +302,20 @@ static void conn_free(party_conn *conn) {
         sendq_drop(conn);
     }
     party__conn_end_http(conn);
-    if (conn->reader != NULL) {
-        party__ws_reader_reset(conn->reader);
-        party__free(conn->reader);
+    conn_timer_stop(conn); /* none is armed on a closed socket; if one were, it goes */
+    if (conn->busy != NULL) {
+        if (conn->busy->reading_frame)
+            party__ws_reader_reset(&conn->busy->reader);
+        conn->busy->reading_frame = 0;
+        busy_put(conn);
     }
     if (conn->id != NULL && ident_block(conn) != conn->ident)
         party__free(ident_block(conn)); /* the uri lives in the same block */
-    party__free(conn->tags);
-    party__free(conn->state);
+    if (conn->extra != NULL) {
+        party__free(conn->extra->tags);
+        party__free(conn->extra->state);
+        party__free(conn->extra);
+    }
     transport_free(conn);
     if (!conn->handed_off) /* other loops read the total: atomic */
         __atomic_fetch_sub(&lp->n_conns, 1, __ATOMIC_RELAXED);
@@ -284,11 +358,12 @@ static int timer_in_block(party__loop *lp, uv_timer_t *timer) {
  * armed at once) is allocated by itself and freed when stopped. */
 static void conn_timer_stop(party_conn *conn) {
     party__loop *lp = party__conn_loop(conn);
-    uv_timer_t *timer = conn->timer;
+    uv_timer_t *timer = conn->busy != NULL ? conn->busy->timer : NULL;
 
     if (timer == NULL)
         return;
-    conn->timer = NULL;
+    conn->busy->timer = NULL;
+    busy_put(conn);
     uv_timer_stop(timer);
     if (!timer_in_block(lp, timer)) {
         uv_close((uv_handle_t *)timer, on_timer_closed);
@@ -318,20 +393,26 @@ static int timer_block_new(party__loop *lp) {
 
 static void conn_timer_start(party_conn *conn, uint64_t ms, uv_timer_cb cb) {
     party__loop *lp = party__conn_loop(conn);
-    if (conn->timer == NULL) {
+    party__conn_busy *b = busy_get(conn);
+
+    if (b == NULL)
+        return; /* no timeout then; the connection still works */
+    if (b->timer == NULL) {
         if (lp->n_spare_timers == 0 && lp->timer_block == NULL && !lp->timers_closing)
             (void)timer_block_new(lp); /* when it fails, try a timer by itself */
         if (lp->n_spare_timers > 0) {
-            conn->timer = lp->spare_timers[--lp->n_spare_timers];
+            b->timer = lp->spare_timers[--lp->n_spare_timers];
         } else {
-            conn->timer = party__malloc(sizeof(*conn->timer));
-            if (conn->timer == NULL)
+            b->timer = party__malloc(sizeof(*b->timer));
+            if (b->timer == NULL) {
+                busy_put(conn);
                 return; /* no timeout then; the connection still works */
-            uv_timer_init(&lp->loop, conn->timer);
+            }
+            uv_timer_init(&lp->loop, b->timer);
         }
-        conn->timer->data = conn;
+        b->timer->data = conn;
     }
-    uv_timer_start(conn->timer, cb, ms, 0);
+    uv_timer_start(b->timer, cb, ms, 0);
 }
 
 static void spare_sessions_free(party__loop *lp) {
@@ -362,11 +443,13 @@ void party__conn_pools_free(party__loop *lp) {
     spare_sessions_free(lp);
     conn_epoll_close(lp);
     spare_sendqs_free(lp);
+    spare_busy_free(lp);
 }
 
 void party__conn_pools_trim(party__loop *lp) {
     spare_sessions_free(lp);
     spare_sendqs_free(lp);
+    spare_busy_free(lp);
     /* The block goes only whole: while any of its timers is armed, it
      * stays. Until it is freed, a timer needed is allocated by itself. */
     if (lp->timer_block != NULL && lp->n_spare_timers == PARTY__SPARE_TIMERS)
@@ -660,7 +743,8 @@ static void conn_flush(party_conn *conn);
  * closes it), which the caller then finishes as usual. */
 static int conn_output_drained(party_conn *conn) {
     conn->handoff_wait = 0;
-    if (conn->phase != PARTY__CONN_HTTP_BUSY || conn->http == NULL || conn->transport_closing)
+    if (conn->phase != PARTY__CONN_HTTP_BUSY || party__conn_http(conn) == NULL ||
+        conn->transport_closing)
         return 0;
     upcalls(conn)->request(conn);
     return 1;
@@ -759,7 +843,8 @@ static void conn_close_after_flush(party_conn *conn) {
 
 static void on_header_timeout(uv_timer_t *timer) {
     party_conn *conn = timer->data;
-    if (conn->http != NULL && conn->http->len == 0) {
+    party__http_session *s = party__conn_http(conn);
+    if (s != NULL && s->len == 0) {
         /* An idle keep-alive connection: nothing was asked, nothing to say. */
         conn_close_now(conn);
         return;
@@ -790,9 +875,12 @@ static void http_session_clear(party__http_session *s) {
 static int http_session_new(party_conn *conn) {
     party__loop *lp = party__conn_loop(conn);
     party__http_session *s = lp->spare_sessions;
+    party__conn_busy *b = busy_get(conn);
     char *buf = NULL;
     size_t cap = 0;
 
+    if (b == NULL)
+        return PARTY_ENOMEM;
     if (s != NULL) {
         lp->spare_sessions = s->next_spare;
         lp->n_spare_sessions--;
@@ -800,15 +888,17 @@ static int http_session_new(party_conn *conn) {
         cap = buf != NULL ? s->cap : 0;
     } else {
         s = party__malloc(sizeof(*s));
-        if (s == NULL)
+        if (s == NULL) {
+            busy_put(conn);
             return PARTY_ENOMEM;
+        }
     }
     http_session_clear(s);
     s->buf = buf;
     s->cap = cap;
     s->max = lp->cfg.max_header_bytes + lp->cfg.max_body_bytes + 1024;
     party__http_parser_init(&s->parser);
-    conn->http = s;
+    b->http = s;
     return 0;
 }
 
@@ -824,11 +914,12 @@ static void http_session_free(party__http_session *s) {
 
 void party__conn_end_http(party_conn *conn) {
     party__loop *lp = party__conn_loop(conn);
-    party__http_session *s = conn->http;
+    party__http_session *s = party__conn_http(conn);
 
     if (s == NULL)
         return;
-    conn->http = NULL;
+    conn->busy->http = NULL;
+    busy_put(conn);
     lp->http_ended++;
     if (s->have_preq)
         party__request_free(&s->preq);
@@ -850,7 +941,7 @@ void party__conn_end_http(party_conn *conn) {
 /* 1 while input belongs behind a request in the HTTP buffer: while one is
  * read, and while a room has it (what follows it waits there). */
 static int input_buffered(const party_conn *conn) {
-    return conn->http != NULL &&
+    return party__conn_http(conn) != NULL &&
            (conn->phase == PARTY__CONN_HTTP || conn->phase == PARTY__CONN_HTTP_BUSY ||
             conn->phase == PARTY__CONN_UPGRADING);
 }
@@ -858,7 +949,7 @@ static int input_buffered(const party_conn *conn) {
 /* party__conn_input_space behind a request. */
 static NOT_INLINED int http_input_space(party_conn *conn, uv_buf_t *out) {
     party__loop *lp = party__conn_loop(conn);
-    party__http_session *s = conn->http;
+    party__http_session *s = party__conn_http(conn);
     size_t want = s->cap;
 
     if (s->cap == 0)
@@ -937,7 +1028,7 @@ static void conn_stop_reading(party_conn *conn) {
 }
 
 void party__conn_http_respond(party_conn *conn, party_response *res, int force_close) {
-    party__http_session *s = conn->http;
+    party__http_session *s = party__conn_http(conn);
     int keep_alive = conn->keep_alive && !force_close && !party__conn_loop(conn)->stopping;
     party__buf *buf;
 
@@ -1016,7 +1107,7 @@ static const char *limit_flag(const char *reason) {
 
 /* Parses one request from the session buffer and routes it. */
 static void conn_parse_one(party_conn *conn) {
-    party__http_session *s = conn->http;
+    party__http_session *s = party__conn_http(conn);
     party__http_limits limits;
     party__http_error err;
     int r;
@@ -1133,41 +1224,43 @@ static int on_ws_event(void *arg, const party__ws_event *wev) {
 }
 
 static void conn_feed_ws(party_conn *conn, char *data, size_t len) {
-    party__ws_reader idle, *reader = conn->reader;
+    party__ws_reader idle, *reader;
     int r;
 
-    if (reader == NULL) {
+    if (conn->busy != NULL && conn->busy->reading_frame) {
+        reader = &conn->busy->reader;
+    } else {
         if (conn->ws_ended)
             return; /* after a Close or an error, input is dropped */
         /* No frame partly read: a reader on the stack takes what came,
-         * and goes to the heap only if a frame or message stays
+         * and moves into the busy record only if a frame or message stays
          * unfinished. An idle connection keeps no reader. */
         party__ws_reader_init(&idle, party__conn_loop(conn)->cfg.max_message_bytes, 1);
         reader = &idle;
     }
+    /* While the reader is the busy record's, reading_frame keeps the
+     * record there whatever the events do (a timer stopped, say). */
     r = party__ws_reader_feed(reader, data, len, on_ws_event, conn);
-    if (reader->failed || reader->closed) {
-        conn->ws_ended = 1;
-    } else if (party__ws_reader_busy(reader)) {
+    if (!reader->failed && !reader->closed && party__ws_reader_busy(reader)) {
         if (reader == &idle) {
-            conn->reader = party__malloc(sizeof(*conn->reader));
-            if (conn->reader != NULL) {
-                *conn->reader = idle;
-                reader = NULL; /* kept */
+            party__conn_busy *b = busy_get(conn);
+            if (b != NULL) {
+                b->reader = idle;
+                b->reading_frame = 1;
             } else {
+                party__ws_reader_reset(&idle);
                 conn->ws_ended = 1;
                 r = PARTY_ENOMEM;
             }
-        } else {
-            reader = NULL; /* kept */
         }
-    }
-    if (reader != NULL) {
-        /* Done with: nothing partly read, or input ends here. */
+    } else {
+        /* Nothing partly read, or input ends here. */
+        if (reader->failed || reader->closed)
+            conn->ws_ended = 1;
         party__ws_reader_reset(reader);
         if (reader != &idle) {
-            party__free(reader);
-            conn->reader = NULL;
+            conn->busy->reading_frame = 0;
+            busy_put(conn);
         }
     }
     if (r == PARTY_ENOMEM) {
@@ -1182,7 +1275,7 @@ static void conn_feed_ws(party_conn *conn, char *data, size_t len) {
 
 int party__conn_begin_upgrade(party_conn *conn, struct party_room *room, const char *id) {
     size_t id_len = strlen(id);
-    party__slice target = conn->http->req.target;
+    party__slice target = party__conn_http(conn)->req.target;
     /* partysocket sends its id as the URL's first parameter, and with no
      * query of its own the last (?_pk=ID): then the uri's tail is the id
      * and the uri alone holds both. */
@@ -1213,7 +1306,7 @@ int party__conn_begin_upgrade(party_conn *conn, struct party_room *room, const c
 }
 
 int party__conn_finish_upgrade(party_conn *conn) {
-    party__http_session *s = conn->http;
+    party__http_session *s = party__conn_http(conn);
     party__slice key = party__http_header_get(&s->req, "Sec-WebSocket-Key");
     char accept[29];
     party__buf *buf = party__buf_take(party__conn_loop(conn)->buf_pool, 160);
@@ -1244,7 +1337,7 @@ int party__conn_finish_upgrade(party_conn *conn) {
 }
 
 void party__conn_start_ws(party_conn *conn) {
-    party__http_session *s = conn->http;
+    party__http_session *s = party__conn_http(conn);
     size_t rest_len = s != NULL ? s->len - s->consumed : 0;
     char *rest = NULL;
 
@@ -1402,9 +1495,10 @@ static void conn_io(party_conn *conn, uint32_t events) {
 /* party__conn_input in the HTTP phases: the bytes are in the HTTP buffer,
  * behind what it held. */
 static NOT_INLINED void http_input(party_conn *conn, size_t len) {
-    if (conn->http == NULL)
+    party__http_session *s = party__conn_http(conn);
+    if (s == NULL)
         return;
-    conn->http->len += len;
+    s->len += len;
     /* Past the HTTP phase, a transport fed what it held: it waits behind
      * the request until the request is answered. */
     if (conn->phase == PARTY__CONN_HTTP)
@@ -1514,7 +1608,8 @@ int party__conn_detach(party_conn *conn, party__conn_handoff *out) {
         conn->handoff_wait = 1;
         return 1;
     }
-    assert(conn->phase == PARTY__CONN_HTTP_BUSY && conn->http != NULL && !conn->http->have_preq);
+    assert(conn->phase == PARTY__CONN_HTTP_BUSY && party__conn_http(conn) != NULL &&
+           !party__conn_http(conn)->have_preq);
     /* The socket itself moves: this loop's epoll set stops watching it
      * before the other loop's starts, and the connection here closes
      * without closing it. */
@@ -1526,8 +1621,9 @@ int party__conn_detach(party_conn *conn, party__conn_handoff *out) {
     out->head_only = conn->head_only;
     /* The request as parsed, with the bytes read behind it: the buffer it
      * points into moves with it, so nothing is parsed again. */
-    out->http = conn->http;
-    conn->http = NULL;
+    out->http = conn->busy->http;
+    conn->busy->http = NULL;
+    busy_put(conn);
     lp->http_ended++;
     out->transport = party__conn_transport(conn);
     (void)party__conn_set_transport(conn, NULL); /* cannot fail */
@@ -1555,13 +1651,14 @@ int party__conn_adopt_handoff(party__loop *lp, party__conn_handoff *h) {
         handoff_free(h);
         return PARTY_ENOMEM;
     }
-    if (h->transport != NULL && party__conn_set_transport(conn, h->transport) != 0) {
+    if (busy_get(conn) == NULL ||
+        (h->transport != NULL && party__conn_set_transport(conn, h->transport) != 0)) {
         handoff_free(h);
         conn->transport_closing = 1;
         conn_close_socket(conn);
         return PARTY_ENOMEM;
     }
-    conn->http = h->http;
+    conn->busy->http = h->http;
     conn->internal = h->internal;
     conn->keep_alive = h->keep_alive;
     conn->head_only = h->head_only;
@@ -1783,19 +1880,26 @@ void party__conn_mark_closing(party_conn *conn) {
  * into one block allocated only when there are any. */
 int party__conn_set_tags(party_conn *conn, const char *const *tags, size_t n) {
     size_t total = (n + 1) * sizeof(char *), i;
+    party__conn_extra *x;
     char **block;
     char *cursor;
 
-    party__free(conn->tags);
-    conn->tags = NULL;
+    if (conn->extra != NULL) {
+        party__free(conn->extra->tags);
+        conn->extra->tags = NULL;
+        extra_put(conn);
+    }
     conn->n_tags = 1;
     if (n == 0)
         return 0;
     for (i = 0; i < n; i++)
         total += strlen(tags[i]) + 1;
     block = party__malloc(total);
-    if (block == NULL)
+    x = block != NULL ? extra_get(conn) : NULL;
+    if (x == NULL) {
+        party__free(block);
         return PARTY_ENOMEM;
+    }
     cursor = (char *)(block + n + 1);
     block[0] = conn->id;
     for (i = 0; i < n; i++) {
@@ -1803,14 +1907,16 @@ int party__conn_set_tags(party_conn *conn, const char *const *tags, size_t n) {
         strcpy(cursor, tags[i]);
         cursor += strlen(tags[i]) + 1;
     }
-    conn->tags = block;
+    x->tags = block;
     conn->n_tags = (uint8_t)(n + 1);
     return 0;
 }
 
 const char *const *party__conn_tag_list(const party_conn *conn) {
     /* With no tags but the id, the id pointer itself is the list. */
-    return conn->tags != NULL ? (const char *const *)conn->tags : (const char *const *)&conn->id;
+    if (conn->extra != NULL && conn->extra->tags != NULL)
+        return (const char *const *)conn->extra->tags;
+    return (const char *const *)&conn->id;
 }
 
 typedef struct walk_arg {
@@ -1862,15 +1968,22 @@ int party_conn_set_state(party_conn *conn, const void *data, size_t len) {
         if (copy == NULL)
             return PARTY_ENOMEM;
         memcpy(copy, data, len);
+        if (extra_get(conn) == NULL) {
+            party__free(copy);
+            return PARTY_ENOMEM;
+        }
     }
-    party__free(conn->state);
-    conn->state = copy;
-    conn->state_len = len;
+    if (conn->extra != NULL) {
+        party__free(conn->extra->state);
+        conn->extra->state = copy;
+        conn->extra->state_len = (uint32_t)len;
+        extra_put(conn);
+    }
     return 0;
 }
 
 const void *party_conn_state(party_conn *conn, size_t *len) {
     if (len != NULL)
-        *len = conn->state_len;
-    return conn->state;
+        *len = conn->extra != NULL ? conn->extra->state_len : 0;
+    return conn->extra != NULL ? conn->extra->state : NULL;
 }

@@ -61,11 +61,32 @@ struct party__conn_sendq {
     };
 };
 
+/* What a connection needs only while it is busy: its HTTP session, an
+ * armed timeout, a frame or message partly read. An open WebSocket that
+ * waits for input has none; records come from a pool of the loop's. */
+typedef struct party__conn_busy {
+    union {
+        party__http_session *http;           /* HTTP phase only */
+        struct party__conn_busy *next_spare; /* in the loop's pool */
+    };
+    uv_timer_t *timer;       /* header, close or linger timeout, when armed */
+    party__ws_reader reader; /* the WebSocket reader, while reading_frame */
+    int reading_frame;       /* reader holds a frame or message partly read */
+} party__conn_busy;
+
+/* What few connections have, for as long as they live: tags besides the
+ * id, a state set by the room. */
+typedef struct party__conn_extra {
+    char **tags; /* n_tags strings, id first; NULL when the id is the only tag */
+    void *state;
+    uint32_t state_len;
+} party__conn_extra;
+
 /* Every byte here is paid by every idle connection (docs/architecture.md
  * lists what each is for): the socket is watched from the loop's epoll
  * set with no handle of its own, and what only a busy or young connection
- * needs (HTTP session, partial frame, send queue, timer) sits behind a
- * pointer that is NULL while idle. */
+ * needs (HTTP session, partial frame, timer; send queue) or few have (tags,
+ * state) sits behind a pointer that is NULL while idle. */
 struct party_conn {
     party__loop *lp;         /* the loop serving it (see party__conn_loop) */
     struct party_room *room; /* set once routed to a room */
@@ -75,17 +96,13 @@ struct party_conn {
     party_conn *gate_next;
     party_conn *dirty_next; /* on the loop's flush list (also once closed) */
     party_conn *room_prev, *room_next;
-    party__conn_sendq *out;    /* output queued; NULL when none */
-    party__http_session *http; /* HTTP phase only */
-    party__ws_reader *reader;  /* WebSocket phase, while a frame or message is partly read */
-    uv_timer_t *timer;         /* header, close or linger timeout, when armed */
-    char *id;                  /* in one block with the uri (ident when they fit): see id_at */
-    char **tags;               /* n_tags strings, id first; NULL when the id is the only tag */
-    void *state;
-    uint32_t state_len;
-    uint32_t refs;           /* the socket + queued events that name it */
-    int fd;                  /* the socket; -1 once closed */
-    uint32_t transport_slot; /* 0: plaintext; else the slot of its transport state */
+    party__conn_sendq *out;   /* output queued; NULL when none */
+    party__conn_busy *busy;   /* NULL while idle */
+    party__conn_extra *extra; /* NULL without tags or state */
+    char *id;                 /* in one block with the uri (ident when they fit): see id_at */
+    uint32_t refs;            /* the socket + queued events that name it */
+    int fd;                   /* the socket; -1 once closed */
+    uint32_t transport_slot;  /* 0: plaintext; else the slot of its transport state */
     /* A connection is mostly idle: its flags are bits. */
     unsigned phase : 3;          /* party__conn_phase */
     unsigned close_sent : 1;     /* a Close frame is queued or sent */
@@ -124,6 +141,11 @@ static inline party__loop *party__conn_loop(const party_conn *conn) {
     return conn->lp;
 }
 
+/* The connection's HTTP session, or NULL (past the HTTP phase). */
+static inline party__http_session *party__conn_http(const party_conn *conn) {
+    return conn->busy != NULL ? conn->busy->http : NULL;
+}
+
 /* Frees the pools of spare timers, HTTP sessions and send queues, and
  * closes the loop's epoll set of connections (at shutdown): connections
  * closed meanwhile are released first. */
@@ -138,7 +160,7 @@ void party__conn_pools_trim(party__loop *lp);
  * one table per loop (party__loop.conn_upcalls); conn calls no router
  * or room function by name. docs/architecture.md lists them. */
 typedef struct party__conn_upcalls {
-    /* A request was parsed (phase HTTP_BUSY, in conn->http): route it. Also
+    /* A request was parsed (phase HTTP_BUSY, in party__conn_http(conn)): route it. Also
      * called on the loop a connection was handed to, with the request as
      * parsed where it was read, and again once output that a hand-off
      * waited for is written. */

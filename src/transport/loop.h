@@ -27,6 +27,7 @@ struct party__digest;
 struct party__slabs;
 struct party__http_session;
 struct party__conn_sendq;
+struct party__conn_busy;
 struct party__transport;
 struct party__transport_ops;
 struct party__conn_upcalls;
@@ -73,6 +74,8 @@ struct party__loop {
     size_t n_spare_sessions;
     struct party__conn_sendq *spare_sendqs; /* send queues, for output on its way */
     size_t n_spare_sendqs;
+    struct party__conn_busy *spare_busy; /* what connections need while busy (conn.h) */
+    size_t n_spare_busy;
     /* The connections' sockets are watched from one epoll set of the
      * loop's, which the libuv loop watches through one handle: a socket
      * costs no handle of its own (conn.c). */
