@@ -511,8 +511,7 @@ static int conn_epoll_open(party__loop *lp) {
         lp->conn_epoll_done = 1;
         return r;
     }
-    /* Like a libuv handle per socket, the set keeps the loop alive only
-     * while it watches a socket. */
+    /* Nothing watched yet: the loop is not kept alive by it. */
     uv_unref((uv_handle_t *)&lp->conn_poll);
     lp->conn_epfd = fd;
     return 0;
@@ -522,10 +521,20 @@ static void conn_epoll_close(party__loop *lp) {
     lp->conn_epoll_done = 1;
     if (lp->conn_epfd < 0)
         return;
-    assert(lp->n_watched == 0);
+    assert(lp->n_watched == 0 && lp->n_closed == 0);
     uv_close((uv_handle_t *)&lp->conn_poll, NULL);
     close(lp->conn_epfd); /* after uv_close: the loop no longer watches it */
     lp->conn_epfd = -1;
+}
+
+/* Like a libuv handle per socket, the set keeps the loop alive while it
+ * watches a socket, and while a closed one waits for the end of the loop
+ * turn (as a closing handle would). */
+static void conn_epoll_keep_alive(party__loop *lp) {
+    if (lp->n_watched + lp->n_closed > 0)
+        uv_ref((uv_handle_t *)&lp->conn_poll);
+    else
+        uv_unref((uv_handle_t *)&lp->conn_poll);
 }
 
 /* Has the set watch the socket for want (WATCH_IN | WATCH_OUT; 0: not at
@@ -545,11 +554,12 @@ static int conn_epoll_set(party_conn *conn, unsigned want) {
      * either way it is not watched. */
     if (epoll_ctl(lp->conn_epfd, op, conn->fd, &ev) != 0 && op != EPOLL_CTL_DEL)
         return uv_translate_sys_error(errno);
-    if (op == EPOLL_CTL_ADD && lp->n_watched++ == 0)
-        uv_ref((uv_handle_t *)&lp->conn_poll);
-    else if (op == EPOLL_CTL_DEL && --lp->n_watched == 0)
-        uv_unref((uv_handle_t *)&lp->conn_poll);
+    if (op == EPOLL_CTL_ADD)
+        lp->n_watched++;
+    else if (op == EPOLL_CTL_DEL)
+        lp->n_watched--;
     conn->watched = want;
+    conn_epoll_keep_alive(lp);
     return 0;
 }
 
@@ -564,6 +574,9 @@ static void conn_close_socket(party_conn *conn) {
     if (conn->fd >= 0)
         close(conn->fd);
     conn->fd = -1;
+    conn->release_pending = 1;
+    party__conn_loop(conn)->n_closed++;
+    conn_epoll_keep_alive(party__conn_loop(conn));
     mark_dirty(conn);
     party__conn_unref(conn); /* the socket's reference */
 }
@@ -828,6 +841,11 @@ void party__conn_flush_dirty(party__loop *lp) {
         lp->dirty_head = conn->dirty_next;
         conn->dirty = 0;
         conn->dirty_next = NULL;
+        if (conn->release_pending) {
+            conn->release_pending = 0;
+            lp->n_closed--;
+            conn_epoll_keep_alive(lp);
+        }
         conn_flush(conn);
         party__conn_unref(conn);
     }

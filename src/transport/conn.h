@@ -131,6 +131,7 @@ struct party_conn {
     unsigned readonly : 1; /* set by its room (party_conn_set_readonly): refused state and writes */
     unsigned gate_acted : 1; /* held: its client acted on the batch (party__conn_hold_acted) */
     unsigned ws_ended : 1;   /* the WebSocket reader saw a Close or an error: input is ignored */
+    unsigned release_pending : 1; /* closed: released at the end of the loop turn */
     uint8_t n_tags;
     uint16_t peer_close_code;
     char ident[80]; /* the id and uri block, when it fits */

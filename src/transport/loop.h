@@ -83,6 +83,7 @@ struct party__loop {
     int conn_epoll_done; /* the set was closed at shutdown: no new one */
     uv_poll_t conn_poll; /* watches conn_epfd; keeps the loop alive while it watches a socket */
     size_t n_watched;    /* sockets in the set */
+    size_t n_closed;     /* closed sockets whose struct waits for the end of the turn */
 
     /* The listening socket (listener.c; loop 0 only) */
     uv_poll_t listener; /* watches listen_fd */
