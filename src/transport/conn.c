@@ -67,6 +67,13 @@ static uint64_t seconds_to_ms(double s) {
     return s <= 0 ? 0 : (uint64_t)(s * 1000.0 + 0.5);
 }
 
+/* What an idle connection costs is mostly this struct (DESIGN.md D3: at
+ * most 256 B per idle connection, with its slab slot, the client's binary
+ * address and a limiter pointer, and its share of the loop's fixed
+ * costs); docs/architecture.md says what each byte is for. */
+_Static_assert(sizeof(struct party_conn) <= 216,
+               "an idle connection's struct grew past D3's budget");
+
 /* Connection structs come from slabs (see slab.h): they are the one
  * long-lived allocation per connection. */
 static party_conn *conn_alloc(party__loop *lp) {
