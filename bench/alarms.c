@@ -67,6 +67,10 @@ static uint8_t *fire_count;  /* per room */
 static long n_rooms;
 static atomic_long fired, early, duplicates, alarm_errors, request_errors;
 static atomic_llong first_fire_ms, last_fire_ms;
+/* Rooms whose on_start ran and whose state was not freed yet: in memory.
+ * (Descriptors no longer tell: a room of the shared files holds none.) */
+static atomic_long rooms_awake;
+static char awake_marker;
 
 static int64_t epoch_ms(void) {
     struct timespec ts;
@@ -151,8 +155,22 @@ static int bench_on_alarm(party_room *room) {
     return 0;
 }
 
+static int bench_on_start(party_room *room, const char *props) {
+    (void)props;
+    party_room_set_state(room, &awake_marker);
+    atomic_fetch_add(&rooms_awake, 1);
+    return 0;
+}
+
+static void bench_free_state(void *state) {
+    (void)state;
+    atomic_fetch_sub(&rooms_awake, 1);
+}
+
 static const party_def bench_party = {
     .name = PARTY_NAME,
+    .on_start = bench_on_start,
+    .free_state = bench_free_state,
     .on_request = bench_on_request,
     .on_alarm = bench_on_alarm,
 };
@@ -231,10 +249,6 @@ static void sleep_s(double s) {
         ;
 }
 
-/* Waits until the open descriptors are back to baseline (every room
- * closed its database), then two eviction ticks more, so the runtime has
- * freed the rooms and returned their pages (malloc_trim runs on the tick
- * after an eviction). At least min_s in all. 0, or -1 after timeout_s. */
 /* Bytes the allocator has handed out and not had back, all arenas: what
  * RSS would be without fragmentation and without the binary, stacks and
  * SQLite's file mappings. */
@@ -243,14 +257,17 @@ static long heap_in_use_kb(void) {
     return (long)((mi.uordblks + mi.hblkhd) / 1024);
 }
 
-static int wait_evicted(long baseline, double idle_timeout, double min_s, double timeout_s) {
+/* Waits until no room is in memory (every state freed), then two
+ * eviction ticks more, so the runtime has unloaded the rooms' stores and
+ * returned their pages (malloc_trim runs on the tick after an eviction).
+ * At least min_s in all. 0, or -1 after timeout_s. */
+static int wait_evicted(double idle_timeout, double min_s, double timeout_s) {
     double start = bench_now_s(), tick = idle_timeout / 4;
     if (tick < 0.1)
         tick = 0.1;
     if (tick > 5)
         tick = 5;
-    long n;
-    while ((n = open_fds()) < 0 || n > baseline) {
+    while (atomic_load(&rooms_awake) > 0) {
         fds_sample();
         if (bench_now_s() - start > timeout_s)
             return -1;
@@ -867,7 +884,7 @@ int main(int argc, char **argv) {
         goto stop;
     }
     r.warmup_rate = (double)opt.warmup_rooms / (bench_now_s() - t);
-    if (wait_evicted(r.fds_before, opt.idle_timeout, 0, EVICT_TIMEOUT_S) != 0) {
+    if (wait_evicted(opt.idle_timeout, 0, EVICT_TIMEOUT_S) != 0) {
         fprintf(stderr, "alarms: the warm-up rooms did not leave memory\n");
         r.setup_failed = 1;
         goto stop;
@@ -917,7 +934,7 @@ int main(int argc, char **argv) {
         r.fired_before_setup_end = atomic_load(&fired);
 
     /* Every room out of memory: what is left is the alarm index. */
-    if (wait_evicted(r.fds_before, opt.idle_timeout, 2 * opt.idle_timeout + 1,
+    if (wait_evicted(opt.idle_timeout, 2 * opt.idle_timeout + 1,
                      (double)(r.first_due_ms - epoch_ms()) / 1000) == 0) {
         r.rss_waiting_kb = proc_status_kb("VmRSS");
         r.heap_waiting_kb = heap_in_use_kb();
@@ -956,7 +973,7 @@ int main(int argc, char **argv) {
         }
     }
     /* And the rooms they woke leave memory again. */
-    r.evicted_after = wait_evicted(r.fds_before, opt.idle_timeout, 0, 30) == 0;
+    r.evicted_after = wait_evicted(opt.idle_timeout, 0, 30) == 0;
     r.rss_after_kb = proc_status_kb("VmRSS");
     r.hwm_kb = proc_status_kb("VmHWM");
 

@@ -221,6 +221,12 @@ typedef struct party_def {
      * else this list (same syntax) is used instead of it. Must outlive the
      * runtime. */
     const char *fetch_allow;
+
+    /* ---- ABI 3: browser origins ----
+     * NULL: this party follows the runtime's party_config.allowed_origins;
+     * else this list (same syntax) is used instead of it. Must outlive the
+     * runtime. */
+    const char *allowed_origins;
 } party_def;
 
 /* The first member of every party_def initializer:
@@ -462,7 +468,10 @@ PARTY_EXTERN int party_kv_list(party_room *room, const char *prefix,
                                void *arg);
 /* The room's SQLite database, for its own tables, inside the current
  * event's transaction (do not BEGIN/COMMIT yourself). Tables whose names
- * start with _party_ are the runtime's. NULL outside callbacks. */
+ * start with _party_ are the runtime's. NULL outside callbacks. The
+ * connection is valid until the batch ends: between batches it may be
+ * closed (a bounded cache of open files), so keep no statement, hook or
+ * function on it past the callback, and call this again in the next. */
 PARTY_EXTERN struct sqlite3 *party_room_db(party_room *room);
 
 /* The runtime's clock: Unix epoch milliseconds. Use it, not the system
@@ -743,6 +752,14 @@ typedef struct party_config {
     /* PARTY_MAX_FETCH_URLS (1024): outbound requests unanswered in the process;
      * one more is refused at the call (PARTY_ELIMIT). 0: 1024. */
     size_t fetch_max_in_flight;
+    /* ---- ABI 3: browser origins ---- */
+    const char *allowed_origins; /* NULL: any origin; else the origins (comma-separated
+                                    scheme://host[:port], a host may begin with "*." for
+                                    its subdomains) whose pages may open WebSockets
+                                    (another Origin: 403 before before_connect) and read
+                                    CORS answers (the allowed Origin is named in
+                                    Access-Control-Allow-Origin, another gets none). A
+                                    request without Origin is not refused. */
 } party_config;
 
 /* Fills cfg with the defaults above. */

@@ -17,10 +17,12 @@
 
 #include "cli.h"
 #include "fetch_allow.h"
+#include "origin.h"
 #include "log.h"
 #include "party.h"
 #include "parties.h"
 #include "runtime.h"
+#include "upgrade.h"
 #include "alloc.h"
 
 #define MAX_LOADED_PARTIES 64
@@ -55,8 +57,19 @@ static const char usage_text[] =
     "  --store URI              where rooms' records live: postgres://... keeps\n"
     "                           them in PostgreSQL, shared by the nodes of a\n"
     "                           cluster (docs/cluster.md); default: SQLite in --data\n"
-    "  --node NAME              this node's name in the cluster (default\n"
+    "  --node NAME              this node's name in the cluster and in the\n"
+    "                           X-Partyd-Node header of answers (default\n"
     "                           HOSTNAME:PORT); one running partyd per name\n"
+    "  --store-connections N    connections a node opens to PostgreSQL for its\n"
+    "                           rooms at most, besides one of its own (default 16)\n"
+    "  --cluster-secret S       room-to-room requests to rooms other nodes own go\n"
+    "                           to those nodes with this secret, and requests from\n"
+    "                           other nodes are accepted with it (default: none)\n"
+    "  --cluster-secret-file F  the same, from the first line of file F\n"
+    "  --cluster-addr HOST:PORT where other nodes reach this one (default: the\n"
+    "                           listen address)\n"
+    "  --handoff-hold SEC       a node asked for a room it holds hands it over\n"
+    "                           only after holding it this long (default 1)\n"
     "  --durability MODE        full (default): fsync every commit; normal:\n"
     "                           survive a process crash, not a power loss\n"
     "  --idle-timeout SEC       evict a room with no connections after it was\n"
@@ -90,6 +103,12 @@ static const char usage_text[] =
     "                           HTTP answers of every party (Allow-Origin: *)\n"
     "  --tls-cert FILE          serve https and wss with this PEM certificate chain\n"
     "  --tls-key FILE           ... and this PEM private key (both needed)\n"
+    "  --allowed-origins LIST   browser origins that may open WebSockets and read\n"
+    "                           CORS answers: comma-separated scheme://host[:port],\n"
+    "                           a host may start with *. for its subdomains\n"
+    "                           (https://app.example.com,https://*.example.com);\n"
+    "                           a handshake with another Origin gets 403; one\n"
+    "                           without Origin is not refused (default: any)\n"
     "  --fetch-timeout SEC      a room-to-room request unanswered this long gets\n"
     "                           504 (default 30); also the default time of an\n"
     "                           outbound HTTP request\n"
@@ -111,9 +130,10 @@ static const char usage_text[] =
     "  --config FILE            read options from a JSON file: the keys are the\n"
     "                           flags' names, plus \"parties\": {NAME: {\"path\":\n"
     "                           \"lib.so\", \"hibernate\": true, \"cors\": true,\n"
-    "                           \"props\": {...}, \"fetch-allow\": LIST}} (props:\n"
-    "                           given to on_start; fetch-allow: the party's own\n"
-    "                           list, instead of --fetch-allow);\n"
+    "                           \"props\": {...}, \"fetch-allow\": LIST,\n"
+    "                           \"allowed-origins\": LIST}} (props: given to\n"
+    "                           on_start; fetch-allow, allowed-origins: the\n"
+    "                           party's own list, instead of the flag's);\n"
     "                           flags on the command line win\n"
     "  --version                print the version and exit\n"
     "  --help                   print this help and exit\n"
@@ -131,6 +151,12 @@ enum {
     OPT_DATA,
     OPT_STORE,
     OPT_NODE,
+    OPT_TEST_NO_SELF_FENCE,
+    OPT_HANDOFF_HOLD,
+    OPT_STORE_CONNECTIONS,
+    OPT_CLUSTER_SECRET,
+    OPT_CLUSTER_SECRET_FILE,
+    OPT_CLUSTER_ADDR,
     OPT_PARTY,
     OPT_BUILTINS,
     OPT_MAX_MESSAGE,
@@ -159,6 +185,7 @@ enum {
     OPT_FETCH_CA_FILE,
     OPT_FETCH_MAX_BYTES,
     OPT_FETCH_MAX_IN_FLIGHT,
+    OPT_ALLOWED_ORIGINS,
     OPT_THREADS,
     OPT_VERSION,
     OPT_HELP,
@@ -173,6 +200,12 @@ static const struct option options[] = {
     {"data", required_argument, NULL, OPT_DATA},
     {"store", required_argument, NULL, OPT_STORE},
     {"node", required_argument, NULL, OPT_NODE},
+    {"test-no-self-fence", no_argument, NULL, OPT_TEST_NO_SELF_FENCE},
+    {"handoff-hold", required_argument, NULL, OPT_HANDOFF_HOLD},
+    {"store-connections", required_argument, NULL, OPT_STORE_CONNECTIONS},
+    {"cluster-secret", required_argument, NULL, OPT_CLUSTER_SECRET},
+    {"cluster-secret-file", required_argument, NULL, OPT_CLUSTER_SECRET_FILE},
+    {"cluster-addr", required_argument, NULL, OPT_CLUSTER_ADDR},
     {"party", required_argument, NULL, OPT_PARTY},
     {"builtins", required_argument, NULL, OPT_BUILTINS},
     {"max-message-bytes", required_argument, NULL, OPT_MAX_MESSAGE},
@@ -201,6 +234,7 @@ static const struct option options[] = {
     {"fetch-ca-file", required_argument, NULL, OPT_FETCH_CA_FILE},
     {"fetch-max-bytes", required_argument, NULL, OPT_FETCH_MAX_BYTES},
     {"fetch-max-in-flight", required_argument, NULL, OPT_FETCH_MAX_IN_FLIGHT},
+    {"allowed-origins", required_argument, NULL, OPT_ALLOWED_ORIGINS},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -256,6 +290,30 @@ static int parse_count(const char *flag, const char *text, size_t *out) {
         return -1;
     }
     *out = (size_t)v;
+    return 0;
+}
+
+/* The first line of path (at most cap - 1 bytes, no line end): the
+ * cluster secret. 0, or -1 after saying why. */
+static int read_secret_file(const char *path, char *out, size_t cap) {
+    FILE *f = fopen(path, "r");
+    size_t n;
+    if (f == NULL) {
+        fprintf(stderr, "partyd: --cluster-secret-file %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (fgets(out, (int)cap, f) == NULL)
+        out[0] = '\0';
+    fclose(f);
+    n = strcspn(out, "\r\n");
+    out[n] = '\0';
+    if (n == 0 || n == cap - 1) {
+        fprintf(stderr,
+                "partyd: --cluster-secret-file %s: its first line must hold the secret (1 to"
+                " %zu bytes)\n",
+                path, cap - 2);
+        return -1;
+    }
     return 0;
 }
 
@@ -530,8 +588,14 @@ static void raise_file_limit(void) {
 typedef struct options_state {
     party_config cfg;
     const char *data_dir;
-    const char *store, *node; /* --store, --node (NULL: SQLite; HOSTNAME:PORT) */
-    unsigned builtins;        /* bit i: builtins[i] is served */
+    const char *store, *node;   /* --store, --node (NULL: SQLite; HOSTNAME:PORT) */
+    int no_self_fence;          /* --test-no-self-fence */
+    double handoff_hold;        /* --handoff-hold, seconds (0: the default) */
+    unsigned store_connections; /* --store-connections (0: the default) */
+    const char *cluster_secret; /* --cluster-secret, or the file's */
+    const char *cluster_addr;   /* --cluster-addr */
+    char secret_buf[256];       /* --cluster-secret-file's content */
+    unsigned builtins;          /* bit i: builtins[i] is served */
 } options_state;
 
 /* Applies one option (from the command line or the config file). Returns
@@ -546,6 +610,15 @@ static int check_fetch_allow(const char *what, const char *text) {
     if (r == 0)
         return 0;
     fprintf(stderr, "partyd: %s: %s\n", what, r == PARTY_EINVAL ? why : party_strerror(r));
+    return 2;
+}
+
+/* The same for an origin allow-list. */
+static int check_allowed_origins(const char *what, const char *text) {
+    char why[400];
+    if (party__origin_list_check(text, what, why, sizeof(why)) == 0)
+        return 0;
+    fprintf(stderr, "partyd: %s\n", why);
     return 2;
 }
 
@@ -572,6 +645,35 @@ static int apply_option(int opt, const char *arg, options_state *o) {
         break;
     case OPT_NODE:
         o->node = arg;
+        break;
+    case OPT_TEST_NO_SELF_FENCE:
+        o->no_self_fence = 1;
+        break;
+    case OPT_CLUSTER_SECRET:
+        o->cluster_secret = arg;
+        break;
+    case OPT_CLUSTER_SECRET_FILE:
+        if (read_secret_file(arg, o->secret_buf, sizeof(o->secret_buf)) != 0)
+            return 2;
+        o->cluster_secret = o->secret_buf;
+        break;
+    case OPT_CLUSTER_ADDR:
+        o->cluster_addr = arg;
+        break;
+    case OPT_STORE_CONNECTIONS: {
+        size_t n;
+        if (parse_count("--store-connections", arg, &n) != 0)
+            return 2;
+        o->store_connections = (unsigned)n;
+        break;
+    }
+    case OPT_HANDOFF_HOLD:
+        if (parse_seconds("--handoff-hold", arg, &o->handoff_hold) != 0)
+            return 2;
+        if (o->handoff_hold > 3600) {
+            fprintf(stderr, "partyd: --handoff-hold %s: at most 3600 seconds\n", arg);
+            return 2;
+        }
         break;
     case OPT_PARTY: {
         int r = load_party("--party", arg);
@@ -697,6 +799,11 @@ static int apply_option(int opt, const char *arg, options_state *o) {
         if (parse_count("--fetch-max-in-flight", arg, &o->cfg.fetch_max_in_flight) != 0)
             return 2;
         break;
+    case OPT_ALLOWED_ORIGINS:
+        if (check_allowed_origins("--allowed-origins", arg) != 0)
+            return 2;
+        o->cfg.allowed_origins = arg;
+        break;
     case OPT_THREADS:
         if (parse_threads(arg, &o->cfg.threads) != 0)
             return 2;
@@ -718,7 +825,7 @@ static int apply_option(int opt, const char *arg, options_state *o) {
  * A JSON object whose keys are the long flags' names ("port": 2000,
  * "max-message-bytes": "1M", "cors": true, "party": ["x=./x.so"]) plus
  * "parties": {"NAME": {"path": "lib.so", "hibernate": true, "cors": true,
- * "props": <any JSON>}}
+ * "props": <any JSON>, "fetch-allow": LIST, "allowed-origins": LIST}}
  * for per-party options. Flags given on the command line win. */
 
 #define CONFIG_MAX_BYTES (1024 * 1024)
@@ -731,6 +838,7 @@ typedef struct party_override {
     int cors;                /* -1: as the party says */
     char *props;             /* NULL: as the party says; else compact JSON (or a string's text) */
     const char *fetch_allow; /* NULL: --fetch-allow; else the party's own list */
+    const char *allowed_origins; /* NULL: --allowed-origins; else the party's own list */
 } party_override;
 
 static const char *config_file; /* its path, for messages */
@@ -788,6 +896,7 @@ static int config_parties(const char *path, const cJSON *parties, options_state 
         ov->hibernate = ov->cors = -1;
         ov->props = NULL;
         ov->fetch_allow = NULL;
+        ov->allowed_origins = NULL;
         ov->loaded = 0;
         cJSON_ArrayForEach(field, party) {
             if (strcmp(field->string, "path") == 0 && cJSON_IsString(field)) {
@@ -810,6 +919,13 @@ static int config_parties(const char *path, const cJSON *parties, options_state 
                 if (check_fetch_allow(what, field->valuestring) != 0)
                     return 2;
                 ov->fetch_allow = field->valuestring;
+            } else if (strcmp(field->string, "allowed-origins") == 0 && cJSON_IsString(field)) {
+                char what[300];
+                snprintf(what, sizeof(what), "--config %s: party '%s': allowed-origins", path,
+                         party->string);
+                if (check_allowed_origins(what, field->valuestring) != 0)
+                    return 2;
+                ov->allowed_origins = field->valuestring;
             } else if (strcmp(field->string, "props") == 0 && !cJSON_IsNull(field)) {
                 /* Any JSON: on_start gets it compact; a string, as its text. */
                 party__free(ov->props);
@@ -821,7 +937,7 @@ static int config_parties(const char *path, const cJSON *parties, options_state 
                 fprintf(stderr,
                         "partyd: --config %s: party '%s': unknown or mistyped option '%s' "
                         "(path: string, hibernate: bool, cors: bool, props: any JSON, "
-                        "fetch-allow: string)\n",
+                        "fetch-allow: string, allowed-origins: string)\n",
                         path, party->string, field->string);
                 return 2;
             }
@@ -967,6 +1083,8 @@ static const party_def *with_overrides(const party_def *def) {
                 copy->props = overrides[i].props;
             if (overrides[i].fetch_allow != NULL)
                 copy->fetch_allow = overrides[i].fetch_allow;
+            if (overrides[i].allowed_origins != NULL)
+                copy->allowed_origins = overrides[i].allowed_origins;
             return copy;
         }
     }
@@ -1098,8 +1216,14 @@ static void log_parties(const options_state *o) {
 static int use_store(party_runtime *rt, const options_state *o) {
     char node[300];
     int r;
-    if (o->store == NULL || o->store[0] == '\0')
+    if (o->store == NULL || o->store[0] == '\0') {
+        /* A single process named with --node says its name in answers. */
+        if (o->node != NULL && party__runtime_set_store(rt, NULL, o->node) != 0) {
+            fprintf(stderr, "partyd: --node: out of memory\n");
+            return 1;
+        }
         return 0;
+    }
     if (o->node == NULL) {
         char host[256] = "localhost";
         (void)gethostname(host, sizeof(host) - 1);
@@ -1111,6 +1235,17 @@ static int use_store(party_runtime *rt, const options_state *o) {
             snprintf(node, sizeof(node), "%s:pid%ld", host, (long)getpid());
     }
     r = party__runtime_set_store(rt, o->store, o->node != NULL ? o->node : node);
+    if (r == 0 && o->no_self_fence)
+        party__runtime_set_no_self_fence(rt);
+    if (r == 0 && (o->cluster_secret != NULL || o->cluster_addr != NULL) &&
+        party__runtime_set_cluster(rt, o->cluster_secret, o->cluster_addr) != 0) {
+        fprintf(stderr, "partyd: --cluster-secret: out of memory\n");
+        return 1;
+    }
+    if (r == 0 && o->store_connections > 0)
+        party__runtime_set_store_connections(rt, o->store_connections);
+    if (r == 0 && o->handoff_hold > 0)
+        party__runtime_set_handoff_hold(rt, (unsigned)(o->handoff_hold * 1000.0 + 0.5));
     if (r == PARTY_EINVAL) {
         fprintf(stderr, "partyd: --store %s: not a postgres:// or postgresql:// URI\n", o->store);
         return 2;
@@ -1122,10 +1257,39 @@ static int use_store(party_runtime *rt, const options_state *o) {
     return 0;
 }
 
+/* The binary an upgrade starts: the file this process was started from,
+ * as the kernel names it now (so a relative argv[0] or a later chdir does
+ * not matter), or argv[0] made absolute. Into out (size bytes). */
+static void own_path(const char *argv0, char *out, size_t size) {
+    ssize_t n = readlink("/proc/self/exe", out, size - 1);
+    if (n > 0) {
+        out[n] = '\0';
+        return;
+    }
+    if (realpath(argv0, out) == NULL)
+        snprintf(out, size, "%s", argv0);
+}
+
+/* A process started by an upgrade gets its end of the hand-over socket
+ * in PARTYD_UPGRADE_FD; -1 otherwise. Taken out of the environment, so
+ * that what this process starts does not see it. */
+static int upgrade_fd(void) {
+    const char *v = getenv(PARTY__UPGRADE_FD_ENV);
+    char *end;
+    long fd;
+
+    if (v == NULL)
+        return -1;
+    fd = strtol(v, &end, 10);
+    unsetenv(PARTY__UPGRADE_FD_ENV);
+    return end != v && *end == '\0' && fd >= 0 && fd < 65536 ? (int)fd : -1;
+}
+
 int main(int argc, char **argv) {
     options_state o;
     party_runtime *rt;
-    int opt, r, status = 0;
+    int opt, r, status = 0, handover = upgrade_fd();
+    char exe[4096];
 
     /* Client subcommands: they share the binary, not the daemon's flags. */
     if (argc > 1 && strcmp(argv[1], "connect") == 0)
@@ -1133,9 +1297,14 @@ int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "rooms") == 0)
         return party__cli_rooms(argc - 1, argv + 1);
 
+    own_path(argv[0], exe, sizeof(exe));
     party_config_init(&o.cfg);
     o.data_dir = "./data";
     o.store = o.node = NULL;
+    o.no_self_fence = 0;
+    o.handoff_hold = 0;
+    o.store_connections = 0;
+    o.cluster_secret = o.cluster_addr = NULL;
     o.builtins = BUILTINS_ALL; /* the quick start serves them all */
     o.cfg.threads = 0;         /* the daemon uses every core */
     /* A token on the command line shows in ps; the environment does not. */
@@ -1178,8 +1347,17 @@ int main(int argc, char **argv) {
         status = register_parties(rt, &o);
     if (status == 0) {
         log_parties(&o);
-        r = party_runtime_listen(rt);
-        if (r == PARTY_EADDR)
+        r = party__upgrade_enable(rt, exe, argv);
+        /* Started by an upgrade: the listening socket and the data
+         * directory come from the process it replaces. */
+        if (r == 0)
+            r = handover >= 0 ? party__upgrade_receive(rt, handover) : party_runtime_listen(rt);
+        else
+            fprintf(stderr, "partyd: %s\n", party_strerror(r));
+        if (handover >= 0 && r != 0)
+            fprintf(stderr, "partyd: the upgrade did not take over (see the log lines above); "
+                            "the running partyd goes on serving\n");
+        else if (r == PARTY_EADDR)
             fprintf(stderr,
                     strchr(o.cfg.host, ':') != NULL
                         ? "partyd: cannot listen on [%s]:%d (see the log line above)\n"

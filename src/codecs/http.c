@@ -8,6 +8,7 @@
 #include "http.h"
 
 #include <string.h>
+#include <strings.h>
 
 #include "url.h"
 
@@ -174,15 +175,138 @@ static int scan_head(party__http_parser *p, const char *buf, size_t len,
     }
     p->scanned = i;
     /* The blank line would end past the limit: no need to wait for it. */
-    if (i >= limits->max_header_bytes)
+    if (i >= limits->max_header_bytes) {
+        /* RFC 9112 3: a request-target too long to parse is a 414. */
+        if (!p->response && memchr(buf, '\n', i) == NULL)
+            return fail(err, 414, "request line exceeds max_header_bytes");
         return fail(err, 431, texts->head_too_big);
+    }
     return PARTY__HTTP_AGAIN;
+}
+
+/* RFC 3986 unreserved and sub-delims: the bytes of a reg-name besides
+ * percent-encodings (a bit table: every request's Host goes through it). */
+static int is_host_char(unsigned char c) {
+    static const uint32_t bits[8] = {0,          /* 0x00-0x1f */
+                                     0x2bff7fd2, /* 0x20-0x3f: ! $ & ' ( ) * + , - . 0-9 ; = */
+                                     0x87fffffe, /* 0x40-0x5f: A-Z _ */
+                                     0x47fffffe, /* 0x60-0x7f: a-z ~ */
+                                     0,          0, 0, 0};
+    return (int)((bits[c >> 5] >> (c & 31)) & 1);
+}
+
+int party__http_host_valid(party__slice v) {
+    size_t i = 0;
+
+    if (v.len == 0)
+        return 1; /* RFC 9112 3.2: a target without authority sends Host empty */
+    if (v.ptr[0] == '[') {
+        /* IP-literal: hex digits, ':' and '.' (IPv6, an IPv4 tail), or an
+         * IPvFuture "v" form; checked for its characters, not its shape. */
+        for (i = 1; i < v.len && v.ptr[i] != ']'; i++)
+            if (!(party__url_hex_value(v.ptr[i]) >= 0 || v.ptr[i] == ':' || v.ptr[i] == '.' ||
+                  v.ptr[i] == 'v' || v.ptr[i] == 'V'))
+                return 0;
+        if (i == v.len || i == 1)
+            return 0;
+        i++;
+    } else {
+        while (i < v.len && v.ptr[i] != ':') {
+            unsigned char c = (unsigned char)v.ptr[i];
+            if (c == '%') {
+                if (i + 2 >= v.len || party__url_hex_value(v.ptr[i + 1]) < 0 ||
+                    party__url_hex_value(v.ptr[i + 2]) < 0)
+                    return 0;
+                i += 3;
+            } else if (is_host_char(c)) {
+                i++;
+            } else {
+                return 0;
+            }
+        }
+    }
+    if (i == v.len)
+        return 1;
+    if (v.ptr[i] != ':')
+        return 0;
+    /* port = *DIGIT (may be empty), at most 5 digits to be a port at all */
+    if (v.len - i - 1 > 5)
+        return 0;
+    for (i++; i < v.len; i++)
+        if (!is_digit((unsigned char)v.ptr[i]))
+            return 0;
+    return 1;
+}
+
+/* The scheme of an absolute-form target: 1 http, 2 https, 0 neither.
+ * *after is where "//" would begin. */
+static int target_scheme(const char *t, size_t len, size_t *after) {
+    if (len >= 5 && strncasecmp(t, "http:", 5) == 0) {
+        *after = 5;
+        return 1;
+    }
+    if (len >= 6 && strncasecmp(t, "https:", 6) == 0) {
+        *after = 6;
+        return 2;
+    }
+    return 0;
+}
+
+/* RFC 9112 3.2: origin-form (/path?query), absolute-form
+ * (http://authority/path?query, which a server MUST accept; the authority
+ * then stands for Host), asterisk-form (OPTIONS *). CONNECT's
+ * authority-form asks for a tunnel, which an origin server does not offer. */
+static int parse_target(const char *method, size_t method_len, const char *t, size_t len,
+                        party__http_request *req, party__http_error *err) {
+    const char *query, *path = t;
+    size_t path_len = len, after;
+
+    req->authority = party__slice_make(NULL, 0);
+    if (t[0] == '*' && len == 1) {
+        if (method_len != 7 || memcmp(method, "OPTIONS", 7) != 0)
+            return fail(err, 400, "request target \"*\" is only for OPTIONS");
+        req->target = req->path = party__slice_make(t, 1);
+        req->query = party__slice_make(NULL, 0);
+        return 0;
+    }
+    if (t[0] != '/') {
+        size_t a, end;
+        int scheme = target_scheme(t, len, &after);
+        if (scheme == 0)
+            return fail(err, 400, "request target is not in origin-form or an http(s) URI");
+        if (len < after + 2 || t[after] != '/' || t[after + 1] != '/')
+            return fail(err, 400, "request target is an http(s) URI without an authority");
+        a = after + 2;
+        end = a;
+        while (end < len && t[end] != '/' && t[end] != '?' && t[end] != '#')
+            end++;
+        req->authority = party__slice_make(t + a, end - a);
+        /* RFC 9110 4.2.4: userinfo in an http(s) URI is an error; 4.2.1 and
+         * 4.2.2: so is an empty host. */
+        if (memchr(t + a, '@', end - a) != NULL)
+            return fail(err, 400, "request target has userinfo (user@host)");
+        if (end == a || t[a] == ':' || !party__http_host_valid(req->authority))
+            return fail(err, 400, "request target has an invalid authority");
+        path = t + end;
+        path_len = len - end;
+    }
+    /* An absolute-form target may end at its authority: path and target are
+     * then empty (the path "/"), and target begins with the query if any. */
+    req->target = party__slice_make(path, path_len);
+    query = memchr(path, '?', path_len);
+    if (query != NULL) {
+        req->path = party__slice_make(path, (size_t)(query - path));
+        req->query = party__slice_make(query + 1, path_len - req->path.len - 1);
+    } else {
+        req->path = req->target;
+        req->query = party__slice_make(NULL, 0);
+    }
+    return 0;
 }
 
 static int parse_request_line(const char *buf, size_t line_end, party__http_request *req,
                               party__http_error *err) {
     size_t i = 0, target;
-    const char *query;
 
     /* buf[line_end] is the CR, so reading buf[i] for i <= line_end is safe. */
     while (i < line_end && is_tchar((unsigned char)buf[i]))
@@ -190,32 +314,30 @@ static int parse_request_line(const char *buf, size_t line_end, party__http_requ
     if (i == 0 || buf[i] != ' ')
         return fail(err, 400, "invalid request method");
     req->method = party__slice_make(buf, i);
+    if (i == 7 && memcmp(buf, "CONNECT", 7) == 0)
+        return fail(err, 501, "CONNECT is not supported: partyd is not a proxy");
 
     target = ++i;
-    while (i < line_end && buf[i] >= 0x21 && buf[i] <= 0x7e)
+    while (i < line_end && buf[i] >= 0x21 && buf[i] <= 0x7e && buf[i] != '#')
         i++;
-    if (i == target || buf[target] != '/')
-        return fail(err, 400, "request target is not in origin-form");
+    if (i == target)
+        return fail(err, 400, "empty request target");
+    if (buf[i] == '#')
+        return fail(err, 400, "request target has a fragment (#)");
     if (buf[i] != ' ')
         return fail(err, 400, "invalid character in request target");
-    req->target = party__slice_make(buf + target, i - target);
-    query = memchr(req->target.ptr, '?', req->target.len);
-    if (query != NULL) {
-        req->path = party__slice_make(req->target.ptr, (size_t)(query - req->target.ptr));
-        req->query = party__slice_make(query + 1, req->target.len - req->path.len - 1);
-    } else {
-        req->path = req->target;
-        req->query = party__slice_make(NULL, 0);
-    }
+    if (parse_target(buf, req->method.len, buf + target, i - target, req, err) != 0)
+        return PARTY__HTTP_ERROR;
 
     i++;
     if (line_end - i != 8 || memcmp(buf + i, "HTTP/", 5) != 0 ||
         !is_digit((unsigned char)buf[i + 5]) || buf[i + 6] != '.' ||
         !is_digit((unsigned char)buf[i + 7]))
         return fail(err, 400, "invalid HTTP version");
-    if (buf[i + 5] != '1' || (buf[i + 7] != '0' && buf[i + 7] != '1'))
+    if (buf[i + 5] != '1')
         return fail(err, 505, "HTTP version not supported");
-    req->version_minor = buf[i + 7] - '0';
+    /* RFC 9110 6.2: a later 1.x is read as the highest 1.x we implement. */
+    req->version_minor = buf[i + 7] == '0' ? 0 : 1;
     return 0;
 }
 
@@ -281,7 +403,7 @@ static int parse_content_length(party__slice v, uint64_t *out) {
 
 /* Counts the codings of one Transfer-Encoding value. Anything but chunked is a
  * coding we do not implement. */
-static void count_codings(party__slice v, size_t *chunked, size_t *other) {
+static void count_codings(party__slice v, size_t *chunked, size_t *other, int *last_chunked) {
     size_t i = 0;
 
     while (i < v.len) {
@@ -296,7 +418,9 @@ static void count_codings(party__slice v, size_t *chunked, size_t *other) {
             end--;
         if (end == start)
             continue;
-        if (party__slice_eq_nocase(party__slice_make(v.ptr + start, end - start), "chunked"))
+        *last_chunked =
+            party__slice_eq_nocase(party__slice_make(v.ptr + start, end - start), "chunked");
+        if (*last_chunked)
             (*chunked)++;
         else
             (*other)++;
@@ -308,6 +432,11 @@ typedef struct framing {
     size_t hosts, lengths, encodings, chunked, other;
     uint64_t length;
     int conn_close, keep_alive, upgrade;
+    int last_chunked;    /* the last transfer coding named is chunked */
+    int websocket;       /* an Upgrade field lists websocket */
+    party__slice host;   /* the (first) Host value */
+    party__slice expect; /* the (first) Expect value; ptr NULL if none */
+    size_t expects;
 } framing;
 
 /* Reads the fields that shape a message: Host, body framing and Connection. */
@@ -318,22 +447,46 @@ static int read_framing(const party__http_header *headers, size_t n_headers, fra
     memset(f, 0, sizeof(*f));
     for (i = 0; i < n_headers; i++) {
         const party__http_header *h = &headers[i];
-        if (party__slice_eq_nocase(h->name, "host")) {
-            f->hosts++;
-        } else if (party__slice_eq_nocase(h->name, "content-length")) {
-            uint64_t n;
-            if (parse_content_length(h->value, &n) != 0)
-                return fail(err, 400, "invalid Content-Length");
-            if (f->lengths++ > 0 && n != f->length)
-                return fail(err, 400, "conflicting Content-Length fields");
-            f->length = n;
-        } else if (party__slice_eq_nocase(h->name, "transfer-encoding")) {
-            f->encodings++;
-            count_codings(h->value, &f->chunked, &f->other);
-        } else if (party__slice_eq_nocase(h->name, "connection")) {
-            f->conn_close |= party__slice_has_token(h->value, "close");
-            f->keep_alive |= party__slice_has_token(h->value, "keep-alive");
-            f->upgrade |= party__slice_has_token(h->value, "upgrade");
+        /* By length first: most fields are none of these, and cost one
+         * switch instead of a comparison with each name. */
+        switch (h->name.len) {
+        case 4:
+            if (strncasecmp(h->name.ptr, "host", 4) == 0 && f->hosts++ == 0)
+                f->host = h->value;
+            break;
+        case 6:
+            if (strncasecmp(h->name.ptr, "expect", 6) == 0 && f->expects++ == 0)
+                f->expect = h->value;
+            break;
+        case 7:
+            if (strncasecmp(h->name.ptr, "upgrade", 7) == 0)
+                f->websocket |= party__slice_has_token(h->value, "websocket");
+            break;
+        case 10:
+            if (strncasecmp(h->name.ptr, "connection", 10) == 0) {
+                f->conn_close |= party__slice_has_token(h->value, "close");
+                f->keep_alive |= party__slice_has_token(h->value, "keep-alive");
+                f->upgrade |= party__slice_has_token(h->value, "upgrade");
+            }
+            break;
+        case 14:
+            if (strncasecmp(h->name.ptr, "content-length", 14) == 0) {
+                uint64_t n;
+                if (parse_content_length(h->value, &n) != 0)
+                    return fail(err, 400, "invalid Content-Length");
+                if (f->lengths++ > 0 && n != f->length)
+                    return fail(err, 400, "conflicting Content-Length fields");
+                f->length = n;
+            }
+            break;
+        case 17:
+            if (strncasecmp(h->name.ptr, "transfer-encoding", 17) == 0) {
+                f->encodings++;
+                count_codings(h->value, &f->chunked, &f->other, &f->last_chunked);
+            }
+            break;
+        default:
+            break;
         }
     }
     return 0;
@@ -349,6 +502,10 @@ static int check_encodings(const party__http_parser *p, const framing *f, int ve
         return fail(err, 400, "both Content-Length and Transfer-Encoding");
     if (version_minor == 0)
         return fail(err, 400, texts_of(p)->encoding_in_http10);
+    /* RFC 9112 6.3: a request whose final coding is not chunked has no
+     * length anyone can find: 400, before the 501 for codings we lack. */
+    if (!p->response && !f->last_chunked)
+        return fail(err, 400, "chunked is not the final transfer coding");
     if (f->other > 0)
         return fail(err, 501, "unsupported transfer coding");
     if (f->chunked != 1)
@@ -372,6 +529,17 @@ static int apply_headers(party__http_parser *p, const party__http_limits *limits
         return fail(err, 400, "more than one Host field");
     if (f.hosts == 0 && req->version_minor == 1)
         return fail(err, 400, "HTTP/1.1 request without Host");
+    if (f.hosts == 1 && !party__http_host_valid(f.host))
+        return fail(err, 400, "invalid Host field value");
+    /* RFC 9110 10.1.1: 100-continue is the one expectation defined; an
+     * HTTP/1.0 request's is ignored. Any other cannot be met. */
+    req->expect_continue = 0;
+    if (f.expects > 0 && req->version_minor == 1) {
+        if (f.expects > 1 || !party__slice_eq_nocase(f.expect, "100-continue"))
+            return fail(err, 417, "unsupported expectation (only Expect: 100-continue)");
+        req->expect_continue = 1;
+    }
+    p->expect_continue = req->expect_continue;
 
     p->content_length = 0;
     p->chunked = 0;
@@ -388,6 +556,8 @@ static int apply_headers(party__http_parser *p, const party__http_limits *limits
     }
 
     req->upgrade = f.upgrade;
+    /* RFC 9110 7.8: an HTTP/1.0 request's Upgrade is ignored. */
+    req->upgrade_websocket = f.websocket && req->version_minor == 1;
     req->keep_alive = keep_alive_of(&f, req->version_minor);
     return 0;
 }
@@ -774,6 +944,8 @@ const char *party__http_status_text(int status) {
         return "URI Too Long";
     case 415:
         return "Unsupported Media Type";
+    case 417:
+        return "Expectation Failed";
     case 426:
         return "Upgrade Required";
     case 429:

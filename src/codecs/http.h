@@ -26,17 +26,22 @@ typedef struct party__http_header {
 } party__http_header;
 
 typedef struct party__http_request {
-    party__slice method; /* token, e.g. "GET" */
-    party__slice target; /* origin-form request target, e.g. "/a/b?x=1" */
-    party__slice path;   /* target up to '?' */
-    party__slice query;  /* after '?', without it; len 0 when none (ptr NULL if no '?') */
-    int version_minor;   /* 0 or 1 (HTTP/1.0 or HTTP/1.1) */
+    party__slice method;    /* token, e.g. "GET" */
+    party__slice target;    /* the request target in origin-form, e.g. "/a/b?x=1"; "*" for
+                               OPTIONS *; of an absolute-form target (http://h/a?x=1) its path
+                               and query, which may be empty (path "") */
+    party__slice authority; /* of an absolute-form target (stands for Host); else ptr NULL */
+    party__slice path;      /* target up to '?' */
+    party__slice query;     /* after '?', without it; len 0 when none (ptr NULL if no '?') */
+    int version_minor;      /* 0 or 1 (HTTP/1.0 or HTTP/1.1) */
     party__http_header headers[PARTY__HTTP_MAX_HEADERS];
     size_t n_headers;
-    party__slice body; /* Content-Length or de-chunked body; len 0, ptr NULL if none */
-    int keep_alive;    /* 1.1 without "Connection: close", or 1.0 with keep-alive */
-    int upgrade;       /* Connection has the "upgrade" token */
-    int chunked;       /* Transfer-Encoding: chunked */
+    party__slice body;     /* Content-Length or de-chunked body; len 0, ptr NULL if none */
+    int keep_alive;        /* 1.1 without "Connection: close", or 1.0 with keep-alive */
+    int upgrade;           /* Connection has the "upgrade" token */
+    int upgrade_websocket; /* HTTP/1.1 whose Upgrade lists websocket: a handshake to check */
+    int chunked;           /* Transfer-Encoding: chunked */
+    int expect_continue;   /* HTTP/1.1 with "Expect: 100-continue" */
 } party__http_request;
 
 /* Parser state for one message. Zero it (or party__http_parser_init) before
@@ -47,17 +52,18 @@ typedef struct party__http_parser {
     size_t head_len;   /* length of the head once complete, else 0 */
     size_t body_start; /* where the body begins in the buffer */
     uint64_t content_length;
-    size_t decoded;    /* chunked: decoded body bytes so far (body at body_start) */
-    size_t chunk_left; /* chunked: bytes left in the current chunk */
-    int chunk_state;   /* chunked: internal state */
-    int chunked;       /* the body is chunked (req need not persist between calls) */
-    size_t line_len;   /* chunked: bytes of the current size line, or of the trailers */
-    size_t n_headers;  /* header fields in the head, for the trailer count limit */
-    size_t n_trailers; /* trailer fields so far */
-    int have_request;  /* head parsed into the request (or response) */
-    int response;      /* parsing a response: party__http_response_parser_init */
-    int flags;         /* response: PARTY__HTTP_NO_BODY, PARTY__HTTP_BODY_TO_EOF */
-    int to_eof;        /* response: the body runs to the end of the stream */
+    size_t decoded;      /* chunked: decoded body bytes so far (body at body_start) */
+    size_t chunk_left;   /* chunked: bytes left in the current chunk */
+    int chunk_state;     /* chunked: internal state */
+    int chunked;         /* the body is chunked (req need not persist between calls) */
+    size_t line_len;     /* chunked: bytes of the current size line, or of the trailers */
+    size_t n_headers;    /* header fields in the head, for the trailer count limit */
+    size_t n_trailers;   /* trailer fields so far */
+    int have_request;    /* head parsed into the request (or response) */
+    int response;        /* parsing a response: party__http_response_parser_init */
+    int flags;           /* response: PARTY__HTTP_NO_BODY, PARTY__HTTP_BODY_TO_EOF */
+    int to_eof;          /* response: the body runs to the end of the stream */
+    int expect_continue; /* request: the head asks for 100 Continue (set once it is parsed) */
 } party__http_parser;
 
 enum {
@@ -70,7 +76,9 @@ enum {
 /* What was wrong. For a response, status is the class of the fault as a
  * server would answer it about a request: 400 malformed or cut short, 413
  * body over max_body, 431 head over max_header_bytes or max_headers, 501
- * unsupported transfer coding, 505 not HTTP/1.0 or 1.1. */
+ * unsupported transfer coding, 505 not HTTP/1.x. A request also gets 414
+ * (request line over max_header_bytes), 417 (an expectation other than
+ * 100-continue) and 501 (CONNECT). */
 typedef struct party__http_error {
     int status;         /* 400, 413, 431, 501 or 505 */
     const char *reason; /* static text for the log and the response body,
@@ -149,6 +157,11 @@ party__slice party__http_response_header_get(const party__http_response *res, co
 /* The reason phrase for a status code ("OK", "Not Found", ...); "Unknown"
  * for codes it does not know. */
 const char *party__http_status_text(int status);
+
+/* 1 if v is a valid Host field value (RFC 9112 3.2, RFC 3986 3.2.2):
+ * empty, or uri-host [":" port]. The IP-literal form is checked for its
+ * characters only. */
+int party__http_host_valid(party__slice v);
 
 /* 1 if s (NUL-terminated) is a token (RFC 9110 5.6.2: a method or a field
  * name); 0 for NULL or "". */

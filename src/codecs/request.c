@@ -355,14 +355,16 @@ const void *party_response_get_body(const party_response *res, size_t *len) {
     return n > 0 ? res->body : NULL;
 }
 
-party__buf *party__response_serialize(const party_response *res, int head_only, int keep_alive) {
+party__buf *party__response_serialize(const party_response *res, int head_only, int keep_alive,
+                                      const char *date) {
     static const char failed_body[] = "internal error: out of memory building the response\n";
     int status = res->failed ? 500 : res->status;
     const char *body = res->failed ? failed_body : res->body;
     size_t body_len = res->failed ? sizeof(failed_body) - 1 : res->body_len;
     /* 1xx, 204 and 304 carry no body and (except 1xx upgrades) no length. */
     int no_body = status < 200 || status == 204 || status == 304;
-    size_t cap = 128 + (head_only || no_body ? 0 : body_len);
+    size_t cap =
+        128 + (date != NULL ? strlen(date) + 8 : 0) + (head_only || no_body ? 0 : body_len);
     size_t i;
     party__buf *buf;
     int n;
@@ -384,6 +386,11 @@ party__buf *party__response_serialize(const party_response *res, int head_only, 
     }
     if (status >= 200 && status != 204 && status != 304) {
         n = snprintf(buf->data + buf->len, cap - buf->len, "Content-Length: %zu\r\n", body_len);
+        buf->len += (size_t)n;
+    }
+    if (status >= 200 && date != NULL &&
+        (res->failed || party__response_header_get(res, "Date") == NULL)) {
+        n = snprintf(buf->data + buf->len, cap - buf->len, "Date: %s\r\n", date);
         buf->len += (size_t)n;
     }
     if (status >= 200) {

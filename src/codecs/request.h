@@ -61,7 +61,9 @@ const char *party__response_header_get(const party_response *res, const char *na
 
 /* Serialises res as an HTTP/1.1 response into a new buffer. head_only: HEAD
  * request (no body bytes, same Content-Length). keep_alive decides the
- * Connection header. NULL on OOM. */
-party__buf *party__response_serialize(const party_response *res, int head_only, int keep_alive);
+ * Connection header. date: the Date field for a final answer unless res
+ * has one (RFC 9110 6.6.1; NULL: none). NULL on OOM. */
+party__buf *party__response_serialize(const party_response *res, int head_only, int keep_alive,
+                                      const char *date);
 
 #endif

@@ -70,3 +70,34 @@ party__slice party__url_query_find(party__slice query, const char *name) {
     }
     return none;
 }
+
+static int is_unreserved(int c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
+}
+
+int party__url_decode_unreserved(party__slice src, char *out, size_t cap, party__slice *norm) {
+    size_t i = 0, n = 0;
+
+    while (i < src.len) {
+        int c = (unsigned char)src.ptr[i], len = 1;
+        if (c == '%') {
+            /* A malformed escape is refused, not copied: "%4%41" must not
+             * become "%4A", an escape the client never sent. */
+            int hi = i + 2 < src.len ? party__url_hex_value(src.ptr[i + 1]) : -1;
+            int lo = i + 2 < src.len ? party__url_hex_value(src.ptr[i + 2]) : -1;
+            if (hi < 0 || lo < 0)
+                return -1;
+            if (is_unreserved(hi * 16 + lo)) {
+                c = hi * 16 + lo;
+                len = 3;
+            }
+        }
+        if (n == cap)
+            return -1;
+        out[n++] = (char)c;
+        i += (size_t)len;
+    }
+    *norm = party__slice_make(out, n);
+    return 0;
+}

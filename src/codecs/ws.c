@@ -599,3 +599,31 @@ party__buf *party__ws_close_frame_new(int code, const char *reason, size_t reaso
     }
     return party__ws_frame_new(NULL, PARTY__WS_CLOSE, payload, len);
 }
+
+/* ---- hand-over (an upgrade moves a reader to another process) ---- */
+
+void party__ws_reader_pending(const party__ws_reader *r, party__slice *partial, party__slice *msg,
+                              uint8_t *opcode, uint32_t *utf8_state) {
+    *partial = r->b != NULL && r->b->partial != NULL
+                   ? party__slice_make(r->b->partial, r->b->partial_len)
+                   : party__slice_make(NULL, 0);
+    *msg = r->b != NULL && r->b->msg != NULL ? party__slice_make(r->b->msg, r->b->msg_len)
+                                             : party__slice_make(NULL, 0);
+    *opcode = r->msg_opcode;
+    *utf8_state = r->utf8_state;
+}
+
+int party__ws_reader_restore(party__ws_reader *r, uint8_t opcode, uint32_t utf8_state,
+                             party__slice msg) {
+    if (opcode == 0)
+        return msg.len == 0 ? 0 : PARTY_EINVAL;
+    if ((opcode != PARTY__WS_TEXT && opcode != PARTY__WS_BINARY) || msg.len > r->max_message ||
+        (opcode == PARTY__WS_TEXT && utf8_state == PARTY__UTF8_REJECT))
+        return PARTY_EINVAL;
+    free_msg(r);
+    if (msg_append(r, msg.ptr, msg.len) != 0)
+        return PARTY_ENOMEM;
+    r->msg_opcode = opcode;
+    r->utf8_state = utf8_state;
+    return 0;
+}

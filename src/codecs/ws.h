@@ -117,6 +117,20 @@ int party__ws_reader_feed(party__ws_reader *r, char *data, size_t len, party__ws
 /* 1 if the reader holds a partial frame or message (a read needs its buffer). */
 int party__ws_reader_busy(const party__ws_reader *r);
 
+/* What a reader holds between frames, for a hand-over to another
+ * process: the raw bytes of an incomplete frame (fed again to a fresh
+ * reader, they rebuild it), and a fragmented message being assembled
+ * (opcode 0: none). The slices are valid until the reader is fed or
+ * reset. */
+void party__ws_reader_pending(const party__ws_reader *r, party__slice *partial, party__slice *msg,
+                              uint8_t *opcode, uint32_t *utf8_state);
+/* Gives a fresh reader the fragmented message another one was assembling
+ * (see party__ws_reader_pending; opcode 0 with no bytes: nothing to do).
+ * 0, PARTY_EINVAL (not a data opcode, over max_message, a rejected UTF-8
+ * state) or PARTY_ENOMEM. */
+int party__ws_reader_restore(party__ws_reader *r, uint8_t opcode, uint32_t utf8_state,
+                             party__slice msg);
+
 /* ---- writing ---- */
 
 /* Bytes of the header for a frame with this payload length: 2, 4 or 10

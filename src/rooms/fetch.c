@@ -2,7 +2,9 @@
  * HTTP/1.1 bytes into one end of a socketpair and hands the other end to
  * the runtime as an internal connection; the answer is read back, parsed
  * into a party_response and posted to the calling room as a RESPONSE
- * event, found again by name or id (it may have left memory meanwhile). */
+ * event, found again by name or id (it may have left memory meanwhile).
+ * In a cluster with a shared secret, a request to a room another live
+ * node owns goes over TCP to that node instead, carrying the secret. */
 #include "fetch.h"
 
 #include <ctype.h>
@@ -11,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netdb.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -64,6 +68,12 @@ struct party__fetch {
     size_t in_len, in_cap, in_max;
     party__http_parser answer; /* reading the answer in f->in */
     party_response res;
+    /* In a cluster with a secret: the target room's id, and the asking
+     * of the backend where its owner is (a worker thread), which leaves
+     * a connection to that node in remote_fd (-1: serve it here) */
+    char target_id[PARTY_ID_MAX];
+    uv_work_t lookup;
+    int looked_up, remote_fd, remote_failed;
 };
 
 /* ---- building the request ---- */
@@ -88,7 +98,8 @@ static int header_reserved(const char *name) {
                                            "transfer-encoding",
                                            "upgrade",
                                            PARTY__FROM_ROOM_HEADER,
-                                           PARTY__ROOM_ID_HEADER};
+                                           PARTY__ROOM_ID_HEADER,
+                                           PARTY__CLUSTER_SECRET_HEADER};
     size_t i;
     for (i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
         if (strcasecmp(name, reserved[i]) == 0)
@@ -418,13 +429,107 @@ static void on_timeout(uv_timer_t *timer) {
     fetch_fail(f, 504, text);
 }
 
+/* ---- another node's room ---- */
+
+/* A TCP connection to "host:port" (IPv4, or IPv6 in brackets), blocking,
+ * at most 2 s to connect; -1 on failure. A worker thread. */
+static int connect_addr(const char *addr) {
+    char host[128];
+    const char *colon = strrchr(addr, ':');
+    struct addrinfo hints, *res = NULL;
+    struct timeval tv = {2, 0};
+    size_t n;
+    int fd = -1;
+
+    if (colon == NULL || colon == addr)
+        return -1;
+    n = (size_t)(colon - addr);
+    if (addr[0] == '[' && n >= 2 && addr[n - 1] == ']') {
+        addr++;
+        n -= 2;
+    }
+    if (n >= sizeof(host))
+        return -1;
+    memcpy(host, addr, n);
+    host[n] = '\0';
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    if (getaddrinfo(host, colon + 1, &hints, &res) != 0)
+        return -1;
+    fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0 ||
+                    connect(fd, res->ai_addr, res->ai_addrlen) != 0)) {
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+static void lookup_work(uv_work_t *req) {
+    party__fetch *f = req->data;
+    char addr[128];
+    if (party__backend_owner_addr(f->rooms->backend, f->target_id, addr, sizeof(addr)) != 1)
+        return; /* no other live node holds it (or none can be told): here */
+    f->remote_fd = connect_addr(addr);
+    f->remote_failed = f->remote_fd < 0;
+}
+
+static void fetch_open(party__fetch *f);
+
+static void lookup_done(uv_work_t *req, int status) {
+    party__fetch *f = req->data;
+    (void)status;
+    f->rooms->n_busy--;
+    fetch_open(f);
+    party__loop_maybe_finish(f->rooms->lp);
+}
+
+/* The request with the cluster secret after its request line, for the
+ * node that owns the room. NULL for want of memory. */
+static party__buf *request_with_secret(const party__buf *request, const char *secret) {
+    const char *eol = memchr(request->data, '\n', request->len);
+    size_t line = eol != NULL ? (size_t)(eol - request->data) + 1 : request->len;
+    size_t extra = sizeof(PARTY__CLUSTER_SECRET_HEADER ": \r\n") - 1 + strlen(secret);
+    party__buf *buf = party__buf_new(request->len + extra);
+    if (buf == NULL)
+        return NULL;
+    memcpy(buf->data, request->data, line);
+    buf->len = line;
+    buf->len += (size_t)snprintf(buf->data + buf->len, extra + 1,
+                                 PARTY__CLUSTER_SECRET_HEADER ": %s\r\n", secret);
+    memcpy(buf->data + buf->len, request->data + line, request->len - line);
+    buf->len += request->len - line;
+    return buf;
+}
+
 /* ---- starting ---- */
 
-/* Opens the internal connection and sends the request. Failures (unknown
- * party, no descriptors) are answers too, delivered from the next loop
- * turn so the caller never sees its answer while inside a callback or a
- * commit. */
+/* Starts the request: in a cluster whose nodes share a secret, first
+ * asks where the target room's owner is (fetch_open follows). */
 static void fetch_start(party__fetch *f) {
+    party__rooms *rooms = f->rooms;
+    f->remote_fd = -1;
+    if (!f->looked_up && f->target != NULL && rooms->cluster_secret != NULL &&
+        rooms->backend != NULL && rooms->backend->node != NULL && !rooms->lp->stopping) {
+        f->looked_up = 1;
+        f->lookup.data = f;
+        /* Store work of the loop's rooms: the loop waits for it. */
+        rooms->n_busy++;
+        if (uv_queue_work(&rooms->lp->loop, &f->lookup, lookup_work, lookup_done) == 0)
+            return;
+        rooms->n_busy--;
+    }
+    fetch_open(f);
+}
+
+/* Opens the connection — internal, or to the node that owns the room —
+ * and sends the request. Failures (unknown party, no descriptors, the
+ * owner unreachable) are answers too, delivered from the next loop turn
+ * so the caller never sees its answer while inside a callback or a
+ * commit. */
+static void fetch_open(party__fetch *f) {
     party__rooms *rooms = f->rooms;
     fetch_io *io;
     double timeout = rooms->lp->cfg.fetch_timeout;
@@ -432,6 +537,8 @@ static void fetch_start(party__fetch *f) {
     uv_buf_t wbuf;
 
     if (rooms->lp->stopping) {
+        if (f->remote_fd >= 0)
+            close(f->remote_fd);
         party__fetch_free(f);
         return;
     }
@@ -449,7 +556,24 @@ static void fetch_start(party__fetch *f) {
         uv_timer_start(&io->timer, on_timeout, 0, 0);
         return;
     }
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+    if (f->remote_failed) {
+        fetch_set_failure(f, 503, "the node that holds the room cannot be reached\n");
+        uv_timer_start(&io->timer, on_timeout, 0, 0);
+        return;
+    }
+    if (f->remote_fd >= 0) {
+        party__buf *with = request_with_secret(f->request, rooms->cluster_secret);
+        fds[0] = f->remote_fd;
+        f->remote_fd = -1;
+        if (with == NULL) {
+            close(fds[0]);
+            fetch_set_failure(f, 503, "out of memory\n");
+            uv_timer_start(&io->timer, on_timeout, 0, 0);
+            return;
+        }
+        party__buf_release(f->request);
+        f->request = with;
+    } else if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
         char text[128];
         snprintf(text, sizeof(text), "cannot open an internal connection: %s\n",
                  uv_strerror(uv_translate_sys_error(errno)));
@@ -457,7 +581,7 @@ static void fetch_start(party__fetch *f) {
         uv_timer_start(&io->timer, on_timeout, 0, 0);
         return;
     }
-    if (party__conn_adopt(rooms->lp, fds[1], 1) != 0) {
+    if (fds[1] >= 0 && party__conn_adopt(rooms->lp, fds[1], 1) != 0) {
         close(fds[0]);
         fetch_set_failure(f, 503, "cannot serve an internal connection\n");
         uv_timer_start(&io->timer, on_timeout, 0, 0);
@@ -583,6 +707,9 @@ int party_room_fetch(party_room *room, const char *party, const char *room_name,
     party__response_init(&f->res);
     f->res.status = 0; /* no answer yet */
     party__random_hex(32, f->id);
+    if (f->target != NULL && rooms->cluster_secret != NULL &&
+        party__room_id(rooms->lp->digest, f->target->name, room_name, f->target_id) != 0)
+        f->target = NULL; /* cannot be addressed: answered 404 like an unknown party */
     f->request = request_build(room, f->target != NULL ? f->target->name : party, room_name, method,
                                path, headers, body, len, &err);
     if (f->request == NULL ||

@@ -2,7 +2,9 @@
  * HTTP over a socketpair whose far end the runtime serves as an internal
  * connection, so it takes the path of every request (router, target room,
  * its output gate); the answer comes back to the caller as a RESPONSE
- * event. */
+ * event. A room another cluster node owns is asked over TCP, at the
+ * address the storage backend has for that node, with the cluster
+ * secret (rooms.h, cluster_secret). */
 #ifndef PARTY_FETCH_H
 #define PARTY_FETCH_H
 

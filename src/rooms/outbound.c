@@ -265,7 +265,7 @@ void party__outbound_deliver(party_room *room, party__outbound_req *req) {
 
     record_key(key, req->id);
     if (room->store != NULL)
-        (void)room->store->ops->meta_delete(room->store, key);
+        (void)party__store_meta_delete(room->store, key);
     if (def->on_response != NULL)
         def->on_response(room, req->id, req->tag != NULL ? req->tag : "", &req->res);
 }
@@ -357,7 +357,7 @@ void party__outbound_room_started(party_room *room) {
      * record found is then an earlier process's. */
     if (room->store == NULL)
         return;
-    (void)room->store->ops->meta_list(room->store, RECORD_PREFIX, collect_record, &list);
+    (void)party__store_meta_list(room->store, RECORD_PREFIX, collect_record, &list);
     if (list.failed)
         party__log_error(rooms->lp, "room %s/%s: out of memory reading its outbound requests",
                          room->party->name, room->name ? room->name : room->id);
@@ -369,7 +369,7 @@ void party__outbound_room_started(party_room *room) {
         if (ob != NULL && carried(ob, f->id))
             continue;
         record_key(key, f->id);
-        (void)room->store->ops->meta_delete(room->store, key);
+        (void)party__store_meta_delete(room->store, key);
         rooms->lp->http_stats.errors[party__http_error_index(PARTY_EABORTED)]++;
         party__response_init(&res);
         party__response_text(&res, 0,

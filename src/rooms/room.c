@@ -236,8 +236,6 @@ void party__room_idle_remove(party_room *room) {
     else
         list->tail = room->idle_prev;
     room->idle_prev = room->idle_next = NULL;
-    if (room->idle == 1 && room->own_file)
-        room->rooms->n_own_file_idle--;
     room->idle = 0;
 }
 
@@ -262,10 +260,19 @@ void party__room_update_idle(party_room *room) {
         room->idle = 2;
     else
         return;
-    if (room->idle == 1 && room->own_file)
-        rooms->n_own_file_idle++;
     list = list_of(room);
     room->idle_since = party__loop_now(rooms->lp);
+    if (room->leaving && room->idle == 1) {
+        /* Given up: first in line, evicted on the next loop turn. */
+        room->idle_prev = NULL;
+        room->idle_next = list->head;
+        if (list->head != NULL)
+            list->head->idle_prev = room;
+        else
+            list->tail = room;
+        list->head = room; /* the leave timer evicts it (room_idle.c) */
+        return;
+    }
     room->idle_prev = list->tail;
     if (list->tail != NULL)
         list->tail->idle_next = room;
@@ -281,6 +288,50 @@ void party__room_unlink_conn(party_room *room, party_conn *conn) {
         room->n_conns--;
 }
 
+int party__rooms_adopt_conn(party__rooms *rooms, party_conn *conn, party__slice party_name,
+                            party__slice room_id, party__slice room_name) {
+    const party__party *party =
+        party__party_find(rooms->parties, rooms->n_parties, party_name.ptr, party_name.len);
+    char id[PARTY_ID_MAX], *name = NULL;
+    party_room *room;
+
+    if (party == NULL)
+        return PARTY_ENOTFOUND;
+    if (room_id.len != PARTY_ID_MAX - 1)
+        return PARTY_EINVAL;
+    memcpy(id, room_id.ptr, room_id.len);
+    id[PARTY_ID_MAX - 1] = '\0';
+    if (!party__room_id_valid(id))
+        return PARTY_EINVAL;
+    if (room_name.len > 0) {
+        char check[PARTY_ID_MAX];
+        name = party__strndup(room_name.ptr, room_name.len);
+        if (name == NULL)
+            return PARTY_ENOMEM;
+        /* The name must be the id's: a record names one room, not two. */
+        if (strlen(name) != room_name.len ||
+            party__room_id(rooms->lp->digest, party->name, name, check) != 0 ||
+            strcmp(check, id) != 0) {
+            party__free(name);
+            return PARTY_EINVAL;
+        }
+        room = party__room_get_named(rooms, party, name, id);
+        party__free(name);
+    } else {
+        room = party__room_get_by_id(rooms, party, id);
+    }
+    if (room == NULL)
+        return PARTY_ENOMEM;
+    if (room->party != party)
+        return PARTY_EINVAL;
+    /* As a hibernated room's connection: the room wakes at its next event. */
+    party__conn_enter_room(conn, room);
+    party__conn_list_append(&room->conns, conn);
+    room->n_conns++;
+    party__room_update_idle(room);
+    return 0;
+}
+
 /* Runs connection_tags and checks the limits. 0, or fills why. */
 int party__room_in_callback(const party_room *room) {
     return room->running && room->store != NULL;
@@ -288,11 +339,8 @@ int party__room_in_callback(const party_room *room) {
 
 party__room_store *party__room_take_store(party_room *room) {
     party__room_store *store = room->store;
-    if (store != NULL) {
+    if (store != NULL)
         room->rooms->n_loaded--;
-        if (room->own_file)
-            room->rooms->n_own_file_loaded--;
-    }
     room->store = NULL;
     return store;
 }
@@ -307,6 +355,9 @@ void party__rooms_init(party__rooms *rooms, party__loop *lp) {
     rooms->group_prepare.data = rooms;
     uv_check_init(&lp->loop, &rooms->group_check);
     rooms->group_check.data = rooms;
+    uv_timer_init(&lp->loop, &rooms->leave_timer);
+    rooms->leave_timer.data = rooms;
+    uv_unref((uv_handle_t *)&rooms->leave_timer);
 }
 
 void party__rooms_stop(party__rooms *rooms) {
@@ -317,6 +368,8 @@ void party__rooms_stop(party__rooms *rooms) {
         uv_close((uv_handle_t *)&rooms->group_prepare, NULL);
     if (rooms->group_check.loop != NULL && !uv_is_closing((uv_handle_t *)&rooms->group_check))
         uv_close((uv_handle_t *)&rooms->group_check, NULL);
+    if (rooms->leave_timer.loop != NULL && !uv_is_closing((uv_handle_t *)&rooms->leave_timer))
+        uv_close((uv_handle_t *)&rooms->leave_timer, NULL);
 }
 
 void party__rooms_free(party__rooms *rooms) {

@@ -45,7 +45,8 @@ struct party_room {
 
     party__room_store *store;        /* NULL while not loaded */
     int acquired;                    /* the backend gave us the room (party__room_acquire) */
-    int own_file;                    /* party_room_db() used: holds files while loaded */
+    int64_t epoch;                   /* ... with this epoch (a cluster backend), else 0 */
+    int leaving;                     /* another node's now: runs nothing, leaves memory */
     int committing;                  /* a commit runs on a worker thread */
     int holding;                     /* the current batch wrote: its output is held */
     int name_error;                  /* a callback read the name of an unnamed room */
@@ -110,6 +111,15 @@ typedef struct party__event {
     struct party__event *next;
     char inline_data[]; /* the copied data of a queued event */
 } party__event;
+
+/* The room is another node's now (a hand-off, or this node lost its
+ * lease): its batch finishes, its connections close with 1012, it runs
+ * nothing more and leaves memory as soon as it has no work, which
+ * releases it. Idempotent. */
+void party__room_give_up(party_room *room);
+/* Marks the room as leaving (given up or fenced): it is evicted as soon
+ * as it has no work (room_idle.c). Idempotent. */
+void party__room_mark_leaving(party_room *room);
 
 /* The room with this id if it is in memory, else NULL. */
 party_room *party__room_find(party__rooms *rooms, const char *id);

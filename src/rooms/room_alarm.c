@@ -193,8 +193,9 @@ void party__room_handle_alarm(party_room *room) {
 /* ---- the loop's alarm heap ---- */
 
 /* Rooms still loading past which due alarms wait: more would only queue
- * on the worker threads and hold files open. */
-#define MAX_ALARM_WAKES_LOADING 64
+ * on the worker threads. Woken rooms load in groups (room_commit.c: two
+ * groups of 256 in flight per loop): the cap keeps both groups full. */
+#define MAX_ALARM_WAKES_LOADING 512
 
 /* A room's entry in the heap is tagged with its party's place in the
  * runtime's table (shared by every loop). */
@@ -239,15 +240,19 @@ static int64_t heap_clock(party__alarms *alarms) {
 }
 
 /* The heap's wake callback: the room with this id wakes (an ALARM event;
- * a cold room is loaded first). Held back while too many rooms load. */
+ * a cold room is loaded first). Held back while too many rooms load, and
+ * while an upgrade hands the loop over or after it did (the alarm index
+ * has the time: the process that serves next fires it). */
 static int heap_wake(party__alarms *alarms, const char *id, uint32_t tag) {
     party__rooms *rooms = alarms->data;
     const party__party *party = &rooms->parties[tag];
     party_room *room;
     party__event ev;
 
-    if (rooms->n_loading >= MAX_ALARM_WAKES_LOADING)
+    if (rooms->n_loading >= MAX_ALARM_WAKES_LOADING || rooms->lp->frozen)
         return PARTY_EBUSY;
+    if (rooms->lp->handed_over)
+        return PARTY_EBUSY; /* the new process fires it (from the alarm index) */
     /* The room takes over the entry, parked: it files its next wake time
      * there when its batch commits (or a retry, if the handler fails),
      * without memory. */

@@ -272,18 +272,12 @@ struct sqlite3 *party_room_db(party_room *room) {
     struct sqlite3 *db;
     if (store == NULL)
         return NULL;
-    db = store->ops->room_file_open(store);
+    db = party__store_room_file_open(store);
     if (db == NULL && strcmp(store->ops->name, "sqlite") != 0)
         party__log_error(room->rooms->lp,
                          "room %s/%s: party_room_db: the room's own database is not available"
                          " (%s store; docs/cluster.md)",
                          room->party->name, room->name ? room->name : room->id, store->ops->name);
-    if (db != NULL && !room->own_file) {
-        /* From now on the room holds descriptors while loaded: it counts
-         * against max_own_file_rooms (room_commit.c). */
-        room->own_file = 1;
-        room->rooms->n_own_file_loaded++;
-    }
     return db;
 }
 

@@ -23,6 +23,7 @@
 #include "alloc.h"
 
 static void outbound_answered(party__http_answer *answer, void *arg);
+static void load_groups_start(party__rooms *rooms);
 
 /* The batch is over: committed, what it held goes out, in order (and
  * its held requests leave); not committed, it is dropped and the
@@ -64,13 +65,37 @@ static void room_reload_name(party_room *room) {
     }
 }
 
+/* Every connection of the room closes with 1012: it moved to another node. */
+static void room_close_moved(party_room *room) {
+    party_conn *conn, *next;
+    for (conn = room->conns.head; conn != NULL; conn = next) {
+        next = party__conn_list_next(conn);
+        party__conn_start_close(conn, PARTY__WS_SERVICE_RESTART, "room moved");
+    }
+}
+
+void party__room_give_up(party_room *room) {
+    if (room->leaving)
+        return;
+    party__log_info(room->rooms->lp,
+                    "room %s/%s: given up to another node; its connections close"
+                    " with 1012",
+                    room->party->name, room->name ? room->name : room->id);
+    party__room_mark_leaving(room);
+    /* A batch running or committing ends first: its output goes out if
+     * it commits (room_commit_done closes the connections after it). */
+    if (room->running || room->committing || room->holding)
+        return;
+    room_close_moved(room);
+    party__room_update_idle(room);
+}
+
 /* The commit was refused: the room is another node's now (a cluster
  * backend's PARTY_EFENCED). Nothing of the batch was kept: its held output
  * is dropped, and every connection of the room closes with 1012 (HTTP:
  * 503 + Retry-After) so clients reconnect and reach the owner. */
 static void room_fenced(party_room *room) {
     party__rooms *rooms = room->rooms;
-    party_conn *conn, *next;
 
     rooms->commits_fenced++;
     party__log_error(rooms->lp,
@@ -78,12 +103,10 @@ static void room_fenced(party_room *room) {
                      " nothing of the batch was kept, its connections close with 1012",
                      room->party->name, room->name ? room->name : room->id);
     room->holding = 0;
+    party__room_mark_leaving(room);
     party__fetch_release_held(room, 0);
     party__conn_gate_drop_moved(&room->gate);
-    for (conn = room->conns.head; conn != NULL; conn = next) {
-        next = party__conn_list_next(conn);
-        party__conn_start_close(conn, PARTY__WS_SERVICE_RESTART, "room moved");
-    }
+    room_close_moved(room);
     party__room_drop_state(room);
 }
 
@@ -111,6 +134,8 @@ static void room_commit_done(party_room *room, int result) {
     } else {
         party__room_release_held(room, 1);
     }
+    if (room->leaving) /* given up during the batch */
+        room_close_moved(room);
     party__room_run(room);
 }
 
@@ -248,14 +273,17 @@ static void rooms_group_start(party__rooms *rooms) {
     }
 }
 
-/* The end of a loop turn: the waiting rooms go as one group. */
+/* The end of a loop turn: the rooms waiting to load go in groups, and
+ * the rooms waiting to commit as one group. */
 static void group_turn_end(party__rooms *rooms) {
-    if (rooms->group_head == NULL) {
+    if (rooms->load_head != NULL)
+        load_groups_start(rooms);
+    if (rooms->group_head == NULL && rooms->load_head == NULL) {
         uv_prepare_stop(&rooms->group_prepare);
         uv_check_stop(&rooms->group_check);
         return;
     }
-    if (rooms->group_in_flight < COMMIT_GROUPS_MAX)
+    if (rooms->group_head != NULL && rooms->group_in_flight < COMMIT_GROUPS_MAX)
         rooms_group_start(rooms);
 }
 
@@ -265,6 +293,14 @@ static void on_group_prepare(uv_prepare_t *prepare) {
 
 static void on_group_check(uv_check_t *check) {
     group_turn_end(check->data);
+}
+
+/* Something waits for the end of the turn: the handles run then. */
+static void turn_end_watch(party__rooms *rooms) {
+    if (!uv_is_active((uv_handle_t *)&rooms->group_prepare))
+        uv_prepare_start(&rooms->group_prepare, on_group_prepare);
+    if (!uv_is_active((uv_handle_t *)&rooms->group_check))
+        uv_check_start(&rooms->group_check, on_group_check);
 }
 
 /* The room's batch waits for the loop's next group commit. */
@@ -278,10 +314,7 @@ static void room_group_add(party_room *room) {
     else
         rooms->group_head = room;
     rooms->group_tail = room;
-    if (!uv_is_active((uv_handle_t *)&rooms->group_prepare))
-        uv_prepare_start(&rooms->group_prepare, on_group_prepare);
-    if (!uv_is_active((uv_handle_t *)&rooms->group_check))
-        uv_check_start(&rooms->group_check, on_group_check);
+    turn_end_watch(rooms);
 }
 
 /* The batch is over: commit what it wrote, with the room's wake time if
@@ -421,11 +454,10 @@ static void room_load_failed(party_room *room, party__store_work *w) {
     party__loop_maybe_finish(rooms->lp);
 }
 
-static void after_load_work(uv_work_t *req, int status) {
-    party__store_work *w = req->data;
+/* The store is loaded: the room is ready and runs what waits. */
+static void room_loaded(party__store_work *w) {
     party_room *room = w->room;
     party__rooms *rooms = room->rooms;
-    (void)status;
 
     if (w->result != 0) {
         room_load_failed(room, w);
@@ -434,9 +466,9 @@ static void after_load_work(uv_work_t *req, int status) {
     rooms->n_busy--;
     rooms->n_loading--;
     room->store = w->store;
+    /* Whatever load left open, the first batch's end asks the backend. */
+    room->store->touched = 1;
     rooms->n_loaded++;
-    if (room->own_file)
-        rooms->n_own_file_loaded++;
     room->alarm_at = w->loaded.alarm_at;
     room->alarm_retries = w->loaded.alarm_retries;
     room->sched_next = w->loaded.sched_next;
@@ -450,16 +482,134 @@ static void after_load_work(uv_work_t *req, int status) {
     room_reload_name(room);
     room->life = PARTY__ROOM_READY;
     party__room_run(room);
+}
+
+static void after_load_work(uv_work_t *req, int status) {
+    party__store_work *w = req->data;
+    party__rooms *rooms = w->room->rooms;
+    (void)status;
+    room_loaded(w);
     party__rooms_fire_due(rooms);
     party__loop_maybe_finish(rooms->lp);
 }
 
-static void room_load_store(party_room *room, party__store_work *w) {
+/* ---- load groups: rooms woken by their alarm ----
+ *
+ * When many alarms come due together, each woken room's load would be a
+ * worker job and a thread of its own: the thread's start and end cost
+ * more than loading a room of the shared files. Rooms woken by an alarm
+ * wait on the loop's load list instead, and at the end of the turn (the
+ * commit groups' handles) up to LOAD_GROUP_MAX of them are loaded one
+ * after another by one worker job on one short thread; at most
+ * LOAD_GROUPS_MAX such jobs per loop are in flight. Their batches then
+ * end in the same turn, so they commit as one group too. */
+#define LOAD_GROUP_MAX 256
+#define LOAD_GROUPS_MAX 2
+
+typedef struct load_group {
+    uv_work_t req;
+    party__rooms *rooms;
+    size_t n;
+    party__store_work **works; /* n */
+} load_group;
+
+static void load_group_loads(void *arg) {
+    load_group *g = arg;
+    size_t i;
+    for (i = 0; i < g->n; i++)
+        load_store(g->works[i]);
+}
+
+static void load_group_work(uv_work_t *req) {
+    party__short_thread_run(load_group_loads, req->data);
+}
+
+static void after_load_group_work(uv_work_t *req, int status) {
+    load_group *g = req->data;
+    party__rooms *rooms = g->rooms;
+    size_t i;
+    (void)status;
+    rooms->load_in_flight--;
+    for (i = 0; i < g->n; i++)
+        room_loaded(g->works[i]);
+    party__free(g);
+    if (rooms->load_head != NULL)
+        turn_end_watch(rooms);
+    party__rooms_fire_due(rooms);
+    party__loop_maybe_finish(rooms->lp);
+}
+
+/* Loads one room on its own worker job. */
+static void room_load_alone(party_room *room, party__store_work *w) {
     w->req.data = w;
     if (uv_queue_work(&room->rooms->lp->loop, &w->req, load_work, after_load_work) != 0) {
         snprintf(w->why, sizeof(w->why), "cannot queue its loading: out of memory");
         room_load_failed(room, w);
     }
+}
+
+/* Starts groups of the loads waiting on the list, as many as may be in
+ * flight. */
+static void load_groups_start(party__rooms *rooms) {
+    while (rooms->load_head != NULL && rooms->load_in_flight < LOAD_GROUPS_MAX) {
+        party__store_work *w = rooms->load_head;
+        load_group *g;
+        size_t n = 0, i;
+
+        while (w != NULL && n < LOAD_GROUP_MAX) {
+            n++;
+            w = w->next;
+        }
+        g = party__calloc(1, sizeof(*g) + n * sizeof(party__store_work *));
+        if (g == NULL) {
+            /* Out of memory for the group: the first waits no longer. */
+            w = rooms->load_head;
+            rooms->load_head = w->next;
+            if (rooms->load_head == NULL)
+                rooms->load_tail = NULL;
+            room_load_alone(w->room, w);
+            continue;
+        }
+        g->works = (party__store_work **)(g + 1);
+        g->rooms = rooms;
+        g->n = n;
+        g->req.data = g;
+        for (i = 0; i < n; i++) {
+            w = rooms->load_head;
+            rooms->load_head = w->next;
+            w->next = NULL;
+            g->works[i] = w;
+        }
+        if (rooms->load_head == NULL)
+            rooms->load_tail = NULL;
+        rooms->load_in_flight++;
+        if (uv_queue_work(&rooms->lp->loop, &g->req, load_group_work, after_load_group_work) != 0) {
+            rooms->load_in_flight--;
+            for (i = 0; i < n; i++) {
+                snprintf(g->works[i]->why, sizeof(g->works[i]->why),
+                         "cannot queue its loading: out of memory");
+                room_load_failed(g->works[i]->room, g->works[i]);
+            }
+            party__free(g);
+        }
+    }
+}
+
+/* A room woken by its alarm (its heap entry taken: wake_indexed -1) loads
+ * with the loop's next load group; any other alone, at once. */
+static void room_load_store(party_room *room, party__store_work *w) {
+    party__rooms *rooms = room->rooms;
+    if (room->wake_indexed != -1) {
+        room_load_alone(room, w);
+        return;
+    }
+    w->next = NULL;
+    if (rooms->load_tail != NULL)
+        rooms->load_tail->next = w;
+    else
+        rooms->load_head = w;
+    rooms->load_tail = w;
+    turn_end_watch(rooms);
 }
 
 static void acquire_done(party__store_req *claim, int status) {
@@ -474,6 +624,7 @@ static void acquire_done(party__store_req *claim, int status) {
         return;
     }
     room->acquired = 1;
+    room->epoch = claim->epoch;
     room_load_store(room, w);
 }
 
@@ -487,38 +638,9 @@ void party__room_acquire(party_room *room, party__store_work *w) {
     be->ops->acquire(be, &w->claim);
 }
 
-/* The longest-idle room without connections that has a file of its own,
- * other than room; NULL if none. */
-static party_room *oldest_idle_own_file(party__rooms *rooms, party_room *room) {
-    party_room *r;
-    for (r = rooms->idle.head; r != NULL; r = r->idle_next)
-        if (r != room && r->own_file && r->life == PARTY__ROOM_READY)
-            return r;
-    return NULL;
-}
-
-/* A loaded room with a file of its own holds files open (database, WAL,
- * shared memory); a room of the shared files holds none. Past
- * max_own_file_rooms the longest-idle own-file rooms without connections
- * leave early to make room, whatever their idle time. (A room counts from
- * its first party_room_db() while it is in memory: one loaded cold that
- * has not called it yet holds its file uncounted until it does.) */
-static void room_make_descriptors(party__rooms *rooms, party_room *room) {
-    party_room *victim;
-    /* The idle list may hold many shared rooms: it is walked only when
-     * an own-file room is on it. */
-    while (rooms->n_own_file_loaded >= rooms->max_own_file_rooms && rooms->n_own_file_idle > 0 &&
-           (victim = oldest_idle_own_file(rooms, room)) != NULL)
-        if (party__room_evict(victim) != 0)
-            break;
-}
-
 void party__room_load(party_room *room) {
     party__rooms *rooms = room->rooms;
-    party__store_work *w;
-
-    room_make_descriptors(rooms, room);
-    w = party__calloc(1, sizeof(*w));
+    party__store_work *w = party__calloc(1, sizeof(*w));
 
     if (w == NULL) {
         room_fail_queued(room, 0);
@@ -645,10 +767,37 @@ static void send_start_error(party_room *room, party_conn *conn) {
     party__conn_start_close(conn, PARTY__WS_INTERNAL_ERROR, "on_start failed");
 }
 
+/* The header lines that say which node answers for the room, and with
+ * which epoch (a cluster store), into out; NULL when this process has no
+ * node name (a single process pays one test). */
+static const char *room_node_headers(const party_room *room, char *out, size_t cap) {
+    const char *node = room->rooms->node;
+    if (node == NULL)
+        return NULL;
+    if (room->epoch > 0)
+        snprintf(out, cap, "X-Partyd-Node: %s\r\nX-Partyd-Epoch: %lld\r\n", node,
+                 (long long)room->epoch);
+    else
+        snprintf(out, cap, "X-Partyd-Node: %s\r\n", node);
+    return out;
+}
+
+/* The same as headers of an HTTP answer. */
+static void room_node_set_headers(const party_room *room, party_response *res) {
+    char epoch[24];
+    if (room->rooms->node == NULL)
+        return;
+    party_response_set_header(res, "X-Partyd-Node", room->rooms->node);
+    if (room->epoch > 0) {
+        snprintf(epoch, sizeof(epoch), "%lld", (long long)room->epoch);
+        party_response_set_header(res, "X-Partyd-Epoch", epoch);
+    }
+}
+
 static void handle_connect(party_room *room, party_conn *conn) {
     const party_def *def = room->party->def;
     party_request *req;
-    char why[160];
+    char why[160], node_headers[400];
 
     assert(room->n_pending > 0);
     room->n_pending--;
@@ -656,11 +805,18 @@ static void handle_connect(party_room *room, party_conn *conn) {
         party__conn_leave_room(conn); /* the client left before its turn */
         return;
     }
+    if (room->leaving) {
+        /* Its records here are stale: the client must reach the owner. */
+        party__conn_http_fail(conn, 503, "the room is held by another node; try again\n");
+        party__conn_leave_room(conn);
+        return;
+    }
     req = &party__conn_http(conn)->preq;
     if (party__room_ensure_started(room) != 0) {
         /* The name may have been written: the answer waits for it. */
         party__room_gate(room, conn);
-        if (party__conn_finish_upgrade(conn) == 0)
+        if (party__conn_finish_upgrade(
+                conn, room_node_headers(room, node_headers, sizeof(node_headers))) == 0)
             send_start_error(room, conn);
         party__conn_start_ws(conn);
         party__conn_leave_room(conn); /* never joined: the room may leave memory */
@@ -678,7 +834,8 @@ static void handle_connect(party_room *room, party_conn *conn) {
     }
     /* A room's first start wrote its name: the 101 waits for the commit. */
     party__room_gate(room, conn);
-    if (party__conn_finish_upgrade(conn) != 0) {
+    if (party__conn_finish_upgrade(
+            conn, room_node_headers(room, node_headers, sizeof(node_headers))) != 0) {
         party__conn_abort(conn);
         party__conn_leave_room(conn);
         return;
@@ -702,6 +859,11 @@ static void handle_request(party_room *room, party_conn *conn) {
         party__conn_leave_room(conn);
         return;
     }
+    if (room->leaving) {
+        /* No answer from stale records: the client must reach the owner. */
+        party__conn_http_fail(conn, 503, "the room is held by another node; try again\n");
+        return;
+    }
     party__response_init(&res);
     if (party__room_ensure_started(room) != 0)
         party__response_text(&res, 500,
@@ -719,6 +881,7 @@ static void handle_request(party_room *room, party_conn *conn) {
         snprintf(text, sizeof(text), "room %s: %s\n", room->id, party_strerror(PARTY_ENONAME));
         party__response_text(&res, 500, text);
     }
+    room_node_set_headers(room, &res);
     party__room_gate(room, conn);
     party__conn_http_respond(conn, &res, 0);
     party__response_free(&res);
@@ -758,6 +921,14 @@ void party__room_deliver(party_room *room, const party__event *ev) {
      * one): room_alarm.c counts what actually ran. */
     if (ev->type != PARTY__EV_ALARM)
         rooms->events[ev->type]++;
+    /* A fenced room runs nothing on its stale records but what lets its
+     * connections and requests go; it leaves memory once idle. */
+    if (room->leaving && (ev->type == PARTY__EV_MESSAGE || ev->type == PARTY__EV_ERROR ||
+                          ev->type == PARTY__EV_ALARM || ev->type == PARTY__EV_RESPONSE)) {
+        party__fetch_free(ev->fetch);
+        party__outbound_req_free(ev->outbound);
+        return;
+    }
     room->running = 1;
     room->name_error = 0;
     rooms->lp->in_callback++;

@@ -22,7 +22,8 @@ typedef struct party__store_work {
     party__commit commit; /* the batch to commit */
     uint64_t commit_us;   /* how long the commit took */
     char why[512];
-    party__room_loaded loaded; /* read with the store */
+    party__room_loaded loaded;      /* read with the store */
+    struct party__store_work *next; /* on the loop's list of loads waiting for a group */
 } party__store_work;
 
 /* ---- room.c: the table, lifecycle, idle lists ---- */
@@ -103,10 +104,9 @@ void party__room_run(party_room *room);
  * 500). Held fetch requests are started or dropped alike. */
 void party__room_release_held(party_room *room, int committed);
 /* Brings a cold room into memory: acquires it (the first time), loads
- * its store on a worker thread, then runs its queued events. Past
- * max_own_file_rooms, idle own-file rooms are evicted first. If the room cannot be
- * acquired or its store loaded, the queued events are failed and the
- * room stays cold. */
+ * its store on a worker thread, then runs its queued events. If the room
+ * cannot be acquired or its store loaded, the queued events are failed
+ * and the room stays cold. */
 void party__room_load(party_room *room);
 /* The acquire step: the backend makes the room this process's
  * (asynchronous: the room is LOADING meanwhile, its events wait); then

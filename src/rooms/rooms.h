@@ -32,8 +32,13 @@ typedef struct party__rooms {
     size_t n_parties;
     const char *prefix;
     struct party__backend *backend;
-    size_t max_own_file_rooms; /* past it, idle own-file rooms are evicted early */
-    unsigned commit_delay_ms;  /* test hook: every durable commit waits this long first */
+    /* This node's name, sent with every answer of a room (X-Partyd-Node):
+     * the cluster backend's, else the one given (--node); NULL: none. */
+    const char *node;
+    /* Sent with room-to-room requests to rooms other nodes own (NULL:
+     * such requests are served here, as in a single process) */
+    const char *cluster_secret;
+    unsigned commit_delay_ms; /* test hook: every durable commit waits this long first */
 
     struct party_room **table; /* open hash table keyed by room id */
     size_t table_cap, n_rooms;
@@ -48,10 +53,6 @@ typedef struct party__rooms {
     size_t n_loading; /* rooms opening their store */
     size_t n_loaded;  /* rooms with their store open */
 
-    /* Loaded rooms with a file of their own (they hold descriptors), and
-     * those of them on the idle list. */
-    size_t n_own_file_loaded, n_own_file_idle;
-
     /* Group commit (room_commit.c): rooms whose batch ended and waits for
      * the next group, in the order their batches ended, and the groups on
      * worker threads now (a few at most). The check handle starts the
@@ -59,8 +60,17 @@ typedef struct party__rooms {
      * before the loop blocks (what a timer or idle callback ended). */
     struct party_room *group_head, *group_tail;
     int group_in_flight;
+    /* Load groups (room_commit.c): rooms woken by their alarm wait here
+     * to be loaded together, many on one worker job, started by the same
+     * handles as the commit groups. */
+    struct party__store_work *load_head, *load_tail;
+    int load_in_flight;
     uv_check_t group_check;
     uv_prepare_t group_prepare;
+    /* Evicts rooms given up to another node as soon as they have no work
+     * (room.c), not after idle_timeout. */
+    uv_timer_t leave_timer;
+    size_t n_leaving; /* rooms in memory given up (party_room.leaving) */
 
     party__alarms alarms;         /* the heap of rooms' wake times */
     struct party__fetch *fetches; /* room-to-room requests in flight */
@@ -95,6 +105,10 @@ int party__rooms_file_wake(party__rooms *rooms, const char *id, uint32_t party, 
  * (then this node holds it, and its commits file its wake time). 0 or
  * PARTY_ENOMEM. */
 int party__rooms_file_orphan(party__rooms *rooms, const char *id, uint32_t party, int64_t due_ms);
+/* This node must give the room with this id up (the storage backend
+ * says so, through the runtime): see party__room_give_up. Nothing when
+ * the room is not in memory here. */
+void party__rooms_give_up(party__rooms *rooms, const char *id);
 /* Closes the loop's alarm heap and its handles (the loop finishes). */
 void party__rooms_stop(party__rooms *rooms);
 /* Frees the table and the room structs' slabs, once every room is gone. */
@@ -110,6 +124,21 @@ void party__rooms_record_commit(party__rooms *rooms, uint64_t us);
  * id: 400). Answered here when the room cannot take it. */
 void party__rooms_connect(party__rooms *rooms, struct party_conn *conn, const party__routed *r);
 void party__rooms_request(party__rooms *rooms, struct party_conn *conn, const party__routed *r);
+
+/* Upgrades: links conn, an open WebSocket another process handed over,
+ * to its room (of the party named party_name; by id, and by name when
+ * room_name is not empty), which stays cold until its next event, as
+ * after a hibernation. 0; PARTY_ENOTFOUND (no such party here);
+ * PARTY_EINVAL (a malformed id, or a name that is not the id's);
+ * PARTY_ENOMEM. */
+int party__rooms_adopt_conn(party__rooms *rooms, struct party_conn *conn, party__slice party_name,
+                            party__slice room_id, party__slice room_name);
+
+/* Upgrades: brings every room towards cold — a loaded room with nothing
+ * to do hibernates (connections) or is evicted (none); a busy one is left
+ * to finish. 1 once every room is cold and no store work runs (the loop
+ * can be handed over), else 0: call again later. */
+int party__rooms_quiesce(party__rooms *rooms);
 
 /* Adds the rooms' counters and the number of rooms by state to stats. */
 void party__rooms_stats(const party__rooms *rooms, party__ops_stats *stats);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
@@ -106,11 +107,13 @@ static void ops_health(party_conn *conn, const party__ops_upcalls *up) {
         up->collect(conn, PARTY__OPS_HEALTH);
 }
 
-void party__ops_answer_health(party_conn *conn, const char *why) {
-    if (why != NULL)
-        respond_text(conn, 503, why);
-    else
-        respond_text(conn, 200, "ok\n");
+void party__ops_answer_health(party_conn *conn, const char *why, const char *node) {
+    party_response res;
+    party__response_init(&res);
+    party__response_text(&res, why != NULL ? 503 : 200, why != NULL ? why : "ok\n");
+    if (node != NULL)
+        party_response_set_header(&res, "X-Partyd-Node", node);
+    respond(conn, &res);
 }
 
 /* ---- metrics ---- */
@@ -144,6 +147,7 @@ void party__ops_stats_add_loop(party__ops_stats *m, const party__loop *lp) {
     m->send_queue_drops += lp->send_queue_drops;
     m->accept_errors += lp->accept_errors;
     m->tls_errors += lp->tls_errors;
+    m->origin_refused += lp->origin_refused;
     o = &lp->http_stats;
     m->outbound.requests += o->requests;
     m->outbound.answered += o->answered;
@@ -208,6 +212,10 @@ static void metrics_write(const party__ops_stats *m, text_buf *tb) {
     metric_scalar(tb, "partyd_connections_requests_total", "counter",
                   "HTTP requests read and parsed, WebSocket handshakes included.",
                   m->http_requests);
+    metric_scalar(tb, "partyd_connections_origin_refused_total", "counter",
+                  "WebSocket handshakes (403) and CORS preflights (403) refused because their "
+                  "Origin is not in --allowed-origins.",
+                  m->origin_refused);
 
     metric_family(tb, "partyd_rooms_known", "gauge",
                   "Rooms known to the runtime: awake (in memory), hibernated (out of memory "
@@ -272,6 +280,24 @@ static void metrics_write(const party__ops_stats *m, text_buf *tb) {
                  m->accept_errors);
     text_appendf(tb, "partyd_runtime_errors_total{kind=\"tls\"} %" PRIu64 "\n", m->tls_errors);
     metrics_write_outbound(&m->outbound, tb);
+
+    metric_family(tb, "partyd_runtime_build_info", "gauge",
+                  "The running build, by its version (always 1).");
+    text_appendf(tb, "partyd_runtime_build_info{version=\"%s\"} 1\n", PARTY_VERSION_STRING);
+    metric_scalar(tb, "partyd_runtime_process_id", "gauge",
+                  "The pid of the process serving now (an upgrade changes it).",
+                  (uint64_t)getpid());
+    metric_scalar(tb, "partyd_runtime_upgrades_total", "counter",
+                  "Upgrades (SIGUSR2) that handed the service over to a new process, counted "
+                  "from process to process since the last plain start.",
+                  m->upgrades);
+    metric_scalar(tb, "partyd_runtime_upgrade_failures_total", "counter",
+                  "Upgrades this process started that failed: it went on serving.",
+                  m->upgrades_failed);
+    metric_scalar(tb, "partyd_runtime_upgrade_tls_closed_total", "counter",
+                  "TLS connections closed with 1012 by upgrades (a TLS session cannot be "
+                  "handed over), counted from process to process like the upgrades.",
+                  m->upgrades_tls_closed);
 
     metric_family(tb, "partyd_storage_fenced_total", "counter",
                   "Commits refused because the room is owned by another node now (a cluster "

@@ -33,7 +33,12 @@ typedef struct party__ops_stats {
     uint64_t alarms_pending, alarms_fired, alarms_retried, alarms_abandoned, schedules_fired;
     uint64_t http_errors, protocol_errors, send_queue_drops, commit_failures, accept_errors,
         tls_errors;
-    uint64_t commits_fenced;    /* refused: the room is another node's now (a cluster store) */
+    uint64_t commits_fenced; /* refused: the room is another node's now (a cluster store) */
+    uint64_t origin_refused; /* handshakes and preflights refused for their Origin */
+    /* Upgrades (SIGUSR2): those that led to this process (the count goes
+     * from process to process), those that failed here, and the TLS
+     * connections they closed. */
+    uint64_t upgrades, upgrades_failed, upgrades_tls_closed;
     party__http_stats outbound; /* outbound HTTP of the loops' rooms (http_client.h) */
 } party__ops_stats;
 
@@ -87,8 +92,9 @@ int party__ops_handle(struct party_conn *conn, const party__ops_upcalls *up);
  * visited (it stopped): 503. */
 void party__ops_answer_metrics(struct party_conn *conn, const party__ops_stats *stats, int failed);
 /* Answers a /health request: 200 "ok", or 503 with why (a line) when
- * why is not NULL. */
-void party__ops_answer_health(struct party_conn *conn, const char *why);
+ * why is not NULL. node (NULL: none): this node's name, in the
+ * X-Partyd-Node header. */
+void party__ops_answer_health(struct party_conn *conn, const char *why, const char *node);
 /* Answers a /rooms request with the listing (sorted here); oom: the
  * listing is incomplete for want of memory (500); failed as above. */
 void party__ops_answer_rooms(struct party_conn *conn, party__ops_listing *listing, int oom,

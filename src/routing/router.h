@@ -16,6 +16,8 @@ struct party_conn;
 /* On an internal connection: the request comes from this room (its id).
  * The router skips hooks and CORS for it and refuses it from the network. */
 #define PARTY__FROM_ROOM_HEADER "X-Partyd-From-Room"
+/* The cluster secret on a room-to-room request from another node. */
+#define PARTY__CLUSTER_SECRET_HEADER "X-Partyd-Cluster-Secret"
 
 /* A registered party: the runtime's table of them is shared by every
  * loop, read-only once the runtime runs. */
@@ -76,6 +78,9 @@ typedef struct party__router {
     size_t n_parties;
     const char *prefix;        /* without slashes at its ends */
     const char *agents_prefix; /* the Agents clients' second prefix, the same way; NULL: none */
+    /* A request from another node's room carries it (X-Partyd-Cluster-
+     * Secret): then it is trusted as the runtime's own; NULL: none is. */
+    const char *cluster_secret;
     const party__router_upcalls *up;
 } party__router;
 

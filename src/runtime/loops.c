@@ -141,13 +141,11 @@ static void loop_thread(void *arg) {
 
 int party__loops_create(party_runtime *rt) {
     unsigned n = rt->n_loops, i;
-    size_t loaded = rt->max_own_file_rooms / n;
 
     rt->loops = party__calloc(n, sizeof(*rt->loops));
     if (rt->loops == NULL)
         return PARTY_ENOMEM;
     rt->loops[0] = &rt->main;
-    rt->max_own_file_rooms = loaded > 16 ? loaded : 16;
     for (i = 1; i < n; i++) {
         party__loop_ctx *lc = party__runtime_new_loop(rt, i);
         party__mail *done;

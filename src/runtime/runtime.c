@@ -39,6 +39,7 @@
 #include "rpc.h"
 #include "slab.h"
 #include "tls.h"
+#include "upgrade.h"
 #include "ws.h"
 #include "alloc.h"
 
@@ -247,6 +248,9 @@ static void metrics_visit(party__loop_ctx *lc, party__tour *tour) {
     metrics_tour *m = (metrics_tour *)tour;
     party__ops_stats_add_loop(&m->stats, &lc->lp);
     party__rooms_stats(&lc->rooms, &m->stats);
+    if (lc == &lc->rt->main)
+        party__upgrade_stats(lc->rt, &m->stats.upgrades, &m->stats.upgrades_failed,
+                             &m->stats.upgrades_tls_closed);
 }
 
 static void metrics_done(party_conn *conn, party__tour *tour) {
@@ -283,10 +287,11 @@ static void rooms_tour_free(party__tour *tour) {
 static void ops_collect_cb(party_conn *conn, party__ops_what what) {
     if (what == PARTY__OPS_HEALTH) {
         /* No tour: the backend is process-wide, and its check does no I/O. */
-        char why[160];
+        char why[320];
         party_runtime *rt = party__conn_ctx(conn)->rt;
         party__ops_answer_health(
-            conn, party__backend_check(rt->backend, why, sizeof(why)) != 0 ? why : NULL);
+            conn, party__backend_check(rt->backend, why, sizeof(why)) != 0 ? why : NULL,
+            party__conn_ctx(conn)->rooms.node);
     } else if (what == PARTY__OPS_METRICS) {
         metrics_tour *m = party__calloc(1, sizeof(*m));
         if (m == NULL)
@@ -317,8 +322,10 @@ static void runtime_share(party__loop_ctx *lc) {
     lc->router.n_parties = lc->rooms.n_parties = rt->n_parties;
     lc->router.prefix = lc->rooms.prefix = rt->prefix;
     lc->router.agents_prefix = rt->agents_prefix;
+    lc->router.cluster_secret = lc->rooms.cluster_secret = rt->cluster_secret;
     lc->rooms.backend = rt->backend;
-    lc->rooms.max_own_file_rooms = rt->max_own_file_rooms;
+    lc->rooms.node =
+        rt->backend != NULL && rt->backend->node != NULL ? rt->backend->node : rt->node;
     lc->rooms.commit_delay_ms = rt->commit_delay_ms;
     lc->rooms.n_outbound = &rt->n_outbound;
 }
@@ -454,6 +461,7 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     rt->tls_cert = cfg->tls_cert != NULL ? party__strdup(cfg->tls_cert) : NULL;
     rt->tls_key = cfg->tls_key != NULL ? party__strdup(cfg->tls_key) : NULL;
     rt->fetch_allow = cfg->fetch_allow != NULL ? party__strdup(cfg->fetch_allow) : NULL;
+    rt->allowed_origins = cfg->allowed_origins != NULL ? party__strdup(cfg->allowed_origins) : NULL;
     rt->fetch_ca_file = cfg->fetch_ca_file != NULL ? party__strdup(cfg->fetch_ca_file) : NULL;
     if (rt->host == NULL || rt->prefix == NULL || (cfg->data_dir != NULL && rt->data_dir == NULL) ||
         rt->ops_prefix == NULL || (cfg->admin_token != NULL && rt->admin_token == NULL) ||
@@ -461,6 +469,7 @@ party_runtime *party_runtime_new(const party_config *cfg) {
         (cfg->tls_cert != NULL && rt->tls_cert == NULL) ||
         (cfg->tls_key != NULL && rt->tls_key == NULL) ||
         (cfg->fetch_allow != NULL && rt->fetch_allow == NULL) ||
+        (cfg->allowed_origins != NULL && rt->allowed_origins == NULL) ||
         (cfg->fetch_ca_file != NULL && rt->fetch_ca_file == NULL) ||
         (*agents != '\0' && rt->agents_prefix == NULL))
         goto fail;
@@ -473,6 +482,7 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     rt->cfg.tls_cert = rt->tls_cert;
     rt->cfg.tls_key = rt->tls_key;
     rt->cfg.fetch_allow = rt->fetch_allow;
+    rt->cfg.allowed_origins = rt->allowed_origins;
     rt->cfg.fetch_ca_file = rt->fetch_ca_file;
     rt->cfg.agents_prefix = rt->agents_prefix;
     rt->durability_full = cfg->durability != PARTY_DURABILITY_NORMAL;
@@ -480,7 +490,7 @@ party_runtime *party_runtime_new(const party_config *cfg) {
         rt->cfg.max_headers = PARTY__HTTP_MAX_HEADERS;
     if (rt->cfg.max_conns == 0)
         rt->cfg.max_conns = party__default_max_conns();
-    rt->max_own_file_rooms = party__default_max_own_file_rooms();
+    rt->own_handles = party__default_own_handles();
     if (rt->cfg.send_queue_bytes > UINT32_MAX)
         rt->cfg.send_queue_bytes = UINT32_MAX; /* connections count it in 32 bits */
     rt->n_loops = 1;
@@ -506,6 +516,7 @@ fail:
     party__free(rt->tls_cert);
     party__free(rt->tls_key);
     party__free(rt->fetch_allow);
+    party__free(rt->allowed_origins);
     party__free(rt->fetch_ca_file);
     party__free(rt);
     return NULL;
@@ -570,13 +581,13 @@ int party_runtime_add(party_runtime *rt, const party_def *def) {
     return 0;
 }
 
-size_t party__default_max_own_file_rooms(void) {
+size_t party__default_own_handles(void) {
     struct rlimit lim;
     size_t files;
     if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY)
         return 1u << 20;
     files = (size_t)lim.rlim_cur;
-    /* A third of the files for own-file rooms, three files each
+    /* A third of the files for own files' handles, three files each
      * (database, WAL, shared memory); shared rooms hold none. */
     return files / 9 > 16 ? files / 9 : 16;
 }
@@ -683,6 +694,37 @@ static int data_dir_lock(party_runtime *rt) {
     return 0;
 }
 
+/* A room the backend says this node must give up, for the loop that owns
+ * it. */
+typedef struct give_up_mail {
+    party__mail mail;
+    char id[PARTY_ID_MAX];
+} give_up_mail;
+
+static void give_up_mail_run(party__loop_ctx *lc, party__mail *mail) {
+    give_up_mail *m = (give_up_mail *)mail;
+    party__rooms_give_up(&lc->rooms, m->id);
+    party__free(m);
+}
+
+static void give_up_mail_drop(party__mail *mail) {
+    party__free(mail);
+}
+
+/* The backend's upward callback (storage.h, give_up; listed in
+ * docs/architecture.md): on a thread of the backend's, so the room's loop
+ * gets it by mail. Lost for want of memory: the asker asks again. */
+static void backend_give_up_cb(void *arg, const char *room_id) {
+    party_runtime *rt = arg;
+    give_up_mail *m;
+    if (strlen(room_id) >= PARTY_ID_MAX || (m = party__calloc(1, sizeof(*m))) == NULL)
+        return;
+    memcpy(m->id, room_id, strlen(room_id) + 1);
+    m->mail.run = give_up_mail_run;
+    m->mail.drop = give_up_mail_drop;
+    party__mail_post(party__loop_of(&rt->main, room_id), &m->mail);
+}
+
 /* Opens the storage backend (with it the alarm index) once, on loop 0:
  * 0, or PARTY_EIO / PARTY_ENOMEM after logging why. */
 static int backend_open(party_runtime *rt) {
@@ -696,6 +738,13 @@ static int backend_open(party_runtime *rt) {
     cfg.durability_full = rt->durability_full;
     cfg.store = rt->store;
     cfg.node = rt->node;
+    cfg.own_handles = rt->own_handles;
+    cfg.no_self_fence = rt->no_self_fence;
+    cfg.give_up = backend_give_up_cb;
+    cfg.give_up_arg = rt;
+    cfg.handoff_hold_ms = rt->handoff_hold_ms;
+    cfg.max_connections = rt->store_connections;
+    cfg.addr = rt->cluster_addr;
     r = party__backend_open(&cfg, &rt->backend, why, sizeof(why));
     if (r != 0) {
         party__log_error(rt, "%s", why);
@@ -755,6 +804,13 @@ int party__runtime_start_rooms(party__loop_ctx *lc) {
         return 0;
     if (lc == &rt->main && (r = backend_open(rt)) != 0)
         return r;
+    if (lc == &rt->main && rt->cluster_addr == NULL && lc->lp.listen_fd >= 0) {
+        /* Where other nodes send this one room-to-room requests: where it
+         * listens, unless told (--cluster-addr). */
+        char addr[INET6_ADDRSTRLEN + 16];
+        party__listener_address(&lc->lp, addr, sizeof(addr));
+        party__backend_set_addr(rt->backend, addr);
+    }
     runtime_share(lc);
     if (party__rooms_start(&lc->rooms) != 0)
         return PARTY_EIO;
@@ -848,12 +904,54 @@ int party_runtime_listen(party_runtime *rt) {
     return 0;
 }
 
+int party__runtime_take_over(party_runtime *rt, int listen_fd, int lock_fd) {
+    char pid_text[32];
+    int n, r;
+
+    if (rt->main.lp.listening || rt->data_lock_fd >= 0) {
+        close(listen_fd);
+        if (lock_fd >= 0)
+            close(lock_fd);
+        return PARTY_ESTATE;
+    }
+    if (lock_fd >= 0) {
+        /* The flock belongs to the open file, which this process holds now
+         * as well: the old process lets its descriptor go when it exits. */
+        n = snprintf(pid_text, sizeof(pid_text), "%ld\n", (long)getpid());
+        if (pwrite(lock_fd, pid_text, (size_t)n, 0) != n || ftruncate(lock_fd, n) != 0)
+            party__log_warn(rt, "data directory %s: cannot write this pid into LOCK: %s",
+                            rt->data_dir != NULL ? rt->data_dir : "-", strerror(errno));
+        rt->data_lock_fd = lock_fd;
+    }
+    r = party__runtime_open_data(rt);
+    if (r == 0 && rt->tls_ctx == NULL && (r = party__tls_init(&rt->main.lp)) == 0)
+        rt->tls_ctx = rt->main.lp.tls_ctx;
+    if (r != 0) {
+        close(listen_fd);
+        return r;
+    }
+    rt->main.lp.accept_transport = party__tls_enabled(&rt->main.lp) ? &party__transport_tls : NULL;
+    r = party__listener_adopt(&rt->main.lp, listen_fd);
+    if (r != 0) {
+        party__log_error(rt, "upgrade: cannot listen on the socket handed over: %s",
+                         uv_strerror(r));
+        return PARTY_EADDR;
+    }
+    rt->main.lp.listening = 1;
+    return 0;
+}
+
 int party_runtime_port(party_runtime *rt) {
     return party__listener_port(&rt->main.lp);
 }
 
 static void on_signal(uv_signal_t *sig, int signum) {
     party_runtime *rt = sig->data;
+    if (party__upgrade_defer_stop(rt)) {
+        party__log_info(rt, "received %s during an upgrade: stopping once it is over",
+                        signum == SIGINT ? "SIGINT" : "SIGTERM");
+        return;
+    }
     party__log_info(rt, "received %s: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
     party_runtime_stop(rt);
 }
@@ -880,6 +978,7 @@ static void runtime_finish(party__loop_ctx *lc) {
             close_handle((uv_handle_t *)&rt->sigint);
             close_handle((uv_handle_t *)&rt->sigterm);
         }
+        party__upgrade_close(rt);
     }
     party__conn_pools_free(&lc->lp);
     party__listener_close(&lc->lp);
@@ -1002,6 +1101,15 @@ int party_runtime_run(party_runtime *rt) {
     uv_ref((uv_handle_t *)&rt->main.stop_async);
     party__runtime_start_timers(&rt->main);
     (void)party__runtime_begin(rt); /* its one failure was checked above */
+    /* Before any loop runs: connections an upgrade handed over join their
+     * rooms' loops. */
+    if (party__upgrade_serve(rt) != 0) {
+        party_runtime_stop(rt);
+        uv_run(&rt->main.lp.loop, UV_RUN_DEFAULT);
+        party__loops_free(rt);
+        rt->main.running = 0;
+        return PARTY_EIO;
+    }
     party__loops_run(rt);
     {
         char where[INET6_ADDRSTRLEN + 16];
@@ -1068,13 +1176,17 @@ void party_runtime_free(party_runtime *rt) {
     party__free(rt->data_dir);
     party__free(rt->store);
     party__free(rt->node);
+    party__free(rt->cluster_secret);
+    party__free(rt->cluster_addr);
     party__free(rt->ops_prefix);
     party__free(rt->admin_token);
     party__free(rt->static_dir);
     party__free(rt->tls_cert);
     party__free(rt->tls_key);
+    party__free(rt->allowed_origins);
     party__free(rt->fetch_allow);
     party__free(rt->fetch_ca_file);
+    party__upgrade_free(rt);
     /* Last: the data directory is this runtime's until everything in it
      * is closed. */
     if (rt->data_lock_fd >= 0)

@@ -62,12 +62,13 @@ struct party_runtime {
     char *agents_prefix; /* the Agents clients' second prefix, NULL: off */
     char *tls_cert, *tls_key;
     char *fetch_allow, *fetch_ca_file;
+    char *allowed_origins; /* cfg.allowed_origins's copy */
     /* Outbound HTTP requests unanswered over every loop (atomic; each
      * loop's rooms count through a pointer to it: outbound.h) */
     size_t n_outbound;
     int durability_full;
-    size_t max_own_file_rooms; /* per loop: past it, idle own-file rooms are evicted early */
-    unsigned commit_delay_ms;  /* test hook: every durable commit waits this long first */
+    size_t own_handles;       /* own files kept open at most (party__backend_config) */
+    unsigned commit_delay_ms; /* test hook: every durable commit waits this long first */
     party__party *parties;
     size_t n_parties;
     /* the open <data_dir>/LOCK holding the data directory's flock (-1:
@@ -75,13 +76,21 @@ struct party_runtime {
     int data_lock_fd;
     struct party__backend *backend; /* opened once, shared by every loop */
     char *store, *node;             /* the backend's URI and node name (runtime_store.c) */
+    int no_self_fence;              /* test hook: party__runtime_set_no_self_fence */
+    unsigned handoff_hold_ms;       /* 0: the backend's default (runtime_store.c) */
+    unsigned store_connections;     /* 0: the backend's default (runtime_store.c) */
+    /* Room-to-room requests between nodes (runtime_store.c): the secret
+     * they carry, and where other nodes reach this one (NULL: the listen
+     * address) */
+    char *cluster_secret, *cluster_addr;
     struct party__orphans *orphans; /* on a shared store: loop 0's poller (orphans.c) */
     struct ssl_ctx_st *tls_ctx;     /* NULL: plaintext; shared by every loop */
     party__loop_ctx main;           /* loop 0 */
     party__loop_ctx **loops;        /* n_loops contexts, loops[0] == &main; NULL: one loop */
     unsigned n_loops;
-    unsigned loops_running;      /* other loops whose thread still runs */
-    uv_signal_t sigint, sigterm; /* on loop 0 */
+    unsigned loops_running;         /* other loops whose thread still runs */
+    uv_signal_t sigint, sigterm;    /* on loop 0 */
+    struct party__upgrade *upgrade; /* SIGUSR2 hand-overs (upgrade.h); NULL: none */
     int exit_status;
 };
 
@@ -104,11 +113,10 @@ static inline party__rooms *party__runtime_rooms(party_runtime *rt) {
 /* max_conns when the configuration leaves it 0: the soft open-file limit
  * less a reserve. */
 size_t party__default_max_conns(void);
-/* How many rooms with a file of their own (party_room_db(): they hold
- * descriptors while loaded) may be loaded before idle ones are evicted
- * early: from the open-file limit. Rooms of the shared files hold none
- * and are not counted. */
-size_t party__default_max_own_file_rooms(void);
+/* How many own files (party_room_db()) the SQLite backend keeps open at
+ * most, three descriptors each: a third of the open-file limit. Awake
+ * rooms hold none between batches, whatever their number. */
+size_t party__default_own_handles(void);
 
 /* Makes the data directory ready, once per runtime (later calls return
  * 0): creates it (one level, mode 0755) if missing, takes
@@ -127,12 +135,35 @@ int party__runtime_open_data(party_runtime *rt);
  * PARTY_EINVAL (not a URI partyd knows), PARTY_ESTATE (the data is open
  * already) or PARTY_ENOMEM. */
 int party__runtime_set_store(party_runtime *rt, const char *store, const char *node);
+/* For tests only (partyd --test-no-self-fence): a cluster node that lost
+ * its lease goes on committing and acquiring, so that only the database's
+ * epoch fence stops a stale owner. Before the data is opened. */
+void party__runtime_set_no_self_fence(party_runtime *rt);
+/* A cluster node hands a room over to a node that asks for it only after
+ * holding it ms milliseconds (0: 1000). Before the data is opened. */
+void party__runtime_set_handoff_hold(party_runtime *rt, unsigned ms);
+/* A cluster backend opens at most n connections for record work (0: 16).
+ * Before the data is opened. */
+void party__runtime_set_store_connections(party_runtime *rt, unsigned n);
+/* Room-to-room requests to rooms other nodes own go to the owner, carrying
+ * secret, which a node accepts them with (NULL: none are sent or
+ * accepted); addr ("host:port", NULL: the listen address) is where other
+ * nodes reach this one. Copies both. Before the data is opened. 0 or
+ * PARTY_ENOMEM. */
+int party__runtime_set_cluster(party_runtime *rt, const char *secret, const char *addr);
 
 /* The descriptor holding the data directory's lock, opened close-on-exec,
  * owned by the runtime and closed (the lock released) by
  * party_runtime_free. -1 when none is held. An upgrade hands this one
  * descriptor to the process that takes over. */
 int party__runtime_data_lock_fd(party_runtime *rt);
+
+/* Serves with what the process an upgrade replaces handed over: the data
+ * directory's lock (lock_fd; -1: none, memory only: its pid is written
+ * into it) and the listening socket (listen_fd), then opens the storage
+ * backend and the TLS context as party_runtime_listen would. Takes both
+ * descriptors (closed on failure). 0, or party_runtime_listen's errors. */
+int party__runtime_take_over(party_runtime *rt, int listen_fd, int lock_fd);
 
 /* Starts a loop's rooms (their wake-ups); on loop 0, first opens the
  * storage backend if needed and files every room of its alarm index in

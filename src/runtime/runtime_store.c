@@ -24,3 +24,29 @@ int party__runtime_set_store(party_runtime *rt, const char *store, const char *n
     rt->node = node_copy;
     return 0;
 }
+
+void party__runtime_set_no_self_fence(party_runtime *rt) {
+    rt->no_self_fence = 1;
+}
+
+void party__runtime_set_handoff_hold(party_runtime *rt, unsigned ms) {
+    rt->handoff_hold_ms = ms;
+}
+
+void party__runtime_set_store_connections(party_runtime *rt, unsigned n) {
+    rt->store_connections = n;
+}
+
+int party__runtime_set_cluster(party_runtime *rt, const char *secret, const char *addr) {
+    char *secret_copy = NULL, *addr_copy = NULL;
+    if ((secret != NULL && (secret_copy = party__strdup(secret)) == NULL) ||
+        (addr != NULL && (addr_copy = party__strdup(addr)) == NULL)) {
+        party__free(secret_copy);
+        return PARTY_ENOMEM;
+    }
+    party__free(rt->cluster_secret);
+    party__free(rt->cluster_addr);
+    rt->cluster_secret = secret_copy;
+    rt->cluster_addr = addr_copy;
+    return 0;
+}

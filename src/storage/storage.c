@@ -29,6 +29,17 @@ int party__backend_check(party__backend *be, char *why, size_t why_len) {
     return 0;
 }
 
+int party__backend_owner_addr(party__backend *be, const char *room_id, char *addr, size_t cap) {
+    if (be != NULL && be->ops == party__store_pg_ops())
+        return party__store_pg_owner_addr(be, room_id, addr, cap);
+    return 0;
+}
+
+void party__backend_set_addr(party__backend *be, const char *addr) {
+    if (be != NULL && be->ops == party__store_pg_ops())
+        party__store_pg_set_addr(be, addr);
+}
+
 void party__backend_close(party__backend *be) {
     if (be != NULL)
         be->ops->close(be);

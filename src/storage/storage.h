@@ -25,12 +25,21 @@ typedef struct party__backend {
      * did not change: such a commit waits for no disk and no network
      * (SQLite with durability normal). 0: commits run on worker threads. */
     int commit_on_loop;
+    /* A cluster backend's name of this node (valid until close); NULL for
+     * a backend one process holds. */
+    const char *node;
 } party__backend;
 
 /* One loaded room's records. An implementation's own handle starts with
  * one of these (it is what load returns). Used by one thread at a time. */
 typedef struct party__room_store {
     const party__store_ops *ops;
+    /* 1 once an op may have left the batch something to commit or end (set
+     * by the party__store_* calls below and on load; cleared by rollback).
+     * While 0, "wrote?" and the rollback that ends a batch are answered
+     * here: most batches of a room that stores nothing (echo, chat) never
+     * reach the backend. */
+    unsigned touched;
 } party__room_store;
 
 typedef struct party__backend_config {
@@ -39,6 +48,29 @@ typedef struct party__backend_config {
     const char *store;    /* NULL: SQLite under data_dir; "postgres://..." (or
                              "postgresql://"): the PostgreSQL backend (store_pg.c) */
     const char *node;     /* a cluster backend's name of this node (NULL: host:pid) */
+    size_t own_handles;   /* SQLite: own files' connections kept open at most (each
+                             holds 3 descriptors; rooms in a batch may go past
+                             it); 0: the backend's default */
+    int no_self_fence;    /* test hook: a node that lost its lease still commits (the
+                             database's fence alone refuses a stale owner) */
+    /* A cluster backend's way up to the rooms (the storage layer reaches
+     * them only through this; docs/architecture.md, "Upward callbacks"):
+     * called on a thread of the backend's when this node must give the
+     * room up — another node asked for it (a hand-off), or this node lost
+     * its lease. The callee finishes the room's batch, closes its
+     * connections with 1012 and evicts it, which releases it. NULL: none
+     * (the backend then never hands a room over). */
+    void (*give_up)(void *arg, const char *room_id);
+    void *give_up_arg;
+    /* A room is handed over only after this node held it this long (ms),
+     * so that rooms cannot bounce between nodes; 0: the default, 1000. */
+    unsigned handoff_hold_ms;
+    /* A cluster backend's connections for record work (loads, commits,
+     * acquires) at most, besides its control connection; 0: 16. */
+    unsigned max_connections;
+    /* Where other nodes reach this one for room-to-room requests
+     * ("host:port"), recorded with the node; NULL: nowhere. */
+    const char *addr;
 } party__backend_config;
 
 /* An acquire or release in flight. The caller fills every field but
@@ -52,6 +84,9 @@ struct party__store_req {
     void (*done)(party__store_req *req, int status);
     void *data;         /* the caller's */
     void *backend_data; /* the backend's, until done */
+    /* Set by a successful acquire before done: the room's epoch on a
+     * cluster backend (> 0, larger at each new owner), else left 0. */
+    int64_t epoch;
 };
 
 /* What a room's wake-ups need, read by load. */
@@ -211,6 +246,17 @@ int party__store_pg_check(party__backend *be, char *why, size_t why_len);
  * with why. No I/O: for health checks. */
 int party__backend_check(party__backend *be, char *why, size_t why_len);
 
+/* Where the room's owner is reached when another live node owns it
+ * (a cluster backend): 1 with its "host:port" in addr; 0 when no other
+ * live node owns it (this process may serve it); a negative PARTY_E*
+ * code when it cannot be told. Blocking: a worker thread. */
+int party__backend_owner_addr(party__backend *be, const char *room_id, char *addr, size_t cap);
+int party__store_pg_owner_addr(party__backend *be, const char *room_id, char *addr, size_t cap);
+/* Where other nodes reach this one ("host:port"), once it listens: a
+ * cluster backend records it with the node (at its next heartbeat). */
+void party__backend_set_addr(party__backend *be, const char *addr);
+void party__store_pg_set_addr(party__backend *be, const char *addr);
+
 /* 1 if store names the PostgreSQL backend (a postgres:// or
  * postgresql:// URI). */
 int party__store_is_pg(const char *store);
@@ -233,60 +279,91 @@ int party__store_path(const char *data_dir, const char *room_id, char *out, size
 /* The record ops, called through the room store's table. */
 static inline int party__store_kv_get(party__room_store *rs, const char *key, void **val,
                                       size_t *len) {
+    rs->touched = 1;
     return rs->ops->kv_get(rs, key, val, len);
 }
 static inline int party__store_kv_put(party__room_store *rs, const char *key, const void *val,
                                       size_t len) {
+    rs->touched = 1;
     return rs->ops->kv_put(rs, key, val, len);
 }
 static inline int party__store_kv_delete(party__room_store *rs, const char *key) {
+    rs->touched = 1;
     return rs->ops->kv_delete(rs, key);
 }
 static inline int party__store_kv_list(party__room_store *rs, const char *prefix, party__kv_fn fn,
                                        void *arg) {
+    rs->touched = 1;
     return rs->ops->kv_list(rs, prefix, fn, arg);
 }
 static inline int party__store_meta_get(party__room_store *rs, const char *key, void **val,
                                         size_t *len) {
+    rs->touched = 1;
     return rs->ops->meta_get(rs, key, val, len);
 }
 static inline int party__store_meta_put(party__room_store *rs, const char *key, const void *val,
                                         size_t len) {
+    rs->touched = 1;
     return rs->ops->meta_put(rs, key, val, len);
 }
 static inline int party__store_alarm_get(party__room_store *rs, int64_t *at_ms, int *retries) {
+    rs->touched = 1;
     return rs->ops->alarm_get(rs, at_ms, retries);
 }
 static inline int party__store_alarm_set(party__room_store *rs, int64_t at_ms, int retries) {
+    rs->touched = 1;
     return rs->ops->alarm_set(rs, at_ms, retries);
 }
 static inline int party__store_sched_add(party__room_store *rs, const party__schedule *s) {
+    rs->touched = 1;
     return rs->ops->sched_add(rs, s);
 }
 static inline int party__store_sched_cancel(party__room_store *rs, const char *id) {
+    rs->touched = 1;
     return rs->ops->sched_cancel(rs, id);
 }
 static inline int party__store_sched_set_next(party__room_store *rs, const char *id,
                                               int64_t next_ms) {
+    rs->touched = 1;
     return rs->ops->sched_set_next(rs, id, next_ms);
 }
 /* The earliest schedule into *next_ms (0 when none). 0, or an error (then
  * *next_ms is left as it was: a caller must not read "no schedules"). */
 static inline int party__store_sched_earliest(party__room_store *rs, int64_t *next_ms) {
     int64_t next = 0;
-    int r = rs->ops->sched_earliest(rs, &next);
+    int r;
+    rs->touched = 1;
+    r = rs->ops->sched_earliest(rs, &next);
     if (r == 0)
         *next_ms = next;
     return r;
 }
 static inline int party__store_sched_each(party__room_store *rs, int64_t until, party__sched_fn fn,
                                           void *arg) {
+    rs->touched = 1;
     return rs->ops->sched_each(rs, until, fn, arg);
 }
-static inline int party__store_wrote(party__room_store *rs) {
-    return rs->ops->wrote(rs);
+static inline int party__store_meta_delete(party__room_store *rs, const char *key) {
+    rs->touched = 1;
+    return rs->ops->meta_delete(rs, key);
 }
+static inline int party__store_meta_list(party__room_store *rs, const char *prefix, party__kv_fn fn,
+                                         void *arg) {
+    rs->touched = 1;
+    return rs->ops->meta_list(rs, prefix, fn, arg);
+}
+static inline struct sqlite3 *party__store_room_file_open(party__room_store *rs) {
+    rs->touched = 1;
+    return rs->ops->room_file_open(rs);
+}
+static inline int party__store_wrote(party__room_store *rs) {
+    return rs->touched && rs->ops->wrote(rs);
+}
+/* Ends the batch without committing it (a read-only one, or a failure). */
 static inline void party__store_rollback(party__room_store *rs) {
+    if (!rs->touched)
+        return;
+    rs->touched = 0;
     rs->ops->rollback(rs);
 }
 

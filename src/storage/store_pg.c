@@ -29,13 +29,23 @@
 #include "utf8.h"
 
 /* The version of the schema this partyd writes. */
-#define PG_FORMAT_VERSION 1
+#define PG_FORMAT_VERSION 2
 /* The advisory lock class of node locks, pg_advisory_lock(1885434484,
  * node_no) ("part"; the schema's lock is node_no 0): spelled out in the
  * SQL below, which party_node_alive() matches in pg_locks. */
 #define LEASE_SECONDS 5
 #define HEARTBEAT_MS 1000
+/* The heartbeat thread also reads hand-off requests (LISTEN) this often. */
+#define LISTEN_TICK_MS 100
+/* An acquire refused because a live node holds the room asks that node to
+ * hand it over, then tries again this often, for up to HANDOFF_WAIT_MS. */
+#define HANDOFF_RETRY_MS 100
+#define HANDOFF_WAIT_MS 3000
+#define HANDOFF_HOLD_MS 1000
 #define POOL_MAX 8
+/* Connections a node opens for its worker threads at most, unless
+ * configured (--store-connections). */
+#define CONNECTIONS_DEFAULT 16
 #define OWNED_BUCKETS 1024
 /* An own-file room writes a whole snapshot instead of a changeset after
  * this many changesets (and whenever its schema changed). */
@@ -74,8 +84,11 @@ static const char schema_v1[] =
     " WHERE l.locktype = 'advisory' AND l.classid = 1885434484 AND l.objid = n.node_no"
     " AND l.objsubid = 2 AND l.granted)) $$;";
 
+/* Version 2: where each node is reached for room-to-room requests. */
+static const char schema_v2[] = "ALTER TABLE party_nodes ADD COLUMN IF NOT EXISTS addr text;";
+
 /* steps[v] brings the schema from version v to v + 1. */
-static const char *const schema_steps[PG_FORMAT_VERSION] = {schema_v1};
+static const char *const schema_steps[PG_FORMAT_VERSION] = {schema_v1, schema_v2};
 
 /* ---- the backend ---- */
 
@@ -86,18 +99,29 @@ typedef struct owned_room {
     char id[PARTY_ID_MAX];
     unsigned count;
     int64_t epoch;
+    uint64_t since; /* uv_hrtime() when that epoch was taken */
 } owned_room;
 
 typedef struct pg_backend {
     party__backend base;
     char *conninfo;
     char node_name[256];
-    char node_id[300]; /* node_name:incarnation */
+    /* node_name:incarnation; a new incarnation after a lost lease, while
+     * this node holds no room (read under beat_mutex off the heartbeat
+     * thread: node_id_copy) */
+    char node_id[300];
+    char addr[128]; /* where other nodes reach this one ("": nowhere); under beat_mutex */
+    void (*give_up)(void *arg, const char *room_id);
+    void *give_up_arg;
+    uint64_t hold_ns; /* hand a room over only after holding it this long */
     int node_no;
-    /* Connections for worker threads, idle ones here. */
+    /* Connections for worker threads, idle ones here (up to POOL_MAX);
+     * n_open counts them and those in use, at most max_conns: a thread
+     * that wants one more waits on pool_cond for one to come back. */
     uv_mutex_t pool_mutex;
+    uv_cond_t pool_cond;
     PGconn *pool[POOL_MAX];
-    size_t n_pool;
+    size_t n_pool, n_open, max_conns;
     /* The control connection: node lock and heartbeat (its thread only,
      * once started). */
     PGconn *control;
@@ -105,7 +129,9 @@ typedef struct pg_backend {
     uv_mutex_t beat_mutex;
     uv_cond_t beat_cond;
     int beat_started, beat_stop;
-    int lease_lost; /* under beat_mutex: the lease could not be renewed */
+    int lease_lost;      /* under beat_mutex: the lease could not be renewed */
+    int no_self_fence;   /* test hook: lease_lost does not stop commits or acquires */
+    char rereg_why[160]; /* under beat_mutex: why registering again failed last */
     /* under beat_mutex: uv_hrtime() past which the lease may have run out
      * (sent time of the last renewal + the lease - a second) */
     uint64_t lease_deadline;
@@ -125,8 +151,12 @@ static PGconn *connect_db(const char *conninfo, int control, char *why, size_t w
                           "keepalives_idle",
                           "keepalives_interval",
                           "keepalives_count",
+                          "connect_timeout",
                           NULL};
-    const char *vals[] = {conninfo, control ? "partyd-control" : "partyd", "1", "2", "1", "3",
+    /* A server that accepts but never answers (a partition) must not hold
+     * a (re)connect forever: the heartbeat thread reconnects, and close
+     * waits for it. */
+    const char *vals[] = {conninfo, control ? "partyd-control" : "partyd", "1", "2", "1", "3", "10",
                           NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (c == NULL) {
@@ -145,34 +175,48 @@ static PGconn *connect_db(const char *conninfo, int control, char *why, size_t w
     return c;
 }
 
-/* A connection for this thread's work: an idle one, or a new one. */
+/* A connection for this thread's work: an idle one, or a new one while
+ * fewer than max_conns are open, else the next one given back. A thread
+ * holds at most one at a time, so waiting cannot deadlock. */
 static PGconn *pool_get(pg_backend *be, char *why, size_t why_len) {
     PGconn *c = NULL;
     uv_mutex_lock(&be->pool_mutex);
+    while (be->n_pool == 0 && be->n_open >= be->max_conns)
+        uv_cond_wait(&be->pool_cond, &be->pool_mutex);
     if (be->n_pool > 0)
         c = be->pool[--be->n_pool];
+    else
+        be->n_open++;
     uv_mutex_unlock(&be->pool_mutex);
     if (c != NULL && PQstatus(c) == CONNECTION_OK)
         return c;
     if (c != NULL)
-        PQfinish(c);
-    return connect_db(be->conninfo, 0, why, why_len);
+        PQfinish(c); /* its place is the new one's */
+    c = connect_db(be->conninfo, 0, why, why_len);
+    if (c == NULL) {
+        uv_mutex_lock(&be->pool_mutex);
+        be->n_open--;
+        uv_cond_signal(&be->pool_cond);
+        uv_mutex_unlock(&be->pool_mutex);
+    }
+    return c;
 }
 
 /* Gives a connection back; one broken or left inside a transaction is
- * closed instead. */
+ * closed instead, and so is one past the idle ones kept. */
 static void pool_put(pg_backend *be, PGconn *c) {
+    int keep;
     if (c == NULL)
         return;
-    if (PQstatus(c) != CONNECTION_OK || PQtransactionStatus(c) != PQTRANS_IDLE) {
-        PQfinish(c);
-        return;
-    }
+    keep = PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE;
     uv_mutex_lock(&be->pool_mutex);
-    if (be->n_pool < POOL_MAX) {
+    if (keep && be->n_pool < POOL_MAX) {
         be->pool[be->n_pool++] = c;
         c = NULL;
+    } else {
+        be->n_open--;
     }
+    uv_cond_signal(&be->pool_cond);
     uv_mutex_unlock(&be->pool_mutex);
     if (c != NULL)
         PQfinish(c);
@@ -344,11 +388,12 @@ static int node_register(pg_backend *be, char *why, size_t why_len) {
     snprintf(lease, sizeof(lease), "%d", LEASE_SECONDS);
     sent = uv_hrtime();
     {
-        const char *q[3] = {be->node_name, be->node_id, lease};
+        const char *q[4] = {be->node_name, be->node_id, lease,
+                            be->addr[0] != '\0' ? be->addr : NULL};
         res = PQexecParams(c,
-                           "UPDATE party_nodes SET node_id = $2,"
+                           "UPDATE party_nodes SET node_id = $2, addr = $4,"
                            " lease_until = now() + make_interval(secs => $3::int) WHERE name = $1",
-                           3, NULL, q, NULL, NULL, 0);
+                           4, NULL, q, NULL, NULL, 0);
     }
     if (!ok_status(res)) {
         describe(c, res, "registering the node", why, why_len);
@@ -371,18 +416,41 @@ static void lease_extend(pg_backend *be, uint64_t sent) {
     uv_mutex_unlock(&be->beat_mutex);
 }
 
+void party__store_pg_set_addr(party__backend *be_, const char *addr) {
+    pg_backend *be = (pg_backend *)be_;
+    char why[256], me[300];
+    const char *p[2] = {me, addr};
+    PGconn *c;
+    uv_mutex_lock(&be->beat_mutex);
+    snprintf(be->addr, sizeof(be->addr), "%s", addr);
+    snprintf(me, sizeof(me), "%s", be->node_id);
+    uv_mutex_unlock(&be->beat_mutex);
+    /* Recorded now, before the node serves (a failure here is mended by
+     * the next heartbeat, which records it too). */
+    c = pool_get(be, why, sizeof(why));
+    if (c != NULL)
+        PQclear(run(c, "UPDATE party_nodes SET addr = $2 WHERE node_id = $1", 2, p, NULL, NULL));
+    pool_put(be, c);
+}
+
 static int lease_renew(pg_backend *be) {
     uint64_t sent = uv_hrtime();
-    const char *p[2] = {be->node_id, NULL};
-    char lease[16];
+    const char *p[3] = {be->node_id, NULL, NULL};
+    char lease[16], addr[128];
     PGresult *res;
     int ok;
     snprintf(lease, sizeof(lease), "%d", LEASE_SECONDS);
+    uv_mutex_lock(&be->beat_mutex);
+    snprintf(addr, sizeof(addr), "%s", be->addr);
+    uv_mutex_unlock(&be->beat_mutex);
     p[1] = lease;
+    p[2] = addr[0] != '\0' ? addr : NULL;
+    /* The address too: it is known only once the node listens. */
     res = PQexecParams(be->control,
                        "UPDATE party_nodes SET lease_until = now() + make_interval(secs =>"
-                       " $2::int) WHERE node_id = $1 AND lease_until >= now()",
-                       2, NULL, p, NULL, NULL, 0);
+                       " $2::int), addr = coalesce($3, addr) WHERE node_id = $1"
+                       " AND lease_until >= now()",
+                       3, NULL, p, NULL, NULL, 0);
     ok = ok_status(res) && atoi(PQcmdTuples(res)) == 1;
     PQclear(res);
     if (ok)
@@ -390,19 +458,169 @@ static int lease_renew(pg_backend *be) {
     return ok ? 0 : -1;
 }
 
+static owned_room *owned_find(pg_backend *be, const char *id, int create);
+
+/* A node asked for a room this node holds (NOTIFY party_handoff, payload
+ * "<owner node_id>\n<room id>"): given up when this incarnation holds it
+ * and has held it long enough. The heartbeat thread. */
+static void handoff_asked(pg_backend *be, const char *payload) {
+    const char *nl = strchr(payload, '\n');
+    char id[PARTY_ID_MAX];
+    owned_room *o;
+    int give = 0;
+
+    if (nl == NULL || (size_t)(nl - payload) != strlen(be->node_id) ||
+        memcmp(payload, be->node_id, (size_t)(nl - payload)) != 0 || strlen(nl + 1) >= sizeof(id))
+        return;
+    snprintf(id, sizeof(id), "%s", nl + 1);
+    uv_mutex_lock(&be->owned_mutex);
+    o = owned_find(be, id, 0);
+    give = o != NULL && o->count > 0 && o->since != 0 && uv_hrtime() - o->since >= be->hold_ns;
+    uv_mutex_unlock(&be->owned_mutex);
+    if (give)
+        be->give_up(be->give_up_arg, id);
+}
+
+/* Reads the hand-off requests that arrived on the control connection
+ * (never waits). */
+static void handoffs_read(pg_backend *be) {
+    PGnotify *n;
+    if (be->give_up == NULL || PQconsumeInput(be->control) == 0)
+        return; /* a broken connection: the next renewal finds out */
+    while ((n = PQnotifies(be->control)) != NULL) {
+        handoff_asked(be, n->extra);
+        PQfreemem(n);
+    }
+}
+
+/* Every room this node holds is given up (its lease is lost). 1 if it
+ * holds none. */
+static int give_up_all(pg_backend *be) {
+    char(*ids)[PARTY_ID_MAX] = NULL;
+    size_t n = 0, cap = 0, i;
+    owned_room *o;
+
+    uv_mutex_lock(&be->owned_mutex);
+    for (i = 0; i < OWNED_BUCKETS; i++)
+        for (o = be->owned[i]; o != NULL; o = o->next)
+            cap++;
+    if (cap > 0 && (ids = party__malloc(cap * sizeof(*ids))) != NULL)
+        for (i = 0; i < OWNED_BUCKETS; i++)
+            for (o = be->owned[i]; o != NULL; o = o->next)
+                memcpy(ids[n++], o->id, PARTY_ID_MAX);
+    uv_mutex_unlock(&be->owned_mutex);
+    for (i = 0; i < n && be->give_up != NULL; i++)
+        be->give_up(be->give_up_arg, ids[i]);
+    party__free(ids);
+    return cap == 0;
+}
+
+static void incarnation(char *out, size_t cap);
+
+/* After a lost lease, once this node holds no room: registers again as
+ * a new incarnation (the old one's rooms are anybody's), so the node
+ * serves again. 0, or -1 (tried again at the next beat). The heartbeat
+ * thread. */
+/* Why registering again failed, for health answers. */
+static void rereg_failed(pg_backend *be, const char *why) {
+    uv_mutex_lock(&be->beat_mutex);
+    snprintf(be->rereg_why, sizeof(be->rereg_why), "%s", why);
+    uv_mutex_unlock(&be->beat_mutex);
+}
+
+static int node_reregister(pg_backend *be) {
+    char inc[16], id[300], lease[16], node_no[16], addr[128];
+    const char *p[4];
+    PGresult *res;
+    uint64_t sent;
+    int ok;
+
+    if (!give_up_all(be)) {
+        rereg_failed(be, "rooms still held");
+        return -1;
+    }
+    if (PQstatus(be->control) != CONNECTION_OK) {
+        PQreset(be->control);
+        if (PQstatus(be->control) != CONNECTION_OK ||
+            exec_ok(be->control, "LISTEN party_handoff")) {
+            rereg_failed(be, "the database cannot be reached");
+            return -1;
+        }
+    }
+    /* Still this session's after a lost lease (it stacks), or taken
+     * again after a reconnect; another process of this name holds it
+     * otherwise. */
+    snprintf(node_no, sizeof(node_no), "%d", be->node_no);
+    p[0] = node_no;
+    res = PQexecParams(be->control, "SELECT pg_try_advisory_lock(1885434484, $1::int)", 1, NULL, p,
+                       NULL, NULL, 0);
+    ok = ok_status(res) && PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
+    PQclear(res);
+    if (!ok) {
+        rereg_failed(be, "its node lock is held by another process");
+        return -1;
+    }
+    incarnation(inc, sizeof(inc));
+    snprintf(id, sizeof(id), "%s:%s", be->node_name, inc);
+    snprintf(lease, sizeof(lease), "%d", LEASE_SECONDS);
+    p[0] = be->node_name;
+    p[1] = id;
+    p[2] = lease;
+    uv_mutex_lock(&be->beat_mutex);
+    snprintf(addr, sizeof(addr), "%s", be->addr);
+    uv_mutex_unlock(&be->beat_mutex);
+    p[3] = addr[0] != '\0' ? addr : NULL;
+    sent = uv_hrtime();
+    res = PQexecParams(be->control,
+                       "UPDATE party_nodes SET node_id = $2, addr = $4,"
+                       " lease_until = now() + make_interval(secs => $3::int) WHERE name = $1",
+                       4, NULL, p, NULL, NULL, 0);
+    ok = ok_status(res) && atoi(PQcmdTuples(res)) == 1;
+    PQclear(res);
+    if (!ok) {
+        rereg_failed(be, "its row could not be updated");
+        return -1;
+    }
+    uv_mutex_lock(&be->beat_mutex);
+    be->rereg_why[0] = '\0';
+    snprintf(be->node_id, sizeof(be->node_id), "%s", id);
+    be->lease_deadline = sent + (uint64_t)(LEASE_SECONDS - 1) * 1000000000u;
+    be->lease_lost = 0;
+    uv_mutex_unlock(&be->beat_mutex);
+    return 0;
+}
+
+/* The heartbeat thread: renews the lease every HEARTBEAT_MS and reads
+ * hand-off requests every LISTEN_TICK_MS; once the lease is lost, gives
+ * every room up and registers again (unless self-fencing is off: a test
+ * hook for a node that does not notice). */
 static void heartbeat_main(void *arg) {
     pg_backend *be = arg;
+    uint64_t last_beat = uv_hrtime();
     uv_mutex_lock(&be->beat_mutex);
     while (!be->beat_stop) {
+        int lost;
         /* A timed wait: close wakes it at once. */
-        (void)uv_cond_timedwait(&be->beat_cond, &be->beat_mutex, (uint64_t)HEARTBEAT_MS * 1000000u);
-        if (be->beat_stop || be->lease_lost)
-            continue;
-        uv_mutex_unlock(&be->beat_mutex);
-        if (lease_renew(be) != 0) {
-            uv_mutex_lock(&be->beat_mutex);
+        (void)uv_cond_timedwait(&be->beat_cond, &be->beat_mutex,
+                                (uint64_t)LISTEN_TICK_MS * 1000000u);
+        if (be->beat_stop)
+            break;
+        if (!be->lease_lost && uv_hrtime() > be->lease_deadline)
             be->lease_lost = 1;
-            continue;
+        lost = be->lease_lost;
+        uv_mutex_unlock(&be->beat_mutex);
+        if (!lost)
+            handoffs_read(be);
+        if (uv_hrtime() - last_beat >= (uint64_t)HEARTBEAT_MS * 1000000u) {
+            last_beat = uv_hrtime();
+            if (!lost && lease_renew(be) != 0) {
+                uv_mutex_lock(&be->beat_mutex);
+                be->lease_lost = 1;
+                uv_mutex_unlock(&be->beat_mutex);
+                lost = 1;
+            }
+            if (lost && !be->no_self_fence)
+                (void)node_reregister(be);
         }
         uv_mutex_lock(&be->beat_mutex);
     }
@@ -422,12 +640,23 @@ static int lease_lost(pg_backend *be) {
     return lost;
 }
 
+/* lease_lost, unless self-fencing is off (a test hook): what stops this
+ * node's commits and acquires before the database would. Health still
+ * says the truth. */
+static int self_fenced(pg_backend *be) {
+    return !be->no_self_fence && lease_lost(be);
+}
+
 int party__store_pg_check(party__backend *be_, char *why, size_t why_len) {
     pg_backend *be = (pg_backend *)be_;
     if (!lease_lost(be))
         return 0;
-    snprintf(why, why_len, "postgres: node %s lost its lease: it commits nothing; restart it\n",
-             be->node_name);
+    uv_mutex_lock(&be->beat_mutex);
+    snprintf(why, why_len,
+             "postgres: node %s lost its lease: it commits nothing until it has given its rooms"
+             " up and registered again%s%s\n",
+             be->node_name, be->rereg_why[0] != '\0' ? "; not yet: " : "", be->rereg_why);
+    uv_mutex_unlock(&be->beat_mutex);
     return PARTY_EFENCED;
 }
 
@@ -465,6 +694,7 @@ static void pg_close(party__backend *be_) {
         }
     }
     uv_mutex_destroy(&be->pool_mutex);
+    uv_cond_destroy(&be->pool_cond);
     uv_mutex_destroy(&be->beat_mutex);
     uv_cond_destroy(&be->beat_cond);
     uv_mutex_destroy(&be->owned_mutex);
@@ -502,13 +732,22 @@ static int pg_open(const party__backend_config *cfg, party__backend **out, char 
         return PARTY_ENOMEM;
     }
     if (uv_mutex_init(&be->beat_mutex) != 0 || uv_cond_init(&be->beat_cond) != 0 ||
-        uv_mutex_init(&be->owned_mutex) != 0) {
+        uv_mutex_init(&be->owned_mutex) != 0 || uv_cond_init(&be->pool_cond) != 0) {
         /* Not worth unwinding one by one: these do not fail on Linux. */
         snprintf(why, why_len, "out of memory");
         return PARTY_ENOMEM;
     }
     be->base.ops = &pg_ops;
     be->base.commit_on_loop = 0;
+    be->base.node = be->node_name;
+    be->no_self_fence = cfg->no_self_fence;
+    if (cfg->addr != NULL)
+        snprintf(be->addr, sizeof(be->addr), "%s", cfg->addr);
+    be->max_conns = cfg->max_connections > 0 ? cfg->max_connections : CONNECTIONS_DEFAULT;
+    be->give_up = cfg->give_up;
+    be->give_up_arg = cfg->give_up_arg;
+    be->hold_ns =
+        (uint64_t)(cfg->handoff_hold_ms > 0 ? cfg->handoff_hold_ms : HANDOFF_HOLD_MS) * 1000000u;
     if (cfg->node != NULL && cfg->node[0] != '\0') {
         snprintf(be->node_name, sizeof(be->node_name), "%s", cfg->node);
     } else {
@@ -535,6 +774,10 @@ static int pg_open(const party__backend_config *cfg, party__backend **out, char 
     r = schema_check(be->control, why, why_len);
     if (r == 0)
         r = node_register(be, why, why_len);
+    if (r == 0 && be->give_up != NULL && exec_ok(be->control, "LISTEN party_handoff") != 0) {
+        describe(be->control, NULL, "listening for hand-offs", why, why_len);
+        r = PARTY_EIO;
+    }
     if (r == 0 && uv_thread_create(&be->heartbeat, heartbeat_main, be) != 0) {
         snprintf(why, why_len, "postgres: cannot start the heartbeat thread");
         r = PARTY_EIO;
@@ -584,11 +827,15 @@ static void owned_drop(pg_backend *be, const char *id) {
 
 typedef struct own_work {
     uv_work_t work;
+    uv_timer_t retry; /* an acquire waiting for a hand-off tries again */
     pg_backend *be;
     party__store_req *req;
     int release;
     int64_t epoch; /* release: the epoch given up; acquire: the one taken */
     int result;
+    int asked;              /* an acquire asked the room's owner to hand it over */
+    uint64_t handoff_until; /* uv_hrtime() until which it tries again */
+    char node_id[300];      /* this node's incarnation when the work began */
 } own_work;
 
 static void own_run(uv_work_t *work) {
@@ -598,7 +845,7 @@ static void own_run(uv_work_t *work) {
     PGresult *res;
     PGconn *c;
 
-    if (!w->release && lease_lost(be)) {
+    if (!w->release && self_fenced(be)) {
         w->result = PARTY_EBUSY;
         return;
     }
@@ -608,7 +855,7 @@ static void own_run(uv_work_t *work) {
         return;
     }
     if (w->release) {
-        const char *p[3] = {w->req->room_id, be->node_id, epoch};
+        const char *p[3] = {w->req->room_id, w->node_id, epoch};
         snprintf(epoch, sizeof(epoch), "%lld", (long long)w->epoch);
         /* Only the epoch this process took: a later acquire's is kept. */
         res = run(c,
@@ -617,7 +864,7 @@ static void own_run(uv_work_t *work) {
                   3, p, NULL, NULL);
         w->result = ok_status(res) ? 0 : PARTY_EIO;
     } else {
-        const char *p[3] = {w->req->room_id, w->req->party, be->node_id};
+        const char *p[3] = {w->req->room_id, w->req->party, w->node_id};
         res = run(c,
                   "INSERT INTO party_rooms AS r (room_id, party, owner, epoch)"
                   " VALUES ($1, $2, $3, 1) ON CONFLICT (room_id) DO UPDATE"
@@ -631,10 +878,25 @@ static void own_run(uv_work_t *work) {
             w->result = PARTY_EBUSY; /* a live node holds it */
         else
             w->epoch = col_i64(res, 0, 0);
+        if (w->result == PARTY_EBUSY && be->give_up != NULL && !lease_lost(be)) {
+            /* Ask its owner to hand it over (failback, a moved ring): it
+             * does once it has held the room long enough. */
+            const char *q[2] = {w->req->room_id, w->node_id};
+            PQclear(res);
+            res = run(c,
+                      "SELECT pg_notify('party_handoff', owner || chr(10) || room_id)"
+                      " FROM party_rooms WHERE room_id = $1 AND owner IS NOT NULL AND owner <> $2",
+                      2, q, NULL, NULL);
+            w->asked = ok_status(res) && PQntuples(res) == 1;
+        }
     }
     PQclear(res);
     pool_put(be, c);
 }
+
+static void own_retry_closed(uv_handle_t *handle);
+static void own_retry_fire(uv_timer_t *timer);
+static void own_finish(own_work *w, int result);
 
 /* An acquire ended: the epoch it took is the one to give up later; one
  * that failed does not count. */
@@ -643,8 +905,10 @@ static void acquire_settle(pg_backend *be, const char *room_id, int result, int6
     uv_mutex_lock(&be->owned_mutex);
     o = owned_find(be, room_id, 0);
     if (o != NULL) {
-        if (result == 0 && epoch > o->epoch)
+        if (result == 0 && epoch > o->epoch) {
             o->epoch = epoch;
+            o->since = uv_hrtime();
+        }
         if (result != 0 && --o->count == 0)
             owned_drop(be, room_id);
     }
@@ -653,12 +917,39 @@ static void acquire_settle(pg_backend *be, const char *room_id, int result, int6
 
 static void own_done(uv_work_t *work, int status) {
     own_work *w = work->data;
-    pg_backend *be = w->be;
     party__store_req *req = w->req;
     int result = status != 0 ? PARTY_EIO : w->result;
 
+    if (result == PARTY_EBUSY && w->asked && uv_hrtime() < w->handoff_until &&
+        uv_timer_init(req->loop, &w->retry) == 0) {
+        /* The owner was asked: try again shortly, within a bounded wait. */
+        w->retry.data = w;
+        (void)uv_timer_start(&w->retry, own_retry_fire, HANDOFF_RETRY_MS, 0);
+        return;
+    }
+    own_finish(w, result);
+}
+
+static void own_retry_fire(uv_timer_t *timer) {
+    uv_close((uv_handle_t *)timer, own_retry_closed);
+}
+
+static void own_retry_closed(uv_handle_t *handle) {
+    own_work *w = handle->data;
+    w->result = 0;
+    w->asked = 0;
+    if (uv_queue_work(w->req->loop, &w->work, own_run, own_done) != 0)
+        own_finish(w, PARTY_EBUSY);
+}
+
+static void own_finish(own_work *w, int result) {
+    pg_backend *be = w->be;
+    party__store_req *req = w->req;
+
     if (!w->release)
         acquire_settle(be, req->room_id, result, w->epoch);
+    if (!w->release && result == 0)
+        req->epoch = w->epoch;
     party__free(w);
     req->backend_data = NULL;
     req->done(req, result);
@@ -676,6 +967,10 @@ static void own_start(pg_backend *be, party__store_req *req, int release, int64_
     w->req = req;
     w->release = release;
     w->epoch = epoch;
+    w->handoff_until = uv_hrtime() + (uint64_t)HANDOFF_WAIT_MS * 1000000u;
+    uv_mutex_lock(&be->beat_mutex);
+    snprintf(w->node_id, sizeof(w->node_id), "%s", be->node_id);
+    uv_mutex_unlock(&be->beat_mutex);
     w->work.data = w;
     req->backend_data = w;
     if (uv_queue_work(req->loop, &w->work, own_run, own_done) != 0) {
@@ -1776,7 +2071,7 @@ static void pg_commit_batch(party__backend *be_, const party__commit *rooms, siz
     char why[256];
     PGconn *c = NULL;
     size_t i;
-    int lost = lease_lost(be);
+    int lost = self_fenced(be);
 
     for (i = 0; i < n; i++) {
         pg_room *s = (pg_room *)rooms[i].store;
@@ -1793,7 +2088,7 @@ static void pg_commit_batch(party__backend *be_, const party__commit *rooms, siz
             if (r == 0)
                 r = commit_room(c, s, &rooms[i], &fp);
             if (r != 0 && c != NULL && PQstatus(c) != CONNECTION_OK) {
-                PQfinish(c);
+                pool_put(be, c); /* closes it */
                 c = NULL;
             }
             if (r == 0 && fp.mode != FILE_NONE) {
@@ -1821,6 +2116,39 @@ static void pg_commit_batch(party__backend *be_, const party__commit *rooms, siz
         results[i] = r;
     }
     pool_put(be, c);
+}
+
+/* ---- where a room's owner is ---- */
+
+int party__store_pg_owner_addr(party__backend *be_, const char *room_id, char *addr, size_t cap) {
+    pg_backend *be = (pg_backend *)be_;
+    char why[256], me[300];
+    const char *p[2] = {room_id, me};
+    PGconn *c;
+    PGresult *res;
+    int r = 0;
+
+    uv_mutex_lock(&be->beat_mutex);
+    snprintf(me, sizeof(me), "%s", be->node_id);
+    uv_mutex_unlock(&be->beat_mutex);
+    c = pool_get(be, why, sizeof(why));
+    if (c == NULL)
+        return PARTY_EIO;
+    res = run(c,
+              "SELECT n.addr FROM party_rooms r JOIN party_nodes n ON n.node_id = r.owner"
+              " WHERE r.room_id = $1 AND r.owner <> $2 AND n.addr IS NOT NULL"
+              " AND party_node_alive(r.owner)",
+              2, p, NULL, NULL);
+    if (!ok_status(res))
+        r = PARTY_EIO;
+    else if (PQntuples(res) == 1 && (size_t)PQgetlength(res, 0, 0) < cap) {
+        memcpy(addr, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
+        addr[PQgetlength(res, 0, 0)] = '\0';
+        r = 1;
+    }
+    PQclear(res);
+    pool_put(be, c);
+    return r;
 }
 
 /* ---- the alarm index ---- */

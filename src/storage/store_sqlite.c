@@ -9,7 +9,9 @@
  * that opens its own database (party_room_db) moves its records into
  * <data>/rooms/<id[0..2]>/<id>.db in one crash-safe step and is served
  * from that file from then on, like the per-room files of earlier
- * partyds. The alarm index is <data>/alarms.db, one connection shared by
+ * partyds; its connection comes from a bounded cache of own-file handles
+ * for the length of a batch, so an awake own-file room holds no
+ * descriptor between batches. The alarm index is <data>/alarms.db, one connection shared by
  * the worker threads under a mutex. Each file records its format version
  * in _party_format. */
 #include "storage.h"
@@ -41,6 +43,8 @@
 /* Shards of a new data directory. Commits to different shards run in
  * parallel (one writer each); each shard costs a few descriptors. */
 #define SHARDS_NEW 4
+/* Own files' handles kept open when the configuration says nothing. */
+#define OWN_HANDLES_DEFAULT 256
 #define SHARDS_MAX 256
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
@@ -176,6 +180,7 @@ typedef struct reader {
     sqlite3 *db;
     sqlite3_stmt *room_get, *kv_get, *kv_list, *kv_range, *meta_get, *meta_list, *meta_range;
     sqlite3_stmt *alarm_get, *sched_min, *sched_due, *sched_one;
+    sqlite3_stmt *begin, *end; /* a read transaction over several reads (loading) */
 } reader;
 
 /* One shared file. The writer is used under write_mutex, by commits and
@@ -194,6 +199,21 @@ typedef struct shard {
     size_t readers;
 } shard;
 
+/* An own file's connection and its statements, in the backend's handle
+ * cache: in use by one room's batch, or idle (on the LRU list, kept for
+ * the room's next batch or its next load). */
+typedef struct own_handle {
+    struct own_handle *hash_next, *lru_prev, *lru_next;
+    int in_use;
+    char id[PARTY_ID_MAX];
+    dev_t dev; /* the file it opened (0 in memory): a load checks it is still there */
+    ino_t ino;
+    sqlite3 *db;
+    sqlite3_stmt *begin, *commit, *rollback;
+    sqlite3_stmt *kv_put, *kv_get, *kv_delete;
+    sqlite3_stmt *meta_put, *meta_get;
+} own_handle;
+
 typedef struct sqlite_backend {
     party__backend base;
     char *data_dir; /* NULL: in memory */
@@ -209,10 +229,21 @@ typedef struct sqlite_backend {
     sqlite3_stmt *index_begin, *index_commit, *index_rollback;
     sqlite3_stmt *index_lower, *index_set, *index_delete;
     sqlite3_stmt *sync_off, *sync_on;
+    /* Own files' handles, by room id, under handles_mutex: at most
+     * max_handles (in use ones may go past it; idle ones past it are
+     * closed, least recently used first). In memory, never closed while
+     * the room is loaded: closing would lose the file. */
+    uv_mutex_t handles_mutex;
+    own_handle **handle_buckets;
+    size_t handle_buckets_cap; /* a power of two */
+    own_handle *lru_head, *lru_tail;
+    size_t n_handles, max_handles;
 } sqlite_backend;
 
-/* One loaded room: shared (db NULL: its open batch is ws) or own-file
- * (db: its file, with the open batch a transaction in it). */
+/* One loaded room: shared (own 0: its open batch is ws) or own-file
+ * (own 1: its file, with the open batch a transaction in it; db and the
+ * statements are its handle's while it holds one, NULL between
+ * batches). */
 typedef struct sqlite_room {
     party__room_store base;
     sqlite_backend *backend;
@@ -220,6 +251,8 @@ typedef struct sqlite_room {
     char id[PARTY_ID_MAX];
     shard *shard;
     party__write_set ws;
+    int own;
+    own_handle *h;
     sqlite3 *db;
     sqlite3_stmt *begin, *commit, *rollback;
     sqlite3_stmt *kv_put, *kv_get, *kv_delete;
@@ -233,7 +266,13 @@ typedef struct sqlite_room {
     int broken;
 } sqlite_room;
 
-static const party__store_ops sqlite_ops;
+/* The room store tables (the own-file one, the shared one: see "the
+ * record ops"); the backend's ops are the shared table's. */
+static const party__store_ops own_ops, shared_ops;
+
+static int own_ready(sqlite_room *s);
+static void handles_free(sqlite_backend *be);
+static void own_checkin(sqlite_room *s);
 
 int party__store_path(const char *data_dir, const char *room_id, char *out, size_t cap) {
     int n = snprintf(out, cap, "%s/rooms/%.2s/%s.db", data_dir, room_id, room_id);
@@ -339,7 +378,8 @@ static shard *shard_of(sqlite_backend *be, const char *room_id) {
 static void reader_close(reader *rd) {
     sqlite3_stmt **stmts[] = {&rd->room_get,  &rd->kv_get,    &rd->kv_list,    &rd->kv_range,
                               &rd->meta_get,  &rd->meta_list, &rd->meta_range, &rd->alarm_get,
-                              &rd->sched_min, &rd->sched_due, &rd->sched_one};
+                              &rd->sched_min, &rd->sched_due, &rd->sched_one,  &rd->begin,
+                              &rd->end};
     size_t i;
     if (rd == NULL)
         return;
@@ -386,7 +426,8 @@ static reader *reader_open(shard *sh, int durability_full) {
         prepare(db,
                 "SELECT id, name, payload, kind, interval_ms, cron, next_ms FROM _party_schedules"
                 " WHERE room_id = ?1 AND id = ?2",
-                &rd->sched_one)) {
+                &rd->sched_one) ||
+        prepare(db, "BEGIN", &rd->begin) || prepare(db, "COMMIT", &rd->end)) {
         reader_close(rd);
         return NULL;
     }
@@ -645,6 +686,10 @@ static void sqlite_close(party__backend *be_) {
     for (k = 0; be->shards != NULL && k < be->n_shards; k++)
         shard_close(&be->shards[k]);
     party__free(be->shards);
+    if (be->handle_buckets != NULL) {
+        handles_free(be);
+        uv_mutex_destroy(&be->handles_mutex);
+    }
     index_statements_finalize(be);
     sqlite3_close(be->index);
     uv_mutex_destroy(&be->index_mutex);
@@ -665,12 +710,26 @@ static int sqlite_open(const party__backend_config *cfg, party__backend **out, c
         snprintf(why, why_len, "out of memory");
         return PARTY_ENOMEM;
     }
-    be->base.ops = &sqlite_ops;
+    be->base.ops = &shared_ops;
     be->base.commit_on_loop = !cfg->durability_full;
     be->durability_full = cfg->durability_full;
+    /* In memory, closing an own file loses it: no bound then. */
+    be->max_handles = cfg->data_dir == NULL  ? SIZE_MAX
+                      : cfg->own_handles > 0 ? cfg->own_handles
+                                             : OWN_HANDLES_DEFAULT;
+    be->handle_buckets_cap = 64;
+    while (be->handle_buckets_cap < 2 * be->max_handles && be->handle_buckets_cap < (1u << 16))
+        be->handle_buckets_cap *= 2;
+    be->handle_buckets = party__calloc(be->handle_buckets_cap, sizeof(*be->handle_buckets));
+    if (be->handle_buckets == NULL || uv_mutex_init(&be->handles_mutex) != 0) {
+        party__free(be->handle_buckets);
+        be->handle_buckets = NULL;
+        sqlite_close(&be->base);
+        snprintf(why, why_len, "out of memory");
+        return PARTY_ENOMEM;
+    }
     if (cfg->data_dir != NULL && (be->data_dir = party__strdup(cfg->data_dir)) == NULL) {
-        uv_mutex_destroy(&be->index_mutex);
-        party__free(be);
+        sqlite_close(&be->base);
         snprintf(why, why_len, "out of memory");
         return PARTY_ENOMEM;
     }
@@ -858,27 +917,32 @@ static int own_wrote(party__room_store *rs) {
     return lost_transaction(s) || sqlite3_txn_state(s->db, NULL) == SQLITE_TXN_WRITE;
 }
 
+/* Ends the batch keeping nothing; the handle goes back to the cache. */
 static void own_rollback(party__room_store *rs) {
     sqlite_room *s = (sqlite_room *)rs;
     s->begun = s->lost = s->wrote = 0;
-    if (in_transaction(s))
+    if (s->db != NULL && in_transaction(s))
         (void)step_done(s->rollback);
+    own_checkin(s);
 }
 
-/* Commits the room's open transaction: 0 or PARTY_EIO (rolled back). */
+/* Commits the room's open transaction: 0 or PARTY_EIO (rolled back).
+ * Either way the handle goes back to the cache. */
 static int own_commit(sqlite_room *s) {
-    int open = in_transaction(s);
+    int open;
+    if (s->db == NULL)
+        return 0; /* no batch began in the file */
+    open = in_transaction(s);
     if (s->lost || (s->begun && !open)) {
         own_rollback(&s->base);
         return PARTY_EIO;
     }
     s->begun = s->lost = s->wrote = 0;
-    if (!open)
-        return 0;
-    if (step_done(s->commit) != 0) {
+    if (open && step_done(s->commit) != 0) {
         own_rollback(&s->base);
         return PARTY_EIO;
     }
+    own_checkin(s);
     return 0;
 }
 
@@ -1594,51 +1658,51 @@ static int shared_sched_each(sqlite_room *s, int64_t until, party__sched_fn fn, 
     return r;
 }
 
-/* ---- the record ops: an own file's, or a shared room's ---- */
+/* ---- the record ops: two tables ----
+ *
+ * A room store's ops are the own-file table or the shared one: load
+ * chooses by where the room's records are, and room_file_open switches a
+ * shared room to the own-file table once its records moved. Both share
+ * the backend's ops, wrote and rollback. */
 
-static int room_kv_get(party__room_store *rs, const char *key, void **val, size_t *len) {
+static int own_op_kv_get(party__room_store *rs, const char *key, void **val, size_t *len) {
     sqlite_room *s = (sqlite_room *)rs;
-    return s->db != NULL ? pairs_get(s, s->kv_get, 1, key, val, len)
-                         : shared_get(s, 0, key, val, len);
+    return own_ready(s) != 0 ? PARTY_EIO : pairs_get(s, s->kv_get, 1, key, val, len);
 }
 
-static int room_kv_put(party__room_store *rs, const char *key, const void *val, size_t len) {
+static int own_op_kv_put(party__room_store *rs, const char *key, const void *val, size_t len) {
     sqlite_room *s = (sqlite_room *)rs;
-    return s->db != NULL ? pairs_put(s, s->kv_put, key, val, len, 0)
-                         : shared_put(s, 0, key, val, len);
+    return own_ready(s) != 0 ? PARTY_EIO : pairs_put(s, s->kv_put, key, val, len, 0);
 }
 
-static int room_kv_delete(party__room_store *rs, const char *key) {
+static int own_op_kv_delete(party__room_store *rs, const char *key) {
     sqlite_room *s = (sqlite_room *)rs;
-    return s->db != NULL ? pairs_delete(s, s->kv_delete, key) : shared_delete(s, 0, key);
+    return own_ready(s) != 0 ? PARTY_EIO : pairs_delete(s, s->kv_delete, key);
 }
 
-static int room_kv_list(party__room_store *rs, const char *prefix, party__kv_fn fn, void *arg) {
+static int own_op_kv_list(party__room_store *rs, const char *prefix, party__kv_fn fn, void *arg) {
     sqlite_room *s = (sqlite_room *)rs;
-    return s->db != NULL ? pairs_list(s, "_party_kv", prefix, fn, arg)
-                         : shared_list(s, 0, prefix, fn, arg);
+    return own_ready(s) != 0 ? PARTY_EIO : pairs_list(s, "_party_kv", prefix, fn, arg);
 }
 
-static int room_meta_get(party__room_store *rs, const char *key, void **val, size_t *len) {
+static int own_op_meta_get(party__room_store *rs, const char *key, void **val, size_t *len) {
     sqlite_room *s = (sqlite_room *)rs;
     /* Outside the batch's transaction, as the runtime reads its records
      * between batches too (after a failed commit). */
-    return s->db != NULL ? pairs_get(s, s->meta_get, 0, key, val, len)
-                         : shared_get(s, 1, key, val, len);
+    return own_ready(s) != 0 ? PARTY_EIO : pairs_get(s, s->meta_get, 0, key, val, len);
 }
 
-static int room_meta_put(party__room_store *rs, const char *key, const void *val, size_t len) {
+static int own_op_meta_put(party__room_store *rs, const char *key, const void *val, size_t len) {
     sqlite_room *s = (sqlite_room *)rs;
-    return s->db != NULL ? pairs_put(s, s->meta_put, key, val, len, 1)
-                         : shared_put(s, 1, key, val, len);
+    return own_ready(s) != 0 ? PARTY_EIO : pairs_put(s, s->meta_put, key, val, len, 1);
 }
 
-static int room_meta_delete(party__room_store *rs, const char *key) {
+static int own_op_meta_delete(party__room_store *rs, const char *key) {
     sqlite_room *s = (sqlite_room *)rs;
     sqlite3_stmt *del = NULL;
     int r;
-    if (s->db == NULL)
-        return shared_delete(s, 1, key);
+    if (own_ready(s) != 0)
+        return PARTY_EIO;
     if (sqlite3_prepare_v2(s->db, "DELETE FROM _party_meta WHERE key = ?1", -1, &del, NULL) !=
         SQLITE_OK)
         return PARTY_EIO;
@@ -1647,47 +1711,100 @@ static int room_meta_delete(party__room_store *rs, const char *key) {
     return r;
 }
 
-static int room_meta_list(party__room_store *rs, const char *prefix, party__kv_fn fn, void *arg) {
+static int own_op_meta_list(party__room_store *rs, const char *prefix, party__kv_fn fn, void *arg) {
     sqlite_room *s = (sqlite_room *)rs;
-    return s->db != NULL ? pairs_list(s, "_party_meta", prefix, fn, arg)
-                         : shared_list(s, 1, prefix, fn, arg);
+    return own_ready(s) != 0 ? PARTY_EIO : pairs_list(s, "_party_meta", prefix, fn, arg);
 }
 
-static int room_alarm_get(party__room_store *rs, int64_t *at_ms, int *retries) {
-    sqlite_room *s = (sqlite_room *)rs;
-    return s->db != NULL ? own_alarm_get(rs, at_ms, retries) : shared_alarm_get(s, at_ms, retries);
+static int own_op_alarm_get(party__room_store *rs, int64_t *at_ms, int *retries) {
+    return own_ready((sqlite_room *)rs) != 0 ? PARTY_EIO : own_alarm_get(rs, at_ms, retries);
 }
 
-static int room_alarm_set(party__room_store *rs, int64_t at_ms, int retries) {
-    sqlite_room *s = (sqlite_room *)rs;
-    return s->db != NULL ? own_alarm_set(rs, at_ms, retries) : shared_alarm_set(s, at_ms, retries);
+static int own_op_alarm_set(party__room_store *rs, int64_t at_ms, int retries) {
+    return own_ready((sqlite_room *)rs) != 0 ? PARTY_EIO : own_alarm_set(rs, at_ms, retries);
 }
 
-static int room_sched_add(party__room_store *rs, const party__schedule *sc) {
-    sqlite_room *s = (sqlite_room *)rs;
-    return s->db != NULL ? own_sched_add(rs, sc) : shared_sched_add(s, sc);
+static int own_op_sched_add(party__room_store *rs, const party__schedule *sc) {
+    return own_ready((sqlite_room *)rs) != 0 ? PARTY_EIO : own_sched_add(rs, sc);
 }
 
-static int room_sched_cancel(party__room_store *rs, const char *id) {
-    sqlite_room *s = (sqlite_room *)rs;
-    return s->db != NULL ? own_sched_cancel(rs, id) : shared_sched_cancel(s, id);
+static int own_op_sched_cancel(party__room_store *rs, const char *id) {
+    return own_ready((sqlite_room *)rs) != 0 ? PARTY_EIO : own_sched_cancel(rs, id);
 }
 
-static int room_sched_set_next(party__room_store *rs, const char *id, int64_t next_ms) {
-    sqlite_room *s = (sqlite_room *)rs;
-    return s->db != NULL ? own_sched_set_next(rs, id, next_ms)
-                         : shared_sched_set_next(s, id, next_ms);
+static int own_op_sched_set_next(party__room_store *rs, const char *id, int64_t next_ms) {
+    return own_ready((sqlite_room *)rs) != 0 ? PARTY_EIO : own_sched_set_next(rs, id, next_ms);
 }
 
-static int room_sched_earliest(party__room_store *rs, int64_t *next_ms) {
-    sqlite_room *s = (sqlite_room *)rs;
-    return s->db != NULL ? own_sched_earliest(rs, next_ms) : shared_sched_earliest(s, next_ms);
+static int own_op_sched_earliest(party__room_store *rs, int64_t *next_ms) {
+    return own_ready((sqlite_room *)rs) != 0 ? PARTY_EIO : own_sched_earliest(rs, next_ms);
 }
 
-static int room_sched_each(party__room_store *rs, int64_t until, party__sched_fn fn, void *arg) {
-    sqlite_room *s = (sqlite_room *)rs;
-    return s->db != NULL ? own_sched_each(rs, until, fn, arg)
-                         : shared_sched_each(s, until, fn, arg);
+static int own_op_sched_each(party__room_store *rs, int64_t until, party__sched_fn fn, void *arg) {
+    return own_ready((sqlite_room *)rs) != 0 ? PARTY_EIO : own_sched_each(rs, until, fn, arg);
+}
+
+static int shared_op_kv_get(party__room_store *rs, const char *key, void **val, size_t *len) {
+    return shared_get((sqlite_room *)rs, 0, key, val, len);
+}
+
+static int shared_op_kv_put(party__room_store *rs, const char *key, const void *val, size_t len) {
+    return shared_put((sqlite_room *)rs, 0, key, val, len);
+}
+
+static int shared_op_kv_delete(party__room_store *rs, const char *key) {
+    return shared_delete((sqlite_room *)rs, 0, key);
+}
+
+static int shared_op_kv_list(party__room_store *rs, const char *prefix, party__kv_fn fn,
+                             void *arg) {
+    return shared_list((sqlite_room *)rs, 0, prefix, fn, arg);
+}
+
+static int shared_op_meta_get(party__room_store *rs, const char *key, void **val, size_t *len) {
+    return shared_get((sqlite_room *)rs, 1, key, val, len);
+}
+
+static int shared_op_meta_put(party__room_store *rs, const char *key, const void *val, size_t len) {
+    return shared_put((sqlite_room *)rs, 1, key, val, len);
+}
+
+static int shared_op_meta_delete(party__room_store *rs, const char *key) {
+    return shared_delete((sqlite_room *)rs, 1, key);
+}
+
+static int shared_op_meta_list(party__room_store *rs, const char *prefix, party__kv_fn fn,
+                               void *arg) {
+    return shared_list((sqlite_room *)rs, 1, prefix, fn, arg);
+}
+
+static int shared_op_alarm_get(party__room_store *rs, int64_t *at_ms, int *retries) {
+    return shared_alarm_get((sqlite_room *)rs, at_ms, retries);
+}
+
+static int shared_op_alarm_set(party__room_store *rs, int64_t at_ms, int retries) {
+    return shared_alarm_set((sqlite_room *)rs, at_ms, retries);
+}
+
+static int shared_op_sched_add(party__room_store *rs, const party__schedule *sc) {
+    return shared_sched_add((sqlite_room *)rs, sc);
+}
+
+static int shared_op_sched_cancel(party__room_store *rs, const char *id) {
+    return shared_sched_cancel((sqlite_room *)rs, id);
+}
+
+static int shared_op_sched_set_next(party__room_store *rs, const char *id, int64_t next_ms) {
+    return shared_sched_set_next((sqlite_room *)rs, id, next_ms);
+}
+
+static int shared_op_sched_earliest(party__room_store *rs, int64_t *next_ms) {
+    return shared_sched_earliest((sqlite_room *)rs, next_ms);
+}
+
+static int shared_op_sched_each(party__room_store *rs, int64_t until, party__sched_fn fn,
+                                void *arg) {
+    return shared_sched_each((sqlite_room *)rs, until, fn, arg);
 }
 
 static int room_wrote(party__room_store *rs) {
@@ -1752,6 +1869,263 @@ fail:
     return PARTY_EIO;
 }
 
+/* ---- the own-file handle cache ---- */
+
+static size_t handle_bucket(const sqlite_backend *be, const char *id) {
+    uint32_t h = 2166136261u;
+    const unsigned char *p;
+    for (p = (const unsigned char *)id; *p != '\0'; p++)
+        h = (h ^ *p) * 16777619u;
+    return h & (be->handle_buckets_cap - 1);
+}
+
+static own_handle *handle_find(const sqlite_backend *be, const char *id) {
+    own_handle *h;
+    for (h = be->handle_buckets[handle_bucket(be, id)]; h != NULL; h = h->hash_next)
+        if (strcmp(h->id, id) == 0)
+            return h;
+    return NULL;
+}
+
+static void handle_unhash(sqlite_backend *be, own_handle *h) {
+    own_handle **p = &be->handle_buckets[handle_bucket(be, h->id)];
+    while (*p != h)
+        p = &(*p)->hash_next;
+    *p = h->hash_next;
+    be->n_handles--;
+}
+
+static void lru_remove(sqlite_backend *be, own_handle *h) {
+    if (h->lru_prev != NULL)
+        h->lru_prev->lru_next = h->lru_next;
+    else
+        be->lru_head = h->lru_next;
+    if (h->lru_next != NULL)
+        h->lru_next->lru_prev = h->lru_prev;
+    else
+        be->lru_tail = h->lru_prev;
+    h->lru_prev = h->lru_next = NULL;
+}
+
+static void lru_push(sqlite_backend *be, own_handle *h) {
+    h->lru_prev = NULL;
+    h->lru_next = be->lru_head;
+    if (be->lru_head != NULL)
+        be->lru_head->lru_prev = h;
+    else
+        be->lru_tail = h;
+    be->lru_head = h;
+}
+
+/* Closes a handle (no room uses it): its connection holds no open
+ * transaction, so nothing of any room is lost. */
+static void handle_close(own_handle *h) {
+    sqlite3_stmt *stmts[] = {h->begin,  h->commit,    h->rollback, h->kv_put,
+                             h->kv_get, h->kv_delete, h->meta_put, h->meta_get};
+    size_t i;
+    if (h->db != NULL && !sqlite3_get_autocommit(h->db))
+        sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+    for (i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
+        sqlite3_finalize(stmts[i]);
+    sqlite3_close_v2(h->db);
+    party__free(h);
+}
+
+/* Under handles_mutex: the idle handles past the bound leave the cache,
+ * least recently used first; returned chained by lru_next, to be closed
+ * outside the lock. */
+static own_handle *handles_trim(sqlite_backend *be) {
+    own_handle *victims = NULL, *h;
+    while (be->n_handles > be->max_handles && (h = be->lru_tail) != NULL) {
+        lru_remove(be, h);
+        handle_unhash(be, h);
+        h->lru_next = victims;
+        victims = h;
+    }
+    return victims;
+}
+
+static void handles_close(own_handle *victims) {
+    while (victims != NULL) {
+        own_handle *next = victims->lru_next;
+        handle_close(victims);
+        victims = next;
+    }
+}
+
+/* The room's handle's connection and statements, as the room's. */
+static void own_attach(sqlite_room *s, own_handle *h) {
+    s->h = h;
+    s->db = h->db;
+    s->begin = h->begin;
+    s->commit = h->commit;
+    s->rollback = h->rollback;
+    s->kv_put = h->kv_put;
+    s->kv_get = h->kv_get;
+    s->kv_delete = h->kv_delete;
+    s->meta_put = h->meta_put;
+    s->meta_get = h->meta_get;
+}
+
+static void own_detach(sqlite_room *s) {
+    s->h = NULL;
+    s->db = NULL;
+    s->begin = s->commit = s->rollback = NULL;
+    s->kv_put = s->kv_get = s->kv_delete = s->meta_put = s->meta_get = NULL;
+    s->begun = s->lost = s->wrote = 0;
+}
+
+/* The room's handle, from the cache or opened (the file at path): 0, or
+ * PARTY_EIO / PARTY_ENOMEM with why said. */
+static int own_checkout(sqlite_room *s, const char *path, char *why, size_t why_len) {
+    sqlite_backend *be = s->backend;
+    own_handle *h, *victims;
+    struct stat st;
+
+    if (s->h != NULL)
+        return 0;
+    uv_mutex_lock(&be->handles_mutex);
+    h = handle_find(be, s->id);
+    if (h != NULL && !h->in_use) {
+        lru_remove(be, h);
+        h->in_use = 1;
+        uv_mutex_unlock(&be->handles_mutex);
+        own_attach(s, h);
+        return 0;
+    }
+    uv_mutex_unlock(&be->handles_mutex);
+    if (h != NULL) {
+        /* A room is loaded once: its handle is in use by no one else. */
+        snprintf(why, why_len, "%s: the room's file is in use", path);
+        return PARTY_EIO;
+    }
+    if (own_open(s, path, why, why_len) != 0)
+        return PARTY_EIO;
+    h = party__calloc(1, sizeof(*h));
+    if (h == NULL) {
+        own_close(s);
+        snprintf(why, why_len, "out of memory");
+        return PARTY_ENOMEM;
+    }
+    snprintf(h->id, sizeof(h->id), "%s", s->id);
+    if (s->backend->data_dir != NULL && stat(path, &st) == 0) {
+        h->dev = st.st_dev;
+        h->ino = st.st_ino;
+    }
+    h->in_use = 1;
+    h->db = s->db;
+    h->begin = s->begin;
+    h->commit = s->commit;
+    h->rollback = s->rollback;
+    h->kv_put = s->kv_put;
+    h->kv_get = s->kv_get;
+    h->kv_delete = s->kv_delete;
+    h->meta_put = s->meta_put;
+    h->meta_get = s->meta_get;
+    own_attach(s, h);
+    uv_mutex_lock(&be->handles_mutex);
+    h->hash_next = be->handle_buckets[handle_bucket(be, h->id)];
+    be->handle_buckets[handle_bucket(be, h->id)] = h;
+    be->n_handles++;
+    victims = handles_trim(be);
+    uv_mutex_unlock(&be->handles_mutex);
+    handles_close(victims);
+    return 0;
+}
+
+/* The file of an own-file room (made if new). */
+static int own_path(const sqlite_room *s, char *path, size_t cap) {
+    if (s->backend->data_dir == NULL) {
+        snprintf(path, cap, ":memory:");
+        return 0;
+    }
+    return party__store_path(s->backend->data_dir, s->id, path, cap);
+}
+
+/* An own-file room's record op needs its handle: 0 or PARTY_EIO. */
+static int own_ready(sqlite_room *s) {
+    char path[4096], why[512];
+    if (s->h != NULL)
+        return 0;
+    if (own_path(s, path, sizeof(path)) != 0)
+        return PARTY_EIO;
+    return own_checkout(s, path, why, sizeof(why)) == 0 ? 0 : PARTY_EIO;
+}
+
+/* The batch is over (committed or rolled back): the handle goes back to
+ * the cache, most recently used. */
+static void own_checkin(sqlite_room *s) {
+    sqlite_backend *be = s->backend;
+    own_handle *h = s->h, *victims;
+    if (h == NULL)
+        return;
+    if (!sqlite3_get_autocommit(h->db))
+        (void)step_done(h->rollback);
+    own_detach(s);
+    uv_mutex_lock(&be->handles_mutex);
+    h->in_use = 0;
+    lru_push(be, h);
+    victims = handles_trim(be);
+    uv_mutex_unlock(&be->handles_mutex);
+    handles_close(victims);
+}
+
+/* The room's handle leaves the cache and closes (a move that failed, an
+ * in-memory room unloaded); without a room, the idle handle the cache
+ * holds for id, if any. */
+static void own_forget(sqlite_backend *be, sqlite_room *s, const char *id) {
+    own_handle *h;
+    uv_mutex_lock(&be->handles_mutex);
+    if (s != NULL && s->h != NULL) {
+        h = s->h;
+    } else if ((h = handle_find(be, id)) != NULL && h->in_use) {
+        h = NULL; /* a loaded room's: not ours to close */
+    } else if (h != NULL) {
+        lru_remove(be, h);
+    }
+    if (h != NULL)
+        handle_unhash(be, h);
+    uv_mutex_unlock(&be->handles_mutex);
+    if (h == NULL)
+        return;
+    if (s != NULL && s->h == h)
+        own_detach(s);
+    handle_close(h);
+}
+
+/* Before a load: an idle handle of the room whose file is not the one at
+ * path any more (removed or replaced behind partyd's back) is closed, so
+ * that the load opens what is there. */
+static void own_forget_if_replaced(sqlite_backend *be, const char *id, const char *path) {
+    struct stat st;
+    own_handle *h;
+    int there, stale = 0;
+    if (be->data_dir == NULL)
+        return;
+    there = stat(path, &st) == 0;
+    uv_mutex_lock(&be->handles_mutex);
+    h = handle_find(be, id);
+    if (h != NULL && !h->in_use)
+        stale = !there || st.st_dev != h->dev || st.st_ino != h->ino;
+    uv_mutex_unlock(&be->handles_mutex);
+    if (stale)
+        own_forget(be, NULL, id);
+}
+
+static void handles_free(sqlite_backend *be) {
+    size_t i;
+    for (i = 0; i < be->handle_buckets_cap; i++) {
+        own_handle *h = be->handle_buckets[i], *next;
+        for (; h != NULL; h = next) {
+            next = h->hash_next;
+            handle_close(h);
+        }
+    }
+    party__free(be->handle_buckets);
+    be->handle_buckets = NULL;
+    be->handle_buckets_cap = 0;
+}
+
 /* Makes <data>/rooms/<id[0..2]> and puts the own file's path in path. */
 static int own_dir(sqlite_backend *be, const char *room_id, char *dir, size_t dir_len, char *path,
                    size_t path_len, char *why, size_t why_len) {
@@ -1785,27 +2159,66 @@ static int own_remove(const char *path) {
 }
 
 /* Where the room's records are, by its shard's _party_rooms: *own -1 (no
- * row), 0 (the shard) or 1 (its own file). 0 or an error. */
-static int room_place(sqlite_room *s, int *own) {
+ * row), 0 (the shard) or 1 (its own file); and, unless 1, what its
+ * wake-ups need from the shard. One read transaction for all of it: a
+ * load of a shared room takes the shard's read lock once. 0 or an
+ * error. */
+static int room_place(sqlite_room *s, int *own, party__room_loaded *loaded) {
     reader *rd = reader_get(s->backend, s->shard);
-    int rc;
+    int rc, r = 0;
     *own = -1;
     if (rd == NULL)
         return PARTY_EIO;
+    if (step_done(rd->begin) != 0) {
+        reader_put(s->shard, rd);
+        return PARTY_EIO;
+    }
     sqlite3_bind_text(rd->room_get, 1, s->id, -1, SQLITE_STATIC);
     rc = sqlite3_step(rd->room_get);
     if (rc == SQLITE_ROW)
         *own = sqlite3_column_int(rd->room_get, 0) != 0;
     done_with(rd->room_get);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        r = sqlite_code_error(rc);
+    if (r == 0 && *own != 1) {
+        sqlite3_bind_text(rd->alarm_get, 1, s->id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(rd->alarm_get);
+        if (rc == SQLITE_ROW) {
+            loaded->alarm_at = sqlite3_column_int64(rd->alarm_get, 0);
+            loaded->alarm_retries = sqlite3_column_int(rd->alarm_get, 1);
+        }
+        done_with(rd->alarm_get);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            r = sqlite_code_error(rc);
+    }
+    if (r == 0 && *own != 1) {
+        sqlite3_bind_text(rd->sched_min, 1, s->id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(rd->sched_min);
+        if (rc == SQLITE_ROW && sqlite3_column_type(rd->sched_min, 0) != SQLITE_NULL)
+            loaded->sched_next = sqlite3_column_int64(rd->sched_min, 0);
+        done_with(rd->sched_min);
+        if (rc != SQLITE_ROW)
+            r = sqlite_code_error(rc);
+    }
+    if (step_done(rd->end) != 0 && r == 0)
+        r = PARTY_EIO;
     reader_put(s->shard, rd);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sqlite_code_error(rc);
+    return r;
 }
 
+/* An own-file room's handle stays in the cache (its next load finds it
+ * open) unless the room lives in memory only: then its file goes, as
+ * the room's memory does. */
 static void sqlite_unload(party__room_store *rs) {
     sqlite_room *s = (sqlite_room *)rs;
     if (s == NULL)
         return;
-    own_close(s);
+    if (s->own && s->backend->data_dir == NULL) {
+        (void)own_ready(s);
+        own_forget(s->backend, s, s->id);
+    } else {
+        own_checkin(s);
+    }
     party__write_set_clear(&s->ws);
     party__free(s);
 }
@@ -1826,7 +2239,7 @@ static int sqlite_load(party__backend *be_, const char *room_id, const char *par
         snprintf(why, why_len, "out of memory");
         return PARTY_ENOMEM;
     }
-    s->base.ops = &sqlite_ops;
+    s->base.ops = &shared_ops;
     s->backend = be;
     s->party = party;
     snprintf(s->id, sizeof(s->id), "%s", room_id);
@@ -1837,14 +2250,19 @@ static int sqlite_load(party__backend *be_, const char *room_id, const char *par
         party__free(s);
         return PARTY_EINVAL;
     }
-    if ((r = room_place(s, &own)) != 0) {
-        snprintf(why, why_len, "%s: room %s: cannot read where its records are: %s", s->shard->path,
-                 room_id, party_strerror(r));
+    if ((r = room_place(s, &own, loaded)) != 0) {
+        /* A room that cannot read its wake time stays unloaded: loaded
+         * without it, its next commit would file "no wake time" and lose
+         * its alarm. */
+        snprintf(why, why_len,
+                 "%s: room %s: cannot read its alarm and schedules (or where its records are): %s",
+                 s->shard->path, room_id, party_strerror(r));
+        memset(loaded, 0, sizeof(*loaded));
         party__free(s);
         return r;
     }
     if (be->data_dir != NULL && own == 0 && (stat(path, &st) == 0 || errno != ENOENT) &&
-        own_remove(path) != 0) {
+        (own_forget(be, NULL, room_id), own_remove(path) != 0)) {
         /* An own file its shard does not know: a move cut short. */
         snprintf(why, why_len, "%s: cannot remove what a move to it left: %s", path,
                  strerror(errno));
@@ -1856,29 +2274,48 @@ static int sqlite_load(party__backend *be_, const char *room_id, const char *par
     if (own < 0 && be->data_dir != NULL)
         own = stat(path, &st) == 0 || errno != ENOENT;
     if (own == 1) {
+        own_forget_if_replaced(be, room_id, path);
         if ((be->data_dir != NULL &&
              own_dir(be, room_id, dir, sizeof(dir), path, sizeof(path), why, why_len) != 0) ||
-            own_open(s, path, why, why_len) != 0) {
+            (r = own_checkout(s, path, why, why_len)) != 0) {
             party__free(s);
-            return PARTY_EIO;
+            return r != 0 ? r : PARTY_EIO;
         }
+        s->own = 1;
+        s->base.ops = &own_ops;
+        /* A handle from the cache: its file's version is checked again
+         * (a fresh one was checked as it opened; this costs one read).
+         * If that fails, the file changed under it: opened afresh. */
+        if (format_check(s->db, room_steps, "", path, why, why_len) != 0) {
+            own_forget(be, s, room_id);
+            if (own_checkout(s, path, why, why_len) != 0) {
+                party__free(s);
+                return PARTY_EIO;
+            }
+        }
+    }
+    if (!s->own) {
+        /* A shared room: room_place read its wake time. */
+        *out = &s->base;
+        return 0;
     }
     /* A room that cannot read its wake time stays unloaded: loaded without
      * it, its next commit would file "no wake time" and lose its alarm. */
-    r = room_alarm_get(&s->base, &loaded->alarm_at, &loaded->alarm_retries);
+    memset(loaded, 0, sizeof(*loaded));
+    r = own_op_alarm_get(&s->base, &loaded->alarm_at, &loaded->alarm_retries);
     if (r == 0)
-        r = room_sched_earliest(&s->base, &loaded->sched_next);
+        r = own_op_sched_earliest(&s->base, &loaded->sched_next);
     if (r != 0) {
-        if (s->db != NULL)
-            snprintf(why, why_len, "%s: cannot read its alarm and schedules: %s", path,
-                     sqlite3_errstr(sqlite3_errcode(s->db)));
-        else
-            snprintf(why, why_len, "%s: room %s: cannot read its alarm and schedules: %s",
-                     s->shard->path, room_id, party_strerror(r));
+        snprintf(why, why_len, "%s: cannot read its alarm and schedules: %s", path,
+                 sqlite3_errstr(sqlite3_errcode(s->db)));
         sqlite_unload(&s->base);
         memset(loaded, 0, sizeof(*loaded));
         return r == PARTY_ENOMEM ? PARTY_ENOMEM : PARTY_EIO;
     }
+    /* Loaded, the room holds no handle until its first batch (an
+     * in-memory room keeps its own: closed, its file would be gone). */
+    if (be->data_dir != NULL)
+        own_checkin(s);
     *out = &s->base;
     return 0;
 }
@@ -2028,20 +2465,23 @@ static int move_write_set(sqlite_room *s) {
 static int room_move(sqlite_room *s) {
     sqlite_backend *be = s->backend;
     char path[4096], dir[4096], why[512];
+    party__room_loaded unused;
     int r, own;
 
     /* A room with no row in its shard has no records there: its own file
      * is all it needs (load takes a file with no row for the room's), and
      * what it holds is made durable by the batch's commit. */
-    if ((r = room_place(s, &own)) != 0)
+    if ((r = room_place(s, &own, &unused)) != 0)
         return r;
     snprintf(path, sizeof(path), ":memory:");
+    /* A handle the cache may hold for a file of this name is stale. */
+    own_forget(be, NULL, s->id);
     if (be->data_dir != NULL) {
         if (own_dir(be, s->id, dir, sizeof(dir), path, sizeof(path), why, sizeof(why)) != 0 ||
             own_remove(path) != 0)
             return PARTY_EIO;
     }
-    if (own_open(s, path, why, sizeof(why)) != 0)
+    if (own_checkout(s, path, why, sizeof(why)) != 0)
         return PARTY_EIO;
     r = own < 0 ? 0 : move_copy(s);
     if (r == 0 && own >= 0 && be->data_dir != NULL && be->durability_full) {
@@ -2054,11 +2494,13 @@ static int room_move(sqlite_room *s) {
     if (r == 0 && own >= 0)
         r = move_flip(s);
     if (r != 0) {
-        own_close(s);
+        own_forget(be, s, s->id);
         if (be->data_dir != NULL)
             (void)own_remove(path);
         return r;
     }
+    s->own = 1;
+    s->base.ops = &own_ops;
     r = move_write_set(s);
     if (r != 0 || s->broken) {
         /* The move holds; the batch cannot: it fails at its commit. */
@@ -2068,11 +2510,19 @@ static int room_move(sqlite_room *s) {
     return r;
 }
 
-static struct sqlite3 *room_file_open(party__room_store *rs) {
+static struct sqlite3 *own_room_file_open(party__room_store *rs) {
     sqlite_room *s = (sqlite_room *)rs;
-    if (s->db == NULL && room_move(s) != 0)
+    if (own_ready(s) != 0)
         return NULL;
     return room_begin(s) == 0 ? s->db : NULL;
+}
+
+/* A shared room's first party_room_db(): its records move, and its store
+ * takes the own-file table. */
+static struct sqlite3 *shared_room_file_open(party__room_store *rs) {
+    if (room_move((sqlite_room *)rs) != 0)
+        return NULL;
+    return own_room_file_open(rs);
 }
 /* ---- commits and the alarm index ---- */
 
@@ -2221,7 +2671,7 @@ static int write_set_apply(shard *sh, sqlite_room *s) {
  * failure yet). */
 static int shard_commits(const shard *sh, const party__commit *c, int result) {
     const sqlite_room *s = (const sqlite_room *)c->store;
-    return result >= 0 && s->db == NULL && s->shard == sh && !party__write_set_empty(&s->ws);
+    return result >= 0 && !s->own && s->shard == sh && !party__write_set_empty(&s->ws);
 }
 
 /* Commits the write sets of the shared rooms of sh among rooms: one
@@ -2261,7 +2711,7 @@ static void shard_commit(shard *sh, const party__commit *rooms, size_t n, int *r
         sqlite_room *s = (sqlite_room *)rooms[i].store;
         /* The rooms taken above still hold their write sets (a room that
          * failed before, its store rolled back, holds none). */
-        if (s->db != NULL || s->shard != sh || party__write_set_empty(&s->ws))
+        if (s->own || s->shard != sh || party__write_set_empty(&s->ws))
             continue;
         if (r != 0)
             results[i] = PARTY_EIO;
@@ -2293,12 +2743,12 @@ static void sqlite_commit_batch(party__backend *be_, const party__commit *rooms,
             results[i] = PARTY_EIO;
             continue;
         }
-        if (s->db == NULL && s->broken) {
+        if (!s->own && s->broken) {
             room_rollback(&s->base);
             results[i] = PARTY_EIO;
             continue;
         }
-        if (s->db == NULL)
+        if (!s->own)
             continue;
         r = own_commit(s);
         if (r != 0)
@@ -2364,7 +2814,7 @@ static int sqlite_index_due(party__backend *be, int64_t until_ms, party__index_f
     return index_rows((sqlite_backend *)be, 1, until_ms, fn, arg);
 }
 
-static const party__store_ops sqlite_ops = {
+static const party__store_ops own_ops = {
     .name = "sqlite",
     .open = sqlite_open,
     .close = sqlite_close,
@@ -2372,22 +2822,53 @@ static const party__store_ops sqlite_ops = {
     .release = sqlite_release,
     .load = sqlite_load,
     .unload = sqlite_unload,
-    .kv_get = room_kv_get,
-    .kv_put = room_kv_put,
-    .kv_delete = room_kv_delete,
-    .kv_list = room_kv_list,
-    .meta_get = room_meta_get,
-    .meta_put = room_meta_put,
-    .meta_delete = room_meta_delete,
-    .meta_list = room_meta_list,
-    .alarm_get = room_alarm_get,
-    .alarm_set = room_alarm_set,
-    .sched_add = room_sched_add,
-    .sched_cancel = room_sched_cancel,
-    .sched_set_next = room_sched_set_next,
-    .sched_earliest = room_sched_earliest,
-    .sched_each = room_sched_each,
-    .room_file_open = room_file_open,
+    .kv_get = own_op_kv_get,
+    .kv_put = own_op_kv_put,
+    .kv_delete = own_op_kv_delete,
+    .kv_list = own_op_kv_list,
+    .meta_get = own_op_meta_get,
+    .meta_put = own_op_meta_put,
+    .meta_delete = own_op_meta_delete,
+    .meta_list = own_op_meta_list,
+    .alarm_get = own_op_alarm_get,
+    .alarm_set = own_op_alarm_set,
+    .sched_add = own_op_sched_add,
+    .sched_cancel = own_op_sched_cancel,
+    .sched_set_next = own_op_sched_set_next,
+    .sched_earliest = own_op_sched_earliest,
+    .sched_each = own_op_sched_each,
+    .room_file_open = own_room_file_open,
+    .wrote = room_wrote,
+    .rollback = room_rollback,
+    .commit_batch = sqlite_commit_batch,
+    .index_load = sqlite_index_load,
+    .index_due = sqlite_index_due,
+};
+
+static const party__store_ops shared_ops = {
+    .name = "sqlite",
+    .open = sqlite_open,
+    .close = sqlite_close,
+    .acquire = sqlite_acquire,
+    .release = sqlite_release,
+    .load = sqlite_load,
+    .unload = sqlite_unload,
+    .kv_get = shared_op_kv_get,
+    .kv_put = shared_op_kv_put,
+    .kv_delete = shared_op_kv_delete,
+    .kv_list = shared_op_kv_list,
+    .meta_get = shared_op_meta_get,
+    .meta_put = shared_op_meta_put,
+    .meta_delete = shared_op_meta_delete,
+    .meta_list = shared_op_meta_list,
+    .alarm_get = shared_op_alarm_get,
+    .alarm_set = shared_op_alarm_set,
+    .sched_add = shared_op_sched_add,
+    .sched_cancel = shared_op_sched_cancel,
+    .sched_set_next = shared_op_sched_set_next,
+    .sched_earliest = shared_op_sched_earliest,
+    .sched_each = shared_op_sched_each,
+    .room_file_open = shared_room_file_open,
     .wrote = room_wrote,
     .rollback = room_rollback,
     .commit_batch = sqlite_commit_batch,
@@ -2396,5 +2877,5 @@ static const party__store_ops sqlite_ops = {
 };
 
 const party__store_ops *party__store_sqlite_ops(void) {
-    return &sqlite_ops;
+    return &shared_ops;
 }

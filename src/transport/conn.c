@@ -25,8 +25,10 @@
 
 #include "log.h"
 #include "loop.h"
+#include "origin.h"
 #include "slab.h"
 #include "alloc.h"
+#include "conn_record.h"
 
 /* A request buffer starts small (a WebSocket handshake is a few hundred
  * bytes) and doubles while a request needs more, up to its limits. */
@@ -813,7 +815,9 @@ static void conn_flush(party_conn *conn) {
     const party__transport_ops *ops;
     int r;
 
-    if (conn->writing || conn->transport_closing)
+    /* Handed over (frozen > 1): the socket's next bytes are another
+     * process's to write. */
+    if (conn->writing || conn->transport_closing || party__conn_loop(conn)->frozen > 1)
         return;
     ops = conn_ops(conn);
     r = ops->flush(conn);
@@ -1039,7 +1043,9 @@ static void conn_watch(party_conn *conn) {
 }
 
 static void conn_start_reading(party_conn *conn) {
-    if (!conn->reading && !conn->transport_closing) {
+    /* Frozen for an upgrade: input waits in the socket for whichever
+     * process serves the connection next (party__conn_thaw). */
+    if (!conn->reading && !conn->transport_closing && !party__conn_loop(conn)->frozen) {
         conn->reading = 1;
         conn_watch(conn);
     }
@@ -1050,6 +1056,22 @@ static void conn_stop_reading(party_conn *conn) {
         conn->reading = 0;
         conn_watch(conn);
     }
+}
+
+/* An allow-list admitted the request's Origin: the answer names that
+ * origin instead of "*" (a disallowed one is never reflected: its request
+ * gets no CORS headers at all), and says it varies with Origin. */
+static void cors_reflect_origin(party__http_session *s, party_response *res) {
+    party__slice origin = party__http_header_get(&s->req, "Origin");
+    char text[PARTY__ORIGIN_MAX + 1];
+
+    if (origin.ptr == NULL || origin.len > PARTY__ORIGIN_MAX)
+        return;
+    memcpy(text, origin.ptr, origin.len);
+    text[origin.len] = '\0';
+    party_response_set_header(res, "Access-Control-Allow-Origin", text);
+    if (party__response_header_get(res, "Vary") == NULL)
+        party_response_set_header(res, "Vary", "Origin");
 }
 
 void party__conn_http_respond(party_conn *conn, party_response *res, int force_close) {
@@ -1063,9 +1085,12 @@ void party__conn_http_respond(party_conn *conn, party_response *res, int force_c
         for (h = s->cors; h[0] != NULL && h[1] != NULL; h += 2)
             if (party__response_header_get(res, h[0]) == NULL)
                 party_response_set_header(res, h[0], h[1]);
+        if (s->cors_reflect)
+            cors_reflect_origin(s, res);
         s->cors = NULL;
     }
-    buf = party__response_serialize(res, conn->head_only, keep_alive);
+    buf = party__response_serialize(res, conn->head_only, keep_alive,
+                                    party__loop_http_date(party__conn_loop(conn)));
 
     if (s != NULL && s->have_preq) {
         party__request_free(&s->preq);
@@ -1088,6 +1113,8 @@ void party__conn_http_respond(party_conn *conn, party_response *res, int force_c
     memmove(s->buf, s->buf + s->consumed, s->len - s->consumed);
     s->len -= s->consumed;
     s->consumed = 0;
+    s->continue_sent = 0;
+    s->cors_reflect = 0;
     party__http_parser_init(&s->parser);
     conn->phase = PARTY__CONN_HTTP;
     conn_timer_start(conn, seconds_to_ms(party__conn_loop(conn)->cfg.header_timeout),
@@ -1108,8 +1135,10 @@ void party__conn_http_fail(party_conn *conn, int status, const char *text) {
     party_response res;
     party__response_init(&res);
     party__response_text(&res, status, text);
-    if (status == 426)
+    if (status == 426) { /* RFC 9110 15.5.22: a 426 names the protocol to upgrade to */
+        party_response_set_header(&res, "Upgrade", "websocket");
         party_response_set_header(&res, "Sec-WebSocket-Version", "13");
+    }
     if (status == 503) /* every 503 here passes: the client may try again (D5) */
         party_response_set_header(&res, "Retry-After", "1");
     conn->phase = PARTY__CONN_HTTP_BUSY;
@@ -1130,6 +1159,35 @@ static const char *limit_flag(const char *reason) {
     return "";
 }
 
+/* RFC 9112 2.2: empty lines before a request line are skipped (some
+ * clients send a CRLF after a POST body). A lone CR waits for its LF. */
+static void skip_empty_lines(party__http_session *s) {
+    size_t n = 0;
+
+    while (n + 1 < s->len && s->buf[n] == '\r' && s->buf[n + 1] == '\n')
+        n += 2;
+    if (n > 0) {
+        memmove(s->buf, s->buf + n, s->len - n);
+        s->len -= n;
+    }
+}
+
+/* RFC 9110 10.1.1: the client waits for this before it sends the body. */
+static void send_continue(party_conn *conn) {
+    static const char text[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    party__buf *buf = party__buf_take(party__conn_loop(conn)->buf_pool, sizeof(text));
+
+    party__conn_http(conn)->continue_sent = 1;
+    if (buf == NULL) {
+        conn_close_now(conn);
+        return;
+    }
+    memcpy(buf->data, text, sizeof(text) - 1);
+    buf->len = sizeof(text) - 1;
+    (void)party__conn_queue(conn, buf);
+    party__buf_release(buf);
+}
+
 /* Parses one request from the session buffer and routes it. */
 static void conn_parse_one(party_conn *conn) {
     party__http_session *s = party__conn_http(conn);
@@ -1140,9 +1198,14 @@ static void conn_parse_one(party_conn *conn) {
     limits.max_header_bytes = party__conn_loop(conn)->cfg.max_header_bytes;
     limits.max_headers = party__conn_loop(conn)->cfg.max_headers;
     limits.max_body = party__conn_loop(conn)->cfg.max_body_bytes;
+    if (s->parser.scanned == 0 && s->len > 0 && s->buf[0] == '\r')
+        skip_empty_lines(s);
     r = party__http_parse(&s->parser, s->buf, s->len, &limits, &s->req, &s->consumed, &err);
-    if (r == PARTY__HTTP_AGAIN)
+    if (r == PARTY__HTTP_AGAIN) {
+        if (s->parser.expect_continue && !s->continue_sent)
+            send_continue(conn);
         return;
+    }
     if (r == PARTY__HTTP_ERROR) {
         char body[160];
         party__conn_loop(conn)->http_errors++;
@@ -1156,7 +1219,8 @@ static void conn_parse_one(party_conn *conn) {
     conn_timer_stop(conn);
     conn_stop_reading(conn);
     conn->phase = PARTY__CONN_HTTP_BUSY;
-    conn->head_only = party__slice_eq_nocase(s->req.method, "HEAD");
+    /* Methods are case-sensitive (RFC 9110 9.1): "head" is not HEAD. */
+    conn->head_only = s->req.method.len == 4 && memcmp(s->req.method.ptr, "HEAD", 4) == 0;
     conn->keep_alive = (uint8_t)s->req.keep_alive;
     upcalls(conn)->request(conn);
 }
@@ -1330,11 +1394,12 @@ int party__conn_begin_upgrade(party_conn *conn, struct party_room *room, const c
     return 0;
 }
 
-int party__conn_finish_upgrade(party_conn *conn) {
+int party__conn_finish_upgrade(party_conn *conn, const char *extra_headers) {
     party__http_session *s = party__conn_http(conn);
     party__slice key = party__http_header_get(&s->req, "Sec-WebSocket-Key");
     char accept[29];
-    party__buf *buf = party__buf_take(party__conn_loop(conn)->buf_pool, 160);
+    const char *extra = extra_headers != NULL ? extra_headers : "";
+    party__buf *buf = party__buf_take(party__conn_loop(conn)->buf_pool, 192 + strlen(extra));
     int r;
 
     if (buf == NULL)
@@ -1344,10 +1409,13 @@ int party__conn_finish_upgrade(party_conn *conn) {
         party__buf_release(buf);
         return r;
     }
-    buf->len = (size_t)snprintf(buf->data, buf->cap,
-                                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                                "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
-                                accept);
+    /* RFC 9110 7.8: a 100 Continue the request asked for comes first. */
+    buf->len = (size_t)snprintf(
+        buf->data, buf->cap,
+        "%sHTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
+        s->req.expect_continue && !s->continue_sent ? "HTTP/1.1 100 Continue\r\n\r\n" : "", accept,
+        extra);
     r = party__conn_queue(conn, buf);
     party__buf_release(buf);
     if (r != 0)
@@ -1758,7 +1826,7 @@ static void conn_fail_uncommitted(party_conn *conn, int moved) {
     party__response_text(&res, moved ? 503 : 500, moved ? moved_text : text);
     if (moved)
         party_response_set_header(&res, "Retry-After", "1");
-    buf = party__response_serialize(&res, 0, 0);
+    buf = party__response_serialize(&res, 0, 0, party__loop_http_date(party__conn_loop(conn)));
     party__response_free(&res);
     conn->phase = PARTY__CONN_HTTP_BUSY; /* lets the answer through */
     if (buf != NULL) {
@@ -1945,21 +2013,36 @@ const char *const *party__conn_tag_list(const party_conn *conn) {
 }
 
 typedef struct walk_arg {
-    void (*fn)(party_conn *conn);
+    void (*fn)(party_conn *conn, void *arg);
+    void *arg;
 } walk_arg;
 
 static void walk_one(void *obj, void *arg) {
     party_conn *conn = obj;
+    walk_arg *w = arg;
     if (!conn->transport_closing)
-        ((walk_arg *)arg)->fn(conn);
+        w->fn(conn, w->arg);
 }
 
-void party__conn_foreach(party__loop *lp, void (*fn)(party_conn *conn)) {
+void party__conn_foreach_with(party__loop *lp, void (*fn)(party_conn *conn, void *arg), void *arg) {
     /* The loop's slabs hold every connection struct: no list of them to
      * keep in each. */
     walk_arg w;
     w.fn = fn;
+    w.arg = arg;
     party__slabs_foreach(lp->conn_slabs, walk_one, &w);
+}
+
+static void call_plain(party_conn *conn, void *arg) {
+    (*(void (**)(party_conn *))arg)(conn);
+}
+
+void party__conn_foreach(party__loop *lp, void (*fn)(party_conn *conn)) {
+    party__conn_foreach_with(lp, call_plain, &fn);
+}
+
+int party__conn_fd(const party_conn *conn) {
+    return conn->fd;
 }
 
 /* ---- public connection API ---- */
@@ -2011,4 +2094,275 @@ const void *party_conn_state(party_conn *conn, size_t *len) {
     if (len != NULL)
         *len = conn->extra != NULL ? conn->extra->state_len : 0;
     return conn->extra != NULL ? conn->extra->state : NULL;
+}
+
+/* ---- upgrades: a connection handed to another process ---- */
+
+void party__conn_freeze(party_conn *conn) {
+    conn_stop_reading(conn);
+    conn_watch_as(conn, 1); /* input waits in the socket, unwatched */
+}
+
+/* 1 if the connection reads while it is in this phase. */
+static int conn_should_read(const party_conn *conn) {
+    if (conn->transport_closing)
+        return 0;
+    if (conn->phase == PARTY__CONN_HTTP)
+        return 1;
+    return (conn->phase == PARTY__CONN_OPEN || conn->phase == PARTY__CONN_CLOSING) &&
+           party__conn_http(conn) == NULL && !conn->close_received;
+}
+
+void party__conn_thaw(party_conn *conn) {
+    if (conn->transport_closing)
+        return;
+    if (conn->phase == PARTY__CONN_HTTP && (conn->busy == NULL || conn->busy->timer == NULL))
+        conn_timer_start(conn, seconds_to_ms(party__conn_loop(conn)->cfg.header_timeout),
+                         on_header_timeout);
+    if (conn_should_read(conn))
+        conn_start_reading(conn);
+    if (out_released(conn) > 0)
+        mark_dirty(conn);
+}
+
+int party__conn_quiet(const party_conn *conn) {
+    if (conn->transport_closing || conn->phase == PARTY__CONN_DONE)
+        return 1;
+    /* A request with a room, or a handshake waiting for its connect: its
+     * answer is on its way. Held output waits for a commit. */
+    return conn->phase != PARTY__CONN_HTTP_BUSY && conn->phase != PARTY__CONN_UPGRADING &&
+           conn->gate_next == NULL && !conn->handoff_wait;
+}
+
+int party__conn_handover_kind(const party_conn *conn) {
+    if (conn->transport_closing || conn->internal || conn->gate_next != NULL || conn->handoff_wait)
+        return 0;
+    if (conn->transport_slot != 0)
+        return -1; /* TLS: its session cannot move */
+    if (conn->phase == PARTY__CONN_OPEN && conn->in_room && party__conn_http(conn) == NULL &&
+        !conn->close_sent && !conn->close_received && !conn->handshake_held && conn->id != NULL)
+        return PARTY__CONN_RECORD_WS;
+    if (conn->phase == PARTY__CONN_HTTP && party__conn_http(conn) != NULL &&
+        party__conn_http(conn)->consumed == 0)
+        return PARTY__CONN_RECORD_HTTP;
+    return 0;
+}
+
+int party__conn_export(party_conn *conn, party__conn_record *rec, char **owned) {
+    struct sockaddr_storage peer;
+    socklen_t peer_len = sizeof(peer);
+    int kind = party__conn_handover_kind(conn);
+    party__conn_sendq *q = conn->out;
+    uint32_t i;
+    size_t at = 0;
+
+    *owned = NULL;
+    memset(rec, 0, sizeof(*rec));
+    if (kind <= 0)
+        return kind;
+    rec->kind = (party__conn_record_kind)kind;
+    memset(&peer, 0, sizeof(peer));
+    if (getpeername(conn->fd, (struct sockaddr *)&peer, &peer_len) == 0) {
+        if (peer.ss_family == AF_INET) {
+            const struct sockaddr_in *a = (const struct sockaddr_in *)&peer;
+            rec->peer_family = 4;
+            memcpy(rec->peer_addr, &a->sin_addr, 4);
+            rec->peer_port = ntohs(a->sin_port);
+        } else if (peer.ss_family == AF_INET6) {
+            const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&peer;
+            rec->peer_family = 6;
+            memcpy(rec->peer_addr, &a->sin6_addr, 16);
+            rec->peer_port = ntohs(a->sin6_port);
+        }
+    }
+    /* The unsent output, in one piece: the queue's buffers are shared
+     * with other connections (a broadcast). None is held (the kind says
+     * so): all of it is the client's. */
+    if (q != NULL && q->bytes > 0) {
+        *owned = party__malloc(q->bytes);
+        if (*owned == NULL)
+            return PARTY_ENOMEM;
+        for (i = 0; i < q->len; i++) {
+            party__buf *b = *out_slot(q, i);
+            size_t off = i == 0 ? q->offset : 0;
+            memcpy(*owned + at, b->data + off, b->len - off);
+            at += b->len - off;
+        }
+        rec->output = party__slice_make(*owned, at);
+    }
+    conn_timer_stop(conn); /* no timeout may act on a socket that moved */
+    if (kind == PARTY__CONN_RECORD_HTTP) {
+        rec->input = party__slice_make(party__conn_http(conn)->buf, party__conn_http(conn)->len);
+        return kind;
+    }
+    rec->flags = conn->readonly ? PARTY__CONN_RECORD_READONLY : 0;
+    rec->id = party__slice_make(conn->id, strlen(conn->id));
+    rec->uri = party__slice_make(party_conn_uri(conn), strlen(party_conn_uri(conn)));
+    for (i = 1; i < conn->n_tags; i++) {
+        const char *tag = party__conn_tag_list(conn)[i];
+        rec->tags[rec->n_tags++] = party__slice_make(tag, strlen(tag));
+    }
+    if (conn->extra != NULL)
+        rec->state = party__slice_make(conn->extra->state, conn->extra->state_len);
+    /* A frame or message partly read is in the busy record; with none,
+     * nothing is pending (rec was zeroed). */
+    if (conn->busy != NULL && conn->busy->reading_frame)
+        party__ws_reader_pending(&conn->busy->reader, &rec->input, &rec->msg, &rec->msg_opcode,
+                                 &rec->utf8_state);
+    return kind;
+}
+
+void party__conn_forget(party_conn *conn) {
+    if (conn->transport_closing)
+        return;
+    /* No Close, no on_close, no shutdown(): the socket lives on in the
+     * process that took it over; this one only drops its descriptor. */
+    conn->close_reported = 1;
+    conn->transport_closing = 1;
+    conn->phase = PARTY__CONN_DONE;
+    conn_timer_stop(conn);
+    conn_close_socket(conn);
+}
+
+/* Sets the id and uri block of an adopted WebSocket: the id, then the uri
+ * (id_at 0). */
+static int adopt_ident(party_conn *conn, party__slice id, party__slice uri) {
+    size_t need = id.len + 1 + uri.len + 1;
+    char *block = need <= sizeof(conn->ident) ? conn->ident : party__malloc(need);
+
+    if (block == NULL)
+        return PARTY_ENOMEM;
+    memcpy(block, id.ptr, id.len);
+    block[id.len] = '\0';
+    memcpy(block + id.len + 1, uri.ptr, uri.len);
+    block[id.len + 1 + uri.len] = '\0';
+    conn->id = block;
+    conn->id_at = 0;
+    return 0;
+}
+
+static int adopt_ws(party_conn *conn, const party__conn_record *rec) {
+    party__loop *lp = party__conn_loop(conn);
+    char tag_text[PARTY__CONN_RECORD_MAX_TAGS][PARTY_MAX_TAG_LEN + 1];
+    const char *tags[PARTY__CONN_RECORD_MAX_TAGS];
+    size_t i;
+    int r;
+
+    if (rec->id.len > PARTY_MAX_TAG_LEN || memchr(rec->id.ptr, '\0', rec->id.len) != NULL ||
+        memchr(rec->uri.ptr, '\0', rec->uri.len) != NULL || rec->state.len > PARTY_MAX_CONN_STATE)
+        return PARTY_EINVAL;
+    if ((r = adopt_ident(conn, rec->id, rec->uri)) != 0)
+        return r;
+    for (i = 0; i < rec->n_tags; i++) {
+        if (rec->tags[i].len > PARTY_MAX_TAG_LEN ||
+            memchr(rec->tags[i].ptr, '\0', rec->tags[i].len) != NULL)
+            return PARTY_EINVAL;
+        memcpy(tag_text[i], rec->tags[i].ptr, rec->tags[i].len);
+        tag_text[i][rec->tags[i].len] = '\0';
+        tags[i] = tag_text[i];
+    }
+    if ((r = party__conn_set_tags(conn, tags, rec->n_tags)) != 0)
+        return r;
+    if (rec->state.len > 0 && (r = party_conn_set_state(conn, rec->state.ptr, rec->state.len)) != 0)
+        return r;
+    conn->readonly = (rec->flags & PARTY__CONN_RECORD_READONLY) != 0;
+    if (rec->msg_opcode != 0 || rec->msg.len > 0) {
+        /* A fragmented message was being assembled: its reader lives in
+         * the busy record, as one partly read here would (conn_feed_ws).
+         * A partial frame is fed again (party__conn_adopt_start). */
+        party__conn_busy *b = busy_get(conn);
+        if (b == NULL)
+            return PARTY_ENOMEM;
+        party__ws_reader_init(&b->reader, lp->cfg.max_message_bytes, 1);
+        b->reading_frame = 1; /* from here conn_free resets the reader */
+        r = party__ws_reader_restore(&b->reader, rec->msg_opcode, rec->utf8_state, rec->msg);
+        if (r != 0)
+            return r;
+    }
+    conn->phase = PARTY__CONN_OPEN;
+    return 0;
+}
+
+party_conn *party__conn_adopt_record(party__loop *lp, int fd, const party__conn_record *rec) {
+    party_conn *conn = conn_new(lp, fd);
+    int on = 1, r;
+
+    if (conn == NULL)
+        return NULL;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    if (rec->kind == PARTY__CONN_RECORD_WS) {
+        conn->n_tags = 1;
+        r = adopt_ws(conn, rec);
+    } else {
+        r = http_session_new(conn);
+        conn->phase = PARTY__CONN_HTTP;
+    }
+    if (r == 0 && rec->output.len > 0) {
+        party__buf *buf = party__buf_new(rec->output.len);
+        r = buf != NULL ? 0 : PARTY_ENOMEM;
+        if (buf != NULL) {
+            memcpy(buf->data, rec->output.ptr, rec->output.len);
+            buf->len = rec->output.len;
+            r = party__conn_queue(conn, buf);
+            party__buf_release(buf);
+        }
+    }
+    if (r != 0) {
+        party__log_error(lp, "upgrade: cannot adopt a connection: %s", party_strerror(r));
+        if (!conn->transport_closing) {
+            conn->transport_closing = 1;
+            conn_close_socket(conn);
+        }
+        return NULL;
+    }
+    return conn;
+}
+
+void party__conn_adopt_start(party_conn *conn, party__slice input) {
+    if (conn->transport_closing)
+        return;
+    if (conn->phase == PARTY__CONN_HTTP) {
+        party__http_session *s = party__conn_http(conn);
+        if (input.len > 0) {
+            /* What the other process read of a request. */
+            size_t want = input.len > HTTP_BUF_FIRST ? input.len : HTTP_BUF_FIRST;
+            char *grown;
+            if (input.len > s->max) {
+                party__conn_http_fail(conn, 413, "request exceeds max_body_bytes\n");
+                return;
+            }
+            if (want > s->cap) {
+                grown = party__realloc(s->buf, want);
+                if (grown == NULL) {
+                    conn_close_now(conn);
+                    return;
+                }
+                s->buf = grown;
+                s->cap = want;
+            }
+            memcpy(s->buf, input.ptr, input.len);
+            s->len = input.len;
+        }
+        conn_begin_http(conn);
+        if (s->len > 0)
+            conn_parse_http(conn);
+        return;
+    }
+    if (input.len > 0) {
+        /* Frames are unmasked in place: the reader gets a copy. */
+        char *copy = party__malloc(input.len);
+        if (copy == NULL) {
+            party__conn_start_close(conn, PARTY__WS_INTERNAL_ERROR, "out of memory");
+            return;
+        }
+        memcpy(copy, input.ptr, input.len);
+        conn_feed_ws(conn, copy, input.len);
+        party__free(copy);
+    }
+    if (conn->phase == PARTY__CONN_OPEN && !conn->close_received)
+        conn_start_reading(conn);
+}
+
+void party__conn_enter_room(party_conn *conn, struct party_room *room) {
+    conn->room = room;
 }

@@ -18,6 +18,8 @@
 #include "transport.h"
 #include "ws.h"
 
+struct party__conn_record;
+
 /* Width of party_conn.id_at: an id inside a longer uri is kept there. */
 #define PARTY__CONN_ID_AT_BITS 10
 
@@ -38,8 +40,11 @@ typedef struct party__http_session {
     party__http_request req;
     party_request preq; /* the public view, while a room or hook has it */
     int have_preq;
-    const char *const *cors;                /* headers to add to this request's answer, or NULL */
-    size_t consumed;                        /* bytes of buf that the current request used */
+    const char *const *cors; /* headers to add to this request's answer, or NULL */
+    int cors_reflect;        /* cors: Access-Control-Allow-Origin names the request's Origin (an
+                                allow-list admitted it), with Vary: Origin */
+    int continue_sent;       /* "100 Continue" was sent for the request being read */
+    size_t consumed;         /* bytes of buf that the current request used */
     struct party__http_session *next_spare; /* in the loop's pool */
 } party__http_session;
 
@@ -324,8 +329,10 @@ void party__conn_http_respond(party_conn *conn, party_response *res, int force_c
  * the room's connect event. id is copied. */
 int party__conn_begin_upgrade(party_conn *conn, struct party_room *room, const char *id);
 /* WebSocket: sends the 101 response and starts reading frames (after any
- * bytes that arrived behind the request). */
-int party__conn_finish_upgrade(party_conn *conn);
+ * bytes that arrived behind the request). extra_headers (NULL: none):
+ * header lines, each ending in CRLF, added to the 101 (a cluster node's
+ * name and the room's epoch). */
+int party__conn_finish_upgrade(party_conn *conn, const char *extra_headers);
 /* WebSocket: after on_connect, reads the frames that arrived right behind
  * the upgrade request, frees the HTTP session, and starts reading. */
 void party__conn_start_ws(party_conn *conn);
@@ -343,14 +350,62 @@ void party__conn_start_close(party_conn *conn, int code, const char *reason);
 /* Frees the HTTP session (the upgrade is done). */
 void party__conn_end_http(party_conn *conn);
 
-/* Calls fn for every connection whose socket is not closing (shutdown). fn
- * may close connections. */
+/* Calls fn for every connection whose socket is not closing (shutdown,
+ * upgrades), walking the loop's connection slabs. fn may close
+ * connections (their structs stay until the end of the loop turn). */
 void party__conn_foreach(party__loop *lp, void (*fn)(party_conn *conn));
+/* The same, with an argument for fn. */
+void party__conn_foreach_with(party__loop *lp, void (*fn)(party_conn *conn, void *arg), void *arg);
+/* The connection's socket (-1 once closed). */
+int party__conn_fd(const party_conn *conn);
 
 /* The connection's tags, id first; n_tags entries. */
 const char *const *party__conn_tag_list(const party_conn *conn);
 
 /* Generates a random connection id (UUID v4 form) into out. */
 void party__conn_make_id(char out[37]);
+
+/* ---- upgrades: connections handed to another process ----
+ * The caller sets the loop's frozen (1: no socket is read; 2: none is
+ * written either, the connections were exported) around these. */
+
+/* Stops reading: input waits in the socket for whichever process serves
+ * the connection next. */
+void party__conn_freeze(party_conn *conn);
+/* The hand-over failed: the connection reads (and writes) again, as its
+ * phase wants. Call with the loop's frozen back at 0. */
+void party__conn_thaw(party_conn *conn);
+/* 1 if nothing is on its way through the connection that the hand-over
+ * must wait for: no request with a room, no handshake waiting for its
+ * connect, no output held for a commit. */
+int party__conn_quiet(const party_conn *conn);
+/* What a hand-over does with the connection: PARTY__CONN_RECORD_WS (an
+ * open WebSocket in a room) or PARTY__CONN_RECORD_HTTP (an HTTP
+ * connection between requests) when it moves; -1 when it cannot move
+ * (TLS); 0 when it stays (closing, internal, busy). */
+int party__conn_handover_kind(const party_conn *conn);
+/* Fills rec with what the connection is (conn_record.h) for another
+ * process: its kind as above (0 or -1: rec is not filled), or
+ * PARTY_ENOMEM. The slices point into the connection (valid until it is
+ * fed, written or freed) and into *owned (the unsent output in one
+ * block; the caller frees it, NULL when none). Stops its timeouts. */
+int party__conn_export(party_conn *conn, struct party__conn_record *rec, char **owned);
+/* The connection was taken over by another process: its descriptor here
+ * is closed without a Close frame, a shutdown or an on_close. Unlink it
+ * from its room first. */
+void party__conn_forget(party_conn *conn);
+/* Serves fd, a socket another process handed over with rec (the same way
+ * the listener's connections start: one per accepted socket): an open
+ * WebSocket with its id, uri, tags, state, fragmented message and unsent
+ * output, or an HTTP connection between requests. Not reading yet: for a
+ * WebSocket, the caller links it into its room first (party__conn_enter_room),
+ * then calls party__conn_adopt_start. The connection, or NULL (logged; fd
+ * closed). fd is the runtime's from now on. */
+party_conn *party__conn_adopt_record(party__loop *lp, int fd, const struct party__conn_record *rec);
+/* Feeds an adopted connection what the other process had read and not
+ * consumed (rec->input), then starts reading. */
+void party__conn_adopt_start(party_conn *conn, party__slice input);
+/* An adopted WebSocket belongs to room. */
+void party__conn_enter_room(party_conn *conn, struct party_room *room);
 
 #endif

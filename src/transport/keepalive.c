@@ -38,7 +38,9 @@ static void sweep_one(party_conn *conn) {
 }
 
 void party__keepalive_sweep(party__loop *lp) {
-    if (lp->stopping)
+    /* Frozen for an upgrade, nobody reads the answers: the next sweep (in
+     * this process or the next) decides. */
+    if (lp->stopping || lp->frozen)
         return;
     /* One Ping frame, queued by reference on every connection that gets it. */
     lp->keepalive_ping = party__ws_frame_new(NULL, PARTY__WS_PING, NULL, 0);

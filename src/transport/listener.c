@@ -101,6 +101,18 @@ int party__listener_open(party__loop *lp, const struct sockaddr *addr) {
         close(fd);
         return r;
     }
+    return party__listener_adopt(lp, fd);
+}
+
+int party__listener_adopt(party__loop *lp, int fd) {
+    int r, flags = fcntl(fd, F_GETFL);
+
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0 ||
+        fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+        r = uv_translate_sys_error(errno);
+        close(fd);
+        return r;
+    }
     r = uv_poll_init_socket(&lp->loop, &lp->listener, fd);
     if (r == 0)
         r = uv_poll_start(&lp->listener, UV_READABLE, on_listener_readable);
@@ -113,6 +125,18 @@ int party__listener_open(party__loop *lp, const struct sockaddr *addr) {
     lp->listen_fd = fd;
     lp->spare_fd = spare_fd_open();
     return 0;
+}
+
+void party__listener_pause(party__loop *lp) {
+    /* The socket stays open: connection attempts wait in its backlog. */
+    if (lp->listen_fd >= 0)
+        uv_poll_stop(&lp->listener);
+}
+
+void party__listener_resume(party__loop *lp) {
+    if (lp->listen_fd >= 0 && !lp->stopping &&
+        uv_poll_start(&lp->listener, UV_READABLE, on_listener_readable) != 0)
+        party__log_error(lp, "listener: cannot watch the socket again; no longer accepting");
 }
 
 int party__listener_port(party__loop *lp) {

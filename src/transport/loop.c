@@ -4,6 +4,7 @@
 
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include "alloc.h"
 #include "buf.h"
@@ -52,4 +53,18 @@ int party__loop_warning_due(party__loop *lp, uint64_t *last) {
         return 0;
     *last = now;
     return 1;
+}
+
+const char *party__loop_http_date(party__loop *lp) {
+    int64_t now = party__loop_epoch_ms(lp) / 1000;
+
+    if (now != lp->http_date_at || lp->http_date[0] == '\0') {
+        time_t t = (time_t)now;
+        struct tm tm;
+        if (gmtime_r(&t, &tm) == NULL ||
+            strftime(lp->http_date, sizeof(lp->http_date), "%a, %d %b %Y %H:%M:%S GMT", &tm) == 0)
+            return NULL;
+        lp->http_date_at = now;
+    }
+    return lp->http_date;
 }

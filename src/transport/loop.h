@@ -109,11 +109,18 @@ struct party__loop {
     uint64_t protocol_errors;  /* WebSocket connections closed for a bad frame */
     uint64_t send_queue_drops; /* slow readers dropped */
     uint64_t http_ended;       /* HTTP phases ended (handshakes, requests answered) */
+    uint64_t origin_refused;   /* handshakes and preflights refused for their Origin */
+    /* The Date field of HTTP answers, formatted once a second */
+    int64_t http_date_at; /* the second it shows */
+    char http_date[30];   /* "Sun, 06 Nov 1994 08:49:37 GMT" */
     /* Outbound HTTP: what the loop's clients (http_client.h, made by the
      * rooms' outbound requests) count */
     party__http_stats http_stats;
 
     int in_callback;  /* a user callback is running: new events are queued */
+    int frozen;       /* an upgrade is handing the connections over: no socket is read
+                       * (1), nor written (2) */
+    int handed_over;  /* an upgrade succeeded: another process serves the rooms now */
     int stopping;     /* a graceful stop has begun */
     int finished;     /* rooms freed, handles closing */
     int trim_pending; /* memory was freed in bulk: return it at the next tick */
@@ -131,6 +138,10 @@ void party__loop_free(party__loop *lp);
 uint64_t party__loop_now(party__loop *lp);
 /* Wall-clock ms since the epoch (virtual under the test harness). */
 int64_t party__loop_epoch_ms(party__loop *lp);
+
+/* The IMF-fixdate of now (RFC 9110 5.6.7) for an answer's Date field;
+ * valid until the loop's next call. */
+const char *party__loop_http_date(party__loop *lp);
 
 /* 1 if a warning of a kind whose last one was logged at *last may be
  * logged now (at most one a second: out of descriptors comes in storms);

@@ -22,6 +22,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+
 #include <cmocka.h>
 #include <libpq-fe.h>
 
@@ -303,7 +308,7 @@ static void test_newer_schema_is_refused_naming_both_versions(void **state) {
     assert_non_null(d);
     assert_int_equal(partyd_wait_exit(d, 20000), 1);
     err = partyd_stderr(d);
-    if (strstr(err, "storage format version 99, newer than this partyd's (version 1)") == NULL)
+    if (strstr(err, "storage format version 99, newer than this partyd's (version 2)") == NULL)
         fail_msg("no versions named in: %s", err);
     free(err);
     partyd_free(d);
@@ -359,9 +364,31 @@ static void test_default_node_name_is_host_and_pid_with_port_0(void **state) {
     partyd_free(d);
 }
 
+/* ---- upgrades ---- */
+
+/* A node of a cluster refuses SIGUSR2 with a log line that says what to do
+ * instead, and goes on serving its connections. */
+static void test_sigusr2_is_refused_on_a_shared_store(void **state) {
+    char uri[512];
+    partyd *d;
+    tconn *c;
+    (void)state;
+
+    database_new(uri, sizeof(uri));
+    d = node_start(uri, "up1", NULL);
+    c = ws_open(partyd_port(d), "/parties/echo/refused?_pk=a");
+    partyd_signal(d, SIGUSR2);
+    assert_true(partyd_wait_stderr(d, "upgrade: SIGUSR2 refused: with --store", 20000));
+    ws_send_text(c, "still here");
+    ws_expect_text(c, "still here");
+    tconn_close(c);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+}
+
 /* ---- ownership ---- */
 
-static void test_second_node_answers_503_for_a_room_the_first_holds(void **state) {
+static void test_second_node_answers_503_for_a_room_the_first_will_not_hand_over(void **state) {
     char uri[512];
     partyd *n1, *n2;
     http_response res;
@@ -370,12 +397,18 @@ static void test_second_node_answers_503_for_a_room_the_first_holds(void **state
     (void)state;
 
     database_new(uri, sizeof(uri));
-    n1 = node_start(uri, "n1", NULL);
+    {
+        /* n1 hands a room over only after holding it a minute. */
+        const char *args[] = {"--store", uri, "--node", "n1", "--handoff-hold", "60", NULL};
+        n1 = partyd_start(args);
+        assert_non_null(n1);
+    }
     n2 = node_start(uri, "n2", NULL);
     c = ws_open(partyd_port(n1), "/parties/counter/shared");
     ws_send_text(c, "+");
     ws_expect_text(c, "1");
 
+    /* n2 asks n1 for the room and waits (bounded); n1 keeps it: 503. */
     http_expect_get(partyd_port(n2), "/parties/counter/shared", &res);
     assert_int_equal(res.status, 503);
     assert_non_null(http_response_header(&res, "Retry-After"));
@@ -389,6 +422,9 @@ static void test_second_node_answers_503_for_a_room_the_first_holds(void **state
         http_response_free(&res);
         tconn_close(w);
     }
+    /* n1's client was never disturbed. */
+    ws_send_text(c, "+");
+    ws_expect_text(c, "2");
     /* Other rooms are n2's to take. */
     assert_int_equal(counter_expect_count(partyd_port(n2), "other"), 0);
 
@@ -396,7 +432,51 @@ static void test_second_node_answers_503_for_a_room_the_first_holds(void **state
     tconn_close(c);
     assert_int_equal(partyd_stop(n1), 0);
     partyd_free(n1);
-    assert_int_equal(counter_expect_count(partyd_port(n2), "shared"), 1);
+    assert_int_equal(counter_expect_count(partyd_port(n2), "shared"), 2);
+    assert_int_equal(partyd_stop(n2), 0);
+    partyd_free(n2);
+}
+
+static void test_node_asked_for_a_room_hands_it_over_with_1012(void **state) {
+    char uri[512];
+    partyd *n1, *n2;
+    http_response res;
+    tconn *c;
+    long long epoch;
+    (void)state;
+
+    database_new(uri, sizeof(uri));
+    {
+        /* This client reads n1's close only after n2 answered: n1 stops
+         * waiting for its Close reply after half a second (the hand-off
+         * waits for the room's clients, up to close_timeout). */
+        const char *args[] = {"--store", uri, "--node", "n1", "--close-timeout", "0.5", NULL};
+        n1 = partyd_start(args);
+        assert_non_null(n1);
+    }
+    n2 = node_start(uri, "n2", NULL);
+    c = tconn_open(partyd_port(n1), 0);
+    assert_non_null(c);
+    assert_int_equal(ws_handshake(c, "/parties/counter/moving", NULL, NULL, 0, &res), 0);
+    epoch = atoll(http_response_header(&res, "X-Partyd-Epoch"));
+    http_response_free(&res);
+    ws_send_text(c, "+");
+    ws_expect_text(c, "1");
+
+    /* n2 is asked for the room (a failback, a moved ring): n1 hands it
+     * over once it has held it a second; n2 answers with its count. */
+    http_expect_get(partyd_port(n2), "/parties/counter/moving", &res);
+    assert_int_equal(res.status, 200);
+    assert_string_equal(http_response_header(&res, "X-Partyd-Node"), "n2");
+    assert_true(atoll(http_response_header(&res, "X-Partyd-Epoch")) > epoch);
+    assert_non_null(strstr(res.body, "\"count\":1"));
+    http_response_free(&res);
+    /* n1's client was told the room moved. */
+    ws_expect_close(c, 1012, NULL);
+    tconn_close(c);
+    assert_true(partyd_wait_stderr(n1, "given up to another node", 5000));
+    assert_int_equal(partyd_stop(n1), 0);
+    partyd_free(n1);
     assert_int_equal(partyd_stop(n2), 0);
     partyd_free(n2);
 }
@@ -495,7 +575,7 @@ static void test_stale_owner_commit_is_fenced_and_closes_1012(void **state) {
     partyd_free(d);
 }
 
-static void test_node_that_lost_its_lease_fails_health_and_commits_nothing(void **state) {
+static void test_node_that_lost_its_lease_commits_nothing_then_registers_again(void **state) {
     char uri[512];
     partyd *d;
     http_response res;
@@ -523,15 +603,284 @@ static void test_node_that_lost_its_lease_fails_health_and_commits_nothing(void 
         http_response_free(&res);
     }
     assert_int_equal(status, 503);
-    ws_send_text(c, "+");
-    ws_expect_close(c, 1012, NULL);
-    tconn_close(c);
-    /* Nor does it take rooms. */
+    /* Nor does it take rooms (while it still holds one: c has not
+     * answered the close yet). */
     http_expect_get(partyd_port(d), "/parties/counter/another", &res);
     assert_int_equal(res.status, 503);
     http_response_free(&res);
+    ws_send_text(c, "+");
+    ws_expect_close(c, 1012, NULL);
+    tconn_close(c);
+
+    /* Its rooms given up, it registers again and serves: the room's
+     * count is the one acknowledged. */
+    for (attempt = 0; attempt < 100 && status != 200; attempt++) {
+        usleep(100 * 1000);
+        http_expect_get(partyd_port(d), "/_partyd/health", &res);
+        status = res.status;
+        http_response_free(&res);
+    }
+    assert_int_equal(status, 200);
+    assert_int_equal(counter_expect_count(partyd_port(d), "leased"), 1);
     assert_int_equal(partyd_stop(d), 0);
     partyd_free(d);
+}
+
+/* ---- which node answers ---- */
+
+/* The header's value in res, failing the test when it is absent. */
+static const char *header(const http_response *res, const char *name) {
+    const char *v = http_response_header(res, name);
+    if (v == NULL)
+        fail_msg("no %s in:\n%s", name, res->head);
+    return v;
+}
+
+static void test_answers_name_the_node_and_the_rooms_epoch(void **state) {
+    char uri[512], *epoch;
+    partyd *n1, *n2;
+    http_response res;
+    tconn *c;
+    (void)state;
+
+    database_new(uri, sizeof(uri));
+    n1 = node_start(uri, "n1", NULL);
+    c = tconn_open(partyd_port(n1), 0);
+    assert_non_null(c);
+    assert_int_equal(ws_handshake(c, "/parties/counter/named", NULL, NULL, 0, &res), 0);
+    epoch = sql_value(uri, "SELECT epoch FROM party_rooms WHERE party = 'counter'");
+    assert_non_null(epoch);
+    assert_string_equal(header(&res, "X-Partyd-Node"), "n1");
+    assert_string_equal(header(&res, "X-Partyd-Epoch"), epoch);
+    http_response_free(&res);
+    ws_send_text(c, "+");
+    ws_expect_text(c, "1");
+    http_expect_get(partyd_port(n1), "/parties/counter/named", &res);
+    assert_int_equal(res.status, 200);
+    assert_string_equal(header(&res, "X-Partyd-Node"), "n1");
+    assert_string_equal(header(&res, "X-Partyd-Epoch"), epoch);
+    http_response_free(&res);
+    http_expect_get(partyd_port(n1), "/_partyd/health", &res);
+    assert_int_equal(res.status, 200);
+    assert_string_equal(header(&res, "X-Partyd-Node"), "n1");
+    http_response_free(&res);
+    tconn_close(c);
+    assert_int_equal(partyd_stop(n1), 0);
+    partyd_free(n1);
+
+    /* Another node takes the room with a newer epoch. */
+    n2 = node_start(uri, "n2", NULL);
+    http_expect_get(partyd_port(n2), "/parties/counter/named", &res);
+    assert_int_equal(res.status, 200);
+    assert_string_equal(header(&res, "X-Partyd-Node"), "n2");
+    assert_true(atoll(header(&res, "X-Partyd-Epoch")) > atoll(epoch));
+    http_response_free(&res);
+    free(epoch);
+    assert_int_equal(partyd_stop(n2), 0);
+    partyd_free(n2);
+}
+
+static void test_single_process_names_itself_only_with_node(void **state) {
+    const char *named[] = {"--node", "solo", NULL};
+    partyd *d;
+    http_response res;
+    tconn *c;
+    (void)state;
+
+    d = partyd_start(named);
+    assert_non_null(d);
+    c = tconn_open(partyd_port(d), 0);
+    assert_non_null(c);
+    assert_int_equal(ws_handshake(c, "/parties/counter/solo", NULL, NULL, 0, &res), 0);
+    assert_string_equal(header(&res, "X-Partyd-Node"), "solo");
+    /* No epochs without a cluster store. */
+    assert_null(http_response_header(&res, "X-Partyd-Epoch"));
+    http_response_free(&res);
+    tconn_close(c);
+    http_expect_get(partyd_port(d), "/parties/counter/solo", &res);
+    assert_string_equal(header(&res, "X-Partyd-Node"), "solo");
+    assert_null(http_response_header(&res, "X-Partyd-Epoch"));
+    http_response_free(&res);
+    http_expect_get(partyd_port(d), "/_partyd/health", &res);
+    assert_string_equal(header(&res, "X-Partyd-Node"), "solo");
+    http_response_free(&res);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+
+    d = partyd_start(NULL);
+    assert_non_null(d);
+    http_expect_get(partyd_port(d), "/parties/counter/solo", &res);
+    assert_null(http_response_header(&res, "X-Partyd-Node"));
+    http_response_free(&res);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+}
+
+/* ---- connections to PostgreSQL ---- */
+
+static void test_store_connections_are_capped(void **state) {
+    char uri[512], request[160], *n;
+    const char *args[] = {"--store", uri, "--node", "n1", "--store-connections", "1", NULL};
+    tconn *c[20];
+    partyd *d;
+    int i;
+    (void)state;
+
+    database_new(uri, sizeof(uri));
+    d = partyd_start(args);
+    assert_non_null(d);
+    /* Twenty cold rooms asked for at once: their acquires and loads run
+     * in parallel, and share one connection (they wait for it, none
+     * fails). */
+    for (i = 0; i < 20; i++) {
+        c[i] = tconn_open(partyd_port(d), 0);
+        assert_non_null(c[i]);
+        snprintf(request, sizeof(request),
+                 "GET /parties/counter/cap-%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", i);
+        assert_int_equal(tconn_send_str(c[i], request), 0);
+    }
+    for (i = 0; i < 20; i++) {
+        http_response res;
+        assert_int_equal(http_read_response(c[i], 0, &res, TC_TIMEOUT_MS), 0);
+        assert_int_equal(res.status, 200);
+        http_response_free(&res);
+        tconn_close(c[i]);
+    }
+    n = sql_value(uri, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'partyd'"
+                       " AND datname = current_database()");
+    assert_non_null(n);
+    if (atoi(n) > 1)
+        fail_msg("%s connections open, capped at 1", n);
+    free(n);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+}
+
+/* ---- room-to-room requests between nodes ---- */
+
+static partyd *node_with_secret(const char *uri, const char *node) {
+    const char *args[] = {"--store", uri, "--node", node, "--cluster-secret", "s3cret", NULL};
+    partyd *d = partyd_start(args);
+    assert_non_null(d);
+    return d;
+}
+
+/* A raw request to the counter room "far" on port, from another node's
+ * room (X-Partyd-From-Room) with secret (NULL: none): its status. */
+static int from_other_node(int port, const char *secret) {
+    char headers[160];
+    http_response res;
+    int status;
+    snprintf(headers, sizeof(headers), "X-Partyd-From-Room: %064d\r\n%s%s%s", 0,
+             secret != NULL ? "X-Partyd-Cluster-Secret: " : "", secret != NULL ? secret : "",
+             secret != NULL ? "\r\n" : "");
+    http_expect_request(port, "GET", "/parties/counter/far", headers, NULL, 0, &res);
+    status = res.status;
+    http_response_free(&res);
+    return status;
+}
+
+static void test_room_fetch_reaches_a_room_another_node_owns(void **state) {
+    char uri[512], *answer;
+    partyd *n1, *n2;
+    tconn *c, *p;
+    (void)state;
+
+    database_new(uri, sizeof(uri));
+    n1 = node_with_secret(uri, "n1");
+    n2 = node_with_secret(uri, "n2");
+    c = ws_open(partyd_port(n2), "/parties/counter/far");
+    ws_send_text(c, "+");
+    ws_expect_text(c, "1");
+
+    /* A room of n1 asks for the room n2 owns: n1 sends the request to
+     * n2, which answers from the room (no hand-off: it stays on n2). */
+    p = probe_open(partyd_port(n1), "near", NULL, NULL);
+    ws_send_text(p, "fetch:counter/far");
+    answer = ws_expect_text_prefix(p, "response:200:");
+    if (strstr(answer, "\"count\":1") == NULL)
+        fail_msg("answer %s", answer);
+    free(answer);
+    ws_send_text(c, "+");
+    ws_expect_text(c, "2");
+    tconn_close(p);
+    tconn_close(c);
+
+    /* n2 takes such requests only with the secret. */
+    assert_int_equal(from_other_node(partyd_port(n2), NULL), 400);
+    assert_int_equal(from_other_node(partyd_port(n2), "wrong"), 400);
+    assert_int_equal(from_other_node(partyd_port(n2), "s3cret"), 200);
+    assert_int_equal(partyd_stop(n1), 0);
+    partyd_free(n1);
+    assert_int_equal(partyd_stop(n2), 0);
+    partyd_free(n2);
+}
+
+/* A request in flight when its node dies (DESIGN.md D4): the room's next
+ * incarnation, on another node, answers it "aborted". The reminder
+ * party's webhook goes to a listener of this test that accepts it and
+ * never answers. */
+static void test_outbound_request_in_flight_on_a_dead_node_is_aborted_on_the_next(void **state) {
+    char uri[512], allow[64], target[512];
+    struct sockaddr_in addr;
+    socklen_t len = sizeof(addr);
+    struct pollfd pfd;
+    http_response res;
+    partyd *n1, *n2;
+    int listener, held, port;
+    (void)state;
+
+    listener = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(listener >= 0);
+    memset(&addr, 0, sizeof(addr));
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(listener, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    assert_int_equal(listen(listener, 4), 0);
+    assert_int_equal(getsockname(listener, (struct sockaddr *)&addr, &len), 0);
+    port = ntohs(addr.sin_port);
+    snprintf(allow, sizeof(allow), "127.0.0.1:%d", port);
+
+    database_new(uri, sizeof(uri));
+    {
+        const char *args[] = {"--store", uri, "--node", "n1", "--fetch-allow", allow, NULL};
+        n1 = partyd_start(args);
+    }
+    {
+        const char *args[] = {"--store", uri, "--node", "n2", "--fetch-allow", allow, NULL};
+        n2 = partyd_start(args);
+    }
+    assert_non_null(n1);
+    assert_non_null(n2);
+    snprintf(
+        target, sizeof(target),
+        "/parties/reminder/desk?in=50&name=tea&webhook=http%%3A%%2F%%2F127.0.0.1%%3A%d%%2Fslow",
+        port);
+    http_expect_request(partyd_port(n1), "POST", target, NULL, "cup", 3, &res);
+    assert_int_equal(res.status, 201);
+    http_response_free(&res);
+    /* The webhook reached the listener: in flight. */
+    pfd.fd = listener;
+    pfd.events = POLLIN;
+    assert_int_equal(poll(&pfd, 1, 10000), 1);
+    held = accept(listener, NULL, NULL);
+    assert_true(held >= 0);
+    partyd_signal(n1, SIGKILL);
+    assert_int_equal(partyd_wait_exit(n1, 5000), 128 + SIGKILL);
+    partyd_free(n1);
+
+    /* n2 takes the room: its next incarnation answers the request. */
+    http_expect_get(partyd_port(n2), "/parties/reminder/desk", &res);
+    assert_int_equal(res.status, 200);
+    if (strstr(res.body, "\"webhooks\":[{\"name\":\"tea\",\"status\":0,\"error\":\"aborted") ==
+        NULL)
+        fail_msg("no aborted webhook in %s", res.body);
+    assert_string_equal(http_response_header(&res, "X-Partyd-Node"), "n2");
+    http_response_free(&res);
+    close(held);
+    close(listener);
+    assert_int_equal(partyd_stop(n2), 0);
+    partyd_free(n2);
 }
 
 int main(void) {
@@ -545,10 +894,17 @@ int main(void) {
         cmocka_unit_test(test_newer_schema_is_refused_naming_both_versions),
         cmocka_unit_test(test_config_file_store_and_node_keys),
         cmocka_unit_test(test_default_node_name_is_host_and_pid_with_port_0),
-        cmocka_unit_test(test_second_node_answers_503_for_a_room_the_first_holds),
+        cmocka_unit_test(test_second_node_answers_503_for_a_room_the_first_will_not_hand_over),
+        cmocka_unit_test(test_node_asked_for_a_room_hands_it_over_with_1012),
         cmocka_unit_test(test_alarm_of_a_dead_nodes_room_fires_on_another_node),
         cmocka_unit_test(test_stale_owner_commit_is_fenced_and_closes_1012),
-        cmocka_unit_test(test_node_that_lost_its_lease_fails_health_and_commits_nothing),
+        cmocka_unit_test(test_node_that_lost_its_lease_commits_nothing_then_registers_again),
+        cmocka_unit_test(test_answers_name_the_node_and_the_rooms_epoch),
+        cmocka_unit_test(test_single_process_names_itself_only_with_node),
+        cmocka_unit_test(test_store_connections_are_capped),
+        cmocka_unit_test(test_sigusr2_is_refused_on_a_shared_store),
+        cmocka_unit_test(test_room_fetch_reaches_a_room_another_node_owns),
+        cmocka_unit_test(test_outbound_request_in_flight_on_a_dead_node_is_aborted_on_the_next),
     };
     server_uri = getenv("PARTYD_TEST_PG");
     if (server_uri == NULL) {

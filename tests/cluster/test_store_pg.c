@@ -287,22 +287,22 @@ static void test_own_database_commits_and_rolls_back_the_same(void **state) {
 
     assert_int_equal(own(f->be, 2, 0), 0);
     rs = load(f, f->be, 2, NULL);
-    db = rs->ops->room_file_open(rs);
+    db = party__store_room_file_open(rs);
     assert_non_null(db);
     assert_int_equal(party__store_wrote(rs), 0);
     assert_int_equal(sqlite3_exec(db, "CREATE TABLE t (k INTEGER PRIMARY KEY)", 0, 0, 0), 0);
     assert_int_equal(party__store_wrote(rs), 1);
     assert_int_equal(commit_one(f->be, rs, 0, 0), 0);
-    db = rs->ops->room_file_open(rs);
+    db = party__store_room_file_open(rs);
     assert_int_equal(sqlite3_exec(db, "INSERT INTO t VALUES (1)", 0, 0, 0), 0);
     assert_int_equal(commit_one(f->be, rs, 0, 0), 0);
-    db = rs->ops->room_file_open(rs);
+    db = party__store_room_file_open(rs);
     assert_int_equal(sqlite3_exec(db, "INSERT INTO t VALUES (2)", 0, 0, 0), 0);
     party__store_rollback(rs);
     f->be->ops->unload(rs);
 
     rs = load(f, f->be, 2, NULL);
-    db = rs->ops->room_file_open(rs);
+    db = party__store_room_file_open(rs);
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM t", -1, &st, NULL), SQLITE_OK);
     if (sqlite3_step(st) == SQLITE_ROW)
         n = sqlite3_column_int(st, 0);

@@ -4,7 +4,9 @@
 # root), started on a free loopback port with its socket in that
 # directory, and stopped by its pid when the command ends, pass or fail.
 # The command sees PARTYD_TEST_PG=postgresql://postgres@127.0.0.1:PORT/postgres
-# and PARTYD_TEST_PG_BIN (the server's bin directory).
+# and PARTYD_TEST_PG_BIN (the server's bin directory). The server does not
+# fsync (tests need no power-loss safety) unless PARTYD_TEST_PG_FSYNC=on
+# (benchmarks).
 #   tests/cluster/with_pg.sh COMMAND [ARGS...]
 set -euo pipefail
 
@@ -41,7 +43,7 @@ trap 'exit 130' INT TERM
 for attempt in 1 2 3 4 5; do
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   if "${as[@]}" "$bindir/pg_ctl" -D "$tmp/data" -l "$tmp/log" -w -t 60 -o \
-      "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$tmp -c fsync=off -c max_connections=200" \
+      "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$tmp -c fsync=${PARTYD_TEST_PG_FSYNC:-off} -c max_connections=200" \
       start >/dev/null; then
     pid=$(head -n 1 "$tmp/data/postmaster.pid")
     break

@@ -340,6 +340,33 @@ describe('bad clients on the TLS port', () => {
   });
 });
 
+// Last: the upgrade replaces the process this file started.
+describe('an upgrade (SIGUSR2)', () => {
+  it('closes TLS WebSockets with 1012, counts them, and the new process serves wss', async () => {
+    const { ws } = await openWss(uniqueRoom('upgrade'));
+    const closed = waitEvent(ws, 'close', 60000, 'the 1012 close');
+    process.kill(server.pid, 'SIGUSR2');
+    const [code] = await closed;
+    assert.equal(code, 1012);
+    await waitStderr(server, /upgrade: adopted \d+ connections in [\d.]+ ms; serving \(pid \d+\)/, 60000);
+    const newPid = Number(/serving \(pid (\d+)\)/.exec(server.stderr())[1]);
+    const ended = new Promise((resolve) => server.proc.stderr.once('end', resolve));
+    try {
+      const again = await openWss(uniqueRoom('after'));
+      again.ws.send('hi');
+      assert.match(await again.inbox.nextText(), /^(hello|echo):/);
+      const metrics = (await httpsRequest('GET', '/_partyd/metrics')).body.toString();
+      assert.match(metrics, /^partyd_runtime_upgrade_tls_closed_total [1-9]\d*$/m);
+      assert.match(metrics, new RegExp(`^partyd_runtime_process_id ${newPid}$`, 'm'));
+      again.ws.terminate();
+    } finally {
+      process.kill(newPid, 'SIGTERM');
+      await withTimeout(ended, 60000, 'the new process to exit');
+    }
+    assert.doesNotMatch(server.stderr(), /AddressSanitizer|LeakSanitizer|runtime error/);
+  });
+});
+
 async function tlsErrors() {
   const metrics = await httpsRequest('GET', '/_partyd/metrics');
   const m = /^partyd_runtime_errors_total\{kind="tls"\} (\d+)$/m.exec(metrics.body.toString());

@@ -18,8 +18,9 @@ static void check_outcome(const outcome *o, size_t len) {
 
     if (o->rc == PARTY__HTTP_ERROR) {
         CHECK(o->err.reason != NULL);
-        CHECK(o->err.status == 400 || o->err.status == 413 || o->err.status == 431 ||
-              o->err.status == 501 || o->err.status == 505);
+        CHECK(o->err.status == 400 || o->err.status == 413 || o->err.status == 414 ||
+              o->err.status == 417 || o->err.status == 431 || o->err.status == 501 ||
+              o->err.status == 505);
         return;
     }
     CHECK(o->rc == PARTY__HTTP_AGAIN || o->rc == PARTY__HTTP_DONE);
@@ -31,7 +32,18 @@ static void check_outcome(const outcome *o, size_t len) {
     check_slice(o->req.path, o->base, o->consumed);
     check_slice(o->req.query, o->base, o->consumed);
     check_slice(o->req.body, o->base, o->consumed);
-    CHECK(o->req.method.len > 0 && o->req.target.len > 0 && o->req.target.ptr[0] == '/');
+    if (o->req.authority.ptr != NULL) {
+        check_slice(o->req.authority, o->base, o->consumed);
+        CHECK(o->req.authority.len > 0 && party__http_host_valid(o->req.authority));
+    }
+    /* origin-form, "*", or the path and query of an absolute-form target */
+    CHECK(o->req.method.len > 0);
+    CHECK((o->req.target.len == 1 && o->req.target.ptr[0] == '*') ||
+          (o->req.path.len == 0 && o->req.authority.ptr != NULL) ||
+          (o->req.path.len > 0 && o->req.path.ptr[0] == '/'));
+    CHECK(memchr(o->req.target.ptr != NULL ? o->req.target.ptr : "", '#', o->req.target.len) ==
+          NULL);
+    CHECK(!o->req.expect_continue || o->req.version_minor == 1);
     CHECK(o->req.version_minor == 0 || o->req.version_minor == 1);
     CHECK(o->req.n_headers <= PARTY__HTTP_MAX_HEADERS);
     for (i = 0; i < o->req.n_headers; i++) {
@@ -57,6 +69,8 @@ static void check_same(const outcome *a, const outcome *b) {
     check_same_slice(a->req.target, a->base, b->req.target, b->base);
     check_same_slice(a->req.path, a->base, b->req.path, b->base);
     check_same_slice(a->req.query, a->base, b->req.query, b->base);
+    check_same_slice(a->req.authority, a->base, b->req.authority, b->base);
+    CHECK(a->req.expect_continue == b->req.expect_continue);
     CHECK(a->req.version_minor == b->req.version_minor);
     CHECK(a->req.n_headers == b->req.n_headers);
     for (i = 0; i < a->req.n_headers; i++) {

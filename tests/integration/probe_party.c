@@ -105,7 +105,9 @@ static int probe_start(party_room *room, const char *props) {
 
 static int probe_tags(party_room *room, party_conn *conn, const party_request *req,
                       const char **tags, size_t max) {
-    static char buf[4096];
+    /* One per thread: with --threads, loops tag connections at once (the
+     * runtime copies the tags before the next call on this thread). */
+    static __thread char buf[4096];
     const char *list = party_request_query(req, "tags");
     size_t n = 0;
     char *p, *save = NULL;

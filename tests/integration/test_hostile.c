@@ -71,7 +71,7 @@ static void expect_refused(const char *request, size_t len, int status) {
 
 /* ---- HTTP ---- */
 
-static void test_oversize_request_line_is_431(void **state) {
+static void test_oversize_request_line_is_414(void **state) {
     size_t len = MAX_HEADER_BYTES * 2;
     char *request = malloc(len + 64);
     int n;
@@ -82,13 +82,13 @@ static void test_oversize_request_line_is_431(void **state) {
     memset(request + n, 'a', len);
     memcpy(request + n + len, " HTTP/1.1\r\nHost: x\r\n\r\n", 23);
     request[(size_t)n + len + 23] = '\0';
-    expect_refused(request, strlen(request), 431);
+    expect_refused(request, strlen(request), 414);
     free(request);
 }
 
 /* A request line that never ends is refused once it passes the limit,
  * without waiting for the rest. */
-static void test_endless_request_line_is_431_before_it_ends(void **state) {
+static void test_endless_request_line_is_414_before_it_ends(void **state) {
     char *request = malloc(MAX_HEADER_BYTES + 64);
     int n;
     (void)state;
@@ -96,7 +96,7 @@ static void test_endless_request_line_is_431_before_it_ends(void **state) {
     assert_non_null(request);
     n = snprintf(request, 64, "GET /");
     memset(request + n, 'a', MAX_HEADER_BYTES + 32);
-    expect_refused(request, (size_t)n + MAX_HEADER_BYTES + 32, 431);
+    expect_refused(request, (size_t)n + MAX_HEADER_BYTES + 32, 414);
     free(request);
 }
 
@@ -149,9 +149,7 @@ static void test_bad_method_is_400_and_unknown_method_405(void **state) {
 static void test_bad_upgrades_are_400_or_426(void **state) {
 #define KEY "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
     static const char *const bad[] = {
-        /* HTTP/1.0 */
-        "GET /parties/probe/u HTTP/1.0\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" KEY
-        "Sec-WebSocket-Version: 13\r\n\r\n",
+        /* (HTTP/1.0: its Upgrade is ignored, see test_http_conformance) */
         /* no key */
         "GET /parties/probe/u HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
         "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n",
@@ -459,7 +457,10 @@ static void test_room_names_cannot_escape_the_data_directory(void **state) {
         p = partyd_port(d);
         expect_room_name(p, "counter", "a%2Fb", "\"name\":\"a/b\"");
         expect_room_name(p, "counter", "..%2F..%2Fescape", "\"name\":\"../../escape\"");
-        expect_room_name(p, "counter", "%2E%2E", "\"name\":\"..\"");
+        expect_room_name(p, "counter", "%2E%2E.", "\"name\":\"...\"");
+        /* ".." itself (or encoded) is a dot-segment, not a name */
+        expect_status(p, "/parties/counter/%2E%2E", 400);
+        expect_status(p, "/parties/counter/..", 400);
         expect_room_name(p, "counter", "%2Fetc%2Fpasswd", "\"name\":\"/etc/passwd\"");
         expect_room_name(p, "counter", "%5C..%5Cwin", "\"name\":\"\\\\..\\\\win\"");
         /* NUL, bad escapes, bytes that are not UTF-8, too long: refused. */
@@ -482,9 +483,16 @@ static void test_room_names_cannot_escape_the_data_directory(void **state) {
             http_response_free(&res);
         }
         tconn_close(c);
-        c = ws_open(p, "/parties/probe/%2E%2E");
+        c = tconn_open(p, 0);
+        {
+            http_response res;
+            assert_int_equal(ws_handshake(c, "/parties/probe/%2e%2e", NULL, NULL, 0, &res), 400);
+            http_response_free(&res);
+        }
+        tconn_close(c);
+        c = ws_open(p, "/parties/probe/%2E%2E.");
         hello = ws_expect_text_prefix(c, "hello:");
-        assert_non_null(strstr(hello, ":..:"));
+        assert_non_null(strstr(hello, ":...:"));
         free(hello);
         tconn_close(c);
         partyd_expect_healthy(p);
@@ -605,8 +613,8 @@ static void test_silent_connections_past_the_timer_pool_time_out_and_stop_cleanl
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_oversize_request_line_is_431),
-        cmocka_unit_test(test_endless_request_line_is_431_before_it_ends),
+        cmocka_unit_test(test_oversize_request_line_is_414),
+        cmocka_unit_test(test_endless_request_line_is_414_before_it_ends),
         cmocka_unit_test(test_oversize_header_section_is_431),
         cmocka_unit_test(test_header_count_over_max_headers_is_431),
         cmocka_unit_test(test_bad_method_is_400_and_unknown_method_405),

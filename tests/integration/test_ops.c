@@ -491,7 +491,7 @@ static void test_metrics_are_well_formed_with_every_family(void **state) {
 /* Every family partyd exposes follows the naming rule, and every label
  * name is one of the kinds the documentation lists. */
 static void test_metric_names_follow_the_naming_rule(void **state) {
-    static const char *const labels[] = {"state", "type", "kind", "le"};
+    static const char *const labels[] = {"state", "type", "kind", "le", "version"};
     metrics m;
     size_t i, j;
     (void)state;

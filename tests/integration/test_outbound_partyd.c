@@ -227,6 +227,45 @@ static void test_webhook_in_flight_when_killed_is_answered_aborted_after_restart
     assert_int_equal(system(command), 0);
 }
 
+/* D4 across an upgrade (SIGUSR2): a webhook in flight when the old process
+ * hands over is answered aborted by the room's next incarnation, in the new
+ * process. */
+static void
+test_webhook_in_flight_at_an_upgrade_is_answered_aborted_by_the_new_process(void **state) {
+    char allow[64];
+    const char *args[] = {"--fetch-allow", allow, NULL};
+    http_response res;
+    partyd *d;
+    char *log, *serving;
+    long new_pid;
+    (void)state;
+
+    snprintf(allow, sizeof(allow), "127.0.0.1:%d", srv.port);
+    d = partyd_start(args);
+    assert_non_null(d);
+    assert_int_equal(post_reminder(partyd_port(d), "/slow", &res), 201);
+    http_response_free(&res);
+    assert_int_equal(wait_requests(1), 1);
+    partyd_signal(d, SIGUSR2);
+    assert_true(partyd_wait_stderr(d, "; serving (pid ", 60000));
+    http_expect_get(partyd_port(d), "/parties/reminder/desk", &res);
+    assert_int_equal(res.status, 200);
+    if (strstr(res.body, "\"webhooks\":[{\"name\":\"tea\",\"status\":0,\"error\":\"aborted") ==
+        NULL)
+        fail_msg("no aborted webhook in %s", res.body);
+    http_response_free(&res);
+    log = partyd_stderr(d);
+    serving = strstr(log, "; serving (pid ");
+    assert_non_null(serving);
+    new_pid = strtol(serving + strlen("; serving (pid "), NULL, 10);
+    free(log);
+    assert_true(new_pid > 0);
+    kill((pid_t)new_pid, SIGTERM);
+    /* The pipes end once both processes exited; the old one (this child) with 0. */
+    assert_int_equal(partyd_wait_exit(d, 60000), 0);
+    partyd_free(d);
+}
+
 static void test_a_party_s_own_fetch_allow_from_the_config_file(void **state) {
     char path[] = "/tmp/partyd-outbound-config-XXXXXX", json[256];
     const char *args[] = {"--config", path, NULL};
@@ -275,6 +314,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_webhooks_are_off_by_default, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_webhook_in_flight_when_killed_is_answered_aborted_after_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_webhook_in_flight_at_an_upgrade_is_answered_aborted_by_the_new_process, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(test_a_party_s_own_fetch_allow_from_the_config_file, setup,
                                         teardown),
         cmocka_unit_test(test_malformed_fetch_allow_stops_partyd_naming_the_entry),

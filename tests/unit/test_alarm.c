@@ -47,6 +47,10 @@ static struct {
     party_room *saved;                /* a room pointer kept past its callback */
 } rec;
 
+/* An alarm storm: on_alarm calls per room "storm-<i>". */
+#define STORM_ROOMS 2000
+static int storm_fired[STORM_ROOMS];
+
 /* What on_alarm does, set by each test. */
 static struct {
     int fail_calls;        /* calls that return non-zero (the first n; -1: all) */
@@ -88,6 +92,12 @@ static int clock_start(party_room *room, const char *props) {
 static int clock_alarm(party_room *room) {
     int n = rec.alarms++;
     int i = n < MAX_CALLS ? n : MAX_CALLS - 1;
+    const char *name = party_room_name(room);
+    long storm;
+
+    if (name != NULL && strncmp(name, "storm-", 6) == 0 &&
+        (storm = strtol(name + 6, NULL, 10)) >= 0 && storm < STORM_ROOMS)
+        storm_fired[storm]++;
 
     rec.retry_count[i] = party_alarm_retry_count(room);
     rec.get_on_entry[i] = party_alarm_get(room);
@@ -239,6 +249,7 @@ static int setup(void **state) {
     party_test *t = party_test_new();
     memset(&rec, 0, sizeof(rec));
     memset(&behave, 0, sizeof(behave));
+    memset(storm_fired, 0, sizeof(storm_fired));
     fail_commits = 0;
     if (t == NULL || party_test_add(t, &clock_def) != 0)
         return -1;
@@ -407,6 +418,39 @@ static void test_alarm_fires_on_evicted_room_with_its_name(void **state) {
     assert_int_equal(rec.alarms, 1);
     assert_int_equal(rec.starts, 2); /* a cold start, then on_alarm */
     assert_string_equal(rec.alarm_room[0], "cold");
+}
+
+/* Many rooms' alarms due at once, after a restart (every room cold):
+ * woken rooms load and leave memory in groups, more than a group and more
+ * than may load at once. Each alarm fires exactly once, with its room's
+ * name, and stays consumed across the next restart. */
+static void test_alarm_storm_after_restart_fires_each_once(void **state) {
+    party_test *t = *state;
+    char room[32];
+    int i, once = 0;
+
+    for (i = 0; i < STORM_ROOMS; i++) {
+        snprintf(room, sizeof(room), "storm-%d", i);
+        alarm_set(t, room, T0 + 10000);
+    }
+    assert_int_equal(party_test_restart(t), 0);
+    advance(t, 9999);
+    assert_int_equal(rec.alarms, 0);
+    advance(t, 1);
+    assert_int_equal(party_test_run_until_idle(t), 0);
+    for (i = 0; i < STORM_ROOMS; i++)
+        once += storm_fired[i] == 1;
+    assert_int_equal(once, STORM_ROOMS);
+    assert_int_equal(rec.alarms, STORM_ROOMS);
+    /* Past idle_timeout they all leave memory, in one eviction tick. */
+    advance(t, 61000);
+    assert_int_equal(party_test_in_memory(t, "clock", "storm-0"), 0);
+    assert_int_equal(party_test_in_memory(t, "clock", "storm-1999"), 0);
+    assert_int_equal(party_test_restart(t), 0);
+    advance(t, 3600 * 1000);
+    assert_int_equal(rec.alarms, STORM_ROOMS);
+    snprintf(room, sizeof(room), "storm-%d", STORM_ROOMS - 1);
+    assert_int_equal(alarm_get(t, room), 0);
 }
 
 /* Marks the room's records as moved to its own file (own 1) or back in
@@ -1213,6 +1257,7 @@ int main(void) {
         TEST(test_alarm_fires_on_evicted_room_with_its_name),
         TEST(test_alarm_whose_room_cannot_open_storage_is_retried_not_lost),
         TEST(test_alarm_fires_on_idle_evicted_room),
+        TEST(test_alarm_storm_after_restart_fires_each_once),
         TEST(test_alarm_fires_after_restart_with_its_name),
         TEST(test_alarm_due_while_down_fires_after_restart),
         TEST(test_alarm_set_replaces_the_previous_one),

@@ -384,12 +384,89 @@ static void test_malformed_method_is_400(void **state) {
     assert_rejected("GET\r\nHost: h\r\n\r\n", 400);
 }
 
-static void test_target_not_in_origin_form_is_400(void **state) {
+static void test_target_in_no_accepted_form_is_400(void **state) {
     (void)state;
-    assert_rejected("GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n", 400);
-    assert_rejected("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", 400);
-    assert_rejected("CONNECT h:443 HTTP/1.1\r\nHost: h\r\n\r\n", 400);
+    assert_rejected("GET ftp://h/ HTTP/1.1\r\nHost: h\r\n\r\n", 400);
+    assert_rejected("GET http:/h/ HTTP/1.1\r\nHost: h\r\n\r\n", 400);
+    assert_rejected("GET http://u@h/ HTTP/1.1\r\nHost: h\r\n\r\n", 400);
+    assert_rejected("GET http:///a HTTP/1.1\r\nHost: h\r\n\r\n", 400);
+    assert_rejected("GET http://h:x/a HTTP/1.1\r\nHost: h\r\n\r\n", 400);
+    assert_rejected("GET h/a HTTP/1.1\r\nHost: h\r\n\r\n", 400);
+    assert_rejected("GET * HTTP/1.1\r\nHost: h\r\n\r\n", 400);
+    assert_rejected("GET /a#b HTTP/1.1\r\nHost: h\r\n\r\n", 400);
+    assert_rejected("CONNECT h:443 HTTP/1.1\r\nHost: h\r\n\r\n", 501);
     assert_rejected("GET  HTTP/1.1\r\nHost: h\r\n\r\n", 400);
+}
+
+static void test_absolute_and_asterisk_forms_are_parsed(void **state) {
+    result *r = result_new();
+    char *buf;
+
+    (void)state;
+    assert_int_equal(parse_text("GET hTTp://Ex.test:80/a/b?x=1 HTTP/1.1\r\nHost: o\r\n\r\n",
+                                &default_limits, r, &buf),
+                     PARTY__HTTP_DONE);
+    assert_slice(r->req.authority, "Ex.test:80");
+    assert_slice(r->req.target, "/a/b?x=1");
+    assert_slice(r->req.path, "/a/b");
+    assert_slice(r->req.query, "x=1");
+    free(buf);
+
+    assert_int_equal(
+        parse_text("GET https://[::1]?q HTTP/1.1\r\nHost: o\r\n\r\n", &default_limits, r, &buf),
+        PARTY__HTTP_DONE);
+    assert_slice(r->req.authority, "[::1]");
+    assert_int_equal(r->req.path.len, 0);
+    assert_slice(r->req.query, "q");
+    free(buf);
+
+    assert_int_equal(parse_text("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", &default_limits, r, &buf),
+                     PARTY__HTTP_DONE);
+    assert_slice(r->req.target, "*");
+    assert_null(r->req.authority.ptr);
+    free(buf);
+    free(r);
+}
+
+static void test_host_values_are_checked(void **state) {
+    static const char *const good[] = {"",      "h",          "a.b-c_d~", "h:1",
+                                       "h:",    "1.2.3.4:80", "[::1]",    "[::ffff:1.2.3.4]:8",
+                                       "a%41b", "!$&'()*+,;="};
+    static const char *const bad[] = {"a b", "a/b",   "a@b", "h:123456", "h:8x",  "[::1",
+                                      "[]",  "[g::]", "a%4", "a%zz",     "h:1:2", "\"h\""};
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        if (!party__http_host_valid(party__slice_make(good[i], strlen(good[i]))))
+            fail_msg("Host %s should be valid", good[i]);
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (party__http_host_valid(party__slice_make(bad[i], strlen(bad[i]))))
+            fail_msg("Host %s should be invalid", bad[i]);
+    assert_rejected("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400);
+    assert_rejected("GET / HTTP/1.0\r\nHost: a/b\r\n\r\n", 400);
+}
+
+static void test_expect_continue_is_flagged_and_others_are_417(void **state) {
+    result *r = result_new();
+    char *buf;
+
+    (void)state;
+    assert_int_equal(parse_text("POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\n"
+                                "Content-Length: 0\r\n\r\n",
+                                &default_limits, r, &buf),
+                     PARTY__HTTP_DONE);
+    assert_int_equal(r->req.expect_continue, 1);
+    free(buf);
+    assert_int_equal(parse_text("POST / HTTP/1.0\r\nExpect: 100-continue\r\n"
+                                "Content-Length: 0\r\n\r\n",
+                                &default_limits, r, &buf),
+                     PARTY__HTTP_DONE);
+    assert_int_equal(r->req.expect_continue, 0);
+    free(buf);
+    free(r);
+    assert_rejected("GET / HTTP/1.1\r\nHost: h\r\nExpect: x\r\n\r\n", 417);
+    assert_rejected("GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue, x\r\n\r\n", 417);
 }
 
 static void test_target_with_space_or_control_is_400(void **state) {
@@ -423,10 +500,23 @@ static void test_garbage_version_is_400(void **state) {
     assert_rejected("GET / HTTP/1.x\r\nHost: h\r\n\r\n", 400);
 }
 
+/* RFC 9110 6.2: a later minor version is read as the highest we know. */
+static void test_later_http_1_minor_versions_are_1_1(void **state) {
+    result *r = result_new();
+    char *buf;
+
+    (void)state;
+    assert_int_equal(parse_text("GET / HTTP/1.9\r\nHost: h\r\n\r\n", &default_limits, r, &buf),
+                     PARTY__HTTP_DONE);
+    assert_int_equal(r->req.version_minor, 1);
+    free(buf);
+    free(r);
+}
+
 static void test_other_http_versions_are_505(void **state) {
     (void)state;
     assert_rejected("GET / HTTP/2.0\r\nHost: h\r\n\r\n", 505);
-    assert_rejected("GET / HTTP/1.2\r\nHost: h\r\n\r\n", 505);
+    assert_rejected("GET / HTTP/3.1\r\nHost: h\r\n\r\n", 505);
     assert_rejected("GET / HTTP/0.9\r\nHost: h\r\n\r\n", 505);
 }
 
@@ -577,10 +667,11 @@ static void test_content_length_with_transfer_encoding_is_400(void **state) {
 
 static void test_transfer_codings_other_than_chunked_are_501(void **state) {
     (void)state;
-    assert_rejected("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n", 501);
+    /* RFC 9112 6.3: chunked not final is a 400, whatever else is named */
+    assert_rejected("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n", 400);
     assert_rejected("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501);
-    assert_rejected("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 501);
-    assert_rejected("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: identity\r\n\r\n", 501);
+    assert_rejected("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400);
+    assert_rejected("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: identity\r\n\r\n", 400);
     assert_rejected("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n"
                     "Transfer-Encoding: chunked\r\n\r\n",
                     501);
@@ -655,11 +746,14 @@ static void test_head_over_max_header_bytes_is_431_naming_the_limit(void **state
     free(r);
 }
 
-static void test_request_line_over_max_header_bytes_is_431(void **state) {
+/* RFC 9112 3: a request-target too long to parse is a 414. */
+static void test_request_line_over_max_header_bytes_is_414(void **state) {
     party__http_limits limits = {32, 100, 1024};
 
     (void)state;
     assert_rejected_with("GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n", &limits,
+                         414);
+    assert_rejected_with("GET /a HTTP/1.1\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n", &limits,
                          431);
 }
 
@@ -1692,7 +1786,11 @@ int main(void) {
         cmocka_unit_test(test_upgrade_token_is_found_in_connection_lists),
         cmocka_unit_test(test_websocket_handshake_request_is_parsed),
         cmocka_unit_test(test_malformed_method_is_400),
-        cmocka_unit_test(test_target_not_in_origin_form_is_400),
+        cmocka_unit_test(test_target_in_no_accepted_form_is_400),
+        cmocka_unit_test(test_absolute_and_asterisk_forms_are_parsed),
+        cmocka_unit_test(test_host_values_are_checked),
+        cmocka_unit_test(test_expect_continue_is_flagged_and_others_are_417),
+        cmocka_unit_test(test_later_http_1_minor_versions_are_1_1),
         cmocka_unit_test(test_target_with_space_or_control_is_400),
         cmocka_unit_test(test_target_with_nul_byte_is_400),
         cmocka_unit_test(test_garbage_version_is_400),
@@ -1717,7 +1815,7 @@ int main(void) {
         cmocka_unit_test(test_malformed_transfer_encoding_is_400),
         cmocka_unit_test(test_malformed_chunked_framing_is_400),
         cmocka_unit_test(test_head_over_max_header_bytes_is_431_naming_the_limit),
-        cmocka_unit_test(test_request_line_over_max_header_bytes_is_431),
+        cmocka_unit_test(test_request_line_over_max_header_bytes_is_414),
         cmocka_unit_test(test_head_overflow_is_reported_without_waiting_for_more_bytes),
         cmocka_unit_test(test_more_headers_than_max_headers_is_431_naming_the_limit),
         cmocka_unit_test(test_max_headers_is_capped_at_the_request_array_size),

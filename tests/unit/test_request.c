@@ -150,7 +150,7 @@ static void test_body_with_length_chunked_and_none(void **state) {
 }
 
 static char *serialize(const party_response *res) {
-    party__buf *buf = party__response_serialize(res, 0, 0);
+    party__buf *buf = party__response_serialize(res, 0, 0, NULL);
     char *text;
     assert_non_null(buf);
     text = strndup(buf->data, buf->len);

@@ -125,7 +125,7 @@ static void kv_put_one(fixture *f, int i) {
 /* Moves room i's records into its own file (party_room_db), committed. */
 static void make_own(fixture *f, int i) {
     party__room_store *rs = load(f, i, NULL);
-    assert_non_null(rs->ops->room_file_open(rs));
+    assert_non_null(party__store_room_file_open(rs));
     assert_int_equal(commit_one(f, rs, 0, 0), 0);
     f->be->ops->unload(rs);
 }
@@ -306,7 +306,7 @@ static void test_commit_batch_fails_only_the_failing_room(void **state) {
         batch[i].wake_changed = 0;
     }
     /* The middle room's file refuses to commit. */
-    sqlite3_commit_hook(rooms[1]->ops->room_file_open(rooms[1]), refuse_commit, NULL);
+    sqlite3_commit_hook(party__store_room_file_open(rooms[1]), refuse_commit, NULL);
     f->be->ops->commit_batch(f->be, batch, 3, results);
     assert_int_equal(results[0], 0);
     assert_int_equal(results[1], PARTY_EIO);
@@ -350,7 +350,7 @@ static void test_backend_knows_whether_the_batch_wrote(void **state) {
     assert_int_equal(party__store_meta_put(rs, "party", "test", 4), 0);
     assert_int_equal(party__store_wrote(rs), 1);
     assert_int_equal(commit_one(f, rs, 0, 0), 0);
-    db = rs->ops->room_file_open(rs);
+    db = party__store_room_file_open(rs);
     assert_non_null(db);
     assert_int_equal(party__store_wrote(rs), 0);
     exec(db, "CREATE TABLE notes (text TEXT)");
@@ -359,7 +359,7 @@ static void test_backend_knows_whether_the_batch_wrote(void **state) {
 
     /* Writes the room's SQL lost (it committed on its own, then wrote
      * again outside the batch) still count: the batch must fail. */
-    db = rs->ops->room_file_open(rs);
+    db = party__store_room_file_open(rs);
     exec(db, "INSERT INTO notes VALUES ('a')");
     exec(db, "COMMIT");
     assert_int_equal(party__store_wrote(rs), 1);
@@ -541,7 +541,7 @@ static void test_index_follows_wake_time_and_is_never_later_than_committed(void 
     assert_int_equal(index_due_of(f, 1), T0 + 5000);
 
     /* A later time whose commit fails leaves the committed one. */
-    sqlite3_commit_hook(rs->ops->room_file_open(rs), refuse_commit, NULL);
+    sqlite3_commit_hook(party__store_room_file_open(rs), refuse_commit, NULL);
     assert_int_equal(party__store_alarm_set(rs, T0 + 9000, 0), 0);
     assert_int_equal(commit_one(f, rs, T0 + 9000, 1), PARTY_EIO);
     assert_int_equal(index_due_of(f, 1), T0 + 5000);
@@ -550,7 +550,7 @@ static void test_index_follows_wake_time_and_is_never_later_than_committed(void 
     assert_int_equal(party__store_alarm_set(rs, T0 + 2000, 0), 0);
     assert_int_equal(commit_one(f, rs, T0 + 2000, 1), PARTY_EIO);
     assert_true(index_due_of(f, 1) <= T0 + 5000);
-    sqlite3_commit_hook(rs->ops->room_file_open(rs), NULL, NULL);
+    sqlite3_commit_hook(party__store_room_file_open(rs), NULL, NULL);
     party__store_rollback(rs);
 
     /* Nothing left to wake for: the entry goes. */
@@ -952,7 +952,7 @@ static void test_room_file_open_moves_records_into_own_file(void **state) {
     /* The open batch goes along. */
     assert_int_equal(party__store_kv_put(rs, "k", "pending", 7), 0);
     assert_int_equal(party__store_kv_delete(rs, "gone"), 0);
-    db = rs->ops->room_file_open(rs);
+    db = party__store_room_file_open(rs);
     assert_non_null(db);
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(rows_in_shards(f, 40), 0);
@@ -982,7 +982,7 @@ static void test_new_room_opening_its_db_makes_only_its_own_file(void **state) {
 
     room_id(43, id);
     assert_int_equal(party__store_meta_put(rs, "name", "fresh", 5), 0);
-    assert_non_null(rs->ops->room_file_open(rs));
+    assert_non_null(party__store_room_file_open(rs));
     assert_int_equal(party__store_kv_put(rs, "k", "own", 3), 0);
     assert_int_equal(party__store_path(f->dir, id, path, sizeof(path)), 0);
     assert_int_equal(stat(path, &st), 0);
@@ -1062,7 +1062,7 @@ static void test_move_cut_short_after_its_commit_point_serves_the_own_file(void 
     shared_room_with_records(f, 42);
     rs = load(f, 42, NULL);
     assert_int_equal(party__store_kv_put(rs, "k", "lost", 4), 0);
-    assert_non_null(rs->ops->room_file_open(rs));
+    assert_non_null(party__store_room_file_open(rs));
     f->be->ops->unload(rs); /* no commit: as if the process died here */
     expect_records(f, 42, "shared");
     assert_int_equal(rows_in_shards(f, 42), 0);
@@ -1134,7 +1134,7 @@ static void test_data_dir_of_format_1_is_read_unchanged(void **state) {
 
 static void test_in_memory_backend_keeps_shared_rooms_while_open(void **state) {
     fixture *f = *state;
-    party__backend_config cfg = {NULL, 0, NULL, NULL};
+    party__backend_config cfg = {0};
     party__backend *be = NULL;
     party__room_loaded loaded;
     party__room_store *rs = NULL;
@@ -1157,7 +1157,7 @@ static void test_in_memory_backend_keeps_shared_rooms_while_open(void **state) {
     assert_int_equal(party__store_kv_get(rs, "k", &val, NULL), 0);
     assert_string_equal(val, "mem");
     free(val);
-    assert_non_null(rs->ops->room_file_open(rs));
+    assert_non_null(party__store_room_file_open(rs));
     be->ops->unload(rs);
     party__backend_close(be);
 }
@@ -1203,6 +1203,15 @@ static void test_open_store_holds_less_than_an_initial_page_block(void **state) 
     /* Own files, made before measuring (a move fills the shard's caches too). */
     for (i = 0; i < STORES; i++)
         make_own(f, i);
+    /* Own files' handles stay open in the backend's cache: measured from
+     * a backend with none open, its shards' readers warmed by loads of
+     * shared rooms. */
+    party__backend_close(f->be);
+    f->be = NULL;
+    if (party__backend_open(&f->cfg, &f->be, f->why, sizeof(f->why)) != 0)
+        fail_msg("%s", f->why);
+    for (i = 0; i < 4 * STORES; i++)
+        f->be->ops->unload(load(f, 1000 + i, NULL));
     before = sqlite_memory();
     for (i = 0; i < STORES; i++) {
         stores[i] = load(f, i, NULL);
@@ -1222,7 +1231,83 @@ static void test_open_store_holds_less_than_an_initial_page_block(void **state) 
 
     for (i = 0; i < STORES; i++)
         f->be->ops->unload(stores[i]);
+    /* Unloaded, their files stay open in the backend's handle cache: a
+     * cold wake opens nothing (an open costs the memory above). */
+    before = sqlite_memory();
+    for (i = 0; i < STORES; i++)
+        stores[i] = load(f, i, NULL);
     assert_true(sqlite_memory() - before < 4 * 1024);
+    for (i = 0; i < STORES; i++)
+        f->be->ops->unload(stores[i]);
+}
+
+/* Descriptors of this process open on own files under the fixture's
+ * directory (database, WAL, shared memory). */
+static int own_fds(const fixture *f) {
+    char link[64], target[4096], prefix[128];
+    struct dirent *e;
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    ssize_t len;
+    snprintf(prefix, sizeof(prefix), "%s/rooms/", f->dir);
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL) {
+        snprintf(link, sizeof(link), "/proc/self/fd/%s", e->d_name);
+        len = readlink(link, target, sizeof(target) - 1);
+        if (len <= 0)
+            continue;
+        target[len] = '\0';
+        n += strncmp(target, prefix, strlen(prefix)) == 0;
+    }
+    closedir(d);
+    return n;
+}
+
+/* The cache of own files' handles keeps at most own_handles open between
+ * batches, closing the least recently used; a room whose handle was
+ * closed opens it again on demand, with everything it committed. */
+static void test_own_file_handles_past_the_bound_close_and_keep_records(void **state) {
+    fixture *f = *state;
+    party__room_store *rs[6];
+    char value[32], text[8];
+    int i;
+
+    party__backend_close(f->be);
+    f->cfg.own_handles = 2;
+    if (party__backend_open(&f->cfg, &f->be, f->why, sizeof(f->why)) != 0)
+        fail_msg("%s", f->why);
+    for (i = 0; i < 6; i++)
+        make_own(f, 20 + i);
+    /* All six loaded at once, each with a batch committed. */
+    for (i = 0; i < 6; i++) {
+        rs[i] = load(f, 20 + i, NULL);
+        snprintf(text, sizeof(text), "v%d", i);
+        assert_int_equal(party__store_kv_put(rs[i], "k", text, strlen(text)), 0);
+        assert_int_equal(commit_one(f, rs[i], 0, 0), 0);
+    }
+    /* Between batches only the two most recent stay open. */
+    assert_true(own_fds(f) <= 2 * 3);
+    assert_true(own_fds(f) > 0);
+    for (i = 0; i < 6; i++) {
+        void *val = NULL;
+        assert_int_equal(party__store_kv_get(rs[i], "k", &val, NULL), 0);
+        snprintf(text, sizeof(text), "v%d", i);
+        assert_string_equal(val, text);
+        free(val);
+        party__store_rollback(rs[i]);
+        f->be->ops->unload(rs[i]);
+    }
+    assert_true(own_fds(f) <= 2 * 3);
+    /* And after the backend closed, from the files. */
+    party__backend_close(f->be);
+    if (party__backend_open(&f->cfg, &f->be, f->why, sizeof(f->why)) != 0)
+        fail_msg("%s", f->why);
+    assert_int_equal(own_fds(f), 0);
+    for (i = 0; i < 6; i++) {
+        kv_value(f, 20 + i, "k", value, sizeof(value));
+        snprintf(text, sizeof(text), "v%d", i);
+        assert_string_equal(value, text);
+    }
 }
 
 /* SQLite says only "unable to open database file"; the OS error says
@@ -1355,6 +1440,7 @@ int main(int argc, char **argv) {
         TEST(test_load_failure_names_the_os_error),
         TEST(test_load_in_an_unwritable_directory_says_permission_denied),
         TEST(test_room_whose_wake_time_cannot_be_read_is_not_loaded),
+        TEST(test_own_file_handles_past_the_bound_close_and_keep_records),
         cmocka_unit_test(test_busy_and_fenced_codes_have_their_own_text),
     };
     party__store_configure();

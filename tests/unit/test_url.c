@@ -74,6 +74,25 @@ static void test_query_lookup_finds_first_match_by_decoded_name(void **state) {
     assert_null(v.ptr);
 }
 
+/* RFC 3986 6.2.2.2: only escapes of unreserved bytes are decoded, so the
+ * path means what it meant; malformed escapes refuse the whole path. */
+static void test_decode_unreserved_keeps_other_escapes(void **state) {
+    char out[64];
+    party__slice norm;
+    static const char in[] = "/p%61rties/ch%2Dat/a%2Fb%7E%41%25";
+    (void)state;
+    assert_int_equal(
+        party__url_decode_unreserved(party__slice_make(in, strlen(in)), out, sizeof(out), &norm),
+        0);
+    assert_int_equal(norm.len, strlen("/parties/ch-at/a%2Fb~A%25"));
+    assert_memory_equal(norm.ptr, "/parties/ch-at/a%2Fb~A%25", norm.len);
+    assert_int_equal(
+        party__url_decode_unreserved(party__slice_make("%4%41", 5), out, sizeof(out), &norm), -1);
+    assert_int_equal(
+        party__url_decode_unreserved(party__slice_make("a%4", 3), out, sizeof(out), &norm), -1);
+    assert_int_equal(party__url_decode_unreserved(party__slice_make("abcd", 4), out, 3, &norm), -1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_percent_escapes_decode),
@@ -82,6 +101,7 @@ int main(void) {
         cmocka_unit_test(test_nul_bytes_are_rejected_raw_or_escaped),
         cmocka_unit_test(test_output_that_does_not_fit_is_rejected),
         cmocka_unit_test(test_query_lookup_finds_first_match_by_decoded_name),
+        cmocka_unit_test(test_decode_unreserved_keeps_other_escapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
