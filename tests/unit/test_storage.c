@@ -1244,7 +1244,8 @@ static void test_open_store_holds_less_than_an_initial_page_block(void **state) 
 /* Descriptors of this process open on own files under the fixture's
  * directory (database, WAL, shared memory). */
 static int own_fds(const fixture *f) {
-    char link[64], target[4096], prefix[128];
+    /* link fits any d_name (256 bytes): gcc checks the snprintf below. */
+    char link[sizeof("/proc/self/fd/") + 256], target[4096], prefix[128];
     struct dirent *e;
     DIR *d = opendir("/proc/self/fd");
     int n = 0;
