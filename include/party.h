@@ -33,8 +33,11 @@ extern "C" {
  * (party_def) and agents_prefix (party_config), and a struct of ABI 2 is
  * read up to them (they take the values that keep its behaviour); ABI 3
  * also appended outbound HTTP (party_def.fetch_allow, party_config's
- * fetch_* fields). */
-#define PARTY_ABI_VERSION 3
+ * fetch_* fields). ABI 4 appended what faces the internet: the PROXY
+ * protocol, trusted proxies, rate limits and browser origins
+ * (party_config), and a party's own limits and origins (party_def); a
+ * struct of ABI 2 or 3 is read with their defaults. */
+#define PARTY_ABI_VERSION 4
 
 /* Marks what libparty exports. The library is built with hidden
  * visibility: what this header declares is all a program or a party can
@@ -101,6 +104,7 @@ enum {
 #define PARTY_MAX_CONN_STATE 16384 /* bytes of per-connection state */
 #define PARTY_MAX_CLOSE_REASON 123 /* bytes of a close reason */
 #define PARTY_ID_MAX 65            /* room id: 64 hex chars + NUL */
+#define PARTY_ADDR_MAX 46          /* an IP address as text, with its NUL */
 
 typedef struct party_runtime party_runtime;
 typedef struct party_room party_room;
@@ -222,10 +226,16 @@ typedef struct party_def {
      * runtime. */
     const char *fetch_allow;
 
-    /* ---- ABI 3: browser origins ----
-     * NULL: this party follows the runtime's party_config.allowed_origins;
-     * else this list (same syntax) is used instead of it. Must outlive the
-     * runtime. */
+    /* ---- ABI 4: a party's own limits (0: the runtime's) ----
+     * Connections per room (party_config.max_room_conns). */
+    size_t max_room_conns;
+    /* WebSocket messages and message bytes a connection may send per
+     * second (party_config.limit_conn_msgs, limit_conn_bytes). */
+    double limit_conn_msgs;
+    double limit_conn_bytes;
+    /* Browser origins: NULL: this party follows the runtime's
+     * party_config.allowed_origins; else this list (same syntax) is used
+     * instead of it. Must outlive the runtime. */
     const char *allowed_origins;
 } party_def;
 
@@ -441,6 +451,13 @@ PARTY_EXTERN int party_conn_set_state(party_conn *conn, const void *data, size_t
 /* The state, or NULL if none; *len set when len != NULL. Valid until the
  * next party_conn_set_state or on_close returns. */
 PARTY_EXTERN const void *party_conn_state(party_conn *conn, size_t *len);
+/* The client's address as text ("203.0.113.7", "2001:db8::7") into out
+ * (size bytes; PARTY_ADDR_MAX is enough): the socket's peer, or what a
+ * PROXY header or a trusted proxy's Forwarded / X-Forwarded-For named
+ * (party_config.proxy_protocol, trusted_proxies). Kept while the room
+ * hibernates. 0; PARTY_ENOTFOUND when not known (connections of the
+ * test harness; out is then ""); PARTY_ETOOBIG when out is too small. */
+PARTY_EXTERN int party_conn_remote_addr(party_conn *conn, char *out, size_t size);
 
 /* ---- storage -------------------------------------------------------------
  * Each room has its own database. Everything a room writes during one event
@@ -563,6 +580,8 @@ party_request_foreach_header(const party_request *req,
 PARTY_EXTERN const char *party_request_query(const party_request *req, const char *name);
 /* The body (Content-Length or de-chunked); NULL with *len 0 when none. */
 PARTY_EXTERN const void *party_request_body(const party_request *req, size_t *len);
+/* The address of the client that made the request, as party_conn_remote_addr. */
+PARTY_EXTERN int party_request_remote_addr(const party_request *req, char *out, size_t size);
 /* Adds or replaces a request header (in before_connect / before_request).
  * The values are copied. */
 PARTY_EXTERN int party_request_set_header(party_request *req, const char *name, const char *value);
@@ -752,7 +771,28 @@ typedef struct party_config {
     /* PARTY_MAX_FETCH_URLS (1024): outbound requests unanswered in the process;
      * one more is refused at the call (PARTY_ELIMIT). 0: 1024. */
     size_t fetch_max_in_flight;
-    /* ---- ABI 3: browser origins ---- */
+    /* ---- ABI 4: facing the internet (docs/operations.md, "Running on the internet") ---- */
+    int proxy_protocol;          /* 1: every connection starts with a PROXY protocol header
+                                    (v1 or v2, as HAProxy's send-proxy-v2 sends) naming the
+                                    client; one without a valid header is closed */
+    const char *trusted_proxies; /* NULL or "": none; else comma-separated addresses and
+                                    CIDRs (10.0.0.0/8, ::1) whose Forwarded /
+                                    X-Forwarded-For headers name the client */
+    size_t limit_addr_conns;     /* 20000: open connections per client address (IPv6: per
+                                    /64); one more is answered 429 */
+    double limit_addr_rate;      /* 1000: new connections per second per client address
+                                    (a burst of one second's worth); more get 429 */
+    double limit_conn_msgs;      /* 1000: WebSocket messages per second per connection;
+                                    over it reading pauses, and a client that keeps
+                                    sending faster is closed with 1013 */
+    double limit_conn_bytes;     /* 16 MiB: WebSocket message bytes per second per
+                                    connection, as limit_conn_msgs */
+    size_t limit_addr_table;     /* 65536: client addresses whose counts are kept at once;
+                                    the least recently seen is forgotten first */
+    const char *limit_exempt;    /* "127.0.0.1,::1": addresses and CIDRs (comma-separated)
+                                    no limit above applies to: the host's own clients
+                                    (a local proxy that names no other client, health
+                                    checks, benchmarks). NULL or "": none */
     const char *allowed_origins; /* NULL: any origin; else the origins (comma-separated
                                     scheme://host[:port], a host may begin with "*." for
                                     its subdomains) whose pages may open WebSockets

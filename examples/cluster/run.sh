@@ -104,7 +104,10 @@ up() {
   for n in "${nodes[@]}"; do
     port=$(free_port)
     echo "$port" >"$dir/$n.port"
+    # --proxy-protocol: HAProxy names each client in a PROXY v2 header
+    # (haproxy.cfg, send-proxy-v2); a node is reached through it only.
     "$partyd" --port "$port" --data "$dir/$n" --store "$store" --node "$n" --builtins all \
+      --proxy-protocol \
       >"$dir/$n.log" 2>&1 </dev/null &
     echo $! >"$dir/$n.pid"
     ports+=("$port")

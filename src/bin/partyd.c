@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "cli.h"
 #include "fetch_allow.h"
 #include "origin.h"
@@ -123,6 +124,25 @@ static const char usage_text[] =
     "  --fetch-max-bytes N      largest outbound answer body (default 8M)\n"
     "  --fetch-max-in-flight N  outbound requests unanswered at once in the process;\n"
     "                           one more is refused (default 1024)\n"
+    "  --proxy-protocol         every connection starts with a PROXY protocol header\n"
+    "                           (v1 or v2, as HAProxy's send-proxy-v2) naming the\n"
+    "                           client; one without a valid header is closed\n"
+    "  --trusted-proxies LIST   addresses and CIDRs (comma-separated) whose\n"
+    "                           Forwarded / X-Forwarded-For name the client\n"
+    "                           (default: none; the headers are ignored)\n"
+    "  --limit-addr-conns N     open connections per client address (IPv6: per\n"
+    "                           /64); more get 429 (default 20000)\n"
+    "  --limit-addr-rate N      new connections per second per client address;\n"
+    "                           more get 429 with Retry-After (default 1000)\n"
+    "  --limit-conn-msgs N      WebSocket messages per second per connection: over\n"
+    "                           it reading pauses, then 1013 (default 1000)\n"
+    "  --limit-conn-bytes N     WebSocket message bytes per second per connection\n"
+    "                           (default 16M), as --limit-conn-msgs\n"
+    "  --limit-addr-table N     client addresses counted at once; the least\n"
+    "                           recently seen is forgotten first (default 65536)\n"
+    "  --limit-exempt LIST      addresses and CIDRs no limit applies to (default\n"
+    "                           127.0.0.1,::1: local proxies, health checks,\n"
+    "                           benchmarks; \"\" for none)\n"
     "  --threads N              event-loop threads; each room runs on one of them\n"
     "                           (default: one per core; at most 64)\n"
     "  --admin-token TOKEN      enable /_partyd/rooms for 'Authorization: Bearer TOKEN'\n"
@@ -131,9 +151,10 @@ static const char usage_text[] =
     "                           flags' names, plus \"parties\": {NAME: {\"path\":\n"
     "                           \"lib.so\", \"hibernate\": true, \"cors\": true,\n"
     "                           \"props\": {...}, \"fetch-allow\": LIST,\n"
-    "                           \"allowed-origins\": LIST}} (props: given to\n"
-    "                           on_start; fetch-allow, allowed-origins: the\n"
-    "                           party's own list, instead of the flag's);\n"
+    "                           \"allowed-origins\": LIST, \"max-room-conns\": N,\n"
+    "                           \"limit-conn-msgs\": N, \"limit-conn-bytes\": N}}\n"
+    "                           (props: given to on_start; the others: the\n"
+    "                           party's own, instead of the flag's);\n"
     "                           flags on the command line win\n"
     "  --version                print the version and exit\n"
     "  --help                   print this help and exit\n"
@@ -185,6 +206,14 @@ enum {
     OPT_FETCH_CA_FILE,
     OPT_FETCH_MAX_BYTES,
     OPT_FETCH_MAX_IN_FLIGHT,
+    OPT_PROXY_PROTOCOL,
+    OPT_LIMIT_ADDR_CONNS,
+    OPT_LIMIT_ADDR_RATE,
+    OPT_LIMIT_CONN_MSGS,
+    OPT_LIMIT_CONN_BYTES,
+    OPT_LIMIT_ADDR_TABLE,
+    OPT_LIMIT_EXEMPT,
+    OPT_TRUSTED_PROXIES,
     OPT_ALLOWED_ORIGINS,
     OPT_THREADS,
     OPT_VERSION,
@@ -234,6 +263,14 @@ static const struct option options[] = {
     {"fetch-ca-file", required_argument, NULL, OPT_FETCH_CA_FILE},
     {"fetch-max-bytes", required_argument, NULL, OPT_FETCH_MAX_BYTES},
     {"fetch-max-in-flight", required_argument, NULL, OPT_FETCH_MAX_IN_FLIGHT},
+    {"proxy-protocol", no_argument, NULL, OPT_PROXY_PROTOCOL},
+    {"limit-addr-conns", required_argument, NULL, OPT_LIMIT_ADDR_CONNS},
+    {"limit-addr-rate", required_argument, NULL, OPT_LIMIT_ADDR_RATE},
+    {"limit-conn-msgs", required_argument, NULL, OPT_LIMIT_CONN_MSGS},
+    {"limit-conn-bytes", required_argument, NULL, OPT_LIMIT_CONN_BYTES},
+    {"limit-addr-table", required_argument, NULL, OPT_LIMIT_ADDR_TABLE},
+    {"limit-exempt", required_argument, NULL, OPT_LIMIT_EXEMPT},
+    {"trusted-proxies", required_argument, NULL, OPT_TRUSTED_PROXIES},
     {"allowed-origins", required_argument, NULL, OPT_ALLOWED_ORIGINS},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"config", required_argument, NULL, OPT_CONFIG},
@@ -324,6 +361,21 @@ static int parse_seconds(const char *flag, const char *text, double *out) {
     v = strtod(text, &end);
     if (end == text || *end != '\0' || errno != 0 || !(v > 0) || v > 86400.0 * 365) {
         fprintf(stderr, "partyd: %s: '%s' is not a duration in seconds (> 0)\n", flag, text);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* A rate: a positive number per second, fractions allowed (0.5: one
+ * every two seconds), at most a billion. */
+static int parse_rate(const char *flag, const char *text, double *out) {
+    char *end;
+    double v;
+    errno = 0;
+    v = strtod(text, &end);
+    if (end == text || *end != '\0' || errno != 0 || !(v > 0) || v > 1e9) {
+        fprintf(stderr, "partyd: %s: '%s' is not a rate (a number per second, > 0)\n", flag, text);
         return -1;
     }
     *out = v;
@@ -440,8 +492,9 @@ static int party_name_valid(const char *name, size_t len) {
 }
 
 /* Checks that the object at handle was built against this party.h: its
- * party_abi must be this ABI (or 2, read up to ABI 3's fields), as it is read before party_module()
- * is called (a definition of another layout would be misread). 0, or -1 after saying why on stderr.
+ * party_abi must be this ABI (or 2 or 3, read up to the next ABI's fields), as it is read before
+ * party_module() is called (a definition of another layout would be misread). 0, or -1 after saying
+ * why on stderr.
  */
 static int check_party_abi(const char *what, const char *spec, void *handle) {
     const unsigned *abi = dlsym(handle, "party_abi");
@@ -462,7 +515,7 @@ static int check_party_abi(const char *what, const char *spec, void *handle) {
                 what, spec, PARTY_VERSION_STRING, PARTY_ABI_VERSION);
         return -1;
     }
-    if (*abi != PARTY_ABI_VERSION && *abi != 2) {
+    if (*abi != PARTY_ABI_VERSION && *abi != 2 && *abi != 3) {
         fprintf(stderr,
                 "partyd: %s %s: built against party.h ABI %u; this partyd is %s "
                 "(ABI %d): rebuild the party against this party.h\n",
@@ -525,10 +578,13 @@ static int load_party(const char *what, const char *spec) {
         return -1;
     }
     lp = &loaded[n_loaded];
-    /* An ABI 2 definition ends where ABI 3's fields begin: those stay
-     * zero, and the runtime reads it as ABI 2 (its abi field). */
+    /* An ABI 2 (3) definition ends where ABI 3's (4's) fields begin: those
+     * stay zero, and the runtime reads it as of its ABI (its abi field). */
     memset(&lp->def, 0, sizeof(lp->def));
-    memcpy(&lp->def, def, abi == 2 ? offsetof(party_def, sync) : sizeof(*def));
+    memcpy(&lp->def, def,
+           abi == 2   ? offsetof(party_def, sync)
+           : abi == 3 ? offsetof(party_def, max_room_conns)
+                      : sizeof(*def));
     lp->name = party__strndup(spec, (size_t)(eq - spec));
     lp->path = party__strdup(eq + 1);
     lp->handle = handle;
@@ -799,6 +855,49 @@ static int apply_option(int opt, const char *arg, options_state *o) {
         if (parse_count("--fetch-max-in-flight", arg, &o->cfg.fetch_max_in_flight) != 0)
             return 2;
         break;
+    case OPT_LIMIT_ADDR_CONNS:
+        if (parse_count("--limit-addr-conns", arg, &o->cfg.limit_addr_conns) != 0)
+            return 2;
+        break;
+    case OPT_LIMIT_ADDR_RATE:
+        if (parse_rate("--limit-addr-rate", arg, &o->cfg.limit_addr_rate) != 0)
+            return 2;
+        break;
+    case OPT_LIMIT_CONN_MSGS:
+        if (parse_rate("--limit-conn-msgs", arg, &o->cfg.limit_conn_msgs) != 0)
+            return 2;
+        break;
+    case OPT_LIMIT_CONN_BYTES: {
+        size_t bytes;
+        if (parse_size("--limit-conn-bytes", arg, &bytes) != 0)
+            return 2;
+        o->cfg.limit_conn_bytes = (double)bytes;
+        break;
+    }
+    case OPT_LIMIT_ADDR_TABLE:
+        if (parse_count("--limit-addr-table", arg, &o->cfg.limit_addr_table) != 0)
+            return 2;
+        break;
+    case OPT_LIMIT_EXEMPT:
+    case OPT_TRUSTED_PROXIES: {
+        party__cidr_list list;
+        if (party__cidr_list_parse(arg, &list) != 0) {
+            fprintf(stderr,
+                    "partyd: %s: '%s' is not a list of IP addresses and CIDRs "
+                    "(e.g. 10.0.0.0/8,::1)\n",
+                    opt == OPT_LIMIT_EXEMPT ? "--limit-exempt" : "--trusted-proxies", arg);
+            return 2;
+        }
+        party__cidr_list_free(&list);
+        if (opt == OPT_LIMIT_EXEMPT)
+            o->cfg.limit_exempt = arg;
+        else
+            o->cfg.trusted_proxies = arg;
+        break;
+    }
+    case OPT_PROXY_PROTOCOL:
+        o->cfg.proxy_protocol = 1;
+        break;
     case OPT_ALLOWED_ORIGINS:
         if (check_allowed_origins("--allowed-origins", arg) != 0)
             return 2;
@@ -825,7 +924,8 @@ static int apply_option(int opt, const char *arg, options_state *o) {
  * A JSON object whose keys are the long flags' names ("port": 2000,
  * "max-message-bytes": "1M", "cors": true, "party": ["x=./x.so"]) plus
  * "parties": {"NAME": {"path": "lib.so", "hibernate": true, "cors": true,
- * "props": <any JSON>, "fetch-allow": LIST, "allowed-origins": LIST}}
+ * "props": <any JSON>, "fetch-allow": LIST, "allowed-origins": LIST,
+ * "max-room-conns": N, "limit-conn-msgs": N, "limit-conn-bytes": N}}
  * for per-party options. Flags given on the command line win. */
 
 #define CONFIG_MAX_BYTES (1024 * 1024)
@@ -838,6 +938,9 @@ typedef struct party_override {
     int cors;                /* -1: as the party says */
     char *props;             /* NULL: as the party says; else compact JSON (or a string's text) */
     const char *fetch_allow; /* NULL: --fetch-allow; else the party's own list */
+    size_t max_room_conns;   /* 0: --max-room-conns */
+    double limit_conn_msgs;  /* 0: --limit-conn-msgs */
+    double limit_conn_bytes; /* 0: --limit-conn-bytes */
     const char *allowed_origins; /* NULL: --allowed-origins; else the party's own list */
 } party_override;
 
@@ -896,6 +999,8 @@ static int config_parties(const char *path, const cJSON *parties, options_state 
         ov->hibernate = ov->cors = -1;
         ov->props = NULL;
         ov->fetch_allow = NULL;
+        ov->max_room_conns = 0;
+        ov->limit_conn_msgs = ov->limit_conn_bytes = 0;
         ov->allowed_origins = NULL;
         ov->loaded = 0;
         cJSON_ArrayForEach(field, party) {
@@ -919,6 +1024,31 @@ static int config_parties(const char *path, const cJSON *parties, options_state 
                 if (check_fetch_allow(what, field->valuestring) != 0)
                     return 2;
                 ov->fetch_allow = field->valuestring;
+            } else if ((strcmp(field->string, "max-room-conns") == 0 ||
+                        strcmp(field->string, "limit-conn-msgs") == 0 ||
+                        strcmp(field->string, "limit-conn-bytes") == 0) &&
+                       (cJSON_IsNumber(field) || cJSON_IsString(field))) {
+                char what[300], number[64];
+                const char *text = field->valuestring;
+                size_t n = 0;
+                int bad;
+                if (cJSON_IsNumber(field)) {
+                    snprintf(number, sizeof(number), "%.17g", field->valuedouble);
+                    text = number;
+                }
+                snprintf(what, sizeof(what), "--config %s: party '%s': %s", path, party->string,
+                         field->string);
+                if (field->string[0] == 'm') {
+                    bad = parse_count(what, text, &n) != 0;
+                    ov->max_room_conns = n;
+                } else if (strcmp(field->string, "limit-conn-msgs") == 0) {
+                    bad = parse_rate(what, text, &ov->limit_conn_msgs) != 0;
+                } else {
+                    bad = parse_size(what, text, &n) != 0;
+                    ov->limit_conn_bytes = (double)n;
+                }
+                if (bad)
+                    return 2;
             } else if (strcmp(field->string, "allowed-origins") == 0 && cJSON_IsString(field)) {
                 char what[300];
                 snprintf(what, sizeof(what), "--config %s: party '%s': allowed-origins", path,
@@ -937,7 +1067,8 @@ static int config_parties(const char *path, const cJSON *parties, options_state 
                 fprintf(stderr,
                         "partyd: --config %s: party '%s': unknown or mistyped option '%s' "
                         "(path: string, hibernate: bool, cors: bool, props: any JSON, "
-                        "fetch-allow: string, allowed-origins: string)\n",
+                        "fetch-allow: string, allowed-origins: string, max-room-conns, "
+                        "limit-conn-msgs, limit-conn-bytes: number)\n",
                         path, party->string, field->string);
                 return 2;
             }
@@ -1083,8 +1214,19 @@ static const party_def *with_overrides(const party_def *def) {
                 copy->props = overrides[i].props;
             if (overrides[i].fetch_allow != NULL)
                 copy->fetch_allow = overrides[i].fetch_allow;
+            if (overrides[i].max_room_conns != 0)
+                copy->max_room_conns = overrides[i].max_room_conns;
+            if (overrides[i].limit_conn_msgs != 0)
+                copy->limit_conn_msgs = overrides[i].limit_conn_msgs;
+            if (overrides[i].limit_conn_bytes != 0)
+                copy->limit_conn_bytes = overrides[i].limit_conn_bytes;
             if (overrides[i].allowed_origins != NULL)
                 copy->allowed_origins = overrides[i].allowed_origins;
+            /* A copy is a whole struct of this ABI (a loaded older one was
+             * copied zero-filled), so its limits and origins are read too. */
+            if (overrides[i].max_room_conns != 0 || overrides[i].limit_conn_msgs != 0 ||
+                overrides[i].limit_conn_bytes != 0 || overrides[i].allowed_origins != NULL)
+                copy->abi = PARTY_ABI_VERSION;
             return copy;
         }
     }

@@ -29,14 +29,22 @@ typedef enum party__conn_record_kind {
 enum {
     PARTY__CONN_RECORD_READONLY = 1, /* party_conn_set_readonly was set */
     PARTY__CONN_RECORD_INTERNAL = 2, /* opened by the runtime itself */
+    /* The peer address is the client its first request named (the limits
+     * count the connection for it); without it, an HTTP connection's
+     * client is named by its next request. */
+    PARTY__CONN_RECORD_CLIENT_KNOWN = 4,
+    /* HTTP: its PROXY protocol header has not all come; input is what came
+     * of it, and the peer address is the socket's. */
+    PARTY__CONN_RECORD_PROXY_PENDING = 8,
 };
 
 typedef struct party__conn_record {
     unsigned version; /* set by decode; encode writes PARTY__CONN_RECORD_VERSION */
     party__conn_record_kind kind;
     uint32_t flags;
-    /* The peer's address (getpeername): family 4 or 6 (0: unknown), the
-     * address's 4 or 16 bytes, the port. */
+    /* The client's address (party_conn_remote_addr's: a PROXY header's or
+     * a trusted proxy's client, else the socket's peer): family 4 or 6 (0:
+     * unknown), the address's 4 or 16 bytes, the port. */
     uint8_t peer_family;
     uint8_t peer_addr[16];
     uint16_t peer_port;

@@ -420,3 +420,7 @@ void party_response_header(party_response *res, const char *name, const char *va
 void party_response_body(party_response *res, const void *data, size_t len) {
     party_response_set_body(res, data, len);
 }
+
+int party_request_remote_addr(const party_request *req, char *out, size_t size) {
+    return party__addr_text_checked(req != NULL ? &req->remote : NULL, out, size);
+}

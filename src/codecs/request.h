@@ -5,6 +5,7 @@
 #define PARTY_REQUEST_H
 
 #include "party.h"
+#include "addr.h"
 #include "buf.h"
 #include "http.h"
 
@@ -26,7 +27,8 @@ struct party_request {
                       at its raw value's offset (party_request_query) */
     char **extra;  /* strings allocated later (set_header, set_props) */
     size_t n_extra;
-    const char *props; /* set by a hook for the room's on_start; kept in extra */
+    const char *props;  /* set by a hook for the room's on_start; kept in extra */
+    party__addr remote; /* the client (set by the router; none for internal requests) */
 };
 
 struct party_response {

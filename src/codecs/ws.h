@@ -33,6 +33,7 @@ enum {
     PARTY__WS_TOO_BIG = 1009,
     PARTY__WS_INTERNAL_ERROR = 1011,
     PARTY__WS_SERVICE_RESTART = 1012, /* restart, or the room moved to another node */
+    PARTY__WS_TRY_AGAIN_LATER = 1013, /* overload, a rate limit: the client may come back */
 };
 
 /* ---- handshake ---- */

@@ -1129,11 +1129,12 @@ void party__rooms_connect(party__rooms *rooms, party_conn *conn, const party__ro
         party__conn_http_fail(conn, 503, "out of memory\n");
         return;
     }
-    if (room->n_conns + room->n_pending >= rooms->lp->cfg.max_room_conns) {
+    if (room->n_conns + room->n_pending >= r->party->max_room_conns) {
+        rooms->lp->limit_room_conns++;
         party__log_warn(
             rooms->lp,
             "room %s/%s: refused a connection: max_room_conns (%zu) reached (--max-room-conns)",
-            r->party->name, r->name, rooms->lp->cfg.max_room_conns);
+            r->party->name, r->name, r->party->max_room_conns);
         party__conn_http_fail(conn, 503, "room is full (max_room_conns)\n");
         return;
     }

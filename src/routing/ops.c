@@ -19,6 +19,7 @@
 #include <openssl/evp.h>
 
 #include "alloc.h"
+#include "addr_limits.h"
 #include "conn.h"
 #include "http.h"
 #include "http_client.h"
@@ -147,6 +148,15 @@ void party__ops_stats_add_loop(party__ops_stats *m, const party__loop *lp) {
     m->send_queue_drops += lp->send_queue_drops;
     m->accept_errors += lp->accept_errors;
     m->tls_errors += lp->tls_errors;
+    m->proxy_refused += lp->proxy_refused;
+    m->limit_addr_conns += lp->limit_addr_conns;
+    m->limit_addr_rate += lp->limit_addr_rate;
+    m->limit_conn_msgs += lp->limit_conn_msgs;
+    m->limit_conn_bytes += lp->limit_conn_bytes;
+    m->limit_conn_closed += lp->limit_conn_closed;
+    m->limit_room_conns += lp->limit_room_conns;
+    if (lp->index == 0) /* one table for every loop: counted once */
+        party__addr_limits_stats(lp->addr_limits, &m->limit_addresses, &m->limit_addresses_evicted);
     m->origin_refused += lp->origin_refused;
     o = &lp->http_stats;
     m->outbound.requests += o->requests;
@@ -212,6 +222,10 @@ static void metrics_write(const party__ops_stats *m, text_buf *tb) {
     metric_scalar(tb, "partyd_connections_requests_total", "counter",
                   "HTTP requests read and parsed, WebSocket handshakes included.",
                   m->http_requests);
+    metric_scalar(tb, "partyd_connections_proxy_refused_total", "counter",
+                  "Connections closed because they did not start with a valid PROXY protocol "
+                  "header (--proxy-protocol).",
+                  m->proxy_refused);
     metric_scalar(tb, "partyd_connections_origin_refused_total", "counter",
                   "WebSocket handshakes (403) and CORS preflights (403) refused because their "
                   "Origin is not in --allowed-origins.",
@@ -281,6 +295,35 @@ static void metrics_write(const party__ops_stats *m, text_buf *tb) {
     text_appendf(tb, "partyd_runtime_errors_total{kind=\"tls\"} %" PRIu64 "\n", m->tls_errors);
     metrics_write_outbound(&m->outbound, tb);
 
+    metric_scalar(tb, "partyd_limit_addr_conns_total", "counter",
+                  "Requests answered 429: their client address had --limit-addr-conns "
+                  "connections open.",
+                  m->limit_addr_conns);
+    metric_scalar(tb, "partyd_limit_addr_rate_total", "counter",
+                  "Requests answered 429: their client address opened more than "
+                  "--limit-addr-rate connections a second.",
+                  m->limit_addr_rate);
+    metric_scalar(tb, "partyd_limit_conn_msgs_total", "counter",
+                  "Times a WebSocket's reading paused: over --limit-conn-msgs messages a second.",
+                  m->limit_conn_msgs);
+    metric_scalar(tb, "partyd_limit_conn_bytes_total", "counter",
+                  "Times a WebSocket's reading paused: over --limit-conn-bytes bytes a second.",
+                  m->limit_conn_bytes);
+    metric_scalar(tb, "partyd_limit_conn_closed_total", "counter",
+                  "WebSockets closed with 1013: over their message or byte limit again after "
+                  "every pause.",
+                  m->limit_conn_closed);
+    metric_scalar(tb, "partyd_limit_room_conns_total", "counter",
+                  "Upgrades refused (503): their room had max_room_conns connections.",
+                  m->limit_room_conns);
+    metric_scalar(tb, "partyd_limit_addresses", "gauge",
+                  "Client addresses whose connections are counted now (at most "
+                  "--limit-addr-table).",
+                  m->limit_addresses);
+    metric_scalar(tb, "partyd_limit_addresses_evicted_total", "counter",
+                  "Client addresses forgotten to make room in the table, least recently seen "
+                  "first.",
+                  m->limit_addresses_evicted);
     metric_family(tb, "partyd_runtime_build_info", "gauge",
                   "The running build, by its version (always 1).");
     text_appendf(tb, "partyd_runtime_build_info{version=\"%s\"} 1\n", PARTY_VERSION_STRING);

@@ -33,6 +33,10 @@ typedef struct party__ops_stats {
     uint64_t alarms_pending, alarms_fired, alarms_retried, alarms_abandoned, schedules_fired;
     uint64_t http_errors, protocol_errors, send_queue_drops, commit_failures, accept_errors,
         tls_errors;
+    uint64_t proxy_refused; /* connections without a valid PROXY header */
+    uint64_t limit_addr_conns, limit_addr_rate, limit_conn_msgs, limit_conn_bytes,
+        limit_conn_closed, limit_room_conns;
+    uint64_t limit_addresses, limit_addresses_evicted; /* the per-address table */
     uint64_t commits_fenced; /* refused: the room is another node's now (a cluster store) */
     uint64_t origin_refused; /* handshakes and preflights refused for their Origin */
     /* Upgrades (SIGUSR2): those that led to this process (the count goes

@@ -257,6 +257,7 @@ int party__router_admit(party_conn *conn, party__routed *r) {
         return -1;
     }
     party__conn_http(conn)->have_preq = 1;
+    party__conn_http(conn)->preq.remote = party__conn_http(conn)->remote;
     if (r->name == NULL)
         return 0; /* by id: an internal request, no hooks */
     lobby.party = r->party->name;

@@ -6,6 +6,7 @@
 
 #include "party.h"
 #include "buf.h"
+#include "conn.h"
 #include "digest.h"
 #include "ops.h"
 
@@ -26,6 +27,9 @@ typedef struct party__party {
     char *name;         /* as registered (the URL name) */
     party_def *own_def; /* def, when it is the runtime's copy of an older ABI's (freed with it) */
     int sync;           /* def has synced state or RPC: its messages may be Agents frames */
+    /* Its limits, read once at registration (its own, else the runtime's) */
+    size_t max_room_conns;
+    party__meter meter; /* WebSocket messages and bytes per second */
 } party__party;
 
 /* The party of parties[0..n) with this URL name, case-insensitively;

@@ -30,6 +30,7 @@
 #include "fetch.h"
 #include "outbound.h"
 #include "keepalive.h"
+#include "addr_limits.h"
 #include "listener.h"
 #include "log.h"
 #include "loops.h"
@@ -70,6 +71,12 @@ void party_config_init(party_config *cfg) {
     cfg->fetch_max_bytes = 8u * 1024 * 1024;
     cfg->fetch_max_in_flight = PARTY_MAX_FETCH_URLS;
     cfg->threads = 1;
+    cfg->limit_addr_conns = 20000;
+    cfg->limit_addr_rate = 1000;
+    cfg->limit_conn_msgs = 1000;
+    cfg->limit_conn_bytes = 16.0 * 1024 * 1024;
+    cfg->limit_addr_table = 65536;
+    cfg->limit_exempt = "127.0.0.1,::1";
 }
 
 /* ---- per-loop-turn work ---- */
@@ -154,6 +161,8 @@ static void on_stop_async(uv_async_t *async) {
 static int conn_message_cb(party_room *room, party_conn *conn, party__slice data, int binary) {
     party__event ev;
 
+    if (party__conn_meter(conn, data.len, &room->party->meter) != 0)
+        return 0; /* closing with 1013: the client kept going over its limit */
     memset(&ev, 0, sizeof(ev));
     ev.type = PARTY__EV_MESSAGE;
     ev.conn = conn;
@@ -340,6 +349,9 @@ static int runtime_init_loop(party_runtime *rt, party__loop_ctx *lc, unsigned in
         return PARTY_ENOMEM;
     lc->lp.conn_upcalls = &conn_upcalls;
     lc->lp.on_quiet = loop_quiet;
+    lc->lp.trusted_proxies = &rt->trusted_proxies_list;
+    lc->lp.addr_limits = rt->addr_limits;
+    lc->lp.limit_exempt = &rt->limit_exempt_list;
     lc->router.up = &router_upcalls;
     party__rooms_init(&lc->rooms, &lc->lp);
     runtime_share(lc);
@@ -393,12 +405,12 @@ void party__runtime_start_timers(party__loop_ctx *lc) {
 
 /* Whether a struct of this abi can be read: 0 means "compiled with this
  * header" (the struct was not set up by party_config_init or
- * PARTY_DEF_INIT); ABI 2's structs are read up to where ABI 3 appended
- * fields, which take their defaults. Any other value, 1 included
+ * PARTY_DEF_INIT); ABI 2's and 3's structs are read up to where the next
+ * ABI appended fields, which take their defaults. Any other value, 1 included
  * (party.h 0.1 had no abi field, so a 1 there is another field's bytes),
  * is refused. */
 static int abi_readable(unsigned abi) {
-    return abi == 0 || abi == PARTY__ABI2 || abi == PARTY_ABI_VERSION;
+    return abi == 0 || abi == PARTY__ABI2 || abi == PARTY__ABI3 || abi == PARTY_ABI_VERSION;
 }
 
 party_runtime *party_runtime_new(const party_config *cfg) {
@@ -432,6 +444,20 @@ party_runtime *party_runtime_new(const party_config *cfg) {
         defaults.abi = PARTY_ABI_VERSION;
         defaults.agents_prefix = NULL;
         cfg = &defaults;
+    } else if (cfg->abi == PARTY__ABI3) {
+        memset(&defaults, 0, sizeof(defaults));
+        memcpy(&defaults, cfg, PARTY__CONFIG_ABI3_SIZE);
+        defaults.abi = PARTY_ABI_VERSION;
+        cfg = &defaults;
+    }
+    if (cfg == &defaults && defaults.limit_addr_table == 0) {
+        /* An older ABI's struct: ABI 4's fields take the defaults (no PROXY
+         * protocol, no trusted proxies, the generous limits). */
+        party_config fresh;
+        party_config_init(&fresh);
+        memcpy((char *)&defaults + PARTY__CONFIG_ABI3_SIZE,
+               (char *)&fresh + PARTY__CONFIG_ABI3_SIZE,
+               sizeof(defaults) - PARTY__CONFIG_ABI3_SIZE);
     }
     rt->cfg = *cfg;
     rt->host = party__strdup(cfg->host != NULL ? cfg->host : "127.0.0.1");
@@ -463,6 +489,8 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     rt->fetch_allow = cfg->fetch_allow != NULL ? party__strdup(cfg->fetch_allow) : NULL;
     rt->allowed_origins = cfg->allowed_origins != NULL ? party__strdup(cfg->allowed_origins) : NULL;
     rt->fetch_ca_file = cfg->fetch_ca_file != NULL ? party__strdup(cfg->fetch_ca_file) : NULL;
+    rt->trusted_proxies = cfg->trusted_proxies != NULL ? party__strdup(cfg->trusted_proxies) : NULL;
+    rt->limit_exempt = cfg->limit_exempt != NULL ? party__strdup(cfg->limit_exempt) : NULL;
     if (rt->host == NULL || rt->prefix == NULL || (cfg->data_dir != NULL && rt->data_dir == NULL) ||
         rt->ops_prefix == NULL || (cfg->admin_token != NULL && rt->admin_token == NULL) ||
         (cfg->static_dir != NULL && rt->static_dir == NULL) ||
@@ -471,6 +499,8 @@ party_runtime *party_runtime_new(const party_config *cfg) {
         (cfg->fetch_allow != NULL && rt->fetch_allow == NULL) ||
         (cfg->allowed_origins != NULL && rt->allowed_origins == NULL) ||
         (cfg->fetch_ca_file != NULL && rt->fetch_ca_file == NULL) ||
+        (cfg->trusted_proxies != NULL && rt->trusted_proxies == NULL) ||
+        (cfg->limit_exempt != NULL && rt->limit_exempt == NULL) ||
         (*agents != '\0' && rt->agents_prefix == NULL))
         goto fail;
     rt->cfg.host = rt->host;
@@ -484,6 +514,24 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     rt->cfg.fetch_allow = rt->fetch_allow;
     rt->cfg.allowed_origins = rt->allowed_origins;
     rt->cfg.fetch_ca_file = rt->fetch_ca_file;
+    rt->cfg.trusted_proxies = rt->trusted_proxies;
+    if (rt->trusted_proxies != NULL &&
+        party__cidr_list_parse(rt->trusted_proxies, &rt->trusted_proxies_list) != 0) {
+        party__log_write(PARTY__LOG_ERROR, 0, PARTY__LOG_ERROR,
+                         "party_runtime_new: trusted_proxies '%s' is not a list of IP addresses "
+                         "and CIDRs",
+                         rt->trusted_proxies);
+        goto fail;
+    }
+    rt->cfg.limit_exempt = rt->limit_exempt;
+    if (rt->limit_exempt != NULL &&
+        party__cidr_list_parse(rt->limit_exempt, &rt->limit_exempt_list) != 0) {
+        party__log_write(PARTY__LOG_ERROR, 0, PARTY__LOG_ERROR,
+                         "party_runtime_new: limit_exempt '%s' is not a list of IP addresses "
+                         "and CIDRs",
+                         rt->limit_exempt);
+        goto fail;
+    }
     rt->cfg.agents_prefix = rt->agents_prefix;
     rt->durability_full = cfg->durability != PARTY_DURABILITY_NORMAL;
     if (rt->cfg.max_headers > PARTY__HTTP_MAX_HEADERS)
@@ -493,6 +541,9 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     rt->own_handles = party__default_own_handles();
     if (rt->cfg.send_queue_bytes > UINT32_MAX)
         rt->cfg.send_queue_bytes = UINT32_MAX; /* connections count it in 32 bits */
+    rt->addr_limits = party__addr_limits_new(rt->cfg.limit_addr_table);
+    if (rt->addr_limits == NULL)
+        goto fail;
     rt->n_loops = 1;
     if (runtime_init_loop(rt, &rt->main, 0) != 0) {
         if (rt->main.lp.loop.data == NULL)
@@ -518,6 +569,11 @@ fail:
     party__free(rt->fetch_allow);
     party__free(rt->allowed_origins);
     party__free(rt->fetch_ca_file);
+    party__free(rt->trusted_proxies);
+    party__cidr_list_free(&rt->trusted_proxies_list);
+    party__free(rt->limit_exempt);
+    party__cidr_list_free(&rt->limit_exempt_list);
+    party__addr_limits_free(rt->addr_limits);
     party__free(rt);
     return NULL;
 }
@@ -558,12 +614,13 @@ int party_runtime_add(party_runtime *rt, const party_def *def) {
     rt->parties = grown;
     runtime_share(&rt->main);
     rt->parties[rt->n_parties].own_def = NULL;
-    if (def->abi == PARTY__ABI2) {
-        /* Read as far as ABI 2 went; the rest zero (no synced state). */
+    if (def->abi == PARTY__ABI2 || def->abi == PARTY__ABI3) {
+        /* Read as far as its ABI went; the rest zero (no synced state, the
+         * runtime's limits). */
         party_def *copy = party__calloc(1, sizeof(*copy));
         if (copy == NULL)
             return PARTY_ENOMEM;
-        memcpy(copy, def, PARTY__DEF_ABI2_SIZE);
+        memcpy(copy, def, def->abi == PARTY__ABI2 ? PARTY__DEF_ABI2_SIZE : PARTY__DEF_ABI3_SIZE);
         copy->abi = PARTY_ABI_VERSION;
         rt->parties[rt->n_parties].own_def = copy;
         def = copy;
@@ -571,6 +628,12 @@ int party_runtime_add(party_runtime *rt, const party_def *def) {
     rt->parties[rt->n_parties].def = def;
     /* Asked on every message: read once from the definition. */
     rt->parties[rt->n_parties].sync = party__sync_enabled(def);
+    rt->parties[rt->n_parties].max_room_conns =
+        def->max_room_conns != 0 ? def->max_room_conns : rt->cfg.max_room_conns;
+    party__meter_init(&rt->parties[rt->n_parties].meter,
+                      def->limit_conn_msgs != 0 ? def->limit_conn_msgs : rt->cfg.limit_conn_msgs,
+                      def->limit_conn_bytes != 0 ? def->limit_conn_bytes
+                                                 : rt->cfg.limit_conn_bytes);
     rt->parties[rt->n_parties].name = party__strdup(def->name);
     if (rt->parties[rt->n_parties].name == NULL) {
         party__free(rt->parties[rt->n_parties].own_def);
@@ -1186,6 +1249,11 @@ void party_runtime_free(party_runtime *rt) {
     party__free(rt->allowed_origins);
     party__free(rt->fetch_allow);
     party__free(rt->fetch_ca_file);
+    party__free(rt->trusted_proxies);
+    party__cidr_list_free(&rt->trusted_proxies_list);
+    party__addr_limits_free(rt->addr_limits);
+    party__free(rt->limit_exempt);
+    party__cidr_list_free(&rt->limit_exempt_list);
     party__upgrade_free(rt);
     /* Last: the data directory is this runtime's until everything in it
      * is closed. */

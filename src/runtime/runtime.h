@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "party.h"
+#include "addr.h"
 #include "loop.h"
 #include "rooms.h"
 #include "router.h"
@@ -23,6 +24,10 @@
 #define PARTY__ABI2 2
 #define PARTY__DEF_ABI2_SIZE offsetof(party_def, sync)
 #define PARTY__CONFIG_ABI2_SIZE offsetof(party_config, agents_prefix)
+/* ABI 3's end where ABI 4's fields begin. */
+#define PARTY__ABI3 3
+#define PARTY__DEF_ABI3_SIZE offsetof(party_def, max_room_conns)
+#define PARTY__CONFIG_ABI3_SIZE offsetof(party_config, proxy_protocol)
 
 struct party__mail;
 
@@ -62,7 +67,12 @@ struct party_runtime {
     char *agents_prefix; /* the Agents clients' second prefix, NULL: off */
     char *tls_cert, *tls_key;
     char *fetch_allow, *fetch_ca_file;
-    char *allowed_origins; /* cfg.allowed_origins's copy */
+    char *trusted_proxies;                  /* the text, as given */
+    party__cidr_list trusted_proxies_list;  /* parsed; every loop points at it */
+    struct party__addr_limits *addr_limits; /* per client address; every loop's */
+    char *limit_exempt;                     /* the text, as given */
+    party__cidr_list limit_exempt_list;     /* parsed; every loop points at it */
+    char *allowed_origins;                  /* cfg.allowed_origins's copy */
     /* Outbound HTTP requests unanswered over every loop (atomic; each
      * loop's rooms count through a pointer to it: outbound.h) */
     size_t n_outbound;

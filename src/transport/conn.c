@@ -23,8 +23,11 @@
 
 #include <openssl/rand.h>
 
+#include "forwarded.h"
+#include "addr_limits.h"
 #include "log.h"
 #include "loop.h"
+#include "proxy.h"
 #include "origin.h"
 #include "slab.h"
 #include "alloc.h"
@@ -325,6 +328,9 @@ static void conn_free(party_conn *conn) {
         party__free(conn->extra->state);
         party__free(conn->extra);
     }
+    party__free(conn->meter);
+    if (conn->addr_counted)
+        party__addr_limits_give(lp->addr_limits, &conn->peer);
     transport_free(conn);
     if (!conn->handed_off) /* other loops read the total: atomic */
         __atomic_fetch_sub(&lp->n_conns, 1, __ATOMIC_RELAXED);
@@ -743,6 +749,7 @@ void party__conn_consume(party_conn *conn, size_t n) {
 }
 
 void party__conn_trim(party_conn *conn) {
+    party__conn_meter_release(conn);
     if (conn->out != NULL && conn->out->len == 0)
         sendq_drop(conn);
 }
@@ -935,6 +942,7 @@ static int http_session_new(party_conn *conn) {
 static void http_session_free(party__http_session *s) {
     if (s == NULL)
         return;
+    party__free(s->proxy_buf);
     if (s->have_preq)
         party__request_free(&s->preq);
     party__free(s->buf);
@@ -952,6 +960,8 @@ void party__conn_end_http(party_conn *conn) {
     lp->http_ended++;
     if (s->have_preq)
         party__request_free(&s->preq);
+    party__free(s->proxy_buf);
+    s->proxy_buf = NULL;
     if (s->cap > SPARE_BUF_MAX) {
         party__free(s->buf);
         s->buf = NULL;
@@ -1159,6 +1169,64 @@ static const char *limit_flag(const char *reason) {
     return "";
 }
 
+/* 1 when no limit applies to a client: it has no network address (the
+ * test harness), or it is in --limit-exempt. */
+static int conn_unmetered(party__loop *lp, const party__addr *addr) {
+    return addr->family == PARTY__ADDR_NONE ||
+           (lp->limit_exempt != NULL && party__cidr_list_match(lp->limit_exempt, addr));
+}
+
+/* A connection's first request named its client: the per-address limits
+ * count it, or it is answered 429 with Retry-After and closed. 0 to go
+ * on. */
+static NOT_INLINED int conn_admit_client(party_conn *conn) {
+    party__loop *lp = party__conn_loop(conn);
+    unsigned retry_after;
+    int counted;
+    int r;
+
+    if (conn_unmetered(lp, &conn->peer)) {
+        conn->unmetered = 1;
+        return 0;
+    }
+    r = party__addr_limits_take(lp->addr_limits, &conn->peer, party__loop_now(lp),
+                                lp->cfg.limit_addr_conns, lp->cfg.limit_addr_rate, &retry_after,
+                                &counted);
+    char from[PARTY__ADDR_TEXT_MAX], body[160], after[16];
+    party_response res;
+
+    conn->addr_counted = (unsigned)counted;
+    if (r != PARTY__LIMIT_CONNS && r != PARTY__LIMIT_RATE)
+        return 0;
+    party__addr_text(&conn->peer, from, sizeof(from));
+    if (r == PARTY__LIMIT_CONNS) {
+        lp->limit_addr_conns++;
+        if (party__loop_warning_due(lp, &lp->last_limit_warning))
+            party__log_warn(lp, "limit: %s has %zu connections open (--limit-addr-conns); 429",
+                            from, lp->cfg.limit_addr_conns);
+        snprintf(body, sizeof(body), "too many connections from %s (limit-addr-conns)\n", from);
+    } else {
+        lp->limit_addr_rate++;
+        if (party__loop_warning_due(lp, &lp->last_limit_warning))
+            party__log_warn(lp,
+                            "limit: %s opens more than %g connections a second "
+                            "(--limit-addr-rate); 429",
+                            from, lp->cfg.limit_addr_rate);
+        snprintf(body, sizeof(body), "too many new connections from %s (limit-addr-rate)\n", from);
+    }
+    /* D5: a limit passes; the client is told when to try again. */
+    snprintf(after, sizeof(after), "%u", retry_after);
+    party__response_init(&res);
+    party__response_text(&res, 429, body);
+    party_response_set_header(&res, "Retry-After", after);
+    conn_timer_stop(conn);
+    conn->phase = PARTY__CONN_HTTP_BUSY;
+    conn_stop_reading(conn);
+    party__conn_http_respond(conn, &res, 1);
+    party__response_free(&res);
+    return -1;
+}
+
 /* RFC 9112 2.2: empty lines before a request line are skipped (some
  * clients send a CRLF after a POST body). A lone CR waits for its LF. */
 static void skip_empty_lines(party__http_session *s) {
@@ -1209,13 +1277,25 @@ static void conn_parse_one(party_conn *conn) {
     if (r == PARTY__HTTP_ERROR) {
         char body[160];
         party__conn_loop(conn)->http_errors++;
-        party__log_info(party__conn_loop(conn), "http: %d %s%s", err.status, err.reason,
-                        limit_flag(err.reason));
+        char from[PARTY__ADDR_TEXT_MAX];
+        party__log_info(party__conn_loop(conn), "http: %d %s%s from %s", err.status, err.reason,
+                        limit_flag(err.reason), party__addr_text(&s->peer, from, sizeof(from)));
         snprintf(body, sizeof(body), "%s\n", err.reason);
         party__conn_http_fail(conn, err.status, body);
         return;
     }
     party__conn_loop(conn)->http_requests++;
+    /* The request's client: whom a trusted proxy names, else the peer. A
+     * connection's own client is its first request's. */
+    s->remote = s->peer;
+    (void)party__forwarded_client(s->req.headers, s->req.n_headers,
+                                  party__conn_loop(conn)->trusted_proxies, &s->remote);
+    if (!conn->client_known) {
+        conn->client_known = 1;
+        conn->peer = s->remote;
+        if (!conn->internal && conn_admit_client(conn) != 0)
+            return;
+    }
     conn_timer_stop(conn);
     conn_stop_reading(conn);
     conn->phase = PARTY__CONN_HTTP_BUSY;
@@ -1290,8 +1370,12 @@ static int on_ws_event(void *arg, const party__ws_event *wev) {
     }
     case PARTY__WS_EV_ERROR:
         party__conn_loop(conn)->protocol_errors++;
-        party__log_info(party__conn_loop(conn), "conn %s: %s; closing with %d", conn->id,
-                        wev->error, wev->close_code);
+        {
+            char from[PARTY__ADDR_TEXT_MAX];
+            party__log_info(party__conn_loop(conn), "conn %s from %s: %s; closing with %d",
+                            conn->id, party__addr_text(&conn->peer, from, sizeof(from)), wev->error,
+                            wev->close_code);
+        }
         conn_report_error(conn, wev->error);
         conn_stop_reading(conn);
         /* After our own Close, a bad frame ends the wait for the reply; a
@@ -1364,7 +1448,23 @@ static void conn_feed_ws(party_conn *conn, char *data, size_t len) {
 
 int party__conn_begin_upgrade(party_conn *conn, struct party_room *room, const char *id) {
     size_t id_len = strlen(id);
-    party__slice target = party__conn_http(conn)->req.target;
+    party__http_session *http = party__conn_http(conn);
+    if (!party__addr_equal(&conn->peer, &http->remote) || conn->peer.port != http->remote.port) {
+        /* A keep-alive connection through a trusted proxy upgrades for a
+         * client other than its first request's: counted for this one now. */
+        party__loop *lp = party__conn_loop(conn);
+        unsigned retry_after;
+        int counted = 0;
+        if (conn->addr_counted)
+            party__addr_limits_give(lp->addr_limits, &conn->peer);
+        conn->peer = http->remote;
+        conn->unmetered = (unsigned)conn_unmetered(lp, &conn->peer);
+        if (conn->addr_counted && !conn->unmetered)
+            (void)party__addr_limits_take(lp->addr_limits, &conn->peer, party__loop_now(lp), 0, 0,
+                                          &retry_after, &counted);
+        conn->addr_counted = (unsigned)counted;
+    }
+    party__slice target = http->req.target;
     /* partysocket sends its id as the URL's first parameter, and with no
      * query of its own the last (?_pk=ID): then the uri's tail is the id
      * and the uri alone holds both. */
@@ -1529,9 +1629,91 @@ static void on_read(party_conn *conn, const party__transport_ops *ops, ssize_t n
  * readable for the next loop turn). */
 #define READS_PER_TURN 32
 
+/* The PROXY header a --proxy-protocol listener expects first: read
+ * below the transport (it comes before a TLS handshake too), and never
+ * past its end, so what follows is read as if it were the first byte. A
+ * header is peeked at, then only its bytes are taken; one that came in
+ * pieces waits in the session meanwhile. 0: done, read on; 1: more is
+ * needed (or the socket is empty); -1: the connection was closed. */
+static NOT_INLINED int proxy_read(party_conn *conn) {
+    party__loop *lp = party__conn_loop(conn);
+    party__http_session *s = party__conn_http(conn);
+    size_t have = s->proxy_have;
+    party__proxy_header h;
+    const char *error = NULL;
+    char from[PARTY__ADDR_TEXT_MAX];
+    ssize_t n;
+    int r;
+
+    if (have > 0)
+        memcpy(lp->read_buf, s->proxy_buf, have);
+    do
+        n = recv(conn->fd, lp->read_buf + have, PARTY__READ_BUF_SIZE - have, MSG_PEEK);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return 1;
+    if (n <= 0) {
+        conn_close_now(conn); /* gone before saying who it serves: nothing to count */
+        return -1;
+    }
+    r = party__proxy_parse(lp->read_buf, have + (size_t)n, &h, &error);
+    if (r == PARTY__PROXY_AGAIN && have + (size_t)n >= PARTY__READ_BUF_SIZE) {
+        r = PARTY__PROXY_ERROR;
+        error = "PROXY header longer than 64 KiB";
+    }
+    if (r == PARTY__PROXY_ERROR) {
+        lp->proxy_refused++;
+        party__log_info(lp, "proxy protocol: %s, from %s (--proxy-protocol); closing", error,
+                        party__addr_text(&s->peer, from, sizeof(from)));
+        conn_close_now(conn);
+        return -1;
+    }
+    /* Take what belongs to the header: all of it when it is whole, else
+     * everything peeked (all of it is header) into the session. */
+    {
+        size_t take = r == PARTY__PROXY_DONE ? h.len - have : (size_t)n;
+        char *dst;
+        if (r == PARTY__PROXY_AGAIN) {
+            char *grown = party__realloc(s->proxy_buf, have + take);
+            if (grown == NULL) {
+                conn_close_now(conn);
+                return -1;
+            }
+            s->proxy_buf = grown;
+            dst = grown + have;
+        } else {
+            dst = lp->read_buf + have;
+        }
+        do
+            n = recv(conn->fd, dst, take, 0);
+        while (n < 0 && errno == EINTR);
+        if (n != (ssize_t)take) { /* what was peeked is there: this does not happen */
+            conn_close_now(conn);
+            return -1;
+        }
+        if (r == PARTY__PROXY_AGAIN) {
+            s->proxy_have = (uint32_t)(have + take);
+            return 1;
+        }
+    }
+    party__free(s->proxy_buf);
+    s->proxy_buf = NULL;
+    s->proxy_have = 0;
+    conn->proxy_pending = 0;
+    if (!h.local) /* LOCAL: the proxy's own health check; the peer is the proxy */
+        s->peer = conn->peer = h.source;
+    return 0;
+}
+
 static void conn_read(party_conn *conn) {
+    party__loop *lp = party__conn_loop(conn);
     unsigned turns;
 
+    /* The message meter's clock for what this read brings (see
+     * party__conn_meter). */
+    lp->meter_now = party__loop_now(lp) * 1000000;
+    if (conn->proxy_pending && proxy_read(conn) != 0)
+        return;
     for (turns = 0; turns < READS_PER_TURN && conn->reading && !conn->transport_closing; turns++) {
         /* Asked each time: input may have changed the transport. */
         const party__transport_ops *ops = conn_ops(conn);
@@ -1644,7 +1826,8 @@ static void conn_begin_http(party_conn *conn) {
     conn_start_reading(conn);
 }
 
-void party__conn_accept_fd(party__loop *lp, int fd, const party__transport_ops *transport) {
+void party__conn_accept_fd(party__loop *lp, int fd, const party__transport_ops *transport,
+                           const void *peer) {
     int on = 1;
     party_conn *conn = conn_new(lp, fd);
 
@@ -1656,6 +1839,10 @@ void party__conn_accept_fd(party__loop *lp, int fd, const party__transport_ops *
         conn_close_socket(conn);
         return;
     }
+    if (peer != NULL)
+        (void)party__addr_from_sockaddr(&conn->peer, peer);
+    party__conn_http(conn)->peer = conn->peer;
+    conn->proxy_pending = lp->cfg.proxy_protocol != 0;
     /* Frames go out as written: no waiting to fill a segment. */
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
     if (transport != NULL && transport->accept != NULL && transport->accept(conn) != 0) {
@@ -1684,6 +1871,7 @@ int party__conn_adopt(party__loop *lp, int fd, int internal) {
         return PARTY_ENOMEM;
     }
     conn->internal = (uint8_t)internal;
+    conn->unmetered = 1; /* no network client: the runtime's own, or the test harness's */
     conn_begin_http(conn);
     return 0;
 }
@@ -1708,6 +1896,10 @@ int party__conn_detach(party_conn *conn, party__conn_handoff *out) {
      * without closing it. */
     (void)conn_epoll_set(conn, 0);
     out->fd = conn->fd;
+    out->peer = conn->peer;
+    out->addr_counted = conn->addr_counted;
+    out->unmetered = conn->unmetered;
+    conn->addr_counted = 0; /* the count goes with it */
     conn->fd = -1;
     out->internal = conn->internal;
     out->keep_alive = conn->keep_alive;
@@ -1752,6 +1944,10 @@ int party__conn_adopt_handoff(party__loop *lp, party__conn_handoff *h) {
         return PARTY_ENOMEM;
     }
     conn->busy->http = h->http;
+    conn->peer = h->peer;
+    conn->addr_counted = h->addr_counted;
+    conn->unmetered = h->unmetered;
+    conn->client_known = 1; /* its request was parsed where it was read */
     conn->internal = h->internal;
     conn->keep_alive = h->keep_alive;
     conn->head_only = h->head_only;
@@ -2096,6 +2292,118 @@ const void *party_conn_state(party_conn *conn, size_t *len) {
     return conn->extra != NULL ? conn->extra->state : NULL;
 }
 
+int party_conn_remote_addr(party_conn *conn, char *out, size_t size) {
+    return party__addr_text_checked(conn != NULL ? &conn->peer : NULL, out, size);
+}
+
+/* ---- the message meter ---- */
+
+/* Pauses after which a client still over its limit is closed with 1013. */
+#define METER_STRIKES 4
+
+void party__meter_init(party__meter *m, double msgs_per_s, double bytes_per_s) {
+    memset(m, 0, sizeof(*m));
+    if (msgs_per_s > 0) {
+        m->msg_ns = (uint64_t)(1e9 / msgs_per_s);
+        if (m->msg_ns == 0)
+            m->msg_ns = 1;
+        /* A second's worth at once (at least one message). */
+        m->msg_tolerance = msgs_per_s > 1 ? (uint64_t)1e9 - m->msg_ns : 0;
+    }
+    if (bytes_per_s > 0) {
+        m->byte_ns_fp = (uint64_t)(1e9 * 65536.0 / bytes_per_s);
+        if (m->byte_ns_fp == 0)
+            m->byte_ns_fp = 1;
+        m->byte_tolerance = (uint64_t)1e9;
+    }
+}
+
+void party__conn_meter_release(party_conn *conn) {
+    party__meter_state *st = conn->meter;
+    uint64_t now;
+
+    if (st == NULL || st->paused)
+        return;
+    now = party__loop_now(party__conn_loop(conn)) * 1000000;
+    if (st->msg_due <= now && st->byte_due <= now) { /* refilled: as a new one */
+        party__free(st);
+        conn->meter = NULL;
+    }
+}
+
+static void on_meter_resume(uv_timer_t *timer) {
+    party_conn *conn = timer->data;
+    party__meter_state *st = conn->meter;
+
+    conn_timer_stop(conn);
+    if (st != NULL)
+        st->paused = 0;
+    if (conn->phase == PARTY__CONN_OPEN && !conn->close_received && !conn->transport_closing)
+        conn_start_reading(conn);
+}
+
+/* The client is over (which: 1 messages, 2 bytes) by ahead_ns. */
+static NOT_INLINED int meter_over(party_conn *conn, party__meter_state *st, int which,
+                                  uint64_t ahead_ns) {
+    party__loop *lp = party__conn_loop(conn);
+    uint64_t wait_ms = (ahead_ns + 999999) / 1000000;
+
+    if (st->paused)
+        return 0; /* read with the rest of a read: already paused for it */
+    if (which == 1)
+        lp->limit_conn_msgs++;
+    else
+        lp->limit_conn_bytes++;
+    if (++st->strikes > METER_STRIKES) {
+        char from[PARTY__ADDR_TEXT_MAX];
+        lp->limit_conn_closed++;
+        party__log_info(lp, "conn %s from %s: over %s again after %d pauses; closing with 1013",
+                        conn->id, party__addr_text(&conn->peer, from, sizeof(from)),
+                        which == 1 ? "limit_conn_msgs (--limit-conn-msgs)"
+                                   : "limit_conn_bytes (--limit-conn-bytes)",
+                        METER_STRIKES);
+        party__conn_start_close(conn, PARTY__WS_TRY_AGAIN_LATER,
+                                which == 1 ? "rate limit: messages per second"
+                                           : "rate limit: bytes per second");
+        return 1;
+    }
+    st->paused = 1;
+    st->which = (uint8_t)which;
+    conn_stop_reading(conn);
+    conn_timer_start(conn, wait_ms > 0 ? wait_ms : 1, on_meter_resume);
+    return 0;
+}
+
+int party__conn_meter_slow(party_conn *conn, size_t len, const party__meter *m) {
+    party__meter_state *st = conn->meter;
+    party__loop *lp = party__conn_loop(conn);
+    /* party__loop_now, without its call: this runs on every message. */
+    uint64_t now = (lp->virtual_clock ? lp->virtual_now : uv_now(&lp->loop)) * 1000000;
+    uint64_t msg_ahead, byte_ahead;
+
+    if (st == NULL) {
+        st = party__calloc(1, sizeof(*st));
+        if (st == NULL)
+            return 0; /* not metered rather than refused: the limit is generous */
+        conn->meter = st;
+    }
+    /* How far ahead of now the client's messages and bytes are "due",
+     * before this one: within the tolerance it may send. */
+    msg_ahead = st->msg_due > now ? st->msg_due - now : 0;
+    byte_ahead = st->byte_due > now ? st->byte_due - now : 0;
+    st->msg_due = now + msg_ahead + m->msg_ns;
+    st->byte_due = now + byte_ahead + (((uint64_t)len * m->byte_ns_fp) >> 16);
+    if (m->msg_ns != 0 && msg_ahead > m->msg_tolerance)
+        return meter_over(conn, st, 1, st->msg_due - now - m->msg_tolerance);
+    if (m->byte_ns_fp != 0 && byte_ahead > m->byte_tolerance)
+        return meter_over(conn, st, 2, st->byte_due - now - m->byte_tolerance);
+    /* Well inside both again: the client is forgiven its pauses. */
+    if (st->strikes != 0 && msg_ahead <= m->msg_tolerance / 2 &&
+        byte_ahead <= m->byte_tolerance / 2)
+        st->strikes = 0;
+    return 0;
+}
+
 /* ---- upgrades: a connection handed to another process ---- */
 
 void party__conn_freeze(party_conn *conn) {
@@ -2149,8 +2457,6 @@ int party__conn_handover_kind(const party_conn *conn) {
 }
 
 int party__conn_export(party_conn *conn, party__conn_record *rec, char **owned) {
-    struct sockaddr_storage peer;
-    socklen_t peer_len = sizeof(peer);
     int kind = party__conn_handover_kind(conn);
     party__conn_sendq *q = conn->out;
     uint32_t i;
@@ -2161,19 +2467,20 @@ int party__conn_export(party_conn *conn, party__conn_record *rec, char **owned) 
     if (kind <= 0)
         return kind;
     rec->kind = (party__conn_record_kind)kind;
-    memset(&peer, 0, sizeof(peer));
-    if (getpeername(conn->fd, (struct sockaddr *)&peer, &peer_len) == 0) {
-        if (peer.ss_family == AF_INET) {
-            const struct sockaddr_in *a = (const struct sockaddr_in *)&peer;
-            rec->peer_family = 4;
-            memcpy(rec->peer_addr, &a->sin_addr, 4);
-            rec->peer_port = ntohs(a->sin_port);
-        } else if (peer.ss_family == AF_INET6) {
-            const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&peer;
-            rec->peer_family = 6;
-            memcpy(rec->peer_addr, &a->sin6_addr, 16);
-            rec->peer_port = ntohs(a->sin6_port);
-        }
+    /* The client, not the socket's peer: behind a PROXY header or a
+     * trusted proxy they differ, and the next process cannot ask again. */
+    if (conn->peer.family == PARTY__ADDR_V4 || conn->peer.family == PARTY__ADDR_V6) {
+        rec->peer_family = conn->peer.family;
+        memcpy(rec->peer_addr, conn->peer.bytes, conn->peer.family == PARTY__ADDR_V4 ? 4 : 16);
+        rec->peer_port = conn->peer.port;
+    }
+    if (conn->client_known)
+        rec->flags |= PARTY__CONN_RECORD_CLIENT_KNOWN;
+    if (conn->proxy_pending) {
+        /* Its PROXY header has not all come: what came goes as input. */
+        rec->flags |= PARTY__CONN_RECORD_PROXY_PENDING;
+        rec->input = party__slice_make(party__conn_http(conn)->proxy_buf,
+                                       party__conn_http(conn)->proxy_have);
     }
     /* The unsent output, in one piece: the queue's buffers are shared
      * with other connections (a broadcast). None is held (the kind says
@@ -2192,10 +2499,11 @@ int party__conn_export(party_conn *conn, party__conn_record *rec, char **owned) 
     }
     conn_timer_stop(conn); /* no timeout may act on a socket that moved */
     if (kind == PARTY__CONN_RECORD_HTTP) {
-        rec->input = party__slice_make(party__conn_http(conn)->buf, party__conn_http(conn)->len);
+        if (!conn->proxy_pending)
+            rec->input = party__slice_make(party__conn_http(conn)->buf, party__conn_http(conn)->len);
         return kind;
     }
-    rec->flags = conn->readonly ? PARTY__CONN_RECORD_READONLY : 0;
+    rec->flags |= conn->readonly ? PARTY__CONN_RECORD_READONLY : 0;
     rec->id = party__slice_make(conn->id, strlen(conn->id));
     rec->uri = party__slice_make(party_conn_uri(conn), strlen(party_conn_uri(conn)));
     for (i = 1; i < conn->n_tags; i++) {
@@ -2283,6 +2591,45 @@ static int adopt_ws(party_conn *conn, const party__conn_record *rec) {
     return 0;
 }
 
+/* The client the other process knew (a PROXY header's, a trusted
+ * proxy's), and its place in the per-address counts: a connection whose
+ * client was known was counted there, so it is counted here, without a
+ * limit (it is open already), and given back when it closes. */
+static int adopt_client(party_conn *conn, const party__conn_record *rec) {
+    party__loop *lp = party__conn_loop(conn);
+    party__http_session *http = party__conn_http(conn);
+    unsigned retry_after;
+    int counted = 0;
+
+    if (rec->peer_family == PARTY__ADDR_V4 || rec->peer_family == PARTY__ADDR_V6) {
+        conn->peer.family = rec->peer_family;
+        memcpy(conn->peer.bytes, rec->peer_addr, rec->peer_family == PARTY__ADDR_V4 ? 4 : 16);
+        conn->peer.port = rec->peer_port;
+    }
+    if (http != NULL)
+        http->peer = http->remote = conn->peer;
+    if (rec->kind == PARTY__CONN_RECORD_HTTP && (rec->flags & PARTY__CONN_RECORD_PROXY_PENDING)) {
+        conn->proxy_pending = 1;
+        if (rec->input.len > 0) {
+            http->proxy_buf = party__malloc(rec->input.len);
+            if (http->proxy_buf == NULL)
+                return PARTY_ENOMEM;
+            memcpy(http->proxy_buf, rec->input.ptr, rec->input.len);
+            http->proxy_have = (uint32_t)rec->input.len;
+        }
+        return 0;
+    }
+    if (rec->kind == PARTY__CONN_RECORD_HTTP && !(rec->flags & PARTY__CONN_RECORD_CLIENT_KNOWN))
+        return 0; /* its first request names its client and is counted then */
+    conn->client_known = 1;
+    conn->unmetered = (unsigned)conn_unmetered(lp, &conn->peer);
+    if (!conn->unmetered)
+        (void)party__addr_limits_take(lp->addr_limits, &conn->peer, party__loop_now(lp), 0, 0,
+                                      &retry_after, &counted);
+    conn->addr_counted = (unsigned)counted;
+    return 0;
+}
+
 party_conn *party__conn_adopt_record(party__loop *lp, int fd, const party__conn_record *rec) {
     party_conn *conn = conn_new(lp, fd);
     int on = 1, r;
@@ -2297,6 +2644,8 @@ party_conn *party__conn_adopt_record(party__loop *lp, int fd, const party__conn_
         r = http_session_new(conn);
         conn->phase = PARTY__CONN_HTTP;
     }
+    if (r == 0)
+        r = adopt_client(conn, rec);
     if (r == 0 && rec->output.len > 0) {
         party__buf *buf = party__buf_new(rec->output.len);
         r = buf != NULL ? 0 : PARTY_ENOMEM;
@@ -2323,7 +2672,7 @@ void party__conn_adopt_start(party_conn *conn, party__slice input) {
         return;
     if (conn->phase == PARTY__CONN_HTTP) {
         party__http_session *s = party__conn_http(conn);
-        if (input.len > 0) {
+        if (input.len > 0 && !conn->proxy_pending) { /* else it is in proxy_buf */
             /* What the other process read of a request. */
             size_t want = input.len > HTTP_BUF_FIRST ? input.len : HTTP_BUF_FIRST;
             char *grown;

@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "party.h"
+#include "addr.h"
 #include "buf.h"
 #include "http.h"
 #include "request.h"
@@ -41,10 +42,14 @@ typedef struct party__http_session {
     party_request preq; /* the public view, while a room or hook has it */
     int have_preq;
     const char *const *cors; /* headers to add to this request's answer, or NULL */
-    int cors_reflect;        /* cors: Access-Control-Allow-Origin names the request's Origin (an
-                                allow-list admitted it), with Vary: Origin */
-    int continue_sent;       /* "100 Continue" was sent for the request being read */
     size_t consumed;         /* bytes of buf that the current request used */
+    party__addr peer;        /* who sent the bytes: the socket's peer, or a PROXY header's client */
+    party__addr remote;      /* the current request's client: peer, or whom a trusted proxy named */
+    char *proxy_buf;         /* a PROXY header that came in pieces, while it does */
+    uint32_t proxy_have;
+    int cors_reflect;  /* cors: Access-Control-Allow-Origin names the request's Origin (an
+                          allow-list admitted it), with Vary: Origin */
+    int continue_sent; /* "100 Continue" was sent for the request being read */
     struct party__http_session *next_spare; /* in the loop's pool */
 } party__http_session;
 
@@ -104,6 +109,9 @@ struct party_conn {
     party__conn_sendq *out;   /* output queued; NULL when none */
     party__conn_busy *busy;   /* NULL while idle */
     party__conn_extra *extra; /* NULL without tags or state */
+    /* The message meter's state (party__conn_meter), only while the
+     * connection sends: allocated at a message, freed once it is quiet. */
+    struct party__meter_state *meter;
     char *id;                 /* in one block with the uri (ident when they fit): see id_at */
     uint32_t refs;            /* the socket + queued events that name it */
     int fd;                   /* the socket; -1 once closed */
@@ -137,8 +145,16 @@ struct party_conn {
     unsigned gate_acted : 1; /* held: its client acted on the batch (party__conn_hold_acted) */
     unsigned ws_ended : 1;   /* the WebSocket reader saw a Close or an error: input is ignored */
     unsigned release_pending : 1; /* closed: released at the end of the loop turn */
+    unsigned proxy_pending : 1;   /* a PROXY protocol header is expected first */
+    unsigned client_known : 1;    /* peer is its first request's client */
+    unsigned addr_counted : 1;    /* counted for peer in the per-address limits */
+    unsigned unmetered : 1;       /* no limit applies: --limit-exempt, or no network address */
     uint8_t n_tags;
     uint16_t peer_close_code;
+    /* The client (binary, 20 bytes): the socket's peer until its first
+     * request, then that request's client (PROXY header, trusted proxies);
+     * a WebSocket's is its upgrade request's. */
+    party__addr peer;
     char ident[80]; /* the id and uri block, when it fits */
 };
 
@@ -183,9 +199,11 @@ typedef struct party__conn_upcalls {
 } party__conn_upcalls;
 
 /* Serves a socket the listener accepted (non-blocking) over transport
- * (NULL: plaintext); fd is the runtime's from now on, also when this
- * fails. */
-void party__conn_accept_fd(party__loop *lp, int fd, const party__transport_ops *transport);
+ * (NULL: plaintext), from peer (a struct sockaddr; NULL: not known); fd is
+ * the runtime's from now on, also when this fails. With
+ * cfg.proxy_protocol, a PROXY header is read first. */
+void party__conn_accept_fd(party__loop *lp, int fd, const party__transport_ops *transport,
+                           const void *peer);
 /* Serves an already connected stream socket (e.g. one end of a
  * socketpair), as if accepted, in plaintext. internal: trusted by the
  * runtime (may address rooms by id). fd is the runtime's from now on, also
@@ -197,7 +215,8 @@ int party__conn_adopt(party__loop *lp, int fd, int internal);
  * transport state. The fields are conn.c's; a caller only carries it. */
 typedef struct party__conn_handoff {
     int fd;
-    unsigned internal : 1, keep_alive : 1, head_only : 1;
+    party__addr peer;
+    unsigned internal : 1, keep_alive : 1, head_only : 1, addr_counted : 1, unmetered : 1;
     party__http_session *http;
     party__transport *transport; /* NULL: plaintext */
 } party__conn_handoff;
@@ -221,8 +240,64 @@ void party__conn_handoff_refuse(party__conn_handoff *h);
 
 /* Frees what an idle connection does not need: its send queue (and the
  * ring it grew), when nothing is queued (its room hibernates, or a
- * keepalive sweep finds it idle). */
+ * keepalive sweep finds it idle), and its message meter's state once it
+ * has refilled. */
 void party__conn_trim(party_conn *conn);
+
+/* ---- the message meter: messages and bytes per second per WebSocket ----
+ * A party's limits as costs in nanoseconds (GCRA: a connection keeps
+ * when its next message and byte are "due"; a second's worth may come
+ * at once). Over a limit the message is still handled (it was read), then
+ * reading pauses until the connection is within it again; a client that
+ * is over again right after every pause is closed with 1013 (DESIGN.md
+ * D5). */
+typedef struct party__meter {
+    uint64_t msg_ns;         /* nanoseconds a message costs; 0: no message limit */
+    uint64_t byte_ns_fp;     /* nanoseconds a byte costs, 16.16 fixed point; 0: none */
+    uint64_t msg_tolerance;  /* how far ahead "due" may run: a second less one message */
+    uint64_t byte_tolerance; /* a second */
+} party__meter;
+
+/* A connection's meter state (conn->meter). */
+typedef struct party__meter_state {
+    uint64_t msg_due, byte_due; /* GCRA: loop-clock nanoseconds */
+    uint8_t strikes;            /* pauses in a row the client was over again right after */
+    uint8_t paused;             /* reading waits for the resume timer */
+    uint8_t which;              /* 1: messages, 2: bytes (what paused it last) */
+} party__meter_state;
+
+/* m for msgs_per_s messages and bytes_per_s bytes per second (<= 0: none). */
+void party__meter_init(party__meter *m, double msgs_per_s, double bytes_per_s);
+/* party__conn_meter but for a connection within its limits at the clock
+ * of its read: reads the clock itself, allocates the state, pauses or
+ * closes. */
+int party__conn_meter_slow(party_conn *conn, size_t len, const party__meter *m);
+/* Meters a message of len bytes about to be handled. 0: handle it; 1:
+ * the connection is closing for going over its limit again and again
+ * (the message is dropped). Inline, with the clock read once per socket
+ * read (party__loop.meter_now): a message within its limits costs two
+ * GCRA updates. A clock read earlier only makes a connection look
+ * further ahead: the slow path then looks again with the clock of now. */
+static inline int party__conn_meter(party_conn *conn, size_t len, const party__meter *m) {
+    party__meter_state *st = conn->meter;
+    uint64_t now, msg_due, byte_due;
+
+    if (conn->unmetered || (m->msg_ns | m->byte_ns_fp) == 0)
+        return 0;
+    if (st == NULL || st->strikes != 0)
+        return party__conn_meter_slow(conn, len, m);
+    now = party__conn_loop(conn)->meter_now;
+    msg_due = st->msg_due > now ? st->msg_due : now;
+    byte_due = st->byte_due > now ? st->byte_due : now;
+    /* A limit that is 0 costs 0: its due time never runs ahead. */
+    if (msg_due - now > m->msg_tolerance || byte_due - now > m->byte_tolerance)
+        return party__conn_meter_slow(conn, len, m);
+    st->msg_due = msg_due + m->msg_ns;
+    st->byte_due = byte_due + (((uint64_t)len * m->byte_ns_fp) >> 16);
+    return 0;
+}
+/* Frees the meter's state of a connection that went quiet (it refilled). */
+void party__conn_meter_release(party_conn *conn);
 
 void party__conn_ref(party_conn *conn);
 void party__conn_unref(party_conn *conn);

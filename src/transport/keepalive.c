@@ -5,7 +5,8 @@
  * 1001. So a dead peer is found between two and three intervals after it
  * went quiet, for the price of two bits per connection. Pings and pongs
  * never reach the room, so a hibernated room stays asleep. The sweep also
- * takes back the send queue an idle connection still holds. */
+ * takes back the send queue an idle connection still holds, and its
+ * message meter's state once that has refilled. */
 #include "keepalive.h"
 
 #include "conn.h"
@@ -18,7 +19,8 @@ static void sweep_one(party_conn *conn) {
 
     if (conn->phase != PARTY__CONN_OPEN || conn->transport_closing || conn->close_received)
         return; /* closing ones have close_timeout; HTTP ones header_timeout */
-    /* A ring a burst of output grew is given back once the queue is empty. */
+    /* A ring a burst of output grew is given back once the queue is empty,
+     * a meter's state once the connection is within its limits again. */
     party__conn_trim(conn);
     if (conn->heard) {
         conn->heard = 0;

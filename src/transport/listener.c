@@ -74,7 +74,11 @@ static void on_listener_readable(uv_poll_t *handle, int status, int events) {
         return;
     }
     for (n = 0; n < ACCEPTS_PER_TURN && !lp->stopping; n++) {
-        int fd = accept4(lp->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        /* The peer's address comes with the accept: no getpeername call. */
+        struct sockaddr_storage peer;
+        socklen_t peer_len = sizeof(peer);
+        int fd = accept4(lp->listen_fd, (struct sockaddr *)&peer, &peer_len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;
@@ -83,7 +87,7 @@ static void on_listener_readable(uv_poll_t *handle, int status, int events) {
             on_accept_failed(lp, errno);
             return;
         }
-        party__conn_accept_fd(lp, fd, lp->accept_transport);
+        party__conn_accept_fd(lp, fd, lp->accept_transport, &peer);
     }
 }
 

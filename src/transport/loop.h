@@ -31,6 +31,8 @@ struct party__conn_busy;
 struct party__transport;
 struct party__transport_ops;
 struct party__conn_upcalls;
+struct party__cidr_list;
+struct party__addr_limits;
 struct ssl_ctx_st;
 
 typedef struct party__loop party__loop;
@@ -91,6 +93,21 @@ struct party__loop {
     int listen_fd; /* -1 when not listening */
     int spare_fd;  /* kept open to be given up when accept() hits EMFILE */
     uint64_t accept_errors, last_accept_warning;
+    /* Clients behind proxies: the runtime's parsed --trusted-proxies
+     * (NULL: none), and connections closed for want of a valid PROXY
+     * header (--proxy-protocol) */
+    const struct party__cidr_list *trusted_proxies;
+    uint64_t proxy_refused;
+    /* Rate limits (addr_limits.h: the per-address table is the runtime's, one
+     * for every loop) and what each refused or paused */
+    struct party__addr_limits *addr_limits;
+    const struct party__cidr_list *limit_exempt; /* clients no limit applies to */
+    uint64_t limit_addr_conns, limit_addr_rate;  /* requests answered 429 */
+    uint64_t limit_conn_msgs, limit_conn_bytes;  /* WebSocket reads paused */
+    uint64_t limit_conn_closed;                  /* WebSockets closed with 1013 */
+    uint64_t limit_room_conns;                   /* upgrades refused: room full */
+    uint64_t last_limit_warning;
+    uint64_t meter_now; /* the loop's clock in ns at the current socket read (conn.c) */
 
     /* Keepalive (keepalive.c) */
     uv_timer_t keepalive_timer;        /* pings idle WebSockets every ping_interval */

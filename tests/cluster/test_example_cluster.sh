@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # examples/cluster/run.sh end to end: up prints the entry and three nodes;
-# rooms answer through HAProxy, each from the node that owns it; after a
+# rooms answer through HAProxy, each from the node that owns it (its PROXY
+# v2 headers, health checks included, accepted by --proxy-protocol nodes,
+# which close a connection without one); after a
 # node is killed (kill -9) every room answers again from the others; down
 # stops every process it started and removes its state.
 #   test_example_cluster.sh PARTYD
@@ -33,6 +35,14 @@ for target in /parties/Counter/room-1 /parties/counter/room-%31 "/parties/counte
   code=$(curl -s -o /dev/null -w '%{http_code}' "$entry$target")
   [ "$code" = 200 ] || { echo "FAIL: $target answered $code" >&2; exit 1; }
 done
+
+# A node takes only connections that start with a PROXY header (HAProxy's).
+n1_port=$(echo "$out" | awk '/^node n1 /{print $4}')
+if curl -s -o /dev/null "http://127.0.0.1:$n1_port/_partyd/health"; then
+  echo "FAIL: a node answered a request without a PROXY header" >&2; exit 1
+fi
+code=$(curl -s --haproxy-protocol -o /dev/null -w '%{http_code}' "http://127.0.0.1:$n1_port/_partyd/health")
+[ "$code" = 200 ] || { echo "FAIL: a node with a PROXY header answered $code" >&2; exit 1; }
 
 victim=$(echo "$out" | awk '/^node n2 /{print $3}')
 kill -KILL "$victim"

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -537,12 +538,26 @@ static void track(tconn *c, int on) {
 }
 
 tconn *tconn_open(int port, int rcvbuf) {
+    return tconn_open_from(port, rcvbuf, NULL);
+}
+
+tconn *tconn_open_from(int port, int rcvbuf, const char *source) {
     struct sockaddr_in addr;
     tconn *c;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
     if (fd < 0)
         return NULL;
+    if (source != NULL) {
+        struct sockaddr_in from;
+        memset(&from, 0, sizeof(from));
+        from.sin_family = AF_INET;
+        if (inet_pton(AF_INET, source, &from.sin_addr) != 1 ||
+            bind(fd, (struct sockaddr *)&from, sizeof(from)) != 0) {
+            close(fd);
+            return NULL;
+        }
+    }
     if (rcvbuf > 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     memset(&addr, 0, sizeof(addr));

@@ -85,6 +85,8 @@ typedef struct tconn {
 /* Connects to 127.0.0.1:port. rcvbuf > 0 sets SO_RCVBUF before connecting
  * (a small window makes a slow reader). NULL on failure. */
 tconn *tconn_open(int port, int rcvbuf);
+/* tconn_open from the local address source ("127.0.0.7"; NULL: any). */
+tconn *tconn_open_from(int port, int rcvbuf, const char *source);
 /* Closes the socket and frees c. NULL is a no-op. */
 void tconn_close(tconn *c);
 /* Closes with an RST instead of a FIN (SO_LINGER 0), then frees c. */

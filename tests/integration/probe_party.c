@@ -4,6 +4,7 @@
  *   close:<code>:<reason>   party_conn_close on the sender
  *   state:<text>            party_conn_set_state
  *   getstate                reply "state:<text>"
+ *   addr                    reply "addr:<party_conn_remote_addr>" (or "addr-error:<text>")
  *   tags                    reply "tags:<t1>,<t2>,..."
  *   broadcast:<text>        party_room_broadcast to all but the sender
  *   count:<tag>             reply "count:<n>" (foreach_conn with that tag)
@@ -229,6 +230,14 @@ static void probe_message(party_room *room, party_conn *conn, const void *data, 
         }
     } else if (strncmp(text, "state:", 6) == 0) {
         party_conn_set_state(conn, text + 6, len - 6);
+    } else if (strcmp(text, "addr") == 0) {
+        char addr[PARTY_ADDR_MAX];
+        int r = party_conn_remote_addr(conn, addr, sizeof(addr));
+        if (r == 0)
+            snprintf(reply, sizeof(reply), "addr:%s", addr);
+        else
+            snprintf(reply, sizeof(reply), "addr-error:%s", party_strerror(r));
+        party_conn_send_text(conn, reply);
     } else if (strcmp(text, "getstate") == 0) {
         size_t n;
         const char *s = party_conn_state(conn, &n);
@@ -361,6 +370,11 @@ static void probe_request(party_room *room, const party_request *req, party_resp
 
     if (party_request_header(req, "X-Probe-Hook") != NULL)
         party_response_set_header(res, "X-Probe-Hook", party_request_header(req, "X-Probe-Hook"));
+    {
+        char addr[PARTY_ADDR_MAX];
+        if (party_request_remote_addr(req, addr, sizeof(addr)) == 0)
+            party_response_set_header(res, "X-Probe-Addr", addr);
+    }
     if (strcmp(party_request_method(req), "POST") == 0) {
         party_response_set_status(res, 201);
         party_response_set_header(res, "X-Probe-Method", "POST");

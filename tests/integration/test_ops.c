@@ -226,8 +226,8 @@ static double metric(const metrics *m, const char *key) {
 /* ---- the naming rule of docs/operations.md ---- */
 
 /* The subsystems a metric name may start with, after partyd_. */
-static const char *const subsystems[] = {"runtime", "connections", "rooms",
-                                         "storage", "alarms",      "outbound"};
+static const char *const subsystems[] = {"runtime", "connections", "rooms", "storage",
+                                         "alarms",  "outbound",    "limit"};
 
 static int ends_with(const char *s, size_t len, const char *suffix) {
     size_t sl = strlen(suffix);
@@ -263,7 +263,7 @@ static const char *metric_name_problem(const char *name, const char *kind) {
     }
     if (what == NULL)
         return "has no known subsystem after partyd_ (runtime, connections, rooms, storage, "
-               "alarms, outbound)";
+               "alarms, outbound, limit)";
     core = len;
     if (strcmp(kind, "counter") == 0) {
         if (!ends_with(name, len, "_total"))

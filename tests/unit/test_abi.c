@@ -285,6 +285,51 @@ static void test_runtime_reads_an_abi_2_config_without_the_agents_prefix(void **
     party_test_free(t);
 }
 
+static void echo_connect(party_room *room, party_conn *conn, const party_request *req) {
+    (void)room;
+    (void)conn;
+    (void)req;
+}
+
+/* The handshake's status (101 or the refusal) for a party_def of abi
+ * naming only https://only.example in its allowed_origins, under a config
+ * of cfg_abi naming the same, from https://elsewhere.example. */
+static int handshake_from_elsewhere(unsigned def_abi, unsigned cfg_abi) {
+    party_def def = {
+        .abi = def_abi,
+        .name = "origins",
+        .on_connect = echo_connect,
+        /* ABI 4's field: read only from a struct that has it. */
+        .allowed_origins = "https://only.example",
+    };
+    party_config cfg;
+    party_test *t;
+    party_test_conn *c;
+    int status = 0;
+
+    party_config_init(&cfg);
+    cfg.abi = cfg_abi;
+    cfg.allowed_origins = "https://only.example";
+    cfg.log_level = PARTY_LOG_WARN;
+    t = party_test_new_with(&cfg);
+    assert_non_null(t);
+    assert_int_equal(party_test_add(t, &def), 0);
+    c = party_test_connect_with_headers(t, "/parties/origins/r",
+                                        "Origin: https://elsewhere.example\r\n", &status);
+    party_test_conn_free(c);
+    party_test_free(t);
+    return status;
+}
+
+/* allowed_origins is ABI 4 (a party or program built against ABI 3 lacks
+ * it): from a struct of ABI 3 it is not read, whatever lies there. */
+static void test_abi_3_structs_have_no_allowed_origins(void **state) {
+    (void)state;
+    assert_int_equal(handshake_from_elsewhere(3, 3), 101);
+    assert_int_equal(handshake_from_elsewhere(PARTY_ABI_VERSION, 3), 403); /* the party's */
+    assert_int_equal(handshake_from_elsewhere(3, PARTY_ABI_VERSION), 403); /* the runtime's */
+}
+
 /* ---- party_room_log ---- */
 
 /* GET /parties/logger/<room>?level=N&text=T logs T at level N, through a
@@ -427,6 +472,7 @@ int main(void) {
         cmocka_unit_test(test_add_refuses_a_def_of_a_newer_abi_naming_both),
         cmocka_unit_test(test_add_reads_an_abi_2_def_without_abi_3s_fields),
         cmocka_unit_test(test_runtime_reads_an_abi_2_config_without_the_agents_prefix),
+        cmocka_unit_test(test_abi_3_structs_have_no_allowed_origins),
         cmocka_unit_test(test_room_log_line_names_level_party_and_room),
         cmocka_unit_test(test_room_log_follows_the_runtimes_log_level),
         cmocka_unit_test(test_room_log_ignores_a_level_out_of_range),
