@@ -2500,7 +2500,8 @@ int party__conn_export(party_conn *conn, party__conn_record *rec, char **owned) 
     conn_timer_stop(conn); /* no timeout may act on a socket that moved */
     if (kind == PARTY__CONN_RECORD_HTTP) {
         if (!conn->proxy_pending)
-            rec->input = party__slice_make(party__conn_http(conn)->buf, party__conn_http(conn)->len);
+            rec->input =
+                party__slice_make(party__conn_http(conn)->buf, party__conn_http(conn)->len);
         return kind;
     }
     rec->flags |= conn->readonly ? PARTY__CONN_RECORD_READONLY : 0;

@@ -112,10 +112,10 @@ struct party_conn {
     /* The message meter's state (party__conn_meter), only while the
      * connection sends: allocated at a message, freed once it is quiet. */
     struct party__meter_state *meter;
-    char *id;                 /* in one block with the uri (ident when they fit): see id_at */
-    uint32_t refs;            /* the socket + queued events that name it */
-    int fd;                   /* the socket; -1 once closed */
-    uint32_t transport_slot;  /* 0: plaintext; else the slot of its transport state */
+    char *id;                /* in one block with the uri (ident when they fit): see id_at */
+    uint32_t refs;           /* the socket + queued events that name it */
+    int fd;                  /* the socket; -1 once closed */
+    uint32_t transport_slot; /* 0: plaintext; else the slot of its transport state */
     /* A connection is mostly idle: its flags are bits. */
     unsigned phase : 3;          /* party__conn_phase */
     unsigned close_sent : 1;     /* a Close frame is queued or sent */
