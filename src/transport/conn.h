@@ -95,8 +95,9 @@ typedef struct party__conn_extra {
 /* Every byte here is paid by every idle connection (docs/architecture.md
  * lists what each is for): the socket is watched from the loop's epoll
  * set with no handle of its own, and what only a busy or young connection
- * needs (HTTP session, partial frame, timer; send queue) or few have (tags,
- * state) sits behind a pointer that is NULL while idle. */
+ * needs (HTTP session, partial frame, timer; send queue; a message meter's
+ * state) or few have (tags, state) sits behind a pointer that is NULL
+ * while idle. */
 struct party_conn {
     party__loop *lp;         /* the loop serving it (see party__conn_loop) */
     struct party_room *room; /* set once routed to a room */
