@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # idle.sh: what an idle WebSocket connection costs partyd in memory. Builds
-# partyd and wsbench (Release, build/bench) and the probe test party (as a
-# hibernating party). For each shape (R rooms, N connections) it starts a
-# fresh partyd, reads its anonymous memory and VmRSS, opens N connections
+# partyd and wsbench (Release, build/bench) and the probe test party. For
+# each room state (hibernated: probe as a hibernating party; awake: as one
+# that never hibernates) and each shape (R rooms, N connections) it starts
+# a fresh partyd, reads its anonymous memory and VmRSS, opens N connections
 # with `wsbench idle` and holds them silent, waits until every room has
-# hibernated with all its connections, reads the memory again, and once
-# more after the clients closed and the rooms left memory. Prints a table
+# hibernated with all its connections (awake: until the handshakes are
+# over), reads the memory again, and once more after the clients closed
+# and the rooms left memory. Prints a table
 # (bytes per connection; the marginal cost between consecutive N of a room
 # count) and writes it, with the machine it ran on, into docs/benchmarks.md
 # between the "idle" markers.
@@ -16,7 +18,8 @@
 # 1000 rooms are loaded during the connect burst and only about 16900
 # connections fit; grouped, only the rooms being joined are.
 #
-# Environment: BENCH_SHAPES (rooms, a colon, connection counts; default
+# Environment: BENCH_STATES (room states measured, default "hibernated
+# awake"), BENCH_SHAPES (rooms, a colon, connection counts; default
 # "1:5000,10000,18000 1000:5000,10000,18000"), BENCH_RUNS (runs per shape,
 # default 3; the table shows the median), BENCH_ORDER (grouped: each
 # room's connections open one after another, so a room is loaded once;
@@ -37,6 +40,16 @@ bench_name=idle.sh
 root=$bench_root
 build=$bench_build
 shapes=${BENCH_SHAPES:-1:5000,10000,18000 1000:5000,10000,18000}
+states=${BENCH_STATES:-hibernated awake}
+for state in $states; do
+    case $state in
+    hibernated | awake) ;;
+    *)
+        echo "idle.sh: BENCH_STATES holds hibernated and/or awake" >&2
+        exit 2
+        ;;
+    esac
+done
 hold=${BENCH_HOLD:-10}
 runs=${BENCH_RUNS:-3}
 order=${BENCH_ORDER:-grouped}
@@ -52,7 +65,7 @@ clients_wanted=${BENCH_CLIENTS:-2}
 # Connections one client may hold: its open-file limit, less some spare.
 client_max=$(($(ulimit -Hn) - 100))
 data_parent=${BENCH_DATA_PARENT:-$build}
-command_line=$(bench_command idle.sh BENCH_SHAPES BENCH_RUNS BENCH_ORDER BENCH_HOLD BENCH_CLIENTS BENCH_DATA_PARENT)
+command_line=$(bench_command idle.sh BENCH_STATES BENCH_SHAPES BENCH_RUNS BENCH_ORDER BENCH_HOLD BENCH_CLIENTS BENCH_DATA_PARENT)
 
 bench_build_release partyd wsbench
 
@@ -79,13 +92,21 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Starts a fresh partyd (probe hibernating after 1 s of quiet, rooms with no
-# connection evicted after 1 s) on its own data directory and sets $port
-# from its "listening on" line (waiting at most 10 s).
+# Starts a fresh partyd (probe hibernating after 1 s of quiet when $1 is
+# hibernated, else never; rooms with no connection evicted after 1 s) on
+# its own data directory and sets $port from its "listening on" line
+# (waiting at most 10 s). The clients connect from 127.0.0.2 and up, each
+# opening thousands of connections a second: exempt from the per-address
+# limits (--limit-exempt), as the default 127.0.0.1 is.
 start_partyd() {
+    local args=(--data "$work/data" --party "probe=$work/probe.so" --hibernate-after 1
+        --idle-timeout 1 --log-level debug --limit-exempt 127.0.0.0/8,::1)
     rm -rf "$work/data"
-    PARTYD_PROBE_HIBERNATE=1 bench_start_partyd "$log" --data "$work/data" \
-        --party "probe=$work/probe.so" --hibernate-after 1 --idle-timeout 1 --log-level debug
+    if [ "$1" = hibernated ]; then
+        PARTYD_PROBE_HIBERNATE=1 bench_start_partyd "$log" "${args[@]}"
+    else
+        bench_start_partyd "$log" "${args[@]}"
+    fi
 }
 
 anon_kb() { bench_anon_kb "$bench_server_pid"; }
@@ -135,14 +156,15 @@ per_conn() { # per_conn KIB_AFTER KIB_BEFORE N -> bytes per connection
     awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.0f", (a - b) * 1024 / n }'
 }
 
-# One run: a fresh partyd, N idle connections over R rooms. Sets m_valid
+# One run: a fresh partyd, N idle connections over R rooms in state S
+# (hibernated or awake). Sets m_valid
 # (0: not measured), m_opened, m_fails (failed or dropped connections),
 # m_hs (handshakes/s), m_anon0, m_anon1, m_anon2 (anonymous KiB before,
 # held, after close; m_anon2 empty if the rooms did not leave memory),
 # m_rss0, m_rss1 (VmRSS KiB before, held).
 measure() {
-    local rooms=$1 n=$2 clients i c pid status connect_s out json held_at
-    start_partyd
+    local rooms=$1 n=$2 state=$3 clients i c pid status connect_s out json held_at
+    start_partyd "$state"
     m_anon0=$(anon_kb)
     m_rss0=$(rss_kb)
     # Clients from their own source addresses; they all address the same
@@ -174,10 +196,13 @@ measure() {
     m_opened=$(cat "$work"/client-*.out | sed -n 's/^wsbench idle: holding \([0-9]*\) .*/\1/p' |
         awk '{ s += $1 } END { print s + 0 }')
     m_valid=1
-    wait_rooms hibernated "$rooms" "$m_opened" 30 || m_valid=0
+    if [ "$state" = hibernated ]; then
+        wait_rooms hibernated "$rooms" "$m_opened" 30 || m_valid=0
+    fi
     # At least 2 s after the last handshake, and four eviction ticks
     # (250 ms each) after the last hibernation: partyd returns freed pages
-    # to the system (malloc_trim) on the tick after rooms leave memory.
+    # to the system (malloc_trim) on the tick after rooms leave memory, or
+    # after a burst of handshakes.
     sleep 1
     while awk -v t0="$held_at" -v t="$(date +%s.%N)" 'BEGIN { exit !(t - t0 < 2) }'; do
         sleep 0.1
@@ -228,56 +253,58 @@ measure() {
     if [ "$m_opened" = 0 ]; then
         m_valid=0
     fi
-    printf 'idle.sh: %s rooms x %s: %s opened; anon %s -> %s -> %s KiB, VmRSS %s -> %s KiB\n' \
-        "$rooms" "$n" "$m_opened" "$m_anon0" "$m_anon1" "${m_anon2:-?}" "$m_rss0" "$m_rss1" >&2
+    printf 'idle.sh: %s, %s rooms x %s: %s opened; anon %s -> %s -> %s KiB, VmRSS %s -> %s KiB\n' \
+        "$state" "$rooms" "$n" "$m_opened" "$m_anon0" "$m_anon1" "${m_anon2:-?}" "$m_rss0" "$m_rss1" >&2
 }
 
 rows=""
 marginal_rows=""
 failed=0
-for shape in $shapes; do
-    rooms=${shape%%:*}
-    prev_n=""
-    prev_anon=""
-    prev_rss=""
-    IFS=, read -r -a counts <<<"${shape#*:}"
-    for n in "${counts[@]}"; do
-        # Each shape $runs times, on a fresh partyd each time; the row is
-        # the run with the median anonymous bytes per connection.
-        results=""
-        fails=0
-        for _ in $(seq "$runs"); do
-            measure "$rooms" "$n"
-            fails=$((fails + m_fails))
-            if [ "$m_valid" = 0 ]; then
+for state in $states; do
+    for shape in $shapes; do
+        rooms=${shape%%:*}
+        prev_n=""
+        prev_anon=""
+        prev_rss=""
+        IFS=, read -r -a counts <<<"${shape#*:}"
+        for n in "${counts[@]}"; do
+            # Each shape $runs times, on a fresh partyd each time; the row is
+            # the run with the median anonymous bytes per connection.
+            results=""
+            fails=0
+            for _ in $(seq "$runs"); do
+                measure "$rooms" "$n" "$state"
+                fails=$((fails + m_fails))
+                if [ "$m_valid" = 0 ]; then
+                    failed=1
+                    continue
+                fi
+                results+="$(per_conn "$m_anon1" "$m_anon0" "$m_opened") $m_opened $m_hs $m_anon0"
+                results+=" $m_anon1 ${m_anon2:-?} $m_rss0 $m_rss1"$'\n'
+            done
+            if [ "$fails" != 0 ]; then
                 failed=1
+            fi
+            if [ -z "$results" ]; then
+                rows+="| $state | $rooms | $n | (not measured: see stderr) | | | | | | | | |"$'\n'
+                prev_n=""
                 continue
             fi
-            results+="$(per_conn "$m_anon1" "$m_anon0" "$m_opened") $m_opened $m_hs $m_anon0"
-            results+=" $m_anon1 ${m_anon2:-?} $m_rss0 $m_rss1"$'\n'
+            sorted=$(sort -n <<<"${results%$'\n'}")
+            all=$(awk '{ print $1 }' <<<"$sorted" | tr '\n' ' ' | sed 's/ $//; s/ /, /g')
+            read -r per opened hs anon0 anon1 anon2 rss0 rss1 \
+                <<<"$(sed -n "$((($(wc -l <<<"$sorted") + 1) / 2))p" <<<"$sorted")"
+            rows+="| $state | $rooms | $n | $opened | $fails | $hs | $anon0 → $anon1 | **$per** | $all |"
+            rows+=" $rss0 → $rss1 | $(per_conn "$rss1" "$rss0" "$opened") | $anon2 |"$'\n'
+            if [ -n "$prev_n" ]; then
+                marginal_rows+="| $state | $rooms | $prev_n → $opened |"
+                marginal_rows+=" **$(per_conn "$anon1" "$prev_anon" $((opened - prev_n)))** |"
+                marginal_rows+=" $(per_conn "$rss1" "$prev_rss" $((opened - prev_n))) |"$'\n'
+            fi
+            prev_n=$opened
+            prev_anon=$anon1
+            prev_rss=$rss1
         done
-        if [ "$fails" != 0 ]; then
-            failed=1
-        fi
-        if [ -z "$results" ]; then
-            rows+="| $rooms | $n | (not measured: see stderr) | | | | | | | | |"$'\n'
-            prev_n=""
-            continue
-        fi
-        sorted=$(sort -n <<<"${results%$'\n'}")
-        all=$(awk '{ print $1 }' <<<"$sorted" | tr '\n' ' ' | sed 's/ $//; s/ /, /g')
-        read -r per opened hs anon0 anon1 anon2 rss0 rss1 \
-            <<<"$(sed -n "$((($(wc -l <<<"$sorted") + 1) / 2))p" <<<"$sorted")"
-        rows+="| $rooms | $n | $opened | $fails | $hs | $anon0 → $anon1 | **$per** | $all |"
-        rows+=" $rss0 → $rss1 | $(per_conn "$rss1" "$rss0" "$opened") | $anon2 |"$'\n'
-        if [ -n "$prev_n" ]; then
-            marginal_rows+="| $rooms | $prev_n → $opened |"
-            marginal_rows+=" **$(per_conn "$anon1" "$prev_anon" $((opened - prev_n)))** |"
-            marginal_rows+=" $(per_conn "$rss1" "$prev_rss" $((opened - prev_n))) |"$'\n'
-        fi
-        prev_n=$opened
-        prev_anon=$anon1
-        prev_rss=$rss1
     done
 done
 
@@ -285,21 +312,22 @@ cpu=$(bench_cpu_model)
 mem=$(awk '/^MemTotal:/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
 libc=$(getconf GNU_LIBC_VERSION 2>/dev/null || echo "libc unknown")
 revision=$(bench_revision)
-table="| rooms | connections | opened | failed | handshakes/s | anonymous KiB (before → held) | anon B/conn | anon B/conn, each run | VmRSS KiB (before → held) | RSS B/conn | anon KiB after close |
-|---:|---:|---:|---:|---:|---|---:|---|---|---:|---:|
+table="| room | rooms | connections | opened | failed | handshakes/s | anonymous KiB (before → held) | anon B/conn | anon B/conn, each run | VmRSS KiB (before → held) | RSS B/conn | anon KiB after close |
+|---|---:|---:|---:|---:|---:|---|---:|---|---|---:|---:|
 $rows
 Marginal cost of a connection, between the median runs of consecutive N
 (fixed costs cancel out):
 
-| rooms | connections | anon B/conn | RSS B/conn |
-|---:|---|---:|---:|
+| room | rooms | connections | anon B/conn | RSS B/conn |
+|---|---:|---|---:|---:|
 $marginal_rows"
 machine="Machine: $(nproc) CPUs ($cpu), $mem, $(uname -sr), $libc;
 open files limited to $(ulimit -Hn) per process (hard limit).
 partyd $revision, Release build; $(date -u +%Y-%m-%d).
 Each shape run ${runs} times, each run on a fresh partyd: probe party hibernating
-after 1 s, connections opened $order by room and held ${hold} s by
-${clients_wanted} \`wsbench idle\` clients, memory read once every room hibernated.
+after 1 s (room \"hibernated\") or never (\"awake\"), connections opened $order by
+room and held ${hold} s by ${clients_wanted} \`wsbench idle\` clients, memory read
+once every room hibernated (awake: 2 s after the last handshake).
 Command: \`$command_line\`"
 
 printf '\n%s\n%s\n' "$table" "$machine"

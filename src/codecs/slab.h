@@ -5,6 +5,8 @@
  * after they are freed. A block whose objects are all free is
  * handed back on the next tick (one empty block is kept to absorb churn),
  * so memory taken by a burst of connections goes back once they close.
+ * The objects taken can be walked (one bit each tells which), so their
+ * owner needs no list through them.
  * A set of slabs belongs to one thread; nothing here locks. */
 #ifndef PARTY_SLAB_H
 #define PARTY_SLAB_H
@@ -32,6 +34,10 @@ void party__slabs_give(party__slabs *s, void *obj);
 void *party__slabs_calloc(party__slabs **set, size_t obj_size);
 /* Gives back an object from party__slabs_calloc. */
 void party__slabs_release(party__slabs *set, void *obj);
+/* Calls fn(obj, arg) for every object taken from s now (s NULL: none), in
+ * no particular order. fn may give back any object (one not reached yet is
+ * then skipped); it must not take one. */
+void party__slabs_foreach(party__slabs *s, void (*fn)(void *obj, void *arg), void *arg);
 /* Called on a coarse periodic tick (NULL: nothing to do): frees the blocks whose objects are all
  * free, keeping one such block. The bytes handed back to the allocator. */
 size_t party__slabs_tick(party__slabs *s);

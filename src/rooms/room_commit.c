@@ -829,7 +829,7 @@ static void handle_connect(party_room *room, party_conn *conn) {
         party__conn_leave_room(conn);
         return;
     }
-    req = &conn->http->preq;
+    req = &party__conn_http(conn)->preq;
     if (party__room_ensure_started(room) != 0) {
         /* The name may have been written: the answer waits for it. */
         party__room_gate(room, conn);
@@ -887,7 +887,7 @@ static void handle_request(party_room *room, party_conn *conn) {
         party__response_text(&res, 500,
                              "on_start failed for this room; retried on the next request\n");
     else if (def->on_request != NULL)
-        def->on_request(room, &conn->http->preq, &res);
+        def->on_request(room, &party__conn_http(conn)->preq, &res);
     else
         party__response_text(&res, 404, "Not Found\n");
     if (room->name_error) {
@@ -1156,8 +1156,8 @@ void party__rooms_connect(party__rooms *rooms, party_conn *conn, const party__ro
         party__conn_http_fail(conn, 503, "room is full (max_room_conns)\n");
         return;
     }
-    if (conn->http->preq.props != NULL &&
-        party__room_set_props(room, conn->http->preq.props) != 0) {
+    if (party__conn_http(conn)->preq.props != NULL &&
+        party__room_set_props(room, party__conn_http(conn)->preq.props) != 0) {
         party__conn_http_fail(conn, 503, "out of memory\n");
         return;
     }
@@ -1192,8 +1192,8 @@ void party__rooms_request(party__rooms *rooms, party_conn *conn, const party__ro
             party__router_respond(conn, 503, "out of memory\n", 1);
             return;
         }
-        if (conn->http->preq.props != NULL &&
-            party__room_set_props(room, conn->http->preq.props) != 0) {
+        if (party__conn_http(conn)->preq.props != NULL &&
+            party__room_set_props(room, party__conn_http(conn)->preq.props) != 0) {
             party__router_respond(conn, 503, "out of memory\n", 1);
             return;
         }

@@ -509,7 +509,7 @@ static int rooms_authorized(party_conn *conn) {
     party__loop *lp = party__conn_loop(conn);
     party_response res;
 
-    if (request_authorized(lp->cfg.admin_token, &conn->http->req))
+    if (request_authorized(lp->cfg.admin_token, &party__conn_http(conn)->req))
         return 1;
     party__log_info(lp, "ops: refused /%s/rooms: missing or wrong Bearer token",
                     lp->cfg.ops_prefix);
@@ -524,7 +524,7 @@ static int rooms_authorized(party_conn *conn) {
 
 int party__ops_handle(party_conn *conn, const party__ops_upcalls *up) {
     const party__loop *lp = party__conn_loop(conn);
-    const party__http_request *req = &conn->http->req;
+    const party__http_request *req = &party__conn_http(conn)->req;
     const char *prefix = lp->cfg.ops_prefix;
     size_t prefix_len = strlen(prefix);
     party__slice path = req->path, name;

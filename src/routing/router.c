@@ -100,7 +100,7 @@ static int run_hook(party_conn *conn,
         return 0;
     party__response_init(&res);
     party__conn_loop(conn)->in_callback++;
-    r = hook(lobby, &conn->http->preq, &res);
+    r = hook(lobby, &party__conn_http(conn)->preq, &res);
     party__conn_loop(conn)->in_callback--;
     if (r == PARTY_RESPOND)
         party__conn_http_respond(conn, &res, force_close);
@@ -139,7 +139,7 @@ static int origin_admitted(party_conn *conn, const party__party *party) {
 
     if (list == NULL)
         return 1;
-    origin = party__http_header_get(&conn->http->req, "Origin");
+    origin = party__http_header_get(&party__conn_http(conn)->req, "Origin");
     return origin.ptr == NULL || party__origin_allowed(list, origin);
 }
 
@@ -147,7 +147,7 @@ static int origin_admitted(party_conn *conn, const party__party *party) {
  * checked, before_connect run. 0 to go on. */
 static int admit_websocket(party_conn *conn, party__routed *r, const party_lobby *lobby) {
     party__loop *lp = party__conn_loop(conn);
-    party__http_request *req = &conn->http->req;
+    party__http_request *req = &party__conn_http(conn)->req;
     const char *why = NULL;
     int status = party__ws_handshake_check(req, &why);
 
@@ -207,19 +207,19 @@ static const char *const *party_cors(const party__loop *lp, const party__party *
  * for clients outside the runtime, so they are skipped. 0 to go on. */
 static int admit_request(party_conn *conn, party__routed *r, const party_lobby *lobby) {
     party__loop *lp = party__conn_loop(conn);
-    party__slice method = conn->http->req.method;
+    party__http_session *s = party__conn_http(conn);
+    party__slice method = s->req.method;
     int preflight;
 
-    conn->http->cors = r->from_room ? NULL : party_cors(lp, r->party);
-    preflight =
-        conn->http->cors != NULL && method.len == 7 && memcmp(method.ptr, "OPTIONS", 7) == 0;
-    if (conn->http->cors != NULL && allowed_origins(lp, r->party) != NULL &&
-        party__http_header_get(&conn->http->req, "Origin").ptr != NULL) {
+    s->cors = r->from_room ? NULL : party_cors(lp, r->party);
+    preflight = s->cors != NULL && method.len == 7 && memcmp(method.ptr, "OPTIONS", 7) == 0;
+    if (s->cors != NULL && allowed_origins(lp, r->party) != NULL &&
+        party__http_header_get(&s->req, "Origin").ptr != NULL) {
         /* With an allow-list, CORS answers name the request's origin when
          * it is allowed, and a disallowed one gets no CORS headers (its
          * preflight a 403): "*" would let every page read the answer. */
         if (!origin_admitted(conn, r->party)) {
-            conn->http->cors = NULL;
+            s->cors = NULL;
             if (preflight) {
                 lp->origin_refused++;
                 party__router_respond(conn, 403,
@@ -230,7 +230,7 @@ static int admit_request(party_conn *conn, party__routed *r, const party_lobby *
                 return -1;
             }
         } else {
-            conn->http->cors_reflect = 1;
+            s->cors_reflect = 1;
         }
     }
     if (preflight) {
@@ -248,16 +248,16 @@ static int admit_request(party_conn *conn, party__routed *r, const party_lobby *
 }
 
 int party__router_admit(party_conn *conn, party__routed *r) {
-    party__http_request *req = &conn->http->req;
+    party__http_request *req = &party__conn_http(conn)->req;
     party_lobby lobby;
 
     r->upgrade = 0;
-    if (party__request_init(&conn->http->preq, req) != 0) {
+    if (party__request_init(&party__conn_http(conn)->preq, req) != 0) {
         party__router_respond(conn, 503, "out of memory\n", 1);
         return -1;
     }
-    conn->http->have_preq = 1;
-    conn->http->preq.remote = conn->http->remote;
+    party__conn_http(conn)->have_preq = 1;
+    party__conn_http(conn)->preq.remote = party__conn_http(conn)->remote;
     if (r->name == NULL)
         return 0; /* by id: an internal request, no hooks */
     lobby.party = r->party->name;
@@ -272,7 +272,7 @@ int party__router_admit(party_conn *conn, party__routed *r) {
 /* An internal request addressed to a room by id (the room segment of the
  * path is then ignored). HTTP only. */
 static void route_by_id(party__router *router, party_conn *conn, const party__party *party) {
-    party__http_request *req = &conn->http->req;
+    party__http_request *req = &party__conn_http(conn)->req;
     party__slice id = party__http_header_get(req, PARTY__ROOM_ID_HEADER);
     char id_text[PARTY_ID_MAX];
     party__routed r;
@@ -325,7 +325,7 @@ static int from_cluster(const party__router *router, const party__http_request *
 
 void party__router_handle(party__router *router, party_conn *conn) {
     party__loop *lp = party__conn_loop(conn);
-    party__http_request *req = &conn->http->req;
+    party__http_request *req = &party__conn_http(conn)->req;
     const party__party *party;
     party__route route;
     party__routed r;

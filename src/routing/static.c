@@ -42,7 +42,7 @@ static void respond_text(party_conn *conn, int status, const char *text) {
 /* A refused path gets the same 404 as a missing file, so a client learns
  * nothing of why; the log says. */
 static void refuse(party_conn *conn, const char *why) {
-    party__slice path = conn->http->req.path;
+    party__slice path = party__conn_http(conn)->req.path;
     int len = path.len > LOG_PATH_MAX ? LOG_PATH_MAX : (int)path.len;
 
     /* The raw path is printable ASCII (the parser saw to it), so it is safe
@@ -269,7 +269,7 @@ static void serve_file(party_conn *conn, int fd, const char *resolved, const cha
     party_response_set_header(&res, "ETag", etag);
     party_response_set_header(&res, "Last-Modified", modified);
     party_response_set_header(&res, "Cache-Control", "no-cache");
-    if (not_modified(&conn->http->req, etag, st.st_mtim.tv_sec)) {
+    if (not_modified(&party__conn_http(conn)->req, etag, st.st_mtim.tv_sec)) {
         party_response_set_status(&res, 304);
         party__conn_http_respond(conn, &res, 0);
         party__response_free(&res);
@@ -296,7 +296,7 @@ static void serve_file(party_conn *conn, int fd, const char *resolved, const cha
 
 int party__static_handle(party_conn *conn) {
     party__loop *lp = party__conn_loop(conn);
-    const party__http_request *req = &conn->http->req;
+    const party__http_request *req = &party__conn_http(conn)->req;
     char decoded[PATH_MAX], root[PATH_MAX], joined[PATH_MAX], resolved[PATH_MAX];
     const char *why;
     size_t root_len;

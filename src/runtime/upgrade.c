@@ -766,8 +766,6 @@ static void freeze_all(party__upgrade *up) {
 
 /* What the new process says. */
 static void on_sock(uv_poll_t *handle, int status, int events) {
-    /* data stays NULL: a poll handle with data is a connection's
-     * (party__conn_foreach). */
     party__upgrade *up =
         (party__upgrade *)(void *)((char *)handle - offsetof(party__upgrade, sock_poll));
     char buf[512];
@@ -895,7 +893,6 @@ static int spawn_child(party__upgrade *up) {
     up->sock = pair[0];
     (void)fcntl(up->sock, F_SETFL, fcntl(up->sock, F_GETFL) | O_NONBLOCK);
     uv_poll_init(&up->rt->main.lp.loop, &up->sock_poll, up->sock);
-    up->sock_poll.data = NULL;
     up->sock_poll_open = 1;
     uv_poll_start(&up->sock_poll, UV_READABLE | UV_DISCONNECT, on_sock);
     return 0;

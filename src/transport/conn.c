@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -36,6 +38,18 @@
 #define HTTP_BUF_FIRST 1024
 #define WRITE_IOV_MAX 64
 #define LINGER_MS 2000
+/* Spare send queues a loop keeps (a broadcast takes one per receiver for
+ * a moment). */
+#define SPARE_SENDQS 1024
+/* Spare busy records a loop keeps (one per handshake in flight). */
+#define SPARE_BUSY 256
+/* Sockets' events read from the loop's epoll set at a time; more ready
+ * ones keep the set readable for the next loop turn. */
+#define EPOLL_BATCH 256
+
+/* What the loop's epoll set watches for a connection (conn->watched). */
+#define WATCH_IN 1u
+#define WATCH_OUT 2u
 
 /* For the HTTP side of a function a WebSocket message also runs through:
  * inlined, its locals and saved registers would be paid on every message. */
@@ -44,10 +58,11 @@
 static void conn_start_reading(party_conn *conn);
 static void conn_stop_reading(party_conn *conn);
 static void conn_watch(party_conn *conn);
-static void on_poll(uv_poll_t *handle, int status, int events);
 static void conn_close_now(party_conn *conn);
+static void mark_dirty(party_conn *conn);
 static void conn_parse_http(party_conn *conn);
 static void http_session_free(party__http_session *s);
+static void conn_timer_stop(party_conn *conn);
 
 static const party__conn_upcalls *upcalls(const party_conn *conn) {
     return party__conn_loop(conn)->conn_upcalls;
@@ -56,6 +71,13 @@ static const party__conn_upcalls *upcalls(const party_conn *conn) {
 static uint64_t seconds_to_ms(double s) {
     return s <= 0 ? 0 : (uint64_t)(s * 1000.0 + 0.5);
 }
+
+/* What an idle connection costs is mostly this struct (DESIGN.md D3: at
+ * most 256 B per idle connection, with its slab slot, the client's binary
+ * address and a limiter pointer, and its share of the loop's fixed
+ * costs); docs/architecture.md says what each byte is for. */
+_Static_assert(sizeof(struct party_conn) <= 216,
+               "an idle connection's struct grew past D3's budget");
 
 /* Connection structs come from slabs (see slab.h): they are the one
  * long-lived allocation per connection. */
@@ -67,21 +89,126 @@ static void conn_release(party__loop *lp, party_conn *conn) {
     party__slabs_release(lp->conn_slabs, conn);
 }
 
-/* The output ring: one inline slot while at most one buffer waits (the
- * usual case: output is written at the end of each loop turn), a heap ring
- * once more do. A busy connection keeps its ring; one whose room
- * hibernates gives it back (party__conn_trim), so an idle connection holds
- * no small block of its own between freed ones in the heap. */
-static party__buf **out_slot(party_conn *conn, uint32_t i) {
-    if (conn->out_cap <= 1)
-        return &conn->out_one;
-    return &conn->out[(conn->out_head + i) % conn->out_cap];
+/* The send queue's ring: one inline slot while at most one buffer waits
+ * (the usual case: output is written at the end of each loop turn), a
+ * heap ring once more do. */
+static party__buf **out_slot(party__conn_sendq *q, uint32_t i) {
+    if (q->cap <= 1)
+        return &q->one;
+    return &q->ring[(q->head + i) % q->cap];
 }
 
-/* The entries of the ring in front of the release mark: what may be
- * written now. The rest (out_held) waits for a commit. */
+/* The entries of the queue in front of the release mark: what may be
+ * written now. The rest (held) waits for a commit. */
 static uint32_t out_released(const party_conn *conn) {
-    return conn->out_len - conn->out_held;
+    return conn->out != NULL ? conn->out->len - conn->out->held : 0;
+}
+
+/* A queue exists only while output waits: on an echo, from the message's
+ * reply to the write at the end of the loop turn. So queues come from a
+ * pool of the loop's rather than from malloc each time. */
+static party__conn_sendq *sendq_take(party__loop *lp) {
+    party__conn_sendq *q = lp->spare_sendqs;
+    if (q != NULL) {
+        lp->spare_sendqs = q->next_spare;
+        lp->n_spare_sendqs--;
+    } else if ((q = party__malloc(sizeof(*q))) == NULL) {
+        return NULL;
+    }
+    memset(q, 0, sizeof(*q));
+    return q;
+}
+
+/* The connection's queue, empty, goes back (with the ring it grew). */
+static void sendq_drop(party_conn *conn) {
+    party__loop *lp = party__conn_loop(conn);
+    party__conn_sendq *q = conn->out;
+
+    assert(q->len == 0);
+    conn->out = NULL;
+    if (q->cap > 1)
+        party__free(q->ring);
+    if (lp->n_spare_sendqs < SPARE_SENDQS && !lp->conn_epoll_done) {
+        q->next_spare = lp->spare_sendqs;
+        lp->spare_sendqs = q;
+        lp->n_spare_sendqs++;
+        return;
+    }
+    party__free(q);
+}
+
+static void spare_sendqs_free(party__loop *lp) {
+    while (lp->spare_sendqs != NULL) {
+        party__conn_sendq *q = lp->spare_sendqs;
+        lp->spare_sendqs = q->next_spare;
+        party__free(q);
+    }
+    lp->n_spare_sendqs = 0;
+}
+
+/* ---- what a busy connection needs, and what few have ---- */
+
+/* The connection's busy record, made (from the loop's pool) if it has
+ * none. NULL when out of memory. */
+static party__conn_busy *busy_get(party_conn *conn) {
+    party__loop *lp = party__conn_loop(conn);
+    party__conn_busy *b = conn->busy;
+
+    if (b != NULL)
+        return b;
+    b = lp->spare_busy;
+    if (b != NULL) {
+        lp->spare_busy = b->next_spare;
+        lp->n_spare_busy--;
+    } else if ((b = party__malloc(sizeof(*b))) == NULL) {
+        return NULL;
+    }
+    memset(b, 0, sizeof(*b));
+    conn->busy = b;
+    return b;
+}
+
+/* The busy record goes back once none of it is in use: an open WebSocket
+ * waiting for input holds none. */
+static void busy_put(party_conn *conn) {
+    party__loop *lp = party__conn_loop(conn);
+    party__conn_busy *b = conn->busy;
+
+    if (b == NULL || b->http != NULL || b->timer != NULL || b->reading_frame)
+        return;
+    conn->busy = NULL;
+    if (lp->n_spare_busy < SPARE_BUSY && !lp->conn_epoll_done) {
+        b->next_spare = lp->spare_busy;
+        lp->spare_busy = b;
+        lp->n_spare_busy++;
+        return;
+    }
+    party__free(b);
+}
+
+static void spare_busy_free(party__loop *lp) {
+    while (lp->spare_busy != NULL) {
+        party__conn_busy *b = lp->spare_busy;
+        lp->spare_busy = b->next_spare;
+        party__free(b);
+    }
+    lp->n_spare_busy = 0;
+}
+
+/* The connection's extra record (tags, state), made if it has none. NULL
+ * when out of memory. */
+static party__conn_extra *extra_get(party_conn *conn) {
+    if (conn->extra == NULL)
+        conn->extra = party__calloc(1, sizeof(*conn->extra));
+    return conn->extra;
+}
+
+/* The extra record goes once it holds nothing. */
+static void extra_put(party_conn *conn) {
+    if (conn->extra != NULL && conn->extra->tags == NULL && conn->extra->state == NULL) {
+        party__free(conn->extra);
+        conn->extra = NULL;
+    }
 }
 
 /* ---- transport ---- */
@@ -180,16 +307,27 @@ static void conn_free(party_conn *conn) {
     party__loop *lp = party__conn_loop(conn);
     uint32_t i;
 
-    for (i = 0; i < conn->out_len; i++)
-        party__buf_release(*out_slot(conn, i));
-    if (conn->out_cap > 1)
-        party__free(conn->out);
+    if (conn->out != NULL) {
+        for (i = 0; i < conn->out->len; i++)
+            party__buf_release(*out_slot(conn->out, i));
+        conn->out->len = 0;
+        sendq_drop(conn);
+    }
     party__conn_end_http(conn);
-    party__ws_reader_reset(&conn->reader);
+    conn_timer_stop(conn); /* none is armed on a closed socket; if one were, it goes */
+    if (conn->busy != NULL) {
+        if (conn->busy->reading_frame)
+            party__ws_reader_reset(&conn->busy->reader);
+        conn->busy->reading_frame = 0;
+        busy_put(conn);
+    }
     if (conn->id != NULL && ident_block(conn) != conn->ident)
         party__free(ident_block(conn)); /* the uri lives in the same block */
-    party__free(conn->tags);
-    party__free(conn->state);
+    if (conn->extra != NULL) {
+        party__free(conn->extra->tags);
+        party__free(conn->extra->state);
+        party__free(conn->extra);
+    }
     party__free(conn->meter);
     if (conn->addr_counted)
         party__addr_limits_give(lp->addr_limits, &conn->peer);
@@ -235,11 +373,12 @@ static int timer_in_block(party__loop *lp, uv_timer_t *timer) {
  * armed at once) is allocated by itself and freed when stopped. */
 static void conn_timer_stop(party_conn *conn) {
     party__loop *lp = party__conn_loop(conn);
-    uv_timer_t *timer = conn->timer;
+    uv_timer_t *timer = conn->busy != NULL ? conn->busy->timer : NULL;
 
     if (timer == NULL)
         return;
-    conn->timer = NULL;
+    conn->busy->timer = NULL;
+    busy_put(conn);
     uv_timer_stop(timer);
     if (!timer_in_block(lp, timer)) {
         uv_close((uv_handle_t *)timer, on_timer_closed);
@@ -269,20 +408,26 @@ static int timer_block_new(party__loop *lp) {
 
 static void conn_timer_start(party_conn *conn, uint64_t ms, uv_timer_cb cb) {
     party__loop *lp = party__conn_loop(conn);
-    if (conn->timer == NULL) {
+    party__conn_busy *b = busy_get(conn);
+
+    if (b == NULL)
+        return; /* no timeout then; the connection still works */
+    if (b->timer == NULL) {
         if (lp->n_spare_timers == 0 && lp->timer_block == NULL && !lp->timers_closing)
             (void)timer_block_new(lp); /* when it fails, try a timer by itself */
         if (lp->n_spare_timers > 0) {
-            conn->timer = lp->spare_timers[--lp->n_spare_timers];
+            b->timer = lp->spare_timers[--lp->n_spare_timers];
         } else {
-            conn->timer = party__malloc(sizeof(*conn->timer));
-            if (conn->timer == NULL)
+            b->timer = party__malloc(sizeof(*b->timer));
+            if (b->timer == NULL) {
+                busy_put(conn);
                 return; /* no timeout then; the connection still works */
-            uv_timer_init(&lp->loop, conn->timer);
+            }
+            uv_timer_init(&lp->loop, b->timer);
         }
-        conn->timer->data = conn;
+        b->timer->data = conn;
     }
-    uv_timer_start(conn->timer, cb, ms, 0);
+    uv_timer_start(b->timer, cb, ms, 0);
 }
 
 static void spare_sessions_free(party__loop *lp) {
@@ -302,33 +447,153 @@ static void spare_timers_close(party__loop *lp) {
         uv_close((uv_handle_t *)lp->spare_timers[--lp->n_spare_timers], on_block_timer_closed);
 }
 
+static void conn_epoll_close(party__loop *lp);
+
 void party__conn_pools_free(party__loop *lp) {
+    /* Connections closed since the last flush are released first. */
+    party__conn_flush_dirty(lp);
     /* Timers still held by connections close when they are stopped. */
     lp->timers_closing = 1;
     spare_timers_close(lp);
     spare_sessions_free(lp);
+    conn_epoll_close(lp);
+    spare_sendqs_free(lp);
+    spare_busy_free(lp);
 }
 
 void party__conn_pools_trim(party__loop *lp) {
     spare_sessions_free(lp);
+    spare_sendqs_free(lp);
+    spare_busy_free(lp);
     /* The block goes only whole: while any of its timers is armed, it
      * stays. Until it is freed, a timer needed is allocated by itself. */
     if (lp->timer_block != NULL && lp->n_spare_timers == PARTY__SPARE_TIMERS)
         spare_timers_close(lp);
 }
 
-static void on_poll_closed(uv_handle_t *handle) {
-    party__conn_unref(handle->data);
+/* ---- the loop's epoll set ---- */
+
+static void conn_io(party_conn *conn, uint32_t events);
+
+/* The loop's epoll set has ready sockets: their events, a batch at a time.
+ * A connection closed by an event earlier in the batch is still there
+ * (closed sockets are released at the end of the loop turn) and is
+ * skipped. */
+static void on_conns_ready(uv_poll_t *handle, int status, int events) {
+    party__loop *lp = handle->data;
+    struct epoll_event ev[EPOLL_BATCH];
+    int n, i;
+
+    (void)events;
+    if (status < 0) {
+        /* libuv stopped the handle; an epoll set has no error of its own
+         * to report, so watch it again rather than strand its sockets. */
+        party__log_error(lp, "connections' epoll set: %s", uv_strerror(status));
+        (void)uv_poll_start(handle, UV_READABLE, on_conns_ready);
+        return;
+    }
+    do
+        n = epoll_wait(lp->conn_epfd, ev, EPOLL_BATCH, 0);
+    while (n < 0 && errno == EINTR);
+    for (i = 0; i < n; i++)
+        conn_io(ev[i].data.ptr, ev[i].events);
 }
 
-/* Stops watching the socket and closes it; the struct goes once the
- * handle's close callback has run (and no one else holds it). */
+/* Makes the loop's epoll set with its first connection. 0 or a negative
+ * libuv error code. */
+static int conn_epoll_open(party__loop *lp) {
+    int fd, r;
+
+    if (lp->conn_epfd >= 0)
+        return 0;
+    if (lp->conn_epoll_done)
+        return UV_ECANCELED; /* the loop has finished */
+    fd = epoll_create1(EPOLL_CLOEXEC);
+    if (fd < 0)
+        return uv_translate_sys_error(errno);
+    r = uv_poll_init(&lp->loop, &lp->conn_poll, fd);
+    if (r != 0) {
+        close(fd);
+        return r;
+    }
+    lp->conn_poll.data = lp;
+    r = uv_poll_start(&lp->conn_poll, UV_READABLE, on_conns_ready);
+    if (r != 0) {
+        /* Not watching: the descriptor may go now. The handle is closing,
+         * so no set is made again. */
+        uv_close((uv_handle_t *)&lp->conn_poll, NULL);
+        close(fd);
+        lp->conn_epoll_done = 1;
+        return r;
+    }
+    /* Nothing watched yet: the loop is not kept alive by it. */
+    uv_unref((uv_handle_t *)&lp->conn_poll);
+    lp->conn_epfd = fd;
+    return 0;
+}
+
+static void conn_epoll_close(party__loop *lp) {
+    lp->conn_epoll_done = 1;
+    if (lp->conn_epfd < 0)
+        return;
+    assert(lp->n_watched == 0 && lp->n_closed == 0);
+    uv_close((uv_handle_t *)&lp->conn_poll, NULL);
+    close(lp->conn_epfd); /* after uv_close: the loop no longer watches it */
+    lp->conn_epfd = -1;
+}
+
+/* Like a libuv handle per socket, the set keeps the loop alive while it
+ * watches a socket, and while a closed one waits for the end of the loop
+ * turn (as a closing handle would). */
+static void conn_epoll_keep_alive(party__loop *lp) {
+    if (lp->n_watched + lp->n_closed > 0)
+        uv_ref((uv_handle_t *)&lp->conn_poll);
+    else
+        uv_unref((uv_handle_t *)&lp->conn_poll);
+}
+
+/* Has the set watch the socket for want (WATCH_IN | WATCH_OUT; 0: not at
+ * all, so a hang-up is not reported while nothing is wanted). 0 or a
+ * negative libuv error code (then conn->watched is as it was). */
+static int conn_epoll_set(party_conn *conn, unsigned want) {
+    party__loop *lp = party__conn_loop(conn);
+    struct epoll_event ev;
+    int op = want == 0 ? EPOLL_CTL_DEL : conn->watched == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+
+    if (want == conn->watched)
+        return 0;
+    memset(&ev, 0, sizeof(ev));
+    ev.events = ((want & WATCH_IN) ? EPOLLIN : 0u) | ((want & WATCH_OUT) ? EPOLLOUT : 0u);
+    ev.data.ptr = conn;
+    /* A socket the set cannot drop is not in it (or no longer open):
+     * either way it is not watched. */
+    if (epoll_ctl(lp->conn_epfd, op, conn->fd, &ev) != 0 && op != EPOLL_CTL_DEL)
+        return uv_translate_sys_error(errno);
+    if (op == EPOLL_CTL_ADD)
+        lp->n_watched++;
+    else if (op == EPOLL_CTL_DEL)
+        lp->n_watched--;
+    conn->watched = want;
+    conn_epoll_keep_alive(lp);
+    return 0;
+}
+
+/* Stops watching the socket and closes it. The struct goes once no one
+ * holds it, but not before the end of this loop turn: callers up the
+ * stack still name it, and so may events later in the epoll batch being
+ * read. The flush list holds it until then. */
 static void conn_close_socket(party_conn *conn) {
-    uv_close((uv_handle_t *)&conn->poll, on_poll_closed);
-    if (conn->fd >= 0)
-        close(conn->fd); /* after uv_close: the handle no longer watches it */
-    conn->fd = -1;
+    if (conn->watched != 0)
+        (void)conn_epoll_set(conn, 0);
     conn->watched = 0;
+    if (conn->fd >= 0)
+        close(conn->fd);
+    conn->fd = -1;
+    conn->release_pending = 1;
+    party__conn_loop(conn)->n_closed++;
+    conn_epoll_keep_alive(party__conn_loop(conn));
+    mark_dirty(conn);
+    party__conn_unref(conn); /* the socket's reference */
 }
 
 /* Tells the room, once, that this connection is gone. */
@@ -404,7 +669,8 @@ int party__conn_queue(party_conn *conn, party__buf *buf) {
     if (conn->transport_closing || conn->phase == PARTY__CONN_DONE)
         return PARTY_ECLOSED;
     /* Held output counts: it is memory this connection holds all the same. */
-    if (conn->out_bytes + buf->len > party__conn_loop(conn)->cfg.send_queue_bytes) {
+    if ((conn->out != NULL ? conn->out->bytes : 0) + buf->len >
+        party__conn_loop(conn)->cfg.send_queue_bytes) {
         party__log_warn(
             party__conn_loop(conn),
             "conn %s: send queue would exceed send_queue_bytes (--send-queue-bytes, %zu); "
@@ -424,66 +690,75 @@ int party__conn_queue(party_conn *conn, party__buf *buf) {
 }
 
 static int conn_enqueue(party_conn *conn, party__buf *buf) {
-    if (conn->out_cap == 0) {
-        conn->out_cap = 1; /* the inline slot */
-    } else if (conn->out_len == conn->out_cap) {
-        uint32_t cap = conn->out_cap == 1 ? 4 : conn->out_cap * 2;
+    party__conn_sendq *q = conn->out;
+
+    if (q == NULL) {
+        q = conn->out = sendq_take(party__conn_loop(conn));
+        if (q == NULL)
+            return PARTY_ENOMEM;
+        q->cap = 1; /* the inline slot */
+    } else if (q->len == q->cap) {
+        uint32_t cap = q->cap == 1 ? 4 : q->cap * 2;
         party__buf **grown = party__malloc(cap * sizeof(*grown));
         uint32_t i;
         if (grown == NULL)
             return PARTY_ENOMEM;
-        for (i = 0; i < conn->out_len; i++)
-            grown[i] = *out_slot(conn, i);
-        if (conn->out_cap > 1)
-            party__free(conn->out);
-        conn->out = grown;
-        conn->out_head = 0;
-        conn->out_cap = cap;
+        for (i = 0; i < q->len; i++)
+            grown[i] = *out_slot(q, i);
+        if (q->cap > 1)
+            party__free(q->ring);
+        q->ring = grown;
+        q->head = 0;
+        q->cap = cap;
     }
-    *out_slot(conn, conn->out_len) = party__buf_ref(buf);
-    conn->out_len++;
-    conn->out_bytes += buf->len;
+    *out_slot(q, q->len) = party__buf_ref(buf);
+    q->len++;
+    q->bytes += (uint32_t)buf->len;
     if (conn->gate_next != NULL)
-        conn->out_held++; /* behind the mark: nothing to write yet */
+        q->held++; /* behind the mark: nothing to write yet */
     else
         mark_dirty(conn);
     return 0;
 }
 
 void party__conn_consume(party_conn *conn, size_t n) {
+    party__conn_sendq *q = conn->out;
+
+    if (n == 0)
+        return;
     party__conn_loop(conn)->bytes_out += n;
-    conn->out_bytes -= n;
+    q->bytes -= (uint32_t)n;
     while (n > 0) {
-        party__buf *head = *out_slot(conn, 0);
-        size_t left = head->len - conn->out_offset;
+        party__buf *head = *out_slot(q, 0);
+        size_t left = head->len - q->offset;
         if (n < left) {
-            conn->out_offset += n;
+            q->offset += (uint32_t)n;
             return;
         }
         n -= left;
         party__buf_release(head);
-        if (conn->out_cap > 1)
-            conn->out_head = (conn->out_head + 1) % conn->out_cap;
-        conn->out_len--;
-        conn->out_offset = 0;
+        if (q->cap > 1)
+            q->head = (q->head + 1) % q->cap;
+        q->len--;
+        q->offset = 0;
     }
+    /* All written: the queue goes back to the pool, but a ring a busy
+     * connection grew stays until it is idle (party__conn_trim). */
+    if (q->len == 0 && q->cap <= 1)
+        sendq_drop(conn);
 }
 
 void party__conn_trim(party_conn *conn) {
     party__conn_meter_release(conn);
-    if (conn->out_len == 0 && conn->out_cap > 1) {
-        party__free(conn->out);
-        conn->out = NULL;
-        conn->out_head = 0;
-        conn->out_cap = 0;
-    }
+    if (conn->out != NULL && conn->out->len == 0)
+        sendq_drop(conn);
 }
 
 size_t party__conn_peek(party_conn *conn, uv_buf_t *iov, size_t max) {
     size_t i, n = out_released(conn) < max ? out_released(conn) : max;
     for (i = 0; i < n; i++) {
-        party__buf *b = *out_slot(conn, i);
-        size_t off = i == 0 ? conn->out_offset : 0;
+        party__buf *b = *out_slot(conn->out, i);
+        size_t off = i == 0 ? conn->out->offset : 0;
         iov[i] = uv_buf_init(b->data + off, (unsigned int)(b->len - off));
     }
     return n;
@@ -497,7 +772,8 @@ static void conn_flush(party_conn *conn);
  * closes it), which the caller then finishes as usual. */
 static int conn_output_drained(party_conn *conn) {
     conn->handoff_wait = 0;
-    if (conn->phase != PARTY__CONN_HTTP_BUSY || conn->http == NULL || conn->transport_closing)
+    if (conn->phase != PARTY__CONN_HTTP_BUSY || party__conn_http(conn) == NULL ||
+        conn->transport_closing)
         return 0;
     upcalls(conn)->request(conn);
     return 1;
@@ -583,6 +859,11 @@ void party__conn_flush_dirty(party__loop *lp) {
         lp->dirty_head = conn->dirty_next;
         conn->dirty = 0;
         conn->dirty_next = NULL;
+        if (conn->release_pending) {
+            conn->release_pending = 0;
+            lp->n_closed--;
+            conn_epoll_keep_alive(lp);
+        }
         conn_flush(conn);
         party__conn_unref(conn);
     }
@@ -598,7 +879,8 @@ static void conn_close_after_flush(party_conn *conn) {
 
 static void on_header_timeout(uv_timer_t *timer) {
     party_conn *conn = timer->data;
-    if (conn->http != NULL && conn->http->len == 0) {
+    party__http_session *s = party__conn_http(conn);
+    if (s != NULL && s->len == 0) {
         /* An idle keep-alive connection: nothing was asked, nothing to say. */
         conn_close_now(conn);
         return;
@@ -629,9 +911,12 @@ static void http_session_clear(party__http_session *s) {
 static int http_session_new(party_conn *conn) {
     party__loop *lp = party__conn_loop(conn);
     party__http_session *s = lp->spare_sessions;
+    party__conn_busy *b = busy_get(conn);
     char *buf = NULL;
     size_t cap = 0;
 
+    if (b == NULL)
+        return PARTY_ENOMEM;
     if (s != NULL) {
         lp->spare_sessions = s->next_spare;
         lp->n_spare_sessions--;
@@ -639,15 +924,17 @@ static int http_session_new(party_conn *conn) {
         cap = buf != NULL ? s->cap : 0;
     } else {
         s = party__malloc(sizeof(*s));
-        if (s == NULL)
+        if (s == NULL) {
+            busy_put(conn);
             return PARTY_ENOMEM;
+        }
     }
     http_session_clear(s);
     s->buf = buf;
     s->cap = cap;
     s->max = lp->cfg.max_header_bytes + lp->cfg.max_body_bytes + 1024;
     party__http_parser_init(&s->parser);
-    conn->http = s;
+    b->http = s;
     return 0;
 }
 
@@ -664,11 +951,12 @@ static void http_session_free(party__http_session *s) {
 
 void party__conn_end_http(party_conn *conn) {
     party__loop *lp = party__conn_loop(conn);
-    party__http_session *s = conn->http;
+    party__http_session *s = party__conn_http(conn);
 
     if (s == NULL)
         return;
-    conn->http = NULL;
+    conn->busy->http = NULL;
+    busy_put(conn);
     lp->http_ended++;
     if (s->have_preq)
         party__request_free(&s->preq);
@@ -692,7 +980,7 @@ void party__conn_end_http(party_conn *conn) {
 /* 1 while input belongs behind a request in the HTTP buffer: while one is
  * read, and while a room has it (what follows it waits there). */
 static int input_buffered(const party_conn *conn) {
-    return conn->http != NULL &&
+    return party__conn_http(conn) != NULL &&
            (conn->phase == PARTY__CONN_HTTP || conn->phase == PARTY__CONN_HTTP_BUSY ||
             conn->phase == PARTY__CONN_UPGRADING);
 }
@@ -700,7 +988,7 @@ static int input_buffered(const party_conn *conn) {
 /* party__conn_input_space behind a request. */
 static NOT_INLINED int http_input_space(party_conn *conn, uv_buf_t *out) {
     party__loop *lp = party__conn_loop(conn);
-    party__http_session *s = conn->http;
+    party__http_session *s = party__conn_http(conn);
     size_t want = s->cap;
 
     if (s->cap == 0)
@@ -743,25 +1031,21 @@ int party__conn_input_space(party_conn *conn, uv_buf_t *out) {
     return 0;
 }
 
-/* Has the handle watch for what the connection waits for: input while
- * reading, room for output while a write waits. Each change of what the
- * handle watches costs epoll_ctl calls (libuv's uv_poll_start removes the
- * socket from epoll and adds it again), so a connection that stops reading
- * keeps watching for input until input comes: a handshake or a close then
- * pauses reading without a change, as no bytes arrive meanwhile.
- * exact: watch for input only while reading (input came while not). */
+/* Has the loop's epoll set watch for what the connection waits for: input
+ * while reading, room for output while a write waits. Each change of what
+ * the set watches costs an epoll_ctl call, so a connection that stops
+ * reading keeps watching for input until input comes: a handshake or a
+ * close then pauses reading without a change, as no bytes arrive
+ * meanwhile. exact: watch for input only while reading (input came while
+ * not). */
 static void conn_watch_as(party_conn *conn, int exact) {
-    unsigned want = (conn->reading ? UV_READABLE : 0) | (conn->writing ? UV_WRITABLE : 0);
+    unsigned want = (conn->reading ? WATCH_IN : 0) | (conn->writing ? WATCH_OUT : 0);
 
     if (!exact)
-        want |= conn->watched & UV_READABLE;
+        want |= conn->watched & WATCH_IN;
     if (conn->transport_closing || want == conn->watched)
         return;
-    if (want == 0)
-        uv_poll_stop(&conn->poll);
-    else if (uv_poll_start(&conn->poll, (int)want, on_poll) != 0)
-        return;
-    conn->watched = want;
+    (void)conn_epoll_set(conn, want);
 }
 
 static void conn_watch(party_conn *conn) {
@@ -801,7 +1085,7 @@ static void cors_reflect_origin(party__http_session *s, party_response *res) {
 }
 
 void party__conn_http_respond(party_conn *conn, party_response *res, int force_close) {
-    party__http_session *s = conn->http;
+    party__http_session *s = party__conn_http(conn);
     int keep_alive = conn->keep_alive && !force_close && !party__conn_loop(conn)->stopping;
     party__buf *buf;
 
@@ -968,7 +1252,7 @@ static void send_continue(party_conn *conn) {
     static const char text[] = "HTTP/1.1 100 Continue\r\n\r\n";
     party__buf *buf = party__buf_take(party__conn_loop(conn)->buf_pool, sizeof(text));
 
-    conn->http->continue_sent = 1;
+    party__conn_http(conn)->continue_sent = 1;
     if (buf == NULL) {
         conn_close_now(conn);
         return;
@@ -981,7 +1265,7 @@ static void send_continue(party_conn *conn) {
 
 /* Parses one request from the session buffer and routes it. */
 static void conn_parse_one(party_conn *conn) {
-    party__http_session *s = conn->http;
+    party__http_session *s = party__conn_http(conn);
     party__http_limits limits;
     party__http_error err;
     int r;
@@ -1120,7 +1404,45 @@ static int on_ws_event(void *arg, const party__ws_event *wev) {
 }
 
 static void conn_feed_ws(party_conn *conn, char *data, size_t len) {
-    int r = party__ws_reader_feed(&conn->reader, data, len, on_ws_event, conn);
+    party__ws_reader idle, *reader;
+    int r;
+
+    if (conn->busy != NULL && conn->busy->reading_frame) {
+        reader = &conn->busy->reader;
+    } else {
+        if (conn->ws_ended)
+            return; /* after a Close or an error, input is dropped */
+        /* No frame partly read: a reader on the stack takes what came,
+         * and moves into the busy record only if a frame or message stays
+         * unfinished. An idle connection keeps no reader. */
+        party__ws_reader_init(&idle, party__conn_loop(conn)->cfg.max_message_bytes, 1);
+        reader = &idle;
+    }
+    /* While the reader is the busy record's, reading_frame keeps the
+     * record there whatever the events do (a timer stopped, say). */
+    r = party__ws_reader_feed(reader, data, len, on_ws_event, conn);
+    if (!reader->failed && !reader->closed && party__ws_reader_busy(reader)) {
+        if (reader == &idle) {
+            party__conn_busy *b = busy_get(conn);
+            if (b != NULL) {
+                b->reader = idle;
+                b->reading_frame = 1;
+            } else {
+                party__ws_reader_reset(&idle);
+                conn->ws_ended = 1;
+                r = PARTY_ENOMEM;
+            }
+        }
+    } else {
+        /* Nothing partly read, or input ends here. */
+        if (reader->failed || reader->closed)
+            conn->ws_ended = 1;
+        party__ws_reader_reset(reader);
+        if (reader != &idle) {
+            conn->busy->reading_frame = 0;
+            busy_put(conn);
+        }
+    }
     if (r == PARTY_ENOMEM) {
         party__log_error(party__conn_loop(conn), "conn %s: out of memory reading a frame",
                          conn->id);
@@ -1133,8 +1455,8 @@ static void conn_feed_ws(party_conn *conn, char *data, size_t len) {
 
 int party__conn_begin_upgrade(party_conn *conn, struct party_room *room, const char *id) {
     size_t id_len = strlen(id);
-    if (!party__addr_equal(&conn->peer, &conn->http->remote) ||
-        conn->peer.port != conn->http->remote.port) {
+    party__http_session *http = party__conn_http(conn);
+    if (!party__addr_equal(&conn->peer, &http->remote) || conn->peer.port != http->remote.port) {
         /* A keep-alive connection through a trusted proxy upgrades for a
          * client other than its first request's: counted for this one now. */
         party__loop *lp = party__conn_loop(conn);
@@ -1142,14 +1464,14 @@ int party__conn_begin_upgrade(party_conn *conn, struct party_room *room, const c
         int counted = 0;
         if (conn->addr_counted)
             party__addr_limits_give(lp->addr_limits, &conn->peer);
-        conn->peer = conn->http->remote;
+        conn->peer = http->remote;
         conn->unmetered = (unsigned)conn_unmetered(lp, &conn->peer);
         if (conn->addr_counted && !conn->unmetered)
             (void)party__addr_limits_take(lp->addr_limits, &conn->peer, party__loop_now(lp), 0, 0,
                                           &retry_after, &counted);
         conn->addr_counted = (unsigned)counted;
     }
-    party__slice target = conn->http->req.target;
+    party__slice target = http->req.target;
     /* partysocket sends its id as the URL's first parameter, and with no
      * query of its own the last (?_pk=ID): then the uri's tail is the id
      * and the uri alone holds both. */
@@ -1176,12 +1498,11 @@ int party__conn_begin_upgrade(party_conn *conn, struct party_room *room, const c
     }
     conn->room = room;
     conn->phase = PARTY__CONN_UPGRADING;
-    party__ws_reader_init(&conn->reader, party__conn_loop(conn)->cfg.max_message_bytes, 1);
     return 0;
 }
 
 int party__conn_finish_upgrade(party_conn *conn, const char *extra_headers) {
-    party__http_session *s = conn->http;
+    party__http_session *s = party__conn_http(conn);
     party__slice key = party__http_header_get(&s->req, "Sec-WebSocket-Key");
     char accept[29];
     const char *extra = extra_headers != NULL ? extra_headers : "";
@@ -1216,7 +1537,7 @@ int party__conn_finish_upgrade(party_conn *conn, const char *extra_headers) {
 }
 
 void party__conn_start_ws(party_conn *conn) {
-    party__http_session *s = conn->http;
+    party__http_session *s = party__conn_http(conn);
     size_t rest_len = s != NULL ? s->len - s->consumed : 0;
     char *rest = NULL;
 
@@ -1323,7 +1644,7 @@ static void on_read(party_conn *conn, const party__transport_ops *ops, ssize_t n
  * needed (or the socket is empty); -1: the connection was closed. */
 static NOT_INLINED int proxy_read(party_conn *conn) {
     party__loop *lp = party__conn_loop(conn);
-    party__http_session *s = conn->http;
+    party__http_session *s = party__conn_http(conn);
     size_t have = s->proxy_have;
     party__proxy_header h;
     const char *error = NULL;
@@ -1419,14 +1740,14 @@ static void conn_read(party_conn *conn) {
     }
 }
 
-static void on_poll(uv_poll_t *handle, int status, int events) {
-    party_conn *conn = handle->data;
-
-    if (status < 0) {
-        /* A socket error (EPOLLERR): libuv stopped the handle. What the peer
-         * sent before it is still read, if reading; then the connection
-         * ends. */
-        conn->watched = 0;
+/* The loop's epoll set reported events for the socket. */
+static void conn_io(party_conn *conn, uint32_t events) {
+    if (conn->transport_closing)
+        return; /* closed by an earlier event of the batch */
+    if (events & EPOLLERR) {
+        /* A socket error. What the peer sent before it is still read, if
+         * reading; then the connection ends. */
+        (void)conn_epoll_set(conn, 0);
         conn_read(conn);
         if (!conn->transport_closing) {
             party__log_debug(party__conn_loop(conn), "conn %s: socket error",
@@ -1435,12 +1756,17 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
         }
         return;
     }
-    if ((events & UV_WRITABLE) && conn->writing) {
+    /* A hang-up wakes whatever is watched: the read finds the end, the
+     * write the error. */
+    if (events & EPOLLHUP)
+        events |= ((conn->watched & WATCH_IN) ? (uint32_t)EPOLLIN : 0u) |
+                  ((conn->watched & WATCH_OUT) ? (uint32_t)EPOLLOUT : 0u);
+    if ((events & EPOLLOUT) && conn->writing) {
         conn->writing = 0;
         conn_flush(conn);
         conn_watch(conn); /* no longer for room to write, unless it waits again */
     }
-    if ((events & UV_READABLE) != 0) {
+    if ((events & EPOLLIN) != 0) {
         if (conn->reading)
             conn_read(conn);
         else
@@ -1451,9 +1777,10 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
 /* party__conn_input in the HTTP phases: the bytes are in the HTTP buffer,
  * behind what it held. */
 static NOT_INLINED void http_input(party_conn *conn, size_t len) {
-    if (conn->http == NULL)
+    party__http_session *s = party__conn_http(conn);
+    if (s == NULL)
         return;
-    conn->http->len += len;
+    s->len += len;
     /* Past the HTTP phase, a transport fed what it held: it waits behind
      * the request until the request is answered. */
     if (conn->phase == PARTY__CONN_HTTP)
@@ -1478,22 +1805,21 @@ void party__conn_input(party_conn *conn, char *data, size_t len) {
 
 /* A connection for the socket fd, or NULL (fd then closed). */
 static party_conn *conn_new(party__loop *lp, int fd) {
-    party_conn *conn = conn_alloc(lp);
-    int r;
+    party_conn *conn;
+    int r = conn_epoll_open(lp);
 
+    if (r != 0) {
+        party__log_warn(lp, "new connection: cannot watch its socket: %s", uv_strerror(r));
+        close(fd);
+        return NULL;
+    }
+    conn = conn_alloc(lp);
     if (conn == NULL) {
         party__log_error(lp, "new connection: out of memory");
         close(fd);
         return NULL;
     }
-    r = uv_poll_init_socket(&lp->loop, &conn->poll, fd);
-    if (r != 0) {
-        party__log_warn(lp, "new connection: cannot watch its socket: %s", uv_strerror(r));
-        close(fd);
-        conn_release(lp, conn);
-        return NULL;
-    }
-    conn->poll.data = conn;
+    conn->lp = lp;
     conn->fd = fd;
     conn->refs = 1;
     __atomic_fetch_add(&lp->n_conns, 1, __ATOMIC_RELAXED);
@@ -1522,7 +1848,7 @@ void party__conn_accept_fd(party__loop *lp, int fd, const party__transport_ops *
     }
     if (peer != NULL)
         (void)party__addr_from_sockaddr(&conn->peer, peer);
-    conn->http->peer = conn->peer;
+    party__conn_http(conn)->peer = conn->peer;
     conn->proxy_pending = lp->cfg.proxy_protocol != 0;
     /* Frames go out as written: no waiting to fill a segment. */
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
@@ -1535,8 +1861,15 @@ void party__conn_accept_fd(party__loop *lp, int fd, const party__transport_ops *
 }
 
 int party__conn_adopt(party__loop *lp, int fd, int internal) {
-    party_conn *conn = conn_new(lp, fd);
+    party_conn *conn;
+    int flags = fcntl(fd, F_GETFL);
 
+    /* Reads and writes must never block the loop. */
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+        close(fd);
+        return PARTY_EIO;
+    }
+    conn = conn_new(lp, fd);
     if (conn == NULL)
         return PARTY_ENOMEM;
     if (http_session_new(conn) != 0) {
@@ -1555,16 +1888,20 @@ int party__conn_adopt(party__loop *lp, int fd, int internal) {
 int party__conn_detach(party_conn *conn, party__conn_handoff *out) {
     party__loop *lp = party__conn_loop(conn);
 
-    if (conn->out_len > 0 || conn->writing || conn->dirty || conn->gate_next != NULL) {
+    if ((conn->out != NULL && conn->out->len > 0) || conn->writing || conn->dirty ||
+        conn->gate_next != NULL) {
         /* An answer to an earlier request is still on its way out through
          * this loop's handle, or held until its room commits: the request
          * is reported again once it is written (conn_output_drained). */
         conn->handoff_wait = 1;
         return 1;
     }
-    assert(conn->phase == PARTY__CONN_HTTP_BUSY && conn->http != NULL && !conn->http->have_preq);
-    /* The socket itself moves: this loop's handle stops watching it as the
-     * connection here closes, and leaves it open. */
+    assert(conn->phase == PARTY__CONN_HTTP_BUSY && party__conn_http(conn) != NULL &&
+           !party__conn_http(conn)->have_preq);
+    /* The socket itself moves: this loop's epoll set stops watching it
+     * before the other loop's starts, and the connection here closes
+     * without closing it. */
+    (void)conn_epoll_set(conn, 0);
     out->fd = conn->fd;
     out->peer = conn->peer;
     out->addr_counted = conn->addr_counted;
@@ -1576,8 +1913,9 @@ int party__conn_detach(party_conn *conn, party__conn_handoff *out) {
     out->head_only = conn->head_only;
     /* The request as parsed, with the bytes read behind it: the buffer it
      * points into moves with it, so nothing is parsed again. */
-    out->http = conn->http;
-    conn->http = NULL;
+    out->http = conn->busy->http;
+    conn->busy->http = NULL;
+    busy_put(conn);
     lp->http_ended++;
     out->transport = party__conn_transport(conn);
     (void)party__conn_set_transport(conn, NULL); /* cannot fail */
@@ -1605,13 +1943,14 @@ int party__conn_adopt_handoff(party__loop *lp, party__conn_handoff *h) {
         handoff_free(h);
         return PARTY_ENOMEM;
     }
-    if (h->transport != NULL && party__conn_set_transport(conn, h->transport) != 0) {
+    if (busy_get(conn) == NULL ||
+        (h->transport != NULL && party__conn_set_transport(conn, h->transport) != 0)) {
         handoff_free(h);
         conn->transport_closing = 1;
         conn_close_socket(conn);
         return PARTY_ENOMEM;
     }
-    conn->http = h->http;
+    conn->busy->http = h->http;
     conn->peer = h->peer;
     conn->addr_counted = h->addr_counted;
     conn->unmetered = h->unmetered;
@@ -1706,7 +2045,7 @@ static void conn_fail_uncommitted(party_conn *conn, int moved) {
 void party__conn_hold(party_conn *conn, party__conn_gate *gate) {
     if (conn->gate_next != NULL || conn->transport_closing)
         return;
-    /* The mark is at the end of the queue (out_held is 0): whatever is
+    /* The mark is at the end of the queue (held is 0): whatever is
      * queued now still goes. */
     party__conn_ref(conn);
     conn->gate_next = conn; /* the last of the list points to itself */
@@ -1728,7 +2067,8 @@ void party__conn_hold_acted(party_conn *conn, party__conn_gate *gate) {
 static party_conn *gate_leave(party_conn *conn) {
     party_conn *next = conn->gate_next == conn ? NULL : conn->gate_next;
     conn->gate_next = NULL;
-    conn->out_held = 0;
+    if (conn->out != NULL)
+        conn->out->held = 0;
     conn->gate_acted = 0;
     return next;
 }
@@ -1750,13 +2090,19 @@ void party__conn_gate_release(party__conn_gate *gate) {
 
 /* Frees the output behind the mark. */
 static void out_drop_held(party_conn *conn) {
-    while (conn->out_held > 0) {
-        party__buf **slot = out_slot(conn, conn->out_len - 1);
-        conn->out_bytes -= (uint32_t)(*slot)->len;
+    party__conn_sendq *q = conn->out;
+
+    if (q == NULL)
+        return;
+    while (q->held > 0) {
+        party__buf **slot = out_slot(q, q->len - 1);
+        q->bytes -= (uint32_t)(*slot)->len;
         party__buf_release(*slot);
-        conn->out_len--;
-        conn->out_held--;
+        q->len--;
+        q->held--;
     }
+    if (q->len == 0 && q->cap <= 1)
+        sendq_drop(conn);
 }
 
 static void gate_drop(party__conn_gate *gate, int moved) {
@@ -1765,7 +2111,7 @@ static void gate_drop(party__conn_gate *gate, int moved) {
     gate->head = gate->tail = NULL;
     for (; conn != NULL; conn = next) {
         /* Lost output, or a change its client made that was not kept. */
-        int lost = conn->out_held > 0 || conn->gate_acted;
+        int lost = (conn->out != NULL && conn->out->held > 0) || conn->gate_acted;
         out_drop_held(conn);
         next = gate_leave(conn);
         if (!conn->transport_closing) {
@@ -1830,19 +2176,26 @@ void party__conn_mark_closing(party_conn *conn) {
  * into one block allocated only when there are any. */
 int party__conn_set_tags(party_conn *conn, const char *const *tags, size_t n) {
     size_t total = (n + 1) * sizeof(char *), i;
+    party__conn_extra *x;
     char **block;
     char *cursor;
 
-    party__free(conn->tags);
-    conn->tags = NULL;
+    if (conn->extra != NULL) {
+        party__free(conn->extra->tags);
+        conn->extra->tags = NULL;
+        extra_put(conn);
+    }
     conn->n_tags = 1;
     if (n == 0)
         return 0;
     for (i = 0; i < n; i++)
         total += strlen(tags[i]) + 1;
     block = party__malloc(total);
-    if (block == NULL)
+    x = block != NULL ? extra_get(conn) : NULL;
+    if (x == NULL) {
+        party__free(block);
         return PARTY_ENOMEM;
+    }
     cursor = (char *)(block + n + 1);
     block[0] = conn->id;
     for (i = 0; i < n; i++) {
@@ -1850,36 +2203,37 @@ int party__conn_set_tags(party_conn *conn, const char *const *tags, size_t n) {
         strcpy(cursor, tags[i]);
         cursor += strlen(tags[i]) + 1;
     }
-    conn->tags = block;
+    x->tags = block;
     conn->n_tags = (uint8_t)(n + 1);
     return 0;
 }
 
 const char *const *party__conn_tag_list(const party_conn *conn) {
     /* With no tags but the id, the id pointer itself is the list. */
-    return conn->tags != NULL ? (const char *const *)conn->tags : (const char *const *)&conn->id;
+    if (conn->extra != NULL && conn->extra->tags != NULL)
+        return (const char *const *)conn->extra->tags;
+    return (const char *const *)&conn->id;
 }
 
 typedef struct walk_arg {
-    party__loop *lp;
     void (*fn)(party_conn *conn, void *arg);
     void *arg;
 } walk_arg;
 
-static void walk_one(uv_handle_t *handle, void *arg) {
+static void walk_one(void *obj, void *arg) {
+    party_conn *conn = obj;
     walk_arg *w = arg;
-    if (handle->type == UV_POLL && handle != (uv_handle_t *)&w->lp->listener &&
-        !uv_is_closing(handle) && handle->data != NULL)
-        w->fn(handle->data, w->arg);
+    if (!conn->transport_closing)
+        w->fn(conn, w->arg);
 }
 
 void party__conn_foreach_with(party__loop *lp, void (*fn)(party_conn *conn, void *arg), void *arg) {
-    /* The loop already knows every socket: no list of our own to keep. */
+    /* The loop's slabs hold every connection struct: no list of them to
+     * keep in each. */
     walk_arg w;
-    w.lp = lp;
     w.fn = fn;
     w.arg = arg;
-    uv_walk(&lp->loop, walk_one, &w);
+    party__slabs_foreach(lp->conn_slabs, walk_one, &w);
 }
 
 static void call_plain(party_conn *conn, void *arg) {
@@ -1925,17 +2279,24 @@ int party_conn_set_state(party_conn *conn, const void *data, size_t len) {
         if (copy == NULL)
             return PARTY_ENOMEM;
         memcpy(copy, data, len);
+        if (extra_get(conn) == NULL) {
+            party__free(copy);
+            return PARTY_ENOMEM;
+        }
     }
-    party__free(conn->state);
-    conn->state = copy;
-    conn->state_len = len;
+    if (conn->extra != NULL) {
+        party__free(conn->extra->state);
+        conn->extra->state = copy;
+        conn->extra->state_len = (uint32_t)len;
+        extra_put(conn);
+    }
     return 0;
 }
 
 const void *party_conn_state(party_conn *conn, size_t *len) {
     if (len != NULL)
-        *len = conn->state_len;
-    return conn->state;
+        *len = conn->extra != NULL ? conn->extra->state_len : 0;
+    return conn->extra != NULL ? conn->extra->state : NULL;
 }
 
 int party_conn_remote_addr(party_conn *conn, char *out, size_t size) {
@@ -2064,13 +2425,13 @@ static int conn_should_read(const party_conn *conn) {
     if (conn->phase == PARTY__CONN_HTTP)
         return 1;
     return (conn->phase == PARTY__CONN_OPEN || conn->phase == PARTY__CONN_CLOSING) &&
-           conn->http == NULL && !conn->close_received;
+           party__conn_http(conn) == NULL && !conn->close_received;
 }
 
 void party__conn_thaw(party_conn *conn) {
     if (conn->transport_closing)
         return;
-    if (conn->phase == PARTY__CONN_HTTP && conn->timer == NULL)
+    if (conn->phase == PARTY__CONN_HTTP && (conn->busy == NULL || conn->busy->timer == NULL))
         conn_timer_start(conn, seconds_to_ms(party__conn_loop(conn)->cfg.header_timeout),
                          on_header_timeout);
     if (conn_should_read(conn))
@@ -2093,16 +2454,18 @@ int party__conn_handover_kind(const party_conn *conn) {
         return 0;
     if (conn->transport_slot != 0)
         return -1; /* TLS: its session cannot move */
-    if (conn->phase == PARTY__CONN_OPEN && conn->in_room && conn->http == NULL &&
+    if (conn->phase == PARTY__CONN_OPEN && conn->in_room && party__conn_http(conn) == NULL &&
         !conn->close_sent && !conn->close_received && !conn->handshake_held && conn->id != NULL)
         return PARTY__CONN_RECORD_WS;
-    if (conn->phase == PARTY__CONN_HTTP && conn->http != NULL && conn->http->consumed == 0)
+    if (conn->phase == PARTY__CONN_HTTP && party__conn_http(conn) != NULL &&
+        party__conn_http(conn)->consumed == 0)
         return PARTY__CONN_RECORD_HTTP;
     return 0;
 }
 
 int party__conn_export(party_conn *conn, party__conn_record *rec, char **owned) {
     int kind = party__conn_handover_kind(conn);
+    party__conn_sendq *q = conn->out;
     uint32_t i;
     size_t at = 0;
 
@@ -2123,17 +2486,19 @@ int party__conn_export(party_conn *conn, party__conn_record *rec, char **owned) 
     if (conn->proxy_pending) {
         /* Its PROXY header has not all come: what came goes as input. */
         rec->flags |= PARTY__CONN_RECORD_PROXY_PENDING;
-        rec->input = party__slice_make(conn->http->proxy_buf, conn->http->proxy_have);
+        rec->input = party__slice_make(party__conn_http(conn)->proxy_buf,
+                                       party__conn_http(conn)->proxy_have);
     }
     /* The unsent output, in one piece: the queue's buffers are shared
-     * with other connections (a broadcast). */
-    if (conn->out_bytes > 0) {
-        *owned = party__malloc(conn->out_bytes);
+     * with other connections (a broadcast). None is held (the kind says
+     * so): all of it is the client's. */
+    if (q != NULL && q->bytes > 0) {
+        *owned = party__malloc(q->bytes);
         if (*owned == NULL)
             return PARTY_ENOMEM;
-        for (i = 0; i < conn->out_len; i++) {
-            party__buf *b = *out_slot(conn, i);
-            size_t off = i == 0 ? conn->out_offset : 0;
+        for (i = 0; i < q->len; i++) {
+            party__buf *b = *out_slot(q, i);
+            size_t off = i == 0 ? q->offset : 0;
             memcpy(*owned + at, b->data + off, b->len - off);
             at += b->len - off;
         }
@@ -2142,7 +2507,8 @@ int party__conn_export(party_conn *conn, party__conn_record *rec, char **owned) 
     conn_timer_stop(conn); /* no timeout may act on a socket that moved */
     if (kind == PARTY__CONN_RECORD_HTTP) {
         if (!conn->proxy_pending)
-            rec->input = party__slice_make(conn->http->buf, conn->http->len);
+            rec->input =
+                party__slice_make(party__conn_http(conn)->buf, party__conn_http(conn)->len);
         return kind;
     }
     rec->flags |= conn->readonly ? PARTY__CONN_RECORD_READONLY : 0;
@@ -2152,9 +2518,13 @@ int party__conn_export(party_conn *conn, party__conn_record *rec, char **owned) 
         const char *tag = party__conn_tag_list(conn)[i];
         rec->tags[rec->n_tags++] = party__slice_make(tag, strlen(tag));
     }
-    rec->state = party__slice_make(conn->state, conn->state_len);
-    party__ws_reader_pending(&conn->reader, &rec->input, &rec->msg, &rec->msg_opcode,
-                             &rec->utf8_state);
+    if (conn->extra != NULL)
+        rec->state = party__slice_make(conn->extra->state, conn->extra->state_len);
+    /* A frame or message partly read is in the busy record; with none,
+     * nothing is pending (rec was zeroed). */
+    if (conn->busy != NULL && conn->busy->reading_frame)
+        party__ws_reader_pending(&conn->busy->reader, &rec->input, &rec->msg, &rec->msg_opcode,
+                                 &rec->utf8_state);
     return kind;
 }
 
@@ -2212,10 +2582,19 @@ static int adopt_ws(party_conn *conn, const party__conn_record *rec) {
     if (rec->state.len > 0 && (r = party_conn_set_state(conn, rec->state.ptr, rec->state.len)) != 0)
         return r;
     conn->readonly = (rec->flags & PARTY__CONN_RECORD_READONLY) != 0;
-    party__ws_reader_init(&conn->reader, lp->cfg.max_message_bytes, 1);
-    r = party__ws_reader_restore(&conn->reader, rec->msg_opcode, rec->utf8_state, rec->msg);
-    if (r != 0)
-        return r;
+    if (rec->msg_opcode != 0 || rec->msg.len > 0) {
+        /* A fragmented message was being assembled: its reader lives in
+         * the busy record, as one partly read here would (conn_feed_ws).
+         * A partial frame is fed again (party__conn_adopt_start). */
+        party__conn_busy *b = busy_get(conn);
+        if (b == NULL)
+            return PARTY_ENOMEM;
+        party__ws_reader_init(&b->reader, lp->cfg.max_message_bytes, 1);
+        b->reading_frame = 1; /* from here conn_free resets the reader */
+        r = party__ws_reader_restore(&b->reader, rec->msg_opcode, rec->utf8_state, rec->msg);
+        if (r != 0)
+            return r;
+    }
     conn->phase = PARTY__CONN_OPEN;
     return 0;
 }
@@ -2226,6 +2605,7 @@ static int adopt_ws(party_conn *conn, const party__conn_record *rec) {
  * limit (it is open already), and given back when it closes. */
 static int adopt_client(party_conn *conn, const party__conn_record *rec) {
     party__loop *lp = party__conn_loop(conn);
+    party__http_session *http = party__conn_http(conn);
     unsigned retry_after;
     int counted = 0;
 
@@ -2234,16 +2614,16 @@ static int adopt_client(party_conn *conn, const party__conn_record *rec) {
         memcpy(conn->peer.bytes, rec->peer_addr, rec->peer_family == PARTY__ADDR_V4 ? 4 : 16);
         conn->peer.port = rec->peer_port;
     }
-    if (conn->http != NULL)
-        conn->http->peer = conn->http->remote = conn->peer;
+    if (http != NULL)
+        http->peer = http->remote = conn->peer;
     if (rec->kind == PARTY__CONN_RECORD_HTTP && (rec->flags & PARTY__CONN_RECORD_PROXY_PENDING)) {
         conn->proxy_pending = 1;
         if (rec->input.len > 0) {
-            conn->http->proxy_buf = party__malloc(rec->input.len);
-            if (conn->http->proxy_buf == NULL)
+            http->proxy_buf = party__malloc(rec->input.len);
+            if (http->proxy_buf == NULL)
                 return PARTY_ENOMEM;
-            memcpy(conn->http->proxy_buf, rec->input.ptr, rec->input.len);
-            conn->http->proxy_have = (uint32_t)rec->input.len;
+            memcpy(http->proxy_buf, rec->input.ptr, rec->input.len);
+            http->proxy_have = (uint32_t)rec->input.len;
         }
         return 0;
     }
@@ -2299,7 +2679,7 @@ void party__conn_adopt_start(party_conn *conn, party__slice input) {
     if (conn->transport_closing)
         return;
     if (conn->phase == PARTY__CONN_HTTP) {
-        party__http_session *s = conn->http;
+        party__http_session *s = party__conn_http(conn);
         if (input.len > 0 && !conn->proxy_pending) { /* else it is in proxy_buf */
             /* What the other process read of a request. */
             size_t want = input.len > HTTP_BUF_FIRST ? input.len : HTTP_BUF_FIRST;

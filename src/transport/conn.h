@@ -53,21 +53,71 @@ typedef struct party__http_session {
     struct party__http_session *next_spare; /* in the loop's pool */
 } party__http_session;
 
+/* A connection's send queue: a ring of refcounted buffers with the
+ * release mark of the output gate. A connection has one only while output
+ * is queued, or while a busy one keeps the ring it grew (until its room
+ * hibernates or a keepalive sweep finds it idle). Queues come from a pool
+ * of the loop's. */
+typedef struct party__conn_sendq party__conn_sendq;
+struct party__conn_sendq {
+    uint32_t head, len, cap; /* the ring; cap 1: the slot `one` */
+    uint32_t offset;         /* bytes of the first entry already written */
+    uint32_t bytes;          /* unwritten bytes queued */
+    uint32_t held;           /* entries at the tail, behind the release mark */
+    union {
+        party__buf *one;               /* cap 1: the one slot, inline */
+        party__buf **ring;             /* cap > 1: a heap ring */
+        party__conn_sendq *next_spare; /* in the loop's pool */
+    };
+};
+
+/* What a connection needs only while it is busy: its HTTP session, an
+ * armed timeout, a frame or message partly read. An open WebSocket that
+ * waits for input has none; records come from a pool of the loop's. */
+typedef struct party__conn_busy {
+    union {
+        party__http_session *http;           /* HTTP phase only */
+        struct party__conn_busy *next_spare; /* in the loop's pool */
+    };
+    uv_timer_t *timer;       /* header, close or linger timeout, when armed */
+    party__ws_reader reader; /* the WebSocket reader, while reading_frame */
+    int reading_frame;       /* reader holds a frame or message partly read */
+} party__conn_busy;
+
+/* What few connections have, for as long as they live: tags besides the
+ * id, a state set by the room. */
+typedef struct party__conn_extra {
+    char **tags; /* n_tags strings, id first; NULL when the id is the only tag */
+    void *state;
+    uint32_t state_len;
+} party__conn_extra;
+
+/* Every byte here is paid by every idle connection (docs/architecture.md
+ * lists what each is for): the socket is watched from the loop's epoll
+ * set with no handle of its own, and what only a busy or young connection
+ * needs (HTTP session, partial frame, timer; send queue; a message meter's
+ * state) or few have (tags, state) sits behind a pointer that is NULL
+ * while idle. */
 struct party_conn {
-    /* The socket is watched with a poll handle, not read through a libuv
-     * TCP stream: 160 bytes instead of 248, a third of an idle connection.
-     * poll.loop->data is the loop context (see party__conn_loop). */
-    uv_poll_t poll;
+    party__loop *lp;         /* the loop serving it (see party__conn_loop) */
     struct party_room *room; /* set once routed to a room */
     /* The output gate: while set, a release mark holds new output back
      * (see party__conn_hold). The next connection in the gate's list;
      * the last one points to itself, so non-NULL means held. */
     party_conn *gate_next;
-    uint32_t out_held; /* entries at the tail of the output ring, behind the mark */
-    uint32_t refs;     /* the socket + queued events that name it */
-    /* A connection is mostly idle: its flags are bits, its counters 32-bit
-     * (send_queue_bytes is capped at 4 GiB - 1), its buffers allocated on
-     * demand. */
+    party_conn *dirty_next; /* on the loop's flush list (also once closed) */
+    party_conn *room_prev, *room_next;
+    party__conn_sendq *out;   /* output queued; NULL when none */
+    party__conn_busy *busy;   /* NULL while idle */
+    party__conn_extra *extra; /* NULL without tags or state */
+    /* The message meter's state (party__conn_meter), only while the
+     * connection sends: allocated at a message, freed once it is quiet. */
+    struct party__meter_state *meter;
+    char *id;                /* in one block with the uri (ident when they fit): see id_at */
+    uint32_t refs;           /* the socket + queued events that name it */
+    int fd;                  /* the socket; -1 once closed */
+    uint32_t transport_slot; /* 0: plaintext; else the slot of its transport state */
+    /* A connection is mostly idle: its flags are bits. */
     unsigned phase : 3;          /* party__conn_phase */
     unsigned close_sent : 1;     /* a Close frame is queued or sent */
     unsigned close_received : 1; /* the peer's Close arrived */
@@ -91,65 +141,49 @@ struct party_conn {
     /* 0: the block holds the id, then the uri; else the id is the uri's
      * tail, from this offset (see party__conn_begin_upgrade). */
     unsigned id_at : PARTY__CONN_ID_AT_BITS;
-    unsigned watched : 2;  /* the UV_READABLE | UV_WRITABLE the handle watches */
+    unsigned watched : 2;  /* what the loop's epoll set watches for: input, room to write */
     unsigned readonly : 1; /* set by its room (party_conn_set_readonly): refused state and writes */
-    unsigned gate_acted : 1;    /* held: its client acted on the batch (party__conn_hold_acted) */
-    unsigned proxy_pending : 1; /* a PROXY protocol header is expected first */
-    unsigned client_known : 1;  /* peer is its first request's client */
-    unsigned addr_counted : 1;  /* counted for peer in the per-address limits */
-    unsigned unmetered : 1;     /* no limit applies: --limit-exempt, or no network address */
+    unsigned gate_acted : 1; /* held: its client acted on the batch (party__conn_hold_acted) */
+    unsigned ws_ended : 1;   /* the WebSocket reader saw a Close or an error: input is ignored */
+    unsigned release_pending : 1; /* closed: released at the end of the loop turn */
+    unsigned proxy_pending : 1;   /* a PROXY protocol header is expected first */
+    unsigned client_known : 1;    /* peer is its first request's client */
+    unsigned addr_counted : 1;    /* counted for peer in the per-address limits */
+    unsigned unmetered : 1;       /* no limit applies: --limit-exempt, or no network address */
     uint8_t n_tags;
     uint16_t peer_close_code;
     /* The client (binary, 20 bytes): the socket's peer until its first
      * request, then that request's client (PROXY header, trusted proxies);
      * a WebSocket's is its upgrade request's. */
     party__addr peer;
-    /* The message meter's state (party__conn_meter), only while the
-     * connection sends: allocated at a message, freed once it is quiet. */
-    struct party__meter_state *meter;
-
-    party__http_session *http; /* HTTP phase only */
-    party__ws_reader reader;   /* WebSocket phase */
-    uv_timer_t *timer;         /* header, close or linger timeout, when armed */
-
-    char *id;    /* in one block with the uri (ident when they fit): see id_at */
-    char **tags; /* n_tags strings, id first; NULL when the id is the only tag */
-    void *state;
-    uint32_t state_len;
-
-    uint32_t out_head, out_len, out_cap; /* ring of queued output */
-    uint32_t out_offset;                 /* bytes of out[out_head] already written */
-    uint32_t out_bytes;                  /* unwritten bytes queued */
-    uint32_t transport_slot;             /* 0: plaintext; else the slot of its transport state */
-    int fd;                              /* the socket; -1 once closed */
-    union {
-        party__buf *out_one; /* out_cap 1: the one slot, inline */
-        party__buf **out;    /* out_cap > 1: a heap ring */
-    };
-
-    party_conn *room_prev, *room_next;
-    party_conn *dirty_next;
     char ident[80]; /* the id and uri block, when it fits */
 };
 
-/* The loop a connection belongs to: its poll handle's, so the struct need not
- * carry a pointer of its own. */
+/* The loop a connection belongs to. */
 static inline party__loop *party__conn_loop(const party_conn *conn) {
-    return (party__loop *)conn->poll.loop->data;
+    return conn->lp;
 }
 
-/* Frees the pools of spare timers and HTTP sessions (at shutdown). */
+/* The connection's HTTP session, or NULL (past the HTTP phase). */
+static inline party__http_session *party__conn_http(const party_conn *conn) {
+    return conn->busy != NULL ? conn->busy->http : NULL;
+}
+
+/* Frees the pools of spare timers, HTTP sessions and send queues, and
+ * closes the loop's epoll set of connections (at shutdown): connections
+ * closed meanwhile are released first. */
 void party__conn_pools_free(party__loop *lp);
-/* Frees the spare HTTP sessions, and the block of spare timers once none
- * of them is armed (the block goes after its timers' close callbacks):
- * a burst of handshakes is over. The next handshakes allocate them anew. */
+/* Frees the spare HTTP sessions and send queues, and the block of spare
+ * timers once none of them is armed (the block goes after its timers'
+ * close callbacks): a burst of handshakes is over. The next handshakes
+ * allocate them anew. */
 void party__conn_pools_trim(party__loop *lp);
 
 /* What a connection reports to the layers above it. The runtime installs
  * one table per loop (party__loop.conn_upcalls); conn calls no router
  * or room function by name. docs/architecture.md lists them. */
 typedef struct party__conn_upcalls {
-    /* A request was parsed (phase HTTP_BUSY, in conn->http): route it. Also
+    /* A request was parsed (phase HTTP_BUSY, in party__conn_http(conn)): route it. Also
      * called on the loop a connection was handed to, with the request as
      * parsed where it was read, and again once output that a hand-off
      * waited for is written. */
@@ -205,9 +239,10 @@ int party__conn_adopt_handoff(party__loop *lp, party__conn_handoff *h);
  * freed and the socket closed. Any thread. */
 void party__conn_handoff_refuse(party__conn_handoff *h);
 
-/* Frees what an idle connection does not need: its output ring, when
- * nothing is queued (its room hibernates), and its message meter's
- * state once it has refilled. */
+/* Frees what an idle connection does not need: its send queue (and the
+ * ring it grew), when nothing is queued (its room hibernates, or a
+ * keepalive sweep finds it idle), and its message meter's state once it
+ * has refilled. */
 void party__conn_trim(party_conn *conn);
 
 /* ---- the message meter: messages and bytes per second per WebSocket ----
@@ -391,9 +426,9 @@ void party__conn_start_close(party_conn *conn, int code, const char *reason);
 /* Frees the HTTP session (the upgrade is done). */
 void party__conn_end_http(party_conn *conn);
 
-/* Calls fn for every connection whose socket is not closing (shutdown). fn
- * may close connections. A poll handle of the loop that is no connection's
- * has data NULL (the upgrade's socket). */
+/* Calls fn for every connection whose socket is not closing (shutdown,
+ * upgrades), walking the loop's connection slabs. fn may close
+ * connections (their structs stay until the end of the loop turn). */
 void party__conn_foreach(party__loop *lp, void (*fn)(party_conn *conn));
 /* The same, with an argument for fn. */
 void party__conn_foreach_with(party__loop *lp, void (*fn)(party_conn *conn, void *arg), void *arg);

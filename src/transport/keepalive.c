@@ -4,7 +4,9 @@
  * silent at the next sweep, a whole interval after its ping, is closed with
  * 1001. So a dead peer is found between two and three intervals after it
  * went quiet, for the price of two bits per connection. Pings and pongs
- * never reach the room, so a hibernated room stays asleep. */
+ * never reach the room, so a hibernated room stays asleep. The sweep also
+ * takes back the send queue an idle connection still holds, and its
+ * message meter's state once that has refilled. */
 #include "keepalive.h"
 
 #include "conn.h"
@@ -17,6 +19,9 @@ static void sweep_one(party_conn *conn) {
 
     if (conn->phase != PARTY__CONN_OPEN || conn->transport_closing || conn->close_received)
         return; /* closing ones have close_timeout; HTTP ones header_timeout */
+    /* A ring a burst of output grew is given back once the queue is empty,
+     * a meter's state once the connection is within its limits again. */
+    party__conn_trim(conn);
     if (conn->heard) {
         conn->heard = 0;
         conn->pinged = 0;
@@ -28,7 +33,6 @@ static void sweep_one(party_conn *conn) {
         party__conn_start_close(conn, PARTY__WS_GOING_AWAY, "ping timeout");
         return;
     }
-    party__conn_meter_release(conn); /* quiet a whole interval: refilled */
     if (lp->keepalive_ping == NULL)
         return; /* out of memory: try again at the next sweep */
     conn->pinged = 1;

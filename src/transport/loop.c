@@ -22,7 +22,7 @@ void party__loop_free(party__loop *lp) {
 int party__loop_init(party__loop *lp, const party_config *cfg, unsigned index) {
     lp->cfg = *cfg;
     lp->index = index;
-    lp->listen_fd = lp->spare_fd = -1;
+    lp->listen_fd = lp->spare_fd = lp->conn_epfd = -1;
     lp->read_buf = party__malloc(PARTY__READ_BUF_SIZE);
     lp->buf_pool = party__buf_pool_new();
     lp->digest = party__digest_new();

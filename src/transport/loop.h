@@ -26,6 +26,8 @@ struct party__buf_pool;
 struct party__digest;
 struct party__slabs;
 struct party__http_session;
+struct party__conn_sendq;
+struct party__conn_busy;
 struct party__transport;
 struct party__transport_ops;
 struct party__conn_upcalls;
@@ -72,6 +74,18 @@ struct party__loop {
     struct party__slabs *conn_slabs; /* connection structs (conn.c); NULL until the first */
     struct party__http_session *spare_sessions;
     size_t n_spare_sessions;
+    struct party__conn_sendq *spare_sendqs; /* send queues, for output on its way */
+    size_t n_spare_sendqs;
+    struct party__conn_busy *spare_busy; /* what connections need while busy (conn.h) */
+    size_t n_spare_busy;
+    /* The connections' sockets are watched from one epoll set of the
+     * loop's, which the libuv loop watches through one handle: a socket
+     * costs no handle of its own (conn.c). */
+    int conn_epfd;       /* -1 until the first connection, and once closed */
+    int conn_epoll_done; /* the set was closed at shutdown: no new one */
+    uv_poll_t conn_poll; /* watches conn_epfd; keeps the loop alive while it watches a socket */
+    size_t n_watched;    /* sockets in the set */
+    size_t n_closed;     /* closed sockets whose struct waits for the end of the turn */
 
     /* The listening socket (listener.c; loop 0 only) */
     uv_poll_t listener; /* watches listen_fd */

@@ -1,6 +1,8 @@
 /* Tests for src/slab.c: fixed-size objects in blocks (reuse, many blocks
  * found again by address, partly used blocks filled before empty ones, empty
- * blocks handed back at the tick with one kept). */
+ * blocks handed back at the tick with one kept), and the walk over the
+ * objects taken (each once; one given back before the walk reaches it is
+ * skipped), with party__slabs_take and with party__slabs_calloc. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -199,6 +201,107 @@ static void test_calloc_makes_the_set_and_zeroes_objects(void **state) {
     party__slabs_free(set);
 }
 
+/* ---- the walk ---- */
+
+typedef struct walk {
+    party__slabs *set;
+    size_t seen, sum;
+    int use_release;
+    thing *candidates[2]; /* at the first object met, one of them not met yet is given back */
+    thing *given_back;
+    int met_given_back;
+} walk;
+
+static void walk_visit(void *obj, void *arg) {
+    walk *w = arg;
+    thing *t = obj;
+    w->seen++;
+    w->sum += (size_t)t->id;
+    if (t == w->given_back)
+        w->met_given_back = 1;
+    if (w->candidates[0] != NULL && w->given_back == NULL) {
+        w->given_back = w->candidates[0] != t ? w->candidates[0] : w->candidates[1];
+        if (w->use_release)
+            party__slabs_release(w->set, w->given_back);
+        else
+            party__slabs_give(w->set, w->given_back);
+    }
+}
+
+static void give(party__slabs *s, thing *t, int use_calloc) {
+    if (use_calloc)
+        party__slabs_release(s, t);
+    else
+        party__slabs_give(s, t);
+}
+
+/* Objects 1..n of several blocks, every third given back: the walk meets
+ * each taken one once; one that the walk gives back before reaching it is
+ * skipped. */
+static void walk_over(int use_calloc) {
+    party__slabs *s = use_calloc ? NULL : party__slabs_new(sizeof(thing));
+    size_t per, n, i, k, taken, expected = 0;
+    thing **all;
+    walk w;
+
+    if (!use_calloc)
+        assert_non_null(s);
+    per = s != NULL ? party__slabs_per_block(s) : 100;
+    n = per * 3 + 7;
+    all = calloc(n, sizeof(*all));
+    assert_non_null(all);
+    for (i = 0; i < n; i++) {
+        all[i] = use_calloc ? party__slabs_calloc(&s, sizeof(thing)) : party__slabs_take(s);
+        assert_non_null(all[i]);
+        all[i]->id = i + 1;
+    }
+    for (i = 0; i < n; i += 3) {
+        give(s, all[i], use_calloc);
+        all[i] = NULL;
+    }
+    for (i = 0; i < n; i++)
+        expected += all[i] != NULL ? i + 1 : 0;
+    taken = n - (n + 2) / 3;
+    memset(&w, 0, sizeof(w));
+    w.set = s;
+    w.use_release = use_calloc;
+    party__slabs_foreach(s, walk_visit, &w);
+    assert_int_equal(w.seen, taken);
+    assert_int_equal(w.sum, expected);
+
+    /* The walk gives back, at the first object it meets, another one: it
+     * never meets that one. */
+    memset(&w, 0, sizeof(w));
+    w.set = s;
+    w.use_release = use_calloc;
+    for (i = 0, k = 0; i < n && k < 2; i++)
+        if (all[i] != NULL)
+            w.candidates[k++] = all[i];
+    party__slabs_foreach(s, walk_visit, &w);
+    assert_non_null(w.given_back);
+    assert_false(w.met_given_back);
+    assert_int_equal(w.seen, taken - 1);
+    for (i = 0; i < n; i++)
+        if (all[i] != NULL && all[i] != w.given_back)
+            give(s, all[i], use_calloc);
+    memset(&w, 0, sizeof(w));
+    party__slabs_foreach(s, walk_visit, &w);
+    assert_int_equal(w.seen, 0);
+    party__slabs_foreach(NULL, walk_visit, &w);
+    party__slabs_free(s);
+    free(all);
+}
+
+static void test_walk_meets_each_taken_object_once(void **state) {
+    (void)state;
+    walk_over(0);
+}
+
+static void test_walk_meets_each_object_of_calloc_once(void **state) {
+    (void)state;
+    walk_over(1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_given_back_object_is_taken_again),
@@ -207,6 +310,8 @@ int main(void) {
         cmocka_unit_test(test_partly_used_block_is_filled_before_an_empty_one),
         cmocka_unit_test(test_odd_sizes_are_refused_or_served),
         cmocka_unit_test(test_calloc_makes_the_set_and_zeroes_objects),
+        cmocka_unit_test(test_walk_meets_each_taken_object_once),
+        cmocka_unit_test(test_walk_meets_each_object_of_calloc_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
