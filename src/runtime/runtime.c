@@ -418,6 +418,7 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     party_runtime *rt;
     party_config defaults;
     const char *agents;
+    int r;
 
     /* Only abi is read before this check: it is the one field every
      * layout has at the same place. */
@@ -517,20 +518,31 @@ party_runtime *party_runtime_new(const party_config *cfg) {
     rt->cfg.fetch_ca_file = rt->fetch_ca_file;
     rt->cfg.trusted_proxies = rt->trusted_proxies;
     if (rt->trusted_proxies != NULL &&
-        party__cidr_list_parse(rt->trusted_proxies, &rt->trusted_proxies_list) != 0) {
-        party__log_write(PARTY__LOG_ERROR, 0, PARTY__LOG_ERROR,
-                         "party_runtime_new: trusted_proxies '%s' is not a list of IP addresses "
-                         "and CIDRs",
-                         rt->trusted_proxies);
+        (r = party__cidr_list_parse(rt->trusted_proxies, &rt->trusted_proxies_list)) != 0) {
+        /* Out of memory is not a bad list: say which it was. */
+        if (r == PARTY_ENOMEM)
+            party__log_write(PARTY__LOG_ERROR, 0, PARTY__LOG_ERROR,
+                             "party_runtime_new: trusted_proxies: out of memory");
+        else
+            party__log_write(
+                PARTY__LOG_ERROR, 0, PARTY__LOG_ERROR,
+                "party_runtime_new: trusted_proxies '%s' is not a list of IP addresses "
+                "and CIDRs",
+                rt->trusted_proxies);
         goto fail;
     }
     rt->cfg.limit_exempt = rt->limit_exempt;
     if (rt->limit_exempt != NULL &&
-        party__cidr_list_parse(rt->limit_exempt, &rt->limit_exempt_list) != 0) {
-        party__log_write(PARTY__LOG_ERROR, 0, PARTY__LOG_ERROR,
-                         "party_runtime_new: limit_exempt '%s' is not a list of IP addresses "
-                         "and CIDRs",
-                         rt->limit_exempt);
+        (r = party__cidr_list_parse(rt->limit_exempt, &rt->limit_exempt_list)) != 0) {
+        /* Out of memory is not a bad list: say which it was. */
+        if (r == PARTY_ENOMEM)
+            party__log_write(PARTY__LOG_ERROR, 0, PARTY__LOG_ERROR,
+                             "party_runtime_new: limit_exempt: out of memory");
+        else
+            party__log_write(PARTY__LOG_ERROR, 0, PARTY__LOG_ERROR,
+                             "party_runtime_new: limit_exempt '%s' is not a list of IP addresses "
+                             "and CIDRs",
+                             rt->limit_exempt);
         goto fail;
     }
     rt->cfg.agents_prefix = rt->agents_prefix;
