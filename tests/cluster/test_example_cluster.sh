@@ -30,10 +30,21 @@ all_rooms_answer() {
 }
 all_rooms_answer || { echo "FAIL: a room did not answer 200" >&2; exit 1; }
 # The same room in other spellings (party case, percent-encoding, query,
-# sub-path) goes to the same node.
-for target in /parties/Counter/room-1 /parties/counter/room-%31 "/parties/counter/room-1?_pk=x"; do
+# the Agents clients' prefix) is answered by the same node: HAProxy hashes
+# the key partyd derives (DESIGN.md D8). Each answer names its node
+# (X-Partyd-Node); a spelling HAProxy sent elsewhere would be answered by
+# another node (after a hand-off), so the names would differ.
+node_of() {
+  curl -s -D - -o /dev/null "$entry$1" | tr -d '\r' | awk -F': ' 'tolower($1) == "x-partyd-node" {print $2}'
+}
+home=$(node_of /parties/counter/room-1)
+[ -n "$home" ] || { echo "FAIL: /parties/counter/room-1 named no node" >&2; exit 1; }
+for target in /parties/Counter/room-1 /parties/counter/room-%31 "/parties/counter/room-1?_pk=x" \
+  /agents/counter/room-1 /agents/Counter/room%2D1; do
   code=$(curl -s -o /dev/null -w '%{http_code}' "$entry$target")
   [ "$code" = 200 ] || { echo "FAIL: $target answered $code" >&2; exit 1; }
+  node=$(node_of "$target")
+  [ "$node" = "$home" ] || { echo "FAIL: $target went to node '$node', /parties/counter/room-1 to '$home'" >&2; exit 1; }
 done
 
 # A node takes only connections that start with a PROXY header (HAProxy's).
