@@ -757,14 +757,16 @@ static void test_own_database_rows_acknowledged_survive_kill_9_of_their_node(voi
     for (round = 0; round < 20; round++)
         db_writers_round(ws, DB_ROOMS, cl.entry);
     /* kill -9 the node of the first room, mid-stream. */
-    victim = 0;
     {
         http_response res;
         char target[64];
+        const char *node;
         snprintf(target, sizeof(target), "/parties/probe/%s", ws[0].room);
         http_expect_get(cl.entry, target, &res);
         assert_int_equal(res.status, 200);
-        victim = atoi(http_response_header(&res, "X-Partyd-Node") + 1) - 1;
+        node = http_response_header(&res, "X-Partyd-Node");
+        assert_true(node != NULL);
+        victim = node != NULL ? atoi(node + 1) - 1 : 0; /* "n2" is node 1 */
         http_response_free(&res);
     }
     for (i = 0; i < DB_ROOMS; i++)
@@ -855,8 +857,9 @@ int main(void) {
     const struct CMUnitTest kill_only[] = {
         cmocka_unit_test(test_kill_9_in_turn_loses_no_acknowledged_write),
     };
-    if (getenv("FAILOVER_KILL_CYCLES") != NULL && atoi(getenv("FAILOVER_KILL_CYCLES")) > 0)
-        kill_cycles = atoi(getenv("FAILOVER_KILL_CYCLES"));
+    const char *cycles = getenv("FAILOVER_KILL_CYCLES");
+    if (cycles != NULL && atoi(cycles) > 0)
+        kill_cycles = atoi(cycles);
     server_uri = getenv("PARTYD_TEST_PG");
     if (server_uri == NULL) {
         fprintf(stderr, "PARTYD_TEST_PG is not set: run me through tests/cluster/with_pg.sh\n");

@@ -379,8 +379,7 @@ static void test_an_idle_websocket_holds_neither_queue_nor_busy_record(void **st
     n = masked_text(frame, "hello");
     write_all(fd, frame, 4);
     assert_int_equal(party_test_run_until_idle(t), 0);
-    assert_non_null(conn->busy);
-    assert_true(conn->busy->reading_frame);
+    assert_true(conn->busy != NULL && conn->busy->reading_frame);
     /* ... until the rest comes: then the message is whole, and the record
      * and the reply's queue are gone again. */
     write_all(fd, frame + 4, n - 4);
