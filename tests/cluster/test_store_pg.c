@@ -396,7 +396,7 @@ static void test_group_commits_in_one_transaction_without_the_fenced_room(void *
     party__room_store *rooms[3];
     party__commit batch[3];
     int results[3] = {1, 1, 1}, i, round;
-    char sql[1024], ids[3][PARTY_ID_MAX], in[3 * PARTY_ID_MAX + 16], text[256];
+    char sql[2048], ids[3][PARTY_ID_MAX], in[3 * PARTY_ID_MAX + 16], text[256];
 
     for (i = 0; i < 3; i++) {
         assert_int_equal(own(f->be, 10 + i, 0), 0);
