@@ -841,6 +841,22 @@ int party__sqlite_own_remove(const char *path) {
 
 /* ---- moving a shared room's records into its own file ---- */
 
+/* Puts every (key, value) row the shard's list statement gives for the
+ * room into its own file with put: 0 or an error. */
+static int copy_pairs(sqlite_room *s, sqlite3_stmt *list, sqlite3_stmt *put) {
+    int r = 0, rc = SQLITE_DONE;
+    sqlite3_bind_text(list, 1, s->id, -1, SQLITE_STATIC);
+    while (r == 0 && (rc = sqlite3_step(list)) == SQLITE_ROW) {
+        sqlite3_bind_value(put, 1, sqlite3_column_value(list, 0));
+        sqlite3_bind_value(put, 2, sqlite3_column_value(list, 1));
+        r = party__sqlite_step_done(put);
+    }
+    if (r == 0 && rc != SQLITE_DONE)
+        r = party__sqlite_code_error(rc);
+    party__sqlite_done_with(list);
+    return r;
+}
+
 /* Copies the room's committed rows from its shard into its own file, and
  * commits them there. */
 static int move_copy(sqlite_room *s) {
@@ -851,24 +867,10 @@ static int move_copy(sqlite_room *s) {
     if (rd == NULL)
         return PARTY_EIO;
     r = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? 0 : PARTY_EIO;
-    sqlite3_bind_text(rd->kv_list, 1, s->id, -1, SQLITE_STATIC);
-    while (r == 0 && (rc = sqlite3_step(rd->kv_list)) == SQLITE_ROW) {
-        sqlite3_bind_value(s->kv_put, 1, sqlite3_column_value(rd->kv_list, 0));
-        sqlite3_bind_value(s->kv_put, 2, sqlite3_column_value(rd->kv_list, 1));
-        r = party__sqlite_step_done(s->kv_put);
-    }
-    if (r == 0 && rc != SQLITE_DONE)
-        r = party__sqlite_code_error(rc);
-    party__sqlite_done_with(rd->kv_list);
-    sqlite3_bind_text(rd->meta_list, 1, s->id, -1, SQLITE_STATIC);
-    while (r == 0 && (rc = sqlite3_step(rd->meta_list)) == SQLITE_ROW) {
-        sqlite3_bind_value(s->meta_put, 1, sqlite3_column_value(rd->meta_list, 0));
-        sqlite3_bind_value(s->meta_put, 2, sqlite3_column_value(rd->meta_list, 1));
-        r = party__sqlite_step_done(s->meta_put);
-    }
-    if (r == 0 && rc != SQLITE_DONE)
-        r = party__sqlite_code_error(rc);
-    party__sqlite_done_with(rd->meta_list);
+    if (r == 0)
+        r = copy_pairs(s, rd->kv_list, s->kv_put);
+    if (r == 0)
+        r = copy_pairs(s, rd->meta_list, s->meta_put);
     sqlite3_bind_text(rd->alarm_get, 1, s->id, -1, SQLITE_STATIC);
     if (r == 0 && (rc = sqlite3_step(rd->alarm_get)) == SQLITE_ROW)
         r = own_alarm_set(&s->base, sqlite3_column_int64(rd->alarm_get, 0),
