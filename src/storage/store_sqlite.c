@@ -612,14 +612,9 @@ static int shared_list(sqlite_room *s, int meta, const char *prefix, party__kv_f
     if (fn == NULL || (prefix != NULL && party__sqlite_check_key(prefix) != 0))
         return PARTY_EINVAL;
     if (plen > 0) {
-        /* Keys with the prefix sort below prefix + 0xFF (no UTF-8 byte is
-         * 0xFF). */
-        upper = party__malloc(plen + 2);
+        upper = party__sqlite_prefix_upper(prefix, plen);
         if (upper == NULL)
             return PARTY_ENOMEM;
-        memcpy(upper, prefix, plen);
-        upper[plen] = (char)0xFF;
-        upper[plen + 1] = '\0';
     }
     rd = party__sqlite_reader_get(s->backend, s->shard);
     if (rd == NULL) {

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "utf8.h"
 
 /* ---- format versions ---- */
@@ -228,6 +229,16 @@ int party__sqlite_connection_open(const char *path, int create, int durability_f
 }
 
 /* 0 if key can name a record (valid UTF-8), else PARTY_EINVAL. */
+char *party__sqlite_prefix_upper(const char *prefix, size_t plen) {
+    char *upper = party__malloc(plen + 2);
+    if (upper == NULL)
+        return NULL;
+    memcpy(upper, prefix, plen);
+    upper[plen] = (char)0xFF;
+    upper[plen + 1] = '\0';
+    return upper;
+}
+
 int party__sqlite_check_key(const char *key) {
     return key != NULL && party__utf8_valid(key, strlen(key)) ? 0 : PARTY_EINVAL;
 }

@@ -167,6 +167,10 @@ int party__sqlite_make_dir(const char *path);
 int party__sqlite_sync_dir(const char *path);
 /* 0 if key can name a record (valid UTF-8), else PARTY_EINVAL. */
 int party__sqlite_check_key(const char *key);
+/* The first key above every key that starts with prefix (plen > 0 bytes):
+ * prefix + 0xFF (no UTF-8 byte is 0xFF), malloc'd; NULL when out of
+ * memory. A listing by prefix reads keys in [prefix, this). */
+char *party__sqlite_prefix_upper(const char *prefix, size_t plen);
 
 /* ---- shards (store_sqlite.c), for a move into an own file ---- */
 

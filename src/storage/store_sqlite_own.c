@@ -219,12 +219,9 @@ static int pairs_list(sqlite_room *s, const char *table, const char *prefix, par
     /* A fresh statement per call, so fn may read or list again. Keys with
      * the prefix sort below prefix + 0xFF (no UTF-8 byte is 0xFF). */
     if (plen > 0) {
-        upper = party__malloc(plen + 2);
+        upper = party__sqlite_prefix_upper(prefix, plen);
         if (upper == NULL)
             return PARTY_ENOMEM;
-        memcpy(upper, prefix, plen);
-        upper[plen] = (char)0xFF;
-        upper[plen + 1] = '\0';
         snprintf(sql, sizeof(sql),
                  "SELECT key, value FROM %s WHERE key >= ?1 AND key < ?2 ORDER BY key", table);
         rc = sqlite3_prepare_v2(s->db, sql, -1, &stmt, NULL);
