@@ -1717,8 +1717,12 @@ static void conn_read(party_conn *conn) {
     unsigned turns;
 
     /* The message meter's clock for what this read brings (see
-     * party__conn_meter). */
-    lp->meter_now = party__loop_now(lp) * 1000000;
+     * party__conn_meter); an exempt connection's messages skip the meter.
+     * One that stops being exempt during the read (its upgrade named
+     * another client) meters with an earlier clock, which only makes it
+     * look further ahead: the meter's slow path reads the clock again. */
+    if (!conn->unmetered)
+        lp->meter_now = party__loop_now(lp) * 1000000;
     if (conn->proxy_pending && proxy_read(conn) != 0)
         return;
     for (turns = 0; turns < READS_PER_TURN && conn->reading && !conn->transport_closing; turns++) {

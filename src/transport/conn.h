@@ -297,6 +297,11 @@ static inline int party__conn_meter(party_conn *conn, size_t len, const party__m
     st->byte_due = byte_due + (((uint64_t)len * m->byte_ns_fp) >> 16);
     return 0;
 }
+/* 1 if no message limit applies to conn (see party_conn.unmetered): its
+ * messages need not go through party__conn_meter. */
+static inline int party__conn_unmetered(const party_conn *conn) {
+    return conn->unmetered;
+}
 /* Frees the meter's state of a connection that went quiet (it refilled). */
 void party__conn_meter_release(party_conn *conn);
 
