@@ -485,22 +485,9 @@ int party__ws_reader_feed(party__ws_reader *r, char *data, size_t len, party__ws
     return 0;
 }
 
-void party__ws_reader_init(party__ws_reader *r, uint64_t max_message, int require_mask) {
-    memset(r, 0, sizeof(*r));
-    r->max_message = max_message > UINT32_MAX ? UINT32_MAX : (uint32_t)max_message;
-    r->require_mask = require_mask != 0;
-    r->utf8_state = PARTY__UTF8_ACCEPT;
-}
-
-void party__ws_reader_reset(party__ws_reader *r) {
+void party__ws_reader_free_buffers(party__ws_reader *r) {
     free_partial(r);
     free_msg(r);
-    r->failed = 0;
-    r->closed = 0;
-}
-
-int party__ws_reader_busy(const party__ws_reader *r) {
-    return partial_len(r) > 0 || r->msg_opcode != 0;
 }
 
 /* ---- writing ---- */

@@ -11,6 +11,7 @@
 #include "buf.h"
 #include "digest.h"
 #include "http.h"
+#include "utf8.h"
 
 enum {
     PARTY__WS_CONT = 0x0,
@@ -101,10 +102,33 @@ typedef struct party__ws_reader {
     uint8_t closed;       /* a CLOSE was reported; further input is ignored */
 } party__ws_reader;
 
+/* Frees a reader's buffers (r->b not NULL): see party__ws_reader_reset. */
+void party__ws_reader_free_buffers(party__ws_reader *r);
+
+/* The reader helpers below are inline: a connection with no frame partly
+ * read sets a reader up on the stack, feeds it and drops it for every
+ * socket read, so a call to each would be paid per message. */
+
 /* max_message is capped at 4 GiB - 1. */
-void party__ws_reader_init(party__ws_reader *r, uint64_t max_message, int require_mask);
+static inline void party__ws_reader_init(party__ws_reader *r, uint64_t max_message,
+                                         int require_mask) {
+    r->b = NULL;
+    r->max_message = max_message > UINT32_MAX ? UINT32_MAX : (uint32_t)max_message;
+    r->utf8_state = PARTY__UTF8_ACCEPT;
+    r->msg_opcode = 0;
+    r->require_mask = require_mask != 0;
+    r->failed = 0;
+    r->closed = 0;
+}
 /* Frees the buffers the reader holds; it can then be reused or dropped. */
-void party__ws_reader_reset(party__ws_reader *r);
+static inline void party__ws_reader_reset(party__ws_reader *r) {
+    if (r->b != NULL)
+        party__ws_reader_free_buffers(r);
+    r->msg_opcode = 0;
+    r->utf8_state = PARTY__UTF8_ACCEPT;
+    r->failed = 0;
+    r->closed = 0;
+}
 
 /* Feeds bytes received from the peer. data is writable: payloads are unmasked
  * in place, and events for a frame wholly inside data point into it. Bytes
@@ -116,7 +140,9 @@ int party__ws_reader_feed(party__ws_reader *r, char *data, size_t len, party__ws
                           void *arg);
 
 /* 1 if the reader holds a partial frame or message (a read needs its buffer). */
-int party__ws_reader_busy(const party__ws_reader *r);
+static inline int party__ws_reader_busy(const party__ws_reader *r) {
+    return (r->b != NULL && r->b->partial_len > 0) || r->msg_opcode != 0;
+}
 
 /* What a reader holds between frames, for a hand-over to another
  * process: the raw bytes of an incomplete frame (fed again to a fresh
