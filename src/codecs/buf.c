@@ -67,11 +67,6 @@ party__buf *party__buf_new(size_t cap) {
     return party__buf_take(NULL, cap);
 }
 
-party__buf *party__buf_ref(party__buf *buf) {
-    buf->refs++;
-    return buf;
-}
-
 void party__buf_release(party__buf *buf) {
     party__buf_pool *pool;
 

@@ -38,8 +38,12 @@ party__buf *party__buf_new(size_t cap);
  * is a spare of pool when it has one (no allocation), and goes back to it
  * when its last reference is dropped. pool may be NULL. */
 party__buf *party__buf_take(party__buf_pool *pool, size_t cap);
-/* Takes one more reference; returns buf. */
-party__buf *party__buf_ref(party__buf *buf);
+/* Takes one more reference; returns buf. Inline: a broadcast takes one
+ * per receiver. */
+static inline party__buf *party__buf_ref(party__buf *buf) {
+    buf->refs++;
+    return buf;
+}
 /* Drops one reference; at zero the buffer goes back to its pool or is
  * freed. NULL is a no-op. */
 void party__buf_release(party__buf *buf);

@@ -68,6 +68,15 @@ static const party__conn_upcalls *upcalls(const party_conn *conn) {
     return party__conn_loop(conn)->conn_upcalls;
 }
 
+/* uv_buf_init without its call (libuv's is not inline): it is made for
+ * every socket read and every buffer written. */
+static inline uv_buf_t buf_view(char *base, size_t len) {
+    uv_buf_t b;
+    b.base = base;
+    b.len = len;
+    return b;
+}
+
 static uint64_t seconds_to_ms(double s) {
     return s <= 0 ? 0 : (uint64_t)(s * 1000.0 + 0.5);
 }
@@ -91,11 +100,12 @@ static void conn_release(party__loop *lp, party_conn *conn) {
 
 /* The send queue's ring: one inline slot while at most one buffer waits
  * (the usual case: output is written at the end of each loop turn), a
- * heap ring once more do. */
+ * heap ring once more do. A ring's capacity is a power of two (4, then
+ * doubled), so an index wraps with a mask rather than a division. */
 static party__buf **out_slot(party__conn_sendq *q, uint32_t i) {
     if (q->cap <= 1)
         return &q->one;
-    return &q->ring[(q->head + i) % q->cap];
+    return &q->ring[(q->head + i) & (q->cap - 1)];
 }
 
 /* The entries of the queue in front of the release mark: what may be
@@ -662,12 +672,49 @@ static void mark_dirty(party_conn *conn) {
 }
 
 static int conn_enqueue(party_conn *conn, party__buf *buf);
+static NOT_INLINED int queue_slow(party_conn *conn, party__buf *buf);
 
+/* Puts a reference of buf in the free slot of q (there is one). */
+static inline void queue_put(party_conn *conn, party__conn_sendq *q, party__buf *buf) {
+    *out_slot(q, q->len) = party__buf_ref(buf);
+    q->len++;
+    q->bytes += (uint32_t)buf->len;
+    if (conn->gate_next != NULL)
+        q->held++; /* behind the mark: nothing to write yet */
+    else
+        mark_dirty(conn);
+}
+
+/* Every message sent and every receiver of a broadcast comes here: the
+ * usual cases (a queue with a free slot, or none yet and a spare one in
+ * the loop's pool) are handled without a call and with no register saved;
+ * the rest (a ring to grow, a limit passed, an allocation) in queue_slow. */
 int party__conn_queue(party_conn *conn, party__buf *buf) {
-    int r;
+    party__loop *lp = party__conn_loop(conn);
+    party__conn_sendq *q = conn->out;
 
     if (conn->transport_closing || conn->phase == PARTY__CONN_DONE)
         return PARTY_ECLOSED;
+    if (q == NULL) {
+        q = lp->spare_sendqs;
+        if (q == NULL || buf->len > lp->cfg.send_queue_bytes)
+            return queue_slow(conn, buf);
+        lp->spare_sendqs = q->next_spare;
+        lp->n_spare_sendqs--;
+        memset(q, 0, sizeof(*q));
+        q->cap = 1; /* the inline slot */
+        conn->out = q;
+    } else if (q->len == q->cap || q->bytes + buf->len > lp->cfg.send_queue_bytes) {
+        return queue_slow(conn, buf);
+    }
+    queue_put(conn, q, buf);
+    return 0;
+}
+
+/* party__conn_queue but for its usual cases. */
+static NOT_INLINED int queue_slow(party_conn *conn, party__buf *buf) {
+    int r;
+
     /* Held output counts: it is memory this connection holds all the same. */
     if ((conn->out != NULL ? conn->out->bytes : 0) + buf->len >
         party__conn_loop(conn)->cfg.send_queue_bytes) {
@@ -711,13 +758,7 @@ static int conn_enqueue(party_conn *conn, party__buf *buf) {
         q->head = 0;
         q->cap = cap;
     }
-    *out_slot(q, q->len) = party__buf_ref(buf);
-    q->len++;
-    q->bytes += (uint32_t)buf->len;
-    if (conn->gate_next != NULL)
-        q->held++; /* behind the mark: nothing to write yet */
-    else
-        mark_dirty(conn);
+    queue_put(conn, q, buf);
     return 0;
 }
 
@@ -738,7 +779,7 @@ void party__conn_consume(party_conn *conn, size_t n) {
         n -= left;
         party__buf_release(head);
         if (q->cap > 1)
-            q->head = (q->head + 1) % q->cap;
+            q->head = (q->head + 1) & (q->cap - 1);
         q->len--;
         q->offset = 0;
     }
@@ -759,7 +800,7 @@ size_t party__conn_peek(party_conn *conn, uv_buf_t *iov, size_t max) {
     for (i = 0; i < n; i++) {
         party__buf *b = *out_slot(conn->out, i);
         size_t off = i == 0 ? conn->out->offset : 0;
-        iov[i] = uv_buf_init(b->data + off, (unsigned int)(b->len - off));
+        iov[i] = buf_view(b->data + off, b->len - off);
     }
     return n;
 }
@@ -1027,7 +1068,7 @@ static NOT_INLINED int http_input_space(party_conn *conn, uv_buf_t *out) {
 int party__conn_input_space(party_conn *conn, uv_buf_t *out) {
     if (input_buffered(conn))
         return http_input_space(conn, out);
-    *out = uv_buf_init(party__conn_loop(conn)->read_buf, PARTY__READ_BUF_SIZE);
+    *out = buf_view(party__conn_loop(conn)->read_buf, PARTY__READ_BUF_SIZE);
     return 0;
 }
 
