@@ -191,11 +191,16 @@ int party_conn_close(party_conn *conn, int code, const char *reason) {
     return 0;
 }
 
+/* Asked for every receiver of a broadcast: the first bytes are compared
+ * before strcmp is called, since ids (random UUIDs from partysocket) mostly
+ * differ there, and the call cost more than the rest of a delivery's check. */
 static int id_excluded(const char *id, const char *const *exclude_ids, size_t n_exclude) {
     size_t i;
-    for (i = 0; i < n_exclude; i++)
-        if (exclude_ids[i] != NULL && strcmp(exclude_ids[i], id) == 0)
+    for (i = 0; i < n_exclude; i++) {
+        const char *ex = exclude_ids[i];
+        if (ex != NULL && ex[0] == id[0] && (ex[0] == '\0' || strcmp(ex + 1, id + 1) == 0))
             return 1;
+    }
     return 0;
 }
 
