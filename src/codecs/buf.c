@@ -67,12 +67,9 @@ party__buf *party__buf_new(size_t cap) {
     return party__buf_take(NULL, cap);
 }
 
-void party__buf_release(party__buf *buf) {
-    party__buf_pool *pool;
+void party__buf_release_last(party__buf *buf) {
+    party__buf_pool *pool = buf->pool;
 
-    if (buf == NULL || --buf->refs > 0)
-        return;
-    pool = buf->pool;
     if (pool == NULL) {
         party__free(buf);
         return;

@@ -44,9 +44,15 @@ static inline party__buf *party__buf_ref(party__buf *buf) {
     buf->refs++;
     return buf;
 }
+/* party__buf_release's part for the last reference (refs already 0). */
+void party__buf_release_last(party__buf *buf);
 /* Drops one reference; at zero the buffer goes back to its pool or is
- * freed. NULL is a no-op. */
-void party__buf_release(party__buf *buf);
+ * freed. NULL is a no-op. Inline: a broadcast's frame is released by
+ * each receiver once written, and all but the last only count down. */
+static inline void party__buf_release(party__buf *buf) {
+    if (buf != NULL && --buf->refs == 0)
+        party__buf_release_last(buf);
+}
 
 /* A loop's spare small buffers, so that a message sent does not cost a
  * malloc and a free. NULL on OOM. */

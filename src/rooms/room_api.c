@@ -222,7 +222,7 @@ int party_room_broadcast(party_room *room, const void *data, size_t len, int bin
     held = party__room_holding(room);
     for (conn = room->conns.head; conn != NULL; conn = next) {
         next = party__conn_list_next(conn);
-        if (!party__conn_is_open(conn) || id_excluded(party_conn_id(conn), exclude_ids, n_exclude))
+        if (!party__conn_is_open(conn) || id_excluded(party__conn_id(conn), exclude_ids, n_exclude))
             continue;
         if (held)
             party__conn_hold(conn, &room->gate);

@@ -378,6 +378,10 @@ static inline int party__conn_in_room(const party_conn *conn) {
 static inline int party__conn_is_open(const party_conn *conn) {
     return conn->phase == PARTY__CONN_OPEN;
 }
+/* party_conn_id, inline for a broadcast's check of every receiver. */
+static inline const char *party__conn_id(const party_conn *conn) {
+    return conn->id;
+}
 /* The room a connection was routed to, or NULL. */
 static inline struct party_room *party__conn_room(const party_conn *conn) {
     return conn->room;
