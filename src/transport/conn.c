@@ -1444,32 +1444,21 @@ static int on_ws_event(void *arg, const party__ws_event *wev) {
     return 0;
 }
 
-static void conn_feed_ws(party_conn *conn, char *data, size_t len) {
-    party__ws_reader idle, *reader;
-    int r;
-
-    if (conn->busy != NULL && conn->busy->reading_frame) {
-        reader = &conn->busy->reader;
-    } else {
-        if (conn->ws_ended)
-            return; /* after a Close or an error, input is dropped */
-        /* No frame partly read: a reader on the stack takes what came,
-         * and moves into the busy record only if a frame or message stays
-         * unfinished. An idle connection keeps no reader. */
-        party__ws_reader_init(&idle, party__conn_loop(conn)->cfg.max_message_bytes, 1);
-        reader = &idle;
-    }
-    /* While the reader is the busy record's, reading_frame keeps the
-     * record there whatever the events do (a timer stopped, say). */
-    r = party__ws_reader_feed(reader, data, len, on_ws_event, conn);
+/* What follows a feed of reader (conn_feed_ws; idle: the stack's reader,
+ * or NULL when reader is the busy record's) unless it ended the usual
+ * way. A frame or message left partly read moves the stack's reader into
+ * the busy record; a reader done with (input ended, or the busy record's
+ * message finished) is reset. r: what the feed returned. */
+static NOT_INLINED void conn_fed_ws(party_conn *conn, party__ws_reader *reader,
+                                    party__ws_reader *idle, int r) {
     if (!reader->failed && !reader->closed && party__ws_reader_busy(reader)) {
-        if (reader == &idle) {
+        if (reader == idle) {
             party__conn_busy *b = busy_get(conn);
             if (b != NULL) {
-                b->reader = idle;
+                b->reader = *idle;
                 b->reading_frame = 1;
             } else {
-                party__ws_reader_reset(&idle);
+                party__ws_reader_reset(idle);
                 conn->ws_ended = 1;
                 r = PARTY_ENOMEM;
             }
@@ -1479,7 +1468,7 @@ static void conn_feed_ws(party_conn *conn, char *data, size_t len) {
         if (reader->failed || reader->closed)
             conn->ws_ended = 1;
         party__ws_reader_reset(reader);
-        if (reader != &idle) {
+        if (reader != idle) {
             conn->busy->reading_frame = 0;
             busy_put(conn);
         }
@@ -1489,6 +1478,32 @@ static void conn_feed_ws(party_conn *conn, char *data, size_t len) {
                          conn->id);
         party__conn_start_close(conn, PARTY__WS_INTERNAL_ERROR, "out of memory");
     }
+}
+
+static void conn_feed_ws(party_conn *conn, char *data, size_t len) {
+    party__ws_reader idle;
+    int r;
+
+    if (conn->busy != NULL && conn->busy->reading_frame) {
+        /* While the reader is the busy record's, reading_frame keeps the
+         * record there whatever the events do (a timer stopped, say). */
+        party__ws_reader *reader = &conn->busy->reader;
+        r = party__ws_reader_feed(reader, data, len, on_ws_event, conn);
+        conn_fed_ws(conn, reader, NULL, r);
+        return;
+    }
+    if (conn->ws_ended)
+        return; /* after a Close or an error, input is dropped */
+    /* No frame partly read: a reader on the stack takes what came, and
+     * moves into the busy record only if a frame or message stays
+     * unfinished. An idle connection keeps no reader. */
+    party__ws_reader_init(&idle, party__conn_loop(conn)->cfg.max_message_bytes, 1);
+    r = party__ws_reader_feed(&idle, data, len, on_ws_event, conn);
+    /* The usual end, on every read of whole messages: the reader holds
+     * nothing and input goes on; it is dropped as it is. */
+    if (r == 0 && idle.b == NULL && idle.msg_opcode == 0 && !idle.failed && !idle.closed)
+        return;
+    conn_fed_ws(conn, &idle, &idle, r);
 }
 
 /* Largest offset of an id inside its uri that id_at can hold. */
