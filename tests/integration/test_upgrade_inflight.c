@@ -6,7 +6,7 @@
  * answers both, in order. Many requests pipelined on each of several
  * connections, alternating between a room of each loop (each answer hands
  * the connection to the other loop while the loops drain): every answer
- * comes, in order, after a failed upgrade. */
+ * comes, in order, whether the upgrade fails or succeeds. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -275,12 +275,19 @@ static void test_requests_pipelined_across_loops_at_a_failed_upgrade_are_answere
     pipelined_across_loops_at_an_upgrade(1);
 }
 
+static void test_requests_pipelined_across_loops_at_an_upgrade_are_answered(void **state) {
+    (void)state;
+    pipelined_across_loops_at_an_upgrade(0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(
             test_requests_in_flight_and_pipelined_at_a_failed_upgrade_are_answered, stop_served),
         cmocka_unit_test_teardown(
             test_requests_pipelined_across_loops_at_a_failed_upgrade_are_answered, stop_served),
+        cmocka_unit_test_teardown(test_requests_pipelined_across_loops_at_an_upgrade_are_answered,
+                                  stop_served),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
