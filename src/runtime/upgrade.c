@@ -735,6 +735,19 @@ static void post_all(party__upgrade *up, void (*run)(party__loop_ctx *, party__m
         post(up->loops[i].lc, &up->loops[i], run);
 }
 
+/* A loop's report reached loop 0: 1 once every loop has reported and the
+ * upgrade goes on; 0 while others are still to report, or when it failed
+ * meanwhile (the child died: the loops thaw). */
+static int all_reported(party__upgrade *up) {
+    if (--up->pending > 0)
+        return 0;
+    if (up->failing) {
+        loops_finish(up, 0);
+        return 0;
+    }
+    return 1;
+}
+
 /* A loop drained (loop 0). Once every loop has, each exports. */
 static void loop_drained(party__loop_ctx *lc, party__mail *mail) {
     upgrade_loop *ul = ((upgrade_mail *)mail)->ul;
@@ -744,12 +757,8 @@ static void loop_drained(party__loop_ctx *lc, party__mail *mail) {
 
     (void)lc;
     party__free(mail);
-    if (--up->pending > 0)
+    if (!all_reported(up))
         return;
-    if (up->failing) {
-        loops_finish(up, 0);
-        return;
-    }
     for (i = 0; i < up->n_loops; i++)
         failed |= up->loops[i].failed;
     if (failed) {
@@ -767,7 +776,7 @@ static void loop_reported(party__loop_ctx *lc, party__mail *mail) {
 
     (void)lc;
     party__free(mail);
-    if (--up->pending > 0)
+    if (!all_reported(up))
         return;
     for (i = 0; i < up->n_loops; i++) {
         failed |= up->loops[i].failed;
@@ -777,11 +786,6 @@ static void loop_reported(party__loop_ctx *lc, party__mail *mail) {
         tls += up->loops[i].tls_closed;
         out += up->loops[i].with_output;
         in += up->loops[i].with_input;
-    }
-    if (up->failing) {
-        /* It failed meanwhile (the child died): thaw. */
-        loops_finish(up, 0);
-        return;
     }
     if (failed) {
         upgrade_fail(up, "the loops could not be frozen (see above)");
@@ -824,13 +828,8 @@ static void loop_frozen(party__loop_ctx *lc, party__mail *mail) {
 
     (void)lc;
     party__free(mail);
-    if (--up->pending > 0)
-        return;
-    if (up->failing) {
-        loops_finish(up, 0);
-        return;
-    }
-    post_all(up, drain_run);
+    if (all_reported(up))
+        post_all(up, drain_run);
 }
 
 /* The new process is ready: every loop freezes, then drains and exports. */
