@@ -28,8 +28,6 @@ static char dir[] = "/tmp/partyd-upinflight-XXXXXX";
 static char hooks_dir[300];
 static partyd *served; /* the service, stopped by teardown if a check failed */
 
-static long serving_pid(partyd *d);
-
 static int setup(void **state) {
     (void)state;
     if (mkdtemp(dir) == NULL)
@@ -48,7 +46,7 @@ static int stop_served(void **state) {
     (void)state;
     tconn_close_all();
     if (served != NULL) {
-        long pid = serving_pid(served);
+        long pid = partyd_serving_pid(served);
         if (pid > 0 && pid != partyd_pid(served))
             kill((pid_t)pid, SIGKILL);
         partyd_stop(served);
@@ -61,18 +59,10 @@ static int stop_served(void **state) {
 }
 
 static int teardown(void **state) {
-    char command[400];
     (void)state;
     unsetenv("PARTYD_TEST_HOOKS");
-    snprintf(command, sizeof(command), "rm -rf %s", dir);
-    return system(command) == 0 ? 0 : -1;
-}
-
-static void write_file(const char *path, const char *text) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    close(fd);
+    test_remove_tree(dir);
+    return 0;
 }
 
 /* Reads one response from c: its status and body must be these. */
@@ -95,7 +85,7 @@ static void room_on(partyd *d, int main, const char *prefix, char *name, size_t 
     int i;
 
     snprintf(released, sizeof(released), "%s/released", dir);
-    write_file(released, "");
+    test_write_file(released, "");
     for (i = 0; i < 64; i++) {
         tconn *c = tconn_open(partyd_port(d), 0);
         http_response res;
@@ -147,28 +137,39 @@ static tconn *idle_keepalive(partyd *d) {
     return c;
 }
 
-static void test_requests_in_flight_and_pipelined_at_a_failed_upgrade_are_answered(void **state) {
+/* partyd with two loops (stopped by stop_served if a check fails), the
+ * names of a probe room on each (64 bytes each) and an idle keep-alive
+ * connection (*idle). die: the next upgrade's new process dies before it
+ * adopts the first record (test hook die-after). */
+static partyd *start_two_loops(char *on_main, char *off_main, tconn **idle, int die) {
     static const char *const args[] = {"--threads", "2", NULL};
-    char held[64], after[64], release[400], hook[400], *log;
     partyd *d = partyd_start(args);
-    tconn *c, *idle;
-    (void)state;
+    char hook[400];
 
     assert_non_null(d);
     served = d;
-    room_on(d, 0, "held", held, sizeof(held));
-    room_on(d, 1, "after", after, sizeof(after));
-    idle = idle_keepalive(d);
+    room_on(d, 1, "main", on_main, 64);
+    room_on(d, 0, "other", off_main, 64);
+    *idle = idle_keepalive(d);
     snprintf(hook, sizeof(hook), "%s/die-after", hooks_dir);
-    write_file(hook, "0\n");
+    if (die)
+        test_write_file(hook, "0\n");
+    return d;
+}
+
+static void test_requests_in_flight_and_pipelined_at_a_failed_upgrade_are_answered(void **state) {
+    char held[64], after[64], release[400], *log;
+    tconn *c, *idle;
+    partyd *d = start_two_loops(after, held, &idle, 1);
+    (void)state;
+
     snprintf(release, sizeof(release), "%s/release-failed", dir);
     c = send_held_and_pipelined(d, held, after, release);
 
     partyd_signal(d, SIGUSR2);
     assert_true(partyd_wait_stderr(d, "upgrade: the new process is ready", 60000));
-    write_file(release, "");
+    test_write_file(release, "");
     assert_true(partyd_wait_stderr(d, "serves as before; SIGUSR2 may try again", 60000));
-    unlink(hook);
 
     expect_response(c, 200, "released");
     expect_response(c, 200, after);
@@ -185,21 +186,9 @@ static void test_requests_in_flight_and_pipelined_at_a_failed_upgrade_are_answer
     assert_non_null(strstr(log, "dies after 0 of"));
     free(log);
     assert_int_equal(partyd_stop(d), 0);
-    log = partyd_stderr(d);
-    assert_null(strstr(log, "Sanitizer"));
-    assert_null(strstr(log, "runtime error"));
-    free(log);
+    partyd_expect_no_sanitizer_report(d);
     served = NULL;
     partyd_free(d);
-}
-
-/* The pid of the process that serves after a successful upgrade (0: none
- * yet), from the old one's log line. */
-static long serving_pid(partyd *d) {
-    char *log = partyd_stderr(d), *at = strstr(log, "; serving (pid ");
-    long pid = at != NULL ? strtol(at + strlen("; serving (pid "), NULL, 10) : 0;
-    free(log);
-    return pid;
 }
 
 /* Connections with many requests pipelined in one write, alternating
@@ -208,21 +197,12 @@ static long serving_pid(partyd *d) {
  * for the next, while the loops drain. Every answer comes, in order. */
 static void pipelined_across_loops_at_an_upgrade(int fail) {
     enum { CONNS = 12, REQUESTS = 50 };
-    static const char *const args[] = {"--threads", "2", NULL};
-    char on_main[64], off_main[64], req[REQUESTS * 96], hook[400], *log;
-    partyd *d = partyd_start(args);
+    char on_main[64], off_main[64], req[REQUESTS * 96];
     tconn *c[CONNS], *idle;
+    partyd *d = start_two_loops(on_main, off_main, &idle, fail);
     size_t used;
     int i, k;
 
-    assert_non_null(d);
-    served = d;
-    room_on(d, 1, "main", on_main, sizeof(on_main));
-    room_on(d, 0, "other", off_main, sizeof(off_main));
-    idle = idle_keepalive(d);
-    snprintf(hook, sizeof(hook), "%s/die-after", hooks_dir);
-    if (fail)
-        write_file(hook, "0\n");
     for (k = 0; k < CONNS; k++) {
         c[k] = tconn_open(partyd_port(d), 0);
         assert_non_null(c[k]);
@@ -245,7 +225,6 @@ static void pipelined_across_loops_at_an_upgrade(int fail) {
         }
     assert_true(partyd_wait_stderr(
         d, fail ? "serves as before; SIGUSR2 may try again" : "; serving (pid ", 60000));
-    unlink(hook);
     /* The connections go on. */
     for (k = 0; k < CONNS; k++) {
         assert_int_equal(
@@ -257,15 +236,9 @@ static void pipelined_across_loops_at_an_upgrade(int fail) {
     if (fail) {
         assert_int_equal(partyd_stop(d), 0);
     } else {
-        long pid = serving_pid(d);
-        assert_true(pid > 0 && pid != partyd_pid(d));
-        kill((pid_t)pid, SIGTERM);
-        assert_int_equal(partyd_wait_exit(d, 60000), 0);
+        assert_int_equal(partyd_stop_upgraded(d), 0);
     }
-    log = partyd_stderr(d);
-    assert_null(strstr(log, "Sanitizer"));
-    assert_null(strstr(log, "runtime error"));
-    free(log);
+    partyd_expect_no_sanitizer_report(d);
     served = NULL;
     partyd_free(d);
 }
