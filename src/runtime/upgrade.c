@@ -507,6 +507,9 @@ static void drain_run(party__loop_ctx *lc, party__mail *mail) {
     if (lc->lp.frozen == 2) {
         loop_unexport(ul);
         lc->lp.frozen = 1;
+        /* Output that waited (a full socket stops being watched while
+         * nothing may be written) goes on; nothing is read at frozen 1. */
+        party__conn_foreach(&lc->lp, party__conn_thaw);
         party__loop_release_held(lc);
     }
     ul->unsettled = 0;
