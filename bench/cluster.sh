@@ -323,9 +323,8 @@ pass_no=0
 # with a failed connection prints "failed" instead.
 rooms_pass() {
     local out json
-    out=$("$wsbench" idle --port "$1" --party counter --room-prefix "$2" --rooms "$store_rooms" \
-        --grouped --conns "$store_rooms" --duration 0.2 --connect-timeout 120 \
-        --source "127.0.$pass_no.1") || { echo "$out" >&2; echo failed; return 0; }
+    out=$(bench_rooms_pass "$wsbench" "$1" counter "$2" "$store_rooms" "127.0.$pass_no.1") ||
+        { echo "$out" >&2; echo failed; return 0; }
     sed -n 1p <<<"$out" >&2
     json=$(grep '^{' <<<"$out")
     if [ "$(bench_field errors "$json")" != 0 ]; then
@@ -334,20 +333,6 @@ rooms_pass() {
         return 0
     fi
     printf '%.0f' "$(bench_field handshakes_per_s "$json")"
-}
-
-# Waits until node PORT has no connection open but the scrape, so that no
-# pass pays for the closes of the one before.
-settle() {
-    local open
-    for _ in $(seq 600); do
-        open=$(curl -s "http://127.0.0.1:$1/_partyd/metrics" |
-            sed -n 's/^partyd_connections_open \([0-9]*\).*/\1/p')
-        [ "$open" = 1 ] && return 0
-        sleep 0.05
-    done
-    echo "cluster.sh: connections still open after 30 s" >&2
-    exit 1
 }
 
 rows_rooms=""
@@ -362,12 +347,12 @@ if runs_part rooms; then
         start_node "rooms-$store" "$p" "$where"
         pass_no=$((pass_no + 1))
         new=$(rooms_pass "$p" "r$store")
-        settle "$p"
+        bench_settle "$p"
         stop_pid "$node_pid"
         start_node "rooms-$store" "$p" "$where"
         pass_no=$((pass_no + 1))
         cold=$(rooms_pass "$p" "r$store")
-        settle "$p"
+        bench_settle "$p"
         stop_pid "$node_pid"
         echo "$store: new $new rooms/s, cold $cold rooms/s" >&2
         if [ "$new" = failed ] || [ "$cold" = failed ]; then failed=1; fi

@@ -107,6 +107,30 @@ bench_anon_kb() {
     awk '/^Anonymous:/ { print $2 }' "/proc/$1/smaps_rollup"
 }
 
+# bench_rooms_pass WSBENCH PORT PARTY PREFIX N SOURCE: one WebSocket to
+# each of the N rooms PREFIX-0 .. PREFIX-(N-1) of PARTY, one after another
+# (wsbench idle --grouped), from the local address SOURCE (a pass of its
+# own shares no TIME_WAIT port with another). wsbench's output and status.
+bench_rooms_pass() {
+    "$1" idle --port "$2" --party "$3" --room-prefix "$4" --rooms "$5" \
+        --grouped --conns "$5" --duration 0.2 --connect-timeout 120 --source "$6"
+}
+
+# bench_settle PORT: waits until partyd on PORT has no connection open but
+# the metrics scrape asking, so that no pass pays for the closes of the
+# one before; after 30 s the script stops.
+bench_settle() {
+    local open
+    for _ in $(seq 600); do
+        open=$(curl -s "http://127.0.0.1:$1/_partyd/metrics" |
+            sed -n 's/^partyd_connections_open \([0-9]*\).*/\1/p')
+        [ "$open" = 1 ] && return 0
+        sleep 0.05
+    done
+    echo "$bench_name: connections still open after 30 s" >&2
+    exit 1
+}
+
 # bench_field NAME JSON: a number from wsbench's JSON line.
 bench_field() {
     sed -E "s/.*\"$1\":([0-9.]+).*/\1/" <<<"$2"

@@ -82,14 +82,13 @@ pass() {
         if [ "$n" -gt "$chunk" ]; then
             prefix="l${n}c$j"
         fi
-        out=$("$wsbench" idle --port "$port" --party "$party" --room-prefix "$prefix" --rooms "$c" \
-            --grouped --conns "$c" --duration 0.2 --connect-timeout 120 \
-            --source "127.0.$pass_no.$((j + 1))")
+        out=$(bench_rooms_pass "$wsbench" "$port" "$party" "$prefix" "$c" \
+            "127.0.$pass_no.$((j + 1))")
         json=$(grep '^{' <<<"$out")
         secs=$(awk -v s="$secs" -v c="$c" -v r="$(bench_field handshakes_per_s "$json")" \
             'BEGIN { print s + (r > 0 ? c / r : 0) }')
         if [ "$n" -gt "$chunk" ]; then
-            settle
+            bench_settle "$port"
         fi
         j=$((j + 1))
     done
@@ -100,20 +99,6 @@ pass() {
 awake() {
     curl -s "http://127.0.0.1:$port/_partyd/metrics" |
         sed -n 's/^partyd_rooms_known{state="awake"} \([0-9]*\).*/\1/p'
-}
-
-# Waits until the connections of the pass before are gone (the scrape is
-# the only one left), so that no pass pays for the closes of another.
-settle() {
-    local open
-    for _ in $(seq 600); do
-        open=$(curl -s "http://127.0.0.1:$port/_partyd/metrics" |
-            sed -n 's/^partyd_connections_open \([0-9]*\).*/\1/p')
-        [ "$open" = 1 ] && return 0
-        sleep 0.05
-    done
-    echo "$bench_name: connections still open after 30 s" >&2
-    exit 1
 }
 
 # A warm pass must find every room still in memory.
@@ -132,11 +117,11 @@ for n in $sizes; do
     rss0=$(bench_rss_kb "$bench_server_pid")
     pass_no=$((pass_no + 1))
     new=$(pass "$n")
-    settle
+    bench_settle "$port"
     expect_awake "$n"
     pass_no=$((pass_no + 1))
     warm=$(pass "$n")
-    settle
+    bench_settle "$port"
     expect_awake "$n"
     rss=$(bench_rss_kb "$bench_server_pid")
     fds=$(find "/proc/$bench_server_pid/fd" -mindepth 1 | wc -l)
@@ -156,7 +141,7 @@ for n in $sizes; do
     start "$data"
     pass_no=$((pass_no + 1))
     cold=$(pass "$n")
-    settle
+    bench_settle "$port"
     expect_awake "$n"
     pass_no=$((pass_no + 1))
     warm_again=$(pass "$n")

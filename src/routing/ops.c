@@ -8,6 +8,7 @@
 #include "ops.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,16 +125,6 @@ static const char *const room_state_names[] = {"awake", "hibernated", "cold"};
 const double party__commit_bucket_ms[PARTY__COMMIT_BUCKETS] = {0.25, 0.5, 1,   2,   5,    10,
                                                                25,   50,  100, 250, 1000, 1e300};
 
-static void metric_family(text_buf *tb, const char *name, const char *type, const char *help) {
-    text_appendf(tb, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-static void metric_scalar(text_buf *tb, const char *name, const char *type, const char *help,
-                          uint64_t value) {
-    metric_family(tb, name, type, help);
-    text_appendf(tb, "%s %" PRIu64 "\n", name, value);
-}
-
 void party__ops_stats_add_loop(party__ops_stats *m, const party__loop *lp) {
     const party__http_stats *o;
     size_t i;
@@ -170,182 +161,248 @@ void party__ops_stats_add_loop(party__ops_stats *m, const party__loop *lp) {
     m->outbound.in_flight += o->in_flight;
 }
 
-static void metrics_write_outbound(const party__http_stats *o, text_buf *tb) {
-    uint64_t cumulative = 0;
-    size_t i;
+/* ---- the metrics table ----
+ * Names follow docs/operations.md: partyd_<subsystem>_<what>, then the unit
+ * (_seconds, _bytes) if it has one, then _total for a counter; kinds are
+ * labels. tests/integration/test_ops.c checks every name against it. Each
+ * family is one row, written in the table's order: its HELP and TYPE, then
+ * its samples — one value (a field of party__ops_stats), one value per
+ * label, or what its write function prints (histograms, labels known only
+ * at run time, values not in the stats). */
 
-    metric_scalar(tb, "partyd_outbound_requests_total", "counter",
-                  "Outbound HTTP requests of rooms (party_room_fetch_url) that left.", o->requests);
-    metric_scalar(tb, "partyd_outbound_in_flight", "gauge",
-                  "Outbound HTTP requests waiting for their answer.", o->in_flight);
-    metric_scalar(tb, "partyd_outbound_redirects_total", "counter",
-                  "Redirects outbound requests followed.", o->redirects);
-    metric_family(tb, "partyd_outbound_errors_total", "counter",
-                  "Outbound requests that ended without an HTTP answer, by kind: timeout, dns, "
-                  "connect, tls, too_large, policy, aborted (in flight when an earlier process "
-                  "stopped), other.");
-    for (i = 0; i < sizeof(o->errors) / sizeof(o->errors[0]); i++)
-        text_appendf(tb, "partyd_outbound_errors_total{kind=\"%s\"} %" PRIu64 "\n",
-                     party__http_error_label((int)i), o->errors[i]);
-    metric_family(tb, "partyd_outbound_request_seconds", "histogram",
-                  "Time from an outbound request leaving to its answer or error.");
-    for (i = 0; i < PARTY__HTTP_BUCKETS; i++) {
-        cumulative += o->seconds_hist[i];
-        if (i + 1 < PARTY__HTTP_BUCKETS)
-            text_appendf(tb, "partyd_outbound_request_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
-                         party__http_bucket_seconds[i], cumulative);
-        else
-            text_appendf(tb, "partyd_outbound_request_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n",
-                         cumulative);
-    }
-    text_appendf(tb, "partyd_outbound_request_seconds_sum %.6f\n", o->seconds_total);
-    text_appendf(tb, "partyd_outbound_request_seconds_count %" PRIu64 "\n", cumulative);
+typedef struct metric_label {
+    const char *value; /* NULL: the end of the list */
+    size_t offset;     /* of its uint64_t in party__ops_stats */
+} metric_label;
+
+typedef struct metric_def {
+    const char *name, *type, *help;
+    size_t offset;              /* a single value: its uint64_t in party__ops_stats */
+    const char *label;          /* labelled values: the label's name ... */
+    const metric_label *labels; /* ... and its values */
+    void (*write)(const struct metric_def *def, const party__ops_stats *m, text_buf *tb);
+} metric_def;
+
+#define STAT(field) offsetof(party__ops_stats, field)
+#define SCALAR(name, type, help, field)                                                            \
+    { name, type, help, STAT(field), NULL, NULL, NULL }
+#define LABELLED(name, type, help, label, labels)                                                  \
+    { name, type, help, 0, label, labels, NULL }
+#define WRITTEN(name, type, help, write)                                                           \
+    { name, type, help, 0, NULL, NULL, write }
+
+static uint64_t stat_at(const party__ops_stats *m, size_t offset) {
+    uint64_t value;
+    memcpy(&value, (const char *)m + offset, sizeof(value));
+    return value;
 }
 
-/* Names follow docs/operations.md: partyd_<subsystem>_<what>, then the unit
- * (_seconds, _bytes) if it has one, then _total for a counter; kinds are
- * labels. tests/integration/test_ops.c checks every name against it. */
-static void metrics_write(const party__ops_stats *m, text_buf *tb) {
-    static const char *const event_names[] = {"connect", "message", "close",   "error",
-                                              "request", NULL,      "response"};
+/* A histogram's buckets (cumulative; bounds in units of divisor), the
+ * last one +Inf. The count. */
+static uint64_t write_buckets(text_buf *tb, const char *name, const uint64_t *hist, size_t n,
+                              const double *bound, double divisor) {
     uint64_t cumulative = 0;
     size_t i;
 
-    metric_scalar(tb, "partyd_runtime_event_loops", "gauge",
-                  "Event-loop threads serving rooms (--threads).", m->loops);
-    metric_scalar(tb, "partyd_connections_open", "gauge",
-                  "Open client connections (HTTP and WebSocket).", m->conns);
-    metric_scalar(tb, "partyd_connections_received_bytes_total", "counter",
-                  "Bytes read from client sockets.", m->bytes_in);
-    metric_scalar(tb, "partyd_connections_sent_bytes_total", "counter",
-                  "Bytes written to client sockets.", m->bytes_out);
-    metric_scalar(tb, "partyd_connections_requests_total", "counter",
-                  "HTTP requests read and parsed, WebSocket handshakes included.",
-                  m->http_requests);
-    metric_scalar(tb, "partyd_connections_proxy_refused_total", "counter",
-                  "Connections closed because they did not start with a valid PROXY protocol "
-                  "header (--proxy-protocol).",
-                  m->proxy_refused);
-    metric_scalar(tb, "partyd_connections_origin_refused_total", "counter",
-                  "WebSocket handshakes (403) and CORS preflights (403) refused because their "
-                  "Origin is not in --allowed-origins.",
-                  m->origin_refused);
-
-    metric_family(tb, "partyd_rooms_known", "gauge",
-                  "Rooms known to the runtime: awake (in memory), hibernated (out of memory "
-                  "with connections open) or cold (out of memory, no connections).");
-    for (i = 0; i < 3; i++)
-        text_appendf(tb, "partyd_rooms_known{state=\"%s\"} %" PRIu64 "\n", room_state_names[i],
-                     m->rooms[i]);
-
-    metric_family(tb, "partyd_rooms_events_total", "counter",
-                  "Events delivered to rooms, by type: alarm counts on_alarm runs, schedule "
-                  "on_schedule runs.");
-    for (i = 0; i < sizeof(event_names) / sizeof(event_names[0]); i++)
-        if (event_names[i] != NULL)
-            text_appendf(tb, "partyd_rooms_events_total{type=\"%s\"} %" PRIu64 "\n", event_names[i],
-                         m->events[i]);
-    text_appendf(tb, "partyd_rooms_events_total{type=\"alarm\"} %" PRIu64 "\n", m->alarms_fired);
-    text_appendf(tb, "partyd_rooms_events_total{type=\"schedule\"} %" PRIu64 "\n",
-                 m->schedules_fired);
-
-    metric_family(tb, "partyd_storage_commit_seconds", "histogram",
-                  "Time to commit a room's batch of writes durably.");
-    for (i = 0; i < PARTY__COMMIT_BUCKETS; i++) {
-        cumulative += m->commit_hist[i];
-        if (i + 1 < PARTY__COMMIT_BUCKETS)
-            text_appendf(tb, "partyd_storage_commit_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
-                         party__commit_bucket_ms[i] / 1000.0, cumulative);
-        else
-            text_appendf(tb, "partyd_storage_commit_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n",
+    for (i = 0; i < n; i++) {
+        cumulative += hist[i];
+        if (i + 1 < n)
+            text_appendf(tb, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name, bound[i] / divisor,
                          cumulative);
+        else
+            text_appendf(tb, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, cumulative);
     }
-    text_appendf(tb, "partyd_storage_commit_seconds_sum %" PRIu64 ".%06" PRIu64 "\n",
-                 m->commit_us_total / 1000000, m->commit_us_total % 1000000);
-    text_appendf(tb, "partyd_storage_commit_seconds_count %" PRIu64 "\n", m->commits);
-    metric_scalar(tb, "partyd_storage_commit_groups_total", "counter",
-                  "Group commits: the rooms whose batches ended in one loop turn, committed "
-                  "together (one storage transaction and sync per file).",
-                  m->commit_groups);
+    return cumulative;
+}
 
-    metric_scalar(tb, "partyd_alarms_pending", "gauge",
-                  "Rooms waiting for an alarm or schedule to fire.", m->alarms_pending);
-    metric_scalar(tb, "partyd_alarms_fired_total", "counter",
-                  "on_alarm runs (schedules are not alarms: see partyd_rooms_events_total).",
-                  m->alarms_fired);
-    metric_scalar(tb, "partyd_alarms_retried_total", "counter",
-                  "Alarms scheduled again after on_alarm failed.", m->alarms_retried);
-    metric_scalar(tb, "partyd_alarms_abandoned_total", "counter",
-                  "Alarms given up after their last retry failed.", m->alarms_abandoned);
+static void write_commit_seconds(const metric_def *def, const party__ops_stats *m, text_buf *tb) {
+    (void)write_buckets(tb, def->name, m->commit_hist, PARTY__COMMIT_BUCKETS,
+                        party__commit_bucket_ms, 1000.0);
+    text_appendf(tb, "%s_sum %" PRIu64 ".%06" PRIu64 "\n", def->name, m->commit_us_total / 1000000,
+                 m->commit_us_total % 1000000);
+    text_appendf(tb, "%s_count %" PRIu64 "\n", def->name, m->commits);
+}
 
-    metric_family(tb, "partyd_runtime_errors_total", "counter",
-                  "Errors by kind: http (requests refused by the parser or the handshake "
-                  "check), websocket_protocol (connections closed for a bad frame), "
-                  "send_queue (slow readers dropped), commit (failed commits), accept "
-                  "(failed accepts), tls (failed TLS handshakes or records).");
-    text_appendf(tb, "partyd_runtime_errors_total{kind=\"http\"} %" PRIu64 "\n", m->http_errors);
-    text_appendf(tb, "partyd_runtime_errors_total{kind=\"websocket_protocol\"} %" PRIu64 "\n",
-                 m->protocol_errors);
-    text_appendf(tb, "partyd_runtime_errors_total{kind=\"send_queue\"} %" PRIu64 "\n",
-                 m->send_queue_drops);
-    text_appendf(tb, "partyd_runtime_errors_total{kind=\"commit\"} %" PRIu64 "\n",
-                 m->commit_failures);
-    text_appendf(tb, "partyd_runtime_errors_total{kind=\"accept\"} %" PRIu64 "\n",
-                 m->accept_errors);
-    text_appendf(tb, "partyd_runtime_errors_total{kind=\"tls\"} %" PRIu64 "\n", m->tls_errors);
-    metrics_write_outbound(&m->outbound, tb);
+static void write_outbound_errors(const metric_def *def, const party__ops_stats *m, text_buf *tb) {
+    size_t i;
+    for (i = 0; i < sizeof(m->outbound.errors) / sizeof(m->outbound.errors[0]); i++)
+        text_appendf(tb, "%s{kind=\"%s\"} %" PRIu64 "\n", def->name,
+                     party__http_error_label((int)i), m->outbound.errors[i]);
+}
 
-    metric_scalar(tb, "partyd_limit_addr_conns_total", "counter",
-                  "Requests answered 429: their client address had --limit-addr-conns "
-                  "connections open.",
-                  m->limit_addr_conns);
-    metric_scalar(tb, "partyd_limit_addr_rate_total", "counter",
-                  "Requests answered 429: their client address opened more than "
-                  "--limit-addr-rate connections a second.",
-                  m->limit_addr_rate);
-    metric_scalar(tb, "partyd_limit_conn_msgs_total", "counter",
-                  "Times a WebSocket's reading paused: over --limit-conn-msgs messages a second.",
-                  m->limit_conn_msgs);
-    metric_scalar(tb, "partyd_limit_conn_bytes_total", "counter",
-                  "Times a WebSocket's reading paused: over --limit-conn-bytes bytes a second.",
-                  m->limit_conn_bytes);
-    metric_scalar(tb, "partyd_limit_conn_closed_total", "counter",
-                  "WebSockets closed with 1013: over their message or byte limit again after "
-                  "every pause.",
-                  m->limit_conn_closed);
-    metric_scalar(tb, "partyd_limit_room_conns_total", "counter",
-                  "Upgrades refused (503): their room had max_room_conns connections.",
-                  m->limit_room_conns);
-    metric_scalar(tb, "partyd_limit_addresses", "gauge",
-                  "Client addresses whose connections are counted now (at most "
-                  "--limit-addr-table).",
-                  m->limit_addresses);
-    metric_scalar(tb, "partyd_limit_addresses_evicted_total", "counter",
-                  "Client addresses forgotten to make room in the table, least recently seen "
-                  "first.",
-                  m->limit_addresses_evicted);
-    metric_family(tb, "partyd_runtime_build_info", "gauge",
-                  "The running build, by its version (always 1).");
-    text_appendf(tb, "partyd_runtime_build_info{version=\"%s\"} 1\n", PARTY_VERSION_STRING);
-    metric_scalar(tb, "partyd_runtime_process_id", "gauge",
-                  "The pid of the process serving now (an upgrade changes it).",
-                  (uint64_t)getpid());
-    metric_scalar(tb, "partyd_runtime_upgrades_total", "counter",
-                  "Upgrades (SIGUSR2) that handed the service over to a new process, counted "
-                  "from process to process since the last plain start.",
-                  m->upgrades);
-    metric_scalar(tb, "partyd_runtime_upgrade_failures_total", "counter",
-                  "Upgrades this process started that failed: it went on serving.",
-                  m->upgrades_failed);
-    metric_scalar(tb, "partyd_runtime_upgrade_tls_closed_total", "counter",
-                  "TLS connections closed with 1012 by upgrades (a TLS session cannot be "
-                  "handed over), counted from process to process like the upgrades.",
-                  m->upgrades_tls_closed);
+static void write_outbound_seconds(const metric_def *def, const party__ops_stats *m, text_buf *tb) {
+    uint64_t count = write_buckets(tb, def->name, m->outbound.seconds_hist, PARTY__HTTP_BUCKETS,
+                                   party__http_bucket_seconds, 1);
+    text_appendf(tb, "%s_sum %.6f\n", def->name, m->outbound.seconds_total);
+    text_appendf(tb, "%s_count %" PRIu64 "\n", def->name, count);
+}
 
-    metric_family(tb, "partyd_storage_fenced_total", "counter",
-                  "Commits refused because the room is owned by another node now (a cluster "
-                  "store): nothing of them was kept, their connections closed with 1012.");
-    text_appendf(tb, "partyd_storage_fenced_total %" PRIu64 "\n", m->commits_fenced);
+static void write_build_info(const metric_def *def, const party__ops_stats *m, text_buf *tb) {
+    (void)m;
+    text_appendf(tb, "%s{version=\"%s\"} 1\n", def->name, PARTY_VERSION_STRING);
+}
+
+static void write_process_id(const metric_def *def, const party__ops_stats *m, text_buf *tb) {
+    (void)m;
+    text_appendf(tb, "%s %" PRIu64 "\n", def->name, (uint64_t)getpid());
+}
+
+static const metric_label room_states[] = {
+    {"awake", STAT(rooms[PARTY__OPS_ROOM_AWAKE])},
+    {"hibernated", STAT(rooms[PARTY__OPS_ROOM_HIBERNATED])},
+    {"cold", STAT(rooms[PARTY__OPS_ROOM_COLD])},
+    {NULL, 0},
+};
+
+/* events[] is indexed by the room event type; 5 is not delivered. */
+static const metric_label room_events[] = {
+    {"connect", STAT(events[0])},
+    {"message", STAT(events[1])},
+    {"close", STAT(events[2])},
+    {"error", STAT(events[3])},
+    {"request", STAT(events[4])},
+    {"response", STAT(events[6])},
+    {"alarm", STAT(alarms_fired)},
+    {"schedule", STAT(schedules_fired)},
+    {NULL, 0},
+};
+
+static const metric_label error_kinds[] = {
+    {"http", STAT(http_errors)},
+    {"websocket_protocol", STAT(protocol_errors)},
+    {"send_queue", STAT(send_queue_drops)},
+    {"commit", STAT(commit_failures)},
+    {"accept", STAT(accept_errors)},
+    {"tls", STAT(tls_errors)},
+    {NULL, 0},
+};
+
+static const metric_def metric_defs[] = {
+    SCALAR("partyd_runtime_event_loops", "gauge", "Event-loop threads serving rooms (--threads).",
+           loops),
+    SCALAR("partyd_connections_open", "gauge", "Open client connections (HTTP and WebSocket).",
+           conns),
+    SCALAR("partyd_connections_received_bytes_total", "counter", "Bytes read from client sockets.",
+           bytes_in),
+    SCALAR("partyd_connections_sent_bytes_total", "counter", "Bytes written to client sockets.",
+           bytes_out),
+    SCALAR("partyd_connections_requests_total", "counter",
+           "HTTP requests read and parsed, WebSocket handshakes included.", http_requests),
+    SCALAR("partyd_connections_proxy_refused_total", "counter",
+           "Connections closed because they did not start with a valid PROXY protocol header "
+           "(--proxy-protocol).",
+           proxy_refused),
+    SCALAR("partyd_connections_origin_refused_total", "counter",
+           "WebSocket handshakes (403) and CORS preflights (403) refused because their Origin is "
+           "not in --allowed-origins.",
+           origin_refused),
+    LABELLED("partyd_rooms_known", "gauge",
+             "Rooms known to the runtime: awake (in memory), hibernated (out of memory with "
+             "connections open) or cold (out of memory, no connections).",
+             "state", room_states),
+    LABELLED("partyd_rooms_events_total", "counter",
+             "Events delivered to rooms, by type: alarm counts on_alarm runs, schedule "
+             "on_schedule runs.",
+             "type", room_events),
+    WRITTEN("partyd_storage_commit_seconds", "histogram",
+            "Time to commit a room's batch of writes durably.", write_commit_seconds),
+    SCALAR("partyd_storage_commit_groups_total", "counter",
+           "Group commits: the rooms whose batches ended in one loop turn, committed together "
+           "(one storage transaction and sync per file).",
+           commit_groups),
+    SCALAR("partyd_alarms_pending", "gauge", "Rooms waiting for an alarm or schedule to fire.",
+           alarms_pending),
+    SCALAR("partyd_alarms_fired_total", "counter",
+           "on_alarm runs (schedules are not alarms: see partyd_rooms_events_total).",
+           alarms_fired),
+    SCALAR("partyd_alarms_retried_total", "counter",
+           "Alarms scheduled again after on_alarm failed.", alarms_retried),
+    SCALAR("partyd_alarms_abandoned_total", "counter",
+           "Alarms given up after their last retry failed.", alarms_abandoned),
+    LABELLED("partyd_runtime_errors_total", "counter",
+             "Errors by kind: http (requests refused by the parser or the handshake check), "
+             "websocket_protocol (connections closed for a bad frame), send_queue (slow readers "
+             "dropped), commit (failed commits), accept (failed accepts), tls (failed TLS "
+             "handshakes or records).",
+             "kind", error_kinds),
+    SCALAR("partyd_outbound_requests_total", "counter",
+           "Outbound HTTP requests of rooms (party_room_fetch_url) that left.", outbound.requests),
+    SCALAR("partyd_outbound_in_flight", "gauge", "Outbound HTTP requests waiting for their answer.",
+           outbound.in_flight),
+    SCALAR("partyd_outbound_redirects_total", "counter", "Redirects outbound requests followed.",
+           outbound.redirects),
+    WRITTEN("partyd_outbound_errors_total", "counter",
+            "Outbound requests that ended without an HTTP answer, by kind: timeout, dns, "
+            "connect, tls, too_large, policy, aborted (in flight when an earlier process "
+            "stopped), other.",
+            write_outbound_errors),
+    WRITTEN("partyd_outbound_request_seconds", "histogram",
+            "Time from an outbound request leaving to its answer or error.",
+            write_outbound_seconds),
+    SCALAR("partyd_limit_addr_conns_total", "counter",
+           "Requests answered 429: their client address had --limit-addr-conns connections "
+           "open.",
+           limit_addr_conns),
+    SCALAR("partyd_limit_addr_rate_total", "counter",
+           "Requests answered 429: their client address opened more than --limit-addr-rate "
+           "connections a second.",
+           limit_addr_rate),
+    SCALAR("partyd_limit_conn_msgs_total", "counter",
+           "Times a WebSocket's reading paused: over --limit-conn-msgs messages a second.",
+           limit_conn_msgs),
+    SCALAR("partyd_limit_conn_bytes_total", "counter",
+           "Times a WebSocket's reading paused: over --limit-conn-bytes bytes a second.",
+           limit_conn_bytes),
+    SCALAR("partyd_limit_conn_closed_total", "counter",
+           "WebSockets closed with 1013: over their message or byte limit again after every "
+           "pause.",
+           limit_conn_closed),
+    SCALAR("partyd_limit_room_conns_total", "counter",
+           "Upgrades refused (503): their room had max_room_conns connections.", limit_room_conns),
+    SCALAR("partyd_limit_addresses", "gauge",
+           "Client addresses whose connections are counted now (at most --limit-addr-table).",
+           limit_addresses),
+    SCALAR("partyd_limit_addresses_evicted_total", "counter",
+           "Client addresses forgotten to make room in the table, least recently seen first.",
+           limit_addresses_evicted),
+    WRITTEN("partyd_runtime_build_info", "gauge", "The running build, by its version (always 1).",
+            write_build_info),
+    WRITTEN("partyd_runtime_process_id", "gauge",
+            "The pid of the process serving now (an upgrade changes it).", write_process_id),
+    SCALAR("partyd_runtime_upgrades_total", "counter",
+           "Upgrades (SIGUSR2) that handed the service over to a new process, counted from "
+           "process to process since the last plain start.",
+           upgrades),
+    SCALAR("partyd_runtime_upgrade_failures_total", "counter",
+           "Upgrades this process started that failed: it went on serving.", upgrades_failed),
+    SCALAR("partyd_runtime_upgrade_tls_closed_total", "counter",
+           "TLS connections closed with 1012 by upgrades (a TLS session cannot be handed over), "
+           "counted from process to process like the upgrades.",
+           upgrades_tls_closed),
+    SCALAR("partyd_storage_fenced_total", "counter",
+           "Commits refused because the room is owned by another node now (a cluster store): "
+           "nothing of them was kept, their connections closed with 1012.",
+           commits_fenced),
+};
+
+static void metrics_write(const party__ops_stats *m, text_buf *tb) {
+    size_t i;
+
+    for (i = 0; i < sizeof(metric_defs) / sizeof(metric_defs[0]); i++) {
+        const metric_def *def = &metric_defs[i];
+        const metric_label *l;
+
+        text_appendf(tb, "# HELP %s %s\n# TYPE %s %s\n", def->name, def->help, def->name,
+                     def->type);
+        if (def->write != NULL)
+            def->write(def, m, tb);
+        else if (def->labels != NULL)
+            for (l = def->labels; l->value != NULL; l++)
+                text_appendf(tb, "%s{%s=\"%s\"} %" PRIu64 "\n", def->name, def->label, l->value,
+                             stat_at(m, l->offset));
+        else
+            text_appendf(tb, "%s %" PRIu64 "\n", def->name, stat_at(m, def->offset));
+    }
 }
 
 void party__ops_answer_metrics(party_conn *conn, const party__ops_stats *stats, int failed) {

@@ -61,6 +61,8 @@ void party__inbox_close(party__loop_ctx *lc) {
     lc->inbox_head = lc->inbox_tail = NULL;
     uv_mutex_unlock(&lc->inbox_mutex);
     drop_all(left);
+    drop_all(lc->held_head);
+    lc->held_head = lc->held_tail = NULL;
     uv_close((uv_handle_t *)&lc->inbox_async, NULL);
 }
 
@@ -250,14 +252,39 @@ static void handoff_drop(party__mail *mail) {
 static void handoff_run(party__loop_ctx *lc, party__mail *mail) {
     handoff_mail *h = (handoff_mail *)mail;
 
+    lc->handoffs_in++;
     if (lc->lp.stopping) {
         handoff_drop(mail);
+        return;
+    }
+    if (lc->lp.frozen > 1) {
+        /* Exported for an upgrade: nothing may be written now. It is
+         * served once the loop writes again (party__loop_release_held);
+         * the upgrade sees the count move and drains again. */
+        mail->next = NULL;
+        if (lc->held_tail != NULL)
+            lc->held_tail->next = mail;
+        else
+            lc->held_head = mail;
+        lc->held_tail = mail;
         return;
     }
     /* The connection owns what it carries from here, also when this
      * fails. */
     (void)party__conn_adopt_handoff(&lc->lp, &h->conn);
     party__free(h);
+}
+
+void party__loop_release_held(party__loop_ctx *lc) {
+    party__mail *mail = lc->held_head;
+
+    lc->held_head = lc->held_tail = NULL;
+    while (mail != NULL) {
+        party__mail *next = mail->next;
+        lc->handoffs_in--; /* counted when it came */
+        handoff_run(lc, mail);
+        mail = next;
+    }
 }
 
 void party__loop_handoff(party_conn *conn, party__loop_ctx *target) {

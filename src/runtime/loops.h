@@ -65,6 +65,9 @@ void party__loops_thread_done(party_runtime *rt);
  * the request parsed (phase HTTP_BUSY). If output is still queued, the
  * hand-off waits until it is written (the request is routed again then). */
 void party__loop_handoff(struct party_conn *conn, party__loop_ctx *target);
+/* Serves the hand-offs that came while the loop's connections were
+ * exported for an upgrade (frozen 2): call once it writes again. */
+void party__loop_release_held(party__loop_ctx *lc);
 
 /* A tour: work that must see every loop (the metrics, the room listing).
  * Each loop's visit runs on that loop's thread, loop 0 first; then done

@@ -59,6 +59,10 @@ typedef struct party__loop_ctx {
     uv_timer_t evict_timer;      /* evicts rooms idle past idle_timeout */
     uint64_t http_ended_at_tick; /* lp.http_ended at the last eviction tick */
     uint64_t http_ended_at_trim; /* ... at the last trim */
+    uint64_t handoffs_in;        /* connections other loops handed to this one (an upgrade
+                                  * sees one that came after the loop drained) */
+    struct party__mail *held_head, *held_tail; /* hand-offs that came while the loop's
+                                                * connections were exported (loops.c) */
 } party__loop_ctx;
 
 struct party_runtime {

@@ -5,7 +5,10 @@
  * written), the transfer, then "adopted" (the loops forget what moved and
  * the process stops) or a failure (the loops thaw and go on serving). The
  * new side receives everything before its loops run and adopts the
- * connections through the same entry point the listener uses. */
+ * connections through the same entry point the listener uses.
+ * The loops drain and export in rounds: a loop exports only once every
+ * loop was quiet and none was handed a connection since, as a request
+ * answered on one loop may hand the pipelined next to another. */
 #define _GNU_SOURCE /* MSG_CMSG_CLOEXEC */
 #include "upgrade.h"
 
@@ -71,7 +74,9 @@ typedef struct upgrade_loop {
     uv_timer_t tick;
     int tick_open;
     uint64_t deadline;
-    party_conn **conns; /* exported, one reference each */
+    uint64_t handoffs_at_quiet; /* the loop's handoffs_in when it was last quiet */
+    int unsettled;              /* it was handed a connection after it was quiet */
+    party_conn **conns;         /* exported, one reference each */
     size_t n_conns, cap_conns;
     char *records; /* their records back to back, in the same order */
     size_t len, cap;
@@ -298,9 +303,11 @@ static void post(party__loop_ctx *lc, upgrade_loop *ul,
     party__mail_post(lc, &m->mail);
 }
 
+static void loop_drained(party__loop_ctx *lc, party__mail *mail);
 static void loop_reported(party__loop_ctx *lc, party__mail *mail);
 
-/* Tells loop 0 this loop is exported (or failed to be). */
+/* Tells loop 0 this loop is exported (or failed to be, or was not yet
+ * settled). */
 static void loop_report(upgrade_loop *ul) {
     post(&ul->up->rt->main, ul, loop_reported);
 }
@@ -397,19 +404,27 @@ static void tick_closed(uv_handle_t *handle) {
     (void)handle;
 }
 
+/* Tells loop 0 this loop drained (or could not). */
 static void freeze_done(upgrade_loop *ul) {
     uv_timer_stop(&ul->tick);
-    loop_report(ul);
+    post(&ul->up->rt->main, ul, loop_drained);
+}
+
+/* 1 when nothing on the loop is under way: no connection busy, every room
+ * hibernated or evicted (once their connections' requests are answered).
+ * *busy: the connections still busy. */
+static int loop_quiet(party__loop_ctx *lc, size_t *busy) {
+    *busy = 0;
+    party__conn_foreach_with(&lc->lp, count_busy, busy);
+    return *busy == 0 && party__rooms_quiesce(&lc->rooms);
 }
 
 static void on_freeze_tick(uv_timer_t *timer) {
     upgrade_loop *ul = timer->data;
     party__loop_ctx *lc = ul->lc;
-    size_t not_quiet = 0;
+    size_t not_quiet;
 
-    party__conn_foreach_with(&lc->lp, count_busy, &not_quiet);
-    /* Rooms hibernate once their connections' requests are answered. */
-    if (not_quiet > 0 || !party__rooms_quiesce(&lc->rooms)) {
+    if (!loop_quiet(lc, &not_quiet)) {
         if (uv_now(&lc->lp.loop) >= ul->deadline) {
             party__log_warn(&lc->lp,
                             "upgrade: loop %u: %zu connections still busy or rooms still "
@@ -420,11 +435,31 @@ static void on_freeze_tick(uv_timer_t *timer) {
         }
         return;
     }
+    ul->handoffs_at_quiet = lc->handoffs_in;
+    freeze_done(ul);
+}
+
+/* Every loop drained: this one exports, unless another loop handed it a
+ * connection since (a request answered there had the next one pipelined
+ * behind it, for a room of this loop). That connection is served and
+ * exported in another round; exporting without it would leave it behind,
+ * its answers unwritten. A hand-off posted before its loop drained is
+ * here before this mail (loop 0 posts this once it heard that loop). */
+static void export_run(party__loop_ctx *lc, party__mail *mail) {
+    upgrade_loop *ul = ((upgrade_mail *)mail)->ul;
+    size_t not_quiet;
+
+    party__free(mail);
+    if (lc->handoffs_in != ul->handoffs_at_quiet || !loop_quiet(lc, &not_quiet)) {
+        ul->unsettled = 1;
+        loop_report(ul);
+        return;
+    }
     /* Nothing moves any more: from here on no byte is written either, so
      * each record is what the socket's next bytes continue. */
     lc->lp.frozen = 2;
     party__conn_foreach_with(&lc->lp, export_one, ul);
-    freeze_done(ul);
+    loop_report(ul);
 }
 
 static void loop_frozen(party__loop_ctx *lc, party__mail *mail);
@@ -446,21 +481,8 @@ static void freeze_run(party__loop_ctx *lc, party__mail *mail) {
     post(&ul->up->rt->main, ul, loop_frozen);
 }
 
-/* Every loop reads no more: this one lets what is in flight end, then
- * exports. Mail arrives in order, so a request another loop handed to
- * this one before it froze is here already, and is waited for. */
-static void drain_run(party__loop_ctx *lc, party__mail *mail) {
-    upgrade_loop *ul = ((upgrade_mail *)mail)->ul;
-
-    party__free(mail);
-    ul->deadline = uv_now(&lc->lp.loop) + FREEZE_TIMEOUT_MS;
-    uv_timer_init(&lc->lp.loop, &ul->tick);
-    ul->tick.data = ul;
-    ul->tick_open = 1;
-    uv_timer_start(&ul->tick, on_freeze_tick, 0, FREEZE_TICK_MS);
-}
-
-static void loop_release(upgrade_loop *ul) {
+/* Forgets what the loop exported (the records, the references). */
+static void loop_unexport(upgrade_loop *ul) {
     size_t i;
     for (i = 0; i < ul->n_conns; i++)
         party__conn_unref(ul->conns[i]);
@@ -470,6 +492,38 @@ static void loop_release(upgrade_loop *ul) {
     party__free(ul->records);
     ul->records = NULL;
     ul->len = ul->cap = 0;
+    ul->moved_ws = ul->moved_http = ul->with_output = ul->with_input = 0;
+}
+
+/* Every loop reads no more: this one lets what is in flight end, then
+ * tells loop 0 (which has every loop export once all drained). Mail
+ * arrives in order, so a request another loop handed to this one before
+ * it froze is here already, and is waited for. Again in a next round: a
+ * loop that exported writes again (frozen 1) and exports anew later. */
+static void drain_run(party__loop_ctx *lc, party__mail *mail) {
+    upgrade_loop *ul = ((upgrade_mail *)mail)->ul;
+
+    party__free(mail);
+    if (lc->lp.frozen == 2) {
+        loop_unexport(ul);
+        lc->lp.frozen = 1;
+        /* Output that waited (a full socket stops being watched while
+         * nothing may be written) goes on; nothing is read at frozen 1. */
+        party__conn_foreach(&lc->lp, party__conn_thaw);
+        party__loop_release_held(lc);
+    }
+    ul->unsettled = 0;
+    if (!ul->tick_open) {
+        ul->deadline = uv_now(&lc->lp.loop) + FREEZE_TIMEOUT_MS;
+        uv_timer_init(&lc->lp.loop, &ul->tick);
+        ul->tick.data = ul;
+        ul->tick_open = 1;
+    }
+    uv_timer_start(&ul->tick, on_freeze_tick, 0, FREEZE_TICK_MS);
+}
+
+static void loop_release(upgrade_loop *ul) {
+    loop_unexport(ul);
     if (ul->tick_open) {
         ul->tick_open = 0;
         uv_close((uv_handle_t *)&ul->tick, tick_closed);
@@ -485,6 +539,7 @@ static void thaw_run(party__loop_ctx *lc, party__mail *mail) {
     party__free(mail);
     lc->lp.frozen = 0;
     party__conn_foreach(&lc->lp, party__conn_thaw);
+    party__loop_release_held(lc);
     if (lc->index == 0)
         party__listener_resume(&lc->lp);
     party__rooms_fire_due(&lc->rooms); /* what came due meanwhile */
@@ -512,6 +567,7 @@ static void forget_run(party__loop_ctx *lc, party__mail *mail) {
      * of this process runs again (its alarms are the new process's). */
     lc->lp.handed_over = 1;
     lc->lp.frozen = 0;
+    party__loop_release_held(lc); /* none: every loop was settled */
     loop_release(ul);
     post(&ul->up->rt->main, ul, loop_done);
 }
@@ -674,31 +730,76 @@ static void on_timeout(uv_timer_t *timer) {
                          : "the new process did not adopt the connections in time");
 }
 
+/* Posts work to every loop; each reports back to loop 0. */
+static void post_all(party__upgrade *up, void (*run)(party__loop_ctx *, party__mail *)) {
+    unsigned i;
+    up->pending = up->n_loops;
+    for (i = 0; i < up->n_loops; i++)
+        post(up->loops[i].lc, &up->loops[i], run);
+}
+
+/* A loop's report reached loop 0: 1 once every loop has reported and the
+ * upgrade goes on; 0 while others are still to report, or when it failed
+ * meanwhile (the child died: the loops thaw). */
+static int all_reported(party__upgrade *up) {
+    if (--up->pending > 0)
+        return 0;
+    if (up->failing) {
+        loops_finish(up, 0);
+        return 0;
+    }
+    return 1;
+}
+
+/* A loop drained (loop 0). Once every loop has, each exports. */
+static void loop_drained(party__loop_ctx *lc, party__mail *mail) {
+    upgrade_loop *ul = ((upgrade_mail *)mail)->ul;
+    party__upgrade *up = ul->up;
+    unsigned i;
+    int failed = 0;
+
+    (void)lc;
+    party__free(mail);
+    if (!all_reported(up))
+        return;
+    for (i = 0; i < up->n_loops; i++)
+        failed |= up->loops[i].failed;
+    if (failed) {
+        upgrade_fail(up, "the loops could not be frozen (see above)");
+        return;
+    }
+    post_all(up, export_run);
+}
+
 static void loop_reported(party__loop_ctx *lc, party__mail *mail) {
     upgrade_loop *ul = ((upgrade_mail *)mail)->ul;
     party__upgrade *up = ul->up;
     unsigned i, ws = 0, http = 0, tls = 0, out = 0, in = 0;
-    int failed = 0, r;
+    int failed = 0, unsettled = 0, r;
 
     (void)lc;
     party__free(mail);
-    if (--up->pending > 0)
+    if (!all_reported(up))
         return;
     for (i = 0; i < up->n_loops; i++) {
         failed |= up->loops[i].failed;
+        unsettled |= up->loops[i].unsettled;
         ws += up->loops[i].moved_ws;
         http += up->loops[i].moved_http;
         tls += up->loops[i].tls_closed;
         out += up->loops[i].with_output;
         in += up->loops[i].with_input;
     }
-    if (up->failing) {
-        /* It failed meanwhile (the child died): thaw. */
-        loops_finish(up, 0);
-        return;
-    }
     if (failed) {
         upgrade_fail(up, "the loops could not be frozen (see above)");
+        return;
+    }
+    if (unsettled) {
+        /* A connection moved between loops after they drained: another
+         * round, until one passes with none. */
+        party__log_info(up->rt, "upgrade: a connection moved between loops after they "
+                                "drained; draining again");
+        post_all(up, drain_run);
         return;
     }
     up->tls_closed += tls;
@@ -727,19 +828,11 @@ static void loop_reported(party__loop_ctx *lc, party__mail *mail) {
 static void loop_frozen(party__loop_ctx *lc, party__mail *mail) {
     upgrade_loop *ul = ((upgrade_mail *)mail)->ul;
     party__upgrade *up = ul->up;
-    unsigned i;
 
     (void)lc;
     party__free(mail);
-    if (--up->pending > 0)
-        return;
-    if (up->failing) {
-        loops_finish(up, 0);
-        return;
-    }
-    up->pending = up->n_loops;
-    for (i = 0; i < up->n_loops; i++)
-        post(up->loops[i].lc, &up->loops[i], drain_run);
+    if (all_reported(up))
+        post_all(up, drain_run);
 }
 
 /* The new process is ready: every loop freezes, then drains and exports. */

@@ -458,7 +458,8 @@ void party__conn_make_id(char out[37]);
  * the connection next. */
 void party__conn_freeze(party_conn *conn);
 /* The hand-over failed: the connection reads (and writes) again, as its
- * phase wants. Call with the loop's frozen back at 0. */
+ * phase wants. Call with the loop's frozen back at 0 (at 1, only its
+ * output goes on: reading waits for 0). */
 void party__conn_thaw(party_conn *conn);
 /* 1 if nothing is on its way through the connection that the hand-over
  * must wait for: no request with a room, no handshake waiting for its

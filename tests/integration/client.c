@@ -20,6 +20,7 @@
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -493,6 +494,48 @@ char *partyd_stderr(partyd *d) {
 
 char *partyd_stdout(partyd *d) {
     return copy_locked(d, d->out);
+}
+
+int partyd_run_to_exit(const char *const *extra_args, char **out, char **err) {
+    partyd *d = partyd_spawn(extra_args);
+    int status;
+
+    assert_non_null(d);
+    status = partyd_wait_exit(d, TC_TIMEOUT_MS);
+    if (out != NULL)
+        *out = partyd_stdout(d);
+    *err = partyd_stderr(d);
+    partyd_free(d);
+    if (status == TC_TIMEOUT)
+        fail_msg("partyd did not exit; stderr:\n%s", *err);
+    return status;
+}
+
+long partyd_serving_pid(partyd *d) {
+    static const char mark[] = "; serving (pid ";
+    char *log = partyd_stderr(d), *at = strstr(log, mark);
+    long pid = at != NULL ? strtol(at + sizeof(mark) - 1, NULL, 10) : 0;
+    free(log);
+    return pid;
+}
+
+int partyd_stop_upgraded(partyd *d) {
+    long pid = partyd_serving_pid(d);
+
+    if (pid <= 0 || pid == partyd_pid(d))
+        fail_msg("no new process serves after the upgrade");
+    kill((pid_t)pid, SIGTERM);
+    return partyd_wait_exit(d, 60000);
+}
+
+void partyd_expect_no_sanitizer_report(partyd *d) {
+    char *log = partyd_stderr(d);
+    int found = strstr(log, "Sanitizer") != NULL || strstr(log, "runtime error") != NULL;
+    if (found)
+        fprintf(stderr, "partyd's stderr:\n%s\n", log);
+    free(log);
+    if (found)
+        fail_msg("partyd's stderr holds a sanitizer report (above)");
 }
 
 void partyd_signal(partyd *d, int sig) {
@@ -1210,6 +1253,24 @@ tconn *probe_open(int port, const char *room, const char *query, char *id_out) {
     return c;
 }
 
+tconn *probe_open_behind(int port, const char *source, const void *prefix, size_t prefix_len,
+                         const char *room, const char *headers) {
+    tconn *c = tconn_open_from(port, 0, source);
+    char target[256];
+    http_response res;
+    char *hello;
+
+    assert_non_null(c);
+    if (prefix_len > 0)
+        assert_int_equal(tconn_send(c, prefix, prefix_len), 0);
+    snprintf(target, sizeof(target), "/parties/probe/%s", room);
+    assert_int_equal(ws_handshake(c, target, headers, NULL, 0, &res), 0);
+    http_response_free(&res);
+    hello = ws_expect_text_prefix(c, "hello:");
+    free(hello);
+    return c;
+}
+
 char *room_expect_record(int port, const char *party, const char *room) {
     char target[1024];
     http_response res;
@@ -1274,6 +1335,83 @@ size_t count_occurrences(const char *hay, const char *needle) {
         p += len;
     }
     return n;
+}
+
+int test_notify_listen(const char *path) {
+    struct sockaddr_un addr;
+    int fd;
+
+    memset(&addr, 0, sizeof(addr));
+    addr.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(addr.sun_path))
+        return -1;
+    memcpy(addr.sun_path, path, strlen(path) + 1);
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+        close(fd);
+        return -1;
+    }
+    setenv("NOTIFY_SOCKET", path, 1);
+    return fd;
+}
+
+long test_notify_wait_ready(int fd) {
+    char buf[512];
+    for (;;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        const char *pid;
+        ssize_t n;
+        if (poll(&p, 1, 60000) != 1)
+            fail_msg("no READY=1 from partyd within 60 s");
+        n = recv(fd, buf, sizeof(buf) - 1, 0);
+        assert_true(n > 0);
+        buf[n] = '\0';
+        if (strstr(buf, "READY=1") == NULL)
+            continue;
+        pid = strstr(buf, "MAINPID=");
+        return pid != NULL ? strtol(pid + 8, NULL, 10) : 0;
+    }
+}
+
+void test_write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    int ok = f != NULL && fputs(text, f) >= 0;
+    if (f != NULL && fclose(f) != 0)
+        ok = 0;
+    if (!ok)
+        fail_msg("cannot write %s", path);
+}
+
+long long metrics_value(const char *body, const char *series) {
+    size_t len = strlen(series);
+    const char *line = body;
+
+    while (line != NULL) {
+        if (strncmp(line, series, len) == 0 && line[len] == ' ')
+            return strtoll(line + len + 1, NULL, 10);
+        line = strchr(line, '\n');
+        if (line != NULL)
+            line++;
+    }
+    fail_msg("/_partyd/metrics has no %s:\n%s", series, body);
+    return -1;
+}
+
+long long metrics_get(int port, const char *series) {
+    http_response res;
+    long long value;
+
+    http_expect_get(port, "/_partyd/metrics", &res);
+    if (res.status != 200) {
+        int status = res.status;
+        http_response_free(&res);
+        fail_msg("/_partyd/metrics answered %d", status);
+    }
+    value = metrics_value(res.body, series);
+    http_response_free(&res);
+    return value;
 }
 
 void partyd_expect_healthy(int port) {

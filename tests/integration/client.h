@@ -67,6 +67,24 @@ char *partyd_stderr(partyd *d);
 char *partyd_stdout(partyd *d);
 /* Sends sig to this partyd's pid (nothing once it has been reaped). */
 void partyd_signal(partyd *d, int sig);
+/* Runs partyd with extra_args (as partyd_spawn) to completion: it must
+ * exit by itself within TC_TIMEOUT_MS, else the test fails. Its exit
+ * status; *out (unless out is NULL) and *err get what it wrote (free()
+ * them). */
+int partyd_run_to_exit(const char *const *extra_args, char **out, char **err);
+/* After an upgrade (SIGUSR2) that succeeded: the pid of the process that
+ * serves now, from the old one's log line "...; serving (pid N)"; 0 while
+ * there is none. The new process writes to the same stderr, so d's output
+ * ends only once it has exited too. */
+long partyd_serving_pid(partyd *d);
+/* After an upgrade that succeeded: SIGTERM to the process serving now
+ * (there must be one), then waits up to 60 s for the output both processes
+ * share to end and reaps d's process. d's exit status (0: it handed over
+ * and exited cleanly), as partyd_wait_exit. */
+int partyd_stop_upgraded(partyd *d);
+/* Fails the test if what partyd wrote to stderr so far holds a sanitizer
+ * report (after the process exited: all of it). */
+void partyd_expect_no_sanitizer_report(partyd *d);
 /* For a cmocka group teardown: closes the connections tests left open, stops
  * d, and frees it. 0 if partyd exited with status 0; else prints its stderr
  * and returns -1 (a leak found by ASan or valgrind at exit shows up here),
@@ -213,6 +231,11 @@ long long counter_expect_count(int port, const char *room);
 /* Opens /parties/probe/<room>[?query], reads the "hello:<id>:..." greeting
  * and copies the id into id_out (at least 300 bytes; may be NULL). */
 tconn *probe_open(int port, const char *room, const char *query, char *id_out);
+/* A WebSocket to /parties/probe/<room> from the local address source
+ * (NULL: any), after prefix_len bytes of prefix (a PROXY header; 0: none),
+ * with extra header lines (may be NULL); its greeting is read. */
+tconn *probe_open_behind(int port, const char *source, const void *prefix, size_t prefix_len,
+                         const char *room, const char *headers);
 /* GET of the room: its JSON record (free). */
 char *probe_record(int port, const char *room);
 /* Fails the test unless the room's record contains needle within
@@ -238,5 +261,22 @@ int test_slow_factor(void);
 void test_remove_tree(const char *path);
 /* Occurrences of needle in hay. */
 size_t count_occurrences(const char *hay, const char *needle);
+/* Plays systemd for the partyd processes started from now on: a datagram
+ * socket bound at path, named in NOTIFY_SOCKET. The socket, or -1. */
+int test_notify_listen(const char *path);
+/* Reads notifications from fd until one says READY=1: its MAINPID (0:
+ * none). Fails the test after 60 s without one (valgrind starts slowly). */
+long test_notify_wait_ready(int fd);
+/* Writes text to path (created or truncated); fails the test if it cannot. */
+void test_write_file(const char *path, const char *text);
+
+/* The value of series (a metric's name with its labels as written, e.g.
+ * partyd_rooms_known{state="awake"}) in body, a /_partyd/metrics answer:
+ * the number on the line that starts with it. Fails the test when no line
+ * does. */
+long long metrics_value(const char *body, const char *series);
+/* GETs /_partyd/metrics from the partyd on port (it must answer 200): the
+ * value of series in it, as metrics_value. */
+long long metrics_get(int port, const char *series);
 
 #endif

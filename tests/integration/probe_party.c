@@ -398,7 +398,7 @@ static void hold(party_room *room, const party_request *req, party_response *res
 
 static void probe_request(party_room *room, const party_request *req, party_response *res) {
     probe_state *st = party_room_state(room);
-    static char body[65536];
+    static __thread char body[65536]; /* one per loop: two loops answer at once */
     size_t used = 0;
     size_t blen;
     const char *b = party_request_body(req, &blen);

@@ -112,10 +112,9 @@ static int group_setup(void **state) {
 }
 
 static int group_teardown(void **state) {
-    char cmd[300];
     (void)state;
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", data_dir);
-    return system(cmd) == 0 ? 0 : -1;
+    test_remove_tree(data_dir);
+    return 0;
 }
 
 int main(void) {

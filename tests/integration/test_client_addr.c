@@ -65,30 +65,11 @@ static void get_addr(int port, const char *source, const void *prefix, size_t pr
     tconn_close(c);
 }
 
-/* A WebSocket to the probe room after prefix, from source. */
-static tconn *ws_from(int port, const char *source, const void *prefix, size_t prefix_len,
-                      const char *room, const char *headers) {
-    tconn *c = tconn_open_from(port, 0, source);
-    char target[256];
-    http_response res;
-    char *hello;
-
-    assert_non_null(c);
-    if (prefix_len > 0)
-        assert_int_equal(tconn_send(c, prefix, prefix_len), 0);
-    snprintf(target, sizeof(target), "/parties/probe/%s", room);
-    assert_int_equal(ws_handshake(c, target, headers, NULL, 0, &res), 0);
-    http_response_free(&res);
-    hello = ws_expect_text_prefix(c, "hello:");
-    free(hello);
-    return c;
-}
-
 static void test_proxy_v1_names_the_client_of_a_websocket(void **state) {
     static const char header[] = "PROXY TCP4 203.0.113.7 192.0.2.1 56324 80\r\n";
     tconn *c;
     (void)state;
-    c = ws_from(partyd_port(proxied), NULL, header, strlen(header), "addr-v1", NULL);
+    c = probe_open_behind(partyd_port(proxied), NULL, header, strlen(header), "addr-v1", NULL);
     ws_send_text(c, "addr");
     ws_expect_text(c, "addr:203.0.113.7");
     tconn_close(c);
@@ -188,7 +169,7 @@ static void test_address_is_kept_while_the_room_hibernates(void **state) {
     static const char header[] = "PROXY TCP4 192.0.2.200 192.0.2.1 1234 80\r\n";
     tconn *c;
     (void)state;
-    c = ws_from(partyd_port(proxied), NULL, header, strlen(header), "addr-sleeper", NULL);
+    c = probe_open_behind(partyd_port(proxied), NULL, header, strlen(header), "addr-sleeper", NULL);
     assert_true(partyd_wait_stderr(proxied,
                                    "room probe/addr-sleeper: hibernated with 1 connections", 8000));
     ws_send_text(c, "addr"); /* wakes the room: on_start runs again */
@@ -224,8 +205,8 @@ static void test_forwarded_headers_count_only_from_trusted_proxies(void **state)
 static void test_websocket_through_a_trusted_proxy_keeps_the_forwarded_client(void **state) {
     tconn *c;
     (void)state;
-    c = ws_from(partyd_port(trusting), "127.0.0.2", NULL, 0, "fwd-ws",
-                "X-Forwarded-For: 198.51.100.77\r\n");
+    c = probe_open_behind(partyd_port(trusting), "127.0.0.2", NULL, 0, "fwd-ws",
+                          "X-Forwarded-For: 198.51.100.77\r\n");
     ws_send_text(c, "addr");
     ws_expect_text(c, "addr:198.51.100.77");
     tconn_close(c);

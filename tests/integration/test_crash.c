@@ -697,14 +697,6 @@ static void check_after_restart(int port, room_track *rooms, int cycle) {
     }
 }
 
-/* A counter of /_partyd/metrics (a newline, the series' name and a space). */
-static unsigned long long metric_of(const http_response *res, const char *series) {
-    const char *line = strstr(res->body, series);
-    if (line == NULL)
-        fail_msg("/_partyd/metrics has no %s", series);
-    return strtoull(line + strlen(series), NULL, 10);
-}
-
 /* The many-rooms load: some group commit held more than one room's batch
  * (fewer groups than rooms' commits). */
 static void expect_grouped_commits(int port) {
@@ -712,8 +704,8 @@ static void expect_grouped_commits(int port) {
     unsigned long long groups, commits;
     http_expect_get(port, "/_partyd/metrics", &res);
     assert_int_equal(res.status, 200);
-    groups = metric_of(&res, "\npartyd_storage_commit_groups_total ");
-    commits = metric_of(&res, "\npartyd_storage_commit_seconds_count ");
+    groups = (unsigned long long)metrics_value(res.body, "partyd_storage_commit_groups_total");
+    commits = (unsigned long long)metrics_value(res.body, "partyd_storage_commit_seconds_count");
     printf("  %llu rooms' commits in %llu group commits\n", commits, groups);
     http_response_free(&res);
     assert_true(groups > 0);

@@ -24,20 +24,6 @@ static void make_dir(char *path, size_t cap) {
         fail_msg("mkdtemp failed");
 }
 
-/* Runs partyd on args to completion (it must exit by itself) and returns
- * its exit status; *err gets its stderr. */
-static int run_to_exit(const char *const *args, char **err) {
-    partyd *d = partyd_spawn(args);
-    int status;
-    assert_non_null(d);
-    status = partyd_wait_exit(d, TC_TIMEOUT_MS);
-    *err = partyd_stderr(d);
-    partyd_free(d);
-    if (status == TC_TIMEOUT)
-        fail_msg("partyd did not exit; stderr:\n%s", *err);
-    return status;
-}
-
 /* One counter increment over a new WebSocket: the value partyd answers
  * must be expect. */
 static void increment(int port, const char *room, const char *expect) {
@@ -64,7 +50,7 @@ static void test_second_partyd_on_a_data_dir_in_use_exits_1_naming_the_holder(vo
 
     /* Before the lock, the second served too, and increments sent to the
      * two alternately went 1 2 2 3 3 4: each kept its own count. */
-    assert_int_equal(run_to_exit(args, &err), 1);
+    assert_int_equal(partyd_run_to_exit(args, NULL, &err), 1);
     snprintf(expected, sizeof(expected),
              "partyd: --data %s is in use by another partyd (pid %d; lock file %s/LOCK)", dir,
              partyd_pid(first), dir);
@@ -104,7 +90,7 @@ static void test_data_dir_below_a_file_exits_1_before_listening(void **state) {
     assert_non_null(f);
     fclose(f);
 
-    assert_int_equal(run_to_exit(args, &err), 1);
+    assert_int_equal(partyd_run_to_exit(args, NULL, &err), 1);
     snprintf(expected, sizeof(expected), "data directory %s: cannot create it: Not a directory",
              data);
     if (strstr(err, expected) == NULL)

@@ -88,18 +88,10 @@ static void test_network_client_cannot_send_the_room_header(void **state) {
     http_response_free(&res);
 }
 
-/* The number of times needle occurs in text. */
-static int occurrences(const char *text, const char *needle) {
-    int n = 0;
-    for (; (text = strstr(text, needle)) != NULL; text += strlen(needle))
-        n++;
-    return n;
-}
-
 #define ABORTED "response:0:"
 
 static void test_request_in_flight_when_killed_is_answered_aborted_after_restart(void **state) {
-    char data[] = "/tmp/partyd-fetch-kill-XXXXXX", command[160], fetch[256], *record;
+    char data[] = "/tmp/partyd-fetch-kill-XXXXXX", fetch[256], *record;
     const char *args[] = {"--data", data, NULL};
     partyd *d;
     tconn *c;
@@ -123,7 +115,7 @@ static void test_request_in_flight_when_killed_is_answered_aborted_after_restart
     d = partyd_start(args);
     assert_non_null(d);
     record = probe_record(partyd_port(d), "caller");
-    if (occurrences(record, ABORTED) != 1 || strstr(record, "in flight") == NULL)
+    if (count_occurrences(record, ABORTED) != 1 || strstr(record, "in flight") == NULL)
         fail_msg("not one aborted answer in %s", record);
     free(record);
     assert_int_equal(partyd_stop(d), 0);
@@ -138,8 +130,7 @@ static void test_request_in_flight_when_killed_is_answered_aborted_after_restart
     free(record);
     assert_int_equal(partyd_stop(d), 0);
     partyd_free(d);
-    snprintf(command, sizeof(command), "rm -rf %s", data);
-    assert_int_equal(system(command), 0);
+    test_remove_tree(data);
 }
 
 /* D4 across an upgrade: the target holds its answer on a loop other than
@@ -149,12 +140,11 @@ static void test_request_in_flight_when_killed_is_answered_aborted_after_restart
  * one. */
 static void
 test_request_in_flight_at_an_upgrade_is_answered_aborted_by_the_new_process(void **state) {
-    char dir[] = "/tmp/partyd-fetch-upgrade-XXXXXX", release[128], command[160], fetch[256],
-         needle[64], *record, *log, *serving, *seen;
+    char dir[] = "/tmp/partyd-fetch-upgrade-XXXXXX", release[128], fetch[256], needle[64], *record,
+         *log, *seen;
     const char *args[] = {"--threads", "2", NULL};
     partyd *d;
     tconn *c;
-    long new_pid;
     int i, fd, held = 0;
     (void)state;
 
@@ -188,21 +178,13 @@ test_request_in_flight_at_an_upgrade_is_answered_aborted_by_the_new_process(void
     assert_true(partyd_wait_stderr(d, "; serving (pid ", 60000));
 
     record = probe_record(partyd_port(d), "caller");
-    if (occurrences(record, ABORTED) != 1 || strstr(record, "in flight") == NULL)
+    if (count_occurrences(record, ABORTED) != 1 || strstr(record, "in flight") == NULL)
         fail_msg("not one aborted answer in %s", record);
     free(record);
     tconn_close(c);
-    log = partyd_stderr(d);
-    serving = strstr(log, "; serving (pid ");
-    assert_non_null(serving);
-    new_pid = strtol(serving + strlen("; serving (pid "), NULL, 10);
-    free(log);
-    assert_true(new_pid > 0);
-    kill((pid_t)new_pid, SIGTERM);
-    assert_int_equal(partyd_wait_exit(d, 60000), 0);
+    assert_int_equal(partyd_stop_upgraded(d), 0);
     partyd_free(d);
-    snprintf(command, sizeof(command), "rm -rf %s", dir);
-    assert_int_equal(system(command), 0);
+    test_remove_tree(dir);
 }
 
 int main(void) {

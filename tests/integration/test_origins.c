@@ -63,24 +63,6 @@ static int handshake_from(const char *target, const char *origin, char **body) {
     return r;
 }
 
-static long long metric(const char *name) {
-    http_response res;
-    const char *at;
-    long long v = -1;
-
-    http_expect_get(port, "/_partyd/metrics", &res);
-    assert_int_equal(res.status, 200);
-    at = strstr(res.body, name);
-    while (at != NULL && (at > res.body && at[-1] != '\n'))
-        at = strstr(at + 1, name);
-    if (at != NULL)
-        v = atoll(at + strlen(name) + 1);
-    http_response_free(&res);
-    if (v < 0)
-        fail_msg("no metric %s", name);
-    return v;
-}
-
 static void test_handshake_from_an_allowed_origin_opens(void **state) {
     (void)state;
     assert_int_equal(handshake_from("/parties/echo/o1", "https://app.example.test", NULL), 0);
@@ -171,25 +153,13 @@ static void test_refusals_are_counted(void **state) {
     http_response res;
     long long before;
     (void)state;
-    before = metric("partyd_connections_origin_refused_total");
+    before = metrics_get(port, "partyd_connections_origin_refused_total");
     assert_int_equal(handshake_from("/parties/echo/o9", "https://evil.test", NULL), 403);
     http_expect_request(port, "OPTIONS", "/parties/counter/o9", "Origin: https://evil.test\r\n",
                         NULL, 0, &res);
     assert_int_equal(res.status, 403);
     http_response_free(&res);
-    assert_int_equal(metric("partyd_connections_origin_refused_total"), before + 2);
-}
-
-static int run_to_exit(const char *const *args, char **err) {
-    partyd *d = partyd_spawn(args);
-    int status;
-    assert_non_null(d);
-    status = partyd_wait_exit(d, TC_TIMEOUT_MS);
-    *err = partyd_stderr(d);
-    partyd_free(d);
-    if (status == TC_TIMEOUT)
-        fail_msg("partyd did not exit; stderr:\n%s", *err);
-    return status;
+    assert_int_equal(metrics_get(port, "partyd_connections_origin_refused_total"), before + 2);
 }
 
 static void test_a_malformed_list_stops_partyd_naming_it(void **state) {
@@ -202,14 +172,14 @@ static void test_a_malformed_list_stops_partyd_naming_it(void **state) {
     int fd;
     (void)state;
 
-    assert_int_equal(run_to_exit(flag, &err), 2);
+    assert_int_equal(partyd_run_to_exit(flag, NULL, &err), 2);
     assert_non_null(strstr(err, "--allowed-origins: 'app.example.test' is not an origin"));
     free(err);
     fd = mkstemp(file);
     assert_true(fd >= 0);
     assert_int_equal(write(fd, json, sizeof(json) - 1), (ssize_t)(sizeof(json) - 1));
     close(fd);
-    assert_int_equal(run_to_exit(args, &err), 2);
+    assert_int_equal(partyd_run_to_exit(args, NULL, &err), 2);
     assert_non_null(strstr(err, "party 'probe': allowed-origins: 'https://a/b' is not an origin"));
     free(err);
     unlink(file);

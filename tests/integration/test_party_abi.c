@@ -19,23 +19,6 @@
 
 #include "client.h"
 
-/* Runs partyd with args to completion and returns its exit status; *err
- * gets its stderr (free it). */
-static int run_to_exit(const char *const *args, char **err) {
-    partyd *d = partyd_spawn(args);
-    char *out;
-    int status;
-    assert_non_null(d);
-    status = partyd_wait_exit(d, TC_TIMEOUT_MS);
-    out = partyd_stdout(d);
-    *err = partyd_stderr(d);
-    partyd_free(d);
-    free(out);
-    if (status == TC_TIMEOUT)
-        fail_msg("partyd did not exit; stderr:\n%s", *err);
-    return status;
-}
-
 static void assert_contains(const char *hay, const char *needle) {
     if (strstr(hay, needle) == NULL)
         fail_msg("expected \"%s\" in:\n%s", needle, hay);
@@ -46,7 +29,7 @@ static void test_party_built_against_party_h_0_1_is_refused_and_partyd_exits_1(v
     char expected[1024], *err;
     (void)state;
 
-    assert_int_equal(run_to_exit(args, &err), 1);
+    assert_int_equal(partyd_run_to_exit(args, NULL, &err), 1);
     snprintf(expected, sizeof(expected),
              "partyd: --party old=%s: built against party.h 0.1 (no party_abi); this partyd is "
              "%s (ABI %d): rebuild the party against this party.h\n",
@@ -61,7 +44,7 @@ static void test_party_of_another_abi_is_refused_naming_both(void **state) {
     char expected[1024], *err;
     (void)state;
 
-    assert_int_equal(run_to_exit(args, &err), 1);
+    assert_int_equal(partyd_run_to_exit(args, NULL, &err), 1);
     snprintf(expected, sizeof(expected),
              "partyd: --party future=%s: built against party.h ABI %d; this partyd is %s (ABI "
              "%d): rebuild the party against this party.h\n",
@@ -85,7 +68,7 @@ static void test_party_path_in_the_config_file_is_checked_too(void **state) {
     assert_non_null(f);
     fprintf(f, "{\"parties\": {\"old\": {\"path\": \"%s\"}}}", OLD_ABI_PARTY_PATH);
     fclose(f);
-    assert_int_equal(run_to_exit(args, &err), 1);
+    assert_int_equal(partyd_run_to_exit(args, NULL, &err), 1);
     unlink(config);
     assert_contains(err, "built against party.h 0.1 (no party_abi)");
     assert_null(strstr(err, "listening on"));

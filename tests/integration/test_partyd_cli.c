@@ -16,21 +16,6 @@
 
 #include "client.h"
 
-/* Runs partyd with args to completion (it must exit by itself within the
- * timeout) and returns its exit status; *out and *err get its output. */
-static int run_to_exit(const char *const *args, char **out, char **err) {
-    partyd *d = partyd_spawn(args);
-    int status;
-    assert_non_null(d);
-    status = partyd_wait_exit(d, TC_TIMEOUT_MS);
-    *out = partyd_stdout(d);
-    *err = partyd_stderr(d);
-    partyd_free(d);
-    if (status == TC_TIMEOUT)
-        fail_msg("partyd did not exit; stderr:\n%s", *err);
-    return status;
-}
-
 static void test_greeter_party_loads_from_a_shared_object(void **state) {
     partyd *d = partyd_start(NULL);
     tconn *a, *b;
@@ -55,7 +40,7 @@ static void test_missing_party_object_exits_1_naming_the_file(void **state) {
 
     /* A file that cannot be loaded is a failure at run time, not a usage
      * error. */
-    status = run_to_exit(args, &out, &err);
+    status = partyd_run_to_exit(args, &out, &err);
     assert_int_equal(status, 1);
     if (strstr(err, "/nonexistent.so") == NULL)
         fail_msg("the error does not name the file: %s", err);
@@ -71,7 +56,7 @@ static void test_object_without_party_module_exits_nonzero(void **state) {
     int status;
     (void)state;
 
-    status = run_to_exit(args, &out, &err);
+    status = partyd_run_to_exit(args, &out, &err);
     assert_int_not_equal(status, 0);
     assert_non_null(strstr(err, "party_module"));
     free(out);
@@ -84,7 +69,7 @@ static void test_party_spec_without_a_name_exits_2(void **state) {
     int status;
     (void)state;
 
-    status = run_to_exit(args, &out, &err);
+    status = partyd_run_to_exit(args, &out, &err);
     assert_int_equal(status, 2);
     assert_non_null(strstr(err, "NAME=PATH"));
     free(out);
@@ -97,7 +82,7 @@ static void test_invalid_party_name_exits_2_with_only_its_own_message(void **sta
     int status;
     (void)state;
 
-    status = run_to_exit(args, &out, &err);
+    status = partyd_run_to_exit(args, &out, &err);
     assert_int_equal(status, 2);
     if (strstr(err, "'bad name' is not a valid party name") == NULL)
         fail_msg("the error does not name the party: %s", err);
@@ -115,7 +100,7 @@ static void test_duplicate_party_name_exits_2(void **state) {
     int status;
     (void)state;
 
-    status = run_to_exit(args, &out, &err);
+    status = partyd_run_to_exit(args, &out, &err);
     assert_int_equal(status, 2);
     assert_non_null(strstr(err, "already registered"));
     assert_null(strstr(err, "TLS"));
@@ -132,7 +117,7 @@ static void test_party_named_like_a_builtin_says_how_to_leave_the_builtin_out(vo
     char *out, *err;
     (void)state;
 
-    assert_int_equal(run_to_exit(clash, &out, &err), 2);
+    assert_int_equal(partyd_run_to_exit(clash, &out, &err), 2);
     if (strstr(err, "'chat' is already registered (a built-in: leave it out with --builtins)") ==
         NULL)
         fail_msg("no hint at --builtins: %s", err);
@@ -152,7 +137,7 @@ static void test_non_numeric_port_exits_2(void **state) {
     char *out, *err;
     (void)state;
 
-    assert_int_equal(run_to_exit(args, &out, &err), 2);
+    assert_int_equal(partyd_run_to_exit(args, &out, &err), 2);
     assert_non_null(strstr(err, "--port"));
     assert_non_null(strstr(err, "abc"));
     free(out);
@@ -171,7 +156,7 @@ static void test_bad_flag_values_exit_2(void **state) {
 
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *out, *err;
-        int status = run_to_exit(cases[i], &out, &err);
+        int status = partyd_run_to_exit(cases[i], &out, &err);
         if (status != 2)
             fail_msg("%s %s: exit status %d, expected 2", cases[i][0],
                      cases[i][1] ? cases[i][1] : "", status);
@@ -189,17 +174,17 @@ static void test_threads_out_of_range_exits_2_with_a_message_about_threads(void 
     char *out, *err;
     (void)state;
 
-    assert_int_equal(run_to_exit(zero, &out, &err), 2);
+    assert_int_equal(partyd_run_to_exit(zero, &out, &err), 2);
     assert_string_equal(err,
                         "partyd: --threads: '0' is not a number of threads between 1 and 64\n");
     free(out);
     free(err);
-    assert_int_equal(run_to_exit(many, &out, &err), 2);
+    assert_int_equal(partyd_run_to_exit(many, &out, &err), 2);
     assert_non_null(strstr(err, "'65' is not a number of threads between 1 and 64"));
     free(out);
     free(err);
     /* A size suffix is no number of threads. */
-    assert_int_equal(run_to_exit(sized, &out, &err), 2);
+    assert_int_equal(partyd_run_to_exit(sized, &out, &err), 2);
     assert_non_null(strstr(err, "'2K' is not a number of threads"));
     free(out);
     free(err);
@@ -211,12 +196,12 @@ static void test_fetch_max_in_flight_not_a_count_exits_2_naming_the_flag(void **
     char *out, *err;
     (void)state;
 
-    assert_int_equal(run_to_exit(zero, &out, &err), 2);
+    assert_int_equal(partyd_run_to_exit(zero, &out, &err), 2);
     assert_string_equal(
         err, "partyd: --fetch-max-in-flight: '0' is not a number between 1 and 1000000\n");
     free(out);
     free(err);
-    assert_int_equal(run_to_exit(sized, &out, &err), 2);
+    assert_int_equal(partyd_run_to_exit(sized, &out, &err), 2);
     assert_non_null(strstr(err, "--fetch-max-in-flight: '1K' is not a number"));
     free(out);
     free(err);
@@ -338,7 +323,7 @@ static void test_unknown_builtin_exits_2_listing_the_builtins(void **state) {
 
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *out, *err;
-        int status = run_to_exit(cases[i], &out, &err);
+        int status = partyd_run_to_exit(cases[i], &out, &err);
         if (status != 2)
             fail_msg("--builtins '%s': exit status %d, expected 2", cases[i][1], status);
         if (strstr(err, "is not a built-in party (the built-ins: echo, chat, counter, reminder, "
@@ -410,7 +395,7 @@ static void test_help_exits_0_and_prints_usage(void **state) {
     char *out, *err;
     (void)state;
 
-    assert_int_equal(run_to_exit(args, &out, &err), 0);
+    assert_int_equal(partyd_run_to_exit(args, &out, &err), 0);
     assert_non_null(strstr(out, "usage: partyd"));
     assert_non_null(strstr(out, "--send-queue-bytes"));
     assert_non_null(strstr(out, "--builtins LIST"));
@@ -423,7 +408,7 @@ static void test_version_prints_the_version(void **state) {
     char *out, *err;
     (void)state;
 
-    assert_int_equal(run_to_exit(args, &out, &err), 0);
+    assert_int_equal(partyd_run_to_exit(args, &out, &err), 0);
     assert_string_equal(out, "partyd 0.2.0\n");
     free(out);
     free(err);
@@ -439,7 +424,7 @@ static void test_port_in_use_exits_nonzero(void **state) {
 
     assert_non_null(first);
     snprintf(port_text, sizeof(port_text), "%d", partyd_port(first));
-    status = run_to_exit(args, &out, &err);
+    status = partyd_run_to_exit(args, &out, &err);
     assert_int_not_equal(status, 0);
     assert_non_null(strstr(err, port_text));
     free(out);

@@ -31,42 +31,13 @@ static char notify_path[256];
 static partyd *served;     /* the service, stopped by teardown if a check failed */
 static long served_by_pid; /* the process that serves after the upgrade */
 
-/* Reads notifications until one with READY=1; returns its MAINPID (0:
- * none). Fails the test after 60 s without one (valgrind starts slowly). */
-static long wait_ready(void) {
-    char buf[512];
-    for (;;) {
-        struct pollfd p = {notify_fd, POLLIN, 0};
-        const char *pid;
-        ssize_t n;
-        if (poll(&p, 1, 60000) != 1)
-            fail_msg("no READY=1 from partyd within 60 s");
-        n = recv(notify_fd, buf, sizeof(buf) - 1, 0);
-        assert_true(n > 0);
-        buf[n] = '\0';
-        if (strstr(buf, "READY=1") == NULL)
-            continue;
-        pid = strstr(buf, "MAINPID=");
-        return pid != NULL ? strtol(pid + 8, NULL, 10) : 0;
-    }
-}
-
 static int setup(void **state) {
-    struct sockaddr_un addr;
     (void)state;
     if (mkdtemp(notify_dir) == NULL)
         return -1;
     snprintf(notify_path, sizeof(notify_path), "%s/notify", notify_dir);
-    notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    memset(&addr, 0, sizeof(addr));
-    addr.sun_family = AF_UNIX;
-    if (strlen(notify_path) >= sizeof(addr.sun_path))
-        return -1;
-    memcpy(addr.sun_path, notify_path, strlen(notify_path) + 1);
-    if (notify_fd < 0 || bind(notify_fd, (struct sockaddr *)&addr, sizeof(addr)) != 0)
-        return -1;
-    setenv("NOTIFY_SOCKET", notify_path, 1);
-    return 0;
+    notify_fd = test_notify_listen(notify_path);
+    return notify_fd >= 0 ? 0 : -1;
 }
 
 static int teardown(void **state) {
@@ -83,23 +54,6 @@ static int teardown(void **state) {
     rmdir(notify_dir);
     unsetenv("NOTIFY_SOCKET");
     return 0;
-}
-
-/* A WebSocket to the probe room after a PROXY header, with extra headers. */
-static tconn *ws_behind(int port, const char *header, const char *room, const char *headers) {
-    tconn *c = tconn_open(port, 0);
-    char target[256];
-    http_response res;
-    char *hello;
-
-    assert_non_null(c);
-    assert_int_equal(tconn_send_str(c, header), 0);
-    snprintf(target, sizeof(target), "/parties/probe/%s", room);
-    assert_int_equal(ws_handshake(c, target, headers, NULL, 0, &res), 0);
-    http_response_free(&res);
-    hello = ws_expect_text_prefix(c, "hello:");
-    free(hello);
-    return c;
 }
 
 /* The status of a GET of the probe room after a PROXY header. */
@@ -142,17 +96,17 @@ static void test_client_addresses_and_their_counts_survive_an_upgrade(void **sta
     http_response res;
     long old_pid, new_pid;
     int port, status, tries;
-    char *log;
     (void)state;
 
     assert_non_null(d);
     served = d;
     port = partyd_port(d);
-    old_pid = wait_ready();
-    direct = ws_behind(port, client, "up-direct", NULL);
+    old_pid = test_notify_wait_ready(notify_fd);
+    direct = probe_open_behind(port, NULL, client, strlen(client), "up-direct", NULL);
     ws_send_text(direct, "addr");
     ws_expect_text(direct, "addr:203.0.113.7");
-    forwarded = ws_behind(port, proxy, "up-forwarded", "X-Forwarded-For: 198.51.100.77\r\n");
+    forwarded = probe_open_behind(port, NULL, proxy, strlen(proxy), "up-forwarded",
+                                  "X-Forwarded-For: 198.51.100.77\r\n");
     ws_send_text(forwarded, "addr");
     ws_expect_text(forwarded, "addr:198.51.100.77");
     /* The limit (1 per address) holds before the upgrade. */
@@ -166,7 +120,7 @@ static void test_client_addresses_and_their_counts_survive_an_upgrade(void **sta
     assert_int_equal(get_status(port, "PROXY TCP4 192.0.2.99 192.0.2.1 1 80\r\n"), 200);
 
     partyd_signal(d, SIGUSR2);
-    new_pid = wait_ready();
+    new_pid = test_notify_wait_ready(notify_fd);
     assert_true(new_pid > 0 && new_pid != old_pid);
     served_by_pid = new_pid;
 
@@ -205,10 +159,7 @@ static void test_client_addresses_and_their_counts_survive_an_upgrade(void **sta
 
     kill((pid_t)new_pid, SIGTERM);
     assert_int_equal(partyd_wait_exit(d, 60000), 0);
-    log = partyd_stderr(d);
-    assert_null(strstr(log, "Sanitizer"));
-    assert_null(strstr(log, "runtime error"));
-    free(log);
+    partyd_expect_no_sanitizer_report(d);
     served = NULL;
     partyd_free(d);
 }

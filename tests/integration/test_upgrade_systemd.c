@@ -41,20 +41,6 @@ static void next_notification(char *buf, size_t size) {
     buf[n] = '\0';
 }
 
-/* Reads notifications until one with READY=1; returns its MAINPID (0:
- * none). Skips anything else partyd may say (STATUS=, ...). */
-static long wait_ready(void) {
-    char buf[512];
-    for (;;) {
-        const char *pid;
-        next_notification(buf, sizeof(buf));
-        if (strstr(buf, "READY=1") == NULL)
-            continue;
-        pid = strstr(buf, "MAINPID=");
-        return pid != NULL ? strtol(pid + 8, NULL, 10) : 0;
-    }
-}
-
 static void expect_notification(const char *text) {
     char buf[512];
     next_notification(buf, sizeof(buf));
@@ -62,7 +48,6 @@ static void expect_notification(const char *text) {
 }
 
 static int setup(void **state) {
-    struct sockaddr_un addr;
     (void)state;
     if (mkdtemp(notify_dir) == NULL)
         return -1;
@@ -70,15 +55,9 @@ static int setup(void **state) {
     snprintf(hooks_dir, sizeof(hooks_dir), "%s/hooks", notify_dir);
     if (mkdir(hooks_dir, 0700) != 0)
         return -1;
-    notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    memset(&addr, 0, sizeof(addr));
-    addr.sun_family = AF_UNIX;
-    if (strlen(notify_path) >= sizeof(addr.sun_path))
+    notify_fd = test_notify_listen(notify_path);
+    if (notify_fd < 0)
         return -1;
-    memcpy(addr.sun_path, notify_path, strlen(notify_path) + 1);
-    if (notify_fd < 0 || bind(notify_fd, (struct sockaddr *)&addr, sizeof(addr)) != 0)
-        return -1;
-    setenv("NOTIFY_SOCKET", notify_path, 1);
     setenv("PARTYD_TEST_HOOKS", hooks_dir, 1);
     return 0;
 }
@@ -105,12 +84,12 @@ static void test_systemd_learns_the_new_main_pid_of_an_upgrade(void **state) {
     tconn *c;
     ws_frame f;
     long old_pid, new_pid;
-    char path[400], *log;
+    char path[400];
     FILE *hook;
     (void)state;
 
     assert_non_null(d);
-    old_pid = wait_ready();
+    old_pid = test_notify_wait_ready(notify_fd);
     assert_int_equal(old_pid, partyd_pid(d));
     c = ws_open(partyd_port(d), "/parties/echo/notify?_pk=n1");
     ws_send_text(c, "before");
@@ -118,7 +97,7 @@ static void test_systemd_learns_the_new_main_pid_of_an_upgrade(void **state) {
 
     partyd_signal(d, SIGUSR2);
     expect_notification("RELOADING=1");
-    new_pid = wait_ready();
+    new_pid = test_notify_wait_ready(notify_fd);
     assert_true(new_pid > 0 && new_pid != old_pid);
     ws_send_text(c, "after");
     ws_expect_text(c, "after");
@@ -132,7 +111,7 @@ static void test_systemd_learns_the_new_main_pid_of_an_upgrade(void **state) {
     fclose(hook);
     kill((pid_t)new_pid, SIGUSR2);
     expect_notification("RELOADING=1");
-    assert_int_equal(wait_ready(), 0);
+    assert_int_equal(test_notify_wait_ready(notify_fd), 0);
     unlink(path);
     ws_send_text(c, "still");
     ws_expect_text(c, "still");
@@ -148,11 +127,8 @@ static void test_systemd_learns_the_new_main_pid_of_an_upgrade(void **state) {
      * exited. The old one (the child here) exited 0, so without a leak; a
      * sanitizer report of the new one would be in the log. */
     assert_int_equal(partyd_wait_exit(d, 60000), 0);
-    log = partyd_stderr(d);
-    assert_null(strstr(log, "Sanitizer"));
-    assert_null(strstr(log, "runtime error"));
-    assert_non_null(strstr(log, "SIGUSR2"));
-    free(log);
+    partyd_expect_no_sanitizer_report(d);
+    assert_true(partyd_wait_stderr(d, "SIGUSR2", 0));
     partyd_free(d);
 }
 
@@ -167,7 +143,7 @@ static void test_sigterm_during_an_upgrade_stops_the_service(void **state) {
     (void)state;
 
     assert_non_null(d);
-    (void)wait_ready();
+    (void)test_notify_wait_ready(notify_fd);
     c = ws_open(partyd_port(d), "/parties/echo/notify?_pk=n2");
     /* The new process waits (hook "hold") until the SIGTERM was handled:
      * sent back to back, the two signals may be handled in either order. */
