@@ -164,6 +164,13 @@ struct party__store_ops {
                 party__room_loaded *loaded, char *why, size_t why_len);
     /* Drops the store; writes not committed are lost. NULL is a no-op. */
     void (*unload)(party__room_store *rs);
+    /* load without I/O, on the room's loop thread, for a room the backend
+     * knows has no records: 0 with *out and *loaded as load gives them;
+     * 1 when it cannot tell without reading (then load, on a worker
+     * thread). It must never take a room with records for a new one.
+     * NULL: every load is load's. */
+    int (*load_quick)(party__backend *be, const char *room_id, const char *party,
+                      party__room_store **out, party__room_loaded *loaded);
 
     /* ---- records (synchronous: the thread that holds the room, its
      * loop; inside the room's open batch, which the first op begins) ---- */
