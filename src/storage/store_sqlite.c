@@ -147,6 +147,8 @@ static void shard_close(shard *sh) {
     if (sh->mutexes) {
         uv_mutex_destroy(&sh->write_mutex);
         uv_mutex_destroy(&sh->read_mutex);
+        uv_mutex_destroy(&sh->queue_mutex);
+        uv_cond_destroy(&sh->queue_cond);
     }
 }
 
@@ -223,6 +225,19 @@ static int shard_open(sqlite_backend *be, unsigned k, char *why, size_t why_len)
     }
     if (uv_mutex_init(&sh->read_mutex) != 0) {
         uv_mutex_destroy(&sh->write_mutex);
+        snprintf(why, why_len, "out of memory");
+        return PARTY_ENOMEM;
+    }
+    if (uv_mutex_init(&sh->queue_mutex) != 0) {
+        uv_mutex_destroy(&sh->write_mutex);
+        uv_mutex_destroy(&sh->read_mutex);
+        snprintf(why, why_len, "out of memory");
+        return PARTY_ENOMEM;
+    }
+    if (uv_cond_init(&sh->queue_cond) != 0) {
+        uv_mutex_destroy(&sh->write_mutex);
+        uv_mutex_destroy(&sh->read_mutex);
+        uv_mutex_destroy(&sh->queue_mutex);
         snprintf(why, why_len, "out of memory");
         return PARTY_ENOMEM;
     }
@@ -1511,55 +1526,108 @@ static int shard_commits(const shard *sh, const party__commit *c, int result) {
     return result >= 0 && !s->own && s->shard == sh && !party__write_set_empty(&s->ws);
 }
 
-/* Commits the write sets of the shared rooms of sh among rooms: one
- * transaction (one sync), a savepoint per room, so that a room whose
- * records cannot be written fails alone. Every write set committed here
- * is empty after, whatever the result. */
-static void shard_commit(shard *sh, const party__commit *rooms, size_t n, int *results) {
-    size_t i;
-    int r, any = 0;
+/* One commit_batch's rooms of a shard, waiting for its writer. */
+typedef struct shard_waiter {
+    struct shard_waiter *next;
+    const party__commit *rooms;
+    size_t n;
+    int *results;
+    int done;
+} shard_waiter;
 
-    for (i = 0; i < n && !any; i++)
-        any = shard_commits(sh, &rooms[i], results[i]);
-    if (!any)
-        return;
+/* Commits the write sets of the shared rooms of sh among the waiters'
+ * rooms: one transaction (one sync), a savepoint per room, so that a room
+ * whose records cannot be written fails alone. Every write set committed
+ * here is empty after, whatever the result. */
+static void shard_commit_all(shard *sh, shard_waiter *waiters) {
+    shard_waiter *w;
+    size_t i;
+    int r;
+
     uv_mutex_lock(&sh->write_mutex);
     r = party__sqlite_step_done(sh->begin);
-    for (i = 0; r == 0 && i < n; i++) {
-        sqlite_room *s = (sqlite_room *)rooms[i].store;
-        if (!shard_commits(sh, &rooms[i], results[i]))
-            continue;
-        if (party__sqlite_step_done(sh->savepoint) != 0) {
-            r = PARTY_EIO;
-            break;
+    for (w = waiters; r == 0 && w != NULL; w = w->next) {
+        for (i = 0; r == 0 && i < w->n; i++) {
+            sqlite_room *s = (sqlite_room *)w->rooms[i].store;
+            if (!shard_commits(sh, &w->rooms[i], w->results[i]))
+                continue;
+            if (party__sqlite_step_done(sh->savepoint) != 0) {
+                r = PARTY_EIO;
+                break;
+            }
+            if (write_set_apply(sh, s) == 0 && party__sqlite_step_done(sh->release) == 0)
+                continue;
+            w->results[i] = PARTY_EIO;
+            if (party__sqlite_step_done(sh->rollback_to) != 0 ||
+                party__sqlite_step_done(sh->release) != 0)
+                r = PARTY_EIO; /* the transaction is not what it was: all fail */
         }
-        if (write_set_apply(sh, s) == 0 && party__sqlite_step_done(sh->release) == 0)
-            continue;
-        results[i] = PARTY_EIO;
-        if (party__sqlite_step_done(sh->rollback_to) != 0 ||
-            party__sqlite_step_done(sh->release) != 0)
-            r = PARTY_EIO; /* the transaction is not what it was: all fail */
     }
     if (r == 0)
         r = party__sqlite_step_done(sh->commit);
     if (r != 0 && !sqlite3_get_autocommit(sh->writer))
         (void)party__sqlite_step_done(sh->rollback);
     uv_mutex_unlock(&sh->write_mutex);
-    for (i = 0; i < n; i++) {
-        sqlite_room *s = (sqlite_room *)rooms[i].store;
-        /* The rooms taken above still hold their write sets (a room that
-         * failed before, its store rolled back, holds none). */
-        if (s->own || s->shard != sh || party__write_set_empty(&s->ws))
-            continue;
-        if (r != 0)
-            results[i] = PARTY_EIO;
-        /* Committed or not, rows of the room may exist now (a commit that
-         * failed may still have reached the file): its reads go to the
-         * shard from here on. */
-        s->fresh = 0;
-        snap_drop(s);
-        party__write_set_clear(&s->ws);
+    for (w = waiters; w != NULL; w = w->next) {
+        for (i = 0; i < w->n; i++) {
+            sqlite_room *s = (sqlite_room *)w->rooms[i].store;
+            /* The rooms taken above still hold their write sets (a room
+             * that failed before, its store rolled back, holds none). */
+            if (s->own || s->shard != sh || party__write_set_empty(&s->ws))
+                continue;
+            if (r != 0)
+                w->results[i] = PARTY_EIO;
+            /* Committed or not, rows of the room may exist now (a commit
+             * that failed may still have reached the file): its reads go
+             * to the shard from here on. */
+            s->fresh = 0;
+            snap_drop(s);
+            party__write_set_clear(&s->ws);
+        }
     }
+}
+
+/* Commits the shared rooms of sh among rooms. The commit_batch calls that
+ * reach a shard while its writer is busy wait together, and the first of
+ * them to find it free commits them all in one transaction: with groups
+ * of several loops in flight, one sync each would make the later ones
+ * wait for every sync before theirs. */
+static void shard_commit(shard *sh, const party__commit *rooms, size_t n, int *results) {
+    shard_waiter me, *batch, *w, *next;
+    size_t i;
+    int any = 0;
+
+    for (i = 0; i < n && !any; i++)
+        any = shard_commits(sh, &rooms[i], results[i]);
+    if (!any)
+        return;
+    me.rooms = rooms;
+    me.n = n;
+    me.results = results;
+    me.done = 0;
+    uv_mutex_lock(&sh->queue_mutex);
+    me.next = sh->waiting;
+    sh->waiting = &me;
+    while (!me.done) {
+        if (sh->committing) {
+            uv_cond_wait(&sh->queue_cond, &sh->queue_mutex);
+            continue;
+        }
+        sh->committing = 1;
+        batch = sh->waiting;
+        sh->waiting = NULL;
+        uv_mutex_unlock(&sh->queue_mutex);
+        shard_commit_all(sh, batch);
+        uv_mutex_lock(&sh->queue_mutex);
+        /* A waiter told it is done may return at once: next first. */
+        for (w = batch; w != NULL; w = next) {
+            next = w->next;
+            w->done = 1;
+        }
+        sh->committing = 0;
+        uv_cond_broadcast(&sh->queue_cond);
+    }
+    uv_mutex_unlock(&sh->queue_mutex);
 }
 
 static void sqlite_commit_batch(party__backend *be_, const party__commit *rooms, size_t n,

@@ -65,6 +65,13 @@ typedef struct shard {
     sqlite3_stmt *sched_clear;
     reader *idle; /* readers not in use */
     size_t readers;
+    /* The commits waiting for the writer (store_sqlite.c, shard_commit),
+     * under queue_mutex: committing 1 while one of them commits all the
+     * others that waited with it. */
+    uv_mutex_t queue_mutex;
+    uv_cond_t queue_cond;
+    struct shard_waiter *waiting;
+    int committing;
 } shard;
 
 /* An own file's connection and its statements, in the backend's handle
