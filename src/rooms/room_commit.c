@@ -564,8 +564,9 @@ static void after_load_work(uv_work_t *req, int status) {
  * When many rooms come to load together (alarms due together, clients
  * reaching many cold rooms), each room's load would be a worker job and a
  * thread of its own: the thread's start and end cost more than loading a
- * room of the shared files. Rooms to load wait on the loop's load list
- * instead, and at the end of the turn (the commit groups' handles) up to
+ * room of the shared files. Rooms to load (with a backend whose loads
+ * wait for no network, else rooms woken by their alarm) wait on the
+ * loop's load list instead, and at the end of the turn (the commit groups' handles) up to
  * LOAD_GROUP_MAX of them are loaded one after another by one worker job
  * on one short thread; at most LOAD_GROUPS_MAX such jobs per loop are in
  * flight. Their batches then end in the same turn, so they commit as one
@@ -666,7 +667,9 @@ static void load_groups_start(party__rooms *rooms) {
 /* A room the backend knows to be new loads here, at once (no read, no
  * thread: a new room costs its first commit, not a trip to a worker);
  * any other with the loop's next load group, where the rooms that came
- * to load in one loop turn share a worker job and its thread. */
+ * to load in one loop turn share a worker job and its thread, unless the
+ * backend's loads wait for a network (then only rooms woken by their
+ * alarm go together, the others each on a job of their own). */
 static void room_load_store(party_room *room, party__store_work *w) {
     party__rooms *rooms = room->rooms;
     party__backend *be = party__room_backend(room);
@@ -674,6 +677,10 @@ static void room_load_store(party_room *room, party__store_work *w) {
         be->ops->load_quick(be, room->id, room->party->name, &w->store, &w->loaded) == 0) {
         w->result = 0;
         room_loaded(w);
+        return;
+    }
+    if (!be->load_in_groups && room->wake_indexed != -1) {
+        room_load_alone(room, w);
         return;
     }
     w->next = NULL;

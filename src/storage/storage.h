@@ -27,6 +27,11 @@ typedef struct party__backend {
      * did not change: such a commit waits for no disk and no network
      * (SQLite with durability normal). 0: commits run on worker threads. */
     int commit_on_loop;
+    /* 1 if a load costs less than starting and ending a thread (it waits
+     * for no network: SQLite): the rooms that come to load in one loop
+     * turn are loaded one after another on one worker job. 0: each on a
+     * job of its own (rooms woken by their alarm still go together). */
+    int load_in_groups;
     /* A cluster backend's name of this node (valid until close); NULL for
      * a backend one process holds. */
     const char *node;

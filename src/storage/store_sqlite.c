@@ -409,6 +409,7 @@ static int sqlite_open(const party__backend_config *cfg, party__backend **out, c
     }
     be->base.ops = &party__sqlite_shared_ops;
     be->base.commit_on_loop = !cfg->durability_full;
+    be->base.load_in_groups = 1;
     be->durability_full = cfg->durability_full;
     /* In memory, closing an own file loses it: no bound then. */
     be->max_handles = cfg->data_dir == NULL  ? SIZE_MAX
