@@ -324,8 +324,12 @@ static void loop_group_commit(party__rooms *rooms) {
 static void group_turn_end(party__rooms *rooms) {
     if (rooms->load_head != NULL)
         load_groups_start(rooms);
-    while (rooms->loop_group_head != NULL)
-        loop_group_commit(rooms);
+    if (rooms->loop_group_head != NULL) {
+        while (rooms->loop_group_head != NULL)
+            loop_group_commit(rooms);
+        /* They may have been the last work of a stopping loop. */
+        party__loop_maybe_finish(rooms->lp);
+    }
     if (rooms->group_head == NULL && rooms->load_head == NULL) {
         uv_prepare_stop(&rooms->group_prepare);
         uv_check_stop(&rooms->group_check);
@@ -566,10 +570,10 @@ static void after_load_work(uv_work_t *req, int status) {
  * thread of its own: the thread's start and end cost more than loading a
  * room of the shared files. Rooms to load (with a backend whose loads
  * wait for no network, else rooms woken by their alarm) wait on the
- * loop's load list instead, and at the end of the turn (the commit groups' handles) up to
- * LOAD_GROUP_MAX of them are loaded one after another by one worker job
- * on one short thread; at most LOAD_GROUPS_MAX such jobs per loop are in
- * flight. Their batches then end in the same turn, so they commit as one
+ * loop's load list instead, and at the end of the turn (the commit
+ * groups' handles) up to LOAD_GROUP_MAX of them are loaded one after
+ * another by one worker job on one short thread; at most LOAD_GROUPS_MAX
+ * such jobs per loop are in flight. Their batches then end in the same turn, so they commit as one
  * group too. (A room the backend knows to be new does not wait here: see
  * room_load_store.) */
 #define LOAD_GROUP_MAX 256

@@ -1130,7 +1130,7 @@ static void room_rollback(party__room_store *rs) {
  * then partial), or an error. */
 static int snap_read(sqlite_room *s, sqlite3_stmt *list, party__pending_pairs *pairs,
                      size_t *bytes) {
-    int rc, r = 0;
+    int rc = SQLITE_DONE, r = 0;
     sqlite3_bind_text(list, 1, s->id, -1, SQLITE_STATIC);
     while (r == 0 && (rc = sqlite3_step(list)) == SQLITE_ROW) {
         const char *key = (const char *)sqlite3_column_text(list, 0);
