@@ -1521,6 +1521,73 @@ static void test_room_with_more_rows_than_a_snapshot_reads_them_all(void **state
     f->be->ops->unload(rs);
 }
 
+/* ---- commits from several threads at once ---- */
+
+typedef struct committer {
+    fixture *f;
+    int first, rooms, failures;
+    uv_thread_t thread;
+} committer;
+
+/* Commits k = "v<round>" in each of its rooms, round after round, each
+ * round one commit_batch of all of them. */
+static void commit_rounds(void *arg) {
+    committer *c = arg;
+    party__room_store *rs[8];
+    party__commit commits[8];
+    int results[8], round, i;
+    char id[PARTY_ID_MAX], value[16];
+
+    for (round = 0; round < 40; round++) {
+        for (i = 0; i < c->rooms; i++) {
+            party__room_loaded loaded;
+            room_id(c->first + i, id);
+            rs[i] = NULL;
+            if (c->f->be->ops->load(c->f->be, id, "test", &rs[i], &loaded, NULL, 0) != 0) {
+                c->failures++;
+                return;
+            }
+            snprintf(value, sizeof(value), "v%d", round);
+            if (party__store_kv_put(rs[i], "k", value, strlen(value)) != 0)
+                c->failures++;
+            commits[i].store = rs[i];
+            commits[i].wake_ms = 0;
+            commits[i].wake_changed = 0;
+        }
+        c->f->be->ops->commit_batch(c->f->be, commits, (size_t)c->rooms, results);
+        for (i = 0; i < c->rooms; i++) {
+            if (results[i] != 0)
+                c->failures++;
+            c->f->be->ops->unload(rs[i]);
+        }
+    }
+}
+
+/* The calls that meet at a shard's writer go in one transaction: each
+ * room still gets its own result, and every room's last write is kept. */
+static void test_commit_batches_of_several_threads_all_commit(void **state) {
+    fixture *f = *state;
+    committer c[4];
+    char value[32];
+    int t, i;
+
+    for (t = 0; t < 4; t++) {
+        c[t].f = f;
+        c[t].first = 100 + t * 8;
+        c[t].rooms = 8;
+        c[t].failures = 0;
+        assert_int_equal(uv_thread_create(&c[t].thread, commit_rounds, &c[t]), 0);
+    }
+    for (t = 0; t < 4; t++) {
+        assert_int_equal(uv_thread_join(&c[t].thread), 0);
+        assert_int_equal(c[t].failures, 0);
+    }
+    for (i = 0; i < 32; i++) {
+        kv_value(f, 100 + i, "k", value, sizeof(value));
+        assert_string_equal(value, "v39");
+    }
+}
+
 #define TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(int argc, char **argv) {
@@ -1554,6 +1621,7 @@ int main(int argc, char **argv) {
         TEST(test_own_file_handles_past_the_bound_close_and_keep_records),
         TEST(test_load_quick_takes_for_new_only_rooms_without_records),
         TEST(test_room_with_more_rows_than_a_snapshot_reads_them_all),
+        TEST(test_commit_batches_of_several_threads_all_commit),
         cmocka_unit_test(test_busy_and_fenced_codes_have_their_own_text),
     };
     party__store_configure();
