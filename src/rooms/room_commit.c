@@ -274,11 +274,62 @@ static void rooms_group_start(party__rooms *rooms) {
     }
 }
 
-/* The end of a loop turn: the rooms waiting to load go in groups, and
- * the rooms waiting to commit as one group. */
+/* Commits the rooms of the loop group here, as one commit_batch: their
+ * commits wait for no disk, and one transaction per file costs less than
+ * one per room. */
+static void loop_group_commit(party__rooms *rooms) {
+    party_room *room = rooms->loop_group_head, *next, **list;
+    party__commit *commits;
+    int *results;
+    size_t n = 0, i;
+    uint64_t start, us;
+
+    for (; room != NULL; room = room->group_next)
+        n++;
+    room = rooms->loop_group_head;
+    rooms->loop_group_head = rooms->loop_group_tail = NULL;
+    commits = party__calloc(n, sizeof(*commits) + sizeof(*results) + sizeof(*list));
+    if (commits == NULL) {
+        for (; room != NULL; room = next) {
+            next = room->group_next;
+            room->group_next = NULL;
+            room_commit_alone(room);
+        }
+        return;
+    }
+    list = (party_room **)(commits + n);
+    results = (int *)(list + n);
+    for (i = 0; room != NULL; room = next, i++) {
+        next = room->group_next;
+        room->group_next = NULL;
+        list[i] = room;
+        commits[i] = room_commit_of(room);
+    }
+    start = uv_hrtime();
+    rooms->backend->ops->commit_batch(rooms->backend, commits, n, results);
+    us = (uv_hrtime() - start) / 1000;
+    for (i = 0; i < n; i++)
+        party__rooms_record_commit(rooms, us);
+    for (i = 0; i < n; i++) {
+        rooms->n_busy--;
+        room_commit_done(list[i], results[i]);
+    }
+    party__free(commits);
+}
+
+/* The end of a loop turn: the rooms waiting to load go in groups, the
+ * rooms whose commit waits for no disk commit here (again while their
+ * next batches end meanwhile), and the rooms waiting to commit on a
+ * worker thread go as one group. */
 static void group_turn_end(party__rooms *rooms) {
     if (rooms->load_head != NULL)
         load_groups_start(rooms);
+    if (rooms->loop_group_head != NULL) {
+        while (rooms->loop_group_head != NULL)
+            loop_group_commit(rooms);
+        /* They may have been the last work of a stopping loop. */
+        party__loop_maybe_finish(rooms->lp);
+    }
     if (rooms->group_head == NULL && rooms->load_head == NULL) {
         uv_prepare_stop(&rooms->group_prepare);
         uv_check_stop(&rooms->group_check);
@@ -322,15 +373,14 @@ static void room_group_add(party_room *room) {
  * that changed (the backend files it in the alarm index in the same
  * commit). A batch that wrote nothing and moved no wake time ends at
  * once. A commit runs with the loop's next group, on a worker thread, or
- * here when the backend's commits wait for no disk (durability normal)
- * and the alarm index is not written: index writes never run on a loop
- * thread. */
+ * on this loop at the end of the turn, with the other rooms whose batch
+ * ended in it, when the backend's commits wait for no disk (durability
+ * normal) and the alarm index is not written: index writes never run on
+ * a loop thread. */
 static void room_end_batch(party_room *room) {
     party__rooms *rooms = room->rooms;
     party__backend *be;
     party__commit commit;
-    uint64_t start;
-    int result;
 
     if (room->store == NULL) {
         if (room->gate.head != NULL || room->holding)
@@ -352,11 +402,16 @@ static void room_end_batch(party_room *room) {
         room_group_add(room);
         return;
     }
+    /* With the other rooms whose batch ends in this turn, at its end. */
     room->committing = 1;
-    start = uv_hrtime();
-    be->ops->commit_batch(be, &commit, 1, &result);
-    party__rooms_record_commit(rooms, (uv_hrtime() - start) / 1000);
-    room_commit_done(room, result);
+    rooms->n_busy++;
+    room->group_next = NULL;
+    if (rooms->loop_group_tail != NULL)
+        rooms->loop_group_tail->group_next = room;
+    else
+        rooms->loop_group_head = room;
+    rooms->loop_group_tail = room;
+    turn_end_watch(rooms);
 }
 
 /* Runs the queued events back to back as one batch, then ends the batch. */
@@ -465,7 +520,8 @@ static void room_load_failed(party_room *room, party__store_work *w) {
     party__loop_maybe_finish(rooms->lp);
 }
 
-/* The store is loaded: the room is ready and runs what waits. */
+/* The store is loaded: the room is ready and runs what waits (now, or,
+ * inside a callback, from the ready list). */
 static void room_loaded(party__store_work *w) {
     party_room *room = w->room;
     party__rooms *rooms = room->rooms;
@@ -492,7 +548,10 @@ static void room_loaded(party__store_work *w) {
      * by name learns whether it must still persist it. */
     room_reload_name(room);
     room->life = PARTY__ROOM_READY;
-    party__room_run(room);
+    if (rooms->lp->in_callback > 0)
+        party__rooms_mark_ready(rooms, room);
+    else
+        party__room_run(room);
 }
 
 static void after_load_work(uv_work_t *req, int status) {
@@ -504,16 +563,19 @@ static void after_load_work(uv_work_t *req, int status) {
     party__loop_maybe_finish(rooms->lp);
 }
 
-/* ---- load groups: rooms woken by their alarm ----
+/* ---- load groups: the rooms that came to load in one turn ----
  *
- * When many alarms come due together, each woken room's load would be a
- * worker job and a thread of its own: the thread's start and end cost
- * more than loading a room of the shared files. Rooms woken by an alarm
- * wait on the loop's load list instead, and at the end of the turn (the
- * commit groups' handles) up to LOAD_GROUP_MAX of them are loaded one
- * after another by one worker job on one short thread; at most
- * LOAD_GROUPS_MAX such jobs per loop are in flight. Their batches then
- * end in the same turn, so they commit as one group too. */
+ * When many rooms come to load together (alarms due together, clients
+ * reaching many cold rooms), each room's load would be a worker job and a
+ * thread of its own: the thread's start and end cost more than loading a
+ * room of the shared files. Rooms to load (with a backend whose loads
+ * wait for no network, else rooms woken by their alarm) wait on the
+ * loop's load list instead, and at the end of the turn (the commit
+ * groups' handles) up to LOAD_GROUP_MAX of them are loaded one after
+ * another by one worker job on one short thread; at most LOAD_GROUPS_MAX
+ * such jobs per loop are in flight. Their batches then end in the same turn, so they commit as one
+ * group too. (A room the backend knows to be new does not wait here: see
+ * room_load_store.) */
 #define LOAD_GROUP_MAX 256
 #define LOAD_GROUPS_MAX 2
 
@@ -606,11 +668,22 @@ static void load_groups_start(party__rooms *rooms) {
     }
 }
 
-/* A room woken by its alarm (its heap entry taken: wake_indexed -1) loads
- * with the loop's next load group; any other alone, at once. */
+/* A room the backend knows to be new loads here, at once (no read, no
+ * thread: a new room costs its first commit, not a trip to a worker);
+ * any other with the loop's next load group, where the rooms that came
+ * to load in one loop turn share a worker job and its thread, unless the
+ * backend's loads wait for a network (then only rooms woken by their
+ * alarm go together, the others each on a job of their own). */
 static void room_load_store(party_room *room, party__store_work *w) {
     party__rooms *rooms = room->rooms;
-    if (room->wake_indexed != -1) {
+    party__backend *be = party__room_backend(room);
+    if (be->ops->load_quick != NULL &&
+        be->ops->load_quick(be, room->id, room->party->name, &w->store, &w->loaded) == 0) {
+        w->result = 0;
+        room_loaded(w);
+        return;
+    }
+    if (!be->load_in_groups && room->wake_indexed != -1) {
         room_load_alone(room, w);
         return;
     }

@@ -60,9 +60,13 @@ typedef struct party__rooms {
      * before the loop blocks (what a timer or idle callback ended). */
     struct party_room *group_head, *group_tail;
     int group_in_flight;
-    /* Load groups (room_commit.c): rooms woken by their alarm wait here
-     * to be loaded together, many on one worker job, started by the same
-     * handles as the commit groups. */
+    /* Rooms whose commit waits for no disk (commit_on_loop): committed
+     * together on the loop thread by the same handles, one transaction
+     * per file for all the batches that ended in the turn. */
+    struct party_room *loop_group_head, *loop_group_tail;
+    /* Load groups (room_commit.c): rooms to load (but those the backend
+     * loads at once) wait here to be loaded together, many on one worker
+     * job, started by the same handles as the commit groups. */
     struct party__store_work *load_head, *load_tail;
     int load_in_flight;
     uv_check_t group_check;

@@ -27,6 +27,11 @@ typedef struct party__backend {
      * did not change: such a commit waits for no disk and no network
      * (SQLite with durability normal). 0: commits run on worker threads. */
     int commit_on_loop;
+    /* 1 if a load costs less than starting and ending a thread (it waits
+     * for no network: SQLite): the rooms that come to load in one loop
+     * turn are loaded one after another on one worker job. 0: each on a
+     * job of its own (rooms woken by their alarm still go together). */
+    int load_in_groups;
     /* A cluster backend's name of this node (valid until close); NULL for
      * a backend one process holds. */
     const char *node;
@@ -164,6 +169,13 @@ struct party__store_ops {
                 party__room_loaded *loaded, char *why, size_t why_len);
     /* Drops the store; writes not committed are lost. NULL is a no-op. */
     void (*unload)(party__room_store *rs);
+    /* load without I/O, on the room's loop thread, for a room the backend
+     * knows has no records: 0 with *out and *loaded as load gives them;
+     * 1 when it cannot tell without reading (then load, on a worker
+     * thread). It must never take a room with records for a new one.
+     * NULL: every load is load's. */
+    int (*load_quick)(party__backend *be, const char *room_id, const char *party,
+                      party__room_store **out, party__room_loaded *loaded);
 
     /* ---- records (synchronous: the thread that holds the room, its
      * loop; inside the room's open batch, which the first op begins) ---- */

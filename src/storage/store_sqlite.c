@@ -147,6 +147,8 @@ static void shard_close(shard *sh) {
     if (sh->mutexes) {
         uv_mutex_destroy(&sh->write_mutex);
         uv_mutex_destroy(&sh->read_mutex);
+        uv_mutex_destroy(&sh->queue_mutex);
+        uv_cond_destroy(&sh->queue_cond);
     }
 }
 
@@ -223,6 +225,19 @@ static int shard_open(sqlite_backend *be, unsigned k, char *why, size_t why_len)
     }
     if (uv_mutex_init(&sh->read_mutex) != 0) {
         uv_mutex_destroy(&sh->write_mutex);
+        snprintf(why, why_len, "out of memory");
+        return PARTY_ENOMEM;
+    }
+    if (uv_mutex_init(&sh->queue_mutex) != 0) {
+        uv_mutex_destroy(&sh->write_mutex);
+        uv_mutex_destroy(&sh->read_mutex);
+        snprintf(why, why_len, "out of memory");
+        return PARTY_ENOMEM;
+    }
+    if (uv_cond_init(&sh->queue_cond) != 0) {
+        uv_mutex_destroy(&sh->write_mutex);
+        uv_mutex_destroy(&sh->read_mutex);
+        uv_mutex_destroy(&sh->queue_mutex);
         snprintf(why, why_len, "out of memory");
         return PARTY_ENOMEM;
     }
@@ -374,6 +389,7 @@ static void sqlite_close(party__backend *be_) {
     index_statements_finalize(be);
     sqlite3_close(be->index);
     uv_mutex_destroy(&be->index_mutex);
+    party__sqlite_known_free(be);
     party__free(be->data_dir);
     party__free(be);
 }
@@ -393,6 +409,7 @@ static int sqlite_open(const party__backend_config *cfg, party__backend **out, c
     }
     be->base.ops = &party__sqlite_shared_ops;
     be->base.commit_on_loop = !cfg->durability_full;
+    be->base.load_in_groups = 1;
     be->durability_full = cfg->durability_full;
     /* In memory, closing an own file loses it: no bound then. */
     be->max_handles = cfg->data_dir == NULL  ? SIZE_MAX
@@ -402,7 +419,8 @@ static int sqlite_open(const party__backend_config *cfg, party__backend **out, c
     while (be->handle_buckets_cap < 2 * be->max_handles && be->handle_buckets_cap < (1u << 16))
         be->handle_buckets_cap *= 2;
     be->handle_buckets = party__calloc(be->handle_buckets_cap, sizeof(*be->handle_buckets));
-    if (be->handle_buckets == NULL || uv_mutex_init(&be->handles_mutex) != 0) {
+    if (be->handle_buckets == NULL || uv_mutex_init(&be->handles_mutex) != 0 ||
+        party__sqlite_known_init(be) != 0) {
         party__free(be->handle_buckets);
         be->handle_buckets = NULL;
         sqlite_close(&be->base);
@@ -496,6 +514,10 @@ static int sqlite_open(const party__backend_config *cfg, party__backend **out, c
             return rc;
         }
     }
+    if ((rc = party__sqlite_known_fill(be, why, why_len)) != 0) {
+        sqlite_close(&be->base);
+        return rc;
+    }
     *out = &be->base;
     return 0;
 }
@@ -517,6 +539,18 @@ static void sqlite_release(party__backend *be, party__store_req *req) {
 
 static party__pending_pairs *pending_of(sqlite_room *s, int meta) {
     return meta ? &s->ws.meta : &s->ws.kv;
+}
+
+/* The room's committed rows of one table as load read them, NULL when it
+ * holds none (see snap in sqlite_room). */
+static const party__pending_pairs *snap_of(const sqlite_room *s, int meta) {
+    return s->snap ? (meta ? &s->snap_rows.meta : &s->snap_rows.kv) : NULL;
+}
+
+/* The snapshot goes: the rows may change from here on. */
+static void snap_drop(sqlite_room *s) {
+    s->snap = 0;
+    party__write_set_clear(&s->snap_rows);
 }
 
 /* The result of a write the batch could not record: the batch is broken. */
@@ -543,10 +577,19 @@ static int copy_value(const void *data, size_t n, void **val, size_t *len) {
 /* The committed value of key: a copy into *val, or (val NULL) only
  * whether there is one. 0, PARTY_ENOTFOUND or an error. */
 static int shared_read_pair(sqlite_room *s, int meta, const char *key, void **val, size_t *len) {
-    reader *rd = party__sqlite_reader_get(s->backend, s->shard);
+    reader *rd;
     sqlite3_stmt *get;
     int rc, r = 0;
 
+    if (s->fresh)
+        return PARTY_ENOTFOUND;
+    if (snap_of(s, meta) != NULL) {
+        const party__pending_pair *p = party__pending_find(snap_of(s, meta), key);
+        if (p == NULL)
+            return PARTY_ENOTFOUND;
+        return val != NULL ? copy_value(p->val, p->len, val, len) : 0;
+    }
+    rd = party__sqlite_reader_get(s->backend, s->shard);
     if (rd == NULL)
         return PARTY_EIO;
     get = meta ? rd->meta_get : rd->kv_get;
@@ -603,64 +646,96 @@ static int shared_delete(sqlite_room *s, int meta, const char *key) {
  * order; a pending entry hides the committed row of its key. */
 static int shared_list(sqlite_room *s, int meta, const char *prefix, party__kv_fn fn, void *arg) {
     const party__pending_pairs *pending = pending_of(s, meta);
-    size_t plen = prefix != NULL ? strlen(prefix) : 0, i;
+    /* The committed rows: the room's snapshot (none at all for a fresh
+     * room) when it has one, else its shard's. */
+    const party__pending_pairs *snap = s->fresh ? NULL : snap_of(s, meta);
+    int from_snap = s->fresh || snap != NULL;
+    size_t plen = prefix != NULL ? strlen(prefix) : 0, i, j = 0;
     char *upper = NULL;
-    sqlite3_stmt *stmt;
-    reader *rd;
-    int r = 0, rc;
+    sqlite3_stmt *stmt = NULL;
+    reader *rd = NULL;
+    int r = 0, rc = SQLITE_DONE;
 
     if (fn == NULL || (prefix != NULL && party__sqlite_check_key(prefix) != 0))
         return PARTY_EINVAL;
-    if (plen > 0) {
+    if (plen > 0 && !from_snap) {
         upper = party__sqlite_prefix_upper(prefix, plen);
         if (upper == NULL)
             return PARTY_ENOMEM;
     }
-    rd = party__sqlite_reader_get(s->backend, s->shard);
-    if (rd == NULL) {
-        party__free(upper);
-        return PARTY_EIO;
-    }
-    stmt = plen > 0 ? (meta ? rd->meta_range : rd->kv_range) : (meta ? rd->meta_list : rd->kv_list);
-    sqlite3_bind_text(stmt, 1, s->id, -1, SQLITE_STATIC);
-    if (plen > 0) {
-        sqlite3_bind_text(stmt, 2, prefix, (int)plen, SQLITE_STATIC);
-        sqlite3_bind_text(stmt, 3, upper, (int)plen + 1, SQLITE_STATIC);
+    if (!from_snap) {
+        rd = party__sqlite_reader_get(s->backend, s->shard);
+        if (rd == NULL) {
+            party__free(upper);
+            return PARTY_EIO;
+        }
+        stmt = plen > 0 ? (meta ? rd->meta_range : rd->kv_range)
+                        : (meta ? rd->meta_list : rd->kv_list);
+        sqlite3_bind_text(stmt, 1, s->id, -1, SQLITE_STATIC);
+        if (plen > 0) {
+            sqlite3_bind_text(stmt, 2, prefix, (int)plen, SQLITE_STATIC);
+            sqlite3_bind_text(stmt, 3, upper, (int)plen + 1, SQLITE_STATIC);
+        }
+        rc = sqlite3_step(stmt);
+    } else if (snap != NULL && plen > 0) {
+        j = party__pending_lower_bound(snap, prefix);
     }
     i = plen > 0 ? party__pending_lower_bound(pending, prefix) : 0;
-    rc = sqlite3_step(stmt);
     for (;;) {
-        int have_row = rc == SQLITE_ROW, cmp;
+        int have_row, cmp;
         int have_pending =
             i < pending->len && (plen == 0 || strncmp(pending->items[i].key, prefix, plen) == 0);
         const char *key = NULL;
+        const void *val = NULL;
+        size_t len = 0;
 
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-            r = party__sqlite_code_error(rc);
-            break;
+        if (from_snap) {
+            have_row = snap != NULL && j < snap->len &&
+                       (plen == 0 || strncmp(snap->items[j].key, prefix, plen) == 0);
+            if (have_row) {
+                key = snap->items[j].key;
+                val = snap->items[j].val;
+                len = snap->items[j].len;
+            }
+        } else {
+            if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+                r = party__sqlite_code_error(rc);
+                break;
+            }
+            have_row = rc == SQLITE_ROW;
+            if (have_row && (key = (const char *)sqlite3_column_text(stmt, 0)) == NULL) {
+                r = PARTY_ENOMEM;
+                break;
+            }
+            if (have_row) {
+                val = sqlite3_column_blob(stmt, 1);
+                len = (size_t)sqlite3_column_bytes(stmt, 1);
+            }
         }
         if (!have_row && !have_pending)
             break;
-        if (have_row && (key = (const char *)sqlite3_column_text(stmt, 0)) == NULL) {
-            r = PARTY_ENOMEM;
-            break;
-        }
         cmp = !have_row ? -1 : !have_pending ? 1 : strcmp(pending->items[i].key, key);
         if (cmp <= 0) {
             const party__pending_pair *p = &pending->items[i++];
-            if (cmp == 0)
+            if (cmp == 0 && from_snap)
+                j++;
+            else if (cmp == 0)
                 rc = sqlite3_step(stmt);
             if (!p->deleted && (r = fn(p->key, p->val, p->len, arg)) != 0)
                 break;
         } else {
-            r = fn(key, sqlite3_column_blob(stmt, 1), (size_t)sqlite3_column_bytes(stmt, 1), arg);
-            if (r != 0)
+            if ((r = fn(key, val, len, arg)) != 0)
                 break;
-            rc = sqlite3_step(stmt);
+            if (from_snap)
+                j++;
+            else
+                rc = sqlite3_step(stmt);
         }
     }
-    party__sqlite_done_with(stmt);
-    party__sqlite_reader_put(s->shard, rd);
+    if (stmt != NULL) {
+        party__sqlite_done_with(stmt);
+        party__sqlite_reader_put(s->shard, rd);
+    }
     party__free(upper);
     return r;
 }
@@ -677,6 +752,8 @@ static int shared_alarm_get(sqlite_room *s, int64_t *at_ms, int *retries) {
             *retries = s->ws.alarm_retries;
         return 0;
     }
+    if (s->fresh)
+        return 0;
     if ((rd = party__sqlite_reader_get(s->backend, s->shard)) == NULL)
         return PARTY_EIO;
     sqlite3_bind_text(rd->alarm_get, 1, s->id, -1, SQLITE_STATIC);
@@ -700,8 +777,11 @@ static int shared_alarm_set(sqlite_room *s, int64_t at_ms, int retries) {
 
 /* 1 if a schedule with this id is committed, 0 if not, or an error. */
 static int shared_sched_committed(sqlite_room *s, const char *id) {
-    reader *rd = party__sqlite_reader_get(s->backend, s->shard);
+    reader *rd;
     int rc;
+    if (s->fresh)
+        return 0;
+    rd = party__sqlite_reader_get(s->backend, s->shard);
     if (rd == NULL)
         return PARTY_EIO;
     sqlite3_bind_text(rd->sched_one, 1, s->id, -1, SQLITE_STATIC);
@@ -1030,6 +1110,7 @@ static void room_rollback(party__room_store *rs) {
         party__sqlite_own_rollback(rs);
     party__write_set_clear(&s->ws);
     s->broken = 0;
+    snap_drop(s); /* the first batch is over */
 }
 
 /* ---- loading and unloading a room ---- */
@@ -1039,10 +1120,48 @@ static void room_rollback(party__room_store *rs) {
  * wake-ups need from the shard. One read transaction for all of it: a
  * load of a shared room takes the shard's read lock once. 0 or an
  * error. */
-int party__sqlite_room_place(sqlite_room *s, int *own, party__room_loaded *loaded) {
-    reader *rd = party__sqlite_reader_get(s->backend, s->shard);
+/* A small room's rows are read whole at load; a larger one's are read
+ * when asked. */
+#define SNAP_ROWS_MAX 16
+#define SNAP_BYTES_MAX 4096
+
+/* Reads the room's rows of one table (list: the reader's listing of it)
+ * into pairs: 0, 1 when there are more than the snapshot takes (pairs
+ * then partial), or an error. */
+static int snap_read(sqlite_room *s, sqlite3_stmt *list, party__pending_pairs *pairs,
+                     size_t *bytes) {
+    int rc = SQLITE_DONE, r = 0;
+    sqlite3_bind_text(list, 1, s->id, -1, SQLITE_STATIC);
+    while (r == 0 && (rc = sqlite3_step(list)) == SQLITE_ROW) {
+        const char *key = (const char *)sqlite3_column_text(list, 0);
+        const void *val = sqlite3_column_blob(list, 1);
+        size_t len = (size_t)sqlite3_column_bytes(list, 1);
+        if (key == NULL || (len > 0 && val == NULL)) {
+            r = PARTY_ENOMEM;
+            break;
+        }
+        *bytes += strlen(key) + len;
+        if (pairs->len >= SNAP_ROWS_MAX || *bytes > SNAP_BYTES_MAX) {
+            r = 1;
+            break;
+        }
+        r = party__pending_set(pairs, key, val, len, 0);
+    }
+    if (r == 0 && rc != SQLITE_DONE)
+        r = party__sqlite_code_error(rc);
+    party__sqlite_done_with(list);
+    return r;
+}
+
+/* party__sqlite_room_place, and (snapshot 1) a shared room's rows into
+ * its snapshot when they are few, in the same read transaction. */
+static int room_place(sqlite_room *s, int *own, party__room_loaded *loaded, int snapshot) {
+    reader *rd;
     int rc, r = 0;
     *own = -1;
+    if (s->fresh)
+        return 0;
+    rd = party__sqlite_reader_get(s->backend, s->shard);
     if (rd == NULL)
         return PARTY_EIO;
     if (party__sqlite_step_done(rd->begin) != 0) {
@@ -1076,10 +1195,28 @@ int party__sqlite_room_place(sqlite_room *s, int *own, party__room_loaded *loade
         if (rc != SQLITE_ROW)
             r = party__sqlite_code_error(rc);
     }
+    if (r == 0 && *own == 0 && snapshot) {
+        size_t bytes = 0;
+        int k = snap_read(s, rd->meta_list, &s->snap_rows.meta, &bytes);
+        if (k == 0)
+            k = snap_read(s, rd->kv_list, &s->snap_rows.kv, &bytes);
+        /* Too many rows, or no memory for them: read when asked. */
+        s->snap = k == 0;
+        if (k != 0)
+            party__write_set_clear(&s->snap_rows);
+        if (k < 0 && k != PARTY_ENOMEM)
+            r = k;
+    }
     if (party__sqlite_step_done(rd->end) != 0 && r == 0)
         r = PARTY_EIO;
     party__sqlite_reader_put(s->shard, rd);
+    if (r != 0)
+        snap_drop(s);
     return r;
+}
+
+int party__sqlite_room_place(sqlite_room *s, int *own, party__room_loaded *loaded) {
+    return room_place(s, own, loaded, 0);
 }
 
 /* An own-file room's handle stays in the cache (its next load finds it
@@ -1096,6 +1233,7 @@ static void sqlite_unload(party__room_store *rs) {
         party__sqlite_own_checkin(s);
     }
     party__write_set_clear(&s->ws);
+    snap_drop(s);
     party__free(s);
 }
 
@@ -1106,10 +1244,14 @@ static int sqlite_load(party__backend *be_, const char *room_id, const char *par
     char path[4096], dir[4096];
     sqlite_room *s;
     struct stat st;
-    int r, own;
+    int r, own, no_row;
 
     *out = NULL;
     memset(loaded, 0, sizeof(*loaded));
+    /* Loaded, the room may write records: load_quick must not take it
+     * for new again in this process. (If the set cannot take it, it
+     * answers "maybe" for every room from then on.) */
+    (void)party__sqlite_known_add(be, room_id);
     s = party__calloc(1, sizeof(*s));
     if (s == NULL) {
         snprintf(why, why_len, "out of memory");
@@ -1126,7 +1268,7 @@ static int sqlite_load(party__backend *be_, const char *room_id, const char *par
         party__free(s);
         return PARTY_EINVAL;
     }
-    if ((r = party__sqlite_room_place(s, &own, loaded)) != 0) {
+    if ((r = room_place(s, &own, loaded, 1)) != 0) {
         /* A room that cannot read its wake time stays unloaded: loaded
          * without it, its next commit would file "no wake time" and lose
          * its alarm. */
@@ -1137,11 +1279,13 @@ static int sqlite_load(party__backend *be_, const char *room_id, const char *par
         party__free(s);
         return r;
     }
+    no_row = own < 0;
     if (be->data_dir != NULL && own == 0 && (stat(path, &st) == 0 || errno != ENOENT) &&
         (party__sqlite_own_forget(be, NULL, room_id), party__sqlite_own_remove(path) != 0)) {
         /* An own file its shard does not know: a move cut short. */
         snprintf(why, why_len, "%s: cannot remove what a move to it left: %s", path,
                  strerror(errno));
+        snap_drop(s);
         party__free(s);
         return PARTY_EIO;
     }
@@ -1154,6 +1298,7 @@ static int sqlite_load(party__backend *be_, const char *room_id, const char *par
         if ((be->data_dir != NULL && party__sqlite_own_dir(be, room_id, dir, sizeof(dir), path,
                                                            sizeof(path), why, why_len) != 0) ||
             (r = party__sqlite_own_checkout(s, path, why, why_len)) != 0) {
+            snap_drop(s);
             party__free(s);
             return r != 0 ? r : PARTY_EIO;
         }
@@ -1166,13 +1311,16 @@ static int sqlite_load(party__backend *be_, const char *room_id, const char *par
             0) {
             party__sqlite_own_forget(be, s, room_id);
             if (party__sqlite_own_checkout(s, path, why, why_len) != 0) {
+                snap_drop(s);
                 party__free(s);
                 return PARTY_EIO;
             }
         }
     }
     if (!s->own) {
-        /* A shared room: party__sqlite_room_place read its wake time. */
+        /* A shared room: party__sqlite_room_place read its wake time. With
+         * no row and no file, it has nothing committed yet. */
+        s->fresh = no_row;
         *out = &s->base;
         return 0;
     }
@@ -1193,6 +1341,31 @@ static int sqlite_load(party__backend *be_, const char *room_id, const char *par
      * in-memory room keeps its own: closed, its file would be gone). */
     if (be->data_dir != NULL)
         party__sqlite_own_checkin(s);
+    *out = &s->base;
+    return 0;
+}
+
+/* A room the known set has never seen has no row in its shard and no file
+ * of its own: its store is a fresh shared one, made here, on the loop
+ * thread, with no read and no thread. */
+static int sqlite_load_quick(party__backend *be_, const char *room_id, const char *party,
+                             party__room_store **out, party__room_loaded *loaded) {
+    sqlite_backend *be = (sqlite_backend *)be_;
+    sqlite_room *s;
+
+    *out = NULL;
+    memset(loaded, 0, sizeof(*loaded));
+    if (!party__sqlite_known_claim(be, room_id))
+        return 1;
+    s = party__calloc(1, sizeof(*s));
+    if (s == NULL)
+        return 1; /* claimed: the long way reads it (nothing) */
+    s->base.ops = &party__sqlite_shared_ops;
+    s->backend = be;
+    s->party = party;
+    snprintf(s->id, sizeof(s->id), "%s", room_id);
+    s->shard = shard_of(be, room_id);
+    s->fresh = 1;
     *out = &s->base;
     return 0;
 }
@@ -1354,50 +1527,108 @@ static int shard_commits(const shard *sh, const party__commit *c, int result) {
     return result >= 0 && !s->own && s->shard == sh && !party__write_set_empty(&s->ws);
 }
 
-/* Commits the write sets of the shared rooms of sh among rooms: one
- * transaction (one sync), a savepoint per room, so that a room whose
- * records cannot be written fails alone. Every write set committed here
- * is empty after, whatever the result. */
-static void shard_commit(shard *sh, const party__commit *rooms, size_t n, int *results) {
-    size_t i;
-    int r, any = 0;
+/* One commit_batch's rooms of a shard, waiting for its writer. */
+typedef struct shard_waiter {
+    struct shard_waiter *next;
+    const party__commit *rooms;
+    size_t n;
+    int *results;
+    int done;
+} shard_waiter;
 
-    for (i = 0; i < n && !any; i++)
-        any = shard_commits(sh, &rooms[i], results[i]);
-    if (!any)
-        return;
+/* Commits the write sets of the shared rooms of sh among the waiters'
+ * rooms: one transaction (one sync), a savepoint per room, so that a room
+ * whose records cannot be written fails alone. Every write set committed
+ * here is empty after, whatever the result. */
+static void shard_commit_all(shard *sh, shard_waiter *waiters) {
+    shard_waiter *w;
+    size_t i;
+    int r;
+
     uv_mutex_lock(&sh->write_mutex);
     r = party__sqlite_step_done(sh->begin);
-    for (i = 0; r == 0 && i < n; i++) {
-        sqlite_room *s = (sqlite_room *)rooms[i].store;
-        if (!shard_commits(sh, &rooms[i], results[i]))
-            continue;
-        if (party__sqlite_step_done(sh->savepoint) != 0) {
-            r = PARTY_EIO;
-            break;
+    for (w = waiters; r == 0 && w != NULL; w = w->next) {
+        for (i = 0; r == 0 && i < w->n; i++) {
+            sqlite_room *s = (sqlite_room *)w->rooms[i].store;
+            if (!shard_commits(sh, &w->rooms[i], w->results[i]))
+                continue;
+            if (party__sqlite_step_done(sh->savepoint) != 0) {
+                r = PARTY_EIO;
+                break;
+            }
+            if (write_set_apply(sh, s) == 0 && party__sqlite_step_done(sh->release) == 0)
+                continue;
+            w->results[i] = PARTY_EIO;
+            if (party__sqlite_step_done(sh->rollback_to) != 0 ||
+                party__sqlite_step_done(sh->release) != 0)
+                r = PARTY_EIO; /* the transaction is not what it was: all fail */
         }
-        if (write_set_apply(sh, s) == 0 && party__sqlite_step_done(sh->release) == 0)
-            continue;
-        results[i] = PARTY_EIO;
-        if (party__sqlite_step_done(sh->rollback_to) != 0 ||
-            party__sqlite_step_done(sh->release) != 0)
-            r = PARTY_EIO; /* the transaction is not what it was: all fail */
     }
     if (r == 0)
         r = party__sqlite_step_done(sh->commit);
     if (r != 0 && !sqlite3_get_autocommit(sh->writer))
         (void)party__sqlite_step_done(sh->rollback);
     uv_mutex_unlock(&sh->write_mutex);
-    for (i = 0; i < n; i++) {
-        sqlite_room *s = (sqlite_room *)rooms[i].store;
-        /* The rooms taken above still hold their write sets (a room that
-         * failed before, its store rolled back, holds none). */
-        if (s->own || s->shard != sh || party__write_set_empty(&s->ws))
-            continue;
-        if (r != 0)
-            results[i] = PARTY_EIO;
-        party__write_set_clear(&s->ws);
+    for (w = waiters; w != NULL; w = w->next) {
+        for (i = 0; i < w->n; i++) {
+            sqlite_room *s = (sqlite_room *)w->rooms[i].store;
+            /* The rooms taken above still hold their write sets (a room
+             * that failed before, its store rolled back, holds none). */
+            if (s->own || s->shard != sh || party__write_set_empty(&s->ws))
+                continue;
+            if (r != 0)
+                w->results[i] = PARTY_EIO;
+            /* Committed or not, rows of the room may exist now (a commit
+             * that failed may still have reached the file): its reads go
+             * to the shard from here on. */
+            s->fresh = 0;
+            snap_drop(s);
+            party__write_set_clear(&s->ws);
+        }
     }
+}
+
+/* Commits the shared rooms of sh among rooms. The commit_batch calls that
+ * reach a shard while its writer is busy wait together, and the first of
+ * them to find it free commits them all in one transaction: with groups
+ * of several loops in flight, one sync each would make the later ones
+ * wait for every sync before theirs. */
+static void shard_commit(shard *sh, const party__commit *rooms, size_t n, int *results) {
+    shard_waiter me, *batch, *w, *next;
+    size_t i;
+    int any = 0;
+
+    for (i = 0; i < n && !any; i++)
+        any = shard_commits(sh, &rooms[i], results[i]);
+    if (!any)
+        return;
+    me.rooms = rooms;
+    me.n = n;
+    me.results = results;
+    me.done = 0;
+    uv_mutex_lock(&sh->queue_mutex);
+    me.next = sh->waiting;
+    sh->waiting = &me;
+    while (!me.done) {
+        if (sh->committing) {
+            uv_cond_wait(&sh->queue_cond, &sh->queue_mutex);
+            continue;
+        }
+        sh->committing = 1;
+        batch = sh->waiting;
+        sh->waiting = NULL;
+        uv_mutex_unlock(&sh->queue_mutex);
+        shard_commit_all(sh, batch);
+        uv_mutex_lock(&sh->queue_mutex);
+        /* A waiter told it is done may return at once: next first. */
+        for (w = batch; w != NULL; w = next) {
+            next = w->next;
+            w->done = 1;
+        }
+        sh->committing = 0;
+        uv_cond_broadcast(&sh->queue_cond);
+    }
+    uv_mutex_unlock(&sh->queue_mutex);
 }
 
 static void sqlite_commit_batch(party__backend *be_, const party__commit *rooms, size_t n,
@@ -1502,6 +1733,7 @@ const party__store_ops party__sqlite_own_ops = {
     .acquire = sqlite_acquire,
     .release = sqlite_release,
     .load = sqlite_load,
+    .load_quick = sqlite_load_quick,
     .unload = sqlite_unload,
     .kv_get = party__sqlite_own_op_kv_get,
     .kv_put = party__sqlite_own_op_kv_put,
@@ -1533,6 +1765,7 @@ const party__store_ops party__sqlite_shared_ops = {
     .acquire = sqlite_acquire,
     .release = sqlite_release,
     .load = sqlite_load,
+    .load_quick = sqlite_load_quick,
     .unload = sqlite_unload,
     .kv_get = shared_op_kv_get,
     .kv_put = shared_op_kv_put,

@@ -65,6 +65,13 @@ typedef struct shard {
     sqlite3_stmt *sched_clear;
     reader *idle; /* readers not in use */
     size_t readers;
+    /* The commits waiting for the writer (store_sqlite.c, shard_commit),
+     * under queue_mutex: committing 1 while one of them commits all the
+     * others that waited with it. */
+    uv_mutex_t queue_mutex;
+    uv_cond_t queue_cond;
+    struct shard_waiter *waiting;
+    int committing;
 } shard;
 
 /* An own file's connection and its statements, in the backend's handle
@@ -106,6 +113,13 @@ typedef struct sqlite_backend {
     size_t handle_buckets_cap; /* a power of two */
     own_handle *lru_head, *lru_tail;
     size_t n_handles, max_handles;
+    /* The rooms that may have records (store_sqlite_known.c): fingerprints
+     * of their ids, open addressing, under known_mutex. known_broken: it
+     * could not grow, and answers "maybe" from then on. */
+    uv_mutex_t known_mutex;
+    int known_mutex_ok, known_broken;
+    uint32_t *known;
+    size_t known_cap, known_n;
 } sqlite_backend;
 
 /* One loaded room: shared (own 0: its open batch is ws) or own-file
@@ -132,6 +146,15 @@ typedef struct sqlite_room {
      * a read it needed failed): the batch must fail, as a transaction
      * SQLite rolled back does, not commit without it. */
     int broken;
+    /* A shared room with no committed row anywhere (its shard had none and
+     * it had no file when it loaded, and no commit of it was tried since):
+     * its reads are its write set's alone, with no read connection. */
+    int fresh;
+    /* snap 1: snap_rows holds every committed kv and meta row of the room,
+     * as load read them (a small room's, in the read that placed it), for
+     * the reads of its first batch; dropped when that batch ends. */
+    int snap;
+    party__write_set snap_rows;
 } sqlite_room;
 
 /* The room store tables (the own-file one, the shared one: see "the
@@ -188,6 +211,22 @@ int party__sqlite_sched_from_row(sqlite3_stmt *stmt, party__schedule *sc);
  * load of a shared room takes the shard's read lock once. 0 or an
  * error. */
 int party__sqlite_room_place(sqlite_room *s, int *own, party__room_loaded *loaded);
+
+/* ---- the rooms that may have records (store_sqlite_known.c) ---- */
+
+/* Sets up the empty set: 0 or PARTY_ENOMEM. */
+int party__sqlite_known_init(sqlite_backend *be);
+/* Frees the set (nothing if it was never set up). */
+void party__sqlite_known_free(sqlite_backend *be);
+/* Fills the set when the backend opens (its shards open): every room a
+ * shard lists, every file under <data>/rooms. 0, or an error with why. */
+int party__sqlite_known_fill(sqlite_backend *be, char *why, size_t why_len);
+/* Adds a room that may have records from now on: 0 or PARTY_ENOMEM (the
+ * set then answers "maybe" to every room). Any thread. */
+int party__sqlite_known_add(sqlite_backend *be, const char *room_id);
+/* 1 if the room has no records (not in the set), and adds it, in one step;
+ * 0 if it may have some. Any thread. */
+int party__sqlite_known_claim(sqlite_backend *be, const char *room_id);
 
 /* ---- own-file rooms (store_sqlite_own.c) ---- */
 

@@ -1106,6 +1106,8 @@ static void test_data_dir_of_format_1_is_read_unchanged(void **state) {
     assert_string_equal(seen.names[0], "y2100");
     f->be->ops->unload(rs);
 
+    /* Its file is all there is of it (no shard lists it): not new. */
+    assert_int_equal(f->be->ops->load_quick(f->be, counter, "counter", &rs, &loaded), 1);
     assert_int_equal(
         f->be->ops->load(f->be, counter, "counter", &rs, &loaded, f->why, sizeof(f->why)), 0);
     assert_int_equal(party__store_kv_get(rs, "count", &val, NULL), 0);
@@ -1410,6 +1412,182 @@ static void test_busy_and_fenced_codes_have_their_own_text(void **state) {
     assert_string_not_equal(party_strerror(PARTY_EBUSY), party_strerror(PARTY_EFENCED));
 }
 
+/* ---- new rooms told without a read ---- */
+
+/* load_quick of room i: its result, the store in *rs (NULL unless 0). */
+static int load_quick(fixture *f, int i, party__room_store **rs) {
+    party__room_loaded loaded;
+    char id[PARTY_ID_MAX];
+    room_id(i, id);
+    *rs = NULL;
+    return f->be->ops->load_quick(f->be, id, "test", rs, &loaded);
+}
+
+static void reopen(fixture *f) {
+    party__backend_close(f->be);
+    if (party__backend_open(&f->cfg, &f->be, f->why, sizeof(f->why)) != 0)
+        fail_msg("%s", f->why);
+}
+
+static void test_load_quick_takes_for_new_only_rooms_without_records(void **state) {
+    fixture *f = *state;
+    party__room_store *rs;
+    char value[32], text[256];
+    void *val = NULL;
+
+    assert_non_null(f->be->ops->load_quick);
+    /* Never seen: an empty store at once; its reads see its batch alone. */
+    assert_int_equal(load_quick(f, 60, &rs), 0);
+    assert_non_null(rs);
+    assert_int_equal(party__store_kv_get(rs, "k", &val, NULL), PARTY_ENOTFOUND);
+    assert_int_equal(party__store_kv_delete(rs, "k"), PARTY_ENOTFOUND);
+    assert_int_equal(party__store_kv_put(rs, "k", "v", 1), 0);
+    assert_int_equal(party__store_meta_put(rs, "name", "sixty", 5), 0);
+    list_of(rs, NULL, text, sizeof(text));
+    assert_string_equal(text, "k=v,");
+    assert_int_equal(commit_one(f, rs, 0, 0), 0);
+    /* Committed: its reads find the shard's rows. */
+    assert_int_equal(party__store_kv_get(rs, "k", &val, NULL), 0);
+    assert_string_equal(val, "v");
+    free(val);
+    list_of(rs, NULL, text, sizeof(text));
+    assert_string_equal(text, "k=v,");
+    f->be->ops->unload(rs);
+    /* Loaded once, never new again: the long way, which finds the rows. */
+    assert_int_equal(load_quick(f, 60, &rs), 1);
+    assert_null(rs);
+    kv_value(f, 60, "k", value, sizeof(value));
+    assert_string_equal(value, "v");
+
+    /* A new room that opens its own database: only its own file. */
+    assert_int_equal(load_quick(f, 61, &rs), 0);
+    assert_non_null(party__store_room_file_open(rs));
+    assert_int_equal(party__store_kv_put(rs, "k", "own", 3), 0);
+    assert_int_equal(commit_one(f, rs, 0, 0), 0);
+    f->be->ops->unload(rs);
+    assert_int_equal(rows_in_shards(f, 61), 0);
+
+    /* A new process: its shards and its files say which rooms exist. */
+    reopen(f);
+    assert_int_equal(load_quick(f, 60, &rs), 1);
+    assert_int_equal(load_quick(f, 61, &rs), 1);
+    kv_value(f, 60, "k", value, sizeof(value));
+    assert_string_equal(value, "v");
+    kv_value(f, 61, "k", value, sizeof(value));
+    assert_string_equal(value, "own");
+    /* One never written is new, once. */
+    assert_int_equal(load_quick(f, 62, &rs), 0);
+    f->be->ops->unload(rs);
+    assert_int_equal(load_quick(f, 62, &rs), 1);
+}
+
+static void test_room_with_more_rows_than_a_snapshot_reads_them_all(void **state) {
+    fixture *f = *state;
+    party__room_store *rs = load(f, 63, NULL);
+    char key[16], text[256], expect[256] = "";
+    void *val = NULL;
+    int i;
+
+    for (i = 0; i < 20; i++) {
+        snprintf(key, sizeof(key), "k%02d", i);
+        assert_int_equal(party__store_kv_put(rs, key, "v", 1), 0);
+        snprintf(expect + strlen(expect), sizeof(expect) - strlen(expect), "%s=v,", key);
+    }
+    assert_int_equal(commit_one(f, rs, 0, 0), 0);
+    f->be->ops->unload(rs);
+    rs = load(f, 63, NULL);
+    list_of(rs, NULL, text, sizeof(text));
+    assert_string_equal(text, expect);
+    assert_int_equal(party__store_kv_get(rs, "k19", &val, NULL), 0);
+    free(val);
+    f->be->ops->unload(rs);
+
+    /* A small room's rows, read with its load: the same answers, its open
+     * batch over them, in the first batch and after it. */
+    kv_put_one(f, 64);
+    rs = load(f, 64, NULL);
+    assert_int_equal(party__store_kv_put(rs, "a", "first", 5), 0);
+    list_of(rs, NULL, text, sizeof(text));
+    assert_string_equal(text, "a=first,k=v,");
+    assert_int_equal(party__store_kv_delete(rs, "k"), 0);
+    list_of(rs, NULL, text, sizeof(text));
+    assert_string_equal(text, "a=first,");
+    party__store_rollback(rs);
+    list_of(rs, NULL, text, sizeof(text));
+    assert_string_equal(text, "k=v,");
+    assert_int_equal(party__store_kv_get(rs, "k", &val, NULL), 0);
+    assert_string_equal(val, "v");
+    free(val);
+    f->be->ops->unload(rs);
+}
+
+/* ---- commits from several threads at once ---- */
+
+typedef struct committer {
+    fixture *f;
+    int first, rooms, failures;
+    uv_thread_t thread;
+} committer;
+
+/* Commits k = "v<round>" in each of its rooms, round after round, each
+ * round one commit_batch of all of them. */
+static void commit_rounds(void *arg) {
+    committer *c = arg;
+    party__room_store *rs[8];
+    party__commit commits[8];
+    int results[8], round, i;
+    char id[PARTY_ID_MAX], value[16];
+
+    for (round = 0; round < 40; round++) {
+        for (i = 0; i < c->rooms; i++) {
+            party__room_loaded loaded;
+            room_id(c->first + i, id);
+            rs[i] = NULL;
+            if (c->f->be->ops->load(c->f->be, id, "test", &rs[i], &loaded, NULL, 0) != 0) {
+                c->failures++;
+                return;
+            }
+            snprintf(value, sizeof(value), "v%d", round);
+            if (party__store_kv_put(rs[i], "k", value, strlen(value)) != 0)
+                c->failures++;
+            commits[i].store = rs[i];
+            commits[i].wake_ms = 0;
+            commits[i].wake_changed = 0;
+        }
+        c->f->be->ops->commit_batch(c->f->be, commits, (size_t)c->rooms, results);
+        for (i = 0; i < c->rooms; i++) {
+            if (results[i] != 0)
+                c->failures++;
+            c->f->be->ops->unload(rs[i]);
+        }
+    }
+}
+
+/* The calls that meet at a shard's writer go in one transaction: each
+ * room still gets its own result, and every room's last write is kept. */
+static void test_commit_batches_of_several_threads_all_commit(void **state) {
+    fixture *f = *state;
+    committer c[4];
+    char value[32];
+    int t, i;
+
+    for (t = 0; t < 4; t++) {
+        c[t].f = f;
+        c[t].first = 100 + t * 8;
+        c[t].rooms = 8;
+        c[t].failures = 0;
+        assert_int_equal(uv_thread_create(&c[t].thread, commit_rounds, &c[t]), 0);
+    }
+    for (t = 0; t < 4; t++) {
+        assert_int_equal(uv_thread_join(&c[t].thread), 0);
+        assert_int_equal(c[t].failures, 0);
+    }
+    for (i = 0; i < 32; i++) {
+        kv_value(f, 100 + i, "k", value, sizeof(value));
+        assert_string_equal(value, "v39");
+    }
+}
+
 #define TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(int argc, char **argv) {
@@ -1441,6 +1619,9 @@ int main(int argc, char **argv) {
         TEST(test_load_in_an_unwritable_directory_says_permission_denied),
         TEST(test_room_whose_wake_time_cannot_be_read_is_not_loaded),
         TEST(test_own_file_handles_past_the_bound_close_and_keep_records),
+        TEST(test_load_quick_takes_for_new_only_rooms_without_records),
+        TEST(test_room_with_more_rows_than_a_snapshot_reads_them_all),
+        TEST(test_commit_batches_of_several_threads_all_commit),
         cmocka_unit_test(test_busy_and_fenced_codes_have_their_own_text),
     };
     party__store_configure();
