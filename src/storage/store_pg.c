@@ -1986,7 +1986,7 @@ static const char *const commit_sql[ST_COUNT] = {
 /* Prepares commit_sql on a new connection of the pool: 0 or PARTY_EIO
  * with why. */
 static int prepare_commits(PGconn *c, char *why, size_t why_len) {
-    char name[8];
+    char name[16];
     int i;
     for (i = 0; i < ST_COUNT; i++) {
         PGresult *res;
@@ -2075,7 +2075,7 @@ static void pipe_send_sql(pipe_run *p, const char *sql) {
 /* A prepared statement of commit_sql. */
 static void pipe_send(pipe_run *p, int st, int n, const char *const *vals, const int *lens,
                       const int *formats) {
-    char name[8];
+    char name[16];
     if (p->broken)
         return;
     snprintf(name, sizeof(name), "c%d", st);
