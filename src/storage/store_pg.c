@@ -175,6 +175,8 @@ static PGconn *connect_db(const char *conninfo, int control, char *why, size_t w
     return c;
 }
 
+static int prepare_commits(PGconn *c, char *why, size_t why_len);
+
 /* A connection for this thread's work: an idle one, or a new one while
  * fewer than max_conns are open, else the next one given back. A thread
  * holds at most one at a time, so waiting cannot deadlock. */
@@ -193,6 +195,10 @@ static PGconn *pool_get(pg_backend *be, char *why, size_t why_len) {
     if (c != NULL)
         PQfinish(c); /* its place is the new one's */
     c = connect_db(be->conninfo, 0, why, why_len);
+    if (c != NULL && prepare_commits(c, why, why_len) != 0) {
+        PQfinish(c);
+        c = NULL;
+    }
     if (c == NULL) {
         uv_mutex_lock(&be->pool_mutex);
         be->n_open--;
@@ -1910,6 +1916,92 @@ static int file_prepare(pg_room *s, file_part *fp) {
  * transaction each (commit_room), so one room's bad write fails that
  * room only. */
 
+/* The statements of a commit, prepared once on each connection of the
+ * pool (prepare_commits): planned once, not at each commit (the fence's
+ * join costs more to plan than to run: docs/benchmarks.md). Named by
+ * their index ("c0", "c1", ...). */
+enum {
+    ST_KV_PUT,
+    ST_META_PUT,
+    ST_KV_DEL,
+    ST_META_DEL,
+    ST_ALARM_PUT,
+    ST_ALARM_DEL,
+    ST_SCHED_PUT,
+    ST_SCHED_DEL,
+    ST_CHANGE_ADD,
+    ST_SNAPSHOT_PUT,
+    ST_CHANGES_DROP,
+    ST_INDEX_PUT,
+    ST_INDEX_DEL,
+    ST_FENCE_STRICT,
+    ST_FENCE_ROWS,
+    ST_COUNT
+};
+
+/* The rooms of the attempt that this node holds at their epoch, locked
+ * FOR SHARE (a takeover waits for the commit, and the commit for a
+ * takeover), in room order. */
+#define FENCE_ROWS                                                                                 \
+    "SELECT r.room_id FROM party_rooms r JOIN unnest($2::text[], $3::bigint[]) AS w(id, epoch)"    \
+    " ON r.room_id = w.id AND r.epoch = w.epoch WHERE r.owner = $1"                                \
+    " ORDER BY r.room_id FOR SHARE OF r"
+
+static const char *const commit_sql[ST_COUNT] = {
+    [ST_KV_PUT] = "INSERT INTO party_kv (room_id, key, value) VALUES ($1, $2, $3)"
+                  " ON CONFLICT (room_id, key) DO UPDATE SET value = EXCLUDED.value",
+    [ST_META_PUT] = "INSERT INTO party_meta (room_id, key, value) VALUES ($1, $2, $3)"
+                    " ON CONFLICT (room_id, key) DO UPDATE SET value = EXCLUDED.value",
+    [ST_KV_DEL] = "DELETE FROM party_kv WHERE room_id = $1 AND key = $2",
+    [ST_META_DEL] = "DELETE FROM party_meta WHERE room_id = $1 AND key = $2",
+    [ST_ALARM_PUT] = "INSERT INTO party_alarm (room_id, at_ms, retries) VALUES ($1, $2, $3)"
+                     " ON CONFLICT (room_id) DO UPDATE SET at_ms = EXCLUDED.at_ms,"
+                     " retries = EXCLUDED.retries",
+    [ST_ALARM_DEL] = "DELETE FROM party_alarm WHERE room_id = $1",
+    [ST_SCHED_PUT] = "INSERT INTO party_schedules (room_id, id, name, payload, kind,"
+                     " interval_ms, cron, next_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                     " ON CONFLICT (room_id, id) DO UPDATE SET name = EXCLUDED.name,"
+                     " payload = EXCLUDED.payload, kind = EXCLUDED.kind,"
+                     " interval_ms = EXCLUDED.interval_ms, cron = EXCLUDED.cron,"
+                     " next_ms = EXCLUDED.next_ms",
+    [ST_SCHED_DEL] = "DELETE FROM party_schedules WHERE room_id = $1 AND id = $2",
+    [ST_CHANGE_ADD] = "INSERT INTO party_room_changes (room_id, seq, changeset)"
+                      " VALUES ($1, $2::bigint, $3)",
+    [ST_SNAPSHOT_PUT] = "INSERT INTO party_room_files (room_id, snapshot, seq)"
+                        " VALUES ($1, $3, $2::bigint) ON CONFLICT (room_id) DO UPDATE"
+                        " SET snapshot = EXCLUDED.snapshot, seq = EXCLUDED.seq",
+    [ST_CHANGES_DROP] = "DELETE FROM party_room_changes WHERE room_id = $1 AND seq <= $2::bigint",
+    [ST_INDEX_PUT] = "INSERT INTO party_alarm_index (room_id, party, due_ms) VALUES ($1, $2, $3)"
+                     " ON CONFLICT (room_id) DO UPDATE SET party = EXCLUDED.party,"
+                     " due_ms = EXCLUDED.due_ms",
+    [ST_INDEX_DEL] = "DELETE FROM party_alarm_index WHERE room_id = $1",
+    /* Not held: an error (the cast fails, SQLSTATE 22P02) so that nothing
+     * after it runs; its text is what the server logs. */
+    [ST_FENCE_STRICT] = "SELECT CASE WHEN count(*) = $4::bigint THEN 0 ELSE ('partyd: rooms of the"
+                        " commit are held by another node now (fenced): ' || $4::bigint - count(*))"
+                        "::int END FROM (" FENCE_ROWS ") f",
+    [ST_FENCE_ROWS] = FENCE_ROWS,
+};
+
+/* Prepares commit_sql on a new connection of the pool: 0 or PARTY_EIO
+ * with why. */
+static int prepare_commits(PGconn *c, char *why, size_t why_len) {
+    char name[16];
+    int i;
+    for (i = 0; i < ST_COUNT; i++) {
+        PGresult *res;
+        snprintf(name, sizeof(name), "c%d", i);
+        res = PQprepare(c, name, commit_sql[i], 0, NULL);
+        if (!ok_status(res)) {
+            describe(c, res, "preparing the commit statements", why, why_len);
+            PQclear(res);
+            return PARTY_EIO;
+        }
+        PQclear(res);
+    }
+    return 0;
+}
+
 /* Statements sent before a sync reads their answers: bounds what waits
  * in the socket buffers (blocking sends must not wait on a server that
  * waits on us to read). */
@@ -1965,16 +2057,29 @@ static void pipe_sync(pipe_run *p) {
     p->fence_at = -1;
 }
 
-static void pipe_send(pipe_run *p, const char *sql, int n, const char *const *vals, const int *lens,
-                      const int *formats) {
-    if (p->broken)
-        return;
-    if (PQsendQueryParams(p->c, sql, n, NULL, vals, lens, formats, 1) != 1) {
+static void pipe_sent(pipe_run *p, int ok) {
+    if (!ok) {
         p->broken = p->failed = 1;
         return;
     }
     if (++p->queued >= PIPE_CHUNK)
         pipe_sync(p);
+}
+
+/* Transaction control (BEGIN, COMMIT, ROLLBACK: nothing to plan). */
+static void pipe_send_sql(pipe_run *p, const char *sql) {
+    if (!p->broken)
+        pipe_sent(p, PQsendQueryParams(p->c, sql, 0, NULL, NULL, NULL, NULL, 1) == 1);
+}
+
+/* A prepared statement of commit_sql. */
+static void pipe_send(pipe_run *p, int st, int n, const char *const *vals, const int *lens,
+                      const int *formats) {
+    char name[16];
+    if (p->broken)
+        return;
+    snprintf(name, sizeof(name), "c%d", st);
+    pipe_sent(p, PQsendQueryPrepared(p->c, name, n, vals, lens, formats, 1) == 1);
 }
 
 /* Writes the record an undo entry names as it is now. */
@@ -1993,18 +2098,9 @@ static void send_record(pipe_run *pr, pg_room *s, const undo *u) {
             p[2] = t->items[i].val;
             lens[2] = (int)t->items[i].len;
             fmts[2] = 1;
-            pipe_send(pr,
-                      u->what == REC_KV
-                          ? "INSERT INTO party_kv (room_id, key, value) VALUES ($1, $2, $3)"
-                            " ON CONFLICT (room_id, key) DO UPDATE SET value = EXCLUDED.value"
-                          : "INSERT INTO party_meta (room_id, key, value) VALUES ($1, $2, $3)"
-                            " ON CONFLICT (room_id, key) DO UPDATE SET value = EXCLUDED.value",
-                      3, p, lens, fmts);
+            pipe_send(pr, u->what == REC_KV ? ST_KV_PUT : ST_META_PUT, 3, p, lens, fmts);
         } else {
-            pipe_send(pr,
-                      u->what == REC_KV ? "DELETE FROM party_kv WHERE room_id = $1 AND key = $2"
-                                        : "DELETE FROM party_meta WHERE room_id = $1 AND key = $2",
-                      2, p, NULL, NULL);
+            pipe_send(pr, u->what == REC_KV ? ST_KV_DEL : ST_META_DEL, 2, p, NULL, NULL);
         }
     } else if (u->what == REC_ALARM) {
         if (s->alarm_at > 0) {
@@ -2012,13 +2108,9 @@ static void send_record(pipe_run *pr, pg_room *s, const undo *u) {
             snprintf(b, sizeof(b), "%d", s->alarm_retries);
             p[1] = a;
             p[2] = b;
-            pipe_send(pr,
-                      "INSERT INTO party_alarm (room_id, at_ms, retries) VALUES ($1, $2, $3)"
-                      " ON CONFLICT (room_id) DO UPDATE SET at_ms = EXCLUDED.at_ms,"
-                      " retries = EXCLUDED.retries",
-                      3, p, NULL, NULL);
+            pipe_send(pr, ST_ALARM_PUT, 3, p, NULL, NULL);
         } else {
-            pipe_send(pr, "DELETE FROM party_alarm WHERE room_id = $1", 1, p, NULL, NULL);
+            pipe_send(pr, ST_ALARM_DEL, 1, p, NULL, NULL);
         }
     } else {
         int i = sched_index(s, u->key);
@@ -2036,17 +2128,9 @@ static void send_record(pipe_run *pr, pg_room *s, const undo *u) {
             p[5] = a;
             p[6] = sc->cron;
             p[7] = next;
-            pipe_send(pr,
-                      "INSERT INTO party_schedules (room_id, id, name, payload, kind,"
-                      " interval_ms, cron, next_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-                      " ON CONFLICT (room_id, id) DO UPDATE SET name = EXCLUDED.name,"
-                      " payload = EXCLUDED.payload, kind = EXCLUDED.kind,"
-                      " interval_ms = EXCLUDED.interval_ms, cron = EXCLUDED.cron,"
-                      " next_ms = EXCLUDED.next_ms",
-                      8, p, lens, fmts);
+            pipe_send(pr, ST_SCHED_PUT, 8, p, lens, fmts);
         } else {
-            pipe_send(pr, "DELETE FROM party_schedules WHERE room_id = $1 AND id = $2", 2, p, NULL,
-                      NULL);
+            pipe_send(pr, ST_SCHED_DEL, 2, p, NULL, NULL);
         }
     }
 }
@@ -2090,18 +2174,10 @@ static int send_room(pipe_run *pr, pg_room *s, const party__commit *cm, const fi
         lens[2] = fp->len;
         fmts[2] = 1;
         if (fp->mode == FILE_CHANGESET) {
-            pipe_send(pr,
-                      "INSERT INTO party_room_changes (room_id, seq, changeset)"
-                      " VALUES ($1, $2::bigint, $3)",
-                      3, p, lens, fmts);
+            pipe_send(pr, ST_CHANGE_ADD, 3, p, lens, fmts);
         } else {
-            pipe_send(pr,
-                      "INSERT INTO party_room_files (room_id, snapshot, seq)"
-                      " VALUES ($1, $3, $2::bigint) ON CONFLICT (room_id) DO UPDATE"
-                      " SET snapshot = EXCLUDED.snapshot, seq = EXCLUDED.seq",
-                      3, p, lens, fmts);
-            pipe_send(pr, "DELETE FROM party_room_changes WHERE room_id = $1 AND seq <= $2::bigint",
-                      2, p, NULL, NULL);
+            pipe_send(pr, ST_SNAPSHOT_PUT, 3, p, lens, fmts);
+            pipe_send(pr, ST_CHANGES_DROP, 2, p, NULL, NULL);
         }
     }
     if (cm->wake_changed) {
@@ -2109,13 +2185,9 @@ static int send_room(pipe_run *pr, pg_room *s, const party__commit *cm, const fi
             snprintf(due, sizeof(due), "%lld", (long long)cm->wake_ms);
             p[1] = s->party;
             p[2] = due;
-            pipe_send(pr,
-                      "INSERT INTO party_alarm_index (room_id, party, due_ms) VALUES ($1, $2, $3)"
-                      " ON CONFLICT (room_id) DO UPDATE SET party = EXCLUDED.party,"
-                      " due_ms = EXCLUDED.due_ms",
-                      3, p, NULL, NULL);
+            pipe_send(pr, ST_INDEX_PUT, 3, p, NULL, NULL);
         } else {
-            pipe_send(pr, "DELETE FROM party_alarm_index WHERE room_id = $1", 1, p, NULL, NULL);
+            pipe_send(pr, ST_INDEX_DEL, 1, p, NULL, NULL);
         }
     }
     return 0;
@@ -2167,14 +2239,6 @@ static int fence_arrays(const party__commit *rooms, size_t n, const int *want, c
     return 0;
 }
 
-/* The rooms of the attempt that this node holds at their epoch, locked
- * FOR SHARE (a takeover waits for the commit, and the commit for a
- * takeover), in room order. */
-#define FENCE_ROWS                                                                                 \
-    "SELECT r.room_id FROM party_rooms r JOIN unnest($2::text[], $3::bigint[]) AS w(id, epoch)"    \
-    " ON r.room_id = w.id AND r.epoch = w.epoch WHERE r.owner = $1"                                \
-    " ORDER BY r.room_id FOR SHARE OF r"
-
 enum { ATTEMPT_OK, ATTEMPT_FENCED, ATTEMPT_FAILED, ATTEMPT_BROKEN };
 
 /* Ends a failed attempt's transaction. */
@@ -2182,7 +2246,7 @@ static int attempt_abort(pipe_run *pr) {
     if (pr->broken)
         return ATTEMPT_BROKEN;
     pr->failed = 0;
-    pipe_send(pr, "ROLLBACK", 0, NULL, NULL, NULL);
+    pipe_send_sql(pr, "ROLLBACK");
     pipe_sync(pr);
     return pr->broken ? ATTEMPT_BROKEN : ATTEMPT_FAILED;
 }
@@ -2213,18 +2277,12 @@ static int attempt(pipe_run *pr, const char *me, const party__commit *rooms, siz
     p[3] = count;
     pr->failed = pr->fence_bad = 0;
     pr->fence = NULL;
-    pipe_send(pr, "BEGIN", 0, NULL, NULL, NULL);
+    pipe_send_sql(pr, "BEGIN");
     pr->fence_at = pr->queued;
     if (strict) {
-        /* Not held: an error (the cast fails, SQLSTATE 22P02) so that
-         * nothing after it runs; its text is what the server logs. */
-        pipe_send(pr,
-                  "SELECT CASE WHEN count(*) = $4::bigint THEN 0 ELSE ('partyd: rooms of the"
-                  " commit are held by another node now (fenced): ' || $4::bigint - count(*))"
-                  "::int END FROM (" FENCE_ROWS ") f",
-                  4, p, NULL, NULL);
+        pipe_send(pr, ST_FENCE_STRICT, 4, p, NULL, NULL);
     } else {
-        pipe_send(pr, FENCE_ROWS, 3, p, NULL, NULL);
+        pipe_send(pr, ST_FENCE_ROWS, 3, p, NULL, NULL);
         pipe_sync(pr);
         if (!pr->failed && pr->fence != NULL) {
             /* Rooms not listed are another node's now: left out. */
@@ -2249,7 +2307,7 @@ static int attempt(pipe_run *pr, const char *me, const party__commit *rooms, siz
         if (want[i] && send_room(pr, (pg_room *)rooms[i].store, &rooms[i], &fps[i]) != 0)
             pr->failed = 1;
     if (!pr->failed) {
-        pipe_send(pr, "COMMIT", 0, NULL, NULL, NULL);
+        pipe_send_sql(pr, "COMMIT");
         pipe_sync(pr);
     }
     PQclear(pr->fence);

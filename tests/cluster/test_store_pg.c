@@ -5,7 +5,8 @@
  * backends in one process play two nodes: the second cannot acquire a
  * room the first holds (PARTY_EBUSY) until it is released, a batch of
  * two rooms where one's epoch moved on fences that one only, and a group
- * commits its held rooms in one transaction without the fenced one. Needs
+ * commits its held rooms in one transaction without the fenced one;
+ * commits go on after the server dropped the node's connections. Needs
  * PARTYD_TEST_PG (tests/cluster/with_pg.sh). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -532,6 +533,34 @@ static void test_refused_write_fails_its_room_alone(void **state) {
     f->be->ops->unload(rooms[1]);
 }
 
+/* The server drops the node's record connections (a restart, an admin's
+ * pg_terminate_backend): the connections that replace them prepare the
+ * commit statements again, and commits go on. A commit handed a dropped
+ * connection before the node noticed fails (PARTY_EIO, nothing kept);
+ * each such failure closes one, and the pool holds at most a few. */
+static void test_commits_go_on_after_the_server_drops_record_connections(void **state) {
+    fixture *f = *state;
+    party__room_store *rs;
+    char text[64];
+    int r, tries;
+
+    assert_int_equal(own(f->be, 30, 0), 0);
+    rs = load(f, f->be, 30, NULL);
+    assert_int_equal(party__store_kv_put(rs, "k", "one", 3), 0);
+    assert_int_equal(commit_one(f->be, rs, 0, 0), 0);
+    sql_exec(f->uri, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                     " WHERE application_name = 'partyd' AND datname = current_database()");
+    for (tries = 0, r = PARTY_EIO; r == PARTY_EIO && tries < 10; tries++) {
+        assert_int_equal(party__store_kv_put(rs, "k", "two", 3), 0);
+        r = commit_one(f->be, rs, 0, 0);
+    }
+    assert_int_equal(r, 0);
+    sql_text(f->uri, "SELECT convert_from(value, 'UTF8') FROM party_kv WHERE key = 'k'", text,
+             sizeof(text));
+    assert_string_equal(text, "two");
+    f->be->ops->unload(rs);
+}
+
 #define SQLITE(fn) cmocka_unit_test_setup_teardown(fn, setup_sqlite, teardown)
 #define PG(fn) cmocka_unit_test_setup_teardown(fn, setup_pg, teardown)
 
@@ -545,6 +574,7 @@ int main(void) {
         PG(test_fenced_room_fails_alone_in_its_batch),
         PG(test_group_commits_in_one_transaction_without_the_fenced_room),
         PG(test_refused_write_fails_its_room_alone),
+        PG(test_commits_go_on_after_the_server_drops_record_connections),
     };
     server_uri = getenv("PARTYD_TEST_PG");
     if (server_uri == NULL) {
