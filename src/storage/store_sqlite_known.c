@@ -181,3 +181,26 @@ int party__sqlite_known_fill(sqlite_backend *be, char *why, size_t why_len) {
         r = known_fill_files(be, why, why_len);
     return r;
 }
+
+void party__sqlite_known_rescan(sqlite_backend *be) {
+    char why[512];
+    unsigned k;
+    int r = 0;
+
+    /* Only adds: a load_quick of another loop meanwhile finds the set as
+     * it was or larger, never smaller. The shard's writer is its commits'
+     * too: taken as they take it. */
+    for (k = 0; r == 0 && k < be->n_shards; k++) {
+        uv_mutex_lock(&be->shards[k].write_mutex);
+        r = known_fill_shard(be, &be->shards[k], why, sizeof(why));
+        uv_mutex_unlock(&be->shards[k].write_mutex);
+    }
+    if (r == 0 && be->data_dir != NULL)
+        r = known_fill_files(be, why, sizeof(why));
+    if (r != 0) {
+        /* A room it could not list may have records: no room is new. */
+        uv_mutex_lock(&be->known_mutex);
+        be->known_broken = 1;
+        uv_mutex_unlock(&be->known_mutex);
+    }
+}
