@@ -5,7 +5,19 @@
  * load. A room whose fingerprint is absent has no row in its shard and no
  * file of its own: it loads empty on the loop thread (load_quick). A
  * fingerprint present only sends the load the long way (it may be another
- * room's): the set never says "new" of a room that has records. */
+ * room's): the set never says "new" of a room that has records.
+ *
+ * That holds while nothing writes a room's records into the data
+ * directory that this process's set has not seen. Who keeps it: the LOCK
+ * (one partyd per directory; the CLI subcommands only speak HTTP); load
+ * and load_quick add a room before it can write, and a room is loaded on
+ * one loop at a time; the set only grows while the backend is open
+ * (eviction, a failed first commit, a room made again: the long way); a
+ * set that cannot grow, or a rooms/ directory that cannot be listed
+ * whole, answers "maybe" to every room. The one other writer is a new
+ * process that took over in an upgrade and then died: the old process,
+ * serving again, waits for its exit and rescans (upgrade.c) before its
+ * loops thaw. */
 #include "store_sqlite_internal.h"
 
 #include <dirent.h>
