@@ -724,8 +724,19 @@ void party__room_acquire(party_room *room, party__store_work *w) {
 
 void party__room_load(party_room *room) {
     party__rooms *rooms = room->rooms;
-    party__store_work *w = party__calloc(1, sizeof(*w));
+    party__store_work *w;
 
+    if (rooms->lp->handed_over) {
+        /* An upgrade handed this loop's rooms to the new process, which
+         * serves them now: run here too (a connection left behind that
+         * closes, an answer to a request), a room would be a second
+         * writer of its records, and its first records would be some the
+         * new process's set of rooms with records never saw. Its events
+         * end here, as for a room another node holds. */
+        room_fail_queued(room, 1);
+        return;
+    }
+    w = party__calloc(1, sizeof(*w));
     if (w == NULL) {
         room_fail_queued(room, 0);
         return;

@@ -1,0 +1,91 @@
+/* A connection an upgrade leaves behind: a WebSocket whose Close
+ * handshake is under way stays with the old process and ends there. Once
+ * the new process serves, its room must not run in the old one (its
+ * on_close writing the room's records there would make the old process a
+ * second writer, and a room's first records written there would be ones
+ * the new process's set of rooms with records never saw). The probe room
+ * stores the closing connection's id from on_close (state kv-on-close):
+ * after the old process has ended, the room the new one serves has no
+ * such record. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "client.h"
+
+static partyd *served; /* the service, stopped by teardown if a check failed */
+
+static int stop_served(void **state) {
+    (void)state;
+    tconn_close_all();
+    if (served != NULL) {
+        long pid = partyd_serving_pid(served);
+        if (pid > 0 && pid != partyd_pid(served))
+            kill((pid_t)pid, SIGKILL);
+        partyd_stop(served);
+        partyd_free(served);
+        served = NULL;
+    }
+    return 0;
+}
+
+static void test_a_room_left_behind_by_an_upgrade_does_not_run_in_the_old_process(void **state) {
+    static const char *const args[] = {"--threads", "1", NULL};
+    partyd *d = partyd_start(args);
+    tconn *closing, *carried;
+    char *record;
+    int port;
+    (void)state;
+
+    assert_non_null(d);
+    served = d;
+    port = partyd_port(d);
+    closing = probe_open(port, "left-behind", NULL, NULL);
+    assert_int_equal(ws_send_text(closing, "state:kv-on-close"), 0);
+    assert_int_equal(ws_send_text(closing, "getstate"), 0);
+    ws_expect_text(closing, "state:kv-on-close");
+    carried = probe_open(port, "carried", NULL, NULL);
+    /* The room closes it; its Close reply waits: the handshake is under
+     * way when the upgrade comes. */
+    assert_int_equal(ws_send_text(closing, "close:4000:bye"), 0);
+    ws_expect_close(closing, 4000, "bye");
+
+    partyd_signal(d, SIGUSR2);
+    assert_true(partyd_wait_stderr(d, "the new process serves now", 60000));
+    /* The reply reaches the old process, which then ends. */
+    assert_int_equal(ws_send_close(closing, 4000, "bye"), 0);
+    tconn_expect_close(closing);
+    tconn_close(closing);
+    assert_true(partyd_wait_stderr(d, "stopped", 60000));
+
+    record = probe_record(port, "left-behind");
+    if (strstr(record, "\"closed\"") != NULL)
+        fail_msg("the old process ran the room after the hand-over: %s", record);
+    free(record);
+    /* The new process serves on. */
+    assert_int_equal(ws_send_text(carried, "ping"), 0);
+    ws_expect_text(carried, "echo:ping");
+    tconn_close(carried);
+
+    assert_int_equal(partyd_stop_upgraded(d), 0);
+    partyd_expect_no_sanitizer_report(d);
+    served = NULL;
+    partyd_free(d);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(
+            test_a_room_left_behind_by_an_upgrade_does_not_run_in_the_old_process, stop_served),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
