@@ -14,10 +14,12 @@
  * one loop at a time; the set only grows while the backend is open
  * (eviction, a failed first commit, a room made again: the long way); a
  * set that cannot grow, or a rooms/ directory that cannot be listed
- * whole, answers "maybe" to every room. The one other writer is a new
- * process that took over in an upgrade and then died: the old process,
- * serving again, waits for its exit and rescans (upgrade.c) before its
- * loops thaw. */
+ * whole, answers "maybe" to every room. In an upgrade the new process
+ * opens once the old one has committed and hibernated every room, and
+ * the old one loads no room after the hand-over (party__room_load). The
+ * one other writer is a new process that took over and then died: the
+ * old process, serving again, waits for its exit and rescans (upgrade.c)
+ * before its loops thaw. */
 #include "store_sqlite_internal.h"
 
 #include <dirent.h>
