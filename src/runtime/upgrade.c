@@ -520,6 +520,7 @@ static void drain_run(party__loop_ctx *lc, party__mail *mail) {
          * nothing may be written) goes on; nothing is read at frozen 1. */
         party__conn_foreach(&lc->lp, party__conn_thaw);
         party__loop_release_held(lc);
+        party__rooms_load_waiting(&lc->rooms);
     }
     ul->unsettled = 0;
     if (!ul->tick_open) {
@@ -549,6 +550,7 @@ static void thaw_run(party__loop_ctx *lc, party__mail *mail) {
     lc->lp.frozen = 0;
     party__conn_foreach(&lc->lp, party__conn_thaw);
     party__loop_release_held(lc);
+    party__rooms_load_waiting(&lc->rooms);
     if (lc->index == 0)
         party__listener_resume(&lc->lp);
     party__rooms_fire_due(&lc->rooms); /* what came due meanwhile */
@@ -576,7 +578,8 @@ static void forget_run(party__loop_ctx *lc, party__mail *mail) {
      * of this process runs again (its alarms are the new process's). */
     lc->lp.handed_over = 1;
     lc->lp.frozen = 0;
-    party__loop_release_held(lc); /* none: every loop was settled */
+    party__loop_release_held(lc);          /* none: every loop was settled */
+    party__rooms_load_waiting(&lc->rooms); /* their events fail */
     loop_release(ul);
     post(&ul->up->rt->main, ul, loop_done);
 }
