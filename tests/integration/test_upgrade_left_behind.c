@@ -46,12 +46,24 @@ static int teardown(void **state) {
 }
 
 static int stop_served(void **state) {
+    char hook[400];
     (void)state;
     tconn_close_all();
+    snprintf(hook, sizeof(hook), "%s/hold-adopted", hooks_dir);
+    unlink(hook);
     if (served != NULL) {
+        static const char mark[] = "upgrade: test hook: process ";
         long pid = partyd_serving_pid(served);
+        char *log = partyd_stderr(served), *at = strstr(log, mark);
+        /* A new process still held (a check failed before it was ended). */
+        long held = at != NULL && strstr(log, "serves as before") == NULL
+                        ? strtol(at + sizeof(mark) - 1, NULL, 10)
+                        : 0;
+        free(log);
         if (pid > 0 && pid != partyd_pid(served))
             kill((pid_t)pid, SIGKILL);
+        if (held > 0 && held != partyd_pid(served))
+            kill((pid_t)held, SIGKILL);
         partyd_stop(served);
         partyd_free(served);
         served = NULL;
@@ -152,12 +164,62 @@ static void test_a_room_whose_connection_ends_during_the_hand_over_waits_for_its
     partyd_free(d);
 }
 
+/* The same, but the new process dies before it says adopted: the old
+ * one serves again, and the room whose event waited runs then (its
+ * on_close write is there). */
+static void test_a_room_whose_connection_ends_during_a_failed_hand_over_runs_after(void **state) {
+    static const char *const args[] = {"--threads", "1", "--close-timeout", "10", NULL};
+    partyd *d = partyd_start(args);
+    tconn *closing;
+    char hook[400], *record;
+    const char *mark = "upgrade: test hook: process ";
+    char *log, *at;
+    long pid;
+    int port, r;
+    (void)state;
+
+    assert_non_null(d);
+    served = d;
+    port = partyd_port(d);
+    closing = probe_open(port, "timed-out-failed", NULL, NULL);
+    assert_int_equal(ws_send_text(closing, "state:kv-on-close"), 0);
+    assert_int_equal(ws_send_text(closing, "getstate"), 0);
+    ws_expect_text(closing, "state:kv-on-close");
+    snprintf(hook, sizeof(hook), "%s/hold-adopted", hooks_dir);
+    test_write_file(hook, "1\n");
+    assert_int_equal(ws_send_text(closing, "close:4000:bye"), 0);
+    ws_expect_close(closing, 4000, "bye");
+
+    partyd_signal(d, SIGUSR2);
+    assert_true(partyd_wait_stderr(d, "serves before it says adopted", 60000));
+    r = tconn_wait_close(closing, 60000, NULL);
+    assert_true(r == TC_EOF || r == TC_RESET);
+    tconn_close(closing);
+    log = partyd_stderr(d);
+    at = strstr(log, mark);
+    pid = at != NULL ? strtol(at + strlen(mark), NULL, 10) : 0;
+    free(log);
+    assert_true(pid > 0 && pid != partyd_pid(d));
+    kill((pid_t)pid, SIGKILL);
+    unlink(hook);
+    assert_true(partyd_wait_stderr(d, "serves as before; SIGUSR2 may try again", 60000));
+
+    record = probe_expect_record(port, "timed-out-failed", "\"closed\"");
+    free(record);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_expect_no_sanitizer_report(d);
+    served = NULL;
+    partyd_free(d);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(
             test_a_room_left_behind_by_an_upgrade_does_not_run_in_the_old_process, stop_served),
         cmocka_unit_test_teardown(
             test_a_room_whose_connection_ends_during_the_hand_over_waits_for_its_end, stop_served),
+        cmocka_unit_test_teardown(
+            test_a_room_whose_connection_ends_during_a_failed_hand_over_runs_after, stop_served),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
