@@ -724,8 +724,27 @@ void party__room_acquire(party_room *room, party__store_work *w) {
 
 void party__room_load(party_room *room) {
     party__rooms *rooms = room->rooms;
-    party__store_work *w = party__calloc(1, sizeof(*w));
+    party__store_work *w;
 
+    if (rooms->lp->handed_over) {
+        /* An upgrade handed this loop's rooms to the new process, which
+         * serves them now: run here too (a connection left behind that
+         * closes, an answer to a request), a room would be a second
+         * writer of its records, and its first records would be some the
+         * new process's set of rooms with records never saw. Its events
+         * end here, as for a room another node holds. */
+        room_fail_queued(room, 1);
+        party__room_update_idle(room);
+        return;
+    }
+    if (rooms->lp->frozen == 2) {
+        /* Exported: the new process may have opened the data directory
+         * already. The events wait, the room cold, until the upgrade
+         * ends (party__rooms_load_waiting): it loads if this process
+         * serves again, and its events fail if the new one does. */
+        return;
+    }
+    w = party__calloc(1, sizeof(*w));
     if (w == NULL) {
         room_fail_queued(room, 0);
         return;
@@ -740,6 +759,18 @@ void party__room_load(party_room *room) {
         room_load_store(room, w);
     else
         party__room_acquire(room, w);
+}
+
+void party__rooms_load_waiting(party__rooms *rooms) {
+    size_t i;
+    for (i = 0; i < rooms->table_cap; i++) {
+        party_room *room = rooms->table[i], *next;
+        for (; room != NULL; room = next) {
+            next = room->hash_next; /* failing its events may let it go */
+            if (room->life == PARTY__ROOM_COLD && room->queue_head != NULL)
+                party__room_load(room);
+        }
+    }
 }
 
 void party__rooms_record_commit(party__rooms *rooms, uint64_t us) {

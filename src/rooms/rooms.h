@@ -144,6 +144,10 @@ int party__rooms_adopt_conn(party__rooms *rooms, struct party_conn *conn, party_
  * to finish. 1 once every room is cold and no store work runs (the loop
  * can be handed over), else 0: call again later. */
 int party__rooms_quiesce(party__rooms *rooms);
+/* Loads the cold rooms whose events waited while the loop was exported
+ * in an upgrade (frozen 2): once it serves again, or (handed over) fails
+ * their events. */
+void party__rooms_load_waiting(party__rooms *rooms);
 
 /* Adds the rooms' counters and the number of rooms by state to stats. */
 void party__rooms_stats(const party__rooms *rooms, party__ops_stats *stats);

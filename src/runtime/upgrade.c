@@ -32,6 +32,7 @@
 #include "fetch.h"
 #include "outbound.h"
 #include "runtime.h"
+#include "storage.h"
 #include "alloc.h"
 
 extern char **environ;
@@ -106,7 +107,12 @@ struct party__upgrade {
     uint64_t started_ns, frozen_ns;
     upgrade_loop *loops;
     unsigned n_loops, pending;
-    int failing;      /* failed while frozen: the loops thaw */
+    int failing; /* failed while frozen: the loops thaw */
+    /* Failed after everything was sent: the new process may have opened
+     * the data directory and written rooms this one never loaded. The
+     * loops thaw once it is gone (reap_wait: its exit is awaited) and
+     * the backend has read the directory again (rescan). */
+    int reap_wait, rescan;
     int stop_pending; /* SIGTERM/SIGINT came during the upgrade: stop once it is over */
     int closed;
     /* new side: what the old process handed over */
@@ -115,6 +121,9 @@ struct party__upgrade {
     size_t in_len, in_cap;
     int *in_fds;
     size_t n_in_fds, cap_in_fds;
+    size_t adopted;        /* new side: what "adopted" says */
+    uv_timer_t hold_timer; /* new side: test hook hold-adopted */
+    int hold_open;
     /* counters (loop 0) */
     uint64_t upgrades; /* that led to this process, from process to process */
     uint64_t failures, tls_closed;
@@ -511,6 +520,7 @@ static void drain_run(party__loop_ctx *lc, party__mail *mail) {
          * nothing may be written) goes on; nothing is read at frozen 1. */
         party__conn_foreach(&lc->lp, party__conn_thaw);
         party__loop_release_held(lc);
+        party__rooms_load_waiting(&lc->rooms);
     }
     ul->unsettled = 0;
     if (!ul->tick_open) {
@@ -540,6 +550,7 @@ static void thaw_run(party__loop_ctx *lc, party__mail *mail) {
     lc->lp.frozen = 0;
     party__conn_foreach(&lc->lp, party__conn_thaw);
     party__loop_release_held(lc);
+    party__rooms_load_waiting(&lc->rooms);
     if (lc->index == 0)
         party__listener_resume(&lc->lp);
     party__rooms_fire_due(&lc->rooms); /* what came due meanwhile */
@@ -567,7 +578,8 @@ static void forget_run(party__loop_ctx *lc, party__mail *mail) {
      * of this process runs again (its alarms are the new process's). */
     lc->lp.handed_over = 1;
     lc->lp.frozen = 0;
-    party__loop_release_held(lc); /* none: every loop was settled */
+    party__loop_release_held(lc);          /* none: every loop was settled */
+    party__rooms_load_waiting(&lc->rooms); /* their events fail */
     loop_release(ul);
     post(&ul->up->rt->main, ul, loop_done);
 }
@@ -641,13 +653,48 @@ static void loops_finish(party__upgrade *up, int adopted) {
         post(up->loops[i].lc, &up->loops[i], adopted ? forget_run : thaw_run);
 }
 
+/* The loops of a failed upgrade thaw, once every one has reported and
+ * the new process can write no more. A new process that had the data
+ * directory may have committed rooms this one never saw: the backend
+ * learns them first, or load_quick would take them for new (and their
+ * first commit here would overwrite them). */
+static void thaw_failed(party__upgrade *up) {
+    party__backend *be = up->rt->backend;
+    if (up->pending > 0 || up->reap_wait)
+        return;
+    if (up->rescan && be != NULL && be->ops->rescan != NULL) {
+        uint64_t t0 = uv_hrtime();
+        be->ops->rescan(be);
+        party__log_info(up->rt,
+                        "upgrade: read again which rooms have records (the new process may have "
+                        "written some) in %.1f ms",
+                        ms_since(t0));
+    }
+    up->rescan = 0;
+    loops_finish(up, 0);
+}
+
 static void upgrade_fail(party__upgrade *up, const char *why) {
     if (up->state == IDLE || up->state == DONE || up->failing)
         return;
     up->failures++;
     uv_timer_stop(&up->timer);
     close_sock(up);
-    child_close(up, 1);
+    if (up->state == SENT) {
+        /* It had everything, the data directory included: nothing of it
+         * may write once the loops thaw, so its exit is awaited (SIGKILL
+         * ends it; the kernel reports the exit once no thread of it runs
+         * a write any more). */
+        up->rescan = 1;
+        if (up->child_open && !up->child_exited) {
+            (void)uv_process_kill(&up->child, SIGKILL);
+            up->reap_wait = 1;
+        } else {
+            child_close(up, 0);
+        }
+    } else {
+        child_close(up, !up->child_exited);
+    }
     party__log_error(up->rt, "upgrade failed: %s; this process (pid %ld) goes on serving", why,
                      (long)getpid());
     if (up->state == STARTING) {
@@ -656,8 +703,7 @@ static void upgrade_fail(party__upgrade *up, const char *why) {
     }
     up->failing = 1;
     /* Loops still freezing thaw once the last one reports. */
-    if (up->pending == 0)
-        loops_finish(up, 0);
+    thaw_failed(up);
 }
 
 /* Everything goes to the new process, message by message. */
@@ -745,7 +791,7 @@ static int all_reported(party__upgrade *up) {
     if (--up->pending > 0)
         return 0;
     if (up->failing) {
-        loops_finish(up, 0);
+        thaw_failed(up);
         return 0;
     }
     return 1;
@@ -919,6 +965,13 @@ static void on_child_exit(uv_process_t *child, int64_t status, int signal) {
     char why[200];
 
     up->child_exited = 1;
+    if (up->reap_wait) {
+        /* Killed after a failure: gone now, nothing of it writes. */
+        up->reap_wait = 0;
+        child_close(up, 0);
+        thaw_failed(up);
+        return;
+    }
     if (up->state == DONE || up->state == IDLE)
         return;
     /* It may have said "adopted" just before: read that first. */
@@ -1309,32 +1362,83 @@ static void free_received(party__upgrade *up) {
     up->n_in_fds = up->cap_in_fds = 0;
 }
 
+/* Tells the old process the connections are adopted. 0, or PARTY_EIO:
+ * it goes on serving, so this one stops. */
+static int say_adopted(party__upgrade *up, uint64_t t0) {
+    party_runtime *rt = up->rt;
+    char msg[5];
+
+    msg[0] = MSG_ADOPTED;
+    put_u32(msg + 1, (uint32_t)up->adopted);
+    if (send_msg(up->in_sock, msg, sizeof(msg), NULL, 0) != 0) {
+        party__log_error(rt,
+                         "upgrade: cannot tell the old process the connections are "
+                         "adopted (%s); it goes on serving, so this one stops",
+                         strerror(errno));
+        close(up->in_sock);
+        up->in_sock = -1;
+        return PARTY_EIO;
+    }
+    close(up->in_sock);
+    up->in_sock = -1;
+    party__log_info(rt, "upgrade: adopted %zu connections in %.1f ms; serving (pid %ld)",
+                    up->adopted, ms_since(t0), (long)getpid());
+    return 0;
+}
+
+/* systemd (Type=notify): this process is the service's main one now. */
+static void notify_main(void) {
+    char text[64];
+    snprintf(text, sizeof(text), "MAINPID=%ld\nREADY=1", (long)getpid());
+    (void)party__sd_notify(text);
+}
+
+static void on_hold_closed(uv_handle_t *handle) {
+    (void)handle;
+}
+
+/* The test hook hold-adopted: while it holds 1, the new process serves
+ * (its loops run, clients reach it) but does not say "adopted", so the
+ * old one still waits, as when the old one gives up (its timeout) just as
+ * the new one begins to serve. A test then ends it (SIGKILL) and the old
+ * process goes on serving. */
+static void on_hold_tick(uv_timer_t *timer) {
+    party__upgrade *up = timer->data;
+    char buf[8];
+    const char *v = test_hook("hold-adopted", buf, sizeof(buf));
+
+    if (v != NULL && strcmp(v, "1") == 0)
+        return;
+    up->hold_open = 0;
+    uv_close((uv_handle_t *)&up->hold_timer, on_hold_closed);
+    if (say_adopted(up, uv_hrtime()) != 0)
+        party_runtime_stop(up->rt);
+    else
+        notify_main();
+}
+
 int party__upgrade_serve(party_runtime *rt) {
     party__upgrade *up = rt->upgrade;
-    char text[64];
 
     if (up == NULL)
         return 0;
     if (up->in_sock >= 0) {
         uint64_t t0 = uv_hrtime();
-        size_t adopted = adopt_all(up);
-        char msg[5];
-        msg[0] = MSG_ADOPTED;
-        put_u32(msg + 1, (uint32_t)adopted);
+        char buf[8];
+        const char *hold;
+        up->adopted = adopt_all(up);
         free_received(up);
-        if (send_msg(up->in_sock, msg, sizeof(msg), NULL, 0) != 0) {
-            party__log_error(rt,
-                             "upgrade: cannot tell the old process the connections are "
-                             "adopted (%s); it goes on serving, so this one stops",
-                             strerror(errno));
-            close(up->in_sock);
-            up->in_sock = -1;
+        hold = test_hook("hold-adopted", buf, sizeof(buf));
+        if (hold != NULL && strcmp(hold, "1") == 0 &&
+            uv_timer_init(&rt->main.lp.loop, &up->hold_timer) == 0) {
+            party__log_info(rt, "upgrade: test hook: process %ld serves before it says adopted",
+                            (long)getpid());
+            up->hold_timer.data = up;
+            up->hold_open = 1;
+            uv_timer_start(&up->hold_timer, on_hold_tick, 10, 10);
+        } else if (say_adopted(up, t0) != 0) {
             return PARTY_EIO;
         }
-        close(up->in_sock);
-        up->in_sock = -1;
-        party__log_info(rt, "upgrade: adopted %zu connections in %.1f ms; serving (pid %ld)",
-                        adopted, ms_since(t0), (long)getpid());
     }
     if (up->exe != NULL) {
         uv_signal_init(&rt->main.lp.loop, &up->sigusr2);
@@ -1346,15 +1450,18 @@ int party__upgrade_serve(party_runtime *rt) {
         uv_unref((uv_handle_t *)&up->timer);
         up->closed = 0;
     }
-    /* systemd (Type=notify): this process is the service's main one now. */
-    snprintf(text, sizeof(text), "MAINPID=%ld\nREADY=1", (long)getpid());
-    (void)party__sd_notify(text);
+    if (!up->hold_open)
+        notify_main();
     return 0;
 }
 
 void party__upgrade_close(party_runtime *rt) {
     party__upgrade *up = rt->upgrade;
 
+    if (up != NULL && up->hold_open) {
+        up->hold_open = 0;
+        uv_close((uv_handle_t *)&up->hold_timer, on_hold_closed);
+    }
     if (up == NULL || up->exe == NULL || up->closed)
         return;
     up->closed = 1;

@@ -176,6 +176,12 @@ struct party__store_ops {
      * NULL: every load is load's. */
     int (*load_quick)(party__backend *be, const char *room_id, const char *party,
                       party__room_store **out, party__room_loaded *loaded);
+    /* Another process may have written records since open (a new
+     * process that took over and died, the old one serving again): what
+     * load_quick knows is read again, so that it takes none of those
+     * rooms for new. Blocking (loop 0, all loops frozen). NULL with no
+     * load_quick. */
+    void (*rescan)(party__backend *be);
 
     /* ---- records (synchronous: the thread that holds the room, its
      * loop; inside the room's open batch, which the first op begins) ---- */

@@ -1370,6 +1370,10 @@ static int sqlite_load_quick(party__backend *be_, const char *room_id, const cha
     return 0;
 }
 
+static void sqlite_rescan(party__backend *be) {
+    party__sqlite_known_rescan((sqlite_backend *)be);
+}
+
 /* A shared room's first party_room_db(): its records move, and its store
  * takes the own-file table. */
 static struct sqlite3 *shared_room_file_open(party__room_store *rs) {
@@ -1734,6 +1738,7 @@ const party__store_ops party__sqlite_own_ops = {
     .release = sqlite_release,
     .load = sqlite_load,
     .load_quick = sqlite_load_quick,
+    .rescan = sqlite_rescan,
     .unload = sqlite_unload,
     .kv_get = party__sqlite_own_op_kv_get,
     .kv_put = party__sqlite_own_op_kv_put,
@@ -1766,6 +1771,7 @@ const party__store_ops party__sqlite_shared_ops = {
     .release = sqlite_release,
     .load = sqlite_load,
     .load_quick = sqlite_load_quick,
+    .rescan = sqlite_rescan,
     .unload = sqlite_unload,
     .kv_get = shared_op_kv_get,
     .kv_put = shared_op_kv_put,

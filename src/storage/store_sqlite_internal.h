@@ -221,6 +221,11 @@ void party__sqlite_known_free(sqlite_backend *be);
 /* Fills the set when the backend opens (its shards open): every room a
  * shard lists, every file under <data>/rooms. 0, or an error with why. */
 int party__sqlite_known_fill(sqlite_backend *be, char *why, size_t why_len);
+/* Adds to the set every room the data directory has records of now
+ * (what another process may have written since the backend opened);
+ * when that cannot be read whole, the set answers "maybe" from then on.
+ * Blocking; any thread. */
+void party__sqlite_known_rescan(sqlite_backend *be);
 /* Adds a room that may have records from now on: 0 or PARTY_ENOMEM (the
  * set then answers "maybe" to every room). Any thread. */
 int party__sqlite_known_add(sqlite_backend *be, const char *room_id);

@@ -5,10 +5,25 @@
  * load. A room whose fingerprint is absent has no row in its shard and no
  * file of its own: it loads empty on the loop thread (load_quick). A
  * fingerprint present only sends the load the long way (it may be another
- * room's): the set never says "new" of a room that has records. */
+ * room's): the set never says "new" of a room that has records.
+ *
+ * That holds while nothing writes a room's records into the data
+ * directory that this process's set has not seen. Who keeps it: the LOCK
+ * (one partyd per directory; the CLI subcommands only speak HTTP); load
+ * and load_quick add a room before it can write, and a room is loaded on
+ * one loop at a time; the set only grows while the backend is open
+ * (eviction, a failed first commit, a room made again: the long way); a
+ * set that cannot grow, or a rooms/ directory that cannot be listed
+ * whole, answers "maybe" to every room. In an upgrade the new process
+ * opens once the old one has committed and hibernated every room, and
+ * the old one loads no room after the hand-over (party__room_load). The
+ * one other writer is a new process that took over and then died: the
+ * old process, serving again, waits for its exit and rescans (upgrade.c)
+ * before its loops thaw. */
 #include "store_sqlite_internal.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -137,7 +152,10 @@ static int known_fill_shard(sqlite_backend *be, shard *sh, char *why, size_t why
 /* Every file under <data>/rooms/<xx>/ (own files, an earlier partyd's
  * files, what a move left): its name less ".db" and the SQLite suffixes is
  * a room id that may have records. Whatever is not a room's name only adds
- * a fingerprint no room uses (or a room goes the long way). */
+ * a fingerprint no room uses (or a room goes the long way). A directory
+ * that cannot be listed (out of descriptors, no permission, a loop of
+ * links) is not taken for an empty one: PARTY_EIO, as a file in it may
+ * be an earlier partyd's room that its shard does not list. */
 static int known_fill_files(sqlite_backend *be, char *why, size_t why_len) {
     char dir[4096], sub[4096];
     DIR *top, *d;
@@ -146,30 +164,63 @@ static int known_fill_files(sqlite_backend *be, char *why, size_t why_len) {
 
     snprintf(dir, sizeof(dir), "%s/rooms", be->data_dir);
     top = opendir(dir);
-    if (top == NULL)
+    if (top == NULL && errno == ENOENT)
         return 0; /* no own file yet */
-    while (r == 0 && (e = readdir(top)) != NULL) {
+    if (top == NULL) {
+        snprintf(why, why_len, "%s: cannot list it: %s", dir, strerror(errno));
+        return PARTY_EIO;
+    }
+    while (r == 0) {
+        errno = 0;
+        if ((e = readdir(top)) == NULL) {
+            if (errno != 0) {
+                snprintf(why, why_len, "%s: cannot list it: %s", dir, strerror(errno));
+                r = PARTY_EIO;
+            }
+            break;
+        }
         if (e->d_name[0] == '.')
             continue;
         if ((size_t)snprintf(sub, sizeof(sub), "%s/%s", dir, e->d_name) >= sizeof(sub))
             continue;
         d = opendir(sub);
-        if (d == NULL)
-            continue; /* not a directory */
-        while (r == 0 && (f = readdir(d)) != NULL) {
-            const char *dot = strchr(f->d_name, '.');
+        if (d == NULL && (errno == ENOTDIR || errno == ENOENT))
+            continue; /* not a directory, or gone since */
+        if (d == NULL) {
+            snprintf(why, why_len, "%s: cannot list it: %s", sub, strerror(errno));
+            r = PARTY_EIO;
+            break;
+        }
+        while (r == 0) {
+            const char *dot;
+            errno = 0;
+            if ((f = readdir(d)) == NULL) {
+                if (errno != 0) {
+                    snprintf(why, why_len, "%s: cannot list it: %s", sub, strerror(errno));
+                    r = PARTY_EIO;
+                }
+                break;
+            }
+            dot = strchr(f->d_name, '.');
             if (f->d_name[0] == '.' || dot == NULL)
                 continue;
             uv_mutex_lock(&be->known_mutex);
             r = known_put_locked(be, fingerprint(f->d_name, (size_t)(dot - f->d_name)));
             uv_mutex_unlock(&be->known_mutex);
+            if (r != 0)
+                snprintf(why, why_len, "out of memory");
         }
         closedir(d);
     }
     closedir(top);
-    if (r != 0)
-        snprintf(why, why_len, "out of memory");
     return r;
+}
+
+/* The set answers "maybe" to every room from now on. */
+static void known_break(sqlite_backend *be) {
+    uv_mutex_lock(&be->known_mutex);
+    be->known_broken = 1;
+    uv_mutex_unlock(&be->known_mutex);
 }
 
 int party__sqlite_known_fill(sqlite_backend *be, char *why, size_t why_len) {
@@ -177,7 +228,30 @@ int party__sqlite_known_fill(sqlite_backend *be, char *why, size_t why_len) {
     int r = 0;
     for (k = 0; r == 0 && k < be->n_shards; k++)
         r = known_fill_shard(be, &be->shards[k], why, why_len);
-    if (r == 0 && be->data_dir != NULL)
-        r = known_fill_files(be, why, why_len);
+    if (r == 0 && be->data_dir != NULL && known_fill_files(be, why, why_len) != 0) {
+        /* The rooms' files cannot be listed whole: every load goes the
+         * long way, which reads each room's own path. */
+        known_break(be);
+        why[0] = '\0';
+    }
     return r;
+}
+
+void party__sqlite_known_rescan(sqlite_backend *be) {
+    char why[512];
+    unsigned k;
+    int r = 0;
+
+    /* Only adds: a load_quick of another loop meanwhile finds the set as
+     * it was or larger, never smaller. The shard's writer is its commits'
+     * too: taken as they take it. */
+    for (k = 0; r == 0 && k < be->n_shards; k++) {
+        uv_mutex_lock(&be->shards[k].write_mutex);
+        r = known_fill_shard(be, &be->shards[k], why, sizeof(why));
+        uv_mutex_unlock(&be->shards[k].write_mutex);
+    }
+    if (r == 0 && be->data_dir != NULL)
+        r = known_fill_files(be, why, sizeof(why));
+    if (r != 0)
+        known_break(be); /* a room it could not list may have records */
 }

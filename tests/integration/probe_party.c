@@ -2,7 +2,9 @@
  * It records what the runtime tells it and answers GET with that record as
  * JSON, and it obeys text commands so a test can drive the room API:
  *   close:<code>:<reason>   party_conn_close on the sender
- *   state:<text>            party_conn_set_state
+ *   state:<text>            party_conn_set_state; with the state "kv-on-close",
+ *                           on_close stores the connection's id under the key
+ *                           "closed" (GET answers it as "closed")
  *   getstate                reply "state:<text>"
  *   addr                    reply "addr:<party_conn_remote_addr>" (or "addr-error:<text>")
  *   tags                    reply "tags:<t1>,<t2>,..."
@@ -342,8 +344,12 @@ static void probe_response(party_room *room, const char *id, const char *tag,
 static void probe_close(party_room *room, party_conn *conn, int code, const char *reason,
                         int was_clean) {
     char line[512];
+    size_t n;
+    const char *state = party_conn_state(conn, &n);
     snprintf(line, sizeof(line), "close:%s:%d:%s:%d", party_conn_id(conn), code, reason, was_clean);
     record(room, line);
+    if (state != NULL && n == 11 && memcmp(state, "kv-on-close", 11) == 0)
+        (void)party_kv_put(room, "closed", party_conn_id(conn), strlen(party_conn_id(conn)));
 }
 
 static void probe_error(party_room *room, party_conn *conn, const char *what) {
@@ -432,6 +438,15 @@ static void probe_request(party_room *room, const party_request *req, party_resp
     used = json_string(body, sizeof(body), used, party_request_url(req));
     used += (size_t)snprintf(body + used, sizeof(body) - used, ",\"props\":");
     used = json_string(body, sizeof(body), used, st->props != NULL ? st->props : "");
+    {
+        void *closed = NULL;
+        size_t closed_len;
+        if (party_kv_get(room, "closed", &closed, &closed_len) == 0) {
+            used += (size_t)snprintf(body + used, sizeof(body) - used, ",\"closed\":");
+            used = json_string(body, sizeof(body), used, closed);
+        }
+        free(closed);
+    }
     used += (size_t)snprintf(body + used, sizeof(body) - used, ",\"log\":[");
     for (i = 0; i < st->n_log && used < sizeof(body) - 64; i++) {
         if (i > 0)

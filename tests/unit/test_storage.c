@@ -1481,6 +1481,64 @@ static void test_load_quick_takes_for_new_only_rooms_without_records(void **stat
     assert_int_equal(load_quick(f, 62, &rs), 1);
 }
 
+/* Rooms another process wrote into the directory after this backend
+ * opened (a new partyd that took over, then died): once rescan has run,
+ * load_quick takes none of them for new. */
+static void test_rescan_learns_rooms_another_process_wrote(void **state) {
+    fixture *f = *state, other = *f;
+    party__room_store *rs;
+    char value[32];
+
+    assert_non_null(f->be->ops->rescan);
+    if (party__backend_open(&f->cfg, &other.be, f->why, sizeof(f->why)) != 0)
+        fail_msg("%s", f->why);
+    kv_put_one(&other, 70); /* rows in its shard */
+    assert_int_equal(load_quick(&other, 71, &rs), 0);
+    assert_non_null(party__store_room_file_open(rs)); /* a file of its own, no row */
+    assert_int_equal(party__store_kv_put(rs, "k", "own", 3), 0);
+    assert_int_equal(commit_one(&other, rs, 0, 0), 0);
+    other.be->ops->unload(rs);
+    party__backend_close(other.be);
+    assert_int_equal(rows_in_shards(f, 71), 0);
+
+    f->be->ops->rescan(f->be);
+    assert_int_equal(load_quick(f, 70, &rs), 1);
+    assert_int_equal(load_quick(f, 71, &rs), 1);
+    kv_value(f, 70, "k", value, sizeof(value));
+    assert_string_equal(value, "v");
+    kv_value(f, 71, "k", value, sizeof(value));
+    assert_string_equal(value, "own");
+    assert_int_equal(load_quick(f, 72, &rs), 0);
+    f->be->ops->unload(rs);
+}
+
+/* A directory under rooms/ that cannot be listed (here a loop of links:
+ * ELOOP; out of descriptors would do the same) may hold rooms' own files:
+ * no room is taken for new then, at open or at a rescan. */
+static void test_rooms_files_that_cannot_be_listed_make_no_room_new(void **state) {
+    fixture *f = *state, other = *f;
+    party__room_store *rs;
+    char link[256];
+
+    make_own(f, 73); /* rooms/ exists */
+    snprintf(link, sizeof(link), "%s/rooms/zz", f->dir);
+    assert_int_equal(symlink("zz", link), 0);
+    f->be->ops->rescan(f->be);
+    assert_int_equal(load_quick(f, 74, &rs), 1);
+
+    if (party__backend_open(&f->cfg, &other.be, f->why, sizeof(f->why)) != 0)
+        fail_msg("%s", f->why);
+    assert_int_equal(load_quick(&other, 75, &rs), 1);
+    assert_null(rs);
+    party__backend_close(other.be);
+
+    /* Listed again whole: the set answers "new" again in a new process. */
+    assert_int_equal(unlink(link), 0);
+    reopen(f);
+    assert_int_equal(load_quick(f, 76, &rs), 0);
+    f->be->ops->unload(rs);
+}
+
 static void test_room_with_more_rows_than_a_snapshot_reads_them_all(void **state) {
     fixture *f = *state;
     party__room_store *rs = load(f, 63, NULL);
@@ -1620,6 +1678,8 @@ int main(int argc, char **argv) {
         TEST(test_room_whose_wake_time_cannot_be_read_is_not_loaded),
         TEST(test_own_file_handles_past_the_bound_close_and_keep_records),
         TEST(test_load_quick_takes_for_new_only_rooms_without_records),
+        TEST(test_rescan_learns_rooms_another_process_wrote),
+        TEST(test_rooms_files_that_cannot_be_listed_make_no_room_new),
         TEST(test_room_with_more_rows_than_a_snapshot_reads_them_all),
         TEST(test_commit_batches_of_several_threads_all_commit),
         cmocka_unit_test(test_busy_and_fenced_codes_have_their_own_text),

@@ -1,0 +1,164 @@
+/* Rooms written by a new process that took over and died: after an
+ * upgrade fails once the hand-over was sent, the old process serves again
+ * from a data directory the new one may have written to. A room the new
+ * process created (the old one never loaded it, so the old one's set of
+ * rooms with records lacks it) must be read back with its records, not
+ * taken for a new room and overwritten. The new process serves before it
+ * says "adopted" (test hook hold-adopted: as when the old process gives
+ * up waiting just as the new one begins to serve), a client writes a new
+ * room through it, then it is killed. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "client.h"
+
+static char dir[] = "/tmp/partyd-upfailed-XXXXXX";
+static char hooks_dir[300];
+static partyd *served; /* the service, stopped by teardown if a check failed */
+static long held_pid;  /* the new process, killed by teardown if still there */
+
+static int setup(void **state) {
+    (void)state;
+    if (mkdtemp(dir) == NULL)
+        return -1;
+    snprintf(hooks_dir, sizeof(hooks_dir), "%s/hooks", dir);
+    if (mkdir(hooks_dir, 0700) != 0)
+        return -1;
+    setenv("PARTYD_TEST_HOOKS", hooks_dir, 1);
+    return 0;
+}
+
+static int stop_served(void **state) {
+    char hook[400];
+    (void)state;
+    tconn_close_all();
+    if (held_pid > 0)
+        kill((pid_t)held_pid, SIGKILL);
+    held_pid = 0;
+    if (served != NULL) {
+        partyd_stop(served);
+        partyd_free(served);
+        served = NULL;
+    }
+    snprintf(hook, sizeof(hook), "%s/hold-adopted", hooks_dir);
+    unlink(hook);
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    unsetenv("PARTYD_TEST_HOOKS");
+    test_remove_tree(dir);
+    return 0;
+}
+
+/* The pid of the new process serving under the hook, from its log line. */
+static long held_process(partyd *d) {
+    static const char mark[] = "upgrade: test hook: process ";
+    char *log, *at;
+    long pid;
+
+    assert_true(partyd_wait_stderr(d, "serves before it says adopted", 60000));
+    log = partyd_stderr(d);
+    at = strstr(log, mark);
+    pid = at != NULL ? strtol(at + sizeof(mark) - 1, NULL, 10) : 0;
+    free(log);
+    assert_true(pid > 0 && pid != partyd_pid(d));
+    return pid;
+}
+
+/* Three messages to a counter room: each answer comes after its commit. */
+static void count_to_three(int port, const char *room) {
+    char target[128];
+    tconn *c;
+
+    snprintf(target, sizeof(target), "/parties/counter/%s", room);
+    c = ws_open(port, target);
+    assert_non_null(c);
+    assert_int_equal(ws_send_text(c, "+"), 0);
+    ws_expect_text(c, "1");
+    assert_int_equal(ws_send_text(c, "+"), 0);
+    ws_expect_text(c, "2");
+    assert_int_equal(ws_send_text(c, "+"), 0);
+    ws_expect_text(c, "3");
+    tconn_close(c);
+}
+
+static void rooms_of_a_dead_new_process_are_read_back(const char *threads) {
+    const char *const args[] = {"--threads", threads, NULL};
+    partyd *d = partyd_start(args);
+    char hook[400], room[64], target[128];
+    tconn *idle, *c;
+    int port, i;
+
+    assert_non_null(d);
+    served = d;
+    port = partyd_port(d);
+    /* A connection the hand-over carries, and rooms the old process knows. */
+    idle = ws_open(port, "/parties/counter/known");
+    assert_non_null(idle);
+    snprintf(hook, sizeof(hook), "%s/hold-adopted", hooks_dir);
+    test_write_file(hook, "1\n");
+
+    partyd_signal(d, SIGUSR2);
+    held_pid = held_process(d);
+    /* Rooms no process has loaded before: the new one creates them. */
+    for (i = 0; i < 4; i++) {
+        snprintf(room, sizeof(room), "born-in-new-%d", i);
+        count_to_three(port, room);
+    }
+    kill((pid_t)held_pid, SIGKILL);
+    held_pid = 0;
+    assert_true(partyd_wait_stderr(d, "serves as before; SIGUSR2 may try again", 60000));
+
+    /* The old process serves them with what the new one wrote. */
+    for (i = 0; i < 4; i++) {
+        snprintf(room, sizeof(room), "born-in-new-%d", i);
+        assert_int_equal(counter_expect_count(port, room), 3);
+    }
+    snprintf(target, sizeof(target), "/parties/counter/%s", "born-in-new-0");
+    c = ws_open(port, target);
+    assert_non_null(c);
+    assert_int_equal(ws_send_text(c, "+"), 0);
+    ws_expect_text(c, "4");
+    tconn_close(c);
+    /* The connection the new process never took goes on in the old one. */
+    assert_int_equal(ws_send_text(idle, "+"), 0);
+    ws_expect_text(idle, "1");
+    tconn_close(idle);
+
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_expect_no_sanitizer_report(d);
+    served = NULL;
+    partyd_free(d);
+}
+
+static void test_rooms_a_dead_new_process_wrote_are_read_back(void **state) {
+    (void)state;
+    rooms_of_a_dead_new_process_are_read_back("1");
+}
+
+static void test_rooms_a_dead_new_process_wrote_are_read_back_with_two_loops(void **state) {
+    (void)state;
+    rooms_of_a_dead_new_process_are_read_back("2");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_rooms_a_dead_new_process_wrote_are_read_back, stop_served),
+        cmocka_unit_test_teardown(test_rooms_a_dead_new_process_wrote_are_read_back_with_two_loops,
+                                  stop_served),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
