@@ -11,7 +11,9 @@
  * whose lease ran out answers 503 on /_partyd/health and commits nothing.
  * The store and node come from flags or the config file. A room's own
  * database (party_room_db) survives kill -9 on both stores and is fenced
- * like the rest. Each test has its own database. */
+ * like the rest. A room's clients do not notice the server closing the
+ * node's idle connections (pg_terminate_backend). Each test has its own
+ * database. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -31,6 +33,7 @@
 #include <libpq-fe.h>
 
 #include "client.h"
+#include "pg_sessions.h"
 
 static const char *server_uri; /* .../postgres: where test databases are made */
 static int n_databases;
@@ -761,6 +764,48 @@ static void test_store_connections_are_capped(void **state) {
     partyd_free(d);
 }
 
+/* The server ends the node's record connections while they are idle (a
+ * restart of PostgreSQL, idle_session_timeout, a pooler, an operator's
+ * pg_terminate_backend): a client of a counter room goes on getting its
+ * increments acknowledged on the same WebSocket, a room opened afterwards
+ * loads, and nothing is lost; the node counts the connections it opened
+ * again. */
+static void test_room_goes_on_when_the_server_closes_idle_connections(void **state) {
+    char uri[512], expect[16];
+    partyd *d;
+    tconn *c, *other;
+    int round;
+    (void)state;
+
+    database_new(uri, sizeof(uri));
+    d = node_start(uri, "n1", NULL);
+    c = ws_open(partyd_port(d), "/parties/counter/steady");
+    ws_send_text(c, "+");
+    ws_expect_text(c, "1");
+    for (round = 2; round <= 6; round++) {
+        assert_true(pg_sessions_terminate(uri, "partyd") >= 1);
+        ws_send_text(c, "+");
+        snprintf(expect, sizeof(expect), "%d", round);
+        ws_expect_text(c, expect);
+    }
+    /* A cold room: acquired and loaded on connections found closed. */
+    assert_true(pg_sessions_terminate(uri, "partyd") >= 1);
+    other = ws_open(partyd_port(d), "/parties/counter/later");
+    ws_send_text(other, "+");
+    ws_expect_text(other, "1");
+    tconn_close(other);
+    tconn_close(c);
+    assert_true(metrics_get(partyd_port(d), "partyd_storage_pg_reconnects_total") >= 6);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+
+    d = node_start(uri, "n1", NULL);
+    assert_int_equal(counter_expect_count(partyd_port(d), "steady"), 6);
+    assert_int_equal(counter_expect_count(partyd_port(d), "later"), 1);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+}
+
 /* ---- room-to-room requests between nodes ---- */
 
 static partyd *node_with_secret(const char *uri, const char *node) {
@@ -944,6 +989,7 @@ int main(void) {
         cmocka_unit_test(test_answers_name_the_node_and_the_rooms_epoch),
         cmocka_unit_test(test_single_process_names_itself_only_with_node),
         cmocka_unit_test(test_store_connections_are_capped),
+        cmocka_unit_test(test_room_goes_on_when_the_server_closes_idle_connections),
         cmocka_unit_test(test_sigusr2_is_refused_on_a_shared_store),
         cmocka_unit_test(test_room_fetch_reaches_a_room_another_node_owns),
         cmocka_unit_test(test_outbound_request_in_flight_on_a_dead_node_is_aborted_on_the_next),
