@@ -140,6 +140,11 @@ typedef struct cluster {
     char node_uri[MAX_NODES][512]; /* a node's own way to the store ("": uri) */
     pid_t haproxy;
     int entry;
+    /* HAProxy's stderr (its server state changes, "Server partyd/n2 is
+     * UP"), read into log as the test waits for a line. */
+    int haproxy_err;
+    char log[65536];
+    size_t log_len;
     char dir[64];
 } cluster;
 
@@ -172,64 +177,89 @@ static void node_kill(cluster *cl, int i) {
 }
 
 /* HAProxy in front of the nodes, configured as examples/cluster/haproxy.cfg
- * routes (without what that file may add for other features). */
+ * routes (without what that file may add for other features). Its
+ * listening socket is made here and handed to it (bind fd@3): a client
+ * may connect at once, its connection waits in the backlog until HAProxy
+ * accepts it, so nothing waits for HAProxy to be up. */
 static void haproxy_up(cluster *cl) {
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    http_response res;
     char path[128];
     FILE *f;
-    int i, attempt;
+    int i, lfd, err[2];
 
-    cl->entry = free_port();
+    lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(lfd >= 0);
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(lfd, 512), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
+    cl->entry = ntohs(a.sin_port);
     snprintf(path, sizeof(path), "%s/haproxy.cfg", cl->dir);
     f = fopen(path, "w");
     assert_non_null(f);
-    fprintf(f,
-            "global\n    maxconn 2000\n"
-            "defaults\n    mode http\n    timeout connect 2s\n    timeout client 30s\n"
-            "    timeout server 30s\n    timeout tunnel 1h\n    timeout check 1s\n"
-            "frontend entry\n    bind 127.0.0.1:%d\n"
-            "    http-request set-var(txn.room) path,field(4,/),url_dec\n"
-            "    http-request set-var(txn.key) path,field(3,/),lower,concat(/,txn.room)\n"
-            "    default_backend partyd\n"
-            "backend partyd\n    balance hash var(txn.key)\n    hash-type consistent\n"
-            "    option httpchk GET /_partyd/health\n    http-check expect status 200\n"
-            "    option redispatch 1\n    retries 2\n"
-            "    default-server inter 500ms fastinter 250ms downinter 1s fall 2 rise 2"
-            " weight 100 on-marked-down shutdown-sessions\n",
-            cl->entry);
+    fprintf(f, "global\n    maxconn 2000\n"
+               "defaults\n    mode http\n    timeout connect 2s\n    timeout client 30s\n"
+               "    timeout server 30s\n    timeout tunnel 1h\n    timeout check 1s\n"
+               "frontend entry\n    bind fd@3\n"
+               "    http-request set-var(txn.room) path,field(4,/),url_dec\n"
+               "    http-request set-var(txn.key) path,field(3,/),lower,concat(/,txn.room)\n"
+               "    default_backend partyd\n"
+               "backend partyd\n    balance hash var(txn.key)\n    hash-type consistent\n"
+               "    option httpchk GET /_partyd/health\n    http-check expect status 200\n"
+               "    option redispatch 1\n    retries 2\n"
+               "    default-server inter 500ms fastinter 250ms downinter 1s fall 2 rise 2"
+               " weight 100 on-marked-down shutdown-sessions\n");
     for (i = 0; i < cl->n; i++)
         fprintf(f, "    server n%d 127.0.0.1:%d id %d check\n", i + 1, cl->port[i], i + 1);
     fclose(f);
+    assert_int_equal(pipe(err), 0);
     cl->haproxy = fork();
     assert_true(cl->haproxy >= 0);
     if (cl->haproxy == 0) {
         int null = open("/dev/null", O_WRONLY);
-        if (null >= 0) {
+        if (null >= 0)
             dup2(null, 1);
-            dup2(null, 2);
-        }
+        dup2(err[1], 2);
+        if (dup2(lfd, 3) != 3)
+            _exit(127);
         execlp("haproxy", "haproxy", "-db", "-f", path, (char *)NULL);
         _exit(127);
     }
     child_add(cl->haproxy);
-    /* Up once it accepts and a node answers through it. */
-    for (attempt = 0; attempt < 200; attempt++) {
-        tconn *c = tconn_open(cl->entry, 0);
-        if (c != NULL) {
-            http_response res;
-            int ok = tconn_send_str(c, "GET /_partyd/health HTTP/1.1\r\nHost: x\r\n"
-                                       "Connection: close\r\n\r\n") == 0 &&
-                     http_read_response(c, 0, &res, 2000) == 0;
-            if (ok) {
-                ok = res.status == 200;
-                http_response_free(&res);
-            }
-            tconn_close(c);
-            if (ok)
-                return;
-        }
-        usleep(50 * 1000);
+    close(lfd);
+    close(err[1]);
+    cl->haproxy_err = err[0];
+    cl->log_len = 0;
+    /* Servers start up in HAProxy: a node answers through it. */
+    http_expect_get(cl->entry, "/_partyd/health", &res);
+    assert_int_equal(res.status, 200);
+    http_response_free(&res);
+}
+
+/* Reads HAProxy's stderr until line appears in it at or after offset
+ * from (each read waits for HAProxy to write: a server changing state);
+ * returns the offset just past it. */
+static size_t haproxy_wait_line(cluster *cl, size_t from, const char *line) {
+    for (;;) {
+        const char *at;
+        ssize_t n;
+        cl->log[cl->log_len] = '\0';
+        at = strstr(cl->log + from, line);
+        if (at != NULL)
+            return (size_t)(at - cl->log) + strlen(line);
+        if (cl->log_len + 1 >= sizeof(cl->log))
+            fail_msg("haproxy: no '%s' in its first %zu bytes of messages", line, cl->log_len);
+        n = read(cl->haproxy_err, cl->log + cl->log_len, sizeof(cl->log) - 1 - cl->log_len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            fail_msg("haproxy ended before '%s':\n%s", line, cl->log);
+        cl->log_len += (size_t)n;
     }
-    fail_msg("haproxy did not come up");
 }
 
 /* The nodes' database is made first; relay_port > 0: node 1 reaches it
@@ -261,8 +291,10 @@ static void cluster_up(cluster *cl, int n, const char *extra_last) {
 
 static void cluster_down(cluster *cl) {
     int i;
-    if (cl->haproxy > 0)
+    if (cl->haproxy > 0) {
         child_stop(cl->haproxy, SIGTERM);
+        close(cl->haproxy_err);
+    }
     for (i = 0; i < cl->n; i++)
         if (cl->node[i] != NULL) {
             partyd_stop(cl->node[i]);
@@ -802,6 +834,7 @@ static void test_restarted_node_gets_its_rooms_back_never_open_on_two(void **sta
     writer ws[BACK_ROOMS];
     history *h = history_new();
     int i, round, on_n2 = 0, back = 0, home[BACK_ROOMS];
+    size_t down;
     int64_t killed_at;
     (void)state;
 
@@ -818,22 +851,25 @@ static void test_restarted_node_gets_its_rooms_back_never_open_on_two(void **sta
     node_kill(&cl, 1);
     killed_at = test_now_ms();
     writers_until_all_acked(ws, BACK_ROOMS, cl.entry, h, killed_at, 500);
+    /* HAProxy marks n2 down, then, once it runs again, up (two health
+     * checks a second apart): each is a line HAProxy writes. n1 has held
+     * n2's rooms since before the first of them, so longer than the
+     * hand-off hold (1 s) by then: it hands them over when asked. */
+    down = haproxy_wait_line(&cl, 0, "Server partyd/n2 is DOWN");
     node_up(&cl, 1);
-    /* HAProxy sends n2's rooms back to it once it is up again, for new
-     * connections: the writers of those rooms reconnect every few rounds
-     * (as clients do), n2 asks n1 for each room, n1 hands it over after
-     * holding it a second (closing its connections with 1012). Every
-     * round waits a little: HAProxy marks n2 up only after two health
-     * checks a second apart, and rounds on fast commits take a few ms. */
-    for (round = 0; round < 600 && back < on_n2; round++) {
-        (void)writers_round(ws, BACK_ROOMS, cl.entry, h);
-        usleep(20 * 1000);
-        for (back = 0, i = 0; i < BACK_ROOMS; i++) {
-            int there = ws[i].c != NULL && strcmp(ws[i].node, "n2") == 0;
-            back += home[i] && there;
-            if (home[i] && !there && ws[i].c != NULL && round % 10 == 9)
+    (void)haproxy_wait_line(&cl, down, "Server partyd/n2 is UP");
+    /* HAProxy sends n2's rooms back to it, for new connections: the
+     * writers of those rooms reconnect (as clients do), n2 asks n1 for
+     * each room and n1 hands it over (closing its connections there with
+     * 1012); each handshake waits for that. A round waits for every
+     * answer; a handshake refused for now (503) is tried in the next. */
+    for (round = 0; round < 50 && back < on_n2; round++) {
+        for (i = 0; i < BACK_ROOMS; i++)
+            if (home[i] && ws[i].c != NULL && strcmp(ws[i].node, "n2") != 0)
                 writer_drop(&ws[i]);
-        }
+        (void)writers_round(ws, BACK_ROOMS, cl.entry, h);
+        for (back = 0, i = 0; i < BACK_ROOMS; i++)
+            back += home[i] && ws[i].c != NULL && strcmp(ws[i].node, "n2") == 0;
     }
     assert_int_equal(back, on_n2);
     /* By hand-offs: n1 gave the rooms up when asked. */
