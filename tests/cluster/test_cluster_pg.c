@@ -489,32 +489,69 @@ static void test_node_asked_for_a_room_hands_it_over_with_1012(void **state) {
     partyd_free(n2);
 }
 
+/* A connection told of every write of a record named key in party_kv
+ * on the database at uri: a trigger the test adds (partyd made the table)
+ * notifies it in the writing transaction's commit. */
+static PGconn *kv_listen(const char *uri) {
+    PGconn *c = PQconnectdb(uri);
+    PGresult *res;
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    res = PQexec(c, "CREATE FUNCTION test_kv_written() RETURNS trigger LANGUAGE plpgsql AS"
+                    " $$ BEGIN PERFORM pg_notify('test_kv', NEW.key); RETURN NEW; END $$;"
+                    "CREATE TRIGGER test_kv_written AFTER INSERT OR UPDATE ON party_kv"
+                    " FOR EACH ROW EXECUTE FUNCTION test_kv_written();"
+                    "LISTEN test_kv");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        fail_msg("kv_listen: %s", PQerrorMessage(c));
+    PQclear(res);
+    return c;
+}
+
+/* Waits (on the socket of c, from kv_listen) until a record named key is
+ * written. */
+static void kv_wait_written(PGconn *c, const char *key) {
+    for (;;) {
+        struct pollfd p = {PQsocket(c), POLLIN, 0};
+        PGnotify *n;
+        int found = 0;
+        if (PQconsumeInput(c) == 0)
+            fail_msg("kv_wait_written: %s", PQerrorMessage(c));
+        while ((n = PQnotifies(c)) != NULL) {
+            found |= strcmp(n->extra, key) == 0;
+            PQfreemem(n);
+        }
+        if (found)
+            return;
+        (void)poll(&p, 1, -1);
+    }
+}
+
 static void test_alarm_of_a_dead_nodes_room_fires_on_another_node(void **state) {
     char uri[512], *fired = NULL, *owner;
     partyd *n1, *n2;
-    int attempt;
+    PGconn *listen;
     (void)state;
 
     database_new(uri, sizeof(uri));
     n1 = node_start(uri, "n1", NULL);
     n2 = node_start(uri, "n2", NULL);
+    listen = kv_listen(uri);
     post(partyd_port(n1), "/parties/reminder/orphan?alarm_in=1000");
     partyd_signal(n1, SIGKILL);
     assert_int_equal(partyd_wait_exit(n1, 5000), 128 + SIGKILL);
     partyd_free(n1);
     /* Nobody reaches the room: n2 finds its alarm in the index by itself
-     * (asked for in SQL, not over HTTP, which would wake the room). */
-    for (attempt = 0; attempt < 100; attempt++) {
+     * (seen in SQL, not over HTTP, which would wake the room): the room's
+     * alarm writes its "fired" record. */
+    for (;;) {
+        kv_wait_written(listen, "fired");
         fired = sql_value(uri, "SELECT convert_from(value, 'UTF8') FROM party_kv"
                                " WHERE key = 'fired'");
         if (fired != NULL && strstr(fired, "\"name\":\"alarm\",\"room\":\"orphan\"") != NULL)
             break;
         free(fired);
-        fired = NULL;
-        usleep(100 * 1000);
     }
-    if (fired == NULL)
-        fail_msg("the dead node's alarm did not fire on the other node");
+    PQfinish(listen);
     free(fired);
     owner = sql_value(uri, "SELECT owner FROM party_rooms WHERE party = 'reminder'");
     assert_non_null(owner);
@@ -599,25 +636,19 @@ static void test_node_that_lost_its_lease_commits_nothing_then_registers_again(v
     http_expect_get(partyd_port(d), "/_partyd/health", &res);
     assert_int_equal(res.status, 200);
     http_response_free(&res);
-    /* The lease runs out: the next heartbeat (every second) cannot renew it. */
+    /* The lease runs out: the next heartbeat (every second) cannot renew
+     * it, and the node gives its rooms up: c's Close (1012) says it knows. */
     free(sql_value(uri, "UPDATE party_nodes SET lease_until = '-infinity' WHERE name = 'n1'"));
-    for (attempt = 0; attempt < 50 && status != 503; attempt++) {
-        if (attempt > 0)
-            usleep(100 * 1000);
-        http_expect_get(partyd_port(d), "/_partyd/health", &res);
-        status = res.status;
-        if (status == 503)
-            assert_non_null(strstr(res.body, "lost its lease"));
-        http_response_free(&res);
-    }
-    assert_int_equal(status, 503);
+    ws_expect_close(c, 1012, NULL);
+    http_expect_get(partyd_port(d), "/_partyd/health", &res);
+    assert_int_equal(res.status, 503);
+    assert_non_null(strstr(res.body, "lost its lease"));
+    http_response_free(&res);
     /* Nor does it take rooms (while it still holds one: c has not
      * answered the close yet). */
     http_expect_get(partyd_port(d), "/parties/counter/another", &res);
     assert_int_equal(res.status, 503);
     http_response_free(&res);
-    ws_send_text(c, "+");
-    ws_expect_close(c, 1012, NULL);
     tconn_close(c);
 
     /* Its rooms given up, it registers again and serves: the room's

@@ -233,11 +233,46 @@ static void haproxy_up(cluster *cl) {
     close(lfd);
     close(err[1]);
     cl->haproxy_err = err[0];
+    assert_int_equal(fcntl(err[0], F_SETFL, O_NONBLOCK), 0);
     cl->log_len = 0;
     /* Servers start up in HAProxy: a node answers through it. */
     http_expect_get(cl->entry, "/_partyd/health", &res);
     assert_int_equal(res.status, 200);
     http_response_free(&res);
+}
+
+/* Reads what HAProxy wrote on its stderr so far; block: first wait for
+ * it to write more. 0, or -1 once it closed it. */
+static int haproxy_read(cluster *cl, int block) {
+    struct pollfd p = {cl->haproxy_err, POLLIN, 0};
+    for (;;) {
+        ssize_t n;
+        if (cl->log_len + 1 >= sizeof(cl->log))
+            fail_msg("haproxy: more than %zu bytes of messages", cl->log_len);
+        if (block && poll(&p, 1, -1) < 0 && errno != EINTR)
+            fail_msg("poll: %s", strerror(errno));
+        n = read(cl->haproxy_err, cl->log + cl->log_len, sizeof(cl->log) - 1 - cl->log_len);
+        if (n > 0) {
+            cl->log_len += (size_t)n;
+            cl->log[cl->log_len] = '\0';
+            block = 0;
+            continue;
+        }
+        if (n == 0)
+            return -1;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN && block)
+            continue;
+        return 0;
+    }
+}
+
+/* Where HAProxy's messages end now: what it writes from here on is
+ * after it (a line to wait for after an event the test causes). */
+static size_t haproxy_mark(cluster *cl) {
+    (void)haproxy_read(cl, 0);
+    return cl->log_len;
 }
 
 /* Reads HAProxy's stderr until line appears in it at or after offset
@@ -246,20 +281,21 @@ static void haproxy_up(cluster *cl) {
 static size_t haproxy_wait_line(cluster *cl, size_t from, const char *line) {
     for (;;) {
         const char *at;
-        ssize_t n;
         cl->log[cl->log_len] = '\0';
         at = strstr(cl->log + from, line);
         if (at != NULL)
             return (size_t)(at - cl->log) + strlen(line);
-        if (cl->log_len + 1 >= sizeof(cl->log))
-            fail_msg("haproxy: no '%s' in its first %zu bytes of messages", line, cl->log_len);
-        n = read(cl->haproxy_err, cl->log + cl->log_len, sizeof(cl->log) - 1 - cl->log_len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
+        if (haproxy_read(cl, 1) != 0)
             fail_msg("haproxy ended before '%s':\n%s", line, cl->log);
-        cl->log_len += (size_t)n;
     }
+}
+
+/* Waits for HAProxy to mark node i (0-based) down ("DOWN") or up ("UP")
+ * after the mark from; returns the offset past that line. */
+static size_t haproxy_wait_server(cluster *cl, size_t from, int i, const char *state) {
+    char line[64];
+    snprintf(line, sizeof(line), "Server partyd/n%d is %s", i + 1, state);
+    return haproxy_wait_line(cl, from, line);
 }
 
 /* The nodes' database is made first; relay_port > 0: node 1 reaches it
@@ -382,13 +418,15 @@ static int writers_round(writer *ws, int n, int entry, history *h) {
 }
 
 /* Rounds until every writer has an acknowledged write after since_ms
- * (bounded by max_rounds; each round waits for answers, not for time). */
+ * (bounded by max_rounds; each round waits for answers, not for time).
+ * Callers first wait for HAProxy to route around a failed node, so that a
+ * round's handshakes are not refused at once for that: a refused one
+ * (503) has waited in partyd for the room's owner to let it go. */
 static void writers_until_all_acked(writer *ws, int n, int entry, history *h, int64_t since_ms,
                                     int max_rounds) {
     int round, i, all = 0;
     for (round = 0; round < max_rounds && !all; round++) {
-        if (writers_round(ws, n, entry, h) < n)
-            usleep(20 * 1000); /* some are reconnecting: do not spin */
+        (void)writers_round(ws, n, entry, h);
         for (all = 1, i = 0; i < n; i++)
             all &= ws[i].last_ack_ms > since_ms;
     }
@@ -426,13 +464,18 @@ static void test_kill_9_in_turn_loses_no_acknowledged_write(void **state) {
     for (cycle = 0; cycle < kill_cycles; cycle++) {
         int victim = cycle % cl.n;
         int64_t killed_at;
+        size_t mark;
         for (i = 0; i < 5; i++)
             writers_round(ws, KILL_ROOMS, cl.entry, h);
+        mark = haproxy_mark(&cl);
         node_kill(&cl, victim);
         killed_at = test_now_ms();
-        /* Its rooms answer again through HAProxy, from the others. */
+        /* Its rooms answer again through HAProxy, from the others, once
+         * HAProxy marked it down (until then, it may refuse a few). */
+        mark = haproxy_wait_server(&cl, mark, victim, "DOWN");
         writers_until_all_acked(ws, KILL_ROOMS, cl.entry, h, killed_at, 500);
         node_up(&cl, victim);
+        (void)haproxy_wait_server(&cl, mark, victim, "UP");
         for (i = 0; i < 5; i++)
             writers_round(ws, KILL_ROOMS, cl.entry, h);
     }
@@ -484,19 +527,13 @@ static void writer_on_node(writer *w, cluster *cl, const char *node, const char 
     fail_msg("no room routed to %s", node);
 }
 
-/* GET /_partyd/health on port until it answers status (asked again and
- * again, bounded). */
+/* GET /_partyd/health on port answers status (the caller waited for
+ * the event that settles it). */
 static void expect_health(int port, int status) {
     http_response res;
-    int attempt, got = 0;
-    for (attempt = 0; attempt < 200 && got != status; attempt++) {
-        if (attempt > 0)
-            usleep(50 * 1000);
-        http_expect_get(port, "/_partyd/health", &res);
-        got = res.status;
-        http_response_free(&res);
-    }
-    assert_int_equal(got, status);
+    http_expect_get(port, "/_partyd/health", &res);
+    assert_int_equal(res.status, status);
+    http_response_free(&res);
 }
 
 static void hung_node(const char *extra) {
@@ -507,6 +544,7 @@ static void hung_node(const char *extra) {
     ws_frame f;
     char target[64];
     int64_t stopped_at;
+    size_t mark;
     int i;
 
     cluster_up(&cl, 2, extra);
@@ -516,10 +554,13 @@ static void hung_node(const char *extra) {
     snprintf(target, sizeof(target), "/parties/counter/%s", w.room);
     stale = ws_open(cl.port[1], target);
 
+    mark = haproxy_mark(&cl);
     partyd_signal(cl.node[1], SIGSTOP);
     stopped_at = test_now_ms();
-    /* HAProxy cuts n2's clients once it marks it down; the room answers
-     * again from n1 once n2's lease ran out. */
+    /* HAProxy cuts n2's clients once it marks it down (its checks time
+     * out); the room answers again from n1 once n2's lease ran out (n1's
+     * handshakes wait for it, up to 3 s each). */
+    mark = haproxy_wait_server(&cl, mark, 1, "DOWN");
     writers_until_all_acked(&w, 1, cl.entry, h, stopped_at, 1000);
     assert_string_equal(w.node, "n1");
 
@@ -539,7 +580,9 @@ static void hung_node(const char *extra) {
         assert_true(metric(cl.port[1], "partyd_storage_fenced_total") > 0);
         expect_health(cl.port[1], 503);
     } else {
-        /* It gave its rooms up and registered again: healthy. */
+        /* It gave its rooms up and registered again: healthy, which
+         * HAProxy says once two checks in a row passed. */
+        (void)haproxy_wait_server(&cl, mark, 1, "UP");
         expect_health(cl.port[1], 200);
     }
     /* Writes go on, wherever HAProxy and hand-offs put the room. */
@@ -647,12 +690,12 @@ static void test_node_that_loses_postgres_turns_unhealthy_and_acknowledges_nothi
     cluster cl;
     writer w;
     history *h = history_new();
-    http_response res;
     tconn *stale;
     ws_frame f;
     char target[64], probe[512];
-    int pg_port, relay_port, attempt, status = 0;
+    int pg_port, relay_port;
     pid_t relay;
+    size_t mark;
     int64_t lost_at;
     (void)state;
 
@@ -664,18 +707,13 @@ static void test_node_that_loses_postgres_turns_unhealthy_and_acknowledges_nothi
     snprintf(target, sizeof(target), "/parties/counter/%s", w.room);
     stale = ws_open(cl.port[0], target);
 
+    mark = haproxy_mark(&cl);
     kill(relay, SIGSTOP);
     lost_at = test_now_ms();
     /* Past its lease, n1 says it is unhealthy (its heartbeat waits on the
-     * frozen relay). Asked again and again: each answer is an event. */
-    for (attempt = 0; attempt < 200 && status != 503; attempt++) {
-        if (attempt > 0)
-            usleep(50 * 1000);
-        http_expect_get(cl.port[0], "/_partyd/health", &res);
-        status = res.status;
-        http_response_free(&res);
-    }
-    assert_int_equal(status, 503);
+     * frozen relay): HAProxy marks it down after two such answers. */
+    (void)haproxy_wait_server(&cl, mark, 0, "DOWN");
+    expect_health(cl.port[0], 503);
     /* It acknowledges nothing: the write closes its connection with 1012. */
     assert_int_equal(ws_send_text(stale, "+"), 0);
     assert_int_equal(ws_recv(stale, &f, TC_TIMEOUT_MS), 0);
@@ -780,6 +818,7 @@ static void test_own_database_rows_acknowledged_survive_kill_9_of_their_node(voi
     db_writer ws[DB_ROOMS];
     char out[64], sql[128];
     int i, round, victim, acked_at_kill[DB_ROOMS];
+    size_t mark;
     (void)state;
 
     cluster_up(&cl, 3, NULL);
@@ -803,15 +842,18 @@ static void test_own_database_rows_acknowledged_survive_kill_9_of_their_node(voi
     }
     for (i = 0; i < DB_ROOMS; i++)
         acked_at_kill[i] = ws[i].acked;
+    mark = haproxy_mark(&cl);
     node_kill(&cl, victim);
-    for (round = 0; round < 500; round++) {
+    /* Once HAProxy routes around the dead node, each round's writes are
+     * answered by the others (each waits for its answer). */
+    (void)haproxy_wait_server(&cl, mark, victim, "DOWN");
+    for (round = 0; round < 100; round++) {
         int all = 1;
         db_writers_round(ws, DB_ROOMS, cl.entry);
         for (i = 0; i < DB_ROOMS; i++)
             all &= ws[i].acked > acked_at_kill[i] + 5;
         if (all)
             break;
-        usleep(20 * 1000);
     }
     /* Every acknowledged row is read back, from whichever node owns the
      * room now (the first room's is another node). */
@@ -834,7 +876,7 @@ static void test_restarted_node_gets_its_rooms_back_never_open_on_two(void **sta
     writer ws[BACK_ROOMS];
     history *h = history_new();
     int i, round, on_n2 = 0, back = 0, home[BACK_ROOMS];
-    size_t down;
+    size_t mark;
     int64_t killed_at;
     (void)state;
 
@@ -848,16 +890,17 @@ static void test_restarted_node_gets_its_rooms_back_never_open_on_two(void **sta
         on_n2 += home[i];
     }
     assert_true(on_n2 > 0 && on_n2 < BACK_ROOMS);
+    mark = haproxy_mark(&cl);
     node_kill(&cl, 1);
     killed_at = test_now_ms();
+    mark = haproxy_wait_server(&cl, mark, 1, "DOWN");
     writers_until_all_acked(ws, BACK_ROOMS, cl.entry, h, killed_at, 500);
-    /* HAProxy marks n2 down, then, once it runs again, up (two health
-     * checks a second apart): each is a line HAProxy writes. n1 has held
-     * n2's rooms since before the first of them, so longer than the
-     * hand-off hold (1 s) by then: it hands them over when asked. */
-    down = haproxy_wait_line(&cl, 0, "Server partyd/n2 is DOWN");
+    /* HAProxy marked n2 down, and marks it up once it runs again (two
+     * health checks a second apart): each is a line HAProxy writes. n1
+     * has held n2's rooms since before n2 started again, so longer than
+     * the hand-off hold (1 s) by then: it hands them over when asked. */
     node_up(&cl, 1);
-    (void)haproxy_wait_line(&cl, down, "Server partyd/n2 is UP");
+    (void)haproxy_wait_server(&cl, mark, 1, "UP");
     /* HAProxy sends n2's rooms back to it, for new connections: the
      * writers of those rooms reconnect (as clients do), n2 asks n1 for
      * each room and n1 hands it over (closing its connections there with
