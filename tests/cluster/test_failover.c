@@ -11,8 +11,11 @@
  * self-fencing on and off (then the database's epoch fence refuses it);
  * a node that loses PostgreSQL for longer than its lease (a loopback
  * relay the test freezes with SIGSTOP); rows of a room's own database
- * acknowledged, then kill -9, read back from the new owner. Every wait is
- * bounded; nothing waits on a clock for what an event says. */
+ * acknowledged, then kill -9, read back from the new owner; a restarted
+ * node gets its rooms back. HAProxy's stderr comes to the test, which
+ * waits for its lines marking a node down or up rather than for time.
+ * Every wait is bounded; nothing waits on a clock for what an event
+ * says. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
