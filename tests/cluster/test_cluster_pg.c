@@ -489,41 +489,52 @@ static void test_node_asked_for_a_room_hands_it_over_with_1012(void **state) {
     partyd_free(n2);
 }
 
-/* A connection told of every write of a record named key in party_kv
- * on the database at uri: a trigger the test adds (partyd made the table)
- * notifies it in the writing transaction's commit. */
-static PGconn *kv_listen(const char *uri) {
+/* A connection to the database at uri that runs setup (a trigger the
+ * test adds to partyd's tables, which notifies channel in the writing
+ * transaction's commit) and listens on channel. */
+static PGconn *sql_listen(const char *uri, const char *setup, const char *channel) {
+    char sql[64];
     PGconn *c = PQconnectdb(uri);
     PGresult *res;
     assert_int_equal(PQstatus(c), CONNECTION_OK);
-    res = PQexec(c, "CREATE FUNCTION test_kv_written() RETURNS trigger LANGUAGE plpgsql AS"
-                    " $$ BEGIN PERFORM pg_notify('test_kv', NEW.key); RETURN NEW; END $$;"
-                    "CREATE TRIGGER test_kv_written AFTER INSERT OR UPDATE ON party_kv"
-                    " FOR EACH ROW EXECUTE FUNCTION test_kv_written();"
-                    "LISTEN test_kv");
+    res = PQexec(c, setup);
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        fail_msg("kv_listen: %s", PQerrorMessage(c));
+        fail_msg("%s: %s", setup, PQerrorMessage(c));
+    PQclear(res);
+    snprintf(sql, sizeof(sql), "LISTEN %s", channel);
+    res = PQexec(c, sql);
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
     PQclear(res);
     return c;
 }
 
-/* Waits (on the socket of c, from kv_listen) until a record named key is
- * written. */
-static void kv_wait_written(PGconn *c, const char *key) {
+/* Waits (on the socket of c, from sql_listen) for a notification whose
+ * payload is payload. */
+static void sql_wait_notify(PGconn *c, const char *payload) {
     for (;;) {
         struct pollfd p = {PQsocket(c), POLLIN, 0};
         PGnotify *n;
         int found = 0;
         if (PQconsumeInput(c) == 0)
-            fail_msg("kv_wait_written: %s", PQerrorMessage(c));
+            fail_msg("sql_wait_notify: %s", PQerrorMessage(c));
         while ((n = PQnotifies(c)) != NULL) {
-            found |= strcmp(n->extra, key) == 0;
+            found |= strcmp(n->extra, payload) == 0;
             PQfreemem(n);
         }
         if (found)
             return;
         (void)poll(&p, 1, -1);
     }
+}
+
+/* Told of every write of a record in party_kv (the payload: its key). */
+static PGconn *kv_listen(const char *uri) {
+    return sql_listen(uri,
+                      "CREATE FUNCTION test_kv_written() RETURNS trigger LANGUAGE plpgsql AS"
+                      " $$ BEGIN PERFORM pg_notify('test_kv', NEW.key); RETURN NEW; END $$;"
+                      "CREATE TRIGGER test_kv_written AFTER INSERT OR UPDATE ON party_kv"
+                      " FOR EACH ROW EXECUTE FUNCTION test_kv_written()",
+                      "test_kv");
 }
 
 static void test_alarm_of_a_dead_nodes_room_fires_on_another_node(void **state) {
@@ -544,7 +555,7 @@ static void test_alarm_of_a_dead_nodes_room_fires_on_another_node(void **state) 
      * (seen in SQL, not over HTTP, which would wake the room): the room's
      * alarm writes its "fired" record. */
     for (;;) {
-        kv_wait_written(listen, "fired");
+        sql_wait_notify(listen, "fired");
         fired = sql_value(uri, "SELECT convert_from(value, 'UTF8') FROM party_kv"
                                " WHERE key = 'fired'");
         if (fired != NULL && strstr(fired, "\"name\":\"alarm\",\"room\":\"orphan\"") != NULL)
@@ -624,6 +635,7 @@ static void test_node_that_lost_its_lease_commits_nothing_then_registers_again(v
     char uri[512];
     partyd *d;
     http_response res;
+    PGconn *listen;
     tconn *c;
     int attempt, status = 0;
     (void)state;
@@ -636,6 +648,14 @@ static void test_node_that_lost_its_lease_commits_nothing_then_registers_again(v
     http_expect_get(partyd_port(d), "/_partyd/health", &res);
     assert_int_equal(res.status, 200);
     http_response_free(&res);
+    /* Told when the node registers again (a new incarnation). */
+    listen = sql_listen(uri,
+                        "CREATE FUNCTION test_node_again() RETURNS trigger LANGUAGE plpgsql AS"
+                        " $$ BEGIN PERFORM pg_notify('test_nodes', NEW.name); RETURN NEW; END $$;"
+                        "CREATE TRIGGER test_node_again AFTER UPDATE ON party_nodes FOR EACH ROW"
+                        " WHEN (OLD.node_id IS DISTINCT FROM NEW.node_id)"
+                        " EXECUTE FUNCTION test_node_again()",
+                        "test_nodes");
     /* The lease runs out: the next heartbeat (every second) cannot renew
      * it, and the node gives its rooms up: c's Close (1012) says it knows. */
     free(sql_value(uri, "UPDATE party_nodes SET lease_until = '-infinity' WHERE name = 'n1'"));
@@ -652,9 +672,12 @@ static void test_node_that_lost_its_lease_commits_nothing_then_registers_again(v
     tconn_close(c);
 
     /* Its rooms given up, it registers again and serves: the room's
-     * count is the one acknowledged. */
-    for (attempt = 0; attempt < 100 && status != 200; attempt++) {
-        usleep(100 * 1000);
+     * count is the one acknowledged. Once its new row is committed, the
+     * node has only to read the answer: health is asked again until then,
+     * each ask a round trip. */
+    sql_wait_notify(listen, "n1");
+    PQfinish(listen);
+    for (attempt = 0; attempt < 1000 && status != 200; attempt++) {
         http_expect_get(partyd_port(d), "/_partyd/health", &res);
         status = res.status;
         http_response_free(&res);
