@@ -383,6 +383,11 @@ static const metric_def metric_defs[] = {
            "Commits refused because the room is owned by another node now (a cluster store): "
            "nothing of them was kept, their connections closed with 1012.",
            commits_fenced),
+    SCALAR("partyd_storage_pg_reconnects_total", "counter",
+           "PostgreSQL connections of the store found closed by the server (a restart, an idle "
+           "timeout, a terminated session) and replaced by new ones before a commit or a load "
+           "used them.",
+           store_reconnects),
 };
 
 static void metrics_write(const party__ops_stats *m, text_buf *tb) {

@@ -37,8 +37,9 @@ typedef struct party__ops_stats {
     uint64_t limit_addr_conns, limit_addr_rate, limit_conn_msgs, limit_conn_bytes,
         limit_conn_closed, limit_room_conns;
     uint64_t limit_addresses, limit_addresses_evicted; /* the per-address table */
-    uint64_t commits_fenced; /* refused: the room is another node's now (a cluster store) */
-    uint64_t origin_refused; /* handshakes and preflights refused for their Origin */
+    uint64_t commits_fenced;   /* refused: the room is another node's now (a cluster store) */
+    uint64_t store_reconnects; /* a cluster store's connections the server closed, replaced */
+    uint64_t origin_refused;   /* handshakes and preflights refused for their Origin */
     /* Upgrades (SIGUSR2): those that led to this process (the count goes
      * from process to process), those that failed here, and the TLS
      * connections they closed. */

@@ -272,9 +272,13 @@ static void metrics_visit(party__loop_ctx *lc, party__tour *tour) {
     metrics_tour *m = (metrics_tour *)tour;
     party__ops_stats_add_loop(&m->stats, &lc->lp);
     party__rooms_stats(&lc->rooms, &m->stats);
-    if (lc == &lc->rt->main)
+    if (lc == &lc->rt->main) {
         party__upgrade_stats(lc->rt, &m->stats.upgrades, &m->stats.upgrades_failed,
                              &m->stats.upgrades_tls_closed);
+        if (lc->rt->backend != NULL)
+            m->stats.store_reconnects =
+                __atomic_load_n(&lc->rt->backend->reconnects, __ATOMIC_RELAXED);
+    }
 }
 
 static void metrics_done(party_conn *conn, party__tour *tour) {

@@ -35,6 +35,11 @@ typedef struct party__backend {
     /* A cluster backend's name of this node (valid until close); NULL for
      * a backend one process holds. */
     const char *node;
+    /* A cluster backend's connections found closed by the server (a
+     * restart, an idle timeout) and replaced by new ones before anything
+     * was lost on them. Written by worker threads, read with
+     * __atomic_load_n. */
+    uint64_t reconnects;
 } party__backend;
 
 /* One loaded room's records. An implementation's own handle starts with

@@ -13,6 +13,8 @@
 #include "storage.h"
 
 #include <endian.h>
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,9 +179,45 @@ static PGconn *connect_db(const char *conninfo, int control, char *why, size_t w
 
 static int prepare_commits(PGconn *c, char *why, size_t why_len);
 
-/* A connection for this thread's work: an idle one, or a new one while
- * fewer than max_conns are open, else the next one given back. A thread
- * holds at most one at a time, so waiting cannot deadlock. */
+/* 1 if an idle connection of the pool may still be used. The server
+ * closes idle sessions on its own (a restart, idle_session_timeout, a
+ * pooler's timeout, pg_terminate_backend) and libpq notices only when the
+ * next query fails, losing that query's batch. An idle connection has
+ * nothing to read: a socket that is readable or hung up holds the
+ * server's last words (its FATAL) or its end of file. Anything else the
+ * server might send an idle session (a notice, a changed setting) is
+ * rare enough that a new connection is the cheaper answer than telling
+ * it apart: no byte of ours is at stake here. */
+static int idle_alive(PGconn *c) {
+    struct pollfd p;
+    int n;
+    if (PQstatus(c) != CONNECTION_OK || PQtransactionStatus(c) != PQTRANS_IDLE ||
+        PQpipelineStatus(c) != PQ_PIPELINE_OFF || (p.fd = PQsocket(c)) < 0)
+        return 0;
+    p.events = POLLIN;
+    p.revents = 0;
+    do
+        n = poll(&p, 1, 0);
+    while (n < 0 && errno == EINTR);
+    return n == 0;
+}
+
+/* A new connection of the pool, its commit statements prepared; NULL
+ * with why. */
+static PGconn *pool_connect(pg_backend *be, char *why, size_t why_len) {
+    PGconn *c = connect_db(be->conninfo, 0, why, why_len);
+    if (c != NULL && prepare_commits(c, why, why_len) != 0) {
+        PQfinish(c);
+        c = NULL;
+    }
+    return c;
+}
+
+/* A connection for this thread's work: an idle one still open, or a new
+ * one while fewer than max_conns are open, else the next one given back.
+ * An idle one the server closed is replaced by a new one (counted in
+ * reconnects) before anything is sent on it. A thread holds at most one
+ * at a time, so waiting cannot deadlock. */
 static PGconn *pool_get(pg_backend *be, char *why, size_t why_len) {
     PGconn *c = NULL;
     uv_mutex_lock(&be->pool_mutex);
@@ -190,15 +228,13 @@ static PGconn *pool_get(pg_backend *be, char *why, size_t why_len) {
     else
         be->n_open++;
     uv_mutex_unlock(&be->pool_mutex);
-    if (c != NULL && PQstatus(c) == CONNECTION_OK)
+    if (c != NULL && idle_alive(c))
         return c;
-    if (c != NULL)
+    if (c != NULL) {
         PQfinish(c); /* its place is the new one's */
-    c = connect_db(be->conninfo, 0, why, why_len);
-    if (c != NULL && prepare_commits(c, why, why_len) != 0) {
-        PQfinish(c);
-        c = NULL;
+        __atomic_add_fetch(&be->base.reconnects, 1, __ATOMIC_RELAXED);
     }
+    c = pool_connect(be, why, why_len);
     if (c == NULL) {
         uv_mutex_lock(&be->pool_mutex);
         be->n_open--;
@@ -1548,16 +1584,13 @@ static int load_rows(pg_room *s, PGconn *c, char *why, size_t why_len) {
 
 static int room_sched_earliest(party__room_store *rs, int64_t *next_ms);
 
-static int pg_load(party__backend *be_, const char *room_id, const char *party,
-                   party__room_store **out, party__room_loaded *loaded, char *why, size_t why_len) {
-    pg_backend *be = (pg_backend *)be_;
-    pg_room *s;
-    PGconn *c;
+/* One read of the room's rows into a new room store (*out), on c. */
+static int load_on(pg_backend *be, PGconn *c, const char *room_id, const char *party, pg_room **out,
+                   char *why, size_t why_len) {
+    pg_room *s = party__calloc(1, sizeof(*s));
     int r;
 
     *out = NULL;
-    memset(loaded, 0, sizeof(*loaded));
-    s = party__calloc(1, sizeof(*s));
     if (s == NULL) {
         snprintf(why, why_len, "out of memory");
         return PARTY_ENOMEM;
@@ -1566,11 +1599,6 @@ static int pg_load(party__backend *be_, const char *room_id, const char *party,
     s->backend = be;
     s->party = party;
     snprintf(s->id, sizeof(s->id), "%s", room_id);
-    c = pool_get(be, why, why_len);
-    if (c == NULL) {
-        party__free(s);
-        return PARTY_EIO;
-    }
     /* One snapshot: records written by one commit are read together. */
     r = exec_ok(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
     if (r != 0)
@@ -1581,11 +1609,39 @@ static int pg_load(party__backend *be_, const char *room_id, const char *party,
         snprintf(why, why_len, "postgres: cannot rebuild the room's own database");
     if (PQtransactionStatus(c) != PQTRANS_IDLE)
         (void)exec_ok(c, r == 0 ? "COMMIT" : "ROLLBACK");
-    pool_put(be, c);
     if (r != 0) {
         pg_unload(&s->base);
         return r;
     }
+    *out = s;
+    return 0;
+}
+
+static int pg_load(party__backend *be_, const char *room_id, const char *party,
+                   party__room_store **out, party__room_loaded *loaded, char *why, size_t why_len) {
+    pg_backend *be = (pg_backend *)be_;
+    pg_room *s = NULL;
+    PGconn *c;
+    int r, lost, tries;
+
+    *out = NULL;
+    memset(loaded, 0, sizeof(*loaded));
+    for (tries = 0;; tries++) {
+        c = pool_get(be, why, why_len);
+        if (c == NULL)
+            return PARTY_EIO;
+        r = load_on(be, c, room_id, party, &s, why, why_len);
+        lost = r != 0 && PQstatus(c) != CONNECTION_OK;
+        pool_put(be, c);
+        /* A load writes nothing: one whose connection failed under it
+         * (the server closed it at that moment) is read again, once, on
+         * another connection. */
+        if (!lost || tries > 0)
+            break;
+        __atomic_add_fetch(&be->base.reconnects, 1, __ATOMIC_RELAXED);
+    }
+    if (r != 0)
+        return r;
     loaded->alarm_at = s->alarm_at;
     loaded->alarm_retries = s->alarm_retries;
     (void)room_sched_earliest(&s->base, &loaded->sched_next);
@@ -2012,6 +2068,7 @@ typedef struct pipe_run {
     int queued;    /* statements sent since the last sync */
     int failed;    /* a statement failed or was skipped */
     int broken;    /* the connection failed: no answer can be trusted */
+    int sent;      /* libpq took a statement of this run to send */
     int fence_at;  /* the fence statement's index in this segment, or -1 */
     int fence_bad; /* ... and it said a room is not held (SQLSTATE 22P02) */
     PGresult *fence;
@@ -2062,6 +2119,7 @@ static void pipe_sent(pipe_run *p, int ok) {
         p->broken = p->failed = 1;
         return;
     }
+    p->sent = 1;
     if (++p->queued >= PIPE_CHUNK)
         pipe_sync(p);
 }
@@ -2324,10 +2382,12 @@ static int attempt(pipe_run *pr, const char *me, const party__commit *rooms, siz
 /* Commits the rooms with want[i] (their own-database parts in fps) on c,
  * setting their results: one transaction for all when every room is
  * held, else for the held ones; one each when the server refused a
- * statement, so that room fails alone. */
-static void group_commit(pg_backend *be, PGconn *c, const party__commit *rooms, size_t n,
-                         const file_part *fps, int *want, int *results) {
-    pipe_run pr = {c, 0, 0, 0, -1, 0, NULL};
+ * statement, so that room fails alone. 1 if the connection failed before
+ * libpq took anything of it to send (want is as it came, nothing can
+ * have reached the server), else 0. */
+static int group_commit(pg_backend *be, PGconn *c, const party__commit *rooms, size_t n,
+                        const file_part *fps, int *want, int *results) {
+    pipe_run pr = {c, 0, 0, 0, 0, -1, 0, NULL};
     char me[300];
     size_t i, j;
     int r;
@@ -2371,6 +2431,7 @@ static void group_commit(pg_backend *be, PGconn *c, const party__commit *rooms, 
     }
     if (!pr.broken && PQpipelineStatus(c) != PQ_PIPELINE_OFF && PQexitPipelineMode(c) != 1)
         pr.broken = 1;
+    return r == ATTEMPT_BROKEN && !pr.sent;
 }
 
 static void pg_commit_batch(party__backend *be_, const party__commit *rooms, size_t n,
@@ -2396,10 +2457,26 @@ static void pg_commit_batch(party__backend *be_, const party__commit *rooms, siz
             want[i] = 1, m++;
     }
     if (m > 0 && (c = pool_get(be, why, sizeof(why))) != NULL) {
-        group_commit(be, c, rooms, n, fps, want, results);
+        int unsent = group_commit(be, c, rooms, n, fps, want, results);
         if (PQstatus(c) != CONNECTION_OK || PQpipelineStatus(c) != PQ_PIPELINE_OFF) {
             pool_put(be, c); /* closes it */
             c = NULL;
+        }
+        /* Once, on a connection that failed before anything of the
+         * batch left: its outcome is known (nothing written). A failure
+         * after that (the COMMIT may have been sent) fails the batch:
+         * nothing of it is acknowledged, and it is not tried again, since
+         * it may have been written. */
+        if (unsent) {
+            __atomic_add_fetch(&be->base.reconnects, 1, __ATOMIC_RELAXED);
+            pool_put(be, c);
+            if ((c = pool_get(be, why, sizeof(why))) != NULL) {
+                (void)group_commit(be, c, rooms, n, fps, want, results);
+                if (PQstatus(c) != CONNECTION_OK || PQpipelineStatus(c) != PQ_PIPELINE_OFF) {
+                    pool_put(be, c);
+                    c = NULL;
+                }
+            }
         }
     } else if (m > 0) {
         for (i = 0; i < n; i++)

@@ -11,7 +11,9 @@
  * whose lease ran out answers 503 on /_partyd/health and commits nothing.
  * The store and node come from flags or the config file. A room's own
  * database (party_room_db) survives kill -9 on both stores and is fenced
- * like the rest. Each test has its own database. */
+ * like the rest. A room's clients do not notice the server closing the
+ * node's idle connections (pg_terminate_backend). Each test has its own
+ * database. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -31,6 +33,7 @@
 #include <libpq-fe.h>
 
 #include "client.h"
+#include "pg_sessions.h"
 
 static const char *server_uri; /* .../postgres: where test databases are made */
 static int n_databases;
@@ -486,32 +489,80 @@ static void test_node_asked_for_a_room_hands_it_over_with_1012(void **state) {
     partyd_free(n2);
 }
 
+/* A connection to the database at uri that runs setup (a trigger the
+ * test adds to partyd's tables, which notifies channel in the writing
+ * transaction's commit) and listens on channel. */
+static PGconn *sql_listen(const char *uri, const char *setup, const char *channel) {
+    char sql[64];
+    PGconn *c = PQconnectdb(uri);
+    PGresult *res;
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    res = PQexec(c, setup);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        fail_msg("%s: %s", setup, PQerrorMessage(c));
+    PQclear(res);
+    snprintf(sql, sizeof(sql), "LISTEN %s", channel);
+    res = PQexec(c, sql);
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    return c;
+}
+
+/* Waits (on the socket of c, from sql_listen) for a notification whose
+ * payload is payload. */
+static void sql_wait_notify(PGconn *c, const char *payload) {
+    for (;;) {
+        struct pollfd p = {PQsocket(c), POLLIN, 0};
+        PGnotify *n;
+        int found = 0;
+        if (PQconsumeInput(c) == 0)
+            fail_msg("sql_wait_notify: %s", PQerrorMessage(c));
+        while ((n = PQnotifies(c)) != NULL) {
+            found |= strcmp(n->extra, payload) == 0;
+            PQfreemem(n);
+        }
+        if (found)
+            return;
+        (void)poll(&p, 1, -1);
+    }
+}
+
+/* Told of every write of a record in party_kv (the payload: its key). */
+static PGconn *kv_listen(const char *uri) {
+    return sql_listen(uri,
+                      "CREATE FUNCTION test_kv_written() RETURNS trigger LANGUAGE plpgsql AS"
+                      " $$ BEGIN PERFORM pg_notify('test_kv', NEW.key); RETURN NEW; END $$;"
+                      "CREATE TRIGGER test_kv_written AFTER INSERT OR UPDATE ON party_kv"
+                      " FOR EACH ROW EXECUTE FUNCTION test_kv_written()",
+                      "test_kv");
+}
+
 static void test_alarm_of_a_dead_nodes_room_fires_on_another_node(void **state) {
     char uri[512], *fired = NULL, *owner;
     partyd *n1, *n2;
-    int attempt;
+    PGconn *listen;
     (void)state;
 
     database_new(uri, sizeof(uri));
     n1 = node_start(uri, "n1", NULL);
     n2 = node_start(uri, "n2", NULL);
+    listen = kv_listen(uri);
     post(partyd_port(n1), "/parties/reminder/orphan?alarm_in=1000");
     partyd_signal(n1, SIGKILL);
     assert_int_equal(partyd_wait_exit(n1, 5000), 128 + SIGKILL);
     partyd_free(n1);
     /* Nobody reaches the room: n2 finds its alarm in the index by itself
-     * (asked for in SQL, not over HTTP, which would wake the room). */
-    for (attempt = 0; attempt < 100; attempt++) {
+     * (seen in SQL, not over HTTP, which would wake the room): the room's
+     * alarm writes its "fired" record. */
+    for (;;) {
+        sql_wait_notify(listen, "fired");
         fired = sql_value(uri, "SELECT convert_from(value, 'UTF8') FROM party_kv"
                                " WHERE key = 'fired'");
         if (fired != NULL && strstr(fired, "\"name\":\"alarm\",\"room\":\"orphan\"") != NULL)
             break;
         free(fired);
-        fired = NULL;
-        usleep(100 * 1000);
     }
-    if (fired == NULL)
-        fail_msg("the dead node's alarm did not fire on the other node");
+    PQfinish(listen);
     free(fired);
     owner = sql_value(uri, "SELECT owner FROM party_rooms WHERE party = 'reminder'");
     assert_non_null(owner);
@@ -584,6 +635,7 @@ static void test_node_that_lost_its_lease_commits_nothing_then_registers_again(v
     char uri[512];
     partyd *d;
     http_response res;
+    PGconn *listen;
     tconn *c;
     int attempt, status = 0;
     (void)state;
@@ -596,31 +648,36 @@ static void test_node_that_lost_its_lease_commits_nothing_then_registers_again(v
     http_expect_get(partyd_port(d), "/_partyd/health", &res);
     assert_int_equal(res.status, 200);
     http_response_free(&res);
-    /* The lease runs out: the next heartbeat (every second) cannot renew it. */
+    /* Told when the node registers again (a new incarnation). */
+    listen = sql_listen(uri,
+                        "CREATE FUNCTION test_node_again() RETURNS trigger LANGUAGE plpgsql AS"
+                        " $$ BEGIN PERFORM pg_notify('test_nodes', NEW.name); RETURN NEW; END $$;"
+                        "CREATE TRIGGER test_node_again AFTER UPDATE ON party_nodes FOR EACH ROW"
+                        " WHEN (OLD.node_id IS DISTINCT FROM NEW.node_id)"
+                        " EXECUTE FUNCTION test_node_again()",
+                        "test_nodes");
+    /* The lease runs out: the next heartbeat (every second) cannot renew
+     * it, and the node gives its rooms up: c's Close (1012) says it knows. */
     free(sql_value(uri, "UPDATE party_nodes SET lease_until = '-infinity' WHERE name = 'n1'"));
-    for (attempt = 0; attempt < 50 && status != 503; attempt++) {
-        if (attempt > 0)
-            usleep(100 * 1000);
-        http_expect_get(partyd_port(d), "/_partyd/health", &res);
-        status = res.status;
-        if (status == 503)
-            assert_non_null(strstr(res.body, "lost its lease"));
-        http_response_free(&res);
-    }
-    assert_int_equal(status, 503);
+    ws_expect_close(c, 1012, NULL);
+    http_expect_get(partyd_port(d), "/_partyd/health", &res);
+    assert_int_equal(res.status, 503);
+    assert_non_null(strstr(res.body, "lost its lease"));
+    http_response_free(&res);
     /* Nor does it take rooms (while it still holds one: c has not
      * answered the close yet). */
     http_expect_get(partyd_port(d), "/parties/counter/another", &res);
     assert_int_equal(res.status, 503);
     http_response_free(&res);
-    ws_send_text(c, "+");
-    ws_expect_close(c, 1012, NULL);
     tconn_close(c);
 
     /* Its rooms given up, it registers again and serves: the room's
-     * count is the one acknowledged. */
-    for (attempt = 0; attempt < 100 && status != 200; attempt++) {
-        usleep(100 * 1000);
+     * count is the one acknowledged. Once its new row is committed, the
+     * node has only to read the answer: health is asked again until then,
+     * each ask a round trip. */
+    sql_wait_notify(listen, "n1");
+    PQfinish(listen);
+    for (attempt = 0; attempt < 1000 && status != 200; attempt++) {
         http_expect_get(partyd_port(d), "/_partyd/health", &res);
         status = res.status;
         http_response_free(&res);
@@ -757,6 +814,48 @@ static void test_store_connections_are_capped(void **state) {
     if (atoi(n) > 1)
         fail_msg("%s connections open, capped at 1", n);
     free(n);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+}
+
+/* The server ends the node's record connections while they are idle (a
+ * restart of PostgreSQL, idle_session_timeout, a pooler, an operator's
+ * pg_terminate_backend): a client of a counter room goes on getting its
+ * increments acknowledged on the same WebSocket, a room opened afterwards
+ * loads, and nothing is lost; the node counts the connections it opened
+ * again. */
+static void test_room_goes_on_when_the_server_closes_idle_connections(void **state) {
+    char uri[512], expect[16];
+    partyd *d;
+    tconn *c, *other;
+    int round;
+    (void)state;
+
+    database_new(uri, sizeof(uri));
+    d = node_start(uri, "n1", NULL);
+    c = ws_open(partyd_port(d), "/parties/counter/steady");
+    ws_send_text(c, "+");
+    ws_expect_text(c, "1");
+    for (round = 2; round <= 6; round++) {
+        assert_true(pg_sessions_terminate(uri, "partyd") >= 1);
+        ws_send_text(c, "+");
+        snprintf(expect, sizeof(expect), "%d", round);
+        ws_expect_text(c, expect);
+    }
+    /* A cold room: acquired and loaded on connections found closed. */
+    assert_true(pg_sessions_terminate(uri, "partyd") >= 1);
+    other = ws_open(partyd_port(d), "/parties/counter/later");
+    ws_send_text(other, "+");
+    ws_expect_text(other, "1");
+    tconn_close(other);
+    tconn_close(c);
+    assert_true(metrics_get(partyd_port(d), "partyd_storage_pg_reconnects_total") >= 6);
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_free(d);
+
+    d = node_start(uri, "n1", NULL);
+    assert_int_equal(counter_expect_count(partyd_port(d), "steady"), 6);
+    assert_int_equal(counter_expect_count(partyd_port(d), "later"), 1);
     assert_int_equal(partyd_stop(d), 0);
     partyd_free(d);
 }
@@ -944,6 +1043,7 @@ int main(void) {
         cmocka_unit_test(test_answers_name_the_node_and_the_rooms_epoch),
         cmocka_unit_test(test_single_process_names_itself_only_with_node),
         cmocka_unit_test(test_store_connections_are_capped),
+        cmocka_unit_test(test_room_goes_on_when_the_server_closes_idle_connections),
         cmocka_unit_test(test_sigusr2_is_refused_on_a_shared_store),
         cmocka_unit_test(test_room_fetch_reaches_a_room_another_node_owns),
         cmocka_unit_test(test_outbound_request_in_flight_on_a_dead_node_is_aborted_on_the_next),

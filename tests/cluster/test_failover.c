@@ -11,8 +11,11 @@
  * self-fencing on and off (then the database's epoch fence refuses it);
  * a node that loses PostgreSQL for longer than its lease (a loopback
  * relay the test freezes with SIGSTOP); rows of a room's own database
- * acknowledged, then kill -9, read back from the new owner. Every wait is
- * bounded; nothing waits on a clock for what an event says. */
+ * acknowledged, then kill -9, read back from the new owner; a restarted
+ * node gets its rooms back. HAProxy's stderr comes to the test, which
+ * waits for its lines marking a node down or up rather than for time.
+ * Every wait is bounded; nothing waits on a clock for what an event
+ * says. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -140,6 +143,11 @@ typedef struct cluster {
     char node_uri[MAX_NODES][512]; /* a node's own way to the store ("": uri) */
     pid_t haproxy;
     int entry;
+    /* HAProxy's stderr (its server state changes, "Server partyd/n2 is
+     * UP"), read into log as the test waits for a line. */
+    int haproxy_err;
+    char log[65536];
+    size_t log_len;
     char dir[64];
 } cluster;
 
@@ -172,64 +180,125 @@ static void node_kill(cluster *cl, int i) {
 }
 
 /* HAProxy in front of the nodes, configured as examples/cluster/haproxy.cfg
- * routes (without what that file may add for other features). */
+ * routes (without what that file may add for other features). Its
+ * listening socket is made here and handed to it (bind fd@3): a client
+ * may connect at once, its connection waits in the backlog until HAProxy
+ * accepts it, so nothing waits for HAProxy to be up. */
 static void haproxy_up(cluster *cl) {
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    http_response res;
     char path[128];
     FILE *f;
-    int i, attempt;
+    int i, lfd, err[2];
 
-    cl->entry = free_port();
+    lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(lfd >= 0);
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(lfd, 512), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
+    cl->entry = ntohs(a.sin_port);
     snprintf(path, sizeof(path), "%s/haproxy.cfg", cl->dir);
     f = fopen(path, "w");
     assert_non_null(f);
-    fprintf(f,
-            "global\n    maxconn 2000\n"
-            "defaults\n    mode http\n    timeout connect 2s\n    timeout client 30s\n"
-            "    timeout server 30s\n    timeout tunnel 1h\n    timeout check 1s\n"
-            "frontend entry\n    bind 127.0.0.1:%d\n"
-            "    http-request set-var(txn.room) path,field(4,/),url_dec\n"
-            "    http-request set-var(txn.key) path,field(3,/),lower,concat(/,txn.room)\n"
-            "    default_backend partyd\n"
-            "backend partyd\n    balance hash var(txn.key)\n    hash-type consistent\n"
-            "    option httpchk GET /_partyd/health\n    http-check expect status 200\n"
-            "    option redispatch 1\n    retries 2\n"
-            "    default-server inter 500ms fastinter 250ms downinter 1s fall 2 rise 2"
-            " weight 100 on-marked-down shutdown-sessions\n",
-            cl->entry);
+    fprintf(f, "global\n    maxconn 2000\n"
+               "defaults\n    mode http\n    timeout connect 2s\n    timeout client 30s\n"
+               "    timeout server 30s\n    timeout tunnel 1h\n    timeout check 1s\n"
+               "frontend entry\n    bind fd@3\n"
+               "    http-request set-var(txn.room) path,field(4,/),url_dec\n"
+               "    http-request set-var(txn.key) path,field(3,/),lower,concat(/,txn.room)\n"
+               "    default_backend partyd\n"
+               "backend partyd\n    balance hash var(txn.key)\n    hash-type consistent\n"
+               "    option httpchk GET /_partyd/health\n    http-check expect status 200\n"
+               "    option redispatch 1\n    retries 2\n"
+               "    default-server inter 500ms fastinter 250ms downinter 1s fall 2 rise 2"
+               " weight 100 on-marked-down shutdown-sessions\n");
     for (i = 0; i < cl->n; i++)
         fprintf(f, "    server n%d 127.0.0.1:%d id %d check\n", i + 1, cl->port[i], i + 1);
     fclose(f);
+    assert_int_equal(pipe(err), 0);
     cl->haproxy = fork();
     assert_true(cl->haproxy >= 0);
     if (cl->haproxy == 0) {
         int null = open("/dev/null", O_WRONLY);
-        if (null >= 0) {
+        if (null >= 0)
             dup2(null, 1);
-            dup2(null, 2);
-        }
+        dup2(err[1], 2);
+        if (dup2(lfd, 3) != 3)
+            _exit(127);
         execlp("haproxy", "haproxy", "-db", "-f", path, (char *)NULL);
         _exit(127);
     }
     child_add(cl->haproxy);
-    /* Up once it accepts and a node answers through it. */
-    for (attempt = 0; attempt < 200; attempt++) {
-        tconn *c = tconn_open(cl->entry, 0);
-        if (c != NULL) {
-            http_response res;
-            int ok = tconn_send_str(c, "GET /_partyd/health HTTP/1.1\r\nHost: x\r\n"
-                                       "Connection: close\r\n\r\n") == 0 &&
-                     http_read_response(c, 0, &res, 2000) == 0;
-            if (ok) {
-                ok = res.status == 200;
-                http_response_free(&res);
-            }
-            tconn_close(c);
-            if (ok)
-                return;
+    close(lfd);
+    close(err[1]);
+    cl->haproxy_err = err[0];
+    assert_int_equal(fcntl(err[0], F_SETFL, O_NONBLOCK), 0);
+    cl->log_len = 0;
+    /* Servers start up in HAProxy: a node answers through it. */
+    http_expect_get(cl->entry, "/_partyd/health", &res);
+    assert_int_equal(res.status, 200);
+    http_response_free(&res);
+}
+
+/* Reads what HAProxy wrote on its stderr so far; block: first wait for
+ * it to write more. 0, or -1 once it closed it. */
+static int haproxy_read(cluster *cl, int block) {
+    struct pollfd p = {cl->haproxy_err, POLLIN, 0};
+    for (;;) {
+        ssize_t n;
+        if (cl->log_len + 1 >= sizeof(cl->log))
+            fail_msg("haproxy: more than %zu bytes of messages", cl->log_len);
+        if (block && poll(&p, 1, -1) < 0 && errno != EINTR)
+            fail_msg("poll: %s", strerror(errno));
+        n = read(cl->haproxy_err, cl->log + cl->log_len, sizeof(cl->log) - 1 - cl->log_len);
+        if (n > 0) {
+            cl->log_len += (size_t)n;
+            cl->log[cl->log_len] = '\0';
+            block = 0;
+            continue;
         }
-        usleep(50 * 1000);
+        if (n == 0)
+            return -1;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN && block)
+            continue;
+        return 0;
     }
-    fail_msg("haproxy did not come up");
+}
+
+/* Where HAProxy's messages end now: what it writes from here on is
+ * after it (a line to wait for after an event the test causes). */
+static size_t haproxy_mark(cluster *cl) {
+    (void)haproxy_read(cl, 0);
+    return cl->log_len;
+}
+
+/* Reads HAProxy's stderr until line appears in it at or after offset
+ * from (each read waits for HAProxy to write: a server changing state);
+ * returns the offset just past it. */
+static size_t haproxy_wait_line(cluster *cl, size_t from, const char *line) {
+    for (;;) {
+        const char *at;
+        cl->log[cl->log_len] = '\0';
+        at = strstr(cl->log + from, line);
+        if (at != NULL)
+            return (size_t)(at - cl->log) + strlen(line);
+        if (haproxy_read(cl, 1) != 0)
+            fail_msg("haproxy ended before '%s':\n%s", line, cl->log);
+    }
+}
+
+/* Waits for HAProxy to mark node i (0-based) down ("DOWN") or up ("UP")
+ * after the mark from; returns the offset past that line. */
+static size_t haproxy_wait_server(cluster *cl, size_t from, int i, const char *state) {
+    char line[64];
+    snprintf(line, sizeof(line), "Server partyd/n%d is %s", i + 1, state);
+    return haproxy_wait_line(cl, from, line);
 }
 
 /* The nodes' database is made first; relay_port > 0: node 1 reaches it
@@ -261,8 +330,10 @@ static void cluster_up(cluster *cl, int n, const char *extra_last) {
 
 static void cluster_down(cluster *cl) {
     int i;
-    if (cl->haproxy > 0)
+    if (cl->haproxy > 0) {
         child_stop(cl->haproxy, SIGTERM);
+        close(cl->haproxy_err);
+    }
     for (i = 0; i < cl->n; i++)
         if (cl->node[i] != NULL) {
             partyd_stop(cl->node[i]);
@@ -350,13 +421,15 @@ static int writers_round(writer *ws, int n, int entry, history *h) {
 }
 
 /* Rounds until every writer has an acknowledged write after since_ms
- * (bounded by max_rounds; each round waits for answers, not for time). */
+ * (bounded by max_rounds; each round waits for answers, not for time).
+ * Callers first wait for HAProxy to route around a failed node, so that a
+ * round's handshakes are not refused at once for that: a refused one
+ * (503) has waited in partyd for the room's owner to let it go. */
 static void writers_until_all_acked(writer *ws, int n, int entry, history *h, int64_t since_ms,
                                     int max_rounds) {
     int round, i, all = 0;
     for (round = 0; round < max_rounds && !all; round++) {
-        if (writers_round(ws, n, entry, h) < n)
-            usleep(20 * 1000); /* some are reconnecting: do not spin */
+        (void)writers_round(ws, n, entry, h);
         for (all = 1, i = 0; i < n; i++)
             all &= ws[i].last_ack_ms > since_ms;
     }
@@ -394,13 +467,18 @@ static void test_kill_9_in_turn_loses_no_acknowledged_write(void **state) {
     for (cycle = 0; cycle < kill_cycles; cycle++) {
         int victim = cycle % cl.n;
         int64_t killed_at;
+        size_t mark;
         for (i = 0; i < 5; i++)
             writers_round(ws, KILL_ROOMS, cl.entry, h);
+        mark = haproxy_mark(&cl);
         node_kill(&cl, victim);
         killed_at = test_now_ms();
-        /* Its rooms answer again through HAProxy, from the others. */
+        /* Its rooms answer again through HAProxy, from the others, once
+         * HAProxy marked it down (until then, it may refuse a few). */
+        mark = haproxy_wait_server(&cl, mark, victim, "DOWN");
         writers_until_all_acked(ws, KILL_ROOMS, cl.entry, h, killed_at, 500);
         node_up(&cl, victim);
+        (void)haproxy_wait_server(&cl, mark, victim, "UP");
         for (i = 0; i < 5; i++)
             writers_round(ws, KILL_ROOMS, cl.entry, h);
     }
@@ -452,19 +530,13 @@ static void writer_on_node(writer *w, cluster *cl, const char *node, const char 
     fail_msg("no room routed to %s", node);
 }
 
-/* GET /_partyd/health on port until it answers status (asked again and
- * again, bounded). */
+/* GET /_partyd/health on port answers status (the caller waited for
+ * the event that settles it). */
 static void expect_health(int port, int status) {
     http_response res;
-    int attempt, got = 0;
-    for (attempt = 0; attempt < 200 && got != status; attempt++) {
-        if (attempt > 0)
-            usleep(50 * 1000);
-        http_expect_get(port, "/_partyd/health", &res);
-        got = res.status;
-        http_response_free(&res);
-    }
-    assert_int_equal(got, status);
+    http_expect_get(port, "/_partyd/health", &res);
+    assert_int_equal(res.status, status);
+    http_response_free(&res);
 }
 
 static void hung_node(const char *extra) {
@@ -475,6 +547,7 @@ static void hung_node(const char *extra) {
     ws_frame f;
     char target[64];
     int64_t stopped_at;
+    size_t mark;
     int i;
 
     cluster_up(&cl, 2, extra);
@@ -484,10 +557,13 @@ static void hung_node(const char *extra) {
     snprintf(target, sizeof(target), "/parties/counter/%s", w.room);
     stale = ws_open(cl.port[1], target);
 
+    mark = haproxy_mark(&cl);
     partyd_signal(cl.node[1], SIGSTOP);
     stopped_at = test_now_ms();
-    /* HAProxy cuts n2's clients once it marks it down; the room answers
-     * again from n1 once n2's lease ran out. */
+    /* HAProxy cuts n2's clients once it marks it down (its checks time
+     * out); the room answers again from n1 once n2's lease ran out (n1's
+     * handshakes wait for it, up to 3 s each). */
+    mark = haproxy_wait_server(&cl, mark, 1, "DOWN");
     writers_until_all_acked(&w, 1, cl.entry, h, stopped_at, 1000);
     assert_string_equal(w.node, "n1");
 
@@ -507,7 +583,9 @@ static void hung_node(const char *extra) {
         assert_true(metric(cl.port[1], "partyd_storage_fenced_total") > 0);
         expect_health(cl.port[1], 503);
     } else {
-        /* It gave its rooms up and registered again: healthy. */
+        /* It gave its rooms up and registered again: healthy, which
+         * HAProxy says once two checks in a row passed. */
+        (void)haproxy_wait_server(&cl, mark, 1, "UP");
         expect_health(cl.port[1], 200);
     }
     /* Writes go on, wherever HAProxy and hand-offs put the room. */
@@ -615,12 +693,12 @@ static void test_node_that_loses_postgres_turns_unhealthy_and_acknowledges_nothi
     cluster cl;
     writer w;
     history *h = history_new();
-    http_response res;
     tconn *stale;
     ws_frame f;
     char target[64], probe[512];
-    int pg_port, relay_port, attempt, status = 0;
+    int pg_port, relay_port;
     pid_t relay;
+    size_t mark;
     int64_t lost_at;
     (void)state;
 
@@ -632,18 +710,13 @@ static void test_node_that_loses_postgres_turns_unhealthy_and_acknowledges_nothi
     snprintf(target, sizeof(target), "/parties/counter/%s", w.room);
     stale = ws_open(cl.port[0], target);
 
+    mark = haproxy_mark(&cl);
     kill(relay, SIGSTOP);
     lost_at = test_now_ms();
     /* Past its lease, n1 says it is unhealthy (its heartbeat waits on the
-     * frozen relay). Asked again and again: each answer is an event. */
-    for (attempt = 0; attempt < 200 && status != 503; attempt++) {
-        if (attempt > 0)
-            usleep(50 * 1000);
-        http_expect_get(cl.port[0], "/_partyd/health", &res);
-        status = res.status;
-        http_response_free(&res);
-    }
-    assert_int_equal(status, 503);
+     * frozen relay): HAProxy marks it down after two such answers. */
+    (void)haproxy_wait_server(&cl, mark, 0, "DOWN");
+    expect_health(cl.port[0], 503);
     /* It acknowledges nothing: the write closes its connection with 1012. */
     assert_int_equal(ws_send_text(stale, "+"), 0);
     assert_int_equal(ws_recv(stale, &f, TC_TIMEOUT_MS), 0);
@@ -748,6 +821,7 @@ static void test_own_database_rows_acknowledged_survive_kill_9_of_their_node(voi
     db_writer ws[DB_ROOMS];
     char out[64], sql[128];
     int i, round, victim, acked_at_kill[DB_ROOMS];
+    size_t mark;
     (void)state;
 
     cluster_up(&cl, 3, NULL);
@@ -771,15 +845,18 @@ static void test_own_database_rows_acknowledged_survive_kill_9_of_their_node(voi
     }
     for (i = 0; i < DB_ROOMS; i++)
         acked_at_kill[i] = ws[i].acked;
+    mark = haproxy_mark(&cl);
     node_kill(&cl, victim);
-    for (round = 0; round < 500; round++) {
+    /* Once HAProxy routes around the dead node, each round's writes are
+     * answered by the others (each waits for its answer). */
+    (void)haproxy_wait_server(&cl, mark, victim, "DOWN");
+    for (round = 0; round < 100; round++) {
         int all = 1;
         db_writers_round(ws, DB_ROOMS, cl.entry);
         for (i = 0; i < DB_ROOMS; i++)
             all &= ws[i].acked > acked_at_kill[i] + 5;
         if (all)
             break;
-        usleep(20 * 1000);
     }
     /* Every acknowledged row is read back, from whichever node owns the
      * room now (the first room's is another node). */
@@ -802,6 +879,7 @@ static void test_restarted_node_gets_its_rooms_back_never_open_on_two(void **sta
     writer ws[BACK_ROOMS];
     history *h = history_new();
     int i, round, on_n2 = 0, back = 0, home[BACK_ROOMS];
+    size_t mark;
     int64_t killed_at;
     (void)state;
 
@@ -815,25 +893,29 @@ static void test_restarted_node_gets_its_rooms_back_never_open_on_two(void **sta
         on_n2 += home[i];
     }
     assert_true(on_n2 > 0 && on_n2 < BACK_ROOMS);
+    mark = haproxy_mark(&cl);
     node_kill(&cl, 1);
     killed_at = test_now_ms();
+    mark = haproxy_wait_server(&cl, mark, 1, "DOWN");
     writers_until_all_acked(ws, BACK_ROOMS, cl.entry, h, killed_at, 500);
+    /* HAProxy marked n2 down, and marks it up once it runs again (two
+     * health checks a second apart): each is a line HAProxy writes. n1
+     * has held n2's rooms since before n2 started again, so longer than
+     * the hand-off hold (1 s) by then: it hands them over when asked. */
     node_up(&cl, 1);
-    /* HAProxy sends n2's rooms back to it once it is up again, for new
-     * connections: the writers of those rooms reconnect every few rounds
-     * (as clients do), n2 asks n1 for each room, n1 hands it over after
-     * holding it a second (closing its connections with 1012). Every
-     * round waits a little: HAProxy marks n2 up only after two health
-     * checks a second apart, and rounds on fast commits take a few ms. */
-    for (round = 0; round < 600 && back < on_n2; round++) {
-        (void)writers_round(ws, BACK_ROOMS, cl.entry, h);
-        usleep(20 * 1000);
-        for (back = 0, i = 0; i < BACK_ROOMS; i++) {
-            int there = ws[i].c != NULL && strcmp(ws[i].node, "n2") == 0;
-            back += home[i] && there;
-            if (home[i] && !there && ws[i].c != NULL && round % 10 == 9)
+    (void)haproxy_wait_server(&cl, mark, 1, "UP");
+    /* HAProxy sends n2's rooms back to it, for new connections: the
+     * writers of those rooms reconnect (as clients do), n2 asks n1 for
+     * each room and n1 hands it over (closing its connections there with
+     * 1012); each handshake waits for that. A round waits for every
+     * answer; a handshake refused for now (503) is tried in the next. */
+    for (round = 0; round < 50 && back < on_n2; round++) {
+        for (i = 0; i < BACK_ROOMS; i++)
+            if (home[i] && ws[i].c != NULL && strcmp(ws[i].node, "n2") != 0)
                 writer_drop(&ws[i]);
-        }
+        (void)writers_round(ws, BACK_ROOMS, cl.entry, h);
+        for (back = 0, i = 0; i < BACK_ROOMS; i++)
+            back += home[i] && ws[i].c != NULL && strcmp(ws[i].node, "n2") == 0;
     }
     assert_int_equal(back, on_n2);
     /* By hand-offs: n1 gave the rooms up when asked. */

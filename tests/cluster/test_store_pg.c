@@ -6,7 +6,8 @@
  * room the first holds (PARTY_EBUSY) until it is released, a batch of
  * two rooms where one's epoch moved on fences that one only, and a group
  * commits its held rooms in one transaction without the fenced one;
- * commits go on after the server dropped the node's connections. Needs
+ * commits and loads go on, at their first try, after the server closed
+ * the node's idle connections. Needs
  * PARTYD_TEST_PG (tests/cluster/with_pg.sh). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,6 +25,7 @@
 #include <uv.h>
 
 #include "backends.h"
+#include "pg_sessions.h"
 #include "storage.h"
 
 #define T0 1700000000000LL
@@ -538,27 +540,65 @@ static void test_refused_write_fails_its_room_alone(void **state) {
  * commit statements again, and commits go on. A commit handed a dropped
  * connection before the node noticed fails (PARTY_EIO, nothing kept);
  * each such failure closes one, and the pool holds at most a few. */
+/* The server ends every record connection of the node while they are
+ * idle in the pool (as a restart, idle_session_timeout or a pooler
+ * would): the next commits and loads find them closed before sending
+ * anything, and go through new ones at the first try, losing nothing. */
 static void test_commits_go_on_after_the_server_drops_record_connections(void **state) {
     fixture *f = *state;
-    party__room_store *rs;
+    party__room_store *a, *b, *c;
     char text[64];
-    int r, tries;
+    int round;
 
     assert_int_equal(own(f->be, 30, 0), 0);
-    rs = load(f, f->be, 30, NULL);
-    assert_int_equal(party__store_kv_put(rs, "k", "one", 3), 0);
-    assert_int_equal(commit_one(f->be, rs, 0, 0), 0);
-    sql_exec(f->uri, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                     " WHERE application_name = 'partyd' AND datname = current_database()");
-    for (tries = 0, r = PARTY_EIO; r == PARTY_EIO && tries < 10; tries++) {
-        assert_int_equal(party__store_kv_put(rs, "k", "two", 3), 0);
-        r = commit_one(f->be, rs, 0, 0);
+    assert_int_equal(own(f->be, 31, 0), 0);
+    assert_int_equal(own(f->be, 32, 0), 0);
+    a = load(f, f->be, 30, NULL);
+    b = load(f, f->be, 31, NULL);
+    assert_int_equal(party__store_kv_put(a, "k", "one", 3), 0);
+    assert_int_equal(commit_one(f->be, a, 0, 0), 0);
+    assert_int_equal(party__store_kv_put(b, "k", "one", 3), 0);
+    assert_int_equal(commit_one(f->be, b, T0 + 5, 1), 0);
+    for (round = 0; round < 3; round++) {
+        party__commit both[2] = {{a, 0, 0}, {b, T0 + 9, 1}};
+        int results[2] = {1, 1};
+        char want[16];
+
+        assert_true(pg_sessions_terminate(f->uri, "partyd") >= 1);
+        snprintf(want, sizeof(want), "two-%d", round);
+        assert_int_equal(party__store_kv_put(a, "k", want, strlen(want)), 0);
+        assert_int_equal(party__store_kv_put(b, "k", want, strlen(want)), 0);
+        f->be->ops->commit_batch(f->be, both, 2, results);
+        assert_int_equal(results[0], 0);
+        assert_int_equal(results[1], 0);
+        sql_text(f->uri,
+                 "SELECT string_agg(convert_from(value, 'UTF8'), ',' ORDER BY room_id)"
+                 " FROM party_kv WHERE key = 'k'",
+                 text, sizeof(text));
+        snprintf(want, sizeof(want), "two-%d,two-%d", round, round);
+        assert_string_equal(text, want);
+
+        /* A load on the closed connections reads what was committed. */
+        assert_true(pg_sessions_terminate(f->uri, "partyd") >= 1);
+        c = load(f, f->be, 30, NULL);
+        {
+            void *val = NULL;
+            size_t len = 0;
+            assert_int_equal(party__store_kv_get(c, "k", &val, &len), 0);
+            snprintf(want, sizeof(want), "two-%d", round);
+            assert_int_equal(len, strlen(want));
+            assert_memory_equal(val, want, len);
+            free(val);
+        }
+        f->be->ops->unload(c);
     }
-    assert_int_equal(r, 0);
-    sql_text(f->uri, "SELECT convert_from(value, 'UTF8') FROM party_kv WHERE key = 'k'", text,
-             sizeof(text));
-    assert_string_equal(text, "two");
-    f->be->ops->unload(rs);
+    sql_text(f->uri, "SELECT due_ms FROM party_alarm_index", text, sizeof(text));
+    assert_int_equal(atoll(text), T0 + 9);
+    /* Each round found at least one closed connection for its commit and
+     * one for its load. */
+    assert_true(__atomic_load_n(&f->be->reconnects, __ATOMIC_RELAXED) >= 6);
+    f->be->ops->unload(a);
+    f->be->ops->unload(b);
 }
 
 #define SQLITE(fn) cmocka_unit_test_setup_teardown(fn, setup_sqlite, teardown)
