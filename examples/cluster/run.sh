@@ -7,6 +7,9 @@
 #   examples/cluster/run.sh down     stop everything (by pid) and remove the state
 # PARTYD: the partyd binary (default: build/partyd, else partyd on PATH).
 # PARTYD_CLUSTER_DIR: where the state lives (default /tmp/partyd-cluster).
+# Logs there: n1.log, n2.log, n3.log (the nodes), pg/log (PostgreSQL) and
+# haproxy.log (HAProxy's stderr: its warnings and alerts, among them each
+# server's state change, "Server partyd/n2 is DOWN, reason: ...").
 # Needs the server binaries of PostgreSQL and HAProxy (scripts/deps.sh --test).
 set -euo pipefail
 
@@ -121,8 +124,18 @@ up() {
   sed -e "s#@ENTRY@#$entry#" -e "s#@N1@#${ports[0]}#" -e "s#@N2@#${ports[1]}#" \
       -e "s#@N3@#${ports[2]}#" "$here/haproxy.cfg" >"$dir/haproxy.cfg"
   haproxy -c -q -f "$dir/haproxy.cfg"
-  haproxy -D -p "$dir/haproxy.pid" -f "$dir/haproxy.cfg"
-  for n in $(seq 100); do [ -s "$dir/haproxy.pid" ] && break; sleep 0.1; done
+  # In the foreground (-db) under this script's control, not as a daemon:
+  # its stderr, where it reports each server going DOWN or UP, stays open
+  # into haproxy.log for users (and tests) to read.
+  haproxy -db -f "$dir/haproxy.cfg" >"$dir/haproxy.log" 2>&1 </dev/null &
+  echo $! >"$dir/haproxy.pid"
+  # Ready once its listener takes a connection (bounded; it may fail to bind).
+  for n in $(seq 100); do
+    alive "$dir/haproxy.pid" || { echo "run.sh: haproxy ended:" >&2; cat "$dir/haproxy.log" >&2; false; }
+    (exec 3<>"/dev/tcp/127.0.0.1/$entry") 2>/dev/null && break
+    [ "$n" -lt 100 ] || { echo "run.sh: haproxy does not listen on $entry" >&2; false; }
+    sleep 0.1
+  done
   trap - ERR
   status
 }
