@@ -287,6 +287,17 @@ int party__rooms_file_orphan(party__rooms *rooms, const char *id, uint32_t party
     return party__alarms_put(&rooms->alarms, id, party, due_ms);
 }
 
+int party__rooms_file_reread(party__rooms *rooms, const char *id, uint32_t party, int64_t due_ms) {
+    party_room *room = party__room_find(rooms, id);
+    /* A ready room has its alarm and schedules in memory and files its own
+     * wake time (an entry moved behind it could delay its alarm); one an
+     * alarm already woke re-files it after its batch. Any other room reads
+     * its store when it loads, and its entry takes the index's time. */
+    if (room != NULL && (room->life == PARTY__ROOM_READY || room->wake_indexed == -1))
+        return 0;
+    return party__alarms_put(&rooms->alarms, id, party, due_ms);
+}
+
 int party__rooms_start(party__rooms *rooms) {
     if (rooms->alarms.started)
         return 0;
