@@ -3,7 +3,8 @@
  * batch's commit files the room's wake time (the earlier of its alarm and
  * its first schedule) in the backend's alarm index, and the loop's heap
  * (alarm.h) follows. This file is the heap's user: its wake callback, and
- * at start-up the index's entries filed in the heap. */
+ * the index's entries filed in the heap at start-up (and again after an
+ * upgrade failed once the new process could write). */
 #include "room_internal.h"
 
 #include <stdlib.h>

@@ -3,9 +3,11 @@
  * "ready", a freeze of every loop (each on its own thread, by mail: no
  * socket read, rooms hibernated, connections exported as records, nothing
  * written), the transfer, then "adopted" (the loops forget what moved and
- * the process stops) or a failure (the loops thaw and go on serving). The
- * new side receives everything before its loops run and adopts the
- * connections through the same entry point the listener uses.
+ * the process stops) or a failure (the loops thaw and go on serving; once
+ * the transfer was sent, only after the new process is gone and what it
+ * may have written, rooms and alarms, was read again). The new side
+ * receives everything before its loops run and adopts the connections
+ * through the same entry point the listener uses.
  * The loops drain and export in rounds: a loop exports only once every
  * loop was quiet and none was handed a connection since, as a request
  * answered on one loop may hand the pipelined next to another. */
