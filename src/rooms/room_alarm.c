@@ -3,7 +3,8 @@
  * batch's commit files the room's wake time (the earlier of its alarm and
  * its first schedule) in the backend's alarm index, and the loop's heap
  * (alarm.h) follows. This file is the heap's user: its wake callback, and
- * at start-up the index's entries filed in the heap. */
+ * the index's entries filed in the heap at start-up (and again after an
+ * upgrade failed once the new process could write). */
 #include "room_internal.h"
 
 #include <stdlib.h>
@@ -284,6 +285,17 @@ int party__rooms_file_wake(party__rooms *rooms, const char *id, uint32_t party, 
 int party__rooms_file_orphan(party__rooms *rooms, const char *id, uint32_t party, int64_t due_ms) {
     if (party__room_find(rooms, id) != NULL)
         return 0; /* in memory here: this node holds it and files its own wake time */
+    return party__alarms_put(&rooms->alarms, id, party, due_ms);
+}
+
+int party__rooms_file_reread(party__rooms *rooms, const char *id, uint32_t party, int64_t due_ms) {
+    party_room *room = party__room_find(rooms, id);
+    /* A ready room has its alarm and schedules in memory and files its own
+     * wake time (an entry moved behind it could delay its alarm); one an
+     * alarm already woke re-files it after its batch. Any other room reads
+     * its store when it loads, and its entry takes the index's time. */
+    if (room != NULL && (room->life == PARTY__ROOM_READY || room->wake_indexed == -1))
+        return 0;
     return party__alarms_put(&rooms->alarms, id, party, due_ms);
 }
 

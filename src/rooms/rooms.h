@@ -110,6 +110,12 @@ int party__rooms_file_wake(party__rooms *rooms, const char *id, uint32_t party, 
  * (then this node holds it, and its commits file its wake time). 0 or
  * PARTY_ENOMEM. */
 int party__rooms_file_orphan(party__rooms *rooms, const char *id, uint32_t party, int64_t due_ms);
+/* The same after a failed upgrade, for each entry of the alarm index read
+ * again (the new process may have set or moved alarms): filed unless the
+ * room is loaded here (its wake time is in memory and its commits file
+ * it) or a wake-up of it is under way. A room's entry is replaced, never
+ * doubled. 0 or PARTY_ENOMEM. */
+int party__rooms_file_reread(party__rooms *rooms, const char *id, uint32_t party, int64_t due_ms);
 /* This node must give the room with this id up (the storage backend
  * says so, through the runtime): see party__room_give_up. Nothing when
  * the room is not in memory here. */

@@ -863,11 +863,12 @@ int party__runtime_open_data(party_runtime *rt) {
     return r;
 }
 
-/* One entry of the alarm index, into the heap of the loop that owns its
- * room (the other loops do not run yet). Out of memory stops the load: an
- * entry left out would not wake its room until the next start. */
+/* A reading of the alarm index: each entry of a party served here goes to
+ * fn with the loop that owns its room. */
 typedef struct index_load {
     party_runtime *rt;
+    party__index_file_fn fn;
+    void *arg;
     size_t loaded, skipped;
 } index_load;
 
@@ -875,6 +876,7 @@ static int file_index_entry(const char *id, const char *party, int64_t due_ms, v
     index_load *load = arg;
     party_runtime *rt = load->rt;
     size_t i;
+    int r;
 
     for (i = 0; i < rt->n_parties; i++)
         if (strcmp(rt->parties[i].name, party) == 0)
@@ -883,15 +885,44 @@ static int file_index_entry(const char *id, const char *party, int64_t due_ms, v
         load->skipped++;
         return 0;
     }
-    if (party__rooms_file_wake(&party__loop_of(&rt->main, id)->rooms, id, (uint32_t)i, due_ms) != 0)
-        return PARTY_ENOMEM;
+    if ((r = load->fn(party__loop_of(&rt->main, id), id, (uint32_t)i, due_ms, load->arg)) != 0)
+        return r;
     load->loaded++;
     return 0;
 }
 
+int party__runtime_read_alarm_index(party_runtime *rt, party__index_file_fn fn, void *arg) {
+    index_load load;
+    int r;
+
+    memset(&load, 0, sizeof(load));
+    load.rt = rt;
+    load.fn = fn;
+    load.arg = arg;
+    r = rt->backend->ops->index_load(rt->backend, file_index_entry, &load);
+    if (r != 0) {
+        party__log_error(rt, "alarm index: cannot load it: %s",
+                         r == PARTY_ENOMEM ? "out of memory" : "cannot read it");
+        return r;
+    }
+    if (load.loaded > 0 || load.skipped > 0)
+        party__log_info(rt, "alarm index: %zu rooms to wake%s", load.loaded,
+                        load.skipped ? " (some belong to parties not registered; kept on disk)"
+                                     : "");
+    return 0;
+}
+
+/* At start-up, straight into the heap of the loop that owns the room (the
+ * other loops do not run yet). Out of memory stops the load: an entry
+ * left out would not wake its room until the next start. */
+static int file_at_start(party__loop_ctx *lc, const char *id, uint32_t party, int64_t due_ms,
+                         void *arg) {
+    (void)arg;
+    return party__rooms_file_wake(&lc->rooms, id, party, due_ms);
+}
+
 int party__runtime_start_rooms(party__loop_ctx *lc) {
     party_runtime *rt = lc->rt;
-    index_load load;
     int r;
 
     if (lc->rooms.alarms.started)
@@ -910,19 +941,9 @@ int party__runtime_start_rooms(party__loop_ctx *lc) {
         return PARTY_EIO;
     if (lc != &rt->main)
         return 0;
-    memset(&load, 0, sizeof(load));
-    load.rt = rt;
-    r = rt->backend->ops->index_load(rt->backend, file_index_entry, &load);
-    if (r != 0) {
-        /* A room left out would not wake until the next start. */
-        party__log_error(rt, "alarm index: cannot load it: %s",
-                         r == PARTY_ENOMEM ? "out of memory" : "cannot read it");
+    /* A room left out would not wake until the next start: fatal. */
+    if ((r = party__runtime_read_alarm_index(rt, file_at_start, NULL)) != 0)
         return r;
-    }
-    if (load.loaded > 0 || load.skipped > 0)
-        party__log_info(rt, "alarm index: %zu rooms to wake%s", load.loaded,
-                        load.skipped ? " (some belong to parties not registered; kept on disk)"
-                                     : "");
     return party__orphans_start(rt);
 }
 

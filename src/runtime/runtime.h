@@ -185,6 +185,18 @@ int party__runtime_take_over(party_runtime *rt, int listen_fd, int lock_fd);
  * PARTY_EIO / PARTY_ENOMEM (logged). */
 int party__runtime_start_rooms(party__loop_ctx *lc);
 
+/* An entry of the alarm index, for the loop lc that owns its room; party
+ * is the party's place in the runtime's table. Non-zero stops the
+ * reading, which returns it. */
+typedef int (*party__index_file_fn)(party__loop_ctx *lc, const char *id, uint32_t party,
+                                    int64_t due_ms, void *arg);
+/* Reads the backend's alarm index (blocking): fn gets every entry of a
+ * party served here (the others stay on disk), and the count is logged.
+ * Start-up files them in the loops' heaps; a failed upgrade reads it again
+ * (the new process may have set alarms). 0, or PARTY_EIO / PARTY_ENOMEM
+ * or fn's result (logged). */
+int party__runtime_read_alarm_index(party_runtime *rt, party__index_file_fn fn, void *arg);
+
 /* Marks the runtime running on this thread without listening or running
  * the loop: the test harness drives the loop itself. Opens the data
  * directory first (party__runtime_open_data): its errors. */

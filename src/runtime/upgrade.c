@@ -3,9 +3,11 @@
  * "ready", a freeze of every loop (each on its own thread, by mail: no
  * socket read, rooms hibernated, connections exported as records, nothing
  * written), the transfer, then "adopted" (the loops forget what moved and
- * the process stops) or a failure (the loops thaw and go on serving). The
- * new side receives everything before its loops run and adopts the
- * connections through the same entry point the listener uses.
+ * the process stops) or a failure (the loops thaw and go on serving; once
+ * the transfer was sent, only after the new process is gone and what it
+ * may have written, rooms and alarms, was read again). The new side
+ * receives everything before its loops run and adopts the connections
+ * through the same entry point the listener uses.
  * The loops drain and export in rounds: a loop exports only once every
  * loop was quiet and none was handed a connection since, as a request
  * answered on one loop may hand the pipelined next to another. */
@@ -84,7 +86,17 @@ typedef struct upgrade_loop {
     unsigned moved_ws, moved_http, tls_closed;
     unsigned with_output, with_input; /* records carrying unsent output, unread input */
     int failed;
+    /* A failed upgrade's reading of the alarm index: this loop's rooms,
+     * filed in its heap when it thaws. */
+    struct upgrade_wake *wakes;
+    size_t n_wakes, cap_wakes;
 } upgrade_loop;
+
+typedef struct upgrade_wake {
+    char id[PARTY_ID_MAX];
+    uint32_t party;
+    int64_t due_ms;
+} upgrade_wake;
 
 /* Work for a loop, or a loop's report to loop 0. */
 typedef struct upgrade_mail {
@@ -534,6 +546,9 @@ static void drain_run(party__loop_ctx *lc, party__mail *mail) {
 
 static void loop_release(upgrade_loop *ul) {
     loop_unexport(ul);
+    party__free(ul->wakes);
+    ul->wakes = NULL;
+    ul->n_wakes = ul->cap_wakes = 0;
     if (ul->tick_open) {
         ul->tick_open = 0;
         uv_close((uv_handle_t *)&ul->tick, tick_closed);
@@ -542,11 +557,33 @@ static void loop_release(upgrade_loop *ul) {
 
 static void loop_done(party__loop_ctx *lc, party__mail *mail);
 
+/* The alarm index read again after a failed upgrade, into this loop's
+ * heap, before anything of it runs again. A loaded room keeps its own
+ * wake time; another room's entry takes the index's time: one entry per
+ * room, so none is filed twice, and an entry earlier than the room's
+ * wake time costs a wake-up with nothing due. */
+static void file_wakes(party__loop_ctx *lc, upgrade_loop *ul) {
+    size_t i, lost = 0;
+    for (i = 0; i < ul->n_wakes; i++)
+        if (party__rooms_file_reread(&lc->rooms, ul->wakes[i].id, ul->wakes[i].party,
+                                     ul->wakes[i].due_ms) != 0)
+            lost++;
+    if (lost > 0)
+        party__log_error(lc->rt,
+                         "upgrade: no memory to file the alarms of %zu rooms; they wake at their "
+                         "next visit or the next start",
+                         lost);
+    party__free(ul->wakes);
+    ul->wakes = NULL;
+    ul->n_wakes = ul->cap_wakes = 0;
+}
+
 /* The hand-over failed: the loop serves again. */
 static void thaw_run(party__loop_ctx *lc, party__mail *mail) {
     upgrade_loop *ul = ((upgrade_mail *)mail)->ul;
 
     party__free(mail);
+    file_wakes(lc, ul);
     lc->lp.frozen = 0;
     party__conn_foreach(&lc->lp, party__conn_thaw);
     party__loop_release_held(lc);
@@ -653,6 +690,47 @@ static void loops_finish(party__upgrade *up, int adopted) {
         post(up->loops[i].lc, &up->loops[i], adopted ? forget_run : thaw_run);
 }
 
+/* An entry of the alarm index, for its loop's list (the loops are frozen:
+ * nothing else touches it until the loop thaws). */
+static int collect_wake(party__loop_ctx *lc, const char *id, uint32_t party, int64_t due_ms,
+                        void *arg) {
+    party__upgrade *up = arg;
+    upgrade_loop *ul = NULL;
+    unsigned i;
+
+    for (i = 0; i < up->n_loops && ul == NULL; i++)
+        if (up->loops[i].lc == lc)
+            ul = &up->loops[i];
+    if (ul == NULL)
+        return 0;
+    if (ul->n_wakes == ul->cap_wakes) {
+        size_t cap = ul->cap_wakes ? ul->cap_wakes * 2 : 64;
+        upgrade_wake *wakes = party__realloc(ul->wakes, cap * sizeof(*wakes));
+        if (wakes == NULL)
+            return PARTY_ENOMEM;
+        ul->wakes = wakes;
+        ul->cap_wakes = cap;
+    }
+    memcpy(ul->wakes[ul->n_wakes].id, id, PARTY_ID_MAX);
+    ul->wakes[ul->n_wakes].party = party;
+    ul->wakes[ul->n_wakes].due_ms = due_ms;
+    ul->n_wakes++;
+    return 0;
+}
+
+/* The new process may have set alarms (or moved them earlier) for rooms
+ * this one does not hold: their wake-ups are in the alarm index only. It
+ * is read again as at start-up, and each loop files its rooms when it
+ * thaws. What could not be read is logged: those rooms wake at their next
+ * visit or the next start. */
+static void reread_alarms(party__upgrade *up) {
+    uint64_t t0 = uv_hrtime();
+    if (party__runtime_read_alarm_index(up->rt, collect_wake, up) != 0)
+        party__log_error(up->rt, "upgrade: some rooms' alarms wait for their next visit or the "
+                                 "next start");
+    party__log_info(up->rt, "upgrade: read the alarm index again in %.1f ms", ms_since(t0));
+}
+
 /* The loops of a failed upgrade thaw, once every one has reported and
  * the new process can write no more. A new process that had the data
  * directory may have committed rooms this one never saw: the backend
@@ -670,6 +748,8 @@ static void thaw_failed(party__upgrade *up) {
                         "written some) in %.1f ms",
                         ms_since(t0));
     }
+    if (up->rescan && be != NULL)
+        reread_alarms(up);
     up->rescan = 0;
     loops_finish(up, 0);
 }

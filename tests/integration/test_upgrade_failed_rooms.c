@@ -6,7 +6,9 @@
  * taken for a new room and overwritten. The new process serves before it
  * says "adopted" (test hook hold-adopted: as when the old process gives
  * up waiting just as the new one begins to serve), a client writes a new
- * room through it, then it is killed. */
+ * room through it, then it is killed. An alarm a room set through the new
+ * process (a room the old one never loaded) fires in the old one, with
+ * the room's name. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -144,6 +146,86 @@ static void rooms_of_a_dead_new_process_are_read_back(const char *threads) {
     partyd_free(d);
 }
 
+/* The reminder's record of the room's alarm having fired, with its name. */
+static const char alarm_fired[] = "\"name\":\"alarm\",\"room\":\"wake-late\"";
+
+static void alarm_set_by_a_dead_new_process_fires(const char *threads) {
+    const char *const args[] = {"--threads", threads, NULL};
+    partyd *d = partyd_start(args);
+    char hook[400], *body;
+    http_response res;
+    tconn *idle, *c;
+    int port;
+
+    assert_non_null(d);
+    served = d;
+    port = partyd_port(d);
+    idle = ws_open(port, "/parties/counter/known");
+    assert_non_null(idle);
+    snprintf(hook, sizeof(hook), "%s/hold-adopted", hooks_dir);
+    test_write_file(hook, "1\n");
+
+    partyd_signal(d, SIGUSR2);
+    held_pid = held_process(d);
+    /* The new process files the alarm (in its heap and the alarm index);
+     * the room's connection is gone before it is killed. */
+    http_expect_request(port, "POST", "/parties/reminder/wake-late?alarm_in=3000", NULL, "p", 1,
+                        &res);
+    assert_int_equal(res.status, 201);
+    http_response_free(&res);
+    kill((pid_t)held_pid, SIGKILL);
+    held_pid = 0;
+    assert_true(partyd_wait_stderr(d, "serves as before; SIGUSR2 may try again", 60000));
+
+    /* Loading the room does not wake it: only the heap does. Either the
+     * alarm fired before the connection joined (the record has it) or its
+     * broadcast reaches the connection. */
+    c = ws_open(port, "/parties/reminder/wake-late");
+    assert_non_null(c);
+    body = room_expect_record(port, "reminder", "wake-late");
+    if (strstr(body, alarm_fired) == NULL) {
+        ws_frame f;
+        int r = 0, seen = 0;
+        /* A failure's deadline, not a measure: the alarm is due 3 s after
+         * it was set. */
+        int64_t give_up = test_now_ms() + 30000, left;
+        free(body);
+        /* Pings and other text may come first. */
+        while (!seen && (left = give_up - test_now_ms()) > 0 &&
+               (r = ws_recv(c, &f, (int)left)) == 0) {
+            int opcode = f.opcode;
+            seen = opcode == WS_TEXT && strstr(f.data, alarm_fired) != NULL;
+            ws_frame_free(&f);
+            if (opcode == WS_CLOSE)
+                fail_msg("the room's connection closed before its alarm fired");
+        }
+        if (!seen)
+            fail_msg("the alarm of room wake-late did not fire (%d)", r);
+        body = NULL;
+    }
+    free(body);
+    tconn_close(c);
+    body = room_expect_record(port, "reminder", "wake-late");
+    assert_non_null(strstr(body, alarm_fired));
+    free(body);
+    tconn_close(idle);
+
+    assert_int_equal(partyd_stop(d), 0);
+    partyd_expect_no_sanitizer_report(d);
+    served = NULL;
+    partyd_free(d);
+}
+
+static void test_an_alarm_a_dead_new_process_set_fires(void **state) {
+    (void)state;
+    alarm_set_by_a_dead_new_process_fires("1");
+}
+
+static void test_an_alarm_a_dead_new_process_set_fires_with_two_loops(void **state) {
+    (void)state;
+    alarm_set_by_a_dead_new_process_fires("2");
+}
+
 static void test_rooms_a_dead_new_process_wrote_are_read_back(void **state) {
     (void)state;
     rooms_of_a_dead_new_process_are_read_back("1");
@@ -158,6 +240,9 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_rooms_a_dead_new_process_wrote_are_read_back, stop_served),
         cmocka_unit_test_teardown(test_rooms_a_dead_new_process_wrote_are_read_back_with_two_loops,
+                                  stop_served),
+        cmocka_unit_test_teardown(test_an_alarm_a_dead_new_process_set_fires, stop_served),
+        cmocka_unit_test_teardown(test_an_alarm_a_dead_new_process_set_fires_with_two_loops,
                                   stop_served),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
