@@ -20,6 +20,7 @@
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -526,6 +527,112 @@ int partyd_stop_upgraded(partyd *d) {
         fail_msg("no new process serves after the upgrade");
     kill((pid_t)pid, SIGTERM);
     return partyd_wait_exit(d, 60000);
+}
+
+/* The directories of test_hooks_group_setup. */
+static char hooks_tmp[] = "/tmp/partyd-hooks-XXXXXX";
+static char hooks_dir[sizeof(hooks_tmp) + 8];
+
+int test_hooks_group_setup(void **state) {
+    (void)state;
+    if (mkdtemp(hooks_tmp) == NULL)
+        return -1;
+    snprintf(hooks_dir, sizeof(hooks_dir), "%s/hooks", hooks_tmp);
+    if (mkdir(hooks_dir, 0700) != 0)
+        return -1;
+    setenv("PARTYD_TEST_HOOKS", hooks_dir, 1);
+    return 0;
+}
+
+int test_hooks_group_teardown(void **state) {
+    (void)state;
+    unsetenv("PARTYD_TEST_HOOKS");
+    test_remove_tree(hooks_tmp);
+    return 0;
+}
+
+const char *test_tmp_dir(void) {
+    return hooks_tmp;
+}
+
+void test_hook_set(const char *name, const char *text) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", hooks_dir, name);
+    test_write_file(path, text);
+}
+
+void test_hook_clear(const char *name) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", hooks_dir, name);
+    unlink(path);
+}
+
+partyd *partyd_expect_start(const char *const *extra_args, partyd **served) {
+    partyd *d = partyd_start(extra_args);
+    assert_non_null(d);
+    *served = d;
+    return d;
+}
+
+void partyd_expect_clean_stop(partyd **served, int upgraded) {
+    partyd *d = *served;
+    if (upgraded) {
+        assert_int_equal(partyd_stop_upgraded(d), 0);
+    } else {
+        assert_int_equal(partyd_stop(d), 0);
+    }
+    partyd_expect_no_sanitizer_report(d);
+    *served = NULL;
+    partyd_free(d);
+}
+
+/* The pid in the log line of a new process that serves before it says
+ * adopted (test hook hold-adopted); 0 if there is none. */
+static long held_in_log(const char *log) {
+    static const char mark[] = "upgrade: test hook: process ";
+    const char *at;
+    for (at = strstr(log, mark); at != NULL; at = strstr(at + 1, mark)) {
+        char *end;
+        long pid = strtol(at + sizeof(mark) - 1, &end, 10);
+        if (strncmp(end, " serves before it says adopted", 30) == 0)
+            return pid;
+    }
+    return 0;
+}
+
+long partyd_held_pid(partyd *d) {
+    char *log;
+    long pid;
+
+    assert_true(partyd_wait_stderr(d, "serves before it says adopted", 60000));
+    log = partyd_stderr(d);
+    pid = held_in_log(log);
+    free(log);
+    assert_true(pid > 0 && pid != partyd_pid(d));
+    return pid;
+}
+
+void partyd_upgrade_cleanup(partyd **served, const char *hook) {
+    partyd *d = *served;
+
+    tconn_close_all();
+    if (d != NULL) {
+        long serving = partyd_serving_pid(d), held;
+        char *log = partyd_stderr(d);
+        /* A new process still held: a check failed before the test ended
+         * it. */
+        held = strstr(log, "serves as before") == NULL ? held_in_log(log) : 0;
+        free(log);
+        if (serving > 0 && serving != partyd_pid(d))
+            kill((pid_t)serving, SIGKILL);
+        if (held > 0 && held != partyd_pid(d))
+            kill((pid_t)held, SIGKILL);
+        partyd_stop(d);
+        partyd_free(d);
+        *served = NULL;
+    }
+    if (hook != NULL)
+        test_hook_clear(hook);
 }
 
 void partyd_expect_no_sanitizer_report(partyd *d) {

@@ -91,6 +91,40 @@ void partyd_expect_no_sanitizer_report(partyd *d);
  * and the test program will exit with status 1 whatever cmocka says. */
 int partyd_group_stop(partyd *d);
 
+/* ---- upgrades and their test hooks ---- */
+
+/* For a cmocka group setup: makes a temporary directory (test_tmp_dir)
+ * and a directory "hooks" in it (test_hooks_dir), named in
+ * PARTYD_TEST_HOOKS for the partyd processes started from now on. 0, or
+ * -1 if it could not. */
+int test_hooks_group_setup(void **state);
+/* The group teardown: PARTYD_TEST_HOOKS unset, the directory removed. */
+int test_hooks_group_teardown(void **state);
+/* That temporary directory, for the tests' own files. */
+const char *test_tmp_dir(void);
+/* Arms the test hook name (its file in test_hooks_dir) with text; fails
+ * the test if it cannot. */
+void test_hook_set(const char *name, const char *text);
+/* Disarms it (none armed: no-op). */
+void test_hook_clear(const char *name);
+/* partyd_start, failing the test unless it started; *served is set to it
+ * too, for the test teardown to stop if a check fails. */
+partyd *partyd_expect_start(const char *const *extra_args, partyd **served);
+/* The end of a test: *served must stop with status 0 (upgraded: after an
+ * upgrade that succeeded, as partyd_stop_upgraded) and without a sanitizer
+ * report; it is then freed and *served set to NULL. */
+void partyd_expect_clean_stop(partyd **served, int upgraded);
+/* After SIGUSR2 under the test hook hold-adopted: waits (up to 60 s) for
+ * the new process to serve before it says adopted and returns its pid;
+ * fails the test unless there is one other than d's. */
+long partyd_held_pid(partyd *d);
+/* For the teardown of a test that upgrades: closes the connections the
+ * test left open; unless *served is NULL, kills the new process an upgrade
+ * left running (the one serving now, or one held by hold-adopted while the
+ * old process does not serve again), stops and frees *served and sets it
+ * to NULL; then disarms the test hook hook (NULL: none). */
+void partyd_upgrade_cleanup(partyd **served, const char *hook);
+
 /* ---- raw TCP ---- */
 
 /* One client connection and the bytes received but not consumed yet. */
