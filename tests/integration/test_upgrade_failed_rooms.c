@@ -18,111 +18,71 @@
 #include <string.h>
 
 #include <signal.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "client.h"
 
-static char dir[] = "/tmp/partyd-upfailed-XXXXXX";
-static char hooks_dir[300];
 static partyd *served; /* the service, stopped by teardown if a check failed */
-static long held_pid;  /* the new process, killed by teardown if still there */
-
-static int setup(void **state) {
-    (void)state;
-    if (mkdtemp(dir) == NULL)
-        return -1;
-    snprintf(hooks_dir, sizeof(hooks_dir), "%s/hooks", dir);
-    if (mkdir(hooks_dir, 0700) != 0)
-        return -1;
-    setenv("PARTYD_TEST_HOOKS", hooks_dir, 1);
-    return 0;
-}
 
 static int stop_served(void **state) {
-    char hook[400];
     (void)state;
-    tconn_close_all();
-    if (held_pid > 0)
-        kill((pid_t)held_pid, SIGKILL);
-    held_pid = 0;
-    if (served != NULL) {
-        partyd_stop(served);
-        partyd_free(served);
-        served = NULL;
-    }
-    snprintf(hook, sizeof(hook), "%s/hold-adopted", hooks_dir);
-    unlink(hook);
+    partyd_upgrade_cleanup(&served, "hold-adopted");
     return 0;
 }
 
-static int teardown(void **state) {
-    (void)state;
-    unsetenv("PARTYD_TEST_HOOKS");
-    test_remove_tree(dir);
-    return 0;
+/* partyd with threads loops and an idle connection (*idle) the hand-over
+ * carries, upgraded (SIGUSR2) under the test hook hold-adopted: the new
+ * process serves before it says adopted. Its pid into *held. */
+static partyd *start_with_a_held_new_process(const char *threads, tconn **idle, long *held) {
+    const char *const args[] = {"--threads", threads, NULL};
+    partyd *d = partyd_expect_start(args, &served);
+
+    *idle = ws_open(partyd_port(d), "/parties/counter/known");
+    assert_non_null(*idle);
+    test_hook_set("hold-adopted", "1\n");
+    partyd_signal(d, SIGUSR2);
+    *held = partyd_held_pid(d);
+    return d;
 }
 
-/* The pid of the new process serving under the hook, from its log line. */
-static long held_process(partyd *d) {
-    static const char mark[] = "upgrade: test hook: process ";
-    char *log, *at;
-    long pid;
-
-    assert_true(partyd_wait_stderr(d, "serves before it says adopted", 60000));
-    log = partyd_stderr(d);
-    at = strstr(log, mark);
-    pid = at != NULL ? strtol(at + sizeof(mark) - 1, NULL, 10) : 0;
-    free(log);
-    assert_true(pid > 0 && pid != partyd_pid(d));
-    return pid;
+/* Kills the held new process: the old one serves again. */
+static void kill_held(partyd *d, long held) {
+    kill((pid_t)held, SIGKILL);
+    assert_true(partyd_wait_stderr(d, "serves as before; SIGUSR2 may try again", 60000));
 }
 
 /* Three messages to a counter room: each answer comes after its commit. */
 static void count_to_three(int port, const char *room) {
+    static const char *const counts[] = {"1", "2", "3"};
     char target[128];
     tconn *c;
+    size_t i;
 
     snprintf(target, sizeof(target), "/parties/counter/%s", room);
     c = ws_open(port, target);
     assert_non_null(c);
-    assert_int_equal(ws_send_text(c, "+"), 0);
-    ws_expect_text(c, "1");
-    assert_int_equal(ws_send_text(c, "+"), 0);
-    ws_expect_text(c, "2");
-    assert_int_equal(ws_send_text(c, "+"), 0);
-    ws_expect_text(c, "3");
+    for (i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+        assert_int_equal(ws_send_text(c, "+"), 0);
+        ws_expect_text(c, counts[i]);
+    }
     tconn_close(c);
 }
 
 static void rooms_of_a_dead_new_process_are_read_back(const char *threads) {
-    const char *const args[] = {"--threads", threads, NULL};
-    partyd *d = partyd_start(args);
-    char hook[400], room[64], target[128];
+    char room[64], target[128];
     tconn *idle, *c;
-    int port, i;
-
-    assert_non_null(d);
-    served = d;
-    port = partyd_port(d);
+    long held;
     /* A connection the hand-over carries, and rooms the old process knows. */
-    idle = ws_open(port, "/parties/counter/known");
-    assert_non_null(idle);
-    snprintf(hook, sizeof(hook), "%s/hold-adopted", hooks_dir);
-    test_write_file(hook, "1\n");
+    partyd *d = start_with_a_held_new_process(threads, &idle, &held);
+    int port = partyd_port(d), i;
 
-    partyd_signal(d, SIGUSR2);
-    held_pid = held_process(d);
     /* Rooms no process has loaded before: the new one creates them. */
     for (i = 0; i < 4; i++) {
         snprintf(room, sizeof(room), "born-in-new-%d", i);
         count_to_three(port, room);
     }
-    kill((pid_t)held_pid, SIGKILL);
-    held_pid = 0;
-    assert_true(partyd_wait_stderr(d, "serves as before; SIGUSR2 may try again", 60000));
+    kill_held(d, held);
 
     /* The old process serves them with what the new one wrote. */
     for (i = 0; i < 4; i++) {
@@ -140,42 +100,27 @@ static void rooms_of_a_dead_new_process_are_read_back(const char *threads) {
     ws_expect_text(idle, "1");
     tconn_close(idle);
 
-    assert_int_equal(partyd_stop(d), 0);
-    partyd_expect_no_sanitizer_report(d);
-    served = NULL;
-    partyd_free(d);
+    partyd_expect_clean_stop(&served, 0);
 }
 
 /* The reminder's record of the room's alarm having fired, with its name. */
 static const char alarm_fired[] = "\"name\":\"alarm\",\"room\":\"wake-late\"";
 
 static void alarm_set_by_a_dead_new_process_fires(const char *threads) {
-    const char *const args[] = {"--threads", threads, NULL};
-    partyd *d = partyd_start(args);
-    char hook[400], *body;
+    char *body;
     http_response res;
     tconn *idle, *c;
-    int port;
+    long held;
+    partyd *d = start_with_a_held_new_process(threads, &idle, &held);
+    int port = partyd_port(d);
 
-    assert_non_null(d);
-    served = d;
-    port = partyd_port(d);
-    idle = ws_open(port, "/parties/counter/known");
-    assert_non_null(idle);
-    snprintf(hook, sizeof(hook), "%s/hold-adopted", hooks_dir);
-    test_write_file(hook, "1\n");
-
-    partyd_signal(d, SIGUSR2);
-    held_pid = held_process(d);
     /* The new process files the alarm (in its heap and the alarm index);
      * the room's connection is gone before it is killed. */
     http_expect_request(port, "POST", "/parties/reminder/wake-late?alarm_in=3000", NULL, "p", 1,
                         &res);
     assert_int_equal(res.status, 201);
     http_response_free(&res);
-    kill((pid_t)held_pid, SIGKILL);
-    held_pid = 0;
-    assert_true(partyd_wait_stderr(d, "serves as before; SIGUSR2 may try again", 60000));
+    kill_held(d, held);
 
     /* Loading the room does not wake it: only the heap does. Either the
      * alarm fired before the connection joined (the record has it) or its
@@ -210,10 +155,7 @@ static void alarm_set_by_a_dead_new_process_fires(const char *threads) {
     free(body);
     tconn_close(idle);
 
-    assert_int_equal(partyd_stop(d), 0);
-    partyd_expect_no_sanitizer_report(d);
-    served = NULL;
-    partyd_free(d);
+    partyd_expect_clean_stop(&served, 0);
 }
 
 static void test_an_alarm_a_dead_new_process_set_fires(void **state) {
@@ -245,5 +187,5 @@ int main(void) {
         cmocka_unit_test_teardown(test_an_alarm_a_dead_new_process_set_fires_with_two_loops,
                                   stop_served),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, test_hooks_group_setup, test_hooks_group_teardown);
 }

@@ -17,51 +17,19 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "client.h"
 
-static char dir[] = "/tmp/partyd-upinflight-XXXXXX";
-static char hooks_dir[300];
 static partyd *served; /* the service, stopped by teardown if a check failed */
-
-static int setup(void **state) {
-    (void)state;
-    if (mkdtemp(dir) == NULL)
-        return -1;
-    snprintf(hooks_dir, sizeof(hooks_dir), "%s/hooks", dir);
-    if (mkdir(hooks_dir, 0700) != 0)
-        return -1;
-    setenv("PARTYD_TEST_HOOKS", hooks_dir, 1);
-    return 0;
-}
 
 /* After each test: what a failed check left running goes, the process
  * an upgrade started too (it holds partyd's stderr open). */
 static int stop_served(void **state) {
-    char hook[400];
     (void)state;
-    tconn_close_all();
-    if (served != NULL) {
-        long pid = partyd_serving_pid(served);
-        if (pid > 0 && pid != partyd_pid(served))
-            kill((pid_t)pid, SIGKILL);
-        partyd_stop(served);
-        partyd_free(served);
-        served = NULL;
-    }
-    snprintf(hook, sizeof(hook), "%s/die-after", hooks_dir);
-    unlink(hook);
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    unsetenv("PARTYD_TEST_HOOKS");
-    test_remove_tree(dir);
+    partyd_upgrade_cleanup(&served, "die-after");
     return 0;
 }
 
@@ -84,7 +52,7 @@ static void room_on(partyd *d, int main, const char *prefix, char *name, size_t 
     char req[512], released[400];
     int i;
 
-    snprintf(released, sizeof(released), "%s/released", dir);
+    snprintf(released, sizeof(released), "%s/released", test_tmp_dir());
     test_write_file(released, "");
     for (i = 0; i < 64; i++) {
         tconn *c = tconn_open(partyd_port(d), 0);
@@ -143,17 +111,13 @@ static tconn *idle_keepalive(partyd *d) {
  * adopts the first record (test hook die-after). */
 static partyd *start_two_loops(char *on_main, char *off_main, tconn **idle, int die) {
     static const char *const args[] = {"--threads", "2", NULL};
-    partyd *d = partyd_start(args);
-    char hook[400];
+    partyd *d = partyd_expect_start(args, &served);
 
-    assert_non_null(d);
-    served = d;
     room_on(d, 1, "main", on_main, 64);
     room_on(d, 0, "other", off_main, 64);
     *idle = idle_keepalive(d);
-    snprintf(hook, sizeof(hook), "%s/die-after", hooks_dir);
     if (die)
-        test_write_file(hook, "0\n");
+        test_hook_set("die-after", "0\n");
     return d;
 }
 
@@ -163,7 +127,7 @@ static void test_requests_in_flight_and_pipelined_at_a_failed_upgrade_are_answer
     partyd *d = start_two_loops(after, held, &idle, 1);
     (void)state;
 
-    snprintf(release, sizeof(release), "%s/release-failed", dir);
+    snprintf(release, sizeof(release), "%s/release-failed", test_tmp_dir());
     c = send_held_and_pipelined(d, held, after, release);
 
     partyd_signal(d, SIGUSR2);
@@ -185,10 +149,7 @@ static void test_requests_in_flight_and_pipelined_at_a_failed_upgrade_are_answer
     log = partyd_stderr(d);
     assert_non_null(strstr(log, "dies after 0 of"));
     free(log);
-    assert_int_equal(partyd_stop(d), 0);
-    partyd_expect_no_sanitizer_report(d);
-    served = NULL;
-    partyd_free(d);
+    partyd_expect_clean_stop(&served, 0);
 }
 
 /* Connections with many requests pipelined in one write, alternating
@@ -233,14 +194,7 @@ static void pipelined_across_loops_at_an_upgrade(int fail) {
         tconn_close(c[k]);
     }
     tconn_close(idle);
-    if (fail) {
-        assert_int_equal(partyd_stop(d), 0);
-    } else {
-        assert_int_equal(partyd_stop_upgraded(d), 0);
-    }
-    partyd_expect_no_sanitizer_report(d);
-    served = NULL;
-    partyd_free(d);
+    partyd_expect_clean_stop(&served, !fail);
 }
 
 static void test_requests_pipelined_across_loops_at_a_failed_upgrade_are_answered(void **state) {
@@ -262,5 +216,5 @@ int main(void) {
         cmocka_unit_test_teardown(test_requests_pipelined_across_loops_at_an_upgrade_are_answered,
                                   stop_served),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, test_hooks_group_setup, test_hooks_group_teardown);
 }

@@ -16,82 +16,60 @@
 #include <string.h>
 
 #include <signal.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "client.h"
 
 static partyd *served; /* the service, stopped by teardown if a check failed */
-static char dir[] = "/tmp/partyd-upleft-XXXXXX";
-static char hooks_dir[300];
-
-static int setup(void **state) {
-    (void)state;
-    if (mkdtemp(dir) == NULL)
-        return -1;
-    snprintf(hooks_dir, sizeof(hooks_dir), "%s/hooks", dir);
-    if (mkdir(hooks_dir, 0700) != 0)
-        return -1;
-    setenv("PARTYD_TEST_HOOKS", hooks_dir, 1);
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    unsetenv("PARTYD_TEST_HOOKS");
-    test_remove_tree(dir);
-    return 0;
-}
 
 static int stop_served(void **state) {
-    char hook[400];
     (void)state;
-    tconn_close_all();
-    snprintf(hook, sizeof(hook), "%s/hold-adopted", hooks_dir);
-    unlink(hook);
-    if (served != NULL) {
-        static const char mark[] = "upgrade: test hook: process ";
-        long pid = partyd_serving_pid(served);
-        char *log = partyd_stderr(served), *at = strstr(log, mark);
-        /* A new process still held (a check failed before it was ended). */
-        long held = at != NULL && strstr(log, "serves as before") == NULL
-                        ? strtol(at + sizeof(mark) - 1, NULL, 10)
-                        : 0;
-        free(log);
-        if (pid > 0 && pid != partyd_pid(served))
-            kill((pid_t)pid, SIGKILL);
-        if (held > 0 && held != partyd_pid(served))
-            kill((pid_t)held, SIGKILL);
-        partyd_stop(served);
-        partyd_free(served);
-        served = NULL;
-    }
+    partyd_upgrade_cleanup(&served, "hold-adopted");
     return 0;
+}
+
+/* A probe connection to room whose room stores the closing connection's
+ * id from on_close (state kv-on-close). */
+static tconn *open_storing_on_close(int port, const char *room) {
+    tconn *c = probe_open(port, room, NULL, NULL);
+    assert_int_equal(ws_send_text(c, "state:kv-on-close"), 0);
+    assert_int_equal(ws_send_text(c, "getstate"), 0);
+    ws_expect_text(c, "state:kv-on-close");
+    return c;
+}
+
+/* The room closes c; its Close reply waits: the handshake is under way. */
+static void begin_close(tconn *c) {
+    assert_int_equal(ws_send_text(c, "close:4000:bye"), 0);
+    ws_expect_close(c, 4000, "bye");
+}
+
+/* After the old process has ended: room's on_close did not run there
+ * (when: during what it would have run), and the carried connection is
+ * served on by the new process. */
+static void expect_room_left_to_the_new_process(int port, const char *room, const char *when,
+                                                tconn *carried) {
+    char *record = probe_record(port, room);
+    if (strstr(record, "\"closed\"") != NULL)
+        fail_msg("the old process ran the room %s: %s", when, record);
+    free(record);
+    /* The new process serves on. */
+    assert_int_equal(ws_send_text(carried, "ping"), 0);
+    ws_expect_text(carried, "echo:ping");
+    tconn_close(carried);
 }
 
 static void test_a_room_left_behind_by_an_upgrade_does_not_run_in_the_old_process(void **state) {
     static const char *const args[] = {"--threads", "1", NULL};
-    partyd *d = partyd_start(args);
-    tconn *closing, *carried;
-    char *record;
-    int port;
+    partyd *d = partyd_expect_start(args, &served);
+    int port = partyd_port(d);
+    tconn *closing = open_storing_on_close(port, "left-behind");
+    tconn *carried = probe_open(port, "carried", NULL, NULL);
     (void)state;
 
-    assert_non_null(d);
-    served = d;
-    port = partyd_port(d);
-    closing = probe_open(port, "left-behind", NULL, NULL);
-    assert_int_equal(ws_send_text(closing, "state:kv-on-close"), 0);
-    assert_int_equal(ws_send_text(closing, "getstate"), 0);
-    ws_expect_text(closing, "state:kv-on-close");
-    carried = probe_open(port, "carried", NULL, NULL);
-    /* The room closes it; its Close reply waits: the handshake is under
-     * way when the upgrade comes. */
-    assert_int_equal(ws_send_text(closing, "close:4000:bye"), 0);
-    ws_expect_close(closing, 4000, "bye");
-
+    /* Its Close handshake is under way when the upgrade comes. */
+    begin_close(closing);
     partyd_signal(d, SIGUSR2);
     assert_true(partyd_wait_stderr(d, "the new process serves now", 60000));
     /* The reply reaches the old process, which then ends. */
@@ -100,19 +78,8 @@ static void test_a_room_left_behind_by_an_upgrade_does_not_run_in_the_old_proces
     tconn_close(closing);
     assert_true(partyd_wait_stderr(d, "stopped", 60000));
 
-    record = probe_record(port, "left-behind");
-    if (strstr(record, "\"closed\"") != NULL)
-        fail_msg("the old process ran the room after the hand-over: %s", record);
-    free(record);
-    /* The new process serves on. */
-    assert_int_equal(ws_send_text(carried, "ping"), 0);
-    ws_expect_text(carried, "echo:ping");
-    tconn_close(carried);
-
-    assert_int_equal(partyd_stop_upgraded(d), 0);
-    partyd_expect_no_sanitizer_report(d);
-    served = NULL;
-    partyd_free(d);
+    expect_room_left_to_the_new_process(port, "left-behind", "after the hand-over", carried);
+    partyd_expect_clean_stop(&served, 1);
 }
 
 /* The same connection, ended by its close timeout while the old process
@@ -122,46 +89,25 @@ static void test_a_room_left_behind_by_an_upgrade_does_not_run_in_the_old_proces
  * enough for the hand-over to be sent before it ends. */
 static void test_a_room_whose_connection_ends_during_the_hand_over_waits_for_its_end(void **state) {
     static const char *const args[] = {"--threads", "1", "--close-timeout", "10", NULL};
-    partyd *d = partyd_start(args);
-    tconn *closing, *carried;
-    char hook[400], *record;
-    int port, r;
+    partyd *d = partyd_expect_start(args, &served);
+    int port = partyd_port(d), r;
+    tconn *closing = open_storing_on_close(port, "timed-out");
+    tconn *carried = probe_open(port, "carried", NULL, NULL);
     (void)state;
 
-    assert_non_null(d);
-    served = d;
-    port = partyd_port(d);
-    closing = probe_open(port, "timed-out", NULL, NULL);
-    assert_int_equal(ws_send_text(closing, "state:kv-on-close"), 0);
-    assert_int_equal(ws_send_text(closing, "getstate"), 0);
-    ws_expect_text(closing, "state:kv-on-close");
-    carried = probe_open(port, "carried", NULL, NULL);
-    snprintf(hook, sizeof(hook), "%s/hold-adopted", hooks_dir);
-    test_write_file(hook, "1\n");
-    assert_int_equal(ws_send_text(closing, "close:4000:bye"), 0);
-    ws_expect_close(closing, 4000, "bye");
-
+    test_hook_set("hold-adopted", "1\n");
+    begin_close(closing);
     partyd_signal(d, SIGUSR2);
     assert_true(partyd_wait_stderr(d, "serves before it says adopted", 60000));
     /* No reply: the old process ends the connection at its close timeout. */
     r = tconn_wait_close(closing, 60000, NULL);
     assert_true(r == TC_EOF || r == TC_RESET);
     tconn_close(closing);
-    unlink(hook);
+    test_hook_clear("hold-adopted");
     assert_true(partyd_wait_stderr(d, "stopped", 60000));
 
-    record = probe_record(port, "timed-out");
-    if (strstr(record, "\"closed\"") != NULL)
-        fail_msg("the old process ran the room during the hand-over: %s", record);
-    free(record);
-    assert_int_equal(ws_send_text(carried, "ping"), 0);
-    ws_expect_text(carried, "echo:ping");
-    tconn_close(carried);
-
-    assert_int_equal(partyd_stop_upgraded(d), 0);
-    partyd_expect_no_sanitizer_report(d);
-    served = NULL;
-    partyd_free(d);
+    expect_room_left_to_the_new_process(port, "timed-out", "during the hand-over", carried);
+    partyd_expect_clean_stop(&served, 1);
 }
 
 /* The same, but the new process dies before it says adopted: the old
@@ -169,47 +115,25 @@ static void test_a_room_whose_connection_ends_during_the_hand_over_waits_for_its
  * on_close write is there). */
 static void test_a_room_whose_connection_ends_during_a_failed_hand_over_runs_after(void **state) {
     static const char *const args[] = {"--threads", "1", "--close-timeout", "10", NULL};
-    partyd *d = partyd_start(args);
-    tconn *closing;
-    char hook[400], *record;
-    const char *mark = "upgrade: test hook: process ";
-    char *log, *at;
-    long pid;
-    int port, r;
+    partyd *d = partyd_expect_start(args, &served);
+    int port = partyd_port(d), r;
+    tconn *closing = open_storing_on_close(port, "timed-out-failed");
+    long held;
     (void)state;
 
-    assert_non_null(d);
-    served = d;
-    port = partyd_port(d);
-    closing = probe_open(port, "timed-out-failed", NULL, NULL);
-    assert_int_equal(ws_send_text(closing, "state:kv-on-close"), 0);
-    assert_int_equal(ws_send_text(closing, "getstate"), 0);
-    ws_expect_text(closing, "state:kv-on-close");
-    snprintf(hook, sizeof(hook), "%s/hold-adopted", hooks_dir);
-    test_write_file(hook, "1\n");
-    assert_int_equal(ws_send_text(closing, "close:4000:bye"), 0);
-    ws_expect_close(closing, 4000, "bye");
-
+    test_hook_set("hold-adopted", "1\n");
+    begin_close(closing);
     partyd_signal(d, SIGUSR2);
-    assert_true(partyd_wait_stderr(d, "serves before it says adopted", 60000));
+    held = partyd_held_pid(d);
     r = tconn_wait_close(closing, 60000, NULL);
     assert_true(r == TC_EOF || r == TC_RESET);
     tconn_close(closing);
-    log = partyd_stderr(d);
-    at = strstr(log, mark);
-    pid = at != NULL ? strtol(at + strlen(mark), NULL, 10) : 0;
-    free(log);
-    assert_true(pid > 0 && pid != partyd_pid(d));
-    kill((pid_t)pid, SIGKILL);
-    unlink(hook);
+    kill((pid_t)held, SIGKILL);
+    test_hook_clear("hold-adopted");
     assert_true(partyd_wait_stderr(d, "serves as before; SIGUSR2 may try again", 60000));
 
-    record = probe_expect_record(port, "timed-out-failed", "\"closed\"");
-    free(record);
-    assert_int_equal(partyd_stop(d), 0);
-    partyd_expect_no_sanitizer_report(d);
-    served = NULL;
-    partyd_free(d);
+    free(probe_expect_record(port, "timed-out-failed", "\"closed\""));
+    partyd_expect_clean_stop(&served, 0);
 }
 
 int main(void) {
@@ -221,5 +145,5 @@ int main(void) {
         cmocka_unit_test_teardown(
             test_a_room_whose_connection_ends_during_a_failed_hand_over_runs_after, stop_served),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, test_hooks_group_setup, test_hooks_group_teardown);
 }
