@@ -1429,6 +1429,33 @@ static void reopen(fixture *f) {
         fail_msg("%s", f->why);
 }
 
+/* Room i, new to load_quick, with k = "own" committed in its own file and
+ * no row in the shards. */
+static void own_file_room_quick(fixture *f, int i) {
+    party__room_store *rs;
+    assert_int_equal(load_quick(f, i, &rs), 0);
+    assert_non_null(party__store_room_file_open(rs));
+    assert_int_equal(party__store_kv_put(rs, "k", "own", 3), 0);
+    assert_int_equal(commit_one(f, rs, 0, 0), 0);
+    f->be->ops->unload(rs);
+}
+
+/* Rooms first (k = v in the shards) and first + 1 (k = "own" in its own
+ * file) are not new to load_quick and read back their records; first + 2,
+ * never written, is new (its store unloaded). */
+static void expect_known_and_new(fixture *f, int first) {
+    party__room_store *rs;
+    char value[32];
+    assert_int_equal(load_quick(f, first, &rs), 1);
+    assert_int_equal(load_quick(f, first + 1, &rs), 1);
+    kv_value(f, first, "k", value, sizeof(value));
+    assert_string_equal(value, "v");
+    kv_value(f, first + 1, "k", value, sizeof(value));
+    assert_string_equal(value, "own");
+    assert_int_equal(load_quick(f, first + 2, &rs), 0);
+    f->be->ops->unload(rs);
+}
+
 static void test_load_quick_takes_for_new_only_rooms_without_records(void **state) {
     fixture *f = *state;
     party__room_store *rs;
@@ -1460,24 +1487,13 @@ static void test_load_quick_takes_for_new_only_rooms_without_records(void **stat
     assert_string_equal(value, "v");
 
     /* A new room that opens its own database: only its own file. */
-    assert_int_equal(load_quick(f, 61, &rs), 0);
-    assert_non_null(party__store_room_file_open(rs));
-    assert_int_equal(party__store_kv_put(rs, "k", "own", 3), 0);
-    assert_int_equal(commit_one(f, rs, 0, 0), 0);
-    f->be->ops->unload(rs);
+    own_file_room_quick(f, 61);
     assert_int_equal(rows_in_shards(f, 61), 0);
 
-    /* A new process: its shards and its files say which rooms exist. */
+    /* A new process: its shards and its files say which rooms exist. One
+     * never written is new, once. */
     reopen(f);
-    assert_int_equal(load_quick(f, 60, &rs), 1);
-    assert_int_equal(load_quick(f, 61, &rs), 1);
-    kv_value(f, 60, "k", value, sizeof(value));
-    assert_string_equal(value, "v");
-    kv_value(f, 61, "k", value, sizeof(value));
-    assert_string_equal(value, "own");
-    /* One never written is new, once. */
-    assert_int_equal(load_quick(f, 62, &rs), 0);
-    f->be->ops->unload(rs);
+    expect_known_and_new(f, 60);
     assert_int_equal(load_quick(f, 62, &rs), 1);
 }
 
@@ -1486,30 +1502,17 @@ static void test_load_quick_takes_for_new_only_rooms_without_records(void **stat
  * load_quick takes none of them for new. */
 static void test_rescan_learns_rooms_another_process_wrote(void **state) {
     fixture *f = *state, other = *f;
-    party__room_store *rs;
-    char value[32];
 
     assert_non_null(f->be->ops->rescan);
     if (party__backend_open(&f->cfg, &other.be, f->why, sizeof(f->why)) != 0)
         fail_msg("%s", f->why);
-    kv_put_one(&other, 70); /* rows in its shard */
-    assert_int_equal(load_quick(&other, 71, &rs), 0);
-    assert_non_null(party__store_room_file_open(rs)); /* a file of its own, no row */
-    assert_int_equal(party__store_kv_put(rs, "k", "own", 3), 0);
-    assert_int_equal(commit_one(&other, rs, 0, 0), 0);
-    other.be->ops->unload(rs);
+    kv_put_one(&other, 70);          /* rows in its shard */
+    own_file_room_quick(&other, 71); /* a file of its own, no row */
     party__backend_close(other.be);
     assert_int_equal(rows_in_shards(f, 71), 0);
 
     f->be->ops->rescan(f->be);
-    assert_int_equal(load_quick(f, 70, &rs), 1);
-    assert_int_equal(load_quick(f, 71, &rs), 1);
-    kv_value(f, 70, "k", value, sizeof(value));
-    assert_string_equal(value, "v");
-    kv_value(f, 71, "k", value, sizeof(value));
-    assert_string_equal(value, "own");
-    assert_int_equal(load_quick(f, 72, &rs), 0);
-    f->be->ops->unload(rs);
+    expect_known_and_new(f, 70);
 }
 
 /* A directory under rooms/ that cannot be listed (here a loop of links:
