@@ -430,11 +430,7 @@ if runs_part takeover; then
         --grouped --conns "$takeover_rooms" --duration 600 --connect-timeout 120 \
         --source 127.0.250.1 >"$hold" 2>&1 &
     holder=$!
-    for _ in $(seq 2400); do
-        grep -q '^wsbench idle: holding' "$hold" && break
-        kill -0 "$holder" 2>/dev/null || break
-        sleep 0.1
-    done
+    bench_wait_holding "$hold" "$holder" 240
     held=$(awake_on "${ports[0]}")
     if [ "$held" != "$takeover_rooms" ]; then
         cat "$hold" >&2

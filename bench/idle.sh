@@ -184,13 +184,7 @@ measure() {
     done
     # Every client holding its connections (or gone).
     for i in $(seq 0 $((clients - 1))); do
-        for _ in $(seq 700); do
-            if grep -q '^wsbench idle: holding' "$work/client-$i.out" ||
-                ! kill -0 "${client_pids[$i]}" 2>/dev/null; then
-                break
-            fi
-            sleep 0.1
-        done
+        bench_wait_holding "$work/client-$i.out" "${client_pids[$i]}" 70
     done
     held_at=$(date +%s.%N)
     m_opened=$(cat "$work"/client-*.out | sed -n 's/^wsbench idle: holding \([0-9]*\) .*/\1/p' |

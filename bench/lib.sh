@@ -131,6 +131,19 @@ bench_settle() {
     exit 1
 }
 
+# bench_wait_holding OUT PID SECONDS: waits until the background `wsbench
+# idle` of pid PID says in its output file OUT that it holds its
+# connections, or has exited, or SECONDS have passed (the caller checks
+# OUT for what it needs).
+bench_wait_holding() {
+    for _ in $(seq $(($3 * 10))); do
+        if grep -q '^wsbench idle: holding' "$1" || ! kill -0 "$2" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+}
+
 # bench_field NAME JSON: a number from wsbench's JSON line.
 bench_field() {
     sed -E "s/.*\"$1\":([0-9.]+).*/\1/" <<<"$2"

@@ -160,11 +160,7 @@ idle_bytes() {
     "$wsbench" idle --port "$2" --party "$3" --room-prefix idle --rooms 1 --conns "$idle_conns" \
         --duration 6 --connect-timeout 60 --source 127.0.250.1 >"$out" 2>&1 &
     client=$!
-    for _ in $(seq 600); do
-        grep -q '^wsbench idle: holding' "$out" && break
-        kill -0 "$client" 2>/dev/null || break
-        sleep 0.1
-    done
+    bench_wait_holding "$out" "$client" 60
     sleep 2
     rss_held=$(bench_rss_kb "$pid")
     wait "$client" || true

@@ -47,12 +47,7 @@ run_once() {
     "$wsbench" idle --port "$port" --party counter --room-prefix r --rooms "$rooms" \
         --conns "$rooms" --duration 10 --connect-timeout 60 >"$work/client.out" 2>&1 &
     client_pid=$!
-    for _ in $(seq 600); do
-        if grep -q '^wsbench idle: holding' "$work/client.out" || ! kill -0 "$client_pid" 2>/dev/null; then
-            break
-        fi
-        sleep 0.1
-    done
+    bench_wait_holding "$work/client.out" "$client_pid" 60
     if ! grep -q "^wsbench idle: holding $rooms " "$work/client.out"; then
         echo "rooms.sh: not every connection opened:" >&2
         cat "$work/client.out" >&2

@@ -171,13 +171,7 @@ idle_run() {
         --duration $((idle_settle + 3)) --connect-timeout 60 \
         >"$work/idle.$server.out" 2>"$work/idle.$server.err" &
     client_pid=$!
-    for _ in $(seq 700); do
-        if grep -q '^wsbench idle: holding' "$work/idle.$server.out" ||
-            ! kill -0 "$client_pid" 2>/dev/null; then
-            break
-        fi
-        sleep 0.1
-    done
+    bench_wait_holding "$work/idle.$server.out" "$client_pid" 70
     sleep "$idle_settle"
     rss1=$(bench_rss_kb "$bench_server_pid")
     kill -0 "$client_pid" 2>/dev/null && held=1
