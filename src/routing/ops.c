@@ -120,8 +120,6 @@ void party__ops_answer_health(party_conn *conn, const char *why, const char *nod
 
 /* ---- metrics ---- */
 
-static const char *const room_state_names[] = {"awake", "hibernated", "cold"};
-
 const double party__commit_bucket_ms[PARTY__COMMIT_BUCKETS] = {0.25, 0.5, 1,   2,   5,    10,
                                                                25,   50,  100, 250, 1000, 1e300};
 
@@ -247,6 +245,7 @@ static void write_process_id(const metric_def *def, const party__ops_stats *m, t
     text_appendf(tb, "%s %" PRIu64 "\n", def->name, (uint64_t)getpid());
 }
 
+/* In the order of the room states: also the names of the rooms list. */
 static const metric_label room_states[] = {
     {"awake", STAT(rooms[PARTY__OPS_ROOM_AWAKE])},
     {"hibernated", STAT(rooms[PARTY__OPS_ROOM_HIBERNATED])},
@@ -538,7 +537,7 @@ static char *rooms_json(party__ops_listing *t) {
                                 : cJSON_AddNullToObject(item, "name")) == NULL ||
             cJSON_AddStringToObject(item, "id", room->id) == NULL ||
             cJSON_AddNumberToObject(item, "connections", (double)room->conns) == NULL ||
-            cJSON_AddStringToObject(item, "status", room_state_names[room->state]) == NULL)
+            cJSON_AddStringToObject(item, "status", room_states[room->state].value) == NULL)
             goto done;
     }
     text = cJSON_PrintUnformatted(root);

@@ -695,14 +695,12 @@ static void loops_finish(party__upgrade *up, int adopted) {
 static int collect_wake(party__loop_ctx *lc, const char *id, uint32_t party, int64_t due_ms,
                         void *arg) {
     party__upgrade *up = arg;
-    upgrade_loop *ul = NULL;
-    unsigned i;
+    upgrade_loop *ul;
 
-    for (i = 0; i < up->n_loops && ul == NULL; i++)
-        if (up->loops[i].lc == lc)
-            ul = &up->loops[i];
-    if (ul == NULL)
+    /* up->loops[i] is the loop of index i (set where the upgrade starts). */
+    if (lc->index >= up->n_loops)
         return 0;
+    ul = &up->loops[lc->index];
     if (ul->n_wakes == ul->cap_wakes) {
         size_t cap = ul->cap_wakes ? ul->cap_wakes * 2 : 64;
         upgrade_wake *wakes = party__realloc(ul->wakes, cap * sizeof(*wakes));

@@ -849,6 +849,17 @@ int party__sqlite_sched_from_row(sqlite3_stmt *stmt, party__schedule *sc) {
     return sc->id == NULL || sc->name == NULL ? PARTY_ENOMEM : 0;
 }
 
+void party__sqlite_sched_bind(sqlite3_stmt *stmt, int first, const party__schedule *sc) {
+    sqlite3_bind_text(stmt, first, sc->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, first + 1, sc->name, -1, SQLITE_STATIC);
+    sqlite3_bind_blob64(stmt, first + 2, sc->len > 0 ? sc->payload : "", sc->len, SQLITE_STATIC);
+    sqlite3_bind_int(stmt, first + 3, sc->kind);
+    sqlite3_bind_int64(stmt, first + 4, sc->interval_ms);
+    if (sc->cron != NULL)
+        sqlite3_bind_text(stmt, first + 5, sc->cron, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, first + 6, sc->next_ms);
+}
+
 /* One schedule of the merged view: committed (p NULL: id is a copy) or
  * pending (p). */
 typedef struct sched_entry {
@@ -1507,17 +1518,12 @@ static int write_set_apply(shard *sh, sqlite_room *s) {
                              : p->op == PARTY__PENDING_CANCEL ? sh->sched_delete
                                                               : sh->sched_next;
         sqlite3_bind_text(stmt, 1, s->id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(stmt, 2, sc->id, -1, SQLITE_STATIC);
         if (p->op == PARTY__PENDING_ADD) {
-            sqlite3_bind_text(stmt, 3, sc->name, -1, SQLITE_STATIC);
-            sqlite3_bind_blob64(stmt, 4, sc->len > 0 ? sc->payload : "", sc->len, SQLITE_STATIC);
-            sqlite3_bind_int(stmt, 5, sc->kind);
-            sqlite3_bind_int64(stmt, 6, sc->interval_ms);
-            if (sc->cron != NULL)
-                sqlite3_bind_text(stmt, 7, sc->cron, -1, SQLITE_STATIC);
-            sqlite3_bind_int64(stmt, 8, sc->next_ms);
-        } else if (p->op == PARTY__PENDING_NEXT) {
-            sqlite3_bind_int64(stmt, 3, sc->next_ms);
+            party__sqlite_sched_bind(stmt, 2, sc);
+        } else {
+            sqlite3_bind_text(stmt, 2, sc->id, -1, SQLITE_STATIC);
+            if (p->op == PARTY__PENDING_NEXT)
+                sqlite3_bind_int64(stmt, 3, sc->next_ms);
         }
         r = party__sqlite_step_done(stmt);
     }

@@ -205,6 +205,9 @@ void party__sqlite_reader_put(shard *sh, reader *rd);
 /* The schedule of the row stmt is on (its columns: id, name, payload,
  * kind, interval_ms, cron, next_ms), valid until the statement moves. */
 int party__sqlite_sched_from_row(sqlite3_stmt *stmt, party__schedule *sc);
+/* Binds a schedule's columns (id, name, payload, kind, interval_ms,
+ * cron, next_ms) to parameters first .. first + 6, in that order. */
+void party__sqlite_sched_bind(sqlite3_stmt *stmt, int first, const party__schedule *sc);
 /* Where the room's records are, by its shard's _party_rooms: *own -1 (no
  * row), 0 (the shard) or 1 (its own file); and, unless 1, what its
  * wake-ups need from the shard. One read transaction for all of it: a

@@ -317,14 +317,7 @@ static int own_sched_add(party__room_store *rs, const party__schedule *sc) {
             " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             &stmt) != 0)
         return PARTY_EIO;
-    sqlite3_bind_text(stmt, 1, sc->id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(stmt, 2, sc->name, -1, SQLITE_STATIC);
-    sqlite3_bind_blob64(stmt, 3, sc->len > 0 ? sc->payload : "", sc->len, SQLITE_STATIC);
-    sqlite3_bind_int(stmt, 4, sc->kind);
-    sqlite3_bind_int64(stmt, 5, sc->interval_ms);
-    if (sc->cron != NULL)
-        sqlite3_bind_text(stmt, 6, sc->cron, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(stmt, 7, sc->next_ms);
+    party__sqlite_sched_bind(stmt, 1, sc);
     return wrote_if(s, finish(stmt));
 }
 

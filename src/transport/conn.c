@@ -2311,7 +2311,7 @@ int party__conn_fd(const party_conn *conn) {
 /* ---- public connection API ---- */
 
 const char *party_conn_id(party_conn *conn) {
-    return conn->id;
+    return party__conn_id(conn);
 }
 
 const char *party_conn_uri(party_conn *conn) {
