@@ -17,6 +17,17 @@
 
 #include "party.h"
 
+/* FNV-1a (32 bits) of the len bytes at s: how the backends spread room ids
+ * over shards, caches and tables. A room's shard file depends on it: never
+ * change it. */
+static inline uint32_t party__id_hash(const char *s, size_t len) {
+    uint32_t h = 2166136261u;
+    size_t i;
+    for (i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
 typedef struct party__store_ops party__store_ops;
 
 /* The process-wide handle of a backend. An implementation's own handle

@@ -838,10 +838,7 @@ static int pg_open(const party__backend_config *cfg, party__backend **out, char 
 /* ---- ownership ---- */
 
 static unsigned owned_bucket(const char *id) {
-    unsigned h = 2166136261u;
-    for (; *id != '\0'; id++)
-        h = (h ^ (unsigned char)*id) * 16777619u;
-    return h % OWNED_BUCKETS;
+    return party__id_hash(id, strlen(id)) % OWNED_BUCKETS;
 }
 
 /* The entry of room id; created (count 0) when create. Under owned_mutex. */

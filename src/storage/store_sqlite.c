@@ -27,11 +27,7 @@
 
 /* The shard of a room: a hash of its id (FNV-1a), so that any id spreads. */
 static shard *shard_of(sqlite_backend *be, const char *room_id) {
-    uint32_t h = 2166136261u;
-    const unsigned char *p;
-    for (p = (const unsigned char *)room_id; *p != '\0'; p++)
-        h = (h ^ *p) * 16777619u;
-    return &be->shards[h % be->n_shards];
+    return &be->shards[party__id_hash(room_id, strlen(room_id)) % be->n_shards];
 }
 
 static void reader_close(reader *rd) {

@@ -29,25 +29,26 @@
 
 #include "alloc.h"
 
-/* FNV-1a of the id; 0 marks an empty slot, so 0 is taken as 1. */
+/* The id's hash; 0 marks an empty slot, so 0 is taken as 1. */
 static uint32_t fingerprint(const char *id, size_t len) {
-    uint32_t h = 2166136261u;
-    size_t i;
-    for (i = 0; i < len; i++)
-        h = (h ^ (unsigned char)id[i]) * 16777619u;
+    uint32_t h = party__id_hash(id, len);
     return h != 0 ? h : 1;
 }
 
-static void slots_put(uint32_t *slots, size_t cap, uint32_t fp) {
+/* The slot of fp in a table of cap (a power of two) slots: where it is,
+ * or the empty slot where it would go (linear probing). */
+static size_t slot_of(const uint32_t *slots, size_t cap, uint32_t fp) {
     size_t i = fp & (cap - 1);
     while (slots[i] != 0 && slots[i] != fp)
         i = (i + 1) & (cap - 1);
-    slots[i] = fp;
+    return i;
 }
 
 /* Adds under known_mutex. 0, or PARTY_ENOMEM (the set cannot grow: it no
  * longer answers "absent", so every load goes the long way). */
 static int known_put_locked(sqlite_backend *be, uint32_t fp) {
+    size_t at;
+
     if (be->known_broken)
         return PARTY_ENOMEM;
     if ((be->known_n + 1) * 2 > be->known_cap) {
@@ -59,19 +60,15 @@ static int known_put_locked(sqlite_backend *be, uint32_t fp) {
         }
         for (i = 0; i < be->known_cap; i++)
             if (be->known[i] != 0)
-                slots_put(slots, cap, be->known[i]);
+                slots[slot_of(slots, cap, be->known[i])] = be->known[i];
         party__free(be->known);
         be->known = slots;
         be->known_cap = cap;
     }
-    {
-        size_t i = fp & (be->known_cap - 1);
-        while (be->known[i] != 0 && be->known[i] != fp)
-            i = (i + 1) & (be->known_cap - 1);
-        if (be->known[i] == 0) {
-            be->known[i] = fp;
-            be->known_n++;
-        }
+    at = slot_of(be->known, be->known_cap, fp);
+    if (be->known[at] == 0) {
+        be->known[at] = fp;
+        be->known_n++;
     }
     return 0;
 }
@@ -106,10 +103,7 @@ int party__sqlite_known_claim(sqlite_backend *be, const char *room_id) {
 
     uv_mutex_lock(&be->known_mutex);
     if (!be->known_broken && be->known_cap > 0) {
-        size_t i = fp & (be->known_cap - 1);
-        while (be->known[i] != 0 && be->known[i] != fp)
-            i = (i + 1) & (be->known_cap - 1);
-        absent = be->known[i] == 0;
+        absent = be->known[slot_of(be->known, be->known_cap, fp)] == 0;
     } else if (!be->known_broken) {
         absent = 1;
     }

@@ -542,11 +542,7 @@ fail:
 /* ---- the own-file handle cache ---- */
 
 static size_t handle_bucket(const sqlite_backend *be, const char *id) {
-    uint32_t h = 2166136261u;
-    const unsigned char *p;
-    for (p = (const unsigned char *)id; *p != '\0'; p++)
-        h = (h ^ *p) * 16777619u;
-    return h & (be->handle_buckets_cap - 1);
+    return party__id_hash(id, strlen(id)) & (be->handle_buckets_cap - 1);
 }
 
 static own_handle *handle_find(const sqlite_backend *be, const char *id) {
