@@ -2439,7 +2439,7 @@ static void pg_commit_batch(party__backend *be_, const party__commit *rooms, siz
     file_part *fps = party__calloc(n > 0 ? n : 1, sizeof(*fps));
     int *want = party__calloc(n > 0 ? n : 1, sizeof(*want));
     size_t i, m = 0;
-    int lost = self_fenced(be);
+    int lost = self_fenced(be), tries;
 
     for (i = 0; i < n; i++) {
         pg_room *s = (pg_room *)rooms[i].store;
@@ -2453,32 +2453,29 @@ static void pg_commit_batch(party__backend *be_, const party__commit *rooms, siz
         else
             want[i] = 1, m++;
     }
-    if (m > 0 && (c = pool_get(be, why, sizeof(why))) != NULL) {
-        int unsent = group_commit(be, c, rooms, n, fps, want, results);
+    for (tries = 0; m > 0; tries++) {
+        int unsent;
+        if ((c = pool_get(be, why, sizeof(why))) == NULL) {
+            for (i = 0; tries == 0 && i < n; i++)
+                if (want[i])
+                    results[i] = PARTY_EIO;
+            break;
+        }
+        unsent = group_commit(be, c, rooms, n, fps, want, results);
         if (PQstatus(c) != CONNECTION_OK || PQpipelineStatus(c) != PQ_PIPELINE_OFF) {
             pool_put(be, c); /* closes it */
             c = NULL;
         }
-        /* Once, on a connection that failed before anything of the
-         * batch left: its outcome is known (nothing written). A failure
-         * after that (the COMMIT may have been sent) fails the batch:
-         * nothing of it is acknowledged, and it is not tried again, since
-         * it may have been written. */
-        if (unsent) {
-            __atomic_add_fetch(&be->base.reconnects, 1, __ATOMIC_RELAXED);
-            pool_put(be, c);
-            if ((c = pool_get(be, why, sizeof(why))) != NULL) {
-                (void)group_commit(be, c, rooms, n, fps, want, results);
-                if (PQstatus(c) != CONNECTION_OK || PQpipelineStatus(c) != PQ_PIPELINE_OFF) {
-                    pool_put(be, c);
-                    c = NULL;
-                }
-            }
-        }
-    } else if (m > 0) {
-        for (i = 0; i < n; i++)
-            if (want[i])
-                results[i] = PARTY_EIO;
+        /* Again, once, only when the connection failed before anything
+         * of the batch left: its outcome is known (nothing written). A
+         * failure after that (the COMMIT may have been sent) fails the
+         * batch: nothing of it is acknowledged, and it is not tried
+         * again, since it may have been written. */
+        if (!unsent || tries > 0)
+            break;
+        __atomic_add_fetch(&be->base.reconnects, 1, __ATOMIC_RELAXED);
+        pool_put(be, c);
+        c = NULL;
     }
     for (i = 0; i < n; i++) {
         pg_room *s = (pg_room *)rooms[i].store;
