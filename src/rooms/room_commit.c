@@ -191,13 +191,10 @@ static void group_work(uv_work_t *req) {
     g->commit_us = (uv_hrtime() - start) / 1000;
 }
 
-static void after_group_work(uv_work_t *req, int status) {
-    commit_group *g = req->data;
+/* The group committed: each room's result released; frees the group. */
+static void group_done(commit_group *g) {
     party__rooms *rooms = g->rooms;
     size_t i;
-    (void)status;
-    rooms->group_in_flight--;
-    rooms->commit_groups++;
     /* Each room's batch took as long as the group's commit. */
     for (i = 0; i < g->n; i++)
         party__rooms_record_commit(rooms, g->commit_us);
@@ -206,6 +203,15 @@ static void after_group_work(uv_work_t *req, int status) {
         room_commit_done(g->room[i], g->results[i]);
     }
     party__free(g);
+}
+
+static void after_group_work(uv_work_t *req, int status) {
+    commit_group *g = req->data;
+    party__rooms *rooms = g->rooms;
+    (void)status;
+    rooms->group_in_flight--;
+    rooms->commit_groups++;
+    group_done(g);
     party__loop_maybe_finish(rooms->lp);
 }
 
@@ -230,33 +236,33 @@ static void room_commit_alone(party_room *room) {
     room_commit_done(room, result);
 }
 
-/* Takes the rooms waiting on the group list and commits them as one
- * group on a worker thread. */
-static void rooms_group_start(party__rooms *rooms) {
+/* Takes the rooms of the list *head .. *tail (left empty) into a new
+ * group, in their order; NULL when out of memory, the rooms then
+ * committed alone. */
+static commit_group *group_take(party__rooms *rooms, party_room **head, party_room **tail) {
     commit_group *g;
     party_room *room, *next;
     size_t n = 0, i;
 
-    for (room = rooms->group_head; room != NULL; room = room->group_next)
+    for (room = *head; room != NULL; room = room->group_next)
         n++;
     g = party__calloc(1, sizeof(*g) +
                              n * (sizeof(party_room *) + sizeof(party__commit) + sizeof(int)));
-    room = rooms->group_head;
-    rooms->group_head = rooms->group_tail = NULL;
+    room = *head;
+    *head = *tail = NULL;
     if (g == NULL) {
         for (; room != NULL; room = next) {
             next = room->group_next;
             room->group_next = NULL;
             room_commit_alone(room);
         }
-        return;
+        return NULL;
     }
     g->commits = (party__commit *)(g + 1);
     g->room = (party_room **)(g->commits + n);
     g->results = (int *)(g->room + n);
     g->rooms = rooms;
     g->be = rooms->backend;
-    g->delay_ms = rooms->commit_delay_ms;
     g->n = n;
     g->req.data = g;
     for (i = 0; room != NULL; room = next, i++) {
@@ -265,10 +271,22 @@ static void rooms_group_start(party__rooms *rooms) {
         g->room[i] = room;
         g->commits[i] = room_commit_of(room);
     }
+    return g;
+}
+
+/* Takes the rooms waiting on the group list and commits them as one
+ * group on a worker thread. */
+static void rooms_group_start(party__rooms *rooms) {
+    commit_group *g = group_take(rooms, &rooms->group_head, &rooms->group_tail);
+    size_t i;
+
+    if (g == NULL)
+        return;
+    g->delay_ms = rooms->commit_delay_ms;
     rooms->group_in_flight++;
     if (uv_queue_work(&rooms->lp->loop, &g->req, group_work, after_group_work) != 0) {
         rooms->group_in_flight--;
-        for (i = 0; i < n; i++)
+        for (i = 0; i < g->n; i++)
             room_commit_alone(g->room[i]);
         party__free(g);
     }
@@ -278,43 +296,12 @@ static void rooms_group_start(party__rooms *rooms) {
  * commits wait for no disk, and one transaction per file costs less than
  * one per room. */
 static void loop_group_commit(party__rooms *rooms) {
-    party_room *room = rooms->loop_group_head, *next, **list;
-    party__commit *commits;
-    int *results;
-    size_t n = 0, i;
-    uint64_t start, us;
+    commit_group *g = group_take(rooms, &rooms->loop_group_head, &rooms->loop_group_tail);
 
-    for (; room != NULL; room = room->group_next)
-        n++;
-    room = rooms->loop_group_head;
-    rooms->loop_group_head = rooms->loop_group_tail = NULL;
-    commits = party__calloc(n, sizeof(*commits) + sizeof(*results) + sizeof(*list));
-    if (commits == NULL) {
-        for (; room != NULL; room = next) {
-            next = room->group_next;
-            room->group_next = NULL;
-            room_commit_alone(room);
-        }
+    if (g == NULL)
         return;
-    }
-    list = (party_room **)(commits + n);
-    results = (int *)(list + n);
-    for (i = 0; room != NULL; room = next, i++) {
-        next = room->group_next;
-        room->group_next = NULL;
-        list[i] = room;
-        commits[i] = room_commit_of(room);
-    }
-    start = uv_hrtime();
-    rooms->backend->ops->commit_batch(rooms->backend, commits, n, results);
-    us = (uv_hrtime() - start) / 1000;
-    for (i = 0; i < n; i++)
-        party__rooms_record_commit(rooms, us);
-    for (i = 0; i < n; i++) {
-        rooms->n_busy--;
-        room_commit_done(list[i], results[i]);
-    }
-    party__free(commits);
+    group_work(&g->req); /* delay_ms 0: no wait on a loop thread */
+    group_done(g);
 }
 
 /* The end of a loop turn: the rooms waiting to load go in groups, the
