@@ -2036,6 +2036,12 @@ static const char *const commit_sql[ST_COUNT] = {
     [ST_FENCE_ROWS] = FENCE_ROWS,
 };
 
+/* The name statement st of commit_sql is prepared under. */
+static const char *statement_name(int st, char name[16]) {
+    snprintf(name, 16, "c%d", st);
+    return name;
+}
+
 /* Prepares commit_sql on a new connection of the pool: 0 or PARTY_EIO
  * with why. */
 static int prepare_commits(PGconn *c, char *why, size_t why_len) {
@@ -2043,7 +2049,7 @@ static int prepare_commits(PGconn *c, char *why, size_t why_len) {
     int i;
     for (i = 0; i < ST_COUNT; i++) {
         PGresult *res;
-        snprintf(name, sizeof(name), "c%d", i);
+        statement_name(i, name);
         res = PQprepare(c, name, commit_sql[i], 0, NULL);
         if (!ok_status(res)) {
             describe(c, res, "preparing the commit statements", why, why_len);
@@ -2133,8 +2139,8 @@ static void pipe_send(pipe_run *p, int st, int n, const char *const *vals, const
     char name[16];
     if (p->broken)
         return;
-    snprintf(name, sizeof(name), "c%d", st);
-    pipe_sent(p, PQsendQueryPrepared(p->c, name, n, vals, lens, formats, 1) == 1);
+    pipe_sent(p,
+              PQsendQueryPrepared(p->c, statement_name(st, name), n, vals, lens, formats, 1) == 1);
 }
 
 /* Writes the record an undo entry names as it is now. */
